@@ -1,0 +1,598 @@
+/* layers.c — the built-in layers. Each layer is one table entry: its Keras
+ * name, its arguments with Keras' defaults, and one function that makes its
+ * variables (on the first call) and emits its ops. */
+#include "sema_internal.h"
+
+#include <string.h>
+
+sv *layer_arg(const kd_instance *inst, const char *name)
+{
+    for (int i = 0; i < inst->nargs; i++)
+        if (strcmp(inst->arg_names[i], name) == 0) return inst->args[i];
+    return NULL;
+}
+
+static int64_t int_arg(sema *S, const kd_instance *inst, const char *name, int64_t lo, bool *ok)
+{
+    sv *v = layer_arg(inst, name);
+    int64_t n = 0;
+    if (!sv_as_int(S, v, &n, kd_format(S->a, "%s argument '%s'", inst->type, name))) {
+        *ok = false;
+        return 0;
+    }
+    if (n < lo || n > ((int64_t)1 << 31)) {
+        sema_error(S, v->loc, "%s argument '%s' must be at least %lld, got %lld", inst->type, name, (long long)lo, (long long)n);
+        *ok = false;
+    }
+    return n;
+}
+
+static double num_arg(sema *S, const kd_instance *inst, const char *name, bool *ok)
+{
+    double x = 0;
+    if (!sv_as_number(S, layer_arg(inst, name), &x, kd_format(S->a, "%s argument '%s'", inst->type, name))) *ok = false;
+    return x;
+}
+
+static bool bool_arg(sema *S, const kd_instance *inst, const char *name, bool *ok)
+{
+    bool b = false;
+    if (!sv_as_bool(S, layer_arg(inst, name), &b, kd_format(S->a, "%s argument '%s'", inst->type, name))) *ok = false;
+    return b;
+}
+
+/* An int or a list of two ints: kernel_size: 3, strides: [2, 2]. */
+static bool pair_arg(sema *S, const kd_instance *inst, const char *name, int out[2])
+{
+    sv *v = layer_arg(inst, name);
+    int64_t a, b;
+    if (v && v->kind == SV_LIST && v->n == 2) {
+        if (!sv_as_int(S, v->items[0], &a, name) || !sv_as_int(S, v->items[1], &b, name)) return false;
+    } else if (v && (v->kind == SV_INT || v->kind == SV_FLOAT)) {
+        if (!sv_as_int(S, v, &a, name)) return false;
+        b = a;
+    } else {
+        sema_error(S, v ? v->loc : inst->loc, "%s argument '%s' must be an integer or a list of two integers",
+                   inst->type, name);
+        return false;
+    }
+    if (a < 1 || b < 1 || a > 65536 || b > 65536) {
+        sema_error(S, v->loc, "%s argument '%s' must be between 1 and 65536", inst->type, name);
+        return false;
+    }
+    out[0] = (int)a;
+    out[1] = (int)b;
+    return true;
+}
+
+/* padding: valid | same */
+static int padding_arg(sema *S, const kd_instance *inst, bool *same)
+{
+    sv *v = layer_arg(inst, "padding");
+    const char *p = v && (v->kind == SV_IDENT || v->kind == SV_STRING) ? v->s : NULL;
+    if (p && !strcmp(p, "valid")) { *same = false; return 1; }
+    if (p && !strcmp(p, "same")) { *same = true; return 1; }
+    const char *known[] = {"valid", "same"};
+    const char *near = p ? kd_nearest(p, known, 2) : NULL;
+    if (near) sema_error(S, v->loc, "%s padding must be valid or same, got '%s'; did you mean '%s'?", inst->type, p, near);
+    else sema_error(S, v ? v->loc : inst->loc, "%s padding must be valid or same", inst->type);
+    return 0;
+}
+
+/* Output size and padding of a window op, as Keras computes them. */
+static bool window_geometry(sema *S, const kd_instance *inst, const ir_shape *x, const int k[2], const int s[2],
+                            bool same, ir_attrs *attr, kd_loc loc)
+{
+    for (int d = 0; d < 2; d++) {
+        int64_t in = x->dims[1 + d], out;
+        if (same) {
+            out = (in + s[d] - 1) / s[d];
+            int64_t total = (out - 1) * s[d] + k[d] - in;
+            if (total < 0) total = 0;
+            attr->pad_lo[d] = total / 2;
+            attr->pad_hi[d] = total - total / 2;
+        } else {
+            if (in < k[d]) {
+                char buf[128];
+                sema_error(S, loc, "%s window %dx%d is larger than its input %s", inst->type, k[0], k[1],
+                           ir_shape_sample(x, buf, sizeof buf));
+                return false;
+            }
+            attr->pad_lo[d] = attr->pad_hi[d] = 0;
+        }
+        attr->window[d] = k[d];
+        attr->stride[d] = s[d];
+    }
+    return true;
+}
+
+static bool need_rank(sema *S, const kd_instance *inst, const ir_node *x, int rank, kd_loc loc)
+{
+    if (x->shape.batched && x->shape.rank == rank + 1) return true;
+    char buf[128];
+    sema_error(S, loc, "%s expects a rank-%d input per sample%s, got %s", inst->type, rank,
+               rank == 3 ? " (height, width, channels)" : "", ir_shape_sample(&x->shape, buf, sizeof buf));
+    return false;
+}
+
+static kd_init init_arg(sema *S, const kd_instance *inst, const char *name, bool *ok)
+{
+    kd_init init = {0};
+    sv *v = layer_arg(inst, name);
+    if (!v || !sema_init_from(S, v, &init)) *ok = false;
+    return init;
+}
+
+#define NODE(expr, what) sema_check_node(S, (expr), loc, (what))
+
+ir_node *apply_activation(sema *S, ir_node *x, const sv *act, kd_loc loc)
+{
+    if (!x) return NULL;
+    const char *a = act && (act->kind == SV_IDENT || act->kind == SV_STRING) ? act->s : NULL;
+    if (act && act->kind == SV_NONE) return x;
+    if (!a) {
+        sema_error(S, act ? act->loc : loc, "an activation must be a name such as relu, got %s", act ? sv_describe(act) : "nothing");
+        return NULL;
+    }
+    if (!strcmp(a, "linear") || !strcmp(a, "none")) return x;
+    if (!strcmp(a, "relu")) return NODE(ir_unary(&S->b, IR_RELU, x), "relu");
+    if (!strcmp(a, "sigmoid")) return NODE(ir_unary(&S->b, IR_SIGMOID, x), "sigmoid");
+    if (!strcmp(a, "tanh")) return NODE(ir_unary(&S->b, IR_TANH, x), "tanh");
+    if (!strcmp(a, "exponential")) return NODE(ir_unary(&S->b, IR_EXP, x), "exponential");
+    if (!strcmp(a, "softmax") || !strcmp(a, "log_softmax")) {
+        ir_attrs attr = {.axis = x->shape.rank - 1};
+        return NODE(ir_make(&S->b, a[0] == 's' ? IR_SOFTMAX : IR_LOG_SOFTMAX, 1, &x, &attr), a);
+    }
+    if (!strcmp(a, "swish") || !strcmp(a, "silu")) {
+        ir_node *s = NODE(ir_unary(&S->b, IR_SIGMOID, x), a);
+        return s ? NODE(ir_binary(&S->b, IR_MUL, x, s), a) : NULL;
+    }
+    const char *known[] = {"linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "exponential", "swish", "silu"};
+    const char *near = kd_nearest(a, known, (int)(sizeof known / sizeof known[0]));
+    if (near) sema_error(S, act->loc, "unknown activation '%s'; did you mean '%s'?", a, near);
+    else sema_error(S, act->loc, "unknown activation '%s'", a);
+    return NULL;
+}
+
+static sv *result(sema *S, ir_node *n, kd_loc loc) { return n ? sv_tensor(S, n, NULL, loc) : NULL; }
+
+/* ---- Dense ------------------------------------------------------------- */
+
+static const layer_param dense_params[] = {
+    {"units", NULL}, {"activation", "linear"}, {"use_bias", "true"},
+    {"kernel_initializer", "glorot_uniform"}, {"bias_initializer", "zeros"}, {NULL, NULL}};
+
+static sv *dense_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    if (!need_rank(S, inst, x, 1, loc)) return NULL;
+    bool ok = true;
+    int64_t units = int_arg(S, inst, "units", 1, &ok);
+    bool use_bias = bool_arg(S, inst, "use_bias", &ok);
+    kd_init kinit = init_arg(S, inst, "kernel_initializer", &ok), binit = init_arg(S, inst, "bias_initializer", &ok);
+    if (!ok) return NULL;
+    int64_t kdims[2] = {x->shape.dims[1], units};
+    kd_var *kernel = sema_new_var(S, inst, "kernel", VAR_WEIGHT, ir_shape_of(2, kdims, false), kinit, true, loc);
+    kd_var *bias = use_bias ? sema_new_var(S, inst, "bias", VAR_WEIGHT, ir_shape_of(1, &units, false), binit, true, loc) : NULL;
+    if (!kernel || (use_bias && !bias)) return NULL;
+    ir_node *y = NODE(ir_matmul(&S->b, x, NODE(ir_var_read(&S->b, kernel), "Dense"), false, false), "Dense");
+    if (y && bias) y = NODE(ir_binary(&S->b, IR_ADD, y, NODE(ir_var_read(&S->b, bias), "Dense")), "Dense");
+    return result(S, apply_activation(S, y, layer_arg(inst, "activation"), loc), loc);
+}
+
+/* ---- Conv2D ------------------------------------------------------------ */
+
+static const layer_param conv2d_params[] = {
+    {"filters", NULL}, {"kernel_size", NULL}, {"strides", "1"}, {"padding", "valid"}, {"activation", "linear"},
+    {"use_bias", "true"}, {"kernel_initializer", "glorot_uniform"}, {"bias_initializer", "zeros"}, {NULL, NULL}};
+
+static sv *conv2d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    if (!need_rank(S, inst, x, 3, loc)) return NULL;
+    bool ok = true, same = false;
+    int k[2], s[2];
+    int64_t filters = int_arg(S, inst, "filters", 1, &ok);
+    ok = pair_arg(S, inst, "kernel_size", k) && ok;
+    ok = pair_arg(S, inst, "strides", s) && ok;
+    ok = padding_arg(S, inst, &same) && ok;
+    bool use_bias = bool_arg(S, inst, "use_bias", &ok);
+    kd_init kinit = init_arg(S, inst, "kernel_initializer", &ok), binit = init_arg(S, inst, "bias_initializer", &ok);
+    if (!ok) return NULL;
+    ir_attrs attr = {0};
+    if (!window_geometry(S, inst, &x->shape, k, s, same, &attr, loc)) return NULL;
+    int64_t kdims[4] = {k[0], k[1], x->shape.dims[3], filters};
+    kd_var *kernel = sema_new_var(S, inst, "kernel", VAR_WEIGHT, ir_shape_of(4, kdims, false), kinit, true, loc);
+    kd_var *bias = use_bias ? sema_new_var(S, inst, "bias", VAR_WEIGHT, ir_shape_of(1, &filters, false), binit, true, loc) : NULL;
+    if (!kernel || (use_bias && !bias)) return NULL;
+    ir_node *w = NODE(ir_var_read(&S->b, kernel), "Conv2D");
+    if (!w) return NULL;
+    ir_node *ops[2] = {x, w};
+    ir_node *y = NODE(ir_make(&S->b, IR_CONV2D, 2, ops, &attr), "Conv2D");
+    if (y && bias) y = NODE(ir_binary(&S->b, IR_ADD, y, NODE(ir_var_read(&S->b, bias), "Conv2D")), "Conv2D");
+    return result(S, apply_activation(S, y, layer_arg(inst, "activation"), loc), loc);
+}
+
+/* ---- pooling ----------------------------------------------------------- */
+
+static const layer_param pool_params[] = {
+    {"pool_size", "2"}, {"strides", "=pool_size"}, {"padding", "valid"}, {NULL, NULL}};
+
+static sv *pool_apply(sema *S, kd_instance *inst, ir_node *x, ir_op op, kd_loc loc)
+{
+    if (!need_rank(S, inst, x, 3, loc)) return NULL;
+    bool same = false;
+    int k[2], s[2];
+    sv *strides = layer_arg(inst, "strides");
+    if (!pair_arg(S, inst, "pool_size", k)) return NULL;
+    if (strides && strides->kind == SV_NONE) { s[0] = k[0]; s[1] = k[1]; }
+    else if (!pair_arg(S, inst, "strides", s)) return NULL;
+    if (!padding_arg(S, inst, &same)) return NULL;
+    ir_attrs attr = {0};
+    if (!window_geometry(S, inst, &x->shape, k, s, same, &attr, loc)) return NULL;
+    return result(S, NODE(ir_make(&S->b, op, 1, &x, &attr), inst->type), loc);
+}
+
+static sv *maxpool_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return pool_apply(S, inst, in[0]->t, IR_MAXPOOL2D, loc);
+}
+
+static sv *avgpool_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return pool_apply(S, inst, in[0]->t, IR_AVGPOOL2D, loc);
+}
+
+static const layer_param no_params[] = {{NULL, NULL}};
+
+static sv *global_pool_apply(sema *S, kd_instance *inst, ir_node *x, ir_op op, kd_loc loc)
+{
+    if (!need_rank(S, inst, x, 3, loc)) return NULL;
+    return result(S, NODE(ir_reduce(&S->b, op, x, (1 << 1) | (1 << 2), false), inst->type), loc);
+}
+
+static sv *gap_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return global_pool_apply(S, inst, in[0]->t, IR_MEAN, loc);
+}
+
+static sv *gmp_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return global_pool_apply(S, inst, in[0]->t, IR_MAX, loc);
+}
+
+/* ---- ZeroPadding2D ----------------------------------------------------- */
+
+static const layer_param zeropad_params[] = {{"padding", "1"}, {NULL, NULL}};
+
+static sv *zeropad_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    if (!need_rank(S, inst, x, 3, loc)) return NULL;
+    sv *p = layer_arg(inst, "padding");
+    int64_t pad[4]; /* top, bottom, left, right */
+    int64_t v;
+    if (p->kind == SV_LIST && p->n == 2 && p->items[0]->kind == SV_LIST) {
+        for (int d = 0; d < 2; d++) {
+            sv *pair = p->items[d];
+            if (pair->kind != SV_LIST || pair->n != 2) goto bad;
+            for (int k = 0; k < 2; k++) {
+                if (!sv_as_int(S, pair->items[k], &v, "ZeroPadding2D padding")) return NULL;
+                pad[2 * d + k] = v;
+            }
+        }
+    } else if (p->kind == SV_LIST && p->n == 2) {
+        for (int d = 0; d < 2; d++) {
+            if (!sv_as_int(S, p->items[d], &v, "ZeroPadding2D padding")) return NULL;
+            pad[2 * d] = pad[2 * d + 1] = v;
+        }
+    } else if (p->kind == SV_INT) {
+        pad[0] = pad[1] = pad[2] = pad[3] = p->i;
+    } else
+        goto bad;
+    for (int i = 0; i < 4; i++)
+        if (pad[i] < 0 || pad[i] > 65536) goto bad;
+    ir_attrs attr = {0};
+    attr.pad_lo[1] = pad[0];
+    attr.pad_hi[1] = pad[1];
+    attr.pad_lo[2] = pad[2];
+    attr.pad_hi[2] = pad[3];
+    return result(S, NODE(ir_make(&S->b, IR_PAD, 1, &x, &attr), "ZeroPadding2D"), loc);
+bad:
+    sema_error(S, p->loc, "ZeroPadding2D padding must be an integer, [h, w] or [[top, bottom], [left, right]] of non-negative integers");
+    return NULL;
+}
+
+/* ---- shape layers ------------------------------------------------------ */
+
+static sv *flatten_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    (void)inst;
+    ir_node *x = in[0]->t;
+    int64_t elems = ir_shape_elems(&x->shape);
+    return result(S, NODE(ir_reshape(&S->b, x, ir_shape_of(1, &elems, true)), "Flatten"), loc);
+}
+
+/* A per-sample target shape with at most one -1; used by Reshape and reshape(). */
+ir_node *sema_reshape(sema *S, ir_node *x, const sv *target, kd_loc loc);
+ir_node *sema_reshape(sema *S, ir_node *x, const sv *target, kd_loc loc)
+{
+    if (!target || target->kind != SV_LIST || target->n < 1 || target->n >= IR_MAX_RANK) {
+        sema_error(S, target ? target->loc : loc, "reshape needs a target shape such as [7, 7, 16] (without the batch)");
+        return NULL;
+    }
+    ir_shape to = {.rank = target->n + 1, .batched = true};
+    to.dims[0] = IR_BATCH;
+    int infer = -1;
+    int64_t known = 1;
+    for (int i = 0; i < target->n; i++) {
+        int64_t d;
+        if (!sv_as_int(S, target->items[i], &d, "a reshape dimension")) return NULL;
+        if (d == -1 && infer < 0) { infer = i + 1; continue; }
+        if (d <= 0) {
+            sema_error(S, target->items[i]->loc, "reshape dimension must be positive (or one -1), got %lld", (long long)d);
+            return NULL;
+        }
+        if (__builtin_mul_overflow(known, d, &known)) known = -1;
+        to.dims[i + 1] = d;
+    }
+    int64_t have = ir_shape_elems(&x->shape);
+    if (infer > 0 && known > 0 && have % known == 0) to.dims[infer] = have / known;
+    if ((infer > 0 && (known <= 0 || have % known != 0)) || (infer < 0 && known != have)) {
+        char a[128];
+        sema_error(S, target->loc, "cannot reshape %s (%lld values per sample) to the requested shape", 
+                   ir_shape_sample(&x->shape, a, sizeof a), (long long)have);
+        return NULL;
+    }
+    return NODE(ir_reshape(&S->b, x, to), "reshape");
+}
+
+static const layer_param reshape_params[] = {{"target_shape", NULL}, {NULL, NULL}};
+
+static sv *reshape_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return result(S, sema_reshape(S, in[0]->t, layer_arg(inst, "target_shape"), loc), loc);
+}
+
+/* ---- regularisation and normalisation ---------------------------------- */
+
+static const layer_param dropout_params[] = {{"rate", NULL}, {"seed", "0"}, {NULL, NULL}};
+
+/* Dropout in training multiplies by a mask of 0 and 1/(1-rate); in inference it is the identity. */
+ir_node *sema_dropout(sema *S, ir_node *x, double rate, kd_loc loc);
+ir_node *sema_dropout(sema *S, ir_node *x, double rate, kd_loc loc)
+{
+    if (!(rate >= 0 && rate < 1)) {
+        sema_error(S, loc, "dropout rate must be in [0, 1), got %g", rate);
+        return NULL;
+    }
+    if (!S->training || rate == 0) return x;
+    ir_attrs attr = {.scalar = rate, .index = S->b.g->nodes.len};
+    ir_node *mask = NODE(ir_leaf(&S->b, IR_DROPOUT_MASK, x->shape, &attr, -1), "dropout");
+    return mask ? NODE(ir_binary(&S->b, IR_MUL, x, mask), "dropout") : NULL;
+}
+
+static sv *dropout_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    bool ok = true;
+    double rate = num_arg(S, inst, "rate", &ok);
+    if (!ok) return NULL;
+    return result(S, sema_dropout(S, in[0]->t, rate, loc), loc);
+}
+
+static const layer_param batchnorm_params[] = {
+    {"axis", "-1"}, {"momentum", "0.99"}, {"epsilon", "0.001"}, {"center", "true"}, {"scale", "true"}, {NULL, NULL}};
+
+static sv *batchnorm_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    bool ok = true;
+    int64_t axis_arg = 0;
+    if (!sv_as_int(S, layer_arg(inst, "axis"), &axis_arg, "BatchNormalization axis")) return NULL;
+    double momentum = num_arg(S, inst, "momentum", &ok), eps = num_arg(S, inst, "epsilon", &ok);
+    bool center = bool_arg(S, inst, "center", &ok), scale = bool_arg(S, inst, "scale", &ok);
+    if (!ok) return NULL;
+    int rank = x->shape.rank;
+    int axis = sema_axis(S, axis_arg, rank, loc);
+    if (axis < 0) return NULL;
+    if (axis != rank - 1 || axis == 0) {
+        sema_error(S, loc, "BatchNormalization normalises the last axis (channels last); axis %lld is not supported",
+                   (long long)axis_arg);
+        return NULL;
+    }
+    if (!(eps > 0)) {
+        sema_error(S, loc, "BatchNormalization epsilon must be positive");
+        return NULL;
+    }
+    int64_t c = x->shape.dims[rank - 1];
+    ir_shape vec = ir_shape_of(1, &c, false);
+    kd_var *gamma = scale ? sema_new_var(S, inst, "gamma", VAR_WEIGHT, vec, (kd_init){.kind = INIT_ONES}, true, loc) : NULL;
+    kd_var *beta = center ? sema_new_var(S, inst, "beta", VAR_WEIGHT, vec, (kd_init){.kind = INIT_ZEROS}, true, loc) : NULL;
+    kd_var *mm = sema_new_var(S, inst, "moving_mean", VAR_STATE, vec, (kd_init){.kind = INIT_ZEROS}, false, loc);
+    kd_var *mv = sema_new_var(S, inst, "moving_variance", VAR_STATE, vec, (kd_init){.kind = INIT_ONES}, false, loc);
+    if ((scale && !gamma) || (center && !beta) || !mm || !mv) return NULL;
+    ir_builder *b = &S->b;
+    ir_node *mean, *var;
+    if (S->training) {
+        int64_t axes = ((int64_t)1 << (rank - 1)) - 1;   /* every axis but the channels, batch included */
+        mean = NODE(ir_reduce(b, IR_MEAN, x, axes, true), "BatchNormalization");
+        ir_node *xc = mean ? NODE(ir_binary(b, IR_SUB, x, mean), "BatchNormalization") : NULL;
+        ir_node *sq = xc ? NODE(ir_unary(b, IR_SQUARE, xc), "BatchNormalization") : NULL;
+        var = sq ? NODE(ir_reduce(b, IR_MEAN, sq, axes, true), "BatchNormalization") : NULL;
+        if (!var) return NULL;
+        /* moving = moving * momentum + batch * (1 - momentum) */
+        ir_node *stats[2] = {mean, var};
+        kd_var *moving[2] = {mm, mv};
+        for (int i = 0; i < 2; i++) {
+            ir_node *flat = NODE(ir_reshape(b, stats[i], vec), "BatchNormalization");
+            ir_node *old = NODE(ir_var_read(b, moving[i]), "BatchNormalization");
+            if (!flat || !old) return NULL;
+            ir_node *keep = NODE(ir_binary(b, IR_MUL, old, ir_scalar(b, momentum)), "BatchNormalization");
+            ir_node *add = NODE(ir_binary(b, IR_MUL, flat, ir_scalar(b, 1 - momentum)), "BatchNormalization");
+            ir_node *next = keep && add ? NODE(ir_binary(b, IR_ADD, keep, add), "BatchNormalization") : NULL;
+            if (!next) return NULL;
+            ir_update *u = kd_alloc(S->a, sizeof *u);
+            u->var = moving[i]->index;
+            u->value = next;
+            kd_vec_push(S->a, &b->g->updates, u);
+        }
+    } else {
+        mean = NODE(ir_var_read(b, mm), "BatchNormalization");
+        var = NODE(ir_var_read(b, mv), "BatchNormalization");
+        if (!mean || !var) return NULL;
+    }
+    ir_node *xc = NODE(ir_binary(b, IR_SUB, x, mean), "BatchNormalization");
+    ir_node *ve = xc ? NODE(ir_binary(b, IR_ADD, var, ir_scalar(b, eps)), "BatchNormalization") : NULL;
+    ir_node *inv = ve ? NODE(ir_unary(b, IR_RSQRT, ve), "BatchNormalization") : NULL;
+    ir_node *y = inv ? NODE(ir_binary(b, IR_MUL, xc, inv), "BatchNormalization") : NULL;
+    if (y && gamma) y = NODE(ir_binary(b, IR_MUL, y, NODE(ir_var_read(b, gamma), "BatchNormalization")), "BatchNormalization");
+    if (y && beta) y = NODE(ir_binary(b, IR_ADD, y, NODE(ir_var_read(b, beta), "BatchNormalization")), "BatchNormalization");
+    return result(S, y, loc);
+}
+
+/* ---- activations ------------------------------------------------------- */
+
+static sv *relu_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    (void)inst;
+    return result(S, NODE(ir_unary(&S->b, IR_RELU, in[0]->t), "ReLU"), loc);
+}
+
+static const layer_param softmax_params[] = {{"axis", "-1"}, {NULL, NULL}};
+
+static sv *softmax_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    int64_t axis;
+    if (!sv_as_int(S, layer_arg(inst, "axis"), &axis, "Softmax axis")) return NULL;
+    int a = sema_axis(S, axis, x->shape.rank, loc);
+    if (a < 0) return NULL;
+    if (a == 0 && x->shape.batched) {
+        sema_error(S, loc, "Softmax over the batch axis is not supported");
+        return NULL;
+    }
+    ir_attrs attr = {.axis = a};
+    return result(S, NODE(ir_make(&S->b, IR_SOFTMAX, 1, &x, &attr), "Softmax"), loc);
+}
+
+static const layer_param activation_params[] = {{"activation", NULL}, {NULL, NULL}};
+
+static sv *activation_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return result(S, apply_activation(S, in[0]->t, layer_arg(inst, "activation"), loc), loc);
+}
+
+/* ---- merges ------------------------------------------------------------ */
+
+static sv *merge(sema *S, kd_instance *inst, sv **in, int n, ir_op op, kd_loc loc)
+{
+    ir_node *acc = in[0]->t;
+    for (int i = 1; i < n && acc; i++) {
+        if (!ir_shape_equal(&acc->shape, &in[i]->t->shape)) {
+            char a[128], b[128];
+            sema_error(S, loc, "%s needs inputs of one shape, got %s and %s", inst->type,
+                       ir_shape_keras(&in[0]->t->shape, a, sizeof a), ir_shape_keras(&in[i]->t->shape, b, sizeof b));
+            return NULL;
+        }
+        acc = NODE(ir_binary(&S->b, op, acc, in[i]->t), inst->type);
+    }
+    return result(S, acc, loc);
+}
+
+static sv *add_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc) { return merge(S, inst, in, n, IR_ADD, loc); }
+static sv *multiply_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc) { return merge(S, inst, in, n, IR_MUL, loc); }
+static sv *maximum_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc) { return merge(S, inst, in, n, IR_MAXIMUM, loc); }
+
+static sv *subtract_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    if (n != 2) {
+        sema_error(S, loc, "Subtract takes exactly 2 inputs, got %d", n);
+        return NULL;
+    }
+    return merge(S, inst, in, n, IR_SUB, loc);
+}
+
+static sv *average_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    sv *sum = merge(S, inst, in, n, IR_ADD, loc);
+    if (!sum) return NULL;
+    return result(S, NODE(ir_binary(&S->b, IR_MUL, sum->t, ir_scalar(&S->b, 1.0 / n)), "Average"), loc);
+}
+
+/* Concatenation along one axis; shared with concat(). */
+ir_node *sema_concat(sema *S, ir_node **xs, int n, int64_t axis_arg, kd_loc loc);
+ir_node *sema_concat(sema *S, ir_node **xs, int n, int64_t axis_arg, kd_loc loc)
+{
+    int axis = sema_axis(S, axis_arg, xs[0]->shape.rank, loc);
+    if (axis < 0) return NULL;
+    if (axis == 0 && xs[0]->shape.batched) {
+        sema_error(S, loc, "concatenation along the batch axis is not supported");
+        return NULL;
+    }
+    ir_attrs attr = {.axis = axis};
+    return NODE(ir_make(&S->b, IR_CONCAT, n, xs, &attr), "Concatenate");
+}
+
+static const layer_param concat_params[] = {{"axis", "-1"}, {NULL, NULL}};
+
+static sv *concat_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    int64_t axis;
+    if (!sv_as_int(S, layer_arg(inst, "axis"), &axis, "Concatenate axis")) return NULL;
+    ir_node **xs = kd_alloc_array(S->a, (size_t)n, sizeof *xs);
+    for (int i = 0; i < n; i++) xs[i] = in[i]->t;
+    return result(S, sema_concat(S, xs, n, axis, loc), loc);
+}
+
+/* ---- the table --------------------------------------------------------- */
+
+static const layer_def layer_table[] = {
+    {"Dense", 1, dense_params, dense_apply},
+    {"Conv2D", 1, conv2d_params, conv2d_apply},
+    {"MaxPooling2D", 1, pool_params, maxpool_apply},
+    {"AveragePooling2D", 1, pool_params, avgpool_apply},
+    {"GlobalAveragePooling2D", 1, no_params, gap_apply},
+    {"GlobalMaxPooling2D", 1, no_params, gmp_apply},
+    {"ZeroPadding2D", 1, zeropad_params, zeropad_apply},
+    {"Flatten", 1, no_params, flatten_apply},
+    {"Reshape", 1, reshape_params, reshape_apply},
+    {"Dropout", 1, dropout_params, dropout_apply},
+    {"BatchNormalization", 1, batchnorm_params, batchnorm_apply},
+    {"ReLU", 1, no_params, relu_apply},
+    {"Softmax", 1, softmax_params, softmax_apply},
+    {"Activation", 1, activation_params, activation_apply},
+    {"Add", -1, no_params, add_apply},
+    {"Subtract", -1, no_params, subtract_apply},
+    {"Multiply", -1, no_params, multiply_apply},
+    {"Maximum", -1, no_params, maximum_apply},
+    {"Average", -1, no_params, average_apply},
+    {"Concatenate", -1, concat_params, concat_apply},
+};
+
+const layer_def *layer_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof layer_table / sizeof layer_table[0]; i++)
+        if (strcmp(layer_table[i].name, name) == 0) return &layer_table[i];
+    return NULL;
+}
+
+int layer_names(const char **out, int max)
+{
+    int n = 0;
+    for (size_t i = 0; i < sizeof layer_table / sizeof layer_table[0] && n < max; i++) out[n++] = layer_table[i].name;
+    return n;
+}

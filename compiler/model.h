@@ -1,0 +1,78 @@
+/* model.h — what semantic analysis produces from a KDSL program: for one model,
+ * its layer table (the summary), its variables, its training settings, and
+ * its graph IR, elaborated once for training and once for inference. */
+#ifndef KDSL_MODEL_H
+#define KDSL_MODEL_H
+
+#include "../grammar/ast.h"
+#include "ir.h"
+
+typedef struct kd_layer {
+    const char *name;      /* Keras instance name: dense, dense_1, my_dense, resnet50 */
+    const char *type;      /* Dense, Conv2D, MyDense, Functional, InputLayer */
+    ir_shape out_shape;
+    bool multiple_shapes;  /* a shared layer applied to differently shaped inputs */
+    int64_t trainable_params, nontrainable_params;
+    kd_vec inbound;        /* const char*: names of the layers it reads (functional summary) */
+    kd_loc loc;
+} kd_layer;
+
+typedef enum kd_loss_kind {
+    LOSS_NONE, LOSS_CATEGORICAL_XENT, LOSS_SPARSE_CATEGORICAL_XENT,
+    LOSS_BINARY_XENT, LOSS_MSE,
+} kd_loss_kind;
+
+typedef enum kd_optimizer_kind { OPT_NONE, OPT_SGD, OPT_ADAM, OPT_RMSPROP } kd_optimizer_kind;
+
+typedef struct kd_train_config {
+    bool present;          /* a `train` block exists for the model */
+    kd_loss_kind loss;
+    bool from_logits;
+    kd_optimizer_kind optimizer;
+    double learning_rate;  /* Keras' defaults: SGD 0.01, Adam 0.001, RMSprop 0.001 */
+    double momentum;       /* SGD */
+    bool nesterov;         /* SGD */
+    double beta_1, beta_2, epsilon;   /* Adam (0.9, 0.999, 1e-7) */
+    double rho;            /* RMSprop (0.9), epsilon 1e-7 */
+    bool metric_accuracy;
+    int batch_size;        /* 32 */
+    int epochs;            /* 1 */
+    int validation_freq;   /* 1 */
+    double validation_split; /* 0 */
+    bool shuffle;          /* true */
+    int64_t seed;          /* 0 unless given */
+    kd_loc loc;
+} kd_train_config;
+
+typedef struct kd_model {
+    const char *name;
+    const ast_item *item;
+    kd_vec layers;         /* kd_layer*, in creation order (summary rows) */
+    kd_vec vars;           /* kd_var*: weights and states (optimizer slots are added by the training graph) */
+    int ninputs, noutputs;
+    ir_shape input_shapes[16];
+    const char *input_names[16];
+    ir_shape output_shapes[16];
+    const char *output_names[16];
+    bool functional;       /* not a plain chain: the summary shows InputLayer rows and "Connected to" */
+    ir_graph *train;       /* forward graph in training mode: outputs, state updates */
+    ir_graph *infer;       /* forward graph in inference mode */
+    kd_train_config config;
+    int64_t trainable_params, nontrainable_params;
+} kd_model;
+
+typedef struct kd_program {
+    ast_program *ast;
+    kd_vec models;         /* kd_model*, in source order */
+} kd_program;
+
+/* sema.c: checks the program and elaborates every model (or only `only`, if not NULL).
+ * Reports errors to d; returns NULL if any. */
+kd_program *kd_check(kd_arena *a, ast_program *ast, kd_diags *d, const char *only);
+/* The model called `name`, or the last model when name is NULL. */
+kd_model *kd_find_model(kd_program *p, const char *name);
+
+/* summary.c: Keras' model.summary() table. */
+void kd_print_summary(FILE *out, const kd_model *m);
+
+#endif

@@ -1,0 +1,143 @@
+/* sema_internal.h — the elaborator's working types, shared by sema.c (statements,
+ * expressions, calls), layers.c (built-in layers), functions.c (tensor functions)
+ * and train_config.c. Not part of the compiler's interface. */
+#ifndef KDSL_SEMA_INTERNAL_H
+#define KDSL_SEMA_INTERNAL_H
+
+#include "model.h"
+
+typedef enum sv_kind {
+    SV_NONE, SV_TENSOR, SV_INT, SV_FLOAT, SV_BOOL, SV_STRING, SV_IDENT, SV_LIST, SV_INSTANCE,
+} sv_kind;
+
+typedef struct kd_instance kd_instance;
+
+/* A value during elaboration. */
+typedef struct sv {
+    sv_kind kind;
+    ir_node *t;            /* SV_TENSOR */
+    const char *producer;  /* SV_TENSOR: "dense[0][0]", for the functional summary */
+    int64_t i;             /* SV_INT, SV_BOOL */
+    double f;              /* SV_FLOAT */
+    const char *s;         /* SV_STRING, SV_IDENT */
+    struct sv **items;     /* SV_LIST */
+    int n;
+    kd_instance *inst;     /* SV_INSTANCE */
+    bool poisoned;         /* the value of a statement that failed */
+    kd_loc loc;
+} sv;
+
+typedef struct layer_def layer_def;
+
+/* One layer instance: a built-in, a user `layer`, or a nested `model`. */
+struct kd_instance {
+    const char *name;
+    const char *type;
+    const layer_def *builtin;     /* or NULL */
+    const ast_item *item;         /* user layer or model, or NULL */
+    sv **args;                    /* bound arguments, one per parameter (builtin) */
+    const char **arg_names;
+    int nargs;
+    kd_vec call_args;             /* ast_arg-like pairs for user layers: sv* values by param */
+    kd_layer *row;
+    int ncalls;
+    bool trainable;
+    kd_vec vars;                  /* kd_var*, created at the first call */
+    kd_loc loc;
+};
+
+typedef struct sema_binding {
+    const char *name;
+    sv *value;
+} sema_binding;
+
+typedef struct sema_scope {
+    kd_vec bindings;              /* sema_binding* */
+    struct sema_scope *parent;    /* for lookups of constants only (not used for tensors) */
+} sema_scope;
+
+typedef struct sema_frame {       /* the user layer, block or model being elaborated */
+    const ast_item *item;
+    kd_instance *inst;            /* user layer / nested model instance, or NULL for blocks */
+    const char *block_prefix;     /* name prefix for layers made inside a named block call */
+    struct sema_frame *up;
+} sema_frame;
+
+typedef struct name_counter {
+    const char *base;
+    int count;
+} name_counter;
+
+typedef struct sema {
+    kd_arena *a;
+    kd_diags *d;
+    ast_program *ast;
+    bool quiet;                   /* second elaboration (inference): errors already reported */
+    int errors;                   /* errors in this elaboration */
+    /* the model being elaborated */
+    kd_model *m;
+    ir_builder b;
+    bool training;
+    kd_vec counters;              /* name_counter*: Keras' per-model instance names */
+    const char *var_prefix;       /* "resnet50/" inside a nested model */
+    kd_vec *layers;               /* where new summary rows go (NULL inside nested models) */
+    kd_strset *layer_names;       /* the names of those rows and of the model's inputs */
+    kd_strset var_names;          /* every variable name of the model */
+    sema_frame *frame;
+    int depth;
+    sv *prev;                     /* the previous statement's value */
+    sema_scope *scope;            /* names visible to the body being elaborated */
+    kd_layer *row_for_vars;       /* the summary row new variables count toward */
+    bool frozen;                  /* inside a layer called with trainable: false */
+    int64_t budget;               /* statements left before "model too large" */
+    kd_vec call_stack;            /* const ast_item*: blocks/layers/models being expanded */
+} sema;
+
+/* sema.c */
+void sema_error(sema *S, kd_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+sv *sv_new(sema *S, sv_kind kind, kd_loc loc);
+sv *sv_tensor(sema *S, ir_node *t, const char *producer, kd_loc loc);
+const char *sema_instance_name(sema *S, const char *base);
+const char *sema_snake_case(sema *S, const char *camel);
+kd_var *sema_new_var(sema *S, kd_instance *inst, const char *local, kd_var_kind kind,
+                     ir_shape shape, kd_init init, bool trainable, kd_loc loc);
+ir_node *sema_check_node(sema *S, ir_node *n, kd_loc loc, const char *what);
+bool sv_as_int(sema *S, const sv *v, int64_t *out, const char *what);
+bool sv_as_number(sema *S, const sv *v, double *out, const char *what);
+bool sv_as_bool(sema *S, const sv *v, bool *out, const char *what);
+const char *sv_describe(const sv *v);
+int sema_axis(sema *S, int64_t axis, int rank, kd_loc loc);
+bool sema_init_from(sema *S, const sv *v, kd_init *out);
+
+/* layers.c: the built-in layers (CamelCase), each defined in one table entry. */
+typedef struct layer_param {
+    const char *name;
+    const char *def;              /* default as KDSL text ("linear", "true", "0.99", "=pool_size"); NULL: required */
+} layer_param;
+
+struct layer_def {
+    const char *name;             /* Dense */
+    int ninputs;                  /* tensors it takes: 1, or -1 for a list (Add, Concatenate) */
+    const layer_param *params;
+    /* Builds the instance's variables on the first call and emits its ops. */
+    sv *(*apply)(sema *S, kd_instance *inst, sv **inputs, int ninputs, kd_loc loc);
+};
+
+const layer_def *layer_find(const char *name);
+int layer_names(const char **out, int max);
+sv *layer_arg(const kd_instance *inst, const char *name);
+ir_node *apply_activation(sema *S, ir_node *x, const sv *act, kd_loc loc);
+
+/* functions.c: the tensor functions (lowercase), no weights, no summary rows. */
+typedef struct function_def function_def;
+const function_def *function_find(const char *name);
+int function_names(const char **out, int max);
+sv *function_call(sema *S, const function_def *f, const ast_expr *call);
+
+/* sema.c: evaluates an expression (NULL after an error already reported). */
+sv *sema_eval(sema *S, const ast_expr *e);
+
+/* train_config.c */
+void sema_train_config(sema *S, kd_model *m, const ast_item *train);
+
+#endif

@@ -1,0 +1,157 @@
+/* train_config.c — a model's `train` block: Keras' compile() and fit() settings. */
+#include "sema_internal.h"
+
+#include <string.h>
+
+static const struct { const char *name; kd_loss_kind kind; } losses[] = {
+    {"CategoricalCrossentropy", LOSS_CATEGORICAL_XENT}, {"categorical_crossentropy", LOSS_CATEGORICAL_XENT},
+    {"SparseCategoricalCrossentropy", LOSS_SPARSE_CATEGORICAL_XENT},
+    {"sparse_categorical_crossentropy", LOSS_SPARSE_CATEGORICAL_XENT},
+    {"BinaryCrossentropy", LOSS_BINARY_XENT}, {"binary_crossentropy", LOSS_BINARY_XENT},
+    {"MeanSquaredError", LOSS_MSE}, {"mean_squared_error", LOSS_MSE}, {"mse", LOSS_MSE},
+};
+
+static const struct { const char *name; kd_optimizer_kind kind; double lr; } optimizers[] = {
+    {"SGD", OPT_SGD, 0.01}, {"sgd", OPT_SGD, 0.01}, {"Adam", OPT_ADAM, 0.001}, {"adam", OPT_ADAM, 0.001},
+    {"RMSprop", OPT_RMSPROP, 0.001}, {"rmsprop", OPT_RMSPROP, 0.001},
+};
+
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* A call such as Adam(learning_rate: 1e-3), a bare name, or a string. */
+static const char *callee_of(const ast_expr *e)
+{
+    if (e->kind == EXPR_CALL || e->kind == EXPR_NAME) return e->name;
+    if (e->kind == EXPR_STRING) return e->str;
+    return NULL;
+}
+
+static bool number_of(sema *S, const ast_expr *e, double *out, const char *what)
+{
+    sv *v = sema_eval(S, e);
+    return v && sv_as_number(S, v, out, what);
+}
+
+static bool bool_of(sema *S, const ast_expr *e, bool *out, const char *what)
+{
+    sv *v = sema_eval(S, e);
+    return v && sv_as_bool(S, v, out, what);
+}
+
+static void parse_loss(sema *S, kd_train_config *c, const ast_expr *e)
+{
+    const char *name = callee_of(e);
+    const char *known[COUNT(losses)];
+    for (int i = 0; i < COUNT(losses); i++) {
+        known[i] = losses[i].name;
+        if (!name || strcmp(name, losses[i].name) != 0) continue;
+        c->loss = losses[i].kind;
+        for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++) {
+            const ast_arg *a = &e->args[k];
+            if (a->key && !strcmp(a->key, "from_logits") && c->loss != LOSS_MSE)
+                bool_of(S, a->value, &c->from_logits, "from_logits");
+            else if (!a->key || strcmp(a->key, "name") != 0)
+                sema_error(S, a->loc, "%s takes no argument '%s'", name, a->key ? a->key : "here");
+        }
+        return;
+    }
+    const char *near = name ? kd_nearest(name, known, COUNT(losses)) : NULL;
+    if (near) sema_error(S, e->loc, "unknown loss '%s'; did you mean '%s'?", name, near);
+    else sema_error(S, e->loc, "unknown loss; use CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy or MeanSquaredError");
+}
+
+static void parse_optimizer(sema *S, kd_train_config *c, const ast_expr *e)
+{
+    const char *name = callee_of(e);
+    const char *known[COUNT(optimizers)];
+    for (int i = 0; i < COUNT(optimizers); i++) {
+        known[i] = optimizers[i].name;
+        if (!name || strcmp(name, optimizers[i].name) != 0) continue;
+        c->optimizer = optimizers[i].kind;
+        c->learning_rate = optimizers[i].lr;
+        for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++) {
+            const ast_arg *a = &e->args[k];
+            const char *key = a->key ? a->key : k == 0 ? "learning_rate" : "";
+            bool ok = true;
+            if (!strcmp(key, "learning_rate") || !strcmp(key, "lr")) ok = number_of(S, a->value, &c->learning_rate, key);
+            else if (c->optimizer == OPT_SGD && !strcmp(key, "momentum")) ok = number_of(S, a->value, &c->momentum, key);
+            else if (c->optimizer == OPT_SGD && !strcmp(key, "nesterov")) ok = bool_of(S, a->value, &c->nesterov, key);
+            else if (c->optimizer == OPT_ADAM && !strcmp(key, "beta_1")) ok = number_of(S, a->value, &c->beta_1, key);
+            else if (c->optimizer == OPT_ADAM && !strcmp(key, "beta_2")) ok = number_of(S, a->value, &c->beta_2, key);
+            else if (c->optimizer != OPT_SGD && !strcmp(key, "epsilon")) ok = number_of(S, a->value, &c->epsilon, key);
+            else if (c->optimizer == OPT_RMSPROP && !strcmp(key, "rho")) ok = number_of(S, a->value, &c->rho, key);
+            else {
+                sema_error(S, a->loc, "%s takes no argument '%s'", name, a->key ? a->key : "here");
+                ok = false;
+            }
+            (void)ok;
+        }
+        if (!(c->learning_rate > 0)) sema_error(S, e->loc, "learning_rate must be positive");
+        if (c->momentum < 0 || c->momentum >= 1) sema_error(S, e->loc, "momentum must be in [0, 1)");
+        return;
+    }
+    const char *near = name ? kd_nearest(name, known, COUNT(optimizers)) : NULL;
+    if (near) sema_error(S, e->loc, "unknown optimizer '%s'; did you mean '%s'?", name, near);
+    else sema_error(S, e->loc, "unknown optimizer; use SGD, Adam or RMSprop");
+}
+
+static int int_of(sema *S, const ast_expr *e, const char *what, int lo)
+{
+    sv *v = sema_eval(S, e);
+    int64_t n;
+    if (!v || !sv_as_int(S, v, &n, what)) return lo;
+    if (n < lo || n > 1000000000) {
+        sema_error(S, e->loc, "%s must be between %d and 1000000000, got %lld", what, lo, (long long)n);
+        return lo;
+    }
+    return (int)n;
+}
+
+void sema_train_config(sema *S, kd_model *m, const ast_item *train)
+{
+    kd_train_config *c = &m->config;
+    *c = (kd_train_config){.present = true, .batch_size = 32, .epochs = 1, .validation_freq = 1, .shuffle = true,
+                           .beta_1 = 0.9, .beta_2 = 0.999, .epsilon = 1e-7, .rho = 0.9, .loc = train->loc};
+    static const char *keys[] = {"loss", "optimizer", "metrics", "batch_size", "epochs", "validation_freq",
+                                 "validation_split", "shuffle", "seed"};
+    for (int i = 0; i < train->nsettings; i++) {
+        const ast_arg *s = &train->settings[i];
+        const char *key = s->key ? s->key : "";
+        for (int j = 0; j < i; j++)
+            if (train->settings[j].key && !strcmp(train->settings[j].key, key))
+                sema_error(S, s->loc, "'%s' is set twice", key);
+        if (!strcmp(key, "loss")) parse_loss(S, c, s->value);
+        else if (!strcmp(key, "optimizer")) parse_optimizer(S, c, s->value);
+        else if (!strcmp(key, "metrics")) {
+            const ast_expr *e = s->value;
+            int n = e->kind == EXPR_LIST ? e->nitems : 1;
+            for (int k = 0; k < n; k++) {
+                const ast_expr *it = e->kind == EXPR_LIST ? e->items[k] : e;
+                const char *name = callee_of(it);
+                if (name && (!strcmp(name, "accuracy") || !strcmp(name, "acc") || !strcmp(name, "categorical_accuracy") ||
+                             !strcmp(name, "sparse_categorical_accuracy") || !strcmp(name, "binary_accuracy")))
+                    c->metric_accuracy = true;
+                else
+                    sema_error(S, it->loc, "unknown metric '%s'; kdsl computes accuracy (and the loss)", name ? name : "?");
+            }
+        } else if (!strcmp(key, "batch_size")) c->batch_size = int_of(S, s->value, "batch_size", 1);
+        else if (!strcmp(key, "epochs")) c->epochs = int_of(S, s->value, "epochs", 0);
+        else if (!strcmp(key, "validation_freq")) c->validation_freq = int_of(S, s->value, "validation_freq", 1);
+        else if (!strcmp(key, "seed")) c->seed = int_of(S, s->value, "seed", 0);
+        else if (!strcmp(key, "shuffle")) bool_of(S, s->value, &c->shuffle, "shuffle");
+        else if (!strcmp(key, "validation_split")) {
+            if (number_of(S, s->value, &c->validation_split, "validation_split") &&
+                !(c->validation_split >= 0 && c->validation_split < 1))
+                sema_error(S, s->value->loc, "validation_split must be in [0, 1)");
+        } else {
+            const char *near = kd_nearest(key, keys, COUNT(keys));
+            if (near) sema_error(S, s->loc, "unknown train setting '%s'; did you mean '%s'?", key, near);
+            else sema_error(S, s->loc, "unknown train setting '%s'", key);
+        }
+    }
+    if (c->loss == LOSS_NONE) sema_error(S, train->name_loc, "train block for '%s' sets no loss", m->name);
+    if (c->optimizer == OPT_NONE) {
+        c->optimizer = OPT_ADAM;   /* Keras' compile() default is rmsprop; kdsl asks for one explicitly */
+        sema_error(S, train->name_loc, "train block for '%s' sets no optimizer", m->name);
+    }
+}
