@@ -1,0 +1,244 @@
+/* ir.h — the graph IR: an SSA DAG of tensor ops with static shapes.
+ *
+ * Shapes include the batch as dims[0] when `batched` is set; that dimension is
+ * symbolic (IR_BATCH) and bound at run time to 1..max_batch. Variables
+ * (weights, state, optimizer slots) have no batch dimension. Broadcasting
+ * follows NumPy over the full shape, the batch dimension included.
+ *
+ * Every op is described once, in the op table (ir_op_info, in compiler/ops/): its
+ * name, arity, shape rule, reference evaluation and vjp rule. */
+#ifndef KDSL_IR_H
+#define KDSL_IR_H
+
+#include "kdsl.h"
+
+#define IR_MAX_RANK 8
+#define IR_BATCH (-1)
+
+typedef struct ir_shape {
+    int rank;
+    bool batched;                  /* dims[0] is the batch (IR_BATCH) */
+    int64_t dims[IR_MAX_RANK];
+} ir_shape;
+
+typedef enum ir_op {
+    /* leaves */
+    IR_INPUT,        /* model input #index (batched) */
+    IR_LABEL,        /* training target #index (batched), fed like an input */
+    IR_VAR,          /* read of variable #var (weight, state or optimizer slot) */
+    IR_CONST,        /* every element = scalar */
+    IR_HYPER,        /* a run-time scalar: index IR_HYPER_* (learning rate, step, ...) */
+    /* elementwise, unary */
+    IR_NEG, IR_RELU, IR_SIGMOID, IR_TANH, IR_EXP, IR_LOG, IR_SQRT, IR_RSQRT,
+    IR_SQUARE, IR_ABS, IR_SIGN,
+    /* elementwise, binary, NumPy broadcasting */
+    IR_ADD, IR_SUB, IR_MUL, IR_DIV, IR_MAXIMUM,
+    IR_RELU_GRAD,    /* (y, dy) -> dy * (y > 0) */
+    IR_GT,           /* (a, b) -> a > b ? 1 : 0 */
+    /* linear algebra: a and b viewed as 2-D [rows, last] (all but the last dim
+     * flattened, the batch included). op(a) @ op(b), trans_a, trans_b. The
+     * result keeps a's leading dims and has N columns when !trans_a: [..., N];
+     * it is an unbatched [a.last, N] when trans_a (contracting over a's rows,
+     * e.g. the weight gradient x^T dy over the batch and all leading dims). */
+    IR_MATMUL,
+    /* reductions over `axes` (bit i = axis i of the full shape, batch = 0), keepdims;
+     * reducing the batch axis makes the result unbatched (a 1 there with keepdims) */
+    IR_SUM, IR_MEAN, IR_MAX,
+    IR_MAX_GRAD,     /* (x, y, dy): dy routed to the first maximum (row-major), axes/keepdims of the IR_MAX */
+    IR_BROADCAST,    /* x broadcast to `shape` */
+    /* layout */
+    IR_RESHAPE,      /* to `shape`; same elements per sample, the batch stays */
+    IR_TRANSPOSE,    /* out.dims[i] = in.dims[perm[i]]; perm[0] = 0 when batched */
+    IR_CONCAT,       /* variadic, along `axis` (not the batch); other dims equal */
+    IR_SLICE,        /* out = in[begin[d] : begin[d] + size[d]]; batch: begin 0, size IR_BATCH */
+    IR_PAD,          /* pad_lo[d], pad_hi[d] zeros around each dim (0 on the batch) */
+    /* neural-network ops */
+    IR_SOFTMAX, IR_LOG_SOFTMAX,             /* over `axis` */
+    IR_DROPOUT_MASK, /* leaf: 0 or 1/(1-rate) per element of `shape`; rate = scalar, salt = index;
+                      * from (HYPER_SEED, HYPER_STEP) through dropout_hash.h */
+    /* 2-D convolution and pooling over NHWC; pad_lo[0..1] = top, left and
+     * pad_hi[0..1] = bottom, right (zeros); out H = (H + top + bottom - kh) / stride + 1 */
+    IR_CONV2D,       /* (x [N,H,W,C], w [kh,kw,C,F]) -> [N,Ho,Wo,F]; stride[2] */
+    IR_CONV2D_BWD_DATA,   /* (dy, w) -> dx of `shape`; attributes of the forward conv */
+    IR_CONV2D_BWD_FILTER, /* (x, dy) -> dw of `shape`; attributes of the forward conv */
+    IR_MAXPOOL2D,    /* window[2], stride[2], pads; padding never wins a max */
+    IR_MAXPOOL2D_GRAD,    /* (x, dy) -> dx: dy to the first maximum of each window, summed */
+    IR_AVGPOOL2D,    /* divides by the count of positions inside the input (Keras 'same') */
+    IR_AVGPOOL2D_GRAD,    /* (dy) -> dx of `shape` */
+    /* fused loss: softmax over the last axis, cross-entropy, mean over all rows
+     * (the batch and any other leading dims) */
+    IR_SOFTMAX_XENT,      /* (logits, onehot) -> scalar loss, shape [] */
+    IR_SOFTMAX_XENT_GRAD, /* (logits, onehot, dloss []) -> dlogits = dloss * (softmax * sum(onehot) - onehot) / rows */
+    /* made by the fusion pass (compiler/passes/fuse.c, ops in passes/fused_ops.c); passes
+     * run after autodiff, so no vjp. (a, b[, bias]) -> act(op(a, b) + bias): attributes
+     * of MATMUL / CONV2D plus `act`; bias [N] is added to every row (N = last dim). */
+    IR_FUSED_MATMUL, IR_FUSED_CONV2D,
+    IR_OP_COUNT
+} ir_op;
+
+enum { IR_HYPER_LR, IR_HYPER_STEP, IR_HYPER_SEED, IR_HYPER_BATCH, IR_HYPER_COUNT };
+
+/* Epilogue activations of the fused ops (the values of the runtime's KDK_ACT_*). */
+enum { IR_ACT_NONE, IR_ACT_RELU, IR_ACT_SIGMOID, IR_ACT_TANH };
+
+typedef struct ir_attrs {
+    int64_t axes;          /* reductions: bit i set = reduce axis i */
+    bool keepdims;
+    int axis;              /* softmax, concat (non-negative, batch = 0) */
+    int perm[IR_MAX_RANK]; /* transpose */
+    int64_t begin[IR_MAX_RANK], size[IR_MAX_RANK]; /* slice */
+    int64_t pad_lo[IR_MAX_RANK], pad_hi[IR_MAX_RANK]; /* pad: per dim; conv/pool: [0] = top /
+                            * bottom, [1] = left / right, so an uneven 'same' padding is exact */
+    int window[2], stride[2];  /* pools: window; conv/pool: stride (>= 1); [0] = H, [1] = W */
+    bool trans_a, trans_b;
+    double scalar;         /* const value; dropout rate */
+    int index;             /* input/label/hyper index; dropout salt */
+    int act;               /* IR_FUSED_*: IR_ACT_* applied after the bias */
+    ir_shape shape;        /* result shape of leaves, RESHAPE, BROADCAST, DROPOUT_MASK and the
+                            * gradient ops CONV2D_BWD_*, AVGPOOL2D_GRAD */
+} ir_attrs;
+
+typedef struct ir_node ir_node;
+struct ir_node {
+    int id;                /* position in the graph's node list */
+    ir_op op;
+    int nin;
+    ir_node **in;
+    ir_shape shape;
+    ir_attrs attr;
+    int var;               /* IR_VAR: variable index */
+    kd_loc loc;            /* the KDSL statement it came from */
+    const char *layer;     /* the layer instance it belongs to, or NULL */
+    void *aux;             /* pass scratch */
+};
+
+typedef enum kd_var_kind { VAR_WEIGHT, VAR_STATE, VAR_SLOT } kd_var_kind;
+
+typedef enum kd_init_kind {
+    INIT_ZEROS, INIT_ONES, INIT_CONSTANT,
+    INIT_GLOROT_UNIFORM, INIT_GLOROT_NORMAL, INIT_HE_UNIFORM, INIT_HE_NORMAL,
+    INIT_LECUN_UNIFORM, INIT_LECUN_NORMAL, INIT_RANDOM_UNIFORM, INIT_RANDOM_NORMAL,
+} kd_init_kind;
+
+typedef struct kd_init {
+    kd_init_kind kind;
+    double a, b;           /* constant value; uniform [a, b]; normal mean a, stddev b */
+} kd_init;
+
+typedef struct kd_var {
+    int index;
+    const char *name;      /* LAYER/VARIABLE, e.g. "dense/kernel" */
+    kd_var_kind kind;
+    bool trainable;        /* weights only; frozen layers and states are not */
+    ir_shape shape;        /* never batched */
+    kd_init init;
+    int64_t offset;        /* element offset in its buffer (params or optimizer state) */
+    int of_var;            /* VAR_SLOT: the weight it belongs to */
+} kd_var;
+
+typedef struct ir_update {
+    int var;               /* the variable written */
+    ir_node *value;        /* its new value after the step */
+} ir_update;
+
+typedef struct ir_graph {
+    kd_arena *arena;
+    kd_vec nodes;          /* ir_node*, topological (creation) order */
+    kd_vec outputs;        /* ir_node*: model outputs; training graphs: the loss, the first
+                            * output, then (grad graph) the gradients (train_graph.h) */
+    kd_vec updates;        /* ir_update*: state updates, optimizer steps */
+    kd_vec *vars;          /* kd_var*, shared with the model */
+    int max_nodes;         /* a bound so hostile programs fail cleanly (0: 4,000,000) */
+    bool overflow;         /* set when max_nodes was hit */
+} ir_graph;
+
+/* Shape helpers (ir.c). */
+/* A shape from its per-sample dims; `batched` prepends the batch (so rank+1 dims). */
+ir_shape ir_shape_of(int rank, const int64_t *dims, bool batched);
+int64_t ir_shape_elems(const ir_shape *s);   /* per batch row when batched; -1 on overflow */
+bool ir_shape_equal(const ir_shape *a, const ir_shape *b);
+/* "(None, 26, 26, 32)" (keras) or "[26, 26, 32]" (per sample), into buf. */
+const char *ir_shape_keras(const ir_shape *s, char *buf, size_t n);
+const char *ir_shape_sample(const ir_shape *s, char *buf, size_t n);
+/* NumPy broadcast of two shapes; false if they do not broadcast. */
+bool ir_broadcast_shapes(const ir_shape *a, const ir_shape *b, ir_shape *out);
+/* Keras/TensorFlow 'same' padding for one spatial dim: out = ceil(in / stride), the
+ * total padding split with the extra row at the end (bottom/right). */
+void ir_same_padding(int64_t in, int window, int stride, int64_t *pad_lo, int64_t *pad_hi);
+
+/* Building. Every builder checks its operands with the op's shape rule;
+ * on failure it returns NULL and writes the reason into `why`, naming the op
+ * and the shapes: "add: cannot broadcast [26, 26, 32] with [10]". Operands
+ * may be NULL (an earlier failure): the result is then NULL and `why` is kept.
+ * Past g->max_nodes nodes every builder fails with "model too large" and
+ * sets g->overflow. */
+typedef struct ir_builder {
+    ir_graph *g;
+    kd_loc loc;            /* stamped on new nodes */
+    const char *layer;
+    char why[512];
+} ir_builder;
+
+ir_graph *ir_graph_new(kd_arena *a, kd_vec *vars);
+/* A copy of g (same node ids, outputs and updates, sharing g->vars) to extend
+ * without touching g: the training graphs start from the model's forward graph. */
+ir_graph *ir_graph_clone(kd_arena *a, const ir_graph *g);
+ir_node *ir_make(ir_builder *b, ir_op op, int nin, ir_node **in, const ir_attrs *attr);
+/* INPUT, LABEL (attr->index), VAR (var), CONST (attr->scalar), HYPER (attr->index),
+ * DROPOUT_MASK (attr->scalar = rate, attr->index = salt). */
+ir_node *ir_leaf(ir_builder *b, ir_op op, ir_shape shape, const ir_attrs *attr, int var);
+ir_node *ir_unary(ir_builder *b, ir_op op, ir_node *x);
+ir_node *ir_binary(ir_builder *b, ir_op op, ir_node *x, ir_node *y);
+ir_node *ir_const(ir_builder *b, double value, ir_shape shape);
+ir_node *ir_scalar(ir_builder *b, double value);          /* shape [] */
+ir_node *ir_var_read(ir_builder *b, const kd_var *v);
+ir_node *ir_hyper(ir_builder *b, int which);              /* IR_HYPER_*, shape [] */
+ir_node *ir_reduce(ir_builder *b, ir_op op, ir_node *x, int64_t axes, bool keepdims);
+ir_node *ir_reshape(ir_builder *b, ir_node *x, ir_shape to);
+ir_node *ir_broadcast(ir_builder *b, ir_node *x, ir_shape to);
+ir_node *ir_matmul(ir_builder *b, ir_node *x, ir_node *y, bool trans_a, bool trans_b);
+/* The sum of `x` over the axes along which `to` was broadcast to x's shape (vjp of broadcasting). */
+ir_node *ir_sum_to(ir_builder *b, ir_node *x, const ir_shape *to);
+
+/* The op table: one entry per op, defined next to the op's rules in ops/. */
+typedef struct ir_eval_ctx ir_eval_ctx;   /* interp.h */
+/* Which attributes an op reads: the dump prints them, CSE compares them. */
+enum {
+    IR_ATTR_AXES = 1 << 0,     /* axes, keepdims */
+    IR_ATTR_AXIS = 1 << 1,
+    IR_ATTR_PERM = 1 << 2,
+    IR_ATTR_SLICE = 1 << 3,    /* begin, size */
+    IR_ATTR_PAD = 1 << 4,      /* pad_lo, pad_hi (all dims; conv/pool: [0..1]) */
+    IR_ATTR_WINDOW = 1 << 5,
+    IR_ATTR_STRIDE = 1 << 6,
+    IR_ATTR_TRANS = 1 << 7,    /* trans_a, trans_b */
+    IR_ATTR_SCALAR = 1 << 8,
+    IR_ATTR_INDEX = 1 << 9,
+    IR_ATTR_SHAPE = 1 << 10,
+    IR_ATTR_VAR = 1 << 11,     /* node->var */
+    IR_ATTR_ACT = 1 << 12,     /* act (fused ops) */
+};
+
+typedef struct ir_op_info {
+    const char *name;
+    int arity;             /* -1: variadic */
+    unsigned attrs;        /* IR_ATTR_* */
+    /* Computes node->shape from its inputs and attributes; false with b->why set on error. */
+    bool (*shape)(ir_builder *b, ir_node *node);
+    /* Appends nodes computing the input gradients: grads[i] receives d(loss)/d(in[i])
+     * given dy = d(loss)/d(node), for the inputs with want[i] set (it may also be set
+     * for others when that costs no node: autodiff ignores it). NULL means a zero
+     * gradient. A gradient may have the broadcast shape of the node: autodiff sums it
+     * down to the input's shape (ir_sum_to). The vjp is NULL for ops that are
+     * gradients themselves (no second order) and for ops made after autodiff. */
+    void (*vjp)(ir_builder *b, ir_node *node, ir_node *dy, const bool *want, ir_node **grads);
+    /* Reference evaluation in double precision (interp.c drives it). */
+    void (*eval)(const ir_eval_ctx *c, const ir_node *node);
+} ir_op_info;
+
+extern const ir_op_info *const ir_ops[IR_OP_COUNT];
+
+/* Text dump, one node a line: `%7 = matmul(%3, %5) : (None, 256) trans_b  # dense` */
+void ir_dump(FILE *out, const ir_graph *g);
+
+#endif

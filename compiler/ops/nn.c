@@ -1,0 +1,86 @@
+/* nn.c — softmax, log-softmax and the dropout mask. */
+#include "ops.h"
+#include "../dropout_hash.h"
+#include "../interp.h"
+
+#include <math.h>
+
+static bool shape_softmax(ir_builder *b, ir_node *n)
+{
+    const ir_shape *x = &n->in[0]->shape;
+    char s1[96];
+    if (n->attr.axis < 0 || n->attr.axis >= x->rank)
+        return ops_fail(b, n, "axis %d out of range for %s", n->attr.axis, ops_sh(x, s1));
+    n->shape = *x;
+    return true;
+}
+
+static bool shape_dropout_mask(ir_builder *b, ir_node *n)
+{
+    if (!ops_shape_attr(b, n)) return false;
+    if (!(n->attr.scalar >= 0 && n->attr.scalar < 1))
+        return ops_fail(b, n, "rate %g is not in [0, 1)", n->attr.scalar);
+    return true;
+}
+
+/* Softmax along `axis`, as outer x len x inner, each row shifted by its maximum. */
+static void eval_softmax(const ir_eval_ctx *c, const ir_node *n)
+{
+    int64_t d[IR_MAX_RANK];
+    int rank = ir_eval_dims(c, &n->shape, d), axis = n->attr.axis;
+    int64_t outer = 1, len = d[axis], inner = 1;
+    for (int i = 0; i < axis; i++) outer *= d[i];
+    for (int i = axis + 1; i < rank; i++) inner *= d[i];
+    const double *x = ir_eval_in(c, n, 0);
+    double *y = ir_eval_out(c, n);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t in = 0; in < inner; in++) {
+            const double *xr = x + o * len * inner + in;
+            double *yr = y + o * len * inner + in;
+            double m = -INFINITY, sum = 0;
+            for (int64_t k = 0; k < len; k++) m = fmax(m, xr[k * inner]);
+            for (int64_t k = 0; k < len; k++) sum += exp(xr[k * inner] - m);
+            for (int64_t k = 0; k < len; k++)
+                yr[k * inner] = n->op == IR_SOFTMAX ? exp(xr[k * inner] - m) / sum : xr[k * inner] - m - log(sum);
+        }
+}
+
+static ir_node *sum_axis(ir_builder *b, ir_node *x, int axis)
+{
+    return ir_reduce(b, IR_SUM, x, (int64_t)1 << axis, true);
+}
+
+/* dx = y (dy - sum(dy y)) */
+static void vjp_softmax(ir_builder *b, ir_node *n, ir_node *dy, const bool *want, ir_node **g)
+{
+    (void)want;
+    ir_node *dot = sum_axis(b, ir_binary(b, IR_MUL, dy, n), n->attr.axis);
+    g[0] = ir_binary(b, IR_MUL, n, ir_binary(b, IR_SUB, dy, dot));
+}
+
+/* dx = dy - softmax(x) sum(dy), with softmax(x) = exp(y) */
+static void vjp_log_softmax(ir_builder *b, ir_node *n, ir_node *dy, const bool *want, ir_node **g)
+{
+    (void)want;
+    ir_node *p = ir_unary(b, IR_EXP, n);
+    g[0] = ir_binary(b, IR_SUB, dy, ir_binary(b, IR_MUL, p, sum_axis(b, dy, n->attr.axis)));
+}
+
+static void eval_dropout_mask(const ir_eval_ctx *c, const ir_node *n)
+{
+    uint64_t seed = (uint64_t)c->hyper[IR_HYPER_SEED], step = (uint64_t)c->hyper[IR_HYPER_STEP];
+    uint32_t thr = kd_dropout_threshold(n->attr.scalar);
+    double scale = 1 / (1 - n->attr.scalar);
+    double *y = ir_eval_out(c, n);
+    for (int64_t i = 0, e = ir_eval_count(c, &n->shape); i < e; i++)
+        y[i] = kd_dropout_bits(seed, step, (uint32_t)n->attr.index, (uint64_t)i) >= thr ? scale : 0;
+}
+
+const ir_op_info ir_op_softmax = {.name = "softmax", .arity = 1, .attrs = IR_ATTR_AXIS,
+                                  .shape = shape_softmax, .vjp = vjp_softmax, .eval = eval_softmax};
+const ir_op_info ir_op_log_softmax = {.name = "log_softmax", .arity = 1, .attrs = IR_ATTR_AXIS,
+                                      .shape = shape_softmax, .vjp = vjp_log_softmax, .eval = eval_softmax};
+/* A leaf: a gradient that reaches it stops (the mask is constant in x). */
+const ir_op_info ir_op_dropout_mask = {.name = "dropout_mask", .arity = 0,
+                                       .attrs = IR_ATTR_SCALAR | IR_ATTR_INDEX | IR_ATTR_SHAPE,
+                                       .shape = shape_dropout_mask, .eval = eval_dropout_mask};

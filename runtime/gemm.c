@@ -1,0 +1,113 @@
+/* gemm.c — packed GEMM (float and double), with runtime instruction-set dispatch on x86-64.
+ *
+ * The kernels are written with GCC vector extensions; the vector width and
+ * micro-tile come from the compile flags ("base" variant):
+ *   AVX-512      64-byte vectors, 8×2 vectors tile  (8×32 floats)
+ *   AVX/AVX2     32-byte vectors, 6×2 vectors tile  (6×16 floats)
+ *   SSE, NEON    16-byte vectors, 6×2 / 8×2 vectors
+ *   other (e.g. Cortex-M4: vectors become scalar code) 4×1
+ * On x86-64 the library may be built for the baseline ISA (no -march), so it
+ * also compiles AVX2 and AVX-512 variants with target attributes and picks
+ * the best one the CPU supports on each call.  Define KDK_NO_DISPATCH to
+ * build only the base variant. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels_impl.h"
+
+#if defined(__AVX512F__)
+#define KDK_BASE_VB 64
+#define KDK_BASE_MR 8
+#define KDK_BASE_NV 2
+#elif defined(__AVX__)
+#define KDK_BASE_VB 32
+#define KDK_BASE_MR 6
+#define KDK_BASE_NV 2
+#elif defined(__x86_64__) || defined(__i386__)
+#define KDK_BASE_VB 16
+#define KDK_BASE_MR 6
+#define KDK_BASE_NV 2
+#elif defined(__ARM_NEON) || defined(__aarch64__)
+#define KDK_BASE_VB 16
+#define KDK_BASE_MR 8
+#define KDK_BASE_NV 2
+#else
+#define KDK_BASE_VB 16
+#define KDK_BASE_MR 4
+#define KDK_BASE_NV 1
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(KDK_NO_DISPATCH)
+#if !defined(__AVX512F__)
+#define KDK_VARIANT_AVX512 1
+#endif
+#if !defined(__AVX512F__) && !(defined(__AVX2__) && defined(__FMA__))
+#define KDK_VARIANT_AVX2 1
+#endif
+#endif
+
+/* Whether variant isa is compiled in and this CPU runs it.  libgcc's CPU
+ * model also checks that the OS saves the wide registers. */
+int kdk_gemm_isa_supported(int isa)
+{
+    switch (isa) {
+    case KDK_ISA_BASE: return 1;
+#ifdef KDK_VARIANT_AVX512
+    case KDK_ISA_AVX512:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f");
+#endif
+#ifdef KDK_VARIANT_AVX2
+    case KDK_ISA_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    default: return 0;
+    }
+}
+
+/* The best variant this CPU runs. */
+static int kdk_isa(void)
+{
+    if (kdk_gemm_isa_supported(KDK_ISA_AVX512)) return KDK_ISA_AVX512;
+    if (kdk_gemm_isa_supported(KDK_ISA_AVX2)) return KDK_ISA_AVX2;
+    return KDK_ISA_BASE;
+}
+
+/* Work size, in elements of size es.  It uses the target-independent bounds
+ * KDK_MR_MAX/KDK_NR_MAX, so it is the same on every target. */
+static size_t kdk_gemm_work_elems(int M, int N, int K, size_t es)
+{
+    if (M <= 0 || N <= 0 || K <= 0) return 0;
+    size_t kc = (size_t)KDK_MIN(K, KDK_KC);
+    size_t nc = (size_t)KDK_MIN(N, KDK_NC), mc = (size_t)KDK_MIN(M, KDK_MC);
+    return kc * (nc + KDK_NR_MAX + mc + KDK_MR_MAX) + KDK_ALIGN / es;
+}
+
+#define KT float
+#define KTI int32_t
+#define KS s
+#define KP(x) kdk_s##x
+#define KEXP expf
+#define KTANH tanhf
+#include "gemm_api_tmpl.h"
+#undef KT
+#undef KTI
+#undef KS
+#undef KP
+#undef KEXP
+#undef KTANH
+
+#define KT double
+#define KTI int64_t
+#define KS d
+#define KP(x) kdk_d##x
+#define KEXP exp
+#define KTANH tanh
+#include "gemm_api_tmpl.h"
+#undef KT
+#undef KTI
+#undef KS
+#undef KP
+#undef KEXP
+#undef KTANH

@@ -1,0 +1,156 @@
+/* gemm_api_tmpl.h — the GEMM entry points for one element type.
+ * gemm.c includes this once for float and once for double with KT, KTI, KS
+ * (the s/d letter), KP(x) (public name), KEXP and KTANH defined. */
+
+#define KI(x) KDK_CAT(KDK_CAT(x, _), KS)
+
+/* The instruction-set variants of the packed driver (see gemm.c). */
+#define KVB KDK_BASE_VB
+#define KMR KDK_BASE_MR
+#define KNV KDK_BASE_NV
+#define KV(x) KDK_CAT(KI(x), _base)
+#define KTGT
+#include "gemm_tmpl.h"
+
+#ifdef KDK_VARIANT_AVX512
+#define KVB 64
+#define KMR 8
+#define KNV 2
+#define KV(x) KDK_CAT(KI(x), _avx512)
+#define KTGT __attribute__((target("avx512f,avx2,fma")))
+#include "gemm_tmpl.h"
+#endif
+
+#ifdef KDK_VARIANT_AVX2
+#define KVB 32
+#define KMR 6
+#define KNV 2
+#define KV(x) KDK_CAT(KI(x), _avx2)
+#define KTGT __attribute__((target("avx2,fma")))
+#include "gemm_tmpl.h"
+#endif
+
+/* The unpacked path: no scratch, plain loops the compiler may vectorise.
+ * Also serves K == 0, where C = act(beta·C + bias). */
+KDK_CONTRACT static void KI(gemm_simple)(int M, int N, int K, const KT *A, int lda, int transA,
+                                         const KT *B, int ldb, int transB, KT beta, KT *C,
+                                         int ldc, const KT *bias, int act)
+{
+    for (int i = 0; i < M; i++) {
+        KT *restrict crow = C + (size_t)i * ldc;
+        if (!transB) {
+            if (beta == 0)
+                for (int j = 0; j < N; j++) crow[j] = 0;
+            else if (beta != 1)
+                for (int j = 0; j < N; j++) crow[j] *= beta;
+            for (int k = 0; k < K; k++) {
+                KT aik = transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                const KT *restrict brow = B + (size_t)k * ldb;
+                for (int j = 0; j < N; j++) crow[j] += aik * brow[j];
+            }
+        } else {
+            for (int j = 0; j < N; j++) {
+                const KT *brow = B + (size_t)j * ldb;
+                KT s = 0;
+                if (transA)
+                    for (int k = 0; k < K; k++) s += A[(size_t)k * lda + i] * brow[k];
+                else
+                    for (int k = 0; k < K; k++) s += A[(size_t)i * lda + k] * brow[k];
+                crow[j] = beta == 0 ? s : s + beta * crow[j];
+            }
+        }
+        if (bias)
+            for (int j = 0; j < N; j++) crow[j] += bias[j];
+        switch (act) {
+        case KDK_ACT_RELU:
+            for (int j = 0; j < N; j++) crow[j] = crow[j] <= 0 ? 0 : crow[j];
+            break;
+        case KDK_ACT_SIGMOID:
+            for (int j = 0; j < N; j++) crow[j] = 1 / (1 + KEXP(-crow[j]));
+            break;
+        case KDK_ACT_TANH:
+            for (int j = 0; j < N; j++) crow[j] = KTANH(crow[j]);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+void KP(gemm_task_isa)(const struct kdk_gemm_task *t, KT *work, int isa)
+{
+    if (t->m <= 0 || t->n <= 0) return;
+    if (t->k <= 0) {
+        KI(gemm_simple)(t->m, t->n, 0, NULL, 0, 0, NULL, 0, 0, (KT)t->beta, (KT *)t->c, t->ldc,
+                        (const KT *)t->bias, t->act);
+        return;
+    }
+    switch (isa) {
+#ifdef KDK_VARIANT_AVX512
+    case KDK_ISA_AVX512: KDK_CAT(KI(gemm), _avx512)(t, work); return;
+#endif
+#ifdef KDK_VARIANT_AVX2
+    case KDK_ISA_AVX2: KDK_CAT(KI(gemm), _avx2)(t, work); return;
+#endif
+    default: KDK_CAT(KI(gemm), _base)(t, work); return;
+    }
+}
+
+void KP(gemm_task)(const struct kdk_gemm_task *t, KT *work)
+{
+    KP(gemm_task_isa)(t, work, kdk_isa());
+}
+
+size_t KP(gemm_work_size)(int M, int N, int K)
+{
+    return kdk_gemm_work_elems(M, N, K, sizeof(KT));
+}
+
+void KP(gemm)(int M, int N, int K, const KT *A, int lda, int transA, const KT *B, int ldb,
+              int transB, KT beta, KT *C, int ldc, const KT *bias, int act, KT *work)
+{
+    if (M <= 0 || N <= 0) return;
+    if (!work || K <= 0) {
+        KI(gemm_simple)(M, N, K, A, lda, transA, B, ldb, transB, beta, C, ldc, bias, act);
+        return;
+    }
+    struct kdk_gemm_task t = {
+        .m = M, .n = N, .k = K,
+        .akind = KDK_A_MAT, .a = A, .lda = lda, .transa = transA,
+        .b = B, .ldb = ldb, .transb = transB,
+        .beta = beta, .c = C, .ldc = ldc, .bias = bias, .act = act,
+    };
+    KP(gemm_task)(&t, work);
+}
+
+/* Split N when it is the larger side (each part then packs all of op(A),
+ * the smaller operand), else M; blocks stay multiples of any micro-tile. */
+void KP(gemm_part)(int part, int nparts, int M, int N, int K, const KT *A, int lda, int transA,
+                   const KT *B, int ldb, int transB, KT beta, KT *C, int ldc, const KT *bias,
+                   int act, KT *work)
+{
+    int lo, hi;
+    if (N >= M) {
+        kdk_split(N, KDK_NR_MAX, part, nparts, &lo, &hi);
+        if (lo >= hi) return;
+        KP(gemm)(M, hi - lo, K, A, lda, transA, transB ? B + (size_t)lo * ldb : B + lo, ldb,
+                 transB, beta, C + lo, ldc, bias ? bias + lo : NULL, act, work);
+    } else {
+        kdk_split(M, KDK_MR_MAX, part, nparts, &lo, &hi);
+        if (lo >= hi) return;
+        KP(gemm)(hi - lo, N, K, transA ? A + lo : A + (size_t)lo * lda, lda, transA, B, ldb,
+                 transB, beta, C + (size_t)lo * ldc, ldc, bias, act, work);
+    }
+}
+
+KDK_CONTRACT void KP(colsum)(int M, int N, const KT *X, int ldx, KT *restrict out, int accumulate)
+{
+    if (!accumulate)
+        for (int j = 0; j < N; j++) out[j] = 0;
+    for (int i = 0; i < M; i++) {
+        const KT *restrict row = X + (size_t)i * ldx;
+        for (int j = 0; j < N; j++) out[j] += row[j];
+    }
+}
+
+#undef KI

@@ -1,0 +1,209 @@
+/* kernels.h — the freestanding compute kernels of the kdsl runtime (prefix kdk_).
+ *
+ * These are the heavy operations that generated code calls; elementwise work
+ * is emitted as loops by the compiler.  Everything here is freestanding: no
+ * allocation, no stdio, no mutable globals.  All memory is the caller's, and
+ * every kernel that wants scratch space takes a `work` pointer whose size the
+ * matching `*_work_size` function returns (in elements of the kernel's type).
+ *
+ * Conventions shared by every kernel:
+ *   - Row-major storage; images are NHWC; Conv2D kernels are [kh][kw][in][out]
+ *     (the Keras layout); `ld*` arguments are row strides in elements.
+ *   - Each kernel comes as float (`kdk_s...`) and double (`kdk_d...`); the
+ *     double versions exist for the compiler's f64 gradient-check mode.
+ *   - `work` needs no particular alignment; work sizes depend only on the
+ *     problem shape, never on the target, so the compiler may compute them on
+ *     the host and emit them as constants for any target.
+ *   - Threads: kernels never create threads.  The `*_part(part, nparts, ...)`
+ *     companions compute the part-th of nparts disjoint slices of the output;
+ *     run part 0..nparts-1 on different threads, each with its own `work`
+ *     (of the full problem's work size), and the union is the whole result.
+ *   - Pointers passed as outputs must not alias inputs.
+ */
+#ifndef KDSL_KERNELS_H
+#define KDSL_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Activation fused into GEMM / convolution write-back. RELU keeps NaN. */
+enum kdk_act {
+    KDK_ACT_NONE = 0,
+    KDK_ACT_RELU = 1,
+    KDK_ACT_SIGMOID = 2,
+    KDK_ACT_TANH = 3
+};
+
+/* ---- GEMM ------------------------------------------------------------------
+ * C = act(op(A)·op(B) + beta·C + bias)      C is M×N, op(A) M×K, op(B) K×N
+ * op(A) = A (stored M×K, row stride lda) or, if transA, Aᵀ with A stored K×M.
+ * op(B) = B (stored K×N, row stride ldb) or, if transB, Bᵀ with B stored N×K.
+ * beta == 0 ignores C's old contents (even NaN).  bias (length N, added to
+ * every row) may be NULL.  work: kdk_sgemm_work_size(M, N, K) floats, or NULL
+ * for a slower unpacked path that needs no scratch (firmware).
+ * Thread split: kdk_sgemm_part splits N (if N >= M) or M into disjoint
+ * blocks of C. */
+size_t kdk_sgemm_work_size(int M, int N, int K);
+void kdk_sgemm(int M, int N, int K,
+               const float *A, int lda, int transA,
+               const float *B, int ldb, int transB,
+               float beta, float *C, int ldc,
+               const float *bias, int act, float *work);
+void kdk_sgemm_part(int part, int nparts, int M, int N, int K,
+                    const float *A, int lda, int transA,
+                    const float *B, int ldb, int transB,
+                    float beta, float *C, int ldc,
+                    const float *bias, int act, float *work);
+
+size_t kdk_dgemm_work_size(int M, int N, int K);
+void kdk_dgemm(int M, int N, int K,
+               const double *A, int lda, int transA,
+               const double *B, int ldb, int transB,
+               double beta, double *C, int ldc,
+               const double *bias, int act, double *work);
+void kdk_dgemm_part(int part, int nparts, int M, int N, int K,
+                    const double *A, int lda, int transA,
+                    const double *B, int ldb, int transB,
+                    double beta, double *C, int ldc,
+                    const double *bias, int act, double *work);
+
+/* out[j] (+)= sum_i X[i*ldx + j] for j < N: the bias gradient of a dense or
+ * convolution layer (rows = batch·pixels).  accumulate 0 overwrites out. */
+void kdk_scolsum(int M, int N, const float *X, int ldx, float *out, int accumulate);
+void kdk_dcolsum(int M, int N, const double *X, int ldx, double *out, int accumulate);
+
+/* ---- Conv2D (NHWC) -----------------------------------------------------------
+ * Geometry, always in this order:
+ *   n, h, w, c      input batch, height, width, channels
+ *   oh, ow, f       output height, width, filters (chosen by the caller)
+ *   kh, kw          kernel size;  sh, sw  strides
+ *   pt, pl          zero padding at the top and left (bottom/right padding is
+ *                   whatever oh/ow imply)
+ * x: [n][h][w][c]; wt: [kh][kw][c][f]; y, dy: [n][oh][ow][f].
+ * y[n,i,j,o] = act(bias[o] + sum x[n, i*sh+a-pt, j*sw+b-pl, ci]·wt[a,b,ci,o]).
+ * work: the matching *_work_size elements; NULL selects direct loops without
+ * scratch (slow; for firmware inference).
+ * Thread split: fwd_part splits output pixels, bwd_data_part splits the batch,
+ * bwd_filter_part splits the rows (kh,kw,c) of dW (or its filters). */
+#define KDK_CONV_GEOM_PARAMS int n, int h, int w, int c, int oh, int ow, int f, \
+                             int kh, int kw, int sh, int sw, int pt, int pl
+
+size_t kdk_sconv2d_fwd_work_size(KDK_CONV_GEOM_PARAMS);
+void kdk_sconv2d_fwd(KDK_CONV_GEOM_PARAMS, const float *x, const float *wt,
+                     const float *bias, int act, float *y, float *work);
+void kdk_sconv2d_fwd_part(int part, int nparts, KDK_CONV_GEOM_PARAMS,
+                          const float *x, const float *wt, const float *bias,
+                          int act, float *y, float *work);
+/* dx (+)= conv2d input gradient; accumulate 0 overwrites dx. */
+size_t kdk_sconv2d_bwd_data_work_size(KDK_CONV_GEOM_PARAMS);
+void kdk_sconv2d_bwd_data(KDK_CONV_GEOM_PARAMS, const float *dy, const float *wt,
+                          float *dx, int accumulate, float *work);
+void kdk_sconv2d_bwd_data_part(int part, int nparts, KDK_CONV_GEOM_PARAMS,
+                               const float *dy, const float *wt, float *dx,
+                               int accumulate, float *work);
+/* dwt (+)= conv2d kernel gradient; accumulate 0 overwrites dwt. */
+size_t kdk_sconv2d_bwd_filter_work_size(KDK_CONV_GEOM_PARAMS);
+void kdk_sconv2d_bwd_filter(KDK_CONV_GEOM_PARAMS, const float *x, const float *dy,
+                            float *dwt, int accumulate, float *work);
+void kdk_sconv2d_bwd_filter_part(int part, int nparts, KDK_CONV_GEOM_PARAMS,
+                                 const float *x, const float *dy, float *dwt,
+                                 int accumulate, float *work);
+
+size_t kdk_dconv2d_fwd_work_size(KDK_CONV_GEOM_PARAMS);
+void kdk_dconv2d_fwd(KDK_CONV_GEOM_PARAMS, const double *x, const double *wt,
+                     const double *bias, int act, double *y, double *work);
+void kdk_dconv2d_fwd_part(int part, int nparts, KDK_CONV_GEOM_PARAMS,
+                          const double *x, const double *wt, const double *bias,
+                          int act, double *y, double *work);
+size_t kdk_dconv2d_bwd_data_work_size(KDK_CONV_GEOM_PARAMS);
+void kdk_dconv2d_bwd_data(KDK_CONV_GEOM_PARAMS, const double *dy, const double *wt,
+                          double *dx, int accumulate, double *work);
+void kdk_dconv2d_bwd_data_part(int part, int nparts, KDK_CONV_GEOM_PARAMS,
+                               const double *dy, const double *wt, double *dx,
+                               int accumulate, double *work);
+size_t kdk_dconv2d_bwd_filter_work_size(KDK_CONV_GEOM_PARAMS);
+void kdk_dconv2d_bwd_filter(KDK_CONV_GEOM_PARAMS, const double *x, const double *dy,
+                            double *dwt, int accumulate, double *work);
+void kdk_dconv2d_bwd_filter_part(int part, int nparts, KDK_CONV_GEOM_PARAMS,
+                                 const double *x, const double *dy, double *dwt,
+                                 int accumulate, double *work);
+
+/* ---- Pooling (NHWC) ----------------------------------------------------------
+ * Geometry: n, h, w, c (input), oh, ow (output), kh, kw (window), sh, sw
+ * (strides), pt, pl (padding at top/left).  Padded positions never win a max
+ * and are never counted by an average (Keras 'same'); 'valid' has pt = pl = 0.
+ * argmax (optional, may be NULL) holds, per output element, the index of the
+ * winning input element within its image: (ih*w + iw)*c + ch; -1 if the window
+ * holds no input element (then y = 0).
+ * Backward: dx (+)= the gradient; accumulate 0 overwrites dx first.  Max pool
+ * backward uses argmax if given, else recomputes it from x (x may be NULL when
+ * argmax is given).  Ties go to the first element in window order.
+ * Each image is independent: threads may split the batch with pointer offsets. */
+#define KDK_POOL_GEOM_PARAMS int n, int h, int w, int c, int oh, int ow, \
+                             int kh, int kw, int sh, int sw, int pt, int pl
+
+void kdk_smaxpool2d_fwd(KDK_POOL_GEOM_PARAMS, const float *x, float *y, int32_t *argmax);
+void kdk_smaxpool2d_bwd(KDK_POOL_GEOM_PARAMS, const float *x, const int32_t *argmax,
+                        const float *dy, float *dx, int accumulate);
+/* count_pad 0: divide by the number of valid positions (Keras); 1: by kh*kw. */
+void kdk_savgpool2d_fwd(KDK_POOL_GEOM_PARAMS, int count_pad, const float *x, float *y);
+void kdk_savgpool2d_bwd(KDK_POOL_GEOM_PARAMS, int count_pad, const float *dy,
+                        float *dx, int accumulate);
+
+void kdk_dmaxpool2d_fwd(KDK_POOL_GEOM_PARAMS, const double *x, double *y, int32_t *argmax);
+void kdk_dmaxpool2d_bwd(KDK_POOL_GEOM_PARAMS, const double *x, const int32_t *argmax,
+                        const double *dy, double *dx, int accumulate);
+void kdk_davgpool2d_fwd(KDK_POOL_GEOM_PARAMS, int count_pad, const double *x, double *y);
+void kdk_davgpool2d_bwd(KDK_POOL_GEOM_PARAMS, int count_pad, const double *dy,
+                        double *dx, int accumulate);
+
+/* Global pooling over the hw = h*w positions of x [n][hw][c] into y [n][c].
+ * argmax (optional) holds the winning position 0..hw-1 per (n, c). */
+void kdk_sglobal_avgpool_fwd(int n, int hw, int c, const float *x, float *y);
+void kdk_sglobal_avgpool_bwd(int n, int hw, int c, const float *dy, float *dx, int accumulate);
+void kdk_sglobal_maxpool_fwd(int n, int hw, int c, const float *x, float *y, int32_t *argmax);
+void kdk_sglobal_maxpool_bwd(int n, int hw, int c, const float *x, const int32_t *argmax,
+                             const float *dy, float *dx, int accumulate);
+
+void kdk_dglobal_avgpool_fwd(int n, int hw, int c, const double *x, double *y);
+void kdk_dglobal_avgpool_bwd(int n, int hw, int c, const double *dy, double *dx, int accumulate);
+void kdk_dglobal_maxpool_fwd(int n, int hw, int c, const double *x, double *y, int32_t *argmax);
+void kdk_dglobal_maxpool_bwd(int n, int hw, int c, const double *x, const int32_t *argmax,
+                             const double *dy, double *dx, int accumulate);
+
+/* ---- Softmax and cross-entropy (rows of length n, contiguous) --------------
+ * All are max-subtracted, so logits of ±1000 are fine; y may equal x. */
+void kdk_ssoftmax(int rows, int n, const float *x, float *y);
+void kdk_slogsoftmax(int rows, int n, const float *x, float *y);
+/* dx = y ⊙ (dy − Σ dy⊙y)  given y = softmax(x). */
+void kdk_ssoftmax_bwd(int rows, int n, const float *y, const float *dy, float *dx);
+/* dx = dy − softmax(x)·Σ dy  given y = logsoftmax(x). */
+void kdk_slogsoftmax_bwd(int rows, int n, const float *y, const float *dy, float *dx);
+/* Fused softmax cross-entropy.  target: rows×n probabilities (one-hot or soft
+ * labels); labels: class index per row (int32).  loss (may be NULL) gets
+ * −Σ target·log softmax per row; dlogits (may be NULL, may equal logits) gets
+ * (softmax·Σtarget − target)·scale, i.e. (softmax − onehot)·scale.
+ * Returns the sum of the row losses (double, for an accurate mean). */
+double kdk_ssoftmax_xent(int rows, int n, const float *logits, const float *target,
+                         float *loss, float *dlogits, float scale);
+double kdk_ssoftmax_xent_idx(int rows, int n, const float *logits, const int32_t *labels,
+                             float *loss, float *dlogits, float scale);
+
+void kdk_dsoftmax(int rows, int n, const double *x, double *y);
+void kdk_dlogsoftmax(int rows, int n, const double *x, double *y);
+void kdk_dsoftmax_bwd(int rows, int n, const double *y, const double *dy, double *dx);
+void kdk_dlogsoftmax_bwd(int rows, int n, const double *y, const double *dy, double *dx);
+double kdk_dsoftmax_xent(int rows, int n, const double *logits, const double *target,
+                         double *loss, double *dlogits, double scale);
+double kdk_dsoftmax_xent_idx(int rows, int n, const double *logits, const int32_t *labels,
+                             double *loss, double *dlogits, double scale);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,98 @@
+/* kernels_impl.h — internals shared by the kernel families (not for generated code).
+ *
+ * The kernels are written once per family in a *_tmpl.h header that each .c
+ * file includes twice, once per element type:
+ *   KT       element type (float or double)
+ *   KP(x)    public name: kdk_s##x or kdk_d##x
+ *   KI(x)    file-local name for this type
+ *   KEXP, KLOG, KTANH   the math functions of that type
+ */
+#ifndef KDSL_KERNELS_IMPL_H
+#define KDSL_KERNELS_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels.h"
+
+#define KDK_CAT_(a, b) a##b
+#define KDK_CAT(a, b) KDK_CAT_(a, b)
+
+/* Inner loops must contract a*b+c into FMA: ISO C modes (-std=c11) turn
+ * contraction off in GCC, so the kernels ask for it per function.  Clang
+ * contracts within an expression by default. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define KDK_CONTRACT __attribute__((optimize("fp-contract=fast")))
+#else
+#define KDK_CONTRACT
+#endif
+
+#define KDK_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define KDK_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* ---- GEMM blocking, the same on every target so work sizes are portable ----
+ * KC×NC block of op(B) and MC×KC block of op(A) are packed into `work`;
+ * the micro-tile of any target is at most KDK_MR_MAX × KDK_NR_MAX. */
+enum {
+    KDK_KC = 256,
+    KDK_MC = 144,
+    KDK_NC = 1024,
+    KDK_MR_MAX = 16,
+    KDK_NR_MAX = 64,
+    KDK_ALIGN = 64, /* bytes; packed panels start on a cache line */
+    KDK_CONV_CHUNK = 288 /* rows of the column buffer of the conv data gradient */
+};
+
+/* Where op(A) comes from. */
+enum kdk_asrc {
+    KDK_A_MAT,      /* a matrix, maybe transposed */
+    KDK_A_IM2COL,   /* rows: output pixels (n,oh,ow); cols: (kh,kw,c) of image a */
+    KDK_A_IM2COL_T  /* the transpose: rows (kh,kw,c), cols output pixels */
+};
+
+struct kdk_conv_geom {
+    int n, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pl;
+};
+
+/* One GEMM C = act(op(A)·op(B) + beta·C + bias), C M×N.  Element pointers
+ * are float or double as the driver's type says. */
+struct kdk_gemm_task {
+    int m, n, k;
+    int akind;                      /* enum kdk_asrc */
+    const void *a;
+    int lda, transa;                /* KDK_A_MAT */
+    const struct kdk_conv_geom *g;  /* KDK_A_IM2COL[_T] */
+    int a_i0;                       /* first row of op(A) for im2col sources */
+    const void *b;
+    int ldb, transb;
+    double beta;
+    void *c;
+    int ldc;
+    const void *bias;
+    int act;
+};
+
+/* Packed drivers (gemm.c); work holds kdk_?gemm_work_size(m, n, k) elements.
+ * kdk_?gemm_task uses the best instruction set the CPU has; the _isa forms
+ * pick one (tests run every variant this machine supports). */
+enum { KDK_ISA_BASE, KDK_ISA_AVX2, KDK_ISA_AVX512, KDK_ISA_COUNT };
+int kdk_gemm_isa_supported(int isa);
+void kdk_sgemm_task(const struct kdk_gemm_task *t, float *work);
+void kdk_dgemm_task(const struct kdk_gemm_task *t, double *work);
+void kdk_sgemm_task_isa(const struct kdk_gemm_task *t, float *work, int isa);
+void kdk_dgemm_task_isa(const struct kdk_gemm_task *t, double *work, int isa);
+
+/* Splits [0, total) into nparts blocks whose starts are multiples of unit. */
+static inline void kdk_split(int total, int unit, int part, int nparts, int *lo, int *hi)
+{
+    int per, a, b;
+    if (nparts < 1) nparts = 1;
+    per = (total + nparts - 1) / nparts;
+    per = (per + unit - 1) / unit * unit;
+    a = part * per;
+    b = a + per;
+    *lo = KDK_MIN(a, total);
+    *hi = KDK_MIN(b, total);
+}
+
+#endif

@@ -1,0 +1,728 @@
+/* test_autodiff.c — whole graphs differentiated by autodiff and checked
+ * against finite differences; what is not trainable gets no gradient; the
+ * training graphs (Keras' losses, the optimizers) against hand computations. */
+#include "autodiff.h"
+#include "driver.h"
+#include "gradcheck.h"
+#include "testutil.h"
+#include "train_graph.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define D(...) ((const int64_t[]){__VA_ARGS__})
+#define TOL 1e-6
+
+/* Gradients of loss w.r.t. every trainable variable, checked by finite differences. */
+static void check_var_grads(gc_ctx *c, ir_node *loss)
+{
+    ck_assert_msg(loss != NULL, "%s", c->b.why);
+    ir_node **per_var = ir_var_gradients(&c->b, loss);
+    ck_assert_msg(per_var != NULL, "%s", c->b.why);
+    ir_node *wrt[GC_MAX_FEEDS], *grads[GC_MAX_FEEDS];
+    int n = 0;
+    for (int i = 0; i < c->g->nodes.len; i++) {
+        ir_node *x = c->g->nodes.items[i];
+        if (x->op != IR_VAR) continue;
+        const kd_var *v = c->vars.items[x->var];
+        bool seen = false;
+        for (int k = 0; k < n; k++) seen |= wrt[k]->var == x->var;
+        if (!v->trainable || seen) continue;
+        ck_assert_msg(per_var[x->var] != NULL, "no gradient for %s", v->name);
+        wrt[n] = x;
+        grads[n++] = per_var[x->var];
+    }
+    ck_assert_int_gt(n, 0);
+    double err = gc_check(c, loss, n, wrt, grads);
+    ck_assert_msg(err < TOL, "relative error %g", err);
+}
+
+static ir_node *dense(gc_ctx *c, ir_node *x, int64_t in, int64_t out, const char *name, bool relu)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s/kernel", name);
+    ir_node *w = gc_var(c, buf, 2, D(in, out), GC_UNIFORM, -1, 1, true);
+    snprintf(buf, sizeof buf, "%s/bias", name);
+    ir_node *b = gc_var(c, buf, 1, D(out), GC_UNIFORM, -0.5, 0.5, true);
+    c->b.layer = name;
+    ir_node *y = ir_binary(&c->b, IR_ADD, ir_matmul(&c->b, x, w, false, false), b);
+    if (relu) y = ir_unary(&c->b, IR_RELU, y);
+    c->b.layer = NULL;
+    return y;
+}
+
+START_TEST(mlp_softmax_xent)
+{
+    gc_ctx c;
+    gc_init(&c, 3);
+    ir_node *x = gc_input(&c, 1, D(4), GC_UNIFORM, -1, 1);
+    ir_node *h = dense(&c, x, 4, 5, "dense", true);
+    ir_node *z = dense(&c, h, 5, 3, "dense_1", false);
+    ir_node *in[2] = {z, gc_label(&c, 1, D(3), GC_ONEHOT, 0, 1)};
+    check_var_grads(&c, ir_make(&c.b, IR_SOFTMAX_XENT, 2, in, NULL));
+    /* The backward nodes say which layer they belong to. */
+    int tagged = 0;
+    for (int i = 0; i < c.g->nodes.len; i++) {
+        const ir_node *n = c.g->nodes.items[i];
+        tagged += n->op == IR_RELU_GRAD && n->layer && !strcmp(n->layer, "dense");
+    }
+    ck_assert_int_eq(tagged, 1);
+    gc_free(&c);
+}
+END_TEST
+
+/* Every Keras loss through kd_loss, on a small MLP. */
+START_TEST(mlp_losses)
+{
+    static const struct {
+        kd_loss_kind loss;
+        bool from_logits;
+        bool softmax, sigmoid;    /* the model's last activation */
+        gc_fill labels;
+    } cases[] = {
+        {LOSS_CATEGORICAL_XENT, true, false, false, GC_ONEHOT},
+        {LOSS_CATEGORICAL_XENT, false, true, false, GC_ONEHOT},
+        {LOSS_SPARSE_CATEGORICAL_XENT, false, true, false, GC_ONEHOT},
+        {LOSS_BINARY_XENT, true, false, false, GC_UNIFORM},
+        {LOSS_BINARY_XENT, false, false, true, GC_UNIFORM},
+        {LOSS_MSE, false, false, false, GC_UNIFORM},
+    };
+    gc_ctx c;
+    gc_init(&c, 4);
+    ir_node *x = gc_input(&c, 1, D(3), GC_UNIFORM, -1, 1);
+    ir_node *y = dense(&c, dense(&c, x, 3, 4, "dense", true), 4, 3, "dense_1", false);
+    ir_attrs a = {0};
+    a.axis = 1;
+    if (cases[_i].softmax) y = ir_make(&c.b, IR_SOFTMAX, 1, &y, &a);
+    if (cases[_i].sigmoid) y = ir_unary(&c.b, IR_SIGMOID, y);
+    kd_train_config cfg = {.loss = cases[_i].loss, .from_logits = cases[_i].from_logits};
+    ir_node *t = gc_label(&c, 1, D(3), cases[_i].labels, 0, 1);
+    check_var_grads(&c, kd_loss(&c.b, &cfg, y, t));
+    gc_free(&c);
+}
+END_TEST
+
+START_TEST(cnn)
+{
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *x = gc_input(&c, 3, D(6, 6, 1), GC_UNIFORM, -1, 1);
+    ir_node *in[2] = {x, gc_var(&c, "conv2d/kernel", 4, D(3, 3, 1, 2), GC_UNIFORM, -1, 1, true)};
+    ir_attrs a = {0};
+    a.stride[0] = a.stride[1] = 1;
+    ir_same_padding(6, 3, 1, &a.pad_lo[0], &a.pad_hi[0]);
+    ir_same_padding(6, 3, 1, &a.pad_lo[1], &a.pad_hi[1]);
+    ir_node *h = ir_make(&c.b, IR_CONV2D, 2, in, &a);
+    h = ir_unary(&c.b, IR_RELU, ir_binary(&c.b, IR_ADD, h, gc_var(&c, "conv2d/bias", 1, D(2), GC_UNIFORM, -0.2, 0.2, true)));
+    ir_attrs p = {0};
+    p.window[0] = p.window[1] = p.stride[0] = p.stride[1] = 2;
+    h = ir_make(&c.b, IR_MAXPOOL2D, 1, &h, &p);
+    h = ir_reshape(&c.b, h, ir_shape_of(1, D(18), true));
+    ir_node *z = dense(&c, h, 18, 3, "dense", false);
+    ir_node *xe[2] = {z, gc_label(&c, 1, D(3), GC_ONEHOT, 0, 1)};
+    check_var_grads(&c, ir_make(&c.b, IR_SOFTMAX_XENT, 2, xe, NULL));
+    ck_assert_int_eq(gc_count_op(c.g, IR_CONV2D_BWD_FILTER), 1);
+    /* The input needs no gradient: no conv2d_bwd_data. */
+    ck_assert_int_eq(gc_count_op(c.g, IR_CONV2D_BWD_DATA), 0);
+    ck_assert_int_eq(gc_count_op(c.g, IR_MAXPOOL2D_GRAD), 1);
+    gc_free(&c);
+}
+END_TEST
+
+/* BatchNormalization in training mode: batch statistics over every axis but
+ * the channels, the batch included; the gradient flows through them. */
+START_TEST(batchnorm)
+{
+    gc_ctx c;
+    gc_init(&c, 4);
+    bool image = _i == 1;
+    ir_node *x = image ? gc_input(&c, 3, D(2, 2, 3), GC_UNIFORM, -2, 2) : gc_input(&c, 1, D(3), GC_UNIFORM, -2, 2);
+    int rank = x->shape.rank;
+    int64_t axes = ((int64_t)1 << (rank - 1)) - 1;
+    ir_builder *b = &c.b;
+    ir_node *gamma = gc_var(&c, "bn/gamma", 1, D(3), GC_UNIFORM, 0.5, 1.5, true);
+    ir_node *beta = gc_var(&c, "bn/beta", 1, D(3), GC_UNIFORM, -0.5, 0.5, true);
+    ir_node *mean = ir_reduce(b, IR_MEAN, x, axes, true);
+    ir_node *xc = ir_binary(b, IR_SUB, x, mean);
+    ir_node *var = ir_reduce(b, IR_MEAN, ir_unary(b, IR_SQUARE, xc), axes, true);
+    ir_node *y = ir_binary(b, IR_MUL, xc, ir_unary(b, IR_RSQRT, ir_binary(b, IR_ADD, var, ir_scalar(b, 1e-3))));
+    y = ir_binary(b, IR_ADD, ir_binary(b, IR_MUL, y, gamma), beta);
+    /* a moving-mean update beside it: a state, never differentiated */
+    ir_node *mm = gc_var(&c, "bn/moving_mean", 1, D(3), GC_UNIFORM, 0, 0, false);
+    ir_node *next = ir_binary(b, IR_ADD, ir_binary(b, IR_MUL, mm, ir_scalar(b, 0.99)),
+                              ir_binary(b, IR_MUL, ir_reshape(b, mean, mm->shape), ir_scalar(b, 0.01)));
+    ck_assert_ptr_nonnull(next);
+    ir_node *loss = gc_weighted_sum(&c, y);
+    check_var_grads(&c, loss);
+    /* ... and w.r.t. the input, through the batch statistics */
+    double err = gc_grad_check(&c, loss, 1, &x);
+    ck_assert_msg(err < TOL, "relative error %g", err);
+    ck_assert_int_gt(gc_count_op(c.g, IR_HYPER), 0);   /* the means over the batch divide by B */
+    gc_free(&c);
+}
+END_TEST
+
+/* Frozen weights and states get no gradient, and nothing is computed for them. */
+START_TEST(frozen_get_nothing)
+{
+    gc_ctx c;
+    gc_init(&c, 3);
+    ir_node *x = gc_input(&c, 1, D(4), GC_UNIFORM, -1, 1);
+    ir_node *w1 = gc_var(&c, "frozen/kernel", 2, D(4, 5), GC_UNIFORM, -1, 1, false);
+    ir_node *w2 = gc_var(&c, "dense/kernel", 2, D(5, 2), GC_UNIFORM, -1, 1, true);
+    ir_node *st = gc_var(&c, "bn/moving_mean", 1, D(2), GC_UNIFORM, -1, 1, false);
+    ((kd_var *)c.vars.items[st->var])->kind = VAR_STATE;
+    ((kd_var *)c.vars.items[st->var])->trainable = true;   /* even so: a state is no weight */
+    ir_node *h = ir_unary(&c.b, IR_TANH, ir_matmul(&c.b, x, w1, false, false));
+    ir_node *y = ir_binary(&c.b, IR_ADD, ir_matmul(&c.b, h, w2, false, false), st);
+    ir_node *loss = gc_weighted_sum(&c, y);
+    int before = c.g->nodes.len;
+    ir_node **d = ir_var_gradients(&c.b, loss);
+    ck_assert_ptr_nonnull(d);
+    ck_assert_ptr_null(d[w1->var]);
+    ck_assert_ptr_null(d[st->var]);
+    ck_assert_ptr_nonnull(d[w2->var]);
+    /* Only h^T dy: no dy W2^T, no tanh derivative, no x^T dh. */
+    int matmuls = 0, added = c.g->nodes.len - before;
+    for (int i = before; i < c.g->nodes.len; i++) {
+        const ir_node *n = c.g->nodes.items[i];
+        matmuls += n->op == IR_MATMUL;
+        ck_assert_int_ne(n->op, IR_SQUARE);
+    }
+    ck_assert_int_eq(matmuls, 1);
+    ck_assert_int_le(added, 5);     /* seed, reshape, broadcast, mul by r, the matmul */
+    double err = gc_check(&c, loss, 1, &w2, &d[w2->var]);
+    ck_assert_msg(err < TOL, "relative error %g", err);
+    gc_free(&c);
+}
+END_TEST
+
+/* A shared layer reads its kernel twice: the gradient is the sum of both uses. */
+START_TEST(shared_weights)
+{
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *x1 = gc_input(&c, 1, D(3), GC_UNIFORM, -1, 1), *x2 = gc_input(&c, 1, D(3), GC_UNIFORM, -1, 1);
+    ir_node *w = gc_var(&c, "enc/kernel", 2, D(3, 3), GC_UNIFORM, -1, 1, true);
+    ir_node *w_again = ir_var_read(&c.b, c.vars.items[w->var]);
+    ir_node *a = ir_unary(&c.b, IR_SIGMOID, ir_matmul(&c.b, x1, w, false, false));
+    ir_node *b = ir_unary(&c.b, IR_TANH, ir_matmul(&c.b, x2, w_again, false, false));
+    ir_node *loss = gc_weighted_sum(&c, ir_binary(&c.b, IR_MUL, a, b));
+    check_var_grads(&c, loss);
+    gc_free(&c);
+}
+END_TEST
+
+/* A loss that does not reach a node gives it no gradient; an op with no vjp
+ * on the path is an error, not a silent zero. */
+START_TEST(unreachable_and_no_rule)
+{
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *x = gc_input(&c, 1, D(3), GC_UNIFORM, -1, 1), *z = gc_input(&c, 1, D(3), GC_UNIFORM, -1, 1);
+    ir_node *loss = ir_reduce(&c.b, IR_SUM, ir_unary(&c.b, IR_EXP, x), 3, false);
+    ir_node *wrt[2] = {z, x};
+    int before = c.g->nodes.len;
+    ir_node **d = ir_gradients(&c.b, loss, 2, wrt);
+    ck_assert_ptr_nonnull(d);
+    ck_assert_ptr_null(d[0]);
+    ck_assert_ptr_nonnull(d[1]);
+    ck_assert_ptr_null(ir_gradients(&c.b, loss, 1, &z)[0]);
+    ck_assert_int_gt(c.g->nodes.len, before);
+    ir_node *bad = ir_reduce(&c.b, IR_SUM, ir_binary(&c.b, IR_RELU_GRAD, x, z), 3, false);
+    ck_assert_ptr_null(ir_gradients(&c.b, bad, 1, &z));
+    ck_assert_str_eq(c.b.why, "relu_grad: no gradient rule (is it on the forward path?)");
+    gc_free(&c);
+}
+END_TEST
+
+/* ---- training graphs ---------------------------------------------------- */
+
+/* A model y = x W + b with W [2, 2], b [2]: small enough to train by hand. */
+typedef struct lin {
+    kd_arena a;
+    kd_model m;
+    ir_node *x;
+    double *vals[16];
+    double xdata[6], tdata[6];
+} lin;
+
+static kd_var *lin_var(lin *l, const char *name, int rank, const int64_t *dims, const double *init)
+{
+    kd_var *v = kd_alloc(&l->a, sizeof *v);
+    v->index = l->m.vars.len;
+    v->name = name;
+    v->kind = VAR_WEIGHT;
+    v->trainable = true;
+    v->shape = ir_shape_of(rank, dims, false);
+    v->of_var = -1;
+    kd_vec_push(&l->a, &l->m.vars, v);
+    int64_t n = ir_shape_elems(&v->shape);
+    l->vals[v->index] = calloc((size_t)n, sizeof(double));
+    memcpy(l->vals[v->index], init, (size_t)n * sizeof(double));
+    return v;
+}
+
+static void lin_init(lin *l, kd_optimizer_kind opt, kd_loss_kind loss)
+{
+    memset(l, 0, sizeof *l);
+    l->m.name = "lin";
+    l->m.train = ir_graph_new(&l->a, &l->m.vars);
+    ir_builder b = {.g = l->m.train};
+    kd_var *w = lin_var(l, "dense/kernel", 2, D(2, 2), (double[]){0.5, -0.3, 0.2, 0.8});
+    kd_var *bias = lin_var(l, "dense/bias", 1, D(2), (double[]){0.1, -0.1});
+    ir_attrs a = {0};
+    l->x = ir_leaf(&b, IR_INPUT, ir_shape_of(1, D(2), true), &a, -1);
+    ir_node *y = ir_binary(&b, IR_ADD, ir_matmul(&b, l->x, ir_var_read(&b, w), false, false), ir_var_read(&b, bias));
+    ck_assert_ptr_nonnull(y);
+    kd_vec_push(&l->a, &l->m.train->outputs, y);
+    l->m.config = (kd_train_config){.present = true, .loss = loss, .optimizer = opt, .learning_rate = 0.1,
+                                    .beta_1 = 0.9, .beta_2 = 0.999, .epsilon = 1e-7, .rho = 0.9};
+    double xs[6] = {1, 2, -1, 0.5, 0.3, -2}, ts[6] = {1, 0, 0, 1, 2, -1};
+    memcpy(l->xdata, xs, sizeof xs);
+    memcpy(l->tdata, ts, sizeof ts);
+}
+
+static void lin_free(lin *l)
+{
+    for (int i = 0; i < l->m.vars.len; i++) free(l->vals[i]);
+    kd_arena_free(&l->a);
+}
+
+/* Runs g on the batch of 3 at `step`; applies the updates to l->vals. */
+static ir_values *lin_run(lin *l, ir_graph *g, int step, bool apply)
+{
+    for (int i = 0; i < l->m.vars.len; i++)
+        if (!l->vals[i]) l->vals[i] = calloc((size_t)ir_shape_elems(&((kd_var *)l->m.vars.items[i])->shape), sizeof(double));
+    const double *in[1] = {l->xdata}, *lb[1] = {l->tdata};
+    ir_feed f = {.batch = 3, .inputs = in, .labels = lb, .vars = (const double *const *)l->vals};
+    f.hyper[IR_HYPER_LR] = l->m.config.learning_rate;
+    f.hyper[IR_HYPER_STEP] = step;
+    char why[128];
+    ir_values *v = ir_interp_run(g, &f, why, sizeof why);
+    ck_assert_msg(v != NULL, "%s", why);
+    if (apply) ir_interp_apply_updates(v, l->vals);
+    return v;
+}
+
+/* The MSE gradient of the linear model by hand: dW = x^T dy, db = sum dy, dy = 2 (y - t) / 6. */
+static double lin_hand_grads(const lin *l, const double *W, const double *bias, double *dW, double *db)
+{
+    double loss = 0;
+    memset(dW, 0, 4 * sizeof *dW);
+    memset(db, 0, 2 * sizeof *db);
+    for (int r = 0; r < 3; r++)
+        for (int j = 0; j < 2; j++) {
+            const double *x = l->xdata + 2 * r;
+            double y = x[0] * W[j] + x[1] * W[2 + j] + bias[j], e = y - l->tdata[2 * r + j];
+            loss += e * e / 6;
+            double dy = 2 * e / 6;
+            dW[j] += x[0] * dy;
+            dW[2 + j] += x[1] * dy;
+            db[j] += dy;
+        }
+    return loss;
+}
+
+static void ck_close(const double *got, const double *want, int n)
+{
+    for (int i = 0; i < n; i++) ck_assert_msg(fabs(got[i] - want[i]) < 1e-12, "[%d] %.15g, want %.15g", i, got[i], want[i]);
+}
+
+static const kd_var *find_var(const kd_model *m, const char *name)
+{
+    for (int i = 0; i < m->vars.len; i++)
+        if (!strcmp(((const kd_var *)m->vars.items[i])->name, name)) return m->vars.items[i];
+    return NULL;
+}
+
+START_TEST(adam_steps)
+{
+    lin l;
+    lin_init(&l, OPT_ADAM, LOSS_MSE);
+    kd_train_graph tg;
+    char why[256];
+    ck_assert_msg(kd_build_train_step(&l.a, &l.m, &tg, why, sizeof why), "%s", why);
+    const kd_var *m0 = find_var(&l.m, "dense/kernel/adam_m"), *v1 = find_var(&l.m, "dense/bias/adam_v");
+    ck_assert_ptr_nonnull(m0);
+    ck_assert_ptr_nonnull(v1);
+    ck_assert_int_eq(m0->kind, VAR_SLOT);
+    ck_assert_int_eq(m0->of_var, 0);
+    ck_assert_int_eq(m0->offset, 0);
+    ck_assert_int_eq(v1->offset, 4 + 4 + 2);     /* kernel m, kernel v, bias m, then bias v */
+    ck_assert_int_eq(tg.g->outputs.len, 2);
+    ck_assert_int_eq(l.m.train->outputs.len, 1);  /* the forward graph is untouched */
+
+    double W[4], bias[2], m[6] = {0}, v[6] = {0}, g[6];
+    memcpy(W, l.vals[0], sizeof W);
+    memcpy(bias, l.vals[1], sizeof bias);
+    for (int step = 0; step < 3; step++) {
+        double loss = lin_hand_grads(&l, W, bias, g, g + 4);
+        ir_values *vals = lin_run(&l, tg.g, step, true);
+        ck_assert_double_eq_tol(ir_value(vals, tg.loss)[0], loss, 1e-12);
+        ir_values_free(vals);
+        double t = step + 1, lr = 0.1;
+        double alpha = lr * sqrt(1 - pow(0.999, t)) / (1 - pow(0.9, t));
+        for (int i = 0; i < 6; i++) {
+            m[i] += (g[i] - m[i]) * (1 - 0.9);
+            v[i] += (g[i] * g[i] - v[i]) * (1 - 0.999);
+            double *p = i < 4 ? &W[i] : &bias[i - 4];
+            *p -= alpha * m[i] / (sqrt(v[i]) + 1e-7);
+        }
+        ck_close(l.vals[0], W, 4);
+        ck_close(l.vals[1], bias, 2);
+        ck_close(l.vals[m0->index], m, 4);
+        ck_close(l.vals[v1->index], v + 4, 2);
+    }
+    /* A second build reuses the slots. */
+    int nvars = l.m.vars.len;
+    ck_assert(kd_build_train_step(&l.a, &l.m, &tg, why, sizeof why));
+    ck_assert_int_eq(l.m.vars.len, nvars);
+    lin_free(&l);
+}
+END_TEST
+
+START_TEST(sgd_steps)
+{
+    /* _i: 0 plain, 1 momentum, 2 nesterov */
+    lin l;
+    lin_init(&l, OPT_SGD, LOSS_MSE);
+    l.m.config.momentum = _i ? 0.9 : 0;
+    l.m.config.nesterov = _i == 2;
+    kd_train_graph tg;
+    char why[256];
+    ck_assert_msg(kd_build_train_step(&l.a, &l.m, &tg, why, sizeof why), "%s", why);
+    ck_assert_int_eq(find_var(&l.m, "dense/kernel/momentum") != NULL, _i != 0);
+    const kd_var *mk = find_var(&l.m, "dense/kernel/momentum");
+    double W[4], bias[2], mom[6] = {0}, g[6];
+    memcpy(W, l.vals[0], sizeof W);
+    memcpy(bias, l.vals[1], sizeof bias);
+    for (int step = 0; step < 3; step++) {
+        lin_hand_grads(&l, W, bias, g, g + 4);
+        ir_values_free(lin_run(&l, tg.g, step, true));
+        for (int i = 0; i < 6; i++) {
+            double *p = i < 4 ? &W[i] : &bias[i - 4];
+            if (_i == 0) {
+                *p -= 0.1 * g[i];
+                continue;
+            }
+            mom[i] = 0.9 * mom[i] - 0.1 * g[i];
+            *p += _i == 2 ? 0.9 * mom[i] - 0.1 * g[i] : mom[i];
+        }
+        ck_close(l.vals[0], W, 4);
+        ck_close(l.vals[1], bias, 2);
+        if (mk) ck_close(l.vals[mk->index], mom, 4);
+    }
+    lin_free(&l);
+}
+END_TEST
+
+START_TEST(rmsprop_steps)
+{
+    lin l;
+    lin_init(&l, OPT_RMSPROP, LOSS_MSE);
+    kd_train_graph tg;
+    char why[256];
+    ck_assert_msg(kd_build_train_step(&l.a, &l.m, &tg, why, sizeof why), "%s", why);
+    const kd_var *rk = find_var(&l.m, "dense/kernel/rms");
+    ck_assert_ptr_nonnull(rk);
+    double W[4], bias[2], v[6] = {0}, g[6];
+    memcpy(W, l.vals[0], sizeof W);
+    memcpy(bias, l.vals[1], sizeof bias);
+    for (int step = 0; step < 3; step++) {
+        lin_hand_grads(&l, W, bias, g, g + 4);
+        ir_values_free(lin_run(&l, tg.g, step, true));
+        for (int i = 0; i < 6; i++) {
+            v[i] = 0.9 * v[i] + 0.1 * g[i] * g[i];
+            double *p = i < 4 ? &W[i] : &bias[i - 4];
+            *p -= 0.1 * g[i] / sqrt(v[i] + 1e-7);      /* Keras 3: sqrt(v + eps) */
+        }
+        ck_close(l.vals[0], W, 4);
+        ck_close(l.vals[1], bias, 2);
+        ck_close(l.vals[rk->index], v, 4);
+    }
+    lin_free(&l);
+}
+END_TEST
+
+/* The grad graph: loss, prediction, then each trainable weight's gradient; no optimizer. */
+START_TEST(grad_graph)
+{
+    lin l;
+    lin_init(&l, OPT_ADAM, LOSS_MSE);
+    kd_train_graph tg;
+    char why[256];
+    ck_assert_msg(kd_build_grad_graph(&l.a, &l.m, &tg, why, sizeof why), "%s", why);
+    ck_assert_int_eq(tg.ngrads, 2);
+    ck_assert_int_eq(tg.g->outputs.len, 4);
+    ck_assert_int_eq(tg.g->updates.len, 0);
+    ck_assert_int_eq(l.m.vars.len, 2);            /* no optimizer slots */
+    double g[6];
+    double loss = lin_hand_grads(&l, l.vals[0], l.vals[1], g, g + 4);
+    ir_values *v = lin_run(&l, tg.g, 0, false);
+    ck_assert_double_eq_tol(ir_value(v, tg.g->outputs.items[0])[0], loss, 1e-12);
+    ck_close(ir_value(v, tg.g->outputs.items[2]), g, 4);
+    ck_close(ir_value(v, tg.g->outputs.items[3]), g + 4, 2);
+    /* the prediction is the model output: x W + b for the first row */
+    const double *pred = ir_value(v, tg.g->outputs.items[1]);
+    ck_assert_double_eq_tol(pred[0], 1 * 0.5 + 2 * 0.2 + 0.1, 1e-15);
+    ir_values_free(v);
+    lin_free(&l);
+}
+END_TEST
+
+START_TEST(no_train_block)
+{
+    lin l;
+    lin_init(&l, OPT_ADAM, LOSS_MSE);
+    l.m.config.present = false;
+    kd_train_graph tg;
+    char why[256];
+    ck_assert(!kd_build_train_step(&l.a, &l.m, &tg, why, sizeof why));
+    ck_assert_str_eq(why, "model 'lin' has no train block with a loss");
+    lin_free(&l);
+}
+END_TEST
+
+/* Loss values as Keras computes them, by hand on fixed numbers. */
+static double loss_value(kd_loss_kind kind, bool logits, const double *y, const double *t, int rows, int cols)
+{
+    gc_ctx c;
+    gc_init(&c, rows);
+    ir_node *yn = gc_input(&c, 1, (int64_t[]){cols}, GC_UNIFORM, 0, 1);
+    ir_node *tn = gc_label(&c, 1, (int64_t[]){cols}, GC_UNIFORM, 0, 1);
+    memcpy(gc_data(&c, yn), y, (size_t)(rows * cols) * sizeof *y);
+    memcpy(gc_data(&c, tn), t, (size_t)(rows * cols) * sizeof *t);
+    kd_train_config cfg = {.loss = kind, .from_logits = logits};
+    ir_node *loss = kd_loss(&c.b, &cfg, yn, tn);
+    ck_assert_msg(loss != NULL, "%s", c.b.why);
+    ck_assert_int_eq(loss->shape.rank, 0);
+    double v = gc_scalar(&c, loss);
+    gc_free(&c);
+    return v;
+}
+
+START_TEST(loss_values)
+{
+    /* categorical from probabilities: Keras' documented example, and a 0 that the clip catches */
+    double t[6] = {0, 1, 0, 0, 0, 1}, p[6] = {0.05, 0.95, 0, 0.1, 0.8, 0.1};
+    ck_assert_double_eq_tol(loss_value(LOSS_CATEGORICAL_XENT, false, p, t, 2, 3), (-log(0.95) - log(0.1)) / 2, 1e-12);
+    double t0[3] = {0, 0, 1}, p0[3] = {0.5, 0.5, 0};
+    ck_assert_double_eq_tol(loss_value(LOSS_CATEGORICAL_XENT, false, p0, t0, 1, 3), -log(1e-7), 1e-9);
+    /* unnormalised probabilities are normalised first */
+    double p2[3] = {1, 2, 1}, t2[3] = {0, 1, 0};
+    ck_assert_double_eq_tol(loss_value(LOSS_SPARSE_CATEGORICAL_XENT, false, p2, t2, 1, 3), -log(0.5), 1e-12);
+    /* from logits */
+    double z[3] = {2, 1, 0.1}, t3[3] = {1, 0, 0};
+    ck_assert_double_eq_tol(loss_value(LOSS_CATEGORICAL_XENT, true, z, t3, 1, 3), -log(0.6590011388859679), 1e-12);
+    /* binary: mean over the last axis, then the batch */
+    double bz[4] = {0.5, -1, 3, 0}, bt[4] = {1, 0, 0, 1};
+    double want = 0;
+    for (int i = 0; i < 4; i++) {
+        double s = 1 / (1 + exp(-bz[i]));
+        want -= (bt[i] * log(s) + (1 - bt[i]) * log(1 - s)) / 4;
+    }
+    ck_assert_double_eq_tol(loss_value(LOSS_BINARY_XENT, true, bz, bt, 2, 2), want, 1e-12);
+    double bp[4] = {0.9, 0.2, 1, 0.5};
+    want = (-log(0.9) - log(0.8) - log(1e-7) - log(0.5)) / 4;
+    ck_assert_double_eq_tol(loss_value(LOSS_BINARY_XENT, false, bp, bt, 2, 2), want, 1e-9);
+    double my[4] = {1, 2, 3, 4}, mt[4] = {0, 2, 5, 3};
+    ck_assert_double_eq_tol(loss_value(LOSS_MSE, false, my, mt, 2, 2), (1 + 0 + 4 + 1) / 4.0, 1e-15);
+}
+END_TEST
+
+/* ---- from KDSL source ---------------------------------------------------- */
+
+/* A model checked by sema, its variables and feeds, run by the interpreter. */
+typedef struct src_model {
+    kd_session s;
+    kd_model *m;
+    kd_train_graph tg;
+    double *vals[64];
+    double *x, *t;
+    int batch;
+    double hyper[IR_HYPER_COUNT];
+} src_model;
+
+static void src_open(src_model *sm, const char *text, int batch, bool step_graph)
+{
+    memset(sm, 0, sizeof *sm);
+    sm->s.diags.out = stderr;
+    ck_assert_int_eq(kd_front_end_text(&sm->s, "test.kdsl", text, strlen(text), NULL), 0);
+    sm->m = sm->s.model;
+    char why[256];
+    bool ok = step_graph ? kd_build_train_step(&sm->s.arena, sm->m, &sm->tg, why, sizeof why)
+                         : kd_build_grad_graph(&sm->s.arena, sm->m, &sm->tg, why, sizeof why);
+    ck_assert_msg(ok, "%s", why);
+    ck_assert_int_le(sm->m->vars.len, 64);
+    gc_ctx rng;
+    gc_init(&rng, 1);
+    for (int i = 0; i < sm->m->vars.len; i++) {
+        const kd_var *v = sm->m->vars.items[i];
+        int64_t n = ir_shape_elems(&v->shape);
+        sm->vals[i] = calloc((size_t)n, sizeof(double));
+        for (int64_t k = 0; k < n && v->kind != VAR_SLOT; k++)
+            sm->vals[i][k] = v->kind == VAR_STATE ? 0.5 + gc_uniform(&rng) : gc_uniform(&rng) - 0.5;
+    }
+    sm->batch = batch;
+    int64_t nin = ir_shape_elems(&sm->m->input_shapes[0]) * batch;
+    int64_t nout = ir_shape_elems(&sm->tg.labels[0]->shape) * batch, classes = sm->tg.labels[0]->shape.dims[1];
+    sm->x = malloc((size_t)nin * sizeof(double));
+    sm->t = calloc((size_t)nout, sizeof(double));
+    for (int64_t k = 0; k < nin; k++) sm->x[k] = 2 * gc_uniform(&rng) - 1;
+    for (int64_t r = 0; r < nout / classes; r++) sm->t[r * classes + (r * 7 + 3) % classes] = 1;
+    kd_arena_free(&rng.arena);
+    sm->hyper[IR_HYPER_LR] = sm->m->config.learning_rate;
+    sm->hyper[IR_HYPER_SEED] = 3;
+    sm->hyper[IR_HYPER_STEP] = 5;
+}
+
+static ir_values *src_run(src_model *sm)
+{
+    const double *in[1] = {sm->x}, *lb[1] = {sm->t};
+    ir_feed f = {.batch = sm->batch, .inputs = in, .labels = lb, .vars = (const double *const *)sm->vals};
+    memcpy(f.hyper, sm->hyper, sizeof f.hyper);
+    char why[256];
+    ir_values *v = ir_interp_run(sm->tg.g, &f, why, sizeof why);
+    ck_assert_msg(v != NULL, "%s", why);
+    return v;
+}
+
+static void src_close(src_model *sm)
+{
+    for (int i = 0; i < sm->m->vars.len; i++) free(sm->vals[i]);
+    free(sm->x);
+    free(sm->t);
+    kd_session_free(&sm->s);
+}
+
+/* The grad graph of a model from source against finite differences of its loss,
+ * for every element of every trainable weight. */
+static void check_source_grads(const char *text, int batch)
+{
+    src_model sm;
+    src_open(&sm, text, batch, false);
+    ir_values *v = src_run(&sm);
+    double worst = 0;
+    int out = 2, checked = 0;
+    for (int i = 0; i < sm.m->vars.len; i++) {
+        const kd_var *var = sm.m->vars.items[i];
+        if (var->kind != VAR_WEIGHT || !var->trainable) continue;
+        const double *an = ir_value(v, sm.tg.g->outputs.items[out++]);
+        for (int64_t k = 0; k < ir_shape_elems(&var->shape); k++) {
+            double keep = sm.vals[i][k], h = 1e-6;
+            sm.vals[i][k] = keep + h;
+            ir_values *up = src_run(&sm);
+            sm.vals[i][k] = keep - h;
+            ir_values *down = src_run(&sm);
+            sm.vals[i][k] = keep;
+            double num = (ir_value(up, sm.tg.loss)[0] - ir_value(down, sm.tg.loss)[0]) / (2 * h);
+            double err = fabs(num - an[k]) / fmax(fmax(fabs(num), fabs(an[k])), 1e-3);
+            if (err > worst) worst = err;
+            if (err > TOL) fprintf(stderr, "  %s[%lld]: analytic %.12g, numeric %.12g\n", var->name, (long long)k, an[k], num);
+            ir_values_free(up);
+            ir_values_free(down);
+            checked++;
+        }
+    }
+    ck_assert_int_eq(out - 2, sm.tg.ngrads);
+    ck_assert_int_gt(checked, 0);
+    ck_assert_msg(worst < TOL, "relative error %g", worst);
+    ir_values_free(v);
+    src_close(&sm);
+}
+
+START_TEST(source_mlp_bn_dropout)
+{
+    check_source_grads("model small {\n"
+                       "    input x: [4]\n"
+                       "    Dense(5, activation: tanh)\n"
+                       "    BatchNormalization()\n"
+                       "    Dropout(0.3)\n"
+                       "    output y = Dense(3)\n"
+                       "}\n"
+                       "train small {\n"
+                       "    loss: CategoricalCrossentropy(from_logits: true)\n"
+                       "    optimizer: Adam(learning_rate: 0.01)\n"
+                       "}\n", 4);
+}
+END_TEST
+
+START_TEST(source_cnn)
+{
+    check_source_grads("model c {\n"
+                       "    input x: [6, 6, 1]\n"
+                       "    Conv2D(2, 3, padding: same, activation: sigmoid)\n"
+                       "    AveragePooling2D(2)\n"
+                       "    Conv2D(2, 2, strides: 2)\n"
+                       "    Flatten()\n"
+                       "    output y = Dense(3, activation: softmax)\n"
+                       "}\n"
+                       "train c {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1, momentum: 0.9, nesterov: true)\n"
+                       "}\n", 2);
+}
+END_TEST
+
+/* LANGUAGE.md: the linear regression sample, trained with MSE and SGD by the
+ * interpreter, recovers the line it was trained on. */
+START_TEST(source_linear_regression)
+{
+    size_t len;
+    char *text = tu_read(tu_src("samples/linear_regression.kdsl"), &len);
+    ck_assert_ptr_nonnull(text);
+    src_model sm;
+    src_open(&sm, text, 16, true);
+    free(text);
+    for (int r = 0; r < 16; r++) {
+        sm.x[r] = (r - 7.5) / 8;
+        sm.t[r] = 3 * sm.x[r] - 0.5;
+    }
+    for (int step = 0; step < 300; step++) {
+        sm.hyper[IR_HYPER_STEP] = step;
+        ir_values *v = src_run(&sm);
+        ir_interp_apply_updates(v, sm.vals);
+        ir_values_free(v);
+    }
+    const kd_var *w = find_var(sm.m, "w"), *b = find_var(sm.m, "b");
+    if (!w) w = find_var(sm.m, "linear_regression/w");
+    if (!b) b = find_var(sm.m, "linear_regression/b");
+    ck_assert_ptr_nonnull(w);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_double_eq_tol(sm.vals[w->index][0], 3, 1e-6);
+    ck_assert_double_eq_tol(sm.vals[b->index][0], -0.5, 1e-6);
+    src_close(&sm);
+}
+END_TEST
+
+static Suite *autodiff_suite(void)
+{
+    Suite *s = suite_create("autodiff");
+    TCase *t = tcase_create("graphs");
+    tcase_add_test(t, mlp_softmax_xent);
+    tcase_add_loop_test(t, mlp_losses, 0, 6);
+    tcase_add_test(t, cnn);
+    tcase_add_loop_test(t, batchnorm, 0, 2);
+    tcase_add_test(t, frozen_get_nothing);
+    tcase_add_test(t, shared_weights);
+    tcase_add_test(t, unreachable_and_no_rule);
+    suite_add_tcase(s, t);
+    t = tcase_create("training");
+    tcase_add_test(t, adam_steps);
+    tcase_add_loop_test(t, sgd_steps, 0, 3);
+    tcase_add_test(t, rmsprop_steps);
+    tcase_add_test(t, grad_graph);
+    tcase_add_test(t, no_train_block);
+    tcase_add_test(t, loss_values);
+    suite_add_tcase(s, t);
+    t = tcase_create("source");
+    tcase_add_test(t, source_mlp_bn_dropout);
+    tcase_add_test(t, source_cnn);
+    tcase_add_test(t, source_linear_regression);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void) { return tu_run_suite(autodiff_suite()); }

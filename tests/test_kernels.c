@@ -1,0 +1,1037 @@
+/* test_kernels.c — the runtime kernels against naive references written here.
+ *
+ * Every kernel runs in float and double on many shapes (odd sizes, block
+ * boundaries, transposes, strides, padding); references accumulate in long
+ * double.  An element passes when |got − ref| <= tol·(Σ|terms| + |ref|), with
+ * tol 1e-5 for float and 1e-12 for double: a relative error bound that stays
+ * meaningful when a sum cancels. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "kernels_impl.h"
+#include "testutil.h"
+
+/* ---- helpers: deterministic randoms, buffers of float or double ---- */
+
+static uint64_t rng = 88172645463325252ull;
+
+static double urand(void) /* uniform in [-1, 1) */
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (double)(rng >> 11) / 4503599627370496.0 - 1.0;
+}
+
+static size_t esize(int dbl) { return dbl ? sizeof(double) : sizeof(float); }
+
+static void *talloc(int dbl, size_t n)
+{
+    void *p = malloc((n ? n : 1) * esize(dbl));
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+static double tget(int dbl, const void *p, size_t i)
+{
+    return dbl ? ((const double *)p)[i] : (double)((const float *)p)[i];
+}
+
+static void tset(int dbl, void *p, size_t i, double v)
+{
+    if (dbl)
+        ((double *)p)[i] = v;
+    else
+        ((float *)p)[i] = (float)v;
+}
+
+static void *trand(int dbl, size_t n)
+{
+    void *p = talloc(dbl, n);
+    for (size_t i = 0; i < n; i++) tset(dbl, p, i, urand());
+    return p;
+}
+
+static void tfill(int dbl, void *p, size_t n, double v)
+{
+    for (size_t i = 0; i < n; i++) tset(dbl, p, i, v);
+}
+
+static double tol_of(int dbl) { return dbl ? 1e-12 : 1e-5; }
+
+/* Check's ck_assert records a checkpoint on every success, which costs a
+ * write per element here; EXPECT only talks to Check on failure. */
+#define EXPECT(cond, ...)                          \
+    do {                                           \
+        if (!(cond)) ck_abort_msg(__VA_ARGS__);    \
+    } while (0)
+
+/* Asserts got ≈ ref within tol·mag, naming the failing element. */
+#define CHECK_CLOSE(got, ref, mag, dbl, what, idx)                                              \
+    EXPECT(fabs((double)(got) - (double)(ref)) <= tol_of(dbl) * ((mag) + fabs((double)(ref))) + 1e-300 && \
+                      (got) == (got),                                                           \
+                  "%s[%zu]: got %.17g want %.17g (mag %g, %s)", what, (size_t)(idx), (double)(got), \
+                  (double)(ref), (double)(mag), (dbl) ? "f64" : "f32")
+
+static long double act_ref(long double x, int act)
+{
+    switch (act) {
+    case KDK_ACT_RELU: return x <= 0 ? 0 : x;
+    case KDK_ACT_SIGMOID: return 1 / (1 + expl(-x));
+    case KDK_ACT_TANH: return tanhl(x);
+    default: return x;
+    }
+}
+
+/* A work buffer of `n` elements that starts one element past an aligned
+ * address (kernels must not need alignment), followed by a canary. */
+enum { CANARY = 16 };
+struct work {
+    void *base, *p;
+    int dbl;
+    size_t n;
+};
+
+static struct work work_new(int dbl, size_t n)
+{
+    struct work w = {talloc(dbl, n + 1 + CANARY), NULL, dbl, n};
+    w.p = (char *)w.base + esize(dbl);
+    tfill(dbl, w.base, n + 1 + CANARY, 7777.0);
+    return w;
+}
+
+static void work_free(struct work *w)
+{
+    for (size_t i = 0; i < CANARY; i++)
+        EXPECT(tget(w->dbl, w->p, w->n + i) == 7777.0, "work buffer overrun (size %zu)", w->n);
+    free(w->base);
+}
+
+/* ---- GEMM ---- */
+
+struct gemm_case {
+    int M, N, K, ta, tb;
+    double beta;
+    int bias, act;
+    int pad; /* extra elements on every leading dimension */
+};
+
+enum { VIA_PUBLIC, VIA_NOWORK, VIA_PART2, VIA_PART3, VIA_ISA0 };
+
+static void run_gemm(int dbl, const struct gemm_case *g, int via, const void *A, int lda,
+                     const void *B, int ldb, void *C, int ldc, const void *bias)
+{
+    int M = g->M, N = g->N, K = g->K;
+    size_t ws = dbl ? kdk_dgemm_work_size(M, N, K) : kdk_sgemm_work_size(M, N, K);
+    if (via == VIA_PART2 || via == VIA_PART3) {
+        int np = via == VIA_PART2 ? 2 : 3;
+        for (int part = 0; part < np; part++) {
+            struct work w = work_new(dbl, ws);
+            if (dbl)
+                kdk_dgemm_part(part, np, M, N, K, A, lda, g->ta, B, ldb, g->tb, g->beta, C, ldc, bias,
+                               g->act, w.p);
+            else
+                kdk_sgemm_part(part, np, M, N, K, A, lda, g->ta, B, ldb, g->tb, (float)g->beta, C, ldc,
+                               bias, g->act, w.p);
+            work_free(&w);
+        }
+        return;
+    }
+    struct work w = work_new(dbl, ws);
+    if (via >= VIA_ISA0) {
+        struct kdk_gemm_task t = {
+            .m = M, .n = N, .k = K, .akind = KDK_A_MAT, .a = A, .lda = lda, .transa = g->ta,
+            .b = B, .ldb = ldb, .transb = g->tb, .beta = g->beta, .c = C, .ldc = ldc,
+            .bias = bias, .act = g->act,
+        };
+        if (dbl)
+            kdk_dgemm_task_isa(&t, w.p, via - VIA_ISA0);
+        else
+            kdk_sgemm_task_isa(&t, w.p, via - VIA_ISA0);
+    } else {
+        void *wp = via == VIA_NOWORK ? NULL : w.p;
+        if (dbl)
+            kdk_dgemm(M, N, K, A, lda, g->ta, B, ldb, g->tb, g->beta, C, ldc, bias, g->act, wp);
+        else
+            kdk_sgemm(M, N, K, A, lda, g->ta, B, ldb, g->tb, (float)g->beta, C, ldc, bias, g->act, wp);
+    }
+    work_free(&w);
+}
+
+/* Checks C = act(op(A)·op(B) + beta·C + bias) once for each way in vias[]
+ * (the reference is computed once, in double, from op(A) and op(B)ᵀ). */
+static void check_gemm_vias(int dbl, const struct gemm_case *g, const int *vias, int nvias)
+{
+    int M = g->M, N = g->N, K = g->K;
+    int arows = g->ta ? K : M, acols = g->ta ? M : K;
+    int brows = g->tb ? N : K, bcols = g->tb ? K : N;
+    int lda = acols + g->pad, ldb = bcols + g->pad, ldc = N + g->pad;
+    size_t nc = (size_t)M * ldc;
+    void *A = trand(dbl, (size_t)arows * lda + 1), *B = trand(dbl, (size_t)brows * ldb + 1);
+    void *C = talloc(dbl, nc + 1), *C0 = talloc(dbl, nc + 1);
+    void *bias = g->bias ? trand(dbl, N) : NULL;
+    double *opa = malloc(((size_t)M * K + 1) * sizeof *opa), *opbt = malloc(((size_t)N * K + 1) * sizeof *opbt);
+    double *ref = malloc((size_t)M * N * sizeof *ref), *mag = malloc((size_t)M * N * sizeof *mag);
+    for (size_t i = 0; i < nc; i++) {
+        int inside = (int)(i % ldc) < N;
+        tset(dbl, C0, i, !inside ? 12345.0 : g->beta == 0 ? NAN : urand());
+    }
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < K; k++)
+            opa[(size_t)i * K + k] = tget(dbl, A, g->ta ? (size_t)k * lda + i : (size_t)i * lda + k);
+    for (int j = 0; j < N; j++)
+        for (int k = 0; k < K; k++)
+            opbt[(size_t)j * K + k] = tget(dbl, B, g->tb ? (size_t)j * ldb + k : (size_t)k * ldb + j);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            const double *a = opa + (size_t)i * K, *b = opbt + (size_t)j * K;
+            double sum = 0, m = 0;
+            for (int k = 0; k < K; k++) {
+                sum += a[k] * b[k];
+                m += fabs(a[k] * b[k]);
+            }
+            if (g->beta != 0) {
+                double c = g->beta * tget(dbl, C0, (size_t)i * ldc + j);
+                sum += c;
+                m += fabs(c);
+            }
+            if (bias) {
+                sum += tget(dbl, bias, j);
+                m += fabs(tget(dbl, bias, j));
+            }
+            ref[(size_t)i * N + j] = (double)act_ref(sum, g->act);
+            mag[(size_t)i * N + j] = m + fabs(sum);
+        }
+
+    for (int v = 0; v < nvias; v++) {
+        memcpy(C, C0, nc * esize(dbl));
+        run_gemm(dbl, g, vias[v], A, lda, B, ldb, C, ldc, bias);
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double got = tget(dbl, C, (size_t)i * ldc + j), want = ref[(size_t)i * N + j];
+                EXPECT(fabs(got - want) <= tol_of(dbl) * mag[(size_t)i * N + j] + 1e-300,
+                              "gemm %s M=%d N=%d K=%d ta=%d tb=%d beta=%g bias=%d act=%d pad=%d via=%d: "
+                              "C[%d][%d] = %.10g, want %.10g",
+                              dbl ? "f64" : "f32", M, N, K, g->ta, g->tb, g->beta, g->bias, g->act,
+                              g->pad, vias[v], i, j, got, want);
+            }
+        /* the padding of C's rows is never written */
+        for (size_t i = 0; i < nc; i++)
+            if ((int)(i % ldc) >= N) EXPECT(tget(dbl, C, i) == 12345.0, "gemm wrote C[%zu] past column N", i);
+    }
+    free(A);
+    free(B);
+    free(C);
+    free(C0);
+    free(bias);
+    free(opa);
+    free(opbt);
+    free(ref);
+    free(mag);
+}
+
+static void check_gemm(int dbl, const struct gemm_case *g, int via)
+{
+    check_gemm_vias(dbl, g, &via, 1);
+}
+
+/* Every way of running a GEMM: public entry, no-work path, each ISA variant. */
+static void check_gemm_all(const struct gemm_case *g)
+{
+    int vias[2 + KDK_ISA_COUNT], n = 0;
+    vias[n++] = VIA_PUBLIC;
+    vias[n++] = VIA_NOWORK;
+    for (int isa = 0; isa < KDK_ISA_COUNT; isa++)
+        if (kdk_gemm_isa_supported(isa)) vias[n++] = VIA_ISA0 + isa;
+    for (int dbl = 0; dbl < 2; dbl++) check_gemm_vias(dbl, g, vias, n);
+}
+
+START_TEST(test_gemm_shapes)
+{
+    static const int dims[] = {1, 7, 17, 33, 100};
+    for (int t = 0; t < 4; t++)
+        for (int a = 0; a < 5; a++)
+            for (int b = 0; b < 5; b++)
+                for (int c = 0; c < 5; c++) {
+                    struct gemm_case g = {dims[a], dims[b], dims[c], t & 1, t >> 1, 0, 0, 0, 0};
+                    check_gemm_all(&g);
+                }
+}
+END_TEST
+
+START_TEST(test_gemm_beta_bias_act)
+{
+    static const int shapes[][3] = {{1, 1, 1}, {5, 9, 3}, {13, 31, 40}, {33, 70, 17}, {64, 10, 128}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 4; t++)
+            for (int act = KDK_ACT_NONE; act <= KDK_ACT_TANH; act++) {
+                struct gemm_case g = {shapes[s][0], shapes[s][1], shapes[s][2], t & 1, t >> 1,
+                                      (t & 1) ? 1.0 : 0.0, 1, act, 3};
+                check_gemm_all(&g);
+                g.beta = 0.5;
+                g.bias = 0;
+                check_gemm_all(&g);
+            }
+}
+END_TEST
+
+/* Shapes past every block size (KC 256, MC 144, NC 1024): the epilogue must
+ * run once, after the last K block, and beta only on the first. */
+START_TEST(test_gemm_blocking)
+{
+    struct gemm_case cases[] = {
+        {150, 1030, 520, 0, 0, 1.0, 1, KDK_ACT_RELU, 0},
+        {289, 65, 300, 1, 0, 0.0, 1, KDK_ACT_RELU, 1},
+        {145, 129, 257, 0, 1, 1.0, 0, KDK_ACT_NONE, 0},
+        {97, 200, 1000, 1, 1, 0.0, 1, KDK_ACT_TANH, 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_gemm_all(&cases[i]);
+}
+END_TEST
+
+/* The MLP 784-256-128-10 at batch 64: forward, dW = Xᵀ·dY, dX = dY·Wᵀ. */
+START_TEST(test_gemm_mlp_shapes)
+{
+    struct gemm_case cases[] = {
+        {64, 256, 784, 0, 0, 0.0, 1, KDK_ACT_RELU, 0},
+        {64, 128, 256, 0, 0, 0.0, 1, KDK_ACT_RELU, 0},
+        {64, 10, 128, 0, 0, 0.0, 1, KDK_ACT_NONE, 0},
+        {784, 256, 64, 1, 0, 0.0, 0, KDK_ACT_NONE, 0},
+        {128, 10, 64, 1, 0, 1.0, 0, KDK_ACT_NONE, 0},
+        {64, 256, 128, 0, 1, 0.0, 0, KDK_ACT_NONE, 0},
+        {64, 784, 256, 0, 1, 0.0, 0, KDK_ACT_NONE, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_gemm_all(&cases[i]);
+}
+END_TEST
+
+START_TEST(test_gemm_parts)
+{
+    struct gemm_case cases[] = {
+        {64, 256, 100, 0, 0, 0.0, 1, KDK_ACT_RELU, 0},  /* splits N */
+        {300, 70, 33, 1, 0, 1.0, 1, KDK_ACT_NONE, 2},   /* splits M */
+        {17, 17, 17, 0, 1, 0.0, 1, KDK_ACT_SIGMOID, 1}, /* fewer blocks than parts */
+        {1, 200, 5, 1, 1, 1.0, 0, KDK_ACT_NONE, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int dbl = 0; dbl < 2; dbl++) {
+            check_gemm(dbl, &cases[i], VIA_PART2);
+            check_gemm(dbl, &cases[i], VIA_PART3);
+        }
+}
+END_TEST
+
+/* K = 0: C = act(beta·C + bias); M or N = 0 touches nothing. */
+START_TEST(test_gemm_degenerate)
+{
+    struct gemm_case g = {5, 6, 0, 0, 0, 1.0, 1, KDK_ACT_RELU, 0};
+    check_gemm_all(&g);
+    g.beta = 0;
+    check_gemm_all(&g);
+    float c = 3.0f;
+    kdk_sgemm(0, 1, 4, NULL, 4, 0, NULL, 1, 0, 0.0f, &c, 1, NULL, 0, NULL);
+    kdk_sgemm(1, 0, 4, NULL, 4, 0, NULL, 1, 0, 0.0f, &c, 1, NULL, 0, NULL);
+    ck_assert(c == 3.0f);
+    ck_assert_uint_eq(kdk_sgemm_work_size(0, 5, 5), 0);
+}
+END_TEST
+
+/* Work sizes are bounded by the blocking, not by M·N·K, and grow with the shape. */
+START_TEST(test_gemm_work_size)
+{
+    size_t big = kdk_sgemm_work_size(100000, 100000, 100000);
+    ck_assert_uint_le(big, (size_t)KDK_KC * (KDK_NC + KDK_NR_MAX + KDK_MC + KDK_MR_MAX) + 64);
+    ck_assert_uint_le(kdk_sgemm_work_size(64, 256, 784), big);
+    ck_assert_uint_le(kdk_sgemm_work_size(10, 10, 10), kdk_sgemm_work_size(20, 20, 20));
+    ck_assert_uint_eq(kdk_dgemm_work_size(64, 256, 784) - 8, kdk_sgemm_work_size(64, 256, 784) - 16);
+}
+END_TEST
+
+START_TEST(test_colsum)
+{
+    for (int dbl = 0; dbl < 2; dbl++) {
+        int M = 37, N = 19, ld = 23;
+        void *X = trand(dbl, (size_t)M * ld), *out = trand(dbl, N), *out0 = talloc(dbl, N);
+        memcpy(out0, out, N * esize(dbl));
+        for (int acc = 1; acc >= 0; acc--) {
+            if (dbl)
+                kdk_dcolsum(M, N, X, ld, out, acc);
+            else
+                kdk_scolsum(M, N, X, ld, out, acc);
+            for (int j = 0; j < N; j++) {
+                long double s = acc ? tget(dbl, out0, j) : 0, mag = fabsl(s);
+                for (int i = 0; i < M; i++) {
+                    s += tget(dbl, X, (size_t)i * ld + j);
+                    mag += fabs(tget(dbl, X, (size_t)i * ld + j));
+                }
+                CHECK_CLOSE(tget(dbl, out, j), s, (double)mag, dbl, "colsum", j);
+            }
+        }
+        free(X);
+        free(out);
+        free(out0);
+    }
+}
+END_TEST
+
+/* ---- Conv2D ---- */
+
+struct conv_case {
+    int n, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pl;
+};
+
+#define CGEOM(g) (g)->n, (g)->h, (g)->w, (g)->c, (g)->oh, (g)->ow, (g)->f, (g)->kh, (g)->kw, \
+                 (g)->sh, (g)->sw, (g)->pt, (g)->pl
+
+/* Keras padding: 'valid' or 'same' (pad_top = total/2, the rest at the bottom). */
+static struct conv_case conv_make(int n, int h, int w, int c, int f, int kh, int kw, int sh, int sw,
+                                  int same)
+{
+    struct conv_case g = {n, h, w, c, 0, 0, f, kh, kw, sh, sw, 0, 0};
+    if (same) {
+        g.oh = (h + sh - 1) / sh;
+        g.ow = (w + sw - 1) / sw;
+        g.pt = KDK_MAX((g.oh - 1) * sh + kh - h, 0) / 2;
+        g.pl = KDK_MAX((g.ow - 1) * sw + kw - w, 0) / 2;
+    } else {
+        g.oh = (h - kh) / sh + 1;
+        g.ow = (w - kw) / sw + 1;
+    }
+    return g;
+}
+
+/* Calls the input element of output (b, oy, ox) and tap (ky, kx): its index in x, or -1. */
+static long conv_in(const struct conv_case *g, int b, int oy, int ox, int ky, int kx)
+{
+    int iy = oy * g->sh + ky - g->pt, ix = ox * g->sw + kx - g->pl;
+    if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) return -1;
+    return (((long)b * g->h + iy) * g->w + ix) * g->c;
+}
+
+enum { CONV_FWD, CONV_DATA, CONV_FILTER };
+
+static size_t conv_ws(int dbl, const struct conv_case *g, int which)
+{
+    if (which == CONV_FWD)
+        return dbl ? kdk_dconv2d_fwd_work_size(CGEOM(g)) : kdk_sconv2d_fwd_work_size(CGEOM(g));
+    if (which == CONV_DATA)
+        return dbl ? kdk_dconv2d_bwd_data_work_size(CGEOM(g)) : kdk_sconv2d_bwd_data_work_size(CGEOM(g));
+    return dbl ? kdk_dconv2d_bwd_filter_work_size(CGEOM(g)) : kdk_sconv2d_bwd_filter_work_size(CGEOM(g));
+}
+
+/* Runs one conv kernel as nparts parts (nparts 0: the plain entry point),
+ * with or without work. */
+static void conv_run(int dbl, const struct conv_case *g, int which, int nparts, int use_work,
+                     const void *in1, const void *in2, const void *bias, int act, void *out, int acc)
+{
+    int np = nparts ? nparts : 1;
+    for (int part = 0; part < np; part++) {
+        struct work w = work_new(dbl, conv_ws(dbl, g, which));
+        void *wp = use_work ? w.p : NULL;
+        if (which == CONV_FWD) {
+            if (!nparts && dbl) kdk_dconv2d_fwd(CGEOM(g), in1, in2, bias, act, out, wp);
+            else if (!nparts) kdk_sconv2d_fwd(CGEOM(g), in1, in2, bias, act, out, wp);
+            else if (dbl) kdk_dconv2d_fwd_part(part, np, CGEOM(g), in1, in2, bias, act, out, wp);
+            else kdk_sconv2d_fwd_part(part, np, CGEOM(g), in1, in2, bias, act, out, wp);
+        } else if (which == CONV_DATA) {
+            if (!nparts && dbl) kdk_dconv2d_bwd_data(CGEOM(g), in1, in2, out, acc, wp);
+            else if (!nparts) kdk_sconv2d_bwd_data(CGEOM(g), in1, in2, out, acc, wp);
+            else if (dbl) kdk_dconv2d_bwd_data_part(part, np, CGEOM(g), in1, in2, out, acc, wp);
+            else kdk_sconv2d_bwd_data_part(part, np, CGEOM(g), in1, in2, out, acc, wp);
+        } else {
+            if (!nparts && dbl) kdk_dconv2d_bwd_filter(CGEOM(g), in1, in2, out, acc, wp);
+            else if (!nparts) kdk_sconv2d_bwd_filter(CGEOM(g), in1, in2, out, acc, wp);
+            else if (dbl) kdk_dconv2d_bwd_filter_part(part, np, CGEOM(g), in1, in2, out, acc, wp);
+            else kdk_sconv2d_bwd_filter_part(part, np, CGEOM(g), in1, in2, out, acc, wp);
+        }
+        work_free(&w);
+    }
+}
+
+static void check_conv(int dbl, const struct conv_case *g, int nparts, int use_work)
+{
+    size_t nx = (size_t)g->n * g->h * g->w * g->c, ny = (size_t)g->n * g->oh * g->ow * g->f;
+    size_t nw = (size_t)g->kh * g->kw * g->c * g->f;
+    void *x = trand(dbl, nx), *wt = trand(dbl, nw), *bias = trand(dbl, g->f), *dy = trand(dbl, ny);
+    void *y = talloc(dbl, ny), *dx = talloc(dbl, nx), *dw = talloc(dbl, nw);
+    long double *rx = calloc(nx, sizeof *rx), *mx = calloc(nx, sizeof *mx);
+    long double *rw = calloc(nw, sizeof *rw), *mw = calloc(nw, sizeof *mw);
+    char what[160];
+    snprintf(what, sizeof what, "conv n%d %dx%dx%d->%dx%dx%d k%dx%d s%d,%d p%d,%d parts %d work %d",
+             g->n, g->h, g->w, g->c, g->oh, g->ow, g->f, g->kh, g->kw, g->sh, g->sw, g->pt, g->pl,
+             nparts, use_work);
+
+    /* forward, bias + relu; y starts as NaN: nothing may read it */
+    tfill(dbl, y, ny, NAN);
+    conv_run(dbl, g, CONV_FWD, nparts, use_work, x, wt, bias, KDK_ACT_RELU, y, 0);
+    for (int b = 0; b < g->n; b++)
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++)
+                for (int o = 0; o < g->f; o++) {
+                    long double s = tget(dbl, bias, o), mag = fabsl(s);
+                    for (int ky = 0; ky < g->kh; ky++)
+                        for (int kx = 0; kx < g->kw; kx++) {
+                            long xi = conv_in(g, b, oy, ox, ky, kx);
+                            if (xi < 0) continue;
+                            for (int ci = 0; ci < g->c; ci++) {
+                                long double t = (long double)tget(dbl, x, xi + ci) *
+                                                tget(dbl, wt, (((size_t)ky * g->kw + kx) * g->c + ci) * g->f + o);
+                                s += t;
+                                mag += fabsl(t);
+                            }
+                        }
+                    size_t yi = (((size_t)b * g->oh + oy) * g->ow + ox) * g->f + o;
+                    CHECK_CLOSE(tget(dbl, y, yi), act_ref(s, KDK_ACT_RELU), (double)mag, dbl, what, yi);
+                }
+
+    /* reference gradients */
+    for (int b = 0; b < g->n; b++)
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++)
+                for (int ky = 0; ky < g->kh; ky++)
+                    for (int kx = 0; kx < g->kw; kx++) {
+                        long xi = conv_in(g, b, oy, ox, ky, kx);
+                        if (xi < 0) continue;
+                        size_t yi = (((size_t)b * g->oh + oy) * g->ow + ox) * g->f;
+                        for (int ci = 0; ci < g->c; ci++)
+                            for (int o = 0; o < g->f; o++) {
+                                size_t wi = (((size_t)ky * g->kw + kx) * g->c + ci) * g->f + o;
+                                long double d = tget(dbl, dy, yi + o);
+                                long double tx = d * tget(dbl, wt, wi), tw = d * tget(dbl, x, xi + ci);
+                                rx[xi + ci] += tx;
+                                mx[xi + ci] += fabsl(tx);
+                                rw[wi] += tw;
+                                mw[wi] += fabsl(tw);
+                            }
+                    }
+
+    /* data gradient: overwrite (dx NaN) then accumulate onto 1.0 */
+    for (int acc = 0; acc < 2; acc++) {
+        tfill(dbl, dx, nx, acc ? 1.0 : NAN);
+        conv_run(dbl, g, CONV_DATA, nparts, use_work, dy, wt, NULL, 0, dx, acc);
+        for (size_t i = 0; i < nx; i++)
+            CHECK_CLOSE(tget(dbl, dx, i), rx[i] + acc, (double)mx[i] + acc, dbl, what, i);
+    }
+    /* filter gradient */
+    for (int acc = 0; acc < 2; acc++) {
+        tfill(dbl, dw, nw, acc ? 1.0 : NAN);
+        conv_run(dbl, g, CONV_FILTER, nparts, use_work, x, dy, NULL, 0, dw, acc);
+        for (size_t i = 0; i < nw; i++)
+            CHECK_CLOSE(tget(dbl, dw, i), rw[i] + acc, (double)mw[i] + acc, dbl, what, i);
+    }
+    free(x);
+    free(wt);
+    free(bias);
+    free(dy);
+    free(y);
+    free(dx);
+    free(dw);
+    free(rx);
+    free(mx);
+    free(rw);
+    free(mw);
+}
+
+static struct conv_case conv_cases[12];
+
+static int conv_case_list(void)
+{
+    int k = 0;
+    conv_cases[k++] = conv_make(2, 28, 28, 1, 8, 3, 3, 1, 1, 0);   /* the CNN's first layer */
+    conv_cases[k++] = conv_make(2, 13, 13, 32, 64, 3, 3, 1, 1, 0); /* second: kk = 288 > KC */
+    conv_cases[k++] = conv_make(3, 9, 11, 3, 5, 3, 3, 2, 2, 1);    /* stride 2, 'same' */
+    conv_cases[k++] = conv_make(2, 8, 8, 4, 6, 5, 5, 1, 1, 1);     /* 'same', pad 2 */
+    conv_cases[k++] = conv_make(1, 7, 7, 5, 7, 1, 1, 1, 1, 0);     /* 1×1: plain GEMM path */
+    conv_cases[k++] = conv_make(2, 10, 9, 3, 4, 4, 2, 2, 3, 1);    /* uneven kernel and strides */
+    conv_cases[k++] = conv_make(2, 12, 12, 17, 33, 3, 3, 2, 2, 0); /* stride 2 'valid', odd c, f */
+    /* windows that lie wholly in the padding */
+    conv_cases[k++] = (struct conv_case){1, 4, 4, 2, 8, 8, 3, 3, 3, 1, 1, 3, 3};
+    return k;
+}
+
+START_TEST(test_conv)
+{
+    int ncases = conv_case_list();
+    for (int i = 0; i < ncases; i++)
+        for (int dbl = 0; dbl < 2; dbl++) {
+            check_conv(dbl, &conv_cases[i], 0, 1);
+            check_conv(dbl, &conv_cases[i], 0, 0);
+            check_conv(dbl, &conv_cases[i], 2, 1);
+            check_conv(dbl, &conv_cases[i], 3, 1);
+        }
+}
+END_TEST
+
+/* Every instruction-set variant packs the implicit im2col panels itself. */
+START_TEST(test_conv_isa_variants)
+{
+    int ncases = conv_case_list();
+    for (int isa = 0; isa < KDK_ISA_COUNT; isa++) {
+        if (!kdk_gemm_isa_supported(isa)) continue;
+        for (int i = 0; i < ncases; i++) {
+            const struct conv_case *g = &conv_cases[i];
+            struct kdk_conv_geom geom = {CGEOM(g)};
+            int kk = g->kh * g->kw * g->c, pix = g->n * g->oh * g->ow;
+            float *x = trand(0, (size_t)g->n * g->h * g->w * g->c);
+            float *wt = trand(0, (size_t)kk * g->f), *y = talloc(0, (size_t)pix * g->f);
+            float *y_ref = talloc(0, (size_t)pix * g->f);
+            struct work w = work_new(0, kdk_sgemm_work_size(pix, g->f, kk));
+            struct kdk_gemm_task t = {
+                .m = pix, .n = g->f, .k = kk, .akind = KDK_A_IM2COL, .a = x, .g = &geom,
+                .b = wt, .ldb = g->f, .beta = 0, .c = y, .ldc = g->f, .act = KDK_ACT_NONE,
+            };
+            kdk_sgemm_task_isa(&t, w.p, isa);
+            work_free(&w);
+            kdk_sconv2d_fwd(CGEOM(g), x, wt, NULL, KDK_ACT_NONE, y_ref, NULL);
+            for (size_t j = 0; j < (size_t)pix * g->f; j++)
+                CHECK_CLOSE(y[j], y_ref[j], 1.0, 0, "im2col isa", j);
+            free(x);
+            free(wt);
+            free(y);
+            free(y_ref);
+        }
+    }
+}
+END_TEST
+
+/* ---- pooling ---- */
+
+struct pool_case {
+    int n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl;
+};
+
+#define PGEOM(g) (g)->n, (g)->h, (g)->w, (g)->c, (g)->oh, (g)->ow, (g)->kh, (g)->kw, (g)->sh, \
+                 (g)->sw, (g)->pt, (g)->pl
+
+static struct pool_case pool_make(int n, int h, int w, int c, int k, int s, int same)
+{
+    struct conv_case cg = conv_make(n, h, w, c, 1, k, k, s, s, same);
+    struct pool_case g = {n, h, w, c, cg.oh, cg.ow, k, k, s, s, cg.pt, cg.pl};
+    return g;
+}
+
+static void check_pool(int dbl, const struct pool_case *g, int ties)
+{
+    size_t nx = (size_t)g->n * g->h * g->w * g->c, ny = (size_t)g->n * g->oh * g->ow * g->c;
+    size_t hwc = (size_t)g->h * g->w * g->c;
+    void *x = talloc(dbl, nx), *y = talloc(dbl, ny), *dy = trand(dbl, ny), *dx = talloc(dbl, nx);
+    int32_t *am = malloc(ny * sizeof *am);
+    int32_t *ref_am = malloc(ny * sizeof *ref_am);
+    double *ref_dx = calloc(nx, sizeof *ref_dx), *ref_adx[2] = {calloc(nx, 8), calloc(nx, 8)};
+    char what[160];
+    snprintf(what, sizeof what, "pool n%d %dx%dx%d->%dx%d k%d s%d p%d,%d ties %d", g->n, g->h, g->w,
+             g->c, g->oh, g->ow, g->kh, g->sh, g->pt, g->pl, ties);
+    for (size_t i = 0; i < nx; i++) tset(dbl, x, i, ties ? floor((urand() + 1) * 1.5) : urand());
+
+    /* max pool forward */
+    if (dbl)
+        kdk_dmaxpool2d_fwd(PGEOM(g), x, y, am);
+    else
+        kdk_smaxpool2d_fwd(PGEOM(g), x, y, am);
+    for (int b = 0; b < g->n; b++)
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++)
+                for (int ci = 0; ci < g->c; ci++) {
+                    size_t o = (((size_t)b * g->oh + oy) * g->ow + ox) * g->c + ci;
+                    double best = 0, sum = 0;
+                    int at = -1, cnt = 0;
+                    for (int ky = 0; ky < g->kh; ky++)
+                        for (int kx = 0; kx < g->kw; kx++) {
+                            int iy = oy * g->sh + ky - g->pt, ix = ox * g->sw + kx - g->pl;
+                            if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) continue;
+                            int idx = (iy * g->w + ix) * g->c + ci;
+                            double v = tget(dbl, x, b * hwc + idx);
+                            if (at < 0 || v > best) {
+                                best = v;
+                                at = idx;
+                            }
+                            sum += v;
+                            cnt++;
+                        }
+                    ref_am[o] = at;
+                    CHECK_CLOSE(tget(dbl, y, o), best, 0.0, dbl, what, o);
+                    EXPECT(am[o] == at, "%s: argmax[%zu] = %d, want %d", what, o, am[o], at);
+                    if (at >= 0) ref_dx[b * hwc + at] += tget(dbl, dy, o);
+                    for (int cp = 0; cp < 2; cp++) {
+                        int div = cp ? g->kh * g->kw : cnt;
+                        for (int ky = 0; ky < g->kh; ky++)
+                            for (int kx = 0; kx < g->kw; kx++) {
+                                int iy = oy * g->sh + ky - g->pt, ix = ox * g->sw + kx - g->pl;
+                                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) continue;
+                                ref_adx[cp][b * hwc + (iy * g->w + ix) * g->c + ci] +=
+                                    tget(dbl, dy, o) / div;
+                            }
+                    }
+                    (void)sum;
+                }
+
+    /* max pool backward: with argmax, and recomputing it; overwrite and accumulate */
+    for (int mode = 0; mode < 4; mode++) {
+        int acc = mode & 1, use_am = mode >> 1;
+        tfill(dbl, dx, nx, acc ? 2.0 : NAN);
+        if (dbl)
+            kdk_dmaxpool2d_bwd(PGEOM(g), use_am ? NULL : x, use_am ? am : NULL, dy, dx, acc);
+        else
+            kdk_smaxpool2d_bwd(PGEOM(g), use_am ? NULL : x, use_am ? am : NULL, dy, dx, acc);
+        for (size_t i = 0; i < nx; i++)
+            CHECK_CLOSE(tget(dbl, dx, i), ref_dx[i] + 2 * acc, 4.0, dbl, what, i);
+    }
+
+    /* average pool, counting only valid positions (Keras) and counting padding */
+    for (int cp = 0; cp < 2; cp++) {
+        if (dbl)
+            kdk_davgpool2d_fwd(PGEOM(g), cp, x, y);
+        else
+            kdk_savgpool2d_fwd(PGEOM(g), cp, x, y);
+        for (int b = 0; b < g->n; b++)
+            for (int oy = 0; oy < g->oh; oy++)
+                for (int ox = 0; ox < g->ow; ox++)
+                    for (int ci = 0; ci < g->c; ci++) {
+                        double sum = 0, mag = 0;
+                        int cnt = 0;
+                        for (int ky = 0; ky < g->kh; ky++)
+                            for (int kx = 0; kx < g->kw; kx++) {
+                                int iy = oy * g->sh + ky - g->pt, ix = ox * g->sw + kx - g->pl;
+                                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) continue;
+                                double v = tget(dbl, x, b * hwc + (iy * g->w + ix) * g->c + ci);
+                                sum += v;
+                                mag += fabs(v);
+                                cnt++;
+                            }
+                        int div = cp ? g->kh * g->kw : cnt;
+                        size_t o = (((size_t)b * g->oh + oy) * g->ow + ox) * g->c + ci;
+                        CHECK_CLOSE(tget(dbl, y, o), div ? sum / div : 0, mag, dbl, what, o);
+                    }
+        for (int acc = 0; acc < 2; acc++) {
+            tfill(dbl, dx, nx, acc ? 2.0 : NAN);
+            if (dbl)
+                kdk_davgpool2d_bwd(PGEOM(g), cp, dy, dx, acc);
+            else
+                kdk_savgpool2d_bwd(PGEOM(g), cp, dy, dx, acc);
+            for (size_t i = 0; i < nx; i++)
+                CHECK_CLOSE(tget(dbl, dx, i), ref_adx[cp][i] + 2 * acc, 4.0, dbl, what, i);
+        }
+    }
+    free(x);
+    free(y);
+    free(dy);
+    free(dx);
+    free(am);
+    free(ref_am);
+    free(ref_dx);
+    free(ref_adx[0]);
+    free(ref_adx[1]);
+}
+
+START_TEST(test_pool)
+{
+    struct pool_case cases[] = {
+        pool_make(2, 26, 26, 32, 2, 2, 0), /* the CNN's pools */
+        pool_make(2, 11, 11, 64, 2, 2, 0), /* drops the last row and column */
+        pool_make(2, 7, 7, 3, 3, 2, 1),    /* 'same', padding on both sides */
+        pool_make(1, 5, 6, 70, 2, 1, 1),   /* 'same', padding only at the end; c > 64 */
+        pool_make(3, 4, 4, 2, 3, 1, 1),
+        {1, 3, 3, 2, 4, 4, 2, 2, 1, 1, 2, 2}, /* windows wholly in the padding */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int dbl = 0; dbl < 2; dbl++)
+            for (int ties = 0; ties < 2; ties++) check_pool(dbl, &cases[i], ties);
+}
+END_TEST
+
+START_TEST(test_global_pool)
+{
+    static const int shapes[][3] = {{3, 49, 10}, {2, 1, 70}, {2, 25, 130}};
+    for (size_t s = 0; s < 3; s++)
+        for (int dbl = 0; dbl < 2; dbl++) {
+            int n = shapes[s][0], hw = shapes[s][1], c = shapes[s][2];
+            size_t nx = (size_t)n * hw * c, ny = (size_t)n * c;
+            void *x = talloc(dbl, nx), *y = talloc(dbl, ny), *dy = trand(dbl, ny), *dx = talloc(dbl, nx);
+            int32_t *am = malloc(ny * sizeof *am);
+            for (size_t i = 0; i < nx; i++) tset(dbl, x, i, floor((urand() + 1) * 2));
+            if (dbl) kdk_dglobal_maxpool_fwd(n, hw, c, x, y, am);
+            else kdk_sglobal_maxpool_fwd(n, hw, c, x, y, am);
+            for (int b = 0; b < n; b++)
+                for (int j = 0; j < c; j++) {
+                    int at = 0;
+                    for (int p = 1; p < hw; p++)
+                        if (tget(dbl, x, ((size_t)b * hw + p) * c + j) > tget(dbl, x, ((size_t)b * hw + at) * c + j))
+                            at = p;
+                    EXPECT(am[b * c + j] == at, "global argmax[%d][%d] = %d, want %d", b, j, am[b * c + j], at);
+                    EXPECT(tget(dbl, y, b * c + j) == tget(dbl, x, ((size_t)b * hw + at) * c + j),
+                           "global max y[%d][%d]", b, j);
+                }
+            for (int mode = 0; mode < 4; mode++) {
+                int acc = mode & 1, use_am = mode >> 1;
+                tfill(dbl, dx, nx, acc ? 1.0 : NAN);
+                if (dbl) kdk_dglobal_maxpool_bwd(n, hw, c, use_am ? NULL : x, use_am ? am : NULL, dy, dx, acc);
+                else kdk_sglobal_maxpool_bwd(n, hw, c, use_am ? NULL : x, use_am ? am : NULL, dy, dx, acc);
+                for (int b = 0; b < n; b++)
+                    for (int p = 0; p < hw; p++)
+                        for (int j = 0; j < c; j++) {
+                            size_t i = ((size_t)b * hw + p) * c + j;
+                            double want = acc + (am[b * c + j] == p ? tget(dbl, dy, b * c + j) : 0);
+                            CHECK_CLOSE(tget(dbl, dx, i), want, 2.0, dbl, "global max bwd", i);
+                        }
+            }
+            for (size_t i = 0; i < nx; i++) tset(dbl, x, i, urand());
+            if (dbl) kdk_dglobal_avgpool_fwd(n, hw, c, x, y);
+            else kdk_sglobal_avgpool_fwd(n, hw, c, x, y);
+            for (int b = 0; b < n; b++)
+                for (int j = 0; j < c; j++) {
+                    double s = 0, mag = 0;
+                    for (int p = 0; p < hw; p++) {
+                        s += tget(dbl, x, ((size_t)b * hw + p) * c + j);
+                        mag += fabs(tget(dbl, x, ((size_t)b * hw + p) * c + j));
+                    }
+                    CHECK_CLOSE(tget(dbl, y, b * c + j), s / hw, mag / hw, dbl, "global avg", b * c + j);
+                }
+            for (int acc = 0; acc < 2; acc++) {
+                tfill(dbl, dx, nx, acc ? 1.0 : NAN);
+                if (dbl) kdk_dglobal_avgpool_bwd(n, hw, c, dy, dx, acc);
+                else kdk_sglobal_avgpool_bwd(n, hw, c, dy, dx, acc);
+                for (size_t i = 0; i < nx; i++) {
+                    size_t b = i / ((size_t)hw * c), j = i % c;
+                    CHECK_CLOSE(tget(dbl, dx, i), acc + tget(dbl, dy, b * c + j) / hw, 2.0, dbl,
+                                "global avg bwd", i);
+                }
+            }
+            free(x);
+            free(y);
+            free(dy);
+            free(dx);
+            free(am);
+        }
+}
+END_TEST
+
+/* ---- softmax and cross-entropy ---- */
+
+static void softmax_ref(int n, const double *x, long double *p, long double *lse)
+{
+    long double m = x[0], s = 0;
+    for (int j = 1; j < n; j++) m = x[j] > m ? x[j] : m;
+    for (int j = 0; j < n; j++) s += expl((long double)x[j] - m);
+    for (int j = 0; j < n; j++) p[j] = expl((long double)x[j] - m) / s;
+    *lse = m + logl(s);
+}
+
+static void check_softmax_rows(int dbl, int rows, int n, const double *xin)
+{
+    size_t tot = (size_t)rows * n;
+    void *x = talloc(dbl, tot), *y = talloc(dbl, tot), *dy = trand(dbl, tot), *dx = talloc(dbl, tot);
+    void *t = talloc(dbl, tot), *loss = talloc(dbl, rows), *d = talloc(dbl, tot);
+    void *loss2 = talloc(dbl, rows), *d2 = talloc(dbl, tot);
+    int32_t *lab = malloc(rows * sizeof *lab);
+    double *row = malloc(n * sizeof *row);
+    long double *p = malloc(n * sizeof *p), lse;
+    for (size_t i = 0; i < tot; i++) tset(dbl, x, i, xin[i]);
+    for (int r = 0; r < rows; r++) {
+        lab[r] = KDK_MIN((int32_t)((urand() + 1) / 2 * n), n - 1);
+        for (int j = 0; j < n; j++) tset(dbl, t, (size_t)r * n + j, j == lab[r]);
+    }
+    double scale = 1.0 / rows, sum1, sum2;
+
+    if (dbl) kdk_dsoftmax(rows, n, x, y);
+    else kdk_ssoftmax(rows, n, x, y);
+    for (int r = 0; r < rows; r++) {
+        for (int j = 0; j < n; j++) row[j] = tget(dbl, x, (size_t)r * n + j);
+        softmax_ref(n, row, p, &lse);
+        long double dot = 0;
+        for (int j = 0; j < n; j++) dot += (long double)tget(dbl, dy, (size_t)r * n + j) * p[j];
+        for (int j = 0; j < n; j++) {
+            size_t i = (size_t)r * n + j;
+            /* probabilities below float's range may flush to 0 */
+            CHECK_CLOSE(tget(dbl, y, i), p[j], dbl ? 0.0 : 1e-30, dbl, "softmax", i);
+        }
+        /* softmax backward from y */
+        if (dbl) kdk_dsoftmax_bwd(1, n, (double *)y + (size_t)r * n, (double *)dy + (size_t)r * n, (double *)dx + (size_t)r * n);
+        else kdk_ssoftmax_bwd(1, n, (float *)y + (size_t)r * n, (float *)dy + (size_t)r * n, (float *)dx + (size_t)r * n);
+        for (int j = 0; j < n; j++) {
+            size_t i = (size_t)r * n + j;
+            long double want = p[j] * ((long double)tget(dbl, dy, i) - dot);
+            CHECK_CLOSE(tget(dbl, dx, i), want, (double)(p[j] * 3) + (dbl ? 0 : 1e-30), dbl, "softmax_bwd", i);
+        }
+    }
+
+    if (dbl) kdk_dlogsoftmax(rows, n, x, y);
+    else kdk_slogsoftmax(rows, n, x, y);
+    if (dbl) kdk_dlogsoftmax_bwd(rows, n, y, dy, dx);
+    else kdk_slogsoftmax_bwd(rows, n, y, dy, dx);
+    for (int r = 0; r < rows; r++) {
+        for (int j = 0; j < n; j++) row[j] = tget(dbl, x, (size_t)r * n + j);
+        softmax_ref(n, row, p, &lse);
+        long double sdy = 0, mdy = 0;
+        for (int j = 0; j < n; j++) {
+            sdy += tget(dbl, dy, (size_t)r * n + j);
+            mdy += fabs(tget(dbl, dy, (size_t)r * n + j));
+        }
+        for (int j = 0; j < n; j++) {
+            size_t i = (size_t)r * n + j;
+            long double want = row[j] - lse;
+            EXPECT(isfinite(tget(dbl, y, i)), "logsoftmax[%zu] not finite", i);
+            CHECK_CLOSE(tget(dbl, y, i), want, fabs(row[j]) + fabsl(lse), dbl, "logsoftmax", i);
+            CHECK_CLOSE(tget(dbl, dx, i), tget(dbl, dy, i) - p[j] * sdy, 1 + (double)mdy * 10, dbl,
+                        "logsoftmax_bwd", i);
+        }
+    }
+
+    /* fused cross-entropy: one-hot rows and integer labels agree with the reference */
+    if (dbl) {
+        sum1 = kdk_dsoftmax_xent(rows, n, x, t, loss, d, scale);
+        sum2 = kdk_dsoftmax_xent_idx(rows, n, x, lab, loss2, d2, scale);
+    } else {
+        sum1 = kdk_ssoftmax_xent(rows, n, x, t, loss, d, (float)scale);
+        sum2 = kdk_ssoftmax_xent_idx(rows, n, x, lab, loss2, d2, (float)scale);
+    }
+    long double total = 0, mag = 0;
+    for (int r = 0; r < rows; r++) {
+        for (int j = 0; j < n; j++) row[j] = tget(dbl, x, (size_t)r * n + j);
+        softmax_ref(n, row, p, &lse);
+        long double l = lse - row[lab[r]];
+        total += l;
+        mag += fabsl(lse) + fabs(row[lab[r]]);
+        CHECK_CLOSE(tget(dbl, loss, r), l, fabsl(lse) + fabs(row[lab[r]]), dbl, "xent loss", r);
+        CHECK_CLOSE(tget(dbl, loss2, r), l, fabsl(lse) + fabs(row[lab[r]]), dbl, "xent_idx loss", r);
+        for (int j = 0; j < n; j++) {
+            size_t i = (size_t)r * n + j;
+            long double want = (p[j] - (j == lab[r])) * scale;
+            CHECK_CLOSE(tget(dbl, d, i), want, scale, dbl, "xent dlogits", i);
+            CHECK_CLOSE(tget(dbl, d2, i), want, scale, dbl, "xent_idx dlogits", i);
+        }
+    }
+    CHECK_CLOSE(sum1, total, (double)mag, dbl, "xent sum", 0);
+    CHECK_CLOSE(sum2, total, (double)mag, dbl, "xent_idx sum", 0);
+
+    /* in place: dlogits == logits */
+    if (dbl) kdk_dsoftmax_xent_idx(rows, n, x, lab, NULL, x, scale);
+    else kdk_ssoftmax_xent_idx(rows, n, x, lab, NULL, x, (float)scale);
+    for (size_t i = 0; i < tot; i++) CHECK_CLOSE(tget(dbl, x, i), tget(dbl, d2, i), scale, dbl, "in place", i);
+
+    free(x);
+    free(y);
+    free(dy);
+    free(dx);
+    free(t);
+    free(loss);
+    free(d);
+    free(loss2);
+    free(d2);
+    free(lab);
+    free(row);
+    free(p);
+}
+
+START_TEST(test_softmax)
+{
+    static const int shapes[][2] = {{5, 10}, {3, 1}, {4, 37}, {64, 10}};
+    for (size_t s = 0; s < 4; s++) {
+        int rows = shapes[s][0], n = shapes[s][1];
+        double *x = malloc((size_t)rows * n * sizeof *x);
+        for (int scale = 0; scale < 3; scale++) {
+            for (int i = 0; i < rows * n; i++) x[i] = urand() * (scale == 0 ? 1 : scale == 1 ? 20 : 1000);
+            check_softmax_rows(0, rows, n, x);
+            check_softmax_rows(1, rows, n, x);
+        }
+        free(x);
+    }
+}
+END_TEST
+
+/* Logits of ±1000 stay finite and exact: exp never sees a large argument. */
+START_TEST(test_softmax_large)
+{
+    double x[] = {1000, -1000, 999, 0, 1000, 1000, 1000, 1000, -1000, -1000, -1000, -999.0};
+    for (int dbl = 0; dbl < 2; dbl++) {
+        check_softmax_rows(dbl, 3, 4, x);
+        void *v = talloc(dbl, 12), *y = talloc(dbl, 12);
+        for (int i = 0; i < 12; i++) tset(dbl, v, i, x[i]);
+        if (dbl) kdk_dsoftmax(3, 4, v, y);
+        else kdk_ssoftmax(3, 4, v, y);
+        double e = exp(-1.0);
+        CHECK_CLOSE(tget(dbl, y, 0), 1 / (1 + e), 0.0, dbl, "large", 0);
+        CHECK_CLOSE(tget(dbl, y, 2), e / (1 + e), 0.0, dbl, "large", 2);
+        EXPECT(tget(dbl, y, 1) == 0 && tget(dbl, y, 3) == 0, "softmax of -1000 vs 1000 is 0");
+        for (int j = 4; j < 8; j++) EXPECT(tget(dbl, y, j) == 0.25, "equal logits give 1/4");
+        if (dbl) kdk_dlogsoftmax(3, 4, v, y);
+        else kdk_slogsoftmax(3, 4, v, y);
+        CHECK_CLOSE(tget(dbl, y, 1), -2000 - log1p(e), 0.0, dbl, "large log", 1);
+        CHECK_CLOSE(tget(dbl, y, 11), -log1p(3 * e), 0.0, dbl, "large log", 11);
+        free(v);
+        free(y);
+    }
+}
+END_TEST
+
+/* Soft labels, ignored labels, and the gradient against central differences. */
+START_TEST(test_xent_soft_and_fd)
+{
+    enum { R = 3, N = 6 };
+    double z[R * N], t[R * N], d[R * N], loss[R];
+    for (int i = 0; i < R * N; i++) {
+        z[i] = urand() * 3;
+        t[i] = fabs(urand());
+    }
+    double scale = 0.5;
+    double total = kdk_dsoftmax_xent(R, N, z, t, loss, d, scale);
+    for (int i = 0; i < R * N; i++) {
+        double zp[R * N], zm[R * N];
+        memcpy(zp, z, sizeof z);
+        memcpy(zm, z, sizeof z);
+        zp[i] += 1e-6;
+        zm[i] -= 1e-6;
+        double fd = (kdk_dsoftmax_xent(R, N, zp, t, NULL, NULL, 1) -
+                     kdk_dsoftmax_xent(R, N, zm, t, NULL, NULL, 1)) / 2e-6;
+        EXPECT(fabs(d[i] - fd * scale) < 1e-7, "d[%d] = %g, fd %g", i, d[i], fd * scale);
+    }
+    double s = 0;
+    for (int r = 0; r < R; r++) s += loss[r];
+    EXPECT(fabs(s - total) < 1e-12, "xent returns the sum of row losses");
+
+    float zf[4] = {1, 2, 3, 4}, df[4], lf[2];
+    int32_t labs[2] = {-1, 7};
+    double tot = kdk_ssoftmax_xent_idx(2, 2, zf, labs, lf, df, 1.0f);
+    EXPECT(tot == 0 && lf[0] == 0 && lf[1] == 0, "ignored labels give loss 0");
+    for (int j = 0; j < 4; j++) EXPECT(df[j] == 0, "ignored labels give gradient 0");
+}
+END_TEST
+
+static Suite *kernels_suite(void)
+{
+    Suite *s = suite_create("kernels");
+    TCase *tc = tcase_create("gemm");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_gemm_shapes);
+    tcase_add_test(tc, test_gemm_beta_bias_act);
+    tcase_add_test(tc, test_gemm_blocking);
+    tcase_add_test(tc, test_gemm_mlp_shapes);
+    tcase_add_test(tc, test_gemm_parts);
+    tcase_add_test(tc, test_gemm_degenerate);
+    tcase_add_test(tc, test_gemm_work_size);
+    tcase_add_test(tc, test_colsum);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("conv");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_conv);
+    tcase_add_test(tc, test_conv_isa_variants);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("pool");
+    tcase_add_test(tc, test_pool);
+    tcase_add_test(tc, test_global_pool);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("softmax");
+    tcase_add_test(tc, test_softmax);
+    tcase_add_test(tc, test_softmax_large);
+    tcase_add_test(tc, test_xent_soft_and_fd);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return tu_run_suite(kernels_suite());
+}

@@ -1,0 +1,375 @@
+/* test_sema.c — semantic analysis and shape inference on programs written from
+ * LANGUAGE.md: parameter counts as Keras computes them, output shapes, names,
+ * and the errors a checker must catch. */
+#include "testutil.h"
+
+#include "driver.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct checked {
+    kd_session s;
+    char *diags;
+    size_t diags_len;
+    FILE *out;
+    int rc;
+} checked;
+
+static void check_text(checked *c, const char *text, const char *model)
+{
+    memset(c, 0, sizeof *c);
+    c->out = open_memstream(&c->diags, &c->diags_len);
+    c->s.diags.out = c->out;
+    c->rc = kd_front_end_text(&c->s, "test.kdsl", text, strlen(text), model);
+    fflush(c->out);
+}
+
+static void done(checked *c)
+{
+    fclose(c->out);
+    free(c->diags);
+    kd_session_free(&c->s);
+}
+
+static const kd_layer *row(const kd_model *m, const char *name)
+{
+    for (int i = 0; i < m->layers.len; i++) {
+        const kd_layer *l = m->layers.items[i];
+        if (strcmp(l->name, name) == 0) return l;
+    }
+    ck_abort_msg("no layer '%s'", name);
+    return NULL;
+}
+
+static void assert_shape(const kd_layer *l, const char *want)
+{
+    char buf[128];
+    ck_assert_str_eq(ir_shape_keras(&l->out_shape, buf, sizeof buf), want);
+}
+
+#define ASSERT_OK(c) ck_assert_msg((c)->rc == 0, "diagnostics:\n%s", (c)->diags)
+
+static void assert_params(const kd_model *m, int64_t total, int64_t trainable, int64_t nontrainable)
+{
+    ck_assert_int_eq(m->trainable_params + m->nontrainable_params, total);
+    ck_assert_int_eq(m->trainable_params, trainable);
+    ck_assert_int_eq(m->nontrainable_params, nontrainable);
+}
+
+START_TEST(residual_merge)
+{
+    checked c;
+    check_text(&c,
+               "model res {\n"
+               "    input x: [16]\n"
+               "    h = Dense(x, 16, activation: relu)\n"
+               "    h2 = Dense(h, 16)\n"
+               "    output Add([x, h2])\n"
+               "}\n", NULL);
+    ASSERT_OK(&c);
+    const kd_model *m = c.s.model;
+    assert_params(m, 544, 544, 0);
+    ck_assert(m->functional);                 /* Add reads two layers */
+    const kd_layer *add = row(m, "add");
+    ck_assert_int_eq(add->inbound.len, 2);
+    ck_assert_str_eq(add->inbound.items[0], "x[0][0]");
+    ck_assert_str_eq(add->inbound.items[1], "dense_1[0][0]");
+    assert_shape(add, "(None, 16)");
+    done(&c);
+}
+END_TEST
+
+START_TEST(shared_layer_two_inputs_two_outputs)
+{
+    checked c;
+    check_text(&c,
+               "model siamese {\n"
+               "    input a: [8]\n"
+               "    input b: [8]\n"
+               "    shared enc = Dense(4, activation: relu)\n"
+               "    ea = enc(a)\n"
+               "    eb = enc(b)\n"
+               "    output diff = ea - eb\n"
+               "    output both = Concatenate([ea, eb])\n"
+               "}\n", NULL);
+    ASSERT_OK(&c);
+    const kd_model *m = c.s.model;
+    assert_params(m, 36, 36, 0);             /* one set of weights */
+    ck_assert_int_eq(m->layers.len, 2);      /* one row for the shared layer */
+    ck_assert_int_eq(m->ninputs, 2);
+    ck_assert_int_eq(m->noutputs, 2);
+    ck_assert_str_eq(m->output_names[0], "diff");
+    ck_assert_str_eq(m->output_names[1], "both");
+    char buf[64];
+    ck_assert_str_eq(ir_shape_keras(&m->output_shapes[1], buf, sizeof buf), "(None, 8)");
+    ck_assert_int_eq(row(m, "dense")->inbound.len, 2);
+    ck_assert_int_eq(m->vars.len, 2);
+    ck_assert_str_eq(((kd_var *)m->vars.items[0])->name, "dense/kernel");
+    done(&c);
+}
+END_TEST
+
+static const char *custom_norm =
+    "layer Norm(momentum: 0.9) {\n"
+    "    input x: [n]\n"
+    "    weight scale: [n] = ones\n"
+    "    state running: [n] = zeros\n"
+    "    if training {\n"
+    "        m = mean(x, axis: 0)\n"
+    "        update running = running * momentum + m * (1 - momentum)\n"
+    "        output (x - m) * scale\n"
+    "    } else {\n"
+    "        output (x - running) * scale\n"
+    "    }\n"
+    "}\n"
+    "model normed {\n"
+    "    input x: [5]\n"
+    "    Norm()\n"
+    "    Dense(2)\n"
+    "}\n";
+
+START_TEST(custom_layer_with_state_and_if_training)
+{
+    checked c;
+    check_text(&c, custom_norm, NULL);
+    ASSERT_OK(&c);
+    const kd_model *m = c.s.model;
+    assert_params(m, 22, 17, 5);
+    const kd_layer *norm = row(m, "norm");
+    ck_assert_str_eq(norm->type, "Norm");
+    ck_assert_int_eq(norm->trainable_params, 5);
+    ck_assert_int_eq(norm->nontrainable_params, 5);
+    ck_assert_str_eq(((kd_var *)m->vars.items[1])->name, "norm/running");
+    ck_assert_int_eq(((kd_var *)m->vars.items[1])->kind, VAR_STATE);
+    /* the update exists in training only */
+    ck_assert_int_eq(m->train->updates.len, 1);
+    ck_assert_int_eq(m->infer->updates.len, 0);
+    done(&c);
+}
+END_TEST
+
+START_TEST(blocks_inside_repeat)
+{
+    checked c;
+    check_text(&c,
+               "block dense_relu(x, units) {\n"
+               "    Dense(x, units)\n"
+               "    output ReLU()\n"
+               "}\n"
+               "model stacked {\n"
+               "    input x: [10]\n"
+               "    repeat 3 {\n"
+               "        dense_relu(8)\n"
+               "    }\n"
+               "    Dense(1)\n"
+               "}\n", NULL);
+    ASSERT_OK(&c);
+    const kd_model *m = c.s.model;
+    assert_params(m, 241, 241, 0);
+    ck_assert_int_eq(m->layers.len, 7);
+    row(m, "dense_3");
+    row(m, "re_lu_2");
+    ck_assert(!m->functional);
+    done(&c);
+}
+END_TEST
+
+START_TEST(batchnorm_strides_same_padding)
+{
+    checked c;
+    check_text(&c,
+               "model convnet {\n"
+               "    input image: [32, 32, 3]\n"
+               "    Conv2D(16, 3, strides: 2, padding: same)\n"
+               "    BatchNormalization()\n"
+               "    ReLU()\n"
+               "    Conv2D(32, 5, strides: 2, padding: same, use_bias: false)\n"
+               "    MaxPooling2D(3, strides: 2, padding: same)\n"
+               "    AveragePooling2D(2)\n"
+               "    GlobalAveragePooling2D()\n"
+               "    Dense(10, activation: softmax)\n"
+               "}\n", NULL);
+    ASSERT_OK(&c);
+    const kd_model *m = c.s.model;
+    assert_params(m, 13642, 13610, 32);
+    assert_shape(row(m, "conv2d"), "(None, 16, 16, 16)");
+    assert_shape(row(m, "conv2d_1"), "(None, 8, 8, 32)");
+    assert_shape(row(m, "max_pooling2d"), "(None, 4, 4, 32)");
+    assert_shape(row(m, "average_pooling2d"), "(None, 2, 2, 32)");
+    assert_shape(row(m, "global_average_pooling2d"), "(None, 32)");
+    ck_assert_int_eq(row(m, "batch_normalization")->nontrainable_params, 32);
+    ck_assert_int_eq(m->train->updates.len, 2);   /* moving mean and variance */
+    done(&c);
+}
+END_TEST
+
+START_TEST(nested_model_frozen)
+{
+    checked c;
+    check_text(&c,
+               "model enc {\n"
+               "    input x: [4]\n"
+               "    Dense(3)\n"
+               "}\n"
+               "model top {\n"
+               "    input x: [4]\n"
+               "    enc(trainable: false)\n"
+               "    Dense(2)\n"
+               "}\n", NULL);
+    ASSERT_OK(&c);
+    const kd_model *m = c.s.model;
+    ck_assert_str_eq(m->name, "top");           /* the last model */
+    assert_params(m, 23, 8, 15);
+    const kd_layer *enc = row(m, "enc");
+    ck_assert_str_eq(enc->type, "Functional");
+    ck_assert_str_eq(((kd_var *)m->vars.items[0])->name, "enc/dense/kernel");
+    ck_assert(!((kd_var *)m->vars.items[0])->trainable);
+    done(&c);
+    check_text(&c,
+               "model enc {\n    input x: [4]\n    Dense(3)\n}\n"
+               "model top {\n    input x: [4]\n    enc()\n    Dense(2)\n}\n", "enc");
+    ASSERT_OK(&c);
+    ck_assert_str_eq(c.s.model->name, "enc");
+    assert_params(c.s.model, 15, 15, 0);
+    done(&c);
+}
+END_TEST
+
+START_TEST(tensor_functions_and_shapes)
+{
+    checked c;
+    check_text(&c,
+               "model f {\n"
+               "    input x: [6, 4]\n"
+               "    t = transpose(x, [0, 2, 1])\n"
+               "    s = sum(t, axis: -1)\n"
+               "    r = reshape(x, [3, -1])\n"
+               "    c = concat([x, x], axis: 1)\n"
+               "    Flatten(c)\n"
+               "    d = Dropout(0.5)\n"
+               "    output s\n"
+               "    output r\n"
+               "    output Dense(d, 3)\n"
+               "}\n", NULL);
+    ASSERT_OK(&c);
+    const kd_model *m = c.s.model;
+    char buf[64];
+    ck_assert_str_eq(ir_shape_keras(&m->output_shapes[0], buf, sizeof buf), "(None, 4)");
+    ck_assert_str_eq(ir_shape_keras(&m->output_shapes[1], buf, sizeof buf), "(None, 3, 8)");
+    ck_assert_str_eq(ir_shape_keras(&m->output_shapes[2], buf, sizeof buf), "(None, 3)");
+    assert_shape(row(m, "flatten"), "(None, 48)");
+    assert_params(m, 147, 147, 0);
+    done(&c);
+}
+END_TEST
+
+START_TEST(names_follow_keras)
+{
+    checked c;
+    check_text(&c,
+               "layer MyDense(units) {\n    input x: [n]\n    weight kernel: [n, units]\n    output x @ kernel\n}\n"
+               "model names {\n"
+               "    input x: [4]\n"
+               "    MyDense(3)\n    MyDense(4)\n    ReLU()\n    Conv2D(reshape([2, 2, 1]), 2, 1)\n"
+               "    MaxPooling2D(1)\n    Flatten()\n    Dense(2, name: \"head\")\n"
+               "}\n", NULL);
+    ASSERT_OK(&c);
+    const kd_model *m = c.s.model;
+    const char *want[] = {"my_dense", "my_dense_1", "re_lu", "conv2d", "max_pooling2d", "flatten", "head"};
+    ck_assert_int_eq(m->layers.len, 7);
+    for (int i = 0; i < 7; i++) ck_assert_str_eq(((kd_layer *)m->layers.items[i])->name, want[i]);
+    ck_assert_str_eq(((kd_var *)m->vars.items[1])->name, "my_dense_1/kernel");
+    ck_assert_str_eq(((kd_var *)m->vars.items[m->vars.len - 1])->name, "head/bias");
+    done(&c);
+}
+END_TEST
+
+START_TEST(train_block_settings)
+{
+    checked c;
+    check_text(&c,
+               "model m {\n    input x: [3]\n    Dense(2)\n}\n"
+               "train m {\n"
+               "    loss: SparseCategoricalCrossentropy(from_logits: true)\n"
+               "    optimizer: SGD(learning_rate: 0.05, momentum: 0.9, nesterov: true)\n"
+               "    metrics: [accuracy]\n"
+               "    batch_size: 16; epochs: 3\n"
+               "    validation_freq: 2\n"
+               "}\n", NULL);
+    ASSERT_OK(&c);
+    const kd_train_config *t = &c.s.model->config;
+    ck_assert(t->present);
+    ck_assert_int_eq(t->loss, LOSS_SPARSE_CATEGORICAL_XENT);
+    ck_assert(t->from_logits);
+    ck_assert_int_eq(t->optimizer, OPT_SGD);
+    ck_assert_double_eq_tol(t->learning_rate, 0.05, 1e-12);
+    ck_assert_double_eq_tol(t->momentum, 0.9, 1e-12);
+    ck_assert(t->nesterov);
+    ck_assert(t->metric_accuracy);
+    ck_assert_int_eq(t->batch_size, 16);
+    ck_assert_int_eq(t->epochs, 3);
+    ck_assert_int_eq(t->validation_freq, 2);
+    done(&c);
+}
+END_TEST
+
+/* Each mistake: the expected words in the message and its line:col. */
+static const struct {
+    const char *src, *want;
+} mistakes[] = {
+    {"model m {\n    input x: [3]\n    Dense(3, activation: rleu)\n}\n", "test.kdsl:3:26: error: unknown activation 'rleu'; did you mean 'relu'?"},
+    {"model m {\n    input image: [4, 4, 2]\n    Dense(3)\n}\n", "Dense expects a rank-1 input per sample, got [4, 4, 2]"},
+    {"model m {\n    input x: [3]\n    y = x @ x\n}\n", "'@' needs a matrix on its right"},
+    {"model m {\n    input x: [3]\n    repeat 2000000 { Dense(2) }\n}\n", "repeat count 2000000 is out of range"},
+    {"block a(x) {\n    output a(x)\n}\nmodel m {\n    input x: [3]\n    a()\n}\n", "block 'a' calls itself"},
+    {"model m {\n    input x: [3]\n    m()\n}\n", "model 'm' cannot contain itself"},
+    {"model m {\n    input x: [3]\n    Dense(3, trainable: 1)\n}\n", "trainable: must be true or false"},
+    {"model m {\n    input x: [3]\n    Dense(0)\n}\n", "Dense argument 'units' must be at least 1, got 0"},
+    {"model m {\n    input x: [3]\n}\nmodel m2 {\n    input x: [3]\n    Dense(1)\n}\n", NULL},
+};
+
+START_TEST(mistakes_are_reported)
+{
+    checked c;
+    check_text(&c, mistakes[_i].src, NULL);
+    if (!mistakes[_i].want) {
+        ASSERT_OK(&c);
+    } else {
+        ck_assert_int_eq(c.rc, 1);
+        ck_assert_msg(strstr(c.diags, mistakes[_i].want) != NULL, "want '%s' in:\n%s", mistakes[_i].want, c.diags);
+    }
+    done(&c);
+}
+END_TEST
+
+START_TEST(unknown_model_name)
+{
+    checked c;
+    check_text(&c, "model classifier {\n    input x: [3]\n    Dense(1)\n}\n", "clasifier");
+    ck_assert_int_eq(c.rc, 1);
+    ck_assert_msg(strstr(c.diags, "no model named 'clasifier'") && strstr(c.diags, "did you mean 'classifier'"), "%s", c.diags);
+    done(&c);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("sema");
+    TCase *t = tcase_create("programs");
+    tcase_add_test(t, residual_merge);
+    tcase_add_test(t, shared_layer_two_inputs_two_outputs);
+    tcase_add_test(t, custom_layer_with_state_and_if_training);
+    tcase_add_test(t, blocks_inside_repeat);
+    tcase_add_test(t, batchnorm_strides_same_padding);
+    tcase_add_test(t, nested_model_frozen);
+    tcase_add_test(t, tensor_functions_and_shapes);
+    tcase_add_test(t, names_follow_keras);
+    tcase_add_test(t, train_block_settings);
+    suite_add_tcase(s, t);
+    TCase *e = tcase_create("mistakes");
+    tcase_add_loop_test(e, mistakes_are_reported, 0, (int)(sizeof mistakes / sizeof mistakes[0]));
+    tcase_add_test(e, unknown_model_name);
+    suite_add_tcase(s, e);
+    return tu_run_suite(s);
+}

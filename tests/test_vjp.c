@@ -1,0 +1,498 @@
+/* test_vjp.c — every op's vjp rule against central finite differences: a tiny
+ * graph loss = sum(op(inputs) * r) with r random, its gradient graph built by
+ * autodiff, both evaluated by the reference interpreter in double precision. */
+#include "autodiff.h"
+#include "gradcheck.h"
+#include "testutil.h"
+
+#include <stdlib.h>
+
+#define D(...) ((const int64_t[]){__VA_ARGS__})
+#define TOL 1e-6
+
+/* Differentiates sum(y * r) w.r.t. the n leaves and checks; y = NULL fails with why. */
+static void expect_grads(gc_ctx *c, ir_node *y, int n, ir_node *const *wrt)
+{
+    ck_assert_msg(y != NULL, "%s", c->b.why);
+    ir_node *loss = gc_weighted_sum(c, y);
+    double err = gc_grad_check(c, loss, n, wrt);
+    ck_assert_msg(err < TOL, "relative error %g", err);
+}
+
+/* ---- unary elementwise ---------------------------------------------------- */
+
+static const struct {
+    ir_op op;
+    gc_fill fill;
+    double lo, hi;
+    ir_op uses;           /* an op the gradient must be built from, or IR_OP_COUNT */
+} unary_cases[] = {
+    {IR_NEG, GC_UNIFORM, -2, 2, IR_OP_COUNT},
+    {IR_RELU, GC_AWAY, 0.05, 2, IR_RELU_GRAD},
+    {IR_SIGMOID, GC_UNIFORM, -3, 3, IR_OP_COUNT},
+    {IR_TANH, GC_UNIFORM, -2, 2, IR_OP_COUNT},
+    {IR_EXP, GC_UNIFORM, -2, 2, IR_OP_COUNT},
+    {IR_LOG, GC_UNIFORM, 0.3, 3, IR_OP_COUNT},
+    {IR_SQRT, GC_UNIFORM, 0.3, 3, IR_OP_COUNT},
+    {IR_RSQRT, GC_UNIFORM, 0.3, 3, IR_OP_COUNT},
+    {IR_SQUARE, GC_UNIFORM, -2, 2, IR_OP_COUNT},
+    {IR_ABS, GC_AWAY, 0.05, 2, IR_SIGN},
+    {IR_SIGN, GC_AWAY, 0.05, 2, IR_OP_COUNT},
+};
+
+START_TEST(unary)
+{
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *x = gc_input(&c, 2, D(3, 4), unary_cases[_i].fill, unary_cases[_i].lo, unary_cases[_i].hi);
+    ir_node *y = ir_unary(&c.b, unary_cases[_i].op, x);
+    expect_grads(&c, y, 1, &x);
+    if (unary_cases[_i].uses != IR_OP_COUNT) ck_assert_int_gt(gc_count_op(c.g, unary_cases[_i].uses), 0);
+    gc_free(&c);
+}
+END_TEST
+
+/* The relu vjp reads the relu's output, not its input: nothing recomputes it. */
+START_TEST(relu_uses_output)
+{
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *x = gc_input(&c, 1, D(5), GC_AWAY, 0.1, 1);
+    ir_node *y = ir_unary(&c.b, IR_RELU, x);
+    ir_node *loss = gc_weighted_sum(&c, y);
+    ir_node **d = ir_gradients(&c.b, loss, 1, &x);
+    ck_assert_ptr_nonnull(d);
+    ck_assert_int_eq(d[0]->op, IR_RELU_GRAD);
+    ck_assert_ptr_eq(d[0]->in[0], y);
+    gc_free(&c);
+}
+END_TEST
+
+/* ---- binary, with broadcasting ------------------------------------------ */
+
+static const ir_op binary_ops[] = {IR_ADD, IR_SUB, IR_MUL, IR_DIV, IR_MAXIMUM, IR_GT};
+enum { NBINARY = sizeof binary_ops / sizeof binary_ops[0], NPATTERNS = 5 };
+
+/* Pattern p of operand shapes: each broadcasts in a different way. */
+static void binary_operands(gc_ctx *c, int p, ir_node **a, ir_node **b)
+{
+    /* Denominators stay in [0.5, 2] so that div is smooth. */
+    switch (p) {
+    case 0:    /* same shape */
+        *a = gc_input(c, 2, D(3, 4), GC_UNIFORM, -2, 2);
+        *b = gc_input(c, 2, D(3, 4), GC_UNIFORM, 0.5, 2);
+        break;
+    case 1:    /* a bias: [B, 3, 4] with [4] */
+        *a = gc_input(c, 2, D(3, 4), GC_UNIFORM, -2, 2);
+        *b = gc_var(c, "bias", 1, D(4), GC_UNIFORM, 0.5, 2, true);
+        break;
+    case 2:    /* [B, 3, 1] with [B, 1, 4] */
+        *a = gc_input(c, 2, D(3, 1), GC_UNIFORM, -2, 2);
+        *b = gc_input(c, 2, D(1, 4), GC_UNIFORM, 0.5, 2);
+        break;
+    case 3:    /* a scalar with a batched tensor, the scalar first */
+        *a = gc_var(c, "s", 0, NULL, GC_UNIFORM, 0.5, 2, true);
+        *b = gc_input(c, 1, D(3), GC_UNIFORM, 0.5, 2);
+        break;
+    default:   /* unbatched [3, 1] with [1, 4] */
+        *a = gc_var(c, "a", 2, D(3, 1), GC_UNIFORM, -2, 2, true);
+        *b = gc_var(c, "b", 2, D(1, 4), GC_UNIFORM, 0.5, 2, true);
+        break;
+    }
+}
+
+START_TEST(binary)
+{
+    gc_ctx c;
+    gc_init(&c, 3);
+    ir_op op = binary_ops[_i % NBINARY];
+    ir_node *in[2];
+    binary_operands(&c, _i / NBINARY, &in[0], &in[1]);
+    expect_grads(&c, ir_binary(&c.b, op, in[0], in[1]), 2, in);
+    gc_free(&c);
+}
+END_TEST
+
+/* maximum sends the whole gradient to whichever operand is larger. */
+START_TEST(maximum_routes)
+{
+    gc_ctx c;
+    gc_init(&c, 1);
+    ir_node *a = gc_input(&c, 1, D(4), GC_UNIFORM, 0, 1);
+    ir_node *b = gc_input(&c, 1, D(4), GC_UNIFORM, 0, 1);
+    double *pa = gc_data(&c, a), *pb = gc_data(&c, b);
+    double va[4] = {1, 5, 2, 7}, vb[4] = {3, 4, 6, 0};
+    for (int i = 0; i < 4; i++) pa[i] = va[i], pb[i] = vb[i];
+    ir_node *y = ir_binary(&c.b, IR_MAXIMUM, a, b);
+    ir_node *loss = ir_reduce(&c.b, IR_SUM, y, 3, false);
+    ir_node *in[2] = {a, b};
+    ir_node **d = ir_gradients(&c.b, loss, 2, in);
+    ir_values *v = gc_run(&c);
+    const double *da = ir_value(v, d[0]), *db = ir_value(v, d[1]);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_double_eq(da[i], va[i] > vb[i]);
+        ck_assert_double_eq(db[i], va[i] < vb[i]);
+    }
+    ir_values_free(v);
+    gc_free(&c);
+}
+END_TEST
+
+/* ---- matmul ------------------------------------------------------------- */
+
+typedef struct mm_case {
+    bool a_batched, b_batched;
+    int ra, rb;
+    int64_t da[4], db[4];
+    bool ta, tb;
+} mm_case;
+
+static const mm_case mm_cases[] = {
+    {false, false, 2, 2, {3, 4}, {4, 5}, false, false},
+    {false, false, 2, 2, {3, 4}, {5, 4}, false, true},
+    {false, false, 2, 2, {4, 3}, {4, 5}, true, false},
+    {false, false, 2, 2, {4, 3}, {5, 4}, true, true},
+    {true, false, 1, 2, {4}, {4, 5}, false, false},        /* dense: x [B, 4] @ W */
+    {true, false, 2, 2, {2, 4}, {4, 5}, false, false},     /* leading dims kept */
+    {true, false, 1, 2, {4}, {5, 4}, false, true},         /* x @ W^T */
+    {true, true, 1, 1, {3}, {5}, true, false},             /* x^T dy over the batch */
+    {true, true, 2, 2, {2, 3}, {2, 5}, true, false},       /* ... and over leading dims */
+    {false, false, 3, 2, {2, 3, 4}, {4, 5}, false, false}, /* unbatched leading dims */
+    {false, false, 2, 3, {3, 4}, {2, 2, 5}, false, false}, /* b's rows from two dims */
+};
+
+START_TEST(matmul)
+{
+    const mm_case *m = &mm_cases[_i];
+    gc_ctx c;
+    gc_init(&c, 3);
+    ir_node *in[2];
+    in[0] = m->a_batched ? gc_input(&c, m->ra, m->da, GC_UNIFORM, -1, 1)
+                         : gc_var(&c, "a", m->ra, m->da, GC_UNIFORM, -1, 1, true);
+    in[1] = m->b_batched ? gc_input(&c, m->rb, m->db, GC_UNIFORM, -1, 1)
+                         : gc_var(&c, "b", m->rb, m->db, GC_UNIFORM, -1, 1, true);
+    expect_grads(&c, ir_matmul(&c.b, in[0], in[1], m->ta, m->tb), 2, in);
+    gc_free(&c);
+}
+END_TEST
+
+/* ---- reductions and broadcast ----------------------------------------- */
+
+static const struct {
+    ir_op op;
+    int64_t axes;
+    bool keepdims;
+} reduce_cases[] = {
+    {IR_SUM, 1 << 2, false}, {IR_SUM, 1 << 1 | 1 << 2, true}, {IR_SUM, 1, false}, {IR_SUM, 7, false},
+    {IR_MEAN, 1 << 2, true}, {IR_MEAN, 1 << 1, false}, {IR_MEAN, 1, false}, {IR_MEAN, 1 | 1 << 2, true},
+    {IR_MEAN, 7, false},
+    {IR_MAX, 1 << 2, false}, {IR_MAX, 1 << 1, true}, {IR_MAX, 1, false}, {IR_MAX, 7, true},
+};
+
+START_TEST(reduce)
+{
+    gc_ctx c;
+    gc_init(&c, 3);
+    ir_node *x = gc_input(&c, 2, D(3, 4), GC_DISTINCT, -2, 2);
+    ir_node *y = ir_reduce(&c.b, reduce_cases[_i].op, x, reduce_cases[_i].axes, reduce_cases[_i].keepdims);
+    expect_grads(&c, y, 1, &x);
+    /* A mean over the batch divides by the run-time batch, never by a constant. */
+    if (reduce_cases[_i].op == IR_MEAN && (reduce_cases[_i].axes & 1))
+        ck_assert_int_gt(gc_count_op(c.g, IR_HYPER), 0);
+    if (reduce_cases[_i].op == IR_MAX) ck_assert_int_gt(gc_count_op(c.g, IR_MAX_GRAD), 0);
+    gc_free(&c);
+}
+END_TEST
+
+/* The same graph differentiated at two batch sizes: the mean's gradient follows B. */
+START_TEST(mean_over_batch_follows_batch)
+{
+    for (int batch = 1; batch <= 4; batch += 3) {
+        gc_ctx c;
+        gc_init(&c, batch);
+        ir_node *x = gc_input(&c, 1, D(2), GC_UNIFORM, -1, 1);
+        ir_node *loss = ir_reduce(&c.b, IR_MEAN, x, 3, false);
+        ir_node **d = ir_gradients(&c.b, loss, 1, &x);
+        ir_values *v = gc_run(&c);
+        for (int64_t i = 0; i < gc_count(&c, x); i++) ck_assert_double_eq_tol(ir_value(v, d[0])[i], 1.0 / (2 * batch), 1e-15);
+        ir_values_free(v);
+        gc_free(&c);
+    }
+}
+END_TEST
+
+START_TEST(broadcast)
+{
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *x = gc_var(&c, "x", 2, D(3, 1), GC_UNIFORM, -1, 1, true);
+    ir_node *z = gc_var(&c, "z", 1, D(4), GC_UNIFORM, -1, 1, true);
+    ir_node *q = gc_input(&c, 3, D(1, 3, 1), GC_UNIFORM, -1, 1);
+    ir_node *in[3] = {x, z, q};
+    ir_shape to = ir_shape_of(3, D(2, 3, 4), true);
+    ir_node *y = ir_binary(&c.b, IR_MUL, ir_broadcast(&c.b, x, to), ir_broadcast(&c.b, z, to));
+    expect_grads(&c, ir_binary(&c.b, IR_ADD, y, ir_broadcast(&c.b, q, ir_shape_of(3, D(2, 3, 4), true))), 3, in);
+    gc_free(&c);
+}
+END_TEST
+
+/* ---- layout ------------------------------------------------------------- */
+
+START_TEST(reshape)
+{
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *x = gc_input(&c, 2, D(3, 4), GC_UNIFORM, -1, 1);
+    expect_grads(&c, ir_reshape(&c.b, x, ir_shape_of(2, D(2, 6), true)), 1, &x);
+    gc_free(&c);
+}
+END_TEST
+
+START_TEST(transpose)
+{
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *x = gc_input(&c, 3, D(2, 3, 4), GC_UNIFORM, -1, 1);
+    ir_attrs a = {0};
+    int perm[4] = {0, 3, 1, 2};
+    for (int i = 0; i < 4; i++) a.perm[i] = perm[i];
+    ir_node *y = ir_make(&c.b, IR_TRANSPOSE, 1, &x, &a);
+    ck_assert_int_eq(y->shape.dims[1], 4);
+    ck_assert_int_eq(y->shape.dims[3], 3);
+    expect_grads(&c, y, 1, &x);
+    ir_node *w = gc_var(&c, "w", 2, D(2, 5), GC_UNIFORM, -1, 1, true);
+    ir_attrs t = {0};
+    t.perm[0] = 1;
+    expect_grads(&c, ir_make(&c.b, IR_TRANSPOSE, 1, &w, &t), 1, &w);
+    gc_free(&c);
+}
+END_TEST
+
+START_TEST(concat)
+{
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *in[3] = {gc_input(&c, 2, D(2, 3), GC_UNIFORM, -1, 1), gc_input(&c, 2, D(2, 1), GC_UNIFORM, -1, 1),
+                      gc_input(&c, 2, D(2, 2), GC_UNIFORM, -1, 1)};
+    ir_attrs a = {0};
+    a.axis = 2;
+    expect_grads(&c, ir_make(&c.b, IR_CONCAT, 3, in, &a), 3, in);
+    ir_node *in2[2] = {gc_input(&c, 2, D(1, 3), GC_UNIFORM, -1, 1), gc_input(&c, 2, D(2, 3), GC_UNIFORM, -1, 1)};
+    a.axis = 1;
+    expect_grads(&c, ir_make(&c.b, IR_CONCAT, 2, in2, &a), 2, in2);
+    gc_free(&c);
+}
+END_TEST
+
+START_TEST(slice)
+{
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *x = gc_input(&c, 2, D(5, 4), GC_UNIFORM, -1, 1);
+    ir_attrs a = {0};
+    a.begin[1] = 1, a.size[1] = 3;
+    a.begin[2] = 2, a.size[2] = 2;
+    ir_node *y = ir_make(&c.b, IR_SLICE, 1, &x, &a);
+    expect_grads(&c, y, 1, &x);
+    ck_assert_int_gt(gc_count_op(c.g, IR_PAD), 0);
+    gc_free(&c);
+}
+END_TEST
+
+START_TEST(pad)
+{
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *x = gc_input(&c, 2, D(2, 3), GC_UNIFORM, -1, 1);
+    ir_attrs a = {0};
+    a.pad_lo[1] = 1, a.pad_hi[1] = 2, a.pad_hi[2] = 1;
+    ir_node *y = ir_make(&c.b, IR_PAD, 1, &x, &a);
+    ck_assert_int_eq(y->shape.dims[1], 5);
+    ck_assert_int_eq(y->shape.dims[2], 4);
+    expect_grads(&c, y, 1, &x);
+    ck_assert_int_gt(gc_count_op(c.g, IR_SLICE), 0);
+    gc_free(&c);
+}
+END_TEST
+
+/* ---- nn ------------------------------------------------------------------ */
+
+START_TEST(softmax)
+{
+    ir_op op = _i < 2 ? IR_SOFTMAX : IR_LOG_SOFTMAX;
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *x = gc_input(&c, 2, D(3, 4), GC_UNIFORM, -2, 2);
+    ir_attrs a = {0};
+    a.axis = _i % 2 ? 1 : 2;
+    expect_grads(&c, ir_make(&c.b, op, 1, &x, &a), 1, &x);
+    gc_free(&c);
+}
+END_TEST
+
+START_TEST(dropout)
+{
+    gc_ctx c;
+    gc_init(&c, 4);
+    ir_node *x = gc_input(&c, 1, D(8), GC_UNIFORM, -1, 1);
+    ir_attrs a = {0};
+    a.scalar = 0.5;
+    a.index = 3;
+    ir_node *mask = ir_leaf(&c.b, IR_DROPOUT_MASK, x->shape, &a, -1);
+    ck_assert_ptr_nonnull(mask);
+    ir_node *y = ir_binary(&c.b, IR_MUL, x, mask);
+    expect_grads(&c, y, 1, &x);
+    gc_free(&c);
+}
+END_TEST
+
+/* ---- conv and pooling -------------------------------------------------- */
+
+typedef struct conv_case {
+    int64_t h, w, cin, kh, kw, f;
+    int stride;
+    bool same;
+} conv_case;
+
+static const conv_case conv_cases[] = {
+    {5, 5, 2, 3, 3, 3, 1, false},
+    {5, 5, 2, 3, 3, 3, 1, true},
+    {5, 6, 2, 3, 3, 2, 2, true},
+    {6, 6, 1, 2, 2, 2, 2, false},
+    {6, 5, 3, 3, 2, 2, 2, false},
+    {4, 4, 2, 2, 2, 2, 1, true},      /* even kernel: the extra padding goes bottom/right */
+};
+
+static void set_padding(ir_attrs *a, int64_t h, int64_t w, int kh, int kw, int stride, bool same)
+{
+    a->stride[0] = a->stride[1] = stride;
+    if (same) {
+        ir_same_padding(h, kh, stride, &a->pad_lo[0], &a->pad_hi[0]);
+        ir_same_padding(w, kw, stride, &a->pad_lo[1], &a->pad_hi[1]);
+    }
+}
+
+START_TEST(conv2d)
+{
+    const conv_case *k = &conv_cases[_i];
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *in[2] = {gc_input(&c, 3, D(k->h, k->w, k->cin), GC_UNIFORM, -1, 1),
+                      gc_var(&c, "kernel", 4, D(k->kh, k->kw, k->cin, k->f), GC_UNIFORM, -1, 1, true)};
+    ir_attrs a = {0};
+    set_padding(&a, k->h, k->w, (int)k->kh, (int)k->kw, k->stride, k->same);
+    ir_node *y = ir_make(&c.b, IR_CONV2D, 2, in, &a);
+    ck_assert_msg(y != NULL, "%s", c.b.why);
+    if (k->same) {
+        ck_assert_int_eq(y->shape.dims[1], (k->h + k->stride - 1) / k->stride);
+        ck_assert_int_eq(y->shape.dims[2], (k->w + k->stride - 1) / k->stride);
+    }
+    expect_grads(&c, y, 2, in);
+    ck_assert_int_eq(gc_count_op(c.g, IR_CONV2D_BWD_DATA), 1);
+    ck_assert_int_eq(gc_count_op(c.g, IR_CONV2D_BWD_FILTER), 1);
+    gc_free(&c);
+}
+END_TEST
+
+static const struct {
+    ir_op op;
+    int64_t h, w;
+    int win, stride;
+    bool same;
+} pool_cases[] = {
+    {IR_MAXPOOL2D, 4, 4, 2, 2, false}, {IR_MAXPOOL2D, 5, 5, 3, 2, true}, {IR_MAXPOOL2D, 5, 4, 3, 1, false},
+    {IR_MAXPOOL2D, 5, 5, 2, 2, true},
+    {IR_AVGPOOL2D, 4, 4, 2, 2, false}, {IR_AVGPOOL2D, 5, 5, 3, 2, true}, {IR_AVGPOOL2D, 5, 4, 3, 1, false},
+    {IR_AVGPOOL2D, 5, 5, 2, 2, true},
+};
+
+START_TEST(pool)
+{
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *x = gc_input(&c, 3, D(pool_cases[_i].h, pool_cases[_i].w, 2), GC_DISTINCT, -2, 2);
+    ir_attrs a = {0};
+    a.window[0] = a.window[1] = pool_cases[_i].win;
+    set_padding(&a, pool_cases[_i].h, pool_cases[_i].w, pool_cases[_i].win, pool_cases[_i].win,
+                pool_cases[_i].stride, pool_cases[_i].same);
+    expect_grads(&c, ir_make(&c.b, pool_cases[_i].op, 1, &x, &a), 1, &x);
+    ck_assert_int_eq(gc_count_op(c.g, pool_cases[_i].op == IR_MAXPOOL2D ? IR_MAXPOOL2D_GRAD : IR_AVGPOOL2D_GRAD), 1);
+    gc_free(&c);
+}
+END_TEST
+
+/* ---- the fused loss --------------------------------------------------- */
+
+START_TEST(softmax_xent)
+{
+    gc_ctx c;
+    gc_init(&c, 3);
+    bool rank3 = _i == 1;
+    ir_node *z = rank3 ? gc_input(&c, 2, D(2, 5), GC_UNIFORM, -2, 2) : gc_input(&c, 1, D(5), GC_UNIFORM, -2, 2);
+    /* Soft labels: the gradient must be exact even when a row does not sum to 1. */
+    ir_node *t = rank3 ? gc_label(&c, 2, D(2, 5), GC_UNIFORM, 0, 1) : gc_label(&c, 1, D(5), GC_UNIFORM, 0, 1);
+    ir_node *in[2] = {z, t};
+    ir_node *loss = ir_binary(&c.b, IR_MUL, ir_make(&c.b, IR_SOFTMAX_XENT, 2, in, NULL), ir_scalar(&c.b, 1.7));
+    double err = gc_grad_check(&c, loss, 2, in);
+    ck_assert_msg(err < TOL, "relative error %g", err);
+    ck_assert_int_eq(gc_count_op(c.g, IR_SOFTMAX_XENT_GRAD), 1);
+    gc_free(&c);
+}
+END_TEST
+
+/* softmax_xent equals the unfused mean(-sum(t * log_softmax(z))). */
+START_TEST(softmax_xent_matches_unfused)
+{
+    gc_ctx c;
+    gc_init(&c, 4);
+    ir_node *z = gc_input(&c, 1, D(6), GC_UNIFORM, -3, 3);
+    ir_node *t = gc_label(&c, 1, D(6), GC_ONEHOT, 0, 1);
+    ir_node *in[2] = {z, t};
+    ir_node *fused = ir_make(&c.b, IR_SOFTMAX_XENT, 2, in, NULL);
+    ir_attrs a = {0};
+    a.axis = 1;
+    ir_node *lsm = ir_make(&c.b, IR_LOG_SOFTMAX, 1, &z, &a);
+    ir_node *per = ir_unary(&c.b, IR_NEG, ir_reduce(&c.b, IR_SUM, ir_binary(&c.b, IR_MUL, t, lsm), 2, false));
+    ir_node *plain = ir_reduce(&c.b, IR_MEAN, per, 1, false);
+    ir_values *v = gc_run(&c);
+    ck_assert_double_eq_tol(ir_value(v, fused)[0], ir_value(v, plain)[0], 1e-12);
+    ck_assert_double_gt(ir_value(v, fused)[0], 0);
+    ir_values_free(v);
+    gc_free(&c);
+}
+END_TEST
+
+static Suite *vjp_suite(void)
+{
+    Suite *s = suite_create("vjp");
+    TCase *t = tcase_create("elementwise");
+    tcase_add_loop_test(t, unary, 0, sizeof unary_cases / sizeof unary_cases[0]);
+    tcase_add_test(t, relu_uses_output);
+    tcase_add_loop_test(t, binary, 0, NBINARY * NPATTERNS);
+    tcase_add_test(t, maximum_routes);
+    suite_add_tcase(s, t);
+    t = tcase_create("linear");
+    tcase_add_loop_test(t, matmul, 0, sizeof mm_cases / sizeof mm_cases[0]);
+    tcase_add_loop_test(t, reduce, 0, sizeof reduce_cases / sizeof reduce_cases[0]);
+    tcase_add_test(t, mean_over_batch_follows_batch);
+    tcase_add_test(t, broadcast);
+    suite_add_tcase(s, t);
+    t = tcase_create("layout");
+    tcase_add_test(t, reshape);
+    tcase_add_test(t, transpose);
+    tcase_add_test(t, concat);
+    tcase_add_test(t, slice);
+    tcase_add_test(t, pad);
+    suite_add_tcase(s, t);
+    t = tcase_create("nn");
+    tcase_add_loop_test(t, softmax, 0, 4);
+    tcase_add_test(t, dropout);
+    tcase_add_loop_test(t, conv2d, 0, sizeof conv_cases / sizeof conv_cases[0]);
+    tcase_add_loop_test(t, pool, 0, sizeof pool_cases / sizeof pool_cases[0]);
+    tcase_add_loop_test(t, softmax_xent, 0, 2);
+    tcase_add_test(t, softmax_xent_matches_unfused);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void) { return tu_run_suite(vjp_suite()); }
