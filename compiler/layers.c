@@ -365,7 +365,7 @@ static sv *reshape_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 
 /* ---- regularisation and normalisation ---------------------------------- */
 
-static const layer_param dropout_params[] = {{"rate", NULL}, {"seed", "0"}, {NULL, NULL}};
+static const layer_param dropout_params[] = {{"rate", NULL}, {NULL, NULL}};
 
 /* Dropout in training multiplies by a mask of 0 and 1/(1-rate); in inference it is the identity. */
 ir_node *sema_dropout(sema *S, ir_node *x, double rate, kd_loc loc);
