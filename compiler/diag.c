@@ -25,6 +25,7 @@ static void print_source_line(FILE *out, kd_loc loc)
     fputs("^\n", out);
 }
 
+__attribute__((format(printf, 4, 0), nonnull(3, 4)))
 static void report(kd_diags *d, kd_loc loc, const char *kind, const char *fmt, va_list ap)
 {
     FILE *out = d && d->out ? d->out : stderr;

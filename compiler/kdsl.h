@@ -21,7 +21,10 @@ void *kd_alloc(kd_arena *a, size_t size);                 /* zeroed; exits with 
 void *kd_alloc_array(kd_arena *a, size_t n, size_t size); /* overflow-checked n * size */
 char *kd_strdup(kd_arena *a, const char *s);
 char *kd_strndup(kd_arena *a, const char *s, size_t n);
-char *kd_format(kd_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The format is never NULL: saying so (nonnull) also keeps GCC's
+ * -fsanitize=nonnull-attribute from inventing a NULL-format path inside,
+ * which -Wformat-truncation reports as "null format string". */
+char *kd_format(kd_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3), nonnull(2)));
 void kd_arena_free(kd_arena *a);
 
 /* A growable array of pointers whose storage comes from an arena. */
@@ -58,10 +61,10 @@ typedef struct kd_diags {
 } kd_diags;
 
 /* `file:LINE:COL: error: message`, the source line and a caret under COL. */
-void kd_error(kd_diags *d, kd_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void kd_verror(kd_diags *d, kd_loc loc, const char *fmt, va_list ap);
-void kd_warning(kd_diags *d, kd_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void kd_note(kd_diags *d, kd_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void kd_error(kd_diags *d, kd_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4), nonnull(1, 3)));
+void kd_verror(kd_diags *d, kd_loc loc, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0), nonnull(1, 3)));
+void kd_warning(kd_diags *d, kd_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4), nonnull(1, 3)));
+void kd_note(kd_diags *d, kd_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4), nonnull(1, 3)));
 
 /* The known name closest to `name` by edit distance, or NULL if none is close. */
 const char *kd_nearest(const char *name, const char *const *known, int nknown);

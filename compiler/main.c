@@ -1,7 +1,12 @@
 /* main.c — kdslc, the command line: one function per command, each a walk
  * down the pipeline in driver.c. */
 #include "driver.h"
+#include "codegen.h"
+#include "run.h"
 
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,13 +25,21 @@ static void usage(FILE *out)
           "commands:\n"
           "  summary FILE [--model NAME]            print the Keras-style summary table\n"
           "  ir FILE --stage ast|graph [--model NAME]  dump a stage of the compiler\n"
+          "  train FILE [options]                   fit the model (Keras' compile + fit), JIT-compiled\n"
+          "      --data fashion-mnist|DIR|X.npy,Y.npy|FILE.csv   (default fashion-mnist)\n"
+          "      --epochs N  --batch-size N  --learning-rate F  --seed N  --validation-split F\n"
+          "      --loss NAME --optimizer NAME [--from-logits]   (models without a train block)\n"
+          "      --weights W  --save W  --checkpoint F  --resume F  --history H.csv|H.json\n"
+          "      --normalize auto|none|255  --threads N  --model NAME\n"
+          "  evaluate FILE --weights W [--data ...]  loss and accuracy on the data (test split)\n"
+          "  predict FILE --weights W --input X.npy [-o Y.npy|Y.csv]  the first output (CSV on stdout without -o)\n"
           "\n"
           "  kdslc --help      this text\n"
           "  kdslc --version   the version\n",
           out);
 }
 
-static const char *const commands[] = {"summary", "ir"};
+static const char *const commands[] = {"summary", "ir", "compile", "train", "evaluate", "predict"};
 static const char *const flags[] = {"--model", "--stage", "-o", "--help"};
 
 static int bad_usage(const char *fmt, const char *arg, const char *const *known, int nknown)
@@ -87,6 +100,226 @@ static int cmd_ir(const options *o)
     return rc;
 }
 
+/* ---- code generation (codegen/codegen.h) ------------------------------------------ */
+
+/* kdslc compile FILE [-o model.c] [--model NAME] [--batch N] [--inference-only]
+ *               [--embed-weights W.safetensors] [--dtype f32|f64] [--no-workspace] */
+static int cmd_compile(int argc, char **argv)
+{
+    kd_codegen_options co = {0};
+    const char *file = NULL, *out = NULL, *model = NULL;
+    for (int i = 2; i < argc; i++) {
+        int r = kd_codegen_parse_option(argc, argv, &i, &co);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        const char *a = argv[i];
+        const char **slot = !strcmp(a, "-o") || !strcmp(a, "--output") ? &out : !strcmp(a, "--model") ? &model : NULL;
+        if (slot && i + 1 < argc) *slot = argv[++i];
+        else if (slot) return bad_usage("option '%s' needs a value", a, NULL, 0);
+        else if (a[0] == '-' && a[1]) return bad_usage("unknown option '%s'", a, NULL, 0);
+        else if (!file) file = a;
+        else return bad_usage("unexpected argument '%s'", a, NULL, 0);
+    }
+    if (!file) return bad_usage("'%s' needs a model file", "compile", NULL, 0);
+    kd_session s = {0};
+    int rc = kd_front_end(&s, file, model);
+    if (rc == 0) {
+        co.arena = &s.arena;
+        const char *path = out ? out : kd_format(&s.arena, "%s.c", s.model->name);
+        rc = kd_codegen_write(s.model, &co, path, &s.diags);
+    }
+    kd_session_free(&s);
+    return rc;
+}
+
+/* kdslc ir FILE --stage opt|loops [--model NAME] [codegen options] */
+static int cmd_ir_codegen(int argc, char **argv)
+{
+    kd_codegen_options co = {0};
+    const char *file = NULL, *model = NULL, *stage = NULL;
+    for (int i = 2; i < argc; i++) {
+        int r = kd_codegen_parse_option(argc, argv, &i, &co);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        const char *a = argv[i];
+        if (!strncmp(a, "--stage=", 8)) stage = a + 8;
+        else if (!strncmp(a, "--model=", 8)) model = a + 8;
+        else if ((!strcmp(a, "--stage") || !strcmp(a, "--model")) && i + 1 < argc)
+            *(a[2] == 's' ? &stage : &model) = argv[++i];
+        else if (a[0] == '-' && a[1]) return bad_usage("unknown option '%s'", a, NULL, 0);
+        else if (!file) file = a;
+        else return bad_usage("unexpected argument '%s'", a, NULL, 0);
+    }
+    if (!file) return bad_usage("'%s' needs a model file", "ir", NULL, 0);
+    kd_session s = {0};
+    int rc = kd_front_end(&s, file, model);
+    if (rc == 0) {
+        co.arena = &s.arena;
+        rc = !strcmp(stage, "opt") ? kd_dump_opt(stdout, s.model, &co, &s.diags)
+                                   : kd_dump_loops(stdout, s.model, &co, &s.diags);
+    }
+    kd_session_free(&s);
+    return rc;
+}
+
+/* Whether `kdslc ir` is asked for a code-generation stage (opt, loops). */
+static bool codegen_stage(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++) {
+        const char *v = !strncmp(argv[i], "--stage=", 8) ? argv[i] + 8
+                        : !strcmp(argv[i], "--stage") && i + 1 < argc ? argv[i + 1] : NULL;
+        if (v && (!strcmp(v, "opt") || !strcmp(v, "loops"))) return true;
+    }
+    return false;
+}
+
+/* ---- training, evaluation, prediction (run.h) ------------------------------------------- */
+
+enum { RUN_TRAIN = 1, RUN_EVALUATE = 2, RUN_PREDICT = 4, RUN_ALL = 7 };
+
+/* A flag of train / evaluate / predict: its kind ('s' string, 'i' int, 'I' int64,
+ * 'r' real, 'b' switch, 'n' --normalize), where it goes, and which commands take it. */
+typedef struct run_flag {
+    const char *name;
+    char kind;
+    size_t offset;
+    int commands;
+    long long lo, hi;      /* 'i' / 'I' bounds */
+} run_flag;
+
+#define RF(name, kind, field, cmds, lo, hi) {name, kind, offsetof(kd_run_options, field), cmds, lo, hi}
+static const run_flag run_flags[] = {
+    RF("--model", 's', model, RUN_ALL, 0, 0),
+    RF("--data", 's', data, RUN_TRAIN | RUN_EVALUATE, 0, 0),
+    RF("--weights", 's', weights, RUN_ALL, 0, 0),
+    RF("--batch-size", 'i', batch_size, RUN_ALL, 1, 1 << 20),
+    RF("--threads", 'i', threads, RUN_ALL, 1, 4096),
+    RF("--normalize", 'n', normalize, RUN_ALL, 0, 0),
+    RF("--loss", 's', loss, RUN_TRAIN | RUN_EVALUATE, 0, 0),
+    RF("--from-logits", 'b', from_logits, RUN_TRAIN | RUN_EVALUATE, 0, 0),
+    RF("--optimizer", 's', optimizer, RUN_TRAIN, 0, 0),
+    RF("--epochs", 'i', epochs, RUN_TRAIN, 0, 1000000000),
+    RF("--learning-rate", 'r', learning_rate, RUN_TRAIN, 0, 0),
+    RF("--validation-split", 'r', validation_split, RUN_TRAIN, 0, 0),
+    RF("--seed", 'I', seed, RUN_TRAIN, 0, 0x7fffffffffffffffLL),
+    RF("--save", 's', save, RUN_TRAIN, 0, 0),
+    RF("--checkpoint", 's', checkpoint, RUN_TRAIN, 0, 0),
+    RF("--resume", 's', resume, RUN_TRAIN, 0, 0),
+    RF("--history", 's', history, RUN_TRAIN, 0, 0),
+    RF("--input", 's', input, RUN_PREDICT, 0, 0),
+    RF("-o", 's', output, RUN_PREDICT, 0, 0),
+    RF("--output", 's', output, RUN_PREDICT, 0, 0),
+};
+#define NRUN_FLAGS ((int)(sizeof run_flags / sizeof run_flags[0]))
+
+static int bad_value(const char *flag, const char *want, const char *value)
+{
+    fprintf(stderr, "kdslc: error: option '%s' wants %s, not '%s'\n(run 'kdslc --help' for usage)\n", flag, want, value);
+    return 2;
+}
+
+static int set_run_flag(const run_flag *f, const char *v, kd_run_options *o)
+{
+    char *at = (char *)o + f->offset, *end;
+    errno = 0;
+    switch (f->kind) {
+    case 's':
+        if (!*v) return bad_value(f->name, "a value", v);
+        *(const char **)(void *)at = v;
+        return 0;
+    case 'i':
+    case 'I': {
+        long long x = strtoll(v, &end, 10);
+        if (errno || end == v || *end || x < f->lo || x > f->hi) {
+            char want[96];
+            snprintf(want, sizeof want, "a whole number from %lld to %lld", f->lo, f->hi);
+            return bad_value(f->name, want, v);
+        }
+        if (f->kind == 'i') *(int *)(void *)at = (int)x;
+        else *(int64_t *)(void *)at = x;
+        return 0;
+    }
+    case 'r': {
+        double x = strtod(v, &end);
+        bool split = !strcmp(f->name, "--validation-split");
+        if (errno || end == v || *end || !isfinite(x) || (split ? !(x >= 0 && x < 1) : !(x > 0)))
+            return bad_value(f->name, split ? "a fraction in [0, 1)" : "a positive number", v);
+        *(double *)(void *)at = x;
+        return 0;
+    }
+    case 'n':
+        if (!strcmp(v, "auto")) o->normalize = KDH_NORM_AUTO;
+        else if (!strcmp(v, "none")) o->normalize = KDH_NORM_NONE;
+        else if (!strcmp(v, "255")) o->normalize = KDH_NORM_255;
+        else return bad_value(f->name, "auto, none or 255", v);
+        return 0;
+    }
+    return 2;
+}
+
+static int parse_run_options(int argc, char **argv, int command, kd_run_options *o)
+{
+    kd_run_options_init(o);
+    const char *names[NRUN_FLAGS];
+    for (int k = 0; k < NRUN_FLAGS; k++) names[k] = run_flags[k].name;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || !a[1]) {
+            if (o->file) return bad_usage("unexpected argument '%s'", a, NULL, 0);
+            o->file = a;
+            continue;
+        }
+        char name[64];
+        const char *eq = strchr(a, '=');
+        size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), a);
+        const run_flag *f = NULL;
+        for (int k = 0; k < NRUN_FLAGS; k++)
+            if (!strcmp(name, run_flags[k].name)) f = &run_flags[k];
+        if (!f) return bad_usage("unknown option '%s'", name, names, NRUN_FLAGS);
+        if (!(f->commands & command)) {
+            fprintf(stderr, "kdslc: error: option '%s' does not apply to `kdslc %s`\n(run 'kdslc --help' for usage)\n",
+                    name, argv[1]);
+            return 2;
+        }
+        if (f->kind == 'b') {
+            if (eq) return bad_usage("option '%s' takes no value", name, NULL, 0);
+            *(bool *)(void *)((char *)o + f->offset) = true;
+            continue;
+        }
+        const char *v = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+        if (!v) return bad_usage("option '%s' needs a value", name, NULL, 0);
+        int rc = set_run_flag(f, v, o);
+        if (rc) return rc;
+    }
+    if (!o->file) return bad_usage("'%s' needs a model file", argv[1], NULL, 0);
+    return 0;
+}
+
+/* kdslc train FILE [options] */
+static int cmd_train(int argc, char **argv)
+{
+    kd_run_options o;
+    int rc = parse_run_options(argc, argv, RUN_TRAIN, &o);
+    return rc ? rc : kd_run_train(&o);
+}
+
+/* kdslc evaluate FILE --weights W [--data ...] */
+static int cmd_evaluate(int argc, char **argv)
+{
+    kd_run_options o;
+    int rc = parse_run_options(argc, argv, RUN_EVALUATE, &o);
+    return rc ? rc : kd_run_evaluate(&o);
+}
+
+/* kdslc predict FILE --weights W --input X.npy [-o Y.npy] */
+static int cmd_predict(int argc, char **argv)
+{
+    kd_run_options o;
+    int rc = parse_run_options(argc, argv, RUN_PREDICT, &o);
+    return rc ? rc : kd_run_predict(&o);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -103,9 +336,14 @@ int main(int argc, char **argv)
         if ((rc = parse_options(argc, argv, &o))) return rc;
         return cmd_summary(&o);
     }
+    if (!strcmp(argv[1], "compile")) return cmd_compile(argc, argv);
+    if (!strcmp(argv[1], "train")) return cmd_train(argc, argv);
+    if (!strcmp(argv[1], "evaluate")) return cmd_evaluate(argc, argv);
+    if (!strcmp(argv[1], "predict")) return cmd_predict(argc, argv);
+    if (!strcmp(argv[1], "ir") && codegen_stage(argc, argv)) return cmd_ir_codegen(argc, argv);
     if (!strcmp(argv[1], "ir")) {
         if ((rc = parse_options(argc, argv, &o))) return rc;
         return cmd_ir(&o);
     }
-    return bad_usage("unknown command '%s'", argv[1], commands, 2);
+    return bad_usage("unknown command '%s'", argv[1], commands, 6);
 }

@@ -6,7 +6,8 @@
  *   fuse.c      bias add + activation into the MATMUL / CONV2D producer
  *               (IR_FUSED_MATMUL / IR_FUSED_CONV2D), the runtime's epilogue;
  *               -sum(onehot * log_softmax(z)) / rows into IR_SOFTMAX_XENT
- *   dce.c       only what the outputs and updates need
+ *   dce.c       only what the outputs and updates need (rewrite.c)
+ *   schedule.c  the optimizer interleaved with the backward pass (train steps)
  *
  * Each pass reads a graph and builds a new one in the same arena (the input is
  * left as it was), with the outputs and updates in the same order: callers
@@ -29,6 +30,10 @@ ir_graph *kd_pass_simplify(ir_graph *g, char *why, size_t why_len);
 ir_graph *kd_pass_cse(ir_graph *g, char *why, size_t why_len);
 ir_graph *kd_pass_fuse(ir_graph *g, char *why, size_t why_len);
 ir_graph *kd_pass_dce(ir_graph *g, char *why, size_t why_len);
+/* schedule.c: a training step's optimizer nodes moved up to run as soon as the
+ * gradients they read exist (grads[0..ngrads): per variable, NULL allowed), so
+ * gradients die early. Run it before kd_optimize: the passes keep node order. */
+ir_graph *kd_pass_schedule(ir_graph *g, int ngrads, ir_node *const *grads, char *why, size_t why_len);
 
 /* ---- the rewriter the passes share (passes/rewrite.c) ----------------------
  * Copies the live nodes of `src` in order into a new graph; for each one the

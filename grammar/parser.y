@@ -85,6 +85,7 @@ static ast_stmt *new_stmt(kd_parse_ctx *pc, ast_stmt_kind kind, kd_loc loc, cons
                           ast_expr *expr);
 static ast_stmt *new_var(kd_parse_ctx *pc, ast_stmt_kind kind, kd_loc loc, const char *name, kd_loc name_loc,
                          ast_expr *shape, ast_expr *init, kd_vec *opts);
+static ast_stmt *new_repeat(kd_parse_ctx *pc, kd_loc loc, ast_expr *count, ast_body body);
 static ast_stmt *new_if(kd_parse_ctx *pc, kd_loc loc, ast_expr *cond, ast_body then, ast_body *otherwise);
 static ast_expr *new_leaf(kd_parse_ctx *pc, ast_expr_kind kind, kd_loc loc);
 static ast_expr *new_name(kd_parse_ctx *pc, kd_loc loc, const char *name);
@@ -236,7 +237,7 @@ stmt
     | expr                              { $$ = new_stmt(pc, STMT_EXPR, @1, NULL, @1, $1); }
     | OUTPUT expr                       { $$ = new_stmt(pc, STMT_OUTPUT, @1, NULL, @1, $2); }
     | OUTPUT IDENT '=' expr             { $$ = new_stmt(pc, STMT_OUTPUT, @1, $2, @2, $4); }
-    | REPEAT expr nls block_body        { $$ = new_stmt(pc, STMT_REPEAT, @1, NULL, @1, $2); $$->body = $4; }
+    | REPEAT expr nls block_body        { $$ = new_repeat(pc, @1, $2, $4); if (!$$) YYERROR; }
     | SHARED IDENT '=' expr             { $$ = new_stmt(pc, STMT_SHARED, @1, $2, @2, $4); }
     | WEIGHT IDENT ':' shape var_init var_opts { $$ = new_var(pc, STMT_WEIGHT, @1, $2, @2, $4, $5, $6); }
     | STATE IDENT ':' shape var_init var_opts  { $$ = new_var(pc, STMT_STATE, @1, $2, @2, $4, $5, $6); }
@@ -262,10 +263,10 @@ var_opts
 /* `if training { } else { }`; the condition is any expression for sema to judge.
  * `else if` chains nest as an else-body of one if statement. */
 if_stmt
-    : IF expr nls block_body                     { $$ = new_if(pc, @1, $2, $4, NULL); }
-    | IF expr nls block_body ELSE nls block_body { $$ = new_if(pc, @1, $2, $4, &$7); }
+    : IF expr nls block_body            { $$ = new_if(pc, @1, $2, $4, NULL); if (!$$) YYERROR; }
+    | IF expr nls block_body ELSE nls block_body { $$ = new_if(pc, @1, $2, $4, &$7); if (!$$) YYERROR; }
     | IF expr nls block_body ELSE if_stmt
-        { ast_body b = body_of(push(pc, new_vec(pc), $6)); $$ = new_if(pc, @1, $2, $4, &b); }
+        { ast_body b = body_of(push(pc, new_vec(pc), $6)); $$ = new_if(pc, @1, $2, $4, &b); if (!$$) YYERROR; }
     ;
 
 /* ---- expressions --------------------------------------------------------- */
@@ -341,19 +342,14 @@ keyword
 
 /* ---- syntax errors ------------------------------------------------------- */
 
-/* A token as messages name it. */
+/* A token as messages name it: the %token aliases, but one name for numbers. */
 static const char *token_name(yysymbol_kind_t k)
 {
-    switch (k) {
-    case YYSYMBOL_INT:
-    case YYSYMBOL_FLOAT: return "number";
-    case YYSYMBOL_ITEM_END: return "'}'";
-    default: return yysymbol_name(k);
-    }
+    return k == YYSYMBOL_INT || k == YYSYMBOL_FLOAT ? "number" : yysymbol_name(k);
 }
 
-/* The tokens that can start an expression: when all are expected, the message
- * says "expression" instead of listing nine tokens. */
+/* The ten tokens that can start an expression: when all are expected, the
+ * message says "expression" instead of listing them. */
 static bool starts_expr(yysymbol_kind_t k)
 {
     switch (k) {
@@ -367,6 +363,8 @@ static bool starts_expr(yysymbol_kind_t k)
     }
     }
 }
+
+static bool is_keyword(yysymbol_kind_t k) { return k >= YYSYMBOL_MODEL && k <= YYSYMBOL_FALSE; }
 
 static bool is_operator(yysymbol_kind_t k)
 {
@@ -394,7 +392,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, kd_p
 
     char msg[512];
     size_t n = 0;
-#define ADD(...) (n += (size_t)snprintf(msg + n, n < sizeof msg ? sizeof msg - n : 0, __VA_ARGS__))
+#define ADD(...) (n < sizeof msg ? n += (size_t)snprintf(msg + n, sizeof msg - n, __VA_ARGS__) : n)
     yysymbol_kind_t tok = yypcontext_token(ctx);
     if (tok == YYSYMBOL_YYEMPTY) {
         ADD("syntax error");
@@ -414,11 +412,16 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, kd_p
         nstart += starts_expr(expected[i]);
         nops += is_operator(expected[i]);
     }
-    bool all_starts = nstart == 10, all_ops = nops == 5;
+    bool all_starts = nstart == 10, all_ops = nops == 5;    /* see starts_expr, is_operator */
+    /* `model` is expected along with expressions only where an argument's key
+     * may be any word: keys are not worth listing either. */
+    bool any_key = false;
+    for (int i = 0; i < nexp; i++) any_key |= all_starts && expected[i] == YYSYMBOL_MODEL;
     bool closing = false;
     for (int i = 0; i < nexp; i++) {
         /* After a complete operand every operator could follow: not worth saying. */
         if (all_ops && is_operator(expected[i]) && !(all_starts && starts_expr(expected[i]))) continue;
+        if (any_key && is_keyword(expected[i]) && !starts_expr(expected[i])) continue;
         const char *name = all_starts && starts_expr(expected[i]) ? "expression" : token_name(expected[i]);
         closing |= strcmp(name, "'}'") == 0;
         bool seen = false;
@@ -521,16 +524,35 @@ static void count_node(kd_parse_ctx *pc, kd_loc loc)
     }
 }
 
+/* Statements too keep their height (nesting of bodies), for the same reason:
+ * braces are limited by the lexer, but `else if` chains nest without them. */
+typedef struct stmt_box {
+    ast_stmt s;
+    int height;
+} stmt_box;
+
+static int stmt_height(const ast_stmt *s) { return ((const stmt_box *)s)->height; }
+
+static int body_height(const ast_body *b)
+{
+    int h = 0;
+    for (int i = 0; i < b->nstmts; i++)
+        if (stmt_height(b->stmts[i]) > h) h = stmt_height(b->stmts[i]);
+    return h;
+}
+
 static ast_stmt *new_stmt(kd_parse_ctx *pc, ast_stmt_kind kind, kd_loc loc, const char *name, kd_loc name_loc,
                           ast_expr *expr)
 {
     count_node(pc, loc);
-    ast_stmt *s = kd_alloc(pc->a, sizeof *s);
+    stmt_box *b = kd_alloc(pc->a, sizeof *b);
+    ast_stmt *s = &b->s;
     s->kind = kind;
     s->loc = loc;
     s->name = name;
     s->name_loc = name_loc;
     s->expr = expr;
+    b->height = 1;
     return s;
 }
 
@@ -544,9 +566,31 @@ static ast_stmt *new_var(kd_parse_ctx *pc, ast_stmt_kind kind, kd_loc loc, const
     return s;
 }
 
+/* A statement over bodies of the given height; NULL (error reported) when too deep. */
+static ast_stmt *new_compound(kd_parse_ctx *pc, ast_stmt_kind kind, kd_loc loc, ast_expr *expr, int body_h)
+{
+    if (body_h >= AST_MAX_DEPTH) {
+        kd_error(pc->d, loc, "blocks nested too deeply (more than %d levels)", AST_MAX_DEPTH);
+        return NULL;
+    }
+    ast_stmt *s = new_stmt(pc, kind, loc, NULL, loc, expr);
+    ((stmt_box *)s)->height = body_h + 1;
+    return s;
+}
+
+static ast_stmt *new_repeat(kd_parse_ctx *pc, kd_loc loc, ast_expr *count, ast_body body)
+{
+    ast_stmt *s = new_compound(pc, STMT_REPEAT, loc, count, body_height(&body));
+    if (s) s->body = body;
+    return s;
+}
+
 static ast_stmt *new_if(kd_parse_ctx *pc, kd_loc loc, ast_expr *cond, ast_body then, ast_body *otherwise)
 {
-    ast_stmt *s = new_stmt(pc, STMT_IF, loc, NULL, loc, cond);
+    int h = body_height(&then);
+    if (otherwise && body_height(otherwise) > h) h = body_height(otherwise);
+    ast_stmt *s = new_compound(pc, STMT_IF, loc, cond, h);
+    if (!s) return NULL;
     s->body = then;
     if (otherwise) {
         s->else_body = *otherwise;

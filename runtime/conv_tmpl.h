@@ -1,13 +1,13 @@
 /* conv_tmpl.h — Conv2D NHWC forward and backward for one element type.
  * conv.c includes this for float and double with KT, KS, KP(x) defined.
  *
- * All three are GEMMs on the packed driver:
+ * All three are GEMMs on the packed driver (gemm_tmpl.h):
  *   forward      Y[pix][f]  = im2col(X)[pix][kk] · W[kk][f]        (+bias, act)
  *   filter grad  dW[kk][f]  = im2col(X)ᵀ[kk][pix] · dY[pix][f]
- *   data grad    dcol[pix][kk] = dY[pix][f] · Wᵀ[f][kk], then col2im into dX
- * with pix = (n, oy, ox) and kk = (ky, kx, c).  im2col is never stored: the
- * driver packs its panels straight from the image.  The data gradient goes
- * through a column buffer of KDK_CONV_CHUNK rows in `work`. */
+ *   data grad    dX        += col2im(dY[pix][f] · Wᵀ[f][kk])
+ * with pix = (n, oy, ox) and kk = (ky, kx, c).  The column matrix is never
+ * stored: the driver reads the image in place or packs panels from it, and
+ * the data gradient adds each tile into dX as it is written back. */
 
 #define KI(x) KDK_CAT(KDK_CAT(x, _), KS)
 #define KGEOM n, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pl
@@ -95,37 +95,10 @@ void KP(conv2d_fwd)(KDK_CONV_GEOM_PARAMS, const KT *x, const KT *wt, const KT *b
 
 /* ---- data gradient ---- */
 
-static int KI(conv_chunk)(KDK_CONV_GEOM_PARAMS)
-{
-    (void)h, (void)w, (void)c, (void)f, (void)kh, (void)kw, (void)sh, (void)sw, (void)pt, (void)pl;
-    return KDK_MIN(n * oh * ow, KDK_CONV_CHUNK);
-}
-
 size_t KP(conv2d_bwd_data_work_size)(KDK_CONV_GEOM_PARAMS)
 {
-    int rows = KI(conv_chunk)(KGEOM), kk = kh * kw * c;
-    return (size_t)rows * kk + KP(gemm_work_size)(rows, kk, f);
-}
-
-/* dx[pixels of the column rows] += dcol, rows r0..r0+m of the output. */
-static void KI(col2im_add)(KDK_CONV_GEOM_PARAMS, int r0, int m, const KT *dcol, KT *dx)
-{
-    int ohw = oh * ow, kk = kh * kw * c;
-    (void)n, (void)f;
-    for (int r = 0; r < m; r++) {
-        int p = r0 + r, b = p / ohw, oy = p % ohw / ow, ox = p % ow;
-        for (int ky = 0; ky < kh; ky++) {
-            int iy = oy * sh + ky - pt;
-            if (iy < 0 || iy >= h) continue;
-            for (int kx = 0; kx < kw; kx++) {
-                int ix = ox * sw + kx - pl;
-                if (ix < 0 || ix >= w) continue;
-                KT *restrict d = dx + (((size_t)b * h + iy) * w + ix) * c;
-                const KT *restrict s = dcol + (size_t)r * kk + (size_t)(ky * kw + kx) * c;
-                for (int ci = 0; ci < c; ci++) d[ci] += s[ci];
-            }
-        }
-    }
+    (void)h, (void)w, (void)sh, (void)sw, (void)pt, (void)pl;
+    return KP(gemm_work_size)(n * oh * ow, kh * kw * c, f);
 }
 
 KDK_CONTRACT static void KI(conv_bwd_data_direct)(KDK_CONV_GEOM_PARAMS, const KT *dy,
@@ -153,6 +126,8 @@ KDK_CONTRACT static void KI(conv_bwd_data_direct)(KDK_CONV_GEOM_PARAMS, const KT
     }
 }
 
+/* dcol[pix][kk] = dY[pix][f] · Wᵀ[f][kk], each tile added into dX as it is
+ * written back (col2im fused into the GEMM). */
 static void KI(conv_bwd_data)(KDK_CONV_GEOM_PARAMS, const KT *dy, const KT *wt, KT *dx,
                               int accumulate, KT *work)
 {
@@ -162,19 +137,14 @@ static void KI(conv_bwd_data)(KDK_CONV_GEOM_PARAMS, const KT *dy, const KT *wt, 
         KI(conv_bwd_data_direct)(KGEOM, dy, wt, dx);
         return;
     }
-    int rows = n * oh * ow, chunk = KI(conv_chunk)(KGEOM), kk = kh * kw * c;
-    KT *dcol = work, *gwork = work + (size_t)chunk * kk;
-    for (int r0 = 0; r0 < rows; r0 += chunk) {
-        int m = KDK_MIN(chunk, rows - r0);
-        struct kdk_gemm_task t = {
-            .m = m, .n = kk, .k = f,
-            .akind = KDK_A_MAT, .a = dy + (size_t)r0 * f, .lda = f, .transa = 0,
-            .b = wt, .ldb = f, .transb = 1,
-            .beta = 0, .c = dcol, .ldc = kk, .bias = NULL, .act = KDK_ACT_NONE,
-        };
-        KP(gemm_task)(&t, gwork);
-        KI(col2im_add)(KGEOM, r0, m, dcol, dx);
-    }
+    struct kdk_conv_geom g = KI(geom)(KGEOM);
+    struct kdk_gemm_task t = {
+        .m = n * oh * ow, .n = kh * kw * c, .k = f,
+        .akind = KDK_A_MAT, .a = dy, .lda = f, .transa = 0,
+        .b = wt, .ldb = f, .transb = 1,
+        .beta = 1, .c = dx, .col2im = 1, .g = &g, .bias = NULL, .act = KDK_ACT_NONE,
+    };
+    KP(gemm_task)(&t, work);
 }
 
 /* Images are independent: parts take disjoint slices of the batch. */

@@ -85,6 +85,7 @@ static size_t kdk_gemm_work_elems(int M, int N, int K, size_t es)
 }
 
 #define KT float
+#define KTS 4
 #define KTI int32_t
 #define KS s
 #define KP(x) kdk_s##x
@@ -92,6 +93,7 @@ static size_t kdk_gemm_work_elems(int M, int N, int K, size_t es)
 #define KTANH tanhf
 #include "gemm_api_tmpl.h"
 #undef KT
+#undef KTS
 #undef KTI
 #undef KS
 #undef KP
@@ -99,6 +101,7 @@ static size_t kdk_gemm_work_elems(int M, int N, int K, size_t es)
 #undef KTANH
 
 #define KT double
+#define KTS 8
 #define KTI int64_t
 #define KS d
 #define KP(x) kdk_d##x
@@ -106,6 +109,7 @@ static size_t kdk_gemm_work_elems(int M, int N, int K, size_t es)
 #define KTANH tanh
 #include "gemm_api_tmpl.h"
 #undef KT
+#undef KTS
 #undef KTI
 #undef KS
 #undef KP

@@ -1,5 +1,6 @@
 /* gemm_api_tmpl.h — the GEMM entry points for one element type.
- * gemm.c includes this once for float and once for double with KT, KTI, KS
+ * gemm.c includes this once for float and once for double with KT, KTS
+ * (its size, for the preprocessor), KTI, KS
  * (the s/d letter), KP(x) (public name), KEXP and KTANH defined. */
 
 #define KI(x) KDK_CAT(KDK_CAT(x, _), KS)

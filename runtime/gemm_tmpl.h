@@ -1,6 +1,7 @@
 /* gemm_tmpl.h — the packed GEMM for one element type and one vector width.
  * gemm.c includes this once per (type, instruction set) with:
  *   KT, KTI   element type and the integer type of the same size
+ *   KTS       sizeof(KT) as a preprocessor number
  *   KVB       vector size in bytes (16, 32 or 64)
  *   KMR, KNV  micro-tile: KMR rows × KNV vectors
  *   KV(x)     name of x in this instantiation
@@ -43,6 +44,45 @@ KINL V KV(relu)(V x)
     return (V)((VI)x & ~(VI)(x <= zero));
 }
 
+/* Lane count as a preprocessor number, for the shuffle index lists. */
+#define KLANES (KVB / KTS)
+#if KLANES == 2
+#define KZIP_LO 0, 2
+#define KZIP_HI 1, 3
+#elif KLANES == 4
+#define KZIP_LO 0, 4, 1, 5
+#define KZIP_HI 2, 6, 3, 7
+#elif KLANES == 8
+#define KZIP_LO 0, 8, 1, 9, 2, 10, 3, 11
+#define KZIP_HI 4, 12, 5, 13, 6, 14, 7, 15
+#elif KLANES == 16
+#define KZIP_LO 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
+#define KZIP_HI 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
+#endif
+#if defined(__clang__)
+#define KSHUF(x, y, idx) __builtin_shufflevector(x, y, idx)
+#else
+#define KSHUF(x, y, idx) __builtin_shuffle(x, y, (VI){idx})
+#endif
+
+/* In-register transpose of VL×VL elements: log2(VL) rounds of zipping row i
+ * with row i + VL/2; each round moves one bit of the row index into the
+ * column index, so after all rounds rows and columns have traded places. */
+KINL void KV(transpose)(V *r)
+{
+#pragma GCC unroll 4
+    for (int round = 1; round < VL; round *= 2) {
+        V t[VL];
+#pragma GCC unroll 16
+        for (int i = 0; i < VL / 2; i++) {
+            t[2 * i] = KSHUF(r[i], r[i + VL / 2], KZIP_LO);
+            t[2 * i + 1] = KSHUF(r[i], r[i + VL / 2], KZIP_HI);
+        }
+#pragma GCC unroll 16
+        for (int i = 0; i < VL; i++) r[i] = t[i];
+    }
+}
+
 KINL KT KV(epi1)(KT x, KT *cp, KT beta, const KT *bias, int j, int act)
 {
     if (beta != 0) x += beta * *cp;
@@ -56,34 +96,51 @@ KINL KT KV(epi1)(KT x, KT *cp, KT beta, const KT *bias, int j, int act)
     return x;
 }
 
-/* The micro-kernel: an MR×NR tile over kc steps, then the fused write-back
- * into the mr×nr valid part at c. */
-KTGT KDK_CONTRACT static void KV(kernel)(int kc, const KT *restrict a, const KT *restrict b,
-                                         KT *restrict c, int ldc, int mr, int nr,
-                                         KT beta, const KT *restrict bias, int act)
+/* The micro-kernel: an MR×NR tile over the k steps of nseg segments, then
+ * the fused write-back into the mr×nr valid part at c.  In segment s, step q
+ * reads row i of A at a[aoff[i] + segoff[s] + q*cs]: one segment for a
+ * packed panel (aoff[i] = i, cs = MR) or a matrix read in place; one per
+ * kernel tap (conv forward) or per output row (conv filter gradient) when
+ * the convolution is read straight from the image.  B holds NR columns, rows
+ * bs apart: a packed panel (bs = NR) or the matrix itself. */
+KTGT static void KV(col2im_add)(const struct kdk_gemm_task *t, int i0, int mr, int j0, int nr,
+                                const KT *tile);
+
+KINL KDK_CONTRACT void KV(tile)(int nseg, const int *seglen, const ptrdiff_t *segoff,
+                                const KT *restrict a, const ptrdiff_t *aoff, ptrdiff_t cs,
+                                const KT *restrict b, ptrdiff_t bs, KT *restrict c, int ldc,
+                                int mr, int nr, KT beta, const KT *restrict bias, int act,
+                                const struct kdk_gemm_task *scatter, int si0, int sj0)
 {
     V acc[KMR][KNV];
+    ptrdiff_t off[KMR];
 #pragma GCC unroll 16
-    for (int i = 0; i < KMR; i++)
+    for (int i = 0; i < KMR; i++) {
+        off[i] = aoff[i];
 #pragma GCC unroll 4
         for (int v = 0; v < KNV; v++) acc[i][v] = (V){0};
-
-#pragma GCC unroll 2
-    for (int p = 0; p < kc; p++) {
-        V bv[KNV];
-#pragma GCC unroll 4
-        for (int v = 0; v < KNV; v++) bv[v] = KV(loadu)(b + v * VL);
-#pragma GCC unroll 16
-        for (int i = 0; i < KMR; i++) {
-            V ai = a[i] - (V){0}; /* broadcast; x - 0 folds, 0 + x does not */
-#pragma GCC unroll 4
-            for (int v = 0; v < KNV; v++) acc[i][v] += ai * bv[v];
-        }
-        a += KMR;
-        b += NR;
     }
 
-    if (mr == KMR && nr == NR && act <= KDK_ACT_RELU) {
+    for (int s = 0; s < nseg; s++) {
+        const KT *as = a + segoff[s];
+        int len = seglen[s];
+#pragma GCC unroll 2
+        for (int p = 0; p < len; p++) {
+            V bv[KNV];
+#pragma GCC unroll 4
+            for (int v = 0; v < KNV; v++) bv[v] = KV(loadu)(b + v * VL);
+#pragma GCC unroll 16
+            for (int i = 0; i < KMR; i++) {
+                V ai = as[off[i]] - (V){0}; /* broadcast; x - 0 folds, 0 + x does not */
+#pragma GCC unroll 4
+                for (int v = 0; v < KNV; v++) acc[i][v] += ai * bv[v];
+            }
+            as += cs;
+            b += bs;
+        }
+    }
+
+    if (mr == KMR && nr == NR && act <= KDK_ACT_RELU && !scatter) {
 #pragma GCC unroll 16
         for (int i = 0; i < KMR; i++)
 #pragma GCC unroll 4
@@ -104,6 +161,10 @@ KTGT KDK_CONTRACT static void KV(kernel)(int kc, const KT *restrict a, const KT 
         for (int i = 0; i < KMR; i++)
 #pragma GCC unroll 4
             for (int v = 0; v < KNV; v++) KV(storeu)(tile + i * NR + v * VL, acc[i][v]);
+        if (scatter) {
+            KV(col2im_add)(scatter, si0, mr, sj0, nr, tile);
+            return;
+        }
         for (int i = 0; i < mr; i++) {
             KT *crow = c + (size_t)i * ldc;
             for (int j = 0; j < nr; j++)
@@ -112,14 +173,86 @@ KTGT KDK_CONTRACT static void KV(kernel)(int kc, const KT *restrict a, const KT 
     }
 }
 
-/* Packs rows k0..k0+kc of op(B), columns j0..j0+nc, into NR-wide panels. */
+/* A packed into an MR-row panel: the offsets and strides are constants. */
+KTGT KDK_CONTRACT static void KV(kernel_packed)(int kc, const KT *restrict a, const KT *restrict b,
+                                                ptrdiff_t bs, KT *restrict c, int ldc, int mr,
+                                                int nr, KT beta, const KT *restrict bias, int act)
+{
+    static const ptrdiff_t zero = 0;
+    ptrdiff_t aoff[KMR];
+#pragma GCC unroll 16
+    for (int i = 0; i < KMR; i++) aoff[i] = i;
+    KV(tile)(1, &kc, &zero, a, aoff, KMR, b, bs, c, ldc, mr, nr, beta, bias, act, NULL, 0, 0);
+}
+
+/* A read in place: a matrix (row offsets i*lda, or i if transposed) or an
+ * image (row offsets: pixel windows or kernel taps).  With scatter, the tile
+ * (rows si0.., columns sj0..) is added into an image instead of stored. */
+KTGT KDK_CONTRACT static void KV(kernel_strided)(int nseg, const int *seglen,
+                                                 const ptrdiff_t *segoff, const KT *restrict a,
+                                                 const ptrdiff_t *aoff, ptrdiff_t cs,
+                                                 const KT *restrict b, ptrdiff_t bs,
+                                                 KT *restrict c, int ldc, int mr, int nr,
+                                                 KT beta, const KT *restrict bias, int act,
+                                                 const struct kdk_gemm_task *scatter, int si0,
+                                                 int sj0)
+{
+    KV(tile)(nseg, seglen, segoff, a, aoff, cs, b, bs, c, ldc, mr, nr, beta, bias, act, scatter,
+             si0, sj0);
+}
+
+/* dx[pixel of row i][tap and channel of column j] += tile[i][j] for the
+ * valid part of a tile: col2im fused into the write-back.  Columns of one
+ * tap are contiguous channels, added a vector at a time. */
+KTGT static void KV(col2im_add)(const struct kdk_gemm_task *t, int i0, int mr, int j0, int nr,
+                                const KT *tile)
+{
+    const struct kdk_conv_geom *g = t->g;
+    KT *dx = (KT *)t->c;
+    int C = g->c, kwc = g->kw * C, ohw = g->oh * g->ow;
+    int n = i0 / ohw, oy = i0 % ohw / g->ow, ox = i0 % g->ow;
+    int kh0 = j0 / kwc, kw0 = j0 % kwc / C, c0 = j0 % C;
+    size_t hwc = (size_t)g->h * g->w * C;
+    for (int i = 0; i < mr; i++) {
+        int y0 = oy * g->sh - g->pt, x0 = ox * g->sw - g->pl;
+        KT *img = dx + n * hwc;
+        const KT *src = tile + (size_t)i * NR;
+        for (int q = 0, kh = kh0, kw = kw0, ch = c0; q < nr;) {
+            int run = KDK_MIN(C - ch, nr - q), iy = y0 + kh, ix = x0 + kw;
+            if (iy >= 0 && iy < g->h && ix >= 0 && ix < g->w) {
+                KT *d = img + ((size_t)iy * g->w + ix) * C + ch;
+                int u = 0;
+                for (; u + VL <= run; u += VL)
+                    KV(storeu)(d + u, KV(loadu)(d + u) + KV(loadu)(src + q + u));
+                for (; u < run; u++) d[u] += src[q + u];
+            }
+            q += run;
+            ch = 0;
+            if (++kw == g->kw) {
+                kw = 0;
+                kh++;
+            }
+        }
+        if (++ox == g->ow) {
+            ox = 0;
+            if (++oy == g->oh) {
+                oy = 0;
+                n++;
+            }
+        }
+    }
+}
+
+/* Packs rows k0..k0+kc of op(B), columns j0..j0+nc, into NR-wide panels;
+ * with only_edge, just the last panel if it is narrower than NR. */
 KTGT static void KV(pack_b)(const struct kdk_gemm_task *t, int k0, int kc, int j0, int nc,
-                            KT *restrict bp)
+                            int only_edge, KT *restrict bp)
 {
     const KT *b = (const KT *)t->b;
     size_t ldb = (size_t)t->ldb;
     for (int jr = 0; jr < nc; jr += NR, bp += (size_t)kc * NR) {
         int nr = KDK_MIN(NR, nc - jr);
+        if (only_edge && nr == NR) continue;
         if (!t->transb) {
             const KT *src = b + k0 * ldb + j0 + jr;
             for (int p = 0; p < kc; p++, src += ldb) {
@@ -132,9 +265,23 @@ KTGT static void KV(pack_b)(const struct kdk_gemm_task *t, int k0, int kc, int j
                 }
             }
         } else {
-            /* B stored N×K: NR row streams, read in short runs along k. */
+            /* B stored N×K: VL×VL blocks transposed in registers, then the
+             * rest in short runs along k. */
             const KT *src = b + (size_t)(j0 + jr) * ldb + k0;
             int p = 0;
+            if (nr == NR) {
+                for (; p + VL <= kc; p += VL) {
+#pragma GCC unroll 4
+                    for (int jb = 0; jb < KNV; jb++) {
+                        V r[VL];
+#pragma GCC unroll 16
+                        for (int j = 0; j < VL; j++) r[j] = KV(loadu)(src + (size_t)(jb * VL + j) * ldb + p);
+                        KV(transpose)(r);
+#pragma GCC unroll 16
+                        for (int q = 0; q < VL; q++) KV(storeu)(bp + (size_t)(p + q) * NR + jb * VL, r[q]);
+                    }
+                }
+            }
             for (; p + 8 <= kc; p += 8) {
                 KT *d = bp + (size_t)p * NR;
                 for (int j = 0; j < nr; j++) {
@@ -155,30 +302,26 @@ KTGT static void KV(pack_b)(const struct kdk_gemm_task *t, int k0, int kc, int j
     }
 }
 
-/* Packs one MR-row panel of an implicit im2col matrix: rows are output pixels
- * i0.. (mr of them), columns (kh,kw,c) indices k0..k0+kc. */
-KTGT static void KV(pack_a_im2col)(const struct kdk_gemm_task *t, int i0, int mr, int k0, int kc,
+/* Packs rows i0..i0+mc of an implicit im2col matrix (rows: output pixels;
+ * columns: (kh,kw,c) indices k0..k0+kc) into MR-row panels.  Column p reads
+ * the input at offset off[p] from a pixel's window origin.  Where a panel's
+ * pixels are consecutive in one output row and their windows lie inside the
+ * image, column p is a strided gather (a plain copy for 1-channel, stride-1
+ * convolutions); pixels near the border check bounds per element.  Divisions
+ * happen once per block. */
+KTGT static void KV(pack_a_im2col)(const struct kdk_gemm_task *t, int i0, int mc, int k0, int kc,
                                    KT *restrict ap)
 {
     const struct kdk_conv_geom *g = t->g;
     const KT *x = (const KT *)t->a;
-    int kwc = g->kw * g->c, ohw = g->oh * g->ow;
-    for (int ii = 0; ii < mr; ii++) {
-        int i = i0 + ii, n = i / ohw, r = i % ohw;
-        int y0 = (r / g->ow) * g->sh - g->pt, x0 = (r % g->ow) * g->sw - g->pl;
-        const KT *img = x + (size_t)n * g->h * g->w * g->c;
-        int kh = k0 / kwc, kw = (k0 % kwc) / g->c, ch = k0 % g->c;
-        KT *d = ap + ii;
-        for (int p = 0; p < kc;) {
-            int run = KDK_MIN(g->c - ch, kc - p);
-            int iy = y0 + kh, ix = x0 + kw;
-            if (iy >= 0 && iy < g->h && ix >= 0 && ix < g->w) {
-                const KT *s = img + ((size_t)iy * g->w + ix) * g->c + ch;
-                for (int q = 0; q < run; q++) d[(size_t)(p + q) * KMR] = s[q];
-            } else {
-                for (int q = 0; q < run; q++) d[(size_t)(p + q) * KMR] = 0;
-            }
-            p += run;
+    int C = g->c, W = g->w, H = g->h, kwc = g->kw * C, ohw = g->oh * g->ow;
+    int ky[KDK_KC], kx[KDK_KC];
+    ptrdiff_t off[KDK_KC];
+    for (int p = 0, kh = k0 / kwc, kw = k0 % kwc / C, ch = k0 % C; p < kc; p++) {
+        ky[p] = kh;
+        kx[p] = kw;
+        off[p] = ((ptrdiff_t)kh * W + kw) * C + ch;
+        if (++ch == C) {
             ch = 0;
             if (++kw == g->kw) {
                 kw = 0;
@@ -186,42 +329,96 @@ KTGT static void KV(pack_a_im2col)(const struct kdk_gemm_task *t, int i0, int mr
             }
         }
     }
-    for (int ii = mr; ii < KMR; ii++)
-        for (int p = 0; p < kc; p++) ap[(size_t)p * KMR + ii] = 0;
+    int n = i0 / ohw, oy = i0 % ohw / g->ow, ox = i0 % g->ow;
+    size_t hwc = (size_t)H * W * C;
+    ptrdiff_t stride = (ptrdiff_t)g->sw * C;
+    for (int ir = 0; ir < mc; ir += KMR, ap += (size_t)kc * KMR) {
+        int mr = KDK_MIN(KMR, mc - ir);
+        /* segments of the panel's pixels that share an output row */
+        for (int ii = 0; ii < mr;) {
+            int len = KDK_MIN(mr - ii, g->ow - ox);
+            int y0 = oy * g->sh - g->pt, x0 = ox * g->sw - g->pl;
+            const KT *img = x + n * hwc;
+            KT *d = ap + ii;
+            if (y0 >= 0 && y0 + g->kh <= H && x0 >= 0 && x0 + (len - 1) * g->sw + g->kw <= W) {
+                const KT *win = img + ((size_t)y0 * W + x0) * C;
+                if (stride == 1 && len == KMR) {
+                    for (int p = 0; p < kc; p++)
+                        memcpy(d + (size_t)p * KMR, win + off[p], sizeof(KT) * KMR);
+                } else {
+                    for (int p = 0; p < kc; p++) {
+                        const KT *src = win + off[p];
+                        for (int q = 0; q < len; q++) d[(size_t)p * KMR + q] = src[q * stride];
+                    }
+                }
+            } else {
+                for (int q = 0; q < len; q++, x0 += g->sw) {
+                    ptrdiff_t org = ((ptrdiff_t)y0 * W + x0) * C; /* may be negative; org + off is not */
+                    for (int p = 0; p < kc; p++) {
+                        int iy = y0 + ky[p], ix = x0 + kx[p];
+                        d[(size_t)p * KMR + q] =
+                            iy >= 0 && iy < H && ix >= 0 && ix < W ? img[org + off[p]] : 0;
+                    }
+                }
+            }
+            ii += len;
+            ox += len;
+            if (ox == g->ow) {
+                ox = 0;
+                if (++oy == g->oh) {
+                    oy = 0;
+                    n++;
+                }
+            }
+        }
+        for (int ii = mr; ii < KMR; ii++)
+            for (int p = 0; p < kc; p++) ap[(size_t)p * KMR + ii] = 0;
+    }
 }
 
 /* Packs one MR-row panel of the transposed im2col matrix: rows are (kh,kw,c)
- * indices i0.. (mr of them), columns output pixels k0..k0+kc. */
+ * indices i0.. (mr of them), columns output pixels k0..k0+kc.  Each row is a
+ * fixed offset from the pixel's window origin; pixels whose window covers
+ * the rows' taps inside the image gather without bounds checks. */
 KTGT static void KV(pack_a_im2col_t)(const struct kdk_gemm_task *t, int i0, int mr, int k0, int kc,
                                      KT *restrict ap)
 {
     const struct kdk_conv_geom *g = t->g;
     const KT *x = (const KT *)t->a;
-    int dy[KMR], dx[KMR], ch[KMR];
-    int kwc = g->kw * g->c, ohw = g->oh * g->ow;
+    int C = g->c, W = g->w, H = g->h, kwc = g->kw * C, ohw = g->oh * g->ow;
+    int ty[KMR], tx[KMR], ch[KMR];
+    ptrdiff_t off[KMR];
+    int ylo = g->kh, yhi = -1, xlo = g->kw, xhi = -1;
     for (int ii = 0; ii < mr; ii++) {
         int r = i0 + ii;
-        dy[ii] = r / kwc - g->pt;
-        dx[ii] = (r % kwc) / g->c - g->pl;
-        ch[ii] = r % g->c;
+        ty[ii] = r / kwc;
+        tx[ii] = r % kwc / C;
+        ch[ii] = r % C;
+        off[ii] = ((ptrdiff_t)ty[ii] * W + tx[ii]) * C + ch[ii];
+        ylo = KDK_MIN(ylo, ty[ii]);
+        yhi = KDK_MAX(yhi, ty[ii]);
+        xlo = KDK_MIN(xlo, tx[ii]);
+        xhi = KDK_MAX(xhi, tx[ii]);
     }
-    /* rows within one (kh,kw) read a contiguous channel run */
+    /* rows within one tap read a contiguous channel run */
     int contig = ch[0] + mr - 1 == ch[mr - 1];
-    int n = k0 / ohw, oy = (k0 % ohw) / g->ow, ox = k0 % g->ow;
-    size_t hwc = (size_t)g->h * g->w * g->c;
+    int n = k0 / ohw, oy = k0 % ohw / g->ow, ox = k0 % g->ow;
+    size_t hwc = (size_t)H * W * C;
     for (int p = 0; p < kc; p++, ap += KMR) {
         const KT *img = x + n * hwc;
-        int y0 = oy * g->sh, x0 = ox * g->sw;
-        int iy = y0 + dy[0], ix = x0 + dx[0];
-        if (contig && iy >= 0 && iy < g->h && ix >= 0 && ix < g->w) {
-            const KT *s = img + ((size_t)iy * g->w + ix) * g->c + ch[0];
-            for (int ii = 0; ii < mr; ii++) ap[ii] = s[ii];
+        int y0 = oy * g->sh - g->pt, x0 = ox * g->sw - g->pl;
+        if (y0 + ylo >= 0 && y0 + yhi < H && x0 + xlo >= 0 && x0 + xhi < W) {
+            ptrdiff_t win = ((ptrdiff_t)y0 * W + x0) * C; /* may be negative; win + off is not */
+            if (contig) {
+                memcpy(ap, img + win + off[0], sizeof(KT) * mr);
+            } else {
+                for (int ii = 0; ii < mr; ii++) ap[ii] = img[win + off[ii]];
+            }
         } else {
             for (int ii = 0; ii < mr; ii++) {
-                iy = y0 + dy[ii];
-                ix = x0 + dx[ii];
-                ap[ii] = (iy >= 0 && iy < g->h && ix >= 0 && ix < g->w)
-                             ? img[((size_t)iy * g->w + ix) * g->c + ch[ii]]
+                int iy = y0 + ty[ii], ix = x0 + tx[ii];
+                ap[ii] = (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                             ? img[((size_t)iy * W + ix) * C + ch[ii]]
                              : 0;
             }
         }
@@ -236,54 +433,101 @@ KTGT static void KV(pack_a_im2col_t)(const struct kdk_gemm_task *t, int i0, int 
     }
 }
 
-/* Packs rows i0..i0+mc of op(A), columns k0..k0+kc, into MR-row panels. */
+/* Packs rows i0..i0+mc of an implicit op(A), columns k0..k0+kc, into MR-row
+ * panels.  (A plain matrix is never packed: the kernel reads it in place.) */
 KTGT static void KV(pack_a)(const struct kdk_gemm_task *t, int i0, int mc, int k0, int kc,
                             KT *restrict ap)
 {
-    const KT *a = (const KT *)t->a;
-    size_t lda = (size_t)t->lda;
-    for (int ir = 0; ir < mc; ir += KMR, ap += (size_t)kc * KMR) {
-        int mr = KDK_MIN(KMR, mc - ir);
-        if (t->akind == KDK_A_IM2COL) {
-            KV(pack_a_im2col)(t, t->a_i0 + i0 + ir, mr, k0, kc, ap);
-        } else if (t->akind == KDK_A_IM2COL_T) {
-            KV(pack_a_im2col_t)(t, t->a_i0 + i0 + ir, mr, k0, kc, ap);
-        } else if (t->transa) {
-            /* A stored K×M: each k gives mr contiguous values. */
-            const KT *src = a + k0 * lda + i0 + ir;
-            for (int p = 0; p < kc; p++, src += lda) {
-                KT *d = ap + (size_t)p * KMR;
-                memcpy(d, src, sizeof(KT) * mr);
-                if (mr < KMR) memset(d + mr, 0, sizeof(KT) * (KMR - mr));
-            }
-        } else {
-            /* A stored M×K: mr row streams, read in short runs along k. */
-            const KT *src = a + (size_t)(i0 + ir) * lda + k0;
-            int p = 0;
-            if (mr == KMR) {
-                for (; p + 8 <= kc; p += 8) {
-                    KT *d = ap + (size_t)p * KMR;
-#pragma GCC unroll 16
-                    for (int i = 0; i < KMR; i++) {
-                        const KT *s = src + i * lda + p;
-#pragma GCC unroll 8
-                        for (int q = 0; q < 8; q++) d[q * KMR + i] = s[q];
-                    }
-                }
-            }
-            for (; p < kc; p++) {
-                KT *d = ap + (size_t)p * KMR;
-                for (int i = 0; i < mr; i++) d[i] = src[i * lda + p];
-                for (int i = mr; i < KMR; i++) d[i] = 0;
-            }
-        }
+    if (t->akind == KDK_A_IM2COL) {
+        KV(pack_a_im2col)(t, t->a_i0 + i0, mc, k0, kc, ap);
+        return;
     }
+    for (int ir = 0; ir < mc; ir += KMR, ap += (size_t)kc * KMR)
+        KV(pack_a_im2col_t)(t, t->a_i0 + i0 + ir, KDK_MIN(KMR, mc - ir), k0, kc, ap);
 }
 
 static inline int KV(round_up)(int x, int m) { return (x + m - 1) / m * m; }
 
+/* Segments of the k range [k0, k0+kc) when the convolution is read straight
+ * from the image.  Forward (k = (kh,kw,c)): one per kernel tap, channels at
+ * unit stride.  Filter gradient (k = output pixels): one per run of pixels
+ * in an output row, sw*c apart.  Returns the number of segments. */
+KTGT static int KV(conv_segments)(const struct kdk_gemm_task *t, int k0, int kc, int *len,
+                                  ptrdiff_t *off)
+{
+    const struct kdk_conv_geom *g = t->g;
+    int ns = 0;
+    if (t->akind == KDK_A_IM2COL) {
+        int kwc = g->kw * g->c, kh = k0 / kwc, kw = k0 % kwc / g->c, ch = k0 % g->c;
+        for (int p = 0; p < kc; ns++) {
+            len[ns] = KDK_MIN(g->c - ch, kc - p);
+            off[ns] = ((ptrdiff_t)kh * g->w + kw) * g->c + ch;
+            p += len[ns];
+            ch = 0;
+            if (++kw == g->kw) {
+                kw = 0;
+                kh++;
+            }
+        }
+    } else {
+        int ohw = g->oh * g->ow, n = k0 / ohw, oy = k0 % ohw / g->ow, ox = k0 % g->ow;
+        for (int p = 0; p < kc; ns++) {
+            len[ns] = KDK_MIN(g->ow - ox, kc - p);
+            off[ns] = (((ptrdiff_t)n * g->h + oy * g->sh - g->pt) * g->w + ox * g->sw - g->pl) * g->c;
+            p += len[ns];
+            ox = 0;
+            if (++oy == g->oh) {
+                oy = 0;
+                n++;
+            }
+        }
+    }
+    return ns;
+}
+
+/* Row offsets of one tile of a convolution read from the image: pixel
+ * windows (forward) or kernel taps (filter gradient).  Returns 0 if some
+ * forward window reaches into the padding (the tile is packed instead). */
+KTGT static int KV(conv_rows)(const struct kdk_gemm_task *t, int i0, int mr, ptrdiff_t *aoff)
+{
+    const struct kdk_conv_geom *g = t->g;
+    if (t->akind == KDK_A_IM2COL) {
+        int ohw = g->oh * g->ow, n = i0 / ohw, oy = i0 % ohw / g->ow, ox = i0 % g->ow;
+        for (int i = 0; i < mr; i++) {
+            int y0 = oy * g->sh - g->pt, x0 = ox * g->sw - g->pl;
+            if (y0 < 0 || y0 + g->kh > g->h || x0 < 0 || x0 + g->kw > g->w) return 0;
+            aoff[i] = (((ptrdiff_t)n * g->h + y0) * g->w + x0) * g->c;
+            if (++ox == g->ow) {
+                ox = 0;
+                if (++oy == g->oh) {
+                    oy = 0;
+                    n++;
+                }
+            }
+        }
+    } else {
+        int kwc = g->kw * g->c;
+        for (int i = 0; i < mr; i++) {
+            int r = i0 + i;
+            aoff[i] = ((ptrdiff_t)(r / kwc) * g->w + r % kwc / g->c) * g->c + r % g->c;
+        }
+    }
+    for (int i = mr; i < KMR; i++) aoff[i] = aoff[mr - 1];
+    return 1;
+}
+
+/* Whether the filter gradient can read every (pixel, tap) from the image:
+ * no window of the convolution reaches into the padding. */
+static int KV(conv_unpadded)(const struct kdk_conv_geom *g)
+{
+    return g->pt == 0 && g->pl == 0 && (g->oh - 1) * g->sh + g->kh <= g->h &&
+           (g->ow - 1) * g->sw + g->kw <= g->w;
+}
+
 /* The blocked driver.  Splits each dimension into equal blocks (no ragged
- * last block of 1 column) of at most MC, KC, NC. */
+ * last block of 1 column) of at most MC, KC, NC.  op(A) is read in place
+ * when it is a matrix, or a convolution whose windows avoid the padding;
+ * otherwise its panels are packed. */
 KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
 {
     int M = t->m, N = t->n, K = t->k;
@@ -295,7 +539,24 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
     KT *ap = bp + (size_t)kcb * ncb;
     KT *c = (KT *)t->c;
     const KT *bias = (const KT *)t->bias;
-    size_t ldc = (size_t)t->ldc;
+    ptrdiff_t ldc = t->ldc;
+    const KT *a = (const KT *)t->a;
+    ptrdiff_t rsa = t->transa ? 1 : t->lda, csa = t->transa ? t->lda : 1;
+    int conv = t->akind != KDK_A_MAT;
+    /* Forward convolutions with enough channels per tap decide per tile (few
+     * channels make short segments: packing is faster); the filter gradient
+     * decides per call. */
+    int direct = (t->akind == KDK_A_IM2COL && t->g->c >= 8) ||
+                 (t->akind == KDK_A_IM2COL_T && KV(conv_unpadded)(t->g));
+    ptrdiff_t conv_cs = !conv ? 0 : t->akind == KDK_A_IM2COL ? 1 : (ptrdiff_t)t->g->sw * t->g->c;
+    int seglen[KDK_KC], nseg = 1;
+    ptrdiff_t segoff[KDK_KC];
+    /* Packing B pays off when each panel serves many row tiles; with one or
+     * two, full panels of a row-major B are read in place. */
+    int inplace_b = !t->transb && M <= 2 * KMR;
+    const KT *b = (const KT *)t->b;
+    ptrdiff_t ldb = t->ldb;
+    const struct kdk_gemm_task *scatter = t->col2im ? t : NULL;
 
     for (int jc = 0; jc < N; jc += ncb) {
         int nc = KDK_MIN(ncb, N - jc);
@@ -303,18 +564,48 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
             int kc = KDK_MIN(kcb, K - pc);
             int last = pc + kc == K;
             KT beta = pc ? 1 : (KT)t->beta;
-            KV(pack_b)(t, pc, kc, jc, nc, bp);
+            KV(pack_b)(t, pc, kc, jc, nc, inplace_b, bp);
+            if (conv && direct) {
+                nseg = KV(conv_segments)(t, pc, kc, seglen, segoff);
+            } else {
+                seglen[0] = kc;
+                segoff[0] = 0;
+            }
             for (int ic = 0; ic < M; ic += mcb) {
                 int mc = KDK_MIN(mcb, M - ic);
-                KV(pack_a)(t, ic, mc, pc, kc, ap);
+                if (conv && !direct) KV(pack_a)(t, ic, mc, pc, kc, ap);
                 for (int jr = 0; jr < nc; jr += NR) {
+                    int nr = KDK_MIN(NR, nc - jr), act = last ? t->act : KDK_ACT_NONE;
                     const KT *bpan = bp + (size_t)jr * kc;
+                    ptrdiff_t bs = NR;
+                    if (inplace_b && nr == NR) {
+                        bpan = b + pc * ldb + jc + jr;
+                        bs = ldb;
+                    }
                     const KT *bb = last && bias ? bias + jc + jr : NULL;
-                    for (int ir = 0; ir < mc; ir += KMR)
-                        KV(kernel)(kc, ap + (size_t)ir * kc, bpan,
-                                   c + (ic + ir) * ldc + jc + jr, (int)ldc,
-                                   KDK_MIN(KMR, mc - ir), KDK_MIN(NR, nc - jr),
-                                   beta, bb, last ? t->act : KDK_ACT_NONE);
+                    KT *cc = c + jc + jr;
+                    for (int ir = 0; ir < mc; ir += KMR) {
+                        int mr = KDK_MIN(KMR, mc - ir);
+                        KT *ct = cc + (ic + ir) * ldc;
+                        ptrdiff_t aoff[KMR];
+                        if (!conv) {
+                            for (int i = 0; i < KMR; i++) aoff[i] = KDK_MIN(i, mr - 1) * rsa;
+                            KV(kernel_strided)(1, seglen, segoff, a + (ic + ir) * rsa + pc * csa,
+                                               aoff, csa, bpan, bs, ct, (int)ldc, mr, nr, beta,
+                                               bb, act, scatter, ic + ir, jc + jr);
+                        } else if (direct && KV(conv_rows)(t, t->a_i0 + ic + ir, mr, aoff)) {
+                            KV(kernel_strided)(nseg, seglen, segoff, a, aoff, conv_cs, bpan, bs, ct,
+                                               (int)ldc, mr, nr, beta, bb, act, NULL, 0, 0);
+                        } else {
+                            const KT *apan = ap + (size_t)ir * kc;
+                            if (direct) { /* a forward tile touching the padding */
+                                apan = ap;
+                                KV(pack_a_im2col)(t, t->a_i0 + ic + ir, mr, pc, kc, ap);
+                            }
+                            KV(kernel_packed)(kc, apan, bpan, bs, ct, (int)ldc, mr, nr, beta, bb,
+                                              act);
+                        }
+                    }
                 }
             }
         }
@@ -326,6 +617,10 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
 #undef V
 #undef VI
 #undef KINL
+#undef KLANES
+#undef KZIP_LO
+#undef KZIP_HI
+#undef KSHUF
 /* consume the per-variant parameters */
 #undef KVB
 #undef KMR

@@ -27,6 +27,16 @@
 #define KDK_CONTRACT
 #endif
 
+/* Vector width (bytes) of the kernels other than the GEMM, from the compile
+ * flags; the GEMM picks its own per instruction set (gemm.c). */
+#if defined(__AVX512F__)
+#define KDK_VB 64
+#elif defined(__AVX__)
+#define KDK_VB 32
+#else
+#define KDK_VB 16
+#endif
+
 #define KDK_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define KDK_MAX(a, b) ((a) > (b) ? (a) : (b))
 
@@ -39,8 +49,7 @@ enum {
     KDK_NC = 1024,
     KDK_MR_MAX = 16,
     KDK_NR_MAX = 64,
-    KDK_ALIGN = 64, /* bytes; packed panels start on a cache line */
-    KDK_CONV_CHUNK = 288 /* rows of the column buffer of the conv data gradient */
+    KDK_ALIGN = 64 /* bytes; packed panels start on a cache line */
 };
 
 /* Where op(A) comes from. */
@@ -68,6 +77,8 @@ struct kdk_gemm_task {
     double beta;
     void *c;
     int ldc;
+    int col2im; /* C is not stored: row i (output pixel), column (kh,kw,ch) is
+                   added into the image c of geometry g (the conv data gradient) */
     const void *bias;
     int act;
 };

@@ -1,9 +1,32 @@
 /* pool_tmpl.h — NHWC pooling for one element type.
- * pool.c includes this for float and double with KT, KS, KP(x) defined.
- * Channels are innermost, so every loop runs along c with unit stride. */
+ * pool.c includes this for float and double with KT, KTI, KS, KP(x) defined.
+ * Channels are innermost, so every loop runs along c a vector at a time. */
 
 #define KI(x) KDK_CAT(KDK_CAT(x, _), KS)
 #define KGEOM n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl
+#include "vec_tmpl.h"
+
+/* 0, 1, 2, ...: lane numbers, loaded as a vector. */
+static const KTI KI(iota)[64] = {
+    0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+    22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43,
+    44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63};
+
+static inline KI(ivec) KI(lanes)(void)
+{
+    KI(ivec) v;
+    memcpy(&v, KI(iota), sizeof v);
+    return v;
+}
+
+/* Stores the lanes of an index vector as int32. */
+static inline void KI(store_idx)(int32_t *d, KI(ivec) v)
+{
+    if (sizeof(KTI) == sizeof(int32_t))
+        memcpy(d, &v, sizeof v);
+    else
+        for (int l = 0; l < KVL; l++) d[l] = (int32_t)v[l];
+}
 
 /* The clipped window of output pixel (oy, ox): rows [*y0, *y1), cols [*x0, *x1). */
 static void KI(window)(KDK_POOL_GEOM_PARAMS, int oy, int ox, int *y0, int *y1, int *x0, int *x1)
@@ -16,30 +39,54 @@ static void KI(window)(KDK_POOL_GEOM_PARAMS, int oy, int ox, int *y0, int *y1, i
     *x1 = KDK_MIN(tx + kw, w);
 }
 
-/* Max and its index over the window of (oy, ox) for channels [c0, c0+nc),
- * nc <= 64; best/idx get nc entries.  The first maximum wins; NaN wins over
- * numbers.  Returns 0 for an empty window. */
+/* "v beats best": greater, or NaN over a number.  The first maximum in
+ * window order wins ties. */
+#define KBEATS(v, best) ((v) > (best) || ((v) != (v) && (best) == (best)))
+
+static inline KI(ivec) KI(load_idx)(const int32_t *p)
+{
+    KI(ivec) v;
+    if (sizeof(KTI) == sizeof(int32_t))
+        memcpy(&v, p, sizeof v);
+    else
+        for (int l = 0; l < KVL; l++) v[l] = p[l];
+    return v;
+}
+
+/* Max over the window of (oy, ox) for channels [c0, c0+nc) of one image:
+ * into best[0..nc) and, if idx, the winners' indices (iy*w + ix)*c + ch.
+ * Window positions are the outer loop, so each pass streams one contiguous
+ * run of channels.  Returns 0 for an empty window. */
 static int KI(window_max)(KDK_POOL_GEOM_PARAMS, const KT *img, int oy, int ox, int c0, int nc,
                           KT *best, int32_t *idx)
 {
+    typedef KI(vec) V;
+    typedef KI(ivec) VI;
     int y0, y1, x0, x1;
     KI(window)(KGEOM, oy, ox, &y0, &y1, &x0, &x1);
     if (y0 >= y1 || x0 >= x1) return 0;
+    VI lane = KI(lanes)();
+    int first = (y0 * w + x0) * c + c0;
+    memcpy(best, img + first, sizeof(KT) * nc);
+    if (idx)
+        for (int j = 0; j < nc; j++) idx[j] = first + j;
     for (int iy = y0; iy < y1; iy++)
-        for (int ix = x0; ix < x1; ix++) {
-            int32_t base = (int32_t)((iy * w + ix) * c + c0);
+        for (int ix = iy == y0 ? x0 + 1 : x0; ix < x1; ix++) {
+            int base = (iy * w + ix) * c + c0, j = 0;
             const KT *s = img + base;
-            if (iy == y0 && ix == x0) {
-                for (int j = 0; j < nc; j++) {
-                    best[j] = s[j];
-                    idx[j] = base + j;
+            for (; j + KVL <= nc; j += KVL) {
+                V v = KI(vld)(s + j), b = KI(vld)(best + j);
+                VI win = (v > b) | ((v != v) & (b == b));
+                KI(vst)(best + j, (V)(((VI)v & win) | ((VI)b & ~win)));
+                if (idx) {
+                    VI at = KI(load_idx)(idx + j);
+                    KI(store_idx)(idx + j, ((lane + (base + j)) & win) | (at & ~win));
                 }
-                continue;
             }
-            for (int j = 0; j < nc; j++)
-                if (s[j] > best[j] || (s[j] != s[j] && best[j] == best[j])) {
+            for (; j < nc; j++)
+                if (KBEATS(s[j], best[j])) {
                     best[j] = s[j];
-                    idx[j] = base + j;
+                    if (idx) idx[j] = base + j;
                 }
         }
     return 1;
@@ -47,50 +94,91 @@ static int KI(window_max)(KDK_POOL_GEOM_PARAMS, const KT *img, int oy, int ox, i
 
 void KP(maxpool2d_fwd)(KDK_POOL_GEOM_PARAMS, const KT *x, KT *y, int32_t *argmax)
 {
-    KT best[64];
-    int32_t idx[64];
     for (int b = 0; b < n; b++) {
         const KT *img = x + (size_t)b * h * w * c;
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
                 size_t o = (((size_t)b * oh + oy) * ow + ox) * c;
-                for (int c0 = 0; c0 < c; c0 += 64) {
-                    int nc = KDK_MIN(64, c - c0);
-                    if (!KI(window_max)(KGEOM, img, oy, ox, c0, nc, best, idx)) {
-                        for (int j = 0; j < nc; j++) {
-                            best[j] = 0;
-                            idx[j] = -1;
-                        }
-                    }
-                    memcpy(y + o + c0, best, sizeof(KT) * nc);
-                    if (argmax) memcpy(argmax + o + c0, idx, sizeof(int32_t) * nc);
+                if (!KI(window_max)(KGEOM, img, oy, ox, 0, c, y + o, argmax ? argmax + o : NULL)) {
+                    memset(y + o, 0, sizeof(KT) * c);
+                    if (argmax)
+                        for (int j = 0; j < c; j++) argmax[o + j] = -1;
                 }
             }
+    }
+}
+
+/* Windows that tile the image (stride = size, no padding): every dx element
+ * is written once, dy where it won and 0 elsewhere, with no separate clear. */
+static void KI(maxpool_bwd_tiled)(KDK_POOL_GEOM_PARAMS, const int32_t *argmax, const KT *dy,
+                                  KT *dx)
+{
+    typedef KI(vec) V;
+    typedef KI(ivec) VI;
+    VI lane = KI(lanes)();
+    (void)sh, (void)sw, (void)pt, (void)pl;
+    for (int b = 0; b < n; b++) {
+        KT *dimg = dx + (size_t)b * h * w * c;
+        const KT *g = dy + (size_t)b * oh * ow * c;
+        const int32_t *am = argmax + (size_t)b * oh * ow * c;
+        for (int iy = 0; iy < h; iy++) {
+            int oy = iy / kh;
+            KT *drow = dimg + (size_t)iy * w * c;
+            if (oy >= oh) {
+                memset(drow, 0, sizeof(KT) * w * c);
+                continue;
+            }
+            for (int ix = 0; ix < w; ix++) {
+                int ox = ix / kw, base = (iy * w + ix) * c, j = 0;
+                KT *d = drow + (size_t)ix * c;
+                if (ox >= ow) {
+                    memset(d, 0, sizeof(KT) * c);
+                    continue;
+                }
+                const KT *gp = g + ((size_t)oy * ow + ox) * c;
+                const int32_t *ap = am + ((size_t)oy * ow + ox) * c;
+                for (; j + KVL <= c; j += KVL) {
+                    VI a;
+                    if (sizeof(KTI) == sizeof(int32_t))
+                        memcpy(&a, ap + j, sizeof a);
+                    else
+                        for (int l = 0; l < KVL; l++) a[l] = ap[j + l];
+                    VI hit = a == lane + (base + j);
+                    KI(vst)(d + j, (V)((VI)KI(vld)(gp + j) & hit));
+                }
+                for (; j < c; j++) d[j] = ap[j] == base + j ? gp[j] : 0;
+            }
+        }
     }
 }
 
 void KP(maxpool2d_bwd)(KDK_POOL_GEOM_PARAMS, const KT *x, const int32_t *argmax, const KT *dy,
                        KT *dx, int accumulate)
 {
-    KT best[64];
-    int32_t idx[64];
+    enum { CH = 64 };
+    KT best[CH];
+    int32_t idx[CH];
     size_t hwc = (size_t)h * w * c;
+    if (argmax && !accumulate && sh == kh && sw == kw && pt == 0 && pl == 0) {
+        KI(maxpool_bwd_tiled)(KGEOM, argmax, dy, dx);
+        return;
+    }
     if (!accumulate) memset(dx, 0, sizeof(KT) * n * hwc);
     for (int b = 0; b < n; b++) {
         KT *dimg = dx + b * hwc;
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
                 size_t o = (((size_t)b * oh + oy) * ow + ox) * c;
-                for (int c0 = 0; c0 < c; c0 += 64) {
-                    int nc = KDK_MIN(64, c - c0);
-                    const int32_t *ix = idx;
-                    if (argmax) {
-                        ix = argmax + o + c0;
-                    } else if (!KI(window_max)(KGEOM, x + b * hwc, oy, ox, c0, nc, best, idx)) {
-                        continue;
-                    }
-                    for (int j = 0; j < nc; j++)
-                        if (ix[j] >= 0) dimg[ix[j]] += dy[o + c0 + j];
+                if (argmax) {
+                    for (int j = 0; j < c; j++)
+                        if (argmax[o + j] >= 0) dimg[argmax[o + j]] += dy[o + j];
+                    continue;
+                }
+                /* recompute the winners, CH channels at a time */
+                for (int c0 = 0; c0 < c; c0 += CH) {
+                    int nc = KDK_MIN(CH, c - c0);
+                    if (!KI(window_max)(KGEOM, x + b * hwc, oy, ox, c0, nc, best, idx)) break;
+                    for (int j = 0; j < nc; j++) dimg[idx[j]] += dy[o + c0 + j];
                 }
             }
     }
@@ -107,18 +195,14 @@ void KP(avgpool2d_fwd)(KDK_POOL_GEOM_PARAMS, int count_pad, const KT *x, KT *y)
         const KT *img = x + (size_t)b * h * w * c;
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
-                KT *restrict yp = y + (((size_t)b * oh + oy) * ow + ox) * c;
+                KT *yp = y + (((size_t)b * oh + oy) * ow + ox) * c;
                 int y0, y1, x0, x1;
                 KI(window)(KGEOM, oy, ox, &y0, &y1, &x0, &x1);
-                for (int j = 0; j < c; j++) yp[j] = 0;
+                memset(yp, 0, sizeof(KT) * c);
+                if (y0 >= y1 || x0 >= x1) continue;
                 for (int iy = y0; iy < y1; iy++)
-                    for (int ix = x0; ix < x1; ix++) {
-                        const KT *restrict s = img + ((size_t)iy * w + ix) * c;
-                        for (int j = 0; j < c; j++) yp[j] += s[j];
-                    }
-                int cnt = y0 < y1 && x0 < x1 ? KI(pool_count)(count_pad, kh, kw, y0, y1, x0, x1) : 0;
-                KT inv = cnt ? (KT)1 / cnt : 0;
-                for (int j = 0; j < c; j++) yp[j] *= inv;
+                    for (int ix = x0; ix < x1; ix++) KI(row_add)(yp, img + ((size_t)iy * w + ix) * c, c);
+                KI(row_scale)(yp, (KT)1 / KI(pool_count)(count_pad, kh, kw, y0, y1, x0, x1), c);
             }
     }
 }
@@ -131,16 +215,14 @@ void KP(avgpool2d_bwd)(KDK_POOL_GEOM_PARAMS, int count_pad, const KT *dy, KT *dx
         KT *dimg = dx + b * hwc;
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
-                const KT *restrict g = dy + (((size_t)b * oh + oy) * ow + ox) * c;
+                const KT *g = dy + (((size_t)b * oh + oy) * ow + ox) * c;
                 int y0, y1, x0, x1;
                 KI(window)(KGEOM, oy, ox, &y0, &y1, &x0, &x1);
                 if (y0 >= y1 || x0 >= x1) continue;
                 KT inv = (KT)1 / KI(pool_count)(count_pad, kh, kw, y0, y1, x0, x1);
                 for (int iy = y0; iy < y1; iy++)
-                    for (int ix = x0; ix < x1; ix++) {
-                        KT *restrict d = dimg + ((size_t)iy * w + ix) * c;
-                        for (int j = 0; j < c; j++) d[j] += g[j] * inv;
-                    }
+                    for (int ix = x0; ix < x1; ix++)
+                        KI(row_axpy)(dimg + ((size_t)iy * w + ix) * c, inv, g, c);
             }
     }
 }
@@ -149,16 +231,12 @@ void KP(avgpool2d_bwd)(KDK_POOL_GEOM_PARAMS, int count_pad, const KT *dy, KT *dx
 
 void KP(global_avgpool_fwd)(int n, int hw, int c, const KT *x, KT *y)
 {
-    KT inv = hw > 0 ? (KT)1 / hw : 0;
     for (int b = 0; b < n; b++) {
-        KT *restrict yp = y + (size_t)b * c;
+        KT *yp = y + (size_t)b * c;
         const KT *img = x + (size_t)b * hw * c;
-        for (int j = 0; j < c; j++) yp[j] = 0;
-        for (int p = 0; p < hw; p++) {
-            const KT *restrict s = img + (size_t)p * c;
-            for (int j = 0; j < c; j++) yp[j] += s[j];
-        }
-        for (int j = 0; j < c; j++) yp[j] *= inv;
+        memset(yp, 0, sizeof(KT) * c);
+        for (int p = 0; p < hw; p++) KI(row_add)(yp, img + (size_t)p * c, c);
+        KI(row_scale)(yp, hw > 0 ? (KT)1 / hw : 0, c);
     }
 }
 
@@ -166,65 +244,59 @@ void KP(global_avgpool_bwd)(int n, int hw, int c, const KT *dy, KT *dx, int accu
 {
     KT inv = hw > 0 ? (KT)1 / hw : 0;
     for (int b = 0; b < n; b++) {
-        const KT *restrict g = dy + (size_t)b * c;
+        const KT *g = dy + (size_t)b * c;
         for (int p = 0; p < hw; p++) {
-            KT *restrict d = dx + ((size_t)b * hw + p) * c;
+            KT *d = dx + ((size_t)b * hw + p) * c;
             if (accumulate)
-                for (int j = 0; j < c; j++) d[j] += g[j] * inv;
+                KI(row_axpy)(d, inv, g, c);
             else
-                for (int j = 0; j < c; j++) d[j] = g[j] * inv;
+                KI(row_scaled)(d, inv, g, c);
         }
     }
 }
 
-/* Max over positions of channels [c0, c0+nc) of one image, nc <= 64. */
-static void KI(global_max)(int hw, int c, const KT *img, int c0, int nc, KT *best, int32_t *at)
-{
-    for (int j = 0; j < nc; j++) {
-        best[j] = hw > 0 ? img[c0 + j] : 0;
-        at[j] = hw > 0 ? 0 : -1;
-    }
-    for (int p = 1; p < hw; p++) {
-        const KT *s = img + (size_t)p * c + c0;
-        for (int j = 0; j < nc; j++)
-            if (s[j] > best[j] || (s[j] != s[j] && best[j] == best[j])) {
-                best[j] = s[j];
-                at[j] = p;
-            }
-    }
-}
-
+/* Global max is a max pool whose window is the whole image. */
 void KP(global_maxpool_fwd)(int n, int hw, int c, const KT *x, KT *y, int32_t *argmax)
 {
-    KT best[64];
-    int32_t at[64];
-    for (int b = 0; b < n; b++)
-        for (int c0 = 0; c0 < c; c0 += 64) {
-            int nc = KDK_MIN(64, c - c0);
-            KI(global_max)(hw, c, x + (size_t)b * hw * c, c0, nc, best, at);
-            memcpy(y + (size_t)b * c + c0, best, sizeof(KT) * nc);
-            if (argmax) memcpy(argmax + (size_t)b * c + c0, at, sizeof(int32_t) * nc);
+    for (int b = 0; b < n; b++) {
+        size_t o = (size_t)b * c;
+        if (!KI(window_max)(1, 1, hw, c, 1, 1, 1, hw, 1, hw, 0, 0, x + (size_t)b * hw * c, 0, 0, 0,
+                            c, y + o, argmax ? argmax + o : NULL)) {
+            memset(y + o, 0, sizeof(KT) * c);
+            if (argmax)
+                for (int j = 0; j < c; j++) argmax[o + j] = -1;
+        } else if (argmax) {
+            for (int j = 0; j < c; j++) argmax[o + j] /= c; /* element index -> position */
         }
+    }
 }
 
 void KP(global_maxpool_bwd)(int n, int hw, int c, const KT *x, const int32_t *argmax,
                             const KT *dy, KT *dx, int accumulate)
 {
-    KT best[64];
-    int32_t at[64];
+    enum { CH = 64 };
+    KT best[CH];
+    int32_t at[CH];
     if (!accumulate) memset(dx, 0, sizeof(KT) * n * hw * c);
-    for (int b = 0; b < n; b++)
-        for (int c0 = 0; c0 < c; c0 += 64) {
-            int nc = KDK_MIN(64, c - c0);
-            const int32_t *ix = at;
-            if (argmax)
-                ix = argmax + (size_t)b * c + c0;
-            else
-                KI(global_max)(hw, c, x + (size_t)b * hw * c, c0, nc, best, at);
-            for (int j = 0; j < nc; j++)
-                if (ix[j] >= 0) dx[((size_t)b * hw + ix[j]) * c + c0 + j] += dy[(size_t)b * c + c0 + j];
+    for (int b = 0; b < n; b++) {
+        KT *dimg = dx + (size_t)b * hw * c;
+        const KT *g = dy + (size_t)b * c;
+        if (argmax) {
+            for (int j = 0; j < c; j++)
+                if (argmax[(size_t)b * c + j] >= 0) dimg[(size_t)argmax[(size_t)b * c + j] * c + j] += g[j];
+            continue;
         }
+        for (int c0 = 0; c0 < c; c0 += CH) {
+            int nc = KDK_MIN(CH, c - c0);
+            if (!KI(window_max)(1, 1, hw, c, 1, 1, 1, hw, 1, hw, 0, 0, x + (size_t)b * hw * c, 0, 0,
+                                c0, nc, best, at))
+                break;
+            for (int j = 0; j < nc; j++) dimg[at[j]] += g[c0 + j];
+        }
+    }
 }
 
 #undef KI
 #undef KGEOM
+#undef KBEATS
+#undef KVL

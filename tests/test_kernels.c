@@ -536,7 +536,7 @@ static void check_conv(int dbl, const struct conv_case *g, int nparts, int use_w
     free(mw);
 }
 
-static struct conv_case conv_cases[12];
+static struct conv_case conv_cases[16];
 
 static int conv_case_list(void)
 {
@@ -548,6 +548,9 @@ static int conv_case_list(void)
     conv_cases[k++] = conv_make(1, 7, 7, 5, 7, 1, 1, 1, 1, 0);     /* 1×1: plain GEMM path */
     conv_cases[k++] = conv_make(2, 10, 9, 3, 4, 4, 2, 2, 3, 1);    /* uneven kernel and strides */
     conv_cases[k++] = conv_make(2, 12, 12, 17, 33, 3, 3, 2, 2, 0); /* stride 2 'valid', odd c, f */
+    conv_cases[k++] = conv_make(1, 20, 37, 3, 4, 3, 3, 2, 2, 1);   /* wide rows: strided gathers */
+    conv_cases[k++] = conv_make(2, 9, 10, 9, 5, 3, 3, 1, 1, 1);    /* c >= 8 read in place, 'same' */
+    conv_cases[k++] = conv_make(1, 11, 19, 12, 40, 3, 3, 2, 2, 1); /* the same with stride 2 */
     /* windows that lie wholly in the padding */
     conv_cases[k++] = (struct conv_case){1, 4, 4, 2, 8, 8, 3, 3, 3, 1, 1, 3, 3};
     return k;
@@ -566,7 +569,8 @@ START_TEST(test_conv)
 }
 END_TEST
 
-/* Every instruction-set variant packs the implicit im2col panels itself. */
+/* Every instruction-set variant has its own im2col packing and direct paths:
+ * run forward and filter-gradient tasks on each against the scratch-free loops. */
 START_TEST(test_conv_isa_variants)
 {
     int ncases = conv_case_list();
@@ -576,9 +580,10 @@ START_TEST(test_conv_isa_variants)
             const struct conv_case *g = &conv_cases[i];
             struct kdk_conv_geom geom = {CGEOM(g)};
             int kk = g->kh * g->kw * g->c, pix = g->n * g->oh * g->ow;
-            float *x = trand(0, (size_t)g->n * g->h * g->w * g->c);
+            float *x = trand(0, (size_t)g->n * g->h * g->w * g->c), *dy = trand(0, (size_t)pix * g->f);
             float *wt = trand(0, (size_t)kk * g->f), *y = talloc(0, (size_t)pix * g->f);
             float *y_ref = talloc(0, (size_t)pix * g->f);
+            float *dw = talloc(0, (size_t)kk * g->f), *dw_ref = talloc(0, (size_t)kk * g->f);
             struct work w = work_new(0, kdk_sgemm_work_size(pix, g->f, kk));
             struct kdk_gemm_task t = {
                 .m = pix, .n = g->f, .k = kk, .akind = KDK_A_IM2COL, .a = x, .g = &geom,
@@ -586,13 +591,26 @@ START_TEST(test_conv_isa_variants)
             };
             kdk_sgemm_task_isa(&t, w.p, isa);
             work_free(&w);
+            w = work_new(0, kdk_sgemm_work_size(kk, g->f, pix));
+            struct kdk_gemm_task tf = {
+                .m = kk, .n = g->f, .k = pix, .akind = KDK_A_IM2COL_T, .a = x, .g = &geom,
+                .b = dy, .ldb = g->f, .beta = 0, .c = dw, .ldc = g->f, .act = KDK_ACT_NONE,
+            };
+            kdk_sgemm_task_isa(&tf, w.p, isa);
+            work_free(&w);
             kdk_sconv2d_fwd(CGEOM(g), x, wt, NULL, KDK_ACT_NONE, y_ref, NULL);
+            kdk_sconv2d_bwd_filter(CGEOM(g), x, dy, dw_ref, 0, NULL);
             for (size_t j = 0; j < (size_t)pix * g->f; j++)
-                CHECK_CLOSE(y[j], y_ref[j], 1.0, 0, "im2col isa", j);
+                CHECK_CLOSE(y[j], y_ref[j], 1.0, 0, "im2col forward", j);
+            for (size_t j = 0; j < (size_t)kk * g->f; j++)
+                CHECK_CLOSE(dw[j], dw_ref[j], 10.0, 0, "im2col filter gradient", j);
             free(x);
+            free(dy);
             free(wt);
             free(y);
             free(y_ref);
+            free(dw);
+            free(dw_ref);
         }
     }
 }

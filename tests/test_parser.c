@@ -818,6 +818,22 @@ START_TEST(test_deep_expressions)
     ck_assert_ptr_nonnull(strstr(P->msgs, "error: blocks nested too deeply"));
     done(P);
     free(text);
+
+    /* `else if` nests without braces: it is bounded all the same. */
+    text = repeat_text("layer l {\n  if a { x }", " else if a { x }", 300, "\n  y\n}\n", &len);
+    P = parse_bytes("m.kdsl", text, len);
+    ck_assert_int_eq(P->d.errors, 1);
+    ck_assert_ptr_nonnull(strstr(P->msgs, "error: blocks nested too deeply (more than 256 levels)"));
+    ck_assert_int_eq(item(P, 0)->body.nstmts, 1);
+    done(P);
+    free(text);
+
+    text = repeat_text("layer l {\n  if a { x }", " else if a { x }", 200, "\n  y\n}\n", &len);
+    P = parse_bytes("m.kdsl", text, len);
+    ck_assert_int_eq(P->d.errors, 0);
+    ck_assert_int_eq(item(P, 0)->body.nstmts, 2);
+    done(P);
+    free(text);
 }
 END_TEST
 
@@ -879,6 +895,7 @@ START_TEST(test_long_names_and_numbers)
     size_t len;
     char *name = repeat_text("", "n", 10000, "", &len);
     char *text = malloc(2 * len + 64);
+    ck_assert_ptr_nonnull(text);
     sprintf(text, "model %s {\n  %s = 1\n}\n", name, name);
     parsed *P = parse(text);
     ck_assert_int_eq(P->d.errors, 0);
@@ -888,7 +905,9 @@ START_TEST(test_long_names_and_numbers)
     free(text);
 
     /* In a message, a long name is cut. */
-    sprintf(text = malloc(len + 64), "model m {\n  x %s\n}\n", name);
+    text = malloc(len + 64);
+    ck_assert_ptr_nonnull(text);
+    sprintf(text, "model m {\n  x %s\n}\n", name);
     P = parse(text);
     ck_assert_int_eq(P->d.errors, 1);
     ck_assert_ptr_nonnull(strstr(P->msgs, "unexpected identifier 'nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn...'"));
@@ -942,7 +961,7 @@ static Suite *parser_suite(void)
     suite_add_tcase(s, errors);
 
     TCase *hostile = tcase_create("hostile");
-    tcase_set_timeout(hostile, 120);
+    tcase_set_timeout(hostile, 600);   /* 10 MB inputs, slow under sanitizers */
     tcase_add_test(hostile, test_binary_junk);
     tcase_add_test(hostile, test_deep_parentheses);
     tcase_add_test(hostile, test_deep_expressions);

@@ -21,9 +21,11 @@
  * claims more content than that is lying, and we refuse before allocating. */
 #define GZ_MAX_RATIO 1032u
 
-/* A byte stream over a plain or gzip'd file. */
+/* A byte stream over a plain or gzip'd file, or over a caller's buffer. */
 typedef struct zin {
-    FILE *f;
+    FILE *f;                       /* NULL when reading from mem */
+    const unsigned char *mem;
+    size_t mem_pos;
     const char *path;
     uint64_t file_size;
     bool gz, z_ready, ended, eof;
@@ -41,9 +43,17 @@ static int zin_fill(zin *s, kdh_error *err)
     if (have && from != s->in) memmove(s->in, from, have);
     size_t got = 0;
     if (!s->eof) {
-        got = fread(s->in + have, 1, sizeof s->in - have, s->f);
+        if (s->f) {
+            got = fread(s->in + have, 1, sizeof s->in - have, s->f);
+        } else {
+            got = (size_t)s->file_size - s->mem_pos;
+            if (got > sizeof s->in - have) got = sizeof s->in - have;
+            if (got) memcpy(s->in + have, s->mem + s->mem_pos, got);
+            s->mem_pos += got;
+        }
         if (got == 0) {
-            if (ferror(s->f)) return kdh__err(err, "%s: read failed: %s", s->path, strerror(errno));
+            if (s->f && ferror(s->f))
+                return kdh__err(err, "%s: read failed: %s", s->path, strerror(errno));
             s->eof = true;
         }
     }
@@ -57,6 +67,8 @@ static int zin_fill(zin *s, kdh_error *err)
     return 0;
 }
 
+static int zin_start(zin *s, kdh_error *err);
+
 static int zin_open(zin *s, const char *path, kdh_error *err)
 {
     memset(s, 0, sizeof *s);
@@ -68,6 +80,13 @@ static int zin_open(zin *s, const char *path, kdh_error *err)
         close(fd);
         return kdh__err(err, "%s: cannot read: %s", path, strerror(errno));
     }
+    return zin_start(s, err);
+}
+
+/* Reads the first block and detects gzip. */
+static int zin_start(zin *s, kdh_error *err)
+{
+    const char *path = s->path;
     if (zin_fill(s, err) != 0) return -1;
     if (s->in_len >= 2 && s->in[0] == 0x1f && s->in[1] == 0x8b) {
         s->gz = true;
@@ -247,6 +266,23 @@ int kdh_idx_read(const char *path, const kdh_read_opts *opts, kdh_tensor *out, k
     zin *s = malloc(sizeof *s);   /* 64 KiB input buffer: not on the stack */
     if (!s) return kdh__err(err, "%s: out of memory", path);
     int rc = zin_open(s, path, err);
+    if (rc == 0) rc = idx_read(s, opts, out, err);
+    zin_close(s);
+    free(s);
+    return rc;
+}
+
+int kdh_idx_read_mem(const void *buf, size_t len, const char *name, const kdh_read_opts *opts,
+                     kdh_tensor *out, kdh_error *err)
+{
+    memset(out, 0, sizeof *out);
+    zin *s = malloc(sizeof *s);
+    if (!s) return kdh__err(err, "%s: out of memory", name);
+    memset(s, 0, sizeof *s);
+    s->path = name;
+    s->mem = buf;
+    s->file_size = len;
+    int rc = zin_start(s, err);
     if (rc == 0) rc = idx_read(s, opts, out, err);
     zin_close(s);
     free(s);

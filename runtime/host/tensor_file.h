@@ -159,6 +159,9 @@ int kdh_safetensors_write_list(const char *path, const kdh_tensor_list *l, kdh_e
  * magic). Element types u8, i8, i16, i32, f32, f64; big-endian on disk,
  * host order in out. The data must be exactly product(dims) elements. */
 int kdh_idx_read(const char *path, const kdh_read_opts *opts, kdh_tensor *out, kdh_error *err);
+/* The same from a buffer holding a whole file; `name` is used in messages. */
+int kdh_idx_read_mem(const void *buf, size_t len, const char *name, const kdh_read_opts *opts,
+                     kdh_tensor *out, kdh_error *err);
 /* Reads DIR/SPLIT-images-idx3-ubyte[.gz] and DIR/SPLIT-labels-idx1-ubyte[.gz]
  * (SPLIT is "train" or "t10k"): images U8 [n, rows, cols], labels U8 [n],
  * with matching n and every label below 10. */

@@ -1,0 +1,155 @@
+/* arena_plan.c — static offsets in one arena from liveness.
+ *
+ * A function's kernels run in order, so kernel indices are time. A buffer is
+ * live from the first kernel that touches it to the last one (the returned
+ * loss: to the end); a workspace only during its call. Two buffers may share
+ * bytes when their lifetimes do not overlap. Placement is greedy by size
+ * (largest first; ties by first use, then creation): each buffer goes at the
+ * offset of the smallest gap, among the buffers already placed that are live
+ * at the same time, that holds it, or above them all. Inputs and outputs of
+ * one kernel are live together, so a kernel never reads and writes the same
+ * bytes through two buffers.
+ *
+ * live_bound is the most bytes live at any one kernel (a buffer and the one
+ * it takes over in place counted once): no placement can do better, and the
+ * tests compare arena_bytes with it. */
+#include "codegen.h"
+
+#include <stdlib.h>
+
+static int64_t align_up(int64_t n) { return (n + KD_ARENA_ALIGN - 1) / KD_ARENA_ALIGN * KD_ARENA_ALIGN; }
+
+static void touch(void *ctx, lp_buf *b, bool write)
+{
+    (void)write;
+    int t = *(int *)ctx;
+    if (b->first < 0 || t < b->first) b->first = t;
+    if (t > b->last) b->last = t;
+}
+
+typedef struct item {
+    lp_buf *b;             /* the first buffer of an in-place chain */
+    int64_t size;
+    int first, last;       /* the chain's lifetime */
+} item;
+
+static const lp_buf *root_of(const lp_buf *b)
+{
+    while (b->shares) b = b->shares;
+    return b;
+}
+
+static int by_size(const void *x, const void *y)
+{
+    const item *a = x, *b = y;
+    if (a->size != b->size) return a->size > b->size ? -1 : 1;
+    if (a->first != b->first) return a->first < b->first ? -1 : 1;
+    return a->b->id < b->b->id ? -1 : a->b->id > b->b->id;
+}
+
+static int by_offset(const void *x, const void *y)
+{
+    const item *a = *(item *const *)x, *b = *(item *const *)y;
+    if (a->b->offset != b->b->offset) return a->b->offset < b->b->offset ? -1 : 1;
+    return 0;
+}
+
+void kd_arena_plan(const lp_program *p, lp_func *f)
+{
+    for (int i = 0; i < f->bufs.len; i++) {
+        lp_buf *b = f->bufs.items[i];
+        b->first = b->last = -1;
+    }
+    for (int k = 0; k < f->kernels.len; k++) {
+        int t = k;
+        lp_kernel_visit_bufs(f->kernels.items[k], touch, &t);
+    }
+    if (f->ret) {
+        if (f->ret->first < 0) f->ret->first = f->kernels.len;
+        f->ret->last = f->kernels.len;
+    }
+
+    /* In place: a buffer takes over the bytes of one that dies in the kernel
+     * that first writes it (read there only at the written index). The two
+     * become one item, placed once. */
+    for (int i = 0; i < f->bufs.len; i++) {
+        lp_buf *b = f->bufs.items[i];
+        b->shares = NULL;
+    }
+    bool *taken = calloc((size_t)f->bufs.len + 1, sizeof *taken);
+    for (int i = 0; i < f->bufs.len; i++) {
+        lp_buf *b = f->bufs.items[i];
+        if (b->space != LP_ARENA || b->first < 0 || b->local) continue;
+        for (int j = 0; j < b->reuse.len && !b->shares; j++) {
+            lp_buf *o = b->reuse.items[j];
+            if (o->last == b->first && !taken[o->id] && o->first >= 0 &&
+                lp_buf_bytes(o, p->max_batch, p->real) == lp_buf_bytes(b, p->max_batch, p->real)) {
+                b->shares = o;
+                taken[o->id] = true;
+            }
+        }
+    }
+    free(taken);
+
+    int n = 0;
+    item *items = calloc((size_t)f->bufs.len + 1, sizeof *items);
+    item **live = calloc((size_t)f->bufs.len + 1, sizeof *live);
+    if (!items || !live) {
+        fprintf(stderr, "kdslc: out of memory\n");
+        exit(1);
+    }
+    for (int i = 0; i < f->bufs.len; i++) {
+        lp_buf *b = f->bufs.items[i];
+        if (b->space != LP_ARENA || b->first < 0 || b->local || b->shares) continue;
+        items[n].b = b;
+        items[n].size = align_up(lp_buf_bytes(b, p->max_batch, p->real));
+        items[n].first = b->first;
+        items[n].last = b->last;
+        n++;
+    }
+    /* A chain of in-place buffers lives as its first member, from its first use to the last's. */
+    for (int i = 0; i < f->bufs.len; i++) {
+        const lp_buf *b = f->bufs.items[i];
+        if (b->space != LP_ARENA || b->first < 0 || b->local || !b->shares) continue;
+        const lp_buf *r = root_of(b);
+        for (int k = 0; k < n; k++)
+            if (items[k].b == r && b->last > items[k].last) items[k].last = b->last;
+    }
+
+    f->live_bound = 0;
+    for (int t = 0; t <= f->kernels.len; t++) {
+        int64_t sum = 0;
+        for (int i = 0; i < n; i++)
+            if (items[i].first <= t && t <= items[i].last) sum += items[i].size;
+        if (sum > f->live_bound) f->live_bound = sum;
+    }
+
+    qsort(items, (size_t)n, sizeof *items, by_size);
+    int64_t top = 0;
+    for (int i = 0; i < n; i++) {
+        lp_buf *b = items[i].b;
+        int nl = 0;
+        for (int j = 0; j < i; j++)
+            if (items[j].first <= items[i].last && items[i].first <= items[j].last) live[nl++] = &items[j];
+        qsort(live, (size_t)nl, sizeof *live, by_offset);
+        int64_t best = -1, best_gap = 0, at = 0;
+        for (int j = 0; j <= nl; j++) {
+            int64_t end = j < nl ? live[j]->b->offset : INT64_MAX;
+            int64_t gap = end - at;
+            if (gap >= items[i].size && (best < 0 || gap < best_gap)) {
+                best = at;
+                best_gap = gap;
+            }
+            if (j < nl && live[j]->b->offset + live[j]->size > at) at = live[j]->b->offset + live[j]->size;
+        }
+        b->offset = best;
+        if (best + items[i].size > top) top = best + items[i].size;
+    }
+    for (int i = 0; i < f->bufs.len; i++) {
+        lp_buf *b = f->bufs.items[i];
+        if (b->shares) b->offset = root_of(b)->offset;
+    }
+    f->arena_bytes = top;
+    free(items);
+    free(live);
+}

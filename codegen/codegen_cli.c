@@ -1,0 +1,120 @@
+/* codegen_cli.c — the code generator's command-line options and output files,
+ * so that compiler/main.c only dispatches. */
+#include "codegen.h"
+
+#include "host/tensor_file.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* "kdslc: error: WHAT 'ARG'" */
+static int bad(const char *what, const char *arg)
+{
+    fprintf(stderr, "kdslc: error: %s '%s'\n(run 'kdslc --help' for usage)\n", what, arg);
+    return -1;
+}
+
+/* The value of `--name V` or `--name=V` at argv[*i], or NULL if argv[*i] is not that option. */
+static const char *value_of(int argc, char **argv, int *i, const char *name, bool *missing)
+{
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+    if (strncmp(a, name, n) != 0) return NULL;
+    if (a[n] == '=') return a + n + 1;
+    if (a[n] != 0) return NULL;
+    if (*i + 1 >= argc) {
+        *missing = true;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int kd_codegen_parse_option(int argc, char **argv, int *i, kd_codegen_options *o)
+{
+    const char *a = argv[*i], *v;
+    bool missing = false;
+    if (!strcmp(a, "--inference-only")) {
+        o->inference_only = true;
+        return 1;
+    }
+    if (!strcmp(a, "--no-workspace")) {
+        o->no_workspace = true;
+        return 1;
+    }
+    if (!strcmp(a, "--no-passes")) {
+        o->no_passes = true;
+        return 1;
+    }
+    if ((v = value_of(argc, argv, i, "--batch", &missing))) {
+        char *end;
+        errno = 0;
+        long b = strtol(v, &end, 10);
+        if (errno || *end || end == v || b < 1 || b > 1 << 20)
+            return bad("--batch wants a whole number from 1 to 1048576, not", v);
+        o->batch = (int)b;
+        return 1;
+    }
+    if ((v = value_of(argc, argv, i, "--dtype", &missing))) {
+        if (!strcmp(v, "f32") || !strcmp(v, "float32")) o->f64 = false;
+        else if (!strcmp(v, "f64") || !strcmp(v, "float64")) o->f64 = true;
+        else return bad("--dtype is f32 or f64, not", v);
+        return 1;
+    }
+    if ((v = value_of(argc, argv, i, "--embed-weights", &missing))) {
+        o->embed_weights = v;
+        return 1;
+    }
+    if (missing) return bad("a value is missing after", a);
+    return 0;
+}
+
+/* ---- files -------------------------------------------------------------------------------- */
+
+typedef struct text {
+    char *data;
+    size_t len;
+} text;
+
+static int write_text(FILE *f, void *ctx, kdh_error *err)
+{
+    (void)err;
+    const text *t = ctx;
+    return fwrite(t->data, 1, t->len, f) == t->len ? 0 : -1;
+}
+
+static const char *base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+int kd_codegen_write(kd_model *m, const kd_codegen_options *o, const char *c_path, kd_diags *d)
+{
+    size_t n = strlen(c_path);
+    char *h_path = malloc(n + 3);
+    if (!h_path) return 1;
+    memcpy(h_path, c_path, n + 1);
+    if (n > 2 && !strcmp(c_path + n - 2, ".c")) h_path[n - 1] = 'h';
+    else strcat(h_path, ".h");
+
+    text c = {0}, h = {0};
+    FILE *cf = open_memstream(&c.data, &c.len), *hf = open_memstream(&h.data, &h.len);
+    kd_codegen_options opt = o ? *o : (kd_codegen_options){0};
+    opt.header_name = base_name(h_path);
+    int rc = 1;
+    if (cf && hf) rc = kd_codegen_c(m, &opt, cf, hf, d);
+    if (cf) fclose(cf);
+    if (hf) fclose(hf);
+    if (rc == 0) {
+        kdh_error err;
+        if (kdh_atomic_write(h_path, write_text, &h, &err) != 0 || kdh_atomic_write(c_path, write_text, &c, &err) != 0) {
+            kd_error(d, (kd_loc){0}, "%s", err.msg);
+            rc = 1;
+        }
+    }
+    free(c.data);
+    free(h.data);
+    free(h_path);
+    return rc;
+}

@@ -1,0 +1,795 @@
+/* emit_c.c — the C text backend: an lp_program as model.h (sizes, the
+ * tensor tables, prototypes) and model.c (one C function per lp_func).
+ *
+ * The text is C99 for `-std=c99 -Wall -Wextra -Wpedantic -Werror` on gcc and
+ * clang, and the same bytes for the same program on every run: nothing
+ * depends on addresses, time or the host. The inference path (init, predict)
+ * includes math.h, stddef.h and stdint.h only and calls only the runtime's
+ * kernels and libm; the training functions add nothing else. */
+#include "codegen.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct emitter {
+    const lp_program *p;
+    const kd_codegen_options *o;
+    FILE *out;
+    const lp_func *f;      /* the function being written */
+    bool f32;
+    const char *real;      /* "float" / "double" */
+    const char *kp;        /* "kdk_s" / "kdk_d" */
+    /* What the program uses, so only those helpers are written. */
+    bool used_op[LP_OP_COUNT];
+    bool used_max_acc, used_dropout, used_call[LP_K_COUNT];
+} emitter;
+
+/* compiler/dropout_hash.h's functions, verbatim (the test suite checks the two
+ * agree). Each is written only where used: clang warns about unused static
+ * inline functions. The threshold is computed here, at compile time. */
+static const char mix64_text[] =
+    "/* SplitMix64's finaliser: every input bit flips about half of the output bits. */\n"
+    "static inline uint64_t kd_mix64(uint64_t z)\n"
+    "{\n"
+    "    z += 0x9e3779b97f4a7c15ULL;\n"
+    "    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;\n"
+    "    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;\n"
+    "    return z ^ (z >> 31);\n"
+    "}\n";
+static const char dropout_bits_text[] =
+    "/* 24 bits, so that bits * 2^-24 is exact in float as well as double. */\n"
+    "static inline uint32_t kd_dropout_bits(uint64_t seed, uint64_t step, uint32_t salt, uint64_t index)\n"
+    "{\n"
+    "    uint64_t h = kd_mix64(seed);\n"
+    "    h = kd_mix64(h ^ step);\n"
+    "    h = kd_mix64(h ^ salt);\n"
+    "    h = kd_mix64(h ^ index);\n"
+    "    return (uint32_t)(h >> 40);\n"
+    "}\n";
+
+/* For the tests: the text written for kd_mix64 (0) and kd_dropout_bits (1). */
+const char *kd_emit_hash_text(int which) { return which ? dropout_bits_text : mix64_text; }
+
+/* ---- scanning what is used ----------------------------------------------------------- */
+
+static void scan_expr(emitter *E, const lp_expr *e)
+{
+    if (!e) return;
+    if (e->kind == LP_E_OP) E->used_op[e->op] = true;
+    if (e->kind == LP_E_DROPOUT) E->used_dropout = true;
+    scan_expr(E, e->a);
+    scan_expr(E, e->b);
+    scan_expr(E, e->c);
+}
+
+static void scan_stmts(emitter *E, const kd_vec *body)
+{
+    for (int i = 0; i < body->len; i++) {
+        const lp_stmt *s = body->items[i];
+        scan_expr(E, s->extent);
+        scan_expr(E, s->index);
+        scan_expr(E, s->value);
+        scan_expr(E, s->cond);
+        if ((s->kind == LP_S_STORE || s->kind == LP_S_SET) && s->acc == LP_ACC_MAX) E->used_max_acc = true;
+        if (s->kind == LP_S_CALL) {
+            E->used_call[s->call->k] = true;
+            for (int j = 0; j < lp_kernels[s->call->k].nargs; j++) {
+                scan_expr(E, s->call->args[j].e);
+                scan_expr(E, s->call->args[j].off);
+            }
+        }
+        scan_stmts(E, &s->body);
+    }
+}
+
+static void scan(emitter *E)
+{
+    for (int f = 0; f < LP_F_COUNT; f++) {
+        const lp_func *fn = E->p->funcs[f];
+        if (!fn) continue;
+        for (int k = 0; k < fn->kernels.len; k++) scan_stmts(E, &((const lp_kernel *)fn->kernels.items[k])->body);
+    }
+}
+
+/* Which parameters and spaces a function's statements touch. */
+typedef struct usage {
+    bool param[LP_P_COUNT];
+    bool space[LP_SPACE_COUNT];
+    bool arena_bytes;      /* an arena buffer that is not a stack local */
+} usage;
+
+static void use_expr(usage *u, const lp_expr *e)
+{
+    if (!e) return;
+    if (e->kind == LP_E_PARAM) u->param[e->param] = true;
+    if (e->kind == LP_E_DROPOUT) u->param[LP_P_STEP] = true;
+    if (e->kind == LP_E_LOAD) {
+        u->space[e->buf->space] = true;
+        if (e->buf->space == LP_ARENA && !e->buf->local) u->arena_bytes = true;
+    }
+    use_expr(u, e->a);
+    use_expr(u, e->b);
+    use_expr(u, e->c);
+}
+
+static void use_buf(usage *u, const lp_buf *b)
+{
+    if (!b) return;
+    u->space[b->space] = true;
+    if (b->space == LP_ARENA && !b->local) u->arena_bytes = true;
+}
+
+static void use_stmts(usage *u, const kd_vec *body)
+{
+    for (int i = 0; i < body->len; i++) {
+        const lp_stmt *s = body->items[i];
+        use_expr(u, s->extent);
+        use_expr(u, s->index);
+        use_expr(u, s->value);
+        use_expr(u, s->cond);
+        use_buf(u, s->buf);
+        use_buf(u, s->if_buf);
+        if (s->kind == LP_S_CALL)
+            for (int j = 0; j < lp_kernels[s->call->k].nargs; j++) {
+                use_expr(u, s->call->args[j].e);
+                use_expr(u, s->call->args[j].off);
+                use_buf(u, s->call->args[j].buf);
+            }
+        use_stmts(u, &s->body);
+    }
+}
+
+/* ---- expressions --------------------------------------------------------------------------- */
+
+/* The shortest text that reads back as the same value of the real type. */
+static void put_real(FILE *out, double v, bool f32)
+{
+    if (isinf(v)) {
+        fputs(v < 0 ? "-INFINITY" : "INFINITY", out);
+        return;
+    }
+    if (isnan(v)) {
+        fputs("NAN", out);
+        return;
+    }
+    char buf[64];
+    if (f32) {
+        float fv = (float)v;
+        for (int prec = 1; prec <= 9; prec++) {
+            snprintf(buf, sizeof buf, "%.*g", prec, (double)fv);
+            if ((float)strtod(buf, NULL) == fv) break;
+        }
+    } else {
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(buf, sizeof buf, "%.*g", prec, v);
+            if (strtod(buf, NULL) == v) break;
+        }
+    }
+    fputs(buf, out);
+    if (!strpbrk(buf, ".e")) fputs(".0", out);
+    if (f32) fputc('f', out);
+}
+
+enum { P_TERNARY = 3, P_OR = 4, P_AND = 5, P_EQ = 9, P_REL = 10, P_ADD = 12, P_MUL = 13, P_UNARY = 14, P_ATOM = 15 };
+
+static int prec_of(const lp_expr *e)
+{
+    switch (e->kind) {
+    case LP_E_INT: return e->ival < 0 ? P_UNARY : P_ATOM;
+    case LP_E_REAL: return e->rval < 0 || (e->rval == 0 && signbit(e->rval)) ? P_UNARY : P_ATOM;
+    case LP_E_SELECT: return P_TERNARY;
+    case LP_E_DROPOUT: return P_TERNARY;
+    case LP_E_OP:
+        switch (e->op) {
+        case LP_ADD: case LP_SUB: return P_ADD;
+        case LP_MUL: case LP_DIV: return P_MUL;
+        case LP_GT: case LP_GE: case LP_LT: case LP_LE: return P_REL;
+        case LP_EQ: case LP_NE: return P_EQ;
+        case LP_AND: return P_AND;
+        case LP_OR: return P_OR;
+        case LP_NEG: case LP_NOT: case LP_TO_REAL: return P_UNARY;
+        case LP_RSQRT: return P_MUL;
+        case LP_MIN: case LP_MAX: return e->type == LP_REAL ? P_ATOM : P_TERNARY;
+        default: return P_ATOM;   /* function calls */
+        }
+    default: return P_ATOM;
+    }
+}
+
+static void expr(emitter *E, const lp_expr *e, int min_prec);
+
+static void call1(emitter *E, const char *fn, const lp_expr *x)
+{
+    fprintf(E->out, "%s(", fn);
+    expr(E, x, 0);
+    fputc(')', E->out);
+}
+
+static const char *mathfn(emitter *E, const char *name)
+{
+    static char buf[16];
+    snprintf(buf, sizeof buf, "%s%s", name, E->f32 ? "f" : "");
+    return buf;
+}
+
+static const char *param_text(lp_param p)
+{
+    switch (p) {
+    case LP_P_BATCH: return "batch";
+    case LP_P_STEP: return "step";
+    case LP_P_LR: return "learning_rate";
+    default: return "seed";
+    }
+}
+
+static void expr(emitter *E, const lp_expr *e, int min_prec)
+{
+    FILE *out = E->out;
+    int p = prec_of(e);
+    bool paren = p < min_prec;
+    if (paren) fputc('(', out);
+    switch (e->kind) {
+    case LP_E_INT: fprintf(out, "%" PRId64, e->ival); break;
+    case LP_E_REAL: put_real(out, e->rval, E->f32); break;
+    case LP_E_VAR: fputs(e->var->name, out); break;
+    case LP_E_PARAM: fputs(param_text(e->param), out); break;
+    case LP_E_LOAD:
+        fprintf(out, "%s[", e->buf->name);
+        expr(E, e->a, 0);
+        fputc(']', out);
+        break;
+    case LP_E_SELECT:
+        expr(E, e->a, P_TERNARY + 1);
+        fputs(" ? ", out);
+        expr(E, e->b, P_TERNARY + 1);
+        fputs(" : ", out);
+        expr(E, e->c, P_TERNARY);
+        break;
+    case LP_E_DROPOUT:
+        fprintf(out, "kd_dropout_bits(%" PRIu64 "ULL, step, %" PRIu32 "u, (uint64_t)(", e->dropout.seed, e->dropout.salt);
+        expr(E, e->a, 0);
+        fprintf(out, ")) >= %" PRIu32 "u ? ", e->dropout.threshold);
+        put_real(out, e->dropout.scale, E->f32);
+        fputs(" : ", out);
+        put_real(out, 0, E->f32);
+        break;
+    case LP_E_OP:
+        switch (e->op) {
+        case LP_NEG: fputc('-', out); expr(E, e->a, P_UNARY + 1); break;   /* never "--" */
+        case LP_NOT: fputc('!', out); expr(E, e->a, P_UNARY); break;
+        case LP_TO_REAL: fprintf(out, "(%s)", E->real); expr(E, e->a, P_UNARY); break;
+        case LP_EXP: call1(E, mathfn(E, "exp"), e->a); break;
+        case LP_LOG: call1(E, mathfn(E, "log"), e->a); break;
+        case LP_SQRT: call1(E, mathfn(E, "sqrt"), e->a); break;
+        case LP_TANH: call1(E, mathfn(E, "tanh"), e->a); break;
+        case LP_ABS: call1(E, mathfn(E, "fabs"), e->a); break;
+        case LP_RSQRT:
+            put_real(out, 1, E->f32);
+            fputs(" / ", out);
+            call1(E, mathfn(E, "sqrt"), e->a);
+            break;
+        case LP_SIGMOID: call1(E, "kd_sigmoid", e->a); break;
+        case LP_RELU: call1(E, "kd_relu", e->a); break;
+        case LP_SQUARE: call1(E, "kd_square", e->a); break;
+        case LP_SIGN: call1(E, "kd_sign", e->a); break;
+        case LP_MIN:
+        case LP_MAX:
+            if (e->type == LP_REAL) {
+                fprintf(out, "%s(", e->op == LP_MAX ? "kd_max" : "kd_min");
+                expr(E, e->a, 0);
+                fputs(", ", out);
+                expr(E, e->b, 0);
+                fputc(')', out);
+            } else {
+                expr(E, e->a, P_REL + 1);
+                fputs(e->op == LP_MAX ? " >= " : " <= ", out);
+                expr(E, e->b, P_REL + 1);
+                fputs(" ? ", out);
+                expr(E, e->a, P_TERNARY + 1);
+                fputs(" : ", out);
+                expr(E, e->b, P_TERNARY);
+            }
+            break;
+        default: {
+            static const char *const text[LP_OP_COUNT] = {
+                [LP_ADD] = " + ", [LP_SUB] = " - ", [LP_MUL] = " * ", [LP_DIV] = " / ", [LP_GT] = " > ",
+                [LP_GE] = " >= ", [LP_LT] = " < ", [LP_LE] = " <= ", [LP_EQ] = " == ", [LP_NE] = " != ",
+                [LP_AND] = " && ", [LP_OR] = " || ",
+            };
+            expr(E, e->a, p);
+            fputs(text[e->op], out);
+            expr(E, e->b, p + 1);
+            break;
+        }
+        }
+        break;
+    }
+    if (paren) fputc(')', out);
+}
+
+/* ---- statements ------------------------------------------------------------------------------ */
+
+static void indent(emitter *E, int depth) { fprintf(E->out, "%*s", 4 * depth, ""); }
+
+static void comment(emitter *E, const char *text)
+{
+    for (const char *c = text; *c; c++) {
+        if (c[0] == '*' && c[1] == '/') {
+            fputs("* ", E->out);
+            continue;
+        }
+        fputc(*c == '\n' ? ' ' : *c, E->out);
+    }
+}
+
+static const char *space_base(const emitter *E, const lp_buf *b)
+{
+    switch (b->space) {
+    case LP_PARAMS: return "params";
+    case LP_OPT: return "opt_state";
+    case LP_GRADS: return "grads";
+    case LP_LABEL: return "labels";
+    case LP_OUTPUT: return E->f->kind == LP_F_TRAIN_STEP ? "outputs0" : "outputs";
+    default: return "arena";
+    }
+}
+
+static void ptr_arg(emitter *E, const lp_arg *a)
+{
+    if (!a->buf) {
+        fputs("NULL", E->out);
+        return;
+    }
+    if (E->f->kind == LP_F_INIT)      /* no pointers into opt_state before its NULL check */
+        fprintf(E->out, "%s + %" PRId64, space_base(E, a->buf), a->buf->offset);
+    else
+        fputs(a->buf->name, E->out);
+    if (a->off && !lp_is_int(a->off, 0)) {
+        fputs(" + ", E->out);
+        expr(E, a->off, P_ADD + 1);
+    }
+}
+
+static void call(emitter *E, const lp_call *c)
+{
+    const lp_kernel_info *ki = &lp_kernels[c->k];
+    if (c->result) fprintf(E->out, "const double %s = ", c->result->name);
+    if (ki->runtime) fprintf(E->out, "%s%s(", E->kp, ki->name);
+    else fprintf(E->out, "kd_%s(", ki->name);
+    for (int j = 0; j < ki->nargs; j++) {
+        const lp_arg *a = &c->args[j];
+        if (j) fputs(", ", E->out);
+        switch (ki->args[j]) {
+        case LP_A_IN:
+        case LP_A_OUT:
+        case LP_A_IN_I32:
+        case LP_A_OUT_I32: ptr_arg(E, a); break;
+        case LP_A_REAL:
+            /* The init helpers take doubles: keep their constants exact. */
+            if (!ki->runtime && a->e->kind == LP_E_REAL) put_real(E->out, a->e->rval, false);
+            else expr(E, a->e, 0);
+            break;
+        default: expr(E, a->e, 0); break;
+        }
+    }
+    fputs(");\n", E->out);
+}
+
+static void stmts(emitter *E, const kd_vec *body, int depth)
+{
+    static const char *const acc_op[] = {" = ", " += ", ""};
+    for (int i = 0; i < body->len; i++) {
+        const lp_stmt *s = body->items[i];
+        indent(E, depth);
+        switch (s->kind) {
+        case LP_S_FOR:
+            fprintf(E->out, "for (long %s = 0; %s < ", s->var->name, s->var->name);
+            expr(E, s->extent, P_REL + 1);
+            fprintf(E->out, "; %s++) {\n", s->var->name);
+            stmts(E, &s->body, depth + 1);
+            indent(E, depth);
+            fputs("}\n", E->out);
+            break;
+        case LP_S_STORE:
+            fprintf(E->out, "%s[", s->buf->name);
+            expr(E, s->index, 0);
+            fputc(']', E->out);
+            if (s->acc == LP_ACC_MAX) {
+                fprintf(E->out, " = kd_max_acc(%s[", s->buf->name);
+                expr(E, s->index, 0);
+                fputs("], ", E->out);
+                expr(E, s->value, 0);
+                fputs(");\n", E->out);
+            } else {
+                fputs(acc_op[s->acc], E->out);
+                expr(E, s->value, 0);
+                fputs(";\n", E->out);
+            }
+            break;
+        case LP_S_LET:
+            fprintf(E->out, "%s %s = ", s->var->type == LP_INT ? "long" : E->real, s->var->name);
+            expr(E, s->value, 0);
+            fputs(";\n", E->out);
+            break;
+        case LP_S_SET:
+            if (s->acc == LP_ACC_MAX) {
+                fprintf(E->out, "%s = kd_max_acc(%s, ", s->var->name, s->var->name);
+                expr(E, s->value, 0);
+                fputs(");\n", E->out);
+            } else {
+                fprintf(E->out, "%s%s", s->var->name, acc_op[s->acc]);
+                expr(E, s->value, 0);
+                fputs(";\n", E->out);
+            }
+            break;
+        case LP_S_CALL: call(E, s->call); break;
+        case LP_S_IF:
+            fputs("if (", E->out);
+            if (s->cond) expr(E, s->cond, 0);
+            else fprintf(E->out, "%s", space_base(E, s->if_buf));
+            fputs(") {\n", E->out);
+            stmts(E, &s->body, depth + 1);
+            indent(E, depth);
+            fputs("}\n", E->out);
+            break;
+        }
+    }
+}
+
+/* ---- functions ------------------------------------------------------------------------------------ */
+
+static const char *sig_params(const emitter *E, lp_func_kind k)
+{
+    const lp_program *p = E->p;
+    const char *r = E->real;
+    switch (k) {
+    case LP_F_INIT: return kd_format(p->arena, "%s *params, %s *opt_state, unsigned long long seed", r, r);
+    case LP_F_PREDICT:
+        return kd_format(p->arena, "const %s *params, const %s *const *inputs, %s *const *outputs, int batch, void *arena",
+                         r, r, r);
+    case LP_F_GRAD:
+        return kd_format(p->arena,
+                         "%s *params, const %s *const *inputs, const %s *labels, %s *grads, int batch, "
+                         "unsigned long long step, void *arena", r, r, r, r);
+    case LP_F_APPLY:
+        return kd_format(p->arena, "%s *params, const %s *grads, %s *opt_state, unsigned long long step, %s learning_rate",
+                         r, r, r, r);
+    default:
+        return kd_format(p->arena,
+                         "%s *params, %s *opt_state, const %s *const *inputs, const %s *labels, int batch, "
+                         "unsigned long long step, %s learning_rate, void *arena, %s *outputs0", r, r, r, r, r, r);
+    }
+}
+
+static const char *func_return(const emitter *E, lp_func_kind k)
+{
+    return k == LP_F_GRAD || k == LP_F_TRAIN_STEP ? E->real : "void";
+}
+
+static void prototype(emitter *E, FILE *out, lp_func_kind k)
+{
+    fprintf(out, "%s %s_%s(%s)", func_return(E, k), E->p->name, lp_func_names[k], sig_params(E, k));
+}
+
+static bool is_const_buf(const emitter *E, const lp_buf *b)
+{
+    switch (b->space) {
+    case LP_INPUT:
+    case LP_LABEL: return true;
+    case LP_PARAMS: return E->f->kind == LP_F_PREDICT;
+    case LP_GRADS: return E->f->kind == LP_F_APPLY;
+    default: return false;
+    }
+}
+
+static void declare_buf(emitter *E, const lp_buf *b)
+{
+    const char *c = is_const_buf(E, b) ? "const " : "";
+    FILE *out = E->out;
+    fputs("    ", out);
+    if (b->space == LP_ARENA && b->local) {
+        fprintf(out, "%s %s[%" PRId64 "];", E->real, b->name, b->elems);
+    } else if (b->space == LP_ARENA) {
+        fprintf(out, "%s *%s = (%s *)(void *)(A + %" PRId64 ");", E->real, b->name, E->real, b->offset);
+    } else if (b->space == LP_INPUT) {
+        fprintf(out, "const %s *%s = inputs[%d];", E->real, b->name, b->index);
+    } else if (b->space == LP_OUTPUT) {
+        if (E->f->kind == LP_F_TRAIN_STEP) fprintf(out, "%s *%s = outputs0;", E->real, b->name);
+        else fprintf(out, "%s *%s = outputs[%d];", E->real, b->name, b->index);
+    } else if (b->space == LP_LABEL) {
+        fprintf(out, "const %s *%s = labels;", E->real, b->name);
+    } else {
+        fprintf(out, "%s%s *%s = %s + %" PRId64 ";", c, E->real, b->name, space_base(E, b), b->offset);
+    }
+    if (b->note) {
+        fputs("  /* ", out);
+        comment(E, b->note);
+        if (b->space == LP_ARENA && !b->local)
+            fprintf(out, ", kernels %d..%d", b->first, b->last);
+        if (b->shares) fprintf(out, ", in place of %s", b->shares->name);
+        fputs(" */", out);
+    }
+    fputc('\n', out);
+}
+
+static void function(emitter *E, const lp_func *f)
+{
+    FILE *out = E->out;
+    E->f = f;
+    usage u = {0};
+    for (int k = 0; k < f->kernels.len; k++) use_stmts(&u, &((const lp_kernel *)f->kernels.items[k])->body);
+    if (f->ret) use_buf(&u, f->ret);
+    bool has_batch = f->kind == LP_F_PREDICT || f->kind == LP_F_GRAD || f->kind == LP_F_TRAIN_STEP;
+
+    fputc('\n', out);
+    prototype(E, out, f->kind);
+    fputs("\n{\n", out);
+    /* Parameters a function of this kind has but does not use. */
+    static const char *const names[LP_F_COUNT][10] = {
+        [LP_F_INIT] = {"params", "opt_state", "seed"},
+        [LP_F_PREDICT] = {"params", "inputs", "outputs", "arena"},
+        [LP_F_GRAD] = {"params", "inputs", "labels", "grads", "step", "arena"},
+        [LP_F_APPLY] = {"params", "grads", "opt_state", "step", "learning_rate"},
+        [LP_F_TRAIN_STEP] = {"params", "opt_state", "inputs", "labels", "step", "learning_rate", "arena", "outputs0"},
+    };
+    for (int i = 0; i < 10 && names[f->kind][i]; i++) {
+        const char *nm = names[f->kind][i];
+        bool used = !strcmp(nm, "params") ? u.space[LP_PARAMS] : !strcmp(nm, "opt_state") ? u.space[LP_OPT]
+                    : !strcmp(nm, "grads") ? u.space[LP_GRADS] : !strcmp(nm, "inputs") ? u.space[LP_INPUT]
+                    : !strcmp(nm, "labels") ? u.space[LP_LABEL]
+                    : !strcmp(nm, "outputs") || !strcmp(nm, "outputs0") ? u.space[LP_OUTPUT]
+                    : !strcmp(nm, "arena") ? u.arena_bytes : !strcmp(nm, "step") ? u.param[LP_P_STEP]
+                    : !strcmp(nm, "learning_rate") ? u.param[LP_P_LR] : u.param[LP_P_SEED];
+        if (!used) fprintf(out, "    (void)%s;\n", nm);
+    }
+    if (has_batch) {
+        fprintf(out, "    if (batch < 1 || batch > %s_MAX_BATCH) return%s;\n", E->p->upper,
+                f->kind == LP_F_PREDICT ? "" : " NAN");
+    }
+    if (u.arena_bytes) fputs("    char *A = (char *)arena;\n", out);
+    for (int i = 0; i < f->bufs.len && f->kind != LP_F_INIT; i++) {
+        const lp_buf *b = f->bufs.items[i];
+        if (b->first >= 0 || b == f->ret) declare_buf(E, b);
+    }
+    for (int k = 0; k < f->kernels.len; k++) {
+        const lp_kernel *kn = f->kernels.items[k];
+        fputs("\n    /* ", out);
+        if (kn->loc.line && E->p->source) fprintf(out, "%s:%d ", E->p->source, kn->loc.line);
+        if (kn->what) comment(E, kn->what);
+        fputs(" */\n", out);
+        stmts(E, &kn->body, 1);
+    }
+    if (f->ret) fprintf(out, "    return %s[0];\n", f->ret->name);
+    fputs("}\n", out);
+}
+
+/* ---- helpers written into model.c ----------------------------------------------------------------- */
+
+static void helpers(emitter *E)
+{
+    FILE *out = E->out;
+    const char *r = E->real;
+    bool init_random = E->used_call[LP_K_INIT_UNIFORM] || E->used_call[LP_K_INIT_NORMAL];
+    if (E->used_dropout || init_random) {
+        fputs("\n/* From compiler/dropout_hash.h: the dropout masks' and the initializers' random bits. */\n", out);
+        fputs(mix64_text, out);
+    }
+    if (E->used_dropout) {
+        fputc('\n', out);
+        fputs(dropout_bits_text, out);
+    }
+    if (E->used_op[LP_RELU]) fprintf(out, "\nstatic %s kd_relu(%s x) { return x > 0 ? x : 0; }\n", r, r);
+    if (E->used_op[LP_SIGMOID])
+        fprintf(out, "\nstatic %s kd_sigmoid(%s x) { return 1 / (1 + %s(-x)); }\n", r, r, mathfn(E, "exp"));
+    if (E->used_op[LP_SQUARE]) fprintf(out, "\nstatic %s kd_square(%s x) { return x * x; }\n", r, r);
+    if (E->used_op[LP_SIGN]) fprintf(out, "\nstatic %s kd_sign(%s x) { return (%s)((x > 0) - (x < 0)); }\n", r, r, r);
+    if (E->used_op[LP_MAX]) fprintf(out, "\n/* maximum(a, b): a on ties, as the graph IR says */\nstatic %s kd_max(%s a, %s b) { return a >= b ? a : b; }\n", r, r, r);
+    if (E->used_op[LP_MIN]) fprintf(out, "\nstatic %s kd_min(%s a, %s b) { return a <= b ? a : b; }\n", r, r, r);
+    if (E->used_max_acc)
+        fprintf(out, "\n/* A running maximum; NaN never wins. */\nstatic %s kd_max_acc(%s acc, %s v) { return v > acc ? v : acc; }\n", r, r, r);
+    if (E->used_call[LP_K_INIT_FILL])
+        fprintf(out, "\nstatic void kd_init_fill(%s *p, long n, double value)\n{\n"
+                     "    for (long i = 0; i < n; i++) p[i] = (%s)value;\n}\n", r, r);
+    if (init_random)
+        fputs("\n/* A uniform double in [0, 1): element `counter` of stream `stream` (the variable). */\n"
+              "static double kd_uniform01(uint64_t seed, uint64_t stream, uint64_t counter)\n{\n"
+              "    uint64_t h = kd_mix64(kd_mix64(kd_mix64(seed) ^ stream) ^ counter);\n"
+              "    return (double)(h >> 11) * (1.0 / 9007199254740992.0);\n}\n", out);
+    if (E->used_call[LP_K_INIT_UNIFORM])
+        fprintf(out, "\nstatic void kd_init_uniform(%s *p, long n, unsigned long long seed, long stream, double lo, double hi)\n{\n"
+                     "    for (long i = 0; i < n; i++)\n"
+                     "        p[i] = (%s)(lo + (hi - lo) * kd_uniform01(seed, (uint64_t)stream, 2 * (uint64_t)i));\n}\n",
+                r, r);
+    if (E->used_call[LP_K_INIT_NORMAL])
+        fprintf(out, "\n/* Box-Muller; truncated: redrawn until |z| <= 2 (Keras' TruncatedNormal). */\n"
+                     "static void kd_init_normal(%s *p, long n, unsigned long long seed, long stream, double mean, double sd,\n"
+                     "                           int truncated)\n{\n"
+                     "    for (long i = 0; i < n; i++) {\n"
+                     "        double z = 0;\n"
+                     "        for (uint64_t t = 0; t < 32; t++) {\n"
+                     "            uint64_t k = (uint64_t)i * 32 + t;\n"
+                     "            double u1 = kd_uniform01(seed, (uint64_t)stream, 2 * k);\n"
+                     "            double u2 = kd_uniform01(seed, (uint64_t)stream, 2 * k + 1);\n"
+                     "            double r = sqrt(-2 * log(1 - u1)) * cos(6.283185307179586 * u2);\n"
+                     "            if (!truncated || fabs(r) <= 2) {\n"
+                     "                z = r;\n"
+                     "                break;\n"
+                     "            }\n"
+                     "        }\n"
+                     "        p[i] = (%s)(mean + sd * z);\n"
+                     "    }\n}\n",
+                r, r);
+}
+
+/* ---- the header --------------------------------------------------------------------------------------- */
+
+static void shape_list(FILE *out, int rank, const int64_t *shape)
+{
+    fputc('{', out);
+    for (int i = 0; i < rank; i++) fprintf(out, "%s%" PRId64, i ? ", " : "", shape[i]);
+    if (rank == 0) fputc('1', out);
+    fputc('}', out);
+}
+
+static int64_t max_arena(const lp_program *p, lp_func_kind a, lp_func_kind b)
+{
+    int64_t n = 0;
+    if (p->funcs[a]) n = p->funcs[a]->arena_bytes;
+    if (p->funcs[b] && p->funcs[b]->arena_bytes > n) n = p->funcs[b]->arena_bytes;
+    return n > 0 ? n : 1;
+}
+
+static void header(emitter *E, FILE *out)
+{
+    const lp_program *p = E->p;
+    const char *U = p->upper, *n = p->name, *r = E->real;
+    bool train = p->funcs[LP_F_TRAIN_STEP] != NULL;
+    fprintf(out, "/* %s.h — generated by kdslc from %s (model %s). Do not edit.\n", n, p->source ? p->source : "?", n);
+    fprintf(out, " *\n * All memory is the caller's: params (%s_PARAMS_SIZE %ss: weights, then states such\n"
+                 " * as BatchNormalization's moving statistics), opt_state (%s_OPT_STATE_SIZE: optimizer\n"
+                 " * slots), grads (%s_GRADS_SIZE), and an arena of %s_ARENA_SIZE bytes for predict\n"
+                 " * (%s_TRAIN_ARENA_SIZE for grad and train_step), aligned to at least 16 bytes.\n"
+                 " * Inputs and outputs are row-major [batch, ...]; 1 <= batch <= %s_MAX_BATCH (other\n"
+                 " * batches do nothing; grad and train_step return NaN). Two threads may run the\n"
+                 " * functions at once on separate buffers: nothing here is global and mutable. */\n",
+            U, r, U, U, U, U, U);
+    fprintf(out, "#ifndef %s_MODEL_H\n#define %s_MODEL_H\n\n", U, U);
+    fputs("#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n", out);
+    fprintf(out, "#define %s_MAX_BATCH %d\n", U, p->max_batch);
+    fprintf(out, "#define %s_DTYPE_F64 %d\n", U, p->real == LP_F64);
+    fprintf(out, "#define %s_NUM_INPUTS %d\n", U, p->ninputs);
+    for (int i = 0; i < p->ninputs; i++) {
+        fprintf(out, "#define %s_INPUT%d_SIZE %" PRId64 "\n", U, i, p->inputs[i].elems);
+        fprintf(out, "#define %s_INPUT%d_RANK %d\n", U, i, p->inputs[i].rank);
+        fprintf(out, "#define %s_INPUT%d_SHAPE ", U, i);
+        shape_list(out, p->inputs[i].rank, p->inputs[i].shape);
+        fputc('\n', out);
+    }
+    fprintf(out, "#define %s_NUM_OUTPUTS %d\n", U, p->noutputs);
+    for (int i = 0; i < p->noutputs; i++) {
+        fprintf(out, "#define %s_OUTPUT%d_SIZE %" PRId64 "\n", U, i, p->outputs[i].elems);
+        fprintf(out, "#define %s_OUTPUT%d_RANK %d\n", U, i, p->outputs[i].rank);
+        fprintf(out, "#define %s_OUTPUT%d_SHAPE ", U, i);
+        shape_list(out, p->outputs[i].rank, p->outputs[i].shape);
+        fputc('\n', out);
+    }
+    if (train) fprintf(out, "#define %s_LABEL_SIZE %" PRId64 "  /* reals per sample of labels */\n", U, p->labels[0].elems);
+    fprintf(out, "#define %s_PARAMS_SIZE %" PRId64 "\n", U, p->params_size);
+    fprintf(out, "#define %s_OPT_STATE_SIZE %" PRId64 "\n", U, p->opt_size);
+    fprintf(out, "#define %s_GRADS_SIZE %" PRId64 "\n", U, p->grads_size);
+    fprintf(out, "#define %s_ARENA_SIZE %" PRId64 "\n", U, max_arena(p, LP_F_PREDICT, LP_F_PREDICT));
+    fprintf(out, "#define %s_TRAIN_ARENA_SIZE %" PRId64 "\n", U, train ? max_arena(p, LP_F_GRAD, LP_F_TRAIN_STEP) : 1);
+    fprintf(out, "#define %s_HAS_TRAINING %d\n\n", U, train);
+    fprintf(out, "/* A variable: `offset` %ss into params (weights, states) or opt_state (slots). */\n"
+                 "typedef struct %s_tensor_info {\n"
+                 "    const char *name;\n    long offset;\n    int rank;\n    int shape[8];\n"
+                 "    int kind;          /* 0 weight, 1 state, 2 optimizer slot */\n"
+                 "    int trainable;\n    long grad_offset;  /* into grads; -1 if none */\n"
+                 "} %s_tensor_info;\n\n", r, n, n);
+    fprintf(out, "extern const %s_tensor_info %s_params[];\nextern const int %s_num_params;\n", n, n, n);
+    fprintf(out, "extern const %s_tensor_info %s_opt_slots[];\nextern const int %s_num_opt_slots;\n\n", n, n, n);
+    fprintf(out, "/* Keras' initializers, deterministic in seed; opt_state (zeroed) may be NULL. */\n");
+    prototype(E, out, LP_F_INIT);
+    fputs(";\n/* Inference: inputs[i] and outputs[i] hold batch samples each. */\n", out);
+    prototype(E, out, LP_F_PREDICT);
+    fputs(";\n", out);
+    if (p->embedded)
+        fprintf(out, "/* predict with the weights compiled in. */\n"
+                     "void %s_predict_embedded(const %s *const *inputs, %s *const *outputs, int batch, void *arena);\n",
+                n, r, r);
+    if (train) {
+        fputs("/* Forward in training mode (dropout, batch statistics; state updates go into params)\n"
+              " * and backward: the gradient of every trainable weight into grads; returns the mean\n"
+              " * loss. labels: one-hot [batch, classes] for the categorical losses, else targets.\n"
+              " * step seeds the dropout masks. */\n", out);
+        prototype(E, out, LP_F_GRAD);
+        fputs(";\n/* The optimizer's update from grads; step counts the updates before this one. */\n", out);
+        prototype(E, out, LP_F_APPLY);
+        fputs(";\n/* grad + apply_gradients in one pass; outputs0 (may be NULL) gets the first output. */\n", out);
+        prototype(E, out, LP_F_TRAIN_STEP);
+        fputs(";\n", out);
+    }
+    fputs("\n#ifdef __cplusplus\n}\n#endif\n\n#endif\n", out);
+}
+
+/* ---- model.c ------------------------------------------------------------------------------------------- */
+
+static void table(emitter *E, const char *name, const kd_vec *v)
+{
+    FILE *out = E->out;
+    fprintf(out, "\nconst %s_tensor_info %s_%s[] = {\n", E->p->name, E->p->name, name);
+    for (int i = 0; i < v->len; i++) {
+        const lp_tensor_info *t = v->items[i];
+        fprintf(out, "    {\"%s\", %" PRId64 ", %d, {", t->name, t->offset, t->rank);
+        for (int d = 0; d < 8; d++) fprintf(out, "%s%" PRId64, d ? ", " : "", d < t->rank ? t->shape[d] : 0);
+        fprintf(out, "}, %d, %d, %" PRId64 "},\n", t->kind, t->trainable, t->grad_offset);
+    }
+    if (v->len == 0) fputs("    {\"\", 0, 0, {0, 0, 0, 0, 0, 0, 0, 0}, 0, 0, -1},\n", out);
+    fprintf(out, "};\nconst int %s_num_%s = %d;\n", E->p->name, name, v->len);
+}
+
+static void embedded(emitter *E)
+{
+    const lp_program *p = E->p;
+    FILE *out = E->out;
+    fprintf(out, "\nstatic const %s %s_weights[%" PRId64 "] = {\n", E->real, p->name, p->params_size ? p->params_size : 1);
+    for (int64_t i = 0; i < p->params_size; i++) {
+        fputs(i % 8 == 0 ? "    " : " ", out);
+        put_real(out, p->embedded[i], E->f32);
+        fputc(',', out);
+        if (i % 8 == 7 || i == p->params_size - 1) fputc('\n', out);
+    }
+    if (p->params_size == 0) fputs("    0\n", out);
+    fputs("};\n", out);
+    fprintf(out, "\nvoid %s_predict_embedded(const %s *const *inputs, %s *const *outputs, int batch, void *arena)\n{\n"
+                 "    %s_predict(%s_weights, inputs, outputs, batch, arena);\n}\n",
+            p->name, E->real, E->real, p->name, p->name);
+}
+
+static void source(emitter *E, const char *header_name)
+{
+    const lp_program *p = E->p;
+    FILE *out = E->out;
+    fprintf(out, "/* %s.c — generated by kdslc from %s (model %s). Do not edit.\n", p->name,
+            p->source ? p->source : "?", p->name);
+    fprintf(out, " * %s, max batch %d. Each kernel is commented with the KDSL line and layer it comes\n"
+                 " * from; the heavy ones call the kdsl runtime (runtime/kernels.h). */\n",
+            E->f32 ? "float" : "double", p->max_batch);
+    fprintf(out, "#include \"%s\"\n\n#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n\n#include \"kernels.h\"\n",
+            header_name);
+    helpers(E);
+    table(E, "params", &p->params);
+    table(E, "opt_slots", &p->slots);
+    for (int f = 0; f < LP_F_COUNT; f++) {
+        if (!p->funcs[f]) continue;
+        function(E, p->funcs[f]);
+        if (f == LP_F_PREDICT && p->embedded) embedded(E);
+    }
+}
+
+int kd_emit_c(const lp_program *p, const kd_codegen_options *o, FILE *c_out, FILE *h_out, kd_diags *d)
+{
+    emitter E = {.p = p, .o = o, .f32 = p->real == LP_F32};
+    E.real = E.f32 ? "float" : "double";
+    E.kp = E.f32 ? "kdk_s" : "kdk_d";
+    scan(&E);
+    const char *hname = o && o->header_name ? o->header_name : kd_format(p->arena, "%s.h", p->name);
+    if (h_out) {
+        header(&E, h_out);
+        if (fflush(h_out) != 0 || ferror(h_out)) {
+            kd_error(d, (kd_loc){0}, "cannot write the header: write error");
+            return 1;
+        }
+    }
+    if (c_out) {
+        E.out = c_out;
+        source(&E, hname);
+        if (fflush(c_out) != 0 || ferror(c_out)) {
+            kd_error(d, (kd_loc){0}, "cannot write the C source: write error");
+            return 1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,1274 @@
+/* emit_jit.c — the libgccjit backend: an lp_program built through the
+ * libgccjit API and compiled in process (no C text, no external compiler).
+ *
+ * The functions have the generated C API's signatures (jit.h's kd_model_fns)
+ * and the C emitter's semantics (emit_c.c), construct by construct, so that
+ * both backends compute bit-identical results:
+ *   - every expression carries the C type the C text would give it: LP_INT is
+ *     `long`; LP_REAL is float, except the double a kernel call returns
+ *     (softmax_xent's sum), which promotes what it meets as C does;
+ *   - the helpers model.c defines (kd_relu, kd_max, kd_max_acc, ...) are
+ *     always-inline JIT functions with the same bodies; libm through GCC's
+ *     builtins (__builtin_expf ...), as the C compiler treats expf;
+ *   - `a ? b : c`, `&&` and `||` evaluate only the operand C would (blocks);
+ *   - -ffp-contract=off: libgccjit's default is GCC's "fast" (fused
+ *     multiply-add wherever -march allows), which the C backend compiled as
+ *     ISO C does not do.
+ * Runtime kernels (kdk_s*) and the init helpers are called through function
+ * pointer constants: their addresses in this process, so nothing depends on
+ * the executable's dynamic symbol table. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "jit.h"
+
+#include <libgccjit.h>
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dropout_hash.h"
+#include "kernels.h"
+
+struct kd_jit {
+    gcc_jit_result *result;
+    double seconds;
+    char march[64];
+};
+
+/* ---- the init helpers (lp_kernels[] in loop_ir.c; emit_c.c writes the same C into model.c) ---- */
+
+static void kdj_init_fill(float *p, long n, double value)
+{
+    for (long i = 0; i < n; i++) p[i] = (float)value;
+}
+
+static double kdj_uniform01(uint64_t seed, uint64_t stream, uint64_t counter)
+{
+    uint64_t h = kd_mix64(kd_mix64(kd_mix64(seed) ^ stream) ^ counter);
+    return (double)(h >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static void kdj_init_uniform(float *p, long n, unsigned long long seed, long stream, double lo, double hi)
+{
+    for (long i = 0; i < n; i++) p[i] = (float)(lo + (hi - lo) * kdj_uniform01(seed, (uint64_t)stream, 2 * (uint64_t)i));
+}
+
+static void kdj_init_normal(float *p, long n, unsigned long long seed, long stream, double mean, double sd,
+                            long truncated)
+{
+    for (long i = 0; i < n; i++) {
+        double z = 0;
+        for (uint64_t t = 0; t < 32; t++) {
+            uint64_t k = (uint64_t)i * 32 + t;
+            double u1 = kdj_uniform01(seed, (uint64_t)stream, 2 * k);
+            double u2 = kdj_uniform01(seed, (uint64_t)stream, 2 * k + 1);
+            double r = sqrt(-2 * log(1 - u1)) * cos(6.283185307179586 * u2);
+            if (!truncated || fabs(r) <= 2) {
+                z = r;
+                break;
+            }
+        }
+        p[i] = (float)(mean + sd * z);
+    }
+}
+
+/* The address of every kernel a call may name (f32). */
+typedef void (*kdj_fn)(void);
+static kdj_fn kernel_address(lp_kernel_id k)
+{
+    switch (k) {
+    case LP_K_GEMM: return (kdj_fn)kdk_sgemm;
+    case LP_K_COLSUM: return (kdj_fn)kdk_scolsum;
+    case LP_K_CONV2D_FWD: return (kdj_fn)kdk_sconv2d_fwd;
+    case LP_K_CONV2D_BWD_DATA: return (kdj_fn)kdk_sconv2d_bwd_data;
+    case LP_K_CONV2D_BWD_FILTER: return (kdj_fn)kdk_sconv2d_bwd_filter;
+    case LP_K_MAXPOOL2D_FWD: return (kdj_fn)kdk_smaxpool2d_fwd;
+    case LP_K_MAXPOOL2D_BWD: return (kdj_fn)kdk_smaxpool2d_bwd;
+    case LP_K_AVGPOOL2D_FWD: return (kdj_fn)kdk_savgpool2d_fwd;
+    case LP_K_AVGPOOL2D_BWD: return (kdj_fn)kdk_savgpool2d_bwd;
+    case LP_K_SOFTMAX: return (kdj_fn)kdk_ssoftmax;
+    case LP_K_LOGSOFTMAX: return (kdj_fn)kdk_slogsoftmax;
+    case LP_K_SOFTMAX_XENT: return (kdj_fn)kdk_ssoftmax_xent;
+    case LP_K_INIT_FILL: return (kdj_fn)kdj_init_fill;
+    case LP_K_INIT_UNIFORM: return (kdj_fn)kdj_init_uniform;
+    case LP_K_INIT_NORMAL: return (kdj_fn)kdj_init_normal;
+    default: return NULL;
+    }
+}
+
+/* ---- -march ---------------------------------------------------------------------------------- */
+
+#if defined(__x86_64__) && defined(__GNUC__) && (defined(__clang__) || __GNUC__ < 12)
+/* For host_march's second branch: clang 14's __builtin_cpu_supports knows
+ * neither "f16c" nor "movbe", so ask CPUID leaf 1 for those two. */
+#include <cpuid.h>
+static bool cpuid1_ecx(unsigned bit)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit);
+}
+#endif
+
+/* The host's ISA level for -march (libgccjit has no -march=native: the
+ * driver's CPU detection is not part of it). x86-64: the highest of
+ * x86-64-v4/v3/v2 whose features the CPU and the OS (saved register state)
+ * support, as libgcc's CPU model reports them; elsewhere: no -march. */
+static const char *host_march(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) return "x86-64-v4";
+    if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3";
+    if (__builtin_cpu_supports("x86-64-v2")) return "x86-64-v2";
+    return "x86-64";
+#elif defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    bool v2 = __builtin_cpu_supports("sse3") && __builtin_cpu_supports("ssse3") &&
+              __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("popcnt");
+    bool v3 = v2 && __builtin_cpu_supports("avx") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi") &&
+              __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("fma") && cpuid1_ecx(bit_F16C) &&
+              cpuid1_ecx(bit_MOVBE);
+    bool v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
+              __builtin_cpu_supports("avx512vl");
+    return v4 ? "x86-64-v4" : v3 ? "x86-64-v3" : v2 ? "x86-64-v2" : "x86-64";
+#else
+    return NULL;
+#endif
+}
+
+/* ---- the builder ------------------------------------------------------------------------------ */
+
+/* The C type of a value, as the C text would have it. */
+typedef enum ctype { CT_LONG, CT_FLOAT, CT_DOUBLE } ctype;
+
+typedef struct val {
+    gcc_jit_rvalue *rv;
+    ctype t;
+} val;
+
+enum { P_PARAMS, P_OPT, P_GRADS, P_INPUTS, P_LABELS, P_OUTPUTS, P_OUTPUTS0, P_BATCH, P_STEP, P_LR, P_SEED, P_ARENA, P_COUNT };
+
+typedef struct jb {
+    gcc_jit_context *ctx;
+    const lp_program *p;
+    char *why;
+    size_t why_len;
+    bool failed;
+    /* types */
+    gcc_jit_type *t_void, *t_int, *t_long, *t_uint, *t_ull, *t_bool, *t_float, *t_double, *t_char;
+    gcc_jit_type *t_voidp, *t_charp, *t_floatp, *t_floatpp, *t_intp;
+    /* helpers, made on first use */
+    gcc_jit_function *h_relu, *h_sigmoid, *h_square, *h_sign, *h_max, *h_min, *h_max_acc, *h_imax, *h_imin;
+    gcc_jit_function *h_mix64, *h_dropout_bits;
+    gcc_jit_function *b_expf, *b_logf, *b_sqrtf, *b_tanhf, *b_fabsf;
+    /* the function being built */
+    const lp_func *f;
+    gcc_jit_function *fn;
+    gcc_jit_block *blk;
+    gcc_jit_rvalue *param[P_COUNT];
+    gcc_jit_lvalue **bufp;   /* by buffer id: the pointer local, or NULL if unused */
+    gcc_jit_lvalue **var;    /* by var id */
+    ctype *var_t;
+    int ntmp, nblk;
+} jb;
+
+static void fail(jb *J, const char *fmt, ...)
+{
+    if (J->failed) return;
+    J->failed = true;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(J->why, J->why_len, fmt, ap);
+    va_end(ap);
+}
+
+static gcc_jit_type *type_of(jb *J, ctype t)
+{
+    return t == CT_LONG ? J->t_long : t == CT_FLOAT ? J->t_float : J->t_double;
+}
+
+static gcc_jit_rvalue *conv(jb *J, val v, ctype t)
+{
+    if (!v.rv) return NULL;
+    return v.t == t ? v.rv : gcc_jit_context_new_cast(J->ctx, NULL, v.rv, type_of(J, t));
+}
+
+static gcc_jit_rvalue *c_long(jb *J, long v) { return gcc_jit_context_new_rvalue_from_long(J->ctx, J->t_long, v); }
+
+static gcc_jit_rvalue *c_float(jb *J, double v)
+{
+    return gcc_jit_context_new_rvalue_from_double(J->ctx, J->t_float, (double)(float)v);
+}
+
+static gcc_jit_rvalue *rv_of(gcc_jit_lvalue *lv) { return gcc_jit_lvalue_as_rvalue(lv); }
+
+static gcc_jit_lvalue *new_tmp(jb *J, gcc_jit_type *t)
+{
+    char name[32];
+    snprintf(name, sizeof name, "_t%d", J->ntmp++);
+    return gcc_jit_function_new_local(J->fn, NULL, t, name);
+}
+
+static gcc_jit_block *new_block(jb *J, const char *what)
+{
+    char name[48];
+    snprintf(name, sizeof name, "%s%d", what, J->nblk++);
+    return gcc_jit_function_new_block(J->fn, name);
+}
+
+/* x != 0 as a bool. */
+static gcc_jit_rvalue *truth(jb *J, val x)
+{
+    if (x.t == CT_LONG) return gcc_jit_context_new_comparison(J->ctx, NULL, GCC_JIT_COMPARISON_NE, x.rv, c_long(J, 0));
+    return gcc_jit_context_new_comparison(J->ctx, NULL, GCC_JIT_COMPARISON_NE, x.rv,
+                                          gcc_jit_context_zero(J->ctx, type_of(J, x.t)));
+}
+
+/* ---- the helper functions, as model.c defines them ---------------------------------------------- */
+
+static gcc_jit_function *helper_begin(jb *J, const char *name, gcc_jit_type *ret, int n, gcc_jit_type **types,
+                                      const char **names, gcc_jit_param **params)
+{
+    for (int i = 0; i < n; i++) params[i] = gcc_jit_context_new_param(J->ctx, NULL, types[i], names[i]);
+    return gcc_jit_context_new_function(J->ctx, NULL, GCC_JIT_FUNCTION_ALWAYS_INLINE, ret, name, n, params, 0);
+}
+
+/* return cond(a, b) ? x : y  with x, y two of the parameters or constants. */
+static void helper_select_return(jb *J, gcc_jit_function *fn, gcc_jit_rvalue *cond, gcc_jit_rvalue *x,
+                                 gcc_jit_rvalue *y)
+{
+    gcc_jit_block *b = gcc_jit_function_new_block(fn, "entry");
+    gcc_jit_block *bt = gcc_jit_function_new_block(fn, "then");
+    gcc_jit_block *bf = gcc_jit_function_new_block(fn, "else");
+    gcc_jit_block_end_with_conditional(b, NULL, cond, bt, bf);
+    gcc_jit_block_end_with_return(bt, NULL, x);
+    gcc_jit_block_end_with_return(bf, NULL, y);
+    (void)J;
+}
+
+static gcc_jit_function *helper_cmp2(jb *J, const char *name, gcc_jit_type *t, enum gcc_jit_comparison cmp,
+                                     bool swap_result)
+{
+    gcc_jit_param *pa[2];
+    gcc_jit_type *ts[2] = {t, t};
+    const char *ns[2] = {"a", "b"};
+    gcc_jit_function *fn = helper_begin(J, name, t, 2, ts, ns, pa);
+    gcc_jit_rvalue *a = gcc_jit_param_as_rvalue(pa[0]), *b = gcc_jit_param_as_rvalue(pa[1]);
+    /* kd_max: a >= b ? a : b;  kd_max_acc(acc, v): v > acc ? v : acc  (swap: compares b to a) */
+    if (swap_result) helper_select_return(J, fn, gcc_jit_context_new_comparison(J->ctx, NULL, cmp, b, a), b, a);
+    else helper_select_return(J, fn, gcc_jit_context_new_comparison(J->ctx, NULL, cmp, a, b), a, b);
+    return fn;
+}
+
+static gcc_jit_function *builtin(jb *J, gcc_jit_function **slot, const char *name)
+{
+    if (!*slot) *slot = gcc_jit_context_get_builtin_function(J->ctx, name);
+    return *slot;
+}
+
+static gcc_jit_function *helper(jb *J, lp_op op)
+{
+    gcc_jit_context *c = J->ctx;
+    gcc_jit_type *F = J->t_float;
+    const char *x_name[1] = {"x"};
+    gcc_jit_param *px[1];
+    switch (op) {
+    case LP_RELU:
+        if (!J->h_relu) {
+            J->h_relu = helper_begin(J, "kd_relu", F, 1, &F, x_name, px);
+            gcc_jit_rvalue *x = gcc_jit_param_as_rvalue(px[0]);
+            helper_select_return(J, J->h_relu,
+                                 gcc_jit_context_new_comparison(c, NULL, GCC_JIT_COMPARISON_GT, x, gcc_jit_context_zero(c, F)),
+                                 x, gcc_jit_context_zero(c, F));
+        }
+        return J->h_relu;
+    case LP_SIGMOID:
+        if (!J->h_sigmoid) {
+            J->h_sigmoid = helper_begin(J, "kd_sigmoid", F, 1, &F, x_name, px);
+            gcc_jit_rvalue *x = gcc_jit_param_as_rvalue(px[0]);
+            gcc_jit_rvalue *nx = gcc_jit_context_new_unary_op(c, NULL, GCC_JIT_UNARY_OP_MINUS, F, x);
+            gcc_jit_rvalue *e = gcc_jit_context_new_call(c, NULL, builtin(J, &J->b_expf, "__builtin_expf"), 1, &nx);
+            gcc_jit_rvalue *den = gcc_jit_context_new_binary_op(c, NULL, GCC_JIT_BINARY_OP_PLUS, F, gcc_jit_context_one(c, F), e);
+            gcc_jit_block *b = gcc_jit_function_new_block(J->h_sigmoid, "entry");
+            gcc_jit_block_end_with_return(
+                b, NULL, gcc_jit_context_new_binary_op(c, NULL, GCC_JIT_BINARY_OP_DIVIDE, F, gcc_jit_context_one(c, F), den));
+        }
+        return J->h_sigmoid;
+    case LP_SQUARE:
+        if (!J->h_square) {
+            J->h_square = helper_begin(J, "kd_square", F, 1, &F, x_name, px);
+            gcc_jit_rvalue *x = gcc_jit_param_as_rvalue(px[0]);
+            gcc_jit_block *b = gcc_jit_function_new_block(J->h_square, "entry");
+            gcc_jit_block_end_with_return(b, NULL, gcc_jit_context_new_binary_op(c, NULL, GCC_JIT_BINARY_OP_MULT, F, x, x));
+        }
+        return J->h_square;
+    case LP_SIGN:
+        if (!J->h_sign) {
+            /* (float)((x > 0) - (x < 0)) */
+            J->h_sign = helper_begin(J, "kd_sign", F, 1, &F, x_name, px);
+            gcc_jit_rvalue *x = gcc_jit_param_as_rvalue(px[0]);
+            gcc_jit_rvalue *gt = gcc_jit_context_new_cast(
+                c, NULL, gcc_jit_context_new_comparison(c, NULL, GCC_JIT_COMPARISON_GT, x, gcc_jit_context_zero(c, F)), J->t_int);
+            gcc_jit_rvalue *lt = gcc_jit_context_new_cast(
+                c, NULL, gcc_jit_context_new_comparison(c, NULL, GCC_JIT_COMPARISON_LT, x, gcc_jit_context_zero(c, F)), J->t_int);
+            gcc_jit_block *b = gcc_jit_function_new_block(J->h_sign, "entry");
+            gcc_jit_block_end_with_return(
+                b, NULL,
+                gcc_jit_context_new_cast(c, NULL, gcc_jit_context_new_binary_op(c, NULL, GCC_JIT_BINARY_OP_MINUS, J->t_int, gt, lt), F));
+        }
+        return J->h_sign;
+    default: return NULL;
+    }
+}
+
+static gcc_jit_function *helper_minmax(jb *J, lp_op op, ctype t)
+{
+    if (t == CT_LONG) {
+        if (op == LP_MAX) return J->h_imax ? J->h_imax : (J->h_imax = helper_cmp2(J, "kd_imax", J->t_long, GCC_JIT_COMPARISON_GE, false));
+        return J->h_imin ? J->h_imin : (J->h_imin = helper_cmp2(J, "kd_imin", J->t_long, GCC_JIT_COMPARISON_LE, false));
+    }
+    if (op == LP_MAX) return J->h_max ? J->h_max : (J->h_max = helper_cmp2(J, "kd_max", J->t_float, GCC_JIT_COMPARISON_GE, false));
+    return J->h_min ? J->h_min : (J->h_min = helper_cmp2(J, "kd_min", J->t_float, GCC_JIT_COMPARISON_LE, false));
+}
+
+/* kd_max_acc(acc, v): v > acc ? v : acc — a running maximum; NaN never wins. */
+static gcc_jit_function *helper_max_acc(jb *J)
+{
+    if (!J->h_max_acc) J->h_max_acc = helper_cmp2(J, "kd_max_acc", J->t_float, GCC_JIT_COMPARISON_GT, true);
+    return J->h_max_acc;
+}
+
+static gcc_jit_rvalue *u64c(jb *J, uint64_t v)
+{
+    long s;
+    memcpy(&s, &v, sizeof s);
+    return gcc_jit_context_new_rvalue_from_long(J->ctx, J->t_ull, s);
+}
+
+/* kd_mix64 and kd_dropout_bits of compiler/dropout_hash.h. */
+static gcc_jit_function *helper_dropout_bits(jb *J)
+{
+    if (J->h_dropout_bits) return J->h_dropout_bits;
+    gcc_jit_context *c = J->ctx;
+    gcc_jit_type *U = J->t_ull;
+    {
+        gcc_jit_param *pz[1];
+        const char *nz[1] = {"z0"};
+        J->h_mix64 = helper_begin(J, "kd_mix64", U, 1, &U, nz, pz);
+        gcc_jit_function *fn = J->h_mix64;
+        gcc_jit_block *b = gcc_jit_function_new_block(fn, "entry");
+        gcc_jit_lvalue *z = gcc_jit_function_new_local(fn, NULL, U, "z");
+        gcc_jit_rvalue *zr = rv_of(z);
+#define BIN(op, x, y) gcc_jit_context_new_binary_op(c, NULL, GCC_JIT_BINARY_OP_##op, U, (x), (y))
+#define SHR(x, n) BIN(RSHIFT, (x), gcc_jit_context_new_rvalue_from_int(c, U, (n)))
+        gcc_jit_block_add_assignment(b, NULL, z, BIN(PLUS, gcc_jit_param_as_rvalue(pz[0]), u64c(J, 0x9e3779b97f4a7c15ULL)));
+        gcc_jit_block_add_assignment(b, NULL, z, BIN(MULT, BIN(BITWISE_XOR, zr, SHR(zr, 30)), u64c(J, 0xbf58476d1ce4e5b9ULL)));
+        gcc_jit_block_add_assignment(b, NULL, z, BIN(MULT, BIN(BITWISE_XOR, zr, SHR(zr, 27)), u64c(J, 0x94d049bb133111ebULL)));
+        gcc_jit_block_end_with_return(b, NULL, BIN(BITWISE_XOR, zr, SHR(zr, 31)));
+    }
+    gcc_jit_param *pp[4];
+    gcc_jit_type *ts[4] = {U, U, J->t_uint, U};
+    const char *ns[4] = {"seed", "step", "salt", "index"};
+    J->h_dropout_bits = helper_begin(J, "kd_dropout_bits", J->t_uint, 4, ts, ns, pp);
+    gcc_jit_function *fn = J->h_dropout_bits;
+    gcc_jit_block *b = gcc_jit_function_new_block(fn, "entry");
+    gcc_jit_lvalue *h = gcc_jit_function_new_local(fn, NULL, U, "h");
+    gcc_jit_rvalue *hr = rv_of(h);
+    gcc_jit_rvalue *arg = gcc_jit_param_as_rvalue(pp[0]);
+    gcc_jit_block_add_assignment(b, NULL, h, gcc_jit_context_new_call(c, NULL, J->h_mix64, 1, &arg));
+    gcc_jit_rvalue *salt = gcc_jit_context_new_cast(c, NULL, gcc_jit_param_as_rvalue(pp[2]), U);
+    gcc_jit_rvalue *mixin[3] = {gcc_jit_param_as_rvalue(pp[1]), salt, gcc_jit_param_as_rvalue(pp[3])};
+    for (int i = 0; i < 3; i++) {
+        arg = BIN(BITWISE_XOR, hr, mixin[i]);
+        gcc_jit_block_add_assignment(b, NULL, h, gcc_jit_context_new_call(c, NULL, J->h_mix64, 1, &arg));
+    }
+    gcc_jit_block_end_with_return(b, NULL, gcc_jit_context_new_cast(c, NULL, SHR(hr, 40), J->t_uint));
+#undef BIN
+#undef SHR
+    return fn;
+}
+
+/* ---- expressions ------------------------------------------------------------------------------- */
+
+static ctype ctype_of(jb *J, const lp_expr *e)
+{
+    if (e->type == LP_INT) return CT_LONG;
+    switch (e->kind) {
+    case LP_E_VAR: return J->var_t[e->var->id];
+    case LP_E_SELECT: {
+        ctype b = ctype_of(J, e->b), c = ctype_of(J, e->c);
+        return b > c ? b : c;
+    }
+    case LP_E_OP:
+        switch (e->op) {
+        case LP_NEG: return ctype_of(J, e->a);
+        case LP_ADD: case LP_SUB: case LP_MUL: case LP_DIV: {
+            ctype a = ctype_of(J, e->a), b = ctype_of(J, e->b);
+            return a > b ? a : b;
+        }
+        default: return CT_FLOAT;   /* the float functions, (float) casts */
+        }
+    default: return CT_FLOAT;
+    }
+}
+
+static val gen(jb *J, const lp_expr *e);
+
+/* The usual arithmetic conversions of two reals (or two ints). */
+static ctype common(val a, val b) { return a.t > b.t ? a.t : b.t; }
+
+static val mk(gcc_jit_rvalue *rv, ctype t) { return (val){rv, t}; }
+
+static gcc_jit_rvalue *buf_ptr(jb *J, const lp_buf *b)
+{
+    if (b->id < 0 || b->id >= J->f->bufs.len || J->f->bufs.items[b->id] != b || !J->bufp[b->id]) {
+        fail(J, "%s: buffer %s is not one of the function's", lp_func_names[J->f->kind], b->name ? b->name : "?");
+        return NULL;
+    }
+    return rv_of(J->bufp[b->id]);
+}
+
+static gcc_jit_lvalue *elem(jb *J, const lp_buf *b, gcc_jit_rvalue *index)
+{
+    gcc_jit_rvalue *p = buf_ptr(J, b);
+    if (!p || !index) return NULL;
+    return gcc_jit_context_new_array_access(J->ctx, NULL, p, index);
+}
+
+static val load(jb *J, const lp_buf *b, gcc_jit_rvalue *index)
+{
+    gcc_jit_lvalue *lv = elem(J, b, index);
+    if (!lv) return mk(NULL, CT_FLOAT);
+    if (b->elem == LP_ELEM_I32) return mk(gcc_jit_context_new_cast(J->ctx, NULL, rv_of(lv), J->t_long), CT_LONG);
+    return mk(rv_of(lv), CT_FLOAT);
+}
+
+/* cond ? x : y with x and y built in their own blocks (only one is evaluated). */
+static val select_expr(jb *J, gcc_jit_rvalue *cond, const lp_expr *x, const lp_expr *y, ctype t)
+{
+    gcc_jit_lvalue *tmp = new_tmp(J, type_of(J, t));
+    gcc_jit_block *bt = new_block(J, "sel_t"), *bf = new_block(J, "sel_f"), *join = new_block(J, "sel_j");
+    gcc_jit_block_end_with_conditional(J->blk, NULL, cond, bt, bf);
+    J->blk = bt;
+    gcc_jit_block_add_assignment(J->blk, NULL, tmp, conv(J, gen(J, x), t));
+    gcc_jit_block_end_with_jump(J->blk, NULL, join);
+    J->blk = bf;
+    gcc_jit_block_add_assignment(J->blk, NULL, tmp, conv(J, gen(J, y), t));
+    gcc_jit_block_end_with_jump(J->blk, NULL, join);
+    J->blk = join;
+    return mk(rv_of(tmp), t);
+}
+
+/* a && b, a || b: 0 or 1, b evaluated only when C would. */
+static val logic(jb *J, const lp_expr *e)
+{
+    gcc_jit_lvalue *tmp = new_tmp(J, J->t_long);
+    bool is_and = e->op == LP_AND;
+    gcc_jit_block *rhs = new_block(J, is_and ? "and_r" : "or_r"), *join = new_block(J, is_and ? "and_j" : "or_j");
+    gcc_jit_block_add_assignment(J->blk, NULL, tmp, c_long(J, is_and ? 0 : 1));
+    gcc_jit_rvalue *a = truth(J, gen(J, e->a));
+    if (is_and) gcc_jit_block_end_with_conditional(J->blk, NULL, a, rhs, join);
+    else gcc_jit_block_end_with_conditional(J->blk, NULL, a, join, rhs);
+    J->blk = rhs;
+    gcc_jit_block_add_assignment(J->blk, NULL, tmp, gcc_jit_context_new_cast(J->ctx, NULL, truth(J, gen(J, e->b)), J->t_long));
+    gcc_jit_block_end_with_jump(J->blk, NULL, join);
+    J->blk = join;
+    return mk(rv_of(tmp), CT_LONG);
+}
+
+static val call_float_fn(jb *J, gcc_jit_function *fn, val x)
+{
+    gcc_jit_rvalue *arg = conv(J, x, CT_FLOAT);
+    if (!fn || !arg) return mk(NULL, CT_FLOAT);
+    return mk(gcc_jit_context_new_call(J->ctx, NULL, fn, 1, &arg), CT_FLOAT);
+}
+
+static gcc_jit_rvalue *param_rv(jb *J, int which, const char *what)
+{
+    if (!J->param[which]) {
+        fail(J, "%s uses %s, which %s_%s does not have", what, what, J->p->name, lp_func_names[J->f->kind]);
+        return NULL;
+    }
+    return J->param[which];
+}
+
+static val gen_op(jb *J, const lp_expr *e)
+{
+    gcc_jit_context *c = J->ctx;
+    switch (e->op) {
+    case LP_NEG: {
+        val x = gen(J, e->a);
+        if (!x.rv) return x;
+        return mk(gcc_jit_context_new_unary_op(c, NULL, GCC_JIT_UNARY_OP_MINUS, type_of(J, x.t), x.rv), x.t);
+    }
+    case LP_NOT: {
+        val x = gen(J, e->a);
+        if (!x.rv) return x;
+        gcc_jit_rvalue *z = gcc_jit_context_new_comparison(c, NULL, GCC_JIT_COMPARISON_EQ, conv(J, x, CT_LONG), c_long(J, 0));
+        return mk(gcc_jit_context_new_cast(c, NULL, z, J->t_long), CT_LONG);
+    }
+    case LP_TO_REAL: {
+        val x = gen(J, e->a);
+        return mk(conv(J, x, CT_FLOAT), CT_FLOAT);
+    }
+    case LP_EXP: return call_float_fn(J, builtin(J, &J->b_expf, "__builtin_expf"), gen(J, e->a));
+    case LP_LOG: return call_float_fn(J, builtin(J, &J->b_logf, "__builtin_logf"), gen(J, e->a));
+    case LP_SQRT: return call_float_fn(J, builtin(J, &J->b_sqrtf, "__builtin_sqrtf"), gen(J, e->a));
+    case LP_TANH: return call_float_fn(J, builtin(J, &J->b_tanhf, "__builtin_tanhf"), gen(J, e->a));
+    case LP_ABS: return call_float_fn(J, builtin(J, &J->b_fabsf, "__builtin_fabsf"), gen(J, e->a));
+    case LP_RSQRT: {   /* 1.0f / sqrtf(x) */
+        val s = call_float_fn(J, builtin(J, &J->b_sqrtf, "__builtin_sqrtf"), gen(J, e->a));
+        if (!s.rv) return s;
+        return mk(gcc_jit_context_new_binary_op(c, NULL, GCC_JIT_BINARY_OP_DIVIDE, J->t_float, c_float(J, 1), s.rv), CT_FLOAT);
+    }
+    case LP_SIGMOID:
+    case LP_RELU:
+    case LP_SQUARE:
+    case LP_SIGN: return call_float_fn(J, helper(J, e->op), gen(J, e->a));
+    case LP_MIN:
+    case LP_MAX: {
+        /* Reals: kd_max(float, float); ints: a >= b ? a : b (both pure). */
+        val a = gen(J, e->a), b = gen(J, e->b);
+        ctype t = e->type == LP_INT ? CT_LONG : CT_FLOAT;
+        gcc_jit_rvalue *args[2] = {conv(J, a, t), conv(J, b, t)};
+        if (!args[0] || !args[1]) return mk(NULL, t);
+        return mk(gcc_jit_context_new_call(c, NULL, helper_minmax(J, e->op, t), 2, args), t);
+    }
+    case LP_ADD:
+    case LP_SUB:
+    case LP_MUL:
+    case LP_DIV: {
+        val a = gen(J, e->a), b = gen(J, e->b);
+        if (!a.rv || !b.rv) return mk(NULL, CT_FLOAT);
+        ctype t = common(a, b);
+        static const enum gcc_jit_binary_op bop[] = {
+            [LP_ADD] = GCC_JIT_BINARY_OP_PLUS, [LP_SUB] = GCC_JIT_BINARY_OP_MINUS,
+            [LP_MUL] = GCC_JIT_BINARY_OP_MULT, [LP_DIV] = GCC_JIT_BINARY_OP_DIVIDE,
+        };
+        return mk(gcc_jit_context_new_binary_op(c, NULL, bop[e->op], type_of(J, t), conv(J, a, t), conv(J, b, t)), t);
+    }
+    case LP_GT:
+    case LP_GE:
+    case LP_LT:
+    case LP_LE:
+    case LP_EQ:
+    case LP_NE: {
+        val a = gen(J, e->a), b = gen(J, e->b);
+        if (!a.rv || !b.rv) return mk(NULL, CT_LONG);
+        ctype t = common(a, b);
+        static const enum gcc_jit_comparison cop[] = {
+            [LP_GT] = GCC_JIT_COMPARISON_GT, [LP_GE] = GCC_JIT_COMPARISON_GE, [LP_LT] = GCC_JIT_COMPARISON_LT,
+            [LP_LE] = GCC_JIT_COMPARISON_LE, [LP_EQ] = GCC_JIT_COMPARISON_EQ, [LP_NE] = GCC_JIT_COMPARISON_NE,
+        };
+        gcc_jit_rvalue *r = gcc_jit_context_new_comparison(c, NULL, cop[e->op], conv(J, a, t), conv(J, b, t));
+        return mk(gcc_jit_context_new_cast(c, NULL, r, J->t_long), CT_LONG);
+    }
+    case LP_AND:
+    case LP_OR: return logic(J, e);
+    default:
+        fail(J, "unknown loop-IR operator %d", (int)e->op);
+        return mk(NULL, CT_FLOAT);
+    }
+}
+
+static val gen(jb *J, const lp_expr *e)
+{
+    gcc_jit_context *c = J->ctx;
+    if (J->failed) return mk(NULL, CT_FLOAT);
+    if (!e) {
+        fail(J, "a missing expression in %s_%s", J->p->name, lp_func_names[J->f->kind]);
+        return mk(NULL, CT_FLOAT);
+    }
+    switch (e->kind) {
+    case LP_E_INT: return mk(c_long(J, (long)e->ival), CT_LONG);
+    case LP_E_REAL: return mk(c_float(J, e->rval), CT_FLOAT);
+    case LP_E_VAR:
+        if (!e->var || e->var->id < 0 || e->var->id >= J->f->vars.len || J->f->vars.items[e->var->id] != e->var) {
+            fail(J, "a variable that is not one of %s_%s's", J->p->name, lp_func_names[J->f->kind]);
+            return mk(NULL, CT_FLOAT);
+        }
+        return mk(rv_of(J->var[e->var->id]), J->var_t[e->var->id]);
+    case LP_E_PARAM:
+        switch (e->param) {
+        case LP_P_BATCH: {
+            gcc_jit_rvalue *b = param_rv(J, P_BATCH, "batch");
+            return mk(b ? gcc_jit_context_new_cast(c, NULL, b, J->t_long) : NULL, CT_LONG);
+        }
+        case LP_P_STEP: {
+            gcc_jit_rvalue *s = param_rv(J, P_STEP, "step");
+            return mk(s ? gcc_jit_context_new_cast(c, NULL, s, J->t_long) : NULL, CT_LONG);
+        }
+        case LP_P_SEED: {
+            gcc_jit_rvalue *s = param_rv(J, P_SEED, "seed");
+            return mk(s ? gcc_jit_context_new_cast(c, NULL, s, J->t_long) : NULL, CT_LONG);
+        }
+        case LP_P_LR: return mk(param_rv(J, P_LR, "learning_rate"), CT_FLOAT);
+        default:
+            fail(J, "unknown parameter %d", (int)e->param);
+            return mk(NULL, CT_FLOAT);
+        }
+    case LP_E_LOAD: {
+        if (!e->buf) {
+            fail(J, "a load without a buffer");
+            return mk(NULL, CT_FLOAT);
+        }
+        return load(J, e->buf, conv(J, gen(J, e->a), CT_LONG));
+    }
+    case LP_E_SELECT: {
+        ctype t = ctype_of(J, e);
+        val cond = gen(J, e->a);
+        if (!cond.rv) return mk(NULL, t);
+        return select_expr(J, truth(J, cond), e->b, e->c, t);
+    }
+    case LP_E_DROPOUT: {
+        /* kd_dropout_bits(seed, step, salt, (uint64_t)index) >= threshold ? scale : 0.0f */
+        gcc_jit_rvalue *index = conv(J, gen(J, e->a), CT_LONG);
+        gcc_jit_rvalue *step = param_rv(J, P_STEP, "step (dropout)");
+        if (!index || !step) return mk(NULL, CT_FLOAT);
+        gcc_jit_rvalue *args[4] = {
+            u64c(J, e->dropout.seed), step,
+            gcc_jit_context_new_rvalue_from_long(c, J->t_uint, (long)e->dropout.salt),
+            gcc_jit_context_new_cast(c, NULL, index, J->t_ull),
+        };
+        gcc_jit_rvalue *bits = gcc_jit_context_new_call(c, NULL, helper_dropout_bits(J), 4, args);
+        gcc_jit_rvalue *keep = gcc_jit_context_new_comparison(
+            c, NULL, GCC_JIT_COMPARISON_GE, bits, gcc_jit_context_new_rvalue_from_long(c, J->t_uint, (long)e->dropout.threshold));
+        gcc_jit_lvalue *tmp = new_tmp(J, J->t_float);
+        gcc_jit_block *bt = new_block(J, "drop_t"), *bf = new_block(J, "drop_f"), *join = new_block(J, "drop_j");
+        gcc_jit_block_end_with_conditional(J->blk, NULL, keep, bt, bf);
+        gcc_jit_block_add_assignment(bt, NULL, tmp, c_float(J, e->dropout.scale));
+        gcc_jit_block_end_with_jump(bt, NULL, join);
+        gcc_jit_block_add_assignment(bf, NULL, tmp, c_float(J, 0));
+        gcc_jit_block_end_with_jump(bf, NULL, join);
+        J->blk = join;
+        return mk(rv_of(tmp), CT_FLOAT);
+    }
+    case LP_E_OP: return gen_op(J, e);
+    default:
+        fail(J, "unknown loop-IR expression kind %d", (int)e->kind);
+        return mk(NULL, CT_FLOAT);
+    }
+}
+
+/* ---- statements ------------------------------------------------------------------------------------ */
+
+/* The value of `target acc value` where target currently holds `cur` of type t. */
+static gcc_jit_rvalue *accumulate(jb *J, lp_acc acc, gcc_jit_rvalue *cur, ctype t, val v)
+{
+    if (!cur || !v.rv) return NULL;
+    switch (acc) {
+    case LP_ASSIGN: return conv(J, v, t);
+    case LP_ACC_ADD: {
+        /* target += v: computed in the common type, converted back. */
+        val cv = mk(cur, t);
+        ctype ct = common(cv, v);
+        gcc_jit_rvalue *sum = gcc_jit_context_new_binary_op(J->ctx, NULL, GCC_JIT_BINARY_OP_PLUS, type_of(J, ct),
+                                                            conv(J, cv, ct), conv(J, v, ct));
+        return conv(J, mk(sum, ct), t);
+    }
+    case LP_ACC_MAX: {
+        if (t == CT_LONG) {
+            gcc_jit_rvalue *args[2] = {cur, conv(J, v, CT_LONG)};
+            return gcc_jit_context_new_call(J->ctx, NULL, helper_minmax(J, LP_MAX, CT_LONG), 2, args);
+        }
+        /* target = kd_max_acc(target, v): float parameters */
+        gcc_jit_rvalue *args[2] = {conv(J, mk(cur, t), CT_FLOAT), conv(J, v, CT_FLOAT)};
+        return conv(J, mk(gcc_jit_context_new_call(J->ctx, NULL, helper_max_acc(J), 2, args), CT_FLOAT), t);
+    }
+    default:
+        fail(J, "unknown accumulation %d", (int)acc);
+        return NULL;
+    }
+}
+
+static gcc_jit_lvalue *var_lv(jb *J, const lp_var *v)
+{
+    if (!v || v->id < 0 || v->id >= J->f->vars.len || J->f->vars.items[v->id] != v) {
+        fail(J, "a variable that is not one of %s_%s's", J->p->name, lp_func_names[J->f->kind]);
+        return NULL;
+    }
+    return J->var[v->id];
+}
+
+/* The pointer a kernel argument passes: buf + off, or NULL. */
+static gcc_jit_rvalue *ptr_arg(jb *J, const lp_arg *a, bool i32)
+{
+    gcc_jit_type *pt = i32 ? J->t_intp : J->t_floatp;
+    if (!a->buf) return gcc_jit_context_null(J->ctx, pt);
+    if ((a->buf->elem == LP_ELEM_I32) != i32) {
+        fail(J, "buffer %s passed as a %s pointer", a->buf->name, i32 ? "int32" : "real");
+        return NULL;
+    }
+    gcc_jit_rvalue *p = buf_ptr(J, a->buf);
+    if (!p) return NULL;
+    if (!a->off || lp_is_int(a->off, 0)) return p;
+    gcc_jit_rvalue *off = conv(J, gen(J, a->off), CT_LONG);
+    if (!off) return NULL;
+    return gcc_jit_lvalue_get_address(gcc_jit_context_new_array_access(J->ctx, NULL, p, off), NULL);
+}
+
+static void call_stmt(jb *J, const lp_call *cl)
+{
+    gcc_jit_context *c = J->ctx;
+    if ((unsigned)cl->k >= LP_K_COUNT) {
+        fail(J, "unknown kernel %d", (int)cl->k);
+        return;
+    }
+    const lp_kernel_info *ki = &lp_kernels[cl->k];
+    kdj_fn addr = kernel_address(cl->k);
+    if (!addr) {
+        fail(J, "no address for kernel %s", ki->name);
+        return;
+    }
+    gcc_jit_type *types[LP_MAX_ARGS];
+    gcc_jit_rvalue *args[LP_MAX_ARGS];
+    for (int j = 0; j < ki->nargs; j++) {
+        const lp_arg *a = &cl->args[j];
+        switch (ki->args[j]) {
+        case LP_A_INT:
+            /* runtime kernels take int; the init helpers long (n, stream, truncated) */
+            types[j] = ki->runtime ? J->t_int : J->t_long;
+            args[j] = a->e ? conv(J, gen(J, a->e), CT_LONG) : NULL;
+            if (args[j] && ki->runtime) args[j] = gcc_jit_context_new_cast(c, NULL, args[j], J->t_int);
+            break;
+        case LP_A_REAL:
+            if (ki->runtime) {
+                types[j] = J->t_float;
+                args[j] = a->e ? conv(J, gen(J, a->e), CT_FLOAT) : NULL;
+            } else {
+                /* The init helpers take doubles: constants stay exact. */
+                types[j] = J->t_double;
+                if (a->e && a->e->kind == LP_E_REAL) args[j] = gcc_jit_context_new_rvalue_from_double(c, J->t_double, a->e->rval);
+                else args[j] = a->e ? conv(J, gen(J, a->e), CT_DOUBLE) : NULL;
+            }
+            break;
+        case LP_A_U64:
+            types[j] = J->t_ull;
+            args[j] = a->e ? gcc_jit_context_new_cast(c, NULL, conv(J, gen(J, a->e), CT_LONG), J->t_ull) : NULL;
+            break;
+        case LP_A_IN:
+        case LP_A_OUT:
+            types[j] = J->t_floatp;
+            args[j] = ptr_arg(J, a, false);
+            break;
+        case LP_A_IN_I32:
+        case LP_A_OUT_I32:
+            types[j] = J->t_intp;
+            args[j] = ptr_arg(J, a, true);
+            break;
+        default:
+            fail(J, "kernel %s: unknown argument kind", ki->name);
+            return;
+        }
+        if (!args[j]) {
+            fail(J, "kernel %s: argument %s is missing or malformed", ki->name, ki->arg_names[j]);
+            return;
+        }
+    }
+    gcc_jit_type *ret = ki->returns_double ? J->t_double : J->t_void;
+    gcc_jit_type *fpt = gcc_jit_context_new_function_ptr_type(c, NULL, ret, ki->nargs, types, 0);
+    void *vp;
+    memcpy(&vp, &addr, sizeof vp);
+    gcc_jit_rvalue *fp = gcc_jit_context_new_rvalue_from_ptr(c, fpt, vp);
+    gcc_jit_rvalue *call = gcc_jit_context_new_call_through_ptr(c, NULL, fp, ki->nargs, args);
+    if (cl->result) {
+        gcc_jit_lvalue *r = var_lv(J, cl->result);
+        if (!r) return;
+        if (!ki->returns_double) {
+            fail(J, "kernel %s returns nothing", ki->name);
+            return;
+        }
+        gcc_jit_block_add_assignment(J->blk, NULL, r, call);
+    } else {
+        gcc_jit_block_add_eval(J->blk, NULL, call);
+    }
+}
+
+/* The pointer an IF's if_buf tests: the caller's buffer the C text names. */
+static gcc_jit_rvalue *if_buf_base(jb *J, const lp_buf *b)
+{
+    switch (b->space) {
+    case LP_PARAMS: return param_rv(J, P_PARAMS, "params");
+    case LP_OPT: return param_rv(J, P_OPT, "opt_state");
+    case LP_GRADS: return param_rv(J, P_GRADS, "grads");
+    case LP_LABEL: return param_rv(J, P_LABELS, "labels");
+    case LP_OUTPUT:
+        return J->f->kind == LP_F_TRAIN_STEP ? param_rv(J, P_OUTPUTS0, "outputs0") : param_rv(J, P_OUTPUTS, "outputs");
+    default: return param_rv(J, P_ARENA, "arena");
+    }
+}
+
+static void stmts(jb *J, const kd_vec *body);
+
+static void stmt(jb *J, const lp_stmt *s)
+{
+    gcc_jit_context *c = J->ctx;
+    switch (s->kind) {
+    case LP_S_FOR: {
+        gcc_jit_lvalue *v = var_lv(J, s->var);
+        if (!v) return;
+        if (s->var->type != LP_INT) {
+            fail(J, "loop variable %s is not an int", s->var->name);
+            return;
+        }
+        /* for (v = 0; v < extent; v++): extent is pure, evaluated once. */
+        gcc_jit_rvalue *ext = conv(J, gen(J, s->extent), CT_LONG);
+        if (!ext) return;
+        gcc_jit_lvalue *n = new_tmp(J, J->t_long);
+        gcc_jit_block_add_assignment(J->blk, NULL, n, ext);
+        gcc_jit_block_add_assignment(J->blk, NULL, v, c_long(J, 0));
+        gcc_jit_block *cond = new_block(J, "for_c"), *body = new_block(J, "for_b"), *after = new_block(J, "for_x");
+        gcc_jit_block_end_with_jump(J->blk, NULL, cond);
+        gcc_jit_block_end_with_conditional(
+            cond, NULL, gcc_jit_context_new_comparison(c, NULL, GCC_JIT_COMPARISON_LT, rv_of(v), rv_of(n)), body, after);
+        /* s->parallel: iterations write disjoint elements. The thread split goes
+         * here: run [lo, hi) slices of the range on the worker threads (an
+         * outlined body function taking the live values and the slice). One
+         * thread for now. */
+        J->blk = body;
+        stmts(J, &s->body);
+        if (J->failed) return;
+        gcc_jit_block_add_assignment_op(J->blk, NULL, v, GCC_JIT_BINARY_OP_PLUS, c_long(J, 1));
+        gcc_jit_block_end_with_jump(J->blk, NULL, cond);
+        J->blk = after;
+        break;
+    }
+    case LP_S_STORE: {
+        if (!s->buf) {
+            fail(J, "a store without a buffer");
+            return;
+        }
+        gcc_jit_rvalue *idx = conv(J, gen(J, s->index), CT_LONG);
+        val v = gen(J, s->value);
+        if (!idx || !v.rv) return;
+        gcc_jit_lvalue *target = elem(J, s->buf, idx);
+        if (!target) return;
+        bool i32 = s->buf->elem == LP_ELEM_I32;
+        ctype t = i32 ? CT_LONG : CT_FLOAT;
+        gcc_jit_rvalue *cur = s->acc == LP_ASSIGN ? NULL : load(J, s->buf, idx).rv;
+        if (s->acc != LP_ASSIGN && !cur) return;
+        gcc_jit_rvalue *nv = s->acc == LP_ASSIGN ? conv(J, v, t) : accumulate(J, s->acc, cur, t, v);
+        if (!nv) return;
+        if (i32) nv = gcc_jit_context_new_cast(c, NULL, nv, J->t_int);
+        gcc_jit_block_add_assignment(J->blk, NULL, target, nv);
+        break;
+    }
+    case LP_S_LET:
+    case LP_S_SET: {
+        gcc_jit_lvalue *v = var_lv(J, s->var);
+        if (!v) return;
+        ctype t = J->var_t[s->var->id];
+        val x = gen(J, s->value);
+        gcc_jit_rvalue *nv = s->kind == LP_S_LET ? conv(J, x, t) : accumulate(J, s->acc, rv_of(v), t, x);
+        if (!nv) return;
+        gcc_jit_block_add_assignment(J->blk, NULL, v, nv);
+        break;
+    }
+    case LP_S_CALL:
+        if (!s->call) {
+            fail(J, "a call statement without a call");
+            return;
+        }
+        call_stmt(J, s->call);
+        break;
+    case LP_S_IF: {
+        gcc_jit_rvalue *cond;
+        if (s->cond) {
+            val x = gen(J, s->cond);
+            if (!x.rv) return;
+            cond = truth(J, x);
+        } else if (s->if_buf) {
+            gcc_jit_rvalue *base = if_buf_base(J, s->if_buf);
+            if (!base) return;
+            cond = gcc_jit_context_new_comparison(c, NULL, GCC_JIT_COMPARISON_NE, base,
+                                                  gcc_jit_context_null(c, gcc_jit_rvalue_get_type(base)));
+        } else {
+            fail(J, "an if without a condition");
+            return;
+        }
+        gcc_jit_block *then = new_block(J, "if_t"), *after = new_block(J, "if_x");
+        gcc_jit_block_end_with_conditional(J->blk, NULL, cond, then, after);
+        J->blk = then;
+        stmts(J, &s->body);
+        if (J->failed) return;
+        gcc_jit_block_end_with_jump(J->blk, NULL, after);
+        J->blk = after;
+        break;
+    }
+    default: fail(J, "unknown loop-IR statement kind %d", (int)s->kind);
+    }
+}
+
+static void stmts(jb *J, const kd_vec *body)
+{
+    for (int i = 0; i < body->len && !J->failed; i++) {
+        if (!body->items[i]) {
+            fail(J, "a missing statement");
+            return;
+        }
+        stmt(J, body->items[i]);
+    }
+}
+
+/* ---- functions ------------------------------------------------------------------------------------ */
+
+typedef struct used_set {
+    bool *used;
+    const lp_func *f;
+} used_set;
+
+static void mark_used(void *ctx, lp_buf *b, bool write)
+{
+    (void)write;
+    used_set *u = ctx;
+    if (b && b->id >= 0 && b->id < u->f->bufs.len && u->f->bufs.items[b->id] == b) u->used[b->id] = true;
+}
+
+/* The results of kernel calls are doubles (`const double xent = ...`). */
+static void mark_call_results(jb *J, const kd_vec *body)
+{
+    for (int i = 0; i < body->len; i++) {
+        const lp_stmt *s = body->items[i];
+        if (!s) continue;
+        if (s->kind == LP_S_CALL && s->call && s->call->result && s->call->result->id >= 0 &&
+            s->call->result->id < J->f->vars.len)
+            J->var_t[s->call->result->id] = CT_DOUBLE;
+        mark_call_results(J, &s->body);
+    }
+}
+
+static gcc_jit_rvalue *buffer_address(jb *J, const lp_buf *b, gcc_jit_type *pt)
+{
+    gcc_jit_context *c = J->ctx;
+    gcc_jit_rvalue *base = NULL;
+    switch (b->space) {
+    case LP_PARAMS: base = param_rv(J, P_PARAMS, "params"); break;
+    case LP_OPT: base = param_rv(J, P_OPT, "opt_state"); break;
+    case LP_GRADS: base = param_rv(J, P_GRADS, "grads"); break;
+    case LP_INPUT: {
+        gcc_jit_rvalue *in = param_rv(J, P_INPUTS, "inputs");
+        if (!in) return NULL;
+        return gcc_jit_context_new_cast(
+            c, NULL, rv_of(gcc_jit_context_new_array_access(c, NULL, in, c_long(J, b->index))), pt);
+    }
+    case LP_LABEL: {
+        gcc_jit_rvalue *l = param_rv(J, P_LABELS, "labels");
+        return l ? gcc_jit_context_new_cast(c, NULL, l, pt) : NULL;
+    }
+    case LP_OUTPUT: {
+        if (J->f->kind == LP_F_TRAIN_STEP) {
+            gcc_jit_rvalue *o = param_rv(J, P_OUTPUTS0, "outputs0");
+            return o ? gcc_jit_context_new_cast(c, NULL, o, pt) : NULL;
+        }
+        gcc_jit_rvalue *o = param_rv(J, P_OUTPUTS, "outputs");
+        if (!o) return NULL;
+        return gcc_jit_context_new_cast(
+            c, NULL, rv_of(gcc_jit_context_new_array_access(c, NULL, o, c_long(J, b->index))), pt);
+    }
+    case LP_ARENA: {
+        gcc_jit_rvalue *a = param_rv(J, P_ARENA, "arena");
+        if (!a) return NULL;
+        gcc_jit_rvalue *A = gcc_jit_context_new_cast(c, NULL, a, J->t_charp);
+        gcc_jit_rvalue *at = gcc_jit_lvalue_get_address(gcc_jit_context_new_array_access(c, NULL, A, c_long(J, (long)b->offset)), NULL);
+        return gcc_jit_context_new_cast(c, NULL, at, pt);
+    }
+    default:
+        fail(J, "buffer %s: unknown memory space %d", b->name, (int)b->space);
+        return NULL;
+    }
+    if (!base) return NULL;
+    gcc_jit_rvalue *at = gcc_jit_lvalue_get_address(gcc_jit_context_new_array_access(c, NULL, base, c_long(J, (long)b->offset)), NULL);
+    return gcc_jit_context_new_cast(c, NULL, at, pt);
+}
+
+static bool build_function(jb *J, const lp_func *f, kd_arena *scratch)
+{
+    gcc_jit_context *c = J->ctx;
+    J->f = f;
+    J->ntmp = J->nblk = 0;
+    for (int i = 0; i < P_COUNT; i++) J->param[i] = NULL;
+
+    /* The parameters, as sig_params() in emit_c.c. */
+    static const int sig[LP_F_COUNT][10] = {
+        [LP_F_INIT] = {P_PARAMS, P_OPT, P_SEED, -1},
+        [LP_F_PREDICT] = {P_PARAMS, P_INPUTS, P_OUTPUTS, P_BATCH, P_ARENA, -1},
+        [LP_F_GRAD] = {P_PARAMS, P_INPUTS, P_LABELS, P_GRADS, P_BATCH, P_STEP, P_ARENA, -1},
+        [LP_F_APPLY] = {P_PARAMS, P_GRADS, P_OPT, P_STEP, P_LR, -1},
+        [LP_F_TRAIN_STEP] = {P_PARAMS, P_OPT, P_INPUTS, P_LABELS, P_BATCH, P_STEP, P_LR, P_ARENA, P_OUTPUTS0, -1},
+    };
+    static const char *const pname[P_COUNT] = {
+        [P_PARAMS] = "params", [P_OPT] = "opt_state", [P_GRADS] = "grads", [P_INPUTS] = "inputs",
+        [P_LABELS] = "labels", [P_OUTPUTS] = "outputs", [P_OUTPUTS0] = "outputs0", [P_BATCH] = "batch",
+        [P_STEP] = "step", [P_LR] = "learning_rate", [P_SEED] = "seed", [P_ARENA] = "arena",
+    };
+    gcc_jit_type *ptype[P_COUNT] = {
+        [P_PARAMS] = J->t_floatp, [P_OPT] = J->t_floatp, [P_GRADS] = J->t_floatp, [P_INPUTS] = J->t_floatpp,
+        [P_LABELS] = J->t_floatp, [P_OUTPUTS] = J->t_floatpp, [P_OUTPUTS0] = J->t_floatp, [P_BATCH] = J->t_int,
+        [P_STEP] = J->t_ull, [P_LR] = J->t_float, [P_SEED] = J->t_ull, [P_ARENA] = J->t_voidp,
+    };
+    gcc_jit_param *params[10];
+    int np = 0;
+    for (; sig[f->kind][np] >= 0; np++) {
+        int w = sig[f->kind][np];
+        params[np] = gcc_jit_context_new_param(c, NULL, ptype[w], pname[w]);
+        J->param[w] = gcc_jit_param_as_rvalue(params[np]);
+    }
+    bool returns = f->kind == LP_F_GRAD || f->kind == LP_F_TRAIN_STEP;
+    char name[256];
+    snprintf(name, sizeof name, "%s_%s", J->p->name, lp_func_names[f->kind]);
+    J->fn = gcc_jit_context_new_function(c, NULL, GCC_JIT_FUNCTION_EXPORTED, returns ? J->t_float : J->t_void, name, np,
+                                         params, 0);
+    if (!J->fn) return false;   /* a libgccjit error, reported by the caller */
+
+    /* Locals: every lp_var, typed as the C text declares it. */
+    J->var = kd_alloc_array(scratch, (size_t)f->vars.len + 1, sizeof *J->var);
+    J->var_t = kd_alloc_array(scratch, (size_t)f->vars.len + 1, sizeof *J->var_t);
+    for (int i = 0; i < f->vars.len; i++) {
+        const lp_var *v = f->vars.items[i];
+        J->var_t[i] = v->type == LP_INT ? CT_LONG : CT_FLOAT;
+    }
+    for (int k = 0; k < f->kernels.len; k++) mark_call_results(J, &((const lp_kernel *)f->kernels.items[k])->body);
+    for (int i = 0; i < f->vars.len; i++) {
+        const lp_var *v = f->vars.items[i];
+        if (v->id != i) {
+            fail(J, "%s: variable %s has id %d at index %d", name, v->name, v->id, i);
+            return false;
+        }
+        J->var[i] = gcc_jit_function_new_local(J->fn, NULL, type_of(J, J->var_t[i]), v->name);
+    }
+
+    gcc_jit_block *entry = gcc_jit_function_new_block(J->fn, "entry");
+    J->blk = entry;
+
+    /* if (batch < 1 || batch > MAX_BATCH) return [NAN]; */
+    if (J->param[P_BATCH]) {
+        gcc_jit_block *bad = gcc_jit_function_new_block(J->fn, "bad_batch");
+        gcc_jit_block *check2 = gcc_jit_function_new_block(J->fn, "check_batch");
+        gcc_jit_block *ok = gcc_jit_function_new_block(J->fn, "body");
+        gcc_jit_rvalue *b = J->param[P_BATCH];
+        gcc_jit_block_end_with_conditional(
+            entry, NULL,
+            gcc_jit_context_new_comparison(c, NULL, GCC_JIT_COMPARISON_LT, b, gcc_jit_context_new_rvalue_from_int(c, J->t_int, 1)),
+            bad, check2);
+        gcc_jit_block_end_with_conditional(
+            check2, NULL,
+            gcc_jit_context_new_comparison(c, NULL, GCC_JIT_COMPARISON_GT, b,
+                                           gcc_jit_context_new_rvalue_from_int(c, J->t_int, J->p->max_batch)),
+            bad, ok);
+        if (returns) gcc_jit_block_end_with_return(bad, NULL, gcc_jit_context_new_rvalue_from_double(c, J->t_float, NAN));
+        else gcc_jit_block_end_with_void_return(bad, NULL);
+        J->blk = ok;
+    }
+
+    /* The buffers' pointers, for those the kernels touch (as the C text declares them). */
+    bool *used = kd_alloc_array(scratch, (size_t)f->bufs.len + 1, sizeof *used);
+    used_set us = {used, f};
+    for (int k = 0; k < f->kernels.len; k++) lp_kernel_visit_bufs(f->kernels.items[k], mark_used, &us);
+    J->bufp = kd_alloc_array(scratch, (size_t)f->bufs.len + 1, sizeof *J->bufp);
+    for (int i = 0; i < f->bufs.len; i++) {
+        const lp_buf *b = f->bufs.items[i];
+        if (b->id != i) {
+            fail(J, "%s: buffer %s has id %d at index %d", name, b->name, b->id, i);
+            return false;
+        }
+        if (!used[i] && b != f->ret) continue;
+        bool i32 = b->elem == LP_ELEM_I32;
+        gcc_jit_type *et = i32 ? J->t_int : J->t_float;
+        gcc_jit_type *pt = i32 ? J->t_intp : J->t_floatp;
+        J->bufp[i] = gcc_jit_function_new_local(J->fn, NULL, pt, b->name);
+        gcc_jit_rvalue *init;
+        if (b->space == LP_ARENA && b->local) {
+            if (b->elems < 1 || b->elems > (1 << 20)) {
+                fail(J, "%s: local buffer %s has %lld elements", name, b->name, (long long)b->elems);
+                return false;
+            }
+            char an[256];
+            snprintf(an, sizeof an, "%s_local", b->name);
+            gcc_jit_lvalue *arr = gcc_jit_function_new_local(
+                J->fn, NULL, gcc_jit_context_new_array_type(c, NULL, et, (int)b->elems), an);
+            init = gcc_jit_lvalue_get_address(gcc_jit_context_new_array_access(c, NULL, rv_of(arr), c_long(J, 0)), NULL);
+        } else {
+            init = buffer_address(J, b, pt);
+        }
+        if (!init) return false;
+        gcc_jit_block_add_assignment(J->blk, NULL, J->bufp[i], init);
+    }
+
+    for (int k = 0; k < f->kernels.len && !J->failed; k++) {
+        const lp_kernel *kn = f->kernels.items[k];
+        if (kn->what) gcc_jit_block_add_comment(J->blk, NULL, kn->what);
+        stmts(J, &kn->body);
+    }
+    if (J->failed) return false;
+    if (returns) {
+        if (!f->ret) {
+            fail(J, "%s returns the loss but has no loss buffer", name);
+            return false;
+        }
+        val r = load(J, f->ret, c_long(J, 0));
+        if (!r.rv) return false;
+        gcc_jit_block_end_with_return(J->blk, NULL, conv(J, r, CT_FLOAT));
+    } else {
+        gcc_jit_block_end_with_void_return(J->blk, NULL);
+    }
+    return !J->failed;
+}
+
+/* ---- compile ------------------------------------------------------------------------------------------ */
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void set_types(jb *J)
+{
+    gcc_jit_context *c = J->ctx;
+    J->t_void = gcc_jit_context_get_type(c, GCC_JIT_TYPE_VOID);
+    J->t_int = gcc_jit_context_get_type(c, GCC_JIT_TYPE_INT);
+    J->t_long = gcc_jit_context_get_type(c, GCC_JIT_TYPE_LONG);
+    J->t_uint = gcc_jit_context_get_type(c, GCC_JIT_TYPE_UNSIGNED_INT);
+    J->t_ull = gcc_jit_context_get_type(c, GCC_JIT_TYPE_UNSIGNED_LONG_LONG);
+    J->t_bool = gcc_jit_context_get_type(c, GCC_JIT_TYPE_BOOL);
+    J->t_float = gcc_jit_context_get_type(c, GCC_JIT_TYPE_FLOAT);
+    J->t_double = gcc_jit_context_get_type(c, GCC_JIT_TYPE_DOUBLE);
+    J->t_char = gcc_jit_context_get_type(c, GCC_JIT_TYPE_CHAR);
+    J->t_voidp = gcc_jit_context_get_type(c, GCC_JIT_TYPE_VOID_PTR);
+    J->t_charp = gcc_jit_type_get_pointer(J->t_char);
+    J->t_floatp = gcc_jit_type_get_pointer(J->t_float);
+    J->t_floatpp = gcc_jit_type_get_pointer(J->t_floatp);
+    J->t_intp = gcc_jit_type_get_pointer(J->t_int);
+}
+
+static bool jit_error(gcc_jit_context *ctx, char *why, size_t why_len, const char *what)
+{
+    const char *e = gcc_jit_context_get_first_error(ctx);
+    if (!e) return false;
+    snprintf(why, why_len, "libgccjit: %s: %s", what, e);
+    return true;
+}
+
+kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kd_model_fns *fns, char *why, size_t why_len)
+{
+    char dummy[8];
+    if (!why || why_len == 0) {
+        why = dummy;
+        why_len = sizeof dummy;
+    }
+    why[0] = 0;
+    if (fns) memset(fns, 0, sizeof *fns);
+    if (!p || !fns) {
+        snprintf(why, why_len, "no program");
+        return NULL;
+    }
+    if (p->real != LP_F32) {
+        snprintf(why, why_len,
+                 "the JIT compiles f32 programs only (its entry points have float signatures); "
+                 "compile f64 programs with the C backend (kdslc compile --dtype f64)");
+        return NULL;
+    }
+    if (!p->name || !*p->name) {
+        snprintf(why, why_len, "the program has no name");
+        return NULL;
+    }
+    double t0 = now_seconds();
+    kd_jit_options none = {0};
+    if (!o) o = &none;
+    int level = o->opt_level <= 0 || o->opt_level > 3 ? 3 : o->opt_level;
+    const char *march = o->march ? o->march : host_march();
+
+    gcc_jit_context *ctx = gcc_jit_context_acquire();
+    if (!ctx) {
+        snprintf(why, why_len, "libgccjit: cannot create a context");
+        return NULL;
+    }
+#ifdef LIBGCCJIT_HAVE_gcc_jit_context_set_bool_print_errors_to_stderr
+    gcc_jit_context_set_bool_print_errors_to_stderr(ctx, 0);
+#endif
+    gcc_jit_context_set_int_option(ctx, GCC_JIT_INT_OPTION_OPTIMIZATION_LEVEL, level);
+    gcc_jit_context_set_bool_allow_unreachable_blocks(ctx, 1);
+    char opt[96];
+    if (march && *march) {
+        snprintf(opt, sizeof opt, "-march=%s", march);
+        gcc_jit_context_add_command_line_option(ctx, opt);
+    }
+    /* Bit-identical to the C backend: no fused multiply-add contraction (and no -ffast-math). */
+    if (!o->fp_contract) gcc_jit_context_add_command_line_option(ctx, "-ffp-contract=off");
+
+    kd_arena scratch = {0};
+    jb J = {.ctx = ctx, .p = p, .why = why, .why_len = why_len};
+    set_types(&J);
+    for (int f = 0; f < LP_F_COUNT && !J.failed; f++) {
+        if (!p->funcs[f]) continue;
+        if (p->funcs[f]->kind != (lp_func_kind)f) {
+            fail(&J, "function %d has kind %d", f, (int)p->funcs[f]->kind);
+            break;
+        }
+        if (!build_function(&J, p->funcs[f], &scratch) && !J.failed) break;
+    }
+    kd_arena_free(&scratch);
+    if (J.failed || jit_error(ctx, why, why_len, "building the code")) {
+        gcc_jit_context_release(ctx);
+        return NULL;
+    }
+    if (o->dump_c_like) gcc_jit_context_dump_to_file(ctx, "/dev/stderr", 0);
+
+    gcc_jit_result *res = gcc_jit_context_compile(ctx);
+    if (!res) {
+        /* The compiler's own diagnostic (e.g. a bad -march) went to stderr; the
+         * context keeps only the driver's failure, so say what was asked. */
+        char what[160];
+        snprintf(what, sizeof what, "compiling with -O%d%s%s%s", level, march && *march ? " -march=" : "",
+                 march && *march ? march : "", o->fp_contract ? "" : " -ffp-contract=off");
+        if (!jit_error(ctx, why, why_len, what)) snprintf(why, why_len, "libgccjit: %s failed", what);
+        gcc_jit_context_release(ctx);
+        return NULL;
+    }
+    gcc_jit_context_release(ctx);
+
+    kd_jit *j = calloc(1, sizeof *j);
+    if (!j) {
+        gcc_jit_result_release(res);
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    j->result = res;
+    if (march) snprintf(j->march, sizeof j->march, "%s", march);
+    void *code[LP_F_COUNT] = {0};
+    for (int f = 0; f < LP_F_COUNT; f++) {
+        if (!p->funcs[f]) continue;
+        char name[256];
+        snprintf(name, sizeof name, "%s_%s", p->name, lp_func_names[f]);
+        code[f] = gcc_jit_result_get_code(res, name);
+        if (!code[f]) {
+            snprintf(why, why_len, "libgccjit: no code for %s", name);
+            kd_jit_free(j);
+            return NULL;
+        }
+    }
+    memcpy(&fns->init, &code[LP_F_INIT], sizeof fns->init);
+    memcpy(&fns->predict, &code[LP_F_PREDICT], sizeof fns->predict);
+    memcpy(&fns->grad, &code[LP_F_GRAD], sizeof fns->grad);
+    memcpy(&fns->apply_gradients, &code[LP_F_APPLY], sizeof fns->apply_gradients);
+    memcpy(&fns->train_step, &code[LP_F_TRAIN_STEP], sizeof fns->train_step);
+    j->seconds = now_seconds() - t0;
+    return j;
+}
+
+double kd_jit_compile_seconds(const kd_jit *j) { return j ? j->seconds : 0; }
+
+void kd_jit_free(kd_jit *j)
+{
+    if (!j) return;
+    if (j->result) gcc_jit_result_release(j->result);
+    free(j);
+}

@@ -1,0 +1,38 @@
+/* jit.h — the libgccjit backend: the loop IR of a program (codegen.h's
+ * kd_codegen_build) compiled in process, no C file written and no external
+ * compiler run. `kdslc train / evaluate / predict` run models through it.
+ * The entry points have exactly the signatures of the generated C API
+ * (model.h), with the program's real type float (f32 programs only). */
+#ifndef KDSL_JIT_H
+#define KDSL_JIT_H
+
+#include "loop_ir.h"
+
+typedef struct kd_model_fns {
+    void (*init)(float *params, float *opt_state, unsigned long long seed);
+    void (*predict)(const float *params, const float *const *inputs, float *const *outputs, int batch, void *arena);
+    /* NULL for programs without a training step (no train block / inference only): */
+    float (*grad)(float *params, const float *const *inputs, const float *labels, float *grads, int batch,
+                  unsigned long long step, void *arena);
+    void (*apply_gradients)(float *params, const float *grads, float *opt_state, unsigned long long step,
+                            float learning_rate);
+    float (*train_step)(float *params, float *opt_state, const float *const *inputs, const float *labels, int batch,
+                        unsigned long long step, float learning_rate, void *arena, float *outputs0);
+} kd_model_fns;
+
+typedef struct kd_jit_options {
+    int opt_level;         /* 0..3; default (0 here means 3) */
+    const char *march;     /* NULL: the host's, resolved by kdsl (libgccjit rejects -march=native) */
+    bool dump_c_like;      /* debugging: libgccjit's own dump of the built code to stderr */
+    bool fp_contract;      /* allow fused multiply-add contraction (libgccjit's default); false
+                            * (default): -ffp-contract=off, bit-identical to the C backend */
+} kd_jit_options;
+
+typedef struct kd_jit kd_jit;
+
+/* Compiles every function of `p`. NULL with `why` set on failure. */
+kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kd_model_fns *fns, char *why, size_t why_len);
+double kd_jit_compile_seconds(const kd_jit *j);   /* wall time of the compile */
+void kd_jit_free(kd_jit *j);                      /* the function pointers die with it */
+
+#endif

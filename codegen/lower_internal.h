@@ -1,0 +1,75 @@
+/* lower_internal.h — what the lowering files share (lower.c: the driver;
+ * lower_loops.c: loop nests; lower_calls.c: runtime kernel calls). */
+#ifndef KDSL_LOWER_INTERNAL_H
+#define KDSL_LOWER_INTERNAL_H
+
+#include "codegen.h"
+
+/* How a graph node's value exists at run time. */
+typedef enum lw_class {
+    LW_DEAD,               /* nothing needs it */
+    LW_LEAF_BUF,           /* input, label, variable: a caller's buffer */
+    LW_LEAF_EXPR,          /* const, hyper, dropout mask: an expression where it is used */
+    LW_ALIAS,              /* reshape: its operand's buffer, seen with another shape */
+    LW_INLINE,             /* elementwise, computed inside its one user's loop nest */
+    LW_KERNEL,             /* written to its buffer by a kernel of its own */
+    LW_PARTNER,            /* written by another node's kernel (root): softmax_xent_grad by the
+                            * softmax_xent call that computes the loss from the same logits */
+} lw_class;
+
+typedef struct lw_node {
+    lw_class cls;
+    lp_buf *buf;           /* LEAF_BUF, ALIAS, KERNEL: where the value is */
+    int slot;              /* KERNEL: its kernel's index; INLINE: its root's */
+    ir_node *root;         /* INLINE: the KERNEL node whose loop computes it; PARTNER: whose call */
+    ir_node *partner;      /* KERNEL: a PARTNER node its kernel also writes */
+    int nusers;            /* operand uses (an operand used twice by one node counts twice) */
+    ir_node **users;
+    int roots;             /* outputs and updates that name it */
+    bool bound;            /* buf is a destination chosen before generation */
+} lw_node;
+
+typedef struct lower {
+    kd_arena *a;
+    lp_program *p;
+    lp_func *f;
+    const ir_graph *g;
+    const kd_codegen_options *o;
+    lw_node *n;            /* by node id */
+    lp_buf *inputs[16], *labels[16], *outputs[16];
+    lp_buf **vars;         /* by variable index: its buffer in params / opt_state / grads */
+    bool params_const;
+    lp_kernel *k;          /* the kernel being generated */
+    char why[256];
+    bool failed;
+} lower;
+
+bool lw_fail(lower *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A fresh arena buffer for a value of shape s. */
+lp_buf *lw_arena_buf(lower *L, const ir_shape *s, const char *name, const char *note);
+/* "[batch, 256]" */
+const char *lw_shape_text(lower *L, const ir_shape *s);
+/* The extent of dim d of s: the batch parameter or a constant. */
+lp_expr *lw_dim(lower *L, const ir_shape *s, int d);
+/* Elements of s at run time: batch * per-sample, or a constant. */
+lp_expr *lw_count(lower *L, const ir_shape *s);
+/* Row-major element strides of s (the batch dim's stride is the per-sample count). */
+void lw_strides(const ir_shape *s, int64_t *st);
+
+/* ---- lower_loops.c ------------------------------------------------------------ */
+bool lw_is_elementwise(ir_op op);
+bool lw_is_loop_op(const ir_node *n);  /* lowered to loops (accepts expression operands) */
+/* The kernel of a loop-lowered node (elementwise root, reduction, layout...),
+ * writing dst (its buffer). */
+bool lw_loop_kernel(lower *L, ir_node *n, lp_buf *dst);
+/* A kernel that writes node n's value (any class) into dst, element by element. */
+bool lw_copy_kernel(lower *L, ir_node *n, lp_buf *dst);
+/* The value of a node of rank 0 (a scalar) as an expression. */
+lp_expr *lw_scalar(lower *L, ir_node *n);
+
+/* ---- lower_calls.c -------------------------------------------------------------- */
+bool lw_is_call_op(const ir_node *n);
+bool lw_call_kernel(lower *L, ir_node *n, lp_buf *dst);
+
+#endif

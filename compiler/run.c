@@ -1,0 +1,594 @@
+/* run.c — `kdslc train / evaluate / predict` (run.h): the model through the
+ * pipeline and the JIT, the data through runtime/host/dataset.h, then the
+ * host driver. Everything here is glue; the loop is in runtime/host/train.c. */
+#include "run.h"
+
+#include "codegen.h"
+#include "driver.h"
+#include "jit.h"
+#include "host/checkpoint.h"
+#include "host/train.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void kd_run_options_init(kd_run_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->epochs = o->batch_size = o->threads = -1;
+    o->learning_rate = o->validation_split = NAN;
+    o->seed = -1;
+    o->tty = -1;
+}
+
+static int fail(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "kdslc: error: ");
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    return 1;
+}
+
+static int fail_err(const kdh_error *err)
+{
+    fprintf(stderr, "kdslc: error: %s\n", err->msg);
+    return 1;
+}
+
+/* ---- losses and optimizers named on the command line ----------------------------------- */
+
+static const struct { const char *name; kd_loss_kind kind; } loss_names[] = {
+    {"categorical_crossentropy", LOSS_CATEGORICAL_XENT}, {"CategoricalCrossentropy", LOSS_CATEGORICAL_XENT},
+    {"sparse_categorical_crossentropy", LOSS_SPARSE_CATEGORICAL_XENT},
+    {"SparseCategoricalCrossentropy", LOSS_SPARSE_CATEGORICAL_XENT},
+    {"binary_crossentropy", LOSS_BINARY_XENT}, {"BinaryCrossentropy", LOSS_BINARY_XENT},
+    {"mean_squared_error", LOSS_MSE}, {"MeanSquaredError", LOSS_MSE}, {"mse", LOSS_MSE},
+};
+
+static const struct { const char *name; kd_optimizer_kind kind; double lr; } optimizer_names[] = {
+    {"sgd", OPT_SGD, 0.01}, {"SGD", OPT_SGD, 0.01}, {"adam", OPT_ADAM, 0.001}, {"Adam", OPT_ADAM, 0.001},
+    {"rmsprop", OPT_RMSPROP, 0.001}, {"RMSprop", OPT_RMSPROP, 0.001},
+};
+
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+static int unknown_name(const char *what, const char *name, const char *const *known, int n, const char *list)
+{
+    const char *near = kd_nearest(name, known, n);
+    fprintf(stderr, "kdslc: error: unknown %s '%s'", what, name);
+    if (near) fprintf(stderr, "; did you mean '%s'?", near);
+    fprintf(stderr, " (%s)\n(run 'kdslc --help' for usage)\n", list);
+    return 2;
+}
+
+/* The train block after --loss / --optimizer: Keras' compile() defaults for what is not given. */
+static int apply_compile_flags(kd_model *m, const kd_run_options *o, bool need_optimizer)
+{
+    kd_train_config *c = &m->config;
+    if (!c->present) {
+        if (!o->loss || (need_optimizer && !o->optimizer)) {
+            fprintf(stderr,
+                    "kdslc: error: model '%s' has no train block; give %s%s%s (e.g. --loss categorical_crossentropy "
+                    "--from-logits --optimizer adam), or add `train %s { loss: ... optimizer: ... }` to %s\n",
+                    m->name, !o->loss ? "--loss" : "", !o->loss && need_optimizer && !o->optimizer ? " and " : "",
+                    need_optimizer && !o->optimizer ? "--optimizer" : "", m->name, o->file);
+            return 2;
+        }
+        *c = (kd_train_config){.present = true, .batch_size = 32, .epochs = 1, .validation_freq = 1, .shuffle = true,
+                               .beta_1 = 0.9, .beta_2 = 0.999, .epsilon = 1e-7, .rho = 0.9};
+    }
+    if (o->loss) {
+        const char *known[COUNT(loss_names)];
+        int found = -1;
+        for (int i = 0; i < COUNT(loss_names); i++) {
+            known[i] = loss_names[i].name;
+            if (!strcmp(o->loss, loss_names[i].name)) found = i;
+        }
+        if (found < 0) return unknown_name("loss", o->loss, known, COUNT(loss_names),
+                                            "categorical_crossentropy, sparse_categorical_crossentropy, "
+                                            "binary_crossentropy, mean_squared_error");
+        c->loss = loss_names[found].kind;
+        c->from_logits = o->from_logits && c->loss != LOSS_MSE;
+        if (!c->metric_accuracy) c->metric_accuracy = c->loss != LOSS_MSE;
+    }
+    if (o->optimizer) {
+        const char *known[COUNT(optimizer_names)];
+        int found = -1;
+        for (int i = 0; i < COUNT(optimizer_names); i++) {
+            known[i] = optimizer_names[i].name;
+            if (!strcmp(o->optimizer, optimizer_names[i].name)) found = i;
+        }
+        if (found < 0) return unknown_name("optimizer", o->optimizer, known, COUNT(optimizer_names), "sgd, adam, rmsprop");
+        if (c->optimizer != optimizer_names[found].kind) {
+            c->optimizer = optimizer_names[found].kind;
+            c->learning_rate = optimizer_names[found].lr;
+            c->momentum = 0;
+            c->nesterov = false;
+        }
+    }
+    return 0;
+}
+
+/* ---- the model's entry points ---------------------------------------------------------- */
+
+typedef struct backend {
+    kd_jit *jit;
+    void *so;              /* the test-only cc backend */
+} backend;
+
+static void backend_free(backend *b)
+{
+    if (b->jit) kd_jit_free(b->jit);
+    if (b->so) dlclose(b->so);
+    memset(b, 0, sizeof *b);
+}
+
+static bool sym(void *so, const char *model, const char *fn, void **out, bool required)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s_%s", model, fn);
+    *out = dlsym(so, name);
+    if (!*out && required) fprintf(stderr, "kdslc: error: cc backend: no symbol %s\n", name);
+    return *out || !required;
+}
+
+/* Test-only: emit C, build it with cc, dlopen it (run.h). */
+static int cc_backend(const lp_program *p, const kd_codegen_options *co, kdh_model_fns *fns, backend *b, FILE *info)
+{
+    const char *src = getenv("KDSL_SOURCE_ROOT"), *build = getenv("KDSL_BUILD_ROOT");
+    const char *cc = getenv("KDSL_CC");
+    if (!src || !build) return fail("%s", "KDSL_TEST_BACKEND=cc needs KDSL_SOURCE_ROOT and KDSL_BUILD_ROOT");
+    char dir[] = "/tmp/kdsl-cc-XXXXXX";
+    if (!mkdtemp(dir)) return fail("cannot make a temporary directory: %s", strerror(errno));
+    char cpath[4200], hpath[4200], sopath[4200], cmd[16384];
+    snprintf(cpath, sizeof cpath, "%s/model.c", dir);
+    snprintf(hpath, sizeof hpath, "%s/model.h", dir);
+    snprintf(sopath, sizeof sopath, "%s/model.so", dir);
+    double t0 = kdh_now();
+    FILE *c = fopen(cpath, "w"), *h = fopen(hpath, "w");
+    kd_codegen_options o = *co;
+    o.header_name = "model.h";
+    kd_diags d = {0};
+    d.out = stderr;
+    int rc = c && h ? kd_emit_c(p, &o, c, h, &d) : 1;
+    if (c) fclose(c);
+    if (h) fclose(h);
+    if (rc == 0) {
+        snprintf(cmd, sizeof cmd, "%s -O2 -std=c99 -fPIC -shared -I'%s/runtime' '%s' '%s/libkdslrt.a' -lm -o '%s'",
+                 cc && *cc ? cc : "cc", src, cpath, build, sopath);
+        rc = system(cmd) == 0 ? 0 : fail("cc backend: '%s' failed", cmd);
+    }
+    if (rc == 0) {
+        b->so = dlopen(sopath, RTLD_NOW | RTLD_LOCAL);
+        if (!b->so) rc = fail("cc backend: %s", dlerror());
+    }
+    unlink(cpath);
+    unlink(hpath);
+    unlink(sopath);
+    rmdir(dir);
+    if (rc != 0) return rc;
+    void *f[5];
+    bool train = p->funcs[LP_F_TRAIN_STEP] != NULL;
+    if (!sym(b->so, p->name, "init", &f[0], true) || !sym(b->so, p->name, "predict", &f[1], true) ||
+        !sym(b->so, p->name, "grad", &f[2], train) || !sym(b->so, p->name, "apply_gradients", &f[3], train) ||
+        !sym(b->so, p->name, "train_step", &f[4], train))
+        return 1;
+    /* dlsym's void * to function pointers: POSIX guarantees it works */
+    memcpy(&fns->init, &f[0], sizeof f[0]);
+    memcpy(&fns->predict, &f[1], sizeof f[1]);
+    memcpy(&fns->grad, &f[2], sizeof f[2]);
+    memcpy(&fns->apply_gradients, &f[3], sizeof f[3]);
+    memcpy(&fns->train_step, &f[4], sizeof f[4]);
+    fprintf(info, "cc (test backend): compiled %s in %.2f s\n", p->name, kdh_now() - t0);
+    fflush(info);
+    return 0;
+}
+
+/* Prints the compile time to info. */
+static int compile_fns(const lp_program *p, const kd_codegen_options *co, kdh_model_fns *fns, backend *b, FILE *info)
+{
+    memset(fns, 0, sizeof *fns);
+    const char *test = getenv("KDSL_TEST_BACKEND");
+    if (test && !strcmp(test, "cc")) return cc_backend(p, co, fns, b, info);
+    kd_jit_options jo = {0};
+    kd_model_fns kf = {0};
+    char why[1024] = "";
+    b->jit = kd_jit_compile(p, &jo, &kf, why, sizeof why);
+    if (!b->jit) return fail("JIT: %s", why[0] ? why : "compilation failed");
+    fns->init = kf.init;
+    fns->predict = kf.predict;
+    fns->grad = kf.grad;
+    fns->apply_gradients = kf.apply_gradients;
+    fns->train_step = kf.train_step;
+    fprintf(info, "JIT: compiled %s in %.2f s\n", p->name, kd_jit_compile_seconds(b->jit));
+    fflush(info);
+    return 0;
+}
+
+/* ---- the model as the host driver sees it ----------------------------------------------- */
+
+static kdh_var *vars_of(kd_arena *a, const kd_vec *table)
+{
+    kdh_var *v = kd_alloc_array(a, (size_t)table->len + 1, sizeof *v);
+    for (int i = 0; i < table->len; i++) {
+        const lp_tensor_info *t = table->items[i];
+        v[i].name = t->name;
+        v[i].offset = t->offset;
+        v[i].elems = t->elems;
+        v[i].rank = t->rank;
+        for (int k = 0; k < t->rank && k < KDH_MAX_RANK; k++) v[i].shape[k] = t->shape[k];
+    }
+    return v;
+}
+
+static const char *optimizer_name(kd_optimizer_kind k)
+{
+    return k == OPT_SGD ? "SGD" : k == OPT_ADAM ? "Adam" : k == OPT_RMSPROP ? "RMSprop" : "";
+}
+
+static void host_model(kd_arena *a, const kd_model *km, const lp_program *p, const kdh_model_fns *fns, kdh_model *m)
+{
+    memset(m, 0, sizeof *m);
+    m->name = p->name;
+    m->max_batch = p->max_batch;
+    m->input_name = p->inputs[0].name;
+    m->input_rank = p->inputs[0].rank;
+    for (int i = 0; i < p->inputs[0].rank; i++) m->input_shape[i] = p->inputs[0].shape[i];
+    m->input_elems = p->inputs[0].elems;
+    m->output_rank = p->outputs[0].rank;
+    for (int i = 0; i < p->outputs[0].rank; i++) m->output_shape[i] = p->outputs[0].shape[i];
+    m->output_elems = p->outputs[0].elems;
+    m->label_elems = p->nlabels ? p->labels[0].elems : p->outputs[0].elems;
+    m->params = vars_of(a, &p->params);
+    m->nparams = p->params.len;
+    m->slots = vars_of(a, &p->slots);
+    m->nslots = p->slots.len;
+    m->params_size = p->params_size;
+    m->opt_size = p->opt_size;
+    m->grads_size = p->grads_size;
+    const lp_func *pf = p->funcs[LP_F_PREDICT], *gf = p->funcs[LP_F_GRAD], *tf = p->funcs[LP_F_TRAIN_STEP];
+    m->predict_arena_bytes = pf ? (size_t)pf->arena_bytes : 0;
+    int64_t tb = gf ? gf->arena_bytes : 0;
+    if (tf && tf->arena_bytes > tb) tb = tf->arena_bytes;
+    m->train_arena_bytes = (size_t)tb;
+    m->fns = *fns;
+    const kd_train_config *c = &km->config;
+    m->loss = c->loss == LOSS_BINARY_XENT ? KDH_LOSS_BINARY : c->loss == LOSS_MSE ? KDH_LOSS_MSE : KDH_LOSS_CATEGORICAL;
+    m->from_logits = c->from_logits;
+    m->accuracy = c->metric_accuracy;
+    m->optimizer = optimizer_name(c->optimizer);
+}
+
+/* What the data must look like for model km. */
+static void data_want(const kd_model *km, const kd_run_options *o, kdh_data_want *w)
+{
+    memset(w, 0, sizeof *w);
+    w->model = km->name;
+    w->input_name = km->input_names[0];
+    const ir_shape *s = &km->input_shapes[0];
+    int skip = s->batched ? 1 : 0;
+    w->input_rank = s->rank - skip;
+    w->input_elems = 1;
+    for (int i = 0; i < w->input_rank && i < KDH_MAX_RANK; i++) {
+        w->input_shape[i] = s->dims[i + skip];
+        w->input_elems *= s->dims[i + skip];
+    }
+    const ir_shape *os = &km->output_shapes[0];
+    int oskip = os->batched ? 1 : 0;
+    int64_t oe = 1;
+    for (int i = oskip; i < os->rank; i++) oe *= os->dims[i];
+    bool categorical = km->config.loss == LOSS_CATEGORICAL_XENT || km->config.loss == LOSS_SPARSE_CATEGORICAL_XENT;
+    w->labels = categorical ? KDH_LABELS_ONEHOT : KDH_LABELS_TARGETS;
+    w->label_elems = oe;
+    w->normalize = o->normalize;
+}
+
+/* One input and one output: what the data sets feed. */
+static int check_io(const kd_model *m, const char *cmd)
+{
+    if (m->ninputs != 1 || m->noutputs < 1 || (strcmp(cmd, "predict") != 0 && m->noutputs != 1)) {
+        fprintf(stderr, "kdslc: error: model '%s' has %d inputs and %d outputs; `kdslc %s` takes models with one of each\n",
+                m->name, m->ninputs, m->noutputs, cmd);
+        return 1;
+    }
+    return 0;
+}
+
+static int default_threads(int t)
+{
+    if (t > 0) return t;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* ---- kdslc train ------------------------------------------------------------------------------ */
+
+/* Loads the fit data: the train split, and the validation set (the test
+ * split, or the last fraction when one is given; NULL for none). */
+static int load_fit_data(const kd_run_options *o, const kdh_data_want *w, double split, kdh_dataset *train,
+                         kdh_dataset *val, bool *has_val)
+{
+    kdh_error err;
+    *has_val = false;
+    if (kdh_data_load(o->data, "train", w, train, &err) != 0) return fail_err(&err);
+    if (split > 0) {
+        if (kdh_data_split(train, split, val, &err) != 0) {
+            kdh_dataset_free(train);
+            return fail_err(&err);
+        }
+        *has_val = true;
+    } else if (kdh_data_has_test_split(o->data)) {
+        if (kdh_data_load(o->data, "test", w, val, &err) != 0) {
+            kdh_dataset_free(train);
+            return fail_err(&err);
+        }
+        *has_val = true;
+    }
+    return 0;
+}
+
+int kd_run_train(const kd_run_options *o)
+{
+    kd_session s = {0};
+    int rc = kd_front_end(&s, o->file, o->model);
+    kdh_dataset train = {0}, val = {0};
+    bool has_val = false;
+    backend be = {0};
+    kdh_ckpt_state ck = {0};
+    if (rc != 0) goto done;
+    kd_model *km = s.model;
+    if ((rc = check_io(km, "train")) != 0) goto done;
+    if ((rc = apply_compile_flags(km, o, true)) != 0) goto done;
+    kd_train_config *c = &km->config;
+    if (o->resume && o->weights) {
+        rc = fail("%s", "--resume continues a checkpoint and --weights starts from a weights file: give one of them");
+        rc = 2;
+        goto done;
+    }
+    /* A resumed run takes the checkpoint's seed (init, shuffles, dropout) and batch size. */
+    if (o->resume) {
+        kdh_error err;
+        if (kdh_checkpoint_peek(o->resume, &ck, &err) != 0) {
+            rc = fail_err(&err);
+            goto done;
+        }
+        if (o->seed >= 0 && (uint64_t)o->seed != ck.seed)
+            fprintf(stderr, "kdslc: warning: --seed %lld differs from the checkpoint's seed %llu; using %llu\n",
+                    (long long)o->seed, (unsigned long long)ck.seed, (unsigned long long)ck.seed);
+        c->seed = (int64_t)ck.seed;
+        if (o->batch_size > 0 && o->batch_size != ck.batch_size)
+            fprintf(stderr, "kdslc: warning: --batch-size %d differs from the checkpoint's %d: the run will not "
+                            "match an uninterrupted one\n",
+                    o->batch_size, ck.batch_size);
+        else c->batch_size = ck.batch_size;
+    } else if (o->seed >= 0) {
+        c->seed = o->seed;
+    }
+    if (o->batch_size > 0) c->batch_size = o->batch_size;
+    if (o->epochs >= 0) c->epochs = o->epochs;
+    if (!isnan(o->learning_rate)) c->learning_rate = o->learning_rate;
+    double split = !isnan(o->validation_split) ? o->validation_split : c->validation_split;
+
+    kdh_data_want w;
+    data_want(km, o, &w);
+    if ((rc = load_fit_data(o, &w, split, &train, &val, &has_val)) != 0) goto done;
+
+    kd_codegen_options co = {.batch = c->batch_size, .arena = &s.arena};
+    lp_program *p = kd_codegen_build(&s.arena, km, &co, &s.diags);
+    if (!p) {
+        rc = 1;
+        goto done;
+    }
+    kdh_model_fns fns;
+    if ((rc = compile_fns(p, &co, &fns, &be, stdout)) != 0) goto done;
+    kdh_model m;
+    host_model(&s.arena, km, p, &fns, &m);
+    printf("Train on %lld samples (%s)", (long long)train.n, train.name);
+    if (has_val) printf(", validate on %lld samples (%s)", (long long)val.n, val.name);
+    printf("\n");
+    fflush(stdout);
+
+    const char *slow = getenv("KDSL_TEST_SLOW_STEP_MS");
+    kdh_fit_opts fo = {
+        .epochs = c->epochs,
+        .batch_size = c->batch_size,
+        .validation_freq = c->validation_freq,
+        .shuffle = c->shuffle,
+        .seed = (uint64_t)c->seed,
+        .learning_rate = (float)c->learning_rate,
+        .threads = default_threads(o->threads),
+        .weights = o->weights,
+        .resume = o->resume,
+        .save = o->save,
+        .checkpoint = o->checkpoint,
+        .history = o->history,
+        .out = stdout,
+        .tty = o->tty,
+        .slow_step_ms = slow ? (unsigned)strtoul(slow, NULL, 10) : 0,
+    };
+    kdh_history h;
+    kdh_error err;
+    if (kdh_fit(&m, &train, has_val ? &val : NULL, &fo, &h, &err) != 0) {
+        fflush(stdout);
+        rc = fail_err(&err);
+        goto done;
+    }
+    if (o->save) printf("Saved weights to %s\n", o->save);
+    kdh_history_free(&h);
+    rc = 0;
+done:
+    kdh_history_free(&ck.history);
+    kdh_dataset_free(&train);
+    kdh_dataset_free(&val);
+    backend_free(&be);
+    kd_session_free(&s);
+    return rc;
+}
+
+/* ---- kdslc evaluate / predict --------------------------------------------------------------------- */
+
+/* The inference program of the model, JIT'ed, with weights loaded. */
+typedef struct inference {
+    kdh_model m;
+    backend be;
+    float *params;
+    void *arena;
+} inference;
+
+static int inference_start(kd_session *s, const kd_run_options *o, inference *in, FILE *info)
+{
+    memset(in, 0, sizeof *in);
+    kd_model *km = s->model;
+    int batch = o->batch_size > 0 ? o->batch_size : 128;
+    kd_codegen_options co = {.batch = batch, .inference_only = true, .arena = &s->arena};
+    lp_program *p = kd_codegen_build(&s->arena, km, &co, &s->diags);
+    if (!p) return 1;
+    kdh_model_fns fns;
+    int rc = compile_fns(p, &co, &fns, &in->be, info);
+    if (rc != 0) return rc;
+    host_model(&s->arena, km, p, &fns, &in->m);
+    kdh_error err;
+    if (!(in->params = kdh_floats(in->m.params_size, "params", &err)) ||
+        !(in->arena = kdh_arena_alloc(in->m.predict_arena_bytes, &err)))
+        return fail_err(&err);
+    if (kdh_weights_load(o->weights, &in->m, in->params, &err) != 0) return fail_err(&err);
+    return 0;
+}
+
+static void inference_free(inference *in)
+{
+    free(in->params);
+    free(in->arena);
+    backend_free(&in->be);
+}
+
+static int need_weights(const kd_run_options *o, const char *cmd)
+{
+    if (o->weights) return 0;
+    fprintf(stderr, "kdslc: error: `kdslc %s` needs --weights W.safetensors (from `kdslc train --save W`)\n"
+                    "(run 'kdslc --help' for usage)\n",
+            cmd);
+    return 2;
+}
+
+int kd_run_evaluate(const kd_run_options *o)
+{
+    int rc = need_weights(o, "evaluate");
+    if (rc) return rc;
+    kd_session s = {0};
+    inference in = {0};
+    kdh_dataset d = {0};
+    if ((rc = kd_front_end(&s, o->file, o->model)) != 0) goto done;
+    if ((rc = check_io(s.model, "evaluate")) != 0) goto done;
+    if ((rc = apply_compile_flags(s.model, o, false)) != 0) goto done;
+    kdh_data_want w;
+    data_want(s.model, o, &w);
+    kdh_error err;
+    const char *split = kdh_data_has_test_split(o->data) ? "test" : "train";
+    if (kdh_data_load(o->data, split, &w, &d, &err) != 0) {
+        rc = fail_err(&err);
+        goto done;
+    }
+    if ((rc = inference_start(&s, o, &in, stdout)) != 0) goto done;
+    double loss, acc;
+    double t0 = kdh_now();
+    if (kdh_evaluate(&in.m, in.params, &d, in.arena, &loss, &acc, &err) != 0) {
+        rc = fail_err(&err);
+        goto done;
+    }
+    double t = kdh_now() - t0;
+    printf("Evaluated %lld samples (%s) in %.2f s\n", (long long)d.n, d.name, t);
+    printf("loss: %.4f", loss);
+    if (!isnan(acc)) printf(" - accuracy: %.4f", acc);
+    printf("\n");
+    rc = 0;
+done:
+    kdh_dataset_free(&d);
+    inference_free(&in);
+    kd_session_free(&s);
+    return rc;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+typedef struct csv_out {
+    const float *y;
+    int64_t n, k;
+    const char *path;
+} csv_out;
+
+static int write_csv(FILE *f, void *ctx, kdh_error *err)
+{
+    const csv_out *c = ctx;
+    for (int64_t i = 0; i < c->n; i++) {
+        for (int64_t j = 0; j < c->k; j++)
+            if (fprintf(f, j ? ",%.9g" : "%.9g", (double)c->y[i * c->k + j]) < 0) goto bad;
+        if (fputc('\n', f) == EOF) goto bad;
+    }
+    return 0;
+bad:
+    snprintf(err->msg, sizeof err->msg, "%s: write failed", c->path);
+    return -1;
+}
+
+int kd_run_predict(const kd_run_options *o)
+{
+    int rc = need_weights(o, "predict");
+    if (rc) return rc;
+    if (!o->input) {
+        fprintf(stderr, "kdslc: error: `kdslc predict` needs --input X.npy\n(run 'kdslc --help' for usage)\n");
+        return 2;
+    }
+    kd_session s = {0};
+    inference in = {0};
+    kdh_dataset d = {0};
+    float *y = NULL;
+    if ((rc = kd_front_end(&s, o->file, o->model)) != 0) goto done;
+    if ((rc = check_io(s.model, "predict")) != 0) goto done;
+    kdh_data_want w;
+    data_want(s.model, o, &w);
+    kdh_error err;
+    if (kdh_inputs_load(o->input, &w, &d, &err) != 0) {
+        rc = fail_err(&err);
+        goto done;
+    }
+    /* The JIT line goes to stderr when the predictions go to stdout. */
+    if ((rc = inference_start(&s, o, &in, o->output ? stdout : stderr)) != 0) goto done;
+    if (!(y = kdh_floats(d.n * in.m.output_elems, "predictions", &err))) {
+        rc = fail_err(&err);
+        goto done;
+    }
+    kdh_predict(&in.m, in.params, d.x, d.n, y, in.arena);
+    csv_out c = {y, d.n, in.m.output_elems, o->output ? o->output : "<stdout>"};
+    if (!o->output) {
+        rc = write_csv(stdout, &c, &err) == 0 && fflush(stdout) == 0 ? 0 : fail("%s", "writing to stdout failed");
+    } else if (ends_with(o->output, ".csv")) {
+        rc = kdh_atomic_write(o->output, write_csv, &c, &err) == 0 ? 0 : fail_err(&err);
+    } else {
+        kdh_tensor t = {0};
+        t.dtype = KDH_F32;
+        t.rank = 1 + in.m.output_rank;
+        t.shape[0] = d.n;
+        for (int i = 0; i < in.m.output_rank; i++) t.shape[1 + i] = in.m.output_shape[i];
+        t.data = y;
+        t.nbytes = (size_t)(d.n * in.m.output_elems) * sizeof(float);
+        rc = kdh_npy_write(o->output, &t, &err) == 0 ? 0 : fail_err(&err);
+        if (rc == 0) printf("Wrote %lld predictions of shape %s to %s\n", (long long)d.n,
+                            kdh_shape_str(in.m.output_rank, in.m.output_shape, (char[128]){0}, 128), o->output);
+    }
+done:
+    free(y);
+    kdh_dataset_free(&d);
+    inference_free(&in);
+    kd_session_free(&s);
+    return rc;
+}

@@ -1,0 +1,366 @@
+/* dataset.c — data sets for fit / evaluate / predict (dataset.h): the sources,
+ * then one path from tensors in memory to what the model takes. */
+#include "dataset.h"
+
+#include "host_internal.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+const char *kdh_fashion_mnist_dir(void)
+{
+    const char *d = getenv("KDSL_FASHION_MNIST_DIR");
+    return d && *d ? d : FASHION_MNIST_DIR;
+}
+
+void kdh_dataset_free(kdh_dataset *d)
+{
+    free(d->x);
+    free(d->y);
+    free(d->cls);
+    memset(d, 0, sizeof *d);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static bool is_fashion_mnist(const char *spec)
+{
+    return !spec || !strcmp(spec, "fashion-mnist") || !strcmp(spec, "fashion_mnist");
+}
+
+/* The IDX directory a spec names, or NULL. */
+static const char *idx_dir(const char *spec)
+{
+    if (is_fashion_mnist(spec)) return kdh_fashion_mnist_dir();
+    return is_dir(spec) ? spec : NULL;
+}
+
+bool kdh_data_has_test_split(const char *spec)
+{
+    const char *dir = idx_dir(spec);
+    if (!dir) return false;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte.gz", dir);
+    if (exists(p)) return true;
+    snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte", dir);
+    return exists(p);
+}
+
+/* ---- from tensors to what the model takes ------------------------------------------ */
+
+static int64_t per_sample(const kdh_tensor *t)
+{
+    int64_t n = 1;
+    for (int i = 1; i < t->rank; i++) n *= t->shape[i];
+    return n;
+}
+
+static char *sample_shape(const kdh_tensor *t, char *buf, size_t size)
+{
+    return kdh_shape_str(t->rank > 0 ? t->rank - 1 : 0, t->shape + 1, buf, size);
+}
+
+/* The inputs: reshaped (element counts must agree), scaled, checked finite. */
+static int take_inputs(const kdh_tensor *x, const char *xname, const kdh_data_want *w, kdh_dataset *out,
+                       kdh_error *err)
+{
+    char sb[256], mb[256];
+    if (x->rank < 1 || x->shape[0] < 1)
+        return kdh__err(err, "%s: no samples (shape %s)", xname, kdh_shape_str(x->rank, x->shape, sb, sizeof sb));
+    int64_t per = per_sample(x);
+    if (per != w->input_elems)
+        return kdh__err(err, "%s: samples of shape %s (%" PRId64 " values) do not fit model '%s', whose input %s is %s (%" PRId64
+                        " values)",
+                        xname, sample_shape(x, sb, sizeof sb), per, w->model, w->input_name ? w->input_name : "",
+                        kdh_shape_str(w->input_rank, w->input_shape, mb, sizeof mb), w->input_elems);
+    if (kdh_check_finite(x, xname, err) != 0) return -1;
+    kdh_tensor f;
+    if (kdh_tensor_to_f32(x, &f, err) != 0) return -1;
+    bool scale = w->normalize == KDH_NORM_255 || (w->normalize == KDH_NORM_AUTO && x->dtype == KDH_U8);
+    float *v = f.data;
+    size_t count = (size_t)kdh_tensor_count(&f);
+    if (scale)
+        for (size_t i = 0; i < count; i++) v[i] /= 255.0f;
+    size_t first = kdh_first_nonfinite_f32(v, count);
+    if (first < count) {
+        kdh_tensor_free(&f);
+        return kdh__err(err, "%s: element %zu does not fit in a float", xname, first);
+    }
+    out->n = x->shape[0];
+    out->x_elems = per;
+    out->x = f.data;     /* take the data; the name was NULL */
+    f.data = NULL;
+    kdh_tensor_free(&f);
+    return 0;
+}
+
+/* The labels: one-hot from class indices (or taken one-hot), or targets as given. */
+static int take_labels(const kdh_tensor *y, const char *yname, const kdh_data_want *w, kdh_dataset *out,
+                       kdh_error *err)
+{
+    char sb[256], mb[256];
+    if (y->rank < 1 || y->shape[0] != out->n)
+        return kdh__err(err, "%s: %" PRId64 " labels for %" PRId64 " samples", yname, y->rank < 1 ? 0 : y->shape[0],
+                        out->n);
+    if (kdh_check_finite(y, yname, err) != 0) return -1;
+    kdh_tensor f;
+    if (kdh_tensor_to_f32(y, &f, err) != 0) return -1;
+    const float *v = f.data;
+    int64_t per = per_sample(y), n = out->n, k = w->label_elems;
+    int rc = -1;
+    if (w->labels == KDH_LABELS_TARGETS) {
+        if (per != k) {
+            kdh__err(err, "%s: labels of shape %s (%" PRId64 " values) do not fit model '%s', whose output is %s values", yname,
+                     sample_shape(y, sb, sizeof sb), per, w->model, kdh_shape_str(1, &k, mb, sizeof mb));
+            goto done;
+        }
+        out->y_elems = k;
+        out->y = f.data;
+        f.data = NULL;
+        rc = 0;
+        goto done;
+    }
+    /* categorical: integer classes [n] / [n, 1], or one-hot [n, classes] */
+    bool indices = per == 1 && (k != 1 || !kdh_dtype_is_float(y->dtype));
+    if (!indices && per != k) {
+        kdh__err(err,
+                 "%s: labels of shape %s do not fit model '%s' with %" PRId64
+                 " classes: give integer class labels [n] or one-hot labels [n, %" PRId64 "]",
+                 yname, sample_shape(y, sb, sizeof sb), w->model, k, k);
+        goto done;
+    }
+    out->y_elems = k;
+    out->y = calloc((size_t)(n * k), sizeof *out->y);
+    out->cls = calloc((size_t)n, sizeof *out->cls);
+    if (!out->y || !out->cls) {
+        kdh__err(err, "%s: out of memory for %" PRId64 " labels", yname, n);
+        goto done;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (indices) {
+            float c = v[i];
+            if (c != floorf(c) || c < 0 || c >= (float)k) {
+                if (c != floorf(c))
+                    kdh__err(err, "%s: label %g of sample %" PRId64 " is not a class index", yname, (double)c, i);
+                else
+                    kdh__err(err, "%s: label %.0f of sample %" PRId64 " is outside the model's %" PRId64 " classes (0..%" PRId64 ")",
+                             yname, (double)c, i, k, k - 1);
+                goto done;
+            }
+            out->cls[i] = (int32_t)c;
+            out->y[i * k + (int64_t)c] = 1.0f;
+        } else {
+            const float *row = v + i * k;
+            int64_t best = 0;
+            for (int64_t j = 0; j < k; j++) {
+                if (row[j] > row[best]) best = j;
+                out->y[i * k + j] = row[j];
+            }
+            out->cls[i] = (int32_t)best;
+        }
+    }
+    rc = 0;
+done:
+    kdh_tensor_free(&f);
+    return rc;
+}
+
+int kdh_dataset_from_tensors(const kdh_tensor *x, const char *xname, const kdh_tensor *y, const char *yname,
+                             const kdh_data_want *w, kdh_dataset *out, kdh_error *err)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", xname);
+    if (take_inputs(x, xname, w, out, err) != 0) goto fail;
+    if (w->labels != KDH_LABELS_NONE) {
+        if (!y) {
+            kdh__err(err, "%s: no labels", xname);
+            goto fail;
+        }
+        if (take_labels(y, yname, w, out, err) != 0) goto fail;
+    }
+    return 0;
+fail:
+    kdh_dataset_free(out);
+    return -1;
+}
+
+/* ---- sources -------------------------------------------------------------------------- */
+
+/* Splits a CSV table [rows, cols] into features and the last `k` columns. */
+static int csv_split(const kdh_tensor *t, const char *path, int64_t k, kdh_tensor *x, kdh_tensor *y, kdh_error *err)
+{
+    memset(x, 0, sizeof *x);
+    memset(y, 0, sizeof *y);
+    int64_t rows = t->shape[0], cols = t->rank == 2 ? t->shape[1] : 1;
+    if (cols <= k)
+        return kdh__err(err, "%s: %" PRId64 " columns; the data needs features and then %" PRId64 " label column%s", path,
+                        cols, k, k == 1 ? "" : "s");
+    int64_t xs[2] = {rows, cols - k}, ys[2] = {rows, k};
+    if (kdh_tensor_alloc(x, NULL, KDH_F32, 2, xs, err) != 0) return -1;
+    if (kdh_tensor_alloc(y, NULL, KDH_F32, 2, ys, err) != 0) {
+        kdh_tensor_free(x);
+        return -1;
+    }
+    const float *v = t->data;
+    float *xv = x->data, *yv = y->data;
+    for (int64_t r = 0; r < rows; r++) {
+        memcpy(xv + r * (cols - k), v + r * cols, (size_t)(cols - k) * sizeof *xv);
+        memcpy(yv + r * k, v + r * cols + cols - k, (size_t)k * sizeof *yv);
+    }
+    return 0;
+}
+
+/* Reads one .npy or .csv file whole. */
+static int read_array(const char *path, kdh_tensor *t, kdh_error *err)
+{
+    if (ends_with(path, ".csv")) return kdh_csv_read(path, NULL, t, NULL, err);
+    if (ends_with(path, ".npy")) return kdh_npy_read(path, NULL, t, err);
+    memset(t, 0, sizeof *t);
+    return kdh__err(err, "%s: unknown file type (use .npy or .csv)", path);
+}
+
+static int load_pair(const char *spec, const kdh_data_want *w, kdh_dataset *out, kdh_error *err)
+{
+    const char *comma = strchr(spec, ',');
+    size_t xl = (size_t)(comma - spec);
+    char *xp = malloc(xl + 1);
+    if (!xp) return kdh__err(err, "out of memory");
+    memcpy(xp, spec, xl);
+    xp[xl] = 0;
+    const char *yp = comma + 1;
+    int rc = -1;
+    kdh_tensor x = {0}, y = {0};
+    if (!*xp || !*yp || strchr(yp, ',')) {
+        kdh__err(err, "--data '%s': expected two files X,Y (X.npy,Y.npy)", spec);
+        goto done;
+    }
+    if (read_array(xp, &x, err) != 0) goto done;
+    if (w->labels != KDH_LABELS_NONE && read_array(yp, &y, err) != 0) goto done;
+    rc = kdh_dataset_from_tensors(&x, xp, w->labels != KDH_LABELS_NONE ? &y : NULL, yp, w, out, err);
+done:
+    kdh_tensor_free(&x);
+    kdh_tensor_free(&y);
+    free(xp);
+    return rc;
+}
+
+static int load_csv(const char *path, const kdh_data_want *w, kdh_dataset *out, kdh_error *err)
+{
+    kdh_tensor t, x, y;
+    if (kdh_csv_read(path, NULL, &t, NULL, err) != 0) return -1;
+    int64_t k = w->labels == KDH_LABELS_TARGETS ? w->label_elems : w->labels == KDH_LABELS_NONE ? 0 : 1;
+    int rc = -1;
+    if (k == 0) {
+        rc = kdh_dataset_from_tensors(&t, path, NULL, path, w, out, err);
+    } else if (csv_split(&t, path, k, &x, &y, err) == 0) {
+        rc = kdh_dataset_from_tensors(&x, path, &y, path, w, out, err);
+        kdh_tensor_free(&x);
+        kdh_tensor_free(&y);
+    }
+    kdh_tensor_free(&t);
+    return rc;
+}
+
+static int load_idx(const char *dir, const char *spec, const char *split, const kdh_data_want *w, kdh_dataset *out,
+                    kdh_error *err)
+{
+    kdh_tensor images, labels;
+    const char *file_split = !strcmp(split, "test") ? "t10k" : "train";
+    if (kdh_mnist_read(dir, file_split, NULL, &images, &labels, err) != 0) {
+        if (is_fashion_mnist(spec) && !is_dir(dir))
+            return kdh__err(err, "Fashion-MNIST is not installed in %s (Debian: apt install dataset-fashion-mnist; "
+                                 "or set KDSL_FASHION_MNIST_DIR)",
+                            dir);
+        return -1;
+    }
+    char name[600];
+    snprintf(name, sizeof name, "%s/%s-images-idx3-ubyte", dir, file_split);
+    char lname[600];
+    snprintf(lname, sizeof lname, "%s/%s-labels-idx1-ubyte", dir, file_split);
+    int rc = kdh_dataset_from_tensors(&images, name, w->labels != KDH_LABELS_NONE ? &labels : NULL, lname, w, out, err);
+    if (rc == 0)
+        snprintf(out->name, sizeof out->name, "%.400s (%s)", is_fashion_mnist(spec) ? "fashion-mnist" : dir, file_split);
+    kdh_tensor_free(&images);
+    kdh_tensor_free(&labels);
+    return rc;
+}
+
+int kdh_data_load(const char *spec, const char *split, const kdh_data_want *w, kdh_dataset *out, kdh_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const char *dir = idx_dir(spec);
+    if (dir) return load_idx(dir, spec, split, w, out, err);
+    if (strcmp(split, "train") != 0) return kdh__err(err, "%s: has no test split", spec);
+    if (strchr(spec, ',')) return load_pair(spec, w, out, err);
+    if (ends_with(spec, ".csv")) return load_csv(spec, w, out, err);
+    if (ends_with(spec, ".npy"))
+        return kdh__err(err, "--data '%s': a .npy file holds no labels; give X.npy,Y.npy", spec);
+    if (!exists(spec))
+        return kdh__err(err, "--data '%s': no such file or directory (use fashion-mnist, a directory of IDX files, "
+                             "X.npy,Y.npy or a .csv file)",
+                        spec);
+    return kdh__err(err, "--data '%s': unknown kind of data (use fashion-mnist, a directory of IDX files, X.npy,Y.npy "
+                         "or a .csv file)",
+                    spec);
+}
+
+int kdh_inputs_load(const char *path, const kdh_data_want *w, kdh_dataset *out, kdh_error *err)
+{
+    kdh_data_want iw = *w;
+    iw.labels = KDH_LABELS_NONE;
+    memset(out, 0, sizeof *out);
+    kdh_tensor x;
+    if (read_array(path, &x, err) != 0) return -1;
+    int rc = kdh_dataset_from_tensors(&x, path, NULL, NULL, &iw, out, err);
+    kdh_tensor_free(&x);
+    return rc;
+}
+
+int kdh_data_split(kdh_dataset *d, double fraction, kdh_dataset *val, kdh_error *err)
+{
+    memset(val, 0, sizeof *val);
+    if (!(fraction > 0 && fraction < 1)) return kdh__err(err, "validation split %g is not in (0, 1)", fraction);
+    int64_t nval = (int64_t)((double)d->n * fraction);   /* Keras: int(n * split) samples at the end */
+    if (nval < 1 || nval >= d->n)
+        return kdh__err(err, "%s: a validation split of %g leaves %" PRId64 " of %" PRId64 " samples for validation", d->name,
+                        fraction, nval, d->n);
+    int64_t ntr = d->n - nval;
+    snprintf(val->name, sizeof val->name, "%.400s (last %g)", d->name, fraction);
+    val->n = nval;
+    val->x_elems = d->x_elems;
+    val->y_elems = d->y_elems;
+    val->x = malloc((size_t)(nval * d->x_elems) * sizeof *val->x);
+    val->y = d->y ? malloc((size_t)(nval * d->y_elems) * sizeof *val->y) : NULL;
+    val->cls = d->cls ? malloc((size_t)nval * sizeof *val->cls) : NULL;
+    if (!val->x || (d->y && !val->y) || (d->cls && !val->cls)) {
+        kdh_dataset_free(val);
+        return kdh__err(err, "%s: out of memory", d->name);
+    }
+    memcpy(val->x, d->x + ntr * d->x_elems, (size_t)(nval * d->x_elems) * sizeof *val->x);
+    if (d->y) memcpy(val->y, d->y + ntr * d->y_elems, (size_t)(nval * d->y_elems) * sizeof *val->y);
+    if (d->cls) memcpy(val->cls, d->cls + ntr, (size_t)nval * sizeof *val->cls);
+    d->n = ntr;   /* the training part keeps its (now larger than needed) buffers */
+    return 0;
+}

@@ -1,0 +1,364 @@
+/* train.c — Keras' fit(), evaluate() and predict() over a compiled model (train.h).
+ *
+ * fit() is deterministic given the seed: the shuffle of epoch e is drawn from
+ * a stream that depends only on (seed, e), dropout masks depend only on
+ * (seed, step) (compiler/dropout_hash.h), and every buffer the model keeps
+ * between steps (params, opt_state) is in the checkpoint. So a run killed at
+ * any point and resumed from its last checkpoint ends bit for bit where an
+ * uninterrupted run ends. */
+#include "train.h"
+
+#include "checkpoint.h"
+#include "dataset.h"
+#include "host_internal.h"
+#include "progress.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+double kdh_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+float *kdh_floats(int64_t n, const char *what, kdh_error *err)
+{
+    if (n < 0 || (uint64_t)n > SIZE_MAX / sizeof(float)) {
+        kdh__err(err, "%s: %" PRId64 " floats is too many", what, n);
+        return NULL;
+    }
+    float *p = calloc(n > 0 ? (size_t)n : 1, sizeof *p);
+    if (!p) kdh__err(err, "%s: out of memory for %" PRId64 " floats", what, n);
+    return p;
+}
+
+void *kdh_arena_alloc(size_t bytes, kdh_error *err)
+{
+    size_t n = (bytes + 63) / 64 * 64;
+    if (n < 64) n = 64;
+    void *p = aligned_alloc(64, n);
+    if (!p) {
+        kdh__err(err, "out of memory for an arena of %zu bytes", bytes);
+        return NULL;
+    }
+    memset(p, 0, n);   /* what the model reads of it before writing is a bug; keep runs reproducible anyway */
+    return p;
+}
+
+/* ---- the shuffle stream ------------------------------------------------------------------ */
+
+/* SplitMix64 (the same mixer as the dropout hash). */
+static uint64_t mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static uint64_t shuffle_base(uint64_t seed) { return mix64(seed ^ 0x6b64736c73687566ULL); /* "kdslshuf" */ }
+
+static uint64_t next_u64(uint64_t *s)
+{
+    *s += 0x9e3779b97f4a7c15ULL;
+    return mix64(*s);
+}
+
+/* Uniform in [0, bound), without modulo bias. */
+static uint64_t below(uint64_t *s, uint64_t bound)
+{
+    uint64_t limit = UINT64_MAX - UINT64_MAX % bound;
+    uint64_t r;
+    do r = next_u64(s);
+    while (r >= limit);
+    return r % bound;
+}
+
+/* The order of epoch e (0-based): a Fisher–Yates shuffle of 0..n-1 drawn
+ * from a stream that depends on (base, e) alone. */
+static void epoch_order(int64_t *idx, int64_t n, bool shuffle, uint64_t base, int e)
+{
+    for (int64_t i = 0; i < n; i++) idx[i] = i;
+    if (!shuffle) return;
+    uint64_t s = mix64(base ^ mix64((uint64_t)e));
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)below(&s, (uint64_t)i + 1);
+        int64_t t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+    }
+}
+
+/* ---- losses and metrics on the host -------------------------------------------------------- */
+
+#define LOSS_EPSILON 1e-7   /* Keras' backend.epsilon() */
+
+static double clip(double p) { return p < LOSS_EPSILON ? LOSS_EPSILON : p > 1 - LOSS_EPSILON ? 1 - LOSS_EPSILON : p; }
+
+double kdh_sample_loss(const kdh_model *m, const float *y, const float *t)
+{
+    int64_t k = m->output_elems;
+    double s = 0;
+    switch (m->loss) {
+    case KDH_LOSS_CATEGORICAL:
+        if (m->from_logits) {
+            /* -sum t log_softmax(z) */
+            double mx = y[0];
+            for (int64_t j = 1; j < k; j++) mx = y[j] > mx ? y[j] : mx;
+            double z = 0;
+            for (int64_t j = 0; j < k; j++) z += exp((double)y[j] - mx);
+            double lse = mx + log(z);
+            for (int64_t j = 0; j < k; j++) s -= (double)t[j] * ((double)y[j] - lse);
+        } else {
+            /* Keras: p / sum(p), clipped, then -sum t log p */
+            double sum = 0;
+            for (int64_t j = 0; j < k; j++) sum += y[j];
+            for (int64_t j = 0; j < k; j++) s -= (double)t[j] * log(clip((double)y[j] / sum));
+        }
+        return s;
+    case KDH_LOSS_BINARY:
+        for (int64_t j = 0; j < k; j++) {
+            double z = y[j], tj = t[j];
+            if (m->from_logits) s += (z > 0 ? z : 0) - z * tj + log1p(exp(-fabs(z)));
+            else s -= tj * log(clip(z)) + (1 - tj) * log(1 - clip(z));
+        }
+        return s / (double)k;
+    case KDH_LOSS_MSE:
+        for (int64_t j = 0; j < k; j++) s += ((double)y[j] - t[j]) * ((double)y[j] - t[j]);
+        return s / (double)k;
+    }
+    return NAN;
+}
+
+static int64_t argmax(const float *v, int64_t k)
+{
+    int64_t best = 0;
+    for (int64_t j = 1; j < k; j++)
+        if (v[j] > v[best]) best = j;
+    return best;
+}
+
+double kdh_sample_correct(const kdh_model *m, const float *y, const float *t)
+{
+    int64_t k = m->output_elems;
+    bool binary = m->loss == KDH_LOSS_BINARY || (m->loss == KDH_LOSS_MSE && k == 1);
+    if (!binary) return argmax(y, k) == argmax(t, k) ? 1 : 0;
+    /* binary accuracy: Keras thresholds at 0.5; on logits that is 0 */
+    double threshold = m->from_logits ? 0 : 0.5, right = 0;
+    for (int64_t j = 0; j < k; j++) right += ((double)y[j] > threshold) == ((double)t[j] > 0.5);
+    return right / (double)k;
+}
+
+/* ---- evaluate, predict ----------------------------------------------------------------------- */
+
+int kdh_evaluate(const kdh_model *m, const float *params, const kdh_dataset *d, void *arena, double *loss,
+                 double *accuracy, kdh_error *err)
+{
+    float *out = kdh_floats((int64_t)m->max_batch * m->output_elems, "evaluate", err);
+    if (!out) return -1;
+    double sl = 0, sc = 0;
+    for (int64_t at = 0; at < d->n; at += m->max_batch) {
+        int nb = (int)(d->n - at < m->max_batch ? d->n - at : m->max_batch);
+        const float *ins[1] = {d->x + at * d->x_elems};
+        float *outs[1] = {out};
+        m->fns.predict(params, ins, outs, nb, arena);
+        for (int r = 0; r < nb; r++) {
+            const float *y = out + (int64_t)r * m->output_elems, *t = d->y + (at + r) * d->y_elems;
+            sl += kdh_sample_loss(m, y, t);
+            if (m->accuracy) sc += kdh_sample_correct(m, y, t);
+        }
+    }
+    free(out);
+    *loss = d->n ? sl / (double)d->n : NAN;
+    *accuracy = m->accuracy && d->n ? sc / (double)d->n : NAN;
+    return 0;
+}
+
+void kdh_predict(const kdh_model *m, const float *params, const float *x, int64_t n, float *y, void *arena)
+{
+    for (int64_t at = 0; at < n; at += m->max_batch) {
+        int nb = (int)(n - at < m->max_batch ? n - at : m->max_batch);
+        const float *ins[1] = {x + at * m->input_elems};
+        float *outs[1] = {y + at * m->output_elems};
+        m->fns.predict(params, ins, outs, nb, arena);
+    }
+}
+
+/* ---- fit ------------------------------------------------------------------------------------------ */
+
+typedef struct fit_state {
+    float *params, *opt, *xb, *yb, *out0;
+    void *arena;
+    int64_t *order;
+    kdh_ckpt_state ck;     /* epoch, step, seed, shuffle stream, history */
+} fit_state;
+
+static void fit_free(fit_state *s)
+{
+    free(s->params);
+    free(s->opt);
+    free(s->xb);
+    free(s->yb);
+    free(s->out0);
+    free(s->arena);
+    free(s->order);
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int check_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val, const kdh_fit_opts *o,
+                     kdh_error *err)
+{
+    if (!m->fns.train_step || !m->fns.init || !m->fns.predict)
+        return kdh__err(err, "model '%s' has no training step", m->name);
+    if (o->batch_size < 1 || o->batch_size > m->max_batch)
+        return kdh__err(err, "batch size %d is outside 1..%d, the batch model '%s' was compiled for", o->batch_size,
+                        m->max_batch, m->name);
+    if (o->epochs < 0) return kdh__err(err, "epochs must be at least 0, got %d", o->epochs);
+    if (!(o->learning_rate > 0) || !isfinite(o->learning_rate))
+        return kdh__err(err, "learning rate must be positive, got %g", (double)o->learning_rate);
+    const kdh_dataset *ds[2] = {train, val};
+    for (int i = 0; i < 2; i++) {
+        const kdh_dataset *d = ds[i];
+        if (!d) continue;
+        if (d->n < 1) return kdh__err(err, "%s: no samples", d->name);
+        if (d->x_elems != m->input_elems || d->y_elems != m->label_elems || !d->y)
+            return kdh__err(err, "%s: %" PRId64 " inputs and %" PRId64 " labels per sample; model '%s' takes %" PRId64
+                                 " and %" PRId64,
+                            d->name, d->x_elems, d->y_elems, m->name, m->input_elems, m->label_elems);
+    }
+    if (o->resume && o->weights) return kdh__err(err, "--resume and --weights cannot be used together");
+    return 0;
+}
+
+static int fit_alloc(const kdh_model *m, const kdh_dataset *train, fit_state *s, kdh_error *err)
+{
+    int64_t b = m->max_batch;
+    size_t arena = m->train_arena_bytes > m->predict_arena_bytes ? m->train_arena_bytes : m->predict_arena_bytes;
+    if (!(s->params = kdh_floats(m->params_size, "params", err))) return -1;
+    if (!(s->opt = kdh_floats(m->opt_size, "optimizer state", err))) return -1;
+    if (!(s->xb = kdh_floats(b * m->input_elems, "batch", err))) return -1;
+    if (!(s->yb = kdh_floats(b * m->label_elems, "batch labels", err))) return -1;
+    if (!(s->out0 = kdh_floats(b * m->output_elems, "batch outputs", err))) return -1;
+    if (!(s->arena = kdh_arena_alloc(arena, err))) return -1;
+    s->order = malloc((size_t)train->n * sizeof *s->order);
+    if (!s->order) return kdh__err(err, "out of memory for the shuffle of %" PRId64 " samples", train->n);
+    return 0;
+}
+
+/* Initial weights: --resume, else the generated init with the seed, then --weights. */
+static int fit_start(const kdh_model *m, const kdh_fit_opts *o, fit_state *s, kdh_error *err)
+{
+    if (o->resume) {
+        if (kdh_checkpoint_load(o->resume, m, s->params, s->opt, &s->ck, err) != 0) return -1;
+        kdh_history_truncate(&s->ck.history, s->ck.epoch);
+        return 0;
+    }
+    s->ck.seed = o->seed;
+    s->ck.shuffle_rng = shuffle_base(o->seed);
+    s->ck.batch_size = o->batch_size;
+    m->fns.init(s->params, s->opt, o->seed);
+    if (o->weights && kdh_weights_load(o->weights, m, s->params, err) != 0) return -1;
+    return 0;
+}
+
+/* One epoch of training steps; sets the epoch's mean loss and accuracy. */
+static int fit_epoch(const kdh_model *m, const kdh_dataset *d, const kdh_fit_opts *o, fit_state *s, int e,
+                     kdh_progress *pg, double *loss, double *accuracy, kdh_error *err)
+{
+    int64_t bs = o->batch_size, n = d->n, steps = (n + bs - 1) / bs;
+    int64_t xe = d->x_elems, ye = d->y_elems;
+    epoch_order(s->order, n, o->shuffle, s->ck.shuffle_rng, e);
+    double sl = 0, sc = 0;
+    int64_t seen = 0;
+    for (int64_t b = 0; b < steps; b++) {
+        int nb = (int)(n - b * bs < bs ? n - b * bs : bs);
+        for (int r = 0; r < nb; r++) {
+            int64_t i = s->order[b * bs + r];
+            memcpy(s->xb + r * xe, d->x + i * xe, (size_t)xe * sizeof(float));
+            memcpy(s->yb + r * ye, d->y + i * ye, (size_t)ye * sizeof(float));
+        }
+        const float *ins[1] = {s->xb};
+        float l = m->fns.train_step(s->params, s->opt, ins, s->yb, nb, s->ck.step, o->learning_rate, s->arena,
+                                    m->accuracy ? s->out0 : NULL);
+        if (!isfinite(l)) {
+            kdh_progress_break(pg);
+            kdh__err(err,
+                     "the loss became %s at epoch %d, step %" PRId64 "/%" PRId64 " (optimizer step %" PRIu64
+                     "); training stopped%s%s%s",
+                     isnan(l) ? "NaN" : "infinite", e + 1, b + 1, steps, s->ck.step + 1,
+                     o->checkpoint ? "; the last checkpoint, " : "", o->checkpoint ? o->checkpoint : "",
+                     o->checkpoint ? ", is left as it was" : "");
+            return -1;
+        }
+        s->ck.step++;
+        sl += (double)l * nb;
+        seen += nb;
+        for (int r = 0; m->accuracy && r < nb; r++)
+            sc += kdh_sample_correct(m, s->out0 + r * m->output_elems, s->yb + r * ye);
+        kdh_progress_step(pg, b + 1, sl / (double)seen, m->accuracy ? sc / (double)seen : NAN);
+        if (o->slow_step_ms) sleep_ms(o->slow_step_ms);
+    }
+    *loss = sl / (double)seen;
+    *accuracy = m->accuracy ? sc / (double)seen : NAN;
+    return 0;
+}
+
+int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val, const kdh_fit_opts *o,
+            kdh_history *hist, kdh_error *err)
+{
+    fit_state s = {0};
+    memset(hist, 0, sizeof *hist);
+    int rc = -1;
+    if (check_fit(m, train, val, o, err) != 0) return -1;
+    if (fit_alloc(m, train, &s, err) != 0) goto done;
+    if (fit_start(m, o, &s, err) != 0) goto done;
+    kdh_progress pg;
+    kdh_progress_init(&pg, o->out ? o->out : stdout, o->tty);
+    if (o->resume && s.ck.epoch >= o->epochs)
+        fprintf(pg.out, "%s: %d epochs done already (of %d); nothing to train\n", o->resume, s.ck.epoch, o->epochs);
+    else if (o->resume)
+        fprintf(pg.out, "Resuming from %s: epoch %d of %d done, step %" PRIu64 "\n", o->resume, s.ck.epoch, o->epochs,
+                s.ck.step);
+    int freq = o->validation_freq > 0 ? o->validation_freq : 1;
+    for (int e = s.ck.epoch; e < o->epochs; e++) {
+        int64_t steps = (train->n + o->batch_size - 1) / o->batch_size;
+        kdh_progress_epoch_begin(&pg, e + 1, o->epochs, steps);
+        double t0 = kdh_now();
+        kdh_epoch_log row = {.epoch = e + 1, .val_loss = NAN, .val_accuracy = NAN};
+        if (fit_epoch(m, train, o, &s, e, &pg, &row.loss, &row.accuracy, err) != 0) goto done;
+        double t_train = kdh_now() - t0;
+        if (val && (e + 1) % freq == 0 &&
+            kdh_evaluate(m, s.params, val, s.arena, &row.val_loss, &row.val_accuracy, err) != 0)
+            goto done;
+        row.seconds = kdh_now() - t0;
+        row.samples_per_second = t_train > 0 ? (double)train->n / t_train : 0;
+        kdh_progress_epoch_end(&pg, row.loss, row.accuracy, row.val_loss, row.val_accuracy, row.seconds, t_train,
+                               train->n);
+        if (kdh_history_add(&s.ck.history, &row) != 0) {
+            kdh__err(err, "out of memory for the history");
+            goto done;
+        }
+        s.ck.epoch = e + 1;
+        if (o->checkpoint && kdh_checkpoint_save(o->checkpoint, m, s.params, s.opt, &s.ck, err) != 0) goto done;
+        if (o->history && kdh_history_write(o->history, &s.ck.history, err) != 0) goto done;
+    }
+    if (o->history && kdh_history_write(o->history, &s.ck.history, err) != 0) goto done;
+    if (o->save && kdh_weights_save(o->save, m, s.params, err) != 0) goto done;
+    *hist = s.ck.history;
+    s.ck.history = (kdh_history){0};
+    rc = 0;
+done:
+    kdh_history_free(&s.ck.history);
+    fit_free(&s);
+    return rc;
+}

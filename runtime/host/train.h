@@ -1,0 +1,151 @@
+/* train.h — the host training driver: Keras' fit(), evaluate() and predict()
+ * over a compiled model's entry points, plus the history of a fit.
+ *
+ * The driver knows nothing of the compiler: it gets the model as the table
+ * below (what model.h of the generated C declares: buffer sizes, the params
+ * and optimizer-slot layouts, the input/output shapes) and the five entry
+ * points, from the libgccjit backend (`kdslc train`) or from a shared object
+ * built from the generated C (tests). compiler/run.c fills it in.
+ *
+ * Sections: train.c (fit, evaluate, predict, host-side losses and metrics),
+ * history.c (the history file), dataset.h, checkpoint.h, progress.h. */
+#ifndef KDSL_TRAIN_H
+#define KDSL_TRAIN_H
+
+#include "tensor_file.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct kdh_dataset;
+
+/* The generated API (model.h), with float reals. */
+typedef struct kdh_model_fns {
+    void (*init)(float *params, float *opt_state, unsigned long long seed);
+    void (*predict)(const float *params, const float *const *inputs, float *const *outputs, int batch, void *arena);
+    float (*grad)(float *params, const float *const *inputs, const float *labels, float *grads, int batch,
+                  unsigned long long step, void *arena);
+    void (*apply_gradients)(float *params, const float *grads, float *opt_state, unsigned long long step,
+                            float learning_rate);
+    float (*train_step)(float *params, float *opt_state, const float *const *inputs, const float *labels, int batch,
+                        unsigned long long step, float learning_rate, void *arena, float *outputs0);
+} kdh_model_fns;
+
+/* One entry of the params or optimizer-slot table. */
+typedef struct kdh_var {
+    const char *name;      /* "dense/kernel", "dense/kernel/adam_m" */
+    int64_t offset;        /* floats into params or opt_state */
+    int64_t elems;
+    int rank;
+    int64_t shape[KDH_MAX_RANK];
+} kdh_var;
+
+/* The loss as the host computes it for evaluate (the generated train step
+ * computes its own). Sparse categorical cross-entropy is CATEGORICAL here:
+ * the generated API takes one-hot labels for both. */
+typedef enum kdh_loss_kind { KDH_LOSS_CATEGORICAL, KDH_LOSS_BINARY, KDH_LOSS_MSE } kdh_loss_kind;
+
+typedef struct kdh_model {
+    const char *name;
+    int max_batch;
+    const char *input_name;
+    int input_rank;                    /* per sample */
+    int64_t input_shape[KDH_MAX_RANK];
+    int64_t input_elems;
+    int output_rank;
+    int64_t output_shape[KDH_MAX_RANK];
+    int64_t output_elems;              /* output 0 */
+    int64_t label_elems;               /* reals per sample of labels (= output_elems) */
+    const kdh_var *params;             /* weights and states, by offset */
+    int nparams;
+    const kdh_var *slots;              /* optimizer slots, by offset */
+    int nslots;
+    int64_t params_size, opt_size, grads_size;   /* floats */
+    size_t predict_arena_bytes, train_arena_bytes;
+    kdh_model_fns fns;
+    kdh_loss_kind loss;
+    bool from_logits;
+    bool accuracy;                     /* metrics: [accuracy] */
+    const char *optimizer;             /* "Adam": checkpoint metadata */
+} kdh_model;
+
+/* fit()'s settings: the train block after the command line's overrides. */
+typedef struct kdh_fit_opts {
+    int epochs;
+    int batch_size;                    /* <= max_batch */
+    int validation_freq;               /* validate after epochs freq, 2 freq, ... (1-based) */
+    bool shuffle;
+    uint64_t seed;                     /* init, shuffles (the dropout seed is compiled in) */
+    float learning_rate;
+    int threads;                       /* stored for the kernels' thread split; 0: all cores */
+    const char *weights;               /* start from these weights (safetensors) */
+    const char *resume;                /* continue from this checkpoint */
+    const char *save;                  /* final weights */
+    const char *checkpoint;            /* written after every epoch */
+    const char *history;               /* .csv or .json */
+    FILE *out;                         /* progress (stdout) */
+    int tty;                           /* -1: ask isatty(out); 0 plain lines; 1 Keras' bar */
+    unsigned slow_step_ms;             /* tests: sleep this long after every step */
+} kdh_fit_opts;
+
+/* One epoch's figures; NaN for what was not measured (val_* on epochs
+ * without validation, accuracy without the metric). */
+typedef struct kdh_epoch_log {
+    int epoch;                         /* 1-based */
+    double loss, accuracy, val_loss, val_accuracy;
+    double seconds, samples_per_second;
+} kdh_epoch_log;
+
+typedef struct kdh_history {
+    kdh_epoch_log *rows;
+    int count, cap;
+} kdh_history;
+
+/* Runs fit(): initial weights (generated init with the seed, --weights, or
+ * --resume), epochs of shuffled batches through train_step, validation,
+ * progress, checkpoints, history, and the final --save. `val` may be NULL.
+ * 0, or -1 with err filled (a NaN loss names the epoch and the step). */
+int kdh_fit(const kdh_model *m, const struct kdh_dataset *train, const struct kdh_dataset *val,
+            const kdh_fit_opts *o, kdh_history *h, kdh_error *err);
+
+/* Mean loss and accuracy (NaN without the metric) over the data set, in
+ * batches of max_batch. The loss is computed on the host from predict's
+ * outputs (kdh_sample_loss): inference mode, no gradients, as Keras'
+ * evaluate, whose loss is the mean of the per-sample losses. arena:
+ * predict_arena_bytes, aligned to 64. 0, or -1 when memory runs out. */
+int kdh_evaluate(const kdh_model *m, const float *params, const struct kdh_dataset *d, void *arena,
+                 double *loss, double *accuracy, kdh_error *err);
+
+/* Output 0 for n samples of x into y (n * output_elems floats). */
+void kdh_predict(const kdh_model *m, const float *params, const float *x, int64_t n, float *y, void *arena);
+
+/* The loss of one sample as Keras computes it (output y, label t). */
+double kdh_sample_loss(const kdh_model *m, const float *y, const float *t);
+/* Correct predictions in one sample: 0 or 1 for argmax accuracy; for
+ * binary accuracy the fraction of the output's elements right. */
+double kdh_sample_correct(const kdh_model *m, const float *y, const float *t);
+
+/* Buffers the driver allocates: zeroed floats, arenas aligned to 64 bytes.
+ * NULL with err filled when memory runs out. Free with free(). */
+float *kdh_floats(int64_t n, const char *what, kdh_error *err);
+void *kdh_arena_alloc(size_t bytes, kdh_error *err);
+
+/* Wall-clock seconds (monotonic). */
+double kdh_now(void);
+
+/* ---- history.c ----------------------------------------------------------- */
+
+int kdh_history_add(kdh_history *h, const kdh_epoch_log *row);
+/* Drops the rows of epochs after `epoch` (a resumed run repeats them). */
+void kdh_history_truncate(kdh_history *h, int epoch);
+void kdh_history_free(kdh_history *h);
+/* Writes epoch,loss,accuracy,val_loss,val_accuracy as CSV, or as JSON when
+ * the path ends in .json ({"epoch": [...], "loss": [...], ...}, null for
+ * what was not measured); atomically. */
+int kdh_history_write(const char *path, const kdh_history *h, kdh_error *err);
+/* The history as compact JSON (malloc'd), for checkpoint metadata, and back. */
+char *kdh_history_to_json(const kdh_history *h);
+int kdh_history_from_json(const char *text, kdh_history *h, const char *what, kdh_error *err);
+
+#endif

@@ -1,0 +1,934 @@
+/* test_codegen.c — the code generator: graph passes, lowering, arena plans,
+ * and the C it writes, compiled with gcc and clang under -std=c99 -Wall
+ * -Wextra -Wpedantic -Werror, linked with the runtime kernels and run by
+ * tests/codegen/driver.c against the reference interpreter (compiler/interp.h):
+ * predict in f32, gradients in f64 (and by central differences), the train
+ * step and apply_gradients. Also: the Cortex-M4 build of an --inference-only
+ * model, byte-identical output across runs, the MLP's arena figure. */
+#include "codegen.h"
+#include "driver.h"
+#include "dropout_hash.h"
+#include "host/tensor_file.h"
+#include "interp.h"
+#include "kernels.h"
+#include "passes.h"
+#include "testutil.h"
+#include "train_graph.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static const char *const compilers[] = {"gcc", "clang"};
+
+static void sh(const char *cmd)
+{
+    char *out = NULL;
+    int rc = tu_run(cmd, &out);
+    ck_assert_msg(rc == 0, "command failed (%d): %s\n%s", rc, cmd, out);
+    free(out);
+}
+
+/* printf into a malloc'd string. */
+static char *strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *strf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = malloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* Runs a formatted command that must succeed. */
+#define SH(...)                       \
+    do {                              \
+        char *cmd_ = strf(__VA_ARGS__); \
+        sh(cmd_);                     \
+        free(cmd_);                   \
+    } while (0)
+
+/* Runs a formatted command; its exit status, its output in *out. */
+#define RUN(out, ...) run_free(strf(__VA_ARGS__), out)
+static int run_free(char *cmd, char **out)
+{
+    int rc = tu_run(cmd, out);
+    free(cmd);
+    return rc;
+}
+
+
+/* The runtime kernels, compiled once per compiler by main() into BUILD/tmp/codegen-rt-CC/. */
+static const char *runtime_lib(const char *cc)
+{
+    static char buf[2][4096];
+    char *b = buf[strcmp(cc, "gcc") != 0];
+    snprintf(b, sizeof buf[0], "%s/tmp/codegen-rt-%s/libkdslrt.a", tu_build_root(), cc);
+    return b;
+}
+
+static int build_runtime(const char *cc)
+{
+    char *out = NULL;
+    int rc = RUN(&out, "set -e; d=%s/tmp/codegen-rt-%s; rm -rf $d; mkdir -p $d; cd $d; "
+                 "for f in %s/*.c; do %s -std=c11 -O2 -I%s -c $f -o $(basename $f .c).o; done; ar rcs libkdslrt.a *.o",
+                 tu_build_root(), cc, tu_src("runtime"), cc, tu_src("runtime"));
+    if (rc) fprintf(stderr, "building the runtime with %s failed:\n%s\n", cc, out);
+    free(out);
+    return rc;
+}
+
+typedef struct gen {
+    char dir[4096];
+    char name[64], upper[64];
+    char exe[4200];
+    kd_session s;
+    kd_model *m;
+    lp_program *p;
+    kd_codegen_options o;
+} gen;
+
+/* Compiles KDSL text to C with kdslc, builds the driver with cc, and loads the
+ * same model in this process (variable offsets and all) for the interpreter. */
+static void gen_build(gen *g, const char *tag, const char *text, const kd_codegen_options *o, const char *cc)
+{
+    memset(g, 0, sizeof *g);
+    snprintf(g->dir, sizeof g->dir, "%s", tu_tmpdir(tag));
+    g->o = o ? *o : (kd_codegen_options){0};
+    char path[4300];
+    snprintf(path, sizeof path, "%s/model.kdsl", g->dir);
+    ck_assert_int_eq(tu_write(path, text, strlen(text)), 0);
+
+    g->s.diags.out = stderr;
+    ck_assert_int_eq(kd_front_end_text(&g->s, path, text, strlen(text), NULL), 0);
+    g->m = g->s.model;
+    snprintf(g->name, sizeof g->name, "%s", g->m->name);
+    for (int i = 0; g->name[i]; i++) g->upper[i] = (char)(g->name[i] >= 'a' && g->name[i] <= 'z' ? g->name[i] - 32 : g->name[i]);
+    kd_codegen_options io = g->o;
+    io.arena = &g->s.arena;
+    g->p = kd_codegen_build(&g->s.arena, g->m, &io, &g->s.diags);
+    ck_assert_msg(g->p != NULL, "codegen failed");
+
+    char opts[512] = "";
+    if (g->o.f64) strcat(opts, " --dtype f64");
+    if (g->o.inference_only) strcat(opts, " --inference-only");
+    if (g->o.no_workspace) strcat(opts, " --no-workspace");
+    if (g->o.batch) snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " --batch %d", g->o.batch);
+    if (g->o.embed_weights) snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " --embed-weights %s", g->o.embed_weights);
+    SH("%s compile %s -o %s/%s.c%s", tu_kdslc(), path, g->dir, g->name, opts);
+    if (!cc) return;
+    /* KDSL_CODEGEN_CFLAGS: extra flags for the generated code and the driver (sanitizers). */
+    const char *extra = getenv("KDSL_CODEGEN_CFLAGS") ? getenv("KDSL_CODEGEN_CFLAGS") : "";
+    SH("cd %s && %s -std=c99 -Wall -Wextra -Wpedantic -Werror -O2 %s -I%s -c %s.c -o %s.o && "
+       "%s -std=c99 -D_POSIX_C_SOURCE=200809L -O2 %s -DMODEL=%s -DMODEL_UPPER=%s '-DMODEL_H=\"%s.h\"' -I. -I%s "
+       "-c %s -o driver.o && %s %s driver.o %s.o %s -lm -o driver-%s",
+       g->dir, cc, extra, tu_src("runtime"), g->name, g->name, cc, extra, g->name, g->upper, g->name,
+       tu_src("runtime"), tu_src("tests/codegen/driver.c"), cc, extra, g->name, runtime_lib(cc), cc);
+    snprintf(g->exe, sizeof g->exe, "%s/driver-%s", g->dir, cc);
+}
+
+static void gen_free(gen *g) { kd_session_free(&g->s); }
+
+/* Runs the driver: in[0..n) as doubles in, returns the doubles out (malloc'd). */
+static double *gen_run(gen *g, const char *mode, const double *in, long n, long *nout)
+{
+    char inp[4300], outp[4300];
+    snprintf(inp, sizeof inp, "%s/%s.in", g->dir, mode);
+    snprintf(outp, sizeof outp, "%s/%s.out", g->dir, mode);
+    ck_assert_int_eq(tu_write(inp, in, (size_t)n * sizeof *in), 0);
+    SH("%s %s %s %s", g->exe, mode, inp, outp);
+    size_t len = 0;
+    double *out = (double *)tu_read(outp, &len);
+    ck_assert_ptr_nonnull(out);
+    *nout = (long)(len / sizeof(double));
+    return out;
+}
+
+/* A growable list of doubles: what the driver reads. */
+typedef struct dlist {
+    double *v;
+    long n, cap;
+} dlist;
+
+static void push(dlist *l, double x)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 1024;
+        l->v = realloc(l->v, (size_t)l->cap * sizeof *l->v);
+    }
+    l->v[l->n++] = x;
+}
+
+static void push_all(dlist *l, const double *x, long n)
+{
+    for (long i = 0; i < n; i++) push(l, x[i]);
+}
+
+static uint64_t rng_state = 1;
+
+static double urand(double lo, double hi)
+{
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return lo + (hi - lo) * (double)(rng_state >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static double *random_array(long n, double lo, double hi)
+{
+    double *a = malloc((size_t)(n ? n : 1) * sizeof *a);
+    for (long i = 0; i < n; i++) a[i] = urand(lo, hi);
+    return a;
+}
+
+/* One-hot labels, one class per row. */
+static double *one_hot(int batch, long classes)
+{
+    double *a = calloc((size_t)(batch * classes), sizeof *a);
+    for (int r = 0; r < batch; r++) a[r * classes + (long)urand(0, (double)classes) % classes] = 1;
+    return a;
+}
+
+/* Variables in the interpreter's form: pointers into params and opt_state. */
+static const double **var_feed(const gen *g, const double *params, const double *opt)
+{
+    const double **vars = calloc((size_t)g->m->vars.len + 1, sizeof *vars);
+    for (int i = 0; i < g->m->vars.len; i++) {
+        const kd_var *v = g->m->vars.items[i];
+        vars[i] = (v->kind == VAR_SLOT ? opt : params) + v->offset;
+    }
+    return vars;
+}
+
+static ir_values *interp(const ir_graph *gr, const double *const *vars, int batch, const double *const *inputs,
+                         const double *labels, double step, double lr)
+{
+    const double *lab[1] = {labels};
+    ir_feed feed = {.batch = batch, .inputs = inputs, .labels = labels ? lab : NULL, .vars = vars};
+    feed.hyper[IR_HYPER_LR] = lr;
+    feed.hyper[IR_HYPER_STEP] = step;
+    char why[256];
+    ir_values *vals = ir_interp_run(gr, &feed, why, sizeof why);
+    ck_assert_msg(vals != NULL, "interp: %s", why);
+    return vals;
+}
+
+/* max |a - b| / max(|b|, floor), reported with where it happens. */
+static double rel_err(const double *a, const double *b, long n, double floor, long *where)
+{
+    double worst = 0;
+    if (where) *where = -1;
+    for (long i = 0; i < n; i++) {
+        double d = fabs(a[i] - b[i]) / fmax(fabs(b[i]), floor);
+        if (!(d <= worst)) {
+            worst = d;
+            if (where) *where = i;
+        }
+    }
+    return worst;
+}
+
+#define CHECK_CLOSE(a, b, n, floor, tol, what)                                                           \
+    do {                                                                                                 \
+        long at_;                                                                                        \
+        double e_ = rel_err(a, b, n, floor, &at_);                                                       \
+        ck_assert_msg(e_ <= (tol), "%s: relative error %g at %ld (%.9g vs %.9g)", what, e_, at_,          \
+                      at_ >= 0 ? (a)[at_] : 0.0, at_ >= 0 ? (b)[at_] : 0.0);                              \
+    } while (0)
+
+static char *read_text(const char *path)
+{
+    char *t = tu_read(path, NULL);
+    ck_assert_msg(t != NULL, "cannot read %s", path);
+    return t;
+}
+
+/* ---- models used below ----------------------------------------------------------------- */
+
+static const char mlp_text[] =
+    "model mlp {\n"
+    "    input x: [784]\n"
+    "    Dense(256, activation: relu)\n"
+    "    Dense(128, activation: relu)\n"
+    "    Dense(64, activation: relu)\n"
+    "    Dense(32, activation: relu)\n"
+    "    output logits = Dense(10)\n"
+    "}\n"
+    "train mlp {\n"
+    "    loss: CategoricalCrossentropy(from_logits: true)\n"
+    "    optimizer: Adam(learning_rate: 1e-3)\n"
+    "    batch_size: 32\n"
+    "}\n";
+
+/* Small, but with every kind of node training needs: dropout, batch norm with
+ * moving statistics, a tanh, a softmax loss. */
+static const char small_text[] =
+    "model small {\n"
+    "    input x: [6]\n"
+    "    Dense(8, activation: relu)\n"
+    "    BatchNormalization()\n"
+    "    Dropout(0.25)\n"
+    "    Dense(5, activation: tanh)\n"
+    "    output y = Dense(3)\n"
+    "}\n"
+    "train small {\n"
+    "    loss: CategoricalCrossentropy(from_logits: true)\n"
+    "    optimizer: Adam(learning_rate: 0.01)\n"
+    "    batch_size: 4\n"
+    "}\n";
+
+static const char cnn_text[] =
+    "model cnn {\n"
+    "    input x: [10, 10, 2]\n"
+    "    Conv2D(4, 3, activation: relu)\n"
+    "    MaxPooling2D(2)\n"
+    "    Conv2D(3, 2, padding: same)\n"
+    "    AveragePooling2D(2)\n"
+    "    Flatten()\n"
+    "    output y = Dense(3)\n"
+    "}\n"
+    "train cnn {\n"
+    "    loss: CategoricalCrossentropy(from_logits: true)\n"
+    "    optimizer: SGD(learning_rate: 0.1, momentum: 0.9)\n"
+    "    batch_size: 3\n"
+    "}\n";
+
+/* A mix of what the layers above do not reach: two inputs, transpose, softmax
+ * over an inner axis, log_softmax, max (and its gradient), mean, concat (and
+ * slices), zero padding, a strided 'same' conv, global pools, sigmoid, sqrt,
+ * abs, exp, a broadcast subtraction; mean squared error and RMSprop. */
+static const char ops_text[] =
+    "model ops {\n"
+    "    input a: [4, 6]\n"
+    "    input img: [6, 6, 2]\n"
+    "    t = transpose(a, [0, 2, 1])\n"
+    "    s = softmax(t, axis: 1)\n"
+    "    l = log_softmax(a)\n"
+    "    m = max(a, axis: -1)\n"
+    "    u = mean(a * a, axis: 1)\n"
+    "    c = concat([reshape(s, [24]), reshape(l, [24]), m, u], axis: -1)\n"
+    "    p = ZeroPadding2D(img, [[1, 0], [0, 1]])\n"
+    "    v = Conv2D(p, 3, 3, strides: 2, padding: same, activation: tanh)\n"
+    "    w = GlobalMaxPooling2D(v)\n"
+    "    z = GlobalAveragePooling2D(AveragePooling2D(v, 2, padding: same))\n"
+    "    h = Dense(concat([c, w, z], axis: -1), 8, activation: sigmoid)\n"
+    "    q = sqrt(square(h) + 1) * abs(h - 0.5) + exp(-h) - reshape(sum(h, axis: -1), [1]) / 3\n"
+    "    output y = Dense(q, 3)\n"
+    "}\n"
+    "train ops {\n"
+    "    loss: MeanSquaredError()\n"
+    "    optimizer: RMSprop()\n"
+    "    batch_size: 5\n"
+    "}\n";
+
+/* ---- passes ------------------------------------------------------------------------------ */
+
+static int count_op(const ir_graph *g, ir_op op, int act)
+{
+    int n = 0;
+    for (int i = 0; i < g->nodes.len; i++) {
+        const ir_node *x = g->nodes.items[i];
+        n += x->op == op && (act < 0 || x->attr.act == act);
+    }
+    return n;
+}
+
+START_TEST(fuse_mlp_epilogues)
+{
+    kd_session s = {0};
+    s.diags.out = stderr;
+    ck_assert_int_eq(kd_front_end_text(&s, "mlp.kdsl", mlp_text, strlen(mlp_text), NULL), 0);
+    char why[256];
+    ir_graph *g = kd_optimize(s.model->infer, NULL, why, sizeof why);
+    ck_assert_msg(g != NULL, "%s", why);
+    ck_assert_int_eq(count_op(g, IR_FUSED_MATMUL, IR_ACT_RELU), 4);
+    ck_assert_int_eq(count_op(g, IR_FUSED_MATMUL, IR_ACT_NONE), 1);
+    ck_assert_int_eq(count_op(g, IR_ADD, -1) + count_op(g, IR_RELU, -1) + count_op(g, IR_MATMUL, -1), 0);
+
+    /* The optimised graph computes what the original does. */
+    int batch = 3;
+    double *x = random_array(784 * batch, -1, 1);
+    const double *in[1] = {x};
+    const double **vars = calloc((size_t)s.model->vars.len, sizeof *vars);
+    for (int i = 0; i < s.model->vars.len; i++) {
+        const kd_var *v = s.model->vars.items[i];
+        vars[i] = random_array(ir_shape_elems(&v->shape), -0.2, 0.2);
+    }
+    ir_values *a = interp(s.model->infer, vars, batch, in, NULL, 0, 0);
+    ir_values *b = interp(g, vars, batch, in, NULL, 0, 0);
+    CHECK_CLOSE(ir_value(b, g->outputs.items[0]), ir_value(a, s.model->infer->outputs.items[0]), 10 * batch, 1e-12,
+                1e-12, "optimised vs original");
+    ir_values_free(a);
+    ir_values_free(b);
+    kd_session_free(&s);
+}
+END_TEST
+
+/* A hand-built graph with one of everything simplify, CSE and DCE remove. */
+START_TEST(simplify_cse_dce)
+{
+    kd_arena a = {0};
+    kd_vec vars = {0};
+    kd_var v = {.index = 0, .name = "w", .kind = VAR_WEIGHT, .trainable = true};
+    v.shape = ir_shape_of(1, (int64_t[]){4}, false);
+    kd_vec_push(&a, &vars, &v);
+    ir_graph *g = ir_graph_new(&a, &vars);
+    ir_builder b = {.g = g};
+    ir_shape xs = ir_shape_of(1, (int64_t[]){4}, true);
+    ir_node *x = ir_leaf(&b, IR_INPUT, xs, NULL, -1);
+    ir_node *w1 = ir_var_read(&b, &v), *w2 = ir_var_read(&b, &v);
+    ir_node *one = ir_scalar(&b, 1), *zero = ir_scalar(&b, 0);
+    ir_node *y1 = ir_binary(&b, IR_MUL, ir_binary(&b, IR_ADD, x, zero), one);          /* x */
+    ir_node *s1 = ir_binary(&b, IR_ADD, y1, w1), *s2 = ir_binary(&b, IR_ADD, x, w2);  /* the same sum */
+    ir_node *neg = ir_unary(&b, IR_NEG, ir_unary(&b, IR_NEG, s2));                   /* s2 */
+    ir_node *r = ir_reshape(&b, ir_reshape(&b, ir_binary(&b, IR_MUL, s1, neg), ir_shape_of(2, (int64_t[]){2, 2}, true)),
+                            ir_shape_of(1, (int64_t[]){4}, true));
+    ir_unary(&b, IR_EXP, x);                                                          /* dead */
+    ck_assert_ptr_nonnull(r);
+    kd_vec_push(&a, &g->outputs, r);
+    char why[256];
+    ir_graph *o = kd_optimize(g, NULL, why, sizeof why);
+    ck_assert_msg(o != NULL, "%s", why);
+    /* input, var, add, mul: the reshapes cancel, the second sum is the first. */
+    ck_assert_int_eq(o->nodes.len, 4);
+    ck_assert_int_eq(count_op(o, IR_ADD, -1), 1);
+    ck_assert_int_eq(count_op(o, IR_MUL, -1), 1);
+    ck_assert_int_eq(count_op(o, IR_EXP, -1) + count_op(o, IR_NEG, -1) + count_op(o, IR_RESHAPE, -1), 0);
+    kd_arena_free(&a);
+}
+END_TEST
+
+/* ---- the generated C ---------------------------------------------------------------------- */
+
+/* Keras' figure for the Softmax layer on [2, 1, 0.1]. */
+START_TEST(softmax_sample)
+{
+    char *text = read_text(tu_src("samples/softmax.kdsl"));
+    gen g;
+    gen_build(&g, "cg-softmax", text, NULL, compilers[_i]);
+    double in[] = {1, 2, 1, 0.1};   /* batch 1, no params, the input */
+    long n;
+    double *out = gen_run(&g, "predict", in, 4, &n);
+    ck_assert_int_eq(n, 3);
+    const double want[] = {0.6590012, 0.24243298, 0.09856589};
+    CHECK_CLOSE(out, want, 3, 1e-6, 1e-6, "softmax");
+    free(out);
+    free(text);
+    gen_free(&g);
+}
+END_TEST
+
+
+/* The arena of the MLP's predict at batch 32, against the liveness bound worked
+ * out by hand: at the first layer the GEMM workspace and the first activation
+ * are live (the input and the weights are the caller's); every later layer
+ * needs less. Workspace of kdk_sgemm(M 32, N 256, K 784): kc = 256, nc = 256,
+ * mc = 32: 256 * (256 + 64 + 32 + 16) + 64 / 4 = 94224 floats = 376896 bytes;
+ * the activation [32, 256] floats = 32768 bytes: 409664 bytes in all. Layer 2:
+ * 32768 + 16384 + 4 * (256 * (128 + 64 + 32 + 16) + 16) = 294976, less. */
+START_TEST(mlp_arena)
+{
+    gen g;
+    kd_codegen_options o = {.batch = 32, .inference_only = true};
+    gen_build(&g, "cg-arena", mlp_text, &o, NULL);
+    const lp_func *f = g.p->funcs[LP_F_PREDICT];
+    int64_t work0 = (int64_t)kdk_sgemm_work_size(32, 256, 784) * 4, act0 = 32 * 256 * 4;
+    ck_assert_int_eq(work0, 376896);
+    ck_assert_int_eq(f->live_bound, work0 + act0);
+    ck_assert_int_eq(f->arena_bytes, 409664);
+    char hpath[4300];
+    snprintf(hpath, sizeof hpath, "%s/mlp.h", g.dir);
+    char *h = read_text(hpath);
+    ck_assert_ptr_nonnull(strstr(h, "#define MLP_ARENA_SIZE 409664\n"));
+    ck_assert_ptr_nonnull(strstr(h, "#define MLP_PARAMS_SIZE 244522\n"));
+    ck_assert_ptr_nonnull(strstr(h, "#define MLP_MAX_BATCH 32\n"));
+    free(h);
+    /* Without workspaces only the two largest activations of a layer remain. */
+    gen_free(&g);
+    o.no_workspace = true;
+    gen_build(&g, "cg-arena-nows", mlp_text, &o, NULL);
+    ck_assert_int_eq(g.p->funcs[LP_F_PREDICT]->arena_bytes, 32 * (256 + 128) * 4);
+    gen_free(&g);
+}
+END_TEST
+
+
+/* Random inputs for every model input, batch rows each. */
+static double **random_inputs(const gen *g, int batch)
+{
+    double **x = calloc((size_t)g->p->ninputs + 1, sizeof *x);
+    for (int i = 0; i < g->p->ninputs; i++) x[i] = random_array(g->p->inputs[i].elems * batch, -1, 1);
+    return x;
+}
+
+static void free_inputs(const gen *g, double **x)
+{
+    for (int i = 0; i < g->p->ninputs; i++) free(x[i]);
+    free(x);
+}
+
+/* Random parameters; moving variances positive, as batch norm needs. */
+static double *random_params(const gen *g, double scale)
+{
+    double *p = random_array(g->p->params_size, -scale, scale);
+    for (int i = 0; i < g->p->params.len; i++) {
+        const lp_tensor_info *t = g->p->params.items[i];
+        if (strstr(t->name, "moving_variance"))
+            for (long j = 0; j < t->elems; j++) p[t->offset + j] = urand(0.5, 1.5);
+    }
+    return p;
+}
+
+/* predict against the interpreter's inference graph. */
+static void check_predict(gen *g, int batch, double scale, double tol)
+{
+    double *params = random_params(g, scale), **x = random_inputs(g, batch);
+    dlist in = {0};
+    push(&in, batch);
+    push_all(&in, params, g->p->params_size);
+    for (int i = 0; i < g->p->ninputs; i++) push_all(&in, x[i], g->p->inputs[i].elems * batch);
+    long n, total = 0;
+    double *out = gen_run(g, "predict", in.v, in.n, &n);
+    const double **vars = var_feed(g, params, NULL);
+    ir_values *ref = interp(g->m->infer, vars, batch, (const double *const *)x, NULL, 0, 0);
+    for (int o = 0; o < g->p->noutputs; o++) {
+        long len = g->p->outputs[o].elems * batch;
+        ck_assert_int_ge(n, total + len);
+        CHECK_CLOSE(out + total, ir_value(ref, g->m->infer->outputs.items[o]), len, 1e-2, tol, "predict");
+        total += len;
+    }
+    ck_assert_int_eq(n, total);
+    ir_values_free(ref);
+    free(out), free(in.v), free(params), free(vars);
+    free_inputs(g, x);
+}
+
+/* grad (f64 build) against the interpreter's grad graph, the state updates
+ * included, then against central differences of the generated loss. */
+static void check_grad(gen *g, int batch, double step)
+{
+    long nlab = g->p->labels[0].elems;
+    double *params = random_params(g, 0.5), **x = random_inputs(g, batch), *lab = one_hot(batch, nlab);
+    dlist in = {0};
+    push(&in, batch);
+    push(&in, step);
+    push_all(&in, params, g->p->params_size);
+    for (int i = 0; i < g->p->ninputs; i++) push_all(&in, x[i], g->p->inputs[i].elems * batch);
+    push_all(&in, lab, nlab * batch);
+    long n;
+    double *out = gen_run(g, "grad", in.v, in.n, &n);
+    ck_assert_int_eq(n, 1 + g->p->grads_size + g->p->params_size);
+
+    kd_train_graph gg;
+    char why[256];
+    ck_assert_msg(kd_build_grad_graph(&g->s.arena, g->m, &gg, why, sizeof why), "%s", why);
+    const double **vars = var_feed(g, params, NULL);
+    ir_values *ref = interp(gg.g, vars, batch, (const double *const *)x, lab, step, 0);
+    double loss = ir_value(ref, gg.loss)[0];
+    CHECK_CLOSE(out, &loss, 1, 1e-12, 1e-10, "loss");
+    for (int v = 0, at = 2; v < g->m->vars.len; v++) {
+        const kd_var *var = g->m->vars.items[v];
+        if (var->kind != VAR_WEIGHT || !var->trainable) continue;
+        const double *want = ir_value(ref, gg.g->outputs.items[at++]);
+        CHECK_CLOSE(out + 1 + g->p->grad_offset[v], want, ir_shape_elems(&var->shape), 1e-6, 1e-8, var->name);
+    }
+    double *after = malloc((size_t)g->p->params_size * sizeof *after + 1);
+    memcpy(after, params, (size_t)g->p->params_size * sizeof *after);
+    double **vp = malloc((size_t)g->m->vars.len * sizeof *vp + 1);
+    for (int v = 0; v < g->m->vars.len; v++) vp[v] = after + ((kd_var *)g->m->vars.items[v])->offset;
+    ir_interp_apply_updates(ref, vp);
+    CHECK_CLOSE(out + 1 + g->p->grads_size, after, g->p->params_size, 1e-6, 1e-10, "params after grad");
+    ir_values_free(ref);
+    free(out);
+
+    dlist fd = {0};
+    int nidx = 40;
+    push(&fd, batch);
+    push(&fd, step);
+    push(&fd, 1e-6);
+    push(&fd, nidx);
+    for (int i = 0; i < nidx; i++) push(&fd, (double)(((long)i * 7919 + 13) % g->p->params_size));
+    push_all(&fd, params, g->p->params_size);
+    for (int i = 0; i < g->p->ninputs; i++) push_all(&fd, x[i], g->p->inputs[i].elems * batch);
+    push_all(&fd, lab, nlab * batch);
+    out = gen_run(g, "fd", fd.v, fd.n, &n);
+    ck_assert_int_eq(n, 2 * nidx);
+    for (int i = 0; i < nidx; i++)
+        ck_assert_msg(fabs(out[2 * i] - out[2 * i + 1]) <= 1e-6 * fmax(1, fabs(out[2 * i + 1])),
+                      "param %d: analytic %.12g, central difference %.12g", i, out[2 * i], out[2 * i + 1]);
+    free(out), free(fd.v), free(in.v), free(params), free(lab), free(vars), free(after), free(vp);
+    free_inputs(g, x);
+}
+
+/* predict of the MLP 784-256-128-64-32-10 against the interpreter, f32, both compilers,
+ * at batch 1 and at the maximum batch. */
+START_TEST(mlp_predict)
+{
+    gen g;
+    gen_build(&g, "cg-mlp", mlp_text, NULL, compilers[_i]);
+    check_predict(&g, 1, 0.1, 1e-5);
+    check_predict(&g, 32, 0.1, 1e-5);
+    gen_free(&g);
+}
+END_TEST
+
+/* predict of the CNN and of the op mix against the interpreter, f32, both compilers. */
+START_TEST(cnn_ops_predict)
+{
+    gen g;
+    gen_build(&g, "cg-cnn", _i < 2 ? cnn_text : ops_text, NULL, compilers[_i % 2]);
+    check_predict(&g, 3, 0.3, 1e-5);
+    gen_free(&g);
+}
+END_TEST
+
+/* f64 gradients: a small model with batch norm and dropout, the MLP, the CNN, the op mix. */
+START_TEST(grad_f64)
+{
+    const char *texts[] = {small_text, mlp_text, cnn_text, ops_text};
+    gen g;
+    kd_codegen_options o = {.f64 = true};
+    gen_build(&g, "cg-grad", texts[_i], &o, "gcc");
+    check_grad(&g, g.p->max_batch < 4 ? g.p->max_batch : 4, 3);
+    gen_free(&g);
+}
+END_TEST
+
+/* train_step against the interpreter's train-step graph, and against grad followed
+ * by apply_gradients, over a few steps (f64). */
+START_TEST(train_step_f64)
+{
+    const char *texts[] = {small_text, cnn_text, ops_text};
+    gen g;
+    kd_codegen_options o = {.f64 = true};
+    gen_build(&g, "cg-train", texts[_i], &o, "gcc");
+    int batch = g.p->max_batch;
+    long nlab = g.p->labels[0].elems, np = g.p->params_size, no = g.p->opt_size;
+    double *params = random_params(&g, 0.5), *opt = calloc((size_t)no + 1, sizeof(double));
+    kd_train_graph ts;
+    char why[256];
+    ck_assert_msg(kd_build_train_step(&g.s.arena, g.m, &ts, why, sizeof why), "%s", why);
+    double lr = 0.05;
+    for (int step = 0; step < 3; step++) {
+        double **x = random_inputs(&g, batch), *lab = one_hot(batch, nlab);
+        dlist in = {0};
+        push(&in, batch);
+        push(&in, step);
+        push(&in, lr);
+        push_all(&in, params, np);
+        push_all(&in, opt, no);
+        for (int i = 0; i < g.p->ninputs; i++) push_all(&in, x[i], g.p->inputs[i].elems * batch);
+        push_all(&in, lab, nlab * batch);
+        long n;
+        double *out = gen_run(&g, "train", in.v, in.n, &n);
+        ck_assert_int_eq(n, 1 + np + no + g.p->outputs[0].elems * batch);
+
+        /* the interpreter */
+        const double **vars = var_feed(&g, params, opt);
+        ir_values *ref = interp(ts.g, vars, batch, (const double *const *)x, lab, step, lr);
+        double loss = ir_value(ref, ts.loss)[0];
+        CHECK_CLOSE(out, &loss, 1, 1e-12, 1e-10, "train loss");
+        CHECK_CLOSE(out + 1 + np + no, ir_value(ref, ts.prediction), g.p->outputs[0].elems * batch, 1e-9, 1e-10,
+                    "train outputs0");
+        double *p2 = malloc((size_t)np * sizeof *p2), *o2 = malloc((size_t)(no + 1) * sizeof *o2);
+        memcpy(p2, params, (size_t)np * sizeof *p2);
+        memcpy(o2, opt, (size_t)no * sizeof *o2);
+        double **vp = malloc((size_t)g.m->vars.len * sizeof *vp);
+        for (int v = 0; v < g.m->vars.len; v++) {
+            const kd_var *var = g.m->vars.items[v];
+            vp[v] = (var->kind == VAR_SLOT ? o2 : p2) + var->offset;
+        }
+        ir_interp_apply_updates(ref, vp);
+        CHECK_CLOSE(out + 1, p2, np, 1e-6, 1e-9, "params after train_step");
+        CHECK_CLOSE(out + 1 + np, o2, no, 1e-6, 1e-9, "opt_state after train_step");
+        ir_values_free(ref);
+
+        /* grad, then apply_gradients, gives the same step */
+        dlist gi = {0};
+        push(&gi, batch);
+        push(&gi, step);
+        push_all(&gi, params, np);
+        for (int i = 0; i < g.p->ninputs; i++) push_all(&gi, x[i], g.p->inputs[i].elems * batch);
+        push_all(&gi, lab, nlab * batch);
+        long ng;
+        double *gout = gen_run(&g, "grad", gi.v, gi.n, &ng);
+        dlist ai = {0};
+        push(&ai, step);
+        push(&ai, lr);
+        push_all(&ai, gout + 1 + g.p->grads_size, np);   /* params with the state updates */
+        push_all(&ai, gout + 1, g.p->grads_size);
+        push_all(&ai, opt, no);
+        long na;
+        double *aout = gen_run(&g, "apply", ai.v, ai.n, &na);
+        ck_assert_int_eq(na, np + no);
+        CHECK_CLOSE(aout, out + 1, np, 1e-6, 1e-9, "grad + apply_gradients vs train_step (params)");
+        CHECK_CLOSE(aout + np, out + 1 + np, no, 1e-6, 1e-9, "grad + apply_gradients vs train_step (opt_state)");
+
+        memcpy(params, out + 1, (size_t)np * sizeof *params);
+        memcpy(opt, out + 1 + np, (size_t)no * sizeof *opt);
+        free(out), free(gout), free(aout), free(in.v), free(gi.v), free(ai.v), free(lab);
+        free_inputs(&g, x);
+        free(p2), free(o2), free(vp), free(vars);
+    }
+    free(params), free(opt);
+    gen_free(&g);
+}
+END_TEST
+
+
+/* init: Keras' limits and moments, deterministic in the seed. */
+START_TEST(init_values)
+{
+    gen g;
+    gen_build(&g, "cg-init", mlp_text, NULL, "gcc");
+    double seed[] = {42};
+    long n, n2;
+    double *a = gen_run(&g, "init", seed, 1, &n), *b = gen_run(&g, "init", seed, 1, &n2);
+    ck_assert_int_eq(n, g.p->params_size + g.p->opt_size);
+    ck_assert_int_eq(memcmp(a, b, (size_t)n * sizeof *a), 0);
+    seed[0] = 43;
+    double *c = gen_run(&g, "init", seed, 1, &n2);
+    ck_assert_int_ne(memcmp(a, c, (size_t)g.p->params_size * sizeof *a), 0);
+    /* dense/kernel [784, 256]: glorot_uniform, limit sqrt(6 / 1040) */
+    double limit = sqrt(6.0 / (784 + 256)), sum = 0, sq = 0;
+    for (long i = 0; i < 784 * 256; i++) {
+        ck_assert(fabs(a[i]) <= limit);
+        sum += a[i];
+        sq += a[i] * a[i];
+    }
+    double mean = sum / (784 * 256), var = sq / (784 * 256) - mean * mean;
+    ck_assert_msg(fabs(mean) < 0.01 * limit, "mean %g", mean);
+    ck_assert_msg(fabs(var / (limit * limit / 3) - 1) < 0.02, "variance %g", var);
+    for (long i = 784 * 256; i < 784 * 256 + 256; i++) ck_assert(a[i] == 0);   /* dense/bias: zeros */
+    for (long i = g.p->params_size; i < n; i++) ck_assert(a[i] == 0);         /* optimizer slots */
+    free(a), free(b), free(c);
+    gen_free(&g);
+
+    static const char he[] =
+        "model he {\n  input x: [400]\n  output y = Dense(300, kernel_initializer: he_normal)\n}\n";
+    static const char he_layer[] =
+        "layer HeDense(units) {\n  input x: [n]\n  weight w: [n, units] = he_normal\n  output x @ w\n}\n"
+        "model he {\n  input x: [400]\n  output y = HeDense(300)\n}\n";
+    kd_session s = {0};
+    s.diags.out = fopen("/dev/null", "w");
+    bool plain = kd_front_end_text(&s, "he.kdsl", he, sizeof he - 1, NULL) == 0;
+    fclose(s.diags.out);
+    kd_session_free(&s);
+    gen_build(&g, "cg-init-he", plain ? he : he_layer, NULL, "gcc");
+    a = gen_run(&g, "init", seed, 1, &n);
+    double sd = sqrt(2.0 / 400) / .87962566103423978;
+    sum = sq = 0;
+    for (long i = 0; i < 400 * 300; i++) {
+        ck_assert_msg(fabs(a[i]) <= 2 * sd * (1 + 1e-6), "%g beyond 2 stddev", a[i]);
+        sum += a[i];
+        sq += a[i] * a[i];
+    }
+    mean = sum / (400 * 300);
+    var = sq / (400 * 300) - mean * mean;
+    ck_assert_msg(fabs(sqrt(var) / sqrt(2.0 / 400) - 1) < 0.02, "stddev %g, want %g", sqrt(var), sqrt(2.0 / 400));
+    free(a);
+    gen_free(&g);
+}
+END_TEST
+
+/* --inference-only cross-compiles for a Cortex-M4 and references no allocator or stdio. */
+START_TEST(cortex_m4)
+{
+    gen g;
+    kd_codegen_options o = {.inference_only = true, .batch = 1};
+    gen_build(&g, "cg-m4", mlp_text, &o, NULL);
+    SH("cd %s && arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -ffreestanding "
+             "-std=c99 -Wall -Wextra -Wpedantic -Werror -O2 -I%s -c mlp.c -o mlp-m4.o",
+             g.dir, tu_src("runtime"));
+    char *out = NULL;
+    ck_assert_int_eq(RUN(&out, "cd %s && arm-none-eabi-nm -u mlp-m4.o", g.dir), 0);
+    const char *banned[] = {"malloc", "calloc", "realloc", "free", "printf", "fprintf", "puts", "fopen", "fwrite"};
+    for (size_t i = 0; i < sizeof banned / sizeof banned[0]; i++) {
+        char pat[64];
+        snprintf(pat, sizeof pat, " %s\n", banned[i]);
+        ck_assert_msg(!strstr(out, pat), "the object references %s:\n%s", banned[i], out);
+    }
+    ck_assert_msg(strstr(out, "kdk_sgemm"), "expected a call to kdk_sgemm:\n%s", out);
+    free(out);
+    char cpath[4300];
+    snprintf(cpath, sizeof cpath, "%s/mlp.c", g.dir);
+    char *c = read_text(cpath);
+    ck_assert(!strstr(c, "stdio.h"));
+    ck_assert(!strstr(c, "mlp_train_step") && !strstr(c, "mlp_grad"));
+    free(c);
+    gen_free(&g);
+}
+END_TEST
+
+/* The same input gives the same bytes: two runs of kdslc compile, and the f64
+ * and inference-only variants, on every sample. */
+START_TEST(deterministic)
+{
+    const char *samples[] = {"mlp", "cnn", "fmnist_cnn", "linear_regression"};
+    for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+        const char *dir = tu_tmpdir("cg-det");
+        char rel[256], src[4300];
+        snprintf(rel, sizeof rel, "samples/%s.kdsl", samples[i]);
+        snprintf(src, sizeof src, "%s", tu_src(rel));
+        SH("cd %s && for r in 1 2; do mkdir -p $r && %s compile %s -o $r/m.c && %s compile %s -o $r/f64.c --dtype f64 && "
+           "%s compile %s -o $r/inf.c --inference-only; done && "
+           "cmp 1/m.c 2/m.c && cmp 1/m.h 2/m.h && cmp 1/f64.c 2/f64.c && cmp 1/inf.c 2/inf.c && cmp 1/inf.h 2/inf.h",
+           dir, tu_kdslc(), src, tu_kdslc(), src, tu_kdslc(), src);
+    }
+}
+END_TEST
+
+/* Every sample compiles to C that gcc and clang accept with -Werror, in f32 and f64. */
+START_TEST(samples_compile)
+{
+    const char *cc = compilers[_i];
+    const char *dir = tu_tmpdir("cg-samples");
+
+    SH("cd %s && for f in %s/*.kdsl; do n=$(basename $f .kdsl); "
+             "%s compile $f -o $n.c || exit 1; "
+             "%s -std=c99 -Wall -Wextra -Wpedantic -Werror -I%s -c $n.c -o $n.o || exit 1; "
+             "%s compile $f -o ${n}_64.c --dtype f64 || exit 1; "
+             "%s -std=c99 -Wall -Wextra -Wpedantic -Werror -I%s -c ${n}_64.c -o ${n}_64.o || exit 1; done",
+             dir, tu_src("samples"), tu_kdslc(), cc, tu_src("runtime"), tu_kdslc(), cc, tu_src("runtime"));
+}
+END_TEST
+
+/* --embed-weights: predict_embedded with the file's weights equals predict with them. */
+START_TEST(embed_weights)
+{
+    gen plain;
+    gen_build(&plain, "cg-embed-ref", small_text, NULL, "gcc");
+    double *params = random_array(plain.p->params_size, -0.5, 0.5);
+    for (int i = 0; i < plain.p->params.len; i++) {     /* a valid moving variance */
+        const lp_tensor_info *t = plain.p->params.items[i];
+        if (strstr(t->name, "moving_variance"))
+            for (long j = 0; j < t->elems; j++) params[t->offset + j] = urand(0.5, 1.5);
+    }
+    /* a safetensors file with every weight and state */
+    size_t ntensors = (size_t)plain.p->params.len;
+    kdh_tensor *ts = calloc(ntensors + 1, sizeof *ts);
+    float *f32 = malloc((size_t)plain.p->params_size * sizeof *f32 + 1);
+    for (long i = 0; i < plain.p->params_size; i++) f32[i] = (float)params[i];
+    for (int i = 0; i < plain.p->params.len; i++) {
+        const lp_tensor_info *t = plain.p->params.items[i];
+        ts[i].name = (char *)t->name;
+        ts[i].dtype = KDH_F32;
+        ts[i].rank = t->rank;
+        for (int d = 0; d < t->rank; d++) ts[i].shape[d] = t->shape[d];
+        ts[i].data = f32 + t->offset;
+        ts[i].nbytes = (size_t)t->elems * sizeof(float);
+    }
+    char wpath[4300];
+    snprintf(wpath, sizeof wpath, "%s/w.safetensors", plain.dir);
+    kdh_error err;
+    ck_assert_msg(kdh_safetensors_write(wpath, ts, ntensors, NULL, 0, &err) == 0, "%s", err.msg);
+
+    gen emb;
+    kd_codegen_options o = {.inference_only = true, .embed_weights = wpath};
+    gen_build(&emb, "cg-embed", small_text, &o, "gcc");
+
+    static const char main_c[] =
+        "#include \"small.h\"\n#include <stdio.h>\n#include <stdlib.h>\n"
+        "int main(void)\n{\n    float x[12], y[6];\n    const float *in[1] = {x};\n    float *out[1] = {y};\n"
+        "    void *a = malloc(SMALL_ARENA_SIZE);\n    int i;\n"
+        "    for (i = 0; i < 12; i++) x[i] = (float)i / 7 - 0.8f;\n"
+        "    small_predict_embedded(in, out, 2, a);\n"
+        "    for (i = 0; i < 6; i++) printf(\"%.9g\\n\", y[i]);\n    free(a);\n    return 0;\n}\n";
+    char mpath[4300];
+    snprintf(mpath, sizeof mpath, "%s/main.c", emb.dir);
+    ck_assert_int_eq(tu_write(mpath, main_c, strlen(main_c)), 0);
+    SH("cd %s && gcc -std=c99 -Wall -Wextra -Werror -I%s main.c small.c %s -lm -o emb && ./emb > emb.txt", emb.dir,
+       tu_src("runtime"), runtime_lib("gcc"));
+    dlist in = {0};
+    push(&in, 2);
+    for (long i = 0; i < plain.p->params_size; i++) push(&in, f32[i]);
+    for (int i = 0; i < 12; i++) push(&in, (double)((float)i / 7 - 0.8f));
+    long n;
+    double *ref = gen_run(&plain, "predict", in.v, in.n, &n);
+    ck_assert_int_eq(n, 6);
+    char tpath[4300];
+    snprintf(tpath, sizeof tpath, "%s/emb.txt", emb.dir);
+    char *txt = read_text(tpath), *at = txt;
+    double got[6];
+    for (int i = 0; i < 6; i++) got[i] = strtod(at, &at);
+    CHECK_CLOSE(got, ref, 6, 1e-6, 1e-6, "predict_embedded");
+    free(txt), free(ref), free(in.v), free(ts), free(f32), free(params);
+    gen_free(&plain);
+    gen_free(&emb);
+}
+END_TEST
+
+/* The generated file carries compiler/dropout_hash.h's functions verbatim. */
+START_TEST(dropout_hash_verbatim)
+{
+    char *h = read_text(tu_src("compiler/dropout_hash.h"));
+    ck_assert_msg(strstr(h, kd_emit_hash_text(0)), "kd_mix64 differs from compiler/dropout_hash.h");
+    ck_assert_msg(strstr(h, kd_emit_hash_text(1)), "kd_dropout_bits differs from compiler/dropout_hash.h");
+    free(h);
+}
+END_TEST
+
+/* A bad option or a model that does not check leaves an existing output alone. */
+START_TEST(cli_errors)
+{
+    const char *dir = tu_tmpdir("cg-cli");
+    char *out = NULL;
+    ck_assert_int_eq(RUN(&out, "cd %s && echo keep > m.c && echo keep > m.h && "
+             "printf 'model m {\\n  input x: [3]\\n  Dense(2, activation: nope)\\n}\\n' > bad.kdsl && "
+             "%s compile bad.kdsl -o m.c; echo rc=$?; cat m.c m.h",
+             dir, tu_kdslc()), 0);
+    ck_assert_msg(strstr(out, "rc=1") && strstr(out, "keep\nkeep\n"), "%s", out);
+    free(out);
+    ck_assert_int_eq(RUN(&out, "%s compile %s --batch 0", tu_kdslc(), tu_src("samples/mlp.kdsl")), 2);
+    ck_assert_msg(strstr(out, "--batch"), "%s", out);
+    free(out);
+    ck_assert_int_eq(RUN(&out, "%s compile %s --dtype f16", tu_kdslc(), tu_src("samples/mlp.kdsl")), 2);
+    free(out);
+    ck_assert_int_eq(RUN(&out, "cd %s && %s compile %s -o x.c --embed-weights missing.safetensors", dir, tu_kdslc(),
+             tu_src("samples/mlp.kdsl")), 1);
+    ck_assert_msg(strstr(out, "missing.safetensors"), "%s", out);
+    free(out);
+    ck_assert_int_eq(RUN(&out, "%s ir %s --stage loops | head -1", tu_kdslc(), tu_src("samples/mlp.kdsl")), 0);
+    ck_assert_msg(strstr(out, "program mlp"), "%s", out);
+    free(out);
+}
+END_TEST
+
+static Suite *codegen_suite(void)
+{
+    Suite *s = suite_create("codegen");
+    TCase *t = tcase_create("passes");
+    tcase_add_test(t, fuse_mlp_epilogues);
+    tcase_add_test(t, simplify_cse_dce);
+    suite_add_tcase(s, t);
+    t = tcase_create("c");
+    tcase_set_timeout(t, 600);
+    tcase_add_loop_test(t, softmax_sample, 0, 2);
+    tcase_add_loop_test(t, mlp_predict, 0, 2);
+    tcase_add_test(t, mlp_arena);
+    tcase_add_loop_test(t, cnn_ops_predict, 0, 4);
+    tcase_add_loop_test(t, grad_f64, 0, 4);
+    tcase_add_loop_test(t, train_step_f64, 0, 3);
+    tcase_add_test(t, init_values);
+    tcase_add_test(t, cortex_m4);
+    tcase_add_test(t, deterministic);
+    tcase_add_loop_test(t, samples_compile, 0, 2);
+    tcase_add_test(t, embed_weights);
+    tcase_add_test(t, dropout_hash_verbatim);
+    tcase_add_test(t, cli_errors);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    for (size_t i = 0; i < sizeof compilers / sizeof compilers[0]; i++)
+        if (build_runtime(compilers[i])) return EXIT_FAILURE;
+    return tu_run_suite(codegen_suite());
+}

@@ -1,0 +1,817 @@
+/* test_train.c — `kdslc train / evaluate / predict` end to end, and the host
+ * driver's parts (runtime/host/train.h, dataset.h, checkpoint.h, progress.h).
+ *
+ * Reference values: tests/fixtures/make_fixtures.py (PyTorch) wrote the
+ * sgd_* fixtures — initial weights, 8 samples, and the weights after one SGD
+ * step with learning rate 1 on one batch of all 8. Other data is made here.
+ *
+ * KDSL_TEST_BACKEND=cc in the environment runs kdslc on the C backend
+ * (compiler/run.h) instead of the JIT; the suite passes either way. */
+#include "testutil.h"
+#include "host/checkpoint.h"
+#include "host/dataset.h"
+#include "host/progress.h"
+#include "host/train.h"
+#include "host/tensor_file.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+static char *path_in(const char *dir, const char *file)
+{
+    static char bufs[16][4096];
+    static int next;
+    char *b = bufs[next++ % 16];
+    snprintf(b, sizeof bufs[0], "%s/%s", dir, file);
+    return b;
+}
+
+/* Runs `kdslc ARGS`; returns the exit status, output in *out (free it). */
+static int kdslc(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int kdslc(char **out, const char *fmt, ...)
+{
+    char args[8192], cmd[12288];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s", tu_kdslc(), args);
+    char *o = NULL;
+    int rc = tu_run(cmd, &o);
+    if (out) *out = o;
+    else free(o);
+    return rc;
+}
+
+#define ck_assert_has(text, words) \
+    ck_assert_msg(strstr((text), (words)) != NULL, "output lacks \"%s\":\n%s", (words), (text))
+
+/* Asserts kdslc failed with `code` and a message with `words`. */
+#define ck_assert_fails(code, words, ...)                                                            \
+    do {                                                                                             \
+        char *out_;                                                                                  \
+        int rc_ = kdslc(&out_, __VA_ARGS__);                                                         \
+        ck_assert_msg(rc_ == (code), "exit %d, expected %d:\n%s", rc_, (code), out_);                \
+        ck_assert_has(out_, words);                                                                  \
+        ck_assert_msg(strstr(out_, "Sanitizer") == NULL && strstr(out_, "runtime error") == NULL,    \
+                      "sanitizer report:\n%s", out_);                                                \
+        free(out_);                                                                                  \
+    } while (0)
+
+static void write_npy_f32(const char *path, int rank, const int64_t *shape, const float *v)
+{
+    kdh_tensor t;
+    kdh_error err;
+    ck_assert_int_eq(kdh_tensor_alloc(&t, NULL, KDH_F32, rank, shape, &err), 0);
+    memcpy(t.data, v, t.nbytes);
+    ck_assert_msg(kdh_npy_write(path, &t, &err) == 0, "%s", err.msg);
+    kdh_tensor_free(&t);
+}
+
+static void write_npy_i64(const char *path, int64_t n, const int64_t *v)
+{
+    kdh_tensor t;
+    kdh_error err;
+    ck_assert_int_eq(kdh_tensor_alloc(&t, NULL, KDH_I64, 1, &n, &err), 0);
+    memcpy(t.data, v, t.nbytes);
+    ck_assert_msg(kdh_npy_write(path, &t, &err) == 0, "%s", err.msg);
+    kdh_tensor_free(&t);
+}
+
+static kdh_tensor_list read_st(const char *path)
+{
+    kdh_tensor_list l;
+    kdh_error err;
+    ck_assert_msg(kdh_safetensors_read(path, NULL, &l, &err) == 0, "%s", err.msg);
+    return l;
+}
+
+/* A small deterministic generator for test data. */
+static uint64_t rng_state = 12345;
+static double uniform(void)
+{
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* A 3-class problem in 8 dimensions: the class is the sign pattern of two sums. */
+static void make_classes(const char *dir, int n)
+{
+    float *x = malloc((size_t)n * 8 * sizeof *x);
+    int64_t *y = malloc((size_t)n * sizeof *y);
+    rng_state = 99;
+    for (int i = 0; i < n; i++) {
+        double a = 0, b = 0;
+        for (int j = 0; j < 8; j++) {
+            x[i * 8 + j] = (float)(uniform() * 2 - 1);
+            if (j < 4) a += x[i * 8 + j];
+            else b += x[i * 8 + j];
+        }
+        y[i] = a > 0 ? (b > 0 ? 0 : 1) : 2;
+    }
+    int64_t xs[2] = {n, 8};
+    write_npy_f32(path_in(dir, "x.npy"), 2, xs, x);
+    write_npy_i64(path_in(dir, "y.npy"), n, y);
+    free(x);
+    free(y);
+}
+
+static bool same_file(const char *a, const char *b)
+{
+    size_t la, lb;
+    char *da = tu_read(a, &la), *db = tu_read(b, &lb);
+    bool same = da && db && la == lb && memcmp(da, db, la) == 0;
+    free(da);
+    free(db);
+    return same;
+}
+
+/* ---- (1) one SGD step against PyTorch ------------------------------------------------- */
+
+/* Trains `name` from its initial weights with `flags` and compares the saved
+ * weights with the fixture NAME_SUFFIX.safetensors. */
+static void steps_match_torch(const char *name, const char *flags, const char *suffix)
+{
+    const char *dir = tu_tmpdir(name);
+    char fx[4][1024];
+    const char *what[4] = {"", "_x.npy", "_y.npy", "_init.safetensors"};
+    for (int i = 0; i < 4; i++) snprintf(fx[i], sizeof fx[i], "%s/tests/fixtures/%s%s", tu_source_root(), name, what[i]);
+    const char *out = path_in(dir, "after.safetensors");
+    char *log;
+    int rc = kdslc(&log, "train %s.kdsl --data %s,%s --weights %s --save %s --batch-size 8 %s", fx[0], fx[1], fx[2], fx[3],
+                   out, flags);
+    ck_assert_msg(rc == 0, "kdslc failed:\n%s", log);
+    ck_assert_has(log, "samples/s");
+    free(log);
+
+    char expected[1024];
+    snprintf(expected, sizeof expected, "%s/tests/fixtures/%s_%s.safetensors", tu_source_root(), name, suffix);
+    kdh_tensor_list got = read_st(out), want = read_st(expected), init = read_st(fx[3]);
+    ck_assert_uint_eq(got.count, want.count);
+    for (size_t i = 0; i < want.count; i++) {
+        const kdh_tensor *w = &want.items[i], *g = kdh_list_find(&got, w->name), *s = kdh_list_find(&init, w->name);
+        ck_assert_msg(g != NULL, "%s: no %s in the saved weights", name, w->name);
+        ck_assert_str_eq(got.items[i].name, w->name);   /* the table's order */
+        ck_assert_int_eq(g->dtype, KDH_F32);
+        ck_assert_uint_eq(g->nbytes, w->nbytes);
+        const float *gv = g->data, *wv = w->data, *sv = s->data;
+        double moved = 0;
+        for (int64_t k = 0; k < kdh_tensor_count(w); k++) {
+            double tol = 1e-4 * fabs(wv[k]) + 1e-6;
+            ck_assert_msg(fabs(gv[k] - wv[k]) <= tol, "%s %s[%lld]: kdsl %.9g, PyTorch %.9g", name, w->name,
+                          (long long)k, gv[k], wv[k]);
+            moved += fabs(wv[k] - sv[k]);
+        }
+        ck_assert_msg(moved > 1e-3, "%s %s: the step did not move the weights", name, w->name);
+    }
+    kdh_list_free(&got);
+    kdh_list_free(&want);
+    kdh_list_free(&init);
+}
+
+START_TEST(sgd_step_mlp) { steps_match_torch("sgd_mlp", "--learning-rate 1 --epochs 1", "step"); }
+END_TEST
+
+START_TEST(sgd_step_cnn) { steps_match_torch("sgd_cnn", "--learning-rate 1 --epochs 1", "step"); }
+END_TEST
+
+/* Three Adam steps (the optimizer given on the command line overrides the
+ * train block's SGD), against Keras' update rule computed with PyTorch. */
+START_TEST(adam_steps_mlp) { steps_match_torch("sgd_mlp", "--optimizer adam --learning-rate 0.01 --epochs 3", "adam3"); }
+END_TEST
+
+/* evaluate's loss is Keras' (the mean over samples), computed on the host:
+ * on the initial weights it is PyTorch's loss of the fixture batch. */
+START_TEST(evaluate_and_predict)
+{
+    const char *dir = tu_tmpdir("evaluate");
+    const char *fx = tu_src("tests/fixtures/sgd_mlp");
+    char *out;
+    int rc = kdslc(&out, "evaluate %s.kdsl --weights %s_init.safetensors --data %s_x.npy,%s_y.npy", fx, fx, fx, fx);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "loss: 1.0938 - accuracy: ");   /* make_fixtures.py: sgd_mlp loss 1.093798 */
+    free(out);
+
+    const char *y = path_in(dir, "y.npy");
+    rc = kdslc(&out, "predict %s.kdsl --weights %s_init.safetensors --input %s_x.npy -o %s", fx, fx, fx, y);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    kdh_tensor t;
+    kdh_error err;
+    ck_assert_msg(kdh_npy_read(y, NULL, &t, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(t.dtype, KDH_F32);
+    ck_assert_int_eq(t.rank, 2);
+    ck_assert_int_eq(t.shape[0], 8);
+    ck_assert_int_eq(t.shape[1], 3);
+
+    /* CSV on stdout: 8 rows of 3, the same numbers */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s predict %s.kdsl --weights %s_init.safetensors --input %s_x.npy 2>/dev/null", tu_kdslc(),
+             fx, fx, fx);
+    rc = tu_run(cmd, &out);
+    ck_assert_msg(rc == 0, "%s", out);
+    kdh_tensor c;
+    ck_assert_msg(kdh_csv_parse(out, strlen(out), "stdout", &c, NULL, &err) == 0, "%s\n%s", err.msg, out);
+    ck_assert_int_eq(c.shape[0], 8);
+    ck_assert_int_eq(c.shape[1], 3);
+    for (int i = 0; i < 24; i++) ck_assert_float_eq_tol(((float *)c.data)[i], ((float *)t.data)[i], 1e-6);
+    kdh_tensor_free(&c);
+    kdh_tensor_free(&t);
+    free(out);
+}
+END_TEST
+
+/* ---- (2) killed with SIGKILL mid-epoch, resumed: the same weights, bit for bit ------------- */
+
+static pid_t spawn_slow_train(const char *model, const char *data, const char *ckpt, const char *save)
+{
+    pid_t pid = fork();
+    ck_assert_int_ne(pid, -1);
+    if (pid == 0) {
+        setenv("KDSL_TEST_SLOW_STEP_MS", "15", 1);
+        FILE *devnull = freopen("/dev/null", "w", stdout);
+        (void)devnull;
+        execl(tu_kdslc(), tu_kdslc(), "train", model, "--data", data, "--checkpoint", ckpt, "--save", save, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+START_TEST(kill_and_resume_is_bit_identical)
+{
+    const char *dir = tu_tmpdir("resume");
+    make_classes(dir, 512);   /* 32 steps of 16 per epoch */
+    const char *model = tu_src("tests/fixtures/resume_mlp.kdsl");
+    char data[4096];
+    snprintf(data, sizeof data, "%s,%s", path_in(dir, "x.npy"), path_in(dir, "y.npy"));
+    const char *whole = path_in(dir, "whole.safetensors"), *resumed = path_in(dir, "resumed.safetensors");
+    const char *ckpt = path_in(dir, "run.ckpt"), *ckpt_whole = path_in(dir, "whole.ckpt");
+
+    char *out;
+    int rc = kdslc(&out, "train %s --data %s --save %s --checkpoint %s", model, data, whole, ckpt_whole);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "Epoch 3/3");
+    free(out);
+
+    /* Slow steps (15 ms: about 0.5 s an epoch); kill once epoch 1's checkpoint
+     * is there and epoch 2 is under way. */
+    pid_t pid = spawn_slow_train(model, data, ckpt, path_in(dir, "never.safetensors"));
+    struct stat st;
+    double waited = 0;
+    while (stat(ckpt, &st) != 0 && waited < 300) {
+        sleep_s(0.01);
+        waited += 0.01;
+    }
+    ck_assert_msg(waited < 300, "no checkpoint after %g s", waited);
+    sleep_s(0.2);
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the run ended before it was killed");
+    ck_assert_int_ne(access(path_in(dir, "never.safetensors"), F_OK), 0);
+
+    kdh_tensor_list l = read_st(ckpt);
+    ck_assert_str_eq(kdh_list_get_meta(&l, "kdsl.epoch"), "1");
+    ck_assert_str_eq(kdh_list_get_meta(&l, "kdsl.step"), "32");
+    ck_assert_ptr_nonnull(kdh_list_find(&l, "dense/kernel/adam_m"));
+    ck_assert_ptr_nonnull(kdh_list_find(&l, "dense_1/bias/adam_v"));
+    kdh_list_free(&l);
+
+    rc = kdslc(&out, "train %s --data %s --resume %s --checkpoint %s --save %s --history %s", model, data, ckpt, ckpt,
+               resumed, path_in(dir, "h.csv"));
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "Resuming from");
+    ck_assert_msg(strstr(out, "Epoch 1/3") == NULL, "the resumed run repeated epoch 1:\n%s", out);
+    ck_assert_has(out, "Epoch 2/3");
+    free(out);
+    ck_assert_msg(same_file(whole, resumed), "the resumed run's weights differ from the uninterrupted run's");
+    ck_assert_msg(same_file(ckpt, ckpt_whole), "the final checkpoints differ");
+
+    /* The history carries epoch 1 over from the checkpoint. */
+    char *h = tu_read(path_in(dir, "h.csv"), NULL);
+    ck_assert_ptr_nonnull(h);
+    ck_assert_msg(!strncmp(h, "epoch,loss,accuracy,val_loss,val_accuracy\n1,", 44), "%s", h);
+    ck_assert_has(h, "\n3,");
+    free(h);
+}
+END_TEST
+
+/* A loss that turns NaN stops the run (exit 1), naming epoch and step; the
+ * checkpoint of the last good epoch is left as it was. */
+START_TEST(nan_loss_stops_and_keeps_checkpoint)
+{
+    const char *dir = tu_tmpdir("nanloss");
+    const char *fx = tu_src("tests/fixtures/sgd_mlp");
+    const char *ckpt = path_in(dir, "c.ckpt"), *copy = path_in(dir, "copy.ckpt");
+    char *out;
+    int rc = kdslc(&out, "train %s.kdsl --data %s_x.npy,%s_y.npy --epochs 1 --batch-size 4 --learning-rate 0.1 --checkpoint %s",
+                   fx, fx, fx, ckpt);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    size_t n;
+    char *before = tu_read(ckpt, &n);
+    ck_assert_int_eq(tu_write(copy, before, n), 0);
+    free(before);
+    ck_assert_fails(1, "at epoch 2, step 2/2",
+                    "train %s.kdsl --data %s_x.npy,%s_y.npy --epochs 3 --learning-rate 1e30 --resume %s --checkpoint %s",
+                    fx, fx, fx, ckpt, ckpt);
+    ck_assert_msg(same_file(ckpt, copy), "the checkpoint changed");
+}
+END_TEST
+
+/* ---- (3) Fashion-MNIST ---------------------------------------------------------------------- */
+
+START_TEST(fashion_mnist_one_epoch)
+{
+    if (access(FMNIST_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0) {
+        fprintf(stderr, "fashion_mnist_one_epoch: skipped, no Fashion-MNIST in " FMNIST_DIR
+                        " (apt install dataset-fashion-mnist)\n");
+        return;
+    }
+    const char *dir = tu_tmpdir("fmnist");
+    const char *hist = path_in(dir, "h.json");
+    char *out;
+    int rc = kdslc(&out, "train %s --epochs 1 --history %s --save %s", tu_src("samples/fmnist_mlp.kdsl"), hist,
+                   path_in(dir, "w.safetensors"));
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "Train on 60000 samples");
+    ck_assert_has(out, "validate on 10000 samples");
+    ck_assert_has(out, "samples/s");
+    ck_assert_msg(strchr(out, '\r') == NULL, "carriage returns in a pipe:\n%s", out);
+    fprintf(stderr, "%s", out);
+    free(out);
+    char *h = tu_read(hist, NULL);
+    ck_assert_ptr_nonnull(h);
+    const char *va = strstr(h, "\"val_accuracy\"");
+    ck_assert_ptr_nonnull(va);
+    double acc = strtod(strchr(va, '[') + 1, NULL);
+    ck_assert_msg(acc >= 0.80, "validation accuracy %g < 0.80 after one epoch", acc);
+    free(h);
+
+    /* evaluate on the test split agrees with the last validation */
+    rc = kdslc(&out, "evaluate %s --weights %s", tu_src("samples/fmnist_mlp.kdsl"), path_in(dir, "w.safetensors"));
+    ck_assert_msg(rc == 0, "%s", out);
+    const char *a = strstr(out, "accuracy: ");
+    ck_assert_ptr_nonnull(a);
+    ck_assert_double_eq_tol(strtod(a + 10, NULL), acc, 1e-4);
+    free(out);
+}
+END_TEST
+
+/* ---- (5) linear regression recovers its line -------------------------------------------------- */
+
+START_TEST(linear_regression_recovers_line)
+{
+    const char *dir = tu_tmpdir("linreg");
+    enum { N = 256 };
+    float x[N], y[N];
+    rng_state = 5;
+    for (int i = 0; i < N; i++) {
+        x[i] = (float)(uniform() * 2 - 1);
+        y[i] = 3 * x[i] + 2;
+    }
+    int64_t s1[1] = {N};
+    write_npy_f32(path_in(dir, "x.npy"), 1, s1, x);
+    write_npy_f32(path_in(dir, "y.npy"), 1, s1, y);
+    const char *w = path_in(dir, "w.safetensors");
+    char *out;
+    int rc = kdslc(&out, "train %s --data %s,%s --save %s --history %s", tu_src("samples/linear_regression.kdsl"),
+                   path_in(dir, "x.npy"), path_in(dir, "y.npy"), w, path_in(dir, "h.csv"));
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "Epoch 50/50");
+    ck_assert_msg(strstr(out, "accuracy") == NULL, "accuracy without the metric:\n%s", out);
+    free(out);
+    kdh_tensor_list l = read_st(w);
+    const kdh_tensor *wt = kdh_list_find(&l, "w"), *bt = kdh_list_find(&l, "b");
+    ck_assert_msg(wt && bt, "no w and b in the weights");
+    ck_assert_double_eq_tol(((float *)wt->data)[0], 3.0, 1e-2);
+    ck_assert_double_eq_tol(((float *)bt->data)[0], 2.0, 1e-2);
+    kdh_list_free(&l);
+
+    /* The same from a CSV file (last column the target). */
+    FILE *f = fopen(path_in(dir, "d.csv"), "w");
+    fprintf(f, "x,y\n");
+    for (int i = 0; i < N; i++) fprintf(f, "%.9g,%.9g\n", x[i], y[i]);
+    fclose(f);
+    rc = kdslc(&out, "train %s --data %s --save %s", tu_src("samples/linear_regression.kdsl"), path_in(dir, "d.csv"), w);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    l = read_st(w);
+    ck_assert_double_eq_tol(((float *)kdh_list_find(&l, "w")->data)[0], 3.0, 1e-2);
+    ck_assert_double_eq_tol(((float *)kdh_list_find(&l, "b")->data)[0], 2.0, 1e-2);
+    kdh_list_free(&l);
+}
+END_TEST
+
+/* ---- (4) bad weights, bad data, bad flags ------------------------------------------------------- */
+
+static void write_weights(const char *path, const char *const *names, kdh_dtype dt, const int64_t (*shapes)[2],
+                          const int *ranks, int n)
+{
+    kdh_tensor_list l;
+    kdh_error err;
+    kdh_list_init(&l);
+    for (int i = 0; i < n; i++) ck_assert_ptr_nonnull(kdh_list_add(&l, names[i], dt, ranks[i], shapes[i], &err));
+    ck_assert_int_eq(kdh_safetensors_write_list(path, &l, &err), 0);
+    kdh_list_free(&l);
+}
+
+START_TEST(bad_weights_files)
+{
+    const char *dir = tu_tmpdir("badweights");
+    const char *fx = tu_src("tests/fixtures/sgd_mlp");
+    char data[4096];
+    snprintf(data, sizeof data, "%s_x.npy,%s_y.npy", fx, fx);
+    char init[4096];
+    snprintf(init, sizeof init, "%s_init.safetensors", fx);
+    size_t n;
+    char *good = tu_read(init, &n);
+    ck_assert_ptr_nonnull(good);
+
+    const char *trunc = path_in(dir, "truncated.safetensors");
+    ck_assert_int_eq(tu_write(trunc, good, n - 10), 0);
+    ck_assert_fails(1, "truncated.safetensors", "train %s.kdsl --data %s --weights %s --epochs 1", fx, data, trunc);
+    ck_assert_fails(1, "truncated.safetensors", "evaluate %s.kdsl --data %s --weights %s", fx, data, trunc);
+    ck_assert_fails(1, "truncated.safetensors", "predict %s.kdsl --input %s_x.npy --weights %s", fx, fx, trunc);
+
+    const char *garbage = path_in(dir, "garbage.safetensors");
+    ck_assert_int_eq(tu_write(garbage, "\xff\xff\xff\xff\xff\xff\xff\x7fnot a header", 20), 0);
+    ck_assert_fails(1, "garbage.safetensors", "train %s.kdsl --data %s --weights %s --epochs 1", fx, data, garbage);
+    const char *empty = path_in(dir, "empty.safetensors");
+    ck_assert_int_eq(tu_write(empty, "", 0), 0);
+    ck_assert_fails(1, "empty.safetensors", "train %s.kdsl --data %s --weights %s --epochs 1", fx, data, empty);
+    ck_assert_fails(1, "nonexistent.safetensors", "train %s.kdsl --data %s --weights %s --epochs 1", fx, data,
+                    path_in(dir, "nonexistent.safetensors"));
+    free(good);
+
+    static const char *const names[] = {"dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias", "extra/kernel"};
+    static const int64_t shapes[][2] = {{6, 5}, {5, 0}, {5, 3}, {3, 0}, {2, 2}};
+    static const int ranks[] = {2, 1, 2, 1, 2};
+    const char *w = path_in(dir, "w.safetensors");
+
+    write_weights(w, names, KDH_F32, shapes, ranks, 3);   /* dense_1/bias missing */
+    ck_assert_fails(1, "missing tensor \"dense_1/bias\"", "train %s.kdsl --data %s --weights %s", fx, data, w);
+    write_weights(w, names, KDH_F32, shapes, ranks, 5);   /* one too many */
+    ck_assert_fails(1, "\"extra/kernel\" not in model 'sgd_mlp'", "train %s.kdsl --data %s --weights %s", fx, data, w);
+    write_weights(w, names, KDH_F64, shapes, ranks, 4);   /* doubles */
+    ck_assert_fails(1, "dtype F64", "evaluate %s.kdsl --data %s --weights %s", fx, data, w);
+    static const int64_t wrong[][2] = {{6, 4}, {5, 0}, {5, 3}, {3, 0}};
+    write_weights(w, names, KDH_F32, wrong, ranks, 4);    /* a kernel of the wrong shape */
+    ck_assert_fails(1, "[6, 4]", "train %s.kdsl --data %s --weights %s", fx, data, w);
+    ck_assert_fails(1, "dense/kernel", "train %s.kdsl --data %s --weights %s", fx, data, w);
+
+    /* A NaN weight */
+    kdh_tensor_list l = read_st(init);
+    ((float *)kdh_list_find(&l, "dense/bias")->data)[2] = NAN;
+    kdh_error err;
+    ck_assert_int_eq(kdh_safetensors_write_list(w, &l, &err), 0);
+    kdh_list_free(&l);
+    ck_assert_fails(1, "NaN", "train %s.kdsl --data %s --weights %s", fx, data, w);
+
+    /* A weights file is not a checkpoint */
+    ck_assert_fails(1, "not a kdsl checkpoint", "train %s.kdsl --data %s --resume %s", fx, data, init);
+}
+END_TEST
+
+START_TEST(bad_data_files)
+{
+    const char *dir = tu_tmpdir("baddata");
+    const char *fx = tu_src("tests/fixtures/sgd_mlp");
+    char init[4096];
+    snprintf(init, sizeof init, "%s_init.safetensors", fx);
+    float x[8 * 7] = {0};
+    int64_t s87[2] = {8, 7}, s86[2] = {8, 6};
+    write_npy_f32(path_in(dir, "x7.npy"), 2, s87, x);
+    ck_assert_fails(1, "do not fit model 'sgd_mlp'", "train %s.kdsl --data %s,%s_y.npy", fx, path_in(dir, "x7.npy"), fx);
+    ck_assert_fails(1, "[7]", "train %s.kdsl --data %s,%s_y.npy", fx, path_in(dir, "x7.npy"), fx);
+    ck_assert_fails(1, "[6]", "train %s.kdsl --data %s,%s_y.npy", fx, path_in(dir, "x7.npy"), fx);
+
+    x[13] = NAN;
+    write_npy_f32(path_in(dir, "xnan.npy"), 2, s86, x);
+    ck_assert_fails(1, "NaN", "train %s.kdsl --data %s,%s_y.npy", fx, path_in(dir, "xnan.npy"), fx);
+    x[13] = INFINITY;
+    write_npy_f32(path_in(dir, "xinf.npy"), 2, s86, x);
+    ck_assert_fails(1, "xinf.npy", "train %s.kdsl --data %s,%s_y.npy", fx, path_in(dir, "xinf.npy"), fx);
+    ck_assert_fails(1, "xinf.npy", "predict %s.kdsl --weights %s --input %s", fx, init, path_in(dir, "xinf.npy"));
+
+    int64_t labels[8] = {0, 1, 2, 3, 0, 1, 2, 0};
+    write_npy_i64(path_in(dir, "y3.npy"), 8, labels);
+    ck_assert_fails(1, "outside the model's 3 classes", "train %s.kdsl --data %s_x.npy,%s", fx, fx, path_in(dir, "y3.npy"));
+    write_npy_i64(path_in(dir, "y7.npy"), 7, labels);
+    ck_assert_fails(1, "7 labels for 8 samples", "train %s.kdsl --data %s_x.npy,%s", fx, fx, path_in(dir, "y7.npy"));
+
+    size_t n;
+    char *good = tu_read(tu_src("tests/fixtures/sgd_mlp_x.npy"), &n);
+    ck_assert_int_eq(tu_write(path_in(dir, "xtrunc.npy"), good, n - 7), 0);
+    free(good);
+    ck_assert_fails(1, "xtrunc.npy", "train %s.kdsl --data %s,%s_y.npy", fx, path_in(dir, "xtrunc.npy"), fx);
+    ck_assert_fails(1, "xtrunc.npy", "predict %s.kdsl --weights %s --input %s", fx, init, path_in(dir, "xtrunc.npy"));
+    ck_assert_int_eq(tu_write(path_in(dir, "junk.npy"), "hello", 5), 0);
+    ck_assert_fails(1, "junk.npy", "train %s.kdsl --data %s,%s_y.npy", fx, path_in(dir, "junk.npy"), fx);
+
+    ck_assert_int_eq(tu_write(path_in(dir, "bad.csv"), "1,2,3,4,5,6,0\n1,2,x,4,5,6,1\n", 28), 0);
+    ck_assert_fails(1, "bad.csv", "train %s.kdsl --data %s", fx, path_in(dir, "bad.csv"));
+    ck_assert_fails(1, "give X.npy,Y.npy", "train %s.kdsl --data %s_x.npy", fx, fx);
+    ck_assert_fails(1, "no such file", "train %s.kdsl --data %s", fx, path_in(dir, "nothing"));
+    ck_assert_fails(1, "idx", "train %s.kdsl --data %s", fx, dir);   /* a directory without IDX files */
+    ck_assert_fails(1, "validation split", "train %s.kdsl --data %s_x.npy,%s_y.npy --validation-split 0.01", fx, fx, fx);
+}
+END_TEST
+
+START_TEST(bad_flags)
+{
+    const char *fx = tu_src("tests/fixtures/sgd_mlp.kdsl");
+    ck_assert_fails(2, "did you mean '--epochs'", "train %s --epoch 3", fx);
+    ck_assert_fails(2, "'--epochs' wants a whole number", "train %s --epochs three", fx);
+    ck_assert_fails(2, "'--batch-size' wants a whole number", "train %s --batch-size 0", fx);
+    ck_assert_fails(2, "'--learning-rate' wants a positive number", "train %s --learning-rate -1", fx);
+    ck_assert_fails(2, "'--validation-split' wants a fraction", "train %s --validation-split 1.5", fx);
+    ck_assert_fails(2, "'--normalize' wants auto, none or 255", "train %s --normalize 256", fx);
+    ck_assert_fails(2, "'--input' does not apply to `kdslc train`", "train %s --input x.npy", fx);
+    ck_assert_fails(2, "'--epochs' does not apply to `kdslc evaluate`", "evaluate %s --epochs 3", fx);
+    ck_assert_fails(2, "needs a value", "train %s --save", fx);
+    ck_assert_fails(2, "needs a model file", "train --epochs 3");
+    ck_assert_fails(2, "needs --weights", "evaluate %s", fx);
+    ck_assert_fails(2, "needs --input", "predict %s --weights w.safetensors", fx);
+    ck_assert_fails(2, "did you mean 'adam'", "train %s --optimizer adamm", fx);
+    ck_assert_fails(2, "unknown loss 'hinge'", "train %s --loss hinge", fx);
+    ck_assert_fails(2, "give one of them", "train %s --weights a --resume b", fx);
+    /* no train block: --loss and --optimizer are needed */
+    ck_assert_fails(2, "--loss and --optimizer", "train %s", tu_src("samples/tiny_mlp.kdsl"));
+    ck_assert_fails(2, "did you mean 'train'", "trian %s", fx);
+}
+END_TEST
+
+/* A model without a train block trains with --loss and --optimizer. */
+START_TEST(train_without_train_block)
+{
+    const char *dir = tu_tmpdir("notrain");
+    const char *model = path_in(dir, "m.kdsl");
+    const char *src = "model m {\n    input x: [6]\n    Dense(4, activation: relu)\n    Dense(3)\n}\n";
+    ck_assert_int_eq(tu_write(model, src, strlen(src)), 0);
+    const char *fx = tu_src("tests/fixtures/sgd_mlp");
+    char *out;
+    int rc = kdslc(&out, "train %s --data %s_x.npy,%s_y.npy --loss sparse_categorical_crossentropy --from-logits "
+                   "--optimizer sgd --epochs 2 --validation-split 0.25 --history %s",
+                   model, fx, fx, path_in(dir, "h.json"));
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "Train on 6 samples");
+    ck_assert_has(out, "validate on 2 samples");
+    ck_assert_has(out, "val_accuracy: ");
+    free(out);
+    char *h = tu_read(path_in(dir, "h.json"), NULL);
+    ck_assert_ptr_nonnull(h);
+    ck_assert_has(h, "\"epoch\":");
+    ck_assert_has(h, "\"val_loss\":");
+    free(h);
+}
+END_TEST
+
+/* A directory of IDX files with MNIST's names (plain and gzip'd both work:
+ * the reader detects gzip), and binary cross-entropy with targets as given. */
+static void write_idx(const char *path, int rank, const int *dims, const uint8_t *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    unsigned char hdr[4] = {0, 0, 0x08, (unsigned char)rank};
+    fwrite(hdr, 1, 4, f);
+    for (int i = 0; i < rank; i++) {
+        unsigned char d[4] = {(unsigned char)(dims[i] >> 24), (unsigned char)(dims[i] >> 16), (unsigned char)(dims[i] >> 8),
+                              (unsigned char)dims[i]};
+        fwrite(d, 1, 4, f);
+    }
+    fwrite(data, 1, n, f);
+    fclose(f);
+}
+
+START_TEST(idx_directory_and_binary_labels)
+{
+    const char *dir = tu_tmpdir("idxdir");
+    static uint8_t img[30 * 784], lab[30];
+    for (int i = 0; i < 30 * 784; i++) img[i] = (uint8_t)((i * 7) % 256);
+    for (int i = 0; i < 30; i++) lab[i] = (uint8_t)(i % 10);
+    int di[3] = {20, 28, 28}, dl[1] = {20}, ti[3] = {10, 28, 28}, tl[1] = {10};
+    write_idx(path_in(dir, "train-images-idx3-ubyte"), 3, di, img, 20 * 784);
+    write_idx(path_in(dir, "train-labels-idx1-ubyte"), 1, dl, lab, 20);
+    write_idx(path_in(dir, "t10k-images-idx3-ubyte"), 3, ti, img + 20 * 784, 10 * 784);
+    write_idx(path_in(dir, "t10k-labels-idx1-ubyte"), 1, tl, lab + 20, 10);
+    char *out;
+    int rc = kdslc(&out, "train %s --data %s --epochs 1 --batch-size 8", tu_src("samples/fmnist_cnn.kdsl"), dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "Train on 20 samples");
+    ck_assert_has(out, "validate on 10 samples");
+    ck_assert_has(out, "3/3");   /* 8 + 8 + 4: the last partial batch is kept */
+    free(out);
+
+    /* binary cross-entropy on a sigmoid: labels [n] are the targets of output [1] */
+    const char *model = path_in(dir, "b.kdsl");
+    const char *src = "model b {\n    input x: [8]\n    Dense(8, activation: relu)\n    Dense(1, activation: sigmoid)\n}\n";
+    ck_assert_int_eq(tu_write(model, src, strlen(src)), 0);
+    enum { N = 400 };
+    static float x[N * 8], y[N];
+    rng_state = 3;
+    for (int i = 0; i < N; i++) {
+        double sum = 0;
+        for (int j = 0; j < 8; j++) sum += x[i * 8 + j] = (float)(uniform() * 2 - 1);
+        y[i] = sum > 0;
+    }
+    int64_t xs[2] = {N, 8}, ys[1] = {N};
+    write_npy_f32(path_in(dir, "bx.npy"), 2, xs, x);
+    write_npy_f32(path_in(dir, "by.npy"), 1, ys, y);
+    rc = kdslc(&out, "train %s --data %s,%s --loss binary_crossentropy --optimizer adam --learning-rate 0.01 --epochs 30 "
+                     "--validation-split 0.25 --history %s",
+               model, path_in(dir, "bx.npy"), path_in(dir, "by.npy"), path_in(dir, "h.csv"));
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    char *h = tu_read(path_in(dir, "h.csv"), NULL);
+    const char *last = strstr(h, "\n30,");
+    ck_assert_msg(last != NULL, "%s", h);
+    double ep, loss, acc, vloss, vacc;
+    ck_assert_int_eq(sscanf(last + 1, "%lf,%lf,%lf,%lf,%lf", &ep, &loss, &acc, &vloss, &vacc), 5);
+    ck_assert_msg(acc > 0.9 && vacc > 0.85, "binary accuracy %g, validation %g after 30 epochs", acc, vacc);
+    free(h);
+}
+END_TEST
+
+/* ---- the host parts on their own ---------------------------------------------------------------- */
+
+START_TEST(progress_tty_and_plain)
+{
+    for (int tty = 0; tty < 2; tty++) {
+        FILE *f = tmpfile();
+        kdh_progress p;
+        kdh_progress_init(&p, f, tty);
+        kdh_progress_epoch_begin(&p, 1, 5, 1875);
+        kdh_progress_step(&p, 937, 0.4821, 0.8275);
+        kdh_progress_step(&p, 1875, 0.4821, 0.8275);
+        kdh_progress_epoch_end(&p, 0.4821, 0.8275, 0.4012, 0.8561, 4.2, 3.9, 60000);
+        long n = ftell(f);
+        rewind(f);
+        char buf[4096] = {0};
+        ck_assert_int_eq(fread(buf, 1, (size_t)n, f), n);
+        fclose(f);
+        ck_assert_has(buf, "1875/1875");
+        ck_assert_has(buf, "- loss: 0.4821 - accuracy: 0.8275 - val_loss: 0.4012 - val_accuracy: 0.8561 - 15385 samples/s\n");
+        ck_assert_has(buf, " - 4s 2ms/step");
+        if (tty) {
+            ck_assert_has(buf, "Epoch 1/5\n");
+            ck_assert_has(buf, "\r1875/1875 [==============================] - 4s");
+            ck_assert_has(buf, " 937/1875 [=============>................] - ETA: ");
+        } else {
+            ck_assert_msg(strchr(buf, '\r') == NULL, "a carriage return in plain output: %s", buf);
+            ck_assert_str_eq(buf, "Epoch 1/5 - 1875/1875 - 4s 2ms/step - loss: 0.4821 - accuracy: 0.8275 - val_loss: "
+                                  "0.4012 - val_accuracy: 0.8561 - 15385 samples/s\n");
+        }
+    }
+}
+END_TEST
+
+static kdh_data_want want_784(kdh_label_kind labels, int64_t k)
+{
+    kdh_data_want w = {.model = "m", .input_name = "x", .input_rank = 3, .input_shape = {28, 28, 1},
+                       .input_elems = 784, .labels = labels, .label_elems = k};
+    return w;
+}
+
+START_TEST(dataset_scaling_labels_split)
+{
+    kdh_tensor x, y;
+    kdh_error err;
+    int64_t xs[3] = {10, 28, 28}, n = 10;
+    ck_assert_int_eq(kdh_tensor_alloc(&x, NULL, KDH_U8, 3, xs, &err), 0);
+    ck_assert_int_eq(kdh_tensor_alloc(&y, NULL, KDH_U8, 1, &n, &err), 0);
+    for (int i = 0; i < 7840; i++) ((uint8_t *)x.data)[i] = (uint8_t)(i % 256);
+    for (int i = 0; i < 10; i++) ((uint8_t *)y.data)[i] = (uint8_t)(i % 10);
+    kdh_data_want w = want_784(KDH_LABELS_ONEHOT, 10);
+    kdh_dataset d;
+    ck_assert_msg(kdh_dataset_from_tensors(&x, "x", &y, "y", &w, &d, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(d.n, 10);
+    ck_assert_float_eq(d.x[255], 1.0f);
+    ck_assert_float_eq(d.x[51], 0.2f);
+    ck_assert_float_eq(d.y[3 * 10 + 3], 1.0f);
+    ck_assert_float_eq(d.y[3 * 10 + 4], 0.0f);
+    ck_assert_int_eq(d.cls[7], 7);
+    kdh_dataset v;
+    ck_assert_int_eq(kdh_data_split(&d, 0.25, &v, &err), 0);   /* Keras: int(10 * 0.25) = 2 at the end */
+    ck_assert_int_eq(d.n, 8);
+    ck_assert_int_eq(v.n, 2);
+    ck_assert_int_eq(v.cls[0], 8);
+    ck_assert_float_eq(v.x[0], (float)((8 * 784) % 256) / 255.0f);
+    kdh_dataset_free(&v);
+    kdh_dataset_free(&d);
+
+    w.normalize = KDH_NORM_NONE;
+    ck_assert_int_eq(kdh_dataset_from_tensors(&x, "x", &y, "y", &w, &d, &err), 0);
+    ck_assert_float_eq(d.x[255], 255.0f);
+    kdh_dataset_free(&d);
+
+    w.input_elems = 100;
+    w.input_rank = 1;
+    w.input_shape[0] = 100;
+    ck_assert_int_eq(kdh_dataset_from_tensors(&x, "x.npy", &y, "y", &w, &d, &err), -1);
+    ck_assert_has(err.msg, "x.npy: samples of shape [28, 28] (784 values) do not fit model 'm', whose input x is [100]");
+    w = want_784(KDH_LABELS_ONEHOT, 5);
+    ck_assert_int_eq(kdh_dataset_from_tensors(&x, "x", &y, "y.npy", &w, &d, &err), -1);
+    ck_assert_has(err.msg, "y.npy: label 5 of sample 5 is outside the model's 5 classes");
+    kdh_tensor_free(&x);
+    kdh_tensor_free(&y);
+}
+END_TEST
+
+/* Host-side losses as Keras computes them. */
+START_TEST(host_losses)
+{
+    kdh_model m = {.output_elems = 3, .loss = KDH_LOSS_CATEGORICAL, .from_logits = true, .accuracy = true};
+    const float z[3] = {2, 1, 0.1f}, t[3] = {1, 0, 0};
+    ck_assert_double_eq_tol(kdh_sample_loss(&m, z, t), -log(0.6590012), 1e-6);   /* LANGUAGE.md's softmax */
+    ck_assert_double_eq(kdh_sample_correct(&m, z, t), 1);
+    m.from_logits = false;
+    const float p[3] = {0.5f, 0.25f, 0.25f};
+    ck_assert_double_eq_tol(kdh_sample_loss(&m, p, t), -log(0.5), 1e-7);
+    m.loss = KDH_LOSS_MSE;
+    const float y2[3] = {1, 2, 3}, t2[3] = {1, 0, 0};
+    ck_assert_double_eq_tol(kdh_sample_loss(&m, y2, t2), (0 + 4 + 9) / 3.0, 1e-12);
+    m.loss = KDH_LOSS_BINARY;
+    m.output_elems = 1;
+    const float pb[1] = {0.8f}, tb[1] = {1};
+    ck_assert_double_eq_tol(kdh_sample_loss(&m, pb, tb), -log(0.8), 1e-7);
+    ck_assert_double_eq(kdh_sample_correct(&m, pb, tb), 1);
+    m.from_logits = true;
+    const float zb[1] = {-0.3f};
+    ck_assert_double_eq_tol(kdh_sample_loss(&m, zb, tb), log1p(exp(0.3)), 1e-6);
+    ck_assert_double_eq(kdh_sample_correct(&m, zb, tb), 0);
+}
+END_TEST
+
+START_TEST(history_files)
+{
+    const char *dir = tu_tmpdir("history");
+    kdh_history h = {0};
+    kdh_epoch_log r1 = {1, 0.5, 0.8, NAN, NAN, 1, 1}, r2 = {2, 0.25, 0.9, 0.3, 0.875, 1, 1};
+    ck_assert_int_eq(kdh_history_add(&h, &r1), 0);
+    ck_assert_int_eq(kdh_history_add(&h, &r2), 0);
+    kdh_error err;
+    ck_assert_int_eq(kdh_history_write(path_in(dir, "h.csv"), &h, &err), 0);
+    char *csv = tu_read(path_in(dir, "h.csv"), NULL);
+    ck_assert_str_eq(csv, "epoch,loss,accuracy,val_loss,val_accuracy\n1,0.5,0.8,,\n2,0.25,0.9,0.3,0.875\n");
+    free(csv);
+    ck_assert_int_eq(kdh_history_write(path_in(dir, "h.json"), &h, &err), 0);
+    char *json = tu_read(path_in(dir, "h.json"), NULL);
+    ck_assert_has(json, "\"val_loss\":\t[null, 0.3]");
+    free(json);
+    char *s = kdh_history_to_json(&h);
+    kdh_history back;
+    ck_assert_int_eq(kdh_history_from_json(s, &back, "ckpt", &err), 0);
+    ck_assert_int_eq(back.count, 2);
+    ck_assert_double_eq(back.rows[1].val_accuracy, 0.875);
+    ck_assert(isnan(back.rows[0].val_loss));
+    free(s);
+    kdh_history_free(&back);
+    kdh_history_free(&h);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("train");
+    TCase *host = tcase_create("host");
+    tcase_add_test(host, progress_tty_and_plain);
+    tcase_add_test(host, dataset_scaling_labels_split);
+    tcase_add_test(host, host_losses);
+    tcase_add_test(host, history_files);
+    suite_add_tcase(s, host);
+    TCase *run = tcase_create("kdslc");
+    tcase_set_timeout(run, 600);
+    tcase_add_test(run, sgd_step_mlp);
+    tcase_add_test(run, sgd_step_cnn);
+    tcase_add_test(run, adam_steps_mlp);
+    tcase_add_test(run, evaluate_and_predict);
+    tcase_add_test(run, kill_and_resume_is_bit_identical);
+    tcase_add_test(run, nan_loss_stops_and_keeps_checkpoint);
+    tcase_add_test(run, linear_regression_recovers_line);
+    tcase_add_test(run, bad_weights_files);
+    tcase_add_test(run, bad_data_files);
+    tcase_add_test(run, bad_flags);
+    tcase_add_test(run, train_without_train_block);
+    tcase_add_test(run, idx_directory_and_binary_labels);
+    tcase_add_test(run, fashion_mnist_one_epoch);
+    suite_add_tcase(s, run);
+    return tu_run_suite(s);
+}
