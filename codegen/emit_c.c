@@ -24,6 +24,7 @@ typedef struct emitter {
     /* What the program uses, so only those helpers are written. */
     bool used_op[LP_OP_COUNT];
     bool used_max_acc, used_dropout, used_call[LP_K_COUNT];
+    bool long_batch;       /* printing a loop extent */
 } emitter;
 
 /* compiler/dropout_hash.h's functions, verbatim (the test suite checks the two
@@ -234,7 +235,10 @@ static void expr(emitter *E, const lp_expr *e, int min_prec)
     case LP_E_INT: fprintf(out, "%" PRId64, e->ival); break;
     case LP_E_REAL: put_real(out, e->rval, E->f32); break;
     case LP_E_VAR: fputs(e->var->name, out); break;
-    case LP_E_PARAM: fputs(param_text(e->param), out); break;
+    case LP_E_PARAM:
+        /* Loop extents are longs: batch * (elements per sample) may not fit an int. */
+        fputs(e->param == LP_P_BATCH && E->long_batch ? "(long)batch" : param_text(e->param), out);
+        break;
     case LP_E_LOAD:
         fprintf(out, "%s[", e->buf->name);
         expr(E, e->a, 0);
@@ -386,7 +390,9 @@ static void stmts(emitter *E, const kd_vec *body, int depth)
         switch (s->kind) {
         case LP_S_FOR:
             fprintf(E->out, "for (long %s = 0; %s < ", s->var->name, s->var->name);
+            E->long_batch = true;
             expr(E, s->extent, P_REL + 1);
+            E->long_batch = false;
             fprintf(E->out, "; %s++) {\n", s->var->name);
             stmts(E, &s->body, depth + 1);
             indent(E, depth);

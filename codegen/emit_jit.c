@@ -1103,7 +1103,9 @@ static bool build_function(jb *J, const lp_func *f, kd_arena *scratch)
 
     for (int k = 0; k < f->kernels.len && !J->failed; k++) {
         const lp_kernel *kn = f->kernels.items[k];
-        if (kn->what) gcc_jit_block_add_comment(J->blk, NULL, kn->what);
+        char note[512];
+        snprintf(note, sizeof note, "%s:%d %s", J->p->source ? J->p->source : "?", kn->loc.line, kn->what ? kn->what : "");
+        gcc_jit_block_add_comment(J->blk, NULL, note);
         stmts(J, &kn->body);
     }
     if (J->failed) return false;
@@ -1201,6 +1203,10 @@ kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kd_model_fn
         snprintf(opt, sizeof opt, "-march=%s", march);
         gcc_jit_context_add_command_line_option(ctx, opt);
     }
+    /* Link the code against libm: else its unversioned references to expf, logf...
+     * bind to glibc's oldest versions (the SVID-compatible wrappers, which
+     * differ from the default ones at least in the NaNs they return). */
+    gcc_jit_context_add_driver_option(ctx, "-lm");
     /* Bit-identical to the C backend: no fused multiply-add contraction (and no -ffast-math). */
     if (!o->fp_contract) gcc_jit_context_add_command_line_option(ctx, "-ffp-contract=off");
 

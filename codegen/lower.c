@@ -10,7 +10,8 @@
  *                outputs[i], grads, the variable an update overwrites. Anything
  *                else is copied there by a kernel at the end.
  *  4. generate   each kernel's statements (lower_loops.c, lower_calls.c).
- *  5. plan       arena offsets from liveness (arena_plan.c).
+ *  5. fuse       neighbouring elementwise loops of one shape (lower_fuse.c).
+ *  6. plan       arena offsets from liveness (arena_plan.c).
  *
  * An update may overwrite its variable in place only when every read of the
  * old value comes earlier, or in the same elementwise loop at the same index
@@ -244,6 +245,8 @@ static void schedule(lower *L)
         w->root = L->n[u->id].cls == LW_INLINE ? L->n[u->id].root : u;
         w->slot = L->n[w->root->id].slot;
     }
+    for (int id = 0; id < g->nodes.len; id++)
+        if (L->n[id].cls == LW_INLINE) kd_vec_push(L->a, &L->n[L->n[id].root->id].inlined, g->nodes.items[id]);
 }
 
 /* ---- 3. bind ------------------------------------------------------------------------- */
@@ -298,17 +301,17 @@ static int last_read(lower *L, ir_node *x, int at, bool *same_index)
     return last;
 }
 
-/* Whether update value u may be written straight into variable v's storage. */
-static bool update_in_place(lower *L, ir_node *u, int v)
+/* Whether update value u may be written straight into variable v's storage
+ * (reads: the live VAR nodes of v). */
+static bool update_in_place(lower *L, ir_node *u, const kd_vec *reads)
 {
     lw_node *w = &L->n[u->id];
     if (w->cls != LW_KERNEL || w->bound || !lw_is_elementwise(u->op)) return false;
-    for (int id = 0; id < L->g->nodes.len; id++) {
-        ir_node *x = L->g->nodes.items[id];
-        if (x->op != IR_VAR || x->var != v || L->n[id].cls == LW_DEAD) continue;
+    for (int i = 0; i < reads->len; i++) {
+        ir_node *x = reads->items[i];
         bool same = true;
         int last = last_read(L, x, w->slot, &same);
-        if (last > w->slot || (last == w->slot && !same)) return false;
+        if (L->n[x->id].roots > 0 || last > w->slot || (last == w->slot && !same)) return false;
     }
     return true;
 }
@@ -332,10 +335,18 @@ static void bind_all(lower *L, const kd_dest *dests, kd_vec *copies, ir_node **r
         c->to = dst;
         kd_vec_push(L->a, copies, c);
     }
+    kd_vec *reads = kd_alloc_array(L->a, (size_t)(2 * L->p->nvars + 1), sizeof *reads);
+    for (int id = 0; id < g->nodes.len; id++) {
+        ir_node *x = g->nodes.items[id];
+        if (x->op == IR_VAR && x->var >= 0 && x->var < 2 * L->p->nvars && L->n[id].cls != LW_DEAD)
+            kd_vec_push(L->a, &reads[x->var], x);
+    }
     for (int i = 0; i < g->updates.len; i++) {
         const ir_update *u = g->updates.items[i];
         lp_buf *dst = var_buf(L, u->var);
-        if (update_in_place(L, u->value, u->var) && bind(L, u->value, dst)) continue;
+        if (u->var >= 0 && u->var < 2 * L->p->nvars && update_in_place(L, u->value, &reads[u->var]) &&
+            bind(L, u->value, dst))
+            continue;
         copy_job *c = kd_alloc(L->a, sizeof *c);
         c->from = u->value;
         c->to = dst;
@@ -356,10 +367,10 @@ static const char *kernel_what(lower *L, const ir_node *n)
         /* Name the chain: the ops inlined into this root, producers first. */
         char buf[256] = "";
         size_t at = 0;
-        for (int id = 0; id <= n->id && at < sizeof buf - 40; id++) {
-            const ir_node *x = L->g->nodes.items[id];
-            if (x == n || (L->n[id].cls == LW_INLINE && L->n[id].root == n))
-                at += (size_t)snprintf(buf + at, sizeof buf - at, "%s%s", at ? " + " : "", ir_ops[x->op]->name);
+        const kd_vec *in = &L->n[n->id].inlined;
+        for (int i = 0; i <= in->len && at < sizeof buf - 40; i++) {
+            const ir_node *x = i < in->len ? in->items[i] : n;
+            at += (size_t)snprintf(buf + at, sizeof buf - at, "%s%s", at ? " + " : "", ir_ops[x->op]->name);
         }
         op = kd_strdup(L->a, buf);
     }
@@ -444,6 +455,7 @@ lp_func *kd_lower_graph(lp_program *p, lp_func_kind kind, const ir_graph *g, con
         snprintf(why, why_len, "%s", L.why);
         return NULL;
     }
+    if (!o || !o->no_passes) lw_fuse_loops(&L);
     kd_arena_plan(p, L.f);
     return L.f;
 }

@@ -29,13 +29,25 @@ typedef struct dim {
     bool batched;
 } dim;
 
+static dim fixed(int64_t n) { return (dim){n, false}; }
+
 static lp_expr *dim_expr(lower *L, dim d)
 {
     lp_expr *e = lp_int(L->a, d.n);
     return d.batched ? lp_bin(L->a, LP_MUL, lp_param_ref(L->a, LP_P_BATCH), e) : e;
 }
 
-static int dim_max(lower *L, dim d) { return (int)(d.n * (d.batched ? L->p->max_batch : 1)); }
+/* The value at the maximum batch; the kernels take ints, so it must fit one. */
+static int dim_max(lower *L, dim d)
+{
+    int64_t v = d.n * (d.batched ? L->p->max_batch : 1);
+    if (v > INT32_MAX) {
+        lw_fail(L, "a dimension of %lld at batch %d is too large for the runtime kernels (int)", (long long)v,
+                L->p->max_batch);
+        return 1;
+    }
+    return (int)v;
+}
 
 /* The product of dims [0, upto) of s. */
 static dim lead(const ir_shape *s, int upto)
@@ -48,7 +60,6 @@ static dim lead(const ir_shape *s, int upto)
     return d;
 }
 
-static dim fixed(int64_t n) { return (dim){n, false}; }
 
 static lp_buf *operand_buf(lower *L, ir_node *x)
 {
@@ -71,8 +82,16 @@ static call_builder call_begin(lower *L, lp_kernel_id k)
 }
 
 static void arg_int(call_builder *cb, lp_expr *e) { cb->c->args[cb->at++].e = e; }
-static void arg_dim(call_builder *cb, dim d) { arg_int(cb, dim_expr(cb->L, d)); }
-static void arg_const(call_builder *cb, int64_t v) { arg_int(cb, lp_int(cb->L->a, v)); }
+static void arg_dim(call_builder *cb, dim d)
+{
+    dim_max(cb->L, d);
+    arg_int(cb, dim_expr(cb->L, d));
+}
+static void arg_const(call_builder *cb, int64_t v)
+{
+    dim_max(cb->L, fixed(v));
+    arg_int(cb, lp_int(cb->L->a, v));
+}
 static void arg_real(call_builder *cb, lp_expr *e) { cb->c->args[cb->at++].e = e; }
 static void arg_buf(call_builder *cb, lp_buf *b) { cb->c->args[cb->at++].buf = b; }
 static void arg_null(call_builder *cb) { cb->at++; }
@@ -149,6 +168,12 @@ static geom conv_geom(const ir_node *n, const ir_shape *x, const ir_shape *y, in
 
 static void arg_geom(call_builder *cb, const geom *g, bool conv)
 {
+    /* The kernels index whole images with ints. */
+    dim x = g->n, y = g->n;
+    x.n *= g->h * g->w * g->c;
+    y.n *= g->oh * g->ow * (conv ? g->f : g->c);
+    dim_max(cb->L, x);
+    dim_max(cb->L, y);
     arg_dim(cb, g->n);
     arg_const(cb, g->h);
     arg_const(cb, g->w);

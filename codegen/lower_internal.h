@@ -23,6 +23,7 @@ typedef struct lw_node {
     int slot;              /* KERNEL: its kernel's index; INLINE: its root's */
     ir_node *root;         /* INLINE: the KERNEL node whose loop computes it; PARTNER: whose call */
     ir_node *partner;      /* KERNEL: a PARTNER node its kernel also writes */
+    kd_vec inlined;        /* KERNEL: the INLINE nodes its loop computes, in node order */
     int nusers;            /* operand uses (an operand used twice by one node counts twice) */
     ir_node **users;
     int roots;             /* outputs and updates that name it */
@@ -67,6 +68,10 @@ bool lw_loop_kernel(lower *L, ir_node *n, lp_buf *dst);
 bool lw_copy_kernel(lower *L, ir_node *n, lp_buf *dst);
 /* The value of a node of rank 0 (a scalar) as an expression. */
 lp_expr *lw_scalar(lower *L, ir_node *n);
+
+/* ---- lower_fuse.c --------------------------------------------------------------- */
+/* Merges neighbouring elementwise loop nests of one shape (multi-output fusion). */
+void lw_fuse_loops(lower *L);
 
 /* ---- lower_calls.c -------------------------------------------------------------- */
 bool lw_is_call_op(const ir_node *n);

@@ -124,3 +124,33 @@ void kd_strset_add(kd_arena *a, kd_strset *s, const char *key)
     s->slots[i] = key;
     s->len++;
 }
+
+void *kd_strmap_get(const kd_strmap *m, const char *key)
+{
+    if (!m->cap) return NULL;
+    uint64_t mask = (uint64_t)(m->cap - 1);
+    for (uint64_t i = hash_string(key) & mask;; i = (i + 1) & mask) {
+        if (!m->keys[i]) return NULL;
+        if (strcmp(m->keys[i], key) == 0) return m->values[i];
+    }
+}
+
+void kd_strmap_put(kd_arena *a, kd_strmap *m, const char *key, void *value)
+{
+    if (2 * (m->len + 1) > m->cap) {
+        kd_strmap bigger = {.cap = m->cap ? 2 * m->cap : 16};
+        bigger.keys = kd_alloc_array(a, (size_t)bigger.cap, sizeof *bigger.keys);
+        bigger.values = kd_alloc_array(a, (size_t)bigger.cap, sizeof *bigger.values);
+        for (int i = 0; i < m->cap; i++)
+            if (m->keys[i]) kd_strmap_put(a, &bigger, m->keys[i], m->values[i]);
+        *m = bigger;
+    }
+    uint64_t mask = (uint64_t)(m->cap - 1);
+    uint64_t i = hash_string(key) & mask;
+    while (m->keys[i] && strcmp(m->keys[i], key) != 0) i = (i + 1) & mask;
+    if (!m->keys[i]) {
+        m->keys[i] = key;
+        m->len++;
+    }
+    m->values[i] = value;
+}

@@ -42,6 +42,16 @@ typedef struct kd_strset {
 bool kd_strset_has(const kd_strset *s, const char *key);
 void kd_strset_add(kd_arena *a, kd_strset *s, const char *key);   /* key is not copied */
 
+/* A map from strings to pointers (open addressing, storage from an arena), so
+ * that name lookups stay constant-time in programs with 100k names. */
+typedef struct kd_strmap {
+    const char **keys;
+    void **values;
+    int cap, len;
+} kd_strmap;
+void *kd_strmap_get(const kd_strmap *m, const char *key);           /* NULL if absent */
+void kd_strmap_put(kd_arena *a, kd_strmap *m, const char *key, void *value); /* replaces; key not copied */
+
 /* ---- diag.c ----------------------------------------------------------- */
 typedef struct kd_source {
     const char *path;      /* as given on the command line */

@@ -72,6 +72,14 @@ kd_program *kd_check(kd_arena *a, ast_program *ast, kd_diags *d, const char *onl
 /* The model called `name`, or the last model when name is NULL. */
 kd_model *kd_find_model(kd_program *p, const char *name);
 
+/* The most memory a model may need, checked by sema at compile time: every
+ * tensor at the largest batch, and all variables together, must fit. From
+ * the environment variable KDSL_MAX_BYTES (bytes, or with a K, M, G or T
+ * suffix: "512M", "16GiB"), else KD_DEFAULT_MAX_BYTES. *why is set (and the
+ * default returned) when KDSL_MAX_BYTES is set but is not a size. */
+#define KD_DEFAULT_MAX_BYTES ((uint64_t)4 << 30)
+uint64_t kd_memory_limit(const char **why);
+
 /* summary.c: Keras' model.summary() table. */
 void kd_print_summary(FILE *out, const kd_model *m);
 

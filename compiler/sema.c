@@ -9,11 +9,18 @@
 #include "sema_internal.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_DEPTH = 200, MAX_STATEMENTS = 100000 };
+/* MAX_PROGRAM_STATEMENTS bounds the work of a whole program, so that 10,000
+ * models of 99,999 statements each (a 1 MB file) are an error, not hours. */
+enum { MAX_DEPTH = 200, MAX_STATEMENTS = 100000, MAX_PROGRAM_STATEMENTS = 400000 };
+/* The compiler's own memory (the session arena: source, syntax tree, graphs)
+ * is bounded too: a 4-line program repeating BatchNormalization 99,990 times
+ * would otherwise take 2.7 GB. ResNet-50 needs 14 MB. */
+#define MAX_COMPILER_BYTES ((size_t)512 << 20)
 
 typedef enum body_kind { BODY_MODEL, BODY_NESTED_MODEL, BODY_LAYER, BODY_BLOCK } body_kind;
 
@@ -172,15 +179,11 @@ static bool name_taken(sema *S, const char *name)
 /* The next free Keras name for `base` in this model: dense, dense_1, ... */
 const char *sema_instance_name(sema *S, const char *base)
 {
-    name_counter *c = NULL;
-    for (int i = 0; i < S->counters.len; i++) {
-        name_counter *k = S->counters.items[i];
-        if (strcmp(k->base, base) == 0) { c = k; break; }
-    }
+    name_counter *c = kd_strmap_get(&S->counters, base);
     if (!c) {
         c = kd_alloc(S->a, sizeof *c);
         c->base = base;
-        kd_vec_push(S->a, &S->counters, c);
+        kd_strmap_put(S->a, &S->counters, base, c);
     }
     for (;;) {
         const char *name = c->count == 0 ? base : kd_format(S->a, "%s_%d", base, c->count);
@@ -203,27 +206,25 @@ static const char *block_prefix(sema *S)
 
 static sv *scope_lookup(sema_scope *sc, const char *name)
 {
-    for (; sc; sc = sc->parent)
-        for (int i = sc->bindings.len - 1; i >= 0; i--) {
-            sema_binding *b = sc->bindings.items[i];
-            if (strcmp(b->name, name) == 0) return b->value;
-        }
+    for (; sc; sc = sc->parent) {
+        sema_binding *b = kd_strmap_get(&sc->index, name);
+        if (b) return b->value;
+    }
     return NULL;
 }
 
 static void scope_bind(sema *S, sema_scope *sc, const char *name, sv *value)
 {
-    for (int i = sc->bindings.len - 1; i >= 0; i--) {
-        sema_binding *b = sc->bindings.items[i];
-        if (strcmp(b->name, name) == 0) {
-            b->value = value;
-            return;
-        }
+    sema_binding *b = kd_strmap_get(&sc->index, name);
+    if (b) {
+        b->value = value;
+        return;
     }
-    sema_binding *b = kd_alloc(S->a, sizeof *b);
+    b = kd_alloc(S->a, sizeof *b);
     b->name = name;
     b->value = value;
     kd_vec_push(S->a, &sc->bindings, b);
+    kd_strmap_put(S->a, &sc->index, name, b);
 }
 
 /* The bound name closest to `name`, for "did you mean". */
@@ -239,14 +240,11 @@ static const char *scope_nearest(sema *S, const char *name)
 
 /* ---- items ------------------------------------------------------------- */
 
+/* The first item called `name` that is not a train block (kind -1), or the
+ * first model (kind ITEM_MODEL): from maps built once by kd_check. */
 static const ast_item *find_item(sema *S, const char *name, int kind)
 {
-    for (int i = 0; i < S->ast->nitems; i++) {
-        const ast_item *it = S->ast->items[i];
-        if ((kind < 0 ? it->kind != ITEM_TRAIN : (int)it->kind == kind) && it->name && strcmp(it->name, name) == 0)
-            return it;
-    }
-    return NULL;
+    return kd_strmap_get(kind == ITEM_MODEL ? &S->models : &S->items, name);
 }
 
 /* Every callable name, for suggestions. */
@@ -426,7 +424,8 @@ static bool eval_shape(sema *S, const ast_expr *list, const ir_shape *actual, ir
         int64_t n;
         if (!v || !sv_as_int(S, v, &n, "a dimension")) return false;
         if (n <= 0 || n > ((int64_t)1 << 40)) {
-            sema_error(S, e->loc, "dimension %lld of %s is out of range (must be 1 or more)", (long long)n, what);
+            sema_error(S, e->loc, "dimension %lld of %s is out of range (1 to %lld)", (long long)n, what,
+                       (long long)1 << 40);
             return false;
         }
         out->dims[i] = n;
@@ -782,7 +781,7 @@ static sv *apply_user(sema *S, kd_instance *inst, sv **inputs, int ninputs, kd_l
     body_ctx ctx = {.kind = item->kind == ITEM_MODEL ? BODY_NESTED_MODEL : BODY_LAYER,
                     .inputs = inputs, .ninputs = ninputs, .inst = inst};
     /* A nested model names its layers and variables in its own namespace. */
-    kd_vec saved_counters = S->counters;
+    kd_strmap saved_counters = S->counters;
     const char *saved_prefix = S->var_prefix;
     kd_vec *saved_layers = S->layers;
     kd_strset *saved_names = S->layer_names;
@@ -832,10 +831,11 @@ static sv *apply_user(sema *S, kd_instance *inst, sv **inputs, int ninputs, kd_l
 /* A block call: its statements inlined, in a scope holding only its parameters. */
 static sv *call_block(sema *S, const ast_item *item, const ast_expr *call)
 {
-    if (!push_call(S, item, call->loc)) return NULL;
+    /* The arguments first: `b(b(x))` calls b twice in a row, not recursively. */
     call_args ca;
+    if (!eval_call_args(S, call, &ca, false, false)) return NULL;
+    if (!push_call(S, item, call->loc)) return NULL;
     sv *result = NULL;
-    if (!eval_call_args(S, call, &ca, false, false)) goto done;
     sv **args = kd_alloc_array(S->a, (size_t)item->nparams + 1, sizeof *args);
     int npos = 0;
     /* Previous value: a first positional argument that is not a tensor means
@@ -1258,10 +1258,24 @@ static void exec_update(sema *S, const ast_stmt *st, body_ctx *ctx)
     kd_vec_push(S->a, &S->b.g->updates, u);
 }
 
+static void too_much_memory(sema *S, kd_loc loc)
+{
+    sema_error(S, loc, "model too large: compiling it needs more than %zu MiB of memory", MAX_COMPILER_BYTES >> 20);
+    S->budget = -2;            /* every later statement returns at once */
+    S->program_budget = 0;
+}
+
 static void exec_stmt(sema *S, const ast_stmt *st, body_ctx *ctx)
 {
+    if (S->a->used > MAX_COMPILER_BYTES && S->budget >= 0) {
+        too_much_memory(S, st->loc);
+        return;
+    }
     if (--S->budget < 0) {
-        if (S->budget == -1)
+        if (S->budget == -1 && S->budget_is_program)
+            sema_error(S, st->loc, "program too large: more than %d statements after expanding repeat, "
+                       "in all its models together", MAX_PROGRAM_STATEMENTS);
+        else if (S->budget == -1)
             sema_error(S, st->loc, "model too large: more than %d statements after expanding repeat", MAX_STATEMENTS);
         return;
     }
@@ -1404,7 +1418,7 @@ static kd_model *elaborate(sema *S, const ast_item *item, bool training, kd_mode
 {
     S->m = m;
     S->training = training;
-    S->counters = (kd_vec){0};
+    S->counters = (kd_strmap){0};
     S->var_prefix = "";
     S->layers = &m->layers;
     S->layer_names = kd_alloc(S->a, sizeof *S->layer_names);
@@ -1414,7 +1428,12 @@ static kd_model *elaborate(sema *S, const ast_item *item, bool training, kd_mode
     S->prev = NULL;
     S->row_for_vars = NULL;
     S->frozen = false;
+    /* The training elaboration (the one that reports) draws on the
+     * program's budget; the inference one repeats the same statements. */
     S->budget = MAX_STATEMENTS;
+    S->budget_is_program = training && S->program_budget < MAX_STATEMENTS;
+    if (S->budget_is_program) S->budget = S->program_budget;
+    int64_t budget_start = S->budget;
     S->call_stack = (kd_vec){0};
     S->errors = 0;
     ir_graph *g = ir_graph_new(S->a, &m->vars);
@@ -1431,6 +1450,7 @@ static kd_model *elaborate(sema *S, const ast_item *item, bool training, kd_mode
     if (!bind_params(S, item, &scope, NULL)) return NULL;
     body_ctx ctx = {.kind = BODY_MODEL};
     exec_body(S, &item->body, &ctx);
+    if (training) S->program_budget -= budget_start - (S->budget > 0 ? S->budget : 0);
     if (S->errors) return NULL;
     if (m->ninputs == 0) {
         sema_error(S, item->name_loc, "model '%s' has no input; declare one with input x: [784]", item->name);
@@ -1474,7 +1494,10 @@ static kd_model *check_model(sema *S, const ast_item *item)
     kd_model *ok = elaborate(S, item, false, &shadow);
     S->quiet = false;
     if (!ok || shadow.vars.len != m->vars.len) {
-        sema_error(S, item->name_loc, "model '%s' declares different variables in training and inference", item->name);
+        if (S->a->used > MAX_COMPILER_BYTES)
+            too_much_memory(S, item->name_loc);
+        else
+            sema_error(S, item->name_loc, "model '%s' declares different variables in training and inference", item->name);
         return NULL;
     }
     m->infer = shadow.infer;
@@ -1487,6 +1510,98 @@ static kd_model *check_model(sema *S, const ast_item *item)
     }
     m->functional = !is_chain(m);
     return m;
+}
+
+/* ---- memory bound ---------------------------------------------------------- */
+
+uint64_t kd_memory_limit(const char **why)
+{
+    const char *env = getenv("KDSL_MAX_BYTES");
+    if (why) *why = NULL;
+    if (!env || !*env) return KD_DEFAULT_MAX_BYTES;
+    char *end;
+    errno = 0;
+    double v = strtod(env, &end);
+    double unit = 1;
+    switch (*end) {
+    case 'k': case 'K': unit = 0x1p10; end++; break;
+    case 'm': case 'M': unit = 0x1p20; end++; break;
+    case 'g': case 'G': unit = 0x1p30; end++; break;
+    case 't': case 'T': unit = 0x1p40; end++; break;
+    }
+    if (unit > 1 && (*end == 'i' || *end == 'I') && (end[1] == 'b' || end[1] == 'B')) end += 2;
+    else if (unit > 1 && (*end == 'b' || *end == 'B')) end++;
+    if (end == env || *end || errno || !(v > 0) || v * unit >= 0x1p63) {
+        if (why) *why = "KDSL_MAX_BYTES is not a size such as 4294967296, 512M or 16GiB";
+        return KD_DEFAULT_MAX_BYTES;
+    }
+    return (uint64_t)(v * unit);
+}
+
+/* "1.5 GiB" */
+static const char *human_bytes(double b, char *buf, size_t n)
+{
+    static const char *const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"};
+    int u = 0;
+    while (b >= 1024 && u < 8) {
+        b /= 1024;
+        u++;
+    }
+    snprintf(buf, n, u && b < 100 ? "%.3g %s" : "%.0f %s", b, units[u]);
+    return buf;
+}
+
+/* The memory a model certainly needs, checked against kd_memory_limit() at
+ * compile time, so that a huge shape is a clear error here and not a failed
+ * allocation (or an overflowing size computation) in generated code later:
+ * every single tensor of the forward graphs at the largest batch (the train
+ * block's batch_size, else 32, as codegen defaults), and all variables
+ * together, as float32 (f64 code needs twice as much). Liveness and the
+ * backward pass only add to that, so these bounds never reject a model that
+ * would fit. One error per model. */
+static void check_memory(sema *S, kd_model *m)
+{
+    const char *bad_env;
+    uint64_t limit = kd_memory_limit(&bad_env);
+    if (bad_env) {
+        sema_error(S, (kd_loc){0}, "%s", bad_env);
+        return;
+    }
+    int64_t batch = m->config.present && m->config.batch_size > 0 ? m->config.batch_size : 32;
+    char shape[128], need[32], lim[32];
+    const ir_graph *graphs[2] = {m->train, m->infer};
+    for (int gi = 0; gi < 2; gi++) {
+        if (!graphs[gi]) continue;
+        for (int i = 0; i < graphs[gi]->nodes.len; i++) {
+            const ir_node *n = graphs[gi]->nodes.items[i];
+            int64_t elems = ir_shape_elems(&n->shape);
+            uint64_t bytes;
+            bool overflow = elems < 0 ||
+                            __builtin_mul_overflow((uint64_t)elems, (uint64_t)(n->shape.batched ? batch : 1), &bytes) ||
+                            __builtin_mul_overflow(bytes, (uint64_t)4, &bytes);
+            if (!overflow && bytes <= limit) continue;
+            ir_shape_keras(&n->shape, shape, sizeof shape);
+            kd_loc loc = n->loc.src ? n->loc : m->item->name_loc;
+            if (overflow)
+                sema_error(S, loc, "model too large: a tensor of shape %s has more elements than 64 bits can count", shape);
+            else
+                sema_error(S, loc, "model too large: a tensor of shape %s needs %s%s%.0lld (float32), more than "
+                           "the memory limit of %s (KDSL_MAX_BYTES)", shape, human_bytes((double)bytes, need, sizeof need),
+                           n->shape.batched ? " at batch " : "", n->shape.batched ? (long long)batch : 0LL,
+                           human_bytes((double)limit, lim, sizeof lim));
+            return;
+        }
+    }
+    uint64_t total = 0;
+    for (int i = 0; i < m->vars.len; i++) {
+        const kd_var *v = m->vars.items[i];
+        int64_t elems = ir_shape_elems(&v->shape);
+        if (elems < 0 || __builtin_add_overflow(total, 4 * (uint64_t)elems, &total)) total = UINT64_MAX;
+    }
+    if (total > limit)
+        sema_error(S, m->item->name_loc, "model too large: its %d variables need %s (float32), more than the memory "
+                   "limit of %s (KDSL_MAX_BYTES)", m->vars.len, human_bytes((double)total, need, sizeof need),
+                   human_bytes((double)limit, lim, sizeof lim));
 }
 
 kd_model *kd_find_model(kd_program *p, const char *name)
@@ -1508,19 +1623,21 @@ static const char *item_kind_name(ast_item_kind k)
 kd_program *kd_check(kd_arena *a, ast_program *ast, kd_diags *d, const char *only)
 {
     if (!ast) return NULL;
-    sema S = {.a = a, .d = d, .ast = ast};
+    sema S = {.a = a, .d = d, .ast = ast, .program_budget = MAX_PROGRAM_STATEMENTS};
     int total_errors = 0;
     /* names: unique among items, and not a built-in's */
     for (int i = 0; i < ast->nitems; i++) {
         const ast_item *it = ast->items[i];
         if (!it->name || it->kind == ITEM_TRAIN) continue;
-        for (int j = 0; j < i; j++) {
-            const ast_item *o = ast->items[j];
-            if (o->kind != ITEM_TRAIN && o->name && strcmp(o->name, it->name) == 0) {
-                kd_error(d, it->name_loc, "%s '%s' is already defined", item_kind_name(it->kind), it->name);
-                kd_note(d, o->name_loc, "the first definition of '%s' is here", it->name);
-                total_errors++;
-            }
+        if (it->kind == ITEM_MODEL && !kd_strmap_get(&S.models, it->name))
+            kd_strmap_put(a, &S.models, it->name, (void *)it);
+        const ast_item *o = kd_strmap_get(&S.items, it->name);
+        if (o) {
+            kd_error(d, it->name_loc, "%s '%s' is already defined", item_kind_name(it->kind), it->name);
+            kd_note(d, o->name_loc, "the first definition of '%s' is here", it->name);
+            total_errors++;
+        } else {
+            kd_strmap_put(a, &S.items, it->name, (void *)it);
         }
         if (it->kind != ITEM_MODEL && (layer_find(it->name) || function_find(it->name))) {
             kd_error(d, it->name_loc, "'%s' is the name of a built-in; choose another name", it->name);
@@ -1574,6 +1691,12 @@ kd_program *kd_check(kd_arena *a, ast_program *ast, kd_diags *d, const char *onl
         S.errors = 0;
         S.m = m;
         sema_train_config(&S, m, it);
+        total_errors += S.errors;
+    }
+    /* Sizes, once the batch size of each model is known. */
+    for (int i = 0; i < p->models.len && !total_errors; i++) {
+        S.errors = 0;
+        check_memory(&S, p->models.items[i]);
         total_errors += S.errors;
     }
     if (total_errors || d->errors) return NULL;

@@ -53,6 +53,7 @@ typedef struct sema_binding {
 
 typedef struct sema_scope {
     kd_vec bindings;              /* sema_binding* */
+    kd_strmap index;              /* name -> sema_binding*: lookups stay O(1) in big bodies */
     struct sema_scope *parent;    /* for lookups of constants only (not used for tensors) */
 } sema_scope;
 
@@ -72,13 +73,15 @@ typedef struct sema {
     kd_arena *a;
     kd_diags *d;
     ast_program *ast;
+    kd_strmap items;              /* name -> first item that is not a train block */
+    kd_strmap models;             /* name -> first model */
     bool quiet;                   /* second elaboration (inference): errors already reported */
     int errors;                   /* errors in this elaboration */
     /* the model being elaborated */
     kd_model *m;
     ir_builder b;
     bool training;
-    kd_vec counters;              /* name_counter*: Keras' per-model instance names */
+    kd_strmap counters;           /* base name -> name_counter*: Keras' per-model instance names */
     const char *var_prefix;       /* "resnet50/" inside a nested model */
     kd_vec *layers;               /* where new summary rows go (NULL inside nested models) */
     kd_strset *layer_names;       /* the names of those rows and of the model's inputs */
@@ -90,6 +93,8 @@ typedef struct sema {
     kd_layer *row_for_vars;       /* the summary row new variables count toward */
     bool frozen;                  /* inside a layer called with trainable: false */
     int64_t budget;               /* statements left before "model too large" */
+    int64_t program_budget;       /* statements left for all the program's models */
+    bool budget_is_program;       /* budget is what program_budget left, not a model's own */
     kd_vec call_stack;            /* const ast_item*: blocks/layers/models being expanded */
 } sema;
 

@@ -202,15 +202,13 @@ KDK_CONTRACT static void KI(conv_bwd_filter_direct)(KDK_CONV_GEOM_PARAMS, int r0
     }
 }
 
-/* Parts take disjoint rows of dW, or disjoint filters when dW has few rows. */
+/* Parts take disjoint rows (ky,kx,c) of dW, in blocks of 8 so that each part
+ * gets whole micro-tiles (9 rows split 8 + 1: one tile each). */
 void KP(conv2d_bwd_filter_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, const KT *x,
                                 const KT *dy, KT *dwt, int accumulate, KT *work)
 {
     int kk = kh * kw * c, r0 = 0, r1 = kk, f0 = 0, f1 = f;
-    if (kk >= 2 * KDK_MR_MAX || f < 2 * 16)
-        kdk_split(kk, KDK_MR_MAX, part, nparts, &r0, &r1);
-    else
-        kdk_split(f, 16, part, nparts, &f0, &f1);
+    kdk_split(kk, 8, part, nparts, &r0, &r1);
     if (r0 >= r1 || f0 >= f1) return;
     if (!work) {
         KI(conv_bwd_filter_direct)(KGEOM, r0, r1, f0, f1, x, dy, dwt, accumulate);

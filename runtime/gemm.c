@@ -47,20 +47,17 @@
 #endif
 
 /* Whether variant isa is compiled in and this CPU runs it.  libgcc's CPU
- * model also checks that the OS saves the wide registers. */
+ * model (filled by a constructor before main) also checks that the OS saves
+ * the wide registers. */
 int kdk_gemm_isa_supported(int isa)
 {
     switch (isa) {
     case KDK_ISA_BASE: return 1;
 #ifdef KDK_VARIANT_AVX512
-    case KDK_ISA_AVX512:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512f");
+    case KDK_ISA_AVX512: return __builtin_cpu_supports("avx512f");
 #endif
 #ifdef KDK_VARIANT_AVX2
-    case KDK_ISA_AVX2:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case KDK_ISA_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
     default: return 0;
     }

@@ -4,6 +4,7 @@
  * (the s/d letter), KP(x) (public name), KEXP and KTANH defined. */
 
 #define KI(x) KDK_CAT(KDK_CAT(x, _), KS)
+#include "vec_tmpl.h"
 
 /* The instruction-set variants of the packed driver (see gemm.c). */
 #define KVB KDK_BASE_VB
@@ -144,14 +145,11 @@ void KP(gemm_part)(int part, int nparts, int M, int N, int K, const KT *A, int l
     }
 }
 
-KDK_CONTRACT void KP(colsum)(int M, int N, const KT *X, int ldx, KT *restrict out, int accumulate)
+void KP(colsum)(int M, int N, const KT *X, int ldx, KT *out, int accumulate)
 {
-    if (!accumulate)
-        for (int j = 0; j < N; j++) out[j] = 0;
-    for (int i = 0; i < M; i++) {
-        const KT *restrict row = X + (size_t)i * ldx;
-        for (int j = 0; j < N; j++) out[j] += row[j];
-    }
+    if (!accumulate) memset(out, 0, sizeof(KT) * (size_t)KDK_MAX(N, 0));
+    for (int i = 0; i < M; i++) KI(row_add)(out, X + (size_t)i * ldx, N);
 }
 
 #undef KI
+#undef KVL

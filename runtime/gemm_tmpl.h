@@ -8,12 +8,21 @@
  *   KTGT      attribute selecting the instruction set (may be empty)
  *   KEXP, KTANH
  *
- * Goto/BLIS structure: op(B) is packed by KC×NC blocks into NR-column panels,
- * op(A) by MC×KC blocks into MR-row panels (both zero-padded), and a
- * register-blocked micro-kernel computes an MR×NR tile of C from one panel of
- * each, then writes it back with the epilogue (beta·C, bias, activation) fused.
- * Packing A understands implicit im2col views, which is how the convolutions
- * avoid materialising the column matrix. */
+ * Goto/BLIS structure: op(B) is packed by KC×NC blocks into NR-column
+ * panels (zero-padded) that stay in L1 while a register-blocked micro-kernel
+ * sweeps the MR-row tiles of an MC×KC block of op(A), broadcasting A and
+ * keeping an MR×NR tile of C in registers; the write-back fuses the epilogue
+ * (beta·C, bias, activation).
+ *   - op(A) as a matrix is read in place (each of the MR rows is a stream;
+ *     packing it cost more than it saved at these sizes).
+ *   - op(A) as an implicit im2col matrix (convolutions) is read in place from
+ *     the image when the windows avoid the padding, else packed into MR-row
+ *     panels; the column matrix is never stored.
+ *   - With few row tiles, full panels of a row-major B are read in place.
+ *   - The conv data gradient's tiles are added into the image (col2im) as
+ *     they are written back.
+ * Blocking constants (kernels_impl.h) are shared by every variant so that
+ * work sizes do not depend on the target. */
 
 #define VL ((int)(KVB / sizeof(KT)))
 #define NR (KNV * VL)
@@ -102,15 +111,19 @@ KINL KT KV(epi1)(KT x, KT *cp, KT beta, const KT *bias, int j, int act)
  * packed panel (aoff[i] = i, cs = MR) or a matrix read in place; one per
  * kernel tap (conv forward) or per output row (conv filter gradient) when
  * the convolution is read straight from the image.  B holds NR columns, rows
- * bs apart: a packed panel (bs = NR) or the matrix itself. */
+ * bs apart: a packed panel (bs = NR) or the matrix itself.  Only the first nv
+ * (a constant after inlining) of the KNV vectors per row are computed: the
+ * narrow form serves matrices at most one vector wide. */
 KTGT static void KV(col2im_add)(const struct kdk_gemm_task *t, int i0, int mr, int j0, int nr,
                                 const KT *tile);
+KTGT static int KV(col2im_rows)(const struct kdk_gemm_task *t, int i0, int mr, int j0, int nr,
+                                KT **dst);
 
 KINL KDK_CONTRACT void KV(tile)(int nseg, const int *seglen, const ptrdiff_t *segoff,
                                 const KT *restrict a, const ptrdiff_t *aoff, ptrdiff_t cs,
                                 const KT *restrict b, ptrdiff_t bs, KT *restrict c, int ldc,
                                 int mr, int nr, KT beta, const KT *restrict bias, int act,
-                                const struct kdk_gemm_task *scatter, int si0, int sj0)
+                                const struct kdk_gemm_task *scatter, int si0, int sj0, int nv)
 {
     V acc[KMR][KNV];
     ptrdiff_t off[KMR];
@@ -118,7 +131,7 @@ KINL KDK_CONTRACT void KV(tile)(int nseg, const int *seglen, const ptrdiff_t *se
     for (int i = 0; i < KMR; i++) {
         off[i] = aoff[i];
 #pragma GCC unroll 4
-        for (int v = 0; v < KNV; v++) acc[i][v] = (V){0};
+        for (int v = 0; v < nv; v++) acc[i][v] = (V){0};
     }
 
     for (int s = 0; s < nseg; s++) {
@@ -128,23 +141,36 @@ KINL KDK_CONTRACT void KV(tile)(int nseg, const int *seglen, const ptrdiff_t *se
         for (int p = 0; p < len; p++) {
             V bv[KNV];
 #pragma GCC unroll 4
-            for (int v = 0; v < KNV; v++) bv[v] = KV(loadu)(b + v * VL);
+            for (int v = 0; v < nv; v++) bv[v] = KV(loadu)(b + v * VL);
 #pragma GCC unroll 16
             for (int i = 0; i < KMR; i++) {
                 V ai = as[off[i]] - (V){0}; /* broadcast; x - 0 folds, 0 + x does not */
 #pragma GCC unroll 4
-                for (int v = 0; v < KNV; v++) acc[i][v] += ai * bv[v];
+                for (int v = 0; v < nv; v++) acc[i][v] += ai * bv[v];
             }
             as += cs;
             b += bs;
         }
     }
 
-    if (mr == KMR && nr == NR && act <= KDK_ACT_RELU && !scatter) {
+    if (scatter && nr == nv * VL) {
+        /* columns within one kernel tap: add whole vectors into dx rows */
+        KT *dst[KMR];
+        if (KV(col2im_rows)(scatter, si0, mr, sj0, nr, dst)) {
+            for (int i = 0; i < mr; i++) {
+                if (!dst[i]) continue;
+#pragma GCC unroll 4
+                for (int v = 0; v < nv; v++)
+                    KV(storeu)(dst[i] + v * VL, KV(loadu)(dst[i] + v * VL) + acc[i][v]);
+            }
+            return;
+        }
+    }
+    if (mr == KMR && nr == nv * VL && act <= KDK_ACT_RELU && !scatter) {
 #pragma GCC unroll 16
         for (int i = 0; i < KMR; i++)
 #pragma GCC unroll 4
-            for (int v = 0; v < KNV; v++) {
+            for (int v = 0; v < nv; v++) {
                 KT *cp = c + (size_t)i * ldc + v * VL;
                 V x = acc[i][v];
                 if (beta != 0) x += beta * KV(loadu)(cp);
@@ -160,7 +186,7 @@ KINL KDK_CONTRACT void KV(tile)(int nseg, const int *seglen, const ptrdiff_t *se
 #pragma GCC unroll 16
         for (int i = 0; i < KMR; i++)
 #pragma GCC unroll 4
-            for (int v = 0; v < KNV; v++) KV(storeu)(tile + i * NR + v * VL, acc[i][v]);
+            for (int v = 0; v < nv; v++) KV(storeu)(tile + i * NR + v * VL, acc[i][v]);
         if (scatter) {
             KV(col2im_add)(scatter, si0, mr, sj0, nr, tile);
             return;
@@ -182,7 +208,7 @@ KTGT KDK_CONTRACT static void KV(kernel_packed)(int kc, const KT *restrict a, co
     ptrdiff_t aoff[KMR];
 #pragma GCC unroll 16
     for (int i = 0; i < KMR; i++) aoff[i] = i;
-    KV(tile)(1, &kc, &zero, a, aoff, KMR, b, bs, c, ldc, mr, nr, beta, bias, act, NULL, 0, 0);
+    KV(tile)(1, &kc, &zero, a, aoff, KMR, b, bs, c, ldc, mr, nr, beta, bias, act, NULL, 0, 0, KNV);
 }
 
 /* A read in place: a matrix (row offsets i*lda, or i if transposed) or an
@@ -198,7 +224,49 @@ KTGT KDK_CONTRACT static void KV(kernel_strided)(int nseg, const int *seglen,
                                                  int sj0)
 {
     KV(tile)(nseg, seglen, segoff, a, aoff, cs, b, bs, c, ldc, mr, nr, beta, bias, act, scatter,
-             si0, sj0);
+             si0, sj0, KNV);
+}
+
+/* The same for a panel at most one vector wide (e.g. the 10 classes of a
+ * classifier): half the work of a full tile. */
+KTGT KDK_CONTRACT static void KV(kernel_narrow)(int nseg, const int *seglen,
+                                                const ptrdiff_t *segoff, const KT *restrict a,
+                                                const ptrdiff_t *aoff, ptrdiff_t cs,
+                                                const KT *restrict b, ptrdiff_t bs,
+                                                KT *restrict c, int ldc, int mr, int nr,
+                                                KT beta, const KT *restrict bias, int act,
+                                                const struct kdk_gemm_task *scatter, int si0,
+                                                int sj0)
+{
+    KV(tile)(nseg, seglen, segoff, a, aoff, cs, b, bs, c, ldc, mr, nr, beta, bias, act, scatter,
+             si0, sj0, 1);
+}
+
+/* If columns j0..j0+nr lie in one kernel tap, the dx address of each row's
+ * first column (NULL where the tap falls in the padding); else 0. */
+KTGT static int KV(col2im_rows)(const struct kdk_gemm_task *t, int i0, int mr, int j0, int nr,
+                                KT **dst)
+{
+    const struct kdk_conv_geom *g = t->g;
+    int C = g->c, kwc = g->kw * C, ohw = g->oh * g->ow;
+    int kh = j0 / kwc, kw = j0 % kwc / C, c0 = j0 % C;
+    if (c0 + nr > C) return 0;
+    int n = i0 / ohw, oy = i0 % ohw / g->ow, ox = i0 % g->ow;
+    size_t hwc = (size_t)g->h * g->w * C;
+    for (int i = 0; i < mr; i++) {
+        int iy = oy * g->sh - g->pt + kh, ix = ox * g->sw - g->pl + kw;
+        dst[i] = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w
+                     ? (KT *)t->c + n * hwc + ((size_t)iy * g->w + ix) * C + c0
+                     : NULL;
+        if (++ox == g->ow) {
+            ox = 0;
+            if (++oy == g->oh) {
+                oy = 0;
+                n++;
+            }
+        }
+    }
+    return 1;
 }
 
 /* dx[pixel of row i][tap and channel of column j] += tile[i][j] for the
@@ -255,14 +323,12 @@ KTGT static void KV(pack_b)(const struct kdk_gemm_task *t, int k0, int kc, int j
         if (only_edge && nr == NR) continue;
         if (!t->transb) {
             const KT *src = b + k0 * ldb + j0 + jr;
-            for (int p = 0; p < kc; p++, src += ldb) {
-                KT *d = bp + (size_t)p * NR;
-                if (nr == NR) {
-                    memcpy(d, src, sizeof(KT) * NR);
-                } else {
-                    memcpy(d, src, sizeof(KT) * nr);
-                    memset(d + nr, 0, sizeof(KT) * (NR - nr));
-                }
+            if (nr == NR) {
+                for (int p = 0; p < kc; p++, src += ldb) memcpy(bp + (size_t)p * NR, src, sizeof(KT) * NR);
+            } else {
+                memset(bp, 0, sizeof(KT) * kc * NR);
+                for (int p = 0; p < kc; p++, src += ldb)
+                    for (int j = 0; j < nr; j++) bp[(size_t)p * NR + j] = src[j];
             }
         } else {
             /* B stored N×K: VL×VL blocks transposed in registers, then the
@@ -590,9 +656,9 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
                         ptrdiff_t aoff[KMR];
                         if (!conv) {
                             for (int i = 0; i < KMR; i++) aoff[i] = KDK_MIN(i, mr - 1) * rsa;
-                            KV(kernel_strided)(1, seglen, segoff, a + (ic + ir) * rsa + pc * csa,
-                                               aoff, csa, bpan, bs, ct, (int)ldc, mr, nr, beta,
-                                               bb, act, scatter, ic + ir, jc + jr);
+                            (nr <= VL ? KV(kernel_narrow) : KV(kernel_strided))(
+                                1, seglen, segoff, a + (ic + ir) * rsa + pc * csa, aoff, csa, bpan,
+                                bs, ct, (int)ldc, mr, nr, beta, bb, act, scatter, ic + ir, jc + jr);
                         } else if (direct && KV(conv_rows)(t, t->a_i0 + ic + ir, mr, aoff)) {
                             KV(kernel_strided)(nseg, seglen, segoff, a, aoff, conv_cs, bpan, bs, ct,
                                                (int)ldc, mr, nr, beta, bb, act, NULL, 0, 0);

@@ -45,7 +45,7 @@ static void KI(window)(KDK_POOL_GEOM_PARAMS, int oy, int ox, int *y0, int *y1, i
 
 static inline KI(ivec) KI(load_idx)(const int32_t *p)
 {
-    KI(ivec) v;
+    KI(ivec) v = {0};
     if (sizeof(KTI) == sizeof(int32_t))
         memcpy(&v, p, sizeof v);
     else
@@ -66,10 +66,15 @@ static int KI(window_max)(KDK_POOL_GEOM_PARAMS, const KT *img, int oy, int ox, i
     KI(window)(KGEOM, oy, ox, &y0, &y1, &x0, &x1);
     if (y0 >= y1 || x0 >= x1) return 0;
     VI lane = KI(lanes)();
-    int first = (y0 * w + x0) * c + c0;
-    memcpy(best, img + first, sizeof(KT) * nc);
-    if (idx)
-        for (int j = 0; j < nc; j++) idx[j] = first + j;
+    int first = (y0 * w + x0) * c + c0, j = 0;
+    for (; j + KVL <= nc; j += KVL) {
+        KI(vst)(best + j, KI(vld)(img + first + j));
+        if (idx) KI(store_idx)(idx + j, lane + (first + j));
+    }
+    for (; j < nc; j++) {
+        best[j] = img[first + j];
+        if (idx) idx[j] = first + j;
+    }
     for (int iy = y0; iy < y1; iy++)
         for (int ix = iy == y0 ? x0 + 1 : x0; ix < x1; ix++) {
             int base = (iy * w + ix) * c + c0, j = 0;
@@ -138,7 +143,7 @@ static void KI(maxpool_bwd_tiled)(KDK_POOL_GEOM_PARAMS, const int32_t *argmax, c
                 const KT *gp = g + ((size_t)oy * ow + ox) * c;
                 const int32_t *ap = am + ((size_t)oy * ow + ox) * c;
                 for (; j + KVL <= c; j += KVL) {
-                    VI a;
+                    VI a = {0};
                     if (sizeof(KTI) == sizeof(int32_t))
                         memcpy(&a, ap + j, sizeof a);
                     else

@@ -121,6 +121,7 @@ static void gen_build(gen *g, const char *tag, const char *text, const kd_codege
     if (g->o.f64) strcat(opts, " --dtype f64");
     if (g->o.inference_only) strcat(opts, " --inference-only");
     if (g->o.no_workspace) strcat(opts, " --no-workspace");
+    if (g->o.no_passes) strcat(opts, " --no-passes");
     if (g->o.batch) snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " --batch %d", g->o.batch);
     if (g->o.embed_weights) snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " --embed-weights %s", g->o.embed_weights);
     SH("%s compile %s -o %s/%s.c%s", tu_kdslc(), path, g->dir, g->name, opts);
@@ -600,6 +601,52 @@ START_TEST(grad_f64)
 }
 END_TEST
 
+/* What the loop IR of the MLP's training functions looks like: Adam's three
+ * updates of a weight are one loop, done in place; the optimizer runs inside
+ * the backward pass, so the train step's arena holds one weight gradient at a
+ * time, and no update needs a copy at the end. */
+static int count_stores(const kd_vec *body)
+{
+    int n = 0;
+    for (int i = 0; i < body->len; i++) {
+        const lp_stmt *st = body->items[i];
+        n += st->kind == LP_S_STORE;
+        n += count_stores(&st->body);
+    }
+    return n;
+}
+
+START_TEST(loops_structure)
+{
+    gen g;
+    gen_build(&g, "cg-loops", mlp_text, NULL, NULL);
+    const lp_func *apply = g.p->funcs[LP_F_APPLY], *train = g.p->funcs[LP_F_TRAIN_STEP];
+    ck_assert_int_eq(apply->kernels.len, 1 + 10);      /* the step size, then one loop per weight */
+    for (int k = 1; k < apply->kernels.len; k++)
+        ck_assert_int_eq(count_stores(&((const lp_kernel *)apply->kernels.items[k])->body), 3);
+    ck_assert_int_eq(apply->arena_bytes, 0);
+    int copies = 0;
+    for (int k = 0; k < train->kernels.len; k++) copies += strstr(((const lp_kernel *)train->kernels.items[k])->what, "<-") != NULL;
+    ck_assert_int_eq(copies, 1);                         /* outputs0 only */
+    ck_assert_int_eq(train->arena_bytes, train->live_bound);
+    /* The largest gradient (784 x 256) plus what the first layer's backward needs, not all 244,522. */
+    ck_assert_int_lt(train->arena_bytes, 4 * (244522 + 32 * (256 + 128 + 64 + 32 + 10)) + 200000);
+    gen_free(&g);
+}
+END_TEST
+
+/* The passes change no result: predict and grad without them match the interpreter too. */
+START_TEST(no_passes)
+{
+    gen g;
+    kd_codegen_options o = {.no_passes = true, .f64 = true};
+    gen_build(&g, "cg-nopass", _i ? small_text : ops_text, &o, "gcc");
+    check_predict(&g, 3, 0.3, 1e-12);
+    check_grad(&g, 3, 1);
+    gen_free(&g);
+}
+END_TEST
+
 /* train_step against the interpreter's train-step graph, and against grad followed
  * by apply_gradients, over a few steps (f64). */
 START_TEST(train_step_f64)
@@ -912,6 +959,8 @@ static Suite *codegen_suite(void)
     tcase_add_loop_test(t, softmax_sample, 0, 2);
     tcase_add_loop_test(t, mlp_predict, 0, 2);
     tcase_add_test(t, mlp_arena);
+    tcase_add_test(t, loops_structure);
+    tcase_add_loop_test(t, no_passes, 0, 2);
     tcase_add_loop_test(t, cnn_ops_predict, 0, 4);
     tcase_add_loop_test(t, grad_f64, 0, 4);
     tcase_add_loop_test(t, train_step_f64, 0, 3);

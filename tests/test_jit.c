@@ -168,6 +168,8 @@ static void compare(stats *st, const char *what, const float *jit, const float *
         st->n++;
         if (memcmp(&jit[i], &c[i], sizeof(float)) == 0) continue;
         st->differ++;
+        if (getenv("KDSL_JIT_TEST_VERBOSE"))
+            fprintf(stderr, "  %s[%lld]: jit %.9g (%08x), C %.9g (%08x)\n", what, (long long)i, a, *(const uint32_t *)(const void *)&jit[i], b, *(const uint32_t *)(const void *)&c[i]);
         double rel;
         if (isnan(a) || isnan(b)) rel = isnan(a) && isnan(b) ? 0 : INFINITY;
         else rel = fabs(a - b) / fmax(fmax(fabs(a), fabs(b)), 1e-30);
@@ -239,6 +241,10 @@ static stats run_both(built *b, const char *tag, int batch, label_kind lk, int c
         for (int i = 0; i < p->noutputs; i++) compare(&st, "predict outputs", outj[i], outc[i], p->outputs[i].elems * batches[t]);
     }
     compare(&st, "params after predict", pj, pc, np);
+    bool nonzero = false;   /* not a vacuous agreement */
+    for (int i = 0; i < p->noutputs; i++)
+        for (int64_t k = 0; k < p->outputs[i].elems * batches[1]; k++) nonzero |= outj[i][k] != 0;
+    ck_assert_msg(nonzero, "%s: every output is 0", tag);
 
     if (b->J.grad) {
         int64_t le = p->labels[0].elems;
@@ -254,6 +260,8 @@ static stats run_both(built *b, const char *tag, int batch, label_kind lk, int c
         b->C.apply_gradients(pc, gc, oc, 0, 0.01f);
         compare(&st, "params after apply_gradients", pj, pc, np);
         compare(&st, "opt_state after apply_gradients", oj, oc, no);
+        float *before = falloc(np);
+        memcpy(before, pj, (size_t)np * sizeof *pj);
         for (int s = 1; s <= steps; s++) {
             fill_labels(lab, batch, le, lk, classes);
             for (int i = 0; i < p->ninputs; i++)
@@ -268,6 +276,10 @@ static stats run_both(built *b, const char *tag, int batch, label_kind lk, int c
             compare(&st, "opt_state after train_step", oj, oc, no);
             if (s != 2) compare(&st, "train_step outputs0", outj[0], outc[0], p->outputs[0].elems * batch);
         }
+        int64_t moved = 0;
+        for (int64_t i = 0; i < np; i++) moved += pj[i] != before[i];
+        ck_assert_msg(moved > 0, "%s: the train steps changed no parameter", tag);
+        free(before);
         /* Out-of-range batches: nothing done, NaN returned. */
         ck_assert(isnan(b->J.grad(pj, (const float *const *)in, lab, gj, 0, 1, aj)));
         ck_assert(isnan(b->J.train_step(pj, oj, (const float *const *)in, lab, p->max_batch + 1, 1, 0.01f, aj, NULL)));
@@ -484,6 +496,268 @@ START_TEST(two_inputs_two_outputs_inference)
 }
 END_TEST
 
+/* ResNet50 under a new head (inference only: no train block), batch 1. */
+START_TEST(resnet50_head_predict)
+{
+    check_model("resnet50_head", tu_src("samples/resnet50.kdsl"), NULL, 1, 1, LAB_ONEHOT, 100);
+}
+END_TEST
+
+/* Every loop-IR construct, in a program built by hand (the lowering does not
+ * make them all): each op, int arithmetic, comparisons and logic, select with a
+ * guarded load, int32 and stack-local buffers, store = += max=, let/set with
+ * += and max=, if on a condition and on a buffer, a kernel call with an
+ * offset, -inf and NaN. Column c of the output holds construct c. */
+enum { HAND_COLS = 40 };
+
+static lp_program *hand_program(kd_arena *a)
+{
+    lp_program *p = kd_alloc(a, sizeof *p);
+    p->arena = a;
+    p->name = "hand";
+    p->upper = "HAND";
+    p->source = "hand.kdsl";
+    p->real = LP_F32;
+    p->max_batch = 4;
+    p->ninputs = p->noutputs = 1;
+    p->inputs[0] = (lp_io){.name = "x", .rank = 1, .shape = {8}, .elems = 8};
+    p->outputs[0] = (lp_io){.name = "y", .rank = 1, .shape = {HAND_COLS * 8}, .elems = HAND_COLS * 8};
+    p->params_size = 8;
+
+    /* init: w = uniform(-1, 1) then w[0..2) = 0.5 (init_uniform, init_fill with an offset) */
+    lp_func *fi = lp_func_new(a, LP_F_INIT);
+    p->funcs[LP_F_INIT] = fi;
+    lp_buf *pw = lp_new_buf(a, fi, LP_PARAMS, "p_w");
+    pw->elems = 8;
+    lp_kernel *ki = lp_new_kernel(a, fi, "w", (kd_loc){0}, NULL);
+    lp_call *cu = kd_alloc(a, sizeof *cu);
+    cu->k = LP_K_INIT_UNIFORM;
+    cu->args[0].buf = pw;
+    cu->args[1].e = lp_int(a, 8);
+    cu->args[2].e = lp_param_ref(a, LP_P_SEED);
+    cu->args[3].e = lp_int(a, 3);
+    cu->args[4].e = lp_real(a, -1);
+    cu->args[5].e = lp_real(a, 1);
+    kd_vec_push(a, &ki->body, lp_call_stmt(a, cu));
+    lp_call *cn = kd_alloc(a, sizeof *cn);
+    cn->k = LP_K_INIT_NORMAL;
+    cn->args[0].buf = pw;
+    cn->args[0].off = lp_int(a, 6);
+    cn->args[1].e = lp_int(a, 2);
+    cn->args[2].e = lp_param_ref(a, LP_P_SEED);
+    cn->args[3].e = lp_int(a, 4);
+    cn->args[4].e = lp_real(a, 0.25);
+    cn->args[5].e = lp_real(a, 0.5);
+    cn->args[6].e = lp_int(a, 1);
+    kd_vec_push(a, &ki->body, lp_call_stmt(a, cn));
+    lp_call *cf = kd_alloc(a, sizeof *cf);
+    cf->k = LP_K_INIT_FILL;
+    cf->args[0].buf = pw;
+    cf->args[0].off = lp_int(a, 0);
+    cf->args[1].e = lp_int(a, 2);
+    cf->args[2].e = lp_real(a, 0.1);
+    kd_vec_push(a, &ki->body, lp_call_stmt(a, cf));
+
+    lp_func *f = lp_func_new(a, LP_F_PREDICT);
+    p->funcs[LP_F_PREDICT] = f;
+    lp_buf *in = lp_new_buf(a, f, LP_INPUT, "in0");
+    in->elems = 8, in->batched = true, in->is_const = true;
+    lp_buf *out = lp_new_buf(a, f, LP_OUTPUT, "out0");
+    out->elems = HAND_COLS * 8, out->batched = true;
+    lp_buf *w = lp_new_buf(a, f, LP_PARAMS, "p_w");
+    w->elems = 8, w->is_const = true;
+    lp_buf *loc = lp_new_buf(a, f, LP_ARENA, "loc");
+    loc->elems = 8, loc->local = true;
+    lp_buf *t = lp_new_buf(a, f, LP_ARENA, "t");
+    t->elems = 8, t->batched = true;
+    lp_buf *sm = lp_new_buf(a, f, LP_ARENA, "sm");
+    sm->elems = 8, sm->batched = true;
+    lp_buf *ix = lp_new_buf(a, f, LP_ARENA, "ix");
+    ix->elems = 8, ix->batched = true, ix->elem = LP_ELEM_I32;
+
+    lp_var *b = lp_new_var(a, f, LP_INT, "b"), *j = lp_new_var(a, f, LP_INT, "j"), *kk = lp_new_var(a, f, LP_INT, "k");
+    lp_var *j2 = lp_new_var(a, f, LP_INT, "j"), *x = lp_new_var(a, f, LP_REAL, "x"), *y = lp_new_var(a, f, LP_REAL, "y");
+    lp_var *m = lp_new_var(a, f, LP_REAL, "m"), *sum = lp_new_var(a, f, LP_REAL, "s");
+#define I(v) lp_int(a, v)
+#define R(v) lp_real(a, v)
+#define V(v) lp_var_ref(a, v)
+#define U(op, e) lp_un(a, op, e)
+#define B(op, e1, e2) lp_bin(a, op, e1, e2)
+    lp_expr *row = B(LP_MUL, V(b), I(8));
+
+    /* kernel 0: t = in0 * 3 (batched), ix = j * b - 3 (int32), then softmax(t) -> sm + 8 * 0 via offset */
+    lp_kernel *k0 = lp_new_kernel(a, f, "prepare", (kd_loc){.line = 1}, NULL);
+    lp_stmt *fb = lp_for(a, b, lp_param_ref(a, LP_P_BATCH), true);
+    lp_stmt *fj = lp_for(a, j, I(8), false);
+    kd_vec_push(a, &fj->body, lp_store(a, t, B(LP_ADD, row, V(j)), B(LP_MUL, lp_load(a, in, B(LP_ADD, row, V(j))), R(3)), LP_ASSIGN));
+    kd_vec_push(a, &fj->body, lp_store(a, ix, B(LP_ADD, row, V(j)), B(LP_SUB, B(LP_MUL, V(j), V(b)), I(3)), LP_ASSIGN));
+    kd_vec_push(a, &fb->body, fj);
+    kd_vec_push(a, &k0->body, fb);
+    lp_call *cs = kd_alloc(a, sizeof *cs);
+    cs->k = LP_K_SOFTMAX;
+    cs->args[0].e = B(LP_SUB, lp_param_ref(a, LP_P_BATCH), I(1));
+    cs->args[1].e = I(8);
+    cs->args[2].buf = t;
+    cs->args[2].off = I(8);
+    cs->args[3].buf = sm;
+    cs->args[3].off = I(8);
+    kd_vec_push(a, &k0->body, lp_call_stmt(a, cs));
+    lp_stmt *f0 = lp_for(a, j2, I(8), false);   /* row 0 of sm by hand: 0.125 */
+    kd_vec_push(a, &f0->body, lp_store(a, sm, V(j2), R(0.125), LP_ASSIGN));
+    kd_vec_push(a, &k0->body, f0);
+
+    /* kernel 1: the columns */
+    lp_kernel *k1 = lp_new_kernel(a, f, "columns", (kd_loc){.line = 2}, NULL);
+    lp_stmt *gb = lp_for(a, b, lp_param_ref(a, LP_P_BATCH), true);
+    lp_stmt *gj = lp_for(a, j, I(8), false);
+    kd_vec *body = &gj->body;
+    kd_vec_push(a, body, lp_let(a, x, lp_load(a, in, B(LP_ADD, row, V(j)))));
+    kd_vec_push(a, body, lp_let(a, y, lp_load(a, w, V(j))));
+    kd_vec_push(a, body, lp_store(a, loc, V(j), B(LP_MUL, V(x), R(2)), LP_ASSIGN));
+    lp_expr *ax = U(LP_ABS, V(x));
+    lp_expr *col[HAND_COLS] = {
+        U(LP_NEG, V(x)), U(LP_EXP, V(x)), U(LP_LOG, B(LP_ADD, ax, R(0.5))), U(LP_SQRT, ax),
+        U(LP_RSQRT, B(LP_ADD, ax, R(0.1))), U(LP_TANH, V(x)), U(LP_SIGMOID, V(x)), ax,
+        U(LP_SIGN, V(x)), U(LP_RELU, V(x)), U(LP_SQUARE, V(x)), B(LP_ADD, V(x), V(y)),
+        B(LP_SUB, V(x), V(y)), B(LP_MUL, V(x), V(y)), B(LP_DIV, V(x), V(y)), B(LP_MIN, V(x), V(y)),
+        B(LP_MAX, V(x), V(y)),
+        U(LP_TO_REAL, B(LP_GT, V(x), V(y))), U(LP_TO_REAL, B(LP_GE, V(x), R(0))), U(LP_TO_REAL, B(LP_LT, V(x), V(y))),
+        U(LP_TO_REAL, B(LP_LE, V(x), R(0))), U(LP_TO_REAL, B(LP_EQ, V(j), I(3))), U(LP_TO_REAL, B(LP_NE, V(j), V(b))),
+        U(LP_TO_REAL, B(LP_AND, B(LP_GT, V(x), R(0)), B(LP_LT, V(j), I(5)))),
+        U(LP_TO_REAL, B(LP_OR, B(LP_LT, V(x), R(-0.5)), B(LP_EQ, V(j), I(7)))),
+        U(LP_TO_REAL, U(LP_NOT, B(LP_GT, V(x), R(0)))),
+        U(LP_TO_REAL, B(LP_ADD, B(LP_SUB, B(LP_MIN, B(LP_MUL, V(j), I(3)), I(10)), B(LP_MAX, V(b), I(2))),
+                        B(LP_SUB, B(LP_DIV, B(LP_SUB, V(j), I(5)), I(3)), B(LP_MUL, V(b), V(j))))),
+        /* a load guarded by the select: t[row + j - 1] only when j >= 1 */
+        lp_select(a, B(LP_GE, V(j), I(1)), lp_load(a, t, B(LP_SUB, B(LP_ADD, row, V(j)), I(1))), R(-7)),
+        U(LP_TO_REAL, lp_load(a, ix, B(LP_ADD, row, V(j)))),
+        NULL,   /* 29: loc, after the loop */
+        NULL, NULL, NULL, NULL, NULL, NULL,
+        lp_load(a, sm, B(LP_ADD, row, V(j))),
+        lp_select(a, B(LP_GT, V(x), R(0.9)), R(-INFINITY), R(1e30)),
+        U(LP_RELU, U(LP_LOG, V(x))),   /* NaN for x < 0, relu keeps 0 */
+        U(LP_LOG, V(x)),               /* NaN itself */
+    };
+#define OUT(c) B(LP_ADD, B(LP_MUL, V(b), I(HAND_COLS * 8)), B(LP_ADD, I((c) * 8), V(j)))
+    for (int c = 0; c < HAND_COLS; c++)
+        if (col[c]) kd_vec_push(a, body, lp_store(a, out, OUT(c), col[c], LP_ASSIGN));
+    /* 30: store max= over k;  31: set max=;  32: set +=;  33: store += */
+    kd_vec_push(a, body, lp_store(a, out, OUT(30), R(-INFINITY), LP_ASSIGN));
+    kd_vec_push(a, body, lp_let(a, m, R(-INFINITY)));
+    kd_vec_push(a, body, lp_let(a, sum, R(0)));
+    lp_stmt *fk = lp_for(a, kk, I(8), false);
+    lp_expr *xk = B(LP_MUL, lp_load(a, in, B(LP_ADD, row, V(kk))), V(y));
+    kd_vec_push(a, &fk->body, lp_store(a, out, OUT(30), U(LP_LOG, xk), LP_ACC_MAX));   /* NaN never wins */
+    kd_vec_push(a, &fk->body, lp_set(a, m, xk, LP_ACC_MAX));
+    kd_vec_push(a, &fk->body, lp_set(a, sum, B(LP_MUL, xk, lp_load(a, w, V(kk))), LP_ACC_ADD));
+    kd_vec_push(a, body, fk);
+    kd_vec_push(a, body, lp_store(a, out, OUT(31), V(m), LP_ASSIGN));
+    kd_vec_push(a, body, lp_store(a, out, OUT(32), V(sum), LP_ASSIGN));
+    kd_vec_push(a, body, lp_store(a, out, OUT(33), V(x), LP_ASSIGN));
+    kd_vec_push(a, body, lp_store(a, out, OUT(33), B(LP_MUL, V(y), R(2)), LP_ACC_ADD));
+    /* 34: if (j / 2 * 2 == j) = 5 else 0;  35: if (outputs) = 3 */
+    kd_vec_push(a, body, lp_store(a, out, OUT(34), R(0), LP_ASSIGN));
+    lp_stmt *if1 = lp_if(a, B(LP_EQ, B(LP_MUL, B(LP_DIV, V(j), I(2)), I(2)), V(j)), NULL);
+    kd_vec_push(a, &if1->body, lp_store(a, out, OUT(34), R(5), LP_ASSIGN));
+    kd_vec_push(a, body, if1);
+    lp_stmt *if2 = lp_if(a, NULL, out);
+    kd_vec_push(a, &if2->body, lp_store(a, out, OUT(35), R(3), LP_ASSIGN));
+    kd_vec_push(a, body, if2);
+    kd_vec_push(a, &gb->body, gj);
+    /* 29: the stack-local buffer, read backwards after the row's loop */
+    lp_stmt *gj2 = lp_for(a, j, I(8), false);
+    kd_vec_push(a, &gj2->body, lp_store(a, out, OUT(29), lp_load(a, loc, B(LP_SUB, I(7), V(j))), LP_ASSIGN));
+    kd_vec_push(a, &gb->body, gj2);
+    kd_vec_push(a, &k1->body, gb);
+#undef OUT
+#undef I
+#undef R
+#undef V
+#undef U
+#undef B
+    kd_arena_plan(p, fi);
+    kd_arena_plan(p, f);
+    return p;
+}
+
+START_TEST(every_construct)
+{
+    kd_arena ar = {0};
+    lp_program *p = hand_program(&ar);
+    built b;
+    memset(&b, 0, sizeof b);
+    b.p = p;
+    char why[1024];
+    b.jit = kd_jit_compile(p, NULL, &b.J, why, sizeof why);
+    ck_assert_msg(b.jit != NULL, "%s", why);
+
+    const char *dir = tu_tmpdir("hand");
+    char cpath[4200], hpath[4200];
+    snprintf(cpath, sizeof cpath, "%s/hand.c", dir);
+    snprintf(hpath, sizeof hpath, "%s/hand.h", dir);
+    FILE *cf = fopen(cpath, "w"), *hf = fopen(hpath, "w");
+    ck_assert(cf && hf);
+    kd_diags d = {.out = stderr};
+    ck_assert_int_eq(kd_emit_c(p, NULL, cf, hf, &d), 0);
+    fclose(cf);
+    fclose(hf);
+    sh(strf("cd %s && cc -std=c99 -Wall -Wextra -O2 -shared -fPIC -I%s -o hand.so hand.c %s -lm", dir, tu_src("runtime"),
+            runtime_lib));
+    char so[4200];
+    snprintf(so, sizeof so, "%s/hand.so", dir);
+    b.so = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    ck_assert_msg(b.so != NULL, "dlopen: %s", dlerror());
+    void *fp = sym(&b, "init");
+    memcpy(&b.C.init, &fp, sizeof fp);
+    fp = sym(&b, "predict");
+    memcpy(&b.C.predict, &fp, sizeof fp);
+    ck_assert(b.C.init && b.C.predict);
+
+    float wj[8], wc[8];
+    b.J.init(wj, NULL, 99);
+    b.C.init(wc, NULL, 99);
+    stats st = {0};
+    compare(&st, "hand init", wj, wc, 8);
+    ck_assert(wj[0] == 0.1f && wj[1] == 0.1f && wj[2] != wj[3]);
+    float x[4 * 8];
+    rng_state = 12345;
+    for (int i = 0; i < 4 * 8; i++) x[i] = (float)(urand() * 2 - 1);
+    x[5] = 0, x[9] = -0.0f, x[12] = wj[4];   /* sign(0), x == y */
+    static float yj[4 * HAND_COLS * 8], yc[4 * HAND_COLS * 8];
+    const float *in[1] = {x};
+    float *oj[1] = {yj}, *oc[1] = {yc};
+    char *arena = aligned_alloc(64, 4096);
+    for (int batch = 4; batch >= 2; batch -= 2) {
+        memset(yj, 0, sizeof yj);
+        memset(yc, 0, sizeof yc);
+        b.J.predict(wj, in, oj, batch, arena);
+        b.C.predict(wc, in, oc, batch, arena);
+        compare(&st, "hand predict", yj, yc, (int64_t)batch * HAND_COLS * 8);
+    }
+    ck_assert_int_eq(st.differ, 0);
+    /* a few by hand (the last run: batch 2) */
+    for (int r = 0; r < 2; r++)
+        for (int jj = 0; jj < 8; jj++) {
+            const float *o = yj + r * HAND_COLS * 8;
+            float xv = x[r * 8 + jj];
+            ck_assert(o[0 * 8 + jj] == -xv);
+            ck_assert(o[21 * 8 + jj] == (jj == 3));
+            ck_assert(o[27 * 8 + jj] == (jj >= 1 ? x[r * 8 + jj - 1] * 3 : -7));
+            ck_assert(o[28 * 8 + jj] == (float)(jj * r - 3));
+            ck_assert(o[29 * 8 + jj] == x[r * 8 + 7 - jj] * 2);
+            ck_assert(o[34 * 8 + jj] == (jj % 2 == 0 ? 5 : 0));
+            ck_assert(o[35 * 8 + jj] == 3);
+            ck_assert(o[38 * 8 + jj] == 0);
+            ck_assert(isnan(o[39 * 8 + jj]) == (xv < 0));
+        }
+    fprintf(stderr, "jit-vs-c %-18s %8ld values, %6ld not bit-identical\n", "hand (every construct)", st.n, st.differ);
+    free(arena);
+    kd_jit_free(b.jit);
+    dlclose(b.so);
+    kd_arena_free(&ar);
+}
+END_TEST
+
 /* ---- known values, bounds, errors ------------------------------------------------------------------ */
 
 START_TEST(softmax_sample)
@@ -641,7 +915,12 @@ static Suite *jit_suite(void)
     tcase_add_test(tc, operator_zoo);
     tcase_add_test(tc, two_inputs_mse_sgd);
     tcase_add_test(tc, two_inputs_two_outputs_inference);
+    tcase_add_test(tc, resnet50_head_predict);
     suite_add_tcase(s, tc);
+    TCase *th = tcase_create("every construct");
+    tcase_set_timeout(th, 600);
+    tcase_add_test(th, every_construct);
+    suite_add_tcase(s, th);
     TCase *te = tcase_create("known values and errors");
     tcase_set_timeout(te, 600);
     tcase_add_test(te, softmax_sample);

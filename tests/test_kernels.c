@@ -551,6 +551,7 @@ static int conv_case_list(void)
     conv_cases[k++] = conv_make(1, 20, 37, 3, 4, 3, 3, 2, 2, 1);   /* wide rows: strided gathers */
     conv_cases[k++] = conv_make(2, 9, 10, 9, 5, 3, 3, 1, 1, 1);    /* c >= 8 read in place, 'same' */
     conv_cases[k++] = conv_make(1, 11, 19, 12, 40, 3, 3, 2, 2, 1); /* the same with stride 2 */
+    conv_cases[k++] = conv_make(1, 7, 9, 32, 8, 3, 3, 1, 1, 1);    /* whole vectors per tap, 'same' */
     /* windows that lie wholly in the padding */
     conv_cases[k++] = (struct conv_case){1, 4, 4, 2, 8, 8, 3, 3, 3, 1, 1, 3, 3};
     return k;

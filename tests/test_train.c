@@ -622,7 +622,9 @@ START_TEST(idx_directory_and_binary_labels)
 
     /* binary cross-entropy on a sigmoid: labels [n] are the targets of output [1] */
     const char *model = path_in(dir, "b.kdsl");
-    const char *src = "model b {\n    input x: [8]\n    Dense(8, activation: relu)\n    Dense(1, activation: sigmoid)\n}\n";
+    const char *src = "model b {\n    input x: [8]\n    Dense(8, activation: relu)\n    Dense(1, activation: sigmoid)\n}\n"
+                      "train b {\n    loss: BinaryCrossentropy()\n    optimizer: Adam(learning_rate: 0.01)\n"
+                      "    metrics: [accuracy]\n    epochs: 30\n    validation_split: 0.25\n    validation_freq: 10\n}\n";
     ck_assert_int_eq(tu_write(model, src, strlen(src)), 0);
     enum { N = 400 };
     static float x[N * 8], y[N];
@@ -635,12 +637,16 @@ START_TEST(idx_directory_and_binary_labels)
     int64_t xs[2] = {N, 8}, ys[1] = {N};
     write_npy_f32(path_in(dir, "bx.npy"), 2, xs, x);
     write_npy_f32(path_in(dir, "by.npy"), 1, ys, y);
-    rc = kdslc(&out, "train %s --data %s,%s --loss binary_crossentropy --optimizer adam --learning-rate 0.01 --epochs 30 "
-                     "--validation-split 0.25 --history %s",
+    rc = kdslc(&out, "train %s --data %s,%s --history %s",
                model, path_in(dir, "bx.npy"), path_in(dir, "by.npy"), path_in(dir, "h.csv"));
     ck_assert_msg(rc == 0, "%s", out);
     free(out);
     char *h = tu_read(path_in(dir, "h.csv"), NULL);
+    /* validation_freq: 10 validates after epochs 10, 20 and 30 only */
+    const char *first = strstr(h, "\n1,"), *tenth = strstr(h, "\n10,");
+    ck_assert_msg(first && tenth, "%s", h);
+    ck_assert_msg(strncmp(strchr(first + 1, '\n') - 2, ",,", 2) == 0, "epoch 1 validated:\n%s", h);
+    ck_assert_msg(strncmp(strchr(tenth + 1, '\n') - 2, ",,", 2) != 0, "epoch 10 not validated:\n%s", h);
     const char *last = strstr(h, "\n30,");
     ck_assert_msg(last != NULL, "%s", h);
     double ep, loss, acc, vloss, vacc;

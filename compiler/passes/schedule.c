@@ -23,7 +23,52 @@ typedef struct sched {
     int *order, n;
     int **readers, *nreaders;   /* per variable: the non-optimizer nodes that read it */
     int *root_var;         /* per node: the variable it overwrites, or -1 */
+    /* Kahn's algorithm over the optimizer nodes: what each still waits for (operand
+     * edges, and for a root the readers of its variable), who waits on whom. */
+    int *need;
+    int **waiters, *nwaiters;   /* per node: the optimizer nodes its emission counts down */
+    int *heap, nheap;      /* optimizer nodes ready to run, smallest id first */
 } sched;
+
+static void add_waiter(sched *S, kd_arena *a, int on, int who)
+{
+    if (S->nwaiters[on] % 4 == 0) {
+        int *w = kd_alloc_array(a, (size_t)S->nwaiters[on] + 4, sizeof *w);
+        if (S->nwaiters[on]) memcpy(w, S->waiters[on], (size_t)S->nwaiters[on] * sizeof *w);
+        S->waiters[on] = w;
+    }
+    S->waiters[on][S->nwaiters[on]++] = who;
+    S->need[who]++;
+}
+
+static void heap_push(sched *S, int id)
+{
+    int i = S->nheap++;
+    S->heap[i] = id;
+    while (i > 0 && S->heap[(i - 1) / 2] > S->heap[i]) {
+        int p = (i - 1) / 2, t = S->heap[p];
+        S->heap[p] = S->heap[i];
+        S->heap[i] = t;
+        i = p;
+    }
+}
+
+static int heap_pop(sched *S)
+{
+    int top = S->heap[0], i = 0;
+    S->heap[0] = S->heap[--S->nheap];
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < S->nheap && S->heap[l] < S->heap[m]) m = l;
+        if (r < S->nheap && S->heap[r] < S->heap[m]) m = r;
+        if (m == i) break;
+        int t = S->heap[m];
+        S->heap[m] = S->heap[i];
+        S->heap[i] = t;
+        i = m;
+    }
+    return top;
+}
 
 static void emit(sched *S, int id)
 {
@@ -32,18 +77,10 @@ static void emit(sched *S, int id)
     for (int i = 0; i < x->nin; i++) emit(S, x->in[i]->id);
     S->done[id] = true;
     S->order[S->n++] = id;
-}
-
-static bool ready(const sched *S, int id)
-{
-    const ir_node *x = S->g->nodes.items[id];
-    for (int i = 0; i < x->nin; i++)
-        if (!S->done[x->in[i]->id]) return false;
-    int v = S->root_var[id];
-    if (v >= 0)
-        for (int r = 0; r < S->nreaders[v]; r++)
-            if (!S->done[S->readers[v][r]]) return false;
-    return true;
+    for (int i = 0; i < S->nwaiters[id]; i++) {
+        int w = S->waiters[id][i];
+        if (--S->need[w] == 0 && !S->done[w]) heap_push(S, w);
+    }
 }
 
 /* Marks the readers of a value through the reshapes that alias it. */
@@ -126,27 +163,28 @@ ir_graph *kd_pass_schedule(ir_graph *g, int ngrads, ir_node *const *grads, char 
         if (x->op == IR_VAR && x->var >= 0 && x->var < nvars) add_readers(&S, a, x, x->var, users, first, next);
     }
 
-    /* Fixed nodes in order; after each, every optimizer node that has become ready. */
-    int *pending = kd_alloc_array(a, (size_t)n + 1, sizeof *pending), np = 0;
-    for (int id = 0; id < n; id++)
-        if (S.opt[id]) pending[np++] = id;
+    /* Who waits on whom: operand edges, and each root on its variable's readers. */
+    S.need = kd_alloc_array(a, (size_t)n + 1, sizeof *S.need);
+    S.waiters = kd_alloc_array(a, (size_t)n + 1, sizeof *S.waiters);
+    S.nwaiters = kd_alloc_array(a, (size_t)n + 1, sizeof *S.nwaiters);
+    S.heap = kd_alloc_array(a, (size_t)n + 1, sizeof *S.heap);
     for (int id = 0; id < n; id++) {
-        if (S.opt[id]) continue;
-        emit(&S, id);
-        for (bool progress = true; progress;) {
-            progress = false;
-            int keep = 0;
-            for (int k = 0; k < np; k++) {
-                int o = pending[k];
-                if (!S.done[o] && ready(&S, o)) {
-                    emit(&S, o);
-                    progress = true;
-                }
-                if (!S.done[o]) pending[keep++] = o;
-            }
-            np = keep;
-        }
+        if (!S.opt[id]) continue;
+        const ir_node *x = g->nodes.items[id];
+        for (int i = 0; i < x->nin; i++) add_waiter(&S, a, x->in[i]->id, id);
+        int v = S.root_var[id];
+        if (v >= 0)
+            for (int r = 0; r < S.nreaders[v]; r++) add_waiter(&S, a, S.readers[v][r], id);
     }
+    for (int id = 0; id < n; id++)
+        if (S.opt[id] && S.need[id] == 0) heap_push(&S, id);
+
+    /* Fixed nodes in order; after each, every optimizer node that has become ready. */
+    for (int id = 0; id < n; id++) {
+        while (S.nheap > 0) emit(&S, heap_pop(&S));
+        if (!S.opt[id]) emit(&S, id);
+    }
+    while (S.nheap > 0) emit(&S, heap_pop(&S));
     for (int id = 0; id < n; id++) emit(&S, id);
 
     kd_rewrite rw = {.src = g};

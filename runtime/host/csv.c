@@ -84,6 +84,11 @@ static int read_field(csv_state *st, field *f, size_t col)
             if (field_put(f, *st->p++, st) != 0) return -1;
         while (f->len && blank(f->text[f->len - 1])) f->text[--f->len] = 0;
     }
+    /* The cell is read as a C string: a NUL would hide what follows it
+     * ("2\0junk" read as 2). A binary file given as CSV ends here. */
+    if (memchr(f->text, 0, f->len))
+        return kdh__err(st->err, "%s: line %zu, column %zu: NUL byte in a field (binary data?)",
+                        st->name, st->line, col);
     return 0;
 }
 
