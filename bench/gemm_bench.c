@@ -200,6 +200,14 @@ static const struct shape mlp[] = {
 static const struct shape extra[] = {
     G("dX   64x256 . 256x784 (B^T)", 64, 784, 256, 0, 1, KDK_ACT_NONE, 0),
     G("square 512", 512, 512, 512, 0, 0, KDK_ACT_NONE, 0),
+    /* batch-1 (and batch-4) inference of the MLP, and small-M transposes */
+    G("inf1 1x784 . 784x256 +b relu", 1, 256, 784, 0, 0, KDK_ACT_RELU, 1),
+    G("inf1 1x256 . 256x128 +b relu", 1, 128, 256, 0, 0, KDK_ACT_RELU, 1),
+    G("inf1 1x128 . 128x10  +b", 1, 10, 128, 0, 0, KDK_ACT_NONE, 1),
+    G("inf4 4x784 . 784x256 +b relu", 4, 256, 784, 0, 0, KDK_ACT_RELU, 1),
+    G("inf1 1x784 . 784x256 (B^T)", 1, 256, 784, 0, 1, KDK_ACT_NONE, 0),
+    G("inf1 1x256 . 256x784 (B^T)", 1, 784, 256, 0, 1, KDK_ACT_NONE, 0),
+    G("inf1 (A^T) 784x1 . 784x256", 1, 256, 784, 1, 0, KDK_ACT_NONE, 0),
     C("conv1 fwd   28x28x1 -> 26x26x32", OP_CONV_FWD, 64, 28, 28, 1, 26, 26, 32, 3, 1, 0),
     C("conv1 dW", OP_CONV_BWD_FILTER, 64, 28, 28, 1, 26, 26, 32, 3, 1, 0),
     C("conv2 fwd   13x13x32 -> 11x11x64", OP_CONV_FWD, 64, 13, 13, 32, 11, 11, 64, 3, 1, 0),

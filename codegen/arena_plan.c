@@ -47,12 +47,6 @@ static int by_size(const void *x, const void *y)
     return a->b->id < b->b->id ? -1 : a->b->id > b->b->id;
 }
 
-static int by_offset(const void *x, const void *y)
-{
-    const item *a = *(item *const *)x, *b = *(item *const *)y;
-    if (a->b->offset != b->b->offset) return a->b->offset < b->b->offset ? -1 : 1;
-    return 0;
-}
 
 void kd_arena_plan(const lp_program *p, lp_func *f)
 {
@@ -116,34 +110,51 @@ void kd_arena_plan(const lp_program *p, lp_func *f)
             if (items[k].b == r && b->last > items[k].last) items[k].last = b->last;
     }
 
-    f->live_bound = 0;
-    for (int t = 0; t <= f->kernels.len; t++) {
-        int64_t sum = 0;
-        for (int i = 0; i < n; i++)
-            if (items[i].first <= t && t <= items[i].last) sum += items[i].size;
-        if (sum > f->live_bound) f->live_bound = sum;
+    /* The most bytes live at once: a sweep over +size at first use, -size after the last. */
+    int64_t *delta = calloc((size_t)f->kernels.len + 2, sizeof *delta);
+    if (!delta) {
+        fprintf(stderr, "kdslc: out of memory\n");
+        exit(1);
     }
+    for (int i = 0; i < n; i++) {
+        delta[items[i].first] += items[i].size;
+        delta[items[i].last + 1] -= items[i].size;
+    }
+    f->live_bound = 0;
+    int64_t live_now = 0;
+    for (int t = 0; t <= f->kernels.len; t++) {
+        live_now += delta[t];
+        if (live_now > f->live_bound) f->live_bound = live_now;
+    }
+    free(delta);
 
     qsort(items, (size_t)n, sizeof *items, by_size);
+    /* placed: the items placed so far, by offset, so that the gaps between
+     * those live at the same time come out in address order. */
+    item **placed = live;
+    int np = 0;
     int64_t top = 0;
     for (int i = 0; i < n; i++) {
         lp_buf *b = items[i].b;
-        int nl = 0;
-        for (int j = 0; j < i; j++)
-            if (items[j].first <= items[i].last && items[i].first <= items[j].last) live[nl++] = &items[j];
-        qsort(live, (size_t)nl, sizeof *live, by_offset);
         int64_t best = -1, best_gap = 0, at = 0;
-        for (int j = 0; j <= nl; j++) {
-            int64_t end = j < nl ? live[j]->b->offset : INT64_MAX;
+        int best_pos = np;
+        for (int j = 0; j <= np; j++) {
+            if (j < np && !(placed[j]->first <= items[i].last && items[i].first <= placed[j]->last)) continue;
+            int64_t end = j < np ? placed[j]->b->offset : INT64_MAX;
             int64_t gap = end - at;
             if (gap >= items[i].size && (best < 0 || gap < best_gap)) {
                 best = at;
                 best_gap = gap;
             }
-            if (j < nl && live[j]->b->offset + live[j]->size > at) at = live[j]->b->offset + live[j]->size;
+            if (j < np && placed[j]->b->offset + placed[j]->size > at) at = placed[j]->b->offset + placed[j]->size;
         }
         b->offset = best;
         if (best + items[i].size > top) top = best + items[i].size;
+        /* insert by offset (ties: after the equal ones, so the order is deterministic) */
+        for (best_pos = np; best_pos > 0 && placed[best_pos - 1]->b->offset > best; best_pos--)
+            placed[best_pos] = placed[best_pos - 1];
+        placed[best_pos] = &items[i];
+        np++;
     }
     for (int i = 0; i < f->bufs.len; i++) {
         lp_buf *b = f->bufs.items[i];

@@ -253,9 +253,9 @@ static bool build_graphs(lp_program *p, kd_model *m, const kd_codegen_options *o
         return false;
     }
     if (ts.nlabels != 1) {
-        kd_error(d, m->config.loc, "training code for a model with %d outputs is not supported yet "
-                 "(the generated API takes one label tensor)", ts.nlabels);
-        return false;
+        kd_warning(d, m->config.loc, "training code for a model with %d outputs is not supported yet "
+                   "(the generated API takes one label tensor); writing init and predict only", ts.nlabels);
+        return true;
     }
     p->nlabels = 1;
     io_of(&p->labels[0], "label", &ts.labels[0]->shape);

@@ -34,6 +34,7 @@
 
 #include "dropout_hash.h"
 #include "kernels.h"
+#include "host/parallel.h"
 
 struct kd_jit {
     gcc_jit_result *result;
@@ -83,7 +84,8 @@ typedef void (*kdj_fn)(void);
 static kdj_fn kernel_address(lp_kernel_id k)
 {
     switch (k) {
-    case LP_K_GEMM: return (kdj_fn)kdk_sgemm;
+    /* kdk_sgemm itself while the host pool has one thread (parallel.h) */
+    case LP_K_GEMM: return (kdj_fn)kdh_sgemm_mt;
     case LP_K_COLSUM: return (kdj_fn)kdk_scolsum;
     case LP_K_CONV2D_FWD: return (kdj_fn)kdk_sconv2d_fwd;
     case LP_K_CONV2D_BWD_DATA: return (kdj_fn)kdk_sconv2d_bwd_data;
@@ -1209,6 +1211,12 @@ kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kd_model_fn
     gcc_jit_context_add_driver_option(ctx, "-lm");
     /* Bit-identical to the C backend: no fused multiply-add contraction (and no -ffast-math). */
     if (!o->fp_contract) gcc_jit_context_add_command_line_option(ctx, "-ffp-contract=off");
+    /* sqrtf without errno: a single (vector) square-root instruction, so that
+     * loops calling it (Adam's update) vectorise. The values are the same
+     * (sqrt is correctly rounded either way); only errno is left alone. */
+    gcc_jit_context_add_command_line_option(ctx, "-fno-math-errno");
+    /* Debugging the speed of the generated code: its assembly to stderr. */
+    if (getenv("KDSL_JIT_DUMP_ASM")) gcc_jit_context_set_bool_option(ctx, GCC_JIT_BOOL_OPTION_DUMP_GENERATED_CODE, 1);
 
     kd_arena scratch = {0};
     jb J = {.ctx = ctx, .p = p, .why = why, .why_len = why_len};

@@ -38,10 +38,10 @@ const char *const lp_func_names[LP_F_COUNT] = {
  *   init_fill(p, n, value)                         p[0..n) = value
  *   init_uniform(p, n, seed, stream, lo, hi)       p[i] = lo + (hi - lo) * u(seed, stream, 2i)
  *   init_normal(p, n, seed, stream, mean, sd, truncated)
- *       Box-Muller on u(seed, stream, 2k), u(seed, stream, 2k + 1) for the
- *       k-th draw; the i-th element takes draws k = i * 32 + t for t = 0, 1, ...
- *       and, when truncated, the first with |z| <= 2 (0 after 32 misses);
- *       p[i] = mean + sd * z.
+ *       Box-Muller: z = sqrt(-2 log(1 - u1)) cos(2 pi u2) with u1 = u(seed, stream,
+ *       2k), u2 = u(seed, stream, 2k + 1) for the k-th draw; the i-th element
+ *       takes draws k = i * 32 + t for t = 0, 1, ... and, when truncated, the
+ *       first with |z| <= 2 (0 after 32 misses); p[i] = mean + sd * z.
  * where u(seed, stream, c) = (kd_mix64(kd_mix64(kd_mix64(seed) ^ stream) ^ c) >> 11) * 2^-53,
  * computed in double and rounded once to the real type (emit_c.c has the C). */
 const lp_kernel_info lp_kernels[LP_K_COUNT] = {

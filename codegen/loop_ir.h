@@ -10,6 +10,10 @@
  * became: either calls into the runtime kernels (kdk_*) or loop nests of
  * stores whose values are expression trees.
  *
+ * After lowering, neighbouring elementwise loops of one shape are merged
+ * (several stores per iteration, in order) and temporaries that live within
+ * one iteration become LET locals (lower_fuse.c).
+ *
  *   program ─ func ─ kernel ─ stmt: for (var < extent) { stmt... }
  *                                   store buf[index] (=|+=|max=) expr
  *                                   let/set local (=|+=|max=) expr

@@ -10,7 +10,8 @@
  *                outputs[i], grads, the variable an update overwrites. Anything
  *                else is copied there by a kernel at the end.
  *  4. generate   each kernel's statements (lower_loops.c, lower_calls.c).
- *  5. fuse       neighbouring elementwise loops of one shape (lower_fuse.c).
+ *  5. fuse       neighbouring elementwise loops of one shape, then temporaries
+ *                that live within one iteration become locals (lower_fuse.c).
  *  6. plan       arena offsets from liveness (arena_plan.c).
  *
  * An update may overwrite its variable in place only when every read of the
@@ -455,7 +456,16 @@ lp_func *kd_lower_graph(lp_program *p, lp_func_kind kind, const ir_graph *g, con
         snprintf(why, why_len, "%s", L.why);
         return NULL;
     }
-    if (!o || !o->no_passes) lw_fuse_loops(&L);
+    if (!o || !o->no_passes) {
+        lw_fuse_loops(&L);
+        lw_scalarize(&L);
+    }
     kd_arena_plan(p, L.f);
+    if (kind == LP_F_APPLY && L.f->arena_bytes > 0) {
+        /* The API gives apply_gradients no arena: every temporary must be a local. */
+        snprintf(why, why_len, "apply_gradients would need %lld bytes of scratch memory, and it has no arena",
+                 (long long)L.f->arena_bytes);
+        return NULL;
+    }
     return L.f;
 }

@@ -7,7 +7,12 @@
  * extents) around stores only, storing at the same index, and every access of
  * one to what the other stores is at that index: iteration i then reads and
  * writes only element i of the buffers the two share, so running the two
- * bodies per iteration computes what running the two nests in turn does. */
+ * bodies per iteration computes what running the two nests in turn does.
+ *
+ * Then scalar replacement: an arena buffer that one such loop writes and
+ * reads back at the same index, and no other kernel touches, becomes a local
+ * of the loop body (SGD's lr * g, shared by the momentum and the Nesterov
+ * step): no memory at all, which apply_gradients (no arena) relies on. */
 #include "lower_internal.h"
 
 #include <string.h>
@@ -177,4 +182,89 @@ void lw_fuse_loops(lower *L)
         ks->items[out++] = k;
     }
     ks->len = out;
+}
+
+/* ---- scalar replacement ------------------------------------------------------------ */
+
+static bool loads_buf(const lp_expr *e, const lp_buf *b)
+{
+    if (!e) return false;
+    if (e->kind == LP_E_LOAD && e->buf == b) return true;
+    return loads_buf(e->a, b) || loads_buf(e->b, b) || loads_buf(e->c, b);
+}
+
+/* e with every load of b at `index` replaced by v; *bad set if b is loaded elsewhere. */
+static lp_expr *scalarize(kd_arena *a, const lp_expr *e, const lp_buf *b, const lp_expr *index, lp_var *v, bool *bad)
+{
+    if (!e) return NULL;
+    if (e->kind == LP_E_LOAD && e->buf == b) {
+        if (!expr_eq(e->a, index)) *bad = true;
+        return lp_var_ref(a, v);
+    }
+    lp_expr *c = kd_alloc(a, sizeof *c);
+    *c = *e;
+    c->a = scalarize(a, e->a, b, index, v, bad);
+    c->b = scalarize(a, e->b, b, index, v, bad);
+    c->c = scalarize(a, e->c, b, index, v, bad);
+    return c;
+}
+
+typedef struct kernel_counter {
+    int *count, *last, k;
+} kernel_counter;
+
+static void count_kernel(void *ctx, lp_buf *b, bool write)
+{
+    (void)write;
+    kernel_counter *c = ctx;
+    if (c->last[b->id] != c->k) {
+        c->last[b->id] = c->k;
+        c->count[b->id]++;
+    }
+}
+
+void lw_scalarize(lower *L)
+{
+    lp_func *f = L->f;
+    kd_arena *a = L->a;
+    int nb = f->bufs.len;
+    kernel_counter kc = {kd_alloc_array(a, (size_t)nb + 1, sizeof(int)), kd_alloc_array(a, (size_t)nb + 1, sizeof(int)), 0};
+    for (int i = 0; i < nb; i++) kc.last[i] = -1;
+    for (int k = 0; k < f->kernels.len; k++) {
+        kc.k = k;
+        lp_kernel_visit_bufs(f->kernels.items[k], count_kernel, &kc);
+    }
+    for (int k = 0; k < f->kernels.len; k++) {
+        lp_stmt *loops[MAX_DEPTH];
+        kd_vec *body;
+        if (nest_of(f->kernels.items[k], loops, &body) < 0) continue;
+        for (int i = 0; i < body->len; i++) {
+            lp_stmt *st = body->items[i];
+            lp_buf *b = st->buf;
+            if (st->kind != LP_S_STORE || b->space != LP_ARENA || b->scratch || b == f->ret || kc.count[b->id] != 1)
+                continue;
+            bool bad = loads_buf(st->value, b) || loads_buf(st->index, b);
+            for (int j = 0; j < body->len && !bad; j++) {
+                const lp_stmt *o = body->items[j];
+                if (j != i && o->kind == LP_S_STORE && o->buf == b) bad = true;
+                if (j < i && (loads_buf(o->value, b) || loads_buf(o->index, b))) bad = true;
+            }
+            if (bad) continue;
+            lp_var *v = lp_new_var(a, f, LP_REAL, "s");
+            kd_vec later = {0};
+            for (int j = i + 1; j < body->len && !bad; j++) {
+                const lp_stmt *o = body->items[j];
+                if (o->kind != LP_S_STORE) {
+                    bad = true;
+                    break;
+                }
+                kd_vec_push(a, &later, lp_store(a, o->buf, scalarize(a, o->index, b, st->index, v, &bad),
+                                                scalarize(a, o->value, b, st->index, v, &bad), o->acc));
+            }
+            if (bad) continue;
+            body->items[i] = lp_let(a, v, st->value);
+            for (int j = 0; j < later.len; j++) body->items[i + 1 + j] = later.items[j];
+            kc.count[b->id] = 0;
+        }
+    }
 }

@@ -72,6 +72,8 @@ lp_expr *lw_scalar(lower *L, ir_node *n);
 /* ---- lower_fuse.c --------------------------------------------------------------- */
 /* Merges neighbouring elementwise loop nests of one shape (multi-output fusion). */
 void lw_fuse_loops(lower *L);
+/* Buffers one fused loop writes and reads back at the same index become locals. */
+void lw_scalarize(lower *L);
 
 /* ---- lower_calls.c -------------------------------------------------------------- */
 bool lw_is_call_op(const ir_node *n);

@@ -24,7 +24,9 @@ static void usage(FILE *out)
           "\n"
           "commands:\n"
           "  summary FILE [--model NAME]            print the Keras-style summary table\n"
-          "  ir FILE --stage ast|graph [--model NAME]  dump a stage of the compiler\n"
+          "  compile FILE [-o model.c] [--batch N] [--inference-only] [--embed-weights W]\n"
+          "               [--dtype f32|f64] [--no-workspace]   emit model.c + model.h\n"
+          "  ir FILE --stage ast|graph|infer|opt|loops [--model NAME]  dump a stage of the compiler\n"
           "  train FILE [options]                   fit the model (Keras' compile + fit), JIT-compiled\n"
           "      --data fashion-mnist|DIR|X.npy,Y.npy|FILE.csv   (default fashion-mnist)\n"
           "      --epochs N  --batch-size N  --learning-rate F  --seed N  --validation-split F\n"
@@ -85,12 +87,12 @@ static int cmd_summary(const options *o)
 
 static int cmd_ir(const options *o)
 {
-    static const char *const stages[] = {"ast", "graph", "infer"};
+    static const char *const stages[] = {"ast", "graph", "infer", "opt", "loops"};
     const char *stage = o->stage ? o->stage : "graph";
     int which = -1;
     for (int i = 0; i < 3; i++)
         if (!strcmp(stage, stages[i])) which = i;
-    if (which < 0) return bad_usage("unknown stage '%s' (ast, graph, infer)", stage, stages, 3);
+    if (which < 0) return bad_usage("unknown stage '%s' (ast, graph, infer, opt, loops)", stage, stages, 5);
     kd_session s = {0};
     int rc = kd_front_end(&s, o->file, o->model);
     if (which == 0 && s.ast && rc == 0) ast_dump(stdout, s.ast);

@@ -1072,11 +1072,15 @@ sv *sema_eval(sema *S, const ast_expr *e)
         }
         break;
     case EXPR_LIST: {
-        v = sv_new(S, SV_LIST, e->loc);
-        v->items = kd_alloc_array(S->a, (size_t)e->nitems + 1, sizeof *v->items);
-        v->n = e->nitems;
+        /* Every item is evaluated (each reports its own errors); one that
+         * fails makes the list fail, after the loop, not in the middle of it. */
+        sv *list = sv_new(S, SV_LIST, e->loc);
+        list->items = kd_alloc_array(S->a, (size_t)e->nitems + 1, sizeof *list->items);
+        list->n = e->nitems;
+        bool ok = true;
         for (int i = 0; i < e->nitems; i++)
-            if (!(v->items[i] = sema_eval(S, e->items[i]))) v = NULL;
+            if (!(list->items[i] = sema_eval(S, e->items[i]))) ok = false;
+        v = ok ? list : NULL;
         break;
     }
     case EXPR_NEG: {

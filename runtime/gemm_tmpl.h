@@ -211,6 +211,19 @@ KTGT KDK_CONTRACT static void KV(kernel_packed)(int kc, const KT *restrict a, co
     KV(tile)(1, &kc, &zero, a, aoff, KMR, b, bs, c, ldc, mr, nr, beta, bias, act, NULL, 0, 0, KNV);
 }
 
+/* The same for a panel of B at most one vector wide. */
+KTGT KDK_CONTRACT static void KV(kernel_packed_narrow)(int kc, const KT *restrict a,
+                                                       const KT *restrict b, ptrdiff_t bs,
+                                                       KT *restrict c, int ldc, int mr, int nr,
+                                                       KT beta, const KT *restrict bias, int act)
+{
+    static const ptrdiff_t zero = 0;
+    ptrdiff_t aoff[KMR];
+#pragma GCC unroll 16
+    for (int i = 0; i < KMR; i++) aoff[i] = i;
+    KV(tile)(1, &kc, &zero, a, aoff, KMR, b, bs, c, ldc, mr, nr, beta, bias, act, NULL, 0, 0, 1);
+}
+
 /* A read in place: a matrix (row offsets i*lda, or i if transposed) or an
  * image (row offsets: pixel windows or kernel taps).  With scatter, the tile
  * (rows si0.., columns sj0..) is added into an image instead of stored. */
@@ -590,12 +603,212 @@ static int KV(conv_unpadded)(const struct kdk_conv_geom *g)
            (g->ow - 1) * g->sw + g->kw <= g->w;
 }
 
+/* Vectors per chunk of one C row (32 vector registers with AVX-512). */
+#if KVB == 64
+#define KGW 16
+#else
+#define KGW 8
+#endif
+
+/* ---- Few rows (M <= 4) of a matrix op(A): GEMV-style, nothing packed ----
+ * Row-major B: its rows stream once while m×w vectors of C stay in
+ * registers over all of K; the epilogue is fused.  Only the lanes from lo
+ * on are stored (lo > 0: the last, overlapping vector of a ragged N). */
+KINL KDK_CONTRACT void KV(gemv_chunk)(int m, int w, int K, const KT *restrict a, ptrdiff_t rsa,
+                                      ptrdiff_t csa, const KT *restrict b, ptrdiff_t ldb,
+                                      KT *restrict c, ptrdiff_t ldc, KT beta,
+                                      const KT *restrict bias, int act, int lo)
+{
+    V acc[4][KGW];
+#pragma GCC unroll 4
+    for (int i = 0; i < m; i++)
+#pragma GCC unroll 16
+        for (int v = 0; v < w; v++) acc[i][v] = (V){0};
+    for (int k = 0; k < K; k++) {
+        const KT *bk = b + (size_t)k * ldb;
+        V bv[KGW];
+#pragma GCC unroll 16
+        for (int v = 0; v < w; v++) bv[v] = KV(loadu)(bk + v * VL);
+#pragma GCC unroll 4
+        for (int i = 0; i < m; i++) {
+            V ai = a[i * rsa + k * csa] - (V){0};
+#pragma GCC unroll 16
+            for (int v = 0; v < w; v++) acc[i][v] += ai * bv[v];
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < m; i++)
+#pragma GCC unroll 16
+        for (int v = 0; v < w; v++) {
+            KT *cp = c + (size_t)i * ldc + v * VL;
+            const KT *bb = bias ? bias + v * VL : NULL;
+            if (lo == 0 && act <= KDK_ACT_RELU) {
+                V x = acc[i][v];
+                if (beta != 0) x += beta * KV(loadu)(cp);
+                if (bb) x += KV(loadu)(bb);
+                if (act == KDK_ACT_RELU) x = KV(relu)(x);
+                KV(storeu)(cp, x);
+            } else {
+                KT tile[VL] __attribute__((aligned(KVB)));
+                KV(storeu)(tile, acc[i][v]);
+                for (int j = lo; j < VL; j++) cp[j] = KV(epi1)(tile[j], cp + j, beta, bb, j, act);
+            }
+        }
+}
+
+/* All N columns for m rows: chunks of w vectors, then single vectors, then
+ * the ragged end as one vector overlapping the previous ones (computed and
+ * stored first, its new lanes only); N < VL goes column by column. */
+KINL KDK_CONTRACT void KV(gemv_rows)(int m, int w, int N, int K, const KT *restrict a,
+                                     ptrdiff_t rsa, ptrdiff_t csa, const KT *restrict b,
+                                     ptrdiff_t ldb, KT *restrict c, ptrdiff_t ldc, KT beta,
+                                     const KT *restrict bias, int act)
+{
+    if (N < VL) {
+        /* one vector per row of B, reading past column N into the following
+         * elements of B (unused lanes) while that stays inside B */
+        int kvec = K - 1 - (VL - N + (int)ldb - 1) / (int)ldb;
+        if (kvec < 0) kvec = 0;
+        for (int i = 0; i < m; i++) {
+            V accv = {0};
+            int k = 0;
+            for (; k < kvec; k++)
+                accv += (a[i * rsa + k * csa] - (V){0}) * KV(loadu)(b + (size_t)k * ldb);
+            KT acc[VL] __attribute__((aligned(KVB)));
+            KV(storeu)(acc, accv);
+            for (; k < K; k++) {
+                KT aik = a[i * rsa + k * csa];
+                const KT *bk = b + (size_t)k * ldb;
+                for (int j = 0; j < N; j++) acc[j] += aik * bk[j];
+            }
+            KT *crow = c + (size_t)i * ldc;
+            for (int j = 0; j < N; j++) crow[j] = KV(epi1)(acc[j], crow + j, beta, bias, j, act);
+        }
+        return;
+    }
+    int nv = N / VL * VL, j = 0;
+    if (nv < N)
+        KV(gemv_chunk)(m, 1, K, a, rsa, csa, b + (N - VL), ldb, c + (N - VL), ldc, beta,
+                       bias ? bias + (N - VL) : NULL, act, VL - (N - nv));
+    for (; j + w * VL <= nv; j += w * VL)
+        KV(gemv_chunk)(m, w, K, a, rsa, csa, b + j, ldb, c + j, ldc, beta, bias ? bias + j : NULL,
+                       act, 0);
+    if (w >= 4)
+        for (; j + w / 2 * VL <= nv; j += w / 2 * VL)
+            KV(gemv_chunk)(m, w / 2, K, a, rsa, csa, b + j, ldb, c + j, ldc, beta,
+                           bias ? bias + j : NULL, act, 0);
+    if (w >= 8)
+        for (; j + w / 4 * VL <= nv; j += w / 4 * VL)
+            KV(gemv_chunk)(m, w / 4, K, a, rsa, csa, b + j, ldb, c + j, ldc, beta,
+                           bias ? bias + j : NULL, act, 0);
+    for (; j < nv; j += VL)
+        KV(gemv_chunk)(m, 1, K, a, rsa, csa, b + j, ldb, c + j, ldc, beta, bias ? bias + j : NULL,
+                       act, 0);
+}
+
+/* B transposed (rows of B are columns of C, contiguous in k) and op(A) rows
+ * contiguous: dot products, 4 columns at a time, vectors along k. */
+KINL KDK_CONTRACT void KV(gemv_t_rows)(int m, int N, int K, const KT *restrict a, ptrdiff_t lda,
+                                       const KT *restrict b, ptrdiff_t ldb, KT *restrict c,
+                                       ptrdiff_t ldc, KT beta, const KT *restrict bias, int act)
+{
+    int kv = K / VL * VL;
+    for (int j0 = 0; j0 < N; j0 += 4) {
+        int nj = KDK_MIN(4, N - j0);
+        const KT *br[4];
+        for (int jj = 0; jj < 4; jj++) br[jj] = b + (size_t)(j0 + KDK_MIN(jj, nj - 1)) * ldb;
+        V acc[4][4];
+#pragma GCC unroll 4
+        for (int i = 0; i < m; i++)
+#pragma GCC unroll 4
+            for (int jj = 0; jj < 4; jj++) acc[i][jj] = (V){0};
+        for (int k = 0; k < kv; k += VL) {
+            V bv[4];
+#pragma GCC unroll 4
+            for (int jj = 0; jj < 4; jj++) bv[jj] = KV(loadu)(br[jj] + k);
+#pragma GCC unroll 4
+            for (int i = 0; i < m; i++) {
+                V av = KV(loadu)(a + i * lda + k);
+#pragma GCC unroll 4
+                for (int jj = 0; jj < 4; jj++) acc[i][jj] += av * bv[jj];
+            }
+        }
+        for (int i = 0; i < m; i++) {
+            KT *crow = c + (size_t)i * ldc;
+            for (int jj = 0; jj < nj; jj++) {
+                KT lanes[VL] __attribute__((aligned(KVB)));
+                KV(storeu)(lanes, acc[i][jj]);
+                KT s = 0;
+                for (int l = 0; l < VL; l++) s += lanes[l];
+                for (int k = kv; k < K; k++) s += a[i * lda + k] * br[jj][k];
+                crow[j0 + jj] = KV(epi1)(s, crow + j0 + jj, beta, bias, j0 + jj, act);
+            }
+        }
+    }
+}
+
+/* Whether gemv takes the task: a plain matrix op(A) of at most 4 rows, and
+ * a row-major B or (op(A) rows contiguous) a transposed one. */
+static inline int KV(gemv_ok)(const struct kdk_gemm_task *t)
+{
+    return t->akind == KDK_A_MAT && !t->col2im && t->m <= 4 && (!t->transb || !t->transa);
+}
+
+KTGT KDK_CONTRACT static void KV(gemv)(const struct kdk_gemm_task *t)
+{
+    int M = t->m, N = t->n, K = t->k;
+    const KT *a = (const KT *)t->a, *b = (const KT *)t->b, *bias = (const KT *)t->bias;
+    KT *c = (KT *)t->c, beta = (KT)t->beta;
+    ptrdiff_t rsa = t->transa ? 1 : t->lda, csa = t->transa ? t->lda : 1, ldb = t->ldb, ldc = t->ldc;
+    int act = t->act;
+    if (t->transb) {
+        switch (M) {
+        case 1: KV(gemv_t_rows)(1, N, K, a, rsa, b, ldb, c, ldc, beta, bias, act); break;
+        case 2: KV(gemv_t_rows)(2, N, K, a, rsa, b, ldb, c, ldc, beta, bias, act); break;
+        case 3: KV(gemv_t_rows)(3, N, K, a, rsa, b, ldb, c, ldc, beta, bias, act); break;
+        default: KV(gemv_t_rows)(4, N, K, a, rsa, b, ldb, c, ldc, beta, bias, act); break;
+        }
+        return;
+    }
+    switch (M) {
+    case 1: KV(gemv_rows)(1, KGW, N, K, a, rsa, csa, b, ldb, c, ldc, beta, bias, act); break;
+    case 2: KV(gemv_rows)(2, KGW / 2, N, K, a, rsa, csa, b, ldb, c, ldc, beta, bias, act); break;
+    case 3: KV(gemv_rows)(3, 2, N, K, a, rsa, csa, b, ldb, c, ldc, beta, bias, act); break;
+    default: KV(gemv_rows)(4, 2, N, K, a, rsa, csa, b, ldb, c, ldc, beta, bias, act); break;
+    }
+}
+
+/* Packs rows i0..i0+mc, columns k0..k0+kc of a transposed matrix op(A) (A
+ * stored K×M) into MR-row panels: each k step is a contiguous run of A. */
+KTGT static void KV(pack_a_t)(const KT *restrict a, ptrdiff_t lda, int i0, int mc, int k0, int kc,
+                              KT *restrict ap)
+{
+    for (int ir = 0; ir < mc; ir += KMR, ap += (size_t)kc * KMR) {
+        int mr = KDK_MIN(KMR, mc - ir);
+        const KT *src = a + (size_t)k0 * lda + i0 + ir;
+        if (mr == KMR) {
+            for (int p = 0; p < kc; p++)
+#pragma GCC unroll 16
+                for (int ii = 0; ii < KMR; ii++) ap[(size_t)p * KMR + ii] = src[(size_t)p * lda + ii];
+        } else {
+            for (int p = 0; p < kc; p++) {
+                for (int ii = 0; ii < mr; ii++) ap[(size_t)p * KMR + ii] = src[(size_t)p * lda + ii];
+                for (int ii = mr; ii < KMR; ii++) ap[(size_t)p * KMR + ii] = 0;
+            }
+        }
+    }
+}
+
 /* The blocked driver.  Splits each dimension into equal blocks (no ragged
  * last block of 1 column) of at most MC, KC, NC.  op(A) is read in place
  * when it is a matrix, or a convolution whose windows avoid the padding;
  * otherwise its panels are packed. */
 KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
 {
+    if (KV(gemv_ok)(t)) {
+        KV(gemv)(t);
+        return;
+    }
     int M = t->m, N = t->n, K = t->k;
     int kb = (K + KDK_KC - 1) / KDK_KC, nb = (N + KDK_NC - 1) / KDK_NC, mb = (M + KDK_MC - 1) / KDK_MC;
     int kcb = (K + kb - 1) / kb;
@@ -609,6 +822,9 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
     const KT *a = (const KT *)t->a;
     ptrdiff_t rsa = t->transa ? 1 : t->lda, csa = t->transa ? t->lda : 1;
     int conv = t->akind != KDK_A_MAT;
+    /* A transposed matrix is packed: read in place, each k step of a tile
+     * would jump lda elements (cache-set conflicts at power-of-two lda). */
+    int pack_at = !conv && t->transa;
     /* Forward convolutions with enough channels per tap decide per tile (few
      * channels make short segments: packing is faster); the filter gradient
      * decides per call. */
@@ -640,6 +856,7 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
             for (int ic = 0; ic < M; ic += mcb) {
                 int mc = KDK_MIN(mcb, M - ic);
                 if (conv && !direct) KV(pack_a)(t, ic, mc, pc, kc, ap);
+                if (pack_at) KV(pack_a_t)(a, t->lda, ic, mc, pc, kc, ap);
                 for (int jr = 0; jr < nc; jr += NR) {
                     int nr = KDK_MIN(NR, nc - jr), act = last ? t->act : KDK_ACT_NONE;
                     const KT *bpan = bp + (size_t)jr * kc;
@@ -654,7 +871,11 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
                         int mr = KDK_MIN(KMR, mc - ir);
                         KT *ct = cc + (ic + ir) * ldc;
                         ptrdiff_t aoff[KMR];
-                        if (!conv) {
+                        if (pack_at) {
+                            (nr <= VL ? KV(kernel_packed_narrow) : KV(kernel_packed))(
+                                kc, ap + (size_t)ir * kc, bpan, bs, ct, (int)ldc, mr, nr, beta, bb,
+                                act);
+                        } else if (!conv) {
                             for (int i = 0; i < KMR; i++) aoff[i] = KDK_MIN(i, mr - 1) * rsa;
                             (nr <= VL ? KV(kernel_narrow) : KV(kernel_strided))(
                                 1, seglen, segoff, a + (ic + ir) * rsa + pc * csa, aoff, csa, bpan,
@@ -687,6 +908,7 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
 #undef KZIP_LO
 #undef KZIP_HI
 #undef KSHUF
+#undef KGW
 /* consume the per-variant parameters */
 #undef KVB
 #undef KMR

@@ -3,7 +3,8 @@
  * -Wextra -Wpedantic -Werror, linked with the runtime kernels and run by
  * tests/codegen/driver.c against the reference interpreter (compiler/interp.h):
  * predict in f32, gradients in f64 (and by central differences), the train
- * step and apply_gradients. Also: the Cortex-M4 build of an --inference-only
+ * step and apply_gradients; whole models against PyTorch's fixtures
+ * (tests/fixtures/torch_*). Also: the Cortex-M4 build of an --inference-only
  * model, byte-identical output across runs, the MLP's arena figure. */
 #include "codegen.h"
 #include "driver.h"
@@ -328,6 +329,32 @@ static const char ops_text[] =
     "    batch_size: 5\n"
     "}\n";
 
+/* The other losses and optimizers: categorical cross-entropy on probabilities
+ * (Keras' clip), binary cross-entropy from logits, SGD with Nesterov momentum. */
+static const char probs_text[] =
+    "model probs {\n"
+    "    input x: [5]\n"
+    "    Dense(6, activation: tanh)\n"
+    "    output p = Dense(4, activation: softmax)\n"
+    "}\n"
+    "train probs {\n"
+    "    loss: CategoricalCrossentropy()\n"
+    "    optimizer: SGD(learning_rate: 0.1, momentum: 0.8, nesterov: true)\n"
+    "    batch_size: 4\n"
+    "}\n";
+
+static const char bce_text[] =
+    "model bce {\n"
+    "    input x: [3]\n"
+    "    Dense(4, activation: relu)\n"
+    "    output z = Dense(2)\n"
+    "}\n"
+    "train bce {\n"
+    "    loss: BinaryCrossentropy(from_logits: true)\n"
+    "    optimizer: Adam(learning_rate: 0.05)\n"
+    "    batch_size: 3\n"
+    "}\n";
+
 /* ---- passes ------------------------------------------------------------------------------ */
 
 static int count_op(const ir_graph *g, ir_op op, int act)
@@ -367,6 +394,9 @@ START_TEST(fuse_mlp_epilogues)
                 1e-12, "optimised vs original");
     ir_values_free(a);
     ir_values_free(b);
+    for (int i = 0; i < s.model->vars.len; i++) free((void *)vars[i]);
+    free(vars);
+    free(x);
     kd_session_free(&s);
 }
 END_TEST
@@ -592,7 +622,7 @@ END_TEST
 /* f64 gradients: a small model with batch norm and dropout, the MLP, the CNN, the op mix. */
 START_TEST(grad_f64)
 {
-    const char *texts[] = {small_text, mlp_text, cnn_text, ops_text};
+    const char *texts[] = {small_text, mlp_text, cnn_text, ops_text, probs_text, bce_text};
     gen g;
     kd_codegen_options o = {.f64 = true};
     gen_build(&g, "cg-grad", texts[_i], &o, "gcc");
@@ -651,7 +681,7 @@ END_TEST
  * by apply_gradients, over a few steps (f64). */
 START_TEST(train_step_f64)
 {
-    const char *texts[] = {small_text, cnn_text, ops_text};
+    const char *texts[] = {small_text, cnn_text, ops_text, probs_text, bce_text};
     gen g;
     kd_codegen_options o = {.f64 = true};
     gen_build(&g, "cg-train", texts[_i], &o, "gcc");
@@ -941,9 +971,164 @@ START_TEST(cli_errors)
              tu_src("samples/mlp.kdsl")), 1);
     ck_assert_msg(strstr(out, "missing.safetensors"), "%s", out);
     free(out);
+    /* Two outputs and a train block: a warning, and init + predict only. */
+    ck_assert_int_eq(RUN(&out, "cd %s && printf 'model two {\n  input x: [3]\n  output a = Dense(x, 2)\n"
+                               "  output b = Dense(x, 1)\n}\ntrain two {\n  loss: MeanSquaredError()\n"
+                               "  optimizer: SGD()\n}\n' > two.kdsl && %s compile two.kdsl -o two.c && "
+                               "! grep -q two_train_step two.h && grep -q two_predict two.h",
+                         dir, tu_kdslc()), 0);
+    ck_assert_msg(strstr(out, "warning:") && strstr(out, "2 outputs"), "%s", out);
+    free(out);
     ck_assert_int_eq(RUN(&out, "%s ir %s --stage loops | head -1", tu_kdslc(), tu_src("samples/mlp.kdsl")), 0);
     ck_assert_msg(strstr(out, "program mlp"), "%s", out);
     free(out);
+}
+END_TEST
+
+/* ---- whole models against PyTorch ------------------------------------------------------ */
+
+/* tests/fixtures/torch_*.kdsl against float64 PyTorch: the fixture files were
+ * made by tests/fixtures/make_fixtures.py (Debian's python3-torch) and are
+ * committed, so this needs no PyTorch. Each model is built with --dtype f64
+ * from the same float32 weights and inputs; grad gives the loss and every
+ * trainable weight's gradient, train_step (learning rate 0) the forward output
+ * in training mode (batch statistics for batch normalization), and predict
+ * the output too for the models without batch normalization.
+ * The rule, per tensor: max_i |a_i - b_i| / max(max_i |b_i|, 1e-6) < 1e-5. */
+static const char *const torch_models[] = {"torch_mlp", "torch_cnn", "torch_res", "torch_custom"};
+
+/* A float tensor's elements as doubles (malloc'd). */
+static double *tensor_f64(const kdh_tensor *t)
+{
+    long n = (long)kdh_tensor_count(t);
+    double *d = malloc((size_t)(n ? n : 1) * sizeof *d);
+    ck_assert_msg(t->dtype == KDH_F32 || t->dtype == KDH_F64, "tensor %s: not F32 or F64", t->name ? t->name : "");
+    for (long i = 0; i < n; i++) d[i] = t->dtype == KDH_F32 ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
+    return d;
+}
+
+static double torch_rel(const double *a, const double *b, long n)
+{
+    double diff = 0, scale = 1e-6;
+    for (long i = 0; i < n; i++) {
+        diff = fmax(diff, fabs(a[i] - b[i]));
+        if (a[i] != a[i]) diff = INFINITY;
+        scale = fmax(scale, fabs(b[i]));
+    }
+    return diff / scale;
+}
+
+/* Compares n values with the reference tensor `name`; returns the relative error. */
+static double torch_check(const char *model, const double *got, long n, const kdh_tensor_list *ref, const char *name)
+{
+    const kdh_tensor *t = kdh_list_find(ref, name);
+    ck_assert_msg(t != NULL, "%s: no reference tensor %s", model, name);
+    ck_assert_int_eq(kdh_tensor_count(t), n);
+    double *want = tensor_f64(t);
+    double e = torch_rel(got, want, n);
+    ck_assert_msg(e < 1e-5, "%s: %s: relative error %g against PyTorch", model, name, e);
+    free(want);
+    return e;
+}
+
+START_TEST(torch_models_match)
+{
+    const char *name = torch_models[_i];
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.kdsl", tu_src("tests/fixtures"), name);
+    char *text = read_text(path);
+    gen g;
+    kd_codegen_options o = {.f64 = true};
+    gen_build(&g, name, text, &o, "gcc");
+    free(text);
+
+    kdh_error err;
+    kdh_tensor_list init, ref;
+    kdh_tensor xt, yt;
+#define FIXTURE(suffix) (snprintf(path, sizeof path, "%s/%s%s", tu_src("tests/fixtures"), name, suffix), path)
+    ck_assert_msg(kdh_safetensors_read(FIXTURE("_init.safetensors"), NULL, &init, &err) == 0, "%s", err.msg);
+    ck_assert_msg(kdh_safetensors_read(FIXTURE("_ref.safetensors"), NULL, &ref, &err) == 0, "%s", err.msg);
+    ck_assert_msg(kdh_npy_read(FIXTURE("_x.npy"), NULL, &xt, &err) == 0, "%s", err.msg);
+    ck_assert_msg(kdh_npy_read(FIXTURE("_y.npy"), NULL, &yt, &err) == 0, "%s", err.msg);
+#undef FIXTURE
+    ck_assert_int_eq(g.p->ninputs, 1);
+    int batch = (int)xt.shape[0];
+    long np = g.p->params_size, no = g.p->opt_size, nlab = g.p->labels[0].elems, nout = g.p->outputs[0].elems * batch;
+    ck_assert_int_eq(kdh_tensor_count(&xt), g.p->inputs[0].elems * batch);
+    ck_assert_int_eq(kdh_tensor_count(&yt), nlab * batch);
+    double *x = tensor_f64(&xt), *y = tensor_f64(&yt);
+    double *params = calloc((size_t)np + 1, sizeof *params);
+    int nweights = 0, ntrainable = 0;
+    for (int v = 0; v < g.m->vars.len; v++) {
+        const kd_var *var = g.m->vars.items[v];
+        if (var->kind == VAR_SLOT) continue;
+        const kdh_tensor *t = kdh_list_find(&init, var->name);
+        ck_assert_msg(t != NULL, "%s: no initial value for %s", name, var->name);
+        ck_assert_int_eq(kdh_tensor_count(t), ir_shape_elems(&var->shape));
+        double *d = tensor_f64(t);
+        memcpy(params + var->offset, d, (size_t)ir_shape_elems(&var->shape) * sizeof *d);
+        free(d);
+        nweights++;
+        ntrainable += var->kind == VAR_WEIGHT && var->trainable;
+    }
+    ck_assert_int_eq((long)init.count, nweights);
+    ck_assert_int_eq((long)ref.count, 2 + ntrainable);   /* output, loss, one gradient per trainable weight */
+
+    double worst = 0;
+    /* grad: the loss and the gradients */
+    dlist in = {0};
+    push(&in, batch);
+    push(&in, 1);
+    push_all(&in, params, np);
+    push_all(&in, x, g.p->inputs[0].elems * batch);
+    push_all(&in, y, nlab * batch);
+    long n;
+    double *out = gen_run(&g, "grad", in.v, in.n, &n);
+    ck_assert_int_eq(n, 1 + g.p->grads_size + np);
+    worst = fmax(worst, torch_check(name, out, 1, &ref, "loss"));
+    for (int v = 0; v < g.m->vars.len; v++) {
+        const kd_var *var = g.m->vars.items[v];
+        if (var->kind != VAR_WEIGHT || !var->trainable) continue;
+        char gname[300];
+        snprintf(gname, sizeof gname, "grad/%s", var->name);
+        worst = fmax(worst, torch_check(name, out + 1 + g.p->grad_offset[v], ir_shape_elems(&var->shape), &ref, gname));
+    }
+    free(out), free(in.v);
+
+    /* train_step with learning rate 0: the forward output in training mode */
+    in = (dlist){0};
+    push(&in, batch);
+    push(&in, 1);
+    push(&in, 0);
+    push_all(&in, params, np);
+    for (long i = 0; i < no; i++) push(&in, 0);
+    push_all(&in, x, g.p->inputs[0].elems * batch);
+    push_all(&in, y, nlab * batch);
+    out = gen_run(&g, "train", in.v, in.n, &n);
+    ck_assert_int_eq(n, 1 + np + no + nout);
+    worst = fmax(worst, torch_check(name, out, 1, &ref, "loss"));
+    worst = fmax(worst, torch_check(name, out + 1 + np + no, nout, &ref, "output"));
+    free(out), free(in.v);
+
+    /* predict, where inference computes the same function */
+    bool has_bn = false;
+    for (int v = 0; v < g.m->vars.len; v++) has_bn |= ((const kd_var *)g.m->vars.items[v])->kind == VAR_STATE;
+    if (!has_bn) {
+        in = (dlist){0};
+        push(&in, batch);
+        push_all(&in, params, np);
+        push_all(&in, x, g.p->inputs[0].elems * batch);
+        out = gen_run(&g, "predict", in.v, in.n, &n);
+        ck_assert_int_eq(n, nout);
+        worst = fmax(worst, torch_check(name, out, nout, &ref, "output"));
+        free(out), free(in.v);
+    }
+    fprintf(stderr, "%s: largest relative error against PyTorch %.3g\n", name, worst);
+
+    free(x), free(y), free(params);
+    kdh_tensor_free(&xt), kdh_tensor_free(&yt);
+    kdh_list_free(&init), kdh_list_free(&ref);
+    gen_free(&g);
 }
 END_TEST
 
@@ -962,8 +1147,9 @@ static Suite *codegen_suite(void)
     tcase_add_test(t, loops_structure);
     tcase_add_loop_test(t, no_passes, 0, 2);
     tcase_add_loop_test(t, cnn_ops_predict, 0, 4);
-    tcase_add_loop_test(t, grad_f64, 0, 4);
-    tcase_add_loop_test(t, train_step_f64, 0, 3);
+    tcase_add_loop_test(t, grad_f64, 0, 6);
+    tcase_add_loop_test(t, train_step_f64, 0, 5);
+    tcase_add_loop_test(t, torch_models_match, 0, 4);
     tcase_add_test(t, init_values);
     tcase_add_test(t, cortex_m4);
     tcase_add_test(t, deterministic);

@@ -309,6 +309,43 @@ START_TEST(test_gemm_mlp_shapes)
 }
 END_TEST
 
+/* Few rows (the GEMV path, M <= 4) and transposed A (packed): every
+ * transpose, ragged N below, at and above a vector (10 < 16, 23, 40),
+ * beta, bias and each activation, batch-1 MLP shapes. */
+START_TEST(test_gemm_small_m)
+{
+    static const int ms[] = {1, 2, 3, 4, 5};
+    static const int ns[][2] = {{10, 128}, {23, 7}, {40, 33}, {256, 784}, {1, 3}, {3, 2}};
+    for (int mi = 0; mi < 5; mi++)
+        for (int ni = 0; ni < 6; ni++)
+            for (int t = 0; t < 4; t++) {
+                struct gemm_case g = {ms[mi], ns[ni][0], ns[ni][1], t & 1, t >> 1, 0.0, 1,
+                                      (mi + ni + t) % 4, (mi + t) % 3};
+                check_gemm_all(&g);
+                g.beta = 0.5;
+                g.bias = 0;
+                g.act = KDK_ACT_RELU;
+                check_gemm_all(&g);
+            }
+    struct gemm_case cases[] = {
+        {1, 256, 784, 0, 0, 0.0, 1, KDK_ACT_RELU, 0},
+        {1, 128, 256, 0, 0, 0.0, 1, KDK_ACT_RELU, 0},
+        {1, 10, 128, 0, 0, 0.0, 1, KDK_ACT_NONE, 0},
+        {4, 784, 256, 0, 1, 1.0, 0, KDK_ACT_NONE, 0},
+        {256, 128, 64, 1, 0, 0.0, 0, KDK_ACT_NONE, 0},
+        {131, 10, 300, 1, 0, 1.0, 1, KDK_ACT_SIGMOID, 5},
+        {1, 300, 5, 0, 0, 0.0, 1, KDK_ACT_NONE, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        check_gemm_all(&cases[i]);
+        for (int dbl = 0; dbl < 2; dbl++) {
+            check_gemm(dbl, &cases[i], VIA_PART2);
+            check_gemm(dbl, &cases[i], VIA_PART3);
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_gemm_parts)
 {
     struct gemm_case cases[] = {
@@ -1028,6 +1065,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, test_gemm_beta_bias_act);
     tcase_add_test(tc, test_gemm_blocking);
     tcase_add_test(tc, test_gemm_mlp_shapes);
+    tcase_add_test(tc, test_gemm_small_m);
     tcase_add_test(tc, test_gemm_parts);
     tcase_add_test(tc, test_gemm_degenerate);
     tcase_add_test(tc, test_gemm_work_size);

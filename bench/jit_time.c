@@ -1,0 +1,47 @@
+/* jit_time.c — the JIT's compile time of a model (bench/run): front end,
+ * kd_codegen_build (all functions the train block asks for) and
+ * kd_jit_compile, each timed. Usage: jit_time FILE.kdsl [BATCH]
+ * Prints "jit_seconds total=T front=F build=B jit=J". */
+#include "codegen.h"
+#include "driver.h"
+#include "jit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: jit_time FILE.kdsl [BATCH]\n");
+        return 2;
+    }
+    double t0 = now();
+    kd_session s = {0};
+    if (kd_front_end(&s, argv[1], NULL) != 0) return 1;
+    double t1 = now();
+    kd_codegen_options co = {.batch = argc > 2 ? atoi(argv[2]) : 0, .arena = &s.arena};
+    lp_program *p = kd_codegen_build(&s.arena, s.model, &co, &s.diags);
+    if (!p) return 1;
+    double t2 = now();
+    kd_jit_options jo = {0};
+    kd_model_fns fns;
+    char why[1024] = "";
+    kd_jit *j = kd_jit_compile(p, &jo, &fns, why, sizeof why);
+    if (!j) {
+        fprintf(stderr, "jit_time: %s\n", why);
+        return 1;
+    }
+    double t3 = now();
+    printf("jit_seconds total=%.3f front=%.3f build=%.3f jit=%.3f\n", t3 - t0, t1 - t0, t2 - t1, t3 - t2);
+    kd_jit_free(j);
+    kd_session_free(&s);
+    return 0;
+}
