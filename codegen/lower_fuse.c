@@ -141,7 +141,7 @@ static void prune_reuse(kd_arena *a, const kd_vec *body, const lp_expr *index)
 static bool try_merge(kd_arena *a, lp_kernel *k1, lp_kernel *k2)
 {
     lp_stmt *l1[MAX_DEPTH], *l2[MAX_DEPTH];
-    kd_vec *b1, *b2;
+    kd_vec *b1 = NULL, *b2 = NULL;   /* set by nest_of when it succeeds */
     int d1 = nest_of(k1, l1, &b1), d2 = nest_of(k2, l2, &b2);
     if (d1 < 0 || d1 != d2) return false;
     subst s = {.n = d1};

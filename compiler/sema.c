@@ -1668,7 +1668,12 @@ kd_program *kd_check(kd_arena *a, ast_program *ast, kd_diags *d, const char *onl
         total_errors += S.errors;
         if (m) kd_vec_push(a, &p->models, m);
     }
-    /* train blocks: attach to their models */
+    /* train blocks: attach to their models. Their values are constants: no
+     * names are in scope (and the last model's scope and frame, which lived
+     * on elaborate()'s stack, are gone). */
+    sema_scope no_names = {0};
+    S.scope = &no_names;
+    S.frame = NULL;
     for (int i = 0; i < ast->nitems; i++) {
         const ast_item *it = ast->items[i];
         if (it->kind != ITEM_TRAIN) continue;
