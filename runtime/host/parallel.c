@@ -28,6 +28,7 @@ static struct pool {
 
 typedef struct worker_arg {
     int part;
+    unsigned long gen;     /* P.gen when the worker was made: jobs after it are its to run */
 } worker_arg;
 static worker_arg args[KDH_MAX_THREADS];
 
@@ -35,7 +36,9 @@ static void *worker(void *arg)
 {
     int part = ((worker_arg *)arg)->part;
     pthread_mutex_lock(&P.mu);
-    unsigned long seen = P.gen;
+    /* Not P.gen read now: a job posted before this thread got the lock would
+     * be missed, and its poster would wait for this worker forever. */
+    unsigned long seen = ((worker_arg *)arg)->gen;
     for (;;) {
         while (P.gen == seen && !P.stop) pthread_cond_wait(&P.go, &P.mu);
         if (P.stop) break;
@@ -75,6 +78,7 @@ int kdh_pool_set_threads(int n)
     P.nthreads = 1;
     for (int i = 0; i < n - 1; i++) {
         args[i].part = i + 1;
+        args[i].gen = P.gen;
         if (pthread_create(&P.th[i], NULL, worker, &args[i]) != 0) break;
         P.nworkers++;
     }
