@@ -24,12 +24,35 @@ typedef enum kd_loss_kind {
 
 typedef enum kd_optimizer_kind { OPT_NONE, OPT_SGD, OPT_ADAM, OPT_RMSPROP } kd_optimizer_kind;
 
+/* A learning-rate schedule (keras.optimizers.schedules), as the optimizer's
+ * learning_rate. The rate at optimizer step t (0 for the first step) is
+ *   constant      lr
+ *   exponential   lr * decay_rate ^ (t / decay_steps)          (floor with staircase)
+ *   inverse_time  lr / (1 + decay_rate * t / decay_steps)     (floor with staircase)
+ *   cosine        lr * ((1 - alpha) * (1 + cos(pi * min(t, decay_steps) / decay_steps)) / 2 + alpha)
+ *   polynomial    (lr - end) * (1 - min(t, decay_steps) / decay_steps) ^ power + end
+ * decay_steps 0 (kdsl's extension, cosine and polynomial only) means every
+ * step of the run, so the schedule follows --epochs. */
+typedef enum kd_schedule_kind {
+    SCHEDULE_CONSTANT, SCHEDULE_EXPONENTIAL, SCHEDULE_INVERSE_TIME, SCHEDULE_COSINE, SCHEDULE_POLYNOMIAL
+} kd_schedule_kind;
+
+typedef struct kd_lr_schedule {
+    kd_schedule_kind kind;
+    double decay_steps;
+    double decay_rate;     /* exponential, inverse_time */
+    double alpha;          /* cosine: the final fraction of lr */
+    double end_learning_rate, power;   /* polynomial (0.0001, 1) */
+    bool staircase;
+} kd_lr_schedule;
+
 typedef struct kd_train_config {
     bool present;          /* a `train` block exists for the model */
     kd_loss_kind loss;
     bool from_logits;
     kd_optimizer_kind optimizer;
-    double learning_rate;  /* Keras' defaults: SGD 0.01, Adam 0.001, RMSprop 0.001 */
+    double learning_rate;  /* Keras' defaults: SGD 0.01, Adam 0.001, RMSprop 0.001; a schedule's initial rate */
+    kd_lr_schedule schedule;
     double momentum;       /* SGD */
     bool nesterov;         /* SGD */
     double beta_1, beta_2, epsilon;   /* Adam (0.9, 0.999, 1e-7) */

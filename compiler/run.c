@@ -394,6 +394,8 @@ int kd_run_train(const kd_run_options *o)
     fflush(stdout);
 
     const char *slow = getenv("KDSL_TEST_SLOW_STEP_MS");
+    _Static_assert((int)SCHEDULE_POLYNOMIAL == (int)KDH_LR_POLYNOMIAL && (int)SCHEDULE_COSINE == (int)KDH_LR_COSINE,
+                   "kd_schedule_kind and kdh_schedule_kind agree");
     kdh_fit_opts fo = {
         .epochs = c->epochs,
         .batch_size = c->batch_size,
@@ -401,6 +403,13 @@ int kd_run_train(const kd_run_options *o)
         .shuffle = c->shuffle,
         .seed = (uint64_t)c->seed,
         .learning_rate = (float)c->learning_rate,
+        .schedule = {.kind = (kdh_schedule_kind)c->schedule.kind,
+                     .decay_steps = c->schedule.decay_steps,
+                     .decay_rate = c->schedule.decay_rate,
+                     .alpha = c->schedule.alpha,
+                     .end_learning_rate = c->schedule.end_learning_rate,
+                     .power = c->schedule.power,
+                     .staircase = c->schedule.staircase},
         .threads = default_threads(o->threads),
         .weights = o->weights,
         .resume = o->resume,

@@ -60,6 +60,9 @@ static void parse_loss(sema *S, kd_train_config *c, const ast_expr *e)
     else sema_error(S, e->loc, "unknown loss; use CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy or MeanSquaredError");
 }
 
+static bool is_schedule(const ast_expr *e);
+static void parse_schedule(sema *S, kd_train_config *c, const ast_expr *e);
+
 static void parse_optimizer(sema *S, kd_train_config *c, const ast_expr *e)
 {
     const char *name = callee_of(e);
@@ -73,7 +76,10 @@ static void parse_optimizer(sema *S, kd_train_config *c, const ast_expr *e)
             const ast_arg *a = &e->args[k];
             const char *key = a->key ? a->key : k == 0 ? "learning_rate" : "";
             bool ok = true;
-            if (!strcmp(key, "learning_rate") || !strcmp(key, "lr")) ok = number_of(S, a->value, &c->learning_rate, key);
+            if ((!strcmp(key, "learning_rate") || !strcmp(key, "lr")) && is_schedule(a->value))
+                parse_schedule(S, c, a->value);
+            else if (!strcmp(key, "learning_rate") || !strcmp(key, "lr"))
+                ok = number_of(S, a->value, &c->learning_rate, key);
             else if (c->optimizer == OPT_SGD && !strcmp(key, "momentum")) ok = number_of(S, a->value, &c->momentum, key);
             else if (c->optimizer == OPT_SGD && !strcmp(key, "nesterov")) ok = bool_of(S, a->value, &c->nesterov, key);
             else if (c->optimizer == OPT_ADAM && !strcmp(key, "beta_1")) ok = number_of(S, a->value, &c->beta_1, key);
@@ -93,6 +99,84 @@ static void parse_optimizer(sema *S, kd_train_config *c, const ast_expr *e)
     const char *near = name ? kd_nearest(name, known, COUNT(optimizers)) : NULL;
     if (near) sema_error(S, e->loc, "unknown optimizer '%s'; did you mean '%s'?", name, near);
     else sema_error(S, e->loc, "unknown optimizer; use SGD, Adam or RMSprop");
+}
+
+static const struct { const char *name; kd_schedule_kind kind; } schedules[] = {
+    {"ExponentialDecay", SCHEDULE_EXPONENTIAL}, {"InverseTimeDecay", SCHEDULE_INVERSE_TIME},
+    {"CosineDecay", SCHEDULE_COSINE}, {"PolynomialDecay", SCHEDULE_POLYNOMIAL},
+};
+
+/* learning_rate: a number, or a schedule such as
+ * CosineDecay(initial_learning_rate: 1e-3, decay_steps: 4690, alpha: 0). */
+static bool is_schedule(const ast_expr *e)
+{
+    if (e->kind != EXPR_CALL) return false;
+    for (int i = 0; i < COUNT(schedules); i++)
+        if (!strcmp(e->name, schedules[i].name)) return true;
+    return false;
+}
+
+static void parse_schedule(sema *S, kd_train_config *c, const ast_expr *e)
+{
+    kd_lr_schedule *s = &c->schedule;
+    for (int i = 0; i < COUNT(schedules); i++)
+        if (!strcmp(e->name, schedules[i].name)) s->kind = schedules[i].kind;
+    *s = (kd_lr_schedule){.kind = s->kind, .end_learning_rate = 1e-4, .power = 1};
+    /* Keras' positional order for each schedule. */
+    static const char *exp_keys[] = {"initial_learning_rate", "decay_steps", "decay_rate", "staircase"};
+    static const char *cos_keys[] = {"initial_learning_rate", "decay_steps", "alpha"};
+    static const char *poly_keys[] = {"initial_learning_rate", "decay_steps", "end_learning_rate", "power"};
+    const char *const *keys = s->kind == SCHEDULE_COSINE ? cos_keys : s->kind == SCHEDULE_POLYNOMIAL ? poly_keys : exp_keys;
+    int nkeys = s->kind == SCHEDULE_COSINE ? 3 : 4;
+    bool seen[4] = {false}, bad_key = false;
+    for (int k = 0; k < e->nargs; k++) {
+        const ast_arg *a = &e->args[k];
+        int at = -1;
+        if (!a->key) at = k < nkeys ? k : -1;
+        for (int j = 0; a->key && j < nkeys; j++)
+            if (!strcmp(a->key, keys[j])) at = j;
+        if (at < 0) {
+            if (a->key && !strcmp(a->key, "name")) continue;
+            bad_key = true;
+            if (a->key) {
+                const char *near = kd_nearest(a->key, keys, nkeys);
+                if (near) sema_error(S, a->loc, "%s takes no argument '%s'; did you mean '%s'?", e->name, a->key, near);
+                else sema_error(S, a->loc, "%s takes no argument '%s'", e->name, a->key);
+            } else {
+                sema_error(S, a->loc, "%s takes at most %d arguments", e->name, nkeys);
+            }
+            continue;
+        }
+        if (seen[at]) sema_error(S, a->loc, "%s: '%s' is given twice", e->name, keys[at]);
+        seen[at] = true;
+        const char *key = keys[at];
+        if (!strcmp(key, "initial_learning_rate")) number_of(S, a->value, &c->learning_rate, key);
+        else if (!strcmp(key, "decay_steps")) {
+            if (number_of(S, a->value, &s->decay_steps, key) && !(s->decay_steps > 0 && s->decay_steps <= 1e15))
+                sema_error(S, a->value->loc, "decay_steps must be positive");
+        } else if (!strcmp(key, "decay_rate")) {
+            if (number_of(S, a->value, &s->decay_rate, key) && !(s->decay_rate > 0 && s->decay_rate <= 1e6))
+                sema_error(S, a->value->loc, "decay_rate must be positive");
+        } else if (!strcmp(key, "staircase")) bool_of(S, a->value, &s->staircase, key);
+        else if (!strcmp(key, "alpha")) {
+            if (number_of(S, a->value, &s->alpha, key) && !(s->alpha >= 0 && s->alpha <= 1))
+                sema_error(S, a->value->loc, "alpha must be in [0, 1]");
+        } else if (!strcmp(key, "end_learning_rate")) {
+            if (number_of(S, a->value, &s->end_learning_rate, key) && !(s->end_learning_rate >= 0))
+                sema_error(S, a->value->loc, "end_learning_rate must be at least 0");
+        } else if (!strcmp(key, "power")) {
+            if (number_of(S, a->value, &s->power, key) && !(s->power > 0 && s->power <= 1e3))
+                sema_error(S, a->value->loc, "power must be positive");
+        }
+    }
+    if (bad_key) return;   /* a misspelt key is the one mistake; what it meant is not missing */
+    if (!seen[0]) sema_error(S, e->loc, "%s needs initial_learning_rate", e->name);
+    /* decay_steps may be left out of cosine and polynomial decay (kdsl's
+     * extension): the decay then spans the whole run. */
+    if (!seen[1] && (s->kind == SCHEDULE_EXPONENTIAL || s->kind == SCHEDULE_INVERSE_TIME))
+        sema_error(S, e->loc, "%s needs decay_steps", e->name);
+    if (!seen[2] && (s->kind == SCHEDULE_EXPONENTIAL || s->kind == SCHEDULE_INVERSE_TIME))
+        sema_error(S, e->loc, "%s needs decay_rate", e->name);
 }
 
 static int int_of(sema *S, const ast_expr *e, const char *what, int lo)

@@ -314,6 +314,46 @@ START_TEST(train_block_settings)
 }
 END_TEST
 
+START_TEST(train_block_schedules)
+{
+    static const struct {
+        const char *lr;
+        kd_schedule_kind kind;
+        double initial, decay_steps, decay_rate, alpha, end, power;
+        bool staircase;
+    } cases[] = {
+        {"0.01", SCHEDULE_CONSTANT, 0.01, 0, 0, 0, 0, 0, false},
+        {"ExponentialDecay(0.1, 100, 0.96, true)", SCHEDULE_EXPONENTIAL, 0.1, 100, 0.96, 0, 1e-4, 1, true},
+        {"InverseTimeDecay(initial_learning_rate: 0.5, decay_steps: 10, decay_rate: 2)", SCHEDULE_INVERSE_TIME, 0.5,
+         10, 2, 0, 1e-4, 1, false},
+        {"CosineDecay(1e-3, alpha: 0.25)", SCHEDULE_COSINE, 1e-3, 0, 0, 0.25, 1e-4, 1, false},
+        {"PolynomialDecay(0.1, 500, 0.01, power: 2)", SCHEDULE_POLYNOMIAL, 0.1, 500, 0, 0, 0.01, 2, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char src[512];
+        snprintf(src, sizeof src,
+                 "model m {\n    input x: [3]\n    Dense(2)\n}\n"
+                 "train m {\n    loss: MeanSquaredError()\n    optimizer: Adam(learning_rate: %s)\n}\n",
+                 cases[i].lr);
+        checked c;
+        check_text(&c, src, NULL);
+        ASSERT_OK(&c);
+        const kd_train_config *t = &c.s.model->config;
+        ck_assert_int_eq(t->schedule.kind, cases[i].kind);
+        ck_assert_double_eq_tol(t->learning_rate, cases[i].initial, 1e-15);
+        if (cases[i].kind != SCHEDULE_CONSTANT) {
+            ck_assert_double_eq_tol(t->schedule.decay_steps, cases[i].decay_steps, 1e-12);
+            ck_assert_double_eq_tol(t->schedule.decay_rate, cases[i].decay_rate, 1e-12);
+            ck_assert_double_eq_tol(t->schedule.alpha, cases[i].alpha, 1e-12);
+            ck_assert_double_eq_tol(t->schedule.end_learning_rate, cases[i].end, 1e-12);
+            ck_assert_double_eq_tol(t->schedule.power, cases[i].power, 1e-12);
+            ck_assert_int_eq(t->schedule.staircase, cases[i].staircase);
+        }
+        done(&c);
+    }
+}
+END_TEST
+
 /* Each mistake: the expected words in the message and its line:col. */
 static const struct {
     const char *src, *want;
@@ -326,6 +366,13 @@ static const struct {
     {"model m {\n    input x: [3]\n    m()\n}\n", "model 'm' cannot contain itself"},
     {"model m {\n    input x: [3]\n    Dense(3, trainable: 1)\n}\n", "trainable: must be true or false"},
     {"model m {\n    input x: [3]\n    Dense(0)\n}\n", "Dense argument 'units' must be at least 1, got 0"},
+    {"model m {\n    input x: [3]\n    Dense(2)\n}\ntrain m {\n    loss: MeanSquaredError()\n    optimizer: Adam(learning_rate: CosineDecay(1e-3, decay_stesp: 10))\n}\n", "CosineDecay takes no argument 'decay_stesp'; did you mean 'decay_steps'?"},
+    {"model m {\n    input x: [3]\n    Dense(2)\n}\ntrain m {\n    loss: MeanSquaredError()\n    optimizer: Adam(learning_rate: ExponentialDecay(0.1, 100))\n}\n", "ExponentialDecay needs decay_rate"},
+    {"model m {\n    input x: [3]\n    Dense(2)\n}\ntrain m {\n    loss: MeanSquaredError()\n    optimizer: Adam(learning_rate: ExponentialDecay(0.1, -1, 0.5))\n}\n", "decay_steps must be positive"},
+    {"model m {\n    input x: [3]\n    Dense(2)\n}\ntrain m {\n    loss: MeanSquaredError()\n    optimizer: Adam(learning_rate: CosineDecay(decay_steps: 10))\n}\n", "CosineDecay needs initial_learning_rate"},
+    {"model m {\n    input x: [3]\n    Dense(2)\n}\ntrain m {\n    loss: MeanSquaredError()\n    optimizer: Adam(learning_rate: CosineDecay(0.1, 10, 2))\n}\n", "alpha must be in [0, 1]"},
+    {"model m {\n    input x: [3]\n    Dense(2)\n}\ntrain m {\n    loss: MeanSquaredError()\n    optimizer: Adam(learning_rate: CosineDecay(0.1, 10, 0, 5))\n}\n", "CosineDecay takes at most 3 arguments"},
+    {"model m {\n    input x: [3]\n    Dense(2)\n}\ntrain m {\n    loss: MeanSquaredError()\n    optimizer: Adam(learning_rate: PolynomialDecay(0.1, power: 0))\n}\n", "power must be positive"},
     {"model m {\n    input x: [3]\n}\nmodel m2 {\n    input x: [3]\n    Dense(1)\n}\n", NULL},
 };
 
@@ -366,6 +413,7 @@ int main(void)
     tcase_add_test(t, tensor_functions_and_shapes);
     tcase_add_test(t, names_follow_keras);
     tcase_add_test(t, train_block_settings);
+    tcase_add_test(t, train_block_schedules);
     suite_add_tcase(s, t);
     TCase *e = tcase_create("mistakes");
     tcase_add_loop_test(e, mistakes_are_reported, 0, (int)(sizeof mistakes / sizeof mistakes[0]));

@@ -141,12 +141,13 @@ static bool same_file(const char *a, const char *b)
 
 /* Trains `name` from its initial weights with `flags` and compares the saved
  * weights with the fixture NAME_SUFFIX.safetensors. */
-static void steps_match_torch(const char *name, const char *flags, const char *suffix)
+static void steps_match_torch_with(const char *program, const char *name, const char *flags, const char *suffix)
 {
     const char *dir = tu_tmpdir(name);
     char fx[4][1024];
     const char *what[4] = {"", "_x.npy", "_y.npy", "_init.safetensors"};
     for (int i = 0; i < 4; i++) snprintf(fx[i], sizeof fx[i], "%s/tests/fixtures/%s%s", tu_source_root(), name, what[i]);
+    snprintf(fx[0], sizeof fx[0], "%s/tests/fixtures/%s", tu_source_root(), program);
     const char *out = path_in(dir, "after.safetensors");
     char *log;
     int rc = kdslc(&log, "train %s.kdsl --data %s,%s --weights %s --save %s --batch-size 8 %s", fx[0], fx[1], fx[2], fx[3],
@@ -180,6 +181,11 @@ static void steps_match_torch(const char *name, const char *flags, const char *s
     kdh_list_free(&init);
 }
 
+static void steps_match_torch(const char *name, const char *flags, const char *suffix)
+{
+    steps_match_torch_with(name, name, flags, suffix);
+}
+
 START_TEST(sgd_step_mlp) { steps_match_torch("sgd_mlp", "--learning-rate 1 --epochs 1", "step"); }
 END_TEST
 
@@ -189,6 +195,11 @@ END_TEST
 /* Three Adam steps (the optimizer given on the command line overrides the
  * train block's SGD), against Keras' update rule computed with PyTorch. */
 START_TEST(adam_steps_mlp) { steps_match_torch("sgd_mlp", "--optimizer adam --learning-rate 0.01 --epochs 3", "adam3"); }
+END_TEST
+
+/* Four SGD steps whose rate follows CosineDecay(0.5, decay_steps: 3,
+ * alpha: 0.1): 0.5, 0.3875, 0.1625, 0.05 (the last past decay_steps). */
+START_TEST(cosine_schedule_steps_mlp) { steps_match_torch_with("sgd_mlp_cosine", "sgd_mlp", "", "cosine4"); }
 END_TEST
 
 /* evaluate's loss is Keras' (the mean over samples), computed on the host:
@@ -742,6 +753,31 @@ START_TEST(dataset_scaling_labels_split)
 END_TEST
 
 /* Host-side losses as Keras computes them. */
+/* keras.optimizers.schedules' formulas at a few steps. */
+START_TEST(learning_rate_schedules)
+{
+    kdh_lr_schedule c = {.kind = KDH_LR_CONSTANT};
+    ck_assert_double_eq_tol(kdh_learning_rate(&c, 0.1, 1000, 10), 0.1, 1e-15);
+    kdh_lr_schedule e = {.kind = KDH_LR_EXPONENTIAL, .decay_steps = 100, .decay_rate = 0.96};
+    ck_assert_double_eq_tol(kdh_learning_rate(&e, 0.1, 0, 0), 0.1, 1e-15);
+    ck_assert_double_eq_tol(kdh_learning_rate(&e, 0.1, 50, 0), 0.1 * sqrt(0.96), 1e-15);
+    e.staircase = true;
+    ck_assert_double_eq_tol(kdh_learning_rate(&e, 0.1, 150, 0), 0.096, 1e-15);
+    kdh_lr_schedule it = {.kind = KDH_LR_INVERSE_TIME, .decay_steps = 10, .decay_rate = 0.5};
+    ck_assert_double_eq_tol(kdh_learning_rate(&it, 0.1, 20, 0), 0.05, 1e-15);
+    it.staircase = true;
+    ck_assert_double_eq_tol(kdh_learning_rate(&it, 0.1, 19, 0), 0.1 / 1.5, 1e-15);
+    kdh_lr_schedule cs = {.kind = KDH_LR_COSINE, .decay_steps = 100, .alpha = 0.1};
+    ck_assert_double_eq_tol(kdh_learning_rate(&cs, 1e-3, 50, 0), 0.55e-3, 1e-15);
+    ck_assert_double_eq_tol(kdh_learning_rate(&cs, 1e-3, 500, 0), 1e-4, 1e-15);
+    cs.decay_steps = 0;   /* the whole run: 200 steps */
+    ck_assert_double_eq_tol(kdh_learning_rate(&cs, 1e-3, 100, 200), 0.55e-3, 1e-15);
+    kdh_lr_schedule p = {.kind = KDH_LR_POLYNOMIAL, .decay_steps = 100, .end_learning_rate = 0.01, .power = 2};
+    ck_assert_double_eq_tol(kdh_learning_rate(&p, 0.1, 50, 0), 0.0325, 1e-15);
+    ck_assert_double_eq_tol(kdh_learning_rate(&p, 0.1, 100, 0), 0.01, 1e-15);
+}
+END_TEST
+
 START_TEST(host_losses)
 {
     kdh_model m = {.output_elems = 3, .loss = KDH_LOSS_CATEGORICAL, .from_logits = true, .accuracy = true};
@@ -801,6 +837,7 @@ int main(void)
     tcase_add_test(host, progress_tty_and_plain);
     tcase_add_test(host, dataset_scaling_labels_split);
     tcase_add_test(host, host_losses);
+    tcase_add_test(host, learning_rate_schedules);
     tcase_add_test(host, history_files);
     suite_add_tcase(s, host);
     TCase *run = tcase_create("kdslc");
@@ -808,6 +845,7 @@ int main(void)
     tcase_add_test(run, sgd_step_mlp);
     tcase_add_test(run, sgd_step_cnn);
     tcase_add_test(run, adam_steps_mlp);
+    tcase_add_test(run, cosine_schedule_steps_mlp);
     tcase_add_test(run, evaluate_and_predict);
     tcase_add_test(run, kill_and_resume_is_bit_identical);
     tcase_add_test(run, nan_loss_stops_and_keeps_checkpoint);

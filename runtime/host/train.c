@@ -216,6 +216,24 @@ static void sleep_ms(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
+double kdh_learning_rate(const kdh_lr_schedule *s, double lr, uint64_t t, uint64_t total_steps)
+{
+    double steps = s->decay_steps > 0 ? s->decay_steps : (double)(total_steps > 0 ? total_steps : 1);
+    double p = (double)t / steps;
+    switch (s->kind) {
+    case KDH_LR_CONSTANT: return lr;
+    case KDH_LR_EXPONENTIAL: return lr * pow(s->decay_rate, s->staircase ? floor(p) : p);
+    case KDH_LR_INVERSE_TIME: return lr / (1 + s->decay_rate * (s->staircase ? floor(p) : p));
+    case KDH_LR_COSINE: {
+        double c = 0.5 * (1 + cos(3.14159265358979323846 * (p < 1 ? p : 1)));
+        return lr * ((1 - s->alpha) * c + s->alpha);
+    }
+    case KDH_LR_POLYNOMIAL:
+        return (lr - s->end_learning_rate) * pow(1 - (p < 1 ? p : 1), s->power) + s->end_learning_rate;
+    }
+    return lr;
+}
+
 static int check_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val, const kdh_fit_opts *o,
                      kdh_error *err)
 {
@@ -289,7 +307,8 @@ static int fit_epoch(const kdh_model *m, const kdh_dataset *d, const kdh_fit_opt
             memcpy(s->yb + r * ye, d->y + i * ye, (size_t)ye * sizeof(float));
         }
         const float *ins[1] = {s->xb};
-        float l = m->fns.train_step(s->params, s->opt, ins, s->yb, nb, s->ck.step, o->learning_rate, s->arena,
+        float lr = (float)kdh_learning_rate(&o->schedule, o->learning_rate, s->ck.step, (uint64_t)(o->epochs * steps));
+        float l = m->fns.train_step(s->params, s->opt, ins, s->yb, nb, s->ck.step, lr, s->arena,
                                     m->accuracy ? s->out0 : NULL);
         if (!isfinite(l)) {
             kdh_progress_break(pg);

@@ -70,6 +70,23 @@ typedef struct kdh_model {
     const char *optimizer;             /* "Adam": checkpoint metadata */
 } kdh_model;
 
+/* A learning-rate schedule: the rate at optimizer step t (0-based) is
+ * kdh_learning_rate(). The kinds and formulas are keras.optimizers.schedules'
+ * (compiler/model.h lists them); decay_steps 0 means the whole run. */
+typedef enum kdh_schedule_kind {
+    KDH_LR_CONSTANT, KDH_LR_EXPONENTIAL, KDH_LR_INVERSE_TIME, KDH_LR_COSINE, KDH_LR_POLYNOMIAL
+} kdh_schedule_kind;
+
+typedef struct kdh_lr_schedule {
+    kdh_schedule_kind kind;
+    double decay_steps, decay_rate, alpha, end_learning_rate, power;
+    bool staircase;
+} kdh_lr_schedule;
+
+/* The rate at step t for initial rate lr; total_steps stands in for
+ * decay_steps 0. */
+double kdh_learning_rate(const kdh_lr_schedule *s, double lr, uint64_t t, uint64_t total_steps);
+
 /* fit()'s settings: the train block after the command line's overrides. */
 typedef struct kdh_fit_opts {
     int epochs;
@@ -77,7 +94,8 @@ typedef struct kdh_fit_opts {
     int validation_freq;               /* validate after epochs freq, 2 freq, ... (1-based) */
     bool shuffle;
     uint64_t seed;                     /* init, shuffles (the dropout seed is compiled in) */
-    float learning_rate;
+    float learning_rate;               /* the schedule's initial rate */
+    kdh_lr_schedule schedule;
     int threads;                       /* stored for the kernels' thread split; 0: all cores */
     const char *weights;               /* start from these weights (safetensors) */
     const char *resume;                /* continue from this checkpoint */
