@@ -1,6 +1,11 @@
 /* lat.c — batch-1 inference latency of the generated C of the Fashion-MNIST MLP
  * (bench/run: kdslc compile samples/fmnist_mlp.kdsl --inference-only --batch 1
- * -o fmnist_mlp.c, built with -O3 -march=native, linked with libkdslrt.a).
+ * -o fmnist_mlp.c; that and this file built with cc -O3 -march=native -std=c11,
+ * as a user would; linked with build-bench's libkdslrt.a, which meson builds
+ * for baseline x86-64 (-O3, no -march): its GEMM picks the AVX-512 variant at
+ * run time, and at batch 1 each dense layer takes the GEMV path of
+ * runtime/gemm_tmpl.h — W streamed once, the outputs in registers, bias and
+ * ReLU fused, no packing and no workspace).
  * Same protocol as shared/bench/torch_fmnist.py: 100 warm-up calls, then the
  * median, p10 and p90 of 1000 timed calls, each on a different input. */
 #include "fmnist_mlp.h"

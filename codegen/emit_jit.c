@@ -84,16 +84,17 @@ typedef void (*kdj_fn)(void);
 static kdj_fn kernel_address(lp_kernel_id k)
 {
     switch (k) {
-    /* kdk_sgemm itself while the host pool has one thread (parallel.h) */
+    /* the host pool's thread-split wrappers (parallel.h): the kdk_ kernel
+     * itself while the pool has one thread */
     case LP_K_GEMM: return (kdj_fn)kdh_sgemm_mt;
     case LP_K_COLSUM: return (kdj_fn)kdk_scolsum;
-    case LP_K_CONV2D_FWD: return (kdj_fn)kdk_sconv2d_fwd;
-    case LP_K_CONV2D_BWD_DATA: return (kdj_fn)kdk_sconv2d_bwd_data;
-    case LP_K_CONV2D_BWD_FILTER: return (kdj_fn)kdk_sconv2d_bwd_filter;
-    case LP_K_MAXPOOL2D_FWD: return (kdj_fn)kdk_smaxpool2d_fwd;
-    case LP_K_MAXPOOL2D_BWD: return (kdj_fn)kdk_smaxpool2d_bwd;
-    case LP_K_AVGPOOL2D_FWD: return (kdj_fn)kdk_savgpool2d_fwd;
-    case LP_K_AVGPOOL2D_BWD: return (kdj_fn)kdk_savgpool2d_bwd;
+    case LP_K_CONV2D_FWD: return (kdj_fn)kdh_sconv2d_fwd_mt;
+    case LP_K_CONV2D_BWD_DATA: return (kdj_fn)kdh_sconv2d_bwd_data_mt;
+    case LP_K_CONV2D_BWD_FILTER: return (kdj_fn)kdh_sconv2d_bwd_filter_mt;
+    case LP_K_MAXPOOL2D_FWD: return (kdj_fn)kdh_smaxpool2d_fwd_mt;
+    case LP_K_MAXPOOL2D_BWD: return (kdj_fn)kdh_smaxpool2d_bwd_mt;
+    case LP_K_AVGPOOL2D_FWD: return (kdj_fn)kdh_savgpool2d_fwd_mt;
+    case LP_K_AVGPOOL2D_BWD: return (kdj_fn)kdh_savgpool2d_bwd_mt;
     case LP_K_SOFTMAX: return (kdj_fn)kdk_ssoftmax;
     case LP_K_LOGSOFTMAX: return (kdj_fn)kdk_slogsoftmax;
     case LP_K_SOFTMAX_XENT: return (kdj_fn)kdk_ssoftmax_xent;
@@ -179,6 +180,18 @@ typedef struct jb {
     gcc_jit_lvalue **var;    /* by var id */
     ctype *var_t;
     int ntmp, nblk;
+    /* the thread split of loops (par_site): outlined bodies get their values
+     * through one struct per function, made on first use */
+    const char *fname;            /* <model>_<func> */
+    gcc_jit_type *ptype[P_COUNT];
+    kd_arena *scratch;
+    bool serial;                  /* kd_jit_options.serial_loops */
+    int loop_depth;               /* FOR loops around the statement being built */
+    bool outlined;                /* building an outlined body */
+    int npar;
+    gcc_jit_struct *ctx_struct;
+    gcc_jit_field **f_buf, **f_var, *f_param[P_COUNT];
+    gcc_jit_lvalue *ctx_local;
 } jb;
 
 static void fail(jb *J, const char *fmt, ...)
@@ -809,6 +822,411 @@ static gcc_jit_rvalue *if_buf_base(jb *J, const lp_buf *b)
 
 static void stmts(jb *J, const kd_vec *body);
 
+/* for (v = lo; v < n; v++) body, n evaluated once (pure). */
+static void for_range(jb *J, gcc_jit_lvalue *v, gcc_jit_rvalue *lo, gcc_jit_rvalue *n_rv, const kd_vec *body)
+{
+    gcc_jit_context *c = J->ctx;
+    gcc_jit_lvalue *n = new_tmp(J, J->t_long);
+    gcc_jit_block_add_assignment(J->blk, NULL, n, n_rv);
+    gcc_jit_block_add_assignment(J->blk, NULL, v, lo);
+    gcc_jit_block *cond = new_block(J, "for_c"), *bb = new_block(J, "for_b"), *after = new_block(J, "for_x");
+    gcc_jit_block_end_with_jump(J->blk, NULL, cond);
+    gcc_jit_block_end_with_conditional(
+        cond, NULL, gcc_jit_context_new_comparison(c, NULL, GCC_JIT_COMPARISON_LT, rv_of(v), rv_of(n)), bb, after);
+    J->blk = bb;
+    J->loop_depth++;
+    stmts(J, body);
+    J->loop_depth--;
+    if (J->failed) return;
+    gcc_jit_block_add_assignment_op(J->blk, NULL, v, GCC_JIT_BINARY_OP_PLUS, c_long(J, 1));
+    gcc_jit_block_end_with_jump(J->blk, NULL, cond);
+    J->blk = after;
+}
+
+/* ---- the thread split of loops ---------------------------------------------------------------------
+ * A loop whose iterations write disjoint elements runs as [lo, hi) slices on
+ * the host's thread pool (runtime/host/parallel.h): its body is outlined
+ * into a function f(ctx, lo, hi) of this context, ctx a struct holding the
+ * buffer pointers, parameters and outer locals the body reads, and the loop
+ * becomes kdh_parallel_range(f, &ctx, n, grain, min_n). Two shapes:
+ *   - a FOR marked parallel (element-wise loops: the optimizer's updates,
+ *     activation gradients ...), not inside another loop;
+ *   - a reduction over rows into a row vector (bias gradients):
+ *       for (r < R) for (j < C) out[j] += f(r, j)
+ *     split on j: each thread runs every r for its columns, so each sum is
+ *     added in the same order as on one thread.
+ * Either way every element gets exactly the single-threaded arithmetic, so
+ * results do not depend on the thread count. Bodies that call kernels (which
+ * may use the pool themselves) or write locals of the enclosing code stay
+ * serial, as do loops with too little work to pay for the hand-off. */
+
+/* Below this many loads and stores a loop stays on one thread. */
+#define PAR_MIN_WORK 16384.0
+/* Slice bounds: multiples of 16 elements (64 bytes of floats). */
+#define PAR_GRAIN 16
+
+typedef struct par_info {
+    bool ok;
+    bool *buf, *read, *def;   /* by buffer / variable id */
+    bool param[P_COUNT];
+    bool *stored;             /* buffers stored to */
+    double mem;               /* loads and stores per iteration of the split loop */
+} par_info;
+
+/* An integer expression's value at the program's max batch; -1 if unknown. */
+static long est_int(jb *J, const lp_expr *e)
+{
+    if (!e || e->type != LP_INT) return -1;
+    switch (e->kind) {
+    case LP_E_INT: return (long)e->ival;
+    case LP_E_PARAM: return e->param == LP_P_BATCH ? J->p->max_batch : -1;
+    case LP_E_OP: {
+        long a = est_int(J, e->a), b = est_int(J, e->b);
+        if (a < 0 || b < 0) return -1;
+        switch (e->op) {
+        case LP_ADD: return a + b;
+        case LP_SUB: return a - b;
+        case LP_MUL: return a * b;
+        case LP_DIV: return b ? a / b : -1;
+        default: return -1;
+        }
+    }
+    default: return -1;
+    }
+}
+
+static bool var_ok(jb *J, const lp_var *v) { return v && v->id >= 0 && v->id < J->f->vars.len && J->f->vars.items[v->id] == v; }
+static bool buf_ok(jb *J, const lp_buf *b) { return b && b->id >= 0 && b->id < J->f->bufs.len && J->f->bufs.items[b->id] == b; }
+
+static void par_expr(jb *J, par_info *pi, const lp_expr *e, double w)
+{
+    if (!e || !pi->ok) return;
+    switch (e->kind) {
+    case LP_E_VAR:
+        if (!var_ok(J, e->var)) pi->ok = false;
+        else pi->read[e->var->id] = true;
+        return;
+    case LP_E_PARAM:
+        switch (e->param) {
+        case LP_P_BATCH: pi->param[P_BATCH] = true; break;
+        case LP_P_STEP: pi->param[P_STEP] = true; break;
+        case LP_P_LR: pi->param[P_LR] = true; break;
+        case LP_P_SEED: pi->param[P_SEED] = true; break;
+        default: pi->ok = false; break;
+        }
+        return;
+    case LP_E_LOAD:
+        if (!buf_ok(J, e->buf)) {
+            pi->ok = false;
+            return;
+        }
+        pi->buf[e->buf->id] = true;
+        pi->mem += w;
+        par_expr(J, pi, e->a, w);
+        return;
+    case LP_E_DROPOUT:
+        pi->param[P_STEP] = true;
+        par_expr(J, pi, e->a, w);
+        return;
+    case LP_E_OP:
+    case LP_E_SELECT:
+        par_expr(J, pi, e->a, w);
+        par_expr(J, pi, e->b, w);
+        par_expr(J, pi, e->c, w);
+        return;
+    default: return;
+    }
+}
+
+static void par_stmts(jb *J, par_info *pi, const kd_vec *body, double w);
+
+static void par_stmt(jb *J, par_info *pi, const lp_stmt *s, double w)
+{
+    if (!s || !pi->ok) {
+        pi->ok = false;
+        return;
+    }
+    switch (s->kind) {
+    case LP_S_FOR: {
+        if (!var_ok(J, s->var)) break;
+        pi->def[s->var->id] = true;
+        par_expr(J, pi, s->extent, w);
+        long n = est_int(J, s->extent);
+        par_stmts(J, pi, &s->body, w * (double)(n >= 0 ? n : 16));
+        return;
+    }
+    case LP_S_STORE:
+        if (!buf_ok(J, s->buf)) break;
+        pi->buf[s->buf->id] = true;
+        pi->stored[s->buf->id] = true;
+        pi->mem += s->acc == LP_ASSIGN ? w : 2 * w;
+        par_expr(J, pi, s->index, w);
+        par_expr(J, pi, s->value, w);
+        return;
+    case LP_S_LET:
+        if (!var_ok(J, s->var)) break;
+        pi->def[s->var->id] = true;
+        par_expr(J, pi, s->value, w);
+        return;
+    case LP_S_SET:
+        /* a local of the body (declared by a LET before it), never one of the enclosing code */
+        if (!var_ok(J, s->var) || !pi->def[s->var->id]) break;
+        par_expr(J, pi, s->value, w);
+        return;
+    case LP_S_IF:
+        if (!s->cond) break;   /* if_buf tests the caller's pointers: not in a parallel body */
+        par_expr(J, pi, s->cond, w);
+        par_stmts(J, pi, &s->body, w);
+        return;
+    default: break;   /* calls: the kernels may use the pool themselves */
+    }
+    pi->ok = false;
+}
+
+static void par_stmts(jb *J, par_info *pi, const kd_vec *body, double w)
+{
+    for (int i = 0; i < body->len && pi->ok; i++) par_stmt(J, pi, body->items[i], w);
+}
+
+static par_info par_new(jb *J)
+{
+    par_info pi = {.ok = true};
+    int nb = J->f->bufs.len + 1, nv = J->f->vars.len + 1;
+    pi.buf = kd_alloc_array(J->scratch, (size_t)nb, sizeof *pi.buf);
+    pi.stored = kd_alloc_array(J->scratch, (size_t)nb, sizeof *pi.stored);
+    pi.read = kd_alloc_array(J->scratch, (size_t)nv, sizeof *pi.read);
+    pi.def = kd_alloc_array(J->scratch, (size_t)nv, sizeof *pi.def);
+    return pi;
+}
+
+static bool expr_uses_var(const lp_expr *e, const lp_var *v)
+{
+    if (!e) return false;
+    if (e->kind == LP_E_VAR) return e->var == v;
+    return expr_uses_var(e->a, v) || expr_uses_var(e->b, v) || expr_uses_var(e->c, v);
+}
+
+static bool expr_uses_any_var(const lp_expr *e)
+{
+    if (!e) return false;
+    if (e->kind == LP_E_VAR) return true;
+    return expr_uses_any_var(e->a) || expr_uses_any_var(e->b) || expr_uses_any_var(e->c);
+}
+
+/* Whether the loads of buffer b in e are all at index `var` itself. */
+static bool loads_at(const lp_expr *e, const lp_buf *b, const lp_var *var)
+{
+    if (!e) return true;
+    if (e->kind == LP_E_LOAD && e->buf == b && !(e->a && e->a->kind == LP_E_VAR && e->a->var == var)) return false;
+    return loads_at(e->a, b, var) && loads_at(e->b, b, var) && loads_at(e->c, b, var);
+}
+
+/* The reduction shape: `inner` (the only statement of a serial loop) holds
+ * only stores at index inner->var and lets; what it stores it reads only at
+ * that index, so its iterations touch disjoint elements in every row. */
+static bool column_split_ok(const lp_stmt *inner)
+{
+    if (!inner || inner->kind != LP_S_FOR || expr_uses_any_var(inner->extent)) return false;
+    const lp_var *u = inner->var;
+    for (int i = 0; i < inner->body.len; i++) {
+        const lp_stmt *s = inner->body.items[i];
+        if (!s) return false;
+        if (s->kind == LP_S_LET) continue;
+        if (s->kind != LP_S_STORE) return false;
+        if (!s->index || s->index->kind != LP_E_VAR || s->index->var != u) return false;
+    }
+    for (int i = 0; i < inner->body.len; i++) {
+        const lp_stmt *st = inner->body.items[i];
+        if (st->kind != LP_S_STORE) continue;
+        for (int k = 0; k < inner->body.len; k++) {
+            const lp_stmt *s = inner->body.items[k];
+            if (!loads_at(s->value, st->buf, u) || (s->kind == LP_S_STORE && !loads_at(s->index, st->buf, u)))
+                return false;
+        }
+    }
+    return true;
+}
+
+static void ensure_ctx_struct(jb *J)
+{
+    if (J->ctx_struct) return;
+    gcc_jit_context *c = J->ctx;
+    const lp_func *f = J->f;
+    int nf = 0, cap = f->bufs.len + f->vars.len + P_COUNT;
+    gcc_jit_field **fields = kd_alloc_array(J->scratch, (size_t)cap + 1, sizeof *fields);
+    J->f_buf = kd_alloc_array(J->scratch, (size_t)f->bufs.len + 1, sizeof *J->f_buf);
+    J->f_var = kd_alloc_array(J->scratch, (size_t)f->vars.len + 1, sizeof *J->f_var);
+    char name[32];
+    for (int i = 0; i < f->bufs.len; i++) {
+        const lp_buf *b = f->bufs.items[i];
+        snprintf(name, sizeof name, "b%d", i);
+        J->f_buf[i] = fields[nf++] = gcc_jit_context_new_field(c, NULL, b->elem == LP_ELEM_I32 ? J->t_intp : J->t_floatp, name);
+    }
+    for (int i = 0; i < f->vars.len; i++) {
+        snprintf(name, sizeof name, "v%d", i);
+        J->f_var[i] = fields[nf++] = gcc_jit_context_new_field(c, NULL, type_of(J, J->var_t[i]), name);
+    }
+    for (int w = 0; w < P_COUNT; w++) {
+        J->f_param[w] = NULL;
+        if (!J->ptype[w]) continue;
+        snprintf(name, sizeof name, "p%d", w);
+        J->f_param[w] = fields[nf++] = gcc_jit_context_new_field(c, NULL, J->ptype[w], name);
+    }
+    char sname[300];
+    snprintf(sname, sizeof sname, "%s_par_ctx", J->fname);
+    J->ctx_struct = gcc_jit_context_new_struct_type(c, NULL, sname, nf, fields);
+    J->ctx_local = gcc_jit_function_new_local(J->fn, NULL, gcc_jit_struct_as_type(J->ctx_struct), "par_ctx");
+}
+
+/* Emits loop (or outer { loop }) as a parallel range over loop's extent. */
+static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const par_info *pi, long min_n)
+{
+    gcc_jit_context *c = J->ctx;
+    const lp_func *f = J->f;
+    ensure_ctx_struct(J);
+    gcc_jit_type *sptr = gcc_jit_type_get_pointer(gcc_jit_struct_as_type(J->ctx_struct));
+
+    /* the outlined function */
+    char name[320];
+    snprintf(name, sizeof name, "%s_par%d", J->fname, J->npar++);
+    gcc_jit_param *pp[3] = {
+        gcc_jit_context_new_param(c, NULL, J->t_voidp, "ctx"),
+        gcc_jit_context_new_param(c, NULL, J->t_long, "lo"),
+        gcc_jit_context_new_param(c, NULL, J->t_long, "hi"),
+    };
+    gcc_jit_function *fn = gcc_jit_context_new_function(c, NULL, GCC_JIT_FUNCTION_INTERNAL, J->t_void, name, 3, pp, 0);
+
+    gcc_jit_function *save_fn = J->fn;
+    gcc_jit_block *save_blk = J->blk;
+    gcc_jit_lvalue **save_bufp = J->bufp, **save_var = J->var;
+    gcc_jit_rvalue *save_param[P_COUNT];
+    memcpy(save_param, J->param, sizeof save_param);
+    int save_tmp = J->ntmp, save_nblk = J->nblk, save_depth = J->loop_depth;
+
+    J->fn = fn;
+    J->outlined = true;
+    J->loop_depth = 0;
+    J->blk = gcc_jit_function_new_block(fn, "entry");
+    gcc_jit_rvalue *ctxp = gcc_jit_context_new_cast(c, NULL, gcc_jit_param_as_rvalue(pp[0]), sptr);
+    J->bufp = kd_alloc_array(J->scratch, (size_t)f->bufs.len + 1, sizeof *J->bufp);
+    J->var = kd_alloc_array(J->scratch, (size_t)f->vars.len + 1, sizeof *J->var);
+    for (int i = 0; i < f->bufs.len; i++) {
+        if (!pi->buf[i]) continue;
+        const lp_buf *b = f->bufs.items[i];
+        J->bufp[i] = gcc_jit_function_new_local(fn, NULL, b->elem == LP_ELEM_I32 ? J->t_intp : J->t_floatp, b->name);
+        gcc_jit_block_add_assignment(J->blk, NULL, J->bufp[i], rv_of(gcc_jit_rvalue_dereference_field(ctxp, NULL, J->f_buf[i])));
+    }
+    for (int i = 0; i < f->vars.len; i++) {
+        const lp_var *v = f->vars.items[i];
+        J->var[i] = gcc_jit_function_new_local(fn, NULL, type_of(J, J->var_t[i]), v->name);
+        if (pi->read[i] && !pi->def[i])
+            gcc_jit_block_add_assignment(J->blk, NULL, J->var[i], rv_of(gcc_jit_rvalue_dereference_field(ctxp, NULL, J->f_var[i])));
+    }
+    for (int w = 0; w < P_COUNT; w++) {
+        J->param[w] = NULL;
+        if (!pi->param[w] || !J->f_param[w]) continue;
+        gcc_jit_lvalue *l = gcc_jit_function_new_local(fn, NULL, J->ptype[w], "param");
+        gcc_jit_block_add_assignment(J->blk, NULL, l, rv_of(gcc_jit_rvalue_dereference_field(ctxp, NULL, J->f_param[w])));
+        J->param[w] = rv_of(l);
+    }
+    gcc_jit_rvalue *lo = gcc_jit_param_as_rvalue(pp[1]), *hi = gcc_jit_param_as_rvalue(pp[2]);
+    if (outer) {
+        /* for (o = 0; o < R; o++) for (v = lo; v < hi; v++) body */
+        gcc_jit_rvalue *ext = conv(J, gen(J, outer->extent), CT_LONG);
+        if (ext) {
+            gcc_jit_lvalue *o = J->var[outer->var->id];
+            gcc_jit_lvalue *n = new_tmp(J, J->t_long);
+            gcc_jit_block_add_assignment(J->blk, NULL, n, ext);
+            gcc_jit_block_add_assignment(J->blk, NULL, o, c_long(J, 0));
+            gcc_jit_block *cond = new_block(J, "for_c"), *bb = new_block(J, "for_b"), *after = new_block(J, "for_x");
+            gcc_jit_block_end_with_jump(J->blk, NULL, cond);
+            gcc_jit_block_end_with_conditional(
+                cond, NULL, gcc_jit_context_new_comparison(c, NULL, GCC_JIT_COMPARISON_LT, rv_of(o), rv_of(n)), bb, after);
+            J->blk = bb;
+            for_range(J, J->var[loop->var->id], lo, hi, &loop->body);
+            if (!J->failed) {
+                gcc_jit_block_add_assignment_op(J->blk, NULL, o, GCC_JIT_BINARY_OP_PLUS, c_long(J, 1));
+                gcc_jit_block_end_with_jump(J->blk, NULL, cond);
+                J->blk = after;
+            }
+        }
+    } else {
+        for_range(J, J->var[loop->var->id], lo, hi, &loop->body);
+    }
+    if (!J->failed) gcc_jit_block_end_with_void_return(J->blk, NULL);
+
+    J->fn = save_fn;
+    J->blk = save_blk;
+    J->bufp = save_bufp;
+    J->var = save_var;
+    memcpy(J->param, save_param, sizeof save_param);
+    J->ntmp = save_tmp;
+    J->nblk = save_nblk;
+    J->loop_depth = save_depth;
+    J->outlined = false;
+    if (J->failed) return;
+
+    /* the call site: the context's fields, then the pool */
+    gcc_jit_lvalue *cx = J->ctx_local;
+    for (int i = 0; i < f->bufs.len; i++)
+        if (pi->buf[i]) gcc_jit_block_add_assignment(J->blk, NULL, gcc_jit_lvalue_access_field(cx, NULL, J->f_buf[i]), rv_of(J->bufp[i]));
+    for (int i = 0; i < f->vars.len; i++)
+        if (pi->read[i] && !pi->def[i])
+            gcc_jit_block_add_assignment(J->blk, NULL, gcc_jit_lvalue_access_field(cx, NULL, J->f_var[i]), rv_of(J->var[i]));
+    for (int w = 0; w < P_COUNT; w++)
+        if (pi->param[w] && J->f_param[w] && J->param[w])
+            gcc_jit_block_add_assignment(J->blk, NULL, gcc_jit_lvalue_access_field(cx, NULL, J->f_param[w]), J->param[w]);
+    gcc_jit_rvalue *n = conv(J, gen(J, loop->extent), CT_LONG);
+    if (!n) return;
+    gcc_jit_type *rt[5] = {J->t_voidp, J->t_voidp, J->t_long, J->t_long, J->t_long};
+    gcc_jit_type *fpt = gcc_jit_context_new_function_ptr_type(c, NULL, J->t_void, 5, rt, 0);
+    void (*range)(kdh_range_fn, void *, long, long, long) = kdh_parallel_range;
+    void *vp;
+    memcpy(&vp, &range, sizeof vp);
+    gcc_jit_rvalue *args[5] = {
+        gcc_jit_context_new_cast(c, NULL, gcc_jit_function_get_address(fn, NULL), J->t_voidp),
+        gcc_jit_context_new_cast(c, NULL, gcc_jit_lvalue_get_address(cx, NULL), J->t_voidp),
+        n,
+        c_long(J, PAR_GRAIN),
+        c_long(J, min_n),
+    };
+    gcc_jit_block_add_eval(J->blk, NULL,
+                           gcc_jit_context_new_call_through_ptr(c, NULL, gcc_jit_context_new_rvalue_from_ptr(c, fpt, vp), 5, args));
+}
+
+/* A FOR statement as a parallel range, if it qualifies (see above). */
+static bool par_site(jb *J, const lp_stmt *s)
+{
+    if (J->serial || J->outlined || J->loop_depth > 0 || J->failed) return false;
+    const lp_stmt *outer = NULL, *loop = s;
+    if (!s->parallel) {
+        if (s->body.len != 1 || !column_split_ok(s->body.items[0])) return false;
+        outer = s;
+        loop = s->body.items[0];
+        if (!var_ok(J, loop->var) || loop->var->type != LP_INT) return false;
+    }
+    par_info pi = par_new(J);
+    if (outer) {
+        pi.def[outer->var->id] = true;
+        par_expr(J, &pi, outer->extent, 1);
+    }
+    pi.def[loop->var->id] = true;
+    par_stmts(J, &pi, &loop->body, 1);
+    if (!pi.ok) return false;
+    double per = pi.mem > 0 ? pi.mem : 1;
+    if (outer) {
+        long r = est_int(J, outer->extent);
+        per *= (double)(r >= 0 ? r : 1);
+    }
+    long n = est_int(J, loop->extent);
+    if (n < 0) n = J->p->max_batch;   /* unknown: assume a batch's worth */
+    if ((double)n * per < PAR_MIN_WORK || n < 2 * PAR_GRAIN) return false;
+    long min_n = (long)(PAR_MIN_WORK / per);
+    if (min_n < 2 * PAR_GRAIN) min_n = 2 * PAR_GRAIN;
+    emit_par(J, outer, loop, &pi, min_n);
+    return true;
+}
+
 static void stmt(jb *J, const lp_stmt *s)
 {
     gcc_jit_context *c = J->ctx;
@@ -820,26 +1238,11 @@ static void stmt(jb *J, const lp_stmt *s)
             fail(J, "loop variable %s is not an int", s->var->name);
             return;
         }
+        if (par_site(J, s)) break;
         /* for (v = 0; v < extent; v++): extent is pure, evaluated once. */
         gcc_jit_rvalue *ext = conv(J, gen(J, s->extent), CT_LONG);
         if (!ext) return;
-        gcc_jit_lvalue *n = new_tmp(J, J->t_long);
-        gcc_jit_block_add_assignment(J->blk, NULL, n, ext);
-        gcc_jit_block_add_assignment(J->blk, NULL, v, c_long(J, 0));
-        gcc_jit_block *cond = new_block(J, "for_c"), *body = new_block(J, "for_b"), *after = new_block(J, "for_x");
-        gcc_jit_block_end_with_jump(J->blk, NULL, cond);
-        gcc_jit_block_end_with_conditional(
-            cond, NULL, gcc_jit_context_new_comparison(c, NULL, GCC_JIT_COMPARISON_LT, rv_of(v), rv_of(n)), body, after);
-        /* s->parallel: iterations write disjoint elements. The thread split goes
-         * here: run [lo, hi) slices of the range on the worker threads (an
-         * outlined body function taking the live values and the slice). One
-         * thread for now. */
-        J->blk = body;
-        stmts(J, &s->body);
-        if (J->failed) return;
-        gcc_jit_block_add_assignment_op(J->blk, NULL, v, GCC_JIT_BINARY_OP_PLUS, c_long(J, 1));
-        gcc_jit_block_end_with_jump(J->blk, NULL, cond);
-        J->blk = after;
+        for_range(J, v, c_long(J, 0), ext, &s->body);
         break;
     }
     case LP_S_STORE: {
@@ -995,6 +1398,12 @@ static bool build_function(jb *J, const lp_func *f, kd_arena *scratch)
     gcc_jit_context *c = J->ctx;
     J->f = f;
     J->ntmp = J->nblk = 0;
+    J->scratch = scratch;
+    J->loop_depth = 0;
+    J->outlined = false;
+    J->npar = 0;
+    J->ctx_struct = NULL;
+    J->ctx_local = NULL;
     for (int i = 0; i < P_COUNT; i++) J->param[i] = NULL;
 
     /* The parameters, as sig_params() in emit_c.c. */
@@ -1022,9 +1431,11 @@ static bool build_function(jb *J, const lp_func *f, kd_arena *scratch)
         params[np] = gcc_jit_context_new_param(c, NULL, ptype[w], pname[w]);
         J->param[w] = gcc_jit_param_as_rvalue(params[np]);
     }
+    for (int w = 0; w < P_COUNT; w++) J->ptype[w] = J->param[w] ? ptype[w] : NULL;
     bool returns = f->kind == LP_F_GRAD || f->kind == LP_F_TRAIN_STEP;
     char name[256];
     snprintf(name, sizeof name, "%s_%s", J->p->name, lp_func_names[f->kind]);
+    J->fname = name;
     J->fn = gcc_jit_context_new_function(c, NULL, GCC_JIT_FUNCTION_EXPORTED, returns ? J->t_float : J->t_void, name, np,
                                          params, 0);
     if (!J->fn) return false;   /* a libgccjit error, reported by the caller */
@@ -1219,7 +1630,7 @@ kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kd_model_fn
     if (getenv("KDSL_JIT_DUMP_ASM")) gcc_jit_context_set_bool_option(ctx, GCC_JIT_BOOL_OPTION_DUMP_GENERATED_CODE, 1);
 
     kd_arena scratch = {0};
-    jb J = {.ctx = ctx, .p = p, .why = why, .why_len = why_len};
+    jb J = {.ctx = ctx, .p = p, .why = why, .why_len = why_len, .serial = o->serial_loops};
     set_types(&J);
     for (int f = 0; f < LP_F_COUNT && !J.failed; f++) {
         if (!p->funcs[f]) continue;

@@ -26,6 +26,9 @@ typedef struct kd_jit_options {
     bool dump_c_like;      /* debugging: libgccjit's own dump of the built code to stderr */
     bool fp_contract;      /* allow fused multiply-add contraction (libgccjit's default); false
                             * (default): -ffp-contract=off, bit-identical to the C backend */
+    bool serial_loops;     /* no thread split of loops (by default the element-wise loops and
+                            * row reductions with enough work run on the host's thread pool,
+                            * runtime/host/parallel.h; with one thread that is a plain call) */
 } kd_jit_options;
 
 typedef struct kd_jit kd_jit;

@@ -1,29 +1,80 @@
 /* conv.c — Conv2D NHWC forward, data gradient and filter gradient (float and double).
- * The kernels live in conv_tmpl.h; they run on the packed GEMM driver. */
+ * The kernels live in conv_tmpl.h: direct register-blocked kernels, compiled
+ * per instruction set (see kernels_impl.h), and the packed GEMM driver for
+ * the shapes they do not take. */
 #include <math.h>
 #include <string.h>
 
 #include "kernels_impl.h"
 
+/* The direct kernels need a real vector unit: x86-64 and Arm NEON.  Other
+ * targets (Cortex-M) keep the GEMM driver and the scalar loops. */
+#if defined(__x86_64__) || defined(__ARM_NEON) || defined(__aarch64__)
+#define KDK_FAST_DIRECT 1
+#endif
+
+#define KI(x) KDK_CAT(KDK_CAT(x, _), KS)
+
 #define KT float
+#define KTI int32_t
 #define KS s
 #define KP(x) kdk_s##x
 #define KEXP expf
 #define KTANH tanhf
+#ifdef KDK_FAST_DIRECT
+#define KVB KDK_FAST_BASE_VB
+#define KV(x) KDK_CAT(KI(x), _base)
+#define KTGT
+#include "conv_tmpl.h"
+#endif
+#ifdef KDK_FAST_AVX512
+#define KVB 64
+#define KV(x) KDK_CAT(KI(x), _avx512)
+#define KTGT KDK_TGT_AVX512
+#include "conv_tmpl.h"
+#endif
+#ifdef KDK_FAST_AVX2
+#define KVB 32
+#define KV(x) KDK_CAT(KI(x), _avx2)
+#define KTGT KDK_TGT_AVX2
+#include "conv_tmpl.h"
+#endif
 #include "conv_tmpl.h"
 #undef KT
+#undef KTI
 #undef KS
 #undef KP
 #undef KEXP
 #undef KTANH
 
+#define KI(x) KDK_CAT(KDK_CAT(x, _), KS)
 #define KT double
+#define KTI int64_t
 #define KS d
 #define KP(x) kdk_d##x
 #define KEXP exp
 #define KTANH tanh
+#ifdef KDK_FAST_DIRECT
+#define KVB KDK_FAST_BASE_VB
+#define KV(x) KDK_CAT(KI(x), _base)
+#define KTGT
+#include "conv_tmpl.h"
+#endif
+#ifdef KDK_FAST_AVX512
+#define KVB 64
+#define KV(x) KDK_CAT(KI(x), _avx512)
+#define KTGT KDK_TGT_AVX512
+#include "conv_tmpl.h"
+#endif
+#ifdef KDK_FAST_AVX2
+#define KVB 32
+#define KV(x) KDK_CAT(KI(x), _avx2)
+#define KTGT KDK_TGT_AVX2
+#include "conv_tmpl.h"
+#endif
 #include "conv_tmpl.h"
 #undef KT
+#undef KTI
 #undef KS
 #undef KP
 #undef KEXP

@@ -1,7 +1,356 @@
 /* conv_tmpl.h — Conv2D NHWC forward and backward for one element type.
- * conv.c includes this for float and double with KT, KS, KP(x) defined.
  *
- * All three are GEMMs on the packed driver (gemm_tmpl.h):
+ * conv.c includes this file in two modes:
+ *   - with KVB defined (vector bytes), KV(x) and KTGT (a target attribute,
+ *     maybe empty): the direct kernels of one instruction set, below;
+ *   - without KVB: the entry points for one element type (KT, KS, KP(x)),
+ *     further down, which pick the direct kernels when the shape suits them
+ *     and otherwise run the packed GEMM driver (gemm_tmpl.h).
+ */
+#ifdef KVB
+
+/* ---- direct NHWC kernels for one instruction set ----------------------------------
+ * Register blocking over output channels (NB vectors of filters) and output
+ * pixels (P of them along a row, forward) or rows of dW (R rows (tap,
+ * channel), filter gradient).  Each tile keeps its accumulators in vector
+ * registers for the whole reduction: the forward and data-gradient tiles
+ * over every tap and channel, the filter-gradient tile over every output
+ * pixel of an image.  The operands are read in place: no im2col panel is
+ * packed. */
+
+#define VL ((int)(KVB / sizeof(KT)))
+typedef KT KV(vec) __attribute__((vector_size(KVB)));
+typedef KTI KV(ivec) __attribute__((vector_size(KVB)));
+#define V KV(vec)
+#define VI KV(ivec)
+#define KINL KTGT static inline __attribute__((always_inline))
+/* Accumulator registers a tile may use (32 vector registers with AVX-512). */
+#if KVB == 64
+#define KACC 24
+#else
+#define KACC 12
+#endif
+
+KINL V KV(ld)(const KT *p)
+{
+    V x;
+    memcpy(&x, p, sizeof x);
+    return x;
+}
+
+KINL void KV(st)(KT *p, V x)
+{
+    memcpy(p, &x, sizeof x);
+}
+
+/* max(x, 0) keeping NaN */
+KINL V KV(relu)(V x)
+{
+    V zero = {0};
+    return (V)((VI)x & ~(VI)(x <= zero));
+}
+
+/* One forward tile: P consecutive output pixels × NB filter vectors.
+ *   y[p][o] (+)= bias[o] + sum over taps (ky0..ky1) × (kx0..kx1), channels ci
+ *                 of x[xo + p*ps + (ky*w + kx)*c + ci] · wt[((ky*kw + kx)*c + ci)*f + o]
+ * xo is the offset of pixel 0's window origin (maybe outside the image; the
+ * tap range keeps every read inside).  accum: start from y (dx += ...). */
+#define KDK_FWD_TILE(NB) \
+KINL KDK_CONTRACT void KV(fwd_tile_##NB)(const int P, const KT *restrict x, ptrdiff_t xo,            \
+                                    ptrdiff_t ps, ptrdiff_t ys, int w, int c, int kw, int ky0, int ky1, int kx0,   \
+                                    int kx1, const KT *restrict wt, int f, const KT *restrict bias,  \
+                                    int act, int accum, KT *restrict y)                              \
+{                                                                                                    \
+    V acc[KACC / NB][NB];                                                                            \
+_Pragma("GCC unroll 16")                                                                      \
+    for (int p = 0; p < P; p++)                                                                      \
+_Pragma("GCC unroll 4")                                                                       \
+        for (int v = 0; v < NB; v++)                                                                 \
+            acc[p][v] = accum ? KV(ld)(y + p * ys + v * VL)                                \
+                        : bias ? KV(ld)(bias + v * VL) : (V){0};                                     \
+    for (int ky = ky0; ky < ky1; ky++)                                                               \
+        for (int kx = kx0; kx < kx1; kx++) {                                                         \
+            const KT *xt = x + xo + ((ptrdiff_t)ky * w + kx) * c;                                    \
+            const KT *wp = wt + (ptrdiff_t)(ky * kw + kx) * c * f;                                   \
+            for (int ci = 0; ci < c; ci++) {                                                         \
+                V wv[NB];                                                                            \
+_Pragma("GCC unroll 4")                                                                       \
+                for (int v = 0; v < NB; v++) wv[v] = KV(ld)(wp + v * VL);                            \
+_Pragma("GCC unroll 16")                                                                      \
+                for (int p = 0; p < P; p++) {                                                        \
+                    V a = xt[p * ps] - (V){0}; /* broadcast */                                       \
+_Pragma("GCC unroll 4")                                                                       \
+                    for (int v = 0; v < NB; v++) acc[p][v] += a * wv[v];                             \
+                }                                                                                    \
+                xt++;                                                                                \
+                wp += f;                                                                             \
+            }                                                                                        \
+        }                                                                                            \
+_Pragma("GCC unroll 16")                                                                      \
+    for (int p = 0; p < P; p++)                                                                      \
+_Pragma("GCC unroll 4")                                                                       \
+        for (int v = 0; v < NB; v++) {                                                               \
+            V r = acc[p][v];                                                                         \
+            if (act == KDK_ACT_RELU) r = KV(relu)(r);                                                \
+            KV(st)(y + p * ys + v * VL, r);                                                \
+        }                                                                                            \
+    if (act > KDK_ACT_RELU)                                                                          \
+        for (int p = 0; p < P; p++)                                                                  \
+            for (int o = 0; o < NB * VL; o++) {                                                      \
+                KT *yp = y + p * ys + o;                                                   \
+                *yp = act == KDK_ACT_SIGMOID ? 1 / (1 + KEXP(-*yp)) : KTANH(*yp);                    \
+            }                                                                                        \
+}                                                                                                    \
+/* end KDK_FWD_TILE */
+
+/* The forward over images [b0, b1), output rows [oy0, oy1), filters in
+ * blocks of NB vectors (f a multiple of NB·VL).  A tile's P pixels share
+ * their tap range: runs along a row where no window reaches into the
+ * padding at the sides, runs down a column at the sides, and the corners
+ * (padding both ways) across the images. */
+#define KDK_FWD_ROWS(NB)                                                                        \
+    KTGT KDK_CONTRACT static void KV(fwd_rows_##NB)(const struct kdk_conv_geom *g, int b0,     \
+                                                    int b1, int oy0, int oy1, const KT *x,     \
+                                                    const KT *wt, const KT *bias, int act,     \
+                                                    int accum, KT *y)                          \
+    {                                                                                          \
+        enum { PMAX = KACC / NB };                                                             \
+        int h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow, f = g->f;                    \
+        int kh = g->kh, kw = g->kw, sh = g->sh, sw = g->sw, pt = g->pt, pl = g->pl;            \
+        /* output columns [oxa, oxb) and rows [oya, oyb) whose windows avoid the padding */    \
+        int oxa = 0, oxb = ow, oya = 0, oyb = oh;                                              \
+        while (oxa < ow && oxa * sw - pl < 0) oxa++;                                           \
+        while (oxb > oxa && (oxb - 1) * sw - pl + kw > w) oxb--;                               \
+        while (oya < oh && oya * sh - pt < 0) oya++;                                           \
+        while (oyb > oya && (oyb - 1) * sh - pt + kh > h) oyb--;                               \
+        int ra = KDK_MAX(oy0, oya), rb = KDK_MIN(oy1, oyb);                                    \
+        int nblk = (oxb - oxa + PMAX - 1) / PMAX;                                              \
+        int pw = nblk ? (oxb - oxa + nblk - 1) / nblk : 0;                                     \
+        ptrdiff_t xhw = (ptrdiff_t)h * w * c, yhw = (ptrdiff_t)oh * ow * f;                    \
+        for (int f0 = 0; f0 < f; f0 += NB * VL) {                                              \
+            const KT *wf = wt + f0, *bf = bias ? bias + f0 : NULL;                             \
+            for (int b = b0; b < b1; b++) {                                                    \
+                /* along the rows, the columns clear of the side padding */                    \
+                for (int oy = oy0; oy < oy1 && oxa < oxb; oy++) {                              \
+                    int iy0 = oy * sh - pt, ky0 = KDK_MAX(0, -iy0), ky1 = KDK_MIN(kh, h - iy0);\
+                    int kx0 = 0, kx1 = kw;                                                     \
+                    ptrdiff_t ps = (ptrdiff_t)sw * c, ys = f;                                  \
+                    for (int ox = oxa; ox < oxb;) {                                            \
+                        int P = KDK_MIN(pw, oxb - ox);                                         \
+                        ptrdiff_t xo = b * xhw + ((ptrdiff_t)iy0 * w + ox * sw - pl) * c;      \
+                        KT *yp = y + b * yhw + ((ptrdiff_t)oy * ow + ox) * f + f0;             \
+                        switch (P) {                                                           \
+                            KDK_FWD_CASES(NB)                                                  \
+                        }                                                                      \
+                        ox += P;                                                               \
+                    }                                                                          \
+                }                                                                              \
+                /* down the side columns, the rows clear of the padding */                     \
+                for (int ox = oxa ? 0 : oxb; ox < ow && ra < rb; ox = ox + 1 == oxa ? oxb : ox + 1) {\
+                    if (ox >= oxa && ox < oxb) continue;                                       \
+                    int ix0 = ox * sw - pl, kx0 = KDK_MAX(0, -ix0), kx1 = KDK_MIN(kw, w - ix0);\
+                    int ky0 = 0, ky1 = kh;                                                     \
+                    ptrdiff_t ps = (ptrdiff_t)sh * w * c, ys = (ptrdiff_t)ow * f;              \
+                    for (int oy = ra; oy < rb;) {                                              \
+                        int P = KDK_MIN(PMAX, rb - oy);                                        \
+                        ptrdiff_t xo = b * xhw + ((ptrdiff_t)(oy * sh - pt) * w + ix0) * c;    \
+                        KT *yp = y + b * yhw + ((ptrdiff_t)oy * ow + ox) * f + f0;             \
+                        switch (P) {                                                           \
+                            KDK_FWD_CASES(NB)                                                  \
+                        }                                                                      \
+                        oy += P;                                                               \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+            /* the corners, across the images */                                               \
+            for (int oy = oy0; oy < oy1; oy++) {                                               \
+                if (oy >= ra && oy < rb) continue;                                             \
+                int iy0 = oy * sh - pt, ky0 = KDK_MAX(0, -iy0), ky1 = KDK_MIN(kh, h - iy0);    \
+                for (int ox = oxa ? 0 : oxb; ox < ow; ox = ox + 1 == oxa ? oxb : ox + 1) {      \
+                    if (ox >= oxa && ox < oxb) continue;                                       \
+                    int ix0 = ox * sw - pl, kx0 = KDK_MAX(0, -ix0), kx1 = KDK_MIN(kw, w - ix0);\
+                    ptrdiff_t ps = xhw, ys = yhw;                                              \
+                    for (int b = b0; b < b1;) {                                                \
+                        int P = KDK_MIN(PMAX, b1 - b);                                         \
+                        ptrdiff_t xo = b * xhw + ((ptrdiff_t)iy0 * w + ix0) * c;               \
+                        KT *yp = y + b * yhw + ((ptrdiff_t)oy * ow + ox) * f + f0;             \
+                        switch (P) {                                                           \
+                            KDK_FWD_CASES(NB)                                                  \
+                        }                                                                      \
+                        b += P;                                                                \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }
+#define KDK_FWD_CASE(NB, P)                                                                    \
+    case P:                                                                                    \
+        if (P <= KACC / NB)                                                                    \
+            KV(fwd_tile_##NB)(P <= KACC / NB ? P : 1, x, xo, ps, ys, w, c, kw, ky0, ky1, kx0, kx1,  \
+                         wf, f, bf, act, accum, yp);                                           \
+        break;
+#define KDK_FWD_CASES(NB)                                                                      \
+    KDK_FWD_CASE(NB, 1) KDK_FWD_CASE(NB, 2) KDK_FWD_CASE(NB, 3) KDK_FWD_CASE(NB, 4)            \
+    KDK_FWD_CASE(NB, 5) KDK_FWD_CASE(NB, 6) KDK_FWD_CASE(NB, 7) KDK_FWD_CASE(NB, 8)            \
+    KDK_FWD_CASE(NB, 9) KDK_FWD_CASE(NB, 10) KDK_FWD_CASE(NB, 11) KDK_FWD_CASE(NB, 12)         \
+    KDK_FWD_CASE(NB, 13) KDK_FWD_CASE(NB, 14) KDK_FWD_CASE(NB, 15) KDK_FWD_CASE(NB, 16)        \
+    KDK_FWD_CASE(NB, 17) KDK_FWD_CASE(NB, 18) KDK_FWD_CASE(NB, 19) KDK_FWD_CASE(NB, 20)        \
+    KDK_FWD_CASE(NB, 21) KDK_FWD_CASE(NB, 22) KDK_FWD_CASE(NB, 23) KDK_FWD_CASE(NB, 24)
+
+KDK_FWD_TILE(1)
+KDK_FWD_TILE(2)
+KDK_FWD_TILE(4)
+KDK_FWD_ROWS(1)
+KDK_FWD_ROWS(2)
+KDK_FWD_ROWS(4)
+
+/* Whether fwd_rows serves f filters: whole vectors.  Returns the block NB. */
+static int KV(fwd_nb)(int f)
+{
+    if (f <= 0 || f % VL) return 0;
+    int nv = f / VL;
+    return nv % 4 == 0 ? 4 : nv % 2 == 0 ? 2 : 1;
+}
+
+KTGT static void KV(fwd)(const struct kdk_conv_geom *g, int b0, int b1, int oy0, int oy1,
+                         const KT *x, const KT *wt, const KT *bias, int act, int accum, KT *y)
+{
+    switch (KV(fwd_nb)(g->f)) {
+    case 4: KV(fwd_rows_4)(g, b0, b1, oy0, oy1, x, wt, bias, act, accum, y); break;
+    case 2: KV(fwd_rows_2)(g, b0, b1, oy0, oy1, x, wt, bias, act, accum, y); break;
+    default: KV(fwd_rows_1)(g, b0, b1, oy0, oy1, x, wt, bias, act, accum, y); break;
+    }
+}
+
+/* One filter-gradient tile: R rows of dW (row i reads x at window offset
+ * aoff[i]) × NB filter vectors, summed over output rows [oy0, oy1) of one
+ * image (every window inside it).  load: add to dw's contents. */
+#define KDK_DW_TILE(NB) \
+KINL KDK_CONTRACT void KV(dw_tile_##NB)(const int R, const KT *restrict x,                           \
+                                   const ptrdiff_t *aoff, const KT *restrict dy, int f, int oy0,     \
+                                   int oy1, int ow, ptrdiff_t rs, ptrdiff_t ps, int load,            \
+                                   KT *restrict dw)                                                  \
+{                                                                                                    \
+    V acc[KACC / NB][NB];                                                                            \
+    ptrdiff_t off[KACC / NB];                                                                        \
+_Pragma("GCC unroll 24")                                                                      \
+    for (int i = 0; i < R; i++) {                                                                    \
+        off[i] = aoff[i];                                                                            \
+_Pragma("GCC unroll 4")                                                                       \
+        for (int v = 0; v < NB; v++)                                                                 \
+            acc[i][v] = load ? KV(ld)(dw + (ptrdiff_t)i * f + v * VL) : (V){0};                      \
+    }                                                                                                \
+    for (int oy = oy0; oy < oy1; oy++) {                                                             \
+        const KT *xr = x + oy * rs;                                                                  \
+        const KT *d = dy + (ptrdiff_t)oy * ow * f;                                                   \
+        for (int ox = 0; ox < ow; ox++) {                                                            \
+            V dv[NB];                                                                                \
+_Pragma("GCC unroll 4")                                                                       \
+            for (int v = 0; v < NB; v++) dv[v] = KV(ld)(d + v * VL);                                 \
+_Pragma("GCC unroll 24")                                                                      \
+            for (int i = 0; i < R; i++) {                                                            \
+                V a = xr[off[i]] - (V){0};                                                           \
+_Pragma("GCC unroll 4")                                                                       \
+                for (int v = 0; v < NB; v++) acc[i][v] += a * dv[v];                                 \
+            }                                                                                        \
+            xr += ps;                                                                                \
+            d += f;                                                                                  \
+        }                                                                                            \
+    }                                                                                                \
+_Pragma("GCC unroll 24")                                                                      \
+    for (int i = 0; i < R; i++)                                                                      \
+_Pragma("GCC unroll 4")                                                                       \
+        for (int v = 0; v < NB; v++) KV(st)(dw + (ptrdiff_t)i * f + v * VL, acc[i][v]);              \
+}                                                                                                    \
+/* end KDK_DW_TILE */
+
+/* dW rows [q0, q1) of kk = kh·kw·c, all filters, over every image; the
+ * geometry must have no padding in any window (fast path's condition). */
+#define KDK_DW_ROWS(NB)                                                                         \
+    KTGT KDK_CONTRACT static void KV(dw_rows_##NB)(const struct kdk_conv_geom *g, int q0, int q1,           \
+                                      const KT *x, const KT *dy, int accumulate, KT *dw)        \
+    {                                                                                           \
+        enum { RMAX = KACC / NB };                                                              \
+        int h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow, f = g->f, kw = g->kw;         \
+        ptrdiff_t rs = (ptrdiff_t)g->sh * w * c, ps = (ptrdiff_t)g->sw * c;                     \
+        int nt = (q1 - q0 + RMAX - 1) / RMAX, rt = nt ? (q1 - q0 + nt - 1) / nt : 0;             \
+        for (int b = 0; b < g->n; b++) {                                                        \
+            const KT *xi = x + (ptrdiff_t)b * h * w * c;                                        \
+            const KT *di = dy + (ptrdiff_t)b * oh * ow * f;                                     \
+            for (int q = q0; q < q1; q += rt) {                                                 \
+                int R = KDK_MIN(rt, q1 - q);                                                    \
+                ptrdiff_t aoff[RMAX];                                                           \
+                for (int i = 0; i < R; i++) {                                                   \
+                    int tap = (q + i) / c, ci = (q + i) % c;                                    \
+                    aoff[i] = ((ptrdiff_t)(tap / kw) * w + tap % kw) * c + ci;                  \
+                }                                                                               \
+                for (int f0 = 0; f0 < f; f0 += NB * VL) {                                       \
+                    KT *dwt = dw + (ptrdiff_t)q * f + f0;                                       \
+                    int ld = b > 0 || accumulate;                                               \
+                    switch (R) {                                                                \
+                        KDK_DW_CASES(NB)                                                        \
+                    }                                                                           \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+    }
+#define KDK_DW_CASE(NB, R)                                                                     \
+    case R:                                                                                    \
+        if (R <= KACC / NB)                                                                    \
+            KV(dw_tile_##NB)(R <= KACC / NB ? R : 1, xi, aoff, di + f0, f, 0, oh, ow, rs, ps,   \
+                        ld, dwt);                                                              \
+        break;
+#define KDK_DW_CASES(NB) \
+    KDK_DW_CASE(NB, 1) KDK_DW_CASE(NB, 2) KDK_DW_CASE(NB, 3) KDK_DW_CASE(NB, 4)                 \
+    KDK_DW_CASE(NB, 5) KDK_DW_CASE(NB, 6) KDK_DW_CASE(NB, 7) KDK_DW_CASE(NB, 8)                 \
+    KDK_DW_CASE(NB, 9) KDK_DW_CASE(NB, 10) KDK_DW_CASE(NB, 11) KDK_DW_CASE(NB, 12)              \
+    KDK_DW_CASE(NB, 13) KDK_DW_CASE(NB, 14) KDK_DW_CASE(NB, 15) KDK_DW_CASE(NB, 16)             \
+    KDK_DW_CASE(NB, 17) KDK_DW_CASE(NB, 18) KDK_DW_CASE(NB, 19) KDK_DW_CASE(NB, 20)             \
+    KDK_DW_CASE(NB, 21) KDK_DW_CASE(NB, 22) KDK_DW_CASE(NB, 23) KDK_DW_CASE(NB, 24)
+
+KDK_DW_TILE(1)
+KDK_DW_TILE(2)
+KDK_DW_TILE(4)
+KDK_DW_ROWS(1)
+KDK_DW_ROWS(2)
+KDK_DW_ROWS(4)
+
+KTGT static void KV(dw)(const struct kdk_conv_geom *g, int q0, int q1, const KT *x, const KT *dy,
+                        int accumulate, KT *dw)
+{
+    switch (KV(fwd_nb)(g->f)) {
+    case 4: KV(dw_rows_4)(g, q0, q1, x, dy, accumulate, dw); break;
+    case 2: KV(dw_rows_2)(g, q0, q1, x, dy, accumulate, dw); break;
+    default: KV(dw_rows_1)(g, q0, q1, x, dy, accumulate, dw); break;
+    }
+}
+
+#undef VL
+#undef V
+#undef VI
+#undef KINL
+#undef KACC
+#undef KDK_FWD_ROWS
+#undef KDK_FWD_TILE
+#undef KDK_DW_TILE
+#undef KDK_FWD_CASE
+#undef KDK_FWD_CASES
+#undef KDK_DW_ROWS
+#undef KDK_DW_CASE
+#undef KDK_DW_CASES
+/* consume the per-variant parameters */
+#undef KVB
+#undef KV
+#undef KTGT
+
+#else /* ---- the entry points of one element type ---- */
+
+/* ---- entry points ----
+ * With a workspace, the direct kernels above serve the shapes they suit
+ * (whole vectors of output channels; the data gradient at stride 1, as the
+ * forward of dY with flipped, transposed filters; the filter gradient when no
+ * window reaches into the padding); everything else, and every shape on
+ * targets without the direct kernels, runs on the packed GEMM driver:
  *   forward      Y[pix][f]  = im2col(X)[pix][kk] · W[kk][f]        (+bias, act)
  *   filter grad  dW[kk][f]  = im2col(X)ᵀ[kk][pix] · dY[pix][f]
  *   data grad    dX        += col2im(dY[pix][f] · Wᵀ[f][kk])
@@ -9,13 +358,87 @@
  * stored: the driver reads the image in place or packs panels from it, and
  * the data gradient adds each tile into dX as it is written back. */
 
-#define KI(x) KDK_CAT(KDK_CAT(x, _), KS)
 #define KGEOM n, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pl
 
 static struct kdk_conv_geom KI(geom)(KDK_CONV_GEOM_PARAMS)
 {
     struct kdk_conv_geom g = {KGEOM};
     return g;
+}
+
+/* The direct kernels of the best instruction set this CPU runs.  Targets
+ * without a vector unit worth it (KDK_FAST_DIRECT undefined) use the GEMM. */
+#ifdef KDK_FAST_DIRECT
+#ifdef KDK_FAST_AVX512
+#define KDK_ON512(fn, args) case KDK_ISA_AVX512: KDK_CAT(KI(fn), _avx512) args; break;
+#else
+#define KDK_ON512(fn, args)
+#endif
+#ifdef KDK_FAST_AVX2
+#define KDK_ON2(fn, args) case KDK_ISA_AVX2: KDK_CAT(KI(fn), _avx2) args; break;
+#else
+#define KDK_ON2(fn, args)
+#endif
+#define KDK_DISPATCH(fn, args)                                                             \
+    switch (kdk_fast_isa()) {                                                              \
+        KDK_ON512(fn, args)                                                                \
+        KDK_ON2(fn, args)                                                                  \
+    default: KDK_CAT(KI(fn), _base) args; break;                                           \
+    }
+
+/* Whether the direct kernels take f output channels (whole vectors). */
+static int KI(fast_ok)(int f)
+{
+    switch (kdk_fast_isa()) {
+#ifdef KDK_FAST_AVX512
+    case KDK_ISA_AVX512: return KDK_CAT(KI(fwd_nb), _avx512)(f);
+#endif
+#ifdef KDK_FAST_AVX2
+    case KDK_ISA_AVX2: return KDK_CAT(KI(fwd_nb), _avx2)(f);
+#endif
+    default: return KDK_CAT(KI(fwd_nb), _base)(f);
+    }
+}
+
+/* Parts take images, or rows when there are fewer images than parts. */
+static void KI(fast_fwd)(int part, int nparts, const struct kdk_conv_geom *g, const KT *x,
+                         const KT *wt, const KT *bias, int act, int accum, KT *y)
+{
+    int b0 = 0, b1 = g->n, oy0 = 0, oy1 = g->oh;
+    if (g->n >= nparts) kdk_split(g->n, 1, part, nparts, &b0, &b1);
+    else kdk_split(g->oh, 1, part, nparts, &oy0, &oy1);
+    if (b0 >= b1 || oy0 >= oy1 || g->ow <= 0) return;
+    KDK_DISPATCH(fwd, (g, b0, b1, oy0, oy1, x, wt, bias, act, accum, y))
+}
+
+static void KI(fast_dw)(const struct kdk_conv_geom *g, int q0, int q1, const KT *x, const KT *dy,
+                        int accumulate, KT *dw)
+{
+    KDK_DISPATCH(dw, (g, q0, q1, x, dy, accumulate, dw))
+}
+#undef KDK_ON512
+#undef KDK_ON2
+#undef KDK_DISPATCH
+#else
+/* Never taken: fast_ok says no. */
+static int KI(fast_ok)(int f) { (void)f; return 0; }
+static void KI(fast_fwd)(int part, int nparts, const struct kdk_conv_geom *g, const KT *x,
+                         const KT *wt, const KT *bias, int act, int accum, KT *y)
+{
+    (void)part, (void)nparts, (void)g, (void)x, (void)wt, (void)bias, (void)act, (void)accum, (void)y;
+}
+static void KI(fast_dw)(const struct kdk_conv_geom *g, int q0, int q1, const KT *x, const KT *dy,
+                        int accumulate, KT *dw)
+{
+    (void)g, (void)q0, (void)q1, (void)x, (void)dy, (void)accumulate, (void)dw;
+}
+#endif
+
+/* No window reaches into the padding. */
+static int KI(unpadded)(const struct kdk_conv_geom *g)
+{
+    return g->pt == 0 && g->pl == 0 && (g->oh - 1) * g->sh + g->kh <= g->h &&
+           (g->ow - 1) * g->sw + g->kw <= g->w;
 }
 
 /* ---- forward ---- */
@@ -65,6 +488,12 @@ void KP(conv2d_fwd_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, const KT *x
                          const KT *bias, int act, KT *y, KT *work)
 {
     int lo, hi;
+    if (work && KI(fast_ok)(f)) {
+        /* direct kernel: parts take whole output rows */
+        struct kdk_conv_geom g = KI(geom)(KGEOM);
+        KI(fast_fwd)(part, nparts, &g, x, wt, bias, act, 0, y);
+        return;
+    }
     kdk_split(n * oh * ow, KDK_MR_MAX, part, nparts, &lo, &hi);
     if (lo >= hi || f <= 0) return;
     if (!work) {
@@ -95,10 +524,44 @@ void KP(conv2d_fwd)(KDK_CONV_GEOM_PARAMS, const KT *x, const KT *wt, const KT *b
 
 /* ---- data gradient ---- */
 
+/* The GEMM's packing space, or the flipped filters of the direct path. */
 size_t KP(conv2d_bwd_data_work_size)(KDK_CONV_GEOM_PARAMS)
 {
     (void)h, (void)w, (void)sh, (void)sw, (void)pt, (void)pl;
-    return KP(gemm_work_size)(n * oh * ow, kh * kw * c, f);
+    size_t gw = KP(gemm_work_size)(n * oh * ow, kh * kw * c, f);
+    size_t dw = (size_t)kh * kw * c * f;
+    return gw > dw ? gw : dw;
+}
+
+/* The data gradient at stride 1 is the forward convolution of dY (c' = f
+ * channels) with the filters flipped in both spatial axes and transposed,
+ * W'[kh-1-ky][kw-1-kx][o][ci] = W[ky][kx][ci][o], padded by kh-1-pt and
+ * kw-1-pl: each dX tile sums all its taps in registers and is written once. */
+static int KI(bwd_data_fast_ok)(KDK_CONV_GEOM_PARAMS)
+{
+    (void)n, (void)h, (void)w, (void)oh, (void)ow, (void)f;
+    return sh == 1 && sw == 1 && pt <= kh - 1 && pl <= kw - 1 && pt >= 0 && pl >= 0 &&
+           KI(fast_ok)(c);
+}
+
+static void KI(flip_filters)(int kh, int kw, int c, int f, const KT *wt, KT *wf)
+{
+    for (int ky = 0; ky < kh; ky++)
+        for (int kx = 0; kx < kw; kx++) {
+            const KT *src = wt + (size_t)(ky * kw + kx) * c * f;
+            KT *dst = wf + (size_t)((kh - 1 - ky) * kw + (kw - 1 - kx)) * f * c;
+            for (int ci = 0; ci < c; ci++)
+                for (int o = 0; o < f; o++) dst[(size_t)o * c + ci] = src[(size_t)ci * f + o];
+        }
+}
+
+/* Part `part` of dX with the flipped filters wf. */
+static void KI(bwd_data_fast)(int part, int nparts, KDK_CONV_GEOM_PARAMS, const KT *dy,
+                              const KT *wf, KT *dx, int accumulate)
+{
+    (void)sh, (void)sw;
+    struct kdk_conv_geom g = {n, oh, ow, f, h, w, c, kh, kw, 1, 1, kh - 1 - pt, kw - 1 - pl};
+    KI(fast_fwd)(part, nparts, &g, dy, wf, NULL, KDK_ACT_NONE, accumulate, dx);
 }
 
 KDK_CONTRACT static void KI(conv_bwd_data_direct)(KDK_CONV_GEOM_PARAMS, const KT *dy,
@@ -152,6 +615,12 @@ void KP(conv2d_bwd_data_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, const 
                               const KT *wt, KT *dx, int accumulate, KT *work)
 {
     int lo, hi;
+    if (work && KI(bwd_data_fast_ok)(KGEOM)) {
+        /* every part flips the filters into its own workspace */
+        KI(flip_filters)(kh, kw, c, f, wt, work);
+        KI(bwd_data_fast)(part, nparts, KGEOM, dy, work, dx, accumulate);
+        return;
+    }
     kdk_split(n, 1, part, nparts, &lo, &hi);
     if (lo >= hi) return;
     KI(conv_bwd_data)(hi - lo, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pl,
@@ -162,7 +631,7 @@ void KP(conv2d_bwd_data_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, const 
 void KP(conv2d_bwd_data)(KDK_CONV_GEOM_PARAMS, const KT *dy, const KT *wt, KT *dx,
                          int accumulate, KT *work)
 {
-    KI(conv_bwd_data)(KGEOM, dy, wt, dx, accumulate, work);
+    KP(conv2d_bwd_data_part)(0, 1, KGEOM, dy, wt, dx, accumulate, work);
 }
 
 /* ---- filter gradient ---- */
@@ -210,6 +679,18 @@ void KP(conv2d_bwd_filter_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, cons
     int kk = kh * kw * c, r0 = 0, r1 = kk, f0 = 0, f1 = f;
     kdk_split(kk, 8, part, nparts, &r0, &r1);
     if (r0 >= r1 || f0 >= f1) return;
+    if (work && KI(fast_ok)(f)) {
+        struct kdk_conv_geom g = KI(geom)(KGEOM);
+        if (KI(unpadded)(&g)) {
+            if (n > 0 && oh > 0 && ow > 0) {
+                KI(fast_dw)(&g, r0, r1, x, dy, accumulate, dwt);
+            } else if (!accumulate) {
+                for (int r = r0; r < r1; r++)
+                    for (int o = 0; o < f; o++) dwt[(size_t)r * f + o] = 0;
+            }
+            return;
+        }
+    }
     if (!work) {
         KI(conv_bwd_filter_direct)(KGEOM, r0, r1, f0, f1, x, dy, dwt, accumulate);
         return;
@@ -233,3 +714,5 @@ void KP(conv2d_bwd_filter)(KDK_CONV_GEOM_PARAMS, const KT *x, const KT *dy, KT *
 
 #undef KI
 #undef KGEOM
+
+#endif /* KVB */

@@ -125,6 +125,20 @@ void KP(gemm)(int M, int N, int K, const KT *A, int lda, int transA, const KT *B
     KP(gemm_task)(&t, work);
 }
 
+/* Part p's block [lo, hi) of total split in nparts at multiples of unit,
+ * except that a last block smaller than tiny goes to the block before it:
+ * a part of a few rows (or columns) would take the GEMV path (or the
+ * narrow-N one), whose sums are grouped differently from the tiled path's,
+ * and the result would depend on the thread count. */
+static void KI(gemm_split)(int total, int unit, int tiny, int part, int nparts, int *lo, int *hi)
+{
+    kdk_split(total, unit, part, nparts, lo, hi);
+    int nlo, nhi;
+    kdk_split(total, unit, part + 1, nparts, &nlo, &nhi);
+    if (part + 1 < nparts && nhi > nlo && nhi - nlo < tiny && nhi == total) *hi = total;
+    if (*hi - *lo < tiny && *hi == total && *lo > 0 && total >= tiny) *lo = *hi;
+}
+
 /* Split N when it is the larger side (each part then packs all of op(A),
  * the smaller operand), else M; blocks stay multiples of any micro-tile. */
 void KP(gemm_part)(int part, int nparts, int M, int N, int K, const KT *A, int lda, int transA,
@@ -133,12 +147,12 @@ void KP(gemm_part)(int part, int nparts, int M, int N, int K, const KT *A, int l
 {
     int lo, hi;
     if (N >= M) {
-        kdk_split(N, KDK_NR_MAX, part, nparts, &lo, &hi);
+        KI(gemm_split)(N, KDK_NR_MAX, 16, part, nparts, &lo, &hi);
         if (lo >= hi) return;
         KP(gemm)(M, hi - lo, K, A, lda, transA, transB ? B + (size_t)lo * ldb : B + lo, ldb,
                  transB, beta, C + lo, ldc, bias ? bias + lo : NULL, act, work);
     } else {
-        kdk_split(M, KDK_MR_MAX, part, nparts, &lo, &hi);
+        KI(gemm_split)(M, KDK_MR_MAX, 5, part, nparts, &lo, &hi);
         if (lo >= hi) return;
         KP(gemm)(hi - lo, N, K, transA ? A + lo : A + (size_t)lo * lda, lda, transA, B, ldb,
                  transB, beta, C + (size_t)lo * ldc, ldc, bias, act, work);

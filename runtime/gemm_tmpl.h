@@ -611,13 +611,17 @@ static int KV(conv_unpadded)(const struct kdk_conv_geom *g)
 #endif
 
 /* ---- Few rows (M <= 4) of a matrix op(A): GEMV-style, nothing packed ----
- * Row-major B: its rows stream once while m×w vectors of C stay in
- * registers over all of K; the epilogue is fused.  Only the lanes from lo
- * on are stored (lo > 0: the last, overlapping vector of a ragged N). */
-KINL KDK_CONTRACT void KV(gemv_chunk)(int m, int w, int K, const KT *restrict a, ptrdiff_t rsa,
-                                      ptrdiff_t csa, const KT *restrict b, ptrdiff_t ldb,
-                                      KT *restrict c, ptrdiff_t ldc, KT beta,
-                                      const KT *restrict bias, int act, int lo)
+ * Row-major B: its rows stream once (each row of a chunk is w contiguous
+ * vectors) while m×w vectors of C stay in registers over all of K.  The
+ * accumulation is a separate small function per (m, w): inlined into the
+ * large driver, GCC ran out of registers and kept the accumulators on the
+ * stack (a load and a store per FMA), which halved the speed of batch-1
+ * inference.  The sums go to a tile in L1; the epilogue is applied from
+ * there.  Each output is one k-sequential FMA chain, as in the packed
+ * kernel. */
+KINL KDK_CONTRACT void KV(gemv_acc)(int m, int w, int K, const KT *restrict a, ptrdiff_t rsa,
+                                    ptrdiff_t csa, const KT *restrict b, ptrdiff_t ldb,
+                                    KT *restrict out)
 {
     V acc[4][KGW];
 #pragma GCC unroll 4
@@ -626,32 +630,86 @@ KINL KDK_CONTRACT void KV(gemv_chunk)(int m, int w, int K, const KT *restrict a,
         for (int v = 0; v < w; v++) acc[i][v] = (V){0};
     for (int k = 0; k < K; k++) {
         const KT *bk = b + (size_t)k * ldb;
-        V bv[KGW];
-#pragma GCC unroll 16
-        for (int v = 0; v < w; v++) bv[v] = KV(loadu)(bk + v * VL);
 #pragma GCC unroll 4
         for (int i = 0; i < m; i++) {
             V ai = a[i * rsa + k * csa] - (V){0};
 #pragma GCC unroll 16
-            for (int v = 0; v < w; v++) acc[i][v] += ai * bv[v];
+            for (int v = 0; v < w; v++) acc[i][v] += ai * KV(loadu)(bk + v * VL);
         }
     }
 #pragma GCC unroll 4
     for (int i = 0; i < m; i++)
 #pragma GCC unroll 16
+        for (int v = 0; v < w; v++) KV(storeu)(out + (size_t)(i * w + v) * VL, acc[i][v]);
+}
+
+#define KGEMV_ACC(M_, W_)                                                                          \
+    KTGT KDK_CONTRACT __attribute__((noinline)) static void KV(gemv_acc_##M_##_##W_)(              \
+        int K, const KT *restrict a, ptrdiff_t rsa, ptrdiff_t csa, const KT *restrict b,          \
+        ptrdiff_t ldb, KT *restrict out)                                                          \
+    {                                                                                             \
+        KV(gemv_acc)(M_, W_, K, a, rsa, csa, b, ldb, out);                                        \
+    }
+KGEMV_ACC(1, 1)
+KGEMV_ACC(1, 2)
+KGEMV_ACC(1, 4)
+KGEMV_ACC(1, 8)
+KGEMV_ACC(2, 1)
+KGEMV_ACC(2, 2)
+KGEMV_ACC(2, 4)
+KGEMV_ACC(3, 1)
+KGEMV_ACC(3, 2)
+KGEMV_ACC(4, 1)
+KGEMV_ACC(4, 2)
+#if KGW >= 16
+KGEMV_ACC(1, 16)
+KGEMV_ACC(2, 8)
+#endif
+#undef KGEMV_ACC
+
+/* C rows i < m, w vectors from c (w as gemv_rows picks it, m*w <= KGW):
+ * the sums, then the fused epilogue.  Only the lanes from lo on are stored
+ * (lo > 0: the last, overlapping vector of a ragged N). */
+KINL KDK_CONTRACT void KV(gemv_chunk)(int m, int w, int K, const KT *restrict a, ptrdiff_t rsa,
+                                      ptrdiff_t csa, const KT *restrict b, ptrdiff_t ldb,
+                                      KT *restrict c, ptrdiff_t ldc, KT beta,
+                                      const KT *restrict bias, int act, int lo)
+{
+    KT sums[KGW * VL] __attribute__((aligned(KVB))); /* m*w <= KGW vectors */
+#define KGEMV_CASE(M_, W_)                                                                         \
+    case M_ * 32 + W_: KV(gemv_acc_##M_##_##W_)(K, a, rsa, csa, b, ldb, sums); break;
+    switch (m * 32 + w) {
+        KGEMV_CASE(1, 1)
+        KGEMV_CASE(1, 2)
+        KGEMV_CASE(1, 4)
+        KGEMV_CASE(1, 8)
+        KGEMV_CASE(2, 1)
+        KGEMV_CASE(2, 2)
+        KGEMV_CASE(2, 4)
+        KGEMV_CASE(3, 1)
+        KGEMV_CASE(3, 2)
+        KGEMV_CASE(4, 1)
+        KGEMV_CASE(4, 2)
+#if KGW >= 16
+        KGEMV_CASE(1, 16)
+        KGEMV_CASE(2, 8)
+#endif
+    default: KV(gemv_acc)(m, w, K, a, rsa, csa, b, ldb, sums); break;
+    }
+#undef KGEMV_CASE
+    for (int i = 0; i < m; i++)
         for (int v = 0; v < w; v++) {
             KT *cp = c + (size_t)i * ldc + v * VL;
+            const KT *sp = sums + (size_t)(i * w + v) * VL;
             const KT *bb = bias ? bias + v * VL : NULL;
             if (lo == 0 && act <= KDK_ACT_RELU) {
-                V x = acc[i][v];
+                V x = KV(loadu)(sp);
                 if (beta != 0) x += beta * KV(loadu)(cp);
                 if (bb) x += KV(loadu)(bb);
                 if (act == KDK_ACT_RELU) x = KV(relu)(x);
                 KV(storeu)(cp, x);
             } else {
-                KT tile[VL] __attribute__((aligned(KVB)));
-                KV(storeu)(tile, acc[i][v]);
-                for (int j = lo; j < VL; j++) cp[j] = KV(epi1)(tile[j], cp + j, beta, bb, j, act);
+                for (int j = lo; j < VL; j++) cp[j] = KV(epi1)(sp[j], cp + j, beta, bb, j, act);
             }
         }
 }
@@ -670,8 +728,15 @@ KINL KDK_CONTRACT void KV(gemv_rows)(int m, int w, int N, int K, const KT *restr
         int kvec = K - 1 - (VL - N + (int)ldb - 1) / (int)ldb;
         if (kvec < 0) kvec = 0;
         for (int i = 0; i < m; i++) {
-            V accv = {0};
+            /* four partial sums: one FMA chain would wait out its latency
+             * on every row of B (the batch-1 classifier layer) */
+            V part[4] = {{0}, {0}, {0}, {0}};
             int k = 0;
+            for (; k + 4 <= kvec; k += 4)
+#pragma GCC unroll 4
+                for (int u = 0; u < 4; u++)
+                    part[u] += (a[i * rsa + (k + u) * csa] - (V){0}) * KV(loadu)(b + (size_t)(k + u) * ldb);
+            V accv = (part[0] + part[1]) + (part[2] + part[3]);
             for (; k < kvec; k++)
                 accv += (a[i * rsa + k * csa] - (V){0}) * KV(loadu)(b + (size_t)k * ldb);
             KT acc[VL] __attribute__((aligned(KVB)));
@@ -814,6 +879,16 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
     int kcb = (K + kb - 1) / kb;
     int ncb = KV(round_up)((N + nb - 1) / nb, NR);
     int mcb = KV(round_up)((M + mb - 1) / mb, KMR);
+    /* The conv data gradient adds its tiles into dX: there, blocks of rows
+     * never cross an image and depend only on the image's size, so that each
+     * dX element gets its terms in the same order when the batch is split
+     * (threads, kdk_sconv2d_bwd_data_part). */
+    int ohw = M;
+    if (t->col2im) {
+        ohw = t->g->oh * t->g->ow;
+        int mbi = (ohw + KDK_MC - 1) / KDK_MC;
+        mcb = KV(round_up)((ohw + mbi - 1) / mbi, KMR);
+    }
     KT *bp = (KT *)(((uintptr_t)work + KDK_ALIGN - 1) & ~(uintptr_t)(KDK_ALIGN - 1));
     KT *ap = bp + (size_t)kcb * ncb;
     KT *c = (KT *)t->c;
@@ -853,8 +928,8 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
                 seglen[0] = kc;
                 segoff[0] = 0;
             }
-            for (int ic = 0; ic < M; ic += mcb) {
-                int mc = KDK_MIN(mcb, M - ic);
+            for (int ic = 0, mc; ic < M; ic += mc) {
+                mc = KDK_MIN(KDK_MIN(mcb, M - ic), ohw - ic % ohw);
                 if (conv && !direct) KV(pack_a)(t, ic, mc, pc, kc, ap);
                 if (pack_at) KV(pack_a_t)(a, t->lda, ic, mc, pc, kc, ap);
                 for (int jr = 0; jr < nc; jr += NR) {

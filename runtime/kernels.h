@@ -100,8 +100,14 @@ void kdk_dcolsum(int M, int N, const double *X, int ldx, double *out, int accumu
  * never stored: unpadded windows are read from the image in place, the rest
  * packed a panel at a time, and the data gradient adds each GEMM tile into
  * dx as it is written back.
- * Thread split: fwd_part splits output pixels, bwd_data_part splits the batch,
- * bwd_filter_part splits the rows (kh,kw,c) of dW. */
+ * Thread split: fwd_part splits output pixels (the direct kernels: images, or
+ * output rows when there are fewer images than parts), bwd_data_part splits
+ * the batch (direct: images or rows of dx), bwd_filter_part splits the rows
+ * (kh,kw,c) of dW.
+ * With work, filter counts of whole vectors (e.g. multiples of 16 floats
+ * with AVX-512) run direct register-blocked kernels picked per instruction
+ * set at run time (conv_tmpl.h); bwd_data_work_size also covers the flipped
+ * filters those use (kh·kw·c·f elements). */
 #define KDK_CONV_GEOM_PARAMS int n, int h, int w, int c, int oh, int ow, int f, \
                              int kh, int kw, int sh, int sw, int pt, int pl
 

@@ -106,4 +106,38 @@ static inline void kdk_split(int total, int unit, int part, int nparts, int *lo,
     *hi = KDK_MIN(b, total);
 }
 
+/* ---- Instruction-set variants of the conv and pooling fast paths ----
+ * Like the GEMM (gemm.c), conv.c and pool.c compile their direct kernels
+ * once for the compile flags' vector width ("base") and, on x86-64 built
+ * for a lesser ISA, again for AVX2+FMA and AVX-512 with target attributes;
+ * kdk_fast_isa() names the best one this CPU runs. */
+#if defined(__AVX512F__)
+#define KDK_FAST_BASE_VB 64
+#elif defined(__AVX__)
+#define KDK_FAST_BASE_VB 32
+#else
+#define KDK_FAST_BASE_VB 16
+#endif
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(KDK_NO_DISPATCH)
+#if !defined(__AVX512F__)
+#define KDK_FAST_AVX512 1
+#endif
+#if !defined(__AVX512F__) && !(defined(__AVX2__) && defined(__FMA__))
+#define KDK_FAST_AVX2 1
+#endif
+#endif
+#define KDK_TGT_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+#define KDK_TGT_AVX2 __attribute__((target("avx2,fma")))
+
+static inline int kdk_fast_isa(void)
+{
+#ifdef KDK_FAST_AVX512
+    if (kdk_gemm_isa_supported(KDK_ISA_AVX512)) return KDK_ISA_AVX512;
+#endif
+#ifdef KDK_FAST_AVX2
+    if (kdk_gemm_isa_supported(KDK_ISA_AVX2)) return KDK_ISA_AVX2;
+#endif
+    return KDK_ISA_BASE;
+}
+
 #endif

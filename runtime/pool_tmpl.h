@@ -1,10 +1,209 @@
 /* pool_tmpl.h — NHWC pooling for one element type.
- * pool.c includes this for float and double with KT, KTI, KS, KP(x) defined.
+ *
+ * pool.c includes this file in two modes:
+ *   - with KVB defined (vector bytes), KV(x) and KTGT (a target attribute,
+ *     maybe empty): the max-pool kernels of one instruction set for windows
+ *     that tile the image (stride = window, no padding, e.g. 2×2 / 2);
+ *   - without KVB: the entry points for one element type (KT, KTI, KS, KP(x)).
  * Channels are innermost, so every loop runs along c a vector at a time. */
+#ifdef KVB
 
-#define KI(x) KDK_CAT(KDK_CAT(x, _), KS)
+#define VL ((int)(KVB / sizeof(KT)))
+typedef KT KV(vec) __attribute__((vector_size(KVB)));
+typedef KTI KV(ivec) __attribute__((vector_size(KVB)));
+typedef int32_t KV(i32vec) __attribute__((vector_size(KVB / sizeof(KT) * 4)));
+#define V KV(vec)
+#define VI KV(ivec)
+#define KINL KTGT static inline __attribute__((always_inline))
+
+KINL V KV(ld)(const KT *p)
+{
+    V x;
+    memcpy(&x, p, sizeof x);
+    return x;
+}
+
+KINL void KV(st)(KT *p, V x)
+{
+    memcpy(p, &x, sizeof x);
+}
+
+KINL VI KV(lanes)(void)
+{
+    VI v;
+    for (int l = 0; l < VL; l++) v[l] = l;
+    return v;
+}
+
+KINL void KV(st_idx)(int32_t *p, VI v)
+{
+    KV(i32vec) n = __builtin_convertvector(v, KV(i32vec));
+    memcpy(p, &n, sizeof n);
+}
+
+KINL VI KV(ld_idx)(const int32_t *p)
+{
+    KV(i32vec) n;
+    memcpy(&n, p, sizeof n);
+    return __builtin_convertvector(n, VI);
+}
+
+/* The winner of one window for VL channels: value and element index
+ * (iy*w + ix)*c + ch; greater wins, NaN beats a number, the first in window
+ * order wins ties.  p: the window's first element; e0: its index. */
+KINL void KV(win_max)(const KT *p, int e0, int kh, int kw, ptrdiff_t rs, int c, VI lane, V *best,
+                      VI *at)
+{
+    V b = KV(ld)(p);
+    VI a = lane + e0;
+    for (int ky = 0; ky < kh; ky++)
+        for (int kx = ky ? 0 : 1; kx < kw; kx++) {
+            int off = (int)(ky * rs) + kx * c;
+            V v = KV(ld)(p + off);
+            VI win = (v > b) | ((v != v) & (b == b));
+            b = (V)(((VI)v & win) | ((VI)b & ~win));
+            a = ((lane + (e0 + off)) & win) | (a & ~win);
+        }
+    *best = b;
+    *at = a;
+}
+
+/* Forward: y and, if argmax, the winners.  Only for whole vectors of
+ * channels: returns 0 (and does nothing) otherwise. */
+KTGT static int KV(maxpool_fwd)(KDK_POOL_GEOM_PARAMS, const KT *x, KT *y, int32_t *argmax)
+{
+    (void)sh, (void)sw, (void)pt, (void)pl;
+    int cv = c / VL * VL;
+    ptrdiff_t rs = (ptrdiff_t)w * c;
+    VI lane = KV(lanes)();
+    if (cv != c) return 0;
+    for (int b = 0; b < n; b++) {
+        const KT *img = x + (size_t)b * h * w * c;
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                int e0 = (oy * kh * w + ox * kw) * c;
+                size_t o = (((size_t)b * oh + oy) * ow + ox) * c;
+                for (int j = 0; j < cv; j += VL) {
+                    V best;
+                    VI at;
+                    KV(win_max)(img + e0 + j, e0 + j, kh, kw, rs, c, lane, &best, &at);
+                    KV(st)(y + o + j, best);
+                    if (argmax) KV(st_idx)(argmax + o + j, at);
+                }
+            }
+    }
+    return cv;
+}
+
+/* Backward: dx (+)= dy where the window's winner is (from argmax, or
+ * recomputed from x), 0 elsewhere; rows and columns past the last window
+ * get 0 (or keep dx).  Each dx element is written once: no clearing pass.
+ * Only for whole vectors of channels: returns 0 (and does nothing) otherwise. */
+KTGT static int KV(maxpool_bwd)(KDK_POOL_GEOM_PARAMS, const KT *x, const int32_t *argmax,
+                                const KT *dy, KT *dx, int accumulate)
+{
+    (void)sh, (void)sw, (void)pt, (void)pl;
+    int cv = c / VL * VL;
+    ptrdiff_t rs = (ptrdiff_t)w * c;
+    VI lane = KV(lanes)();
+    V zero = {0};
+    if (cv != c) return 0;
+    for (int b = 0; b < n; b++) {
+        const KT *img = x ? x + (size_t)b * h * w * c : NULL;
+        KT *dimg = dx + (size_t)b * h * w * c;
+        for (int oy = 0; oy < oh; oy++) {
+            for (int ox = 0; ox < ow; ox++) {
+                int e0 = (oy * kh * w + ox * kw) * c;
+                size_t o = (((size_t)b * oh + oy) * ow + ox) * c;
+                for (int j = 0; j < cv; j += VL) {
+                    VI at;
+                    if (argmax) {
+                        at = KV(ld_idx)(argmax + o + j);
+                    } else {
+                        V best;
+                        KV(win_max)(img + e0 + j, e0 + j, kh, kw, rs, c, lane, &best, &at);
+                    }
+                    V g = KV(ld)(dy + o + j);
+                    for (int ky = 0; ky < kh; ky++)
+                        for (int kx = 0; kx < kw; kx++) {
+                            int e = e0 + (int)(ky * rs) + kx * c + j;
+                            VI hit = at == lane + e;
+                            V d = (V)((VI)g & hit);
+                            KV(st)(dimg + e, accumulate ? KV(ld)(dimg + e) + d : d);
+                        }
+                }
+            }
+            /* columns past the last window */
+            if (!accumulate)
+                for (int ky = 0; ky < kh; ky++)
+                    for (int ix = ow * kw; ix < w; ix++)
+                        for (int j = 0; j < cv; j += VL)
+                            KV(st)(dimg + ((ptrdiff_t)(oy * kh + ky) * w + ix) * c + j, zero);
+        }
+        /* rows past the last window */
+        if (!accumulate)
+            for (int iy = oh * kh; iy < h; iy++)
+                for (int ix = 0; ix < w; ix++)
+                    for (int j = 0; j < cv; j += VL)
+                        KV(st)(dimg + ((ptrdiff_t)iy * w + ix) * c + j, zero);
+    }
+    return cv;
+}
+
+#undef VL
+#undef V
+#undef VI
+#undef KINL
+/* consume the per-variant parameters */
+#undef KVB
+#undef KV
+#undef KTGT
+
+#else /* ---- the entry points of one element type ---- */
+
 #define KGEOM n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl
 #include "vec_tmpl.h"
+
+/* ---- the tiled max pool (stride = window, no padding): direct kernels of
+ * the best instruction set this CPU runs; they return 0 when the channels
+ * are not whole vectors ---- */
+#ifdef KDK_FAST_DIRECT
+static int KI(pool_tiled)(KDK_POOL_GEOM_PARAMS)
+{
+    (void)n, (void)c;
+    return sh == kh && sw == kw && pt == 0 && pl == 0 && kh > 0 && kw > 0 && oh * kh <= h &&
+           ow * kw <= w && oh > 0 && ow > 0;
+}
+
+static int KI(fast_maxpool_fwd)(KDK_POOL_GEOM_PARAMS, const KT *x, KT *y, int32_t *argmax)
+{
+    switch (kdk_fast_isa()) {
+#ifdef KDK_FAST_AVX512
+    case KDK_ISA_AVX512: return KDK_CAT(KI(maxpool_fwd), _avx512)(KGEOM, x, y, argmax);
+#endif
+#ifdef KDK_FAST_AVX2
+    case KDK_ISA_AVX2: return KDK_CAT(KI(maxpool_fwd), _avx2)(KGEOM, x, y, argmax);
+#endif
+    default: return KDK_CAT(KI(maxpool_fwd), _base)(KGEOM, x, y, argmax);
+    }
+}
+
+static int KI(fast_maxpool_bwd)(KDK_POOL_GEOM_PARAMS, const KT *x, const int32_t *argmax,
+                                const KT *dy, KT *dx, int accumulate)
+{
+    switch (kdk_fast_isa()) {
+#ifdef KDK_FAST_AVX512
+    case KDK_ISA_AVX512:
+        return KDK_CAT(KI(maxpool_bwd), _avx512)(KGEOM, x, argmax, dy, dx, accumulate);
+#endif
+#ifdef KDK_FAST_AVX2
+    case KDK_ISA_AVX2:
+        return KDK_CAT(KI(maxpool_bwd), _avx2)(KGEOM, x, argmax, dy, dx, accumulate);
+#endif
+    default: return KDK_CAT(KI(maxpool_bwd), _base)(KGEOM, x, argmax, dy, dx, accumulate);
+    }
+}
+#endif
 
 /* 0, 1, 2, ...: lane numbers, loaded as a vector. */
 static const KTI KI(iota)[64] = {
@@ -99,6 +298,9 @@ static int KI(window_max)(KDK_POOL_GEOM_PARAMS, const KT *img, int oy, int ox, i
 
 void KP(maxpool2d_fwd)(KDK_POOL_GEOM_PARAMS, const KT *x, KT *y, int32_t *argmax)
 {
+#ifdef KDK_FAST_DIRECT
+    if (KI(pool_tiled)(KGEOM) && KI(fast_maxpool_fwd)(KGEOM, x, y, argmax)) return;
+#endif
     for (int b = 0; b < n; b++) {
         const KT *img = x + (size_t)b * h * w * c;
         for (int oy = 0; oy < oh; oy++)
@@ -164,6 +366,11 @@ void KP(maxpool2d_bwd)(KDK_POOL_GEOM_PARAMS, const KT *x, const int32_t *argmax,
     KT best[CH];
     int32_t idx[CH];
     size_t hwc = (size_t)h * w * c;
+#ifdef KDK_FAST_DIRECT
+    if (KI(pool_tiled)(KGEOM) && (argmax || x) &&
+        KI(fast_maxpool_bwd)(KGEOM, x, argmax, dy, dx, accumulate))
+        return;
+#endif
     if (argmax && !accumulate && sh == kh && sw == kw && pt == 0 && pl == 0) {
         KI(maxpool_bwd_tiled)(KGEOM, argmax, dy, dx);
         return;
@@ -305,3 +512,5 @@ void KP(global_maxpool_bwd)(int n, int hw, int c, const KT *x, const int32_t *ar
 #undef KGEOM
 #undef KBEATS
 #undef KVL
+
+#endif /* KVB */

@@ -10,6 +10,7 @@
 #include "codegen.h"
 #include "driver.h"
 #include "jit.h"
+#include "host/parallel.h"
 #include "testutil.h"
 
 #include <dlfcn.h>
@@ -305,6 +306,79 @@ static void check_model(const char *tag, const char *path, const char *text, int
     ck_assert_int_gt(st.n, 0);
     built_free(&b);
 }
+
+/* ---- threads: the JIT with the host pool at 2 and 3 threads, bit for bit against 1 thread ----------- */
+
+static void bits_equal(const char *tag, const char *what, int threads, const float *a, const float *b, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(memcmp(&a[i], &b[i], sizeof(float)) == 0, "%s, %d threads: %s[%lld] = %.9g, 1 thread %.9g", tag,
+                      threads, what, (long long)i, a[i], b[i]);
+}
+
+/* init, then `steps` train steps and a predict (full batch and `batch`) from
+ * the same state at 1 thread and at 2 and 3: every value identical, and the
+ * pool did split jobs. */
+static void check_threads(const char *tag, const char *path, int batch, int steps)
+{
+    built b;
+    build_text(&b, tag, path, NULL, 0, false);
+    const lp_program *p = b.p;
+    ck_assert_ptr_nonnull(b.J.train_step);
+    int mb = p->max_batch;
+    int64_t np = p->params_size, no = p->opt_size, ab = arena_bytes(p);
+    int64_t ie = p->inputs[0].elems, le = p->labels[0].elems, oe = p->outputs[0].elems;
+    float *p0 = falloc(np), *o0 = falloc(no), *in = falloc(ie * mb), *lab = falloc(le * mb * (steps + 1));
+    rng_state = 0x1234567ULL + (uint64_t)batch;
+    b.J.init(p0, o0, 77);
+    for (int64_t k = 0; k < ie * mb; k++) in[k] = (float)urand();
+    for (int s = 0; s <= steps; s++) fill_labels(lab + (size_t)s * le * mb, mb, le, LAB_ONEHOT, (int)le);
+    float *pr[4], *orr[4], *out[4], *pred[4], loss[4][8];
+    for (int t = 1; t <= 3; t++) {
+        ck_assert_int_eq(kdh_pool_set_threads(t), t);
+        unsigned long jobs = kdh_pool_jobs();
+        pr[t] = falloc(np), orr[t] = falloc(no), out[t] = falloc(oe * mb), pred[t] = falloc(oe * mb);
+        memcpy(pr[t], p0, (size_t)np * sizeof(float));
+        memcpy(orr[t], o0, (size_t)no * sizeof(float));
+        void *ar = aligned_alloc(64, (size_t)ab);
+        ck_assert_ptr_nonnull(ar);
+        const float *ins[1] = {in};
+        for (int s = 0; s < steps; s++) {
+            int nb = s == steps - 1 ? batch : mb; /* the last step at the odd batch */
+            loss[t][s] = b.J.train_step(pr[t], orr[t], ins, lab + (size_t)s * le * mb, nb, (unsigned long long)s + 1,
+                                        1e-3f, ar, out[t]);
+            ck_assert(isfinite(loss[t][s]));
+        }
+        b.J.predict(pr[t], ins, &pred[t], batch, ar);
+        free(ar);
+        if (t > 1) {
+            ck_assert_msg(kdh_pool_jobs() > jobs, "%s: no job was split across %d threads", tag, t);
+            bits_equal(tag, "train_step loss", t, loss[t], loss[1], steps);
+            bits_equal(tag, "params", t, pr[t], pr[1], np);
+            bits_equal(tag, "opt_state", t, orr[t], orr[1], no);
+            bits_equal(tag, "outputs0", t, out[t], out[1], oe * batch);
+            bits_equal(tag, "predict", t, pred[t], pred[1], oe * batch);
+        }
+    }
+    kdh_pool_set_threads(1);
+    for (int t = 1; t <= 3; t++) free(pr[t]), free(orr[t]), free(out[t]), free(pred[t]);
+    free(p0), free(o0), free(in), free(lab);
+    built_free(&b);
+}
+
+START_TEST(threads_mlp)
+{
+    check_threads("fmnist_mlp threads", tu_src("samples/fmnist_mlp.kdsl"), 64, 3);
+    check_threads("fmnist_mlp threads, batch 37", tu_src("samples/fmnist_mlp.kdsl"), 37, 3);
+}
+END_TEST
+
+START_TEST(threads_cnn)
+{
+    check_threads("fmnist_cnn threads", tu_src("samples/fmnist_cnn.kdsl"), 64, 2);
+    check_threads("fmnist_cnn threads, batch 21", tu_src("samples/fmnist_cnn.kdsl"), 21, 2);
+}
+END_TEST
 
 /* ---- the models ---------------------------------------------------------------------------------- */
 
@@ -921,6 +995,11 @@ static Suite *jit_suite(void)
     tcase_set_timeout(th, 600);
     tcase_add_test(th, every_construct);
     suite_add_tcase(s, th);
+    TCase *tt = tcase_create("threads");
+    tcase_set_timeout(tt, 600);
+    tcase_add_test(tt, threads_mlp);
+    tcase_add_test(tt, threads_cnn);
+    suite_add_tcase(s, tt);
     TCase *te = tcase_create("known values and errors");
     tcase_set_timeout(te, 600);
     tcase_add_test(te, softmax_sample);

@@ -13,6 +13,7 @@
 
 #include "kernels.h"
 #include "kernels_impl.h"
+#include "host/parallel.h"
 #include "testutil.h"
 
 /* ---- helpers: deterministic randoms, buffers of float or double ---- */
@@ -1056,6 +1057,262 @@ START_TEST(test_xent_soft_and_fd)
 }
 END_TEST
 
+/* ---- direct conv and tiled max-pool kernels (conv_tmpl.h, pool_tmpl.h) ----
+ * Shapes whose filter counts are whole vectors (16 floats / 8 doubles with
+ * AVX-512), so the direct register-blocked kernels run: forward tiles along
+ * rows, down the side columns and across images at the corners; the data
+ * gradient as a flipped forward at stride 1; the filter gradient without
+ * padding; thread parts over images and, with fewer images than parts,
+ * over rows.  Compared with the reference sums of check_conv. */
+START_TEST(test_conv_direct)
+{
+    struct conv_case cases[] = {
+        conv_make(2, 28, 28, 1, 32, 3, 3, 1, 1, 0),   /* the CNN's first layer (c = 1) */
+        conv_make(3, 9, 11, 5, 16, 3, 3, 1, 1, 1),    /* 'same': sides and corners */
+        conv_make(2, 12, 10, 16, 48, 3, 3, 2, 2, 1),  /* stride 2 'same'; f = 3 vectors */
+        conv_make(1, 7, 9, 3, 32, 5, 5, 1, 1, 1),     /* 5×5 'same', pad 2 */
+        conv_make(2, 10, 9, 3, 16, 4, 2, 2, 3, 1),    /* uneven kernel and strides */
+        conv_make(3, 6, 5, 8, 80, 3, 3, 1, 1, 0),     /* f = 5 vectors: one per block */
+        conv_make(1, 30, 41, 4, 16, 3, 3, 1, 1, 0),   /* rows longer than one tile */
+        conv_make(2, 13, 13, 32, 64, 3, 3, 1, 1, 1),  /* the CNN's second layer, 'same' */
+        conv_make(1, 1, 1, 7, 16, 3, 3, 1, 1, 1),     /* one pixel, all taps but one padded */
+        {1, 4, 4, 2, 16, 8, 8, 3, 3, 1, 1, 3, 3},     /* windows wholly in the padding */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int dbl = 0; dbl < 2; dbl++) {
+            check_conv(dbl, &cases[i], 0, 1);
+            check_conv(dbl, &cases[i], 2, 1);
+            check_conv(dbl, &cases[i], 3, 1);
+        }
+}
+END_TEST
+
+/* The tiled max pool with NaNs: a NaN beats a number and the first NaN of a
+ * window wins; odd sizes drop the last row and column (their dx is 0). */
+START_TEST(test_pool_tiled_nan)
+{
+    struct pool_case cases[] = {
+        pool_make(2, 9, 7, 48, 2, 2, 0),
+        pool_make(1, 8, 8, 32, 2, 2, 0),
+        pool_make(2, 7, 8, 16, 3, 3, 0),
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int dbl = 0; dbl < 2; dbl++) {
+            const struct pool_case *g = &cases[i];
+            size_t nx = (size_t)g->n * g->h * g->w * g->c, ny = (size_t)g->n * g->oh * g->ow * g->c;
+            size_t hwc = (size_t)g->h * g->w * g->c;
+            void *x = talloc(dbl, nx), *y = talloc(dbl, ny), *dy = trand(dbl, ny), *dx = talloc(dbl, nx);
+            int32_t *am = malloc(ny * sizeof *am);
+            for (size_t j = 0; j < nx; j++) tset(dbl, x, j, j % 7 == 3 ? NAN : urand());
+            if (dbl)
+                kdk_dmaxpool2d_fwd(PGEOM(g), x, y, am);
+            else
+                kdk_smaxpool2d_fwd(PGEOM(g), x, y, am);
+            for (int b = 0; b < g->n; b++)
+                for (int oy = 0; oy < g->oh; oy++)
+                    for (int ox = 0; ox < g->ow; ox++)
+                        for (int ci = 0; ci < g->c; ci++) {
+                            size_t o = (((size_t)b * g->oh + oy) * g->ow + ox) * g->c + ci;
+                            int at = -1;
+                            double best = 0;
+                            for (int ky = 0; ky < g->kh; ky++)
+                                for (int kx = 0; kx < g->kw; kx++) {
+                                    int idx = ((oy * g->sh + ky) * g->w + ox * g->sw + kx) * g->c + ci;
+                                    double v = tget(dbl, x, b * hwc + idx);
+                                    if (at < 0 || v > best || (isnan(v) && !isnan(best))) {
+                                        best = v;
+                                        at = idx;
+                                    }
+                                }
+                            EXPECT(am[o] == at, "tiled pool NaN: argmax[%zu] = %d, want %d", o, am[o], at);
+                            EXPECT(isnan(best) ? isnan(tget(dbl, y, o)) : tget(dbl, y, o) == best,
+                                   "tiled pool NaN: y[%zu]", o);
+                        }
+            for (int use_am = 0; use_am < 2; use_am++) {
+                tfill(dbl, dx, nx, NAN);
+                if (dbl)
+                    kdk_dmaxpool2d_bwd(PGEOM(g), use_am ? NULL : x, use_am ? am : NULL, dy, dx, 0);
+                else
+                    kdk_smaxpool2d_bwd(PGEOM(g), use_am ? NULL : x, use_am ? am : NULL, dy, dx, 0);
+                for (int b = 0; b < g->n; b++)
+                    for (size_t e = 0; e < hwc; e++) {
+                        double want = 0;
+                        for (size_t o = 0; o < (size_t)g->oh * g->ow * g->c; o++)
+                            if (am[(size_t)b * g->oh * g->ow * g->c + o] == (int32_t)e)
+                                want = tget(dbl, dy, (size_t)b * g->oh * g->ow * g->c + o);
+                        EXPECT(tget(dbl, dx, b * hwc + e) == want, "tiled pool NaN: dx[%zu] use_am %d",
+                               b * hwc + e, use_am);
+                    }
+            }
+            free(x);
+            free(y);
+            free(dy);
+            free(dx);
+            free(am);
+        }
+}
+END_TEST
+
+/* ---- the host pool's thread-split wrappers (runtime/host/parallel.c) ----
+ * At 2 and 3 threads every wrapper must give exactly the single-threaded
+ * kernel's bits (the splits keep each element's arithmetic), and the pool
+ * must really have split the job. */
+
+static float *frand(size_t n)
+{
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    for (size_t i = 0; i < n; i++) p[i] = (float)urand();
+    return p;
+}
+
+static void same_bits(const float *a, const float *b, size_t n, const char *what, int threads)
+{
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(memcmp(&a[i], &b[i], sizeof(float)) == 0, "%s at %d threads: [%zu] = %.9g, 1 thread %.9g", what,
+                      threads, i, a[i], b[i]);
+}
+
+START_TEST(test_threads_gemm)
+{
+    /* split N (incl. a ragged last block of < 16 columns), split M (incl. a
+     * last block of <= 4 rows, which must not take the GEMV path), few rows */
+    static const int shapes[][5] = {
+        {64, 256, 784, 0, 0}, {784, 256, 64, 1, 0}, {64, 256, 128, 0, 1}, {37, 10, 128, 0, 0},
+        {20, 10, 300, 0, 0},  {2, 200, 300, 0, 0},  {3, 70, 400, 1, 1},   {17, 600, 33, 0, 0},
+        {300, 70, 257, 1, 0},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], ta = shapes[s][3], tb = shapes[s][4];
+        float *A = frand((size_t)M * K), *B = frand((size_t)K * N), *bias = frand((size_t)N);
+        float *C1 = frand((size_t)M * N), *Ct = malloc(sizeof(float) * (size_t)M * N);
+        float *work = malloc(sizeof(float) * kdk_sgemm_work_size(M, N, K));
+        ck_assert(Ct && work);
+        memcpy(Ct, C1, sizeof(float) * (size_t)M * N);
+        int lda = ta ? M : K, ldb = tb ? K : N;
+        kdh_pool_set_threads(1);
+        kdk_sgemm(M, N, K, A, lda, ta, B, ldb, tb, 0.5f, C1, N, bias, KDK_ACT_RELU, work);
+        for (int t = 2; t <= 3; t++) {
+            float *C = malloc(sizeof(float) * (size_t)M * N);
+            ck_assert_ptr_nonnull(C);
+            memcpy(C, Ct, sizeof(float) * (size_t)M * N);
+            ck_assert_int_eq(kdh_pool_set_threads(t), t);
+            unsigned long jobs = kdh_pool_jobs();
+            kdh_sgemm_mt(M, N, K, A, lda, ta, B, ldb, tb, 0.5f, C, N, bias, KDK_ACT_RELU, work);
+            if ((long)M * N * K >= 64L * 1024) ck_assert_uint_gt(kdh_pool_jobs(), jobs);
+            char what[96];
+            snprintf(what, sizeof what, "gemm %dx%dx%d ta=%d tb=%d", M, N, K, ta, tb);
+            same_bits(C, C1, (size_t)M * N, what, t);
+            free(C);
+        }
+        kdh_pool_set_threads(1);
+        free(A), free(B), free(bias), free(C1), free(Ct), free(work);
+    }
+}
+END_TEST
+
+START_TEST(test_threads_conv_pool)
+{
+    /* the sample CNN's layers at batch 13: conv 28x28x1 -> 32, pool, conv 13x13x32 -> 64 (padded 'same' too) */
+    static const int geo[][8] = {{13, 28, 28, 1, 32, 3, 0, 1}, {13, 13, 13, 32, 64, 3, 0, 1}, {13, 13, 13, 32, 16, 3, 1, 2}};
+    for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
+        int n = geo[g][0], h = geo[g][1], w = geo[g][2], c = geo[g][3], f = geo[g][4], k = geo[g][5], pad = geo[g][6],
+            st = geo[g][7];
+        int oh = (h + 2 * pad - k) / st + 1, ow = (w + 2 * pad - k) / st + 1;
+#define GEO n, h, w, c, oh, ow, f, k, k, st, st, pad, pad
+        size_t nx = (size_t)n * h * w * c, ny = (size_t)n * oh * ow * f, nw = (size_t)k * k * c * f;
+        size_t ws = kdk_sconv2d_fwd_work_size(GEO);
+        if (kdk_sconv2d_bwd_data_work_size(GEO) > ws) ws = kdk_sconv2d_bwd_data_work_size(GEO);
+        if (kdk_sconv2d_bwd_filter_work_size(GEO) > ws) ws = kdk_sconv2d_bwd_filter_work_size(GEO);
+        float *x = frand(nx), *wt = frand(nw), *bias = frand((size_t)f), *dy = frand(ny), *work = frand(ws);
+        float *y1 = frand(ny), *dx1 = frand(nx), *dw1 = frand(nw);
+        kdh_pool_set_threads(1);
+        kdk_sconv2d_fwd(GEO, x, wt, bias, KDK_ACT_RELU, y1, work);
+        kdk_sconv2d_bwd_data(GEO, dy, wt, dx1, 0, work);
+        kdk_sconv2d_bwd_filter(GEO, x, dy, dw1, 0, work);
+        /* pooling 2x2 stride 2 of y */
+        int ph = oh / 2, pw = ow / 2;
+        size_t np = (size_t)n * ph * pw * f;
+#define PGEO n, oh, ow, f, ph, pw, 2, 2, 2, 2, 0, 0
+        float *py1 = frand(np), *pdx1 = frand(ny), *ay1 = frand(np), *adx1 = frand(ny), *pdy = frand(np);
+        kdk_smaxpool2d_fwd(PGEO, y1, py1, NULL);
+        kdk_smaxpool2d_bwd(PGEO, y1, NULL, pdy, pdx1, 0);
+        kdk_savgpool2d_fwd(PGEO, 0, y1, ay1);
+        kdk_savgpool2d_bwd(PGEO, 0, pdy, adx1, 0);
+        for (int t = 2; t <= 3; t++) {
+            float *y = frand(ny), *dx = frand(nx), *dw = frand(nw), *py = frand(np), *pdx = frand(ny), *ay = frand(np),
+                  *adx = frand(ny);
+            ck_assert_int_eq(kdh_pool_set_threads(t), t);
+            unsigned long jobs = kdh_pool_jobs();
+            kdh_sconv2d_fwd_mt(GEO, x, wt, bias, KDK_ACT_RELU, y, work);
+            kdh_sconv2d_bwd_data_mt(GEO, dy, wt, dx, 0, work);
+            kdh_sconv2d_bwd_filter_mt(GEO, x, dy, dw, 0, work);
+            ck_assert_uint_eq(kdh_pool_jobs(), jobs + 3); /* each convolution split */
+            jobs = kdh_pool_jobs();
+            kdh_smaxpool2d_fwd_mt(PGEO, y1, py, NULL);
+            kdh_smaxpool2d_bwd_mt(PGEO, y1, NULL, pdy, pdx, 0);
+            kdh_savgpool2d_fwd_mt(PGEO, 0, y1, ay);
+            kdh_savgpool2d_bwd_mt(PGEO, 0, pdy, adx, 0);
+            /* pooling splits from 16K input elements on */
+            if ((long)n * oh * ow * f >= 16 * 1024) ck_assert_uint_eq(kdh_pool_jobs(), jobs + 4);
+            same_bits(y, y1, ny, "conv2d_fwd", t);
+            char what[64];
+            snprintf(what, sizeof what, "conv2d_bwd_data (geometry %zu)", g);
+            same_bits(dx, dx1, nx, what, t);
+            same_bits(dw, dw1, nw, "conv2d_bwd_filter", t);
+            same_bits(py, py1, np, "maxpool2d_fwd", t);
+            same_bits(pdx, pdx1, ny, "maxpool2d_bwd", t);
+            same_bits(ay, ay1, np, "avgpool2d_fwd", t);
+            same_bits(adx, adx1, ny, "avgpool2d_bwd", t);
+            free(y), free(dx), free(dw), free(py), free(pdx), free(ay), free(adx);
+        }
+#undef GEO
+#undef PGEO
+        kdh_pool_set_threads(1);
+        free(x), free(wt), free(bias), free(dy), free(work), free(y1), free(dx1), free(dw1);
+        free(py1), free(pdx1), free(ay1), free(adx1), free(pdy);
+    }
+}
+END_TEST
+
+/* kdh_parallel_range: every index of [0, n) exactly once, slices on grain
+ * boundaries, small ranges in one call. */
+static void range_mark(void *ctx, long lo, long hi)
+{
+    int *hits = ctx;
+    ck_assert(lo % 16 == 0 && lo < hi);
+    for (long i = lo; i < hi; i++) hits[i]++;
+}
+
+static void range_count(void *ctx, long lo, long hi)
+{
+    (void)lo, (void)hi;
+    __atomic_fetch_add((int *)ctx, 1, __ATOMIC_RELAXED);
+}
+
+START_TEST(test_threads_range)
+{
+    static const long ns[] = {1, 31, 32, 100, 4097, 200704};
+    for (int t = 1; t <= 3; t++) {
+        ck_assert_int_eq(kdh_pool_set_threads(t), t);
+        for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+            long n = ns[k];
+            int *hits = calloc((size_t)n, sizeof *hits);
+            ck_assert_ptr_nonnull(hits);
+            unsigned long jobs = kdh_pool_jobs();
+            kdh_parallel_range(range_mark, hits, n, 16, 64);
+            for (long i = 0; i < n; i++) ck_assert_msg(hits[i] == 1, "n=%ld threads=%d: index %ld run %d times", n, t, i, hits[i]);
+            if (t > 1 && n >= 4097) ck_assert_uint_gt(kdh_pool_jobs(), jobs);
+            free(hits);
+        }
+        int calls = 0;
+        kdh_parallel_range(range_count, &calls, 63, 16, 64);
+        ck_assert_int_eq(calls, 1);
+    }
+    kdh_pool_set_threads(1);
+}
+END_TEST
+
 static Suite *kernels_suite(void)
 {
     Suite *s = suite_create("kernels");
@@ -1075,10 +1332,18 @@ static Suite *kernels_suite(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_conv);
     tcase_add_test(tc, test_conv_isa_variants);
+    tcase_add_test(tc, test_conv_direct);
     suite_add_tcase(s, tc);
     tc = tcase_create("pool");
     tcase_add_test(tc, test_pool);
     tcase_add_test(tc, test_global_pool);
+    tcase_add_test(tc, test_pool_tiled_nan);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("threads");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_threads_gemm);
+    tcase_add_test(tc, test_threads_conv_pool);
+    tcase_add_test(tc, test_threads_range);
     suite_add_tcase(s, tc);
     tc = tcase_create("softmax");
     tcase_add_test(tc, test_softmax);

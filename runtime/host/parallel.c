@@ -5,65 +5,110 @@
 #include "kernels.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+/* Spin iterations (each a pause instruction, ~40-140 cycles) before an idle
+ * worker sleeps, and before a waiting caller starts yielding its core. */
+#define SPIN_WORKER 20000
+/* Chunks per thread of a job, claimed dynamically: a thread that is slow
+ * (another program on its core) leaves more of the job to the others. */
+#define CHUNKS_PER_THREAD 4
+#define SPIN_CALLER 4000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 static struct pool {
-    pthread_mutex_t mu;
-    pthread_cond_t go, done;
-    int nthreads;          /* 1: no workers */
-    int nworkers;          /* started */
-    unsigned long gen;     /* bumped per job */
-    int pending;           /* workers still running the job */
-    bool stop;
-    kdh_par_fn fn;
+    /* the job: written by the poster before it bumps gen (release) */
+    kdh_chunk_fn fn;
     void *ctx;
+    int nchunks;
+    _Alignas(64) atomic_int next;    /* the next chunk to claim */
+    _Alignas(64) atomic_ulong gen;   /* bumped per job */
+    _Alignas(64) atomic_int pending; /* workers still running the job */
+    _Alignas(64) atomic_int sleepers;
+    atomic_int stop;
+    atomic_flag busy;                /* a job is being posted or run */
+    pthread_mutex_t mu;
+    pthread_cond_t go;
+    int nthreads; /* 1: no workers */
+    int nworkers; /* started */
     pthread_t th[KDH_MAX_THREADS];
     float *scratch[KDH_MAX_THREADS];
     size_t scratch_n[KDH_MAX_THREADS];
-} P = {.mu = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER,
-       .nthreads = 1};
+} P = {.mu = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER, .nthreads = 1, .busy = ATOMIC_FLAG_INIT};
 
 typedef struct worker_arg {
     int part;
-    unsigned long gen;     /* P.gen when the worker was made: jobs after it are its to run */
+    unsigned long gen; /* P.gen when the worker was made: jobs after it are its to run */
 } worker_arg;
 static worker_arg args[KDH_MAX_THREADS];
+
+/* Claims and runs chunks of the current job until none is left. */
+static void run_chunks(int thread)
+{
+    kdh_chunk_fn fn = P.fn;
+    void *ctx = P.ctx;
+    int n = P.nchunks;
+    for (;;) {
+        int c = atomic_fetch_add_explicit(&P.next, 1, memory_order_relaxed);
+        if (c >= n) return;
+        fn(ctx, c, n, thread);
+    }
+}
 
 static void *worker(void *arg)
 {
     int part = ((worker_arg *)arg)->part;
-    pthread_mutex_lock(&P.mu);
-    /* Not P.gen read now: a job posted before this thread got the lock would
-     * be missed, and its poster would wait for this worker forever. */
+    /* Not P.gen read now: a job posted before this thread ran would be
+     * missed, and its poster would wait for this worker forever. */
     unsigned long seen = ((worker_arg *)arg)->gen;
     for (;;) {
-        while (P.gen == seen && !P.stop) pthread_cond_wait(&P.go, &P.mu);
-        if (P.stop) break;
-        seen = P.gen;
-        kdh_par_fn fn = P.fn;
-        void *ctx = P.ctx;
-        int n = P.nthreads;
-        pthread_mutex_unlock(&P.mu);
-        if (part < n) fn(ctx, part, n);
-        pthread_mutex_lock(&P.mu);
-        if (--P.pending == 0) pthread_cond_signal(&P.done);
+        unsigned long g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&P.gen, memory_order_acquire)) == seen) {
+            if (atomic_load_explicit(&P.stop, memory_order_relaxed)) return NULL;
+            if (++spins < SPIN_WORKER) {
+                cpu_relax();
+                continue;
+            }
+            /* Sleep. sleepers is raised before gen is read again (both
+             * sequentially consistent), and the poster bumps gen before it
+             * reads sleepers: one of the two sees the other. */
+            pthread_mutex_lock(&P.mu);
+            atomic_fetch_add(&P.sleepers, 1);
+            while (atomic_load(&P.gen) == seen && !atomic_load(&P.stop)) pthread_cond_wait(&P.go, &P.mu);
+            atomic_fetch_sub(&P.sleepers, 1);
+            pthread_mutex_unlock(&P.mu);
+            spins = 0;
+        }
+        seen = g;
+        if (atomic_load_explicit(&P.stop, memory_order_relaxed)) return NULL;
+        run_chunks(part);
+        atomic_fetch_sub_explicit(&P.pending, 1, memory_order_release);
     }
-    pthread_mutex_unlock(&P.mu);
-    return NULL;
 }
 
 static void stop_workers(void)
 {
     pthread_mutex_lock(&P.mu);
-    P.stop = true;
+    atomic_store(&P.stop, 1);
     pthread_cond_broadcast(&P.go);
     pthread_mutex_unlock(&P.mu);
     for (int i = 0; i < P.nworkers; i++) pthread_join(P.th[i], NULL);
     P.nworkers = 0;
-    P.stop = false;
+    atomic_store(&P.stop, 0);
 }
 
 int kdh_pool_set_threads(int n)
@@ -78,7 +123,7 @@ int kdh_pool_set_threads(int n)
     P.nthreads = 1;
     for (int i = 0; i < n - 1; i++) {
         args[i].part = i + 1;
-        args[i].gen = P.gen;
+        args[i].gen = atomic_load(&P.gen);
         if (pthread_create(&P.th[i], NULL, worker, &args[i]) != 0) break;
         P.nworkers++;
     }
@@ -88,25 +133,90 @@ int kdh_pool_set_threads(int n)
 
 int kdh_pool_threads(void) { return P.nthreads; }
 
-void kdh_parallel_for(kdh_par_fn fn, void *ctx)
+unsigned long kdh_pool_jobs(void) { return atomic_load(&P.gen); }
+
+void kdh_parallel_chunks(kdh_chunk_fn fn, void *ctx, int nchunks)
 {
-    int n = P.nthreads;
-    if (n <= 1) {
-        fn(ctx, 0, 1);
+    if (nchunks <= 0) return;
+    if (P.nthreads <= 1 || nchunks == 1 || atomic_flag_test_and_set_explicit(&P.busy, memory_order_acquire)) {
+        /* one thread, or nested / concurrent: every chunk here, in order */
+        for (int c = 0; c < nchunks; c++) fn(ctx, c, nchunks, 0);
         return;
     }
-    pthread_mutex_lock(&P.mu);
     P.fn = fn;
     P.ctx = ctx;
-    P.pending = P.nworkers;
-    P.gen++;
-    pthread_cond_broadcast(&P.go);
-    pthread_mutex_unlock(&P.mu);
-    fn(ctx, 0, n);
-    pthread_mutex_lock(&P.mu);
-    while (P.pending > 0) pthread_cond_wait(&P.done, &P.mu);
-    pthread_mutex_unlock(&P.mu);
+    P.nchunks = nchunks;
+    atomic_store_explicit(&P.next, 0, memory_order_relaxed);
+    atomic_store_explicit(&P.pending, P.nworkers, memory_order_relaxed);
+    atomic_fetch_add(&P.gen, 1); /* releases the job's fields */
+    if (atomic_load(&P.sleepers) > 0) {
+        pthread_mutex_lock(&P.mu);
+        pthread_cond_broadcast(&P.go);
+        pthread_mutex_unlock(&P.mu);
+    }
+    run_chunks(0);
+    int spins = 0;
+    while (atomic_load_explicit(&P.pending, memory_order_acquire) > 0) {
+        if (++spins < SPIN_CALLER) cpu_relax();
+        else sched_yield(); /* a worker may be waiting for this core */
+    }
+    atomic_flag_clear_explicit(&P.busy, memory_order_release);
 }
+
+typedef struct par_job {
+    kdh_par_fn fn;
+    void *ctx;
+} par_job;
+
+static void par_chunk(void *ctx, int chunk, int nchunks, int thread)
+{
+    (void)thread;
+    par_job *j = ctx;
+    j->fn(j->ctx, chunk, nchunks);
+}
+
+void kdh_parallel_for(kdh_par_fn fn, void *ctx)
+{
+    par_job j = {fn, ctx};
+    kdh_parallel_chunks(par_chunk, &j, P.nthreads);
+}
+
+/* ---- ranges (the JIT's outlined loops) ---- */
+
+typedef struct range_job {
+    kdh_range_fn fn;
+    void *ctx;
+    long n, grain;
+} range_job;
+
+static void range_chunk(void *ctx, int chunk, int nchunks, int thread)
+{
+    (void)thread;
+    range_job *r = ctx;
+    long units = (r->n + r->grain - 1) / r->grain;
+    long lo = units * chunk / nchunks * r->grain, hi = units * (chunk + 1) / nchunks * r->grain;
+    if (hi > r->n) hi = r->n;
+    if (lo < hi) r->fn(r->ctx, lo, hi);
+}
+
+void kdh_parallel_range(kdh_range_fn fn, void *ctx, long n, long grain, long min_n)
+{
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+    if (P.nthreads <= 1 || n < min_n || n <= grain) {
+        fn(ctx, 0, n);
+        return;
+    }
+    range_job r = {fn, ctx, n, grain};
+    long units = (n + grain - 1) / grain, per = (min_n + grain - 1) / grain;
+    long chunks = (long)P.nthreads * CHUNKS_PER_THREAD;
+    if (per > 0 && units / per < chunks) chunks = units / per; /* at least min_n per chunk */
+    if (chunks < P.nthreads) chunks = P.nthreads;
+    if (chunks > units) chunks = units;
+    kdh_parallel_chunks(range_chunk, &r, (int)chunks);
+}
+
+/* ---- kernels ---- */
 
 /* Part p's workspace of at least `floats` (p >= 1); NULL if memory runs out
  * (the kernel then takes its slower unpacked path). */
@@ -135,11 +245,26 @@ typedef struct gemm_job {
     float *work[KDH_MAX_THREADS];
 } gemm_job;
 
-static void gemm_part(void *ctx, int part, int nparts)
+static void gemm_chunk(void *ctx, int chunk, int nchunks, int thread)
 {
     gemm_job *g = ctx;
-    kdk_sgemm_part(part, nparts, g->M, g->N, g->K, g->A, g->lda, g->transA, g->B, g->ldb, g->transB, g->beta, g->C,
-                   g->ldc, g->bias, g->act, g->work[part]);
+    kdk_sgemm_part(chunk, nchunks, g->M, g->N, g->K, g->A, g->lda, g->transA, g->B, g->ldb, g->transB, g->beta, g->C,
+                   g->ldc, g->bias, g->act, g->work[thread]);
+}
+
+/* Chunks of a GEMM: up to CHUNKS_PER_THREAD per thread, each of at least
+ * one block of the split side (64 columns or 16 rows, kdk_sgemm_part) and
+ * of GEMM_CHUNK_MIN multiply-adds. */
+#define GEMM_CHUNK_MIN (128L * 1024)
+static int gemm_chunks(int M, int N, int K)
+{
+    long blocks = N >= M ? (N + 63) / 64 : (M + 15) / 16;
+    long by_size = (long)M * N * K / GEMM_CHUNK_MIN;
+    long c = (long)P.nthreads * CHUNKS_PER_THREAD;
+    if (c > by_size) c = by_size;
+    if (c > blocks) c = blocks;
+    if (c < P.nthreads) c = P.nthreads;
+    return (int)c;
 }
 
 /* Below this many multiply-adds a split costs more than it saves. */
@@ -156,5 +281,189 @@ void kdh_sgemm_mt(int M, int N, int K, const float *A, int lda, int transA, cons
     gemm_job g = {M, N, K, A, lda, transA, B, ldb, transB, beta, C, ldc, bias, act, {work}};
     size_t ws = work ? kdk_sgemm_work_size(M, N, K) : 0;
     for (int p = 1; p < n; p++) g.work[p] = work ? scratch(p, ws) : NULL;
-    kdh_parallel_for(gemm_part, &g);
+    kdh_parallel_chunks(gemm_chunk, &g, gemm_chunks(M, N, K));
+}
+
+/* Convolutions: the geometry, the pointers, and a workspace per part. */
+typedef struct conv_job {
+    int n, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pl;
+    const float *x, *wt, *bias, *dy;
+    float *y, *dx, *dwt;
+    int act, accumulate;
+    float *work[KDH_MAX_THREADS];
+} conv_job;
+
+#define CONV_GEOM(j) j->n, j->h, j->w, j->c, j->oh, j->ow, j->f, j->kh, j->kw, j->sh, j->sw, j->pt, j->pl
+#define GEOM_ARGS n, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pl
+
+static void conv_fwd_part(void *ctx, int part, int nparts, int thread)
+{
+    conv_job *j = ctx;
+    kdk_sconv2d_fwd_part(part, nparts, CONV_GEOM(j), j->x, j->wt, j->bias, j->act, j->y, j->work[thread]);
+}
+
+static void conv_bwd_data_part(void *ctx, int part, int nparts, int thread)
+{
+    conv_job *j = ctx;
+    kdk_sconv2d_bwd_data_part(part, nparts, CONV_GEOM(j), j->dy, j->wt, j->dx, j->accumulate, j->work[thread]);
+}
+
+static void conv_bwd_filter_part(void *ctx, int part, int nparts, int thread)
+{
+    conv_job *j = ctx;
+    kdk_sconv2d_bwd_filter_part(part, nparts, CONV_GEOM(j), j->x, j->dy, j->dwt, j->accumulate, j->work[thread]);
+}
+
+/* Multiply-adds of a convolution, for the split decision. */
+static long conv_macs(int n, int oh, int ow, int f, int kh, int kw, int c)
+{
+    return (long)n * oh * ow * f * kh * kw * c;
+}
+
+#define GEOM_MACS n, oh, ow, f, kh, kw, c
+
+/* Chunks of a convolution: as for GEMM (the *_part split on their own
+ * block boundaries; surplus chunks are empty). */
+static int conv_chunks(long macs)
+{
+    long c = (long)P.nthreads * CHUNKS_PER_THREAD, by_size = macs / GEMM_CHUNK_MIN;
+    if (c > by_size) c = by_size;
+    if (c < P.nthreads) c = P.nthreads;
+    return (int)c;
+}
+
+/* The data gradient splits the batch: at most one chunk per image. */
+static int conv_chunks_n(int n, long macs)
+{
+    int c = conv_chunks(macs);
+    return c > n ? n : c;
+}
+
+static void conv_work(conv_job *j, float *work, size_t ws)
+{
+    j->work[0] = work;
+    for (int p = 1; p < P.nthreads; p++) j->work[p] = work ? scratch(p, ws) : NULL;
+}
+
+void kdh_sconv2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw, int pt,
+                        int pl, const float *x, const float *wt, const float *bias, int act, float *y, float *work)
+{
+    if (P.nthreads <= 1 || conv_macs(n, oh, ow, f, kh, kw, c) < GEMM_SPLIT_MIN) {
+        kdk_sconv2d_fwd(GEOM_ARGS, x, wt, bias, act, y, work);
+        return;
+    }
+    conv_job j = {GEOM_ARGS, .x = x, .wt = wt, .bias = bias, .y = y, .act = act};
+    conv_work(&j, work, work ? kdk_sconv2d_fwd_work_size(GEOM_ARGS) : 0);
+    kdh_parallel_chunks(conv_fwd_part, &j, conv_chunks(conv_macs(GEOM_MACS)));
+}
+
+void kdh_sconv2d_bwd_data_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw,
+                             int pt, int pl, const float *dy, const float *wt, float *dx, int accumulate, float *work)
+{
+    if (P.nthreads <= 1 || n < 2 || conv_macs(n, oh, ow, f, kh, kw, c) < GEMM_SPLIT_MIN) {
+        kdk_sconv2d_bwd_data(GEOM_ARGS, dy, wt, dx, accumulate, work);
+        return;
+    }
+    conv_job j = {GEOM_ARGS, .dy = dy, .wt = wt, .dx = dx, .accumulate = accumulate};
+    conv_work(&j, work, work ? kdk_sconv2d_bwd_data_work_size(GEOM_ARGS) : 0);
+    kdh_parallel_chunks(conv_bwd_data_part, &j, conv_chunks_n(n, conv_macs(GEOM_MACS)));
+}
+
+void kdh_sconv2d_bwd_filter_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw,
+                               int pt, int pl, const float *x, const float *dy, float *dwt, int accumulate,
+                               float *work)
+{
+    if (P.nthreads <= 1 || conv_macs(n, oh, ow, f, kh, kw, c) < GEMM_SPLIT_MIN) {
+        kdk_sconv2d_bwd_filter(GEOM_ARGS, x, dy, dwt, accumulate, work);
+        return;
+    }
+    conv_job j = {GEOM_ARGS, .x = x, .dy = dy, .dwt = dwt, .accumulate = accumulate};
+    conv_work(&j, work, work ? kdk_sconv2d_bwd_filter_work_size(GEOM_ARGS) : 0);
+    kdh_parallel_chunks(conv_bwd_filter_part, &j, conv_chunks(conv_macs(GEOM_MACS)));
+}
+
+/* Pooling: images are independent (argmax indices are within an image), so
+ * each part takes a block of the batch through pointer offsets. */
+typedef struct pool_job {
+    int kind; /* 0 max fwd, 1 max bwd, 2 avg fwd, 3 avg bwd */
+    int n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, count_pad, accumulate;
+    const float *x, *dy;
+    const int32_t *argmax_in;
+    int32_t *argmax;
+    float *y, *dx;
+} pool_job;
+
+static void pool_part(void *ctx, int part, int nparts, int thread)
+{
+    (void)thread;
+    pool_job *j = ctx;
+    int lo = (int)((long)j->n * part / nparts), hi = (int)((long)j->n * (part + 1) / nparts), nb = hi - lo;
+    if (nb <= 0) return;
+    size_t in = (size_t)j->h * j->w * j->c, out = (size_t)j->oh * j->ow * j->c;
+#define PG nb, j->h, j->w, j->c, j->oh, j->ow, j->kh, j->kw, j->sh, j->sw, j->pt, j->pl
+    switch (j->kind) {
+    case 0: kdk_smaxpool2d_fwd(PG, j->x + lo * in, j->y + lo * out, j->argmax ? j->argmax + lo * out : NULL); break;
+    case 1:
+        kdk_smaxpool2d_bwd(PG, j->x ? j->x + lo * in : NULL, j->argmax_in ? j->argmax_in + lo * out : NULL,
+                           j->dy + lo * out, j->dx + lo * in, j->accumulate);
+        break;
+    case 2: kdk_savgpool2d_fwd(PG, j->count_pad, j->x + lo * in, j->y + lo * out); break;
+    default: kdk_savgpool2d_bwd(PG, j->count_pad, j->dy + lo * out, j->dx + lo * in, j->accumulate); break;
+    }
+#undef PG
+}
+
+static int pool_chunks(int n)
+{
+    int c = P.nthreads * CHUNKS_PER_THREAD;
+    return c > n ? n : c;
+}
+
+/* Below this many input elements pooling stays on one thread. */
+#define POOL_SPLIT_MIN (16L * 1024)
+#define POOL_SERIAL(n, h, w, c) (P.nthreads <= 1 || (n) < 2 || (long)(n) * (h) * (w) * (c) < POOL_SPLIT_MIN)
+#define POOL_GEOM n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl
+
+void kdh_smaxpool2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
+                           const float *x, float *y, int32_t *argmax)
+{
+    if (POOL_SERIAL(n, h, w, c)) {
+        kdk_smaxpool2d_fwd(POOL_GEOM, x, y, argmax);
+        return;
+    }
+    pool_job j = {0, POOL_GEOM, .x = x, .y = y, .argmax = argmax};
+    kdh_parallel_chunks(pool_part, &j, pool_chunks(n));
+}
+
+void kdh_smaxpool2d_bwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
+                           const float *x, const int32_t *argmax, const float *dy, float *dx, int accumulate)
+{
+    if (POOL_SERIAL(n, h, w, c)) {
+        kdk_smaxpool2d_bwd(POOL_GEOM, x, argmax, dy, dx, accumulate);
+        return;
+    }
+    pool_job j = {1, POOL_GEOM, .accumulate = accumulate, .x = x, .argmax_in = argmax, .dy = dy, .dx = dx};
+    kdh_parallel_chunks(pool_part, &j, pool_chunks(n));
+}
+
+void kdh_savgpool2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
+                           int count_pad, const float *x, float *y)
+{
+    if (POOL_SERIAL(n, h, w, c)) {
+        kdk_savgpool2d_fwd(POOL_GEOM, count_pad, x, y);
+        return;
+    }
+    pool_job j = {2, POOL_GEOM, .count_pad = count_pad, .x = x, .y = y};
+    kdh_parallel_chunks(pool_part, &j, pool_chunks(n));
+}
+
+void kdh_savgpool2d_bwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
+                           int count_pad, const float *dy, float *dx, int accumulate)
+{
+    if (POOL_SERIAL(n, h, w, c)) {
+        kdk_savgpool2d_bwd(POOL_GEOM, count_pad, dy, dx, accumulate);
+        return;
+    }
+    pool_job j = {3, POOL_GEOM, .count_pad = count_pad, .accumulate = accumulate, .dy = dy, .dx = dx};
+    kdh_parallel_chunks(pool_part, &j, pool_chunks(n));
 }

@@ -4,22 +4,32 @@
  * The freestanding kernels never create threads; they offer *_part
  * companions (kernels.h) that compute one of nparts disjoint slices of the
  * output. This file runs those parts on a pool of nthreads-1 workers plus the
- * calling thread. Writes are disjoint, so there are no atomics and no
- * per-thread copies of the model; each part but the first gets its own GEMM
- * workspace from the pool (part 0 uses the caller's).
+ * calling thread, a job being cut into a few chunks per thread that the
+ * threads claim in turn. Writes are disjoint, so there are no atomics on the
+ * data and no per-thread copies of the model; each thread but the caller
+ * gets its own workspace from the pool (the caller uses its own).
+ *
+ * Jobs are short (a training step of the MLP is ~1 ms and ~15 jobs), so a
+ * job is posted by bumping a generation counter that idle workers spin on
+ * for a while (about a millisecond) before they sleep on a condition
+ * variable; the caller runs part 0 and then spins until the others are done.
  *
  * The generated C's inference path never needs this: only the host side
  * (kdslc train / evaluate / predict through the JIT) calls it. With one
  * thread (the default until kdh_pool_set_threads) every wrapper is a plain
- * call of the single-threaded kernel, bit for bit. The split of GEMM is at
- * micro-kernel tile boundaries with the K loop unchanged, so results do not
- * depend on the thread count either.
+ * call of the single-threaded kernel, bit for bit. The splits keep every
+ * output element's arithmetic as the single-threaded kernel does it (GEMM at
+ * micro-tile boundaries with the K loop unchanged, element ranges, images),
+ * so results do not depend on the thread count either.
  *
- * Not reentrant: one thread drives the pool (the training loop). */
+ * One thread drives the pool (the training loop). A job posted while another
+ * is running (from a worker, or a second thread) runs all its parts on the
+ * calling thread instead: slower, never wrong. */
 #ifndef KDSL_PARALLEL_H
 #define KDSL_PARALLEL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define KDH_MAX_THREADS 64
 
@@ -27,14 +37,47 @@
  * cores), starting or stopping workers. Returns the number in use. */
 int kdh_pool_set_threads(int n);
 int kdh_pool_threads(void);
+/* Jobs the pool has split across its threads so far (for tests). */
+unsigned long kdh_pool_jobs(void);
 
-/* Runs fn(ctx, part, nparts) for part 0..nparts-1, part 0 on the calling
- * thread, and returns when all are done. nparts = the pool's threads. */
+/* Runs fn(ctx, part, nparts) for part 0..nparts-1 (nparts = the pool's
+ * threads) on the pool, the caller included, and returns when all are done. */
 typedef void (*kdh_par_fn)(void *ctx, int part, int nparts);
 void kdh_parallel_for(kdh_par_fn fn, void *ctx);
+
+/* Runs fn(ctx, chunk, nchunks, thread) for chunk 0..nchunks-1; the threads
+ * (thread 0 the caller, 1.. the workers) claim chunks in turn until none is
+ * left, so a slow thread does fewer. `thread` indexes per-thread scratch. */
+typedef void (*kdh_chunk_fn)(void *ctx, int chunk, int nchunks, int thread);
+void kdh_parallel_chunks(kdh_chunk_fn fn, void *ctx, int nchunks);
+
+/* Runs fn(ctx, lo, hi) over disjoint blocks covering [0, n), one per thread,
+ * whose bounds are multiples of grain (>= 1); with n < min_n (or one thread)
+ * a single call fn(ctx, 0, n) on the calling thread. The JIT's element-wise
+ * loops (outlined bodies) run through this. */
+typedef void (*kdh_range_fn)(void *ctx, long lo, long hi);
+void kdh_parallel_range(kdh_range_fn fn, void *ctx, long n, long grain, long min_n);
 
 /* kdk_sgemm with its M or N split across the pool (same signature). */
 void kdh_sgemm_mt(int M, int N, int K, const float *A, int lda, int transA, const float *B, int ldb, int transB,
                   float beta, float *C, int ldc, const float *bias, int act, float *work);
+
+/* The convolution kernels (kernels.h) split with their *_part companions,
+ * and pooling split over the batch (same signatures). */
+void kdh_sconv2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw, int pt,
+                        int pl, const float *x, const float *wt, const float *bias, int act, float *y, float *work);
+void kdh_sconv2d_bwd_data_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw,
+                             int pt, int pl, const float *dy, const float *wt, float *dx, int accumulate, float *work);
+void kdh_sconv2d_bwd_filter_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw,
+                               int pt, int pl, const float *x, const float *dy, float *dwt, int accumulate,
+                               float *work);
+void kdh_smaxpool2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
+                           const float *x, float *y, int32_t *argmax);
+void kdh_smaxpool2d_bwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
+                           const float *x, const int32_t *argmax, const float *dy, float *dx, int accumulate);
+void kdh_savgpool2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
+                           int count_pad, const float *x, float *y);
+void kdh_savgpool2d_bwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
+                           int count_pad, const float *dy, float *dx, int accumulate);
 
 #endif
