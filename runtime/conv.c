@@ -11,6 +11,11 @@
  * targets (Cortex-M) keep the GEMM driver and the scalar loops. */
 #if defined(__x86_64__) || defined(__ARM_NEON) || defined(__aarch64__)
 #define KDK_FAST_DIRECT 1
+/* The compile flags' own vector width gets a variant unless it is plain
+ * SSE next to the AVX2 and AVX-512 ones: a CPU without AVX2 uses the GEMM. */
+#ifndef KDK_FAST_AVX2
+#define KDK_FAST_HAVE_BASE 1
+#endif
 #endif
 
 #define KI(x) KDK_CAT(KDK_CAT(x, _), KS)
@@ -21,7 +26,7 @@
 #define KP(x) kdk_s##x
 #define KEXP expf
 #define KTANH tanhf
-#ifdef KDK_FAST_DIRECT
+#ifdef KDK_FAST_HAVE_BASE
 #define KVB KDK_FAST_BASE_VB
 #define KV(x) KDK_CAT(KI(x), _base)
 #define KTGT
@@ -48,13 +53,20 @@
 #undef KTANH
 
 #define KI(x) KDK_CAT(KDK_CAT(x, _), KS)
+/* double: the GEMM path only. The direct kernels are for speed, and f64 is
+ * kdsl's precision build (gradient checks, reference runs): compiling them
+ * twice more would double this file's build time for no user. */
+#undef KDK_FAST_DIRECT
+#undef KDK_FAST_HAVE_BASE
+#undef KDK_FAST_AVX512
+#undef KDK_FAST_AVX2
 #define KT double
 #define KTI int64_t
 #define KS d
 #define KP(x) kdk_d##x
 #define KEXP exp
 #define KTANH tanh
-#ifdef KDK_FAST_DIRECT
+#ifdef KDK_FAST_HAVE_BASE
 #define KVB KDK_FAST_BASE_VB
 #define KV(x) KDK_CAT(KI(x), _base)
 #define KTGT

@@ -183,12 +183,30 @@ _Pragma("GCC unroll 4")                                                         
             }                                                                                  \
         }                                                                                      \
     }
+/* Each (NB, P) tile is compiled once, out of line, and called from the three
+ * places above: inlining it at each would triple the code and the build time. */
 #define KDK_FWD_CASE(NB, P)                                                                    \
     case P:                                                                                    \
-        if (P <= KACC / NB)                                                                    \
-            KV(fwd_tile_##NB)(P <= KACC / NB ? P : 1, x, xo, ps, ys, w, c, kw, ky0, ky1, kx0, kx1,  \
-                         wf, f, bf, act, accum, yp);                                           \
+        KV(fwd_tile_##NB##_##P)(x, xo, ps, ys, w, c, kw, ky0, ky1, kx0, kx1, wf, f, bf, act,    \
+                                accum, yp);                                                    \
         break;
+#define KDK_FWD_TILE_P(NB, P)                                                                  \
+    KTGT KDK_CONTRACT static __attribute__((noinline)) void KV(fwd_tile_##NB##_##P)(           \
+        const KT *restrict x, ptrdiff_t xo, ptrdiff_t ps, ptrdiff_t ys, int w, int c, int kw,   \
+        int ky0, int ky1, int kx0, int kx1, const KT *restrict wt, int f,                      \
+        const KT *restrict bias, int act, int accum, KT *restrict y)                           \
+    {                                                                                          \
+        if (P <= KACC / NB)                                                                    \
+            KV(fwd_tile_##NB)(P <= KACC / NB ? P : 1, x, xo, ps, ys, w, c, kw, ky0, ky1, kx0,   \
+                              kx1, wt, f, bias, act, accum, y);                                \
+    }
+#define KDK_FWD_TILES_P(NB)                                                                    \
+    KDK_FWD_TILE_P(NB, 1) KDK_FWD_TILE_P(NB, 2) KDK_FWD_TILE_P(NB, 3) KDK_FWD_TILE_P(NB, 4)    \
+    KDK_FWD_TILE_P(NB, 5) KDK_FWD_TILE_P(NB, 6) KDK_FWD_TILE_P(NB, 7) KDK_FWD_TILE_P(NB, 8)    \
+    KDK_FWD_TILE_P(NB, 9) KDK_FWD_TILE_P(NB, 10) KDK_FWD_TILE_P(NB, 11) KDK_FWD_TILE_P(NB, 12) \
+    KDK_FWD_TILE_P(NB, 13) KDK_FWD_TILE_P(NB, 14) KDK_FWD_TILE_P(NB, 15) KDK_FWD_TILE_P(NB, 16)\
+    KDK_FWD_TILE_P(NB, 17) KDK_FWD_TILE_P(NB, 18) KDK_FWD_TILE_P(NB, 19) KDK_FWD_TILE_P(NB, 20)\
+    KDK_FWD_TILE_P(NB, 21) KDK_FWD_TILE_P(NB, 22) KDK_FWD_TILE_P(NB, 23) KDK_FWD_TILE_P(NB, 24)
 #define KDK_FWD_CASES(NB)                                                                      \
     KDK_FWD_CASE(NB, 1) KDK_FWD_CASE(NB, 2) KDK_FWD_CASE(NB, 3) KDK_FWD_CASE(NB, 4)            \
     KDK_FWD_CASE(NB, 5) KDK_FWD_CASE(NB, 6) KDK_FWD_CASE(NB, 7) KDK_FWD_CASE(NB, 8)            \
@@ -200,6 +218,9 @@ _Pragma("GCC unroll 4")                                                         
 KDK_FWD_TILE(1)
 KDK_FWD_TILE(2)
 KDK_FWD_TILE(4)
+KDK_FWD_TILES_P(1)
+KDK_FWD_TILES_P(2)
+KDK_FWD_TILES_P(4)
 KDK_FWD_ROWS(1)
 KDK_FWD_ROWS(2)
 KDK_FWD_ROWS(4)
@@ -379,11 +400,17 @@ static struct kdk_conv_geom KI(geom)(KDK_CONV_GEOM_PARAMS)
 #else
 #define KDK_ON2(fn, args)
 #endif
+#ifdef KDK_FAST_HAVE_BASE
+#define KDK_ONBASE(fn, args) case KDK_ISA_BASE: KDK_CAT(KI(fn), _base) args; break;
+#else
+#define KDK_ONBASE(fn, args)
+#endif
 #define KDK_DISPATCH(fn, args)                                                             \
     switch (kdk_fast_isa()) {                                                              \
         KDK_ON512(fn, args)                                                                \
         KDK_ON2(fn, args)                                                                  \
-    default: KDK_CAT(KI(fn), _base) args; break;                                           \
+        KDK_ONBASE(fn, args)                                                               \
+    default: break;                                                                        \
     }
 
 /* Whether the direct kernels take f output channels (whole vectors). */
@@ -396,7 +423,10 @@ static int KI(fast_ok)(int f)
 #ifdef KDK_FAST_AVX2
     case KDK_ISA_AVX2: return KDK_CAT(KI(fwd_nb), _avx2)(f);
 #endif
-    default: return KDK_CAT(KI(fwd_nb), _base)(f);
+#ifdef KDK_FAST_HAVE_BASE
+    case KDK_ISA_BASE: return KDK_CAT(KI(fwd_nb), _base)(f);
+#endif
+    default: return 0;
     }
 }
 
@@ -418,6 +448,7 @@ static void KI(fast_dw)(const struct kdk_conv_geom *g, int q0, int q1, const KT 
 }
 #undef KDK_ON512
 #undef KDK_ON2
+#undef KDK_ONBASE
 #undef KDK_DISPATCH
 #else
 /* Never taken: fast_ok says no. */

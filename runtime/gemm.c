@@ -97,6 +97,11 @@ static size_t kdk_gemm_work_elems(int M, int N, int K, size_t es)
 #undef KEXP
 #undef KTANH
 
+/* double: the base variant only. f64 is the precision build (gradient
+ * checks, reference runs), not the fast one; two more variants would double
+ * this file's build time. */
+#undef KDK_VARIANT_AVX512
+#undef KDK_VARIANT_AVX2
 #define KT double
 #define KTS 8
 #define KTI int64_t

@@ -18,7 +18,9 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -67,20 +69,26 @@ static int run_free(char *cmd, char **out)
 }
 
 
-/* The runtime kernels, compiled once per compiler by main() into BUILD/tmp/codegen-rt-CC/. */
+/* The runtime kernels: for gcc, the build's libkdslrt.a; clang compiles them
+ * once more, by main(), into BUILD/tmp/codegen-rt-clang/ (a portability check
+ * of the runtime, with warnings as errors). */
 static const char *runtime_lib(const char *cc)
 {
     static char buf[2][4096];
-    char *b = buf[strcmp(cc, "gcc") != 0];
-    snprintf(b, sizeof buf[0], "%s/tmp/codegen-rt-%s/libkdslrt.a", tu_build_root(), cc);
+    bool gcc = strcmp(cc, "gcc") == 0;
+    char *b = buf[!gcc];
+    if (gcc) snprintf(b, sizeof buf[0], "%s/libkdslrt.a", tu_build_root());
+    else snprintf(b, sizeof buf[0], "%s/tmp/codegen-rt-%s/libkdslrt.a", tu_build_root(), cc);
     return b;
 }
 
 static int build_runtime(const char *cc)
 {
+    if (!strcmp(cc, "gcc")) return access(runtime_lib(cc), R_OK);
     char *out = NULL;
     int rc = RUN(&out, "set -e; d=%s/tmp/codegen-rt-%s; rm -rf $d; mkdir -p $d; cd $d; "
-                 "for f in %s/*.c; do %s -std=c11 -O2 -I%s -c $f -o $(basename $f .c).o; done; ar rcs libkdslrt.a *.o",
+                 "for f in %s/*.c; do %s -std=c11 -O2 -Wall -Wextra -Werror -I%s -c $f -o $(basename $f .c).o; done; "
+                 "ar rcs libkdslrt.a *.o",
                  tu_build_root(), cc, tu_src("runtime"), cc, tu_src("runtime"));
     if (rc) fprintf(stderr, "building the runtime with %s failed:\n%s\n", cc, out);
     free(out);
