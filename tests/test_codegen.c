@@ -17,6 +17,7 @@
 #include "train_graph.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -28,13 +29,7 @@
 
 static const char *const compilers[] = {"gcc", "clang"};
 
-static void sh(const char *cmd)
-{
-    char *out = NULL;
-    int rc = tu_run(cmd, &out);
-    ck_assert_msg(rc == 0, "command failed (%d): %s\n%s", rc, cmd, out);
-    free(out);
-}
+static void sh(const char *cmd) { tu_sh(cmd); }
 
 /* printf into a malloc'd string. */
 static char *strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -928,8 +923,10 @@ START_TEST(embed_weights)
     char mpath[4300];
     snprintf(mpath, sizeof mpath, "%s/main.c", emb.dir);
     ck_assert_int_eq(tu_write(mpath, main_c, strlen(main_c)), 0);
-    SH("cd %s && gcc -std=c99 -Wall -Wextra -Werror -I%s main.c small.c %s -lm -o emb && ./emb > emb.txt", emb.dir,
-       tu_src("runtime"), runtime_lib("gcc"));
+    /* the sanitizer pass's runtime library needs the sanitizer flags at link time */
+    const char *extra = getenv("KDSL_CODEGEN_CFLAGS") ? getenv("KDSL_CODEGEN_CFLAGS") : "";
+    SH("cd %s && gcc -std=c99 -Wall -Wextra -Werror %s -I%s main.c small.c %s -lm -o emb && ./emb > emb.txt", emb.dir,
+       extra, tu_src("runtime"), runtime_lib("gcc"));
     dlist in = {0};
     push(&in, 2);
     for (long i = 0; i < plain.p->params_size; i++) push(&in, f32[i]);

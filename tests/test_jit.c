@@ -41,10 +41,7 @@ static char *strf(const char *fmt, ...)
 
 static void sh(char *cmd)
 {
-    char *out = NULL;
-    int rc = tu_run(cmd, &out);
-    ck_assert_msg(rc == 0, "command failed (%d): %s\n%s", rc, cmd, out);
-    free(out);
+    tu_sh(cmd);
     free(cmd);
 }
 

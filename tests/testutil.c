@@ -94,6 +94,19 @@ int tu_run(const char *cmd, char **output)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+void tu_sh(const char *cmd)
+{
+    char *out = NULL;
+    int rc = tu_run(cmd, &out);
+    if (rc != 0) {
+        const char *o = out ? out : "";
+        size_t len = strlen(o);
+        fprintf(stderr, "command failed (%d): %s\n%s\n", rc, cmd, o);
+        ck_abort_msg("command failed (%d): %.300s ... output ends: %.1200s", rc, cmd, len > 1200 ? o + len - 1200 : o);
+    }
+    free(out);
+}
+
 int tu_run_suite(Suite *s)
 {
     SRunner *sr = srunner_create(s);

@@ -21,6 +21,10 @@ const char *tu_tmpdir(const char *tag);
 
 /* Runs a shell command; captures stdout+stderr (malloc'd) and returns the exit status. */
 int tu_run(const char *cmd, char **output);
+/* Runs a shell command that must succeed: on failure prints the command and all
+ * of its output to stderr and fails the test with the output's tail (Check's
+ * messages are bounded, so a long compiler log must not go into one whole). */
+void tu_sh(const char *cmd);
 
 /* Runs a suite, printing Check's summary line, returns the process exit status. */
 int tu_run_suite(Suite *s);
