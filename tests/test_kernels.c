@@ -13,7 +13,9 @@
 
 #include "kernels.h"
 #include "kernels_impl.h"
+#include "host/fpmode.h"
 #include "host/parallel.h"
+#include "host/train.h"
 #include "testutil.h"
 
 /* ---- helpers: deterministic randoms, buffers of float or double ---- */
@@ -1313,6 +1315,76 @@ START_TEST(test_threads_range)
 }
 END_TEST
 
+/* ---- the host's floating-point mode (runtime/host/fpmode.c) ----
+ * Inside kdh_fpmode_flush_subnormals a subnormal product is 0 on the caller and on
+ * every pool worker; outside it (and after the mode is restored) it is not. */
+
+static float subnormal_product(void)
+{
+    volatile float a = 1e-20f, b = 1e-20f; /* 1e-40: subnormal */
+    return a * b;
+}
+
+typedef struct fp_probe {
+    int zero[64]; /* per chunk: the product flushed */
+} fp_probe;
+
+static void probe_chunk(void *ctx, int chunk, int nchunks, int thread)
+{
+    (void)nchunks, (void)thread;
+    fp_probe *p = ctx;
+    p->zero[chunk] = subnormal_product() == 0.0f;
+}
+
+static int fp_flushes_in_pool(int threads, int want_zero)
+{
+    fp_probe p;
+    memset(&p, 0, sizeof p);
+    kdh_pool_set_threads(threads);
+    kdh_parallel_chunks(probe_chunk, &p, 64);
+    for (int c = 0; c < 64; c++)
+        if (p.zero[c] != want_zero) return 0;
+    return 1;
+}
+
+static int predict_saw_flush;
+static void probe_predict(const float *params, const float *const *inputs, float *const *outputs, int batch,
+                          void *arena)
+{
+    (void)params, (void)inputs, (void)arena;
+    predict_saw_flush = subnormal_product() == 0.0f;
+    for (int i = 0; i < batch; i++) outputs[0][i] = 0;
+}
+
+START_TEST(test_fpmode_flush)
+{
+#if defined(__x86_64__) || defined(__aarch64__)
+    ck_assert_msg(subnormal_product() != 0.0f, "the test starts with subnormals kept");
+    unsigned long old = kdh_fpmode_flush_subnormals();
+    ck_assert_float_eq(subnormal_product(), 0.0f);
+    for (int t = 1; t <= 3; t++) ck_assert_msg(fp_flushes_in_pool(t, 1), "%d threads: a worker kept a subnormal", t);
+    kdh_fpmode_set(old);
+    ck_assert(subnormal_product() != 0.0f);
+    /* the same workers, the poster's mode again */
+    for (int t = 3; t >= 1; t--) ck_assert_msg(fp_flushes_in_pool(t, 0), "%d threads: a worker still flushes", t);
+
+    /* kdh_predict runs the model flushed and gives the caller its mode back */
+    kdh_model m;
+    memset(&m, 0, sizeof m);
+    m.max_batch = 4;
+    m.input_elems = 1;
+    m.output_elems = 1;
+    m.fns.predict = probe_predict;
+    float x[6] = {0}, y[6];
+    predict_saw_flush = 0;
+    kdh_predict(&m, NULL, x, 6, y, NULL);
+    ck_assert(predict_saw_flush);
+    ck_assert_msg(subnormal_product() != 0.0f, "kdh_predict left subnormals flushed");
+    kdh_pool_set_threads(1);
+#endif
+}
+END_TEST
+
 static Suite *kernels_suite(void)
 {
     Suite *s = suite_create("kernels");
@@ -1344,6 +1416,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, test_threads_gemm);
     tcase_add_test(tc, test_threads_conv_pool);
     tcase_add_test(tc, test_threads_range);
+    tcase_add_test(tc, test_fpmode_flush);
     suite_add_tcase(s, tc);
     tc = tcase_create("softmax");
     tcase_add_test(tc, test_softmax);

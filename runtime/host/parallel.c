@@ -2,6 +2,7 @@
  * wrappers (parallel.h). */
 #include "parallel.h"
 
+#include "fpmode.h"
 #include "kernels.h"
 
 #include <pthread.h>
@@ -34,6 +35,7 @@ static struct pool {
     kdh_chunk_fn fn;
     void *ctx;
     int nchunks;
+    unsigned long fpmode; /* the poster's floating-point mode (fpmode.h), the job's */
     _Alignas(64) atomic_int next;    /* the next chunk to claim */
     _Alignas(64) atomic_ulong gen;   /* bumped per job */
     _Alignas(64) atomic_int pending; /* workers still running the job */
@@ -74,6 +76,7 @@ static void *worker(void *arg)
     /* Not P.gen read now: a job posted before this thread ran would be
      * missed, and its poster would wait for this worker forever. */
     unsigned long seen = ((worker_arg *)arg)->gen;
+    unsigned long mode = kdh_fpmode_get();
     for (;;) {
         unsigned long g;
         int spins = 0;
@@ -95,6 +98,8 @@ static void *worker(void *arg)
         }
         seen = g;
         if (atomic_load_explicit(&P.stop, memory_order_relaxed)) return NULL;
+        /* the poster's rounding and flush-to-zero: the same arithmetic on every thread */
+        if (P.fpmode != mode) kdh_fpmode_set(mode = P.fpmode);
         run_chunks(part);
         atomic_fetch_sub_explicit(&P.pending, 1, memory_order_release);
     }
@@ -146,6 +151,7 @@ void kdh_parallel_chunks(kdh_chunk_fn fn, void *ctx, int nchunks)
     P.fn = fn;
     P.ctx = ctx;
     P.nchunks = nchunks;
+    P.fpmode = kdh_fpmode_get();
     atomic_store_explicit(&P.next, 0, memory_order_relaxed);
     atomic_store_explicit(&P.pending, P.nworkers, memory_order_relaxed);
     atomic_fetch_add(&P.gen, 1); /* releases the job's fields */

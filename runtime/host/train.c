@@ -10,6 +10,7 @@
 
 #include "checkpoint.h"
 #include "dataset.h"
+#include "fpmode.h"
 #include "host_internal.h"
 #include "parallel.h"
 #include "progress.h"
@@ -162,6 +163,7 @@ int kdh_evaluate(const kdh_model *m, const float *params, const kdh_dataset *d, 
 {
     float *out = kdh_floats((int64_t)m->max_batch * m->output_elems, "evaluate", err);
     if (!out) return -1;
+    unsigned long fpmode = kdh_fpmode_flush_subnormals();
     double sl = 0, sc = 0;
     for (int64_t at = 0; at < d->n; at += m->max_batch) {
         int nb = (int)(d->n - at < m->max_batch ? d->n - at : m->max_batch);
@@ -174,6 +176,7 @@ int kdh_evaluate(const kdh_model *m, const float *params, const kdh_dataset *d, 
             if (m->accuracy) sc += kdh_sample_correct(m, y, t);
         }
     }
+    kdh_fpmode_set(fpmode);
     free(out);
     *loss = d->n ? sl / (double)d->n : NAN;
     *accuracy = m->accuracy && d->n ? sc / (double)d->n : NAN;
@@ -182,12 +185,14 @@ int kdh_evaluate(const kdh_model *m, const float *params, const kdh_dataset *d, 
 
 void kdh_predict(const kdh_model *m, const float *params, const float *x, int64_t n, float *y, void *arena)
 {
+    unsigned long fpmode = kdh_fpmode_flush_subnormals();
     for (int64_t at = 0; at < n; at += m->max_batch) {
         int nb = (int)(n - at < m->max_batch ? n - at : m->max_batch);
         const float *ins[1] = {x + at * m->input_elems};
         float *outs[1] = {y + at * m->output_elems};
         m->fns.predict(params, ins, outs, nb, arena);
     }
+    kdh_fpmode_set(fpmode);
 }
 
 /* ---- fit ------------------------------------------------------------------------------------------ */
@@ -341,6 +346,7 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
     int rc = -1;
     if (check_fit(m, train, val, o, err) != 0) return -1;
     kdh_pool_set_threads(o->threads);   /* the kernels' thread split (parallel.h) */
+    unsigned long fpmode = kdh_fpmode_flush_subnormals(); /* as TensorFlow trains (fpmode.h) */
     if (fit_alloc(m, train, &s, err) != 0) goto done;
     if (fit_start(m, o, &s, err) != 0) goto done;
     kdh_progress pg;
@@ -379,6 +385,7 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
     s.ck.history = (kdh_history){0};
     rc = 0;
 done:
+    kdh_fpmode_set(fpmode);
     kdh_history_free(&s.ck.history);
     fit_free(&s);
     return rc;

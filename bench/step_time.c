@@ -1,0 +1,98 @@
+/* step_time.c — the JIT's training step alone (bench/run's breakdown): no data
+ * set, no shuffle, no progress; random inputs and one-hot labels at the
+ * compiled batch, a warm-up, then the median of ROUNDS rounds of STEPS steps
+ * at each thread count given, with subnormals flushed as kdslc train runs. Usage: step_time FILE.kdsl [THREADS...]
+ * Prints "step_us threads=T median=U samples/s=S" per thread count. */
+#include "codegen.h"
+#include "driver.h"
+#include "host/fpmode.h"
+#include "host/parallel.h"
+#include "jit.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { STEPS = 200, ROUNDS = 7 };
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static float *floats(int64_t n)
+{
+    float *p = aligned_alloc(64, ((size_t)n * sizeof(float) + 63) / 64 * 64);
+    if (!p) {
+        fprintf(stderr, "step_time: out of memory\n");
+        exit(1);
+    }
+    memset(p, 0, (size_t)n * sizeof(float));
+    return p;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: step_time FILE.kdsl [THREADS...]\n");
+        return 2;
+    }
+    kd_session s = {0};
+    if (kd_front_end(&s, argv[1], NULL) != 0) return 1;
+    kd_codegen_options co = {.arena = &s.arena};
+    lp_program *p = kd_codegen_build(&s.arena, s.model, &co, &s.diags);
+    if (!p) return 1;
+    kd_model_fns f;
+    char why[1024] = "";
+    kd_jit *j = kd_jit_compile(p, NULL, &f, why, sizeof why);
+    if (!j || !f.train_step) {
+        fprintf(stderr, "step_time: %s\n", j ? "the model has no training step" : why);
+        return 1;
+    }
+    kdh_fpmode_flush_subnormals();
+    int b = p->max_batch;
+    int64_t arena = 0;
+    for (int k = 0; k < LP_F_COUNT; k++)
+        if (p->funcs[k] && p->funcs[k]->arena_bytes > arena) arena = p->funcs[k]->arena_bytes;
+    float *params = floats(p->params_size), *opt = floats(p->opt_size + 1);
+    float *x = floats(p->inputs[0].elems * b), *y = floats(p->labels[0].elems * b);
+    float *out = floats(p->outputs[0].elems * b), *ar = floats(arena / 4 + 16);
+    f.init(params, opt, 1);
+    uint64_t r = 88172645463325252ULL;
+    for (int64_t i = 0; i < p->inputs[0].elems * b; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        x[i] = (float)(r >> 40) / (float)(1 << 24);
+    }
+    int64_t le = p->labels[0].elems;
+    for (int i = 0; i < b; i++) y[i * le + i % le] = 1;
+    const float *ins[1] = {x};
+    unsigned long long step = 1;
+    for (int a = 2; a < argc || a == 2; a++) {
+        int t = a < argc ? atoi(argv[a]) : 1;
+        kdh_pool_set_threads(t);
+        for (int w = 0; w < STEPS; w++) f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
+        double us[ROUNDS];
+        for (int k = 0; k < ROUNDS; k++) {
+            double t0 = now();
+            for (int w = 0; w < STEPS; w++) f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
+            us[k] = (now() - t0) / STEPS * 1e6;
+        }
+        qsort(us, ROUNDS, sizeof *us, cmp_double);
+        printf("step_us threads=%d batch=%d median=%.1f min=%.1f samples/s=%.0f\n", kdh_pool_threads(), b,
+               us[ROUNDS / 2], us[0], b / us[ROUNDS / 2] * 1e6);
+    }
+    kd_jit_free(j);
+    kd_session_free(&s);
+    free(params), free(opt), free(x), free(y), free(out), free(ar);
+    return 0;
+}
