@@ -103,6 +103,12 @@ kd_model *kd_find_model(kd_program *p, const char *name);
 #define KD_DEFAULT_MAX_BYTES ((uint64_t)4 << 30)
 uint64_t kd_memory_limit(const char **why);
 
+/* Checks m against kd_memory_limit() at `batch` samples: false, with one
+ * error in d, if a single tensor or all variables together do not fit.
+ * Sema checks at the default batch (the train block's batch_size, else 32);
+ * codegen again when --batch or --batch-size asks for another. */
+bool kd_check_memory(const kd_model *m, int64_t batch, kd_diags *d);
+
 /* summary.c: Keras' model.summary() table. */
 void kd_print_summary(FILE *out, const kd_model *m);
 

@@ -370,6 +370,10 @@ int kd_run_train(const kd_run_options *o)
         c->seed = o->seed;
     }
     if (o->batch_size > 0) c->batch_size = o->batch_size;
+    if (!kd_check_memory(km, c->batch_size, &s.diags)) { /* before the data is read */
+        rc = 1;
+        goto done;
+    }
     if (o->epochs >= 0) c->epochs = o->epochs;
     if (!isnan(o->learning_rate)) c->learning_rate = o->learning_rate;
     double split = !isnan(o->validation_split) ? o->validation_split : c->validation_split;

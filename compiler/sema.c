@@ -1558,20 +1558,18 @@ static const char *human_bytes(double b, char *buf, size_t n)
 /* The memory a model certainly needs, checked against kd_memory_limit() at
  * compile time, so that a huge shape is a clear error here and not a failed
  * allocation (or an overflowing size computation) in generated code later:
- * every single tensor of the forward graphs at the largest batch (the train
- * block's batch_size, else 32, as codegen defaults), and all variables
- * together, as float32 (f64 code needs twice as much). Liveness and the
- * backward pass only add to that, so these bounds never reject a model that
- * would fit. One error per model. */
-static void check_memory(sema *S, kd_model *m)
+ * every single tensor of the forward graphs at the batch given, and all
+ * variables together, as float32 (f64 code needs twice as much). Liveness
+ * and the backward pass only add to that, so these bounds never reject a
+ * model that would fit. One error per model (model.h). */
+bool kd_check_memory(const kd_model *m, int64_t batch, kd_diags *d)
 {
     const char *bad_env;
     uint64_t limit = kd_memory_limit(&bad_env);
     if (bad_env) {
-        sema_error(S, (kd_loc){0}, "%s", bad_env);
-        return;
+        kd_error(d, (kd_loc){0}, "%s", bad_env);
+        return false;
     }
-    int64_t batch = m->config.present && m->config.batch_size > 0 ? m->config.batch_size : 32;
     char shape[128], need[32], lim[32];
     const ir_graph *graphs[2] = {m->train, m->infer};
     for (int gi = 0; gi < 2; gi++) {
@@ -1587,13 +1585,13 @@ static void check_memory(sema *S, kd_model *m)
             ir_shape_keras(&n->shape, shape, sizeof shape);
             kd_loc loc = n->loc.src ? n->loc : m->item->name_loc;
             if (overflow)
-                sema_error(S, loc, "model too large: a tensor of shape %s has more elements than 64 bits can count", shape);
+                kd_error(d, loc, "model too large: a tensor of shape %s has more elements than 64 bits can count", shape);
             else
-                sema_error(S, loc, "model too large: a tensor of shape %s needs %s%s%.0lld (float32), more than "
-                           "the memory limit of %s (KDSL_MAX_BYTES)", shape, human_bytes((double)bytes, need, sizeof need),
-                           n->shape.batched ? " at batch " : "", n->shape.batched ? (long long)batch : 0LL,
-                           human_bytes((double)limit, lim, sizeof lim));
-            return;
+                kd_error(d, loc, "model too large: a tensor of shape %s needs %s%s%.0lld (float32), more than "
+                         "the memory limit of %s (KDSL_MAX_BYTES)", shape, human_bytes((double)bytes, need, sizeof need),
+                         n->shape.batched ? " at batch " : "", n->shape.batched ? (long long)batch : 0LL,
+                         human_bytes((double)limit, lim, sizeof lim));
+            return false;
         }
     }
     uint64_t total = 0;
@@ -1602,10 +1600,20 @@ static void check_memory(sema *S, kd_model *m)
         int64_t elems = ir_shape_elems(&v->shape);
         if (elems < 0 || __builtin_add_overflow(total, 4 * (uint64_t)elems, &total)) total = UINT64_MAX;
     }
-    if (total > limit)
-        sema_error(S, m->item->name_loc, "model too large: its %d variables need %s (float32), more than the memory "
-                   "limit of %s (KDSL_MAX_BYTES)", m->vars.len, human_bytes((double)total, need, sizeof need),
-                   human_bytes((double)limit, lim, sizeof lim));
+    if (total > limit) {
+        kd_error(d, m->item->name_loc, "model too large: its %d variables need %s (float32), more than the memory "
+                 "limit of %s (KDSL_MAX_BYTES)", m->vars.len, human_bytes((double)total, need, sizeof need),
+                 human_bytes((double)limit, lim, sizeof lim));
+        return false;
+    }
+    return true;
+}
+
+/* At the batch codegen defaults to: the train block's batch_size, else 32. */
+static void check_memory(sema *S, kd_model *m)
+{
+    int64_t batch = m->config.present && m->config.batch_size > 0 ? m->config.batch_size : 32;
+    if (!kd_check_memory(m, batch, S->d)) S->errors++;
 }
 
 kd_model *kd_find_model(kd_program *p, const char *name)

@@ -636,6 +636,44 @@ START_TEST(memory_limit_counts_the_batch)
 }
 END_TEST
 
+/* kdslc compile --batch and kdslc train --batch-size check the limit at the
+ * batch asked for, not the train block's. */
+START_TEST(memory_limit_at_the_flag_batch)
+{
+    static const char text[] = "model m {\n    input x: [1000]\n    output y = relu(x)\n}\n"
+                               "train m {\n    loss: MeanSquaredError()\n    optimizer: SGD()\n    batch_size: 250\n}\n";
+    const char *dir = tu_tmpdir("memory-batch");
+    char src[4200], cmd[9000], *out;
+    snprintf(src, sizeof src, "%s/mem.kdsl", dir);
+    ck_assert_int_eq(tu_write(src, text, sizeof text - 1), 0);
+    static const char *const runs[][2] = {
+        {"compile", "--batch 300 -o %s/m.c"},
+        {"compile", "--batch 300 --inference-only -o %s/m.c"},
+        {"train", "--batch-size 300 --epochs 1 --data %s/none.npy,%s/none.npy"},
+    };
+    for (int k = 0; k < 3; k++) {
+        char flags[4300];
+        snprintf(flags, sizeof flags, runs[k][1], dir, dir);
+        snprintf(cmd, sizeof cmd, "KDSL_MAX_BYTES=1000000 '%s' %s '%s' %s", tu_kdslc(), runs[k][0], src, flags);
+        ck_assert_int_eq(tu_run(cmd, &out), 1);
+        ck_assert_msg(strstr(out, "mem.kdsl:2:5: error: model too large: a tensor of shape (None, 1000) needs 1.14 MiB at "
+                                  "batch 300 (float32), more than the memory limit of 977 KiB (KDSL_MAX_BYTES)"),
+                      "%s: %s", cmd, out);
+        char mc[4300];
+        snprintf(mc, sizeof mc, "%s/m.c", dir);
+        ck_assert_msg(access(mc, F_OK) != 0, "%s: wrote %s", cmd, mc);
+        free(out);
+    }
+    /* the train block's batch fits, and so does a smaller --batch */
+    snprintf(cmd, sizeof cmd, "KDSL_MAX_BYTES=1000000 '%s' compile '%s' --batch 100 -o %s/ok.c", tu_kdslc(), src, dir);
+    ck_assert_int_eq(tu_run(cmd, &out), 0);
+    free(out);
+    snprintf(cmd, sizeof cmd, "KDSL_MAX_BYTES=1000000 '%s' compile '%s' -o %s/ok.c", tu_kdslc(), src, dir);
+    ck_assert_int_eq(tu_run(cmd, &out), 0);
+    free(out);
+}
+END_TEST
+
 /* ---- readers ---------------------------------------------------------------------------------------- */
 
 #define ck_assert_err(err, text) \
@@ -866,6 +904,7 @@ static Suite *hostile_suite(void)
     tc = tcase_create("memory bound");
     tcase_add_test(tc, memory_limit_is_configurable);
     tcase_add_test(tc, memory_limit_counts_the_batch);
+    tcase_add_test(tc, memory_limit_at_the_flag_batch);
     suite_add_tcase(s, tc);
     tc = tcase_create("readers");
     tcase_add_test(tc, idx_from_memory);
