@@ -923,6 +923,12 @@ static sv *eval_call(sema *S, const ast_expr *call)
     if (fn) return function_call(S, fn, call);
     /* 3. a block, a user layer, a model, or a built-in layer */
     const ast_item *item = find_item(S, callee, -1);
+    if (S->in_train_block && (item || layer_find(callee))) {
+        sema_error(S, call->loc, "a train block's settings cannot call %s '%s'",
+                   !item ? "layer" : item->kind == ITEM_BLOCK ? "block" : item->kind == ITEM_MODEL ? "model" : "layer",
+                   callee);
+        return NULL;
+    }
     if (item && item->kind == ITEM_BLOCK) return call_block(S, item, call);
     const layer_def *def = item ? NULL : layer_find(callee);
     if (!item && !def) {
@@ -1418,7 +1424,7 @@ static bool is_chain(const kd_model *m)
     return true;
 }
 
-static kd_model *elaborate(sema *S, const ast_item *item, bool training, kd_model *m)
+static kd_model *elaborate_body(sema *S, const ast_item *item, bool training, kd_model *m)
 {
     S->m = m;
     S->training = training;
@@ -1483,6 +1489,17 @@ static kd_model *elaborate(sema *S, const ast_item *item, bool training, kd_mode
     return m;
 }
 
+/* Elaborates a model; after it, nothing of the sema state points into its
+ * stack frames (its scope, its frame) or into the model's row table. */
+static kd_model *elaborate(sema *S, const ast_item *item, bool training, kd_model *m)
+{
+    kd_model *r = elaborate_body(S, item, training, m);
+    S->scope = NULL;
+    S->frame = NULL;
+    S->layers = NULL;
+    return r;
+}
+
 static kd_model *check_model(sema *S, const ast_item *item)
 {
     kd_model *m = kd_alloc(S->a, sizeof *m);
@@ -1497,6 +1514,7 @@ static kd_model *check_model(sema *S, const ast_item *item)
     S->quiet = true;
     kd_model *ok = elaborate(S, item, false, &shadow);
     S->quiet = false;
+    S->m = m; /* not this frame's shadow */
     if (!ok || shadow.vars.len != m->vars.len) {
         if (S->a->used > MAX_COMPILER_BYTES)
             too_much_memory(S, item->name_loc);
@@ -1707,7 +1725,9 @@ kd_program *kd_check(kd_arena *a, ast_program *ast, kd_diags *d, const char *onl
         }
         S.errors = 0;
         S.m = m;
+        S.in_train_block = true;
         sema_train_config(&S, m, it);
+        S.in_train_block = false;
         total_errors += S.errors;
     }
     /* Sizes, once the batch size of each model is known. */

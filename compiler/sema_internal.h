@@ -76,6 +76,7 @@ typedef struct sema {
     kd_strmap items;              /* name -> first item that is not a train block */
     kd_strmap models;             /* name -> first model */
     bool quiet;                   /* second elaboration (inference): errors already reported */
+    bool in_train_block;          /* evaluating a train block's settings: no layers, blocks or models */
     int errors;                   /* errors in this elaboration */
     /* the model being elaborated */
     kd_model *m;
