@@ -21,6 +21,10 @@ typedef struct kd_codegen_options {
     const char *header_name;    /* what model.c #includes; NULL: "<model>.h" */
     bool no_workspace;          /* pass NULL work to GEMM / conv: smaller arena, slower kernels */
     bool no_passes;             /* lower the graphs as built (debugging the passes) */
+    /* --target: the x86-64 level ("x86-64-v3") model.c's own loops are
+     * compiled for by GCC and clang (a pragma in the file); NULL or "":
+     * portable C, the target left to the user's flags. */
+    const char *target;
     /* The compiler's memory: the session arena, so that the optimizer slots
      * the training graph adds to m->vars stay valid. NULL: a private arena,
      * freed on return, and m->vars is restored as it was. */
@@ -32,6 +36,13 @@ typedef struct kd_codegen_options {
  * kd_build_grad_graph / kd_build_train_step (compiler/train_graph.h). Writes
  * each variable's offset (kd_var.offset) in its buffer. */
 lp_program *kd_codegen_build(kd_arena *a, kd_model *m, const kd_codegen_options *o, kd_diags *d);
+
+/* The host's x86-64 level for -march ("x86-64-v3"), from the CPU's and the
+ * OS's support; NULL off x86-64 (target.c). */
+const char *kd_host_march(void);
+/* `--target NAME`: "portable" -> "", "native" -> kd_host_march(), an x86-64
+ * level -> itself; NULL for anything else (or native off x86-64). */
+const char *kd_resolve_target(const char *name);
 
 /* model.c and model.h; 0, or 1 after reporting to d (a write error). */
 int kd_emit_c(const lp_program *p, const kd_codegen_options *o, FILE *c_out, FILE *h_out, kd_diags *d);

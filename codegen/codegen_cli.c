@@ -61,6 +61,16 @@ int kd_codegen_parse_option(int argc, char **argv, int *i, kd_codegen_options *o
         else return bad("--dtype is f32 or f64, not", v);
         return 1;
     }
+    if ((v = value_of(argc, argv, i, "--target", &missing))) {
+        const char *t = kd_resolve_target(v);
+        if (!t)
+            return bad(!strcmp(v, "native") ? "--target native: kdslc knows no instruction-set level for this host; "
+                                              "use portable, not"
+                                            : "--target is portable, native, x86-64, x86-64-v2, x86-64-v3 or x86-64-v4, not",
+                       v);
+        o->target = *t ? t : NULL;
+        return 1;
+    }
     if ((v = value_of(argc, argv, i, "--embed-weights", &missing))) {
         o->embed_weights = v;
         return 1;

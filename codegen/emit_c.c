@@ -765,6 +765,16 @@ static void source(emitter *E, const char *header_name)
             E->f32 ? "float" : "double", p->max_batch);
     fprintf(out, "#include \"%s\"\n\n#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n\n#include \"kernels.h\"\n",
             header_name);
+    const char *target = E->o ? E->o->target : NULL;
+    if (target)
+        fprintf(out, "\n/* kdslc compile --target %s: GCC and clang compile this file's loops for %s\n"
+                     " * (the kernels in libkdslrt choose their instruction set at run time). */\n"
+                     "#if defined(__x86_64__) && defined(__clang__)\n"
+                     "#pragma clang attribute push(__attribute__((target(\"arch=%s\"))), apply_to = function)\n"
+                     "#elif defined(__x86_64__) && defined(__GNUC__)\n"
+                     "#pragma GCC target(\"arch=%s\")\n"
+                     "#endif\n",
+                target, target, target, target);
     helpers(E);
     table(E, "params", &p->params);
     table(E, "opt_slots", &p->slots);
@@ -773,6 +783,7 @@ static void source(emitter *E, const char *header_name)
         function(E, p->funcs[f]);
         if (f == LP_F_PREDICT && p->embedded) embedded(E);
     }
+    if (target) fputs("\n#if defined(__x86_64__) && defined(__clang__)\n#pragma clang attribute pop\n#endif\n", out);
 }
 
 int kd_emit_c(const lp_program *p, const kd_codegen_options *o, FILE *c_out, FILE *h_out, kd_diags *d)

@@ -21,6 +21,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 
+#include "codegen.h"
 #include "jit.h"
 
 #include <libgccjit.h>
@@ -103,47 +104,6 @@ static kdj_fn kernel_address(lp_kernel_id k)
     case LP_K_INIT_NORMAL: return (kdj_fn)kdj_init_normal;
     default: return NULL;
     }
-}
-
-/* ---- -march ---------------------------------------------------------------------------------- */
-
-#if defined(__x86_64__) && defined(__GNUC__) && (defined(__clang__) || __GNUC__ < 12)
-/* For host_march's second branch: clang 14's __builtin_cpu_supports knows
- * neither "f16c" nor "movbe", so ask CPUID leaf 1 for those two. */
-#include <cpuid.h>
-static bool cpuid1_ecx(unsigned bit)
-{
-    unsigned a, b, c, d;
-    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit);
-}
-#endif
-
-/* The host's ISA level for -march (libgccjit has no -march=native: the
- * driver's CPU detection is not part of it). x86-64: the highest of
- * x86-64-v4/v3/v2 whose features the CPU and the OS (saved register state)
- * support, as libgcc's CPU model reports them; elsewhere: no -march. */
-static const char *host_march(void)
-{
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("x86-64-v4")) return "x86-64-v4";
-    if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3";
-    if (__builtin_cpu_supports("x86-64-v2")) return "x86-64-v2";
-    return "x86-64";
-#elif defined(__x86_64__) && defined(__GNUC__)
-    __builtin_cpu_init();
-    bool v2 = __builtin_cpu_supports("sse3") && __builtin_cpu_supports("ssse3") &&
-              __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("popcnt");
-    bool v3 = v2 && __builtin_cpu_supports("avx") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi") &&
-              __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("fma") && cpuid1_ecx(bit_F16C) &&
-              cpuid1_ecx(bit_MOVBE);
-    bool v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-              __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
-              __builtin_cpu_supports("avx512vl");
-    return v4 ? "x86-64-v4" : v3 ? "x86-64-v3" : v2 ? "x86-64-v2" : "x86-64";
-#else
-    return NULL;
-#endif
 }
 
 /* ---- the builder ------------------------------------------------------------------------------ */
@@ -1599,7 +1559,7 @@ kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kd_model_fn
     kd_jit_options none = {0};
     if (!o) o = &none;
     int level = o->opt_level <= 0 || o->opt_level > 3 ? 3 : o->opt_level;
-    const char *march = o->march ? o->march : host_march();
+    const char *march = o->march ? o->march : kd_host_march();
 
     gcc_jit_context *ctx = gcc_jit_context_acquire();
     if (!ctx) {

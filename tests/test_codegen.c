@@ -128,6 +128,7 @@ static void gen_build(gen *g, const char *tag, const char *text, const kd_codege
     if (g->o.no_passes) strcat(opts, " --no-passes");
     if (g->o.batch) snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " --batch %d", g->o.batch);
     if (g->o.embed_weights) snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " --embed-weights %s", g->o.embed_weights);
+    if (g->o.target) snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " --target %s", g->o.target);
     SH("%s compile %s -o %s/%s.c%s", tu_kdslc(), path, g->dir, g->name, opts);
     if (!cc) return;
     /* KDSL_CODEGEN_CFLAGS: extra flags for the generated code and the driver (sanitizers). */
@@ -612,6 +613,33 @@ START_TEST(mlp_predict)
 }
 END_TEST
 
+/* --target x86-64-v3: model.c carries the pragma for GCC and clang (and a
+ * portable build none), compiles warning-free with both, and its predict
+ * still matches the interpreter. Needs an AVX2 + FMA machine to run. */
+START_TEST(mlp_target)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return;
+    kd_codegen_options o = {.target = "x86-64-v3"};
+    gen g;
+    gen_build(&g, "cg-mlp-target", mlp_text, &o, compilers[_i]);
+    char *out = NULL;
+    ck_assert_int_eq(RUN(&out, "grep -c 'pragma GCC target(\"arch=x86-64-v3\")\\|pragma clang attribute p' %s/%s.c", g.dir,
+                         g.name), 0);
+    ck_assert_msg(atoi(out) == 3, "want the GCC pragma and clang's push and pop in model.c, grep says %s", out);
+    free(out);
+    check_predict(&g, 1, 0.1, 1e-5);
+    check_predict(&g, 32, 0.1, 1e-5);
+    gen_free(&g);
+    gen_build(&g, "cg-mlp-portable", mlp_text, NULL, NULL);
+    ck_assert_int_eq(RUN(&out, "grep -c pragma %s/%s.c", g.dir, g.name), 1);   /* grep: no line */
+    free(out);
+    gen_free(&g);
+#endif
+}
+END_TEST
+
 /* predict of the CNN and of the op mix against the interpreter, f32, both compilers. */
 START_TEST(cnn_ops_predict)
 {
@@ -972,6 +1000,10 @@ START_TEST(cli_errors)
     free(out);
     ck_assert_int_eq(RUN(&out, "%s compile %s --dtype f16", tu_kdslc(), tu_src("samples/mlp.kdsl")), 2);
     free(out);
+    ck_assert_int_eq(RUN(&out, "%s compile %s --target armv7", tu_kdslc(), tu_src("samples/mlp.kdsl")), 2);
+    ck_assert_msg(strstr(out, "--target is portable, native, x86-64, x86-64-v2, x86-64-v3 or x86-64-v4, not 'armv7'"), "%s",
+                  out);
+    free(out);
     ck_assert_int_eq(RUN(&out, "cd %s && %s compile %s -o x.c --embed-weights missing.safetensors", dir, tu_kdslc(),
              tu_src("samples/mlp.kdsl")), 1);
     ck_assert_msg(strstr(out, "missing.safetensors"), "%s", out);
@@ -1147,6 +1179,7 @@ static Suite *codegen_suite(void)
     t = tcase_create("c");
     tcase_set_timeout(t, 600);
     tcase_add_loop_test(t, softmax_sample, 0, 2);
+    tcase_add_loop_test(t, mlp_target, 0, 2);
     tcase_add_loop_test(t, mlp_predict, 0, 2);
     tcase_add_test(t, mlp_arena);
     tcase_add_test(t, loops_structure);

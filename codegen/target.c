@@ -1,0 +1,59 @@
+/* target.c — the instruction-set level code is compiled for: the host's (the
+ * JIT's -march), and `kdslc compile --target` for the C backend. */
+#include "codegen.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && (defined(__clang__) || __GNUC__ < 12)
+/* For kd_host_march's second branch: clang 14's __builtin_cpu_supports knows
+ * neither "f16c" nor "movbe", so ask CPUID leaf 1 for those two. */
+#include <cpuid.h>
+static bool cpuid1_ecx(unsigned bit)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit);
+}
+#endif
+
+/* The host's ISA level for -march (libgccjit has no -march=native: the
+ * driver's CPU detection is not part of it). x86-64: the highest of
+ * x86-64-v4/v3/v2 whose features the CPU and the OS (saved register state)
+ * support, as libgcc's CPU model reports them; elsewhere: no -march. */
+const char *kd_host_march(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) return "x86-64-v4";
+    if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3";
+    if (__builtin_cpu_supports("x86-64-v2")) return "x86-64-v2";
+    return "x86-64";
+#elif defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    bool v2 = __builtin_cpu_supports("sse3") && __builtin_cpu_supports("ssse3") &&
+              __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("popcnt");
+    bool v3 = v2 && __builtin_cpu_supports("avx") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi") &&
+              __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("fma") && cpuid1_ecx(bit_F16C) &&
+              cpuid1_ecx(bit_MOVBE);
+    bool v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
+              __builtin_cpu_supports("avx512vl");
+    return v4 ? "x86-64-v4" : v3 ? "x86-64-v3" : v2 ? "x86-64-v2" : "x86-64";
+#else
+    return NULL;
+#endif
+}
+
+static const char *const levels[] = {"x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4"};
+
+const char *kd_resolve_target(const char *name)
+{
+    if (!strcmp(name, "portable")) return "";
+    if (!strcmp(name, "native")) {
+        const char *m = kd_host_march();
+        return m ? m : NULL;
+    }
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
+        if (!strcmp(name, levels[i])) return levels[i];
+    return NULL;
+}
