@@ -1,7 +1,13 @@
-/* peak.c — one core's FP32 FMA peak: a register-resident loop of independent
+/* peak.c — the FP32 FMA peak: a register-resident loop of independent
  * vector FMAs (GCC vector extensions, built with -O2 -march=native by
- * bench/run). Prints "peak_gflops <value>" (best of several runs). */
+ * bench/run). `peak` measures one core; `peak N` runs the loop on N threads
+ * at once and reports their sum, which on a virtual machine tells whether
+ * its vCPUs are whole cores right now (two vCPUs on one physical core's
+ * SMT siblings share its FMA units: the sum is no more than one core's).
+ * Prints "peak_gflops <value>" (best of several runs). */
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #ifndef VEC_BYTES
@@ -47,7 +53,7 @@ __attribute__((noinline)) static float run(long iters, float seed)
     return r;
 }
 
-int main(void)
+static double best_gflops(void)
 {
     long iters = 20000000;
     double best = 0;
@@ -60,7 +66,27 @@ int main(void)
         double gf = 2.0 * LANES * NACC * (double)iters / dt / 1e9;
         if (gf > best) best = gf;
     }
-    printf("peak_gflops %.1f\n", best);
-    fprintf(stderr, "(checksum %g, %d-byte vectors)\n", (double)sink, VEC_BYTES);
+    if (sink == 12345.0f) fprintf(stderr, "(checksum hit)\n"); /* keeps the sums live */
+    return best;
+}
+
+static void *thread_main(void *out)
+{
+    *(double *)out = best_gflops();
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    int n = argc > 1 ? atoi(argv[1]) : 1;
+    if (n < 1 || n > 64) n = 1;
+    pthread_t th[64];
+    double gf[64], sum = 0;
+    for (int t = 1; t < n; t++) pthread_create(&th[t], NULL, thread_main, &gf[t]);
+    gf[0] = best_gflops();
+    for (int t = 1; t < n; t++) pthread_join(th[t], NULL);
+    for (int t = 0; t < n; t++) sum += gf[t];
+    printf("peak_gflops %.1f\n", sum);
+    fprintf(stderr, "(%d thread%s, %d-byte vectors)\n", n, n == 1 ? "" : "s", VEC_BYTES);
     return 0;
 }

@@ -87,9 +87,12 @@ int main(int argc, char **argv)
             for (int w = 0; w < STEPS; w++) f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
             us[k] = (now() - t0) / STEPS * 1e6;
         }
+        unsigned long jobs = kdh_pool_jobs();
+        f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
+        jobs = kdh_pool_jobs() - jobs;
         qsort(us, ROUNDS, sizeof *us, cmp_double);
-        printf("step_us threads=%d batch=%d median=%.1f min=%.1f samples/s=%.0f\n", kdh_pool_threads(), b,
-               us[ROUNDS / 2], us[0], b / us[ROUNDS / 2] * 1e6);
+        printf("step_us threads=%d batch=%d median=%.1f min=%.1f samples/s=%.0f pool_jobs/step=%lu\n", kdh_pool_threads(),
+               b, us[ROUNDS / 2], us[0], b / us[ROUNDS / 2] * 1e6, jobs);
     }
     kd_jit_free(j);
     kd_session_free(&s);
