@@ -3,6 +3,7 @@
 #include "driver.h"
 #include "codegen.h"
 #include "run.h"
+#include "train_graph.h"
 
 #include <errno.h>
 #include <math.h>
@@ -27,7 +28,7 @@ static void usage(FILE *out)
           "  compile FILE [-o model.c] [--batch N] [--inference-only] [--embed-weights W]\n"
           "               [--dtype f32|f64] [--no-workspace] [--target portable|native|x86-64-vN]\n"
           "                                         emit model.c + model.h\n"
-          "  ir FILE --stage ast|graph|infer|opt|loops [--model NAME]  dump a stage of the compiler\n"
+          "  ir FILE --stage ast|graph|infer|grad|opt|loops [--model NAME]  dump a stage of the compiler\n"
           "  train FILE [options]                   fit the model (Keras' compile + fit), JIT-compiled\n"
           "      --data fashion-mnist|DIR|X.npy,Y.npy|FILE.csv   (default fashion-mnist)\n"
           "      --epochs N  --batch-size N  --learning-rate F  --seed N  --validation-split F\n"
@@ -88,17 +89,29 @@ static int cmd_summary(const options *o)
 
 static int cmd_ir(const options *o)
 {
-    static const char *const stages[] = {"ast", "graph", "infer", "opt", "loops"};
+    static const char *const stages[] = {"ast", "graph", "infer", "grad", "opt", "loops"};
     const char *stage = o->stage ? o->stage : "graph";
     int which = -1;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (!strcmp(stage, stages[i])) which = i;
-    if (which < 0) return bad_usage("unknown stage '%s' (ast, graph, infer, opt, loops)", stage, stages, 5);
+    if (which < 0) return bad_usage("unknown stage '%s' (ast, graph, infer, grad, opt, loops)", stage, stages, 6);
     kd_session s = {0};
     int rc = kd_front_end(&s, o->file, o->model);
     if (which == 0 && s.ast && rc == 0) ast_dump(stdout, s.ast);
     else if (which == 1 && rc == 0) ir_dump(stdout, s.model->train);
     else if (which == 2 && rc == 0) ir_dump(stdout, s.model->infer);
+    else if (which == 3 && rc == 0) {
+        /* the differentiated graph as autodiff builds it: loss, first output,
+         * then every trainable weight's gradient (before the passes) */
+        kd_train_graph tg;
+        char why[512];
+        if (kd_build_grad_graph(&s.arena, s.model, &tg, why, sizeof why)) {
+            ir_dump(stdout, tg.g);
+        } else {
+            fprintf(stderr, "kdslc: error: --stage grad: %s\n", why);
+            rc = 1;
+        }
+    }
     kd_session_free(&s);
     return rc;
 }

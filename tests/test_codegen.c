@@ -1026,6 +1026,15 @@ START_TEST(cli_errors)
                          dir, tu_kdslc()), 0);
     ck_assert_msg(strstr(out, "warning:") && strstr(out, "2 outputs"), "%s", out);
     free(out);
+    /* --stage grad: loss, prediction and the 10 weight gradients of the MLP, with the vjps' ops */
+    ck_assert_int_eq(RUN(&out, "%s ir %s --stage grad > %s/grad.txt && grep -c '^output' %s/grad.txt && "
+                               "grep -c 'relu_grad(' %s/grad.txt && grep -c 'softmax_xent_grad(' %s/grad.txt",
+                         tu_kdslc(), tu_src("samples/mlp.kdsl"), dir, dir, dir, dir), 0);
+    ck_assert_str_eq(out, "12\n4\n1\n");
+    free(out);
+    ck_assert_int_eq(RUN(&out, "%s ir %s --stage grad", tu_kdslc(), tu_src("samples/softmax.kdsl")), 1);
+    ck_assert_msg(strstr(out, "--stage grad: model 'softmax' has no train block with a loss"), "%s", out);
+    free(out);
     ck_assert_int_eq(RUN(&out, "%s ir %s --stage loops | head -1", tu_kdslc(), tu_src("samples/mlp.kdsl")), 0);
     ck_assert_msg(strstr(out, "program mlp"), "%s", out);
     free(out);
