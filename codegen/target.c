@@ -49,10 +49,7 @@ static const char *const levels[] = {"x86-64", "x86-64-v2", "x86-64-v3", "x86-64
 const char *kd_resolve_target(const char *name)
 {
     if (!strcmp(name, "portable")) return "";
-    if (!strcmp(name, "native")) {
-        const char *m = kd_host_march();
-        return m ? m : NULL;
-    }
+    if (!strcmp(name, "native")) return kd_host_march();
     for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
         if (!strcmp(name, levels[i])) return levels[i];
     return NULL;

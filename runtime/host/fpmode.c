@@ -4,10 +4,17 @@
 #if defined(__x86_64__) || defined(__i386__)
 #define MXCSR_DAZ 0x0040u
 #define MXCSR_FTZ 0x8000u
+#define MXCSR_FLAGS 0x003fu /* the sticky exception flags: state, not mode */
 
-unsigned long kdh_fpmode_get(void) { return __builtin_ia32_stmxcsr(); }
+/* Without the flags, which every inexact operation sets: the pool compares
+ * modes per job, and would otherwise reload MXCSR on nearly every one. */
+unsigned long kdh_fpmode_get(void) { return __builtin_ia32_stmxcsr() & ~MXCSR_FLAGS; }
 
-void kdh_fpmode_set(unsigned long mode) { __builtin_ia32_ldmxcsr((unsigned)mode); }
+/* Keeps the thread's own exception flags. */
+void kdh_fpmode_set(unsigned long mode)
+{
+    __builtin_ia32_ldmxcsr(((unsigned)mode & ~MXCSR_FLAGS) | (__builtin_ia32_stmxcsr() & MXCSR_FLAGS));
+}
 
 unsigned long kdh_fpmode_flush_subnormals(void)
 {

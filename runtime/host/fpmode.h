@@ -17,7 +17,8 @@
 #ifndef KDSL_FPMODE_H
 #define KDSL_FPMODE_H
 
-/* The calling thread's control bits (MXCSR, FPCR; 0 where unknown). */
+/* The calling thread's control bits (MXCSR without its exception flags,
+ * FPCR; 0 where unknown). Setting them leaves the exception flags alone. */
 unsigned long kdh_fpmode_get(void);
 void kdh_fpmode_set(unsigned long mode);
 
