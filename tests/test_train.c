@@ -324,6 +324,32 @@ START_TEST(kill_and_resume_is_bit_identical)
 }
 END_TEST
 
+/* The thread count changes how the work is split (batch gather, kernels),
+ * never the result: weights after two epochs at 1, 2 and 3 threads are the
+ * same bytes, with a partial last batch (500 = 20 x 24 + 20). */
+START_TEST(threads_train_the_same_weights)
+{
+    const char *dir = tu_tmpdir("threads");
+    make_classes(dir, 500);
+    const char *model = tu_src("tests/fixtures/resume_mlp.kdsl");
+    char data[4096], w[3][4096];
+    snprintf(data, sizeof data, "%s,%s", path_in(dir, "x.npy"), path_in(dir, "y.npy"));
+    for (int t = 1; t <= 3; t++) {
+        char name[32];
+        snprintf(name, sizeof name, "w%d.safetensors", t);
+        snprintf(w[t - 1], sizeof w[t - 1], "%s", path_in(dir, name));
+        char *out;
+        int rc = kdslc(&out, "train %s --data %s --epochs 2 --batch-size 24 --threads %d --save %s", model, data, t,
+                       w[t - 1]);
+        ck_assert_msg(rc == 0, "%s", out);
+        ck_assert_has(out, "Epoch 2/2");
+        free(out);
+    }
+    ck_assert_msg(same_file(w[0], w[1]), "weights trained at 2 threads differ from 1 thread's");
+    ck_assert_msg(same_file(w[0], w[2]), "weights trained at 3 threads differ from 1 thread's");
+}
+END_TEST
+
 /* A loss that turns NaN stops the run (exit 1), naming epoch and step; the
  * checkpoint of the last good epoch is left as it was. */
 START_TEST(nan_loss_stops_and_keeps_checkpoint)
@@ -778,6 +804,28 @@ START_TEST(learning_rate_schedules)
 }
 END_TEST
 
+/* The driver's buffers start on a cache line (the kernels' vector loads
+ * never split one) and are zeroed, small or large (mmap-sized). */
+START_TEST(driver_buffers_are_aligned)
+{
+    kdh_error err = {0};
+    int64_t sizes[3] = {1, 1000, 3 << 20};
+    for (int i = 0; i < 3; i++) {
+        float *f = kdh_floats(sizes[i], "test", &err);
+        ck_assert_ptr_nonnull(f);
+        ck_assert_uint_eq((uintptr_t)f % 64, 0);
+        for (int64_t k = 0; k < sizes[i]; k++) ck_assert_msg(f[k] == 0, "kdh_floats(%lld)[%lld] not zero", (long long)sizes[i], (long long)k);
+        free(f);
+        kdh_tensor t = {0};
+        int64_t shape[2] = {sizes[i], 3};
+        ck_assert_int_eq(kdh_tensor_alloc(&t, "t", KDH_F32, 2, shape, &err), 0);
+        ck_assert_uint_eq((uintptr_t)t.data % 64, 0);
+        ck_assert_msg(((const float *)t.data)[sizes[i] * 3 - 1] == 0, "tensor not zeroed");
+        kdh_tensor_free(&t);
+    }
+}
+END_TEST
+
 START_TEST(host_losses)
 {
     kdh_model m = {.output_elems = 3, .loss = KDH_LOSS_CATEGORICAL, .from_logits = true, .accuracy = true};
@@ -837,6 +885,7 @@ int main(void)
     tcase_add_test(host, progress_tty_and_plain);
     tcase_add_test(host, dataset_scaling_labels_split);
     tcase_add_test(host, host_losses);
+    tcase_add_test(host, driver_buffers_are_aligned);
     tcase_add_test(host, learning_rate_schedules);
     tcase_add_test(host, history_files);
     suite_add_tcase(s, host);
@@ -848,6 +897,7 @@ int main(void)
     tcase_add_test(run, cosine_schedule_steps_mlp);
     tcase_add_test(run, evaluate_and_predict);
     tcase_add_test(run, kill_and_resume_is_bit_identical);
+    tcase_add_test(run, threads_train_the_same_weights);
     tcase_add_test(run, nan_loss_stops_and_keeps_checkpoint);
     tcase_add_test(run, linear_regression_recovers_line);
     tcase_add_test(run, bad_weights_files);

@@ -351,7 +351,7 @@ int kdh_data_split(kdh_dataset *d, double fraction, kdh_dataset *val, kdh_error 
     val->n = nval;
     val->x_elems = d->x_elems;
     val->y_elems = d->y_elems;
-    val->x = malloc((size_t)(nval * d->x_elems) * sizeof *val->x);
+    val->x = aligned_alloc(64, ((size_t)(nval * d->x_elems) * sizeof *val->x + 63) / 64 * 64 + 64);
     val->y = d->y ? malloc((size_t)(nval * d->y_elems) * sizeof *val->y) : NULL;
     val->cls = d->cls ? malloc((size_t)nval * sizeof *val->cls) : NULL;
     if (!val->x || (d->y && !val->y) || (d->cls && !val->cls)) {

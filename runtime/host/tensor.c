@@ -297,8 +297,12 @@ int kdh_tensor_alloc(kdh_tensor *t, const char *name, kdh_dtype dt, int rank,
         return kdh__err(err, "tensor \"%s\": shape %s of %s is invalid or too large",
                         name ? name : "", kdh_shape_str(rank, shape, sb, sizeof sb),
                         kdh_dtype_name(dt));
-    /* calloc(0) may return NULL; owned tensors always have a buffer. */
-    void *data = calloc(nbytes ? nbytes : 1, 1);
+    /* Owned tensors always have a buffer, aligned to a cache line: the
+     * kernels' vector loads then never split a line (batches of a data set
+     * start at multiples of its rows). */
+    size_t abytes = nbytes / 64 * 64 + 64;
+    void *data = nbytes <= SIZE_MAX - 64 ? aligned_alloc(64, abytes) : NULL;
+    if (data) memset(data, 0, abytes);
     char *nm = name ? strdup(name) : NULL;
     if (!data || (name && !nm)) {
         free(data);

@@ -34,7 +34,9 @@ float *kdh_floats(int64_t n, const char *what, kdh_error *err)
         kdh__err(err, "%s: %" PRId64 " floats is too many", what, n);
         return NULL;
     }
-    float *p = calloc(n > 0 ? (size_t)n : 1, sizeof *p);
+    size_t bytes = ((n > 0 ? (size_t)n : 1) * sizeof(float) + 63) / 64 * 64;
+    float *p = aligned_alloc(64, bytes);
+    if (p) memset(p, 0, bytes);
     if (!p) kdh__err(err, "%s: out of memory for %" PRId64 " floats", what, n);
     return p;
 }
@@ -295,22 +297,59 @@ static int fit_start(const kdh_model *m, const kdh_fit_opts *o, fit_state *s, kd
     return 0;
 }
 
+/* ---- the batch gather ---------------------------------------------------------------------- */
+
+/* Copying a shuffled batch out of a data set much larger than the caches is
+ * a chain of memory misses (~60 us per Fashion-MNIST batch of 64, 5-10% of
+ * a step): the rows are split across the pool's threads, and each copy
+ * prefetches the row GATHER_AHEAD rows on, so several rows are in flight. */
+#define GATHER_AHEAD 2
+
+typedef struct gather_job {
+    const kdh_dataset *d;
+    const int64_t *rows;
+    float *x, *y;
+} gather_job;
+
+static void prefetch_row(const float *p, int64_t elems)
+{
+    const char *c = (const char *)p, *end = (const char *)(p + elems);
+    for (; c < end; c += 64) __builtin_prefetch(c, 0, 0);
+}
+
+static void gather_rows(void *ctx, long lo, long hi)
+{
+    const gather_job *g = ctx;
+    int64_t xe = g->d->x_elems, ye = g->d->y_elems;
+    for (long r = lo; r < hi && r < lo + GATHER_AHEAD; r++) prefetch_row(g->d->x + g->rows[r] * xe, xe);
+    for (long r = lo; r < hi; r++) {
+        if (r + GATHER_AHEAD < hi) prefetch_row(g->d->x + g->rows[r + GATHER_AHEAD] * xe, xe);
+        int64_t i = g->rows[r];
+        memcpy(g->x + r * xe, g->d->x + i * xe, (size_t)xe * sizeof(float));
+        memcpy(g->y + r * ye, g->d->y + i * ye, (size_t)ye * sizeof(float));
+    }
+}
+
+/* Rows rows[0..nb) of d into x and y; the same bytes at any thread count. */
+static void gather_batch(const kdh_dataset *d, const int64_t *rows, int nb, float *x, float *y)
+{
+    gather_job g = {d, rows, x, y};
+    /* a few KB per row: below 8 rows a split costs more than it saves */
+    kdh_parallel_range(gather_rows, &g, nb, 1, 8);
+}
+
 /* One epoch of training steps; sets the epoch's mean loss and accuracy. */
 static int fit_epoch(const kdh_model *m, const kdh_dataset *d, const kdh_fit_opts *o, fit_state *s, int e,
                      kdh_progress *pg, double *loss, double *accuracy, kdh_error *err)
 {
     int64_t bs = o->batch_size, n = d->n, steps = (n + bs - 1) / bs;
-    int64_t xe = d->x_elems, ye = d->y_elems;
+    int64_t ye = d->y_elems;
     epoch_order(s->order, n, o->shuffle, s->ck.shuffle_rng, e);
     double sl = 0, sc = 0;
     int64_t seen = 0;
     for (int64_t b = 0; b < steps; b++) {
         int nb = (int)(n - b * bs < bs ? n - b * bs : bs);
-        for (int r = 0; r < nb; r++) {
-            int64_t i = s->order[b * bs + r];
-            memcpy(s->xb + r * xe, d->x + i * xe, (size_t)xe * sizeof(float));
-            memcpy(s->yb + r * ye, d->y + i * ye, (size_t)ye * sizeof(float));
-        }
+        gather_batch(d, s->order + b * bs, nb, s->xb, s->yb);
         const float *ins[1] = {s->xb};
         float lr = (float)kdh_learning_rate(&o->schedule, o->learning_rate, s->ck.step, (uint64_t)(o->epochs * steps));
         float l = m->fns.train_step(s->params, s->opt, ins, s->yb, nb, s->ck.step, lr, s->arena,

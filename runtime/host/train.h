@@ -144,8 +144,9 @@ double kdh_sample_loss(const kdh_model *m, const float *y, const float *t);
  * binary accuracy the fraction of the output's elements right. */
 double kdh_sample_correct(const kdh_model *m, const float *y, const float *t);
 
-/* Buffers the driver allocates: zeroed floats, arenas aligned to 64 bytes.
- * NULL with err filled when memory runs out. Free with free(). */
+/* Buffers the driver allocates: zeroed floats and arenas, both aligned to
+ * 64 bytes (a cache line: vector loads of parameters and batches never
+ * split one). NULL with err filled when memory runs out. Free with free(). */
 float *kdh_floats(int64_t n, const char *what, kdh_error *err);
 void *kdh_arena_alloc(size_t bytes, kdh_error *err);
 
