@@ -1,8 +1,10 @@
 /* step_time.c — the JIT's training step alone (bench/run's breakdown): no data
  * set, no shuffle, no progress; random inputs and one-hot labels at the
- * compiled batch, a warm-up, then the median of ROUNDS rounds of STEPS steps
- * at each thread count given, with subnormals flushed as kdslc train runs. Usage: step_time FILE.kdsl [THREADS...]
- * Prints "step_us threads=T median=U samples/s=S" per thread count. */
+ * compiled batch, a warm-up, then ROUNDS rounds of ~ROUND_S s at each
+ * thread count given, the counts in turn within each round, with subnormals
+ * flushed as kdslc train runs. Usage: step_time FILE.kdsl [THREADS...]
+ * Prints "step_us threads=T median=U ... speedup=X" per thread count, X the
+ * median over rounds of the first count's time over this one's. */
 #include "codegen.h"
 #include "driver.h"
 #include "host/fpmode.h"
@@ -15,7 +17,8 @@
 #include <string.h>
 #include <time.h>
 
-enum { STEPS = 200, ROUNDS = 7 };
+enum { WARM = 5, ROUNDS = 15, MAX_COUNTS = 8 };
+#define ROUND_S 0.1
 
 static double now(void)
 {
@@ -77,22 +80,37 @@ int main(int argc, char **argv)
     for (int i = 0; i < b; i++) y[i * le + i % le] = 1;
     const float *ins[1] = {x};
     unsigned long long step = 1;
-    for (int a = 2; a < argc || a == 2; a++) {
-        int t = a < argc ? atoi(argv[a]) : 1;
-        kdh_pool_set_threads(t);
-        for (int w = 0; w < STEPS; w++) f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
-        double us[ROUNDS];
-        for (int k = 0; k < ROUNDS; k++) {
-            double t0 = now();
-            for (int w = 0; w < STEPS; w++) f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
-            us[k] = (now() - t0) / STEPS * 1e6;
+    int nt = argc > 2 ? argc - 2 : 1;
+    if (nt > MAX_COUNTS) nt = MAX_COUNTS;
+    int threads[MAX_COUNTS];
+    unsigned long jobs[MAX_COUNTS];
+    double us[MAX_COUNTS][ROUNDS];
+    for (int a = 0; a < nt; a++) threads[a] = argc > 2 ? atoi(argv[a + 2]) : 1;
+    double t0 = now();
+    for (int w = 0; w < WARM * 4; w++) f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
+    /* rounds of about ROUND_S seconds at one thread */
+    int steps = (int)(ROUND_S / ((now() - t0) / (WARM * 4)));
+    if (steps < 10) steps = 10;
+    if (steps > 200) steps = 200;
+    /* the thread counts in turn within each round: the machine's state moves */
+    for (int k = 0; k < ROUNDS; k++)
+        for (int a = 0; a < nt; a++) {
+            threads[a] = kdh_pool_set_threads(threads[a]);
+            for (int w = 0; w < WARM; w++) f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
+            t0 = now();
+            for (int w = 0; w < steps; w++) f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
+            us[a][k] = (now() - t0) / steps * 1e6;
+            jobs[a] = kdh_pool_jobs();
+            f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
+            jobs[a] = kdh_pool_jobs() - jobs[a];
         }
-        unsigned long jobs = kdh_pool_jobs();
-        f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
-        jobs = kdh_pool_jobs() - jobs;
-        qsort(us, ROUNDS, sizeof *us, cmp_double);
-        printf("step_us threads=%d batch=%d median=%.1f min=%.1f samples/s=%.0f pool_jobs/step=%lu\n", kdh_pool_threads(),
-               b, us[ROUNDS / 2], us[0], b / us[ROUNDS / 2] * 1e6, jobs);
+    for (int a = 0; a < nt; a++) {
+        double pair[ROUNDS], sorted[ROUNDS];
+        for (int k = 0; k < ROUNDS; k++) pair[k] = us[0][k] / us[a][k], sorted[k] = us[a][k];
+        qsort(sorted, ROUNDS, sizeof *sorted, cmp_double);
+        qsort(pair, ROUNDS, sizeof *pair, cmp_double);
+        printf("step_us threads=%d batch=%d median=%.1f min=%.1f samples/s=%.0f pool_jobs/step=%lu speedup=%.3f\n",
+               threads[a], b, sorted[ROUNDS / 2], sorted[0], b / sorted[ROUNDS / 2] * 1e6, jobs[a], pair[ROUNDS / 2]);
     }
     kd_jit_free(j);
     kd_session_free(&s);
