@@ -71,6 +71,20 @@ static int kdk_isa(void)
     return KDK_ISA_BASE;
 }
 
+/* The unit of kdk_?gemm_part's column split: the float micro-tile width of
+ * the variant this CPU runs (a multiple of the double one). Parts then
+ * start on the tiles one call would use, so every element of C gets the
+ * same arithmetic at any split; narrower parts than the old fixed 64
+ * columns let a thread pool balance a GEMM of few columns (kdh_sgemm_mt). */
+int kdk_gemm_split_cols(void)
+{
+    switch (kdk_isa()) {
+    case KDK_ISA_AVX512: return 32;
+    case KDK_ISA_AVX2: return 16;
+    default: return KDK_BASE_VB / 4 * KDK_BASE_NV;
+    }
+}
+
 /* Work size, in elements of size es.  It uses the target-independent bounds
  * KDK_MR_MAX/KDK_NR_MAX, so it is the same on every target. */
 static size_t kdk_gemm_work_elems(int M, int N, int K, size_t es)

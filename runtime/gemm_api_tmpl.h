@@ -140,14 +140,15 @@ static void KI(gemm_split)(int total, int unit, int tiny, int part, int nparts, 
 }
 
 /* Split N when it is the larger side (each part then packs all of op(A),
- * the smaller operand), else M; blocks stay multiples of any micro-tile. */
+ * the smaller operand), else M; blocks stay multiples of the micro-tile in
+ * use (kdk_gemm_split_cols) or of any (KDK_MR_MAX rows). */
 void KP(gemm_part)(int part, int nparts, int M, int N, int K, const KT *A, int lda, int transA,
                    const KT *B, int ldb, int transB, KT beta, KT *C, int ldc, const KT *bias,
                    int act, KT *work)
 {
     int lo, hi;
     if (N >= M) {
-        KI(gemm_split)(N, KDK_NR_MAX, 16, part, nparts, &lo, &hi);
+        KI(gemm_split)(N, kdk_gemm_split_cols(), 16, part, nparts, &lo, &hi);
         if (lo >= hi) return;
         KP(gemm)(M, hi - lo, K, A, lda, transA, transB ? B + (size_t)lo * ldb : B + lo, ldb,
                  transB, beta, C + lo, ldc, bias ? bias + lo : NULL, act, work);

@@ -56,7 +56,9 @@ enum kdk_act {
  * every row) may be NULL.  work: kdk_sgemm_work_size(M, N, K) floats, or NULL
  * for a slower unpacked path that needs no scratch (firmware).
  * Thread split: kdk_sgemm_part splits N (if N >= M) or M into disjoint
- * blocks of C. */
+ * blocks of C; column blocks are multiples of kdk_gemm_split_cols(), the
+ * micro-tile width of the instruction set the CPU runs (16 on AVX2). */
+int kdk_gemm_split_cols(void);
 size_t kdk_sgemm_work_size(int M, int N, int K);
 void kdk_sgemm(int M, int N, int K,
                const float *A, int lda, int transA,

@@ -365,6 +365,46 @@ START_TEST(test_gemm_parts)
 }
 END_TEST
 
+/* The thread pool's split: any number of parts computes exactly the bytes
+ * one call does (parts start on the micro-tiles of the instruction set in
+ * use, kdk_gemm_split_cols), whether N or M is split, with ragged ends. */
+START_TEST(test_gemm_parts_bit_identical)
+{
+    struct { int M, N, K, ta, tb, act; } cases[] = {
+        {64, 256, 784, 0, 0, KDK_ACT_RELU}, /* a dense layer's forward: 16 column parts on AVX2 */
+        {64, 200, 130, 0, 1, KDK_ACT_NONE}, /* N not a multiple of the tile */
+        {784, 256, 64, 1, 0, KDK_ACT_NONE}, /* a weight gradient: splits M */
+        {33, 70, 20, 0, 0, KDK_ACT_SIGMOID},
+    };
+    int unit = kdk_gemm_split_cols();
+    ck_assert_msg(unit == 8 || unit == 16 || unit == 32, "split unit %d", unit);
+    if (kdk_gemm_isa_supported(KDK_ISA_AVX2) && !kdk_gemm_isa_supported(KDK_ISA_AVX512)) ck_assert_int_eq(unit, 16);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int M = cases[i].M, N = cases[i].N, K = cases[i].K, ta = cases[i].ta, tb = cases[i].tb;
+        int lda = ta ? M : K, ldb = tb ? K : N;
+        float *A = malloc(sizeof(float) * (size_t)M * K), *B = malloc(sizeof(float) * (size_t)K * N);
+        float *bias = malloc(sizeof(float) * (size_t)N), *one = malloc(sizeof(float) * (size_t)M * N);
+        float *parts = malloc(sizeof(float) * (size_t)M * N);
+        float *work = malloc(sizeof(float) * kdk_sgemm_work_size(M, N, K) + 64);
+        uint32_t r = 12345u + (uint32_t)i;
+        for (int k = 0; k < M * K; k++) A[k] = (float)((r = r * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+        for (int k = 0; k < K * N; k++) B[k] = (float)((r = r * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+        for (int k = 0; k < N; k++) bias[k] = (float)k * 0.01f;
+        kdk_sgemm(M, N, K, A, lda, ta, B, ldb, tb, 0.0f, one, N, bias, cases[i].act, work);
+        int nps[] = {2, 3, 5, 16};
+        for (int q = 0; q < 4; q++) {
+            for (int k = 0; k < M * N; k++) parts[k] = NAN;
+            for (int part = 0; part < nps[q]; part++)
+                kdk_sgemm_part(part, nps[q], M, N, K, A, lda, ta, B, ldb, tb, 0.0f, parts, N, bias, cases[i].act, work);
+            for (int k = 0; k < M * N; k++)
+                ck_assert_msg(memcmp(&parts[k], &one[k], sizeof(float)) == 0,
+                              "%dx%dx%d in %d parts: C[%d] = %.9g, one call %.9g", M, N, K, nps[q], k, parts[k], one[k]);
+        }
+        free(A), free(B), free(bias), free(one), free(parts), free(work);
+    }
+}
+END_TEST
+
 /* K = 0: C = act(beta·C + bias); M or N = 0 touches nothing. */
 START_TEST(test_gemm_degenerate)
 {
@@ -1396,6 +1436,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, test_gemm_mlp_shapes);
     tcase_add_test(tc, test_gemm_small_m);
     tcase_add_test(tc, test_gemm_parts);
+    tcase_add_test(tc, test_gemm_parts_bit_identical);
     tcase_add_test(tc, test_gemm_degenerate);
     tcase_add_test(tc, test_gemm_work_size);
     tcase_add_test(tc, test_colsum);

@@ -258,15 +258,21 @@ static void gemm_chunk(void *ctx, int chunk, int nchunks, int thread)
                    g->ldc, g->bias, g->act, g->work[thread]);
 }
 
-/* Chunks of a GEMM: up to CHUNKS_PER_THREAD per thread, each of at least
- * one block of the split side (64 columns or 16 rows, kdk_sgemm_part) and
- * of GEMM_CHUNK_MIN multiply-adds. */
+/* Chunks of a GEMM, each of at least one block of the split side (one
+ * micro-tile of columns, or 16 rows: kdk_sgemm_part) and of GEMM_CHUNK_MIN
+ * multiply-adds: up to CHUNKS_PER_THREAD per thread when the rows are
+ * split (each chunk packs all of op(B) again), twice that for columns
+ * (each packs only its columns of op(B)): the forward GEMM of a dense
+ * layer at batch 64 (64x784 . 784x256) then runs 16 chunks of 16 columns
+ * at two threads, ~8% faster than 4 of 64, whose last chunk often left one
+ * thread waiting. */
 #define GEMM_CHUNK_MIN (128L * 1024)
 static int gemm_chunks(int M, int N, int K)
 {
-    long blocks = N >= M ? (N + 63) / 64 : (M + 15) / 16;
+    int unit = kdk_gemm_split_cols();
+    long blocks = N >= M ? (N + unit - 1) / unit : (M + 15) / 16;
     long by_size = (long)M * N * K / GEMM_CHUNK_MIN;
-    long c = (long)P.nthreads * CHUNKS_PER_THREAD;
+    long c = (long)P.nthreads * CHUNKS_PER_THREAD * (N >= M ? 2 : 1);
     if (c > by_size) c = by_size;
     if (c > blocks) c = blocks;
     if (c < P.nthreads) c = P.nthreads;
