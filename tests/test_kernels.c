@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kernels.h"
 #include "kernels_impl.h"
@@ -1355,6 +1356,44 @@ START_TEST(test_threads_range)
 }
 END_TEST
 
+/* kdh_parallel_chunks: thread t first runs the t-th contiguous run of the
+ * chunks (the same slice of the data on the same core, job after job); a
+ * thread done with its own takes the others' from their far end. Here the
+ * worker sleeps in its first chunk (4 of 8, the start of its run), so the
+ * caller runs 0..3, then takes 7, 6, 5; each chunk runs exactly once. (One
+ * order shared by all threads fails: the worker would take chunk 1.) */
+typedef struct chunk_log {
+    int thread[8];
+    int runs[8];
+} chunk_log;
+
+static void chunk_record(void *ctx, int chunk, int nchunks, int thread)
+{
+    chunk_log *l = ctx;
+    ck_assert_int_eq(nchunks, 8);
+    if ((thread == 1 && chunk == 4) || chunk == 0) {
+        /* the caller waits 5 ms in chunk 0, so that the worker is awake */
+        struct timespec ts = {0, (chunk == 0 ? 5 : 100) * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    l->thread[chunk] = thread;
+    __atomic_fetch_add(&l->runs[chunk], 1, __ATOMIC_RELAXED);
+}
+
+START_TEST(test_pool_owner_first)
+{
+    ck_assert_int_eq(kdh_pool_set_threads(2), 2);
+    chunk_log l = {{0}, {0}};
+    kdh_parallel_chunks(chunk_record, &l, 8);
+    for (int c = 0; c < 8; c++) ck_assert_msg(l.runs[c] == 1, "chunk %d ran %d times", c, l.runs[c]);
+    for (int c = 0; c < 4; c++) ck_assert_msg(l.thread[c] == 0, "chunk %d of the caller's run ran on thread %d", c, l.thread[c]);
+    /* the worker, once awake, starts at the front of its run, so if it
+     * reached the job at all it took chunk 4 and slept there */
+    for (int c = 5; c < 8; c++) ck_assert_msg(l.thread[c] == 0, "chunk %d was left to the sleeping worker", c);
+    kdh_pool_set_threads(1);
+}
+END_TEST
+
 /* ---- the host's floating-point mode (runtime/host/fpmode.c) ----
  * Inside kdh_fpmode_flush_subnormals a subnormal product is 0 on the caller and on
  * every pool worker; outside it (and after the mode is restored) it is not. */
@@ -1457,6 +1496,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, test_threads_gemm);
     tcase_add_test(tc, test_threads_conv_pool);
     tcase_add_test(tc, test_threads_range);
+    tcase_add_test(tc, test_pool_owner_first);
     tcase_add_test(tc, test_fpmode_flush);
     suite_add_tcase(s, tc);
     tc = tcase_create("softmax");
