@@ -95,6 +95,11 @@ static size_t kdk_gemm_work_elems(int M, int N, int K, size_t es)
     return kc * (nc + KDK_NR_MAX + mc + KDK_MR_MAX) + KDK_ALIGN / es;
 }
 
+int kdk_gemm_kblocks(int K)
+{
+    return K <= 0 ? 0 : (K + KDK_KC - 1) / KDK_KC;
+}
+
 #define KT float
 #define KTS 4
 #define KTI int32_t

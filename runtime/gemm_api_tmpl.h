@@ -160,6 +160,49 @@ void KP(gemm_part)(int part, int nparts, int M, int N, int K, const KT *A, int l
     }
 }
 
+/* Block blk of the sum over k that the packed driver forms (kdk_gemm_kblocks):
+ * C = op(A)[:, blk]·op(B)[blk, :] + beta·C, no bias, no activation. */
+void KP(gemm_kblock)(int blk, int M, int N, int K, const KT *A, int lda, int transA, const KT *B,
+                     int ldb, int transB, KT beta, KT *C, int ldc, KT *work)
+{
+    int kb = kdk_gemm_kblocks(K);
+    if (blk < 0 || blk >= kb) return;
+    int kcb = (K + kb - 1) / kb, pc = blk * kcb, kc = KDK_MIN(kcb, K - pc);
+    KP(gemm)(M, N, kc, transA ? A + (size_t)pc * lda : A + pc, lda, transA,
+             transB ? B + pc : B + (size_t)pc * ldb, ldb, transB, beta, C, ldc, NULL, KDK_ACT_NONE,
+             work);
+}
+
+/* Rows [i0, i1) of C = act(T[nt-1] + (... + (T[0] + C)) + bias), T[t] at
+ * T + t*tstride with rows N apart: the driver's write-back after its last
+ * block, in its order (KV(epi1)). */
+void KP(gemm_ksum)(int i0, int i1, int N, const KT *T, size_t tstride, int nt, KT *C, int ldc,
+                   const KT *bias, int act)
+{
+    for (int i = i0; i < i1; i++) {
+        KT *restrict c = C + (size_t)i * ldc;
+        for (int t = 0; t < nt; t++) {
+            const KT *restrict r = T + t * tstride + (size_t)i * N;
+            for (int j = 0; j < N; j++) c[j] = r[j] + c[j];
+        }
+        if (bias)
+            for (int j = 0; j < N; j++) c[j] += bias[j];
+        switch (act) {
+        case KDK_ACT_RELU:
+            for (int j = 0; j < N; j++) c[j] = c[j] <= 0 ? 0 : c[j];
+            break;
+        case KDK_ACT_SIGMOID:
+            for (int j = 0; j < N; j++) c[j] = 1 / (1 + KEXP(-c[j]));
+            break;
+        case KDK_ACT_TANH:
+            for (int j = 0; j < N; j++) c[j] = KTANH(c[j]);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
 void KP(colsum)(int M, int N, const KT *X, int ldx, KT *out, int accumulate)
 {
     if (!accumulate) memset(out, 0, sizeof(KT) * (size_t)KDK_MAX(N, 0));

@@ -71,6 +71,21 @@ void kdk_sgemm_part(int part, int nparts, int M, int N, int K,
                     float beta, float *C, int ldc,
                     const float *bias, int act, float *work);
 
+/* Split K: the packed driver (work given, M > 4) sums over k in
+ * kdk_gemm_kblocks(K) blocks, each summed from zero and added onto C in
+ * order, the epilogue after the last. Blocks 0..b-1 into C with
+ * kdk_sgemm_kblock (block 0 with beta, the others with beta 1), blocks
+ * b..kb-1 each into its own M×N T[t] (beta 0; rows N apart, tstride apart),
+ * then kdk_sgemm_ksum on every row give kdk_sgemm's bits: a thread split
+ * in which each part reads only its own rows of op(B) (parallel.c). */
+int kdk_gemm_kblocks(int K);
+void kdk_sgemm_kblock(int blk, int M, int N, int K,
+                      const float *A, int lda, int transA,
+                      const float *B, int ldb, int transB,
+                      float beta, float *C, int ldc, float *work);
+void kdk_sgemm_ksum(int i0, int i1, int N, const float *T, size_t tstride, int nt,
+                    float *C, int ldc, const float *bias, int act);
+
 size_t kdk_dgemm_work_size(int M, int N, int K);
 void kdk_dgemm(int M, int N, int K,
                const double *A, int lda, int transA,
@@ -82,6 +97,12 @@ void kdk_dgemm_part(int part, int nparts, int M, int N, int K,
                     const double *B, int ldb, int transB,
                     double beta, double *C, int ldc,
                     const double *bias, int act, double *work);
+void kdk_dgemm_kblock(int blk, int M, int N, int K,
+                      const double *A, int lda, int transA,
+                      const double *B, int ldb, int transB,
+                      double beta, double *C, int ldc, double *work);
+void kdk_dgemm_ksum(int i0, int i1, int N, const double *T, size_t tstride, int nt,
+                    double *C, int ldc, const double *bias, int act);
 
 /* out[j] (+)= sum_i X[i*ldx + j] for j < N: the bias gradient of a dense or
  * convolution layer (rows = batch·pixels).  accumulate 0 overwrites out. */

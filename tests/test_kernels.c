@@ -1254,6 +1254,49 @@ START_TEST(test_threads_gemm)
 }
 END_TEST
 
+/* kdh_sgemm_mt's K split (parallel.c, gemm_ksplit): C much smaller than
+ * op(B) runs as two jobs (the blocks of k, then their sum onto C with bias
+ * and activation) and gives one call's bits at 2, 3 and 4 threads (4
+ * blocks of k for K = 784: one each at 4, 1+1+2 at 3), for every
+ * activation, beta 0 and 1, either operand transposed. */
+START_TEST(test_threads_gemm_ksplit)
+{
+    static const int shapes[][7] = {
+        /* M, N, K, transA, transB, act, beta*2 */
+        {64, 256, 784, 0, 0, KDK_ACT_RELU, 0},    {64, 128, 1600, 0, 0, KDK_ACT_NONE, 2},
+        {16, 100, 784, 1, 0, KDK_ACT_SIGMOID, 1}, {40, 33, 800, 0, 1, KDK_ACT_TANH, 0},
+        {5, 64, 1000, 1, 1, KDK_ACT_RELU, 2},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], ta = shapes[s][3], tb = shapes[s][4];
+        int act = shapes[s][5];
+        float beta = shapes[s][6] * 0.5f;
+        size_t mn = (size_t)M * N;
+        float *A = frand((size_t)M * K), *B = frand((size_t)K * N), *bias = frand((size_t)N);
+        float *C1 = frand(mn), *C0 = malloc(sizeof(float) * mn), *C = malloc(sizeof(float) * mn);
+        float *work = malloc(sizeof(float) * kdk_sgemm_work_size(M, N, K));
+        ck_assert(C0 && C && work);
+        memcpy(C0, C1, sizeof(float) * mn);
+        int lda = ta ? M : K, ldb = tb ? K : N;
+        kdh_pool_set_threads(1);
+        kdk_sgemm(M, N, K, A, lda, ta, B, ldb, tb, beta, C1, N, bias, act, work);
+        for (int t = 2; t <= 4; t++) {
+            memcpy(C, C0, sizeof(float) * mn);
+            ck_assert_int_eq(kdh_pool_set_threads(t), t);
+            unsigned long jobs = kdh_pool_jobs();
+            kdh_sgemm_mt(M, N, K, A, lda, ta, B, ldb, tb, beta, C, N, bias, act, work);
+            ck_assert_msg(kdh_pool_jobs() - jobs == 2, "gemm %dx%dx%d at %d threads: %lu jobs, not the K split's 2", M, N,
+                          K, t, kdh_pool_jobs() - jobs);
+            char what[96];
+            snprintf(what, sizeof what, "K split %dx%dx%d ta=%d tb=%d act=%d", M, N, K, ta, tb, act);
+            same_bits(C, C1, mn, what, t);
+        }
+        kdh_pool_set_threads(1);
+        free(A), free(B), free(bias), free(C1), free(C0), free(C), free(work);
+    }
+}
+END_TEST
+
 START_TEST(test_threads_conv_pool)
 {
     /* the sample CNN's layers at batch 13: conv 28x28x1 -> 32, pool, conv 13x13x32 -> 64 (padded 'same' too) */
@@ -1494,6 +1537,7 @@ static Suite *kernels_suite(void)
     tc = tcase_create("threads");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_threads_gemm);
+    tcase_add_test(tc, test_threads_gemm_ksplit);
     tcase_add_test(tc, test_threads_conv_pool);
     tcase_add_test(tc, test_threads_range);
     tcase_add_test(tc, test_pool_owner_first);
