@@ -32,6 +32,26 @@
 #include "gemm_tmpl.h"
 #endif
 
+/* A finished row of C: + bias, then the activation (KV(epi1)'s order). */
+static void KI(row_epilogue)(KT *restrict crow, int N, const KT *bias, int act)
+{
+    if (bias)
+        for (int j = 0; j < N; j++) crow[j] += bias[j];
+    switch (act) {
+    case KDK_ACT_RELU:
+        for (int j = 0; j < N; j++) crow[j] = crow[j] <= 0 ? 0 : crow[j];
+        break;
+    case KDK_ACT_SIGMOID:
+        for (int j = 0; j < N; j++) crow[j] = 1 / (1 + KEXP(-crow[j]));
+        break;
+    case KDK_ACT_TANH:
+        for (int j = 0; j < N; j++) crow[j] = KTANH(crow[j]);
+        break;
+    default:
+        break;
+    }
+}
+
 /* The unpacked path: no scratch, plain loops the compiler may vectorise.
  * Also serves K == 0, where C = act(beta·C + bias). */
 KDK_CONTRACT static void KI(gemm_simple)(int M, int N, int K, const KT *A, int lda, int transA,
@@ -61,21 +81,7 @@ KDK_CONTRACT static void KI(gemm_simple)(int M, int N, int K, const KT *A, int l
                 crow[j] = beta == 0 ? s : s + beta * crow[j];
             }
         }
-        if (bias)
-            for (int j = 0; j < N; j++) crow[j] += bias[j];
-        switch (act) {
-        case KDK_ACT_RELU:
-            for (int j = 0; j < N; j++) crow[j] = crow[j] <= 0 ? 0 : crow[j];
-            break;
-        case KDK_ACT_SIGMOID:
-            for (int j = 0; j < N; j++) crow[j] = 1 / (1 + KEXP(-crow[j]));
-            break;
-        case KDK_ACT_TANH:
-            for (int j = 0; j < N; j++) crow[j] = KTANH(crow[j]);
-            break;
-        default:
-            break;
-        }
+        KI(row_epilogue)(crow, N, bias, act);
     }
 }
 
@@ -185,21 +191,7 @@ void KP(gemm_ksum)(int i0, int i1, int N, const KT *T, size_t tstride, int nt, K
             const KT *restrict r = T + t * tstride + (size_t)i * N;
             for (int j = 0; j < N; j++) c[j] = r[j] + c[j];
         }
-        if (bias)
-            for (int j = 0; j < N; j++) c[j] += bias[j];
-        switch (act) {
-        case KDK_ACT_RELU:
-            for (int j = 0; j < N; j++) c[j] = c[j] <= 0 ? 0 : c[j];
-            break;
-        case KDK_ACT_SIGMOID:
-            for (int j = 0; j < N; j++) c[j] = 1 / (1 + KEXP(-c[j]));
-            break;
-        case KDK_ACT_TANH:
-            for (int j = 0; j < N; j++) c[j] = KTANH(c[j]);
-            break;
-        default:
-            break;
-        }
+        KI(row_epilogue)(c, N, bias, act);
     }
 }
 

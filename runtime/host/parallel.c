@@ -272,17 +272,23 @@ void kdh_parallel_range(kdh_range_fn fn, void *ctx, long n, long grain, long min
 
 /* ---- kernels ---- */
 
+/* *buf grown to at least `floats` (64-byte aligned, old contents dropped);
+ * NULL if memory runs out. */
+static float *grown(float **buf, size_t *have, size_t floats)
+{
+    if (*have < floats) {
+        free(*buf);
+        *buf = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+        *have = *buf ? floats : 0;
+    }
+    return *buf;
+}
+
 /* Part p's workspace of at least `floats` (p >= 1); NULL if memory runs out
  * (the kernel then takes its slower unpacked path). */
 static float *scratch(int p, size_t floats)
 {
-    if (P.scratch_n[p] < floats) {
-        free(P.scratch[p]);
-        size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-        P.scratch[p] = aligned_alloc(64, bytes);
-        P.scratch_n[p] = P.scratch[p] ? floats : 0;
-    }
-    return P.scratch[p];
+    return grown(&P.scratch[p], &P.scratch_n[p], floats);
 }
 
 typedef struct gemm_job {
@@ -352,31 +358,21 @@ static int gemm_chunks(int M, int N, int K)
  * 784x256 weights took 41 us instead of 62, the forward GEMM 79 instead of
  * 87 (bench/step_time.c, instrumented). */
 typedef struct ksplit_job {
-    int M, N, K, kb, first; /* blocks [0, first) go into C */
-    const float *A;
-    int lda, transA;
-    const float *B;
-    int ldb, transB;
-    float beta;
-    float *C;
-    int ldc;
-    const float *bias;
-    int act;
-    float *T; /* blocks [first, kb), M*N apart */
-    float *work[KDH_MAX_THREADS];
+    gemm_job g; /* bias and act are applied by the sum */
+    int kb, first; /* blocks [0, first) go into C */
+    float *T;      /* blocks [first, kb), M*N apart */
 } ksplit_job;
 
 static void ksplit_part(void *ctx, int part, int nparts, int thread)
 {
     ksplit_job *j = ctx;
-    size_t mn = (size_t)j->M * j->N;
+    gemm_job *g = &j->g;
     for (int b = j->kb * part / nparts, end = j->kb * (part + 1) / nparts; b < end; b++) {
-        if (b < j->first)
-            kdk_sgemm_kblock(b, j->M, j->N, j->K, j->A, j->lda, j->transA, j->B, j->ldb, j->transB,
-                             b ? 1.0f : j->beta, j->C, j->ldc, j->work[thread]);
-        else
-            kdk_sgemm_kblock(b, j->M, j->N, j->K, j->A, j->lda, j->transA, j->B, j->ldb, j->transB, 0.0f,
-                             j->T + (size_t)(b - j->first) * mn, j->N, j->work[thread]);
+        bool into_c = b < j->first;
+        kdk_sgemm_kblock(b, g->M, g->N, g->K, g->A, g->lda, g->transA, g->B, g->ldb, g->transB,
+                         into_c ? (b ? 1.0f : g->beta) : 0.0f,
+                         into_c ? g->C : j->T + (size_t)(b - j->first) * g->M * g->N, into_c ? g->ldc : g->N,
+                         g->work[thread]);
     }
 }
 
@@ -384,8 +380,9 @@ static void ksplit_sum(void *ctx, int part, int nparts, int thread)
 {
     (void)thread;
     ksplit_job *j = ctx;
-    kdk_sgemm_ksum(j->M * part / nparts, j->M * (part + 1) / nparts, j->N, j->T, (size_t)j->M * j->N,
-                   j->kb - j->first, j->C, j->ldc, j->bias, j->act);
+    gemm_job *g = &j->g;
+    kdk_sgemm_ksum(g->M * part / nparts, g->M * (part + 1) / nparts, g->N, j->T, (size_t)g->M * g->N,
+                   j->kb - j->first, g->C, g->ldc, g->bias, g->act);
 }
 
 /* Whether to split K: at least a block of k per thread, the packed path
@@ -401,17 +398,11 @@ static bool gemm_ksplit(int M, int N, int K, const float *A, int lda, int transA
                         int transB, float beta, float *C, int ldc, const float *bias, int act, float *work)
 {
     int kb = kdk_gemm_kblocks(K), first = kb / P.nthreads;
-    size_t floats = (size_t)(kb - first) * M * N;
-    if (P.ksum_n < floats) {
-        free(P.ksum);
-        P.ksum = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
-        P.ksum_n = P.ksum ? floats : 0;
-        if (!P.ksum) return false;
-    }
-    ksplit_job j = {M, N, K, kb, first, A, lda, transA, B, ldb, transB, beta, C, ldc, bias, act, P.ksum, {work}};
+    ksplit_job j = {{M, N, K, A, lda, transA, B, ldb, transB, beta, C, ldc, bias, act, {work}}, kb, first, NULL};
+    if (!(j.T = grown(&P.ksum, &P.ksum_n, (size_t)(kb - first) * M * N))) return false;
     size_t ws = kdk_sgemm_work_size(M, N, K);
     for (int p = 1; p < P.nthreads; p++)
-        if (!(j.work[p] = scratch(p, ws))) return false;
+        if (!(j.g.work[p] = scratch(p, ws))) return false;
     kdh_parallel_chunks(ksplit_part, &j, P.nthreads);
     kdh_parallel_chunks(ksplit_sum, &j, P.nthreads);
     return true;
