@@ -4,11 +4,16 @@
  * at once and reports their sum, which on a virtual machine tells whether
  * its vCPUs are whole cores right now (two vCPUs on one physical core's
  * SMT siblings share its FMA units: the sum is no more than one core's).
- * Prints "peak_gflops <value>" (best of several runs). */
+ * Prints "peak_gflops <value>" (best of several runs). `peak cores` prints
+ * "cores_ratio <x>", the probe of cores.h: ~2 when the two vCPUs are two
+ * physical cores at the moment, ~1.1 when they are one core's SMT siblings. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#include "cores.h"
 
 #ifndef VEC_BYTES
 #if defined(__AVX512F__)
@@ -78,6 +83,10 @@ static void *thread_main(void *out)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "cores")) {
+        printf("cores_ratio %.2f\n", cores_probe(0.01));
+        return 0;
+    }
     int n = argc > 1 ? atoi(argv[1]) : 1;
     if (n < 1 || n > 64) n = 1;
     pthread_t th[64];

@@ -3,19 +3,28 @@
  * compiled batch, a warm-up, then ROUNDS rounds of ~ROUND_S s at each
  * thread count given, the counts in turn within each round, with subnormals
  * flushed as kdslc train runs. Usage: step_time FILE.kdsl [THREADS...]
- * Prints "step_us threads=T median=U ... speedup=X" per thread count, X the
- * median over rounds of the first count's time over this one's. */
+ * Prints "step_us threads=T median=U ... speedup=X steal=S" per thread count,
+ * X the median over rounds of the first count's time over this one's, S the
+ * vCPUs the hypervisor took on average during those rounds (the steal column
+ * of /proc/stat: 0.40 means 0.4 of a vCPU's time went to other guests).
+ * With STEP_TIME_ROUNDS set, one line per round on stderr: each count's
+ * time and steal, and the lowest reading of the probe of cores.h taken
+ * before each count and after the last (~2: the two vCPUs were two whole
+ * cores; ~1.1: the host had them on one core's SMT siblings). */
 #include "codegen.h"
 #include "driver.h"
 #include "host/fpmode.h"
 #include "host/parallel.h"
 #include "jit.h"
 
+#include "cores.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 enum { WARM = 5, ROUNDS = 15, MAX_COUNTS = 8 };
 #define ROUND_S 0.1
@@ -25,6 +34,18 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Ticks (USER_HZ) of every vCPU's time the hypervisor gave to others, from
+ * /proc/stat's first line; -1 where there is no such file. */
+static double steal_ticks(void)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return -1;
+    double v[8] = {0};
+    int n = fscanf(f, "cpu %lf %lf %lf %lf %lf %lf %lf %lf", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    return n == 8 ? v[7] : -1;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -84,7 +105,8 @@ int main(int argc, char **argv)
     if (nt > MAX_COUNTS) nt = MAX_COUNTS;
     int threads[MAX_COUNTS];
     unsigned long jobs[MAX_COUNTS];
-    double us[MAX_COUNTS][ROUNDS];
+    double us[MAX_COUNTS][ROUNDS], steal[MAX_COUNTS][ROUNDS], cores[ROUNDS];
+    double hz = (double)sysconf(_SC_CLK_TCK);
     for (int a = 0; a < nt; a++) threads[a] = argc > 2 ? atoi(argv[a + 2]) : 1;
     double t0 = now();
     for (int w = 0; w < WARM * 4; w++) f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
@@ -93,24 +115,45 @@ int main(int argc, char **argv)
     if (steps < 10) steps = 10;
     if (steps > 200) steps = 200;
     /* the thread counts in turn within each round: the machine's state moves */
-    for (int k = 0; k < ROUNDS; k++)
+    for (int k = 0; k < ROUNDS; k++) {
+        cores[k] = 2;
         for (int a = 0; a < nt; a++) {
+            kdh_pool_set_threads(1); /* no spinning worker beside the probe */
+            double before = cores_probe(0.002);
+            if (before < cores[k]) cores[k] = before;
             threads[a] = kdh_pool_set_threads(threads[a]);
             for (int w = 0; w < WARM; w++) f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
+            double s0 = steal_ticks();
             t0 = now();
             for (int w = 0; w < steps; w++) f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
-            us[a][k] = (now() - t0) / steps * 1e6;
+            double dt = now() - t0, s1 = steal_ticks();
+            us[a][k] = dt / steps * 1e6;
+            steal[a][k] = s0 >= 0 && s1 >= 0 ? (s1 - s0) / hz / dt : -1;
             jobs[a] = kdh_pool_jobs();
             f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
             jobs[a] = kdh_pool_jobs() - jobs[a];
         }
+        kdh_pool_set_threads(1);
+        double after = cores_probe(0.002);
+        if (after < cores[k]) cores[k] = after;
+        if (getenv("STEP_TIME_ROUNDS")) { /* one line per round on stderr */
+            fprintf(stderr, "round %d cores %.2f", k, cores[k]);
+            for (int a = 0; a < nt; a++) fprintf(stderr, "  threads %d: %.1f us steal %.2f", threads[a], us[a][k], steal[a][k]);
+            fprintf(stderr, "\n");
+        }
+    }
     for (int a = 0; a < nt; a++) {
-        double pair[ROUNDS], sorted[ROUNDS];
-        for (int k = 0; k < ROUNDS; k++) pair[k] = us[0][k] / us[a][k], sorted[k] = us[a][k];
+        double pair[ROUNDS], sorted[ROUNDS], taken = 0;
+        for (int k = 0; k < ROUNDS; k++) {
+            pair[k] = us[0][k] / us[a][k], sorted[k] = us[a][k];
+            taken += steal[a][k] / ROUNDS;
+        }
         qsort(sorted, ROUNDS, sizeof *sorted, cmp_double);
         qsort(pair, ROUNDS, sizeof *pair, cmp_double);
-        printf("step_us threads=%d batch=%d median=%.1f min=%.1f samples/s=%.0f pool_jobs/step=%lu speedup=%.3f\n",
-               threads[a], b, sorted[ROUNDS / 2], sorted[0], b / sorted[ROUNDS / 2] * 1e6, jobs[a], pair[ROUNDS / 2]);
+        printf("step_us threads=%d batch=%d median=%.1f min=%.1f samples/s=%.0f pool_jobs/step=%lu speedup=%.3f "
+               "steal=%.2f\n",
+               threads[a], b, sorted[ROUNDS / 2], sorted[0], b / sorted[ROUNDS / 2] * 1e6, jobs[a], pair[ROUNDS / 2],
+               steal[a][0] < 0 ? 0.0 : taken);
     }
     kd_jit_free(j);
     kd_session_free(&s);
