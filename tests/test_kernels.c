@@ -1438,6 +1438,68 @@ START_TEST(test_pool_owner_first)
 }
 END_TEST
 
+/* The caller waits for chunks, not for workers: with the workers held (as
+ * when the host holds their vCPUs) a job still completes, every chunk on
+ * the caller; once released, the late workers run nothing of the jobs they
+ * missed, and take part in the next. Before, the caller waited for every
+ * worker to finish each job and this test hung. A job of more chunks than
+ * the claims can count (2^20 - 1) runs in order on the caller. */
+static void chunk_once(void *ctx, int chunk, int nchunks, int thread)
+{
+    chunk_log *l = ctx;
+    ck_assert_int_eq(nchunks, 8);
+    if (chunk == 0) {
+        struct timespec ts = {0, 20 * 1000 * 1000}; /* time for an awake worker to take chunk 4 */
+        nanosleep(&ts, NULL);
+    }
+    l->thread[chunk] = thread;
+    __atomic_fetch_add(&l->runs[chunk], 1, __ATOMIC_RELAXED);
+}
+
+static void count_chunk(void *ctx, int chunk, int nchunks, int thread)
+{
+    (void)nchunks;
+    long *n = ctx;
+    ck_assert_int_eq(thread, 0);
+    ck_assert_int_eq(chunk, (int)*n); /* in order */
+    (*n)++;
+}
+
+START_TEST(test_pool_held_workers)
+{
+    ck_assert_int_eq(kdh_pool_set_threads(3), 3);
+    chunk_log held[2];
+    memset(held, 0, sizeof held);
+    kdh_pool_hold_workers(1);
+    unsigned long jobs = kdh_pool_jobs();
+    for (int j = 0; j < 2; j++) kdh_parallel_chunks(chunk_once, &held[j], 8);
+    ck_assert_uint_eq(kdh_pool_jobs() - jobs, 2);
+    kdh_pool_hold_workers(0);
+    struct timespec ts = {0, 30 * 1000 * 1000}; /* the workers see the jobs they missed */
+    nanosleep(&ts, NULL);
+    for (int j = 0; j < 2; j++)
+        for (int c = 0; c < 8; c++) {
+            ck_assert_msg(held[j].runs[c] == 1, "job %d chunk %d ran %d times", j, c, held[j].runs[c]);
+            ck_assert_msg(held[j].thread[c] == 0, "job %d chunk %d ran on held worker %d", j, c, held[j].thread[c]);
+        }
+    chunk_log l;
+    memset(&l, 0, sizeof l);
+    kdh_parallel_chunks(chunk_once, &l, 8);
+    int on_workers = 0;
+    for (int c = 0; c < 8; c++) {
+        ck_assert_msg(l.runs[c] == 1, "chunk %d ran %d times", c, l.runs[c]);
+        on_workers += l.thread[c] != 0;
+    }
+    ck_assert_msg(on_workers > 0, "the released workers took no chunk while the caller slept 20 ms in chunk 0");
+    long n = 0;
+    jobs = kdh_pool_jobs();
+    kdh_parallel_chunks(count_chunk, &n, (1 << 20));
+    ck_assert_int_eq(n, 1 << 20);
+    ck_assert_uint_eq(kdh_pool_jobs(), jobs);
+    kdh_pool_set_threads(1);
+}
+END_TEST
+
 /* ---- the host's floating-point mode (runtime/host/fpmode.c) ----
  * Inside kdh_fpmode_flush_subnormals a subnormal product is 0 on the caller and on
  * every pool worker; outside it (and after the mode is restored) it is not. */
@@ -1542,6 +1604,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, test_threads_conv_pool);
     tcase_add_test(tc, test_threads_range);
     tcase_add_test(tc, test_pool_owner_first);
+    tcase_add_test(tc, test_pool_held_workers);
     tcase_add_test(tc, test_fpmode_flush);
     suite_add_tcase(s, tc);
     tc = tcase_create("softmax");

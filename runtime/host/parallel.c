@@ -45,9 +45,10 @@ static struct pool {
     int nchunks;
     unsigned long fpmode; /* the poster's floating-point mode (fpmode.h), the job's */
     _Alignas(64) atomic_ulong gen;   /* bumped per job */
-    _Alignas(64) atomic_int pending; /* workers still running the job */
+    unsigned long target;            /* the caller's: done[] summed once the current job is complete */
     _Alignas(64) atomic_int sleepers;
     atomic_int stop;
+    atomic_int hold;                 /* kdh_pool_hold_workers */
     atomic_flag busy;                /* a job is being posted or run */
     pthread_mutex_t mu;
     pthread_cond_t go;
@@ -66,43 +67,65 @@ typedef struct worker_arg {
 } worker_arg;
 static worker_arg args[KDH_MAX_THREADS];
 
-/* Thread t's unclaimed chunks of the current job, [lo, hi) packed as
- * lo | hi << 32: the owner takes lo upward, the others hi downward. Each on
- * its own cache line, which only its owner touches while it has work. */
+/* Thread t's unclaimed chunks of the current job, [lo, hi) packed with the
+ * job's tag (its gen, mod 2^24) as lo | hi << 20 | tag << 40: the owner
+ * takes lo upward, the others hi downward, and a claim succeeds only for
+ * the job the claimer saw posted. So the caller waits for chunks, not for
+ * threads: a worker whose vCPU the host (or another program) holds when a
+ * job comes never delays it, since the caller runs every chunk nobody took
+ * and returns, and the late worker's claims on that job fail. done[t]
+ * counts the chunks thread t has finished, ever; the job is complete when
+ * they sum to P.target. Each on its own cache line, which only its owner
+ * writes. */
+#define SPAN_BITS 20
+#define MAX_CHUNKS ((1 << SPAN_BITS) - 1)
+#define SPAN_MASK ((1ull << SPAN_BITS) - 1)
+#define TAG_MASK ((1ull << 24) - 1)
 static struct run {
     _Alignas(64) atomic_ullong span;
+    _Alignas(64) atomic_ulong done;
 } runs[KDH_MAX_THREADS];
 
-static inline unsigned long long span_of(int lo, int hi)
+static inline unsigned long long span_of(unsigned long long tag, int lo, int hi)
 {
-    return (unsigned long long)(unsigned)lo | (unsigned long long)(unsigned)hi << 32;
+    return (unsigned long long)lo | (unsigned long long)hi << SPAN_BITS | (tag & TAG_MASK) << (2 * SPAN_BITS);
 }
 
-/* The next chunk of run r, from its front (own) or its back (taken); -1 when
- * it is empty. */
-static int claim(struct run *r, int own)
+/* The next chunk of run r of the job tagged `tag`, from its front (own) or
+ * its back (taken); -1 when it is empty or holds another job. Acquire: the
+ * job's fields, written before its spans, are visible to the claimer. */
+static int claim(struct run *r, unsigned long long tag, int own)
 {
-    unsigned long long v = atomic_load_explicit(&r->span, memory_order_relaxed);
+    unsigned long long v = atomic_load_explicit(&r->span, memory_order_acquire);
     for (;;) {
-        int lo = (int)(unsigned)(v & 0xffffffffu), hi = (int)(unsigned)(v >> 32);
-        if (lo >= hi) return -1;
-        unsigned long long w = own ? span_of(lo + 1, hi) : span_of(lo, hi - 1);
-        if (atomic_compare_exchange_weak_explicit(&r->span, &v, w, memory_order_relaxed, memory_order_relaxed))
+        int lo = (int)(v & SPAN_MASK), hi = (int)(v >> SPAN_BITS & SPAN_MASK);
+        if ((v >> 2 * SPAN_BITS) != (tag & TAG_MASK) || lo >= hi) return -1;
+        unsigned long long w = own ? span_of(tag, lo + 1, hi) : span_of(tag, lo, hi - 1);
+        if (atomic_compare_exchange_weak_explicit(&r->span, &v, w, memory_order_acquire, memory_order_acquire))
             return own ? lo : hi - 1;
     }
 }
 
-/* Runs the calling thread's own chunks of the current job, then the others'
- * until none is left. */
-static void run_chunks(int thread)
+/* Runs chunk c, just claimed, of the current job on `thread`: the job cannot
+ * end (nor another be posted over its fields) before this chunk is counted
+ * done. */
+static void run_one(int thread, int c, unsigned long *mode)
 {
-    kdh_chunk_fn fn = P.fn;
-    void *ctx = P.ctx;
-    int n = P.nchunks, nt = P.nthreads, c;
-    while ((c = claim(&runs[thread], 1)) >= 0) fn(ctx, c, n, thread);
+    if (thread && P.fpmode != *mode) kdh_fpmode_set(*mode = P.fpmode); /* the poster's arithmetic */
+    P.fn(P.ctx, c, P.nchunks, thread);
+    atomic_store_explicit(&runs[thread].done, atomic_load_explicit(&runs[thread].done, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
+/* Runs the calling thread's own chunks of the job tagged `tag`, then the
+ * others' until none is left. */
+static void run_chunks(int thread, unsigned long long tag, unsigned long *mode)
+{
+    int nt = P.nthreads, c;
+    while ((c = claim(&runs[thread], tag, 1)) >= 0) run_one(thread, c, mode);
     for (int k = 1; k < nt; k++) {
         struct run *r = &runs[(thread + k) % nt];
-        while ((c = claim(r, 0)) >= 0) fn(ctx, c, n, thread);
+        while ((c = claim(r, tag, 0)) >= 0) run_one(thread, c, mode);
     }
 }
 
@@ -134,10 +157,8 @@ static void *worker(void *arg)
         }
         seen = g;
         if (atomic_load_explicit(&P.stop, memory_order_relaxed)) return NULL;
-        /* the poster's rounding and flush-to-zero: the same arithmetic on every thread */
-        if (P.fpmode != mode) kdh_fpmode_set(mode = P.fpmode);
-        run_chunks(part);
-        atomic_fetch_sub_explicit(&P.pending, 1, memory_order_release);
+        while (atomic_load_explicit(&P.hold, memory_order_relaxed) && !atomic_load(&P.stop)) sched_yield();
+        run_chunks(part, g, &mode);
     }
 }
 
@@ -161,6 +182,9 @@ int kdh_pool_set_threads(int n)
     if (n > KDH_MAX_THREADS) n = KDH_MAX_THREADS;
     if (n == P.nthreads && P.nworkers == n - 1) return n;
     stop_workers();
+    /* no thread runs a chunk now: the counts start again from 0 */
+    for (int t = 0; t < KDH_MAX_THREADS; t++) atomic_store_explicit(&runs[t].done, 0, memory_order_relaxed);
+    P.target = 0;
     P.nthreads = 1;
     for (int i = 0; i < n - 1; i++) {
         args[i].part = i + 1;
@@ -176,10 +200,13 @@ int kdh_pool_threads(void) { return P.nthreads; }
 
 unsigned long kdh_pool_jobs(void) { return atomic_load(&P.gen); }
 
+void kdh_pool_hold_workers(int hold) { atomic_store(&P.hold, hold != 0); }
+
 void kdh_parallel_chunks(kdh_chunk_fn fn, void *ctx, int nchunks)
 {
     if (nchunks <= 0) return;
-    if (P.nthreads <= 1 || nchunks == 1 || atomic_flag_test_and_set_explicit(&P.busy, memory_order_acquire)) {
+    if (P.nthreads <= 1 || nchunks == 1 || nchunks > MAX_CHUNKS ||
+        atomic_flag_test_and_set_explicit(&P.busy, memory_order_acquire)) {
         /* one thread, or nested / concurrent: every chunk here, in order */
         for (int c = 0; c < nchunks; c++) fn(ctx, c, nchunks, 0);
         return;
@@ -188,20 +215,25 @@ void kdh_parallel_chunks(kdh_chunk_fn fn, void *ctx, int nchunks)
     P.ctx = ctx;
     P.nchunks = nchunks;
     P.fpmode = kdh_fpmode_get();
+    unsigned long g = atomic_load_explicit(&P.gen, memory_order_relaxed) + 1;
     for (int t = 0; t < P.nthreads; t++)
         atomic_store_explicit(&runs[t].span,
-                              span_of((int)((long)nchunks * t / P.nthreads), (int)((long)nchunks * (t + 1) / P.nthreads)),
-                              memory_order_relaxed);
-    atomic_store_explicit(&P.pending, P.nworkers, memory_order_relaxed);
-    atomic_fetch_add(&P.gen, 1); /* releases the job's fields */
+                              span_of(g, (int)((long)nchunks * t / P.nthreads), (int)((long)nchunks * (t + 1) / P.nthreads)),
+                              memory_order_release);
+    P.target += (unsigned long)nchunks;
+    atomic_store(&P.gen, g); /* releases the job's fields */
     if (atomic_load(&P.sleepers) > 0) {
         pthread_mutex_lock(&P.mu);
         pthread_cond_broadcast(&P.go);
         pthread_mutex_unlock(&P.mu);
     }
-    run_chunks(0);
-    int spins = 0;
-    while (atomic_load_explicit(&P.pending, memory_order_acquire) > 0) {
+    unsigned long mode = P.fpmode;
+    run_chunks(0, g, &mode);
+    /* the chunks the workers took: wait until they are done */
+    for (int spins = 0;;) {
+        unsigned long done = 0;
+        for (int t = 0; t < P.nthreads; t++) done += atomic_load_explicit(&runs[t].done, memory_order_acquire);
+        if (done == P.target) break;
         if (++spins < SPIN_CALLER) cpu_relax();
         else sched_yield(); /* a worker may be waiting for this core */
     }

@@ -39,6 +39,10 @@ int kdh_pool_set_threads(int n);
 int kdh_pool_threads(void);
 /* Jobs the pool has split across its threads so far (for tests). */
 unsigned long kdh_pool_jobs(void);
+/* For tests: while held (hold != 0), the workers take no part in new jobs,
+ * as when the host holds their vCPUs; the caller then runs every chunk
+ * itself. */
+void kdh_pool_hold_workers(int hold);
 
 /* Runs fn(ctx, part, nparts) for part 0..nparts-1 (nparts = the pool's
  * threads) on the pool, the caller included, and returns when all are done. */
