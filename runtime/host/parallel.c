@@ -111,7 +111,7 @@ static int claim(struct run *r, unsigned long long tag, int own)
  * done. */
 static void run_one(int thread, int c, unsigned long *mode)
 {
-    if (thread && P.fpmode != *mode) kdh_fpmode_set(*mode = P.fpmode); /* the poster's arithmetic */
+    if (P.fpmode != *mode) kdh_fpmode_set(*mode = P.fpmode); /* the poster's arithmetic (the caller's own) */
     P.fn(P.ctx, c, P.nchunks, thread);
     atomic_store_explicit(&runs[thread].done, atomic_load_explicit(&runs[thread].done, memory_order_relaxed) + 1,
                           memory_order_release);
