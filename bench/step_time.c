@@ -10,7 +10,11 @@
  * With STEP_TIME_ROUNDS set, one line per round on stderr: each count's
  * time and steal, and the lowest reading of the probe of cores.h taken
  * before each count and after the last (~2: the two vCPUs were two whole
- * cores; ~1.1: the host had them on one core's SMT siblings). */
+ * cores; ~1.1: the host had them on one core's SMT siblings).
+ * With STEP_TIME_PROFILE set, the pool's per-kernel profile
+ * (kdh_pool_profile) during each count's steps: a line per round and count
+ * on stderr (each kernel's us per step, the step's own time first), and at
+ * the end each kernel's median over the rounds. */
 #include "codegen.h"
 #include "driver.h"
 #include "host/fpmode.h"
@@ -19,6 +23,7 @@
 
 #include "cores.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +57,43 @@ static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+/* The profile of one round at one thread count, per step. */
+typedef struct round_prof {
+    int n;
+    kdh_prof_entry e[KDH_PROF_MAX];
+} round_prof;
+
+static void print_entry(FILE *f, const kdh_prof_entry *e, double us)
+{
+    if (!strcmp(e->kind, "gemm")) fprintf(f, " gemm %ldx%ldx%ld %.1f", e->a, e->b, e->c, us);
+    else if (!strcmp(e->kind, "range")) fprintf(f, " range %ld %.1f", e->a, us);
+    else fprintf(f, " %s %ld,%ld,%ld %.1f", e->kind, e->a, e->b, e->c, us);
+}
+
+static bool same_kernel(const kdh_prof_entry *x, const kdh_prof_entry *y)
+{
+    return !strcmp(x->kind, y->kind) && x->a == y->a && x->b == y->b && x->c == y->c;
+}
+
+/* Each kernel of the first round's profile: its median us per step over the
+ * rounds (a round without it counts 0). */
+static void print_profile_medians(int threads, round_prof *rp, int rounds)
+{
+    double v[64];
+    if (rounds > 64) rounds = 64;
+    printf("profile threads=%d (median us per step over %d rounds):", threads, rounds);
+    for (int i = 0; i < rp[0].n; i++) {
+        for (int k = 0; k < rounds; k++) {
+            v[k] = 0;
+            for (int j = 0; j < rp[k].n; j++)
+                if (same_kernel(&rp[k].e[j], &rp[0].e[i])) v[k] = rp[k].e[j].us;
+        }
+        qsort(v, (size_t)rounds, sizeof *v, cmp_double);
+        print_entry(stdout, &rp[0].e[i], v[rounds / 2]);
+    }
+    printf("\n");
 }
 
 static float *floats(int64_t n)
@@ -107,6 +149,8 @@ int main(int argc, char **argv)
     unsigned long jobs[MAX_COUNTS];
     double us[MAX_COUNTS][ROUNDS], steal[MAX_COUNTS][ROUNDS], cores[ROUNDS];
     double hz = (double)sysconf(_SC_CLK_TCK);
+    bool profile = getenv("STEP_TIME_PROFILE") != NULL;
+    static round_prof prof[MAX_COUNTS][ROUNDS];
     for (int a = 0; a < nt; a++) threads[a] = argc > 2 ? atoi(argv[a + 2]) : 1;
     double t0 = now();
     for (int w = 0; w < WARM * 4; w++) f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
@@ -123,10 +167,17 @@ int main(int argc, char **argv)
             if (before < cores[k]) cores[k] = before;
             threads[a] = kdh_pool_set_threads(threads[a]);
             for (int w = 0; w < WARM; w++) f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
+            round_prof *rp = &prof[a][k];
+            if (profile) kdh_pool_profile_take(rp->e, KDH_PROF_MAX), kdh_pool_profile(1);
             double s0 = steal_ticks();
             t0 = now();
             for (int w = 0; w < steps; w++) f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
             double dt = now() - t0, s1 = steal_ticks();
+            if (profile) {
+                kdh_pool_profile(0);
+                rp->n = kdh_pool_profile_take(rp->e, KDH_PROF_MAX);
+                for (int i = 0; i < rp->n; i++) rp->e[i].us /= steps;
+            }
             us[a][k] = dt / steps * 1e6;
             steal[a][k] = s0 >= 0 && s1 >= 0 ? (s1 - s0) / hz / dt : -1;
             jobs[a] = kdh_pool_jobs();
@@ -139,6 +190,11 @@ int main(int argc, char **argv)
         if (getenv("STEP_TIME_ROUNDS")) { /* one line per round on stderr */
             fprintf(stderr, "round %d cores %.2f", k, cores[k]);
             for (int a = 0; a < nt; a++) fprintf(stderr, "  threads %d: %.1f us steal %.2f", threads[a], us[a][k], steal[a][k]);
+            fprintf(stderr, "\n");
+        }
+        for (int a = 0; profile && a < nt; a++) {
+            fprintf(stderr, "round %d threads %d step %.1f:", k, threads[a], us[a][k]);
+            for (int i = 0; i < prof[a][k].n; i++) print_entry(stderr, &prof[a][k].e[i], prof[a][k].e[i].us);
             fprintf(stderr, "\n");
         }
     }
@@ -155,6 +211,7 @@ int main(int argc, char **argv)
                threads[a], b, sorted[ROUNDS / 2], sorted[0], b / sorted[ROUNDS / 2] * 1e6, jobs[a], pair[ROUNDS / 2],
                steal[a][0] < 0 ? 0.0 : taken);
     }
+    for (int a = 0; profile && a < nt; a++) print_profile_medians(threads[a], prof[a], ROUNDS);
     kd_jit_free(j);
     kd_session_free(&s);
     free(params), free(opt), free(x), free(y), free(out), free(ar);

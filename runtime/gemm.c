@@ -97,7 +97,7 @@ static size_t kdk_gemm_work_elems(int M, int N, int K, size_t es)
 
 int kdk_gemm_kblocks(int K)
 {
-    return K <= 0 ? 0 : (K + KDK_KC - 1) / KDK_KC;
+    return K <= 0 ? 0 : kdk_kblocks_of(K);
 }
 
 #define KT float

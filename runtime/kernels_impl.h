@@ -52,6 +52,19 @@ enum {
     KDK_ALIGN = 64 /* bytes; packed panels start on a cache line */
 };
 
+/* The driver's blocks of k: ceil(K / KC) of equal depth, and at least two
+ * from a depth of KC on, so that a dense layer of 256 inputs can split its
+ * forward product's K between two threads (kdh_sgemm_mt), each summing the
+ * weight rows its optimizer run owns. One block of 256 had that GEMM split
+ * columns instead, reading half of each thread's weight rows from the
+ * other core, and Adam on those weights then took 4x as long at two
+ * threads as at one when the two vCPUs were far apart (docs/performance.md). */
+static inline int kdk_kblocks_of(int K)
+{
+    int kb = (K + KDK_KC - 1) / KDK_KC;
+    return kb < 2 && K >= KDK_KC ? 2 : kb;
+}
+
 /* Where op(A) comes from. */
 enum kdk_asrc {
     KDK_A_MAT,      /* a matrix, maybe transposed */

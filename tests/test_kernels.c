@@ -1258,8 +1258,9 @@ END_TEST
 /* kdh_sgemm_mt's K split (parallel.c, gemm_ksplit): C much smaller than
  * op(B) runs as two jobs (the blocks of k, then their sum onto C with bias
  * and activation) and gives one call's bits at 2, 3 and 4 threads (4
- * blocks of k for K = 784: one each at 4, 1+1+2 at 3), for every
- * activation, beta 0 and 1, either operand transposed. */
+ * blocks of k for K = 784: one each at 4, 1+1+2 at 3; 2 for K = 256,
+ * split at 2 threads only), for every activation, beta 0 and 1, either
+ * operand transposed. */
 START_TEST(test_threads_gemm_ksplit)
 {
     static const int shapes[][7] = {
@@ -1267,7 +1268,14 @@ START_TEST(test_threads_gemm_ksplit)
         {64, 256, 784, 0, 0, KDK_ACT_RELU, 0},    {64, 128, 1600, 0, 0, KDK_ACT_NONE, 2},
         {16, 100, 784, 1, 0, KDK_ACT_SIGMOID, 1}, {40, 33, 800, 0, 1, KDK_ACT_TANH, 0},
         {5, 64, 1000, 1, 1, KDK_ACT_RELU, 2},
+        {64, 128, 256, 0, 0, KDK_ACT_RELU, 0}, /* the MLP's second layer: 2 blocks of 128, K split at 2 threads only */
     };
+    /* the blocks of k: ceil(K / 256), at least 2 from K = 256 on */
+    ck_assert_int_eq(kdk_gemm_kblocks(255), 1);
+    ck_assert_int_eq(kdk_gemm_kblocks(256), 2);
+    ck_assert_int_eq(kdk_gemm_kblocks(512), 2);
+    ck_assert_int_eq(kdk_gemm_kblocks(513), 3);
+    ck_assert_int_eq(kdk_gemm_kblocks(784), 4);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], ta = shapes[s][3], tb = shapes[s][4];
         int act = shapes[s][5];
@@ -1286,8 +1294,9 @@ START_TEST(test_threads_gemm_ksplit)
             ck_assert_int_eq(kdh_pool_set_threads(t), t);
             unsigned long jobs = kdh_pool_jobs();
             kdh_sgemm_mt(M, N, K, A, lda, ta, B, ldb, tb, beta, C, N, bias, act, work);
-            ck_assert_msg(kdh_pool_jobs() - jobs == 2, "gemm %dx%dx%d at %d threads: %lu jobs, not the K split's 2", M, N,
-                          K, t, kdh_pool_jobs() - jobs);
+            unsigned long want = kdk_gemm_kblocks(K) >= t ? 2 : 1; /* fewer blocks than threads: split N */
+            ck_assert_msg(kdh_pool_jobs() - jobs == want, "gemm %dx%dx%d at %d threads: %lu jobs, not %lu", M, N, K, t,
+                          kdh_pool_jobs() - jobs, want);
             char what[96];
             snprintf(what, sizeof what, "K split %dx%dx%d ta=%d tb=%d act=%d", M, N, K, ta, tb, act);
             same_bits(C, C1, mn, what, t);
@@ -1500,6 +1509,49 @@ START_TEST(test_pool_held_workers)
 }
 END_TEST
 
+/* kdh_pool_profile: while on, each wrapper call adds to the entry of its
+ * kind, shape and thread count, in first-call order; taking the profile
+ * clears it; while off nothing is recorded. */
+START_TEST(test_pool_profile)
+{
+    enum { M = 64, N = 256, K = 784 };
+    float *A = calloc(M * K, sizeof *A), *B = calloc(K * N, sizeof *B), *C = calloc(M * N, sizeof *C);
+    float *work = calloc(kdk_sgemm_work_size(M, N, K), sizeof *work);
+    ck_assert(A && B && C && work);
+    for (int i = 0; i < M * K; i++) A[i] = (float)(i % 7) - 3;
+    for (int i = 0; i < K * N; i++) B[i] = (float)(i % 5) - 2;
+    kdh_prof_entry e[KDH_PROF_MAX];
+    kdh_pool_profile(0);
+    kdh_pool_profile_take(e, KDH_PROF_MAX);
+    int calls = 0;
+    kdh_parallel_range(range_count, &calls, 63, 16, 64);
+    ck_assert_int_eq(kdh_pool_profile_take(e, KDH_PROF_MAX), 0); /* off: nothing */
+    ck_assert_int_eq(kdh_pool_set_threads(2), 2);
+    kdh_pool_profile(1);
+    for (int r = 0; r < 2; r++) kdh_sgemm_mt(M, N, K, A, K, 0, B, N, 0, 0.0f, C, N, NULL, 0, work);
+    kdh_parallel_range(range_count, &calls, 1000, 16, 64);
+    kdh_pool_set_threads(1);
+    kdh_sgemm_mt(M, N, K, A, K, 0, B, N, 0, 0.0f, C, N, NULL, 0, work);
+    int n = kdh_pool_profile_take(e, KDH_PROF_MAX);
+    ck_assert_int_eq(n, 3);
+    ck_assert_str_eq(e[0].kind, "gemm");
+    ck_assert(e[0].a == M && e[0].b == N && e[0].c == K && e[0].threads == 2 && e[0].calls == 2 && e[0].us > 0);
+    ck_assert_str_eq(e[1].kind, "range");
+    ck_assert(e[1].a == 1000 && e[1].threads == 2 && e[1].calls == 1 && e[1].us > 0);
+    ck_assert_str_eq(e[2].kind, "gemm");
+    ck_assert(e[2].threads == 1 && e[2].calls == 1);
+    /* the GEMM still computes: C[0][0] = sum_k A[0][k] B[k][0] */
+    double want = 0;
+    for (int k = 0; k < K; k++) want += (double)A[k] * B[(size_t)k * N];
+    ck_assert_float_eq_tol(C[0], want, 1e-3);
+    ck_assert_int_eq(kdh_pool_profile_take(e, KDH_PROF_MAX), 0); /* taken: cleared */
+    kdh_pool_profile(0);
+    kdh_sgemm_mt(M, N, K, A, K, 0, B, N, 0, 0.0f, C, N, NULL, 0, work);
+    ck_assert_int_eq(kdh_pool_profile_take(e, KDH_PROF_MAX), 0);
+    free(A), free(B), free(C), free(work);
+}
+END_TEST
+
 /* ---- the host's floating-point mode (runtime/host/fpmode.c) ----
  * Inside kdh_fpmode_flush_subnormals a subnormal product is 0 on the caller and on
  * every pool worker; outside it (and after the mode is restored) it is not. */
@@ -1605,6 +1657,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, test_threads_range);
     tcase_add_test(tc, test_pool_owner_first);
     tcase_add_test(tc, test_pool_held_workers);
+    tcase_add_test(tc, test_pool_profile);
     tcase_add_test(tc, test_fpmode_flush);
     suite_add_tcase(s, tc);
     tc = tcase_create("softmax");

@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Spin iterations (each a pause instruction, ~40-140 cycles) before an idle
@@ -267,6 +269,69 @@ static long whole_runs(long chunks)
     return chunks - chunks % P.nthreads;
 }
 
+/* ---- the per-kernel profile (kdh_pool_profile) ---- */
+
+static struct {
+    atomic_int on;
+    atomic_flag lock; /* held while one call is added; another thread's call then goes uncounted */
+    int n;
+    kdh_prof_entry e[KDH_PROF_MAX];
+} prof = {.lock = ATOMIC_FLAG_INIT};
+
+typedef struct prof_span {
+    double t0; /* < 0: not recording */
+    const char *kind;
+    long a, b, c;
+} prof_span;
+
+static double prof_clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
+}
+
+static prof_span prof_begin(const char *kind, long a, long b, long c)
+{
+    bool on = atomic_load_explicit(&prof.on, memory_order_relaxed);
+    return (prof_span){on ? prof_clock_us() : -1, kind, a, b, c};
+}
+
+/* The cleanup of a PROFILE span: at every return of the wrapper. */
+static void prof_end(const prof_span *s)
+{
+    if (s->t0 < 0) return;
+    double us = prof_clock_us() - s->t0;
+    if (atomic_flag_test_and_set_explicit(&prof.lock, memory_order_acquire)) return;
+    int i = 0;
+    while (i < prof.n && !(strcmp(prof.e[i].kind, s->kind) == 0 && prof.e[i].a == s->a && prof.e[i].b == s->b &&
+                           prof.e[i].c == s->c && prof.e[i].threads == P.nthreads))
+        i++;
+    if (i == prof.n && prof.n < KDH_PROF_MAX)
+        prof.e[prof.n++] = (kdh_prof_entry){s->kind, s->a, s->b, s->c, P.nthreads, 0, 0};
+    if (i < prof.n) {
+        prof.e[i].calls++;
+        prof.e[i].us += us;
+    }
+    atomic_flag_clear_explicit(&prof.lock, memory_order_release);
+}
+
+/* Times the rest of the enclosing function as one call of `kind`. */
+#define PROFILE(kind, a, b, c) \
+    prof_span prof_span_ __attribute__((cleanup(prof_end), unused)) = prof_begin(kind, a, b, c)
+
+void kdh_pool_profile(int on) { atomic_store(&prof.on, on != 0); }
+
+int kdh_pool_profile_take(kdh_prof_entry *out, int max)
+{
+    while (atomic_flag_test_and_set_explicit(&prof.lock, memory_order_acquire)) cpu_relax();
+    int n = prof.n < max ? prof.n : max;
+    if (n > 0) memcpy(out, prof.e, (size_t)n * sizeof *out);
+    prof.n = 0;
+    atomic_flag_clear_explicit(&prof.lock, memory_order_release);
+    return n;
+}
+
 /* ---- ranges (the JIT's outlined loops) ---- */
 
 typedef struct range_job {
@@ -287,6 +352,7 @@ static void range_chunk(void *ctx, int chunk, int nchunks, int thread)
 
 void kdh_parallel_range(kdh_range_fn fn, void *ctx, long n, long grain, long min_n)
 {
+    PROFILE("range", n, 0, 0);
     if (n <= 0) return;
     if (grain < 1) grain = 1;
     if (P.nthreads <= 1 || n < min_n || n <= grain) {
@@ -443,6 +509,7 @@ static bool gemm_ksplit(int M, int N, int K, const float *A, int lda, int transA
 void kdh_sgemm_mt(int M, int N, int K, const float *A, int lda, int transA, const float *B, int ldb, int transB,
                   float beta, float *C, int ldc, const float *bias, int act, float *work)
 {
+    PROFILE("gemm", M, N, K);
     int n = P.nthreads;
     if (n <= 1 || (long)M * N * K < GEMM_SPLIT_MIN) {
         kdk_sgemm(M, N, K, A, lda, transA, B, ldb, transB, beta, C, ldc, bias, act, work);
@@ -520,6 +587,7 @@ static void conv_work(conv_job *j, float *work, size_t ws)
 void kdh_sconv2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw, int pt,
                         int pl, const float *x, const float *wt, const float *bias, int act, float *y, float *work)
 {
+    PROFILE("conv", n, c, f);
     if (P.nthreads <= 1 || conv_macs(n, oh, ow, f, kh, kw, c) < CONV_SPLIT_MIN) {
         kdk_sconv2d_fwd(GEOM_ARGS, x, wt, bias, act, y, work);
         return;
@@ -532,6 +600,7 @@ void kdh_sconv2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int f, int k
 void kdh_sconv2d_bwd_data_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw,
                              int pt, int pl, const float *dy, const float *wt, float *dx, int accumulate, float *work)
 {
+    PROFILE("conv_dx", n, c, f);
     if (P.nthreads <= 1 || n < 2 || conv_macs(n, oh, ow, f, kh, kw, c) < CONV_SPLIT_MIN) {
         kdk_sconv2d_bwd_data(GEOM_ARGS, dy, wt, dx, accumulate, work);
         return;
@@ -545,6 +614,7 @@ void kdh_sconv2d_bwd_filter_mt(int n, int h, int w, int c, int oh, int ow, int f
                                int pt, int pl, const float *x, const float *dy, float *dwt, int accumulate,
                                float *work)
 {
+    PROFILE("conv_dw", n, c, f);
     if (P.nthreads <= 1 || conv_macs(n, oh, ow, f, kh, kw, c) < CONV_SPLIT_MIN) {
         kdk_sconv2d_bwd_filter(GEOM_ARGS, x, dy, dwt, accumulate, work);
         return;
@@ -599,6 +669,7 @@ static int pool_chunks(int n)
 void kdh_smaxpool2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
                            const float *x, float *y, int32_t *argmax)
 {
+    PROFILE("maxpool", n, (long)h * w * c, 0);
     if (POOL_SERIAL(n, h, w, c)) {
         kdk_smaxpool2d_fwd(POOL_GEOM, x, y, argmax);
         return;
@@ -610,6 +681,7 @@ void kdh_smaxpool2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, i
 void kdh_smaxpool2d_bwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
                            const float *x, const int32_t *argmax, const float *dy, float *dx, int accumulate)
 {
+    PROFILE("maxpool_dx", n, (long)h * w * c, 0);
     if (POOL_SERIAL(n, h, w, c)) {
         kdk_smaxpool2d_bwd(POOL_GEOM, x, argmax, dy, dx, accumulate);
         return;
@@ -621,6 +693,7 @@ void kdh_smaxpool2d_bwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, i
 void kdh_savgpool2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
                            int count_pad, const float *x, float *y)
 {
+    PROFILE("avgpool", n, (long)h * w * c, 0);
     if (POOL_SERIAL(n, h, w, c)) {
         kdk_savgpool2d_fwd(POOL_GEOM, count_pad, x, y);
         return;
@@ -632,6 +705,7 @@ void kdh_savgpool2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, i
 void kdh_savgpool2d_bwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
                            int count_pad, const float *dy, float *dx, int accumulate)
 {
+    PROFILE("avgpool_dx", n, (long)h * w * c, 0);
     if (POOL_SERIAL(n, h, w, c)) {
         kdk_savgpool2d_bwd(POOL_GEOM, count_pad, dy, dx, accumulate);
         return;

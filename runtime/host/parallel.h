@@ -44,6 +44,29 @@ unsigned long kdh_pool_jobs(void);
  * itself. */
 void kdh_pool_hold_workers(int hold);
 
+/* The per-kernel profile (bench/step_time.c, STEP_TIME_PROFILE=1): while on,
+ * each call of a wrapper below (the GEMM, the convolutions, pooling) and of
+ * kdh_parallel_range adds its wall time to an entry keyed by its kind, its
+ * shape and the thread count, so that a step's time can be laid out kernel
+ * by kernel at each thread count. The JIT's element-wise loops are told
+ * apart only by their length. Calls from a second thread while one is
+ * being recorded are not counted. Off by default: one branch per call. */
+typedef struct kdh_prof_entry {
+    const char *kind; /* "gemm" (a, b, c = M, N, K), "range" (a = n), "conv", "conv_dx", "conv_dw"
+                       * (a, b, c = batch, input channels, filters), "maxpool", "maxpool_dx",
+                       * "avgpool", "avgpool_dx" (a, b = batch, input elements per image) */
+    long a, b, c;
+    int threads;
+    long calls;
+    double us; /* summed over the calls */
+} kdh_prof_entry;
+void kdh_pool_profile(int on);
+/* Copies up to max entries, in the order of their first calls, into out,
+ * clears the profile, and returns the number copied (entries beyond
+ * KDH_PROF_MAX distinct keys are dropped). */
+#define KDH_PROF_MAX 128
+int kdh_pool_profile_take(kdh_prof_entry *out, int max);
+
 /* Runs fn(ctx, part, nparts) for part 0..nparts-1 (nparts = the pool's
  * threads) on the pool, the caller included, and returns when all are done. */
 typedef void (*kdh_par_fn)(void *ctx, int part, int nparts);
