@@ -4,6 +4,7 @@
 
 #include "fpmode.h"
 #include "kernels.h"
+#include "train.h" /* kdh_now */
 
 #include <pthread.h>
 #include <sched.h>
@@ -12,7 +13,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 /* Spin iterations (each a pause instruction, ~40-140 cycles) before an idle
@@ -279,29 +279,22 @@ static struct {
 } prof = {.lock = ATOMIC_FLAG_INIT};
 
 typedef struct prof_span {
-    double t0; /* < 0: not recording */
+    double t0; /* kdh_now() at the start; < 0: not recording */
     const char *kind;
     long a, b, c;
 } prof_span;
 
-static double prof_clock_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
-}
-
 static prof_span prof_begin(const char *kind, long a, long b, long c)
 {
     bool on = atomic_load_explicit(&prof.on, memory_order_relaxed);
-    return (prof_span){on ? prof_clock_us() : -1, kind, a, b, c};
+    return (prof_span){on ? kdh_now() : -1, kind, a, b, c};
 }
 
 /* The cleanup of a PROFILE span: at every return of the wrapper. */
 static void prof_end(const prof_span *s)
 {
     if (s->t0 < 0) return;
-    double us = prof_clock_us() - s->t0;
+    double us = (kdh_now() - s->t0) * 1e6;
     if (atomic_flag_test_and_set_explicit(&prof.lock, memory_order_acquire)) return;
     int i = 0;
     while (i < prof.n && !(strcmp(prof.e[i].kind, s->kind) == 0 && prof.e[i].a == s->a && prof.e[i].b == s->b &&
