@@ -2,7 +2,11 @@
  * set, no shuffle, no progress; random inputs and one-hot labels at the
  * compiled batch, a warm-up, then ROUNDS rounds of ~ROUND_S s at each
  * thread count given, the counts in turn within each round, with subnormals
- * flushed as kdslc train runs. Usage: step_time FILE.kdsl [THREADS...]
+ * flushed as kdslc train runs. Usage: step_time FILE.kdsl [THREADS[s]...]
+ * As in kdslc train, one thread runs the program whose arena buffers share
+ * bytes, more threads the one whose buffers have bytes of their own
+ * (kd_codegen_options.disjoint_arena); a count written with an s after it
+ * ("2s") runs the shared arena's program at that count, for comparison.
  * Prints "step_us threads=T median=U ... speedup=X steal=S" per thread count,
  * X the median over rounds of the first count's time over this one's, S the
  * vCPUs the hypervisor took on average during those rounds (the steal column
@@ -110,26 +114,34 @@ static float *floats(int64_t n)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: step_time FILE.kdsl [THREADS...]\n");
+        fprintf(stderr, "usage: step_time FILE.kdsl [THREADS[s]...]\n");
         return 2;
     }
-    kd_session s = {0};
-    if (kd_front_end(&s, argv[1], NULL) != 0) return 1;
-    kd_codegen_options co = {.arena = &s.arena};
-    lp_program *p = kd_codegen_build(&s.arena, s.model, &co, &s.diags);
-    if (!p) return 1;
-    kd_model_fns f;
-    char why[1024] = "";
-    kd_jit *j = kd_jit_compile(p, NULL, &f, why, sizeof why);
-    if (!j || !f.train_step) {
-        fprintf(stderr, "step_time: %s\n", j ? "the model has no training step" : why);
-        return 1;
+    /* [0]: buffers share bytes (one thread), [1]: disjoint (more) */
+    kd_session s[2];
+    memset(s, 0, sizeof s);
+    lp_program *ps[2];
+    kd_model_fns fns[2];
+    kd_jit *j[2];
+    int64_t arena = 0, step_arena[2];
+    for (int v = 0; v < 2; v++) {
+        if (kd_front_end(&s[v], argv[1], NULL) != 0) return 1;
+        kd_codegen_options co = {.arena = &s[v].arena, .disjoint_arena = v == 1};
+        if (!(ps[v] = kd_codegen_build(&s[v].arena, s[v].model, &co, &s[v].diags))) return 1;
+        char why[1024] = "";
+        j[v] = kd_jit_compile(ps[v], NULL, &fns[v], why, sizeof why);
+        if (!j[v] || !fns[v].train_step) {
+            fprintf(stderr, "step_time: %s\n", j[v] ? "the model has no training step" : why);
+            return 1;
+        }
+        for (int k = 0; k < LP_F_COUNT; k++)
+            if (ps[v]->funcs[k] && ps[v]->funcs[k]->arena_bytes > arena) arena = ps[v]->funcs[k]->arena_bytes;
+        step_arena[v] = ps[v]->funcs[LP_F_TRAIN_STEP] ? ps[v]->funcs[LP_F_TRAIN_STEP]->arena_bytes : 0;
     }
+    const lp_program *p = ps[0];
+    kd_model_fns f = fns[0];
     kdh_fpmode_flush_subnormals();
     int b = p->max_batch;
-    int64_t arena = 0;
-    for (int k = 0; k < LP_F_COUNT; k++)
-        if (p->funcs[k] && p->funcs[k]->arena_bytes > arena) arena = p->funcs[k]->arena_bytes;
     float *params = floats(p->params_size), *opt = floats(p->opt_size + 1);
     float *x = floats(p->inputs[0].elems * b), *y = floats(p->labels[0].elems * b);
     float *out = floats(p->outputs[0].elems * b), *ar = floats(arena / 4 + 16);
@@ -151,7 +163,11 @@ int main(int argc, char **argv)
     double hz = (double)sysconf(_SC_CLK_TCK);
     bool profile = getenv("STEP_TIME_PROFILE") != NULL;
     static round_prof prof[MAX_COUNTS][ROUNDS];
-    for (int a = 0; a < nt; a++) threads[a] = argc > 2 ? atoi(argv[a + 2]) : 1;
+    bool shared[MAX_COUNTS];
+    for (int a = 0; a < nt; a++) {
+        threads[a] = argc > 2 ? atoi(argv[a + 2]) : 1;
+        shared[a] = argc > 2 && strchr(argv[a + 2], 's');
+    }
     double t0 = now();
     for (int w = 0; w < WARM * 4; w++) f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
     /* rounds of about ROUND_S seconds at one thread */
@@ -166,6 +182,7 @@ int main(int argc, char **argv)
             double before = cores_probe(0.002);
             if (before < cores[k]) cores[k] = before;
             threads[a] = kdh_pool_set_threads(threads[a]);
+            f = fns[threads[a] > 1 && !shared[a]];
             for (int w = 0; w < WARM; w++) f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
             round_prof *rp = &prof[a][k];
             if (profile) kdh_pool_profile_take(rp->e, KDH_PROF_MAX), kdh_pool_profile(1);
@@ -184,6 +201,7 @@ int main(int argc, char **argv)
             f.train_step(params, opt, ins, y, b, step++, 1e-4f, ar, out);
             jobs[a] = kdh_pool_jobs() - jobs[a];
         }
+        f = fns[0];
         kdh_pool_set_threads(1);
         double after = cores_probe(0.002);
         if (after < cores[k]) cores[k] = after;
@@ -207,13 +225,16 @@ int main(int argc, char **argv)
         qsort(sorted, ROUNDS, sizeof *sorted, cmp_double);
         qsort(pair, ROUNDS, sizeof *pair, cmp_double);
         printf("step_us threads=%d batch=%d median=%.1f min=%.1f samples/s=%.0f pool_jobs/step=%lu speedup=%.3f "
-               "steal=%.2f\n",
+               "steal=%.2f arena=%s %lld\n",
                threads[a], b, sorted[ROUNDS / 2], sorted[0], b / sorted[ROUNDS / 2] * 1e6, jobs[a], pair[ROUNDS / 2],
-               steal[a][0] < 0 ? 0.0 : taken);
+               steal[a][0] < 0 ? 0.0 : taken, threads[a] > 1 && !shared[a] ? "disjoint" : "shared",
+               (long long)step_arena[threads[a] > 1 && !shared[a]]);
     }
     for (int a = 0; profile && a < nt; a++) print_profile_medians(threads[a], prof[a], ROUNDS);
-    kd_jit_free(j);
-    kd_session_free(&s);
+    for (int v = 0; v < 2; v++) {
+        kd_jit_free(j[v]);
+        kd_session_free(&s[v]);
+    }
     free(params), free(opt), free(x), free(y), free(out), free(ar);
     return 0;
 }

@@ -12,10 +12,25 @@
  *
  * live_bound is the most bytes live at any one kernel (a buffer and the one
  * it takes over in place counted once): no placement can do better, and the
- * tests compare arena_bytes with it. */
+ * tests compare arena_bytes with it.
+ *
+ * With p->disjoint_arena (the host's multi-threaded runs) no two buffers
+ * share bytes, except a buffer and the one it takes over in place: the
+ * arena is the sum of the buffers' sizes, unless that would exceed
+ * DISJOINT_ARENA_MAX. */
 #include "codegen.h"
 
 #include <stdlib.h>
+
+/* Above this the disjoint arena is not used: a step that touches that much
+ * memory evicts its lines from a core's caches before it comes back to
+ * them, so there is little to keep on a core, and the larger footprint
+ * costs more than it saves. Measured at two threads (bench/step_time.c,
+ * "2" against "2s"): the MLP's training step, 2.4 MB disjoint instead of
+ * 1.0 MB, within 1.5% when the vCPUs were near, and its medians 25-30%
+ * lower in runs where the host moved them apart; the CNN's, 21.6 MB
+ * instead of 12.5 MB, ~1% slower (docs/performance.md). */
+#define DISJOINT_ARENA_MAX (8LL << 20)
 
 static int64_t align_up(int64_t n) { return (n + KD_ARENA_ALIGN - 1) / KD_ARENA_ALIGN * KD_ARENA_ALIGN; }
 
@@ -128,6 +143,11 @@ void kd_arena_plan(const lp_program *p, lp_func *f)
     }
     free(delta);
 
+    /* Disjoint: as if every buffer lived through the whole function. */
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += items[i].size;
+    if (p->disjoint_arena && total <= DISJOINT_ARENA_MAX)
+        for (int i = 0; i < n; i++) items[i].first = 0, items[i].last = f->kernels.len;
     qsort(items, (size_t)n, sizeof *items, by_size);
     /* placed: the items placed so far, by offset, so that the gaps between
      * those live at the same time come out in address order. */

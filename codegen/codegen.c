@@ -364,6 +364,7 @@ static lp_program *build(kd_arena *a, kd_model *m, const kd_codegen_options *o, 
     p->upper = up;
     p->source = m->item && m->item->loc.src ? basename_of(m->item->loc.src->path) : NULL;
     p->real = o->f64 ? LP_F64 : LP_F32;
+    p->disjoint_arena = o->disjoint_arena;
     p->max_batch = o->batch > 0 ? o->batch : m->config.present && m->config.batch_size > 0 ? m->config.batch_size : 32;
     if (o->batch > 0 && !kd_check_memory(m, p->max_batch, d)) return NULL; /* sema checked the default batch */
     p->dropout_seed = (uint64_t)m->config.seed;

@@ -20,6 +20,14 @@ typedef struct kd_codegen_options {
     const char *embed_weights;  /* safetensors file whose weights become static const data */
     const char *header_name;    /* what model.c #includes; NULL: "<model>.h" */
     bool no_workspace;          /* pass NULL work to GEMM / conv: smaller arena, slower kernels */
+    /* Every arena buffer gets bytes of its own (a buffer updated in place
+     * aside): a larger arena, for the host's runs on several threads. When
+     * buffers share bytes, a cache line that one core wrote for one buffer
+     * is written next by the other core for another buffer, and moves
+     * between the cores every step; with bytes of their own, each buffer's
+     * lines are touched by the same threads, in the same split, step after
+     * step (arena_plan.c). */
+    bool disjoint_arena;
     bool no_passes;             /* lower the graphs as built (debugging the passes) */
     /* --target: the x86-64 level ("x86-64-v3") model.c's own loops are
      * compiled for by GCC and clang (a pragma in the file); NULL or "":

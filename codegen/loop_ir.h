@@ -281,6 +281,7 @@ typedef struct lp_program {
     uint64_t dropout_seed; /* IR_HYPER_SEED: the train block's seed */
     lp_func *funcs[LP_F_COUNT];   /* NULL when not generated */
     const double *embedded;       /* --embed-weights: params_size values, else NULL */
+    bool disjoint_arena;          /* kd_codegen_options.disjoint_arena */
 } lp_program;
 
 /* ---- building (loop_ir.c) --------------------------------------------------

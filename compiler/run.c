@@ -382,7 +382,8 @@ int kd_run_train(const kd_run_options *o)
     data_want(km, o, &w);
     if ((rc = load_fit_data(o, &w, split, &train, &val, &has_val)) != 0) goto done;
 
-    kd_codegen_options co = {.batch = c->batch_size, .arena = &s.arena};
+    /* on several threads, buffers keep their bytes (kd_codegen_options) */
+    kd_codegen_options co = {.batch = c->batch_size, .arena = &s.arena, .disjoint_arena = default_threads(o->threads) > 1};
     lp_program *p = kd_codegen_build(&s.arena, km, &co, &s.diags);
     if (!p) {
         rc = 1;

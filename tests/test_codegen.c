@@ -696,6 +696,56 @@ START_TEST(loops_structure)
 }
 END_TEST
 
+/* kd_codegen_options.disjoint_arena (kdslc train on several threads): no two
+ * buffers of the train step share bytes, except a buffer updated in place
+ * and the one it takes over; the arena is the sum of their sizes, and the
+ * shared plan's is smaller (at its liveness bound). */
+static const lp_buf *arena_root(const lp_buf *b)
+{
+    while (b->shares) b = b->shares;
+    return b;
+}
+
+START_TEST(disjoint_arena)
+{
+    gen g, gs;
+    kd_codegen_options o = {.disjoint_arena = true};
+    gen_build(&g, "cg-disjoint", mlp_text, &o, NULL);
+    gen_build(&gs, "cg-shared", mlp_text, NULL, NULL);
+    const lp_func *f = g.p->funcs[LP_F_TRAIN_STEP], *fs = gs.p->funcs[LP_F_TRAIN_STEP];
+    int64_t sum = 0;
+    int inplace = 0, placed = 0;
+    for (int i = 0; i < f->bufs.len; i++) {
+        const lp_buf *b = f->bufs.items[i];
+        if (b->space != LP_ARENA || b->first < 0 || b->local) continue;
+        int64_t nb = lp_buf_bytes(b, g.p->max_batch, g.p->real);
+        if (arena_root(b) != b) {
+            inplace++;
+            ck_assert_int_eq(b->offset, arena_root(b)->offset);
+            continue;
+        }
+        placed++;
+        sum += (nb + KD_ARENA_ALIGN - 1) / KD_ARENA_ALIGN * KD_ARENA_ALIGN;
+        for (int k = 0; k < i; k++) {
+            const lp_buf *c = f->bufs.items[k];
+            if (c->space != LP_ARENA || c->first < 0 || c->local || arena_root(c) == b) continue;
+            int64_t nc = lp_buf_bytes(c, g.p->max_batch, g.p->real);
+            ck_assert_msg(b->offset >= c->offset + nc || c->offset >= b->offset + nb,
+                          "%s [%lld, +%lld) and %s [%lld, +%lld) share bytes", b->name, (long long)b->offset,
+                          (long long)nb, c->name, (long long)c->offset, (long long)nc);
+        }
+    }
+    ck_assert_int_gt(placed, 10);
+    ck_assert_int_gt(inplace, 0);
+    ck_assert_int_eq(f->arena_bytes, sum);
+    ck_assert_int_eq(fs->arena_bytes, fs->live_bound);
+    ck_assert_int_eq(f->live_bound, fs->live_bound);
+    ck_assert_int_gt(f->arena_bytes, fs->arena_bytes);
+    gen_free(&gs);
+    gen_free(&g);
+}
+END_TEST
+
 /* The passes change no result: predict and grad without them match the interpreter too. */
 START_TEST(no_passes)
 {
@@ -1201,6 +1251,7 @@ static Suite *codegen_suite(void)
     tcase_add_loop_test(t, mlp_target, 0, 2);
     tcase_add_loop_test(t, mlp_predict, 0, 2);
     tcase_add_test(t, mlp_arena);
+    tcase_add_test(t, disjoint_arena);
     tcase_add_test(t, loops_structure);
     tcase_add_loop_test(t, no_passes, 0, 2);
     tcase_add_loop_test(t, cnn_ops_predict, 0, 4);

@@ -97,13 +97,15 @@ static void *sym(built *b, const char *fn)
     return dlsym(b->so, name);
 }
 
-static void build_text(built *b, const char *tag, const char *path, const char *text, int batch, bool want_c)
+/* disjoint: kd_codegen_options.disjoint_arena, as kdslc train builds on several threads */
+static void build_arena(built *b, const char *tag, const char *path, const char *text, int batch, bool want_c,
+                        bool disjoint)
 {
     memset(b, 0, sizeof *b);
     b->s.diags.out = stderr;
     int rc = text ? kd_front_end_text(&b->s, path, text, strlen(text), NULL) : kd_front_end(&b->s, path, NULL);
     ck_assert_int_eq(rc, 0);
-    kd_codegen_options o = {.batch = batch, .arena = &b->s.arena};
+    kd_codegen_options o = {.batch = batch, .arena = &b->s.arena, .disjoint_arena = disjoint};
     b->p = kd_codegen_build(&b->s.arena, b->s.model, &o, &b->s.diags);
     ck_assert_msg(b->p != NULL, "codegen failed for %s", tag);
 
@@ -141,6 +143,11 @@ static void build_text(built *b, const char *tag, const char *path, const char *
     ck_assert_ptr_nonnull(b->C.predict);
     ck_assert((b->C.grad == NULL) == (b->J.grad == NULL));
     ck_assert((b->C.train_step == NULL) == (b->J.train_step == NULL));
+}
+
+static void build_text(built *b, const char *tag, const char *path, const char *text, int batch, bool want_c)
+{
+    build_arena(b, tag, path, text, batch, want_c, false);
 }
 
 static void built_free(built *b)
@@ -313,21 +320,27 @@ static void bits_equal(const char *tag, const char *what, int threads, const flo
 
 /* init, then `steps` train steps and a predict (full batch and `batch`) from
  * the same state at 1 thread and at 2 and 3: every value identical, and the
- * pool did split jobs. */
-static void check_threads_built(const built *b, const char *tag, int batch, int steps)
+ * pool did split jobs. As kdslc train runs them, one thread runs b1's
+ * program (buffers sharing the arena's bytes), more threads bn's (the
+ * disjoint arena), so the check covers both plans as well. */
+static void check_threads_built(const built *b1, const built *bn, const char *tag, int batch, int steps)
 {
-    const lp_program *p = b->p;
-    ck_assert_ptr_nonnull(b->J.train_step);
+    const lp_program *p = b1->p;
+    ck_assert_ptr_nonnull(b1->J.train_step);
+    ck_assert_ptr_nonnull(bn->J.train_step);
+    ck_assert_int_eq(bn->p->params_size, p->params_size);
+    ck_assert_int_eq(bn->p->opt_size, p->opt_size);
     int mb = p->max_batch;
-    int64_t np = p->params_size, no = p->opt_size, ab = arena_bytes(p);
+    int64_t np = p->params_size, no = p->opt_size, ab = arena_bytes(bn->p) > arena_bytes(p) ? arena_bytes(bn->p) : arena_bytes(p);
     int64_t ie = p->inputs[0].elems, le = p->labels[0].elems, oe = p->outputs[0].elems;
     float *p0 = falloc(np), *o0 = falloc(no), *in = falloc(ie * mb), *lab = falloc(le * mb * (steps + 1));
     rng_state = 0x1234567ULL + (uint64_t)batch;
-    b->J.init(p0, o0, 77);
+    b1->J.init(p0, o0, 77);
     for (int64_t k = 0; k < ie * mb; k++) in[k] = (float)urand();
     for (int s = 0; s <= steps; s++) fill_labels(lab + (size_t)s * le * mb, mb, le, LAB_ONEHOT, (int)le);
     float *pr[4], *orr[4], *out[4], *pred[4], loss[4][8];
     for (int t = 1; t <= 3; t++) {
+        const built *b = t == 1 ? b1 : bn;
         ck_assert_int_eq(kdh_pool_set_threads(t), t);
         unsigned long jobs = kdh_pool_jobs();
         pr[t] = falloc(np), orr[t] = falloc(no), out[t] = falloc(oe * mb), pred[t] = falloc(oe * mb);
@@ -358,27 +371,34 @@ static void check_threads_built(const built *b, const char *tag, int batch, int 
     free(p0), free(o0), free(in), free(lab);
 }
 
-/* One JIT build of the sample, checked at its full batch and at an odd one. */
-static void check_threads(const char *tag, const char *path, int odd_batch, int steps)
+/* The JIT builds of the sample (shared and disjoint arena), checked at its
+ * full batch and at an odd one. disjoint: whether the disjoint plan is
+ * used (its arena under arena_plan.c's cap) and so differs. */
+static void check_threads(const char *tag, const char *path, int odd_batch, int steps, bool disjoint)
 {
-    built b;
+    built b, bd;
     build_text(&b, tag, path, NULL, 0, false);
+    build_arena(&bd, tag, path, NULL, 0, false, true);
+    if (disjoint) ck_assert_int_gt(arena_bytes(bd.p), arena_bytes(b.p));
+    else ck_assert_int_eq(arena_bytes(bd.p), arena_bytes(b.p));
     char odd_tag[256];
     snprintf(odd_tag, sizeof odd_tag, "%s, batch %d", tag, odd_batch);
-    check_threads_built(&b, tag, b.p->max_batch, steps);
-    check_threads_built(&b, odd_tag, odd_batch, steps);
+    check_threads_built(&b, &bd, tag, b.p->max_batch, steps);
+    check_threads_built(&b, &bd, odd_tag, odd_batch, steps);
+    built_free(&bd);
     built_free(&b);
 }
 
 START_TEST(threads_mlp)
 {
-    check_threads("fmnist_mlp threads", tu_src("samples/fmnist_mlp.kdsl"), 37, 3);
+    check_threads("fmnist_mlp threads", tu_src("samples/fmnist_mlp.kdsl"), 37, 3, true);
 }
 END_TEST
 
 START_TEST(threads_cnn)
 {
-    check_threads("fmnist_cnn threads", tu_src("samples/fmnist_cnn.kdsl"), 21, 2);
+    /* 21.6 MB disjoint: above the cap, the shared plan */
+    check_threads("fmnist_cnn threads", tu_src("samples/fmnist_cnn.kdsl"), 21, 2, false);
 }
 END_TEST
 
