@@ -84,13 +84,13 @@ int kd_codegen_parse_option(int argc, char **argv, int *i, kd_codegen_options *o
 typedef struct text {
     char *data;
     size_t len;
+    const char *path;
 } text;
 
 static int write_text(FILE *f, void *ctx, kdh_error *err)
 {
-    (void)err;
     const text *t = ctx;
-    return fwrite(t->data, 1, t->len, f) == t->len ? 0 : -1;
+    return kdh_fwrite_all(f, t->data, t->len, t->path, err);
 }
 
 static const char *base_name(const char *path)
@@ -99,16 +99,22 @@ static const char *base_name(const char *path)
     return s ? s + 1 : path;
 }
 
-int kd_codegen_write(kd_model *m, const kd_codegen_options *o, const char *c_path, kd_diags *d)
+char *kd_codegen_header_path(const char *c_path)
 {
     size_t n = strlen(c_path);
     char *h_path = malloc(n + 3);
-    if (!h_path) return 1;
+    if (!h_path) return NULL;
     memcpy(h_path, c_path, n + 1);
     if (n > 2 && !strcmp(c_path + n - 2, ".c")) h_path[n - 1] = 'h';
     else strcat(h_path, ".h");
+    return h_path;
+}
 
-    text c = {0}, h = {0};
+int kd_codegen_write(kd_model *m, const kd_codegen_options *o, const char *c_path, kd_diags *d)
+{
+    char *h_path = kd_codegen_header_path(c_path);
+    if (!h_path) return 1;
+    text c = {.path = c_path}, h = {.path = h_path};
     FILE *cf = open_memstream(&c.data, &c.len), *hf = open_memstream(&h.data, &h.len);
     kd_codegen_options opt = o ? *o : (kd_codegen_options){0};
     opt.header_name = base_name(h_path);
@@ -117,8 +123,10 @@ int kd_codegen_write(kd_model *m, const kd_codegen_options *o, const char *c_pat
     if (cf) fclose(cf);
     if (hf) fclose(hf);
     if (rc == 0) {
+        /* both or neither: a model.c never sits beside another run's model.h */
         kdh_error err;
-        if (kdh_atomic_write(h_path, write_text, &h, &err) != 0 || kdh_atomic_write(c_path, write_text, &c, &err) != 0) {
+        kdh_atomic_out outs[2] = {{c_path, write_text, &c}, {h_path, write_text, &h}};
+        if (kdh_atomic_write_set(outs, 2, &err) != 0) {
             kd_error(d, (kd_loc){0}, "%s", err.msg);
             rc = 1;
         }

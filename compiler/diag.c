@@ -2,8 +2,11 @@
 #include "kdsl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void print_source_line(FILE *out, kd_loc loc)
 {
@@ -113,9 +116,35 @@ const char *kd_nearest(const char *name, const char *const *known, int nknown)
     return best_d <= limit ? best : NULL;
 }
 
+/* Opens a source file without blocking: O_NONBLOCK so that open() on a
+ * FIFO with no writer returns at once, then anything but a regular file is
+ * refused (a FIFO or a terminal would block the read, a device like
+ * /dev/zero never ends). */
+static FILE *open_source(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    int e = 0;
+    if (fstat(fd, &st) != 0) e = errno;
+    else if (S_ISDIR(st.st_mode)) e = EISDIR;
+    else if (!S_ISREG(st.st_mode)) e = EINVAL;
+    else {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) e = errno;
+    }
+    FILE *f = e ? NULL : fdopen(fd, "rb");
+    if (!f) {
+        if (!e) e = errno;
+        close(fd);
+        errno = e;
+    }
+    return f;
+}
+
 char *kd_read_file(kd_arena *a, const char *path, size_t max_bytes, size_t *len)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    FILE *f = strcmp(path, "-") == 0 ? stdin : open_source(path);
     if (!f) return NULL;
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);

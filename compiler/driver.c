@@ -29,7 +29,9 @@ int kd_front_end(kd_session *s, const char *path, const char *name)
     char *text = kd_read_file(&s->arena, path, KD_MAX_SOURCE_BYTES, &len);
     if (!text) {
         kd_error(&s->diags, (kd_loc){0}, "cannot read %s: %s", path,
-                 errno == EFBIG ? "file is larger than 64 MiB" : strerror(errno));
+                 errno == EFBIG    ? "file is larger than 64 MiB"
+                 : errno == EINVAL ? "not a regular file (a FIFO, device or socket)"
+                                   : strerror(errno));
         return 1;
     }
     return kd_front_end_text(s, path, text, len, name);

@@ -79,7 +79,9 @@ void kd_note(kd_diags *d, kd_loc loc, const char *fmt, ...) __attribute__((forma
 /* The known name closest to `name` by edit distance, or NULL if none is close. */
 const char *kd_nearest(const char *name, const char *const *known, int nknown);
 
-/* Reads a whole file; NULL with errno set on failure. Refuses files over max_bytes. */
+/* Reads a whole regular file ("-": stdin) without blocking on FIFOs or
+ * devices; NULL with errno set on failure: EFBIG over max_bytes, EISDIR for
+ * a directory, EINVAL for anything else that is not a regular file. */
 char *kd_read_file(kd_arena *a, const char *path, size_t max_bytes, size_t *len);
 
 #endif

@@ -4,6 +4,7 @@
 #include "codegen.h"
 #include "run.h"
 #include "train_graph.h"
+#include "host/paths.h"
 
 #include <errno.h>
 #include <math.h>
@@ -118,6 +119,25 @@ static int cmd_ir(const options *o)
 
 /* ---- code generation (codegen/codegen.h) ------------------------------------------ */
 
+/* model.c and model.h writable, neither the source nor the embedded weights
+ * (paths.h): checked before any code is generated. The exit status, or 0. */
+static int check_compile_paths(const char *file, const char *weights, const char *c_path)
+{
+    char *h_path = kd_codegen_header_path(c_path);
+    if (!h_path) return 1;
+    kdh_path_use uses[] = {
+        {strcmp(file, "-") ? file : NULL, "the model source", false, 0},
+        {weights, "--embed-weights", false, 0},
+        {c_path, "-o", true, 0},
+        {h_path, "the header", true, 0},
+    };
+    kdh_error err;
+    int rc = kdh_check_paths(uses, 4, &err);
+    if (rc) fprintf(stderr, "kdslc: error: %s%s\n", err.msg, rc == 2 ? "\n(run 'kdslc --help' for usage)" : "");
+    free(h_path);
+    return rc;
+}
+
 /* kdslc compile FILE [-o model.c] [--model NAME] [--batch N] [--inference-only]
  *               [--embed-weights W.safetensors] [--dtype f32|f64] [--no-workspace] */
 static int cmd_compile(int argc, char **argv)
@@ -142,7 +162,8 @@ static int cmd_compile(int argc, char **argv)
     if (rc == 0) {
         co.arena = &s.arena;
         const char *path = out ? out : kd_format(&s.arena, "%s.c", s.model->name);
-        rc = kd_codegen_write(s.model, &co, path, &s.diags);
+        if ((rc = check_compile_paths(file, co.embed_weights, path)) == 0)
+            rc = kd_codegen_write(s.model, &co, path, &s.diags);
     }
     kd_session_free(&s);
     return rc;
@@ -336,7 +357,24 @@ static int cmd_predict(int argc, char **argv)
     return rc ? rc : kd_run_predict(&o);
 }
 
+static int run_command(int argc, char **argv);
+
+/* Every command's results go to stdout (a summary, an IR dump, predictions,
+ * progress): a write that failed there (a full disk, a closed pipe's
+ * EPIPE with SIGPIPE ignored, /dev/full) fails the command, not just the
+ * output. */
 int main(int argc, char **argv)
+{
+    int rc = run_command(argc, argv);
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "kdslc: error: writing to standard output failed: %s\n", strerror(errno ? errno : EIO));
+        if (rc == 0) rc = 1;
+    }
+    return rc;
+}
+
+static int run_command(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);

@@ -7,11 +7,13 @@
 #include "driver.h"
 #include "jit.h"
 #include "host/checkpoint.h"
+#include "host/paths.h"
 #include "host/train.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -38,6 +40,52 @@ static int fail_err(const kdh_error *err)
 {
     fprintf(stderr, "kdslc: error: %s\n", err->msg);
     return 1;
+}
+
+/* ---- the files of a command, before any work (paths.h) ---------------------------------- */
+
+enum { SAME_RUN = 1, SAME_WEIGHTS = 2 };   /* kdh_path_use.same_ok */
+
+/* Appends --data's files (X.npy,Y.npy or a CSV file; a directory's IDX
+ * files are the reader's business) to uses. */
+static int data_uses(const char *spec, char *buf, size_t size, kdh_path_use *uses)
+{
+    if (!spec || !strcmp(spec, "fashion-mnist") || !strcmp(spec, "fashion_mnist")) return 0;
+    const char *comma = strchr(spec, ',');
+    if (!comma) {
+        uses[0] = (kdh_path_use){spec, "--data", false, 0};
+        return 1;
+    }
+    snprintf(buf, size, "%.*s", (int)(comma - spec), spec);
+    uses[0] = (kdh_path_use){buf, "--data", false, 0};
+    uses[1] = (kdh_path_use){comma + 1, "--data", false, 0};
+    return 2;
+}
+
+/* Every output writable and none an input or another output: checked
+ * before the model is compiled or a sample read, so that a mistake costs
+ * nothing (a --save in a missing directory found after three epochs loses
+ * them). The exit status, or 0. */
+static int check_paths(const kd_run_options *o)
+{
+    kdh_path_use uses[10];
+    char xbuf[4096];
+    int n = 0;
+    uses[n++] = (kdh_path_use){o->file, "the model source", false, 0};
+    uses[n++] = (kdh_path_use){o->weights, "--weights", false, SAME_WEIGHTS};
+    uses[n++] = (kdh_path_use){o->resume, "--resume", false, SAME_RUN};
+    uses[n++] = (kdh_path_use){o->input, "--input", false, 0};
+    n += data_uses(o->data, xbuf, sizeof xbuf, uses + n);
+    uses[n++] = (kdh_path_use){o->save, "--save", true, SAME_WEIGHTS};
+    uses[n++] = (kdh_path_use){o->checkpoint, "--checkpoint", true, SAME_RUN};
+    uses[n++] = (kdh_path_use){o->history, "--history", true, 0};
+    uses[n++] = (kdh_path_use){o->output, "-o", true, 0};
+    if (!strcmp(o->file, "-")) uses[0].path = NULL;
+    kdh_error err;
+    int rc = kdh_check_paths(uses, n, &err);
+    if (rc == 1) fail_err(&err);
+    if (rc == 2) fprintf(stderr, "kdslc: error: %s\n(run 'kdslc --help' for usage)\n", err.msg);
+    return rc;
 }
 
 /* ---- losses and optimizers named on the command line ----------------------------------- */
@@ -332,10 +380,55 @@ static int load_fit_data(const kd_run_options *o, const kdh_data_want *w, double
     return 0;
 }
 
+/* SIGINT and SIGTERM during `kdslc train`: the first asks kdh_fit to stop
+ * before its next step (the write under way finishes, so no temporary is
+ * left and the last checkpoint is whole); a second one ends the process at
+ * once, as the signal would have (a temporary it leaves is reclaimed by the
+ * next run, atomic_file.c). */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+    if (stop_signal) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_signal = sig;
+}
+
+/* libgccjit installs its own SIGINT and SIGTERM handlers while it compiles
+ * (GCC's driver, which removes its temporary files and re-raises), so ours
+ * are installed again after the JIT; a signal during the compile ends the
+ * process before anything is written. */
+static void catch_stop_signals(bool on)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on ? on_stop_signal : SIG_DFL;
+    sa.sa_flags = SA_RESTART;   /* reads and writes under way carry on */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* The exit status of a run stopped by signal sig, as the shell reports a
+ * process the signal killed: 128 + its number (130, 143). */
+static int stopped_by_signal(int sig, const char *what)
+{
+    fflush(stdout);
+    fprintf(stderr, "kdslc: error: %s\n", what);
+    return 128 + sig;
+}
+
 int kd_run_train(const kd_run_options *o)
 {
+    int rc = check_paths(o);
+    if (rc) return rc;
+    stop_signal = 0;
+    catch_stop_signals(true);
     kd_session s = {0};
-    int rc = kd_front_end(&s, o->file, o->model);
+    rc = kd_front_end(&s, o->file, o->model);
     kdh_dataset train = {0}, val = {0};
     bool has_val = false;
     backend be = {0};
@@ -391,6 +484,12 @@ int kd_run_train(const kd_run_options *o)
     }
     kdh_model_fns fns;
     if ((rc = compile_fns(p, &co, &fns, &be, stdout)) != 0) goto done;
+    catch_stop_signals(true);
+    if (stop_signal) {
+        rc = stopped_by_signal(stop_signal, stop_signal == SIGINT ? "interrupted (SIGINT) before training started; nothing was written"
+                                                                  : "terminated (SIGTERM) before training started; nothing was written");
+        goto done;
+    }
     kdh_model m;
     host_model(&s.arena, km, p, &fns, &m);
     printf("Train on %lld samples (%s)", (long long)train.n, train.name);
@@ -424,10 +523,16 @@ int kd_run_train(const kd_run_options *o)
         .out = stdout,
         .tty = o->tty,
         .slow_step_ms = slow ? (unsigned)strtoul(slow, NULL, 10) : 0,
+        .stop = &stop_signal,
     };
     kdh_history h;
     kdh_error err;
-    if (kdh_fit(&m, &train, has_val ? &val : NULL, &fo, &h, &err) != 0) {
+    int fit = kdh_fit(&m, &train, has_val ? &val : NULL, &fo, &h, &err);
+    if (fit == KDH_FIT_STOPPED) {
+        rc = stopped_by_signal(stop_signal, err.msg);
+        goto done;
+    }
+    if (fit != 0) {
         fflush(stdout);
         rc = fail_err(&err);
         goto done;
@@ -436,6 +541,7 @@ int kd_run_train(const kd_run_options *o)
     kdh_history_free(&h);
     rc = 0;
 done:
+    catch_stop_signals(false);
     kdh_history_free(&ck.history);
     kdh_dataset_free(&train);
     kdh_dataset_free(&val);
@@ -550,7 +656,7 @@ static int write_csv(FILE *f, void *ctx, kdh_error *err)
     }
     return 0;
 bad:
-    snprintf(err->msg, sizeof err->msg, "%s: write failed", c->path);
+    snprintf(err->msg, sizeof err->msg, "%.400s: write failed: %s", c->path, strerror(errno ? errno : EIO));
     return -1;
 }
 
@@ -562,6 +668,7 @@ int kd_run_predict(const kd_run_options *o)
         fprintf(stderr, "kdslc: error: `kdslc predict` needs --input X.npy\n(run 'kdslc --help' for usage)\n");
         return 2;
     }
+    if ((rc = check_paths(o)) != 0) return rc;
     kd_session s = {0};
     inference in = {0};
     kdh_dataset d = {0};
@@ -582,9 +689,16 @@ int kd_run_predict(const kd_run_options *o)
         goto done;
     }
     kdh_predict(&in.m, in.params, d.x, d.n, y, in.arena);
+    if (kdh_check_outputs(&in.m, y, d.n, d.name, &err) != 0) {
+        rc = fail_err(&err);
+        goto done;
+    }
     csv_out c = {y, d.n, in.m.output_elems, o->output ? o->output : "<stdout>"};
     if (!o->output) {
-        rc = write_csv(stdout, &c, &err) == 0 && fflush(stdout) == 0 ? 0 : fail("%s", "writing to stdout failed");
+        errno = 0;
+        rc = write_csv(stdout, &c, &err) == 0 && fflush(stdout) == 0
+                 ? 0
+                 : fail("writing the predictions to standard output failed: %s", strerror(errno ? errno : EIO));
     } else if (ends_with(o->output, ".csv")) {
         rc = kdh_atomic_write(o->output, write_csv, &c, &err) == 0 ? 0 : fail_err(&err);
     } else {

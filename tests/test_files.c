@@ -67,7 +67,7 @@ static int count_temp_files(const char *dir)
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (strstr(e->d_name, ".tmp-")) n++;
+        if (strstr(e->d_name, ".tmp-") || strstr(e->d_name, ".kd-")) n++;   /* old and current temporaries (atomic_file.c) */
     closedir(d);
     return n;
 }

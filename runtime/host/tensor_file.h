@@ -126,12 +126,31 @@ const kdh_tensor *kdh_list_expect(const kdh_tensor_list *l, const char *path, co
 typedef int (*kdh_write_fn)(FILE *f, void *ctx, kdh_error *err);
 
 /* Replaces `path` so that at every instant it holds either the old content
- * or the complete new one: writes PATH.tmp-XXXXXX in the same directory
- * (created 0666 minus umask), calls fn, flushes and fsyncs it, renames it
- * over path and fsyncs the directory. On any failure the temp file is
- * removed and the old file is untouched. If path is a symbolic link, the
- * link itself is replaced by a regular file. */
+ * or the complete new one: writes a temporary `.NAME.kd-HASH-PID.tmp` in
+ * the same directory, calls fn, flushes and fsyncs it, renames it over
+ * path and fsyncs the directory. On any failure the temporary is removed,
+ * the old file is untouched and err names the file and errno's message.
+ * A symbolic link is followed (its target is replaced, the link kept); the
+ * replaced file's mode is kept, a new file gets 0666 minus the umask;
+ * temporaries of path left by writers that died (SIGKILL) are removed.
+ * A directory, device or FIFO at path is refused. */
 int kdh_atomic_write(const char *path, kdh_write_fn fn, void *ctx, kdh_error *err);
+
+/* Several files replaced together (model.c and model.h): every one is
+ * written and synced before any is renamed, and if a rename fails those
+ * already renamed get their old content back. */
+typedef struct kdh_atomic_out {
+    const char *path;
+    kdh_write_fn fn;
+    void *ctx;
+} kdh_atomic_out;
+int kdh_atomic_write_set(const kdh_atomic_out *outs, int n, kdh_error *err);
+
+/* path with every symbolic link of its last component followed (a link
+ * to a link, a dangling link: the file it would create), malloc'd; NULL
+ * with errno set (ELOOP) when it cannot be followed. */
+char *kdh_resolve_links(const char *path);
+
 /* fwrite that reports a short write: "PATH: write failed: No space left". */
 int kdh_fwrite_all(FILE *f, const void *data, size_t n, const char *path, kdh_error *err);
 

@@ -17,6 +17,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -160,6 +161,44 @@ double kdh_sample_correct(const kdh_model *m, const float *y, const float *t)
 
 /* ---- evaluate, predict ----------------------------------------------------------------------- */
 
+/* The samples [lo, hi] whose outputs (or losses) are not finite, and how many. */
+typedef struct bad_range {
+    int64_t lo, hi, count;
+} bad_range;
+
+static void bad_add(bad_range *r, int64_t i)
+{
+    if (r->count++ == 0) r->lo = i;
+    r->hi = i;
+}
+
+static int bad_report(const bad_range *r, int64_t n, const char *data, const char *what, kdh_error *err)
+{
+    if (r->count == 0) return 0;
+    char range[64];
+    if (r->lo == r->hi) snprintf(range, sizeof range, "sample %" PRId64, r->lo);
+    else snprintf(range, sizeof range, "samples %" PRId64 " to %" PRId64, r->lo, r->hi);
+    return kdh__err(err,
+                    "%s: %s NaN or infinite for %" PRId64 " of %" PRId64 " samples (%s, counting from 0); the "
+                    "weights or the inputs overflow float32",
+                    data, what, r->count, n, range);
+}
+
+static bool all_finite(const float *v, int64_t k)
+{
+    for (int64_t j = 0; j < k; j++)
+        if (!isfinite(v[j])) return false;
+    return true;
+}
+
+int kdh_check_outputs(const kdh_model *m, const float *y, int64_t n, const char *data, kdh_error *err)
+{
+    bad_range r = {0};
+    for (int64_t i = 0; i < n; i++)
+        if (!all_finite(y + i * m->output_elems, m->output_elems)) bad_add(&r, i);
+    return bad_report(&r, n, data, "the model's output is", err);
+}
+
 int kdh_evaluate(const kdh_model *m, const float *params, const kdh_dataset *d, void *arena, double *loss,
                  double *accuracy, kdh_error *err)
 {
@@ -167,6 +206,7 @@ int kdh_evaluate(const kdh_model *m, const float *params, const kdh_dataset *d, 
     if (!out) return -1;
     unsigned long fpmode = kdh_fpmode_flush_subnormals();
     double sl = 0, sc = 0;
+    bad_range bad = {0};
     for (int64_t at = 0; at < d->n; at += m->max_batch) {
         int nb = (int)(d->n - at < m->max_batch ? d->n - at : m->max_batch);
         const float *ins[1] = {d->x + at * d->x_elems};
@@ -174,12 +214,16 @@ int kdh_evaluate(const kdh_model *m, const float *params, const kdh_dataset *d, 
         m->fns.predict(params, ins, outs, nb, arena);
         for (int r = 0; r < nb; r++) {
             const float *y = out + (int64_t)r * m->output_elems, *t = d->y + (at + r) * d->y_elems;
-            sl += kdh_sample_loss(m, y, t);
+            double l = kdh_sample_loss(m, y, t);
+            /* a clipped loss can stay finite over an infinite output */
+            if (!isfinite(l) || !all_finite(y, m->output_elems)) bad_add(&bad, at + r);
+            sl += l;
             if (m->accuracy) sc += kdh_sample_correct(m, y, t);
         }
     }
     kdh_fpmode_set(fpmode);
     free(out);
+    if (bad_report(&bad, d->n, d->name, "the loss or the model's output is", err) != 0) return -1;
     *loss = d->n ? sl / (double)d->n : NAN;
     *accuracy = m->accuracy && d->n ? sc / (double)d->n : NAN;
     return 0;
@@ -204,6 +248,7 @@ typedef struct fit_state {
     void *arena;
     int64_t *order;
     kdh_ckpt_state ck;     /* epoch, step, seed, shuffle stream, history */
+    int first_epoch;       /* epochs done when this run started */
 } fit_state;
 
 static void fit_free(fit_state *s)
@@ -338,7 +383,29 @@ static void gather_batch(const kdh_dataset *d, const int64_t *rows, int nb, floa
     kdh_parallel_range(gather_rows, &g, nb, 1, 8);
 }
 
-/* One epoch of training steps; sets the epoch's mean loss and accuracy. */
+/* Where a run stopped by a signal stopped, and which checkpoint holds what. */
+static void stopped(const kdh_fit_opts *o, const fit_state *s, int e, int64_t b, int64_t steps, kdh_error *err)
+{
+    int sig = *o->stop;
+    char where[160], kept[1400];
+    snprintf(where, sizeof where, "training stopped by %s before step %" PRId64 "/%" PRId64 " of epoch %d/%d (optimizer step %" PRIu64 ")",
+             sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal", b + 1, steps, e + 1, o->epochs,
+             s->ck.step);
+    if (o->checkpoint && s->ck.epoch > s->first_epoch)
+        snprintf(kept, sizeof kept, "the checkpoint %.600s holds epoch %d and is intact (--resume %.600s continues)",
+                 o->checkpoint, s->ck.epoch, o->checkpoint);
+    else if (o->resume)
+        snprintf(kept, sizeof kept, "no epoch finished; the checkpoint %.600s (epoch %d) is intact", o->resume,
+                 s->ck.epoch);
+    else if (o->checkpoint)
+        snprintf(kept, sizeof kept, "no epoch finished, so no checkpoint was written to %.600s", o->checkpoint);
+    else
+        snprintf(kept, sizeof kept, "no checkpoint was kept (--checkpoint F keeps one every epoch)");
+    kdh__err(err, "%s; %s%s", where, kept, o->save ? "; the weights were not saved" : "");
+}
+
+/* One epoch of training steps; sets the epoch's mean loss and accuracy.
+ * 0, -1 (error) or KDH_FIT_STOPPED. */
 static int fit_epoch(const kdh_model *m, const kdh_dataset *d, const kdh_fit_opts *o, fit_state *s, int e,
                      kdh_progress *pg, double *loss, double *accuracy, kdh_error *err)
 {
@@ -348,6 +415,11 @@ static int fit_epoch(const kdh_model *m, const kdh_dataset *d, const kdh_fit_opt
     double sl = 0, sc = 0;
     int64_t seen = 0;
     for (int64_t b = 0; b < steps; b++) {
+        if (o->stop && *o->stop) {
+            kdh_progress_break(pg);
+            stopped(o, s, e, b, steps, err);
+            return KDH_FIT_STOPPED;
+        }
         int nb = (int)(n - b * bs < bs ? n - b * bs : bs);
         gather_batch(d, s->order + b * bs, nb, s->xb, s->yb);
         const float *ins[1] = {s->xb};
@@ -388,6 +460,7 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
     unsigned long fpmode = kdh_fpmode_flush_subnormals(); /* as TensorFlow trains (fpmode.h) */
     if (fit_alloc(m, train, &s, err) != 0) goto done;
     if (fit_start(m, o, &s, err) != 0) goto done;
+    s.first_epoch = s.ck.epoch;
     kdh_progress pg;
     kdh_progress_init(&pg, o->out ? o->out : stdout, o->tty);
     if (o->resume && s.ck.epoch >= o->epochs)
@@ -401,7 +474,11 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
         kdh_progress_epoch_begin(&pg, e + 1, o->epochs, steps);
         double t0 = kdh_now();
         kdh_epoch_log row = {.epoch = e + 1, .val_loss = NAN, .val_accuracy = NAN};
-        if (fit_epoch(m, train, o, &s, e, &pg, &row.loss, &row.accuracy, err) != 0) goto done;
+        if ((rc = fit_epoch(m, train, o, &s, e, &pg, &row.loss, &row.accuracy, err)) != 0) {
+            if (rc != KDH_FIT_STOPPED) rc = -1;
+            goto done;
+        }
+        rc = -1;
         double t_train = kdh_now() - t0;
         if (val && (e + 1) % freq == 0 &&
             kdh_evaluate(m, s.params, val, s.arena, &row.val_loss, &row.val_accuracy, err) != 0)

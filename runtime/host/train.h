@@ -14,6 +14,7 @@
 
 #include "tensor_file.h"
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -105,7 +106,14 @@ typedef struct kdh_fit_opts {
     FILE *out;                         /* progress (stdout) */
     int tty;                           /* -1: ask isatty(out); 0 plain lines; 1 Keras' bar */
     unsigned slow_step_ms;             /* tests: sleep this long after every step */
+    /* Set by a signal handler (SIGINT, SIGTERM: the signal's number): the
+     * run stops before its next step, returns KDH_FIT_STOPPED and says in
+     * err where it stopped and which checkpoint is intact. Any write under
+     * way (a checkpoint, the history) finishes first. NULL: never. */
+    const volatile sig_atomic_t *stop;
 } kdh_fit_opts;
+
+enum { KDH_FIT_STOPPED = 1 };
 
 /* One epoch's figures; NaN for what was not measured (val_* on epochs
  * without validation, accuracy without the metric). */
@@ -123,7 +131,8 @@ typedef struct kdh_history {
 /* Runs fit(): initial weights (generated init with the seed, --weights, or
  * --resume), epochs of shuffled batches through train_step, validation,
  * progress, checkpoints, history, and the final --save. `val` may be NULL.
- * 0, or -1 with err filled (a NaN loss names the epoch and the step). */
+ * 0, -1 with err filled (a NaN loss names the epoch and the step), or
+ * KDH_FIT_STOPPED (o->stop was set) with err saying where. */
 int kdh_fit(const kdh_model *m, const struct kdh_dataset *train, const struct kdh_dataset *val,
             const kdh_fit_opts *o, kdh_history *h, kdh_error *err);
 
@@ -131,9 +140,15 @@ int kdh_fit(const kdh_model *m, const struct kdh_dataset *train, const struct kd
  * batches of max_batch. The loss is computed on the host from predict's
  * outputs (kdh_sample_loss): inference mode, no gradients, as Keras'
  * evaluate, whose loss is the mean of the per-sample losses. arena:
- * predict_arena_bytes, aligned to 64. 0, or -1 when memory runs out. */
+ * predict_arena_bytes, aligned to 64. 0, or -1 when memory runs out or a
+ * sample's loss or output is NaN or infinite (err names the samples). */
 int kdh_evaluate(const kdh_model *m, const float *params, const struct kdh_dataset *d, void *arena,
                  double *loss, double *accuracy, kdh_error *err);
+
+/* 0 when every one of n outputs y is finite; else -1 with err naming the
+ * samples that are not ("DATA: the model's output is NaN or infinite for
+ * 3 of 8 samples (samples 2 to 7, ...)"). */
+int kdh_check_outputs(const kdh_model *m, const float *y, int64_t n, const char *data, kdh_error *err);
 
 /* Output 0 for n samples of x into y (n * output_elems floats). */
 void kdh_predict(const kdh_model *m, const float *params, const float *x, int64_t n, float *y, void *arena);
