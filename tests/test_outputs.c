@@ -40,8 +40,9 @@ static char *path_in(const char *dir, const char *file)
 {
     static char bufs[16][4096];
     static int next;
-    char *b = bufs[next++ % 16];
-    snprintf(b, sizeof bufs[0], "%s/%s", dir, file);
+    char *b = bufs[next++ % 16], tmp[sizeof bufs[0]];
+    snprintf(tmp, sizeof tmp, "%s/%s", dir, file);   /* dir may be an earlier result */
+    memcpy(b, tmp, sizeof tmp);
     return b;
 }
 
