@@ -403,13 +403,23 @@ static void on_stop_signal(int sig)
  * process before anything is written. */
 static void catch_stop_signals(bool on)
 {
+    /* A signal kdslc was started with ignored (nohup, a background job of a
+     * script) stays ignored, as POSIX shells and GCC's driver do. */
+    static const int sigs[2] = {SIGINT, SIGTERM};
+    static struct sigaction before[2];
+    static bool saved;
+    if (on && !saved) {
+        for (int i = 0; i < 2; i++) sigaction(sigs[i], NULL, &before[i]);
+        saved = true;
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on ? on_stop_signal : SIG_DFL;
+    sa.sa_handler = on_stop_signal;
     sa.sa_flags = SA_RESTART;   /* reads and writes under way carry on */
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    for (int i = 0; i < 2 && saved; i++)
+        if (before[i].sa_handler != SIG_IGN) sigaction(sigs[i], on ? &sa : &before[i], NULL);
+    if (!on) saved = false;
 }
 
 /* The exit status of a run stopped by signal sig, as the shell reports a
