@@ -5,6 +5,7 @@
 #include "run.h"
 #include "train_graph.h"
 #include "host/paths.h"
+#include "host/train.h"
 
 #include <errno.h>
 #include <math.h>
@@ -36,8 +37,10 @@ static void usage(FILE *out)
           "      --loss NAME --optimizer NAME [--from-logits]   (models without a train block)\n"
           "      --weights W  --save W  --checkpoint F  --resume F  --history H.csv|H.json\n"
           "      --normalize auto|none|255  --threads N  --model NAME\n"
-          "  evaluate FILE --weights W [--data ...]  loss and accuracy on the data (test split)\n"
-          "  predict FILE --weights W --input X.npy [-o Y.npy|Y.csv]  the first output (CSV on stdout without -o)\n"
+          "  evaluate FILE --weights W [--data ...]  loss and accuracy on the data (test split);\n"
+          "               several inputs/outputs: --data A.npy,B.npy,Y0.npy,Y1.npy (inputs, then labels)\n"
+          "  predict FILE --weights W --input X.npy[,X2.npy...] [-o Y.npy|Y.csv[,Y2.npy...]]\n"
+          "                                         every output (CSV on stdout without -o)\n"
           "\n"
           "  kdslc --help      this text\n"
           "  kdslc --version   the version\n",
@@ -229,13 +232,13 @@ static const run_flag run_flags[] = {
     RF("--model", 's', model, RUN_ALL, 0, 0),
     RF("--data", 's', data, RUN_TRAIN | RUN_EVALUATE, 0, 0),
     RF("--weights", 's', weights, RUN_ALL, 0, 0),
-    RF("--batch-size", 'i', batch_size, RUN_ALL, 1, 1 << 20),
+    RF("--batch-size", 'i', batch_size, RUN_ALL, 1, KDH_MAX_BATCH_SIZE),   /* a checkpoint's too */
     RF("--threads", 'i', threads, RUN_ALL, 1, 4096),
     RF("--normalize", 'n', normalize, RUN_ALL, 0, 0),
     RF("--loss", 's', loss, RUN_TRAIN | RUN_EVALUATE, 0, 0),
     RF("--from-logits", 'b', from_logits, RUN_TRAIN | RUN_EVALUATE, 0, 0),
     RF("--optimizer", 's', optimizer, RUN_TRAIN, 0, 0),
-    RF("--epochs", 'i', epochs, RUN_TRAIN, 0, 1000000000),
+    RF("--epochs", 'i', epochs, RUN_TRAIN, 0, KDH_MAX_EPOCHS),
     RF("--learning-rate", 'r', learning_rate, RUN_TRAIN, 0, 0),
     RF("--validation-split", 'r', validation_split, RUN_TRAIN, 0, 0),
     RF("--seed", 'I', seed, RUN_TRAIN, 0, 0x7fffffffffffffffLL),
@@ -349,7 +352,7 @@ static int cmd_evaluate(int argc, char **argv)
     return rc ? rc : kd_run_evaluate(&o);
 }
 
-/* kdslc predict FILE --weights W --input X.npy [-o Y.npy] */
+/* kdslc predict FILE --weights W --input X.npy[,...] [-o Y.npy[,...]] */
 static int cmd_predict(int argc, char **argv)
 {
     kd_run_options o;

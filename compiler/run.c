@@ -46,20 +46,31 @@ static int fail_err(const kdh_error *err)
 
 enum { SAME_RUN = 1, SAME_WEIGHTS = 2 };   /* kdh_path_use.same_ok */
 
-/* Appends --data's files (X.npy,Y.npy or a CSV file; a directory's IDX
- * files are the reader's business) to uses. */
-static int data_uses(const char *spec, char *buf, size_t size, kdh_path_use *uses)
+/* Splits a comma-separated list of files (--data X.npy,Y.npy, --input
+ * a.npy,b.npy, -o y0.npy,y1.npy) into at most `max` names in buf (a copy of
+ * the list, as long as it). The count of names, empty ones included. */
+static int split_list(const char *list, char *buf, size_t size, const char **names, int max)
 {
-    if (!spec || !strcmp(spec, "fashion-mnist") || !strcmp(spec, "fashion_mnist")) return 0;
-    const char *comma = strchr(spec, ',');
-    if (!comma) {
-        uses[0] = (kdh_path_use){spec, "--data", false, 0};
-        return 1;
+    snprintf(buf, size, "%s", list);
+    int n = 0;
+    for (char *p = buf, *next; p && n < max; p = next) {
+        next = strchr(p, ',');
+        if (next) *next++ = 0;
+        names[n++] = p;
     }
-    snprintf(buf, size, "%.*s", (int)(comma - spec), spec);
-    uses[0] = (kdh_path_use){buf, "--data", false, 0};
-    uses[1] = (kdh_path_use){comma + 1, "--data", false, 0};
-    return 2;
+    return n;
+}
+
+/* Appends the files of a list (a directory's IDX files are the reader's
+ * business) to uses. */
+static int list_uses(const char *list, const char *what, bool output, char *buf, size_t size, kdh_path_use *uses)
+{
+    if (!list || !strcmp(list, "fashion-mnist") || !strcmp(list, "fashion_mnist")) return 0;
+    const char *names[2 * KDH_MAX_IO];
+    int n = split_list(list, buf, size, names, 2 * KDH_MAX_IO), k = 0;
+    for (int i = 0; i < n; i++)
+        if (*names[i]) uses[k++] = (kdh_path_use){names[i], what, output, 0};
+    return k;
 }
 
 /* Every output writable and none an input or another output: checked
@@ -68,18 +79,18 @@ static int data_uses(const char *spec, char *buf, size_t size, kdh_path_use *use
  * them). The exit status, or 0. */
 static int check_paths(const kd_run_options *o)
 {
-    kdh_path_use uses[10];
-    char xbuf[4096];
+    kdh_path_use uses[7 + 6 * KDH_MAX_IO];
+    char dbuf[8192], ibuf[8192], obuf[8192];
     int n = 0;
     uses[n++] = (kdh_path_use){o->file, "the model source", false, 0};
     uses[n++] = (kdh_path_use){o->weights, "--weights", false, SAME_WEIGHTS};
     uses[n++] = (kdh_path_use){o->resume, "--resume", false, SAME_RUN};
-    uses[n++] = (kdh_path_use){o->input, "--input", false, 0};
-    n += data_uses(o->data, xbuf, sizeof xbuf, uses + n);
+    n += list_uses(o->input, "--input", false, ibuf, sizeof ibuf, uses + n);
+    n += list_uses(o->data, "--data", false, dbuf, sizeof dbuf, uses + n);
     uses[n++] = (kdh_path_use){o->save, "--save", true, SAME_WEIGHTS};
     uses[n++] = (kdh_path_use){o->checkpoint, "--checkpoint", true, SAME_RUN};
     uses[n++] = (kdh_path_use){o->history, "--history", true, 0};
-    uses[n++] = (kdh_path_use){o->output, "-o", true, 0};
+    n += list_uses(o->output, "-o", true, obuf, sizeof obuf, uses + n);
     if (!strcmp(o->file, "-")) uses[0].path = NULL;
     kdh_error err;
     int rc = kdh_check_paths(uses, n, &err);
@@ -292,6 +303,18 @@ static void host_model(kd_arena *a, const kd_model *km, const lp_program *p, con
     for (int i = 0; i < p->outputs[0].rank; i++) m->output_shape[i] = p->outputs[0].shape[i];
     m->output_elems = p->outputs[0].elems;
     m->label_elems = p->nlabels ? p->labels[0].elems : p->outputs[0].elems;
+    kdh_io *io = kd_alloc_array(a, (size_t)(p->ninputs + p->noutputs), sizeof *io);
+    for (int i = 0; i < p->ninputs + p->noutputs; i++) {
+        const lp_io *l = i < p->ninputs ? &p->inputs[i] : &p->outputs[i - p->ninputs];
+        io[i].name = l->name;
+        io[i].rank = l->rank;
+        for (int k = 0; k < l->rank && k < KDH_MAX_RANK; k++) io[i].shape[k] = l->shape[k];
+        io[i].elems = l->elems;
+    }
+    m->ninputs = p->ninputs;
+    m->noutputs = p->noutputs;
+    m->inputs = io;
+    m->outputs = io + p->ninputs;
     m->params = vars_of(a, &p->params);
     m->nparams = p->params.len;
     m->slots = vars_of(a, &p->slots);
@@ -312,34 +335,64 @@ static void host_model(kd_arena *a, const kd_model *km, const lp_program *p, con
     m->optimizer = optimizer_name(c->optimizer);
 }
 
-/* What the data must look like for model km. */
-static void data_want(const kd_model *km, const kd_run_options *o, kdh_data_want *w)
+/* What the data of input `in` and the labels of output `out` must look like
+ * (-1: none). */
+static void data_want_of(const kd_model *km, const kd_run_options *o, int in, int out, kdh_data_want *w)
 {
     memset(w, 0, sizeof *w);
     w->model = km->name;
-    w->input_name = km->input_names[0];
-    const ir_shape *s = &km->input_shapes[0];
-    int skip = s->batched ? 1 : 0;
-    w->input_rank = s->rank - skip;
-    w->input_elems = 1;
-    for (int i = 0; i < w->input_rank && i < KDH_MAX_RANK; i++) {
-        w->input_shape[i] = s->dims[i + skip];
-        w->input_elems *= s->dims[i + skip];
-    }
-    const ir_shape *os = &km->output_shapes[0];
-    int oskip = os->batched ? 1 : 0;
-    int64_t oe = 1;
-    for (int i = oskip; i < os->rank; i++) oe *= os->dims[i];
-    bool categorical = km->config.loss == LOSS_CATEGORICAL_XENT || km->config.loss == LOSS_SPARSE_CATEGORICAL_XENT;
-    w->labels = categorical ? KDH_LABELS_ONEHOT : KDH_LABELS_TARGETS;
-    w->label_elems = oe;
     w->normalize = o->normalize;
+    w->labels = KDH_LABELS_NONE;
+    if (in >= 0) {
+        w->input_name = km->input_names[in];
+        const ir_shape *s = &km->input_shapes[in];
+        int skip = s->batched ? 1 : 0;
+        w->input_rank = s->rank - skip;
+        w->input_elems = 1;
+        for (int i = 0; i < w->input_rank && i < KDH_MAX_RANK; i++) {
+            w->input_shape[i] = s->dims[i + skip];
+            w->input_elems *= s->dims[i + skip];
+        }
+    }
+    if (out >= 0) {
+        w->output_name = km->output_names[out];
+        const ir_shape *os = &km->output_shapes[out];
+        int oskip = os->batched ? 1 : 0;
+        int64_t oe = 1;
+        for (int i = oskip; i < os->rank; i++) oe *= os->dims[i];
+        bool categorical = km->config.loss == LOSS_CATEGORICAL_XENT || km->config.loss == LOSS_SPARSE_CATEGORICAL_XENT;
+        w->labels = categorical ? KDH_LABELS_ONEHOT : KDH_LABELS_TARGETS;
+        w->label_elems = oe;
+    }
 }
 
-/* One input and one output: what the data sets feed. */
+/* What the data must look like for model km: input 0, output 0's labels. */
+static void data_want(const kd_model *km, const kd_run_options *o, kdh_data_want *w)
+{
+    data_want_of(km, o, 0, 0, w);
+}
+
+/* Loads the data of a model of several inputs or outputs (dataset.h):
+ * parts[i] input i and the labels of output i (with_labels). The count of
+ * parts, or -1 after the error is reported. */
+static int load_parts(const kd_model *km, const kd_run_options *o, const char *spec, bool with_labels,
+                      kdh_dataset *parts)
+{
+    int nin = km->ninputs, nlab = with_labels ? km->noutputs : 0, nparts = nin > nlab ? nin : nlab;
+    kdh_data_want w[KDH_MAX_PARTS];
+    for (int i = 0; i < nparts; i++) data_want_of(km, o, i < nin ? i : -1, i < nlab ? i : -1, &w[i]);
+    kdh_error err;
+    if (kdh_data_load_parts(spec, w, nparts, nin, nlab, parts, &err) != 0) {
+        fail_err(&err);
+        return -1;
+    }
+    return nparts;
+}
+
+/* One input and one output (train), or any (evaluate, predict). */
 static int check_io(const kd_model *m, const char *cmd)
 {
-    if (m->ninputs != 1 || m->noutputs < 1 || (strcmp(cmd, "predict") != 0 && m->noutputs != 1)) {
+    if (m->noutputs < 1 || (!strcmp(cmd, "train") && (m->ninputs != 1 || m->noutputs != 1))) {
         fprintf(stderr, "kdslc: error: model '%s' has %d inputs and %d outputs; `kdslc %s` takes models with one of each\n",
                 m->name, m->ninputs, m->noutputs, cmd);
         return 1;
@@ -485,8 +538,11 @@ int kd_run_train(const kd_run_options *o)
     data_want(km, o, &w);
     if ((rc = load_fit_data(o, &w, split, &train, &val, &has_val)) != 0) goto done;
 
-    /* on several threads, buffers keep their bytes (kd_codegen_options) */
-    kd_codegen_options co = {.batch = c->batch_size, .arena = &s.arena, .disjoint_arena = default_threads(o->threads) > 1};
+    /* The code and every buffer for the largest batch a step can take: no
+     * more than the data holds (--batch-size 1048576 on 4 samples allocates
+     * for 4). On several threads, buffers keep their bytes (kd_codegen_options). */
+    int max_batch = train.n < c->batch_size ? (int)train.n : c->batch_size;
+    kd_codegen_options co = {.batch = max_batch, .arena = &s.arena, .disjoint_arena = default_threads(o->threads) > 1};
     lp_program *p = kd_codegen_build(&s.arena, km, &co, &s.diags);
     if (!p) {
         rc = 1;
@@ -562,6 +618,12 @@ done:
 
 /* ---- kdslc evaluate / predict --------------------------------------------------------------------- */
 
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
 /* The inference program of the model, JIT'ed, with weights loaded. */
 typedef struct inference {
     kdh_model m;
@@ -570,11 +632,14 @@ typedef struct inference {
     void *arena;
 } inference;
 
-static int inference_start(kd_session *s, const kd_run_options *o, inference *in, FILE *info)
+/* Compiled for batches of --batch-size (default 128), or of all n samples
+ * when they are fewer: --batch-size 1048576 on 4 samples allocates for 4. */
+static int inference_start(kd_session *s, const kd_run_options *o, int64_t n, inference *in, FILE *info)
 {
     memset(in, 0, sizeof *in);
     kd_model *km = s->model;
     int batch = o->batch_size > 0 ? o->batch_size : 128;
+    if (n > 0 && n < batch) batch = (int)n;
     kd_codegen_options co = {.batch = batch, .inference_only = true, .arena = &s->arena};
     lp_program *p = kd_codegen_build(&s->arena, km, &co, &s->diags);
     if (!p) return 1;
@@ -612,47 +677,64 @@ int kd_run_evaluate(const kd_run_options *o)
     if (rc) return rc;
     kd_session s = {0};
     inference in = {0};
-    kdh_dataset d = {0};
+    kdh_dataset d[KDH_MAX_PARTS] = {0};
+    int nparts = 1;
     if ((rc = kd_front_end(&s, o->file, o->model)) != 0) goto done;
-    if ((rc = check_io(s.model, "evaluate")) != 0) goto done;
-    if ((rc = apply_compile_flags(s.model, o, false)) != 0) goto done;
-    kdh_data_want w;
-    data_want(s.model, o, &w);
+    kd_model *km = s.model;
+    if ((rc = check_io(km, "evaluate")) != 0) goto done;
+    if ((rc = apply_compile_flags(km, o, false)) != 0) goto done;
     kdh_error err;
-    const char *split = kdh_data_has_test_split(o->data) ? "test" : "train";
-    if (kdh_data_load(o->data, split, &w, &d, &err) != 0) {
-        rc = fail_err(&err);
+    if (km->ninputs == 1 && km->noutputs == 1) {
+        kdh_data_want w;
+        data_want(km, o, &w);
+        const char *split = kdh_data_has_test_split(o->data) ? "test" : "train";
+        if (kdh_data_load(o->data, split, &w, &d[0], &err) != 0) {
+            rc = fail_err(&err);
+            goto done;
+        }
+    } else if (!o->data || (strchr(o->data, ',') == NULL && !ends_with(o->data, ".csv"))) {
+        rc = fail("model '%s' has several inputs or outputs: give --data one .npy or .csv file per input, then one of "
+                  "labels per output (a.npy,b.npy,y0.npy,y1.npy), or one CSV file of all their columns",
+                  km->name);
+        goto done;
+    } else if ((nparts = load_parts(km, o, o->data, true, d)) < 0) {
+        nparts = 0;
+        rc = 1;
         goto done;
     }
-    if ((rc = inference_start(&s, o, &in, stdout)) != 0) goto done;
-    double loss, acc;
+    if ((rc = inference_start(&s, o, d[0].n, &in, stdout)) != 0) goto done;
+    double loss, out_loss[KDH_MAX_IO], out_acc[KDH_MAX_IO];
     double t0 = kdh_now();
-    if (kdh_evaluate(&in.m, in.params, &d, in.arena, &loss, &acc, &err) != 0) {
+    if (kdh_evaluate_outputs(&in.m, in.params, d, in.arena, &loss, out_loss, out_acc, &err) != 0) {
         rc = fail_err(&err);
         goto done;
     }
     double t = kdh_now() - t0;
-    printf("Evaluated %lld samples (%s) in %.2f s\n", (long long)d.n, d.name, t);
+    printf("Evaluated %lld samples (%s) in %.2f s\n", (long long)d[0].n, d[0].name, t);
     printf("loss: %.4f", loss);
-    if (!isnan(acc)) printf(" - accuracy: %.4f", acc);
+    if (km->noutputs == 1) {
+        if (!isnan(out_acc[0])) printf(" - accuracy: %.4f", out_acc[0]);
+    } else {
+        /* Keras' names for a model of several outputs: NAME_loss, NAME_accuracy */
+        for (int j = 0; j < km->noutputs; j++) printf(" - %s_loss: %.4f", km->output_names[j], out_loss[j]);
+        for (int j = 0; j < km->noutputs; j++)
+            if (!isnan(out_acc[j])) printf(" - %s_accuracy: %.4f", km->output_names[j], out_acc[j]);
+    }
     printf("\n");
     rc = 0;
 done:
-    kdh_dataset_free(&d);
+    kdh_data_free_parts(d, nparts);
     inference_free(&in);
     kd_session_free(&s);
     return rc;
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
+/* Rows of predictions: sample i's values of each output in turn. */
 typedef struct csv_out {
-    const float *y;
-    int64_t n, k;
+    int nout;
+    const float *y[KDH_MAX_IO];
+    int64_t k[KDH_MAX_IO];
+    int64_t n;
     const char *path;
 } csv_out;
 
@@ -660,8 +742,10 @@ static int write_csv(FILE *f, void *ctx, kdh_error *err)
 {
     const csv_out *c = ctx;
     for (int64_t i = 0; i < c->n; i++) {
-        for (int64_t j = 0; j < c->k; j++)
-            if (fprintf(f, j ? ",%.9g" : "%.9g", (double)c->y[i * c->k + j]) < 0) goto bad;
+        bool first = true;
+        for (int o = 0; o < c->nout; o++)
+            for (int64_t j = 0; j < c->k[o]; j++, first = false)
+                if (fprintf(f, first ? "%.9g" : ",%.9g", (double)c->y[o][i * c->k[o] + j]) < 0) goto bad;
         if (fputc('\n', f) == EOF) goto bad;
     }
     return 0;
@@ -670,62 +754,128 @@ bad:
     return -1;
 }
 
+/* -o for a model's outputs: one file per output, or one CSV file (or
+ * stdout) of every output's columns. The count of names (0: stdout), or -1
+ * after the error is reported. */
+static int output_files(const kd_model *km, const char *list, char *buf, size_t size, const char **names)
+{
+    if (!list) return 0;
+    int n = split_list(list, buf, size, names, KDH_MAX_IO + 1);
+    bool empty = false;
+    for (int i = 0; i < n; i++) empty |= !*names[i];
+    if (!empty && (n == km->noutputs || (n == 1 && ends_with(names[0], ".csv")))) return n;
+    char outs[512];
+    size_t at = 0;
+    for (int j = 0; j < km->noutputs && at < sizeof outs; j++)
+        at += (size_t)snprintf(outs + at, sizeof outs - at, "%s%s", j ? ", " : "", km->output_names[j]);
+    fprintf(stderr,
+            "kdslc: error: -o '%s' names %d file%s; model '%s' has %d output%s (%s): give one .npy or .csv file per "
+            "output, in this order (-o y0.npy,y1.npy), or one .csv file for all their columns\n",
+            list, n, n == 1 ? "" : "s", km->name, km->noutputs, km->noutputs == 1 ? "" : "s", outs);
+    return -1;
+}
+
+static int write_npy(const char *path, const kdh_io *out, const float *y, int64_t n, kdh_error *err)
+{
+    kdh_tensor t = {0};
+    t.dtype = KDH_F32;
+    t.rank = 1 + out->rank;
+    t.shape[0] = n;
+    for (int i = 0; i < out->rank; i++) t.shape[1 + i] = out->shape[i];
+    t.data = (void *)y;
+    t.nbytes = (size_t)(n * out->elems) * sizeof(float);
+    if (kdh_npy_write(path, &t, err) != 0) return -1;
+    printf("Wrote %lld predictions of shape %s to %s\n", (long long)n,
+           kdh_shape_str(out->rank, out->shape, (char[128]){0}, 128), path);
+    return 0;
+}
+
 int kd_run_predict(const kd_run_options *o)
 {
     int rc = need_weights(o, "predict");
     if (rc) return rc;
     if (!o->input) {
-        fprintf(stderr, "kdslc: error: `kdslc predict` needs --input X.npy\n(run 'kdslc --help' for usage)\n");
+        fprintf(stderr, "kdslc: error: `kdslc predict` needs --input X.npy (one file per input: --input a.npy,b.npy)\n"
+                        "(run 'kdslc --help' for usage)\n");
         return 2;
     }
     if ((rc = check_paths(o)) != 0) return rc;
     kd_session s = {0};
     inference in = {0};
-    kdh_dataset d = {0};
-    float *y = NULL;
+    kdh_dataset d[KDH_MAX_PARTS] = {0};
+    int nparts = 1;
+    float *y[KDH_MAX_IO] = {0};
+    char obuf[8192];
+    const char *opath[KDH_MAX_IO + 1];
+    int nop = 0;
     if ((rc = kd_front_end(&s, o->file, o->model)) != 0) goto done;
-    if ((rc = check_io(s.model, "predict")) != 0) goto done;
-    kdh_data_want w;
-    data_want(s.model, o, &w);
+    kd_model *km = s.model;
+    if ((rc = check_io(km, "predict")) != 0) goto done;
+    if ((nop = output_files(km, o->output, obuf, sizeof obuf, opath)) < 0) {
+        rc = 2;
+        goto done;
+    }
     kdh_error err;
-    if (kdh_inputs_load(o->input, &w, &d, &err) != 0) {
-        rc = fail_err(&err);
+    if (km->ninputs == 1 && !strchr(o->input, ',')) {
+        kdh_data_want w;
+        data_want(km, o, &w);
+        if (kdh_inputs_load(o->input, &w, &d[0], &err) != 0) {
+            rc = fail_err(&err);
+            goto done;
+        }
+    } else if ((nparts = load_parts(km, o, o->input, false, d)) < 0) {
+        nparts = 0;
+        rc = 1;
         goto done;
     }
+    int64_t n = d[0].n;
     /* The JIT line goes to stderr when the predictions go to stdout. */
-    if ((rc = inference_start(&s, o, &in, o->output ? stdout : stderr)) != 0) goto done;
-    if (!(y = kdh_floats(d.n * in.m.output_elems, "predictions", &err))) {
-        rc = fail_err(&err);
-        goto done;
+    if ((rc = inference_start(&s, o, n, &in, o->output ? stdout : stderr)) != 0) goto done;
+    const kdh_model *m = &in.m;
+    const float *x[KDH_MAX_IO];
+    for (int i = 0; i < m->ninputs; i++) x[i] = d[i].x;
+    for (int j = 0; j < m->noutputs; j++)
+        if (!(y[j] = kdh_floats(n * m->outputs[j].elems, "predictions", &err))) {
+            rc = fail_err(&err);
+            goto done;
+        }
+    kdh_predict_all(m, in.params, x, n, y, in.arena);
+    for (int j = 0; j < m->noutputs; j++) {
+        kdh_model mj = *m;   /* output j as kdh_check_outputs' output 0 */
+        mj.output_elems = m->outputs[j].elems;
+        char what[700];
+        if (m->noutputs == 1) snprintf(what, sizeof what, "%s", d[0].name);
+        else snprintf(what, sizeof what, "%.512s (output '%s')", d[0].name, m->outputs[j].name);
+        if (kdh_check_outputs(&mj, y[j], n, what, &err) != 0) {
+            rc = fail_err(&err);
+            goto done;
+        }
     }
-    kdh_predict(&in.m, in.params, d.x, d.n, y, in.arena);
-    if (kdh_check_outputs(&in.m, y, d.n, d.name, &err) != 0) {
-        rc = fail_err(&err);
-        goto done;
+    csv_out c = {.nout = m->noutputs, .n = n, .path = o->output ? o->output : "<stdout>"};
+    for (int j = 0; j < m->noutputs; j++) {
+        c.y[j] = y[j];
+        c.k[j] = m->outputs[j].elems;
     }
-    csv_out c = {y, d.n, in.m.output_elems, o->output ? o->output : "<stdout>"};
-    if (!o->output) {
+    if (nop == 0) {
         errno = 0;
         rc = write_csv(stdout, &c, &err) == 0 && fflush(stdout) == 0
                  ? 0
                  : fail("writing the predictions to standard output failed: %s", strerror(errno ? errno : EIO));
-    } else if (ends_with(o->output, ".csv")) {
-        rc = kdh_atomic_write(o->output, write_csv, &c, &err) == 0 ? 0 : fail_err(&err);
+    } else if (nop == 1 && m->noutputs > 1) {
+        rc = kdh_atomic_write(opath[0], write_csv, &c, &err) == 0 ? 0 : fail_err(&err);
     } else {
-        kdh_tensor t = {0};
-        t.dtype = KDH_F32;
-        t.rank = 1 + in.m.output_rank;
-        t.shape[0] = d.n;
-        for (int i = 0; i < in.m.output_rank; i++) t.shape[1 + i] = in.m.output_shape[i];
-        t.data = y;
-        t.nbytes = (size_t)(d.n * in.m.output_elems) * sizeof(float);
-        rc = kdh_npy_write(o->output, &t, &err) == 0 ? 0 : fail_err(&err);
-        if (rc == 0) printf("Wrote %lld predictions of shape %s to %s\n", (long long)d.n,
-                            kdh_shape_str(in.m.output_rank, in.m.output_shape, (char[128]){0}, 128), o->output);
+        for (int j = 0; j < m->noutputs && rc == 0; j++) {
+            if (ends_with(opath[j], ".csv")) {
+                csv_out cj = {.nout = 1, .y = {y[j]}, .k = {m->outputs[j].elems}, .n = n, .path = opath[j]};
+                rc = kdh_atomic_write(opath[j], write_csv, &cj, &err) == 0 ? 0 : fail_err(&err);
+            } else {
+                rc = write_npy(opath[j], &m->outputs[j], y[j], n, &err) == 0 ? 0 : fail_err(&err);
+            }
+        }
     }
 done:
-    free(y);
-    kdh_dataset_free(&d);
+    for (int j = 0; j < KDH_MAX_IO; j++) free(y[j]);
+    kdh_data_free_parts(d, nparts);
     inference_free(&in);
     kd_session_free(&s);
     return rc;

@@ -3,6 +3,7 @@
 
 #include "host_internal.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -32,9 +33,7 @@ static int take(const kdh_tensor_list *l, const char *path, const kdh_var *v, fl
                         kdh_dtype_name(t->dtype));
     t = kdh_list_expect(l, path, v->name, KDH_F32, v->rank, v->shape, err);
     if (!t) return -1;
-    char what[600];
-    snprintf(what, sizeof what, "%s: tensor \"%s\"", path, v->name);
-    if (kdh_check_finite(t, what, err) != 0) return -1;
+    if (kdh_check_finite(t, path, err) != 0) return -1;   /* it names the tensor */
     memcpy(buf + v->offset, t->data, (size_t)v->elems * sizeof(float));
     return 0;
 }
@@ -156,16 +155,22 @@ int kdh_checkpoint_save(const char *path, const kdh_model *m, const float *param
     return rc;
 }
 
-static int meta_u64(const kdh_tensor_list *l, const char *path, const char *key, int base, uint64_t max,
-                    uint64_t *out, kdh_error *err)
+/* A number of the metadata in [min, max]: the bounds the command line puts
+ * on the same setting (--epochs, --batch-size), so a file cannot ask for what
+ * a flag may not. */
+static int meta_u64(const kdh_tensor_list *l, const char *path, const char *key, int base, uint64_t min,
+                    uint64_t max, uint64_t *out, kdh_error *err)
 {
     const char *v = kdh_list_get_meta(l, key);
     if (!v) return kdh__err(err, "%s: checkpoint lacks \"%s\"", path, key);
     char *end;
     errno = 0;
     unsigned long long x = strtoull(v, &end, base);
-    if (!*v || *end || errno || v[0] == '-' || x > max)
-        return kdh__err(err, "%s: checkpoint's \"%s\" is not a valid number: \"%s\"", path, key, v);
+    if (!*v || *end || errno || v[0] == '-' || v[0] == '+' || isspace((unsigned char)v[0]))
+        return kdh__err(err, "%s: checkpoint's \"%s\" is not a valid number: \"%.40s\"", path, key, v);
+    if (x < min || x > max)
+        return kdh__err(err, "%s: checkpoint's \"%s\" is %llu, outside %" PRIu64 "..%" PRIu64, path, key, x, min,
+                        max);
     *out = x;
     return 0;
 }
@@ -178,11 +183,11 @@ static int read_state(const kdh_tensor_list *l, const char *path, kdh_ckpt_state
                              "a weights file goes to --weights",
                         path, FORMAT_KEY);
     uint64_t epoch, batch;
-    if (meta_u64(l, path, "kdsl.epoch", 10, 1000000000, &epoch, err) != 0) return -1;
-    if (meta_u64(l, path, "kdsl.step", 10, UINT64_MAX, &st->step, err) != 0) return -1;
-    if (meta_u64(l, path, "kdsl.seed", 10, UINT64_MAX, &st->seed, err) != 0) return -1;
-    if (meta_u64(l, path, "kdsl.shuffle_rng", 16, UINT64_MAX, &st->shuffle_rng, err) != 0) return -1;
-    if (meta_u64(l, path, "kdsl.batch_size", 10, 1000000000, &batch, err) != 0) return -1;
+    if (meta_u64(l, path, "kdsl.epoch", 10, 0, KDH_MAX_EPOCHS, &epoch, err) != 0) return -1;
+    if (meta_u64(l, path, "kdsl.step", 10, 0, UINT64_MAX, &st->step, err) != 0) return -1;
+    if (meta_u64(l, path, "kdsl.seed", 10, 0, INT64_MAX, &st->seed, err) != 0) return -1;   /* as --seed */
+    if (meta_u64(l, path, "kdsl.shuffle_rng", 16, 0, UINT64_MAX, &st->shuffle_rng, err) != 0) return -1;
+    if (meta_u64(l, path, "kdsl.batch_size", 10, 1, KDH_MAX_BATCH_SIZE, &batch, err) != 0) return -1;
     st->epoch = (int)epoch;
     st->batch_size = (int)batch;
     const char *h = kdh_list_get_meta(l, "kdsl.history");

@@ -3,8 +3,10 @@
  * Strict on purpose: a data file with a ragged row, a word in a number
  * column or a NaN is almost always a mistake upstream, and training on it
  * silently would hide that. Every error names line and column (1-based,
- * the column being the field's position). Numbers are parsed in the C
- * locale's syntax (decimal point '.') whatever LC_NUMERIC says. */
+ * the column being the field's position). The first row is a header when
+ * none of its fields is a number; a first row of numbers and words is an
+ * error. Numbers are parsed in the C locale's syntax (decimal point '.')
+ * whatever LC_NUMERIC says. */
 #define _FILE_OFFSET_BITS 64
 #include "host_internal.h"
 
@@ -257,21 +259,37 @@ int kdh_csv_parse(const char *text, size_t len, const char *name, kdh_tensor *ou
         }
         size_t col = 0;
         if (first_line == 0) {
-            /* The first row is a header if any field is text. Classify it
-             * first and then read it again as header or data, rather than
-             * keep every field's text of what may be a huge data row. */
+            /* The first row is a header if no field is a number and some
+             * field is text; a row of numbers with a word among them is a
+             * data row with a typo (`1,2,3O,0`), an error, not a header that
+             * would drop a sample without a word. Classify the row first and
+             * then read it again as header or data, rather than keep every
+             * field's text of what may be a huge data row. */
             const char *row = st.p;
-            bool is_header = false;
+            size_t text_col = 0, numbers = 0;
             do {
                 col++;
                 double v;
                 if (read_field(&st, &f, col) != 0) goto done;
-                if (classify(&f, st.point, &v) == CELL_TEXT) is_header = true;
+                cell_kind k = classify(&f, st.point, &v);
+                if (k == CELL_TEXT && !text_col) text_col = col;
+                if (k == CELL_NUMBER) numbers++;
             } while (take_comma(&st));
             first_line = st.line;
             ncols = col;
             st.p = row;
             col = 0;
+            if (text_col && numbers) {
+                for (size_t c = 1; c <= text_col; c++) {   /* that field's text again, for the message */
+                    if (read_field(&st, &f, c) != 0) goto done;
+                    take_comma(&st);
+                }
+                kdh__err(err, "%s: line %zu, column %zu: \"%.40s\" is not a number (the row has %zu numbers, so it is "
+                              "not a header: a header has none)",
+                         name, st.line, text_col, f.text, numbers);
+                goto done;
+            }
+            bool is_header = text_col != 0;
             if (is_header) {
                 do {
                     col++;

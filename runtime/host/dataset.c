@@ -338,6 +338,144 @@ int kdh_inputs_load(const char *path, const kdh_data_want *w, kdh_dataset *out, 
     return rc;
 }
 
+/* ---- several inputs or outputs ------------------------------------------------------------- */
+
+void kdh_data_free_parts(kdh_dataset *parts, int nparts)
+{
+    for (int i = 0; i < nparts; i++) kdh_dataset_free(&parts[i]);
+}
+
+/* Label columns of output i in a CSV table: a class index, or the targets. */
+static int64_t label_columns(const kdh_data_want *w)
+{
+    return w->labels == KDH_LABELS_ONEHOT ? 1 : w->labels == KDH_LABELS_TARGETS ? w->label_elems : 0;
+}
+
+/* Columns [at, at + width) of a CSV table [rows, cols] as a tensor [rows, width]. */
+static int csv_columns(const kdh_tensor *t, int64_t at, int64_t width, kdh_tensor *out, kdh_error *err)
+{
+    int64_t rows = t->shape[0], cols = t->shape[1], shape[2] = {rows, width};
+    if (kdh_tensor_alloc(out, NULL, KDH_F32, 2, shape, err) != 0) return -1;
+    const float *v = t->data;
+    float *o = out->data;
+    for (int64_t r = 0; r < rows; r++) memcpy(o + r * width, v + r * cols + at, (size_t)width * sizeof *o);
+    return 0;
+}
+
+/* The tensors of one CSV file of every input's and label's columns. */
+static int csv_parts(const char *path, const kdh_data_want *w, int ninputs, int nlabels, kdh_tensor *ts,
+                     kdh_error *err)
+{
+    kdh_tensor t;
+    if (kdh_csv_read(path, NULL, &t, NULL, err) != 0) return -1;
+    int64_t want = 0;
+    char list[1024] = "";
+    size_t at = 0;
+    for (int i = 0; i < ninputs + nlabels; i++) {
+        const kdh_data_want *wi = &w[i < ninputs ? i : i - ninputs];
+        int64_t c = i < ninputs ? wi->input_elems : label_columns(wi);
+        const char *name = i < ninputs ? wi->input_name : wi->output_name;
+        want += c;
+        if (at < sizeof list)
+            at += (size_t)snprintf(list + at, sizeof list - at, "%s%" PRId64 " for %s '%s'", i ? ", " : "", c,
+                                   i < ninputs ? "input" : "the labels of output", name ? name : "?");
+    }
+    int rc = -1, made = 0;
+    if (t.shape[1] != want) {
+        kdh__err(err, "%s: %" PRId64 " columns; model '%s' takes %" PRId64 " (%s, in this order)", path, t.shape[1],
+                 w[0].model, want, list);
+        goto done;
+    }
+    for (int64_t col = 0; made < ninputs + nlabels; made++) {
+        int64_t c = made < ninputs ? w[made].input_elems : label_columns(&w[made - ninputs]);
+        if (csv_columns(&t, col, c, &ts[made], err) != 0) goto done;
+        col += c;
+    }
+    rc = 0;
+done:
+    if (rc != 0)
+        for (int i = 0; i < made; i++) kdh_tensor_free(&ts[i]);
+    kdh_tensor_free(&t);
+    return rc;
+}
+
+int kdh_data_load_parts(const char *spec, const kdh_data_want *w, int nparts, int ninputs, int nlabels,
+                        kdh_dataset *parts, kdh_error *err)
+{
+    memset(parts, 0, (size_t)nparts * sizeof *parts);
+    int nfiles = ninputs + nlabels;
+    if (nparts > KDH_MAX_PARTS || ninputs > nparts || nlabels > nparts || ninputs < 1)
+        return kdh__err(err, "model '%s': %d inputs and %d outputs are more than kdsl reads", w[0].model, ninputs,
+                        nlabels);
+    /* the file names */
+    char *copy = strdup(spec ? spec : "");
+    if (!copy) return kdh__err(err, "out of memory");
+    char *names[2 * KDH_MAX_PARTS + 1];
+    int count = 0;
+    for (char *p = copy, *next; p && count <= 2 * KDH_MAX_PARTS; p = next) {
+        next = strchr(p, ',');
+        if (next) *next++ = 0;
+        names[count++] = p;
+    }
+    kdh_tensor ts[2 * KDH_MAX_PARTS];
+    memset(ts, 0, sizeof ts);
+    const char *tname[2 * KDH_MAX_PARTS];
+    int rc = -1;
+    for (int i = 0; i < count; i++)
+        if (!*names[i]) {
+            kdh__err(err, "'%s': an empty file name in the list", spec);
+            goto done;
+        }
+    if (count == 1 && nfiles > 1 && ends_with(names[0], ".csv")) {
+        if (csv_parts(names[0], w, ninputs, nlabels, ts, err) != 0) goto done;
+        for (int i = 0; i < nfiles; i++) tname[i] = names[0];
+    } else if (count != nfiles) {
+        char ins[512] = "", outs[512] = "";
+        size_t ai = 0, ao = 0;
+        for (int i = 0; i < ninputs && ai < sizeof ins; i++)
+            ai += (size_t)snprintf(ins + ai, sizeof ins - ai, "%s%s", i ? ", " : "", w[i].input_name ? w[i].input_name : "?");
+        for (int j = 0; j < nlabels && ao < sizeof outs; j++)
+            ao += (size_t)snprintf(outs + ao, sizeof outs - ao, "%s%s", j ? ", " : "",
+                                   w[j].output_name ? w[j].output_name : "?");
+        kdh__err(err, "'%s' names %d file%s; model '%s' takes %d: one .npy or .csv file per input (%s)%s%s%s, in "
+                      "this order, or one CSV file of all their columns",
+                 spec, count, count == 1 ? "" : "s", w[0].model, nfiles, ins,
+                 nlabels ? ", then one of labels per output (" : "", outs, nlabels ? ")" : "");
+        goto done;
+    } else {
+        for (int i = 0; i < nfiles; i++) {
+            if (read_array(names[i], &ts[i], err) != 0) goto done;
+            tname[i] = names[i];
+        }
+    }
+    /* every file holds the same samples */
+    for (int i = 1; i < nfiles; i++)
+        if (ts[i].rank < 1 || ts[i].shape[0] != ts[0].shape[0]) {
+            kdh__err(err, "%s: %" PRId64 " samples, but %s has %" PRId64 ": every input and label file needs one "
+                          "row per sample",
+                     tname[i], ts[i].rank < 1 ? 0 : ts[i].shape[0], tname[0], ts[0].rank < 1 ? 0 : ts[0].shape[0]);
+            goto done;
+        }
+    for (int i = 0; i < ninputs; i++) {
+        kdh_data_want iw = w[i];
+        iw.labels = KDH_LABELS_NONE;
+        if (kdh_dataset_from_tensors(&ts[i], tname[i], NULL, NULL, &iw, &parts[i], err) != 0) goto done;
+    }
+    for (int j = 0; j < nlabels; j++) {
+        kdh_dataset *d = &parts[j];
+        if (j >= ninputs) snprintf(d->name, sizeof d->name, "%s", tname[ninputs + j]);
+        d->n = parts[0].n;
+        if (take_labels(&ts[ninputs + j], tname[ninputs + j], &w[j], d, err) != 0) goto done;
+    }
+    for (int i = ninputs > nlabels ? ninputs : nlabels; i < nparts; i++) parts[i].n = parts[0].n;
+    rc = 0;
+done:
+    for (int i = 0; i < 2 * KDH_MAX_PARTS; i++) kdh_tensor_free(&ts[i]);
+    free(copy);
+    if (rc != 0) kdh_data_free_parts(parts, nparts);
+    return rc;
+}
+
 int kdh_data_split(kdh_dataset *d, double fraction, kdh_dataset *val, kdh_error *err)
 {
     memset(val, 0, sizeof *val);

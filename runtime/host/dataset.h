@@ -49,6 +49,7 @@ typedef struct kdh_data_want {
     int64_t input_elems;
     kdh_label_kind labels;
     int64_t label_elems;               /* ONEHOT: the class count */
+    const char *output_name;           /* messages (kdh_data_load_parts) */
     kdh_normalize normalize;
 } kdh_data_want;
 
@@ -74,6 +75,27 @@ int kdh_data_load(const char *spec, const char *split, const kdh_data_want *w, k
 
 /* Inputs only (predict): X.npy or a CSV file of inputs. */
 int kdh_inputs_load(const char *path, const kdh_data_want *w, kdh_dataset *out, kdh_error *err);
+
+/* ---- several inputs or outputs (evaluate, predict) ---------------------------------------- *
+ *
+ * A model of several inputs or outputs takes its data as an array of data
+ * sets, one per input or output, whichever are more (`nparts`): part i's x
+ * is input i (i < ninputs), its y and cls the labels of output i (i <
+ * nlabels); every part has the same n. w[i] says what input i and the
+ * labels of output i must be (input_elems 0 past the inputs, labels
+ * KDH_LABELS_NONE past the outputs).
+ *
+ * `spec` is a comma-separated list of .npy or .csv files, one per input in
+ * the order of the model's `input` statements, then one per output's labels
+ * (none for predict) — or one CSV file whose columns are input 0's values,
+ * input 1's, ..., then each output's label columns (one class index for a
+ * categorical output, its values for targets). A wrong count of files or
+ * columns, or files of different sample counts, is an error naming them. */
+#define KDH_MAX_PARTS 16
+
+int kdh_data_load_parts(const char *spec, const kdh_data_want *w, int nparts, int ninputs, int nlabels,
+                        kdh_dataset *parts, kdh_error *err);
+void kdh_data_free_parts(kdh_dataset *parts, int nparts);
 
 /* Keras' validation_split: moves the last `fraction` of d (before any
  * shuffling) into val. Both keep at least one sample, else an error. */

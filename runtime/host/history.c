@@ -101,17 +101,22 @@ int kdh_history_from_json(const char *text, kdh_history *h, const char *what, kd
         cJSON_Delete(o);
         return kdh__err(err, "%s: the history in its metadata is not valid", what);
     }
-    int n = cJSON_GetArraySize(ep);
-    for (int i = 0; i < n; i++) {
+    /* Walk the arrays side by side through their links: cJSON_GetArrayItem
+     * counts from the head each time, quadratic in a 40,000-epoch history. */
+    cJSON *col[4];
+    for (int c = 0; c < 4; c++) {
+        cJSON *a = cJSON_GetObjectItemCaseSensitive(o, columns[c]);
+        col[c] = cJSON_IsArray(a) ? a->child : NULL;
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, ep) {
         kdh_epoch_log r = {.loss = NAN, .accuracy = NAN, .val_loss = NAN, .val_accuracy = NAN,
                            .seconds = NAN, .samples_per_second = NAN};
-        cJSON *e = cJSON_GetArrayItem(ep, i);
         if (!cJSON_IsNumber(e)) goto bad;
         r.epoch = e->valueint;
         for (int c = 0; c < 4; c++) {
-            cJSON *a = cJSON_GetObjectItemCaseSensitive(o, columns[c]);
-            cJSON *v = cJSON_IsArray(a) ? cJSON_GetArrayItem(a, i) : NULL;
-            if (cJSON_IsNumber(v)) set_column(&r, c, v->valuedouble);
+            if (cJSON_IsNumber(col[c])) set_column(&r, c, col[c]->valuedouble);
+            if (col[c]) col[c] = col[c]->next;
         }
         if (kdh_history_add(h, &r) != 0) goto bad;
     }

@@ -248,6 +248,17 @@ static int st_read(kdh__src *s, const kdh_read_opts *opts, kdh_tensor_list *out,
         }
         prev = e;
     }
+    /* The data ends where the last tensor ends: the reference reader refuses
+     * bytes after it (MetadataIncompleteBuffer), and so does kdsl: a file
+     * with more is damaged (two files concatenated, a write that went on)
+     * or not what its header says. */
+    uint64_t data_end = prev ? prev->end : 0;
+    if (data_end != data_size) {
+        kdh__err(err, "%s: %" PRIu64 " bytes after the end of the tensor data (the tensors end at data byte %" PRIu64
+                 " of %" PRIu64 "): the file is damaged or not what its header says",
+                 path, data_size - data_end, data_end, data_size);
+        goto done;
+    }
 
     bool swap = !kdh__host_is_le();
     for (size_t i = 0; i < nt; i++) {

@@ -105,9 +105,9 @@ static void epoch_order(int64_t *idx, int64_t n, bool shuffle, uint64_t base, in
 
 static double clip(double p) { return p < LOSS_EPSILON ? LOSS_EPSILON : p > 1 - LOSS_EPSILON ? 1 - LOSS_EPSILON : p; }
 
-double kdh_sample_loss(const kdh_model *m, const float *y, const float *t)
+/* The loss of one sample of an output of k values. */
+static double sample_loss(const kdh_model *m, int64_t k, const float *y, const float *t)
 {
-    int64_t k = m->output_elems;
     double s = 0;
     switch (m->loss) {
     case KDH_LOSS_CATEGORICAL:
@@ -148,15 +148,33 @@ static int64_t argmax(const float *v, int64_t k)
     return best;
 }
 
-double kdh_sample_correct(const kdh_model *m, const float *y, const float *t)
+double kdh_sample_loss(const kdh_model *m, const float *y, const float *t)
 {
-    int64_t k = m->output_elems;
+    return sample_loss(m, m->output_elems, y, t);
+}
+
+static double sample_correct(const kdh_model *m, int64_t k, const float *y, const float *t)
+{
     bool binary = m->loss == KDH_LOSS_BINARY || (m->loss == KDH_LOSS_MSE && k == 1);
     if (!binary) return argmax(y, k) == argmax(t, k) ? 1 : 0;
     /* binary accuracy: Keras thresholds at 0.5; on logits that is 0 */
     double threshold = m->from_logits ? 0 : 0.5, right = 0;
     for (int64_t j = 0; j < k; j++) right += ((double)y[j] > threshold) == ((double)t[j] > 0.5);
     return right / (double)k;
+}
+
+double kdh_sample_correct(const kdh_model *m, const float *y, const float *t)
+{
+    return sample_correct(m, m->output_elems, y, t);
+}
+
+/* The model's inputs and outputs: its table, or one of each. */
+static int model_inputs(const kdh_model *m) { return m->ninputs > 0 && m->inputs ? m->ninputs : 1; }
+static int model_outputs(const kdh_model *m) { return m->noutputs > 0 && m->outputs ? m->noutputs : 1; }
+static int64_t input_elems(const kdh_model *m, int i) { return m->ninputs > 0 && m->inputs ? m->inputs[i].elems : m->input_elems; }
+static int64_t output_elems(const kdh_model *m, int j)
+{
+    return m->noutputs > 0 && m->outputs ? m->outputs[j].elems : m->output_elems;
 }
 
 /* ---- evaluate, predict ----------------------------------------------------------------------- */
@@ -199,46 +217,84 @@ int kdh_check_outputs(const kdh_model *m, const float *y, int64_t n, const char 
     return bad_report(&r, n, data, "the model's output is", err);
 }
 
-int kdh_evaluate(const kdh_model *m, const float *params, const kdh_dataset *d, void *arena, double *loss,
-                 double *accuracy, kdh_error *err)
+int kdh_evaluate_outputs(const kdh_model *m, const float *params, const kdh_dataset *d, void *arena,
+                         double *loss, double *output_loss, double *output_accuracy, kdh_error *err)
 {
-    float *out = kdh_floats((int64_t)m->max_batch * m->output_elems, "evaluate", err);
-    if (!out) return -1;
+    int nin = model_inputs(m), nout = model_outputs(m);
+    if (nin > KDH_MAX_IO || nout > KDH_MAX_IO) return kdh__err(err, "model '%s': too many inputs or outputs", m->name);
+    float *out[KDH_MAX_IO] = {0};
+    double sl[KDH_MAX_IO] = {0}, sc[KDH_MAX_IO] = {0};
+    int rc = -1;
+    for (int j = 0; j < nout; j++)
+        if (!(out[j] = kdh_floats((int64_t)m->max_batch * output_elems(m, j), "evaluate", err))) goto done;
     unsigned long fpmode = kdh_fpmode_flush_subnormals();
-    double sl = 0, sc = 0;
+    int64_t n = d[0].n;
     bad_range bad = {0};
-    for (int64_t at = 0; at < d->n; at += m->max_batch) {
-        int nb = (int)(d->n - at < m->max_batch ? d->n - at : m->max_batch);
-        const float *ins[1] = {d->x + at * d->x_elems};
-        float *outs[1] = {out};
-        m->fns.predict(params, ins, outs, nb, arena);
+    for (int64_t at = 0; at < n; at += m->max_batch) {
+        int nb = (int)(n - at < m->max_batch ? n - at : m->max_batch);
+        const float *ins[KDH_MAX_IO];
+        for (int i = 0; i < nin; i++) ins[i] = d[i].x + at * d[i].x_elems;
+        m->fns.predict(params, ins, out, nb, arena);
         for (int r = 0; r < nb; r++) {
-            const float *y = out + (int64_t)r * m->output_elems, *t = d->y + (at + r) * d->y_elems;
-            double l = kdh_sample_loss(m, y, t);
-            /* a clipped loss can stay finite over an infinite output */
-            if (!isfinite(l) || !all_finite(y, m->output_elems)) bad_add(&bad, at + r);
-            sl += l;
-            if (m->accuracy) sc += kdh_sample_correct(m, y, t);
+            bool ok = true;
+            for (int j = 0; j < nout; j++) {
+                int64_t k = output_elems(m, j);
+                const float *y = out[j] + (int64_t)r * k, *t = d[j].y + (at + r) * d[j].y_elems;
+                double l = sample_loss(m, k, y, t);
+                /* a clipped loss can stay finite over an infinite output */
+                if (!isfinite(l) || !all_finite(y, k)) ok = false;
+                sl[j] += l;
+                if (m->accuracy) sc[j] += sample_correct(m, k, y, t);
+            }
+            if (!ok) bad_add(&bad, at + r);
         }
     }
     kdh_fpmode_set(fpmode);
-    free(out);
-    if (bad_report(&bad, d->n, d->name, "the loss or the model's output is", err) != 0) return -1;
-    *loss = d->n ? sl / (double)d->n : NAN;
-    *accuracy = m->accuracy && d->n ? sc / (double)d->n : NAN;
-    return 0;
+    if (bad_report(&bad, n, d[0].name, "the loss or the model's output is", err) != 0) goto done;
+    *loss = 0;
+    for (int j = 0; j < nout; j++) {
+        double lj = n ? sl[j] / (double)n : NAN;
+        *loss += lj;
+        if (output_loss) output_loss[j] = lj;
+        if (output_accuracy) output_accuracy[j] = m->accuracy && n ? sc[j] / (double)n : NAN;
+    }
+    rc = 0;
+done:
+    for (int j = 0; j < nout; j++) free(out[j]);
+    return rc;
+}
+
+int kdh_evaluate(const kdh_model *m, const float *params, const kdh_dataset *d, void *arena, double *loss,
+                 double *accuracy, kdh_error *err)
+{
+    kdh_model one = *m;   /* output 0 alone: what fit's validation reports */
+    one.ninputs = one.noutputs = 0;
+    one.inputs = one.outputs = NULL;
+    return kdh_evaluate_outputs(&one, params, d, arena, loss, NULL, accuracy, err);
+}
+
+void kdh_predict_all(const kdh_model *m, const float *params, const float *const *x, int64_t n, float *const *y,
+                     void *arena)
+{
+    int nin = model_inputs(m), nout = model_outputs(m);
+    unsigned long fpmode = kdh_fpmode_flush_subnormals();
+    for (int64_t at = 0; at < n; at += m->max_batch) {
+        int nb = (int)(n - at < m->max_batch ? n - at : m->max_batch);
+        const float *ins[KDH_MAX_IO];
+        float *outs[KDH_MAX_IO];
+        for (int i = 0; i < nin && i < KDH_MAX_IO; i++) ins[i] = x[i] + at * input_elems(m, i);
+        for (int j = 0; j < nout && j < KDH_MAX_IO; j++) outs[j] = y[j] + at * output_elems(m, j);
+        m->fns.predict(params, ins, outs, nb, arena);
+    }
+    kdh_fpmode_set(fpmode);
 }
 
 void kdh_predict(const kdh_model *m, const float *params, const float *x, int64_t n, float *y, void *arena)
 {
-    unsigned long fpmode = kdh_fpmode_flush_subnormals();
-    for (int64_t at = 0; at < n; at += m->max_batch) {
-        int nb = (int)(n - at < m->max_batch ? n - at : m->max_batch);
-        const float *ins[1] = {x + at * m->input_elems};
-        float *outs[1] = {y + at * m->output_elems};
-        m->fns.predict(params, ins, outs, nb, arena);
-    }
-    kdh_fpmode_set(fpmode);
+    kdh_model one = *m;
+    one.ninputs = one.noutputs = 0;
+    one.inputs = one.outputs = NULL;
+    kdh_predict_all(&one, params, &x, n, &y, arena);
 }
 
 /* ---- fit ------------------------------------------------------------------------------------------ */
@@ -291,7 +347,10 @@ static int check_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dat
 {
     if (!m->fns.train_step || !m->fns.init || !m->fns.predict)
         return kdh__err(err, "model '%s' has no training step", m->name);
-    if (o->batch_size < 1 || o->batch_size > m->max_batch)
+    /* a batch larger than the data runs as one batch of all of it: the model
+     * need only be compiled for that many */
+    int64_t largest = train && train->n < o->batch_size ? train->n : o->batch_size;
+    if (o->batch_size < 1 || largest > m->max_batch)
         return kdh__err(err, "batch size %d is outside 1..%d, the batch model '%s' was compiled for", o->batch_size,
                         m->max_batch, m->name);
     if (o->epochs < 0) return kdh__err(err, "epochs must be at least 0, got %d", o->epochs);

@@ -47,6 +47,16 @@ typedef struct kdh_var {
  * the generated API takes one-hot labels for both. */
 typedef enum kdh_loss_kind { KDH_LOSS_CATEGORICAL, KDH_LOSS_BINARY, KDH_LOSS_MSE } kdh_loss_kind;
 
+/* One input or output of the model, per sample (the batch excluded); a
+ * model has at most KDH_MAX_IO of each (the language's limit). */
+#define KDH_MAX_IO 16
+typedef struct kdh_io {
+    const char *name;
+    int rank;
+    int64_t shape[KDH_MAX_RANK];
+    int64_t elems;
+} kdh_io;
+
 typedef struct kdh_model {
     const char *name;
     int max_batch;
@@ -58,6 +68,10 @@ typedef struct kdh_model {
     int64_t output_shape[KDH_MAX_RANK];
     int64_t output_elems;              /* output 0 */
     int64_t label_elems;               /* reals per sample of labels (= output_elems) */
+    /* Every input and output in source order (evaluate and predict take
+     * them all); 0 and NULL: one of each, input_* and output_* above. */
+    int ninputs, noutputs;
+    const kdh_io *inputs, *outputs;
     const kdh_var *params;             /* weights and states, by offset */
     int nparams;
     const kdh_var *slots;              /* optimizer slots, by offset */
@@ -87,6 +101,11 @@ typedef struct kdh_lr_schedule {
 /* The rate at step t for initial rate lr; total_steps stands in for
  * decay_steps 0. */
 double kdh_learning_rate(const kdh_lr_schedule *s, double lr, uint64_t t, uint64_t total_steps);
+
+/* The largest batch size and epoch count kdsl takes, from a flag
+ * (--batch-size, --epochs) or from a file (a checkpoint's metadata). */
+#define KDH_MAX_BATCH_SIZE (1 << 20)
+#define KDH_MAX_EPOCHS 1000000000
 
 /* fit()'s settings: the train block after the command line's overrides. */
 typedef struct kdh_fit_opts {
@@ -144,6 +163,20 @@ int kdh_fit(const kdh_model *m, const struct kdh_dataset *train, const struct kd
  * sample's loss or output is NaN or infinite (err names the samples). */
 int kdh_evaluate(const kdh_model *m, const float *params, const struct kdh_dataset *d, void *arena,
                  double *loss, double *accuracy, kdh_error *err);
+
+/* kdh_evaluate for a model of any number of inputs and outputs: d holds
+ * max(inputs, outputs) data sets (dataset.h, kdh_data_load_parts), d[i].x
+ * input i and d[i].y the labels of output i. The train block's loss applies
+ * to every output, as Keras applies one loss to each output of a model:
+ * *loss is the sum of the outputs' mean losses, output_loss[j] and
+ * output_accuracy[j] (NaN without the metric) output j's. */
+int kdh_evaluate_outputs(const kdh_model *m, const float *params, const struct kdh_dataset *d, void *arena,
+                         double *loss, double *output_loss, double *output_accuracy, kdh_error *err);
+
+/* Every output for n samples: x[i] holds n samples of input i, y[j] gets
+ * n * (output j's elements) floats. */
+void kdh_predict_all(const kdh_model *m, const float *params, const float *const *x, int64_t n, float *const *y,
+                     void *arena);
 
 /* 0 when every one of n outputs y is finite; else -1 with err naming the
  * samples that are not ("DATA: the model's output is NaN or infinite for
