@@ -88,7 +88,7 @@ void kd_arena_plan(const lp_program *p, lp_func *f)
     bool *taken = calloc((size_t)f->bufs.len + 1, sizeof *taken);
     for (int i = 0; i < f->bufs.len; i++) {
         lp_buf *b = f->bufs.items[i];
-        if (b->space != LP_ARENA || b->first < 0 || b->local) continue;
+        if (b->space != LP_ARENA || b->first < 0 || b->local || p->no_inplace) continue;
         for (int j = 0; j < b->reuse.len && !b->shares; j++) {
             lp_buf *o = b->reuse.items[j];
             if (o->last == b->first && !taken[o->id] && o->first >= 0 &&

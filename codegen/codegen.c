@@ -295,7 +295,7 @@ static bool optimize(lp_program *p, const kd_codegen_options *o, graphs *G, kd_d
     char why[512];
     for (int f = 0; f < LP_F_COUNT; f++) {
         if (!G->g[f]) continue;
-        G->g[f] = kd_optimize(G->g[f], NULL, why, sizeof why);
+        G->g[f] = kd_optimize(G->g[f], &o->passes, why, sizeof why);
         if (!G->g[f]) {
             kd_error(d, (kd_loc){0}, "optimising %s_%s: %s", p->name, lp_func_names[f], why);
             return false;
@@ -365,6 +365,7 @@ static lp_program *build(kd_arena *a, kd_model *m, const kd_codegen_options *o, 
     p->source = m->item && m->item->loc.src ? basename_of(m->item->loc.src->path) : NULL;
     p->real = o->f64 ? LP_F64 : LP_F32;
     p->disjoint_arena = o->disjoint_arena;
+    p->no_inplace = o->no_inplace;
     p->max_batch = o->batch > 0 ? o->batch : m->config.present && m->config.batch_size > 0 ? m->config.batch_size : 32;
     if (o->batch > 0 && !kd_check_memory(m, p->max_batch, d)) return NULL; /* sema checked the default batch */
     p->dropout_seed = (uint64_t)m->config.seed;

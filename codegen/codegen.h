@@ -12,6 +12,7 @@
 
 #include "loop_ir.h"
 #include "model.h"
+#include "passes.h"
 
 typedef struct kd_codegen_options {
     int batch;                  /* max batch; 0: the train block's batch_size, else 32 */
@@ -29,6 +30,13 @@ typedef struct kd_codegen_options {
      * step (arena_plan.c). */
     bool disjoint_arena;
     bool no_passes;             /* lower the graphs as built (debugging the passes) */
+    /* Each optimisation off on its own (the differential tester, tests/difftest):
+     * the graph passes (compiler/passes.h), merging element-wise loop nests
+     * (lower_fuse.c, which scalar replacement needs), and results written in
+     * place of an operand that dies (arena_plan.c). */
+    kd_pass_options passes;
+    bool no_loop_fusion;
+    bool no_inplace;
     /* --target: the x86-64 level ("x86-64-v3") model.c's own loops are
      * compiled for by GCC and clang (a pragma in the file); NULL or "":
      * portable C, the target left to the user's flags. */

@@ -42,10 +42,18 @@ int kd_codegen_parse_option(int argc, char **argv, int *i, kd_codegen_options *o
         o->no_workspace = true;
         return 1;
     }
-    if (!strcmp(a, "--no-passes")) {
-        o->no_passes = true;
-        return 1;
-    }
+    /* the optimisations one by one (debugging; tests/difftest turns each off) */
+    const struct { const char *flag; bool *on; } offs[] = {
+        {"--no-passes", &o->no_passes},           {"--no-simplify", &o->passes.no_simplify},
+        {"--no-cse", &o->passes.no_cse},          {"--no-fuse", &o->passes.no_fuse},
+        {"--no-loop-fusion", &o->no_loop_fusion}, {"--no-inplace", &o->no_inplace},
+        {"--disjoint-arena", &o->disjoint_arena},
+    };
+    for (size_t k = 0; k < sizeof offs / sizeof offs[0]; k++)
+        if (!strcmp(a, offs[k].flag)) {
+            *offs[k].on = true;
+            return 1;
+        }
     if ((v = value_of(argc, argv, i, "--batch", &missing))) {
         char *end;
         errno = 0;

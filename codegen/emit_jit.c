@@ -146,6 +146,7 @@ typedef struct jb {
     gcc_jit_type *ptype[P_COUNT];
     kd_arena *scratch;
     bool serial;                  /* kd_jit_options.serial_loops */
+    bool split_small;             /* kd_jit_options.split_small_loops */
     int loop_depth;               /* FOR loops around the statement being built */
     bool outlined;                /* building an outlined body */
     int npar;
@@ -1152,7 +1153,7 @@ static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const par
         gcc_jit_context_new_cast(c, NULL, gcc_jit_function_get_address(fn, NULL), J->t_voidp),
         gcc_jit_context_new_cast(c, NULL, gcc_jit_lvalue_get_address(cx, NULL), J->t_voidp),
         n,
-        c_long(J, PAR_GRAIN),
+        c_long(J, J->split_small ? 1 : PAR_GRAIN),
         c_long(J, min_n),
     };
     gcc_jit_block_add_eval(J->blk, NULL,
@@ -1185,9 +1186,11 @@ static bool par_site(jb *J, const lp_stmt *s)
     }
     long n = est_int(J, loop->extent);
     if (n < 0) n = J->p->max_batch;   /* unknown: assume a batch's worth */
-    if ((double)n * per < PAR_MIN_WORK || n < 2 * PAR_GRAIN) return false;
-    long min_n = (long)(PAR_MIN_WORK / per);
-    if (min_n < 2 * PAR_GRAIN) min_n = 2 * PAR_GRAIN;
+    long grain = J->split_small ? 1 : PAR_GRAIN;
+    double min_work = J->split_small ? 0 : PAR_MIN_WORK;
+    if ((double)n * per < min_work || n < 2 * grain) return false;
+    long min_n = (long)(min_work / per);
+    if (min_n < 2 * grain) min_n = 2 * grain;
     emit_par(J, outer, loop, &pi, min_n);
     return true;
 }
@@ -1595,7 +1598,7 @@ kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kd_model_fn
     if (getenv("KDSL_JIT_DUMP_ASM")) gcc_jit_context_set_bool_option(ctx, GCC_JIT_BOOL_OPTION_DUMP_GENERATED_CODE, 1);
 
     kd_arena scratch = {0};
-    jb J = {.ctx = ctx, .p = p, .why = why, .why_len = why_len, .serial = o->serial_loops};
+    jb J = {.ctx = ctx, .p = p, .why = why, .why_len = why_len, .serial = o->serial_loops, .split_small = o->split_small_loops};
     set_types(&J);
     for (int f = 0; f < LP_F_COUNT && !J.failed; f++) {
         if (!p->funcs[f]) continue;

@@ -282,6 +282,7 @@ typedef struct lp_program {
     lp_func *funcs[LP_F_COUNT];   /* NULL when not generated */
     const double *embedded;       /* --embed-weights: params_size values, else NULL */
     bool disjoint_arena;          /* kd_codegen_options.disjoint_arena */
+    bool no_inplace;              /* kd_codegen_options.no_inplace */
 } lp_program;
 
 /* ---- building (loop_ir.c) --------------------------------------------------

@@ -456,7 +456,9 @@ lp_func *kd_lower_graph(lp_program *p, lp_func_kind kind, const ir_graph *g, con
         snprintf(why, why_len, "%s", L.why);
         return NULL;
     }
-    if (!o || !o->no_passes) {
+    /* apply_gradients has no arena: its temporaries must become locals, which
+     * takes its loops merged, whatever the options say. */
+    if (!o || kind == LP_F_APPLY || (!o->no_passes && !o->no_loop_fusion)) {
         lw_fuse_loops(&L);
         lw_scalarize(&L);
     }

@@ -119,21 +119,32 @@ static void all_at(const lp_expr *e, const lp_buf *b, const lp_expr *index, bool
     all_at(e->c, b, index, ok);
 }
 
-/* In-place candidates stay valid only if every load of them in the merged body is at the stored index. */
+/* dst, stored by statement `at` of a merged body, may take over candidate
+ * c's bytes only if every load of c in the body is at the stored index and
+ * none comes after that store: a later statement would read the value just
+ * written in c's place (e = relu(..); concat(e * 2, e * 3) with e*2 in place
+ * of e made the second product read 2e). */
+static bool loads_buf(const lp_expr *e, const lp_buf *b);
+
+static bool reuse_ok(const kd_vec *body, int at, const lp_buf *c, const lp_expr *index)
+{
+    bool ok = true;
+    for (int t = 0; t < body->len && ok; t++) {
+        const lp_stmt *s = body->items[t];
+        all_at(s->value, c, index, &ok);
+        all_at(s->index, c, index, &ok);
+        if (t > at && (loads_buf(s->value, c) || loads_buf(s->index, c))) ok = false;
+    }
+    return ok;
+}
+
 static void prune_reuse(kd_arena *a, const kd_vec *body, const lp_expr *index)
 {
     for (int i = 0; i < body->len; i++) {
         lp_buf *dst = ((lp_stmt *)body->items[i])->buf;
         kd_vec keep = {0};
-        for (int j = 0; j < dst->reuse.len; j++) {
-            bool ok = true;
-            for (int t = 0; t < body->len && ok; t++) {
-                const lp_stmt *s = body->items[t];
-                all_at(s->value, dst->reuse.items[j], index, &ok);
-                all_at(s->index, dst->reuse.items[j], index, &ok);
-            }
-            if (ok) kd_vec_push(a, &keep, dst->reuse.items[j]);
-        }
+        for (int j = 0; j < dst->reuse.len; j++)
+            if (reuse_ok(body, i, dst->reuse.items[j], index)) kd_vec_push(a, &keep, dst->reuse.items[j]);
         dst->reuse = keep;
     }
 }

@@ -425,14 +425,19 @@ static int gemm_chunks(int M, int N, int K)
     return (int)whole_runs(c);
 }
 
+/* 1, or 0 when every kernel splits whatever its size (kdh_pool_split_everything). */
+static long split_min = 1;
+
+void kdh_pool_split_everything(bool on) { split_min = on ? 0 : 1; }
+
 /* Below this many multiply-adds a split costs more than it saves: the
  * MLP's three GEMMs of 64x128x10 (81920) took 10.9 us split at two threads
  * and 9.2 on one, and the step was 3-4% faster with them serial (their
  * operands then stay with the core that runs the loss and the bias
  * gradients next to them). */
-#define GEMM_SPLIT_MIN (128L * 1024)
+#define GEMM_SPLIT_MIN (128L * 1024 * split_min)
 /* The same for convolutions (measured when the split came in). */
-#define CONV_SPLIT_MIN (64L * 1024)
+#define CONV_SPLIT_MIN (64L * 1024 * split_min)
 
 /* The K split, for a C much smaller than op(B) (a dense layer's forward
  * pass at a small batch, K inputs to N units): part p sums its own run of
@@ -655,7 +660,7 @@ static int pool_chunks(int n)
 }
 
 /* Below this many input elements pooling stays on one thread. */
-#define POOL_SPLIT_MIN (16L * 1024)
+#define POOL_SPLIT_MIN (16L * 1024 * split_min)
 #define POOL_SERIAL(n, h, w, c) (P.nthreads <= 1 || (n) < 2 || (long)(n) * (h) * (w) * (c) < POOL_SPLIT_MIN)
 #define POOL_GEOM n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl
 

@@ -28,6 +28,7 @@
 #ifndef KDSL_PARALLEL_H
 #define KDSL_PARALLEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,10 @@
 /* Sets the number of threads (1..KDH_MAX_THREADS; 0 or less: all online
  * cores), starting or stopping workers. Returns the number in use. */
 int kdh_pool_set_threads(int n);
+/* Tests: every GEMM, convolution and pooling kernel splits across the
+ * threads however small (on), or only above the sizes where a split pays
+ * (off, the default). */
+void kdh_pool_split_everything(bool on);
 int kdh_pool_threads(void);
 /* Jobs the pool has split across its threads so far (for tests). */
 unsigned long kdh_pool_jobs(void);
