@@ -25,6 +25,13 @@ typedef struct emitter {
     bool used_op[LP_OP_COUNT];
     bool used_max_acc, used_dropout, used_call[LP_K_COUNT];
     bool long_batch;       /* printing a loop extent */
+    /* f32: the locals of the function being written that are doubles (the
+     * results of kernel calls, `const double xent0`). Where one meets a float
+     * the emitter writes the conversion C would make implicitly, so the
+     * code is clean under -Wdouble-promotion -Wconversion and computes what
+     * the JIT (emit_jit.c, which models C's promotions) computes. */
+    bool *dbl;
+    int ndbl;
 } emitter;
 
 /* compiler/dropout_hash.h's functions, verbatim (the test suite checks the two
@@ -201,10 +208,43 @@ static int prec_of(const lp_expr *e)
 
 static void expr(emitter *E, const lp_expr *e, int min_prec);
 
+/* Whether e has C type double in f32 code: a kernel call's result, or
+ * arithmetic on one (C promotes the float operand). */
+static bool is_double(const emitter *E, const lp_expr *e)
+{
+    if (!E->f32 || !e) return false;
+    switch (e->kind) {
+    case LP_E_VAR: return e->var->id >= 0 && e->var->id < E->ndbl && E->dbl[e->var->id];
+    case LP_E_SELECT: return is_double(E, e->b) || is_double(E, e->c);
+    case LP_E_OP:
+        switch (e->op) {
+        case LP_ADD: case LP_SUB: case LP_MUL: case LP_DIV: return is_double(E, e->a) || is_double(E, e->b);
+        case LP_NEG: return is_double(E, e->a);
+        default: return false;   /* comparisons are ints; math functions and helpers return floats */
+        }
+    default: return false;
+    }
+}
+
+/* e where C wants a double (want_double) or the real type: the conversion
+ * C would make implicitly, written out. */
+static void expr_as(emitter *E, const lp_expr *e, int min_prec, bool want_double)
+{
+    bool d = is_double(E, e);
+    if (d == want_double || e->type != LP_REAL) {
+        expr(E, e, min_prec);
+        return;
+    }
+    bool paren = min_prec > P_UNARY;
+    fprintf(E->out, "%s(%s)", paren ? "(" : "", want_double ? "double" : E->real);
+    expr(E, e, P_UNARY);
+    if (paren) fputc(')', E->out);
+}
+
 static void call1(emitter *E, const char *fn, const lp_expr *x)
 {
     fprintf(E->out, "%s(", fn);
-    expr(E, x, 0);
+    expr_as(E, x, 0, false);
     fputc(')', E->out);
 }
 
@@ -244,13 +284,15 @@ static void expr(emitter *E, const lp_expr *e, int min_prec)
         expr(E, e->a, 0);
         fputc(']', out);
         break;
-    case LP_E_SELECT:
+    case LP_E_SELECT: {
+        bool d = is_double(E, e);
         expr(E, e->a, P_TERNARY + 1);
         fputs(" ? ", out);
-        expr(E, e->b, P_TERNARY + 1);
+        expr_as(E, e->b, P_TERNARY + 1, d);
         fputs(" : ", out);
-        expr(E, e->c, P_TERNARY);
+        expr_as(E, e->c, P_TERNARY, d);
         break;
+    }
     case LP_E_DROPOUT:
         fprintf(out, "kd_dropout_bits(%" PRIu64 "ULL, step, %" PRIu32 "u, (uint64_t)(", e->dropout.seed, e->dropout.salt);
         expr(E, e->a, 0);
@@ -282,9 +324,9 @@ static void expr(emitter *E, const lp_expr *e, int min_prec)
         case LP_MAX:
             if (e->type == LP_REAL) {
                 fprintf(out, "%s(", e->op == LP_MAX ? "kd_max" : "kd_min");
-                expr(E, e->a, 0);
+                expr_as(E, e->a, 0, false);
                 fputs(", ", out);
-                expr(E, e->b, 0);
+                expr_as(E, e->b, 0, false);
                 fputc(')', out);
             } else {
                 expr(E, e->a, P_REL + 1);
@@ -302,9 +344,10 @@ static void expr(emitter *E, const lp_expr *e, int min_prec)
                 [LP_GE] = " >= ", [LP_LT] = " < ", [LP_LE] = " <= ", [LP_EQ] = " == ", [LP_NE] = " != ",
                 [LP_AND] = " && ", [LP_OR] = " || ",
             };
-            expr(E, e->a, p);
+            bool d = is_double(E, e->a) || is_double(E, e->b);
+            expr_as(E, e->a, p, d);
             fputs(text[e->op], out);
-            expr(E, e->b, p + 1);
+            expr_as(E, e->b, p + 1, d);
             break;
         }
         }
@@ -373,7 +416,7 @@ static void call(emitter *E, const lp_call *c)
         case LP_A_REAL:
             /* The init helpers take doubles: keep their constants exact. */
             if (!ki->runtime && a->e->kind == LP_E_REAL) put_real(E->out, a->e->rval, false);
-            else expr(E, a->e, 0);
+            else expr_as(E, a->e, 0, !ki->runtime);
             break;
         default: expr(E, a->e, 0); break;
         }
@@ -406,27 +449,27 @@ static void stmts(emitter *E, const kd_vec *body, int depth)
                 fprintf(E->out, " = kd_max_acc(%s[", s->buf->name);
                 expr(E, s->index, 0);
                 fputs("], ", E->out);
-                expr(E, s->value, 0);
+                expr_as(E, s->value, 0, false);
                 fputs(");\n", E->out);
             } else {
                 fputs(acc_op[s->acc], E->out);
-                expr(E, s->value, 0);
+                expr_as(E, s->value, 0, false);
                 fputs(";\n", E->out);
             }
             break;
         case LP_S_LET:
             fprintf(E->out, "%s %s = ", s->var->type == LP_INT ? "long" : E->real, s->var->name);
-            expr(E, s->value, 0);
+            expr_as(E, s->value, 0, false);
             fputs(";\n", E->out);
             break;
         case LP_S_SET:
             if (s->acc == LP_ACC_MAX) {
                 fprintf(E->out, "%s = kd_max_acc(%s, ", s->var->name, s->var->name);
-                expr(E, s->value, 0);
+                expr_as(E, s->value, 0, false);
                 fputs(");\n", E->out);
             } else {
                 fprintf(E->out, "%s%s", s->var->name, acc_op[s->acc]);
-                expr(E, s->value, 0);
+                expr_as(E, s->value, 0, false);
                 fputs(";\n", E->out);
             }
             break;
@@ -520,10 +563,25 @@ static void declare_buf(emitter *E, const lp_buf *b)
     fputc('\n', out);
 }
 
+/* Marks the locals that receive a kernel call's double (emitter.dbl). */
+static void mark_doubles(emitter *E, const kd_vec *body)
+{
+    for (int i = 0; i < body->len; i++) {
+        const lp_stmt *s = body->items[i];
+        if (s->kind == LP_S_CALL && s->call && s->call->result && s->call->result->id >= 0 &&
+            s->call->result->id < E->ndbl)
+            E->dbl[s->call->result->id] = true;
+        mark_doubles(E, &s->body);
+    }
+}
+
 static void function(emitter *E, const lp_func *f)
 {
     FILE *out = E->out;
     E->f = f;
+    E->ndbl = f->vars.len;
+    E->dbl = kd_alloc_array(E->p->arena, (size_t)f->vars.len + 1, sizeof *E->dbl);
+    for (int k = 0; k < f->kernels.len; k++) mark_doubles(E, &((const lp_kernel *)f->kernels.items[k])->body);
     usage u = {0};
     for (int k = 0; k < f->kernels.len; k++) use_stmts(&u, &((const lp_kernel *)f->kernels.items[k])->body);
     if (f->ret) use_buf(&u, f->ret);
@@ -552,7 +610,7 @@ static void function(emitter *E, const lp_func *f)
     }
     if (has_batch) {
         fprintf(out, "    if (batch < 1 || batch > %s_MAX_BATCH) return%s;\n", E->p->upper,
-                f->kind == LP_F_PREDICT ? "" : " NAN");
+                f->kind == LP_F_PREDICT ? "" : E->f32 ? " NAN" : " (double)NAN");   /* NAN is a float */
     }
     if (u.arena_bytes) fputs("    char *A = (char *)arena;\n", out);
     for (int i = 0; i < f->bufs.len && f->kind != LP_F_INIT; i++) {

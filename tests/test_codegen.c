@@ -942,7 +942,10 @@ START_TEST(deterministic)
 }
 END_TEST
 
-/* Every sample compiles to C that gcc and clang accept with -Werror, in f32 and f64. */
+/* Every sample compiles to C that gcc and clang accept with -Werror, in f32
+ * and f64, also under -Wdouble-promotion -Wconversion: no implicit float to
+ * double or double to float (a soft-float MCU pays for each). */
+#define STRICT_WARNINGS "-Wall -Wextra -Wpedantic -Wdouble-promotion -Wconversion -Werror"
 START_TEST(samples_compile)
 {
     const char *cc = compilers[_i];
@@ -950,16 +953,16 @@ START_TEST(samples_compile)
 
     SH("cd %s && for f in %s/*.kdsl; do n=$(basename $f .kdsl); "
              "%s compile $f -o $n.c || exit 1; "
-             "%s -std=c99 -Wall -Wextra -Wpedantic -Werror -I%s -c $n.c -o $n.o || exit 1; "
+             "%s -std=c99 " STRICT_WARNINGS " -I%s -c $n.c -o $n.o || exit 1; "
              "%s compile $f -o ${n}_64.c --dtype f64 || exit 1; "
-             "%s -std=c99 -Wall -Wextra -Wpedantic -Werror -I%s -c ${n}_64.c -o ${n}_64.o || exit 1; done",
+             "%s -std=c99 " STRICT_WARNINGS " -I%s -c ${n}_64.c -o ${n}_64.o || exit 1; done",
              dir, tu_src("samples"), tu_kdslc(), cc, tu_src("runtime"), tu_kdslc(), cc, tu_src("runtime"));
     if (_i != 0) return;
     /* --inference-only for a Cortex-M4 (hard float), freestanding: no heap, no stdio */
     SH("cd %s && for f in %s/*.kdsl; do n=$(basename $f .kdsl); "
        "%s compile $f -o ${n}_m4.c --inference-only --batch 1 || exit 1; "
        "arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -ffreestanding -std=c99 "
-       "-Wall -Wextra -Wpedantic -Werror -O1 -I%s -c ${n}_m4.c -o ${n}_m4.o || exit 1; "
+       STRICT_WARNINGS " -O1 -I%s -c ${n}_m4.c -o ${n}_m4.o || exit 1; "
        "if arm-none-eabi-nm -u ${n}_m4.o | grep -wE 'malloc|calloc|realloc|free|printf|fprintf|puts|fopen|fwrite|fputs'; "
        "then echo \"$n: the firmware object references the heap or stdio\"; exit 1; fi; "
        "if grep -q stdio.h ${n}_m4.c; then echo \"$n: includes stdio.h\"; exit 1; fi; done",
