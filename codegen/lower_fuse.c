@@ -15,6 +15,7 @@
  * step): no memory at all, which apply_gradients (no arena) relies on. */
 #include "lower_internal.h"
 
+#include <limits.h>
 #include <string.h>
 
 enum { MAX_DEPTH = IR_MAX_RANK };
@@ -75,122 +76,205 @@ static int nest_of(const lp_kernel *k, lp_stmt **loops, kd_vec **inner)
     return depth;
 }
 
-typedef struct access_check {
-    const kd_vec *stores;  /* the other kernel's stores */
-    const lp_expr *index;  /* the index both store at */
-    bool ok;
-} access_check;
-
-static bool stored_by(const kd_vec *stores, const lp_buf *b)
-{
-    for (int i = 0; i < stores->len; i++)
-        if (((const lp_stmt *)stores->items[i])->buf == b) return true;
-    return false;
-}
-
-/* Every load in e of a buffer the other kernel stores is at `index`. */
-static void check_loads(access_check *c, const lp_expr *e)
-{
-    if (!e || !c->ok) return;
-    if (e->kind == LP_E_LOAD && stored_by(c->stores, e->buf) && !expr_eq(e->a, c->index)) c->ok = false;
-    check_loads(c, e->a);
-    check_loads(c, e->b);
-    check_loads(c, e->c);
-}
-
-static bool loads_ok(const kd_vec *body, const kd_vec *other_stores, const lp_expr *index)
-{
-    access_check c = {other_stores, index, true};
-    for (int i = 0; i < body->len && c.ok; i++) {
-        const lp_stmt *s = body->items[i];
-        check_loads(&c, s->index);
-        check_loads(&c, s->value);
-    }
-    return c.ok;
-}
-
-/* Loads of b in the body, all at `index`? */
-static void all_at(const lp_expr *e, const lp_buf *b, const lp_expr *index, bool *ok)
-{
-    if (!e || !*ok) return;
-    if (e->kind == LP_E_LOAD && e->buf == b && !expr_eq(e->a, index)) *ok = false;
-    all_at(e->a, b, index, ok);
-    all_at(e->b, b, index, ok);
-    all_at(e->c, b, index, ok);
-}
-
-/* dst, stored by statement `at` of a merged body, may take over candidate
- * c's bytes only if every load of c in the body is at the stored index and
- * none comes after that store: a later statement would read the value just
- * written in c's place (e = relu(..); concat(e * 2, e * 3) with e*2 in place
- * of e made the second product read 2e). */
 static bool loads_buf(const lp_expr *e, const lp_buf *b);
+static void prune_within(const kd_vec *body, const lp_expr *index);
 
-static bool reuse_ok(const kd_vec *body, int at, const lp_buf *c, const lp_expr *index)
+/* ---- merging ------------------------------------------------------------------------
+ * Kernels merge one after another into the open one (the last kernel kept),
+ * whose stores and loads are summarised per buffer, so that a merge costs
+ * the size of the kernel merged in, not of everything merged so far (a
+ * model of 800 chained statements merged into one loop took 56 s when each
+ * merge walked the whole body again). */
+
+typedef struct fuse {
+    lower *L;
+    lp_kernel *open;          /* the kernel merges go into; NULL: none */
+    lp_stmt *loops[MAX_DEPTH];
+    kd_vec *body;             /* its innermost body */
+    int depth, merged;
+    const lp_expr *index;     /* the index every store of the body is at */
+    int stamp;                /* the summaries below are the open kernel's when they carry this stamp */
+    int *stored, *loaded;     /* by buffer id: stamp when the body stores / loads it */
+    bool *off_index;          /* by buffer id: loaded somewhere at another index */
+    int *held_stamp;          /* by buffer id: holders[] is current */
+    kd_vec *holders;          /* by buffer id: the body's stored buffers that may take its bytes */
+} fuse;
+
+static bool is_stored(const fuse *F, const lp_buf *b) { return F->stored[b->id] == F->stamp; }
+static bool is_loaded(const fuse *F, const lp_buf *b) { return F->loaded[b->id] == F->stamp; }
+
+/* Adds every load of e to the summary. */
+static void note_loads(fuse *F, const lp_expr *e)
 {
-    bool ok = true;
-    for (int t = 0; t < body->len && ok; t++) {
-        const lp_stmt *s = body->items[t];
-        all_at(s->value, c, index, &ok);
-        all_at(s->index, c, index, &ok);
-        if (t > at && (loads_buf(s->value, c) || loads_buf(s->index, c))) ok = false;
+    if (!e) return;
+    if (e->kind == LP_E_LOAD) {
+        int id = e->buf->id;
+        if (F->loaded[id] != F->stamp) F->loaded[id] = F->stamp, F->off_index[id] = false;
+        if (!expr_eq(e->a, F->index)) F->off_index[id] = true;
     }
-    return ok;
+    note_loads(F, e->a);
+    note_loads(F, e->b);
+    note_loads(F, e->c);
 }
 
-static void prune_reuse(kd_arena *a, const kd_vec *body, const lp_expr *index)
+/* Adds statement st (stored last in the body) to the summary. */
+static void note_stmt(fuse *F, lp_stmt *st)
+{
+    note_loads(F, st->index);
+    note_loads(F, st->value);
+    F->stored[st->buf->id] = F->stamp;
+    for (int j = 0; j < st->buf->reuse.len; j++) {
+        const lp_buf *c = st->buf->reuse.items[j];
+        if (F->held_stamp[c->id] != F->stamp) F->held_stamp[c->id] = F->stamp, F->holders[c->id] = (kd_vec){0};
+        kd_vec_push(F->L->a, &F->holders[c->id], st->buf);
+    }
+}
+
+static void drop_candidate(lp_buf *dst, const lp_buf *c)
+{
+    int out = 0;
+    for (int j = 0; j < dst->reuse.len; j++)
+        if (dst->reuse.items[j] != c) dst->reuse.items[out++] = dst->reuse.items[j];
+    dst->reuse.len = out;
+}
+
+/* Loads in e that the body already stores, at another index: iteration i
+ * would read what iteration j wrote. */
+static bool reads_stored_elsewhere(const fuse *F, const lp_expr *e)
+{
+    if (!e) return false;
+    if (e->kind == LP_E_LOAD && is_stored(F, e->buf) && !expr_eq(e->a, F->index)) return true;
+    return reads_stored_elsewhere(F, e->a) || reads_stored_elsewhere(F, e->b) || reads_stored_elsewhere(F, e->c);
+}
+
+/* A load of c in e at another index than `index`? */
+static bool loads_off(const lp_expr *e, const lp_buf *c, const lp_expr *index)
+{
+    if (!e) return false;
+    if (e->kind == LP_E_LOAD && e->buf == c && !expr_eq(e->a, index)) return true;
+    return loads_off(e->a, c, index) || loads_off(e->b, c, index) || loads_off(e->c, c, index);
+}
+
+/* The open kernel a merge can go into: a bare nest around stores, all at one index. */
+static void open_kernel(fuse *F, lp_kernel *k)
+{
+    F->open = NULL;
+    F->depth = nest_of(k, F->loops, &F->body);
+    if (F->depth < 0) return;
+    F->index = ((const lp_stmt *)F->body->items[0])->index;
+    for (int i = 1; i < F->body->len; i++)
+        if (!expr_eq(((const lp_stmt *)F->body->items[i])->index, F->index)) return;
+    prune_within(F->body, F->index);
+    F->open = k;
+    F->merged = 1;
+    F->stamp++;
+    for (int i = 0; i < F->body->len; i++) note_stmt(F, F->body->items[i]);
+}
+
+/* Each load in e of a buffer some statement of the body holds as an
+ * in-place candidate comes after that statement's store: the candidate
+ * goes (the load would read the value stored in its place). */
+static void drop_read_candidates(fuse *F, const lp_expr *e)
+{
+    if (!e) return;
+    if (e->kind == LP_E_LOAD && F->held_stamp[e->buf->id] == F->stamp) {
+        kd_vec *h = &F->holders[e->buf->id];
+        for (int j = 0; j < h->len; j++) drop_candidate(h->items[j], e->buf);
+        h->len = 0;
+    }
+    drop_read_candidates(F, e->a);
+    drop_read_candidates(F, e->b);
+    drop_read_candidates(F, e->c);
+}
+
+/* Drops the candidates of body[i]'s result that statements of the body
+ * read after it, or read at another index (lowering gives a kernel several
+ * stores in one loop too). */
+static void prune_within(const kd_vec *body, const lp_expr *index)
 {
     for (int i = 0; i < body->len; i++) {
         lp_buf *dst = ((lp_stmt *)body->items[i])->buf;
-        kd_vec keep = {0};
-        for (int j = 0; j < dst->reuse.len; j++)
-            if (reuse_ok(body, i, dst->reuse.items[j], index)) kd_vec_push(a, &keep, dst->reuse.items[j]);
-        dst->reuse = keep;
+        for (int j = 0; j < dst->reuse.len; j++) {
+            const lp_buf *c = dst->reuse.items[j];
+            bool ok = true;
+            for (int t = 0; t < body->len && ok; t++) {
+                const lp_stmt *o = body->items[t];
+                if (loads_off(o->value, c, index) || loads_off(o->index, c, index)) ok = false;
+                if (t > i && (loads_buf(o->value, c) || loads_buf(o->index, c))) ok = false;
+            }
+            if (!ok) drop_candidate(dst, c), j--;
+        }
     }
 }
 
-static bool try_merge(kd_arena *a, lp_kernel *k1, lp_kernel *k2)
+/* Kernel k merged into the open one, if its iterations touch only what the
+ * same iteration of the open kernel touches. */
+static bool try_merge(fuse *F, lp_kernel *k)
 {
-    lp_stmt *l1[MAX_DEPTH], *l2[MAX_DEPTH];
-    kd_vec *b1 = NULL, *b2 = NULL;   /* set by nest_of when it succeeds */
-    int d1 = nest_of(k1, l1, &b1), d2 = nest_of(k2, l2, &b2);
-    if (d1 < 0 || d1 != d2) return false;
-    subst s = {.n = d1};
-    for (int i = 0; i < d1; i++) {
-        if (!expr_eq(l1[i]->extent, l2[i]->extent)) return false;
+    lp_stmt *l2[MAX_DEPTH];
+    kd_vec *b2 = NULL;
+    if (!F->open || nest_of(k, l2, &b2) != F->depth) return false;
+    subst s = {.n = F->depth};
+    for (int i = 0; i < F->depth; i++) {
+        if (!expr_eq(F->loops[i]->extent, l2[i]->extent)) return false;
         s.from[i] = l2[i]->var;
-        s.to[i] = l1[i]->var;
+        s.to[i] = F->loops[i]->var;
     }
-    /* k2's statements over k1's loop variables */
-    kd_vec body2 = {0};
+    kd_arena *a = F->L->a;
+    kd_vec body2 = {0};   /* k's statements over the open kernel's loop variables */
     for (int i = 0; i < b2->len; i++) {
         const lp_stmt *st = b2->items[i];
-        kd_vec_push(a, &body2, lp_store(a, st->buf, rename_vars(a, st->index, &s), rename_vars(a, st->value, &s), st->acc));
+        lp_stmt *c = lp_store(a, st->buf, rename_vars(a, st->index, &s), rename_vars(a, st->value, &s), st->acc);
+        if (!expr_eq(c->index, F->index) || is_stored(F, c->buf)) return false;
+        if (reads_stored_elsewhere(F, c->value) || reads_stored_elsewhere(F, c->index)) return false;
+        if (is_loaded(F, c->buf) && F->off_index[c->buf->id]) return false;
+        kd_vec_push(a, &body2, c);
     }
-    const lp_expr *index = ((const lp_stmt *)b1->items[0])->index;
-    for (int i = 0; i < b1->len; i++)
-        if (!expr_eq(((const lp_stmt *)b1->items[i])->index, index)) return false;
+    /* In place: a result stored by statement i may take over a candidate's
+     * bytes only if every load of the candidate in the merged body is at the
+     * stored index and none comes after the store (e = relu(..); concat(e * 2,
+     * e * 3) wrote e * 2 over e, and the second product read 2e). */
     for (int i = 0; i < body2.len; i++) {
         const lp_stmt *st = body2.items[i];
-        if (!expr_eq(st->index, index) || stored_by(b1, st->buf)) return false;
+        drop_read_candidates(F, st->index);
+        drop_read_candidates(F, st->value);
     }
-    if (!loads_ok(&body2, b1, index) || !loads_ok(b1, &body2, index)) return false;
-    for (int i = 0; i < body2.len; i++) kd_vec_push(a, b1, body2.items[i]);
-    prune_reuse(a, b1, index);
-    k1->what = kd_format(a, "%s; %s", k1->what, k2->what);
-    if (!k1->loc.line) k1->loc = k2->loc;
+    for (int i = 0; i < body2.len; i++) {
+        lp_buf *dst = ((lp_stmt *)body2.items[i])->buf;
+        for (int j = 0; j < dst->reuse.len; j++) {
+            const lp_buf *c = dst->reuse.items[j];
+            if (is_loaded(F, c) && F->off_index[c->id]) drop_candidate(dst, c), j--;
+        }
+    }
+    prune_within(&body2, F->index);
+    for (int i = 0; i < body2.len; i++) {
+        kd_vec_push(a, F->body, body2.items[i]);
+        note_stmt(F, body2.items[i]);
+    }
+    /* the kernel's description: the first few parts, then a count */
+    if (++F->merged <= 4) F->open->what = kd_format(a, "%s; %s", F->open->what, k->what);
+    else if (F->merged == 5) F->open->what = kd_format(a, "%s; ...", F->open->what);
+    if (!F->open->loc.line) F->open->loc = k->loc;
     return true;
 }
 
 void lw_fuse_loops(lower *L)
 {
     kd_vec *ks = &L->f->kernels;
+    int nb = L->f->bufs.len + 1;
+    fuse F = {.L = L,
+              .stored = kd_alloc_array(L->a, (size_t)nb, sizeof(int)),
+              .loaded = kd_alloc_array(L->a, (size_t)nb, sizeof(int)),
+              .off_index = kd_alloc_array(L->a, (size_t)nb, sizeof(bool)),
+              .held_stamp = kd_alloc_array(L->a, (size_t)nb, sizeof(int)),
+              .holders = kd_alloc_array(L->a, (size_t)nb, sizeof(kd_vec))};
     int out = 0;
     for (int i = 0; i < ks->len; i++) {
         lp_kernel *k = ks->items[i];
-        if (out > 0 && try_merge(L->a, ks->items[out - 1], k)) continue;
+        if (out > 0 && try_merge(&F, k)) continue;
         k->index = out;
         ks->items[out++] = k;
+        open_kernel(&F, k);
     }
     ks->len = out;
 }
@@ -204,19 +288,38 @@ static bool loads_buf(const lp_expr *e, const lp_buf *b)
     return loads_buf(e->a, b) || loads_buf(e->b, b) || loads_buf(e->c, b);
 }
 
-/* e with every load of b at `index` replaced by v; *bad set if b is loaded elsewhere. */
-static lp_expr *scalarize(kd_arena *a, const lp_expr *e, const lp_buf *b, const lp_expr *index, lp_var *v, bool *bad)
+/* What a body does with each buffer, for scalar replacement (by buffer id). */
+typedef struct body_use {
+    int stores, store_at;     /* how many statements store it, the last one */
+    int first_load;           /* the first statement that loads it (INT_MAX: none) */
+    bool off_index;           /* loaded at another index than its store's */
+    lp_var *local;            /* the local replacing it, once chosen */
+} body_use;
+
+static void note_body_loads(body_use *u, const lp_expr *e, int at, const kd_vec *body)
+{
+    if (!e) return;
+    if (e->kind == LP_E_LOAD) {
+        body_use *b = &u[e->buf->id];
+        if (at < b->first_load) b->first_load = at;
+        if (b->stores > 0 && !expr_eq(e->a, ((const lp_stmt *)body->items[b->store_at])->index)) b->off_index = true;
+    }
+    note_body_loads(u, e->a, at, body);
+    note_body_loads(u, e->b, at, body);
+    note_body_loads(u, e->c, at, body);
+}
+
+/* e with every load of a replaced buffer read from its local; shares what
+ * it does not change. */
+static lp_expr *use_locals(kd_arena *a, lp_expr *e, const body_use *u)
 {
     if (!e) return NULL;
-    if (e->kind == LP_E_LOAD && e->buf == b) {
-        if (!expr_eq(e->a, index)) *bad = true;
-        return lp_var_ref(a, v);
-    }
+    if (e->kind == LP_E_LOAD && u[e->buf->id].local) return lp_var_ref(a, u[e->buf->id].local);
+    lp_expr *x = use_locals(a, e->a, u), *y = use_locals(a, e->b, u), *z = use_locals(a, e->c, u);
+    if (x == e->a && y == e->b && z == e->c) return e;
     lp_expr *c = kd_alloc(a, sizeof *c);
     *c = *e;
-    c->a = scalarize(a, e->a, b, index, v, bad);
-    c->b = scalarize(a, e->b, b, index, v, bad);
-    c->c = scalarize(a, e->c, b, index, v, bad);
+    c->a = x, c->b = y, c->c = z;
     return c;
 }
 
@@ -245,37 +348,44 @@ void lw_scalarize(lower *L)
         kc.k = k;
         lp_kernel_visit_bufs(f->kernels.items[k], count_kernel, &kc);
     }
+    body_use *u = kd_alloc_array(a, (size_t)nb + 1, sizeof *u);
     for (int k = 0; k < f->kernels.len; k++) {
         lp_stmt *loops[MAX_DEPTH];
         kd_vec *body;
         if (nest_of(f->kernels.items[k], loops, &body) < 0) continue;
+        /* one pass to learn each buffer's stores and loads, one to rewrite:
+         * linear in the body, which merging can make thousands of statements long */
+        int *stored = kd_alloc_array(a, (size_t)body->len, sizeof(int)), nstored = 0;
+        for (int i = 0; i < body->len; i++) {
+            const lp_stmt *st = body->items[i];
+            u[st->buf->id] = (body_use){0, 0, INT_MAX, false, NULL};
+            stored[nstored++] = st->buf->id;
+        }
+        for (int i = 0; i < body->len; i++) {
+            const lp_stmt *st = body->items[i];
+            note_body_loads(u, st->index, i, body);
+            note_body_loads(u, st->value, i, body);
+            body_use *b = &u[st->buf->id];
+            b->stores++;
+            b->store_at = i;
+        }
+        /* a buffer stored once, in this kernel only, read only after its
+         * store and only at the stored index, becomes a local */
         for (int i = 0; i < body->len; i++) {
             lp_stmt *st = body->items[i];
             lp_buf *b = st->buf;
-            if (st->kind != LP_S_STORE || b->space != LP_ARENA || b->scratch || b == f->ret || kc.count[b->id] != 1)
-                continue;
-            bool bad = loads_buf(st->value, b) || loads_buf(st->index, b);
-            for (int j = 0; j < body->len && !bad; j++) {
-                const lp_stmt *o = body->items[j];
-                if (j != i && o->kind == LP_S_STORE && o->buf == b) bad = true;
-                if (j < i && (loads_buf(o->value, b) || loads_buf(o->index, b))) bad = true;
+            body_use *bu = &u[b->id];
+            bool local = st->kind == LP_S_STORE && b->space == LP_ARENA && !b->scratch && b != f->ret &&
+                         kc.count[b->id] == 1 && bu->stores == 1 && bu->first_load > i && !bu->off_index;
+            if (local) {
+                bu->local = lp_new_var(a, f, LP_REAL, "s");
+                kc.count[b->id] = 0;
             }
-            if (bad) continue;
-            lp_var *v = lp_new_var(a, f, LP_REAL, "s");
-            kd_vec later = {0};
-            for (int j = i + 1; j < body->len && !bad; j++) {
-                const lp_stmt *o = body->items[j];
-                if (o->kind != LP_S_STORE) {
-                    bad = true;
-                    break;
-                }
-                kd_vec_push(a, &later, lp_store(a, o->buf, scalarize(a, o->index, b, st->index, v, &bad),
-                                                scalarize(a, o->value, b, st->index, v, &bad), o->acc));
-            }
-            if (bad) continue;
-            body->items[i] = lp_let(a, v, st->value);
-            for (int j = 0; j < later.len; j++) body->items[i + 1 + j] = later.items[j];
-            kc.count[b->id] = 0;
+            lp_expr *value = use_locals(a, st->value, u);
+            if (local) body->items[i] = lp_let(a, bu->local, value);
+            else if (value != st->value || use_locals(a, st->index, u) != st->index)
+                body->items[i] = lp_store(a, b, use_locals(a, st->index, u), value, st->acc);
         }
+        for (int i = 0; i < nstored; i++) u[stored[i]] = (body_use){0};   /* the next kernel starts clean */
     }
 }

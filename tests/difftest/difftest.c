@@ -2,7 +2,7 @@
  * oracle (difftest.h), and the regressions it has kept.
  *
  *   difftest [--count N] [--seed S] [--size N] [--c-every K] [--no-fd] [--no-threads]
- *            [--save DIR] [--seconds T] [-O N] [--verbose] [--print]
+ *            [--save DIR] [--seconds T] [-O N] [--verbose] [--print] [--print-only]
  *   difftest --replay FILE|DIR ...
  *
  * Program i of a campaign is generated from seed S + i, so `--seed S+i
@@ -34,7 +34,7 @@
 typedef struct campaign {
     dt_options o;
     const char *save;
-    bool print;
+    bool print, print_only;
     long tried, failed, skipped, variants;
 } campaign;
 
@@ -171,6 +171,7 @@ static int campaign_run(campaign *c, uint64_t seed, long count, int size, int c_
             char *text = dt_print(&p);
             printf("--- seed %" PRIu64 "\n%s", s, text);
             free(text);
+            if (c->print_only) continue;
         }
         dt_verdict v;
         dt_status st = run_program(c, &p, &v);
@@ -255,7 +256,7 @@ static int replay(campaign *c, const char *path)
 static int usage(void)
 {
     fprintf(stderr, "usage: difftest [--count N] [--seed S] [--size N] [--c-every K] [--no-fd] [--no-threads]\n"
-                    "                [--save DIR] [--seconds T] [-O N] [--verbose] [--print]\n"
+                    "                [--save DIR] [--seconds T] [-O N] [--verbose] [--print] [--print-only]\n"
                     "       difftest --replay FILE|DIR ...\n");
     return 2;
 }
@@ -283,6 +284,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--verbose")) c.o.verbose = true;
         else if (!strcmp(a, "-O") && v) c.o.jit_opt_level = (int)strtol(v, &end, 10), i++;
         else if (!strcmp(a, "--print")) c.print = true;
+        else if (!strcmp(a, "--print-only")) c.print = c.print_only = true;
         else if (!strcmp(a, "--replay") && v) {
             while (i + 1 < argc && argv[i + 1][0] != '-' && nreplay < 64) replays[nreplay++] = argv[++i];
         } else return usage();
