@@ -1,7 +1,7 @@
 /* difftest.c — `tests/difftest`: random programs through the differential
  * oracle (difftest.h), and the regressions it has kept.
  *
- *   difftest [--count N] [--seed S] [--size N] [--c-every K] [--no-fd] [--no-threads]
+ *   difftest [--count N] [--seed S] [--size N] [--c-every K] [--jit-every K] [--no-fd] [--no-threads]
  *            [--save DIR] [--seconds T] [-O N] [--verbose] [--print] [--print-only]
  *   difftest --replay FILE|DIR ...
  *
@@ -152,7 +152,7 @@ static int save_case(campaign *c, const dt_program *p, uint64_t seed, const dt_v
     return 0;
 }
 
-static int campaign_run(campaign *c, uint64_t seed, long count, int size, int c_every, double seconds)
+static int campaign_run(campaign *c, uint64_t seed, long count, int size, int c_every, int jit_every, double seconds)
 {
     double t0 = now();
     char dir[] = "/tmp/difftest-XXXXXX";
@@ -167,6 +167,7 @@ static int campaign_run(campaign *c, uint64_t seed, long count, int size, int c_
         dt_program p;
         dt_generate(&p, s, size > 0 ? size : 4 + (int)(s % 23));
         c->o.c_backend = want_c && c_every > 0 && i % c_every == 0;
+        c->o.no_jit = jit_every <= 0 || i % jit_every != 0;
         if (c->print) {
             char *text = dt_print(&p);
             printf("--- seed %" PRIu64 "\n%s", s, text);
@@ -178,6 +179,11 @@ static int campaign_run(campaign *c, uint64_t seed, long count, int size, int c_
         c->tried++;
         c->variants += v.variants;
         if (st == DT_SKIP) c->skipped++;
+        if (c->tried % 1000 == 0) {
+            printf("difftest: %ld programs, %ld variant runs, %ld skipped, %ld failed, %.0f s\n", c->tried, c->variants,
+                   c->skipped, c->failed, now() - t0);
+            fflush(stdout);
+        }
         if (st != DT_FAIL) continue;
         c->failed++;
         printf("FAIL seed %" PRIu64 ": %s\n  %s\n", s, v.check, v.why);
@@ -255,7 +261,7 @@ static int replay(campaign *c, const char *path)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: difftest [--count N] [--seed S] [--size N] [--c-every K] [--no-fd] [--no-threads]\n"
+    fprintf(stderr, "usage: difftest [--count N] [--seed S] [--size N] [--c-every K] [--jit-every K] [--no-fd] [--no-threads]\n"
                     "                [--save DIR] [--seconds T] [-O N] [--verbose] [--print] [--print-only]\n"
                     "       difftest --replay FILE|DIR ...\n");
     return 2;
@@ -266,7 +272,7 @@ int main(int argc, char **argv)
     campaign c = {.o = {.fd = true, .threads = true, .c_backend = true, .jit_opt_level = 1}, .save = DT_SOURCE_ROOT "/tests/difftest/regressions"};
     long count = 100;
     uint64_t seed = (uint64_t)time(NULL);
-    int size = 0, c_every = 10, nreplay = 0;
+    int size = 0, c_every = 10, jit_every = 1, nreplay = 0;
     double seconds = 0;
     const char *replays[64];
     for (int i = 1; i < argc; i++) {
@@ -281,6 +287,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--save") && v) c.save = v, i++;
         else if (!strcmp(a, "--no-fd")) c.o.fd = false;
         else if (!strcmp(a, "--no-threads")) c.o.threads = false;
+        else if (!strcmp(a, "--jit-every") && v) jit_every = (int)strtol(v, &end, 10), i++;
         else if (!strcmp(a, "--verbose")) c.o.verbose = true;
         else if (!strcmp(a, "-O") && v) c.o.jit_opt_level = (int)strtol(v, &end, 10), i++;
         else if (!strcmp(a, "--print")) c.print = true;
@@ -302,5 +309,5 @@ int main(int argc, char **argv)
         printf("difftest: %ld replayed, %ld failed\n", c.tried, c.failed);
         return rc != 0;
     }
-    return campaign_run(&c, seed, count, size, c_every, seconds);
+    return campaign_run(&c, seed, count, size, c_every, jit_every, seconds);
 }

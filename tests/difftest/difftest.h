@@ -1,6 +1,8 @@
 /* difftest.h — the differential oracle: one KDSL program, its outputs and
  * loss gradients computed by the reference interpreter (double precision,
  * the graphs as sema and autodiff build them, no passes), against
+ *   - the loop IR in double (tests/difftest/loopexec.h, no compiler run),
+ *     with every optimisation and with each turned off, to 1e-9;
  *   - the JIT with every optimisation, and with each turned off on its own
  *     (graph passes: simplify, CSE, epilogue fusion; loop fusion; in-place
  *     reuse; arena sharing), and at two threads with every loop and kernel
@@ -20,6 +22,8 @@ typedef struct dt_options {
     bool c_backend;        /* also model.c in f32 and f64, built with cc */
     bool fd;               /* finite differences of the reference loss */
     bool threads;          /* the two-thread JIT variant */
+    bool no_jit;           /* no JIT variants (the executor's only: fast) */
+    bool no_exec;          /* no loop-IR executor variants */
     const char *workdir;   /* where the C backend's files go (c_backend) */
     bool verbose;          /* each variant's largest error to stderr */
     int jit_opt_level;     /* GCC's -O for the JIT (kd_jit_options.opt_level; 0: 3) */

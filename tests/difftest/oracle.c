@@ -8,6 +8,7 @@
 #include "host/parallel.h"
 #include "interp.h"
 #include "jit.h"
+#include "loopexec.h"
 #include "train_graph.h"
 
 #include <dlfcn.h>
@@ -284,6 +285,7 @@ static bool compare(cmp *c, const char *what, const void *got, bool f64, const d
  * --dtype f64); the same code for both through `real` and these casts. */
 
 typedef struct entry_points {
+    const lp_program *exec;   /* run through the loop-IR executor (loopexec.h) instead */
     void (*predict)(const void *params, const void *const *inputs, void *const *outputs, int batch, void *arena);
     double (*grad_f64)(void *params, const void *const *inputs, const void *labels, void *grads, int batch,
                        unsigned long long step, void *arena);
@@ -363,16 +365,27 @@ static void run_program(const reference *r, const lp_program *p, const entry_poi
     if (r->train) put_reals(label, f64, 0, r->label, r->out_elems[0] * r->batch);
 
     load_state(r, p, f64, params, opt);
-    e->predict(params, (const void *const *)in, out, r->batch, arena);
+    char why[256];
+    lx_args lx = {.params = params, .opt_state = opt, .grads = grads, .inputs = (const double *const *)in,
+                  .labels = label, .outputs = (double *const *)out, .arena = arena, .batch = r->batch, .step = STEP,
+                  .learning_rate = LEARNING_RATE};
+    if (e->exec && lx_run(e->exec, LP_F_PREDICT, &lx, NULL, why, sizeof why) != 0)
+        verdict(c->v, DT_FAIL, "executor", "%s", why);
+    else if (!e->exec) e->predict(params, (const void *const *)in, out, r->batch, arena);
     for (int i = 0; i < p->noutputs && c->v->status != DT_FAIL; i++) {
         char what[32];
         snprintf(what, sizeof what, "predict y%d", i);
         compare(c, what, out[i], f64, r->out[i], r->out_elems[i] * r->batch);
     }
-    if (r->train && c->v->status != DT_FAIL && (e->grad_f32 || e->grad_f64)) {
+    if (r->train && c->v->status != DT_FAIL && (e->grad_f32 || e->grad_f64 || (e->exec && p->funcs[LP_F_GRAD]))) {
         for (int64_t i = 0; i < p->grads_size; i++) put_real(grads, f64, i, NAN);   /* every gradient must be written */
-        double loss = f64 ? e->grad_f64(params, (const void *const *)in, label, grads, r->batch, STEP, arena)
-                          : e->grad_f32(params, (const void *const *)in, label, grads, r->batch, STEP, arena);
+        double loss = 0;
+        if (e->exec) {
+            if (lx_run(e->exec, LP_F_GRAD, &lx, &loss, why, sizeof why) != 0) verdict(c->v, DT_FAIL, "executor", "%s", why);
+        } else {
+            loss = f64 ? e->grad_f64(params, (const void *const *)in, label, grads, r->batch, STEP, arena)
+                       : e->grad_f32(params, (const void *const *)in, label, grads, r->batch, STEP, arena);
+        }
         if (compare(c, "grad loss", &loss, true, &r->loss, 1)) {
             for (int i = 0; i < p->params.len; i++) {
                 const lp_tensor_info *t = p->params.items[i];
@@ -384,12 +397,18 @@ static void run_program(const reference *r, const lp_program *p, const entry_poi
         }
         if (c->v->status != DT_FAIL) compare_state(c, "after grad:", p, f64, params, NULL, r->after_grad);
     }
-    if (r->train && c->v->status != DT_FAIL && (e->step_f32 || e->step_f64)) {
+    if (r->train && c->v->status != DT_FAIL && (e->step_f32 || e->step_f64 || (e->exec && p->funcs[LP_F_TRAIN_STEP]))) {
         load_state(r, p, f64, params, opt);
         memset(arena, 0x5A, (size_t)ab);
-        double loss = f64 ? e->step_f64(params, opt, (const void *const *)in, label, r->batch, STEP, LEARNING_RATE, arena, out[0])
-                          : e->step_f32(params, opt, (const void *const *)in, label, r->batch, STEP, (float)LEARNING_RATE,
-                                        arena, out[0]);
+        double loss = 0;
+        if (e->exec) {
+            if (lx_run(e->exec, LP_F_TRAIN_STEP, &lx, &loss, why, sizeof why) != 0)
+                verdict(c->v, DT_FAIL, "executor", "%s", why);
+        } else {
+            loss = f64 ? e->step_f64(params, opt, (const void *const *)in, label, r->batch, STEP, LEARNING_RATE, arena, out[0])
+                       : e->step_f32(params, opt, (const void *const *)in, label, r->batch, STEP, (float)LEARNING_RATE,
+                                     arena, out[0]);
+        }
         if (compare(c, "train_step loss", &loss, true, &r->step_loss, 1) &&
             compare(c, "train_step outputs0", out[0], f64, r->step_pred, r->out_elems[0] * r->batch))
             compare_state(c, "after train_step:", p, f64, params, opt, r->after_step);
@@ -479,6 +498,31 @@ static void run_jit(reference *r, const variant *va, const dt_options *o, dt_ver
     kd_jit_free(j);
 }
 
+/* A variant in double through the loop-IR executor: every kdsl decision
+ * down to the loop IR, compared to the reference to double precision. */
+static void run_exec(reference *r, const variant *va, const dt_options *o, dt_verdict *v, char **seen, int *nseen)
+{
+    kd_codegen_options co = va->co;
+    co.f64 = true;
+    char name[64];
+    snprintf(name, sizeof name, "loops%s", va->name + 3);   /* "jit no-cse" -> "loops no-cse" */
+    lp_program *p = build(r, co, v, name);
+    if (!p) return;
+    char *text = loops_text(p);
+    for (int i = 0; i < *nseen; i++)
+        if (!strcmp(seen[i], text)) {
+            free(text);
+            return;
+        }
+    seen[(*nseen)++] = text;
+    entry_points e = {.exec = p};
+    cmp c = {v, name, TOL_F64, 0};
+    run_program(r, p, &e, true, &c);
+    if (v->status == DT_FAIL && !strcmp(v->check, "executor")) snprintf(v->check, sizeof v->check, "%s: executor", name);
+    if (o->verbose) fprintf(stderr, "  %-24s worst error %.3g of %.3g allowed\n", name, c.worst, c.tol);
+    v->variants++;
+}
+
 static const char *env_or(const char *name, const char *fallback)
 {
     const char *s = getenv(name);
@@ -566,11 +610,14 @@ dt_status dt_run(const char *text, int batch, int max_batch, uint64_t data_seed,
         {"jit disjoint-arena", {.disjoint_arena = true}, false},
         {"jit 2 threads", {0}, true},
     };
-    char *seen[16];
-    int nseen = 0;
-    for (size_t i = 0; i < sizeof variants / sizeof variants[0] && v->status != DT_FAIL; i++)
+    char *seen[16], *seen64[16];
+    int nseen = 0, nseen64 = 0;
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0] && v->status != DT_FAIL && !o->no_exec; i++)
+        if (!variants[i].threads) run_exec(r, &variants[i], o, v, seen64, &nseen64);
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0] && v->status != DT_FAIL && !o->no_jit; i++)
         if (!variants[i].threads || o->threads) run_jit(r, &variants[i], o, v, seen, &nseen);
     for (int i = 0; i < nseen; i++) free(seen[i]);
+    for (int i = 0; i < nseen64; i++) free(seen64[i]);
     if (o->c_backend && v->status != DT_FAIL) run_c(r, false, o, v);
     if (o->c_backend && v->status != DT_FAIL) run_c(r, true, o, v);
     reference_free(r);
