@@ -385,6 +385,15 @@ static int pool(gen *g)
     }
 }
 
+/* A block (inlined) with a residual, or a repeat that rebinds a value. */
+static int block_or_repeat(gen *g)
+{
+    int x = pick(g, rank1, NULL);
+    if (x < 0) return -1;
+    if (chance(g, 50)) return define(g, g->p->val[x], g->mag[x] * 1.5 + 1, -1, DT_LAYER_RESIDUAL, 1, &x, "Residual($0)");
+    return define(g, g->p->val[x], 1.5, -1, -1, 1, &x, "$0\n    repeat %d { %% = tanh(%%) * 0.9 + 0.05 }", between(g, 1, 3));
+}
+
 static int custom_layer(gen *g)
 {
     int x = pick(g, rank1, NULL);
@@ -415,7 +424,7 @@ void dt_generate(dt_program *p, uint64_t seed, int size)
     int (*const forms[])(gen *) = {unary, unary, unary, binary, binary, binary, fan_out, fan_out, with_weight, concat,
                                    dense, dense,
                                    shared_dense, matmul, reshape, transpose, reduce, softmax_axis, conv, conv, pool,
-                                   custom_layer};
+                                   custom_layer, block_or_repeat};
     int nforms = (int)(sizeof forms / sizeof forms[0]);
     for (int i = 0, tries = 0; i < size && tries < size * 20; tries++) {
         int nst = p->nst, nval = p->nval;
@@ -432,6 +441,15 @@ void dt_generate(dt_program *p, uint64_t seed, int size)
     for (int v = p->nval - 2; v >= p->ninputs && p->nouts < want; v--)
         if ((g.uses[v] == 0 && chance(&g, 70)) || chance(&g, 5)) p->outs[p->nouts++] = v;
     p->train = p->nouts == 1 && chance(&g, 85);
+    p->loss = DT_MSE;
+    if (p->train && p->val[p->outs[0]].rank == 1 && chance(&g, 50)) {
+        p->loss = (dt_loss)between(&g, 1, DT_LOSS_COUNT - 1);
+        int y = p->outs[0], head = -1;   /* probabilities for the losses that take them */
+        if (p->loss == DT_CCE) head = define(&g, p->val[y], 1, -1, -1, 1, &y, "Softmax($0)");
+        if (p->loss == DT_BCE) head = define(&g, p->val[y], 1, -1, -1, 1, &y, "sigmoid($0)");
+        if (head >= 0) p->outs[0] = head;
+        else if (p->loss == DT_CCE || p->loss == DT_BCE) p->loss = DT_MSE;
+    }
     p->optimizer = (dt_optimizer)below(&g, DT_OPTIMIZER_COUNT);
     p->batch = chance(&g, 30) ? 1 : between(&g, 2, 5);
     p->max_batch = p->batch + (chance(&g, 50) ? 0 : between(&g, 1, 3));
@@ -465,6 +483,12 @@ static const char *const layer_text[DT_LAYER_COUNT] = {
     "    } else {\n"
     "        output h * sigmoid(h)\n"
     "    }\n"
+    "}\n",
+    /* a block: inlined where it is called */
+    "block Residual(x) {\n"
+    "    input x: [n]\n"
+    "    h = Dense(x, n, activation: tanh)\n"
+    "    output x + h * 0.5\n"
     "}\n",
 };
 
@@ -550,6 +574,9 @@ char *dt_print(const dt_program *p)
                 value_name(p, st->ops[c[1] - '0'], name, sizeof name);
                 put(&b, "%s", name);
                 c++;
+            } else if (*c == '%') {
+                value_name(p, st->def, name, sizeof name);
+                put(&b, "%s", name);
             } else if (*c == '#') {
                 int d = st->def < 0 ? i : st->decl;
                 put(&b, "%c%d", !strncmp(p->st[d].text, "shared", 6) ? 's' : 'w', d);
@@ -569,7 +596,11 @@ char *dt_print(const dt_program *p)
         static const char *const opt[DT_OPTIMIZER_COUNT] = {
             "SGD(learning_rate: 0.05, momentum: 0.9)", "SGD(learning_rate: 0.05, momentum: 0.5, nesterov: true)",
             "Adam(learning_rate: 0.01)", "RMSprop(learning_rate: 0.01)"};
-        put(&b, "train m {\n    loss: MeanSquaredError()\n    optimizer: %s\n    batch_size: %d\n    seed: %d\n}\n",
+        static const char *const loss[DT_LOSS_COUNT] = {
+            "MeanSquaredError()", "CategoricalCrossentropy(from_logits: true)", "CategoricalCrossentropy()",
+            "SparseCategoricalCrossentropy(from_logits: true)", "BinaryCrossentropy(from_logits: true)",
+            "BinaryCrossentropy()"};
+        put(&b, "train m {\n    loss: %s\n    optimizer: %s\n    batch_size: %d\n    seed: %d\n}\n", loss[p->loss],
             opt[p->optimizer], p->max_batch, (int)(p->data_seed % 1000));
     }
     return b.s;

@@ -23,7 +23,8 @@ typedef struct dt_shape {
 
 typedef struct dt_stmt {
     /* The right-hand side: $0..$3 stand for the operands' names, # for the
-     * declaration's name (a weight or a shared layer). A declaration's
+     * declaration's name (a weight or a shared layer), % for the value's
+     * own name (a repeat that rebinds it). A declaration's
      * whole statement is `text` with # for its own name. */
     char text[200];
     int ops[DT_MAX_OPS], nops;   /* value indices */
@@ -32,10 +33,13 @@ typedef struct dt_stmt {
     int layer;                   /* the custom layer item this uses (DT_LAYER_*), or -1 */
 } dt_stmt;
 
-/* Custom layers a program may use: printed before the model when used. */
-enum { DT_LAYER_NORM, DT_LAYER_GATE, DT_LAYER_COUNT };
+/* Custom layers and blocks a program may use: printed before the model when used. */
+enum { DT_LAYER_NORM, DT_LAYER_GATE, DT_LAYER_RESIDUAL, DT_LAYER_COUNT };
 
 typedef enum dt_optimizer { DT_SGD, DT_SGD_NESTEROV, DT_ADAM, DT_RMSPROP, DT_OPTIMIZER_COUNT } dt_optimizer;
+/* The train block's loss; the cross-entropies on a rank-1 output, with a
+ * softmax or sigmoid head statement for the ones on probabilities. */
+typedef enum dt_loss { DT_MSE, DT_CCE_LOGITS, DT_CCE, DT_SPARSE_CCE_LOGITS, DT_BCE_LOGITS, DT_BCE, DT_LOSS_COUNT } dt_loss;
 
 typedef struct dt_program {
     int ninputs;
@@ -46,6 +50,7 @@ typedef struct dt_program {
     int outs[DT_MAX_OUTPUTS], nouts;
     bool train;                   /* a train block (only with one output: the C API takes one label) */
     dt_optimizer optimizer;
+    dt_loss loss;
     int batch, max_batch;         /* the batch run, the largest compiled (>= batch) */
     uint64_t data_seed;           /* weights, inputs and labels */
 } dt_program;
