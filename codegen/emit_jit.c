@@ -152,6 +152,9 @@ typedef struct jb {
     int npar;
     gcc_jit_struct *ctx_struct;
     gcc_jit_field **f_buf, **f_var, *f_param[P_COUNT];
+    gcc_jit_rvalue *locals_param;  /* a part's block of the stack buffers (build_function) */
+    bool *par_buf, *par_stored, *par_read, *par_def;   /* par_new's arrays, per function */
+    int *par_touched_buf, *par_touched_var;
     gcc_jit_lvalue *ctx_local;
 } jb;
 
@@ -396,6 +399,7 @@ static ctype ctype_of(jb *J, const lp_expr *e)
 }
 
 static val gen(jb *J, const lp_expr *e);
+static gcc_jit_lvalue *var_local(jb *J, int id);
 
 /* The usual arithmetic conversions of two reals (or two ints). */
 static ctype common(val a, val b) { return a.t > b.t ? a.t : b.t; }
@@ -570,7 +574,7 @@ static val gen(jb *J, const lp_expr *e)
             fail(J, "a variable that is not one of %s_%s's", J->p->name, lp_func_names[J->f->kind]);
             return mk(NULL, CT_FLOAT);
         }
-        return mk(rv_of(J->var[e->var->id]), J->var_t[e->var->id]);
+        return mk(rv_of(var_local(J, e->var->id)), J->var_t[e->var->id]);
     case LP_E_PARAM:
         switch (e->param) {
         case LP_P_BATCH: {
@@ -664,13 +668,25 @@ static gcc_jit_rvalue *accumulate(jb *J, lp_acc acc, gcc_jit_rvalue *cur, ctype 
     }
 }
 
+/* Variable id's local in the function being built, declared at its first
+ * use: a function of thousands of kernels has thousands of variables, and
+ * each of its outlined parallel loops uses a handful. */
+static gcc_jit_lvalue *var_local(jb *J, int id)
+{
+    if (!J->var[id]) {
+        const lp_var *v = J->f->vars.items[id];
+        J->var[id] = gcc_jit_function_new_local(J->fn, NULL, type_of(J, J->var_t[id]), v->name);
+    }
+    return J->var[id];
+}
+
 static gcc_jit_lvalue *var_lv(jb *J, const lp_var *v)
 {
     if (!v || v->id < 0 || v->id >= J->f->vars.len || J->f->vars.items[v->id] != v) {
         fail(J, "a variable that is not one of %s_%s's", J->p->name, lp_func_names[J->f->kind]);
         return NULL;
     }
-    return J->var[v->id];
+    return var_local(J, v->id);
 }
 
 /* The pointer a kernel argument passes: buf + off, or NULL. */
@@ -837,7 +853,14 @@ typedef struct par_info {
     bool param[P_COUNT];
     bool *stored;             /* buffers stored to */
     double mem;               /* loads and stores per iteration of the split loop */
+    /* The arrays are the function's (J->par_*), cleared after each site
+     * through these lists: a fresh set per loop made the JIT's work grow
+     * with loops times buffers. */
+    int *touched_buf, *touched_var, nbuf, nvar;
 } par_info;
+
+static void par_buf(par_info *pi, int id, bool stored);
+static void par_var(par_info *pi, int id, bool def);
 
 /* An integer expression's value at the program's max batch; -1 if unknown. */
 static long est_int(jb *J, const lp_expr *e)
@@ -870,7 +893,7 @@ static void par_expr(jb *J, par_info *pi, const lp_expr *e, double w)
     switch (e->kind) {
     case LP_E_VAR:
         if (!var_ok(J, e->var)) pi->ok = false;
-        else pi->read[e->var->id] = true;
+        else par_var(pi, e->var->id, false);
         return;
     case LP_E_PARAM:
         switch (e->param) {
@@ -886,7 +909,7 @@ static void par_expr(jb *J, par_info *pi, const lp_expr *e, double w)
             pi->ok = false;
             return;
         }
-        pi->buf[e->buf->id] = true;
+        par_buf(pi, e->buf->id, false);
         pi->mem += w;
         par_expr(J, pi, e->a, w);
         return;
@@ -915,7 +938,7 @@ static void par_stmt(jb *J, par_info *pi, const lp_stmt *s, double w)
     switch (s->kind) {
     case LP_S_FOR: {
         if (!var_ok(J, s->var)) break;
-        pi->def[s->var->id] = true;
+        par_var(pi, s->var->id, true);
         par_expr(J, pi, s->extent, w);
         long n = est_int(J, s->extent);
         par_stmts(J, pi, &s->body, w * (double)(n >= 0 ? n : 16));
@@ -923,15 +946,14 @@ static void par_stmt(jb *J, par_info *pi, const lp_stmt *s, double w)
     }
     case LP_S_STORE:
         if (!buf_ok(J, s->buf)) break;
-        pi->buf[s->buf->id] = true;
-        pi->stored[s->buf->id] = true;
+        par_buf(pi, s->buf->id, true);
         pi->mem += s->acc == LP_ASSIGN ? w : 2 * w;
         par_expr(J, pi, s->index, w);
         par_expr(J, pi, s->value, w);
         return;
     case LP_S_LET:
         if (!var_ok(J, s->var)) break;
-        pi->def[s->var->id] = true;
+        par_var(pi, s->var->id, true);
         par_expr(J, pi, s->value, w);
         return;
     case LP_S_SET:
@@ -956,13 +978,39 @@ static void par_stmts(jb *J, par_info *pi, const kd_vec *body, double w)
 
 static par_info par_new(jb *J)
 {
-    par_info pi = {.ok = true};
     int nb = J->f->bufs.len + 1, nv = J->f->vars.len + 1;
-    pi.buf = kd_alloc_array(J->scratch, (size_t)nb, sizeof *pi.buf);
-    pi.stored = kd_alloc_array(J->scratch, (size_t)nb, sizeof *pi.stored);
-    pi.read = kd_alloc_array(J->scratch, (size_t)nv, sizeof *pi.read);
-    pi.def = kd_alloc_array(J->scratch, (size_t)nv, sizeof *pi.def);
+    if (!J->par_buf) {   /* once per function: begin() resets them */
+        J->par_buf = kd_alloc_array(J->scratch, (size_t)nb, sizeof *J->par_buf);
+        J->par_stored = kd_alloc_array(J->scratch, (size_t)nb, sizeof *J->par_stored);
+        J->par_read = kd_alloc_array(J->scratch, (size_t)nv, sizeof *J->par_read);
+        J->par_def = kd_alloc_array(J->scratch, (size_t)nv, sizeof *J->par_def);
+        J->par_touched_buf = kd_alloc_array(J->scratch, (size_t)nb, sizeof(int));
+        J->par_touched_var = kd_alloc_array(J->scratch, (size_t)nv, sizeof(int));
+    }
+    par_info pi = {.ok = true, .buf = J->par_buf, .stored = J->par_stored, .read = J->par_read, .def = J->par_def,
+                   .touched_buf = J->par_touched_buf, .touched_var = J->par_touched_var};
     return pi;
+}
+
+static void par_buf(par_info *pi, int id, bool stored)
+{
+    if (!pi->buf[id]) pi->buf[id] = true, pi->touched_buf[pi->nbuf++] = id;
+    if (stored) pi->stored[id] = true;
+}
+
+static void par_var(par_info *pi, int id, bool def)
+{
+    if (!pi->read[id] && !pi->def[id]) pi->touched_var[pi->nvar++] = id;
+    if (def) pi->def[id] = true;
+    else pi->read[id] = true;
+}
+
+/* The function's arrays as they were before the site. */
+static void par_clear(par_info *pi)
+{
+    for (int i = 0; i < pi->nbuf; i++) pi->buf[pi->touched_buf[i]] = pi->stored[pi->touched_buf[i]] = false;
+    for (int i = 0; i < pi->nvar; i++) pi->read[pi->touched_var[i]] = pi->def[pi->touched_var[i]] = false;
+    pi->nbuf = pi->nvar = 0;
 }
 
 static bool expr_uses_var(const lp_expr *e, const lp_var *v)
@@ -1013,9 +1061,12 @@ static bool column_split_ok(const lp_stmt *inner)
     return true;
 }
 
-static void ensure_ctx_struct(jb *J)
+/* The context a parallel site passes its outlined loop: a struct of the
+ * buffers, variables and parameters that loop reads, one per site (a struct
+ * of every buffer and variable of the function, shared by its sites, made
+ * GCC's work grow with the function's size times its sites). */
+static void new_ctx_struct(jb *J, const par_info *pi)
 {
-    if (J->ctx_struct) return;
     gcc_jit_context *c = J->ctx;
     const lp_func *f = J->f;
     int nf = 0, cap = f->bufs.len + f->vars.len + P_COUNT;
@@ -1024,22 +1075,25 @@ static void ensure_ctx_struct(jb *J)
     J->f_var = kd_alloc_array(J->scratch, (size_t)f->vars.len + 1, sizeof *J->f_var);
     char name[32];
     for (int i = 0; i < f->bufs.len; i++) {
+        if (!pi->buf[i]) continue;
         const lp_buf *b = f->bufs.items[i];
         snprintf(name, sizeof name, "b%d", i);
         J->f_buf[i] = fields[nf++] = gcc_jit_context_new_field(c, NULL, b->elem == LP_ELEM_I32 ? J->t_intp : J->t_floatp, name);
     }
     for (int i = 0; i < f->vars.len; i++) {
+        if (!pi->read[i] || pi->def[i]) continue;
         snprintf(name, sizeof name, "v%d", i);
         J->f_var[i] = fields[nf++] = gcc_jit_context_new_field(c, NULL, type_of(J, J->var_t[i]), name);
     }
     for (int w = 0; w < P_COUNT; w++) {
         J->f_param[w] = NULL;
-        if (!J->ptype[w]) continue;
+        if (!J->ptype[w] || !pi->param[w]) continue;
         snprintf(name, sizeof name, "p%d", w);
         J->f_param[w] = fields[nf++] = gcc_jit_context_new_field(c, NULL, J->ptype[w], name);
     }
+    if (nf == 0) fields[nf++] = gcc_jit_context_new_field(c, NULL, J->t_long, "unused");
     char sname[300];
-    snprintf(sname, sizeof sname, "%s_par_ctx", J->fname);
+    snprintf(sname, sizeof sname, "%s_par%d_ctx", J->fname, J->npar);
     J->ctx_struct = gcc_jit_context_new_struct_type(c, NULL, sname, nf, fields);
     J->ctx_local = gcc_jit_function_new_local(J->fn, NULL, gcc_jit_struct_as_type(J->ctx_struct), "par_ctx");
 }
@@ -1049,7 +1103,7 @@ static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const par
 {
     gcc_jit_context *c = J->ctx;
     const lp_func *f = J->f;
-    ensure_ctx_struct(J);
+    new_ctx_struct(J, pi);
     gcc_jit_type *sptr = gcc_jit_type_get_pointer(gcc_jit_struct_as_type(J->ctx_struct));
 
     /* the outlined function */
@@ -1082,12 +1136,10 @@ static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const par
         J->bufp[i] = gcc_jit_function_new_local(fn, NULL, b->elem == LP_ELEM_I32 ? J->t_intp : J->t_floatp, b->name);
         gcc_jit_block_add_assignment(J->blk, NULL, J->bufp[i], rv_of(gcc_jit_rvalue_dereference_field(ctxp, NULL, J->f_buf[i])));
     }
-    for (int i = 0; i < f->vars.len; i++) {
-        const lp_var *v = f->vars.items[i];
-        J->var[i] = gcc_jit_function_new_local(fn, NULL, type_of(J, J->var_t[i]), v->name);
+    for (int i = 0; i < f->vars.len; i++)
         if (pi->read[i] && !pi->def[i])
-            gcc_jit_block_add_assignment(J->blk, NULL, J->var[i], rv_of(gcc_jit_rvalue_dereference_field(ctxp, NULL, J->f_var[i])));
-    }
+            gcc_jit_block_add_assignment(J->blk, NULL, var_local(J, i),
+                                         rv_of(gcc_jit_rvalue_dereference_field(ctxp, NULL, J->f_var[i])));
     for (int w = 0; w < P_COUNT; w++) {
         J->param[w] = NULL;
         if (!pi->param[w] || !J->f_param[w]) continue;
@@ -1100,7 +1152,7 @@ static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const par
         /* for (o = 0; o < R; o++) for (v = lo; v < hi; v++) body */
         gcc_jit_rvalue *ext = conv(J, gen(J, outer->extent), CT_LONG);
         if (ext) {
-            gcc_jit_lvalue *o = J->var[outer->var->id];
+            gcc_jit_lvalue *o = var_local(J, outer->var->id);
             gcc_jit_lvalue *n = new_tmp(J, J->t_long);
             gcc_jit_block_add_assignment(J->blk, NULL, n, ext);
             gcc_jit_block_add_assignment(J->blk, NULL, o, c_long(J, 0));
@@ -1109,7 +1161,7 @@ static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const par
             gcc_jit_block_end_with_conditional(
                 cond, NULL, gcc_jit_context_new_comparison(c, NULL, GCC_JIT_COMPARISON_LT, rv_of(o), rv_of(n)), bb, after);
             J->blk = bb;
-            for_range(J, J->var[loop->var->id], lo, hi, &loop->body);
+            for_range(J, var_local(J, loop->var->id), lo, hi, &loop->body);
             if (!J->failed) {
                 gcc_jit_block_add_assignment_op(J->blk, NULL, o, GCC_JIT_BINARY_OP_PLUS, c_long(J, 1));
                 gcc_jit_block_end_with_jump(J->blk, NULL, cond);
@@ -1117,7 +1169,7 @@ static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const par
             }
         }
     } else {
-        for_range(J, J->var[loop->var->id], lo, hi, &loop->body);
+        for_range(J, var_local(J, loop->var->id), lo, hi, &loop->body);
     }
     if (!J->failed) gcc_jit_block_end_with_void_return(J->blk, NULL);
 
@@ -1138,7 +1190,7 @@ static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const par
         if (pi->buf[i]) gcc_jit_block_add_assignment(J->blk, NULL, gcc_jit_lvalue_access_field(cx, NULL, J->f_buf[i]), rv_of(J->bufp[i]));
     for (int i = 0; i < f->vars.len; i++)
         if (pi->read[i] && !pi->def[i])
-            gcc_jit_block_add_assignment(J->blk, NULL, gcc_jit_lvalue_access_field(cx, NULL, J->f_var[i]), rv_of(J->var[i]));
+            gcc_jit_block_add_assignment(J->blk, NULL, gcc_jit_lvalue_access_field(cx, NULL, J->f_var[i]), rv_of(var_local(J, i)));
     for (int w = 0; w < P_COUNT; w++)
         if (pi->param[w] && J->f_param[w] && J->param[w])
             gcc_jit_block_add_assignment(J->blk, NULL, gcc_jit_lvalue_access_field(cx, NULL, J->f_param[w]), J->param[w]);
@@ -1160,6 +1212,8 @@ static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const par
                            gcc_jit_context_new_call_through_ptr(c, NULL, gcc_jit_context_new_rvalue_from_ptr(c, fpt, vp), 5, args));
 }
 
+static bool par_plan(jb *J, par_info *pi, const lp_stmt *outer, const lp_stmt *loop);
+
 /* A FOR statement as a parallel range, if it qualifies (see above). */
 static bool par_site(jb *J, const lp_stmt *s)
 {
@@ -1172,14 +1226,21 @@ static bool par_site(jb *J, const lp_stmt *s)
         if (!var_ok(J, loop->var) || loop->var->type != LP_INT) return false;
     }
     par_info pi = par_new(J);
+    bool split = par_plan(J, &pi, outer, loop);
+    par_clear(&pi);
+    return split;
+}
+
+static bool par_plan(jb *J, par_info *pi, const lp_stmt *outer, const lp_stmt *loop)
+{
     if (outer) {
-        pi.def[outer->var->id] = true;
-        par_expr(J, &pi, outer->extent, 1);
+        par_var(pi, outer->var->id, true);
+        par_expr(J, pi, outer->extent, 1);
     }
-    pi.def[loop->var->id] = true;
-    par_stmts(J, &pi, &loop->body, 1);
-    if (!pi.ok) return false;
-    double per = pi.mem > 0 ? pi.mem : 1;
+    par_var(pi, loop->var->id, true);
+    par_stmts(J, pi, &loop->body, 1);
+    if (!pi->ok) return false;
+    double per = pi->mem > 0 ? pi->mem : 1;
     if (outer) {
         long r = est_int(J, outer->extent);
         per *= (double)(r >= 0 ? r : 1);
@@ -1191,7 +1252,7 @@ static bool par_site(jb *J, const lp_stmt *s)
     if ((double)n * per < min_work || n < 2 * grain) return false;
     long min_n = (long)(min_work / per);
     if (min_n < 2 * grain) min_n = 2 * grain;
-    emit_par(J, outer, loop, &pi, min_n);
+    emit_par(J, outer, loop, pi, min_n);
     return true;
 }
 
@@ -1361,20 +1422,21 @@ static gcc_jit_rvalue *buffer_address(jb *J, const lp_buf *b, gcc_jit_type *pt)
     return gcc_jit_context_new_cast(c, NULL, at, pt);
 }
 
-static bool build_function(jb *J, const lp_func *f, kd_arena *scratch)
+/* ---- functions ------------------------------------------------------------------------------------
+ * A function of more than WHOLE_KERNELS kernels is built as parts of about PART_KERNELS
+ * kernels each, internal functions that the exported one calls in order:
+ * GCC's optimiser grows faster than linearly with the size of a function
+ * (a training step of 100 Dense layers, one function, took 32 s to compile
+ * at -O3). A part ends only where no loop-IR variable is live across the
+ * cut; the small stack buffers (lp_buf.local) live in one block of the
+ * exported function, whose address every part gets. */
+enum { WHOLE_KERNELS = 64, PART_KERNELS = 16 };
+
+/* The API parameters of f (as sig_params() in emit_c.c), and for a part
+ * the locals block: the function, J->param and J->ptype set. */
+static gcc_jit_function *new_function(jb *J, const lp_func *f, const char *name, bool part)
 {
     gcc_jit_context *c = J->ctx;
-    J->f = f;
-    J->ntmp = J->nblk = 0;
-    J->scratch = scratch;
-    J->loop_depth = 0;
-    J->outlined = false;
-    J->npar = 0;
-    J->ctx_struct = NULL;
-    J->ctx_local = NULL;
-    for (int i = 0; i < P_COUNT; i++) J->param[i] = NULL;
-
-    /* The parameters, as sig_params() in emit_c.c. */
     static const int sig[LP_F_COUNT][10] = {
         [LP_F_INIT] = {P_PARAMS, P_OPT, P_SEED, -1},
         [LP_F_PREDICT] = {P_PARAMS, P_INPUTS, P_OUTPUTS, P_BATCH, P_ARENA, -1},
@@ -1392,41 +1454,220 @@ static bool build_function(jb *J, const lp_func *f, kd_arena *scratch)
         [P_LABELS] = J->t_floatp, [P_OUTPUTS] = J->t_floatpp, [P_OUTPUTS0] = J->t_floatp, [P_BATCH] = J->t_int,
         [P_STEP] = J->t_ull, [P_LR] = J->t_float, [P_SEED] = J->t_ull, [P_ARENA] = J->t_voidp,
     };
-    gcc_jit_param *params[10];
+    gcc_jit_param *params[11];
     int np = 0;
+    for (int i = 0; i < P_COUNT; i++) J->param[i] = NULL;
     for (; sig[f->kind][np] >= 0; np++) {
         int w = sig[f->kind][np];
         params[np] = gcc_jit_context_new_param(c, NULL, ptype[w], pname[w]);
         J->param[w] = gcc_jit_param_as_rvalue(params[np]);
     }
+    J->locals_param = NULL;
+    if (part) {
+        params[np] = gcc_jit_context_new_param(c, NULL, J->t_floatp, "locals");
+        J->locals_param = gcc_jit_param_as_rvalue(params[np++]);
+    }
     for (int w = 0; w < P_COUNT; w++) J->ptype[w] = J->param[w] ? ptype[w] : NULL;
-    bool returns = f->kind == LP_F_GRAD || f->kind == LP_F_TRAIN_STEP;
-    char name[256];
-    snprintf(name, sizeof name, "%s_%s", J->p->name, lp_func_names[f->kind]);
-    J->fname = name;
-    J->fn = gcc_jit_context_new_function(c, NULL, GCC_JIT_FUNCTION_EXPORTED, returns ? J->t_float : J->t_void, name, np,
-                                         params, 0);
-    if (!J->fn) return false;   /* a libgccjit error, reported by the caller */
+    bool returns = !part && (f->kind == LP_F_GRAD || f->kind == LP_F_TRAIN_STEP);
+    return gcc_jit_context_new_function(c, NULL, part ? GCC_JIT_FUNCTION_INTERNAL : GCC_JIT_FUNCTION_EXPORTED,
+                                        returns ? J->t_float : J->t_void, name, np, params, 0);
+}
 
-    /* Locals: every lp_var, typed as the C text declares it. */
-    J->var = kd_alloc_array(scratch, (size_t)f->vars.len + 1, sizeof *J->var);
+/* Starts building function fn: fresh locals, no parallel context yet. */
+static void begin(jb *J, gcc_jit_function *fn, const char *name)
+{
+    const lp_func *f = J->f;
+    J->fn = fn;
+    J->fname = name;
+    J->ntmp = J->nblk = 0;
+    J->loop_depth = 0;
+    J->outlined = false;
+    J->ctx_struct = NULL;
+    J->ctx_local = NULL;
+    J->var = kd_alloc_array(J->scratch, (size_t)f->vars.len + 1, sizeof *J->var);   /* declared at first use */
+    J->par_buf = NULL;
+    J->bufp = kd_alloc_array(J->scratch, (size_t)f->bufs.len + 1, sizeof *J->bufp);
+    J->blk = gcc_jit_function_new_block(fn, "entry");
+}
+
+/* The pointer locals of the buffers kernels [k0, k1) touch (and `also`):
+ * where the C text points them. A stack buffer is an array of its own in a
+ * function built whole, else its place in the locals block (`block`, with
+ * local_at[] the offsets). */
+static bool declare_buffers(jb *J, int k0, int k1, const lp_buf *also, gcc_jit_rvalue *block, const int64_t *local_at)
+{
+    gcc_jit_context *c = J->ctx;
+    const lp_func *f = J->f;
+    bool *used = kd_alloc_array(J->scratch, (size_t)f->bufs.len + 1, sizeof *used);
+    used_set us = {used, f};
+    for (int k = k0; k < k1; k++) lp_kernel_visit_bufs(f->kernels.items[k], mark_used, &us);
+    for (int i = 0; i < f->bufs.len; i++) {
+        const lp_buf *b = f->bufs.items[i];
+        if (b->id != i) {
+            fail(J, "%s: buffer %s has id %d at index %d", J->fname, b->name, b->id, i);
+            return false;
+        }
+        if (!used[i] && b != also) continue;
+        bool i32 = b->elem == LP_ELEM_I32;
+        gcc_jit_type *et = i32 ? J->t_int : J->t_float;
+        gcc_jit_type *pt = i32 ? J->t_intp : J->t_floatp;
+        J->bufp[i] = gcc_jit_function_new_local(J->fn, NULL, pt, b->name);
+        gcc_jit_rvalue *init;
+        if (b->space == LP_ARENA && b->local) {
+            if (b->elems < 1 || b->elems > (1 << 20)) {
+                fail(J, "%s: local buffer %s has %lld elements", J->fname, b->name, (long long)b->elems);
+                return false;
+            }
+            if (block) {
+                init = gcc_jit_lvalue_get_address(gcc_jit_context_new_array_access(c, NULL, block, c_long(J, (long)local_at[i])), NULL);
+                if (i32) init = gcc_jit_context_new_cast(c, NULL, init, pt);
+            } else {
+                char an[256];
+                snprintf(an, sizeof an, "%s_local", b->name);
+                gcc_jit_lvalue *arr = gcc_jit_function_new_local(
+                    J->fn, NULL, gcc_jit_context_new_array_type(c, NULL, et, (int)b->elems), an);
+                init = gcc_jit_lvalue_get_address(gcc_jit_context_new_array_access(c, NULL, rv_of(arr), c_long(J, 0)), NULL);
+            }
+        } else {
+            init = buffer_address(J, b, pt);
+        }
+        if (!init) return false;
+        gcc_jit_block_add_assignment(J->blk, NULL, J->bufp[i], init);
+    }
+    return true;
+}
+
+static void emit_kernels(jb *J, int k0, int k1)
+{
+    const lp_func *f = J->f;
+    for (int k = k0; k < k1 && !J->failed; k++) {
+        const lp_kernel *kn = f->kernels.items[k];
+        char note[512];
+        snprintf(note, sizeof note, "%s:%d %s", J->p->source ? J->p->source : "?", kn->loc.line, kn->what ? kn->what : "");
+        gcc_jit_block_add_comment(J->blk, NULL, note);
+        stmts(J, &kn->body);
+    }
+}
+
+/* The kernels that reference each variable: first[v] and last[v]. */
+typedef struct var_span {
+    int *first, *last, k;
+} var_span;
+
+static void span_expr(var_span *vs, const lp_expr *e)
+{
+    if (!e) return;
+    if (e->kind == LP_E_VAR && e->var) {
+        int id = e->var->id;
+        if (vs->first[id] < 0) vs->first[id] = vs->k;
+        vs->last[id] = vs->k;
+    }
+    span_expr(vs, e->a);
+    span_expr(vs, e->b);
+    span_expr(vs, e->c);
+}
+
+static void span_var(var_span *vs, const lp_var *v)
+{
+    if (!v) return;
+    if (vs->first[v->id] < 0) vs->first[v->id] = vs->k;
+    vs->last[v->id] = vs->k;
+}
+
+static void span_stmts(var_span *vs, const kd_vec *body)
+{
+    for (int i = 0; i < body->len; i++) {
+        const lp_stmt *s = body->items[i];
+        if (s->kind == LP_S_FOR || s->kind == LP_S_LET || s->kind == LP_S_SET) span_var(vs, s->var);
+        span_expr(vs, s->extent);
+        span_expr(vs, s->index);
+        span_expr(vs, s->value);
+        span_expr(vs, s->cond);
+        if (s->kind == LP_S_CALL && s->call) {
+            span_var(vs, s->call->result);
+            for (int j = 0; j < lp_kernels[s->call->k].nargs; j++) {
+                span_expr(vs, s->call->args[j].e);
+                span_expr(vs, s->call->args[j].off);
+            }
+        }
+        span_stmts(vs, &s->body);
+    }
+}
+
+/* Where the parts start (cuts[0] = 0, cuts[n] = the kernel count): the
+ * number of parts, 1 for a function built whole. */
+static int plan_parts(jb *J, const lp_func *f, int *cuts)
+{
+    int nk = f->kernels.len;
+    cuts[0] = 0;
+    if (nk <= WHOLE_KERNELS || f->kind == LP_F_INIT) {
+        cuts[1] = nk;
+        return 1;
+    }
+    var_span vs = {kd_alloc_array(J->scratch, (size_t)f->vars.len + 1, sizeof(int)),
+                   kd_alloc_array(J->scratch, (size_t)f->vars.len + 1, sizeof(int)), 0};
+    for (int i = 0; i < f->vars.len; i++) vs.first[i] = -1;
+    for (vs.k = 0; vs.k < nk; vs.k++) span_stmts(&vs, &((const lp_kernel *)f->kernels.items[vs.k])->body);
+    /* live_across[k]: some variable is referenced both before kernel k and from k on */
+    int *open = kd_alloc_array(J->scratch, (size_t)nk + 2, sizeof(int));
+    for (int i = 0; i < f->vars.len; i++)
+        if (vs.first[i] >= 0 && vs.last[i] > vs.first[i]) open[vs.first[i] + 1]++, open[vs.last[i] + 1]--;
+    int n = 0, live = 0;
+    for (int k = 1; k < nk; k++) {
+        live += open[k];
+        if (live == 0 && k - cuts[n] >= PART_KERNELS && nk - k >= PART_KERNELS / 2) cuts[++n] = k;
+    }
+    cuts[++n] = nk;
+    return n;
+}
+
+static bool build_function(jb *J, const lp_func *f, kd_arena *scratch)
+{
+    gcc_jit_context *c = J->ctx;
+    J->f = f;
+    J->scratch = scratch;
+    J->npar = 0;
+
+    /* Every lp_var is typed as the C text declares it. */
     J->var_t = kd_alloc_array(scratch, (size_t)f->vars.len + 1, sizeof *J->var_t);
     for (int i = 0; i < f->vars.len; i++) {
         const lp_var *v = f->vars.items[i];
+        if (v->id != i) {
+            fail(J, "%s_%s: variable %s has id %d at index %d", J->p->name, lp_func_names[f->kind], v->name, v->id, i);
+            return false;
+        }
         J->var_t[i] = v->type == LP_INT ? CT_LONG : CT_FLOAT;
     }
     for (int k = 0; k < f->kernels.len; k++) mark_call_results(J, &((const lp_kernel *)f->kernels.items[k])->body);
-    for (int i = 0; i < f->vars.len; i++) {
-        const lp_var *v = f->vars.items[i];
-        if (v->id != i) {
-            fail(J, "%s: variable %s has id %d at index %d", name, v->name, v->id, i);
-            return false;
-        }
-        J->var[i] = gcc_jit_function_new_local(J->fn, NULL, type_of(J, J->var_t[i]), v->name);
-    }
 
-    gcc_jit_block *entry = gcc_jit_function_new_block(J->fn, "entry");
-    J->blk = entry;
+    int *cuts = kd_alloc_array(scratch, (size_t)f->kernels.len + 2, sizeof *cuts);
+    int nparts = plan_parts(J, f, cuts);
+    if (getenv("KDSL_JIT_PARTS")) fprintf(stderr, "%s_%s: %d kernels in %d parts\n", J->p->name, lp_func_names[f->kind], f->kernels.len, nparts);
+    char *name = kd_format(scratch, "%s_%s", J->p->name, lp_func_names[f->kind]);
+    bool returns = f->kind == LP_F_GRAD || f->kind == LP_F_TRAIN_STEP;
+
+    /* the parts, then the exported function that calls them */
+    gcc_jit_function **part = kd_alloc_array(scratch, (size_t)nparts + 1, sizeof *part);
+    int64_t *local_at = kd_alloc_array(scratch, (size_t)f->bufs.len + 1, sizeof *local_at), nlocal = 0;
+    for (int i = 0; i < f->bufs.len; i++) {
+        const lp_buf *b = f->bufs.items[i];
+        if (b->space == LP_ARENA && b->local) local_at[i] = nlocal, nlocal += b->elems;
+    }
+    for (int p = 0; nparts > 1 && p < nparts && !J->failed; p++) {
+        char *pname = kd_format(scratch, "%s_part%d", name, p);
+        part[p] = new_function(J, f, pname, true);
+        if (!part[p]) return false;
+        begin(J, part[p], pname);
+        if (!declare_buffers(J, cuts[p], cuts[p + 1], NULL, J->locals_param, local_at)) return false;
+        emit_kernels(J, cuts[p], cuts[p + 1]);
+        if (!J->failed) gcc_jit_block_end_with_void_return(J->blk, NULL);
+    }
+    if (J->failed) return false;
+
+    gcc_jit_function *fn = new_function(J, f, name, false);
+    if (!fn) return false;   /* a libgccjit error, reported by the caller */
+    begin(J, fn, name);
+    gcc_jit_block *entry = J->blk;
 
     /* if (batch < 1 || batch > MAX_BATCH) return [NAN]; */
     if (J->param[P_BATCH]) {
@@ -1448,46 +1689,27 @@ static bool build_function(jb *J, const lp_func *f, kd_arena *scratch)
         J->blk = ok;
     }
 
-    /* The buffers' pointers, for those the kernels touch (as the C text declares them). */
-    bool *used = kd_alloc_array(scratch, (size_t)f->bufs.len + 1, sizeof *used);
-    used_set us = {used, f};
-    for (int k = 0; k < f->kernels.len; k++) lp_kernel_visit_bufs(f->kernels.items[k], mark_used, &us);
-    J->bufp = kd_alloc_array(scratch, (size_t)f->bufs.len + 1, sizeof *J->bufp);
-    for (int i = 0; i < f->bufs.len; i++) {
-        const lp_buf *b = f->bufs.items[i];
-        if (b->id != i) {
-            fail(J, "%s: buffer %s has id %d at index %d", name, b->name, b->id, i);
-            return false;
-        }
-        if (!used[i] && b != f->ret) continue;
-        bool i32 = b->elem == LP_ELEM_I32;
-        gcc_jit_type *et = i32 ? J->t_int : J->t_float;
-        gcc_jit_type *pt = i32 ? J->t_intp : J->t_floatp;
-        J->bufp[i] = gcc_jit_function_new_local(J->fn, NULL, pt, b->name);
-        gcc_jit_rvalue *init;
-        if (b->space == LP_ARENA && b->local) {
-            if (b->elems < 1 || b->elems > (1 << 20)) {
-                fail(J, "%s: local buffer %s has %lld elements", name, b->name, (long long)b->elems);
-                return false;
-            }
-            char an[256];
-            snprintf(an, sizeof an, "%s_local", b->name);
+    if (nparts == 1) {
+        if (!declare_buffers(J, 0, f->kernels.len, f->ret, NULL, NULL)) return false;
+        emit_kernels(J, 0, f->kernels.len);
+    } else {
+        gcc_jit_rvalue *block = NULL;
+        if (nlocal > 0) {
             gcc_jit_lvalue *arr = gcc_jit_function_new_local(
-                J->fn, NULL, gcc_jit_context_new_array_type(c, NULL, et, (int)b->elems), an);
-            init = gcc_jit_lvalue_get_address(gcc_jit_context_new_array_access(c, NULL, rv_of(arr), c_long(J, 0)), NULL);
+                fn, NULL, gcc_jit_context_new_array_type(c, NULL, J->t_float, (int)nlocal), "locals");
+            block = gcc_jit_lvalue_get_address(gcc_jit_context_new_array_access(c, NULL, rv_of(arr), c_long(J, 0)), NULL);
         } else {
-            init = buffer_address(J, b, pt);
+            block = gcc_jit_context_null(c, J->t_floatp);
         }
-        if (!init) return false;
-        gcc_jit_block_add_assignment(J->blk, NULL, J->bufp[i], init);
-    }
-
-    for (int k = 0; k < f->kernels.len && !J->failed; k++) {
-        const lp_kernel *kn = f->kernels.items[k];
-        char note[512];
-        snprintf(note, sizeof note, "%s:%d %s", J->p->source ? J->p->source : "?", kn->loc.line, kn->what ? kn->what : "");
-        gcc_jit_block_add_comment(J->blk, NULL, note);
-        stmts(J, &kn->body);
+        gcc_jit_rvalue *args[11];
+        int na = 0;
+        for (int i = 0; i < gcc_jit_function_get_param_count(fn); i++)
+            args[na++] = gcc_jit_param_as_rvalue(gcc_jit_function_get_param(fn, i));
+        args[na++] = block;
+        for (int p = 0; p < nparts; p++)
+            gcc_jit_block_add_eval(J->blk, NULL, gcc_jit_context_new_call(c, NULL, part[p], na, args));
+        J->locals_param = block;
+        if (f->ret && !declare_buffers(J, 0, 0, f->ret, block, local_at)) return false;
     }
     if (J->failed) return false;
     if (returns) {
@@ -1594,6 +1816,9 @@ kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kd_model_fn
      * loops calling it (Adam's update) vectorise. The values are the same
      * (sqrt is correctly rounded either way); only errno is left alone. */
     gcc_jit_context_add_command_line_option(ctx, "-fno-math-errno");
+    /* the parts of a large function stay functions (build_function): GCC
+     * would otherwise inline each, called once, back into one huge body */
+    gcc_jit_context_add_command_line_option(ctx, "-fno-inline-functions-called-once");
     /* Debugging the speed of the generated code: its assembly to stderr. */
     if (getenv("KDSL_JIT_DUMP_ASM")) gcc_jit_context_set_bool_option(ctx, GCC_JIT_BOOL_OPTION_DUMP_GENERATED_CODE, 1);
 

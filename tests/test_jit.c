@@ -555,6 +555,43 @@ START_TEST(operator_zoo)
 }
 END_TEST
 
+/* 21 Dense layers: every function but init has more kernels than the JIT
+ * builds as one function, so it is built as parts (emit_jit.c
+ * build_function), with small buffers on the stack shared between parts
+ * (the batch-mean of a custom layer's state, the loss). */
+static const char deep_text[] =
+    "layer Centre() {\n"
+    "    input x: [n]\n"
+    "    state running: [n]\n"
+    "    if training {\n"
+    "        m = mean(x, axis: 0)\n"
+    "        update running = running * 0.9 + m * 0.1\n"
+    "        output x - m\n"
+    "    } else {\n"
+    "        output x - running\n"
+    "    }\n"
+    "}\n"
+    "model deep {\n"
+    "    input x: [6]\n"
+    "    h = Dense(x, 8, activation: tanh)\n"
+    "    repeat 10 {\n"
+    "        h = Centre(Dense(h, 8, activation: tanh)) + h\n"
+    "        h = Dense(h, 8, activation: relu) * 0.5 + h * 0.5\n"
+    "    }\n"
+    "    output y = Dense(h, 3, activation: softmax)\n"
+    "}\n"
+    "train deep {\n"
+    "    loss: CategoricalCrossentropy()\n"
+    "    optimizer: Adam(learning_rate: 0.01)\n"
+    "    batch_size: 8\n"
+    "}\n";
+
+START_TEST(deep_model_in_parts)
+{
+    check_model("deep", "deep.kdsl", deep_text, 0, 8, LAB_ONEHOT, 3);
+}
+END_TEST
+
 static const char mse_text[] =
     "model reg {\n"
     "    input x: [6]\n"
@@ -1009,6 +1046,7 @@ static Suite *jit_suite(void)
     tcase_add_test(tc, custom_layer_matmul);
     tcase_add_test(tc, custom_layer_sample_inference);
     tcase_add_test(tc, operator_zoo);
+    tcase_add_test(tc, deep_model_in_parts);
     tcase_add_test(tc, two_inputs_mse_sgd);
     tcase_add_test(tc, two_inputs_two_outputs_inference);
     tcase_add_test(tc, resnet50_head_predict);
