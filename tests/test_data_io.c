@@ -364,7 +364,7 @@ START_TEST(csv_header_rule)
 }
 END_TEST
 
-/* Bytes after the tensor data: refused, as the reference reader refuses them. */
+/* Bytes after the tensor data, or between tensors: refused, as the reference reader refuses them. */
 START_TEST(safetensors_trailing_bytes)
 {
     const char *dir = tu_tmpdir("st-trailing");
@@ -393,6 +393,21 @@ START_TEST(safetensors_trailing_bytes)
     ck_assert_err(err, "1 bytes after the end of the tensor data");
     free(longer);
     free(bytes);
+
+    /* bytes between two tensors: the header says "b" starts 4 bytes after "a" ends */
+    {
+        const char hdr[] = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                           "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}";
+        size_t hl = sizeof hdr - 1, total = 8 + hl + 12;
+        unsigned char *gap = calloc(1, total);
+        for (int i = 0; i < 8; i++) gap[i] = (unsigned char)(hl >> (8 * i));
+        memcpy(gap + 8, hdr, hl);
+        ck_assert_int_eq(kdh_safetensors_read_mem(gap, total, "g.safetensors", NULL, &l, &err), -1);
+        ck_assert_str_eq(err.msg, "g.safetensors: tensor \"b\" starts at data byte 8, but the data before it ends at 4: "
+                                  "4 bytes belong to no tensor (the file is damaged or not what its header says)");
+        ck_assert_uint_eq(l.count, 0);
+        free(gap);
+    }
 
     /* a file of no tensors at all ends at its header */
     const char empty[] = "\x02\0\0\0\0\0\0\0{}x";

@@ -246,6 +246,15 @@ static int st_read(kdh__src *s, const kdh_read_opts *opts, kdh_tensor_list *out,
                      e->begin, e->end, prev->name, prev->begin, prev->end);
             goto done;
         }
+        /* The tensors tile the data: the reference reader refuses bytes
+         * that belong to no tensor (InvalidOffset), between them as after. */
+        uint64_t expected = prev ? prev->end : 0;
+        if (e->begin > expected) {
+            kdh__err(err, "%s: tensor \"%.200s\" starts at data byte %" PRIu64 ", but the data before it ends at %" PRIu64
+                     ": %" PRIu64 " bytes belong to no tensor (the file is damaged or not what its header says)",
+                     path, e->name, e->begin, expected, e->begin - expected);
+            goto done;
+        }
         prev = e;
     }
     /* The data ends where the last tensor ends: the reference reader refuses
