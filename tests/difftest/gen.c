@@ -244,8 +244,8 @@ static int dense(gen *g)
         k = n;
         return define(g, shape1(k), m + g->mag[x], -1, -1, 1, &x, "Add([$0, Dense($0, %d, activation: %s)])", k, a);
     }
-    return define(g, shape1(k), m, -1, -1, 1, &x, "Dense($0, %d, activation: %s%s)", k, a,
-                  chance(g, 25) ? ", use_bias: false" : "");
+    return define(g, shape1(k), m, -1, -1, 1, &x, "Dense($0, %d, activation: %s%s%s)", k, a,
+                  chance(g, 25) ? ", use_bias: false" : "", chance(g, 10) ? ", trainable: false" : "");
 }
 
 /* A shared Dense instance applied to a value of its input size (declared on first use). */
@@ -358,7 +358,8 @@ static int conv(gen *g)
     dt_shape t = {3, {same ? (h + st - 1) / st : (h - k) / st + 1, same ? (w + st - 1) / st : (w - k) / st + 1, f}};
     const char *a = activation(g);
     return define(g, t, act_mag(a, g->mag[x] * 0.7 * sqrt((double)(k * k * c)) + 1), -1, -1, 1, &x,
-                  "Conv2D($0, %d, %d, strides: %d, padding: %s, activation: %s)", f, k, st, same ? "same" : "valid", a);
+                  "Conv2D($0, %d, %d, strides: %d, padding: %s, activation: %s%s)", f, k, st, same ? "same" : "valid", a,
+                  chance(g, 10) ? ", trainable: false" : "");
 }
 
 static int pool(gen *g)
