@@ -147,6 +147,7 @@ typedef struct jb {
     kd_arena *scratch;
     bool serial;                  /* kd_jit_options.serial_loops */
     bool split_small;             /* kd_jit_options.split_small_loops */
+    int part_kernels;             /* kd_jit_options.part_kernels, or PART_KERNELS */
     int loop_depth;               /* FOR loops around the statement being built */
     bool outlined;                /* building an outlined body */
     int npar;
@@ -1423,14 +1424,15 @@ static gcc_jit_rvalue *buffer_address(jb *J, const lp_buf *b, gcc_jit_type *pt)
 }
 
 /* ---- functions ------------------------------------------------------------------------------------
- * A function of more than WHOLE_KERNELS kernels is built as parts of about PART_KERNELS
+ * A function of more than 4 * PART_KERNELS kernels is built as parts of about PART_KERNELS
  * kernels each, internal functions that the exported one calls in order:
  * GCC's optimiser grows faster than linearly with the size of a function
  * (a training step of 100 Dense layers, one function, took 32 s to compile
  * at -O3). A part ends only where no loop-IR variable is live across the
  * cut; the small stack buffers (lp_buf.local) live in one block of the
- * exported function, whose address every part gets. */
-enum { WHOLE_KERNELS = 64, PART_KERNELS = 16 };
+ * function, whose address every part gets. The parts are exported
+ * (<model>_<function>_part<i>; see new_function). */
+enum { PART_KERNELS = 16 };   /* a function of more than 4x this many is built in parts */
 
 /* The API parameters of f (as sig_params() in emit_c.c), and for a part
  * the locals block: the function, J->param and J->ptype set. */
@@ -1469,7 +1471,12 @@ static gcc_jit_function *new_function(jb *J, const lp_func *f, const char *name,
     }
     for (int w = 0; w < P_COUNT; w++) J->ptype[w] = J->param[w] ? ptype[w] : NULL;
     bool returns = !part && (f->kind == LP_F_GRAD || f->kind == LP_F_TRAIN_STEP);
-    return gcc_jit_context_new_function(c, NULL, part ? GCC_JIT_FUNCTION_INTERNAL : GCC_JIT_FUNCTION_EXPORTED,
+    /* Parts are exported: GCC inlines a static function called once back into
+     * its caller, and with -fno-inline-functions-called-once GCC 12's
+     * interprocedural passes at -O1 miscompiled parts as static functions
+     * (a gradient read as 1e-17: the differential tester's "jit in parts",
+     * tests/difftest/regressions/jit-parts-static-O1.kdsl). */
+    return gcc_jit_context_new_function(c, NULL, GCC_JIT_FUNCTION_EXPORTED,
                                         returns ? J->t_float : J->t_void, name, np, params, 0);
 }
 
@@ -1598,9 +1605,9 @@ static void span_stmts(var_span *vs, const kd_vec *body)
  * number of parts, 1 for a function built whole. */
 static int plan_parts(jb *J, const lp_func *f, int *cuts)
 {
-    int nk = f->kernels.len;
+    int nk = f->kernels.len, part = J->part_kernels;
     cuts[0] = 0;
-    if (nk <= WHOLE_KERNELS || f->kind == LP_F_INIT) {
+    if (nk <= 4 * part || f->kind == LP_F_INIT) {
         cuts[1] = nk;
         return 1;
     }
@@ -1615,7 +1622,7 @@ static int plan_parts(jb *J, const lp_func *f, int *cuts)
     int n = 0, live = 0;
     for (int k = 1; k < nk; k++) {
         live += open[k];
-        if (live == 0 && k - cuts[n] >= PART_KERNELS && nk - k >= PART_KERNELS / 2) cuts[++n] = k;
+        if (live == 0 && k - cuts[n] >= part && nk - k >= (part + 1) / 2) cuts[++n] = k;
     }
     cuts[++n] = nk;
     return n;
@@ -1642,7 +1649,6 @@ static bool build_function(jb *J, const lp_func *f, kd_arena *scratch)
 
     int *cuts = kd_alloc_array(scratch, (size_t)f->kernels.len + 2, sizeof *cuts);
     int nparts = plan_parts(J, f, cuts);
-    if (getenv("KDSL_JIT_PARTS")) fprintf(stderr, "%s_%s: %d kernels in %d parts\n", J->p->name, lp_func_names[f->kind], f->kernels.len, nparts);
     char *name = kd_format(scratch, "%s_%s", J->p->name, lp_func_names[f->kind]);
     bool returns = f->kind == LP_F_GRAD || f->kind == LP_F_TRAIN_STEP;
 
@@ -1816,14 +1822,12 @@ kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kd_model_fn
      * loops calling it (Adam's update) vectorise. The values are the same
      * (sqrt is correctly rounded either way); only errno is left alone. */
     gcc_jit_context_add_command_line_option(ctx, "-fno-math-errno");
-    /* the parts of a large function stay functions (build_function): GCC
-     * would otherwise inline each, called once, back into one huge body */
-    gcc_jit_context_add_command_line_option(ctx, "-fno-inline-functions-called-once");
     /* Debugging the speed of the generated code: its assembly to stderr. */
     if (getenv("KDSL_JIT_DUMP_ASM")) gcc_jit_context_set_bool_option(ctx, GCC_JIT_BOOL_OPTION_DUMP_GENERATED_CODE, 1);
 
     kd_arena scratch = {0};
-    jb J = {.ctx = ctx, .p = p, .why = why, .why_len = why_len, .serial = o->serial_loops, .split_small = o->split_small_loops};
+    jb J = {.ctx = ctx, .p = p, .why = why, .why_len = why_len, .serial = o->serial_loops, .split_small = o->split_small_loops,
+           .part_kernels = o->part_kernels > 0 ? o->part_kernels : PART_KERNELS};
     set_types(&J);
     for (int f = 0; f < LP_F_COUNT && !J.failed; f++) {
         if (!p->funcs[f]) continue;

@@ -29,6 +29,9 @@ typedef struct kd_jit_options {
     bool serial_loops;     /* no thread split of loops (by default the element-wise loops and
                             * row reductions with enough work run on the host's thread pool,
                             * runtime/host/parallel.h; with one thread that is a plain call) */
+    int part_kernels;      /* functions of more kernels than 4x this are built as parts of
+                            * this many (0: 16; emit_jit.c build_function); tests set it
+                            * small so that small programs are built in parts too */
     bool split_small_loops; /* split every such loop however little work it has, in
                             * slices of one iteration (tests: the thread split of tiny
                             * programs, with kdh_pool_split_everything) */

@@ -478,7 +478,8 @@ static void run_jit(reference *r, const variant *va, const dt_options *o, dt_ver
     lp_program *p = build(r, va->co, v, va->name);
     if (!p) return;
     char *text = loops_text(p);
-    for (int i = 0; i < *nseen && !va->threads; i++)
+    bool same_code_other_build = va->threads || !strcmp(va->name, "jit in parts");
+    for (int i = 0; i < *nseen && !same_code_other_build; i++)
         if (!strcmp(seen[i], text)) {
             free(text);
             return;
@@ -486,7 +487,10 @@ static void run_jit(reference *r, const variant *va, const dt_options *o, dt_ver
     seen[(*nseen)++] = text;
     /* -O1: the tester checks kdsl's transformations, not GCC's, and -O1
      * compiles in about half the time of the -O3 that `kdslc train` uses */
-    kd_jit_options jo = {.split_small_loops = va->threads, .opt_level = o->jit_opt_level};
+    /* "in parts": every function of more than 4 kernels built as parts of
+     * one kernel (emit_jit.c build_function), as only large models are */
+    kd_jit_options jo = {.split_small_loops = va->threads, .opt_level = o->jit_opt_level,
+                         .part_kernels = !strcmp(va->name, "jit in parts") ? 1 : 0};
     kd_model_fns fns;
     char why[1024];
     kd_jit *j = kd_jit_compile(p, &jo, &fns, why, sizeof why);
@@ -622,11 +626,12 @@ dt_status dt_run(const char *text, int batch, int max_batch, uint64_t data_seed,
         {"jit no-inplace", {.no_inplace = true}, false},
         {"jit disjoint-arena", {.disjoint_arena = true}, false},
         {"jit 2 threads", {0}, true},
+        {"jit in parts", {0}, false},
     };
     char *seen[16], *seen64[16];
     int nseen = 0, nseen64 = 0;
     for (size_t i = 0; i < sizeof variants / sizeof variants[0] && v->status != DT_FAIL && !o->no_exec; i++)
-        if (!variants[i].threads) run_exec(r, &variants[i], o, v, seen64, &nseen64);
+        if (!variants[i].threads) run_exec(r, &variants[i], o, v, seen64, &nseen64);   /* "in parts": the same loop IR */
     for (size_t i = 0; i < sizeof variants / sizeof variants[0] && v->status != DT_FAIL && !o->no_jit; i++)
         if (!variants[i].threads || o->threads) run_jit(r, &variants[i], o, v, seen, &nseen);
     for (int i = 0; i < nseen; i++) free(seen[i]);
