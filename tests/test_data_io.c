@@ -18,53 +18,12 @@
 #include <string.h>
 #include <sys/resource.h>
 
-static char *path_in(const char *dir, const char *file)
-{
-    static char bufs[16][4096];
-    static int next;
-    char *b = bufs[next++ % 16];
-    snprintf(b, sizeof bufs[0], "%s/%s", dir, file);
-    return b;
-}
-
-/* Runs `kdslc ARGS`; returns the exit status, output in *out (free it). */
-static int kdslc(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int kdslc(char **out, const char *fmt, ...)
-{
-    char args[8192], cmd[12288];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s", tu_kdslc(), args);
-    char *o = NULL;
-    int rc = tu_run(cmd, &o);
-    if (out) *out = o;
-    else free(o);
-    return rc;
-}
-
-#define ck_assert_has(text, words) \
-    ck_assert_msg(strstr((text), (words)) != NULL, "output lacks \"%s\":\n%s", (words), (text))
-
 #define ck_assert_runs(...)                                                   \
     do {                                                                      \
         char *out_;                                                           \
-        int rc_ = kdslc(&out_, __VA_ARGS__);                                  \
+        int rc_ = tu_kdslc_run(&out_, __VA_ARGS__);                           \
         ck_assert_msg(rc_ == 0, "exit %d:\n%s", rc_, out_);                   \
         free(out_);                                                           \
-    } while (0)
-
-/* Asserts kdslc failed with `code` and a message with `words`. */
-#define ck_assert_fails(code, words, ...)                                                            \
-    do {                                                                                             \
-        char *out_;                                                                                  \
-        int rc_ = kdslc(&out_, __VA_ARGS__);                                                         \
-        ck_assert_msg(rc_ == (code), "exit %d, expected %d:\n%s", rc_, (code), out_);                \
-        ck_assert_has(out_, words);                                                                  \
-        ck_assert_msg(strstr(out_, "Sanitizer") == NULL && strstr(out_, "runtime error") == NULL,    \
-                      "sanitizer report:\n%s", out_);                                                \
-        free(out_);                                                                                  \
     } while (0)
 
 #define ck_assert_err(err, text) \
@@ -132,15 +91,15 @@ static void two_io_setup(const char *dir, double s[N][2], double p[N][1])
         for (int k = 0; k < 3; k++) v += ((double)A[i][k] * Bx[i][k]) * K1[k][0];
         p[i][0] = v;
     }
-    write_text(path_in(dir, "m.kdsl"), two_io_text);
+    write_text(tu_path(dir, "m.kdsl"), two_io_text);
     int64_t s3[2] = {N, 3}, s2[2] = {N, 2}, s1[2] = {N, 1};
-    write_npy_f32(path_in(dir, "a.npy"), 2, s3, &A[0][0]);
-    write_npy_f32(path_in(dir, "b.npy"), 2, s3, &Bx[0][0]);
-    write_npy_f32(path_in(dir, "y0.npy"), 2, s2, &Y0[0][0]);
-    write_npy_f32(path_in(dir, "y1.npy"), 2, s1, &Y1[0][0]);
+    write_npy_f32(tu_path(dir, "a.npy"), 2, s3, &A[0][0]);
+    write_npy_f32(tu_path(dir, "b.npy"), 2, s3, &Bx[0][0]);
+    write_npy_f32(tu_path(dir, "y0.npy"), 2, s2, &Y0[0][0]);
+    write_npy_f32(tu_path(dir, "y1.npy"), 2, s1, &Y1[0][0]);
     /* b with 4 samples, and with samples of the wrong shape */
-    write_npy_f32(path_in(dir, "b4.npy"), 2, (int64_t[2]){4, 3}, &Bx[0][0]);
-    write_npy_f32(path_in(dir, "b2.npy"), 2, (int64_t[2]){N, 2}, &Bx[0][0]);
+    write_npy_f32(tu_path(dir, "b4.npy"), 2, (int64_t[2]){4, 3}, &Bx[0][0]);
+    write_npy_f32(tu_path(dir, "b2.npy"), 2, (int64_t[2]){N, 2}, &Bx[0][0]);
 
     kdh_tensor_list l;
     kdh_error err;
@@ -154,7 +113,7 @@ static void two_io_setup(const char *dir, double s[N][2], double p[N][1])
     memcpy(t->data, K1, sizeof K1);
     ck_assert_ptr_nonnull(t = kdh_list_add(&l, "dense_1/bias", KDH_F32, 1, (int64_t[]){1}, &err));
     memcpy(t->data, B1, sizeof B1);
-    ck_assert_msg(kdh_safetensors_write_list(path_in(dir, "w.safetensors"), &l, &err) == 0, "%s", err.msg);
+    ck_assert_msg(kdh_safetensors_write_list(tu_path(dir, "w.safetensors"), &l, &err) == 0, "%s", err.msg);
     kdh_list_free(&l);
 
     /* the same data as one CSV file: a, b, then the labels of s and p */
@@ -164,13 +123,13 @@ static void two_io_setup(const char *dir, double s[N][2], double p[N][1])
         at += (size_t)snprintf(csv + at, sizeof csv - at, "%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n",
                                (double)A[i][0], (double)A[i][1], (double)A[i][2], (double)Bx[i][0], (double)Bx[i][1],
                                (double)Bx[i][2], (double)Y0[i][0], (double)Y0[i][1], (double)Y1[i][0]);
-    write_text(path_in(dir, "all.csv"), csv);
+    write_text(tu_path(dir, "all.csv"), csv);
     /* the inputs alone as one CSV file, with a header */
     at = (size_t)snprintf(csv, sizeof csv, "a0,a1,a2,b0,b1,b2\n");
     for (int i = 0; i < N; i++)
         at += (size_t)snprintf(csv + at, sizeof csv - at, "%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", (double)A[i][0],
                                (double)A[i][1], (double)A[i][2], (double)Bx[i][0], (double)Bx[i][1], (double)Bx[i][2]);
-    write_text(path_in(dir, "x.csv"), csv);
+    write_text(tu_path(dir, "x.csv"), csv);
 }
 
 static void check_matrix(const float *got, const double *want, int n, const char *what)
@@ -193,14 +152,14 @@ START_TEST(predict_two_inputs_two_outputs)
     const char *dir = tu_tmpdir("two-io-predict");
     double s[N][2], p[N][1];
     two_io_setup(dir, s, p);
-    char m[4200], w[4200];   /* path_in's buffers rotate */
+    char m[4200], w[4200];   /* tu_path's buffers rotate */
     snprintf(m, sizeof m, "%s/m.kdsl", dir);
     snprintf(w, sizeof w, "%s/w.safetensors", dir);
 
     /* one .npy file per output */
-    ck_assert_runs("predict %s --weights %s --input %s,%s -o %s,%s", m, w, path_in(dir, "a.npy"), path_in(dir, "b.npy"),
-                   path_in(dir, "s.npy"), path_in(dir, "p.npy"));
-    kdh_tensor ts = read_npy(path_in(dir, "s.npy")), tp = read_npy(path_in(dir, "p.npy"));
+    ck_assert_runs("predict %s --weights %s --input %s,%s -o %s,%s", m, w, tu_path(dir, "a.npy"), tu_path(dir, "b.npy"),
+                   tu_path(dir, "s.npy"), tu_path(dir, "p.npy"));
+    kdh_tensor ts = read_npy(tu_path(dir, "s.npy")), tp = read_npy(tu_path(dir, "p.npy"));
     ck_assert_int_eq(ts.rank, 2);
     ck_assert_int_eq(ts.shape[0], N);
     ck_assert_int_eq(ts.shape[1], 2);
@@ -220,7 +179,7 @@ START_TEST(predict_two_inputs_two_outputs)
     }
     char cmd[32768], *out;
     snprintf(cmd, sizeof cmd, "%s predict %s --weights %s --input %s,%s 2>/dev/null", tu_kdslc(), m, w,
-             path_in(dir, "a.npy"), path_in(dir, "b.npy"));
+             tu_path(dir, "a.npy"), tu_path(dir, "b.npy"));
     ck_assert_int_eq(tu_run(cmd, &out), 0);
     kdh_tensor c;
     kdh_error err;
@@ -231,42 +190,42 @@ START_TEST(predict_two_inputs_two_outputs)
     kdh_tensor_free(&c);
     free(out);
 
-    ck_assert_runs("predict %s --weights %s --input %s -o %s", m, w, path_in(dir, "x.csv"), path_in(dir, "y.csv"));
-    ck_assert_msg(kdh_csv_read(path_in(dir, "y.csv"), NULL, &c, NULL, &err) == 0, "%s", err.msg);
+    ck_assert_runs("predict %s --weights %s --input %s -o %s", m, w, tu_path(dir, "x.csv"), tu_path(dir, "y.csv"));
+    ck_assert_msg(kdh_csv_read(tu_path(dir, "y.csv"), NULL, &c, NULL, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(c.shape[0], N);
     ck_assert_int_eq(c.shape[1], 3);
     check_matrix(c.data, &rows[0][0], 3 * N, "y.csv");
     kdh_tensor_free(&c);
 
     /* an output as CSV beside one as .npy */
-    ck_assert_runs("predict %s --weights %s --input %s,%s -o %s,%s", m, w, path_in(dir, "a.npy"), path_in(dir, "b.npy"),
-                   path_in(dir, "s.csv"), path_in(dir, "p2.npy"));
-    ck_assert_msg(kdh_csv_read(path_in(dir, "s.csv"), NULL, &c, NULL, &err) == 0, "%s", err.msg);
+    ck_assert_runs("predict %s --weights %s --input %s,%s -o %s,%s", m, w, tu_path(dir, "a.npy"), tu_path(dir, "b.npy"),
+                   tu_path(dir, "s.csv"), tu_path(dir, "p2.npy"));
+    ck_assert_msg(kdh_csv_read(tu_path(dir, "s.csv"), NULL, &c, NULL, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(c.shape[1], 2);
     check_matrix(c.data, &s[0][0], 2 * N, "s.csv");
     kdh_tensor_free(&c);
 
     /* wrong counts of files, samples and shapes */
     ck_assert_fails(1, "names 1 file; model 'm' takes 2: one .npy or .csv file per input (a, b)",
-                    "predict %s --weights %s --input %s", m, w, path_in(dir, "a.npy"));
-    ck_assert_fails(1, "names 3 files", "predict %s --weights %s --input %s,%s,%s", m, w, path_in(dir, "a.npy"),
-                    path_in(dir, "b.npy"), path_in(dir, "b.npy"));
-    ck_assert_fails(1, "b4.npy: 4 samples, but", "predict %s --weights %s --input %s,%s", m, w, path_in(dir, "a.npy"),
-                    path_in(dir, "b4.npy"));
-    ck_assert_fails(1, "whose input b is [3]", "predict %s --weights %s --input %s,%s", m, w, path_in(dir, "a.npy"),
-                    path_in(dir, "b2.npy"));
+                    "predict %s --weights %s --input %s", m, w, tu_path(dir, "a.npy"));
+    ck_assert_fails(1, "names 3 files", "predict %s --weights %s --input %s,%s,%s", m, w, tu_path(dir, "a.npy"),
+                    tu_path(dir, "b.npy"), tu_path(dir, "b.npy"));
+    ck_assert_fails(1, "b4.npy: 4 samples, but", "predict %s --weights %s --input %s,%s", m, w, tu_path(dir, "a.npy"),
+                    tu_path(dir, "b4.npy"));
+    ck_assert_fails(1, "whose input b is [3]", "predict %s --weights %s --input %s,%s", m, w, tu_path(dir, "a.npy"),
+                    tu_path(dir, "b2.npy"));
     ck_assert_fails(2, "has 2 outputs (s, p): give one .npy or .csv file per output",
-                    "predict %s --weights %s --input %s,%s -o %s", m, w, path_in(dir, "a.npy"), path_in(dir, "b.npy"),
-                    path_in(dir, "one.npy"));
+                    "predict %s --weights %s --input %s,%s -o %s", m, w, tu_path(dir, "a.npy"), tu_path(dir, "b.npy"),
+                    tu_path(dir, "one.npy"));
     ck_assert_fails(2, "names 3 files", "predict %s --weights %s --input %s,%s -o %s,%s,%s", m, w,
-                    path_in(dir, "a.npy"), path_in(dir, "b.npy"), path_in(dir, "1.npy"), path_in(dir, "2.npy"),
-                    path_in(dir, "3.npy"));
-    ck_assert_fails(1, "6 columns; model 'm' takes 9", "evaluate %s --weights %s --data %s", m, w, path_in(dir, "x.csv"));
+                    tu_path(dir, "a.npy"), tu_path(dir, "b.npy"), tu_path(dir, "1.npy"), tu_path(dir, "2.npy"),
+                    tu_path(dir, "3.npy"));
+    ck_assert_fails(1, "6 columns; model 'm' takes 9", "evaluate %s --weights %s --data %s", m, w, tu_path(dir, "x.csv"));
     /* an output over an input is refused before any work */
     ck_assert_fails(2, "a.npy would overwrite --input", "predict %s --weights %s --input %s,%s -o %s,%s", m, w,
-                    path_in(dir, "a.npy"),
-                    path_in(dir, "b.npy"), path_in(dir, "s.npy"), path_in(dir, "a.npy"));
-    kdh_tensor ta = read_npy(path_in(dir, "a.npy"));
+                    tu_path(dir, "a.npy"),
+                    tu_path(dir, "b.npy"), tu_path(dir, "s.npy"), tu_path(dir, "a.npy"));
+    kdh_tensor ta = read_npy(tu_path(dir, "a.npy"));
     ck_assert_int_eq(ta.shape[1], 3);
     kdh_tensor_free(&ta);
 }
@@ -277,7 +236,7 @@ START_TEST(evaluate_two_inputs_two_outputs)
     const char *dir = tu_tmpdir("two-io-evaluate");
     double s[N][2], p[N][1];
     two_io_setup(dir, s, p);
-    char m[4200], w[4200];   /* path_in's buffers rotate */
+    char m[4200], w[4200];   /* tu_path's buffers rotate */
     snprintf(m, sizeof m, "%s/m.kdsl", dir);
     snprintf(w, sizeof w, "%s/w.safetensors", dir);
     /* Keras: one loss for every output, summed; each output's mean over samples */
@@ -288,14 +247,14 @@ START_TEST(evaluate_two_inputs_two_outputs)
     }
     ls /= N;
     lp /= N;
-    const char *specs[2] = {NULL, path_in(dir, "all.csv")};
+    const char *specs[2] = {NULL, tu_path(dir, "all.csv")};
     char files[4096];
-    snprintf(files, sizeof files, "%s,%s,%s,%s", path_in(dir, "a.npy"), path_in(dir, "b.npy"), path_in(dir, "y0.npy"),
-             path_in(dir, "y1.npy"));
+    snprintf(files, sizeof files, "%s,%s,%s,%s", tu_path(dir, "a.npy"), tu_path(dir, "b.npy"), tu_path(dir, "y0.npy"),
+             tu_path(dir, "y1.npy"));
     specs[0] = files;
     for (int k = 0; k < 2; k++) {
         char *out;
-        int rc = kdslc(&out, "evaluate %s --weights %s --data %s", m, w, specs[k]);
+        int rc = tu_kdslc_run(&out, "evaluate %s --weights %s --data %s", m, w, specs[k]);
         ck_assert_msg(rc == 0, "%s", out);
         ck_assert_has(out, "Evaluated 5 samples");
         ck_assert_double_eq_tol(number_after(out, "\nloss: "), ls + lp, 1e-4);
@@ -304,15 +263,15 @@ START_TEST(evaluate_two_inputs_two_outputs)
         free(out);
     }
     ck_assert_fails(1, "names 3 files; model 'm' takes 4", "evaluate %s --weights %s --data %s,%s,%s", m, w,
-                    path_in(dir, "a.npy"), path_in(dir, "b.npy"), path_in(dir, "y0.npy"));
+                    tu_path(dir, "a.npy"), tu_path(dir, "b.npy"), tu_path(dir, "y0.npy"));
     ck_assert_fails(1, "then one of labels per output (s, p)", "evaluate %s --weights %s --data %s,%s", m, w,
-                    path_in(dir, "a.npy"), path_in(dir, "y0.npy"));
+                    tu_path(dir, "a.npy"), tu_path(dir, "y0.npy"));
     ck_assert_fails(1, "several inputs or outputs: give --data", "evaluate %s --weights %s", m, w);
     /* the labels of p given for s: 1 value per sample where s has 2 */
-    ck_assert_fails(1, "do not fit model 'm'", "evaluate %s --weights %s --data %s,%s,%s,%s", m, w, path_in(dir, "a.npy"),
-                    path_in(dir, "b.npy"), path_in(dir, "y1.npy"), path_in(dir, "y1.npy"));
-    ck_assert_fails(1, "b4.npy: 4 samples", "evaluate %s --weights %s --data %s,%s,%s,%s", m, w, path_in(dir, "a.npy"),
-                    path_in(dir, "b4.npy"), path_in(dir, "y0.npy"), path_in(dir, "y1.npy"));
+    ck_assert_fails(1, "do not fit model 'm'", "evaluate %s --weights %s --data %s,%s,%s,%s", m, w, tu_path(dir, "a.npy"),
+                    tu_path(dir, "b.npy"), tu_path(dir, "y1.npy"), tu_path(dir, "y1.npy"));
+    ck_assert_fails(1, "b4.npy: 4 samples", "evaluate %s --weights %s --data %s,%s,%s,%s", m, w, tu_path(dir, "a.npy"),
+                    tu_path(dir, "b4.npy"), tu_path(dir, "y0.npy"), tu_path(dir, "y1.npy"));
     /* train still takes one input and one output */
     ck_assert_fails(1, "takes models with one of each", "train %s --data %s", m, files);
 }
@@ -358,9 +317,9 @@ START_TEST(csv_header_rule)
 
     /* through kdslc train: the typo is an error, not a dropped sample */
     const char *dir = tu_tmpdir("csv-typo");
-    write_text(path_in(dir, "d.csv"), "1,2,3O,4,5,6,0\n1,2,3,4,5,6,1\n");
+    write_text(tu_path(dir, "d.csv"), "1,2,3O,4,5,6,0\n1,2,3,4,5,6,1\n");
     ck_assert_fails(1, "d.csv: line 1, column 3: \"3O\" is not a number", "train %s --data %s --epochs 1",
-                    tu_src("tests/fixtures/sgd_mlp.kdsl"), path_in(dir, "d.csv"));
+                    tu_src("tests/fixtures/sgd_mlp.kdsl"), tu_path(dir, "d.csv"));
 }
 END_TEST
 
@@ -368,7 +327,7 @@ END_TEST
 START_TEST(safetensors_trailing_bytes)
 {
     const char *dir = tu_tmpdir("st-trailing");
-    const char *p = path_in(dir, "w.safetensors");
+    const char *p = tu_path(dir, "w.safetensors");
     kdh_tensor_list l;
     kdh_error err;
     kdh_list_init(&l);
@@ -422,10 +381,10 @@ START_TEST(safetensors_trailing_bytes)
     longer = malloc(n + 1);
     memcpy(longer, bytes, n);
     longer[n] = 0;
-    ck_assert_int_eq(tu_write(path_in(dir, "long.safetensors"), longer, n + 1), 0);
+    ck_assert_int_eq(tu_write(tu_path(dir, "long.safetensors"), longer, n + 1), 0);
     ck_assert_fails(1, "long.safetensors: 1 bytes after the end of the tensor data",
                     "predict %s --weights %s --input %s", tu_src("tests/fixtures/sgd_mlp.kdsl"),
-                    path_in(dir, "long.safetensors"), tu_src("tests/fixtures/sgd_mlp_x.npy"));
+                    tu_path(dir, "long.safetensors"), tu_src("tests/fixtures/sgd_mlp_x.npy"));
     free(longer);
     free(bytes);
 }
@@ -435,7 +394,7 @@ END_TEST
 START_TEST(nan_weights_message)
 {
     const char *dir = tu_tmpdir("nan-weights");
-    const char *p = path_in(dir, "w.safetensors");
+    const char *p = tu_path(dir, "w.safetensors");
     kdh_tensor_list l;
     kdh_error err;
     kdh_list_init(&l);
@@ -473,7 +432,7 @@ START_TEST(checkpoint_limits_as_flags)
     kdh_model m = {.name = "sgd_mlp", .optimizer = "SGD"};
     kdh_ckpt_state st = {.epoch = 1, .step = 2, .seed = 3, .shuffle_rng = 4, .batch_size = 100000000};
     kdh_error err;
-    const char *p = path_in(dir, "big.ckpt");
+    const char *p = tu_path(dir, "big.ckpt");
     ck_assert_int_eq(kdh_checkpoint_save(p, &m, NULL, NULL, &st, &err), 0);
     kdh_ckpt_state back;
     ck_assert_int_eq(kdh_checkpoint_peek(p, &back, &err), -1);
@@ -514,7 +473,7 @@ START_TEST(long_history_loads)
         ck_assert_int_eq(kdh_history_add(&h, &r), 0);
     }
     const char *dir = tu_tmpdir("long-history");
-    const char *p = path_in(dir, "long.ckpt");
+    const char *p = tu_path(dir, "long.ckpt");
     kdh_model m = {.name = "m", .optimizer = "SGD"};
     kdh_ckpt_state st = {.epoch = EPOCHS, .step = 80000, .seed = 1, .shuffle_rng = 2, .batch_size = 8, .history = h};
     kdh_error err;
@@ -563,25 +522,25 @@ static double children_max_rss_mib(void)
 START_TEST(batch_larger_than_data)
 {
     const char *dir = tu_tmpdir("big-batch");
-    write_text(path_in(dir, "m.kdsl"), "model m {\n    input x: [256]\n    output y = Dense(x, 1)\n}\n"
+    write_text(tu_path(dir, "m.kdsl"), "model m {\n    input x: [256]\n    output y = Dense(x, 1)\n}\n"
                                       "train m {\n    loss: MeanSquaredError()\n    optimizer: SGD()\n}\n");
     float x[4 * 256], y[4];
     for (int i = 0; i < 4 * 256; i++) x[i] = (float)(i % 17) / 17.0f;
     for (int i = 0; i < 4; i++) y[i] = (float)i;
-    write_npy_f32(path_in(dir, "x.npy"), 2, (int64_t[]){4, 256}, x);
-    write_npy_f32(path_in(dir, "y.npy"), 2, (int64_t[]){4, 1}, y);
-    const char *m = path_in(dir, "m.kdsl");
+    write_npy_f32(tu_path(dir, "x.npy"), 2, (int64_t[]){4, 256}, x);
+    write_npy_f32(tu_path(dir, "y.npy"), 2, (int64_t[]){4, 1}, y);
+    const char *m = tu_path(dir, "m.kdsl");
     char *out;
-    int rc = kdslc(&out, "train %s --data %s,%s --batch-size 1048576 --epochs 2 --save %s", m, path_in(dir, "x.npy"),
-                   path_in(dir, "y.npy"), path_in(dir, "w.safetensors"));
+    int rc = tu_kdslc_run(&out, "train %s --data %s,%s --batch-size 1048576 --epochs 2 --save %s", m, tu_path(dir, "x.npy"),
+                   tu_path(dir, "y.npy"), tu_path(dir, "w.safetensors"));
     ck_assert_msg(rc == 0, "%s", out);
     ck_assert_has(out, "Train on 4 samples");
     ck_assert_has(out, "1/1");   /* one step of all four */
     free(out);
-    ck_assert_runs("evaluate %s --weights %s --data %s,%s --batch-size 1048576", m, path_in(dir, "w.safetensors"),
-                   path_in(dir, "x.npy"), path_in(dir, "y.npy"));
-    ck_assert_runs("predict %s --weights %s --input %s --batch-size 1048576 -o %s", m, path_in(dir, "w.safetensors"),
-                   path_in(dir, "x.npy"), path_in(dir, "p.npy"));
+    ck_assert_runs("evaluate %s --weights %s --data %s,%s --batch-size 1048576", m, tu_path(dir, "w.safetensors"),
+                   tu_path(dir, "x.npy"), tu_path(dir, "y.npy"));
+    ck_assert_runs("predict %s --weights %s --input %s --batch-size 1048576 -o %s", m, tu_path(dir, "w.safetensors"),
+                   tu_path(dir, "x.npy"), tu_path(dir, "p.npy"));
     double rss = children_max_rss_mib();
     ck_assert_msg(rss < 700, "a child of this test reached %.0f MiB: buffers for the whole batch?", rss);
 }

@@ -22,15 +22,6 @@
     ck_assert_msg(strstr((err).msg, (words)) != NULL, "error \"%s\" lacks \"%s\"", (err).msg, \
                   (words))
 
-static char *path_in(const char *dir, const char *file)
-{
-    static char bufs[8][4096];
-    static int next;
-    char *b = bufs[next++ % 8];
-    snprintf(b, sizeof bufs[0], "%s/%s", dir, file);
-    return b;
-}
-
 /* A safetensors file: u64 LE length of json, json, data. */
 static unsigned char *st_bytes(const char *json, const void *data, size_t dlen, size_t *len)
 {
@@ -79,7 +70,7 @@ static void put_f32(float *dst, const float *src, size_t n) { memcpy(dst, src, n
 START_TEST(st_roundtrip_exact)
 {
     const char *dir = tu_tmpdir("st_roundtrip");
-    const char *path = path_in(dir, "w.safetensors");
+    const char *path = tu_path(dir, "w.safetensors");
     kdh_tensor_list l;
     kdh_error err = {""};
     kdh_list_init(&l);
@@ -134,7 +125,7 @@ START_TEST(st_roundtrip_exact)
     ck_assert_ptr_null(kdh_list_get_meta(&r, "missing"));
 
     /* Writing the loaded list again gives the same bytes: deterministic. */
-    const char *path2 = path_in(dir, "w2.safetensors");
+    const char *path2 = tu_path(dir, "w2.safetensors");
     ck_assert_int_eq(kdh_safetensors_write_list(path2, &r, &err), 0);
     size_t flen2;
     char *file2 = tu_read(path2, &flen2);
@@ -158,7 +149,7 @@ START_TEST(st_reference_writer_bytes)
 
     kdh_tensor t = {.name = "attn.0", .dtype = KDH_F32, .rank = 3, .shape = {1, 2, 3},
                     .data = v, .nbytes = sizeof v};
-    const char *p = path_in(dir, "a.safetensors");
+    const char *p = tu_path(dir, "a.safetensors");
     ck_assert_int_eq(kdh_safetensors_write(p, &t, 1, NULL, 0, &err), 0);
     const char *json = "{\"attn.0\":{\"dtype\":\"F32\",\"shape\":[1,2,3],\"data_offsets\":[0,24]}}";
     ck_assert_uint_eq(strlen(json), 64);   /* already aligned: no padding */
@@ -173,7 +164,7 @@ START_TEST(st_reference_writer_bytes)
     /* Shorter name: 65 bytes of JSON padded with 7 spaces to 72. */
     kdh_tensor t2 = {.name = "attn0", .dtype = KDH_F32, .rank = 4, .shape = {1, 1, 2, 3},
                      .data = v, .nbytes = sizeof v};
-    p = path_in(dir, "b.safetensors");
+    p = tu_path(dir, "b.safetensors");
     ck_assert_int_eq(kdh_safetensors_write(p, &t2, 1, NULL, 0, &err), 0);
     want = st_bytes("{\"attn0\":{\"dtype\":\"F32\",\"shape\":[1,1,2,3],\"data_offsets\":[0,24]}}       ",
                     v, sizeof v, &want_len);
@@ -185,7 +176,7 @@ START_TEST(st_reference_writer_bytes)
     free(want);
 
     /* No tensors: "{}" and six spaces; metadata only: 40 bytes. */
-    p = path_in(dir, "c.safetensors");
+    p = tu_path(dir, "c.safetensors");
     ck_assert_int_eq(kdh_safetensors_write(p, NULL, 0, NULL, 0, &err), 0);
     got = tu_read(p, &got_len);
     ck_assert_uint_eq(got_len, 16);
@@ -225,7 +216,7 @@ START_TEST(st_reads_reference_layout)
     unsigned char *b = st_bytes(padded, data, sizeof data, &len);
 
     const char *dir = tu_tmpdir("st_refread");
-    const char *p = path_in(dir, "ref.safetensors");
+    const char *p = tu_path(dir, "ref.safetensors");
     ck_assert_int_eq(tu_write(p, b, len), 0);
     kdh_tensor_list l;
     kdh_error err = {""};
@@ -335,10 +326,10 @@ START_TEST(st_rejects_bad_files)
     const char *dir = tu_tmpdir("st_bad");
     ck_assert_int_eq(kdh_safetensors_read(dir, NULL, &l, &err), -1);
     ck_assert_err(err, "is a directory");
-    ck_assert_int_eq(kdh_safetensors_read(path_in(dir, "nope.safetensors"), NULL, &l, &err), -1);
+    ck_assert_int_eq(kdh_safetensors_read(tu_path(dir, "nope.safetensors"), NULL, &l, &err), -1);
     ck_assert_err(err, "cannot open");
     /* A FIFO with no writer would block a plain open() forever. */
-    const char *fifo = path_in(dir, "fifo.safetensors");
+    const char *fifo = tu_path(dir, "fifo.safetensors");
     ck_assert_int_eq(mkfifo(fifo, 0600), 0);
     ck_assert_int_eq(kdh_safetensors_read(fifo, NULL, &l, &err), -1);
     ck_assert_err(err, "not a regular file");
@@ -349,7 +340,7 @@ START_TEST(st_rejects_bad_files)
     ck_assert_err(err, "/dev/zero: not a regular file");
     unsigned char *ok = st_bytes("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
                                  "\0\0\x80\x3f", 4, &len);
-    const char *p = path_in(dir, "ok.safetensors");
+    const char *p = tu_path(dir, "ok.safetensors");
     ck_assert_int_eq(tu_write(p, ok, len), 0);
     kdh_read_opts small = {.max_bytes = 32};
     ck_assert_int_eq(kdh_safetensors_read(p, &small, &l, &err), -1);
@@ -364,7 +355,7 @@ END_TEST
 START_TEST(st_write_rejects_bad_input)
 {
     const char *dir = tu_tmpdir("st_wbad");
-    const char *p = path_in(dir, "w.safetensors");
+    const char *p = tu_path(dir, "w.safetensors");
     kdh_error err;
     float v[2] = {1, 2};
     kdh_tensor t[2] = {
@@ -464,7 +455,7 @@ static int good_writer(FILE *f, void *ctx, kdh_error *err)
 START_TEST(atomic_failure_keeps_old_file)
 {
     const char *dir = tu_tmpdir("atomic");
-    const char *p = path_in(dir, "ckpt.safetensors");
+    const char *p = tu_path(dir, "ckpt.safetensors");
     kdh_error err;
     float v[3] = {1, 2, 3};
     kdh_tensor t = {.name = "w", .dtype = KDH_F32, .rank = 1, .shape = {3}, .data = v, .nbytes = 12};
@@ -491,13 +482,13 @@ START_TEST(atomic_failure_keeps_old_file)
     free(after);
 
     /* Target is a directory: refused, nothing left behind. */
-    const char *sub = path_in(dir, "sub");
+    const char *sub = tu_path(dir, "sub");
     mkdir(sub, 0777);
     ck_assert_int_eq(kdh_atomic_write(sub, good_writer, "x", &err), -1);
     ck_assert_err(err, "is a directory");
     ck_assert_int_eq(count_temp_files(dir), 0);
     /* Directory does not exist. */
-    ck_assert_int_eq(kdh_atomic_write(path_in(dir, "no/such/f"), good_writer, "x", &err), -1);
+    ck_assert_int_eq(kdh_atomic_write(tu_path(dir, "no/such/f"), good_writer, "x", &err), -1);
     ck_assert_err(err, "cannot create a temporary file");
 
     /* Success replaces the content and gives a normal mode (umask applied). */
@@ -539,7 +530,7 @@ START_TEST(idx_plain_and_gzip)
     kdh_tensor t;
     kdh_error err;
     for (int gz = 0; gz < 2; gz++) {
-        const char *p = path_in(dir, gz ? "u8.gz" : "u8");
+        const char *p = tu_path(dir, gz ? "u8.gz" : "u8");
         ck_assert_int_eq(gz ? gzip_file(p, u8, sizeof u8) : tu_write(p, u8, sizeof u8), 0);
         ck_assert_msg(kdh_idx_read(p, NULL, &t, &err) == 0, "%s", err.msg);
         ck_assert_int_eq(t.dtype, KDH_U8);
@@ -550,7 +541,7 @@ START_TEST(idx_plain_and_gzip)
         ck_assert_int_eq(memcmp(t.data, u8 + 16, 12), 0);
         kdh_tensor_free(&t);
 
-        p = path_in(dir, gz ? "f32.gz" : "f32");
+        p = tu_path(dir, gz ? "f32.gz" : "f32");
         ck_assert_int_eq(gz ? gzip_file(p, f32, sizeof f32) : tu_write(p, f32, sizeof f32), 0);
         ck_assert_msg(kdh_idx_read(p, NULL, &t, &err) == 0, "%s", err.msg);
         ck_assert_int_eq(t.dtype, KDH_F32);
@@ -559,7 +550,7 @@ START_TEST(idx_plain_and_gzip)
         ck_assert_float_eq(((float *)t.data)[2], 0.0f);
         kdh_tensor_free(&t);
 
-        p = path_in(dir, gz ? "i32.gz" : "i32");
+        p = tu_path(dir, gz ? "i32.gz" : "i32");
         ck_assert_int_eq(gz ? gzip_file(p, i32, sizeof i32) : tu_write(p, i32, sizeof i32), 0);
         ck_assert_msg(kdh_idx_read(p, NULL, &t, &err) == 0, "%s", err.msg);
         ck_assert_int_eq(((int32_t *)t.data)[0], -2);
@@ -567,7 +558,7 @@ START_TEST(idx_plain_and_gzip)
         kdh_tensor_free(&t);
     }
     /* Two concatenated gzip members read as one stream, as gunzip does. */
-    const char *p = path_in(dir, "two.gz");
+    const char *p = tu_path(dir, "two.gz");
     gzFile g = gzopen(p, "wb");
     gzwrite(g, u8, 10);
     gzclose(g);
@@ -582,7 +573,7 @@ END_TEST
 
 static kdh_error idx_fail(const char *dir, const char *name, const void *data, size_t len, int gz)
 {
-    const char *p = path_in(dir, name);
+    const char *p = tu_path(dir, name);
     ck_assert_int_eq(gz ? gzip_file(p, data, len) : tu_write(p, data, len), 0);
     kdh_tensor t;
     kdh_error err = {""};
@@ -625,20 +616,20 @@ START_TEST(idx_rejects_bad_files)
     unsigned char img[16 + 4096];
     memcpy(img, "\0\0\x08\x03\0\0\0\x04\0\0\0\x20\0\0\0\x20", 16);
     for (int i = 0; i < 4096; i++) img[16 + i] = (unsigned char)(i * 7919 % 251);
-    const char *whole = path_in(dir, "whole.gz");
+    const char *whole = tu_path(dir, "whole.gz");
     ck_assert_int_eq(gzip_file(whole, img, sizeof img), 0);
     size_t gzlen;
     char *gzb = tu_read(whole, &gzlen);
     ck_assert_uint_gt(gzlen, 100);
     for (size_t cut = gzlen / 2; cut < gzlen; cut += (gzlen - cut + 1) / 2) {
-        const char *p = path_in(dir, "cut.gz");
+        const char *p = tu_path(dir, "cut.gz");
         ck_assert_int_eq(tu_write(p, gzb, cut), 0);
         kdh_tensor t;
         ck_assert_msg(kdh_idx_read(p, NULL, &t, &err) == -1, "cut at %zu of %zu accepted", cut, gzlen);
         ck_assert_err(err, "truncated gzip stream");
     }
     gzb[gzlen - 6] ^= 0x55;   /* inside the CRC-32 of the trailer */
-    const char *p = path_in(dir, "crc.gz");
+    const char *p = tu_path(dir, "crc.gz");
     ck_assert_int_eq(tu_write(p, gzb, gzlen), 0);
     kdh_tensor t;
     ck_assert_int_eq(kdh_idx_read(p, NULL, &t, &err), -1);
@@ -709,14 +700,14 @@ START_TEST(idx_mnist_label_checks)
     const char *dir = tu_tmpdir("mnist_small");
     unsigned char img[16 + 8] = {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2};
     unsigned char lab[8 + 2] = {0, 0, 8, 1, 0, 0, 0, 2, 3, 12};
-    ck_assert_int_eq(tu_write(path_in(dir, "train-images-idx3-ubyte"), img, sizeof img), 0);
-    ck_assert_int_eq(gzip_file(path_in(dir, "train-labels-idx1-ubyte.gz"), lab, sizeof lab), 0);
+    ck_assert_int_eq(tu_write(tu_path(dir, "train-images-idx3-ubyte"), img, sizeof img), 0);
+    ck_assert_int_eq(gzip_file(tu_path(dir, "train-labels-idx1-ubyte.gz"), lab, sizeof lab), 0);
     kdh_tensor i, l;
     kdh_error err;
     ck_assert_int_eq(kdh_mnist_read(dir, "train", NULL, &i, &l, &err), -1);
     ck_assert_err(err, "label 12 at index 1 is outside 0..9");
     lab[9] = 4;
-    ck_assert_int_eq(gzip_file(path_in(dir, "train-labels-idx1-ubyte.gz"), lab, sizeof lab), 0);
+    ck_assert_int_eq(gzip_file(tu_path(dir, "train-labels-idx1-ubyte.gz"), lab, sizeof lab), 0);
     ck_assert_msg(kdh_mnist_read(dir, "train", NULL, &i, &l, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(((uint8_t *)l.data)[1], 4);
     kdh_tensor_free(&i);
@@ -725,7 +716,7 @@ START_TEST(idx_mnist_label_checks)
     unsigned char lab3[11];
     memcpy(lab3, lab, 10);
     lab3[10] = 0;
-    ck_assert_int_eq(gzip_file(path_in(dir, "train-labels-idx1-ubyte.gz"), lab3, sizeof lab3), 0);
+    ck_assert_int_eq(gzip_file(tu_path(dir, "train-labels-idx1-ubyte.gz"), lab3, sizeof lab3), 0);
     ck_assert_int_eq(kdh_mnist_read(dir, "train", NULL, &i, &l, &err), -1);
     ck_assert_err(err, "3 labels for 2 images");
 }
@@ -755,7 +746,7 @@ static unsigned char *npy_bytes(int major, const char *dict, const void *data, s
 START_TEST(npy_roundtrip_exact)
 {
     const char *dir = tu_tmpdir("npy");
-    const char *p = path_in(dir, "x.npy");
+    const char *p = tu_path(dir, "x.npy");
     kdh_error err;
     float v[6] = {1, -2, 3.5f, 0, 1e-20f, 7};
     kdh_tensor t = {.dtype = KDH_F32, .rank = 2, .shape = {2, 3}, .data = v, .nbytes = sizeof v};
@@ -964,7 +955,7 @@ static kdh_error csv_fail(const char *text)
 START_TEST(csv_reads_numbers)
 {
     const char *dir = tu_tmpdir("csv");
-    const char *p = path_in(dir, "d.csv");
+    const char *p = tu_path(dir, "d.csv");
     const char *text = "\xEF\xBB\xBFx1, \"x 2\" ,y\r\n1,2.5,-3\r\n\r\n 4e2 ,\"-0.5\",.25\r\n+6,7.,1E-3";
     ck_assert_int_eq(tu_write(p, text, strlen(text)), 0);
     kdh_tensor t;
@@ -1037,7 +1028,7 @@ START_TEST(csv_rejects_bad_files)
 
     const char *dir = tu_tmpdir("csv_bad");
     kdh_tensor t;
-    ck_assert_int_eq(kdh_csv_read(path_in(dir, "missing.csv"), NULL, &t, NULL, &err), -1);
+    ck_assert_int_eq(kdh_csv_read(tu_path(dir, "missing.csv"), NULL, &t, NULL, &err), -1);
     ck_assert_err(err, "missing.csv: cannot open");
 }
 END_TEST

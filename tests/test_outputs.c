@@ -36,38 +36,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static char *path_in(const char *dir, const char *file)
-{
-    static char bufs[16][4096];
-    static int next;
-    char *b = bufs[next++ % 16], tmp[sizeof bufs[0]];
-    snprintf(tmp, sizeof tmp, "%s/%s", dir, file);   /* dir may be an earlier result */
-    memcpy(b, tmp, sizeof tmp);
-    return b;
-}
-
-/* Runs `kdslc ARGS` through the shell; exit status, stdout+stderr in *out. */
-static int kdslc(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int kdslc(char **out, const char *fmt, ...)
-{
-    char args[12288], cmd[16384];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s", tu_kdslc(), args);
-    char *o = NULL;
-    int rc = tu_run(cmd, &o);
-    if (out) *out = o;
-    else free(o);
-    return rc;
-}
-
-#define ck_assert_has(text, words) \
-    ck_assert_msg(strstr((text), (words)) != NULL, "output lacks \"%s\":\n%s", (words), (text))
-#define ck_assert_lacks(text, words) \
-    ck_assert_msg(strstr((text), (words)) == NULL, "output has \"%s\":\n%s", (words), (text))
-
 /* kdslc fails with `code`, its output has every one of the words (NULL-ended),
  * and no sanitizer spoke. */
 static void expect_failure(int code, const char *const *words, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -79,7 +47,7 @@ static void expect_failure(int code, const char *const *words, const char *fmt, 
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
     char *out;
-    int rc = kdslc(&out, "%s", args);
+    int rc = tu_kdslc_run(&out, "%s", args);
     ck_assert_msg(rc == code, "kdslc %s: exit %d, expected %d:\n%s", args, rc, code, out);
     for (; *words; words++) ck_assert_has(out, *words);
     ck_assert_lacks(out, "Sanitizer");
@@ -129,7 +97,7 @@ static const char *model_file(void) { return tu_src("samples/linear_regression.k
 
 static const char *make_data(const char *dir)
 {
-    const char *p = path_in(dir, "d.csv");
+    const char *p = tu_path(dir, "d.csv");
     FILE *f = fopen(p, "w");
     ck_assert_ptr_nonnull(f);
     fputs("x,y\n", f);
@@ -146,7 +114,7 @@ static const char *copy_model(const char *dir)
     size_t n;
     char *text = tu_read(model_file(), &n);
     ck_assert_ptr_nonnull(text);
-    const char *p = path_in(dir, "m.kdsl");
+    const char *p = tu_path(dir, "m.kdsl");
     ck_assert_int_eq(tu_write(p, text, n), 0);
     free(text);
     return p;
@@ -163,13 +131,13 @@ START_TEST(overlapping_paths_are_refused)
 
     /* compile -o the source, directly and through a symbolic link */
     expect_failure(2, W("-o", "would overwrite the model source", m), "compile %s -o %s", m, m);
-    ck_assert_int_eq(symlink("m.kdsl", path_in(dir, "alias.c")), 0);
-    expect_failure(2, W("alias.c", "the same file"), "compile %s -o %s", m, path_in(dir, "alias.c"));
+    ck_assert_int_eq(symlink("m.kdsl", tu_path(dir, "alias.c")), 0);
+    expect_failure(2, W("alias.c", "the same file"), "compile %s -o %s", m, tu_path(dir, "alias.c"));
     assert_content(m, source);
-    ck_assert_int_ne(access(path_in(dir, "alias.h"), F_OK), 0);
+    ck_assert_int_ne(access(tu_path(dir, "alias.h"), F_OK), 0);
 
     /* predict -o its input */
-    const char *x = path_in(dir, "x.npy");
+    const char *x = tu_path(dir, "x.npy");
     float v[4] = {1, 2, 3, 4};
     kdh_tensor t = {.dtype = KDH_F32, .rank = 2, .shape = {4, 1}, .data = v, .nbytes = sizeof v};
     kdh_error err;
@@ -177,7 +145,7 @@ START_TEST(overlapping_paths_are_refused)
     size_t xlen;
     char *xbytes = tu_read(x, &xlen);
     expect_failure(2, W("-o", "--input", "would overwrite"), "predict %s --weights %s --input %s -o %s", m,
-                                                     path_in(dir, "w.st"), x, x);
+                                                     tu_path(dir, "w.st"), x, x);
     char *after = tu_read(x, NULL);
     ck_assert_int_eq(memcmp(after, xbytes, xlen), 0);
     free(after);
@@ -185,15 +153,15 @@ START_TEST(overlapping_paths_are_refused)
 
     /* train: --history = --checkpoint, --save = --checkpoint, --history = --weights, --save = --data;
      * a hard link is the same file too */
-    const char *ck = path_in(dir, "run.ckpt");
+    const char *ck = tu_path(dir, "run.ckpt");
     expect_failure(2, W("--checkpoint", "--history", "are the same file"), "train %s --data %s --checkpoint %s --history %s", m, data, ck, ck);
     expect_failure(2, W("--save", "--checkpoint"), "train %s --data %s --checkpoint %s --save %s", m, data, ck, ck);
-    put(path_in(dir, "w0.st"), "weights");
+    put(tu_path(dir, "w0.st"), "weights");
     expect_failure(2, W("--history", "would overwrite --weights"), "train %s --data %s --weights %s --history %s", m, data,
-                                                         path_in(dir, "w0.st"), path_in(dir, "w0.st"));
-    assert_content(path_in(dir, "w0.st"), "weights");
-    ck_assert_int_eq(link(data, path_in(dir, "hard.csv")), 0);
-    expect_failure(2, W("--data", "hard.csv"), "train %s --data %s --history %s", m, data, path_in(dir, "hard.csv"));
+                                                         tu_path(dir, "w0.st"), tu_path(dir, "w0.st"));
+    assert_content(tu_path(dir, "w0.st"), "weights");
+    ck_assert_int_eq(link(data, tu_path(dir, "hard.csv")), 0);
+    expect_failure(2, W("--data", "hard.csv"), "train %s --data %s --history %s", m, data, tu_path(dir, "hard.csv"));
     expect_failure(2, W("the model source"), "train %s --data %s --save %s", m, data, m);
     assert_content(m, source);
     ck_assert_int_ne(access(ck, F_OK), 0);
@@ -207,7 +175,7 @@ START_TEST(save_in_a_missing_directory_fails_before_training)
     const char *dir = tu_tmpdir("out-missing");
     const char *data = make_data(dir);
     char *out;
-    int rc = kdslc(&out, "train %s --data %s --epochs 3 --save %s/no/such/dir/w.st", model_file(), data, dir);
+    int rc = tu_kdslc_run(&out, "train %s --data %s --epochs 3 --save %s/no/such/dir/w.st", model_file(), data, dir);
     ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
     ck_assert_has(out, "--save");
     ck_assert_has(out, "no/such/dir");
@@ -225,15 +193,15 @@ END_TEST
 START_TEST(directory_as_output_writes_nothing)
 {
     const char *dir = tu_tmpdir("out-dir");
-    const char *adir = path_in(dir, "adir");
+    const char *adir = tu_path(dir, "adir");
     ck_assert_int_eq(mkdir(adir, 0777), 0);
     expect_failure(1, W("adir", "is a directory"), "compile %s -o %s", model_file(), adir);
-    ck_assert_int_ne(access(path_in(dir, "adir.h"), F_OK), 0);
+    ck_assert_int_ne(access(tu_path(dir, "adir.h"), F_OK), 0);
     ck_assert_int_eq(count_temps(dir), 0);
     /* model.h a directory: model.c is not written either */
-    ck_assert_int_eq(mkdir(path_in(dir, "model.h"), 0777), 0);
-    expect_failure(1, W("model.h", "is a directory"), "compile %s -o %s", model_file(), path_in(dir, "model.c"));
-    ck_assert_int_ne(access(path_in(dir, "model.c"), F_OK), 0);
+    ck_assert_int_eq(mkdir(tu_path(dir, "model.h"), 0777), 0);
+    expect_failure(1, W("model.h", "is a directory"), "compile %s -o %s", model_file(), tu_path(dir, "model.c"));
+    ck_assert_int_ne(access(tu_path(dir, "model.c"), F_OK), 0);
 }
 END_TEST
 
@@ -242,30 +210,30 @@ END_TEST
 START_TEST(symlink_target_is_replaced_and_link_kept)
 {
     const char *dir = tu_tmpdir("out-symlink");
-    const char *real = path_in(dir, "real");
+    const char *real = tu_path(dir, "real");
     ck_assert_int_eq(mkdir(real, 0777), 0);
-    put(path_in(real, "gen.c"), "old\n");
-    ck_assert_int_eq(symlink("real/gen.c", path_in(dir, "link.c")), 0);
+    put(tu_path(real, "gen.c"), "old\n");
+    ck_assert_int_eq(symlink("real/gen.c", tu_path(dir, "link.c")), 0);
     char *out;
-    int rc = kdslc(&out, "compile %s -o %s", model_file(), path_in(dir, "link.c"));
+    int rc = tu_kdslc_run(&out, "compile %s -o %s", model_file(), tu_path(dir, "link.c"));
     ck_assert_msg(rc == 0, "%s", out);
     free(out);
     struct stat st;
-    ck_assert_int_eq(lstat(path_in(dir, "link.c"), &st), 0);
+    ck_assert_int_eq(lstat(tu_path(dir, "link.c"), &st), 0);
     ck_assert_msg(S_ISLNK(st.st_mode), "the link was replaced by a file");
-    ck_assert_msg(starts_with(path_in(real, "gen.c"), "/*"), "the target does not hold the generated C");
+    ck_assert_msg(starts_with(tu_path(real, "gen.c"), "/*"), "the target does not hold the generated C");
     ck_assert_int_eq(count_temps(dir), 0);
     ck_assert_int_eq(count_temps(real), 0);
 
     /* a dangling link: the file it points at is created */
-    ck_assert_int_eq(symlink("real/new.st", path_in(dir, "w.st")), 0);
+    ck_assert_int_eq(symlink("real/new.st", tu_path(dir, "w.st")), 0);
     const char *data = make_data(dir);
-    rc = kdslc(&out, "train %s --data %s --epochs 1 --save %s", model_file(), data, path_in(dir, "w.st"));
+    rc = tu_kdslc_run(&out, "train %s --data %s --epochs 1 --save %s", model_file(), data, tu_path(dir, "w.st"));
     ck_assert_msg(rc == 0, "%s", out);
     free(out);
-    ck_assert_int_eq(lstat(path_in(dir, "w.st"), &st), 0);
+    ck_assert_int_eq(lstat(tu_path(dir, "w.st"), &st), 0);
     ck_assert(S_ISLNK(st.st_mode));
-    ck_assert_int_eq(stat(path_in(real, "new.st"), &st), 0);
+    ck_assert_int_eq(stat(tu_path(real, "new.st"), &st), 0);
     ck_assert(S_ISREG(st.st_mode) && st.st_size > 0);
 }
 END_TEST
@@ -273,14 +241,14 @@ END_TEST
 START_TEST(mode_of_replaced_file_is_kept)
 {
     const char *dir = tu_tmpdir("out-mode");
-    const char *c = path_in(dir, "model.c"), *h = path_in(dir, "model.h");
+    const char *c = tu_path(dir, "model.c"), *h = tu_path(dir, "model.h");
     put(c, "old c\n");
     put(h, "old h\n");
     ck_assert_int_eq(chmod(c, 0600), 0);
     ck_assert_int_eq(chmod(h, 0640), 0);
     mode_t old = umask(027);   /* the child's: a new file gets 0666 & ~027 = 0640 */
     char *out;
-    int rc = kdslc(&out, "compile %s -o %s", model_file(), c);
+    int rc = tu_kdslc_run(&out, "compile %s -o %s", model_file(), c);
     ck_assert_msg(rc == 0, "%s", out);
     free(out);
     struct stat st;
@@ -290,8 +258,8 @@ START_TEST(mode_of_replaced_file_is_kept)
     ck_assert_int_eq(st.st_mode & 07777, 0640);
     ck_assert(starts_with(c, "/*"));
 
-    const char *c2 = path_in(dir, "fresh.c");
-    rc = kdslc(&out, "compile %s -o %s", model_file(), c2);
+    const char *c2 = tu_path(dir, "fresh.c");
+    rc = tu_kdslc_run(&out, "compile %s -o %s", model_file(), c2);
     umask(old);
     ck_assert_msg(rc == 0, "%s", out);
     free(out);
@@ -306,14 +274,14 @@ START_TEST(name_of_250_bytes_works)
     char name[251];
     memset(name, 'n', 248);
     memcpy(name + 248, ".c", 3);
-    const char *c = path_in(dir, name);
+    const char *c = tu_path(dir, name);
     char *out;
-    int rc = kdslc(&out, "compile %s -o %s", model_file(), c);
+    int rc = tu_kdslc_run(&out, "compile %s -o %s", model_file(), c);
     ck_assert_msg(rc == 0, "%s", out);
     free(out);
     ck_assert(starts_with(c, "/*"));
     name[249] = 'h';
-    ck_assert(starts_with(path_in(dir, name), "/*"));
+    ck_assert(starts_with(tu_path(dir, name), "/*"));
     ck_assert_int_eq(count_temps(dir), 0);
 }
 END_TEST
@@ -347,7 +315,7 @@ START_TEST(stale_temporary_is_reclaimed)
     put(live, "being written");
     put(other, "someone else's");
     char *out;
-    int rc = kdslc(&out, "compile %s -o %s", model_file(), path_in(dir, "model.c"));
+    int rc = tu_kdslc_run(&out, "compile %s -o %s", model_file(), tu_path(dir, "model.c"));
     ck_assert_msg(rc == 0, "%s", out);
     free(out);
     ck_assert_msg(access(stale, F_OK) != 0, "the stale temporary is still there");
@@ -366,7 +334,7 @@ static pid_t spawn_train(const char *dir, const char *data, const char *ckpt, un
     char ms[32], ep[32];
     snprintf(ms, sizeof ms, "%u", step_ms);
     snprintf(ep, sizeof ep, "%d", epochs);
-    const char *outp = path_in(dir, "train.out"), *errp = path_in(dir, "train.err");
+    const char *outp = tu_path(dir, "train.out"), *errp = tu_path(dir, "train.err");
     pid_t pid = fork();
     ck_assert_int_ne(pid, -1);
     if (pid == 0) {
@@ -378,7 +346,7 @@ static pid_t spawn_train(const char *dir, const char *data, const char *ckpt, un
         /* a new process group, as a shell gives a job, so that a terminal's ^C reaches only us */
         setpgid(0, 0);
         execl(tu_kdslc(), tu_kdslc(), "train", model_file(), "--data", data, "--epochs", ep, "--checkpoint", ckpt,
-              "--history", path_in(dir, "h.csv"), "--save", path_in(dir, "w.st"), (char *)NULL);
+              "--history", tu_path(dir, "h.csv"), "--save", tu_path(dir, "w.st"), (char *)NULL);
         _exit(127);
     }
     return pid;
@@ -406,14 +374,14 @@ static void stop_with(int sig, const char *name, int code)
     char tag[32];
     snprintf(tag, sizeof tag, "out-%s", name);
     const char *dir = tu_tmpdir(tag);
-    const char *data = make_data(dir), *ckpt = path_in(dir, "run.ckpt");
+    const char *data = make_data(dir), *ckpt = tu_path(dir, "run.ckpt");
     pid_t pid = spawn_train(dir, data, ckpt, 20, 1000);   /* ~80 ms an epoch, for ever */
     wait_for_file(ckpt);
     sleep_s(0.25);
     kill(pid, sig);
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    char *err = tu_read(path_in(dir, "train.err"), NULL);
+    char *err = tu_read(tu_path(dir, "train.err"), NULL);
     ck_assert_msg(WIFEXITED(status), "kdslc died of signal %d instead of stopping:\n%s", WIFSIGNALED(status) ? WTERMSIG(status) : 0, err);
     ck_assert_msg(WEXITSTATUS(status) == code, "exit %d, expected %d:\n%s", WEXITSTATUS(status), code, err);
     ck_assert_has(err, "kdslc: error: training stopped by");
@@ -424,10 +392,10 @@ static void stop_with(int sig, const char *name, int code)
     ck_assert_lacks(err, "Sanitizer");
     free(err);
     ck_assert_int_eq(count_temps(dir), 0);
-    ck_assert_int_ne(access(path_in(dir, "w.st"), F_OK), 0);
+    ck_assert_int_ne(access(tu_path(dir, "w.st"), F_OK), 0);
     /* the checkpoint is whole: a run resumes from it */
     char *out;
-    int rc = kdslc(&out, "train %s --data %s --epochs 1000 --resume %s --epochs 1", model_file(), data, ckpt);
+    int rc = tu_kdslc_run(&out, "train %s --data %s --epochs 1000 --resume %s --epochs 1", model_file(), data, ckpt);
     ck_assert_msg(rc == 0, "%s", out);
     ck_assert_has(out, "epochs done already");
     free(out);
@@ -451,7 +419,7 @@ END_TEST
 START_TEST(sigkill_leaves_at_most_one_temporary_per_output)
 {
     const char *dir = tu_tmpdir("out-sigkill");
-    const char *data = make_data(dir), *ckpt = path_in(dir, "run.ckpt");
+    const char *data = make_data(dir), *ckpt = tu_path(dir, "run.ckpt");
     srand(29);
     for (int round = 0; round < 6; round++) {
         pid_t pid = spawn_train(dir, data, ckpt, 1, 100000);   /* a checkpoint every few ms */
@@ -468,8 +436,8 @@ START_TEST(sigkill_leaves_at_most_one_temporary_per_output)
         kdh_list_free(&l);
     }
     char *out;
-    int rc = kdslc(&out, "train %s --data %s --epochs 1 --checkpoint %s --history %s", model_file(), data,
-                   path_in(dir, "run.ckpt"), path_in(dir, "h.csv"));
+    int rc = tu_kdslc_run(&out, "train %s --data %s --epochs 1 --checkpoint %s --history %s", model_file(), data,
+                   tu_path(dir, "run.ckpt"), tu_path(dir, "h.csv"));
     ck_assert_msg(rc == 0, "%s", out);
     free(out);
     ck_assert_int_eq(count_temps(dir), 0);
@@ -483,14 +451,14 @@ START_TEST(full_disk_keeps_both_old_files)
     const char *shim = getenv("KDSL_ENOSPC_SHIM");
     ck_assert_msg(shim && *shim, "KDSL_ENOSPC_SHIM is not set (tests/meson.build)");
     const char *dir = tu_tmpdir("out-enospc");
-    const char *c = path_in(dir, "model.c"), *h = path_in(dir, "model.h");
+    const char *c = tu_path(dir, "model.c"), *h = tu_path(dir, "model.h");
     const char *fails[] = {"model.h", "model.c"};
     for (int k = 0; k < 2; k++) {
         put(c, "old model.c\n");
         put(h, "old model.h\n");
         char *out;
         /* ASan wants to come first among the libraries; the shim does not use it */
-        int rc = kdslc(&out, "compile %s -o %s", model_file(), c);
+        int rc = tu_kdslc_run(&out, "compile %s -o %s", model_file(), c);
         ck_assert_msg(rc == 0, "%s", out);   /* without the shim: fine */
         free(out);
         put(c, "old model.c\n");
@@ -503,7 +471,7 @@ START_TEST(full_disk_keeps_both_old_files)
         rc = tu_run(cmd, &out);
         ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
         ck_assert_has(out, "kdslc: error: ");
-        ck_assert_has(out, path_in(dir, fails[k]));
+        ck_assert_has(out, tu_path(dir, fails[k]));
         ck_assert_has(out, "No space left on device");
         ck_assert_lacks(out, "Sanitizer");
         free(out);
@@ -512,7 +480,7 @@ START_TEST(full_disk_keeps_both_old_files)
         ck_assert_int_eq(count_temps(dir), 0);
     }
     /* a checkpoint write on a full disk: training stops, naming the file */
-    const char *data = make_data(dir), *ckpt = path_in(dir, "run.ckpt");
+    const char *data = make_data(dir), *ckpt = tu_path(dir, "run.ckpt");
     put(ckpt, "old checkpoint");
     char cmd[8192];
     snprintf(cmd, sizeof cmd,
@@ -557,19 +525,19 @@ START_TEST(non_finite_results_are_errors)
     kdh_tensor t[2] = {{.name = "w", .dtype = KDH_F32, .rank = 2, .shape = {1, 1}, .data = &w, .nbytes = 4},
                        {.name = "b", .dtype = KDH_F32, .rank = 1, .shape = {1}, .data = &b, .nbytes = 4}};
     kdh_error err;
-    const char *wp = path_in(dir, "w.st");
+    const char *wp = tu_path(dir, "w.st");
     ck_assert_msg(kdh_safetensors_write(wp, t, 2, NULL, 0, &err) == 0, "%s", err.msg);
-    const char *data = path_in(dir, "d.csv");
+    const char *data = tu_path(dir, "d.csv");
     put(data, "x,y\n0.5,1\n0.25,1\n10,1\n20,1\n0,1\n");
     expect_failure(1, W("NaN or infinite", "2 of 5 samples", "samples 2 to 3"), "evaluate %s --weights %s --data %s",
                                                                        model_file(), wp, data);
     float x[3] = {0, 10, 1};
     kdh_tensor xt = {.dtype = KDH_F32, .rank = 2, .shape = {3, 1}, .data = x, .nbytes = sizeof x};
-    const char *xp = path_in(dir, "x.npy");
+    const char *xp = tu_path(dir, "x.npy");
     ck_assert_msg(kdh_npy_write(xp, &xt, &err) == 0, "%s", err.msg);
     expect_failure(1, W("the model's output is NaN or infinite", "sample 1"), "predict %s --weights %s --input %s -o %s",
-                                                                      model_file(), wp, xp, path_in(dir, "y.npy"));
-    ck_assert_int_ne(access(path_in(dir, "y.npy"), F_OK), 0);
+                                                                      model_file(), wp, xp, tu_path(dir, "y.npy"));
+    ck_assert_int_ne(access(tu_path(dir, "y.npy"), F_OK), 0);
     expect_failure(1, W("sample 1"), "predict %s --weights %s --input %s", model_file(), wp, xp);
 }
 END_TEST
@@ -578,9 +546,9 @@ END_TEST
 START_TEST(fifo_inputs_do_not_hang)
 {
     const char *dir = tu_tmpdir("out-fifo");
-    const char *fifo = path_in(dir, "fifo.kdsl");
+    const char *fifo = tu_path(dir, "fifo.kdsl");
     ck_assert_int_eq(mkfifo(fifo, 0666), 0);
-    const char *csv = path_in(dir, "fifo.csv"), *st = path_in(dir, "fifo.st");
+    const char *csv = tu_path(dir, "fifo.csv"), *st = tu_path(dir, "fifo.st");
     ck_assert_int_eq(mkfifo(csv, 0666), 0);
     ck_assert_int_eq(mkfifo(st, 0666), 0);
     const char *runs[][2] = {

@@ -28,47 +28,6 @@
 
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
 
-static char *path_in(const char *dir, const char *file)
-{
-    static char bufs[16][4096];
-    static int next;
-    char *b = bufs[next++ % 16];
-    snprintf(b, sizeof bufs[0], "%s/%s", dir, file);
-    return b;
-}
-
-/* Runs `kdslc ARGS`; returns the exit status, output in *out (free it). */
-static int kdslc(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int kdslc(char **out, const char *fmt, ...)
-{
-    char args[8192], cmd[12288];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s", tu_kdslc(), args);
-    char *o = NULL;
-    int rc = tu_run(cmd, &o);
-    if (out) *out = o;
-    else free(o);
-    return rc;
-}
-
-#define ck_assert_has(text, words) \
-    ck_assert_msg(strstr((text), (words)) != NULL, "output lacks \"%s\":\n%s", (words), (text))
-
-/* Asserts kdslc failed with `code` and a message with `words`. */
-#define ck_assert_fails(code, words, ...)                                                            \
-    do {                                                                                             \
-        char *out_;                                                                                  \
-        int rc_ = kdslc(&out_, __VA_ARGS__);                                                         \
-        ck_assert_msg(rc_ == (code), "exit %d, expected %d:\n%s", rc_, (code), out_);                \
-        ck_assert_has(out_, words);                                                                  \
-        ck_assert_msg(strstr(out_, "Sanitizer") == NULL && strstr(out_, "runtime error") == NULL,    \
-                      "sanitizer report:\n%s", out_);                                                \
-        free(out_);                                                                                  \
-    } while (0)
-
 static void write_npy_f32(const char *path, int rank, const int64_t *shape, const float *v)
 {
     kdh_tensor t;
@@ -121,8 +80,8 @@ static void make_classes(const char *dir, int n)
         y[i] = a > 0 ? (b > 0 ? 0 : 1) : 2;
     }
     int64_t xs[2] = {n, 8};
-    write_npy_f32(path_in(dir, "x.npy"), 2, xs, x);
-    write_npy_i64(path_in(dir, "y.npy"), n, y);
+    write_npy_f32(tu_path(dir, "x.npy"), 2, xs, x);
+    write_npy_i64(tu_path(dir, "y.npy"), n, y);
     free(x);
     free(y);
 }
@@ -148,9 +107,9 @@ static void steps_match_torch_with(const char *program, const char *name, const 
     const char *what[4] = {"", "_x.npy", "_y.npy", "_init.safetensors"};
     for (int i = 0; i < 4; i++) snprintf(fx[i], sizeof fx[i], "%s/tests/fixtures/%s%s", tu_source_root(), name, what[i]);
     snprintf(fx[0], sizeof fx[0], "%s/tests/fixtures/%s", tu_source_root(), program);
-    const char *out = path_in(dir, "after.safetensors");
+    const char *out = tu_path(dir, "after.safetensors");
     char *log;
-    int rc = kdslc(&log, "train %s.kdsl --data %s,%s --weights %s --save %s --batch-size 8 %s", fx[0], fx[1], fx[2], fx[3],
+    int rc = tu_kdslc_run(&log, "train %s.kdsl --data %s,%s --weights %s --save %s --batch-size 8 %s", fx[0], fx[1], fx[2], fx[3],
                    out, flags);
     ck_assert_msg(rc == 0, "kdslc failed:\n%s", log);
     ck_assert_has(log, "samples/s");
@@ -209,13 +168,13 @@ START_TEST(evaluate_and_predict)
     const char *dir = tu_tmpdir("evaluate");
     const char *fx = tu_src("tests/fixtures/sgd_mlp");
     char *out;
-    int rc = kdslc(&out, "evaluate %s.kdsl --weights %s_init.safetensors --data %s_x.npy,%s_y.npy", fx, fx, fx, fx);
+    int rc = tu_kdslc_run(&out, "evaluate %s.kdsl --weights %s_init.safetensors --data %s_x.npy,%s_y.npy", fx, fx, fx, fx);
     ck_assert_msg(rc == 0, "%s", out);
     ck_assert_has(out, "loss: 1.0938 - accuracy: ");   /* make_fixtures.py: sgd_mlp loss 1.093798 */
     free(out);
 
-    const char *y = path_in(dir, "y.npy");
-    rc = kdslc(&out, "predict %s.kdsl --weights %s_init.safetensors --input %s_x.npy -o %s", fx, fx, fx, y);
+    const char *y = tu_path(dir, "y.npy");
+    rc = tu_kdslc_run(&out, "predict %s.kdsl --weights %s_init.safetensors --input %s_x.npy -o %s", fx, fx, fx, y);
     ck_assert_msg(rc == 0, "%s", out);
     free(out);
     kdh_tensor t;
@@ -271,19 +230,19 @@ START_TEST(kill_and_resume_is_bit_identical)
     make_classes(dir, 512);   /* 32 steps of 16 per epoch */
     const char *model = tu_src("tests/fixtures/resume_mlp.kdsl");
     char data[4096];
-    snprintf(data, sizeof data, "%s,%s", path_in(dir, "x.npy"), path_in(dir, "y.npy"));
-    const char *whole = path_in(dir, "whole.safetensors"), *resumed = path_in(dir, "resumed.safetensors");
-    const char *ckpt = path_in(dir, "run.ckpt"), *ckpt_whole = path_in(dir, "whole.ckpt");
+    snprintf(data, sizeof data, "%s,%s", tu_path(dir, "x.npy"), tu_path(dir, "y.npy"));
+    const char *whole = tu_path(dir, "whole.safetensors"), *resumed = tu_path(dir, "resumed.safetensors");
+    const char *ckpt = tu_path(dir, "run.ckpt"), *ckpt_whole = tu_path(dir, "whole.ckpt");
 
     char *out;
-    int rc = kdslc(&out, "train %s --data %s --save %s --checkpoint %s", model, data, whole, ckpt_whole);
+    int rc = tu_kdslc_run(&out, "train %s --data %s --save %s --checkpoint %s", model, data, whole, ckpt_whole);
     ck_assert_msg(rc == 0, "%s", out);
     ck_assert_has(out, "Epoch 3/3");
     free(out);
 
     /* Slow steps (15 ms: about 0.5 s an epoch); kill once epoch 1's checkpoint
      * is there and epoch 2 is under way. */
-    pid_t pid = spawn_slow_train(model, data, ckpt, path_in(dir, "never.safetensors"));
+    pid_t pid = spawn_slow_train(model, data, ckpt, tu_path(dir, "never.safetensors"));
     struct stat st;
     double waited = 0;
     while (stat(ckpt, &st) != 0 && waited < 300) {
@@ -296,7 +255,7 @@ START_TEST(kill_and_resume_is_bit_identical)
     int status;
     waitpid(pid, &status, 0);
     ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the run ended before it was killed");
-    ck_assert_int_ne(access(path_in(dir, "never.safetensors"), F_OK), 0);
+    ck_assert_int_ne(access(tu_path(dir, "never.safetensors"), F_OK), 0);
 
     kdh_tensor_list l = read_st(ckpt);
     ck_assert_str_eq(kdh_list_get_meta(&l, "kdsl.epoch"), "1");
@@ -305,8 +264,8 @@ START_TEST(kill_and_resume_is_bit_identical)
     ck_assert_ptr_nonnull(kdh_list_find(&l, "dense_1/bias/adam_v"));
     kdh_list_free(&l);
 
-    rc = kdslc(&out, "train %s --data %s --resume %s --checkpoint %s --save %s --history %s", model, data, ckpt, ckpt,
-               resumed, path_in(dir, "h.csv"));
+    rc = tu_kdslc_run(&out, "train %s --data %s --resume %s --checkpoint %s --save %s --history %s", model, data, ckpt, ckpt,
+               resumed, tu_path(dir, "h.csv"));
     ck_assert_msg(rc == 0, "%s", out);
     ck_assert_has(out, "Resuming from");
     ck_assert_msg(strstr(out, "Epoch 1/3") == NULL, "the resumed run repeated epoch 1:\n%s", out);
@@ -316,7 +275,7 @@ START_TEST(kill_and_resume_is_bit_identical)
     ck_assert_msg(same_file(ckpt, ckpt_whole), "the final checkpoints differ");
 
     /* The history carries epoch 1 over from the checkpoint. */
-    char *h = tu_read(path_in(dir, "h.csv"), NULL);
+    char *h = tu_read(tu_path(dir, "h.csv"), NULL);
     ck_assert_ptr_nonnull(h);
     ck_assert_msg(!strncmp(h, "epoch,loss,accuracy,val_loss,val_accuracy\n1,", 44), "%s", h);
     ck_assert_has(h, "\n3,");
@@ -333,13 +292,13 @@ START_TEST(threads_train_the_same_weights)
     make_classes(dir, 500);
     const char *model = tu_src("tests/fixtures/resume_mlp.kdsl");
     char data[4096], w[3][4096];
-    snprintf(data, sizeof data, "%s,%s", path_in(dir, "x.npy"), path_in(dir, "y.npy"));
+    snprintf(data, sizeof data, "%s,%s", tu_path(dir, "x.npy"), tu_path(dir, "y.npy"));
     for (int t = 1; t <= 3; t++) {
         char name[32];
         snprintf(name, sizeof name, "w%d.safetensors", t);
-        snprintf(w[t - 1], sizeof w[t - 1], "%s", path_in(dir, name));
+        snprintf(w[t - 1], sizeof w[t - 1], "%s", tu_path(dir, name));
         char *out;
-        int rc = kdslc(&out, "train %s --data %s --epochs 2 --batch-size 24 --threads %d --save %s", model, data, t,
+        int rc = tu_kdslc_run(&out, "train %s --data %s --epochs 2 --batch-size 24 --threads %d --save %s", model, data, t,
                        w[t - 1]);
         ck_assert_msg(rc == 0, "%s", out);
         ck_assert_has(out, "Epoch 2/2");
@@ -356,9 +315,9 @@ START_TEST(nan_loss_stops_and_keeps_checkpoint)
 {
     const char *dir = tu_tmpdir("nanloss");
     const char *fx = tu_src("tests/fixtures/sgd_mlp");
-    const char *ckpt = path_in(dir, "c.ckpt"), *copy = path_in(dir, "copy.ckpt");
+    const char *ckpt = tu_path(dir, "c.ckpt"), *copy = tu_path(dir, "copy.ckpt");
     char *out;
-    int rc = kdslc(&out, "train %s.kdsl --data %s_x.npy,%s_y.npy --epochs 1 --batch-size 4 --learning-rate 0.1 --checkpoint %s",
+    int rc = tu_kdslc_run(&out, "train %s.kdsl --data %s_x.npy,%s_y.npy --epochs 1 --batch-size 4 --learning-rate 0.1 --checkpoint %s",
                    fx, fx, fx, ckpt);
     ck_assert_msg(rc == 0, "%s", out);
     free(out);
@@ -383,10 +342,10 @@ START_TEST(fashion_mnist_one_epoch)
         return;
     }
     const char *dir = tu_tmpdir("fmnist");
-    const char *hist = path_in(dir, "h.json");
+    const char *hist = tu_path(dir, "h.json");
     char *out;
-    int rc = kdslc(&out, "train %s --epochs 1 --history %s --save %s", tu_src("samples/fmnist_mlp.kdsl"), hist,
-                   path_in(dir, "w.safetensors"));
+    int rc = tu_kdslc_run(&out, "train %s --epochs 1 --history %s --save %s", tu_src("samples/fmnist_mlp.kdsl"), hist,
+                   tu_path(dir, "w.safetensors"));
     ck_assert_msg(rc == 0, "%s", out);
     ck_assert_has(out, "Train on 60000 samples");
     ck_assert_has(out, "validate on 10000 samples");
@@ -403,7 +362,7 @@ START_TEST(fashion_mnist_one_epoch)
     free(h);
 
     /* evaluate on the test split agrees with the last validation */
-    rc = kdslc(&out, "evaluate %s --weights %s", tu_src("samples/fmnist_mlp.kdsl"), path_in(dir, "w.safetensors"));
+    rc = tu_kdslc_run(&out, "evaluate %s --weights %s", tu_src("samples/fmnist_mlp.kdsl"), tu_path(dir, "w.safetensors"));
     ck_assert_msg(rc == 0, "%s", out);
     const char *a = strstr(out, "accuracy: ");
     ck_assert_ptr_nonnull(a);
@@ -425,12 +384,12 @@ START_TEST(linear_regression_recovers_line)
         y[i] = 3 * x[i] + 2;
     }
     int64_t s1[1] = {N};
-    write_npy_f32(path_in(dir, "x.npy"), 1, s1, x);
-    write_npy_f32(path_in(dir, "y.npy"), 1, s1, y);
-    const char *w = path_in(dir, "w.safetensors");
+    write_npy_f32(tu_path(dir, "x.npy"), 1, s1, x);
+    write_npy_f32(tu_path(dir, "y.npy"), 1, s1, y);
+    const char *w = tu_path(dir, "w.safetensors");
     char *out;
-    int rc = kdslc(&out, "train %s --data %s,%s --save %s --history %s", tu_src("samples/linear_regression.kdsl"),
-                   path_in(dir, "x.npy"), path_in(dir, "y.npy"), w, path_in(dir, "h.csv"));
+    int rc = tu_kdslc_run(&out, "train %s --data %s,%s --save %s --history %s", tu_src("samples/linear_regression.kdsl"),
+                   tu_path(dir, "x.npy"), tu_path(dir, "y.npy"), w, tu_path(dir, "h.csv"));
     ck_assert_msg(rc == 0, "%s", out);
     ck_assert_has(out, "Epoch 50/50");
     ck_assert_msg(strstr(out, "accuracy") == NULL, "accuracy without the metric:\n%s", out);
@@ -443,11 +402,11 @@ START_TEST(linear_regression_recovers_line)
     kdh_list_free(&l);
 
     /* The same from a CSV file (last column the target). */
-    FILE *f = fopen(path_in(dir, "d.csv"), "w");
+    FILE *f = fopen(tu_path(dir, "d.csv"), "w");
     fprintf(f, "x,y\n");
     for (int i = 0; i < N; i++) fprintf(f, "%.9g,%.9g\n", x[i], y[i]);
     fclose(f);
-    rc = kdslc(&out, "train %s --data %s --save %s", tu_src("samples/linear_regression.kdsl"), path_in(dir, "d.csv"), w);
+    rc = tu_kdslc_run(&out, "train %s --data %s --save %s", tu_src("samples/linear_regression.kdsl"), tu_path(dir, "d.csv"), w);
     ck_assert_msg(rc == 0, "%s", out);
     free(out);
     l = read_st(w);
@@ -482,26 +441,26 @@ START_TEST(bad_weights_files)
     char *good = tu_read(init, &n);
     ck_assert_ptr_nonnull(good);
 
-    const char *trunc = path_in(dir, "truncated.safetensors");
+    const char *trunc = tu_path(dir, "truncated.safetensors");
     ck_assert_int_eq(tu_write(trunc, good, n - 10), 0);
     ck_assert_fails(1, "truncated.safetensors", "train %s.kdsl --data %s --weights %s --epochs 1", fx, data, trunc);
     ck_assert_fails(1, "truncated.safetensors", "evaluate %s.kdsl --data %s --weights %s", fx, data, trunc);
     ck_assert_fails(1, "truncated.safetensors", "predict %s.kdsl --input %s_x.npy --weights %s", fx, fx, trunc);
 
-    const char *garbage = path_in(dir, "garbage.safetensors");
+    const char *garbage = tu_path(dir, "garbage.safetensors");
     ck_assert_int_eq(tu_write(garbage, "\xff\xff\xff\xff\xff\xff\xff\x7fnot a header", 20), 0);
     ck_assert_fails(1, "garbage.safetensors", "train %s.kdsl --data %s --weights %s --epochs 1", fx, data, garbage);
-    const char *empty = path_in(dir, "empty.safetensors");
+    const char *empty = tu_path(dir, "empty.safetensors");
     ck_assert_int_eq(tu_write(empty, "", 0), 0);
     ck_assert_fails(1, "empty.safetensors", "train %s.kdsl --data %s --weights %s --epochs 1", fx, data, empty);
     ck_assert_fails(1, "nonexistent.safetensors", "train %s.kdsl --data %s --weights %s --epochs 1", fx, data,
-                    path_in(dir, "nonexistent.safetensors"));
+                    tu_path(dir, "nonexistent.safetensors"));
     free(good);
 
     static const char *const names[] = {"dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias", "extra/kernel"};
     static const int64_t shapes[][2] = {{6, 5}, {5, 0}, {5, 3}, {3, 0}, {2, 2}};
     static const int ranks[] = {2, 1, 2, 1, 2};
-    const char *w = path_in(dir, "w.safetensors");
+    const char *w = tu_path(dir, "w.safetensors");
 
     write_weights(w, names, KDH_F32, shapes, ranks, 3);   /* dense_1/bias missing */
     ck_assert_fails(1, "missing tensor \"dense_1/bias\"", "train %s.kdsl --data %s --weights %s", fx, data, w);
@@ -535,38 +494,38 @@ START_TEST(bad_data_files)
     snprintf(init, sizeof init, "%s_init.safetensors", fx);
     float x[8 * 7] = {0};
     int64_t s87[2] = {8, 7}, s86[2] = {8, 6};
-    write_npy_f32(path_in(dir, "x7.npy"), 2, s87, x);
-    ck_assert_fails(1, "do not fit model 'sgd_mlp'", "train %s.kdsl --data %s,%s_y.npy", fx, path_in(dir, "x7.npy"), fx);
-    ck_assert_fails(1, "[7]", "train %s.kdsl --data %s,%s_y.npy", fx, path_in(dir, "x7.npy"), fx);
-    ck_assert_fails(1, "[6]", "train %s.kdsl --data %s,%s_y.npy", fx, path_in(dir, "x7.npy"), fx);
+    write_npy_f32(tu_path(dir, "x7.npy"), 2, s87, x);
+    ck_assert_fails(1, "do not fit model 'sgd_mlp'", "train %s.kdsl --data %s,%s_y.npy", fx, tu_path(dir, "x7.npy"), fx);
+    ck_assert_fails(1, "[7]", "train %s.kdsl --data %s,%s_y.npy", fx, tu_path(dir, "x7.npy"), fx);
+    ck_assert_fails(1, "[6]", "train %s.kdsl --data %s,%s_y.npy", fx, tu_path(dir, "x7.npy"), fx);
 
     x[13] = NAN;
-    write_npy_f32(path_in(dir, "xnan.npy"), 2, s86, x);
-    ck_assert_fails(1, "NaN", "train %s.kdsl --data %s,%s_y.npy", fx, path_in(dir, "xnan.npy"), fx);
+    write_npy_f32(tu_path(dir, "xnan.npy"), 2, s86, x);
+    ck_assert_fails(1, "NaN", "train %s.kdsl --data %s,%s_y.npy", fx, tu_path(dir, "xnan.npy"), fx);
     x[13] = INFINITY;
-    write_npy_f32(path_in(dir, "xinf.npy"), 2, s86, x);
-    ck_assert_fails(1, "xinf.npy", "train %s.kdsl --data %s,%s_y.npy", fx, path_in(dir, "xinf.npy"), fx);
-    ck_assert_fails(1, "xinf.npy", "predict %s.kdsl --weights %s --input %s", fx, init, path_in(dir, "xinf.npy"));
+    write_npy_f32(tu_path(dir, "xinf.npy"), 2, s86, x);
+    ck_assert_fails(1, "xinf.npy", "train %s.kdsl --data %s,%s_y.npy", fx, tu_path(dir, "xinf.npy"), fx);
+    ck_assert_fails(1, "xinf.npy", "predict %s.kdsl --weights %s --input %s", fx, init, tu_path(dir, "xinf.npy"));
 
     int64_t labels[8] = {0, 1, 2, 3, 0, 1, 2, 0};
-    write_npy_i64(path_in(dir, "y3.npy"), 8, labels);
-    ck_assert_fails(1, "outside the model's 3 classes", "train %s.kdsl --data %s_x.npy,%s", fx, fx, path_in(dir, "y3.npy"));
-    write_npy_i64(path_in(dir, "y7.npy"), 7, labels);
-    ck_assert_fails(1, "7 labels for 8 samples", "train %s.kdsl --data %s_x.npy,%s", fx, fx, path_in(dir, "y7.npy"));
+    write_npy_i64(tu_path(dir, "y3.npy"), 8, labels);
+    ck_assert_fails(1, "outside the model's 3 classes", "train %s.kdsl --data %s_x.npy,%s", fx, fx, tu_path(dir, "y3.npy"));
+    write_npy_i64(tu_path(dir, "y7.npy"), 7, labels);
+    ck_assert_fails(1, "7 labels for 8 samples", "train %s.kdsl --data %s_x.npy,%s", fx, fx, tu_path(dir, "y7.npy"));
 
     size_t n;
     char *good = tu_read(tu_src("tests/fixtures/sgd_mlp_x.npy"), &n);
-    ck_assert_int_eq(tu_write(path_in(dir, "xtrunc.npy"), good, n - 7), 0);
+    ck_assert_int_eq(tu_write(tu_path(dir, "xtrunc.npy"), good, n - 7), 0);
     free(good);
-    ck_assert_fails(1, "xtrunc.npy", "train %s.kdsl --data %s,%s_y.npy", fx, path_in(dir, "xtrunc.npy"), fx);
-    ck_assert_fails(1, "xtrunc.npy", "predict %s.kdsl --weights %s --input %s", fx, init, path_in(dir, "xtrunc.npy"));
-    ck_assert_int_eq(tu_write(path_in(dir, "junk.npy"), "hello", 5), 0);
-    ck_assert_fails(1, "junk.npy", "train %s.kdsl --data %s,%s_y.npy", fx, path_in(dir, "junk.npy"), fx);
+    ck_assert_fails(1, "xtrunc.npy", "train %s.kdsl --data %s,%s_y.npy", fx, tu_path(dir, "xtrunc.npy"), fx);
+    ck_assert_fails(1, "xtrunc.npy", "predict %s.kdsl --weights %s --input %s", fx, init, tu_path(dir, "xtrunc.npy"));
+    ck_assert_int_eq(tu_write(tu_path(dir, "junk.npy"), "hello", 5), 0);
+    ck_assert_fails(1, "junk.npy", "train %s.kdsl --data %s,%s_y.npy", fx, tu_path(dir, "junk.npy"), fx);
 
-    ck_assert_int_eq(tu_write(path_in(dir, "bad.csv"), "1,2,3,4,5,6,0\n1,2,x,4,5,6,1\n", 28), 0);
-    ck_assert_fails(1, "bad.csv", "train %s.kdsl --data %s", fx, path_in(dir, "bad.csv"));
+    ck_assert_int_eq(tu_write(tu_path(dir, "bad.csv"), "1,2,3,4,5,6,0\n1,2,x,4,5,6,1\n", 28), 0);
+    ck_assert_fails(1, "bad.csv", "train %s.kdsl --data %s", fx, tu_path(dir, "bad.csv"));
     ck_assert_fails(1, "give X.npy,Y.npy", "train %s.kdsl --data %s_x.npy", fx, fx);
-    ck_assert_fails(1, "no such file", "train %s.kdsl --data %s", fx, path_in(dir, "nothing"));
+    ck_assert_fails(1, "no such file", "train %s.kdsl --data %s", fx, tu_path(dir, "nothing"));
     ck_assert_fails(1, "idx", "train %s.kdsl --data %s", fx, dir);   /* a directory without IDX files */
     ck_assert_fails(1, "validation split", "train %s.kdsl --data %s_x.npy,%s_y.npy --validation-split 0.01", fx, fx, fx);
 }
@@ -600,20 +559,20 @@ END_TEST
 START_TEST(train_without_train_block)
 {
     const char *dir = tu_tmpdir("notrain");
-    const char *model = path_in(dir, "m.kdsl");
+    const char *model = tu_path(dir, "m.kdsl");
     const char *src = "model m {\n    input x: [6]\n    Dense(4, activation: relu)\n    Dense(3)\n}\n";
     ck_assert_int_eq(tu_write(model, src, strlen(src)), 0);
     const char *fx = tu_src("tests/fixtures/sgd_mlp");
     char *out;
-    int rc = kdslc(&out, "train %s --data %s_x.npy,%s_y.npy --loss sparse_categorical_crossentropy --from-logits "
+    int rc = tu_kdslc_run(&out, "train %s --data %s_x.npy,%s_y.npy --loss sparse_categorical_crossentropy --from-logits "
                    "--optimizer sgd --epochs 2 --validation-split 0.25 --history %s",
-                   model, fx, fx, path_in(dir, "h.json"));
+                   model, fx, fx, tu_path(dir, "h.json"));
     ck_assert_msg(rc == 0, "%s", out);
     ck_assert_has(out, "Train on 6 samples");
     ck_assert_has(out, "validate on 2 samples");
     ck_assert_has(out, "val_accuracy: ");
     free(out);
-    char *h = tu_read(path_in(dir, "h.json"), NULL);
+    char *h = tu_read(tu_path(dir, "h.json"), NULL);
     ck_assert_ptr_nonnull(h);
     ck_assert_has(h, "\"epoch\":");
     ck_assert_has(h, "\"val_loss\":");
@@ -645,12 +604,12 @@ START_TEST(idx_directory_and_binary_labels)
     for (int i = 0; i < 30 * 784; i++) img[i] = (uint8_t)((i * 7) % 256);
     for (int i = 0; i < 30; i++) lab[i] = (uint8_t)(i % 10);
     int di[3] = {20, 28, 28}, dl[1] = {20}, ti[3] = {10, 28, 28}, tl[1] = {10};
-    write_idx(path_in(dir, "train-images-idx3-ubyte"), 3, di, img, 20 * 784);
-    write_idx(path_in(dir, "train-labels-idx1-ubyte"), 1, dl, lab, 20);
-    write_idx(path_in(dir, "t10k-images-idx3-ubyte"), 3, ti, img + 20 * 784, 10 * 784);
-    write_idx(path_in(dir, "t10k-labels-idx1-ubyte"), 1, tl, lab + 20, 10);
+    write_idx(tu_path(dir, "train-images-idx3-ubyte"), 3, di, img, 20 * 784);
+    write_idx(tu_path(dir, "train-labels-idx1-ubyte"), 1, dl, lab, 20);
+    write_idx(tu_path(dir, "t10k-images-idx3-ubyte"), 3, ti, img + 20 * 784, 10 * 784);
+    write_idx(tu_path(dir, "t10k-labels-idx1-ubyte"), 1, tl, lab + 20, 10);
     char *out;
-    int rc = kdslc(&out, "train %s --data %s --epochs 1 --batch-size 8", tu_src("samples/fmnist_cnn.kdsl"), dir);
+    int rc = tu_kdslc_run(&out, "train %s --data %s --epochs 1 --batch-size 8", tu_src("samples/fmnist_cnn.kdsl"), dir);
     ck_assert_msg(rc == 0, "%s", out);
     ck_assert_has(out, "Train on 20 samples");
     ck_assert_has(out, "validate on 10 samples");
@@ -658,7 +617,7 @@ START_TEST(idx_directory_and_binary_labels)
     free(out);
 
     /* binary cross-entropy on a sigmoid: labels [n] are the targets of output [1] */
-    const char *model = path_in(dir, "b.kdsl");
+    const char *model = tu_path(dir, "b.kdsl");
     const char *src = "model b {\n    input x: [8]\n    Dense(8, activation: relu)\n    Dense(1, activation: sigmoid)\n}\n"
                       "train b {\n    loss: BinaryCrossentropy()\n    optimizer: Adam(learning_rate: 0.01)\n"
                       "    metrics: [accuracy]\n    epochs: 30\n    validation_split: 0.25\n    validation_freq: 10\n}\n";
@@ -672,13 +631,13 @@ START_TEST(idx_directory_and_binary_labels)
         y[i] = sum > 0;
     }
     int64_t xs[2] = {N, 8}, ys[1] = {N};
-    write_npy_f32(path_in(dir, "bx.npy"), 2, xs, x);
-    write_npy_f32(path_in(dir, "by.npy"), 1, ys, y);
-    rc = kdslc(&out, "train %s --data %s,%s --history %s",
-               model, path_in(dir, "bx.npy"), path_in(dir, "by.npy"), path_in(dir, "h.csv"));
+    write_npy_f32(tu_path(dir, "bx.npy"), 2, xs, x);
+    write_npy_f32(tu_path(dir, "by.npy"), 1, ys, y);
+    rc = tu_kdslc_run(&out, "train %s --data %s,%s --history %s",
+               model, tu_path(dir, "bx.npy"), tu_path(dir, "by.npy"), tu_path(dir, "h.csv"));
     ck_assert_msg(rc == 0, "%s", out);
     free(out);
-    char *h = tu_read(path_in(dir, "h.csv"), NULL);
+    char *h = tu_read(tu_path(dir, "h.csv"), NULL);
     /* validation_freq: 10 validates after epochs 10, 20 and 30 only */
     const char *first = strstr(h, "\n1,"), *tenth = strstr(h, "\n10,");
     ck_assert_msg(first && tenth, "%s", h);
@@ -858,12 +817,12 @@ START_TEST(history_files)
     ck_assert_int_eq(kdh_history_add(&h, &r1), 0);
     ck_assert_int_eq(kdh_history_add(&h, &r2), 0);
     kdh_error err;
-    ck_assert_int_eq(kdh_history_write(path_in(dir, "h.csv"), &h, &err), 0);
-    char *csv = tu_read(path_in(dir, "h.csv"), NULL);
+    ck_assert_int_eq(kdh_history_write(tu_path(dir, "h.csv"), &h, &err), 0);
+    char *csv = tu_read(tu_path(dir, "h.csv"), NULL);
     ck_assert_str_eq(csv, "epoch,loss,accuracy,val_loss,val_accuracy\n1,0.5,0.8,,\n2,0.25,0.9,0.3,0.875\n");
     free(csv);
-    ck_assert_int_eq(kdh_history_write(path_in(dir, "h.json"), &h, &err), 0);
-    char *json = tu_read(path_in(dir, "h.json"), NULL);
+    ck_assert_int_eq(kdh_history_write(tu_path(dir, "h.json"), &h, &err), 0);
+    char *json = tu_read(tu_path(dir, "h.json"), NULL);
     ck_assert_has(json, "\"val_loss\":\t[null, 0.3]");
     free(json);
     char *s = kdh_history_to_json(&h);

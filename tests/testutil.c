@@ -1,6 +1,8 @@
 /* testutil.c — helpers shared by the Check suites. */
 #include "testutil.h"
 
+#include <stdarg.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,4 +116,29 @@ int tu_run_suite(Suite *s)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+char *tu_path(const char *dir, const char *file)
+{
+    static char bufs[16][4096];
+    static int next;
+    char *b = bufs[next++ % 16], tmp[sizeof bufs[0]];
+    snprintf(tmp, sizeof tmp, "%s/%s", dir, file);   /* dir may be an earlier result */
+    memcpy(b, tmp, sizeof tmp);
+    return b;
+}
+
+int tu_kdslc_run(char **out, const char *fmt, ...)
+{
+    char args[12288], cmd[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s", tu_kdslc(), args);
+    char *o = NULL;
+    int rc = tu_run(cmd, &o);
+    if (out) *out = o;
+    else free(o);
+    return rc;
 }

@@ -4,6 +4,8 @@
 
 #include <check.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* Paths from the environment meson sets (KDSL_SOURCE_ROOT, KDSL_BUILD_ROOT, KDSLC). */
 const char *tu_source_root(void);
@@ -25,6 +27,29 @@ int tu_run(const char *cmd, char **output);
  * of its output to stderr and fails the test with the output's tail (Check's
  * messages are bounded, so a long compiler log must not go into one whole). */
 void tu_sh(const char *cmd);
+
+/* dir/file in a static rotating buffer (16 deep; dir may be an earlier result). */
+char *tu_path(const char *dir, const char *file);
+/* Runs `kdslc ARGS` through the shell (ARGS from fmt); returns the exit
+ * status, stdout+stderr in *out (malloc'd) or discarded when out is NULL. */
+int tu_kdslc_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define ck_assert_has(text, words) \
+    ck_assert_msg(strstr((text), (words)) != NULL, "output lacks \"%s\":\n%s", (words), (text))
+#define ck_assert_lacks(text, words) \
+    ck_assert_msg(strstr((text), (words)) == NULL, "output has \"%s\":\n%s", (words), (text))
+
+/* kdslc ARGS must exit with `code`, saying `words`, and no sanitizer report. */
+#define ck_assert_fails(code, words, ...)                                                            \
+    do {                                                                                             \
+        char *out_;                                                                                  \
+        int rc_ = tu_kdslc_run(&out_, __VA_ARGS__);                                                  \
+        ck_assert_msg(rc_ == (code), "exit %d, expected %d:\n%s", rc_, (code), out_);                \
+        ck_assert_has(out_, words);                                                                  \
+        ck_assert_msg(strstr(out_, "Sanitizer") == NULL && strstr(out_, "runtime error") == NULL,    \
+                      "sanitizer report:\n%s", out_);                                                \
+        free(out_);                                                                                  \
+    } while (0)
 
 /* Runs a suite, printing Check's summary line, returns the process exit status. */
 int tu_run_suite(Suite *s);
