@@ -155,6 +155,10 @@ typedef struct jb {
     gcc_jit_field **f_buf, **f_var, *f_param[P_COUNT];
     gcc_jit_rvalue *locals_param;  /* a part's block of the stack buffers (build_function) */
     bool *par_buf, *par_stored, *par_read, *par_def;   /* par_new's arrays, per function */
+    /* build_function's per-function arrays, shared by its parts (begin) */
+    gcc_jit_lvalue **var_all, **bufp_all;
+    int *var_set, nvar_set, *bufp_set, nbufp_set, *used_ids;
+    bool *used_all;
     int *par_touched_buf, *par_touched_var;
     gcc_jit_lvalue *ctx_local;
 } jb;
@@ -677,6 +681,7 @@ static gcc_jit_lvalue *var_local(jb *J, int id)
     if (!J->var[id]) {
         const lp_var *v = J->f->vars.items[id];
         J->var[id] = gcc_jit_function_new_local(J->fn, NULL, type_of(J, J->var_t[id]), v->name);
+        if (J->var == J->var_all) J->var_set[J->nvar_set++] = id;
     }
     return J->var[id];
 }
@@ -1357,13 +1362,23 @@ static void stmts(jb *J, const kd_vec *body)
 typedef struct used_set {
     bool *used;
     const lp_func *f;
+    int *ids, n;           /* the buffers marked, in the order met */
 } used_set;
 
 static void mark_used(void *ctx, lp_buf *b, bool write)
 {
     (void)write;
     used_set *u = ctx;
-    if (b && b->id >= 0 && b->id < u->f->bufs.len && u->f->bufs.items[b->id] == b) u->used[b->id] = true;
+    if (b && b->id >= 0 && b->id < u->f->bufs.len && u->f->bufs.items[b->id] == b && !u->used[b->id]) {
+        u->used[b->id] = true;
+        u->ids[u->n++] = b->id;
+    }
+}
+
+static int by_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
 }
 
 /* The results of kernel calls are doubles (`const double xent = ...`). */
@@ -1483,7 +1498,6 @@ static gcc_jit_function *new_function(jb *J, const lp_func *f, const char *name,
 /* Starts building function fn: fresh locals, no parallel context yet. */
 static void begin(jb *J, gcc_jit_function *fn, const char *name)
 {
-    const lp_func *f = J->f;
     J->fn = fn;
     J->fname = name;
     J->ntmp = J->nblk = 0;
@@ -1491,9 +1505,15 @@ static void begin(jb *J, gcc_jit_function *fn, const char *name)
     J->outlined = false;
     J->ctx_struct = NULL;
     J->ctx_local = NULL;
-    J->var = kd_alloc_array(J->scratch, (size_t)f->vars.len + 1, sizeof *J->var);   /* declared at first use */
-    J->par_buf = NULL;
-    J->bufp = kd_alloc_array(J->scratch, (size_t)f->bufs.len + 1, sizeof *J->bufp);
+    /* The function's arrays by variable and buffer id serve each part in
+     * turn, cleared through the entries the last part set: fresh arrays
+     * per part made memory grow with parts x buffers (10,000 Dense layers
+     * ran out of 24 GB). */
+    for (int i = 0; i < J->nvar_set; i++) J->var_all[J->var_set[i]] = NULL;
+    for (int i = 0; i < J->nbufp_set; i++) J->bufp_all[J->bufp_set[i]] = NULL;
+    J->nvar_set = J->nbufp_set = 0;
+    J->var = J->var_all;   /* declared at first use (var_local) */
+    J->bufp = J->bufp_all;
     J->blk = gcc_jit_function_new_block(fn, "entry");
 }
 
@@ -1505,16 +1525,15 @@ static bool declare_buffers(jb *J, int k0, int k1, const lp_buf *also, gcc_jit_r
 {
     gcc_jit_context *c = J->ctx;
     const lp_func *f = J->f;
-    bool *used = kd_alloc_array(J->scratch, (size_t)f->bufs.len + 1, sizeof *used);
-    used_set us = {used, f};
+    used_set us = {J->used_all, f, J->used_ids, 0};
     for (int k = k0; k < k1; k++) lp_kernel_visit_bufs(f->kernels.items[k], mark_used, &us);
-    for (int i = 0; i < f->bufs.len; i++) {
+    if (also) mark_used(&us, (lp_buf *)also, false);
+    qsort(us.ids, (size_t)us.n, sizeof *us.ids, by_int);   /* declared in id order, as the whole function was */
+    for (int u = 0; u < us.n; u++) J->used_all[us.ids[u]] = false;   /* clean for the next part */
+    for (int u = 0; u < us.n; u++) {
+        int i = us.ids[u];
         const lp_buf *b = f->bufs.items[i];
-        if (b->id != i) {
-            fail(J, "%s: buffer %s has id %d at index %d", J->fname, b->name, b->id, i);
-            return false;
-        }
-        if (!used[i] && b != also) continue;
+        J->bufp_set[J->nbufp_set++] = i;
         bool i32 = b->elem == LP_ELEM_I32;
         gcc_jit_type *et = i32 ? J->t_int : J->t_float;
         gcc_jit_type *pt = i32 ? J->t_intp : J->t_floatp;
@@ -1646,6 +1665,22 @@ static bool build_function(jb *J, const lp_func *f, kd_arena *scratch)
         J->var_t[i] = v->type == LP_INT ? CT_LONG : CT_FLOAT;
     }
     for (int k = 0; k < f->kernels.len; k++) mark_call_results(J, &((const lp_kernel *)f->kernels.items[k])->body);
+
+    for (int i = 0; i < f->bufs.len; i++)
+        if (((const lp_buf *)f->bufs.items[i])->id != i) {
+            fail(J, "%s_%s: buffer %s has id %d at index %d", J->p->name, lp_func_names[f->kind],
+                 ((const lp_buf *)f->bufs.items[i])->name, ((const lp_buf *)f->bufs.items[i])->id, i);
+            return false;
+        }
+    size_t nv = (size_t)f->vars.len + 1, nb = (size_t)f->bufs.len + 1;
+    J->var_all = kd_alloc_array(scratch, nv, sizeof *J->var_all);
+    J->var_set = kd_alloc_array(scratch, nv, sizeof *J->var_set);
+    J->bufp_all = kd_alloc_array(scratch, nb, sizeof *J->bufp_all);
+    J->bufp_set = kd_alloc_array(scratch, nb, sizeof *J->bufp_set);
+    J->used_all = kd_alloc_array(scratch, nb, sizeof *J->used_all);
+    J->used_ids = kd_alloc_array(scratch, nb, sizeof *J->used_ids);
+    J->nvar_set = J->nbufp_set = 0;
+    J->par_buf = NULL;
 
     int *cuts = kd_alloc_array(scratch, (size_t)f->kernels.len + 2, sizeof *cuts);
     int nparts = plan_parts(J, f, cuts);
