@@ -592,6 +592,34 @@ START_TEST(deep_model_in_parts)
 }
 END_TEST
 
+/* Twelve adjacent weights of one shape under SGD with Nesterov momentum:
+ * apply_gradients merges their 36 update statements past the cap other
+ * functions have (lower_fuse.c MAX_MERGED_STATEMENTS), since it has no
+ * arena and each weight's lr * g must stay a local of its loop. */
+static const char same_shape_text[] =
+    "layer Mat() {\n"
+    "    input x: [n]\n"
+    "    weight w: [n, n]\n"
+    "    output tanh(x @ w)\n"
+    "}\n"
+    "model same {\n"
+    "    input x: [16]\n"
+    "    h = x\n"
+    "    repeat 12 { h = Mat(h) }\n"
+    "    output h\n"
+    "}\n"
+    "train same {\n"
+    "    loss: MeanSquaredError()\n"
+    "    optimizer: SGD(learning_rate: 0.01, momentum: 0.9, nesterov: true)\n"
+    "    batch_size: 4\n"
+    "}\n";
+
+START_TEST(apply_merges_many_same_shape_updates)
+{
+    check_model("same", "same.kdsl", same_shape_text, 0, 4, LAB_REAL, 16);
+}
+END_TEST
+
 static const char mse_text[] =
     "model reg {\n"
     "    input x: [6]\n"
@@ -1047,6 +1075,7 @@ static Suite *jit_suite(void)
     tcase_add_test(tc, custom_layer_sample_inference);
     tcase_add_test(tc, operator_zoo);
     tcase_add_test(tc, deep_model_in_parts);
+    tcase_add_test(tc, apply_merges_many_same_shape_updates);
     tcase_add_test(tc, two_inputs_mse_sgd);
     tcase_add_test(tc, two_inputs_two_outputs_inference);
     tcase_add_test(tc, resnet50_head_predict);
