@@ -392,7 +392,14 @@ static int block_or_repeat(gen *g)
     int x = pick(g, rank1, NULL);
     if (x < 0) return -1;
     if (chance(g, 50)) return define(g, g->p->val[x], g->mag[x] * 1.5 + 1, -1, DT_LAYER_RESIDUAL, 1, &x, "Residual($0)");
-    return define(g, g->p->val[x], 1.5, -1, -1, 1, &x, "$0\n    repeat %d { %% = tanh(%%) * 0.9 + 0.05 }", between(g, 1, 3));
+    if (chance(g, 50))
+        return define(g, g->p->val[x], 1.5, -1, -1, 1, &x, "$0\n    repeat %d { %% = tanh(%%) * 0.9 + 0.05 }", between(g, 1, 3));
+    /* many weights of one shape side by side, each too large for the stack
+     * (more than LP_LOCAL_MAX elements): the optimizer's updates of all of
+     * them merge into long loops (apply_gradients needs them whole) */
+    int n = between(g, 5, 8);
+    return define(g, shape1(n), 1, -1, DT_LAYER_MAT, 1, &x, "Dense($0, %d)\n    repeat %d { %% = Mat(%%) }", n,
+                  between(g, 6, 14));
 }
 
 static int custom_layer(gen *g)
@@ -461,6 +468,7 @@ void dt_generate(dt_program *p, uint64_t seed, int size)
 
 static const char *const layer_text[DT_LAYER_COUNT] = {
     /* state, an update, and training-mode logic (test_sema's custom layer) */
+    [DT_LAYER_NORM] =
     "layer Norm() {\n"
     "    input x: [n]\n"
     "    weight scale: [n] = ones\n"
@@ -474,6 +482,7 @@ static const char *const layer_text[DT_LAYER_COUNT] = {
     "    }\n"
     "}\n",
     /* weights, a rebound name, dropout only in training */
+    [DT_LAYER_GATE] =
     "layer Gate(units) {\n"
     "    input x: [n]\n"
     "    weight w: [n, units]\n"
@@ -486,10 +495,18 @@ static const char *const layer_text[DT_LAYER_COUNT] = {
     "    }\n"
     "}\n",
     /* a block: inlined where it is called */
+    [DT_LAYER_RESIDUAL] =
     "block Residual(x) {\n"
     "    input x: [n]\n"
     "    h = Dense(x, n, activation: tanh)\n"
     "    output x + h * 0.5\n"
+    "}\n",
+    /* a square weight: repeated, many weights of one shape */
+    [DT_LAYER_MAT] =
+    "layer Mat() {\n"
+    "    input x: [n]\n"
+    "    weight w: [n, n]\n"
+    "    output tanh(x @ w)\n"
     "}\n",
 };
 

@@ -34,7 +34,7 @@ typedef struct dt_stmt {
 } dt_stmt;
 
 /* Custom layers and blocks a program may use: printed before the model when used. */
-enum { DT_LAYER_NORM, DT_LAYER_GATE, DT_LAYER_RESIDUAL, DT_LAYER_COUNT };
+enum { DT_LAYER_NORM, DT_LAYER_GATE, DT_LAYER_RESIDUAL, DT_LAYER_MAT, DT_LAYER_COUNT };
 
 typedef enum dt_optimizer { DT_SGD, DT_SGD_NESTEROV, DT_ADAM, DT_RMSPROP, DT_OPTIMIZER_COUNT } dt_optimizer;
 /* The train block's loss; the cross-entropies on a rank-1 output, with a
