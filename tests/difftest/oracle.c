@@ -436,7 +436,8 @@ static void run_program(const reference *r, const lp_program *p, const entry_poi
 typedef struct variant {
     const char *name;
     kd_codegen_options co;
-    bool threads;
+    bool threads;          /* the JIT at two threads, every loop and kernel split */
+    bool parts;            /* the JIT building every function of more than 4 kernels in parts of one */
 } variant;
 
 static lp_program *build(reference *r, kd_codegen_options co, dt_verdict *v, const char *name)
@@ -459,10 +460,16 @@ static lp_program *build(reference *r, kd_codegen_options co, dt_verdict *v, con
     return p;
 }
 
-/* The loop IR a variant compiles to, as text: variants that turn off an
- * optimisation the program has no use for compile to the same text as
- * another, and run once. */
-static char *loops_text(const lp_program *p)
+/* The loop IR texts of the variants run so far: a variant that turns off an
+ * optimisation the program has no use for compiles to the same text as
+ * another, and runs once. */
+typedef struct seen_set {
+    char *text[16];
+    int n;
+} seen_set;
+
+/* Whether p's loop IR is new to s (and then remembered). */
+static bool first_time(seen_set *s, const lp_program *p)
 {
     char *text = NULL;
     size_t len = 0;
@@ -470,27 +477,31 @@ static char *loops_text(const lp_program *p)
     if (!f) abort();
     kd_loops_dump(f, p);
     fclose(f);
-    return text;
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(s->text[i], text)) {
+            free(text);
+            return false;
+        }
+    if (s->n < 16) s->text[s->n++] = text;
+    else free(text);
+    return true;
 }
 
-static void run_jit(reference *r, const variant *va, const dt_options *o, dt_verdict *v, char **seen, int *nseen)
+static void seen_free(seen_set *s)
+{
+    for (int i = 0; i < s->n; i++) free(s->text[i]);
+}
+
+static void run_jit(reference *r, const variant *va, const dt_options *o, dt_verdict *v, seen_set *seen)
 {
     lp_program *p = build(r, va->co, v, va->name);
     if (!p) return;
-    char *text = loops_text(p);
-    bool same_code_other_build = va->threads || !strcmp(va->name, "jit in parts");
-    for (int i = 0; i < *nseen && !same_code_other_build; i++)
-        if (!strcmp(seen[i], text)) {
-            free(text);
-            return;
-        }
-    seen[(*nseen)++] = text;
+    /* two threads and parts build the same loop IR differently: always run */
+    if (!first_time(seen, p) && !va->threads && !va->parts) return;
     /* -O1: the tester checks kdsl's transformations, not GCC's, and -O1
      * compiles in about half the time of the -O3 that `kdslc train` uses */
-    /* "in parts": every function of more than 4 kernels built as parts of
-     * one kernel (emit_jit.c build_function), as only large models are */
     kd_jit_options jo = {.split_small_loops = va->threads, .opt_level = o->jit_opt_level,
-                         .part_kernels = !strcmp(va->name, "jit in parts") ? 1 : 0};
+                         .part_kernels = va->parts ? 1 : 0};
     kd_model_fns fns;
     char why[1024];
     kd_jit *j = kd_jit_compile(p, &jo, &fns, why, sizeof why);
@@ -517,7 +528,7 @@ static void run_jit(reference *r, const variant *va, const dt_options *o, dt_ver
 
 /* A variant in double through the loop-IR executor: every kdsl decision
  * down to the loop IR, compared to the reference to double precision. */
-static void run_exec(reference *r, const variant *va, const dt_options *o, dt_verdict *v, char **seen, int *nseen)
+static void run_exec(reference *r, const variant *va, const dt_options *o, dt_verdict *v, seen_set *seen)
 {
     kd_codegen_options co = va->co;
     co.f64 = true;
@@ -525,13 +536,7 @@ static void run_exec(reference *r, const variant *va, const dt_options *o, dt_ve
     snprintf(name, sizeof name, "loops%s", va->name + 3);   /* "jit no-cse" -> "loops no-cse" */
     lp_program *p = build(r, co, v, name);
     if (!p) return;
-    char *text = loops_text(p);
-    for (int i = 0; i < *nseen; i++)
-        if (!strcmp(seen[i], text)) {
-            free(text);
-            return;
-        }
-    seen[(*nseen)++] = text;
+    if (!first_time(seen, p)) return;
     entry_points e = {.exec = p};
     cmp c = {v, name, TOL_F64, 0};
     run_program(r, p, &e, true, &c);
@@ -617,25 +622,24 @@ dt_status dt_run(const char *text, int batch, int max_batch, uint64_t data_seed,
         return v->status;
     }
     const variant variants[] = {
-        {"jit", {0}, false},
-        {"jit no-passes", {.no_passes = true}, false},
-        {"jit no-simplify", {.passes.no_simplify = true}, false},
-        {"jit no-cse", {.passes.no_cse = true}, false},
-        {"jit no-fuse", {.passes.no_fuse = true}, false},
-        {"jit no-loop-fusion", {.no_loop_fusion = true}, false},
-        {"jit no-inplace", {.no_inplace = true}, false},
-        {"jit disjoint-arena", {.disjoint_arena = true}, false},
-        {"jit 2 threads", {0}, true},
-        {"jit in parts", {0}, false},
+        {"jit", {0}, false, false},
+        {"jit no-passes", {.no_passes = true}, false, false},
+        {"jit no-simplify", {.passes.no_simplify = true}, false, false},
+        {"jit no-cse", {.passes.no_cse = true}, false, false},
+        {"jit no-fuse", {.passes.no_fuse = true}, false, false},
+        {"jit no-loop-fusion", {.no_loop_fusion = true}, false, false},
+        {"jit no-inplace", {.no_inplace = true}, false, false},
+        {"jit disjoint-arena", {.disjoint_arena = true}, false, false},
+        {"jit 2 threads", {0}, true, false},
+        {"jit in parts", {0}, false, true},
     };
-    char *seen[16], *seen64[16];
-    int nseen = 0, nseen64 = 0;
+    seen_set seen = {0}, seen64 = {0};
     for (size_t i = 0; i < sizeof variants / sizeof variants[0] && v->status != DT_FAIL && !o->no_exec; i++)
-        if (!variants[i].threads) run_exec(r, &variants[i], o, v, seen64, &nseen64);   /* "in parts": the same loop IR */
+        if (!variants[i].threads && !variants[i].parts) run_exec(r, &variants[i], o, v, &seen64);
     for (size_t i = 0; i < sizeof variants / sizeof variants[0] && v->status != DT_FAIL && !o->no_jit; i++)
-        if (!variants[i].threads || o->threads) run_jit(r, &variants[i], o, v, seen, &nseen);
-    for (int i = 0; i < nseen; i++) free(seen[i]);
-    for (int i = 0; i < nseen64; i++) free(seen64[i]);
+        if (!variants[i].threads || o->threads) run_jit(r, &variants[i], o, v, &seen);
+    seen_free(&seen);
+    seen_free(&seen64);
     if (o->c_backend && v->status != DT_FAIL) run_c(r, false, o, v);
     if (o->c_backend && v->status != DT_FAIL) run_c(r, true, o, v);
     reference_free(r);
