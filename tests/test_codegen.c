@@ -746,6 +746,45 @@ START_TEST(disjoint_arena)
 }
 END_TEST
 
+/* A program too large for the quadratic greedy by size (arena_plan.c's
+ * GREEDY_BY_SIZE_MAX, 4,096 items) gets the online plan alone: no two
+ * buffers live at the same kernel share bytes, and the arena stays within
+ * 1% of the liveness bound (2,072,704 bytes against 2,067,520 for 1,000
+ * layers of 16). */
+START_TEST(large_arena_online)
+{
+    char *text = malloc(64 * 1024);
+    int at = sprintf(text, "model deep {\n    input x: [8]\n");
+    for (int i = 0; i < 800; i++) at += sprintf(text + at, "    Dense(8, activation: relu)\n");
+    sprintf(text + at, "}\ntrain deep {\n    loss: MeanSquaredError()\n    optimizer: SGD()\n}\n");
+    gen g;
+    gen_build(&g, "cg-large-arena", text, NULL, NULL);
+    const lp_func *f = g.p->funcs[LP_F_TRAIN_STEP];
+    int placed = 0;
+    for (int i = 0; i < f->bufs.len; i++) {
+        const lp_buf *b = f->bufs.items[i];
+        if (b->space != LP_ARENA || b->first < 0 || b->local) continue;
+        placed += arena_root(b) == b;
+        int64_t nb = lp_buf_bytes(b, g.p->max_batch, g.p->real);
+        ck_assert_int_le(b->offset + nb, f->arena_bytes);
+        for (int k = 0; k < i; k++) {
+            const lp_buf *c = f->bufs.items[k];
+            if (c->space != LP_ARENA || c->first < 0 || c->local || arena_root(c) == arena_root(b)) continue;
+            if (c->last < b->first || b->last < c->first) continue;
+            int64_t nc = lp_buf_bytes(c, g.p->max_batch, g.p->real);
+            ck_assert_msg(b->offset >= c->offset + nc || c->offset >= b->offset + nb,
+                          "%s [%lld, +%lld) and %s [%lld, +%lld) are live together and share bytes", b->name,
+                          (long long)b->offset, (long long)nb, c->name, (long long)c->offset, (long long)nc);
+        }
+    }
+    ck_assert_int_gt(placed, 4096);
+    ck_assert_int_ge(f->arena_bytes, f->live_bound);
+    ck_assert_int_le(f->arena_bytes, f->live_bound + f->live_bound / 100);
+    gen_free(&g);
+    free(text);
+}
+END_TEST
+
 /* The passes change no result: predict and grad without them match the interpreter too. */
 START_TEST(no_passes)
 {
@@ -1255,6 +1294,7 @@ static Suite *codegen_suite(void)
     tcase_add_loop_test(t, mlp_predict, 0, 2);
     tcase_add_test(t, mlp_arena);
     tcase_add_test(t, disjoint_arena);
+    tcase_add_test(t, large_arena_online);
     tcase_add_test(t, loops_structure);
     tcase_add_loop_test(t, no_passes, 0, 2);
     tcase_add_loop_test(t, cnn_ops_predict, 0, 4);
