@@ -6,7 +6,7 @@
  * run time, and at batch 1 each dense layer takes the GEMV path of
  * runtime/gemm_tmpl.h — W streamed once, the outputs in registers, bias and
  * ReLU fused, no packing and no workspace).
- * Same protocol as shared/bench/torch_fmnist.py: 100 warm-up calls, then the
+ * Same protocol as bench/torch_fmnist.py: 100 warm-up calls, then the
  * median, p10 and p90 of 1000 timed calls, each on a different input. */
 #include "fmnist_mlp.h"
 

@@ -4,7 +4,7 @@
 #ifndef KDSL_AST_H
 #define KDSL_AST_H
 
-#include "../compiler/kdsl.h"
+#include "kdsl.h"
 
 /* The parser refuses expressions (and nested bodies) deeper than this, so a
  * recursive walk over the tree needs at most this many frames per level. */

@@ -1,4 +1,4 @@
-/* parser.y — KDSL's grammar (LANGUAGE.md), building the tree of ast.h.
+/* parser.y — KDSL's grammar (docs/language.md), building the tree of ast.h.
  *
  * Statements end at a newline or ';' (the lexer drops newlines inside ( ) and
  * [ ]). Error recovery works at two levels: a bad statement is skipped up to

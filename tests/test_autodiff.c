@@ -666,7 +666,7 @@ START_TEST(source_cnn)
 }
 END_TEST
 
-/* LANGUAGE.md: the linear regression sample, trained with MSE and SGD by the
+/* docs/language.md: the linear regression sample, trained with MSE and SGD by the
  * interpreter, recovers the line it was trained on. */
 START_TEST(source_linear_regression)
 {

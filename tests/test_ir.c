@@ -337,7 +337,7 @@ START_TEST(nn_shapes)
 }
 END_TEST
 
-/* Output sizes, the CNN of LANGUAGE.md first. */
+/* Output sizes, the CNN of docs/language.md first. */
 static ir_node *conv(fx *f, ir_node *x, int k, int64_t filters, int stride, bool same)
 {
     ir_node *w = konst(f, 4, D(k, k, x->shape.dims[3], filters));

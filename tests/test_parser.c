@@ -1,4 +1,4 @@
-/* test_parser.c — every form of LANGUAGE.md builds the expected tree; syntax
+/* test_parser.c — every form of docs/language.md builds the expected tree; syntax
  * errors are reported GCC-style, several per run; hostile input never crashes. */
 #include "testutil.h"
 
@@ -106,7 +106,7 @@ static int count(const char *hay, const char *needle)
     return n;
 }
 
-/* ---- the forms of LANGUAGE.md -------------------------------------------- */
+/* ---- the forms of docs/language.md -------------------------------------------- */
 
 START_TEST(test_golden_constructs)
 {

@@ -1,5 +1,5 @@
 /* test_sema.c — semantic analysis and shape inference on programs written from
- * LANGUAGE.md: parameter counts as Keras computes them, output shapes, names,
+ * docs/language.md: parameter counts as Keras computes them, output shapes, names,
  * and the errors a checker must catch. */
 #include "testutil.h"
 

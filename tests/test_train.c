@@ -6,7 +6,7 @@
  * step with learning rate 1 on one batch of all 8. Other data is made here.
  *
  * KDSL_TEST_BACKEND=cc in the environment runs kdslc on the C backend
- * (compiler/run.h) instead of the JIT; the suite passes either way. */
+ * (driver/run.h) instead of the JIT; the suite passes either way. */
 #include "testutil.h"
 #include "host/checkpoint.h"
 #include "host/dataset.h"
@@ -789,7 +789,7 @@ START_TEST(host_losses)
 {
     kdh_model m = {.output_elems = 3, .loss = KDH_LOSS_CATEGORICAL, .from_logits = true, .accuracy = true};
     const float z[3] = {2, 1, 0.1f}, t[3] = {1, 0, 0};
-    ck_assert_double_eq_tol(kdh_sample_loss(&m, z, t), -log(0.6590012), 1e-6);   /* LANGUAGE.md's softmax */
+    ck_assert_double_eq_tol(kdh_sample_loss(&m, z, t), -log(0.6590012), 1e-6);   /* docs/language.md's softmax */
     ck_assert_double_eq(kdh_sample_correct(&m, z, t), 1);
     m.from_logits = false;
     const float p[3] = {0.5f, 0.25f, 0.25f};

@@ -1,5 +1,5 @@
 /* checkpoint.h — weights files and checkpoints, both safetensors with
- * LANGUAGE.md's names (`dense/kernel`, `batch_normalization/moving_mean`),
+ * docs/language.md's names (`dense/kernel`, `batch_normalization/moving_mean`),
  * F32, written atomically (temporary file, fsync, rename).
  *
  * A weights file holds the model's weights and states in the params table's

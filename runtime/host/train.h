@@ -5,7 +5,7 @@
  * below (what model.h of the generated C declares: buffer sizes, the params
  * and optimizer-slot layouts, the input/output shapes) and the five entry
  * points, from the libgccjit backend (`kdslc train`) or from a shared object
- * built from the generated C (tests). compiler/run.c fills it in.
+ * built from the generated C (tests). driver/run.c fills it in.
  *
  * Sections: train.c (fit, evaluate, predict, host-side losses and metrics),
  * history.c (the history file), dataset.h, checkpoint.h, progress.h. */

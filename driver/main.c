@@ -1,7 +1,7 @@
 /* main.c — kdslc, the command line: one function per command, each a walk
  * down the pipeline in driver.c. */
 #include "driver.h"
-#include "codegen.h"
+#include "codegen_cli.h"
 #include "run.h"
 #include "train_graph.h"
 #include "host/paths.h"

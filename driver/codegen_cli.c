@@ -1,6 +1,6 @@
 /* codegen_cli.c — the code generator's command-line options and output files,
- * so that compiler/main.c only dispatches. */
-#include "codegen.h"
+ * so that main.c only dispatches. */
+#include "codegen_cli.h"
 
 #include "host/tensor_file.h"
 
