@@ -1,5 +1,5 @@
 /* jit_time.c — the JIT's compile time of a model (bench/run): front end,
- * kd_codegen_build (all functions the train block asks for) and
+ * kd_back_end (all functions the train block asks for) and
  * kd_jit_compile, each timed. Usage: jit_time FILE.kdsl [BATCH]
  * Prints "jit_seconds total=T front=F build=B jit=J". */
 #include "codegen.h"
@@ -27,8 +27,8 @@ int main(int argc, char **argv)
     kd_session s = {0};
     if (kd_front_end(&s, argv[1], NULL) != 0) return 1;
     double t1 = now();
-    kd_codegen_options co = {.batch = argc > 2 ? atoi(argv[2]) : 0, .arena = &s.arena};
-    lp_program *p = kd_codegen_build(&s.arena, s.model, &co, &s.diags);
+    kd_codegen_options co = {.batch = argc > 2 ? atoi(argv[2]) : 0};
+    lp_program *p = kd_back_end(&s, &co);
     if (!p) return 1;
     double t2 = now();
     kd_jit_options jo = {0};

@@ -126,8 +126,8 @@ int main(int argc, char **argv)
     int64_t arena = 0, step_arena[2];
     for (int v = 0; v < 2; v++) {
         if (kd_front_end(&s[v], argv[1], NULL) != 0) return 1;
-        kd_codegen_options co = {.arena = &s[v].arena, .disjoint_arena = v == 1};
-        if (!(ps[v] = kd_codegen_build(&s[v].arena, s[v].model, &co, &s[v].diags))) return 1;
+        kd_codegen_options co = {.disjoint_arena = v == 1};
+        if (!(ps[v] = kd_back_end(&s[v], &co))) return 1;
         char why[1024] = "";
         j[v] = kd_jit_compile(ps[v], NULL, &fns[v], why, sizeof why);
         if (!j[v] || !fns[v].train_step) {

@@ -1,14 +1,13 @@
-/* codegen.c — the code generator's pipeline: which graphs a model compiles to,
- * the buffer layouts (params, opt_state, grads), the init function, and the
- * entry points `kdslc compile` and `kdslc ir --stage opt|loops` call.
+/* codegen.c — the code generator's stages, which driver.c's kd_pipeline
+ * calls in order: the program's interface, the graphs it compiles, the
+ * buffer layouts (params, opt_state, grads), embedded weights, the passes,
+ * and lowering (init and every graph to the loop IR, with arena offsets).
  *
  *   predict          m->infer                      outputs -> outputs[i]
  *   grad             kd_build_grad_graph            loss returned, d weight -> grads
  *   train_step       kd_build_train_step            loss returned, output 0 -> outputs0
  *   apply_gradients  the train step's optimizer updates, cut at the gradients,
- *                    which become reads of the grads buffer
- *
- * Every graph goes through the passes (compiler/passes.h), then lowering. */
+ *                    which become reads of the grads buffer */
 #include "codegen.h"
 
 #include "passes.h"
@@ -18,11 +17,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct graphs {
-    ir_graph *g[LP_F_COUNT];
-    kd_dest *dests[LP_F_COUNT];
-} graphs;
 
 /* ---- layouts ------------------------------------------------------------------------ */
 
@@ -60,7 +54,7 @@ static lp_tensor_info *tensor_info(kd_arena *a, const kd_var *v)
 }
 
 /* Weights and states in params, in variable order; slots as train_graph.c placed them. */
-static void layout(lp_program *p, kd_model *m)
+void kd_codegen_layout(lp_program *p, kd_model *m)
 {
     kd_arena *a = p->arena;
     p->nvars = m->vars.len;
@@ -236,7 +230,7 @@ static kd_dest *dests(kd_arena *a, int n)
     return kd_alloc_array(a, (size_t)(n > 0 ? n : 1), sizeof(kd_dest));
 }
 
-static bool build_graphs(lp_program *p, kd_model *m, const kd_codegen_options *o, graphs *G, kd_diags *d)
+bool kd_codegen_differentiate(lp_program *p, kd_model *m, const kd_codegen_options *o, kd_graphs *G, kd_diags *d)
 {
     kd_arena *a = p->arena;
     char why[512];
@@ -289,7 +283,7 @@ static bool build_graphs(lp_program *p, kd_model *m, const kd_codegen_options *o
     return true;
 }
 
-static bool optimize(lp_program *p, const kd_codegen_options *o, graphs *G, kd_diags *d)
+bool kd_codegen_optimize(lp_program *p, const kd_codegen_options *o, kd_graphs *G, kd_diags *d)
 {
     if (o->no_passes) return true;
     char why[512];
@@ -306,7 +300,7 @@ static bool optimize(lp_program *p, const kd_codegen_options *o, graphs *G, kd_d
 
 /* ---- embedded weights --------------------------------------------------------------------- */
 
-static bool embed(lp_program *p, const char *path, kd_diags *d)
+bool kd_codegen_embed(lp_program *p, const char *path, kd_diags *d)
 {
     kdh_tensor_list list;
     kdh_error err;
@@ -345,7 +339,7 @@ static bool embed(lp_program *p, const char *path, kd_diags *d)
     return ok;
 }
 
-/* ---- the pipeline ----------------------------------------------------------------------------- */
+/* ---- the program and its functions --------------------------------------------------- */
 
 static const char *basename_of(const char *path)
 {
@@ -353,7 +347,7 @@ static const char *basename_of(const char *path)
     return s ? s + 1 : path;
 }
 
-static lp_program *build(kd_arena *a, kd_model *m, const kd_codegen_options *o, graphs *G, kd_diags *d)
+lp_program *kd_codegen_program(kd_arena *a, kd_model *m, const kd_codegen_options *o, kd_diags *d)
 {
     lp_program *p = kd_alloc(a, sizeof *p);
     p->arena = a;
@@ -378,10 +372,11 @@ static lp_program *build(kd_arena *a, kd_model *m, const kd_codegen_options *o, 
     for (int i = 0; i < m->ninputs; i++) io_of(&p->inputs[i], m->input_names[i], &m->input_shapes[i]);
     for (int i = 0; i < p->noutputs; i++)
         io_of(&p->outputs[i], m->output_names[i], &((ir_node *)m->infer->outputs.items[i])->shape);
-    if (!build_graphs(p, m, o, G, d)) return NULL;
-    layout(p, m);
-    if (o->embed_weights && !embed(p, o->embed_weights, d)) return NULL;
-    if (!optimize(p, o, G, d)) return NULL;
+    return p;
+}
+
+bool kd_codegen_lower(lp_program *p, const kd_graphs *G, const kd_codegen_options *o, kd_diags *d)
+{
     p->funcs[LP_F_INIT] = build_init(p);
     for (int f = LP_F_PREDICT; f < LP_F_COUNT; f++) {
         if (!G->g[f]) continue;
@@ -389,82 +384,8 @@ static lp_program *build(kd_arena *a, kd_model *m, const kd_codegen_options *o, 
         p->funcs[f] = kd_lower_graph(p, (lp_func_kind)f, G->g[f], G->dests[f], o, why, sizeof why);
         if (!p->funcs[f]) {
             kd_error(d, (kd_loc){0}, "lowering %s_%s: %s", p->name, lp_func_names[f], why);
-            return NULL;
+            return false;
         }
     }
-    return p;
-}
-
-lp_program *kd_codegen_build(kd_arena *a, kd_model *m, const kd_codegen_options *o, kd_diags *d)
-{
-    graphs G = {0};
-    kd_codegen_options none = {0};
-    return build(a, m, o ? o : &none, &G, d);
-}
-
-/* Runs fn with the options' arena, or a private one after which m->vars is
- * restored (the slots the training graph adds would point into freed memory). */
-typedef int (*with_program_fn)(lp_program *p, graphs *G, const kd_codegen_options *o, void *ctx, kd_diags *d);
-
-static int with_program(kd_model *m, const kd_codegen_options *o, with_program_fn fn, void *ctx, kd_diags *d)
-{
-    kd_codegen_options none = {0};
-    if (!o) o = &none;
-    kd_arena priv = {0};
-    kd_arena *a = o->arena ? o->arena : &priv;
-    kd_vec saved = m->vars;
-    graphs G = {0};
-    lp_program *p = build(a, m, o, &G, d);
-    int rc = p ? fn(p, &G, o, ctx, d) : 1;
-    if (!o->arena) {
-        m->vars = saved;
-        kd_arena_free(&priv);
-    }
-    return rc;
-}
-
-typedef struct files {
-    FILE *c, *h;
-} files;
-
-static int do_emit(lp_program *p, graphs *G, const kd_codegen_options *o, void *ctx, kd_diags *d)
-{
-    (void)G;
-    files *f = ctx;
-    return kd_emit_c(p, o, f->c, f->h, d);
-}
-
-int kd_codegen_c(kd_model *m, const kd_codegen_options *o, FILE *c_out, FILE *h_out, kd_diags *d)
-{
-    files f = {c_out, h_out};
-    return with_program(m, o, do_emit, &f, d);
-}
-
-static int do_dump_opt(lp_program *p, graphs *G, const kd_codegen_options *o, void *ctx, kd_diags *d)
-{
-    (void)o, (void)d;
-    FILE *out = ctx;
-    for (int f = LP_F_PREDICT; f < LP_F_COUNT; f++) {
-        if (!G->g[f]) continue;
-        fprintf(out, "# %s_%s\n", p->name, lp_func_names[f]);
-        ir_dump(out, G->g[f]);
-    }
-    return 0;
-}
-
-static int do_dump_loops(lp_program *p, graphs *G, const kd_codegen_options *o, void *ctx, kd_diags *d)
-{
-    (void)G, (void)o, (void)d;
-    kd_loops_dump(ctx, p);
-    return 0;
-}
-
-int kd_dump_opt(FILE *out, kd_model *m, const kd_codegen_options *o, kd_diags *d)
-{
-    return with_program(m, o, do_dump_opt, out, d);
-}
-
-int kd_dump_loops(FILE *out, kd_model *m, const kd_codegen_options *o, kd_diags *d)
-{
-    return with_program(m, o, do_dump_loops, out, d);
+    return true;
 }

@@ -1,12 +1,17 @@
-/* codegen.h — the back half of the pipeline: from a checked model to C.
+/* codegen.h — the back half of the pipeline: from a checked model to a
+ * lowered program (lp_program), and the C text backend. driver.c's
+ * kd_pipeline calls the stages in order:
  *
- *   kd_codegen_build   graphs (inference, grad, train step, apply) -> passes
- *                      (compiler/passes.h) -> loop IR (lower*.c) -> arena
- *                      offsets (arena_plan.c): an lp_program
- *   kd_emit_c          lp_program -> model.c + model.h text (emit_c.c)
- *   kd_codegen_c       both, for `kdslc compile`
- *
- * The libgccjit backend starts from kd_codegen_build's program too. */
+ *   kd_codegen_program       the program's interface: names, inputs, outputs, batch
+ *   kd_codegen_differentiate the graphs it compiles: predict, and with a train
+ *                            block grad, train_step, apply_gradients (autodiff)
+ *   kd_codegen_layout        variables' offsets in params, opt_state, grads
+ *   kd_codegen_embed         --embed-weights: the weights as static data
+ *   kd_codegen_optimize      the graph passes (compiler/passes.h)
+ *   kd_codegen_lower         init, and each graph to the loop IR (lower*.c),
+ *                            loops merged (lower_fuse.c), arena offsets (arena_plan.c)
+ *   kd_emit_c                lp_program -> model.c + model.h text (emit_c.c);
+ *                            the libgccjit backend (jit.h) starts from the same program */
 #ifndef KDSL_CODEGEN_H
 #define KDSL_CODEGEN_H
 
@@ -41,17 +46,28 @@ typedef struct kd_codegen_options {
      * compiled for by GCC and clang (a pragma in the file); NULL or "":
      * portable C, the target left to the user's flags. */
     const char *target;
-    /* The compiler's memory: the session arena, so that the optimizer slots
-     * the training graph adds to m->vars stay valid. NULL: a private arena,
-     * freed on return, and m->vars is restored as it was. */
-    kd_arena *arena;
 } kd_codegen_options;
 
-/* Builds the program (NULL after reporting to d). Graphs come from m->infer
- * and, when m has a train block with a loss and !inference_only,
- * kd_build_grad_graph / kd_build_train_step (compiler/train_graph.h). Writes
- * each variable's offset (kd_var.offset) in its buffer. */
-lp_program *kd_codegen_build(kd_arena *a, kd_model *m, const kd_codegen_options *o, kd_diags *d);
+typedef struct kd_dest kd_dest;     /* below: where a graph output goes */
+
+/* The graphs of a program's functions, and where each graph's outputs go. */
+typedef struct kd_graphs {
+    ir_graph *g[LP_F_COUNT];
+    kd_dest *dests[LP_F_COUNT];
+} kd_graphs;
+
+/* The stages, in kd_pipeline's order; each reports to d and returns NULL /
+ * false on error. kd_codegen_differentiate takes the graphs from m->infer
+ * and, when m has a train block with a loss and !inference_only, from
+ * kd_build_grad_graph / kd_build_train_step (compiler/train_graph.h), which
+ * add the optimizer's slots to m->vars. kd_codegen_layout writes each
+ * variable's offset (kd_var.offset) in its buffer. */
+lp_program *kd_codegen_program(kd_arena *a, kd_model *m, const kd_codegen_options *o, kd_diags *d);
+bool kd_codegen_differentiate(lp_program *p, kd_model *m, const kd_codegen_options *o, kd_graphs *G, kd_diags *d);
+void kd_codegen_layout(lp_program *p, kd_model *m);
+bool kd_codegen_embed(lp_program *p, const char *path, kd_diags *d);
+bool kd_codegen_optimize(lp_program *p, const kd_codegen_options *o, kd_graphs *G, kd_diags *d);
+bool kd_codegen_lower(lp_program *p, const kd_graphs *G, const kd_codegen_options *o, kd_diags *d);
 
 /* The host's x86-64 level for -march ("x86-64-v3"), from the CPU's and the
  * OS's support; NULL off x86-64 (target.c). */
@@ -63,17 +79,9 @@ const char *kd_resolve_target(const char *name);
 /* model.c and model.h; 0, or 1 after reporting to d (a write error). */
 int kd_emit_c(const lp_program *p, const kd_codegen_options *o, FILE *c_out, FILE *h_out, kd_diags *d);
 
-/* `kdslc compile`: 0, or 1 after reporting to d. */
-int kd_codegen_c(kd_model *m, const kd_codegen_options *o, FILE *c_out, FILE *h_out, kd_diags *d);
-
 /* The text model.c carries for compiler/dropout_hash.h's kd_mix64 (which 0) and
  * kd_dropout_bits (1): the tests check it against the header. */
 const char *kd_emit_hash_text(int which);
-
-/* `kdslc ir --stage opt`: the optimised graphs, each under a `# <function>` line.
- * `kdslc ir --stage loops`: the loop IR (kd_loops_dump). 0, or 1 after reporting to d. */
-int kd_dump_opt(FILE *out, kd_model *m, const kd_codegen_options *o, kd_diags *d);
-int kd_dump_loops(FILE *out, kd_model *m, const kd_codegen_options *o, kd_diags *d);
 
 /* ---- lowering one graph into one function (lower.c) ---------------------------- */
 

@@ -1,5 +1,5 @@
-/* jit.h — the libgccjit backend: the loop IR of a program (codegen.h's
- * kd_codegen_build) compiled in process, no C file written and no external
+/* jit.h — the libgccjit backend: the loop IR of a program (driver.h's
+ * kd_back_end) compiled in process, no C file written and no external
  * compiler run. `kdslc train / evaluate / predict` run models through it.
  * The entry points have exactly the signatures of the generated C API
  * (model.h), with the program's real type float (f32 programs only). */

@@ -118,7 +118,7 @@ char *kd_codegen_header_path(const char *c_path)
     return h_path;
 }
 
-int kd_codegen_write(kd_model *m, const kd_codegen_options *o, const char *c_path, kd_diags *d)
+int kd_codegen_write(const lp_program *p, const kd_codegen_options *o, const char *c_path, kd_diags *d)
 {
     char *h_path = kd_codegen_header_path(c_path);
     if (!h_path) return 1;
@@ -127,7 +127,7 @@ int kd_codegen_write(kd_model *m, const kd_codegen_options *o, const char *c_pat
     kd_codegen_options opt = o ? *o : (kd_codegen_options){0};
     opt.header_name = base_name(h_path);
     int rc = 1;
-    if (cf && hf) rc = kd_codegen_c(m, &opt, cf, hf, d);
+    if (cf && hf) rc = kd_emit_c(p, &opt, cf, hf, d);
     if (cf) fclose(cf);
     if (hf) fclose(hf);
     if (rc == 0) {

@@ -11,11 +11,11 @@
  * advanced past its value), 0 if not, -1 after printing a message on a bad value. */
 int kd_codegen_parse_option(int argc, char **argv, int *i, kd_codegen_options *o);
 
-/* Writes the C source to c_path and the header next to it
+/* Writes p's C source (kd_emit_c) to c_path and the header next to it
  * (kd_codegen_header_path), replaced together atomically
  * (kdh_atomic_write_set): a failure leaves both old files as they were.
  * 0, or 1 after reporting to d (the file and errno's message). */
-int kd_codegen_write(kd_model *m, const kd_codegen_options *o, const char *c_path, kd_diags *d);
+int kd_codegen_write(const lp_program *p, const kd_codegen_options *o, const char *c_path, kd_diags *d);
 /* The header beside c_path: its .c replaced by .h, or .h appended (malloc'd). */
 char *kd_codegen_header_path(const char *c_path);
 

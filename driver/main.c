@@ -30,7 +30,7 @@ static void usage(FILE *out)
           "  compile FILE [-o model.c] [--batch N] [--inference-only] [--embed-weights W]\n"
           "               [--dtype f32|f64] [--no-workspace] [--target portable|native|x86-64-vN]\n"
           "                                         emit model.c + model.h\n"
-          "  ir FILE --stage ast|graph|infer|grad|opt|loops [--model NAME]  dump a stage of the compiler\n"
+          "  ir FILE --stage ast|graph|infer|grad|layout|opt|loops [--model NAME]  dump a stage of the compiler\n"
           "  train FILE [options]                   fit the model (Keras' compile + fit), JIT-compiled\n"
           "      --data fashion-mnist|DIR|X.npy,Y.npy|FILE.csv   (default fashion-mnist)\n"
           "      --epochs N  --batch-size N  --learning-rate F  --seed N  --validation-split F\n"
@@ -91,31 +91,24 @@ static int cmd_summary(const options *o)
     return rc;
 }
 
+/* The stage `kdslc ir --stage NAME` names, or -1 (after a message). */
+static int stage_of(const char *name)
+{
+    for (int i = 0; i < KD_STAGE_COUNT; i++)
+        if (!strcmp(name, kd_stage_names[i])) return i;
+    return -1;
+}
+
 static int cmd_ir(const options *o)
 {
-    static const char *const stages[] = {"ast", "graph", "infer", "grad", "opt", "loops"};
-    const char *stage = o->stage ? o->stage : "graph";
-    int which = -1;
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(stage, stages[i])) which = i;
-    if (which < 0) return bad_usage("unknown stage '%s' (ast, graph, infer, grad, opt, loops)", stage, stages, 6);
-    kd_session s = {0};
-    int rc = kd_front_end(&s, o->file, o->model);
-    if (which == 0 && s.ast && rc == 0) ast_dump(stdout, s.ast);
-    else if (which == 1 && rc == 0) ir_dump(stdout, s.model->train);
-    else if (which == 2 && rc == 0) ir_dump(stdout, s.model->infer);
-    else if (which == 3 && rc == 0) {
-        /* the differentiated graph as autodiff builds it: loss, first output,
-         * then every trainable weight's gradient (before the passes) */
-        kd_train_graph tg;
-        char why[512];
-        if (kd_build_grad_graph(&s.arena, s.model, &tg, why, sizeof why)) {
-            ir_dump(stdout, tg.g);
-        } else {
-            fprintf(stderr, "kdslc: error: --stage grad: %s\n", why);
-            rc = 1;
-        }
-    }
+    const char *name = o->stage ? o->stage : "graph";
+    int stage = stage_of(name);
+    if (stage < 0)
+        return bad_usage("unknown stage '%s' (ast, graph, infer, grad, layout, opt, loops)", name, kd_stage_names,
+                         KD_STAGE_COUNT);
+    kd_session s = {.model_name = o->model};
+    int rc = kd_load_source(&s, o->file);
+    if (rc == 0) rc = kd_pipeline(&s, NULL, KD_STAGE_AST, (kd_stage)stage, stdout);
     kd_session_free(&s);
     return rc;
 }
@@ -163,16 +156,17 @@ static int cmd_compile(int argc, char **argv)
     kd_session s = {0};
     int rc = kd_front_end(&s, file, model);
     if (rc == 0) {
-        co.arena = &s.arena;
         const char *path = out ? out : kd_format(&s.arena, "%s.c", s.model->name);
-        if ((rc = check_compile_paths(file, co.embed_weights, path)) == 0)
-            rc = kd_codegen_write(s.model, &co, path, &s.diags);
+        if ((rc = check_compile_paths(file, co.embed_weights, path)) == 0) {
+            lp_program *p = kd_back_end(&s, &co);
+            rc = p ? kd_codegen_write(p, &co, path, &s.diags) : 1;
+        }
     }
     kd_session_free(&s);
     return rc;
 }
 
-/* kdslc ir FILE --stage opt|loops [--model NAME] [codegen options] */
+/* kdslc ir FILE --stage layout|opt|loops [--model NAME] [codegen options] */
 static int cmd_ir_codegen(int argc, char **argv)
 {
     kd_codegen_options co = {0};
@@ -193,22 +187,18 @@ static int cmd_ir_codegen(int argc, char **argv)
     if (!file) return bad_usage("'%s' needs a model file", "ir", NULL, 0);
     kd_session s = {0};
     int rc = kd_front_end(&s, file, model);
-    if (rc == 0) {
-        co.arena = &s.arena;
-        rc = !strcmp(stage, "opt") ? kd_dump_opt(stdout, s.model, &co, &s.diags)
-                                   : kd_dump_loops(stdout, s.model, &co, &s.diags);
-    }
+    if (rc == 0) rc = kd_pipeline(&s, &co, KD_STAGE_GRAD, (kd_stage)stage_of(stage), stdout);
     kd_session_free(&s);
     return rc;
 }
 
-/* Whether `kdslc ir` is asked for a code-generation stage (opt, loops). */
+/* Whether `kdslc ir` is asked for a code-generation stage (layout, opt, loops), which takes the codegen options. */
 static bool codegen_stage(int argc, char **argv)
 {
     for (int i = 2; i < argc; i++) {
         const char *v = !strncmp(argv[i], "--stage=", 8) ? argv[i] + 8
                         : !strcmp(argv[i], "--stage") && i + 1 < argc ? argv[i + 1] : NULL;
-        if (v && (!strcmp(v, "opt") || !strcmp(v, "loops"))) return true;
+        if (v && stage_of(v) >= KD_STAGE_LAYOUT) return true;
     }
     return false;
 }

@@ -542,8 +542,8 @@ int kd_run_train(const kd_run_options *o)
      * more than the data holds (--batch-size 1048576 on 4 samples allocates
      * for 4). On several threads, buffers keep their bytes (kd_codegen_options). */
     int max_batch = train.n < c->batch_size ? (int)train.n : c->batch_size;
-    kd_codegen_options co = {.batch = max_batch, .arena = &s.arena, .disjoint_arena = default_threads(o->threads) > 1};
-    lp_program *p = kd_codegen_build(&s.arena, km, &co, &s.diags);
+    kd_codegen_options co = {.batch = max_batch, .disjoint_arena = default_threads(o->threads) > 1};
+    lp_program *p = kd_back_end(&s, &co);
     if (!p) {
         rc = 1;
         goto done;
@@ -640,8 +640,8 @@ static int inference_start(kd_session *s, const kd_run_options *o, int64_t n, in
     kd_model *km = s->model;
     int batch = o->batch_size > 0 ? o->batch_size : 128;
     if (n > 0 && n < batch) batch = (int)n;
-    kd_codegen_options co = {.batch = batch, .inference_only = true, .arena = &s->arena};
-    lp_program *p = kd_codegen_build(&s->arena, km, &co, &s->diags);
+    kd_codegen_options co = {.batch = batch, .inference_only = true};
+    lp_program *p = kd_back_end(s, &co);
     if (!p) return 1;
     kdh_model_fns fns;
     int rc = compile_fns(p, &co, &fns, &in->be, info);

@@ -1,6 +1,6 @@
 /* run.h — `kdslc train / evaluate / predict`: from a model file to the host
  * training driver (runtime/host/train.h). The model goes down the pipeline
- * (driver.c, then codegen.h's kd_codegen_build), is compiled in process by
+ * (driver.c's kd_pipeline), is compiled in process by
  * the libgccjit backend (codegen/jit.h), and its entry points and layout
  * tables are handed to kdh_fit / kdh_evaluate / kdh_predict.
  *

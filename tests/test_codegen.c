@@ -117,8 +117,7 @@ static void gen_build(gen *g, const char *tag, const char *text, const kd_codege
     snprintf(g->name, sizeof g->name, "%s", g->m->name);
     for (int i = 0; g->name[i]; i++) g->upper[i] = (char)(g->name[i] >= 'a' && g->name[i] <= 'z' ? g->name[i] - 32 : g->name[i]);
     kd_codegen_options io = g->o;
-    io.arena = &g->s.arena;
-    g->p = kd_codegen_build(&g->s.arena, g->m, &io, &g->s.diags);
+    g->p = kd_back_end(&g->s, &io);
     ck_assert_msg(g->p != NULL, "codegen failed");
 
     char opts[512] = "";
@@ -1129,6 +1128,25 @@ START_TEST(cli_errors)
     free(out);
     ck_assert_int_eq(RUN(&out, "%s ir %s --stage loops | head -1", tu_kdslc(), tu_src("samples/mlp.kdsl")), 0);
     ck_assert_msg(strstr(out, "program mlp"), "%s", out);
+    free(out);
+    /* --stage layout: each variable's offsets in params, grads and (Adam's two slots per weight) opt_state */
+    ck_assert_int_eq(RUN(&out, "%s ir %s --stage layout | sed -n '1p;3p;14p'", tu_kdslc(), tu_src("samples/mlp.kdsl")), 0);
+    ck_assert_str_eq(out, "# params 244522, opt_state 489044, grads 244522 (elements)\n"
+                          "dense/bias                               weight [256]            params 200704  grads 200704\n"
+                          "dense/bias/adam_m                        slot   [256]            opt_state 401408\n");
+    free(out);
+    /* every stage the pipeline names, in order, and nothing else */
+    ck_assert_int_eq(RUN(&out, "%s ir %s --stage nope", tu_kdslc(), tu_src("samples/mlp.kdsl")), 2);
+    ck_assert_msg(strstr(out, "unknown stage 'nope' (ast, graph, infer, grad, layout, opt, loops)"), "%s", out);
+    free(out);
+    for (int i = 0; i < KD_STAGE_COUNT; i++) {
+        ck_assert_int_eq(RUN(&out, "%s ir %s --stage %s > /dev/null", tu_kdslc(), tu_src("samples/mlp.kdsl"),
+                             kd_stage_names[i]), 0);
+        free(out);
+    }
+    /* a model whose C API has no training code still shows its gradient graph: loss, first output, 4 gradients */
+    ck_assert_int_eq(RUN(&out, "cd %s && %s ir two.kdsl --stage grad 2>/dev/null | grep -c '^output'", dir, tu_kdslc()), 0);
+    ck_assert_str_eq(out, "6\n");
     free(out);
 }
 END_TEST

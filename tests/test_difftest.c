@@ -71,8 +71,8 @@ static void check_backends(const char *tag, const char *text, const float *want)
     kd_session s = {0};
     s.diags.out = stderr;
     ck_assert_int_eq(kd_front_end_text(&s, "issue20.kdsl", text, strlen(text), NULL), 0);
-    kd_codegen_options o = {.batch = 1, .arena = &s.arena, .header_name = "m.h"};
-    lp_program *p = kd_codegen_build(&s.arena, s.model, &o, &s.diags);
+    kd_codegen_options o = {.batch = 1, .header_name = "m.h"};
+    lp_program *p = kd_back_end(&s, &o);
     ck_assert_ptr_nonnull(p);
     float params[64], out[8] = {0}, *outs[1] = {out};
     const float *ins[2] = {in_a, in_b};

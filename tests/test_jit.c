@@ -1,5 +1,5 @@
 /* test_jit.c — the libgccjit backend (codegen/emit_jit.c) against the C
- * backend: each model is built once (kd_codegen_build), JIT-compiled in this
+ * backend: each model is built once (kd_back_end), JIT-compiled in this
  * process, and also emitted as C (kd_emit_c), compiled with cc into a shared
  * object with the runtime kernels and dlopen'ed. Both run on the same
  * parameters and inputs: init, predict (full and partial batch), grad,
@@ -105,8 +105,8 @@ static void build_arena(built *b, const char *tag, const char *path, const char 
     b->s.diags.out = stderr;
     int rc = text ? kd_front_end_text(&b->s, path, text, strlen(text), NULL) : kd_front_end(&b->s, path, NULL);
     ck_assert_int_eq(rc, 0);
-    kd_codegen_options o = {.batch = batch, .arena = &b->s.arena, .disjoint_arena = disjoint};
-    b->p = kd_codegen_build(&b->s.arena, b->s.model, &o, &b->s.diags);
+    kd_codegen_options o = {.batch = batch, .disjoint_arena = disjoint};
+    b->p = kd_back_end(&b->s, &o);
     ck_assert_msg(b->p != NULL, "codegen failed for %s", tag);
 
     char why[1024];
@@ -950,8 +950,7 @@ static lp_program *front(kd_session *s, const char *text, const kd_codegen_optio
     s->diags.out = stderr;
     ck_assert_int_eq(kd_front_end_text(s, "t.kdsl", text, strlen(text), NULL), 0);
     kd_codegen_options o = opt ? *opt : (kd_codegen_options){0};
-    o.arena = &s->arena;
-    lp_program *p = kd_codegen_build(&s->arena, s->model, &o, &s->diags);
+    lp_program *p = kd_back_end(s, &o);
     ck_assert_ptr_nonnull(p);
     return p;
 }

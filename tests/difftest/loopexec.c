@@ -1,5 +1,5 @@
 /* loopexec.c — runs a function of a double-precision loop-IR program
- * (kd_codegen_build with f64) directly, statement by statement, with the
+ * (kd_back_end with f64) directly, statement by statement, with the
  * semantics of the C the emitter writes (emit_c.c): the arena laid out as
  * arena_plan.c placed it, buffers updated in place, the runtime's kdk_d*
  * kernels called through libffi from lp_kernels[]'s argument kinds. No C

@@ -443,12 +443,11 @@ typedef struct variant {
 static lp_program *build(reference *r, kd_codegen_options co, dt_verdict *v, const char *name)
 {
     co.batch = r->max_batch;
-    co.arena = &r->s.arena;
     char *msg = NULL;
     size_t len = 0;
     FILE *diag = open_memstream(&msg, &len);
     r->s.diags.out = diag;
-    lp_program *p = kd_codegen_build(&r->s.arena, r->m, &co, &r->s.diags);
+    lp_program *p = kd_back_end(&r->s, &co);
     fclose(diag);
     r->s.diags.out = stderr;
     if (!p) {
