@@ -66,10 +66,6 @@ int kd_emit_c(const lp_program *p, const kd_codegen_options *o, FILE *c_out, FIL
 /* `kdslc compile`: 0, or 1 after reporting to d. */
 int kd_codegen_c(kd_model *m, const kd_codegen_options *o, FILE *c_out, FILE *h_out, kd_diags *d);
 
-/* The text model.c carries for compiler/dropout_hash.h's kd_mix64 (which 0) and
- * kd_dropout_bits (1): the tests check it against the header. */
-const char *kd_emit_hash_text(int which);
-
 /* `kdslc ir --stage opt`: the optimised graphs, each under a `# <function>` line.
  * `kdslc ir --stage loops`: the loop IR (kd_loops_dump). 0, or 1 after reporting to d. */
 int kd_dump_opt(FILE *out, kd_model *m, const kd_codegen_options *o, kd_diags *d);
