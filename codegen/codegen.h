@@ -79,10 +79,6 @@ const char *kd_resolve_target(const char *name);
 /* model.c and model.h; 0, or 1 after reporting to d (a write error). */
 int kd_emit_c(const lp_program *p, const kd_codegen_options *o, FILE *c_out, FILE *h_out, kd_diags *d);
 
-/* The text model.c carries for compiler/dropout_hash.h's kd_mix64 (which 0) and
- * kd_dropout_bits (1): the tests check it against the header. */
-const char *kd_emit_hash_text(int which);
-
 /* ---- lowering one graph into one function (lower.c) ---------------------------- */
 
 typedef enum kd_dest_kind {

@@ -23,7 +23,7 @@ typedef struct emitter {
     const char *kp;        /* "kdk_s" / "kdk_d" */
     /* What the program uses, so only those helpers are written. */
     bool used_op[LP_OP_COUNT];
-    bool used_max_acc, used_dropout, used_call[LP_K_COUNT];
+    bool used_max_acc;
     bool long_batch;       /* printing a loop extent */
     /* f32: the locals of the function being written that are doubles (the
      * results of kernel calls, `const double xent0`). Where one meets a float
@@ -34,39 +34,12 @@ typedef struct emitter {
     int ndbl;
 } emitter;
 
-/* compiler/dropout_hash.h's functions, verbatim (the test suite checks the two
- * agree). Each is written only where used: clang warns about unused static
- * inline functions. The threshold is computed here, at compile time. */
-static const char mix64_text[] =
-    "/* SplitMix64's finaliser: every input bit flips about half of the output bits. */\n"
-    "static inline uint64_t kd_mix64(uint64_t z)\n"
-    "{\n"
-    "    z += 0x9e3779b97f4a7c15ULL;\n"
-    "    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;\n"
-    "    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;\n"
-    "    return z ^ (z >> 31);\n"
-    "}\n";
-static const char dropout_bits_text[] =
-    "/* 24 bits, so that bits * 2^-24 is exact in float as well as double. */\n"
-    "static inline uint32_t kd_dropout_bits(uint64_t seed, uint64_t step, uint32_t salt, uint64_t index)\n"
-    "{\n"
-    "    uint64_t h = kd_mix64(seed);\n"
-    "    h = kd_mix64(h ^ step);\n"
-    "    h = kd_mix64(h ^ salt);\n"
-    "    h = kd_mix64(h ^ index);\n"
-    "    return (uint32_t)(h >> 40);\n"
-    "}\n";
-
-/* For the tests: the text written for kd_mix64 (0) and kd_dropout_bits (1). */
-const char *kd_emit_hash_text(int which) { return which ? dropout_bits_text : mix64_text; }
-
 /* ---- scanning what is used ----------------------------------------------------------- */
 
 static void scan_expr(emitter *E, const lp_expr *e)
 {
     if (!e) return;
     if (e->kind == LP_E_OP) E->used_op[e->op] = true;
-    if (e->kind == LP_E_DROPOUT) E->used_dropout = true;
     scan_expr(E, e->a);
     scan_expr(E, e->b);
     scan_expr(E, e->c);
@@ -82,7 +55,6 @@ static void scan_stmts(emitter *E, const kd_vec *body)
         scan_expr(E, s->cond);
         if ((s->kind == LP_S_STORE || s->kind == LP_S_SET) && s->acc == LP_ACC_MAX) E->used_max_acc = true;
         if (s->kind == LP_S_CALL) {
-            E->used_call[s->call->k] = true;
             for (int j = 0; j < lp_kernels[s->call->k].nargs; j++) {
                 scan_expr(E, s->call->args[j].e);
                 scan_expr(E, s->call->args[j].off);
@@ -294,7 +266,7 @@ static void expr(emitter *E, const lp_expr *e, int min_prec)
         break;
     }
     case LP_E_DROPOUT:
-        fprintf(out, "kd_dropout_bits(%" PRIu64 "ULL, step, %" PRIu32 "u, (uint64_t)(", e->dropout.seed, e->dropout.salt);
+        fprintf(out, "kdk_dropout_bits(%" PRIu64 "ULL, step, %" PRIu32 "u, (uint64_t)(", e->dropout.seed, e->dropout.salt);
         expr(E, e->a, 0);
         fprintf(out, ")) >= %" PRIu32 "u ? ", e->dropout.threshold);
         put_real(out, e->dropout.scale, E->f32);
@@ -403,8 +375,7 @@ static void call(emitter *E, const lp_call *c)
 {
     const lp_kernel_info *ki = &lp_kernels[c->k];
     if (c->result) fprintf(E->out, "const double %s = ", c->result->name);
-    if (ki->runtime) fprintf(E->out, "%s%s(", E->kp, ki->name);
-    else fprintf(E->out, "kd_%s(", ki->name);
+    fprintf(E->out, "%s%s(", E->kp, ki->name);
     for (int j = 0; j < ki->nargs; j++) {
         const lp_arg *a = &c->args[j];
         if (j) fputs(", ", E->out);
@@ -413,10 +384,11 @@ static void call(emitter *E, const lp_call *c)
         case LP_A_OUT:
         case LP_A_IN_I32:
         case LP_A_OUT_I32: ptr_arg(E, a); break;
-        case LP_A_REAL:
-            /* The init helpers take doubles: keep their constants exact. */
-            if (!ki->runtime && a->e->kind == LP_E_REAL) put_real(E->out, a->e->rval, false);
-            else expr_as(E, a->e, 0, !ki->runtime);
+        case LP_A_REAL: expr_as(E, a->e, 0, false); break;
+        case LP_A_F64:
+            /* the initialisers' doubles: constants stay exact */
+            if (a->e->kind == LP_E_REAL) put_real(E->out, a->e->rval, false);
+            else expr_as(E, a->e, 0, true);
             break;
         default: expr(E, a->e, 0); break;
         }
@@ -635,15 +607,6 @@ static void helpers(emitter *E)
 {
     FILE *out = E->out;
     const char *r = E->real;
-    bool init_random = E->used_call[LP_K_INIT_UNIFORM] || E->used_call[LP_K_INIT_NORMAL];
-    if (E->used_dropout || init_random) {
-        fputs("\n/* From compiler/dropout_hash.h: the dropout masks' and the initializers' random bits. */\n", out);
-        fputs(mix64_text, out);
-    }
-    if (E->used_dropout) {
-        fputc('\n', out);
-        fputs(dropout_bits_text, out);
-    }
     if (E->used_op[LP_RELU]) fprintf(out, "\nstatic %s kd_relu(%s x) { return x > 0 ? x : 0; }\n", r, r);
     if (E->used_op[LP_SIGMOID])
         fprintf(out, "\nstatic %s kd_sigmoid(%s x) { return 1 / (1 + %s(-x)); }\n", r, r, mathfn(E, "exp"));
@@ -653,38 +616,6 @@ static void helpers(emitter *E)
     if (E->used_op[LP_MIN]) fprintf(out, "\nstatic %s kd_min(%s a, %s b) { return a <= b ? a : b; }\n", r, r, r);
     if (E->used_max_acc)
         fprintf(out, "\n/* A running maximum; NaN never wins. */\nstatic %s kd_max_acc(%s acc, %s v) { return v > acc ? v : acc; }\n", r, r, r);
-    if (E->used_call[LP_K_INIT_FILL])
-        fprintf(out, "\nstatic void kd_init_fill(%s *p, long n, double value)\n{\n"
-                     "    for (long i = 0; i < n; i++) p[i] = (%s)value;\n}\n", r, r);
-    if (init_random)
-        fputs("\n/* A uniform double in [0, 1): element `counter` of stream `stream` (the variable). */\n"
-              "static double kd_uniform01(uint64_t seed, uint64_t stream, uint64_t counter)\n{\n"
-              "    uint64_t h = kd_mix64(kd_mix64(kd_mix64(seed) ^ stream) ^ counter);\n"
-              "    return (double)(h >> 11) * (1.0 / 9007199254740992.0);\n}\n", out);
-    if (E->used_call[LP_K_INIT_UNIFORM])
-        fprintf(out, "\nstatic void kd_init_uniform(%s *p, long n, unsigned long long seed, long stream, double lo, double hi)\n{\n"
-                     "    for (long i = 0; i < n; i++)\n"
-                     "        p[i] = (%s)(lo + (hi - lo) * kd_uniform01(seed, (uint64_t)stream, 2 * (uint64_t)i));\n}\n",
-                r, r);
-    if (E->used_call[LP_K_INIT_NORMAL])
-        fprintf(out, "\n/* Box-Muller; truncated: redrawn until |z| <= 2 (Keras' TruncatedNormal). */\n"
-                     "static void kd_init_normal(%s *p, long n, unsigned long long seed, long stream, double mean, double sd,\n"
-                     "                           int truncated)\n{\n"
-                     "    for (long i = 0; i < n; i++) {\n"
-                     "        double z = 0;\n"
-                     "        for (uint64_t t = 0; t < 32; t++) {\n"
-                     "            uint64_t k = (uint64_t)i * 32 + t;\n"
-                     "            double u1 = kd_uniform01(seed, (uint64_t)stream, 2 * k);\n"
-                     "            double u2 = kd_uniform01(seed, (uint64_t)stream, 2 * k + 1);\n"
-                     "            double r = sqrt(-2 * log(1 - u1)) * cos(6.283185307179586 * u2);\n"
-                     "            if (!truncated || fabs(r) <= 2) {\n"
-                     "                z = r;\n"
-                     "                break;\n"
-                     "            }\n"
-                     "        }\n"
-                     "        p[i] = (%s)(mean + sd * z);\n"
-                     "    }\n}\n",
-                r, r);
 }
 
 /* ---- the header --------------------------------------------------------------------------------------- */

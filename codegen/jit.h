@@ -44,4 +44,9 @@ kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kd_model_fn
 double kd_jit_compile_seconds(const kd_jit *j);   /* wall time of the compile */
 void kd_jit_free(kd_jit *j);                      /* the function pointers die with it */
 
+/* For the tests: out[i] = the JIT's inline kdk_dropout_bits of the i-th
+ * inputs (emit_jit.c), which must equal runtime/random.h's. 0, or -1. */
+int kd_jit_dropout_bits(long n, const uint64_t *seed, const uint64_t *step, const uint32_t *salt,
+                        const uint64_t *index, uint32_t *out);
+
 #endif

@@ -27,61 +27,25 @@ const char *const lp_func_names[LP_F_COUNT] = {
     [LP_F_APPLY] = "apply_gradients", [LP_F_TRAIN_STEP] = "train_step",
 };
 
-#define GEOM_CONV "n", "h", "w", "c", "oh", "ow", "f", "kh", "kw", "sh", "sw", "pt", "pl"
-#define GEOM_POOL "n", "h", "w", "c", "oh", "ow", "kh", "kw", "sh", "sw", "pt", "pl"
-#define I LP_A_INT
-#define I13 I, I, I, I, I, I, I, I, I, I, I, I, I
-#define I12 I, I, I, I, I, I, I, I, I, I, I, I
-
-/* The runtime kernels' signatures, as in runtime/kernels.h, and the init
- * helpers every backend provides:
- *   init_fill(p, n, value)                         p[0..n) = value
- *   init_uniform(p, n, seed, stream, lo, hi)       p[i] = lo + (hi - lo) * u(seed, stream, 2i)
- *   init_normal(p, n, seed, stream, mean, sd, truncated)
- *       Box-Muller: z = sqrt(-2 log(1 - u1)) cos(2 pi u2) with u1 = u(seed, stream,
- *       2k), u2 = u(seed, stream, 2k + 1) for the k-th draw; the i-th element
- *       takes draws k = i * 32 + t for t = 0, 1, ... and, when truncated, the
- *       first with |z| <= 2 (0 after 32 misses); p[i] = mean + sd * z.
- * where u(seed, stream, c) = (kd_mix64(kd_mix64(kd_mix64(seed) ^ stream) ^ c) >> 11) * 2^-53,
- * computed in double and rounded once to the real type (emit_c.c has the C). */
-const lp_kernel_info lp_kernels[LP_K_COUNT] = {
-    [LP_K_GEMM] = {"gemm", true, 15,
-                   {I, I, I, LP_A_IN, I, I, LP_A_IN, I, I, LP_A_REAL, LP_A_OUT, I, LP_A_IN, I, LP_A_OUT},
-                   {"M", "N", "K", "A", "lda", "transA", "B", "ldb", "transB", "beta", "C", "ldc", "bias",
-                    "act", "work"}, false},
-    [LP_K_COLSUM] = {"colsum", true, 6, {I, I, LP_A_IN, I, LP_A_OUT, I},
-                     {"M", "N", "X", "ldx", "out", "accumulate"}, false},
-    [LP_K_CONV2D_FWD] = {"conv2d_fwd", true, 19,
-                         {I13, LP_A_IN, LP_A_IN, LP_A_IN, I, LP_A_OUT, LP_A_OUT},
-                         {GEOM_CONV, "x", "wt", "bias", "act", "y", "work"}, false},
-    [LP_K_CONV2D_BWD_DATA] = {"conv2d_bwd_data", true, 18,
-                              {I13, LP_A_IN, LP_A_IN, LP_A_OUT, I, LP_A_OUT},
-                              {GEOM_CONV, "dy", "wt", "dx", "accumulate", "work"}, false},
-    [LP_K_CONV2D_BWD_FILTER] = {"conv2d_bwd_filter", true, 18,
-                                {I13, LP_A_IN, LP_A_IN, LP_A_OUT, I, LP_A_OUT},
-                                {GEOM_CONV, "x", "dy", "dwt", "accumulate", "work"}, false},
-    [LP_K_MAXPOOL2D_FWD] = {"maxpool2d_fwd", true, 15, {I12, LP_A_IN, LP_A_OUT, LP_A_OUT_I32},
-                            {GEOM_POOL, "x", "y", "argmax"}, false},
-    [LP_K_MAXPOOL2D_BWD] = {"maxpool2d_bwd", true, 17, {I12, LP_A_IN, LP_A_IN_I32, LP_A_IN, LP_A_OUT, I},
-                            {GEOM_POOL, "x", "argmax", "dy", "dx", "accumulate"}, false},
-    [LP_K_AVGPOOL2D_FWD] = {"avgpool2d_fwd", true, 15, {I12, I, LP_A_IN, LP_A_OUT},
-                            {GEOM_POOL, "count_pad", "x", "y"}, false},
-    [LP_K_AVGPOOL2D_BWD] = {"avgpool2d_bwd", true, 16, {I12, I, LP_A_IN, LP_A_OUT, I},
-                            {GEOM_POOL, "count_pad", "dy", "dx", "accumulate"}, false},
-    [LP_K_SOFTMAX] = {"softmax", true, 4, {I, I, LP_A_IN, LP_A_OUT}, {"rows", "n", "x", "y"}, false},
-    [LP_K_LOGSOFTMAX] = {"logsoftmax", true, 4, {I, I, LP_A_IN, LP_A_OUT}, {"rows", "n", "x", "y"}, false},
-    [LP_K_SOFTMAX_XENT] = {"softmax_xent", true, 7, {I, I, LP_A_IN, LP_A_IN, LP_A_OUT, LP_A_OUT, LP_A_REAL},
-                           {"rows", "n", "logits", "target", "loss", "dlogits", "scale"}, true},
-    [LP_K_INIT_FILL] = {"init_fill", false, 3, {LP_A_OUT, I, LP_A_REAL}, {"p", "n", "value"}, false},
-    [LP_K_INIT_UNIFORM] = {"init_uniform", false, 6, {LP_A_OUT, I, LP_A_U64, I, LP_A_REAL, LP_A_REAL},
-                           {"p", "n", "seed", "stream", "lo", "hi"}, false},
-    [LP_K_INIT_NORMAL] = {"init_normal", false, 7,
-                          {LP_A_OUT, I, LP_A_U64, I, LP_A_REAL, LP_A_REAL, I},
-                          {"p", "n", "seed", "stream", "mean", "stddev", "truncated"}, false},
-};
-#undef I
-#undef I12
-#undef I13
+/* The kernels' signatures, from runtime/kernel_list.h's rows. */
+#define LP_KIND_(kind, arg) LP_A_##kind
+#define LP_NAME_(kind, arg) #arg
+#define LP_KERNEL_(ID, name, ret, host, ...) \
+    [LP_K_##ID] = {#name, KDK_NARGS(__VA_ARGS__), {KDK_MAP(LP_KIND_, __VA_ARGS__)}, \
+                   {KDK_MAP(LP_NAME_, __VA_ARGS__)}, LP_RET_##ret},
+#define LP_RET_VOID false
+#define LP_RET_F64 true
+const lp_kernel_info lp_kernels[LP_K_COUNT] = {KDK_KERNEL_LIST(LP_KERNEL_)};
+#undef LP_KIND_
+#undef LP_NAME_
+#undef LP_KERNEL_
+#undef LP_RET_VOID
+#undef LP_RET_F64
+/* No row takes more arguments than lp_call holds. */
+#define LP_CHECK_(ID, name, ret, host, ...) \
+    _Static_assert(KDK_NARGS(__VA_ARGS__) <= LP_MAX_ARGS, #name " takes more than LP_MAX_ARGS arguments");
+KDK_KERNEL_LIST(LP_CHECK_)
+#undef LP_CHECK_
 
 int64_t lp_buf_bytes(const lp_buf *b, int max_batch, lp_real_kind real)
 {
@@ -447,7 +411,7 @@ static void dump_stmts(FILE *out, const kd_vec *body, int depth)
             for (int j = 0; j < ki->nargs; j++) {
                 const lp_arg *arg = &c->args[j];
                 fprintf(out, "%s%s=", j ? ", " : "", ki->arg_names[j]);
-                if (ki->args[j] >= LP_A_IN) {
+                if (lp_arg_is_ptr(ki->args[j])) {
                     if (!arg->buf) fputs("null", out);
                     else {
                         fputs(arg->buf->name, out);

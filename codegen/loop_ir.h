@@ -34,6 +34,7 @@
 #define KDSL_LOOP_IR_H
 
 #include "ir.h"
+#include "kernel_list.h"
 
 typedef enum lp_type { LP_INT, LP_REAL } lp_type;
 typedef enum lp_real_kind { LP_F32, LP_F64 } lp_real_kind;
@@ -120,8 +121,8 @@ typedef enum lp_expr_kind {
     LP_E_LOAD,             /* buf[a] */
     LP_E_OP,               /* op(a[, b]) */
     LP_E_SELECT,           /* a ? b : c, a an int */
-    /* The dropout mask element (compiler/dropout_hash.h):
-     * kd_dropout_bits(seed, step, salt, a) >= threshold ? scale : 0,
+    /* The dropout mask element (runtime/random.h):
+     * kdk_dropout_bits(seed, step, salt, a) >= threshold ? scale : 0,
      * where seed is the constant dropout.seed and step the LP_P_STEP param. */
     LP_E_DROPOUT,
 } lp_expr_kind;
@@ -146,34 +147,40 @@ struct lp_expr {
 
 /* ---- runtime calls ------------------------------------------------------- */
 
-/* The kernels a call names. The runtime ones are kdk_s<name> / kdk_d<name>
- * (runtime/kernels.h); the LP_K_INIT_* ones are helpers every backend
- * provides itself (the C emitter writes them into model.c), with the
- * semantics documented at lp_kernels[] in loop_ir.c. */
+/* The kernels a call names: the runtime's kdk_s<name> / kdk_d<name>, one
+ * per row of runtime/kernel_list.h (LP_K_GEMM for its row GEMM), which also
+ * gives their signatures (lp_kernels[]); the semantics are in
+ * runtime/kernels.h and runtime/random.h. */
+#define LP_K_ENUM_(ID, ...) LP_K_##ID,
 typedef enum lp_kernel_id {
-    LP_K_GEMM, LP_K_COLSUM,
-    LP_K_CONV2D_FWD, LP_K_CONV2D_BWD_DATA, LP_K_CONV2D_BWD_FILTER,
-    LP_K_MAXPOOL2D_FWD, LP_K_MAXPOOL2D_BWD, LP_K_AVGPOOL2D_FWD, LP_K_AVGPOOL2D_BWD,
-    LP_K_SOFTMAX, LP_K_LOGSOFTMAX, LP_K_SOFTMAX_XENT,
-    LP_K_INIT_FILL, LP_K_INIT_UNIFORM, LP_K_INIT_NORMAL,
+    KDK_KERNEL_LIST(LP_K_ENUM_)
     LP_K_COUNT
 } lp_kernel_id;
+#undef LP_K_ENUM_
 
+/* kernel_list.h's argument kinds. */
 typedef enum lp_arg_kind {
     LP_A_INT,              /* int */
-    LP_A_REAL,             /* the real type */
+    LP_A_LONG,             /* long (element counts of the initialisers) */
     LP_A_U64,              /* unsigned long long (seeds) */
+    LP_A_REAL,             /* the real type */
+    LP_A_F64,              /* double, whatever the real type (the initialisers' constants) */
     LP_A_IN,               /* const real * (or NULL) */
     LP_A_OUT,              /* real * (or NULL) */
     LP_A_IN_I32,           /* const int32_t * (pooling argmax; always NULL so far) */
     LP_A_OUT_I32,          /* int32_t * */
 } lp_arg_kind;
 
+/* A pointer argument: lp_arg.buf and .off, not .e. */
+static inline bool lp_arg_is_ptr(lp_arg_kind k)
+{
+    return k == LP_A_IN || k == LP_A_OUT || k == LP_A_IN_I32 || k == LP_A_OUT_I32;
+}
+
 #define LP_MAX_ARGS 20
 
 typedef struct lp_kernel_info {
-    const char *name;      /* "gemm": kdk_sgemm / kdk_dgemm; "init_uniform": a helper */
-    bool runtime;          /* in runtime/kernels.h (else a backend-provided helper) */
+    const char *name;      /* "gemm": kdk_sgemm / kdk_dgemm */
     int nargs;
     lp_arg_kind args[LP_MAX_ARGS];
     const char *arg_names[LP_MAX_ARGS];

@@ -10,7 +10,7 @@
  * broadcasting is one loop over batch * 256. Dims of extent 1 get no loop. */
 #include "lower_internal.h"
 
-#include "dropout_hash.h"
+#include "random.h"
 
 #include <math.h>
 #include <string.h>
@@ -225,7 +225,7 @@ static lp_expr *op_expr(space *sp, ir_node *n, const int *rmap)
         e->a = offset(sp, &ac);
         e->dropout.seed = L->p->dropout_seed;
         e->dropout.salt = (uint32_t)n->attr.index;
-        e->dropout.threshold = kd_dropout_threshold(n->attr.scalar);
+        e->dropout.threshold = kdk_dropout_threshold(n->attr.scalar);
         e->dropout.scale = 1 / (1 - n->attr.scalar);
         return e;
     }

@@ -1,10 +1,13 @@
 /* kernels.h — the freestanding compute kernels of the kdsl runtime (prefix kdk_).
  *
  * These are the heavy operations that generated code calls; elementwise work
- * is emitted as loops by the compiler.  Everything here is freestanding: no
- * allocation, no stdio, no mutable globals.  All memory is the caller's, and
- * every kernel that wants scratch space takes a `work` pointer whose size the
- * matching `*_work_size` function returns (in elements of the kernel's type).
+ * is emitted as loops by the compiler.  The signatures of the ones generated
+ * code calls are in kernel_list.h, one row each (argument kinds and names);
+ * KDK_K_<NAME>(KDK_DECLARE) below declares a row's float and double kernels.
+ * Everything here is freestanding: no allocation, no stdio, no mutable
+ * globals.  All memory is the caller's, and every kernel that wants scratch
+ * space takes a `work` pointer whose size the matching `*_work_size` function
+ * returns (in elements of the kernel's type).
  *
  * Conventions shared by every kernel:
  *   - Row-major storage; images are NHWC; Conv2D kernels are [kh][kw][in][out]
@@ -36,6 +39,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernel_list.h"
+#include "random.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -60,11 +66,7 @@ enum kdk_act {
  * micro-tile width of the instruction set the CPU runs (16 on AVX2). */
 int kdk_gemm_split_cols(void);
 size_t kdk_sgemm_work_size(int M, int N, int K);
-void kdk_sgemm(int M, int N, int K,
-               const float *A, int lda, int transA,
-               const float *B, int ldb, int transB,
-               float beta, float *C, int ldc,
-               const float *bias, int act, float *work);
+KDK_K_GEMM(KDK_DECLARE)   /* kdk_sgemm, kdk_dgemm: (M, N, K, A, lda, transA, B, ldb, transB, beta, C, ldc, bias, act, work) */
 void kdk_sgemm_part(int part, int nparts, int M, int N, int K,
                     const float *A, int lda, int transA,
                     const float *B, int ldb, int transB,
@@ -87,11 +89,6 @@ void kdk_sgemm_ksum(int i0, int i1, int N, const float *T, size_t tstride, int n
                     float *C, int ldc, const float *bias, int act);
 
 size_t kdk_dgemm_work_size(int M, int N, int K);
-void kdk_dgemm(int M, int N, int K,
-               const double *A, int lda, int transA,
-               const double *B, int ldb, int transB,
-               double beta, double *C, int ldc,
-               const double *bias, int act, double *work);
 void kdk_dgemm_part(int part, int nparts, int M, int N, int K,
                     const double *A, int lda, int transA,
                     const double *B, int ldb, int transB,
@@ -106,8 +103,7 @@ void kdk_dgemm_ksum(int i0, int i1, int N, const double *T, size_t tstride, int 
 
 /* out[j] (+)= sum_i X[i*ldx + j] for j < N: the bias gradient of a dense or
  * convolution layer (rows = batch·pixels).  accumulate 0 overwrites out. */
-void kdk_scolsum(int M, int N, const float *X, int ldx, float *out, int accumulate);
-void kdk_dcolsum(int M, int N, const double *X, int ldx, double *out, int accumulate);
+KDK_K_COLSUM(KDK_DECLARE)   /* kdk_scolsum, kdk_dcolsum: (M, N, X, ldx, out, accumulate) */
 
 /* ---- Conv2D (NHWC) -----------------------------------------------------------
  * Geometry, always in this order:
@@ -134,42 +130,33 @@ void kdk_dcolsum(int M, int N, const double *X, int ldx, double *out, int accumu
 #define KDK_CONV_GEOM_PARAMS int n, int h, int w, int c, int oh, int ow, int f, \
                              int kh, int kw, int sh, int sw, int pt, int pl
 
+KDK_K_CONV2D_FWD(KDK_DECLARE)          /* kdk_[sd]conv2d_fwd(geometry, x, wt, bias, act, y, work) */
+KDK_K_CONV2D_BWD_DATA(KDK_DECLARE)     /* kdk_[sd]conv2d_bwd_data(geometry, dy, wt, dx, accumulate, work) */
+KDK_K_CONV2D_BWD_FILTER(KDK_DECLARE)   /* kdk_[sd]conv2d_bwd_filter(geometry, x, dy, dwt, accumulate, work) */
 size_t kdk_sconv2d_fwd_work_size(KDK_CONV_GEOM_PARAMS);
-void kdk_sconv2d_fwd(KDK_CONV_GEOM_PARAMS, const float *x, const float *wt,
-                     const float *bias, int act, float *y, float *work);
 void kdk_sconv2d_fwd_part(int part, int nparts, KDK_CONV_GEOM_PARAMS,
                           const float *x, const float *wt, const float *bias,
                           int act, float *y, float *work);
 /* dx (+)= conv2d input gradient; accumulate 0 overwrites dx. */
 size_t kdk_sconv2d_bwd_data_work_size(KDK_CONV_GEOM_PARAMS);
-void kdk_sconv2d_bwd_data(KDK_CONV_GEOM_PARAMS, const float *dy, const float *wt,
-                          float *dx, int accumulate, float *work);
 void kdk_sconv2d_bwd_data_part(int part, int nparts, KDK_CONV_GEOM_PARAMS,
                                const float *dy, const float *wt, float *dx,
                                int accumulate, float *work);
 /* dwt (+)= conv2d kernel gradient; accumulate 0 overwrites dwt. */
 size_t kdk_sconv2d_bwd_filter_work_size(KDK_CONV_GEOM_PARAMS);
-void kdk_sconv2d_bwd_filter(KDK_CONV_GEOM_PARAMS, const float *x, const float *dy,
-                            float *dwt, int accumulate, float *work);
 void kdk_sconv2d_bwd_filter_part(int part, int nparts, KDK_CONV_GEOM_PARAMS,
                                  const float *x, const float *dy, float *dwt,
                                  int accumulate, float *work);
 
 size_t kdk_dconv2d_fwd_work_size(KDK_CONV_GEOM_PARAMS);
-void kdk_dconv2d_fwd(KDK_CONV_GEOM_PARAMS, const double *x, const double *wt,
-                     const double *bias, int act, double *y, double *work);
 void kdk_dconv2d_fwd_part(int part, int nparts, KDK_CONV_GEOM_PARAMS,
                           const double *x, const double *wt, const double *bias,
                           int act, double *y, double *work);
 size_t kdk_dconv2d_bwd_data_work_size(KDK_CONV_GEOM_PARAMS);
-void kdk_dconv2d_bwd_data(KDK_CONV_GEOM_PARAMS, const double *dy, const double *wt,
-                          double *dx, int accumulate, double *work);
 void kdk_dconv2d_bwd_data_part(int part, int nparts, KDK_CONV_GEOM_PARAMS,
                                const double *dy, const double *wt, double *dx,
                                int accumulate, double *work);
 size_t kdk_dconv2d_bwd_filter_work_size(KDK_CONV_GEOM_PARAMS);
-void kdk_dconv2d_bwd_filter(KDK_CONV_GEOM_PARAMS, const double *x, const double *dy,
-                            double *dwt, int accumulate, double *work);
 void kdk_dconv2d_bwd_filter_part(int part, int nparts, KDK_CONV_GEOM_PARAMS,
                                  const double *x, const double *dy, double *dwt,
                                  int accumulate, double *work);
@@ -188,20 +175,11 @@ void kdk_dconv2d_bwd_filter_part(int part, int nparts, KDK_CONV_GEOM_PARAMS,
 #define KDK_POOL_GEOM_PARAMS int n, int h, int w, int c, int oh, int ow, \
                              int kh, int kw, int sh, int sw, int pt, int pl
 
-void kdk_smaxpool2d_fwd(KDK_POOL_GEOM_PARAMS, const float *x, float *y, int32_t *argmax);
-void kdk_smaxpool2d_bwd(KDK_POOL_GEOM_PARAMS, const float *x, const int32_t *argmax,
-                        const float *dy, float *dx, int accumulate);
+KDK_K_MAXPOOL2D_FWD(KDK_DECLARE)   /* kdk_[sd]maxpool2d_fwd(geometry, x, y, argmax) */
+KDK_K_MAXPOOL2D_BWD(KDK_DECLARE)   /* kdk_[sd]maxpool2d_bwd(geometry, x, argmax, dy, dx, accumulate) */
 /* count_pad 0: divide by the number of valid positions (Keras); 1: by kh*kw. */
-void kdk_savgpool2d_fwd(KDK_POOL_GEOM_PARAMS, int count_pad, const float *x, float *y);
-void kdk_savgpool2d_bwd(KDK_POOL_GEOM_PARAMS, int count_pad, const float *dy,
-                        float *dx, int accumulate);
-
-void kdk_dmaxpool2d_fwd(KDK_POOL_GEOM_PARAMS, const double *x, double *y, int32_t *argmax);
-void kdk_dmaxpool2d_bwd(KDK_POOL_GEOM_PARAMS, const double *x, const int32_t *argmax,
-                        const double *dy, double *dx, int accumulate);
-void kdk_davgpool2d_fwd(KDK_POOL_GEOM_PARAMS, int count_pad, const double *x, double *y);
-void kdk_davgpool2d_bwd(KDK_POOL_GEOM_PARAMS, int count_pad, const double *dy,
-                        double *dx, int accumulate);
+KDK_K_AVGPOOL2D_FWD(KDK_DECLARE)   /* kdk_[sd]avgpool2d_fwd(geometry, count_pad, x, y) */
+KDK_K_AVGPOOL2D_BWD(KDK_DECLARE)   /* kdk_[sd]avgpool2d_bwd(geometry, count_pad, dy, dx, accumulate) */
 
 /* Global pooling over the hw = h*w positions of x [n][hw][c] into y [n][c].
  * argmax (optional) holds the winning position 0..hw-1 per (n, c). */
@@ -219,8 +197,8 @@ void kdk_dglobal_maxpool_bwd(int n, int hw, int c, const double *x, const int32_
 
 /* ---- Softmax and cross-entropy (rows of length n, contiguous) --------------
  * All are max-subtracted, so logits of ±1000 are fine; y may equal x. */
-void kdk_ssoftmax(int rows, int n, const float *x, float *y);
-void kdk_slogsoftmax(int rows, int n, const float *x, float *y);
+KDK_K_SOFTMAX(KDK_DECLARE)      /* kdk_[sd]softmax(rows, n, x, y) */
+KDK_K_LOGSOFTMAX(KDK_DECLARE)   /* kdk_[sd]logsoftmax(rows, n, x, y) */
 /* dx = y ⊙ (dy − Σ dy⊙y)  given y = softmax(x). */
 void kdk_ssoftmax_bwd(int rows, int n, const float *y, const float *dy, float *dx);
 /* dx = dy − softmax(x)·Σ dy  given y = logsoftmax(x). */
@@ -231,19 +209,21 @@ void kdk_slogsoftmax_bwd(int rows, int n, const float *y, const float *dy, float
  * (softmax·Σtarget − target)·scale, i.e. (softmax − onehot)·scale.
  * Rows whose label lies outside [0, n) are ignored (loss 0, gradient 0).
  * Returns the sum of the row losses (double, for an accurate mean). */
-double kdk_ssoftmax_xent(int rows, int n, const float *logits, const float *target,
-                         float *loss, float *dlogits, float scale);
+KDK_K_SOFTMAX_XENT(KDK_DECLARE)   /* double kdk_[sd]softmax_xent(rows, n, logits, target, loss, dlogits, scale) */
 double kdk_ssoftmax_xent_idx(int rows, int n, const float *logits, const int32_t *labels,
                              float *loss, float *dlogits, float scale);
 
-void kdk_dsoftmax(int rows, int n, const double *x, double *y);
-void kdk_dlogsoftmax(int rows, int n, const double *x, double *y);
 void kdk_dsoftmax_bwd(int rows, int n, const double *y, const double *dy, double *dx);
 void kdk_dlogsoftmax_bwd(int rows, int n, const double *y, const double *dy, double *dx);
-double kdk_dsoftmax_xent(int rows, int n, const double *logits, const double *target,
-                         double *loss, double *dlogits, double scale);
 double kdk_dsoftmax_xent_idx(int rows, int n, const double *logits, const int32_t *labels,
                              double *loss, double *dlogits, double scale);
+
+/* ---- Initialisers (random.h states them; random.c) --------------------------
+ * The initial weights for a seed, the same from generated C, the JIT and on
+ * any target; `stream` tells apart the variables of one model. */
+KDK_K_INIT_FILL(KDK_DECLARE)      /* kdk_[sd]init_fill(p, n, value) */
+KDK_K_INIT_UNIFORM(KDK_DECLARE)   /* kdk_[sd]init_uniform(p, n, seed, stream, lo, hi) */
+KDK_K_INIT_NORMAL(KDK_DECLARE)    /* kdk_[sd]init_normal(p, n, seed, stream, mean, stddev, truncated) */
 
 #ifdef __cplusplus
 }

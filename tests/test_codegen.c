@@ -8,7 +8,6 @@
  * model, byte-identical output across runs, the MLP's arena figure. */
 #include "codegen.h"
 #include "driver.h"
-#include "dropout_hash.h"
 #include "host/tensor_file.h"
 #include "interp.h"
 #include "kernels.h"
@@ -1075,13 +1074,20 @@ START_TEST(embed_weights)
 }
 END_TEST
 
-/* The generated file carries compiler/dropout_hash.h's functions verbatim. */
-START_TEST(dropout_hash_verbatim)
+/* The dropout hash and the initialisers are the runtime's (runtime/random.h,
+ * random.c): model.c calls them and carries no copy of SplitMix64. */
+START_TEST(random_from_runtime)
 {
-    char *h = read_text(tu_src("compiler/dropout_hash.h"));
-    ck_assert_msg(strstr(h, kd_emit_hash_text(0)), "kd_mix64 differs from compiler/dropout_hash.h");
-    ck_assert_msg(strstr(h, kd_emit_hash_text(1)), "kd_dropout_bits differs from compiler/dropout_hash.h");
-    free(h);
+    gen g;
+    gen_build(&g, "cg-random", small_text, NULL, "gcc");
+    char cpath[4200];
+    snprintf(cpath, sizeof cpath, "%s/%s.c", g.dir, g.name);
+    char *c = read_text(cpath);
+    ck_assert_msg(strstr(c, "kdk_dropout_bits(") && strstr(c, "kdk_sinit_uniform("), "model.c calls neither");
+    ck_assert_msg(!strstr(c, "0x9e3779b97f4a7c15") && !strstr(c, "kd_mix64") && !strstr(c, "static void kd_init"),
+                  "model.c defines its own random bits");
+    free(c);
+    gen_free(&g);
 }
 END_TEST
 
@@ -1324,7 +1330,7 @@ static Suite *codegen_suite(void)
     tcase_add_test(t, deterministic);
     tcase_add_loop_test(t, samples_compile, 0, 2);
     tcase_add_test(t, embed_weights);
-    tcase_add_test(t, dropout_hash_verbatim);
+    tcase_add_test(t, random_from_runtime);
     tcase_add_test(t, cli_errors);
     suite_add_tcase(s, t);
     return s;

@@ -11,6 +11,7 @@
 #include "driver.h"
 #include "jit.h"
 #include "host/parallel.h"
+#include "kernels.h"
 #include "testutil.h"
 
 #include <dlfcn.h>
@@ -880,6 +881,12 @@ START_TEST(every_construct)
     stats st = {0};
     compare(&st, "hand init", wj, wc, 8);
     ck_assert(wj[0] == 0.1f && wj[1] == 0.1f && wj[2] != wj[3]);
+    /* the runtime's initialisers, called as hand_program's init calls them */
+    float wr[8];
+    kdk_sinit_uniform(wr, 8, 99, 3, -1, 1);
+    kdk_sinit_normal(wr + 6, 2, 99, 4, 0.25, 0.5, 1);
+    kdk_sinit_fill(wr, 2, 0.1);
+    ck_assert_int_eq(memcmp(wj, wr, sizeof wr), 0);
     float x[4 * 8];
     rng_state = 12345;
     for (int i = 0; i < 4 * 8; i++) x[i] = (float)(urand() * 2 - 1);
@@ -920,6 +927,33 @@ START_TEST(every_construct)
 END_TEST
 
 /* ---- known values, bounds, errors ------------------------------------------------------------------ */
+
+/* The JIT builds kdk_dropout_bits inline (emit_jit.c); it must draw
+ * runtime/random.h's bits for any seed, step, salt and index. */
+START_TEST(dropout_bits_inline)
+{
+    enum { N = 1 << 20 };
+    uint64_t *seed = malloc(N * sizeof *seed), *step = malloc(N * sizeof *step), *index = malloc(N * sizeof *index);
+    uint32_t *salt = malloc(N * sizeof *salt), *out = malloc(N * sizeof *out);
+    ck_assert(seed && step && index && salt && out);
+    uint64_t r = 1;
+    for (long i = 0; i < N; i++) {
+        /* random words, and runs of consecutive indices as a dropout loop has */
+        seed[i] = kdk_mix64(r++);
+        step[i] = i % 3 ? kdk_mix64(r++) : (uint64_t)(i % 1000);
+        salt[i] = (uint32_t)kdk_mix64(r++);
+        index[i] = i % 2 ? kdk_mix64(r++) : (uint64_t)i;
+    }
+    seed[0] = step[0] = index[0] = 0, salt[0] = 0;
+    seed[1] = step[1] = index[1] = UINT64_MAX, salt[1] = UINT32_MAX;
+    ck_assert_int_eq(kd_jit_dropout_bits(N, seed, step, salt, index, out), 0);
+    for (long i = 0; i < N; i++)
+        ck_assert_msg(out[i] == kdk_dropout_bits(seed[i], step[i], salt[i], index[i]), "input %ld: jit %u, runtime %u", i,
+                      out[i], kdk_dropout_bits(seed[i], step[i], salt[i], index[i]));
+    ck_assert_uint_eq(out[0], kdk_dropout_bits(0, 0, 0, 0));
+    free(seed), free(step), free(index), free(salt), free(out);
+}
+END_TEST
 
 START_TEST(softmax_sample)
 {
@@ -1091,6 +1125,7 @@ static Suite *jit_suite(void)
     TCase *te = tcase_create("known values and errors");
     tcase_set_timeout(te, 600);
     tcase_add_test(te, softmax_sample);
+    tcase_add_test(te, dropout_bits_inline);
     tcase_add_test(te, f64_rejected);
     tcase_add_test(te, bad_march_is_an_error);
     tcase_add_test(te, libgccjit_error_returns_null);

@@ -1622,6 +1622,79 @@ START_TEST(test_fpmode_flush)
 }
 END_TEST
 
+/* ---- random.h / random.c: the dropout hash and the initialisers ---------------
+ * The expected values were produced by the code these replaced (compiler/
+ * dropout_hash.h and the init helpers emit_c.c wrote into model.c), so
+ * dropout masks and initial weights for a seed stay what they were. */
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= c[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+START_TEST(test_dropout_hash_values)
+{
+    ck_assert_uint_eq(kdk_mix64(0), 0xe220a8397b1dcdafULL);
+    ck_assert_uint_eq(kdk_mix64(1), 0x910a2dec89025cc1ULL);
+    ck_assert_uint_eq(kdk_dropout_bits(0, 1, 0, 5), 10653458u);
+    ck_assert_uint_eq(kdk_dropout_bits(1, 8, 3, 1005), 889903u);
+    ck_assert_uint_eq(kdk_dropout_bits(42, 15, 6, 2005), 14546234u);
+    ck_assert_uint_eq(kdk_dropout_bits(0xdeadbeefcafef00dULL, 22, 9, 3005), 6377662u);
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (uint64_t i = 0; i < 1000000; i++) {
+        uint32_t b = kdk_dropout_bits(i % 7 * 0x9e3779b97f4a7c15ULL, i / 1000, (uint32_t)(i % 5), i);
+        ck_assert(b < 1u << 24);
+        h = fnv1a(h, &b, sizeof b);
+    }
+    ck_assert_uint_eq(h, 0x686616137b830529ULL);
+    ck_assert_uint_eq(kdk_dropout_threshold(0.5), 8388608u);
+    ck_assert_uint_eq(kdk_dropout_threshold(0.1), 1677722u);
+    ck_assert_uint_eq(kdk_dropout_threshold(0.3333), 5591846u);
+    ck_assert_uint_eq(kdk_dropout_threshold(0), 0u);
+    ck_assert_uint_eq(kdk_dropout_threshold(1), 1u << 24);
+    ck_assert_uint_eq(kdk_dropout_threshold(NAN), 0u);
+}
+END_TEST
+
+START_TEST(test_init_values)
+{
+    static float fs[10000];
+    static double ds[10000];
+    static const float su[8] = {-0x1.09ff72p-4f, 0x1.5545b6p-4f, 0x1.484834p-4f, 0x1.5c543ap-4f,
+                                0x1.b73386p-8f,  -0x1.3d9708p-8f, -0x1.2b4e5p-4f, -0x1.edcf2cp-5f};
+    static const double dn[8] = {-0x1.0c417b8f0eb6p-2, 0x1.41a65b9148fc2p-1, 0x1.dc1a70f237f74p-2,
+                                 0x1.3096ca118e64p-1,  0x1.b9a642e1faef1p-1, -0x1.23bc169745c82p-3,
+                                 0x1.fe51dbf3f5d8ap-4, 0x1.7b99ff7013198p-6};
+    const uint64_t h0 = 0xcbf29ce484222325ULL;
+    kdk_sinit_uniform(fs, 8, 42, 3, -0.1, 0.1);
+    for (int i = 0; i < 8; i++) ck_assert_msg(fs[i] == su[i], "uniform[%d] = %a, want %a", i, fs[i], su[i]);
+    kdk_dinit_normal(ds, 8, 7, 2, 0.25, 0.5, 1);
+    for (int i = 0; i < 8; i++) ck_assert_msg(ds[i] == dn[i], "normal[%d] = %a, want %a", i, ds[i], dn[i]);
+    kdk_sinit_uniform(fs, 10000, 42, 3, -0.1, 0.1);
+    ck_assert_uint_eq(fnv1a(h0, fs, sizeof fs), 0x4e271b217c659cd7ULL);
+    kdk_dinit_uniform(ds, 10000, 42, 3, -0.1, 0.1);
+    ck_assert_uint_eq(fnv1a(h0, ds, sizeof ds), 0xc172c168ef4dfd65ULL);
+    kdk_sinit_normal(fs, 10000, 5, 1, 0, 0.05, 0);
+    ck_assert_uint_eq(fnv1a(h0, fs, sizeof fs), 0x7f47100fab016757ULL);
+    kdk_sinit_normal(fs, 10000, 5, 1, 0, 0.05, 1);
+    ck_assert_uint_eq(fnv1a(h0, fs, sizeof fs), 0x9724b21236947c27ULL);
+    for (int i = 0; i < 10000; i++) ck_assert(fabsf(fs[i]) <= 0.1f);
+    kdk_dinit_normal(ds, 10000, 5, 1, 1, 2, 0);
+    ck_assert_uint_eq(fnv1a(h0, ds, sizeof ds), 0x653f129691b0a7a9ULL);
+    kdk_dinit_normal(ds, 10000, 5, 1, 1, 2, 1);
+    ck_assert_uint_eq(fnv1a(h0, ds, sizeof ds), 0xd3f7bd8912d6140ULL);
+    kdk_sinit_fill(fs, 3, 0.1);
+    kdk_dinit_fill(ds, 3, 0.1);
+    for (int i = 0; i < 3; i++) ck_assert(fs[i] == 0.1f && ds[i] == 0.1);
+    ck_assert(fs[3] != 0.1f);   /* n elements, no more */
+}
+END_TEST
+
 static Suite *kernels_suite(void)
 {
     Suite *s = suite_create("kernels");
@@ -1664,6 +1737,10 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, test_softmax);
     tcase_add_test(tc, test_softmax_large);
     tcase_add_test(tc, test_xent_soft_and_fd);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("random");
+    tcase_add_test(tc, test_dropout_hash_values);
+    tcase_add_test(tc, test_init_values);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,6 +1,6 @@
 /* nn.c — softmax, log-softmax and the dropout mask. */
 #include "ops.h"
-#include "../dropout_hash.h"
+#include "random.h"
 #include "../interp.h"
 
 #include <math.h>
@@ -69,11 +69,11 @@ static void vjp_log_softmax(ir_builder *b, ir_node *n, ir_node *dy, const bool *
 static void eval_dropout_mask(const ir_eval_ctx *c, const ir_node *n)
 {
     uint64_t seed = (uint64_t)c->hyper[IR_HYPER_SEED], step = (uint64_t)c->hyper[IR_HYPER_STEP];
-    uint32_t thr = kd_dropout_threshold(n->attr.scalar);
+    uint32_t thr = kdk_dropout_threshold(n->attr.scalar);
     double scale = 1 / (1 - n->attr.scalar);
     double *y = ir_eval_out(c, n);
     for (int64_t i = 0, e = ir_eval_count(c, &n->shape); i < e; i++)
-        y[i] = kd_dropout_bits(seed, step, (uint32_t)n->attr.index, (uint64_t)i) >= thr ? scale : 0;
+        y[i] = kdk_dropout_bits(seed, step, (uint32_t)n->attr.index, (uint64_t)i) >= thr ? scale : 0;
 }
 
 const ir_op_info ir_op_softmax = {.name = "softmax", .arity = 1, .attrs = IR_ATTR_AXIS,

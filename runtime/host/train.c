@@ -2,7 +2,7 @@
  *
  * fit() is deterministic given the seed: the shuffle of epoch e is drawn from
  * a stream that depends only on (seed, e), dropout masks depend only on
- * (seed, step) (compiler/dropout_hash.h), and every buffer the model keeps
+ * (seed, step) (runtime/random.h), and every buffer the model keeps
  * between steps (params, opt_state) is in the checkpoint. So a run killed at
  * any point and resumed from its last checkpoint ends bit for bit where an
  * uninterrupted run ends. */
@@ -14,6 +14,7 @@
 #include "host_internal.h"
 #include "parallel.h"
 #include "progress.h"
+#include "random.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -57,21 +58,14 @@ void *kdh_arena_alloc(size_t bytes, kdh_error *err)
 
 /* ---- the shuffle stream ------------------------------------------------------------------ */
 
-/* SplitMix64 (the same mixer as the dropout hash). */
-static uint64_t mix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
+/* SplitMix64: random.h's kdk_mix64, the dropout hash's mixer. */
 
-static uint64_t shuffle_base(uint64_t seed) { return mix64(seed ^ 0x6b64736c73687566ULL); /* "kdslshuf" */ }
+static uint64_t shuffle_base(uint64_t seed) { return kdk_mix64(seed ^ 0x6b64736c73687566ULL); /* "kdslshuf" */ }
 
 static uint64_t next_u64(uint64_t *s)
 {
     *s += 0x9e3779b97f4a7c15ULL;
-    return mix64(*s);
+    return kdk_mix64(*s);
 }
 
 /* Uniform in [0, bound), without modulo bias. */
@@ -90,7 +84,7 @@ static void epoch_order(int64_t *idx, int64_t n, bool shuffle, uint64_t base, in
 {
     for (int64_t i = 0; i < n; i++) idx[i] = i;
     if (!shuffle) return;
-    uint64_t s = mix64(base ^ mix64((uint64_t)e));
+    uint64_t s = kdk_mix64(base ^ kdk_mix64((uint64_t)e));
     for (int64_t i = n - 1; i > 0; i--) {
         int64_t j = (int64_t)below(&s, (uint64_t)i + 1);
         int64_t t = idx[i];

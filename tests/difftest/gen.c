@@ -5,7 +5,7 @@
  * finite in float: a form that would make a value above MAG_MAX is not used. */
 #include "gen.h"
 
-#include "dropout_hash.h"
+#include "random.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -24,7 +24,7 @@ typedef struct gen {
     int din[DT_MAX_STMTS], dout[DT_MAX_STMTS];   /* a shared Dense's units in and out */
 } gen;
 
-static uint64_t next(gen *g) { return kd_mix64(g->rng++); }
+static uint64_t next(gen *g) { return kdk_mix64(g->rng++); }
 static int below(gen *g, int n) { return n <= 1 ? 0 : (int)(next(g) % (uint64_t)n); }
 static bool chance(gen *g, int percent) { return below(g, 100) < percent; }
 static int between(gen *g, int lo, int hi) { return lo + below(g, hi - lo + 1); }
@@ -424,7 +424,7 @@ static dt_shape input_shape(gen *g)
 void dt_generate(dt_program *p, uint64_t seed, int size)
 {
     memset(p, 0, sizeof *p);
-    gen g = {.p = p, .rng = kd_mix64(seed ^ 0x6469666674657374ULL)};
+    gen g = {.p = p, .rng = kdk_mix64(seed ^ 0x6469666674657374ULL)};
     int r = below(&g, 20);
     p->ninputs = r < 11 ? 1 : r < 18 ? 2 : 3;
     for (int i = 0; i < p->ninputs; i++) p->val[i] = input_shape(&g), g.mag[i] = 1;

@@ -13,7 +13,7 @@
 #define _GNU_SOURCE
 #include "loopexec.h"
 
-#include "dropout_hash.h"
+#include "random.h"
 
 #include <dlfcn.h>
 #include <ffi.h>
@@ -81,7 +81,7 @@ static value eval(exec *X, const lp_expr *e)
     }
     case LP_E_SELECT: return int_of(X, e->a) ? eval(X, e->b) : eval(X, e->c);
     case LP_E_DROPOUT: {
-        uint32_t bits = kd_dropout_bits(e->dropout.seed, X->args->step, e->dropout.salt, (uint64_t)int_of(X, e->a));
+        uint32_t bits = kdk_dropout_bits(e->dropout.seed, X->args->step, e->dropout.salt, (uint64_t)int_of(X, e->a));
         v.r = bits >= e->dropout.threshold ? e->dropout.scale : 0;
         return v;
     }
@@ -149,7 +149,6 @@ static double accumulate(lp_acc acc, double old, double v)
 static void call(exec *X, const lp_call *c)
 {
     const lp_kernel_info *ki = &lp_kernels[c->k];
-    if (!ki->runtime) return fail(X, "an init helper: the executor runs predict, grad, apply and train_step only");
     char name[64];
     snprintf(name, sizeof name, "kdk_d%s", ki->name);
     void *fn = dlsym(RTLD_DEFAULT, name);
@@ -158,6 +157,7 @@ static void call(exec *X, const lp_call *c)
     void *argp[LP_MAX_ARGS];
     union {
         int i;
+        long l;
         double d;
         unsigned long long u;
         void *p;
@@ -166,7 +166,9 @@ static void call(exec *X, const lp_call *c)
         const lp_arg *a = &c->args[j];
         switch (ki->args[j]) {
         case LP_A_INT: types[j] = &ffi_type_sint; vals[j].i = (int)int_of(X, a->e); break;
-        case LP_A_REAL: types[j] = &ffi_type_double; vals[j].d = real_of(X, a->e); break;
+        case LP_A_LONG: types[j] = &ffi_type_slong; vals[j].l = (long)int_of(X, a->e); break;
+        case LP_A_REAL:
+        case LP_A_F64: types[j] = &ffi_type_double; vals[j].d = real_of(X, a->e); break;
         case LP_A_U64: types[j] = &ffi_type_uint64; vals[j].u = (unsigned long long)int_of(X, a->e); break;
         default: {
             types[j] = &ffi_type_pointer;

@@ -3,7 +3,7 @@
 #include "difftest.h"
 
 #include "codegen.h"
-#include "dropout_hash.h"
+#include "random.h"
 #include "driver.h"
 #include "host/parallel.h"
 #include "interp.h"
@@ -59,7 +59,7 @@ typedef struct reference {
 
 static double uniform(reference *r, double lo, double hi)
 {
-    double u = (double)(kd_mix64(r->rng++) >> 11) * (1.0 / 9007199254740992.0);
+    double u = (double)(kdk_mix64(r->rng++) >> 11) * (1.0 / 9007199254740992.0);
     return (double)(float)(lo + (hi - lo) * u);   /* exact in float: every backend sees the same data */
 }
 
@@ -145,8 +145,8 @@ static void check_fd(reference *r, dt_verdict *v)
         if (r->tg.grads && r->tg.grads[i] && ((const kd_var *)r->m->vars.items[i])->kind == VAR_WEIGHT)
             trainable[nt++] = i;
     for (int c = 0; c < FD_CHECKS && nt > 0; c++) {
-        int i = trainable[kd_mix64(r->rng++) % (uint64_t)nt];
-        int64_t n = var_elems(r->m->vars.items[i]), k = (int64_t)(kd_mix64(r->rng++) % (uint64_t)n);
+        int i = trainable[kdk_mix64(r->rng++) % (uint64_t)nt];
+        int64_t n = var_elems(r->m->vars.items[i]), k = (int64_t)(kdk_mix64(r->rng++) % (uint64_t)n);
         double g = r->grad[i][k], scale = 0;
         for (int64_t j = 0; j < n; j++) scale = fmax(scale, fabs(r->grad[i][j]));
         bool ok = false;
@@ -229,7 +229,7 @@ static dt_status reference_build(reference *r, const char *text, const dt_option
     }
     if (m->config.loss == LOSS_CATEGORICAL_XENT || m->config.loss == LOSS_SPARSE_CATEGORICAL_XENT)
         for (int64_t row = 0; row < r->out_elems[0] * r->batch / classes; row++)
-            r->label[row * classes + (int64_t)(kd_mix64(r->rng++) % (uint64_t)classes)] = 1;
+            r->label[row * classes + (int64_t)(kdk_mix64(r->rng++) % (uint64_t)classes)] = 1;
     if (!kd_build_grad_graph(&r->s.arena, m, &r->tg, why, sizeof why))
         return verdict(v, DT_FAIL, "reference: grad graph", "%s", why), DT_FAIL;
     vals = interp(r, r->tg.g, r->vars, why, sizeof why);
