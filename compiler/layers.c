@@ -3,6 +3,7 @@
  * variables (on the first call) and emits its ops. */
 #include "sema_internal.h"
 
+#include <math.h>
 #include <string.h>
 
 sv *layer_arg(const kd_instance *inst, const char *name)
@@ -166,13 +167,19 @@ static sv *dense_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 {
     (void)n;
     ir_node *x = in[0]->t;
-    if (!need_rank(S, inst, x, 1, loc)) return NULL;
+    /* Keras applies Dense to the last axis of an input of any rank */
+    if (x->shape.rank < (x->shape.batched ? 2 : 1)) {
+        char buf[128];
+        sema_error(S, loc, "Dense needs at least one axis per sample (it applies to the last), got %s",
+                   ir_shape_sample(&x->shape, buf, sizeof buf));
+        return NULL;
+    }
     bool ok = true;
     int64_t units = int_arg(S, inst, "units", 1, &ok);
     bool use_bias = bool_arg(S, inst, "use_bias", &ok);
     kd_init kinit = init_arg(S, inst, "kernel_initializer", &ok), binit = init_arg(S, inst, "bias_initializer", &ok);
     if (!ok) return NULL;
-    int64_t kdims[2] = {x->shape.dims[1], units};
+    int64_t kdims[2] = {x->shape.dims[x->shape.rank - 1], units};
     kd_var *kernel = sema_new_var(S, inst, "kernel", VAR_WEIGHT, ir_shape_of(2, kdims, false), kinit, true, loc);
     kd_var *bias = use_bias ? sema_new_var(S, inst, "bias", VAR_WEIGHT, ir_shape_of(1, &units, false), binit, true, loc) : NULL;
     if (!kernel || (use_bias && !bias)) return NULL;
@@ -517,6 +524,19 @@ static sv *add_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc) { r
 static sv *multiply_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc) { return merge(S, inst, in, n, IR_MUL, loc); }
 static sv *maximum_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc) { return merge(S, inst, in, n, IR_MAXIMUM, loc); }
 
+/* min(a, b) = -max(-a, -b): the gradient goes where Maximum's would. */
+static sv *minimum_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    sv **neg = kd_alloc_array(S->a, (size_t)n, sizeof *neg);
+    for (int i = 0; i < n; i++) {
+        ir_node *t = NODE(ir_unary(&S->b, IR_NEG, in[i]->t), "Minimum");
+        if (!t) return NULL;
+        neg[i] = sv_tensor(S, t, NULL, loc);
+    }
+    sv *m = merge(S, inst, neg, n, IR_MAXIMUM, loc);
+    return m ? result(S, NODE(ir_unary(&S->b, IR_NEG, m->t), "Minimum"), loc) : NULL;
+}
+
 static sv *subtract_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 {
     if (n != 2) {
@@ -558,6 +578,391 @@ static sv *concat_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
     return result(S, sema_concat(S, xs, n, axis, loc), loc);
 }
 
+/* ---- 1-D layers: the 2-D ones over a height of 1 ----------------------------------- */
+
+/* [batch, steps, channels] as [batch, 1, steps, channels], and back. */
+static ir_node *as_image(sema *S, ir_node *x, const char *what, kd_loc loc)
+{
+    int64_t d[3] = {1, x->shape.dims[1], x->shape.dims[2]};
+    return NODE(ir_reshape(&S->b, x, ir_shape_of(3, d, true)), what);
+}
+
+static ir_node *as_sequence(sema *S, ir_node *y, const char *what, kd_loc loc)
+{
+    if (!y) return NULL;
+    int64_t d[2] = {y->shape.dims[2], y->shape.dims[3]};
+    return NODE(ir_reshape(&S->b, y, ir_shape_of(2, d, true)), what);
+}
+
+/* An int, or a list of one int: kernel_size: 3, strides: [2]. */
+static bool one_arg(sema *S, const kd_instance *inst, const char *name, int *out)
+{
+    sv *v = layer_arg(inst, name);
+    if (v && v->kind == SV_LIST && v->n == 1) v = v->items[0];
+    int64_t a;
+    if (!v || !(v->kind == SV_INT || v->kind == SV_FLOAT) || !sv_as_int(S, v, &a, name) || a < 1 || a > 65536) {
+        sema_error(S, v ? v->loc : inst->loc, "%s argument '%s' must be an integer between 1 and 65536", inst->type,
+                   name);
+        return false;
+    }
+    *out = (int)a;
+    return true;
+}
+
+/* padding: valid | same | causal (causal only where `causal_ok`): 0 valid, 1 same, 2 causal, -1 error. */
+static int padding_1d(sema *S, const kd_instance *inst, bool causal_ok)
+{
+    sv *v = layer_arg(inst, "padding");
+    const char *p = v && (v->kind == SV_IDENT || v->kind == SV_STRING) ? v->s : NULL;
+    const char *known[] = {"valid", "same", "causal"};
+    int nknown = causal_ok ? 3 : 2;
+    for (int i = 0; p && i < nknown; i++)
+        if (!strcmp(p, known[i])) return i;
+    const char *near = p ? kd_nearest(p, known, nknown) : NULL;
+    sema_error(S, v ? v->loc : inst->loc, "%s padding must be %s%s%s%s", inst->type,
+               causal_ok ? "valid, same or causal" : "valid or same", near ? ", got '" : "", near ? p : "",
+               near ? kd_format(S->a, "'; did you mean '%s'?", near) : "");
+    return -1;
+}
+
+static const layer_param conv1d_params[] = {
+    {"filters", NULL}, {"kernel_size", NULL}, {"strides", "1"}, {"padding", "valid"}, {"activation", "linear"},
+    {"use_bias", "true"}, {"kernel_initializer", "glorot_uniform"}, {"bias_initializer", "zeros"}, {NULL, NULL}};
+
+static sv *conv1d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    if (!need_rank(S, inst, x, 2, loc)) return NULL;
+    bool ok = true;
+    int k1, s1;
+    int64_t filters = int_arg(S, inst, "filters", 1, &ok);
+    ok = one_arg(S, inst, "kernel_size", &k1) && ok;
+    ok = one_arg(S, inst, "strides", &s1) && ok;
+    int padding = padding_1d(S, inst, true);
+    bool use_bias = bool_arg(S, inst, "use_bias", &ok);
+    kd_init kinit = init_arg(S, inst, "kernel_initializer", &ok), binit = init_arg(S, inst, "bias_initializer", &ok);
+    if (!ok || padding < 0) return NULL;
+    int k[2] = {1, k1}, s[2] = {1, s1};
+    ir_attrs attr = {0};
+    ir_node *img = as_image(S, x, "Conv1D", loc);
+    if (!img || !window_geometry(S, inst, &img->shape, k, s, padding == 1, &attr, loc)) return NULL;
+    if (padding == 2) attr.pad_lo[1] = k1 - 1, attr.pad_hi[1] = 0;   /* causal: all the padding before the first step */
+    /* Keras' kernel [kernel_size, in, filters], seen by the 2-D convolution as [1, kernel_size, in, filters] */
+    int64_t kdims[3] = {k1, x->shape.dims[2], filters}, k4[4] = {1, k1, x->shape.dims[2], filters};
+    kd_var *kernel = sema_new_var(S, inst, "kernel", VAR_WEIGHT, ir_shape_of(3, kdims, false), kinit, true, loc);
+    kd_var *bias = use_bias ? sema_new_var(S, inst, "bias", VAR_WEIGHT, ir_shape_of(1, &filters, false), binit, true, loc) : NULL;
+    if (!kernel || (use_bias && !bias)) return NULL;
+    ir_node *w = NODE(ir_var_read(&S->b, kernel), "Conv1D");
+    w = w ? NODE(ir_reshape(&S->b, w, ir_shape_of(4, k4, false)), "Conv1D") : NULL;
+    if (!w) return NULL;
+    ir_node *ops[2] = {img, w};
+    ir_node *y = as_sequence(S, NODE(ir_make(&S->b, IR_CONV2D, 2, ops, &attr), "Conv1D"), "Conv1D", loc);
+    if (y && bias) y = NODE(ir_binary(&S->b, IR_ADD, y, NODE(ir_var_read(&S->b, bias), "Conv1D")), "Conv1D");
+    return result(S, apply_activation(S, y, layer_arg(inst, "activation"), loc), loc);
+}
+
+static sv *pool1d_apply(sema *S, kd_instance *inst, ir_node *x, ir_op op, kd_loc loc)
+{
+    if (!need_rank(S, inst, x, 2, loc)) return NULL;
+    int k1, s1;
+    sv *strides = layer_arg(inst, "strides");
+    if (!one_arg(S, inst, "pool_size", &k1)) return NULL;
+    if (strides && strides->kind == SV_NONE) s1 = k1;
+    else if (!one_arg(S, inst, "strides", &s1)) return NULL;
+    int padding = padding_1d(S, inst, false);
+    if (padding < 0) return NULL;
+    int k[2] = {1, k1}, s[2] = {1, s1};
+    ir_attrs attr = {0};
+    ir_node *img = as_image(S, x, inst->type, loc);
+    if (!img || !window_geometry(S, inst, &img->shape, k, s, padding == 1, &attr, loc)) return NULL;
+    return result(S, as_sequence(S, NODE(ir_make(&S->b, op, 1, &img, &attr), inst->type), inst->type, loc), loc);
+}
+
+static sv *maxpool1d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return pool1d_apply(S, inst, in[0]->t, IR_MAXPOOL2D, loc);
+}
+
+static sv *avgpool1d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return pool1d_apply(S, inst, in[0]->t, IR_AVGPOOL2D, loc);
+}
+
+static sv *global_pool1d_apply(sema *S, kd_instance *inst, ir_node *x, ir_op op, kd_loc loc)
+{
+    if (!need_rank(S, inst, x, 2, loc)) return NULL;
+    return result(S, NODE(ir_reduce(&S->b, op, x, 1 << 1, false), inst->type), loc);
+}
+
+static sv *gap1d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return global_pool1d_apply(S, inst, in[0]->t, IR_MEAN, loc);
+}
+
+static sv *gmp1d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return global_pool1d_apply(S, inst, in[0]->t, IR_MAX, loc);
+}
+
+/* ---- resampling and cropping ---------------------------------------------------- */
+
+static const layer_param upsampling_params[] = {{"size", "2"}, {"interpolation", "nearest"}, {NULL, NULL}};
+
+/* Nearest neighbour: each pixel repeated size[0] x size[1] times, as a broadcast over two new axes. */
+static sv *upsampling_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    if (!need_rank(S, inst, x, 3, loc)) return NULL;
+    int f[2];
+    if (!pair_arg(S, inst, "size", f)) return NULL;
+    sv *interp = layer_arg(inst, "interpolation");
+    const char *how = interp && (interp->kind == SV_IDENT || interp->kind == SV_STRING) ? interp->s : NULL;
+    if (!how || strcmp(how, "nearest")) {
+        sema_error(S, interp ? interp->loc : loc, "UpSampling2D interpolation must be nearest%s%s%s",
+                   how ? " (bilinear is not supported yet), got '" : "", how ? how : "", how ? "'" : "");
+        return NULL;
+    }
+    int64_t h = x->shape.dims[1], w = x->shape.dims[2], c = x->shape.dims[3];
+    int64_t six[5] = {h, 1, w, 1, c}, wide[5] = {h, f[0], w, f[1], c}, out[3] = {h * f[0], w * f[1], c};
+    ir_node *y = NODE(ir_reshape(&S->b, x, ir_shape_of(5, six, true)), "UpSampling2D");
+    y = y ? NODE(ir_broadcast(&S->b, y, ir_shape_of(5, wide, true)), "UpSampling2D") : NULL;
+    y = y ? NODE(ir_reshape(&S->b, y, ir_shape_of(3, out, true)), "UpSampling2D") : NULL;
+    return result(S, y, loc);
+}
+
+static const layer_param cropping_params[] = {{"cropping", "0"}, {NULL, NULL}};
+
+/* cropping: n | [h, w] | [[top, bottom], [left, right]], as ZeroPadding2D's padding. */
+static sv *cropping_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    if (!need_rank(S, inst, x, 3, loc)) return NULL;
+    sv *p = layer_arg(inst, "cropping");
+    int64_t crop[4], v;   /* top, bottom, left, right */
+    if (p->kind == SV_LIST && p->n == 2 && p->items[0]->kind == SV_LIST) {
+        for (int d = 0; d < 2; d++) {
+            sv *pair = p->items[d];
+            if (pair->kind != SV_LIST || pair->n != 2) goto bad;
+            for (int k = 0; k < 2; k++) {
+                if (!sv_as_int(S, pair->items[k], &v, "Cropping2D cropping")) return NULL;
+                crop[2 * d + k] = v;
+            }
+        }
+    } else if (p->kind == SV_LIST && p->n == 2) {
+        for (int d = 0; d < 2; d++) {
+            if (!sv_as_int(S, p->items[d], &v, "Cropping2D cropping")) return NULL;
+            crop[2 * d] = crop[2 * d + 1] = v;
+        }
+    } else if (p->kind == SV_INT) {
+        crop[0] = crop[1] = crop[2] = crop[3] = p->i;
+    } else
+        goto bad;
+    for (int i = 0; i < 4; i++)
+        if (crop[i] < 0) goto bad;
+    if (crop[0] + crop[1] >= x->shape.dims[1] || crop[2] + crop[3] >= x->shape.dims[2]) {
+        char buf[128];
+        sema_error(S, p->loc, "Cropping2D crops all of its input %s", ir_shape_sample(&x->shape, buf, sizeof buf));
+        return NULL;
+    }
+    int64_t begin[4] = {0, crop[0], crop[2], 0};
+    int64_t size[4] = {IR_BATCH, x->shape.dims[1] - crop[0] - crop[1], x->shape.dims[2] - crop[2] - crop[3],
+                       x->shape.dims[3]};
+    ir_attrs attr = {0};
+    for (int d = 0; d < 4; d++) attr.begin[d] = begin[d], attr.size[d] = size[d];
+    return result(S, NODE(ir_make(&S->b, IR_SLICE, 1, &x, &attr), "Cropping2D"), loc);
+bad:
+    sema_error(S, p->loc, "Cropping2D cropping must be an integer, [h, w] or [[top, bottom], [left, right]] of "
+               "non-negative integers");
+    return NULL;
+}
+
+/* ---- axes ------------------------------------------------------------------------ */
+
+static const layer_param permute_params[] = {{"dims", NULL}, {NULL, NULL}};
+
+/* dims: a permutation of 1..rank (the batch stays first). */
+static sv *permute_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    sv *dims = layer_arg(inst, "dims");
+    int rank = x->shape.rank - 1;
+    if (!dims || dims->kind != SV_LIST || dims->n != rank) {
+        sema_error(S, dims ? dims->loc : loc, "Permute dims must list each of the %d sample axes once (1 to %d)", rank,
+                   rank);
+        return NULL;
+    }
+    ir_attrs attr = {0};
+    bool seen[IR_MAX_RANK] = {false};
+    for (int i = 0; i < rank; i++) {
+        int64_t d;
+        if (!sv_as_int(S, dims->items[i], &d, "Permute dims")) return NULL;
+        if (d < 1 || d > rank || seen[d]) {
+            sema_error(S, dims->items[i]->loc, "Permute dims must list each of the %d sample axes once (1 to %d)",
+                       rank, rank);
+            return NULL;
+        }
+        seen[d] = true;
+        attr.perm[i + 1] = (int)d;
+    }
+    return result(S, NODE(ir_make(&S->b, IR_TRANSPOSE, 1, &x, &attr), "Permute"), loc);
+}
+
+static const layer_param repeat_vector_params[] = {{"n", NULL}, {NULL, NULL}};
+
+static sv *repeat_vector_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    if (!need_rank(S, inst, x, 1, loc)) return NULL;
+    bool ok = true;
+    int64_t times = int_arg(S, inst, "n", 1, &ok);
+    if (!ok) return NULL;
+    int64_t one[2] = {1, x->shape.dims[1]}, many[2] = {times, x->shape.dims[1]};
+    ir_node *y = NODE(ir_reshape(&S->b, x, ir_shape_of(2, one, true)), "RepeatVector");
+    return result(S, y ? NODE(ir_broadcast(&S->b, y, ir_shape_of(2, many, true)), "RepeatVector") : NULL, loc);
+}
+
+/* ---- scaling and normalisation --------------------------------------------------- */
+
+static const layer_param rescaling_params[] = {{"scale", NULL}, {"offset", "0"}, {NULL, NULL}};
+
+static sv *rescaling_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    bool ok = true;
+    double scale = num_arg(S, inst, "scale", &ok), offset = num_arg(S, inst, "offset", &ok);
+    if (!ok) return NULL;
+    ir_node *y = NODE(ir_binary(&S->b, IR_MUL, in[0]->t, ir_scalar(&S->b, scale)), "Rescaling");
+    if (y && offset != 0) y = NODE(ir_binary(&S->b, IR_ADD, y, ir_scalar(&S->b, offset)), "Rescaling");
+    return result(S, y, loc);
+}
+
+/* A number, or a list of one number per element of the last axis, as a constant of that shape. */
+static ir_node *per_channel(sema *S, const kd_instance *inst, const char *name, int64_t channels, double (*f)(double),
+                            kd_loc loc)
+{
+    sv *v = layer_arg(inst, name);
+    if (v && (v->kind == SV_INT || v->kind == SV_FLOAT)) {
+        double x = 0;
+        if (!sv_as_number(S, v, &x, name)) return NULL;
+        return ir_scalar(&S->b, f(x));
+    }
+    if (!v || v->kind != SV_LIST || v->n != channels) {
+        sema_error(S, v ? v->loc : loc, "%s %s must be a number or a list of %lld numbers (one per channel)",
+                   inst->type, name, (long long)channels);
+        return NULL;
+    }
+    /* a list: one constant per channel, concatenated along the only axis */
+    ir_node **parts = kd_alloc_array(S->a, (size_t)channels, sizeof *parts);
+    int64_t one = 1;
+    for (int64_t i = 0; i < channels; i++) {
+        double x = 0;
+        if (!sv_as_number(S, v->items[i], &x, name)) return NULL;
+        parts[i] = ir_const(&S->b, f(x), ir_shape_of(1, &one, false));
+    }
+    ir_attrs attr = {.axis = 0};
+    return channels == 1 ? parts[0] : NODE(ir_make(&S->b, IR_CONCAT, (int)channels, parts, &attr), inst->type);
+}
+
+static double identity(double x) { return x; }
+static double inv_std(double var) { return 1 / fmax(sqrt(var), 1e-7); }   /* Keras: 1 / max(sqrt(var), epsilon()) */
+
+static const layer_param normalization_params[] = {{"mean", NULL}, {"variance", NULL}, {"axis", "-1"}, {NULL, NULL}};
+
+/* With a given mean and variance (Keras' constructor arguments; no adapt()):
+ * (x - mean) / max(sqrt(variance), 1e-7), over the last axis; no weights. */
+static sv *normalization_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    int64_t axis_arg;
+    if (!sv_as_int(S, layer_arg(inst, "axis"), &axis_arg, "Normalization axis")) return NULL;
+    int axis = sema_axis(S, axis_arg, x->shape.rank, loc);
+    if (axis < 0) return NULL;
+    if (axis != x->shape.rank - 1 || axis == 0) {
+        sema_error(S, loc, "Normalization normalises the last axis; axis %lld is not supported", (long long)axis_arg);
+        return NULL;
+    }
+    int64_t c = x->shape.dims[axis];
+    ir_node *mean = per_channel(S, inst, "mean", c, identity, loc), *scale = per_channel(S, inst, "variance", c, inv_std, loc);
+    if (!mean || !scale) return NULL;
+    ir_node *y = NODE(ir_binary(&S->b, IR_SUB, x, mean), "Normalization");
+    return result(S, y ? NODE(ir_binary(&S->b, IR_MUL, y, scale), "Normalization") : NULL, loc);
+}
+
+static const layer_param layernorm_params[] = {
+    {"axis", "-1"}, {"epsilon", "0.001"}, {"center", "true"}, {"scale", "true"}, {NULL, NULL}};
+
+/* Over the last axis of each sample: (x - mean) / sqrt(variance + epsilon) * gamma + beta. */
+static sv *layernorm_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    bool ok = true;
+    int64_t axis_arg = 0;
+    if (!sv_as_int(S, layer_arg(inst, "axis"), &axis_arg, "LayerNormalization axis")) return NULL;
+    double eps = num_arg(S, inst, "epsilon", &ok);
+    bool center = bool_arg(S, inst, "center", &ok), scale = bool_arg(S, inst, "scale", &ok);
+    if (!ok) return NULL;
+    int rank = x->shape.rank;
+    int axis = sema_axis(S, axis_arg, rank, loc);
+    if (axis < 0) return NULL;
+    if (axis != rank - 1 || axis == 0) {
+        sema_error(S, loc, "LayerNormalization normalises the last axis; axis %lld is not supported", (long long)axis_arg);
+        return NULL;
+    }
+    if (!(eps > 0)) {
+        sema_error(S, loc, "LayerNormalization epsilon must be positive");
+        return NULL;
+    }
+    int64_t c = x->shape.dims[axis];
+    ir_shape vec = ir_shape_of(1, &c, false);
+    kd_var *gamma = scale ? sema_new_var(S, inst, "gamma", VAR_WEIGHT, vec, (kd_init){.kind = INIT_ONES}, true, loc) : NULL;
+    kd_var *beta = center ? sema_new_var(S, inst, "beta", VAR_WEIGHT, vec, (kd_init){.kind = INIT_ZEROS}, true, loc) : NULL;
+    if ((scale && !gamma) || (center && !beta)) return NULL;
+    ir_builder *b = &S->b;
+    const char *w = "LayerNormalization";
+    int64_t last = (int64_t)1 << axis;
+    ir_node *mean = NODE(ir_reduce(b, IR_MEAN, x, last, true), w);
+    ir_node *xc = mean ? NODE(ir_binary(b, IR_SUB, x, mean), w) : NULL;
+    ir_node *sq = xc ? NODE(ir_unary(b, IR_SQUARE, xc), w) : NULL;
+    ir_node *var = sq ? NODE(ir_reduce(b, IR_MEAN, sq, last, true), w) : NULL;
+    ir_node *ve = var ? NODE(ir_binary(b, IR_ADD, var, ir_scalar(b, eps)), w) : NULL;
+    ir_node *inv = ve ? NODE(ir_unary(b, IR_RSQRT, ve), w) : NULL;
+    ir_node *y = inv ? NODE(ir_binary(b, IR_MUL, xc, inv), w) : NULL;
+    if (y && gamma) y = NODE(ir_binary(b, IR_MUL, y, NODE(ir_var_read(b, gamma), w)), w);
+    if (y && beta) y = NODE(ir_binary(b, IR_ADD, y, NODE(ir_var_read(b, beta), w)), w);
+    return result(S, y, loc);
+}
+
+/* SpatialDropout2D: one mask value per sample and channel, for every pixel. */
+static sv *spatial_dropout_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    if (!need_rank(S, inst, x, 3, loc)) return NULL;
+    bool ok = true;
+    double rate = num_arg(S, inst, "rate", &ok);
+    if (!ok) return NULL;
+    if (!(rate >= 0 && rate < 1)) {
+        sema_error(S, loc, "dropout rate must be in [0, 1), got %g", rate);
+        return NULL;
+    }
+    if (!S->training || rate == 0) return result(S, x, loc);
+    int64_t d[3] = {1, 1, x->shape.dims[3]};
+    ir_attrs attr = {.scalar = rate, .index = S->b.g->nodes.len};
+    ir_node *mask = NODE(ir_leaf(&S->b, IR_DROPOUT_MASK, ir_shape_of(3, d, true), &attr, -1), "SpatialDropout2D");
+    return result(S, mask ? NODE(ir_binary(&S->b, IR_MUL, x, mask), "SpatialDropout2D") : NULL, loc);
+}
+
 /* ---- the table --------------------------------------------------------- */
 
 static const layer_def layer_table[] = {
@@ -571,6 +976,19 @@ static const layer_def layer_table[] = {
     {"Flatten", 1, no_params, flatten_apply},
     {"Reshape", 1, reshape_params, reshape_apply},
     {"Dropout", 1, dropout_params, dropout_apply},
+    {"SpatialDropout2D", 1, dropout_params, spatial_dropout_apply},
+    {"Conv1D", 1, conv1d_params, conv1d_apply},
+    {"MaxPooling1D", 1, pool_params, maxpool1d_apply},
+    {"AveragePooling1D", 1, pool_params, avgpool1d_apply},
+    {"GlobalAveragePooling1D", 1, no_params, gap1d_apply},
+    {"GlobalMaxPooling1D", 1, no_params, gmp1d_apply},
+    {"UpSampling2D", 1, upsampling_params, upsampling_apply},
+    {"Cropping2D", 1, cropping_params, cropping_apply},
+    {"Permute", 1, permute_params, permute_apply},
+    {"RepeatVector", 1, repeat_vector_params, repeat_vector_apply},
+    {"Rescaling", 1, rescaling_params, rescaling_apply},
+    {"Normalization", 1, normalization_params, normalization_apply},
+    {"LayerNormalization", 1, layernorm_params, layernorm_apply},
     {"BatchNormalization", 1, batchnorm_params, batchnorm_apply},
     {"ReLU", 1, no_params, relu_apply},
     {"Softmax", 1, softmax_params, softmax_apply},
@@ -579,6 +997,7 @@ static const layer_def layer_table[] = {
     {"Subtract", -1, no_params, subtract_apply},
     {"Multiply", -1, no_params, multiply_apply},
     {"Maximum", -1, no_params, maximum_apply},
+    {"Minimum", -1, no_params, minimum_apply},
     {"Average", -1, no_params, average_apply},
     {"Concatenate", -1, concat_params, concat_apply},
 };

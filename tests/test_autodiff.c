@@ -649,6 +649,48 @@ START_TEST(source_mlp_bn_dropout)
 }
 END_TEST
 
+/* The layers kdsl builds from its own ops (Conv1D and the 1-D pools over a
+ * height of 1, LayerNormalization, Dense on a sequence, the resampling,
+ * cropping and axis layers, Minimum, Rescaling, Normalization, SpatialDropout2D)
+ * differentiate like the ops they are made of. */
+START_TEST(source_keras_layers)
+{
+    check_source_grads("model seq {\n"
+                       "    input x: [7, 2]\n"
+                       "    Conv1D(3, 3, padding: causal, activation: tanh)\n"
+                       "    Conv1D(2, 2, strides: 2, padding: same)\n"
+                       "    LayerNormalization()\n"
+                       "    Dense(3)\n"
+                       "    AveragePooling1D(2, strides: 1, padding: same)\n"
+                       "    MaxPooling1D(2)\n"
+                       "    a = GlobalAveragePooling1D()\n"
+                       "    b = GlobalMaxPooling1D(Permute(RepeatVector(Dense(a, 4), 2), [2, 1]))\n"
+                       "    output y = Dense(Rescaling(Minimum(Dense(a, 3), Dense(b, 3)), scale: 2, offset: 0.5), 3, activation: softmax)\n"
+                       "}\n"
+                       "train seq {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 3);
+    check_source_grads("model img {\n"
+                       "    input x: [3, 4, 2]\n"
+                       "    Normalization(mean: [0.5, -0.25], variance: [4, 0.25])\n"
+                       "    UpSampling2D(size: [1, 2])\n"
+                       "    Cropping2D([[1, 0], [2, 1]])\n"
+                       "    Conv2D(2, 2, activation: sigmoid)\n"
+                       "    SpatialDropout2D(0.4)\n"
+                       "    Permute([3, 1, 2])\n"
+                       "    Flatten()\n"
+                       "    RepeatVector(2)\n"
+                       "    Flatten()\n"
+                       "    output y = Dense(3, activation: softmax)\n"
+                       "}\n"
+                       "train img {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 2);
+}
+END_TEST
+
 START_TEST(source_cnn)
 {
     check_source_grads("model c {\n"
@@ -720,6 +762,7 @@ static Suite *autodiff_suite(void)
     t = tcase_create("source");
     tcase_add_test(t, source_mlp_bn_dropout);
     tcase_add_test(t, source_cnn);
+    tcase_add_test(t, source_keras_layers);
     tcase_add_test(t, source_linear_regression);
     suite_add_tcase(s, t);
     return s;

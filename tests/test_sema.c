@@ -204,6 +204,50 @@ START_TEST(batchnorm_strides_same_padding)
 }
 END_TEST
 
+/* Output shapes and parameter counts by Keras' rules for the layers kdsl
+ * builds from its own ops: Dense on the last axis (2 * 3 + 3), Conv1D's
+ * kernel [k, in, out] (4 * 7 * 5 + 5, and 3 * 5 * 2 without a bias), same
+ * padding ceil(n / stride), LayerNormalization's gamma alone with
+ * center: false. (tests/test_keras_layers.c checks such models against
+ * TensorFlow.js's own summaries and outputs.) */
+START_TEST(keras_shape_layers)
+{
+    checked c;
+    check_text(&c,
+               "model shapes {\n"
+               "    input image: [4, 4, 2]\n"
+               "    Dense(3)\n"
+               "    UpSampling2D(size: [2, 3])\n"
+               "    Cropping2D([[1, 0], [2, 3]])\n"
+               "    SpatialDropout2D(0.2)\n"
+               "    Permute([3, 1, 2])\n"
+               "    Reshape([21, 7])\n"
+               "    Conv1D(5, 4, strides: 2, padding: same)\n"
+               "    Conv1D(2, 3, padding: causal, use_bias: false)\n"
+               "    AveragePooling1D(3, strides: 2)\n"
+               "    LayerNormalization(center: false)\n"
+               "    GlobalMaxPooling1D()\n"
+               "    RepeatVector(4)\n"
+               "    Rescaling(1 / 255)\n"
+               "    Normalization(mean: 0, variance: 1)\n"
+               "}\n", NULL);
+    ASSERT_OK(&c);
+    const kd_model *m = c.s.model;
+    assert_params(m, 9 + 145 + 30 + 2, 9 + 145 + 30 + 2, 0);
+    assert_shape(row(m, "dense"), "(None, 4, 4, 3)");
+    assert_shape(row(m, "up_sampling2d"), "(None, 8, 12, 3)");
+    assert_shape(row(m, "cropping2d"), "(None, 7, 7, 3)");
+    assert_shape(row(m, "permute"), "(None, 3, 7, 7)");
+    assert_shape(row(m, "conv1d"), "(None, 11, 5)");
+    assert_shape(row(m, "conv1d_1"), "(None, 11, 2)");
+    assert_shape(row(m, "average_pooling1d"), "(None, 5, 2)");
+    assert_shape(row(m, "global_max_pooling1d"), "(None, 2)");
+    assert_shape(row(m, "repeat_vector"), "(None, 4, 2)");
+    assert_shape(row(m, "normalization"), "(None, 4, 2)");
+    done(&c);
+}
+END_TEST
+
 START_TEST(nested_model_frozen)
 {
     checked c;
@@ -359,7 +403,7 @@ static const struct {
     const char *src, *want;
 } mistakes[] = {
     {"model m {\n    input x: [3]\n    Dense(3, activation: rleu)\n}\n", "test.kdsl:3:26: error: unknown activation 'rleu'; did you mean 'relu'?"},
-    {"model m {\n    input image: [4, 4, 2]\n    Dense(3)\n}\n", "Dense expects a rank-1 input per sample, got [4, 4, 2]"},
+    {"model m {\n    input x: []\n    Dense(3)\n}\n", "Dense needs at least one axis per sample (it applies to the last), got []"},
     {"model m {\n    input x: [3]\n    y = x @ x\n}\n", "'@' needs a matrix on its right"},
     {"model m {\n    input x: [3]\n    repeat 2000000 { Dense(2) }\n}\n", "repeat count 2000000 is out of range"},
     {"block a(x) {\n    output a(x)\n}\nmodel m {\n    input x: [3]\n    a()\n}\n", "block 'a' calls itself"},
@@ -409,6 +453,7 @@ int main(void)
     tcase_add_test(t, custom_layer_with_state_and_if_training);
     tcase_add_test(t, blocks_inside_repeat);
     tcase_add_test(t, batchnorm_strides_same_padding);
+    tcase_add_test(t, keras_shape_layers);
     tcase_add_test(t, nested_model_frozen);
     tcase_add_test(t, tensor_functions_and_shapes);
     tcase_add_test(t, names_follow_keras);

@@ -1,0 +1,169 @@
+/* test_keras_layers.c — Keras layers against Keras: TensorFlow.js's Layers
+ * API (a faithful port) made the fixtures in tests/fixtures/keras_layers/
+ * (make.js there says how): the same weights in Keras' layouts, one batch of
+ * inputs, the outputs TensorFlow.js computed, and Keras' parameter counts.
+ * kdsl must print the same counts in `kdslc summary` and predict the same
+ * outputs through `kdslc predict` (the JIT, in float). */
+#include "testutil.h"
+
+#include "host/tensor_file.h"
+
+#include <math.h>
+#include <stdio.h>
+
+static const char *const cases[] = {"conv1d", "conv1d_padding", "image_axes", "merges"};
+#define NCASES ((int)(sizeof cases / sizeof *cases))
+
+static const char *fixture(const char *name, const char *suffix)
+{
+    static char buf[4][4096];
+    static int at;
+    char *b = buf[at++ % 4];
+    snprintf(b, sizeof buf[0], "%s%s", tu_src("tests/fixtures/keras_layers/"), name);
+    strncat(b, suffix, sizeof buf[0] - strlen(b) - 1);
+    return b;
+}
+
+/* The Param # column of a summary, InputLayer rows left out. */
+static int summary_params(const char *text, long *out, int max)
+{
+    const char *head = strstr(text, "Param #");
+    ck_assert_ptr_nonnull(head);
+    const char *line = head;
+    while (line > text && line[-1] != '\n') line--;
+    size_t col = (size_t)(head - line);
+    int n = 0;
+    const char *p = strstr(head, "\n=");
+    ck_assert_ptr_nonnull(p);
+    p = strchr(p + 1, '\n') + 1;
+    while (*p && *p != '=' && n < max) {
+        const char *end = strchr(p, '\n');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (*p != '_' && *p != ' ' && len > col && !strstr(p, "(InputLayer)")) {
+            long v = 0;
+            for (const char *q = p + col; q < p + len && (*q == ',' || (*q >= '0' && *q <= '9')); q++)
+                if (*q != ',') v = v * 10 + (*q - '0');
+            out[n++] = v;
+        }
+        if (!end) break;
+        p = end + 1;
+        if (*p == '=') break;
+        (void)len;
+    }
+    return n;
+}
+
+START_TEST(summary_matches_keras)
+{
+    const char *name = cases[_i];
+    size_t len;
+    char *want = tu_read(fixture(name, ".params"), &len);
+    ck_assert_ptr_nonnull(want);
+    long keras[64], total = 0;
+    int nk = 0;
+    char *p = want;
+    for (char *tok = strtok(p, " \n"); tok; tok = strtok(NULL, " \n")) keras[nk++] = strtol(tok, NULL, 10);
+    total = keras[--nk];    /* the last line: the total */
+    char *out = NULL;
+    ck_assert_int_eq(tu_kdslc_run(&out, "summary %s", fixture(name, ".kdsl")), 0);
+    long ours[64];
+    int no = summary_params(out, ours, 64);
+    ck_assert_msg(no == nk, "%s: %d layers in the summary, Keras has %d:\n%s", name, no, nk, out);
+    for (int i = 0; i < nk; i++) ck_assert_msg(ours[i] == keras[i], "%s: layer %d has %ld params, Keras %ld", name, i, ours[i], keras[i]);
+    char line[64];
+    snprintf(line, sizeof line, "Total params: %ld\n", total);
+    ck_assert_has(out, line);
+    free(out);
+    free(want);
+}
+END_TEST
+
+static kdh_tensor read_npy(const char *path)
+{
+    kdh_tensor t;
+    kdh_error err;
+    ck_assert_msg(kdh_npy_read(path, NULL, &t, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(t.dtype, KDH_F32);
+    return t;
+}
+
+START_TEST(predict_matches_keras)
+{
+    const char *name = cases[_i];
+    const char *dir = tu_tmpdir(name);
+    char *out = NULL;
+    int rc = tu_kdslc_run(&out, "predict %s --weights %s --input %s -o %s", fixture(name, ".kdsl"),
+                          fixture(name, ".safetensors"), fixture(name, "_x.npy"), tu_path(dir, "y.npy"));
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    kdh_tensor got = read_npy(tu_path(dir, "y.npy")), want = read_npy(fixture(name, "_y.npy"));
+    ck_assert_int_eq(got.rank, want.rank);
+    for (int d = 0; d < got.rank; d++) ck_assert_int_eq(got.shape[d], want.shape[d]);
+    const float *g = got.data, *w = want.data;
+    size_t n = got.nbytes / sizeof(float);
+    ck_assert_int_gt(n, 0);
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(g[i] - w[i]) / (1 + fabs(w[i])));
+    ck_assert_msg(worst < 2e-6, "%s: outputs differ from TensorFlow.js by %g", name, worst);
+    kdh_tensor_free(&got);
+    kdh_tensor_free(&want);
+}
+END_TEST
+
+/* Normalization with given statistics (TensorFlow.js has no such layer):
+ * (x - mean) / max(sqrt(variance), 1e-7), per channel or one for all. */
+START_TEST(normalization_values)
+{
+    const char *dir = tu_tmpdir("normalization");
+    const char *src = "model norm {\n    input x: [3]\n    Normalization(mean: [1, -2, 0.5], variance: [4, 0.25, 0])\n"
+                      "    Normalization(mean: 0.5, variance: 9)\n}\n";
+    ck_assert_int_eq(tu_write(tu_path(dir, "norm.kdsl"), src, strlen(src)), 0);
+    const char *csv = "3,-1,0.5\n1,-2,0.500001\n";
+    ck_assert_int_eq(tu_write(tu_path(dir, "x.csv"), csv, strlen(csv)), 0);
+    char *out = NULL;
+    /* no weights: the layers have none (Keras: mean and variance given, no adapt) */
+    int rc = tu_kdslc_run(&out, "summary %s", tu_path(dir, "norm.kdsl"));
+    ck_assert_int_eq(rc, 0);
+    ck_assert_has(out, "Total params: 0\n");
+    free(out);
+    kdh_error err;
+    ck_assert_msg(kdh_safetensors_write(tu_path(dir, "none.safetensors"), NULL, 0, NULL, 0, &err) == 0, "%s", err.msg);
+    rc = tu_kdslc_run(&out, "predict %s --weights %s --input %s -o %s", tu_path(dir, "norm.kdsl"),
+                      tu_path(dir, "none.safetensors"), tu_path(dir, "x.csv"), tu_path(dir, "y.csv"));
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    char *y = tu_read(tu_path(dir, "y.csv"), NULL);
+    ck_assert_ptr_nonnull(y);
+    /* row 1: (3-1)/2 = 1, (-1+2)/0.5 = 2, (0.5-0.5)/1e-7 = 0; then (v - 0.5) / 3. Row 2's last:
+     * a variance of 0 divides by 1e-7 (0.500001 in float is 0.50000101). */
+    double want[2][3] = {{(1 - 0.5) / 3, (2 - 0.5) / 3, (0 - 0.5) / 3},
+                         {(0 - 0.5) / 3, (0 - 0.5) / 3, ((double)(0.500001f - 0.5f) / 1e-7 - 0.5) / 3}};
+    double got[2][3];
+    const char *p = y;
+    while (*p && (*p < '0' || *p > '9') && *p != '-') p = strchr(p, '\n') + 1;   /* a header row, if any */
+    for (int r = 0; r < 2; r++)
+        for (int c = 0; c < 3; c++) {
+            char *end;
+            got[r][c] = strtod(p, &end);
+            ck_assert_ptr_ne(end, p);
+            p = end + 1;
+        }
+    for (int r = 0; r < 2; r++)
+        for (int c = 0; c < 3; c++)
+            ck_assert_msg(fabs(got[r][c] - want[r][c]) < 1e-5 * (1 + fabs(want[r][c])), "[%d][%d]: %g, want %g\n%s",
+                          r, c, got[r][c], want[r][c], y);
+    free(y);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("keras_layers");
+    TCase *t = tcase_create("keras_layers");
+    tcase_set_timeout(t, 300);
+    tcase_add_loop_test(t, summary_matches_keras, 0, NCASES);
+    tcase_add_loop_test(t, predict_matches_keras, 0, NCASES);
+    tcase_add_test(t, normalization_values);
+    suite_add_tcase(s, t);
+    return tu_run_suite(s);
+}
