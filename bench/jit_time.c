@@ -32,7 +32,7 @@ int main(int argc, char **argv)
     if (!p) return 1;
     double t2 = now();
     kd_jit_options jo = {0};
-    kd_model_fns fns;
+    kdh_model_fns fns;
     char why[1024] = "";
     kd_jit *j = kd_jit_compile(p, &jo, &fns, why, sizeof why);
     if (!j) {

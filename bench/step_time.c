@@ -22,7 +22,7 @@
 #include "codegen.h"
 #include "driver.h"
 #include "host/fpmode.h"
-#include "host/parallel.h"
+#include "host/parallel_kernels.h"
 #include "jit.h"
 
 #include "cores.h"
@@ -121,7 +121,7 @@ int main(int argc, char **argv)
     kd_session s[2];
     memset(s, 0, sizeof s);
     lp_program *ps[2];
-    kd_model_fns fns[2];
+    kdh_model_fns fns[2];
     kd_jit *j[2];
     int64_t arena = 0, step_arena[2];
     for (int v = 0; v < 2; v++) {
@@ -139,7 +139,7 @@ int main(int argc, char **argv)
         step_arena[v] = ps[v]->funcs[LP_F_TRAIN_STEP] ? ps[v]->funcs[LP_F_TRAIN_STEP]->arena_bytes : 0;
     }
     const lp_program *p = ps[0];
-    kd_model_fns f = fns[0];
+    kdh_model_fns f = fns[0];
     kdh_fpmode_flush_subnormals();
     int b = p->max_batch;
     float *params = floats(p->params_size), *opt = floats(p->opt_size + 1);

@@ -110,4 +110,45 @@ void kd_arena_plan(const lp_program *p, lp_func *f);
 
 #define KD_ARENA_ALIGN 64   /* bytes: every arena buffer starts on a cache line */
 
+/* ---- thread planning (thread_plan.c) ------------------------------------------------ */
+
+/* Which loops run split across the host's thread pool, for the JIT
+ * (emit_jit.c outlines each one and calls kdh_parallel_range): an
+ * element-wise FOR marked parallel, or a row reduction split on its
+ * columns, when the body only loads, stores and computes (no kernel calls,
+ * no writes to the enclosing code's locals) and has enough work to pay for
+ * the hand-off. Every element keeps its single-threaded arithmetic. */
+typedef struct kd_thread_planner {
+    const lp_program *p;
+    const lp_func *f;
+    kd_arena *scratch;
+    bool split_small;          /* kd_jit_options.split_small_loops: split however little work */
+    /* by buffer / variable id, allocated at the first site of the function
+     * and cleared after each one (kd_thread_plan_done) */
+    bool *buf, *stored, *read, *def;
+    int *touched_buf, *touched_var;
+} kd_thread_planner;
+
+/* A split loop: `loop` runs as [lo, hi) slices, inside `outer` (a row
+ * reduction's loop over rows, run whole by each slice) or alone. */
+typedef struct kd_par_site {
+    bool ok;
+    const lp_stmt *outer, *loop;
+    bool *buf, *read, *def;    /* by id: the buffers the body touches, the variables it reads, defines */
+    bool param[LP_P_COUNT];    /* the run-time parameters it reads */
+    bool *stored;              /* buffers stored to */
+    double mem;                /* loads and stores per iteration of the split loop */
+    long grain, min_n;         /* kdh_parallel_range's: slice bounds' multiple, least length to split */
+    int *touched_buf, *touched_var, nbuf, nvar;
+} kd_par_site;
+
+/* Starts planning function f (its buffers and variables by id). */
+void kd_thread_planner_init(kd_thread_planner *t, const lp_program *p, const lp_func *f, kd_arena *scratch,
+                            bool split_small);
+/* Whether FOR statement s (outside any other loop) runs split; if so, *site
+ * describes it until kd_thread_plan_done, which must come before the next
+ * site of the function. */
+bool kd_thread_plan_site(kd_thread_planner *t, const lp_stmt *s, kd_par_site *site);
+void kd_thread_plan_done(kd_par_site *site);
+
 #endif

@@ -1,7 +1,7 @@
 /* emit_jit.c — the libgccjit backend: an lp_program built through the
  * libgccjit API and compiled in process (no C text, no external compiler).
  *
- * The functions have the generated C API's signatures (jit.h's kd_model_fns)
+ * The functions have the generated C API's signatures (kdh_model_fns, host/model_fns.h)
  * and the C emitter's semantics (emit_c.c), construct by construct, so that
  * both backends compute bit-identical results:
  *   - every expression carries the C type the C text would give it: LP_INT is
@@ -34,7 +34,7 @@
 #include <time.h>
 
 #include "kernels.h"
-#include "host/parallel.h"
+#include "host/parallel_kernels.h"
 
 struct kd_jit {
     gcc_jit_result *result;
@@ -114,12 +114,11 @@ typedef struct jb {
     gcc_jit_struct *ctx_struct;
     gcc_jit_field **f_buf, **f_var, *f_param[P_COUNT];
     gcc_jit_rvalue *locals_param;  /* a part's block of the stack buffers (build_function) */
-    bool *par_buf, *par_stored, *par_read, *par_def;   /* par_new's arrays, per function */
+    kd_thread_planner tplan;      /* the thread split of loops, per function (thread_plan.c) */
     /* build_function's per-function arrays, shared by its parts (begin) */
     gcc_jit_lvalue **var_all, **bufp_all;
     int *var_set, nvar_set, *bufp_set, nbufp_set, *used_ids;
     bool *used_all;
-    int *par_touched_buf, *par_touched_var;
     gcc_jit_lvalue *ctx_local;
 } jb;
 
@@ -794,251 +793,29 @@ static void for_range(jb *J, gcc_jit_lvalue *v, gcc_jit_rvalue *lo, gcc_jit_rval
 }
 
 /* ---- the thread split of loops ---------------------------------------------------------------------
- * A loop whose iterations write disjoint elements runs as [lo, hi) slices on
- * the host's thread pool (runtime/host/parallel.h): its body is outlined
- * into a function f(ctx, lo, hi) of this context, ctx a struct holding the
- * buffer pointers, parameters and outer locals the body reads, and the loop
- * becomes kdh_parallel_range(f, &ctx, n, grain, min_n). Two shapes:
- *   - a FOR marked parallel (element-wise loops: the optimizer's updates,
- *     activation gradients ...), not inside another loop;
- *   - a reduction over rows into a row vector (bias gradients):
- *       for (r < R) for (j < C) out[j] += f(r, j)
- *     split on j: each thread runs every r for its columns, so each sum is
- *     added in the same order as on one thread.
- * Either way every element gets exactly the single-threaded arithmetic, so
- * results do not depend on the thread count. Bodies that call kernels (which
- * may use the pool themselves) or write locals of the enclosing code stay
- * serial, as do loops with too little work to pay for the hand-off. */
+ * thread_plan.c decides which loops run split across the host's thread pool
+ * (codegen.h, kd_thread_plan_site); here each such loop's body is outlined
+ * into a function f(ctx, lo, hi), ctx a struct holding the buffer pointers,
+ * parameters and outer locals the body reads, and the loop becomes
+ * kdh_parallel_range(f, &ctx, n, grain, min_n). */
 
-/* Below this many loads and stores a loop stays on one thread: a job on
- * the pool costs ~1.5-2.5 us (the hand-off, and the slice's data moving to
- * the other core), and a vectorised loop runs ~20 of them per ns, so a loop
- * gains from two threads from ~80k on. Measured in kdslc train's MLP at two
- * threads: the ReLU gradient of 64x256 (49k) took 3.4 us split and 2.3
- * serial; Adam on 128x256 (229k) 7.3 split and 11.4 serial. */
-#define PAR_MIN_WORK 65536.0
-/* Slice bounds: multiples of 16 elements (64 bytes of floats). */
-#define PAR_GRAIN 16
-
-typedef struct par_info {
-    bool ok;
-    bool *buf, *read, *def;   /* by buffer / variable id */
-    bool param[P_COUNT];
-    bool *stored;             /* buffers stored to */
-    double mem;               /* loads and stores per iteration of the split loop */
-    /* The arrays are the function's (J->par_*), cleared after each site
-     * through these lists: a fresh set per loop made the JIT's work grow
-     * with loops times buffers. */
-    int *touched_buf, *touched_var, nbuf, nvar;
-} par_info;
-
-static void par_buf(par_info *pi, int id, bool stored);
-static void par_var(par_info *pi, int id, bool def);
-
-/* An integer expression's value at the program's max batch; -1 if unknown. */
-static long est_int(jb *J, const lp_expr *e)
+/* Whether the site's body reads run-time parameter w. */
+static bool site_param(const kd_par_site *pi, int w)
 {
-    if (!e || e->type != LP_INT) return -1;
-    switch (e->kind) {
-    case LP_E_INT: return (long)e->ival;
-    case LP_E_PARAM: return e->param == LP_P_BATCH ? J->p->max_batch : -1;
-    case LP_E_OP: {
-        long a = est_int(J, e->a), b = est_int(J, e->b);
-        if (a < 0 || b < 0) return -1;
-        switch (e->op) {
-        case LP_ADD: return a + b;
-        case LP_SUB: return a - b;
-        case LP_MUL: return a * b;
-        case LP_DIV: return b ? a / b : -1;
-        default: return -1;
-        }
+    switch (w) {
+    case P_BATCH: return pi->param[LP_P_BATCH];
+    case P_STEP: return pi->param[LP_P_STEP];
+    case P_LR: return pi->param[LP_P_LR];
+    case P_SEED: return pi->param[LP_P_SEED];
+    default: return false;
     }
-    default: return -1;
-    }
-}
-
-static bool var_ok(jb *J, const lp_var *v) { return v && v->id >= 0 && v->id < J->f->vars.len && J->f->vars.items[v->id] == v; }
-static bool buf_ok(jb *J, const lp_buf *b) { return b && b->id >= 0 && b->id < J->f->bufs.len && J->f->bufs.items[b->id] == b; }
-
-static void par_expr(jb *J, par_info *pi, const lp_expr *e, double w)
-{
-    if (!e || !pi->ok) return;
-    switch (e->kind) {
-    case LP_E_VAR:
-        if (!var_ok(J, e->var)) pi->ok = false;
-        else par_var(pi, e->var->id, false);
-        return;
-    case LP_E_PARAM:
-        switch (e->param) {
-        case LP_P_BATCH: pi->param[P_BATCH] = true; break;
-        case LP_P_STEP: pi->param[P_STEP] = true; break;
-        case LP_P_LR: pi->param[P_LR] = true; break;
-        case LP_P_SEED: pi->param[P_SEED] = true; break;
-        default: pi->ok = false; break;
-        }
-        return;
-    case LP_E_LOAD:
-        if (!buf_ok(J, e->buf)) {
-            pi->ok = false;
-            return;
-        }
-        par_buf(pi, e->buf->id, false);
-        pi->mem += w;
-        par_expr(J, pi, e->a, w);
-        return;
-    case LP_E_DROPOUT:
-        pi->param[P_STEP] = true;
-        par_expr(J, pi, e->a, w);
-        return;
-    case LP_E_OP:
-    case LP_E_SELECT:
-        par_expr(J, pi, e->a, w);
-        par_expr(J, pi, e->b, w);
-        par_expr(J, pi, e->c, w);
-        return;
-    default: return;
-    }
-}
-
-static void par_stmts(jb *J, par_info *pi, const kd_vec *body, double w);
-
-static void par_stmt(jb *J, par_info *pi, const lp_stmt *s, double w)
-{
-    if (!s || !pi->ok) {
-        pi->ok = false;
-        return;
-    }
-    switch (s->kind) {
-    case LP_S_FOR: {
-        if (!var_ok(J, s->var)) break;
-        par_var(pi, s->var->id, true);
-        par_expr(J, pi, s->extent, w);
-        long n = est_int(J, s->extent);
-        par_stmts(J, pi, &s->body, w * (double)(n >= 0 ? n : 16));
-        return;
-    }
-    case LP_S_STORE:
-        if (!buf_ok(J, s->buf)) break;
-        par_buf(pi, s->buf->id, true);
-        pi->mem += s->acc == LP_ASSIGN ? w : 2 * w;
-        par_expr(J, pi, s->index, w);
-        par_expr(J, pi, s->value, w);
-        return;
-    case LP_S_LET:
-        if (!var_ok(J, s->var)) break;
-        par_var(pi, s->var->id, true);
-        par_expr(J, pi, s->value, w);
-        return;
-    case LP_S_SET:
-        /* a local of the body (declared by a LET before it), never one of the enclosing code */
-        if (!var_ok(J, s->var) || !pi->def[s->var->id]) break;
-        par_expr(J, pi, s->value, w);
-        return;
-    case LP_S_IF:
-        if (!s->cond) break;   /* if_buf tests the caller's pointers: not in a parallel body */
-        par_expr(J, pi, s->cond, w);
-        par_stmts(J, pi, &s->body, w);
-        return;
-    default: break;   /* calls: the kernels may use the pool themselves */
-    }
-    pi->ok = false;
-}
-
-static void par_stmts(jb *J, par_info *pi, const kd_vec *body, double w)
-{
-    for (int i = 0; i < body->len && pi->ok; i++) par_stmt(J, pi, body->items[i], w);
-}
-
-static par_info par_new(jb *J)
-{
-    int nb = J->f->bufs.len + 1, nv = J->f->vars.len + 1;
-    if (!J->par_buf) {   /* once per function: begin() resets them */
-        J->par_buf = kd_alloc_array(J->scratch, (size_t)nb, sizeof *J->par_buf);
-        J->par_stored = kd_alloc_array(J->scratch, (size_t)nb, sizeof *J->par_stored);
-        J->par_read = kd_alloc_array(J->scratch, (size_t)nv, sizeof *J->par_read);
-        J->par_def = kd_alloc_array(J->scratch, (size_t)nv, sizeof *J->par_def);
-        J->par_touched_buf = kd_alloc_array(J->scratch, (size_t)nb, sizeof(int));
-        J->par_touched_var = kd_alloc_array(J->scratch, (size_t)nv, sizeof(int));
-    }
-    par_info pi = {.ok = true, .buf = J->par_buf, .stored = J->par_stored, .read = J->par_read, .def = J->par_def,
-                   .touched_buf = J->par_touched_buf, .touched_var = J->par_touched_var};
-    return pi;
-}
-
-static void par_buf(par_info *pi, int id, bool stored)
-{
-    if (!pi->buf[id]) pi->buf[id] = true, pi->touched_buf[pi->nbuf++] = id;
-    if (stored) pi->stored[id] = true;
-}
-
-static void par_var(par_info *pi, int id, bool def)
-{
-    if (!pi->read[id] && !pi->def[id]) pi->touched_var[pi->nvar++] = id;
-    if (def) pi->def[id] = true;
-    else pi->read[id] = true;
-}
-
-/* The function's arrays as they were before the site. */
-static void par_clear(par_info *pi)
-{
-    for (int i = 0; i < pi->nbuf; i++) pi->buf[pi->touched_buf[i]] = pi->stored[pi->touched_buf[i]] = false;
-    for (int i = 0; i < pi->nvar; i++) pi->read[pi->touched_var[i]] = pi->def[pi->touched_var[i]] = false;
-    pi->nbuf = pi->nvar = 0;
-}
-
-static bool expr_uses_var(const lp_expr *e, const lp_var *v)
-{
-    if (!e) return false;
-    if (e->kind == LP_E_VAR) return e->var == v;
-    return expr_uses_var(e->a, v) || expr_uses_var(e->b, v) || expr_uses_var(e->c, v);
-}
-
-static bool expr_uses_any_var(const lp_expr *e)
-{
-    if (!e) return false;
-    if (e->kind == LP_E_VAR) return true;
-    return expr_uses_any_var(e->a) || expr_uses_any_var(e->b) || expr_uses_any_var(e->c);
-}
-
-/* Whether the loads of buffer b in e are all at index `var` itself. */
-static bool loads_at(const lp_expr *e, const lp_buf *b, const lp_var *var)
-{
-    if (!e) return true;
-    if (e->kind == LP_E_LOAD && e->buf == b && !(e->a && e->a->kind == LP_E_VAR && e->a->var == var)) return false;
-    return loads_at(e->a, b, var) && loads_at(e->b, b, var) && loads_at(e->c, b, var);
-}
-
-/* The reduction shape: `inner` (the only statement of a serial loop) holds
- * only stores at index inner->var and lets; what it stores it reads only at
- * that index, so its iterations touch disjoint elements in every row. */
-static bool column_split_ok(const lp_stmt *inner)
-{
-    if (!inner || inner->kind != LP_S_FOR || expr_uses_any_var(inner->extent)) return false;
-    const lp_var *u = inner->var;
-    for (int i = 0; i < inner->body.len; i++) {
-        const lp_stmt *s = inner->body.items[i];
-        if (!s) return false;
-        if (s->kind == LP_S_LET) continue;
-        if (s->kind != LP_S_STORE) return false;
-        if (!s->index || s->index->kind != LP_E_VAR || s->index->var != u) return false;
-    }
-    for (int i = 0; i < inner->body.len; i++) {
-        const lp_stmt *st = inner->body.items[i];
-        if (st->kind != LP_S_STORE) continue;
-        for (int k = 0; k < inner->body.len; k++) {
-            const lp_stmt *s = inner->body.items[k];
-            if (!loads_at(s->value, st->buf, u) || (s->kind == LP_S_STORE && !loads_at(s->index, st->buf, u)))
-                return false;
-        }
-    }
-    return true;
 }
 
 /* The context a parallel site passes its outlined loop: a struct of the
  * buffers, variables and parameters that loop reads, one per site (a struct
  * of every buffer and variable of the function, shared by its sites, made
  * GCC's work grow with the function's size times its sites). */
-static void new_ctx_struct(jb *J, const par_info *pi)
+static void new_ctx_struct(jb *J, const kd_par_site *pi)
 {
     gcc_jit_context *c = J->ctx;
     const lp_func *f = J->f;
@@ -1060,7 +837,7 @@ static void new_ctx_struct(jb *J, const par_info *pi)
     }
     for (int w = 0; w < P_COUNT; w++) {
         J->f_param[w] = NULL;
-        if (!J->ptype[w] || !pi->param[w]) continue;
+        if (!J->ptype[w] || !site_param(pi, w)) continue;
         snprintf(name, sizeof name, "p%d", w);
         J->f_param[w] = fields[nf++] = gcc_jit_context_new_field(c, NULL, J->ptype[w], name);
     }
@@ -1072,7 +849,7 @@ static void new_ctx_struct(jb *J, const par_info *pi)
 }
 
 /* Emits loop (or outer { loop }) as a parallel range over loop's extent. */
-static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const par_info *pi, long min_n)
+static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const kd_par_site *pi, long min_n)
 {
     gcc_jit_context *c = J->ctx;
     const lp_func *f = J->f;
@@ -1115,7 +892,7 @@ static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const par
                                          rv_of(gcc_jit_rvalue_dereference_field(ctxp, NULL, J->f_var[i])));
     for (int w = 0; w < P_COUNT; w++) {
         J->param[w] = NULL;
-        if (!pi->param[w] || !J->f_param[w]) continue;
+        if (!site_param(pi, w) || !J->f_param[w]) continue;
         gcc_jit_lvalue *l = gcc_jit_function_new_local(fn, NULL, J->ptype[w], "param");
         gcc_jit_block_add_assignment(J->blk, NULL, l, rv_of(gcc_jit_rvalue_dereference_field(ctxp, NULL, J->f_param[w])));
         J->param[w] = rv_of(l);
@@ -1165,7 +942,7 @@ static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const par
         if (pi->read[i] && !pi->def[i])
             gcc_jit_block_add_assignment(J->blk, NULL, gcc_jit_lvalue_access_field(cx, NULL, J->f_var[i]), rv_of(var_local(J, i)));
     for (int w = 0; w < P_COUNT; w++)
-        if (pi->param[w] && J->f_param[w] && J->param[w])
+        if (site_param(pi, w) && J->f_param[w] && J->param[w])
             gcc_jit_block_add_assignment(J->blk, NULL, gcc_jit_lvalue_access_field(cx, NULL, J->f_param[w]), J->param[w]);
     gcc_jit_rvalue *n = conv(J, gen(J, loop->extent), CT_LONG);
     if (!n) return;
@@ -1178,54 +955,21 @@ static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const par
         gcc_jit_context_new_cast(c, NULL, gcc_jit_function_get_address(fn, NULL), J->t_voidp),
         gcc_jit_context_new_cast(c, NULL, gcc_jit_lvalue_get_address(cx, NULL), J->t_voidp),
         n,
-        c_long(J, J->split_small ? 1 : PAR_GRAIN),
+        c_long(J, pi->grain),
         c_long(J, min_n),
     };
     gcc_jit_block_add_eval(J->blk, NULL,
                            gcc_jit_context_new_call_through_ptr(c, NULL, gcc_jit_context_new_rvalue_from_ptr(c, fpt, vp), 5, args));
 }
 
-static bool par_plan(jb *J, par_info *pi, const lp_stmt *outer, const lp_stmt *loop);
-
-/* A FOR statement as a parallel range, if it qualifies (see above). */
+/* A FOR statement as a parallel range, if the thread plan splits it. */
 static bool par_site(jb *J, const lp_stmt *s)
 {
     if (J->serial || J->outlined || J->loop_depth > 0 || J->failed) return false;
-    const lp_stmt *outer = NULL, *loop = s;
-    if (!s->parallel) {
-        if (s->body.len != 1 || !column_split_ok(s->body.items[0])) return false;
-        outer = s;
-        loop = s->body.items[0];
-        if (!var_ok(J, loop->var) || loop->var->type != LP_INT) return false;
-    }
-    par_info pi = par_new(J);
-    bool split = par_plan(J, &pi, outer, loop);
-    par_clear(&pi);
-    return split;
-}
-
-static bool par_plan(jb *J, par_info *pi, const lp_stmt *outer, const lp_stmt *loop)
-{
-    if (outer) {
-        par_var(pi, outer->var->id, true);
-        par_expr(J, pi, outer->extent, 1);
-    }
-    par_var(pi, loop->var->id, true);
-    par_stmts(J, pi, &loop->body, 1);
-    if (!pi->ok) return false;
-    double per = pi->mem > 0 ? pi->mem : 1;
-    if (outer) {
-        long r = est_int(J, outer->extent);
-        per *= (double)(r >= 0 ? r : 1);
-    }
-    long n = est_int(J, loop->extent);
-    if (n < 0) n = J->p->max_batch;   /* unknown: assume a batch's worth */
-    long grain = J->split_small ? 1 : PAR_GRAIN;
-    double min_work = J->split_small ? 0 : PAR_MIN_WORK;
-    if ((double)n * per < min_work || n < 2 * grain) return false;
-    long min_n = (long)(min_work / per);
-    if (min_n < 2 * grain) min_n = 2 * grain;
-    emit_par(J, outer, loop, pi, min_n);
+    kd_par_site pi;
+    if (!kd_thread_plan_site(&J->tplan, s, &pi)) return false;
+    emit_par(J, pi.outer, pi.loop, &pi, pi.min_n);
+    kd_thread_plan_done(&pi);
     return true;
 }
 
@@ -1647,7 +1391,7 @@ static bool build_function(jb *J, const lp_func *f, kd_arena *scratch)
     J->used_all = kd_alloc_array(scratch, nb, sizeof *J->used_all);
     J->used_ids = kd_alloc_array(scratch, nb, sizeof *J->used_ids);
     J->nvar_set = J->nbufp_set = 0;
-    J->par_buf = NULL;
+    kd_thread_planner_init(&J->tplan, J->p, f, J->scratch, J->split_small);
 
     int *cuts = kd_alloc_array(scratch, (size_t)f->kernels.len + 2, sizeof *cuts);
     int nparts = plan_parts(J, f, cuts);
@@ -1820,7 +1564,7 @@ int kd_jit_dropout_bits(long n, const uint64_t *seed, const uint64_t *step, cons
     return f ? 0 : -1;
 }
 
-kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kd_model_fns *fns, char *why, size_t why_len)
+kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kdh_model_fns *fns, char *why, size_t why_len)
 {
     char dummy[8];
     if (!why || why_len == 0) {

@@ -7,18 +7,7 @@
 #define KDSL_JIT_H
 
 #include "loop_ir.h"
-
-typedef struct kd_model_fns {
-    void (*init)(float *params, float *opt_state, unsigned long long seed);
-    void (*predict)(const float *params, const float *const *inputs, float *const *outputs, int batch, void *arena);
-    /* NULL for programs without a training step (no train block / inference only): */
-    float (*grad)(float *params, const float *const *inputs, const float *labels, float *grads, int batch,
-                  unsigned long long step, void *arena);
-    void (*apply_gradients)(float *params, const float *grads, float *opt_state, unsigned long long step,
-                            float learning_rate);
-    float (*train_step)(float *params, float *opt_state, const float *const *inputs, const float *labels, int batch,
-                        unsigned long long step, float learning_rate, void *arena, float *outputs0);
-} kd_model_fns;
+#include "host/model_fns.h"   /* kdh_model_fns: the entry points, shared with the host driver */
 
 typedef struct kd_jit_options {
     int opt_level;         /* 0..3; default (0 here means 3) */
@@ -28,7 +17,7 @@ typedef struct kd_jit_options {
                             * (default): -ffp-contract=off, bit-identical to the C backend */
     bool serial_loops;     /* no thread split of loops (by default the element-wise loops and
                             * row reductions with enough work run on the host's thread pool,
-                            * runtime/host/parallel.h; with one thread that is a plain call) */
+                            * runtime/host/parallel_kernels.h; with one thread that is a plain call) */
     int part_kernels;      /* functions of more kernels than 4x this are built as parts of
                             * this many (0: 16; emit_jit.c build_function); tests set it
                             * small so that small programs are built in parts too */
@@ -40,7 +29,7 @@ typedef struct kd_jit_options {
 typedef struct kd_jit kd_jit;
 
 /* Compiles every function of `p`. NULL with `why` set on failure. */
-kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kd_model_fns *fns, char *why, size_t why_len);
+kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kdh_model_fns *fns, char *why, size_t why_len);
 double kd_jit_compile_seconds(const kd_jit *j);   /* wall time of the compile */
 void kd_jit_free(kd_jit *j);                      /* the function pointers die with it */
 

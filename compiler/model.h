@@ -24,6 +24,31 @@ typedef enum kd_loss_kind {
 
 typedef enum kd_optimizer_kind { OPT_NONE, OPT_SGD, OPT_ADAM, OPT_RMSPROP } kd_optimizer_kind;
 
+/* The losses and optimizers by name, one row per kind (train_config.c): the
+ * train block and `kdslc train --loss / --optimizer` both look names up here.
+ * Keras' class name, its string spelling, and another alias (or NULL). */
+typedef struct kd_loss_name {
+    kd_loss_kind kind;
+    const char *class_name, *snake, *alias;
+} kd_loss_name;
+typedef struct kd_optimizer_name {
+    kd_optimizer_kind kind;
+    const char *class_name, *snake;
+    double learning_rate;  /* Keras' default */
+} kd_optimizer_name;
+#define KD_NLOSSES 4
+#define KD_NOPTIMIZERS 3
+extern const kd_loss_name kd_loss_names[KD_NLOSSES];
+extern const kd_optimizer_name kd_optimizer_names[KD_NOPTIMIZERS];
+/* The row naming `name` (any of its spellings), or NULL. */
+const kd_loss_name *kd_find_loss(const char *name);
+const kd_optimizer_name *kd_find_optimizer(const char *name);
+/* Every spelling, for kd_nearest: the class name first in each row
+ * (class_first), else the string spelling first. Returns the count (at most
+ * 3 per row). */
+int kd_loss_spellings(const char **out, bool class_first);
+int kd_optimizer_spellings(const char **out, bool class_first);
+
 /* A learning-rate schedule (keras.optimizers.schedules), as the optimizer's
  * learning_rate. The rate at optimizer step t (0 for the first step) is
  *   constant      lr

@@ -3,18 +3,63 @@
 
 #include <string.h>
 
-static const struct { const char *name; kd_loss_kind kind; } losses[] = {
-    {"CategoricalCrossentropy", LOSS_CATEGORICAL_XENT}, {"categorical_crossentropy", LOSS_CATEGORICAL_XENT},
-    {"SparseCategoricalCrossentropy", LOSS_SPARSE_CATEGORICAL_XENT},
-    {"sparse_categorical_crossentropy", LOSS_SPARSE_CATEGORICAL_XENT},
-    {"BinaryCrossentropy", LOSS_BINARY_XENT}, {"binary_crossentropy", LOSS_BINARY_XENT},
-    {"MeanSquaredError", LOSS_MSE}, {"mean_squared_error", LOSS_MSE}, {"mse", LOSS_MSE},
+const kd_loss_name kd_loss_names[KD_NLOSSES] = {
+    {LOSS_CATEGORICAL_XENT, "CategoricalCrossentropy", "categorical_crossentropy", NULL},
+    {LOSS_SPARSE_CATEGORICAL_XENT, "SparseCategoricalCrossentropy", "sparse_categorical_crossentropy", NULL},
+    {LOSS_BINARY_XENT, "BinaryCrossentropy", "binary_crossentropy", NULL},
+    {LOSS_MSE, "MeanSquaredError", "mean_squared_error", "mse"},
 };
 
-static const struct { const char *name; kd_optimizer_kind kind; double lr; } optimizers[] = {
-    {"SGD", OPT_SGD, 0.01}, {"sgd", OPT_SGD, 0.01}, {"Adam", OPT_ADAM, 0.001}, {"adam", OPT_ADAM, 0.001},
-    {"RMSprop", OPT_RMSPROP, 0.001}, {"rmsprop", OPT_RMSPROP, 0.001},
+const kd_optimizer_name kd_optimizer_names[KD_NOPTIMIZERS] = {
+    {OPT_SGD, "SGD", "sgd", 0.01},
+    {OPT_ADAM, "Adam", "adam", 0.001},
+    {OPT_RMSPROP, "RMSprop", "rmsprop", 0.001},
 };
+
+static bool spells(const char *name, const char *a, const char *b, const char *c)
+{
+    return name && ((a && !strcmp(name, a)) || (b && !strcmp(name, b)) || (c && !strcmp(name, c)));
+}
+
+const kd_loss_name *kd_find_loss(const char *name)
+{
+    for (int i = 0; i < KD_NLOSSES; i++)
+        if (spells(name, kd_loss_names[i].class_name, kd_loss_names[i].snake, kd_loss_names[i].alias))
+            return &kd_loss_names[i];
+    return NULL;
+}
+
+const kd_optimizer_name *kd_find_optimizer(const char *name)
+{
+    for (int i = 0; i < KD_NOPTIMIZERS; i++)
+        if (spells(name, kd_optimizer_names[i].class_name, kd_optimizer_names[i].snake, NULL))
+            return &kd_optimizer_names[i];
+    return NULL;
+}
+
+/* The order matters: kd_nearest takes the first of equally near names. */
+int kd_loss_spellings(const char **out, bool class_first)
+{
+    int n = 0;
+    for (int i = 0; i < KD_NLOSSES; i++) {
+        const kd_loss_name *l = &kd_loss_names[i];
+        out[n++] = class_first ? l->class_name : l->snake;
+        out[n++] = class_first ? l->snake : l->class_name;
+        if (l->alias) out[n++] = l->alias;
+    }
+    return n;
+}
+
+int kd_optimizer_spellings(const char **out, bool class_first)
+{
+    int n = 0;
+    for (int i = 0; i < KD_NOPTIMIZERS; i++) {
+        const kd_optimizer_name *o = &kd_optimizer_names[i];
+        out[n++] = class_first ? o->class_name : o->snake;
+        out[n++] = class_first ? o->snake : o->class_name;
+    }
+    return n;
+}
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -41,11 +86,9 @@ static bool bool_of(sema *S, const ast_expr *e, bool *out, const char *what)
 static void parse_loss(sema *S, kd_train_config *c, const ast_expr *e)
 {
     const char *name = callee_of(e);
-    const char *known[COUNT(losses)];
-    for (int i = 0; i < COUNT(losses); i++) {
-        known[i] = losses[i].name;
-        if (!name || strcmp(name, losses[i].name) != 0) continue;
-        c->loss = losses[i].kind;
+    const kd_loss_name *l = kd_find_loss(name);
+    if (l) {
+        c->loss = l->kind;
         for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++) {
             const ast_arg *a = &e->args[k];
             if (a->key && !strcmp(a->key, "from_logits") && c->loss != LOSS_MSE)
@@ -55,7 +98,9 @@ static void parse_loss(sema *S, kd_train_config *c, const ast_expr *e)
         }
         return;
     }
-    const char *near = name ? kd_nearest(name, known, COUNT(losses)) : NULL;
+    const char *known[3 * KD_NLOSSES];
+    int nknown = kd_loss_spellings(known, true);
+    const char *near = name ? kd_nearest(name, known, nknown) : NULL;
     if (near) sema_error(S, e->loc, "unknown loss '%s'; did you mean '%s'?", name, near);
     else sema_error(S, e->loc, "unknown loss; use CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy or MeanSquaredError");
 }
@@ -66,12 +111,10 @@ static void parse_schedule(sema *S, kd_train_config *c, const ast_expr *e);
 static void parse_optimizer(sema *S, kd_train_config *c, const ast_expr *e)
 {
     const char *name = callee_of(e);
-    const char *known[COUNT(optimizers)];
-    for (int i = 0; i < COUNT(optimizers); i++) {
-        known[i] = optimizers[i].name;
-        if (!name || strcmp(name, optimizers[i].name) != 0) continue;
-        c->optimizer = optimizers[i].kind;
-        c->learning_rate = optimizers[i].lr;
+    const kd_optimizer_name *opt = kd_find_optimizer(name);
+    if (opt) {
+        c->optimizer = opt->kind;
+        c->learning_rate = opt->learning_rate;
         for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++) {
             const ast_arg *a = &e->args[k];
             const char *key = a->key ? a->key : k == 0 ? "learning_rate" : "";
@@ -96,7 +139,9 @@ static void parse_optimizer(sema *S, kd_train_config *c, const ast_expr *e)
         if (c->momentum < 0 || c->momentum >= 1) sema_error(S, e->loc, "momentum must be in [0, 1)");
         return;
     }
-    const char *near = name ? kd_nearest(name, known, COUNT(optimizers)) : NULL;
+    const char *known[2 * KD_NOPTIMIZERS];
+    int nknown = kd_optimizer_spellings(known, true);
+    const char *near = name ? kd_nearest(name, known, nknown) : NULL;
     if (near) sema_error(S, e->loc, "unknown optimizer '%s'; did you mean '%s'?", name, near);
     else sema_error(S, e->loc, "unknown optimizer; use SGD, Adam or RMSprop");
 }

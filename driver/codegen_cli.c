@@ -1,91 +1,11 @@
-/* codegen_cli.c — the code generator's command-line options and output files,
- * so that main.c only dispatches. */
+/* codegen_cli.c — the code generator's output files for `kdslc compile`
+ * (its flags are in flags.c's table). */
 #include "codegen_cli.h"
 
 #include "host/tensor_file.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* "kdslc: error: WHAT 'ARG'" */
-static int bad(const char *what, const char *arg)
-{
-    fprintf(stderr, "kdslc: error: %s '%s'\n(run 'kdslc --help' for usage)\n", what, arg);
-    return -1;
-}
-
-/* The value of `--name V` or `--name=V` at argv[*i], or NULL if argv[*i] is not that option. */
-static const char *value_of(int argc, char **argv, int *i, const char *name, bool *missing)
-{
-    size_t n = strlen(name);
-    const char *a = argv[*i];
-    if (strncmp(a, name, n) != 0) return NULL;
-    if (a[n] == '=') return a + n + 1;
-    if (a[n] != 0) return NULL;
-    if (*i + 1 >= argc) {
-        *missing = true;
-        return NULL;
-    }
-    return argv[++*i];
-}
-
-int kd_codegen_parse_option(int argc, char **argv, int *i, kd_codegen_options *o)
-{
-    const char *a = argv[*i], *v;
-    bool missing = false;
-    if (!strcmp(a, "--inference-only")) {
-        o->inference_only = true;
-        return 1;
-    }
-    if (!strcmp(a, "--no-workspace")) {
-        o->no_workspace = true;
-        return 1;
-    }
-    /* the optimisations one by one (debugging; tests/difftest turns each off) */
-    const struct { const char *flag; bool *on; } offs[] = {
-        {"--no-passes", &o->no_passes},           {"--no-simplify", &o->passes.no_simplify},
-        {"--no-cse", &o->passes.no_cse},          {"--no-fuse", &o->passes.no_fuse},
-        {"--no-loop-fusion", &o->no_loop_fusion}, {"--no-inplace", &o->no_inplace},
-        {"--disjoint-arena", &o->disjoint_arena},
-    };
-    for (size_t k = 0; k < sizeof offs / sizeof offs[0]; k++)
-        if (!strcmp(a, offs[k].flag)) {
-            *offs[k].on = true;
-            return 1;
-        }
-    if ((v = value_of(argc, argv, i, "--batch", &missing))) {
-        char *end;
-        errno = 0;
-        long b = strtol(v, &end, 10);
-        if (errno || *end || end == v || b < 1 || b > 1 << 20)
-            return bad("--batch wants a whole number from 1 to 1048576, not", v);
-        o->batch = (int)b;
-        return 1;
-    }
-    if ((v = value_of(argc, argv, i, "--dtype", &missing))) {
-        if (!strcmp(v, "f32") || !strcmp(v, "float32")) o->f64 = false;
-        else if (!strcmp(v, "f64") || !strcmp(v, "float64")) o->f64 = true;
-        else return bad("--dtype is f32 or f64, not", v);
-        return 1;
-    }
-    if ((v = value_of(argc, argv, i, "--target", &missing))) {
-        const char *t = kd_resolve_target(v);
-        if (!t)
-            return bad(!strcmp(v, "native") ? "--target native: kdslc knows no instruction-set level for this host; "
-                                              "use portable, not"
-                                            : "--target is portable, native, x86-64, x86-64-v2, x86-64-v3 or x86-64-v4, not",
-                       v);
-        o->target = *t ? t : NULL;
-        return 1;
-    }
-    if ((v = value_of(argc, argv, i, "--embed-weights", &missing))) {
-        o->embed_weights = v;
-        return 1;
-    }
-    if (missing) return bad("a value is missing after", a);
-    return 0;
-}
 
 /* ---- files -------------------------------------------------------------------------------- */
 

@@ -1,15 +1,9 @@
-/* codegen_cli.h — `kdslc compile` and `kdslc ir`'s code-generation options
- * and output files (codegen_cli.c), on top of the code generator (codegen.h). */
+/* codegen_cli.h — `kdslc compile`'s output files (codegen_cli.c), on top of
+ * the code generator (codegen.h). */
 #ifndef KDSL_CODEGEN_CLI_H
 #define KDSL_CODEGEN_CLI_H
 
 #include "codegen.h"
-
-/* One `kdslc compile` / `kdslc ir` code-generation option at argv[*i]:
- *   --batch N   --inference-only   --embed-weights W   --dtype f32|f64   --no-workspace
- *   --no-passes (and the --opt=value spellings). Returns 1 if it was one (*i
- * advanced past its value), 0 if not, -1 after printing a message on a bad value. */
-int kd_codegen_parse_option(int argc, char **argv, int *i, kd_codegen_options *o);
 
 /* Writes p's C source (kd_emit_c) to c_path and the header next to it
  * (kd_codegen_header_path), replaced together atomically

@@ -10,7 +10,6 @@
 #include "host/paths.h"
 #include "host/train.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -101,20 +100,7 @@ static int check_paths(const kd_run_options *o)
 
 /* ---- losses and optimizers named on the command line ----------------------------------- */
 
-static const struct { const char *name; kd_loss_kind kind; } loss_names[] = {
-    {"categorical_crossentropy", LOSS_CATEGORICAL_XENT}, {"CategoricalCrossentropy", LOSS_CATEGORICAL_XENT},
-    {"sparse_categorical_crossentropy", LOSS_SPARSE_CATEGORICAL_XENT},
-    {"SparseCategoricalCrossentropy", LOSS_SPARSE_CATEGORICAL_XENT},
-    {"binary_crossentropy", LOSS_BINARY_XENT}, {"BinaryCrossentropy", LOSS_BINARY_XENT},
-    {"mean_squared_error", LOSS_MSE}, {"MeanSquaredError", LOSS_MSE}, {"mse", LOSS_MSE},
-};
-
-static const struct { const char *name; kd_optimizer_kind kind; double lr; } optimizer_names[] = {
-    {"sgd", OPT_SGD, 0.01}, {"SGD", OPT_SGD, 0.01}, {"adam", OPT_ADAM, 0.001}, {"Adam", OPT_ADAM, 0.001},
-    {"rmsprop", OPT_RMSPROP, 0.001}, {"RMSprop", OPT_RMSPROP, 0.001},
-};
-
-#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+/* The names: compiler/model.h's kd_loss_names and kd_optimizer_names, the train block's too. */
 
 static int unknown_name(const char *what, const char *name, const char *const *known, int n, const char *list)
 {
@@ -142,30 +128,28 @@ static int apply_compile_flags(kd_model *m, const kd_run_options *o, bool need_o
                                .beta_1 = 0.9, .beta_2 = 0.999, .epsilon = 1e-7, .rho = 0.9};
     }
     if (o->loss) {
-        const char *known[COUNT(loss_names)];
-        int found = -1;
-        for (int i = 0; i < COUNT(loss_names); i++) {
-            known[i] = loss_names[i].name;
-            if (!strcmp(o->loss, loss_names[i].name)) found = i;
+        const kd_loss_name *l = kd_find_loss(o->loss);
+        if (!l) {
+            const char *known[3 * KD_NLOSSES];
+            int n = kd_loss_spellings(known, false);
+            return unknown_name("loss", o->loss, known, n,
+                                "categorical_crossentropy, sparse_categorical_crossentropy, "
+                                "binary_crossentropy, mean_squared_error");
         }
-        if (found < 0) return unknown_name("loss", o->loss, known, COUNT(loss_names),
-                                            "categorical_crossentropy, sparse_categorical_crossentropy, "
-                                            "binary_crossentropy, mean_squared_error");
-        c->loss = loss_names[found].kind;
+        c->loss = l->kind;
         c->from_logits = o->from_logits && c->loss != LOSS_MSE;
         if (!c->metric_accuracy) c->metric_accuracy = c->loss != LOSS_MSE;
     }
     if (o->optimizer) {
-        const char *known[COUNT(optimizer_names)];
-        int found = -1;
-        for (int i = 0; i < COUNT(optimizer_names); i++) {
-            known[i] = optimizer_names[i].name;
-            if (!strcmp(o->optimizer, optimizer_names[i].name)) found = i;
+        const kd_optimizer_name *opt = kd_find_optimizer(o->optimizer);
+        if (!opt) {
+            const char *known[2 * KD_NOPTIMIZERS];
+            int n = kd_optimizer_spellings(known, false);
+            return unknown_name("optimizer", o->optimizer, known, n, "sgd, adam, rmsprop");
         }
-        if (found < 0) return unknown_name("optimizer", o->optimizer, known, COUNT(optimizer_names), "sgd, adam, rmsprop");
-        if (c->optimizer != optimizer_names[found].kind) {
-            c->optimizer = optimizer_names[found].kind;
-            c->learning_rate = optimizer_names[found].lr;
+        if (c->optimizer != opt->kind) {
+            c->optimizer = opt->kind;
+            c->learning_rate = opt->learning_rate;
             c->momentum = 0;
             c->nesterov = false;
         }
@@ -175,95 +159,36 @@ static int apply_compile_flags(kd_model *m, const kd_run_options *o, bool need_o
 
 /* ---- the model's entry points ---------------------------------------------------------- */
 
+/* The backend in the JIT's place, if any (run.h). */
+static const kd_run_backend *other_backend;
+
+void kd_run_set_backend(const kd_run_backend *b) { other_backend = b; }
+
 typedef struct backend {
     kd_jit *jit;
-    void *so;              /* the test-only cc backend */
+    const kd_run_backend *other;   /* with its handle */
+    void *handle;
 } backend;
 
 static void backend_free(backend *b)
 {
     if (b->jit) kd_jit_free(b->jit);
-    if (b->so) dlclose(b->so);
+    if (b->other && b->other->release) b->other->release(b->handle);
     memset(b, 0, sizeof *b);
-}
-
-static bool sym(void *so, const char *model, const char *fn, void **out, bool required)
-{
-    char name[512];
-    snprintf(name, sizeof name, "%s_%s", model, fn);
-    *out = dlsym(so, name);
-    if (!*out && required) fprintf(stderr, "kdslc: error: cc backend: no symbol %s\n", name);
-    return *out || !required;
-}
-
-/* Test-only: emit C, build it with cc, dlopen it (run.h). */
-static int cc_backend(const lp_program *p, const kd_codegen_options *co, kdh_model_fns *fns, backend *b, FILE *info)
-{
-    const char *src = getenv("KDSL_SOURCE_ROOT"), *build = getenv("KDSL_BUILD_ROOT");
-    const char *cc = getenv("KDSL_CC");
-    if (!src || !build) return fail("%s", "KDSL_TEST_BACKEND=cc needs KDSL_SOURCE_ROOT and KDSL_BUILD_ROOT");
-    char dir[] = "/tmp/kdsl-cc-XXXXXX";
-    if (!mkdtemp(dir)) return fail("cannot make a temporary directory: %s", strerror(errno));
-    char cpath[4200], hpath[4200], sopath[4200], cmd[16384];
-    snprintf(cpath, sizeof cpath, "%s/model.c", dir);
-    snprintf(hpath, sizeof hpath, "%s/model.h", dir);
-    snprintf(sopath, sizeof sopath, "%s/model.so", dir);
-    double t0 = kdh_now();
-    FILE *c = fopen(cpath, "w"), *h = fopen(hpath, "w");
-    kd_codegen_options o = *co;
-    o.header_name = "model.h";
-    kd_diags d = {0};
-    d.out = stderr;
-    int rc = c && h ? kd_emit_c(p, &o, c, h, &d) : 1;
-    if (c) fclose(c);
-    if (h) fclose(h);
-    if (rc == 0) {
-        snprintf(cmd, sizeof cmd, "%s -O2 -std=c99 -fPIC -shared -I'%s/runtime' '%s' '%s/libkdslrt.a' -lm -o '%s'",
-                 cc && *cc ? cc : "cc", src, cpath, build, sopath);
-        rc = system(cmd) == 0 ? 0 : fail("cc backend: '%s' failed", cmd);
-    }
-    if (rc == 0) {
-        b->so = dlopen(sopath, RTLD_NOW | RTLD_LOCAL);
-        if (!b->so) rc = fail("cc backend: %s", dlerror());
-    }
-    unlink(cpath);
-    unlink(hpath);
-    unlink(sopath);
-    rmdir(dir);
-    if (rc != 0) return rc;
-    void *f[5];
-    bool train = p->funcs[LP_F_TRAIN_STEP] != NULL;
-    if (!sym(b->so, p->name, "init", &f[0], true) || !sym(b->so, p->name, "predict", &f[1], true) ||
-        !sym(b->so, p->name, "grad", &f[2], train) || !sym(b->so, p->name, "apply_gradients", &f[3], train) ||
-        !sym(b->so, p->name, "train_step", &f[4], train))
-        return 1;
-    /* dlsym's void * to function pointers: POSIX guarantees it works */
-    memcpy(&fns->init, &f[0], sizeof f[0]);
-    memcpy(&fns->predict, &f[1], sizeof f[1]);
-    memcpy(&fns->grad, &f[2], sizeof f[2]);
-    memcpy(&fns->apply_gradients, &f[3], sizeof f[3]);
-    memcpy(&fns->train_step, &f[4], sizeof f[4]);
-    fprintf(info, "cc (test backend): compiled %s in %.2f s\n", p->name, kdh_now() - t0);
-    fflush(info);
-    return 0;
 }
 
 /* Prints the compile time to info. */
 static int compile_fns(const lp_program *p, const kd_codegen_options *co, kdh_model_fns *fns, backend *b, FILE *info)
 {
     memset(fns, 0, sizeof *fns);
-    const char *test = getenv("KDSL_TEST_BACKEND");
-    if (test && !strcmp(test, "cc")) return cc_backend(p, co, fns, b, info);
+    if (other_backend) {
+        b->other = other_backend;
+        return other_backend->compile(p, co, fns, &b->handle, info);
+    }
     kd_jit_options jo = {0};
-    kd_model_fns kf = {0};
     char why[1024] = "";
-    b->jit = kd_jit_compile(p, &jo, &kf, why, sizeof why);
+    b->jit = kd_jit_compile(p, &jo, fns, why, sizeof why);
     if (!b->jit) return fail("JIT: %s", why[0] ? why : "compilation failed");
-    fns->init = kf.init;
-    fns->predict = kf.predict;
-    fns->grad = kf.grad;
-    fns->apply_gradients = kf.apply_gradients;
-    fns->train_step = kf.train_step;
     fprintf(info, "JIT: compiled %s in %.2f s\n", p->name, kd_jit_compile_seconds(b->jit));
     fflush(info);
     return 0;
@@ -285,9 +210,12 @@ static kdh_var *vars_of(kd_arena *a, const kd_vec *table)
     return v;
 }
 
+/* Keras' class name of the optimizer (checkpoint metadata), or "". */
 static const char *optimizer_name(kd_optimizer_kind k)
 {
-    return k == OPT_SGD ? "SGD" : k == OPT_ADAM ? "Adam" : k == OPT_RMSPROP ? "RMSprop" : "";
+    for (int i = 0; i < KD_NOPTIMIZERS; i++)
+        if (kd_optimizer_names[i].kind == k) return kd_optimizer_names[i].class_name;
+    return "";
 }
 
 static void host_model(kd_arena *a, const kd_model *km, const lp_program *p, const kdh_model_fns *fns, kdh_model *m)

@@ -4,18 +4,21 @@
  * the libgccjit backend (codegen/jit.h), and its entry points and layout
  * tables are handed to kdh_fit / kdh_evaluate / kdh_predict.
  *
- * Test-only backend: with KDSL_TEST_BACKEND=cc in the environment the
- * program is emitted as C (kd_emit_c), built with `cc` (KDSL_CC) into a
- * shared object against $KDSL_BUILD_ROOT/libkdslrt.a and loaded with dlopen.
- * The suites use it to check the driver against the C backend; a user's
- * `kdslc train` always uses the JIT. */
+ * Another backend can take the JIT's place (kd_run_set_backend): the test
+ * build of kdslc (tests/kdslc_cc.c) installs the C-compiler backend of
+ * tests/cc_backend.c, so that the suites check the driver against the C
+ * backend; kdslc itself has no such code and always uses the JIT. */
 #ifndef KDSL_RUN_H
 #define KDSL_RUN_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "codegen.h"
 #include "host/dataset.h"
+#include "host/model_fns.h"
+
+#include <stdio.h>
 
 typedef struct kd_run_options {
     const char *file, *model;
@@ -31,6 +34,18 @@ typedef struct kd_run_options {
     kdh_normalize normalize;
     int tty;                           /* -1: ask isatty */
 } kd_run_options;
+
+/* A backend in the JIT's place: compile builds p's entry points into fns
+ * (as kd_jit_compile does), keeping what they need in *handle until
+ * release(*handle), and prints one line of what it did to info; it returns
+ * 0, or an exit status after printing what went wrong. */
+typedef struct kd_run_backend {
+    int (*compile)(const lp_program *p, const kd_codegen_options *co, kdh_model_fns *fns, void **handle, FILE *info);
+    void (*release)(void *handle);
+} kd_run_backend;
+
+/* Every later run compiles with b (NULL: the JIT, the default). */
+void kd_run_set_backend(const kd_run_backend *b);
 
 /* Sets every override to "not given". */
 void kd_run_options_init(kd_run_options *o);

@@ -79,7 +79,7 @@ void kdk_sgemm_part(int part, int nparts, int M, int N, int K,
  * kdk_sgemm_kblock (block 0 with beta, the others with beta 1), blocks
  * b..kb-1 each into its own M×N T[t] (beta 0; rows N apart, tstride apart),
  * then kdk_sgemm_ksum on every row give kdk_sgemm's bits: a thread split
- * in which each part reads only its own rows of op(B) (parallel.c). */
+ * in which each part reads only its own rows of op(B) (host/parallel_kernels.c). */
 int kdk_gemm_kblocks(int K);
 void kdk_sgemm_kblock(int blk, int M, int N, int K,
                       const float *A, int lda, int transA,

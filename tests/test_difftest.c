@@ -80,7 +80,7 @@ static void check_backends(const char *tag, const char *text, const float *want)
     char *arena = aligned_alloc(64, 4096);
     ck_assert(p->funcs[LP_F_PREDICT]->arena_bytes <= 4096);
 
-    kd_model_fns f;
+    kdh_model_fns f;
     char why[512];
     kd_jit *j = kd_jit_compile(p, NULL, &f, why, sizeof why);
     ck_assert_msg(j != NULL, "%s", why);

@@ -10,7 +10,7 @@
 #include "codegen.h"
 #include "driver.h"
 #include "jit.h"
-#include "host/parallel.h"
+#include "host/parallel_kernels.h"
 #include "kernels.h"
 #include "testutil.h"
 
@@ -86,7 +86,7 @@ typedef struct built {
     kd_session s;
     lp_program *p;
     kd_jit *jit;
-    kd_model_fns J, C;
+    kdh_model_fns J, C;
     void *so;
     double jit_seconds;
 } built;
@@ -994,7 +994,7 @@ START_TEST(f64_rejected)
     kd_session s;
     kd_codegen_options o = {.f64 = true};
     lp_program *p = front(&s, bn_dropout_text, &o);
-    kd_model_fns fns;
+    kdh_model_fns fns;
     char why[512] = "";
     ck_assert_ptr_null(kd_jit_compile(p, NULL, &fns, why, sizeof why));
     ck_assert_msg(strstr(why, "f32") != NULL, "%s", why);
@@ -1007,7 +1007,7 @@ START_TEST(bad_march_is_an_error)
 {
     kd_session s;
     lp_program *p = front(&s, bn_dropout_text, NULL);
-    kd_model_fns fns;
+    kdh_model_fns fns;
     char why[512] = "";
     kd_jit_options o = {.march = "no-such-cpu"};
     ck_assert_ptr_null(kd_jit_compile(p, &o, &fns, why, sizeof why));
@@ -1022,7 +1022,7 @@ START_TEST(libgccjit_error_returns_null)
     kd_session s;
     lp_program *p = front(&s, bn_dropout_text, NULL);
     p->name = "bad name!";
-    kd_model_fns fns;
+    kdh_model_fns fns;
     char why[512] = "";
     ck_assert_ptr_null(kd_jit_compile(p, NULL, &fns, why, sizeof why));
     ck_assert_msg(strstr(why, "libgccjit") != NULL, "%s", why);
@@ -1041,7 +1041,7 @@ START_TEST(malformed_program_returns_null)
     stray->id = 9999;
     lp_kernel *k = f->kernels.items[0];
     kd_vec_push(p->arena, &k->body, lp_store(p->arena, stray, lp_int(p->arena, 0), lp_real(p->arena, 1), LP_ASSIGN));
-    kd_model_fns fns;
+    kdh_model_fns fns;
     char why[512] = "";
     ck_assert_ptr_null(kd_jit_compile(p, NULL, &fns, why, sizeof why));
     ck_assert_msg(strstr(why, "buffer") != NULL, "%s", why);
@@ -1070,7 +1070,7 @@ START_TEST(options)
     kd_jit_options opts[] = {{.opt_level = 1}, {.opt_level = 2, .march = "x86-64"}, {.opt_level = 3, .fp_contract = true}};
     float ref[16 * 5];
     for (int t = 0; t < 3; t++) {
-        kd_model_fns fns;
+        kdh_model_fns fns;
         char why[512];
         kd_jit *j = kd_jit_compile(p, &opts[t], &fns, why, sizeof why);
         ck_assert_msg(j != NULL, "%s", why);

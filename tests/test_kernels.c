@@ -15,7 +15,7 @@
 #include "kernels.h"
 #include "kernels_impl.h"
 #include "host/fpmode.h"
-#include "host/parallel.h"
+#include "host/parallel_kernels.h"
 #include "host/train.h"
 #include "testutil.h"
 
@@ -1196,7 +1196,7 @@ START_TEST(test_pool_tiled_nan)
 }
 END_TEST
 
-/* ---- the host pool's thread-split wrappers (runtime/host/parallel.c) ----
+/* ---- the host pool's thread-split wrappers (runtime/host/parallel_kernels.c) ----
  * At 2 and 3 threads every wrapper must give exactly the single-threaded
  * kernel's bits (the splits keep each element's arithmetic), and the pool
  * must really have split the job. */
@@ -1255,7 +1255,7 @@ START_TEST(test_threads_gemm)
 }
 END_TEST
 
-/* kdh_sgemm_mt's K split (parallel.c, gemm_ksplit): C much smaller than
+/* kdh_sgemm_mt's K split (parallel_kernels.c, gemm_ksplit): C much smaller than
  * op(B) runs as two jobs (the blocks of k, then their sum onto C with bias
  * and activation) and gives one call's bits at 2, 3 and 4 threads (4
  * blocks of k for K = 784: one each at 4, 1+1+2 at 3; 2 for K = 256,

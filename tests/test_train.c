@@ -5,8 +5,9 @@
  * sgd_* fixtures — initial weights, 8 samples, and the weights after one SGD
  * step with learning rate 1 on one batch of all 8. Other data is made here.
  *
- * KDSL_TEST_BACKEND=cc in the environment runs kdslc on the C backend
- * (driver/run.h) instead of the JIT; the suite passes either way. */
+ * KDSL_TEST_BACKEND=cc in the environment runs the test build of kdslc
+ * (kdslc_cc.c: the C backend of cc_backend.c instead of the JIT); the suite
+ * passes either way. */
 #include "testutil.h"
 #include "host/checkpoint.h"
 #include "host/dataset.h"

@@ -18,7 +18,14 @@ static const char *env_or(const char *name, const char *fallback)
 
 const char *tu_source_root(void) { return env_or("KDSL_SOURCE_ROOT", "."); }
 const char *tu_build_root(void) { return env_or("KDSL_BUILD_ROOT", "build"); }
-const char *tu_kdslc(void) { return env_or("KDSLC", "build/kdslc"); }
+/* With KDSL_TEST_BACKEND=cc, the test build of kdslc whose train, evaluate
+ * and predict run on the C backend (kdslc_cc.c) instead of the JIT. */
+const char *tu_kdslc(void)
+{
+    const char *backend = getenv("KDSL_TEST_BACKEND");
+    if (backend && !strcmp(backend, "cc")) return env_or("KDSLC_CC", "build/tests/kdslc_cc");
+    return env_or("KDSLC", "build/kdslc");
+}
 
 const char *tu_src(const char *rel)
 {

@@ -10,6 +10,7 @@
 /* Paths from the environment meson sets (KDSL_SOURCE_ROOT, KDSL_BUILD_ROOT, KDSLC). */
 const char *tu_source_root(void);
 const char *tu_build_root(void);
+/* kdslc, or its test build on the C backend with KDSL_TEST_BACKEND=cc. */
 const char *tu_kdslc(void);
 /* A path under the source root, in a static rotating buffer. */
 const char *tu_src(const char *rel);

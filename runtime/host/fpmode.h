@@ -9,7 +9,7 @@
  * subnormals flushed to zero for this reason; kdsl's host loop does the same:
  * kdh_fit, kdh_evaluate and kdh_predict run with flush-to-zero and
  * denormals-are-zero (x86 MXCSR FTZ|DAZ, Arm FPCR.FZ) and restore the
- * caller's mode when they return. The thread pool (parallel.h) runs each job
+ * caller's mode when they return. The thread pool (thread_pool.h) runs each job
  * in its poster's mode, so results never depend on the thread count.
  *
  * The generated C never changes the mode: a program that calls its

@@ -12,7 +12,7 @@
 #include "dataset.h"
 #include "fpmode.h"
 #include "host_internal.h"
-#include "parallel.h"
+#include "thread_pool.h"
 #include "progress.h"
 #include "random.h"
 
@@ -509,7 +509,7 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
     memset(hist, 0, sizeof *hist);
     int rc = -1;
     if (check_fit(m, train, val, o, err) != 0) return -1;
-    kdh_pool_set_threads(o->threads);   /* the kernels' thread split (parallel.h) */
+    kdh_pool_set_threads(o->threads);   /* the kernels' thread split (thread_pool.h) */
     unsigned long fpmode = kdh_fpmode_flush_subnormals(); /* as TensorFlow trains (fpmode.h) */
     if (fit_alloc(m, train, &s, err) != 0) goto done;
     if (fit_start(m, o, &s, err) != 0) goto done;

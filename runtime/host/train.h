@@ -12,6 +12,7 @@
 #ifndef KDSL_TRAIN_H
 #define KDSL_TRAIN_H
 
+#include "model_fns.h"
 #include "tensor_file.h"
 
 #include <signal.h>
@@ -20,18 +21,6 @@
 #include <stdio.h>
 
 struct kdh_dataset;
-
-/* The generated API (model.h), with float reals. */
-typedef struct kdh_model_fns {
-    void (*init)(float *params, float *opt_state, unsigned long long seed);
-    void (*predict)(const float *params, const float *const *inputs, float *const *outputs, int batch, void *arena);
-    float (*grad)(float *params, const float *const *inputs, const float *labels, float *grads, int batch,
-                  unsigned long long step, void *arena);
-    void (*apply_gradients)(float *params, const float *grads, float *opt_state, unsigned long long step,
-                            float learning_rate);
-    float (*train_step)(float *params, float *opt_state, const float *const *inputs, const float *labels, int batch,
-                        unsigned long long step, float learning_rate, void *arena, float *outputs0);
-} kdh_model_fns;
 
 /* One entry of the params or optimizer-slot table. */
 typedef struct kdh_var {

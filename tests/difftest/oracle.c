@@ -5,7 +5,7 @@
 #include "codegen.h"
 #include "random.h"
 #include "driver.h"
-#include "host/parallel.h"
+#include "host/parallel_kernels.h"
 #include "interp.h"
 #include "jit.h"
 #include "loopexec.h"
@@ -501,7 +501,7 @@ static void run_jit(reference *r, const variant *va, const dt_options *o, dt_ver
      * compiles in about half the time of the -O3 that `kdslc train` uses */
     kd_jit_options jo = {.split_small_loops = va->threads, .opt_level = o->jit_opt_level,
                          .part_kernels = va->parts ? 1 : 0};
-    kd_model_fns fns;
+    kdh_model_fns fns;
     char why[1024];
     kd_jit *j = kd_jit_compile(p, &jo, &fns, why, sizeof why);
     if (!j) {

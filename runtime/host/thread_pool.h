@@ -1,5 +1,7 @@
-/* parallel.h — the host's small persistent thread pool (pthreads) and the
- * thread-split wrappers of the runtime kernels that the JIT calls.
+/* thread_pool.h — the host's small persistent thread pool (pthreads):
+ * jobs of chunks, per-part and range helpers, the per-kernel profile
+ * (thread_pool.c). The runtime kernels split on it, which the JIT calls,
+ * are parallel_kernels.h.
  *
  * The freestanding kernels never create threads; they offer *_part
  * companions (kernels.h) that compute one of nparts disjoint slices of the
@@ -25,8 +27,8 @@
  * One thread drives the pool (the training loop). A job posted while another
  * is running (from a worker, or a second thread) runs all its parts on the
  * calling thread instead: slower, never wrong. */
-#ifndef KDSL_PARALLEL_H
-#define KDSL_PARALLEL_H
+#ifndef KDSL_THREAD_POOL_H
+#define KDSL_THREAD_POOL_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -89,27 +91,5 @@ void kdh_parallel_chunks(kdh_chunk_fn fn, void *ctx, int nchunks);
  * loops (outlined bodies) run through this. */
 typedef void (*kdh_range_fn)(void *ctx, long lo, long hi);
 void kdh_parallel_range(kdh_range_fn fn, void *ctx, long n, long grain, long min_n);
-
-/* kdk_sgemm with its M or N split across the pool (same signature). */
-void kdh_sgemm_mt(int M, int N, int K, const float *A, int lda, int transA, const float *B, int ldb, int transB,
-                  float beta, float *C, int ldc, const float *bias, int act, float *work);
-
-/* The convolution kernels (kernels.h) split with their *_part companions,
- * and pooling split over the batch (same signatures). */
-void kdh_sconv2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw, int pt,
-                        int pl, const float *x, const float *wt, const float *bias, int act, float *y, float *work);
-void kdh_sconv2d_bwd_data_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw,
-                             int pt, int pl, const float *dy, const float *wt, float *dx, int accumulate, float *work);
-void kdh_sconv2d_bwd_filter_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw,
-                               int pt, int pl, const float *x, const float *dy, float *dwt, int accumulate,
-                               float *work);
-void kdh_smaxpool2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
-                           const float *x, float *y, int32_t *argmax);
-void kdh_smaxpool2d_bwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
-                           const float *x, const int32_t *argmax, const float *dy, float *dx, int accumulate);
-void kdh_savgpool2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
-                           int count_pad, const float *x, float *y);
-void kdh_savgpool2d_bwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
-                           int count_pad, const float *dy, float *dx, int accumulate);
 
 #endif
