@@ -413,41 +413,49 @@ static sv *batchnorm_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc lo
     int rank = x->shape.rank;
     int axis = sema_axis(S, axis_arg, rank, loc);
     if (axis < 0) return NULL;
-    if (axis != rank - 1 || axis == 0) {
-        sema_error(S, loc, "BatchNormalization normalises the last axis (channels last); axis %lld is not supported",
-                   (long long)axis_arg);
+    if (axis == 0 && x->shape.batched) {
+        sema_error(S, loc, "BatchNormalization cannot normalise over the batch axis (axis %lld)", (long long)axis_arg);
         return NULL;
     }
     if (!(eps > 0)) {
         sema_error(S, loc, "BatchNormalization epsilon must be positive");
         return NULL;
     }
-    int64_t c = x->shape.dims[rank - 1];
+    int64_t c = x->shape.dims[axis];
     ir_shape vec = ir_shape_of(1, &c, false);
+    /* The per-channel vectors as seen from x: [1, .., c, .., 1] (no batch), so they broadcast along every
+     * other axis; for the last axis that is [c] itself. */
+    int64_t bdims[IR_MAX_RANK];
+    int brank = rank - (x->shape.batched ? 1 : 0);
+    for (int d = 0; d < brank; d++) bdims[d] = d + (x->shape.batched ? 1 : 0) == axis ? c : 1;
+    ir_shape along = axis == rank - 1 ? vec : ir_shape_of(brank, bdims, false);
     kd_var *gamma = scale ? sema_new_var(S, inst, "gamma", VAR_WEIGHT, vec, (kd_init){.kind = INIT_ONES}, true, loc) : NULL;
     kd_var *beta = center ? sema_new_var(S, inst, "beta", VAR_WEIGHT, vec, (kd_init){.kind = INIT_ZEROS}, true, loc) : NULL;
     kd_var *mm = sema_new_var(S, inst, "moving_mean", VAR_STATE, vec, (kd_init){.kind = INIT_ZEROS}, false, loc);
     kd_var *mv = sema_new_var(S, inst, "moving_variance", VAR_STATE, vec, (kd_init){.kind = INIT_ONES}, false, loc);
     if ((scale && !gamma) || (center && !beta) || !mm || !mv) return NULL;
     ir_builder *b = &S->b;
+#define BN(expr) NODE((expr), "BatchNormalization")
+    /* a variable of shape [c], read as `along` */
+#define CHANNELS(v) (axis == rank - 1 ? BN(ir_var_read(b, (v))) : BN(ir_reshape(b, BN(ir_var_read(b, (v))), along)))
     ir_node *mean, *var;
     if (S->training) {
-        int64_t axes = ((int64_t)1 << (rank - 1)) - 1;   /* every axis but the channels, batch included */
-        mean = NODE(ir_reduce(b, IR_MEAN, x, axes, true), "BatchNormalization");
-        ir_node *xc = mean ? NODE(ir_binary(b, IR_SUB, x, mean), "BatchNormalization") : NULL;
-        ir_node *sq = xc ? NODE(ir_unary(b, IR_SQUARE, xc), "BatchNormalization") : NULL;
-        var = sq ? NODE(ir_reduce(b, IR_MEAN, sq, axes, true), "BatchNormalization") : NULL;
+        int64_t axes = (((int64_t)1 << rank) - 1) & ~((int64_t)1 << axis);   /* every axis but the channels, batch included */
+        mean = BN(ir_reduce(b, IR_MEAN, x, axes, true));
+        ir_node *xc = mean ? BN(ir_binary(b, IR_SUB, x, mean)) : NULL;
+        ir_node *sq = xc ? BN(ir_unary(b, IR_SQUARE, xc)) : NULL;
+        var = sq ? BN(ir_reduce(b, IR_MEAN, sq, axes, true)) : NULL;
         if (!var) return NULL;
         /* moving = moving * momentum + batch * (1 - momentum) */
         ir_node *stats[2] = {mean, var};
         kd_var *moving[2] = {mm, mv};
         for (int i = 0; i < 2; i++) {
-            ir_node *flat = NODE(ir_reshape(b, stats[i], vec), "BatchNormalization");
-            ir_node *old = NODE(ir_var_read(b, moving[i]), "BatchNormalization");
+            ir_node *flat = BN(ir_reshape(b, stats[i], vec));
+            ir_node *old = BN(ir_var_read(b, moving[i]));
             if (!flat || !old) return NULL;
-            ir_node *keep = NODE(ir_binary(b, IR_MUL, old, ir_scalar(b, momentum)), "BatchNormalization");
-            ir_node *add = NODE(ir_binary(b, IR_MUL, flat, ir_scalar(b, 1 - momentum)), "BatchNormalization");
-            ir_node *next = keep && add ? NODE(ir_binary(b, IR_ADD, keep, add), "BatchNormalization") : NULL;
+            ir_node *keep = BN(ir_binary(b, IR_MUL, old, ir_scalar(b, momentum)));
+            ir_node *add = BN(ir_binary(b, IR_MUL, flat, ir_scalar(b, 1 - momentum)));
+            ir_node *next = keep && add ? BN(ir_binary(b, IR_ADD, keep, add)) : NULL;
             if (!next) return NULL;
             ir_update *u = kd_alloc(S->a, sizeof *u);
             u->var = moving[i]->index;
@@ -455,16 +463,18 @@ static sv *batchnorm_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc lo
             kd_vec_push(S->a, &b->g->updates, u);
         }
     } else {
-        mean = NODE(ir_var_read(b, mm), "BatchNormalization");
-        var = NODE(ir_var_read(b, mv), "BatchNormalization");
+        mean = CHANNELS(mm);
+        var = CHANNELS(mv);
         if (!mean || !var) return NULL;
     }
     ir_node *xc = NODE(ir_binary(b, IR_SUB, x, mean), "BatchNormalization");
     ir_node *ve = xc ? NODE(ir_binary(b, IR_ADD, var, ir_scalar(b, eps)), "BatchNormalization") : NULL;
     ir_node *inv = ve ? NODE(ir_unary(b, IR_RSQRT, ve), "BatchNormalization") : NULL;
     ir_node *y = inv ? NODE(ir_binary(b, IR_MUL, xc, inv), "BatchNormalization") : NULL;
-    if (y && gamma) y = NODE(ir_binary(b, IR_MUL, y, NODE(ir_var_read(b, gamma), "BatchNormalization")), "BatchNormalization");
-    if (y && beta) y = NODE(ir_binary(b, IR_ADD, y, NODE(ir_var_read(b, beta), "BatchNormalization")), "BatchNormalization");
+    if (y && gamma) y = BN(ir_binary(b, IR_MUL, y, CHANNELS(gamma)));
+    if (y && beta) y = BN(ir_binary(b, IR_ADD, y, CHANNELS(beta)));
+#undef CHANNELS
+#undef BN
     return result(S, y, loc);
 }
 
