@@ -231,6 +231,8 @@ ir_graph *ir_graph_clone(kd_arena *a, const ir_graph *g)
     }
     for (int i = 0; i < g->outputs.len; i++)
         kd_vec_push(a, &c->outputs, map[((const ir_node *)g->outputs.items[i])->id]);
+    for (int i = 0; i < g->losses.len; i++)
+        kd_vec_push(a, &c->losses, map[((const ir_node *)g->losses.items[i])->id]);
     for (int i = 0; i < g->updates.len; i++) {
         const ir_update *u = g->updates.items[i];
         ir_update *v = kd_alloc(a, sizeof *v);

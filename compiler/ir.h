@@ -147,6 +147,7 @@ typedef struct ir_graph {
     kd_vec outputs;        /* ir_node*: model outputs; training graphs: the loss, the first
                             * output, then (grad graph) the gradients (train_graph.h) */
     kd_vec updates;        /* ir_update*: state updates, optimizer steps */
+    kd_vec losses;         /* ir_node*: scalar terms the training loss adds (regularizers) */
     kd_vec *vars;          /* kd_var*, shared with the model */
     int max_nodes;         /* a bound so hostile programs fail cleanly (0: 4,000,000) */
     bool overflow;         /* set when max_nodes was hit */

@@ -157,11 +157,32 @@ ir_node *apply_activation(sema *S, ir_node *x, const sv *act, kd_loc loc)
 
 static sv *result(sema *S, ir_node *n, kd_loc loc) { return n ? sv_tensor(S, n, NULL, loc) : NULL; }
 
+/* kernel_regularizer and bias_regularizer on the weights (once: a shared
+ * layer's later calls reuse them), activity_regularizer on this call's output;
+ * the penalties join the training loss (Keras 3: the activity penalty is not
+ * divided by the batch size, as tf.keras 2's was). */
+static sv *regularized(sema *S, kd_instance *inst, kd_var *kernel, kd_var *bias, ir_node *y, kd_loc loc)
+{
+    kd_regularizer rk, rb, ra;
+    if (!sema_regularizer_from(S, layer_arg(inst, "kernel_regularizer"), "kernel_regularizer", &rk) ||
+        !sema_regularizer_from(S, layer_arg(inst, "bias_regularizer"), "bias_regularizer", &rb) ||
+        !sema_regularizer_from(S, layer_arg(inst, "activity_regularizer"), "activity_regularizer", &ra))
+        return NULL;
+    if (!y) return NULL;
+    if (inst->ncalls == 0) {
+        if (rk.present && !sema_regularize(S, &rk, NODE(ir_var_read(&S->b, kernel), inst->type), loc)) return NULL;
+        if (rb.present && bias && !sema_regularize(S, &rb, NODE(ir_var_read(&S->b, bias), inst->type), loc)) return NULL;
+    }
+    if (!sema_regularize(S, &ra, y, loc)) return NULL;
+    return result(S, y, loc);
+}
+
 /* ---- Dense ------------------------------------------------------------- */
 
 static const layer_param dense_params[] = {
     {"units", NULL}, {"activation", "linear"}, {"use_bias", "true"},
-    {"kernel_initializer", "glorot_uniform"}, {"bias_initializer", "zeros"}, {NULL, NULL}};
+    {"kernel_initializer", "glorot_uniform"}, {"bias_initializer", "zeros"},
+    {"kernel_regularizer", "none"}, {"bias_regularizer", "none"}, {"activity_regularizer", "none"}, {NULL, NULL}};
 
 static sv *dense_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 {
@@ -185,14 +206,15 @@ static sv *dense_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
     if (!kernel || (use_bias && !bias)) return NULL;
     ir_node *y = NODE(ir_matmul(&S->b, x, NODE(ir_var_read(&S->b, kernel), "Dense"), false, false), "Dense");
     if (y && bias) y = NODE(ir_binary(&S->b, IR_ADD, y, NODE(ir_var_read(&S->b, bias), "Dense")), "Dense");
-    return result(S, apply_activation(S, y, layer_arg(inst, "activation"), loc), loc);
+    return regularized(S, inst, kernel, bias, apply_activation(S, y, layer_arg(inst, "activation"), loc), loc);
 }
 
 /* ---- Conv2D ------------------------------------------------------------ */
 
 static const layer_param conv2d_params[] = {
     {"filters", NULL}, {"kernel_size", NULL}, {"strides", "1"}, {"padding", "valid"}, {"activation", "linear"},
-    {"use_bias", "true"}, {"kernel_initializer", "glorot_uniform"}, {"bias_initializer", "zeros"}, {NULL, NULL}};
+    {"use_bias", "true"}, {"kernel_initializer", "glorot_uniform"}, {"bias_initializer", "zeros"},
+    {"kernel_regularizer", "none"}, {"bias_regularizer", "none"}, {"activity_regularizer", "none"}, {NULL, NULL}};
 
 static sv *conv2d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 {
@@ -219,7 +241,7 @@ static sv *conv2d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
     ir_node *ops[2] = {x, w};
     ir_node *y = NODE(ir_make(&S->b, IR_CONV2D, 2, ops, &attr), "Conv2D");
     if (y && bias) y = NODE(ir_binary(&S->b, IR_ADD, y, NODE(ir_var_read(&S->b, bias), "Conv2D")), "Conv2D");
-    return result(S, apply_activation(S, y, layer_arg(inst, "activation"), loc), loc);
+    return regularized(S, inst, kernel, bias, apply_activation(S, y, layer_arg(inst, "activation"), loc), loc);
 }
 
 /* ---- pooling ----------------------------------------------------------- */
@@ -637,7 +659,8 @@ static int padding_1d(sema *S, const kd_instance *inst, bool causal_ok)
 
 static const layer_param conv1d_params[] = {
     {"filters", NULL}, {"kernel_size", NULL}, {"strides", "1"}, {"padding", "valid"}, {"activation", "linear"},
-    {"use_bias", "true"}, {"kernel_initializer", "glorot_uniform"}, {"bias_initializer", "zeros"}, {NULL, NULL}};
+    {"use_bias", "true"}, {"kernel_initializer", "glorot_uniform"}, {"bias_initializer", "zeros"},
+    {"kernel_regularizer", "none"}, {"bias_regularizer", "none"}, {"activity_regularizer", "none"}, {NULL, NULL}};
 
 static sv *conv1d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 {
@@ -669,7 +692,7 @@ static sv *conv1d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
     ir_node *ops[2] = {img, w};
     ir_node *y = as_sequence(S, NODE(ir_make(&S->b, IR_CONV2D, 2, ops, &attr), "Conv1D"), "Conv1D", loc);
     if (y && bias) y = NODE(ir_binary(&S->b, IR_ADD, y, NODE(ir_var_read(&S->b, bias), "Conv1D")), "Conv1D");
-    return result(S, apply_activation(S, y, layer_arg(inst, "activation"), loc), loc);
+    return regularized(S, inst, kernel, bias, apply_activation(S, y, layer_arg(inst, "activation"), loc), loc);
 }
 
 static sv *pool1d_apply(sema *S, kd_instance *inst, ir_node *x, ir_op op, kd_loc loc)

@@ -87,6 +87,7 @@ const char *sv_describe(const sv *v)
     case SV_IDENT: return "a name";
     case SV_LIST: return "a list";
     case SV_INSTANCE: return "a layer";
+    case SV_CALL: return "a call";
     }
     return "a value";
 }
@@ -371,10 +372,85 @@ static bool init_from_expr(sema *S, const ast_expr *e, kd_init *out)
     return false;
 }
 
+static const char *const regularizer_names[] = {"l1", "l2", "l1_l2"};
+
+bool sema_is_setting_call(sema *S, const char *name)
+{
+    const char *snake = sema_snake_case(S, name);
+    for (size_t i = 0; i < sizeof initializers / sizeof initializers[0]; i++)
+        if (!strcmp(snake, initializers[i].name)) return true;
+    for (size_t i = 0; i < sizeof regularizer_names / sizeof regularizer_names[0]; i++)
+        if (!strcmp(snake, regularizer_names[i])) return true;
+    return !strcmp(snake, "l1l2");
+}
+
+/* Keras 3's defaults: L1(l1=0.01), L2(l2=0.01), L1L2(l1=0, l2=0); l1_l2 and L1L2 are one class. */
+bool sema_regularizer_from(sema *S, const sv *v, const char *what, kd_regularizer *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!v || v->kind == SV_NONE || (v->kind == SV_IDENT && !strcmp(v->s, "none"))) return true;
+    const char *name = v->kind == SV_IDENT || v->kind == SV_STRING || v->kind == SV_CALL ? v->s : NULL;
+    const char *snake = name ? sema_snake_case(S, name) : NULL;
+    if (snake && !strcmp(snake, "l1l2")) snake = "l1_l2";
+    int which = -1;
+    for (int i = 0; snake && i < 3; i++)
+        if (!strcmp(snake, regularizer_names[i])) which = i;
+    if (which < 0) {
+        const char *near = snake ? kd_nearest(snake, regularizer_names, 3) : NULL;
+        if (near) sema_error(S, v->loc, "%s: unknown regularizer '%s'; did you mean '%s'?", what, name, near);
+        else sema_error(S, v->loc, "%s must be a regularizer (l1, l2, l1_l2 or a call such as l2(1e-4)), got %s", what,
+                        name ? name : sv_describe(v));
+        return false;
+    }
+    out->present = true;
+    out->l1 = which == 0 ? 0.01 : 0;
+    out->l2 = which == 1 ? 0.01 : 0;
+    const ast_expr *e = v->kind == SV_CALL ? v->call : NULL;
+    for (int k = 0; e && k < e->nargs; k++) {
+        const ast_arg *arg = &e->args[k];
+        sv *x = sema_eval(S, arg->value);
+        double d;
+        if (!x || !sv_as_number(S, x, &d, "a regularization factor")) return false;
+        const char *key = arg->key ? arg->key : which == 1 || (which == 2 && k == 1) ? "l2" : "l1";
+        if (!(d >= 0 && d < 1e30)) {
+            sema_error(S, arg->loc, "regularization factor %s must be a non-negative number, got %g", key, d);
+            return false;
+        }
+        if (!strcmp(key, "l1") && which != 1) out->l1 = d;
+        else if (!strcmp(key, "l2") && which != 0) out->l2 = d;
+        else {
+            sema_error(S, arg->loc, "regularizer %s takes no argument '%s'", name, key);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool sema_regularize(sema *S, const kd_regularizer *r, ir_node *x, kd_loc loc)
+{
+    if (!r->present || !S->training || !x) return true;
+    ir_builder *b = &S->b;
+    int64_t all = ((int64_t)1 << x->shape.rank) - 1;
+    ir_node *penalty = NULL;
+    const double factor[2] = {r->l1, r->l2};
+    for (int i = 0; i < 2; i++) {
+        if (factor[i] == 0) continue;
+        ir_node *f = sema_check_node(S, ir_unary(b, i == 0 ? IR_ABS : IR_SQUARE, x), loc, "regularizer");
+        ir_node *sum = f ? sema_check_node(S, ir_reduce(b, IR_SUM, f, all, false), loc, "regularizer") : NULL;
+        ir_node *term = sum ? sema_check_node(S, ir_binary(b, IR_MUL, sum, ir_scalar(b, factor[i])), loc, "regularizer") : NULL;
+        if (!term) return false;
+        penalty = penalty ? sema_check_node(S, ir_binary(b, IR_ADD, penalty, term), loc, "regularizer") : term;
+        if (!penalty) return false;
+    }
+    if (penalty) kd_vec_push(S->a, &b->g->losses, penalty);
+    return true;
+}
+
 bool sema_init_from(sema *S, const sv *v, kd_init *out)
 {
     ast_expr e = {0};
     e.loc = v->loc;
+    if (v->kind == SV_CALL) return init_from_expr(S, v->call, out);
     if (v->kind == SV_IDENT) {
         e.kind = EXPR_NAME;
         e.name = v->s;
@@ -931,6 +1007,12 @@ static sv *eval_call(sema *S, const ast_expr *call)
     }
     if (item && item->kind == ITEM_BLOCK) return call_block(S, item, call);
     const layer_def *def = item ? NULL : layer_find(callee);
+    if (!item && !def && sema_is_setting_call(S, callee)) {
+        sv *v = sv_new(S, SV_CALL, call->loc);    /* its layer argument says what it means */
+        v->s = callee;
+        v->call = call;
+        return v;
+    }
     if (!item && !def) {
         const char *near = nearest_callable(S, callee);
         if (near) sema_error(S, call->loc, "unknown layer or function '%s'; did you mean '%s'?", callee, near);

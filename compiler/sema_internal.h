@@ -8,6 +8,7 @@
 
 typedef enum sv_kind {
     SV_NONE, SV_TENSOR, SV_INT, SV_FLOAT, SV_BOOL, SV_STRING, SV_IDENT, SV_LIST, SV_INSTANCE,
+    SV_CALL,               /* a setting's constructor, kept unevaluated: RandomNormal(stddev: 0.1), l2(1e-4) */
 } sv_kind;
 
 typedef struct kd_instance kd_instance;
@@ -23,6 +24,7 @@ typedef struct sv {
     struct sv **items;     /* SV_LIST */
     int n;
     kd_instance *inst;     /* SV_INSTANCE */
+    const struct ast_expr *call;   /* SV_CALL */
     bool poisoned;         /* the value of a statement that failed */
     kd_loc loc;
 } sv;
@@ -114,6 +116,19 @@ bool sv_as_bool(sema *S, const sv *v, bool *out, const char *what);
 const char *sv_describe(const sv *v);
 int sema_axis(sema *S, int64_t axis, int rank, kd_loc loc);
 bool sema_init_from(sema *S, const sv *v, kd_init *out);
+/* Whether a call names a setting's constructor (an initializer such as
+ * RandomNormal, a regularizer such as l2) rather than a layer or function. */
+bool sema_is_setting_call(sema *S, const char *name);
+
+/* A regularizer: l1 * sum(|w|) + l2 * sum(w^2) (Keras' L1, L2, L1L2). */
+typedef struct kd_regularizer {
+    bool present;
+    double l1, l2;
+} kd_regularizer;
+/* none, l1, l2, l1_l2, or a call with Keras' arguments: l2(1e-4), l1_l2(l1: 0.01, l2: 0.001). */
+bool sema_regularizer_from(sema *S, const sv *v, const char *what, kd_regularizer *out);
+/* In training, adds r's penalty on x to the training loss (the graph's `losses`). */
+bool sema_regularize(sema *S, const kd_regularizer *r, ir_node *x, kd_loc loc);
 
 /* layers.c: the built-in layers (CamelCase), each defined in one table entry. */
 typedef struct layer_param {

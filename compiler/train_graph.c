@@ -96,6 +96,9 @@ static bool build_loss_and_grads(kd_arena *a, kd_model *m, kd_train_graph *out, 
         loss = loss ? ADD(loss, li) : li;        /* Keras sums the losses of several outputs */
         if (!loss) return false;
     }
+    /* the layers' regularization penalties: Keras adds them to the loss it trains on */
+    for (int i = 0; i < g->losses.len && loss; i++) loss = ADD(loss, (ir_node *)g->losses.items[i]);
+    if (!loss) return false;
     out->loss = loss;
     out->prediction = g->outputs.items[0];
     g->outputs.len = 0;

@@ -692,6 +692,50 @@ START_TEST(source_keras_layers)
 }
 END_TEST
 
+/* Keras' regularizers add their penalties to the training loss: with the
+ * same weights and data, the loss with them minus the loss without is
+ * 0.01 sum(k^2) + 0.02 sum(|b|) + 0.001 sum(|y|) + 0.003 sum(y^2), y the
+ * second layer's output over the whole batch (Keras 3 does not divide it
+ * by the batch size). Their gradients agree with finite differences. */
+START_TEST(regularizers_add_to_loss)
+{
+    const char *plain = "model r {\n    input x: [4]\n    Dense(5, activation: tanh)\n    output y = Dense(3)\n}\n"
+                        "train r {\n    loss: MeanSquaredError()\n    optimizer: SGD()\n}\n";
+    const char *reg = "model r {\n    input x: [4]\n"
+                      "    Dense(5, activation: tanh, kernel_regularizer: l2(0.01), bias_regularizer: L1(l1: 0.02))\n"
+                      "    output y = Dense(3, activity_regularizer: l1_l2(l1: 0.001, l2: 0.003))\n}\n"
+                      "train r {\n    loss: MeanSquaredError()\n    optimizer: SGD()\n}\n";
+    src_model a, b;
+    src_open(&a, plain, 2, false);
+    src_open(&b, reg, 2, false);
+    ck_assert_int_eq(b.tg.g->losses.len, 3);
+    for (int i = 0; i < a.m->vars.len; i++) {
+        const kd_var *v = a.m->vars.items[i];
+        ck_assert_str_eq(v->name, ((const kd_var *)b.m->vars.items[i])->name);
+        memcpy(b.vals[i], a.vals[i], (size_t)ir_shape_elems(&v->shape) * sizeof(double));
+    }
+    ir_values *va = src_run(&a), *vb = src_run(&b);
+    double la = ir_value(va, a.tg.loss)[0], lb = ir_value(vb, b.tg.loss)[0];
+    const double *k = a.vals[0], *bias = a.vals[1], *y = ir_value(va, a.tg.prediction);
+    double want = 0;
+    for (int i = 0; i < 4 * 5; i++) want += 0.01 * k[i] * k[i];
+    for (int i = 0; i < 5; i++) want += 0.02 * fabs(bias[i]);
+    for (int i = 0; i < 2 * 3; i++) want += 0.001 * fabs(y[i]) + 0.003 * y[i] * y[i];
+    ck_assert_double_gt(want, 1e-3);
+    ck_assert_double_eq_tol(lb - la, want, 1e-12);
+    ir_values_free(va);
+    ir_values_free(vb);
+    src_close(&a);
+    src_close(&b);
+    check_source_grads(reg, 3);
+    /* inference has no penalty: the predict graph has no losses */
+    src_model c;
+    src_open(&c, reg, 1, false);
+    ck_assert_int_eq(c.m->infer->losses.len, 0);
+    src_close(&c);
+}
+END_TEST
+
 START_TEST(source_cnn)
 {
     check_source_grads("model c {\n"
@@ -763,6 +807,7 @@ static Suite *autodiff_suite(void)
     t = tcase_create("source");
     tcase_add_test(t, source_mlp_bn_dropout);
     tcase_add_test(t, source_cnn);
+    tcase_add_test(t, regularizers_add_to_loss);
     tcase_add_test(t, source_keras_layers);
     tcase_add_test(t, source_linear_regression);
     suite_add_tcase(s, t);
