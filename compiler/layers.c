@@ -585,6 +585,87 @@ static sv *average_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
     return result(S, NODE(ir_binary(&S->b, IR_MUL, sum->t, ir_scalar(&S->b, 1.0 / n)), "Average"), loc);
 }
 
+static const layer_param dot_params[] = {{"axes", NULL}, {"normalize", "false"}, {NULL, NULL}};
+
+/* x / sqrt(max(sum(x^2, axis), 1e-12)), Keras' l2_normalize. */
+static ir_node *l2_normalize(sema *S, ir_node *x, int axis, kd_loc loc)
+{
+    ir_builder *b = &S->b;
+    ir_node *sq = NODE(ir_unary(b, IR_SQUARE, x), "Dot");
+    ir_node *sum = sq ? NODE(ir_reduce(b, IR_SUM, sq, (int64_t)1 << axis, true), "Dot") : NULL;
+    ir_node *floor = sum ? NODE(ir_binary(b, IR_MAXIMUM, sum, ir_scalar(b, 1e-12)), "Dot") : NULL;
+    ir_node *inv = floor ? NODE(ir_unary(b, IR_RSQRT, floor), "Dot") : NULL;
+    return inv ? NODE(ir_binary(b, IR_MUL, x, inv), "Dot") : NULL;
+}
+
+/* Dot(axes): per sample, the sum over one axis of each input of their
+ * product — [d] . [d] -> [1]; [a, d] . [b, d] with axes 2 -> [a, b] — made as
+ * a broadcast product [a, 1, d] * [1, b, d] summed over d. */
+static sv *dot_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    if (n != 2) {
+        sema_error(S, loc, "Dot takes exactly 2 inputs, got %d", n);
+        return NULL;
+    }
+    ir_node *x[2] = {in[0]->t, in[1]->t};
+    int rank = x[0]->shape.rank - 1;
+    if (!x[0]->shape.batched || !x[1]->shape.batched || x[1]->shape.rank - 1 != rank || rank < 1 || rank > 2) {
+        char a[128], b[128];
+        sema_error(S, loc, "Dot needs two inputs of rank 1 or both of rank 2 per sample, got %s and %s",
+                   ir_shape_sample(&x[0]->shape, a, sizeof a), ir_shape_sample(&x[1]->shape, b, sizeof b));
+        return NULL;
+    }
+    sv *axes = layer_arg(inst, "axes");
+    int64_t ax[2];
+    if (axes && axes->kind == SV_LIST && axes->n == 2) {
+        if (!sv_as_int(S, axes->items[0], &ax[0], "Dot axes") || !sv_as_int(S, axes->items[1], &ax[1], "Dot axes")) return NULL;
+    } else if (axes && (axes->kind == SV_INT)) {
+        ax[0] = ax[1] = axes->i;
+    } else {
+        sema_error(S, axes ? axes->loc : loc, "Dot axes must be an integer or a list of two integers");
+        return NULL;
+    }
+    bool ok = true, normalize = bool_arg(S, inst, "normalize", &ok);
+    if (!ok) return NULL;
+    int a[2];
+    for (int i = 0; i < 2; i++) {
+        a[i] = sema_axis(S, ax[i], rank + 1, axes->loc);
+        if (a[i] < 0) return NULL;
+        if (a[i] == 0) {
+            sema_error(S, axes->loc, "Dot cannot contract the batch axis");
+            return NULL;
+        }
+    }
+    if (x[0]->shape.dims[a[0]] != x[1]->shape.dims[a[1]]) {
+        sema_error(S, loc, "Dot contracts axes of sizes %lld and %lld, which differ",
+                   (long long)x[0]->shape.dims[a[0]], (long long)x[1]->shape.dims[a[1]]);
+        return NULL;
+    }
+    for (int i = 0; i < 2 && normalize; i++)
+        if (!(x[i] = l2_normalize(S, x[i], a[i], loc))) return NULL;
+    int64_t d = x[0]->shape.dims[a[0]];
+    ir_node *y;
+    if (rank == 1) {
+        y = NODE(ir_binary(&S->b, IR_MUL, x[0], x[1]), "Dot");
+        y = y ? NODE(ir_reduce(&S->b, IR_SUM, y, 1 << 1, true), "Dot") : NULL;   /* [1] */
+    } else {
+        /* the contracted axis last: [a, d] and [b, d] */
+        for (int i = 0; i < 2; i++)
+            if (a[i] == 1) {
+                ir_attrs t = {0};
+                t.perm[0] = 0, t.perm[1] = 2, t.perm[2] = 1;
+                if (!(x[i] = NODE(ir_make(&S->b, IR_TRANSPOSE, 1, &x[i], &t), "Dot"))) return NULL;
+            }
+        int64_t m = x[0]->shape.dims[1], k = x[1]->shape.dims[1];
+        int64_t left[3] = {m, 1, d}, right[3] = {1, k, d};
+        ir_node *l = NODE(ir_reshape(&S->b, x[0], ir_shape_of(3, left, true)), "Dot");
+        ir_node *r = NODE(ir_reshape(&S->b, x[1], ir_shape_of(3, right, true)), "Dot");
+        y = l && r ? NODE(ir_binary(&S->b, IR_MUL, l, r), "Dot") : NULL;
+        y = y ? NODE(ir_reduce(&S->b, IR_SUM, y, 1 << 3, false), "Dot") : NULL;   /* [a, b] */
+    }
+    return result(S, y, loc);
+}
+
 /* Concatenation along one axis; shared with concat(). */
 ir_node *sema_concat(sema *S, ir_node **xs, int n, int64_t axis_arg, kd_loc loc);
 ir_node *sema_concat(sema *S, ir_node **xs, int n, int64_t axis_arg, kd_loc loc)
@@ -1033,6 +1114,7 @@ static const layer_def layer_table[] = {
     {"Minimum", -1, no_params, minimum_apply},
     {"Average", -1, no_params, average_apply},
     {"Concatenate", -1, concat_params, concat_apply},
+    {"Dot", -1, dot_params, dot_apply},
 };
 
 const layer_def *layer_find(const char *name)
