@@ -28,7 +28,7 @@ static const struct {
     ir_op uses;           /* an op the gradient must be built from, or IR_OP_COUNT */
 } unary_cases[] = {
     {IR_NEG, GC_UNIFORM, -2, 2, IR_OP_COUNT},
-    {IR_RELU, GC_AWAY, 0.05, 2, IR_RELU_GRAD},
+    {IR_RELU, GC_AWAY, 0.05, 2, IR_ACT_GRAD},
     {IR_SIGMOID, GC_UNIFORM, -3, 3, IR_OP_COUNT},
     {IR_TANH, GC_UNIFORM, -2, 2, IR_OP_COUNT},
     {IR_EXP, GC_UNIFORM, -2, 2, IR_OP_COUNT},
@@ -62,7 +62,7 @@ START_TEST(relu_uses_output)
     ir_node *loss = gc_weighted_sum(&c, y);
     ir_node **d = ir_gradients(&c.b, loss, 1, &x);
     ck_assert_ptr_nonnull(d);
-    ck_assert_int_eq(d[0]->op, IR_RELU_GRAD);
+    ck_assert_int_eq(d[0]->op, IR_ACT_GRAD);
     ck_assert_ptr_eq(d[0]->in[0], y);
     gc_free(&c);
 }
