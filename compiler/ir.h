@@ -214,7 +214,8 @@ ir_node *ir_make(ir_builder *b, ir_op op, int nin, ir_node **in, const ir_attrs 
 ir_node *ir_leaf(ir_builder *b, ir_op op, ir_shape shape, const ir_attrs *attr, int var);
 ir_node *ir_unary(ir_builder *b, ir_op op, ir_node *x);
 ir_node *ir_binary(ir_builder *b, ir_op op, ir_node *x, ir_node *y);
-/* Activation IR_ACT_* of x with its argument (the row's default when it has none). */
+/* Activation IR_ACT_* of x with its argument (ignored by rows without one). ir_unary
+ * on an activation's op gives it the argument 0, which only rows without one want. */
 ir_node *ir_act(ir_builder *b, int act, ir_node *x, double arg);
 ir_node *ir_const(ir_builder *b, double value, ir_shape shape);
 ir_node *ir_scalar(ir_builder *b, double value);          /* shape [] */

@@ -33,10 +33,16 @@
  * A consumer may expand a vocabulary word to its own primitive (the loop IR
  * has sigmoid and relu ops, so generated code calls kd_sigmoid / kd_relu).
  *
+ * The formulas are Keras 3's (Keras 2's hard_sigmoid was 0.2x + 0.5, clipped).
  * The runtime's epilogues only know the default argument: the fusion pass
  * folds an activation into a GEMM or convolution only when P == def.
- * Rows keep their order: the runtime's KDK_ACT_* values are part of its ABI.
- * Keras 2's hard_sigmoid was 0.2x + 0.5 clipped; this is Keras 3's. */
+ * Rows keep their order: the runtime's KDK_ACT_* values are part of its ABI;
+ * a new row goes at the end.
+ *
+ * Adding an activation: its row here (the compiler, both backends and the
+ * runtime's epilogues pick it up), its values at a few points in
+ * tests/test_vjp.c (activation_values; the gradient check covers every row
+ * by itself), its name in tests/difftest/gen.c, and docs/language.md. */
 #ifndef KDSL_ACTIVATIONS_H
 #define KDSL_ACTIVATIONS_H
 
@@ -52,52 +58,52 @@
 #define KDA_GELU_U(x) MUL(K(KDA_SQRT_2_PI), ADD(x, MUL(K(KDA_GELU_C), MUL(x, SQUARE(x)))))
 #define KDA_SOFTPLUS(x) ADD(RELU(x), LOG1P(EXP(NEG(ABS(x)))))   /* log(1 + e^x), no overflow */
 
-#define KDA_LIST(ROW)                                                                                  \
-    ROW(RELU, relu, "relu", NULL, NONE, NULL, 0, Y,                                                          \
-        RELU(X),                                                                                       \
-        SEL_GT(Y, K(0), DY, K(0)))                                                                     \
-    ROW(SIGMOID, sigmoid, "sigmoid", NULL, NONE, NULL, 0, Y,                                                    \
-        SIGMOID(X),                                                                                    \
-        MUL(DY, MUL(Y, SUB(K(1), Y))))                                                                 \
-    ROW(TANH, tanh, "tanh", NULL, NONE, NULL, 0, Y,                                                          \
-        TANH(X),                                                                                       \
-        MUL(DY, SUB(K(1), SQUARE(Y))))                                                                 \
+#define KDA_LIST(ROW)                                                                                       \
+    ROW(RELU, relu, "relu", NULL, NONE, NULL, 0, Y,                                                         \
+        RELU(X),                                                                                            \
+        SEL_GT(Y, K(0), DY, K(0)))                                                                          \
+    ROW(SIGMOID, sigmoid, "sigmoid", NULL, NONE, NULL, 0, Y,                                                \
+        SIGMOID(X),                                                                                         \
+        MUL(DY, MUL(Y, SUB(K(1), Y))))                                                                      \
+    ROW(TANH, tanh, "tanh", NULL, NONE, NULL, 0, Y,                                                         \
+        TANH(X),                                                                                            \
+        MUL(DY, SUB(K(1), SQUARE(Y))))                                                                      \
     ROW(ELU, elu, "elu", NULL, REAL, "alpha", 1.0, X,                                                       \
-        SEL_GT(X, K(0), X, MUL(P, EXPM1(X))),                                                          \
-        SEL_GT(X, K(0), DY, MUL(DY, MUL(P, EXP(X)))))                                                  \
-    ROW(SELU, selu, "selu", NULL, NONE, NULL, 0, X,                                                          \
-        MUL(K(KDA_SELU_SCALE), SEL_GT(X, K(0), X, MUL(K(KDA_SELU_ALPHA), EXPM1(X)))),                  \
-        MUL(DY, MUL(K(KDA_SELU_SCALE), SEL_GT(X, K(0), K(1), MUL(K(KDA_SELU_ALPHA), EXP(X))))))        \
-    ROW(GELU, gelu, "gelu", NULL, FLAG, "approximate", 0, X,                                                 \
-        MUL(MUL(K(0.5), X), ADD(K(1), ERF(MUL(X, K(KDA_SQRT1_2))))),                                   \
-        MUL(DY, ADD(MUL(K(0.5), ADD(K(1), ERF(MUL(X, K(KDA_SQRT1_2))))),                               \
-                    MUL(X, MUL(K(KDA_INV_SQRT_2PI), EXP(MUL(K(-0.5), SQUARE(X))))))))                  \
-    ROW(GELU_TANH, gelu_tanh, "gelu", NULL, FLAG, "approximate", 1, X,                                            \
-        MUL(MUL(K(0.5), X), ADD(K(1), TANH(KDA_GELU_U(X)))),                                           \
-        MUL(DY, ADD(MUL(K(0.5), ADD(K(1), TANH(KDA_GELU_U(X)))),                                       \
-                    MUL(MUL(MUL(K(0.5), X), SUB(K(1), SQUARE(TANH(KDA_GELU_U(X))))),                   \
-                        MUL(K(KDA_SQRT_2_PI), ADD(K(1), MUL(K(3 * KDA_GELU_C), SQUARE(X))))))))        \
-    ROW(SOFTPLUS, softplus, "softplus", NULL, NONE, NULL, 0, X,                                                  \
-        KDA_SOFTPLUS(X),                                                                               \
-        MUL(DY, SIGMOID(X)))                                                                           \
-    ROW(SOFTSIGN, softsign, "softsign", NULL, NONE, NULL, 0, X,                                                  \
-        DIV(X, ADD(K(1), ABS(X))),                                                                     \
-        DIV(DY, SQUARE(ADD(K(1), ABS(X)))))                                                            \
-    ROW(SWISH, swish, "swish", "silu", NONE, NULL, 0, X,                                                      \
-        MUL(X, SIGMOID(X)),                                                                            \
-        MUL(DY, MUL(SIGMOID(X), ADD(K(1), MUL(X, SUB(K(1), SIGMOID(X)))))))                           \
-    ROW(MISH, mish, "mish", NULL, NONE, NULL, 0, X,                                                          \
-        MUL(X, TANH(KDA_SOFTPLUS(X))),                                                                 \
-        MUL(DY, ADD(TANH(KDA_SOFTPLUS(X)),                                                             \
-                    MUL(X, MUL(SUB(K(1), SQUARE(TANH(KDA_SOFTPLUS(X)))), SIGMOID(X))))))              \
-    ROW(HARD_SIGMOID, hard_sigmoid, "hard_sigmoid", NULL, NONE, NULL, 0, X,                                          \
-        DIV(MIN(RELU(ADD(X, K(3))), K(6)), K(6)),                                                      \
-        SEL_GT(X, K(-3), SEL_GT(K(3), X, DIV(DY, K(6)), K(0)), K(0)))                                  \
-    ROW(RELU6, relu6, "relu6", NULL, NONE, NULL, 0, X,                                                        \
-        MIN(RELU(X), K(6)),                                                                            \
-        SEL_GT(X, K(0), SEL_GT(K(6), X, DY, K(0)), K(0)))                                              \
-    ROW(LEAKY_RELU, leaky_relu, "leaky_relu", NULL, REAL, "negative_slope", 0.2, X,                                \
-        SEL_GT(X, K(0), X, MUL(P, X)),                                                                 \
+        SEL_GT(X, K(0), X, MUL(P, EXPM1(X))),                                                               \
+        SEL_GT(X, K(0), DY, MUL(DY, MUL(P, EXP(X)))))                                                       \
+    ROW(SELU, selu, "selu", NULL, NONE, NULL, 0, X,                                                         \
+        MUL(K(KDA_SELU_SCALE), SEL_GT(X, K(0), X, MUL(K(KDA_SELU_ALPHA), EXPM1(X)))),                       \
+        MUL(DY, MUL(K(KDA_SELU_SCALE), SEL_GT(X, K(0), K(1), MUL(K(KDA_SELU_ALPHA), EXP(X))))))             \
+    ROW(GELU, gelu, "gelu", NULL, FLAG, "approximate", 0, X,                                                \
+        MUL(MUL(K(0.5), X), ADD(K(1), ERF(MUL(X, K(KDA_SQRT1_2))))),                                        \
+        MUL(DY, ADD(MUL(K(0.5), ADD(K(1), ERF(MUL(X, K(KDA_SQRT1_2))))),                                    \
+                    MUL(X, MUL(K(KDA_INV_SQRT_2PI), EXP(MUL(K(-0.5), SQUARE(X))))))))                       \
+    ROW(GELU_TANH, gelu_tanh, "gelu", NULL, FLAG, "approximate", 1, X,                                      \
+        MUL(MUL(K(0.5), X), ADD(K(1), TANH(KDA_GELU_U(X)))),                                                \
+        MUL(DY, ADD(MUL(K(0.5), ADD(K(1), TANH(KDA_GELU_U(X)))),                                            \
+                    MUL(MUL(MUL(K(0.5), X), SUB(K(1), SQUARE(TANH(KDA_GELU_U(X))))),                        \
+                        MUL(K(KDA_SQRT_2_PI), ADD(K(1), MUL(K(3 * KDA_GELU_C), SQUARE(X))))))))             \
+    ROW(SOFTPLUS, softplus, "softplus", NULL, NONE, NULL, 0, X,                                             \
+        KDA_SOFTPLUS(X),                                                                                    \
+        MUL(DY, SIGMOID(X)))                                                                                \
+    ROW(SOFTSIGN, softsign, "softsign", NULL, NONE, NULL, 0, X,                                             \
+        DIV(X, ADD(K(1), ABS(X))),                                                                          \
+        DIV(DY, SQUARE(ADD(K(1), ABS(X)))))                                                                 \
+    ROW(SWISH, swish, "swish", "silu", NONE, NULL, 0, X,                                                    \
+        MUL(X, SIGMOID(X)),                                                                                 \
+        MUL(DY, MUL(SIGMOID(X), ADD(K(1), MUL(X, SUB(K(1), SIGMOID(X)))))))                                 \
+    ROW(MISH, mish, "mish", NULL, NONE, NULL, 0, X,                                                         \
+        MUL(X, TANH(KDA_SOFTPLUS(X))),                                                                      \
+        MUL(DY, ADD(TANH(KDA_SOFTPLUS(X)),                                                                  \
+                    MUL(X, MUL(SUB(K(1), SQUARE(TANH(KDA_SOFTPLUS(X)))), SIGMOID(X))))))                    \
+    ROW(HARD_SIGMOID, hard_sigmoid, "hard_sigmoid", NULL, NONE, NULL, 0, X,                                 \
+        DIV(MIN(RELU(ADD(X, K(3))), K(6)), K(6)),                                                           \
+        SEL_GT(X, K(-3), SEL_GT(K(3), X, DIV(DY, K(6)), K(0)), K(0)))                                       \
+    ROW(RELU6, relu6, "relu6", NULL, NONE, NULL, 0, X,                                                      \
+        MIN(RELU(X), K(6)),                                                                                 \
+        SEL_GT(X, K(0), SEL_GT(K(6), X, DY, K(0)), K(0)))                                                   \
+    ROW(LEAKY_RELU, leaky_relu, "leaky_relu", NULL, REAL, "negative_slope", 0.2, X,                         \
+        SEL_GT(X, K(0), X, MUL(P, X)),                                                                      \
         SEL_GT(X, K(0), DY, MUL(DY, P)))
 
 enum { KDA_KIND_NONE, KDA_KIND_REAL, KDA_KIND_FLAG };   /* KDA_KIND_##kind */
