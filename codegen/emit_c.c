@@ -282,6 +282,9 @@ static void expr(emitter *E, const lp_expr *e, int min_prec)
         case LP_LOG: call1(E, mathfn(E, "log"), e->a); break;
         case LP_SQRT: call1(E, mathfn(E, "sqrt"), e->a); break;
         case LP_TANH: call1(E, mathfn(E, "tanh"), e->a); break;
+        case LP_LOG1P: call1(E, mathfn(E, "log1p"), e->a); break;
+        case LP_EXPM1: call1(E, mathfn(E, "expm1"), e->a); break;
+        case LP_ERF: call1(E, mathfn(E, "erf"), e->a); break;
         case LP_ABS: call1(E, mathfn(E, "fabs"), e->a); break;
         case LP_RSQRT:
             put_real(out, 1, E->f32);

@@ -90,7 +90,7 @@ typedef struct jb {
     /* helpers, made on first use */
     gcc_jit_function *h_relu, *h_sigmoid, *h_square, *h_sign, *h_max, *h_min, *h_max_acc, *h_imax, *h_imin;
     gcc_jit_function *h_mix64, *h_dropout_bits;
-    gcc_jit_function *b_expf, *b_logf, *b_sqrtf, *b_tanhf, *b_fabsf;
+    gcc_jit_function *b_expf, *b_logf, *b_sqrtf, *b_tanhf, *b_fabsf, *b_log1pf, *b_expm1f, *b_erff;
     /* the function being built */
     const lp_func *f;
     gcc_jit_function *fn;
@@ -471,6 +471,9 @@ static val gen_op(jb *J, const lp_expr *e)
     case LP_LOG: return call_float_fn(J, builtin(J, &J->b_logf, "__builtin_logf"), gen(J, e->a));
     case LP_SQRT: return call_float_fn(J, builtin(J, &J->b_sqrtf, "__builtin_sqrtf"), gen(J, e->a));
     case LP_TANH: return call_float_fn(J, builtin(J, &J->b_tanhf, "__builtin_tanhf"), gen(J, e->a));
+    case LP_LOG1P: return call_float_fn(J, builtin(J, &J->b_log1pf, "__builtin_log1pf"), gen(J, e->a));
+    case LP_EXPM1: return call_float_fn(J, builtin(J, &J->b_expm1f, "__builtin_expm1f"), gen(J, e->a));
+    case LP_ERF: return call_float_fn(J, builtin(J, &J->b_erff, "__builtin_erff"), gen(J, e->a));
     case LP_ABS: return call_float_fn(J, builtin(J, &J->b_fabsf, "__builtin_fabsf"), gen(J, e->a));
     case LP_RSQRT: {   /* 1.0f / sqrtf(x) */
         val s = call_float_fn(J, builtin(J, &J->b_sqrtf, "__builtin_sqrtf"), gen(J, e->a));

@@ -10,7 +10,7 @@
 const char *const lp_op_names[LP_OP_COUNT] = {
     [LP_NEG] = "neg", [LP_EXP] = "exp", [LP_LOG] = "log", [LP_SQRT] = "sqrt", [LP_RSQRT] = "rsqrt",
     [LP_TANH] = "tanh", [LP_SIGMOID] = "sigmoid", [LP_ABS] = "abs", [LP_SIGN] = "sign",
-    [LP_RELU] = "relu", [LP_SQUARE] = "square",
+    [LP_RELU] = "relu", [LP_SQUARE] = "square", [LP_LOG1P] = "log1p", [LP_EXPM1] = "expm1", [LP_ERF] = "erf",
     [LP_ADD] = "+", [LP_SUB] = "-", [LP_MUL] = "*", [LP_DIV] = "/", [LP_MIN] = "min", [LP_MAX] = "max",
     [LP_GT] = ">", [LP_GE] = ">=", [LP_LT] = "<", [LP_LE] = "<=", [LP_EQ] = "==", [LP_NE] = "!=",
     [LP_AND] = "&&", [LP_OR] = "||", [LP_NOT] = "!", [LP_TO_REAL] = "real",

@@ -89,7 +89,7 @@ int64_t lp_buf_bytes(const lp_buf *b, int max_batch, lp_real_kind real);
 typedef enum lp_op {
     /* real -> real */
     LP_NEG, LP_EXP, LP_LOG, LP_SQRT, LP_RSQRT, LP_TANH, LP_SIGMOID, LP_ABS, LP_SIGN,
-    LP_RELU, LP_SQUARE,
+    LP_RELU, LP_SQUARE, LP_LOG1P, LP_EXPM1, LP_ERF,
     /* (real, real) -> real; (int, int) -> int for ADD SUB MUL DIV MIN MAX */
     LP_ADD, LP_SUB, LP_MUL, LP_DIV, LP_MIN, LP_MAX,
     /* comparisons -> int 0/1 (operands of one type); logic on ints */

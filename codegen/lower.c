@@ -357,21 +357,29 @@ static void bind_all(lower *L, const kd_dest *dests, kd_vec *copies, ir_node **r
 
 /* ---- 4. generate ------------------------------------------------------------------------ */
 
+/* The op's name; an activation's gradient is named after it ("relu_grad"). */
+static const char *op_name(lower *L, const ir_node *n)
+{
+    if (n->op == IR_ACT_GRAD && n->attr.act > 0 && n->attr.act < IR_ACT_COUNT)
+        return kd_format(L->a, "%s_grad", ir_ops[ir_acts[n->attr.act].op]->name);
+    return ir_ops[n->op]->name;
+}
+
 static const char *kernel_what(lower *L, const ir_node *n)
 {
     const char *op = ir_ops[n->op]->name;
-    static const char *const acts[] = {"", " + relu", " + sigmoid", " + tanh"};
-    if (n->op == IR_FUSED_MATMUL || n->op == IR_FUSED_CONV2D)
-        op = kd_format(L->a, "%s%s%s", n->op == IR_FUSED_MATMUL ? "matmul" : "conv2d",
-                       n->nin == 3 ? " + bias" : "", acts[n->attr.act & 3]);
-    else if (lw_is_elementwise(n->op)) {
+    if (n->op == IR_FUSED_MATMUL || n->op == IR_FUSED_CONV2D) {
+        int act = n->attr.act > 0 && n->attr.act < IR_ACT_COUNT ? n->attr.act : IR_ACT_NONE;
+        op = kd_format(L->a, "%s%s%s%s", n->op == IR_FUSED_MATMUL ? "matmul" : "conv2d",
+                       n->nin == 3 ? " + bias" : "", act ? " + " : "", act ? ir_ops[ir_acts[act].op]->name : "");
+    } else if (lw_is_elementwise(n->op)) {
         /* Name the chain: the ops inlined into this root, producers first. */
         char buf[256] = "";
         size_t at = 0;
         const kd_vec *in = &L->n[n->id].inlined;
         for (int i = 0; i <= in->len && at < sizeof buf - 40; i++) {
             const ir_node *x = i < in->len ? in->items[i] : n;
-            at += (size_t)snprintf(buf + at, sizeof buf - at, "%s%s", at ? " + " : "", ir_ops[x->op]->name);
+            at += (size_t)snprintf(buf + at, sizeof buf - at, "%s%s", at ? " + " : "", op_name(L, x));
         }
         op = kd_strdup(L->a, buf);
     }
@@ -382,7 +390,7 @@ static const char *kernel_what(lower *L, const ir_node *n)
 static lp_buf *node_buf(lower *L, const ir_node *n)
 {
     return lw_arena_buf(L, &n->shape, kd_format(L->a, "t%d", n->id),
-                        kd_format(L->a, "%%%d %s%s%s", n->id, ir_ops[n->op]->name, n->layer ? " in " : "",
+                        kd_format(L->a, "%%%d %s%s%s", n->id, op_name(L, n), n->layer ? " in " : "",
                                   n->layer ? n->layer : ""));
 }
 

@@ -17,7 +17,7 @@
 
 bool lw_is_elementwise(ir_op op)
 {
-    return (op >= IR_NEG && op <= IR_GT) || op == IR_BROADCAST;
+    return ir_ops[op]->scalar || op == IR_BROADCAST;
 }
 
 static bool is_leaf_expr_op(ir_op op) { return op == IR_CONST || op == IR_HYPER || op == IR_DROPOUT_MASK; }
@@ -209,6 +209,78 @@ static lp_expr *operand(space *sp, ir_node *n, int i, const int *rmap)
     return value_expr(sp, n->in[i], xmap, 0);
 }
 
+/* The activations' rows (runtime/activations.h) as loop-IR expressions, from the
+ * primitive ops both backends have. An operand used twice in a formula is one
+ * shared expression: a backend prints or builds it twice. */
+#define X x
+#define Y x
+#define DY dy
+#define P p
+#define K(c) lp_real(a, c)
+#define ADD(u, v) lp_bin(a, LP_ADD, u, v)
+#define SUB(u, v) lp_bin(a, LP_SUB, u, v)
+#define MUL(u, v) lp_bin(a, LP_MUL, u, v)
+#define DIV(u, v) lp_bin(a, LP_DIV, u, v)
+#define NEG(u) lp_un(a, LP_NEG, u)
+#define MIN(u, v) lp_bin(a, LP_MIN, u, v)
+#define MAX(u, v) lp_bin(a, LP_MAX, u, v)
+#define ABS(u) lp_un(a, LP_ABS, u)
+#define SQUARE(u) lp_un(a, LP_SQUARE, u)
+#define EXP(u) lp_un(a, LP_EXP, u)
+#define LOG1P(u) lp_un(a, LP_LOG1P, u)
+#define EXPM1(u) lp_un(a, LP_EXPM1, u)
+#define TANH(u) lp_un(a, LP_TANH, u)
+#define ERF(u) lp_un(a, LP_ERF, u)
+#define SIGMOID(u) lp_un(a, LP_SIGMOID, u)
+#define RELU(u) lp_un(a, LP_RELU, u)
+#define SEL_GT(u, v, t, f) lp_select(a, lp_bin(a, LP_GT, u, v), t, f)
+#define ACT_F(NAME, op, name, alias, kind, arg, def, from, f, df) case IR_ACT_##NAME: return f;
+#define ACT_DF(NAME, op, name, alias, kind, arg, def, from, f, df) case IR_ACT_##NAME: return df;
+
+static lp_expr *act_expr(kd_arena *a, int act, lp_expr *x, lp_expr *p)
+{
+    (void)p;
+    switch (act) {
+    KDA_LIST(ACT_F)
+    default: return x;
+    }
+}
+
+/* x is the activation's input or output, as its row's `from` says. */
+static lp_expr *act_grad_expr(kd_arena *a, int act, lp_expr *x, lp_expr *dy, lp_expr *p)
+{
+    (void)p;
+    switch (act) {
+    KDA_LIST(ACT_DF)
+    default: return dy;
+    }
+}
+
+#undef ACT_F
+#undef ACT_DF
+#undef X
+#undef Y
+#undef DY
+#undef P
+#undef K
+#undef ADD
+#undef SUB
+#undef MUL
+#undef DIV
+#undef NEG
+#undef MIN
+#undef MAX
+#undef ABS
+#undef SQUARE
+#undef EXP
+#undef LOG1P
+#undef EXPM1
+#undef TANH
+#undef ERF
+#undef SIGMOID
+#undef RELU
+#undef SEL_GT
+
 /* The value an elementwise op or an expression leaf computes (not a load of its buffer). */
 static lp_expr *op_expr(space *sp, ir_node *n, const int *rmap)
 {
@@ -232,12 +304,13 @@ static lp_expr *op_expr(space *sp, ir_node *n, const int *rmap)
     case IR_BROADCAST: return operand(sp, n, 0, rmap);
     default: break;
     }
-    static const lp_op unary[] = {
-        [IR_NEG] = LP_NEG, [IR_RELU] = LP_RELU, [IR_SIGMOID] = LP_SIGMOID, [IR_TANH] = LP_TANH,
-        [IR_EXP] = LP_EXP, [IR_LOG] = LP_LOG, [IR_SQRT] = LP_SQRT, [IR_RSQRT] = LP_RSQRT,
+    int act = ir_act_of(n->op);
+    if (act != IR_ACT_NONE) return act_expr(a, act, operand(sp, n, 0, rmap), lp_real(a, n->attr.scalar));
+    static const lp_op unary[IR_OP_COUNT] = {
+        [IR_NEG] = LP_NEG, [IR_EXP] = LP_EXP, [IR_LOG] = LP_LOG, [IR_SQRT] = LP_SQRT, [IR_RSQRT] = LP_RSQRT,
         [IR_SQUARE] = LP_SQUARE, [IR_ABS] = LP_ABS, [IR_SIGN] = LP_SIGN,
     };
-    if (n->op >= IR_NEG && n->op <= IR_SIGN) return lp_un(a, unary[n->op], operand(sp, n, 0, rmap));
+    if (ir_ops[n->op]->arity == 1) return lp_un(a, unary[n->op], operand(sp, n, 0, rmap));
     lp_expr *x = operand(sp, n, 0, rmap), *y = operand(sp, n, 1, rmap);
     switch (n->op) {
     case IR_ADD: return lp_bin(a, LP_ADD, x, y);
@@ -245,7 +318,7 @@ static lp_expr *op_expr(space *sp, ir_node *n, const int *rmap)
     case IR_MUL: return lp_bin(a, LP_MUL, x, y);
     case IR_DIV: return lp_bin(a, LP_DIV, x, y);
     case IR_MAXIMUM: return lp_bin(a, LP_MAX, x, y);
-    case IR_RELU_GRAD: return lp_select(a, lp_bin(a, LP_GT, x, lp_real(a, 0)), y, lp_real(a, 0));
+    case IR_ACT_GRAD: return act_grad_expr(a, n->attr.act, x, y, lp_real(a, n->attr.scalar));
     case IR_GT: return lp_select(a, lp_bin(a, LP_GT, x, y), lp_real(a, 1), lp_real(a, 0));
     default: break;
     }

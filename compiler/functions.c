@@ -8,7 +8,7 @@ ir_node *sema_reshape(sema *S, ir_node *x, const sv *target, kd_loc loc);
 ir_node *sema_concat(sema *S, ir_node **xs, int n, int64_t axis, kd_loc loc);
 ir_node *sema_dropout(sema *S, ir_node *x, double rate, kd_loc loc);
 
-typedef enum fn_kind { FN_UNARY, FN_SOFTMAX, FN_REDUCE, FN_RESHAPE, FN_TRANSPOSE, FN_CONCAT, FN_DROPOUT } fn_kind;
+typedef enum fn_kind { FN_UNARY, FN_ACT, FN_SOFTMAX, FN_REDUCE, FN_RESHAPE, FN_TRANSPOSE, FN_CONCAT, FN_DROPOUT } fn_kind;
 
 struct function_def {
     const char *name;
@@ -17,9 +17,16 @@ struct function_def {
     const char *params[3];  /* names after the tensor, in positional order */
 };
 
+/* The activations come from their table (runtime/activations.h): a function per
+ * name and per alias; gelu's two rows share the name (FN_ACT picks the row). */
+#define FN_ACT_NAME(NAME, op, name, alias, kind, arg, def, from, f, df) {name, FN_ACT, IR_##NAME, {arg}},
+#define FN_ACT_ALIAS(NAME, op, name, alias, kind, arg, def, from, f, df) {alias, FN_ACT, IR_##NAME, {arg}},
+static const function_def act_functions[] = { KDA_LIST(FN_ACT_NAME) KDA_LIST(FN_ACT_ALIAS) };
+#undef FN_ACT_NAME
+#undef FN_ACT_ALIAS
+
 static const function_def functions[] = {
-    {"relu", FN_UNARY, IR_RELU, {0}},       {"sigmoid", FN_UNARY, IR_SIGMOID, {0}},
-    {"tanh", FN_UNARY, IR_TANH, {0}},       {"exp", FN_UNARY, IR_EXP, {0}},
+    {"exp", FN_UNARY, IR_EXP, {0}},
     {"log", FN_UNARY, IR_LOG, {0}},         {"sqrt", FN_UNARY, IR_SQRT, {0}},
     {"square", FN_UNARY, IR_SQUARE, {0}},   {"abs", FN_UNARY, IR_ABS, {0}},
     {"softmax", FN_SOFTMAX, IR_SOFTMAX, {"axis"}},
@@ -33,18 +40,45 @@ static const function_def functions[] = {
     {"dropout", FN_DROPOUT, IR_MUL, {"rate"}},
 };
 
+#define COUNT(a) (sizeof a / sizeof a[0])
+
 const function_def *function_find(const char *name)
 {
-    for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++)
+    for (size_t i = 0; i < COUNT(functions); i++)
         if (strcmp(functions[i].name, name) == 0) return &functions[i];
+    for (size_t i = 0; i < COUNT(act_functions); i++)
+        if (act_functions[i].name && strcmp(act_functions[i].name, name) == 0) return &act_functions[i];
     return NULL;
 }
 
 int function_names(const char **out, int max)
 {
     int n = 0;
-    for (size_t i = 0; i < sizeof functions / sizeof functions[0] && n < max; i++) out[n++] = functions[i].name;
+    for (size_t i = 0; i < COUNT(act_functions) && n < max; i++) {
+        const char *name = act_functions[i].name;
+        bool seen = !name;
+        for (int k = 0; k < n && !seen; k++) seen = !strcmp(out[k], name);
+        if (!seen) out[n++] = name;
+    }
+    for (size_t i = 0; i < COUNT(functions) && n < max; i++) out[n++] = functions[i].name;
     return n;
+}
+
+/* An activation call: its argument (a number, or gelu's boolean that picks the row). */
+static ir_node *activation_call(sema *S, const function_def *f, ir_node *t, sv *arg, kd_loc loc)
+{
+    int act = ir_act_of(f->op);
+    const ir_act_info *r = &ir_acts[act];
+    double v = r->def;
+    if (arg && r->kind == KDA_KIND_REAL && !sv_as_number(S, arg, &v, kd_format(S->a, "%s() argument '%s'", f->name, r->arg)))
+        return NULL;
+    if (arg && r->kind == KDA_KIND_FLAG) {
+        bool on;
+        if (!sv_as_bool(S, arg, &on, kd_format(S->a, "%s() argument '%s'", f->name, r->arg))) return NULL;
+        for (int k = 1; k < IR_ACT_COUNT; k++)
+            if (!strcmp(ir_acts[k].name, r->name) && ir_acts[k].def == (on ? 1 : 0)) act = k;
+    }
+    return sema_check_node(S, ir_act(&S->b, act, t, v), loc, f->name);
 }
 
 #define NODE(expr) sema_check_node(S, (expr), call->loc, f->name)
@@ -105,6 +139,9 @@ sv *function_call(sema *S, const function_def *f, const ast_expr *call)
     switch (f->kind) {
     case FN_UNARY:
         y = NODE(ir_unary(&S->b, f->op, t));
+        break;
+    case FN_ACT:
+        y = activation_call(S, f, t, args[0], call->loc);
         break;
     case FN_SOFTMAX: {
         int64_t axis = -1;

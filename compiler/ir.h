@@ -11,6 +11,7 @@
 #define KDSL_IR_H
 
 #include "kdsl.h"
+#include "activations.h"   /* runtime/: the activation table */
 
 #define IR_MAX_RANK 8
 #define IR_BATCH (-1)
@@ -28,12 +29,17 @@ typedef enum ir_op {
     IR_VAR,          /* read of variable #var (weight, state or optimizer slot) */
     IR_CONST,        /* every element = scalar */
     IR_HYPER,        /* a run-time scalar: index IR_HYPER_* (learning rate, step, ...) */
-    /* elementwise, unary */
-    IR_NEG, IR_RELU, IR_SIGMOID, IR_TANH, IR_EXP, IR_LOG, IR_SQRT, IR_RSQRT,
-    IR_SQUARE, IR_ABS, IR_SIGN,
+    /* elementwise, unary; the activations (IR_RELU, IR_SIGMOID, ...) are the rows of
+     * runtime/activations.h, attr.scalar their argument (leaky_relu's slope) */
+    IR_NEG,
+#define IR_ACT_OP(NAME, ...) IR_##NAME,
+    KDA_LIST(IR_ACT_OP)
+#undef IR_ACT_OP
+    IR_EXP, IR_LOG, IR_SQRT, IR_RSQRT, IR_SQUARE, IR_ABS, IR_SIGN,
     /* elementwise, binary, NumPy broadcasting */
     IR_ADD, IR_SUB, IR_MUL, IR_DIV, IR_MAXIMUM,
-    IR_RELU_GRAD,    /* (y, dy) -> dy * (y > 0) */
+    IR_ACT_GRAD,     /* (x or y, dy) -> dy * f'(x) of activation attr.act (argument attr.scalar);
+                      * the row's `from` says whether it reads the input or the output */
     IR_GT,           /* (a, b) -> a > b ? 1 : 0 */
     /* linear algebra: a and b viewed as 2-D [rows, last] (all but the last dim
      * flattened, the batch included). op(a) @ op(b), trans_a, trans_b. The
@@ -78,8 +84,27 @@ typedef enum ir_op {
 
 enum { IR_HYPER_LR, IR_HYPER_STEP, IR_HYPER_SEED, IR_HYPER_BATCH, IR_HYPER_COUNT };
 
-/* Epilogue activations of the fused ops (the values of the runtime's KDK_ACT_*). */
-enum { IR_ACT_NONE, IR_ACT_RELU, IR_ACT_SIGMOID, IR_ACT_TANH };
+/* The activations: none, then the rows of runtime/activations.h, numbered as the
+ * runtime's KDK_ACT_* (the fused ops' epilogues) are. */
+#define IR_ACT_VALUE(NAME, ...) IR_ACT_##NAME,
+enum { IR_ACT_NONE, KDA_LIST(IR_ACT_VALUE) IR_ACT_COUNT };
+#undef IR_ACT_VALUE
+
+/* What the compiler reads from an activation's row (ops/elementwise.c). */
+typedef struct ir_act_info {
+    ir_op op;              /* IR_RELU, ... */
+    const char *name;      /* KDSL / Keras name: "gelu" for both gelu rows */
+    const char *alias;     /* "silu", or NULL */
+    int kind;              /* KDA_KIND_NONE, _REAL (an argument), _FLAG (chosen by a boolean) */
+    const char *arg;       /* the argument's keyword: "negative_slope", "approximate" */
+    double def;            /* its default; FLAG: the value that chooses this row */
+    bool from_y;           /* the gradient reads the output (else the input) */
+} ir_act_info;
+extern const ir_act_info ir_acts[IR_ACT_COUNT];   /* [IR_ACT_NONE] is empty */
+
+int ir_act_of(ir_op op);                            /* IR_ACT_* of an activation op, else IR_ACT_NONE */
+double ir_act_apply(int act, double x, double arg); /* the row's formula, in double */
+double ir_act_grad(int act, double xy, double dy, double arg);
 
 typedef struct ir_attrs {
     int64_t axes;          /* reductions: bit i set = reduce axis i */
@@ -190,6 +215,9 @@ ir_node *ir_make(ir_builder *b, ir_op op, int nin, ir_node **in, const ir_attrs 
 ir_node *ir_leaf(ir_builder *b, ir_op op, ir_shape shape, const ir_attrs *attr, int var);
 ir_node *ir_unary(ir_builder *b, ir_op op, ir_node *x);
 ir_node *ir_binary(ir_builder *b, ir_op op, ir_node *x, ir_node *y);
+/* Activation IR_ACT_* of x with its argument (ignored by rows without one). ir_unary
+ * on an activation's op gives it the argument 0, which only rows without one want. */
+ir_node *ir_act(ir_builder *b, int act, ir_node *x, double arg);
 ir_node *ir_const(ir_builder *b, double value, ir_shape shape);
 ir_node *ir_scalar(ir_builder *b, double value);          /* shape [] */
 ir_node *ir_var_read(ir_builder *b, const kd_var *v);
@@ -235,6 +263,10 @@ typedef struct ir_op_info {
     void (*vjp)(ir_builder *b, ir_node *node, ir_node *dy, const bool *want, ir_node **grads);
     /* Reference evaluation in double precision (interp.c drives it). */
     void (*eval)(const ir_eval_ctx *c, const ir_node *node);
+    /* Element-wise ops only (NULL for the others): the value of one element from
+     * its operands' (b unused for unary ops), in double. Constant folding uses it;
+     * its being set is what makes an op element-wise for the passes and lowering. */
+    double (*scalar)(const ir_node *node, double a, double b);
 } ir_op_info;
 
 extern const ir_op_info *const ir_ops[IR_OP_COUNT];

@@ -68,9 +68,13 @@ static void print_attrs(FILE *out, const ir_graph *g, const ir_node *n)
     }
     if ((want & IR_ATTR_TRANS) && a->trans_a) fputs(" trans_a", out);
     if ((want & IR_ATTR_TRANS) && a->trans_b) fputs(" trans_b", out);
-    if ((want & IR_ATTR_ACT) && a->act != IR_ACT_NONE) {
-        static const char *const acts[] = {"none", "relu", "sigmoid", "tanh"};
-        if (a->act > 0 && a->act < (int)(sizeof acts / sizeof acts[0])) fprintf(out, " act=%s", acts[a->act]);
+    int act = ir_act_of(n->op);
+    if (act != IR_ACT_NONE && ir_acts[act].kind == KDA_KIND_REAL) {
+        fprintf(out, " %s=", ir_acts[act].arg);
+        print_double(out, a->scalar);
+    }
+    if ((want & IR_ATTR_ACT) && a->act != IR_ACT_NONE && n->op != IR_ACT_GRAD) {   /* act_grad: in its name */
+        if (a->act > 0 && a->act < IR_ACT_COUNT) fprintf(out, " act=%s", ir_ops[ir_acts[a->act].op]->name);
         else fprintf(out, " act=%d", a->act);
     }
     if (n->op == IR_DROPOUT_MASK) {
@@ -83,7 +87,11 @@ static void print_attrs(FILE *out, const ir_graph *g, const ir_node *n)
 
 static void print_head(FILE *out, const ir_graph *g, const ir_node *n)
 {
-    fputs(ir_ops[n->op]->name, out);
+    /* An activation's gradient reads as its own op: relu_grad(%4, %9). */
+    if (n->op == IR_ACT_GRAD && n->attr.act > 0 && n->attr.act < IR_ACT_COUNT)
+        fprintf(out, "%s_grad", ir_ops[ir_acts[n->attr.act].op]->name);
+    else
+        fputs(ir_ops[n->op]->name, out);
     switch (n->op) {
     case IR_INPUT:
     case IR_LABEL: fprintf(out, " #%d", n->attr.index); return;

@@ -136,20 +136,22 @@ ir_node *apply_activation(sema *S, ir_node *x, const sv *act, kd_loc loc)
         return NULL;
     }
     if (!strcmp(a, "linear") || !strcmp(a, "none")) return x;
-    if (!strcmp(a, "relu")) return NODE(ir_unary(&S->b, IR_RELU, x), "relu");
-    if (!strcmp(a, "sigmoid")) return NODE(ir_unary(&S->b, IR_SIGMOID, x), "sigmoid");
-    if (!strcmp(a, "tanh")) return NODE(ir_unary(&S->b, IR_TANH, x), "tanh");
     if (!strcmp(a, "exponential")) return NODE(ir_unary(&S->b, IR_EXP, x), "exponential");
     if (!strcmp(a, "softmax") || !strcmp(a, "log_softmax")) {
         ir_attrs attr = {.axis = x->shape.rank - 1};
         return NODE(ir_make(&S->b, a[0] == 's' ? IR_SOFTMAX : IR_LOG_SOFTMAX, 1, &x, &attr), a);
     }
-    if (!strcmp(a, "swish") || !strcmp(a, "silu")) {
-        ir_node *s = NODE(ir_unary(&S->b, IR_SIGMOID, x), a);
-        return s ? NODE(ir_binary(&S->b, IR_MUL, x, s), a) : NULL;
+    /* The table's activations, at their default argument (gelu: the exact row). */
+    const char *known[5 + 2 * IR_ACT_COUNT] = {"linear", "softmax", "log_softmax", "exponential"};
+    int nknown = 4;
+    for (int k = 1; k < IR_ACT_COUNT; k++) {
+        const ir_act_info *r = &ir_acts[k];
+        if (r->kind == KDA_KIND_FLAG && r->def != 0) continue;
+        if (!strcmp(a, r->name) || (r->alias && !strcmp(a, r->alias))) return NODE(ir_act(&S->b, k, x, r->def), a);
+        known[nknown++] = r->name;
+        if (r->alias) known[nknown++] = r->alias;
     }
-    const char *known[] = {"linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "exponential", "swish", "silu"};
-    const char *near = kd_nearest(a, known, (int)(sizeof known / sizeof known[0]));
+    const char *near = kd_nearest(a, known, nknown);
     if (near) sema_error(S, act->loc, "unknown activation '%s'; did you mean '%s'?", a, near);
     else sema_error(S, act->loc, "unknown activation '%s'", a);
     return NULL;

@@ -26,6 +26,7 @@
 #define KP(x) kdk_s##x
 #define KEXP expf
 #define KTANH tanhf
+#define KACT kdk_act_fusedf
 #ifdef KDK_FAST_HAVE_BASE
 #define KVB KDK_FAST_BASE_VB
 #define KV(x) KDK_CAT(KI(x), _base)
@@ -51,6 +52,7 @@
 #undef KP
 #undef KEXP
 #undef KTANH
+#undef KACT
 
 #define KI(x) KDK_CAT(KDK_CAT(x, _), KS)
 /* double: the GEMM path only. The direct kernels are for speed, and f64 is
@@ -66,6 +68,7 @@
 #define KP(x) kdk_d##x
 #define KEXP exp
 #define KTANH tanh
+#define KACT kdk_act_fused
 #ifdef KDK_FAST_HAVE_BASE
 #define KVB KDK_FAST_BASE_VB
 #define KV(x) KDK_CAT(KI(x), _base)
@@ -91,3 +94,4 @@
 #undef KP
 #undef KEXP
 #undef KTANH
+#undef KACT

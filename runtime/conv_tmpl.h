@@ -94,11 +94,11 @@ _Pragma("GCC unroll 4")                                                         
             if (act == KDK_ACT_RELU) r = KV(relu)(r);                                                \
             KV(st)(y + p * ys + v * VL, r);                                                \
         }                                                                                            \
-    if (act > KDK_ACT_RELU)                                                                          \
+    if (act != KDK_ACT_NONE && act != KDK_ACT_RELU)                                                  \
         for (int p = 0; p < P; p++)                                                                  \
             for (int o = 0; o < NB * VL; o++) {                                                      \
                 KT *yp = y + p * ys + o;                                                   \
-                *yp = act == KDK_ACT_SIGMOID ? 1 / (1 + KEXP(-*yp)) : KTANH(*yp);                    \
+                *yp = KACT(act, *yp);                                                                \
             }                                                                                        \
 }                                                                                                    \
 /* end KDK_FWD_TILE */
@@ -503,14 +503,7 @@ KDK_CONTRACT static void KI(conv_fwd_direct)(KDK_CONV_GEOM_PARAMS, int lo, int h
             }
         }
         for (int o = 0; o < f; o++) {
-            KT v = yr[o];
-            switch (act) {
-            case KDK_ACT_RELU: v = v <= 0 ? 0 : v; break;
-            case KDK_ACT_SIGMOID: v = 1 / (1 + KEXP(-v)); break;
-            case KDK_ACT_TANH: v = KTANH(v); break;
-            default: break;
-            }
-            yr[o] = v;
+            yr[o] = KACT(act, yr[o]);
         }
     }
 }

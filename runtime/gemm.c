@@ -107,6 +107,7 @@ int kdk_gemm_kblocks(int K)
 #define KP(x) kdk_s##x
 #define KEXP expf
 #define KTANH tanhf
+#define KACT kdk_act_fusedf
 #include "gemm_api_tmpl.h"
 #undef KT
 #undef KTS
@@ -115,6 +116,7 @@ int kdk_gemm_kblocks(int K)
 #undef KP
 #undef KEXP
 #undef KTANH
+#undef KACT
 
 /* double: the base variant only. f64 is the precision build (gradient
  * checks, reference runs), not the fast one; two more variants would double
@@ -128,6 +130,7 @@ int kdk_gemm_kblocks(int K)
 #define KP(x) kdk_d##x
 #define KEXP exp
 #define KTANH tanh
+#define KACT kdk_act_fused
 #include "gemm_api_tmpl.h"
 #undef KT
 #undef KTS
@@ -136,3 +139,4 @@ int kdk_gemm_kblocks(int K)
 #undef KP
 #undef KEXP
 #undef KTANH
+#undef KACT

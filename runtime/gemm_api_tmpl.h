@@ -1,7 +1,7 @@
 /* gemm_api_tmpl.h — the GEMM entry points for one element type.
  * gemm.c includes this once for float and once for double with KT, KTS
  * (its size, for the preprocessor), KTI, KS
- * (the s/d letter), KP(x) (public name), KEXP and KTANH defined. */
+ * (the s/d letter), KP(x) (public name), KEXP, KTANH and KACT defined. */
 
 #define KI(x) KDK_CAT(KDK_CAT(x, _), KS)
 #include "vec_tmpl.h"
@@ -37,19 +37,8 @@ static void KI(row_epilogue)(KT *restrict crow, int N, const KT *bias, int act)
 {
     if (bias)
         for (int j = 0; j < N; j++) crow[j] += bias[j];
-    switch (act) {
-    case KDK_ACT_RELU:
-        for (int j = 0; j < N; j++) crow[j] = crow[j] <= 0 ? 0 : crow[j];
-        break;
-    case KDK_ACT_SIGMOID:
-        for (int j = 0; j < N; j++) crow[j] = 1 / (1 + KEXP(-crow[j]));
-        break;
-    case KDK_ACT_TANH:
-        for (int j = 0; j < N; j++) crow[j] = KTANH(crow[j]);
-        break;
-    default:
-        break;
-    }
+    if (act != KDK_ACT_NONE)
+        for (int j = 0; j < N; j++) crow[j] = KACT(act, crow[j]);
 }
 
 /* The unpacked path: no scratch, plain loops the compiler may vectorise.

@@ -6,7 +6,7 @@
  *   KMR, KNV  micro-tile: KMR rows × KNV vectors
  *   KV(x)     name of x in this instantiation
  *   KTGT      attribute selecting the instruction set (may be empty)
- *   KEXP, KTANH
+ *   KEXP, KTANH, KACT (kdk_act_fused of the type)
  *
  * Goto/BLIS structure: op(B) is packed by KC×NC blocks into NR-column
  * panels (zero-padded) that stay in L1 while a register-blocked micro-kernel
@@ -96,13 +96,7 @@ KINL KT KV(epi1)(KT x, KT *cp, KT beta, const KT *bias, int j, int act)
 {
     if (beta != 0) x += beta * *cp;
     if (bias) x += bias[j];
-    switch (act) {
-    case KDK_ACT_RELU: x = x <= 0 ? 0 : x; break;
-    case KDK_ACT_SIGMOID: x = 1 / (1 + KEXP(-x)); break;
-    case KDK_ACT_TANH: x = KTANH(x); break;
-    default: break;
-    }
-    return x;
+    return KACT(act, x);
 }
 
 /* The micro-kernel: an MR×NR tile over the k steps of nseg segments, then
@@ -166,7 +160,7 @@ KINL KDK_CONTRACT void KV(tile)(int nseg, const int *seglen, const ptrdiff_t *se
             return;
         }
     }
-    if (mr == KMR && nr == nv * VL && act <= KDK_ACT_RELU && !scatter) {
+    if (mr == KMR && nr == nv * VL && (act == KDK_ACT_NONE || act == KDK_ACT_RELU) && !scatter) {
 #pragma GCC unroll 16
         for (int i = 0; i < KMR; i++)
 #pragma GCC unroll 4
@@ -702,7 +696,7 @@ KINL KDK_CONTRACT void KV(gemv_chunk)(int m, int w, int K, const KT *restrict a,
             KT *cp = c + (size_t)i * ldc + v * VL;
             const KT *sp = sums + (size_t)(i * w + v) * VL;
             const KT *bb = bias ? bias + v * VL : NULL;
-            if (lo == 0 && act <= KDK_ACT_RELU) {
+            if (lo == 0 && (act == KDK_ACT_NONE || act == KDK_ACT_RELU)) {
                 V x = KV(loadu)(sp);
                 if (beta != 0) x += beta * KV(loadu)(cp);
                 if (bb) x += KV(loadu)(bb);

@@ -39,6 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "activations.h"
 #include "kernel_list.h"
 #include "random.h"
 
@@ -46,13 +47,15 @@
 extern "C" {
 #endif
 
-/* Activation fused into GEMM / convolution write-back. RELU keeps NaN. */
+/* Activation fused into GEMM / convolution write-back: none, or a row of
+ * activations.h (+ 1) with its default argument. RELU keeps NaN. */
+#define KDK_ACT_ENUM(NAME, ...) KDK_ACT_##NAME,
 enum kdk_act {
     KDK_ACT_NONE = 0,
-    KDK_ACT_RELU = 1,
-    KDK_ACT_SIGMOID = 2,
-    KDK_ACT_TANH = 3
+    KDA_LIST(KDK_ACT_ENUM)
+    KDK_ACT_COUNT
 };
+#undef KDK_ACT_ENUM
 
 /* ---- GEMM ------------------------------------------------------------------
  * C = act(op(A)·op(B) + beta·C + bias)      C is M×N, op(A) M×K, op(B) K×N

@@ -15,6 +15,26 @@
 
 #include "kernels.h"
 
+/* The fused epilogues' activations, from the one table: kdk_act_fusedf and
+ * kdk_act_fused (double) apply KDK_ACT_* with its default argument. */
+#include <math.h>
+#define KDA_RELU(a) ((a) <= 0 ? 0 : (a))
+#define KDA_T float
+#define KDA_FN(n) kdk_act_##n##f
+#define KDA_M(fn) fn##f
+#include "activations_c.h"
+#undef KDA_T
+#undef KDA_FN
+#undef KDA_M
+#define KDA_T double
+#define KDA_FN(n) kdk_act_##n
+#define KDA_M(fn) fn
+#include "activations_c.h"
+#undef KDA_T
+#undef KDA_FN
+#undef KDA_M
+#undef KDA_RELU
+
 #define KDK_CAT_(a, b) a##b
 #define KDK_CAT(a, b) KDK_CAT_(a, b)
 

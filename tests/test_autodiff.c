@@ -65,7 +65,7 @@ START_TEST(mlp_softmax_xent)
     int tagged = 0;
     for (int i = 0; i < c.g->nodes.len; i++) {
         const ir_node *n = c.g->nodes.items[i];
-        tagged += n->op == IR_RELU_GRAD && n->layer && !strcmp(n->layer, "dense");
+        tagged += n->op == IR_ACT_GRAD && n->layer && !strcmp(n->layer, "dense");
     }
     ck_assert_int_eq(tagged, 1);
     gc_free(&c);
@@ -230,9 +230,9 @@ START_TEST(unreachable_and_no_rule)
     ck_assert_ptr_nonnull(d[1]);
     ck_assert_ptr_null(ir_gradients(&c.b, loss, 1, &z)[0]);
     ck_assert_int_gt(c.g->nodes.len, before);
-    ir_node *bad = ir_reduce(&c.b, IR_SUM, ir_binary(&c.b, IR_RELU_GRAD, x, z), 3, false);
+    ir_node *bad = ir_reduce(&c.b, IR_SUM, ir_binary(&c.b, IR_ACT_GRAD, x, z), 3, false);
     ck_assert_ptr_null(ir_gradients(&c.b, bad, 1, &z));
-    ck_assert_str_eq(c.b.why, "relu_grad: no gradient rule (is it on the forward path?)");
+    ck_assert_str_eq(c.b.why, "act_grad: no gradient rule (is it on the forward path?)");
     gc_free(&c);
 }
 END_TEST

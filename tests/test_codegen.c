@@ -331,6 +331,38 @@ static const char ops_text[] =
     "    batch_size: 5\n"
     "}\n";
 
+/* Every activation of runtime/activations.h: as Dense / Conv2D `activation:`
+ * (fused into the GEMM / conv epilogues) and as tensor functions with their
+ * arguments (not fused: the runtime knows only the defaults). */
+static const char acts_text[] =
+    "model acts {\n"
+    "    input x: [6]\n"
+    "    input img: [5, 5, 2]\n"
+    "    h = Dense(x, 8, activation: elu)\n"
+    "    h = Dense(h, 8, activation: selu)\n"
+    "    h = Dense(h, 8, activation: gelu)\n"
+    "    h = Dense(h, 8, activation: softplus)\n"
+    "    h = Dense(h, 8, activation: softsign)\n"
+    "    h = Dense(h, 8, activation: swish)\n"
+    "    h = Dense(h, 8, activation: silu)\n"
+    "    h = Dense(h, 8, activation: mish)\n"
+    "    h = Dense(h, 8, activation: hard_sigmoid)\n"
+    "    h = Dense(h, 8, activation: relu6) * 0.5\n"
+    "    h = Dense(h, 8, activation: leaky_relu)\n"
+    "    g = gelu(Dense(h, 8), approximate: true)\n"
+    "    k = leaky_relu(Dense(h, 8), negative_slope: 0.1)\n"
+    "    e = elu(g, alpha: 0.5) + leaky_relu(g, negative_slope: 0.3) + selu(g) * softsign(g) + mish(g)\n"
+    "    e = e + relu6(g * 4) + hard_sigmoid(g * 3) + softplus(g) + swish(g) - silu(k) + gelu(k)\n"
+    "    v = Conv2D(img, 3, 3, activation: gelu)\n"
+    "    w = Conv2D(v, 2, 2, activation: mish)\n"
+    "    output y = Dense(concat([e, Flatten(w)], axis: -1), 3)\n"
+    "}\n"
+    "train acts {\n"
+    "    loss: MeanSquaredError()\n"
+    "    optimizer: SGD()\n"
+    "    batch_size: 4\n"
+    "}\n";
+
 /* The other losses and optimizers: categorical cross-entropy on probabilities
  * (Keras' clip), binary cross-entropy from logits, SGD with Nesterov momentum. */
 static const char probs_text[] =
@@ -399,6 +431,49 @@ START_TEST(fuse_mlp_epilogues)
     for (int i = 0; i < s.model->vars.len; i++) free((void *)vars[i]);
     free(vars);
     free(x);
+    kd_session_free(&s);
+}
+END_TEST
+
+/* The activations fold into the GEMM / conv epilogues at their default
+ * argument, and the optimised graph computes what the original does. */
+START_TEST(fuse_activations)
+{
+    kd_session s = {0};
+    s.diags.out = stderr;
+    ck_assert_int_eq(kd_front_end_text(&s, "acts.kdsl", acts_text, strlen(acts_text), NULL), 0);
+    char why[256];
+    ir_graph *g = kd_optimize(s.model->infer, NULL, why, sizeof why);
+    ck_assert_msg(g != NULL, "%s", why);
+    static const int dense_acts[] = {IR_ACT_ELU, IR_ACT_SELU, IR_ACT_GELU, IR_ACT_SOFTPLUS, IR_ACT_SOFTSIGN,
+                                     IR_ACT_MISH, IR_ACT_HARD_SIGMOID, IR_ACT_RELU6, IR_ACT_LEAKY_RELU, IR_ACT_GELU_TANH};
+    for (size_t i = 0; i < sizeof dense_acts / sizeof dense_acts[0]; i++)
+        ck_assert_msg(count_op(g, IR_FUSED_MATMUL, dense_acts[i]) == 1, "%s not fused once",
+                      ir_ops[ir_acts[dense_acts[i]].op]->name);
+    ck_assert_int_eq(count_op(g, IR_FUSED_MATMUL, IR_ACT_SWISH), 2);   /* swish and silu: one op */
+    ck_assert_int_eq(count_op(g, IR_FUSED_CONV2D, IR_ACT_GELU), 1);
+    ck_assert_int_eq(count_op(g, IR_FUSED_CONV2D, IR_ACT_MISH), 1);
+    /* leaky_relu(negative_slope: 0.1) of a Dense stays an op: the runtime has only 0.2 */
+    ck_assert_int_eq(count_op(g, IR_FUSED_MATMUL, IR_ACT_NONE), 2);
+    ck_assert_int_eq(count_op(g, IR_LEAKY_RELU, -1), 2);
+
+    int batch = 3;
+    double *x = random_array(6 * batch, -2, 2), *img = random_array(50 * batch, -2, 2);
+    const double *in[2] = {x, img};
+    const double **vars = calloc((size_t)s.model->vars.len, sizeof *vars);
+    for (int i = 0; i < s.model->vars.len; i++) {
+        const kd_var *v = s.model->vars.items[i];
+        vars[i] = random_array(ir_shape_elems(&v->shape), -0.7, 0.7);
+    }
+    ir_values *a = interp(s.model->infer, vars, batch, in, NULL, 0, 0);
+    ir_values *b = interp(g, vars, batch, in, NULL, 0, 0);
+    CHECK_CLOSE(ir_value(b, g->outputs.items[0]), ir_value(a, s.model->infer->outputs.items[0]), 3 * batch, 1e-12,
+                1e-12, "optimised vs original");
+    ir_values_free(a);
+    ir_values_free(b);
+    for (int i = 0; i < s.model->vars.len; i++) free((void *)vars[i]);
+    free(vars);
+    free(x), free(img);
     kd_session_free(&s);
 }
 END_TEST
@@ -648,10 +723,22 @@ START_TEST(cnn_ops_predict)
 }
 END_TEST
 
-/* f64 gradients: a small model with batch norm and dropout, the MLP, the CNN, the op mix. */
+/* predict of every activation (fused and not) against the interpreter, f32, both compilers. */
+START_TEST(acts_predict)
+{
+    gen g;
+    gen_build(&g, "cg-acts", acts_text, NULL, compilers[_i]);
+    check_predict(&g, 1, 0.7, 1e-5);
+    check_predict(&g, 4, 0.7, 1e-5);
+    gen_free(&g);
+}
+END_TEST
+
+/* f64 gradients: a small model with batch norm and dropout, the MLP, the CNN, the op mix,
+ * the other losses, every activation (their act_grad ops, against central differences). */
 START_TEST(grad_f64)
 {
-    const char *texts[] = {small_text, mlp_text, cnn_text, ops_text, probs_text, bce_text};
+    const char *texts[] = {small_text, mlp_text, cnn_text, ops_text, probs_text, bce_text, acts_text};
     gen g;
     kd_codegen_options o = {.f64 = true};
     gen_build(&g, "cg-grad", texts[_i], &o, "gcc");
@@ -1309,6 +1396,7 @@ static Suite *codegen_suite(void)
     Suite *s = suite_create("codegen");
     TCase *t = tcase_create("passes");
     tcase_add_test(t, fuse_mlp_epilogues);
+    tcase_add_test(t, fuse_activations);
     tcase_add_test(t, simplify_cse_dce);
     suite_add_tcase(s, t);
     t = tcase_create("c");
@@ -1322,7 +1410,8 @@ static Suite *codegen_suite(void)
     tcase_add_test(t, loops_structure);
     tcase_add_loop_test(t, no_passes, 0, 2);
     tcase_add_loop_test(t, cnn_ops_predict, 0, 4);
-    tcase_add_loop_test(t, grad_f64, 0, 6);
+    tcase_add_loop_test(t, acts_predict, 0, 2);
+    tcase_add_loop_test(t, grad_f64, 0, 7);
     tcase_add_loop_test(t, train_step_f64, 0, 5);
     tcase_add_loop_test(t, torch_models_match, 0, 4);
     tcase_add_test(t, init_values);

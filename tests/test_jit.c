@@ -556,6 +556,38 @@ START_TEST(operator_zoo)
 }
 END_TEST
 
+/* Every activation of runtime/activations.h, fused into GEMM / conv epilogues
+ * (activation:) and not (tensor functions with arguments): the JIT (whose
+ * loops build log1p, expm1 and erf from GCC builtins) against the C build. */
+static const char acts_text[] =
+    "model acts {\n"
+    "    input x: [6]\n"
+    "    input img: [5, 5, 2]\n"
+    "    h = Dense(x, 8, activation: elu)\n"
+    "    h = Dense(h, 8, activation: selu) + Dense(h, 8, activation: gelu)\n"
+    "    h = Dense(h, 8, activation: softplus) - Dense(h, 8, activation: softsign)\n"
+    "    h = Dense(h, 8, activation: silu) + Dense(h, 8, activation: mish)\n"
+    "    h = Dense(h, 8, activation: hard_sigmoid) + Dense(h, 8, activation: relu6) * 0.5\n"
+    "    h = Dense(h, 8, activation: leaky_relu)\n"
+    "    g = gelu(Dense(h, 8), approximate: true)\n"
+    "    e = elu(g, alpha: 0.5) + leaky_relu(g, negative_slope: 0.3) + selu(g) * softsign(g) + mish(g)\n"
+    "    e = e + relu6(g * 4) + hard_sigmoid(g * 3) + softplus(g) + swish(g) + gelu(g)\n"
+    "    v = Conv2D(img, 3, 3, activation: gelu)\n"
+    "    w = Conv2D(v, 2, 2, activation: softplus)\n"
+    "    output y = Dense(concat([e, Flatten(w)], axis: -1), 4, activation: softmax)\n"
+    "}\n"
+    "train acts {\n"
+    "    loss: CategoricalCrossentropy()\n"
+    "    optimizer: Adam(learning_rate: 0.01)\n"
+    "    batch_size: 6\n"
+    "}\n";
+
+START_TEST(activations)
+{
+    check_model("acts", "acts.kdsl", acts_text, 0, 6, LAB_ONEHOT, 4);
+}
+END_TEST
+
 /* 21 Dense layers: every function but init has more kernels than the JIT
  * builds as one function, so it is built as parts (emit_jit.c
  * build_function), with small buffers on the stack shared between parts
@@ -1107,6 +1139,7 @@ static Suite *jit_suite(void)
     tcase_add_test(tc, custom_layer_matmul);
     tcase_add_test(tc, custom_layer_sample_inference);
     tcase_add_test(tc, operator_zoo);
+    tcase_add_test(tc, activations);
     tcase_add_test(tc, deep_model_in_parts);
     tcase_add_test(tc, apply_merges_many_same_shape_updates);
     tcase_add_test(tc, two_inputs_mse_sgd);

@@ -81,15 +81,19 @@ static double tol_of(int dbl) { return dbl ? 1e-12 : 1e-5; }
                   "%s[%zu]: got %.17g want %.17g (mag %g, %s)", what, (size_t)(idx), (double)(got), \
                   (double)(ref), (double)(mag), (dbl) ? "f64" : "f32")
 
-static long double act_ref(long double x, int act)
-{
-    switch (act) {
-    case KDK_ACT_RELU: return x <= 0 ? 0 : x;
-    case KDK_ACT_SIGMOID: return 1 / (1 + expl(-x));
-    case KDK_ACT_TANH: return tanhl(x);
-    default: return x;
-    }
-}
+/* The epilogue activations in long double, from the same table the kernels
+ * expand (runtime/activations.h), at their default arguments. */
+#define KDA_T long double
+#define KDA_FN(n) act_ref_##n
+#define KDA_M(fn) fn##l
+#define KDA_RELU(a) ((a) <= 0 ? 0 : (a))
+#include "activations_c.h"
+#undef KDA_T
+#undef KDA_FN
+#undef KDA_M
+#undef KDA_RELU
+
+static long double act_ref(long double x, int act) { return act_ref_fused(act, x); }
 
 /* A work buffer of `n` elements that starts one element past an aligned
  * address (kernels must not need alignment), followed by a canary. */
@@ -272,7 +276,7 @@ START_TEST(test_gemm_beta_bias_act)
     static const int shapes[][3] = {{1, 1, 1}, {5, 9, 3}, {13, 31, 40}, {33, 70, 17}, {64, 10, 128}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int t = 0; t < 4; t++)
-            for (int act = KDK_ACT_NONE; act <= KDK_ACT_TANH; act++) {
+            for (int act = KDK_ACT_NONE; act < KDK_ACT_COUNT; act++) {
                 struct gemm_case g = {shapes[s][0], shapes[s][1], shapes[s][2], t & 1, t >> 1,
                                       (t & 1) ? 1.0 : 0.0, 1, act, 3};
                 check_gemm_all(&g);

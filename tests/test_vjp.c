@@ -5,6 +5,7 @@
 #include "gradcheck.h"
 #include "testutil.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #define D(...) ((const int64_t[]){__VA_ARGS__})
@@ -28,7 +29,7 @@ static const struct {
     ir_op uses;           /* an op the gradient must be built from, or IR_OP_COUNT */
 } unary_cases[] = {
     {IR_NEG, GC_UNIFORM, -2, 2, IR_OP_COUNT},
-    {IR_RELU, GC_AWAY, 0.05, 2, IR_RELU_GRAD},
+    {IR_RELU, GC_AWAY, 0.05, 2, IR_ACT_GRAD},
     {IR_SIGMOID, GC_UNIFORM, -3, 3, IR_OP_COUNT},
     {IR_TANH, GC_UNIFORM, -2, 2, IR_OP_COUNT},
     {IR_EXP, GC_UNIFORM, -2, 2, IR_OP_COUNT},
@@ -62,9 +63,93 @@ START_TEST(relu_uses_output)
     ir_node *loss = gc_weighted_sum(&c, y);
     ir_node **d = ir_gradients(&c.b, loss, 1, &x);
     ck_assert_ptr_nonnull(d);
-    ck_assert_int_eq(d[0]->op, IR_RELU_GRAD);
+    ck_assert_int_eq(d[0]->op, IR_ACT_GRAD);
     ck_assert_ptr_eq(d[0]->in[0], y);
     gc_free(&c);
+}
+END_TEST
+
+/* ---- the activation table (runtime/activations.h) --------------------------- */
+
+/* Every row's gradient (one act_grad op, the row's df) against central
+ * differences at its default argument, |x| in [0.05, 2] (the kinks are at 0,
+ * +-3 and 6); a new row is checked without being listed here. */
+START_TEST(activation_grad_row)
+{
+    int act = _i + 1;
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *x = gc_input(&c, 2, D(3, 4), GC_AWAY, 0.05, 2);
+    ir_node *y = ir_act(&c.b, act, x, ir_acts[act].def);
+    expect_grads(&c, y, 1, &x);
+    ck_assert_int_gt(gc_count_op(c.g, IR_ACT_GRAD), 0);
+    gc_free(&c);
+}
+END_TEST
+
+/* Other arguments and ranges. */
+static const struct {
+    int act;
+    double arg;
+    gc_fill fill;
+    double lo, hi;
+} act_cases[] = {
+    {IR_ACT_RELU, 0, GC_AWAY, 0.05, 2},       {IR_ACT_SIGMOID, 0, GC_UNIFORM, -3, 3},
+    {IR_ACT_TANH, 0, GC_UNIFORM, -2, 2},      {IR_ACT_ELU, 0.7, GC_AWAY, 0.05, 2},
+    {IR_ACT_ELU, 1.0, GC_AWAY, 0.05, 2},      {IR_ACT_SELU, 0, GC_AWAY, 0.05, 2},
+    {IR_ACT_GELU, 0, GC_UNIFORM, -3, 3},      {IR_ACT_GELU_TANH, 0, GC_UNIFORM, -3, 3},
+    {IR_ACT_SOFTPLUS, 0, GC_UNIFORM, -4, 4},  {IR_ACT_SOFTSIGN, 0, GC_AWAY, 0.05, 3},
+    {IR_ACT_SWISH, 0, GC_UNIFORM, -4, 4},     {IR_ACT_MISH, 0, GC_UNIFORM, -4, 4},
+    {IR_ACT_HARD_SIGMOID, 0, GC_AWAY, 0.05, 2.9}, {IR_ACT_HARD_SIGMOID, 0, GC_AWAY, 3.1, 5},
+    {IR_ACT_RELU6, 0, GC_AWAY, 0.05, 5.9},    {IR_ACT_RELU6, 0, GC_UNIFORM, 6.1, 8},
+    {IR_ACT_LEAKY_RELU, 0.1, GC_AWAY, 0.05, 2}, {IR_ACT_LEAKY_RELU, 0.2, GC_AWAY, 0.05, 2},
+};
+
+START_TEST(activation_grad)
+{
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *x = gc_input(&c, 2, D(3, 4), act_cases[_i].fill, act_cases[_i].lo, act_cases[_i].hi);
+    ir_node *y = ir_act(&c.b, act_cases[_i].act, x, act_cases[_i].arg);
+    expect_grads(&c, y, 1, &x);
+    ck_assert_int_gt(gc_count_op(c.g, IR_ACT_GRAD), 0);
+    gc_free(&c);
+}
+END_TEST
+
+/* Values at -1, 1 and 2.5, computed by hand (Python's math module) from the
+ * definitions in Keras 3's docs; leaky_relu and elu at their defaults. */
+START_TEST(activation_values)
+{
+    static const struct {
+        int act;
+        double y[3];
+    } want[] = {
+        {IR_ACT_ELU, {-0.6321205588285577, 1.0, 2.5}},
+        {IR_ACT_SELU, {-1.1113307378125625, 1.0507009873554805, 2.626752468388701}},
+        {IR_ACT_GELU, {-0.15865525393145707, 0.8413447460685429, 2.4844758366855597}},
+        {IR_ACT_GELU_TANH, {-0.15880800939172324, 0.8411919906082768, 2.484915733910001}},
+        {IR_ACT_SOFTPLUS, {0.31326168751822286, 1.3132616875182228, 2.5788897342925496}},
+        {IR_ACT_SOFTSIGN, {-0.5, 0.5, 0.7142857142857143}},
+        {IR_ACT_SWISH, {-0.2689414213699951, 0.7310585786300049, 2.3103545499468914}},
+        {IR_ACT_MISH, {-0.30340146137410895, 0.8650983882673103, 2.471392304557881}},
+        {IR_ACT_HARD_SIGMOID, {1.0 / 3, 2.0 / 3, 0.9166666666666666}},
+        {IR_ACT_RELU6, {0, 1, 2.5}},
+        {IR_ACT_LEAKY_RELU, {-0.2, 1, 2.5}},
+    };
+    const double xs[3] = {-1, 1, 2.5};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        for (int k = 0; k < 3; k++) {
+            double y = ir_act_apply(want[i].act, xs[k], ir_acts[want[i].act].def);
+            ck_assert_msg(fabs(y - want[i].y[k]) <= 1e-15 * fmax(1, fabs(want[i].y[k])), "%s(%g) = %.17g, want %.17g",
+                          ir_ops[ir_acts[want[i].act].op]->name, xs[k], y, want[i].y[k]);
+        }
+    /* the extremes: softplus neither overflows nor loses its small values; relu6 clips */
+    ck_assert(ir_act_apply(IR_ACT_SOFTPLUS, 1000, 0) == 1000);
+    ck_assert(fabs(ir_act_apply(IR_ACT_SOFTPLUS, -50, 0) - 1.9287498479639178e-22) < 1e-36);
+    ck_assert(ir_act_apply(IR_ACT_RELU6, 7, 0) == 6);
+    ck_assert(ir_act_apply(IR_ACT_LEAKY_RELU, -2, 0.1) == -0.2);
+    ck_assert(ir_act_apply(IR_ACT_ELU, -1, 2) == 2 * expm1(-1.0));
 }
 END_TEST
 
@@ -468,6 +553,9 @@ static Suite *vjp_suite(void)
     TCase *t = tcase_create("elementwise");
     tcase_add_loop_test(t, unary, 0, sizeof unary_cases / sizeof unary_cases[0]);
     tcase_add_test(t, relu_uses_output);
+    tcase_add_loop_test(t, activation_grad_row, 0, IR_ACT_COUNT - 1);
+    tcase_add_loop_test(t, activation_grad, 0, sizeof act_cases / sizeof act_cases[0]);
+    tcase_add_test(t, activation_values);
     tcase_add_loop_test(t, binary, 0, NBINARY * NPATTERNS);
     tcase_add_test(t, maximum_routes);
     suite_add_tcase(s, t);

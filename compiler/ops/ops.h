@@ -27,10 +27,10 @@ int64_t ops_window_out(int64_t in, int64_t k, int stride, int64_t lo, int64_t hi
 
 #define OPS_LIST(X) \
     X(INPUT, input) X(LABEL, label) X(VAR, var) X(CONST, const) X(HYPER, hyper) \
-    X(NEG, neg) X(RELU, relu) X(SIGMOID, sigmoid) X(TANH, tanh) X(EXP, exp) X(LOG, log) \
+    X(NEG, neg) X(EXP, exp) X(LOG, log) \
     X(SQRT, sqrt) X(RSQRT, rsqrt) X(SQUARE, square) X(ABS, abs) X(SIGN, sign) \
     X(ADD, add) X(SUB, sub) X(MUL, mul) X(DIV, div) X(MAXIMUM, maximum) \
-    X(RELU_GRAD, relu_grad) X(GT, gt) \
+    X(ACT_GRAD, act_grad) X(GT, gt) \
     X(MATMUL, matmul) \
     X(SUM, sum) X(MEAN, mean) X(MAX, max) X(MAX_GRAD, max_grad) X(BROADCAST, broadcast) \
     X(RESHAPE, reshape) X(TRANSPOSE, transpose) X(CONCAT, concat) X(SLICE, slice) X(PAD, pad) \
@@ -44,5 +44,7 @@ int64_t ops_window_out(int64_t in, int64_t k, int stride, int64_t lo, int64_t hi
 #define OPS_DECLARE(E, n) extern const ir_op_info ir_op_##n;
 OPS_LIST(OPS_DECLARE)
 #undef OPS_DECLARE
+/* The activations' entries (not in OPS_LIST): one per row of runtime/activations.h. */
+extern const ir_op_info ir_op_acts[KDA_COUNT];
 
 #endif

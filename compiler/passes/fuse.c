@@ -2,7 +2,9 @@
  * over memory:
  *
  *   add(matmul(a, b), bias[N])        -> fused_matmul(a, b, bias)           act none
- *   relu|sigmoid|tanh(matmul | fused) -> fused_matmul(..., act)
+ *   activation(matmul | fused)        -> fused_matmul(..., act)
+ *                                        any row of runtime/activations.h at its
+ *                                        default argument (the runtime knows no other)
  *   (the same for conv2d -> fused_conv2d)
  *
  * A producer is folded only when the node being rewritten is its one use:
@@ -46,9 +48,9 @@ static ir_node *visit(kd_rewrite *rw, ir_node *old, ir_node **in)
             return build(rw, m, bias, IR_ACT_NONE);
         }
     }
-    int act = old->op == IR_RELU ? IR_ACT_RELU : old->op == IR_SIGMOID ? IR_ACT_SIGMOID
-              : old->op == IR_TANH ? IR_ACT_TANH : IR_ACT_NONE;
-    if (act != IR_ACT_NONE && fusable(in[0]) && rw->uses[old->in[0]->id] == 1)
+    int act = ir_act_of(old->op);
+    bool at_default = act != IR_ACT_NONE && (ir_acts[act].kind != KDA_KIND_REAL || old->attr.scalar == ir_acts[act].def);
+    if (at_default && fusable(in[0]) && rw->uses[old->in[0]->id] == 1)
         return build(rw, in[0], NULL, act);
     return kd_rw_copy(rw, old, in);
 }

@@ -6,13 +6,13 @@
  *   fused_conv2d(x, w[, bias]) = act(conv2d(x, w) + bias)
  *
  * bias is [N] (the product's columns, the conv's filters), added to every row.
- * The attributes are the base op's plus `act` (IR_ACT_*). Passes run after
+ * The attributes are the base op's plus `act` (IR_ACT_*, at its default argument,
+ * as the runtime applies it). Passes run after
  * autodiff, so these ops need no vjp; they do have a reference evaluation, so
  * the interpreter runs optimised graphs too (tests compare both). */
 #include "../ops/ops.h"
 #include "../interp.h"
 
-#include <math.h>
 
 /* The base op's shape rule, then the bias and the activation. */
 static bool shape_fused(ir_builder *b, ir_node *n, ir_op base)
@@ -20,7 +20,7 @@ static bool shape_fused(ir_builder *b, ir_node *n, ir_op base)
     char s1[96];
     if (n->nin != 2 && n->nin != 3) return ops_fail(b, n, "takes 2 or 3 operands, not %d", n->nin);
     if (!ir_ops[base]->shape(b, n)) return false;
-    if (n->attr.act < IR_ACT_NONE || n->attr.act > IR_ACT_TANH)
+    if (n->attr.act < IR_ACT_NONE || n->attr.act >= IR_ACT_COUNT)
         return ops_fail(b, n, "unknown activation %d", n->attr.act);
     if (n->nin == 3) {
         const ir_shape *bias = &n->in[2]->shape;
@@ -34,23 +34,13 @@ static bool shape_fused(ir_builder *b, ir_node *n, ir_op base)
 static bool shape_fused_matmul(ir_builder *b, ir_node *n) { return shape_fused(b, n, IR_MATMUL); }
 static bool shape_fused_conv2d(ir_builder *b, ir_node *n) { return shape_fused(b, n, IR_CONV2D); }
 
-static double act_apply(int act, double x)
-{
-    switch (act) {
-    case IR_ACT_RELU: return x > 0 ? x : 0;
-    case IR_ACT_SIGMOID: return 1 / (1 + exp(-x));
-    case IR_ACT_TANH: return tanh(x);
-    default: return x;
-    }
-}
-
 static void eval_epilogue(const ir_eval_ctx *c, const ir_node *n)
 {
     double *y = ir_eval_out(c, n);
     const double *bias = n->nin == 3 ? ir_eval_in(c, n, 2) : NULL;
     int64_t cols = n->shape.dims[n->shape.rank - 1];
     for (int64_t i = 0, e = ir_eval_count(c, &n->shape); i < e; i++)
-        y[i] = act_apply(n->attr.act, y[i] + (bias ? bias[i % cols] : 0));
+        y[i] = ir_act_apply(n->attr.act, y[i] + (bias ? bias[i % cols] : 0), ir_acts[n->attr.act].def);
 }
 
 /* The base evaluations read in[0], in[1] and the attributes only. */

@@ -19,13 +19,8 @@
 
 static bool is_const(const ir_node *n, double v) { return n->op == IR_CONST && n->attr.scalar == v; }
 
-static bool elementwise_binary(ir_op op)
-{
-    return op == IR_ADD || op == IR_SUB || op == IR_MUL || op == IR_DIV || op == IR_MAXIMUM ||
-           op == IR_RELU_GRAD || op == IR_GT;
-}
-
-static bool elementwise_unary(ir_op op) { return op >= IR_NEG && op <= IR_SIGN; }
+/* Element-wise is a fact of the op table (ir_op_info.scalar), as is each op's arity. */
+static bool elementwise(ir_op op, int arity) { return ir_ops[op]->scalar && ir_ops[op]->arity == arity; }
 
 /* x stands for the result only if it already has the result's shape. */
 static ir_node *keep(const ir_node *old, ir_node *x)
@@ -33,45 +28,12 @@ static ir_node *keep(const ir_node *old, ir_node *x)
     return ir_shape_equal(&x->shape, &old->shape) ? x : NULL;
 }
 
-static bool fold_unary(ir_op op, double x, double *y)
-{
-    switch (op) {
-    case IR_NEG: *y = -x; return true;
-    case IR_RELU: *y = x > 0 ? x : 0; return true;
-    case IR_SIGMOID: *y = 1 / (1 + exp(-x)); return true;
-    case IR_TANH: *y = tanh(x); return true;
-    case IR_EXP: *y = exp(x); return true;
-    case IR_LOG: *y = log(x); return true;
-    case IR_SQRT: *y = sqrt(x); return true;
-    case IR_RSQRT: *y = 1 / sqrt(x); return true;
-    case IR_SQUARE: *y = x * x; return true;
-    case IR_ABS: *y = fabs(x); return true;
-    case IR_SIGN: *y = (double)((x > 0) - (x < 0)); return true;
-    default: return false;
-    }
-}
-
-static bool fold_binary(ir_op op, double a, double b, double *y)
-{
-    switch (op) {
-    case IR_ADD: *y = a + b; return true;
-    case IR_SUB: *y = a - b; return true;
-    case IR_MUL: *y = a * b; return true;
-    case IR_DIV: *y = a / b; return true;
-    case IR_MAXIMUM: *y = a >= b ? a : b; return true;
-    case IR_RELU_GRAD: *y = a > 0 ? b : 0; return true;
-    case IR_GT: *y = a > b ? 1 : 0; return true;
-    default: return false;
-    }
-}
-
 static ir_node *simplify_binary(kd_rewrite *rw, ir_node *old, ir_node **in)
 {
     ir_builder *b = &rw->b;
     ir_node *x = in[0], *y = in[1], *r;
-    double v;
-    if (x->op == IR_CONST && y->op == IR_CONST && fold_binary(old->op, x->attr.scalar, y->attr.scalar, &v))
-        return ir_const(b, v, old->shape);
+    if (x->op == IR_CONST && y->op == IR_CONST)
+        return ir_const(b, ir_ops[old->op]->scalar(old, x->attr.scalar, y->attr.scalar), old->shape);
     switch (old->op) {
     case IR_ADD:
         if (is_const(y, 0) && (r = keep(old, x))) return r;
@@ -102,7 +64,7 @@ static ir_node *simplify_binary(kd_rewrite *rw, ir_node *old, ir_node **in)
         o[k] = o[k]->in[0];
         ir_shape s;
         if (ir_broadcast_shapes(&o[0]->shape, &o[1]->shape, &s) && ir_shape_equal(&s, &old->shape))
-            return ir_binary(b, old->op, o[0], o[1]);
+            return ir_make(b, old->op, 2, o, &old->attr);   /* act_grad keeps its act */
     }
     return kd_rw_copy(rw, old, in);
 }
@@ -142,11 +104,10 @@ static ir_node *visit(kd_rewrite *rw, ir_node *old, ir_node **in)
         return f ? f : kd_rw_copy(rw, old, in);
     }
     ir_builder *b = &rw->b;
-    double v;
-    if (elementwise_binary(old->op)) return simplify_binary(rw, old, in);
-    if (elementwise_unary(old->op)) {
+    if (elementwise(old->op, 2)) return simplify_binary(rw, old, in);
+    if (elementwise(old->op, 1)) {
         ir_node *x = in[0];
-        if (x->op == IR_CONST && fold_unary(old->op, x->attr.scalar, &v)) return ir_const(b, v, old->shape);
+        if (x->op == IR_CONST) return ir_const(b, ir_ops[old->op]->scalar(old, x->attr.scalar, 0), old->shape);
         if (old->op == IR_NEG && x->op == IR_NEG) return x->in[0];
         if ((old->op == IR_RELU || old->op == IR_ABS) && x->op == old->op) return x;
         return kd_rw_copy(rw, old, in);

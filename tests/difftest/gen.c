@@ -111,13 +111,18 @@ static int declare(gen *g, const char *fmt, ...)
 
 static const char *activation(gen *g)
 {
-    static const char *const acts[] = {"linear", "relu", "sigmoid", "tanh", "softmax", "swish", "silu", "log_softmax"};
-    return acts[below(g, 8)];
+    static const char *const acts[] = {"linear", "relu", "sigmoid", "tanh", "softmax", "swish", "silu", "log_softmax",
+                                       "elu", "selu", "gelu", "softplus", "softsign", "mish", "hard_sigmoid",
+                                       "relu6", "leaky_relu"};
+    return acts[below(g, (int)(sizeof acts / sizeof acts[0]))];
 }
 
 static double act_mag(const char *a, double m)
 {
     if (!strcmp(a, "sigmoid") || !strcmp(a, "tanh") || !strcmp(a, "softmax")) return 1;
+    if (!strcmp(a, "softsign") || !strcmp(a, "hard_sigmoid")) return 1;
+    if (!strcmp(a, "relu6")) return 6;
+    if (!strcmp(a, "selu") || !strcmp(a, "softplus") || !strcmp(a, "elu")) return m * 1.1 + 1.8;
     if (!strcmp(a, "log_softmax")) return m * 2 + 3;
     return m;
 }
@@ -135,6 +140,11 @@ static int unary(gen *g)
         {"BatchNormalization($0)", 3}, {"$0 - mean($0, axis: -1, keepdims: true)", 0},
         {"$0 / sqrt(mean(square($0), axis: -1, keepdims: true) + 1)", 0}, {"$0 - max($0, axis: -1, keepdims: true)", 0},
         {"$0 * sum($0, axis: -1, keepdims: true)", 2}, {"$0 * 3", 0}, {"$0 / 2 + $0", 0},
+        /* the activation table's rows, with and without their arguments */
+        {"elu($0, alpha: 0.5)", 0}, {"selu($0)", 0}, {"gelu($0)", 0}, {"gelu($0, approximate: true)", 0},
+        {"softplus($0)", 0}, {"softsign($0)", 1}, {"swish($0)", 0}, {"silu($0)", 0}, {"mish($0)", 0},
+        {"hard_sigmoid($0)", 1}, {"relu6($0)", 0}, {"leaky_relu($0, negative_slope: 0.1)", 0}, {"leaky_relu($0)", 0},
+        {"Activation($0, gelu)", 0},
     };
     int f = below(g, (int)(sizeof forms / sizeof forms[0]));
     int x = pick(g, any, NULL);

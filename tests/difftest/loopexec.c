@@ -129,6 +129,9 @@ static value eval(exec *X, const lp_expr *e)
     case LP_SIGN: v.r = (double)((a > 0) - (a < 0)); break;
     case LP_RELU: v.r = a > 0 ? a : 0; break;
     case LP_SQUARE: v.r = a * a; break;
+    case LP_LOG1P: v.r = log1p(a); break;
+    case LP_EXPM1: v.r = expm1(a); break;
+    case LP_ERF: v.r = erf(a); break;
     case LP_ADD: v.r = a + b; break;
     case LP_SUB: v.r = a - b; break;
     case LP_MUL: v.r = a * b; break;
