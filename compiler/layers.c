@@ -504,11 +504,119 @@ static sv *batchnorm_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc lo
 
 /* ---- activations ------------------------------------------------------- */
 
+static const layer_param relu_params[] = {
+    {"max_value", "none"}, {"negative_slope", "0"}, {"threshold", "0"}, {NULL, NULL}};
+
+/* A non-negative number argument; `none` allowed where none_ok (then *present is false). */
+static bool nonneg_arg(sema *S, const kd_instance *inst, const char *name, bool none_ok, double *out, bool *present)
+{
+    sv *v = layer_arg(inst, name);
+    if (none_ok && (!v || v->kind == SV_NONE || (v->kind == SV_IDENT && !strcmp(v->s, "none")))) {
+        *present = false;
+        return true;
+    }
+    *present = true;
+    if (!sv_as_number(S, v, out, kd_format(S->a, "%s argument '%s'", inst->type, name))) return false;
+    if (!(*out >= 0 && *out < 1e30)) {
+        sema_error(S, v->loc, "%s argument '%s' must be a non-negative number, got %g", inst->type, name, *out);
+        return false;
+    }
+    return true;
+}
+
+/* Keras' ReLU: max_value if x >= max_value, x if x >= threshold, else
+ * negative_slope * (x - threshold). The common settings are one activation
+ * op (relu, relu6, leaky_relu), which the fusion pass can fold into a GEMM. */
 static sv *relu_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 {
     (void)n;
-    (void)inst;
-    return result(S, NODE(ir_unary(&S->b, IR_RELU, in[0]->t), "ReLU"), loc);
+    ir_node *x = in[0]->t;
+    ir_builder *b = &S->b;
+    double max_value = 0, slope = 0, threshold = 0;
+    bool has_max = false, present;
+    if (!nonneg_arg(S, inst, "max_value", true, &max_value, &has_max) ||
+        !nonneg_arg(S, inst, "negative_slope", false, &slope, &present) ||
+        !nonneg_arg(S, inst, "threshold", false, &threshold, &present))
+        return NULL;
+    if (threshold == 0 && slope == 0 && (!has_max || max_value == 6))
+        return result(S, NODE(ir_act(b, has_max ? IR_ACT_RELU6 : IR_ACT_RELU, x, 0), "ReLU"), loc);
+    ir_node *y = x;
+    if (threshold != 0) y = NODE(ir_binary(b, IR_SUB, x, ir_scalar(b, threshold)), "ReLU");
+    y = y ? NODE(ir_act(b, slope == 0 ? IR_ACT_RELU : IR_ACT_LEAKY_RELU, y, slope), "ReLU") : NULL;
+    if (y && threshold != 0) {
+        /* x >= threshold keeps x itself: add the threshold back there */
+        ir_node *below = NODE(ir_binary(b, IR_GT, ir_scalar(b, threshold), x), "ReLU");
+        ir_node *at_or_above = below ? NODE(ir_binary(b, IR_SUB, ir_scalar(b, 1), below), "ReLU") : NULL;
+        ir_node *back = at_or_above ? NODE(ir_binary(b, IR_MUL, at_or_above, ir_scalar(b, threshold)), "ReLU") : NULL;
+        y = back ? NODE(ir_binary(b, IR_ADD, y, back), "ReLU") : NULL;
+    }
+    if (y && has_max) {   /* min(y, max) = -max(-y, -max) */
+        ir_node *neg = NODE(ir_unary(b, IR_NEG, y), "ReLU");
+        ir_node *m = neg ? NODE(ir_binary(b, IR_MAXIMUM, neg, ir_scalar(b, -max_value)), "ReLU") : NULL;
+        y = m ? NODE(ir_unary(b, IR_NEG, m), "ReLU") : NULL;
+    }
+    return result(S, y, loc);
+}
+
+static const layer_param leaky_relu_params[] = {{"negative_slope", "0.3"}, {NULL, NULL}};
+
+static sv *leaky_relu_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    double slope = 0;
+    bool present;
+    if (!nonneg_arg(S, inst, "negative_slope", false, &slope, &present)) return NULL;
+    return result(S, NODE(ir_act(&S->b, IR_ACT_LEAKY_RELU, in[0]->t, slope), "LeakyReLU"), loc);
+}
+
+static const layer_param elu_params[] = {{"alpha", "1.0"}, {NULL, NULL}};
+
+static sv *elu_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    bool ok = true;
+    double alpha = num_arg(S, inst, "alpha", &ok);
+    if (!ok) return NULL;
+    return result(S, NODE(ir_act(&S->b, IR_ACT_ELU, in[0]->t, alpha), "ELU"), loc);
+}
+
+static const layer_param prelu_params[] = {{"alpha_initializer", "zeros"}, {"shared_axes", "none"}, {NULL, NULL}};
+
+/* PReLU: max(x, 0) + alpha * min(x, 0), a weight `alpha` per element of a
+ * sample, shared (size 1) along `shared_axes` (counted from 1, the batch 0). */
+static sv *prelu_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    bool ok = true;
+    kd_init init = init_arg(S, inst, "alpha_initializer", &ok);
+    if (!ok) return NULL;
+    int rank = x->shape.rank - (x->shape.batched ? 1 : 0);
+    int64_t dims[IR_MAX_RANK];
+    for (int d = 0; d < rank; d++) dims[d] = x->shape.dims[d + (x->shape.batched ? 1 : 0)];
+    sv *shared = layer_arg(inst, "shared_axes");
+    if (shared && shared->kind != SV_NONE && !(shared->kind == SV_IDENT && !strcmp(shared->s, "none"))) {
+        int count = shared->kind == SV_LIST ? shared->n : 1;
+        for (int i = 0; i < count; i++) {
+            sv *a = shared->kind == SV_LIST ? shared->items[i] : shared;
+            int64_t axis;
+            if (!sv_as_int(S, a, &axis, "PReLU shared_axes")) return NULL;
+            if (axis < 1 || axis > rank) {
+                sema_error(S, a->loc, "PReLU shared_axes must be sample axes, 1 to %d, got %lld", rank, (long long)axis);
+                return NULL;
+            }
+            dims[axis - 1] = 1;
+        }
+    }
+    kd_var *alpha = sema_new_var(S, inst, "alpha", VAR_WEIGHT, ir_shape_of(rank, dims, false), init, true, loc);
+    if (!alpha) return NULL;
+    ir_builder *b = &S->b;
+    ir_node *pos = NODE(ir_act(b, IR_ACT_RELU, x, 0), "PReLU");
+    ir_node *negx = NODE(ir_unary(b, IR_NEG, x), "PReLU");
+    ir_node *neg = negx ? NODE(ir_act(b, IR_ACT_RELU, negx, 0), "PReLU") : NULL;    /* -min(x, 0) */
+    ir_node *a = NODE(ir_var_read(b, alpha), "PReLU");
+    ir_node *scaled = neg && a ? NODE(ir_binary(b, IR_MUL, a, neg), "PReLU") : NULL;
+    return result(S, pos && scaled ? NODE(ir_binary(b, IR_SUB, pos, scaled), "PReLU") : NULL, loc);
 }
 
 static const layer_param softmax_params[] = {{"axis", "-1"}, {NULL, NULL}};
@@ -1106,7 +1214,10 @@ static const layer_def layer_table[] = {
     {"Normalization", 1, normalization_params, normalization_apply},
     {"LayerNormalization", 1, layernorm_params, layernorm_apply},
     {"BatchNormalization", 1, batchnorm_params, batchnorm_apply},
-    {"ReLU", 1, no_params, relu_apply},
+    {"ReLU", 1, relu_params, relu_apply},
+    {"LeakyReLU", 1, leaky_relu_params, leaky_relu_apply},
+    {"ELU", 1, elu_params, elu_apply},
+    {"PReLU", 1, prelu_params, prelu_apply},
     {"Softmax", 1, softmax_params, softmax_apply},
     {"Activation", 1, activation_params, activation_apply},
     {"Add", -1, no_params, add_apply},

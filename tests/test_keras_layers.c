@@ -11,7 +11,7 @@
 #include <math.h>
 #include <stdio.h>
 
-static const char *const cases[] = {"conv1d", "conv1d_padding", "image_axes", "merges", "batchnorm_axis", "dot_vectors", "dot_sequences"};
+static const char *const cases[] = {"conv1d", "conv1d_padding", "image_axes", "merges", "batchnorm_axis", "dot_vectors", "dot_sequences", "activation_layers"};
 #define NCASES ((int)(sizeof cases / sizeof *cases))
 
 static const char *fixture(const char *name, const char *suffix)
@@ -156,6 +156,43 @@ START_TEST(normalization_values)
 }
 END_TEST
 
+/* Keras' ReLU with every argument (TensorFlow.js's has max_value only):
+ * max_value where x >= max_value, x where x >= threshold, else
+ * negative_slope * (x - threshold). Two outputs: all three arguments, and
+ * negative_slope alone (a leaky ReLU). */
+START_TEST(relu_arguments)
+{
+    const char *dir = tu_tmpdir("relu");
+    const char *src = "model r {\n    input x: [5]\n    output a = ReLU(x, max_value: 2, negative_slope: 0.5, threshold: 1)\n"
+                      "    output b = ReLU(x, negative_slope: 0.1)\n}\n";
+    ck_assert_int_eq(tu_write(tu_path(dir, "r.kdsl"), src, strlen(src)), 0);
+    const char *csv = "-1,0.5,1,1.5,3\n";
+    ck_assert_int_eq(tu_write(tu_path(dir, "x.csv"), csv, strlen(csv)), 0);
+    kdh_error err;
+    ck_assert_msg(kdh_safetensors_write(tu_path(dir, "none.safetensors"), NULL, 0, NULL, 0, &err) == 0, "%s", err.msg);
+    char *out = NULL;
+    int rc = tu_kdslc_run(&out, "predict %s --weights %s --input %s -o %s,%s", tu_path(dir, "r.kdsl"),
+                          tu_path(dir, "none.safetensors"), tu_path(dir, "x.csv"), tu_path(dir, "a.csv"), tu_path(dir, "b.csv"));
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    const double want[2][5] = {{-1, -0.25, 1, 1.5, 2}, {-0.1, 0.5, 1, 1.5, 3}};
+    for (int o = 0; o < 2; o++) {
+        char *y = tu_read(tu_path(dir, o ? "b.csv" : "a.csv"), NULL);
+        ck_assert_ptr_nonnull(y);
+        const char *p = y;
+        while (*p && (*p < '0' || *p > '9') && *p != '-') p = strchr(p, '\n') + 1;   /* a header row, if any */
+        for (int i = 0; i < 5; i++) {
+            char *end;
+            double v = strtod(p, &end);
+            ck_assert_ptr_ne(end, p);
+            ck_assert_msg(fabs(v - want[o][i]) < 1e-6, "output %d [%d]: %g, want %g\n%s", o, i, v, want[o][i], y);
+            p = end + 1;
+        }
+        free(y);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("keras_layers");
@@ -164,6 +201,7 @@ int main(void)
     tcase_add_loop_test(t, summary_matches_keras, 0, NCASES);
     tcase_add_loop_test(t, predict_matches_keras, 0, NCASES);
     tcase_add_test(t, normalization_values);
+    tcase_add_test(t, relu_arguments);
     suite_add_tcase(s, t);
     return tu_run_suite(s);
 }
