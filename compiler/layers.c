@@ -209,10 +209,19 @@ static bool dilation_arg(sema *S, const kd_instance *inst, const int s[2], int d
     return true;
 }
 
-/* The kernel a dilated window spans: (k - 1) * d + 1 */
-static void dilated_window(const int k[2], const int d[2], int out[2])
+/* window_geometry for a kernel k whose taps are d apart: it spans (k - 1) * d + 1. */
+static bool dilated_geometry(sema *S, const kd_instance *inst, const ir_shape *x, const int k[2], const int d[2],
+                             const int s[2], bool same, ir_attrs *attr, kd_loc loc)
 {
-    for (int i = 0; i < 2; i++) out[i] = (k[i] - 1) * d[i] + 1;
+    int span[2];
+    for (int i = 0; i < 2; i++) span[i] = (k[i] - 1) * d[i] + 1;
+    if (!same && (d[0] > 1 || d[1] > 1) && (span[0] > x->dims[1] || span[1] > x->dims[2])) {
+        char buf[128];
+        sema_error(S, loc, "%s kernel %dx%d with dilation_rate (%d, %d) spans %dx%d, larger than its input %s",
+                   inst->type, k[0], k[1], d[0], d[1], span[0], span[1], ir_shape_sample(x, buf, sizeof buf));
+        return false;
+    }
+    return window_geometry(S, inst, x, span, s, same, attr, loc);
 }
 
 /* A [kh, kw, C, F] kernel spread to its dilated span, zeros between the taps
@@ -242,7 +251,7 @@ static sv *conv2d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
     ir_node *x = in[0]->t;
     if (!need_rank(S, inst, x, 3, loc)) return NULL;
     bool ok = true, same = false;
-    int k[2], s[2], d[2] = {1, 1}, span[2];
+    int k[2], s[2], d[2] = {1, 1};
     int64_t filters = int_arg(S, inst, "filters", 1, &ok);
     ok = pair_arg(S, inst, "kernel_size", k) && ok;
     ok = pair_arg(S, inst, "strides", s) && ok;
@@ -252,8 +261,7 @@ static sv *conv2d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
     kd_init kinit = init_arg(S, inst, "kernel_initializer", &ok), binit = init_arg(S, inst, "bias_initializer", &ok);
     if (!ok) return NULL;
     ir_attrs attr = {0};
-    dilated_window(k, d, span);
-    if (!window_geometry(S, inst, &x->shape, span, s, same, &attr, loc)) return NULL;
+    if (!dilated_geometry(S, inst, &x->shape, k, d, s, same, &attr, loc)) return NULL;
     int64_t kdims[4] = {k[0], k[1], x->shape.dims[3], filters};
     kd_var *kernel = sema_new_var(S, inst, "kernel", VAR_WEIGHT, ir_shape_of(4, kdims, false), kinit, true, loc);
     kd_var *bias = use_bias ? sema_new_var(S, inst, "bias", VAR_WEIGHT, ir_shape_of(1, &filters, false), binit, true, loc) : NULL;
@@ -288,7 +296,7 @@ static sv *depthwise_common(sema *S, kd_instance *inst, ir_node *x, bool separab
     const char *what = inst->type;
     if (!need_rank(S, inst, x, 3, loc)) return NULL;
     bool ok = true, same = false;
-    int k[2], s[2], d[2] = {1, 1}, span[2];
+    int k[2], s[2], d[2] = {1, 1};
     int64_t filters = separable ? int_arg(S, inst, "filters", 1, &ok) : 0;
     ok = pair_arg(S, inst, "kernel_size", k) && ok;
     ok = pair_arg(S, inst, "strides", s) && ok;
@@ -300,8 +308,7 @@ static sv *depthwise_common(sema *S, kd_instance *inst, ir_node *x, bool separab
     kd_init pinit = separable ? init_arg(S, inst, "pointwise_initializer", &ok) : dinit;
     if (!ok) return NULL;
     ir_attrs attr = {0};
-    dilated_window(k, d, span);
-    if (!window_geometry(S, inst, &x->shape, span, s, same, &attr, loc)) return NULL;
+    if (!dilated_geometry(S, inst, &x->shape, k, d, s, same, &attr, loc)) return NULL;
     attr.dilation[0] = d[0];
     attr.dilation[1] = d[1];
     int64_t in = x->shape.dims[3], mid = in * dm, out = separable ? filters : mid;
