@@ -71,6 +71,9 @@ typedef enum ir_op {
     IR_MAXPOOL2D_GRAD,    /* (x, dy) -> dx: dy to the first maximum of each window, summed */
     IR_AVGPOOL2D,    /* divides by the count of positions inside the input (Keras 'same') */
     IR_AVGPOOL2D_GRAD,    /* (dy) -> dx of `shape` */
+    /* depthwise: (x [N,H,W,C], w [kh,kw,C,M]) -> [N,Ho,Wo,C*M], channel c*M + m; stride, pads,
+     * dilation[2] (taps dilation apart; 0 or 1: none); gradients as CONV2D's */
+    IR_DEPTHWISE_CONV2D, IR_DEPTHWISE_CONV2D_BWD_DATA, IR_DEPTHWISE_CONV2D_BWD_FILTER,
     /* fused loss: softmax over the last axis, cross-entropy, mean over all rows
      * (the batch and any other leading dims) */
     IR_SOFTMAX_XENT,      /* (logits, onehot) -> scalar loss, shape [] */
@@ -115,6 +118,7 @@ typedef struct ir_attrs {
     int64_t pad_lo[IR_MAX_RANK], pad_hi[IR_MAX_RANK]; /* pad: per dim; conv/pool: [0] = top /
                             * bottom, [1] = left / right, so an uneven 'same' padding is exact */
     int window[2], stride[2];  /* pools: window; conv/pool: stride (>= 1); [0] = H, [1] = W */
+    int dilation[2];       /* depthwise conv: distance between taps (0 or 1: adjacent) */
     bool trans_a, trans_b;
     double scalar;         /* const value; dropout rate */
     int index;             /* input/label/hyper index; dropout salt */
@@ -246,6 +250,7 @@ enum {
     IR_ATTR_SHAPE = 1 << 10,
     IR_ATTR_VAR = 1 << 11,     /* node->var */
     IR_ATTR_ACT = 1 << 12,     /* act (fused ops) */
+    IR_ATTR_DILATION = 1 << 13,
 };
 
 typedef struct ir_op_info {

@@ -55,6 +55,8 @@ static void print_attrs(FILE *out, const ir_graph *g, const ir_node *n)
     }
     if (want & IR_ATTR_WINDOW) fprintf(out, " window=(%d, %d)", a->window[0], a->window[1]);
     if (want & IR_ATTR_STRIDE) fprintf(out, " stride=(%d, %d)", a->stride[0], a->stride[1]);
+    if ((want & IR_ATTR_DILATION) && (a->dilation[0] > 1 || a->dilation[1] > 1))
+        fprintf(out, " dilation=(%d, %d)", a->dilation[0], a->dilation[1]);
     if (want & IR_ATTR_PAD) {
         int rank = spatial ? 2 : n->shape.rank;
         bool any = false;

@@ -163,20 +163,31 @@ static sv *result(sema *S, ir_node *n, kd_loc loc) { return n ? sv_tensor(S, n, 
  * layer's later calls reuse them), activity_regularizer on this call's output;
  * the penalties join the training loss (Keras 3: the activity penalty is not
  * divided by the batch size, as tf.keras 2's was). */
-static sv *regularized(sema *S, kd_instance *inst, kd_var *kernel, kd_var *bias, ir_node *y, kd_loc loc)
+static sv *regularized2(sema *S, kd_instance *inst, const char *const knames[2], kd_var *const kernels[2], kd_var *bias,
+                        ir_node *y, kd_loc loc)
 {
-    kd_regularizer rk, rb, ra;
-    if (!sema_regularizer_from(S, layer_arg(inst, "kernel_regularizer"), "kernel_regularizer", &rk) ||
-        !sema_regularizer_from(S, layer_arg(inst, "bias_regularizer"), "bias_regularizer", &rb) ||
+    kd_regularizer rk[2] = {{0}}, rb, ra;
+    for (int i = 0; i < 2; i++)
+        if (knames[i] && !sema_regularizer_from(S, layer_arg(inst, knames[i]), knames[i], &rk[i])) return NULL;
+    if (!sema_regularizer_from(S, layer_arg(inst, "bias_regularizer"), "bias_regularizer", &rb) ||
         !sema_regularizer_from(S, layer_arg(inst, "activity_regularizer"), "activity_regularizer", &ra))
         return NULL;
     if (!y) return NULL;
     if (inst->ncalls == 0) {
-        if (rk.present && !sema_regularize(S, &rk, NODE(ir_var_read(&S->b, kernel), inst->type), loc)) return NULL;
+        for (int i = 0; i < 2; i++)
+            if (rk[i].present && !sema_regularize(S, &rk[i], NODE(ir_var_read(&S->b, kernels[i]), inst->type), loc))
+                return NULL;
         if (rb.present && bias && !sema_regularize(S, &rb, NODE(ir_var_read(&S->b, bias), inst->type), loc)) return NULL;
     }
     if (!sema_regularize(S, &ra, y, loc)) return NULL;
     return result(S, y, loc);
+}
+
+static sv *regularized(sema *S, kd_instance *inst, kd_var *kernel, kd_var *bias, ir_node *y, kd_loc loc)
+{
+    const char *const names[2] = {"kernel_regularizer", NULL};
+    kd_var *const kernels[2] = {kernel, NULL};
+    return regularized2(S, inst, names, kernels, bias, y, loc);
 }
 
 /* ---- Dense ------------------------------------------------------------- */
@@ -213,10 +224,63 @@ static sv *dense_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 
 /* ---- Conv2D ------------------------------------------------------------ */
 
+/* dilation_rate comes last (Keras has it before activation): programs that
+ * give Conv2D's activation by position keep working. */
 static const layer_param conv2d_params[] = {
     {"filters", NULL}, {"kernel_size", NULL}, {"strides", "1"}, {"padding", "valid"}, {"activation", "linear"},
     {"use_bias", "true"}, {"kernel_initializer", "glorot_uniform"}, {"bias_initializer", "zeros"},
-    {"kernel_regularizer", "none"}, {"bias_regularizer", "none"}, {"activity_regularizer", "none"}, {NULL, NULL}};
+    {"kernel_regularizer", "none"}, {"bias_regularizer", "none"}, {"activity_regularizer", "none"},
+    {"dilation_rate", "1"}, {NULL, NULL}};
+
+/* dilation_rate, and Keras' rule that it excludes strides > 1 */
+static bool dilation_arg(sema *S, const kd_instance *inst, const int s[2], int d[2])
+{
+    if (!pair_arg(S, inst, "dilation_rate", d)) return false;
+    if ((s[0] > 1 || s[1] > 1) && (d[0] > 1 || d[1] > 1)) {
+        sv *v = layer_arg(inst, "dilation_rate");
+        sema_error(S, v ? v->loc : inst->loc,
+                   "%s: `strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+                   "Received: strides=(%d, %d) and dilation_rate=(%d, %d)", inst->type, s[0], s[1], d[0], d[1]);
+        return false;
+    }
+    return true;
+}
+
+/* window_geometry for a kernel k whose taps are d apart: it spans (k - 1) * d + 1. */
+static bool dilated_geometry(sema *S, const kd_instance *inst, const ir_shape *x, const int k[2], const int d[2],
+                             const int s[2], bool same, ir_attrs *attr, kd_loc loc)
+{
+    int span[2];
+    for (int i = 0; i < 2; i++) span[i] = (k[i] - 1) * d[i] + 1;
+    if (!same && (d[0] > 1 || d[1] > 1) && (span[0] > x->dims[1] || span[1] > x->dims[2])) {
+        char buf[128];
+        sema_error(S, loc, "%s kernel %dx%d with dilation_rate (%d, %d) spans %dx%d, larger than its input %s",
+                   inst->type, k[0], k[1], d[0], d[1], span[0], span[1], ir_shape_sample(x, buf, sizeof buf));
+        return false;
+    }
+    return window_geometry(S, inst, x, span, s, same, attr, loc);
+}
+
+/* A [kh, kw, C, F] kernel spread to its dilated span, zeros between the taps
+ * ([kh, 1, kw, 1, C, F] padded to [kh, d, kw, d, C, F], seen as [kh*d, kw*d, C, F],
+ * sliced): the convolution by it is the dilated convolution by w. */
+static ir_node *dilate_kernel(sema *S, ir_node *w, const int d[2], kd_loc loc, const char *what)
+{
+    if (!w || (d[0] == 1 && d[1] == 1)) return w;
+    const int64_t *k = w->shape.dims;
+    int64_t k6[6] = {k[0], 1, k[1], 1, k[2], k[3]}, k4[4] = {k[0] * d[0], k[1] * d[1], k[2], k[3]};
+    ir_attrs pad = {0}, slice = {0};
+    pad.pad_hi[1] = d[0] - 1;
+    pad.pad_hi[3] = d[1] - 1;
+    slice.size[0] = (k[0] - 1) * d[0] + 1;
+    slice.size[1] = (k[1] - 1) * d[1] + 1;
+    slice.size[2] = k[2];
+    slice.size[3] = k[3];
+    ir_node *x = NODE(ir_reshape(&S->b, w, ir_shape_of(6, k6, false)), what);
+    x = x ? NODE(ir_make(&S->b, IR_PAD, 1, &x, &pad), what) : NULL;
+    x = x ? NODE(ir_reshape(&S->b, x, ir_shape_of(4, k4, false)), what) : NULL;
+    return x ? NODE(ir_make(&S->b, IR_SLICE, 1, &x, &slice), what) : NULL;
+}
 
 static sv *conv2d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 {
@@ -224,26 +288,100 @@ static sv *conv2d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
     ir_node *x = in[0]->t;
     if (!need_rank(S, inst, x, 3, loc)) return NULL;
     bool ok = true, same = false;
-    int k[2], s[2];
+    int k[2], s[2], d[2] = {1, 1};
     int64_t filters = int_arg(S, inst, "filters", 1, &ok);
     ok = pair_arg(S, inst, "kernel_size", k) && ok;
     ok = pair_arg(S, inst, "strides", s) && ok;
+    ok = ok && dilation_arg(S, inst, s, d);
     ok = padding_arg(S, inst, &same) && ok;
     bool use_bias = bool_arg(S, inst, "use_bias", &ok);
     kd_init kinit = init_arg(S, inst, "kernel_initializer", &ok), binit = init_arg(S, inst, "bias_initializer", &ok);
     if (!ok) return NULL;
     ir_attrs attr = {0};
-    if (!window_geometry(S, inst, &x->shape, k, s, same, &attr, loc)) return NULL;
+    if (!dilated_geometry(S, inst, &x->shape, k, d, s, same, &attr, loc)) return NULL;
     int64_t kdims[4] = {k[0], k[1], x->shape.dims[3], filters};
     kd_var *kernel = sema_new_var(S, inst, "kernel", VAR_WEIGHT, ir_shape_of(4, kdims, false), kinit, true, loc);
     kd_var *bias = use_bias ? sema_new_var(S, inst, "bias", VAR_WEIGHT, ir_shape_of(1, &filters, false), binit, true, loc) : NULL;
     if (!kernel || (use_bias && !bias)) return NULL;
-    ir_node *w = NODE(ir_var_read(&S->b, kernel), "Conv2D");
+    ir_node *w = dilate_kernel(S, NODE(ir_var_read(&S->b, kernel), "Conv2D"), d, loc, "Conv2D");
     if (!w) return NULL;
     ir_node *ops[2] = {x, w};
     ir_node *y = NODE(ir_make(&S->b, IR_CONV2D, 2, ops, &attr), "Conv2D");
     if (y && bias) y = NODE(ir_binary(&S->b, IR_ADD, y, NODE(ir_var_read(&S->b, bias), "Conv2D")), "Conv2D");
     return regularized(S, inst, kernel, bias, apply_activation(S, y, layer_arg(inst, "activation"), loc), loc);
+}
+
+/* ---- DepthwiseConv2D, SeparableConv2D ----------------------------------- */
+
+static const layer_param depthwise_params[] = {
+    {"kernel_size", NULL}, {"strides", "1"}, {"padding", "valid"}, {"depth_multiplier", "1"},
+    {"dilation_rate", "1"}, {"activation", "linear"}, {"use_bias", "true"},
+    {"depthwise_initializer", "glorot_uniform"}, {"bias_initializer", "zeros"},
+    {"depthwise_regularizer", "none"}, {"bias_regularizer", "none"}, {"activity_regularizer", "none"}, {NULL, NULL}};
+
+static const layer_param separable_params[] = {
+    {"filters", NULL}, {"kernel_size", NULL}, {"strides", "1"}, {"padding", "valid"}, {"depth_multiplier", "1"},
+    {"dilation_rate", "1"}, {"activation", "linear"}, {"use_bias", "true"},
+    {"depthwise_initializer", "glorot_uniform"}, {"pointwise_initializer", "glorot_uniform"},
+    {"bias_initializer", "zeros"}, {"depthwise_regularizer", "none"}, {"pointwise_regularizer", "none"},
+    {"bias_regularizer", "none"}, {"activity_regularizer", "none"}, {NULL, NULL}};
+
+/* Both layers: the depthwise convolution by `depthwise_kernel` [kh, kw, in, depth_multiplier]
+ * (output channel c * depth_multiplier + m); SeparableConv2D (filters > 0) then a 1x1
+ * convolution by `pointwise_kernel` [1, 1, in * depth_multiplier, filters]; then the bias and
+ * the activation. */
+static sv *depthwise_common(sema *S, kd_instance *inst, ir_node *x, bool separable, kd_loc loc)
+{
+    const char *what = inst->type;
+    if (!need_rank(S, inst, x, 3, loc)) return NULL;
+    bool ok = true, same = false;
+    int k[2], s[2], d[2] = {1, 1};
+    int64_t filters = separable ? int_arg(S, inst, "filters", 1, &ok) : 0;
+    ok = pair_arg(S, inst, "kernel_size", k) && ok;
+    ok = pair_arg(S, inst, "strides", s) && ok;
+    ok = ok && dilation_arg(S, inst, s, d);
+    ok = padding_arg(S, inst, &same) && ok;
+    int64_t dm = int_arg(S, inst, "depth_multiplier", 1, &ok);
+    bool use_bias = bool_arg(S, inst, "use_bias", &ok);
+    kd_init dinit = init_arg(S, inst, "depthwise_initializer", &ok), binit = init_arg(S, inst, "bias_initializer", &ok);
+    kd_init pinit = separable ? init_arg(S, inst, "pointwise_initializer", &ok) : dinit;
+    if (!ok) return NULL;
+    ir_attrs attr = {0};
+    if (!dilated_geometry(S, inst, &x->shape, k, d, s, same, &attr, loc)) return NULL;
+    attr.dilation[0] = d[0];
+    attr.dilation[1] = d[1];
+    int64_t in = x->shape.dims[3], mid = in * dm, out = separable ? filters : mid;
+    int64_t kdims[4] = {k[0], k[1], in, dm}, pdims[4] = {1, 1, mid, filters}, p2[2] = {mid, filters};
+    kd_var *dk = sema_new_var(S, inst, "depthwise_kernel", VAR_WEIGHT, ir_shape_of(4, kdims, false), dinit, true, loc);
+    kd_var *pk = separable ? sema_new_var(S, inst, "pointwise_kernel", VAR_WEIGHT, ir_shape_of(4, pdims, false), pinit,
+                                          true, loc) : NULL;
+    kd_var *bias = use_bias ? sema_new_var(S, inst, "bias", VAR_WEIGHT, ir_shape_of(1, &out, false), binit, true, loc) : NULL;
+    if (!dk || (separable && !pk) || (use_bias && !bias)) return NULL;
+    ir_node *w = NODE(ir_var_read(&S->b, dk), what);
+    if (!w) return NULL;
+    ir_node *ops[2] = {x, w};
+    ir_node *y = NODE(ir_make(&S->b, IR_DEPTHWISE_CONV2D, 2, ops, &attr), what);
+    if (y && pk) {   /* the 1x1 convolution: a product over the last axis */
+        ir_node *p = NODE(ir_var_read(&S->b, pk), what);
+        p = p ? NODE(ir_reshape(&S->b, p, ir_shape_of(2, p2, false)), what) : NULL;
+        y = p ? NODE(ir_matmul(&S->b, y, p, false, false), what) : NULL;
+    }
+    if (y && bias) y = NODE(ir_binary(&S->b, IR_ADD, y, NODE(ir_var_read(&S->b, bias), what)), what);
+    const char *const names[2] = {"depthwise_regularizer", separable ? "pointwise_regularizer" : NULL};
+    kd_var *const kernels[2] = {dk, pk};
+    return regularized2(S, inst, names, kernels, bias, apply_activation(S, y, layer_arg(inst, "activation"), loc), loc);
+}
+
+static sv *depthwise_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return depthwise_common(S, inst, in[0]->t, false, loc);
+}
+
+static sv *separable_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return depthwise_common(S, inst, in[0]->t, true, loc);
 }
 
 /* ---- pooling ----------------------------------------------------------- */
@@ -1192,6 +1330,8 @@ static sv *spatial_dropout_apply(sema *S, kd_instance *inst, sv **in, int n, kd_
 static const layer_def layer_table[] = {
     {"Dense", 1, dense_params, dense_apply},
     {"Conv2D", 1, conv2d_params, conv2d_apply},
+    {"DepthwiseConv2D", 1, depthwise_params, depthwise_apply},
+    {"SeparableConv2D", 1, separable_params, separable_apply},
     {"MaxPooling2D", 1, pool_params, maxpool_apply},
     {"AveragePooling2D", 1, pool_params, avgpool_apply},
     {"GlobalAveragePooling2D", 1, no_params, gap_apply},

@@ -694,6 +694,20 @@ START_TEST(source_keras_layers)
                        "    loss: CategoricalCrossentropy()\n"
                        "    optimizer: SGD(learning_rate: 0.1)\n"
                        "}\n", 2);
+    /* depthwise (stride 2, same, dm 2; dilated), separable, dilated and non-square Conv2D */
+    check_source_grads("model dw {\n"
+                       "    input x: [7, 6, 2]\n"
+                       "    DepthwiseConv2D(3, strides: 2, padding: same, depth_multiplier: 2, activation: tanh)\n"
+                       "    DepthwiseConv2D([2, 3], padding: same, dilation_rate: 2)\n"
+                       "    a = SeparableConv2D(3, 2, depth_multiplier: 2, activation: sigmoid)\n"
+                       "    b = Conv2D(x, 2, [3, 2], dilation_rate: [2, 1], strides: 1)\n"
+                       "    c = SeparableConv2D(b, 2, 2, strides: [1, 2], padding: same, use_bias: false)\n"
+                       "    output y = Dense(Concatenate(Flatten(a), Flatten(c)), 3, activation: softmax)\n"
+                       "}\n"
+                       "train dw {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 2);
 }
 END_TEST
 

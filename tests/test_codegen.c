@@ -363,6 +363,23 @@ static const char acts_text[] =
     "    batch_size: 4\n"
     "}\n";
 
+/* DepthwiseConv2D (strided 'same' with a depth multiplier; dilated), SeparableConv2D,
+ * a dilated non-square Conv2D: the depthwise loop nests and the dilated kernels. */
+static const char dw_text[] =
+    "model dw {\n"
+    "    input x: [9, 8, 3]\n"
+    "    DepthwiseConv2D(3, strides: 2, padding: same, depth_multiplier: 2, activation: relu)\n"
+    "    DepthwiseConv2D([2, 3], padding: same, dilation_rate: [2, 1], use_bias: false)\n"
+    "    a = SeparableConv2D(4, 2, dilation_rate: 2, activation: tanh)\n"
+    "    b = Conv2D(x, 3, [3, 2], dilation_rate: 2, activation: sigmoid)\n"
+    "    output y = Dense(concat([Flatten(a), GlobalAveragePooling2D(b)], axis: -1), 3)\n"
+    "}\n"
+    "train dw {\n"
+    "    loss: CategoricalCrossentropy(from_logits: true)\n"
+    "    optimizer: Adam(learning_rate: 0.01)\n"
+    "    batch_size: 3\n"
+    "}\n";
+
 /* The other losses and optimizers: categorical cross-entropy on probabilities
  * (Keras' clip), binary cross-entropy from logits, SGD with Nesterov momentum. */
 static const char probs_text[] =
@@ -713,11 +730,11 @@ START_TEST(mlp_target)
 }
 END_TEST
 
-/* predict of the CNN and of the op mix against the interpreter, f32, both compilers. */
+/* predict of the CNN, the op mix and the depthwise model against the interpreter, f32, both compilers. */
 START_TEST(cnn_ops_predict)
 {
     gen g;
-    gen_build(&g, "cg-cnn", _i < 2 ? cnn_text : ops_text, NULL, compilers[_i % 2]);
+    gen_build(&g, "cg-cnn", _i < 2 ? cnn_text : _i < 4 ? ops_text : dw_text, NULL, compilers[_i % 2]);
     check_predict(&g, 3, 0.3, 1e-5);
     gen_free(&g);
 }
@@ -738,7 +755,7 @@ END_TEST
  * the other losses, every activation (their act_grad ops, against central differences). */
 START_TEST(grad_f64)
 {
-    const char *texts[] = {small_text, mlp_text, cnn_text, ops_text, probs_text, bce_text, acts_text};
+    const char *texts[] = {small_text, mlp_text, cnn_text, ops_text, probs_text, bce_text, acts_text, dw_text};
     gen g;
     kd_codegen_options o = {.f64 = true};
     gen_build(&g, "cg-grad", texts[_i], &o, "gcc");
@@ -1409,9 +1426,9 @@ static Suite *codegen_suite(void)
     tcase_add_test(t, large_arena_online);
     tcase_add_test(t, loops_structure);
     tcase_add_loop_test(t, no_passes, 0, 2);
-    tcase_add_loop_test(t, cnn_ops_predict, 0, 4);
+    tcase_add_loop_test(t, cnn_ops_predict, 0, 6);
     tcase_add_loop_test(t, acts_predict, 0, 2);
-    tcase_add_loop_test(t, grad_f64, 0, 7);
+    tcase_add_loop_test(t, grad_f64, 0, 8);
     tcase_add_loop_test(t, train_step_f64, 0, 5);
     tcase_add_loop_test(t, torch_models_match, 0, 4);
     tcase_add_test(t, init_values);

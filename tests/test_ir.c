@@ -482,6 +482,7 @@ START_TEST(op_table)
     /* Only ops that are gradients themselves, or made after autodiff (fusion),
      * lack a vjp (leaves have no inputs). */
     ir_op no_vjp[] = {IR_ACT_GRAD, IR_MAX_GRAD, IR_CONV2D_BWD_DATA, IR_CONV2D_BWD_FILTER,
+                      IR_DEPTHWISE_CONV2D_BWD_DATA, IR_DEPTHWISE_CONV2D_BWD_FILTER,
                       IR_MAXPOOL2D_GRAD, IR_AVGPOOL2D_GRAD, IR_SOFTMAX_XENT_GRAD,
                       IR_FUSED_MATMUL, IR_FUSED_CONV2D};
     for (int op = 0; op < IR_OP_COUNT; op++) {

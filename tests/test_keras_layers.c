@@ -11,7 +11,8 @@
 #include <math.h>
 #include <stdio.h>
 
-static const char *const cases[] = {"conv1d", "conv1d_padding", "image_axes", "merges", "batchnorm_axis", "dot_vectors", "dot_sequences", "activation_layers"};
+static const char *const cases[] = {"conv1d", "conv1d_padding", "image_axes", "merges", "batchnorm_axis", "dot_vectors",
+                                    "dot_sequences", "activation_layers", "depthwise", "separable", "conv_dilation"};
 #define NCASES ((int)(sizeof cases / sizeof *cases))
 
 static const char *fixture(const char *name, const char *suffix)

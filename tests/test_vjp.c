@@ -479,6 +479,82 @@ START_TEST(conv2d)
 }
 END_TEST
 
+/* depthwise: h, w, channels, kh, kw, depth multiplier, stride, dilation, same */
+static const struct {
+    int64_t h, w, c, kh, kw, m;
+    int stride, dil;
+    bool same;
+} dw_cases[] = {
+    {5, 5, 2, 3, 3, 1, 1, 1, false},
+    {5, 6, 2, 3, 3, 2, 2, 1, true},   /* stride 2, same, dm 2 */
+    {6, 5, 2, 2, 3, 1, 2, 1, false},  /* non-square kernel, stride 2 */
+    {4, 4, 2, 2, 2, 3, 1, 1, true},   /* even kernel: the extra padding goes bottom/right */
+    {6, 6, 2, 3, 2, 2, 1, 2, false},  /* dilation 2 */
+    {5, 6, 1, 2, 3, 2, 1, 2, true},   /* dilation 2, same */
+};
+
+START_TEST(depthwise_conv2d)
+{
+    gc_ctx c;
+    gc_init(&c, 2);
+    int64_t h = dw_cases[_i].h, w = dw_cases[_i].w, ch = dw_cases[_i].c, kh = dw_cases[_i].kh, kw = dw_cases[_i].kw;
+    int s = dw_cases[_i].stride, d = dw_cases[_i].dil;
+    ir_node *in[2] = {gc_input(&c, 3, D(h, w, ch), GC_UNIFORM, -1, 1),
+                      gc_var(&c, "depthwise_kernel", 4, D(kh, kw, ch, dw_cases[_i].m), GC_UNIFORM, -1, 1, true)};
+    ir_attrs a = {0};
+    a.dilation[0] = a.dilation[1] = d;
+    set_padding(&a, h, w, (int)((kh - 1) * d + 1), (int)((kw - 1) * d + 1), s, dw_cases[_i].same);
+    ir_node *y = ir_make(&c.b, IR_DEPTHWISE_CONV2D, 2, in, &a);
+    ck_assert_msg(y != NULL, "%s", c.b.why);
+    ck_assert_int_eq(y->shape.dims[3], ch * dw_cases[_i].m);
+    if (dw_cases[_i].same) {
+        ck_assert_int_eq(y->shape.dims[1], (h + s - 1) / s);
+        ck_assert_int_eq(y->shape.dims[2], (w + s - 1) / s);
+    } else {
+        ck_assert_int_eq(y->shape.dims[1], (h - (kh - 1) * d - 1) / s + 1);
+        ck_assert_int_eq(y->shape.dims[2], (w - (kw - 1) * d - 1) / s + 1);
+    }
+    expect_grads(&c, y, 2, in);
+    ck_assert_int_eq(gc_count_op(c.g, IR_DEPTHWISE_CONV2D_BWD_DATA), 1);
+    ck_assert_int_eq(gc_count_op(c.g, IR_DEPTHWISE_CONV2D_BWD_FILTER), 1);
+    gc_free(&c);
+}
+END_TEST
+
+/* The depthwise conv against its definition: output channel c * M + m is
+ * input channel c convolved with w[:, :, c, m], taps `dilation` apart. */
+START_TEST(depthwise_conv2d_values)
+{
+    gc_ctx c;
+    gc_init(&c, 1);
+    /* x [1, 4, 5, 2] = 1..40; w [2, 2, 2, 2] */
+    ir_node *in[2] = {gc_input(&c, 3, D(4, 5, 2), GC_DISTINCT, 1, 40),
+                      gc_var(&c, "depthwise_kernel", 4, D(2, 2, 2, 2), GC_UNIFORM, -1, 1, true)};
+    ir_attrs a = {0};
+    a.dilation[0] = 2;
+    a.stride[0] = a.stride[1] = 1;
+    ir_node *y = ir_make(&c.b, IR_DEPTHWISE_CONV2D, 2, in, &a);
+    ck_assert_msg(y != NULL, "%s", c.b.why);
+    ck_assert_int_eq(y->shape.dims[1], 2);
+    ck_assert_int_eq(y->shape.dims[2], 4);
+    ck_assert_int_eq(y->shape.dims[3], 4);
+    ir_values *v = gc_run(&c);
+    const double *x = gc_data(&c, in[0]), *w = gc_data(&c, in[1]), *out = ir_value(v, y);
+    for (int oh = 0; oh < 2; oh++)
+        for (int ow = 0; ow < 4; ow++)
+            for (int ch = 0; ch < 2; ch++)
+                for (int m = 0; m < 2; m++) {
+                    double want = 0;
+                    for (int i = 0; i < 2; i++)
+                        for (int j = 0; j < 2; j++)
+                            want += x[((oh + 2 * i) * 5 + ow + j) * 2 + ch] * w[((i * 2 + j) * 2 + ch) * 2 + m];
+                    ck_assert_double_eq_tol(out[(oh * 4 + ow) * 4 + ch * 2 + m], want, 1e-12);
+                }
+    ir_values_free(v);
+    gc_free(&c);
+}
+END_TEST
+
 static const struct {
     ir_op op;
     int64_t h, w;
@@ -576,6 +652,8 @@ static Suite *vjp_suite(void)
     tcase_add_loop_test(t, softmax, 0, 4);
     tcase_add_test(t, dropout);
     tcase_add_loop_test(t, conv2d, 0, sizeof conv_cases / sizeof conv_cases[0]);
+    tcase_add_loop_test(t, depthwise_conv2d, 0, sizeof dw_cases / sizeof dw_cases[0]);
+    tcase_add_test(t, depthwise_conv2d_values);
     tcase_add_loop_test(t, pool, 0, sizeof pool_cases / sizeof pool_cases[0]);
     tcase_add_loop_test(t, softmax_xent, 0, 2);
     tcase_add_test(t, softmax_xent_matches_unfused);

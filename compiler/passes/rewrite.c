@@ -94,6 +94,7 @@ static bool same_attrs(unsigned want, const ir_attrs *a, const ir_attrs *b)
         return false;
     if ((want & IR_ATTR_WINDOW) && memcmp(a->window, b->window, sizeof a->window)) return false;
     if ((want & IR_ATTR_STRIDE) && memcmp(a->stride, b->stride, sizeof a->stride)) return false;
+    if ((want & IR_ATTR_DILATION) && memcmp(a->dilation, b->dilation, sizeof a->dilation)) return false;
     if ((want & IR_ATTR_TRANS) && (a->trans_a != b->trans_a || a->trans_b != b->trans_b)) return false;
     if ((want & IR_ATTR_SCALAR) && memcmp(&a->scalar, &b->scalar, sizeof a->scalar)) return false;
     if ((want & IR_ATTR_INDEX) && a->index != b->index) return false;

@@ -372,6 +372,44 @@ static int conv(gen *g)
                   chance(g, 10) ? ", trainable: false" : "");
 }
 
+/* DepthwiseConv2D, SeparableConv2D, or a Conv2D with a non-square kernel, strides or a dilation. */
+static int conv_variant(gen *g)
+{
+    int x = pick(g, image, NULL);
+    if (x < 0) return -1;
+    const dt_shape *s = &g->p->val[x];
+    int h = s->d[0], w = s->d[1], c = s->d[2];
+    int kind = below(g, 3), k[2] = {between(g, 1, 3), between(g, 1, 3)}, d[2] = {1, 1}, st[2] = {1, 1};
+    if (chance(g, 40)) d[0] = between(g, 1, 2), d[1] = between(g, 1, 2);
+    else if (chance(g, 40)) st[0] = between(g, 1, 2), st[1] = between(g, 1, 2);
+    bool same = chance(g, 50);
+    int span[2] = {(k[0] - 1) * d[0] + 1, (k[1] - 1) * d[1] + 1}, out[2];
+    for (int i = 0; i < 2; i++) {
+        int in = i ? w : h;
+        if (!same && span[i] > in) return -1;
+        out[i] = same ? (in + st[i] - 1) / st[i] : (in - span[i]) / st[i] + 1;
+    }
+    int dm = between(g, 1, 2), f = between(g, 1, 4);
+    const char *a = activation(g);
+    char geo[160];
+    snprintf(geo, sizeof geo, "[%d, %d], strides: [%d, %d], padding: %s, dilation_rate: [%d, %d]", k[0], k[1], st[0],
+             st[1], same ? "same" : "valid", d[0], d[1]);
+    double m = g->mag[x] * 0.7 * sqrt((double)(k[0] * k[1])) + 1;
+    if (kind == 0) {
+        dt_shape t = {3, {out[0], out[1], c * dm}};
+        return define(g, t, act_mag(a, m), -1, -1, 1, &x, "DepthwiseConv2D($0, %s, depth_multiplier: %d, activation: %s%s)",
+                      geo, dm, a, chance(g, 20) ? ", use_bias: false" : "");
+    }
+    if (kind == 1) {
+        dt_shape t = {3, {out[0], out[1], f}};
+        return define(g, t, act_mag(a, m * 0.7 * sqrt((double)(c * dm)) + 1), -1, -1, 1, &x,
+                      "SeparableConv2D($0, %d, %s, depth_multiplier: %d, activation: %s)", f, geo, dm, a);
+    }
+    dt_shape t = {3, {out[0], out[1], f}};
+    return define(g, t, act_mag(a, g->mag[x] * 0.7 * sqrt((double)(k[0] * k[1] * c)) + 1), -1, -1, 1, &x,
+                  "Conv2D($0, %d, %s, activation: %s)", f, geo, a);
+}
+
 static int pool(gen *g)
 {
     int x = pick(g, image, NULL);
@@ -442,7 +480,7 @@ void dt_generate(dt_program *p, uint64_t seed, int size)
     int (*const forms[])(gen *) = {unary, unary, unary, binary, binary, binary, fan_out, fan_out, with_weight, concat,
                                    dense, dense,
                                    shared_dense, matmul, reshape, transpose, reduce, softmax_axis, conv, conv, pool,
-                                   custom_layer, block_or_repeat};
+                                   custom_layer, block_or_repeat, conv_variant, conv_variant};
     int nforms = (int)(sizeof forms / sizeof forms[0]);
     for (int i = 0, tries = 0; i < size && tries < size * 20; tries++) {
         int nst = p->nst, nval = p->nval;
