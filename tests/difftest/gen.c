@@ -434,6 +434,113 @@ static int pool(gen *g)
     }
 }
 
+static bool sequence(const dt_shape *s, const void *arg) { (void)arg; return s->rank == 2 && s->d[0] >= 2; }
+
+/* The Keras layers made of other ops (layers.c): 1-D convolutions and pools
+ * on a [steps, channels] value, LayerNormalization and Dense on any rank,
+ * RepeatVector, Dot, Minimum, the activation layers, Rescaling and
+ * Normalization, UpSampling2D, Cropping2D, Permute, BatchNormalization
+ * off the last axis, SpatialDropout2D, and regularizers (in the loss). */
+static int keras_layer(gen *g)
+{
+    switch (below(g, 8)) {
+    case 0: {   /* Conv1D */
+        int x = pick(g, sequence, NULL);
+        if (x < 0) return -1;
+        const dt_shape *s = &g->p->val[x];
+        int n = s->d[0], c = s->d[1], k = between(g, 1, 3), st = chance(g, 70) ? 1 : 2, f = between(g, 1, 4);
+        int pad = below(g, 3);    /* valid, same, causal */
+        if (pad == 0 && k > n) return -1;
+        int out = pad == 1 ? (n + st - 1) / st : pad == 2 ? (n - 1) / st + 1 : (n - k) / st + 1;
+        const char *a = activation(g);
+        return define(g, (dt_shape){2, {out, f}}, act_mag(a, g->mag[x] * 0.7 * sqrt((double)(k * c)) + 1), -1, -1, 1, &x,
+                      "Conv1D($0, %d, %d, strides: %d, padding: %s, activation: %s%s)", f, k, st,
+                      pad == 0 ? "valid" : pad == 1 ? "same" : "causal", a,
+                      chance(g, 20) ? ", kernel_regularizer: l2(0.01), activity_regularizer: l1(0.001)" : "");
+    }
+    case 1: {   /* the 1-D pools */
+        int x = pick(g, sequence, NULL);
+        if (x < 0) return -1;
+        const dt_shape *s = &g->p->val[x];
+        if (chance(g, 35))
+            return define(g, shape1(s->d[1]), g->mag[x], -1, -1, 1, &x, "%s($0)",
+                          chance(g, 50) ? "GlobalAveragePooling1D" : "GlobalMaxPooling1D");
+        bool same = chance(g, 50);
+        return define(g, (dt_shape){2, {same ? (s->d[0] + 1) / 2 : s->d[0] / 2, s->d[1]}}, g->mag[x], -1, -1, 1, &x,
+                      "%s($0, 2%s)", chance(g, 50) ? "MaxPooling1D" : "AveragePooling1D", same ? ", padding: same" : "");
+    }
+    case 2: {   /* LayerNormalization, or Dense on the last axis of a value of rank 2 or 3 */
+        int x = pick(g, rank2plus, NULL);
+        if (x < 0) return -1;
+        dt_shape t = g->p->val[x];
+        if (chance(g, 50))
+            return define(g, t, 4, -1, -1, 1, &x, "LayerNormalization($0%s)", chance(g, 30) ? ", center: false" : "");
+        int n = t.d[t.rank - 1], k = between(g, 1, 6);
+        t.d[t.rank - 1] = k;
+        const char *a = activation(g);
+        return define(g, t, act_mag(a, g->mag[x] * 0.7 * sqrt((double)n) + 1), -1, -1, 1, &x,
+                      "Dense($0, %d, activation: %s%s)", k, a, chance(g, 30) ? ", bias_regularizer: l1_l2(l1: 0.01, l2: 0.02)" : "");
+    }
+    case 3: {   /* RepeatVector, Dot, Minimum */
+        int x = pick(g, rank1, NULL);
+        if (x < 0) return -1;
+        dt_shape s = g->p->val[x];
+        int kind = below(g, 3);
+        if (kind == 0) {
+            int n = between(g, 1, 3);
+            return define(g, (dt_shape){2, {n, s.d[0]}}, g->mag[x], -1, -1, 1, &x, "RepeatVector($0, %d)", n);
+        }
+        int y = pick(g, same_as, &s);
+        int ops[2] = {x, y};
+        if (kind == 1)
+            return define(g, shape1(1), chance(g, 50) ? 1 : g->mag[x] * g->mag[y] * s.d[0], -1, -1, 2, ops,
+                          "Dot([$0, $1], axes: 1%s)", chance(g, 50) ? ", normalize: true" : "");
+        return define(g, s, fmax(g->mag[x], g->mag[y]), -1, -1, 2, ops, "Minimum([$0, $1])");
+    }
+    case 4: {   /* the activation layers, Rescaling, Normalization */
+        int x = pick(g, any, NULL);
+        if (x < 0) return -1;
+        dt_shape s = g->p->val[x];
+        double m = g->mag[x];
+        switch (below(g, 6)) {
+        case 0: return define(g, s, 2, -1, -1, 1, &x, "ReLU($0, max_value: 2, negative_slope: 0.25, threshold: 0.1)");
+        case 1: return define(g, s, m, -1, -1, 1, &x, "LeakyReLU($0, negative_slope: 0.2)");
+        case 2: return define(g, s, m + 1, -1, -1, 1, &x, "ELU($0, alpha: 0.5)");
+        case 3: return define(g, s, m, -1, -1, 1, &x, "PReLU($0, alpha_initializer: 0.3)");
+        case 4: return define(g, s, m * 0.5 + 1, -1, -1, 1, &x, "Rescaling($0, scale: 0.5, offset: -1)");
+        default: return define(g, s, m / 1.5 + 1, -1, -1, 1, &x, "Normalization($0, mean: 0.25, variance: 2.25)");
+        }
+    }
+    case 5: {   /* UpSampling2D, Cropping2D */
+        int x = pick(g, image, NULL);
+        if (x < 0) return -1;
+        const dt_shape *s = &g->p->val[x];
+        if (chance(g, 50)) {
+            int a = between(g, 1, 2), b = between(g, 1, 2);
+            return define(g, (dt_shape){3, {s->d[0] * a, s->d[1] * b, s->d[2]}}, g->mag[x], -1, -1, 1, &x,
+                          "UpSampling2D($0, size: [%d, %d])", a, b);
+        }
+        int t = below(g, s->d[0]), l = below(g, s->d[1]);
+        return define(g, (dt_shape){3, {s->d[0] - t, s->d[1] - l, s->d[2]}}, g->mag[x], -1, -1, 1, &x,
+                      "Cropping2D($0, [[%d, 0], [0, %d]])", t, l);
+    }
+    case 6: {   /* Permute of a rank-2 or rank-3 value */
+        int x = pick(g, rank2plus, NULL);
+        if (x < 0) return -1;
+        const dt_shape *s = &g->p->val[x];
+        if (s->rank == 2) return define(g, (dt_shape){2, {s->d[1], s->d[0]}}, g->mag[x], -1, -1, 1, &x, "Permute($0, [2, 1])");
+        return define(g, (dt_shape){3, {s->d[2], s->d[0], s->d[1]}}, g->mag[x], -1, -1, 1, &x, "Permute($0, [3, 1, 2])");
+    }
+    default: {  /* BatchNormalization off the last axis, SpatialDropout2D */
+        int x = pick(g, image, NULL);
+        if (x < 0) return -1;
+        dt_shape s = g->p->val[x];
+        if (chance(g, 50)) return define(g, s, 4, -1, -1, 1, &x, "BatchNormalization($0, axis: %d)", between(g, 1, 2));
+        return define(g, s, g->mag[x] * 2, -1, -1, 1, &x, "SpatialDropout2D($0, 0.3)");
+    }
+    }
+}
+
 /* A block (inlined) with a residual, or a repeat that rebinds a value. */
 static int block_or_repeat(gen *g)
 {
@@ -480,7 +587,7 @@ void dt_generate(dt_program *p, uint64_t seed, int size)
     int (*const forms[])(gen *) = {unary, unary, unary, binary, binary, binary, fan_out, fan_out, with_weight, concat,
                                    dense, dense,
                                    shared_dense, matmul, reshape, transpose, reduce, softmax_axis, conv, conv, pool,
-                                   custom_layer, block_or_repeat, conv_variant, conv_variant};
+                                   custom_layer, block_or_repeat, conv_variant, conv_variant, keras_layer, keras_layer};
     int nforms = (int)(sizeof forms / sizeof forms[0]);
     for (int i = 0, tries = 0; i < size && tries < size * 20; tries++) {
         int nst = p->nst, nval = p->nval;
