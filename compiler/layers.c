@@ -224,13 +224,13 @@ static sv *dense_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 
 /* ---- Conv2D ------------------------------------------------------------ */
 
-/* dilation_rate comes last (Keras has it before activation): programs that
- * give Conv2D's activation by position keep working. */
+/* dilation_rate and groups come last (Keras has them before activation):
+ * programs that give Conv2D's activation by position keep working. */
 static const layer_param conv2d_params[] = {
     {"filters", NULL}, {"kernel_size", NULL}, {"strides", "1"}, {"padding", "valid"}, {"activation", "linear"},
     {"use_bias", "true"}, {"kernel_initializer", "glorot_uniform"}, {"bias_initializer", "zeros"},
     {"kernel_regularizer", "none"}, {"bias_regularizer", "none"}, {"activity_regularizer", "none"},
-    {"dilation_rate", "1"}, {NULL, NULL}};
+    {"dilation_rate", "1"}, {"groups", "1"}, {NULL, NULL}};
 
 /* dilation_rate, and Keras' rule that it excludes strides > 1 */
 static bool dilation_arg(sema *S, const kd_instance *inst, const int s[2], int d[2])
@@ -296,17 +296,45 @@ static sv *conv2d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
     ok = padding_arg(S, inst, &same) && ok;
     bool use_bias = bool_arg(S, inst, "use_bias", &ok);
     kd_init kinit = init_arg(S, inst, "kernel_initializer", &ok), binit = init_arg(S, inst, "bias_initializer", &ok);
+    int64_t groups = int_arg(S, inst, "groups", 1, &ok);
     if (!ok) return NULL;
+    int64_t channels = x->shape.dims[3];
+    if (channels % groups || filters % groups) {
+        sema_error(S, layer_arg(inst, "groups")->loc,
+                   "Conv2D groups (%lld) must divide both the input channels (%lld) and filters (%lld)",
+                   (long long)groups, (long long)channels, (long long)filters);
+        return NULL;
+    }
     ir_attrs attr = {0};
     if (!dilated_geometry(S, inst, &x->shape, k, d, s, same, &attr, loc)) return NULL;
-    int64_t kdims[4] = {k[0], k[1], x->shape.dims[3], filters};
+    int64_t kdims[4] = {k[0], k[1], channels / groups, filters};
     kd_var *kernel = sema_new_var(S, inst, "kernel", VAR_WEIGHT, ir_shape_of(4, kdims, false), kinit, true, loc);
     kd_var *bias = use_bias ? sema_new_var(S, inst, "bias", VAR_WEIGHT, ir_shape_of(1, &filters, false), binit, true, loc) : NULL;
     if (!kernel || (use_bias && !bias)) return NULL;
     ir_node *w = dilate_kernel(S, NODE(ir_var_read(&S->b, kernel), "Conv2D"), d, loc, "Conv2D");
     if (!w) return NULL;
-    ir_node *ops[2] = {x, w};
-    ir_node *y = NODE(ir_make(&S->b, IR_CONV2D, 2, ops, &attr), "Conv2D");
+    ir_node *y;
+    if (groups == 1) {
+        ir_node *ops[2] = {x, w};
+        y = NODE(ir_make(&S->b, IR_CONV2D, 2, ops, &attr), "Conv2D");
+    } else {
+        /* groups: input channels [g * C/G, (g+1) * C/G) convolved by the kernel's filters
+         * [g * F/G, (g+1) * F/G), side by side in that order (Keras' grouped convolution) */
+        ir_node **parts = kd_alloc_array(S->a, (size_t)groups, sizeof *parts);
+        int64_t cg = channels / groups, fg = filters / groups;
+        for (int64_t g = 0; g < groups; g++) {
+            ir_attrs xs = {0}, ws = {0};
+            for (int a = 0; a < 4; a++) xs.size[a] = x->shape.dims[a], ws.size[a] = w->shape.dims[a];
+            xs.begin[3] = g * cg, xs.size[3] = cg;
+            ws.begin[3] = g * fg, ws.size[3] = fg;
+            ir_node *ops[2] = {NODE(ir_make(&S->b, IR_SLICE, 1, &x, &xs), "Conv2D"),
+                               NODE(ir_make(&S->b, IR_SLICE, 1, &w, &ws), "Conv2D")};
+            if (!ops[0] || !ops[1]) return NULL;
+            if (!(parts[g] = NODE(ir_make(&S->b, IR_CONV2D, 2, ops, &attr), "Conv2D"))) return NULL;
+        }
+        ir_attrs cat = {.axis = 3};
+        y = NODE(ir_make(&S->b, IR_CONCAT, (int)groups, parts, &cat), "Conv2D");
+    }
     if (y && bias) y = NODE(ir_binary(&S->b, IR_ADD, y, NODE(ir_var_read(&S->b, bias), "Conv2D")), "Conv2D");
     return regularized(S, inst, kernel, bias, apply_activation(S, y, layer_arg(inst, "activation"), loc), loc);
 }

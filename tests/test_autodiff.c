@@ -677,7 +677,7 @@ START_TEST(source_keras_layers)
                        "    Normalization(mean: [0.5, -0.25], variance: [4, 0.25])\n"
                        "    UpSampling2D(size: [1, 2])\n"
                        "    Cropping2D([[1, 0], [2, 1]])\n"
-                       "    Conv2D(2, 2, activation: sigmoid)\n"
+                       "    Conv2D(4, 2, activation: sigmoid, groups: 2)\n"
                        "    BatchNormalization(axis: 1)\n"
                        "    SpatialDropout2D(0.4)\n"
                        "    Permute([3, 1, 2])\n"

@@ -194,6 +194,76 @@ START_TEST(relu_arguments)
 }
 END_TEST
 
+static kdh_tensor tensor(const char *name, int rank, const int64_t *shape)
+{
+    kdh_tensor t;
+    kdh_error err;
+    ck_assert_msg(kdh_tensor_alloc(&t, name, KDH_F32, rank, shape, &err) == 0, "%s", err.msg);
+    return t;
+}
+
+/* Conv2D(groups: 2) (TensorFlow.js has no groups): the same as a plain
+ * Conv2D whose kernel is block-diagonal — input channels [2g, 2g + 2) reach
+ * only filters [3g, 3g + 3) — with Keras' kernel [3, 3, in / groups, filters]. */
+START_TEST(conv2d_groups)
+{
+    const char *dir = tu_tmpdir("groups");
+    const char *grouped = "model g {\n    input x: [5, 6, 4]\n    Conv2D(6, 3, padding: same, groups: 2)\n}\n";
+    const char *full = "model f {\n    input x: [5, 6, 4]\n    Conv2D(6, 3, padding: same)\n}\n";
+    ck_assert_int_eq(tu_write(tu_path(dir, "g.kdsl"), grouped, strlen(grouped)), 0);
+    ck_assert_int_eq(tu_write(tu_path(dir, "f.kdsl"), full, strlen(full)), 0);
+    int64_t gk[4] = {3, 3, 2, 6}, fk[4] = {3, 3, 4, 6}, bs[1] = {6}, xs[4] = {2, 5, 6, 4};
+    kdh_tensor g[2] = {tensor("conv2d/kernel", 4, gk), tensor("conv2d/bias", 1, bs)};
+    kdh_tensor f[2] = {tensor("conv2d/kernel", 4, fk), tensor("conv2d/bias", 1, bs)};
+    kdh_tensor x = tensor(NULL, 4, xs);
+    float *gw = g[0].data, *fw = f[0].data, *gb = g[1].data, *fb = f[1].data, *xv = x.data;
+    memset(fw, 0, f[0].nbytes);
+    for (int t = 0; t < 9; t++)
+        for (int c = 0; c < 2; c++)
+            for (int o = 0; o < 6; o++) {
+                float v = (float)sin(0.7 * (t * 12 + c * 6 + o) + 0.3);
+                gw[(t * 2 + c) * 6 + o] = v;
+                fw[(t * 4 + (o / 3) * 2 + c) * 6 + o] = v;   /* filter o belongs to group o / 3 */
+            }
+    for (int o = 0; o < 6; o++) gb[o] = fb[o] = 0.1f * (float)o - 0.2f;
+    for (int i = 0; i < 2 * 5 * 6 * 4; i++) xv[i] = (float)cos(0.37 * i);
+    kdh_error err;
+    ck_assert_msg(kdh_safetensors_write(tu_path(dir, "g.safetensors"), g, 2, NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_msg(kdh_safetensors_write(tu_path(dir, "f.safetensors"), f, 2, NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_msg(kdh_npy_write(tu_path(dir, "x.npy"), &x, &err) == 0, "%s", err.msg);
+    const char *names[2] = {"g", "f"};
+    for (int m = 0; m < 2; m++) {
+        char *out = NULL;
+        int rc = tu_kdslc_run(&out, "predict %s/%s.kdsl --weights %s/%s.safetensors --input %s -o %s/%s_y.npy", dir,
+                              names[m], dir, names[m], tu_path(dir, "x.npy"), dir, names[m]);
+        ck_assert_msg(rc == 0, "%s", out);
+        free(out);
+    }
+    char gy[4200], fy[4200];
+    snprintf(gy, sizeof gy, "%s/g_y.npy", dir);
+    snprintf(fy, sizeof fy, "%s/f_y.npy", dir);
+    kdh_tensor a = read_npy(gy), b = read_npy(fy);
+    ck_assert_int_eq(a.nbytes, b.nbytes);
+    ck_assert_int_eq(a.nbytes, 2 * 5 * 6 * 6 * sizeof(float));
+    double worst = 0, size = 0;
+    for (size_t i = 0; i < a.nbytes / sizeof(float); i++) {
+        worst = fmax(worst, fabs(((float *)a.data)[i] - ((float *)b.data)[i]));
+        size = fmax(size, fabs(((float *)b.data)[i]));
+    }
+    ck_assert_double_gt(size, 0.5);
+    ck_assert_msg(worst < 1e-5, "grouped and block-diagonal convolutions differ by %g", worst);
+    for (int i = 0; i < 2; i++) kdh_tensor_free(&g[i]), kdh_tensor_free(&f[i]);
+    kdh_tensor_free(&x), kdh_tensor_free(&a), kdh_tensor_free(&b);
+    /* Keras' rule: groups divide the channels and the filters */
+    char *out = NULL;
+    const char *bad = "model b {\n    input x: [5, 6, 4]\n    Conv2D(6, 3, groups: 4)\n}\n";
+    ck_assert_int_eq(tu_write(tu_path(dir, "b.kdsl"), bad, strlen(bad)), 0);
+    ck_assert_int_eq(tu_kdslc_run(&out, "summary %s", tu_path(dir, "b.kdsl")), 1);
+    ck_assert_has(out, "Conv2D groups (4) must divide both the input channels (4) and filters (6)");
+    free(out);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("keras_layers");
@@ -203,6 +273,7 @@ int main(void)
     tcase_add_loop_test(t, predict_matches_keras, 0, NCASES);
     tcase_add_test(t, normalization_values);
     tcase_add_test(t, relu_arguments);
+    tcase_add_test(t, conv2d_groups);
     suite_add_tcase(s, t);
     return tu_run_suite(s);
 }
