@@ -1104,6 +1104,42 @@ static sv *gmp1d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 static const layer_param upsampling_params[] = {{"size", "2"}, {"interpolation", "nearest"}, {NULL, NULL}};
 
 /* Nearest neighbour: each pixel repeated size[0] x size[1] times, as a broadcast over two new axes. */
+/* Bilinear resizing of one axis by an integer factor, as Keras 3 resizes
+ * (TensorFlow's half-pixel centres): output index o samples the input at
+ * (o + 0.5) / factor - 0.5, clamped to [0, n - 1], between its two
+ * neighbours. Each output row is a weighted sum of at most two input rows
+ * (slices), the rows concatenated back along the axis. */
+static ir_node *resize_bilinear(sema *S, ir_node *x, int axis, int factor, kd_loc loc)
+{
+    if (factor == 1) return x;
+    ir_builder *b = &S->b;
+    int64_t n = x->shape.dims[axis], m = n * factor;
+    ir_node **rows = kd_alloc_array(S->a, (size_t)m, sizeof *rows);
+    for (int64_t o = 0; o < m; o++) {
+        double src = ((double)o + 0.5) / factor - 0.5;
+        if (src < 0) src = 0;
+        int64_t i0 = (int64_t)src, i1 = i0 + 1 < n ? i0 + 1 : n - 1;
+        double t = src - (double)i0;
+        ir_node *pick[2];
+        int64_t at[2] = {i0, i1};
+        for (int k = 0; k < 2; k++) {
+            ir_attrs sl = {0};
+            for (int a = 0; a < x->shape.rank; a++) sl.size[a] = x->shape.dims[a];
+            sl.begin[axis] = at[k], sl.size[axis] = 1;
+            pick[k] = NODE(ir_make(b, IR_SLICE, 1, &x, &sl), "UpSampling2D");
+            if (!pick[k]) return NULL;
+        }
+        if (t == 0 || i0 == i1) rows[o] = pick[0];
+        else {
+            ir_node *lo = NODE(ir_binary(b, IR_MUL, pick[0], ir_scalar(b, 1 - t)), "UpSampling2D");
+            ir_node *hi = NODE(ir_binary(b, IR_MUL, pick[1], ir_scalar(b, t)), "UpSampling2D");
+            if (!lo || !hi || !(rows[o] = NODE(ir_binary(b, IR_ADD, lo, hi), "UpSampling2D"))) return NULL;
+        }
+    }
+    ir_attrs cat = {.axis = axis};
+    return NODE(ir_make(b, IR_CONCAT, (int)m, rows, &cat), "UpSampling2D");
+}
+
 static sv *upsampling_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 {
     (void)n;
@@ -1113,9 +1149,15 @@ static sv *upsampling_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc l
     if (!pair_arg(S, inst, "size", f)) return NULL;
     sv *interp = layer_arg(inst, "interpolation");
     const char *how = interp && (interp->kind == SV_IDENT || interp->kind == SV_STRING) ? interp->s : NULL;
+    if (how && !strcmp(how, "bilinear")) {
+        ir_node *y = resize_bilinear(S, x, 1, f[0], loc);
+        return result(S, y ? resize_bilinear(S, y, 2, f[1], loc) : NULL, loc);
+    }
     if (!how || strcmp(how, "nearest")) {
-        sema_error(S, interp ? interp->loc : loc, "UpSampling2D interpolation must be nearest%s%s%s",
-                   how ? " (bilinear is not supported yet), got '" : "", how ? how : "", how ? "'" : "");
+        const char *known[] = {"nearest", "bilinear"};
+        const char *near = how ? kd_nearest(how, known, 2) : NULL;
+        sema_error(S, interp ? interp->loc : loc, "UpSampling2D interpolation must be nearest or bilinear%s%s%s",
+                   how ? ", got '" : "", how ? how : "", how ? (near ? kd_format(S->a, "'; did you mean '%s'?", near) : "'") : "");
         return NULL;
     }
     int64_t h = x->shape.dims[1], w = x->shape.dims[2], c = x->shape.dims[3];

@@ -676,6 +676,7 @@ START_TEST(source_keras_layers)
                        "    input x: [3, 4, 2]\n"
                        "    Normalization(mean: [0.5, -0.25], variance: [4, 0.25])\n"
                        "    UpSampling2D(size: [1, 2])\n"
+                       "    UpSampling2D(size: [2, 1], interpolation: bilinear)\n"
                        "    Cropping2D([[1, 0], [2, 1]])\n"
                        "    Conv2D(4, 2, activation: sigmoid, groups: 2)\n"
                        "    BatchNormalization(axis: 1)\n"

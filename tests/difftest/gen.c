@@ -518,7 +518,7 @@ static int keras_layer(gen *g)
         if (chance(g, 50)) {
             int a = between(g, 1, 2), b = between(g, 1, 2);
             return define(g, (dt_shape){3, {s->d[0] * a, s->d[1] * b, s->d[2]}}, g->mag[x], -1, -1, 1, &x,
-                          "UpSampling2D($0, size: [%d, %d])", a, b);
+                          "UpSampling2D($0, size: [%d, %d]%s)", a, b, chance(g, 50) ? ", interpolation: bilinear" : "");
         }
         int t = below(g, s->d[0]), l = below(g, s->d[1]);
         return define(g, (dt_shape){3, {s->d[0] - t, s->d[1] - l, s->d[2]}}, g->mag[x], -1, -1, 1, &x,
