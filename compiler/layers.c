@@ -339,6 +339,51 @@ static sv *conv2d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
     return regularized(S, inst, kernel, bias, apply_activation(S, y, layer_arg(inst, "activation"), loc), loc);
 }
 
+/* ---- Conv2DTranspose ------------------------------------------------------ */
+
+static const layer_param conv_transpose_params[] = {
+    {"filters", NULL}, {"kernel_size", NULL}, {"strides", "1"}, {"padding", "valid"}, {"activation", "linear"},
+    {"use_bias", "true"}, {"kernel_initializer", "glorot_uniform"}, {"bias_initializer", "zeros"},
+    {"kernel_regularizer", "none"}, {"bias_regularizer", "none"}, {"activity_regularizer", "none"}, {NULL, NULL}};
+
+/* The gradient of a convolution with respect to its input, used forward:
+ * the convolution that maps an output of the size Keras gives ((H - 1) *
+ * stride + kernel for valid, H * stride for same) back to x, transposed.
+ * Kernel [kh, kw, filters, in], as Keras lays it out. */
+static sv *conv_transpose_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    if (!need_rank(S, inst, x, 3, loc)) return NULL;
+    bool ok = true, same = false;
+    int k[2], s[2];
+    int64_t filters = int_arg(S, inst, "filters", 1, &ok);
+    ok = pair_arg(S, inst, "kernel_size", k) && ok;
+    ok = pair_arg(S, inst, "strides", s) && ok;
+    ok = padding_arg(S, inst, &same) && ok;
+    bool use_bias = bool_arg(S, inst, "use_bias", &ok);
+    kd_init kinit = init_arg(S, inst, "kernel_initializer", &ok), binit = init_arg(S, inst, "bias_initializer", &ok);
+    if (!ok) return NULL;
+    int64_t out_hw[2], channels = x->shape.dims[3];
+    for (int d = 0; d < 2; d++)
+        out_hw[d] = same ? x->shape.dims[1 + d] * s[d] : (x->shape.dims[1 + d] - 1) * s[d] + k[d];
+    int64_t odims[3] = {out_hw[0], out_hw[1], filters};
+    ir_shape out = ir_shape_of(3, odims, true);
+    ir_attrs attr = {0};
+    if (!window_geometry(S, inst, &out, k, s, same, &attr, loc)) return NULL;
+    attr.shape = out;
+    int64_t kdims[4] = {k[0], k[1], filters, channels};
+    kd_var *kernel = sema_new_var(S, inst, "kernel", VAR_WEIGHT, ir_shape_of(4, kdims, false), kinit, true, loc);
+    kd_var *bias = use_bias ? sema_new_var(S, inst, "bias", VAR_WEIGHT, ir_shape_of(1, &filters, false), binit, true, loc) : NULL;
+    if (!kernel || (use_bias && !bias)) return NULL;
+    ir_node *w = NODE(ir_var_read(&S->b, kernel), "Conv2DTranspose");
+    if (!w) return NULL;
+    ir_node *ops[2] = {x, w};
+    ir_node *y = NODE(ir_make(&S->b, IR_CONV2D_BWD_DATA, 2, ops, &attr), "Conv2DTranspose");
+    if (y && bias) y = NODE(ir_binary(&S->b, IR_ADD, y, NODE(ir_var_read(&S->b, bias), "Conv2DTranspose")), "Conv2DTranspose");
+    return regularized(S, inst, kernel, bias, apply_activation(S, y, layer_arg(inst, "activation"), loc), loc);
+}
+
 /* ---- DepthwiseConv2D, SeparableConv2D ----------------------------------- */
 
 static const layer_param depthwise_params[] = {
@@ -1402,6 +1447,7 @@ static const layer_def layer_table[] = {
     {"Conv2D", 1, conv2d_params, conv2d_apply},
     {"DepthwiseConv2D", 1, depthwise_params, depthwise_apply},
     {"SeparableConv2D", 1, separable_params, separable_apply},
+    {"Conv2DTranspose", 1, conv_transpose_params, conv_transpose_apply},
     {"MaxPooling2D", 1, pool_params, maxpool_apply},
     {"AveragePooling2D", 1, pool_params, avgpool_apply},
     {"GlobalAveragePooling2D", 1, no_params, gap_apply},

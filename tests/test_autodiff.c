@@ -679,6 +679,7 @@ START_TEST(source_keras_layers)
                        "    UpSampling2D(size: [2, 1], interpolation: bilinear)\n"
                        "    Cropping2D([[1, 0], [2, 1]])\n"
                        "    Conv2D(4, 2, activation: sigmoid, groups: 2)\n"
+                       "    Conv2DTranspose(2, 2, strides: 2, padding: same)\n"
                        "    BatchNormalization(axis: 1)\n"
                        "    SpatialDropout2D(0.4)\n"
                        "    Permute([3, 1, 2])\n"

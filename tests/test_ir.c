@@ -480,8 +480,9 @@ START_TEST(op_table)
         for (int j = 0; j < op; j++) ck_assert_str_ne(ir_ops[op]->name, ir_ops[j]->name);
     }
     /* Only ops that are gradients themselves, or made after autodiff (fusion),
-     * lack a vjp (leaves have no inputs). */
-    ir_op no_vjp[] = {IR_ACT_GRAD, IR_MAX_GRAD, IR_CONV2D_BWD_DATA, IR_CONV2D_BWD_FILTER,
+     * lack a vjp (leaves have no inputs); conv2d_bwd_data has one, being
+     * Conv2DTranspose's forward op too. */
+    ir_op no_vjp[] = {IR_ACT_GRAD, IR_MAX_GRAD, IR_CONV2D_BWD_FILTER,
                       IR_DEPTHWISE_CONV2D_BWD_DATA, IR_DEPTHWISE_CONV2D_BWD_FILTER,
                       IR_MAXPOOL2D_GRAD, IR_AVGPOOL2D_GRAD, IR_SOFTMAX_XENT_GRAD,
                       IR_FUSED_MATMUL, IR_FUSED_CONV2D};

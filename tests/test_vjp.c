@@ -457,6 +457,29 @@ static void set_padding(ir_attrs *a, int64_t h, int64_t w, int kh, int kw, int s
     }
 }
 
+/* conv2d_bwd_data as Conv2DTranspose's forward op: the gradient of a
+ * convolution's input, differentiated in turn (dy and the kernel). */
+START_TEST(conv2d_transpose)
+{
+    const conv_case *k = &conv_cases[_i];
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_attrs a = {0};
+    set_padding(&a, k->h, k->w, (int)k->kh, (int)k->kw, k->stride, k->same);
+    a.shape = ir_shape_of(3, D(k->h, k->w, k->cin), true);
+    int64_t oh = k->same ? (k->h + k->stride - 1) / k->stride : (k->h - k->kh) / k->stride + 1;
+    int64_t ow = k->same ? (k->w + k->stride - 1) / k->stride : (k->w - k->kw) / k->stride + 1;
+    ir_node *in[2] = {gc_input(&c, 3, D(oh, ow, k->f), GC_UNIFORM, -1, 1),
+                      gc_var(&c, "kernel", 4, D(k->kh, k->kw, k->cin, k->f), GC_UNIFORM, -1, 1, true)};
+    ir_node *y = ir_make(&c.b, IR_CONV2D_BWD_DATA, 2, in, &a);
+    ck_assert_msg(y != NULL, "%s", c.b.why);
+    expect_grads(&c, y, 2, in);
+    ck_assert_int_eq(gc_count_op(c.g, IR_CONV2D), 1);
+    ck_assert_int_eq(gc_count_op(c.g, IR_CONV2D_BWD_FILTER), 1);
+    gc_free(&c);
+}
+END_TEST
+
 START_TEST(conv2d)
 {
     const conv_case *k = &conv_cases[_i];
@@ -652,6 +675,7 @@ static Suite *vjp_suite(void)
     tcase_add_loop_test(t, softmax, 0, 4);
     tcase_add_test(t, dropout);
     tcase_add_loop_test(t, conv2d, 0, sizeof conv_cases / sizeof conv_cases[0]);
+    tcase_add_loop_test(t, conv2d_transpose, 0, sizeof conv_cases / sizeof conv_cases[0]);
     tcase_add_loop_test(t, depthwise_conv2d, 0, sizeof dw_cases / sizeof dw_cases[0]);
     tcase_add_test(t, depthwise_conv2d_values);
     tcase_add_loop_test(t, pool, 0, sizeof pool_cases / sizeof pool_cases[0]);

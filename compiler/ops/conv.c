@@ -133,9 +133,27 @@ static void vjp_conv2d(ir_builder *b, ir_node *n, ir_node *dy, const bool *want,
 #define CONV_ATTRS (IR_ATTR_STRIDE | IR_ATTR_PAD)
 const ir_op_info ir_op_conv2d = {.name = "conv2d", .arity = 2, .attrs = CONV_ATTRS,
                                  .shape = shape_conv2d, .vjp = vjp_conv2d, .eval = eval_conv2d};
+/* conv2d_bwd_data is also Conv2DTranspose's forward op, so it has a vjp: out = A(w)^T dy for the
+ * convolution A(w) x = conv2d(x, w), hence d/d(dy) = A(w) g = conv2d(g, w), and
+ * d/dw <g, A(w)^T dy> = d/dw <conv2d(g, w), dy> = conv2d_bwd_filter(g, dy). */
+static void vjp_conv2d_bwd_data(ir_builder *b, ir_node *n, ir_node *g, const bool *want, ir_node **grads)
+{
+    ir_attrs a = n->attr;
+    if (want[0]) {
+        ir_node *in[2] = {g, n->in[1]};
+        grads[0] = ir_make(b, IR_CONV2D, 2, in, &a);
+    }
+    if (want[1]) {
+        a.shape = n->in[1]->shape;
+        ir_node *in[2] = {g, n->in[0]};
+        grads[1] = ir_make(b, IR_CONV2D_BWD_FILTER, 2, in, &a);
+    }
+}
+
 const ir_op_info ir_op_conv2d_bwd_data = {.name = "conv2d_bwd_data", .arity = 2,
                                           .attrs = CONV_ATTRS | IR_ATTR_SHAPE,
-                                          .shape = shape_conv2d_bwd_data, .eval = eval_conv2d_bwd_data};
+                                          .shape = shape_conv2d_bwd_data, .vjp = vjp_conv2d_bwd_data,
+                                          .eval = eval_conv2d_bwd_data};
 const ir_op_info ir_op_conv2d_bwd_filter = {.name = "conv2d_bwd_filter", .arity = 2,
                                             .attrs = CONV_ATTRS | IR_ATTR_SHAPE,
                                             .shape = shape_conv2d_bwd_filter, .eval = eval_conv2d_bwd_filter};

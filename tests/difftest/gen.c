@@ -511,10 +511,19 @@ static int keras_layer(gen *g)
         default: return define(g, s, m / 1.5 + 1, -1, -1, 1, &x, "Normalization($0, mean: 0.25, variance: 2.25)");
         }
     }
-    case 5: {   /* UpSampling2D, Cropping2D */
+    case 5: {   /* Conv2DTranspose, UpSampling2D, Cropping2D */
         int x = pick(g, image, NULL);
         if (x < 0) return -1;
         const dt_shape *s = &g->p->val[x];
+        if (chance(g, 30)) {   /* Conv2DTranspose */
+            int k = between(g, 1, 3), st = between(g, 1, 2), f = between(g, 1, 3);
+            bool same = chance(g, 50);
+            int oh = same ? s->d[0] * st : (s->d[0] - 1) * st + k, ow = same ? s->d[1] * st : (s->d[1] - 1) * st + k;
+            const char *a = activation(g);
+            return define(g, (dt_shape){3, {oh, ow, f}}, act_mag(a, g->mag[x] * 0.7 * sqrt((double)(k * k * s->d[2])) + 1),
+                          -1, -1, 1, &x, "Conv2DTranspose($0, %d, %d, strides: %d, padding: %s, activation: %s)", f, k, st,
+                          same ? "same" : "valid", a);
+        }
         if (chance(g, 50)) {
             int a = between(g, 1, 2), b = between(g, 1, 2);
             return define(g, (dt_shape){3, {s->d[0] * a, s->d[1] * b, s->d[2]}}, g->mag[x], -1, -1, 1, &x,
