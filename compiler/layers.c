@@ -509,6 +509,39 @@ static sv *gmp_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
     return global_pool_apply(S, inst, in[0]->t, IR_MAX, loc);
 }
 
+/* An amount per side, as ZeroPadding2D's padding and Cropping2D's cropping
+ * take it: n, [h, w] or [[top, bottom], [left, right]]; out: top, bottom, left, right. */
+static bool sides_arg(sema *S, const kd_instance *inst, const char *name, int64_t out[4])
+{
+    sv *p = layer_arg(inst, name);
+    const char *what = kd_format(S->a, "%s %s", inst->type, name);
+    int64_t v;
+    if (p->kind == SV_LIST && p->n == 2 && p->items[0]->kind == SV_LIST) {
+        for (int d = 0; d < 2; d++) {
+            sv *pair = p->items[d];
+            if (pair->kind != SV_LIST || pair->n != 2) goto bad;
+            for (int k = 0; k < 2; k++) {
+                if (!sv_as_int(S, pair->items[k], &v, what)) return false;
+                out[2 * d + k] = v;
+            }
+        }
+    } else if (p->kind == SV_LIST && p->n == 2) {
+        for (int d = 0; d < 2; d++) {
+            if (!sv_as_int(S, p->items[d], &v, what)) return false;
+            out[2 * d] = out[2 * d + 1] = v;
+        }
+    } else if (p->kind == SV_INT) {
+        out[0] = out[1] = out[2] = out[3] = p->i;
+    } else
+        goto bad;
+    for (int i = 0; i < 4; i++)
+        if (out[i] < 0 || out[i] > 65536) goto bad;
+    return true;
+bad:
+    sema_error(S, p->loc, "%s must be an integer, [h, w] or [[top, bottom], [left, right]] of non-negative integers", what);
+    return false;
+}
+
 /* ---- ZeroPadding2D ----------------------------------------------------- */
 
 static const layer_param zeropad_params[] = {{"padding", "1"}, {NULL, NULL}};
@@ -518,38 +551,14 @@ static sv *zeropad_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
     (void)n;
     ir_node *x = in[0]->t;
     if (!need_rank(S, inst, x, 3, loc)) return NULL;
-    sv *p = layer_arg(inst, "padding");
     int64_t pad[4]; /* top, bottom, left, right */
-    int64_t v;
-    if (p->kind == SV_LIST && p->n == 2 && p->items[0]->kind == SV_LIST) {
-        for (int d = 0; d < 2; d++) {
-            sv *pair = p->items[d];
-            if (pair->kind != SV_LIST || pair->n != 2) goto bad;
-            for (int k = 0; k < 2; k++) {
-                if (!sv_as_int(S, pair->items[k], &v, "ZeroPadding2D padding")) return NULL;
-                pad[2 * d + k] = v;
-            }
-        }
-    } else if (p->kind == SV_LIST && p->n == 2) {
-        for (int d = 0; d < 2; d++) {
-            if (!sv_as_int(S, p->items[d], &v, "ZeroPadding2D padding")) return NULL;
-            pad[2 * d] = pad[2 * d + 1] = v;
-        }
-    } else if (p->kind == SV_INT) {
-        pad[0] = pad[1] = pad[2] = pad[3] = p->i;
-    } else
-        goto bad;
-    for (int i = 0; i < 4; i++)
-        if (pad[i] < 0 || pad[i] > 65536) goto bad;
+    if (!sides_arg(S, inst, "padding", pad)) return NULL;
     ir_attrs attr = {0};
     attr.pad_lo[1] = pad[0];
     attr.pad_hi[1] = pad[1];
     attr.pad_lo[2] = pad[2];
     attr.pad_hi[2] = pad[3];
     return result(S, NODE(ir_make(&S->b, IR_PAD, 1, &x, &attr), "ZeroPadding2D"), loc);
-bad:
-    sema_error(S, p->loc, "ZeroPadding2D padding must be an integer, [h, w] or [[top, bottom], [left, right]] of non-negative integers");
-    return NULL;
 }
 
 /* ---- shape layers ------------------------------------------------------ */
@@ -1221,28 +1230,9 @@ static sv *cropping_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc
     (void)n;
     ir_node *x = in[0]->t;
     if (!need_rank(S, inst, x, 3, loc)) return NULL;
+    int64_t crop[4];   /* top, bottom, left, right */
+    if (!sides_arg(S, inst, "cropping", crop)) return NULL;
     sv *p = layer_arg(inst, "cropping");
-    int64_t crop[4], v;   /* top, bottom, left, right */
-    if (p->kind == SV_LIST && p->n == 2 && p->items[0]->kind == SV_LIST) {
-        for (int d = 0; d < 2; d++) {
-            sv *pair = p->items[d];
-            if (pair->kind != SV_LIST || pair->n != 2) goto bad;
-            for (int k = 0; k < 2; k++) {
-                if (!sv_as_int(S, pair->items[k], &v, "Cropping2D cropping")) return NULL;
-                crop[2 * d + k] = v;
-            }
-        }
-    } else if (p->kind == SV_LIST && p->n == 2) {
-        for (int d = 0; d < 2; d++) {
-            if (!sv_as_int(S, p->items[d], &v, "Cropping2D cropping")) return NULL;
-            crop[2 * d] = crop[2 * d + 1] = v;
-        }
-    } else if (p->kind == SV_INT) {
-        crop[0] = crop[1] = crop[2] = crop[3] = p->i;
-    } else
-        goto bad;
-    for (int i = 0; i < 4; i++)
-        if (crop[i] < 0) goto bad;
     if (crop[0] + crop[1] >= x->shape.dims[1] || crop[2] + crop[3] >= x->shape.dims[2]) {
         char buf[128];
         sema_error(S, p->loc, "Cropping2D crops all of its input %s", ir_shape_sample(&x->shape, buf, sizeof buf));
@@ -1254,10 +1244,6 @@ static sv *cropping_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc
     ir_attrs attr = {0};
     for (int d = 0; d < 4; d++) attr.begin[d] = begin[d], attr.size[d] = size[d];
     return result(S, NODE(ir_make(&S->b, IR_SLICE, 1, &x, &attr), "Cropping2D"), loc);
-bad:
-    sema_error(S, p->loc, "Cropping2D cropping must be an integer, [h, w] or [[top, bottom], [left, right]] of "
-               "non-negative integers");
-    return NULL;
 }
 
 /* ---- axes ------------------------------------------------------------------------ */
