@@ -1090,8 +1090,13 @@ static sv *conv1d_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
     int k[2] = {1, k1}, s[2] = {1, s1};
     ir_attrs attr = {0};
     ir_node *img = as_image(S, x, "Conv1D", loc);
-    if (!img || !window_geometry(S, inst, &img->shape, k, s, padding == 1, &attr, loc)) return NULL;
-    if (padding == 2) attr.pad_lo[1] = k1 - 1, attr.pad_hi[1] = 0;   /* causal: all the padding before the first step */
+    if (!img) return NULL;
+    if (padding == 2) {   /* causal: all the padding, kernel_size - 1, before the first step; any length fits */
+        attr.window[0] = 1, attr.window[1] = k1;
+        attr.stride[0] = 1, attr.stride[1] = s1;
+        attr.pad_lo[1] = k1 - 1;
+    } else if (!window_geometry(S, inst, &img->shape, k, s, padding == 1, &attr, loc))
+        return NULL;
     /* Keras' kernel [kernel_size, in, filters], seen by the 2-D convolution as [1, kernel_size, in, filters] */
     int64_t kdims[3] = {k1, x->shape.dims[2], filters}, k4[4] = {1, k1, x->shape.dims[2], filters};
     kd_var *kernel = sema_new_var(S, inst, "kernel", VAR_WEIGHT, ir_shape_of(3, kdims, false), kinit, true, loc);
