@@ -393,6 +393,14 @@ static void call(emitter *E, const lp_call *c)
             if (a->e->kind == LP_E_REAL) put_real(E->out, a->e->rval, false);
             else expr_as(E, a->e, 0, true);
             break;
+        case LP_A_U64:   /* a seed: a constant is written unsigned, as -Wconversion wants */
+            if (a->e->kind == LP_E_INT) fprintf(E->out, "%lluULL", (unsigned long long)a->e->ival);
+            else expr(E, a->e, 0);
+            break;
+        case LP_A_LONG:  /* the step (unsigned long long) as a stream number */
+            if (a->e->kind == LP_E_PARAM) fputs("(long)", E->out);
+            expr(E, a->e, 0);
+            break;
         default: expr(E, a->e, 0); break;
         }
     }

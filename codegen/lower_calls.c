@@ -16,6 +16,7 @@ bool lw_is_call_op(const ir_node *n)
     case IR_CONV2D_BWD_DATA: case IR_CONV2D_BWD_FILTER:
     case IR_MAXPOOL2D: case IR_MAXPOOL2D_GRAD: case IR_AVGPOOL2D: case IR_AVGPOOL2D_GRAD:
     case IR_SOFTMAX_XENT: case IR_SOFTMAX_XENT_GRAD:
+    case IR_GAUSSIAN_NOISE:
         return true;
     case IR_SOFTMAX:
     case IR_LOG_SOFTMAX: return n->attr.axis == n->shape.rank - 1;
@@ -335,6 +336,23 @@ static bool softmax_xent(lower *L, ir_node *n, lp_buf *dst)
     return !L->failed;
 }
 
+/* GaussianNoise's noise: the normal initialiser over the whole batched
+ * tensor, seeded by the node's salt, its stream the training step. */
+static bool gaussian_noise(lower *L, ir_node *n, lp_buf *dst)
+{
+    kd_arena *a = L->a;
+    call_builder cb = call_begin(L, LP_K_INIT_NORMAL);
+    arg_buf(&cb, dst);
+    arg_int(&cb, lw_count(L, &n->shape));
+    arg_int(&cb, lp_int(a, (int64_t)kdk_noise_seed(L->p->dropout_seed, (uint32_t)n->attr.index)));
+    arg_int(&cb, lp_param_ref(a, LP_P_STEP));
+    arg_real(&cb, lp_real(a, 0));
+    arg_real(&cb, lp_real(a, n->attr.scalar));
+    arg_const(&cb, 0);
+    call_end(&cb);
+    return !L->failed;
+}
+
 bool lw_call_kernel(lower *L, ir_node *n, lp_buf *dst)
 {
     switch (n->op) {
@@ -352,6 +370,7 @@ bool lw_call_kernel(lower *L, ir_node *n, lp_buf *dst)
     case IR_LOG_SOFTMAX: return softmax(L, n, dst);
     case IR_SOFTMAX_XENT:
     case IR_SOFTMAX_XENT_GRAD: return softmax_xent(L, n, dst);
+    case IR_GAUSSIAN_NOISE: return gaussian_noise(L, n, dst);
     default: return lw_fail(L, "%s: not a kernel call", ir_ops[n->op]->name);
     }
 }

@@ -62,6 +62,8 @@ typedef enum ir_op {
     IR_SOFTMAX, IR_LOG_SOFTMAX,             /* over `axis` */
     IR_DROPOUT_MASK, /* leaf: 0 or 1/(1-rate) per element of `shape`; rate = scalar, salt = index;
                       * from (HYPER_SEED, HYPER_STEP) through runtime/random.h */
+    IR_GAUSSIAN_NOISE, /* leaf: normal noise of stddev `scalar` per element of `shape`; salt = index;
+                        * init_normal from (kdk_noise_seed(HYPER_SEED, salt), HYPER_STEP), random.h */
     /* 2-D convolution and pooling over NHWC; pad_lo[0..1] = top, left and
      * pad_hi[0..1] = bottom, right (zeros); out H = (H + top + bottom - kh) / stride + 1 */
     IR_CONV2D,       /* (x [N,H,W,C], w [kh,kw,C,F]) -> [N,Ho,Wo,F]; stride[2] */

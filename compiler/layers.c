@@ -1411,6 +1411,28 @@ static sv *layernorm_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc lo
     return result(S, y, loc);
 }
 
+static const layer_param gaussian_noise_params[] = {{"stddev", NULL}, {"seed", "none"}, {NULL, NULL}};
+
+/* GaussianNoise: in training x + noise of the given stddev, a fresh draw each
+ * step (the train block's seed; the layer's own `seed` is accepted and, as
+ * with Dropout, not used); in inference x. */
+static sv *gaussian_noise_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    bool ok = true;
+    double stddev = num_arg(S, inst, "stddev", &ok);
+    if (!ok) return NULL;
+    if (!(stddev >= 0 && stddev < 1e30)) {
+        sema_error(S, layer_arg(inst, "stddev")->loc, "GaussianNoise stddev must be a non-negative number, got %g", stddev);
+        return NULL;
+    }
+    if (!S->training || stddev == 0 || !x->shape.batched) return result(S, x, loc);
+    ir_attrs attr = {.scalar = stddev, .index = S->b.g->nodes.len};
+    ir_node *noise = NODE(ir_leaf(&S->b, IR_GAUSSIAN_NOISE, x->shape, &attr, -1), "GaussianNoise");
+    return result(S, noise ? NODE(ir_binary(&S->b, IR_ADD, x, noise), "GaussianNoise") : NULL, loc);
+}
+
 /* SpatialDropout2D: one mask value per sample and channel, for every pixel. */
 static sv *spatial_dropout_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 {
@@ -1448,6 +1470,7 @@ static const layer_def layer_table[] = {
     {"Reshape", 1, reshape_params, reshape_apply},
     {"Dropout", 1, dropout_params, dropout_apply},
     {"SpatialDropout2D", 1, dropout_params, spatial_dropout_apply},
+    {"GaussianNoise", 1, gaussian_noise_params, gaussian_noise_apply},
     {"Conv1D", 1, conv1d_params, conv1d_apply},
     {"MaxPooling1D", 1, pool_params, maxpool1d_apply},
     {"AveragePooling1D", 1, pool_params, avgpool1d_apply},

@@ -56,6 +56,14 @@ static inline uint32_t kdk_dropout_threshold(double rate)
     return (uint32_t)(rate * 16777216.0 + 0.5);
 }
 
+/* GaussianNoise: node `salt`'s noise at training step `step` is
+ * init_normal(p, n, kdk_noise_seed(seed, salt), step, 0, stddev, untruncated),
+ * so it too is a pure function of the seed, the step and the element. */
+static inline uint64_t kdk_noise_seed(uint64_t seed, uint32_t salt)
+{
+    return kdk_mix64(kdk_mix64(seed ^ 0x6e6f697365ULL) ^ salt);
+}
+
 /* A uniform double in [0, 1): element `counter` of stream `stream`. */
 static inline double kdk_uniform01(uint64_t seed, uint64_t stream, uint64_t counter)
 {

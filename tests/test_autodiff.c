@@ -660,6 +660,7 @@ START_TEST(source_keras_layers)
                        "    Conv1D(3, 3, padding: causal, activation: tanh)\n"
                        "    Conv1D(2, 2, strides: 2, padding: same)\n"
                        "    LayerNormalization()\n"
+                       "    GaussianNoise(0.3)\n"
                        "    Dense(3)\n"
                        "    AveragePooling1D(2, strides: 1, padding: same)\n"
                        "    MaxPooling1D(2)\n"
@@ -757,6 +758,45 @@ START_TEST(regularizers_add_to_loss)
 }
 END_TEST
 
+/* GaussianNoise draws, in training, normal noise of its stddev: over 4 x
+ * 1,000 values its mean is 0 and its standard deviation 0.5 to within a few
+ * percent; the same step gives the same noise, the next step other noise;
+ * inference has none. */
+START_TEST(gaussian_noise_draws)
+{
+    const char *text = "model n {\n    input x: [1000]\n    output y = Dense(GaussianNoise(x, 0.5), 1)\n}\n"
+                       "train n {\n    loss: MeanSquaredError()\n    optimizer: SGD()\n}\n";
+    src_model sm;
+    src_open(&sm, text, 4, false);
+    const ir_node *noise = NULL;
+    for (int i = 0; i < sm.tg.g->nodes.len; i++)
+        if (((const ir_node *)sm.tg.g->nodes.items[i])->op == IR_GAUSSIAN_NOISE) noise = sm.tg.g->nodes.items[i];
+    ck_assert_ptr_nonnull(noise);
+    ck_assert_int_eq(gc_count_op(sm.m->infer, IR_GAUSSIAN_NOISE), 0);
+    ir_values *v = src_run(&sm), *again = src_run(&sm);
+    sm.hyper[IR_HYPER_STEP] += 1;
+    ir_values *next = src_run(&sm);
+    const double *z = ir_value(v, noise), *z2 = ir_value(again, noise), *z3 = ir_value(next, noise);
+    double sum = 0, sq = 0;
+    int same = 0, differ = 0;
+    for (int i = 0; i < 4000; i++) {
+        sum += z[i];
+        sq += z[i] * z[i];
+        same += z[i] == z2[i];
+        differ += z[i] != z3[i];
+    }
+    double mean = sum / 4000, sd = sqrt(sq / 4000 - mean * mean);
+    ck_assert_msg(fabs(mean) < 0.03, "mean %g", mean);                 /* 4 standard errors */
+    ck_assert_msg(fabs(sd - 0.5) < 0.025, "standard deviation %g", sd);
+    ck_assert_int_eq(same, 4000);
+    ck_assert_int_eq(differ, 4000);
+    ir_values_free(v);
+    ir_values_free(again);
+    ir_values_free(next);
+    src_close(&sm);
+}
+END_TEST
+
 START_TEST(source_cnn)
 {
     check_source_grads("model c {\n"
@@ -829,6 +869,7 @@ static Suite *autodiff_suite(void)
     tcase_add_test(t, source_mlp_bn_dropout);
     tcase_add_test(t, source_cnn);
     tcase_add_test(t, regularizers_add_to_loss);
+    tcase_add_test(t, gaussian_noise_draws);
     tcase_add_test(t, source_keras_layers);
     tcase_add_test(t, source_linear_regression);
     suite_add_tcase(s, t);

@@ -1,5 +1,6 @@
 /* nn.c — softmax, log-softmax and the dropout mask. */
 #include "ops.h"
+#include "kernels.h"
 #include "random.h"
 #include "../interp.h"
 
@@ -76,6 +77,21 @@ static void eval_dropout_mask(const ir_eval_ctx *c, const ir_node *n)
         y[i] = kdk_dropout_bits(seed, step, (uint32_t)n->attr.index, (uint64_t)i) >= thr ? scale : 0;
 }
 
+static bool shape_gaussian_noise(ir_builder *b, ir_node *n)
+{
+    if (!ops_shape_attr(b, n)) return false;
+    if (!(n->attr.scalar >= 0 && n->attr.scalar < 1e30))
+        return ops_fail(b, n, "stddev %g is not a non-negative number", n->attr.scalar);
+    return true;
+}
+
+static void eval_gaussian_noise(const ir_eval_ctx *c, const ir_node *n)
+{
+    uint64_t seed = kdk_noise_seed((uint64_t)c->hyper[IR_HYPER_SEED], (uint32_t)n->attr.index);
+    kdk_dinit_normal(ir_eval_out(c, n), (long)ir_eval_count(c, &n->shape), seed, (long)c->hyper[IR_HYPER_STEP], 0,
+                     n->attr.scalar, 0);
+}
+
 const ir_op_info ir_op_softmax = {.name = "softmax", .arity = 1, .attrs = IR_ATTR_AXIS,
                                   .shape = shape_softmax, .vjp = vjp_softmax, .eval = eval_softmax};
 const ir_op_info ir_op_log_softmax = {.name = "log_softmax", .arity = 1, .attrs = IR_ATTR_AXIS,
@@ -84,3 +100,7 @@ const ir_op_info ir_op_log_softmax = {.name = "log_softmax", .arity = 1, .attrs 
 const ir_op_info ir_op_dropout_mask = {.name = "dropout_mask", .arity = 0,
                                        .attrs = IR_ATTR_SCALAR | IR_ATTR_INDEX | IR_ATTR_SHAPE,
                                        .shape = shape_dropout_mask, .eval = eval_dropout_mask};
+/* A leaf, like the dropout mask: the noise is constant in the input. */
+const ir_op_info ir_op_gaussian_noise = {.name = "gaussian_noise", .arity = 0,
+                                         .attrs = IR_ATTR_SCALAR | IR_ATTR_INDEX | IR_ATTR_SHAPE,
+                                         .shape = shape_gaussian_noise, .eval = eval_gaussian_noise};

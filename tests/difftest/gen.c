@@ -497,12 +497,13 @@ static int keras_layer(gen *g)
                           "Dot([$0, $1], axes: 1%s)", chance(g, 50) ? ", normalize: true" : "");
         return define(g, s, fmax(g->mag[x], g->mag[y]), -1, -1, 2, ops, "Minimum([$0, $1])");
     }
-    case 4: {   /* the activation layers, Rescaling, Normalization */
+    case 4: {   /* the activation layers, Rescaling, Normalization, GaussianNoise */
         int x = pick(g, any, NULL);
         if (x < 0) return -1;
         dt_shape s = g->p->val[x];
         double m = g->mag[x];
-        switch (below(g, 6)) {
+        switch (below(g, 7)) {
+        case 6: return define(g, s, m + 1, -1, -1, 1, &x, "GaussianNoise($0, 0.2)");
         case 0: return define(g, s, 2, -1, -1, 1, &x, "ReLU($0, max_value: 2, negative_slope: 0.25, threshold: 0.1)");
         case 1: return define(g, s, m, -1, -1, 1, &x, "LeakyReLU($0, negative_slope: 0.2)");
         case 2: return define(g, s, m + 1, -1, -1, 1, &x, "ELU($0, alpha: 0.5)");
