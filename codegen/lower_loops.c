@@ -258,28 +258,7 @@ static lp_expr *act_grad_expr(kd_arena *a, int act, lp_expr *x, lp_expr *dy, lp_
 
 #undef ACT_F
 #undef ACT_DF
-#undef X
-#undef Y
-#undef DY
-#undef P
-#undef K
-#undef ADD
-#undef SUB
-#undef MUL
-#undef DIV
-#undef NEG
-#undef MIN
-#undef MAX
-#undef ABS
-#undef SQUARE
-#undef EXP
-#undef LOG1P
-#undef EXPM1
-#undef TANH
-#undef ERF
-#undef SIGMOID
-#undef RELU
-#undef SEL_GT
+#include "activations_undef.h"
 
 /* The value an elementwise op or an expression leaf computes (not a load of its buffer). */
 static lp_expr *op_expr(space *sp, ir_node *n, const int *rmap)

@@ -39,14 +39,6 @@ static void write_npy_f32(const char *path, int rank, const int64_t *shape, cons
     kdh_tensor_free(&t);
 }
 
-static kdh_tensor read_npy(const char *path)
-{
-    kdh_tensor t;
-    kdh_error err;
-    ck_assert_msg(kdh_npy_read(path, NULL, &t, &err) == 0, "%s", err.msg);
-    ck_assert_int_eq(t.dtype, KDH_F32);
-    return t;
-}
 
 static void write_text(const char *path, const char *text) { ck_assert_int_eq(tu_write(path, text, strlen(text)), 0); }
 
@@ -159,7 +151,7 @@ START_TEST(predict_two_inputs_two_outputs)
     /* one .npy file per output */
     ck_assert_runs("predict %s --weights %s --input %s,%s -o %s,%s", m, w, tu_path(dir, "a.npy"), tu_path(dir, "b.npy"),
                    tu_path(dir, "s.npy"), tu_path(dir, "p.npy"));
-    kdh_tensor ts = read_npy(tu_path(dir, "s.npy")), tp = read_npy(tu_path(dir, "p.npy"));
+    kdh_tensor ts = tu_read_npy_f32(tu_path(dir, "s.npy")), tp = tu_read_npy_f32(tu_path(dir, "p.npy"));
     ck_assert_int_eq(ts.rank, 2);
     ck_assert_int_eq(ts.shape[0], N);
     ck_assert_int_eq(ts.shape[1], 2);
@@ -225,7 +217,7 @@ START_TEST(predict_two_inputs_two_outputs)
     ck_assert_fails(2, "a.npy would overwrite --input", "predict %s --weights %s --input %s,%s -o %s,%s", m, w,
                     tu_path(dir, "a.npy"),
                     tu_path(dir, "b.npy"), tu_path(dir, "s.npy"), tu_path(dir, "a.npy"));
-    kdh_tensor ta = read_npy(tu_path(dir, "a.npy"));
+    kdh_tensor ta = tu_read_npy_f32(tu_path(dir, "a.npy"));
     ck_assert_int_eq(ta.shape[1], 3);
     kdh_tensor_free(&ta);
 }

@@ -80,14 +80,6 @@ START_TEST(summary_matches_keras)
 }
 END_TEST
 
-static kdh_tensor read_npy(const char *path)
-{
-    kdh_tensor t;
-    kdh_error err;
-    ck_assert_msg(kdh_npy_read(path, NULL, &t, &err) == 0, "%s", err.msg);
-    ck_assert_int_eq(t.dtype, KDH_F32);
-    return t;
-}
 
 START_TEST(predict_matches_keras)
 {
@@ -98,7 +90,7 @@ START_TEST(predict_matches_keras)
                           fixture(name, ".safetensors"), fixture(name, "_x.npy"), tu_path(dir, "y.npy"));
     ck_assert_msg(rc == 0, "%s", out);
     free(out);
-    kdh_tensor got = read_npy(tu_path(dir, "y.npy")), want = read_npy(fixture(name, "_y.npy"));
+    kdh_tensor got = tu_read_npy_f32(tu_path(dir, "y.npy")), want = tu_read_npy_f32(fixture(name, "_y.npy"));
     ck_assert_int_eq(got.rank, want.rank);
     for (int d = 0; d < got.rank; d++) ck_assert_int_eq(got.shape[d], want.shape[d]);
     const float *g = got.data, *w = want.data;
@@ -112,6 +104,42 @@ START_TEST(predict_matches_keras)
 }
 END_TEST
 
+/* `kdslc predict` of a model without weights (an empty weights file) on
+ * CSV input, to the outputs `outs` ("a.csv,b.csv") in dir. */
+static void predict_weightless(const char *dir, const char *model, const char *src, const char *csv, const char *outs)
+{
+    ck_assert_int_eq(tu_write(tu_path(dir, model), src, strlen(src)), 0);
+    ck_assert_int_eq(tu_write(tu_path(dir, "x.csv"), csv, strlen(csv)), 0);
+    kdh_error err;
+    ck_assert_msg(kdh_safetensors_write(tu_path(dir, "none.safetensors"), NULL, 0, NULL, 0, &err) == 0, "%s", err.msg);
+    char list[8192] = "";
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", outs);
+    for (char *o = strtok(copy, ","); o; o = strtok(NULL, ","))
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? "," : "", tu_path(dir, o));
+    char *out = NULL;
+    int rc = tu_kdslc_run(&out, "predict %s --weights %s --input %s -o %s", tu_path(dir, model),
+                          tu_path(dir, "none.safetensors"), tu_path(dir, "x.csv"), list);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+}
+
+/* The first n numbers of a predictions CSV (after a header row, if any), into v; returns the text (free it). */
+static char *read_csv_values(const char *path, int n, double *v)
+{
+    char *y = tu_read(path, NULL);
+    ck_assert_ptr_nonnull(y);
+    const char *p = y;
+    while (*p && (*p < '0' || *p > '9') && *p != '-') p = strchr(p, '\n') + 1;   /* a header row, if any */
+    for (int i = 0; i < n; i++) {
+        char *end;
+        v[i] = strtod(p, &end);
+        ck_assert_ptr_ne(end, p);
+        p = end + 1;
+    }
+    return y;
+}
+
 /* Normalization with given statistics (TensorFlow.js has no such layer):
  * (x - mean) / max(sqrt(variance), 1e-7), per channel or one for all. */
 START_TEST(normalization_values)
@@ -119,37 +147,21 @@ START_TEST(normalization_values)
     const char *dir = tu_tmpdir("normalization");
     const char *src = "model norm {\n    input x: [3]\n    Normalization(mean: [1, -2, 0.5], variance: [4, 0.25, 0])\n"
                       "    Normalization(mean: 0.5, variance: 9)\n}\n";
-    ck_assert_int_eq(tu_write(tu_path(dir, "norm.kdsl"), src, strlen(src)), 0);
     const char *csv = "3,-1,0.5\n1,-2,0.500001\n";
-    ck_assert_int_eq(tu_write(tu_path(dir, "x.csv"), csv, strlen(csv)), 0);
+    ck_assert_int_eq(tu_write(tu_path(dir, "norm.kdsl"), src, strlen(src)), 0);
     char *out = NULL;
     /* no weights: the layers have none (Keras: mean and variance given, no adapt) */
     int rc = tu_kdslc_run(&out, "summary %s", tu_path(dir, "norm.kdsl"));
     ck_assert_int_eq(rc, 0);
     ck_assert_has(out, "Total params: 0\n");
     free(out);
-    kdh_error err;
-    ck_assert_msg(kdh_safetensors_write(tu_path(dir, "none.safetensors"), NULL, 0, NULL, 0, &err) == 0, "%s", err.msg);
-    rc = tu_kdslc_run(&out, "predict %s --weights %s --input %s -o %s", tu_path(dir, "norm.kdsl"),
-                      tu_path(dir, "none.safetensors"), tu_path(dir, "x.csv"), tu_path(dir, "y.csv"));
-    ck_assert_msg(rc == 0, "%s", out);
-    free(out);
-    char *y = tu_read(tu_path(dir, "y.csv"), NULL);
-    ck_assert_ptr_nonnull(y);
+    predict_weightless(dir, "norm.kdsl", src, csv, "y.csv");
     /* row 1: (3-1)/2 = 1, (-1+2)/0.5 = 2, (0.5-0.5)/1e-7 = 0; then (v - 0.5) / 3. Row 2's last:
      * a variance of 0 divides by 1e-7 (0.500001 in float is 0.50000101). */
     double want[2][3] = {{(1 - 0.5) / 3, (2 - 0.5) / 3, (0 - 0.5) / 3},
                          {(0 - 0.5) / 3, (0 - 0.5) / 3, ((double)(0.500001f - 0.5f) / 1e-7 - 0.5) / 3}};
     double got[2][3];
-    const char *p = y;
-    while (*p && (*p < '0' || *p > '9') && *p != '-') p = strchr(p, '\n') + 1;   /* a header row, if any */
-    for (int r = 0; r < 2; r++)
-        for (int c = 0; c < 3; c++) {
-            char *end;
-            got[r][c] = strtod(p, &end);
-            ck_assert_ptr_ne(end, p);
-            p = end + 1;
-        }
+    char *y = read_csv_values(tu_path(dir, "y.csv"), 6, &got[0][0]);
     for (int r = 0; r < 2; r++)
         for (int c = 0; c < 3; c++)
             ck_assert_msg(fabs(got[r][c] - want[r][c]) < 1e-5 * (1 + fabs(want[r][c])), "[%d][%d]: %g, want %g\n%s",
@@ -167,29 +179,13 @@ START_TEST(relu_arguments)
     const char *dir = tu_tmpdir("relu");
     const char *src = "model r {\n    input x: [5]\n    output a = ReLU(x, max_value: 2, negative_slope: 0.5, threshold: 1)\n"
                       "    output b = ReLU(x, negative_slope: 0.1)\n}\n";
-    ck_assert_int_eq(tu_write(tu_path(dir, "r.kdsl"), src, strlen(src)), 0);
-    const char *csv = "-1,0.5,1,1.5,3\n";
-    ck_assert_int_eq(tu_write(tu_path(dir, "x.csv"), csv, strlen(csv)), 0);
-    kdh_error err;
-    ck_assert_msg(kdh_safetensors_write(tu_path(dir, "none.safetensors"), NULL, 0, NULL, 0, &err) == 0, "%s", err.msg);
-    char *out = NULL;
-    int rc = tu_kdslc_run(&out, "predict %s --weights %s --input %s -o %s,%s", tu_path(dir, "r.kdsl"),
-                          tu_path(dir, "none.safetensors"), tu_path(dir, "x.csv"), tu_path(dir, "a.csv"), tu_path(dir, "b.csv"));
-    ck_assert_msg(rc == 0, "%s", out);
-    free(out);
+    predict_weightless(dir, "r.kdsl", src, "-1,0.5,1,1.5,3\n", "a.csv,b.csv");
     const double want[2][5] = {{-1, -0.25, 1, 1.5, 2}, {-0.1, 0.5, 1, 1.5, 3}};
     for (int o = 0; o < 2; o++) {
-        char *y = tu_read(tu_path(dir, o ? "b.csv" : "a.csv"), NULL);
-        ck_assert_ptr_nonnull(y);
-        const char *p = y;
-        while (*p && (*p < '0' || *p > '9') && *p != '-') p = strchr(p, '\n') + 1;   /* a header row, if any */
-        for (int i = 0; i < 5; i++) {
-            char *end;
-            double v = strtod(p, &end);
-            ck_assert_ptr_ne(end, p);
-            ck_assert_msg(fabs(v - want[o][i]) < 1e-6, "output %d [%d]: %g, want %g\n%s", o, i, v, want[o][i], y);
-            p = end + 1;
-        }
+        double v[5];
+        char *y = read_csv_values(tu_path(dir, o ? "b.csv" : "a.csv"), 5, v);
+        for (int i = 0; i < 5; i++)
+            ck_assert_msg(fabs(v[i] - want[o][i]) < 1e-6, "output %d [%d]: %g, want %g\n%s", o, i, v[i], want[o][i], y);
         free(y);
     }
 }
@@ -243,7 +239,7 @@ START_TEST(conv2d_groups)
     char gy[4200], fy[4200];
     snprintf(gy, sizeof gy, "%s/g_y.npy", dir);
     snprintf(fy, sizeof fy, "%s/f_y.npy", dir);
-    kdh_tensor a = read_npy(gy), b = read_npy(fy);
+    kdh_tensor a = tu_read_npy_f32(gy), b = tu_read_npy_f32(fy);
     ck_assert_int_eq(a.nbytes, b.nbytes);
     ck_assert_int_eq(a.nbytes, 2 * 5 * 6 * 6 * sizeof(float));
     double worst = 0, size = 0;

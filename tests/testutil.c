@@ -1,6 +1,8 @@
 /* testutil.c — helpers shared by the Check suites. */
 #include "testutil.h"
 
+#include "host/tensor_file.h"
+
 #include <stdarg.h>
 
 #include <stdio.h>
@@ -148,4 +150,13 @@ int tu_kdslc_run(char **out, const char *fmt, ...)
     if (out) *out = o;
     else free(o);
     return rc;
+}
+
+struct kdh_tensor tu_read_npy_f32(const char *path)
+{
+    kdh_tensor t;
+    kdh_error err;
+    ck_assert_msg(kdh_npy_read(path, NULL, &t, &err) == 0, "%s: %s", path, err.msg);
+    ck_assert_int_eq(t.dtype, KDH_F32);
+    return t;
 }

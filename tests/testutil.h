@@ -35,6 +35,10 @@ char *tu_path(const char *dir, const char *file);
  * status, stdout+stderr in *out (malloc'd) or discarded when out is NULL. */
 int tu_kdslc_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A float32 .npy file (the test fails on any other, or a read error); kdh_tensor_free it. */
+struct kdh_tensor;
+struct kdh_tensor tu_read_npy_f32(const char *path);
+
 #define ck_assert_has(text, words) \
     ck_assert_msg(strstr((text), (words)) != NULL, "output lacks \"%s\":\n%s", (words), (text))
 #define ck_assert_lacks(text, words) \
