@@ -237,6 +237,17 @@ bool kd_codegen_differentiate(lp_program *p, kd_model *m, const kd_codegen_optio
     G->g[LP_F_PREDICT] = m->infer;
     G->dests[LP_F_PREDICT] = dests(a, m->infer->outputs.len);
     for (int i = 0; i < m->infer->outputs.len; i++) G->dests[LP_F_PREDICT][i] = (kd_dest){KD_DEST_OUTPUT, i};
+    if (o->embed_weights && !o->no_passes && !o->passes.no_fold_batchnorm) {
+        ir_graph *folded = kd_pass_fold_batchnorm(m->infer, &p->folds, &p->nfolds, why, sizeof why);
+        if (!folded) {
+            kd_error(d, (kd_loc){0}, "folding BatchNormalization: %s", why);
+            return false;
+        }
+        if (p->nfolds) {
+            G->g[LP_F_PREDICT_FOLDED] = folded;
+            G->dests[LP_F_PREDICT_FOLDED] = G->dests[LP_F_PREDICT];
+        }
+    }
     bool train = !o->inference_only && m->config.present && m->config.loss != LOSS_NONE &&
                  m->config.optimizer != OPT_NONE;
     if (!train) return true;
@@ -335,6 +346,14 @@ bool kd_codegen_embed(lp_program *p, const char *path, kd_diags *d)
         }
     }
     kdh_list_free(&list);
+    int bad = -1;
+    if (ok && !kd_bn_fold_values(p->folds, p->nfolds, p->vars, vals, &bad)) {
+        const kd_bn_fold *f = p->folds[bad];
+        kd_error(d, (kd_loc){0}, "%s: folding \"%s\" into \"%s\" gives values that are not finite "
+                 "(a moving variance at or below -epsilon?); compile with --no-fold-batchnorm to keep it apart",
+                 path, p->vars[f->variance]->name, p->vars[f->kernel]->name);
+        ok = false;
+    }
     if (ok) p->embedded = vals;
     return ok;
 }

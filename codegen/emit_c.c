@@ -479,6 +479,7 @@ static const char *sig_params(const emitter *E, lp_func_kind k)
     switch (k) {
     case LP_F_INIT: return kd_format(p->arena, "%s *params, %s *opt_state, unsigned long long seed", r, r);
     case LP_F_PREDICT:
+    case LP_F_PREDICT_FOLDED:
         return kd_format(p->arena, "const %s *params, const %s *const *inputs, %s *const *outputs, int batch, void *arena",
                          r, r, r);
     case LP_F_GRAD:
@@ -502,7 +503,8 @@ static const char *func_return(const emitter *E, lp_func_kind k)
 
 static void prototype(emitter *E, FILE *out, lp_func_kind k)
 {
-    fprintf(out, "%s %s_%s(%s)", func_return(E, k), E->p->name, lp_func_names[k], sig_params(E, k));
+    fprintf(out, "%s%s %s_%s(%s)", k == LP_F_PREDICT_FOLDED ? "static " : "", func_return(E, k), E->p->name,
+            lp_func_names[k], sig_params(E, k));
 }
 
 static bool is_const_buf(const emitter *E, const lp_buf *b)
@@ -510,7 +512,7 @@ static bool is_const_buf(const emitter *E, const lp_buf *b)
     switch (b->space) {
     case LP_INPUT:
     case LP_LABEL: return true;
-    case LP_PARAMS: return E->f->kind == LP_F_PREDICT;
+    case LP_PARAMS: return lp_func_predicts(E->f->kind);
     case LP_GRADS: return E->f->kind == LP_F_APPLY;
     default: return false;
     }
@@ -568,7 +570,7 @@ static void function(emitter *E, const lp_func *f)
     usage u = {0};
     for (int k = 0; k < f->kernels.len; k++) use_stmts(&u, &((const lp_kernel *)f->kernels.items[k])->body);
     if (f->ret) use_buf(&u, f->ret);
-    bool has_batch = f->kind == LP_F_PREDICT || f->kind == LP_F_GRAD || f->kind == LP_F_TRAIN_STEP;
+    bool has_batch = lp_func_predicts(f->kind) || f->kind == LP_F_GRAD || f->kind == LP_F_TRAIN_STEP;
 
     fputc('\n', out);
     prototype(E, out, f->kind);
@@ -577,6 +579,7 @@ static void function(emitter *E, const lp_func *f)
     static const char *const names[LP_F_COUNT][10] = {
         [LP_F_INIT] = {"params", "opt_state", "seed"},
         [LP_F_PREDICT] = {"params", "inputs", "outputs", "arena"},
+        [LP_F_PREDICT_FOLDED] = {"params", "inputs", "outputs", "arena"},
         [LP_F_GRAD] = {"params", "inputs", "labels", "grads", "step", "arena"},
         [LP_F_APPLY] = {"params", "grads", "opt_state", "step", "learning_rate"},
         [LP_F_TRAIN_STEP] = {"params", "opt_state", "inputs", "labels", "step", "learning_rate", "arena", "outputs0"},
@@ -593,7 +596,7 @@ static void function(emitter *E, const lp_func *f)
     }
     if (has_batch) {
         fprintf(out, "    if (batch < 1 || batch > %s_MAX_BATCH) return%s;\n", E->p->upper,
-                f->kind == LP_F_PREDICT ? "" : E->f32 ? " NAN" : " (double)NAN");   /* NAN is a float */
+                lp_func_predicts(f->kind) ? "" : E->f32 ? " NAN" : " (double)NAN");   /* NAN is a float */
     }
     if (u.arena_bytes) fputs("    char *A = (char *)arena;\n", out);
     for (int i = 0; i < f->bufs.len && f->kind != LP_F_INIT; i++) {
@@ -685,7 +688,7 @@ static void header(emitter *E, FILE *out)
     fprintf(out, "#define %s_PARAMS_SIZE %" PRId64 "\n", U, p->params_size);
     fprintf(out, "#define %s_OPT_STATE_SIZE %" PRId64 "\n", U, p->opt_size);
     fprintf(out, "#define %s_GRADS_SIZE %" PRId64 "\n", U, p->grads_size);
-    fprintf(out, "#define %s_ARENA_SIZE %" PRId64 "\n", U, max_arena(p, LP_F_PREDICT, LP_F_PREDICT));
+    fprintf(out, "#define %s_ARENA_SIZE %" PRId64 "\n", U, max_arena(p, LP_F_PREDICT, LP_F_PREDICT_FOLDED));
     fprintf(out, "#define %s_TRAIN_ARENA_SIZE %" PRId64 "\n", U, train ? max_arena(p, LP_F_GRAD, LP_F_TRAIN_STEP) : 1);
     fprintf(out, "#define %s_HAS_TRAINING %d\n\n", U, train);
     fprintf(out, "/* A variable: `offset` %ss into params (weights, states) or opt_state (slots). */\n"
@@ -750,8 +753,9 @@ static void embedded(emitter *E)
     if (p->params_size == 0) fputs("    0\n", out);
     fputs("};\n", out);
     fprintf(out, "\nvoid %s_predict_embedded(const %s *const *inputs, %s *const *outputs, int batch, void *arena)\n{\n"
-                 "    %s_predict(%s_weights, inputs, outputs, batch, arena);\n}\n",
-            p->name, E->real, E->real, p->name, p->name);
+                 "    %s_%s(%s_weights, inputs, outputs, batch, arena);\n}\n",
+            p->name, E->real, E->real, p->name, lp_func_names[p->funcs[LP_F_PREDICT_FOLDED] ? LP_F_PREDICT_FOLDED : LP_F_PREDICT],
+            p->name);
 }
 
 static void source(emitter *E, const char *header_name)
@@ -781,8 +785,8 @@ static void source(emitter *E, const char *header_name)
     for (int f = 0; f < LP_F_COUNT; f++) {
         if (!p->funcs[f]) continue;
         function(E, p->funcs[f]);
-        if (f == LP_F_PREDICT && p->embedded) embedded(E);
     }
+    if (p->embedded) embedded(E);
     if (target) fputs("\n#if defined(__x86_64__) && defined(__clang__)\n#pragma clang attribute pop\n#endif\n", out);
 }
 

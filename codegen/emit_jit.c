@@ -1629,7 +1629,7 @@ kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kdh_model_f
            .part_kernels = o->part_kernels > 0 ? o->part_kernels : PART_KERNELS};
     set_types(&J);
     for (int f = 0; f < LP_F_COUNT && !J.failed; f++) {
-        if (!p->funcs[f]) continue;
+        if (!p->funcs[f] || f == LP_F_PREDICT_FOLDED) continue;   /* only predict_embedded calls it: C text only */
         if (p->funcs[f]->kind != (lp_func_kind)f) {
             fail(&J, "function %d has kind %d", f, (int)p->funcs[f]->kind);
             break;
@@ -1666,7 +1666,7 @@ kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kdh_model_f
     if (march) snprintf(j->march, sizeof j->march, "%s", march);
     void *code[LP_F_COUNT] = {0};
     for (int f = 0; f < LP_F_COUNT; f++) {
-        if (!p->funcs[f]) continue;
+        if (!p->funcs[f] || f == LP_F_PREDICT_FOLDED) continue;
         char name[256];
         snprintf(name, sizeof name, "%s_%s", p->name, lp_func_names[f]);
         code[f] = gcc_jit_result_get_code(res, name);

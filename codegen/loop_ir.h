@@ -234,7 +234,13 @@ typedef struct lp_kernel {
     kd_vec body;           /* lp_stmt* */
 } lp_kernel;
 
-typedef enum lp_func_kind { LP_F_INIT, LP_F_PREDICT, LP_F_GRAD, LP_F_APPLY, LP_F_TRAIN_STEP, LP_F_COUNT } lp_func_kind;
+/* PREDICT_FOLDED: predict over the weights kd_bn_fold_values made, only with
+ * embedded weights (static in the C text; predict_embedded calls it). */
+typedef enum lp_func_kind {
+    LP_F_INIT, LP_F_PREDICT, LP_F_GRAD, LP_F_APPLY, LP_F_TRAIN_STEP, LP_F_PREDICT_FOLDED, LP_F_COUNT
+} lp_func_kind;
+
+static inline bool lp_func_predicts(lp_func_kind k) { return k == LP_F_PREDICT || k == LP_F_PREDICT_FOLDED; }
 
 typedef struct lp_func {
     lp_func_kind kind;
@@ -288,6 +294,8 @@ typedef struct lp_program {
     uint64_t dropout_seed; /* IR_HYPER_SEED: the train block's seed */
     lp_func *funcs[LP_F_COUNT];   /* NULL when not generated */
     const double *embedded;       /* --embed-weights: params_size values, else NULL */
+    struct kd_bn_fold **folds;    /* PREDICT_FOLDED: what kd_bn_fold_values does to the embedded values */
+    int nfolds;
     bool disjoint_arena;          /* kd_codegen_options.disjoint_arena */
     bool no_inplace;              /* kd_codegen_options.no_inplace */
 } lp_program;

@@ -434,7 +434,7 @@ lp_func *kd_lower_graph(lp_program *p, lp_func_kind kind, const ir_graph *g, con
     L.f = lp_func_new(p->arena, kind);
     L.n = kd_alloc_array(p->arena, (size_t)(g->nodes.len ? g->nodes.len : 1), sizeof *L.n);
     L.vars = kd_alloc_array(p->arena, (size_t)(2 * p->nvars + 1), sizeof *L.vars);
-    L.params_const = kind == LP_F_PREDICT;
+    L.params_const = lp_func_predicts(kind);
     kd_vec copies = {0};
     ir_node *ret = NULL;
 

@@ -172,6 +172,16 @@ typedef struct ir_update {
     ir_node *value;        /* its new value after the step */
 } ir_update;
 
+/* An inference-mode BatchNormalization as sema built it, y = (x - mean) *
+ * rsqrt(variance + epsilon) * gamma + beta over x's last axis, for the
+ * fold into the convolution or Dense before it (passes/fold_batchnorm.c).
+ * Variables by index; gamma and beta are -1 when scale / center is off. */
+typedef struct ir_batchnorm {
+    ir_node *x, *y;
+    int gamma, beta, mean, variance;
+    double epsilon;
+} ir_batchnorm;
+
 typedef struct ir_graph {
     kd_arena *arena;
     kd_vec nodes;          /* ir_node*, topological (creation) order */
@@ -179,6 +189,7 @@ typedef struct ir_graph {
                             * output, then (grad graph) the gradients (train_graph.h) */
     kd_vec updates;        /* ir_update*: state updates, optimizer steps */
     kd_vec losses;         /* ir_node*: scalar terms the training loss adds (regularizers) */
+    kd_vec batchnorms;     /* ir_batchnorm*: sema's inference graph only (passes do not copy them) */
     kd_vec *vars;          /* kd_var*, shared with the model */
     int max_nodes;         /* a bound so hostile programs fail cleanly (0: 4,000,000) */
     bool overflow;         /* set when max_nodes was hit */

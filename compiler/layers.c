@@ -719,6 +719,12 @@ static sv *batchnorm_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc lo
     if (y && beta) y = BN(ir_binary(b, IR_ADD, y, CHANNELS(beta)));
 #undef CHANNELS
 #undef BN
+    if (y && !S->training && axis == rank - 1) {   /* a candidate for folding into the layer before */
+        ir_batchnorm *r = kd_alloc(S->a, sizeof *r);
+        *r = (ir_batchnorm){.x = x, .y = y, .gamma = gamma ? gamma->index : -1, .beta = beta ? beta->index : -1,
+                            .mean = mm->index, .variance = mv->index, .epsilon = eps};
+        kd_vec_push(S->a, &b->g->batchnorms, r);
+    }
     return result(S, y, loc);
 }
 

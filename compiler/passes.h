@@ -8,6 +8,8 @@
  *               -sum(onehot * log_softmax(z)) / rows into IR_SOFTMAX_XENT
  *   dce.c       only what the outputs and updates need (rewrite.c)
  *   schedule.c  the optimizer interleaved with the backward pass (train steps)
+ *   fold_batchnorm.c  BatchNormalization into the convolution before it, for
+ *               predict with embedded weights (run on sema's inference graph)
  *
  * Each pass reads a graph and builds a new one in the same arena (the input is
  * left as it was), with the outputs and updates in the same order: callers
@@ -19,7 +21,7 @@
 #include "ir.h"
 
 typedef struct kd_pass_options {
-    bool no_simplify, no_cse, no_fuse;   /* all on by default (zeroed options) */
+    bool no_simplify, no_cse, no_fuse, no_fold_batchnorm;   /* all on by default (zeroed options) */
 } kd_pass_options;
 
 /* The pipeline: simplify, CSE, fuse, simplify, CSE, DCE. NULL with why set
@@ -34,6 +36,24 @@ ir_graph *kd_pass_dce(ir_graph *g, char *why, size_t why_len);
  * gradients they read exist (grads[0..ngrads): per variable, NULL allowed), so
  * gradients die early. Run it before kd_optimize: the passes keep node order. */
 ir_graph *kd_pass_schedule(ir_graph *g, int ngrads, ir_node *const *grads, char *why, size_t why_len);
+
+/* fold_batchnorm.c: each inference BatchNormalization (sema's graph records
+ * them, ir_graph.batchnorms) that alone follows a convolution or Dense becomes
+ * that layer's bias add, for weights known when compiling; the folds say how
+ * kd_bn_fold_values turns the weights (params, offsets from vars) into the
+ * ones the new graph reads. */
+typedef struct kd_bn_fold {
+    int kernel;            /* scaled: element j by s[j % channels] */
+    int bias;              /* the layer's own bias, or -1 */
+    int into;              /* gets the folded bias: beta, else the layer's bias */
+    int gamma, beta, mean, variance;   /* gamma, beta: -1 when absent */
+    double epsilon;
+    int64_t channels;
+} kd_bn_fold;
+ir_graph *kd_pass_fold_batchnorm(ir_graph *g, kd_bn_fold ***folds, int *nfolds, char *why, size_t why_len);
+/* false (and *bad the fold) when a folded value is not finite: a moving
+ * variance at or below -epsilon */
+bool kd_bn_fold_values(kd_bn_fold *const *folds, int nfolds, const kd_var *const *vars, double *params, int *bad);
 
 /* ---- the rewriter the passes share (passes/rewrite.c) ----------------------
  * Copies the live nodes of `src` in order into a new graph; for each one the

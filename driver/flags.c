@@ -119,6 +119,7 @@ const kd_flag kd_flags[] = {
     CG_SWITCH("--no-simplify", passes.no_simplify, "no algebraic simplification"),
     CG_SWITCH("--no-cse", passes.no_cse, "no common-subexpression elimination"),
     CG_SWITCH("--no-fuse", passes.no_fuse, "no fusion of bias and activation into GEMM and convolutions"),
+    CG_SWITCH("--no-fold-batchnorm", passes.no_fold_batchnorm, "keep BatchNormalization apart from the layer before it"),
     CG_SWITCH("--no-loop-fusion", no_loop_fusion, "no merging of element-wise loop nests"),
     CG_SWITCH("--no-inplace", no_inplace, "no result written in place of an operand that dies"),
     CG_SWITCH("--disjoint-arena", disjoint_arena, "every arena buffer in bytes of its own"),

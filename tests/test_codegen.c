@@ -1111,24 +1111,16 @@ START_TEST(samples_compile)
 }
 END_TEST
 
-/* --embed-weights: predict_embedded with the file's weights equals predict with them. */
-START_TEST(embed_weights)
+/* A safetensors file at path with every weight and state of g's program, the
+ * values params rounded to float; returns those floats. */
+static float *weights_file(const gen *g, const double *params, const char *path)
 {
-    gen plain;
-    gen_build(&plain, "cg-embed-ref", small_text, NULL, "gcc");
-    double *params = random_array(plain.p->params_size, -0.5, 0.5);
-    for (int i = 0; i < plain.p->params.len; i++) {     /* a valid moving variance */
-        const lp_tensor_info *t = plain.p->params.items[i];
-        if (strstr(t->name, "moving_variance"))
-            for (long j = 0; j < t->elems; j++) params[t->offset + j] = urand(0.5, 1.5);
-    }
-    /* a safetensors file with every weight and state */
-    size_t ntensors = (size_t)plain.p->params.len;
+    size_t ntensors = (size_t)g->p->params.len;
     kdh_tensor *ts = calloc(ntensors + 1, sizeof *ts);
-    float *f32 = malloc((size_t)plain.p->params_size * sizeof *f32 + 1);
-    for (long i = 0; i < plain.p->params_size; i++) f32[i] = (float)params[i];
-    for (int i = 0; i < plain.p->params.len; i++) {
-        const lp_tensor_info *t = plain.p->params.items[i];
+    float *f32 = malloc((size_t)g->p->params_size * sizeof *f32 + 1);
+    for (long i = 0; i < g->p->params_size; i++) f32[i] = (float)params[i];
+    for (int i = 0; i < g->p->params.len; i++) {
+        const lp_tensor_info *t = g->p->params.items[i];
         ts[i].name = (char *)t->name;
         ts[i].dtype = KDH_F32;
         ts[i].rank = t->rank;
@@ -1136,45 +1128,147 @@ START_TEST(embed_weights)
         ts[i].data = f32 + t->offset;
         ts[i].nbytes = (size_t)t->elems * sizeof(float);
     }
+    kdh_error err;
+    ck_assert_msg(kdh_safetensors_write(path, ts, ntensors, NULL, 0, &err) == 0, "%s", err.msg);
+    free(ts);
+    return f32;
+}
+
+/* --embed-weights: predict_embedded of `text` (model `name`, one input of nx
+ * reals and one output of ny per sample, batch 2) with random weights equals
+ * predict with them; returns how many BatchNormalizations were folded. */
+static int embed_check(const char *text, const char *name, int nx, int ny, const kd_codegen_options *opts)
+{
+    gen plain;
+    gen_build(&plain, "cg-embed-ref", text, NULL, "gcc");
+    double *params = random_array(plain.p->params_size, -0.5, 0.5);
+    for (int i = 0; i < plain.p->params.len; i++) {     /* a valid moving variance */
+        const lp_tensor_info *t = plain.p->params.items[i];
+        if (strstr(t->name, "moving_variance"))
+            for (long j = 0; j < t->elems; j++) params[t->offset + j] = urand(0.5, 1.5);
+    }
     char wpath[4300];
     snprintf(wpath, sizeof wpath, "%s/w.safetensors", plain.dir);
-    kdh_error err;
-    ck_assert_msg(kdh_safetensors_write(wpath, ts, ntensors, NULL, 0, &err) == 0, "%s", err.msg);
+    float *f32 = weights_file(&plain, params, wpath);
 
     gen emb;
-    kd_codegen_options o = {.inference_only = true, .embed_weights = wpath};
-    gen_build(&emb, "cg-embed", small_text, &o, "gcc");
-
-    static const char main_c[] =
-        "#include \"small.h\"\n#include <stdio.h>\n#include <stdlib.h>\n"
-        "int main(void)\n{\n    float x[12], y[6];\n    const float *in[1] = {x};\n    float *out[1] = {y};\n"
-        "    void *a = malloc(SMALL_ARENA_SIZE);\n    int i;\n"
-        "    for (i = 0; i < 12; i++) x[i] = (float)i / 7 - 0.8f;\n"
-        "    small_predict_embedded(in, out, 2, a);\n"
-        "    for (i = 0; i < 6; i++) printf(\"%.9g\\n\", y[i]);\n    free(a);\n    return 0;\n}\n";
+    kd_codegen_options o = opts ? *opts : (kd_codegen_options){.inference_only = true};
+    o.embed_weights = wpath;
+    gen_build(&emb, "cg-embed", text, &o, "gcc");
+    int folds = emb.p->nfolds;
+    char main_c[2048];
+    snprintf(main_c, sizeof main_c,
+             "#include \"%s.h\"\n#include <stdio.h>\n#include <stdlib.h>\n"
+             "int main(void)\n{\n    static float x[%d], y[%d];\n    const float *in[1] = {x};\n    float *out[1] = {y};\n"
+             "    void *a = malloc(%s_ARENA_SIZE);\n    int i;\n"
+             "    for (i = 0; i < %d; i++) x[i] = (float)(i %% 23) / 7 - 1.3f;\n"
+             "    %s_predict_embedded(in, out, 2, a);\n"
+             "    for (i = 0; i < %d; i++) printf(\"%%.9g\\n\", y[i]);\n    free(a);\n    return 0;\n}\n",
+             name, 2 * nx, 2 * ny, emb.upper, 2 * nx, name, 2 * ny);
     char mpath[4300];
     snprintf(mpath, sizeof mpath, "%s/main.c", emb.dir);
     ck_assert_int_eq(tu_write(mpath, main_c, strlen(main_c)), 0);
     /* the sanitizer pass's runtime library needs the sanitizer flags at link time */
     const char *extra = getenv("KDSL_CODEGEN_CFLAGS") ? getenv("KDSL_CODEGEN_CFLAGS") : "";
-    SH("cd %s && gcc -std=c99 -Wall -Wextra -Werror %s -I%s main.c small.c %s -lm -o emb && ./emb > emb.txt", emb.dir,
-       extra, tu_src("runtime"), runtime_lib("gcc"));
+    SH("cd %s && gcc -std=c99 -Wall -Wextra -Werror %s -I%s main.c %s.c %s -lm -o emb && ./emb > emb.txt", emb.dir,
+       extra, tu_src("runtime"), name, runtime_lib("gcc"));
     dlist in = {0};
     push(&in, 2);
     for (long i = 0; i < plain.p->params_size; i++) push(&in, f32[i]);
-    for (int i = 0; i < 12; i++) push(&in, (double)((float)i / 7 - 0.8f));
+    for (int i = 0; i < 2 * nx; i++) push(&in, (double)((float)(i % 23) / 7 - 1.3f));
     long n;
     double *ref = gen_run(&plain, "predict", in.v, in.n, &n);
-    ck_assert_int_eq(n, 6);
+    ck_assert_int_eq(n, 2 * ny);
     char tpath[4300];
     snprintf(tpath, sizeof tpath, "%s/emb.txt", emb.dir);
     char *txt = read_text(tpath), *at = txt;
-    double got[6];
-    for (int i = 0; i < 6; i++) got[i] = strtod(at, &at);
-    CHECK_CLOSE(got, ref, 6, 1e-6, 1e-6, "predict_embedded");
-    free(txt), free(ref), free(in.v), free(ts), free(f32), free(params);
+    double *got = malloc((size_t)(2 * ny) * sizeof *got);
+    for (int i = 0; i < 2 * ny; i++) got[i] = strtod(at, &at);
+    CHECK_CLOSE(got, ref, 2 * ny, 2e-5, 2e-5, "predict_embedded");
+    free(got), free(txt), free(ref), free(in.v), free(f32), free(params);
     gen_free(&plain);
     gen_free(&emb);
+    return folds;
+}
+
+START_TEST(embed_weights)
+{
+    /* small's BatchNormalization follows a ReLU: nothing to fold */
+    ck_assert_int_eq(embed_check(small_text, "small", 6, 3, NULL), 0);
+}
+END_TEST
+
+/* With embedded weights, each BatchNormalization right after a convolution or
+ * Dense is folded into it (W * s, beta + (b - mean) * s) and predict_embedded
+ * still computes what predict does with the weights as trained; a layer whose
+ * output or kernel something else also uses keeps its BatchNormalization. */
+static const char fold_text[] =
+    "model fold {\n"
+    "    input x: [8, 6, 2]\n"
+    "    Conv2D(4, 3, padding: same, use_bias: false)\n"
+    "    BatchNormalization()\n"
+    "    ReLU(max_value: 6.0)\n"
+    "    DepthwiseConv2D(3, strides: 2, padding: same, depth_multiplier: 2)\n"
+    "    BatchNormalization(center: false)\n"
+    "    SeparableConv2D(5, 3, padding: same)\n"
+    "    BatchNormalization(scale: false)\n"
+    "    Conv2D(3, 2, dilation_rate: 2, padding: same)\n"
+    "    BatchNormalization(epsilon: 0.01)\n"
+    "    Reshape([12, 3])\n"
+    "    Conv1D(4, 3, padding: causal)\n"
+    "    BatchNormalization()\n"
+    "    Dense(3)\n"
+    "    BatchNormalization()\n"
+    "    Flatten()\n"
+    "    output y = Dense(2)\n"
+    "}\n";
+
+static const char nofold_text[] =
+    "model nofold {\n"
+    "    input x: [4, 4, 3]\n"
+    "    c = Conv2D(x, 3, 3, padding: same)\n"
+    "    n = BatchNormalization(c)\n"
+    "    r = Add([n, c])\n"                                  /* c also feeds the residual edge */
+    "    t = Conv2DTranspose(r, 4, 3, padding: same)\n"
+    "    m = BatchNormalization(t)\n"                        /* channels are not the kernel's last axis */
+    "    g = Conv2D(m, 4, 1, groups: 2, use_bias: false)\n"
+    "    h = BatchNormalization(g, center: false)\n"         /* no bias to fold into */
+    "    output y = Flatten(h)\n"
+    "}\n";
+
+START_TEST(embed_folds_batchnorm)
+{
+    ck_assert_int_eq(embed_check(fold_text, "fold", 96, 2, NULL), 6);
+    kd_codegen_options keep = {.inference_only = true, .passes.no_fold_batchnorm = true};
+    ck_assert_int_eq(embed_check(fold_text, "fold", 96, 2, &keep), 0);
+    kd_codegen_options train = {0};   /* the training functions too: predict_embedded still folds */
+    ck_assert_int_eq(embed_check(fold_text, "fold", 96, 2, &train), 6);
+    ck_assert_int_eq(embed_check(nofold_text, "nofold", 48, 64, NULL), 0);
+
+    /* a moving variance below -epsilon folds to NaN: an error naming it, and model.c not written */
+    gen plain;
+    gen_build(&plain, "cg-embed-bad", fold_text, NULL, "gcc");
+    double *params = random_array(plain.p->params_size, 0.5, 1.5);
+    for (int i = 0; i < plain.p->params.len; i++) {
+        const lp_tensor_info *t = plain.p->params.items[i];
+        if (!strcmp(t->name, "batch_normalization_2/moving_variance")) params[t->offset + 1] = -1;
+    }
+    char wpath[4300], *out;
+    snprintf(wpath, sizeof wpath, "%s/bad.safetensors", plain.dir);
+    free(weights_file(&plain, params, wpath));
+    ck_assert_int_eq(RUN(&out, "cd %s && printf '%%s' '%s' > f.kdsl && %s compile f.kdsl -o f.c --inference-only "
+                               "--embed-weights bad.safetensors", plain.dir, fold_text, tu_kdslc()), 1);
+    ck_assert_msg(strstr(out, "folding \"batch_normalization_2/moving_variance\" into \"separable_conv2d/pointwise_kernel\" "
+                              "gives values that are not finite"), "%s", out);
+    free(out);
+    ck_assert_int_eq(RUN(&out, "test -e %s/f.c", plain.dir), 1);
+    free(out);
+    /* kept apart, the same weights compile (the NaN is the model's own) */
+    ck_assert_int_eq(RUN(&out, "cd %s && %s compile f.kdsl -o f.c --inference-only --embed-weights bad.safetensors "
+                               "--no-fold-batchnorm", plain.dir, tu_kdslc()), 0);
+    free(out);
+    free(params);
+    gen_free(&plain);
 }
 END_TEST
 
@@ -1436,6 +1530,7 @@ static Suite *codegen_suite(void)
     tcase_add_test(t, deterministic);
     tcase_add_loop_test(t, samples_compile, 0, 2);
     tcase_add_test(t, embed_weights);
+    tcase_add_test(t, embed_folds_batchnorm);
     tcase_add_test(t, random_from_runtime);
     tcase_add_test(t, cli_errors);
     suite_add_tcase(s, t);
