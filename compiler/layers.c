@@ -1513,6 +1513,13 @@ const layer_def *layer_find(const char *name)
     return NULL;
 }
 
+const kd_layer_param *kd_builtin_layer(const char *type, int *inputs)
+{
+    const layer_def *l = layer_find(type);
+    if (l && inputs) *inputs = l->ninputs;
+    return l ? l->params : NULL;
+}
+
 int layer_names(const char **out, int max)
 {
     int n = 0;

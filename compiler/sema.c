@@ -153,10 +153,12 @@ ir_node *sema_check_node(sema *S, ir_node *n, kd_loc loc, const char *what)
 /* ---- names ------------------------------------------------------------- */
 
 /* Keras' snake case: MyDense -> my_dense, Conv2D -> conv2d, ReLU -> re_lu. */
-const char *sema_snake_case(sema *S, const char *camel)
+const char *sema_snake_case(sema *S, const char *camel) { return kd_snake_case(S->a, camel); }
+
+const char *kd_snake_case(kd_arena *a, const char *camel)
 {
     size_t n = strlen(camel);
-    char *out = kd_alloc(S->a, 2 * n + 1), *o = out;
+    char *out = kd_alloc(a, 2 * n + 1), *o = out;
     for (size_t i = 0; i < n; i++) {
         char c = camel[i];
         /* Keras: insert '_' before an upper-case letter that starts a new word. */

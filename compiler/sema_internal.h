@@ -5,6 +5,7 @@
 #define KDSL_SEMA_INTERNAL_H
 
 #include "model.h"
+#include "builtin_layers.h"
 
 typedef enum sv_kind {
     SV_NONE, SV_TENSOR, SV_INT, SV_FLOAT, SV_BOOL, SV_STRING, SV_IDENT, SV_LIST, SV_INSTANCE,
@@ -131,10 +132,7 @@ bool sema_regularizer_from(sema *S, const sv *v, const char *what, kd_regularize
 bool sema_regularize(sema *S, const kd_regularizer *r, ir_node *x, kd_loc loc);
 
 /* layers.c: the built-in layers (CamelCase), each defined in one table entry. */
-typedef struct layer_param {
-    const char *name;
-    const char *def;              /* default as KDSL text ("linear", "true", "0.99", "=pool_size"); NULL: required */
-} layer_param;
+typedef kd_layer_param layer_param;   /* builtin_layers.h */
 
 struct layer_def {
     const char *name;             /* Dense */

@@ -18,6 +18,8 @@ const kd_command kd_commands[KD_NCOMMANDS] = {
     {"evaluate", KD_CMD_EVALUATE, "FILE --weights W [--data ...]", "loss and accuracy on the data (test split)"},
     {"predict", KD_CMD_PREDICT, "FILE --weights W --input X.npy[,X2.npy...] [-o Y.npy|Y.csv[,...]]",
      "every output (CSV on stdout without -o)"},
+    {"import", KD_CMD_IMPORT, "MODEL.h5 [-o model.kdsl] [--weights-out W.safetensors]",
+     "a trained Keras model as a KDSL program and its weights"},
 };
 
 const kd_command *kd_find_command(const char *name)
@@ -100,9 +102,12 @@ static int set_target(const kd_flag *f, const char *v, kd_cli_options *o)
 const kd_flag kd_flags[] = {
     STR("--model", KD_CMD_ALL, "NAME", run.model, "the model of the file to use (default: the last one)"),
     STR("--stage", KD_CMD_IR, "STAGE", stage, "ast, graph, infer, grad, layout, opt or loops (default graph)"),
-    PATH("-o", KD_CMD_COMPILE | KD_CMD_PREDICT, "FILE", run.output,
-         "compile: model.c, model.h beside it (default MODEL.c); predict: the predictions, one file per output"),
-    PATH("--output", KD_CMD_COMPILE | KD_CMD_PREDICT, "FILE", run.output, "the same as -o"),
+    PATH("-o", KD_CMD_COMPILE | KD_CMD_PREDICT | KD_CMD_IMPORT, "FILE", run.output,
+         "compile: model.c, model.h beside it (default MODEL.c); predict: the predictions, one file per output; "
+         "import: the program (default MODEL.kdsl)"),
+    PATH("--output", KD_CMD_COMPILE | KD_CMD_PREDICT | KD_CMD_IMPORT, "FILE", run.output, "the same as -o"),
+    PATH("--weights-out", KD_CMD_IMPORT, "W.safetensors", weights_out,
+         "the imported weights (default: beside the program, .safetensors)"),
 
     /* the code generator's (compile; ir --stage layout|opt|loops) */
     {"--batch", CODEGEN, KD_FLAG_INT, "N", 0, 0, false, NULL, AT(codegen.batch), .ilo = 1, .ihi = 1 << 20, .codegen = true,

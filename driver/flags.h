@@ -21,7 +21,8 @@ enum {
     KD_CMD_TRAIN = 1 << 3,
     KD_CMD_EVALUATE = 1 << 4,
     KD_CMD_PREDICT = 1 << 5,
-    KD_CMD_ALL = (1 << 6) - 1,
+    KD_CMD_ALL = (1 << 6) - 1,   /* the commands that read a KDSL program */
+    KD_CMD_IMPORT = 1 << 6,
 };
 
 typedef struct kd_command {
@@ -31,7 +32,7 @@ typedef struct kd_command {
     const char *help;       /* one line: what it does */
 } kd_command;
 
-#define KD_NCOMMANDS 6
+#define KD_NCOMMANDS 7
 extern const kd_command kd_commands[KD_NCOMMANDS];
 /* The command named `name`, or NULL. */
 const kd_command *kd_find_command(const char *name);
@@ -46,6 +47,7 @@ typedef struct kd_cli_options {
     kd_run_options run;      /* --model, -o, and train / evaluate / predict's flags */
     kd_codegen_options codegen;   /* compile's, and ir's for --stage opt and loops */
     const char *codegen_flag;     /* the first flag of the code generator given (ir checks the stage) */
+    const char *weights_out;      /* import --weights-out */
 } kd_cli_options;
 
 typedef enum kd_flag_kind {

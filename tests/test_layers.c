@@ -1,7 +1,7 @@
 /* test_layers.c — the floor plan holds: a source file includes headers of its
  * own layer or of those below it, never above (docs/internals.md):
  *
- *   base → runtime → runtime/host → grammar → compiler → codegen → driver
+ *   base → runtime → runtime/host → grammar → compiler → codegen → interop → driver
  *
  * A quoted include resolves as the compiler resolves it: beside the file,
  * then in the build's include directories in meson.build's order. Headers
@@ -21,10 +21,10 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 #endif
 
-static const char *const layers[] = {"base", "runtime", "runtime/host", "grammar", "compiler", "codegen", "driver"};
+static const char *const layers[] = {"base", "runtime", "runtime/host", "grammar", "compiler", "codegen", "interop", "driver"};
 #define NLAYERS ((int)(sizeof layers / sizeof *layers))
 /* meson.build's include_directories, in order. */
-static const char *const include_dirs[] = {".", "base", "compiler", "grammar", "runtime", "codegen", "driver"};
+static const char *const include_dirs[] = {".", "base", "compiler", "grammar", "runtime", "codegen", "interop", "driver"};
 
 /* The layer of a path relative to the root: the longest matching folder prefix, or -1. */
 static int layer_of(const char *rel)

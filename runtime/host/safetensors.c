@@ -428,6 +428,12 @@ static bool valid_utf8(const char *s)
 int kdh_safetensors_write(const char *path, const kdh_tensor *tensors, size_t count,
                           const kdh_meta *meta, size_t nmeta, kdh_error *err)
 {
+    return kdh_safetensors_write_also(path, tensors, count, meta, nmeta, NULL, 0, err);
+}
+
+int kdh_safetensors_write_also(const char *path, const kdh_tensor *tensors, size_t count, const kdh_meta *meta,
+                               size_t nmeta, const kdh_atomic_out *also, int nalso, kdh_error *err)
+{
     /* Validate everything before touching the disk. */
     for (size_t i = 0; i < count; i++) {
         const kdh_tensor *t = &tensors[i];
@@ -510,7 +516,18 @@ int kdh_safetensors_write(const char *path, const kdh_tensor *tensors, size_t co
         return kdh__err(err, "%s: out of memory building the header", path);
     }
     st_writer w = {path, tensors, count, b.p, b.len};
-    int rc = kdh_atomic_write(path, st_write_fn, &w, err);
+    int rc;
+    if (nalso <= 0) rc = kdh_atomic_write(path, st_write_fn, &w, err);
+    else {
+        kdh_atomic_out *outs = malloc((size_t)(nalso + 1) * sizeof *outs);
+        if (!outs) rc = kdh__err(err, "%s: out of memory", path);
+        else {
+            outs[0] = (kdh_atomic_out){path, st_write_fn, &w};
+            memcpy(outs + 1, also, (size_t)nalso * sizeof *outs);
+            rc = kdh_atomic_write_set(outs, nalso + 1, err);
+            free(outs);
+        }
+    }
     free(b.p);
     return rc;
 }

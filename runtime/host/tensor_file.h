@@ -171,6 +171,10 @@ int kdh_safetensors_read_mem(const void *buf, size_t len, const char *name,
 int kdh_safetensors_write(const char *path, const kdh_tensor *tensors, size_t count,
                           const kdh_meta *meta, size_t nmeta, kdh_error *err);
 int kdh_safetensors_write_list(const char *path, const kdh_tensor_list *l, kdh_error *err);
+/* The same, replacing the files of also[0..nalso) in the same step
+ * (kdh_atomic_write_set): all of them are written, or none. */
+int kdh_safetensors_write_also(const char *path, const kdh_tensor *tensors, size_t count, const kdh_meta *meta,
+                               size_t nmeta, const kdh_atomic_out *also, int nalso, kdh_error *err);
 
 /* ---- idx.c ------------------------------------------------------------- */
 

@@ -1,0 +1,135 @@
+/* import_cli.c — `kdslc import MODEL [-o model.kdsl] [--weights-out W.safetensors]`:
+ * a trained Keras model file as a KDSL program and its weights.
+ *
+ * The steps: read the file (interop/keras_h5.c), write the program
+ * (interop/keras_config.c), check it with the front end as any program is
+ * checked, then take each of its weights and states from the file by name
+ * and shape; every weight of the file must find its variable. Only when
+ * all of that holds are the two files written, together (both or neither). */
+#include "import_cli.h"
+
+#include "driver.h"
+#include "host/paths.h"
+#include "keras_config.h"
+#include "keras_h5.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* PATH without its directory and extension, for default output names. */
+static const char *stem(kd_arena *a, const char *path)
+{
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    char *s = kd_format(a, "%s", base), *dot = strrchr(s, '.');
+    if (dot && dot != s) *dot = 0;
+    return s;
+}
+
+typedef struct text_out {
+    const char *path, *text;
+} text_out;
+
+static int write_text(FILE *f, void *ctx, kdh_error *err)
+{
+    const text_out *t = ctx;
+    return kdh_fwrite_all(f, t->text, strlen(t->text), t->path, err);
+}
+
+/* The model's variables, from the file's weights (views into them). */
+static int take_weights(const kd_model *m, const kx_keras_file *kf, const char *path, kdh_tensor *out, kd_diags *d)
+{
+    int errors = d->errors;
+    bool *used = calloc(kf->weights.count + 1, sizeof *used);
+    for (int i = 0; i < m->vars.len; i++) {
+        const kd_var *v = m->vars.items[i];
+        int64_t shape[KDH_MAX_RANK];
+        for (int k = 0; k < v->shape.rank; k++) shape[k] = v->shape.dims[k];
+        kdh_error err;
+        const kdh_tensor *t = kdh_list_expect(&kf->weights, path, v->name, KDH_F32, v->shape.rank, shape, &err);
+        if (!t) {
+            kd_error(d, (kd_loc){0}, "%s", err.msg);
+            continue;
+        }
+        if (kdh_check_finite(t, v->name, &err) != 0) {
+            kd_error(d, (kd_loc){0}, "%s: %s", path, err.msg);
+            continue;
+        }
+        used[t - kf->weights.items] = true;
+        out[i] = *t;   /* borrowed */
+    }
+    for (size_t i = 0; i < kf->weights.count; i++)
+        if (!used[i])
+            kd_error(d, (kd_loc){0}, "%s: weight \"%s\" belongs to no variable of the imported program", path,
+                     kf->weights.items[i].name);
+    free(used);
+    return d->errors > errors ? 1 : 0;
+}
+
+int kd_run_import(const char *file, const char *kdsl_path, const char *weights_path)
+{
+    kd_session s = {0};
+    s.diags.out = stderr;
+    kd_diags *d = &s.diags;
+    kx_keras_file kf;
+    kdh_error err;
+    if (!strcmp(file, "-")) {
+        fprintf(stderr, "kdslc: error: import reads a file, not standard input\n");
+        return 2;
+    }
+    if (!kx_is_hdf5(file)) {
+        FILE *f = fopen(file, "rb");
+        if (!f) fprintf(stderr, "kdslc: error: cannot read %s: %s\n", file, strerror(errno));
+        else {
+            fclose(f);
+            fprintf(stderr, "kdslc: error: %s: not a Keras HDF5 file (.h5); .keras and TensorFlow.js files are "
+                            "not imported yet\n", file);
+        }
+        return 1;
+    }
+    if (!kdsl_path) kdsl_path = kd_format(&s.arena, "%s.kdsl", stem(&s.arena, file));
+    if (!weights_path) {
+        const char *dir_end = strrchr(kdsl_path, '/');
+        weights_path = kd_format(&s.arena, "%.*s%s.safetensors", dir_end ? (int)(dir_end - kdsl_path + 1) : 0, kdsl_path,
+                                 stem(&s.arena, kdsl_path));
+    }
+    kdh_path_use uses[] = {
+        {file, "the model file", false, 0},
+        {kdsl_path, "-o", true, 0},
+        {weights_path, "--weights-out", true, 0},
+    };
+    int rc = kdh_check_paths(uses, 3, &err);
+    if (rc) {
+        fprintf(stderr, "kdslc: error: %s%s\n", err.msg, rc == 2 ? "\n(run 'kdslc --help' for usage)" : "");
+        return rc;
+    }
+    if (kx_read_keras_h5(file, &kf, &err) != 0) {
+        fprintf(stderr, "kdslc: error: %s\n", err.msg);
+        kd_session_free(&s);
+        return 1;
+    }
+    rc = 1;
+    char *text = kx_config_to_kdsl(&s.arena, kf.config, file, kf.keras_version, d);
+    if (text && kd_front_end_text(&s, kdsl_path, text, strlen(text), NULL) != 0)
+        kd_note(d, (kd_loc){0}, "the program written for %s does not compile (above): a bug of kdslc import", file);
+    else if (text) {
+        kdh_tensor *ts = calloc((size_t)s.model->vars.len + 1, sizeof *ts);
+        if (take_weights(s.model, &kf, file, ts, d) == 0) {
+            text_out t = {kdsl_path, text};
+            kdh_atomic_out also = {kdsl_path, write_text, &t};
+            if (kdh_safetensors_write_also(weights_path, ts, (size_t)s.model->vars.len, NULL, 0, &also, 1, &err) != 0)
+                fprintf(stderr, "kdslc: error: %s\n", err.msg);
+            else {
+                printf("%s: model %s, %d layers, %lld parameters (%lld non-trainable)\n", kdsl_path, s.model->name,
+                       s.model->layers.len, (long long)(s.model->trainable_params + s.model->nontrainable_params),
+                       (long long)s.model->nontrainable_params);
+                printf("%s: %d tensors\n", weights_path, s.model->vars.len);
+                rc = 0;
+            }
+        }
+        free(ts);
+    }
+    kx_keras_file_free(&kf);
+    kd_session_free(&s);
+    return rc;
+}

@@ -1,0 +1,667 @@
+/* keras_config.c — a Keras model config as KDSL text (keras_config.h).
+ *
+ * Each layer's config becomes a call of the built-in layer of the same
+ * class: the arguments kdsl's layer table lists (builtin_layers.h) are
+ * written when they differ from its defaults — required ones by position,
+ * the rest by name — and every other key of the config must be one that
+ * changes nothing (a name, a dtype of float32, channels_last, a null
+ * constraint, an initializer's seed...). Whatever else is there is a
+ * problem, reported with the layer's name; all of them are reported before
+ * giving up, so one run lists everything a model needs.
+ *
+ * Both config dialects: Keras 2 (inbound_nodes as [[name, node, tensor,
+ * kwargs], ...], batch_input_shape) and Keras 3 (inbound_nodes as
+ * {"args": [keras tensors]}, batch_shape, dtype policies). */
+#include "keras_config.h"
+
+#include "builtin_layers.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct text {
+    kd_arena *a;
+    char *s;
+    size_t len, cap;
+} text;
+
+static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(text *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *piece = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!piece) return;
+    va_start(ap, fmt);
+    vsnprintf(piece, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    if (t->len + (size_t)n + 1 > t->cap) {
+        size_t cap = (t->cap ? t->cap * 2 : 4096) + (size_t)n;
+        char *s = kd_alloc(t->a, cap);
+        if (t->len) memcpy(s, t->s, t->len);
+        t->s = s;
+        t->cap = cap;
+    }
+    memcpy(t->s + t->len, piece, (size_t)n + 1);
+    t->len += (size_t)n;
+    free(piece);
+}
+
+typedef struct kx {
+    kd_arena *a;
+    kd_diags *d;
+    const char *source;
+    const char *layer, *cls;     /* the layer being translated, for messages */
+    kd_strmap values;            /* Keras layer name -> KDSL value name */
+    kd_strmap ranks;             /* Keras layer name -> int*: its output's rank, batch included */
+    kd_strset used;              /* value names taken */
+} kx;
+
+static void problem(kx *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(kx *k, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (k->layer) kd_error(k->d, (kd_loc){0}, "%s: layer '%s' (%s): %s", k->source, k->layer, k->cls, msg);
+    else kd_error(k->d, (kd_loc){0}, "%s: %s", k->source, msg);
+}
+
+/* ---- names ---------------------------------------------------------------- */
+
+static const char *const keywords[] = {"model", "block", "layer", "train", "input", "output", "weight", "state",
+                                       "update", "shared", "repeat", "if", "else", "training", "true", "false", "none"};
+
+static bool is_ident(const char *s)
+{
+    if (!s || !(isalpha((unsigned char)*s) || *s == '_')) return false;
+    for (const char *p = s; *p; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '_')) return false;
+    for (size_t i = 0; i < sizeof keywords / sizeof *keywords; i++)
+        if (!strcmp(s, keywords[i])) return false;
+    return true;
+}
+
+/* An identifier for a value named like `name`, not yet used. */
+static const char *value_name(kx *k, const char *name)
+{
+    char *base = kd_format(k->a, "%s%s", name && (isalpha((unsigned char)*name) || *name == '_') ? "" : "v_", name ? name : "");
+    for (char *p = base; *p; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '_')) *p = '_';
+    if (!is_ident(base)) base = kd_format(k->a, "%s_", base);
+    const char *v = base;
+    for (int i = 1; kd_strset_has(&k->used, v); i++) v = kd_format(k->a, "%s_%d", base, i);
+    kd_strset_add(k->a, &k->used, v);
+    return v;
+}
+
+/* ---- values --------------------------------------------------------------- */
+
+/* The shortest decimal that reads back as the same float32 when the value is
+ * one (Keras saves float32 settings: 9.999999747378752e-05 is 0.0001), else
+ * the shortest that reads back as the same double. */
+static const char *number(kx *k, double v)
+{
+    if (v == floor(v) && fabs(v) < 1e15) return kd_format(k->a, "%.0f", v);
+    char buf[64];
+    bool f32 = (double)(float)v == v;
+    for (int p = 1; p <= 17; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, v);
+        double back = strtod(buf, NULL);
+        if (f32 ? (float)back == (float)v : back == v) break;
+    }
+    /* KDSL numbers need a digit before any exponent: 1e-04 is fine, as is 0.5 */
+    return kd_format(k->a, "%s", buf);
+}
+
+static const char *value(kx *k, const cJSON *v, const char *what);
+
+/* An initializer or regularizer object: {"class_name": C, "config": {...}}. */
+static const char *setting(kx *k, const cJSON *v, const char *what)
+{
+    const cJSON *cls = cJSON_GetObjectItemCaseSensitive(v, "class_name");
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(v, "config");
+    if (!cJSON_IsString(cls) || (cfg && !cJSON_IsObject(cfg))) {
+        problem(k, "argument '%s': an object KDSL cannot read", what);
+        return NULL;
+    }
+    const char *c = cls->valuestring;
+    if (!strcmp(c, "L1") || !strcmp(c, "L2") || !strcmp(c, "L1L2")) {
+        const cJSON *l1 = cJSON_GetObjectItemCaseSensitive(cfg, "l1"), *l2 = cJSON_GetObjectItemCaseSensitive(cfg, "l2");
+        if ((l1 && !cJSON_IsNumber(l1)) || (l2 && !cJSON_IsNumber(l2))) {
+            problem(k, "argument '%s': a %s without numbers", what, c);
+            return NULL;
+        }
+        if (!strcmp(c, "L1")) return kd_format(k->a, "l1(%s)", number(k, l1 ? l1->valuedouble : 0.01));
+        if (!strcmp(c, "L2")) return kd_format(k->a, "l2(%s)", number(k, l2 ? l2->valuedouble : 0.01));
+        return kd_format(k->a, "l1_l2(l1: %s, l2: %s)", number(k, l1 ? l1->valuedouble : 0),
+                         number(k, l2 ? l2->valuedouble : 0));
+    }
+    static const char *const known[] = {"GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal", "LecunUniform",
+                                        "LecunNormal", "Zeros", "Ones", "RandomNormal", "RandomUniform", "Constant"};
+    bool ok = false;
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++) ok = ok || !strcmp(c, known[i]);
+    if (!ok) {
+        problem(k, "argument '%s': %s has no KDSL equivalent", what, c);
+        return NULL;
+    }
+    text t = {.a = k->a};
+    int nargs = 0;
+    for (const cJSON *e = cfg ? cfg->child : NULL; e; e = e->next) {
+        if (!strcmp(e->string, "seed")) continue;   /* kdsl draws from the train block's seed */
+        const char *x = value(k, e, what);
+        if (!x) return NULL;
+        put(&t, "%s%s: %s", nargs++ ? ", " : "", e->string, x);
+    }
+    return nargs ? kd_format(k->a, "%s(%s)", c, t.s) : kd_snake_case(k->a, c);
+}
+
+static const char *value(kx *k, const cJSON *v, const char *what)
+{
+    if (cJSON_IsNull(v)) return "none";
+    if (cJSON_IsTrue(v)) return "true";
+    if (cJSON_IsFalse(v)) return "false";
+    if (cJSON_IsNumber(v)) return number(k, v->valuedouble);
+    if (cJSON_IsString(v)) {
+        if (is_ident(v->valuestring) || !strcmp(v->valuestring, "none")) return v->valuestring;
+        for (const char *p = v->valuestring; *p; p++)
+            if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) {
+                problem(k, "argument '%s': a string KDSL cannot quote", what);
+                return NULL;
+            }
+        return kd_format(k->a, "\"%s\"", v->valuestring);
+    }
+    if (cJSON_IsArray(v)) {
+        text t = {.a = k->a};
+        put(&t, "[");
+        int i = 0;
+        for (const cJSON *e = v->child; e; e = e->next) {
+            const char *x = value(k, e, what);
+            if (!x) return NULL;
+            put(&t, "%s%s", i++ ? ", " : "", x);
+        }
+        put(&t, "]");
+        return t.s;
+    }
+    if (cJSON_IsObject(v)) return setting(k, v, what);
+    problem(k, "argument '%s': a value KDSL cannot read", what);
+    return NULL;
+}
+
+/* [a, a] -> a for the arguments that take an int or a pair. */
+static const cJSON *collapse_pair(const char *name, const cJSON *v)
+{
+    static const char *const pairs[] = {"kernel_size", "strides", "pool_size", "dilation_rate", "size"};
+    bool pair = false;
+    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) pair = pair || !strcmp(name, pairs[i]);
+    if (!pair || !cJSON_IsArray(v) || cJSON_GetArraySize(v) < 1) return v;
+    const cJSON *first = v->child;
+    for (const cJSON *e = v->child; e; e = e->next)
+        if (!cJSON_IsNumber(e) || e->valuedouble != first->valuedouble) return v;
+    return first;
+}
+
+/* ---- one layer's arguments ------------------------------------------------- */
+
+/* Keys that change nothing kdsl computes, whatever (or with these) values. */
+static bool inert(kx *k, const char *key, const cJSON *v)
+{
+    static const char *const any[] = {"name", "trainable", "batch_input_shape", "batch_shape", "input_shape",
+                                      "seed", "fused", "implementation", "ragged", "sparse", "build_config",
+                                      "module", "registered_name", "input_dim", "dynamic"};
+    for (size_t i = 0; i < sizeof any / sizeof *any; i++)
+        if (!strcmp(key, any[i])) return true;
+    if (!strcmp(key, "dtype")) {   /* "float32", or Keras 3's policy {"class_name": "DTypePolicy", "config": {"name": "float32"}} */
+        const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(v, "config");
+        const cJSON *n = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(cfg, "name") : v;
+        if (cJSON_IsNull(v) || (cJSON_IsString(n) && !strcmp(n->valuestring, "float32"))) return true;
+        problem(k, "dtype %s: kdsl computes in float32 (or float64 with --dtype f64)",
+                cJSON_IsString(n) ? n->valuestring : "?");
+        return true;   /* reported */
+    }
+    if (!strcmp(key, "data_format")) {
+        if (cJSON_IsNull(v) || (cJSON_IsString(v) && !strcmp(v->valuestring, "channels_last"))) return true;
+        problem(k, "data_format %s: kdsl's layers are channels_last", cJSON_IsString(v) ? v->valuestring : "?");
+        return true;
+    }
+    size_t n = strlen(key);
+    if (n > 11 && !strcmp(key + n - 11, "_constraint") && cJSON_IsNull(v)) return true;
+    if (n > 12 && !strcmp(key + n - 12, "_regularizer") && cJSON_IsNull(v)) return true;
+    if ((!strcmp(key, "noise_shape") || !strcmp(key, "virtual_batch_size") || !strcmp(key, "adjustment")) &&
+        cJSON_IsNull(v))
+        return true;
+    if ((!strcmp(key, "renorm") || !strcmp(key, "synchronized") || !strcmp(key, "keepdims")) && cJSON_IsFalse(v))
+        return true;
+    if (!strcmp(key, "groups") && cJSON_IsNumber(v) && v->valuedouble == 1) return true;
+    /* BatchNormalization's initializers at Keras' defaults */
+    static const struct { const char *key, *cls; } inits[] = {
+        {"beta_initializer", "Zeros"}, {"gamma_initializer", "Ones"},
+        {"moving_mean_initializer", "Zeros"}, {"moving_variance_initializer", "Ones"}};
+    for (size_t i = 0; i < sizeof inits / sizeof *inits; i++) {
+        if (strcmp(key, inits[i].key)) continue;
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(v, "class_name");
+        if (cJSON_IsString(c) && (!strcmp(c->valuestring, inits[i].cls) ||
+                                  !strcmp(kd_snake_case(k->a, c->valuestring), kd_snake_case(k->a, inits[i].cls))))
+            return true;
+    }
+    return false;
+}
+
+/* An axis as Keras saves it ([3]: one int), and the last axis of an input
+ * of `rank` (batch included; 0: unknown) as -1, the default it usually is. */
+static const cJSON *axis_arg(const char *name, const cJSON *v, int rank, cJSON *scratch)
+{
+    if (strcmp(name, "axis")) return v;
+    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1) v = v->child;
+    if (cJSON_IsNumber(v) && rank > 1 && v->valuedouble == rank - 1) {
+        *scratch = (cJSON){.type = cJSON_Number, .valuedouble = -1, .valueint = -1};
+        return scratch;
+    }
+    return v;
+}
+
+/* The arguments of a call of `cls` with config `cfg`, after `first` (the
+ * input, or NULL), with the name when `named`. */
+static const char *arguments(kx *k, const char *cls, const cJSON *cfg, const char *first, const char *name,
+                             bool trainable, int rank)
+{
+    cJSON scratch;
+    int inputs = 1;
+    const kd_layer_param *params = kd_builtin_layer(cls, &inputs);
+    text t = {.a = k->a};
+    put(&t, "%s", first ? first : "");
+    int n = first ? 1 : 0;
+    bool named_args = false;
+    for (const kd_layer_param *p = params; p && p->name; p++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, p->name);
+        if (!v) {
+            if (!p->def) problem(k, "no '%s' in its config", p->name);
+            named_args = true;   /* a later argument can no longer go by position */
+            continue;
+        }
+        v = axis_arg(p->name, collapse_pair(p->name, v), rank, &scratch);
+        const char *x = value(k, v, p->name);
+        if (!x) continue;
+        const char *def = p->def;
+        if (def && def[0] == '=') {   /* "=pool_size": the other argument's value */
+            const cJSON *o = cJSON_GetObjectItemCaseSensitive(cfg, def + 1);
+            def = o ? value(k, collapse_pair(def + 1, o), def + 1) : NULL;
+        }
+        if (def && !strcmp(x, def)) {
+            named_args = true;
+            continue;
+        }
+        if (def && cJSON_IsNumber(v) && strtod(def, NULL) == v->valuedouble && strspn(def, "-+.0123456789e") == strlen(def)) {
+            named_args = true;
+            continue;
+        }
+        if (!p->def && !named_args) put(&t, "%s%s", n++ ? ", " : "", x);
+        else {
+            put(&t, "%s%s: %s", n++ ? ", " : "", p->name, x);
+            named_args = true;
+        }
+    }
+    for (const cJSON *e = cfg ? cfg->child : NULL; e; e = e->next) {
+        bool known = false;
+        for (const kd_layer_param *p = params; p && p->name && !known; p++) known = !strcmp(p->name, e->string);
+        if (known || inert(k, e->string, e)) continue;
+        char *txt = cJSON_PrintUnformatted(e);
+        problem(k, "argument %s=%.200s has no KDSL equivalent", e->string, txt ? txt : "?");
+        free(txt);
+    }
+    if (!trainable) put(&t, "%strainable: false", n++ ? ", " : "");
+    if (name) put(&t, "%sname: \"%s\"", n++ ? ", " : "", name);
+    return t.s;
+}
+
+/* The rank (batch included) of a layer's output from its input's, for the
+ * layers that change it; 0 when unknown. */
+static int out_rank(const char *cls, const cJSON *cfg, int in)
+{
+    if (!strcmp(cls, "Flatten") || !strncmp(cls, "Global", 6)) return 2;
+    if (!strcmp(cls, "RepeatVector")) return 3;
+    if (!strcmp(cls, "Reshape")) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(cfg, "target_shape");
+        return cJSON_IsArray(t) ? cJSON_GetArraySize(t) + 1 : 0;
+    }
+    if (!strcmp(cls, "Dot")) return 0;
+    return in;
+}
+
+/* ---- naming ---------------------------------------------------------------- */
+
+/* Which layers need `name:`: those whose Keras name differs from the one
+ * kdsl gives (the snake-case class with a counter per model, skipping names
+ * given explicitly). Iterated: naming one explicitly changes what the
+ * others get. */
+static bool *explicit_names(kx *k, const char *const *classes, const char *const *names, int n)
+{
+    bool *exp = kd_alloc_array(k->a, (size_t)(n ? n : 1), sizeof *exp);
+    for (bool changed = true; changed;) {
+        changed = false;
+        kd_strset taken = {0};
+        kd_strmap counters = {0};
+        for (int i = 0; i < n; i++)
+            if (exp[i]) kd_strset_add(k->a, &taken, names[i]);
+        for (int i = 0; i < n && !changed; i++) {
+            if (exp[i]) continue;
+            const char *base = kd_snake_case(k->a, classes[i]);
+            int *count = kd_strmap_get(&counters, base);
+            if (!count) {
+                count = kd_alloc(k->a, sizeof *count);
+                kd_strmap_put(k->a, &counters, base, count);
+            }
+            const char *got;
+            do got = *count == 0 ? base : kd_format(k->a, "%s_%d", base, *count), ++*count;
+            while (kd_strset_has(&taken, got));
+            if (strcmp(got, names[i])) exp[i] = changed = true;
+        }
+    }
+    return exp;
+}
+
+/* ---- the model ---------------------------------------------------------------- */
+
+static const cJSON *get(const cJSON *o, const char *key) { return cJSON_GetObjectItemCaseSensitive(o, key); }
+
+static const char *str(const cJSON *o, const char *key)
+{
+    const cJSON *v = get(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* `input NAME: [dims]` from an InputLayer's (or a first layer's) batch shape; 0 or its rank. */
+static int input_decl(kx *k, text *t, const cJSON *cfg, const char *name)
+{
+    const cJSON *shape = get(cfg, "batch_input_shape");
+    if (!shape) shape = get(cfg, "batch_shape");
+    if (!cJSON_IsArray(shape) || cJSON_GetArraySize(shape) < 2) {
+        problem(k, "an input without a batch shape");
+        return 0;
+    }
+    const cJSON *dt = get(cfg, "dtype");
+    if (cJSON_IsString(dt) && strcmp(dt->valuestring, "float32")) {
+        problem(k, "input dtype %s: kdsl's inputs are float32", dt->valuestring);
+        return 0;
+    }
+    put(t, "    input %s: [", name);
+    int i = 0;
+    for (const cJSON *e = shape->child->next; e; e = e->next) {
+        if (!cJSON_IsNumber(e) || e->valuedouble < 1 || e->valuedouble > 1e9 || e->valuedouble != floor(e->valuedouble)) {
+            problem(k, "input dimension %d is %s: kdsl needs every dimension but the batch fixed", i + 1,
+                    cJSON_IsNull(e) ? "None" : "not a positive integer");
+            return 0;
+        }
+        put(t, "%s%.0f", i++ ? ", " : "", e->valuedouble);
+    }
+    put(t, "]\n");
+    return i + 1;
+}
+
+static bool is_trainable(const cJSON *cfg)
+{
+    const cJSON *tr = get(cfg, "trainable");
+    return !cJSON_IsFalse(tr);
+}
+
+static void check_class(kx *k, const char *cls)
+{
+    int inputs;
+    if (!kd_builtin_layer(cls, &inputs)) problem(k, "kdsl has no layer %s", cls);
+}
+
+static void sequential(kx *k, text *t, const cJSON *cfg, const char *model_name)
+{
+    const cJSON *layers = cJSON_IsArray(cfg) ? cfg : get(cfg, "layers");
+    if (!cJSON_IsArray(layers) || !layers->child) {
+        problem(k, "a Sequential model without layers");
+        return;
+    }
+    put(t, "model %s {\n", model_name);
+    const cJSON *l = layers->child;
+    const cJSON *lcfg = get(l, "config");
+    const char *cls = str(l, "class_name");
+    k->layer = str(lcfg, "name");
+    k->cls = cls ? cls : "?";
+    int rank;
+    if (cls && !strcmp(cls, "InputLayer")) {
+        rank = input_decl(k, t, lcfg, value_name(k, k->layer ? k->layer : "x"));
+        l = l->next;
+    } else
+        rank = input_decl(k, t, lcfg, value_name(k, "x"));
+    int n = 0;
+    for (const cJSON *e = l; e; e = e->next) n++;
+    const char **classes = kd_alloc_array(k->a, (size_t)n + 1, sizeof *classes);
+    const char **names = kd_alloc_array(k->a, (size_t)n + 1, sizeof *names);
+    int i = 0;
+    for (const cJSON *e = l; e; e = e->next, i++) {
+        classes[i] = str(e, "class_name") ? str(e, "class_name") : "?";
+        names[i] = str(get(e, "config"), "name") ? str(get(e, "config"), "name") : "";
+    }
+    bool *exp = explicit_names(k, classes, names, n);
+    i = 0;
+    for (const cJSON *e = l; e; e = e->next, i++) {
+        k->layer = names[i];
+        k->cls = classes[i];
+        check_class(k, classes[i]);
+        const cJSON *c = get(e, "config");
+        const char *args = arguments(k, classes[i], c, NULL, exp[i] ? names[i] : NULL, is_trainable(c), rank);
+        rank = out_rank(classes[i], c, rank);
+        if (e->next) put(t, "    %s(%s)\n", classes[i], args);
+        else put(t, "    output %s = %s(%s)\n", value_name(k, names[i]), classes[i], args);
+    }
+    put(t, "}\n");
+}
+
+/* One inbound tensor, Keras 2 ([name, node, tensor, kwargs]) or Keras 3
+ * ({"class_name": "__keras_tensor__", "config": {"keras_history": [...]}}). */
+static const char *inbound_tensor(kx *k, const cJSON *x, int *rank)
+{
+    const cJSON *hist = cJSON_IsArray(x) ? x : get(get(x, "config"), "keras_history");
+    const cJSON *name = cJSON_GetArrayItem(hist, 0), *node = cJSON_GetArrayItem(hist, 1),
+                *tensor = cJSON_GetArrayItem(hist, 2);
+    if (!cJSON_IsString(name) || !cJSON_IsNumber(node) || !cJSON_IsNumber(tensor)) {
+        problem(k, "an inbound tensor KDSL cannot read");
+        return NULL;
+    }
+    if (node->valuedouble != 0) {
+        problem(k, "reads the output of call %.0f of layer '%s': shared layers are not imported yet", node->valuedouble,
+                name->valuestring);
+        return NULL;
+    }
+    if (tensor->valuedouble != 0) {
+        problem(k, "reads output %.0f of layer '%s': layers with several outputs are not imported yet",
+                tensor->valuedouble, name->valuestring);
+        return NULL;
+    }
+    const char *v = kd_strmap_get(&k->values, name->valuestring);
+    const int *r = kd_strmap_get(&k->ranks, name->valuestring);
+    if (!v) problem(k, "reads layer '%s', which comes later or does not exist", name->valuestring);
+    *rank = r ? *r : 0;
+    return v;
+}
+
+/* The KDSL text of a layer's inputs: one value, or [a, b] for merge layers. */
+static const char *inbound(kx *k, const cJSON *layer, int want, int *rank)
+{
+    const cJSON *nodes = get(layer, "inbound_nodes");
+    int calls = cJSON_GetArraySize(nodes);
+    if (!cJSON_IsArray(nodes) || calls == 0) {
+        problem(k, "no inbound nodes");
+        return NULL;
+    }
+    if (calls > 1) {
+        problem(k, "called %d times: shared layers are not imported yet", calls);
+        return NULL;
+    }
+    const cJSON *node = nodes->child, *list = node;
+    if (cJSON_IsObject(node)) {   /* Keras 3: {"args": [x] or [[a, b]], "kwargs": {...}} */
+        const cJSON *args = get(node, "args"), *kw = get(node, "kwargs");
+        if (cJSON_IsObject(kw) && kw->child) {
+            for (const cJSON *e = kw->child; e; e = e->next)
+                if (!cJSON_IsNull(e) && strcmp(e->string, "training") && strcmp(e->string, "mask")) {
+                    problem(k, "called with keyword argument '%s', which kdsl does not take", e->string);
+                    return NULL;
+                }
+        }
+        const cJSON *a0 = cJSON_GetArrayItem(args, 0);
+        list = cJSON_IsArray(a0) ? a0 : args;
+        if (!cJSON_IsArray(a0) && cJSON_GetArraySize(args) != 1) {
+            problem(k, "called with %d positional arguments", cJSON_GetArraySize(args));
+            return NULL;
+        }
+    }
+    int n = cJSON_GetArraySize(list);
+    if (!cJSON_IsArray(list) || n == 0) {
+        problem(k, "inbound nodes KDSL cannot read");
+        return NULL;
+    }
+    if (want == 1 && n != 1) {
+        problem(k, "takes one tensor, called with %d", n);
+        return NULL;
+    }
+    text t = {.a = k->a};
+    if (want != 1) put(&t, "[");
+    int i = 0;
+    for (const cJSON *x = list->child; x; x = x->next) {
+        int r = 0;
+        const char *v = inbound_tensor(k, x, &r);
+        if (!v) return NULL;
+        if (i == 0) *rank = r;
+        put(&t, "%s%s", i++ ? ", " : "", v);
+    }
+    if (want != 1) put(&t, "]");
+    return t.s;
+}
+
+static bool listed(const cJSON *endpoints, const char *name)
+{
+    for (const cJSON *e = endpoints ? endpoints->child : NULL; e; e = e->next) {
+        const cJSON *n = cJSON_IsArray(e) ? cJSON_GetArrayItem(e, 0) : NULL;
+        if (cJSON_IsString(n) && !strcmp(n->valuestring, name)) return true;
+    }
+    return false;
+}
+
+static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
+{
+    const cJSON *layers = get(cfg, "layers");
+    const cJSON *outs = get(cfg, "output_layers"), *ins = get(cfg, "input_layers");
+    if (!cJSON_IsArray(layers) || !cJSON_IsArray(outs)) {
+        problem(k, "a Functional model without layers or output_layers");
+        return;
+    }
+    if (cJSON_IsArray(outs) && outs->child && cJSON_IsString(outs->child)) {   /* one output as [name, 0, 0] */
+        problem(k, "a single output_layers entry in Keras 3's flat form is not imported yet");
+        return;
+    }
+    put(t, "model %s {\n", model_name);
+    int n = 0;
+    for (const cJSON *e = layers->child; e; e = e->next)
+        if (!str(e, "class_name") || strcmp(str(e, "class_name"), "InputLayer")) n++;
+    const char **classes = kd_alloc_array(k->a, (size_t)n + 1, sizeof *classes);
+    const char **names = kd_alloc_array(k->a, (size_t)n + 1, sizeof *names);
+    int i = 0;
+    for (const cJSON *e = layers->child; e; e = e->next) {
+        if (str(e, "class_name") && !strcmp(str(e, "class_name"), "InputLayer")) continue;
+        classes[i] = str(e, "class_name") ? str(e, "class_name") : "?";
+        names[i++] = str(e, "name") ? str(e, "name") : "";
+    }
+    bool *exp = explicit_names(k, classes, names, n);
+    i = 0;
+    for (const cJSON *e = layers->child; e; e = e->next) {
+        const char *cls = str(e, "class_name"), *name = str(e, "name");
+        const cJSON *c = get(e, "config");
+        k->layer = name ? name : "?";
+        k->cls = cls ? cls : "?";
+        if (!cls || !name || !cJSON_IsObject(c)) {
+            problem(k, "a layer without class_name, name or config");
+            continue;
+        }
+        if (kd_strmap_get(&k->values, name)) {
+            problem(k, "a second layer of this name");
+            continue;
+        }
+        const char *v = value_name(k, name);
+        if (!strcmp(cls, "InputLayer")) {
+            if (!listed(ins, name)) problem(k, "an InputLayer that is not among the model's input_layers");
+            int *r = kd_alloc(k->a, sizeof *r);
+            if ((*r = input_decl(k, t, c, v))) {
+                kd_strmap_put(k->a, &k->values, name, (void *)v);
+                kd_strmap_put(k->a, &k->ranks, name, r);
+            }
+            continue;
+        }
+        int want = 1;
+        const kd_layer_param *params = kd_builtin_layer(cls, &want);
+        if (!params) {
+            check_class(k, cls);
+            kd_strmap_put(k->a, &k->values, name, (void *)v);   /* later layers still get checked */
+            i++;
+            continue;
+        }
+        int in_rank = 0;
+        const char *in = inbound(k, e, want, &in_rank);
+        const char *args = in ? arguments(k, cls, c, in, exp[i] ? name : NULL, is_trainable(c), in_rank) : NULL;
+        int *r = kd_alloc(k->a, sizeof *r);
+        *r = out_rank(cls, c, in_rank);
+        kd_strmap_put(k->a, &k->ranks, name, r);
+        kd_strmap_put(k->a, &k->values, name, (void *)v);
+        i++;
+        if (args) put(t, "    %s%s = %s(%s)\n", listed(outs, name) ? "output " : "", v, cls, args);
+    }
+    k->layer = NULL;
+    for (const cJSON *e = outs->child; e; e = e->next) {
+        const cJSON *n0 = cJSON_GetArrayItem(e, 0), *n1 = cJSON_GetArrayItem(e, 1), *n2 = cJSON_GetArrayItem(e, 2);
+        if (!cJSON_IsString(n0) || !kd_strmap_get(&k->values, n0->valuestring))
+            problem(k, "an output layer that is not among the layers");
+        else if ((cJSON_IsNumber(n1) && n1->valuedouble != 0) || (cJSON_IsNumber(n2) && n2->valuedouble != 0))
+            problem(k, "output %s is not the first output of its layer's first call", n0->valuestring);
+        else {
+            for (const cJSON *l = layers->child; l; l = l->next)
+                if (str(l, "name") && !strcmp(str(l, "name"), n0->valuestring) && str(l, "class_name") &&
+                    !strcmp(str(l, "class_name"), "InputLayer"))
+                    problem(k, "output %s is an input: kdsl's outputs are computed", n0->valuestring);
+        }
+    }
+    put(t, "}\n");
+}
+
+char *kx_config_to_kdsl(kd_arena *a, const char *json, const char *source, const char *keras_version, kd_diags *d)
+{
+    kx k = {.a = a, .d = d, .source = source};
+    int errors = d->errors;
+    cJSON *root = cJSON_Parse(json);
+    if (!root) {
+        problem(&k, "the model config is not JSON");
+        return NULL;
+    }
+    const char *cls = str(root, "class_name");
+    const cJSON *cfg = get(root, "config");
+    text t = {.a = a};
+    const char *kname = str(cfg, "name");
+    const char *model_name = is_ident(kname) ? kname : NULL;
+    if (!model_name) {   /* "model" is a keyword: the file's name instead */
+        const char *base = strrchr(source, '/') ? strrchr(source, '/') + 1 : source;
+        char *stem = kd_format(a, "%s", base), *dot = strrchr(stem, '.');
+        if (dot && dot != stem) *dot = 0;
+        model_name = value_name(&k, stem);
+    }
+    kd_strset_add(a, &k.used, model_name);
+    put(&t, "# Imported by kdslc from %s: the %s model \"%s\"%s%s.\n", source, cls ? cls : "?", kname ? kname : "?",
+        keras_version ? " saved by Keras " : "", keras_version ? keras_version : "");
+    if (cls && !strcmp(cls, "Sequential")) sequential(&k, &t, cfg, model_name);
+    else if (cls && (!strcmp(cls, "Functional") || !strcmp(cls, "Model"))) functional(&k, &t, cfg, model_name);
+    else problem(&k, "a model of class %s: kdsl imports Sequential and Functional models", cls ? cls : "?");
+    cJSON_Delete(root);
+    return d->errors > errors ? NULL : t.s;
+}

@@ -1,0 +1,284 @@
+/* keras_h5.c — a legacy Keras HDF5 file through libhdf5 (keras_h5.h).
+ *
+ * Layout (Keras 2's hdf5_format.py, save_model_to_hdf5):
+ *   /                      attributes model_config (JSON), keras_version, backend
+ *   /model_weights         attribute layer_names: every layer, in order
+ *   /model_weights/L       attribute weight_names: "L/kernel:0", "L/bias:0", ...
+ *   /model_weights/L/W     a dataset per weight name (W may hold '/')
+ * A file written by save_weights has the layer groups at the root instead of
+ * under /model_weights, and no model_config. Strings are fixed- or
+ * variable-length, attributes scalars or 1-D arrays. */
+#include "keras_h5.h"
+
+#include <hdf5.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Limits on what a hostile file can make us allocate. */
+#define MAX_STRING ((size_t)64 << 20)    /* the config JSON */
+#define MAX_NAMES 100000                 /* layers, weights per layer */
+#define MAX_WEIGHT_BYTES ((uint64_t)2 << 30)
+#define MAX_TOTAL_BYTES ((uint64_t)4 << 30)
+
+static int fail(kdh_error *err, const char *path, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(err->msg, sizeof err->msg, "%s: %s", path, msg);
+    return -1;
+}
+
+bool kx_is_hdf5(const char *path)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[8];
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    bool ok = fread(head, 1, 8, f) == 8 && memcmp(head, sig, 8) == 0;
+    fclose(f);
+    return ok;
+}
+
+/* ---- strings ------------------------------------------------------------ */
+
+/* The strings of attribute `name` of object `obj`: a scalar (n = 1) or a 1-D
+ * array, fixed- or variable-length. Each malloc'd; *out malloc'd. */
+static int read_strings(hid_t obj, const char *name, const char *path, const char *where, char ***out, size_t *n,
+                        kdh_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
+    if (attr < 0) return fail(err, path, "%s has no attribute %s", where, name);
+    hid_t type = H5Aget_type(attr), space = H5Aget_space(attr);
+    int rc = -1;
+    char **strs = NULL;
+    size_t count = 0;
+    if (type < 0 || space < 0) {
+        fail(err, path, "%s: cannot read attribute %s", where, name);
+        goto done;
+    }
+    if (H5Sget_simple_extent_npoints(space) == 0) {   /* no weights: numpy's empty array, float64 */
+        strs = calloc(1, sizeof *strs);
+        rc = strs ? 0 : fail(err, path, "out of memory");
+        goto done;
+    }
+    if (H5Tget_class(type) != H5T_STRING) {
+        fail(err, path, "%s: attribute %s is not a string", where, name);
+        goto done;
+    }
+    int rank = H5Sget_simple_extent_ndims(space);
+    hsize_t dims[1] = {1};
+    if (rank < 0 || rank > 1 || (rank == 1 && H5Sget_simple_extent_dims(space, dims, NULL) != 1) ||
+        dims[0] > MAX_NAMES) {
+        fail(err, path, "%s: attribute %s is not a string or a list of at most %d strings", where, name, MAX_NAMES);
+        goto done;
+    }
+    count = (size_t)dims[0];
+    strs = calloc(count + 1, sizeof *strs);
+    if (!strs) {
+        fail(err, path, "out of memory");
+        goto done;
+    }
+    if (H5Tis_variable_str(type) > 0) {
+        hid_t mem = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mem, H5T_VARIABLE);
+        H5Tset_cset(mem, H5Tget_cset(type));
+        char **v = calloc(count + 1, sizeof *v);
+        if (v && H5Aread(attr, mem, v) >= 0) {
+            rc = 0;
+            for (size_t i = 0; i < count && rc == 0; i++) {
+                if (!v[i] || strlen(v[i]) > MAX_STRING) rc = fail(err, path, "%s: attribute %s: a bad string", where, name);
+                else if (!(strs[i] = strdup(v[i]))) rc = fail(err, path, "out of memory");
+            }
+            H5Dvlen_reclaim(mem, space, H5P_DEFAULT, v);
+        } else
+            fail(err, path, "%s: cannot read attribute %s", where, name);
+        free(v);
+        H5Tclose(mem);
+    } else {
+        size_t len = H5Tget_size(type);
+        if (len == 0 || len > MAX_STRING || count * len > MAX_STRING) {
+            fail(err, path, "%s: attribute %s has strings of a bad size", where, name);
+            goto done;
+        }
+        hid_t mem = H5Tcopy(type);
+        char *buf = calloc(count * len + 1, 1);
+        if (buf && H5Aread(attr, mem, buf) >= 0) {
+            rc = 0;
+            for (size_t i = 0; i < count && rc == 0; i++) {
+                strs[i] = malloc(len + 1);
+                if (!strs[i]) rc = fail(err, path, "out of memory");
+                else {
+                    memcpy(strs[i], buf + i * len, len);
+                    strs[i][len] = 0;   /* null-padded or space-padded: trim the spaces */
+                    for (size_t k = strlen(strs[i]); k > 0 && strs[i][k - 1] == ' '; k--) strs[i][k - 1] = 0;
+                }
+            }
+        } else
+            fail(err, path, "%s: cannot read attribute %s", where, name);
+        free(buf);
+        H5Tclose(mem);
+    }
+done:
+    if (rc != 0 && strs) {
+        for (size_t i = 0; i < count; i++) free(strs[i]);
+        free(strs);
+        strs = NULL;
+        count = 0;
+    }
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    H5Aclose(attr);
+    *out = strs;
+    *n = count;
+    return rc;
+}
+
+static void free_strings(char **s, size_t n)
+{
+    for (size_t i = 0; s && i < n; i++) free(s[i]);
+    free(s);
+}
+
+/* One string attribute (a scalar, or a list of one). */
+static char *read_string(hid_t obj, const char *name, const char *path, const char *where, kdh_error *err)
+{
+    char **s;
+    size_t n;
+    if (read_strings(obj, name, path, where, &s, &n, err) != 0) return NULL;
+    if (n != 1) {
+        free_strings(s, n);
+        fail(err, path, "%s: attribute %s holds %zu strings, not one", where, name, n);
+        return NULL;
+    }
+    char *one = s[0];
+    free(s);
+    return one;
+}
+
+/* ---- weights ------------------------------------------------------------ */
+
+/* Dataset `dpath` as an F32 tensor named `name` appended to the list. */
+static int read_weight(hid_t file, const char *dpath, const char *name, const char *path, uint64_t *total,
+                       kdh_tensor_list *list, kdh_error *err)
+{
+    hid_t ds = H5Dopen2(file, dpath, H5P_DEFAULT);
+    if (ds < 0) return fail(err, path, "no dataset %s", dpath);
+    hid_t type = H5Dget_type(ds), space = H5Dget_space(ds);
+    int rc = -1;
+    int rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    hsize_t dims[KDH_MAX_RANK];
+    int64_t shape[KDH_MAX_RANK];
+    if (type < 0 || H5Tget_class(type) != H5T_FLOAT || (H5Tget_size(type) != 4 && H5Tget_size(type) != 8)) {
+        fail(err, path, "%s: not a float32 or float64 dataset", dpath);
+        goto done;
+    }
+    if (rank < 0 || rank > KDH_MAX_RANK || H5Sget_simple_extent_dims(space, dims, NULL) != rank) {
+        fail(err, path, "%s: rank %d (at most %d)", dpath, rank, KDH_MAX_RANK);
+        goto done;
+    }
+    uint64_t elems = 1;
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] == 0 || dims[i] > MAX_WEIGHT_BYTES / 4 || elems > MAX_WEIGHT_BYTES / 4 / dims[i]) {
+            fail(err, path, "%s: a shape too large or empty", dpath);
+            goto done;
+        }
+        elems *= dims[i];
+        shape[i] = (int64_t)dims[i];
+    }
+    /* a compressed dataset can expand without bound: the total is capped whatever the storage */
+    if ((*total += elems * 4) > MAX_TOTAL_BYTES) {
+        fail(err, path, "the weights add up to more than %llu GiB", (unsigned long long)(MAX_TOTAL_BYTES >> 30));
+        goto done;
+    }
+    kdh_tensor *t = kdh_list_add(list, name, KDH_F32, rank, shape, err);
+    if (!t) goto done;
+    if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0) {
+        fail(err, path, "%s: cannot read the data (a damaged or truncated file?)", dpath);
+        goto done;
+    }
+    rc = 0;
+done:
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    H5Dclose(ds);
+    return rc;
+}
+
+/* Every weight under `root` ("/model_weights" or "/"), by layer_names and weight_names. */
+static int read_weights(hid_t file, const char *root, const char *path, kdh_tensor_list *list, kdh_error *err)
+{
+    hid_t g = H5Gopen2(file, root, H5P_DEFAULT);
+    if (g < 0) return fail(err, path, "no group %s", root);
+    char **layers = NULL;
+    size_t nlayers = 0;
+    uint64_t total = 0;
+    int rc = read_strings(g, "layer_names", path, root, &layers, &nlayers, err);
+    for (size_t i = 0; i < nlayers && rc == 0; i++) {
+        if (!layers[i][0] || strchr(layers[i], '/')) {
+            rc = fail(err, path, "%s: a bad layer name \"%s\"", root, layers[i]);
+            break;
+        }
+        hid_t lg = H5Gopen2(g, layers[i], H5P_DEFAULT);
+        if (lg < 0) {
+            rc = fail(err, path, "%s lists layer %s, which has no group", root, layers[i]);
+            break;
+        }
+        char where[600];
+        snprintf(where, sizeof where, "%s%s%s", root, strcmp(root, "/") ? "/" : "", layers[i]);
+        char **names = NULL;
+        size_t nnames = 0;
+        rc = read_strings(lg, "weight_names", path, where, &names, &nnames, err);
+        for (size_t k = 0; k < nnames && rc == 0; k++) {
+            char dpath[1400], name[700];
+            snprintf(dpath, sizeof dpath, "%s/%s", where, names[k]);
+            snprintf(name, sizeof name, "%s", names[k]);
+            size_t len = strlen(name);
+            if (len > 2 && !strcmp(name + len - 2, ":0")) name[len - 2] = 0;
+            if (kdh_list_find(list, name)) rc = fail(err, path, "%s: weight %s appears twice", where, name);
+            else rc = read_weight(file, dpath, name, path, &total, list, err);
+        }
+        free_strings(names, nnames);
+        H5Gclose(lg);
+    }
+    free_strings(layers, nlayers);
+    H5Gclose(g);
+    return rc;
+}
+
+int kx_read_keras_h5(const char *path, kx_keras_file *out, kdh_error *err)
+{
+    memset(out, 0, sizeof *out);
+    kdh_list_init(&out->weights);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   /* errors come back as return values, not printed */
+    if (!kx_is_hdf5(path)) return fail(err, path, "not an HDF5 file");
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) return fail(err, path, "libhdf5 cannot open it (a damaged or truncated file?)");
+    int rc = 0;
+    if (H5Aexists(file, "model_config") <= 0)
+        rc = fail(err, path, "no model_config attribute: a weights-only file (save_weights) has no architecture; "
+                             "import the file model.save() wrote");
+    if (rc == 0 && !(out->config = read_string(file, "model_config", path, "/", err))) rc = -1;
+    if (rc == 0 && H5Aexists(file, "keras_version") > 0) out->keras_version = read_string(file, "keras_version", path, "/", err);
+    if (rc == 0) {
+        bool nested = H5Lexists(file, "/model_weights", H5P_DEFAULT) > 0;
+        rc = read_weights(file, nested ? "/model_weights" : "/", path, &out->weights, err);
+    }
+    H5Fclose(file);
+    if (rc != 0) kx_keras_file_free(out);
+    return rc;
+}
+
+void kx_keras_file_free(kx_keras_file *f)
+{
+    free(f->config);
+    free(f->keras_version);
+    kdh_list_free(&f->weights);
+    memset(f, 0, sizeof *f);
+    kdh_list_init(&f->weights);
+}

@@ -1,0 +1,365 @@
+/* test_import.c — `kdslc import`: the two MLPerf Tiny Keras files
+ * (tests/fixtures/mlperf_tiny) import with Keras' parameter counts and
+ * predict what TensorFlow.js predicts from the same files (make.js there);
+ * configs of both Keras dialects; and every kind of bad file gets a clear
+ * error, exit 1, and no file written or damaged. The bad files are made
+ * here with libhdf5. */
+#include "testutil.h"
+
+#include "host/tensor_file.h"
+
+#include <hdf5.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+/* printf into one of 8 rotating static buffers */
+static const char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static const char *fmt(const char *f, ...)
+{
+    static char buf[8][4096];
+    static int i;
+    i = (i + 1) % 8;
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(buf[i], sizeof buf[i], f, ap);
+    va_end(ap);
+    return buf[i];
+}
+
+/* A file's text; the test fails if it cannot be read. */
+static char *text_of(const char *path) __attribute__((returns_nonnull));
+static char *text_of(const char *path)
+{
+    char *t = tu_read(path, NULL);
+    ck_assert_msg(t != NULL, "cannot read %s", path);
+    return t ? t : strdup("");
+}
+
+static const char *fixture(const char *file)
+{
+    static char buf[4][4096];
+    static int i;
+    i = (i + 1) % 4;
+    snprintf(buf[i], sizeof buf[i], "%s", tu_src(file));
+    return buf[i];
+}
+
+/* kdslc predict of the imported model on NAME_x.npy against NAME_y.npy, within 1e-4 relative. */
+static void predicts_like_keras(const char *dir, const char *name)
+{
+    char x[4096], y[4096];
+    snprintf(x, sizeof x, "%s", fixture(fmt("tests/fixtures/mlperf_tiny/%s_x.npy", name)));
+    snprintf(y, sizeof y, "%s", fixture(fmt("tests/fixtures/mlperf_tiny/%s_y.npy", name)));
+    char *out;
+    int rc = tu_kdslc_run(&out, "predict %s/%s.kdsl --weights %s/%s.safetensors --input %s --normalize none -o %s/%s_got.npy",
+                          dir, name, dir, name, x, dir, name);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    kdh_tensor want = tu_read_npy_f32(y), got = tu_read_npy_f32(tu_path(dir, fmt("%s_got.npy", name)));
+    ck_assert_uint_eq(want.nbytes, got.nbytes);
+    /* relative to each value, or to the outputs' scale (their root mean square) where a value is
+     * small beside it: float32 sums in another order differ by that much */
+    const float *a = want.data, *b = got.data;
+    size_t n = want.nbytes / 4;
+    double rms = 0;
+    for (size_t i = 0; i < n; i++) rms += (double)a[i] * a[i];
+    rms = sqrt(rms / (double)n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabs((double)a[i] - b[i]) <= 1e-4 * fmax(fabs(a[i]), rms), "%s[%zu]: kdsl %.9g, TensorFlow.js %.9g", name,
+                      i, b[i], a[i]);
+    kdh_tensor_free(&want);
+    kdh_tensor_free(&got);
+}
+
+START_TEST(mlperf_resnet8)
+{
+    const char *dir = tu_tmpdir("import-resnet");
+    char *out;
+    int rc = tu_kdslc_run(&out, "import %s -o %s/pretrainedResnet.kdsl", fixture("tests/fixtures/mlperf_tiny/pretrainedResnet.h5"),
+                          dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "78666 parameters (480 non-trainable)");
+    ck_assert_has(out, "pretrainedResnet.safetensors: 48 tensors");
+    free(out);
+    /* reads like what a person would write: defaults left out, Keras' names kept without name: */
+    char *text = text_of(tu_path(dir, "pretrainedResnet.kdsl"));
+    ck_assert_has(text, "    input input_1: [32, 32, 3]\n"
+                        "    conv2d = Conv2D(input_1, 16, 3, padding: same, kernel_initializer: he_normal, "
+                        "kernel_regularizer: l2(0.0001))\n"
+                        "    batch_normalization = BatchNormalization(conv2d)\n");
+    ck_assert_has(text, "    add = Add([activation, batch_normalization_2])\n");
+    ck_assert_has(text, "    output dense = Dense(flatten, 10, activation: softmax, kernel_initializer: he_normal)\n");
+    ck_assert_lacks(text, "name:");
+    free(text);
+    rc = tu_kdslc_run(&out, "summary %s/pretrainedResnet.kdsl", dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "Total params: 78,666");
+    ck_assert_has(out, "Non-trainable params: 480");
+    free(out);
+    predicts_like_keras(dir, "pretrainedResnet");
+}
+END_TEST
+
+START_TEST(mlperf_ad01)
+{
+    const char *dir = tu_tmpdir("import-ad01");
+    char *out;
+    int rc = tu_kdslc_run(&out, "import %s -o %s/ad01.kdsl", fixture("tests/fixtures/mlperf_tiny/ad01.h5"), dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "269992 parameters (2064 non-trainable)");
+    free(out);
+    rc = tu_kdslc_run(&out, "summary %s/ad01.kdsl", dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "Total params: 269,992");
+    ck_assert_has(out, "Non-trainable params: 2,064");
+    free(out);
+    predicts_like_keras(dir, "ad01");
+}
+END_TEST
+
+/* ---- files made here ------------------------------------------------------ */
+
+typedef struct weight {
+    const char *layer, *name;   /* group /model_weights/LAYER, dataset LAYER/NAME:0 */
+    int rank;
+    hsize_t dims[10];
+    hid_t type;                 /* 0: float32 */
+} weight;
+
+static void string_attr(hid_t obj, const char *name, const char *value)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    hid_t s = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, t, s, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert(a >= 0 && H5Awrite(a, t, &value) >= 0);
+    H5Aclose(a), H5Sclose(s), H5Tclose(t);
+}
+
+/* A fixed-length string list attribute, as Keras writes layer_names and weight_names. */
+static void list_attr(hid_t obj, const char *name, const char *const *values, int n)
+{
+    size_t len = 1;
+    for (int i = 0; i < n; i++)
+        if (strlen(values[i]) > len) len = strlen(values[i]);
+    char *buf = calloc((size_t)n + 1, len);
+    for (int i = 0; i < n; i++) memcpy(buf + (size_t)i * len, values[i], strlen(values[i]));
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, len);
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t s = H5Screate_simple(1, dims, NULL);
+    hid_t a = H5Acreate2(obj, name, t, s, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert(a >= 0 && H5Awrite(a, t, buf) >= 0);
+    H5Aclose(a), H5Sclose(s), H5Tclose(t);
+    free(buf);
+}
+
+/* An .h5 file as Keras' model.save writes one (config NULL: as save_weights does, no architecture). */
+static void make_h5(const char *path, const char *config, const weight *w, int nw)
+{
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert(f >= 0);
+    if (config) string_attr(f, "model_config", config);
+    string_attr(f, "keras_version", "2.4.0");
+    hid_t mw = H5Gcreate2(f, "/model_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    const char *layers[16] = {0};
+    int nl = 0;
+    for (int i = 0; i < nw; i++) {
+        bool seen = false;
+        for (int k = 0; k < nl; k++) seen = seen || !strcmp(layers[k], w[i].layer);
+        if (!seen) layers[nl++] = w[i].layer;
+    }
+    list_attr(mw, "layer_names", layers, nl);
+    for (int l = 0; l < nl; l++) {
+        hid_t g = H5Gcreate2(mw, layers[l], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        const char *names[16];
+        int n = 0;
+        for (int i = 0; i < nw; i++) {
+            if (strcmp(w[i].layer, layers[l])) continue;
+            char *full = malloc(256);
+            snprintf(full, 256, "%s/%s:0", w[i].layer, w[i].name);
+            names[n++] = full;
+            hid_t s = H5Screate_simple(w[i].rank, w[i].dims, NULL);
+            hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+            H5Pset_create_intermediate_group(lcpl, 1);
+            hid_t d = H5Dcreate2(g, full, w[i].type ? w[i].type : H5T_IEEE_F32LE, s, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+            ck_assert(d >= 0);
+            hssize_t count = H5Sget_simple_extent_npoints(s);
+            float *v = calloc((size_t)count + 1, sizeof *v);
+            for (hssize_t k = 0; k < count; k++) v[k] = 0.01f * (float)(k % 17);
+            H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+            free(v);
+            H5Dclose(d), H5Pclose(lcpl), H5Sclose(s);
+        }
+        list_attr(g, "weight_names", names, n);
+        for (int i = 0; i < n; i++) free((char *)names[i]);
+        H5Gclose(g);
+    }
+    H5Gclose(mw);
+    H5Fclose(f);
+}
+
+static const char dense_config[] =
+    "{\"class_name\": \"Sequential\", \"config\": {\"name\": \"sequential\", \"layers\": ["
+    "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, 4], \"dtype\": \"float32\", \"name\": \"x\"}},"
+    "{\"class_name\": \"Dense\", \"config\": {\"name\": \"dense\", \"trainable\": true, \"dtype\": \"float32\", \"units\": 3,"
+    " \"activation\": \"relu\", \"use_bias\": true, \"kernel_constraint\": null}},"
+    "{\"class_name\": \"Dense\", \"config\": {\"name\": \"scores\", \"units\": 2, \"trainable\": false}}]}}";
+
+static const weight dense_weights[] = {
+    {"dense", "kernel", 2, {4, 3}, 0}, {"dense", "bias", 1, {3}, 0},
+    {"scores", "kernel", 2, {3, 2}, 0}, {"scores", "bias", 1, {2}, 0},
+};
+
+/* A Sequential config: a list of layers, Keras' names given only where kdsl's differ, trainable: false kept. */
+START_TEST(sequential_config)
+{
+    const char *dir = tu_tmpdir("import-seq");
+    make_h5(tu_path(dir, "m.h5"), dense_config, dense_weights, 4);
+    char *out;
+    int rc = tu_kdslc_run(&out, "import %s/m.h5 -o %s/m.kdsl", dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    char *text = text_of(tu_path(dir, "m.kdsl"));
+    ck_assert_has(text, "model sequential {\n    input x: [4]\n    Dense(3, activation: relu)\n"
+                        "    output scores = Dense(2, trainable: false, name: \"scores\")\n}\n");
+    free(text);
+    rc = tu_kdslc_run(&out, "summary %s/m.kdsl", dir);
+    ck_assert_has(out, "Non-trainable params: 8");
+    free(out);
+}
+END_TEST
+
+/* Keras 3's dialect: batch_shape, dtype policies, inbound nodes as keras tensors. */
+START_TEST(keras3_config)
+{
+    static const char cfg[] =
+        "{\"class_name\": \"Functional\", \"config\": {\"name\": \"functional\", \"layers\": ["
+        "{\"class_name\": \"InputLayer\", \"name\": \"in\", \"config\": {\"batch_shape\": [null, 4], \"dtype\": \"float32\","
+        " \"name\": \"in\"}, \"inbound_nodes\": []},"
+        "{\"module\": \"keras.layers\", \"class_name\": \"Dense\", \"name\": \"dense\", \"config\": {\"name\": \"dense\","
+        " \"dtype\": {\"module\": \"keras\", \"class_name\": \"DTypePolicy\", \"config\": {\"name\": \"float32\"}},"
+        " \"units\": 4, \"kernel_initializer\": {\"module\": \"keras.initializers\", \"class_name\": \"RandomNormal\","
+        " \"config\": {\"mean\": 0.0, \"stddev\": 0.05, \"seed\": null}}}, \"build_config\": {\"input_shape\": [null, 4]},"
+        " \"inbound_nodes\": [{\"args\": [{\"class_name\": \"__keras_tensor__\", \"config\": {\"shape\": [null, 4],"
+        " \"dtype\": \"float32\", \"keras_history\": [\"in\", 0, 0]}}], \"kwargs\": {}}]},"
+        "{\"class_name\": \"Add\", \"name\": \"add\", \"config\": {\"name\": \"add\"}, \"inbound_nodes\": [{\"args\": [["
+        "{\"class_name\": \"__keras_tensor__\", \"config\": {\"keras_history\": [\"in\", 0, 0]}},"
+        "{\"class_name\": \"__keras_tensor__\", \"config\": {\"keras_history\": [\"dense\", 0, 0]}}]], \"kwargs\": {}}]}],"
+        " \"input_layers\": [[\"in\", 0, 0]], \"output_layers\": [[\"add\", 0, 0]]}}";
+    static const weight w[] = {{"dense", "kernel", 2, {4, 4}, 0}, {"dense", "bias", 1, {4}, 0}};
+    const char *dir = tu_tmpdir("import-k3");
+    make_h5(tu_path(dir, "m.h5"), cfg, w, 2);
+    char *out;
+    int rc = tu_kdslc_run(&out, "import %s/m.h5 -o %s/m.kdsl", dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    char *text = text_of(tu_path(dir, "m.kdsl"));
+    ck_assert_has(text, "model functional {\n    input in: [4]\n"
+                        "    dense = Dense(in, 4, kernel_initializer: RandomNormal(mean: 0, stddev: 0.05))\n"
+                        "    output add = Add([in, dense])\n}\n");
+    free(text);
+}
+END_TEST
+
+/* What kdsl cannot express: each thing listed with its layer, nothing written, a file there kept. */
+START_TEST(unsupported_listed)
+{
+    static const char cfg[] =
+        "{\"class_name\": \"Sequential\", \"config\": {\"name\": \"s\", \"layers\": ["
+        "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, 8, 8, 2], \"name\": \"x\"}},"
+        "{\"class_name\": \"Conv2D\", \"config\": {\"name\": \"conv2d\", \"filters\": 2, \"kernel_size\": [3, 3],"
+        " \"data_format\": \"channels_first\", \"kernel_constraint\": {\"class_name\": \"MaxNorm\", \"config\": {}}}},"
+        "{\"class_name\": \"Lambda\", \"config\": {\"name\": \"lambda\", \"function\": \"abc\"}},"
+        "{\"class_name\": \"Dense\", \"config\": {\"name\": \"dense\", \"units\": 2,"
+        " \"kernel_initializer\": {\"class_name\": \"Orthogonal\", \"config\": {\"gain\": 1.0}}}}]}}";
+    const char *dir = tu_tmpdir("import-bad");
+    make_h5(tu_path(dir, "m.h5"), cfg, NULL, 0);
+    tu_write(tu_path(dir, "m.kdsl"), "keep\n", 5);
+    char *out;
+    int rc = tu_kdslc_run(&out, "import %s/m.h5 -o %s/m.kdsl", dir, dir);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_has(out, "layer 'conv2d' (Conv2D): data_format channels_first: kdsl's layers are channels_last");
+    ck_assert_has(out, "layer 'conv2d' (Conv2D): argument kernel_constraint={\"class_name\":\"MaxNorm\",\"config\":{}} has no "
+                       "KDSL equivalent");
+    ck_assert_has(out, "layer 'lambda' (Lambda): kdsl has no layer Lambda");
+    ck_assert_has(out, "layer 'dense' (Dense): argument 'kernel_initializer': Orthogonal has no KDSL equivalent");
+    free(out);
+    char *text = text_of(tu_path(dir, "m.kdsl"));
+    ck_assert_str_eq(text, "keep\n");
+    free(text);
+    ck_assert_int_eq(tu_run(fmt("test -e %s/m.safetensors", dir), NULL), 1);
+}
+END_TEST
+
+/* Hostile and wrong files: a clear error naming the file, exit 1, never a crash. */
+START_TEST(bad_files)
+{
+    const char *dir = tu_tmpdir("import-hostile");
+    tu_write(tu_path(dir, "text.h5"), "not hdf5\n", 9);
+    ck_assert_fails(1, "text.h5: not a Keras HDF5 file", "import %s/text.h5 -o %s/a.kdsl", dir, dir);
+    ck_assert_fails(1, "cannot read", "import %s/missing.h5 -o %s/a.kdsl", dir, dir);
+    /* a truncated file */
+    size_t len;
+    char *whole = tu_read(fixture("tests/fixtures/mlperf_tiny/ad01.h5"), &len);
+    for (size_t cut = 512; cut < len; cut *= 8) {
+        tu_write(tu_path(dir, "cut.h5"), whole, cut);
+        ck_assert_fails(1, "cut.h5: ", "import %s/cut.h5 -o %s/a.kdsl", dir, dir);
+    }
+    free(whole);
+    /* weights only (save_weights): no architecture */
+    make_h5(tu_path(dir, "w.h5"), NULL, dense_weights, 4);
+    ck_assert_fails(1, "no model_config attribute", "import %s/w.h5 -o %s/a.kdsl", dir, dir);
+    /* a weight of the wrong shape, one of an integer type, one of rank 9, one too many, one missing */
+    weight bad[4];
+    memcpy(bad, dense_weights, sizeof bad);
+    bad[0].dims[0] = 5;
+    make_h5(tu_path(dir, "shape.h5"), dense_config, bad, 4);
+    ck_assert_fails(1, "tensor \"dense/kernel\" has shape [5, 3], the model expects [4, 3]", "import %s/shape.h5 -o %s/a.kdsl",
+                    dir, dir);
+    memcpy(bad, dense_weights, sizeof bad);
+    bad[1].type = H5T_STD_I32LE;
+    make_h5(tu_path(dir, "int.h5"), dense_config, bad, 4);
+    ck_assert_fails(1, "/model_weights/dense/dense/bias:0: not a float32 or float64 dataset", "import %s/int.h5 -o %s/a.kdsl",
+                    dir, dir);
+    memcpy(bad, dense_weights, sizeof bad);
+    bad[1].rank = 9;
+    for (int i = 0; i < 9; i++) bad[1].dims[i] = 1;
+    make_h5(tu_path(dir, "rank.h5"), dense_config, bad, 4);
+    ck_assert_fails(1, "rank 9 (at most 8)", "import %s/rank.h5 -o %s/a.kdsl", dir, dir);
+    weight extra[5];
+    memcpy(extra, dense_weights, sizeof dense_weights);
+    extra[4] = (weight){"scores", "gamma", 1, {2}, 0};
+    make_h5(tu_path(dir, "extra.h5"), dense_config, extra, 5);
+    ck_assert_fails(1, "weight \"scores/gamma\" belongs to no variable", "import %s/extra.h5 -o %s/a.kdsl", dir, dir);
+    make_h5(tu_path(dir, "missing.h5"), dense_config, dense_weights, 3);
+    ck_assert_fails(1, "no tensor \"scores/bias\"", "import %s/missing.h5 -o %s/a.kdsl", dir, dir);
+    /* a config that is not JSON, or not a model */
+    make_h5(tu_path(dir, "json.h5"), "{\"class_name\": ", dense_weights, 0);
+    ck_assert_fails(1, "the model config is not JSON", "import %s/json.h5 -o %s/a.kdsl", dir, dir);
+    make_h5(tu_path(dir, "cls.h5"), "{\"class_name\": \"Dense\", \"config\": {}}", dense_weights, 0);
+    ck_assert_fails(1, "a model of class Dense", "import %s/cls.h5 -o %s/a.kdsl", dir, dir);
+    ck_assert_int_eq(tu_run(fmt("test -e %s/a.kdsl || test -e %s/a.safetensors", dir, dir), NULL), 1);
+    /* the output naming the input */
+    make_h5(tu_path(dir, "ok.h5"), dense_config, dense_weights, 4);
+    ck_assert_fails(2, "error", "import %s/ok.h5 -o %s/ok.h5", dir, dir);
+    ck_assert_fails(2, "error", "import %s/ok.h5 -o %s/b.kdsl --weights-out %s/ok.h5", dir, dir, dir);
+    ck_assert_int_eq(tu_kdslc_run(NULL, "import %s/ok.h5 -o %s/b.kdsl", dir, dir), 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("import");
+    TCase *t = tcase_create("import");
+    tcase_set_timeout(t, 300);
+    tcase_add_test(t, mlperf_resnet8);
+    tcase_add_test(t, mlperf_ad01);
+    tcase_add_test(t, sequential_config);
+    tcase_add_test(t, keras3_config);
+    tcase_add_test(t, unsupported_listed);
+    tcase_add_test(t, bad_files);
+    suite_add_tcase(s, t);
+    return tu_run_suite(s);
+}
