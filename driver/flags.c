@@ -18,7 +18,7 @@ const kd_command kd_commands[KD_NCOMMANDS] = {
     {"evaluate", KD_CMD_EVALUATE, "FILE --weights W [--data ...]", "loss and accuracy on the data (test split)"},
     {"predict", KD_CMD_PREDICT, "FILE --weights W --input X.npy[,X2.npy...] [-o Y.npy|Y.csv[,...]]",
      "every output (CSV on stdout without -o)"},
-    {"import", KD_CMD_IMPORT, "MODEL.h5 [-o model.kdsl] [--weights-out W.safetensors]",
+    {"import", KD_CMD_IMPORT, "MODEL.h5|model.json [-o model.kdsl] [--weights-out W.safetensors]",
      "a trained Keras model as a KDSL program and its weights"},
 };
 

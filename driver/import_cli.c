@@ -12,6 +12,7 @@
 #include "host/paths.h"
 #include "keras_config.h"
 #include "keras_h5.h"
+#include "tfjs_model.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -77,17 +78,24 @@ int kd_run_import(const char *file, const char *kdsl_path, const char *weights_p
         fprintf(stderr, "kdslc: error: import reads a file, not standard input\n");
         return 2;
     }
-    if (!kx_is_hdf5(file)) {
+    bool h5 = kx_is_hdf5(file), tfjs = !h5 && kx_is_tfjs_json(file);
+    if (!h5 && !tfjs) {
         FILE *f = fopen(file, "rb");
         if (!f) fprintf(stderr, "kdslc: error: cannot read %s: %s\n", file, strerror(errno));
         else {
             fclose(f);
-            fprintf(stderr, "kdslc: error: %s: not a Keras HDF5 file (.h5); .keras and TensorFlow.js files are "
-                            "not imported yet\n", file);
+            fprintf(stderr, "kdslc: error: %s: neither a Keras HDF5 file (.h5) nor a TensorFlow.js model.json; "
+                            ".keras files are not imported yet\n", file);
         }
         return 1;
     }
-    if (!kdsl_path) kdsl_path = kd_format(&s.arena, "%s.kdsl", stem(&s.arena, file));
+    /* model.json is every TensorFlow.js model's name: the program is named after its directory */
+    const char *name = file;
+    if (tfjs && !strcmp(stem(&s.arena, file), "model") && strrchr(file, '/')) {
+        char *dir = kd_format(&s.arena, "%.*s", (int)(strrchr(file, '/') - file), file);
+        name = strcmp(stem(&s.arena, dir), "") ? dir : file;
+    }
+    if (!kdsl_path) kdsl_path = kd_format(&s.arena, "%s.kdsl", stem(&s.arena, name));
     if (!weights_path) {
         const char *dir_end = strrchr(kdsl_path, '/');
         weights_path = kd_format(&s.arena, "%.*s%s.safetensors", dir_end ? (int)(dir_end - kdsl_path + 1) : 0, kdsl_path,
@@ -103,13 +111,13 @@ int kd_run_import(const char *file, const char *kdsl_path, const char *weights_p
         fprintf(stderr, "kdslc: error: %s%s\n", err.msg, rc == 2 ? "\n(run 'kdslc --help' for usage)" : "");
         return rc;
     }
-    if (kx_read_keras_h5(file, &kf, &err) != 0) {
+    if ((h5 ? kx_read_keras_h5(file, &kf, &err) : kx_read_tfjs(file, &kf, &err)) != 0) {
         fprintf(stderr, "kdslc: error: %s\n", err.msg);
         kd_session_free(&s);
         return 1;
     }
     rc = 1;
-    char *text = kx_config_to_kdsl(&s.arena, kf.config, file, kf.keras_version, d);
+    char *text = kx_config_to_kdsl(&s.arena, kf.config, name, kf.keras_version, d);
     if (text && kd_front_end_text(&s, kdsl_path, text, strlen(text), NULL) != 0)
         kd_note(d, (kd_loc){0}, "the program written for %s does not compile (above): a bug of kdslc import", file);
     else if (text) {

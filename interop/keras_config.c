@@ -146,6 +146,20 @@ static const char *setting(kx *k, const cJSON *v, const char *what)
         return kd_format(k->a, "l1_l2(l1: %s, l2: %s)", number(k, l1 ? l1->valuedouble : 0),
                          number(k, l2 ? l2->valuedouble : 0));
     }
+    if (!strcmp(c, "VarianceScaling")) {   /* what TensorFlow.js writes for glorot_normal and friends */
+        const cJSON *scale = cJSON_GetObjectItemCaseSensitive(cfg, "scale"), *mode = cJSON_GetObjectItemCaseSensitive(cfg, "mode");
+        const cJSON *dist = cJSON_GetObjectItemCaseSensitive(cfg, "distribution");
+        static const struct { double scale; const char *mode, *family; } named[] = {
+            {1, "fan_avg", "glorot"}, {2, "fan_in", "he"}, {1, "fan_in", "lecun"}};
+        for (size_t i = 0; cJSON_IsNumber(scale) && cJSON_IsString(mode) && cJSON_IsString(dist) && i < 3; i++) {
+            if (scale->valuedouble != named[i].scale || strcmp(mode->valuestring, named[i].mode)) continue;
+            if (!strcmp(dist->valuestring, "uniform")) return kd_format(k->a, "%s_uniform", named[i].family);
+            if (!strcmp(dist->valuestring, "normal") || !strcmp(dist->valuestring, "truncated_normal"))
+                return kd_format(k->a, "%s_normal", named[i].family);
+        }
+        problem(k, "argument '%s': this VarianceScaling has no KDSL equivalent", what);
+        return NULL;
+    }
     static const char *const known[] = {"GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal", "LecunUniform",
                                         "LecunNormal", "Zeros", "Ones", "RandomNormal", "RandomUniform", "Constant"};
     bool ok = false;
@@ -657,8 +671,9 @@ char *kx_config_to_kdsl(kd_arena *a, const char *json, const char *source, const
         model_name = value_name(&k, stem);
     }
     kd_strset_add(a, &k.used, model_name);
-    put(&t, "# Imported by kdslc from %s: the %s model \"%s\"%s%s.\n", source, cls ? cls : "?", kname ? kname : "?",
-        keras_version ? " saved by Keras " : "", keras_version ? keras_version : "");
+    put(&t, "# Imported by kdslc from %s (Keras class %s, name \"%s\"%s%s).\n", source, cls ? cls : "?", kname ? kname : "?",
+        !keras_version ? "" : isdigit((unsigned char)keras_version[0]) ? ", saved by Keras " : ", saved by ",
+        keras_version ? keras_version : "");
     if (cls && !strcmp(cls, "Sequential")) sequential(&k, &t, cfg, model_name);
     else if (cls && (!strcmp(cls, "Functional") || !strcmp(cls, "Model"))) functional(&k, &t, cfg, model_name);
     else problem(&k, "a model of class %s: kdsl imports Sequential and Functional models", cls ? cls : "?");

@@ -251,14 +251,9 @@ static int read_weights(hid_t file, const char *root, const char *path, kdh_tens
     return rc;
 }
 
-int kx_read_keras_h5(const char *path, kx_keras_file *out, kdh_error *err)
+/* The file's config and weights, from an open file. */
+static int read_file(hid_t file, const char *path, kx_keras_file *out, kdh_error *err)
 {
-    memset(out, 0, sizeof *out);
-    kdh_list_init(&out->weights);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   /* errors come back as return values, not printed */
-    if (!kx_is_hdf5(path)) return fail(err, path, "not an HDF5 file");
-    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0) return fail(err, path, "libhdf5 cannot open it (a damaged or truncated file?)");
     int rc = 0;
     if (H5Aexists(file, "model_config") <= 0)
         rc = fail(err, path, "no model_config attribute: a weights-only file (save_weights) has no architecture; "
@@ -274,11 +269,32 @@ int kx_read_keras_h5(const char *path, kx_keras_file *out, kdh_error *err)
     return rc;
 }
 
-void kx_keras_file_free(kx_keras_file *f)
+int kx_read_keras_h5(const char *path, kx_keras_file *out, kdh_error *err)
 {
-    free(f->config);
-    free(f->keras_version);
-    kdh_list_free(&f->weights);
-    memset(f, 0, sizeof *f);
-    kdh_list_init(&f->weights);
+    memset(out, 0, sizeof *out);
+    kdh_list_init(&out->weights);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   /* errors come back as return values, not printed */
+    if (!kx_is_hdf5(path)) return fail(err, path, "not an HDF5 file");
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) return fail(err, path, "libhdf5 cannot open it (a damaged or truncated file?)");
+    return read_file(file, path, out, err);
 }
+
+int kx_read_keras_h5_image(const void *data, size_t len, const char *name, kx_keras_file *out, kdh_error *err)
+{
+    memset(out, 0, sizeof *out);
+    kdh_list_init(&out->weights);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    if (len < 8 || memcmp(data, sig, 8) != 0) return fail(err, name, "not an HDF5 file");
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 16, 0) < 0 || H5Pset_file_image(fapl, (void *)data, len) < 0) {
+        if (fapl >= 0) H5Pclose(fapl);
+        return fail(err, name, "libhdf5 cannot take the file image");
+    }
+    hid_t file = H5Fopen(name, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (file < 0) return fail(err, name, "libhdf5 cannot open it (a damaged or truncated file?)");
+    return read_file(file, name, out, err);
+}
+

@@ -10,19 +10,14 @@
 #ifndef KDSL_KERAS_H5_H
 #define KDSL_KERAS_H5_H
 
-#include "host/tensor_file.h"
+#include "keras_file.h"
 
 /* Whether the file starts with HDF5's signature (at offset 0). */
 bool kx_is_hdf5(const char *path);
 
-typedef struct kx_keras_file {
-    char *config;              /* the model_config JSON (malloc'd) */
-    char *keras_version;       /* "2.4.0", or NULL (malloc'd) */
-    kdh_tensor_list weights;   /* F32, named "layer/weight" (the ":0" dropped) */
-} kx_keras_file;
-
 /* Reads everything; 0, or -1 with err set (and *out empty). */
 int kx_read_keras_h5(const char *path, kx_keras_file *out, kdh_error *err);
-void kx_keras_file_free(kx_keras_file *f);
+/* The same from a file's bytes in memory (`name` for messages). */
+int kx_read_keras_h5_image(const void *data, size_t len, const char *name, kx_keras_file *out, kdh_error *err);
 
 #endif

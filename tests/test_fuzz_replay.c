@@ -11,6 +11,7 @@
 #include "../fuzz/fuzz_npy.c"
 #include "../fuzz/fuzz_idx.c"
 #include "../fuzz/fuzz_csv.c"
+#include "../fuzz/fuzz_keras.c"
 
 #include "testutil.h"
 
@@ -29,6 +30,7 @@ static const target targets[] = {
     {"npy", kdfuzz_npy, {"fuzz/regressions/npy"}},
     {"idx", kdfuzz_idx, {"fuzz/regressions/idx"}},
     {"csv", kdfuzz_csv, {"fuzz/regressions/csv"}},
+    {"keras", kdfuzz_keras, {"fuzz/regressions/keras", "tests/fixtures/mlperf_tiny"}},
 };
 
 /* Replays every regular file of dir (only *.kdsl outside fuzz/); returns how many. */
@@ -43,7 +45,9 @@ static int replay_dir(const target *t, const char *rel)
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
         size_t l = strlen(e->d_name);
-        if (only_kdsl && (l < 5 || strcmp(e->d_name + l - 5, ".kdsl") != 0)) continue;
+        /* outside fuzz/, the inputs among other files: programs, Keras files */
+        if (only_kdsl && (l < 5 || strcmp(e->d_name + l - 5, ".kdsl") != 0) && (l < 3 || strcmp(e->d_name + l - 3, ".h5") != 0))
+            continue;
         if (!strcmp(e->d_name, "README") || !strcmp(e->d_name, "README.md")) continue;
         char path[8192];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);

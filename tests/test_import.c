@@ -1,7 +1,8 @@
 /* test_import.c — `kdslc import`: the two MLPerf Tiny Keras files
  * (tests/fixtures/mlperf_tiny) import with Keras' parameter counts and
  * predict what TensorFlow.js predicts from the same files (make.js there);
- * configs of both Keras dialects; and every kind of bad file gets a clear
+ * TensorFlow.js's own saved models (tests/fixtures/tfjs_model); configs of
+ * both Keras dialects; and every kind of bad file gets a clear
  * error, exit 1, and no file written or damaged. The bad files are made
  * here with libhdf5. */
 #include "testutil.h"
@@ -45,12 +46,9 @@ static const char *fixture(const char *file)
     return buf[i];
 }
 
-/* kdslc predict of the imported model on NAME_x.npy against NAME_y.npy, within 1e-4 relative. */
-static void predicts_like_keras(const char *dir, const char *name)
+/* kdslc predict of DIR/NAME.kdsl on the inputs x against Keras' outputs y, within 1e-4 relative. */
+static void predicts_like(const char *dir, const char *name, const char *x, const char *y)
 {
-    char x[4096], y[4096];
-    snprintf(x, sizeof x, "%s", fixture(fmt("tests/fixtures/mlperf_tiny/%s_x.npy", name)));
-    snprintf(y, sizeof y, "%s", fixture(fmt("tests/fixtures/mlperf_tiny/%s_y.npy", name)));
     char *out;
     int rc = tu_kdslc_run(&out, "predict %s/%s.kdsl --weights %s/%s.safetensors --input %s --normalize none -o %s/%s_got.npy",
                           dir, name, dir, name, x, dir, name);
@@ -70,6 +68,14 @@ static void predicts_like_keras(const char *dir, const char *name)
                       i, b[i], a[i]);
     kdh_tensor_free(&want);
     kdh_tensor_free(&got);
+}
+
+static void predicts_like_keras(const char *dir, const char *name)
+{
+    char x[4096], y[4096];
+    snprintf(x, sizeof x, "%s", fixture(fmt("tests/fixtures/mlperf_tiny/%s_x.npy", name)));
+    snprintf(y, sizeof y, "%s", fixture(fmt("tests/fixtures/mlperf_tiny/%s_y.npy", name)));
+    predicts_like(dir, name, x, y);
 }
 
 START_TEST(mlperf_resnet8)
@@ -115,6 +121,67 @@ START_TEST(mlperf_ad01)
     ck_assert_has(out, "Non-trainable params: 2,064");
     free(out);
     predicts_like_keras(dir, "ad01");
+}
+END_TEST
+
+/* TensorFlow.js Layers models as TensorFlow.js saves them (fixtures/tfjs_model/make.js). */
+START_TEST(tfjs_models)
+{
+    const char *dir = tu_tmpdir("import-tfjs");
+    static const char *const names[] = {"cnn", "res"};
+    for (int i = 0; i < 2; i++) {
+        char *out;
+        int rc = tu_kdslc_run(&out, "import %s -o %s/%s.kdsl", fixture(fmt("tests/fixtures/tfjs_model/%s/model.json", names[i])), dir,
+                              names[i]);
+        ck_assert_msg(rc == 0, "%s", out);
+        ck_assert_has(out, i == 0 ? "731 parameters (16 non-trainable)" : "372 parameters (0 non-trainable)");
+        free(out);
+        char x[4096], y[4096];
+        snprintf(x, sizeof x, "%s", fixture(fmt("tests/fixtures/tfjs_model/%s/x.npy", names[i])));
+        snprintf(y, sizeof y, "%s", fixture(fmt("tests/fixtures/tfjs_model/%s/y.npy", names[i])));
+        predicts_like(dir, names[i], x, y);
+    }
+    char *text = text_of(tu_path(dir, "res.kdsl"));
+    ck_assert_has(text, "    hidden = Dense(input1, 16, activation: tanh, kernel_initializer: glorot_normal, name: \"hidden\")\n");
+    free(text);
+    /* without -o the program is named after model.json's directory */
+    ck_assert_int_eq(tu_run(fmt("cd %s && %s import %s", dir, tu_kdslc(), fixture("tests/fixtures/tfjs_model/res/model.json")), NULL), 0);
+    ck_assert_int_eq(tu_run(fmt("test -s %s/res.safetensors", dir), NULL), 0);
+}
+END_TEST
+
+/* A model.json that lies: shards outside its directory, sizes, dtypes, quantization. */
+START_TEST(tfjs_hostile)
+{
+    const char *dir = tu_tmpdir("import-tfjs-bad");
+    static const char topo[] = "{\"modelTopology\": {\"class_name\": \"Sequential\", \"config\": {\"name\": \"s\", \"layers\": "
+                               "[{\"class_name\": \"Dense\", \"config\": {\"name\": \"dense\", \"units\": 2, \"use_bias\": false, "
+                               "\"batch_input_shape\": [null, 3]}}]}}, \"weightsManifest\": [{\"paths\": [\"%s\"], \"weights\": "
+                               "[{\"name\": \"dense/kernel\", \"shape\": [3, 2], \"dtype\": \"%s\"%s}]}]}";
+    float w[6] = {1, 2, 3, 4, 5, 6};
+    tu_write(tu_path(dir, "w.bin"), w, sizeof w);
+    tu_write(tu_path(dir, "short.bin"), w, sizeof w - 4);
+    const char *cases[][4] = {
+        {"../w.bin", "float32", "", "shards must be plain file names beside model.json"},
+        {"short.bin", "float32", "", "the weight shards hold 20 bytes, weightsManifest's weights 24"},
+        {"w.bin", "int32", "", "dtype int32 (kdsl imports float32 weights)"},
+        {"w.bin", "float32", ", \"quantization\": {\"dtype\": \"uint8\"}", "is quantized"},
+        {"nope.bin", "float32", "", "nope.bin: cannot read it"},
+    };
+    for (int i = 0; i < 5; i++) {
+        char json[2048];
+        snprintf(json, sizeof json, topo, cases[i][0], cases[i][1], cases[i][2]);
+        tu_write(tu_path(dir, "model.json"), json, strlen(json));
+        ck_assert_fails(1, cases[i][3], "import %s/model.json -o %s/a.kdsl", dir, dir);
+    }
+    tu_write(tu_path(dir, "model.json"), "{\"a\": 1}", 8);
+    ck_assert_fails(1, "not a TensorFlow.js Layers model", "import %s/model.json -o %s/a.kdsl", dir, dir);
+    tu_write(tu_path(dir, "model.json"), "{\"a\": ", 6);
+    ck_assert_fails(1, "model.json: not JSON", "import %s/model.json -o %s/a.kdsl", dir, dir);
+    char json[2048];
+    snprintf(json, sizeof json, topo, "w.bin", "float32", "");
+    tu_write(tu_path(dir, "model.json"), json, strlen(json));
+    ck_assert_int_eq(tu_kdslc_run(NULL, "import %s/model.json -o %s/a.kdsl", dir, dir), 0);
 }
 END_TEST
 
@@ -298,7 +365,8 @@ START_TEST(bad_files)
 {
     const char *dir = tu_tmpdir("import-hostile");
     tu_write(tu_path(dir, "text.h5"), "not hdf5\n", 9);
-    ck_assert_fails(1, "text.h5: not a Keras HDF5 file", "import %s/text.h5 -o %s/a.kdsl", dir, dir);
+    ck_assert_fails(1, "text.h5: neither a Keras HDF5 file (.h5) nor a TensorFlow.js model.json", "import %s/text.h5 -o %s/a.kdsl",
+                    dir, dir);
     ck_assert_fails(1, "cannot read", "import %s/missing.h5 -o %s/a.kdsl", dir, dir);
     /* a truncated file */
     size_t len;
@@ -360,6 +428,8 @@ int main(void)
     tcase_add_test(t, keras3_config);
     tcase_add_test(t, unsupported_listed);
     tcase_add_test(t, bad_files);
+    tcase_add_test(t, tfjs_models);
+    tcase_add_test(t, tfjs_hostile);
     suite_add_tcase(s, t);
     return tu_run_suite(s);
 }

@@ -1,0 +1,56 @@
+/* fuzz_keras.c — bytes as a Keras model file for `kdslc import`: an HDF5
+ * file image (when the bytes start with HDF5's signature) read by
+ * kx_read_keras_h5_image, else the bytes as a model config (JSON); the
+ * config then goes through kx_config_to_kdsl, and the program it writes
+ * through the whole front end. The program must parse: what the importer
+ * writes is KDSL, whatever the config (its checks may still fail, as for
+ * a config whose shapes do not fit). Diagnostics go to /dev/null. */
+#include "fuzz_reader.h"
+
+#include "driver.h"
+#include "keras_config.h"
+#include "keras_h5.h"
+
+#include <string.h>
+
+static void translate(const char *json)
+{
+    kd_session s = {0};
+    s.diags.out = kdfuzz_devnull();
+    char *text = kx_config_to_kdsl(&s.arena, json, "fuzz.h5", "2.4.0", &s.diags);
+    if (text) {
+        kdfuzz_check(s.diags.errors == 0);
+        int rc = kd_front_end_text(&s, "fuzz.kdsl", text, strlen(text), NULL);
+        kdfuzz_check(rc == 0 || rc == 1);
+    } else {
+        kdfuzz_check(s.diags.errors > 0);
+    }
+    kd_session_free(&s);
+}
+
+int kdfuzz_keras(const uint8_t *data, size_t size)
+{
+    if (size >= 8 && !memcmp(data, "\x89HDF\r\n\x1a\n", 8)) {
+        kx_keras_file f;
+        kdh_error e;
+        if (kx_read_keras_h5_image(data, size, "fuzz.h5", &f, &e) == 0) {
+            kdfuzz_check(f.config != NULL);
+            for (size_t i = 0; i < f.weights.count; i++) kdfuzz_use_tensor(&f.weights.items[i]);
+            translate(f.config);
+            kx_keras_file_free(&f);
+        } else {
+            kdfuzz_check_error(&e);
+            kdfuzz_check(f.config == NULL && f.weights.count == 0);
+        }
+        return 0;
+    }
+    char *json = malloc(size + 1);
+    if (!json) return 0;
+    if (size) memcpy(json, data, size);
+    json[size] = 0;
+    translate(json);
+    free(json);
+    return 0;
+}
+
+KDFUZZ_ENTRY(kdfuzz_keras)
