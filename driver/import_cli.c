@@ -109,6 +109,7 @@ int kd_run_import(const char *file, const char *kdsl_path, const char *weights_p
     int rc = kdh_check_paths(uses, 3, &err);
     if (rc) {
         fprintf(stderr, "kdslc: error: %s%s\n", err.msg, rc == 2 ? "\n(run 'kdslc --help' for usage)" : "");
+        kd_session_free(&s);
         return rc;
     }
     if ((h5 ? kx_read_keras_h5(file, &kf, &err) : kx_read_tfjs(file, &kf, &err)) != 0) {
