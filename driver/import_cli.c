@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* PATH without its directory and extension, for default output names. */
 static const char *stem(kd_arena *a, const char *path)
@@ -25,6 +26,18 @@ static const char *stem(kd_arena *a, const char *path)
     char *s = kd_format(a, "%s", base), *dot = strrchr(s, '.');
     if (dot && dot != s) *dot = 0;
     return s;
+}
+
+/* How long libhdf5 may take over a file: a minute, and 30 s more per GiB
+ * (it reads some hundreds of MB/s); KDSL_IMPORT_SECONDS overrides it. */
+static double reader_seconds(const char *path)
+{
+    const char *env = getenv("KDSL_IMPORT_SECONDS");
+    char *end;
+    double s = env ? strtod(env, &end) : 0;
+    if (env && end != env && s > 0) return s;
+    struct stat st;
+    return 60 + (stat(path, &st) == 0 ? 30.0 * (double)st.st_size / (1 << 30) : 0);
 }
 
 typedef struct text_out {
@@ -112,7 +125,7 @@ int kd_run_import(const char *file, const char *kdsl_path, const char *weights_p
         kd_session_free(&s);
         return rc;
     }
-    if ((h5 ? kx_read_keras_h5(file, &kf, &err) : kx_read_tfjs(file, &kf, &err)) != 0) {
+    if ((h5 ? kx_read_keras_h5_isolated(file, reader_seconds(file), &kf, &err) : kx_read_tfjs(file, &kf, &err)) != 0) {
         fprintf(stderr, "kdslc: error: %s\n", err.msg);
         kd_session_free(&s);
         return 1;

@@ -10,10 +10,19 @@
  * variable-length, attributes scalars or 1-D arrays. */
 #include "keras_h5.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 /* Limits on what a hostile file can make us allocate. */
 #define MAX_STRING ((size_t)64 << 20)    /* the config JSON */
@@ -280,21 +289,145 @@ int kx_read_keras_h5(const char *path, kx_keras_file *out, kdh_error *err)
     return read_file(file, path, out, err);
 }
 
-int kx_read_keras_h5_image(const void *data, size_t len, const char *name, kx_keras_file *out, kdh_error *err)
+
+
+/* ---- in a child process ---------------------------------------------------
+ * libhdf5 is not safe against damaged files: fuzzing it finds inputs on
+ * which it loops for ever or crashes. So kdslc import reads an HDF5 file in
+ * a child process, bounded in time (and, outside sanitizer builds, in
+ * memory), which hands the config and the weights back as two files in a
+ * private temporary directory: config.json, and weights.safetensors, which
+ * the parent reads with its own hostile-safe reader. A child that is
+ * killed, crashes or runs out of time is a clear error, not a crashed or
+ * hung kdslc. */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_SANITIZER 1
+#endif
+#endif
+
+static int child_read(const char *path, const char *dir, int msg_fd)
+{
+    kx_keras_file f;
+    kdh_error err = {{0}};
+    int rc = kx_read_keras_h5(path, &f, &err);
+    if (rc == 0) {
+        char cpath[4200], wpath[4200];
+        snprintf(cpath, sizeof cpath, "%s/config.json", dir);
+        snprintf(wpath, sizeof wpath, "%s/weights.safetensors", dir);
+        if (f.keras_version) kdh_list_set_meta(&f.weights, "keras_version", f.keras_version, &err);
+        FILE *c = fopen(cpath, "wb");
+        if (!c || fputs(f.config, c) < 0 || fclose(c) != 0) rc = fail(&err, cpath, "cannot write it: %s", strerror(errno));
+        else if (kdh_safetensors_write_list(wpath, &f.weights, &err) != 0) rc = -1;
+        kx_keras_file_free(&f);
+    }
+    if (rc != 0) {
+        size_t n = strlen(err.msg);
+        if (write(msg_fd, err.msg, n) != (ssize_t)n) return 1;
+    }
+    return rc == 0 ? 0 : 1;
+}
+
+/* The temporary directory and what is in it (the atomic writer's
+ * temporaries too, if the child died writing). */
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char p[4400];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    if (d) closedir(d);
+    rmdir(dir);
+}
+
+int kx_read_keras_h5_isolated(const char *path, double seconds, kx_keras_file *out, kdh_error *err)
 {
     memset(out, 0, sizeof *out);
     kdh_list_init(&out->weights);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    if (len < 8 || memcmp(data, sig, 8) != 0) return fail(err, name, "not an HDF5 file");
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 16, 0) < 0 || H5Pset_file_image(fapl, (void *)data, len) < 0) {
-        if (fapl >= 0) H5Pclose(fapl);
-        return fail(err, name, "libhdf5 cannot take the file image");
+    if (!kx_is_hdf5(path)) return fail(err, path, "not an HDF5 file");
+    const char *tmp = getenv("TMPDIR") && getenv("TMPDIR")[0] ? getenv("TMPDIR") : "/tmp";
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/kdslc-import-XXXXXX", tmp);
+    if (!mkdtemp(dir)) return fail(err, path, "cannot make a temporary directory in %s: %s", tmp, strerror(errno));
+    int fds[2];
+    if (pipe(fds) != 0) {
+        rmdir(dir);
+        return fail(err, path, "cannot make a pipe: %s", strerror(errno));
     }
-    hid_t file = H5Fopen(name, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
-    if (file < 0) return fail(err, name, "libhdf5 cannot open it (a damaged or truncated file?)");
-    return read_file(file, name, out, err);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]), close(fds[1]), rmdir(dir);
+        return fail(err, path, "cannot start the reader process: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        close(fds[0]);
+#ifndef UNDER_SANITIZER
+        struct rlimit as = {(rlim_t)16 << 30, (rlim_t)16 << 30};   /* the weights' own limit is 4 GiB */
+        setrlimit(RLIMIT_AS, &as);
+#endif
+        struct rlimit core = {0, 0};
+        setrlimit(RLIMIT_CORE, &core);
+        _exit(child_read(path, dir, fds[1]));
+    }
+    close(fds[1]);
+    fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    char msg[sizeof err->msg];
+    size_t have = 0;
+    int status = 0;
+    bool timed_out = false;
+    struct timespec start, now, nap = {0, 5 * 1000 * 1000};
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        ssize_t n = read(fds[0], msg + have, sizeof msg - 1 - have);
+        if (n > 0) have += (size_t)n;
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) break;
+        if (w < 0 && errno != EINTR) break;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((double)(now.tv_sec - start.tv_sec) + 1e-9 * (double)(now.tv_nsec - start.tv_nsec) > seconds) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            timed_out = true;
+            break;
+        }
+        nanosleep(&nap, NULL);
+    }
+    for (ssize_t n; have < sizeof msg - 1 && (n = read(fds[0], msg + have, sizeof msg - 1 - have)) > 0;) have += (size_t)n;
+    close(fds[0]);
+    msg[have] = 0;
+    int rc = -1;
+    if (timed_out)
+        fail(err, path, "libhdf5 did not finish reading it in %.0f s (a damaged file?)", seconds);
+    else if (WIFSIGNALED(status))
+        fail(err, path, "libhdf5 crashed reading it (signal %d: a damaged file?)", WTERMSIG(status));
+    else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        if (have) snprintf(err->msg, sizeof err->msg, "%s", msg);
+        else fail(err, path, "the reader process failed");
+    } else {
+        char cpath[4200], wpath[4200];
+        snprintf(cpath, sizeof cpath, "%s/config.json", dir);
+        snprintf(wpath, sizeof wpath, "%s/weights.safetensors", dir);
+        FILE *c = fopen(cpath, "rb");
+        struct stat st;
+        if (!c || fstat(fileno(c), &st) != 0 || (uint64_t)st.st_size > MAX_STRING || !(out->config = malloc((size_t)st.st_size + 1)) ||
+            fread(out->config, 1, (size_t)st.st_size, c) != (size_t)st.st_size)
+            fail(err, path, "cannot read the reader process's config");
+        else {
+            out->config[st.st_size] = 0;
+            rc = kdh_safetensors_read(wpath, NULL, &out->weights, err);
+            const char *v = rc == 0 ? kdh_list_get_meta(&out->weights, "keras_version") : NULL;
+            if (v) out->keras_version = strdup(v);
+        }
+        if (c) fclose(c);
+    }
+    remove_dir(dir);
+    if (rc != 0) kx_keras_file_free(out);
+    return rc;
 }
-

@@ -17,7 +17,8 @@ bool kx_is_hdf5(const char *path);
 
 /* Reads everything; 0, or -1 with err set (and *out empty). */
 int kx_read_keras_h5(const char *path, kx_keras_file *out, kdh_error *err);
-/* The same from a file's bytes in memory (`name` for messages). */
-int kx_read_keras_h5_image(const void *data, size_t len, const char *name, kx_keras_file *out, kdh_error *err);
+/* The same in a child process that may take at most `seconds` (libhdf5
+ * can loop for ever or crash on a damaged file; this cannot). */
+int kx_read_keras_h5_isolated(const char *path, double seconds, kx_keras_file *out, kdh_error *err);
 
 #endif
