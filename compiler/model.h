@@ -7,6 +7,22 @@
 #include "../grammar/ast.h"
 #include "ir.h"
 
+/* A built-in layer's argument as it was given (or defaulted), for tools
+ * that write other formats (kdslc export): numbers, strings, names, lists,
+ * and setting constructors such as l2(1e-4) or RandomNormal(stddev: 0.1). */
+typedef enum kd_value_kind {
+    KD_V_NONE, KD_V_INT, KD_V_FLOAT, KD_V_BOOL, KD_V_STRING, KD_V_NAME, KD_V_LIST, KD_V_CALL, KD_V_OTHER
+} kd_value_kind;
+typedef struct kd_value {
+    kd_value_kind kind;
+    int64_t i;             /* INT, BOOL */
+    double f;              /* FLOAT */
+    const char *s;         /* STRING, NAME; CALL: the callee */
+    struct kd_value **items;   /* LIST; CALL: the arguments */
+    const char **keys;     /* CALL: each argument's keyword, NULL when positional */
+    int n;
+} kd_value;
+
 typedef struct kd_layer {
     const char *name;      /* Keras instance name: dense, dense_1, my_dense, resnet50 */
     const char *type;      /* Dense, Conv2D, MyDense, Functional, InputLayer */
@@ -15,6 +31,12 @@ typedef struct kd_layer {
     int64_t trainable_params, nontrainable_params;
     kd_vec inbound;        /* const char*: names of the layers it reads (functional summary) */
     kd_loc loc;
+    /* Built-in layers: every argument by parameter (builtin_layers.h's order), given or defaulted */
+    int nargs;
+    const char *const *arg_names;
+    kd_value **args;
+    bool builtin, trainable;
+    int ncalls;            /* >1: a shared layer */
 } kd_layer;
 
 typedef enum kd_loss_kind {

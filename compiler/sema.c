@@ -734,6 +734,68 @@ static kd_instance *make_instance(sema *S, const char *callee, const layer_def *
 
 static sv *apply_user(sema *S, kd_instance *inst, sv **inputs, int ninputs, kd_loc loc);
 
+/* ---- arguments as values, for the model's layer rows -------------------- */
+
+static kd_value *value_of_expr(sema *S, const ast_expr *e)
+{
+    kd_value *v = kd_alloc(S->a, sizeof *v);
+    switch (e->kind) {
+    case EXPR_INT: v->kind = KD_V_INT, v->i = e->ival; break;
+    case EXPR_FLOAT: v->kind = KD_V_FLOAT, v->f = e->fval; break;
+    case EXPR_STRING: v->kind = KD_V_STRING, v->s = e->str; break;
+    case EXPR_BOOL: v->kind = KD_V_BOOL, v->i = e->ival; break;
+    case EXPR_NAME: v->kind = !strcmp(e->name, "none") ? KD_V_NONE : KD_V_NAME, v->s = e->name; break;
+    case EXPR_NEG: {
+        kd_value *x = value_of_expr(S, e->lhs);
+        if (x->kind == KD_V_INT) v->kind = KD_V_INT, v->i = -x->i;
+        else if (x->kind == KD_V_FLOAT) v->kind = KD_V_FLOAT, v->f = -x->f;
+        else v->kind = KD_V_OTHER;
+        break;
+    }
+    case EXPR_LIST:
+        v->kind = KD_V_LIST;
+        v->n = e->nitems;
+        v->items = kd_alloc_array(S->a, (size_t)e->nitems + 1, sizeof *v->items);
+        for (int i = 0; i < e->nitems; i++) v->items[i] = value_of_expr(S, e->items[i]);
+        break;
+    case EXPR_CALL:
+        v->kind = KD_V_CALL;
+        v->s = e->name;
+        v->n = e->nargs;
+        v->items = kd_alloc_array(S->a, (size_t)e->nargs + 1, sizeof *v->items);
+        v->keys = kd_alloc_array(S->a, (size_t)e->nargs + 1, sizeof *v->keys);
+        for (int i = 0; i < e->nargs; i++) {
+            v->keys[i] = e->args[i].key;
+            v->items[i] = value_of_expr(S, e->args[i].value);
+        }
+        break;
+    default: v->kind = KD_V_OTHER; break;
+    }
+    return v;
+}
+
+static kd_value *value_of(sema *S, const sv *x)
+{
+    if (x && x->kind == SV_CALL) return value_of_expr(S, x->call);
+    kd_value *v = kd_alloc(S->a, sizeof *v);
+    switch (x ? x->kind : SV_NONE) {
+    case SV_NONE: v->kind = KD_V_NONE; break;
+    case SV_INT: v->kind = KD_V_INT, v->i = x->i; break;
+    case SV_FLOAT: v->kind = KD_V_FLOAT, v->f = x->f; break;
+    case SV_BOOL: v->kind = KD_V_BOOL, v->i = x->i; break;
+    case SV_STRING: v->kind = KD_V_STRING, v->s = x->s; break;
+    case SV_IDENT: v->kind = !strcmp(x->s, "none") ? KD_V_NONE : KD_V_NAME, v->s = x->s; break;
+    case SV_LIST:
+        v->kind = KD_V_LIST;
+        v->n = x->n;
+        v->items = kd_alloc_array(S->a, (size_t)x->n + 1, sizeof *v->items);
+        for (int i = 0; i < x->n; i++) v->items[i] = value_of(S, x->items[i]);
+        break;
+    default: v->kind = KD_V_OTHER; break;
+    }
+    return v;
+}
+
 /* Applies an instance to its inputs; makes its summary row on the first call. */
 static sv *apply_instance(sema *S, kd_instance *inst, sv **inputs, int ninputs, kd_loc loc)
 {
@@ -743,7 +805,18 @@ static sv *apply_instance(sema *S, kd_instance *inst, sv **inputs, int ninputs, 
                        inputs[i] ? sv_describe(inputs[i]) : "missing");
             return NULL;
         }
-    if (inst->ncalls == 0) inst->row = new_row(S, inst->name, inst->type, inst->loc);
+    if (inst->ncalls == 0 && (inst->row = new_row(S, inst->name, inst->type, inst->loc))) {
+        kd_layer *row = inst->row;
+        row->builtin = inst->builtin != NULL;
+        row->trainable = inst->trainable;
+        if (inst->builtin) {
+            row->nargs = inst->nargs;
+            row->arg_names = inst->arg_names;
+            row->args = kd_alloc_array(S->a, (size_t)inst->nargs + 1, sizeof *row->args);
+            for (int i = 0; i < inst->nargs; i++) row->args[i] = value_of(S, inst->args[i]);
+        }
+    }
+    if (inst->row) inst->row->ncalls++;
     kd_layer *saved_row = S->row_for_vars;
     bool saved_frozen = S->frozen;
     if (S->layers) S->row_for_vars = inst->row;

@@ -3,7 +3,7 @@
  * table. main.c calls it; so does the test build of kdslc
  * (tests/kdslc_cc.c), with another backend installed. */
 #include "cli.h"
-#include "import_cli.h"
+#include "keras_cli.h"
 #include "codegen_cli.h"
 #include "driver.h"
 #include "flags.h"
@@ -130,6 +130,7 @@ static int run_command(int argc, char **argv)
     case KD_CMD_TRAIN: return kd_run_train(&o.run);
     case KD_CMD_EVALUATE: return kd_run_evaluate(&o.run);
     case KD_CMD_IMPORT: return kd_run_import(o.file, o.run.output, o.weights_out);
+    case KD_CMD_EXPORT: return kd_run_export(o.file, o.run.model, o.run.weights, o.run.output);
     default: return kd_run_predict(&o.run);
     }
 }

@@ -18,6 +18,7 @@ const kd_command kd_commands[KD_NCOMMANDS] = {
     {"evaluate", KD_CMD_EVALUATE, "FILE --weights W [--data ...]", "loss and accuracy on the data (test split)"},
     {"predict", KD_CMD_PREDICT, "FILE --weights W --input X.npy[,X2.npy...] [-o Y.npy|Y.csv[,...]]",
      "every output (CSV on stdout without -o)"},
+    {"export", KD_CMD_EXPORT, "FILE --weights W.safetensors -o model.h5", "the model and its weights as a Keras .h5 file"},
     {"import", KD_CMD_IMPORT, "MODEL.h5|model.json [-o model.kdsl] [--weights-out W.safetensors]",
      "a trained Keras model as a KDSL program and its weights"},
 };
@@ -102,10 +103,10 @@ static int set_target(const kd_flag *f, const char *v, kd_cli_options *o)
 const kd_flag kd_flags[] = {
     STR("--model", KD_CMD_ALL, "NAME", run.model, "the model of the file to use (default: the last one)"),
     STR("--stage", KD_CMD_IR, "STAGE", stage, "ast, graph, infer, grad, layout, opt or loops (default graph)"),
-    PATH("-o", KD_CMD_COMPILE | KD_CMD_PREDICT | KD_CMD_IMPORT, "FILE", run.output,
+    PATH("-o", KD_CMD_COMPILE | KD_CMD_PREDICT | KD_CMD_IMPORT | KD_CMD_EXPORT, "FILE", run.output,
          "compile: model.c, model.h beside it (default MODEL.c); predict: the predictions, one file per output; "
-         "import: the program (default MODEL.kdsl)"),
-    PATH("--output", KD_CMD_COMPILE | KD_CMD_PREDICT | KD_CMD_IMPORT, "FILE", run.output, "the same as -o"),
+         "import: the program (default MODEL.kdsl); export: the .h5 file"),
+    PATH("--output", KD_CMD_COMPILE | KD_CMD_PREDICT | KD_CMD_IMPORT | KD_CMD_EXPORT, "FILE", run.output, "the same as -o"),
     PATH("--weights-out", KD_CMD_IMPORT, "W.safetensors", weights_out,
          "the imported weights (default: beside the program, .safetensors)"),
 
@@ -132,7 +133,7 @@ const kd_flag kd_flags[] = {
     /* train / evaluate / predict */
     STR("--data", KD_CMD_TRAIN | KD_CMD_EVALUATE, "SPEC", run.data,
         "fashion-mnist (default), an IDX directory, X.npy,Y.npy or FILE.csv"),
-    PATH("--weights", RUN, "W", run.weights, "start from (train) or use (evaluate, predict) these weights"),
+    PATH("--weights", RUN | KD_CMD_EXPORT, "W", run.weights, "start from (train) or use (evaluate, predict, export) these weights"),
     INT("--batch-size", RUN, "N", 1, KDH_MAX_BATCH_SIZE, run.batch_size,
         "the batch (train: the train block's; evaluate, predict: 128)"),
     INT("--threads", RUN, "N", 1, 4096, run.threads, "threads of the kernels and loops (default: every core)"),

@@ -21,8 +21,9 @@ enum {
     KD_CMD_TRAIN = 1 << 3,
     KD_CMD_EVALUATE = 1 << 4,
     KD_CMD_PREDICT = 1 << 5,
-    KD_CMD_ALL = (1 << 6) - 1,   /* the commands that read a KDSL program */
-    KD_CMD_IMPORT = 1 << 6,
+    KD_CMD_EXPORT = 1 << 6,
+    KD_CMD_ALL = (1 << 7) - 1,   /* the commands that read a KDSL program */
+    KD_CMD_IMPORT = 1 << 7,
 };
 
 typedef struct kd_command {
@@ -32,7 +33,7 @@ typedef struct kd_command {
     const char *help;       /* one line: what it does */
 } kd_command;
 
-#define KD_NCOMMANDS 7
+#define KD_NCOMMANDS 8
 extern const kd_command kd_commands[KD_NCOMMANDS];
 /* The command named `name`, or NULL. */
 const kd_command *kd_find_command(const char *name);

@@ -10,6 +10,8 @@
  * variable-length, attributes scalars or 1-D arrays. */
 #include "keras_h5.h"
 
+#include "keras_export.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -429,5 +431,133 @@ int kx_read_keras_h5_isolated(const char *path, double seconds, kx_keras_file *o
     }
     remove_dir(dir);
     if (rc != 0) kx_keras_file_free(out);
+    return rc;
+}
+
+/* ---- writing -------------------------------------------------------------- */
+
+static bool put_string(hid_t obj, const char *name, const char *value)
+{
+    hid_t t = H5Tcopy(H5T_C_S1), s = H5Screate(H5S_SCALAR);
+    H5Tset_size(t, H5T_VARIABLE);
+    hid_t a = H5Acreate2(obj, name, t, s, H5P_DEFAULT, H5P_DEFAULT);
+    bool ok = a >= 0 && H5Awrite(a, t, &value) >= 0;
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(s), H5Tclose(t);
+    return ok;
+}
+
+/* A list of strings as Keras writes one (numpy's 'S' dtype: fixed length,
+ * null-padded); an empty list as numpy's empty float64 array. */
+static bool put_strings(hid_t obj, const char *name, const char *const *values, int n)
+{
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t s = H5Screate_simple(1, dims, NULL);
+    size_t len = 1;
+    for (int i = 0; i < n; i++)
+        if (strlen(values[i]) > len) len = strlen(values[i]);
+    hid_t t = n ? H5Tcopy(H5T_C_S1) : H5Tcopy(H5T_IEEE_F64LE);
+    if (n) {
+        H5Tset_size(t, len);
+        H5Tset_strpad(t, H5T_STR_NULLPAD);
+    }
+    char *buf = calloc((size_t)(n ? n : 1), len);
+    for (int i = 0; i < n && buf; i++) memcpy(buf + (size_t)i * len, values[i], strlen(values[i]));
+    hid_t a = buf ? H5Acreate2(obj, name, t, s, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    bool ok = a >= 0 && (n == 0 || H5Awrite(a, t, buf) >= 0);
+    if (a >= 0) H5Aclose(a);
+    free(buf);
+    H5Sclose(s), H5Tclose(t);
+    return ok;
+}
+
+typedef struct image {
+    const char *path;
+    void *data;
+    size_t len;
+} image;
+
+static int write_image(FILE *f, void *ctx, kdh_error *err)
+{
+    const image *im = ctx;
+    return kdh_fwrite_all(f, im->data, im->len, im->path, err);
+}
+
+int kx_write_keras_h5(const char *path, const char *config, const kd_model *m, const kdh_tensor_list *weights,
+                      kdh_error *err)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    err->msg[0] = 0;
+    static const char *const version = "kdsl 0.1.0";
+    /* the file is built in memory (libhdf5's core driver) and written whole, atomically */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 20, 0) < 0) {
+        if (fapl >= 0) H5Pclose(fapl);
+        return fail(err, path, "libhdf5 cannot make a file in memory");
+    }
+    hid_t file = H5Fcreate("kdslc-export.h5", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (file < 0) return fail(err, path, "libhdf5 cannot make a file in memory");
+    bool ok = put_string(file, "model_config", config) && put_string(file, "keras_version", version) &&
+              put_string(file, "backend", "tensorflow");
+    hid_t mw = ok ? H5Gcreate2(file, "model_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    ok = ok && mw >= 0 && put_string(mw, "keras_version", version) && put_string(mw, "backend", "tensorflow");
+    int nl = m->ninputs + m->layers.len;
+    const char **names = calloc((size_t)nl + 1, sizeof *names);
+    const char **wnames = calloc((size_t)m->vars.len + 1, sizeof *wnames);
+    ok = ok && names && wnames;
+    for (int i = 0; ok && i < nl; i++)
+        names[i] = i < m->ninputs ? m->input_names[i] : ((const kd_layer *)m->layers.items[i - m->ninputs])->name;
+    ok = ok && put_strings(mw, "layer_names", names, nl);
+    for (int i = 0; ok && i < nl; i++) {
+        hid_t g = H5Gcreate2(mw, names[i], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (g < 0) {
+            ok = false;
+            break;
+        }
+        size_t plen = strlen(names[i]);
+        int nw = 0;
+        for (int v = 0; ok && v < m->vars.len; v++) {
+            const kd_var *var = m->vars.items[v];
+            if (strncmp(var->name, names[i], plen) || var->name[plen] != '/') continue;
+            const kdh_tensor *t = kdh_list_find(weights, var->name);
+            if (!t || t->dtype != KDH_F32 || kdh_tensor_count(t) != ir_shape_elems(&var->shape)) {
+                fail(err, path, "the weights have no float32 \"%s\" of %lld values", var->name,
+                     (long long)ir_shape_elems(&var->shape));
+                ok = false;
+                break;
+            }
+            char *wname = malloc(strlen(var->name) + 3);
+            sprintf(wname, "%s:0", var->name);
+            wnames[nw++] = wname;
+            hsize_t dims[KDH_MAX_RANK];
+            for (int k = 0; k < var->shape.rank; k++) dims[k] = (hsize_t)var->shape.dims[k];
+            hid_t s = H5Screate_simple(var->shape.rank, dims, NULL), lcpl = H5Pcreate(H5P_LINK_CREATE);
+            H5Pset_create_intermediate_group(lcpl, 1);
+            hid_t ds = H5Dcreate2(g, wname, H5T_IEEE_F32LE, s, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+            ok = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) >= 0;
+            if (ds >= 0) H5Dclose(ds);
+            H5Pclose(lcpl), H5Sclose(s);
+        }
+        ok = ok && put_strings(g, "weight_names", wnames, nw);
+        for (int k = 0; k < nw; k++) free((char *)wnames[k]);
+        H5Gclose(g);
+    }
+    free(names);
+    free(wnames);
+    if (mw >= 0) H5Gclose(mw);
+    image im = {path, NULL, 0};
+    if (ok && H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0) {
+        ssize_t n = H5Fget_file_image(file, NULL, 0);
+        im.data = n > 0 ? malloc((size_t)n) : NULL;
+        im.len = (size_t)(n > 0 ? n : 0);
+        ok = im.data && H5Fget_file_image(file, im.data, im.len) == n;
+    } else
+        ok = false;
+    H5Fclose(file);
+    int rc;
+    if (!ok) rc = err->msg[0] ? -1 : fail(err, path, "libhdf5 failed building the file");
+    else rc = kdh_atomic_write(path, write_image, &im, err);
+    free(im.data);
     return rc;
 }

@@ -7,6 +7,7 @@
  * here with libhdf5. */
 #include "testutil.h"
 
+#include "driver.h"
 #include "host/tensor_file.h"
 
 #include <hdf5.h>
@@ -427,6 +428,169 @@ START_TEST(bad_files)
 }
 END_TEST
 
+/* ---- export ------------------------------------------------------------------ */
+
+/* The tensors of two safetensors files: the same names, shapes and values. */
+static void same_weights(const char *a, const char *b)
+{
+    kdh_tensor_list x, y;
+    kdh_error err;
+    ck_assert_msg(kdh_safetensors_read(a, NULL, &x, &err) == 0, "%s", err.msg);
+    ck_assert_msg(kdh_safetensors_read(b, NULL, &y, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(x.count, y.count);
+    for (size_t i = 0; i < x.count; i++) {
+        const kdh_tensor *t = kdh_list_find(&y, x.items[i].name);
+        ck_assert_msg(t != NULL, "%s: no %s", b, x.items[i].name);
+        ck_assert_int_eq(t->rank, x.items[i].rank);
+        ck_assert_uint_eq(t->nbytes, x.items[i].nbytes);
+        ck_assert_msg(!memcmp(t->data, x.items[i].data, t->nbytes), "%s differs", t->name);
+    }
+    kdh_list_free(&x);
+    kdh_list_free(&y);
+}
+
+/* import -> export -> import gives the same program and the same weights, and
+ * a training step in between survives the trip: what Keras reads back is
+ * what kdsl trained. */
+START_TEST(export_round_trip)
+{
+    const char *dir = tu_tmpdir("export-trip");
+    char *out;
+    ck_assert_int_eq(tu_kdslc_run(NULL, "import %s -o %s/r.kdsl", fixture("tests/fixtures/mlperf_tiny/pretrainedResnet.h5"), dir), 0);
+    int rc = tu_kdslc_run(&out, "export %s/r.kdsl --weights %s/r.safetensors -o %s/r.h5", dir, dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "r.h5: model pretrainedResnet, 29 layers, 48 tensors");
+    free(out);
+    ck_assert_int_eq(tu_kdslc_run(NULL, "import %s/r.h5 -o %s/again.kdsl", dir, dir), 0);
+    ck_assert_int_eq(tu_run(fmt("cd %s && tail -n +2 r.kdsl > a && tail -n +2 again.kdsl > b && diff a b", dir), &out), 0);
+    free(out);
+    same_weights(tu_path(dir, "r.safetensors"), tu_path(dir, "again.safetensors"));
+
+    /* the autoencoder, one epoch of Adam on random data, then out and back in */
+    ck_assert_int_eq(tu_kdslc_run(NULL, "import %s -o %s/ad.kdsl", fixture("tests/fixtures/mlperf_tiny/ad01.h5"), dir), 0);
+    kdh_tensor x = {0};
+    kdh_error err;
+    ck_assert_int_eq(kdh_tensor_alloc(&x, NULL, KDH_F32, 2, (const int64_t[]){16, 640}, &err), 0);
+    for (int i = 0; i < 16 * 640; i++) ((float *)x.data)[i] = (float)sin(0.37 * i);
+    ck_assert_int_eq(kdh_npy_write(tu_path(dir, "x.npy"), &x, &err), 0);
+    kdh_tensor_free(&x);
+    rc = tu_kdslc_run(&out, "train %s/ad.kdsl --weights %s/ad.safetensors --data %s/x.npy,%s/x.npy --loss mse "
+                      "--optimizer adam --epochs 1 --batch-size 8 --save %s/trained.safetensors",
+                      dir, dir, dir, dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    ck_assert_int_eq(tu_kdslc_run(&out, "export %s/ad.kdsl --weights %s/trained.safetensors -o %s/ad.h5", dir, dir, dir), 0);
+    free(out);
+    ck_assert_int_eq(tu_kdslc_run(NULL, "import %s/ad.h5 -o %s/ad2.kdsl", dir, dir), 0);
+    same_weights(tu_path(dir, "trained.safetensors"), tu_path(dir, "ad2.safetensors"));
+    /* and the training moved them: the trip did not just copy the file it started from */
+    ck_assert_int_ne(tu_run(fmt("cmp -s %s/ad.safetensors %s/ad2.safetensors", dir, dir), NULL), 0);
+}
+END_TEST
+
+/* Every layer kind the importer knows, written by hand: exported and
+ * imported back, the same summary (names, shapes, parameters). */
+START_TEST(export_layer_kinds)
+{
+    static const char text[] =
+        "model kinds {\n"
+        "    input x: [12, 10, 3]\n"
+        "    c = Conv2D(x, 8, [3, 2], strides: [1, 2], padding: same, use_bias: false, kernel_regularizer: l2(1e-4),\n"
+        "               kernel_initializer: RandomNormal(stddev: 0.1))\n"
+        "    b = BatchNormalization(c, momentum: 0.9)\n"
+        "    r = ReLU(b, max_value: 6)\n"
+        "    d = DepthwiseConv2D(r, 3, padding: same, depth_multiplier: 2, activation: relu6)\n"
+        "    s = SeparableConv2D(d, 6, 3, dilation_rate: 2, padding: same)\n"
+        "    p = MaxPooling2D(s, 2, padding: same)\n"
+        "    q = AveragePooling2D(s, [2, 2], padding: same)\n"
+        "    a = Add([p, q])\n"
+        "    t = Conv2DTranspose(a, 4, 3, strides: 2, padding: same)\n"
+        "    u = UpSampling2D(t, 2, interpolation: bilinear)\n"
+        "    z = ZeroPadding2D(u, [[1, 0], [2, 1]])\n"
+        "    g = GlobalAveragePooling2D(z)\n"
+        "    e = Dense(g, 6, activation: gelu, trainable: false)\n"
+        "    f = Reshape(e, [3, 2])\n"
+        "    k = Conv1D(f, 4, 2, padding: causal, name: \"seq_conv\")\n"
+        "    l = LayerNormalization(k)\n"
+        "    n = Flatten(l)\n"
+        "    o = Dropout(n, 0.2)\n"
+        "    output y = Dense(o, 3, activation: softmax)\n"
+        "}\n";
+    const char *dir = tu_tmpdir("export-kinds");
+    tu_write(tu_path(dir, "k.kdsl"), text, strlen(text));
+    /* weights: every variable, from the front end's list */
+    kd_session s = {0};
+    ck_assert_int_eq(kd_front_end(&s, tu_path(dir, "k.kdsl"), NULL), 0);
+    kdh_tensor_list w;
+    kdh_list_init(&w);
+    kdh_error err;
+    for (int i = 0; i < s.model->vars.len; i++) {
+        const kd_var *v = s.model->vars.items[i];
+        int64_t shape[8];
+        for (int k = 0; k < v->shape.rank; k++) shape[k] = v->shape.dims[k];
+        kdh_tensor *t = kdh_list_add(&w, v->name, KDH_F32, v->shape.rank, shape, &err);
+        ck_assert_ptr_nonnull(t);
+        for (size_t k = 0; k < t->nbytes / 4; k++) ((float *)t->data)[k] = 0.5f + 0.25f * (float)sin((double)(k + 7 * i));
+    }
+    ck_assert_int_eq(kdh_safetensors_write_list(tu_path(dir, "k.safetensors"), &w, &err), 0);
+    kdh_list_free(&w);
+    kd_session_free(&s);
+    char *out;
+    int rc = tu_kdslc_run(&out, "export %s/k.kdsl --weights %s/k.safetensors -o %s/k.h5", dir, dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    rc = tu_kdslc_run(&out, "import %s/k.h5 -o %s/back.kdsl", dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    ck_assert_int_eq(tu_run(fmt("cd %s && %s summary k.kdsl > a.txt && %s summary back.kdsl > b.txt && diff a.txt b.txt", dir,
+                                tu_kdslc(), tu_kdslc()), &out), 0);
+    free(out);
+    same_weights(tu_path(dir, "k.safetensors"), tu_path(dir, "back.safetensors"));
+    /* the same predictions */
+    kdh_tensor x = {0};
+    ck_assert_int_eq(kdh_tensor_alloc(&x, NULL, KDH_F32, 4, (const int64_t[]){2, 12, 10, 3}, &err), 0);
+    for (int i = 0; i < 2 * 360; i++) ((float *)x.data)[i] = (float)cos(0.11 * i);
+    ck_assert_int_eq(kdh_npy_write(tu_path(dir, "x.npy"), &x, &err), 0);
+    kdh_tensor_free(&x);
+    ck_assert_int_eq(tu_run(fmt("cd %s && %s predict k.kdsl --weights k.safetensors --input x.npy --normalize none > p1 && "
+                                "%s predict back.kdsl --weights back.safetensors --input x.npy --normalize none > p2 && "
+                                "cmp p1 p2", dir, tu_kdslc(), tu_kdslc()), &out), 0);
+    free(out);
+}
+END_TEST
+
+/* What has no Keras config is an error at its line; nothing is written. */
+START_TEST(export_refuses)
+{
+    const char *dir = tu_tmpdir("export-bad");
+    static const char expr[] = "model m {\n    input x: [4]\n    h = Dense(x, 4)\n    output y = Dense(h * 2.0, 2)\n}\n";
+    static const char custom[] = "layer Scale(n) {\n    input x: [n]\n    weight s: [n]\n    output x * s\n}\n"
+                                 "model m {\n    input x: [4]\n    output y = Scale(x, 4)\n}\n";
+    tu_write(tu_path(dir, "expr.kdsl"), expr, strlen(expr));
+    tu_write(tu_path(dir, "custom.kdsl"), custom, strlen(custom));
+    tu_write(tu_path(dir, "w.safetensors"), "junk", 4);
+    ck_assert_fails(2, "export needs --weights", "export %s/expr.kdsl -o %s/m.h5", dir, dir);
+    ck_assert_fails(2, "would overwrite", "export %s/expr.kdsl --weights %s/w.safetensors -o %s/expr.kdsl", dir, dir, dir);
+    ck_assert_fails(1, "w.safetensors", "export %s/expr.kdsl --weights %s/w.safetensors -o %s/m.h5", dir, dir, dir);
+    kdh_tensor_list w;
+    kdh_list_init(&w);
+    kdh_error err;
+    kdh_list_add(&w, "dense/kernel", KDH_F32, 2, (const int64_t[]){4, 4}, &err);
+    kdh_list_add(&w, "dense/bias", KDH_F32, 1, (const int64_t[]){4}, &err);
+    kdh_list_add(&w, "dense_1/kernel", KDH_F32, 2, (const int64_t[]){4, 2}, &err);
+    ck_assert_int_eq(kdh_safetensors_write_list(tu_path(dir, "w.safetensors"), &w, &err), 0);
+    ck_assert_fails(1, "no tensor \"dense_1/bias\"", "export %s/expr.kdsl --weights %s/w.safetensors -o %s/m.h5", dir, dir, dir);
+    kdh_list_add(&w, "dense_1/bias", KDH_F32, 1, (const int64_t[]){2}, &err);
+    kdh_list_add(&w, "scale/s", KDH_F32, 1, (const int64_t[]){4}, &err);
+    ck_assert_int_eq(kdh_safetensors_write_list(tu_path(dir, "w.safetensors"), &w, &err), 0);
+    kdh_list_free(&w);
+    ck_assert_fails(1, "expr.kdsl:4:", "export %s/expr.kdsl --weights %s/w.safetensors -o %s/m.h5", dir, dir, dir);
+    ck_assert_fails(1, "a custom layer or a nested model has no Keras config", "export %s/custom.kdsl --weights %s/w.safetensors -o %s/m.h5",
+                    dir, dir, dir);
+    ck_assert_int_eq(tu_run(fmt("test -e %s/m.h5", dir), NULL), 1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("import");
@@ -440,6 +604,9 @@ int main(void)
     tcase_add_test(t, bad_files);
     tcase_add_test(t, tfjs_models);
     tcase_add_test(t, tfjs_hostile);
+    tcase_add_test(t, export_round_trip);
+    tcase_add_test(t, export_layer_kinds);
+    tcase_add_test(t, export_refuses);
     suite_add_tcase(s, t);
     return tu_run_suite(s);
 }

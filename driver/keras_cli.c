@@ -1,16 +1,20 @@
-/* import_cli.c — `kdslc import MODEL [-o model.kdsl] [--weights-out W.safetensors]`:
- * a trained Keras model file as a KDSL program and its weights.
+/* keras_cli.c — Keras' files in and out:
+ *   kdslc import MODEL [-o model.kdsl] [--weights-out W.safetensors]
+ *   kdslc export model.kdsl --weights W.safetensors -o model.h5
+ *
+ * import: a trained Keras model file as a KDSL program and its weights.
  *
  * The steps: read the file (interop/keras_h5.c), write the program
  * (interop/keras_config.c), check it with the front end as any program is
  * checked, then take each of its weights and states from the file by name
  * and shape; every weight of the file must find its variable. Only when
  * all of that holds are the two files written, together (both or neither). */
-#include "import_cli.h"
+#include "keras_cli.h"
 
 #include "driver.h"
 #include "host/paths.h"
 #include "keras_config.h"
+#include "keras_export.h"
 #include "keras_h5.h"
 #include "tfjs_model.h"
 
@@ -152,6 +156,56 @@ int kd_run_import(const char *file, const char *kdsl_path, const char *weights_p
         free(ts);
     }
     kx_keras_file_free(&kf);
+    kd_session_free(&s);
+    return rc;
+}
+
+/* export: the model's Keras config (interop/keras_export.c) and the weights
+ * (every variable of the model, by name and shape) as a legacy Keras .h5. */
+int kd_run_export(const char *file, const char *model, const char *weights, const char *h5_path)
+{
+    if (!weights || !h5_path) {
+        fprintf(stderr, "kdslc: error: export needs --weights W.safetensors and -o model.h5\n"
+                        "(run 'kdslc --help' for usage)\n");
+        return 2;
+    }
+    kdh_path_use uses[] = {
+        {strcmp(file, "-") ? file : NULL, "the model source", false, 0},
+        {weights, "--weights", false, 0},
+        {h5_path, "-o", true, 0},
+    };
+    kdh_error err;
+    int rc = kdh_check_paths(uses, 3, &err);
+    if (rc) {
+        fprintf(stderr, "kdslc: error: %s%s\n", err.msg, rc == 2 ? "\n(run 'kdslc --help' for usage)" : "");
+        return rc;
+    }
+    kd_session s = {0};
+    rc = kd_front_end(&s, file, model);
+    kdh_tensor_list list;
+    kdh_list_init(&list);
+    if (rc == 0 && kdh_safetensors_read(weights, NULL, &list, &err) != 0) {
+        fprintf(stderr, "kdslc: error: %s\n", err.msg);
+        rc = 1;
+    }
+    for (int i = 0; rc == 0 && i < s.model->vars.len; i++) {   /* every variable, of its shape */
+        const kd_var *v = s.model->vars.items[i];
+        int64_t shape[KDH_MAX_RANK];
+        for (int k = 0; k < v->shape.rank; k++) shape[k] = v->shape.dims[k];
+        if (!kdh_list_expect(&list, weights, v->name, KDH_F32, v->shape.rank, shape, &err)) {
+            fprintf(stderr, "kdslc: error: %s\n", err.msg);
+            rc = 1;
+        }
+    }
+    const char *config = rc == 0 ? kx_keras_config(&s.arena, s.model, file, &s.diags) : NULL;
+    if (rc == 0 && !config) rc = 1;
+    if (rc == 0 && kx_write_keras_h5(h5_path, config, s.model, &list, &err) != 0) {
+        fprintf(stderr, "kdslc: error: %s\n", err.msg);
+        rc = 1;
+    }
+    if (rc == 0)
+        printf("%s: model %s, %d layers, %d tensors\n", h5_path, s.model->name, s.model->layers.len, s.model->vars.len);
+    kdh_list_free(&list);
     kd_session_free(&s);
     return rc;
 }

@@ -1,0 +1,259 @@
+/* keras_export.c — a checked KDSL model as a Keras model config
+ * (keras_export.h): the reverse of keras_config.c.
+ *
+ * Always a Functional config in Keras 2's dialect (what legacy .h5 files
+ * hold, and what Keras 3 and TensorFlow.js also read): an InputLayer per
+ * input, then each layer in the order the model made it, its arguments
+ * from the layer table converted to Keras' spellings — an int kernel size
+ * as a pair, an initializer name as its class, a regularizer call as an
+ * L1/L2/L1L2 object — and its inbound nodes from the summary's "Connected
+ * to". A model that is not only built-in layers (a custom layer, a nested
+ * model, a tensor expression between layers, a shared layer) has no such
+ * config: each is an error. */
+#include "keras_export.h"
+
+#include "builtin_layers.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct ex {
+    kd_arena *a;
+    kd_diags *d;
+    const char *source;
+    const kd_layer *layer;
+    bool failed;
+} ex;
+
+static void problem(ex *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(ex *e, const char *fmt, ...)
+{
+    char msg[500];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (e->layer) kd_error(e->d, e->layer->loc, "%s (%s): %s", e->layer->name, e->layer->type, msg);
+    else kd_error(e->d, (kd_loc){0}, "%s: %s", e->source, msg);
+    e->failed = true;
+}
+
+/* glorot_uniform -> GlorotUniform */
+static const char *camel(ex *e, const char *snake)
+{
+    char *out = kd_format(e->a, "%s", snake), *o = out;
+    bool up = true;
+    for (const char *p = snake; *p; p++) {
+        if (*p == '_') {
+            up = true;
+            continue;
+        }
+        *o++ = up ? (char)toupper((unsigned char)*p) : *p;
+        up = false;
+    }
+    *o = 0;
+    return out;
+}
+
+static cJSON *json_value(ex *e, const kd_value *v, const char *arg);
+
+static bool is_initializer(const char *arg) { size_t n = strlen(arg); return n > 12 && !strcmp(arg + n - 12, "_initializer"); }
+static bool is_regularizer(const char *arg) { size_t n = strlen(arg); return n > 12 && !strcmp(arg + n - 12, "_regularizer"); }
+
+/* An initializer or a regularizer as Keras' {"class_name", "config"} object. */
+static cJSON *setting(ex *e, const kd_value *v, const char *arg)
+{
+    cJSON *o = cJSON_CreateObject(), *cfg = cJSON_CreateObject();
+    if (is_regularizer(arg)) {
+        const char *f = v->s;
+        bool l1l2 = !strcmp(f, "l1_l2") || !strcmp(f, "L1L2"), l1 = !strcmp(f, "l1") || !strcmp(f, "L1");
+        cJSON_AddStringToObject(o, "class_name", l1l2 ? "L1L2" : l1 ? "L1" : "L2");
+        double a = l1l2 ? 0 : 0.01, b = l1l2 ? 0 : 0.01;   /* Keras 3's defaults */
+        for (int i = 0; v->kind == KD_V_CALL && i < v->n; i++) {
+            const kd_value *x = v->items[i];
+            double d = x->kind == KD_V_INT ? (double)x->i : x->f;
+            const char *key = v->keys[i] ? v->keys[i] : i == 0 ? (l1l2 || l1 ? "l1" : "l2") : "l2";
+            if (!strcmp(key, "l1")) a = d;
+            else b = d;
+        }
+        if (l1l2 || l1) cJSON_AddNumberToObject(cfg, "l1", a);
+        if (l1l2 || !l1) cJSON_AddNumberToObject(cfg, "l2", b);
+    } else if (v->kind == KD_V_INT || v->kind == KD_V_FLOAT) {   /* a number: a constant initializer */
+        cJSON_AddStringToObject(o, "class_name", "Constant");
+        cJSON_AddNumberToObject(cfg, "value", v->kind == KD_V_INT ? (double)v->i : v->f);
+    } else {
+        const char *cls = v->kind == KD_V_CALL && strchr(v->s, '_') == NULL && isupper((unsigned char)v->s[0]) ? v->s : camel(e, v->s);
+        cJSON_AddStringToObject(o, "class_name", cls);
+        for (int i = 0; v->kind == KD_V_CALL && i < v->n; i++) {
+            if (!v->keys[i]) {
+                problem(e, "argument '%s': %s's arguments are exported by name only", arg, v->s);
+                continue;
+            }
+            cJSON *x = json_value(e, v->items[i], arg);
+            if (x) cJSON_AddItemToObject(cfg, v->keys[i], x);
+        }
+        if (strcmp(cls, "Zeros") && strcmp(cls, "Ones") && strcmp(cls, "Constant")) cJSON_AddNullToObject(cfg, "seed");
+    }
+    cJSON_AddItemToObject(o, "config", cfg);
+    return o;
+}
+
+static cJSON *json_value(ex *e, const kd_value *v, const char *arg)
+{
+    switch (v->kind) {
+    case KD_V_NONE: return cJSON_CreateNull();
+    case KD_V_INT: return cJSON_CreateNumber((double)v->i);
+    case KD_V_FLOAT: return cJSON_CreateNumber(v->f);
+    case KD_V_BOOL: return cJSON_CreateBool(v->i != 0);
+    case KD_V_STRING: return cJSON_CreateString(v->s);
+    case KD_V_NAME:
+        if (is_initializer(arg) || is_regularizer(arg)) return setting(e, v, arg);
+        return cJSON_CreateString(v->s);
+    case KD_V_CALL: return setting(e, v, arg);
+    case KD_V_LIST: {
+        cJSON *l = cJSON_CreateArray();
+        for (int i = 0; i < v->n; i++) {
+            cJSON *x = json_value(e, v->items[i], arg);
+            if (x) cJSON_AddItemToArray(l, x);
+        }
+        return l;
+    }
+    default: problem(e, "argument '%s' has no Keras equivalent", arg); return NULL;
+    }
+}
+
+/* Arguments Keras takes as a tuple that KDSL also takes as one int. */
+static int tuple_size(const char *type, const char *arg)
+{
+    static const char *const tuples[] = {"kernel_size", "strides", "pool_size", "dilation_rate", "size"};
+    bool tuple = false;
+    for (size_t i = 0; i < sizeof tuples / sizeof *tuples; i++) tuple = tuple || !strcmp(arg, tuples[i]);
+    if (!tuple) return 0;
+    size_t n = strlen(type);
+    return n > 2 && !strcmp(type + n - 2, "1D") ? 1 : 2;
+}
+
+static cJSON *layer_config(ex *e, const kd_layer *l)
+{
+    cJSON *cfg = cJSON_CreateObject();
+    cJSON_AddStringToObject(cfg, "name", l->name);
+    cJSON_AddBoolToObject(cfg, "trainable", l->trainable);
+    cJSON_AddStringToObject(cfg, "dtype", "float32");
+    for (int i = 0; i < l->nargs; i++) {
+        const char *arg = l->arg_names[i];
+        const kd_value *v = l->args[i];
+        cJSON *x;
+        int tuple = tuple_size(l->type, arg);
+        if (tuple && v->kind == KD_V_INT) {
+            x = cJSON_CreateArray();
+            for (int k = 0; k < tuple; k++) cJSON_AddItemToArray(x, cJSON_CreateNumber((double)v->i));
+        } else
+            x = json_value(e, v, arg);
+        if (x) cJSON_AddItemToObject(cfg, arg, x);
+    }
+    return cfg;
+}
+
+/* "conv2d[0][0]" -> ["conv2d", 0, 0, {}] */
+static cJSON *inbound_tensor(ex *e, const char *tag)
+{
+    const char *b = strchr(tag, '[');
+    long node = 0, tensor = 0;
+    if (!b || sscanf(b, "[%ld][%ld]", &node, &tensor) != 2) {
+        problem(e, "an input Keras cannot name (%s)", tag);
+        return NULL;
+    }
+    cJSON *t = cJSON_CreateArray();
+    cJSON_AddItemToArray(t, cJSON_CreateString(kd_format(e->a, "%.*s", (int)(b - tag), tag)));
+    cJSON_AddItemToArray(t, cJSON_CreateNumber((double)node));
+    cJSON_AddItemToArray(t, cJSON_CreateNumber((double)tensor));
+    cJSON_AddItemToArray(t, cJSON_CreateObject());
+    return t;
+}
+
+static cJSON *endpoint(const char *name)
+{
+    cJSON *t = cJSON_CreateArray();
+    cJSON_AddItemToArray(t, cJSON_CreateString(name));
+    cJSON_AddItemToArray(t, cJSON_CreateNumber(0));
+    cJSON_AddItemToArray(t, cJSON_CreateNumber(0));
+    return t;
+}
+
+char *kx_keras_config(kd_arena *a, const kd_model *m, const char *source, kd_diags *d)
+{
+    ex e = {.a = a, .d = d, .source = source};
+    /* only layers: every computing node of the inference graph belongs to one */
+    for (int i = 0; i < m->infer->nodes.len; i++) {
+        const ir_node *n = m->infer->nodes.items[i];
+        if (!n->layer && n->op != IR_INPUT && n->op != IR_VAR && n->op != IR_CONST) {
+            kd_error(d, n->loc, "this expression is not a layer: a Keras model is made of layers only (kdslc export)");
+            return NULL;
+        }
+    }
+    cJSON *root = cJSON_CreateObject(), *cfg = cJSON_CreateObject(), *layers = cJSON_CreateArray();
+    cJSON_AddStringToObject(root, "class_name", "Functional");
+    cJSON_AddItemToObject(root, "config", cfg);
+    cJSON_AddStringToObject(cfg, "name", m->name);
+    cJSON_AddItemToObject(cfg, "layers", layers);
+    cJSON *ins = cJSON_CreateArray(), *outs = cJSON_CreateArray();
+    for (int i = 0; i < m->ninputs; i++) {
+        cJSON *l = cJSON_CreateObject(), *c = cJSON_CreateObject(), *shape = cJSON_CreateArray();
+        cJSON_AddStringToObject(l, "class_name", "InputLayer");
+        cJSON_AddItemToArray(shape, cJSON_CreateNull());
+        const ir_shape *s = &m->input_shapes[i];
+        for (int k = s->batched ? 1 : 0; k < s->rank; k++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)s->dims[k]));
+        cJSON_AddItemToObject(c, "batch_input_shape", shape);
+        cJSON_AddStringToObject(c, "dtype", "float32");
+        cJSON_AddBoolToObject(c, "sparse", false);
+        cJSON_AddBoolToObject(c, "ragged", false);
+        cJSON_AddStringToObject(c, "name", m->input_names[i]);
+        cJSON_AddItemToObject(l, "config", c);
+        cJSON_AddStringToObject(l, "name", m->input_names[i]);
+        cJSON_AddItemToObject(l, "inbound_nodes", cJSON_CreateArray());
+        cJSON_AddItemToArray(layers, l);
+        cJSON_AddItemToArray(ins, endpoint(m->input_names[i]));
+    }
+    for (int i = 0; i < m->layers.len; i++) {
+        const kd_layer *row = m->layers.items[i];
+        e.layer = row;
+        if (!row->builtin) {
+            problem(&e, "a custom layer or a nested model has no Keras config kdslc can write");
+            continue;
+        }
+        if (row->ncalls > 1) {
+            problem(&e, "called %d times: shared layers are not exported yet", row->ncalls);
+            continue;
+        }
+        cJSON *l = cJSON_CreateObject(), *node = cJSON_CreateArray(), *nodes = cJSON_CreateArray();
+        cJSON_AddStringToObject(l, "class_name", row->type);
+        cJSON_AddItemToObject(l, "config", layer_config(&e, row));
+        cJSON_AddStringToObject(l, "name", row->name);
+        for (int k = 0; k < row->inbound.len; k++) {
+            cJSON *t = inbound_tensor(&e, row->inbound.items[k]);
+            if (t) cJSON_AddItemToArray(node, t);
+        }
+        cJSON_AddItemToArray(nodes, node);
+        cJSON_AddItemToObject(l, "inbound_nodes", nodes);
+        cJSON_AddItemToArray(layers, l);
+    }
+    e.layer = NULL;
+    for (int i = 0; i < m->infer->outputs.len; i++) {
+        const ir_node *o = m->infer->outputs.items[i];
+        if (!o->layer) problem(&e, "output %s is not a layer's output", m->output_names[i]);
+        else cJSON_AddItemToArray(outs, endpoint(o->layer));
+    }
+    cJSON_AddItemToObject(cfg, "input_layers", ins);
+    cJSON_AddItemToObject(cfg, "output_layers", outs);
+    char *json = NULL;
+    if (!e.failed) {
+        char *s = cJSON_PrintUnformatted(root);
+        json = s ? kd_format(a, "%s", s) : NULL;
+        free(s);
+    }
+    cJSON_Delete(root);
+    return json;
+}
