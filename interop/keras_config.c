@@ -476,20 +476,23 @@ static void sequential(kx *k, text *t, const cJSON *cfg, const char *model_name)
     put(t, "}\n");
 }
 
+/* A call's output by layer name and call index: "dense" for call 0, "dense@1" ... */
+static const char *call_key(kx *k, const char *name, int node)
+{
+    return node == 0 ? name : kd_format(k->a, "%s@%d", name, node);
+}
+
 /* One inbound tensor, Keras 2 ([name, node, tensor, kwargs]) or Keras 3
- * ({"class_name": "__keras_tensor__", "config": {"keras_history": [...]}}). */
-static const char *inbound_tensor(kx *k, const cJSON *x, int *rank)
+ * ({"class_name": "__keras_tensor__", "config": {"keras_history": [...]}}):
+ * its value, NULL with *pending set when that call is not written yet. */
+static const char *inbound_tensor(kx *k, const cJSON *x, int *rank, bool *pending)
 {
     const cJSON *hist = cJSON_IsArray(x) ? x : get(get(x, "config"), "keras_history");
     const cJSON *name = cJSON_GetArrayItem(hist, 0), *node = cJSON_GetArrayItem(hist, 1),
                 *tensor = cJSON_GetArrayItem(hist, 2);
-    if (!cJSON_IsString(name) || !cJSON_IsNumber(node) || !cJSON_IsNumber(tensor)) {
+    if (!cJSON_IsString(name) || !cJSON_IsNumber(node) || !cJSON_IsNumber(tensor) || node->valuedouble < 0 ||
+        node->valuedouble > 1e6) {
         problem(k, "an inbound tensor KDSL cannot read");
-        return NULL;
-    }
-    if (node->valuedouble != 0) {
-        problem(k, "reads the output of call %.0f of layer '%s': shared layers are not imported yet", node->valuedouble,
-                name->valuestring);
         return NULL;
     }
     if (tensor->valuedouble != 0) {
@@ -497,36 +500,25 @@ static const char *inbound_tensor(kx *k, const cJSON *x, int *rank)
                 tensor->valuedouble, name->valuestring);
         return NULL;
     }
-    const char *v = kd_strmap_get(&k->values, name->valuestring);
-    const int *r = kd_strmap_get(&k->ranks, name->valuestring);
-    if (!v) problem(k, "reads layer '%s', which comes later or does not exist", name->valuestring);
+    const char *key = call_key(k, name->valuestring, (int)node->valuedouble);
+    const char *v = kd_strmap_get(&k->values, key);
+    const int *r = kd_strmap_get(&k->ranks, key);
+    if (!v) *pending = true;
     *rank = r ? *r : 0;
     return v;
 }
 
-/* The KDSL text of a layer's inputs: one value, or [a, b] for merge layers. */
-static const char *inbound(kx *k, const cJSON *layer, int want, int *rank)
+/* The inbound tensors of one call node, Keras 2's list or Keras 3's {"args": ...}; NULL after a problem. */
+static const cJSON *node_tensors(kx *k, const cJSON *node)
 {
-    const cJSON *nodes = get(layer, "inbound_nodes");
-    int calls = cJSON_GetArraySize(nodes);
-    if (!cJSON_IsArray(nodes) || calls == 0) {
-        problem(k, "no inbound nodes");
-        return NULL;
-    }
-    if (calls > 1) {
-        problem(k, "called %d times: shared layers are not imported yet", calls);
-        return NULL;
-    }
-    const cJSON *node = nodes->child, *list = node;
+    const cJSON *list = node;
     if (cJSON_IsObject(node)) {   /* Keras 3: {"args": [x] or [[a, b]], "kwargs": {...}} */
         const cJSON *args = get(node, "args"), *kw = get(node, "kwargs");
-        if (cJSON_IsObject(kw) && kw->child) {
-            for (const cJSON *e = kw->child; e; e = e->next)
-                if (!cJSON_IsNull(e) && strcmp(e->string, "training") && strcmp(e->string, "mask")) {
-                    problem(k, "called with keyword argument '%s', which kdsl does not take", e->string);
-                    return NULL;
-                }
-        }
+        for (const cJSON *e = cJSON_IsObject(kw) ? kw->child : NULL; e; e = e->next)
+            if (!cJSON_IsNull(e) && strcmp(e->string, "training") && strcmp(e->string, "mask")) {
+                problem(k, "called with keyword argument '%s', which kdsl does not take", e->string);
+                return NULL;
+            }
         const cJSON *a0 = cJSON_GetArrayItem(args, 0);
         list = cJSON_IsArray(a0) ? a0 : args;
         if (!cJSON_IsArray(a0) && cJSON_GetArraySize(args) != 1) {
@@ -534,11 +526,18 @@ static const char *inbound(kx *k, const cJSON *layer, int want, int *rank)
             return NULL;
         }
     }
-    int n = cJSON_GetArraySize(list);
-    if (!cJSON_IsArray(list) || n == 0) {
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) == 0) {
         problem(k, "inbound nodes KDSL cannot read");
         return NULL;
     }
+    return list;
+}
+
+/* The KDSL text of a call's inputs: one value, or [a, b] for merge layers;
+ * NULL with *pending set when an input is not written yet. */
+static const char *inbound(kx *k, const cJSON *list, int want, int *rank, bool *pending)
+{
+    int n = cJSON_GetArraySize(list);
     if (want == 1 && n != 1) {
         problem(k, "takes one tensor, called with %d", n);
         return NULL;
@@ -548,7 +547,7 @@ static const char *inbound(kx *k, const cJSON *layer, int want, int *rank)
     int i = 0;
     for (const cJSON *x = list->child; x; x = x->next) {
         int r = 0;
-        const char *v = inbound_tensor(k, x, &r);
+        const char *v = inbound_tensor(k, x, &r, pending);
         if (!v) return NULL;
         if (i == 0) *rank = r;
         put(&t, "%s%s", i++ ? ", " : "", v);
@@ -557,14 +556,24 @@ static const char *inbound(kx *k, const cJSON *layer, int want, int *rank)
     return t.s;
 }
 
-static bool listed(const cJSON *endpoints, const char *name)
+/* Whether [name, node, 0] is among the endpoints (input_layers, output_layers). */
+static bool listed(const cJSON *endpoints, const char *name, int node)
 {
     for (const cJSON *e = endpoints ? endpoints->child : NULL; e; e = e->next) {
-        const cJSON *n = cJSON_IsArray(e) ? cJSON_GetArrayItem(e, 0) : NULL;
-        if (cJSON_IsString(n) && !strcmp(n->valuestring, name)) return true;
+        const cJSON *n = cJSON_IsArray(e) ? cJSON_GetArrayItem(e, 0) : NULL, *i = cJSON_GetArrayItem(e, 1);
+        if (cJSON_IsString(n) && !strcmp(n->valuestring, name) && (!cJSON_IsNumber(i) || i->valuedouble == node)) return true;
     }
     return false;
 }
+
+/* A layer of a Functional config and the calls of it still to write. */
+typedef struct fn_layer {
+    const cJSON *json, *cfg, *nodes;
+    const char *cls, *name, *value;
+    int want, ncalls, written;
+    bool named;                  /* needs name: */
+    bool bad;
+} fn_layer;
 
 static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
 {
@@ -574,72 +583,118 @@ static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
         problem(k, "a Functional model without layers or output_layers");
         return;
     }
-    if (cJSON_IsArray(outs) && outs->child && cJSON_IsString(outs->child)) {   /* one output as [name, 0, 0] */
+    if (outs->child && cJSON_IsString(outs->child)) {   /* one output as [name, 0, 0] */
         problem(k, "a single output_layers entry in Keras 3's flat form is not imported yet");
         return;
     }
     put(t, "model %s {\n", model_name);
-    int n = 0;
-    for (const cJSON *e = layers->child; e; e = e->next)
-        if (!str(e, "class_name") || strcmp(str(e, "class_name"), "InputLayer")) n++;
+    int n = cJSON_GetArraySize(layers);
+    fn_layer *ls = kd_alloc_array(k->a, (size_t)n + 1, sizeof *ls);
     const char **classes = kd_alloc_array(k->a, (size_t)n + 1, sizeof *classes);
     const char **names = kd_alloc_array(k->a, (size_t)n + 1, sizeof *names);
-    int i = 0;
+    kd_strset seen = {0};
+    int nl = 0, ni = 0;
     for (const cJSON *e = layers->child; e; e = e->next) {
-        if (str(e, "class_name") && !strcmp(str(e, "class_name"), "InputLayer")) continue;
-        classes[i] = str(e, "class_name") ? str(e, "class_name") : "?";
-        names[i++] = str(e, "name") ? str(e, "name") : "";
-    }
-    bool *exp = explicit_names(k, classes, names, n);
-    i = 0;
-    for (const cJSON *e = layers->child; e; e = e->next) {
-        const char *cls = str(e, "class_name"), *name = str(e, "name");
-        const cJSON *c = get(e, "config");
-        k->layer = name ? name : "?";
-        k->cls = cls ? cls : "?";
-        if (!cls || !name || !cJSON_IsObject(c)) {
+        fn_layer *l = &ls[nl];
+        l->json = e;
+        l->cls = str(e, "class_name");
+        l->name = str(e, "name");
+        l->cfg = get(e, "config");
+        l->nodes = get(e, "inbound_nodes");
+        k->layer = l->name ? l->name : "?";
+        k->cls = l->cls ? l->cls : "?";
+        if (!l->cls || !l->name || !cJSON_IsObject(l->cfg)) {
             problem(k, "a layer without class_name, name or config");
             continue;
         }
-        if (kd_strmap_get(&k->values, name)) {
+        if (kd_strset_has(&seen, l->name)) {
             problem(k, "a second layer of this name");
             continue;
         }
-        const char *v = value_name(k, name);
-        if (!strcmp(cls, "InputLayer")) {
-            if (!listed(ins, name)) problem(k, "an InputLayer that is not among the model's input_layers");
+        kd_strset_add(k->a, &seen, l->name);
+        if (!strcmp(l->cls, "InputLayer")) {   /* inputs first, in order */
+            if (!listed(ins, l->name, 0)) problem(k, "an InputLayer that is not among the model's input_layers");
+            const char *v = value_name(k, l->name);
             int *r = kd_alloc(k->a, sizeof *r);
-            if ((*r = input_decl(k, t, c, v))) {
-                kd_strmap_put(k->a, &k->values, name, (void *)v);
-                kd_strmap_put(k->a, &k->ranks, name, r);
+            if ((*r = input_decl(k, t, l->cfg, v))) {
+                kd_strmap_put(k->a, &k->values, l->name, (void *)v);
+                kd_strmap_put(k->a, &k->ranks, l->name, r);
             }
             continue;
         }
-        int want = 1;
-        const kd_layer_param *params = kd_builtin_layer(cls, &want);
-        if (!params) {
-            check_class(k, cls);
-            kd_strmap_put(k->a, &k->values, name, (void *)v);   /* later layers still get checked */
-            i++;
-            continue;
+        l->ncalls = cJSON_GetArraySize(l->nodes);
+        if (!kd_builtin_layer(l->cls, &l->want)) {
+            check_class(k, l->cls);
+            l->bad = true;
+        } else if (!cJSON_IsArray(l->nodes) || l->ncalls == 0) {
+            problem(k, "no inbound nodes");
+            l->bad = true;
+        } else if (l->ncalls > 1000) {
+            problem(k, "called %d times", l->ncalls);
+            l->bad = true;
         }
-        int in_rank = 0;
-        const char *in = inbound(k, e, want, &in_rank);
-        const char *args = in ? arguments(k, cls, c, in, exp[i] ? name : NULL, is_trainable(c), in_rank) : NULL;
-        int *r = kd_alloc(k->a, sizeof *r);
-        *r = out_rank(cls, c, in_rank);
-        kd_strmap_put(k->a, &k->ranks, name, r);
-        kd_strmap_put(k->a, &k->values, name, (void *)v);
-        i++;
-        if (args) put(t, "    %s%s = %s(%s)\n", listed(outs, name) ? "output " : "", v, cls, args);
+        classes[ni] = l->cls;
+        names[ni++] = l->name;
+        nl++;
     }
+    bool *exp = explicit_names(k, classes, names, ni);
+    for (int i = 0; i < nl; i++) ls[i].named = exp[i];
+    if (k->d->errors) return;
+    /* the calls in an order that has each input before its use: Keras lists a
+     * shared layer once, where it was made, though its later calls may read
+     * layers listed after it */
+    for (bool progress = true; progress;) {
+        progress = false;
+        for (int i = 0; i < nl; i++) {
+            fn_layer *l = &ls[i];
+            if (l->bad || l->written == l->ncalls) continue;
+            k->layer = l->name;
+            k->cls = l->cls;
+            const cJSON *node = cJSON_GetArrayItem(l->nodes, l->written), *list = node_tensors(k, node);
+            bool pending = false;
+            int in_rank = 0;
+            const char *in = list ? inbound(k, list, l->want, &in_rank, &pending) : NULL;
+            if (!in) {
+                l->bad = !pending;
+                continue;
+            }
+            bool shared = l->ncalls > 1;
+            if (shared && l->written == 0) {   /* the instance, then each call of it */
+                l->value = value_name(k, l->name);
+                put(t, "    shared %s = %s(%s)\n", l->value, l->cls,
+                    arguments(k, l->cls, l->cfg, NULL, l->named ? l->name : NULL, is_trainable(l->cfg), in_rank));
+            }
+            const char *v = value_name(k, shared ? kd_format(k->a, "%s_call%d", l->name, l->written) : l->name);
+            bool output = listed(outs, l->name, l->written);
+            if (shared) put(t, "    %s%s = %s(%s)\n", output ? "output " : "", v, l->value, in);
+            else
+                put(t, "    %s%s = %s(%s)\n", output ? "output " : "", v, l->cls,
+                    arguments(k, l->cls, l->cfg, in, l->named ? l->name : NULL, is_trainable(l->cfg), in_rank));
+            const char *key = call_key(k, l->name, l->written);
+            int *r = kd_alloc(k->a, sizeof *r);
+            *r = out_rank(l->cls, l->cfg, in_rank);
+            kd_strmap_put(k->a, &k->ranks, key, r);
+            kd_strmap_put(k->a, &k->values, key, (void *)v);
+            l->written++;
+            progress = true;
+        }
+    }
+    for (int i = 0; i < nl; i++)
+        if (!ls[i].bad && ls[i].written < ls[i].ncalls) {
+            k->layer = ls[i].name;
+            k->cls = ls[i].cls;
+            problem(k, "reads a layer that does not exist or depends on this one (a cycle)");
+        }
     k->layer = NULL;
     for (const cJSON *e = outs->child; e; e = e->next) {
         const cJSON *n0 = cJSON_GetArrayItem(e, 0), *n1 = cJSON_GetArrayItem(e, 1), *n2 = cJSON_GetArrayItem(e, 2);
-        if (!cJSON_IsString(n0) || !kd_strmap_get(&k->values, n0->valuestring))
+        int node = cJSON_IsNumber(n1) ? (int)n1->valuedouble : 0;
+        if (!cJSON_IsString(n0) || !kd_strset_has(&seen, n0->valuestring))
             problem(k, "an output layer that is not among the layers");
-        else if ((cJSON_IsNumber(n1) && n1->valuedouble != 0) || (cJSON_IsNumber(n2) && n2->valuedouble != 0))
-            problem(k, "output %s is not the first output of its layer's first call", n0->valuestring);
+        else if (cJSON_IsNumber(n2) && n2->valuedouble != 0)
+            problem(k, "output %s is not the first output of its layer", n0->valuestring);
+        else if (kd_strmap_get(&k->ranks, n0->valuestring) && !kd_strmap_get(&k->values, call_key(k, n0->valuestring, node)))
+            problem(k, "output %s names a call that does not exist", n0->valuestring);
         else {
             for (const cJSON *l = layers->child; l; l = l->next)
                 if (str(l, "name") && !strcmp(str(l, "name"), n0->valuestring) && str(l, "class_name") &&

@@ -47,15 +47,10 @@ static const char *fixture(const char *file)
     return buf[i];
 }
 
-/* kdslc predict of DIR/NAME.kdsl on the inputs x against Keras' outputs y, within 1e-4 relative. */
-static void predicts_like(const char *dir, const char *name, const char *x, const char *y)
+/* Keras' outputs `want` against kdsl's `got` (.npy files), within 1e-4 relative. */
+static void close_to(const char *want_path, const char *got_path, const char *name)
 {
-    char *out;
-    int rc = tu_kdslc_run(&out, "predict %s/%s.kdsl --weights %s/%s.safetensors --input %s --normalize none -o %s/%s_got.npy",
-                          dir, name, dir, name, x, dir, name);
-    ck_assert_msg(rc == 0, "%s", out);
-    free(out);
-    kdh_tensor want = tu_read_npy_f32(y), got = tu_read_npy_f32(tu_path(dir, fmt("%s_got.npy", name)));
+    kdh_tensor want = tu_read_npy_f32(want_path), got = tu_read_npy_f32(got_path);
     ck_assert_uint_eq(want.nbytes, got.nbytes);
     /* relative to each value, or to the outputs' scale (their root mean square) where a value is
      * small beside it: float32 sums in another order differ by that much */
@@ -69,6 +64,17 @@ static void predicts_like(const char *dir, const char *name, const char *x, cons
                       i, b[i], a[i]);
     kdh_tensor_free(&want);
     kdh_tensor_free(&got);
+}
+
+/* kdslc predict of DIR/NAME.kdsl on the inputs x against Keras' outputs y. */
+static void predicts_like(const char *dir, const char *name, const char *x, const char *y)
+{
+    char *out;
+    int rc = tu_kdslc_run(&out, "predict %s/%s.kdsl --weights %s/%s.safetensors --input %s --normalize none -o %s/%s_got.npy",
+                          dir, name, dir, name, x, dir, name);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    close_to(y, tu_path(dir, fmt("%s_got.npy", name)), name);
 }
 
 static void predicts_like_keras(const char *dir, const char *name)
@@ -145,6 +151,26 @@ START_TEST(tfjs_models)
     char *text = text_of(tu_path(dir, "res.kdsl"));
     ck_assert_has(text, "    hidden = Dense(input1, 16, activation: tanh, kernel_initializer: glorot_normal, name: \"hidden\")\n");
     free(text);
+    /* two inputs through one shared layer, two outputs */
+    char *out;
+    const char *sia = fixture("tests/fixtures/tfjs_model/siamese/model.json");
+    int rc = tu_kdslc_run(&out, "import %s -o %s/siamese.kdsl", sia, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    text = text_of(tu_path(dir, "siamese.kdsl"));
+    ck_assert_has(text, "    input left: [6]\n    input right: [6]\n"
+                        "    shared encoder = Dense(5, activation: relu, kernel_initializer: glorot_normal, name: \"encoder\")\n"
+                        "    encoder_call0 = encoder(left)\n    encoder_call1 = encoder(right)\n");
+    free(text);
+    char f[3][4096];
+    for (int k = 0; k < 3; k++)
+        snprintf(f[k], sizeof f[k], "%s", fixture(fmt("tests/fixtures/tfjs_model/siamese/%s", k == 0 ? "x.npy" : k == 1 ? "x2.npy" : "y.npy")));
+    rc = tu_kdslc_run(&out, "predict %s/siamese.kdsl --weights %s/siamese.safetensors --input %s,%s --normalize none "
+                      "-o %s/s1.npy,%s/s2.npy", dir, dir, f[0], f[1], dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    close_to(f[2], tu_path(dir, "s1.npy"), "siamese score");
+    close_to(fixture("tests/fixtures/tfjs_model/siamese/y2.npy"), tu_path(dir, "s2.npy"), "siamese maximum");
     /* without -o the program is named after model.json's directory */
     ck_assert_int_eq(tu_run(fmt("cd %s && %s import %s", dir, tu_kdslc(), fixture("tests/fixtures/tfjs_model/res/model.json")), NULL), 0);
     ck_assert_int_eq(tu_run(fmt("test -s %s/res.safetensors", dir), NULL), 0);
