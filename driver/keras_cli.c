@@ -64,9 +64,18 @@ static int take_weights(const kd_model *m, const kx_keras_file *kf, const char *
         int64_t shape[KDH_MAX_RANK];
         for (int k = 0; k < v->shape.rank; k++) shape[k] = v->shape.dims[k];
         kdh_error err;
-        const kdh_tensor *t = kdh_list_expect(&kf->weights, path, v->name, KDH_F32, v->shape.rank, shape, &err);
+        /* a nested model's weights: "encoder/dense/kernel", or (TensorFlow.js, and Keras 2's
+         * group of the nested model) "dense/kernel" */
+        const char *name = v->name, *inner = strchr(v->name, '/');
+        if (!kdh_list_find(&kf->weights, name) && inner && strchr(inner + 1, '/') && kdh_list_find(&kf->weights, inner + 1))
+            name = inner + 1;
+        const kdh_tensor *t = kdh_list_expect(&kf->weights, path, name, KDH_F32, v->shape.rank, shape, &err);
         if (!t) {
             kd_error(d, (kd_loc){0}, "%s", err.msg);
+            continue;
+        }
+        if (used[t - kf->weights.items]) {
+            kd_error(d, (kd_loc){0}, "%s: weight \"%s\" would serve two variables (%s too)", path, name, v->name);
             continue;
         }
         if (kdh_check_finite(t, v->name, &err) != 0) {
@@ -74,7 +83,8 @@ static int take_weights(const kd_model *m, const kx_keras_file *kf, const char *
             continue;
         }
         used[t - kf->weights.items] = true;
-        out[i] = *t;   /* borrowed */
+        out[i] = *t;   /* borrowed, named as the program names it */
+        out[i].name = (char *)v->name;
     }
     for (size_t i = 0; i < kf->weights.count; i++)
         if (!used[i])

@@ -59,9 +59,15 @@ typedef struct kx {
     kd_diags *d;
     const char *source;
     const char *layer, *cls;     /* the layer being translated, for messages */
-    kd_strmap values;            /* Keras layer name -> KDSL value name */
-    kd_strmap ranks;             /* Keras layer name -> int*: its output's rank, batch included */
+    /* the model being written (a nested model has its own) */
+    kd_strmap values;            /* Keras call ("dense", "dense@1") -> KDSL value name */
+    kd_strmap ranks;             /* Keras call -> int*: its output's rank, batch included */
+    kd_strmap calls;             /* Keras layer name -> int*: how many times the model calls it */
     kd_strset used;              /* value names taken */
+    /* the whole program */
+    text *models;                /* nested models, written before the model that uses them */
+    kd_strset model_names;
+    int depth;
 } kx;
 
 static void problem(kx *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -354,10 +360,10 @@ static int out_rank(const char *cls, const cJSON *cfg, int in)
 /* ---- naming ---------------------------------------------------------------- */
 
 /* Which layers need `name:`: those whose Keras name differs from the one
- * kdsl gives (the snake-case class with a counter per model, skipping names
- * given explicitly). Iterated: naming one explicitly changes what the
+ * kdsl gives (`bases`: the snake-case class, or a nested model's own name,
+ * with a counter per model, skipping names given explicitly). Iterated: naming one explicitly changes what the
  * others get. */
-static bool *explicit_names(kx *k, const char *const *classes, const char *const *names, int n)
+static bool *explicit_names(kx *k, const char *const *bases, const char *const *names, int n)
 {
     bool *exp = kd_alloc_array(k->a, (size_t)(n ? n : 1), sizeof *exp);
     for (bool changed = true; changed;) {
@@ -368,7 +374,7 @@ static bool *explicit_names(kx *k, const char *const *classes, const char *const
             if (exp[i]) kd_strset_add(k->a, &taken, names[i]);
         for (int i = 0; i < n && !changed; i++) {
             if (exp[i]) continue;
-            const char *base = kd_snake_case(k->a, classes[i]);
+            const char *base = bases[i];
             int *count = kd_strmap_get(&counters, base);
             if (!count) {
                 count = kd_alloc(k->a, sizeof *count);
@@ -433,6 +439,24 @@ static void check_class(kx *k, const char *cls)
     if (!kd_builtin_layer(cls, &inputs)) problem(k, "kdsl has no layer %s", cls);
 }
 
+static bool is_model_class(const char *cls)
+{
+    return cls && (!strcmp(cls, "Sequential") || !strcmp(cls, "Functional") || !strcmp(cls, "Model"));
+}
+
+static const char *nested_model(kx *k, const cJSON *layer);
+
+/* The name kdsl gives an instance of class `cls` before its counter: a
+ * nested model is named after itself. */
+static const char *instance_base(kx *k, const char *cls, const cJSON *layer)
+{
+    if (is_model_class(cls)) {
+        const char *n = str(get(layer, "config"), "name");
+        return n ? n : str(layer, "name") ? str(layer, "name") : "?";
+    }
+    return kd_snake_case(k->a, cls);
+}
+
 static void sequential(kx *k, text *t, const cJSON *cfg, const char *model_name)
 {
     const cJSON *layers = cJSON_IsArray(cfg) ? cfg : get(cfg, "layers");
@@ -457,17 +481,28 @@ static void sequential(kx *k, text *t, const cJSON *cfg, const char *model_name)
     const char **classes = kd_alloc_array(k->a, (size_t)n + 1, sizeof *classes);
     const char **names = kd_alloc_array(k->a, (size_t)n + 1, sizeof *names);
     int i = 0;
+    const char **bases = kd_alloc_array(k->a, (size_t)n + 1, sizeof *bases);
     for (const cJSON *e = l; e; e = e->next, i++) {
         classes[i] = str(e, "class_name") ? str(e, "class_name") : "?";
         names[i] = str(get(e, "config"), "name") ? str(get(e, "config"), "name") : "";
+        bases[i] = instance_base(k, classes[i], e);
     }
-    bool *exp = explicit_names(k, classes, names, n);
+    bool *exp = explicit_names(k, bases, names, n);
     i = 0;
     for (const cJSON *e = l; e; e = e->next, i++) {
         k->layer = names[i];
         k->cls = classes[i];
-        check_class(k, classes[i]);
         const cJSON *c = get(e, "config");
+        if (is_model_class(classes[i])) {   /* a model used as a layer */
+            const char *m = nested_model(k, e);
+            if (!m) continue;
+            const char *tr = is_trainable(c) ? "" : "trainable: false";
+            if (e->next) put(t, "    %s(%s)\n", m, tr);
+            else put(t, "    output %s = %s(%s)\n", value_name(k, names[i]), m, tr);
+            rank = 0;
+            continue;
+        }
+        check_class(k, classes[i]);
         const char *args = arguments(k, classes[i], c, NULL, exp[i] ? names[i] : NULL, is_trainable(c), rank);
         rank = out_rank(classes[i], c, rank);
         if (e->next) put(t, "    %s(%s)\n", classes[i], args);
@@ -500,7 +535,12 @@ static const char *inbound_tensor(kx *k, const cJSON *x, int *rank, bool *pendin
                 tensor->valuedouble, name->valuestring);
         return NULL;
     }
-    const char *key = call_key(k, name->valuestring, (int)node->valuedouble);
+    /* A layer called once: whatever its node index says. A model used as a layer
+     * may have a node of its own before the call (TensorFlow.js counts it), and
+     * Keras 2 renumbers the nodes it keeps: the index is the call's only for
+     * shared layers. */
+    const int *calls = kd_strmap_get(&k->calls, name->valuestring);
+    const char *key = call_key(k, name->valuestring, calls && *calls == 1 ? 0 : (int)node->valuedouble);
     const char *v = kd_strmap_get(&k->values, key);
     const int *r = kd_strmap_get(&k->ranks, key);
     if (!v) *pending = true;
@@ -557,11 +597,11 @@ static const char *inbound(kx *k, const cJSON *list, int want, int *rank, bool *
 }
 
 /* Whether [name, node, 0] is among the endpoints (input_layers, output_layers). */
-static bool listed(const cJSON *endpoints, const char *name, int node)
+static bool listed(const cJSON *endpoints, const char *name, int node)   /* node -1: any */
 {
     for (const cJSON *e = endpoints ? endpoints->child : NULL; e; e = e->next) {
         const cJSON *n = cJSON_IsArray(e) ? cJSON_GetArrayItem(e, 0) : NULL, *i = cJSON_GetArrayItem(e, 1);
-        if (cJSON_IsString(n) && !strcmp(n->valuestring, name) && (!cJSON_IsNumber(i) || i->valuedouble == node)) return true;
+        if (cJSON_IsString(n) && !strcmp(n->valuestring, name) && (node < 0 || !cJSON_IsNumber(i) || i->valuedouble == node)) return true;
     }
     return false;
 }
@@ -570,6 +610,7 @@ static bool listed(const cJSON *endpoints, const char *name, int node)
 typedef struct fn_layer {
     const cJSON *json, *cfg, *nodes;
     const char *cls, *name, *value;
+    const char *model;           /* a nested model: its KDSL name */
     int want, ncalls, written;
     bool named;                  /* needs name: */
     bool bad;
@@ -623,7 +664,13 @@ static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
             continue;
         }
         l->ncalls = cJSON_GetArraySize(l->nodes);
-        if (!kd_builtin_layer(l->cls, &l->want)) {
+        int *calls = kd_alloc(k->a, sizeof *calls);
+        *calls = l->ncalls;
+        kd_strmap_put(k->a, &k->calls, l->name, calls);
+        if (is_model_class(l->cls)) {
+            l->want = 1;
+            if (!(l->model = nested_model(k, e))) l->bad = true;
+        } else if (!kd_builtin_layer(l->cls, &l->want)) {
             check_class(k, l->cls);
             l->bad = true;
         } else if (!cJSON_IsArray(l->nodes) || l->ncalls == 0) {
@@ -633,7 +680,7 @@ static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
             problem(k, "called %d times", l->ncalls);
             l->bad = true;
         }
-        classes[ni] = l->cls;
+        classes[ni] = instance_base(k, l->cls, e);
         names[ni++] = l->name;
         nl++;
     }
@@ -659,13 +706,27 @@ static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
                 continue;
             }
             bool shared = l->ncalls > 1;
+            if (l->model && shared) {
+                problem(k, "a nested model called %d times is not imported yet", l->ncalls);
+                l->bad = true;
+                continue;
+            }
+            if (l->model) {
+                const char *v = value_name(k, l->name);
+                put(t, "    %s%s = %s(%s%s)\n", listed(outs, l->name, -1) ? "output " : "", v, l->model, in,
+                    is_trainable(l->cfg) ? "" : ", trainable: false");
+                kd_strmap_put(k->a, &k->values, l->name, (void *)v);
+                l->written++;
+                progress = true;
+                continue;
+            }
             if (shared && l->written == 0) {   /* the instance, then each call of it */
                 l->value = value_name(k, l->name);
                 put(t, "    shared %s = %s(%s)\n", l->value, l->cls,
                     arguments(k, l->cls, l->cfg, NULL, l->named ? l->name : NULL, is_trainable(l->cfg), in_rank));
             }
             const char *v = value_name(k, shared ? kd_format(k->a, "%s_call%d", l->name, l->written) : l->name);
-            bool output = listed(outs, l->name, l->written);
+            bool output = listed(outs, l->name, l->ncalls == 1 ? -1 : l->written);
             if (shared) put(t, "    %s%s = %s(%s)\n", output ? "output " : "", v, l->value, in);
             else
                 put(t, "    %s%s = %s(%s)\n", output ? "output " : "", v, l->cls,
@@ -688,7 +749,8 @@ static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
     k->layer = NULL;
     for (const cJSON *e = outs->child; e; e = e->next) {
         const cJSON *n0 = cJSON_GetArrayItem(e, 0), *n1 = cJSON_GetArrayItem(e, 1), *n2 = cJSON_GetArrayItem(e, 2);
-        int node = cJSON_IsNumber(n1) ? (int)n1->valuedouble : 0;
+        const int *calls = cJSON_IsString(n0) ? kd_strmap_get(&k->calls, n0->valuestring) : NULL;
+        int node = cJSON_IsNumber(n1) && !(calls && *calls == 1) ? (int)n1->valuedouble : 0;
         if (!cJSON_IsString(n0) || !kd_strset_has(&seen, n0->valuestring))
             problem(k, "an output layer that is not among the layers");
         else if (cJSON_IsNumber(n2) && n2->valuedouble != 0)
@@ -705,9 +767,43 @@ static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
     put(t, "}\n");
 }
 
+/* A model used as a layer: written as a model of its own (before the one
+ * that uses it, with values of its own), named as its Keras layer is, so
+ * that its instance and variables get Keras' names. Its name, or NULL. */
+static const char *nested_model(kx *k, const cJSON *layer)
+{
+    const char *cls = str(layer, "class_name");
+    const cJSON *cfg = get(layer, "config");
+    const char *name = str(cfg, "name");
+    if (!is_ident(name)) {
+        problem(k, "a nested model named \"%s\", which is no KDSL name", name ? name : "");
+        return NULL;
+    }
+    if (kd_strset_has(&k->model_names, name)) {
+        problem(k, "a second nested model named %s", name);
+        return NULL;
+    }
+    if (k->depth >= 16) {
+        problem(k, "models nested more than 16 deep");
+        return NULL;
+    }
+    kd_strset_add(k->a, &k->model_names, name);
+    kx inner = {.a = k->a, .d = k->d, .source = k->source, .models = k->models, .model_names = k->model_names,
+                .depth = k->depth + 1};
+    text t = {.a = k->a};
+    int errors = k->d->errors;
+    if (!strcmp(cls, "Sequential")) sequential(&inner, &t, cfg, name);
+    else functional(&inner, &t, cfg, name);
+    k->model_names = inner.model_names;
+    if (k->d->errors > errors) return NULL;
+    put(k->models, "%s\n", t.s);
+    return name;
+}
+
 char *kx_config_to_kdsl(kd_arena *a, const char *json, const char *source, const char *keras_version, kd_diags *d)
 {
-    kx k = {.a = a, .d = d, .source = source};
+    text models = {.a = a};
+    kx k = {.a = a, .d = d, .source = source, .models = &models};
     int errors = d->errors;
     cJSON *root = cJSON_Parse(json);
     if (!root) {
@@ -726,12 +822,17 @@ char *kx_config_to_kdsl(kd_arena *a, const char *json, const char *source, const
         model_name = value_name(&k, stem);
     }
     kd_strset_add(a, &k.used, model_name);
+    kd_strset_add(a, &k.model_names, model_name);
+    text main = {.a = a};
     put(&t, "# Imported by kdslc from %s (Keras class %s, name \"%s\"%s%s).\n", source, cls ? cls : "?", kname ? kname : "?",
         !keras_version ? "" : isdigit((unsigned char)keras_version[0]) ? ", saved by Keras " : ", saved by ",
         keras_version ? keras_version : "");
-    if (cls && !strcmp(cls, "Sequential")) sequential(&k, &t, cfg, model_name);
-    else if (cls && (!strcmp(cls, "Functional") || !strcmp(cls, "Model"))) functional(&k, &t, cfg, model_name);
+    if (cls && !strcmp(cls, "Sequential")) sequential(&k, &main, cfg, model_name);
+    else if (is_model_class(cls)) functional(&k, &main, cfg, model_name);
     else problem(&k, "a model of class %s: kdsl imports Sequential and Functional models", cls ? cls : "?");
     cJSON_Delete(root);
-    return d->errors > errors ? NULL : t.s;
+    if (d->errors > errors) return NULL;
+    if (models.len) put(&t, "\n%s", models.s);
+    put(&t, "%s%s", models.len ? "" : "", main.s);
+    return t.s;
 }

@@ -135,13 +135,15 @@ END_TEST
 START_TEST(tfjs_models)
 {
     const char *dir = tu_tmpdir("import-tfjs");
-    static const char *const names[] = {"cnn", "res"};
-    for (int i = 0; i < 2; i++) {
+    static const char *const names[] = {"cnn", "res", "nested"};
+    static const char *const counts[] = {"731 parameters (16 non-trainable)", "372 parameters (0 non-trainable)",
+                                         "99 parameters (12 non-trainable)"};
+    for (int i = 0; i < 3; i++) {
         char *out;
         int rc = tu_kdslc_run(&out, "import %s -o %s/%s.kdsl", fixture(fmt("tests/fixtures/tfjs_model/%s/model.json", names[i])), dir,
                               names[i]);
         ck_assert_msg(rc == 0, "%s", out);
-        ck_assert_has(out, i == 0 ? "731 parameters (16 non-trainable)" : "372 parameters (0 non-trainable)");
+        ck_assert_has(out, counts[i]);
         free(out);
         char x[4096], y[4096];
         snprintf(x, sizeof x, "%s", fixture(fmt("tests/fixtures/tfjs_model/%s/x.npy", names[i])));
@@ -150,6 +152,11 @@ START_TEST(tfjs_models)
     }
     char *text = text_of(tu_path(dir, "res.kdsl"));
     ck_assert_has(text, "    hidden = Dense(input1, 16, activation: tanh, kernel_initializer: glorot_normal, name: \"hidden\")\n");
+    free(text);
+    /* a model used as a layer: a model of its own, before the one that calls it */
+    text = text_of(tu_path(dir, "nested.kdsl"));
+    ck_assert_has(text, "\nmodel encoder {\n    input x: [8]\n");
+    ck_assert_has(text, "\nmodel model3 {\n    input input2: [8]\n    encoder = encoder(input2)\n");
     free(text);
     /* two inputs through one shared layer, two outputs */
     char *out;
