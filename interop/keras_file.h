@@ -14,4 +14,7 @@ typedef struct kx_keras_file {
 
 void kx_keras_file_free(kx_keras_file *f);
 
+/* "PATH: message" into err; returns -1 (the readers' failure). */
+int kx_fail(kdh_error *err, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif

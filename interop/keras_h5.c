@@ -32,16 +32,7 @@
 #define MAX_WEIGHT_BYTES ((uint64_t)2 << 30)
 #define MAX_TOTAL_BYTES ((uint64_t)4 << 30)
 
-static int fail(kdh_error *err, const char *path, const char *fmt, ...)
-{
-    char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", path, msg);
-    return -1;
-}
+#define fail kx_fail
 
 bool kx_is_hdf5(const char *path)
 {

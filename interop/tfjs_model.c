@@ -21,17 +21,7 @@
 #define MAX_JSON ((size_t)64 << 20)
 #define MAX_TOTAL_BYTES ((uint64_t)4 << 30)
 
-static int fail(kdh_error *err, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(kdh_error *err, const char *path, const char *fmt, ...)
-{
-    char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", path, msg);
-    return -1;
-}
+#define fail kx_fail
 
 bool kx_is_tfjs_json(const char *path)
 {
