@@ -1,0 +1,56 @@
+/* test_firmware.c — samples/firmware: a trained Keras model (the MLPerf Tiny
+ * autoencoder, imported) compiled for a Cortex-M4F with its weights in
+ * flash, linked with the runtime, newlib and the sample's startup code, and
+ * run on QEMU's mps2-an386; its outputs must match the host's. And the
+ * harness itself must be able to fail: an expected output changed by 1%
+ * makes the run report WRONG and exit non-zero. */
+#include "testutil.h"
+
+#include <stdio.h>
+
+/* make -C samples/firmware with this build's kdslc, into dir; the output, exit status in *rc. */
+static char *firmware(const char *dir, const char *target, int *rc)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "timeout 300 make -s -C %s OUT=%s KDSL=%s KDSLC=%s SAMPLES=1 %s", tu_src("samples/firmware"), dir,
+             tu_source_root(), tu_kdslc(), target);
+    char *out;
+    *rc = tu_run(cmd, &out);
+    return out;
+}
+
+START_TEST(autoencoder_on_cortex_m4)
+{
+    if (getenv("KDSL_SANITIZE_CFLAGS")) return;   /* the sanitizer pass checks the kdslc steps in their own suites */
+    const char *dir = tu_tmpdir("firmware");
+    int rc;
+    char *out = firmware(dir, "run", &rc);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "sample 0: 640 outputs");
+    ck_assert_has(out, "all outputs match");
+    free(out);
+    /* one expected value 1% off: the firmware must notice */
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && awk 'f == 0 && /io_outputs/ {f = 1; print; next} f == 1 {sub(/^    /, \"    1.01f * \"); f = 2} {print}' "
+             "io.h > io2.h && mv io2.h io.h && grep -c '1.01f \\*' io.h", dir);
+    ck_assert_int_eq(tu_run(cmd, &out), 0);
+    ck_assert_str_eq(out, "1\n");   /* exactly one value changed */
+    free(out);
+    out = firmware(dir, "run", &rc);
+    ck_assert_msg(rc != 0, "the firmware passed with a wrong expectation:\n%s", out);
+    ck_assert_has(out, "WRONG");
+    ck_assert_has(out, "FAILED");
+    free(out);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("firmware");
+    TCase *t = tcase_create("qemu");
+    tcase_set_timeout(t, 600);
+    tcase_add_test(t, autoencoder_on_cortex_m4);
+    suite_add_tcase(s, t);
+    return tu_run_suite(s);
+}
