@@ -11,6 +11,8 @@ int main(void);
 
 void reset_handler(void);
 void fault_handler(void);
+/* A program that turns SysTick on defines its own (bench/firmware counts with it). */
+void systick_handler(void) __attribute__((weak, alias("fault_handler")));
 
 void fault_handler(void)
 {
@@ -19,7 +21,7 @@ void fault_handler(void)
 
 __attribute__((section(".vectors"), used)) static void (*const vectors[16])(void) = {
     (void (*)(void))(uintptr_t)&__stack_top, reset_handler, fault_handler, fault_handler, fault_handler, fault_handler,
-    fault_handler, 0, 0, 0, 0, fault_handler, fault_handler, 0, fault_handler, fault_handler,
+    fault_handler, 0, 0, 0, 0, fault_handler, fault_handler, 0, fault_handler, systick_handler,
 };
 
 void reset_handler(void)
