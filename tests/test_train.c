@@ -548,7 +548,7 @@ START_TEST(bad_flags)
     ck_assert_fails(2, "needs --weights", "evaluate %s", fx);
     ck_assert_fails(2, "needs --input", "predict %s --weights w.safetensors", fx);
     ck_assert_fails(2, "did you mean 'adam'", "train %s --optimizer adamm", fx);
-    ck_assert_fails(2, "unknown loss 'hinge'", "train %s --loss hinge", fx);
+    ck_assert_fails(2, "unknown loss 'squared_hinge'", "train %s --loss squared_hinge", fx);
     ck_assert_fails(2, "give one of them", "train %s --weights a --resume b", fx);
     /* no train block: --loss and --optimizer are needed */
     ck_assert_fails(2, "--loss and --optimizer", "train %s", tu_src("samples/tiny_mlp.kdsl"));
@@ -788,7 +788,7 @@ END_TEST
 
 START_TEST(host_losses)
 {
-    kdh_model m = {.output_elems = 3, .loss = KDH_LOSS_CATEGORICAL, .from_logits = true, .accuracy = true};
+    kdh_model m = {.output_elems = 3, .loss = KDH_LOSS_CATEGORICAL_XENT, .from_logits = true, .accuracy = true};
     const float z[3] = {2, 1, 0.1f}, t[3] = {1, 0, 0};
     ck_assert_double_eq_tol(kdh_sample_loss(&m, z, t), -log(0.6590012), 1e-6);   /* docs/language.md's softmax */
     ck_assert_double_eq(kdh_sample_correct(&m, z, t), 1);
@@ -798,7 +798,7 @@ START_TEST(host_losses)
     m.loss = KDH_LOSS_MSE;
     const float y2[3] = {1, 2, 3}, t2[3] = {1, 0, 0};
     ck_assert_double_eq_tol(kdh_sample_loss(&m, y2, t2), (0 + 4 + 9) / 3.0, 1e-12);
-    m.loss = KDH_LOSS_BINARY;
+    m.loss = KDH_LOSS_BINARY_XENT;
     m.output_elems = 1;
     const float pb[1] = {0.8f}, tb[1] = {1};
     ck_assert_double_eq_tol(kdh_sample_loss(&m, pb, tb), -log(0.8), 1e-7);
@@ -814,7 +814,9 @@ START_TEST(history_files)
 {
     const char *dir = tu_tmpdir("history");
     kdh_history h = {0};
-    kdh_epoch_log r1 = {1, 0.5, 0.8, NAN, NAN, 1, 1}, r2 = {2, 0.25, 0.9, 0.3, 0.875, 1, 1};
+    kdh_epoch_log r1 = kdh_epoch_log_empty(1), r2 = kdh_epoch_log_empty(2);
+    r1.loss = 0.5, r1.accuracy = 0.8;
+    r2.loss = 0.25, r2.accuracy = 0.9, r2.val_loss = 0.3, r2.val_accuracy = 0.875;
     ck_assert_int_eq(kdh_history_add(&h, &r1), 0);
     ck_assert_int_eq(kdh_history_add(&h, &r2), 0);
     kdh_error err;
