@@ -446,6 +446,199 @@ START_TEST(rmsprop_steps)
 }
 END_TEST
 
+/* ---- every optimizer against a reference written from Keras 3's source ---- */
+
+/* The optimizer state of the reference: per parameter (W's 4, then b's 2)
+ * up to four slots, and Nadam's product of its u's. */
+typedef struct ref_opt {
+    double m[6], v[6], vhat[6], a[6];
+    double u_product;
+    bool clipped;          /* a clip changed a gradient */
+} ref_opt;
+
+/* One step of keras/src/optimizers/, in double precision, term for term:
+ * base_optimizer's _clip_gradients, then _apply_weight_decay
+ * (var -= var * wd * lr), then the optimizer's update_step. p: the 6
+ * parameters, g: their gradients at p, t: iterations + 1. */
+static void ref_optimizer_step(const kd_train_config *c, double *p, const double *grad, ref_opt *st, double t, double lr)
+{
+    double g[6];
+    memcpy(g, grad, sizeof g);
+    static const int lo[2] = {0, 4}, hi[2] = {4, 6};   /* the two variables */
+    if (c->clipnorm > 0) {
+        for (int k = 0; k < 2; k++) {
+            double ss = 0;
+            for (int i = lo[k]; i < hi[k]; i++) ss += g[i] * g[i];
+            double norm = sqrt(ss);
+            st->clipped |= norm > c->clipnorm;
+            for (int i = lo[k]; i < hi[k]; i++) g[i] = g[i] * c->clipnorm / fmax(norm, c->clipnorm);
+        }
+    } else if (c->global_clipnorm > 0) {
+        double ss = 0;
+        for (int i = 0; i < 6; i++) ss += g[i] * g[i];
+        double norm = sqrt(ss), scale = c->global_clipnorm * fmin(1 / norm, 1 / c->global_clipnorm);
+        st->clipped |= norm > c->global_clipnorm;
+        for (int i = 0; i < 6; i++) g[i] *= scale;
+    } else if (c->clipvalue > 0) {
+        for (int i = 0; i < 6; i++) {
+            double x = fmin(fmax(g[i], -c->clipvalue), c->clipvalue);
+            st->clipped |= x != g[i];
+            g[i] = x;
+        }
+    }
+    if (c->weight_decay > 0)
+        for (int i = 0; i < 6; i++) p[i] -= p[i] * c->weight_decay * lr;
+    const double b1 = c->beta_1, b2 = c->beta_2, eps = c->epsilon, rho = c->rho;
+    double u_t = b1 * (1 - 0.5 * pow(0.96, t)), u_t1 = b1 * (1 - 0.5 * pow(0.96, t + 1));
+    if (c->optimizer == OPT_NADAM) st->u_product *= u_t;     /* once per step, before the variables */
+    for (int i = 0; i < 6; i++) {
+        double *m = &st->m[i], *v = &st->v[i], *vh = &st->vhat[i], *a = &st->a[i];
+        switch (c->optimizer) {
+        case OPT_SGD:
+            if (c->momentum != 0) {
+                *m = *m * c->momentum - g[i] * lr;
+                p[i] += c->nesterov ? *m * c->momentum - g[i] * lr : *m;
+            } else {
+                p[i] -= g[i] * lr;
+            }
+            break;
+        case OPT_ADAM:
+        case OPT_ADAMW: {
+            double alpha = lr * sqrt(1 - pow(b2, t)) / (1 - pow(b1, t));
+            *m += (g[i] - *m) * (1 - b1);
+            *v += (g[i] * g[i] - *v) * (1 - b2);
+            double vv = *v;
+            if (c->amsgrad) vv = *vh = fmax(*vh, *v);
+            p[i] -= *m * alpha / (sqrt(vv) + eps);
+            break;
+        }
+        case OPT_RMSPROP: {
+            *v = rho * *v + (1 - rho) * g[i] * g[i];
+            double den = *v + eps;
+            if (c->centered) {
+                *a = rho * *a + (1 - rho) * g[i];
+                den = *v - *a * *a + eps;
+            }
+            double inc = lr * g[i] / sqrt(den);
+            if (c->momentum > 0) {
+                *m = c->momentum * *m + inc;
+                p[i] -= *m;
+            } else {
+                p[i] -= inc;
+            }
+            break;
+        }
+        case OPT_ADAGRAD:
+            if (t == 1) *a = c->initial_accumulator_value;
+            *a += g[i] * g[i];
+            p[i] -= lr * g[i] / sqrt(*a + eps);
+            break;
+        case OPT_ADAMAX:
+            *m += (g[i] - *m) * (1 - b1);
+            *v = fmax(b2 * *v, fabs(g[i]));
+            p[i] -= lr * *m / ((1 - pow(b1, t)) * (*v + eps));
+            break;
+        case OPT_NADAM: {
+            double prod = st->u_product, prod1 = prod * u_t1;
+            *m += (g[i] - *m) * (1 - b1);
+            *v += (g[i] * g[i] - *v) * (1 - b2);
+            double mhat = u_t1 * *m / (1 - prod1) + (1 - u_t) * g[i] / (1 - prod);
+            double vhat = *v / (1 - pow(b2, t));
+            p[i] -= mhat * lr / (sqrt(vhat) + eps);
+            break;
+        }
+        case OPT_ADADELTA: {
+            *a = rho * *a + (1 - rho) * g[i] * g[i];
+            double delta = -sqrt(*m + eps) * g[i] / sqrt(*a + eps);
+            *m = rho * *m + (1 - rho) * delta * delta;
+            p[i] += lr * delta;
+            break;
+        }
+        default: ck_abort_msg("no reference for optimizer %d", c->optimizer);
+        }
+    }
+}
+
+static const struct {
+    const char *what;
+    kd_optimizer_kind kind;
+    double momentum, weight_decay, clipnorm, clipvalue, global_clipnorm;
+    bool nesterov, amsgrad, centered;
+} opt_cases[] = {
+    {"SGD", OPT_SGD, .momentum = 0},
+    {"SGD momentum nesterov", OPT_SGD, .momentum = 0.9, .nesterov = true},
+    {"SGD weight_decay", OPT_SGD, .weight_decay = 0.05},
+    {"SGD momentum clipnorm", OPT_SGD, .momentum = 0.5, .clipnorm = 0.3},
+    {"Adam", OPT_ADAM, .momentum = 0},
+    {"Adam amsgrad", OPT_ADAM, .amsgrad = true},
+    {"Adam clipvalue", OPT_ADAM, .clipvalue = 0.2},
+    {"AdamW", OPT_ADAMW, .momentum = 0},
+    {"AdamW amsgrad global_clipnorm", OPT_ADAMW, .amsgrad = true, .global_clipnorm = 0.4},
+    {"RMSprop", OPT_RMSPROP, .momentum = 0},
+    {"RMSprop momentum", OPT_RMSPROP, .momentum = 0.9},
+    {"RMSprop centered momentum", OPT_RMSPROP, .momentum = 0.5, .centered = true},
+    {"Adagrad", OPT_ADAGRAD, .momentum = 0},
+    {"Adagrad weight_decay clipnorm", OPT_ADAGRAD, .weight_decay = 0.1, .clipnorm = 0.25},
+    {"Adamax", OPT_ADAMAX, .momentum = 0},
+    {"Adamax global_clipnorm", OPT_ADAMAX, .global_clipnorm = 0.5},
+    {"Nadam", OPT_NADAM, .momentum = 0},
+    {"Nadam clipvalue weight_decay", OPT_NADAM, .clipvalue = 0.1, .weight_decay = 0.01},
+    {"Adadelta", OPT_ADADELTA, .momentum = 0},
+    {"Adadelta global_clipnorm", OPT_ADADELTA, .global_clipnorm = 0.3},
+};
+
+/* Three steps of each optimizer through the train-step graph (the f64
+ * interpreter) against ref_optimizer_step within 1e-12; the backends run
+ * the same graph (tests/test_jit.c's optimizer test compares them). */
+START_TEST(optimizer_steps)
+{
+    lin l;
+    lin_init(&l, opt_cases[_i].kind, LOSS_MSE);
+    kd_train_config *c = &l.m.config;
+    kd_optimizer_defaults(c, &kd_optimizer_names[opt_cases[_i].kind - 1]);
+    c->learning_rate = 0.1;
+    c->momentum = opt_cases[_i].momentum;
+    c->nesterov = opt_cases[_i].nesterov;
+    c->amsgrad = opt_cases[_i].amsgrad;
+    c->centered = opt_cases[_i].centered;
+    if (opt_cases[_i].weight_decay) c->weight_decay = opt_cases[_i].weight_decay;
+    c->clipnorm = opt_cases[_i].clipnorm;
+    c->clipvalue = opt_cases[_i].clipvalue;
+    c->global_clipnorm = opt_cases[_i].global_clipnorm;
+    if (c->optimizer == OPT_ADAMW) ck_assert_double_eq(c->weight_decay, 0.004);   /* Keras' default */
+    if (c->optimizer == OPT_ADADELTA) ck_assert_double_eq(c->rho, 0.95);
+    kd_train_graph tg;
+    char why[256];
+    ck_assert_msg(kd_build_train_step(&l.a, &l.m, &tg, why, sizeof why), "%s: %s", opt_cases[_i].what, why);
+    /* slots start at their initializer (Adagrad's accumulator 0.1, Nadam's product 1), as the generated init sets them */
+    for (int i = 0; i < l.m.vars.len; i++) {
+        const kd_var *v = l.m.vars.items[i];
+        if (v->kind != VAR_SLOT) continue;
+        int64_t n = ir_shape_elems(&v->shape);
+        l.vals[i] = calloc((size_t)n, sizeof(double));
+        for (int64_t k = 0; k < n; k++) l.vals[i][k] = v->init.kind == INIT_CONSTANT ? v->init.a : 0;
+    }
+    double p[6], g[6];
+    memcpy(p, l.vals[0], 4 * sizeof *p);
+    memcpy(p + 4, l.vals[1], 2 * sizeof *p);
+    ref_opt st = {.u_product = 1};
+    for (int step = 0; step < 3; step++) {
+        lin_hand_grads(&l, p, p + 4, g, g + 4);
+        ir_values_free(lin_run(&l, tg.g, step, true));
+        ref_optimizer_step(c, p, g, &st, step + 1, 0.1);
+        for (int i = 0; i < 6; i++) {
+            double got = i < 4 ? l.vals[0][i] : l.vals[1][i - 4];
+            ck_assert_msg(fabs(got - p[i]) < 1e-12, "%s, step %d, parameter %d: %.15g, Keras' formula %.15g",
+                          opt_cases[_i].what, step + 1, i, got, p[i]);
+        }
+    }
+    /* a clip that never bites would test nothing */
+    ck_assert_msg(st.clipped == (c->clipnorm > 0 || c->clipvalue > 0 || c->global_clipnorm > 0), "%s: clipped %d",
+                  opt_cases[_i].what, st.clipped);
+    lin_free(&l);
+}
+END_TEST
+
 /* The grad graph: loss, prediction, then each trainable weight's gradient; no optimizer. */
 START_TEST(grad_graph)
 {
@@ -861,6 +1054,7 @@ static Suite *autodiff_suite(void)
     tcase_add_test(t, adam_steps);
     tcase_add_loop_test(t, sgd_steps, 0, 3);
     tcase_add_test(t, rmsprop_steps);
+    tcase_add_loop_test(t, optimizer_steps, 0, (int)(sizeof opt_cases / sizeof opt_cases[0]));
     tcase_add_test(t, grad_graph);
     tcase_add_test(t, no_train_block);
     tcase_add_test(t, loss_values);
