@@ -80,13 +80,29 @@ START_TEST(mlp_losses)
         bool from_logits;
         bool softmax, sigmoid;    /* the model's last activation */
         gc_fill labels;
+        double label_smoothing, delta;
     } cases[] = {
-        {LOSS_CATEGORICAL_XENT, true, false, false, GC_ONEHOT},
-        {LOSS_CATEGORICAL_XENT, false, true, false, GC_ONEHOT},
-        {LOSS_SPARSE_CATEGORICAL_XENT, false, true, false, GC_ONEHOT},
-        {LOSS_BINARY_XENT, true, false, false, GC_UNIFORM},
-        {LOSS_BINARY_XENT, false, false, true, GC_UNIFORM},
-        {LOSS_MSE, false, false, false, GC_UNIFORM},
+        {LOSS_CATEGORICAL_XENT, true, false, false, GC_ONEHOT, 0, 0},
+        {LOSS_CATEGORICAL_XENT, false, true, false, GC_ONEHOT, 0, 0},
+        {LOSS_SPARSE_CATEGORICAL_XENT, false, true, false, GC_ONEHOT, 0, 0},
+        {LOSS_BINARY_XENT, true, false, false, GC_UNIFORM, 0, 0},
+        {LOSS_BINARY_XENT, false, false, true, GC_UNIFORM, 0, 0},
+        {LOSS_MSE, false, false, false, GC_UNIFORM, 0, 0},
+        {LOSS_CATEGORICAL_XENT, true, false, false, GC_ONEHOT, 0.2, 0},
+        {LOSS_CATEGORICAL_XENT, false, true, false, GC_ONEHOT, 0.1, 0},
+        {LOSS_BINARY_XENT, true, false, false, GC_ONEHOT, 0.3, 0},
+        {LOSS_BINARY_XENT, false, false, true, GC_UNIFORM, 0.1, 0},
+        {LOSS_MAE, false, false, false, GC_UNIFORM, 0, 0},
+        {LOSS_HUBER, false, false, false, GC_UNIFORM, 0, 0.3},
+        {LOSS_HUBER, false, false, false, GC_UNIFORM, 0, 1.0},
+        {LOSS_LOG_COSH, false, false, false, GC_UNIFORM, 0, 0},
+        {LOSS_KLD, false, true, false, GC_UNIFORM, 0, 0},
+        {LOSS_MSLE, false, false, true, GC_UNIFORM, 0, 0},
+        {LOSS_HINGE, false, false, false, GC_ONEHOT, 0, 0},     /* 0/1 labels: made -1/1 */
+        {LOSS_HINGE, false, false, false, GC_UNIFORM, 0, 0},    /* other labels: as they are */
+        {LOSS_CATEGORICAL_HINGE, false, false, false, GC_ONEHOT, 0, 0},
+        {LOSS_POISSON, false, false, true, GC_UNIFORM, 0, 0},
+        {LOSS_COSINE_SIMILARITY, false, false, false, GC_UNIFORM, 0, 0},
     };
     gc_ctx c;
     gc_init(&c, 4);
@@ -96,7 +112,8 @@ START_TEST(mlp_losses)
     a.axis = 1;
     if (cases[_i].softmax) y = ir_make(&c.b, IR_SOFTMAX, 1, &y, &a);
     if (cases[_i].sigmoid) y = ir_unary(&c.b, IR_SIGMOID, y);
-    kd_train_config cfg = {.loss = cases[_i].loss, .from_logits = cases[_i].from_logits};
+    kd_train_config cfg = {.loss = cases[_i].loss, .from_logits = cases[_i].from_logits,
+                           .label_smoothing = cases[_i].label_smoothing, .delta = cases[_i].delta};
     ir_node *t = gc_label(&c, 1, D(3), cases[_i].labels, 0, 1);
     check_var_grads(&c, kd_loss(&c.b, &cfg, y, t));
     gc_free(&c);
@@ -679,7 +696,15 @@ START_TEST(no_train_block)
 END_TEST
 
 /* Loss values as Keras computes them, by hand on fixed numbers. */
+static double loss_value_cfg(const kd_train_config *cfg, const double *y, const double *t, int rows, int cols);
+
 static double loss_value(kd_loss_kind kind, bool logits, const double *y, const double *t, int rows, int cols)
+{
+    kd_train_config cfg = {.loss = kind, .from_logits = logits, .delta = 1.0};
+    return loss_value_cfg(&cfg, y, t, rows, cols);
+}
+
+static double loss_value_cfg(const kd_train_config *cfg, const double *y, const double *t, int rows, int cols)
 {
     gc_ctx c;
     gc_init(&c, rows);
@@ -687,8 +712,7 @@ static double loss_value(kd_loss_kind kind, bool logits, const double *y, const 
     ir_node *tn = gc_label(&c, 1, (int64_t[]){cols}, GC_UNIFORM, 0, 1);
     memcpy(gc_data(&c, yn), y, (size_t)(rows * cols) * sizeof *y);
     memcpy(gc_data(&c, tn), t, (size_t)(rows * cols) * sizeof *t);
-    kd_train_config cfg = {.loss = kind, .from_logits = logits};
-    ir_node *loss = kd_loss(&c.b, &cfg, yn, tn);
+    ir_node *loss = kd_loss(&c.b, cfg, yn, tn);
     ck_assert_msg(loss != NULL, "%s", c.b.why);
     ck_assert_int_eq(loss->shape.rank, 0);
     double v = gc_scalar(&c, loss);
@@ -722,6 +746,64 @@ START_TEST(loss_values)
     ck_assert_double_eq_tol(loss_value(LOSS_BINARY_XENT, false, bp, bt, 2, 2), want, 1e-9);
     double my[4] = {1, 2, 3, 4}, mt[4] = {0, 2, 5, 3};
     ck_assert_double_eq_tol(loss_value(LOSS_MSE, false, my, mt, 2, 2), (1 + 0 + 4 + 1) / 4.0, 1e-15);
+}
+END_TEST
+
+/* The losses' values: the examples of Keras' documentation (its printed
+ * values, 3 digits), and each formula by hand on other numbers. */
+START_TEST(toolbox_loss_values)
+{
+    const double t1[4] = {0, 1, 0, 0}, p1[4] = {0.6, 0.4, 0.4, 0.6}, q1[4] = {1, 1, 1, 0}, r1[4] = {1, 1, 0, 0};
+    ck_assert_double_eq_tol(loss_value(LOSS_MAE, false, (double[]){1, 1, 1, 0}, t1, 2, 2), 0.5, 1e-15);
+    ck_assert_double_eq_tol(loss_value(LOSS_HUBER, false, p1, t1, 2, 2), 0.155, 1e-12);
+    ck_assert_double_eq_tol(loss_value(LOSS_LOG_COSH, false, r1, t1, 2, 2), 0.108, 5e-4);
+    ck_assert_double_eq_tol(loss_value(LOSS_KLD, false, p1, t1, 2, 2), 0.458, 5e-4);
+    ck_assert_double_eq_tol(loss_value(LOSS_MSLE, false, q1, t1, 2, 2), 0.240, 5e-4);
+    ck_assert_double_eq_tol(loss_value(LOSS_HINGE, false, p1, t1, 2, 2), 1.3, 1e-12);
+    ck_assert_double_eq_tol(loss_value(LOSS_CATEGORICAL_HINGE, false, p1, t1, 2, 2), 1.4, 1e-12);
+    ck_assert_double_eq_tol(loss_value(LOSS_POISSON, false, r1, t1, 2, 2), 0.5, 1e-6);
+    ck_assert_double_eq_tol(loss_value(LOSS_COSINE_SIMILARITY, false, (double[]){1, 0, 1, 1}, (double[]){0, 1, 1, 1}, 2, 2),
+                            -0.5, 1e-12);
+    /* by hand: Huber beyond delta, log cosh, KLD's clip, MSLE of a negative prediction, hinge of -1/1 labels */
+    const double y[4] = {2.5, -0.3, 0.7, 0.05}, t[4] = {0.5, 0.2, 0.1, 0.9};
+    kd_train_config cfg = {.loss = LOSS_HUBER, .delta = 0.8};
+    double want = (0.8 * 2 - 0.32 + 0.5 * 0.25 + 0.5 * 0.36 + (0.8 * 0.85 - 0.32)) / 4;
+    ck_assert_double_eq_tol(loss_value_cfg(&cfg, y, t, 2, 2), want, 1e-12);
+    want = 0;
+    for (int i = 0; i < 4; i++) want += log(cosh(y[i] - t[i])) / 4;
+    ck_assert_double_eq_tol(loss_value(LOSS_LOG_COSH, false, y, t, 2, 2), want, 1e-12);
+    want = 0;
+    for (int i = 0; i < 4; i++) {
+        double yc = fmin(fmax(y[i], 1e-7), 1);
+        want += t[i] * log(t[i] / yc) / 2;   /* summed over the row, averaged over the 2 rows */
+    }
+    ck_assert_double_eq_tol(loss_value(LOSS_KLD, false, y, t, 2, 2), want, 1e-12);
+    want = 0;
+    for (int i = 0; i < 4; i++) want += pow(log(fmax(y[i], 1e-7) + 1) - log(t[i] + 1), 2) / 4;
+    ck_assert_double_eq_tol(loss_value(LOSS_MSLE, false, y, t, 2, 2), want, 1e-12);
+    const double pm[4] = {1, -1, -1, 1};
+    want = (fmax(1 - 2.5, 0) + fmax(1 - 0.3, 0) + fmax(1 + 0.7, 0) + fmax(1 - 0.05, 0)) / 4;
+    ck_assert_double_eq_tol(loss_value(LOSS_HINGE, false, y, pm, 2, 2), want, 1e-12);
+    want = 0;
+    for (int i = 0; i < 4; i++) want += (y[i] - t[i] * log(y[i] + 1e-7)) / 4;
+    double yp[4] = {2.5, 0.3, 0.7, 0.05};
+    want = 0;
+    for (int i = 0; i < 4; i++) want += (yp[i] - t[i] * log(yp[i] + 1e-7)) / 4;
+    ck_assert_double_eq_tol(loss_value(LOSS_POISSON, false, yp, t, 2, 2), want, 1e-12);
+    /* label smoothing: categorical t (1 - ls) + ls / classes, binary t (1 - ls) + ls / 2 */
+    const double z[3] = {2, 1, 0.1}, tc[3] = {1, 0, 0};
+    cfg = (kd_train_config){.loss = LOSS_CATEGORICAL_XENT, .from_logits = true, .label_smoothing = 0.3};
+    double lse = log(exp(2) + exp(1) + exp(0.1));
+    want = -((0.7 + 0.1) * (2 - lse) + 0.1 * (1 - lse) + 0.1 * (0.1 - lse));
+    ck_assert_double_eq_tol(loss_value_cfg(&cfg, z, tc, 1, 3), want, 1e-12);
+    cfg.from_logits = false;
+    const double pc[3] = {0.7, 0.2, 0.1};
+    want = -(0.8 * log(0.7) + 0.1 * log(0.2) + 0.1 * log(0.1));
+    ck_assert_double_eq_tol(loss_value_cfg(&cfg, pc, tc, 1, 3), want, 1e-12);
+    cfg = (kd_train_config){.loss = LOSS_BINARY_XENT, .label_smoothing = 0.2};
+    const double pb[2] = {0.9, 0.3}, tb[2] = {1, 0};
+    want = -((0.9 * log(0.9) + 0.1 * log(0.1)) + (0.1 * log(0.3) + 0.9 * log(0.7))) / 2;
+    ck_assert_double_eq_tol(loss_value_cfg(&cfg, pb, tb, 1, 2), want, 1e-12);
 }
 END_TEST
 
@@ -1043,7 +1125,7 @@ static Suite *autodiff_suite(void)
     Suite *s = suite_create("autodiff");
     TCase *t = tcase_create("graphs");
     tcase_add_test(t, mlp_softmax_xent);
-    tcase_add_loop_test(t, mlp_losses, 0, 6);
+    tcase_add_loop_test(t, mlp_losses, 0, 21);
     tcase_add_test(t, cnn);
     tcase_add_loop_test(t, batchnorm, 0, 2);
     tcase_add_test(t, frozen_get_nothing);
@@ -1058,6 +1140,7 @@ static Suite *autodiff_suite(void)
     tcase_add_test(t, grad_graph);
     tcase_add_test(t, no_train_block);
     tcase_add_test(t, loss_values);
+    tcase_add_test(t, toolbox_loss_values);
     suite_add_tcase(s, t);
     t = tcase_create("source");
     tcase_add_test(t, source_mlp_bn_dropout);

@@ -810,6 +810,42 @@ START_TEST(host_losses)
 }
 END_TEST
 
+/* The host's losses (evaluate, validation) on Keras' documented examples,
+ * the values the compiled graph gives (tests/test_autodiff.c): the mean of
+ * two samples of two values. */
+static double host_mean_loss(kdh_loss_kind kind, double delta, const float *y, const float *t)
+{
+    kdh_model m = {.output_elems = 2, .output_rank = 1, .output_shape = {2}, .loss = kind, .delta = delta};
+    return (kdh_sample_loss(&m, y, t) + kdh_sample_loss(&m, y + 2, t + 2)) / 2;
+}
+
+START_TEST(host_toolbox_losses)
+{
+    const float t1[4] = {0, 1, 0, 0}, p1[4] = {0.6f, 0.4f, 0.4f, 0.6f}, q1[4] = {1, 1, 1, 0}, r1[4] = {1, 1, 0, 0};
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_MAE, 1, q1, t1), 0.5, 1e-7);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_HUBER, 1, p1, t1), 0.155, 1e-7);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_LOG_COSH, 1, r1, t1), 0.108, 5e-4);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_KLD, 1, p1, t1), 0.458, 5e-4);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_MSLE, 1, q1, t1), 0.240, 5e-4);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_HINGE, 1, p1, t1), 1.3, 1e-6);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_CATEGORICAL_HINGE, 1, p1, t1), 1.4, 1e-6);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_POISSON, 1, r1, t1), 0.5, 1e-6);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_COSINE_SIMILARITY, 1, (float[]){1, 0, 1, 1}, (float[]){0, 1, 1, 1}),
+                            -0.5, 1e-6);
+    /* Huber beyond delta; hinge labels that are not 0/1 stay as they are */
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_HUBER, 0.5, (float[]){2, 0, 0, 0}, (float[]){0, 0, 0, 0}),
+                            (0.5 * 2 - 0.125) / 4, 1e-7);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_HINGE, 1, (float[]){0.5f, 0.5f, 0.5f, 0.5f}, (float[]){-1, 1, 1, -1}),
+                            (1.5 + 0.5 + 0.5 + 1.5) / 4, 1e-7);
+    /* label smoothing on the host: CategoricalCrossentropy(label_smoothing: 0.3) on logits */
+    kdh_model m = {.output_elems = 3, .output_rank = 1, .output_shape = {3}, .loss = KDH_LOSS_CATEGORICAL_XENT,
+                   .from_logits = true, .label_smoothing = 0.3};
+    double lse = log(exp(2) + exp(1) + exp(0.1));
+    ck_assert_double_eq_tol(kdh_sample_loss(&m, (float[]){2, 1, 0.1f}, (float[]){1, 0, 0}),
+                            -(0.8 * (2 - lse) + 0.1 * (1 - lse) + 0.1 * (0.1 - lse)), 1e-6);
+}
+END_TEST
+
 START_TEST(history_files)
 {
     const char *dir = tu_tmpdir("history");
@@ -847,6 +883,7 @@ int main(void)
     tcase_add_test(host, progress_tty_and_plain);
     tcase_add_test(host, dataset_scaling_labels_split);
     tcase_add_test(host, host_losses);
+    tcase_add_test(host, host_toolbox_losses);
     tcase_add_test(host, driver_buffers_are_aligned);
     tcase_add_test(host, learning_rate_schedules);
     tcase_add_test(host, history_files);
