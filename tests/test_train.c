@@ -846,6 +846,207 @@ START_TEST(host_toolbox_losses)
 }
 END_TEST
 
+/* ---- metrics (metrics.h) ---------------------------------------------------------------------- */
+
+/* Feeds n samples of k values to a fresh metric; its result. */
+static double metric_on(const kdh_metric_spec *s, const float *y, const float *t, int n, int k)
+{
+    kdh_metric_state st = {0};
+    ck_assert_int_eq(kdh_metric_reset(s, &st), 0);
+    for (int i = 0; i < n; i++) kdh_metric_update(s, &st, y + i * k, t + i * k, k, k);
+    double r = kdh_metric_result(s, &st);
+    kdh_metric_free(&st);
+    return r;
+}
+
+static kdh_metric_spec spec(kdh_metric_kind kind)
+{
+    kdh_metric_spec s;
+    kdh_metric_spec_init(&s, kind, "m");
+    return s;
+}
+
+/* AUC by its definition, in the plainest way: the confusion counts at each
+ * of Keras' thresholds (-eps, i/(n-1), 1 + eps) by comparison, then the
+ * Riemann sum (ROC, trapezoids) or Davis & Goadrich's interpolation (PR). */
+static double auc_reference(const float *y, const float *t, int n, int nt, bool pr)
+{
+    double tp[256], fp[256], fn[256], tn[256];
+    for (int i = 0; i < nt; i++) {
+        double thr = i == 0 ? -1e-7 : i == nt - 1 ? 1 + 1e-7 : (double)i / (nt - 1);
+        tp[i] = fp[i] = fn[i] = tn[i] = 0;
+        for (int j = 0; j < n; j++) {
+            bool above = (double)y[j] > thr;
+            if (t[j] == 1) above ? tp[i]++ : fn[i]++;
+            else above ? fp[i]++ : tn[i]++;
+        }
+    }
+    double auc = 0;
+    for (int i = 0; i + 1 < nt; i++) {
+        if (pr) {
+            double dtp = tp[i] - tp[i + 1], p0 = tp[i] + fp[i], p1 = tp[i + 1] + fp[i + 1], dp = p0 - p1;
+            double slope = dp > 0 ? dtp / dp : 0, icpt = tp[i + 1] - slope * p1;
+            double ratio = p0 > 0 && p1 > 0 ? p0 / p1 : 1, den = tp[i + 1] + fn[i + 1];
+            if (den > 0) auc += slope * (dtp + icpt * log(ratio)) / den;
+        } else {
+            double r0 = tp[i] / (tp[i] + fn[i]), r1 = tp[i + 1] / (tp[i + 1] + fn[i + 1]);
+            double f0 = fp[i] / (fp[i] + tn[i]), f1 = fp[i + 1] / (fp[i + 1] + tn[i + 1]);
+            auc += (f0 - f1) * (r0 + r1) / 2;
+        }
+    }
+    return auc;
+}
+
+START_TEST(host_metrics)
+{
+    /* Keras' documented examples */
+    kdh_metric_spec s = spec(KDH_METRIC_TOP_K);
+    s.k = 1;
+    const float tk_t[6] = {0, 0, 1, 0, 1, 0}, tk_y[6] = {0.1f, 0.9f, 0.8f, 0.05f, 0.95f, 0};
+    ck_assert_double_eq(metric_on(&s, tk_y, tk_t, 2, 3), 0.5);
+    s.k = 2;
+    ck_assert_double_eq(metric_on(&s, tk_y, tk_t, 2, 3), 1);
+    s = spec(KDH_METRIC_SPARSE_TOP_K);
+    s.k = 1;
+    const float tie_y[3] = {0.5f, 0.5f, 0.1f}, tie_t[3] = {0, 1, 0};   /* ties at the boundary count as in (in_top_k) */
+    ck_assert_double_eq(metric_on(&s, tie_y, tie_t, 1, 3), 1);
+    s = spec(KDH_METRIC_BINARY_ACCURACY);
+    const float ba_t[4] = {1, 1, 0, 0}, ba_y[4] = {0.98f, 1, 0, 0.6f};
+    ck_assert_double_eq(metric_on(&s, ba_y, ba_t, 4, 1), 0.75);
+    s.threshold = 0.7;
+    ck_assert_double_eq(metric_on(&s, ba_y, ba_t, 4, 1), 1);
+    const float pr_t[4] = {0, 1, 1, 1}, pr_y[4] = {1, 0, 1, 1};
+    s = spec(KDH_METRIC_PRECISION);
+    ck_assert_double_eq_tol(metric_on(&s, pr_y, pr_t, 4, 1), 2.0 / 3, 1e-15);
+    s = spec(KDH_METRIC_RECALL);
+    ck_assert_double_eq_tol(metric_on(&s, pr_y, pr_t, 4, 1), 2.0 / 3, 1e-15);
+    const float r_t[4] = {0, 1, 0, 0}, r_y[4] = {1, 1, 0, 0};
+    s = spec(KDH_METRIC_MAE);
+    ck_assert_double_eq(metric_on(&s, r_y, r_t, 2, 2), 0.25);
+    s = spec(KDH_METRIC_MSE);
+    ck_assert_double_eq(metric_on(&s, r_y, r_t, 2, 2), 0.25);
+    s = spec(KDH_METRIC_RMSE);
+    ck_assert_double_eq(metric_on(&s, r_y, r_t, 2, 2), 0.5);
+
+    /* AUC: Keras' tests (3 thresholds: 0.75 ROC; PR by hand), the flat case over two values a sample (5 thresholds) */
+    const float a_t[4] = {0, 0, 1, 1}, a_y[4] = {0, 0.5f, 0.3f, 0.9f};
+    s = spec(KDH_METRIC_AUC);
+    s.num_thresholds = 3;
+    ck_assert_double_eq_tol(metric_on(&s, a_y, a_t, 4, 1), 0.75, 1e-12);
+    s.pr = true;
+    ck_assert_double_eq_tol(metric_on(&s, a_y, a_t, 4, 1), (1 + 2.0 / 3 * log(4.0)) / 6 + 0.5, 1e-12);
+    s.summation = KDH_AUC_MAJORING;   /* precision [0.5, 1, 0], recall [1, 0.5, 0]: heights [1, 1] */
+    ck_assert_double_eq_tol(metric_on(&s, a_y, a_t, 4, 1), 1.0, 1e-12);
+    s.summation = KDH_AUC_MINORING;
+    ck_assert_double_eq_tol(metric_on(&s, a_y, a_t, 4, 1), 0.25, 1e-12);
+    s = spec(KDH_METRIC_AUC);
+    s.num_thresholds = 5;
+    const float f_y[8] = {0, 0.1f, 0.5f, 0.2f, 0.3f, 0.3f, 0.9f, 0.4f}, f_t[8] = {0, 0, 0, 0, 1, 1, 1, 1};
+    ck_assert_double_eq_tol(metric_on(&s, f_y, f_t, 4, 2), 1 - 3.0 / 32, 1e-12);
+    s.from_logits = true;   /* sigmoid first: logits of the same probabilities */
+    float lg[8];
+    for (int i = 0; i < 8; i++) lg[i] = (float)-log(1 / ((double)f_y[i] + 1e-12) - 1);
+    ck_assert_double_eq_tol(metric_on(&s, lg, f_t, 4, 2), 1 - 3.0 / 32, 1e-6);
+
+    /* 200 thresholds on 500 random predictions, ROC and PR, fed in batches of
+     * 37 with the state kept across them, against the plain definition */
+    enum { N = 500 };
+    float y[N], t[N];
+    rng_state = 7;
+    for (int i = 0; i < N; i++) {
+        t[i] = uniform() < 0.4 ? 1 : 0;
+        y[i] = (float)fmin(1, fmax(0, 0.3 * t[i] + 0.7 * uniform()));
+    }
+    for (int pr = 0; pr < 2; pr++) {
+        s = spec(KDH_METRIC_AUC);
+        s.pr = pr;
+        kdh_metric_state st = {0};
+        ck_assert_int_eq(kdh_metric_reset(&s, &st), 0);
+        for (int at = 0; at < N; at += 37)
+            for (int i = at; i < at + 37 && i < N; i++) kdh_metric_update(&s, &st, &y[i], &t[i], 1, 1);
+        double got = kdh_metric_result(&s, &st), want = auc_reference(y, t, N, 200, pr);
+        ck_assert_msg(fabs(got - want) < 1e-12, "AUC %s: %.15g, the definition %.15g", pr ? "PR" : "ROC", got, want);
+        ck_assert(want > 0.6 && want < 0.95);
+        /* a reset starts over: the second half alone */
+        ck_assert_int_eq(kdh_metric_reset(&s, &st), 0);
+        for (int i = N / 2; i < N; i++) kdh_metric_update(&s, &st, &y[i], &t[i], 1, 1);
+        ck_assert_double_eq_tol(kdh_metric_result(&s, &st), auc_reference(y + N / 2, t + N / 2, N / 2, 200, pr), 1e-12);
+        kdh_metric_free(&st);
+    }
+}
+END_TEST
+
+/* The number after "NAME: " in a progress or evaluate line. */
+static double logged(const char *out, const char *name)
+{
+    char key[96];
+    snprintf(key, sizeof key, " %s: ", name);
+    const char *p = strstr(out, key);
+    ck_assert_msg(p != NULL, "no '%s' in:\n%s", name, out);
+    return strtod(p + strlen(key), NULL);
+}
+
+/* Metrics in the progress line, the history and `kdslc evaluate`, with
+ * Keras' names; evaluate's figures against the predictions recomputed here. */
+START_TEST(metrics_end_to_end)
+{
+    const char *dir = tu_tmpdir("metrics");
+    make_classes(dir, 48);
+    const char *model = tu_path(dir, "m.kdsl");
+    FILE *f = fopen(model, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("model m {\n    input x: [8]\n    Dense(16, activation: relu)\n    output y = Dense(3, activation: softmax)\n}\n"
+          "train m {\n    loss: CategoricalCrossentropy(label_smoothing: 0.1)\n"
+          "    optimizer: Nadam(learning_rate: 0.01)\n"
+          "    metrics: [accuracy, TopKCategoricalAccuracy(k: 2), AUC(curve: \"PR\", name: \"auc_pr\"), mae]\n"
+          "    batch_size: 8\n    epochs: 2\n}\n", f);
+    fclose(f);
+    char data[2048], *out;
+    snprintf(data, sizeof data, "%s,%s", tu_path(dir, "x.npy"), tu_path(dir, "y.npy"));
+    const char *w = tu_path(dir, "w.safetensors"), *h = tu_path(dir, "h.csv"), *yp = tu_path(dir, "p.npy");
+    int rc = tu_kdslc_run(&out, "train %s --data %s --validation-split 0.25 --save %s --history %s", model, data, w, h);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, " - top_k_categorical_accuracy: ");
+    ck_assert_has(out, " - val_auc_pr: ");
+    ck_assert_has(out, " - val_mae: ");
+    free(out);
+    char *csv = tu_read(h, NULL);
+    ck_assert_msg(strstr(csv, "epoch,loss,accuracy,top_k_categorical_accuracy,auc_pr,mae,val_loss,val_accuracy,"
+                              "val_top_k_categorical_accuracy,val_auc_pr,val_mae\n1,") == csv, "%s", csv);
+    free(csv);
+
+    rc = tu_kdslc_run(&out, "evaluate %s --weights %s --data %s", model, w, data);
+    ck_assert_msg(rc == 0, "%s", out);
+    double topk = logged(out, "top_k_categorical_accuracy"), aucpr = logged(out, "auc_pr"), mae = logged(out, "mae");
+    free(out);
+    rc = tu_kdslc_run(&out, "predict %s --weights %s --input %s -o %s", model, w, tu_path(dir, "x.npy"), yp);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    kdh_tensor p, lab;
+    kdh_error err;
+    ck_assert_msg(kdh_npy_read(yp, NULL, &p, &err) == 0, "%s", err.msg);
+    ck_assert_msg(kdh_npy_read(tu_path(dir, "y.npy"), NULL, &lab, &err) == 0, "%s", err.msg);
+    const float *py = p.data;
+    const int64_t *cls = lab.data;
+    float onehot[48 * 3];
+    double in2 = 0, abs_err = 0;
+    for (int i = 0; i < 48; i++) {
+        int higher = 0;
+        for (int j = 0; j < 3; j++) {
+            onehot[i * 3 + j] = j == cls[i];
+            higher += py[i * 3 + j] > py[i * 3 + cls[i]];
+            abs_err += fabs(py[i * 3 + j] - onehot[i * 3 + j]) / 3;
+        }
+        in2 += higher < 2;
+    }
+    ck_assert_double_eq_tol(topk, in2 / 48, 5.1e-5);
+    ck_assert_double_eq_tol(mae, abs_err / 48, 5.1e-5);
+    ck_assert_double_eq_tol(aucpr, auc_reference(py, onehot, 48 * 3, 200, true), 5.1e-5);
+    kdh_tensor_free(&p);
+    kdh_tensor_free(&lab);
+}
+END_TEST
+
 START_TEST(history_files)
 {
     const char *dir = tu_tmpdir("history");
@@ -884,6 +1085,7 @@ int main(void)
     tcase_add_test(host, dataset_scaling_labels_split);
     tcase_add_test(host, host_losses);
     tcase_add_test(host, host_toolbox_losses);
+    tcase_add_test(host, host_metrics);
     tcase_add_test(host, driver_buffers_are_aligned);
     tcase_add_test(host, learning_rate_schedules);
     tcase_add_test(host, history_files);
@@ -895,6 +1097,7 @@ int main(void)
     tcase_add_test(run, adam_steps_mlp);
     tcase_add_test(run, cosine_schedule_steps_mlp);
     tcase_add_test(run, evaluate_and_predict);
+    tcase_add_test(run, metrics_end_to_end);
     tcase_add_test(run, kill_and_resume_is_bit_identical);
     tcase_add_test(run, threads_train_the_same_weights);
     tcase_add_test(run, nan_loss_stops_and_keeps_checkpoint);

@@ -65,10 +65,11 @@ static bool in_top_k(const float *y, int64_t n, int64_t target, int k)
 
 /* AUC's bucket of prediction p: the thresholds are -eps, 1/(n-1), ...,
  * (n-2)/(n-1), 1 + eps, and p is above threshold j < bucket + 1: Keras'
- * ceil(p (n - 1)) - 1, at least 0 (every p in [0, 1] is above -eps). */
-static int auc_bucket(double p, int n)
+ * ceil(p (n - 1)) - 1, at least 0 (every p in [0, 1] is above -eps), in
+ * float32 as Keras computes it. */
+static int auc_bucket(float p, int n)
 {
-    double b = ceil(p * (n - 1)) - 1;
+    float b = ceilf(p * (float)(n - 1)) - 1;
     if (!(b >= 0)) return 0;   /* NaN too */
     return b > n - 1 ? n - 1 : (int)b;
 }
@@ -113,8 +114,8 @@ void kdh_metric_update(const kdh_metric_spec *s, kdh_metric_state *st, const flo
          * cumulative sums in the result. */
         int n = s->num_thresholds;
         for (int64_t j = 0; j < elems; j++) {
-            double p = y[j];
-            if (s->from_logits) p = 1 / (1 + exp(-p));
+            float p = y[j];
+            if (s->from_logits) p = (float)(1 / (1 + exp(-(double)p)));   /* Keras' sigmoid, to float32 */
             int bkt = auc_bucket(p, n);
             double pos = t[j], neg = 1 - (double)t[j];
             st->tps[bkt] += pos;   /* above thresholds 0..bkt */
