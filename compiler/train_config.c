@@ -136,8 +136,8 @@ static bool number_in(sema *S, const ast_expr *e, double *out, const char *what,
     double v;
     if (!number_of(S, e, &v, what)) return false;
     if (!(lo_open ? v > lo : v >= lo) || !(hi_open ? v < hi : v <= hi)) {
-        if (hi == HUGE_VAL) sema_error(S, e->loc, "%s must be %s %g, got %g", what, lo_open ? "greater than" : "at least", lo, v);
-        else sema_error(S, e->loc, "%s must be in %c%g, %g%c, got %g", what, lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']', v);
+        if (hi == HUGE_VAL) sema_error(S, e->loc, "%s must be %s %.15g, got %.15g", what, lo_open ? "greater than" : "at least", lo, v);
+        else sema_error(S, e->loc, "%s must be in %c%.15g, %.15g%c, got %.15g", what, lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']', v);
         return false;
     }
     *out = v;
@@ -176,6 +176,12 @@ static void parse_loss(sema *S, kd_train_config *c, const ast_expr *e)
         sema_error(S, e->loc, "%s: too many arguments", name);
         return;
     }
+    for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++)
+        if (l->kind == LOSS_SPARSE_CATEGORICAL_XENT && e->args[k].key && !strcmp(e->args[k].key, "label_smoothing")) {
+            sema_error(S, e->args[k].loc, "%s takes no argument 'label_smoothing' (Keras 3's has none); smooth one-hot "
+                       "labels with CategoricalCrossentropy(label_smoothing: ...)", name);
+            return;
+        }
     bind_args(S, e, keys, nkeys, at);
     for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++) {
         if (at[k] < 0) continue;
@@ -332,6 +338,8 @@ static void parse_metric(sema *S, kd_train_config *c, const ast_expr *it)
             if (!s || !*s || strlen(s) >= KDH_METRIC_NAME_MAX || strpbrk(s, ",\"\n"))
                 sema_error(S, v->loc, "%s: name must be a string of 1 to %d characters, without commas or quotes", name,
                            KDH_METRIC_NAME_MAX - 1);
+            else if (!strcmp(s, "loss") || !strcmp(s, "accuracy") || !strncmp(s, "val_", 4))
+                sema_error(S, v->loc, "%s: the name '%s' is taken: the logs have loss, accuracy and val_ of every metric", name, s);
             else snprintf(m->name, sizeof m->name, "%s", s);
         } else if (!strcmp(key, "k")) {
             if (number_in(S, v, &d, key, 1, false, 1e6, false)) {
@@ -360,7 +368,7 @@ static void parse_metric(sema *S, kd_train_config *c, const ast_expr *it)
     }
     for (int i = 0; i < c->nmetrics - 1; i++)
         if (!strcmp(c->metrics[i].name, m->name))
-            sema_error(S, it->loc, "two metrics are named '%s'; give one a name:", m->name);
+            sema_error(S, it->loc, "two metrics are named '%s'; give one of them another with name: \"...\"", m->name);
 }
 
 static const struct { const char *name; kd_schedule_kind kind; } schedules[] = {
