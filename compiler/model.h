@@ -6,6 +6,7 @@
 
 #include "../grammar/ast.h"
 #include "ir.h"
+#include "host/callbacks.h" /* runtime/host: the callbacks' settings */
 #include "host/losses.h"    /* runtime/host: the losses' table */
 #include "host/metrics.h"   /* runtime/host: the metrics' table */
 
@@ -120,6 +121,7 @@ typedef struct kd_train_config {
     kdh_metric_spec *metrics;   /* the metrics besides accuracy, in the order given */
     int nmetrics;
     bool metric_accuracy;
+    kdh_callbacks callbacks;   /* EarlyStopping, ReduceLROnPlateau, ModelCheckpoint (each .on when given) */
     int batch_size;        /* 32 */
     int epochs;            /* 1 */
     int validation_freq;   /* 1 */

@@ -371,6 +371,137 @@ static void parse_metric(sema *S, kd_train_config *c, const ast_expr *it)
             sema_error(S, it->loc, "two metrics are named '%s'; give one of them another with name: \"...\"", m->name);
 }
 
+/* The logs a callback may monitor: loss, accuracy (with the metric), each
+ * metric's name, and each of them with val_. The direction "auto" takes
+ * (Keras' metrics' _direction): down for the loss and the errors. */
+static bool monitor_known(const kd_train_config *c, const char *name, bool *up)
+{
+    const char *base = !strncmp(name, "val_", 4) ? name + 4 : name;
+    if (!strcmp(base, "loss")) return *up = false, true;
+    if (!strcmp(base, "accuracy") && c->metric_accuracy) return *up = true, true;
+    for (int i = 0; i < c->nmetrics; i++)
+        if (!strcmp(base, c->metrics[i].name)) {
+            kdh_metric_kind k = c->metrics[i].kind;
+            *up = !(k == KDH_METRIC_MAE || k == KDH_METRIC_MSE || k == KDH_METRIC_RMSE);
+            return true;
+        }
+    return false;
+}
+
+/* callbacks: EarlyStopping, ReduceLROnPlateau, ModelCheckpoint with Keras'
+ * arguments and defaults (after the metrics, which name what they monitor). */
+static void parse_callback(sema *S, kd_train_config *c, const ast_expr *e)
+{
+    static const char *es_keys[] = {"monitor", "min_delta", "patience", "verbose", "mode", "baseline",
+                                    "restore_best_weights", "start_from_epoch"};
+    static const char *rl_keys[] = {"monitor", "factor", "patience", "verbose", "mode", "min_delta", "cooldown", "min_lr"};
+    static const char *mc_keys[] = {"filepath", "monitor", "verbose", "save_best_only", "save_weights_only", "mode",
+                                    "save_freq", "initial_value_threshold"};
+    static const char *names[] = {"EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint"};
+    const char *name = e->kind == EXPR_CALL || e->kind == EXPR_NAME ? e->name : NULL;
+    int which = -1;
+    for (int i = 0; i < 3 && name; i++)
+        if (!strcmp(name, names[i])) which = i;
+    if (which < 0) {
+        const char *near = name ? kd_nearest(name, names, 3) : NULL;
+        if (near) sema_error(S, e->loc, "unknown callback '%s'; did you mean '%s'?", name, near);
+        else sema_error(S, e->loc, "unknown callback '%s'; kdsl has EarlyStopping, ReduceLROnPlateau and ModelCheckpoint",
+                        name ? name : "?");
+        return;
+    }
+    kdh_callbacks *cb = &c->callbacks;
+    bool *on = which == 0 ? &cb->early_stopping.on : which == 1 ? &cb->reduce_lr.on : &cb->checkpoint.on;
+    if (*on) {
+        sema_error(S, e->loc, "%s is given twice", name);
+        return;
+    }
+    *on = true;
+    const char *const *keys = which == 0 ? es_keys : which == 1 ? rl_keys : mc_keys;
+    int at[64];
+    if (e->kind == EXPR_CALL && e->nargs > 64) {
+        sema_error(S, e->loc, "%s: too many arguments", name);
+        return;
+    }
+    bind_args(S, e, keys, 8, at);
+    const char *monitor = "val_loss", *mode = "auto";
+    kd_loc monitor_loc = e->loc, mode_loc = e->loc;
+    bool have_path = false;
+    kdh_early_stopping *es = &cb->early_stopping;
+    kdh_reduce_lr *rl = &cb->reduce_lr;
+    kdh_model_checkpoint *mc = &cb->checkpoint;
+    if (which == 1) *rl = (kdh_reduce_lr){.on = true, .factor = 0.1, .patience = 10, .min_delta = 1e-4};
+    for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++) {
+        if (at[k] < 0) continue;
+        const char *key = keys[at[k]];
+        const ast_expr *v = e->args[k].value;
+        double d;
+        bool b;
+        if (!strcmp(key, "monitor") || !strcmp(key, "mode") || !strcmp(key, "filepath") || !strcmp(key, "save_freq")) {
+            const char *str = v->kind == EXPR_STRING ? v->str : !strcmp(key, "filepath") ? NULL : string_of(v);
+            if (!str) {
+                sema_error(S, v->loc, "%s: %s must be a string", name, key);
+                continue;
+            }
+            if (!strcmp(key, "monitor")) monitor = str, monitor_loc = v->loc;
+            else if (!strcmp(key, "mode")) mode = str, mode_loc = v->loc;
+            else if (!strcmp(key, "filepath")) {
+                have_path = true;
+                mc->filepath = str;
+                size_t n = strlen(str);
+                if (n < 12 || strcmp(str + n - 12, ".safetensors"))
+                    sema_error(S, v->loc, "%s: kdsl saves weights as safetensors: the filepath must end in .safetensors", name);
+            } else if (strcmp(str, "epoch"))
+                sema_error(S, v->loc, "%s: kdsl saves once per epoch: save_freq must be \"epoch\"", name);
+        } else if (!strcmp(key, "min_delta")) {
+            if (number_of(S, v, &d, key)) *(which == 0 ? &es->min_delta : &rl->min_delta) = fabs(d);
+        } else if (!strcmp(key, "patience") || !strcmp(key, "cooldown") || !strcmp(key, "start_from_epoch") ||
+                   !strcmp(key, "verbose")) {
+            if (!number_in(S, v, &d, key, 0, false, 1e9, false)) continue;
+            if (d != floor(d)) sema_error(S, v->loc, "%s: %s must be a whole number, got %.15g", name, key, d);
+            int n = (int)d;
+            if (!strcmp(key, "verbose")) *(which == 0 ? &es->verbose : which == 1 ? &rl->verbose : &mc->verbose) = n;
+            else if (!strcmp(key, "patience")) *(which == 0 ? &es->patience : &rl->patience) = n;
+            else if (!strcmp(key, "cooldown")) rl->cooldown = n;
+            else es->start_from_epoch = n;
+        } else if (!strcmp(key, "baseline")) {
+            if (number_of(S, v, &es->baseline, key)) es->has_baseline = true;
+        } else if (!strcmp(key, "initial_value_threshold")) {
+            if (number_of(S, v, &mc->initial_value_threshold, key)) mc->has_initial = true;
+        } else if (!strcmp(key, "restore_best_weights")) bool_of(S, v, &es->restore_best_weights, key);
+        else if (!strcmp(key, "save_best_only")) bool_of(S, v, &mc->save_best_only, key);
+        else if (!strcmp(key, "save_weights_only")) bool_of(S, v, &b, key);   /* kdsl saves weights either way */
+        else if (!strcmp(key, "factor")) {
+            if (number_of(S, v, &rl->factor, key) && !(rl->factor >= 0 && rl->factor < 1))
+                sema_error(S, v->loc, "ReduceLROnPlateau does not support a factor >= 1.0 (or below 0), got %.15g", rl->factor);
+        } else if (!strcmp(key, "min_lr")) number_in(S, v, &rl->min_lr, key, 0, false, HUGE_VAL, false);
+    }
+    if (which == 2 && !have_path) sema_error(S, e->loc, "ModelCheckpoint needs a filepath (\"best.safetensors\")");
+    if (which == 1 && c->schedule.kind != SCHEDULE_CONSTANT)
+        sema_error(S, e->loc, "ReduceLROnPlateau sets the learning rate, which a schedule computes: give a constant learning_rate");
+    bool up = false;
+    if (!monitor_known(c, monitor, &up)) {
+        const char *known[4 + 2 * KDH_MAX_METRICS];
+        int n = 0;
+        known[n++] = "val_loss", known[n++] = "loss";
+        if (c->metric_accuracy) known[n++] = "val_accuracy", known[n++] = "accuracy";
+        for (int i = 0; i < c->nmetrics; i++) known[n++] = c->metrics[i].name;
+        const char *near = kd_nearest(monitor, known, n);
+        if (near) sema_error(S, monitor_loc, "%s: no log is named '%s'; did you mean '%s'?", name, monitor, near);
+        else sema_error(S, monitor_loc, "%s: no log is named '%s' (loss, the metrics, and val_ of each)", name, monitor);
+    }
+    if (strlen(monitor) >= KDH_MONITOR_MAX) return;
+    bool maximize = up;
+    if (!strcmp(mode, "min")) maximize = false;
+    else if (!strcmp(mode, "max")) maximize = true;
+    else if (strcmp(mode, "auto")) sema_error(S, mode_loc, "%s: mode must be \"auto\", \"min\" or \"max\"", name);
+    else if (which == 1) maximize = strstr(monitor, "acc") != NULL;   /* ReduceLROnPlateau's own auto rule */
+    char *dst = which == 0 ? es->monitor : which == 1 ? rl->monitor : mc->monitor;
+    snprintf(dst, KDH_MONITOR_MAX, "%s", monitor);
+    if (which == 0) es->maximize = maximize;
+    else if (which == 1) rl->maximize = maximize;
+    else mc->maximize = maximize;
+}
+
 static const struct { const char *name; kd_schedule_kind kind; } schedules[] = {
     {"ExponentialDecay", SCHEDULE_EXPONENTIAL}, {"InverseTimeDecay", SCHEDULE_INVERSE_TIME},
     {"CosineDecay", SCHEDULE_COSINE}, {"PolynomialDecay", SCHEDULE_POLYNOMIAL},
@@ -469,7 +600,8 @@ void sema_train_config(sema *S, kd_model *m, const ast_item *train)
     kd_optimizer_defaults(c, &kd_optimizer_names[OPT_ADAM - 1]);
     c->optimizer = OPT_NONE;
     static const char *keys[] = {"loss", "optimizer", "metrics", "batch_size", "epochs", "validation_freq",
-                                 "validation_split", "shuffle", "seed"};
+                                 "validation_split", "shuffle", "seed", "callbacks"};
+    const ast_expr *callbacks = NULL;
     for (int i = 0; i < train->nsettings; i++) {
         const ast_arg *s = &train->settings[i];
         const char *key = s->key ? s->key : "";
@@ -482,7 +614,8 @@ void sema_train_config(sema *S, kd_model *m, const ast_item *train)
             const ast_expr *e = s->value;
             int n = e->kind == EXPR_LIST ? e->nitems : 1;
             for (int k = 0; k < n; k++) parse_metric(S, c, e->kind == EXPR_LIST ? e->items[k] : e);
-        } else if (!strcmp(key, "batch_size")) c->batch_size = int_of(S, s->value, "batch_size", 1);
+        } else if (!strcmp(key, "callbacks")) callbacks = s->value;
+        else if (!strcmp(key, "batch_size")) c->batch_size = int_of(S, s->value, "batch_size", 1);
         else if (!strcmp(key, "epochs")) c->epochs = int_of(S, s->value, "epochs", 0);
         else if (!strcmp(key, "validation_freq")) c->validation_freq = int_of(S, s->value, "validation_freq", 1);
         else if (!strcmp(key, "seed")) c->seed = int_of(S, s->value, "seed", 0);
@@ -497,6 +630,9 @@ void sema_train_config(sema *S, kd_model *m, const ast_item *train)
             else sema_error(S, s->loc, "unknown train setting '%s'", key);
         }
     }
+    /* after the metrics and the optimizer, whatever the order of the settings: they name what a callback watches */
+    for (int k = 0; callbacks && k < (callbacks->kind == EXPR_LIST ? callbacks->nitems : 1); k++)
+        parse_callback(S, c, callbacks->kind == EXPR_LIST ? callbacks->items[k] : callbacks);
     if (c->loss == LOSS_NONE) sema_error(S, train->name_loc, "train block for '%s' sets no loss", m->name);
     if (c->optimizer == OPT_NONE) {
         c->optimizer = OPT_ADAM;   /* Keras' compile() default is rmsprop; kdsl asks for one explicitly */

@@ -539,6 +539,7 @@ int kd_run_train(const kd_run_options *o)
         .save = o->save,
         .checkpoint = o->checkpoint,
         .history = o->history,
+        .callbacks = &c->callbacks,
         .out = stdout,
         .tty = o->tty,
         .slow_step_ms = slow ? (unsigned)strtoul(slow, NULL, 10) : 0,

@@ -9,6 +9,7 @@
  * (kdslc_cc.c: the C backend of cc_backend.c instead of the JIT); the suite
  * passes either way. */
 #include "testutil.h"
+#include "host/callbacks.h"
 #include "host/checkpoint.h"
 #include "host/dataset.h"
 #include "host/progress.h"
@@ -1047,6 +1048,175 @@ START_TEST(metrics_end_to_end)
 }
 END_TEST
 
+/* ---- callbacks: Keras' rules on scripted curves (epochs counted from 0) ------------------- */
+
+/* The epoch at which EarlyStopping stops on the curve v (n epochs), or -1. */
+static int early_stop_at(kdh_early_stopping es, const double *v, int n, int *best_epoch)
+{
+    kdh_early_stopping_begin(&es);
+    for (int e = 0; e < n; e++) {
+        bool keep;
+        if (kdh_early_stopping_epoch_end(&es, e, v[e], &keep)) {
+            if (best_epoch) *best_epoch = es.best_epoch;
+            return e;
+        }
+    }
+    if (best_epoch) *best_epoch = es.best_epoch;
+    return -1;
+}
+
+START_TEST(callbacks_fire_as_keras)
+{
+    /* min_delta: 0.895 and 0.89 are not 0.01 better than 0.9; patience 2 runs out at epoch 3 */
+    kdh_early_stopping es = {.on = true, .patience = 2, .min_delta = 0.01};
+    const double a[8] = {1.0, 0.9, 0.895, 0.89, 0.85, 0.86, 0.86, 0.86};
+    ck_assert_int_eq(early_stop_at(es, a, 8, NULL), 3);
+    es.min_delta = 0;   /* 0.895 and 0.89 improve; 0.85 too; then 0.86 twice */
+    ck_assert_int_eq(early_stop_at(es, a, 8, NULL), 6);
+    /* baseline 0.8 (maximising): improvements below it do not restart the wait */
+    const double b[6] = {0.5, 0.6, 0.55, 0.55, 0.55, 0.55};
+    kdh_early_stopping eb = {.on = true, .maximize = true, .patience = 2};
+    ck_assert_int_eq(early_stop_at(eb, b, 6, NULL), 3);
+    eb.has_baseline = true;
+    eb.baseline = 0.8;
+    ck_assert_int_eq(early_stop_at(eb, b, 6, NULL), 2);
+    /* patience 0 never stops at epoch 0; start_from_epoch skips the first epochs; NaN (no such log) is skipped */
+    kdh_early_stopping e0 = {.on = true};
+    const double c[4] = {3, 2, 1, 1.5}, d[4] = {3, NAN, 4, 5};
+    ck_assert_int_eq(early_stop_at(e0, c, 4, NULL), 3);
+    ck_assert_int_eq(early_stop_at(e0, d, 4, NULL), 2);
+    e0.start_from_epoch = 2;
+    ck_assert_int_eq(early_stop_at(e0, c, 4, NULL), 3);
+    e0.start_from_epoch = 4;
+    ck_assert_int_eq(early_stop_at(e0, c, 4, NULL), -1);
+    /* restore_best_weights: the weights to keep are those of epoch 0 (never set), 1 (better), not 2 */
+    kdh_early_stopping er = {.on = true, .patience = 5, .restore_best_weights = true};
+    kdh_early_stopping_begin(&er);
+    const double r[3] = {1, 0.5, 0.7};
+    const bool keep_want[3] = {true, true, false};
+    for (int e = 0; e < 3; e++) {
+        bool keep;
+        ck_assert(!kdh_early_stopping_epoch_end(&er, e, r[e], &keep));
+        ck_assert_int_eq(keep, keep_want[e]);
+    }
+    ck_assert_int_eq(er.best_epoch, 1);
+
+    /* ReduceLROnPlateau: a flat curve, patience 2, cooldown 2, factor 0.5: reductions at epochs 2, 5, 8 */
+    kdh_reduce_lr rl = {.on = true, .factor = 0.5, .patience = 2, .cooldown = 2, .min_delta = 1e-4};
+    kdh_reduce_lr_begin(&rl);
+    const double want[9] = {1, 1, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.125};
+    double lr = 1;
+    for (int e = 0; e < 9; e++) {
+        lr = kdh_reduce_lr_epoch_end(&rl, 0.3, lr);
+        ck_assert_msg(lr == want[e], "epoch %d: lr %g, want %g", e, lr, want[e]);
+    }
+    /* no cooldown, min_lr 0.1: every second epoch, down to min_lr and no further; an improvement
+     * (more than min_delta) resets the wait */
+    kdh_reduce_lr rm = {.on = true, .factor = 0.5, .patience = 2, .min_lr = 0.1, .min_delta = 1e-4};
+    kdh_reduce_lr_begin(&rm);
+    const double curve[12] = {1, 1, 1, 1, 1, 0.99995, 1, 0.5, 0.5, 0.5, 0.5, 0.5};
+    const double lrs[12] = {1, 1, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125, 0.125, 0.1f, 0.1f, 0.1f};
+    lr = 1;
+    for (int e = 0; e < 12; e++) {
+        lr = kdh_reduce_lr_epoch_end(&rm, curve[e], lr);
+        ck_assert_msg(lr == lrs[e], "epoch %d: lr %.9g, want %.9g", e, lr, lrs[e]);
+    }
+
+    /* ModelCheckpoint(save_best_only): strictly better; a missing monitor saves; initial_value_threshold */
+    kdh_model_checkpoint mc = {.on = true, .save_best_only = true, .filepath = "w_{epoch:02d}.safetensors"};
+    const double m[6] = {1, 0.8, 0.8, 0.9, 0.7, NAN};
+    const bool saves[6] = {true, true, false, false, true, true}, saves_t[6] = {false, false, false, false, true, true};
+    kdh_model_checkpoint_begin(&mc);
+    for (int e = 0; e < 6; e++) ck_assert_int_eq(kdh_model_checkpoint_epoch_end(&mc, m[e]), saves[e]);
+    mc.has_initial = true;
+    mc.initial_value_threshold = 0.75;
+    kdh_model_checkpoint_begin(&mc);
+    for (int e = 0; e < 6; e++) ck_assert_int_eq(kdh_model_checkpoint_epoch_end(&mc, m[e]), saves_t[e]);
+    char path[64];
+    kdh_model_checkpoint_path(&mc, 4, path, sizeof path);
+    ck_assert_str_eq(path, "w_05.safetensors");
+    mc.filepath = "run/{epoch}/w.safetensors";
+    kdh_model_checkpoint_path(&mc, 11, path, sizeof path);
+    ck_assert_str_eq(path, "run/12/w.safetensors");
+}
+END_TEST
+
+/* The weights of two safetensors files (the checkpoint's slots and metadata aside) are the same bits. */
+static bool same_weights(const char *a, const char *b)
+{
+    kdh_tensor_list la = read_st(a), lb = read_st(b);
+    bool same = true;
+    for (size_t i = 0; i < la.count; i++) {
+        const kdh_tensor *t = &la.items[i], *u = NULL;
+        for (size_t j = 0; j < lb.count; j++)
+            if (!strcmp(lb.items[j].name, t->name)) u = &lb.items[j];
+        if (!u) continue;   /* an optimizer slot of the checkpoint */
+        same &= u->nbytes == t->nbytes && !memcmp(u->data, t->data, t->nbytes);
+    }
+    kdh_list_free(&la);
+    kdh_list_free(&lb);
+    return same;
+}
+
+/* EarlyStopping stops at Keras' epoch and restore_best_weights gives the
+ * best epoch's weights: those ModelCheckpoint(save_best_only) saved on the
+ * same monitor, bit for bit, and not the last epoch's (the checkpoint). */
+START_TEST(callbacks_end_to_end)
+{
+    const char *dir = tu_tmpdir("callbacks");
+    make_classes(dir, 64);
+    char data[2048], text[4096], *out;
+    snprintf(data, sizeof data, "%s,%s", tu_path(dir, "x.npy"), tu_path(dir, "y.npy"));
+    const char *model = tu_path(dir, "m.kdsl"), *best = tu_path(dir, "best.safetensors");
+    const char *w = tu_path(dir, "w.safetensors"), *ck = tu_path(dir, "run.ckpt"), *h = tu_path(dir, "h.csv");
+    /* SGD at a rate that makes the loss jump about: the best epoch is not the last */
+    snprintf(text, sizeof text,
+             "model m {\n    input x: [8]\n    Dense(16, activation: relu)\n    output y = Dense(3)\n}\n"
+             "train m {\n    loss: CategoricalCrossentropy(from_logits: true)\n    optimizer: SGD(learning_rate: 3.0)\n"
+             "    callbacks: [EarlyStopping(monitor: \"loss\", patience: 100, restore_best_weights: true),\n"
+             "                ModelCheckpoint(\"%s\", monitor: \"loss\", save_best_only: true)]\n"
+             "    batch_size: 8\n    epochs: 6\n}\n", best);
+    FILE *f = fopen(model, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    int rc = tu_kdslc_run(&out, "train %s --data %s --save %s --checkpoint %s --history %s", model, data, w, ck, h);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    char *csv = tu_read(h, NULL);
+    double loss[6], lowest = INFINITY;
+    int rows = 0, best_epoch = -1;
+    for (char *line = strchr(csv, '\n'); line && line[1] && rows < 6; line = strchr(line + 1, '\n')) {
+        int epoch;
+        ck_assert_int_eq(sscanf(line + 1, "%d,%lf", &epoch, &loss[rows]), 2);
+        if (loss[rows] < lowest) lowest = loss[rows], best_epoch = rows;
+        rows++;
+    }
+    free(csv);
+    ck_assert_int_eq(rows, 6);
+    ck_assert_msg(best_epoch < 5, "the loss fell every epoch: the test needs a best epoch before the last");
+    ck_assert_msg(same_weights(w, best), "--save is not the best epoch's weights");
+    ck_assert_msg(!same_weights(w, ck), "--save holds the last epoch's weights");
+
+    /* patience 0 and a min_delta no epoch beats: Keras stops after the second epoch (the first never stops) */
+    snprintf(text, sizeof text,
+             "model m {\n    input x: [8]\n    output y = Dense(3)\n}\n"
+             "train m {\n    loss: CategoricalCrossentropy(from_logits: true)\n    optimizer: Adam()\n"
+             "    callbacks: [EarlyStopping(monitor: \"loss\", min_delta: 1000)]\n    epochs: 10\n}\n");
+    f = fopen(model, "w");
+    fputs(text, f);
+    fclose(f);
+    rc = tu_kdslc_run(&out, "train %s --data %s --history %s", model, data, h);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "Epoch 2/10");
+    ck_assert_msg(!strstr(out, "Epoch 3/10"), "%s", out);
+    free(out);
+    csv = tu_read(h, NULL);
+    ck_assert_msg(strstr(csv, "\n2,") && !strstr(csv, "\n3,"), "%s", csv);
+    free(csv);
+}
+END_TEST
+
 START_TEST(history_files)
 {
     const char *dir = tu_tmpdir("history");
@@ -1086,6 +1256,7 @@ int main(void)
     tcase_add_test(host, host_losses);
     tcase_add_test(host, host_toolbox_losses);
     tcase_add_test(host, host_metrics);
+    tcase_add_test(host, callbacks_fire_as_keras);
     tcase_add_test(host, driver_buffers_are_aligned);
     tcase_add_test(host, learning_rate_schedules);
     tcase_add_test(host, history_files);
@@ -1098,6 +1269,7 @@ int main(void)
     tcase_add_test(run, cosine_schedule_steps_mlp);
     tcase_add_test(run, evaluate_and_predict);
     tcase_add_test(run, metrics_end_to_end);
+    tcase_add_test(run, callbacks_end_to_end);
     tcase_add_test(run, kill_and_resume_is_bit_identical);
     tcase_add_test(run, threads_train_the_same_weights);
     tcase_add_test(run, nan_loss_stops_and_keeps_checkpoint);

@@ -69,6 +69,14 @@ static double *column(kdh_epoch_log *r, const kdh_history *h, int c)
     return val ? &r->val_metrics[i - 2] : &r->metrics[i - 2];
 }
 
+double kdh_epoch_log_value(const kdh_history *h, const kdh_epoch_log *row, const char *name)
+{
+    char buf[80];
+    for (int c = 0; c < ncolumns(h); c++)
+        if (!strcmp(column_name(h, c, buf), name)) return *column((kdh_epoch_log *)row, h, c);
+    return NAN;
+}
+
 void kdh_history_set_metrics(kdh_history *h, int n, const char *const *names)
 {
     if (n > KDH_MAX_METRICS) n = KDH_MAX_METRICS;

@@ -404,6 +404,8 @@ void kdh_predict(const kdh_model *m, const float *params, const float *x, int64_
 
 typedef struct fit_state {
     float *params, *opt, *xb, *yb, *out0;
+    float *best;           /* EarlyStopping's restore_best_weights: the best epoch's params */
+    double lr;             /* the initial learning rate, as ReduceLROnPlateau leaves it */
     void *arena;
     int64_t *order;
     kdh_ckpt_state ck;     /* epoch, step, seed, shuffle stream, history */
@@ -413,6 +415,7 @@ typedef struct fit_state {
 static void fit_free(fit_state *s)
 {
     free(s->params);
+    free(s->best);
     free(s->opt);
     free(s->xb);
     free(s->yb);
@@ -591,7 +594,7 @@ static int fit_epoch(const kdh_model *m, const kdh_dataset *d, const kdh_fit_opt
         int nb = (int)(n - b * bs < bs ? n - b * bs : bs);
         gather_batch(d, s->order + b * bs, nb, s->xb, s->yb);
         const float *ins[1] = {s->xb};
-        float lr = (float)kdh_learning_rate(&o->schedule, o->learning_rate, s->ck.step, (uint64_t)(o->epochs * steps));
+        float lr = (float)kdh_learning_rate(&o->schedule, s->lr, s->ck.step, (uint64_t)(o->epochs * steps));
         float l = m->fns.train_step(s->params, s->opt, ins, s->yb, nb, s->ck.step, lr, s->arena,
                                     m->accuracy || nm ? s->out0 : NULL);
         if (!isfinite(l)) {
@@ -628,6 +631,60 @@ out:
     return rc;
 }
 
+/* The callbacks after epoch e (0-based) whose logs are row (callbacks.h):
+ * ModelCheckpoint's save, EarlyStopping's verdict (*stop) and best weights,
+ * ReduceLROnPlateau's rate, in Keras' order (the callbacks in the order
+ * given, then the history). */
+static int run_callbacks(const kdh_model *m, kdh_callbacks *cb, fit_state *s, int e, const kdh_epoch_log *row,
+                         bool *stop, FILE *out, kdh_error *err)
+{
+    const kdh_history *h = &s->ck.history;
+    kdh_early_stopping *es = &cb->early_stopping;
+    kdh_reduce_lr *rl = &cb->reduce_lr;
+    kdh_model_checkpoint *mc = &cb->checkpoint;
+    if (es->on) {
+        bool keep = false;
+        double v = kdh_epoch_log_value(h, row, es->monitor);
+        if (isnan(v) && !es->warned) {
+            es->warned = true;
+            fprintf(stderr, "kdslc: warning: EarlyStopping monitors '%s', which epoch %d's logs do not have "
+                            "(validation runs every validation_freq epochs, with validation data)\n", es->monitor, e + 1);
+        }
+        *stop = kdh_early_stopping_epoch_end(es, e, v, &keep);
+        if (keep) {
+            if (!s->best && !(s->best = kdh_floats(m->params_size, "best weights", err))) return -1;
+            memcpy(s->best, s->params, (size_t)m->params_size * sizeof *s->params);
+        }
+        if (*stop && es->verbose > 0) fprintf(out, "Epoch %d: early stopping\n", e + 1);
+    }
+    if (rl->on) {
+        double v = kdh_epoch_log_value(h, row, rl->monitor);
+        if (isnan(v) && !rl->warned) {
+            rl->warned = true;
+            fprintf(stderr, "kdslc: warning: ReduceLROnPlateau monitors '%s', which epoch %d's logs do not have\n",
+                    rl->monitor, e + 1);
+        }
+        double next = kdh_reduce_lr_epoch_end(rl, v, s->lr);
+        if (next != s->lr && rl->verbose > 0)
+            fprintf(out, "Epoch %d: ReduceLROnPlateau reducing learning rate to %.9g.\n", e + 1, next);
+        s->lr = next;
+    }
+    if (mc->on) {
+        double v = kdh_epoch_log_value(h, row, mc->monitor);
+        if (isnan(v) && mc->save_best_only && !mc->warned) {
+            mc->warned = true;
+            fprintf(stderr, "kdslc: warning: ModelCheckpoint can save the best model only with %s available\n", mc->monitor);
+        }
+        if (kdh_model_checkpoint_epoch_end(mc, v)) {
+            char path[4096];
+            kdh_model_checkpoint_path(mc, e, path, sizeof path);
+            if (kdh_weights_save(path, m, s->params, err) != 0) return -1;
+            if (mc->verbose > 0) fprintf(out, "Epoch %d: saving model to %s\n", e + 1, path);
+        }
+    }
+    return 0;
+}
+
 /* fit's validation: output 0's loss, accuracy and metrics, as kdh_evaluate. */
 static int validate(const kdh_model *m, const float *params, const kdh_dataset *val, void *arena, kdh_epoch_log *row,
                     kdh_error *err)
@@ -651,6 +708,11 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
     if (fit_alloc(m, train, &s, err) != 0) goto done;
     if (fit_start(m, o, &s, err) != 0) goto done;
     s.first_epoch = s.ck.epoch;
+    s.lr = o->learning_rate;
+    kdh_callbacks cb = o->callbacks ? *o->callbacks : (kdh_callbacks){0};
+    kdh_early_stopping_begin(&cb.early_stopping);
+    kdh_reduce_lr_begin(&cb.reduce_lr);
+    kdh_model_checkpoint_begin(&cb.checkpoint);
     const char *names[KDH_MAX_METRICS];
     int nm = m->nmetrics < KDH_MAX_METRICS ? m->nmetrics : KDH_MAX_METRICS;
     for (int i = 0; i < nm; i++) names[i] = m->metrics[i].name;
@@ -685,8 +747,17 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
             goto done;
         }
         s.ck.epoch = e + 1;
+        bool stop = false;
+        if (run_callbacks(m, &cb, &s, e, &row, &stop, pg.out, err) != 0) goto done;
         if (o->checkpoint && kdh_checkpoint_save(o->checkpoint, m, s.params, s.opt, &s.ck, err) != 0) goto done;
         if (o->history && kdh_history_write(o->history, &s.ck.history, err) != 0) goto done;
+        if (stop) break;
+    }
+    /* EarlyStopping(restore_best_weights): the best epoch's weights, as Keras' on_train_end */
+    if (s.best) {
+        memcpy(s.params, s.best, (size_t)m->params_size * sizeof *s.params);
+        if (cb.early_stopping.verbose > 0)
+            fprintf(pg.out, "Restoring model weights from the end of the best epoch: %d.\n", cb.early_stopping.best_epoch + 1);
     }
     if (o->history && kdh_history_write(o->history, &s.ck.history, err) != 0) goto done;
     if (o->save && kdh_weights_save(o->save, m, s.params, err) != 0) goto done;

@@ -12,6 +12,7 @@
 #ifndef KDSL_TRAIN_H
 #define KDSL_TRAIN_H
 
+#include "callbacks.h"
 #include "losses.h"
 #include "metrics.h"
 #include "model_fns.h"
@@ -115,6 +116,7 @@ typedef struct kdh_fit_opts {
     const char *save;                  /* final weights */
     const char *checkpoint;            /* written after every epoch */
     const char *history;               /* .csv or .json */
+    const kdh_callbacks *callbacks;    /* NULL: none (callbacks.h) */
     FILE *out;                         /* progress (stdout) */
     int tty;                           /* -1: ask isatty(out); 0 plain lines; 1 Keras' bar */
     unsigned slow_step_ms;             /* tests: sleep this long after every step */
@@ -138,6 +140,11 @@ typedef struct kdh_epoch_log {
 
 /* An epoch's row with every figure NaN. */
 kdh_epoch_log kdh_epoch_log_empty(int epoch);
+
+struct kdh_history;
+/* The value of the log `name` in row (loss, accuracy, a metric of the
+ * history, val_ of each); NaN when the row has none. */
+double kdh_epoch_log_value(const struct kdh_history *h, const kdh_epoch_log *row, const char *name);
 
 typedef struct kdh_history {
     kdh_epoch_log *rows;
