@@ -22,6 +22,7 @@ void kd_run_options_init(kd_run_options *o)
 {
     memset(o, 0, sizeof *o);
     o->epochs = o->batch_size = o->threads = -1;
+    o->early_stopping = o->reduce_lr = -1;
     o->learning_rate = o->validation_split = NAN;
     o->seed = -1;
     o->tty = -1;
@@ -78,7 +79,7 @@ static int list_uses(const char *list, const char *what, bool output, char *buf,
  * them). The exit status, or 0. */
 static int check_paths(const kd_run_options *o)
 {
-    kdh_path_use uses[7 + 6 * KDH_MAX_IO];
+    kdh_path_use uses[8 + 6 * KDH_MAX_IO];
     char dbuf[8192], ibuf[8192], obuf[8192];
     int n = 0;
     uses[n++] = (kdh_path_use){o->file, "the model source", false, 0};
@@ -89,6 +90,7 @@ static int check_paths(const kd_run_options *o)
     uses[n++] = (kdh_path_use){o->save, "--save", true, SAME_WEIGHTS};
     uses[n++] = (kdh_path_use){o->checkpoint, "--checkpoint", true, SAME_RUN};
     uses[n++] = (kdh_path_use){o->history, "--history", true, 0};
+    uses[n++] = (kdh_path_use){o->save_best, "--save-best", true, SAME_WEIGHTS};
     n += list_uses(o->output, "-o", true, obuf, sizeof obuf, uses + n);
     if (!strcmp(o->file, "-")) uses[0].path = NULL;
     kdh_error err;
@@ -175,6 +177,28 @@ static int apply_compile_flags(kd_model *m, const kd_run_options *o, bool need_o
         if (c->optimizer != opt->kind) kd_optimizer_defaults(c, opt);
     }
     return 0;
+}
+
+/* --early-stopping, --reduce-lr-on-plateau, --save-best: Keras' callbacks at
+ * their defaults on val_loss (loss when the run has no validation data),
+ * in place of the train block's of the same kind. */
+static void callback_flags(kd_train_config *c, const kd_run_options *o, bool has_val)
+{
+    const char *monitor = has_val ? "val_loss" : "loss";
+    kdh_callbacks *cb = &c->callbacks;
+    if (o->early_stopping >= 0) {
+        cb->early_stopping = (kdh_early_stopping){.on = true, .patience = o->early_stopping,
+                                                  .restore_best_weights = o->restore_best_weights};
+        snprintf(cb->early_stopping.monitor, KDH_MONITOR_MAX, "%s", monitor);
+    }
+    if (o->reduce_lr >= 0) {
+        cb->reduce_lr = (kdh_reduce_lr){.on = true, .factor = 0.1, .patience = o->reduce_lr, .min_delta = 1e-4};
+        snprintf(cb->reduce_lr.monitor, KDH_MONITOR_MAX, "%s", monitor);
+    }
+    if (o->save_best) {
+        cb->checkpoint = (kdh_model_checkpoint){.on = true, .filepath = o->save_best, .save_best_only = true};
+        snprintf(cb->checkpoint.monitor, KDH_MONITOR_MAX, "%s", monitor);
+    }
 }
 
 /* ---- the model's entry points ---------------------------------------------------------- */
@@ -459,6 +483,13 @@ int kd_run_train(const kd_run_options *o)
         rc = 2;
         goto done;
     }
+    if ((o->reduce_lr >= 0 && c->schedule.kind != SCHEDULE_CONSTANT) || (o->restore_best_weights && o->early_stopping < 0)) {
+        fail("%s", o->reduce_lr >= 0 && c->schedule.kind != SCHEDULE_CONSTANT
+                       ? "--reduce-lr-on-plateau sets the learning rate, which the train block's schedule computes"
+                       : "--restore-best-weights goes with --early-stopping N");
+        rc = 2;
+        goto done;
+    }
     /* A resumed run takes the checkpoint's seed (init, shuffles, dropout) and batch size. */
     if (o->resume) {
         kdh_error err;
@@ -490,6 +521,7 @@ int kd_run_train(const kd_run_options *o)
     kdh_data_want w;
     data_want(km, o, &w);
     if ((rc = load_fit_data(o, &w, split, &train, &val, &has_val)) != 0) goto done;
+    callback_flags(c, o, has_val);
 
     /* The code and every buffer for the largest batch a step can take: no
      * more than the data holds (--batch-size 1048576 on 4 samples allocates

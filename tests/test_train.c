@@ -551,6 +551,10 @@ START_TEST(bad_flags)
     ck_assert_fails(2, "did you mean 'adam'", "train %s --optimizer adamm", fx);
     ck_assert_fails(2, "unknown loss 'squared_hinge'", "train %s --loss squared_hinge", fx);
     ck_assert_fails(2, "give one of them", "train %s --weights a --resume b", fx);
+    ck_assert_fails(2, "--restore-best-weights goes with --early-stopping N", "train %s --restore-best-weights", fx);
+    ck_assert_fails(2, "which the train block's schedule computes", "train %s --reduce-lr-on-plateau 3",
+                    tu_src("tests/fixtures/sgd_mlp_cosine.kdsl"));
+    ck_assert_fails(2, "'--early-stopping' wants a whole number", "train %s --early-stopping -1", fx);
     /* no train block: --loss and --optimizer are needed */
     ck_assert_fails(2, "--loss and --optimizer", "train %s", tu_src("samples/tiny_mlp.kdsl"));
     ck_assert_fails(2, "did you mean 'train'", "trian %s", fx);
@@ -1214,6 +1218,14 @@ START_TEST(callbacks_end_to_end)
     csv = tu_read(h, NULL);
     ck_assert_msg(strstr(csv, "\n2,") && !strstr(csv, "\n3,"), "%s", csv);
     free(csv);
+
+    /* the flags, in the train block's callback's place: the restored weights are those --save-best kept */
+    const char *sb = tu_path(dir, "save_best.safetensors");
+    rc = tu_kdslc_run(&out, "train %s --data %s --epochs 4 --early-stopping 0 --restore-best-weights --save-best %s --save %s",
+                      model, data, sb, w);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    ck_assert_msg(same_weights(w, sb), "--save is not --save-best's weights");
 }
 END_TEST
 
