@@ -691,6 +691,65 @@ START_TEST(progress_tty_and_plain)
 }
 END_TEST
 
+/* Metrics after accuracy, in the bar and the epoch's line, val_ for validation; NaN not shown. */
+START_TEST(progress_shows_metrics)
+{
+    FILE *f = tmpfile();
+    kdh_progress p;
+    kdh_progress_init(&p, f, 1);
+    const char *names[2] = {"auc", "mae"};
+    kdh_progress_set_metrics(&p, 2, names);
+    kdh_progress_epoch_begin(&p, 1, 2, 10);
+    kdh_progress_step_metrics(&p, 10, 0.5, 0.75, (double[]){0.8125, 0.25});
+    kdh_progress_epoch_end_metrics(&p, 0.5, 0.75, (double[]){0.8125, 0.25}, 0.625, NAN, (double[]){0.5, NAN}, 1, 1, 100);
+    long n = ftell(f);
+    rewind(f);
+    char buf[4096] = {0};
+    ck_assert_int_eq(fread(buf, 1, (size_t)n, f), n);
+    fclose(f);
+    ck_assert_has(buf, " - ETA: 0s - loss: 0.5000 - accuracy: 0.7500 - auc: 0.8125 - mae: 0.2500");
+    ck_assert_has(buf, " - loss: 0.5000 - accuracy: 0.7500 - auc: 0.8125 - mae: 0.2500 - val_loss: 0.6250 - val_auc: 0.5000 - 100 samples/s\n");
+}
+END_TEST
+
+/* The history's metric columns: CSV and JSON under Keras' names, back from a
+ * checkpoint's JSON by name, and moved by name when the metrics change. */
+START_TEST(history_metric_columns)
+{
+    const char *dir = tu_tmpdir("history_metrics");
+    kdh_history h = {0};
+    const char *names[2] = {"auc", "top3"};
+    kdh_history_set_metrics(&h, 2, names);
+    kdh_epoch_log r = kdh_epoch_log_empty(1);
+    r.loss = 0.5, r.metrics[0] = 0.75, r.metrics[1] = 1, r.val_loss = 0.25, r.val_metrics[1] = 0.5;
+    ck_assert_int_eq(kdh_history_add(&h, &r), 0);
+    kdh_error err;
+    ck_assert_int_eq(kdh_history_write(tu_path(dir, "h.csv"), &h, &err), 0);
+    char *csv = tu_read(tu_path(dir, "h.csv"), NULL);
+    ck_assert_str_eq(csv, "epoch,loss,accuracy,auc,top3,val_loss,val_accuracy,val_auc,val_top3\n1,0.5,,0.75,1,0.25,,,0.5\n");
+    free(csv);
+    ck_assert_double_eq(kdh_epoch_log_value(&h, &h.rows[0], "val_top3"), 0.5);
+    ck_assert(isnan(kdh_epoch_log_value(&h, &h.rows[0], "val_auc")));
+    ck_assert(isnan(kdh_epoch_log_value(&h, &h.rows[0], "precision")));
+    char *s = kdh_history_to_json(&h);
+    kdh_history back;
+    ck_assert_int_eq(kdh_history_from_json(s, &back, "ckpt", &err), 0);
+    free(s);
+    ck_assert_int_eq(back.nmetrics, 2);
+    ck_assert_str_eq(back.metric_names[1], "top3");
+    ck_assert_double_eq(back.rows[0].metrics[0], 0.75);
+    ck_assert_double_eq(back.rows[0].val_metrics[1], 0.5);
+    /* resumed with the metrics [top3, precision]: top3 moves, precision is new (empty) */
+    const char *now[2] = {"top3", "precision"};
+    kdh_history_set_metrics(&back, 2, now);
+    ck_assert_double_eq(back.rows[0].metrics[0], 1);
+    ck_assert_double_eq(back.rows[0].val_metrics[0], 0.5);
+    ck_assert(isnan(back.rows[0].metrics[1]));
+    kdh_history_free(&back);
+    kdh_history_free(&h);
+}
+END_TEST
+
 static kdh_data_want want_784(kdh_label_kind labels, int64_t k)
 {
     kdh_data_want w = {.model = "m", .input_name = "x", .input_rank = 3, .input_shape = {28, 28, 1},
@@ -1264,6 +1323,8 @@ int main(void)
     Suite *s = suite_create("train");
     TCase *host = tcase_create("host");
     tcase_add_test(host, progress_tty_and_plain);
+    tcase_add_test(host, progress_shows_metrics);
+    tcase_add_test(host, history_metric_columns);
     tcase_add_test(host, dataset_scaling_labels_split);
     tcase_add_test(host, host_losses);
     tcase_add_test(host, host_toolbox_losses);
