@@ -94,18 +94,19 @@ static int words(kd_arena *a, const char *list, const char **out, int max)
     return n;
 }
 
-/* Binds the arguments of call e to keys (Keras' positional order, then
- * keyword): at[k] is argument k's key, or -1 after its error was reported.
- * `name:` is taken by every constructor (at[k] = -2 when it is not a key). */
-static void bind_args(sema *S, const ast_expr *e, const char *const *keys, int nkeys, int *at)
+/* Binds the arguments of call e to keys (Keras' positional order, the
+ * first npos of them by position, then any by keyword): at[k] is argument
+ * k's key, or -1 after its error was reported. `name:` is taken by every
+ * constructor (at[k] = -2 when it is not a key). */
+static void bind_args(sema *S, const ast_expr *e, const char *const *keys, int nkeys, int npos, int *at)
 {
     bool seen[32] = {false};
     for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++) {
         const ast_arg *a = &e->args[k];
         at[k] = -1;
         if (!a->key) {
-            if (k < nkeys) at[k] = k;
-            else sema_error(S, a->loc, "%s takes at most %d positional arguments", e->name, nkeys);
+            if (k < npos) at[k] = k;
+            else sema_error(S, a->loc, "%s takes at most %d positional arguments", e->name, npos);
         }
         for (int j = 0; a->key && j < nkeys; j++)
             if (!strcmp(a->key, keys[j])) at[k] = j;
@@ -182,7 +183,7 @@ static void parse_loss(sema *S, kd_train_config *c, const ast_expr *e)
                        "labels with CategoricalCrossentropy(label_smoothing: ...)", name);
             return;
         }
-    bind_args(S, e, keys, nkeys, at);
+    bind_args(S, e, keys, nkeys, nkeys, at);
     for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++) {
         if (at[k] < 0) continue;
         const char *key = keys[at[k]];
@@ -248,9 +249,9 @@ static void parse_optimizer(sema *S, kd_train_config *c, const ast_expr *e)
         return;
     }
     int at[64], clips = 0;
-    bind_args(S, e, keys, nkeys - 1, at);   /* lr is not positional */
+    bind_args(S, e, keys, nkeys, nkeys - 1, at);   /* lr: not by position */
     for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++) {
-        if (at[k] == -1 && e->args[k].key && !strcmp(e->args[k].key, "lr")) at[k] = 0;
+        if (at[k] == nkeys - 1) at[k] = 0;
         if (at[k] < 0) continue;
         const char *key = keys[at[k]];
         const ast_expr *v = e->args[k].value;
@@ -276,7 +277,6 @@ static void parse_optimizer(sema *S, kd_train_config *c, const ast_expr *e)
                 sema_error(S, e->args[k].loc, "%s: only one of clipnorm, clipvalue and global_clipnorm can be set", name);
         }
     }
-    if (c->momentum == 0 && c->nesterov && c->optimizer == OPT_SGD) { /* Keras allows it; it is plain SGD */ }
 }
 
 /* metrics: accuracy, or a row of KDH_METRIC_LIST with its arguments. */
@@ -327,7 +327,7 @@ static void parse_metric(sema *S, kd_train_config *c, const ast_expr *it)
         return;
     }
     int at[64];
-    bind_args(S, it, keys, nkeys, at);
+    bind_args(S, it, keys, nkeys, nkeys, at);
     for (int k = 0; it->kind == EXPR_CALL && k < it->nargs; k++) {
         const ast_expr *v = it->args[k].value;
         const char *key = at[k] == -2 ? "name" : at[k] >= 0 ? keys[at[k]] : NULL;
@@ -422,7 +422,7 @@ static void parse_callback(sema *S, kd_train_config *c, const ast_expr *e)
         sema_error(S, e->loc, "%s: too many arguments", name);
         return;
     }
-    bind_args(S, e, keys, 8, at);
+    bind_args(S, e, keys, 8, 8, at);
     const char *monitor = "val_loss", *mode = "auto";
     kd_loc monitor_loc = e->loc, mode_loc = e->loc;
     bool have_path = false;

@@ -461,6 +461,12 @@ START_TEST(train_block_toolbox)
     ck_assert_double_eq(t->epsilon, 1e-6);
     ck_assert(t->centered);
     done(&c);
+    snprintf(src, sizeof src, "%s    loss: mse\n    optimizer: SGD(lr: 0.5, momentum: 0.25)\n}\n", head);   /* Keras 2's lr */
+    check_text(&c, src, NULL);
+    ASSERT_OK(&c);
+    ck_assert_double_eq(c.s.model->config.learning_rate, 0.5);
+    ck_assert_double_eq(c.s.model->config.momentum, 0.25);
+    done(&c);
     snprintf(src, sizeof src, "%s    loss: poisson\n    optimizer: Adagrad(0.1, 0.5)\n}\n", head);
     check_text(&c, src, NULL);
     ASSERT_OK(&c);
