@@ -256,10 +256,8 @@ static void parse_optimizer(sema *S, kd_train_config *c, const ast_expr *e)
         const char *key = keys[at[k]];
         const ast_expr *v = e->args[k].value;
         if (!strcmp(key, "learning_rate") && is_schedule(v)) parse_schedule(S, c, v);
-        else if (!strcmp(key, "learning_rate")) {
-            if (number_of(S, v, &c->learning_rate, key) && !(c->learning_rate > 0))
-                sema_error(S, v->loc, "learning_rate must be positive");
-        } else if (!strcmp(key, "momentum")) number_in(S, v, &c->momentum, key, 0, false, 1, true);
+        else if (!strcmp(key, "learning_rate")) number_of(S, v, &c->learning_rate, key);
+        else if (!strcmp(key, "momentum")) number_in(S, v, &c->momentum, key, 0, false, 1, true);
         else if (!strcmp(key, "nesterov")) bool_of(S, v, &c->nesterov, key);
         else if (!strcmp(key, "amsgrad")) bool_of(S, v, &c->amsgrad, key);
         else if (!strcmp(key, "centered")) bool_of(S, v, &c->centered, key);
@@ -277,6 +275,7 @@ static void parse_optimizer(sema *S, kd_train_config *c, const ast_expr *e)
                 sema_error(S, e->args[k].loc, "%s: only one of clipnorm, clipvalue and global_clipnorm can be set", name);
         }
     }
+    if (!(c->learning_rate > 0)) sema_error(S, e->loc, "learning_rate must be positive");
 }
 
 /* metrics: accuracy, or a row of KDH_METRIC_LIST with its arguments. */
