@@ -874,6 +874,60 @@ START_TEST(toolbox_loss_values)
 }
 END_TEST
 
+/* The losses against TensorFlow.js (float32): tests/fixtures/tfjs_losses.txt,
+ * made by tests/fixtures/make_tfjs_losses.js from these arrays. */
+static const double TF_P[12] = {0.7, 0.2, 0.1, 0.05, 0.9, 0.05, 0.3, 0.3, 0.4, 0.15, 0.25, 0.6};
+static const double TF_Z[12] = {1.5, -0.3, 0.2, -1, 2, 0.5, 0.1, 0.1, -2, 3, -0.5, 1};
+static const double TF_ONEHOT[12] = {1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1};
+static const double TF_SOFT[12] = {0.6, 0.3, 0.1, 0.2, 0.5, 0.3, 0.1, 0.1, 0.8, 0.3, 0.3, 0.4};
+static const double TF_REG[12] = {0.5, -1.2, 2, 0.1, 0.4, -0.3, 1.5, 0, 0.2, -2, 1, 0.7};
+static const double TF_PM[12] = {1, -1, 1, -1, -1, 1, 1, 1, -1, -1, 1, 1};
+
+static double fixture_value(const char *text, const char *name)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%s ", name);
+    for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+        if (!strncmp(line, key, strlen(key))) return strtod(line + strlen(key), NULL);
+    ck_abort_msg("no '%s' in the fixture", name);
+    return NAN;
+}
+
+START_TEST(losses_match_tfjs)
+{
+    static const struct {
+        const char *name;
+        kd_loss_kind loss;
+        bool logits;
+        double smoothing, delta;
+        const double *y, *t;
+    } cases[] = {
+        {"mae", LOSS_MAE, false, 0, 1, TF_Z, TF_REG},
+        {"huber_1", LOSS_HUBER, false, 0, 1, TF_Z, TF_REG},
+        {"huber_0.5", LOSS_HUBER, false, 0, 0.5, TF_Z, TF_REG},
+        {"log_cosh", LOSS_LOG_COSH, false, 0, 1, TF_Z, TF_REG},
+        {"kld", LOSS_KLD, false, 0, 1, TF_P, TF_SOFT},
+        {"msle", LOSS_MSLE, false, 0, 1, TF_P, TF_SOFT},
+        {"hinge_pm1", LOSS_HINGE, false, 0, 1, TF_Z, TF_PM},
+        {"categorical_hinge", LOSS_CATEGORICAL_HINGE, false, 0, 1, TF_Z, TF_ONEHOT},
+        {"poisson", LOSS_POISSON, false, 0, 1, TF_P, TF_SOFT},
+        {"cosine_similarity", LOSS_COSINE_SIMILARITY, false, 0, 1, TF_Z, TF_REG},
+        {"cce_logits_ls0.2", LOSS_CATEGORICAL_XENT, true, 0.2, 1, TF_Z, TF_ONEHOT},
+        {"bce_logits_ls0.3", LOSS_BINARY_XENT, true, 0.3, 1, TF_Z, TF_ONEHOT},
+    };
+    char *text = tu_read(tu_src("tests/fixtures/tfjs_losses.txt"), NULL);
+    ck_assert_ptr_nonnull(text);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kd_train_config cfg = {.loss = cases[i].loss, .from_logits = cases[i].logits,
+                               .label_smoothing = cases[i].smoothing, .delta = cases[i].delta};
+        double got = loss_value_cfg(&cfg, cases[i].y, cases[i].t, 4, 3), want = fixture_value(text, cases[i].name);
+        ck_assert_msg(fabs(got - want) <= 2e-6 * fmax(1, fabs(want)), "%s: %.9g, TensorFlow.js %.9g", cases[i].name, got,
+                      want);
+    }
+    free(text);
+}
+END_TEST
+
 /* ---- from KDSL source ---------------------------------------------------- */
 
 /* A model checked by sema, its variables and feeds, run by the interpreter. */
@@ -1209,6 +1263,7 @@ static Suite *autodiff_suite(void)
     tcase_add_test(t, no_train_block);
     tcase_add_test(t, loss_values);
     tcase_add_test(t, toolbox_loss_values);
+    tcase_add_test(t, losses_match_tfjs);
     suite_add_tcase(s, t);
     t = tcase_create("source");
     tcase_add_test(t, source_mlp_bn_dropout);

@@ -1288,6 +1288,54 @@ START_TEST(callbacks_end_to_end)
 }
 END_TEST
 
+/* The host's losses (evaluate, validation) against the TensorFlow.js
+ * fixture the compiled graph is checked against (tests/test_autodiff.c). */
+START_TEST(host_losses_match_tfjs)
+{
+    static const float P[12] = {0.7f, 0.2f, 0.1f, 0.05f, 0.9f, 0.05f, 0.3f, 0.3f, 0.4f, 0.15f, 0.25f, 0.6f};
+    static const float Z[12] = {1.5f, -0.3f, 0.2f, -1, 2, 0.5f, 0.1f, 0.1f, -2, 3, -0.5f, 1};
+    static const float ONEHOT[12] = {1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1};
+    static const float SOFT[12] = {0.6f, 0.3f, 0.1f, 0.2f, 0.5f, 0.3f, 0.1f, 0.1f, 0.8f, 0.3f, 0.3f, 0.4f};
+    static const float REG[12] = {0.5f, -1.2f, 2, 0.1f, 0.4f, -0.3f, 1.5f, 0, 0.2f, -2, 1, 0.7f};
+    static const float PM[12] = {1, -1, 1, -1, -1, 1, 1, 1, -1, -1, 1, 1};
+    static const struct {
+        const char *name;
+        kdh_loss_kind loss;
+        bool logits;
+        double smoothing, delta;
+        const float *y, *t;
+    } cases[] = {
+        {"mae", KDH_LOSS_MAE, false, 0, 1, Z, REG},
+        {"huber_0.5", KDH_LOSS_HUBER, false, 0, 0.5, Z, REG},
+        {"log_cosh", KDH_LOSS_LOG_COSH, false, 0, 1, Z, REG},
+        {"kld", KDH_LOSS_KLD, false, 0, 1, P, SOFT},
+        {"msle", KDH_LOSS_MSLE, false, 0, 1, P, SOFT},
+        {"hinge_pm1", KDH_LOSS_HINGE, false, 0, 1, Z, PM},
+        {"categorical_hinge", KDH_LOSS_CATEGORICAL_HINGE, false, 0, 1, Z, ONEHOT},
+        {"poisson", KDH_LOSS_POISSON, false, 0, 1, P, SOFT},
+        {"cosine_similarity", KDH_LOSS_COSINE_SIMILARITY, false, 0, 1, Z, REG},
+        {"cce_logits_ls0.2", KDH_LOSS_CATEGORICAL_XENT, true, 0.2, 1, Z, ONEHOT},
+        {"bce_logits_ls0.3", KDH_LOSS_BINARY_XENT, true, 0.3, 1, Z, ONEHOT},
+    };
+    char *text = tu_read(tu_src("tests/fixtures/tfjs_losses.txt"), NULL);
+    ck_assert_ptr_nonnull(text);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kdh_model m = {.output_elems = 3, .output_rank = 1, .output_shape = {3}, .loss = cases[i].loss,
+                       .from_logits = cases[i].logits, .label_smoothing = cases[i].smoothing, .delta = cases[i].delta};
+        double got = 0;
+        for (int r = 0; r < 4; r++) got += kdh_sample_loss(&m, cases[i].y + 3 * r, cases[i].t + 3 * r) / 4;
+        char key[64];
+        snprintf(key, sizeof key, "%s ", cases[i].name);
+        const char *at = strstr(text, key);
+        ck_assert_msg(at != NULL, "no '%s' in the fixture", cases[i].name);
+        double want = strtod(at + strlen(key), NULL);
+        ck_assert_msg(fabs(got - want) <= 2e-6 * fmax(1, fabs(want)), "%s: %.9g, TensorFlow.js %.9g", cases[i].name, got,
+                      want);
+    }
+    free(text);
+}
+END_TEST
+
 START_TEST(history_files)
 {
     const char *dir = tu_tmpdir("history");
@@ -1328,6 +1376,7 @@ int main(void)
     tcase_add_test(host, dataset_scaling_labels_split);
     tcase_add_test(host, host_losses);
     tcase_add_test(host, host_toolbox_losses);
+    tcase_add_test(host, host_losses_match_tfjs);
     tcase_add_test(host, host_metrics);
     tcase_add_test(host, callbacks_fire_as_keras);
     tcase_add_test(host, driver_buffers_are_aligned);
