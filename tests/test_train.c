@@ -1336,6 +1336,42 @@ START_TEST(host_losses_match_tfjs)
 }
 END_TEST
 
+/* A run with callbacks stopped after epoch 2 and resumed ends as the run
+ * never stopped: ReduceLROnPlateau's lowered rate, the counters and the best
+ * weights of restore_best_weights travel in the checkpoint. */
+START_TEST(callbacks_resume_is_bit_identical)
+{
+    const char *dir = tu_tmpdir("callbacks_resume");
+    make_classes(dir, 48);
+    char data[2048], text[2048], *out;
+    snprintf(data, sizeof data, "%s,%s", tu_path(dir, "x.npy"), tu_path(dir, "y.npy"));
+    const char *model = tu_path(dir, "m.kdsl");
+    snprintf(text, sizeof text,
+             "model m {\n    input x: [8]\n    Dense(8, activation: tanh)\n    output y = Dense(3)\n}\n"
+             "train m {\n    loss: CategoricalCrossentropy(from_logits: true)\n    optimizer: SGD(learning_rate: 2.0)\n"
+             "    callbacks: [EarlyStopping(monitor: \"loss\", patience: 50, restore_best_weights: true),\n"
+             "                ReduceLROnPlateau(monitor: \"loss\", factor: 0.5, patience: 0, min_delta: 100)]\n"
+             "    batch_size: 8\n    epochs: 5\n}\n");
+    FILE *f = fopen(model, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    const char *a = tu_path(dir, "a.safetensors"), *b = tu_path(dir, "b.safetensors"), *ck = tu_path(dir, "c.ckpt");
+    const char *ha = tu_path(dir, "ha.csv"), *hb = tu_path(dir, "hb.csv");
+    int rc = tu_kdslc_run(&out, "train %s --data %s --save %s --history %s", model, data, a, ha);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    rc = tu_kdslc_run(&out, "train %s --data %s --epochs 2 --checkpoint %s", model, data, ck);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    rc = tu_kdslc_run(&out, "train %s --data %s --resume %s --save %s --history %s", model, data, ck, b, hb);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    ck_assert_msg(same_file(ha, hb), "the resumed run's history differs");
+    ck_assert_msg(same_weights(a, b), "the resumed run's weights differ");
+}
+END_TEST
+
 START_TEST(history_files)
 {
     const char *dir = tu_tmpdir("history");
@@ -1392,6 +1428,7 @@ int main(void)
     tcase_add_test(run, evaluate_and_predict);
     tcase_add_test(run, metrics_end_to_end);
     tcase_add_test(run, callbacks_end_to_end);
+    tcase_add_test(run, callbacks_resume_is_bit_identical);
     tcase_add_test(run, kill_and_resume_is_bit_identical);
     tcase_add_test(run, threads_train_the_same_weights);
     tcase_add_test(run, nan_loss_stops_and_keeps_checkpoint);

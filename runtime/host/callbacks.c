@@ -110,3 +110,25 @@ void kdh_model_checkpoint_path(const kdh_model_checkpoint *c, int epoch, char *b
     }
     buf[n < size ? n : size - 1] = 0;
 }
+
+void kdh_callbacks_state_format(const kdh_callbacks *cb, double lr, char *buf, size_t size)
+{
+    const kdh_early_stopping *es = &cb->early_stopping;
+    const kdh_reduce_lr *rl = &cb->reduce_lr;
+    snprintf(buf, size, "lr %.17g es %d %d %d %.17g %d rl %d %d %.17g mc %.17g", lr, es->wait, es->stopped_epoch,
+             es->best_epoch, es->best, es->have_best_weights, rl->wait, rl->cooldown_counter, rl->best,
+             cb->checkpoint.best);
+}
+
+int kdh_callbacks_state_parse(const char *text, kdh_callbacks *cb, double *lr)
+{
+    kdh_early_stopping *es = &cb->early_stopping;
+    kdh_reduce_lr *rl = &cb->reduce_lr;
+    int have = 0, n = 0;
+    if (sscanf(text, "lr %lg es %d %d %d %lg %d rl %d %d %lg mc %lg%n", lr, &es->wait, &es->stopped_epoch,
+               &es->best_epoch, &es->best, &have, &rl->wait, &rl->cooldown_counter, &rl->best, &cb->checkpoint.best,
+               &n) != 10 || text[n] || !(*lr > 0))
+        return -1;
+    es->have_best_weights = have != 0;
+    return 0;
+}

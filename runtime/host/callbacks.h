@@ -100,4 +100,11 @@ bool kdh_model_checkpoint_epoch_end(kdh_model_checkpoint *c, double current);
 /* The path for epoch (0-based): {epoch} and {epoch:0Nd} replaced by epoch + 1. */
 void kdh_model_checkpoint_path(const kdh_model_checkpoint *c, int epoch, char *buf, size_t size);
 
+/* What a --resume needs to go on as if never stopped: the learning rate
+ * ReduceLROnPlateau left and every callback's counters, as one line of
+ * text (a checkpoint's "kdsl.callbacks"); parse gives -1 for a line it does
+ * not read. The best weights of restore_best_weights are tensors of their own. */
+void kdh_callbacks_state_format(const kdh_callbacks *cb, double lr, char *buf, size_t size);
+int kdh_callbacks_state_parse(const char *text, kdh_callbacks *cb, double *lr);
+
 #endif

@@ -685,6 +685,32 @@ static int run_callbacks(const kdh_model *m, kdh_callbacks *cb, fit_state *s, in
     return 0;
 }
 
+/* A resumed run's callbacks as the checkpoint left them: their counters,
+ * ReduceLROnPlateau's learning rate (when it is on), restore_best_weights'
+ * best weights, so that the run goes on as one never stopped. */
+static int resume_callbacks(const kdh_model *m, const kdh_fit_opts *o, kdh_callbacks *cb, fit_state *s, kdh_error *err)
+{
+    kdh_callbacks saved = *cb;
+    double lr = s->lr;
+    if (kdh_callbacks_state_parse(s->ck.callbacks, &saved, &lr) != 0)
+        return kdh__err(err, "%s: checkpoint's \"kdsl.callbacks\" is not valid: \"%.80s\"", o->resume, s->ck.callbacks);
+    if (cb->early_stopping.on) {
+        bool restore = cb->early_stopping.restore_best_weights;
+        cb->early_stopping = saved.early_stopping;
+        cb->early_stopping.have_best_weights &= restore;
+        if (cb->early_stopping.have_best_weights) {
+            if (!(s->best = kdh_floats(m->params_size, "best weights", err))) return -1;
+            if (kdh_checkpoint_load_best(o->resume, m, s->best, err) != 0) return -1;
+        }
+    }
+    if (cb->reduce_lr.on) {
+        cb->reduce_lr = saved.reduce_lr;
+        s->lr = lr;
+    }
+    if (cb->checkpoint.on) cb->checkpoint = saved.checkpoint;
+    return 0;
+}
+
 /* fit's validation: output 0's loss, accuracy and metrics, as kdh_evaluate. */
 static int validate(const kdh_model *m, const float *params, const kdh_dataset *val, void *arena, kdh_epoch_log *row,
                     kdh_error *err)
@@ -713,6 +739,7 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
     kdh_early_stopping_begin(&cb.early_stopping);
     kdh_reduce_lr_begin(&cb.reduce_lr);
     kdh_model_checkpoint_begin(&cb.checkpoint);
+    if (o->resume && s.ck.callbacks[0] && resume_callbacks(m, o, &cb, &s, err) != 0) goto done;
     const char *names[KDH_MAX_METRICS];
     int nm = m->nmetrics < KDH_MAX_METRICS ? m->nmetrics : KDH_MAX_METRICS;
     for (int i = 0; i < nm; i++) names[i] = m->metrics[i].name;
@@ -749,6 +776,9 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
         s.ck.epoch = e + 1;
         bool stop = false;
         if (run_callbacks(m, &cb, &s, e, &row, &stop, pg.out, err) != 0) goto done;
+        if (cb.early_stopping.on || cb.reduce_lr.on || cb.checkpoint.on)
+            kdh_callbacks_state_format(&cb, s.lr, s.ck.callbacks, sizeof s.ck.callbacks);
+        s.ck.best = s.best;
         if (o->checkpoint && kdh_checkpoint_save(o->checkpoint, m, s.params, s.opt, &s.ck, err) != 0) goto done;
         if (o->history && kdh_history_write(o->history, &s.ck.history, err) != 0) goto done;
         if (stop) break;
