@@ -702,6 +702,8 @@ START_TEST(progress_shows_metrics)
     kdh_progress_epoch_begin(&p, 1, 2, 10);
     kdh_progress_step_metrics(&p, 10, 0.5, 0.75, (double[]){0.8125, 0.25});
     kdh_progress_epoch_end_metrics(&p, 0.5, 0.75, (double[]){0.8125, 0.25}, 0.625, NAN, (double[]){0.5, NAN}, 1, 1, 100);
+    p.learning_rate = 1e-4;   /* ReduceLROnPlateau's, in Keras' format below 1e-3 */
+    kdh_progress_epoch_end_metrics(&p, 0.5, 0.75, NULL, NAN, NAN, NULL, 1, 1, 100);
     long n = ftell(f);
     rewind(f);
     char buf[4096] = {0};
@@ -709,6 +711,7 @@ START_TEST(progress_shows_metrics)
     fclose(f);
     ck_assert_has(buf, " - ETA: 0s - loss: 0.5000 - accuracy: 0.7500 - auc: 0.8125 - mae: 0.2500");
     ck_assert_has(buf, " - loss: 0.5000 - accuracy: 0.7500 - auc: 0.8125 - mae: 0.2500 - val_loss: 0.6250 - val_auc: 0.5000 - 100 samples/s\n");
+    ck_assert_has(buf, " - loss: 0.5000 - accuracy: 0.7500 - learning_rate: 1.0000e-04 - 100 samples/s\n");
 }
 END_TEST
 
@@ -745,6 +748,22 @@ START_TEST(history_metric_columns)
     ck_assert_double_eq(back.rows[0].metrics[0], 1);
     ck_assert_double_eq(back.rows[0].val_metrics[0], 0.5);
     ck_assert(isnan(back.rows[0].metrics[1]));
+    /* ReduceLROnPlateau's learning_rate: the last column, back from JSON */
+    h.has_learning_rate = true;
+    h.rows[0].learning_rate = 0.0125;
+    ck_assert_int_eq(kdh_history_write(tu_path(dir, "h2.csv"), &h, &err), 0);
+    csv = tu_read(tu_path(dir, "h2.csv"), NULL);
+    ck_assert_str_eq(csv, "epoch,loss,accuracy,auc,top3,val_loss,val_accuracy,val_auc,val_top3,learning_rate\n"
+                          "1,0.5,,0.75,1,0.25,,,0.5,0.0125\n");
+    free(csv);
+    s = kdh_history_to_json(&h);
+    kdh_history lr;
+    ck_assert_int_eq(kdh_history_from_json(s, &lr, "ckpt", &err), 0);
+    free(s);
+    ck_assert(lr.has_learning_rate);
+    ck_assert_int_eq(lr.nmetrics, 2);
+    ck_assert_double_eq(lr.rows[0].learning_rate, 0.0125);
+    kdh_history_free(&lr);
     kdh_history_free(&back);
     kdh_history_free(&h);
 }

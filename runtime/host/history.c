@@ -43,18 +43,19 @@ static bool ends_with(const char *s, const char *suffix)
 kdh_epoch_log kdh_epoch_log_empty(int epoch)
 {
     kdh_epoch_log r = {.epoch = epoch, .loss = NAN, .accuracy = NAN, .val_loss = NAN, .val_accuracy = NAN,
-                       .seconds = NAN, .samples_per_second = NAN};
+                       .seconds = NAN, .samples_per_second = NAN, .learning_rate = NAN};
     for (int i = 0; i < KDH_MAX_METRICS; i++) r.metrics[i] = r.val_metrics[i] = NAN;
     return r;
 }
 
 /* The columns, in file order (Keras' History keys): loss, accuracy, the
- * metrics, then the same with val_. */
-static int ncolumns(const kdh_history *h) { return 4 + 2 * h->nmetrics; }
+ * metrics, then the same with val_, then ReduceLROnPlateau's learning_rate. */
+static int ncolumns(const kdh_history *h) { return 4 + 2 * h->nmetrics + h->has_learning_rate; }
 
 static const char *column_name(const kdh_history *h, int c, char buf[static 80])
 {
     int half = 2 + h->nmetrics, i = c % half;
+    if (c == 2 * half) return "learning_rate";
     const char *base = i == 0 ? "loss" : i == 1 ? "accuracy" : h->metric_names[i - 2];
     snprintf(buf, 80, "%s%s", c >= half ? "val_" : "", base);
     return buf;
@@ -63,6 +64,7 @@ static const char *column_name(const kdh_history *h, int c, char buf[static 80])
 static double *column(kdh_epoch_log *r, const kdh_history *h, int c)
 {
     int half = 2 + h->nmetrics, i = c % half;
+    if (c == 2 * half) return &r->learning_rate;
     bool val = c >= half;
     if (i == 0) return val ? &r->val_loss : &r->loss;
     if (i == 1) return val ? &r->val_accuracy : &r->accuracy;
@@ -140,14 +142,16 @@ int kdh_history_from_json(const char *text, kdh_history *h, const char *what, kd
     const cJSON *k;
     cJSON_ArrayForEach(k, o) {
         const char *n = k->string;
-        if (!n || !strcmp(n, "epoch") || !strcmp(n, "loss") || !strcmp(n, "accuracy") || !strncmp(n, "val_", 4))
+        if (n && !strcmp(n, "learning_rate")) h->has_learning_rate = true;
+        if (!n || !strcmp(n, "epoch") || !strcmp(n, "loss") || !strcmp(n, "accuracy") || !strncmp(n, "val_", 4) ||
+            !strcmp(n, "learning_rate"))
             continue;
         if (h->nmetrics == KDH_MAX_METRICS || strlen(n) >= KDH_METRIC_NAME_MAX) goto bad;
         snprintf(h->metric_names[h->nmetrics++], KDH_METRIC_NAME_MAX, "%s", n);
     }
     /* Walk the arrays side by side through their links: cJSON_GetArrayItem
      * counts from the head each time, quadratic in a 40,000-epoch history. */
-    cJSON *col[4 + 2 * KDH_MAX_METRICS];
+    cJSON *col[5 + 2 * KDH_MAX_METRICS];
     int nc = ncolumns(h);
     for (int c = 0; c < nc; c++) {
         char name[80];

@@ -15,6 +15,7 @@ void kdh_progress_init(kdh_progress *p, FILE *out, int tty)
     memset(p, 0, sizeof *p);
     p->out = out;
     p->tty = tty < 0 ? isatty(fileno(out)) != 0 : tty != 0;
+    p->learning_rate = NAN;
 }
 
 void kdh_progress_epoch_begin(kdh_progress *p, int epoch, int epochs, int64_t steps)
@@ -135,6 +136,11 @@ void kdh_progress_epoch_end_metrics(kdh_progress *p, double loss, double accurac
     n += snprintf(line + n, sizeof line - (size_t)n, " - %.0fs %s", seconds, st);
     n += metrics(p, line + n, sizeof line - (size_t)n, "", loss, accuracy, values);
     n += metrics(p, line + n, sizeof line - (size_t)n, "val_", val_loss, val_accuracy, val_values);
+    /* Keras' Progbar: 4 decimals, or 4 digits in scientific notation at 1e-3 and below */
+    if (!isnan(p->learning_rate) && n < (int)sizeof line)
+        n += snprintf(line + n, sizeof line - (size_t)n, fabs(p->learning_rate) > 1e-3 ? " - learning_rate: %.4f"
+                                                                                         : " - learning_rate: %.4e",
+                      p->learning_rate);
     double rate = train_seconds > 0 ? (double)samples / train_seconds : 0;
     n += snprintf(line + n, sizeof line - (size_t)n, " - %.0f samples/s", rate);
     if (p->tty) {

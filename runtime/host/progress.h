@@ -26,6 +26,7 @@ typedef struct kdh_progress {
     bool open_line;            /* a bar is on screen without its newline */
     int nmetrics;              /* shown after accuracy, Keras' names */
     const char *const *metric_names;
+    double learning_rate;      /* shown last in the epoch's line when not NaN (ReduceLROnPlateau's log) */
 } kdh_progress;
 
 /* tty: -1 asks isatty(fileno(out)). */

@@ -744,6 +744,7 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
     int nm = m->nmetrics < KDH_MAX_METRICS ? m->nmetrics : KDH_MAX_METRICS;
     for (int i = 0; i < nm; i++) names[i] = m->metrics[i].name;
     kdh_history_set_metrics(&s.ck.history, nm, names);   /* a resumed history's columns by name */
+    if (o->callbacks && o->callbacks->reduce_lr.on) s.ck.history.has_learning_rate = true;
     kdh_progress pg;
     kdh_progress_init(&pg, o->out ? o->out : stdout, o->tty);
     kdh_progress_set_metrics(&pg, nm, names);
@@ -767,6 +768,7 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
         if (val && (e + 1) % freq == 0 && validate(m, s.params, val, s.arena, &row, err) != 0) goto done;
         row.seconds = kdh_now() - t0;
         row.samples_per_second = t_train > 0 ? (double)train->n / t_train : 0;
+        if (cb.reduce_lr.on) row.learning_rate = pg.learning_rate = (double)(float)s.lr;   /* Keras' logs["learning_rate"] */
         kdh_progress_epoch_end_metrics(&pg, row.loss, row.accuracy, row.metrics, row.val_loss, row.val_accuracy,
                                        row.val_metrics, row.seconds, t_train, train->n);
         if (kdh_history_add(&s.ck.history, &row) != 0) {

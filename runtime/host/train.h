@@ -136,6 +136,7 @@ typedef struct kdh_epoch_log {
     double loss, accuracy, val_loss, val_accuracy;
     double seconds, samples_per_second;
     double metrics[KDH_MAX_METRICS], val_metrics[KDH_MAX_METRICS];   /* the history's metric_names */
+    double learning_rate;              /* with ReduceLROnPlateau: the epoch's rate (Keras' logs), else NaN */
 } kdh_epoch_log;
 
 /* An epoch's row with every figure NaN. */
@@ -150,6 +151,7 @@ typedef struct kdh_history {
     kdh_epoch_log *rows;
     int count, cap;
     int nmetrics;                      /* columns after accuracy (and after val_accuracy, val_ each) */
+    bool has_learning_rate;            /* a last column learning_rate (ReduceLROnPlateau's) */
     char metric_names[KDH_MAX_METRICS][KDH_METRIC_NAME_MAX];
 } kdh_history;
 
