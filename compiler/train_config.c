@@ -137,8 +137,11 @@ static bool number_in(sema *S, const ast_expr *e, double *out, const char *what,
     double v;
     if (!number_of(S, e, &v, what)) return false;
     if (!(lo_open ? v > lo : v >= lo) || !(hi_open ? v < hi : v <= hi)) {
-        if (hi == HUGE_VAL) sema_error(S, e->loc, "%s must be %s %.15g, got %.15g", what, lo_open ? "greater than" : "at least", lo, v);
-        else sema_error(S, e->loc, "%s must be in %c%.15g, %.15g%c, got %.15g", what, lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']', v);
+        if (hi == HUGE_VAL)
+            sema_error(S, e->loc, "%s must be %s %.15g, got %.15g", what, lo_open ? "greater than" : "at least", lo, v);
+        else
+            sema_error(S, e->loc, "%s must be in %c%.15g, %.15g%c, got %.15g", what, lo_open ? '(' : '[', lo, hi,
+                       hi_open ? ')' : ']', v);
         return false;
     }
     *out = v;
@@ -270,9 +273,12 @@ static void parse_optimizer(sema *S, kd_train_config *c, const ast_expr *e)
         else if (!strcmp(key, "weight_decay")) number_in(S, v, &c->weight_decay, key, 0, false, HUGE_VAL, false);
         else {
             /* the clips: positive, and one of them at most (Keras' rule) */
-            double *f = !strcmp(key, "clipnorm") ? &c->clipnorm : !strcmp(key, "clipvalue") ? &c->clipvalue : &c->global_clipnorm;
+            double *f = !strcmp(key, "clipnorm")    ? &c->clipnorm
+                        : !strcmp(key, "clipvalue") ? &c->clipvalue
+                                                    : &c->global_clipnorm;
             if (number_in(S, v, f, key, 0, true, HUGE_VAL, false) && ++clips == 2)
-                sema_error(S, e->args[k].loc, "%s: only one of clipnorm, clipvalue and global_clipnorm can be set", name);
+                sema_error(S, e->args[k].loc, "%s: only one of clipnorm, clipvalue and global_clipnorm can be set",
+                           name);
         }
     }
     if (!(c->learning_rate > 0)) sema_error(S, e->loc, "learning_rate must be positive");
@@ -308,7 +314,9 @@ static void parse_metric(sema *S, kd_train_config *c, const ast_expr *it)
         }
         const char *near = name ? kd_nearest(name, known, n) : NULL;
         if (near) sema_error(S, it->loc, "unknown metric '%s'; did you mean '%s'?", name, near);
-        else sema_error(S, it->loc, "unknown metric '%s'; see docs/language.md's train block for the metrics", name ? name : "?");
+        else
+            sema_error(S, it->loc, "unknown metric '%s'; see docs/language.md's train block for the metrics",
+                       name ? name : "?");
         return;
     }
     if (c->nmetrics == KDH_MAX_METRICS) {
@@ -338,7 +346,8 @@ static void parse_metric(sema *S, kd_train_config *c, const ast_expr *it)
                 sema_error(S, v->loc, "%s: name must be a string of 1 to %d characters, without commas or quotes", name,
                            KDH_METRIC_NAME_MAX - 1);
             else if (!strcmp(s, "loss") || !strcmp(s, "accuracy") || !strncmp(s, "val_", 4))
-                sema_error(S, v->loc, "%s: the name '%s' is taken: the logs have loss, accuracy and val_ of every metric", name, s);
+                sema_error(S, v->loc, "%s: the name '%s' is taken: the logs have loss, accuracy and val_ of every metric",
+                           name, s);
             else snprintf(m->name, sizeof m->name, "%s", s);
         } else if (!strcmp(key, "k")) {
             if (number_in(S, v, &d, key, 1, false, 1e6, false)) {
@@ -362,7 +371,9 @@ static void parse_metric(sema *S, kd_train_config *c, const ast_expr *it)
             if (s && !strcmp(s, "interpolation")) m->summation = KDH_AUC_INTERPOLATION;
             else if (s && !strcmp(s, "minoring")) m->summation = KDH_AUC_MINORING;
             else if (s && !strcmp(s, "majoring")) m->summation = KDH_AUC_MAJORING;
-            else sema_error(S, v->loc, "%s: summation_method must be \"interpolation\", \"minoring\" or \"majoring\"", name);
+            else
+                sema_error(S, v->loc, "%s: summation_method must be \"interpolation\", \"minoring\" or \"majoring\"",
+                           name);
         } else if (!strcmp(key, "from_logits")) bool_of(S, v, &m->from_logits, key);
     }
     for (int i = 0; i < c->nmetrics - 1; i++)
@@ -393,7 +404,8 @@ static void parse_callback(sema *S, kd_train_config *c, const ast_expr *e)
 {
     static const char *es_keys[] = {"monitor", "min_delta", "patience", "verbose", "mode", "baseline",
                                     "restore_best_weights", "start_from_epoch"};
-    static const char *rl_keys[] = {"monitor", "factor", "patience", "verbose", "mode", "min_delta", "cooldown", "min_lr"};
+    static const char *rl_keys[] = {"monitor", "factor",    "patience", "verbose",
+                                    "mode",    "min_delta", "cooldown", "min_lr"};
     static const char *mc_keys[] = {"filepath", "monitor", "verbose", "save_best_only", "save_weights_only", "mode",
                                     "save_freq", "initial_value_threshold"};
     static const char *names[] = {"EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint"};
@@ -448,7 +460,8 @@ static void parse_callback(sema *S, kd_train_config *c, const ast_expr *e)
                 mc->filepath = str;
                 size_t n = strlen(str);
                 if (n < 12 || strcmp(str + n - 12, ".safetensors"))
-                    sema_error(S, v->loc, "%s: kdsl saves weights as safetensors: the filepath must end in .safetensors", name);
+                    sema_error(S, v->loc, "%s: kdsl saves weights as safetensors: the filepath must end in .safetensors",
+                               name);
             } else if (strcmp(str, "epoch"))
                 sema_error(S, v->loc, "%s: kdsl saves once per epoch: save_freq must be \"epoch\"", name);
         } else if (!strcmp(key, "min_delta")) {
@@ -471,12 +484,14 @@ static void parse_callback(sema *S, kd_train_config *c, const ast_expr *e)
         else if (!strcmp(key, "save_weights_only")) bool_of(S, v, &b, key);   /* kdsl saves weights either way */
         else if (!strcmp(key, "factor")) {
             if (number_of(S, v, &rl->factor, key) && !(rl->factor >= 0 && rl->factor < 1))
-                sema_error(S, v->loc, "ReduceLROnPlateau does not support a factor >= 1.0 (or below 0), got %.15g", rl->factor);
+                sema_error(S, v->loc, "ReduceLROnPlateau does not support a factor >= 1.0 (or below 0), got %.15g",
+                           rl->factor);
         } else if (!strcmp(key, "min_lr")) number_in(S, v, &rl->min_lr, key, 0, false, HUGE_VAL, false);
     }
     if (which == 2 && !have_path) sema_error(S, e->loc, "ModelCheckpoint needs a filepath (\"best.safetensors\")");
     if (which == 1 && c->schedule.kind != SCHEDULE_CONSTANT)
-        sema_error(S, e->loc, "ReduceLROnPlateau sets the learning rate, which a schedule computes: give a constant learning_rate");
+        sema_error(S, e->loc,
+                   "ReduceLROnPlateau sets the learning rate, which a schedule computes: give a constant learning_rate");
     bool up = false;
     if (!monitor_known(c, monitor, &up)) {
         const char *known[4 + 2 * KDH_MAX_METRICS];
@@ -486,7 +501,8 @@ static void parse_callback(sema *S, kd_train_config *c, const ast_expr *e)
         for (int i = 0; i < c->nmetrics; i++) known[n++] = c->metrics[i].name;
         const char *near = kd_nearest(monitor, known, n);
         if (near) sema_error(S, monitor_loc, "%s: no log is named '%s'; did you mean '%s'?", name, monitor, near);
-        else sema_error(S, monitor_loc, "%s: no log is named '%s' (loss, the metrics, and val_ of each)", name, monitor);
+        else
+            sema_error(S, monitor_loc, "%s: no log is named '%s' (loss, the metrics, and val_ of each)", name, monitor);
     }
     if (strlen(monitor) >= KDH_MONITOR_MAX) return;
     bool maximize = up;

@@ -31,7 +31,10 @@ static ir_node *minimum(ir_builder *b, ir_node *x, ir_node *y)
 /* Keras' reductions: a loss of each row (the last axis), then the mean over
  * the rows of every sample and the batch ("sum_over_batch_size"). */
 static ir_node *mean_all(ir_builder *b, ir_node *x) { return x ? ir_reduce(b, IR_MEAN, x, all_axes(x), false) : NULL; }
-static ir_node *sum_last(ir_builder *b, ir_node *x, bool keep) { return x ? ir_reduce(b, IR_SUM, x, last_axis(x), keep) : NULL; }
+static ir_node *sum_last(ir_builder *b, ir_node *x, bool keep)
+{
+    return x ? ir_reduce(b, IR_SUM, x, last_axis(x), keep) : NULL;
+}
 
 /* Keras 3's convert_binary_labels_to_hinge: labels all 0 or 1 in the batch
  * become -1 or 1 (2t - 1); any other label leaves the batch as it is. */
@@ -407,7 +410,8 @@ static bool add_optimizer(kd_arena *a, kd_model *m, kd_train_graph *tg, ir_build
         case OPT_ADADELTA: {
             /* ag = rho ag + (1 - rho) g^2; delta = -sqrt(ad + eps) g / sqrt(ag + eps);
              * ad = rho ad + (1 - rho) delta^2; w += lr delta */
-            const kd_var *gs = slot(a, m, wv, "adadelta_accumulated_grad"), *ds = slot(a, m, wv, "adadelta_accumulated_delta");
+            const kd_var *gs = slot(a, m, wv, "adadelta_accumulated_grad");
+            const kd_var *ds = slot(a, m, wv, "adadelta_accumulated_delta");
             ir_node *gn = ADD(MUL(ir_var_read(b, gs), K(c->rho)), MUL(ir_unary(b, IR_SQUARE, grad), K(1 - c->rho)));
             ir_node *dold = ir_var_read(b, ds);
             ir_node *delta = ir_unary(b, IR_NEG, DIV(MUL(ir_unary(b, IR_SQRT, ADD(dold, K(c->epsilon))), grad),

@@ -131,7 +131,8 @@ static double sample_loss(const kdh_model *m, int64_t k, int64_t last, const flo
                 double z = 0;
                 for (int64_t j = 0; j < last; j++) z += exp((double)yr[j] - mx);
                 double lse = mx + log(z);
-                for (int64_t j = 0; j < last; j++) s -= ((double)tr[j] * (1 - ls) + ls / (double)last) * ((double)yr[j] - lse);
+                for (int64_t j = 0; j < last; j++)
+                    s -= ((double)tr[j] * (1 - ls) + ls / (double)last) * ((double)yr[j] - lse);
             } else {
                 /* Keras: p / sum(p), clipped, then -sum t log p */
                 double sum = 0;
@@ -648,7 +649,8 @@ static int run_callbacks(const kdh_model *m, kdh_callbacks *cb, fit_state *s, in
         if (isnan(v) && !es->warned) {
             es->warned = true;
             fprintf(stderr, "kdslc: warning: EarlyStopping monitors '%s', which epoch %d's logs do not have "
-                            "(validation runs every validation_freq epochs, with validation data)\n", es->monitor, e + 1);
+                            "(validation runs every validation_freq epochs, with validation data)\n",
+                    es->monitor, e + 1);
         }
         *stop = kdh_early_stopping_epoch_end(es, e, v, &keep);
         if (keep) {
@@ -673,7 +675,8 @@ static int run_callbacks(const kdh_model *m, kdh_callbacks *cb, fit_state *s, in
         double v = kdh_epoch_log_value(h, row, mc->monitor);
         if (isnan(v) && mc->save_best_only && !mc->warned) {
             mc->warned = true;
-            fprintf(stderr, "kdslc: warning: ModelCheckpoint can save the best model only with %s available\n", mc->monitor);
+            fprintf(stderr, "kdslc: warning: ModelCheckpoint can save the best model only with %s available\n",
+                    mc->monitor);
         }
         if (kdh_model_checkpoint_epoch_end(mc, v)) {
             char path[4096];
@@ -768,7 +771,8 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
         if (val && (e + 1) % freq == 0 && validate(m, s.params, val, s.arena, &row, err) != 0) goto done;
         row.seconds = kdh_now() - t0;
         row.samples_per_second = t_train > 0 ? (double)train->n / t_train : 0;
-        if (cb.reduce_lr.on) row.learning_rate = pg.learning_rate = (double)(float)s.lr;   /* Keras' logs["learning_rate"] */
+        if (cb.reduce_lr.on) /* Keras' logs["learning_rate"] */
+            row.learning_rate = pg.learning_rate = (double)(float)s.lr;
         kdh_progress_epoch_end_metrics(&pg, row.loss, row.accuracy, row.metrics, row.val_loss, row.val_accuracy,
                                        row.val_metrics, row.seconds, t_train, train->n);
         if (kdh_history_add(&s.ck.history, &row) != 0) {
@@ -789,7 +793,8 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
     if (s.best) {
         memcpy(s.params, s.best, (size_t)m->params_size * sizeof *s.params);
         if (cb.early_stopping.verbose > 0)
-            fprintf(pg.out, "Restoring model weights from the end of the best epoch: %d.\n", cb.early_stopping.best_epoch + 1);
+            fprintf(pg.out, "Restoring model weights from the end of the best epoch: %d.\n",
+                    cb.early_stopping.best_epoch + 1);
     }
     if (o->history && kdh_history_write(o->history, &s.ck.history, err) != 0) goto done;
     if (o->save && kdh_weights_save(o->save, m, s.params, err) != 0) goto done;
