@@ -1288,7 +1288,7 @@ START_TEST(callbacks_end_to_end)
     f = fopen(model, "w");
     fputs(text, f);
     fclose(f);
-    rc = tu_kdslc_run(&out, "train %s --data %s --history %s", model, data, h);
+    rc = tu_kdslc_run(&out, "train %s --data %s --history %s --checkpoint %s", model, data, h, ck);
     ck_assert_msg(rc == 0, "%s", out);
     ck_assert_has(out, "Epoch 2/10");
     ck_assert_msg(!strstr(out, "Epoch 3/10"), "%s", out);
@@ -1296,6 +1296,11 @@ START_TEST(callbacks_end_to_end)
     csv = tu_read(h, NULL);
     ck_assert_msg(strstr(csv, "\n2,") && !strstr(csv, "\n3,"), "%s", csv);
     free(csv);
+    /* its checkpoint resumed: the run is over, not continued to epoch 10 */
+    rc = tu_kdslc_run(&out, "train %s --data %s --resume %s", model, data, ck);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "EarlyStopping ended the run at epoch 2; nothing to train");
+    free(out);
 
     /* the flags, in the train block's callback's place: the restored weights are those --save-best kept */
     const char *sb = tu_path(dir, "save_best.safetensors");

@@ -407,6 +407,7 @@ typedef struct fit_state {
     float *params, *opt, *xb, *yb, *out0;
     float *best;           /* EarlyStopping's restore_best_weights: the best epoch's params */
     double lr;             /* the initial learning rate, as ReduceLROnPlateau leaves it */
+    bool stopped_early;    /* resumed from the checkpoint of a run EarlyStopping ended */
     void *arena;
     int64_t *order;
     kdh_ckpt_state ck;     /* epoch, step, seed, shuffle stream, history */
@@ -706,6 +707,7 @@ static int resume_callbacks(const kdh_model *m, const kdh_fit_opts *o, kdh_callb
             if (kdh_checkpoint_load_best(o->resume, m, s->best, err) != 0) return -1;
         }
     }
+    s->stopped_early = cb->early_stopping.on && cb->early_stopping.stopped_epoch > 0;
     if (cb->reduce_lr.on) {
         cb->reduce_lr = saved.reduce_lr;
         s->lr = lr;
@@ -751,13 +753,15 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
     kdh_progress pg;
     kdh_progress_init(&pg, o->out ? o->out : stdout, o->tty);
     kdh_progress_set_metrics(&pg, nm, names);
-    if (o->resume && s.ck.epoch >= o->epochs)
+    if (o->resume && s.stopped_early)
+        fprintf(pg.out, "%s: EarlyStopping ended the run at epoch %d; nothing to train\n", o->resume, s.ck.epoch);
+    else if (o->resume && s.ck.epoch >= o->epochs)
         fprintf(pg.out, "%s: %d epochs done already (of %d); nothing to train\n", o->resume, s.ck.epoch, o->epochs);
     else if (o->resume)
         fprintf(pg.out, "Resuming from %s: epoch %d of %d done, step %" PRIu64 "\n", o->resume, s.ck.epoch, o->epochs,
                 s.ck.step);
     int freq = o->validation_freq > 0 ? o->validation_freq : 1;
-    for (int e = s.ck.epoch; e < o->epochs; e++) {
+    for (int e = s.ck.epoch; e < o->epochs && !s.stopped_early; e++) {
         int64_t steps = (train->n + o->batch_size - 1) / o->batch_size;
         kdh_progress_epoch_begin(&pg, e + 1, o->epochs, steps);
         double t0 = kdh_now();
