@@ -6,6 +6,9 @@
 
 #include "../grammar/ast.h"
 #include "ir.h"
+#include "host/callbacks.h" /* runtime/host: the callbacks' settings */
+#include "host/losses.h"    /* runtime/host: the losses' table */
+#include "host/metrics.h"   /* runtime/host: the metrics' table */
 
 /* A built-in layer's argument as it was given (or defaulted), for tools
  * that write other formats (kdslc export): numbers, strings, names, lists,
@@ -39,27 +42,49 @@ typedef struct kd_layer {
     int ncalls;            /* >1: a shared layer */
 } kd_layer;
 
-typedef enum kd_loss_kind {
-    LOSS_NONE, LOSS_CATEGORICAL_XENT, LOSS_SPARSE_CATEGORICAL_XENT,
-    LOSS_BINARY_XENT, LOSS_MSE,
-} kd_loss_kind;
+/* The losses: runtime/host/losses.h's rows (the host computes them for
+ * evaluate), numbered from 1 here: LOSS_X is KDH_LOSS_X + 1. */
+#define KD_LOSS_ENUM(K, ...) LOSS_##K,
+typedef enum kd_loss_kind { LOSS_NONE, KDH_LOSS_LIST(KD_LOSS_ENUM) LOSS_COUNT } kd_loss_kind;
+#undef KD_LOSS_ENUM
 
-typedef enum kd_optimizer_kind { OPT_NONE, OPT_SGD, OPT_ADAM, OPT_RMSPROP } kd_optimizer_kind;
+/* The optimizers, one row each: kind, Keras' class name, its string
+ * spelling, Keras' default learning rate, weight_decay (0: none) and rho
+ * (where it has one), and its own arguments in Keras' positional order after learning_rate (every one
+ * also takes weight_decay, clipnorm, clipvalue, global_clipnorm). The row's
+ * update rule is its case in add_optimizer (train_graph.c). */
+#define KD_OPTIMIZER_LIST(X) \
+    X(SGD, "SGD", "sgd", 0.01, 0, 0, "momentum nesterov") \
+    X(ADAM, "Adam", "adam", 0.001, 0, 0, "beta_1 beta_2 epsilon amsgrad") \
+    X(RMSPROP, "RMSprop", "rmsprop", 0.001, 0, 0.9, "rho momentum epsilon centered") \
+    X(ADAMW, "AdamW", "adamw", 0.001, 0.004, 0, "weight_decay beta_1 beta_2 epsilon amsgrad") \
+    X(ADAGRAD, "Adagrad", "adagrad", 0.001, 0, 0, "initial_accumulator_value epsilon") \
+    X(ADAMAX, "Adamax", "adamax", 0.001, 0, 0, "beta_1 beta_2 epsilon") \
+    X(NADAM, "Nadam", "nadam", 0.001, 0, 0, "beta_1 beta_2 epsilon") \
+    X(ADADELTA, "Adadelta", "adadelta", 0.001, 0, 0.95, "rho epsilon")
 
-/* The losses and optimizers by name, one row per kind (train_config.c): the
- * train block and `kdslc train --loss / --optimizer` both look names up here.
- * Keras' class name, its string spelling, and another alias (or NULL). */
+#define KD_OPTIMIZER_ENUM(K, ...) OPT_##K,
+typedef enum kd_optimizer_kind { OPT_NONE, KD_OPTIMIZER_LIST(KD_OPTIMIZER_ENUM) OPT_COUNT } kd_optimizer_kind;
+#undef KD_OPTIMIZER_ENUM
+
+/* The losses and optimizers by name (train_config.c, from the lists above):
+ * the train block and `kdslc train --loss / --optimizer` both look names up
+ * here. Keras' class name, its string spelling, and another alias (or NULL). */
 typedef struct kd_loss_name {
     kd_loss_kind kind;
     const char *class_name, *snake, *alias;
+    unsigned takes;        /* KDH_LOSS_TAKES_* */
 } kd_loss_name;
 typedef struct kd_optimizer_name {
     kd_optimizer_kind kind;
     const char *class_name, *snake;
     double learning_rate;  /* Keras' default */
+    double weight_decay;   /* Keras' default (0: none) */
+    double rho;            /* Keras' default (RMSprop, Adadelta) */
+    const char *args;      /* its own arguments, space-separated, in Keras' order */
 } kd_optimizer_name;
-#define KD_NLOSSES 4
-#define KD_NOPTIMIZERS 3
+#define KD_NLOSSES (LOSS_COUNT - 1)
+#define KD_NOPTIMIZERS (OPT_COUNT - 1)
 extern const kd_loss_name kd_loss_names[KD_NLOSSES];
 extern const kd_optimizer_name kd_optimizer_names[KD_NOPTIMIZERS];
 /* The row naming `name` (any of its spellings), or NULL. */
@@ -70,6 +95,10 @@ const kd_optimizer_name *kd_find_optimizer(const char *name);
  * 3 per row). */
 int kd_loss_spellings(const char **out, bool class_first);
 int kd_optimizer_spellings(const char **out, bool class_first);
+/* Sets every optimizer setting of c to the row's Keras defaults (the
+ * learning rate, its schedule, and the loss are left alone). */
+struct kd_train_config;
+void kd_optimizer_defaults(struct kd_train_config *c, const kd_optimizer_name *row);
 
 /* A learning-rate schedule (keras.optimizers.schedules), as the optimizer's
  * learning_rate. The rate at optimizer step t (0 for the first step) is
@@ -100,11 +129,21 @@ typedef struct kd_train_config {
     kd_optimizer_kind optimizer;
     double learning_rate;  /* Keras' defaults: SGD 0.01, Adam 0.001, RMSprop 0.001; a schedule's initial rate */
     kd_lr_schedule schedule;
-    double momentum;       /* SGD */
+    double momentum;       /* SGD, RMSprop (0) */
     bool nesterov;         /* SGD */
-    double beta_1, beta_2, epsilon;   /* Adam (0.9, 0.999, 1e-7) */
-    double rho;            /* RMSprop (0.9), epsilon 1e-7 */
+    double beta_1, beta_2, epsilon;   /* Adam, AdamW, Adamax, Nadam (0.9, 0.999); every epsilon 1e-7 */
+    bool amsgrad;          /* Adam, AdamW */
+    double rho;            /* RMSprop (0.9), Adadelta (0.95) */
+    bool centered;         /* RMSprop */
+    double initial_accumulator_value;  /* Adagrad (0.1) */
+    double weight_decay;   /* decoupled, every optimizer: w -= w * weight_decay * lr before the update (0: none) */
+    double clipnorm, clipvalue, global_clipnorm;   /* 0: none; at most one is set (Keras' rule) */
+    double label_smoothing;   /* categorical and binary cross-entropy (0) */
+    double delta;          /* Huber (1.0) */
+    kdh_metric_spec *metrics;   /* the metrics besides accuracy, in the order given */
+    int nmetrics;
     bool metric_accuracy;
+    kdh_callbacks callbacks;   /* EarlyStopping, ReduceLROnPlateau, ModelCheckpoint (each .on when given) */
     int batch_size;        /* 32 */
     int epochs;            /* 1 */
     int validation_freq;   /* 1 */

@@ -1,20 +1,17 @@
 /* train_config.c — a model's `train` block: Keras' compile() and fit() settings. */
 #include "sema_internal.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
-const kd_loss_name kd_loss_names[KD_NLOSSES] = {
-    {LOSS_CATEGORICAL_XENT, "CategoricalCrossentropy", "categorical_crossentropy", NULL},
-    {LOSS_SPARSE_CATEGORICAL_XENT, "SparseCategoricalCrossentropy", "sparse_categorical_crossentropy", NULL},
-    {LOSS_BINARY_XENT, "BinaryCrossentropy", "binary_crossentropy", NULL},
-    {LOSS_MSE, "MeanSquaredError", "mean_squared_error", "mse"},
-};
+#define LOSS_ROW(K, cls, snake, alias, takes) {LOSS_##K, cls, snake, alias, takes},
+const kd_loss_name kd_loss_names[KD_NLOSSES] = {KDH_LOSS_LIST(LOSS_ROW)};
+#undef LOSS_ROW
 
-const kd_optimizer_name kd_optimizer_names[KD_NOPTIMIZERS] = {
-    {OPT_SGD, "SGD", "sgd", 0.01},
-    {OPT_ADAM, "Adam", "adam", 0.001},
-    {OPT_RMSPROP, "RMSprop", "rmsprop", 0.001},
-};
+#define OPT_ROW(K, cls, snake, lr, wd, rho, args) {OPT_##K, cls, snake, lr, wd, rho, args},
+const kd_optimizer_name kd_optimizer_names[KD_NOPTIMIZERS] = {KD_OPTIMIZER_LIST(OPT_ROW)};
+#undef OPT_ROW
 
 static bool spells(const char *name, const char *a, const char *b, const char *c)
 {
@@ -83,67 +80,441 @@ static bool bool_of(sema *S, const ast_expr *e, bool *out, const char *what)
     return v && sv_as_bool(S, v, out, what);
 }
 
+/* The words of a space-separated list into out (at most max); the count. */
+static int words(kd_arena *a, const char *list, const char **out, int max)
+{
+    int n = 0;
+    for (const char *p = list; *p && n < max;) {
+        while (*p == ' ') p++;
+        const char *q = p;
+        while (*q && *q != ' ') q++;
+        if (q > p) out[n++] = kd_strndup(a, p, (size_t)(q - p));
+        p = q;
+    }
+    return n;
+}
+
+/* Binds the arguments of call e to keys (Keras' positional order, the
+ * first npos of them by position, then any by keyword): at[k] is argument
+ * k's key, or -1 after its error was reported. `name:` is taken by every
+ * constructor (at[k] = -2 when it is not a key). */
+static void bind_args(sema *S, const ast_expr *e, const char *const *keys, int nkeys, int npos, int *at)
+{
+    bool seen[32] = {false};
+    for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++) {
+        const ast_arg *a = &e->args[k];
+        at[k] = -1;
+        if (!a->key) {
+            if (k < npos) at[k] = k;
+            else sema_error(S, a->loc, "%s takes at most %d positional arguments", e->name, npos);
+        }
+        for (int j = 0; a->key && j < nkeys; j++)
+            if (!strcmp(a->key, keys[j])) at[k] = j;
+        if (at[k] < 0 && a->key && !strcmp(a->key, "name")) {
+            at[k] = -2;
+            continue;
+        }
+        if (at[k] < 0 && a->key) {
+            const char *near = kd_nearest(a->key, keys, nkeys);
+            if (near) sema_error(S, a->loc, "%s takes no argument '%s'; did you mean '%s'?", e->name, a->key, near);
+            else sema_error(S, a->loc, "%s takes no argument '%s'", e->name, a->key);
+        }
+        if (at[k] >= 0 && at[k] < 32) {
+            if (seen[at[k]]) {
+                sema_error(S, a->loc, "%s: '%s' is given twice", e->name, keys[at[k]]);
+                at[k] = -1;
+            } else {
+                seen[at[k]] = true;
+            }
+        }
+    }
+}
+
+/* A number in [lo, hi] (either end open when its flag says so). */
+static bool number_in(sema *S, const ast_expr *e, double *out, const char *what, double lo, bool lo_open, double hi,
+                      bool hi_open)
+{
+    double v;
+    if (!number_of(S, e, &v, what)) return false;
+    if (!(lo_open ? v > lo : v >= lo) || !(hi_open ? v < hi : v <= hi)) {
+        if (hi == HUGE_VAL)
+            sema_error(S, e->loc, "%s must be %s %.15g, got %.15g", what, lo_open ? "greater than" : "at least", lo, v);
+        else
+            sema_error(S, e->loc, "%s must be in %c%.15g, %.15g%c, got %.15g", what, lo_open ? '(' : '[', lo, hi,
+                       hi_open ? ')' : ']', v);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static const char *string_of(const ast_expr *e)
+{
+    return e->kind == EXPR_STRING ? e->str : e->kind == EXPR_NAME ? e->name : NULL;
+}
+
+/* loss: a row of KDH_LOSS_LIST, as a call with its arguments, a bare name or a string. */
 static void parse_loss(sema *S, kd_train_config *c, const ast_expr *e)
 {
     const char *name = callee_of(e);
     const kd_loss_name *l = kd_find_loss(name);
-    if (l) {
-        c->loss = l->kind;
-        for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++) {
-            const ast_arg *a = &e->args[k];
-            if (a->key && !strcmp(a->key, "from_logits") && c->loss != LOSS_MSE)
-                bool_of(S, a->value, &c->from_logits, "from_logits");
-            else if (!a->key || strcmp(a->key, "name") != 0)
-                sema_error(S, a->loc, "%s takes no argument '%s'", name, a->key ? a->key : "here");
-        }
+    if (!l) {
+        const char *known[3 * KD_NLOSSES];
+        int nknown = kd_loss_spellings(known, true);
+        const char *near = name ? kd_nearest(name, known, nknown) : NULL;
+        if (near) sema_error(S, e->loc, "unknown loss '%s'; did you mean '%s'?", name, near);
+        else sema_error(S, e->loc, "unknown loss; see docs/language.md's train block for the losses");
         return;
     }
-    const char *known[3 * KD_NLOSSES];
-    int nknown = kd_loss_spellings(known, true);
-    const char *near = name ? kd_nearest(name, known, nknown) : NULL;
-    if (near) sema_error(S, e->loc, "unknown loss '%s'; did you mean '%s'?", name, near);
-    else sema_error(S, e->loc, "unknown loss; use CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy or MeanSquaredError");
+    c->loss = l->kind;
+    c->delta = 1.0;
+    /* Keras' positional order: from_logits, label_smoothing (cross-entropies), delta (Huber), axis (cosine). */
+    const char *keys[4];
+    int nkeys = 0;
+    if (l->takes & KDH_LOSS_TAKES_LOGITS) keys[nkeys++] = "from_logits";
+    if (l->takes & KDH_LOSS_TAKES_SMOOTHING) keys[nkeys++] = "label_smoothing";
+    if (l->takes & KDH_LOSS_TAKES_DELTA) keys[nkeys++] = "delta";
+    if (l->takes & KDH_LOSS_TAKES_AXIS) keys[nkeys++] = "axis";
+    int at[64];
+    if (e->kind == EXPR_CALL && e->nargs > 64) {
+        sema_error(S, e->loc, "%s: too many arguments", name);
+        return;
+    }
+    for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++)
+        if (l->kind == LOSS_SPARSE_CATEGORICAL_XENT && e->args[k].key && !strcmp(e->args[k].key, "label_smoothing")) {
+            sema_error(S, e->args[k].loc, "%s takes no argument 'label_smoothing' (Keras 3's has none); smooth one-hot "
+                       "labels with CategoricalCrossentropy(label_smoothing: ...)", name);
+            return;
+        }
+    bind_args(S, e, keys, nkeys, nkeys, at);
+    for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++) {
+        if (at[k] < 0) continue;
+        const char *key = keys[at[k]];
+        const ast_expr *v = e->args[k].value;
+        if (!strcmp(key, "from_logits")) bool_of(S, v, &c->from_logits, key);
+        else if (!strcmp(key, "label_smoothing")) number_in(S, v, &c->label_smoothing, key, 0, false, 1, false);
+        else if (!strcmp(key, "delta")) number_in(S, v, &c->delta, key, 0, true, HUGE_VAL, false);
+        else if (!strcmp(key, "axis")) {
+            double axis;
+            if (number_of(S, v, &axis, key) && axis != -1)
+                sema_error(S, v->loc, "%s: kdsl takes axis -1 only (the last axis), got %g", name, axis);
+        }
+    }
 }
 
 static bool is_schedule(const ast_expr *e);
 static void parse_schedule(sema *S, kd_train_config *c, const ast_expr *e);
 
+void kd_optimizer_defaults(kd_train_config *c, const kd_optimizer_name *row)
+{
+    c->optimizer = row->kind;
+    c->learning_rate = row->learning_rate;
+    c->schedule = (kd_lr_schedule){0};
+    c->momentum = 0;
+    c->nesterov = c->amsgrad = c->centered = false;
+    c->beta_1 = 0.9;
+    c->beta_2 = 0.999;
+    c->epsilon = 1e-7;
+    c->rho = row->rho;
+    c->initial_accumulator_value = 0.1;
+    c->weight_decay = row->weight_decay;
+    c->clipnorm = c->clipvalue = c->global_clipnorm = 0;
+}
+
+/* optimizer: a row of KD_OPTIMIZER_LIST. Arguments by position in Keras'
+ * order (learning_rate, the row's own, weight_decay, the clips) or by name. */
 static void parse_optimizer(sema *S, kd_train_config *c, const ast_expr *e)
 {
     const char *name = callee_of(e);
     const kd_optimizer_name *opt = kd_find_optimizer(name);
-    if (opt) {
-        c->optimizer = opt->kind;
-        c->learning_rate = opt->learning_rate;
-        for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++) {
-            const ast_arg *a = &e->args[k];
-            const char *key = a->key ? a->key : k == 0 ? "learning_rate" : "";
-            bool ok = true;
-            if ((!strcmp(key, "learning_rate") || !strcmp(key, "lr")) && is_schedule(a->value))
-                parse_schedule(S, c, a->value);
-            else if (!strcmp(key, "learning_rate") || !strcmp(key, "lr"))
-                ok = number_of(S, a->value, &c->learning_rate, key);
-            else if (c->optimizer == OPT_SGD && !strcmp(key, "momentum")) ok = number_of(S, a->value, &c->momentum, key);
-            else if (c->optimizer == OPT_SGD && !strcmp(key, "nesterov")) ok = bool_of(S, a->value, &c->nesterov, key);
-            else if (c->optimizer == OPT_ADAM && !strcmp(key, "beta_1")) ok = number_of(S, a->value, &c->beta_1, key);
-            else if (c->optimizer == OPT_ADAM && !strcmp(key, "beta_2")) ok = number_of(S, a->value, &c->beta_2, key);
-            else if (c->optimizer != OPT_SGD && !strcmp(key, "epsilon")) ok = number_of(S, a->value, &c->epsilon, key);
-            else if (c->optimizer == OPT_RMSPROP && !strcmp(key, "rho")) ok = number_of(S, a->value, &c->rho, key);
-            else {
-                sema_error(S, a->loc, "%s takes no argument '%s'", name, a->key ? a->key : "here");
-                ok = false;
-            }
-            (void)ok;
-        }
-        if (!(c->learning_rate > 0)) sema_error(S, e->loc, "learning_rate must be positive");
-        if (c->momentum < 0 || c->momentum >= 1) sema_error(S, e->loc, "momentum must be in [0, 1)");
+    if (!opt) {
+        const char *known[2 * KD_NOPTIMIZERS];
+        int nknown = kd_optimizer_spellings(known, true);
+        const char *near = name ? kd_nearest(name, known, nknown) : NULL;
+        if (near) sema_error(S, e->loc, "unknown optimizer '%s'; did you mean '%s'?", name, near);
+        else sema_error(S, e->loc, "unknown optimizer; see docs/language.md's train block for the optimizers");
         return;
     }
-    const char *known[2 * KD_NOPTIMIZERS];
-    int nknown = kd_optimizer_spellings(known, true);
-    const char *near = name ? kd_nearest(name, known, nknown) : NULL;
-    if (near) sema_error(S, e->loc, "unknown optimizer '%s'; did you mean '%s'?", name, near);
-    else sema_error(S, e->loc, "unknown optimizer; use SGD, Adam or RMSprop");
+    kd_optimizer_defaults(c, opt);
+    const char *keys[24];
+    int nkeys = 0;
+    keys[nkeys++] = "learning_rate";
+    nkeys += words(S->a, opt->args, keys + nkeys, 12);
+    bool own_decay = false;
+    for (int i = 0; i < nkeys; i++) own_decay |= !strcmp(keys[i], "weight_decay");
+    if (!own_decay) keys[nkeys++] = "weight_decay";
+    keys[nkeys++] = "clipnorm";
+    keys[nkeys++] = "clipvalue";
+    keys[nkeys++] = "global_clipnorm";
+    keys[nkeys++] = "lr";   /* Keras 2's spelling, kept by kdsl */
+    if (e->kind == EXPR_CALL && e->nargs > 64) {
+        sema_error(S, e->loc, "%s: too many arguments", name);
+        return;
+    }
+    int at[64], clips = 0;
+    bind_args(S, e, keys, nkeys, nkeys - 1, at);   /* lr: not by position */
+    for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++) {
+        if (at[k] == nkeys - 1) at[k] = 0;
+        if (at[k] < 0) continue;
+        const char *key = keys[at[k]];
+        const ast_expr *v = e->args[k].value;
+        if (!strcmp(key, "learning_rate") && is_schedule(v)) parse_schedule(S, c, v);
+        else if (!strcmp(key, "learning_rate")) number_of(S, v, &c->learning_rate, key);
+        else if (!strcmp(key, "momentum")) number_in(S, v, &c->momentum, key, 0, false, 1, true);
+        else if (!strcmp(key, "nesterov")) bool_of(S, v, &c->nesterov, key);
+        else if (!strcmp(key, "amsgrad")) bool_of(S, v, &c->amsgrad, key);
+        else if (!strcmp(key, "centered")) bool_of(S, v, &c->centered, key);
+        else if (!strcmp(key, "beta_1")) number_in(S, v, &c->beta_1, key, 0, false, 1, true);
+        else if (!strcmp(key, "beta_2")) number_in(S, v, &c->beta_2, key, 0, false, 1, true);
+        else if (!strcmp(key, "rho")) number_in(S, v, &c->rho, key, 0, false, 1, false);
+        else if (!strcmp(key, "epsilon")) number_in(S, v, &c->epsilon, key, 0, false, HUGE_VAL, false);
+        else if (!strcmp(key, "initial_accumulator_value"))
+            number_in(S, v, &c->initial_accumulator_value, key, 0, false, HUGE_VAL, false);
+        else if (!strcmp(key, "weight_decay")) number_in(S, v, &c->weight_decay, key, 0, false, HUGE_VAL, false);
+        else {
+            /* the clips: positive, and one of them at most (Keras' rule) */
+            double *f = !strcmp(key, "clipnorm")    ? &c->clipnorm
+                        : !strcmp(key, "clipvalue") ? &c->clipvalue
+                                                    : &c->global_clipnorm;
+            if (number_in(S, v, f, key, 0, true, HUGE_VAL, false) && ++clips == 2)
+                sema_error(S, e->args[k].loc, "%s: only one of clipnorm, clipvalue and global_clipnorm can be set",
+                           name);
+        }
+    }
+    if (!(c->learning_rate > 0)) sema_error(S, e->loc, "learning_rate must be positive");
+}
+
+/* metrics: accuracy, or a row of KDH_METRIC_LIST with its arguments. */
+static void parse_metric(sema *S, kd_train_config *c, const ast_expr *it)
+{
+    const char *name = callee_of(it);
+    if (name && (!strcmp(name, "accuracy") || !strcmp(name, "acc") || !strcmp(name, "categorical_accuracy") ||
+                 !strcmp(name, "sparse_categorical_accuracy"))) {
+        c->metric_accuracy = true;
+        return;
+    }
+    const kdh_metric_row *row = NULL;
+    for (int i = 0; i < KDH_METRIC_COUNT && name; i++) {
+        const kdh_metric_row *r = &kdh_metric_rows[i];
+        if (spells(name, r->class_name, r->snake, r->alias)) row = r;
+    }
+    /* binary_accuracy as a bare name stays the train block's accuracy (what kdsl always did) */
+    if (row && row->kind == KDH_METRIC_BINARY_ACCURACY && it->kind != EXPR_CALL) {
+        c->metric_accuracy = true;
+        return;
+    }
+    if (!row) {
+        const char *known[3 * KDH_METRIC_COUNT + 2];
+        int n = 0;
+        known[n++] = "accuracy";
+        for (int i = 0; i < KDH_METRIC_COUNT; i++) {
+            known[n++] = kdh_metric_rows[i].class_name;
+            known[n++] = kdh_metric_rows[i].snake;
+            if (kdh_metric_rows[i].alias) known[n++] = kdh_metric_rows[i].alias;
+        }
+        const char *near = name ? kd_nearest(name, known, n) : NULL;
+        if (near) sema_error(S, it->loc, "unknown metric '%s'; did you mean '%s'?", name, near);
+        else
+            sema_error(S, it->loc, "unknown metric '%s'; see docs/language.md's train block for the metrics",
+                       name ? name : "?");
+        return;
+    }
+    if (c->nmetrics == KDH_MAX_METRICS) {
+        sema_error(S, it->loc, "at most %d metrics besides accuracy", KDH_MAX_METRICS);
+        return;
+    }
+    if (!c->metrics) c->metrics = kd_alloc_array(S->a, KDH_MAX_METRICS, sizeof *c->metrics);
+    kdh_metric_spec *m = &c->metrics[c->nmetrics++];
+    /* Keras names a metric given as a string by that string; a constructed one by its name: */
+    kdh_metric_spec_init(m, row->kind, it->kind == EXPR_CALL ? row->snake : name);
+    const char *keys[8];
+    int nkeys = words(S->a, row->args, keys, 8);
+    if (it->kind == EXPR_CALL && it->nargs > 64) {
+        sema_error(S, it->loc, "%s: too many arguments", name);
+        return;
+    }
+    int at[64];
+    bind_args(S, it, keys, nkeys, nkeys, at);
+    for (int k = 0; it->kind == EXPR_CALL && k < it->nargs; k++) {
+        const ast_expr *v = it->args[k].value;
+        const char *key = at[k] == -2 ? "name" : at[k] >= 0 ? keys[at[k]] : NULL;
+        if (!key) continue;
+        double d;
+        if (!strcmp(key, "name")) {
+            const char *s = string_of(v);
+            if (!s || !*s || strlen(s) >= KDH_METRIC_NAME_MAX || strpbrk(s, ",\"\n"))
+                sema_error(S, v->loc, "%s: name must be a string of 1 to %d characters, without commas or quotes", name,
+                           KDH_METRIC_NAME_MAX - 1);
+            else if (!strcmp(s, "loss") || !strcmp(s, "accuracy") || !strncmp(s, "val_", 4))
+                sema_error(S, v->loc, "%s: the name '%s' is taken: the logs have loss, accuracy and val_ of every metric",
+                           name, s);
+            else snprintf(m->name, sizeof m->name, "%s", s);
+        } else if (!strcmp(key, "k")) {
+            if (number_in(S, v, &d, key, 1, false, 1e6, false)) {
+                if (d != (int)d) sema_error(S, v->loc, "%s: k must be an integer, got %g", name, d);
+                m->k = (int)d;
+            }
+        } else if (!strcmp(key, "threshold") || !strcmp(key, "thresholds")) {
+            if (number_in(S, v, &d, key, 0, false, 1, false)) m->threshold = d;
+        } else if (!strcmp(key, "num_thresholds")) {
+            if (number_in(S, v, &d, key, 1, true, 1e6, false)) {
+                if (d != (int)d) sema_error(S, v->loc, "%s: num_thresholds must be an integer, got %g", name, d);
+                m->num_thresholds = (int)d;
+            }
+        } else if (!strcmp(key, "curve")) {
+            const char *s = string_of(v);
+            if (s && !strcmp(s, "ROC")) m->pr = false;
+            else if (s && !strcmp(s, "PR")) m->pr = true;
+            else sema_error(S, v->loc, "%s: curve must be \"ROC\" or \"PR\"", name);
+        } else if (!strcmp(key, "summation_method")) {
+            const char *s = string_of(v);
+            if (s && !strcmp(s, "interpolation")) m->summation = KDH_AUC_INTERPOLATION;
+            else if (s && !strcmp(s, "minoring")) m->summation = KDH_AUC_MINORING;
+            else if (s && !strcmp(s, "majoring")) m->summation = KDH_AUC_MAJORING;
+            else
+                sema_error(S, v->loc, "%s: summation_method must be \"interpolation\", \"minoring\" or \"majoring\"",
+                           name);
+        } else if (!strcmp(key, "from_logits")) bool_of(S, v, &m->from_logits, key);
+    }
+    for (int i = 0; i < c->nmetrics - 1; i++)
+        if (!strcmp(c->metrics[i].name, m->name))
+            sema_error(S, it->loc, "two metrics are named '%s'; give one of them another with name: \"...\"", m->name);
+}
+
+/* The logs a callback may monitor: loss, accuracy (with the metric), each
+ * metric's name, and each of them with val_. The direction "auto" takes
+ * (Keras' metrics' _direction): down for the loss and the errors. */
+static bool monitor_known(const kd_train_config *c, const char *name, bool *up)
+{
+    const char *base = !strncmp(name, "val_", 4) ? name + 4 : name;
+    if (!strcmp(base, "loss")) return *up = false, true;
+    if (!strcmp(base, "accuracy") && c->metric_accuracy) return *up = true, true;
+    for (int i = 0; i < c->nmetrics; i++)
+        if (!strcmp(base, c->metrics[i].name)) {
+            kdh_metric_kind k = c->metrics[i].kind;
+            *up = !(k == KDH_METRIC_MAE || k == KDH_METRIC_MSE || k == KDH_METRIC_RMSE);
+            return true;
+        }
+    return false;
+}
+
+/* callbacks: EarlyStopping, ReduceLROnPlateau, ModelCheckpoint with Keras'
+ * arguments and defaults (after the metrics, which name what they monitor). */
+static void parse_callback(sema *S, kd_train_config *c, const ast_expr *e)
+{
+    static const char *es_keys[] = {"monitor", "min_delta", "patience", "verbose", "mode", "baseline",
+                                    "restore_best_weights", "start_from_epoch"};
+    static const char *rl_keys[] = {"monitor", "factor",    "patience", "verbose",
+                                    "mode",    "min_delta", "cooldown", "min_lr"};
+    static const char *mc_keys[] = {"filepath", "monitor", "verbose", "save_best_only", "save_weights_only", "mode",
+                                    "save_freq", "initial_value_threshold"};
+    static const char *names[] = {"EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint"};
+    const char *name = e->kind == EXPR_CALL || e->kind == EXPR_NAME ? e->name : NULL;
+    int which = -1;
+    for (int i = 0; i < 3 && name; i++)
+        if (!strcmp(name, names[i])) which = i;
+    if (which < 0) {
+        const char *near = name ? kd_nearest(name, names, 3) : NULL;
+        if (near) sema_error(S, e->loc, "unknown callback '%s'; did you mean '%s'?", name, near);
+        else sema_error(S, e->loc, "unknown callback '%s'; kdsl has EarlyStopping, ReduceLROnPlateau and ModelCheckpoint",
+                        name ? name : "?");
+        return;
+    }
+    kdh_callbacks *cb = &c->callbacks;
+    bool *on = which == 0 ? &cb->early_stopping.on : which == 1 ? &cb->reduce_lr.on : &cb->checkpoint.on;
+    if (*on) {
+        sema_error(S, e->loc, "%s is given twice", name);
+        return;
+    }
+    *on = true;
+    const char *const *keys = which == 0 ? es_keys : which == 1 ? rl_keys : mc_keys;
+    int at[64];
+    if (e->kind == EXPR_CALL && e->nargs > 64) {
+        sema_error(S, e->loc, "%s: too many arguments", name);
+        return;
+    }
+    bind_args(S, e, keys, 8, 8, at);
+    const char *monitor = "val_loss", *mode = "auto";
+    kd_loc monitor_loc = e->loc, mode_loc = e->loc;
+    bool have_path = false;
+    kdh_early_stopping *es = &cb->early_stopping;
+    kdh_reduce_lr *rl = &cb->reduce_lr;
+    kdh_model_checkpoint *mc = &cb->checkpoint;
+    if (which == 1) *rl = (kdh_reduce_lr){.on = true, .factor = 0.1, .patience = 10, .min_delta = 1e-4};
+    for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++) {
+        if (at[k] < 0) continue;
+        const char *key = keys[at[k]];
+        const ast_expr *v = e->args[k].value;
+        double d;
+        bool b;
+        if (!strcmp(key, "monitor") || !strcmp(key, "mode") || !strcmp(key, "filepath") || !strcmp(key, "save_freq")) {
+            const char *str = v->kind == EXPR_STRING ? v->str : !strcmp(key, "filepath") ? NULL : string_of(v);
+            if (!str) {
+                sema_error(S, v->loc, "%s: %s must be a string", name, key);
+                continue;
+            }
+            if (!strcmp(key, "monitor")) monitor = str, monitor_loc = v->loc;
+            else if (!strcmp(key, "mode")) mode = str, mode_loc = v->loc;
+            else if (!strcmp(key, "filepath")) {
+                have_path = true;
+                mc->filepath = str;
+                size_t n = strlen(str);
+                if (n < 12 || strcmp(str + n - 12, ".safetensors"))
+                    sema_error(S, v->loc, "%s: kdsl saves weights as safetensors: the filepath must end in .safetensors",
+                               name);
+            } else if (strcmp(str, "epoch"))
+                sema_error(S, v->loc, "%s: kdsl saves once per epoch: save_freq must be \"epoch\"", name);
+        } else if (!strcmp(key, "min_delta")) {
+            if (number_of(S, v, &d, key)) *(which == 0 ? &es->min_delta : &rl->min_delta) = fabs(d);
+        } else if (!strcmp(key, "patience") || !strcmp(key, "cooldown") || !strcmp(key, "start_from_epoch") ||
+                   !strcmp(key, "verbose")) {
+            if (!number_in(S, v, &d, key, 0, false, 1e9, false)) continue;
+            if (d != floor(d)) sema_error(S, v->loc, "%s: %s must be a whole number, got %.15g", name, key, d);
+            int n = (int)d;
+            if (!strcmp(key, "verbose")) *(which == 0 ? &es->verbose : which == 1 ? &rl->verbose : &mc->verbose) = n;
+            else if (!strcmp(key, "patience")) *(which == 0 ? &es->patience : &rl->patience) = n;
+            else if (!strcmp(key, "cooldown")) rl->cooldown = n;
+            else es->start_from_epoch = n;
+        } else if (!strcmp(key, "baseline")) {
+            if (number_of(S, v, &es->baseline, key)) es->has_baseline = true;
+        } else if (!strcmp(key, "initial_value_threshold")) {
+            if (number_of(S, v, &mc->initial_value_threshold, key)) mc->has_initial = true;
+        } else if (!strcmp(key, "restore_best_weights")) bool_of(S, v, &es->restore_best_weights, key);
+        else if (!strcmp(key, "save_best_only")) bool_of(S, v, &mc->save_best_only, key);
+        else if (!strcmp(key, "save_weights_only")) bool_of(S, v, &b, key);   /* kdsl saves weights either way */
+        else if (!strcmp(key, "factor")) {
+            if (number_of(S, v, &rl->factor, key) && !(rl->factor >= 0 && rl->factor < 1))
+                sema_error(S, v->loc, "ReduceLROnPlateau does not support a factor >= 1.0 (or below 0), got %.15g",
+                           rl->factor);
+        } else if (!strcmp(key, "min_lr")) number_in(S, v, &rl->min_lr, key, 0, false, HUGE_VAL, false);
+    }
+    if (which == 2 && !have_path) sema_error(S, e->loc, "ModelCheckpoint needs a filepath (\"best.safetensors\")");
+    if (which == 1 && c->schedule.kind != SCHEDULE_CONSTANT)
+        sema_error(S, e->loc,
+                   "ReduceLROnPlateau sets the learning rate, which a schedule computes: give a constant learning_rate");
+    bool up = false;
+    if (!monitor_known(c, monitor, &up)) {
+        const char *known[4 + 2 * KDH_MAX_METRICS];
+        int n = 0;
+        known[n++] = "val_loss", known[n++] = "loss";
+        if (c->metric_accuracy) known[n++] = "val_accuracy", known[n++] = "accuracy";
+        for (int i = 0; i < c->nmetrics; i++) known[n++] = c->metrics[i].name;
+        const char *near = kd_nearest(monitor, known, n);
+        if (near) sema_error(S, monitor_loc, "%s: no log is named '%s'; did you mean '%s'?", name, monitor, near);
+        else
+            sema_error(S, monitor_loc, "%s: no log is named '%s' (loss, the metrics, and val_ of each)", name, monitor);
+    }
+    if (strlen(monitor) >= KDH_MONITOR_MAX) return;
+    bool maximize = up;
+    if (!strcmp(mode, "min")) maximize = false;
+    else if (!strcmp(mode, "max")) maximize = true;
+    else if (strcmp(mode, "auto")) sema_error(S, mode_loc, "%s: mode must be \"auto\", \"min\" or \"max\"", name);
+    else if (which == 1) maximize = strstr(monitor, "acc") != NULL;   /* ReduceLROnPlateau's own auto rule */
+    char *dst = which == 0 ? es->monitor : which == 1 ? rl->monitor : mc->monitor;
+    snprintf(dst, KDH_MONITOR_MAX, "%s", monitor);
+    if (which == 0) es->maximize = maximize;
+    else if (which == 1) rl->maximize = maximize;
+    else mc->maximize = maximize;
 }
 
 static const struct { const char *name; kd_schedule_kind kind; } schedules[] = {
@@ -240,9 +611,12 @@ void sema_train_config(sema *S, kd_model *m, const ast_item *train)
 {
     kd_train_config *c = &m->config;
     *c = (kd_train_config){.present = true, .batch_size = 32, .epochs = 1, .validation_freq = 1, .shuffle = true,
-                           .beta_1 = 0.9, .beta_2 = 0.999, .epsilon = 1e-7, .rho = 0.9, .loc = train->loc};
+                           .delta = 1.0, .loc = train->loc};
+    kd_optimizer_defaults(c, &kd_optimizer_names[OPT_ADAM - 1]);
+    c->optimizer = OPT_NONE;
     static const char *keys[] = {"loss", "optimizer", "metrics", "batch_size", "epochs", "validation_freq",
-                                 "validation_split", "shuffle", "seed"};
+                                 "validation_split", "shuffle", "seed", "callbacks"};
+    const ast_expr *callbacks = NULL;
     for (int i = 0; i < train->nsettings; i++) {
         const ast_arg *s = &train->settings[i];
         const char *key = s->key ? s->key : "";
@@ -254,16 +628,9 @@ void sema_train_config(sema *S, kd_model *m, const ast_item *train)
         else if (!strcmp(key, "metrics")) {
             const ast_expr *e = s->value;
             int n = e->kind == EXPR_LIST ? e->nitems : 1;
-            for (int k = 0; k < n; k++) {
-                const ast_expr *it = e->kind == EXPR_LIST ? e->items[k] : e;
-                const char *name = callee_of(it);
-                if (name && (!strcmp(name, "accuracy") || !strcmp(name, "acc") || !strcmp(name, "categorical_accuracy") ||
-                             !strcmp(name, "sparse_categorical_accuracy") || !strcmp(name, "binary_accuracy")))
-                    c->metric_accuracy = true;
-                else
-                    sema_error(S, it->loc, "unknown metric '%s'; kdsl computes accuracy (and the loss)", name ? name : "?");
-            }
-        } else if (!strcmp(key, "batch_size")) c->batch_size = int_of(S, s->value, "batch_size", 1);
+            for (int k = 0; k < n; k++) parse_metric(S, c, e->kind == EXPR_LIST ? e->items[k] : e);
+        } else if (!strcmp(key, "callbacks")) callbacks = s->value;
+        else if (!strcmp(key, "batch_size")) c->batch_size = int_of(S, s->value, "batch_size", 1);
         else if (!strcmp(key, "epochs")) c->epochs = int_of(S, s->value, "epochs", 0);
         else if (!strcmp(key, "validation_freq")) c->validation_freq = int_of(S, s->value, "validation_freq", 1);
         else if (!strcmp(key, "seed")) c->seed = int_of(S, s->value, "seed", 0);
@@ -278,6 +645,9 @@ void sema_train_config(sema *S, kd_model *m, const ast_item *train)
             else sema_error(S, s->loc, "unknown train setting '%s'", key);
         }
     }
+    /* after the metrics and the optimizer, whatever the order of the settings: they name what a callback watches */
+    for (int k = 0; callbacks && k < (callbacks->kind == EXPR_LIST ? callbacks->nitems : 1); k++)
+        parse_callback(S, c, callbacks->kind == EXPR_LIST ? callbacks->items[k] : callbacks);
     if (c->loss == LOSS_NONE) sema_error(S, train->name_loc, "train block for '%s' sets no loss", m->name);
     if (c->optimizer == OPT_NONE) {
         c->optimizer = OPT_ADAM;   /* Keras' compile() default is rmsprop; kdsl asks for one explicitly */

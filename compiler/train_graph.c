@@ -23,16 +23,48 @@ static ir_node *clip(ir_builder *b, ir_node *x, double lo, double hi)
     return ir_unary(b, IR_NEG, ir_binary(b, IR_MAXIMUM, ir_unary(b, IR_NEG, low), K(-hi)));
 }
 
+static ir_node *minimum(ir_builder *b, ir_node *x, ir_node *y)
+{
+    return ir_unary(b, IR_NEG, ir_binary(b, IR_MAXIMUM, ir_unary(b, IR_NEG, x), ir_unary(b, IR_NEG, y)));
+}
+
+/* Keras' reductions: a loss of each row (the last axis), then the mean over
+ * the rows of every sample and the batch ("sum_over_batch_size"). */
+static ir_node *mean_all(ir_builder *b, ir_node *x) { return x ? ir_reduce(b, IR_MEAN, x, all_axes(x), false) : NULL; }
+static ir_node *sum_last(ir_builder *b, ir_node *x, bool keep)
+{
+    return x ? ir_reduce(b, IR_SUM, x, last_axis(x), keep) : NULL;
+}
+
+/* Keras 3's convert_binary_labels_to_hinge: labels all 0 or 1 in the batch
+ * become -1 or 1 (2t - 1); any other label leaves the batch as it is. */
+static ir_node *hinge_labels(ir_builder *b, ir_node *t)
+{
+    ir_node *off = ir_binary(b, IR_GT, ir_unary(b, IR_ABS, MUL(t, SUB(K(1), t))), K(0));
+    ir_node *any = ir_reduce(b, IR_MAX, off, all_axes(off), false);    /* 1: not binary */
+    return ADD(t, MUL(SUB(K(1), any), SUB(t, K(1))));
+}
+
+/* x / max(|x|, eps) along the last axis: Keras' normalize (x * min(rsqrt(sum x^2), 1 / eps)),
+ * the max taken under the root so that a zero row has a finite gradient. */
+static ir_node *l2_normalize(ir_builder *b, ir_node *x)
+{
+    ir_node *ss = sum_last(b, ir_unary(b, IR_SQUARE, x), true);
+    return DIV(x, ir_unary(b, IR_SQRT, ir_binary(b, IR_MAXIMUM, ss, K(KD_LOSS_EPSILON * KD_LOSS_EPSILON))));
+}
+
 ir_node *kd_loss(ir_builder *b, const kd_train_config *c, ir_node *y, ir_node *t)
 {
     if (!y || !t) return NULL;
-    const double eps = KD_LOSS_EPSILON;
+    const double eps = KD_LOSS_EPSILON, ls = c->label_smoothing;
     switch (c->loss) {
     case LOSS_CATEGORICAL_XENT:
     case LOSS_SPARSE_CATEGORICAL_XENT:
+        /* label_smoothing: t (1 - ls) + ls / classes */
+        if (ls > 0) t = ADD(MUL(t, K(1 - ls)), K(ls / (double)y->shape.dims[y->shape.rank - 1]));
         if (c->from_logits) {
             /* -sum(t log_softmax(z)) averaged over rows: the fused op, whose
-             * gradient is one kernel (softmax - t) / rows. */
+             * gradient is one kernel (softmax sum(t) - t) / rows. */
             ir_node *in[2] = {y, t};
             return ir_make(b, IR_SOFTMAX_XENT, 2, in, NULL);
         } else {
@@ -42,6 +74,8 @@ ir_node *kd_loss(ir_builder *b, const kd_train_config *c, ir_node *y, ir_node *t
             return ir_unary(b, IR_NEG, ir_reduce(b, IR_MEAN, ce, all_axes(ce), false));
         }
     case LOSS_BINARY_XENT:
+        /* label_smoothing: t (1 - ls) + ls / 2 */
+        if (ls > 0) t = ADD(MUL(t, K(1 - ls)), K(0.5 * ls));
         if (c->from_logits) {
             /* sigmoid cross-entropy, the stable form: max(z, 0) - z t + log(1 + exp(-|z|)) */
             ir_node *soft = ir_unary(b, IR_LOG, ADD(K(1), ir_unary(b, IR_EXP, ir_unary(b, IR_NEG, ir_unary(b, IR_ABS, y)))));
@@ -52,11 +86,50 @@ ir_node *kd_loss(ir_builder *b, const kd_train_config *c, ir_node *y, ir_node *t
             ir_node *ll = ADD(MUL(t, ir_unary(b, IR_LOG, p)), MUL(SUB(K(1), t), ir_unary(b, IR_LOG, SUB(K(1), p))));
             return ir_unary(b, IR_NEG, ir_reduce(b, IR_MEAN, ll, all_axes(ll), false));
         }
-    case LOSS_MSE: {
-        ir_node *sq = ir_unary(b, IR_SQUARE, SUB(y, t));
-        return ir_reduce(b, IR_MEAN, sq, all_axes(sq), false);
+    case LOSS_MSE:
+        return mean_all(b, ir_unary(b, IR_SQUARE, SUB(y, t)));
+    case LOSS_MAE:
+        return mean_all(b, ir_unary(b, IR_ABS, SUB(y, t)));
+    case LOSS_HUBER: {
+        /* |e| <= delta ? e^2 / 2 : delta |e| - delta^2 / 2, as q^2 / 2 + delta (|e| - q), q = min(|e|, delta) */
+        ir_node *a = ir_unary(b, IR_ABS, SUB(y, t));
+        ir_node *q = minimum(b, a, K(c->delta));
+        return mean_all(b, ADD(MUL(K(0.5), ir_unary(b, IR_SQUARE, q)), MUL(K(c->delta), SUB(a, q))));
     }
-    case LOSS_NONE: break;
+    case LOSS_LOG_COSH: {
+        /* x + softplus(-2x) - log 2, x = y - t */
+        ir_node *x = SUB(y, t);
+        ir_node *sp = ir_unary(b, IR_SOFTPLUS, MUL(x, K(-2)));
+        return mean_all(b, SUB(ADD(x, sp), K(log(2.0))));
+    }
+    case LOSS_KLD: {
+        /* sum t log(t / y) over the last axis, both clipped to [eps, 1] */
+        ir_node *tc = clip(b, t, eps, 1), *yc = clip(b, y, eps, 1);
+        return mean_all(b, sum_last(b, MUL(tc, ir_unary(b, IR_LOG, DIV(tc, yc))), false));
+    }
+    case LOSS_MSLE: {
+        /* (log(max(y, eps) + 1) - log(max(t, eps) + 1))^2 */
+        ir_node *ly = ir_unary(b, IR_LOG, ADD(ir_binary(b, IR_MAXIMUM, y, K(eps)), K(1)));
+        ir_node *lt = ir_unary(b, IR_LOG, ADD(ir_binary(b, IR_MAXIMUM, t, K(eps)), K(1)));
+        return mean_all(b, ir_unary(b, IR_SQUARE, SUB(ly, lt)));
+    }
+    case LOSS_HINGE:
+        /* max(1 - t y, 0), labels 0/1 made -1/1 */
+        return mean_all(b, ir_unary(b, IR_RELU, SUB(K(1), MUL(hinge_labels(b, t), y))));
+    case LOSS_CATEGORICAL_HINGE: {
+        /* max(max((1 - t) y) - sum(t y) + 1, 0) over the last axis */
+        ir_node *pos = sum_last(b, MUL(t, y), false);
+        ir_node *neg = ir_reduce(b, IR_MAX, MUL(SUB(K(1), t), y), last_axis(y), false);
+        return mean_all(b, ir_unary(b, IR_RELU, ADD(SUB(neg, pos), K(1))));
+    }
+    case LOSS_POISSON:
+        /* y - t log(y + eps) */
+        return mean_all(b, SUB(y, MUL(t, ir_unary(b, IR_LOG, ADD(y, K(eps))))));
+    case LOSS_COSINE_SIMILARITY:
+        /* -sum(normalize(t) normalize(y)) over the last axis */
+        return mean_all(b, ir_unary(b, IR_NEG, sum_last(b, MUL(l2_normalize(b, t), l2_normalize(b, y)), false)));
+    case LOSS_NONE:
+    case LOSS_COUNT: break;
     }
     snprintf(b->why, sizeof b->why, "no loss to train with");
     return NULL;
@@ -113,10 +186,12 @@ static bool build_loss_and_grads(kd_arena *a, kd_model *m, kd_train_graph *out, 
     return true;
 }
 
-/* The optimizer slot `suffix` of weight w: found if an earlier build made it. */
-static kd_var *slot(kd_arena *a, kd_model *m, const kd_var *w, const char *suffix)
+/* The optimizer slot `suffix` of weight w (a scalar of the optimizer's own
+ * when w is NULL): found if an earlier build made it, else zeros (or
+ * `init` when nonzero). */
+static kd_var *slot_init(kd_arena *a, kd_model *m, const kd_var *w, const char *suffix, double init)
 {
-    const char *name = kd_format(a, "%s/%s", w->name, suffix);
+    const char *name = w ? kd_format(a, "%s/%s", w->name, suffix) : suffix;
     int64_t offset = 0;
     for (int i = 0; i < m->vars.len; i++) {
         kd_var *v = m->vars.items[i];
@@ -129,12 +204,18 @@ static kd_var *slot(kd_arena *a, kd_model *m, const kd_var *w, const char *suffi
     s->name = name;
     s->kind = VAR_SLOT;
     s->trainable = false;
-    s->shape = w->shape;
-    s->init.kind = INIT_ZEROS;
+    s->shape = w ? w->shape : ir_shape_of(0, NULL, false);
+    s->init.kind = init != 0 ? INIT_CONSTANT : INIT_ZEROS;
+    s->init.a = init;
     s->offset = offset;
-    s->of_var = w->index;
+    s->of_var = w ? w->index : -1;
     kd_vec_push(a, &m->vars, s);
     return s;
+}
+
+static kd_var *slot(kd_arena *a, kd_model *m, const kd_var *w, const char *suffix)
+{
+    return slot_init(a, m, w, suffix, 0);
 }
 
 static bool update(kd_arena *a, ir_graph *g, const kd_var *v, ir_node *value)
@@ -154,28 +235,94 @@ static ir_node *power(ir_builder *b, double base, ir_node *t)
     return ir_unary(b, IR_EXP, MUL(t, K(log(base))));
 }
 
-/* Keras 3's update rules, term for term. */
+static ir_node *sum_squares(ir_builder *b, ir_node *g)
+{
+    ir_node *sq = ir_unary(b, IR_SQUARE, g);
+    return ir_reduce(b, IR_SUM, sq, all_axes(sq), false);
+}
+
+/* Keras 3's _clip_gradients, before any update: clipnorm scales each
+ * gradient to norm at most clipnorm, g * clipnorm / max(|g|, clipnorm);
+ * global_clipnorm scales all of them by clip / max(global norm, clip) (the
+ * norm over every gradient, tf.clip_by_global_norm: `scale`, a scalar
+ * computed once); clipvalue clips each element to [-clipvalue, clipvalue].
+ * Built per weight just before its update, so that lowering fuses the clip
+ * into the update's loop (apply_gradients has no scratch memory). */
+static ir_node *global_clip_scale(const kd_model *m, ir_node *const *grads, int nvars, ir_builder *b)
+{
+    const kd_train_config *c = &m->config;
+    ir_node *total = NULL;
+    for (int i = 0; i < nvars; i++)
+        if (grads[i]) total = total ? ADD(total, sum_squares(b, grads[i])) : sum_squares(b, grads[i]);
+    if (!total) return K(1);
+    ir_node *norm = ir_unary(b, IR_SQRT, total);
+    return DIV(K(c->global_clipnorm), ir_binary(b, IR_MAXIMUM, norm, K(c->global_clipnorm)));
+}
+
+static ir_node *clip_gradient(const kd_model *m, ir_node *g, ir_node *scale, ir_builder *b)
+{
+    const kd_train_config *c = &m->config;
+    if (c->clipnorm > 0) {
+        ir_node *norm = ir_unary(b, IR_SQRT, sum_squares(b, g));
+        return DIV(MUL(g, K(c->clipnorm)), ir_binary(b, IR_MAXIMUM, norm, K(c->clipnorm)));
+    }
+    if (scale) return MUL(g, scale);
+    if (c->clipvalue > 0) return clip(b, g, -c->clipvalue, c->clipvalue);
+    return g;
+}
+
+/* Keras 3's update rules, term for term (keras/src/optimizers/). Each
+ * weight: the gradient clipped, the weight decayed (decoupled, as Keras'
+ * _apply_weight_decay: w -= w * weight_decay * lr, before the update), then
+ * the optimizer's update_step on the decayed weight. */
 static bool add_optimizer(kd_arena *a, kd_model *m, kd_train_graph *tg, ir_builder *b)
 {
     const kd_train_config *c = &m->config;
     ir_graph *g = tg->g;
     ir_node *lr = ir_hyper(b, IR_HYPER_LR);
+    ir_node *t = ADD(ir_hyper(b, IR_HYPER_STEP), K(1));   /* Keras' iterations + 1 */
     ir_node *alpha = NULL;
-    if (c->optimizer == OPT_ADAM) {
-        /* t = iterations + 1; alpha = lr sqrt(1 - b2^t) / (1 - b1^t) */
-        ir_node *t = ADD(ir_hyper(b, IR_HYPER_STEP), K(1));
+    const kd_optimizer_kind kind = c->optimizer;
+    int nvars = m->vars.len;        /* slots appended below are not weights (tg->grads stops here) */
+    if (kind == OPT_ADAM || kind == OPT_ADAMW) {
+        /* alpha = lr sqrt(1 - b2^t) / (1 - b1^t) */
         ir_node *num = ir_unary(b, IR_SQRT, SUB(K(1), power(b, c->beta_2, t)));
         alpha = DIV(MUL(lr, num), SUB(K(1), power(b, c->beta_1, t)));
         if (!alpha) return false;
     }
-    int nvars = m->vars.len;        /* slots appended below are not weights */
+    /* Every scalar of the step is built before the weights' updates, so that
+     * each weight's update lowers to one loop (apply_gradients has no scratch
+     * memory for a loop cut in two). */
+    ir_node *u_t = NULL, *u_t1 = NULL, *u_prod = NULL, *u_prod1 = NULL, *one_b1t = NULL, *one_b2t = NULL;
+    ir_node *one_u_t = NULL, *one_prod = NULL, *one_prod1 = NULL;
+    if (kind == OPT_ADAMAX) one_b1t = SUB(K(1), power(b, c->beta_1, t));
+    if (kind == OPT_NADAM) {
+        /* u_t = b1 (1 - 0.5 * 0.96^t), u_{t+1} likewise; the product of the
+         * u's so far is a variable of its own (Keras' _u_product, 1 at first),
+         * updated once per step before the weights. */
+        const kd_var *up = slot_init(a, m, NULL, "nadam/u_product", 1.0);
+        u_t = MUL(K(c->beta_1), SUB(K(1), MUL(K(0.5), power(b, 0.96, t))));
+        u_t1 = MUL(K(c->beta_1), SUB(K(1), MUL(K(0.5), power(b, 0.96, ADD(t, K(1))))));
+        u_prod = MUL(ir_var_read(b, up), u_t);
+        u_prod1 = MUL(u_prod, u_t1);
+        if (!update(a, g, up, u_prod)) return false;
+        one_b2t = SUB(K(1), power(b, c->beta_2, t));
+        one_u_t = SUB(K(1), u_t);
+        one_prod = SUB(K(1), u_prod);
+        one_prod1 = SUB(K(1), u_prod1);
+        if (!one_b2t || !one_u_t || !one_prod || !one_prod1) return false;
+    }
+    ir_node *scale = c->global_clipnorm > 0 ? global_clip_scale(m, tg->grads, nvars, b) : NULL;
+    if (c->global_clipnorm > 0 && !scale) return false;
     for (int i = 0; i < nvars; i++) {
         const kd_var *wv = m->vars.items[i];
-        ir_node *grad = tg->grads[i];
-        if (!grad) continue;
+        if (!tg->grads[i]) continue;
         b->layer = NULL;
+        ir_node *grad = clip_gradient(m, tg->grads[i], scale, b);
+        if (!grad) return false;
         ir_node *w = ir_var_read(b, wv), *next = NULL;
-        switch (c->optimizer) {
+        if (c->weight_decay > 0) w = SUB(w, MUL(MUL(w, K(c->weight_decay)), lr));
+        switch (kind) {
         case OPT_SGD:
             if (c->momentum != 0) {
                 /* m = momentum m - lr g; w += m, or with nesterov w += momentum m - lr g */
@@ -188,25 +335,94 @@ static bool add_optimizer(kd_arena *a, kd_model *m, kd_train_graph *tg, ir_build
                 next = SUB(w, MUL(grad, lr));
             }
             break;
-        case OPT_ADAM: {
-            /* m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); w -= alpha m / (sqrt(v) + eps) */
+        case OPT_ADAM:
+        case OPT_ADAMW: {
+            /* m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); amsgrad: v_hat = max(v_hat, v), used for v;
+             * w -= alpha m / (sqrt(v) + eps) */
             const kd_var *ms = slot(a, m, wv, "adam_m"), *vs = slot(a, m, wv, "adam_v");
             ir_node *mo = ir_var_read(b, ms), *vo = ir_var_read(b, vs);
             ir_node *mn = ADD(mo, MUL(SUB(grad, mo), K(1 - c->beta_1)));
             ir_node *vn = ADD(vo, MUL(SUB(ir_unary(b, IR_SQUARE, grad), vo), K(1 - c->beta_2)));
             if (!update(a, g, ms, mn) || !update(a, g, vs, vn)) return false;
+            if (c->amsgrad) {
+                const kd_var *hs = slot(a, m, wv, "adam_vhat");
+                vn = ir_binary(b, IR_MAXIMUM, ir_var_read(b, hs), vn);
+                if (!update(a, g, hs, vn)) return false;
+            }
             next = SUB(w, DIV(MUL(mn, alpha), ADD(ir_unary(b, IR_SQRT, vn), K(c->epsilon))));
             break;
         }
         case OPT_RMSPROP: {
-            /* v = rho v + (1 - rho) g^2; w -= lr g / sqrt(v + eps) */
+            /* v = rho v + (1 - rho) g^2; centered: a = rho a + (1 - rho) g, denominator v - a^2 + eps,
+             * else v + eps; increment = lr g / sqrt(denominator); momentum: mom = momentum mom +
+             * increment, w -= mom; else w -= increment */
             const kd_var *vs = slot(a, m, wv, "rms");
             ir_node *vn = ADD(MUL(ir_var_read(b, vs), K(c->rho)), MUL(ir_unary(b, IR_SQUARE, grad), K(1 - c->rho)));
             if (!update(a, g, vs, vn)) return false;
-            next = SUB(w, DIV(MUL(lr, grad), ir_unary(b, IR_SQRT, ADD(vn, K(c->epsilon)))));
+            ir_node *den = ADD(vn, K(c->epsilon));
+            if (c->centered) {
+                const kd_var *as = slot(a, m, wv, "rms_average_gradient");
+                ir_node *an = ADD(MUL(ir_var_read(b, as), K(c->rho)), MUL(grad, K(1 - c->rho)));
+                if (!update(a, g, as, an)) return false;
+                den = ADD(SUB(vn, ir_unary(b, IR_SQUARE, an)), K(c->epsilon));
+            }
+            ir_node *inc = DIV(MUL(lr, grad), ir_unary(b, IR_SQRT, den));
+            if (c->momentum > 0) {
+                const kd_var *mo = slot(a, m, wv, "rms_momentum");
+                inc = ADD(MUL(ir_var_read(b, mo), K(c->momentum)), inc);
+                if (!update(a, g, mo, inc)) return false;
+            }
+            next = SUB(w, inc);
+            break;
+        }
+        case OPT_ADAGRAD: {
+            /* acc += g^2 (acc starts at initial_accumulator_value); w -= lr g / sqrt(acc + eps) */
+            const kd_var *as = slot_init(a, m, wv, "adagrad_accumulator", c->initial_accumulator_value);
+            ir_node *an = ADD(ir_var_read(b, as), ir_unary(b, IR_SQUARE, grad));
+            if (!update(a, g, as, an)) return false;
+            next = SUB(w, DIV(MUL(lr, grad), ir_unary(b, IR_SQRT, ADD(an, K(c->epsilon)))));
+            break;
+        }
+        case OPT_ADAMAX: {
+            /* m += (g - m)(1 - b1); u = max(b2 u, |g|); w -= lr m / ((1 - b1^t)(u + eps)) */
+            const kd_var *ms = slot(a, m, wv, "adamax_m"), *us = slot(a, m, wv, "adamax_u");
+            ir_node *mo = ir_var_read(b, ms);
+            ir_node *mn = ADD(mo, MUL(SUB(grad, mo), K(1 - c->beta_1)));
+            ir_node *un = ir_binary(b, IR_MAXIMUM, MUL(ir_var_read(b, us), K(c->beta_2)), ir_unary(b, IR_ABS, grad));
+            if (!update(a, g, ms, mn) || !update(a, g, us, un)) return false;
+            ir_node *den = MUL(one_b1t, ADD(un, K(c->epsilon)));
+            next = SUB(w, DIV(MUL(lr, mn), den));
+            break;
+        }
+        case OPT_NADAM: {
+            /* m, v as Adam; m_hat = u_{t+1} m / (1 - prod_{t+1}) + (1 - u_t) g / (1 - prod_t);
+             * v_hat = v / (1 - b2^t); w -= lr m_hat / (sqrt(v_hat) + eps) */
+            const kd_var *ms = slot(a, m, wv, "nadam_m"), *vs = slot(a, m, wv, "nadam_v");
+            ir_node *mo = ir_var_read(b, ms), *vo = ir_var_read(b, vs);
+            ir_node *mn = ADD(mo, MUL(SUB(grad, mo), K(1 - c->beta_1)));
+            ir_node *vn = ADD(vo, MUL(SUB(ir_unary(b, IR_SQUARE, grad), vo), K(1 - c->beta_2)));
+            if (!update(a, g, ms, mn) || !update(a, g, vs, vn)) return false;
+            ir_node *mhat = ADD(DIV(MUL(mn, u_t1), one_prod1), DIV(MUL(grad, one_u_t), one_prod));
+            ir_node *vhat = DIV(vn, one_b2t);
+            next = SUB(w, DIV(MUL(mhat, lr), ADD(ir_unary(b, IR_SQRT, vhat), K(c->epsilon))));
+            break;
+        }
+        case OPT_ADADELTA: {
+            /* ag = rho ag + (1 - rho) g^2; delta = -sqrt(ad + eps) g / sqrt(ag + eps);
+             * ad = rho ad + (1 - rho) delta^2; w += lr delta */
+            const kd_var *gs = slot(a, m, wv, "adadelta_accumulated_grad");
+            const kd_var *ds = slot(a, m, wv, "adadelta_accumulated_delta");
+            ir_node *gn = ADD(MUL(ir_var_read(b, gs), K(c->rho)), MUL(ir_unary(b, IR_SQUARE, grad), K(1 - c->rho)));
+            ir_node *dold = ir_var_read(b, ds);
+            ir_node *delta = ir_unary(b, IR_NEG, DIV(MUL(ir_unary(b, IR_SQRT, ADD(dold, K(c->epsilon))), grad),
+                                                     ir_unary(b, IR_SQRT, ADD(gn, K(c->epsilon)))));
+            ir_node *dn = ADD(MUL(dold, K(c->rho)), MUL(ir_unary(b, IR_SQUARE, delta), K(1 - c->rho)));
+            if (!update(a, g, gs, gn) || !update(a, g, ds, dn)) return false;
+            next = ADD(w, MUL(lr, delta));
             break;
         }
         case OPT_NONE:
+        case OPT_COUNT:
             snprintf(b->why, sizeof b->why, "model '%s' has no optimizer", m->name);
             return false;
         }

@@ -25,9 +25,13 @@ typedef struct kd_train_graph {
 /* The train step: forward, loss, backward, and g->updates = the model's state
  * updates followed by the optimizer's (slots first, then the weight, per
  * weight). All updates are simultaneous: each value is computed from the
- * variables as they were before the step. Adds the optimizer slot variables
- * (VAR_SLOT, "dense/kernel/adam_m", ".../adam_v", ".../momentum", ".../rms")
- * to m->vars once, with offsets into the optimizer-state buffer.
+ * variables as they were before the step. The gradients are clipped and the
+ * weights decayed first, as Keras 3's optimizers do (clipnorm, clipvalue,
+ * global_clipnorm, weight_decay). Adds the optimizer slot variables
+ * (VAR_SLOT, "dense/kernel/adam_m", ".../adam_v", ".../momentum", ".../rms",
+ * ..., and Nadam's scalar "nadam/u_product") to m->vars once, with offsets
+ * into the optimizer-state buffer and their initial values (Adagrad's
+ * accumulator starts at initial_accumulator_value).
  * False with the reason in why (no train block, a loss the outputs do not fit,
  * a model too large). */
 bool kd_build_train_step(kd_arena *a, kd_model *m, kd_train_graph *out, char *why, size_t why_len);

@@ -22,6 +22,7 @@ void kd_run_options_init(kd_run_options *o)
 {
     memset(o, 0, sizeof *o);
     o->epochs = o->batch_size = o->threads = -1;
+    o->early_stopping = o->reduce_lr = -1;
     o->learning_rate = o->validation_split = NAN;
     o->seed = -1;
     o->tty = -1;
@@ -78,7 +79,7 @@ static int list_uses(const char *list, const char *what, bool output, char *buf,
  * them). The exit status, or 0. */
 static int check_paths(const kd_run_options *o)
 {
-    kdh_path_use uses[7 + 6 * KDH_MAX_IO];
+    kdh_path_use uses[8 + 6 * KDH_MAX_IO];
     char dbuf[8192], ibuf[8192], obuf[8192];
     int n = 0;
     uses[n++] = (kdh_path_use){o->file, "the model source", false, 0};
@@ -89,6 +90,7 @@ static int check_paths(const kd_run_options *o)
     uses[n++] = (kdh_path_use){o->save, "--save", true, SAME_WEIGHTS};
     uses[n++] = (kdh_path_use){o->checkpoint, "--checkpoint", true, SAME_RUN};
     uses[n++] = (kdh_path_use){o->history, "--history", true, 0};
+    uses[n++] = (kdh_path_use){o->save_best, "--save-best", true, SAME_WEIGHTS};
     n += list_uses(o->output, "-o", true, obuf, sizeof obuf, uses + n);
     if (!strcmp(o->file, "-")) uses[0].path = NULL;
     kdh_error err;
@@ -111,6 +113,25 @@ static int unknown_name(const char *what, const char *name, const char *const *k
     return 2;
 }
 
+/* "categorical_crossentropy, ..." and "sgd, adam, ...": the string spelling of every row. */
+static const char *loss_list(char *buf, size_t size)
+{
+    size_t at = 0;
+    buf[0] = 0;
+    for (int i = 0; i < KD_NLOSSES && at + 1 < size; i++)
+        at += (size_t)snprintf(buf + at, size - at, "%s%s", i ? ", " : "", kd_loss_names[i].snake);
+    return buf;
+}
+
+static const char *optimizer_list(char *buf, size_t size)
+{
+    size_t at = 0;
+    buf[0] = 0;
+    for (int i = 0; i < KD_NOPTIMIZERS && at + 1 < size; i++)
+        at += (size_t)snprintf(buf + at, size - at, "%s%s", i ? ", " : "", kd_optimizer_names[i].snake);
+    return buf;
+}
+
 /* The train block after --loss / --optimizer: Keras' compile() defaults for what is not given. */
 static int apply_compile_flags(kd_model *m, const kd_run_options *o, bool need_optimizer)
 {
@@ -125,36 +146,59 @@ static int apply_compile_flags(kd_model *m, const kd_run_options *o, bool need_o
             return 2;
         }
         *c = (kd_train_config){.present = true, .batch_size = 32, .epochs = 1, .validation_freq = 1, .shuffle = true,
-                               .beta_1 = 0.9, .beta_2 = 0.999, .epsilon = 1e-7, .rho = 0.9};
+                               .delta = 1.0};
+        kd_optimizer_defaults(c, &kd_optimizer_names[OPT_ADAM - 1]);
+        c->optimizer = OPT_NONE;
     }
     if (o->loss) {
         const kd_loss_name *l = kd_find_loss(o->loss);
         if (!l) {
             const char *known[3 * KD_NLOSSES];
             int n = kd_loss_spellings(known, false);
-            return unknown_name("loss", o->loss, known, n,
-                                "categorical_crossentropy, sparse_categorical_crossentropy, "
-                                "binary_crossentropy, mean_squared_error");
+            char list[1024];
+            return unknown_name("loss", o->loss, known, n, loss_list(list, sizeof list));
+        }
+        if (c->loss != l->kind) {
+            c->label_smoothing = 0;
+            c->delta = 1.0;
         }
         c->loss = l->kind;
-        c->from_logits = o->from_logits && c->loss != LOSS_MSE;
-        if (!c->metric_accuracy) c->metric_accuracy = c->loss != LOSS_MSE;
+        c->from_logits = o->from_logits && (l->takes & KDH_LOSS_TAKES_LOGITS);
+        if (!c->metric_accuracy) c->metric_accuracy = l->takes & (KDH_LOSS_ONEHOT | KDH_LOSS_TAKES_LOGITS);
     }
     if (o->optimizer) {
         const kd_optimizer_name *opt = kd_find_optimizer(o->optimizer);
         if (!opt) {
             const char *known[2 * KD_NOPTIMIZERS];
             int n = kd_optimizer_spellings(known, false);
-            return unknown_name("optimizer", o->optimizer, known, n, "sgd, adam, rmsprop");
+            char list[1024];
+            return unknown_name("optimizer", o->optimizer, known, n, optimizer_list(list, sizeof list));
         }
-        if (c->optimizer != opt->kind) {
-            c->optimizer = opt->kind;
-            c->learning_rate = opt->learning_rate;
-            c->momentum = 0;
-            c->nesterov = false;
-        }
+        if (c->optimizer != opt->kind) kd_optimizer_defaults(c, opt);
     }
     return 0;
+}
+
+/* --early-stopping, --reduce-lr-on-plateau, --save-best: Keras' callbacks at
+ * their defaults on val_loss (loss when the run has no validation data),
+ * in place of the train block's of the same kind. */
+static void callback_flags(kd_train_config *c, const kd_run_options *o, bool has_val)
+{
+    const char *monitor = has_val ? "val_loss" : "loss";
+    kdh_callbacks *cb = &c->callbacks;
+    if (o->early_stopping >= 0) {
+        cb->early_stopping = (kdh_early_stopping){.on = true, .patience = o->early_stopping,
+                                                  .restore_best_weights = o->restore_best_weights};
+        snprintf(cb->early_stopping.monitor, KDH_MONITOR_MAX, "%s", monitor);
+    }
+    if (o->reduce_lr >= 0) {
+        cb->reduce_lr = (kdh_reduce_lr){.on = true, .factor = 0.1, .patience = o->reduce_lr, .min_delta = 1e-4};
+        snprintf(cb->reduce_lr.monitor, KDH_MONITOR_MAX, "%s", monitor);
+    }
+    if (o->save_best) {
+        cb->checkpoint = (kdh_model_checkpoint){.on = true, .filepath = o->save_best, .save_best_only = true};
+        snprintf(cb->checkpoint.monitor, KDH_MONITOR_MAX, "%s", monitor);
+    }
 }
 
 /* ---- the model's entry points ---------------------------------------------------------- */
@@ -257,9 +301,14 @@ static void host_model(kd_arena *a, const kd_model *km, const lp_program *p, con
     m->train_arena_bytes = (size_t)tb;
     m->fns = *fns;
     const kd_train_config *c = &km->config;
-    m->loss = c->loss == LOSS_BINARY_XENT ? KDH_LOSS_BINARY : c->loss == LOSS_MSE ? KDH_LOSS_MSE : KDH_LOSS_CATEGORICAL;
+    _Static_assert((int)LOSS_COSINE_SIMILARITY == (int)KDH_LOSS_COSINE_SIMILARITY + 1, "LOSS_X is KDH_LOSS_X + 1");
+    m->loss = c->loss > LOSS_NONE ? (kdh_loss_kind)(c->loss - 1) : KDH_LOSS_CATEGORICAL_XENT;
     m->from_logits = c->from_logits;
+    m->label_smoothing = c->label_smoothing;
+    m->delta = c->delta;
     m->accuracy = c->metric_accuracy;
+    m->nmetrics = c->nmetrics;
+    m->metrics = c->metrics;
     m->optimizer = optimizer_name(c->optimizer);
 }
 
@@ -288,8 +337,8 @@ static void data_want_of(const kd_model *km, const kd_run_options *o, int in, in
         int oskip = os->batched ? 1 : 0;
         int64_t oe = 1;
         for (int i = oskip; i < os->rank; i++) oe *= os->dims[i];
-        bool categorical = km->config.loss == LOSS_CATEGORICAL_XENT || km->config.loss == LOSS_SPARSE_CATEGORICAL_XENT;
-        w->labels = categorical ? KDH_LABELS_ONEHOT : KDH_LABELS_TARGETS;
+        const kd_loss_name *l = km->config.loss > LOSS_NONE ? &kd_loss_names[km->config.loss - 1] : NULL;
+        w->labels = l && (l->takes & KDH_LOSS_ONEHOT) ? KDH_LABELS_ONEHOT : KDH_LABELS_TARGETS;
         w->label_elems = oe;
     }
 }
@@ -434,6 +483,13 @@ int kd_run_train(const kd_run_options *o)
         rc = 2;
         goto done;
     }
+    if ((o->reduce_lr >= 0 && c->schedule.kind != SCHEDULE_CONSTANT) || (o->restore_best_weights && o->early_stopping < 0)) {
+        fail("%s", o->reduce_lr >= 0 && c->schedule.kind != SCHEDULE_CONSTANT
+                       ? "--reduce-lr-on-plateau sets the learning rate, which the train block's schedule computes"
+                       : "--restore-best-weights goes with --early-stopping N");
+        rc = 2;
+        goto done;
+    }
     /* A resumed run takes the checkpoint's seed (init, shuffles, dropout) and batch size. */
     if (o->resume) {
         kdh_error err;
@@ -465,6 +521,7 @@ int kd_run_train(const kd_run_options *o)
     kdh_data_want w;
     data_want(km, o, &w);
     if ((rc = load_fit_data(o, &w, split, &train, &val, &has_val)) != 0) goto done;
+    callback_flags(c, o, has_val);
 
     /* The code and every buffer for the largest batch a step can take: no
      * more than the data holds (--batch-size 1048576 on 4 samples allocates
@@ -514,6 +571,7 @@ int kd_run_train(const kd_run_options *o)
         .save = o->save,
         .checkpoint = o->checkpoint,
         .history = o->history,
+        .callbacks = &c->callbacks,
         .out = stdout,
         .tty = o->tty,
         .slow_step_ms = slow ? (unsigned)strtoul(slow, NULL, 10) : 0,
@@ -631,9 +689,10 @@ int kd_run_evaluate(const kd_run_options *o)
         goto done;
     }
     if ((rc = inference_start(&s, o, d[0].n, &in, stdout)) != 0) goto done;
-    double loss, out_loss[KDH_MAX_IO], out_acc[KDH_MAX_IO];
+    double loss, out_loss[KDH_MAX_IO], out_acc[KDH_MAX_IO], metric[KDH_MAX_IO * KDH_MAX_METRICS];
+    int nm = in.m.nmetrics;
     double t0 = kdh_now();
-    if (kdh_evaluate_outputs(&in.m, in.params, d, in.arena, &loss, out_loss, out_acc, &err) != 0) {
+    if (kdh_evaluate_metrics(&in.m, in.params, d, in.arena, &loss, out_loss, out_acc, metric, &err) != 0) {
         rc = fail_err(&err);
         goto done;
     }
@@ -642,11 +701,14 @@ int kd_run_evaluate(const kd_run_options *o)
     printf("loss: %.4f", loss);
     if (km->noutputs == 1) {
         if (!isnan(out_acc[0])) printf(" - accuracy: %.4f", out_acc[0]);
+        for (int i = 0; i < nm; i++) printf(" - %s: %.4f", in.m.metrics[i].name, metric[i]);
     } else {
-        /* Keras' names for a model of several outputs: NAME_loss, NAME_accuracy */
+        /* Keras' names for a model of several outputs: NAME_loss, NAME_accuracy, NAME_METRIC */
         for (int j = 0; j < km->noutputs; j++) printf(" - %s_loss: %.4f", km->output_names[j], out_loss[j]);
-        for (int j = 0; j < km->noutputs; j++)
+        for (int j = 0; j < km->noutputs; j++) {
             if (!isnan(out_acc[j])) printf(" - %s_accuracy: %.4f", km->output_names[j], out_acc[j]);
+            for (int i = 0; i < nm; i++) printf(" - %s_%s: %.4f", km->output_names[j], in.m.metrics[i].name, metric[j * nm + i]);
+        }
     }
     printf("\n");
     rc = 0;

@@ -30,6 +30,12 @@ typedef struct kd_run_options {
     /* Overrides of the train block; < 0 (NAN for the reals) when not given. */
     int epochs, batch_size, threads;
     double learning_rate, validation_split;
+    /* Callbacks (replacing the train block's of that kind), on val_loss, or on loss without validation data:
+     * EarlyStopping(patience: early_stopping, restore_best_weights), ReduceLROnPlateau(patience: reduce_lr),
+     * ModelCheckpoint(save_best, save_best_only: true); < 0 and NULL when not given. */
+    int early_stopping, reduce_lr;
+    bool restore_best_weights;
+    const char *save_best;
     int64_t seed;
     kdh_normalize normalize;
     int tty;                           /* -1: ask isatty */

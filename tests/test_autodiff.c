@@ -80,13 +80,29 @@ START_TEST(mlp_losses)
         bool from_logits;
         bool softmax, sigmoid;    /* the model's last activation */
         gc_fill labels;
+        double label_smoothing, delta;
     } cases[] = {
-        {LOSS_CATEGORICAL_XENT, true, false, false, GC_ONEHOT},
-        {LOSS_CATEGORICAL_XENT, false, true, false, GC_ONEHOT},
-        {LOSS_SPARSE_CATEGORICAL_XENT, false, true, false, GC_ONEHOT},
-        {LOSS_BINARY_XENT, true, false, false, GC_UNIFORM},
-        {LOSS_BINARY_XENT, false, false, true, GC_UNIFORM},
-        {LOSS_MSE, false, false, false, GC_UNIFORM},
+        {LOSS_CATEGORICAL_XENT, true, false, false, GC_ONEHOT, 0, 0},
+        {LOSS_CATEGORICAL_XENT, false, true, false, GC_ONEHOT, 0, 0},
+        {LOSS_SPARSE_CATEGORICAL_XENT, false, true, false, GC_ONEHOT, 0, 0},
+        {LOSS_BINARY_XENT, true, false, false, GC_UNIFORM, 0, 0},
+        {LOSS_BINARY_XENT, false, false, true, GC_UNIFORM, 0, 0},
+        {LOSS_MSE, false, false, false, GC_UNIFORM, 0, 0},
+        {LOSS_CATEGORICAL_XENT, true, false, false, GC_ONEHOT, 0.2, 0},
+        {LOSS_CATEGORICAL_XENT, false, true, false, GC_ONEHOT, 0.1, 0},
+        {LOSS_BINARY_XENT, true, false, false, GC_ONEHOT, 0.3, 0},
+        {LOSS_BINARY_XENT, false, false, true, GC_UNIFORM, 0.1, 0},
+        {LOSS_MAE, false, false, false, GC_UNIFORM, 0, 0},
+        {LOSS_HUBER, false, false, false, GC_UNIFORM, 0, 0.3},
+        {LOSS_HUBER, false, false, false, GC_UNIFORM, 0, 1.0},
+        {LOSS_LOG_COSH, false, false, false, GC_UNIFORM, 0, 0},
+        {LOSS_KLD, false, true, false, GC_UNIFORM, 0, 0},
+        {LOSS_MSLE, false, false, true, GC_UNIFORM, 0, 0},
+        {LOSS_HINGE, false, false, false, GC_ONEHOT, 0, 0},     /* 0/1 labels: made -1/1 */
+        {LOSS_HINGE, false, false, false, GC_UNIFORM, 0, 0},    /* other labels: as they are */
+        {LOSS_CATEGORICAL_HINGE, false, false, false, GC_ONEHOT, 0, 0},
+        {LOSS_POISSON, false, false, true, GC_UNIFORM, 0, 0},
+        {LOSS_COSINE_SIMILARITY, false, false, false, GC_UNIFORM, 0, 0},
     };
     gc_ctx c;
     gc_init(&c, 4);
@@ -96,7 +112,8 @@ START_TEST(mlp_losses)
     a.axis = 1;
     if (cases[_i].softmax) y = ir_make(&c.b, IR_SOFTMAX, 1, &y, &a);
     if (cases[_i].sigmoid) y = ir_unary(&c.b, IR_SIGMOID, y);
-    kd_train_config cfg = {.loss = cases[_i].loss, .from_logits = cases[_i].from_logits};
+    kd_train_config cfg = {.loss = cases[_i].loss, .from_logits = cases[_i].from_logits,
+                           .label_smoothing = cases[_i].label_smoothing, .delta = cases[_i].delta};
     ir_node *t = gc_label(&c, 1, D(3), cases[_i].labels, 0, 1);
     check_var_grads(&c, kd_loss(&c.b, &cfg, y, t));
     gc_free(&c);
@@ -446,6 +463,266 @@ START_TEST(rmsprop_steps)
 }
 END_TEST
 
+/* ---- every optimizer against a reference written from Keras 3's source ---- */
+
+/* The optimizer state of the reference: per parameter (W's 4, then b's 2)
+ * up to four slots, and Nadam's product of its u's. */
+typedef struct ref_opt {
+    double m[6], v[6], vhat[6], a[6];
+    double u_product;
+    bool clipped;          /* a clip changed a gradient */
+} ref_opt;
+
+/* One step of keras/src/optimizers/, in double precision, term for term:
+ * base_optimizer's _clip_gradients, then _apply_weight_decay
+ * (var -= var * wd * lr), then the optimizer's update_step. p: the 6
+ * parameters, g: their gradients at p, t: iterations + 1. */
+static void ref_optimizer_step(const kd_train_config *c, double *p, const double *grad, ref_opt *st, double t, double lr)
+{
+    double g[6];
+    memcpy(g, grad, sizeof g);
+    static const int lo[2] = {0, 4}, hi[2] = {4, 6};   /* the two variables */
+    if (c->clipnorm > 0) {
+        for (int k = 0; k < 2; k++) {
+            double ss = 0;
+            for (int i = lo[k]; i < hi[k]; i++) ss += g[i] * g[i];
+            double norm = sqrt(ss);
+            st->clipped |= norm > c->clipnorm;
+            for (int i = lo[k]; i < hi[k]; i++) g[i] = g[i] * c->clipnorm / fmax(norm, c->clipnorm);
+        }
+    } else if (c->global_clipnorm > 0) {
+        double ss = 0;
+        for (int i = 0; i < 6; i++) ss += g[i] * g[i];
+        double norm = sqrt(ss), scale = c->global_clipnorm * fmin(1 / norm, 1 / c->global_clipnorm);
+        st->clipped |= norm > c->global_clipnorm;
+        for (int i = 0; i < 6; i++) g[i] *= scale;
+    } else if (c->clipvalue > 0) {
+        for (int i = 0; i < 6; i++) {
+            double x = fmin(fmax(g[i], -c->clipvalue), c->clipvalue);
+            st->clipped |= x != g[i];
+            g[i] = x;
+        }
+    }
+    if (c->weight_decay > 0)
+        for (int i = 0; i < 6; i++) p[i] -= p[i] * c->weight_decay * lr;
+    const double b1 = c->beta_1, b2 = c->beta_2, eps = c->epsilon, rho = c->rho;
+    double u_t = b1 * (1 - 0.5 * pow(0.96, t)), u_t1 = b1 * (1 - 0.5 * pow(0.96, t + 1));
+    if (c->optimizer == OPT_NADAM) st->u_product *= u_t;     /* once per step, before the variables */
+    for (int i = 0; i < 6; i++) {
+        double *m = &st->m[i], *v = &st->v[i], *vh = &st->vhat[i], *a = &st->a[i];
+        switch (c->optimizer) {
+        case OPT_SGD:
+            if (c->momentum != 0) {
+                *m = *m * c->momentum - g[i] * lr;
+                p[i] += c->nesterov ? *m * c->momentum - g[i] * lr : *m;
+            } else {
+                p[i] -= g[i] * lr;
+            }
+            break;
+        case OPT_ADAM:
+        case OPT_ADAMW: {
+            double alpha = lr * sqrt(1 - pow(b2, t)) / (1 - pow(b1, t));
+            *m += (g[i] - *m) * (1 - b1);
+            *v += (g[i] * g[i] - *v) * (1 - b2);
+            double vv = *v;
+            if (c->amsgrad) vv = *vh = fmax(*vh, *v);
+            p[i] -= *m * alpha / (sqrt(vv) + eps);
+            break;
+        }
+        case OPT_RMSPROP: {
+            *v = rho * *v + (1 - rho) * g[i] * g[i];
+            double den = *v + eps;
+            if (c->centered) {
+                *a = rho * *a + (1 - rho) * g[i];
+                den = *v - *a * *a + eps;
+            }
+            double inc = lr * g[i] / sqrt(den);
+            if (c->momentum > 0) {
+                *m = c->momentum * *m + inc;
+                p[i] -= *m;
+            } else {
+                p[i] -= inc;
+            }
+            break;
+        }
+        case OPT_ADAGRAD:
+            if (t == 1) *a = c->initial_accumulator_value;
+            *a += g[i] * g[i];
+            p[i] -= lr * g[i] / sqrt(*a + eps);
+            break;
+        case OPT_ADAMAX:
+            *m += (g[i] - *m) * (1 - b1);
+            *v = fmax(b2 * *v, fabs(g[i]));
+            p[i] -= lr * *m / ((1 - pow(b1, t)) * (*v + eps));
+            break;
+        case OPT_NADAM: {
+            double prod = st->u_product, prod1 = prod * u_t1;
+            *m += (g[i] - *m) * (1 - b1);
+            *v += (g[i] * g[i] - *v) * (1 - b2);
+            double mhat = u_t1 * *m / (1 - prod1) + (1 - u_t) * g[i] / (1 - prod);
+            double vhat = *v / (1 - pow(b2, t));
+            p[i] -= mhat * lr / (sqrt(vhat) + eps);
+            break;
+        }
+        case OPT_ADADELTA: {
+            *a = rho * *a + (1 - rho) * g[i] * g[i];
+            double delta = -sqrt(*m + eps) * g[i] / sqrt(*a + eps);
+            *m = rho * *m + (1 - rho) * delta * delta;
+            p[i] += lr * delta;
+            break;
+        }
+        default: ck_abort_msg("no reference for optimizer %d", c->optimizer);
+        }
+    }
+}
+
+static const struct {
+    const char *what;
+    kd_optimizer_kind kind;
+    double momentum, weight_decay, clipnorm, clipvalue, global_clipnorm;
+    bool nesterov, amsgrad, centered;
+} opt_cases[] = {
+    {"SGD", OPT_SGD, .momentum = 0},
+    {"SGD momentum nesterov", OPT_SGD, .momentum = 0.9, .nesterov = true},
+    {"SGD weight_decay", OPT_SGD, .weight_decay = 0.05},
+    {"SGD momentum clipnorm", OPT_SGD, .momentum = 0.5, .clipnorm = 0.3},
+    {"Adam", OPT_ADAM, .momentum = 0},
+    {"Adam amsgrad", OPT_ADAM, .amsgrad = true},
+    {"Adam clipvalue", OPT_ADAM, .clipvalue = 0.2},
+    {"AdamW", OPT_ADAMW, .momentum = 0},
+    {"AdamW amsgrad global_clipnorm", OPT_ADAMW, .amsgrad = true, .global_clipnorm = 0.4},
+    {"RMSprop", OPT_RMSPROP, .momentum = 0},
+    {"RMSprop momentum", OPT_RMSPROP, .momentum = 0.9},
+    {"RMSprop centered momentum", OPT_RMSPROP, .momentum = 0.5, .centered = true},
+    {"Adagrad", OPT_ADAGRAD, .momentum = 0},
+    {"Adagrad weight_decay clipnorm", OPT_ADAGRAD, .weight_decay = 0.1, .clipnorm = 0.25},
+    {"Adamax", OPT_ADAMAX, .momentum = 0},
+    {"Adamax global_clipnorm", OPT_ADAMAX, .global_clipnorm = 0.5},
+    {"Nadam", OPT_NADAM, .momentum = 0},
+    {"Nadam clipvalue weight_decay", OPT_NADAM, .clipvalue = 0.1, .weight_decay = 0.01},
+    {"Adadelta", OPT_ADADELTA, .momentum = 0},
+    {"Adadelta global_clipnorm", OPT_ADADELTA, .global_clipnorm = 0.3},
+};
+
+/* Three steps of each optimizer through the train-step graph (the f64
+ * interpreter) against ref_optimizer_step within 1e-12; the backends run
+ * the same graph (tests/test_jit.c's optimizer test compares them). */
+START_TEST(optimizer_steps)
+{
+    lin l;
+    lin_init(&l, opt_cases[_i].kind, LOSS_MSE);
+    kd_train_config *c = &l.m.config;
+    kd_optimizer_defaults(c, &kd_optimizer_names[opt_cases[_i].kind - 1]);
+    c->learning_rate = 0.1;
+    c->momentum = opt_cases[_i].momentum;
+    c->nesterov = opt_cases[_i].nesterov;
+    c->amsgrad = opt_cases[_i].amsgrad;
+    c->centered = opt_cases[_i].centered;
+    if (opt_cases[_i].weight_decay) c->weight_decay = opt_cases[_i].weight_decay;
+    c->clipnorm = opt_cases[_i].clipnorm;
+    c->clipvalue = opt_cases[_i].clipvalue;
+    c->global_clipnorm = opt_cases[_i].global_clipnorm;
+    if (c->optimizer == OPT_ADAMW) ck_assert_double_eq(c->weight_decay, 0.004);   /* Keras' default */
+    if (c->optimizer == OPT_ADADELTA) ck_assert_double_eq(c->rho, 0.95);
+    kd_train_graph tg;
+    char why[256];
+    ck_assert_msg(kd_build_train_step(&l.a, &l.m, &tg, why, sizeof why), "%s: %s", opt_cases[_i].what, why);
+    /* slots start at their initializer (Adagrad's accumulator 0.1, Nadam's product 1), as the generated init sets them */
+    for (int i = 0; i < l.m.vars.len; i++) {
+        const kd_var *v = l.m.vars.items[i];
+        if (v->kind != VAR_SLOT) continue;
+        int64_t n = ir_shape_elems(&v->shape);
+        l.vals[i] = calloc((size_t)n, sizeof(double));
+        for (int64_t k = 0; k < n; k++) l.vals[i][k] = v->init.kind == INIT_CONSTANT ? v->init.a : 0;
+    }
+    double p[6], g[6];
+    memcpy(p, l.vals[0], 4 * sizeof *p);
+    memcpy(p + 4, l.vals[1], 2 * sizeof *p);
+    ref_opt st = {.u_product = 1};
+    for (int step = 0; step < 3; step++) {
+        lin_hand_grads(&l, p, p + 4, g, g + 4);
+        ir_values_free(lin_run(&l, tg.g, step, true));
+        ref_optimizer_step(c, p, g, &st, step + 1, 0.1);
+        for (int i = 0; i < 6; i++) {
+            double got = i < 4 ? l.vals[0][i] : l.vals[1][i - 4];
+            ck_assert_msg(fabs(got - p[i]) < 1e-12, "%s, step %d, parameter %d: %.15g, Keras' formula %.15g",
+                          opt_cases[_i].what, step + 1, i, got, p[i]);
+        }
+    }
+    /* a clip that never bites would test nothing */
+    ck_assert_msg(st.clipped == (c->clipnorm > 0 || c->clipvalue > 0 || c->global_clipnorm > 0), "%s: clipped %d",
+                  opt_cases[_i].what, st.clipped);
+    lin_free(&l);
+}
+END_TEST
+
+/* The same linear model and steps against TensorFlow.js (float32), for the
+ * optimizers whose TF.js rule is Keras 3's: tests/fixtures/tfjs_optimizers.txt,
+ * made by tests/fixtures/make_tfjs_optimizers.js (which says what differs). */
+START_TEST(optimizers_match_tfjs)
+{
+    static const struct {
+        const char *name;
+        kd_optimizer_kind kind;
+        double momentum, epsilon;
+        bool has_epsilon;
+    } cases[] = {
+        {"sgd", OPT_SGD, 0, 0, false},
+        {"sgd_momentum", OPT_SGD, 0.9, 0, false},
+        {"adam_eps0", OPT_ADAM, 0, 0, true},
+        {"rmsprop_momentum", OPT_RMSPROP, 0.5, 0, false},
+        {"adagrad", OPT_ADAGRAD, 0, 0, false},
+        {"adamax", OPT_ADAMAX, 0, 0, false},
+    };
+    char *text = tu_read(tu_src("tests/fixtures/tfjs_optimizers.txt"), NULL);
+    ck_assert_ptr_nonnull(text);
+    int checked = 0;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        lin l;
+        lin_init(&l, cases[k].kind, LOSS_MSE);
+        kd_train_config *c = &l.m.config;
+        kd_optimizer_defaults(c, &kd_optimizer_names[cases[k].kind - 1]);
+        c->learning_rate = 0.1;
+        c->momentum = cases[k].momentum;
+        if (cases[k].has_epsilon) c->epsilon = cases[k].epsilon;
+        kd_train_graph tg;
+        char why[256];
+        ck_assert_msg(kd_build_train_step(&l.a, &l.m, &tg, why, sizeof why), "%s", why);
+        for (int i = 0; i < l.m.vars.len; i++) {
+            const kd_var *v = l.m.vars.items[i];
+            if (v->kind != VAR_SLOT) continue;
+            int64_t n = ir_shape_elems(&v->shape);
+            l.vals[i] = calloc((size_t)n, sizeof(double));
+            for (int64_t e = 0; e < n; e++) l.vals[i][e] = v->init.kind == INIT_CONSTANT ? v->init.a : 0;
+        }
+        for (int step = 1; step <= 3; step++) {
+            ir_values_free(lin_run(&l, tg.g, step - 1, true));
+            char key[64];
+            snprintf(key, sizeof key, "\n%s %d ", cases[k].name, step);
+            const char *at = strstr(text, key);
+            if (!at && !strncmp(text, key + 1, strlen(key + 1))) at = text - 1;
+            ck_assert_msg(at != NULL, "no line '%s %d' in the fixture", cases[k].name, step);
+            const char *p = at + strlen(key);
+            for (int i = 0; i < 6; i++) {
+                char *end;
+                double want = strtod(p, &end);
+                ck_assert(end != p);
+                p = end;
+                double got = i < 4 ? l.vals[0][i] : l.vals[1][i - 4];
+                /* TF.js computes in float32: 1e-5 leaves room for Adam's m / sqrt(v), which magnifies the
+                 * gradients' rounding where m nearly cancels (2.4e-6 on W[0] at step 3) */
+                ck_assert_msg(fabs(got - want) < 1e-5, "%s, step %d, parameter %d: %.9g, TensorFlow.js %.9g",
+                              cases[k].name, step, i, got, want);
+                checked++;
+            }
+        }
+        lin_free(&l);
+    }
+    ck_assert_int_eq(checked, 6 * 3 * 6);
+    free(text);
+}
+END_TEST
+
 /* The grad graph: loss, prediction, then each trainable weight's gradient; no optimizer. */
 START_TEST(grad_graph)
 {
@@ -486,7 +763,15 @@ START_TEST(no_train_block)
 END_TEST
 
 /* Loss values as Keras computes them, by hand on fixed numbers. */
+static double loss_value_cfg(const kd_train_config *cfg, const double *y, const double *t, int rows, int cols);
+
 static double loss_value(kd_loss_kind kind, bool logits, const double *y, const double *t, int rows, int cols)
+{
+    kd_train_config cfg = {.loss = kind, .from_logits = logits, .delta = 1.0};
+    return loss_value_cfg(&cfg, y, t, rows, cols);
+}
+
+static double loss_value_cfg(const kd_train_config *cfg, const double *y, const double *t, int rows, int cols)
 {
     gc_ctx c;
     gc_init(&c, rows);
@@ -494,8 +779,7 @@ static double loss_value(kd_loss_kind kind, bool logits, const double *y, const 
     ir_node *tn = gc_label(&c, 1, (int64_t[]){cols}, GC_UNIFORM, 0, 1);
     memcpy(gc_data(&c, yn), y, (size_t)(rows * cols) * sizeof *y);
     memcpy(gc_data(&c, tn), t, (size_t)(rows * cols) * sizeof *t);
-    kd_train_config cfg = {.loss = kind, .from_logits = logits};
-    ir_node *loss = kd_loss(&c.b, &cfg, yn, tn);
+    ir_node *loss = kd_loss(&c.b, cfg, yn, tn);
     ck_assert_msg(loss != NULL, "%s", c.b.why);
     ck_assert_int_eq(loss->shape.rank, 0);
     double v = gc_scalar(&c, loss);
@@ -529,6 +813,118 @@ START_TEST(loss_values)
     ck_assert_double_eq_tol(loss_value(LOSS_BINARY_XENT, false, bp, bt, 2, 2), want, 1e-9);
     double my[4] = {1, 2, 3, 4}, mt[4] = {0, 2, 5, 3};
     ck_assert_double_eq_tol(loss_value(LOSS_MSE, false, my, mt, 2, 2), (1 + 0 + 4 + 1) / 4.0, 1e-15);
+}
+END_TEST
+
+/* The losses' values: the examples of Keras' documentation (its printed
+ * values, 3 digits), and each formula by hand on other numbers. */
+START_TEST(toolbox_loss_values)
+{
+    const double t1[4] = {0, 1, 0, 0}, p1[4] = {0.6, 0.4, 0.4, 0.6}, q1[4] = {1, 1, 1, 0}, r1[4] = {1, 1, 0, 0};
+    ck_assert_double_eq_tol(loss_value(LOSS_MAE, false, (double[]){1, 1, 1, 0}, t1, 2, 2), 0.5, 1e-15);
+    ck_assert_double_eq_tol(loss_value(LOSS_HUBER, false, p1, t1, 2, 2), 0.155, 1e-12);
+    ck_assert_double_eq_tol(loss_value(LOSS_LOG_COSH, false, r1, t1, 2, 2), 0.108, 5e-4);
+    ck_assert_double_eq_tol(loss_value(LOSS_KLD, false, p1, t1, 2, 2), 0.458, 5e-4);
+    ck_assert_double_eq_tol(loss_value(LOSS_MSLE, false, q1, t1, 2, 2), 0.240, 5e-4);
+    ck_assert_double_eq_tol(loss_value(LOSS_HINGE, false, p1, t1, 2, 2), 1.3, 1e-12);
+    ck_assert_double_eq_tol(loss_value(LOSS_CATEGORICAL_HINGE, false, p1, t1, 2, 2), 1.4, 1e-12);
+    ck_assert_double_eq_tol(loss_value(LOSS_POISSON, false, r1, t1, 2, 2), 0.5, 1e-6);
+    ck_assert_double_eq_tol(loss_value(LOSS_COSINE_SIMILARITY, false, (double[]){1, 0, 1, 1}, (double[]){0, 1, 1, 1}, 2, 2),
+                            -0.5, 1e-12);
+    /* by hand: Huber beyond delta, log cosh, KLD's clip, MSLE of a negative prediction, hinge of -1/1 labels */
+    const double y[4] = {2.5, -0.3, 0.7, 0.05}, t[4] = {0.5, 0.2, 0.1, 0.9};
+    kd_train_config cfg = {.loss = LOSS_HUBER, .delta = 0.8};
+    double want = (0.8 * 2 - 0.32 + 0.5 * 0.25 + 0.5 * 0.36 + (0.8 * 0.85 - 0.32)) / 4;
+    ck_assert_double_eq_tol(loss_value_cfg(&cfg, y, t, 2, 2), want, 1e-12);
+    want = 0;
+    for (int i = 0; i < 4; i++) want += log(cosh(y[i] - t[i])) / 4;
+    ck_assert_double_eq_tol(loss_value(LOSS_LOG_COSH, false, y, t, 2, 2), want, 1e-12);
+    want = 0;
+    for (int i = 0; i < 4; i++) {
+        double yc = fmin(fmax(y[i], 1e-7), 1);
+        want += t[i] * log(t[i] / yc) / 2;   /* summed over the row, averaged over the 2 rows */
+    }
+    ck_assert_double_eq_tol(loss_value(LOSS_KLD, false, y, t, 2, 2), want, 1e-12);
+    want = 0;
+    for (int i = 0; i < 4; i++) want += pow(log(fmax(y[i], 1e-7) + 1) - log(t[i] + 1), 2) / 4;
+    ck_assert_double_eq_tol(loss_value(LOSS_MSLE, false, y, t, 2, 2), want, 1e-12);
+    const double pm[4] = {1, -1, -1, 1};
+    want = (fmax(1 - 2.5, 0) + fmax(1 - 0.3, 0) + fmax(1 + 0.7, 0) + fmax(1 - 0.05, 0)) / 4;
+    ck_assert_double_eq_tol(loss_value(LOSS_HINGE, false, y, pm, 2, 2), want, 1e-12);
+    want = 0;
+    for (int i = 0; i < 4; i++) want += (y[i] - t[i] * log(y[i] + 1e-7)) / 4;
+    double yp[4] = {2.5, 0.3, 0.7, 0.05};
+    want = 0;
+    for (int i = 0; i < 4; i++) want += (yp[i] - t[i] * log(yp[i] + 1e-7)) / 4;
+    ck_assert_double_eq_tol(loss_value(LOSS_POISSON, false, yp, t, 2, 2), want, 1e-12);
+    /* label smoothing: categorical t (1 - ls) + ls / classes, binary t (1 - ls) + ls / 2 */
+    const double z[3] = {2, 1, 0.1}, tc[3] = {1, 0, 0};
+    cfg = (kd_train_config){.loss = LOSS_CATEGORICAL_XENT, .from_logits = true, .label_smoothing = 0.3};
+    double lse = log(exp(2) + exp(1) + exp(0.1));
+    want = -((0.7 + 0.1) * (2 - lse) + 0.1 * (1 - lse) + 0.1 * (0.1 - lse));
+    ck_assert_double_eq_tol(loss_value_cfg(&cfg, z, tc, 1, 3), want, 1e-12);
+    cfg.from_logits = false;
+    const double pc[3] = {0.7, 0.2, 0.1};
+    want = -(0.8 * log(0.7) + 0.1 * log(0.2) + 0.1 * log(0.1));
+    ck_assert_double_eq_tol(loss_value_cfg(&cfg, pc, tc, 1, 3), want, 1e-12);
+    cfg = (kd_train_config){.loss = LOSS_BINARY_XENT, .label_smoothing = 0.2};
+    const double pb[2] = {0.9, 0.3}, tb[2] = {1, 0};
+    want = -((0.9 * log(0.9) + 0.1 * log(0.1)) + (0.1 * log(0.3) + 0.9 * log(0.7))) / 2;
+    ck_assert_double_eq_tol(loss_value_cfg(&cfg, pb, tb, 1, 2), want, 1e-12);
+}
+END_TEST
+
+/* The losses against TensorFlow.js (float32): tests/fixtures/tfjs_losses.txt,
+ * made by tests/fixtures/make_tfjs_losses.js from these arrays. */
+static const double TF_P[12] = {0.7, 0.2, 0.1, 0.05, 0.9, 0.05, 0.3, 0.3, 0.4, 0.15, 0.25, 0.6};
+static const double TF_Z[12] = {1.5, -0.3, 0.2, -1, 2, 0.5, 0.1, 0.1, -2, 3, -0.5, 1};
+static const double TF_ONEHOT[12] = {1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1};
+static const double TF_SOFT[12] = {0.6, 0.3, 0.1, 0.2, 0.5, 0.3, 0.1, 0.1, 0.8, 0.3, 0.3, 0.4};
+static const double TF_REG[12] = {0.5, -1.2, 2, 0.1, 0.4, -0.3, 1.5, 0, 0.2, -2, 1, 0.7};
+static const double TF_PM[12] = {1, -1, 1, -1, -1, 1, 1, 1, -1, -1, 1, 1};
+
+static double fixture_value(const char *text, const char *name)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%s ", name);
+    for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+        if (!strncmp(line, key, strlen(key))) return strtod(line + strlen(key), NULL);
+    ck_abort_msg("no '%s' in the fixture", name);
+    return NAN;
+}
+
+START_TEST(losses_match_tfjs)
+{
+    static const struct {
+        const char *name;
+        kd_loss_kind loss;
+        bool logits;
+        double smoothing, delta;
+        const double *y, *t;
+    } cases[] = {
+        {"mae", LOSS_MAE, false, 0, 1, TF_Z, TF_REG},
+        {"huber_1", LOSS_HUBER, false, 0, 1, TF_Z, TF_REG},
+        {"huber_0.5", LOSS_HUBER, false, 0, 0.5, TF_Z, TF_REG},
+        {"log_cosh", LOSS_LOG_COSH, false, 0, 1, TF_Z, TF_REG},
+        {"kld", LOSS_KLD, false, 0, 1, TF_P, TF_SOFT},
+        {"msle", LOSS_MSLE, false, 0, 1, TF_P, TF_SOFT},
+        {"hinge_pm1", LOSS_HINGE, false, 0, 1, TF_Z, TF_PM},
+        {"categorical_hinge", LOSS_CATEGORICAL_HINGE, false, 0, 1, TF_Z, TF_ONEHOT},
+        {"poisson", LOSS_POISSON, false, 0, 1, TF_P, TF_SOFT},
+        {"cosine_similarity", LOSS_COSINE_SIMILARITY, false, 0, 1, TF_Z, TF_REG},
+        {"cce_logits_ls0.2", LOSS_CATEGORICAL_XENT, true, 0.2, 1, TF_Z, TF_ONEHOT},
+        {"bce_logits_ls0.3", LOSS_BINARY_XENT, true, 0.3, 1, TF_Z, TF_ONEHOT},
+    };
+    char *text = tu_read(tu_src("tests/fixtures/tfjs_losses.txt"), NULL);
+    ck_assert_ptr_nonnull(text);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kd_train_config cfg = {.loss = cases[i].loss, .from_logits = cases[i].logits,
+                               .label_smoothing = cases[i].smoothing, .delta = cases[i].delta};
+        double got = loss_value_cfg(&cfg, cases[i].y, cases[i].t, 4, 3), want = fixture_value(text, cases[i].name);
+        ck_assert_msg(fabs(got - want) <= 2e-6 * fmax(1, fabs(want)), "%s: %.9g, TensorFlow.js %.9g", cases[i].name, got,
+                      want);
+    }
+    free(text);
 }
 END_TEST
 
@@ -850,7 +1246,7 @@ static Suite *autodiff_suite(void)
     Suite *s = suite_create("autodiff");
     TCase *t = tcase_create("graphs");
     tcase_add_test(t, mlp_softmax_xent);
-    tcase_add_loop_test(t, mlp_losses, 0, 6);
+    tcase_add_loop_test(t, mlp_losses, 0, 21);
     tcase_add_test(t, cnn);
     tcase_add_loop_test(t, batchnorm, 0, 2);
     tcase_add_test(t, frozen_get_nothing);
@@ -861,9 +1257,13 @@ static Suite *autodiff_suite(void)
     tcase_add_test(t, adam_steps);
     tcase_add_loop_test(t, sgd_steps, 0, 3);
     tcase_add_test(t, rmsprop_steps);
+    tcase_add_loop_test(t, optimizer_steps, 0, (int)(sizeof opt_cases / sizeof opt_cases[0]));
+    tcase_add_test(t, optimizers_match_tfjs);
     tcase_add_test(t, grad_graph);
     tcase_add_test(t, no_train_block);
     tcase_add_test(t, loss_values);
+    tcase_add_test(t, toolbox_loss_values);
+    tcase_add_test(t, losses_match_tfjs);
     suite_add_tcase(s, t);
     t = tcase_create("source");
     tcase_add_test(t, source_mlp_bn_dropout);

@@ -653,6 +653,39 @@ START_TEST(apply_merges_many_same_shape_updates)
 }
 END_TEST
 
+/* What the toolbox asks of the backends beyond the ops they already run,
+ * through both, which must agree bit for bit (run_both): a small MLP per
+ * train block. Every optimizer and loss runs through the backends in the
+ * differential tester's random programs (tests/difftest/gen.c) and is
+ * checked against Keras' formulas in tests/test_autodiff.c. */
+static const struct {
+    const char *train, *head;
+    label_kind labels;
+} toolbox_cases[] = {
+    /* Nadam's scalar slot, clipnorm's reduction in apply_gradients */
+    {"loss: Huber(delta: 0.5)\n    optimizer: Nadam(learning_rate: 0.01, clipnorm: 0.5)", "", LAB_REAL},
+    /* Adagrad's slot that starts at 0.1, weight decay */
+    {"loss: LogCosh()\n    optimizer: Adagrad(learning_rate: 0.05, weight_decay: 0.01)", "", LAB_ONEHOT},
+    /* amsgrad's third slot, the global norm over every gradient, label smoothing */
+    {"loss: CategoricalCrossentropy(from_logits: true, label_smoothing: 0.1)\n"
+     "    optimizer: AdamW(learning_rate: 0.01, amsgrad: true, global_clipnorm: 1.0)", "", LAB_ONEHOT},
+    /* Hinge's test of the whole batch's labels */
+    {"loss: Hinge()\n    optimizer: SGD(learning_rate: 0.05, weight_decay: 0.01)", "", LAB_ONEHOT},
+};
+
+START_TEST(toolbox_optimizers_losses)
+{
+    char text[1024];
+    snprintf(text, sizeof text,
+             "model tb {\n    input x: [5]\n    Dense(6, activation: tanh)\n    output y = Dense(3%s)\n}\n"
+             "train tb {\n    %s\n    batch_size: 6\n}\n",
+             toolbox_cases[_i].head, toolbox_cases[_i].train);
+    char tag[32];
+    snprintf(tag, sizeof tag, "toolbox%d", _i);
+    check_model(tag, "tb.kdsl", text, 0, 6, toolbox_cases[_i].labels, 3);
+}
+END_TEST
+
 static const char mse_text[] =
     "model reg {\n"
     "    input x: [6]\n"
@@ -1146,6 +1179,10 @@ static Suite *jit_suite(void)
     tcase_add_test(tc, two_inputs_two_outputs_inference);
     tcase_add_test(tc, resnet50_head_predict);
     suite_add_tcase(s, tc);
+    TCase *tb = tcase_create("toolbox");
+    tcase_set_timeout(tb, 300);
+    tcase_add_loop_test(tb, toolbox_optimizers_losses, 0, (int)(sizeof toolbox_cases / sizeof toolbox_cases[0]));
+    suite_add_tcase(s, tb);
     TCase *th = tcase_create("every construct");
     tcase_set_timeout(th, 600);
     tcase_add_test(th, every_construct);

@@ -390,6 +390,91 @@ START_TEST(train_block_settings)
 }
 END_TEST
 
+/* The toolbox's settings: Keras' defaults, positional order, the metrics' names. */
+START_TEST(train_block_toolbox)
+{
+    static const char head[] = "model m {\n    input x: [3]\n    output y = Dense(2, activation: softmax)\n}\ntrain m {\n";
+    checked c;
+    char src[1024];
+    snprintf(src, sizeof src,
+             "%s    loss: Huber(0.25)\n    optimizer: AdamW()\n"
+             "    metrics: [mae, AUC(50, \"PR\", \"majoring\"), MeanAbsoluteError(), BinaryAccuracy(threshold: 0.7),"
+             " TopKCategoricalAccuracy(3, name: \"top3\"), acc]\n}\n", head);
+    check_text(&c, src, NULL);
+    ASSERT_OK(&c);
+    const kd_train_config *t = &c.s.model->config;
+    ck_assert_int_eq(t->loss, LOSS_HUBER);
+    ck_assert_double_eq(t->delta, 0.25);
+    ck_assert_int_eq(t->optimizer, OPT_ADAMW);
+    ck_assert_double_eq(t->learning_rate, 0.001);
+    ck_assert_double_eq(t->weight_decay, 0.004);
+    ck_assert_double_eq(t->beta_1, 0.9);
+    ck_assert_double_eq(t->beta_2, 0.999);
+    ck_assert_double_eq(t->epsilon, 1e-7);
+    ck_assert(!t->amsgrad && t->clipnorm == 0 && t->clipvalue == 0 && t->global_clipnorm == 0);
+    ck_assert(t->metric_accuracy);
+    ck_assert_int_eq(t->nmetrics, 5);
+    /* a string is named as written, a constructed metric by its name: or Keras' default */
+    static const char *const names[5] = {"mae", "auc", "mean_absolute_error", "binary_accuracy", "top3"};
+    for (int i = 0; i < 5; i++) ck_assert_str_eq(t->metrics[i].name, names[i]);
+    ck_assert_int_eq(t->metrics[1].kind, KDH_METRIC_AUC);
+    ck_assert_int_eq(t->metrics[1].num_thresholds, 50);
+    ck_assert(t->metrics[1].pr);
+    ck_assert_int_eq(t->metrics[1].summation, KDH_AUC_MAJORING);
+    ck_assert_double_eq(t->metrics[3].threshold, 0.7);
+    ck_assert_int_eq(t->metrics[4].k, 3);
+    done(&c);
+
+    /* positional: AdamW(learning_rate, weight_decay, beta_1, ...), Adagrad's accumulator, Adadelta's rho */
+    snprintf(src, sizeof src, "%s    loss: bce\n    optimizer: AdamW(0.01, 0.1, 0.8, 0.99, 1e-5, true, clipvalue: 2)\n}\n",
+             head);
+    check_text(&c, src, NULL);
+    ASSERT_OK(&c);
+    t = &c.s.model->config;
+    ck_assert_int_eq(t->loss, LOSS_BINARY_XENT);
+    ck_assert(!t->metric_accuracy && t->nmetrics == 0);
+    ck_assert_double_eq(t->learning_rate, 0.01);
+    ck_assert_double_eq(t->weight_decay, 0.1);
+    ck_assert_double_eq(t->beta_1, 0.8);
+    ck_assert_double_eq(t->beta_2, 0.99);
+    ck_assert_double_eq(t->epsilon, 1e-5);
+    ck_assert(t->amsgrad);
+    ck_assert_double_eq(t->clipvalue, 2);
+    done(&c);
+    snprintf(src, sizeof src, "%s    loss: kld\n    optimizer: Adadelta(global_clipnorm: 3)\n}\n", head);
+    check_text(&c, src, NULL);
+    ASSERT_OK(&c);
+    ck_assert_int_eq(c.s.model->config.loss, LOSS_KLD);
+    ck_assert_double_eq(c.s.model->config.rho, 0.95);
+    ck_assert_double_eq(c.s.model->config.learning_rate, 0.001);
+    ck_assert_double_eq(c.s.model->config.global_clipnorm, 3);
+    done(&c);
+    snprintf(src, sizeof src,
+             "%s    loss: CategoricalCrossentropy(true, 0.2)\n    optimizer: RMSprop(0.01, 0.8, 0.5, 1e-6, true)\n}\n", head);
+    check_text(&c, src, NULL);
+    ASSERT_OK(&c);
+    t = &c.s.model->config;
+    ck_assert(t->from_logits);
+    ck_assert_double_eq(t->label_smoothing, 0.2);
+    ck_assert_double_eq(t->rho, 0.8);
+    ck_assert_double_eq(t->momentum, 0.5);
+    ck_assert_double_eq(t->epsilon, 1e-6);
+    ck_assert(t->centered);
+    done(&c);
+    snprintf(src, sizeof src, "%s    loss: mse\n    optimizer: SGD(lr: 0.5, momentum: 0.25)\n}\n", head);   /* Keras 2's lr */
+    check_text(&c, src, NULL);
+    ASSERT_OK(&c);
+    ck_assert_double_eq(c.s.model->config.learning_rate, 0.5);
+    ck_assert_double_eq(c.s.model->config.momentum, 0.25);
+    done(&c);
+    snprintf(src, sizeof src, "%s    loss: poisson\n    optimizer: Adagrad(0.1, 0.5)\n}\n", head);
+    check_text(&c, src, NULL);
+    ASSERT_OK(&c);
+    ck_assert_double_eq(c.s.model->config.initial_accumulator_value, 0.5);
+    done(&c);
+}
+END_TEST
+
 START_TEST(train_block_schedules)
 {
     static const struct {
@@ -491,6 +576,7 @@ int main(void)
     tcase_add_test(t, tensor_functions_and_shapes);
     tcase_add_test(t, names_follow_keras);
     tcase_add_test(t, train_block_settings);
+    tcase_add_test(t, train_block_toolbox);
     tcase_add_test(t, train_block_schedules);
     suite_add_tcase(s, t);
     TCase *e = tcase_create("mistakes");

@@ -9,6 +9,7 @@
  * (kdslc_cc.c: the C backend of cc_backend.c instead of the JIT); the suite
  * passes either way. */
 #include "testutil.h"
+#include "host/callbacks.h"
 #include "host/checkpoint.h"
 #include "host/dataset.h"
 #include "host/progress.h"
@@ -548,8 +549,12 @@ START_TEST(bad_flags)
     ck_assert_fails(2, "needs --weights", "evaluate %s", fx);
     ck_assert_fails(2, "needs --input", "predict %s --weights w.safetensors", fx);
     ck_assert_fails(2, "did you mean 'adam'", "train %s --optimizer adamm", fx);
-    ck_assert_fails(2, "unknown loss 'hinge'", "train %s --loss hinge", fx);
+    ck_assert_fails(2, "unknown loss 'squared_hinge'", "train %s --loss squared_hinge", fx);
     ck_assert_fails(2, "give one of them", "train %s --weights a --resume b", fx);
+    ck_assert_fails(2, "--restore-best-weights goes with --early-stopping N", "train %s --restore-best-weights", fx);
+    ck_assert_fails(2, "which the train block's schedule computes", "train %s --reduce-lr-on-plateau 3",
+                    tu_src("tests/fixtures/sgd_mlp_cosine.kdsl"));
+    ck_assert_fails(2, "'--early-stopping' wants a whole number", "train %s --early-stopping -1", fx);
     /* no train block: --loss and --optimizer are needed */
     ck_assert_fails(2, "--loss and --optimizer", "train %s", tu_src("samples/tiny_mlp.kdsl"));
     ck_assert_fails(2, "did you mean 'train'", "trian %s", fx);
@@ -686,6 +691,84 @@ START_TEST(progress_tty_and_plain)
 }
 END_TEST
 
+/* Metrics after accuracy, in the bar and the epoch's line, val_ for validation; NaN not shown. */
+START_TEST(progress_shows_metrics)
+{
+    FILE *f = tmpfile();
+    kdh_progress p;
+    kdh_progress_init(&p, f, 1);
+    const char *names[2] = {"auc", "mae"};
+    kdh_progress_set_metrics(&p, 2, names);
+    kdh_progress_epoch_begin(&p, 1, 2, 10);
+    kdh_progress_step_metrics(&p, 10, 0.5, 0.75, (double[]){0.8125, 0.25});
+    kdh_progress_epoch_end_metrics(&p, 0.5, 0.75, (double[]){0.8125, 0.25}, 0.625, NAN, (double[]){0.5, NAN}, 1, 1, 100);
+    p.learning_rate = 1e-4;   /* ReduceLROnPlateau's, in Keras' format below 1e-3 */
+    kdh_progress_epoch_end_metrics(&p, 0.5, 0.75, NULL, NAN, NAN, NULL, 1, 1, 100);
+    long n = ftell(f);
+    rewind(f);
+    char buf[4096] = {0};
+    ck_assert_int_eq(fread(buf, 1, (size_t)n, f), n);
+    fclose(f);
+    ck_assert_has(buf, " - ETA: 0s - loss: 0.5000 - accuracy: 0.7500 - auc: 0.8125 - mae: 0.2500");
+    ck_assert_has(buf, " - loss: 0.5000 - accuracy: 0.7500 - auc: 0.8125 - mae: 0.2500 - val_loss: 0.6250 - val_auc: 0.5000 - 100 samples/s\n");
+    ck_assert_has(buf, " - loss: 0.5000 - accuracy: 0.7500 - learning_rate: 1.0000e-04 - 100 samples/s\n");
+}
+END_TEST
+
+/* The history's metric columns: CSV and JSON under Keras' names, back from a
+ * checkpoint's JSON by name, and moved by name when the metrics change. */
+START_TEST(history_metric_columns)
+{
+    const char *dir = tu_tmpdir("history_metrics");
+    kdh_history h = {0};
+    const char *names[2] = {"auc", "top3"};
+    kdh_history_set_metrics(&h, 2, names);
+    kdh_epoch_log r = kdh_epoch_log_empty(1);
+    r.loss = 0.5, r.metrics[0] = 0.75, r.metrics[1] = 1, r.val_loss = 0.25, r.val_metrics[1] = 0.5;
+    ck_assert_int_eq(kdh_history_add(&h, &r), 0);
+    kdh_error err;
+    ck_assert_int_eq(kdh_history_write(tu_path(dir, "h.csv"), &h, &err), 0);
+    char *csv = tu_read(tu_path(dir, "h.csv"), NULL);
+    ck_assert_str_eq(csv, "epoch,loss,accuracy,auc,top3,val_loss,val_accuracy,val_auc,val_top3\n1,0.5,,0.75,1,0.25,,,0.5\n");
+    free(csv);
+    ck_assert_double_eq(kdh_epoch_log_value(&h, &h.rows[0], "val_top3"), 0.5);
+    ck_assert(isnan(kdh_epoch_log_value(&h, &h.rows[0], "val_auc")));
+    ck_assert(isnan(kdh_epoch_log_value(&h, &h.rows[0], "precision")));
+    char *s = kdh_history_to_json(&h);
+    kdh_history back;
+    ck_assert_int_eq(kdh_history_from_json(s, &back, "ckpt", &err), 0);
+    free(s);
+    ck_assert_int_eq(back.nmetrics, 2);
+    ck_assert_str_eq(back.metric_names[1], "top3");
+    ck_assert_double_eq(back.rows[0].metrics[0], 0.75);
+    ck_assert_double_eq(back.rows[0].val_metrics[1], 0.5);
+    /* resumed with the metrics [top3, precision]: top3 moves, precision is new (empty) */
+    const char *now[2] = {"top3", "precision"};
+    kdh_history_set_metrics(&back, 2, now);
+    ck_assert_double_eq(back.rows[0].metrics[0], 1);
+    ck_assert_double_eq(back.rows[0].val_metrics[0], 0.5);
+    ck_assert(isnan(back.rows[0].metrics[1]));
+    /* ReduceLROnPlateau's learning_rate: the last column, back from JSON */
+    h.has_learning_rate = true;
+    h.rows[0].learning_rate = 0.0125;
+    ck_assert_int_eq(kdh_history_write(tu_path(dir, "h2.csv"), &h, &err), 0);
+    csv = tu_read(tu_path(dir, "h2.csv"), NULL);
+    ck_assert_str_eq(csv, "epoch,loss,accuracy,auc,top3,val_loss,val_accuracy,val_auc,val_top3,learning_rate\n"
+                          "1,0.5,,0.75,1,0.25,,,0.5,0.0125\n");
+    free(csv);
+    s = kdh_history_to_json(&h);
+    kdh_history lr;
+    ck_assert_int_eq(kdh_history_from_json(s, &lr, "ckpt", &err), 0);
+    free(s);
+    ck_assert(lr.has_learning_rate);
+    ck_assert_int_eq(lr.nmetrics, 2);
+    ck_assert_double_eq(lr.rows[0].learning_rate, 0.0125);
+    kdh_history_free(&lr);
+    kdh_history_free(&back);
+    kdh_history_free(&h);
+}
+END_TEST
+
 static kdh_data_want want_784(kdh_label_kind labels, int64_t k)
 {
     kdh_data_want w = {.model = "m", .input_name = "x", .input_rank = 3, .input_shape = {28, 28, 1},
@@ -788,7 +871,7 @@ END_TEST
 
 START_TEST(host_losses)
 {
-    kdh_model m = {.output_elems = 3, .loss = KDH_LOSS_CATEGORICAL, .from_logits = true, .accuracy = true};
+    kdh_model m = {.output_elems = 3, .loss = KDH_LOSS_CATEGORICAL_XENT, .from_logits = true, .accuracy = true};
     const float z[3] = {2, 1, 0.1f}, t[3] = {1, 0, 0};
     ck_assert_double_eq_tol(kdh_sample_loss(&m, z, t), -log(0.6590012), 1e-6);   /* docs/language.md's softmax */
     ck_assert_double_eq(kdh_sample_correct(&m, z, t), 1);
@@ -798,7 +881,7 @@ START_TEST(host_losses)
     m.loss = KDH_LOSS_MSE;
     const float y2[3] = {1, 2, 3}, t2[3] = {1, 0, 0};
     ck_assert_double_eq_tol(kdh_sample_loss(&m, y2, t2), (0 + 4 + 9) / 3.0, 1e-12);
-    m.loss = KDH_LOSS_BINARY;
+    m.loss = KDH_LOSS_BINARY_XENT;
     m.output_elems = 1;
     const float pb[1] = {0.8f}, tb[1] = {1};
     ck_assert_double_eq_tol(kdh_sample_loss(&m, pb, tb), -log(0.8), 1e-7);
@@ -810,11 +893,516 @@ START_TEST(host_losses)
 }
 END_TEST
 
+/* The host's losses (evaluate, validation) on Keras' documented examples,
+ * the values the compiled graph gives (tests/test_autodiff.c): the mean of
+ * two samples of two values. */
+static double host_mean_loss(kdh_loss_kind kind, double delta, const float *y, const float *t)
+{
+    kdh_model m = {.output_elems = 2, .output_rank = 1, .output_shape = {2}, .loss = kind, .delta = delta};
+    return (kdh_sample_loss(&m, y, t) + kdh_sample_loss(&m, y + 2, t + 2)) / 2;
+}
+
+START_TEST(host_toolbox_losses)
+{
+    const float t1[4] = {0, 1, 0, 0}, p1[4] = {0.6f, 0.4f, 0.4f, 0.6f}, q1[4] = {1, 1, 1, 0}, r1[4] = {1, 1, 0, 0};
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_MAE, 1, q1, t1), 0.5, 1e-7);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_HUBER, 1, p1, t1), 0.155, 1e-7);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_LOG_COSH, 1, r1, t1), 0.108, 5e-4);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_KLD, 1, p1, t1), 0.458, 5e-4);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_MSLE, 1, q1, t1), 0.240, 5e-4);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_HINGE, 1, p1, t1), 1.3, 1e-6);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_CATEGORICAL_HINGE, 1, p1, t1), 1.4, 1e-6);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_POISSON, 1, r1, t1), 0.5, 1e-6);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_COSINE_SIMILARITY, 1, (float[]){1, 0, 1, 1}, (float[]){0, 1, 1, 1}),
+                            -0.5, 1e-6);
+    /* Huber beyond delta; hinge labels that are not 0/1 stay as they are */
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_HUBER, 0.5, (float[]){2, 0, 0, 0}, (float[]){0, 0, 0, 0}),
+                            (0.5 * 2 - 0.125) / 4, 1e-7);
+    ck_assert_double_eq_tol(host_mean_loss(KDH_LOSS_HINGE, 1, (float[]){0.5f, 0.5f, 0.5f, 0.5f}, (float[]){-1, 1, 1, -1}),
+                            (1.5 + 0.5 + 0.5 + 1.5) / 4, 1e-7);
+    /* label smoothing on the host: CategoricalCrossentropy(label_smoothing: 0.3) on logits */
+    kdh_model m = {.output_elems = 3, .output_rank = 1, .output_shape = {3}, .loss = KDH_LOSS_CATEGORICAL_XENT,
+                   .from_logits = true, .label_smoothing = 0.3};
+    double lse = log(exp(2) + exp(1) + exp(0.1));
+    ck_assert_double_eq_tol(kdh_sample_loss(&m, (float[]){2, 1, 0.1f}, (float[]){1, 0, 0}),
+                            -(0.8 * (2 - lse) + 0.1 * (1 - lse) + 0.1 * (0.1 - lse)), 1e-6);
+}
+END_TEST
+
+/* ---- metrics (metrics.h) ---------------------------------------------------------------------- */
+
+/* Feeds n samples of k values to a fresh metric; its result. */
+static double metric_on(const kdh_metric_spec *s, const float *y, const float *t, int n, int k)
+{
+    kdh_metric_state st = {0};
+    ck_assert_int_eq(kdh_metric_reset(s, &st), 0);
+    for (int i = 0; i < n; i++) kdh_metric_update(s, &st, y + i * k, t + i * k, k, k);
+    double r = kdh_metric_result(s, &st);
+    kdh_metric_free(&st);
+    return r;
+}
+
+static kdh_metric_spec spec(kdh_metric_kind kind)
+{
+    kdh_metric_spec s;
+    kdh_metric_spec_init(&s, kind, "m");
+    return s;
+}
+
+/* AUC by its definition, in the plainest way: the confusion counts at each
+ * of Keras' thresholds (-eps, i/(n-1), 1 + eps) by comparison, then the
+ * Riemann sum (ROC, trapezoids) or Davis & Goadrich's interpolation (PR). */
+static double auc_reference(const float *y, const float *t, int n, int nt, bool pr)
+{
+    double tp[256], fp[256], fn[256], tn[256];
+    for (int i = 0; i < nt; i++) {
+        double thr = i == 0 ? -1e-7 : i == nt - 1 ? 1 + 1e-7 : (double)i / (nt - 1);
+        tp[i] = fp[i] = fn[i] = tn[i] = 0;
+        for (int j = 0; j < n; j++) {
+            bool above = (double)y[j] > thr;
+            if (t[j] == 1) above ? tp[i]++ : fn[i]++;
+            else above ? fp[i]++ : tn[i]++;
+        }
+    }
+    double auc = 0;
+    for (int i = 0; i + 1 < nt; i++) {
+        if (pr) {
+            double dtp = tp[i] - tp[i + 1], p0 = tp[i] + fp[i], p1 = tp[i + 1] + fp[i + 1], dp = p0 - p1;
+            double slope = dp > 0 ? dtp / dp : 0, icpt = tp[i + 1] - slope * p1;
+            double ratio = p0 > 0 && p1 > 0 ? p0 / p1 : 1, den = tp[i + 1] + fn[i + 1];
+            if (den > 0) auc += slope * (dtp + icpt * log(ratio)) / den;
+        } else {
+            double r0 = tp[i] / (tp[i] + fn[i]), r1 = tp[i + 1] / (tp[i + 1] + fn[i + 1]);
+            double f0 = fp[i] / (fp[i] + tn[i]), f1 = fp[i + 1] / (fp[i + 1] + tn[i + 1]);
+            auc += (f0 - f1) * (r0 + r1) / 2;
+        }
+    }
+    return auc;
+}
+
+START_TEST(host_metrics)
+{
+    /* Keras' documented examples */
+    kdh_metric_spec s = spec(KDH_METRIC_TOP_K);
+    s.k = 1;
+    const float tk_t[6] = {0, 0, 1, 0, 1, 0}, tk_y[6] = {0.1f, 0.9f, 0.8f, 0.05f, 0.95f, 0};
+    ck_assert_double_eq(metric_on(&s, tk_y, tk_t, 2, 3), 0.5);
+    s.k = 2;
+    ck_assert_double_eq(metric_on(&s, tk_y, tk_t, 2, 3), 1);
+    s = spec(KDH_METRIC_SPARSE_TOP_K);
+    s.k = 1;
+    const float tie_y[3] = {0.5f, 0.5f, 0.1f}, tie_t[3] = {0, 1, 0};   /* ties at the boundary count as in (in_top_k) */
+    ck_assert_double_eq(metric_on(&s, tie_y, tie_t, 1, 3), 1);
+    s = spec(KDH_METRIC_BINARY_ACCURACY);
+    const float ba_t[4] = {1, 1, 0, 0}, ba_y[4] = {0.98f, 1, 0, 0.6f};
+    ck_assert_double_eq(metric_on(&s, ba_y, ba_t, 4, 1), 0.75);
+    s.threshold = 0.7;
+    ck_assert_double_eq(metric_on(&s, ba_y, ba_t, 4, 1), 1);
+    const float pr_t[4] = {0, 1, 1, 1}, pr_y[4] = {1, 0, 1, 1};
+    s = spec(KDH_METRIC_PRECISION);
+    ck_assert_double_eq_tol(metric_on(&s, pr_y, pr_t, 4, 1), 2.0 / 3, 1e-15);
+    s = spec(KDH_METRIC_RECALL);
+    ck_assert_double_eq_tol(metric_on(&s, pr_y, pr_t, 4, 1), 2.0 / 3, 1e-15);
+    const float r_t[4] = {0, 1, 0, 0}, r_y[4] = {1, 1, 0, 0};
+    s = spec(KDH_METRIC_MAE);
+    ck_assert_double_eq(metric_on(&s, r_y, r_t, 2, 2), 0.25);
+    s = spec(KDH_METRIC_MSE);
+    ck_assert_double_eq(metric_on(&s, r_y, r_t, 2, 2), 0.25);
+    s = spec(KDH_METRIC_RMSE);
+    ck_assert_double_eq(metric_on(&s, r_y, r_t, 2, 2), 0.5);
+
+    /* AUC: Keras' tests (3 thresholds: 0.75 ROC; PR by hand), the flat case over two values a sample (5 thresholds) */
+    const float a_t[4] = {0, 0, 1, 1}, a_y[4] = {0, 0.5f, 0.3f, 0.9f};
+    s = spec(KDH_METRIC_AUC);
+    s.num_thresholds = 3;
+    ck_assert_double_eq_tol(metric_on(&s, a_y, a_t, 4, 1), 0.75, 1e-12);
+    s.pr = true;
+    ck_assert_double_eq_tol(metric_on(&s, a_y, a_t, 4, 1), (1 + 2.0 / 3 * log(4.0)) / 6 + 0.5, 1e-12);
+    s.summation = KDH_AUC_MAJORING;   /* precision [0.5, 1, 0], recall [1, 0.5, 0]: heights [1, 1] */
+    ck_assert_double_eq_tol(metric_on(&s, a_y, a_t, 4, 1), 1.0, 1e-12);
+    s.summation = KDH_AUC_MINORING;
+    ck_assert_double_eq_tol(metric_on(&s, a_y, a_t, 4, 1), 0.25, 1e-12);
+    s = spec(KDH_METRIC_AUC);
+    s.num_thresholds = 5;
+    const float f_y[8] = {0, 0.1f, 0.5f, 0.2f, 0.3f, 0.3f, 0.9f, 0.4f}, f_t[8] = {0, 0, 0, 0, 1, 1, 1, 1};
+    ck_assert_double_eq_tol(metric_on(&s, f_y, f_t, 4, 2), 1 - 3.0 / 32, 1e-12);
+    s.from_logits = true;   /* sigmoid first: logits of the same probabilities */
+    float lg[8];
+    for (int i = 0; i < 8; i++) lg[i] = (float)-log(1 / ((double)f_y[i] + 1e-12) - 1);
+    ck_assert_double_eq_tol(metric_on(&s, lg, f_t, 4, 2), 1 - 3.0 / 32, 1e-6);
+
+    /* 200 thresholds on 500 random predictions, ROC and PR, fed in batches of
+     * 37 with the state kept across them, against the plain definition */
+    enum { N = 500 };
+    float y[N], t[N];
+    rng_state = 7;
+    for (int i = 0; i < N; i++) {
+        t[i] = uniform() < 0.4 ? 1 : 0;
+        y[i] = (float)fmin(1, fmax(0, 0.3 * t[i] + 0.7 * uniform()));
+    }
+    for (int pr = 0; pr < 2; pr++) {
+        s = spec(KDH_METRIC_AUC);
+        s.pr = pr;
+        kdh_metric_state st = {0};
+        ck_assert_int_eq(kdh_metric_reset(&s, &st), 0);
+        for (int at = 0; at < N; at += 37)
+            for (int i = at; i < at + 37 && i < N; i++) kdh_metric_update(&s, &st, &y[i], &t[i], 1, 1);
+        double got = kdh_metric_result(&s, &st), want = auc_reference(y, t, N, 200, pr);
+        ck_assert_msg(fabs(got - want) < 1e-12, "AUC %s: %.15g, the definition %.15g", pr ? "PR" : "ROC", got, want);
+        ck_assert(want > 0.6 && want < 0.95);
+        /* a reset starts over: the second half alone */
+        ck_assert_int_eq(kdh_metric_reset(&s, &st), 0);
+        for (int i = N / 2; i < N; i++) kdh_metric_update(&s, &st, &y[i], &t[i], 1, 1);
+        ck_assert_double_eq_tol(kdh_metric_result(&s, &st), auc_reference(y + N / 2, t + N / 2, N / 2, 200, pr), 1e-12);
+        kdh_metric_free(&st);
+    }
+}
+END_TEST
+
+/* The number after "NAME: " in a progress or evaluate line. */
+static double logged(const char *out, const char *name)
+{
+    char key[96];
+    snprintf(key, sizeof key, " %s: ", name);
+    const char *p = strstr(out, key);
+    ck_assert_msg(p != NULL, "no '%s' in:\n%s", name, out);
+    return strtod(p + strlen(key), NULL);
+}
+
+/* Metrics in the progress line, the history and `kdslc evaluate`, with
+ * Keras' names; evaluate's figures against the predictions recomputed here. */
+START_TEST(metrics_end_to_end)
+{
+    const char *dir = tu_tmpdir("metrics");
+    make_classes(dir, 48);
+    const char *model = tu_path(dir, "m.kdsl");
+    FILE *f = fopen(model, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("model m {\n    input x: [8]\n    Dense(16, activation: relu)\n    output y = Dense(3, activation: softmax)\n}\n"
+          "train m {\n    loss: CategoricalCrossentropy(label_smoothing: 0.1)\n"
+          "    optimizer: Nadam(learning_rate: 0.01)\n"
+          "    metrics: [accuracy, TopKCategoricalAccuracy(k: 2), AUC(curve: \"PR\", name: \"auc_pr\"), mae]\n"
+          "    batch_size: 8\n    epochs: 2\n}\n", f);
+    fclose(f);
+    char data[2048], *out;
+    snprintf(data, sizeof data, "%s,%s", tu_path(dir, "x.npy"), tu_path(dir, "y.npy"));
+    const char *w = tu_path(dir, "w.safetensors"), *h = tu_path(dir, "h.csv"), *yp = tu_path(dir, "p.npy");
+    int rc = tu_kdslc_run(&out, "train %s --data %s --validation-split 0.25 --save %s --history %s", model, data, w, h);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, " - top_k_categorical_accuracy: ");
+    ck_assert_has(out, " - val_auc_pr: ");
+    ck_assert_has(out, " - val_mae: ");
+    free(out);
+    char *csv = tu_read(h, NULL);
+    ck_assert_msg(strstr(csv, "epoch,loss,accuracy,top_k_categorical_accuracy,auc_pr,mae,val_loss,val_accuracy,"
+                              "val_top_k_categorical_accuracy,val_auc_pr,val_mae\n1,") == csv, "%s", csv);
+    free(csv);
+
+    rc = tu_kdslc_run(&out, "evaluate %s --weights %s --data %s", model, w, data);
+    ck_assert_msg(rc == 0, "%s", out);
+    double topk = logged(out, "top_k_categorical_accuracy"), aucpr = logged(out, "auc_pr"), mae = logged(out, "mae");
+    free(out);
+    rc = tu_kdslc_run(&out, "predict %s --weights %s --input %s -o %s", model, w, tu_path(dir, "x.npy"), yp);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    kdh_tensor p, lab;
+    kdh_error err;
+    ck_assert_msg(kdh_npy_read(yp, NULL, &p, &err) == 0, "%s", err.msg);
+    ck_assert_msg(kdh_npy_read(tu_path(dir, "y.npy"), NULL, &lab, &err) == 0, "%s", err.msg);
+    const float *py = p.data;
+    const int64_t *cls = lab.data;
+    float onehot[48 * 3];
+    double in2 = 0, abs_err = 0;
+    for (int i = 0; i < 48; i++) {
+        int higher = 0;
+        for (int j = 0; j < 3; j++) {
+            onehot[i * 3 + j] = j == cls[i];
+            higher += py[i * 3 + j] > py[i * 3 + cls[i]];
+            abs_err += fabs(py[i * 3 + j] - onehot[i * 3 + j]) / 3;
+        }
+        in2 += higher < 2;
+    }
+    ck_assert_double_eq_tol(topk, in2 / 48, 5.1e-5);
+    ck_assert_double_eq_tol(mae, abs_err / 48, 5.1e-5);
+    ck_assert_double_eq_tol(aucpr, auc_reference(py, onehot, 48 * 3, 200, true), 5.1e-5);
+    kdh_tensor_free(&p);
+    kdh_tensor_free(&lab);
+}
+END_TEST
+
+/* ---- callbacks: Keras' rules on scripted curves (epochs counted from 0) ------------------- */
+
+/* The epoch at which EarlyStopping stops on the curve v (n epochs), or -1. */
+static int early_stop_at(kdh_early_stopping es, const double *v, int n, int *best_epoch)
+{
+    kdh_early_stopping_begin(&es);
+    for (int e = 0; e < n; e++) {
+        bool keep;
+        if (kdh_early_stopping_epoch_end(&es, e, v[e], &keep)) {
+            if (best_epoch) *best_epoch = es.best_epoch;
+            return e;
+        }
+    }
+    if (best_epoch) *best_epoch = es.best_epoch;
+    return -1;
+}
+
+START_TEST(callbacks_fire_as_keras)
+{
+    /* min_delta: 0.895 and 0.89 are not 0.01 better than 0.9; patience 2 runs out at epoch 3 */
+    kdh_early_stopping es = {.on = true, .patience = 2, .min_delta = 0.01};
+    const double a[8] = {1.0, 0.9, 0.895, 0.89, 0.85, 0.86, 0.86, 0.86};
+    ck_assert_int_eq(early_stop_at(es, a, 8, NULL), 3);
+    es.min_delta = 0;   /* 0.895 and 0.89 improve; 0.85 too; then 0.86 twice */
+    ck_assert_int_eq(early_stop_at(es, a, 8, NULL), 6);
+    /* baseline 0.8 (maximising): improvements below it do not restart the wait */
+    const double b[6] = {0.5, 0.6, 0.55, 0.55, 0.55, 0.55};
+    kdh_early_stopping eb = {.on = true, .maximize = true, .patience = 2};
+    ck_assert_int_eq(early_stop_at(eb, b, 6, NULL), 3);
+    eb.has_baseline = true;
+    eb.baseline = 0.8;
+    ck_assert_int_eq(early_stop_at(eb, b, 6, NULL), 2);
+    /* patience 0 never stops at epoch 0; start_from_epoch skips the first epochs; NaN (no such log) is skipped */
+    kdh_early_stopping e0 = {.on = true};
+    const double c[4] = {3, 2, 1, 1.5}, d[4] = {3, NAN, 4, 5};
+    ck_assert_int_eq(early_stop_at(e0, c, 4, NULL), 3);
+    ck_assert_int_eq(early_stop_at(e0, d, 4, NULL), 2);
+    e0.start_from_epoch = 2;
+    ck_assert_int_eq(early_stop_at(e0, c, 4, NULL), 3);
+    e0.start_from_epoch = 4;
+    ck_assert_int_eq(early_stop_at(e0, c, 4, NULL), -1);
+    /* restore_best_weights: the weights to keep are those of epoch 0 (never set), 1 (better), not 2 */
+    kdh_early_stopping er = {.on = true, .patience = 5, .restore_best_weights = true};
+    kdh_early_stopping_begin(&er);
+    const double r[3] = {1, 0.5, 0.7};
+    const bool keep_want[3] = {true, true, false};
+    for (int e = 0; e < 3; e++) {
+        bool keep;
+        ck_assert(!kdh_early_stopping_epoch_end(&er, e, r[e], &keep));
+        ck_assert_int_eq(keep, keep_want[e]);
+    }
+    ck_assert_int_eq(er.best_epoch, 1);
+
+    /* ReduceLROnPlateau: a flat curve, patience 2, cooldown 2, factor 0.5: reductions at epochs 2, 5, 8 */
+    kdh_reduce_lr rl = {.on = true, .factor = 0.5, .patience = 2, .cooldown = 2, .min_delta = 1e-4};
+    kdh_reduce_lr_begin(&rl);
+    const double want[9] = {1, 1, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.125};
+    double lr = 1;
+    for (int e = 0; e < 9; e++) {
+        lr = kdh_reduce_lr_epoch_end(&rl, 0.3, lr);
+        ck_assert_msg(lr == want[e], "epoch %d: lr %g, want %g", e, lr, want[e]);
+    }
+    /* no cooldown, min_lr 0.1: every second epoch, down to min_lr and no further; an improvement
+     * (more than min_delta) resets the wait */
+    kdh_reduce_lr rm = {.on = true, .factor = 0.5, .patience = 2, .min_lr = 0.1, .min_delta = 1e-4};
+    kdh_reduce_lr_begin(&rm);
+    const double curve[12] = {1, 1, 1, 1, 1, 0.99995, 1, 0.5, 0.5, 0.5, 0.5, 0.5};
+    const double lrs[12] = {1, 1, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125, 0.125, 0.1f, 0.1f, 0.1f};
+    lr = 1;
+    for (int e = 0; e < 12; e++) {
+        lr = kdh_reduce_lr_epoch_end(&rm, curve[e], lr);
+        ck_assert_msg(lr == lrs[e], "epoch %d: lr %.9g, want %.9g", e, lr, lrs[e]);
+    }
+
+    /* ModelCheckpoint(save_best_only): strictly better; a missing monitor saves; initial_value_threshold */
+    kdh_model_checkpoint mc = {.on = true, .save_best_only = true, .filepath = "w_{epoch:02d}.safetensors"};
+    const double m[6] = {1, 0.8, 0.8, 0.9, 0.7, NAN};
+    const bool saves[6] = {true, true, false, false, true, true}, saves_t[6] = {false, false, false, false, true, true};
+    kdh_model_checkpoint_begin(&mc);
+    for (int e = 0; e < 6; e++) ck_assert_int_eq(kdh_model_checkpoint_epoch_end(&mc, m[e]), saves[e]);
+    mc.has_initial = true;
+    mc.initial_value_threshold = 0.75;
+    kdh_model_checkpoint_begin(&mc);
+    for (int e = 0; e < 6; e++) ck_assert_int_eq(kdh_model_checkpoint_epoch_end(&mc, m[e]), saves_t[e]);
+    char path[64];
+    kdh_model_checkpoint_path(&mc, 4, path, sizeof path);
+    ck_assert_str_eq(path, "w_05.safetensors");
+    mc.filepath = "run/{epoch}/w.safetensors";
+    kdh_model_checkpoint_path(&mc, 11, path, sizeof path);
+    ck_assert_str_eq(path, "run/12/w.safetensors");
+}
+END_TEST
+
+/* The weights of two safetensors files (the checkpoint's slots and metadata aside) are the same bits. */
+static bool same_weights(const char *a, const char *b)
+{
+    kdh_tensor_list la = read_st(a), lb = read_st(b);
+    bool same = true;
+    for (size_t i = 0; i < la.count; i++) {
+        const kdh_tensor *t = &la.items[i], *u = NULL;
+        for (size_t j = 0; j < lb.count; j++)
+            if (!strcmp(lb.items[j].name, t->name)) u = &lb.items[j];
+        if (!u) continue;   /* an optimizer slot of the checkpoint */
+        same &= u->nbytes == t->nbytes && !memcmp(u->data, t->data, t->nbytes);
+    }
+    kdh_list_free(&la);
+    kdh_list_free(&lb);
+    return same;
+}
+
+/* EarlyStopping stops at Keras' epoch and restore_best_weights gives the
+ * best epoch's weights: those ModelCheckpoint(save_best_only) saved on the
+ * same monitor, bit for bit, and not the last epoch's (the checkpoint). */
+START_TEST(callbacks_end_to_end)
+{
+    const char *dir = tu_tmpdir("callbacks");
+    make_classes(dir, 64);
+    char data[2048], text[4096], *out;
+    snprintf(data, sizeof data, "%s,%s", tu_path(dir, "x.npy"), tu_path(dir, "y.npy"));
+    const char *model = tu_path(dir, "m.kdsl"), *best = tu_path(dir, "best.safetensors");
+    const char *w = tu_path(dir, "w.safetensors"), *ck = tu_path(dir, "run.ckpt"), *h = tu_path(dir, "h.csv");
+    /* SGD at a rate that makes the loss jump about: the best epoch is not the last */
+    snprintf(text, sizeof text,
+             "model m {\n    input x: [8]\n    Dense(16, activation: relu)\n    output y = Dense(3)\n}\n"
+             "train m {\n    loss: CategoricalCrossentropy(from_logits: true)\n    optimizer: SGD(learning_rate: 3.0)\n"
+             "    callbacks: [EarlyStopping(monitor: \"loss\", patience: 100, restore_best_weights: true),\n"
+             "                ModelCheckpoint(\"%s\", monitor: \"loss\", save_best_only: true)]\n"
+             "    batch_size: 8\n    epochs: 6\n}\n", best);
+    FILE *f = fopen(model, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    int rc = tu_kdslc_run(&out, "train %s --data %s --save %s --checkpoint %s --history %s", model, data, w, ck, h);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    char *csv = tu_read(h, NULL);
+    double loss[6], lowest = INFINITY;
+    int rows = 0, best_epoch = -1;
+    for (char *line = strchr(csv, '\n'); line && line[1] && rows < 6; line = strchr(line + 1, '\n')) {
+        int epoch;
+        ck_assert_int_eq(sscanf(line + 1, "%d,%lf", &epoch, &loss[rows]), 2);
+        if (loss[rows] < lowest) lowest = loss[rows], best_epoch = rows;
+        rows++;
+    }
+    free(csv);
+    ck_assert_int_eq(rows, 6);
+    ck_assert_msg(best_epoch < 5, "the loss fell every epoch: the test needs a best epoch before the last");
+    ck_assert_msg(same_weights(w, best), "--save is not the best epoch's weights");
+    ck_assert_msg(!same_weights(w, ck), "--save holds the last epoch's weights");
+
+    /* patience 0 and a min_delta no epoch beats: Keras stops after the second epoch (the first never stops) */
+    snprintf(text, sizeof text,
+             "model m {\n    input x: [8]\n    output y = Dense(3)\n}\n"
+             "train m {\n    loss: CategoricalCrossentropy(from_logits: true)\n    optimizer: Adam()\n"
+             "    callbacks: [EarlyStopping(monitor: \"loss\", min_delta: 1000)]\n    epochs: 10\n}\n");
+    f = fopen(model, "w");
+    fputs(text, f);
+    fclose(f);
+    rc = tu_kdslc_run(&out, "train %s --data %s --history %s --checkpoint %s", model, data, h, ck);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "Epoch 2/10");
+    ck_assert_msg(!strstr(out, "Epoch 3/10"), "%s", out);
+    free(out);
+    csv = tu_read(h, NULL);
+    ck_assert_msg(strstr(csv, "\n2,") && !strstr(csv, "\n3,"), "%s", csv);
+    free(csv);
+    /* its checkpoint resumed: the run is over, not continued to epoch 10 */
+    rc = tu_kdslc_run(&out, "train %s --data %s --resume %s", model, data, ck);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "EarlyStopping ended the run at epoch 2; nothing to train");
+    free(out);
+
+    /* the flags, in the train block's callback's place: the restored weights are those --save-best kept */
+    const char *sb = tu_path(dir, "save_best.safetensors");
+    rc = tu_kdslc_run(&out, "train %s --data %s --epochs 4 --early-stopping 0 --restore-best-weights --save-best %s --save %s",
+                      model, data, sb, w);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    ck_assert_msg(same_weights(w, sb), "--save is not --save-best's weights");
+}
+END_TEST
+
+/* The host's losses (evaluate, validation) against the TensorFlow.js
+ * fixture the compiled graph is checked against (tests/test_autodiff.c). */
+START_TEST(host_losses_match_tfjs)
+{
+    static const float P[12] = {0.7f, 0.2f, 0.1f, 0.05f, 0.9f, 0.05f, 0.3f, 0.3f, 0.4f, 0.15f, 0.25f, 0.6f};
+    static const float Z[12] = {1.5f, -0.3f, 0.2f, -1, 2, 0.5f, 0.1f, 0.1f, -2, 3, -0.5f, 1};
+    static const float ONEHOT[12] = {1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1};
+    static const float SOFT[12] = {0.6f, 0.3f, 0.1f, 0.2f, 0.5f, 0.3f, 0.1f, 0.1f, 0.8f, 0.3f, 0.3f, 0.4f};
+    static const float REG[12] = {0.5f, -1.2f, 2, 0.1f, 0.4f, -0.3f, 1.5f, 0, 0.2f, -2, 1, 0.7f};
+    static const float PM[12] = {1, -1, 1, -1, -1, 1, 1, 1, -1, -1, 1, 1};
+    static const struct {
+        const char *name;
+        kdh_loss_kind loss;
+        bool logits;
+        double smoothing, delta;
+        const float *y, *t;
+    } cases[] = {
+        {"mae", KDH_LOSS_MAE, false, 0, 1, Z, REG},
+        {"huber_0.5", KDH_LOSS_HUBER, false, 0, 0.5, Z, REG},
+        {"log_cosh", KDH_LOSS_LOG_COSH, false, 0, 1, Z, REG},
+        {"kld", KDH_LOSS_KLD, false, 0, 1, P, SOFT},
+        {"msle", KDH_LOSS_MSLE, false, 0, 1, P, SOFT},
+        {"hinge_pm1", KDH_LOSS_HINGE, false, 0, 1, Z, PM},
+        {"categorical_hinge", KDH_LOSS_CATEGORICAL_HINGE, false, 0, 1, Z, ONEHOT},
+        {"poisson", KDH_LOSS_POISSON, false, 0, 1, P, SOFT},
+        {"cosine_similarity", KDH_LOSS_COSINE_SIMILARITY, false, 0, 1, Z, REG},
+        {"cce_logits_ls0.2", KDH_LOSS_CATEGORICAL_XENT, true, 0.2, 1, Z, ONEHOT},
+        {"bce_logits_ls0.3", KDH_LOSS_BINARY_XENT, true, 0.3, 1, Z, ONEHOT},
+    };
+    char *text = tu_read(tu_src("tests/fixtures/tfjs_losses.txt"), NULL);
+    ck_assert_ptr_nonnull(text);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kdh_model m = {.output_elems = 3, .output_rank = 1, .output_shape = {3}, .loss = cases[i].loss,
+                       .from_logits = cases[i].logits, .label_smoothing = cases[i].smoothing, .delta = cases[i].delta};
+        double got = 0;
+        for (int r = 0; r < 4; r++) got += kdh_sample_loss(&m, cases[i].y + 3 * r, cases[i].t + 3 * r) / 4;
+        char key[64];
+        snprintf(key, sizeof key, "%s ", cases[i].name);
+        const char *at = strstr(text, key);
+        ck_assert_msg(at != NULL, "no '%s' in the fixture", cases[i].name);
+        double want = strtod(at + strlen(key), NULL);
+        ck_assert_msg(fabs(got - want) <= 2e-6 * fmax(1, fabs(want)), "%s: %.9g, TensorFlow.js %.9g", cases[i].name, got,
+                      want);
+    }
+    free(text);
+}
+END_TEST
+
+/* A run with callbacks stopped after epoch 2 and resumed ends as the run
+ * never stopped: ReduceLROnPlateau's lowered rate, the counters and the best
+ * weights of restore_best_weights travel in the checkpoint. */
+START_TEST(callbacks_resume_is_bit_identical)
+{
+    const char *dir = tu_tmpdir("callbacks_resume");
+    make_classes(dir, 48);
+    char data[2048], text[2048], *out;
+    snprintf(data, sizeof data, "%s,%s", tu_path(dir, "x.npy"), tu_path(dir, "y.npy"));
+    const char *model = tu_path(dir, "m.kdsl");
+    snprintf(text, sizeof text,
+             "model m {\n    input x: [8]\n    Dense(8, activation: tanh)\n    output y = Dense(3)\n}\n"
+             "train m {\n    loss: CategoricalCrossentropy(from_logits: true)\n    optimizer: SGD(learning_rate: 2.0)\n"
+             "    callbacks: [EarlyStopping(monitor: \"loss\", patience: 50, restore_best_weights: true),\n"
+             "                ReduceLROnPlateau(monitor: \"loss\", factor: 0.5, patience: 0, min_delta: 100)]\n"
+             "    batch_size: 8\n    epochs: 5\n}\n");
+    FILE *f = fopen(model, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    const char *a = tu_path(dir, "a.safetensors"), *b = tu_path(dir, "b.safetensors"), *ck = tu_path(dir, "c.ckpt");
+    const char *ha = tu_path(dir, "ha.csv"), *hb = tu_path(dir, "hb.csv");
+    int rc = tu_kdslc_run(&out, "train %s --data %s --save %s --history %s", model, data, a, ha);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    rc = tu_kdslc_run(&out, "train %s --data %s --epochs 2 --checkpoint %s", model, data, ck);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    rc = tu_kdslc_run(&out, "train %s --data %s --resume %s --save %s --history %s", model, data, ck, b, hb);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    ck_assert_msg(same_file(ha, hb), "the resumed run's history differs");
+    ck_assert_msg(same_weights(a, b), "the resumed run's weights differ");
+}
+END_TEST
+
 START_TEST(history_files)
 {
     const char *dir = tu_tmpdir("history");
     kdh_history h = {0};
-    kdh_epoch_log r1 = {1, 0.5, 0.8, NAN, NAN, 1, 1}, r2 = {2, 0.25, 0.9, 0.3, 0.875, 1, 1};
+    kdh_epoch_log r1 = kdh_epoch_log_empty(1), r2 = kdh_epoch_log_empty(2);
+    r1.loss = 0.5, r1.accuracy = 0.8;
+    r2.loss = 0.25, r2.accuracy = 0.9, r2.val_loss = 0.3, r2.val_accuracy = 0.875;
     ck_assert_int_eq(kdh_history_add(&h, &r1), 0);
     ck_assert_int_eq(kdh_history_add(&h, &r2), 0);
     kdh_error err;
@@ -843,8 +1431,14 @@ int main(void)
     Suite *s = suite_create("train");
     TCase *host = tcase_create("host");
     tcase_add_test(host, progress_tty_and_plain);
+    tcase_add_test(host, progress_shows_metrics);
+    tcase_add_test(host, history_metric_columns);
     tcase_add_test(host, dataset_scaling_labels_split);
     tcase_add_test(host, host_losses);
+    tcase_add_test(host, host_toolbox_losses);
+    tcase_add_test(host, host_losses_match_tfjs);
+    tcase_add_test(host, host_metrics);
+    tcase_add_test(host, callbacks_fire_as_keras);
     tcase_add_test(host, driver_buffers_are_aligned);
     tcase_add_test(host, learning_rate_schedules);
     tcase_add_test(host, history_files);
@@ -856,6 +1450,9 @@ int main(void)
     tcase_add_test(run, adam_steps_mlp);
     tcase_add_test(run, cosine_schedule_steps_mlp);
     tcase_add_test(run, evaluate_and_predict);
+    tcase_add_test(run, metrics_end_to_end);
+    tcase_add_test(run, callbacks_end_to_end);
+    tcase_add_test(run, callbacks_resume_is_bit_identical);
     tcase_add_test(run, kill_and_resume_is_bit_identical);
     tcase_add_test(run, threads_train_the_same_weights);
     tcase_add_test(run, nan_loss_stops_and_keeps_checkpoint);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #define FORMAT_KEY "kdsl.format"
+#define BEST_PREFIX "kdsl.best/"
 
 /* A borrowed view of one table entry in buf, for the writer. */
 static kdh_tensor view(const kdh_var *v, const float *buf)
@@ -78,6 +79,9 @@ static int check_names(const kdh_tensor_list *l, const char *path, const kdh_mod
         if (in_table(m->params, m->nparams, name)) continue;
         if (slots_ok) continue;
         if (want_slots && in_table(m->slots, m->nslots, name)) continue;
+        if (want_slots && !strncmp(name, BEST_PREFIX, strlen(BEST_PREFIX)) &&
+            in_table(m->params, m->nparams, name + strlen(BEST_PREFIX)))
+            continue;   /* restore_best_weights' copy */
         names[n++] = name;
     }
     if (n) {
@@ -122,16 +126,31 @@ int kdh_weights_save(const char *path, const kdh_model *m, const float *params, 
 int kdh_checkpoint_save(const char *path, const kdh_model *m, const float *params, const float *opt_state,
                         const kdh_ckpt_state *st, kdh_error *err)
 {
-    size_t n = (size_t)m->nparams + (size_t)m->nslots;
-    kdh_tensor *ts = calloc(n + 1, sizeof *ts);
+    size_t n = (size_t)m->nparams + (size_t)m->nslots, nbest = st->best ? (size_t)m->nparams : 0;
+    kdh_tensor *ts = calloc(n + nbest + 1, sizeof *ts);
+    char **best_names = calloc(nbest + 1, sizeof *best_names);
     char *hist = kdh_history_to_json(&st->history);
-    if (!ts || !hist) {
+    if (!ts || !hist || !best_names) {
         free(ts);
         free(hist);
+        free(best_names);
         return kdh__err(err, "%s: out of memory", path);
     }
     for (int i = 0; i < m->nparams; i++) ts[i] = view(&m->params[i], params);
     for (int i = 0; i < m->nslots; i++) ts[m->nparams + i] = view(&m->slots[i], opt_state);
+    for (size_t i = 0; i < nbest; i++) {
+        ts[n + i] = view(&m->params[i], st->best);
+        size_t len = strlen(BEST_PREFIX) + strlen(m->params[i].name) + 1;
+        if (!(best_names[i] = malloc(len))) {
+            for (size_t j = 0; j < i; j++) free(best_names[j]);
+            free(ts);
+            free(hist);
+            free(best_names);
+            return kdh__err(err, "%s: out of memory", path);
+        }
+        snprintf(best_names[i], len, "%s%s", BEST_PREFIX, m->params[i].name);
+        ts[n + i].name = best_names[i];
+    }
     char epoch[32], step[32], seed[32], rng[32], batch[32];
     snprintf(epoch, sizeof epoch, "%d", st->epoch);
     snprintf(step, sizeof step, "%" PRIu64, st->step);
@@ -148,8 +167,12 @@ int kdh_checkpoint_save(const char *path, const kdh_model *m, const float *param
         {(char *)"kdsl.batch_size", batch},
         {(char *)"kdsl.optimizer", (char *)(m->optimizer ? m->optimizer : "")},
         {(char *)"kdsl.history", hist},
+        {(char *)"kdsl.callbacks", (char *)st->callbacks},
     };
-    int rc = kdh_safetensors_write(path, ts, n, meta, sizeof meta / sizeof meta[0], err);
+    size_t nmeta = sizeof meta / sizeof meta[0] - (st->callbacks[0] ? 0 : 1);
+    int rc = kdh_safetensors_write(path, ts, n + nbest, meta, nmeta, err);
+    for (size_t i = 0; i < nbest; i++) free(best_names[i]);
+    free(best_names);
     free(ts);
     free(hist);
     return rc;
@@ -192,7 +215,25 @@ static int read_state(const kdh_tensor_list *l, const char *path, kdh_ckpt_state
     st->batch_size = (int)batch;
     const char *h = kdh_list_get_meta(l, "kdsl.history");
     if (h && kdh_history_from_json(h, &st->history, path, err) != 0) return -1;
+    const char *cb = kdh_list_get_meta(l, "kdsl.callbacks");
+    if (cb) snprintf(st->callbacks, sizeof st->callbacks, "%s", cb);
     return 0;
+}
+
+int kdh_checkpoint_load_best(const char *path, const kdh_model *m, float *best, kdh_error *err)
+{
+    kdh_tensor_list l;
+    if (kdh_safetensors_read(path, NULL, &l, err) != 0) return -1;
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < m->nparams; i++) {
+        kdh_var v = m->params[i];
+        char name[1024];
+        snprintf(name, sizeof name, "%s%s", BEST_PREFIX, v.name);
+        v.name = name;
+        rc = take(&l, path, &v, best, err);
+    }
+    kdh_list_free(&l);
+    return rc;
 }
 
 int kdh_checkpoint_peek(const char *path, kdh_ckpt_state *st, kdh_error *err)

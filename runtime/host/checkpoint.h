@@ -15,6 +15,8 @@
  *                    draws the same orders as one never interrupted
  *   kdsl.batch_size, kdsl.optimizer
  *   kdsl.history     the epochs' figures so far (JSON)
+ *   kdsl.callbacks   the callbacks' state and the learning rate (callbacks.h),
+ *                    with the tensors kdsl.best/NAME of restore_best_weights
  * A checkpoint given as --weights is read as a weights file (its slots are
  * skipped). */
 #ifndef KDSL_CHECKPOINT_H
@@ -29,6 +31,8 @@ typedef struct kdh_ckpt_state {
     uint64_t shuffle_rng;
     int batch_size;
     kdh_history history;   /* owned; kdh_history_free */
+    char callbacks[512];   /* kdh_callbacks_state_format's line, or "" */
+    const float *best;     /* saved as kdsl.best/NAME when not NULL (borrowed) */
 } kdh_ckpt_state;
 
 /* Loads every weight and state of m into params: each must be present, F32,
@@ -44,5 +48,8 @@ int kdh_checkpoint_peek(const char *path, kdh_ckpt_state *st, kdh_error *err);
 /* Weights, states, slots and the metadata. */
 int kdh_checkpoint_load(const char *path, const kdh_model *m, float *params, float *opt_state, kdh_ckpt_state *st,
                         kdh_error *err);
+
+/* The weights a checkpoint keeps for restore_best_weights (kdsl.best/NAME) into best. */
+int kdh_checkpoint_load_best(const char *path, const kdh_model *m, float *best, kdh_error *err);
 
 #endif

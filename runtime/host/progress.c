@@ -15,6 +15,7 @@ void kdh_progress_init(kdh_progress *p, FILE *out, int tty)
     memset(p, 0, sizeof *p);
     p->out = out;
     p->tty = tty < 0 ? isatty(fileno(out)) != 0 : tty != 0;
+    p->learning_rate = NAN;
 }
 
 void kdh_progress_epoch_begin(kdh_progress *p, int epoch, int epochs, int64_t steps)
@@ -65,12 +66,22 @@ static int bar(char *buf, size_t size, int64_t done, int64_t total)
     return n;
 }
 
-static int metrics(char *buf, size_t size, const char *prefix, double loss, double accuracy)
+void kdh_progress_set_metrics(kdh_progress *p, int n, const char *const *names)
+{
+    p->nmetrics = n;
+    p->metric_names = names;
+}
+
+static int metrics(const kdh_progress *p, char *buf, size_t size, const char *prefix, double loss, double accuracy,
+                   const double *values)
 {
     int n = 0;
     if (!isnan(loss)) n += snprintf(buf + n, size - (size_t)n, " - %sloss: %.4f", prefix, loss);
     if (!isnan(accuracy) && n < (int)size) n += snprintf(buf + n, size - (size_t)n, " - %saccuracy: %.4f", prefix, accuracy);
-    return n;
+    for (int i = 0; values && i < p->nmetrics && n < (int)size; i++)
+        if (!isnan(values[i]))
+            n += snprintf(buf + n, size - (size_t)n, " - %s%s: %.4f", prefix, p->metric_names[i], values[i]);
+    return n < (int)size ? n : (int)size - 1;
 }
 
 /* Writes line over the one on screen, padding out what was longer. */
@@ -86,23 +97,36 @@ static void redraw(kdh_progress *p, const char *line, int len)
 
 void kdh_progress_step(kdh_progress *p, int64_t done, double loss, double accuracy)
 {
+    kdh_progress_step_metrics(p, done, loss, accuracy, NULL);
+}
+
+void kdh_progress_step_metrics(kdh_progress *p, int64_t done, double loss, double accuracy, const double *values)
+{
     if (!p->tty) return;
     double now = kdh_now();
     if (done < p->steps && now - p->last_draw < REDRAW_SECONDS) return;
     p->last_draw = now;
-    char line[512], eta[32];
+    char line[2048], eta[32];
     int n = bar(line, sizeof line, done, p->steps);
     double per = done > 0 ? (now - p->start) / (double)done : 0;
     format_eta(eta, sizeof eta, per * (double)(p->steps - done));
     n += snprintf(line + n, sizeof line - (size_t)n, " - ETA: %s", eta);
-    n += metrics(line + n, sizeof line - (size_t)n, "", loss, accuracy);
+    n += metrics(p, line + n, sizeof line - (size_t)n, "", loss, accuracy, values);
     redraw(p, line, n);
 }
 
 void kdh_progress_epoch_end(kdh_progress *p, double loss, double accuracy, double val_loss, double val_accuracy,
                             double seconds, double train_seconds, int64_t samples)
 {
-    char line[768], st[32];
+    kdh_progress_epoch_end_metrics(p, loss, accuracy, NULL, val_loss, val_accuracy, NULL, seconds, train_seconds,
+                                   samples);
+}
+
+void kdh_progress_epoch_end_metrics(kdh_progress *p, double loss, double accuracy, const double *values,
+                                    double val_loss, double val_accuracy, const double *val_values, double seconds,
+                                    double train_seconds, int64_t samples)
+{
+    char line[4096], st[32];
     int n = 0;
     if (p->tty) n = bar(line, sizeof line, p->steps, p->steps);
     else
@@ -110,8 +134,13 @@ void kdh_progress_epoch_end(kdh_progress *p, double loss, double accuracy, doubl
                      (long long)p->steps);
     kdh_format_step_time(st, sizeof st, p->steps > 0 ? train_seconds / (double)p->steps : 0);
     n += snprintf(line + n, sizeof line - (size_t)n, " - %.0fs %s", seconds, st);
-    n += metrics(line + n, sizeof line - (size_t)n, "", loss, accuracy);
-    n += metrics(line + n, sizeof line - (size_t)n, "val_", val_loss, val_accuracy);
+    n += metrics(p, line + n, sizeof line - (size_t)n, "", loss, accuracy, values);
+    n += metrics(p, line + n, sizeof line - (size_t)n, "val_", val_loss, val_accuracy, val_values);
+    /* Keras' Progbar: 4 decimals, or 4 digits in scientific notation at 1e-3 and below */
+    if (!isnan(p->learning_rate) && n < (int)sizeof line)
+        n += snprintf(line + n, sizeof line - (size_t)n, fabs(p->learning_rate) > 1e-3 ? " - learning_rate: %.4f"
+                                                                                         : " - learning_rate: %.4e",
+                      p->learning_rate);
     double rate = train_seconds > 0 ? (double)samples / train_seconds : 0;
     n += snprintf(line + n, sizeof line - (size_t)n, " - %.0f samples/s", rate);
     if (p->tty) {

@@ -24,6 +24,9 @@ typedef struct kdh_progress {
     double start, last_draw;   /* kdh_now() */
     int last_len;              /* characters of the line on screen */
     bool open_line;            /* a bar is on screen without its newline */
+    int nmetrics;              /* shown after accuracy, Keras' names */
+    const char *const *metric_names;
+    double learning_rate;      /* shown last in the epoch's line when not NaN (ReduceLROnPlateau's log) */
 } kdh_progress;
 
 /* tty: -1 asks isatty(fileno(out)). */
@@ -35,6 +38,13 @@ void kdh_progress_step(kdh_progress *p, int64_t done, double loss, double accura
  * training part (samples/s counts it only); seconds: the whole epoch. */
 void kdh_progress_epoch_end(kdh_progress *p, double loss, double accuracy, double val_loss, double val_accuracy,
                             double seconds, double train_seconds, int64_t samples);
+/* The metrics after accuracy (names kept by reference) and the calls that
+ * show them: values[i] is metric i's running value (NaN: not shown). */
+void kdh_progress_set_metrics(kdh_progress *p, int n, const char *const *names);
+void kdh_progress_step_metrics(kdh_progress *p, int64_t done, double loss, double accuracy, const double *metrics);
+void kdh_progress_epoch_end_metrics(kdh_progress *p, double loss, double accuracy, const double *metrics,
+                                    double val_loss, double val_accuracy, const double *val_metrics, double seconds,
+                                    double train_seconds, int64_t samples);
 /* Ends a bar left on screen (before an error message). */
 void kdh_progress_break(kdh_progress *p);
 

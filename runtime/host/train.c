@@ -99,39 +99,109 @@ static void epoch_order(int64_t *idx, int64_t n, bool shuffle, uint64_t base, in
 
 static double clip(double p) { return p < LOSS_EPSILON ? LOSS_EPSILON : p > 1 - LOSS_EPSILON ? 1 - LOSS_EPSILON : p; }
 
-/* The loss of one sample of an output of k values. */
-static double sample_loss(const kdh_model *m, int64_t k, const float *y, const float *t)
+static double softplus(double z) { return (z > 0 ? z : 0) + log1p(exp(-fabs(z))); }
+
+/* Keras' normalize along a row: x / max(|x|, eps). */
+static double row_norm(const float *x, int64_t n)
 {
-    double s = 0;
+    double ss = 0;
+    for (int64_t j = 0; j < n; j++) ss += (double)x[j] * x[j];
+    double norm = sqrt(ss);
+    return norm > LOSS_EPSILON ? norm : LOSS_EPSILON;
+}
+
+/* The loss of one sample of an output of k values whose last axis has
+ * `last`: each row's loss (Keras' reduction over axis -1), then their mean.
+ * hinge01: Hinge's labels are all 0 or 1 in this batch (Keras makes them -1
+ * or 1). The formulas are kd_loss's (compiler/train_graph.c) in double. */
+static double sample_loss(const kdh_model *m, int64_t k, int64_t last, const float *y, const float *t, bool hinge01)
+{
+    if (last < 1 || k % last) last = k;
+    int64_t rows = k / last;
+    double s = 0, ls = m->label_smoothing, eps = LOSS_EPSILON;
     switch (m->loss) {
-    case KDH_LOSS_CATEGORICAL:
-        if (m->from_logits) {
-            /* -sum t log_softmax(z) */
-            double mx = y[0];
-            for (int64_t j = 1; j < k; j++) mx = y[j] > mx ? y[j] : mx;
-            double z = 0;
-            for (int64_t j = 0; j < k; j++) z += exp((double)y[j] - mx);
-            double lse = mx + log(z);
-            for (int64_t j = 0; j < k; j++) s -= (double)t[j] * ((double)y[j] - lse);
-        } else {
-            /* Keras: p / sum(p), clipped, then -sum t log p */
-            double sum = 0;
-            for (int64_t j = 0; j < k; j++) sum += y[j];
-            for (int64_t j = 0; j < k; j++) s -= (double)t[j] * log(clip((double)y[j] / sum));
+    case KDH_LOSS_CATEGORICAL_XENT:
+    case KDH_LOSS_SPARSE_CATEGORICAL_XENT:
+        for (int64_t r = 0; r < rows; r++) {
+            const float *yr = y + r * last, *tr = t + r * last;
+            if (m->from_logits) {
+                /* -sum t log_softmax(z) */
+                double mx = yr[0];
+                for (int64_t j = 1; j < last; j++) mx = yr[j] > mx ? yr[j] : mx;
+                double z = 0;
+                for (int64_t j = 0; j < last; j++) z += exp((double)yr[j] - mx);
+                double lse = mx + log(z);
+                for (int64_t j = 0; j < last; j++)
+                    s -= ((double)tr[j] * (1 - ls) + ls / (double)last) * ((double)yr[j] - lse);
+            } else {
+                /* Keras: p / sum(p), clipped, then -sum t log p */
+                double sum = 0;
+                for (int64_t j = 0; j < last; j++) sum += yr[j];
+                for (int64_t j = 0; j < last; j++)
+                    s -= ((double)tr[j] * (1 - ls) + ls / (double)last) * log(clip((double)yr[j] / sum));
+            }
         }
-        return s;
-    case KDH_LOSS_BINARY:
+        return s / (double)rows;
+    case KDH_LOSS_BINARY_XENT:
         for (int64_t j = 0; j < k; j++) {
-            double z = y[j], tj = t[j];
+            double z = y[j], tj = (double)t[j] * (1 - ls) + 0.5 * ls;
             if (m->from_logits) s += (z > 0 ? z : 0) - z * tj + log1p(exp(-fabs(z)));
             else s -= tj * log(clip(z)) + (1 - tj) * log(1 - clip(z));
         }
         return s / (double)k;
-    case KDH_LOSS_MSE:
-        for (int64_t j = 0; j < k; j++) s += ((double)y[j] - t[j]) * ((double)y[j] - t[j]);
+    case KDH_LOSS_KLD:
+    case KDH_LOSS_CATEGORICAL_HINGE:
+    case KDH_LOSS_COSINE_SIMILARITY:
+        for (int64_t r = 0; r < rows; r++) {
+            const float *yr = y + r * last, *tr = t + r * last;
+            if (m->loss == KDH_LOSS_KLD) {
+                for (int64_t j = 0; j < last; j++) {
+                    double tc = fmin(fmax(tr[j], eps), 1), yc = fmin(fmax(yr[j], eps), 1);
+                    s += tc * log(tc / yc);
+                }
+            } else if (m->loss == KDH_LOSS_CATEGORICAL_HINGE) {
+                double pos = 0, neg = -INFINITY;
+                for (int64_t j = 0; j < last; j++) {
+                    pos += (double)tr[j] * yr[j];
+                    neg = fmax(neg, (1 - (double)tr[j]) * yr[j]);
+                }
+                s += fmax(neg - pos + 1, 0);
+            } else {
+                double ny = row_norm(yr, last), nt = row_norm(tr, last), dot = 0;
+                for (int64_t j = 0; j < last; j++) dot += ((double)tr[j] / nt) * ((double)yr[j] / ny);
+                s -= dot;
+            }
+        }
+        return s / (double)rows;
+    default:
+        /* the element-wise losses: the mean over every element */
+        for (int64_t j = 0; j < k; j++) {
+            double yj = y[j], tj = t[j], e = yj - tj, a = fabs(e);
+            switch (m->loss) {
+            case KDH_LOSS_MSE: s += e * e; break;
+            case KDH_LOSS_MAE: s += a; break;
+            case KDH_LOSS_HUBER: s += a <= m->delta ? 0.5 * e * e : m->delta * a - 0.5 * m->delta * m->delta; break;
+            case KDH_LOSS_LOG_COSH: s += e + softplus(-2 * e) - log(2.0); break;
+            case KDH_LOSS_MSLE: {
+                double d = log(fmax(yj, eps) + 1) - log(fmax(tj, eps) + 1);
+                s += d * d;
+                break;
+            }
+            case KDH_LOSS_HINGE: s += fmax(1 - (hinge01 ? 2 * tj - 1 : tj) * yj, 0); break;
+            case KDH_LOSS_POISSON: s += yj - tj * log(yj + eps); break;
+            default: return NAN;
+            }
+        }
         return s / (double)k;
     }
-    return NAN;
+}
+
+/* Keras' hinge rule: labels all 0 or 1 (over n samples of k) become -1 or 1. */
+static bool labels_01(const float *t, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (t[i] != 0 && t[i] != 1) return false;
+    return true;
 }
 
 static int64_t argmax(const float *v, int64_t k)
@@ -142,14 +212,18 @@ static int64_t argmax(const float *v, int64_t k)
     return best;
 }
 
+static int64_t last_dim(int rank, const int64_t *shape, int64_t elems) { return rank > 0 ? shape[rank - 1] : elems; }
+
 double kdh_sample_loss(const kdh_model *m, const float *y, const float *t)
 {
-    return sample_loss(m, m->output_elems, y, t);
+    int64_t k = m->output_elems;
+    return sample_loss(m, k, last_dim(m->output_rank, m->output_shape, k), y, t, labels_01(t, k));
 }
 
 static double sample_correct(const kdh_model *m, int64_t k, const float *y, const float *t)
 {
-    bool binary = m->loss == KDH_LOSS_BINARY || (m->loss == KDH_LOSS_MSE && k == 1);
+    /* Keras' "accuracy": binary for binary cross-entropy or a single output value, else categorical */
+    bool binary = m->loss == KDH_LOSS_BINARY_XENT || k == 1;
     if (!binary) return argmax(y, k) == argmax(t, k) ? 1 : 0;
     /* binary accuracy: Keras thresholds at 0.5; on logits that is 0 */
     double threshold = m->from_logits ? 0 : 0.5, right = 0;
@@ -169,6 +243,25 @@ static int64_t input_elems(const kdh_model *m, int i) { return m->ninputs > 0 &&
 static int64_t output_elems(const kdh_model *m, int j)
 {
     return m->noutputs > 0 && m->outputs ? m->outputs[j].elems : m->output_elems;
+}
+static int64_t output_last(const kdh_model *m, int j)
+{
+    if (m->noutputs > 0 && m->outputs) return last_dim(m->outputs[j].rank, m->outputs[j].shape, m->outputs[j].elems);
+    return last_dim(m->output_rank, m->output_shape, m->output_elems);
+}
+
+/* The running states of n metrics (metrics.h); -1 when memory runs out. */
+static int metrics_reset(const kdh_model *m, kdh_metric_state *st, int n, kdh_error *err)
+{
+    for (int i = 0; i < n; i++)
+        if (kdh_metric_reset(&m->metrics[i % (m->nmetrics ? m->nmetrics : 1)], &st[i]) != 0)
+            return kdh__err(err, "out of memory for the metrics");
+    return 0;
+}
+
+static void metrics_free(kdh_metric_state *st, int n)
+{
+    for (int i = 0; i < n; i++) kdh_metric_free(&st[i]);
 }
 
 /* ---- evaluate, predict ----------------------------------------------------------------------- */
@@ -211,14 +304,18 @@ int kdh_check_outputs(const kdh_model *m, const float *y, int64_t n, const char 
     return bad_report(&r, n, data, "the model's output is", err);
 }
 
-int kdh_evaluate_outputs(const kdh_model *m, const float *params, const kdh_dataset *d, void *arena,
-                         double *loss, double *output_loss, double *output_accuracy, kdh_error *err)
+int kdh_evaluate_metrics(const kdh_model *m, const float *params, const kdh_dataset *d, void *arena, double *loss,
+                         double *output_loss, double *output_accuracy, double *metric_values, kdh_error *err)
 {
-    int nin = model_inputs(m), nout = model_outputs(m);
+    int nin = model_inputs(m), nout = model_outputs(m), nm = m->nmetrics;
     if (nin > KDH_MAX_IO || nout > KDH_MAX_IO) return kdh__err(err, "model '%s': too many inputs or outputs", m->name);
+    if (nm > KDH_MAX_METRICS) return kdh__err(err, "model '%s': too many metrics", m->name);
     float *out[KDH_MAX_IO] = {0};
     double sl[KDH_MAX_IO] = {0}, sc[KDH_MAX_IO] = {0};
+    kdh_metric_state *ms = calloc((size_t)(nout * nm + 1), sizeof *ms);
     int rc = -1;
+    if (!ms) return kdh__err(err, "out of memory for the metrics");
+    if (metrics_reset(m, ms, nout * nm, err) != 0) goto done;
     for (int j = 0; j < nout; j++)
         if (!(out[j] = kdh_floats((int64_t)m->max_batch * output_elems(m, j), "evaluate", err))) goto done;
     unsigned long fpmode = kdh_fpmode_flush_subnormals();
@@ -229,16 +326,19 @@ int kdh_evaluate_outputs(const kdh_model *m, const float *params, const kdh_data
         const float *ins[KDH_MAX_IO];
         for (int i = 0; i < nin; i++) ins[i] = d[i].x + at * d[i].x_elems;
         m->fns.predict(params, ins, out, nb, arena);
+        bool hinge01[KDH_MAX_IO];
+        for (int j = 0; j < nout; j++) hinge01[j] = labels_01(d[j].y + at * d[j].y_elems, (int64_t)nb * d[j].y_elems);
         for (int r = 0; r < nb; r++) {
             bool ok = true;
             for (int j = 0; j < nout; j++) {
-                int64_t k = output_elems(m, j);
+                int64_t k = output_elems(m, j), last = output_last(m, j);
                 const float *y = out[j] + (int64_t)r * k, *t = d[j].y + (at + r) * d[j].y_elems;
-                double l = sample_loss(m, k, y, t);
+                double l = sample_loss(m, k, last, y, t, hinge01[j]);
                 /* a clipped loss can stay finite over an infinite output */
                 if (!isfinite(l) || !all_finite(y, k)) ok = false;
                 sl[j] += l;
                 if (m->accuracy) sc[j] += sample_correct(m, k, y, t);
+                for (int i = 0; i < nm; i++) kdh_metric_update(&m->metrics[i], &ms[j * nm + i], y, t, k, last);
             }
             if (!ok) bad_add(&bad, at + r);
         }
@@ -251,11 +351,21 @@ int kdh_evaluate_outputs(const kdh_model *m, const float *params, const kdh_data
         *loss += lj;
         if (output_loss) output_loss[j] = lj;
         if (output_accuracy) output_accuracy[j] = m->accuracy && n ? sc[j] / (double)n : NAN;
+        for (int i = 0; metric_values && i < nm; i++)
+            metric_values[j * nm + i] = n ? kdh_metric_result(&m->metrics[i], &ms[j * nm + i]) : NAN;
     }
     rc = 0;
 done:
     for (int j = 0; j < nout; j++) free(out[j]);
+    metrics_free(ms, nout * nm);
+    free(ms);
     return rc;
+}
+
+int kdh_evaluate_outputs(const kdh_model *m, const float *params, const kdh_dataset *d, void *arena, double *loss,
+                         double *output_loss, double *output_accuracy, kdh_error *err)
+{
+    return kdh_evaluate_metrics(m, params, d, arena, loss, output_loss, output_accuracy, NULL, err);
 }
 
 int kdh_evaluate(const kdh_model *m, const float *params, const kdh_dataset *d, void *arena, double *loss,
@@ -295,6 +405,9 @@ void kdh_predict(const kdh_model *m, const float *params, const float *x, int64_
 
 typedef struct fit_state {
     float *params, *opt, *xb, *yb, *out0;
+    float *best;           /* EarlyStopping's restore_best_weights: the best epoch's params */
+    double lr;             /* the initial learning rate, as ReduceLROnPlateau leaves it */
+    bool stopped_early;    /* resumed from the checkpoint of a run EarlyStopping ended */
     void *arena;
     int64_t *order;
     kdh_ckpt_state ck;     /* epoch, step, seed, shuffle stream, history */
@@ -304,6 +417,7 @@ typedef struct fit_state {
 static void fit_free(fit_state *s)
 {
     free(s->params);
+    free(s->best);
     free(s->opt);
     free(s->xb);
     free(s->yb);
@@ -457,11 +571,16 @@ static void stopped(const kdh_fit_opts *o, const fit_state *s, int e, int64_t b,
     kdh__err(err, "%s; %s%s", where, kept, o->save ? "; the weights were not saved" : "");
 }
 
-/* One epoch of training steps; sets the epoch's mean loss and accuracy.
+/* One epoch of training steps; sets the epoch's mean loss, accuracy and
+ * metrics (reset at the start of the epoch, as Keras' are).
  * 0, -1 (error) or KDH_FIT_STOPPED. */
 static int fit_epoch(const kdh_model *m, const kdh_dataset *d, const kdh_fit_opts *o, fit_state *s, int e,
-                     kdh_progress *pg, double *loss, double *accuracy, kdh_error *err)
+                     kdh_progress *pg, double *loss, double *accuracy, double *metric_values, kdh_error *err)
 {
+    kdh_metric_state ms[KDH_MAX_METRICS] = {0};
+    int nm = m->nmetrics < KDH_MAX_METRICS ? m->nmetrics : KDH_MAX_METRICS, rc = -1;
+    int64_t last = output_last(m, 0);
+    if (metrics_reset(m, ms, nm, err) != 0) goto out;
     int64_t bs = o->batch_size, n = d->n, steps = (n + bs - 1) / bs;
     int64_t ye = d->y_elems;
     epoch_order(s->order, n, o->shuffle, s->ck.shuffle_rng, e);
@@ -471,14 +590,15 @@ static int fit_epoch(const kdh_model *m, const kdh_dataset *d, const kdh_fit_opt
         if (o->stop && *o->stop) {
             kdh_progress_break(pg);
             stopped(o, s, e, b, steps, err);
-            return KDH_FIT_STOPPED;
+            rc = KDH_FIT_STOPPED;
+            goto out;
         }
         int nb = (int)(n - b * bs < bs ? n - b * bs : bs);
         gather_batch(d, s->order + b * bs, nb, s->xb, s->yb);
         const float *ins[1] = {s->xb};
-        float lr = (float)kdh_learning_rate(&o->schedule, o->learning_rate, s->ck.step, (uint64_t)(o->epochs * steps));
+        float lr = (float)kdh_learning_rate(&o->schedule, s->lr, s->ck.step, (uint64_t)(o->epochs * steps));
         float l = m->fns.train_step(s->params, s->opt, ins, s->yb, nb, s->ck.step, lr, s->arena,
-                                    m->accuracy ? s->out0 : NULL);
+                                    m->accuracy || nm ? s->out0 : NULL);
         if (!isfinite(l)) {
             kdh_progress_break(pg);
             kdh__err(err,
@@ -487,19 +607,124 @@ static int fit_epoch(const kdh_model *m, const kdh_dataset *d, const kdh_fit_opt
                      isnan(l) ? "NaN" : "infinite", e + 1, b + 1, steps, s->ck.step + 1,
                      o->checkpoint ? "; the last checkpoint, " : "", o->checkpoint ? o->checkpoint : "",
                      o->checkpoint ? ", is left as it was" : "");
-            return -1;
+            goto out;
         }
         s->ck.step++;
         sl += (double)l * nb;
         seen += nb;
         for (int r = 0; m->accuracy && r < nb; r++)
             sc += kdh_sample_correct(m, s->out0 + r * m->output_elems, s->yb + r * ye);
-        kdh_progress_step(pg, b + 1, sl / (double)seen, m->accuracy ? sc / (double)seen : NAN);
+        double running[KDH_MAX_METRICS];
+        for (int i = 0; i < nm; i++) {
+            for (int r = 0; r < nb; r++)
+                kdh_metric_update(&m->metrics[i], &ms[i], s->out0 + r * m->output_elems, s->yb + r * ye,
+                                  m->output_elems, last);
+            running[i] = kdh_metric_result(&m->metrics[i], &ms[i]);
+        }
+        kdh_progress_step_metrics(pg, b + 1, sl / (double)seen, m->accuracy ? sc / (double)seen : NAN, running);
         if (o->slow_step_ms) sleep_ms(o->slow_step_ms);
     }
     *loss = sl / (double)seen;
     *accuracy = m->accuracy ? sc / (double)seen : NAN;
+    for (int i = 0; i < nm; i++) metric_values[i] = kdh_metric_result(&m->metrics[i], &ms[i]);
+    rc = 0;
+out:
+    metrics_free(ms, nm);
+    return rc;
+}
+
+/* The callbacks after epoch e (0-based) whose logs are row (callbacks.h):
+ * ModelCheckpoint's save, EarlyStopping's verdict (*stop) and best weights,
+ * ReduceLROnPlateau's rate, in Keras' order (the callbacks in the order
+ * given, then the history). */
+static int run_callbacks(const kdh_model *m, kdh_callbacks *cb, fit_state *s, int e, const kdh_epoch_log *row,
+                         bool *stop, FILE *out, kdh_error *err)
+{
+    const kdh_history *h = &s->ck.history;
+    kdh_early_stopping *es = &cb->early_stopping;
+    kdh_reduce_lr *rl = &cb->reduce_lr;
+    kdh_model_checkpoint *mc = &cb->checkpoint;
+    if (es->on) {
+        bool keep = false;
+        double v = kdh_epoch_log_value(h, row, es->monitor);
+        if (isnan(v) && !es->warned) {
+            es->warned = true;
+            fprintf(stderr, "kdslc: warning: EarlyStopping monitors '%s', which epoch %d's logs do not have "
+                            "(validation runs every validation_freq epochs, with validation data)\n",
+                    es->monitor, e + 1);
+        }
+        *stop = kdh_early_stopping_epoch_end(es, e, v, &keep);
+        if (keep) {
+            if (!s->best && !(s->best = kdh_floats(m->params_size, "best weights", err))) return -1;
+            memcpy(s->best, s->params, (size_t)m->params_size * sizeof *s->params);
+        }
+        if (*stop && es->verbose > 0) fprintf(out, "Epoch %d: early stopping\n", e + 1);
+    }
+    if (rl->on) {
+        double v = kdh_epoch_log_value(h, row, rl->monitor);
+        if (isnan(v) && !rl->warned) {
+            rl->warned = true;
+            fprintf(stderr, "kdslc: warning: ReduceLROnPlateau monitors '%s', which epoch %d's logs do not have\n",
+                    rl->monitor, e + 1);
+        }
+        double next = kdh_reduce_lr_epoch_end(rl, v, s->lr);
+        if (next != s->lr && rl->verbose > 0)
+            fprintf(out, "Epoch %d: ReduceLROnPlateau reducing learning rate to %.9g.\n", e + 1, next);
+        s->lr = next;
+    }
+    if (mc->on) {
+        double v = kdh_epoch_log_value(h, row, mc->monitor);
+        if (isnan(v) && mc->save_best_only && !mc->warned) {
+            mc->warned = true;
+            fprintf(stderr, "kdslc: warning: ModelCheckpoint can save the best model only with %s available\n",
+                    mc->monitor);
+        }
+        if (kdh_model_checkpoint_epoch_end(mc, v)) {
+            char path[4096];
+            kdh_model_checkpoint_path(mc, e, path, sizeof path);
+            if (kdh_weights_save(path, m, s->params, err) != 0) return -1;
+            if (mc->verbose > 0) fprintf(out, "Epoch %d: saving model to %s\n", e + 1, path);
+        }
+    }
     return 0;
+}
+
+/* A resumed run's callbacks as the checkpoint left them: their counters,
+ * ReduceLROnPlateau's learning rate (when it is on), restore_best_weights'
+ * best weights, so that the run goes on as one never stopped. */
+static int resume_callbacks(const kdh_model *m, const kdh_fit_opts *o, kdh_callbacks *cb, fit_state *s, kdh_error *err)
+{
+    kdh_callbacks saved = *cb;
+    double lr = s->lr;
+    if (kdh_callbacks_state_parse(s->ck.callbacks, &saved, &lr) != 0)
+        return kdh__err(err, "%s: checkpoint's \"kdsl.callbacks\" is not valid: \"%.80s\"", o->resume, s->ck.callbacks);
+    if (cb->early_stopping.on) {
+        bool restore = cb->early_stopping.restore_best_weights;
+        cb->early_stopping = saved.early_stopping;
+        cb->early_stopping.have_best_weights &= restore;
+        if (cb->early_stopping.have_best_weights) {
+            if (!(s->best = kdh_floats(m->params_size, "best weights", err))) return -1;
+            if (kdh_checkpoint_load_best(o->resume, m, s->best, err) != 0) return -1;
+        }
+    }
+    s->stopped_early = cb->early_stopping.on && cb->early_stopping.stopped_epoch > 0;
+    if (cb->reduce_lr.on) {
+        cb->reduce_lr = saved.reduce_lr;
+        s->lr = lr;
+    }
+    if (cb->checkpoint.on) cb->checkpoint = saved.checkpoint;
+    return 0;
+}
+
+/* fit's validation: output 0's loss, accuracy and metrics, as kdh_evaluate. */
+static int validate(const kdh_model *m, const float *params, const kdh_dataset *val, void *arena, kdh_epoch_log *row,
+                    kdh_error *err)
+{
+    kdh_model one = *m;
+    one.ninputs = one.noutputs = 0;
+    one.inputs = one.outputs = NULL;
+    return kdh_evaluate_metrics(&one, params, val, arena, &row->val_loss, NULL, &row->val_accuracy, row->val_metrics,
+                                err);
 }
 
 int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val, const kdh_fit_opts *o,
@@ -514,39 +739,66 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
     if (fit_alloc(m, train, &s, err) != 0) goto done;
     if (fit_start(m, o, &s, err) != 0) goto done;
     s.first_epoch = s.ck.epoch;
+    s.lr = o->learning_rate;
+    kdh_callbacks cb = o->callbacks ? *o->callbacks : (kdh_callbacks){0};
+    kdh_early_stopping_begin(&cb.early_stopping);
+    kdh_reduce_lr_begin(&cb.reduce_lr);
+    kdh_model_checkpoint_begin(&cb.checkpoint);
+    if (o->resume && s.ck.callbacks[0] && resume_callbacks(m, o, &cb, &s, err) != 0) goto done;
+    const char *names[KDH_MAX_METRICS];
+    int nm = m->nmetrics < KDH_MAX_METRICS ? m->nmetrics : KDH_MAX_METRICS;
+    for (int i = 0; i < nm; i++) names[i] = m->metrics[i].name;
+    kdh_history_set_metrics(&s.ck.history, nm, names);   /* a resumed history's columns by name */
+    if (o->callbacks && o->callbacks->reduce_lr.on) s.ck.history.has_learning_rate = true;
     kdh_progress pg;
     kdh_progress_init(&pg, o->out ? o->out : stdout, o->tty);
-    if (o->resume && s.ck.epoch >= o->epochs)
+    kdh_progress_set_metrics(&pg, nm, names);
+    if (o->resume && s.stopped_early)
+        fprintf(pg.out, "%s: EarlyStopping ended the run at epoch %d; nothing to train\n", o->resume, s.ck.epoch);
+    else if (o->resume && s.ck.epoch >= o->epochs)
         fprintf(pg.out, "%s: %d epochs done already (of %d); nothing to train\n", o->resume, s.ck.epoch, o->epochs);
     else if (o->resume)
         fprintf(pg.out, "Resuming from %s: epoch %d of %d done, step %" PRIu64 "\n", o->resume, s.ck.epoch, o->epochs,
                 s.ck.step);
     int freq = o->validation_freq > 0 ? o->validation_freq : 1;
-    for (int e = s.ck.epoch; e < o->epochs; e++) {
+    for (int e = s.ck.epoch; e < o->epochs && !s.stopped_early; e++) {
         int64_t steps = (train->n + o->batch_size - 1) / o->batch_size;
         kdh_progress_epoch_begin(&pg, e + 1, o->epochs, steps);
         double t0 = kdh_now();
-        kdh_epoch_log row = {.epoch = e + 1, .val_loss = NAN, .val_accuracy = NAN};
-        if ((rc = fit_epoch(m, train, o, &s, e, &pg, &row.loss, &row.accuracy, err)) != 0) {
+        kdh_epoch_log row = kdh_epoch_log_empty(e + 1);
+        if ((rc = fit_epoch(m, train, o, &s, e, &pg, &row.loss, &row.accuracy, row.metrics, err)) != 0) {
             if (rc != KDH_FIT_STOPPED) rc = -1;
             goto done;
         }
         rc = -1;
         double t_train = kdh_now() - t0;
-        if (val && (e + 1) % freq == 0 &&
-            kdh_evaluate(m, s.params, val, s.arena, &row.val_loss, &row.val_accuracy, err) != 0)
-            goto done;
+        if (val && (e + 1) % freq == 0 && validate(m, s.params, val, s.arena, &row, err) != 0) goto done;
         row.seconds = kdh_now() - t0;
         row.samples_per_second = t_train > 0 ? (double)train->n / t_train : 0;
-        kdh_progress_epoch_end(&pg, row.loss, row.accuracy, row.val_loss, row.val_accuracy, row.seconds, t_train,
-                               train->n);
+        if (cb.reduce_lr.on) /* Keras' logs["learning_rate"] */
+            row.learning_rate = pg.learning_rate = (double)(float)s.lr;
+        kdh_progress_epoch_end_metrics(&pg, row.loss, row.accuracy, row.metrics, row.val_loss, row.val_accuracy,
+                                       row.val_metrics, row.seconds, t_train, train->n);
         if (kdh_history_add(&s.ck.history, &row) != 0) {
             kdh__err(err, "out of memory for the history");
             goto done;
         }
         s.ck.epoch = e + 1;
+        bool stop = false;
+        if (run_callbacks(m, &cb, &s, e, &row, &stop, pg.out, err) != 0) goto done;
+        if (cb.early_stopping.on || cb.reduce_lr.on || cb.checkpoint.on)
+            kdh_callbacks_state_format(&cb, s.lr, s.ck.callbacks, sizeof s.ck.callbacks);
+        s.ck.best = s.best;
         if (o->checkpoint && kdh_checkpoint_save(o->checkpoint, m, s.params, s.opt, &s.ck, err) != 0) goto done;
         if (o->history && kdh_history_write(o->history, &s.ck.history, err) != 0) goto done;
+        if (stop) break;
+    }
+    /* EarlyStopping(restore_best_weights): the best epoch's weights, as Keras' on_train_end */
+    if (s.best) {
+        memcpy(s.params, s.best, (size_t)m->params_size * sizeof *s.params);
+        if (cb.early_stopping.verbose > 0)
+            fprintf(pg.out, "Restoring model weights from the end of the best epoch: %d.\n",
+                    cb.early_stopping.best_epoch + 1);
     }
     if (o->history && kdh_history_write(o->history, &s.ck.history, err) != 0) goto done;
     if (o->save && kdh_weights_save(o->save, m, s.params, err) != 0) goto done;

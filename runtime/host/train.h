@@ -12,6 +12,9 @@
 #ifndef KDSL_TRAIN_H
 #define KDSL_TRAIN_H
 
+#include "callbacks.h"
+#include "losses.h"
+#include "metrics.h"
 #include "model_fns.h"
 #include "tensor_file.h"
 
@@ -32,9 +35,8 @@ typedef struct kdh_var {
 } kdh_var;
 
 /* The loss as the host computes it for evaluate (the generated train step
- * computes its own). Sparse categorical cross-entropy is CATEGORICAL here:
- * the generated API takes one-hot labels for both. */
-typedef enum kdh_loss_kind { KDH_LOSS_CATEGORICAL, KDH_LOSS_BINARY, KDH_LOSS_MSE } kdh_loss_kind;
+ * computes its own): a row of losses.h. Sparse categorical cross-entropy
+ * takes one-hot labels here, as the generated API does. */
 
 /* One input or output of the model, per sample (the batch excluded); a
  * model has at most KDH_MAX_IO of each (the language's limit). */
@@ -70,7 +72,10 @@ typedef struct kdh_model {
     kdh_model_fns fns;
     kdh_loss_kind loss;
     bool from_logits;
+    double label_smoothing, delta;     /* the cross-entropies' (0), Huber's (1) */
     bool accuracy;                     /* metrics: [accuracy] */
+    int nmetrics;                      /* the other metrics (metrics.h), in the logs' order */
+    const kdh_metric_spec *metrics;
     const char *optimizer;             /* "Adam": checkpoint metadata */
 } kdh_model;
 
@@ -111,6 +116,7 @@ typedef struct kdh_fit_opts {
     const char *save;                  /* final weights */
     const char *checkpoint;            /* written after every epoch */
     const char *history;               /* .csv or .json */
+    const kdh_callbacks *callbacks;    /* NULL: none (callbacks.h) */
     FILE *out;                         /* progress (stdout) */
     int tty;                           /* -1: ask isatty(out); 0 plain lines; 1 Keras' bar */
     unsigned slow_step_ms;             /* tests: sleep this long after every step */
@@ -129,12 +135,29 @@ typedef struct kdh_epoch_log {
     int epoch;                         /* 1-based */
     double loss, accuracy, val_loss, val_accuracy;
     double seconds, samples_per_second;
+    double metrics[KDH_MAX_METRICS], val_metrics[KDH_MAX_METRICS];   /* the history's metric_names */
+    double learning_rate;              /* with ReduceLROnPlateau: the epoch's rate (Keras' logs), else NaN */
 } kdh_epoch_log;
+
+/* An epoch's row with every figure NaN. */
+kdh_epoch_log kdh_epoch_log_empty(int epoch);
+
+struct kdh_history;
+/* The value of the log `name` in row (loss, accuracy, a metric of the
+ * history, val_ of each); NaN when the row has none. */
+double kdh_epoch_log_value(const struct kdh_history *h, const kdh_epoch_log *row, const char *name);
 
 typedef struct kdh_history {
     kdh_epoch_log *rows;
     int count, cap;
+    int nmetrics;                      /* columns after accuracy (and after val_accuracy, val_ each) */
+    bool has_learning_rate;            /* a last column learning_rate (ReduceLROnPlateau's) */
+    char metric_names[KDH_MAX_METRICS][KDH_METRIC_NAME_MAX];
 } kdh_history;
+
+/* Makes the metric columns names[0..n): the rows' values move to the
+ * columns of their names; a column new to the history is NaN. */
+void kdh_history_set_metrics(kdh_history *h, int n, const char *const *names);
 
 /* Runs fit(): initial weights (generated init with the seed, --weights, or
  * --resume), epochs of shuffled batches through train_step, validation,
@@ -143,6 +166,11 @@ typedef struct kdh_history {
  * KDH_FIT_STOPPED (o->stop was set) with err saying where. */
 int kdh_fit(const kdh_model *m, const struct kdh_dataset *train, const struct kdh_dataset *val,
             const kdh_fit_opts *o, kdh_history *h, kdh_error *err);
+
+/* The metrics of evaluate: metrics[j * m->nmetrics + i] is metric i of
+ * output j (NULL: not wanted). */
+int kdh_evaluate_metrics(const kdh_model *m, const float *params, const struct kdh_dataset *d, void *arena,
+                         double *loss, double *output_loss, double *output_accuracy, double *metrics, kdh_error *err);
 
 /* Mean loss and accuracy (NaN without the metric) over the data set, in
  * batches of max_batch. The loss is computed on the host from predict's
@@ -196,7 +224,8 @@ int kdh_history_add(kdh_history *h, const kdh_epoch_log *row);
 /* Drops the rows of epochs after `epoch` (a resumed run repeats them). */
 void kdh_history_truncate(kdh_history *h, int epoch);
 void kdh_history_free(kdh_history *h);
-/* Writes epoch,loss,accuracy,val_loss,val_accuracy as CSV, or as JSON when
+/* Writes epoch,loss,accuracy,METRICS...,val_loss,val_accuracy,val_METRICS...
+ * (Keras' names; no metric columns without metrics) as CSV, or as JSON when
  * the path ends in .json ({"epoch": [...], "loss": [...], ...}, null for
  * what was not measured); atomically. */
 int kdh_history_write(const char *path, const kdh_history *h, kdh_error *err);

@@ -778,11 +778,15 @@ char *dt_print(const dt_program *p)
     if (p->train) {
         static const char *const opt[DT_OPTIMIZER_COUNT] = {
             "SGD(learning_rate: 0.05, momentum: 0.9)", "SGD(learning_rate: 0.05, momentum: 0.5, nesterov: true)",
-            "Adam(learning_rate: 0.01)", "RMSprop(learning_rate: 0.01)"};
+            "Adam(learning_rate: 0.01)", "RMSprop(learning_rate: 0.01)",
+            "AdamW(learning_rate: 0.01, amsgrad: true, global_clipnorm: 1.0)", "Nadam(learning_rate: 0.01, clipnorm: 0.5)",
+            "Adagrad(learning_rate: 0.05, weight_decay: 0.01)", "Adamax(learning_rate: 0.01, clipvalue: 0.2)",
+            "Adadelta(learning_rate: 1.0)", "RMSprop(learning_rate: 0.01, momentum: 0.5, centered: true)"};
         static const char *const loss[DT_LOSS_COUNT] = {
             "MeanSquaredError()", "CategoricalCrossentropy(from_logits: true)", "CategoricalCrossentropy()",
             "SparseCategoricalCrossentropy(from_logits: true)", "BinaryCrossentropy(from_logits: true)",
-            "BinaryCrossentropy()"};
+            "BinaryCrossentropy()", "MeanAbsoluteError()", "Huber(delta: 0.5)", "LogCosh()", "Hinge()",
+            "CosineSimilarity()"};
         put(&b, "train m {\n    loss: %s\n    optimizer: %s\n    batch_size: %d\n    seed: %d\n}\n", loss[p->loss],
             opt[p->optimizer], p->max_batch, (int)(p->data_seed % 1000));
     }

@@ -36,10 +36,16 @@ typedef struct dt_stmt {
 /* Custom layers and blocks a program may use: printed before the model when used. */
 enum { DT_LAYER_NORM, DT_LAYER_GATE, DT_LAYER_RESIDUAL, DT_LAYER_MAT, DT_LAYER_COUNT };
 
-typedef enum dt_optimizer { DT_SGD, DT_SGD_NESTEROV, DT_ADAM, DT_RMSPROP, DT_OPTIMIZER_COUNT } dt_optimizer;
+typedef enum dt_optimizer {
+    DT_SGD, DT_SGD_NESTEROV, DT_ADAM, DT_RMSPROP, DT_ADAMW, DT_NADAM, DT_ADAGRAD, DT_ADAMAX, DT_ADADELTA, DT_RMSPROP_CENTERED,
+    DT_OPTIMIZER_COUNT
+} dt_optimizer;
 /* The train block's loss; the cross-entropies on a rank-1 output, with a
  * softmax or sigmoid head statement for the ones on probabilities. */
-typedef enum dt_loss { DT_MSE, DT_CCE_LOGITS, DT_CCE, DT_SPARSE_CCE_LOGITS, DT_BCE_LOGITS, DT_BCE, DT_LOSS_COUNT } dt_loss;
+typedef enum dt_loss {
+    DT_MSE, DT_CCE_LOGITS, DT_CCE, DT_SPARSE_CCE_LOGITS, DT_BCE_LOGITS, DT_BCE, DT_MAE, DT_HUBER, DT_LOG_COSH, DT_HINGE,
+    DT_COSINE, DT_LOSS_COUNT
+} dt_loss;
 
 typedef struct dt_program {
     int ninputs;
