@@ -138,6 +138,35 @@ const char *ops_sh(const ir_shape *s, char buf[static 96])
     return ir_shape_sample(s, buf, 96);
 }
 
+int64_t ops_elems(const ir_shape *s, int64_t batch)
+{
+    int64_t n = ir_shape_elems(s);
+    return n < 0 ? 0 : s->batched ? n * batch : n;
+}
+
+int64_t ops_flops_per_input(const ir_node *n, int64_t batch) { return ops_elems(&n->in[0]->shape, batch); }
+
+int64_t ir_graph_flops(const ir_graph *g, int64_t batch, int64_t *products)
+{
+    int64_t total = 0, prod = 0;
+    for (int i = 0; i < g->nodes.len; i++) {
+        const ir_node *n = g->nodes.items[i];
+        const ir_op_info *op = ir_ops[n->op];
+        int64_t f = op->flops ? op->flops(n, batch) : op->scalar ? ops_elems(&n->shape, batch) : 0;
+        total += f;
+        switch (n->op) {   /* the products alone: their multiply-adds, without a fused epilogue */
+        case IR_MATMUL: case IR_CONV2D: case IR_CONV2D_BWD_DATA: case IR_CONV2D_BWD_FILTER:
+        case IR_DEPTHWISE_CONV2D: case IR_DEPTHWISE_CONV2D_BWD_DATA: case IR_DEPTHWISE_CONV2D_BWD_FILTER:
+            prod += f;
+            break;
+        case IR_FUSED_MATMUL: case IR_FUSED_CONV2D: prod += f - ir_fused_epilogue_flops(n, batch); break;
+        default: break;
+        }
+    }
+    if (products) *products = prod;
+    return total;
+}
+
 ir_attrs ops_attrs(void)
 {
     ir_attrs a;

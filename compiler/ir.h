@@ -285,9 +285,18 @@ typedef struct ir_op_info {
      * its operands' (b unused for unary ops), in double. Constant folding uses it;
      * its being set is what makes an op element-wise for the passes and lowering. */
     double (*scalar)(const ir_node *node, double a, double b);
+    /* Floating-point operations of the node at `batch` samples, a multiply-add counting 2
+     * (ir_graph_flops; ops.h's rules). NULL: one per output element for element-wise ops,
+     * none for the others (leaves, data movement). */
+    int64_t (*flops)(const ir_node *node, int64_t batch);
 } ir_op_info;
 
 extern const ir_op_info *const ir_ops[IR_OP_COUNT];
+
+/* What a graph computes at `batch` samples: every floating-point operation, and in
+ * *products those of its matrix products and convolutions (what "% of peak" is read
+ * against), both with a multiply-add counting 2. */
+int64_t ir_graph_flops(const ir_graph *g, int64_t batch, int64_t *products);
 
 /* Text dump, one node a line: `%7 = matmul(%3, %5) : (None, 256) trans_b  # dense` */
 void ir_dump(FILE *out, const ir_graph *g);

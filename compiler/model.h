@@ -197,5 +197,7 @@ bool kd_check_memory(const kd_model *m, int64_t batch, kd_diags *d);
 
 /* summary.c: Keras' model.summary() table. */
 void kd_print_summary(FILE *out, const kd_model *m);
+/* 93322 -> "93,322", into buf */
+const char *kd_thousands(int64_t n, char buf[static 32]);
 
 #endif

@@ -31,8 +31,7 @@ static void rule(FILE *out, char c, int n)
     fputc('\n', out);
 }
 
-/* 93322 -> "93,322" */
-static const char *thousands(int64_t n, char *buf)
+const char *kd_thousands(int64_t n, char buf[static 32])
 {
     char digits[32];
     snprintf(digits, sizeof digits, "%lld", (long long)n);
@@ -89,8 +88,8 @@ void kd_print_summary(FILE *out, const kd_model *m)
         rule(out, row + 1 < nrows ? '_' : '=', width);
     }
     char a[32], b[32], c[32];
-    fprintf(out, "Total params: %s\n", thousands(m->trainable_params + m->nontrainable_params, a));
-    fprintf(out, "Trainable params: %s\n", thousands(m->trainable_params, b));
-    fprintf(out, "Non-trainable params: %s\n", thousands(m->nontrainable_params, c));
+    fprintf(out, "Total params: %s\n", kd_thousands(m->trainable_params + m->nontrainable_params, a));
+    fprintf(out, "Trainable params: %s\n", kd_thousands(m->trainable_params, b));
+    fprintf(out, "Non-trainable params: %s\n", kd_thousands(m->nontrainable_params, c));
     rule(out, '_', width);
 }

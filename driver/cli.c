@@ -14,11 +14,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmd_summary(const kd_cli_options *o)
+/* --flops: what each generated function computes once optimised (what runs,
+ * e.g. no gradient for the first layer's input), at the compile batch. */
+static int print_flops(kd_session *s, const kd_codegen_options *o)
+{
+    if (kd_pipeline(s, o, KD_STAGE_GRAD, KD_STAGE_OPT, NULL) != 0) return 1;
+    int batch = s->prog->max_batch;
+    printf("\nFLOPs (a multiply-add counts 2) at batch %d:\n", batch);
+    printf("%-16s %18s %16s %28s\n", "function", "per call", "per sample", "of which products/conv");
+    for (int f = LP_F_PREDICT; f < LP_F_COUNT; f++) {
+        if (!s->graphs.g[f] || f == LP_F_PREDICT_FOLDED) continue;
+        int64_t prod, total = ir_graph_flops(s->graphs.g[f], batch, &prod);
+        char a[32], b[32], c[32];
+        printf("%-16s %18s %16s %28s\n", lp_func_names[f], kd_thousands(total, a), kd_thousands(total / batch, b),
+               kd_thousands(prod / batch, c));
+    }
+    return 0;
+}
+
+static int cmd_summary(kd_cli_options *o)
 {
     kd_session s = {0};
     int rc = kd_front_end(&s, o->file, o->run.model);
     if (rc == 0) kd_print_summary(stdout, s.model);
+    if (rc == 0 && o->flops) rc = print_flops(&s, &o->codegen);
     kd_session_free(&s);
     return rc;
 }

@@ -102,6 +102,7 @@ static int set_target(const kd_flag *f, const char *v, kd_cli_options *o)
 
 const kd_flag kd_flags[] = {
     STR("--model", KD_CMD_ALL, "NAME", run.model, "the model of the file to use (default: the last one)"),
+    SWITCH("--flops", KD_CMD_SUMMARY, flops, "also each generated function's FLOPs (at the compile batch)"),
     STR("--stage", KD_CMD_IR, "STAGE", stage, "ast, graph, infer, grad, layout, opt or loops (default graph)"),
     PATH("-o", KD_CMD_COMPILE | KD_CMD_PREDICT | KD_CMD_IMPORT | KD_CMD_EXPORT, "FILE", run.output,
          "compile: model.c, model.h beside it (default MODEL.c); predict: the predictions, one file per output; "

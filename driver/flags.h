@@ -49,6 +49,7 @@ typedef struct kd_cli_options {
     kd_codegen_options codegen;   /* compile's, and ir's for --stage opt and loops */
     const char *codegen_flag;     /* the first flag of the code generator given (ir checks the stage) */
     const char *weights_out;      /* import --weights-out */
+    bool flops;                   /* summary --flops */
 } kd_cli_options;
 
 typedef enum kd_flag_kind {

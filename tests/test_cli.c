@@ -175,6 +175,38 @@ START_TEST(values_out_of_range_are_errors)
 END_TEST
 
 /* The messages the other suites and users rely on, one per kind of mistake. */
+/* summary --flops: the products each compiled function makes, per sample, as
+ * counted by hand (a multiply-add is 2): the MLP's forward 2(784·256 + 256·128
+ * + 128·10); its step three times that but for the first layer's input
+ * gradient, which nothing needs; the CNN's the same for its convolutions; a
+ * depthwise layer 2·(outputs)·kh·kw. */
+START_TEST(summary_flops)
+{
+    char *out;
+    ck_assert_int_eq(tu_kdslc_run(&out, "summary %s --flops", tu_src("samples/fmnist_mlp.kdsl")), 0);
+    ck_assert_has(out, "FLOPs (a multiply-add counts 2) at batch 64:");
+    ck_assert_msg(strstr(out, "predict") && strstr(out, " 469,504\n"), "%s", out);
+    long fwd = 2L * (784 * 256 + 256 * 128 + 128 * 10), step = 3 * fwd - 2L * 784 * 256;
+    char want[64];
+    snprintf(want, sizeof want, " %ld,%03ld,%03ld\n", step / 1000000, step / 1000 % 1000, step % 1000);
+    ck_assert_has(out, want);   /* 1,007,104: not the 1.41 M of three whole passes */
+    free(out);
+    ck_assert_int_eq(tu_kdslc_run(&out, "summary %s --flops", tu_src("samples/fmnist_cnn.kdsl")), 0);
+    long cfwd = 2L * (26 * 26 * 32 * 9 + 11 * 11 * 64 * 9 * 32 + 1600 * 128 + 128 * 10),
+         cstep = 3 * cfwd - 2L * 26 * 26 * 32 * 9;
+    snprintf(want, sizeof want, " %ld,%03ld,%03ld\n", cstep / 1000000, cstep / 1000 % 1000, cstep % 1000);
+    ck_assert_has(out, want);
+    free(out);
+    const char *dir = tu_tmpdir("cli-flops");
+    static const char dw[] = "model dw {\n    input x: [6, 6, 2]\n    output y = DepthwiseConv2D(x, 3, padding: same, "
+                             "depth_multiplier: 2)\n}\n";
+    tu_write(tu_path(dir, "dw.kdsl"), dw, strlen(dw));
+    ck_assert_int_eq(tu_kdslc_run(&out, "summary %s/dw.kdsl --flops", dir), 0);
+    ck_assert_msg(strstr(out, "predict") && strstr(out, " 2,592\n"), "%s", out);   /* 2 * 6*6*4 * 3*3 */
+    free(out);
+}
+END_TEST
+
 START_TEST(messages)
 {
     ck_assert_fails(2, "unknown option '--no-pases'; did you mean '--no-passes'?", "compile m.kdsl --no-pases");
@@ -205,6 +237,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, equals_spelling_is_the_same_flag);
     tcase_add_test(tc, values_out_of_range_are_errors);
     tcase_add_test(tc, messages);
+    tcase_add_test(tc, summary_flops);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -130,9 +130,22 @@ static void vjp_conv2d(ir_builder *b, ir_node *n, ir_node *dy, const bool *want,
     }
 }
 
+/* Each output element of the forward convolution is a sum of kh * kw * in
+ * products; both gradients make the same products. The kernel is in[1] of
+ * the forward op and of the data gradient, the result of the filter
+ * gradient; the forward's output is the result, dy, dy. */
+int64_t ops_flops_conv2d(const ir_node *n, int64_t batch)
+{
+    const ir_shape *w = n->op == IR_CONV2D_BWD_FILTER ? &n->shape : &n->in[1]->shape;
+    const ir_shape *y = n->op == IR_CONV2D_BWD_DATA || n->op == IR_CONV2D_BWD_FILTER ? &n->in[n->op == IR_CONV2D_BWD_FILTER]->shape
+                                                                                    : &n->shape;
+    return 2 * ops_elems(y, batch) * w->dims[0] * w->dims[1] * w->dims[2];
+}
+
 #define CONV_ATTRS (IR_ATTR_STRIDE | IR_ATTR_PAD)
 const ir_op_info ir_op_conv2d = {.name = "conv2d", .arity = 2, .attrs = CONV_ATTRS,
-                                 .shape = shape_conv2d, .vjp = vjp_conv2d, .eval = eval_conv2d};
+                                 .shape = shape_conv2d, .vjp = vjp_conv2d, .eval = eval_conv2d,
+                                 .flops = ops_flops_conv2d};
 /* conv2d_bwd_data is also Conv2DTranspose's forward op, so it has a vjp: out = A(w)^T dy for the
  * convolution A(w) x = conv2d(x, w), hence d/d(dy) = A(w) g = conv2d(g, w), and
  * d/dw <g, A(w)^T dy> = d/dw <conv2d(g, w), dy> = conv2d_bwd_filter(g, dy). */
@@ -153,7 +166,8 @@ static void vjp_conv2d_bwd_data(ir_builder *b, ir_node *n, ir_node *g, const boo
 const ir_op_info ir_op_conv2d_bwd_data = {.name = "conv2d_bwd_data", .arity = 2,
                                           .attrs = CONV_ATTRS | IR_ATTR_SHAPE,
                                           .shape = shape_conv2d_bwd_data, .vjp = vjp_conv2d_bwd_data,
-                                          .eval = eval_conv2d_bwd_data};
+                                          .eval = eval_conv2d_bwd_data, .flops = ops_flops_conv2d};
 const ir_op_info ir_op_conv2d_bwd_filter = {.name = "conv2d_bwd_filter", .arity = 2,
                                             .attrs = CONV_ATTRS | IR_ATTR_SHAPE,
-                                            .shape = shape_conv2d_bwd_filter, .eval = eval_conv2d_bwd_filter};
+                                            .shape = shape_conv2d_bwd_filter, .eval = eval_conv2d_bwd_filter,
+                                            .flops = ops_flops_conv2d};

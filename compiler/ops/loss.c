@@ -95,7 +95,12 @@ static void vjp_softmax_xent(ir_builder *b, ir_node *n, ir_node *dy, const bool 
     }
 }
 
+/* Per logit: a log-softmax (5) and the product with the label and its sum (2); the gradient:
+ * the softmax (5) less the label, scaled (2). */
+static int64_t flops_xent(const ir_node *n, int64_t batch) { return 7 * ops_elems(&n->in[0]->shape, batch); }
+
 const ir_op_info ir_op_softmax_xent = {.name = "softmax_xent", .arity = 2, .shape = shape_softmax_xent,
-                                       .vjp = vjp_softmax_xent, .eval = eval_softmax_xent};
+                                       .vjp = vjp_softmax_xent, .eval = eval_softmax_xent, .flops = flops_xent};
 const ir_op_info ir_op_softmax_xent_grad = {.name = "softmax_xent_grad", .arity = 3,
-                                            .shape = shape_softmax_xent_grad, .eval = eval_softmax_xent_grad};
+                                            .shape = shape_softmax_xent_grad, .eval = eval_softmax_xent_grad,
+                                            .flops = flops_xent};

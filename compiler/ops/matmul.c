@@ -92,5 +92,13 @@ static void vjp_matmul(ir_builder *b, ir_node *n, ir_node *dy, const bool *want,
     if (want[1]) g[1] = ir_reshape(b, dB, B->shape);
 }
 
+/* Each element of op(A) meets each of op(B)'s N columns once: elems(A) * N multiply-adds
+ * (with trans_a the sum runs over A's rows, batch included, and it is the same count). */
+int64_t ops_flops_matmul(const ir_node *n, int64_t batch)
+{
+    return 2 * ops_elems(&n->in[0]->shape, batch) * n->shape.dims[n->shape.rank - 1];
+}
+
 const ir_op_info ir_op_matmul = {.name = "matmul", .arity = 2, .attrs = IR_ATTR_TRANS,
-                                 .shape = shape_matmul, .vjp = vjp_matmul, .eval = eval_matmul};
+                                 .shape = shape_matmul, .vjp = vjp_matmul, .eval = eval_matmul,
+                                 .flops = ops_flops_matmul};

@@ -92,10 +92,15 @@ static void eval_gaussian_noise(const ir_eval_ctx *c, const ir_node *n)
                      n->attr.scalar, 0);
 }
 
+/* Per element: the max, the subtraction, exp, the sum, and the division (or log's subtraction). */
+static int64_t flops_softmax(const ir_node *n, int64_t batch) { return 5 * ops_elems(&n->shape, batch); }
+
 const ir_op_info ir_op_softmax = {.name = "softmax", .arity = 1, .attrs = IR_ATTR_AXIS,
-                                  .shape = shape_softmax, .vjp = vjp_softmax, .eval = eval_softmax};
+                                  .shape = shape_softmax, .vjp = vjp_softmax, .eval = eval_softmax,
+                                  .flops = flops_softmax};
 const ir_op_info ir_op_log_softmax = {.name = "log_softmax", .arity = 1, .attrs = IR_ATTR_AXIS,
-                                      .shape = shape_softmax, .vjp = vjp_log_softmax, .eval = eval_softmax};
+                                      .shape = shape_softmax, .vjp = vjp_log_softmax, .eval = eval_softmax,
+                                      .flops = flops_softmax};
 /* A leaf: a gradient that reaches it stops (the mask is constant in x). */
 const ir_op_info ir_op_dropout_mask = {.name = "dropout_mask", .arity = 0,
                                        .attrs = IR_ATTR_SCALAR | IR_ATTR_INDEX | IR_ATTR_SHAPE,

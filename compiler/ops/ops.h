@@ -16,6 +16,14 @@ ir_attrs ops_attrs(void);
 /* x * y with y a constant scalar (no node when c == 1). */
 ir_node *ops_scale(ir_builder *b, ir_node *x, double c);
 
+/* Elements of a shape at `batch` samples (its per-sample count times batch when batched). */
+int64_t ops_elems(const ir_shape *s, int64_t batch);
+/* FLOP rules several ops share: a multiply-add is 2. */
+int64_t ops_flops_per_input(const ir_node *n, int64_t batch);   /* 1 per element of in[0] (reductions) */
+int64_t ops_flops_matmul(const ir_node *n, int64_t batch);      /* matmul.c: the product of in[0], in[1] */
+int64_t ops_flops_conv2d(const ir_node *n, int64_t batch);      /* conv.c: the convolution and its gradients */
+int64_t ir_fused_epilogue_flops(const ir_node *n, int64_t batch);   /* passes/fused_ops.c: bias and activation */
+
 /* Shape rules several op families share. */
 bool ops_shape_unary(ir_builder *b, ir_node *n);      /* same shape as in[0] */
 bool ops_shape_binary(ir_builder *b, ir_node *n);     /* NumPy broadcast of in[0], in[1] */

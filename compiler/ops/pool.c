@@ -136,12 +136,25 @@ static void vjp_avgpool2d(ir_builder *b, ir_node *n, ir_node *dy, const bool *wa
     g[0] = ir_make(b, IR_AVGPOOL2D_GRAD, 1, &dy, &a);
 }
 
+/* A comparison or an addition per window element of each pooled output; the gradients
+ * the same over the forward's output (dy, in[1] of max pooling's and in[0] of average's). */
+static int64_t flops_pool(const ir_node *n, int64_t batch)
+{
+    const ir_shape *y = n->op == IR_MAXPOOL2D_GRAD ? &n->in[1]->shape : n->op == IR_AVGPOOL2D_GRAD ? &n->in[0]->shape
+                                                                                                    : &n->shape;
+    return ops_elems(y, batch) * n->attr.window[0] * n->attr.window[1];
+}
+
 #define POOL_ATTRS (IR_ATTR_WINDOW | IR_ATTR_STRIDE | IR_ATTR_PAD)
 const ir_op_info ir_op_maxpool2d = {.name = "maxpool2d", .arity = 1, .attrs = POOL_ATTRS,
-                                    .shape = shape_pool, .vjp = vjp_maxpool2d, .eval = eval_maxpool2d};
+                                    .shape = shape_pool, .vjp = vjp_maxpool2d, .eval = eval_maxpool2d,
+                                    .flops = flops_pool};
 const ir_op_info ir_op_maxpool2d_grad = {.name = "maxpool2d_grad", .arity = 2, .attrs = POOL_ATTRS,
-                                         .shape = shape_maxpool2d_grad, .eval = eval_maxpool2d_grad};
+                                         .shape = shape_maxpool2d_grad, .eval = eval_maxpool2d_grad,
+                                         .flops = flops_pool};
 const ir_op_info ir_op_avgpool2d = {.name = "avgpool2d", .arity = 1, .attrs = POOL_ATTRS,
-                                    .shape = shape_pool, .vjp = vjp_avgpool2d, .eval = eval_avgpool2d};
+                                    .shape = shape_pool, .vjp = vjp_avgpool2d, .eval = eval_avgpool2d,
+                                    .flops = flops_pool};
 const ir_op_info ir_op_avgpool2d_grad = {.name = "avgpool2d_grad", .arity = 1, .attrs = POOL_ATTRS | IR_ATTR_SHAPE,
-                                         .shape = shape_avgpool2d_grad, .eval = eval_avgpool2d_grad};
+                                         .shape = shape_avgpool2d_grad, .eval = eval_avgpool2d_grad,
+                                         .flops = flops_pool};

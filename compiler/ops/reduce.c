@@ -174,12 +174,12 @@ static void vjp_broadcast(ir_builder *b, ir_node *n, ir_node *dy, const bool *wa
 }
 
 const ir_op_info ir_op_sum = {.name = "sum", .arity = 1, .attrs = IR_ATTR_AXES, .shape = shape_reduce,
-                              .vjp = vjp_sum, .eval = eval_reduce};
+                              .vjp = vjp_sum, .eval = eval_reduce, .flops = ops_flops_per_input};
 const ir_op_info ir_op_mean = {.name = "mean", .arity = 1, .attrs = IR_ATTR_AXES, .shape = shape_reduce,
-                               .vjp = vjp_mean, .eval = eval_reduce};
+                               .vjp = vjp_mean, .eval = eval_reduce, .flops = ops_flops_per_input};
 const ir_op_info ir_op_max = {.name = "max", .arity = 1, .attrs = IR_ATTR_AXES, .shape = shape_reduce,
-                              .vjp = vjp_max, .eval = eval_reduce};
+                              .vjp = vjp_max, .eval = eval_reduce, .flops = ops_flops_per_input};
 const ir_op_info ir_op_max_grad = {.name = "max_grad", .arity = 3, .attrs = IR_ATTR_AXES,
-                                   .shape = shape_max_grad, .eval = eval_max_grad};
+                                   .shape = shape_max_grad, .eval = eval_max_grad, .flops = ops_flops_per_input};
 const ir_op_info ir_op_broadcast = {.name = "broadcast", .arity = 1, .attrs = IR_ATTR_SHAPE,
                                     .shape = shape_broadcast, .vjp = vjp_broadcast, .eval = eval_broadcast};

@@ -56,9 +56,27 @@ static void eval_fused_conv2d(const ir_eval_ctx *c, const ir_node *n)
     eval_epilogue(c, n);
 }
 
+/* The product, then one operation per output element for the bias and one for the activation. */
+int64_t ir_fused_epilogue_flops(const ir_node *n, int64_t batch)
+{
+    return ops_elems(&n->shape, batch) * ((n->nin > 2) + (n->attr.act != IR_ACT_NONE));
+}
+
+static int64_t flops_fused_matmul(const ir_node *n, int64_t batch)
+{
+    return ops_flops_matmul(n, batch) + ir_fused_epilogue_flops(n, batch);
+}
+
+static int64_t flops_fused_conv2d(const ir_node *n, int64_t batch)
+{
+    return ops_flops_conv2d(n, batch) + ir_fused_epilogue_flops(n, batch);
+}
+
 const ir_op_info ir_op_fused_matmul = {.name = "fused_matmul", .arity = -1,
                                        .attrs = IR_ATTR_TRANS | IR_ATTR_ACT,
-                                       .shape = shape_fused_matmul, .eval = eval_fused_matmul};
+                                       .shape = shape_fused_matmul, .eval = eval_fused_matmul,
+                                       .flops = flops_fused_matmul};
 const ir_op_info ir_op_fused_conv2d = {.name = "fused_conv2d", .arity = -1,
                                        .attrs = IR_ATTR_STRIDE | IR_ATTR_PAD | IR_ATTR_ACT,
-                                       .shape = shape_fused_conv2d, .eval = eval_fused_conv2d};
+                                       .shape = shape_fused_conv2d, .eval = eval_fused_conv2d,
+                                       .flops = flops_fused_conv2d};
