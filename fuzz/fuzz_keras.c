@@ -2,7 +2,8 @@
  * file (when the bytes start with HDF5's signature) read as kdslc import
  * reads one, by kx_read_keras_h5_isolated in a child process (libhdf5
  * itself loops or crashes on some damaged files: the child may, kdslc may
- * not), else the bytes as a model config (JSON); the
+ * not), else the bytes both as a TensorFlow.js model.json (kx_read_tfjs,
+ * beside a 256-byte weights.bin shard) and as a model config (JSON); the
  * config then goes through kx_config_to_kdsl, and the program it writes
  * through the whole front end. The program must parse: what the importer
  * writes is KDSL, whatever the config (its checks may still fail, as for
@@ -12,6 +13,9 @@
 #include "driver.h"
 #include "keras_config.h"
 #include "keras_h5.h"
+#include "tfjs_model.h"
+
+#include <sys/stat.h>
 
 #include <string.h>
 #include <unistd.h>
@@ -57,6 +61,36 @@ int kdfuzz_keras(const uint8_t *data, size_t size)
             kdfuzz_check(f.config == NULL && f.weights.count == 0);
         }
         return 0;
+    }
+    /* as model.json, in a directory of its own with one shard */
+    static char dir[64];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/tmp/kdsl-fuzz-tfjs-%d", (int)getpid());
+        mkdir(dir, 0700);
+        char shard[96];
+        snprintf(shard, sizeof shard, "%s/weights.bin", dir);
+        FILE *w = fopen(shard, "wb");
+        static const float ones[64] = {1, 2, 3, 4};
+        if (w) fwrite(ones, sizeof ones, 1, w), fclose(w);
+    }
+    char mpath[96];
+    snprintf(mpath, sizeof mpath, "%s/model.json", dir);
+    FILE *m = fopen(mpath, "wb");
+    if (m) {
+        size_t wrote = fwrite(data, 1, size, m);
+        if (fclose(m) == 0 && wrote == size) {
+            kx_keras_file f;
+            kdh_error e;
+            if (kx_read_tfjs(mpath, &f, &e) == 0) {
+                kdfuzz_check(f.config != NULL);
+                for (size_t i = 0; i < f.weights.count; i++) kdfuzz_use_tensor(&f.weights.items[i]);
+                translate(f.config);
+                kx_keras_file_free(&f);
+            } else {
+                kdfuzz_check_error(&e);
+                kdfuzz_check(f.config == NULL && f.weights.count == 0);
+            }
+        }
     }
     char *json = malloc(size + 1);
     if (!json) return 0;
