@@ -75,10 +75,6 @@ void lw_fuse_loops(lower *L);
 /* Buffers one fused loop writes and reads back at the same index become locals. */
 void lw_scalarize(lower *L);
 
-/* ---- lower_depthwise.c ---------------------------------------------------------- */
-bool lw_is_depthwise_op(ir_op op);     /* IR_DEPTHWISE_CONV2D and its gradients: loop nests */
-bool lw_depthwise_kernel(lower *L, ir_node *n, lp_buf *dst);
-
 /* ---- lower_calls.c -------------------------------------------------------------- */
 bool lw_is_call_op(const ir_node *n);
 bool lw_call_kernel(lower *L, ir_node *n, lp_buf *dst);
