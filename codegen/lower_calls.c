@@ -14,7 +14,8 @@ bool lw_is_call_op(const ir_node *n)
     switch (n->op) {
     case IR_MATMUL: case IR_FUSED_MATMUL: case IR_CONV2D: case IR_FUSED_CONV2D:
     case IR_CONV2D_BWD_DATA: case IR_CONV2D_BWD_FILTER:
-    case IR_DEPTHWISE_CONV2D: case IR_DEPTHWISE_CONV2D_BWD_DATA: case IR_DEPTHWISE_CONV2D_BWD_FILTER:
+    case IR_DEPTHWISE_CONV2D: case IR_FUSED_DEPTHWISE_CONV2D:
+    case IR_DEPTHWISE_CONV2D_BWD_DATA: case IR_DEPTHWISE_CONV2D_BWD_FILTER:
     case IR_MAXPOOL2D: case IR_MAXPOOL2D_GRAD: case IR_AVGPOOL2D: case IR_AVGPOOL2D_GRAD:
     case IR_SOFTMAX_XENT: case IR_SOFTMAX_XENT_GRAD:
     case IR_GAUSSIAN_NOISE:
@@ -254,13 +255,15 @@ static bool dwconv(lower *L, ir_node *n, lp_buf *dst)
     /* the forward roles' shapes */
     const ir_shape *xs = n->op == IR_DEPTHWISE_CONV2D_BWD_DATA ? &n->shape : &n->in[0]->shape;
     const ir_shape *ws = n->op == IR_DEPTHWISE_CONV2D_BWD_FILTER ? &n->shape : &n->in[1]->shape;
-    const ir_shape *ys = n->op == IR_DEPTHWISE_CONV2D ? &n->shape : n->op == IR_DEPTHWISE_CONV2D_BWD_DATA
-                                                                        ? &n->in[0]->shape : &n->in[1]->shape;
+    bool fwd = n->op == IR_DEPTHWISE_CONV2D || n->op == IR_FUSED_DEPTHWISE_CONV2D;
+    const ir_shape *ys = fwd ? &n->shape : n->op == IR_DEPTHWISE_CONV2D_BWD_DATA ? &n->in[0]->shape
+                                                                                   : &n->in[1]->shape;
     geom g = conv_geom(n, xs, ys, ws->dims[0], ws->dims[1]);
     g.f = ws->dims[3];   /* the multiplier; the output has c * f channels */
     call_builder cb;
     switch (n->op) {
     case IR_DEPTHWISE_CONV2D:
+    case IR_FUSED_DEPTHWISE_CONV2D:
         cb = call_begin(L, LP_K_DWCONV2D_FWD);
         break;
     case IR_DEPTHWISE_CONV2D_BWD_DATA:
@@ -277,11 +280,13 @@ static bool dwconv(lower *L, ir_node *n, lp_buf *dst)
     arg_const(&cb, n->attr.dilation[0]);
     arg_const(&cb, n->attr.dilation[1]);
     switch (n->op) {
-    case IR_DEPTHWISE_CONV2D:                 /* (x, w) -> y */
+    case IR_DEPTHWISE_CONV2D:                 /* (x, w[, bias]) -> y */
+    case IR_FUSED_DEPTHWISE_CONV2D:
         arg_buf(&cb, operand_buf(L, n->in[0]));
         arg_buf(&cb, operand_buf(L, n->in[1]));
-        arg_null(&cb);
-        arg_const(&cb, 0);
+        if (n->nin == 3) arg_buf(&cb, operand_buf(L, n->in[2]));
+        else arg_null(&cb);
+        arg_const(&cb, n->op == IR_FUSED_DEPTHWISE_CONV2D ? n->attr.act : 0);
         arg_buf(&cb, dst);
         break;
     case IR_DEPTHWISE_CONV2D_BWD_DATA:        /* (dy, w) -> dx */
@@ -419,6 +424,7 @@ bool lw_call_kernel(lower *L, ir_node *n, lp_buf *dst)
     case IR_CONV2D_BWD_DATA:
     case IR_CONV2D_BWD_FILTER: return conv(L, n, dst);
     case IR_DEPTHWISE_CONV2D:
+    case IR_FUSED_DEPTHWISE_CONV2D:
     case IR_DEPTHWISE_CONV2D_BWD_DATA:
     case IR_DEPTHWISE_CONV2D_BWD_FILTER: return dwconv(L, n, dst);
     case IR_MAXPOOL2D:

@@ -41,7 +41,8 @@ int64_t ops_window_out(int64_t in, int64_t k, int stride, int64_t lo, int64_t hi
     X(DEPTHWISE_CONV2D, depthwise_conv2d) X(DEPTHWISE_CONV2D_BWD_DATA, depthwise_conv2d_bwd_data) \
     X(DEPTHWISE_CONV2D_BWD_FILTER, depthwise_conv2d_bwd_filter) \
     X(SOFTMAX_XENT, softmax_xent) X(SOFTMAX_XENT_GRAD, softmax_xent_grad) \
-    X(FUSED_MATMUL, fused_matmul) X(FUSED_CONV2D, fused_conv2d)
+    X(FUSED_MATMUL, fused_matmul) X(FUSED_CONV2D, fused_conv2d) \
+    X(FUSED_DEPTHWISE_CONV2D, fused_depthwise_conv2d)
 
 #define OPS_DECLARE(E, n) extern const ir_op_info ir_op_##n;
 OPS_LIST(OPS_DECLARE)
