@@ -15,7 +15,9 @@ static inline int kdk_dw_ceildiv(int a, int b) { return -kdk_dw_floordiv(-a, b);
  * (t: the window's first position, maybe in the padding). */
 static inline void kdk_dw_taps(int t, int n, int k, int d, int *k0, int *k1)
 {
-    int a = t >= 0 ? 0 : kdk_dw_ceildiv(-t, d), b = n - t <= 0 ? 0 : kdk_dw_ceildiv(n - t, d);
+    /* no division without dilation: it costs more than a pixel of 64 channels */
+    int a = t >= 0 ? 0 : d == 1 ? -t : kdk_dw_ceildiv(-t, d);
+    int b = n - t <= 0 ? 0 : d == 1 ? n - t : kdk_dw_ceildiv(n - t, d);
     *k0 = a;
     *k1 = KDK_MIN(b, k);
     if (*k1 < *k0) *k1 = *k0;

@@ -94,7 +94,27 @@ KTGT KDK_CONTRACT static int KV(dw_fwd)(const struct kdk_dw_geom *g, int r0, int
                 continue;
             }
             kdk_dw_taps(tx, w, kw, dw, &j0, &j1);
-            for (int cb = 0; cb < cv; cb += VL) {
+            int cb = 0;
+            for (; cb + 4 * VL <= cv; cb += 4 * VL) {   /* four vectors of channels a pass over the taps */
+                V a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+                for (int i = i0; i < i1; i++) {
+                    const KT *xi = xp + i * is + cb, *wi = wt + (ptrdiff_t)i * kw * c + cb;
+                    for (int j = j0; j < j1; j++) {
+                        const KT *xj = xi + j * js, *wj = wi + (ptrdiff_t)j * c;
+                        a0 += KV(ld)(xj) * KV(ld)(wj);
+                        a1 += KV(ld)(xj + VL) * KV(ld)(wj + VL);
+                        a2 += KV(ld)(xj + 2 * VL) * KV(ld)(wj + 2 * VL);
+                        a3 += KV(ld)(xj + 3 * VL) * KV(ld)(wj + 3 * VL);
+                    }
+                }
+                KT *yp = yr + (ptrdiff_t)ox * c + cb;
+                const KT *bp = bias ? bias + cb : NULL;
+                KV(out)(yp, a0, bp, act);
+                KV(out)(yp + VL, a1, bp ? bp + VL : NULL, act);
+                KV(out)(yp + 2 * VL, a2, bp ? bp + 2 * VL : NULL, act);
+                KV(out)(yp + 3 * VL, a3, bp ? bp + 3 * VL : NULL, act);
+            }
+            for (; cb < cv; cb += VL) {
                 V a = {0};
                 for (int i = i0; i < i1; i++) {
                     const KT *xi = xp + i * is + cb, *wi = wt + (ptrdiff_t)i * kw * c + cb;
@@ -171,8 +191,8 @@ KTGT KDK_CONTRACT static int KV(dw_filter)(const struct kdk_dw_geom *g, int c0, 
                 for (int j = 0; j < kw; j++) {
                     /* the output columns whose tap j reads inside the row */
                     int o0, o1, off = j * dw - pl;
-                    o0 = off >= 0 ? 0 : kdk_dw_ceildiv(-off, sw);
-                    o1 = w - off <= 0 ? 0 : KDK_MIN(ow, kdk_dw_ceildiv(w - off, sw));
+                    o0 = off >= 0 ? 0 : sw == 1 ? -off : kdk_dw_ceildiv(-off, sw);
+                    o1 = w - off <= 0 ? 0 : KDK_MIN(ow, sw == 1 ? w - off : kdk_dw_ceildiv(w - off, sw));
                     KT *dp = dwt + ((ptrdiff_t)i * kw + j) * c + c0;
                     for (int cb = 0; cb < cv; cb += VL) {
                         V a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};

@@ -25,7 +25,7 @@
  *     largest batch serves any smaller one.
  *   - Pointers passed as outputs must not alias inputs (except where noted).
  *
- * Speed: GEMM and convolution pick AVX2+FMA or AVX-512 code at run time on
+ * Speed: GEMM and (depthwise) convolution pick AVX2+FMA or AVX-512 code at run time on
  * x86-64 even when this file is built for the baseline ISA (see gemm.c);
  * pooling, softmax and colsum use the vector width the compile flags allow,
  * so build with -march=native (or at least -mavx2 -mfma) on the host.  The

@@ -1409,6 +1409,8 @@ static const struct dw_case dw_cases[] = {
     {2, 11, 10, 48, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0},   /* rows of four pixels and a ragged end */
     {1, 5, 7, 16, 1, 3, 3, 2, 2, 4, 4, 4, 4, 1, 1, 0, 0},     /* windows wholly in the padding */
     {1, 3, 70, 16, 1, 3, 3, 2, 2, 1, 1, 0, 1, 1, 1, 0, 0},    /* rows wider than the data gradient's column block */
+    {1, 4, 6, 80, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0},    /* border pixels four vectors of channels a pass, then one */
+    {2, 5, 5, 40, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0},    /* the same in AVX2's vectors */
 };
 
 static struct dw_case dw_make(const struct dw_case *c0)
