@@ -7,8 +7,11 @@
  * Random inputs and labels at BATCH; a warm-up, then 9 runs of about
  * SECONDS / 9 each (default 0.5 s in all); prints
  * "layer_us mode=M batch=B median=U min=V", the median and best run's time
- * per call in µs. The training step includes the loss and the optimizer's
- * update (SGD in bench/layers' models), as PyTorch's side does. */
+ * per call in µs of CPU time (the process's: on a machine shared with
+ * other jobs the time the host or the other jobs take the core away is not
+ * counted; the caches they disturb still are). The training step includes
+ * the loss and the optimizer's update (SGD in bench/layers' models), as
+ * PyTorch's side does. */
 #include "codegen.h"
 #include "driver.h"
 #include "host/fpmode.h"
@@ -25,7 +28,7 @@ enum { RUNS = 9 };
 static double now(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 

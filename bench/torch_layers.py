@@ -8,7 +8,8 @@ in PyTorch's native layouts (NCHW, NCL). Usage:
     KIND convt: H W CIN COUT K STRIDE   transposed, 'same' (output H*STRIDE)
     KIND dil:   H W CIN COUT K DIL      dilated, 'same'
 
-Prints "layer_us mode=M batch=B median=U min=V" as bench/layer_time.c does.
+Prints "layer_us mode=M batch=B median=U min=V" as bench/layer_time.c does,
+in µs of the process's CPU time.
 Kept with the bench; never part of the test suite or CI.
 """
 import statistics, sys, time
@@ -59,18 +60,18 @@ def main():
         loss.backward()
         opt.step()
 
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     warm = 0
-    while warm < 3 or time.perf_counter() - t0 < seconds / 10:
+    while warm < 3 or time.process_time() - t0 < seconds / 10:
         step()
         warm += 1
-    calls = max(3, int(seconds / RUNS / ((time.perf_counter() - t0) / warm)))
+    calls = max(3, int(seconds / RUNS / ((time.process_time() - t0) / warm)))
     us = []
     for _ in range(RUNS):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for _ in range(calls):
             step()
-        us.append((time.perf_counter() - t0) / calls * 1e6)
+        us.append((time.process_time() - t0) / calls * 1e6)
     print(f"layer_us mode={mode} batch={batch} median={statistics.median(us):.2f} min={min(us):.2f} calls={calls}")
 
 
