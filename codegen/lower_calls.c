@@ -1,7 +1,7 @@
 /* lower_calls.c — nodes that become calls into the runtime kernels
  * (runtime/kernels.h): matrix products with their fused bias and activation,
- * convolutions (depthwise too) and their gradients, pooling, softmax over the last axis and
- * the fused softmax cross-entropy. Operands are whole buffers; workspaces are
+ * convolutions (depthwise too) and their gradients, pooling, softmax over
+ * the last axis and the fused softmax cross-entropy. Operands are whole buffers; workspaces are
  * scratch buffers in the arena that live for the one call, sized on the host
  * with the kernels' own *_work_size functions at the maximum batch (work sizes
  * do not depend on the target, runtime/kernels.h promises). */
@@ -260,47 +260,25 @@ static bool dwconv(lower *L, ir_node *n, lp_buf *dst)
                                                                                    : &n->in[1]->shape;
     geom g = conv_geom(n, xs, ys, ws->dims[0], ws->dims[1]);
     g.f = ws->dims[3];   /* the multiplier; the output has c * f channels */
-    call_builder cb;
-    switch (n->op) {
-    case IR_DEPTHWISE_CONV2D:
-    case IR_FUSED_DEPTHWISE_CONV2D:
-        cb = call_begin(L, LP_K_DWCONV2D_FWD);
-        break;
-    case IR_DEPTHWISE_CONV2D_BWD_DATA:
-        cb = call_begin(L, LP_K_DWCONV2D_BWD_DATA);
-        break;
-    default:
-        cb = call_begin(L, LP_K_DWCONV2D_BWD_FILTER);
-        break;
-    }
+    call_builder cb = call_begin(L, fwd ? LP_K_DWCONV2D_FWD : n->op == IR_DEPTHWISE_CONV2D_BWD_DATA
+                                                              ? LP_K_DWCONV2D_BWD_DATA : LP_K_DWCONV2D_BWD_FILTER);
     dim y = g.n;
     y.n *= g.oh * g.ow * g.c * g.f;
     dim_max(L, y);
     arg_geom(&cb, &g, true);
     arg_const(&cb, n->attr.dilation[0]);
     arg_const(&cb, n->attr.dilation[1]);
-    switch (n->op) {
-    case IR_DEPTHWISE_CONV2D:                 /* (x, w[, bias]) -> y */
-    case IR_FUSED_DEPTHWISE_CONV2D:
-        arg_buf(&cb, operand_buf(L, n->in[0]));
-        arg_buf(&cb, operand_buf(L, n->in[1]));
+    /* (x, w[, bias]) -> y;  (dy, w) -> dx;  (x, dy) -> dw */
+    arg_buf(&cb, operand_buf(L, n->in[0]));
+    arg_buf(&cb, operand_buf(L, n->in[1]));
+    if (fwd) {
         if (n->nin == 3) arg_buf(&cb, operand_buf(L, n->in[2]));
         else arg_null(&cb);
         arg_const(&cb, n->op == IR_FUSED_DEPTHWISE_CONV2D ? n->attr.act : 0);
         arg_buf(&cb, dst);
-        break;
-    case IR_DEPTHWISE_CONV2D_BWD_DATA:        /* (dy, w) -> dx */
-        arg_buf(&cb, operand_buf(L, n->in[0]));
-        arg_buf(&cb, operand_buf(L, n->in[1]));
+    } else {
         arg_buf(&cb, dst);
         arg_const(&cb, 0);
-        break;
-    default:                                  /* (x, dy) -> dw */
-        arg_buf(&cb, operand_buf(L, n->in[0]));
-        arg_buf(&cb, operand_buf(L, n->in[1]));
-        arg_buf(&cb, dst);
-        arg_const(&cb, 0);
-        break;
     }
     call_end(&cb);
     return !L->failed;
