@@ -14,14 +14,16 @@ bool lw_is_call_op(const ir_node *n)
     switch (n->op) {
     case IR_MATMUL: case IR_FUSED_MATMUL: case IR_CONV2D: case IR_FUSED_CONV2D:
     case IR_CONV2D_BWD_DATA: case IR_CONV2D_BWD_FILTER:
-    case IR_DEPTHWISE_CONV2D: case IR_FUSED_DEPTHWISE_CONV2D:
-    case IR_DEPTHWISE_CONV2D_BWD_DATA: case IR_DEPTHWISE_CONV2D_BWD_FILTER:
+    case IR_FUSED_DEPTHWISE_CONV2D:
     case IR_MAXPOOL2D: case IR_MAXPOOL2D_GRAD: case IR_AVGPOOL2D: case IR_AVGPOOL2D_GRAD:
     case IR_SOFTMAX_XENT: case IR_SOFTMAX_XENT_GRAD:
     case IR_GAUSSIAN_NOISE:
         return true;
     case IR_SOFTMAX:
     case IR_LOG_SOFTMAX: return n->attr.axis == n->shape.rank - 1;
+    case IR_DEPTHWISE_CONV2D:
+    case IR_DEPTHWISE_CONV2D_BWD_DATA:
+    case IR_DEPTHWISE_CONV2D_BWD_FILTER: return !lw_depthwise_as_loops(n);
     default: return false;
     }
 }

@@ -75,6 +75,11 @@ void lw_fuse_loops(lower *L);
 /* Buffers one fused loop writes and reads back at the same index become locals. */
 void lw_scalarize(lower *L);
 
+/* ---- lower_depthwise.c ---------------------------------------------------------- */
+/* The depthwise ops the runtime's kernels would run in portable loops: loop nests. */
+bool lw_depthwise_as_loops(const ir_node *n);
+bool lw_depthwise_kernel(lower *L, ir_node *n, lp_buf *dst);
+
 /* ---- lower_calls.c -------------------------------------------------------------- */
 bool lw_is_call_op(const ir_node *n);
 bool lw_call_kernel(lower *L, ir_node *n, lp_buf *dst);

@@ -30,7 +30,7 @@ bool lw_is_loop_op(const ir_node *n)
         return true;
     case IR_SOFTMAX:
     case IR_LOG_SOFTMAX: return n->attr.axis != n->shape.rank - 1;
-    default: return lw_is_elementwise(n->op) || is_leaf_expr_op(n->op);
+    default: return lw_is_elementwise(n->op) || is_leaf_expr_op(n->op) || lw_depthwise_as_loops(n);
     }
 }
 
@@ -610,6 +610,9 @@ bool lw_loop_kernel(lower *L, ir_node *n, lp_buf *dst)
     case IR_CONCAT: return layout(L, n, dst);
     case IR_SOFTMAX:
     case IR_LOG_SOFTMAX: return softmax_loops(L, n, dst);
+    case IR_DEPTHWISE_CONV2D:
+    case IR_DEPTHWISE_CONV2D_BWD_DATA:
+    case IR_DEPTHWISE_CONV2D_BWD_FILTER: return lw_depthwise_kernel(L, n, dst);
     default: return elementwise(L, n, dst, false);
     }
 }

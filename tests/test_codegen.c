@@ -353,7 +353,7 @@ static const char acts_text[] =
     "    k = leaky_relu(Dense(h, 8), negative_slope: 0.1)\n"
     "    e = elu(g, alpha: 0.5) + leaky_relu(g, negative_slope: 0.3) + selu(g) * softsign(g) + mish(g)\n"
     "    e = e + relu6(g * 4) + hard_sigmoid(g * 3) + softplus(g) + swish(g) - silu(k) + gelu(k)\n"
-    "    v = Conv2D(DepthwiseConv2D(img, 3, padding: same, activation: elu), 3, 3, activation: gelu)\n"
+    "    v = Conv2D(DepthwiseConv2D(Conv2D(img, 4, 1), 3, padding: same, activation: elu), 3, 3, activation: gelu)\n"
     "    w = Conv2D(v, 2, 2, activation: mish)\n"
     "    output y = Dense(concat([e, Flatten(w)], axis: -1), 3)\n"
     "}\n"

@@ -15,10 +15,18 @@
  * Elementwise chains are not fused here: lowering puts producer-consumer
  * chains of elementwise ops into one loop nest (codegen/lower.c). */
 #include "../passes.h"
+#include "kernels.h"
+
+/* A depthwise convolution fuses where the runtime's kernel runs it (codegen
+ * lowers the others to loop nests, which have no epilogue). */
+static bool dw_kernel(const ir_node *n)
+{
+    return n->op == IR_DEPTHWISE_CONV2D && kdk_dwconv_vectorized(n->in[1]->shape.dims[2], n->in[1]->shape.dims[3]);
+}
 
 static bool fusable(const ir_node *n)
 {
-    return n->op == IR_MATMUL || n->op == IR_CONV2D || n->op == IR_DEPTHWISE_CONV2D ||
+    return n->op == IR_MATMUL || n->op == IR_CONV2D || dw_kernel(n) ||
            ((n->op == IR_FUSED_MATMUL || n->op == IR_FUSED_CONV2D || n->op == IR_FUSED_DEPTHWISE_CONV2D) &&
             n->attr.act == IR_ACT_NONE);
 }
