@@ -368,9 +368,10 @@ static const char *op_name(lower *L, const ir_node *n)
 static const char *kernel_what(lower *L, const ir_node *n)
 {
     const char *op = ir_ops[n->op]->name;
-    if (n->op == IR_FUSED_MATMUL || n->op == IR_FUSED_CONV2D) {
+    if (n->op == IR_FUSED_MATMUL || n->op == IR_FUSED_CONV2D || n->op == IR_FUSED_DEPTHWISE_CONV2D) {
         int act = n->attr.act > 0 && n->attr.act < IR_ACT_COUNT ? n->attr.act : IR_ACT_NONE;
-        op = kd_format(L->a, "%s%s%s%s", n->op == IR_FUSED_MATMUL ? "matmul" : "conv2d",
+        op = kd_format(L->a, "%s%s%s%s", n->op == IR_FUSED_MATMUL ? "matmul"
+                                         : n->op == IR_FUSED_CONV2D ? "conv2d" : "depthwise_conv2d",
                        n->nin == 3 ? " + bias" : "", act ? " + " : "", act ? ir_ops[ir_acts[act].op]->name : "");
     } else if (lw_is_elementwise(n->op)) {
         /* Name the chain: the ops inlined into this root, producers first. */

@@ -1,7 +1,7 @@
 /* lower_calls.c — nodes that become calls into the runtime kernels
  * (runtime/kernels.h): matrix products with their fused bias and activation,
- * convolutions and their gradients, pooling, softmax over the last axis and
- * the fused softmax cross-entropy. Operands are whole buffers; workspaces are
+ * convolutions (depthwise too) and their gradients, pooling, softmax over
+ * the last axis and the fused softmax cross-entropy. Operands are whole buffers; workspaces are
  * scratch buffers in the arena that live for the one call, sized on the host
  * with the kernels' own *_work_size functions at the maximum batch (work sizes
  * do not depend on the target, runtime/kernels.h promises). */
@@ -14,12 +14,16 @@ bool lw_is_call_op(const ir_node *n)
     switch (n->op) {
     case IR_MATMUL: case IR_FUSED_MATMUL: case IR_CONV2D: case IR_FUSED_CONV2D:
     case IR_CONV2D_BWD_DATA: case IR_CONV2D_BWD_FILTER:
+    case IR_FUSED_DEPTHWISE_CONV2D:
     case IR_MAXPOOL2D: case IR_MAXPOOL2D_GRAD: case IR_AVGPOOL2D: case IR_AVGPOOL2D_GRAD:
     case IR_SOFTMAX_XENT: case IR_SOFTMAX_XENT_GRAD:
     case IR_GAUSSIAN_NOISE:
         return true;
     case IR_SOFTMAX:
     case IR_LOG_SOFTMAX: return n->attr.axis == n->shape.rank - 1;
+    case IR_DEPTHWISE_CONV2D:
+    case IR_DEPTHWISE_CONV2D_BWD_DATA:
+    case IR_DEPTHWISE_CONV2D_BWD_FILTER: return !lw_depthwise_as_loops(n);
     default: return false;
     }
 }
@@ -245,6 +249,43 @@ static bool conv(lower *L, ir_node *n, lp_buf *dst)
     return !L->failed;
 }
 
+/* The depthwise convolution and its gradients (compiler/ops/depthwise.c):
+ * geometry with the depth multiplier in place of the filters, then the
+ * dilation; no workspace. */
+static bool dwconv(lower *L, ir_node *n, lp_buf *dst)
+{
+    /* the forward roles' shapes */
+    const ir_shape *xs = n->op == IR_DEPTHWISE_CONV2D_BWD_DATA ? &n->shape : &n->in[0]->shape;
+    const ir_shape *ws = n->op == IR_DEPTHWISE_CONV2D_BWD_FILTER ? &n->shape : &n->in[1]->shape;
+    bool fwd = n->op == IR_DEPTHWISE_CONV2D || n->op == IR_FUSED_DEPTHWISE_CONV2D;
+    const ir_shape *ys = fwd ? &n->shape : n->op == IR_DEPTHWISE_CONV2D_BWD_DATA ? &n->in[0]->shape
+                                                                                   : &n->in[1]->shape;
+    geom g = conv_geom(n, xs, ys, ws->dims[0], ws->dims[1]);
+    g.f = ws->dims[3];   /* the multiplier; the output has c * f channels */
+    call_builder cb = call_begin(L, fwd ? LP_K_DWCONV2D_FWD : n->op == IR_DEPTHWISE_CONV2D_BWD_DATA
+                                                              ? LP_K_DWCONV2D_BWD_DATA : LP_K_DWCONV2D_BWD_FILTER);
+    dim y = g.n;
+    y.n *= g.oh * g.ow * g.c * g.f;
+    dim_max(L, y);
+    arg_geom(&cb, &g, true);
+    arg_const(&cb, n->attr.dilation[0]);
+    arg_const(&cb, n->attr.dilation[1]);
+    /* (x, w[, bias]) -> y;  (dy, w) -> dx;  (x, dy) -> dw */
+    arg_buf(&cb, operand_buf(L, n->in[0]));
+    arg_buf(&cb, operand_buf(L, n->in[1]));
+    if (fwd) {
+        if (n->nin == 3) arg_buf(&cb, operand_buf(L, n->in[2]));
+        else arg_null(&cb);
+        arg_const(&cb, n->op == IR_FUSED_DEPTHWISE_CONV2D ? n->attr.act : 0);
+        arg_buf(&cb, dst);
+    } else {
+        arg_buf(&cb, dst);
+        arg_const(&cb, 0);
+    }
+    call_end(&cb);
+    return !L->failed;
+}
+
 static bool pool(lower *L, ir_node *n, lp_buf *dst)
 {
     bool grad = n->op == IR_MAXPOOL2D_GRAD || n->op == IR_AVGPOOL2D_GRAD;
@@ -362,6 +403,10 @@ bool lw_call_kernel(lower *L, ir_node *n, lp_buf *dst)
     case IR_FUSED_CONV2D:
     case IR_CONV2D_BWD_DATA:
     case IR_CONV2D_BWD_FILTER: return conv(L, n, dst);
+    case IR_DEPTHWISE_CONV2D:
+    case IR_FUSED_DEPTHWISE_CONV2D:
+    case IR_DEPTHWISE_CONV2D_BWD_DATA:
+    case IR_DEPTHWISE_CONV2D_BWD_FILTER: return dwconv(L, n, dst);
     case IR_MAXPOOL2D:
     case IR_MAXPOOL2D_GRAD:
     case IR_AVGPOOL2D:

@@ -1,6 +1,9 @@
 /* lower_depthwise.c — the depthwise convolution and its two gradients as loop
- * nests (compiler/ops/depthwise.c has the semantics), so both backends and
- * the freestanding path get them with no runtime kernel. Each nest's outer
+ * nests (compiler/ops/depthwise.c has the semantics) where the runtime's
+ * kernels would take their portable loops (kdk_dwconv_vectorized,
+ * runtime/kernels.h: a depth multiplier above 1, channels in no whole
+ * vectors): with the shapes as constants the JIT and the C compiler make
+ * these several times faster than those loops. Each nest's outer
  * loop is parallel: its iterations write disjoint elements (an output row of
  * one image; a row of one input image; one tap of the kernel), and each
  * element is summed in one fixed order, so results do not depend on threads.
@@ -9,6 +12,8 @@
  *   data        dx[b, h, v, c] gathers dy * w over the taps that read it
  *   filter      dw[i, j, c, m] sums x * dy over the batch and the output */
 #include "lower_internal.h"
+
+#include "kernels.h"
 
 typedef struct dwg {
     lower *L;
@@ -183,9 +188,13 @@ static void filter(dwg *g, ir_node *n, lp_buf *dst)
     kd_vec_push(g->a, inner, lp_store(g->a, dst, add(g, wbase, k), prod, LP_ACC_ADD));
 }
 
-bool lw_is_depthwise_op(ir_op op)
+bool lw_depthwise_as_loops(const ir_node *n)
 {
-    return op == IR_DEPTHWISE_CONV2D || op == IR_DEPTHWISE_CONV2D_BWD_DATA || op == IR_DEPTHWISE_CONV2D_BWD_FILTER;
+    if (n->op != IR_DEPTHWISE_CONV2D && n->op != IR_DEPTHWISE_CONV2D_BWD_DATA &&
+        n->op != IR_DEPTHWISE_CONV2D_BWD_FILTER)
+        return false;
+    const ir_shape *ws = n->op == IR_DEPTHWISE_CONV2D_BWD_FILTER ? &n->shape : &n->in[1]->shape;
+    return !kdk_dwconv_vectorized(ws->dims[2], ws->dims[3]);
 }
 
 bool lw_depthwise_kernel(lower *L, ir_node *n, lp_buf *dst)

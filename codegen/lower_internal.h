@@ -76,7 +76,8 @@ void lw_fuse_loops(lower *L);
 void lw_scalarize(lower *L);
 
 /* ---- lower_depthwise.c ---------------------------------------------------------- */
-bool lw_is_depthwise_op(ir_op op);     /* IR_DEPTHWISE_CONV2D and its gradients: loop nests */
+/* The depthwise ops the runtime's kernels would run in portable loops: loop nests. */
+bool lw_depthwise_as_loops(const ir_node *n);
 bool lw_depthwise_kernel(lower *L, ir_node *n, lp_buf *dst);
 
 /* ---- lower_calls.c -------------------------------------------------------------- */

@@ -30,7 +30,7 @@ bool lw_is_loop_op(const ir_node *n)
         return true;
     case IR_SOFTMAX:
     case IR_LOG_SOFTMAX: return n->attr.axis != n->shape.rank - 1;
-    default: return lw_is_elementwise(n->op) || is_leaf_expr_op(n->op) || lw_is_depthwise_op(n->op);
+    default: return lw_is_elementwise(n->op) || is_leaf_expr_op(n->op) || lw_depthwise_as_loops(n);
     }
 }
 

@@ -159,7 +159,9 @@ int64_t ir_graph_flops(const ir_graph *g, int64_t batch, int64_t *products)
         case IR_DEPTHWISE_CONV2D: case IR_DEPTHWISE_CONV2D_BWD_DATA: case IR_DEPTHWISE_CONV2D_BWD_FILTER:
             prod += f;
             break;
-        case IR_FUSED_MATMUL: case IR_FUSED_CONV2D: prod += f - ir_fused_epilogue_flops(n, batch); break;
+        case IR_FUSED_MATMUL: case IR_FUSED_CONV2D: case IR_FUSED_DEPTHWISE_CONV2D:
+            prod += f - ir_fused_epilogue_flops(n, batch);
+            break;
         default: break;
         }
     }

@@ -82,8 +82,9 @@ typedef enum ir_op {
     IR_SOFTMAX_XENT_GRAD, /* (logits, onehot, dloss []) -> dlogits = dloss * (softmax * sum(onehot) - onehot) / rows */
     /* made by the fusion pass (compiler/passes/fuse.c, ops in passes/fused_ops.c); passes
      * run after autodiff, so no vjp. (a, b[, bias]) -> act(op(a, b) + bias): attributes
-     * of MATMUL / CONV2D plus `act`; bias [N] is added to every row (N = last dim). */
-    IR_FUSED_MATMUL, IR_FUSED_CONV2D,
+     * of MATMUL / CONV2D / DEPTHWISE_CONV2D plus `act`; bias [N] is added to every row
+     * (N = last dim). */
+    IR_FUSED_MATMUL, IR_FUSED_CONV2D, IR_FUSED_DEPTHWISE_CONV2D,
     IR_OP_COUNT
 } ir_op;
 

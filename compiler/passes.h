@@ -4,7 +4,7 @@
  *               broadcasts an elementwise op does by itself, constant folding)
  *   cse.c       common subexpressions: one node per (op, operands, attributes)
  *   fuse.c      bias add + activation into the MATMUL / CONV2D producer
- *               (IR_FUSED_MATMUL / IR_FUSED_CONV2D), the runtime's epilogue;
+ *               (IR_FUSED_MATMUL / IR_FUSED_CONV2D / IR_FUSED_DEPTHWISE_CONV2D), the runtime's epilogue;
  *               -sum(onehot * log_softmax(z)) / rows into IR_SOFTMAX_XENT
  *   dce.c       only what the outputs and updates need (rewrite.c)
  *   schedule.c  the optimizer interleaved with the backward pass (train steps)

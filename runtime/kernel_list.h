@@ -21,6 +21,8 @@
 
 #define KDK_CONV_GEOM_ARGS (INT, n), (INT, h), (INT, w), (INT, c), (INT, oh), (INT, ow), (INT, f), \
                            (INT, kh), (INT, kw), (INT, sh), (INT, sw), (INT, pt), (INT, pl)
+#define KDK_DW_GEOM_ARGS (INT, n), (INT, h), (INT, w), (INT, c), (INT, oh), (INT, ow), (INT, m), \
+                         (INT, kh), (INT, kw), (INT, sh), (INT, sw), (INT, pt), (INT, pl), (INT, dih), (INT, diw)
 #define KDK_POOL_GEOM_ARGS (INT, n), (INT, h), (INT, w), (INT, c), (INT, oh), (INT, ow), \
                            (INT, kh), (INT, kw), (INT, sh), (INT, sw), (INT, pt), (INT, pl)
 
@@ -35,6 +37,12 @@
                                    (IN, wt), (OUT, dx), (INT, accumulate), (OUT, work))
 #define KDK_K_CONV2D_BWD_FILTER(XK) XK(CONV2D_BWD_FILTER, conv2d_bwd_filter, VOID, MT, KDK_CONV_GEOM_ARGS, (IN, x), \
                                      (IN, dy), (OUT, dwt), (INT, accumulate), (OUT, work))
+#define KDK_K_DWCONV2D_FWD(XK) XK(DWCONV2D_FWD, dwconv2d_fwd, VOID, MT, KDK_DW_GEOM_ARGS, (IN, x), (IN, wt), \
+                                (IN, bias), (INT, act), (OUT, y))
+#define KDK_K_DWCONV2D_BWD_DATA(XK) XK(DWCONV2D_BWD_DATA, dwconv2d_bwd_data, VOID, MT, KDK_DW_GEOM_ARGS, (IN, dy), \
+                                     (IN, wt), (OUT, dx), (INT, accumulate))
+#define KDK_K_DWCONV2D_BWD_FILTER(XK) XK(DWCONV2D_BWD_FILTER, dwconv2d_bwd_filter, VOID, MT, KDK_DW_GEOM_ARGS, \
+                                       (IN, x), (IN, dy), (OUT, dwt), (INT, accumulate))
 #define KDK_K_MAXPOOL2D_FWD(XK) XK(MAXPOOL2D_FWD, maxpool2d_fwd, VOID, MT, KDK_POOL_GEOM_ARGS, (IN, x), (OUT, y), \
                                  (OUT_I32, argmax))
 #define KDK_K_MAXPOOL2D_BWD(XK) XK(MAXPOOL2D_BWD, maxpool2d_bwd, VOID, MT, KDK_POOL_GEOM_ARGS, (IN, x), \
@@ -57,6 +65,7 @@
 #define KDK_KERNEL_LIST(XK) \
     KDK_K_GEMM(XK) KDK_K_COLSUM(XK) \
     KDK_K_CONV2D_FWD(XK) KDK_K_CONV2D_BWD_DATA(XK) KDK_K_CONV2D_BWD_FILTER(XK) \
+    KDK_K_DWCONV2D_FWD(XK) KDK_K_DWCONV2D_BWD_DATA(XK) KDK_K_DWCONV2D_BWD_FILTER(XK) \
     KDK_K_MAXPOOL2D_FWD(XK) KDK_K_MAXPOOL2D_BWD(XK) KDK_K_AVGPOOL2D_FWD(XK) KDK_K_AVGPOOL2D_BWD(XK) \
     KDK_K_SOFTMAX(XK) KDK_K_LOGSOFTMAX(XK) KDK_K_SOFTMAX_XENT(XK) \
     KDK_K_INIT_FILL(XK) KDK_K_INIT_UNIFORM(XK) KDK_K_INIT_NORMAL(XK)

@@ -25,7 +25,7 @@
  *     largest batch serves any smaller one.
  *   - Pointers passed as outputs must not alias inputs (except where noted).
  *
- * Speed: GEMM and convolution pick AVX2+FMA or AVX-512 code at run time on
+ * Speed: GEMM and (depthwise) convolution pick AVX2+FMA or AVX-512 code at run time on
  * x86-64 even when this file is built for the baseline ISA (see gemm.c);
  * pooling, softmax and colsum use the vector width the compile flags allow,
  * so build with -march=native (or at least -mavx2 -mfma) on the host.  The
@@ -163,6 +163,49 @@ size_t kdk_dconv2d_bwd_filter_work_size(KDK_CONV_GEOM_PARAMS);
 void kdk_dconv2d_bwd_filter_part(int part, int nparts, KDK_CONV_GEOM_PARAMS,
                                  const double *x, const double *dy, double *dwt,
                                  int accumulate, double *work);
+
+/* ---- Depthwise Conv2D (NHWC) --------------------------------------------------
+ * Geometry, always in this order:
+ *   n, h, w, c      input batch, height, width, channels
+ *   oh, ow, m       output height, width (chosen by the caller), depth multiplier
+ *   kh, kw          kernel size;  sh, sw  strides;  pt, pl  padding at the top
+ *                   and left;  dih, diw  dilation (0 or 1: none)
+ * x: [n][h][w][c]; wt: [kh][kw][c][m]; y, dy: [n][oh][ow][c*m];
+ * y[n,i,j,ch*m+q] = act(bias[ch*m+q] + sum over taps (a, b) inside the image
+ *                       of x[n, i*sh-pt+a*dih, j*sw-pl+b*diw, ch]·wt[a,b,ch,q]).
+ * No workspace. With m = 1 the channels run in vectors of the best
+ * instruction set (dwconv_tmpl.h), taking strides or dilation along an axis
+ * but not both (Keras allows no other); portable loops do the rest.
+ * Every element is summed in one fixed order whatever the split.
+ * Thread split: fwd_part splits the output rows (n·oh), bwd_data_part the
+ * rows of dx (n·h), bwd_filter_part units of 16 channels by one kernel row;
+ * the parts write disjoint elements and give the unsplit kernel's bits. */
+/* Whether every channel runs in vectors (on x86-64 and Arm; elsewhere all
+ * is scalar): a multiplier of 1 and whole vectors of 4 floats. The rest
+ * takes portable loops, ~40x slower where vectors run; the compiler lowers
+ * those convolutions to loop nests of their own instead. */
+static inline int kdk_dwconv_vectorized(int64_t c, int64_t m) { return m == 1 && c % 4 == 0; }
+
+#define KDK_DW_GEOM_PARAMS int n, int h, int w, int c, int oh, int ow, int m, \
+                           int kh, int kw, int sh, int sw, int pt, int pl, int dih, int diw
+
+KDK_K_DWCONV2D_FWD(KDK_DECLARE)          /* kdk_[sd]dwconv2d_fwd(geometry, x, wt, bias, act, y) */
+/* dx (+)= the input gradient; accumulate 0 overwrites dx. */
+KDK_K_DWCONV2D_BWD_DATA(KDK_DECLARE)     /* kdk_[sd]dwconv2d_bwd_data(geometry, dy, wt, dx, accumulate) */
+/* dwt (+)= the kernel gradient; accumulate 0 overwrites dwt. */
+KDK_K_DWCONV2D_BWD_FILTER(KDK_DECLARE)   /* kdk_[sd]dwconv2d_bwd_filter(geometry, x, dy, dwt, accumulate) */
+void kdk_sdwconv2d_fwd_part(int part, int nparts, KDK_DW_GEOM_PARAMS, const float *x, const float *wt,
+                            const float *bias, int act, float *y);
+void kdk_sdwconv2d_bwd_data_part(int part, int nparts, KDK_DW_GEOM_PARAMS, const float *dy, const float *wt,
+                                 float *dx, int accumulate);
+void kdk_sdwconv2d_bwd_filter_part(int part, int nparts, KDK_DW_GEOM_PARAMS, const float *x, const float *dy,
+                                   float *dwt, int accumulate);
+void kdk_ddwconv2d_fwd_part(int part, int nparts, KDK_DW_GEOM_PARAMS, const double *x, const double *wt,
+                            const double *bias, int act, double *y);
+void kdk_ddwconv2d_bwd_data_part(int part, int nparts, KDK_DW_GEOM_PARAMS, const double *dy, const double *wt,
+                                 double *dx, int accumulate);
+void kdk_ddwconv2d_bwd_filter_part(int part, int nparts, KDK_DW_GEOM_PARAMS, const double *x, const double *dy,
+                                   double *dwt, int accumulate);
 
 /* ---- Pooling (NHWC) ----------------------------------------------------------
  * Geometry: n, h, w, c (input), oh, ow (output), kh, kw (window), sh, sw

@@ -96,6 +96,10 @@ struct kdk_conv_geom {
     int n, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pl;
 };
 
+struct kdk_dw_geom {
+    int n, h, w, c, oh, ow, m, kh, kw, sh, sw, pt, pl, dh, dw;   /* dh, dw: dilation, at least 1 */
+};
+
 /* One GEMM C = act(op(A)·op(B) + beta·C + bias), C M×N.  Element pointers
  * are float or double as the driver's type says. */
 struct kdk_gemm_task {

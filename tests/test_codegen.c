@@ -353,7 +353,7 @@ static const char acts_text[] =
     "    k = leaky_relu(Dense(h, 8), negative_slope: 0.1)\n"
     "    e = elu(g, alpha: 0.5) + leaky_relu(g, negative_slope: 0.3) + selu(g) * softsign(g) + mish(g)\n"
     "    e = e + relu6(g * 4) + hard_sigmoid(g * 3) + softplus(g) + swish(g) - silu(k) + gelu(k)\n"
-    "    v = Conv2D(img, 3, 3, activation: gelu)\n"
+    "    v = Conv2D(DepthwiseConv2D(Conv2D(img, 4, 1), 3, padding: same, activation: elu), 3, 3, activation: gelu)\n"
     "    w = Conv2D(v, 2, 2, activation: mish)\n"
     "    output y = Dense(concat([e, Flatten(w)], axis: -1), 3)\n"
     "}\n"
@@ -470,6 +470,8 @@ START_TEST(fuse_activations)
     ck_assert_int_eq(count_op(g, IR_FUSED_MATMUL, IR_ACT_SWISH), 2);   /* swish and silu: one op */
     ck_assert_int_eq(count_op(g, IR_FUSED_CONV2D, IR_ACT_GELU), 1);
     ck_assert_int_eq(count_op(g, IR_FUSED_CONV2D, IR_ACT_MISH), 1);
+    ck_assert_int_eq(count_op(g, IR_FUSED_DEPTHWISE_CONV2D, IR_ACT_ELU), 1);
+    ck_assert_int_eq(count_op(g, IR_DEPTHWISE_CONV2D, -1), 0);
     /* leaky_relu(negative_slope: 0.1) of a Dense stays an op: the runtime has only 0.2 */
     ck_assert_int_eq(count_op(g, IR_FUSED_MATMUL, IR_ACT_NONE), 2);
     ck_assert_int_eq(count_op(g, IR_LEAKY_RELU, -1), 2);

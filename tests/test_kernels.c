@@ -1375,6 +1375,218 @@ START_TEST(test_threads_conv_pool)
 }
 END_TEST
 
+/* ---- depthwise convolution ----
+ * Against the definition summed in long double, every tap visited and the
+ * ones outside the image skipped here, so the kernels' cut tap ranges
+ * (dwconv_tmpl.h) are checked at every border. The channel counts pick every
+ * path on an AVX-512 machine: multiples of 16 (AVX-512), 8 (AVX2), 4 (the
+ * base vectors), 3 and 5 (the loops), 18 (vectors, then the loops for the
+ * last two), multipliers above 1 (the loops). */
+
+struct dw_case {
+    int n, h, w, c, m, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw;
+    int oh, ow;
+};
+
+#define DWGEOM(g) (g)->n, (g)->h, (g)->w, (g)->c, (g)->oh, (g)->ow, (g)->m, (g)->kh, (g)->kw, (g)->sh, (g)->sw, \
+                  (g)->pt, (g)->pl, (g)->dh, (g)->dw
+
+static const struct dw_case dw_cases[] = {
+    /* n  h   w   c   m  kh kw sh sw pt pb pl pr dh dw */
+    {2, 7, 9, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0},     /* 'same', AVX-512 */
+    {3, 8, 8, 32, 1, 3, 3, 2, 2, 0, 1, 0, 1, 1, 1, 0, 0},     /* stride 2 'same' as Keras pads it (bottom, right) */
+    {1, 5, 6, 8, 1, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0},      /* 'valid', AVX2 */
+    {2, 6, 7, 12, 1, 2, 3, 1, 2, 1, 0, 1, 1, 1, 1, 0, 0},     /* non-square kernel, strides (1, 2), base vectors */
+    {2, 9, 8, 5, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0},      /* multiplier 2 */
+    {1, 10, 11, 18, 1, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 0, 0},   /* dilation 2, 16 channels in vectors and 2 in loops */
+    {2, 7, 13, 16, 1, 5, 2, 1, 1, 2, 2, 1, 2, 1, 3, 0, 0},    /* dilation along the width only */
+    {1, 3, 3, 4, 3, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0},      /* multiplier 3, strides (2, 1) */
+    {3, 4, 4, 3, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0},      /* 3 channels: the loops */
+    {2, 6, 6, 16, 1, 3, 3, 2, 2, 1, 1, 1, 1, 2, 2, 0, 0},     /* strides and dilation at once: the loops */
+    {1, 1, 9, 32, 1, 1, 5, 1, 1, 0, 0, 2, 2, 1, 1, 0, 0},     /* one row (a 1-D sequence) */
+    {2, 5, 5, 16, 1, 3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 0, 0},     /* stride 3 */
+    {1, 2, 3, 8, 1, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 0, 0},      /* a kernel larger than the image */
+    {2, 11, 10, 48, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0},   /* rows of four pixels and a ragged end */
+    {1, 5, 7, 16, 1, 3, 3, 2, 2, 4, 4, 4, 4, 1, 1, 0, 0},     /* windows wholly in the padding */
+    {1, 3, 70, 16, 1, 3, 3, 2, 2, 1, 1, 0, 1, 1, 1, 0, 0},    /* rows wider than the data gradient's column block */
+    {1, 4, 6, 80, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0},    /* border pixels four vectors of channels a pass, then one */
+    {2, 5, 5, 40, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0},    /* the same in AVX2's vectors */
+};
+
+static struct dw_case dw_make(const struct dw_case *c0)
+{
+    struct dw_case g = *c0;
+    g.oh = (g.h + g.pt + g.pb - ((g.kh - 1) * g.dh + 1)) / g.sh + 1;
+    g.ow = (g.w + g.pl + g.pr - ((g.kw - 1) * g.dw + 1)) / g.sw + 1;
+    return g;
+}
+
+/* The input element tap (i, j) of output pixel (oy, ox) reads, or -1. */
+static long dw_in(const struct dw_case *g, int b, int oy, int ox, int i, int j)
+{
+    int iy = oy * g->sh - g->pt + i * g->dh, ix = ox * g->sw - g->pl + j * g->dw;
+    if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) return -1;
+    return (((long)b * g->h + iy) * g->w + ix) * g->c;
+}
+
+static void run_dw(int dbl, const struct dw_case *g, int which, int part, int nparts, const void *a, const void *b,
+                   const void *bias, int act, void *out, int accumulate)
+{
+    if (dbl) {
+        if (which == 0) kdk_ddwconv2d_fwd_part(part, nparts, DWGEOM(g), a, b, bias, act, out);
+        else if (which == 1) kdk_ddwconv2d_bwd_data_part(part, nparts, DWGEOM(g), a, b, out, accumulate);
+        else kdk_ddwconv2d_bwd_filter_part(part, nparts, DWGEOM(g), a, b, out, accumulate);
+    } else {
+        if (which == 0) kdk_sdwconv2d_fwd_part(part, nparts, DWGEOM(g), a, b, bias, act, out);
+        else if (which == 1) kdk_sdwconv2d_bwd_data_part(part, nparts, DWGEOM(g), a, b, out, accumulate);
+        else kdk_sdwconv2d_bwd_filter_part(part, nparts, DWGEOM(g), a, b, out, accumulate);
+    }
+}
+
+static void check_dw(int dbl, const struct dw_case *g, int act, int accumulate)
+{
+    int cm = g->c * g->m;
+    size_t nx = (size_t)g->n * g->h * g->w * g->c, ny = (size_t)g->n * g->oh * g->ow * cm;
+    size_t nw = (size_t)g->kh * g->kw * cm;
+    void *x = trand(dbl, nx), *wt = trand(dbl, nw), *dy = trand(dbl, ny), *bias = trand(dbl, (size_t)cm);
+    void *old_dx = trand(dbl, nx), *old_dw = trand(dbl, nw);
+    long double *y_ref = calloc(ny, sizeof *y_ref), *dx_ref = calloc(nx, sizeof *dx_ref);
+    long double *dw_ref = calloc(nw, sizeof *dw_ref), *y_mag = calloc(ny, sizeof *y_mag);
+    long double *dx_mag = calloc(nx, sizeof *dx_mag), *dw_mag = calloc(nw, sizeof *dw_mag);
+    ck_assert(y_ref && dx_ref && dw_ref && y_mag && dx_mag && dw_mag);
+    long visited = 0;
+    for (int b = 0; b < g->n; b++)
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++)
+                for (int i = 0; i < g->kh; i++)
+                    for (int j = 0; j < g->kw; j++) {
+                        long xi = dw_in(g, b, oy, ox, i, j);
+                        if (xi < 0) continue;
+                        visited++;
+                        size_t yo = (((size_t)b * g->oh + oy) * g->ow + ox) * cm, wo = ((size_t)i * g->kw + j) * cm;
+                        for (int ch = 0; ch < g->c; ch++)
+                            for (int q = 0; q < g->m; q++) {
+                                int k = ch * g->m + q;
+                                long double xv = tget(dbl, x, xi + ch), wv = tget(dbl, wt, wo + k),
+                                            gv = tget(dbl, dy, yo + k);
+                                y_ref[yo + k] += xv * wv, y_mag[yo + k] += fabsl(xv * wv);
+                                dx_ref[xi + ch] += gv * wv, dx_mag[xi + ch] += fabsl(gv * wv);
+                                dw_ref[wo + k] += xv * gv, dw_mag[wo + k] += fabsl(xv * gv);
+                            }
+                    }
+    ck_assert_int_gt(visited, 0);
+    for (int nparts = 1; nparts <= 3; nparts += 2) {
+        void *y = talloc(dbl, ny), *dx = talloc(dbl, nx), *dw = talloc(dbl, nw);
+        tfill(dbl, y, ny, 1e30);
+        memcpy(dx, old_dx, nx * esize(dbl));
+        memcpy(dw, old_dw, nw * esize(dbl));
+        if (!accumulate) tfill(dbl, dx, nx, 1e30), tfill(dbl, dw, nw, 1e30);
+        for (int p = 0; p < nparts; p++) {
+            run_dw(dbl, g, 0, p, nparts, x, wt, bias, act, y, 0);
+            run_dw(dbl, g, 1, p, nparts, dy, wt, NULL, 0, dx, accumulate);
+            run_dw(dbl, g, 2, p, nparts, x, dy, NULL, 0, dw, accumulate);
+        }
+        char what[160];
+        snprintf(what, sizeof what, "dw %dx%dx%dx%d m%d k%dx%d s%d,%d p%d,%d,%d,%d d%d,%d act %d acc %d parts %d: ", g->n,
+                 g->h, g->w, g->c, g->m, g->kh, g->kw, g->sh, g->sw, g->pt, g->pb, g->pl, g->pr, g->dh, g->dw, act,
+                 accumulate, nparts);
+        size_t wl = strlen(what);
+        strcpy(what + wl, "forward");
+        for (size_t e = 0; e < ny; e++) {
+            long double pre = y_ref[e] + tget(dbl, bias, e % cm);
+            CHECK_CLOSE(tget(dbl, y, e), act_ref(pre, act), y_mag[e] + fabsl(pre), dbl, what, e);
+        }
+        strcpy(what + wl, "data gradient");
+        for (size_t e = 0; e < nx; e++) {
+            long double old = accumulate ? tget(dbl, old_dx, e) : 0;
+            CHECK_CLOSE(tget(dbl, dx, e), dx_ref[e] + old, dx_mag[e] + fabsl(old), dbl, what, e);
+        }
+        strcpy(what + wl, "filter gradient");
+        for (size_t e = 0; e < nw; e++) {
+            long double old = accumulate ? tget(dbl, old_dw, e) : 0;
+            CHECK_CLOSE(tget(dbl, dw, e), dw_ref[e] + old, dw_mag[e] + fabsl(old), dbl, what, e);
+        }
+        free(y), free(dx), free(dw);
+    }
+    free(x), free(wt), free(dy), free(bias), free(old_dx), free(old_dw);
+    free(y_ref), free(dx_ref), free(dw_ref), free(y_mag), free(dx_mag), free(dw_mag);
+}
+
+START_TEST(test_dwconv)
+{
+    static const int acts[] = {KDK_ACT_NONE, KDK_ACT_RELU, KDK_ACT_TANH};
+    for (size_t i = 0; i < sizeof dw_cases / sizeof dw_cases[0]; i++) {
+        struct dw_case g = dw_make(&dw_cases[i]);
+        ck_assert_int_gt(g.oh, 0);
+        ck_assert_int_gt(g.ow, 0);
+        for (int dbl = 0; dbl < 2; dbl++) check_dw(dbl, &g, acts[i % 3], (int)(i + dbl) % 2);
+    }
+}
+END_TEST
+
+/* The split parts give the unsplit kernel's bits (each element summed in
+ * one fixed order), whatever the count, for every path. */
+START_TEST(test_dwconv_parts_bit_identical)
+{
+    for (size_t i = 0; i < sizeof dw_cases / sizeof dw_cases[0]; i++) {
+        struct dw_case g = dw_make(&dw_cases[i]);
+        int cm = g.c * g.m;
+        size_t nx = (size_t)g.n * g.h * g.w * g.c, ny = (size_t)g.n * g.oh * g.ow * cm, nw = (size_t)g.kh * g.kw * cm;
+        float *x = frand(nx), *wt = frand(nw), *dy = frand(ny), *bias = frand((size_t)cm);
+        float *y1 = frand(ny), *dx1 = frand(nx), *dw1 = frand(nw);
+        kdk_sdwconv2d_fwd(DWGEOM(&g), x, wt, bias, KDK_ACT_RELU, y1);
+        kdk_sdwconv2d_bwd_data(DWGEOM(&g), dy, wt, dx1, 0);
+        kdk_sdwconv2d_bwd_filter(DWGEOM(&g), x, dy, dw1, 0);
+        for (int nparts = 2; nparts <= 7; nparts++) {
+            float *y = frand(ny), *dx = frand(nx), *dw = frand(nw);
+            for (int p = nparts - 1; p >= 0; p--) {
+                kdk_sdwconv2d_fwd_part(p, nparts, DWGEOM(&g), x, wt, bias, KDK_ACT_RELU, y);
+                kdk_sdwconv2d_bwd_data_part(p, nparts, DWGEOM(&g), dy, wt, dx, 0);
+                kdk_sdwconv2d_bwd_filter_part(p, nparts, DWGEOM(&g), x, dy, dw, 0);
+            }
+            char what[64];
+            snprintf(what, sizeof what, "dwconv case %zu, forward", i);
+            same_bits(y, y1, ny, what, nparts);
+            snprintf(what, sizeof what, "dwconv case %zu, data gradient", i);
+            same_bits(dx, dx1, nx, what, nparts);
+            snprintf(what, sizeof what, "dwconv case %zu, filter gradient", i);
+            same_bits(dw, dw1, nw, what, nparts);
+            free(y), free(dx), free(dw);
+        }
+        free(x), free(wt), free(dy), free(bias), free(y1), free(dx1), free(dw1);
+    }
+}
+END_TEST
+
+/* The depthwise wrappers split (a MobileNet layer at batch 8) and keep the bits. */
+START_TEST(test_threads_dwconv)
+{
+    struct dw_case c0 = {8, 24, 24, 32, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0}, g = dw_make(&c0);
+    size_t nx = (size_t)g.n * g.h * g.w * g.c, ny = (size_t)g.n * g.oh * g.ow * g.c, nw = (size_t)g.kh * g.kw * g.c;
+    float *x = frand(nx), *wt = frand(nw), *dy = frand(ny), *bias = frand((size_t)g.c);
+    float *y1 = frand(ny), *dx1 = frand(nx), *dw1 = frand(nw);
+    kdh_pool_set_threads(1);
+    kdk_sdwconv2d_fwd(DWGEOM(&g), x, wt, bias, KDK_ACT_RELU, y1);
+    kdk_sdwconv2d_bwd_data(DWGEOM(&g), dy, wt, dx1, 0);
+    kdk_sdwconv2d_bwd_filter(DWGEOM(&g), x, dy, dw1, 0);
+    for (int t = 2; t <= 3; t++) {
+        float *y = frand(ny), *dx = frand(nx), *dw = frand(nw);
+        ck_assert_int_eq(kdh_pool_set_threads(t), t);
+        unsigned long jobs = kdh_pool_jobs();
+        kdh_sdwconv2d_fwd_mt(DWGEOM(&g), x, wt, bias, KDK_ACT_RELU, y);
+        kdh_sdwconv2d_bwd_data_mt(DWGEOM(&g), dy, wt, dx, 0);
+        kdh_sdwconv2d_bwd_filter_mt(DWGEOM(&g), x, dy, dw, 0);
+        ck_assert_uint_eq(kdh_pool_jobs(), jobs + 3); /* each one split */
+        same_bits(y, y1, ny, "dwconv2d_fwd", t);
+        same_bits(dx, dx1, nx, "dwconv2d_bwd_data", t);
+        same_bits(dw, dw1, nw, "dwconv2d_bwd_filter", t);
+        free(y), free(dx), free(dw);
+    }
+    kdh_pool_set_threads(1);
+    free(x), free(wt), free(dy), free(bias), free(y1), free(dx1), free(dw1);
+}
+END_TEST
+
 /* kdh_parallel_range: every index of [0, n) exactly once, slices on grain
  * boundaries, small ranges in one call. */
 static void range_mark(void *ctx, long lo, long hi)
@@ -1720,6 +1932,8 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, test_conv);
     tcase_add_test(tc, test_conv_isa_variants);
     tcase_add_test(tc, test_conv_direct);
+    tcase_add_test(tc, test_dwconv);
+    tcase_add_test(tc, test_dwconv_parts_bit_identical);
     suite_add_tcase(s, tc);
     tc = tcase_create("pool");
     tcase_add_test(tc, test_pool);
@@ -1731,6 +1945,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, test_threads_gemm);
     tcase_add_test(tc, test_threads_gemm_ksplit);
     tcase_add_test(tc, test_threads_conv_pool);
+    tcase_add_test(tc, test_threads_dwconv);
     tcase_add_test(tc, test_threads_range);
     tcase_add_test(tc, test_pool_owner_first);
     tcase_add_test(tc, test_pool_held_workers);

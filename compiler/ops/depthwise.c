@@ -141,21 +141,23 @@ static void vjp_dw(ir_builder *b, ir_node *n, ir_node *dy, const bool *want, ir_
 
 /* Each output element (channel c * M + m) is a sum of kh * kw products; the
  * gradients make the same products. */
-static int64_t flops_dw(const ir_node *n, int64_t batch)
+int64_t ops_flops_depthwise(const ir_node *n, int64_t batch)
 {
     const ir_shape *w = n->op == IR_DEPTHWISE_CONV2D_BWD_FILTER ? &n->shape : &n->in[1]->shape;
-    const ir_shape *y = n->op == IR_DEPTHWISE_CONV2D ? &n->shape : &n->in[n->op == IR_DEPTHWISE_CONV2D_BWD_FILTER]->shape;
+    const ir_shape *y = n->op == IR_DEPTHWISE_CONV2D_BWD_DATA     ? &n->in[0]->shape
+                        : n->op == IR_DEPTHWISE_CONV2D_BWD_FILTER ? &n->in[1]->shape
+                                                                  : &n->shape;   /* the forward, fused or not */
     return 2 * ops_elems(y, batch) * w->dims[0] * w->dims[1];
 }
 
 #define DW_ATTRS (IR_ATTR_STRIDE | IR_ATTR_PAD | IR_ATTR_DILATION)
 const ir_op_info ir_op_depthwise_conv2d = {.name = "depthwise_conv2d", .arity = 2, .attrs = DW_ATTRS,
-                                           .shape = shape_dw, .vjp = vjp_dw, .eval = eval_dw, .flops = flops_dw};
+                                           .shape = shape_dw, .vjp = vjp_dw, .eval = eval_dw, .flops = ops_flops_depthwise};
 const ir_op_info ir_op_depthwise_conv2d_bwd_data = {.name = "depthwise_conv2d_bwd_data", .arity = 2,
                                                     .attrs = DW_ATTRS | IR_ATTR_SHAPE,
                                                     .shape = shape_dw_bwd_data, .eval = eval_dw_bwd_data,
-                                                    .flops = flops_dw};
+                                                    .flops = ops_flops_depthwise};
 const ir_op_info ir_op_depthwise_conv2d_bwd_filter = {.name = "depthwise_conv2d_bwd_filter", .arity = 2,
                                                       .attrs = DW_ATTRS | IR_ATTR_SHAPE,
                                                       .shape = shape_dw_bwd_filter, .eval = eval_dw_bwd_filter,
-                                                      .flops = flops_dw};
+                                                      .flops = ops_flops_depthwise};

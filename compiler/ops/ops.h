@@ -22,6 +22,7 @@ int64_t ops_elems(const ir_shape *s, int64_t batch);
 int64_t ops_flops_per_input(const ir_node *n, int64_t batch);   /* 1 per element of in[0] (reductions) */
 int64_t ops_flops_matmul(const ir_node *n, int64_t batch);      /* matmul.c: the product of in[0], in[1] */
 int64_t ops_flops_conv2d(const ir_node *n, int64_t batch);      /* conv.c: the convolution and its gradients */
+int64_t ops_flops_depthwise(const ir_node *n, int64_t batch);   /* depthwise.c: the same for depthwise */
 int64_t ir_fused_epilogue_flops(const ir_node *n, int64_t batch);   /* passes/fused_ops.c: bias and activation */
 
 /* Shape rules several op families share. */
@@ -49,7 +50,8 @@ int64_t ops_window_out(int64_t in, int64_t k, int stride, int64_t lo, int64_t hi
     X(DEPTHWISE_CONV2D, depthwise_conv2d) X(DEPTHWISE_CONV2D_BWD_DATA, depthwise_conv2d_bwd_data) \
     X(DEPTHWISE_CONV2D_BWD_FILTER, depthwise_conv2d_bwd_filter) \
     X(SOFTMAX_XENT, softmax_xent) X(SOFTMAX_XENT_GRAD, softmax_xent_grad) \
-    X(FUSED_MATMUL, fused_matmul) X(FUSED_CONV2D, fused_conv2d)
+    X(FUSED_MATMUL, fused_matmul) X(FUSED_CONV2D, fused_conv2d) \
+    X(FUSED_DEPTHWISE_CONV2D, fused_depthwise_conv2d)
 
 #define OPS_DECLARE(E, n) extern const ir_op_info ir_op_##n;
 OPS_LIST(OPS_DECLARE)

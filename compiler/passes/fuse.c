@@ -5,26 +5,39 @@
  *   activation(matmul | fused)        -> fused_matmul(..., act)
  *                                        any row of runtime/activations.h at its
  *                                        default argument (the runtime knows no other)
- *   (the same for conv2d -> fused_conv2d)
+ *   (the same for conv2d -> fused_conv2d, depthwise_conv2d -> fused_depthwise_conv2d)
  *
  * A producer is folded only when the node being rewritten is its one use:
  * otherwise its unbiased / unactivated value is still needed. In a training
- * graph that holds for Dense and Conv2D: their backward pass reads the
+ * graph that holds for Dense, Conv2D and DepthwiseConv2D: their backward pass reads the
  * activation's output and the operands, never the pre-activation.
  *
  * Elementwise chains are not fused here: lowering puts producer-consumer
  * chains of elementwise ops into one loop nest (codegen/lower.c). */
 #include "../passes.h"
+#include "kernels.h"
+
+/* A depthwise convolution fuses where the runtime's kernel runs it (codegen
+ * lowers the others to loop nests, which have no epilogue). */
+static bool dw_kernel(const ir_node *n)
+{
+    return n->op == IR_DEPTHWISE_CONV2D && kdk_dwconv_vectorized(n->in[1]->shape.dims[2], n->in[1]->shape.dims[3]);
+}
 
 static bool fusable(const ir_node *n)
 {
-    return n->op == IR_MATMUL || n->op == IR_CONV2D ||
-           ((n->op == IR_FUSED_MATMUL || n->op == IR_FUSED_CONV2D) && n->attr.act == IR_ACT_NONE);
+    return n->op == IR_MATMUL || n->op == IR_CONV2D || dw_kernel(n) ||
+           ((n->op == IR_FUSED_MATMUL || n->op == IR_FUSED_CONV2D || n->op == IR_FUSED_DEPTHWISE_CONV2D) &&
+            n->attr.act == IR_ACT_NONE);
 }
 
 static ir_op fused_op(ir_op op)
 {
-    return op == IR_MATMUL || op == IR_FUSED_MATMUL ? IR_FUSED_MATMUL : IR_FUSED_CONV2D;
+    switch (op) {
+    case IR_MATMUL: case IR_FUSED_MATMUL: return IR_FUSED_MATMUL;
+    case IR_CONV2D: case IR_FUSED_CONV2D: return IR_FUSED_CONV2D;
+    default: return IR_FUSED_DEPTHWISE_CONV2D;
+    }
 }
 
 static ir_node *build(kd_rewrite *rw, const ir_node *base, ir_node *bias, int act)

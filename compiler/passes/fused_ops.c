@@ -4,8 +4,9 @@
  *
  *   fused_matmul(a, b[, bias]) = act(matmul(a, b) + bias)
  *   fused_conv2d(x, w[, bias]) = act(conv2d(x, w) + bias)
+ *   fused_depthwise_conv2d(x, w[, bias]) = act(depthwise_conv2d(x, w) + bias)
  *
- * bias is [N] (the product's columns, the conv's filters), added to every row.
+ * bias is [N] (the product's columns, the conv's filters or output channels), added to every row.
  * The attributes are the base op's plus `act` (IR_ACT_*, at its default argument,
  * as the runtime applies it). Passes run after
  * autodiff, so these ops need no vjp; they do have a reference evaluation, so
@@ -33,6 +34,7 @@ static bool shape_fused(ir_builder *b, ir_node *n, ir_op base)
 
 static bool shape_fused_matmul(ir_builder *b, ir_node *n) { return shape_fused(b, n, IR_MATMUL); }
 static bool shape_fused_conv2d(ir_builder *b, ir_node *n) { return shape_fused(b, n, IR_CONV2D); }
+static bool shape_fused_dw(ir_builder *b, ir_node *n) { return shape_fused(b, n, IR_DEPTHWISE_CONV2D); }
 
 static void eval_epilogue(const ir_eval_ctx *c, const ir_node *n)
 {
@@ -72,6 +74,17 @@ static int64_t flops_fused_conv2d(const ir_node *n, int64_t batch)
     return ops_flops_conv2d(n, batch) + ir_fused_epilogue_flops(n, batch);
 }
 
+static int64_t flops_fused_dw(const ir_node *n, int64_t batch)
+{
+    return ops_flops_depthwise(n, batch) + ir_fused_epilogue_flops(n, batch);
+}
+
+static void eval_fused_dw(const ir_eval_ctx *c, const ir_node *n)
+{
+    ir_ops[IR_DEPTHWISE_CONV2D]->eval(c, n);
+    eval_epilogue(c, n);
+}
+
 const ir_op_info ir_op_fused_matmul = {.name = "fused_matmul", .arity = -1,
                                        .attrs = IR_ATTR_TRANS | IR_ATTR_ACT,
                                        .shape = shape_fused_matmul, .eval = eval_fused_matmul,
@@ -80,3 +93,6 @@ const ir_op_info ir_op_fused_conv2d = {.name = "fused_conv2d", .arity = -1,
                                        .attrs = IR_ATTR_STRIDE | IR_ATTR_PAD | IR_ATTR_ACT,
                                        .shape = shape_fused_conv2d, .eval = eval_fused_conv2d,
                                        .flops = flops_fused_conv2d};
+const ir_op_info ir_op_fused_depthwise_conv2d = {.name = "fused_depthwise_conv2d", .arity = -1,
+                                                 .attrs = IR_ATTR_STRIDE | IR_ATTR_PAD | IR_ATTR_DILATION | IR_ATTR_ACT,
+                                                 .shape = shape_fused_dw, .eval = eval_fused_dw, .flops = flops_fused_dw};

@@ -255,6 +255,94 @@ void kdh_sconv2d_bwd_filter_mt(int n, int h, int w, int c, int oh, int ow, int f
     kdh_parallel_chunks(conv_bwd_filter_part, &j, conv_chunks(conv_macs(GEOM_MACS)));
 }
 
+/* The depthwise convolution: its *_part functions split output rows, rows
+ * of dx, or (channels, kernel row) units of dW; a few multiply-adds per
+ * element read, so chunks are sized by the elements touched. */
+typedef struct dw_job {
+    int n, h, w, c, oh, ow, m, kh, kw, sh, sw, pt, pl, dih, diw;
+    const float *x, *wt, *bias, *dy;
+    float *y, *dx, *dwt;
+    int act, accumulate;
+} dw_job;
+
+#define DW_GEOM(j) j->n, j->h, j->w, j->c, j->oh, j->ow, j->m, j->kh, j->kw, j->sh, j->sw, j->pt, j->pl, j->dih, j->diw
+#define DW_ARGS n, h, w, c, oh, ow, m, kh, kw, sh, sw, pt, pl, dih, diw
+
+static void dw_fwd_part(void *ctx, int part, int nparts, int thread)
+{
+    dw_job *j = ctx;
+    (void)thread;
+    kdk_sdwconv2d_fwd_part(part, nparts, DW_GEOM(j), j->x, j->wt, j->bias, j->act, j->y);
+}
+
+static void dw_bwd_data_part(void *ctx, int part, int nparts, int thread)
+{
+    dw_job *j = ctx;
+    (void)thread;
+    kdk_sdwconv2d_bwd_data_part(part, nparts, DW_GEOM(j), j->dy, j->wt, j->dx, j->accumulate);
+}
+
+static void dw_bwd_filter_part(void *ctx, int part, int nparts, int thread)
+{
+    dw_job *j = ctx;
+    (void)thread;
+    kdk_sdwconv2d_bwd_filter_part(part, nparts, DW_GEOM(j), j->x, j->dy, j->dwt, j->accumulate);
+}
+
+/* Chunks of `units` split units whose multiply-adds total macs: as for the
+ * GEMM, at most one per unit. */
+static int dw_chunks(long units, long macs)
+{
+    long c = (long)kdh_pool_threads() * CHUNKS_PER_THREAD, by_size = macs / GEMM_CHUNK_MIN;
+    if (c > by_size) c = by_size;
+    if (c > units) c = units;
+    return (int)whole_runs(c < 1 ? 1 : c);
+}
+
+static long dw_macs(int n, int oh, int ow, int c, int m, int kh, int kw) { return (long)n * oh * ow * c * m * kh * kw; }
+
+void kdh_sdwconv2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int m, int kh, int kw, int sh, int sw, int pt,
+                          int pl, int dih, int diw, const float *x, const float *wt, const float *bias, int act,
+                          float *y)
+{
+    PROFILE("dwconv", n, c, m);
+    long macs = dw_macs(n, oh, ow, c, m, kh, kw);
+    if (kdh_pool_threads() <= 1 || (long)n * oh < 2 || macs < CONV_SPLIT_MIN) {
+        kdk_sdwconv2d_fwd(DW_ARGS, x, wt, bias, act, y);
+        return;
+    }
+    dw_job j = {DW_ARGS, .x = x, .wt = wt, .bias = bias, .y = y, .act = act};
+    kdh_parallel_chunks(dw_fwd_part, &j, dw_chunks((long)n * oh, macs));
+}
+
+void kdh_sdwconv2d_bwd_data_mt(int n, int h, int w, int c, int oh, int ow, int m, int kh, int kw, int sh, int sw,
+                               int pt, int pl, int dih, int diw, const float *dy, const float *wt, float *dx,
+                               int accumulate)
+{
+    PROFILE("dwconv_dx", n, c, m);
+    long macs = dw_macs(n, oh, ow, c, m, kh, kw);
+    if (kdh_pool_threads() <= 1 || (long)n * h < 2 || macs < CONV_SPLIT_MIN) {
+        kdk_sdwconv2d_bwd_data(DW_ARGS, dy, wt, dx, accumulate);
+        return;
+    }
+    dw_job j = {DW_ARGS, .dy = dy, .wt = wt, .dx = dx, .accumulate = accumulate};
+    kdh_parallel_chunks(dw_bwd_data_part, &j, dw_chunks((long)n * h, macs));
+}
+
+void kdh_sdwconv2d_bwd_filter_mt(int n, int h, int w, int c, int oh, int ow, int m, int kh, int kw, int sh, int sw,
+                                 int pt, int pl, int dih, int diw, const float *x, const float *dy, float *dwt,
+                                 int accumulate)
+{
+    PROFILE("dwconv_dw", n, c, m);
+    long macs = dw_macs(n, oh, ow, c, m, kh, kw), units = (long)(c + 15) / 16 * kh;
+    if (kdh_pool_threads() <= 1 || units < 2 || macs < CONV_SPLIT_MIN) {
+        kdk_sdwconv2d_bwd_filter(DW_ARGS, x, dy, dwt, accumulate);
+        return;
+    }
+    dw_job j = {DW_ARGS, .x = x, .dy = dy, .dwt = dwt, .accumulate = accumulate};
+    kdh_parallel_chunks(dw_bwd_filter_part, &j, dw_chunks(units, macs));
+}
+
 /* Pooling: images are independent (argmax indices are within an image), so
  * each part takes a block of the batch through pointer offsets. */
 typedef struct pool_job {

@@ -22,6 +22,17 @@ void kdh_sconv2d_bwd_data_mt(int n, int h, int w, int c, int oh, int ow, int f, 
 void kdh_sconv2d_bwd_filter_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw,
                                int pt, int pl, const float *x, const float *dy, float *dwt, int accumulate,
                                float *work);
+/* The depthwise convolution's kernels split with their *_part companions
+ * (output rows, rows of dx, units of channels by kernel rows). */
+void kdh_sdwconv2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int m, int kh, int kw, int sh, int sw, int pt,
+                          int pl, int dih, int diw, const float *x, const float *wt, const float *bias, int act,
+                          float *y);
+void kdh_sdwconv2d_bwd_data_mt(int n, int h, int w, int c, int oh, int ow, int m, int kh, int kw, int sh, int sw,
+                               int pt, int pl, int dih, int diw, const float *dy, const float *wt, float *dx,
+                               int accumulate);
+void kdh_sdwconv2d_bwd_filter_mt(int n, int h, int w, int c, int oh, int ow, int m, int kh, int kw, int sh, int sw,
+                                 int pt, int pl, int dih, int diw, const float *x, const float *dy, float *dwt,
+                                 int accumulate);
 void kdh_smaxpool2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
                            const float *x, float *y, int32_t *argmax);
 void kdh_smaxpool2d_bwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
