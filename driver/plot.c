@@ -83,18 +83,13 @@ static const kd_model *nested(const dot_ctx *c, const kd_model *outer, const kd_
     return NULL;
 }
 
-/* A producer's output shape, as the summary prints it. */
+/* A producer's output shape, as the summary prints it (an input's without the InputLayer's list). */
 static const char *shape_of(const kd_model *m, const char *name, char *buf, size_t n)
 {
     const kd_layer *l = find_row(m, name);
     if (l) return l->multiple_shapes ? "multiple" : ir_shape_keras(&l->out_shape, buf, n);
     int i = find_input(m, name);
-    if (i >= 0) {
-        char s[128];
-        snprintf(buf, n, "[%s]", ir_shape_keras(&m->input_shapes[i], s, sizeof s));
-        return buf;
-    }
-    return "?";
+    return i >= 0 ? ir_shape_keras(&m->input_shapes[i], buf, n) : "?";
 }
 
 /* A row's inputs as the first call read them: "(None, 8)", or "[(None, 8), (None, 8)]" for several. */

@@ -356,7 +356,7 @@ static void put_panel(FILE *out, const kd_history_table *t, const panel *p, doub
     }
     fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"11\">epoch</text>\n", x0 + w / 2,
             y0 + h + 32);
-    int legend = 0;
+    int legend = 0, nseries = (cols[0] >= 0) + (cols[1] >= 0);
     for (int s = 0; s < 2; s++) {
         if (cols[s] < 0) continue;
         fprintf(out, "<polyline class=\"series\" data-name=\"");
@@ -370,6 +370,12 @@ static void put_panel(FILE *out, const kd_history_table *t, const panel *p, doub
             first = false;
         }
         fputs("\"/>\n", out);
+    }
+    /* the legend over the lines, on white */
+    fprintf(out, "<rect x=\"%.1f\" y=\"%.1f\" width=\"94\" height=\"%d\" fill=\"#fff\" fill-opacity=\"0.85\" stroke=\"#ccc\"/>\n",
+            x0 + w - 100, y0 + 4, 14 * nseries + 2);
+    for (int s = 0; s < 2; s++) {
+        if (cols[s] < 0) continue;
         double ly = y0 + 12 + 14 * legend++;
         fprintf(out,
                 "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"/>"
