@@ -293,6 +293,42 @@ static double nice_step(double span, int n)
     return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * p;
 }
 
+/* The ticks of an axis over [*lo, *hi]: about `want` at a nice step, the
+ * range widened to whole steps when `widen`; just the two ends when no
+ * nice step fits (a span that overflows, or is too small for the numbers'
+ * precision). Returns their count (at most 4 * want + 1). */
+static int axis_ticks(double *lo, double *hi, int want, bool widen, bool whole, double *tick)
+{
+    double span = *hi - *lo;
+    if (isfinite(span) && span > 0) {
+        double step = nice_step(span, want);
+        if (whole && step < 1) step = 1;
+        double a = floor(*lo / step) * step, b = ceil(*hi / step) * step;
+        double first = widen ? a : ceil(*lo / step) * step, last = widen ? b : floor(*hi / step) * step;
+        double n = (last - first) / step;
+        if (step > 0 && isfinite(step) && isfinite(a) && isfinite(b) && n >= 0 && n <= 4 * want &&
+            first + step != first) {
+            if (widen) *lo = a, *hi = b;
+            int count = (int)(n + 0.5) + 1;
+            for (int i = 0; i < count; i++) {
+                tick[i] = first + i * step;
+                if (fabs(tick[i]) < step * 1e-9) tick[i] = 0;   /* not 1.3e-17 */
+            }
+            return count;
+        }
+    }
+    tick[0] = *lo, tick[1] = *hi;
+    return 2;
+}
+
+/* Where v falls in [lo, hi], from 0 to 1; halved first, so that no
+ * difference of finite numbers overflows. */
+static double frac(double v, double lo, double hi)
+{
+    double d = hi * 0.5 - lo * 0.5;
+    return d > 0 ? (v * 0.5 - lo * 0.5) / d : 0.5;
+}
+
 typedef struct panel {
     const char *title;
     int train, val;   /* column indices, -1: none */
@@ -327,32 +363,32 @@ static void put_panel(FILE *out, const kd_history_table *t, const panel *p, doub
     if (xmax == xmin) xmin -= 1, xmax += 1;
     if (ymax - ymin < 1e-12 * fmax(1, fabs(ymax))) {
         double pad = fabs(ymax) > 0 ? fabs(ymax) * 0.1 : 1;
-        ymin -= pad, ymax += pad;
+        if (isfinite(ymin - pad) && isfinite(ymax + pad)) ymin -= pad, ymax += pad;
     }
-    double ystep = nice_step(ymax - ymin, 5), xstep = nice_step(xmax - xmin, 6);
-    if (xstep < 1 && xmin == floor(xmin) && xmax == floor(xmax)) xstep = 1;   /* whole epochs */
-    ymin = floor(ymin / ystep) * ystep, ymax = ceil(ymax / ystep) * ystep;
+    double yt[32], xt[32];
+    int nyt = axis_ticks(&ymin, &ymax, 5, true, false, yt);
+    int nxt = axis_ticks(&xmin, &xmax, 6, false, xmin == floor(xmin) && xmax == floor(xmax), xt);
     double x0 = ox + LEFT, y0 = oy + TOP, w = PANEL_W - LEFT - RIGHT, h = PANEL_H - TOP - BOTTOM;
-#define PX(v) (x0 + ((v) - xmin) / (xmax - xmin) * w)
-#define PY(v) (y0 + h - ((v) - ymin) / (ymax - ymin) * h)
+#define PX(v) (x0 + frac((v), xmin, xmax) * w)
+#define PY(v) (y0 + h - frac((v), ymin, ymax) * h)
     fprintf(out, "<g class=\"panel\">\n<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"14\">", x0 + w / 2,
             oy + 22);
     put_xml(out, p->title);
     fprintf(out, "</text>\n<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#000\"/>\n", x0,
             y0, w, h);
-    for (double v = ymin; v <= ymax + ystep / 2; v += ystep) {
-        double y = PY(v);
+    for (int i = 0; i < nyt; i++) {
+        double y = PY(yt[i]);
         fprintf(out,
                 "<line class=\"tick\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
                 "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"10\">%.4g</text>\n",
-                x0, y, x0 + w, y, x0 - 4, y + 3, fabs(v) < ystep * 1e-9 ? 0.0 : v);
+                x0, y, x0 + w, y, x0 - 4, y + 3, yt[i]);
     }
-    for (double v = ceil(xmin / xstep) * xstep; v <= xmax + xstep / 1e6; v += xstep) {
-        double x = PX(v);
+    for (int i = 0; i < nxt; i++) {
+        double x = PX(xt[i]);
         fprintf(out,
                 "<line class=\"tick\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#000\"/>"
                 "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"10\">%.6g</text>\n",
-                x, y0 + h, x, y0 + h + 4, x, y0 + h + 15, v);
+                x, y0 + h, x, y0 + h + 4, x, y0 + h + 15, xt[i]);
     }
     fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"11\">epoch</text>\n", x0 + w / 2,
             y0 + h + 32);
