@@ -333,39 +333,54 @@ static int write_picture(const char *path, plot_format fmt, const char *dot, siz
     return rc ? 1 : 0;
 }
 
+static bool has_functional_rows(const kd_model *m)
+{
+    for (int i = 0; i < m->layers.len; i++)
+        if (!strcmp(((const kd_layer *)m->layers.items[i])->type, "Functional")) return true;
+    return false;
+}
+
 static int plot_model(const kd_plot_options *o)
 {
     kd_arena a = {0};
     const char *out = o->output;
     int rc = 0;
-    kd_session s = {0};
+    kd_session s = {0}, all = {0};
     char *dot = NULL;
     size_t len = 0;
-    /* every model elaborated (a nested one is drawn from its own table) */
     if (out && format_of(out) == FMT_BAD) {
         fprintf(stderr, "kdslc: error: -o %s: plot writes .svg, .png or .dot files\n(run 'kdslc --help' for usage)\n", out);
         rc = 2;
-    } else if ((rc = kd_front_end(&s, o->file, NULL)) == 0) {
-        const kd_model *m = kd_find_model(s.program, o->model);
-        if (!m) {
-            fprintf(stderr, "kdslc: error: no model named '%s' in %s\n", o->model, o->file);
-            rc = 1;
-        } else {
-            if (!out) out = kd_format(&a, "%s.svg", m->name);
-            if ((rc = check_paths(o->file, "the model source", out)) == 0) {
-                FILE *f = open_memstream(&dot, &len);
-                if (!f) {
-                    fprintf(stderr, "kdslc: error: out of memory\n");
-                    rc = 1;
-                } else {
-                    kd_plot_dot(f, s.program, m, o->show_shapes);
-                    fclose(f);
-                    rc = write_picture(out, format_of(out), dot, len);
-                }
+    } else if ((rc = kd_front_end(&s, o->file, o->model)) == 0) {
+        const kd_program *p = s.program;
+        const kd_model *m = s.model;
+        /* --model checks that model alone; a nested one is drawn from its
+         * own table, so check them all then (quietly: if another model of
+         * the file has errors, the nested model is drawn as one box) */
+        FILE *quiet = o->model && has_functional_rows(m) && strcmp(o->file, "-") ? fopen("/dev/null", "w") : NULL;
+        if (quiet) {
+            all.diags.out = quiet;
+            if (kd_front_end(&all, o->file, NULL) == 0 && kd_find_model(all.program, o->model)) {
+                p = all.program;
+                m = kd_find_model(all.program, o->model);
+            }
+            fclose(quiet);
+        }
+        if (!out) out = kd_format(&a, "%s.svg", m->name);
+        if ((rc = check_paths(o->file, "the model source", out)) == 0) {
+            FILE *f = open_memstream(&dot, &len);
+            if (!f) {
+                fprintf(stderr, "kdslc: error: out of memory\n");
+                rc = 1;
+            } else {
+                kd_plot_dot(f, p, m, o->show_shapes);
+                fclose(f);
+                rc = write_picture(out, format_of(out), dot, len);
             }
         }
     }
     free(dot);
+    kd_session_free(&all);
     kd_session_free(&s);
     kd_arena_free(&a);
     return rc;

@@ -135,6 +135,8 @@ START_TEST(shared_and_nested)
     const char *src = tu_path(dir, "nest.kdsl");
     ck_assert_int_eq(tu_write(src, text, strlen(text)), 0);
     dot_graph g;
+    free(plot_dot(dir, src, "--model top", &g));   /* the nested model found with --model too */
+    ck_assert_int_eq(g.nclusters, 1);
     char *dot = plot_dot(dir, src, "", &g);
     ck_assert_int_eq(g.nclusters, 1);
     ck_assert_has(dot, "label=\"enc: Functional\"");
@@ -373,7 +375,8 @@ START_TEST(errors_are_clear_and_leave_no_file)
     ck_assert_fails(2, "plot writes .svg, .png or .dot files", "plot %s -o %s", cnn, jpg);
     ck_assert(!exists(jpg));
     ck_assert_fails(1, "cannot read", "plot %s -o %s", tu_path(dir, "missing.kdsl"), svg);
-    ck_assert_fails(1, "no model named 'nope'", "plot %s --model nope -o %s", cnn, svg);
+    ck_assert_fails(1, "no model named 'cn'", "plot %s --model cn -o %s", cnn, svg);
+    ck_assert_fails(1, "did you mean 'cnn'?", "plot %s --model cn -o %s", cnn, svg);
     ck_assert(!exists(svg));
     /* -o naming the input: nothing overwritten */
     const char *src = tu_path(dir, "m.dot");   /* a source may have any name */
