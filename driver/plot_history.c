@@ -365,6 +365,8 @@ static void put_panel(FILE *out, const kd_history_table *t, const panel *p, doub
         double pad = fabs(ymax) > 0 ? fabs(ymax) * 0.1 : 1;
         if (isfinite(ymin - pad) && isfinite(ymax + pad)) ymin -= pad, ymax += pad;
     }
+    double margin = (ymax * 0.5 - ymin * 0.5) * 0.1;   /* matplotlib's 5% each side: no curve on the frame */
+    if (isfinite(ymin - margin) && isfinite(ymax + margin)) ymin -= margin, ymax += margin;
     double yt[32], xt[32];
     int nyt = axis_ticks(&ymin, &ymax, 5, true, false, yt);
     int nxt = axis_ticks(&xmin, &xmax, 6, false, xmin == floor(xmin) && xmax == floor(xmax), xt);
