@@ -219,6 +219,17 @@ START_TEST(svg_and_png_are_valid)
     ck_assert_uint_gt(len, 1000);
     ck_assert_int_eq(memcmp(bytes, png_signature, 8), 0);
     free(bytes);
+    /* a layer name with the record label's syntax and DOT's quote in it is drawn as it is */
+    static const char weird[] = "model weird {\n    input x: [4]\n    Dense(3, name: \"a{b|c}<d> \\\"q\\\"\")\n"
+                                "    output y = Dense(2, name: \"last one\")\n}\n";
+    const char *wsrc = tu_path(dir, "weird.kdsl"), *wsvg = tu_path(dir, "weird.svg");
+    ck_assert_int_eq(tu_write(wsrc, weird, strlen(weird)), 0);
+    ck_assert_int_eq(tu_kdslc_run(NULL, "plot %s -o %s --show-shapes", wsrc, wsvg), 0);
+    text = tu_read(wsvg, NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_has(text, ">a{b|c}&lt;d&gt; ");
+    ck_assert_has(text, ">last one: Dense</text>");
+    free(text);
     /* the SVG renders: librsvg (Debian librsvg2-bin, tools/install-deps) turns it into a non-empty PNG */
     if (tu_run("command -v rsvg-convert >/dev/null", NULL) == 0) {
         char cmd[512];
