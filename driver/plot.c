@@ -408,7 +408,7 @@ static int plot_history(const kd_plot_options *o)
     size_t slen = 0;
     if (!text) {
         fprintf(stderr, "kdslc: error: cannot read %s: %s\n", o->history,
-                errno == EFBIG    ? "file is larger than 256 MiB"
+                errno == EFBIG    ? "file is larger than 64 MiB"
                 : errno == EINVAL ? "not a regular file (a FIFO, device or socket)"
                                   : strerror(errno));
         rc = 1;

@@ -38,7 +38,8 @@ void kd_plot_dot(FILE *out, const kd_program *p, const kd_model *m, bool show_sh
  * row, NAN where a value is missing. */
 #define KD_HISTORY_MAX_COLUMNS 256
 #define KD_HISTORY_MAX_ROWS 1000000
-#define KD_HISTORY_MAX_BYTES ((size_t)256 << 20)
+#define KD_HISTORY_MAX_BYTES ((size_t)64 << 20)
+#define KD_HISTORY_MAX_CELLS ((size_t)16 << 20)   /* rows times columns: 128 MiB of doubles */
 typedef struct kd_history_table {
     int ncols, nrows;             /* columns besides x */
     char *names[KD_HISTORY_MAX_COLUMNS];

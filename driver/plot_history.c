@@ -50,6 +50,8 @@ static bool good_name(const char *s, size_t n)
 static int add_row(kd_history_table *t, int *cap, char *err, size_t nerr, const char *path)
 {
     if (t->nrows == KD_HISTORY_MAX_ROWS) return fail(err, nerr, "%s: more than %d epochs", path, KD_HISTORY_MAX_ROWS);
+    if ((size_t)(t->nrows + 1) * (size_t)t->ncols > KD_HISTORY_MAX_CELLS)
+        return fail(err, nerr, "%s: more than %zu values (epochs times columns)", path, KD_HISTORY_MAX_CELLS);
     if (t->nrows == *cap) {
         int c = *cap ? *cap * 2 : 64;
         double *x = realloc(t->x, (size_t)c * sizeof *x);
