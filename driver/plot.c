@@ -172,8 +172,6 @@ static void targets(const dot_ctx *c, const kd_model *m, const char *prefix, con
             kd_vec_push(c->a, ids, kd_format(c->a, "%s%s", p, inner->input_names[i]));
 }
 
-static void put_model(const dot_ctx *c, const kd_model *m, const char *prefix, int depth);
-
 /* The boxes of m (a nested model inside a cluster), then its edges. */
 static void put_model(const dot_ctx *c, const kd_model *m, const char *prefix, int depth)
 {
