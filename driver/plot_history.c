@@ -125,12 +125,15 @@ static int parse_csv(const char *path, const char *text, size_t len, kd_history_
         else {
             if (t->ncols == KD_HISTORY_MAX_COLUMNS)
                 return fail(err, nerr, "%s:1: more than %d columns", path, KD_HISTORY_MAX_COLUMNS);
-            t->names[t->ncols] = strndup(c, (size_t)(ce - c));
-            if (!t->names[t->ncols]) return fail(err, nerr, "%s: out of memory", path);
-            for (int i = 0; i < t->ncols; i++)
-                if (!strcmp(t->names[i], t->names[t->ncols]))
+            /* not strndup: the text need not hold a NUL anywhere */
+            char *name = malloc((size_t)(ce - c) + 1);
+            if (!name) return fail(err, nerr, "%s: out of memory", path);
+            memcpy(name, c, (size_t)(ce - c));
+            name[ce - c] = 0;
+            t->names[t->ncols++] = name;   /* counted at once: kd_history_table_free frees it on any error */
+            for (int i = 0; i < t->ncols - 1; i++)
+                if (!strcmp(t->names[i], name))
                     return fail(err, nerr, "%s:1:%d: column '%s' appears twice", path, (int)(c - p) + 1, t->names[i]);
-            t->ncols++;
         }
         c = ce + 1;
     }

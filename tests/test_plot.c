@@ -412,6 +412,7 @@ START_TEST(errors_are_clear_and_leave_no_file)
         {"h.csv", "epoch,loss\n2,0.5\n1,0.4\n", "the epochs do not rise"},
         {"h.csv", "epoch,loss\n1,inf\n", "'inf' in column 'loss' is not a number"},
         {"h.csv", "epoch,loss\n", "no epochs after the header"},
+        {"h.csv", "epoch,loss,loss\n1,1,2\n", "h.csv:1:12: column 'loss' appears twice"},
         {"h.csv", "", "the file is empty"},
         {"h.json", "{\"loss\": [1, 2,\n  oops]}", "h.json:2:3: not valid JSON"},
         {"h.json", "{\"loss\": [1, 2], \"val_loss\": [1]}", "'val_loss' has 1 values, but the columns before it 2"},
