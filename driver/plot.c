@@ -304,29 +304,35 @@ static int write_render(FILE *f, void *ctx, kdh_error *err)
     return 0;
 }
 
+/* Text to path, atomically: 0, or 1 after saying why not. */
+static int write_text_file(const char *path, const char *text, size_t len)
+{
+    kdh_error err;
+    text_out t = {text, len, path};
+    if (kdh_atomic_write(path, write_text, &t, &err) == 0) return 0;
+    fprintf(stderr, "kdslc: error: %s\n", err.msg);
+    return 1;
+}
+
 /* DOT text to path: as it is, or laid out by dot and rendered. */
 static int write_picture(const char *path, plot_format fmt, const char *dot, size_t len)
 {
+    if (fmt == FMT_DOT) return write_text_file(path, dot, len);
     kdh_error err;
     int rc = 0;
-    if (fmt == FMT_DOT) {
-        text_out t = {dot, len, path};
-        rc = kdh_atomic_write(path, write_text, &t, &err);
+    agseterr(AGMAX);   /* Graphviz's warnings are not ours to print */
+    GVC_t *gvc = gvContext();
+    Agraph_t *g = gvc ? agmemread(dot) : NULL;
+    if (!g || gvLayout(gvc, g, "dot") != 0) {
+        snprintf(err.msg, sizeof err.msg, "%s: Graphviz could not lay the model out", path);
+        rc = -1;
     } else {
-        agseterr(AGMAX);   /* Graphviz's warnings are not ours to print */
-        GVC_t *gvc = gvContext();
-        Agraph_t *g = gvc ? agmemread(dot) : NULL;
-        if (!g || gvLayout(gvc, g, "dot") != 0) {
-            snprintf(err.msg, sizeof err.msg, "%s: Graphviz could not lay the model out", path);
-            rc = -1;
-        } else {
-            render_out r = {gvc, g, fmt == FMT_PNG ? "png" : "svg", path};
-            rc = kdh_atomic_write(path, write_render, &r, &err);
-            gvFreeLayout(gvc, g);
-        }
-        if (g) agclose(g);
-        if (gvc) gvFreeContext(gvc);
+        render_out r = {gvc, g, fmt == FMT_PNG ? "png" : "svg", path};
+        rc = kdh_atomic_write(path, write_render, &r, &err);
+        gvFreeLayout(gvc, g);
     }
+    if (g) agclose(g);
+    if (gvc) gvFreeContext(gvc);
     if (rc) fprintf(stderr, "kdslc: error: %s\n", err.msg);
     return rc ? 1 : 0;
 }
@@ -422,7 +428,7 @@ static int plot_history(const kd_plot_options *o)
             const char *base = strrchr(o->history, '/') ? strrchr(o->history, '/') + 1 : o->history;
             kd_history_svg(f, &t, base);
             fclose(f);
-            rc = write_picture(out, FMT_DOT, svg, slen);   /* the text as it is */
+            rc = write_text_file(out, svg, slen);
         }
     }
     free(svg);

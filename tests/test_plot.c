@@ -317,7 +317,11 @@ START_TEST(history_csv_and_json)
     const char *jnames[] = {"loss", "val_loss", "mean_absolute_error", "learning_rate"};
     expect_series(svg, jnames, (const int[]){3, 2, 3, 3}, 4);
     free(svg);
-    /* the default output: the history's name with .svg, in the current directory */
+    /* the default outputs: the model's name, the history's, with .svg, in the current directory */
+    char mcmd[1024];
+    snprintf(mcmd, sizeof mcmd, "cd %s && %s plot %s && head -c 300 cnn.svg | grep -q '<svg'", dir, tu_kdslc(),
+             tu_src("samples/cnn.kdsl"));
+    tu_sh(mcmd);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "cd %s && %s plot --history h.json && test -s h.svg", dir, tu_kdslc());
     tu_sh(cmd);
@@ -386,6 +390,7 @@ START_TEST(errors_are_clear_and_leave_no_file)
     ck_assert_fails(2, "plot writes .svg, .png or .dot files", "plot %s -o %s", cnn, jpg);
     ck_assert(!exists(jpg));
     ck_assert_fails(1, "cannot read", "plot %s -o %s", tu_path(dir, "missing.kdsl"), svg);
+    ck_assert_fails(1, "cannot write it: directory", "plot %s -o %s", cnn, tu_path(dir, "no/such/m.svg"));
     ck_assert_fails(1, "no model named 'cn'", "plot %s --model cn -o %s", cnn, svg);
     ck_assert_fails(1, "did you mean 'cnn'?", "plot %s --model cn -o %s", cnn, svg);
     ck_assert(!exists(svg));
