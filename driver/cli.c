@@ -7,6 +7,7 @@
 #include "codegen_cli.h"
 #include "driver.h"
 #include "flags.h"
+#include "plot.h"
 #include "run.h"
 #include "host/paths.h"
 
@@ -149,6 +150,10 @@ static int run_command(int argc, char **argv)
     case KD_CMD_TRAIN: return kd_run_train(&o.run);
     case KD_CMD_EVALUATE: return kd_run_evaluate(&o.run);
     case KD_CMD_IMPORT: return kd_run_import(o.file, o.run.output, o.weights_out);
+    case KD_CMD_PLOT: {
+        kd_plot_options po = {o.file, o.run.model, o.run.history, o.run.output, o.show_shapes};
+        return kd_run_plot(&po);
+    }
     case KD_CMD_EXPORT: return kd_run_export(o.file, o.run.model, o.run.weights, o.run.output);
     default: return kd_run_predict(&o.run);
     }

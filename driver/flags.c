@@ -19,6 +19,8 @@ const kd_command kd_commands[KD_NCOMMANDS] = {
     {"predict", KD_CMD_PREDICT, "FILE --weights W --input X.npy[,X2.npy...] [-o Y.npy|Y.csv[,...]]",
      "every output (CSV on stdout without -o)"},
     {"export", KD_CMD_EXPORT, "FILE --weights W.safetensors -o model.h5", "the model and its weights as a Keras .h5 file"},
+    {"plot", KD_CMD_PLOT, "FILE [-o model.svg|model.png|model.dot] [--show-shapes] | --history H.csv|H.json [-o curves.svg]",
+     "draw the model as keras.utils.plot_model does, or a training history's curves"},
     {"import", KD_CMD_IMPORT, "MODEL.h5|model.json [-o model.kdsl] [--weights-out W.safetensors]",
      "a trained Keras model as a KDSL program and its weights"},
 };
@@ -104,10 +106,13 @@ const kd_flag kd_flags[] = {
     STR("--model", KD_CMD_ALL, "NAME", run.model, "the model of the file to use (default: the last one)"),
     SWITCH("--flops", KD_CMD_SUMMARY, flops, "also each generated function's FLOPs (at the compile batch)"),
     STR("--stage", KD_CMD_IR, "STAGE", stage, "ast, graph, infer, grad, layout, opt or loops (default graph)"),
-    PATH("-o", KD_CMD_COMPILE | KD_CMD_PREDICT | KD_CMD_IMPORT | KD_CMD_EXPORT, "FILE", run.output,
+    PATH("-o", KD_CMD_COMPILE | KD_CMD_PREDICT | KD_CMD_IMPORT | KD_CMD_EXPORT | KD_CMD_PLOT, "FILE", run.output,
          "compile: model.c, model.h beside it (default MODEL.c); predict: the predictions, one file per output; "
-         "import: the program (default MODEL.kdsl); export: the .h5 file"),
-    PATH("--output", KD_CMD_COMPILE | KD_CMD_PREDICT | KD_CMD_IMPORT | KD_CMD_EXPORT, "FILE", run.output, "the same as -o"),
+         "import: the program (default MODEL.kdsl); export: the .h5 file; plot: the picture, .svg, .png or .dot "
+         "(default MODEL.svg; curves.svg with --history)"),
+    PATH("--output", KD_CMD_COMPILE | KD_CMD_PREDICT | KD_CMD_IMPORT | KD_CMD_EXPORT | KD_CMD_PLOT, "FILE", run.output,
+         "the same as -o"),
+    SWITCH("--show-shapes", KD_CMD_PLOT, show_shapes, "plot: each layer's input and output shapes in its box"),
     PATH("--weights-out", KD_CMD_IMPORT, "W.safetensors", weights_out,
          "the imported weights (default: beside the program, .safetensors)"),
 
@@ -155,7 +160,8 @@ const kd_flag kd_flags[] = {
     PATH("--save", KD_CMD_TRAIN, "W", run.save, "write the trained weights (safetensors)"),
     PATH("--checkpoint", KD_CMD_TRAIN, "F", run.checkpoint, "write a checkpoint after every epoch"),
     PATH("--resume", KD_CMD_TRAIN, "F", run.resume, "continue the run of a checkpoint"),
-    PATH("--history", KD_CMD_TRAIN, "H.csv|H.json", run.history, "write the per-epoch history"),
+    PATH("--history", KD_CMD_TRAIN | KD_CMD_PLOT, "H.csv|H.json", run.history,
+         "train: write the per-epoch history; plot: draw the curves of this history (no model file then)"),
     INT("--early-stopping", KD_CMD_TRAIN, "N", 0, 1000000, run.early_stopping,
         "stop after N epochs without a better val_loss (loss without validation data): EarlyStopping(patience: N)"),
     SWITCH("--restore-best-weights", KD_CMD_TRAIN, run.restore_best_weights,
@@ -254,6 +260,7 @@ int kd_flags_parse(int argc, char **argv, kd_cli_options *o)
         if (rc) return rc;
     }
     if (o->help) return 0;
+    if (o->bit == KD_CMD_PLOT && o->run.history) return 0;   /* a history alone (cli.c checks the rest) */
     if (!o->file) return kd_bad_usage("'%s' needs a model file", argv[1], NULL, 0);
     o->run.file = o->file;
     return 0;

@@ -22,8 +22,9 @@ enum {
     KD_CMD_EVALUATE = 1 << 4,
     KD_CMD_PREDICT = 1 << 5,
     KD_CMD_EXPORT = 1 << 6,
-    KD_CMD_ALL = (1 << 7) - 1,   /* the commands that read a KDSL program */
-    KD_CMD_IMPORT = 1 << 7,
+    KD_CMD_PLOT = 1 << 7,        /* reads a KDSL program, or only a history with --history */
+    KD_CMD_ALL = (1 << 8) - 1,   /* the commands that read a KDSL program */
+    KD_CMD_IMPORT = 1 << 8,
 };
 
 typedef struct kd_command {
@@ -33,7 +34,7 @@ typedef struct kd_command {
     const char *help;       /* one line: what it does */
 } kd_command;
 
-#define KD_NCOMMANDS 8
+#define KD_NCOMMANDS 9
 extern const kd_command kd_commands[KD_NCOMMANDS];
 /* The command named `name`, or NULL. */
 const kd_command *kd_find_command(const char *name);
@@ -50,6 +51,7 @@ typedef struct kd_cli_options {
     const char *codegen_flag;     /* the first flag of the code generator given (ir checks the stage) */
     const char *weights_out;      /* import --weights-out */
     bool flops;                   /* summary --flops */
+    bool show_shapes;             /* plot --show-shapes */
 } kd_cli_options;
 
 typedef enum kd_flag_kind {

@@ -23,6 +23,7 @@ int kdfuzz_npy(const uint8_t *data, size_t size);
 int kdfuzz_idx(const uint8_t *data, size_t size);
 int kdfuzz_csv(const uint8_t *data, size_t size);
 int kdfuzz_keras(const uint8_t *data, size_t size);
+int kdfuzz_history(const uint8_t *data, size_t size);
 
 #ifdef KDFUZZ_REPLAY
 #define KDFUZZ_ENTRY(fn)

@@ -1,11 +1,12 @@
 /* fuzz_frontend.c — bytes as a KDSL source, through the whole front end
  * (kd_front_end_text: lexer, parser, sema, shape inference, graph IR). A
- * model that checks is also summarised and, with a train block, given its
- * training graph (loss, autodiff, optimizer), as `kdslc summary` and
- * `kdslc train` would. Diagnostics go to /dev/null. */
+ * model that checks is also summarised, drawn as DOT (kdslc plot) and, with
+ * a train block, given its training graph (loss, autodiff, optimizer), as
+ * `kdslc summary`, `plot` and `train` would. Diagnostics go to /dev/null. */
 #include "fuzz.h"
 
 #include "driver.h"
+#include "plot.h"
 #include "train_graph.h"
 
 #include <string.h>
@@ -25,6 +26,7 @@ int kdfuzz_frontend(const uint8_t *data, size_t size)
     if (rc == 0) {
         kdfuzz_check(s.model != NULL && s.diags.errors == 0);
         kd_print_summary(kdfuzz_devnull(), s.model);
+        kd_plot_dot(kdfuzz_devnull(), s.program, s.model, size % 2 == 0);   /* --show-shapes or not */
         if (s.model->config.present) {
             kd_train_graph tg;
             char why[256] = "";

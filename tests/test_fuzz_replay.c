@@ -12,6 +12,7 @@
 #include "../fuzz/fuzz_idx.c"
 #include "../fuzz/fuzz_csv.c"
 #include "../fuzz/fuzz_keras.c"
+#include "../fuzz/fuzz_history.c"
 
 #include "testutil.h"
 
@@ -31,6 +32,7 @@ static const target targets[] = {
     {"idx", kdfuzz_idx, {"fuzz/regressions/idx"}},
     {"csv", kdfuzz_csv, {"fuzz/regressions/csv"}},
     {"keras", kdfuzz_keras, {"fuzz/regressions/keras", "tests/fixtures/mlperf_tiny"}},
+    {"history", kdfuzz_history, {"fuzz/regressions/history"}},
 };
 
 /* Replays every regular file of dir (only *.kdsl outside fuzz/); returns how many. */
