@@ -369,7 +369,12 @@ lp_program *kd_codegen_program(kd_arena *a, kd_model *m, const kd_codegen_option
     }
     p->ninputs = m->ninputs;
     p->noutputs = m->infer->outputs.len;
-    for (int i = 0; i < m->ninputs; i++) io_of(&p->inputs[i], m->input_names[i], &m->input_shapes[i]);
+    for (int i = 0; i < m->ninputs; i++) {
+        io_of(&p->inputs[i], m->input_names[i], &m->input_shapes[i]);
+        p->inputs[i].i32 = m->input_i32[i];
+        p->inputs[i].rows = m->input_rows[i];
+        p->inputs[i].rows_layer = m->input_rows_layer[i];
+    }
     for (int i = 0; i < p->noutputs; i++)
         io_of(&p->outputs[i], m->output_names[i], &((ir_node *)m->infer->outputs.items[i])->shape);
     return p;

@@ -268,6 +268,10 @@ typedef struct lp_io {
     int rank;              /* per sample */
     int64_t shape[8];      /* per sample */
     int64_t elems;         /* per sample */
+    bool i32;              /* inputs: int32_t token ids (`input x: i32[...]`), else reals */
+    int64_t rows;          /* i32 inputs: the Embedding table's rows a token must index
+                            * (0: no bound); the host's data readers check it */
+    const char *rows_layer;    /* that Embedding, for messages */
 } lp_io;
 
 typedef struct lp_program {

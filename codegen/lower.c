@@ -130,6 +130,7 @@ static lp_buf *io_buf(lower *L, lp_space space, int index)
     lp_buf *b = lp_new_buf(L->a, L->f, space, kd_format(L->a, "%s%d", prefix, index));
     b->index = index;
     b->elems = io->elems;
+    if (space == LP_INPUT && io->i32) b->elem = LP_ELEM_I32;
     b->batched = true;
     b->is_const = space != LP_OUTPUT;
     b->note = io->name;

@@ -79,6 +79,10 @@ void lw_scalarize(lower *L);
 bool lw_is_depthwise_op(ir_op op);     /* IR_DEPTHWISE_CONV2D and its gradients: loop nests */
 bool lw_depthwise_kernel(lower *L, ir_node *n, lp_buf *dst);
 
+/* ---- lower_gather.c ------------------------------------------------------------- */
+bool lw_is_gather_op(ir_op op);        /* IR_GATHER and IR_GATHER_GRAD: loop nests */
+bool lw_gather_kernel(lower *L, ir_node *n, lp_buf *dst);
+
 /* ---- lower_calls.c -------------------------------------------------------------- */
 bool lw_is_call_op(const ir_node *n);
 bool lw_call_kernel(lower *L, ir_node *n, lp_buf *dst);

@@ -76,6 +76,11 @@ typedef enum ir_op {
     /* depthwise: (x [N,H,W,C], w [kh,kw,C,M]) -> [N,Ho,Wo,C*M], channel c*M + m; stride, pads,
      * dilation[2] (taps dilation apart; 0 or 1: none); gradients as CONV2D's */
     IR_DEPTHWISE_CONV2D, IR_DEPTHWISE_CONV2D_BWD_DATA, IR_DEPTHWISE_CONV2D_BWD_FILTER,
+    /* gather (Embedding): (table [V, D], idx batched i32 [N, ...]) -> [N, ..., D], row idx of
+     * the table per index; an index outside [0, V) gives a row of zeros (never a read out
+     * of bounds). Its gradient scatters: (idx, dy) -> dtable of `shape` [V, D], the rows of
+     * dy added at their indices (repeated indices sum; out-of-range ones add nothing). */
+    IR_GATHER, IR_GATHER_GRAD,
     /* fused loss: softmax over the last axis, cross-entropy, mean over all rows
      * (the batch and any other leading dims) */
     IR_SOFTMAX_XENT,      /* (logits, onehot) -> scalar loss, shape [] */
@@ -125,6 +130,7 @@ typedef struct ir_attrs {
     double scalar;         /* const value; dropout rate */
     int index;             /* input/label/hyper index; dropout salt */
     int act;               /* IR_FUSED_*: IR_ACT_* applied after the bias */
+    bool i32;              /* IR_INPUT: integer token ids (`input x: i32[...]`), see ir_is_i32 */
     ir_shape shape;        /* result shape of leaves, RESHAPE, BROADCAST, DROPOUT_MASK and the
                             * gradient ops CONV2D_BWD_*, AVGPOOL2D_GRAD */
 } ir_attrs;
@@ -183,6 +189,10 @@ typedef struct ir_graph {
     int max_nodes;         /* a bound so hostile programs fail cleanly (0: 4,000,000) */
     bool overflow;         /* set when max_nodes was hit */
 } ir_graph;
+
+/* Whether n is an integer tensor: an i32 input. Only IR_GATHER's indices and
+ * IR_GATHER_GRAD's take one (ir_make checks); every other value is real. */
+static inline bool ir_is_i32(const ir_node *n) { return n->op == IR_INPUT && n->attr.i32; }
 
 /* Shape helpers (ir.c). */
 /* A shape from its per-sample dims; `batched` prepends the batch (so rank+1 dims). */

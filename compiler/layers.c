@@ -1498,6 +1498,7 @@ static const layer_def layer_table[] = {
     {"Average", -1, no_params, average_apply},
     {"Concatenate", -1, concat_params, concat_apply},
     {"Dot", -1, dot_params, dot_apply},
+    {"Embedding", 1, embedding_params, embedding_apply},
 };
 
 const layer_def *layer_find(const char *name)

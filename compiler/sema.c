@@ -137,6 +137,17 @@ int sema_axis(sema *S, int64_t axis, int rank, kd_loc loc)
 
 ir_node *sema_check_node(sema *S, ir_node *n, kd_loc loc, const char *what)
 {
+    if (n && S->masked.len) {
+        /* mask_zero: nothing reads masks yet, so a layer that would ignore one is an error */
+        for (int i = 0; i < n->nin; i++)
+            for (int k = 0; k < S->masked.len; k++)
+                if (n->in[i] == S->masked.items[k]) {
+                    sema_error(S, loc, "%s reads %s's output, which carries a mask (mask_zero: true), and no "
+                               "layer reads masks yet (the recurrent layers will); %s would ignore it: "
+                               "remove mask_zero", what, n->in[i]->layer ? n->in[i]->layer : "an Embedding", what);
+                    return NULL;
+                }
+    }
     if (n) return n;
     if (S->b.g->overflow) {
         sema_error(S, loc, "model too large: more than %d operations", S->b.g->max_nodes ? S->b.g->max_nodes : 4000000);
@@ -320,6 +331,7 @@ static const struct { const char *name; kd_init_kind kind; } initializers[] = {
     {"he_uniform", INIT_HE_UNIFORM}, {"he_normal", INIT_HE_NORMAL},
     {"lecun_uniform", INIT_LECUN_UNIFORM}, {"lecun_normal", INIT_LECUN_NORMAL},
     {"random_uniform", INIT_RANDOM_UNIFORM}, {"random_normal", INIT_RANDOM_NORMAL},
+    {"uniform", INIT_RANDOM_UNIFORM}, {"normal", INIT_RANDOM_NORMAL},   /* Keras' short names */
 };
 
 /* An initializer: a name (he_normal), a number (a constant), or a call with
@@ -1217,10 +1229,11 @@ static void exec_input(sema *S, const ast_stmt *st, body_ctx *ctx)
 
 static bool exec_input_checked(sema *S, const ast_stmt *st, body_ctx *ctx)
 {
-    if (st->dtype && strcmp(st->dtype, "f32") != 0 && strcmp(st->dtype, "f64") != 0) {
-        sema_error(S, st->loc, "unsupported input type '%s' (use f32)", st->dtype);
+    if (st->dtype && strcmp(st->dtype, "f32") != 0 && strcmp(st->dtype, "f64") != 0 && strcmp(st->dtype, "i32") != 0) {
+        sema_error(S, st->loc, "unsupported input type '%s' (use f32, or i32 for integer token ids)", st->dtype);
         return false;
     }
+    bool i32 = st->dtype && !strcmp(st->dtype, "i32");
     if (ctx->kind == BODY_MODEL) {
         ir_shape shape;
         if (!eval_shape(S, st->shape, NULL, &shape, "input")) return false;
@@ -1244,7 +1257,8 @@ static bool exec_input_checked(sema *S, const ast_stmt *st, body_ctx *ctx)
         int idx = S->m->ninputs++;
         S->m->input_shapes[idx] = shape;
         S->m->input_names[idx] = st->name;
-        ir_attrs attr = {.index = idx};
+        ir_attrs attr = {.index = idx, .i32 = i32};
+        S->m->input_i32[idx] = i32;
         S->b.loc = st->loc;
         S->b.layer = st->name;
         ir_node *n = sema_check_node(S, ir_leaf(&S->b, IR_INPUT, shape, &attr, -1), st->loc, "input");
@@ -1273,6 +1287,11 @@ static bool exec_input_checked(sema *S, const ast_stmt *st, body_ctx *ctx)
     }
     ir_shape shape;
     const char *what = kd_format(S->a, "%s '%s'", ctx->inst ? ctx->inst->type : "block", ctx->inst ? ctx->inst->name : st->name);
+    if (st->dtype && i32 != ir_is_i32(actual->t)) {
+        sema_error(S, st->loc, "%s input '%s' is declared %s, but the call passes %s tensor", what, st->name, st->dtype,
+                   ir_is_i32(actual->t) ? "an integer (i32)" : "a real");
+        return false;
+    }
     if (!eval_shape(S, st->shape, &actual->t->shape, &shape, what)) return false;
     scope_bind(S, S->scope, st->name, actual);
     S->prev = actual;
@@ -1414,6 +1433,12 @@ static void exec_stmt(sema *S, const ast_stmt *st, body_ctx *ctx)
                 return;
             }
             if (v->kind != SV_TENSOR) v = sv_tensor(S, as_tensor(S, v, st->expr), NULL, st->loc);
+            if (ctx->kind == BODY_MODEL && ir_is_i32(v->t)) {
+                sema_error(S, st->loc, "a model's outputs are real, and this one is an integer (i32) input; "
+                                       "token ids go to an Embedding");
+                S->prev = poison(S, st->loc);
+                return;
+            }
             kd_vec_push(S->a, &ctx->outputs, v);
             kd_vec_push(S->a, &ctx->output_names, (void *)st->name);
             if (st->name) scope_bind(S, S->scope, st->name, v);
@@ -1563,6 +1588,11 @@ static kd_model *elaborate_body(sema *S, const ast_item *item, bool training, kd
     m->noutputs = ctx.outputs.len;
     for (int i = 0; i < ctx.outputs.len; i++) {
         sv *o = ctx.outputs.items[i];
+        if (ir_is_i32(o->t)) {
+            sema_error(S, o->loc, "a model's outputs are real, and its last value is an integer (i32) input; "
+                                  "token ids go to an Embedding");
+            return NULL;
+        }
         kd_vec_push(S->a, &g->outputs, o->t);
         m->output_shapes[i] = o->t->shape;
         m->output_names[i] = ctx.output_names.items[i] ? ctx.output_names.items[i]

@@ -99,6 +99,8 @@ typedef struct sema {
     int64_t program_budget;       /* statements left for all the program's models */
     bool budget_is_program;       /* budget is what program_budget left, not a model's own */
     kd_vec call_stack;            /* const ast_item*: blocks/layers/models being expanded */
+    kd_vec masked;                /* ir_node*: values with a mask (Embedding's mask_zero); no op
+                                   * reads masks yet, so sema_check_node rejects their users */
 } sema;
 
 /* sema.c */
@@ -148,6 +150,10 @@ const layer_def *layer_find(const char *name);
 int layer_names(const char **out, int max);
 sv *layer_arg(const kd_instance *inst, const char *name);
 ir_node *apply_activation(sema *S, ir_node *x, const sv *act, kd_loc loc);
+
+/* layers_text.c: Embedding (and, next, the recurrent layers); rows of layers.c's table. */
+extern const layer_param embedding_params[];
+sv *embedding_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc);
 
 /* functions.c: the tensor functions (lowercase), no weights, no summary rows. */
 typedef struct function_def function_def;
