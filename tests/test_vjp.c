@@ -544,6 +544,50 @@ START_TEST(depthwise_conv2d)
 }
 END_TEST
 
+/* gather: rows of the table by token; a token outside it (-1, 3) reads
+ * zeros. Its vjp sums dy's rows into the rows their tokens name (token 2
+ * twice), adds nothing for the others, and the tokens get no gradient. */
+START_TEST(gather)
+{
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *tok = gc_input(&c, 1, D(4), GC_UNIFORM, 0, 1);
+    tok->attr.i32 = true;
+    const double ids[8] = {0, 2, 2, -1, 3, 1, 2, 0};
+    memcpy(gc_data(&c, tok), ids, sizeof ids);
+    ir_node *table = gc_var(&c, "embeddings", 2, D(3, 2), GC_UNIFORM, -1, 1, true);
+    ir_node *in[2] = {table, tok};
+    ir_node *y = ir_make(&c.b, IR_GATHER, 2, in, NULL);
+    ck_assert_msg(y != NULL, "%s", c.b.why);
+    ck_assert_int_eq(y->shape.rank, 3);
+    ck_assert_int_eq(y->shape.dims[2], 2);
+    ir_node *bad[2] = {table, gc_input(&c, 1, D(4), GC_UNIFORM, 0, 1)};
+    ck_assert_ptr_null(ir_make(&c.b, IR_GATHER, 2, bad, NULL));   /* real indices */
+    ck_assert_ptr_null(ir_unary(&c.b, IR_NEG, tok));               /* ints only index */
+    ir_node *dy = gc_input(&c, 2, D(4, 2), GC_UNIFORM, -1, 1);
+    ir_node *gin[2] = {tok, dy};
+    ir_attrs a = {0};
+    a.shape = table->shape;
+    ir_node *dt = ir_make(&c.b, IR_GATHER_GRAD, 2, gin, &a);
+    ck_assert_msg(dt != NULL, "%s", c.b.why);
+    ir_values *v = gc_run(&c);
+    const double *t = gc_data(&c, table), *yv = ir_value(v, y), *g = ir_value(v, dt), *d = gc_data(&c, dy);
+    for (int i = 0; i < 8; i++)
+        for (int k = 0; k < 2; k++)
+            ck_assert_double_eq(yv[i * 2 + k], ids[i] >= 0 && ids[i] < 3 ? t[(int)ids[i] * 2 + k] : 0);
+    for (int r = 0; r < 3; r++)
+        for (int k = 0; k < 2; k++) {
+            double want = 0;
+            for (int i = 0; i < 8; i++) want += ids[i] == r ? d[i * 2 + k] : 0;
+            ck_assert_double_eq_tol(g[r * 2 + k], want, 1e-15);
+        }
+    ir_values_free(v);
+    ir_node *wrt[1] = {table};
+    expect_grads(&c, y, 1, wrt);
+    gc_free(&c);
+}
+END_TEST
+
 /* The depthwise conv against its definition: output channel c * M + m is
  * input channel c convolved with w[:, :, c, m], taps `dilation` apart. */
 START_TEST(depthwise_conv2d_values)
@@ -678,6 +722,7 @@ static Suite *vjp_suite(void)
     tcase_add_loop_test(t, conv2d_transpose, 0, sizeof conv_cases / sizeof conv_cases[0]);
     tcase_add_loop_test(t, depthwise_conv2d, 0, sizeof dw_cases / sizeof dw_cases[0]);
     tcase_add_test(t, depthwise_conv2d_values);
+    tcase_add_test(t, gather);
     tcase_add_loop_test(t, pool, 0, sizeof pool_cases / sizeof pool_cases[0]);
     tcase_add_loop_test(t, softmax_xent, 0, 2);
     tcase_add_test(t, softmax_xent_matches_unfused);
