@@ -1065,6 +1065,58 @@ START_TEST(cortex_m4)
 }
 END_TEST
 
+/* Embedding in the generated C: int32_t token ids through `const void *const
+ * *inputs`; a row of the table per id, zeros for an id outside it (-1, 5,
+ * INT32_MAX: never read out of bounds); freestanding for a Cortex-M4. */
+static const char emb_text[] = "model emb {\n    input tokens: i32[4]\n    Embedding(5, 3)\n}\n";
+static const char emb_main[] =
+    "#include <stdint.h>\n#include <stdio.h>\n#include \"emb.h\"\n"
+    "#if !EMB_INPUT0_I32 || EMB_INPUT0_TOKENS != 5\n#error the header does not describe the token input\n#endif\n"
+    "static float params[EMB_PARAMS_SIZE], y[2 * 4 * 3];\n"
+    "static _Alignas(16) char arena[EMB_ARENA_SIZE];\n"
+    "int main(void)\n{\n"
+    "    for (int i = 0; i < EMB_PARAMS_SIZE; i++) params[i] = (float)(i + 1);\n"
+    "    static const int32_t ids[8] = {0, 4, 2, 2, -1, 5, INT32_MAX, 3};\n"
+    "    const void *in[1] = {ids};\n    float *out[1] = {y};\n"
+    "    emb_predict(params, in, out, 2, arena);\n"
+    "    for (int t = 0; t < 8; t++)\n"
+    "        for (int d = 0; d < 3; d++) {\n"
+    "            float want = ids[t] >= 0 && ids[t] < 5 ? params[ids[t] * 3 + d] : 0.0f;\n"
+    "            if (y[t * 3 + d] != want) { printf(\"token %d: %g, want %g\\n\", t, (double)y[t * 3 + d], (double)want); return 1; }\n"
+    "        }\n"
+    "    puts(\"ok\");\n    return 0;\n}\n";
+
+START_TEST(embedding_c)
+{
+    const char *dir = tu_tmpdir("cg-emb");
+    char path[4300];
+    snprintf(path, sizeof path, "%s/emb.kdsl", dir);
+    ck_assert_int_eq(tu_write(path, emb_text, strlen(emb_text)), 0);
+    snprintf(path, sizeof path, "%s/main.c", dir);
+    ck_assert_int_eq(tu_write(path, emb_main, strlen(emb_main)), 0);
+    SH("cd %s && %s compile emb.kdsl -o emb.c --inference-only --batch 2 && "
+       "gcc -std=c11 -Wall -Wextra -Wpedantic -Werror -Wconversion -O2 -I%s main.c emb.c %s -lm -o emb && ./emb",
+       dir, tu_kdslc(), tu_src("runtime"), runtime_lib("gcc"));
+    snprintf(path, sizeof path, "%s/emb.h", dir);
+    char *h = read_text(path);
+    ck_assert_msg(strstr(h, "void emb_predict(const float *params, const void *const *inputs, float *const *outputs"), "%s", h);
+    free(h);
+    SH("cd %s && %s compile emb.kdsl -o m4.c --inference-only --batch 1 --no-workspace && "
+       "arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -ffreestanding "
+       "-std=c99 -Wall -Wextra -Wpedantic -Werror -O2 -I%s -c m4.c -o m4.o",
+       dir, tu_kdslc(), tu_src("runtime"));
+    char *out = NULL;
+    ck_assert_int_eq(RUN(&out, "cd %s && arm-none-eabi-nm -u m4.o", dir), 0);
+    const char *banned[] = {"malloc", "calloc", "realloc", "free", "printf", "fprintf", "puts", "fopen", "fwrite"};
+    for (size_t i = 0; i < sizeof banned / sizeof banned[0]; i++) {
+        char pat[64];
+        snprintf(pat, sizeof pat, " %s\n", banned[i]);
+        ck_assert_msg(!strstr(out, pat), "the object references %s:\n%s", banned[i], out);
+    }
+    free(out);
+}
+END_TEST
+
 /* The same input gives the same bytes: two runs of kdslc compile, and the f64
  * and inference-only variants, on every sample. */
 START_TEST(deterministic)
@@ -1433,6 +1485,7 @@ static Suite *codegen_suite(void)
     tcase_add_loop_test(t, torch_models_match, 0, 4);
     tcase_add_test(t, init_values);
     tcase_add_test(t, cortex_m4);
+    tcase_add_test(t, embedding_c);
     tcase_add_test(t, deterministic);
     tcase_add_loop_test(t, samples_compile, 0, 2);
     tcase_add_test(t, embed_weights);
