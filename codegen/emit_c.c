@@ -677,12 +677,12 @@ static void header(emitter *E, FILE *out)
         fprintf(out, "#define %s_INPUT%d_SHAPE ", U, i);
         shape_list(out, p->inputs[i].rank, p->inputs[i].shape);
         fputc('\n', out);
-        if (p->inputs[i].i32) {
-            fprintf(out, "#define %s_INPUT%d_I32 1  /* int32_t token ids, not reals */\n", U, i);
-            if (p->inputs[i].rows)
-                fprintf(out, "#define %s_INPUT%d_TOKENS %" PRId64 "  /* ids in [0, this): %s's input_dim; others read zeros */\n",
-                        U, i, p->inputs[i].rows, p->inputs[i].rows_layer ? p->inputs[i].rows_layer : "the Embedding");
-        }
+        fprintf(out, "#define %s_INPUT%d_I32 %d%s\n", U, i, p->inputs[i].i32,
+                p->inputs[i].i32 ? "  /* int32_t token ids, not reals */" : "");
+        if (p->inputs[i].i32)
+            fprintf(out, "#define %s_INPUT%d_TOKENS %" PRId64 "  /* ids in [0, this)%s%s; others read zeros */\n", U, i,
+                    p->inputs[i].rows ? p->inputs[i].rows : (int64_t)INT32_MAX, p->inputs[i].rows ? ": the input_dim of " : "",
+                    p->inputs[i].rows ? p->inputs[i].rows_layer : "");
     }
     fprintf(out, "#define %s_NUM_OUTPUTS %d\n", U, p->noutputs);
     for (int i = 0; i < p->noutputs; i++) {
