@@ -96,7 +96,7 @@ static void print_head(FILE *out, const ir_graph *g, const ir_node *n)
         fputs(ir_ops[n->op]->name, out);
     switch (n->op) {
     case IR_INPUT:
-    case IR_LABEL: fprintf(out, " #%d", n->attr.index); return;
+    case IR_LABEL: fprintf(out, " #%d%s", n->attr.index, ir_is_i32(n) ? " i32" : ""); return;
     case IR_HYPER:
         fprintf(out, " %s", n->attr.index >= 0 && n->attr.index < IR_HYPER_COUNT ? hyper_names[n->attr.index] : "?");
         return;
