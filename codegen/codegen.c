@@ -104,8 +104,9 @@ static const char *init_name(int kind)
         [INIT_HE_UNIFORM] = "he_uniform", [INIT_HE_NORMAL] = "he_normal",
         [INIT_LECUN_UNIFORM] = "lecun_uniform", [INIT_LECUN_NORMAL] = "lecun_normal",
         [INIT_RANDOM_UNIFORM] = "random_uniform", [INIT_RANDOM_NORMAL] = "random_normal",
+        [INIT_ORTHOGONAL] = "orthogonal",
     };
-    return kind >= 0 && kind <= INIT_RANDOM_NORMAL ? names[kind] : "?";
+    return kind >= 0 && kind <= INIT_ORTHOGONAL ? names[kind] : "?";
 }
 
 static void init_var(lp_program *p, lp_func *f, const lp_tensor_info *t)
@@ -138,12 +139,22 @@ static void init_var(lp_program *p, lp_func *f, const lp_tensor_info *t)
     case INIT_LECUN_NORMAL: sd = sqrt(1 / fi) / trunc; normal = true; break;
     case INIT_RANDOM_UNIFORM: lo = t->init_a; hi = t->init_b; uniform = true; break;
     case INIT_RANDOM_NORMAL: mean = t->init_a; sd = t->init_b; normal = true; truncated = false; break;
+    case INIT_ORTHOGONAL: break;   /* its own kernel, below */
     }
     if (uniform && s > 0) {
         lo = -s;
         hi = s;
     }
-    if (uniform) {
+    if (t->init_kind == INIT_ORTHOGONAL) {
+        /* Keras flattens all but the last axis: [prod(shape[:-1]), shape[-1]] */
+        int64_t cols = t->rank ? t->shape[t->rank - 1] : 1;
+        c->k = LP_K_INIT_ORTHOGONAL;
+        c->args[1].e = lp_int(a, cols ? t->elems / cols : 0);
+        c->args[2].e = lp_int(a, cols);
+        c->args[3].e = lp_param_ref(a, LP_P_SEED);
+        c->args[4].e = lp_int(a, t->var);
+        c->args[5].e = lp_real(a, t->init_a);
+    } else if (uniform) {
         c->k = LP_K_INIT_UNIFORM;
         c->args[2].e = lp_param_ref(a, LP_P_SEED);
         c->args[3].e = lp_int(a, t->var);

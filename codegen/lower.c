@@ -187,6 +187,7 @@ static void classify(lower *L)
         switch (n->op) {
         case IR_INPUT:
         case IR_LABEL:
+        case IR_SCAN_ARG:
         case IR_VAR: w->cls = LW_LEAF_BUF; continue;
         case IR_RESHAPE: w->cls = LW_ALIAS; continue;
         case IR_CONST:
@@ -406,7 +407,9 @@ static bool generate(lower *L)
         case LW_INLINE:
         case LW_LEAF_EXPR: break;
         case LW_LEAF_BUF:
-            w->buf = n->op == IR_VAR ? var_buf(L, n->var) : io_buf(L, n->op == IR_INPUT ? LP_INPUT : LP_LABEL, n->attr.index);
+            if (n->op == IR_SCAN_ARG) w->buf = L->scan_args ? L->scan_args[n->attr.index] : NULL;
+            else w->buf = n->op == IR_VAR ? var_buf(L, n->var) : io_buf(L, n->op == IR_INPUT ? LP_INPUT : LP_LABEL, n->attr.index);
+            if (!w->buf) return lw_fail(L, "%%%d %s: no buffer", n->id, ir_ops[n->op]->name);
             break;
         case LW_ALIAS: {
             lw_node *src = &L->n[n->in[0]->id];
@@ -426,6 +429,45 @@ static bool generate(lower *L)
         }
     }
     return !L->failed;
+}
+
+lower *lw_lower_body(lower *L, const ir_graph *body, lp_buf *const *args, const char *prefix, kd_vec *into)
+{
+    lower *S = kd_alloc(L->a, sizeof *S);
+    S->a = L->a;
+    S->p = L->p;
+    S->f = L->f;
+    S->g = body;
+    S->o = L->o;
+    S->n = kd_alloc_array(L->a, (size_t)(body->nodes.len ? body->nodes.len : 1), sizeof *S->n);
+    S->vars = L->vars;
+    S->params_const = L->params_const;
+    S->scan_args = args;
+    int nbufs = L->f->bufs.len;
+    /* the body's kernels are made apart, then become statements of this one */
+    kd_vec outer = L->f->kernels;
+    lp_kernel *k = L->k;
+    L->f->kernels = (kd_vec){0};
+    classify(S);
+    if (!S->failed) schedule(S);
+    if (!S->failed) generate(S);
+    kd_vec made = L->f->kernels;
+    L->f->kernels = outer;
+    L->k = k;
+    if (S->failed) {
+        lw_fail(L, "%s", S->why);
+        return NULL;
+    }
+    for (int i = 0; i < made.len; i++) {
+        const lp_kernel *m = made.items[i];
+        for (int j = 0; j < m->body.len; j++) kd_vec_push(L->a, into, m->body.items[j]);
+    }
+    for (int i = nbufs; i < L->f->bufs.len; i++) {
+        lp_buf *b = L->f->bufs.items[i];
+        b->name = kd_format(L->a, "%s%s", prefix, b->name);
+        b->reuse.len = 0;   /* in place is planned per kernel; here a kernel is one whole step */
+    }
+    return S;
 }
 
 lp_func *kd_lower_graph(lp_program *p, lp_func_kind kind, const ir_graph *g, const kd_dest *dests,

@@ -41,6 +41,7 @@ typedef struct lower {
     lp_buf **vars;         /* by variable index: its buffer in params / opt_state / grads */
     bool params_const;
     lp_kernel *k;          /* the kernel being generated */
+    lp_buf *const *scan_args;   /* a scan body's lowering: IR_SCAN_ARG index -> its buffer */
     char why[256];
     bool failed;
 } lower;
@@ -82,6 +83,15 @@ bool lw_depthwise_kernel(lower *L, ir_node *n, lp_buf *dst);
 /* ---- lower_gather.c ------------------------------------------------------------- */
 bool lw_is_gather_op(ir_op op);        /* IR_GATHER and IR_GATHER_GRAD: loop nests */
 bool lw_gather_kernel(lower *L, ir_node *n, lp_buf *dst);
+
+/* ---- lower_scan.c (and lower.c's lw_lower_body) --------------------------------- */
+bool lw_scan_kernel(lower *L, ir_node *n, lp_buf *dst);
+/* Lowers a scan's body as statements appended to `into` (one step: its
+ * kernels in order), its IR_SCAN_ARG leaves reading args[index]; its
+ * buffers are named prefix + their own name, share no bytes in place and
+ * live in the current kernel. Returns the body's lowering (its nodes'
+ * buffers), or NULL after lw_fail. */
+lower *lw_lower_body(lower *L, const ir_graph *body, lp_buf *const *args, const char *prefix, kd_vec *into);
 
 /* ---- lower_calls.c -------------------------------------------------------------- */
 bool lw_is_call_op(const ir_node *n);

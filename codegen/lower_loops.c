@@ -32,7 +32,7 @@ bool lw_is_loop_op(const ir_node *n)
     case IR_LOG_SOFTMAX: return n->attr.axis != n->shape.rank - 1;
     default:
         return lw_is_elementwise(n->op) || is_leaf_expr_op(n->op) || lw_is_depthwise_op(n->op) ||
-               lw_is_gather_op(n->op);
+               lw_is_gather_op(n->op) || n->op == IR_SCAN;
     }
 }
 
@@ -617,6 +617,7 @@ bool lw_loop_kernel(lower *L, ir_node *n, lp_buf *dst)
     case IR_DEPTHWISE_CONV2D_BWD_FILTER: return lw_depthwise_kernel(L, n, dst);
     case IR_GATHER:
     case IR_GATHER_GRAD: return lw_gather_kernel(L, n, dst);
+    case IR_SCAN: return lw_scan_kernel(L, n, dst);
     default: return elementwise(L, n, dst, false);
     }
 }

@@ -162,6 +162,7 @@ typedef enum kd_init_kind {
     INIT_ZEROS, INIT_ONES, INIT_CONSTANT,
     INIT_GLOROT_UNIFORM, INIT_GLOROT_NORMAL, INIT_HE_UNIFORM, INIT_HE_NORMAL,
     INIT_LECUN_UNIFORM, INIT_LECUN_NORMAL, INIT_RANDOM_UNIFORM, INIT_RANDOM_NORMAL,
+    INIT_ORTHOGONAL,       /* a: the gain (Keras' Orthogonal(gain=1.0)) */
 } kd_init_kind;
 
 typedef struct kd_init {

@@ -1499,6 +1499,7 @@ static const layer_def layer_table[] = {
     {"Concatenate", -1, concat_params, concat_apply},
     {"Dot", -1, dot_params, dot_apply},
     {"Embedding", 1, embedding_params, embedding_apply},
+    {"SimpleRNN", 1, simple_rnn_params, simple_rnn_apply},
 };
 
 const layer_def *layer_find(const char *name)

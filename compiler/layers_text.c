@@ -72,3 +72,82 @@ sv *embedding_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
     if (mask_zero) kd_vec_push(S->a, &S->masked, y);
     return sv_tensor(S, y, NULL, loc);
 }
+
+/* ---- SimpleRNN ----------------------------------------------------------------- */
+
+const layer_param simple_rnn_params[] = {
+    {"units", NULL}, {"activation", "tanh"}, {"use_bias", "true"}, {"kernel_initializer", "glorot_uniform"},
+    {"recurrent_initializer", "orthogonal"}, {"bias_initializer", "zeros"}, {"return_sequences", "false"},
+    {"go_backwards", "false"}, {NULL, NULL}};
+
+/* x [N, T, F] -> h_T [N, units], or every h_t [N, T, units] with
+ * return_sequences: h_t = activation(x_t W + b + h_{t-1} R), h_0 = 0, weights
+ * simple_rnn_cell/kernel [F, units], recurrent_kernel [units, units], bias
+ * [units]. The input projection x W + b is one matrix product over all the
+ * steps; the loop over time (a scan, compiler/ops/scan.c) carries h and
+ * multiplies by R once per step. go_backwards reads the steps last to first
+ * (with return_sequences the outputs would come in that order too, which
+ * kdsl cannot yet turn around: an error). */
+sv *simple_rnn_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    int64_t units;
+    bool use_bias = false, seqs = false, backwards = false;
+    kd_init kinit = {0}, rinit = {0}, binit = {0};
+    if (!count_arg(S, inst, "units", 1, &units) ||
+        !sv_as_bool(S, layer_arg(inst, "use_bias"), &use_bias, "SimpleRNN argument 'use_bias'") ||
+        !sv_as_bool(S, layer_arg(inst, "return_sequences"), &seqs, "SimpleRNN argument 'return_sequences'") ||
+        !sv_as_bool(S, layer_arg(inst, "go_backwards"), &backwards, "SimpleRNN argument 'go_backwards'") ||
+        !sema_init_from(S, layer_arg(inst, "kernel_initializer"), &kinit) ||
+        !sema_init_from(S, layer_arg(inst, "recurrent_initializer"), &rinit) ||
+        !sema_init_from(S, layer_arg(inst, "bias_initializer"), &binit))
+        return NULL;
+    if (!x->shape.batched || x->shape.rank != 3) {
+        char buf[128];
+        sema_error(S, loc, "SimpleRNN expects a sequence [steps, features] per sample, got %s",
+                   ir_shape_sample(&x->shape, buf, sizeof buf));
+        return NULL;
+    }
+    if (backwards && seqs) {
+        sema_error(S, loc, "SimpleRNN with go_backwards and return_sequences is not supported yet (its outputs "
+                           "would come last step first)");
+        return NULL;
+    }
+    int64_t F = x->shape.dims[2], T = x->shape.dims[1], kd[2] = {F, units}, rd[2] = {units, units};
+    kd_var *kernel = sema_new_var(S, inst, "simple_rnn_cell/kernel", VAR_WEIGHT, ir_shape_of(2, kd, false), kinit, true, loc);
+    kd_var *rec = sema_new_var(S, inst, "simple_rnn_cell/recurrent_kernel", VAR_WEIGHT, ir_shape_of(2, rd, false), rinit,
+                               true, loc);
+    kd_var *bias = use_bias ? sema_new_var(S, inst, "simple_rnn_cell/bias", VAR_WEIGHT, ir_shape_of(1, &units, false),
+                                           binit, true, loc)
+                            : NULL;
+    if (!kernel || !rec || (use_bias && !bias)) return NULL;
+    ir_builder *b = &S->b;
+    const char *w = "SimpleRNN";
+    /* every step's input projection at once: [N, T, units] */
+    ir_node *xw = NODE(ir_matmul(b, x, NODE(ir_var_read(b, kernel), w), false, false), w);
+    if (xw && bias) xw = NODE(ir_binary(b, IR_ADD, xw, NODE(ir_var_read(b, bias), w)), w);
+    ir_node *R = NODE(ir_var_read(b, rec), w);
+    if (!xw || !R) return NULL;
+    /* the cell, a scan body: carry h, sequence xw, constant R */
+    ir_scan *scan = ir_scan_new(S->a, b->g->vars, 1, 1, 1, backwards);
+    ir_builder saved = *b;
+    b->g = scan->body;
+    int64_t ud[1] = {units};
+    ir_node *h = NODE(ir_scan_arg(b, scan, 0, ir_shape_of(1, ud, true)), w);
+    ir_node *xt = NODE(ir_scan_arg(b, scan, 1, ir_shape_of(1, ud, true)), w);
+    ir_node *r = NODE(ir_scan_arg(b, scan, 2, R->shape), w);
+    ir_node *pre = h && xt && r ? NODE(ir_binary(b, IR_ADD, xt, NODE(ir_matmul(b, h, r, false, false), w)), w) : NULL;
+    ir_node *hn = pre ? apply_activation(S, pre, layer_arg(inst, "activation"), loc) : NULL;
+    char why[256] = "";
+    ir_node *outs[2] = {hn, hn};
+    bool ok = hn && ir_scan_finish(scan, 2, outs, why, sizeof why);
+    *b = saved;
+    if (!ok) {
+        if (*why) sema_error(S, loc, "SimpleRNN: %s", why);
+        return NULL;
+    }
+    ir_node *ops[3] = {ir_const(b, 0, ir_shape_of(1, ud, true)), xw, R};
+    (void)T;
+    return sv_tensor(S, NODE(ir_scan_apply(b, scan, ops, seqs ? 1 : 0), w), NULL, loc);
+}

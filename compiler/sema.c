@@ -332,6 +332,7 @@ static const struct { const char *name; kd_init_kind kind; } initializers[] = {
     {"lecun_uniform", INIT_LECUN_UNIFORM}, {"lecun_normal", INIT_LECUN_NORMAL},
     {"random_uniform", INIT_RANDOM_UNIFORM}, {"random_normal", INIT_RANDOM_NORMAL},
     {"uniform", INIT_RANDOM_UNIFORM}, {"normal", INIT_RANDOM_NORMAL},   /* Keras' short names */
+    {"orthogonal", INIT_ORTHOGONAL},
 };
 
 /* An initializer: a name (he_normal), a number (a constant), or a call with
@@ -360,6 +361,7 @@ static bool init_from_expr(sema *S, const ast_expr *e, kd_init *out)
         out->kind = initializers[i].kind;
         if (out->kind == INIT_RANDOM_UNIFORM) { out->a = -0.05; out->b = 0.05; }
         if (out->kind == INIT_RANDOM_NORMAL) { out->a = 0; out->b = 0.05; }
+        if (out->kind == INIT_ORTHOGONAL) out->a = 1;
         for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++) {
             const ast_arg *arg = &e->args[k];
             sv *v = sema_eval(S, arg->value);
@@ -371,6 +373,7 @@ static bool init_from_expr(sema *S, const ast_expr *e, kd_init *out)
             else if (out->kind == INIT_RANDOM_UNIFORM && (!strcmp(key, "maxval") || (!arg->key && k == 1))) out->b = x;
             else if (out->kind == INIT_RANDOM_NORMAL && (!strcmp(key, "mean") || (!arg->key && k == 0))) out->a = x;
             else if (out->kind == INIT_RANDOM_NORMAL && (!strcmp(key, "stddev") || (!arg->key && k == 1))) out->b = x;
+            else if (out->kind == INIT_ORTHOGONAL && (!strcmp(key, "gain") || (!arg->key && k == 0))) out->a = x;
             else if (strcmp(key, "seed") != 0) {
                 sema_error(S, arg->loc, "initializer %s takes no argument '%s'", name, arg->key ? arg->key : "here");
                 return false;

@@ -748,6 +748,34 @@ START_TEST(source_embedding)
 }
 END_TEST
 
+/* SimpleRNN: a scan over time (compiler/ops/scan.c) whose vjp is a scan the
+ * other way; stacked, reversed and final states, fed by token embeddings. */
+START_TEST(source_simple_rnn)
+{
+    check_source_grads("model rnn {\n"
+                       "    input x: [4, 3]\n"
+                       "    s = SimpleRNN(3, return_sequences: true)\n"
+                       "    a = SimpleRNN(s, 2, activation: sigmoid)\n"
+                       "    b = SimpleRNN(x, 2, go_backwards: true, use_bias: false)\n"
+                       "    output y = Dense(Concatenate([a, b]), 3, activation: softmax)\n"
+                       "}\n"
+                       "train rnn {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 3);
+    check_source_grads("model tokrnn {\n"
+                       "    input t: i32[5]\n"
+                       "    Embedding(6, 3)\n"
+                       "    SimpleRNN(4)\n"
+                       "    output y = Dense(2, activation: softmax)\n"
+                       "}\n"
+                       "train tokrnn {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 2);
+}
+END_TEST
+
 /* Keras' regularizers add their penalties to the training loss: with the
  * same weights and data, the loss with them minus the loss without is
  * 0.01 sum(k^2) + 0.02 sum(|b|) + 0.001 sum(|y|) + 0.003 sum(y^2), y the
@@ -906,6 +934,7 @@ static Suite *autodiff_suite(void)
     tcase_add_test(t, gaussian_noise_draws);
     tcase_add_test(t, source_keras_layers);
     tcase_add_test(t, source_embedding);
+    tcase_add_test(t, source_simple_rnn);
     tcase_add_test(t, source_linear_regression);
     suite_add_tcase(s, t);
     return s;
