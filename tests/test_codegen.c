@@ -1117,6 +1117,45 @@ START_TEST(embedding_c)
 }
 END_TEST
 
+/* A recurrent layer is one loop over time: its model.c for 10 steps and for
+ * 1,000 is the same text but for the numbers, and its Cortex-M4 code (firmware:
+ * --inference-only, freestanding) the same size within a few immediates. */
+START_TEST(scan_code_size)
+{
+    const char *dir = tu_tmpdir("cg-scan");
+    long text[2];
+    char *src[2];
+    for (int i = 0; i < 2; i++) {
+        int T = i ? 1000 : 10;
+        char kdsl[256], path[4300];
+        snprintf(kdsl, sizeof kdsl, "model r {\n    input x: [%d, 8]\n    SimpleRNN(16)\n    output y = Dense(2)\n}\n", T);
+        snprintf(path, sizeof path, "%s/r%d.kdsl", dir, T);
+        ck_assert_int_eq(tu_write(path, kdsl, strlen(kdsl)), 0);
+        SH("cd %s && %s compile r%d.kdsl -o r%d.c --inference-only --batch 1 --no-workspace && "
+           "arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -ffreestanding "
+           "-std=c99 -Wall -Wextra -Wpedantic -Werror -O2 -I%s -c r%d.c -o r%d.o",
+           dir, tu_kdslc(), T, T, tu_src("runtime"), T, T);
+        char *out = NULL;
+        ck_assert_int_eq(RUN(&out, "cd %s && arm-none-eabi-size r%d.o | tail -1", dir, T), 0);
+        text[i] = strtol(out, NULL, 10);
+        free(out);
+        snprintf(path, sizeof path, "%s/r%d.c", dir, T);
+        src[i] = read_text(path);
+        for (char *c = src[i], *o = src[i]; ; c++) {   /* every number becomes one '#' */
+            if (*c >= '0' && *c <= '9') {
+                while (c[1] >= '0' && c[1] <= '9') c++;
+                *o++ = '#';
+            } else if (!(*o++ = *c)) break;
+        }
+    }
+    ck_assert_msg(!strcmp(src[0], src[1]), "model.c for 10 and 1000 steps differ beyond their numbers");
+    ck_assert_msg(text[0] > 0 && labs(text[1] - text[0]) <= 64, "Cortex-M4 text: %ld bytes for 10 steps, %ld for 1000",
+                  text[0], text[1]);
+    free(src[0]);
+    free(src[1]);
+}
+END_TEST
+
 /* The same input gives the same bytes: two runs of kdslc compile, and the f64
  * and inference-only variants, on every sample. */
 START_TEST(deterministic)
@@ -1486,6 +1525,7 @@ static Suite *codegen_suite(void)
     tcase_add_test(t, init_values);
     tcase_add_test(t, cortex_m4);
     tcase_add_test(t, embedding_c);
+    tcase_add_test(t, scan_code_size);
     tcase_add_test(t, deterministic);
     tcase_add_loop_test(t, samples_compile, 0, 2);
     tcase_add_test(t, embed_weights);
