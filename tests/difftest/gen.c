@@ -230,7 +230,7 @@ static int concat(gen *g)
     int cand[DT_MAX_VALUES], n = 0;
     for (int v = 0; v < g->p->nval; v++) {
         const dt_shape *s = &g->p->val[v];
-        bool ok = s->rank == sx.rank;
+        bool ok = s->rank == sx.rank && (v >= g->p->ninputs || !g->p->i32[v]);   /* token ids are no partner */
         for (int i = 0; ok && i < s->rank; i++) ok = i == axis - 1 || s->d[i] == sx.d[i];
         if (ok) cand[n++] = v;
     }
@@ -606,6 +606,29 @@ static void embed_tokens(gen *g, uint64_t seed)
     if (define(g, s, 1, -1, -1, 1, &x, "Embedding($0, %d, %d)", vocab, dim) < 0) p->i32[0] = false;
 }
 
+/* A loop over time: in about one program in five (another stream of its
+ * own), the first statement runs a SimpleRNN over a sequence ([T, F]: input
+ * 0, made one, or token embeddings), with or without every step's state,
+ * one way or the other over time. */
+static void recurrent(gen *g, uint64_t seed)
+{
+    uint64_t h = kdk_mix64(seed ^ 0x726e6e73ULL);
+    if (h % 5 != 0) return;
+    dt_program *p = g->p;
+    int x = p->nval - 1;
+    if (!p->i32[0]) {   /* input 0 becomes a sequence */
+        x = 0;
+        p->val[0] = (dt_shape){2, {1 + (int)((h >> 24) % 6), 1 + (int)((h >> 28) % 4)}};
+    }
+    if (p->val[x].rank != 2) return;
+    int units = 1 + (int)((h >> 8) % 5);
+    bool seqs = (h >> 16) & 1, back = !seqs && ((h >> 17) & 1);
+    dt_shape s = seqs ? (dt_shape){2, {p->val[x].d[0], units}} : shape1(units);
+    static const char *const acts[] = {"", ", activation: relu", ", activation: sigmoid", ", use_bias: false"};
+    define(g, s, 1, -1, -1, 1, &x, "SimpleRNN($0, %d%s%s%s)", units, seqs ? ", return_sequences: true" : "",
+           back ? ", go_backwards: true" : "", acts[(h >> 20) % 4]);
+}
+
 void dt_generate(dt_program *p, uint64_t seed, int size)
 {
     memset(p, 0, sizeof *p);
@@ -616,6 +639,7 @@ void dt_generate(dt_program *p, uint64_t seed, int size)
     if (token_program(seed)) p->ninputs = 1;
     p->nval = p->ninputs;
     if (token_program(seed)) embed_tokens(&g, seed);
+    recurrent(&g, seed);
     int (*const forms[])(gen *) = {unary, unary, unary, binary, binary, binary, fan_out, fan_out, with_weight, concat,
                                    dense, dense,
                                    shared_dense, matmul, reshape, transpose, reduce, softmax_axis, conv, conv, pool,
