@@ -97,7 +97,7 @@ bool lw_scan_kernel(lower *L, ir_node *n, lp_buf *dst)
     kd_vec *body = push_for(&g, top, step, I(&g, T));
     lp_var *t = step;
     if (s->reverse) {
-        t = lp_new_var(L->a, L->f, LP_INT, "t");
+        t = lp_new_var(L->a, L->f, LP_INT, "back");   /* not "t": arena buffers are t<id> */
         kd_vec_push(L->a, body, lp_let(L->a, t, lp_bin(L->a, LP_SUB, I(&g, T - 1), V(&g, step))));
     }
     for (int i = K; i < K + S; i++) step_copy(&g, body, &n->in[i]->shape, V(&g, t), args[i], NULL, NULL, NULL, n->in[i], false);
