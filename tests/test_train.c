@@ -420,7 +420,8 @@ END_TEST
 /* samples/text_bag.kdsl on token ids: an Embedding + GlobalAveragePooling1D
  * + Dense model learns whether most of a text's tokens are high ids (50..99)
  * from int32 .npy arrays (texts of 5 to 20 tokens, 0 padding the rest), to
- * at least 90% validation accuracy; evaluate and predict read int64 ids. */
+ * at least 90% validation accuracy; evaluate and predict read int64 ids.
+ * samples/text_rnn.kdsl (Embedding + SimpleRNN) learns it too. */
 START_TEST(text_bag_learns_tokens)
 {
     const char *dir = tu_tmpdir("text_bag");
@@ -484,6 +485,23 @@ START_TEST(text_bag_learns_tokens)
     }
     ck_assert_msg(right >= 0.9 * N, "predict: %d of %d right", right, N);
     kdh_tensor_free(&p);
+
+    /* samples/text_rnn.kdsl: the same task read in order by a SimpleRNN (a loop over 20 steps) */
+    rc = tu_kdslc_run(&out, "train %s --data %s,%s --history %s", tu_src("samples/text_rnn.kdsl"), tu_path(dir, "x.npy"),
+                      tu_path(dir, "y.npy"), tu_path(dir, "r.json"));
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    h = tu_read(tu_path(dir, "r.json"), NULL);
+    ck_assert_ptr_nonnull(h);
+    l = strstr(h, "\"loss\"");
+    const char *ta = strstr(h, "\"accuracy\"");
+    ck_assert_msg(l && ta, "%s", h);
+    first_loss = strtod(strchr(l, '[') + 1, NULL);
+    for (const char *q = strchr(l, '['); q && *q != ']'; q = strpbrk(q + 1, ",]")) last_loss = strtod(q + 1, NULL);
+    for (const char *q = strchr(ta, '['); q && *q != ']'; q = strpbrk(q + 1, ",]")) acc = strtod(q + 1, NULL);
+    ck_assert_msg(last_loss < first_loss / 2 && acc >= 0.9, "text_rnn: loss %g -> %g, accuracy %g:\n%s", first_loss,
+                  last_loss, acc, h);
+    free(h);
 }
 END_TEST
 
