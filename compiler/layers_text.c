@@ -69,7 +69,21 @@ sv *embedding_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
             S->m->input_rows_layer[i] = inst->name;
         }
     }
-    if (mask_zero) kd_vec_push(S->a, &S->masked, y);
+    if (mask_zero) {
+        /* the mask: 1 where the token is not 0, as a gather from [0, 1, 1, ...] */
+        int64_t ones[2] = {rows - 1, 1}, one[2] = {1, 1};
+        ir_node *flags = ir_const(&S->b, rows > 1 ? 1 : 0, ir_shape_of(2, rows > 1 ? ones : one, false));
+        if (flags && rows > 1) {
+            ir_attrs pad = {0};
+            pad.pad_lo[0] = 1;
+            flags = NODE(ir_make(&S->b, IR_PAD, 1, &flags, &pad), "Embedding");
+        }
+        ir_node *fx[2] = {flags, x};
+        ir_node *m = flags ? NODE(ir_make(&S->b, IR_GATHER, 2, fx, NULL), "Embedding") : NULL;
+        if (!m) return NULL;
+        kd_vec_push(S->a, &S->masked, y);
+        kd_vec_push(S->a, &S->masks, m);
+    }
     return sv_tensor(S, y, NULL, loc);
 }
 
@@ -88,10 +102,25 @@ const layer_param simple_rnn_params[] = {
  * multiplies by R once per step. go_backwards reads the steps last to first
  * (with return_sequences the outputs would come in that order too, which
  * kdsl cannot yet turn around: an error). */
+static sv *simple_rnn(sema *S, kd_instance *inst, ir_node *x, ir_node *mask, kd_loc loc);
+
+/* A masked input (Embedding's mask_zero) is read here, not rejected. */
 sv *simple_rnn_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 {
     (void)n;
-    ir_node *x = in[0]->t;
+    ir_node *x = in[0]->t, *mask = sema_mask_of(S, x);
+    ir_node *saved = S->mask_reader;
+    S->mask_reader = mask ? x : saved;
+    sv *y = simple_rnn(S, inst, x, mask, loc);
+    S->mask_reader = saved;
+    return y;
+}
+
+/* With a mask m ([N, T, 1], 1 at a real step) a masked step keeps the state:
+ * h_t = h_{t-1} + m_t (cell - h_{t-1}), as Keras does; with return_sequences
+ * the output carries the mask on. */
+static sv *simple_rnn(sema *S, kd_instance *inst, ir_node *x, ir_node *mask, kd_loc loc)
+{
     int64_t units;
     bool use_bias = false, seqs = false, backwards = false;
     kd_init kinit = {0}, rinit = {0}, binit = {0};
@@ -129,16 +158,22 @@ sv *simple_rnn_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
     if (xw && bias) xw = NODE(ir_binary(b, IR_ADD, xw, NODE(ir_var_read(b, bias), w)), w);
     ir_node *R = NODE(ir_var_read(b, rec), w);
     if (!xw || !R) return NULL;
-    /* the cell, a scan body: carry h, sequence xw, constant R */
-    ir_scan *scan = ir_scan_new(S->a, b->g->vars, 1, 1, 1, backwards);
+    /* the cell, a scan body: carry h, sequences xw (and the mask), constant R */
+    int nseq = mask ? 2 : 1;
+    ir_scan *scan = ir_scan_new(S->a, b->g->vars, 1, nseq, 1, backwards);
     ir_builder saved = *b;
     b->g = scan->body;
-    int64_t ud[1] = {units};
+    int64_t ud[1] = {units}, one[1] = {1};
     ir_node *h = NODE(ir_scan_arg(b, scan, 0, ir_shape_of(1, ud, true)), w);
     ir_node *xt = NODE(ir_scan_arg(b, scan, 1, ir_shape_of(1, ud, true)), w);
-    ir_node *r = NODE(ir_scan_arg(b, scan, 2, R->shape), w);
+    ir_node *r = NODE(ir_scan_arg(b, scan, 1 + nseq, R->shape), w);
     ir_node *pre = h && xt && r ? NODE(ir_binary(b, IR_ADD, xt, NODE(ir_matmul(b, h, r, false, false), w)), w) : NULL;
     ir_node *hn = pre ? apply_activation(S, pre, layer_arg(inst, "activation"), loc) : NULL;
+    if (hn && mask) {
+        ir_node *mt = NODE(ir_scan_arg(b, scan, 2, ir_shape_of(1, one, true)), w);
+        hn = mt ? NODE(ir_binary(b, IR_ADD, h, NODE(ir_binary(b, IR_MUL, mt, NODE(ir_binary(b, IR_SUB, hn, h), w)), w)), w)
+                : NULL;
+    }
     char why[256] = "";
     ir_node *outs[2] = {hn, hn};
     bool ok = hn && ir_scan_finish(scan, 2, outs, why, sizeof why);
@@ -147,7 +182,12 @@ sv *simple_rnn_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
         if (*why) sema_error(S, loc, "SimpleRNN: %s", why);
         return NULL;
     }
-    ir_node *ops[3] = {ir_const(b, 0, ir_shape_of(1, ud, true)), xw, R};
+    ir_node *ops[4] = {ir_const(b, 0, ir_shape_of(1, ud, true)), xw, mask ? mask : R, R};
     (void)T;
-    return sv_tensor(S, NODE(ir_scan_apply(b, scan, ops, seqs ? 1 : 0), w), NULL, loc);
+    ir_node *y = NODE(ir_scan_apply(b, scan, ops, seqs ? 1 : 0), w);
+    if (y && mask && seqs) {
+        kd_vec_push(S->a, &S->masked, y);
+        kd_vec_push(S->a, &S->masks, mask);
+    }
+    return y ? sv_tensor(S, y, NULL, loc) : NULL;
 }

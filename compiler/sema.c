@@ -135,16 +135,23 @@ int sema_axis(sema *S, int64_t axis, int rank, kd_loc loc)
     return (int)a;
 }
 
+ir_node *sema_mask_of(sema *S, const ir_node *x)
+{
+    for (int k = 0; k < S->masked.len; k++)
+        if (S->masked.items[k] == x) return S->masks.items[k];
+    return NULL;
+}
+
 ir_node *sema_check_node(sema *S, ir_node *n, kd_loc loc, const char *what)
 {
     if (n && S->masked.len) {
         /* mask_zero: nothing reads masks yet, so a layer that would ignore one is an error */
         for (int i = 0; i < n->nin; i++)
             for (int k = 0; k < S->masked.len; k++)
-                if (n->in[i] == S->masked.items[k]) {
-                    sema_error(S, loc, "%s reads %s's output, which carries a mask (mask_zero: true), and no "
-                               "layer reads masks yet (the recurrent layers will); %s would ignore it: "
-                               "remove mask_zero", what, n->in[i]->layer ? n->in[i]->layer : "an Embedding", what);
+                if (n->in[i] == S->masked.items[k] && n->in[i] != S->mask_reader) {
+                    sema_error(S, loc, "%s reads %s's output, which carries a mask (mask_zero: true); only "
+                               "the recurrent layers read masks (SimpleRNN), and %s would ignore it: remove "
+                               "mask_zero", what, n->in[i]->layer ? n->in[i]->layer : "an Embedding", what);
                     return NULL;
                 }
     }

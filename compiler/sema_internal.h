@@ -99,8 +99,11 @@ typedef struct sema {
     int64_t program_budget;       /* statements left for all the program's models */
     bool budget_is_program;       /* budget is what program_budget left, not a model's own */
     kd_vec call_stack;            /* const ast_item*: blocks/layers/models being expanded */
-    kd_vec masked;                /* ir_node*: values with a mask (Embedding's mask_zero); no op
-                                   * reads masks yet, so sema_check_node rejects their users */
+    kd_vec masked;                /* ir_node*: values with a mask (Embedding's mask_zero) ... */
+    kd_vec masks;                 /* ir_node*: ... and their masks, [N, T, 1], 1 at a real step;
+                                   * only the recurrent layers read masks, so sema_check_node
+                                   * rejects any other user of a masked value */
+    ir_node *mask_reader;         /* the masked value a recurrent layer is reading (allowed) */
 } sema;
 
 /* sema.c */
@@ -150,6 +153,9 @@ const layer_def *layer_find(const char *name);
 int layer_names(const char **out, int max);
 sv *layer_arg(const kd_instance *inst, const char *name);
 ir_node *apply_activation(sema *S, ir_node *x, const sv *act, kd_loc loc);
+
+/* The mask of a value (sema.c), or NULL. */
+ir_node *sema_mask_of(sema *S, const ir_node *x);
 
 /* layers_text.c: Embedding (and, next, the recurrent layers); rows of layers.c's table. */
 extern const layer_param embedding_params[], simple_rnn_params[];

@@ -773,6 +773,18 @@ START_TEST(source_simple_rnn)
                        "    loss: CategoricalCrossentropy()\n"
                        "    optimizer: SGD(learning_rate: 0.1)\n"
                        "}\n", 2);
+    /* mask_zero: a masked step keeps the state (the fed ids include 0) */
+    check_source_grads("model maskrnn {\n"
+                       "    input t: i32[6]\n"
+                       "    Embedding(4, 3, mask_zero: true)\n"
+                       "    SimpleRNN(3, return_sequences: true)\n"
+                       "    SimpleRNN(2, go_backwards: true)\n"
+                       "    output y = Dense(2, activation: softmax)\n"
+                       "}\n"
+                       "train maskrnn {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 2);
 }
 END_TEST
 
