@@ -214,6 +214,23 @@ static void classify(lower *L)
             return;
         }
     }
+    /* The results of one loop over time (a scan node per result), and of its
+     * trace (the same loop with more per-step results, for the vjp): one loop. */
+    for (int id = 0; id < g->nodes.len; id++) {
+        ir_node *x = g->nodes.items[id];
+        if (x->op != IR_SCAN || L->n[id].cls != LW_KERNEL) continue;
+        const ir_scan *s = x->attr.scan;
+        for (int j = id + 1; j < g->nodes.len; j++) {
+            ir_node *y = g->nodes.items[j];
+            const ir_scan *t = y->op == IR_SCAN ? y->attr.scan : NULL;
+            bool same = t && L->n[j].cls == LW_KERNEL && (t == s || t == s->trace || t->trace == s) && y->nin == x->nin;
+            for (int k = 0; same && k < x->nin; k++) same = y->in[k] == x->in[k];
+            if (!same) continue;
+            L->n[j].cls = LW_PARTNER;
+            L->n[j].root = x;
+            kd_vec_push(L->a, &L->n[id].results, y);
+        }
+    }
     /* The loss and its gradient from the same logits: one softmax pass. */
     for (int id = 0; id < g->nodes.len; id++) {
         ir_node *x = g->nodes.items[id];
@@ -421,6 +438,10 @@ static bool generate(lower *L)
         case LW_KERNEL:
             if (!w->buf) w->buf = node_buf(L, n);
             if (w->partner && !L->n[w->partner->id].buf) L->n[w->partner->id].buf = node_buf(L, w->partner);
+            for (int r = 0; r < w->results.len; r++) {
+                lw_node *pw = &L->n[((ir_node *)w->results.items[r])->id];
+                if (!pw->buf) pw->buf = node_buf(L, w->results.items[r]);
+            }
             L->k = lp_new_kernel(L->a, L->f, kernel_what(L, n), n->loc, n->layer);
             if (L->k->index != w->slot) return lw_fail(L, "internal: kernel %d scheduled at %d", L->k->index, w->slot);
             if (lw_is_call_op(n)) lw_call_kernel(L, n, w->buf);

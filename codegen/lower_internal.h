@@ -14,7 +14,8 @@ typedef enum lw_class {
     LW_INLINE,             /* elementwise, computed inside its one user's loop nest */
     LW_KERNEL,             /* written to its buffer by a kernel of its own */
     LW_PARTNER,            /* written by another node's kernel (root): softmax_xent_grad by the
-                            * softmax_xent call that computes the loss from the same logits */
+                            * softmax_xent call that computes the loss from the same logits; a
+                            * scan's other results by the loop that computes its first */
 } lw_class;
 
 typedef struct lw_node {
@@ -23,6 +24,7 @@ typedef struct lw_node {
     int slot;              /* KERNEL: its kernel's index; INLINE: its root's */
     ir_node *root;         /* INLINE: the KERNEL node whose loop computes it; PARTNER: whose call */
     ir_node *partner;      /* KERNEL: a PARTNER node its kernel also writes */
+    kd_vec results;        /* KERNEL scan: the PARTNER scans of the same loop (ir_node*) */
     kd_vec inlined;        /* KERNEL: the INLINE nodes its loop computes, in node order */
     int nusers;            /* operand uses (an operand used twice by one node counts twice) */
     ir_node **users;

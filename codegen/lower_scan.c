@@ -10,6 +10,10 @@
  *       carry_k = body output k                    (through a copy if it is a carry itself)
  *   result = carry_k                               (result attr.index = k < K)
  *
+ * The scan nodes of one loop (the same scan and operands, one node per
+ * result: lower.c makes the later ones partners of the first) share this
+ * loop, each result written to its own buffer.
+ *
  * Constants are read where they are. Nothing inside the loop is split across
  * threads: a step needs the one before. */
 #include "lower_internal.h"
@@ -75,7 +79,11 @@ static void serial(kd_vec *body)
 
 bool lw_scan_kernel(lower *L, ir_node *n, lp_buf *dst)
 {
+    /* the loop's body: n's, or its trace's if a partner wants that (the same
+     * step with the carries it received as more per-step results) */
     const ir_scan *s = n->attr.scan;
+    for (int r = 0; r < L->n[n->id].results.len; r++)
+        if (((ir_node *)L->n[n->id].results.items[r])->attr.scan == s->trace) s = s->trace;
     sg g = {.L = L, .a = L->a};
     int K = s->ncarry, S = s->nseq, C = s->nconst, which = n->attr.index;
     int64_t T = n->in[K]->shape.dims[1];
@@ -104,8 +112,21 @@ bool lw_scan_kernel(lower *L, ir_node *n, lp_buf *dst)
     lower *B = lw_lower_body(L, s->body, args, prefix, body);
     if (!B) return false;
     ir_node *const *outs = (ir_node *const *)s->body->outputs.items;
-    /* the per-step result first: it may be a carry as the step received it */
-    if (which >= K) step_copy(&g, body, &n->shape, V(&g, t), NULL, B, outs[which], dst, NULL, true);
+    /* every result of this loop: n's and its partners' (lower.c: the scans of one loop) */
+    const kd_vec *more = &L->n[n->id].results;
+    int nres = 1 + more->len;
+    int *res = kd_alloc_array(L->a, (size_t)nres, sizeof *res);
+    lp_buf **res_buf = kd_alloc_array(L->a, (size_t)nres, sizeof *res_buf);
+    const ir_shape **res_shape = kd_alloc_array(L->a, (size_t)nres, sizeof *res_shape);
+    res[0] = which, res_buf[0] = dst, res_shape[0] = &n->shape;
+    for (int r = 1; r < nres; r++) {
+        ir_node *m = more->items[r - 1];
+        res[r] = m->attr.index, res_buf[r] = L->n[m->id].buf, res_shape[r] = &m->shape;
+        if (!res_buf[r]) return lw_fail(L, "%%%d scan: result %%%d has no buffer", n->id, m->id);
+    }
+    /* the per-step results first: one may be a carry as the step received it */
+    for (int r = 0; r < nres; r++)
+        if (res[r] >= K) step_copy(&g, body, res_shape[r], V(&g, t), NULL, B, outs[res[r]], res_buf[r], NULL, true);
     /* a carry that becomes another carry (a swap) goes through a copy of its own */
     bool swap = false;
     for (int k = 0; k < K; k++) swap |= outs[k]->op == IR_SCAN_ARG && outs[k]->attr.index != k;
@@ -125,10 +146,11 @@ bool lw_scan_kernel(lower *L, ir_node *n, lp_buf *dst)
             kd_vec_push(L->a, c, lp_store(L->a, args[k], V(&g, i), lp_load(L->a, next[k], V(&g, i)), LP_ASSIGN));
         }
     }
-    if (which < K) {
+    for (int r = 0; r < nres; r++) {
+        if (res[r] >= K) continue;
         lp_var *i = lp_new_var(L->a, L->f, LP_INT, "i");
-        kd_vec *c = push_for(&g, top, i, lw_count(L, &n->shape));
-        kd_vec_push(L->a, c, lp_store(L->a, dst, V(&g, i), lp_load(L->a, args[which], V(&g, i)), LP_ASSIGN));
+        kd_vec *c = push_for(&g, top, i, lw_count(L, res_shape[r]));
+        kd_vec_push(L->a, c, lp_store(L->a, res_buf[r], V(&g, i), lp_load(L->a, args[res[r]], V(&g, i)), LP_ASSIGN));
     }
     serial(top);
     return !L->failed;
