@@ -50,6 +50,8 @@ static lp_tensor_info *tensor_info(kd_arena *a, const kd_var *v)
     t->init_kind = v->init.kind;
     t->init_a = v->init.a;
     t->init_b = v->init.b;
+    t->init_ones_at = v->init.ones_at;
+    t->init_ones = v->init.ones;
     return t;
 }
 
@@ -172,6 +174,16 @@ static void init_var(lp_program *p, lp_func *f, const lp_tensor_info *t)
         c->args[2].e = lp_real(a, fill);
     }
     lp_stmt *s_call = lp_call_stmt(a, c);
+    if (t->init_ones > 0) {   /* then ones in a part (LSTM's forget gate bias) */
+        kd_vec_push(a, &k->body, s_call);
+        lp_call *o = kd_alloc(a, sizeof *o);
+        o->k = LP_K_INIT_FILL;
+        o->args[0].buf = b;
+        o->args[0].off = lp_int(a, t->init_ones_at);
+        o->args[1].e = lp_int(a, t->init_ones);
+        o->args[2].e = lp_real(a, 1);
+        s_call = lp_call_stmt(a, o);
+    }
     if (t->kind == 2) {
         lp_stmt *guard = lp_if(a, NULL, b);       /* opt_state may be NULL */
         kd_vec_push(a, &guard->body, s_call);

@@ -260,6 +260,7 @@ typedef struct lp_tensor_info {
     int64_t grad_offset;   /* elements into grads; -1 if none */
     int init_kind;         /* kd_init_kind */
     double init_a, init_b;
+    int64_t init_ones_at, init_ones;   /* then ones there (kd_init.ones_at, .ones) */
 } lp_tensor_info;
 
 /* A model input, output or label. */

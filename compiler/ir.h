@@ -168,6 +168,7 @@ typedef enum kd_init_kind {
 typedef struct kd_init {
     kd_init_kind kind;
     double a, b;           /* constant value; uniform [a, b]; normal mean a, stddev b */
+    int64_t ones_at, ones; /* then ones in [ones_at, ones_at + ones): LSTM's unit_forget_bias */
 } kd_init;
 
 typedef struct kd_var {

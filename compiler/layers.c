@@ -1500,6 +1500,7 @@ static const layer_def layer_table[] = {
     {"Dot", -1, dot_params, dot_apply},
     {"Embedding", 1, embedding_params, embedding_apply},
     {"SimpleRNN", 1, simple_rnn_params, simple_rnn_apply},
+    {"LSTM", 1, lstm_params, lstm_apply},
 };
 
 const layer_def *layer_find(const char *name)

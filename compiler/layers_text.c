@@ -87,107 +87,169 @@ sv *embedding_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
     return sv_tensor(S, y, NULL, loc);
 }
 
-/* ---- SimpleRNN ----------------------------------------------------------------- */
+/* ---- the recurrent layers: SimpleRNN, LSTM ----------------------------------------- */
 
 const layer_param simple_rnn_params[] = {
     {"units", NULL}, {"activation", "tanh"}, {"use_bias", "true"}, {"kernel_initializer", "glorot_uniform"},
     {"recurrent_initializer", "orthogonal"}, {"bias_initializer", "zeros"}, {"return_sequences", "false"},
     {"go_backwards", "false"}, {NULL, NULL}};
 
-/* x [N, T, F] -> h_T [N, units], or every h_t [N, T, units] with
- * return_sequences: h_t = activation(x_t W + b + h_{t-1} R), h_0 = 0, weights
- * simple_rnn_cell/kernel [F, units], recurrent_kernel [units, units], bias
- * [units]. The input projection x W + b is one matrix product over all the
- * steps; the loop over time (a scan, compiler/ops/scan.c) carries h and
- * multiplies by R once per step. go_backwards reads the steps last to first
- * (with return_sequences the outputs would come in that order too, which
- * kdsl cannot yet turn around: an error). */
-static sv *simple_rnn(sema *S, kd_instance *inst, ir_node *x, ir_node *mask, kd_loc loc);
+const layer_param lstm_params[] = {
+    {"units", NULL}, {"activation", "tanh"}, {"recurrent_activation", "sigmoid"}, {"use_bias", "true"},
+    {"kernel_initializer", "glorot_uniform"}, {"recurrent_initializer", "orthogonal"}, {"bias_initializer", "zeros"},
+    {"unit_forget_bias", "true"}, {"return_sequences", "false"}, {"go_backwards", "false"}, {NULL, NULL}};
 
-/* A masked input (Embedding's mask_zero) is read here, not rejected. */
-sv *simple_rnn_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
-{
-    (void)n;
-    ir_node *x = in[0]->t, *mask = sema_mask_of(S, x);
-    ir_node *saved = S->mask_reader;
-    S->mask_reader = mask ? x : saved;
-    sv *y = simple_rnn(S, inst, x, mask, loc);
-    S->mask_reader = saved;
-    return y;
-}
+typedef enum cell_kind { CELL_SIMPLE, CELL_LSTM } cell_kind;
 
-/* With a mask m ([N, T, 1], 1 at a real step) a masked step keeps the state:
- * h_t = h_{t-1} + m_t (cell - h_{t-1}), as Keras does; with return_sequences
- * the output carries the mask on. */
-static sv *simple_rnn(sema *S, kd_instance *inst, ir_node *x, ir_node *mask, kd_loc loc)
+/* One recurrent layer over x [N, T, F]: the input projection of every step
+ * at once, x kernel + bias [N, T, gates * units] (one matrix product), then
+ * a scan (compiler/ops/scan.c) whose body is the cell, carrying its state
+ * and multiplying by recurrent_kernel [units, gates * units] once per step:
+ *
+ *   SimpleRNN  h = activation(z)                                 z = x_t W + b + h R
+ *   LSTM       i, f, g, o = z's quarters (Keras' gate order)
+ *              c = sigmoid'(f) c + sigmoid'(i) activation(g),  h = sigmoid'(o) activation(c)
+ *              (sigmoid' the recurrent_activation)
+ *
+ * from zero states; the result is the last h, or every h with
+ * return_sequences. Weights <cell>/kernel, recurrent_kernel, bias as Keras
+ * names them (lstm/lstm_cell/kernel). With a mask (Embedding's mask_zero,
+ * [N, T, 1]) a masked step keeps every state: s + m (s' - s). go_backwards
+ * reads the steps last to first (with return_sequences the outputs would
+ * come in that order too, which kdsl cannot yet turn around: an error). */
+static sv *recurrent(sema *S, kd_instance *inst, ir_node *x, ir_node *mask, cell_kind kind, kd_loc loc)
 {
+    const char *w = inst->type, *cell = kind == CELL_LSTM ? "lstm_cell" : "simple_rnn_cell";
+    int gates = kind == CELL_LSTM ? 4 : 1, K = kind == CELL_LSTM ? 2 : 1;
     int64_t units;
-    bool use_bias = false, seqs = false, backwards = false;
+    bool use_bias = false, seqs = false, backwards = false, forget = false;
     kd_init kinit = {0}, rinit = {0}, binit = {0};
     if (!count_arg(S, inst, "units", 1, &units) ||
-        !sv_as_bool(S, layer_arg(inst, "use_bias"), &use_bias, "SimpleRNN argument 'use_bias'") ||
-        !sv_as_bool(S, layer_arg(inst, "return_sequences"), &seqs, "SimpleRNN argument 'return_sequences'") ||
-        !sv_as_bool(S, layer_arg(inst, "go_backwards"), &backwards, "SimpleRNN argument 'go_backwards'") ||
+        !sv_as_bool(S, layer_arg(inst, "use_bias"), &use_bias, kd_format(S->a, "%s argument 'use_bias'", w)) ||
+        !sv_as_bool(S, layer_arg(inst, "return_sequences"), &seqs, kd_format(S->a, "%s argument 'return_sequences'", w)) ||
+        !sv_as_bool(S, layer_arg(inst, "go_backwards"), &backwards, kd_format(S->a, "%s argument 'go_backwards'", w)) ||
+        (kind == CELL_LSTM &&
+         !sv_as_bool(S, layer_arg(inst, "unit_forget_bias"), &forget, "LSTM argument 'unit_forget_bias'")) ||
         !sema_init_from(S, layer_arg(inst, "kernel_initializer"), &kinit) ||
         !sema_init_from(S, layer_arg(inst, "recurrent_initializer"), &rinit) ||
         !sema_init_from(S, layer_arg(inst, "bias_initializer"), &binit))
         return NULL;
     if (!x->shape.batched || x->shape.rank != 3) {
         char buf[128];
-        sema_error(S, loc, "SimpleRNN expects a sequence [steps, features] per sample, got %s",
+        sema_error(S, loc, "%s expects a sequence [steps, features] per sample, got %s", w,
                    ir_shape_sample(&x->shape, buf, sizeof buf));
         return NULL;
     }
     if (backwards && seqs) {
-        sema_error(S, loc, "SimpleRNN with go_backwards and return_sequences is not supported yet (its outputs "
-                           "would come last step first)");
+        sema_error(S, loc, "%s with go_backwards and return_sequences is not supported yet (its outputs would "
+                           "come last step first)", w);
         return NULL;
     }
-    int64_t F = x->shape.dims[2], T = x->shape.dims[1], kd[2] = {F, units}, rd[2] = {units, units};
-    kd_var *kernel = sema_new_var(S, inst, "simple_rnn_cell/kernel", VAR_WEIGHT, ir_shape_of(2, kd, false), kinit, true, loc);
-    kd_var *rec = sema_new_var(S, inst, "simple_rnn_cell/recurrent_kernel", VAR_WEIGHT, ir_shape_of(2, rd, false), rinit,
-                               true, loc);
-    kd_var *bias = use_bias ? sema_new_var(S, inst, "simple_rnn_cell/bias", VAR_WEIGHT, ir_shape_of(1, &units, false),
-                                           binit, true, loc)
+    if (units * gates > ((int64_t)1 << 31)) {
+        sema_error(S, loc, "%s has too many units", w);
+        return NULL;
+    }
+    if (forget) {   /* Keras: the forget gate's quarter of the bias starts at one */
+        binit.ones_at = units;
+        binit.ones = units;
+    }
+    int64_t gu = gates * units, F = x->shape.dims[2], kd[2] = {F, gu}, rd[2] = {units, gu};
+    kd_var *kernel = sema_new_var(S, inst, kd_format(S->a, "%s/kernel", cell), VAR_WEIGHT, ir_shape_of(2, kd, false),
+                                  kinit, true, loc);
+    kd_var *rec = sema_new_var(S, inst, kd_format(S->a, "%s/recurrent_kernel", cell), VAR_WEIGHT,
+                               ir_shape_of(2, rd, false), rinit, true, loc);
+    kd_var *bias = use_bias ? sema_new_var(S, inst, kd_format(S->a, "%s/bias", cell), VAR_WEIGHT,
+                                           ir_shape_of(1, &gu, false), binit, true, loc)
                             : NULL;
     if (!kernel || !rec || (use_bias && !bias)) return NULL;
     ir_builder *b = &S->b;
-    const char *w = "SimpleRNN";
-    /* every step's input projection at once: [N, T, units] */
     ir_node *xw = NODE(ir_matmul(b, x, NODE(ir_var_read(b, kernel), w), false, false), w);
     if (xw && bias) xw = NODE(ir_binary(b, IR_ADD, xw, NODE(ir_var_read(b, bias), w)), w);
     ir_node *R = NODE(ir_var_read(b, rec), w);
     if (!xw || !R) return NULL;
-    /* the cell, a scan body: carry h, sequences xw (and the mask), constant R */
+    /* the cell, a scan body: carries (h[, c]), sequences xw[, mask], constant R */
     int nseq = mask ? 2 : 1;
-    ir_scan *scan = ir_scan_new(S->a, b->g->vars, 1, nseq, 1, backwards);
+    ir_scan *scan = ir_scan_new(S->a, b->g->vars, K, nseq, 1, backwards);
     ir_builder saved = *b;
     b->g = scan->body;
-    int64_t ud[1] = {units}, one[1] = {1};
-    ir_node *h = NODE(ir_scan_arg(b, scan, 0, ir_shape_of(1, ud, true)), w);
-    ir_node *xt = NODE(ir_scan_arg(b, scan, 1, ir_shape_of(1, ud, true)), w);
-    ir_node *r = NODE(ir_scan_arg(b, scan, 1 + nseq, R->shape), w);
-    ir_node *pre = h && xt && r ? NODE(ir_binary(b, IR_ADD, xt, NODE(ir_matmul(b, h, r, false, false), w)), w) : NULL;
-    ir_node *hn = pre ? apply_activation(S, pre, layer_arg(inst, "activation"), loc) : NULL;
-    if (hn && mask) {
-        ir_node *mt = NODE(ir_scan_arg(b, scan, 2, ir_shape_of(1, one, true)), w);
-        hn = mt ? NODE(ir_binary(b, IR_ADD, h, NODE(ir_binary(b, IR_MUL, mt, NODE(ir_binary(b, IR_SUB, hn, h), w)), w)), w)
-                : NULL;
+    int64_t ud[1] = {units}, gd[1] = {gu}, one[1] = {1};
+    ir_shape us = ir_shape_of(1, ud, true);
+    ir_node *st[2] = {NULL, NULL}, *next[2] = {NULL, NULL};
+    for (int k = 0; k < K; k++) st[k] = NODE(ir_scan_arg(b, scan, k, us), w);
+    ir_node *xt = NODE(ir_scan_arg(b, scan, K, ir_shape_of(1, gd, true)), w);
+    ir_node *r = NODE(ir_scan_arg(b, scan, K + nseq, R->shape), w);
+    ir_node *z = st[0] && xt && r ? NODE(ir_binary(b, IR_ADD, xt, NODE(ir_matmul(b, st[0], r, false, false), w)), w)
+                                  : NULL;
+    const sv *act = layer_arg(inst, "activation");
+    if (z && kind == CELL_SIMPLE) next[0] = apply_activation(S, z, act, loc);
+    if (z && kind == CELL_LSTM) {
+        ir_node *q[4];
+        for (int j = 0; j < 4; j++) {
+            ir_attrs a = {0};
+            a.begin[1] = j * units;
+            a.size[0] = IR_BATCH;
+            a.size[1] = units;
+            q[j] = NODE(ir_make(b, IR_SLICE, 1, &z, &a), w);
+            if (q[j] && j != 2) q[j] = apply_activation(S, q[j], layer_arg(inst, "recurrent_activation"), loc);
+        }
+        ir_node *g = q[2] ? apply_activation(S, q[2], act, loc) : NULL;
+        ir_node *c = q[0] && q[1] && g && st[1]
+                         ? NODE(ir_binary(b, IR_ADD, NODE(ir_binary(b, IR_MUL, q[1], st[1]), w),
+                                          NODE(ir_binary(b, IR_MUL, q[0], g), w)), w)
+                         : NULL;
+        ir_node *tc = c ? apply_activation(S, c, act, loc) : NULL;
+        next[0] = tc && q[3] ? NODE(ir_binary(b, IR_MUL, q[3], tc), w) : NULL;
+        next[1] = c;
+    }
+    if (mask) {
+        ir_node *mt = NODE(ir_scan_arg(b, scan, K + 1, ir_shape_of(1, one, true)), w);
+        for (int k = 0; k < K; k++)
+            next[k] = mt && next[k] ? NODE(ir_binary(b, IR_ADD, st[k], NODE(ir_binary(b, IR_MUL, mt,
+                                           NODE(ir_binary(b, IR_SUB, next[k], st[k]), w)), w)), w)
+                                    : NULL;
     }
     char why[256] = "";
-    ir_node *outs[2] = {hn, hn};
-    bool ok = hn && ir_scan_finish(scan, 2, outs, why, sizeof why);
+    ir_node *outs[3] = {next[0], next[1], next[0]};
+    if (K == 1) outs[1] = next[0];
+    bool ok = next[0] && (K == 1 || next[1]) && ir_scan_finish(scan, K + 1, outs, why, sizeof why);
     *b = saved;
     if (!ok) {
-        if (*why) sema_error(S, loc, "SimpleRNN: %s", why);
+        if (*why) sema_error(S, loc, "%s: %s", w, why);
         return NULL;
     }
-    ir_node *ops[4] = {ir_const(b, 0, ir_shape_of(1, ud, true)), xw, mask ? mask : R, R};
-    (void)T;
-    ir_node *y = NODE(ir_scan_apply(b, scan, ops, seqs ? 1 : 0), w);
-    if (y && mask && seqs) {
+    ir_node *ops[5];
+    int nops = 0;
+    for (int k = 0; k < K; k++) ops[nops++] = ir_const(b, 0, us);
+    ops[nops++] = xw;
+    if (mask) ops[nops++] = mask;
+    ops[nops++] = R;
+    ir_node *y = NODE(ir_scan_apply(b, scan, ops, seqs ? K : 0), w);
+    if (y && mask && seqs) {   /* the mask goes on with every step's output */
         kd_vec_push(S->a, &S->masked, y);
         kd_vec_push(S->a, &S->masks, mask);
     }
     return y ? sv_tensor(S, y, NULL, loc) : NULL;
+}
+
+/* A masked input (Embedding's mask_zero) is read here, not rejected. */
+static sv *recurrent_apply(sema *S, kd_instance *inst, sv **in, cell_kind kind, kd_loc loc)
+{
+    ir_node *x = in[0]->t, *mask = sema_mask_of(S, x);
+    ir_node *saved = S->mask_reader;
+    S->mask_reader = mask ? x : saved;
+    sv *y = recurrent(S, inst, x, mask, kind, loc);
+    S->mask_reader = saved;
+    return y;
+}
+
+sv *simple_rnn_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return recurrent_apply(S, inst, in, CELL_SIMPLE, loc);
+}
+
+sv *lstm_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return recurrent_apply(S, inst, in, CELL_LSTM, loc);
 }

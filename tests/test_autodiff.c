@@ -773,12 +773,24 @@ START_TEST(source_simple_rnn)
                        "    loss: CategoricalCrossentropy()\n"
                        "    optimizer: SGD(learning_rate: 0.1)\n"
                        "}\n", 2);
+    /* LSTM: two carries, four gates sliced from one product, forget bias ones */
+    check_source_grads("model lstm {\n"
+                       "    input x: [4, 2]\n"
+                       "    s = LSTM(3, return_sequences: true)\n"
+                       "    a = LSTM(s, 2, recurrent_activation: hard_sigmoid, activation: softsign)\n"
+                       "    b = LSTM(x, 2, go_backwards: true, use_bias: false)\n"
+                       "    output y = Dense(Concatenate([a, b]), 3, activation: softmax)\n"
+                       "}\n"
+                       "train lstm {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 3);
     /* mask_zero: a masked step keeps the state (the fed ids include 0) */
     check_source_grads("model maskrnn {\n"
                        "    input t: i32[6]\n"
                        "    Embedding(4, 3, mask_zero: true)\n"
                        "    SimpleRNN(3, return_sequences: true)\n"
-                       "    SimpleRNN(2, go_backwards: true)\n"
+                       "    LSTM(2, go_backwards: true)\n"
                        "    output y = Dense(2, activation: softmax)\n"
                        "}\n"
                        "train maskrnn {\n"

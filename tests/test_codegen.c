@@ -1033,6 +1033,22 @@ START_TEST(init_values)
     ck_assert_msg(fabs(sqrt(var) / sqrt(2.0 / 400) - 1) < 0.02, "stddev %g, want %g", sqrt(var), sqrt(2.0 / 400));
     free(a);
     gen_free(&g);
+
+    /* LSTM: the recurrent kernel [5, 20] orthogonal (orthonormal rows), the bias
+     * zeros but the forget gate's quarter ones (unit_forget_bias) */
+    static const char lstm[] = "model l {\n  input x: [3, 2]\n  output y = LSTM(5)\n}\n";
+    gen_build(&g, "cg-init-lstm", lstm, NULL, "gcc");
+    a = gen_run(&g, "init", seed, 1, &n);
+    const double *rk = a + 2 * 20, *bias = rk + 5 * 20;
+    for (int u = 0; u < 5; u++)
+        for (int v = 0; v < 5; v++) {
+            double d = 0;
+            for (int k = 0; k < 20; k++) d += rk[u * 20 + k] * rk[v * 20 + k];
+            ck_assert_double_eq_tol(d, u == v, 1e-5);
+        }
+    for (int k = 0; k < 20; k++) ck_assert_double_eq(bias[k], k >= 5 && k < 10 ? 1 : 0);
+    free(a);
+    gen_free(&g);
 }
 END_TEST
 
