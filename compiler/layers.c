@@ -1501,6 +1501,7 @@ static const layer_def layer_table[] = {
     {"Embedding", 1, embedding_params, embedding_apply},
     {"SimpleRNN", 1, simple_rnn_params, simple_rnn_apply},
     {"LSTM", 1, lstm_params, lstm_apply},
+    {"GRU", 1, gru_params, gru_apply},
 };
 
 const layer_def *layer_find(const char *name)

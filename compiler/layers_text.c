@@ -99,7 +99,28 @@ const layer_param lstm_params[] = {
     {"kernel_initializer", "glorot_uniform"}, {"recurrent_initializer", "orthogonal"}, {"bias_initializer", "zeros"},
     {"unit_forget_bias", "true"}, {"return_sequences", "false"}, {"go_backwards", "false"}, {NULL, NULL}};
 
-typedef enum cell_kind { CELL_SIMPLE, CELL_LSTM } cell_kind;
+const layer_param gru_params[] = {
+    {"units", NULL}, {"activation", "tanh"}, {"recurrent_activation", "sigmoid"}, {"use_bias", "true"},
+    {"kernel_initializer", "glorot_uniform"}, {"recurrent_initializer", "orthogonal"}, {"bias_initializer", "zeros"},
+    {"return_sequences", "false"}, {"go_backwards", "false"}, {"reset_after", "true"}, {NULL, NULL}};
+
+typedef enum cell_kind { CELL_SIMPLE, CELL_LSTM, CELL_GRU } cell_kind;
+
+/* Columns [from, from + n) of a [rows, cols] matrix (batched or not). */
+static ir_node *columns(sema *S, ir_node *m, int64_t from, int64_t n, kd_loc loc)
+{
+    if (!m) return NULL;
+    ir_attrs a = {0};
+    a.size[0] = m->shape.dims[0];
+    a.begin[1] = from;
+    a.size[1] = n;
+    return NODE(ir_make(&S->b, IR_SLICE, 1, &m, &a), "recurrent cell");
+}
+
+static ir_node *bin(sema *S, ir_op op, ir_node *x, ir_node *y, kd_loc loc)
+{
+    return x && y ? NODE(ir_binary(&S->b, op, x, y), "recurrent cell") : NULL;
+}
 
 /* One recurrent layer over x [N, T, F]: the input projection of every step
  * at once, x kernel + bias [N, T, gates * units] (one matrix product), then
@@ -110,6 +131,10 @@ typedef enum cell_kind { CELL_SIMPLE, CELL_LSTM } cell_kind;
  *   LSTM       i, f, g, o = z's quarters (Keras' gate order)
  *              c = sigmoid'(f) c + sigmoid'(i) activation(g),  h = sigmoid'(o) activation(c)
  *              (sigmoid' the recurrent_activation)
+ *   GRU        z, r, h~ thirds of x_t W + b_in and (reset_after) of u = h R + b_rec:
+ *              z = sigmoid'(x_z + u_z), r = sigmoid'(x_r + u_r), h~ = activation(x_h + r u_h);
+ *              without reset_after (one bias): u_z = h R_z, u_r = h R_r, and
+ *              h~ = activation(x_h + (r h) R_h);   h = z h + (1 - z) h~
  *
  * from zero states; the result is the last h, or every h with
  * return_sequences. Weights <cell>/kernel, recurrent_kernel, bias as Keras
@@ -119,10 +144,11 @@ typedef enum cell_kind { CELL_SIMPLE, CELL_LSTM } cell_kind;
  * come in that order too, which kdsl cannot yet turn around: an error). */
 static sv *recurrent(sema *S, kd_instance *inst, ir_node *x, ir_node *mask, cell_kind kind, kd_loc loc)
 {
-    const char *w = inst->type, *cell = kind == CELL_LSTM ? "lstm_cell" : "simple_rnn_cell";
-    int gates = kind == CELL_LSTM ? 4 : 1, K = kind == CELL_LSTM ? 2 : 1;
+    const char *w = inst->type;
+    const char *cell = kind == CELL_LSTM ? "lstm_cell" : kind == CELL_GRU ? "gru_cell" : "simple_rnn_cell";
+    int gates = kind == CELL_LSTM ? 4 : kind == CELL_GRU ? 3 : 1, K = kind == CELL_LSTM ? 2 : 1;
     int64_t units;
-    bool use_bias = false, seqs = false, backwards = false, forget = false;
+    bool use_bias = false, seqs = false, backwards = false, forget = false, reset_after = false;
     kd_init kinit = {0}, rinit = {0}, binit = {0};
     if (!count_arg(S, inst, "units", 1, &units) ||
         !sv_as_bool(S, layer_arg(inst, "use_bias"), &use_bias, kd_format(S->a, "%s argument 'use_bias'", w)) ||
@@ -130,6 +156,8 @@ static sv *recurrent(sema *S, kd_instance *inst, ir_node *x, ir_node *mask, cell
         !sv_as_bool(S, layer_arg(inst, "go_backwards"), &backwards, kd_format(S->a, "%s argument 'go_backwards'", w)) ||
         (kind == CELL_LSTM &&
          !sv_as_bool(S, layer_arg(inst, "unit_forget_bias"), &forget, "LSTM argument 'unit_forget_bias'")) ||
+        (kind == CELL_GRU &&
+         !sv_as_bool(S, layer_arg(inst, "reset_after"), &reset_after, "GRU argument 'reset_after'")) ||
         !sema_init_from(S, layer_arg(inst, "kernel_initializer"), &kinit) ||
         !sema_init_from(S, layer_arg(inst, "recurrent_initializer"), &rinit) ||
         !sema_init_from(S, layer_arg(inst, "bias_initializer"), &binit))
@@ -153,23 +181,40 @@ static sv *recurrent(sema *S, kd_instance *inst, ir_node *x, ir_node *mask, cell
         binit.ones_at = units;
         binit.ones = units;
     }
-    int64_t gu = gates * units, F = x->shape.dims[2], kd[2] = {F, gu}, rd[2] = {units, gu};
+    int64_t gu = gates * units, F = x->shape.dims[2], kd[2] = {F, gu}, rd[2] = {units, gu}, bd[2] = {2, gu};
+    bool two_biases = kind == CELL_GRU && reset_after;   /* Keras' GRU bias [2, 3 units]: input, recurrent */
     kd_var *kernel = sema_new_var(S, inst, kd_format(S->a, "%s/kernel", cell), VAR_WEIGHT, ir_shape_of(2, kd, false),
                                   kinit, true, loc);
     kd_var *rec = sema_new_var(S, inst, kd_format(S->a, "%s/recurrent_kernel", cell), VAR_WEIGHT,
                                ir_shape_of(2, rd, false), rinit, true, loc);
     kd_var *bias = use_bias ? sema_new_var(S, inst, kd_format(S->a, "%s/bias", cell), VAR_WEIGHT,
-                                           ir_shape_of(1, &gu, false), binit, true, loc)
+                                           two_biases ? ir_shape_of(2, bd, false) : ir_shape_of(1, &gu, false), binit,
+                                           true, loc)
                             : NULL;
     if (!kernel || !rec || (use_bias && !bias)) return NULL;
     ir_builder *b = &S->b;
     ir_node *xw = NODE(ir_matmul(b, x, NODE(ir_var_read(b, kernel), w), false, false), w);
-    if (xw && bias) xw = NODE(ir_binary(b, IR_ADD, xw, NODE(ir_var_read(b, bias), w)), w);
+    ir_node *bv = bias ? NODE(ir_var_read(b, bias), w) : NULL, *brec = NULL;
+    if (bv && two_biases) {   /* row 0 joins the input projection, row 1 the recurrent product */
+        ir_node *rows[2];
+        for (int i = 0; i < 2; i++) {
+            ir_attrs a = {0};
+            a.begin[0] = i;
+            a.size[0] = 1;
+            a.size[1] = gu;
+            rows[i] = NODE(ir_make(b, IR_SLICE, 1, &bv, &a), w);
+            rows[i] = rows[i] ? NODE(ir_reshape(b, rows[i], ir_shape_of(1, &gu, false)), w) : NULL;
+        }
+        bv = rows[0];
+        brec = rows[1];
+        if (!bv || !brec) return NULL;
+    }
+    if (xw && bv) xw = NODE(ir_binary(b, IR_ADD, xw, bv), w);
     ir_node *R = NODE(ir_var_read(b, rec), w);
     if (!xw || !R) return NULL;
     /* the cell, a scan body: carries (h[, c]), sequences xw[, mask], constant R */
     int nseq = mask ? 2 : 1;
-    ir_scan *scan = ir_scan_new(S->a, b->g->vars, K, nseq, 1, backwards);
+    ir_scan *scan = ir_scan_new(S->a, b->g->vars, K, nseq, brec ? 2 : 1, backwards);
     ir_builder saved = *b;
     b->g = scan->body;
     int64_t ud[1] = {units}, gd[1] = {gu}, one[1] = {1};
@@ -178,9 +223,35 @@ static sv *recurrent(sema *S, kd_instance *inst, ir_node *x, ir_node *mask, cell
     for (int k = 0; k < K; k++) st[k] = NODE(ir_scan_arg(b, scan, k, us), w);
     ir_node *xt = NODE(ir_scan_arg(b, scan, K, ir_shape_of(1, gd, true)), w);
     ir_node *r = NODE(ir_scan_arg(b, scan, K + nseq, R->shape), w);
-    ir_node *z = st[0] && xt && r ? NODE(ir_binary(b, IR_ADD, xt, NODE(ir_matmul(b, st[0], r, false, false), w)), w)
-                                  : NULL;
-    const sv *act = layer_arg(inst, "activation");
+    const sv *act = layer_arg(inst, "activation"), *ract = layer_arg(inst, "recurrent_activation");
+    ir_node *z = NULL;
+    if (kind != CELL_GRU)
+        z = st[0] && xt && r ? NODE(ir_binary(b, IR_ADD, xt, NODE(ir_matmul(b, st[0], r, false, false), w)), w) : NULL;
+    if (kind == CELL_GRU && st[0] && xt && r) {
+        ir_node *h = st[0], *u = NULL, *uz, *ur, *uh = NULL;
+        ir_node *xz = columns(S, xt, 0, units, loc), *xr = columns(S, xt, units, units, loc);
+        ir_node *xh = columns(S, xt, 2 * units, units, loc);
+        if (reset_after) {
+            u = NODE(ir_matmul(b, h, r, false, false), w);
+            if (brec) u = bin(S, IR_ADD, u, NODE(ir_scan_arg(b, scan, K + nseq + 1, brec->shape), w), loc);
+            uz = columns(S, u, 0, units, loc);
+            ur = columns(S, u, units, units, loc);
+            uh = columns(S, u, 2 * units, units, loc);
+        } else {
+            uz = NODE(ir_matmul(b, h, columns(S, r, 0, units, loc), false, false), w);
+            ur = NODE(ir_matmul(b, h, columns(S, r, units, units, loc), false, false), w);
+        }
+        ir_node *zg = bin(S, IR_ADD, xz, uz, loc), *rg = bin(S, IR_ADD, xr, ur, loc);
+        zg = zg ? apply_activation(S, zg, ract, loc) : NULL;
+        rg = rg ? apply_activation(S, rg, ract, loc) : NULL;
+        ir_node *hh = reset_after ? bin(S, IR_ADD, xh, bin(S, IR_MUL, rg, uh, loc), loc)
+                                  : bin(S, IR_ADD, xh, rg ? NODE(ir_matmul(b, bin(S, IR_MUL, rg, h, loc),
+                                                                          columns(S, r, 2 * units, units, loc),
+                                                                          false, false), w) : NULL, loc);
+        hh = hh ? apply_activation(S, hh, act, loc) : NULL;
+        /* z h + (1 - z) h~ = h~ + z (h - h~) */
+        next[0] = bin(S, IR_ADD, hh, bin(S, IR_MUL, zg, bin(S, IR_SUB, h, hh, loc), loc), loc);
+    }
     if (z && kind == CELL_SIMPLE) next[0] = apply_activation(S, z, act, loc);
     if (z && kind == CELL_LSTM) {
         ir_node *q[4];
@@ -217,12 +288,13 @@ static sv *recurrent(sema *S, kd_instance *inst, ir_node *x, ir_node *mask, cell
         if (*why) sema_error(S, loc, "%s: %s", w, why);
         return NULL;
     }
-    ir_node *ops[5];
+    ir_node *ops[6];
     int nops = 0;
     for (int k = 0; k < K; k++) ops[nops++] = ir_const(b, 0, us);
     ops[nops++] = xw;
     if (mask) ops[nops++] = mask;
     ops[nops++] = R;
+    if (brec) ops[nops++] = brec;
     ir_node *y = NODE(ir_scan_apply(b, scan, ops, seqs ? K : 0), w);
     if (y && mask && seqs) {   /* the mask goes on with every step's output */
         kd_vec_push(S->a, &S->masked, y);
@@ -252,4 +324,10 @@ sv *lstm_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 {
     (void)n;
     return recurrent_apply(S, inst, in, CELL_LSTM, loc);
+}
+
+sv *gru_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return recurrent_apply(S, inst, in, CELL_GRU, loc);
 }

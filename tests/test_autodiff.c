@@ -785,6 +785,18 @@ START_TEST(source_simple_rnn)
                        "    loss: CategoricalCrossentropy()\n"
                        "    optimizer: SGD(learning_rate: 0.1)\n"
                        "}\n", 3);
+    /* GRU both ways: reset_after (two biases) and not (the recurrent kernel sliced) */
+    check_source_grads("model gru {\n"
+                       "    input x: [4, 2]\n"
+                       "    s = GRU(3, return_sequences: true)\n"
+                       "    a = GRU(s, 2, reset_after: false)\n"
+                       "    b = GRU(x, 2, go_backwards: true, recurrent_activation: hard_sigmoid)\n"
+                       "    output y = Dense(Concatenate([a, b]), 3, activation: softmax)\n"
+                       "}\n"
+                       "train gru {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 3);
     /* mask_zero: a masked step keeps the state (the fed ids include 0) */
     check_source_grads("model maskrnn {\n"
                        "    input t: i32[6]\n"

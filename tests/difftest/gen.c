@@ -607,7 +607,7 @@ static void embed_tokens(gen *g, uint64_t seed)
 }
 
 /* A loop over time: in about one program in five (another stream of its
- * own), the first statement runs a SimpleRNN or an LSTM over a sequence ([T, F]: input
+ * own), the first statement runs a SimpleRNN, LSTM or GRU over a sequence ([T, F]: input
  * 0, made one, or token embeddings), with or without every step's state,
  * one way or the other over time. */
 static void recurrent(gen *g, uint64_t seed)
@@ -625,8 +625,10 @@ static void recurrent(gen *g, uint64_t seed)
     bool seqs = (h >> 16) & 1, back = !seqs && ((h >> 17) & 1);
     dt_shape s = seqs ? (dt_shape){2, {p->val[x].d[0], units}} : shape1(units);
     static const char *const acts[] = {"", ", activation: relu", ", activation: sigmoid", ", use_bias: false"};
-    define(g, s, 1, -1, -1, 1, &x, "%s($0, %d%s%s%s)", (h >> 40) & 1 ? "LSTM" : "SimpleRNN", units,
-           seqs ? ", return_sequences: true" : "", back ? ", go_backwards: true" : "", acts[(h >> 20) % 4]);
+    static const char *const cells[] = {"SimpleRNN", "LSTM", "GRU", "GRU"};
+    int cell = (int)((h >> 40) % 4);
+    define(g, s, 1, -1, -1, 1, &x, "%s($0, %d%s%s%s%s)", cells[cell], units, seqs ? ", return_sequences: true" : "",
+           back ? ", go_backwards: true" : "", acts[(h >> 20) % 4], cell == 3 ? ", reset_after: false" : "");
 }
 
 void dt_generate(dt_program *p, uint64_t seed, int size)
