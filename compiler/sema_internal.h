@@ -157,7 +157,7 @@ ir_node *apply_activation(sema *S, ir_node *x, const sv *act, kd_loc loc);
 /* The mask of a value (sema.c), or NULL. */
 ir_node *sema_mask_of(sema *S, const ir_node *x);
 
-/* layers_text.c: Embedding (and, next, the recurrent layers); rows of layers.c's table. */
+/* layers_text.c: Embedding and the recurrent layers; rows of layers.c's table. */
 extern const layer_param embedding_params[], simple_rnn_params[], lstm_params[], gru_params[];
 sv *embedding_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc);
 sv *simple_rnn_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc);

@@ -1133,9 +1133,10 @@ START_TEST(embedding_c)
 }
 END_TEST
 
-/* A recurrent layer is one loop over time: its model.c for 10 steps and for
- * 1,000 is the same text but for the numbers, and its Cortex-M4 code (firmware:
- * --inference-only, freestanding) the same size within a few immediates. */
+/* A recurrent layer is one loop over time: an LSTM's model.c for 10 steps and
+ * for 1,000 is the same text but for the numbers, and its Cortex-M4 code
+ * (firmware: --inference-only, freestanding) the same size within a few
+ * immediates. */
 START_TEST(scan_code_size)
 {
     const char *dir = tu_tmpdir("cg-scan");
@@ -1144,7 +1145,7 @@ START_TEST(scan_code_size)
     for (int i = 0; i < 2; i++) {
         int T = i ? 1000 : 10;
         char kdsl[256], path[4300];
-        snprintf(kdsl, sizeof kdsl, "model r {\n    input x: [%d, 8]\n    SimpleRNN(16)\n    output y = Dense(2)\n}\n", T);
+        snprintf(kdsl, sizeof kdsl, "model r {\n    input x: [%d, 8]\n    LSTM(16)\n    output y = Dense(2)\n}\n", T);
         snprintf(path, sizeof path, "%s/r%d.kdsl", dir, T);
         ck_assert_int_eq(tu_write(path, kdsl, strlen(kdsl)), 0);
         SH("cd %s && %s compile r%d.kdsl -o r%d.c --inference-only --batch 1 --no-workspace && "
@@ -1165,7 +1166,7 @@ START_TEST(scan_code_size)
         }
     }
     ck_assert_msg(!strcmp(src[0], src[1]), "model.c for 10 and 1000 steps differ beyond their numbers");
-    ck_assert_msg(text[0] > 0 && labs(text[1] - text[0]) <= 64, "Cortex-M4 text: %ld bytes for 10 steps, %ld for 1000",
+    ck_assert_msg(text[0] > 0 && labs(text[1] - text[0]) <= 128, "Cortex-M4 text: %ld bytes for 10 steps, %ld for 1000",
                   text[0], text[1]);
     free(src[0]);
     free(src[1]);
