@@ -1110,9 +1110,11 @@ START_TEST(embedding_c)
     ck_assert_int_eq(tu_write(path, emb_text, strlen(emb_text)), 0);
     snprintf(path, sizeof path, "%s/main.c", dir);
     ck_assert_int_eq(tu_write(path, emb_main, strlen(emb_main)), 0);
+    /* KDSL_CODEGEN_CFLAGS: the sanitizers, as the runtime library was built with them */
+    const char *extra = getenv("KDSL_CODEGEN_CFLAGS") ? getenv("KDSL_CODEGEN_CFLAGS") : "";
     SH("cd %s && %s compile emb.kdsl -o emb.c --inference-only --batch 2 && "
-       "gcc -std=c11 -Wall -Wextra -Wpedantic -Werror -Wconversion -O2 -I%s main.c emb.c %s -lm -o emb && ./emb",
-       dir, tu_kdslc(), tu_src("runtime"), runtime_lib("gcc"));
+       "gcc -std=c11 -Wall -Wextra -Wpedantic -Werror -Wconversion -O2 %s -I%s main.c emb.c %s -lm -o emb && ./emb",
+       dir, tu_kdslc(), extra, tu_src("runtime"), runtime_lib("gcc"));
     snprintf(path, sizeof path, "%s/emb.h", dir);
     char *h = read_text(path);
     ck_assert_msg(strstr(h, "void emb_predict(const float *params, const void *const *inputs, float *const *outputs"), "%s", h);
