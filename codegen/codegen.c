@@ -50,6 +50,8 @@ static lp_tensor_info *tensor_info(kd_arena *a, const kd_var *v)
     t->init_kind = v->init.kind;
     t->init_a = v->init.a;
     t->init_b = v->init.b;
+    t->init_ones_at = v->init.ones_at;
+    t->init_ones = v->init.ones;
     return t;
 }
 
@@ -104,8 +106,9 @@ static const char *init_name(int kind)
         [INIT_HE_UNIFORM] = "he_uniform", [INIT_HE_NORMAL] = "he_normal",
         [INIT_LECUN_UNIFORM] = "lecun_uniform", [INIT_LECUN_NORMAL] = "lecun_normal",
         [INIT_RANDOM_UNIFORM] = "random_uniform", [INIT_RANDOM_NORMAL] = "random_normal",
+        [INIT_ORTHOGONAL] = "orthogonal",
     };
-    return kind >= 0 && kind <= INIT_RANDOM_NORMAL ? names[kind] : "?";
+    return kind >= 0 && kind <= INIT_ORTHOGONAL ? names[kind] : "?";
 }
 
 static void init_var(lp_program *p, lp_func *f, const lp_tensor_info *t)
@@ -138,12 +141,22 @@ static void init_var(lp_program *p, lp_func *f, const lp_tensor_info *t)
     case INIT_LECUN_NORMAL: sd = sqrt(1 / fi) / trunc; normal = true; break;
     case INIT_RANDOM_UNIFORM: lo = t->init_a; hi = t->init_b; uniform = true; break;
     case INIT_RANDOM_NORMAL: mean = t->init_a; sd = t->init_b; normal = true; truncated = false; break;
+    case INIT_ORTHOGONAL: break;   /* its own kernel, below */
     }
     if (uniform && s > 0) {
         lo = -s;
         hi = s;
     }
-    if (uniform) {
+    if (t->init_kind == INIT_ORTHOGONAL) {
+        /* Keras flattens all but the last axis: [prod(shape[:-1]), shape[-1]] */
+        int64_t cols = t->rank ? t->shape[t->rank - 1] : 1;
+        c->k = LP_K_INIT_ORTHOGONAL;
+        c->args[1].e = lp_int(a, cols ? t->elems / cols : 0);
+        c->args[2].e = lp_int(a, cols);
+        c->args[3].e = lp_param_ref(a, LP_P_SEED);
+        c->args[4].e = lp_int(a, t->var);
+        c->args[5].e = lp_real(a, t->init_a);
+    } else if (uniform) {
         c->k = LP_K_INIT_UNIFORM;
         c->args[2].e = lp_param_ref(a, LP_P_SEED);
         c->args[3].e = lp_int(a, t->var);
@@ -161,6 +174,16 @@ static void init_var(lp_program *p, lp_func *f, const lp_tensor_info *t)
         c->args[2].e = lp_real(a, fill);
     }
     lp_stmt *s_call = lp_call_stmt(a, c);
+    if (t->init_ones > 0) {   /* then ones in a part (LSTM's forget gate bias) */
+        kd_vec_push(a, &k->body, s_call);
+        lp_call *o = kd_alloc(a, sizeof *o);
+        o->k = LP_K_INIT_FILL;
+        o->args[0].buf = b;
+        o->args[0].off = lp_int(a, t->init_ones_at);
+        o->args[1].e = lp_int(a, t->init_ones);
+        o->args[2].e = lp_real(a, 1);
+        s_call = lp_call_stmt(a, o);
+    }
     if (t->kind == 2) {
         lp_stmt *guard = lp_if(a, NULL, b);       /* opt_state may be NULL */
         kd_vec_push(a, &guard->body, s_call);
@@ -388,7 +411,12 @@ lp_program *kd_codegen_program(kd_arena *a, kd_model *m, const kd_codegen_option
     }
     p->ninputs = m->ninputs;
     p->noutputs = m->infer->outputs.len;
-    for (int i = 0; i < m->ninputs; i++) io_of(&p->inputs[i], m->input_names[i], &m->input_shapes[i]);
+    for (int i = 0; i < m->ninputs; i++) {
+        io_of(&p->inputs[i], m->input_names[i], &m->input_shapes[i]);
+        p->inputs[i].i32 = m->input_i32[i];
+        p->inputs[i].rows = m->input_rows[i];
+        p->inputs[i].rows_layer = m->input_rows_layer[i];
+    }
     for (int i = 0; i < p->noutputs; i++)
         io_of(&p->outputs[i], m->output_names[i], &((ir_node *)m->infer->outputs.items[i])->shape);
     return p;

@@ -21,6 +21,8 @@ typedef struct emitter {
     bool f32;
     const char *real;      /* "float" / "double" */
     const char *kp;        /* "kdk_s" / "kdk_d" */
+    const char *in_t;      /* the element type of `inputs`: the real type, or "void" when an input
+                            * is i32 (each inputs[i] then points to its own type) */
     /* What the program uses, so only those helpers are written. */
     bool used_op[LP_OP_COUNT];
     bool used_max_acc;
@@ -481,18 +483,18 @@ static const char *sig_params(const emitter *E, lp_func_kind k)
     case LP_F_PREDICT:
     case LP_F_PREDICT_FOLDED:
         return kd_format(p->arena, "const %s *params, const %s *const *inputs, %s *const *outputs, int batch, void *arena",
-                         r, r, r);
+                         r, E->in_t, r);
     case LP_F_GRAD:
         return kd_format(p->arena,
                          "%s *params, const %s *const *inputs, const %s *labels, %s *grads, int batch, "
-                         "unsigned long long step, void *arena", r, r, r, r);
+                         "unsigned long long step, void *arena", r, E->in_t, r, r);
     case LP_F_APPLY:
         return kd_format(p->arena, "%s *params, const %s *grads, %s *opt_state, unsigned long long step, %s learning_rate",
                          r, r, r, r);
     default:
         return kd_format(p->arena,
                          "%s *params, %s *opt_state, const %s *const *inputs, const %s *labels, int batch, "
-                         "unsigned long long step, %s learning_rate, void *arena, %s *outputs0", r, r, r, r, r, r);
+                         "unsigned long long step, %s learning_rate, void *arena, %s *outputs0", r, r, E->in_t, r, r, r);
     }
 }
 
@@ -527,6 +529,9 @@ static void declare_buf(emitter *E, const lp_buf *b)
         fprintf(out, "%s %s[%" PRId64 "];", E->real, b->name, b->elems);
     } else if (b->space == LP_ARENA) {
         fprintf(out, "%s *%s = (%s *)(void *)(A + %" PRId64 ");", E->real, b->name, E->real, b->offset);
+    } else if (b->space == LP_INPUT && E->in_t[0] == 'v') {
+        const char *t = b->elem == LP_ELEM_I32 ? "int32_t" : E->real;
+        fprintf(out, "const %s *%s = (const %s *)inputs[%d];", t, b->name, t, b->index);
     } else if (b->space == LP_INPUT) {
         fprintf(out, "const %s *%s = inputs[%d];", E->real, b->name, b->index);
     } else if (b->space == LP_OUTPUT) {
@@ -675,6 +680,12 @@ static void header(emitter *E, FILE *out)
         fprintf(out, "#define %s_INPUT%d_SHAPE ", U, i);
         shape_list(out, p->inputs[i].rank, p->inputs[i].shape);
         fputc('\n', out);
+        fprintf(out, "#define %s_INPUT%d_I32 %d%s\n", U, i, p->inputs[i].i32,
+                p->inputs[i].i32 ? "  /* int32_t token ids, not reals */" : "");
+        if (p->inputs[i].i32)
+            fprintf(out, "#define %s_INPUT%d_TOKENS %" PRId64 "  /* ids in [0, this)%s%s; others read zeros */\n", U, i,
+                    p->inputs[i].rows ? p->inputs[i].rows : (int64_t)INT32_MAX, p->inputs[i].rows ? ": the input_dim of " : "",
+                    p->inputs[i].rows ? p->inputs[i].rows_layer : "");
     }
     fprintf(out, "#define %s_NUM_OUTPUTS %d\n", U, p->noutputs);
     for (int i = 0; i < p->noutputs; i++) {
@@ -707,7 +718,7 @@ static void header(emitter *E, FILE *out)
     if (p->embedded)
         fprintf(out, "/* predict with the weights compiled in. */\n"
                      "void %s_predict_embedded(const %s *const *inputs, %s *const *outputs, int batch, void *arena);\n",
-                n, r, r);
+                n, E->in_t, r);
     if (train) {
         fputs("/* Forward in training mode (dropout, batch statistics; state updates go into params)\n"
               " * and backward: the gradient of every trainable weight into grads; returns the mean\n"
@@ -754,7 +765,7 @@ static void embedded(emitter *E)
     fputs("};\n", out);
     fprintf(out, "\nvoid %s_predict_embedded(const %s *const *inputs, %s *const *outputs, int batch, void *arena)\n{\n"
                  "    %s_%s(%s_weights, inputs, outputs, batch, arena);\n}\n",
-            p->name, E->real, E->real, p->name, lp_func_names[p->funcs[LP_F_PREDICT_FOLDED] ? LP_F_PREDICT_FOLDED : LP_F_PREDICT],
+            p->name, E->in_t, E->real, p->name, lp_func_names[p->funcs[LP_F_PREDICT_FOLDED] ? LP_F_PREDICT_FOLDED : LP_F_PREDICT],
             p->name);
 }
 
@@ -795,6 +806,9 @@ int kd_emit_c(const lp_program *p, const kd_codegen_options *o, FILE *c_out, FIL
     emitter E = {.p = p, .o = o, .f32 = p->real == LP_F32};
     E.real = E.f32 ? "float" : "double";
     E.kp = E.f32 ? "kdk_s" : "kdk_d";
+    E.in_t = E.real;
+    for (int i = 0; i < p->ninputs; i++)
+        if (p->inputs[i].i32) E.in_t = "void";
     scan(&E);
     const char *hname = o && o->header_name ? o->header_name : kd_format(p->arena, "%s.h", p->name);
     if (h_out) {

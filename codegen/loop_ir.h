@@ -266,6 +266,7 @@ typedef struct lp_tensor_info {
     int64_t grad_offset;   /* elements into grads; -1 if none */
     int init_kind;         /* kd_init_kind */
     double init_a, init_b;
+    int64_t init_ones_at, init_ones;   /* then ones there (kd_init.ones_at, .ones) */
 } lp_tensor_info;
 
 /* A model input, output or label. */
@@ -274,6 +275,10 @@ typedef struct lp_io {
     int rank;              /* per sample */
     int64_t shape[8];      /* per sample */
     int64_t elems;         /* per sample */
+    bool i32;              /* inputs: int32_t token ids (`input x: i32[...]`), else reals */
+    int64_t rows;          /* i32 inputs: the Embedding table's rows a token must index
+                            * (0: no bound); the host's data readers check it */
+    const char *rows_layer;    /* that Embedding, for messages */
 } lp_io;
 
 typedef struct lp_program {

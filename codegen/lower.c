@@ -130,6 +130,7 @@ static lp_buf *io_buf(lower *L, lp_space space, int index)
     lp_buf *b = lp_new_buf(L->a, L->f, space, kd_format(L->a, "%s%d", prefix, index));
     b->index = index;
     b->elems = io->elems;
+    if (space == LP_INPUT && io->i32) b->elem = LP_ELEM_I32;
     b->batched = true;
     b->is_const = space != LP_OUTPUT;
     b->note = io->name;
@@ -186,6 +187,7 @@ static void classify(lower *L)
         switch (n->op) {
         case IR_INPUT:
         case IR_LABEL:
+        case IR_SCAN_ARG:
         case IR_VAR: w->cls = LW_LEAF_BUF; continue;
         case IR_RESHAPE: w->cls = LW_ALIAS; continue;
         case IR_CONST:
@@ -210,6 +212,23 @@ static void classify(lower *L)
         if (!lw_is_loop_op(n) && !lw_is_call_op(n)) {
             lw_fail(L, "%s: no lowering for this op", ir_ops[n->op]->name);
             return;
+        }
+    }
+    /* The results of one loop over time (a scan node per result), and of its
+     * trace (the same loop with more per-step results, for the vjp): one loop. */
+    for (int id = 0; id < g->nodes.len; id++) {
+        ir_node *x = g->nodes.items[id];
+        if (x->op != IR_SCAN || L->n[id].cls != LW_KERNEL) continue;
+        const ir_scan *s = x->attr.scan;
+        for (int j = id + 1; j < g->nodes.len; j++) {
+            ir_node *y = g->nodes.items[j];
+            const ir_scan *t = y->op == IR_SCAN ? y->attr.scan : NULL;
+            bool same = t && L->n[j].cls == LW_KERNEL && (t == s || t == s->trace || t->trace == s) && y->nin == x->nin;
+            for (int k = 0; same && k < x->nin; k++) same = y->in[k] == x->in[k];
+            if (!same) continue;
+            L->n[j].cls = LW_PARTNER;
+            L->n[j].root = x;
+            kd_vec_push(L->a, &L->n[id].results, y);
         }
     }
     /* The loss and its gradient from the same logits: one softmax pass. */
@@ -406,7 +425,9 @@ static bool generate(lower *L)
         case LW_INLINE:
         case LW_LEAF_EXPR: break;
         case LW_LEAF_BUF:
-            w->buf = n->op == IR_VAR ? var_buf(L, n->var) : io_buf(L, n->op == IR_INPUT ? LP_INPUT : LP_LABEL, n->attr.index);
+            if (n->op == IR_SCAN_ARG) w->buf = L->scan_args ? L->scan_args[n->attr.index] : NULL;
+            else w->buf = n->op == IR_VAR ? var_buf(L, n->var) : io_buf(L, n->op == IR_INPUT ? LP_INPUT : LP_LABEL, n->attr.index);
+            if (!w->buf) return lw_fail(L, "%%%d %s: no buffer", n->id, ir_ops[n->op]->name);
             break;
         case LW_ALIAS: {
             lw_node *src = &L->n[n->in[0]->id];
@@ -418,6 +439,10 @@ static bool generate(lower *L)
         case LW_KERNEL:
             if (!w->buf) w->buf = node_buf(L, n);
             if (w->partner && !L->n[w->partner->id].buf) L->n[w->partner->id].buf = node_buf(L, w->partner);
+            for (int r = 0; r < w->results.len; r++) {
+                lw_node *pw = &L->n[((ir_node *)w->results.items[r])->id];
+                if (!pw->buf) pw->buf = node_buf(L, w->results.items[r]);
+            }
             L->k = lp_new_kernel(L->a, L->f, kernel_what(L, n), n->loc, n->layer);
             if (L->k->index != w->slot) return lw_fail(L, "internal: kernel %d scheduled at %d", L->k->index, w->slot);
             if (lw_is_call_op(n)) lw_call_kernel(L, n, w->buf);
@@ -426,6 +451,45 @@ static bool generate(lower *L)
         }
     }
     return !L->failed;
+}
+
+lower *lw_lower_body(lower *L, const ir_graph *body, lp_buf *const *args, const char *prefix, kd_vec *into)
+{
+    lower *S = kd_alloc(L->a, sizeof *S);
+    S->a = L->a;
+    S->p = L->p;
+    S->f = L->f;
+    S->g = body;
+    S->o = L->o;
+    S->n = kd_alloc_array(L->a, (size_t)(body->nodes.len ? body->nodes.len : 1), sizeof *S->n);
+    S->vars = L->vars;
+    S->params_const = L->params_const;
+    S->scan_args = args;
+    int nbufs = L->f->bufs.len;
+    /* the body's kernels are made apart, then become statements of this one */
+    kd_vec outer = L->f->kernels;
+    lp_kernel *k = L->k;
+    L->f->kernels = (kd_vec){0};
+    classify(S);
+    if (!S->failed) schedule(S);
+    if (!S->failed) generate(S);
+    kd_vec made = L->f->kernels;
+    L->f->kernels = outer;
+    L->k = k;
+    if (S->failed) {
+        lw_fail(L, "%s", S->why);
+        return NULL;
+    }
+    for (int i = 0; i < made.len; i++) {
+        const lp_kernel *m = made.items[i];
+        for (int j = 0; j < m->body.len; j++) kd_vec_push(L->a, into, m->body.items[j]);
+    }
+    for (int i = nbufs; i < L->f->bufs.len; i++) {
+        lp_buf *b = L->f->bufs.items[i];
+        b->name = kd_format(L->a, "%s%s", prefix, b->name);
+        b->reuse.len = 0;   /* in place is planned per kernel; here a kernel is one whole step */
+    }
+    return S;
 }
 
 lp_func *kd_lower_graph(lp_program *p, lp_func_kind kind, const ir_graph *g, const kd_dest *dests,

@@ -14,7 +14,8 @@ typedef enum lw_class {
     LW_INLINE,             /* elementwise, computed inside its one user's loop nest */
     LW_KERNEL,             /* written to its buffer by a kernel of its own */
     LW_PARTNER,            /* written by another node's kernel (root): softmax_xent_grad by the
-                            * softmax_xent call that computes the loss from the same logits */
+                            * softmax_xent call that computes the loss from the same logits; a
+                            * scan's other results by the loop that computes its first */
 } lw_class;
 
 typedef struct lw_node {
@@ -23,6 +24,7 @@ typedef struct lw_node {
     int slot;              /* KERNEL: its kernel's index; INLINE: its root's */
     ir_node *root;         /* INLINE: the KERNEL node whose loop computes it; PARTNER: whose call */
     ir_node *partner;      /* KERNEL: a PARTNER node its kernel also writes */
+    kd_vec results;        /* KERNEL scan: the PARTNER scans of the same loop (ir_node*) */
     kd_vec inlined;        /* KERNEL: the INLINE nodes its loop computes, in node order */
     int nusers;            /* operand uses (an operand used twice by one node counts twice) */
     ir_node **users;
@@ -41,6 +43,7 @@ typedef struct lower {
     lp_buf **vars;         /* by variable index: its buffer in params / opt_state / grads */
     bool params_const;
     lp_kernel *k;          /* the kernel being generated */
+    lp_buf *const *scan_args;   /* a scan body's lowering: IR_SCAN_ARG index -> its buffer */
     char why[256];
     bool failed;
 } lower;
@@ -79,6 +82,19 @@ void lw_scalarize(lower *L);
 /* The depthwise ops the runtime's kernels would run in portable loops: loop nests. */
 bool lw_depthwise_as_loops(const ir_node *n);
 bool lw_depthwise_kernel(lower *L, ir_node *n, lp_buf *dst);
+
+/* ---- lower_gather.c ------------------------------------------------------------- */
+bool lw_is_gather_op(ir_op op);        /* IR_GATHER and IR_GATHER_GRAD: loop nests */
+bool lw_gather_kernel(lower *L, ir_node *n, lp_buf *dst);
+
+/* ---- lower_scan.c (and lower.c's lw_lower_body) --------------------------------- */
+bool lw_scan_kernel(lower *L, ir_node *n, lp_buf *dst);
+/* Lowers a scan's body as statements appended to `into` (one step: its
+ * kernels in order), its IR_SCAN_ARG leaves reading args[index]; its
+ * buffers are named prefix + their own name, share no bytes in place and
+ * live in the current kernel. Returns the body's lowering (its nodes'
+ * buffers), or NULL after lw_fail. */
+lower *lw_lower_body(lower *L, const ir_graph *body, lp_buf *const *args, const char *prefix, kd_vec *into);
 
 /* ---- lower_calls.c -------------------------------------------------------------- */
 bool lw_is_call_op(const ir_node *n);

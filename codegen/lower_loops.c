@@ -30,7 +30,9 @@ bool lw_is_loop_op(const ir_node *n)
         return true;
     case IR_SOFTMAX:
     case IR_LOG_SOFTMAX: return n->attr.axis != n->shape.rank - 1;
-    default: return lw_is_elementwise(n->op) || is_leaf_expr_op(n->op) || lw_depthwise_as_loops(n);
+    default:
+        return lw_is_elementwise(n->op) || is_leaf_expr_op(n->op) || lw_depthwise_as_loops(n) || lw_is_gather_op(n->op) ||
+               n->op == IR_SCAN;
     }
 }
 
@@ -613,6 +615,9 @@ bool lw_loop_kernel(lower *L, ir_node *n, lp_buf *dst)
     case IR_DEPTHWISE_CONV2D:
     case IR_DEPTHWISE_CONV2D_BWD_DATA:
     case IR_DEPTHWISE_CONV2D_BWD_FILTER: return lw_depthwise_kernel(L, n, dst);
+    case IR_GATHER:
+    case IR_GATHER_GRAD: return lw_gather_kernel(L, n, dst);
+    case IR_SCAN: return lw_scan_kernel(L, n, dst);
     default: return elementwise(L, n, dst, false);
     }
 }

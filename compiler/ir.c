@@ -295,6 +295,13 @@ static ir_node *make(ir_builder *b, ir_op op, int nin, ir_node **in, const ir_at
     }
     for (int i = 0; i < nin; i++)
         if (!in[i]) return NULL;          /* an operand already failed: keep its why */
+    /* Integer tensors are indices: only a gather reads one. */
+    for (int i = 0; i < nin; i++)
+        if (ir_is_i32(in[i]) && !((op == IR_GATHER && i == 1) || (op == IR_GATHER_GRAD && i == 0))) {
+            snprintf(b->why, sizeof b->why, "%s: an integer (i32) tensor where reals are wanted; only "
+                     "Embedding reads token ids", info->name);
+            return NULL;
+        }
 
     ir_node *n = kd_alloc(g->arena, sizeof *n);
     n->op = op;

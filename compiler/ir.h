@@ -76,6 +76,17 @@ typedef enum ir_op {
     /* depthwise: (x [N,H,W,C], w [kh,kw,C,M]) -> [N,Ho,Wo,C*M], channel c*M + m; stride, pads,
      * dilation[2] (taps dilation apart; 0 or 1: none); gradients as CONV2D's */
     IR_DEPTHWISE_CONV2D, IR_DEPTHWISE_CONV2D_BWD_DATA, IR_DEPTHWISE_CONV2D_BWD_FILTER,
+    /* gather (Embedding): (table [V, D], idx batched i32 [N, ...]) -> [N, ..., D], row idx of
+     * the table per index; an index outside [0, V) gives a row of zeros (never a read out
+     * of bounds). Its gradient scatters: (idx, dy) -> dtable of `shape` [V, D], the rows of
+     * dy added at their indices (repeated indices sum; out-of-range ones add nothing). */
+    IR_GATHER, IR_GATHER_GRAD,
+    /* scan (the recurrent layers' loop): attr.scan's body run once per step of axis 1 of
+     * the sequence operands, carrying state; the node is the output attr.index of the
+     * loop (a final carry or a per-step output stacked over time). Its vjp is a scan
+     * the other way over time (backpropagation through time). IR_SCAN_ARG: a leaf of a
+     * body, argument attr.index of the step (see ir_scan). */
+    IR_SCAN, IR_SCAN_ARG,
     /* fused loss: softmax over the last axis, cross-entropy, mean over all rows
      * (the batch and any other leading dims) */
     IR_SOFTMAX_XENT,      /* (logits, onehot) -> scalar loss, shape [] */
@@ -126,6 +137,8 @@ typedef struct ir_attrs {
     double scalar;         /* const value; dropout rate */
     int index;             /* input/label/hyper index; dropout salt */
     int act;               /* IR_FUSED_*: IR_ACT_* applied after the bias */
+    bool i32;              /* IR_INPUT: integer token ids (`input x: i32[...]`), see ir_is_i32 */
+    struct ir_scan *scan;  /* IR_SCAN, IR_SCAN_ARG: the loop */
     ir_shape shape;        /* result shape of leaves, RESHAPE, BROADCAST, DROPOUT_MASK and the
                             * gradient ops CONV2D_BWD_*, AVGPOOL2D_GRAD */
 } ir_attrs;
@@ -150,11 +163,13 @@ typedef enum kd_init_kind {
     INIT_ZEROS, INIT_ONES, INIT_CONSTANT,
     INIT_GLOROT_UNIFORM, INIT_GLOROT_NORMAL, INIT_HE_UNIFORM, INIT_HE_NORMAL,
     INIT_LECUN_UNIFORM, INIT_LECUN_NORMAL, INIT_RANDOM_UNIFORM, INIT_RANDOM_NORMAL,
+    INIT_ORTHOGONAL,       /* a: the gain (Keras' Orthogonal(gain=1.0)) */
 } kd_init_kind;
 
 typedef struct kd_init {
     kd_init_kind kind;
     double a, b;           /* constant value; uniform [a, b]; normal mean a, stddev b */
+    int64_t ones_at, ones; /* then ones in [ones_at, ones_at + ones): LSTM's unit_forget_bias */
 } kd_init;
 
 typedef struct kd_var {
@@ -195,6 +210,10 @@ typedef struct ir_graph {
     int max_nodes;         /* a bound so hostile programs fail cleanly (0: 4,000,000) */
     bool overflow;         /* set when max_nodes was hit */
 } ir_graph;
+
+/* Whether n is an integer tensor: an i32 input. Only IR_GATHER's indices and
+ * IR_GATHER_GRAD's take one (ir_make checks); every other value is real. */
+static inline bool ir_is_i32(const ir_node *n) { return n->op == IR_INPUT && n->attr.i32; }
 
 /* Shape helpers (ir.c). */
 /* A shape from its per-sample dims; `batched` prepends the batch (so rank+1 dims). */
@@ -265,6 +284,7 @@ enum {
     IR_ATTR_VAR = 1 << 11,     /* node->var */
     IR_ATTR_ACT = 1 << 12,     /* act (fused ops) */
     IR_ATTR_DILATION = 1 << 13,
+    IR_ATTR_SCAN = 1 << 14,    /* scan (compared by identity) */
 };
 
 typedef struct ir_op_info {
@@ -298,6 +318,38 @@ extern const ir_op_info *const ir_ops[IR_OP_COUNT];
  * *products those of its matrix products and convolutions (what "% of peak" is read
  * against), both with a multiply-add counting 2. */
 int64_t ir_graph_flops(const ir_graph *g, int64_t batch, int64_t *products);
+
+/* ---- scans (ops/scan.c) ----------------------------------------------------------
+ * A loop over time that carries state: K carries (batched [N, ...]), S
+ * sequences ([N, T, ...], step t is [N, ...]) and C constants (the same
+ * tensor at every step: weights) go in; the body, a graph of its own over
+ * IR_SCAN_ARG leaves, maps one step's arguments
+ *   0..K-1 the carries, K..K+S-1 step t of each sequence, K+S..K+S+C-1 the constants
+ * to its outputs: the K new carries, then P per-step values. A node applying
+ * the scan is one of its results (attr.index): k < K the final carry k,
+ * K + p per-step value p stacked over time ([N, T, ...]). Steps run t = 0..T-1,
+ * or T-1..0 when `reverse`. The body reads weights as constants, never as
+ * IR_VAR, so their gradients leave the loop through the scan's vjp: a scan the
+ * other way over time whose body is the step's vjp (built once, `back`). */
+typedef struct ir_scan {
+    ir_graph *body;
+    int ncarry, nseq, nconst, nstep;   /* K, S, C, P */
+    bool reverse;
+    ir_shape *arg;         /* each argument's per-step shape (set by ir_scan_arg), K + S + C */
+    bool *has_arg;
+    struct ir_scan *trace; /* for the vjp: this loop with the incoming carries as more per-step values */
+    struct ir_scan *back;  /* for the vjp: the loop of the step's vjp, the other way over time */
+} ir_scan;
+
+/* A scan of K carries, S >= 1 sequences and C constants, its body empty. */
+ir_scan *ir_scan_new(kd_arena *a, kd_vec *vars, int ncarry, int nseq, int nconst, bool reverse);
+/* Argument `index` of the step in s's body (b->g == s->body); shape per step (batched or not). */
+ir_node *ir_scan_arg(ir_builder *b, ir_scan *s, int index, ir_shape shape);
+/* The body's outputs: the K new carries, then the per-step values (nout - K of them); false
+ * with why set if a carry changes shape or the body reads a variable or an input. */
+bool ir_scan_finish(ir_scan *s, int nout, ir_node *const *outs, char *why, size_t why_len);
+/* Result `which` of running s over operands (K + S + C: carries, sequences, constants). */
+ir_node *ir_scan_apply(ir_builder *b, ir_scan *s, ir_node *const *operands, int which);
 
 /* Text dump, one node a line: `%7 = matmul(%3, %5) : (None, 256) trans_b  # dense` */
 void ir_dump(FILE *out, const ir_graph *g);

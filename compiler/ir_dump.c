@@ -79,6 +79,9 @@ static void print_attrs(FILE *out, const ir_graph *g, const ir_node *n)
         if (a->act > 0 && a->act < IR_ACT_COUNT) fprintf(out, " act=%s", ir_ops[ir_acts[a->act].op]->name);
         else fprintf(out, " act=%d", a->act);
     }
+    if ((want & IR_ATTR_SCAN) && a->scan)   /* the body is not printed (yet) */
+        fprintf(out, " result=%d loop=(%d carries, %d sequences, %d constants%s)", a->index, a->scan->ncarry,
+                a->scan->nseq, a->scan->nconst, a->scan->reverse ? ", reverse" : "");
     if (n->op == IR_DROPOUT_MASK) {
         fputs(" rate=", out);
         print_double(out, a->scalar);
@@ -96,7 +99,7 @@ static void print_head(FILE *out, const ir_graph *g, const ir_node *n)
         fputs(ir_ops[n->op]->name, out);
     switch (n->op) {
     case IR_INPUT:
-    case IR_LABEL: fprintf(out, " #%d", n->attr.index); return;
+    case IR_LABEL: fprintf(out, " #%d%s", n->attr.index, ir_is_i32(n) ? " i32" : ""); return;
     case IR_HYPER:
         fprintf(out, " %s", n->attr.index >= 0 && n->attr.index < IR_HYPER_COUNT ? hyper_names[n->attr.index] : "?");
         return;

@@ -1504,6 +1504,10 @@ static const layer_def layer_table[] = {
     {"Average", -1, no_params, average_apply},
     {"Concatenate", -1, concat_params, concat_apply},
     {"Dot", -1, dot_params, dot_apply},
+    {"Embedding", 1, embedding_params, embedding_apply},
+    {"SimpleRNN", 1, simple_rnn_params, simple_rnn_apply},
+    {"LSTM", 1, lstm_params, lstm_apply},
+    {"GRU", 1, gru_params, gru_apply},
 };
 
 const layer_def *layer_find(const char *name)

@@ -161,6 +161,11 @@ typedef struct kd_model {
     int ninputs, noutputs;
     ir_shape input_shapes[16];
     const char *input_names[16];
+    bool input_i32[16];            /* `input x: i32[...]`: integer token ids */
+    int64_t input_rows[16];        /* i32 inputs read by an Embedding: its input_dim (the
+                                    * smallest, if several), the bound data is checked
+                                    * against; 0 if none */
+    const char *input_rows_layer[16];   /* that Embedding's name, for messages */
     ir_shape output_shapes[16];
     const char *output_names[16];
     bool functional;       /* not a plain chain: the summary shows InputLayer rows and "Connected to" */

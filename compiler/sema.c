@@ -135,8 +135,26 @@ int sema_axis(sema *S, int64_t axis, int rank, kd_loc loc)
     return (int)a;
 }
 
+ir_node *sema_mask_of(sema *S, const ir_node *x)
+{
+    for (int k = 0; k < S->masked.len; k++)
+        if (S->masked.items[k] == x) return S->masks.items[k];
+    return NULL;
+}
+
 ir_node *sema_check_node(sema *S, ir_node *n, kd_loc loc, const char *what)
 {
+    if (n && S->masked.len) {
+        /* mask_zero: nothing reads masks yet, so a layer that would ignore one is an error */
+        for (int i = 0; i < n->nin; i++)
+            for (int k = 0; k < S->masked.len; k++)
+                if (n->in[i] == S->masked.items[k] && n->in[i] != S->mask_reader) {
+                    sema_error(S, loc, "%s reads %s's output, which carries a mask (mask_zero: true); only "
+                               "the recurrent layers read masks (SimpleRNN), and %s would ignore it: remove "
+                               "mask_zero", what, n->in[i]->layer ? n->in[i]->layer : "an Embedding", what);
+                    return NULL;
+                }
+    }
     if (n) return n;
     if (S->b.g->overflow) {
         sema_error(S, loc, "model too large: more than %d operations", S->b.g->max_nodes ? S->b.g->max_nodes : 4000000);
@@ -322,6 +340,8 @@ static const struct { const char *name; kd_init_kind kind; } initializers[] = {
     {"he_uniform", INIT_HE_UNIFORM}, {"he_normal", INIT_HE_NORMAL},
     {"lecun_uniform", INIT_LECUN_UNIFORM}, {"lecun_normal", INIT_LECUN_NORMAL},
     {"random_uniform", INIT_RANDOM_UNIFORM}, {"random_normal", INIT_RANDOM_NORMAL},
+    {"uniform", INIT_RANDOM_UNIFORM}, {"normal", INIT_RANDOM_NORMAL},   /* Keras' short names */
+    {"orthogonal", INIT_ORTHOGONAL},
 };
 
 /* An initializer: a name (he_normal), a number (a constant), or a call with
@@ -350,6 +370,7 @@ static bool init_from_expr(sema *S, const ast_expr *e, kd_init *out)
         out->kind = initializers[i].kind;
         if (out->kind == INIT_RANDOM_UNIFORM) { out->a = -0.05; out->b = 0.05; }
         if (out->kind == INIT_RANDOM_NORMAL) { out->a = 0; out->b = 0.05; }
+        if (out->kind == INIT_ORTHOGONAL) out->a = 1;
         for (int k = 0; e->kind == EXPR_CALL && k < e->nargs; k++) {
             const ast_arg *arg = &e->args[k];
             sv *v = sema_eval(S, arg->value);
@@ -361,6 +382,7 @@ static bool init_from_expr(sema *S, const ast_expr *e, kd_init *out)
             else if (out->kind == INIT_RANDOM_UNIFORM && (!strcmp(key, "maxval") || (!arg->key && k == 1))) out->b = x;
             else if (out->kind == INIT_RANDOM_NORMAL && (!strcmp(key, "mean") || (!arg->key && k == 0))) out->a = x;
             else if (out->kind == INIT_RANDOM_NORMAL && (!strcmp(key, "stddev") || (!arg->key && k == 1))) out->b = x;
+            else if (out->kind == INIT_ORTHOGONAL && (!strcmp(key, "gain") || (!arg->key && k == 0))) out->a = x;
             else if (strcmp(key, "seed") != 0) {
                 sema_error(S, arg->loc, "initializer %s takes no argument '%s'", name, arg->key ? arg->key : "here");
                 return false;
@@ -1292,10 +1314,11 @@ static void exec_input(sema *S, const ast_stmt *st, body_ctx *ctx)
 
 static bool exec_input_checked(sema *S, const ast_stmt *st, body_ctx *ctx)
 {
-    if (st->dtype && strcmp(st->dtype, "f32") != 0 && strcmp(st->dtype, "f64") != 0) {
-        sema_error(S, st->loc, "unsupported input type '%s' (use f32)", st->dtype);
+    if (st->dtype && strcmp(st->dtype, "f32") != 0 && strcmp(st->dtype, "f64") != 0 && strcmp(st->dtype, "i32") != 0) {
+        sema_error(S, st->loc, "unsupported input type '%s' (use f32, or i32 for integer token ids)", st->dtype);
         return false;
     }
+    bool i32 = st->dtype && !strcmp(st->dtype, "i32");
     if (ctx->kind == BODY_MODEL) {
         ir_shape shape;
         if (!eval_shape(S, st->shape, NULL, &shape, "input")) return false;
@@ -1319,7 +1342,8 @@ static bool exec_input_checked(sema *S, const ast_stmt *st, body_ctx *ctx)
         int idx = S->m->ninputs++;
         S->m->input_shapes[idx] = shape;
         S->m->input_names[idx] = st->name;
-        ir_attrs attr = {.index = idx};
+        ir_attrs attr = {.index = idx, .i32 = i32};
+        S->m->input_i32[idx] = i32;
         S->b.loc = st->loc;
         S->b.layer = st->name;
         ir_node *n = sema_check_node(S, ir_leaf(&S->b, IR_INPUT, shape, &attr, -1), st->loc, "input");
@@ -1348,6 +1372,11 @@ static bool exec_input_checked(sema *S, const ast_stmt *st, body_ctx *ctx)
     }
     ir_shape shape;
     const char *what = kd_format(S->a, "%s '%s'", ctx->inst ? ctx->inst->type : "block", ctx->inst ? ctx->inst->name : st->name);
+    if (st->dtype && i32 != ir_is_i32(actual->t)) {
+        sema_error(S, st->loc, "%s input '%s' is declared %s, but the call passes %s tensor", what, st->name, st->dtype,
+                   ir_is_i32(actual->t) ? "an integer (i32)" : "a real");
+        return false;
+    }
     if (!eval_shape(S, st->shape, &actual->t->shape, &shape, what)) return false;
     scope_bind(S, S->scope, st->name, actual);
     S->prev = actual;
@@ -1489,6 +1518,12 @@ static void exec_stmt(sema *S, const ast_stmt *st, body_ctx *ctx)
                 return;
             }
             if (v->kind != SV_TENSOR) v = sv_tensor(S, as_tensor(S, v, st->expr), NULL, st->loc);
+            if (ctx->kind == BODY_MODEL && ir_is_i32(v->t)) {
+                sema_error(S, st->loc, "a model's outputs are real, and this one is an integer (i32) input; "
+                                       "token ids go to an Embedding");
+                S->prev = poison(S, st->loc);
+                return;
+            }
             kd_vec_push(S->a, &ctx->outputs, v);
             kd_vec_push(S->a, &ctx->output_names, (void *)st->name);
             if (st->name) scope_bind(S, S->scope, st->name, v);
@@ -1638,6 +1673,11 @@ static kd_model *elaborate_body(sema *S, const ast_item *item, bool training, kd
     m->noutputs = ctx.outputs.len;
     for (int i = 0; i < ctx.outputs.len; i++) {
         sv *o = ctx.outputs.items[i];
+        if (ir_is_i32(o->t)) {
+            sema_error(S, o->loc, "a model's outputs are real, and its last value is an integer (i32) input; "
+                                  "token ids go to an Embedding");
+            return NULL;
+        }
         kd_vec_push(S->a, &g->outputs, o->t);
         m->output_shapes[i] = o->t->shape;
         m->output_names[i] = ctx.output_names.items[i] ? ctx.output_names.items[i]

@@ -100,6 +100,11 @@ typedef struct sema {
     int64_t program_budget;       /* statements left for all the program's models */
     bool budget_is_program;       /* budget is what program_budget left, not a model's own */
     kd_vec call_stack;            /* const ast_item*: blocks/layers/models being expanded */
+    kd_vec masked;                /* ir_node*: values with a mask (Embedding's mask_zero) ... */
+    kd_vec masks;                 /* ir_node*: ... and their masks, [N, T, 1], 1 at a real step;
+                                   * only the recurrent layers read masks, so sema_check_node
+                                   * rejects any other user of a masked value */
+    ir_node *mask_reader;         /* the masked value a recurrent layer is reading (allowed) */
 } sema;
 
 /* sema.c */
@@ -146,6 +151,16 @@ const layer_def *layer_find(const char *name);
 int layer_names(const char **out, int max);
 sv *layer_arg(const kd_instance *inst, const char *name);
 ir_node *apply_activation(sema *S, ir_node *x, const sv *act, kd_loc loc);
+
+/* The mask of a value (sema.c), or NULL. */
+ir_node *sema_mask_of(sema *S, const ir_node *x);
+
+/* layers_text.c: Embedding and the recurrent layers; rows of layers.c's table. */
+extern const layer_param embedding_params[], simple_rnn_params[], lstm_params[], gru_params[];
+sv *embedding_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc);
+sv *simple_rnn_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc);
+sv *lstm_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc);
+sv *gru_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc);
 
 /* functions.c: the tensor functions (lowercase), no weights, no summary rows. */
 typedef struct function_def function_def;

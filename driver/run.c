@@ -330,6 +330,9 @@ static void data_want_of(const kd_model *km, const kd_run_options *o, int in, in
             w->input_shape[i] = s->dims[i + skip];
             w->input_elems *= s->dims[i + skip];
         }
+        w->input_i32 = km->input_i32[in];
+        w->input_rows = km->input_rows[in];
+        w->input_rows_layer = km->input_rows_layer[in];
     }
     if (out >= 0) {
         w->output_name = km->output_names[out];

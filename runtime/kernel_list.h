@@ -60,6 +60,8 @@
                                 (LONG, stream), (F64, lo), (F64, hi))
 #define KDK_K_INIT_NORMAL(XK) XK(INIT_NORMAL, init_normal, VOID, ST, (OUT, p), (LONG, n), (U64, seed), \
                                (LONG, stream), (F64, mean), (F64, stddev), (INT, truncated))
+#define KDK_K_INIT_ORTHOGONAL(XK) XK(INIT_ORTHOGONAL, init_orthogonal, VOID, ST, (OUT, p), (LONG, rows), \
+                                   (LONG, cols), (U64, seed), (LONG, stream), (F64, gain))
 
 /* Every row, in the order of the compiler's lp_kernel_id. */
 #define KDK_KERNEL_LIST(XK) \
@@ -68,7 +70,7 @@
     KDK_K_DWCONV2D_FWD(XK) KDK_K_DWCONV2D_BWD_DATA(XK) KDK_K_DWCONV2D_BWD_FILTER(XK) \
     KDK_K_MAXPOOL2D_FWD(XK) KDK_K_MAXPOOL2D_BWD(XK) KDK_K_AVGPOOL2D_FWD(XK) KDK_K_AVGPOOL2D_BWD(XK) \
     KDK_K_SOFTMAX(XK) KDK_K_LOGSOFTMAX(XK) KDK_K_SOFTMAX_XENT(XK) \
-    KDK_K_INIT_FILL(XK) KDK_K_INIT_UNIFORM(XK) KDK_K_INIT_NORMAL(XK)
+    KDK_K_INIT_FILL(XK) KDK_K_INIT_UNIFORM(XK) KDK_K_INIT_NORMAL(XK) KDK_K_INIT_ORTHOGONAL(XK)
 
 /* ---- expanding a row ---------------------------------------------------------
  * KDK_NARGS(args...): how many (kind, arg) pairs (1 to 24).

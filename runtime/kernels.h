@@ -270,6 +270,7 @@ double kdk_dsoftmax_xent_idx(int rows, int n, const double *logits, const int32_
 KDK_K_INIT_FILL(KDK_DECLARE)      /* kdk_[sd]init_fill(p, n, value) */
 KDK_K_INIT_UNIFORM(KDK_DECLARE)   /* kdk_[sd]init_uniform(p, n, seed, stream, lo, hi) */
 KDK_K_INIT_NORMAL(KDK_DECLARE)    /* kdk_[sd]init_normal(p, n, seed, stream, mean, stddev, truncated) */
+KDK_K_INIT_ORTHOGONAL(KDK_DECLARE) /* kdk_[sd]init_orthogonal(p, rows, cols, seed, stream, gain): Keras' Orthogonal */
 
 #ifdef __cplusplus
 }

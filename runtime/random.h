@@ -22,6 +22,10 @@
  *       2k), u2 = u(seed, stream, 2k + 1) for the k-th draw; the i-th element
  *       takes draws k = i * 32 + t for t = 0, 1, ... and, when truncated, the
  *       first with |z| <= 2 (0 after 32 misses); p[i] = mean + sd * z.
+ *   init_orthogonal(p, rows, cols, seed, stream, gain)
+ *       init_normal(p, rows * cols, seed, stream, 0, 1, untruncated), then its
+ *       columns (rows >= cols) or rows made orthonormal by modified
+ *       Gram-Schmidt, in order, in double per dot product; times gain.
  * where u = kdk_uniform01, computed in double and rounded once to the
  * element type. `stream` tells apart the variables of one model. */
 #ifndef KDSL_RANDOM_H

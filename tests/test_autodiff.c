@@ -966,7 +966,12 @@ static void src_open(src_model *sm, const char *text, int batch, bool step_graph
     int64_t nout = ir_shape_elems(&sm->tg.labels[0]->shape) * batch, classes = sm->tg.labels[0]->shape.dims[1];
     sm->x = malloc((size_t)nin * sizeof(double));
     sm->t = calloc((size_t)nout, sizeof(double));
-    for (int64_t k = 0; k < nin; k++) sm->x[k] = 2 * gc_uniform(&rng) - 1;
+    /* token ids: repeated within the batch, and every fourth outside the table
+     * (-1 or the table's size), which reads zeros and gets no gradient */
+    int64_t rows = sm->m->input_rows[0];
+    for (int64_t k = 0; k < nin; k++)
+        sm->x[k] = !sm->m->input_i32[0] ? 2 * gc_uniform(&rng) - 1
+                   : k % 4 == 3 ? (k % 8 == 3 ? -1 : (double)rows) : (double)((k * 5 + 2) % rows);
     for (int64_t r = 0; r < nout / classes; r++) sm->t[r * classes + (r * 7 + 3) % classes] = 1;
     kd_arena_free(&rng.arena);
     sm->hyper[IR_HYPER_LR] = sm->m->config.learning_rate;
@@ -1104,6 +1109,99 @@ START_TEST(source_keras_layers)
                        "    output y = Dense(Concatenate(Flatten(a), Flatten(c)), 3, activation: softmax)\n"
                        "}\n"
                        "train dw {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 2);
+}
+END_TEST
+
+/* Embedding: the gather's vjp scatters dy into the table's gradient; tokens
+ * repeated in a batch add up, a table shared by two calls gets both sums,
+ * and tokens outside the table contribute nothing. */
+START_TEST(source_embedding)
+{
+    check_source_grads("model tok {\n"
+                       "    input t: i32[5]\n"
+                       "    shared emb = Embedding(6, 3)\n"
+                       "    a = GlobalAveragePooling1D(Dense(emb(t), 4, activation: tanh))\n"
+                       "    b = GlobalMaxPooling1D(emb(t))\n"
+                       "    output y = Dense(Concatenate([a, b]), 3, activation: softmax)\n"
+                       "}\n"
+                       "train tok {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 3);
+    check_source_grads("model grid {\n"
+                       "    input t: i32[2, 4]\n"
+                       "    Embedding(3, 2, embeddings_initializer: RandomNormal(stddev: 0.5))\n"
+                       "    Flatten()\n"
+                       "    output y = Dense(2, activation: softmax)\n"
+                       "}\n"
+                       "train grid {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 2);
+}
+END_TEST
+
+/* SimpleRNN: a scan over time (compiler/ops/scan.c) whose vjp is a scan the
+ * other way; stacked, reversed and final states, fed by token embeddings. */
+START_TEST(source_simple_rnn)
+{
+    check_source_grads("model rnn {\n"
+                       "    input x: [4, 3]\n"
+                       "    s = SimpleRNN(3, return_sequences: true)\n"
+                       "    a = SimpleRNN(s, 2, activation: sigmoid)\n"
+                       "    b = SimpleRNN(x, 2, go_backwards: true, use_bias: false)\n"
+                       "    output y = Dense(Concatenate([a, b]), 3, activation: softmax)\n"
+                       "}\n"
+                       "train rnn {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 3);
+    check_source_grads("model tokrnn {\n"
+                       "    input t: i32[5]\n"
+                       "    Embedding(6, 3)\n"
+                       "    SimpleRNN(4)\n"
+                       "    output y = Dense(2, activation: softmax)\n"
+                       "}\n"
+                       "train tokrnn {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 2);
+    /* LSTM: two carries, four gates sliced from one product, forget bias ones */
+    check_source_grads("model lstm {\n"
+                       "    input x: [4, 2]\n"
+                       "    s = LSTM(3, return_sequences: true)\n"
+                       "    a = LSTM(s, 2, recurrent_activation: hard_sigmoid, activation: softsign)\n"
+                       "    b = LSTM(x, 2, go_backwards: true, use_bias: false)\n"
+                       "    output y = Dense(Concatenate([a, b]), 3, activation: softmax)\n"
+                       "}\n"
+                       "train lstm {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 3);
+    /* GRU both ways: reset_after (two biases) and not (the recurrent kernel sliced) */
+    check_source_grads("model gru {\n"
+                       "    input x: [4, 2]\n"
+                       "    s = GRU(3, return_sequences: true)\n"
+                       "    a = GRU(s, 2, reset_after: false)\n"
+                       "    b = GRU(x, 2, go_backwards: true, recurrent_activation: hard_sigmoid)\n"
+                       "    output y = Dense(Concatenate([a, b]), 3, activation: softmax)\n"
+                       "}\n"
+                       "train gru {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 3);
+    /* mask_zero: a masked step keeps the state (the fed ids include 0) */
+    check_source_grads("model maskrnn {\n"
+                       "    input t: i32[6]\n"
+                       "    Embedding(4, 3, mask_zero: true)\n"
+                       "    SimpleRNN(3, return_sequences: true)\n"
+                       "    LSTM(2, go_backwards: true)\n"
+                       "    output y = Dense(2, activation: softmax)\n"
+                       "}\n"
+                       "train maskrnn {\n"
                        "    loss: CategoricalCrossentropy()\n"
                        "    optimizer: SGD(learning_rate: 0.1)\n"
                        "}\n", 2);
@@ -1271,6 +1369,8 @@ static Suite *autodiff_suite(void)
     tcase_add_test(t, regularizers_add_to_loss);
     tcase_add_test(t, gaussian_noise_draws);
     tcase_add_test(t, source_keras_layers);
+    tcase_add_test(t, source_embedding);
+    tcase_add_test(t, source_simple_rnn);
     tcase_add_test(t, source_linear_regression);
     suite_add_tcase(s, t);
     return s;

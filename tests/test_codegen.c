@@ -1035,6 +1035,22 @@ START_TEST(init_values)
     ck_assert_msg(fabs(sqrt(var) / sqrt(2.0 / 400) - 1) < 0.02, "stddev %g, want %g", sqrt(var), sqrt(2.0 / 400));
     free(a);
     gen_free(&g);
+
+    /* LSTM: the recurrent kernel [5, 20] orthogonal (orthonormal rows), the bias
+     * zeros but the forget gate's quarter ones (unit_forget_bias) */
+    static const char lstm[] = "model l {\n  input x: [3, 2]\n  output y = LSTM(5)\n}\n";
+    gen_build(&g, "cg-init-lstm", lstm, NULL, "gcc");
+    a = gen_run(&g, "init", seed, 1, &n);
+    const double *rk = a + 2 * 20, *bias = rk + 5 * 20;
+    for (int u = 0; u < 5; u++)
+        for (int v = 0; v < 5; v++) {
+            double d = 0;
+            for (int k = 0; k < 20; k++) d += rk[u * 20 + k] * rk[v * 20 + k];
+            ck_assert_double_eq_tol(d, u == v, 1e-5);
+        }
+    for (int k = 0; k < 20; k++) ck_assert_double_eq(bias[k], k >= 5 && k < 10 ? 1 : 0);
+    free(a);
+    gen_free(&g);
 }
 END_TEST
 
@@ -1064,6 +1080,100 @@ START_TEST(cortex_m4)
     ck_assert(!strstr(c, "mlp_train_step") && !strstr(c, "mlp_grad"));
     free(c);
     gen_free(&g);
+}
+END_TEST
+
+/* Embedding in the generated C: int32_t token ids through `const void *const
+ * *inputs`; a row of the table per id, zeros for an id outside it (-1, 5,
+ * INT32_MAX: never read out of bounds); freestanding for a Cortex-M4. */
+static const char emb_text[] = "model emb {\n    input tokens: i32[4]\n    Embedding(5, 3)\n}\n";
+static const char emb_main[] =
+    "#include <stdint.h>\n#include <stdio.h>\n#include \"emb.h\"\n"
+    "#if !EMB_INPUT0_I32 || EMB_INPUT0_TOKENS != 5\n#error the header does not describe the token input\n#endif\n"
+    "static float params[EMB_PARAMS_SIZE], y[2 * 4 * 3];\n"
+    "static _Alignas(16) char arena[EMB_ARENA_SIZE];\n"
+    "int main(void)\n{\n"
+    "    for (int i = 0; i < EMB_PARAMS_SIZE; i++) params[i] = (float)(i + 1);\n"
+    "    static const int32_t ids[8] = {0, 4, 2, 2, -1, 5, INT32_MAX, 3};\n"
+    "    const void *in[1] = {ids};\n    float *out[1] = {y};\n"
+    "    emb_predict(params, in, out, 2, arena);\n"
+    "    for (int t = 0; t < 8; t++)\n"
+    "        for (int d = 0; d < 3; d++) {\n"
+    "            float want = ids[t] >= 0 && ids[t] < 5 ? params[ids[t] * 3 + d] : 0.0f;\n"
+    "            if (y[t * 3 + d] != want) { printf(\"token %d: %g, want %g\\n\", t, (double)y[t * 3 + d], (double)want); return 1; }\n"
+    "        }\n"
+    "    puts(\"ok\");\n    return 0;\n}\n";
+
+START_TEST(embedding_c)
+{
+    const char *dir = tu_tmpdir("cg-emb");
+    char path[4300];
+    snprintf(path, sizeof path, "%s/emb.kdsl", dir);
+    ck_assert_int_eq(tu_write(path, emb_text, strlen(emb_text)), 0);
+    snprintf(path, sizeof path, "%s/main.c", dir);
+    ck_assert_int_eq(tu_write(path, emb_main, strlen(emb_main)), 0);
+    /* KDSL_CODEGEN_CFLAGS: the sanitizers, as the runtime library was built with them */
+    const char *extra = getenv("KDSL_CODEGEN_CFLAGS") ? getenv("KDSL_CODEGEN_CFLAGS") : "";
+    SH("cd %s && %s compile emb.kdsl -o emb.c --inference-only --batch 2 && "
+       "gcc -std=c11 -Wall -Wextra -Wpedantic -Werror -Wconversion -O2 %s -I%s main.c emb.c %s -lm -o emb && ./emb",
+       dir, tu_kdslc(), extra, tu_src("runtime"), runtime_lib("gcc"));
+    snprintf(path, sizeof path, "%s/emb.h", dir);
+    char *h = read_text(path);
+    ck_assert_msg(strstr(h, "void emb_predict(const float *params, const void *const *inputs, float *const *outputs"), "%s", h);
+    free(h);
+    SH("cd %s && %s compile emb.kdsl -o m4.c --inference-only --batch 1 --no-workspace && "
+       "arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -ffreestanding "
+       "-std=c99 -Wall -Wextra -Wpedantic -Werror -O2 -I%s -c m4.c -o m4.o",
+       dir, tu_kdslc(), tu_src("runtime"));
+    char *out = NULL;
+    ck_assert_int_eq(RUN(&out, "cd %s && arm-none-eabi-nm -u m4.o", dir), 0);
+    const char *banned[] = {"malloc", "calloc", "realloc", "free", "printf", "fprintf", "puts", "fopen", "fwrite"};
+    for (size_t i = 0; i < sizeof banned / sizeof banned[0]; i++) {
+        char pat[64];
+        snprintf(pat, sizeof pat, " %s\n", banned[i]);
+        ck_assert_msg(!strstr(out, pat), "the object references %s:\n%s", banned[i], out);
+    }
+    free(out);
+}
+END_TEST
+
+/* A recurrent layer is one loop over time: an LSTM's model.c for 10 steps and
+ * for 1,000 is the same text but for the numbers, and its Cortex-M4 code
+ * (firmware: --inference-only, freestanding) the same size within a few
+ * immediates. */
+START_TEST(scan_code_size)
+{
+    const char *dir = tu_tmpdir("cg-scan");
+    long text[2];
+    char *src[2];
+    for (int i = 0; i < 2; i++) {
+        int T = i ? 1000 : 10;
+        char kdsl[256], path[4300];
+        snprintf(kdsl, sizeof kdsl, "model r {\n    input x: [%d, 8]\n    LSTM(16)\n    output y = Dense(2)\n}\n", T);
+        snprintf(path, sizeof path, "%s/r%d.kdsl", dir, T);
+        ck_assert_int_eq(tu_write(path, kdsl, strlen(kdsl)), 0);
+        SH("cd %s && %s compile r%d.kdsl -o r%d.c --inference-only --batch 1 --no-workspace && "
+           "arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -ffreestanding "
+           "-std=c99 -Wall -Wextra -Wpedantic -Werror -O2 -I%s -c r%d.c -o r%d.o",
+           dir, tu_kdslc(), T, T, tu_src("runtime"), T, T);
+        char *out = NULL;
+        ck_assert_int_eq(RUN(&out, "cd %s && arm-none-eabi-size r%d.o | tail -1", dir, T), 0);
+        text[i] = strtol(out, NULL, 10);
+        free(out);
+        snprintf(path, sizeof path, "%s/r%d.c", dir, T);
+        src[i] = read_text(path);
+        for (char *c = src[i], *o = src[i]; ; c++) {   /* every number becomes one '#' */
+            if (*c >= '0' && *c <= '9') {
+                while (c[1] >= '0' && c[1] <= '9') c++;
+                *o++ = '#';
+            } else if (!(*o++ = *c)) break;
+        }
+    }
+    ck_assert_msg(!strcmp(src[0], src[1]), "model.c for 10 and 1000 steps differ beyond their numbers");
+    ck_assert_msg(text[0] > 0 && labs(text[1] - text[0]) <= 128, "Cortex-M4 text: %ld bytes for 10 steps, %ld for 1000",
+                  text[0], text[1]);
+    free(src[0]);
+    free(src[1]);
 }
 END_TEST
 
@@ -1529,6 +1639,8 @@ static Suite *codegen_suite(void)
     tcase_add_loop_test(t, torch_models_match, 0, 4);
     tcase_add_test(t, init_values);
     tcase_add_test(t, cortex_m4);
+    tcase_add_test(t, embedding_c);
+    tcase_add_test(t, scan_code_size);
     tcase_add_test(t, deterministic);
     tcase_add_loop_test(t, samples_compile, 0, 2);
     tcase_add_test(t, embed_weights);

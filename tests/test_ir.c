@@ -485,7 +485,7 @@ START_TEST(op_table)
     ir_op no_vjp[] = {IR_ACT_GRAD, IR_MAX_GRAD, IR_CONV2D_BWD_FILTER,
                       IR_DEPTHWISE_CONV2D_BWD_DATA, IR_DEPTHWISE_CONV2D_BWD_FILTER,
                       IR_MAXPOOL2D_GRAD, IR_AVGPOOL2D_GRAD, IR_SOFTMAX_XENT_GRAD,
-                      IR_FUSED_MATMUL, IR_FUSED_CONV2D, IR_FUSED_DEPTHWISE_CONV2D};
+                      IR_GATHER_GRAD, IR_FUSED_MATMUL, IR_FUSED_CONV2D, IR_FUSED_DEPTHWISE_CONV2D};
     for (int op = 0; op < IR_OP_COUNT; op++) {
         bool grad_op = false;
         for (size_t k = 0; k < sizeof no_vjp / sizeof no_vjp[0]; k++) grad_op |= no_vjp[k] == (ir_op)op;

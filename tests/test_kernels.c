@@ -1911,6 +1911,37 @@ START_TEST(test_init_values)
 }
 END_TEST
 
+/* Keras' Orthogonal: orthonormal columns (tall) or rows (wide), times the
+ * gain, in float and double; the same seed and stream give the same matrix. */
+START_TEST(test_init_orthogonal)
+{
+    static const long shapes[][2] = {{6, 4}, {3, 5}, {8, 8}, {40, 40}};
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        long rows = shapes[c][0], cols = shapes[c][1];
+        double d[1600], d2[1600];
+        float f[1600];
+        kdk_dinit_orthogonal(d, rows, cols, 9, 4, 1.5);
+        kdk_dinit_orthogonal(d2, rows, cols, 9, 4, 1.5);
+        kdk_sinit_orthogonal(f, rows, cols, 9, 4, 1.5);
+        bool tall = rows >= cols;
+        long n = tall ? cols : rows, len = tall ? rows : cols;
+        for (long u = 0; u < n; u++)
+            for (long v = 0; v < n; v++) {
+                double dd = 0, ff = 0;
+                for (long e = 0; e < len; e++) {
+                    long iu = tall ? e * cols + u : u * cols + e, iv = tall ? e * cols + v : v * cols + e;
+                    dd += d[iu] * d[iv];
+                    ff += (double)f[iu] * f[iv];
+                }
+                ck_assert_double_eq_tol(dd, u == v ? 2.25 : 0, 1e-12);
+                ck_assert_double_eq_tol(ff, u == v ? 2.25 : 0, 1e-4);   /* float Gram-Schmidt */
+            }
+        ck_assert(!memcmp(d, d2, (size_t)(rows * cols) * sizeof *d));
+        for (long i = 0; i < rows * cols; i++) ck_assert_double_eq_tol(f[i], d[i], 1e-4);
+    }
+}
+END_TEST
+
 static Suite *kernels_suite(void)
 {
     Suite *s = suite_create("kernels");
@@ -1960,6 +1991,7 @@ static Suite *kernels_suite(void)
     tc = tcase_create("random");
     tcase_add_test(tc, test_dropout_hash_values);
     tcase_add_test(tc, test_init_values);
+    tcase_add_test(tc, test_init_orthogonal);
     suite_add_tcase(s, tc);
     return s;
 }

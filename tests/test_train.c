@@ -418,6 +418,94 @@ START_TEST(linear_regression_recovers_line)
 }
 END_TEST
 
+/* samples/text_bag.kdsl on token ids: an Embedding + GlobalAveragePooling1D
+ * + Dense model learns whether most of a text's tokens are high ids (50..99)
+ * from int32 .npy arrays (texts of 5 to 20 tokens, 0 padding the rest), to
+ * at least 90% validation accuracy; evaluate and predict read int64 ids.
+ * samples/text_rnn.kdsl (Embedding + SimpleRNN) learns it too. */
+START_TEST(text_bag_learns_tokens)
+{
+    const char *dir = tu_tmpdir("text_bag");
+    enum { N = 1024, T = 20 };
+    kdh_tensor x, x64;
+    kdh_error err;
+    int64_t shape[2] = {N, T}, labels[N];
+    ck_assert_int_eq(kdh_tensor_alloc(&x, NULL, KDH_I32, 2, shape, &err), 0);
+    ck_assert_int_eq(kdh_tensor_alloc(&x64, NULL, KDH_I64, 2, shape, &err), 0);
+    int32_t *ids = x.data;
+    rng_state = 11;
+    for (int i = 0; i < N; i++) {
+        int len = 5 + (int)(uniform() * 16), high = 0;
+        if (len % 2 == 0) len--;   /* no ties */
+        for (int t = 0; t < T; t++) {
+            ids[i * T + t] = t < len ? 1 + (int32_t)(uniform() * 99) : 0;
+            high += t < len && ids[i * T + t] >= 50;
+            ((int64_t *)x64.data)[i * T + t] = ids[i * T + t];
+        }
+        labels[i] = 2 * high > len;
+    }
+    ck_assert_msg(kdh_npy_write(tu_path(dir, "x.npy"), &x, &err) == 0, "%s", err.msg);
+    ck_assert_msg(kdh_npy_write(tu_path(dir, "x64.npy"), &x64, &err) == 0, "%s", err.msg);
+    kdh_tensor_free(&x);
+    kdh_tensor_free(&x64);
+    write_npy_i64(tu_path(dir, "y.npy"), N, labels);
+    const char *model = tu_src("samples/text_bag.kdsl"), *w = tu_path(dir, "w.safetensors");
+    char *out;
+    int rc = tu_kdslc_run(&out, "train %s --data %s,%s --validation-split 0.2 --save %s --history %s", model,
+                          tu_path(dir, "x.npy"), tu_path(dir, "y.npy"), w, tu_path(dir, "h.json"));
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "Epoch 10/10");
+    free(out);
+    char *h = tu_read(tu_path(dir, "h.json"), NULL);
+    ck_assert_ptr_nonnull(h);
+    const char *l = strstr(h, "\"loss\""), *va = strstr(h, "\"val_accuracy\"");
+    ck_assert_msg(l && va, "%s", h);
+    double first_loss = strtod(strchr(l, '[') + 1, NULL), last_loss = 0, acc = 0;
+    for (const char *p = strchr(l, '['); p && *p != ']'; p = strpbrk(p + 1, ",]")) last_loss = strtod(p + 1, NULL);
+    for (const char *p = strchr(va, '['); p && *p != ']'; p = strpbrk(p + 1, ",]")) acc = strtod(p + 1, NULL);
+    ck_assert_msg(last_loss < first_loss / 2, "loss %g -> %g:\n%s", first_loss, last_loss, h);
+    ck_assert_msg(acc >= 0.9, "validation accuracy %g < 0.9:\n%s", acc, h);
+    free(h);
+    rc = tu_kdslc_run(&out, "evaluate %s --weights %s --data %s,%s", model, w, tu_path(dir, "x64.npy"),
+                      tu_path(dir, "y.npy"));
+    ck_assert_msg(rc == 0, "%s", out);
+    const char *a = strstr(out, "accuracy: ");
+    ck_assert_msg(a && strtod(a + 10, NULL) >= 0.9, "%s", out);
+    free(out);
+    rc = tu_kdslc_run(&out, "predict %s --weights %s --input %s -o %s", model, w, tu_path(dir, "x64.npy"),
+                      tu_path(dir, "p.npy"));
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    kdh_tensor p;
+    ck_assert_msg(kdh_npy_read(tu_path(dir, "p.npy"), NULL, &p, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(p.shape[0], N);
+    int right = 0;
+    for (int i = 0; i < N; i++) {
+        const float *y = (const float *)p.data + 2 * i;
+        right += (y[1] > y[0]) == (labels[i] == 1);
+    }
+    ck_assert_msg(right >= 0.9 * N, "predict: %d of %d right", right, N);
+    kdh_tensor_free(&p);
+
+    /* samples/text_rnn.kdsl: the same task read in order by a SimpleRNN (a loop over 20 steps) */
+    rc = tu_kdslc_run(&out, "train %s --data %s,%s --history %s", tu_src("samples/text_rnn.kdsl"), tu_path(dir, "x.npy"),
+                      tu_path(dir, "y.npy"), tu_path(dir, "r.json"));
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    h = tu_read(tu_path(dir, "r.json"), NULL);
+    ck_assert_ptr_nonnull(h);
+    l = strstr(h, "\"loss\"");
+    const char *ta = strstr(h, "\"accuracy\"");
+    ck_assert_msg(l && ta, "%s", h);
+    first_loss = strtod(strchr(l, '[') + 1, NULL);
+    for (const char *q = strchr(l, '['); q && *q != ']'; q = strpbrk(q + 1, ",]")) last_loss = strtod(q + 1, NULL);
+    for (const char *q = strchr(ta, '['); q && *q != ']'; q = strpbrk(q + 1, ",]")) acc = strtod(q + 1, NULL);
+    ck_assert_msg(last_loss < first_loss / 2 && acc >= 0.9, "text_rnn: loss %g -> %g, accuracy %g:\n%s", first_loss,
+                  last_loss, acc, h);
+    free(h);
+}
+END_TEST
+
 /* ---- (4) bad weights, bad data, bad flags ------------------------------------------------------- */
 
 static void write_weights(const char *path, const char *const *names, kdh_dtype dt, const int64_t (*shapes)[2],
@@ -1457,6 +1545,7 @@ int main(void)
     tcase_add_test(run, threads_train_the_same_weights);
     tcase_add_test(run, nan_loss_stops_and_keeps_checkpoint);
     tcase_add_test(run, linear_regression_recovers_line);
+    tcase_add_test(run, text_bag_learns_tokens);
     tcase_add_test(run, bad_weights_files);
     tcase_add_test(run, bad_data_files);
     tcase_add_test(run, bad_flags);

@@ -544,6 +544,152 @@ START_TEST(depthwise_conv2d)
 }
 END_TEST
 
+/* gather: rows of the table by token; a token outside it (-1, 3) reads
+ * zeros. Its vjp sums dy's rows into the rows their tokens name (token 2
+ * twice), adds nothing for the others, and the tokens get no gradient. */
+START_TEST(gather)
+{
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *tok = gc_input(&c, 1, D(4), GC_UNIFORM, 0, 1);
+    tok->attr.i32 = true;
+    const double ids[8] = {0, 2, 2, -1, 3, 1, 2, 0};
+    memcpy(gc_data(&c, tok), ids, sizeof ids);
+    ir_node *table = gc_var(&c, "embeddings", 2, D(3, 2), GC_UNIFORM, -1, 1, true);
+    ir_node *in[2] = {table, tok};
+    ir_node *y = ir_make(&c.b, IR_GATHER, 2, in, NULL);
+    ck_assert_msg(y != NULL, "%s", c.b.why);
+    ck_assert_int_eq(y->shape.rank, 3);
+    ck_assert_int_eq(y->shape.dims[2], 2);
+    ir_node *bad[2] = {table, gc_input(&c, 1, D(4), GC_UNIFORM, 0, 1)};
+    ck_assert_ptr_null(ir_make(&c.b, IR_GATHER, 2, bad, NULL));   /* real indices */
+    ck_assert_ptr_null(ir_unary(&c.b, IR_NEG, tok));               /* ints only index */
+    ir_node *dy = gc_input(&c, 2, D(4, 2), GC_UNIFORM, -1, 1);
+    ir_node *gin[2] = {tok, dy};
+    ir_attrs a = {0};
+    a.shape = table->shape;
+    ir_node *dt = ir_make(&c.b, IR_GATHER_GRAD, 2, gin, &a);
+    ck_assert_msg(dt != NULL, "%s", c.b.why);
+    ir_values *v = gc_run(&c);
+    const double *t = gc_data(&c, table), *yv = ir_value(v, y), *g = ir_value(v, dt), *d = gc_data(&c, dy);
+    for (int i = 0; i < 8; i++)
+        for (int k = 0; k < 2; k++)
+            ck_assert_double_eq(yv[i * 2 + k], ids[i] >= 0 && ids[i] < 3 ? t[(int)ids[i] * 2 + k] : 0);
+    for (int r = 0; r < 3; r++)
+        for (int k = 0; k < 2; k++) {
+            double want = 0;
+            for (int i = 0; i < 8; i++) want += ids[i] == r ? d[i * 2 + k] : 0;
+            ck_assert_double_eq_tol(g[r * 2 + k], want, 1e-15);
+        }
+    ir_values_free(v);
+    ir_node *wrt[1] = {table};
+    expect_grads(&c, y, 1, wrt);
+    gc_free(&c);
+}
+END_TEST
+
+/* ---- scan: a loop over time carrying state ------------------------------------ */
+
+/* An RNN cell over time, h' = tanh(x_t W + h U + b), as one scan (forward
+ * and, for _i = 1, reverse over time): the stacked states and the final one
+ * against a loop written here, and the gradients of both w.r.t. the inputs,
+ * the initial state and the weights against finite differences (the vjp is
+ * a scan the other way over time). */
+START_TEST(scan_rnn)
+{
+    bool reverse = _i == 1;
+    enum { B = 2, T = 4, F = 3, U = 2 };
+    gc_ctx c;
+    gc_init(&c, B);
+    ir_node *x = gc_input(&c, 2, D(T, F), GC_UNIFORM, -1, 1), *h0 = gc_input(&c, 1, D(U), GC_UNIFORM, -0.5, 0.5);
+    ir_node *W = gc_var(&c, "kernel", 2, D(F, U), GC_UNIFORM, -1, 1, true);
+    ir_node *R = gc_var(&c, "recurrent_kernel", 2, D(U, U), GC_UNIFORM, -1, 1, true);
+    ir_node *bias = gc_var(&c, "bias", 1, D(U), GC_UNIFORM, -0.5, 0.5, true);
+    ir_scan *s = ir_scan_new(&c.arena, &c.vars, 1, 1, 3, reverse);
+    ir_builder b = {.g = s->body};
+    ir_node *h = ir_scan_arg(&b, s, 0, h0->shape), *xt = ir_scan_arg(&b, s, 1, ir_shape_of(1, D(F), true));
+    ir_node *w = ir_scan_arg(&b, s, 2, W->shape), *r = ir_scan_arg(&b, s, 3, R->shape);
+    ir_node *bb = ir_scan_arg(&b, s, 4, bias->shape);
+    ir_node *pre = ir_binary(&b, IR_ADD, ir_matmul(&b, xt, w, false, false), ir_matmul(&b, h, r, false, false));
+    ir_node *hn = ir_unary(&b, IR_TANH, ir_binary(&b, IR_ADD, pre, bb));
+    char why[256];
+    ir_node *outs[2] = {hn, hn};
+    ck_assert_msg(ir_scan_finish(s, 2, outs, why, sizeof why), "%s / %s", why, b.why);
+    ir_node *ops[5] = {h0, x, W, R, bias};
+    ir_node *ys = ir_scan_apply(&c.b, s, ops, 1), *hT = ir_scan_apply(&c.b, s, ops, 0);
+    ck_assert_msg(ys && hT, "%s", c.b.why);
+    ck_assert_int_eq(ys->shape.rank, 3);
+    ck_assert_int_eq(ys->shape.dims[1], T);
+    ck_assert_int_eq(ys->shape.dims[2], U);
+    ir_node *bad[5] = {h0, x, R, R, bias};   /* a constant of the wrong shape */
+    ck_assert_ptr_null(ir_scan_apply(&c.b, s, bad, 1));
+
+    ir_values *v = gc_run(&c);
+    const double *xv = gc_data(&c, x), *hv = gc_data(&c, h0), *wv = gc_data(&c, W), *rv = gc_data(&c, R);
+    const double *bv = gc_data(&c, bias), *yv = ir_value(v, ys), *tv = ir_value(v, hT);
+    for (int n = 0; n < B; n++) {
+        double hs[U], hn2[U];
+        for (int u = 0; u < U; u++) hs[u] = hv[n * U + u];
+        for (int step = 0; step < T; step++) {
+            int t = reverse ? T - 1 - step : step;
+            for (int u = 0; u < U; u++) {
+                double a = bv[u];
+                for (int f = 0; f < F; f++) a += xv[(n * T + t) * F + f] * wv[f * U + u];
+                for (int k = 0; k < U; k++) a += hs[k] * rv[k * U + u];
+                hn2[u] = tanh(a);
+            }
+            for (int u = 0; u < U; u++) {
+                hs[u] = hn2[u];
+                ck_assert_double_eq_tol(yv[(n * T + t) * U + u], hs[u], 1e-12);
+            }
+        }
+        for (int u = 0; u < U; u++) ck_assert_double_eq_tol(tv[n * U + u], hs[u], 1e-12);
+    }
+    ir_values_free(v);
+    ir_node *wrt[5] = {x, h0, W, R, bias};
+    expect_grads(&c, ys, 5, wrt);
+    expect_grads(&c, hT, 5, wrt);
+    ck_assert_int_ge(gc_count_op(c.g, IR_SCAN), 4);
+    gc_free(&c);
+}
+END_TEST
+
+/* Two carries, LSTM-like: c' = c * sigmoid(x Wf) + tanh(x Wc + h R),
+ * h' = tanh(c') * sigmoid(h Ro); gradients through the stacked h and the
+ * final c. A constant the body reads twice, and one per sample (a mask). */
+START_TEST(scan_two_carries)
+{
+    enum { B = 3, T = 3, F = 2, U = 3 };
+    gc_ctx c;
+    gc_init(&c, B);
+    ir_node *x = gc_input(&c, 2, D(T, F), GC_UNIFORM, -1, 1), *h0 = gc_input(&c, 1, D(U), GC_UNIFORM, -0.5, 0.5);
+    ir_node *c0 = gc_input(&c, 1, D(U), GC_UNIFORM, -0.5, 0.5), *mask = gc_input(&c, 1, D(U), GC_UNIFORM, 0.5, 1.5);
+    ir_node *Wf = gc_var(&c, "wf", 2, D(F, U), GC_UNIFORM, -1, 1, true), *Wc = gc_var(&c, "wc", 2, D(F, U), GC_UNIFORM, -1, 1, true);
+    ir_node *R = gc_var(&c, "r", 2, D(U, U), GC_UNIFORM, -1, 1, true);
+    ir_scan *s = ir_scan_new(&c.arena, &c.vars, 2, 1, 4, false);
+    ir_builder b = {.g = s->body};
+    ir_node *h = ir_scan_arg(&b, s, 0, h0->shape), *cell = ir_scan_arg(&b, s, 1, c0->shape);
+    ir_node *xt = ir_scan_arg(&b, s, 2, ir_shape_of(1, D(F), true));
+    ir_node *wf = ir_scan_arg(&b, s, 3, Wf->shape), *wc = ir_scan_arg(&b, s, 4, Wc->shape);
+    ir_node *r = ir_scan_arg(&b, s, 5, R->shape), *m = ir_scan_arg(&b, s, 6, mask->shape);
+    ir_node *gate = ir_unary(&b, IR_SIGMOID, ir_matmul(&b, xt, wf, false, false));
+    ir_node *cand = ir_unary(&b, IR_TANH, ir_binary(&b, IR_ADD, ir_matmul(&b, xt, wc, false, false),
+                                                    ir_matmul(&b, ir_binary(&b, IR_MUL, h, m), r, false, false)));
+    ir_node *cn = ir_binary(&b, IR_ADD, ir_binary(&b, IR_MUL, cell, gate), cand);
+    ir_node *hn = ir_binary(&b, IR_MUL, ir_unary(&b, IR_TANH, cn), ir_unary(&b, IR_SIGMOID, ir_matmul(&b, h, r, false, false)));
+    char why[256];
+    ir_node *outs[3] = {hn, cn, hn};
+    ck_assert_msg(ir_scan_finish(s, 3, outs, why, sizeof why), "%s / %s", why, b.why);
+    ir_node *ops[7] = {h0, c0, x, Wf, Wc, R, mask};
+    ir_node *ys = ir_scan_apply(&c.b, s, ops, 2), *cT = ir_scan_apply(&c.b, s, ops, 1);
+    ck_assert_msg(ys && cT, "%s", c.b.why);
+    ir_node *wrt[7] = {x, h0, c0, Wf, Wc, R, mask};
+    expect_grads(&c, ys, 7, wrt);
+    expect_grads(&c, cT, 7, wrt);
+    gc_free(&c);
+}
+END_TEST
+
 /* The depthwise conv against its definition: output channel c * M + m is
  * input channel c convolved with w[:, :, c, m], taps `dilation` apart. */
 START_TEST(depthwise_conv2d_values)
@@ -678,6 +824,9 @@ static Suite *vjp_suite(void)
     tcase_add_loop_test(t, conv2d_transpose, 0, sizeof conv_cases / sizeof conv_cases[0]);
     tcase_add_loop_test(t, depthwise_conv2d, 0, sizeof dw_cases / sizeof dw_cases[0]);
     tcase_add_test(t, depthwise_conv2d_values);
+    tcase_add_test(t, gather);
+    tcase_add_loop_test(t, scan_rnn, 0, 2);
+    tcase_add_test(t, scan_two_carries);
     tcase_add_loop_test(t, pool, 0, sizeof pool_cases / sizeof pool_cases[0]);
     tcase_add_loop_test(t, softmax_xent, 0, 2);
     tcase_add_test(t, softmax_xent_matches_unfused);

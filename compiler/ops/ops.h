@@ -49,6 +49,7 @@ int64_t ops_window_out(int64_t in, int64_t k, int stride, int64_t lo, int64_t hi
     X(AVGPOOL2D, avgpool2d) X(AVGPOOL2D_GRAD, avgpool2d_grad) \
     X(DEPTHWISE_CONV2D, depthwise_conv2d) X(DEPTHWISE_CONV2D_BWD_DATA, depthwise_conv2d_bwd_data) \
     X(DEPTHWISE_CONV2D_BWD_FILTER, depthwise_conv2d_bwd_filter) \
+    X(GATHER, gather) X(GATHER_GRAD, gather_grad) X(SCAN, scan) X(SCAN_ARG, scan_arg) \
     X(SOFTMAX_XENT, softmax_xent) X(SOFTMAX_XENT_GRAD, softmax_xent_grad) \
     X(FUSED_MATMUL, fused_matmul) X(FUSED_CONV2D, fused_conv2d) \
     X(FUSED_DEPTHWISE_CONV2D, fused_depthwise_conv2d)

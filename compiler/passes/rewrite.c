@@ -100,6 +100,7 @@ static bool same_attrs(unsigned want, const ir_attrs *a, const ir_attrs *b)
     if ((want & IR_ATTR_INDEX) && a->index != b->index) return false;
     if ((want & IR_ATTR_ACT) && a->act != b->act) return false;
     if ((want & IR_ATTR_SHAPE) && !ir_shape_equal(&a->shape, &b->shape)) return false;
+    if ((want & IR_ATTR_SCAN) && a->scan != b->scan) return false;
     return true;
 }
 

@@ -82,6 +82,38 @@ static char *sample_shape(const kdh_tensor *t, char *buf, size_t size)
     return kdh_shape_str(t->rank > 0 ? t->rank - 1 : 0, t->shape + 1, buf, size);
 }
 
+/* An i32 input's token ids, checked (whole numbers in the Embedding's
+ * table) and stored as int32_t in the float array, bit for bit. */
+static int take_tokens(const kdh_tensor *x, const char *xname, const kdh_data_want *w, kdh_dataset *out,
+                       kdh_error *err)
+{
+    int64_t per = per_sample(x), n = x->shape[0], count = n * per;
+    int64_t rows = w->input_rows > 0 ? w->input_rows : (int64_t)1 << 31;
+    int32_t *ids = aligned_alloc(64, (size_t)count * sizeof *ids / 64 * 64 + 64);
+    if (!ids) return kdh__err(err, "%s: out of memory for %" PRId64 " token ids", xname, count);
+    for (int64_t i = 0; i < count; i++) {
+        double v = kdh_tensor_elem_f64(x, (size_t)i);
+        const char *why = v != floor(v) || isnan(v) ? "is not a whole number"
+                          : v < 0 || v >= (double)rows ? "is outside the vocabulary" : NULL;
+        if (why) {
+            free(ids);
+            char range[160];
+            if (w->input_rows > 0)
+                snprintf(range, sizeof range, "%s's input_dim is %" PRId64 ": ids 0 to %" PRId64,
+                         w->input_rows_layer ? w->input_rows_layer : "the Embedding", rows, rows - 1);
+            else
+                snprintf(range, sizeof range, "ids 0 to 2^31 - 1");
+            return kdh__err(err, "%s: sample %" PRId64 ", element %" PRId64 " of input '%s' (i32): token %.17g %s (%s)",
+                            xname, i / per, i % per, w->input_name ? w->input_name : "", v, why, range);
+        }
+        ids[i] = (int32_t)v;
+    }
+    out->n = n;
+    out->x_elems = per;
+    out->x = (float *)(void *)ids;
+    return 0;
+}
+
 /* The inputs: reshaped (element counts must agree), scaled, checked finite. */
 static int take_inputs(const kdh_tensor *x, const char *xname, const kdh_data_want *w, kdh_dataset *out,
                        kdh_error *err)
@@ -95,6 +127,7 @@ static int take_inputs(const kdh_tensor *x, const char *xname, const kdh_data_wa
                         " values)",
                         xname, sample_shape(x, sb, sizeof sb), per, w->model, w->input_name ? w->input_name : "",
                         kdh_shape_str(w->input_rank, w->input_shape, mb, sizeof mb), w->input_elems);
+    if (w->input_i32) return take_tokens(x, xname, w, out, err);
     if (kdh_check_finite(x, xname, err) != 0) return -1;
     kdh_tensor f;
     if (kdh_tensor_to_f32(x, &f, err) != 0) return -1;

@@ -51,13 +51,20 @@ typedef struct kdh_data_want {
     int64_t label_elems;               /* ONEHOT: the class count */
     const char *output_name;           /* messages (kdh_data_load_parts) */
     kdh_normalize normalize;
+    /* An i32 input (`input tokens: i32[...]`): every value must be a whole
+     * number in [0, input_rows) (input_rows 0: [0, 2^31)), the table size of
+     * the Embedding input_rows_layer that reads it; never scaled. */
+    bool input_i32;
+    int64_t input_rows;
+    const char *input_rows_layer;
 } kdh_data_want;
 
 typedef struct kdh_dataset {
     char name[512];                    /* "fashion-mnist (train)", "x.npy": for messages */
     int64_t n;
     int64_t x_elems, y_elems;          /* per sample; y_elems 0 without labels */
-    float *x;                          /* n * x_elems */
+    float *x;                          /* n * x_elems; for an i32 input, int32_t token ids stored
+                                        * bit for bit (same size: the batches copy bytes) */
     float *y;                          /* n * y_elems, or NULL */
     int32_t *cls;                      /* ONEHOT: the class of each sample, else NULL */
 } kdh_dataset;

@@ -353,8 +353,7 @@ static float bf16_to_f32(uint16_t h)
     return f;
 }
 
-/* Element i of any dtype as a double (exact for all but huge 64-bit ints). */
-static double element_as_double(const kdh_tensor *t, size_t i)
+double kdh_tensor_elem_f64(const kdh_tensor *t, size_t i)
 {
     const unsigned char *p = (const unsigned char *)t->data + i * kdh_dtype_size(t->dtype);
     switch (t->dtype) {
@@ -390,7 +389,7 @@ int kdh_tensor_to_f32(const kdh_tensor *src, kdh_tensor *dst, kdh_error *err)
         const uint8_t *in = src->data;   /* the common case: image pixels */
         for (size_t i = 0; i < n; i++) out[i] = in[i];
     } else {
-        for (size_t i = 0; i < n; i++) out[i] = (float)element_as_double(src, i);
+        for (size_t i = 0; i < n; i++) out[i] = (float)kdh_tensor_elem_f64(src, i);
     }
     return 0;
 }
@@ -411,10 +410,10 @@ int kdh_check_finite(const kdh_tensor *t, const char *what, kdh_error *err)
         bad = kdh_first_nonfinite_f32(t->data, n);
     } else {
         for (size_t i = 0; i < n; i++)
-            if (!isfinite(element_as_double(t, i))) { bad = i; break; }
+            if (!isfinite(kdh_tensor_elem_f64(t, i))) { bad = i; break; }
     }
     if (bad == n) return 0;
-    badv = element_as_double(t, bad);
+    badv = kdh_tensor_elem_f64(t, bad);
     /* Row-major unravel so the message points at the row a user can find. */
     int64_t idx[KDH_MAX_RANK];
     uint64_t rem = bad;

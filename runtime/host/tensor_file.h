@@ -93,6 +93,9 @@ void kdh_tensor_free(kdh_tensor *t);
  * F16, BF16 are converted (values, not scaled: u8 255 becomes 255.0f). */
 int kdh_tensor_to_f32(const kdh_tensor *src, kdh_tensor *dst, kdh_error *err);
 
+/* Element i of any dtype as a double (exact for all but huge 64-bit ints). */
+double kdh_tensor_elem_f64(const kdh_tensor *t, size_t i);
+
 /* 0 if every element of a float tensor (F32, F64, F16, BF16) is finite;
  * otherwise -1 and "WHAT: element 17 (index [0, 17]) is NaN". Integer
  * tensors always pass. `what` names the source in the message (a path). */

@@ -54,7 +54,7 @@ static int pick(gen *g, accept_fn ok, const void *arg)
 {
     int cand[DT_MAX_VALUES], n = 0;
     for (int v = 0; v < g->p->nval; v++)
-        if (!ok || ok(&g->p->val[v], arg)) cand[n++] = v;
+        if ((v >= g->p->ninputs || !g->p->i32[v]) && (!ok || ok(&g->p->val[v], arg))) cand[n++] = v;
     if (n == 0) return -1;
     if (chance(g, 50)) return cand[n - 1 - below(g, n < 3 ? n : 3)];
     return cand[below(g, n)];
@@ -230,7 +230,7 @@ static int concat(gen *g)
     int cand[DT_MAX_VALUES], n = 0;
     for (int v = 0; v < g->p->nval; v++) {
         const dt_shape *s = &g->p->val[v];
-        bool ok = s->rank == sx.rank;
+        bool ok = s->rank == sx.rank && (v >= g->p->ninputs || !g->p->i32[v]);   /* token ids are no partner */
         for (int i = 0; ok && i < s->rank; i++) ok = i == axis - 1 || s->d[i] == sx.d[i];
         if (ok) cand[n++] = v;
     }
@@ -586,6 +586,51 @@ static dt_shape input_shape(gen *g)
     return (dt_shape){2, {between(g, 2, 4), between(g, 2, 5)}};
 }
 
+/* Token ids: in about one program in six, the one input holds i32 ids and
+ * the first statement embeds them (Embedding(vocab, dim), over [T] or
+ * [A, B]), so every later value descends from the embedding. Drawn from a
+ * stream of its own, so every other program of a seed is what it was before
+ * Embedding existed. */
+static bool token_program(uint64_t seed) { return kdk_mix64(seed ^ 0x746f6b656e73ULL) % 6 == 0; }
+
+static void embed_tokens(gen *g, uint64_t seed)
+{
+    dt_program *p = g->p;
+    uint64_t h = kdk_mix64(kdk_mix64(seed ^ 0x746f6b656e73ULL));
+    p->i32[0] = true;
+    p->val[0] = h % 3 ? shape1(1 + (int)((h >> 8) % 6))
+                      : (dt_shape){2, {1 + (int)((h >> 8) % 3), 2 + (int)((h >> 16) % 3)}};
+    int vocab = 2 + (int)((h >> 24) % 8), dim = 1 + (int)((h >> 32) % 4), x = 0;
+    dt_shape s = p->val[0];
+    s.d[s.rank++] = dim;
+    if (define(g, s, 1, -1, -1, 1, &x, "Embedding($0, %d, %d)", vocab, dim) < 0) p->i32[0] = false;
+}
+
+/* A loop over time: in about one program in five (another stream of its
+ * own), the first statement runs a SimpleRNN, LSTM or GRU over a sequence ([T, F]: input
+ * 0, made one, or token embeddings), with or without every step's state,
+ * one way or the other over time. */
+static void recurrent(gen *g, uint64_t seed)
+{
+    uint64_t h = kdk_mix64(seed ^ 0x726e6e73ULL);
+    if (h % 5 != 0) return;
+    dt_program *p = g->p;
+    int x = p->nval - 1;
+    if (!p->i32[0]) {   /* input 0 becomes a sequence */
+        x = 0;
+        p->val[0] = (dt_shape){2, {1 + (int)((h >> 24) % 6), 1 + (int)((h >> 28) % 4)}};
+    }
+    if (p->val[x].rank != 2) return;
+    int units = 1 + (int)((h >> 8) % 5);
+    bool seqs = (h >> 16) & 1, back = !seqs && ((h >> 17) & 1);
+    dt_shape s = seqs ? (dt_shape){2, {p->val[x].d[0], units}} : shape1(units);
+    static const char *const acts[] = {"", ", activation: relu", ", activation: sigmoid", ", use_bias: false"};
+    static const char *const cells[] = {"SimpleRNN", "LSTM", "GRU", "GRU"};
+    int cell = (int)((h >> 40) % 4);
+    define(g, s, 1, -1, -1, 1, &x, "%s($0, %d%s%s%s%s)", cells[cell], units, seqs ? ", return_sequences: true" : "",
+           back ? ", go_backwards: true" : "", acts[(h >> 20) % 4], cell == 3 ? ", reset_after: false" : "");
+}
+
 void dt_generate(dt_program *p, uint64_t seed, int size)
 {
     memset(p, 0, sizeof *p);
@@ -593,7 +638,10 @@ void dt_generate(dt_program *p, uint64_t seed, int size)
     int r = below(&g, 20);
     p->ninputs = r < 11 ? 1 : r < 18 ? 2 : 3;
     for (int i = 0; i < p->ninputs; i++) p->val[i] = input_shape(&g), g.mag[i] = 1;
+    if (token_program(seed)) p->ninputs = 1;
     p->nval = p->ninputs;
+    if (token_program(seed)) embed_tokens(&g, seed);
+    recurrent(&g, seed);
     int (*const forms[])(gen *) = {unary, unary, unary, binary, binary, binary, fan_out, fan_out, with_weight, concat,
                                    dense, dense,
                                    shared_dense, matmul, reshape, transpose, reduce, softmax_axis, conv, conv, pool,
@@ -604,7 +652,7 @@ void dt_generate(dt_program *p, uint64_t seed, int size)
         if (forms[below(&g, nforms)](&g) >= 0) i++;
         else p->nst = nst, p->nval = nval;   /* drop what a form that did not fit made before it failed */
     }
-    if (p->nval == p->ninputs) { /* nothing fitted: one unary at least */
+    if (p->nval == p->ninputs && !p->i32[0]) { /* nothing fitted: one unary at least */
         int x = 0;
         define(&g, p->val[0], 2, -1, -1, 1, &x, "tanh($0)");
     }
@@ -739,7 +787,7 @@ char *dt_print(const dt_program *p)
         if (used[l]) put(&b, "%s\n", layer_text[l]);
     put(&b, "model m {\n");
     for (int i = 0; i < p->ninputs; i++) {
-        put(&b, "    input x%d: [", i);
+        put(&b, "    input x%d: %s[", i, p->i32[i] ? "i32" : "");
         for (int k = 0; k < p->val[i].rank; k++) put(&b, "%s%d", k ? ", " : "", p->val[i].d[k]);
         put(&b, "]\n");
     }

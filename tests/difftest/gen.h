@@ -49,6 +49,7 @@ typedef enum dt_loss {
 
 typedef struct dt_program {
     int ninputs;
+    bool i32[DT_MAX_INPUTS];      /* input i holds token ids (`i32[...]`), read only by an Embedding */
     dt_shape val[DT_MAX_VALUES];  /* values 0..ninputs-1 are the inputs */
     int nval;
     dt_stmt st[DT_MAX_STMTS];

@@ -195,7 +195,10 @@ static dt_status reference_build(reference *r, const char *text, const dt_option
     for (int i = 0; i < m->ninputs; i++) {
         r->in_elems[i] = ir_interp_count(&m->input_shapes[i], 1);
         r->inputs[i] = alloc_doubles(r->in_elems[i] * r->max_batch);
-        for (int64_t k = 0; k < r->in_elems[i] * r->max_batch; k++) r->inputs[i][k] = uniform(r, -1, 1);
+        /* token ids: inside the Embedding's table mostly, one outside each end (zeros, no gradient) */
+        double rows = m->input_rows[i] ? (double)m->input_rows[i] : 10;
+        for (int64_t k = 0; k < r->in_elems[i] * r->max_batch; k++)
+            r->inputs[i][k] = m->input_i32[i] ? floor(uniform(r, -1, rows + 1)) : uniform(r, -1, 1);
     }
     char why[512];
     ir_values *vals = interp(r, m->infer, r->vars, why, sizeof why);
@@ -371,8 +374,12 @@ static void run_program(const reference *r, const lp_program *p, const entry_poi
     if (!arena) abort();
     memset(arena, 0xA5, (size_t)ab);   /* stale bytes: a read before a write shows */
     for (int i = 0; i < p->ninputs; i++) {
-        in[i] = reals(r->in_elems[i] * p->max_batch, f64);
-        put_reals(in[i], f64, 0, r->inputs[i], r->in_elems[i] * p->max_batch);
+        int64_t n = r->in_elems[i] * p->max_batch;
+        in[i] = reals(n, f64);
+        if (p->inputs[i].i32)   /* int32_t token ids, whatever the real type */
+            for (int64_t k = 0; k < n; k++) ((int32_t *)in[i])[k] = (int32_t)r->inputs[i][k];
+        else
+            put_reals(in[i], f64, 0, r->inputs[i], n);
     }
     for (int i = 0; i < p->noutputs; i++) out[i] = reals(r->out_elems[i] * p->max_batch, f64);
     if (r->train) put_reals(label, f64, 0, r->label, r->out_elems[0] * r->batch);

@@ -8,6 +8,7 @@
  *
  * Prints "ok" and exits 0, or names what failed and exits 1. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,31 @@ static const long input_size[] = {
     UP(_INPUT3_SIZE),
 #endif
 };
+/* Token ids: an i32 input's vocabulary (its ids are drawn in [0, tokens)), 0 for a real input. */
+#if UP(_INPUT0_I32)
+#define TOKENS0 UP(_INPUT0_TOKENS)
+#else
+#define TOKENS0 0
+#endif
+#if UP(_NUM_INPUTS) > 1 && UP(_INPUT1_I32)
+#define TOKENS1 UP(_INPUT1_TOKENS)
+#else
+#define TOKENS1 0
+#endif
+#if UP(_NUM_INPUTS) > 2 && UP(_INPUT2_I32)
+#define TOKENS2 UP(_INPUT2_TOKENS)
+#else
+#define TOKENS2 0
+#endif
+#if UP(_NUM_INPUTS) > 3 && UP(_INPUT3_I32)
+#define TOKENS3 UP(_INPUT3_TOKENS)
+#else
+#define TOKENS3 0
+#endif
+static const long input_tokens[] = {TOKENS0, TOKENS1, TOKENS2, TOKENS3};
+/* The API takes inputs as const real *const *, or as const void *const * when an input is
+ * i32: a void * converts to either. */
+
 static const long output_size[] = {
     UP(_OUTPUT0_SIZE),
 #if UP(_NUM_OUTPUTS) > 1
@@ -98,7 +124,10 @@ int main(void)
     real *outputs[UP(_NUM_OUTPUTS)];
     for (int i = 0; i < UP(_NUM_INPUTS); i++) {
         inputs[i] = alloc((size_t)(input_size[i] * max_batch), sizeof(real));
-        for (long k = 0; k < input_size[i] * max_batch; k++) inputs[i][k] = (real)(2 * urand() - 1);
+        for (long k = 0; k < input_size[i] * max_batch; k++) {
+            if (input_tokens[i]) ((int32_t *)(void *)inputs[i])[k] = (int32_t)(urand() * (double)input_tokens[i]);
+            else inputs[i][k] = (real)(2 * urand() - 1);
+        }
     }
     for (int i = 0; i < UP(_NUM_OUTPUTS); i++) outputs[i] = alloc((size_t)(output_size[i] * max_batch), sizeof(real));
 
@@ -112,7 +141,7 @@ int main(void)
 
     void *arena = arena_of(UP(_ARENA_SIZE));
     for (int b = 0; b < 3; b++) {
-        FN(_predict)(params, (const real *const *)inputs, outputs, batches[b], arena);
+        FN(_predict)(params, (void *)inputs, outputs, batches[b], arena);
         for (int i = 0; i < UP(_NUM_OUTPUTS); i++) check_finite("predict", outputs[i], output_size[i] * batches[b]);
     }
     free(arena);
@@ -128,14 +157,14 @@ int main(void)
     real *out0 = alloc((size_t)(output_size[0] * max_batch), sizeof *out0);
     arena = arena_of(UP(_TRAIN_ARENA_SIZE));
     for (int b = 0; b < 3; b++) {
-        real loss = FN(_train_step)(params, opt, (const real *const *)inputs, labels, batches[b], (unsigned long long)b,
+        real loss = FN(_train_step)(params, opt, (void *)inputs, labels, batches[b], (unsigned long long)b,
                                     (real)1e-3, arena, out0);
         check_finite("train_step loss", &loss, 1);
         check_finite("train_step params", params, UP(_PARAMS_SIZE));
         check_finite("train_step output", out0, output_size[0] * batches[b]);
     }
     real *grads = alloc(UP(_GRADS_SIZE), sizeof *grads);
-    real loss = FN(_grad)(params, (const real *const *)inputs, labels, grads, batches[1], 3, arena);
+    real loss = FN(_grad)(params, (void *)inputs, labels, grads, batches[1], 3, arena);
     check_finite("grad loss", &loss, 1);
     check_finite("grads", grads, UP(_GRADS_SIZE));
     FN(_apply_gradients)(params, grads, opt, 3, (real)1e-3);

@@ -1,0 +1,335 @@
+/* layers_text.c — layers over sequences: Embedding, a gather of rows of its
+ * `embeddings` table by integer token ids (the vjp of the gather is a
+ * scatter-add into the table's gradient, compiler/ops/gather.c), and the
+ * recurrent layers SimpleRNN, LSTM and GRU, each a loop over time (a scan,
+ * compiler/ops/scan.c) whose body is its cell. Each layer is one row of
+ * layers.c's table. */
+#include "sema_internal.h"
+
+#include <string.h>
+
+#define NODE(expr, what) sema_check_node(S, (expr), loc, (what))
+
+/* A whole-number argument in [lo, 2^31]. */
+static bool count_arg(sema *S, const kd_instance *inst, const char *name, int64_t lo, int64_t *out)
+{
+    sv *v = layer_arg(inst, name);
+    if (!sv_as_int(S, v, out, kd_format(S->a, "%s argument '%s'", inst->type, name))) return false;
+    if (*out < lo || *out > ((int64_t)1 << 31)) {
+        sema_error(S, v->loc, "%s argument '%s' must be between %lld and 2^31, got %lld", inst->type, name,
+                   (long long)lo, (long long)*out);
+        return false;
+    }
+    return true;
+}
+
+/* ---- Embedding ----------------------------------------------------------------- */
+
+/* Keras' defaults: embeddings_initializer "uniform" = RandomUniform(-0.05, 0.05). */
+const layer_param embedding_params[] = {
+    {"input_dim", NULL}, {"output_dim", NULL}, {"embeddings_initializer", "uniform"}, {"mask_zero", "false"},
+    {NULL, NULL}};
+
+/* tokens [N, ...] (i32) -> [N, ..., output_dim]: row `token` of embeddings
+ * [input_dim, output_dim]; a token outside [0, input_dim) gives zeros (the
+ * data readers reject such tokens before they get here). With mask_zero,
+ * token 0 marks padding: the output carries that mask for the layers that
+ * will read it (none yet, so sema rejects any reader). */
+sv *embedding_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    ir_node *x = in[0]->t;
+    int64_t rows, cols;
+    bool mask_zero = false;
+    kd_init init = {0};
+    sv *iv = layer_arg(inst, "embeddings_initializer");
+    if (!count_arg(S, inst, "input_dim", 1, &rows) || !count_arg(S, inst, "output_dim", 1, &cols) ||
+        !sv_as_bool(S, layer_arg(inst, "mask_zero"), &mask_zero, "Embedding argument 'mask_zero'") ||
+        !iv || !sema_init_from(S, iv, &init))
+        return NULL;
+    if (!ir_is_i32(x)) {
+        char buf[128];
+        sema_error(S, loc, "Embedding reads integer token ids, and its input %s is a real tensor: declare it "
+                           "`input tokens: i32[...]`", ir_shape_sample(&x->shape, buf, sizeof buf));
+        return NULL;
+    }
+    if (rows * cols > ((int64_t)1 << 31)) {
+        sema_error(S, loc, "Embedding table %lld x %lld is larger than 2^31 elements", (long long)rows, (long long)cols);
+        return NULL;
+    }
+    int64_t dims[2] = {rows, cols};
+    kd_var *table = sema_new_var(S, inst, "embeddings", VAR_WEIGHT, ir_shape_of(2, dims, false), init, true, loc);
+    if (!table) return NULL;
+    ir_node *args[2] = {NODE(ir_var_read(&S->b, table), "Embedding"), x};
+    ir_node *y = NODE(ir_make(&S->b, IR_GATHER, 2, args, NULL), "Embedding");
+    if (!y) return NULL;
+    /* The data readers check tokens against the table they index. */
+    if (x->op == IR_INPUT && x->attr.index >= 0 && x->attr.index < S->m->ninputs) {
+        int i = x->attr.index;
+        if (S->m->input_rows[i] == 0 || rows < S->m->input_rows[i]) {
+            S->m->input_rows[i] = rows;
+            S->m->input_rows_layer[i] = inst->name;
+        }
+    }
+    if (mask_zero) {
+        /* the mask: 1 where the token is not 0, as a gather from [0, 1, 1, ...] */
+        int64_t ones[2] = {rows - 1, 1}, one[2] = {1, 1};
+        ir_node *flags = ir_const(&S->b, rows > 1 ? 1 : 0, ir_shape_of(2, rows > 1 ? ones : one, false));
+        if (flags && rows > 1) {
+            ir_attrs pad = {0};
+            pad.pad_lo[0] = 1;
+            flags = NODE(ir_make(&S->b, IR_PAD, 1, &flags, &pad), "Embedding");
+        }
+        ir_node *fx[2] = {flags, x};
+        ir_node *m = flags ? NODE(ir_make(&S->b, IR_GATHER, 2, fx, NULL), "Embedding") : NULL;
+        if (!m) return NULL;
+        kd_vec_push(S->a, &S->masked, y);
+        kd_vec_push(S->a, &S->masks, m);
+    }
+    return sv_tensor(S, y, NULL, loc);
+}
+
+/* ---- the recurrent layers: SimpleRNN, LSTM ----------------------------------------- */
+
+const layer_param simple_rnn_params[] = {
+    {"units", NULL}, {"activation", "tanh"}, {"use_bias", "true"}, {"kernel_initializer", "glorot_uniform"},
+    {"recurrent_initializer", "orthogonal"}, {"bias_initializer", "zeros"}, {"return_sequences", "false"},
+    {"go_backwards", "false"}, {NULL, NULL}};
+
+const layer_param lstm_params[] = {
+    {"units", NULL}, {"activation", "tanh"}, {"recurrent_activation", "sigmoid"}, {"use_bias", "true"},
+    {"kernel_initializer", "glorot_uniform"}, {"recurrent_initializer", "orthogonal"}, {"bias_initializer", "zeros"},
+    {"unit_forget_bias", "true"}, {"return_sequences", "false"}, {"go_backwards", "false"}, {NULL, NULL}};
+
+const layer_param gru_params[] = {
+    {"units", NULL}, {"activation", "tanh"}, {"recurrent_activation", "sigmoid"}, {"use_bias", "true"},
+    {"kernel_initializer", "glorot_uniform"}, {"recurrent_initializer", "orthogonal"}, {"bias_initializer", "zeros"},
+    {"return_sequences", "false"}, {"go_backwards", "false"}, {"reset_after", "true"}, {NULL, NULL}};
+
+typedef enum cell_kind { CELL_SIMPLE, CELL_LSTM, CELL_GRU } cell_kind;
+
+/* Columns [from, from + n) of a [rows, cols] matrix (batched or not). */
+static ir_node *columns(sema *S, ir_node *m, int64_t from, int64_t n, kd_loc loc)
+{
+    if (!m) return NULL;
+    ir_attrs a = {0};
+    a.size[0] = m->shape.dims[0];
+    a.begin[1] = from;
+    a.size[1] = n;
+    return NODE(ir_make(&S->b, IR_SLICE, 1, &m, &a), "recurrent cell");
+}
+
+static ir_node *bin(sema *S, ir_op op, ir_node *x, ir_node *y, kd_loc loc)
+{
+    return x && y ? NODE(ir_binary(&S->b, op, x, y), "recurrent cell") : NULL;
+}
+
+/* One recurrent layer over x [N, T, F]: the input projection of every step
+ * at once, x kernel + bias [N, T, gates * units] (one matrix product), then
+ * a scan (compiler/ops/scan.c) whose body is the cell, carrying its state
+ * and multiplying by recurrent_kernel [units, gates * units] once per step:
+ *
+ *   SimpleRNN  h = activation(z)                                 z = x_t W + b + h R
+ *   LSTM       i, f, g, o = z's quarters (Keras' gate order)
+ *              c = sigmoid'(f) c + sigmoid'(i) activation(g),  h = sigmoid'(o) activation(c)
+ *              (sigmoid' the recurrent_activation)
+ *   GRU        z, r, h~ thirds of x_t W + b_in and (reset_after) of u = h R + b_rec:
+ *              z = sigmoid'(x_z + u_z), r = sigmoid'(x_r + u_r), h~ = activation(x_h + r u_h);
+ *              without reset_after (one bias): u_z = h R_z, u_r = h R_r, and
+ *              h~ = activation(x_h + (r h) R_h);   h = z h + (1 - z) h~
+ *
+ * from zero states; the result is the last h, or every h with
+ * return_sequences. Weights <cell>/kernel, recurrent_kernel, bias as Keras
+ * names them (lstm/lstm_cell/kernel). With a mask (Embedding's mask_zero,
+ * [N, T, 1]) a masked step keeps every state: s + m (s' - s). go_backwards
+ * reads the steps last to first (with return_sequences the outputs would
+ * come in that order too, which kdsl cannot yet turn around: an error). */
+static sv *recurrent(sema *S, kd_instance *inst, ir_node *x, ir_node *mask, cell_kind kind, kd_loc loc)
+{
+    const char *w = inst->type;
+    const char *cell = kind == CELL_LSTM ? "lstm_cell" : kind == CELL_GRU ? "gru_cell" : "simple_rnn_cell";
+    int gates = kind == CELL_LSTM ? 4 : kind == CELL_GRU ? 3 : 1, K = kind == CELL_LSTM ? 2 : 1;
+    int64_t units;
+    bool use_bias = false, seqs = false, backwards = false, forget = false, reset_after = false;
+    kd_init kinit = {0}, rinit = {0}, binit = {0};
+    if (!count_arg(S, inst, "units", 1, &units) ||
+        !sv_as_bool(S, layer_arg(inst, "use_bias"), &use_bias, kd_format(S->a, "%s argument 'use_bias'", w)) ||
+        !sv_as_bool(S, layer_arg(inst, "return_sequences"), &seqs, kd_format(S->a, "%s argument 'return_sequences'", w)) ||
+        !sv_as_bool(S, layer_arg(inst, "go_backwards"), &backwards, kd_format(S->a, "%s argument 'go_backwards'", w)) ||
+        (kind == CELL_LSTM &&
+         !sv_as_bool(S, layer_arg(inst, "unit_forget_bias"), &forget, "LSTM argument 'unit_forget_bias'")) ||
+        (kind == CELL_GRU &&
+         !sv_as_bool(S, layer_arg(inst, "reset_after"), &reset_after, "GRU argument 'reset_after'")) ||
+        !sema_init_from(S, layer_arg(inst, "kernel_initializer"), &kinit) ||
+        !sema_init_from(S, layer_arg(inst, "recurrent_initializer"), &rinit) ||
+        !sema_init_from(S, layer_arg(inst, "bias_initializer"), &binit))
+        return NULL;
+    if (!x->shape.batched || x->shape.rank != 3) {
+        char buf[128];
+        sema_error(S, loc, "%s expects a sequence [steps, features] per sample, got %s", w,
+                   ir_shape_sample(&x->shape, buf, sizeof buf));
+        return NULL;
+    }
+    if (backwards && seqs) {
+        sema_error(S, loc, "%s with go_backwards and return_sequences is not supported yet (its outputs would "
+                           "come last step first)", w);
+        return NULL;
+    }
+    if (units * gates > ((int64_t)1 << 31)) {
+        sema_error(S, loc, "%s has too many units", w);
+        return NULL;
+    }
+    if (forget) {   /* Keras: the forget gate's quarter of the bias starts at one */
+        binit.ones_at = units;
+        binit.ones = units;
+    }
+    int64_t gu = gates * units, F = x->shape.dims[2], kd[2] = {F, gu}, rd[2] = {units, gu}, bd[2] = {2, gu};
+    bool two_biases = kind == CELL_GRU && reset_after;   /* Keras' GRU bias [2, 3 units]: input, recurrent */
+    kd_var *kernel = sema_new_var(S, inst, kd_format(S->a, "%s/kernel", cell), VAR_WEIGHT, ir_shape_of(2, kd, false),
+                                  kinit, true, loc);
+    kd_var *rec = sema_new_var(S, inst, kd_format(S->a, "%s/recurrent_kernel", cell), VAR_WEIGHT,
+                               ir_shape_of(2, rd, false), rinit, true, loc);
+    kd_var *bias = use_bias ? sema_new_var(S, inst, kd_format(S->a, "%s/bias", cell), VAR_WEIGHT,
+                                           two_biases ? ir_shape_of(2, bd, false) : ir_shape_of(1, &gu, false), binit,
+                                           true, loc)
+                            : NULL;
+    if (!kernel || !rec || (use_bias && !bias)) return NULL;
+    ir_builder *b = &S->b;
+    ir_node *xw = NODE(ir_matmul(b, x, NODE(ir_var_read(b, kernel), w), false, false), w);
+    ir_node *bv = bias ? NODE(ir_var_read(b, bias), w) : NULL, *brec = NULL;
+    if (bv && two_biases) {   /* row 0 joins the input projection, row 1 the recurrent product */
+        ir_node *rows[2];
+        for (int i = 0; i < 2; i++) {
+            ir_attrs a = {0};
+            a.begin[0] = i;
+            a.size[0] = 1;
+            a.size[1] = gu;
+            rows[i] = NODE(ir_make(b, IR_SLICE, 1, &bv, &a), w);
+            rows[i] = rows[i] ? NODE(ir_reshape(b, rows[i], ir_shape_of(1, &gu, false)), w) : NULL;
+        }
+        bv = rows[0];
+        brec = rows[1];
+        if (!bv || !brec) return NULL;
+    }
+    if (xw && bv) xw = NODE(ir_binary(b, IR_ADD, xw, bv), w);
+    ir_node *R = NODE(ir_var_read(b, rec), w);
+    if (!xw || !R) return NULL;
+    /* the cell, a scan body: carries (h[, c]), sequences xw[, mask], constant R */
+    int nseq = mask ? 2 : 1;
+    ir_scan *scan = ir_scan_new(S->a, b->g->vars, K, nseq, brec ? 2 : 1, backwards);
+    ir_builder saved = *b;
+    b->g = scan->body;
+    int64_t ud[1] = {units}, gd[1] = {gu}, one[1] = {1};
+    ir_shape us = ir_shape_of(1, ud, true);
+    ir_node *st[2] = {NULL, NULL}, *next[2] = {NULL, NULL};
+    for (int k = 0; k < K; k++) st[k] = NODE(ir_scan_arg(b, scan, k, us), w);
+    ir_node *xt = NODE(ir_scan_arg(b, scan, K, ir_shape_of(1, gd, true)), w);
+    ir_node *r = NODE(ir_scan_arg(b, scan, K + nseq, R->shape), w);
+    const sv *act = layer_arg(inst, "activation"), *ract = layer_arg(inst, "recurrent_activation");
+    ir_node *z = NULL;
+    if (kind != CELL_GRU)
+        z = st[0] && xt && r ? NODE(ir_binary(b, IR_ADD, xt, NODE(ir_matmul(b, st[0], r, false, false), w)), w) : NULL;
+    if (kind == CELL_GRU && st[0] && xt && r) {
+        ir_node *h = st[0], *u = NULL, *uz, *ur, *uh = NULL;
+        ir_node *xz = columns(S, xt, 0, units, loc), *xr = columns(S, xt, units, units, loc);
+        ir_node *xh = columns(S, xt, 2 * units, units, loc);
+        if (reset_after) {
+            u = NODE(ir_matmul(b, h, r, false, false), w);
+            if (brec) u = bin(S, IR_ADD, u, NODE(ir_scan_arg(b, scan, K + nseq + 1, brec->shape), w), loc);
+            uz = columns(S, u, 0, units, loc);
+            ur = columns(S, u, units, units, loc);
+            uh = columns(S, u, 2 * units, units, loc);
+        } else {
+            uz = NODE(ir_matmul(b, h, columns(S, r, 0, units, loc), false, false), w);
+            ur = NODE(ir_matmul(b, h, columns(S, r, units, units, loc), false, false), w);
+        }
+        ir_node *zg = bin(S, IR_ADD, xz, uz, loc), *rg = bin(S, IR_ADD, xr, ur, loc);
+        zg = zg ? apply_activation(S, zg, ract, loc) : NULL;
+        rg = rg ? apply_activation(S, rg, ract, loc) : NULL;
+        ir_node *hh = reset_after ? bin(S, IR_ADD, xh, bin(S, IR_MUL, rg, uh, loc), loc)
+                                  : bin(S, IR_ADD, xh, rg ? NODE(ir_matmul(b, bin(S, IR_MUL, rg, h, loc),
+                                                                          columns(S, r, 2 * units, units, loc),
+                                                                          false, false), w) : NULL, loc);
+        hh = hh ? apply_activation(S, hh, act, loc) : NULL;
+        /* z h + (1 - z) h~ = h~ + z (h - h~) */
+        next[0] = bin(S, IR_ADD, hh, bin(S, IR_MUL, zg, bin(S, IR_SUB, h, hh, loc), loc), loc);
+    }
+    if (z && kind == CELL_SIMPLE) next[0] = apply_activation(S, z, act, loc);
+    if (z && kind == CELL_LSTM) {
+        ir_node *q[4];
+        for (int j = 0; j < 4; j++) {
+            ir_attrs a = {0};
+            a.begin[1] = j * units;
+            a.size[0] = IR_BATCH;
+            a.size[1] = units;
+            q[j] = NODE(ir_make(b, IR_SLICE, 1, &z, &a), w);
+            if (q[j] && j != 2) q[j] = apply_activation(S, q[j], layer_arg(inst, "recurrent_activation"), loc);
+        }
+        ir_node *g = q[2] ? apply_activation(S, q[2], act, loc) : NULL;
+        ir_node *c = q[0] && q[1] && g && st[1]
+                         ? NODE(ir_binary(b, IR_ADD, NODE(ir_binary(b, IR_MUL, q[1], st[1]), w),
+                                          NODE(ir_binary(b, IR_MUL, q[0], g), w)), w)
+                         : NULL;
+        ir_node *tc = c ? apply_activation(S, c, act, loc) : NULL;
+        next[0] = tc && q[3] ? NODE(ir_binary(b, IR_MUL, q[3], tc), w) : NULL;
+        next[1] = c;
+    }
+    if (mask) {
+        ir_node *mt = NODE(ir_scan_arg(b, scan, K + 1, ir_shape_of(1, one, true)), w);
+        for (int k = 0; k < K; k++)
+            next[k] = mt && next[k] ? NODE(ir_binary(b, IR_ADD, st[k], NODE(ir_binary(b, IR_MUL, mt,
+                                           NODE(ir_binary(b, IR_SUB, next[k], st[k]), w)), w)), w)
+                                    : NULL;
+    }
+    char why[256] = "";
+    ir_node *outs[3] = {next[0], next[1], next[0]};
+    if (K == 1) outs[1] = next[0];
+    bool ok = next[0] && (K == 1 || next[1]) && ir_scan_finish(scan, K + 1, outs, why, sizeof why);
+    *b = saved;
+    if (!ok) {
+        if (*why) sema_error(S, loc, "%s: %s", w, why);
+        return NULL;
+    }
+    ir_node *ops[6];
+    int nops = 0;
+    for (int k = 0; k < K; k++) ops[nops++] = ir_const(b, 0, us);
+    ops[nops++] = xw;
+    if (mask) ops[nops++] = mask;
+    ops[nops++] = R;
+    if (brec) ops[nops++] = brec;
+    ir_node *y = NODE(ir_scan_apply(b, scan, ops, seqs ? K : 0), w);
+    if (y && mask && seqs) {   /* the mask goes on with every step's output */
+        kd_vec_push(S->a, &S->masked, y);
+        kd_vec_push(S->a, &S->masks, mask);
+    }
+    return y ? sv_tensor(S, y, NULL, loc) : NULL;
+}
+
+/* A masked input (Embedding's mask_zero) is read here, not rejected. */
+static sv *recurrent_apply(sema *S, kd_instance *inst, sv **in, cell_kind kind, kd_loc loc)
+{
+    ir_node *x = in[0]->t, *mask = sema_mask_of(S, x);
+    ir_node *saved = S->mask_reader;
+    S->mask_reader = mask ? x : saved;
+    sv *y = recurrent(S, inst, x, mask, kind, loc);
+    S->mask_reader = saved;
+    return y;
+}
+
+sv *simple_rnn_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return recurrent_apply(S, inst, in, CELL_SIMPLE, loc);
+}
+
+sv *lstm_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return recurrent_apply(S, inst, in, CELL_LSTM, loc);
+}
+
+sv *gru_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    return recurrent_apply(S, inst, in, CELL_GRU, loc);
+}
