@@ -55,7 +55,8 @@ static int write_text(FILE *f, void *ctx, kdh_error *err)
 }
 
 /* The model's variables, from the file's weights (views into them). */
-static int take_weights(const kd_model *m, const kx_keras_file *kf, const char *path, kdh_tensor *out, kd_diags *d)
+static int take_weights(kd_arena *a, const kd_model *m, const kx_keras_file *kf, const char *path, kdh_tensor *out,
+                        kd_diags *d)
 {
     int errors = d->errors;
     bool *used = calloc(kf->weights.count + 1, sizeof *used);
@@ -65,10 +66,15 @@ static int take_weights(const kd_model *m, const kx_keras_file *kf, const char *
         for (int k = 0; k < v->shape.rank; k++) shape[k] = v->shape.dims[k];
         kdh_error err;
         /* a nested model's weights: "encoder/dense/kernel", or (TensorFlow.js, and Keras 2's
-         * group of the nested model) "dense/kernel" */
+         * group of the nested model) "dense/kernel"; a recurrent cell's "lstm/lstm_cell/kernel",
+         * or (TensorFlow.js) "lstm/kernel" */
         const char *name = v->name, *inner = strchr(v->name, '/');
-        if (!kdh_list_find(&kf->weights, name) && inner && strchr(inner + 1, '/') && kdh_list_find(&kf->weights, inner + 1))
-            name = inner + 1;
+        const char *last = strrchr(v->name, '/');
+        if (!kdh_list_find(&kf->weights, name) && inner && last != inner) {
+            const char *cellless = kd_format(a, "%.*s%s", (int)(inner - v->name), v->name, last);
+            if (kdh_list_find(&kf->weights, inner + 1)) name = inner + 1;
+            else if (kdh_list_find(&kf->weights, cellless)) name = cellless;
+        }
         const kdh_tensor *t = kdh_list_expect(&kf->weights, path, name, KDH_F32, v->shape.rank, shape, &err);
         if (!t) {
             kd_error(d, (kd_loc){0}, "%s", err.msg);
@@ -150,7 +156,7 @@ int kd_run_import(const char *file, const char *kdsl_path, const char *weights_p
         kd_note(d, (kd_loc){0}, "the program written for %s does not compile (above): a bug of kdslc import", file);
     else if (text) {
         kdh_tensor *ts = calloc((size_t)s.model->vars.len + 1, sizeof *ts);
-        if (take_weights(s.model, &kf, file, ts, d) == 0) {
+        if (take_weights(&s.arena, s.model, &kf, file, ts, d) == 0) {
             text_out t = {kdsl_path, text};
             kdh_atomic_out also = {kdsl_path, write_text, &t};
             if (kdh_safetensors_write_also(weights_path, ts, (size_t)s.model->vars.len, NULL, 0, &also, 1, &err) != 0)

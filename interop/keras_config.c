@@ -167,7 +167,8 @@ static const char *setting(kx *k, const cJSON *v, const char *what)
         return NULL;
     }
     static const char *const known[] = {"GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal", "LecunUniform",
-                                        "LecunNormal", "Zeros", "Ones", "RandomNormal", "RandomUniform", "Constant"};
+                                        "LecunNormal", "Zeros", "Ones", "RandomNormal", "RandomUniform", "Constant",
+                                        "Orthogonal"};
     bool ok = false;
     for (size_t i = 0; i < sizeof known / sizeof *known; i++) ok = ok || !strcmp(c, known[i]);
     if (!ok) {
@@ -237,7 +238,7 @@ static bool inert(kx *k, const char *key, const cJSON *v)
 {
     static const char *const any[] = {"name", "trainable", "batch_input_shape", "batch_shape", "input_shape",
                                       "seed", "fused", "implementation", "ragged", "sparse", "build_config",
-                                      "module", "registered_name", "input_dim", "dynamic"};
+                                      "module", "registered_name", "dynamic", "input_length"};
     for (size_t i = 0; i < sizeof any / sizeof *any; i++)
         if (!strcmp(key, any[i])) return true;
     if (!strcmp(key, "dtype")) {   /* "float32", or Keras 3's policy {"class_name": "DTypePolicy", "config": {"name": "float32"}} */
@@ -259,8 +260,11 @@ static bool inert(kx *k, const char *key, const cJSON *v)
     if ((!strcmp(key, "noise_shape") || !strcmp(key, "virtual_batch_size") || !strcmp(key, "adjustment")) &&
         cJSON_IsNull(v))
         return true;
-    if ((!strcmp(key, "renorm") || !strcmp(key, "synchronized") || !strcmp(key, "keepdims")) && cJSON_IsFalse(v))
+    if ((!strcmp(key, "renorm") || !strcmp(key, "synchronized") || !strcmp(key, "keepdims") || !strcmp(key, "return_state") ||
+         !strcmp(key, "stateful") || !strcmp(key, "unroll") || !strcmp(key, "time_major")) && cJSON_IsFalse(v))
         return true;
+    if ((!strcmp(key, "dropout") || !strcmp(key, "recurrent_dropout")) && cJSON_IsNumber(v) && v->valuedouble == 0) return true;
+    if (!strcmp(key, "lora_rank") && cJSON_IsNull(v)) return true;
     if (!strcmp(key, "groups") && cJSON_IsNumber(v) && v->valuedouble == 1) return true;
     /* BatchNormalization's initializers at Keras' defaults */
     static const struct { const char *key, *cls; } inits[] = {
@@ -409,11 +413,12 @@ static int input_decl(kx *k, text *t, const cJSON *cfg, const char *name)
         return 0;
     }
     const cJSON *dt = get(cfg, "dtype");
-    if (cJSON_IsString(dt) && strcmp(dt->valuestring, "float32")) {
-        problem(k, "input dtype %s: kdsl's inputs are float32", dt->valuestring);
+    bool ids = cJSON_IsString(dt) && (!strcmp(dt->valuestring, "int32") || !strcmp(dt->valuestring, "int64"));
+    if (cJSON_IsString(dt) && strcmp(dt->valuestring, "float32") && !ids) {
+        problem(k, "input dtype %s: kdsl's inputs are float32, or int32 token ids", dt->valuestring);
         return 0;
     }
-    put(t, "    input %s: [", name);
+    put(t, "    input %s: %s[", name, ids ? "i32" : "");
     int i = 0;
     for (const cJSON *e = shape->child->next; e; e = e->next) {
         if (!cJSON_IsNumber(e) || e->valuedouble < 1 || e->valuedouble > 1e9 || e->valuedouble != floor(e->valuedouble)) {

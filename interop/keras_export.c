@@ -84,6 +84,13 @@ static cJSON *setting(ex *e, const kd_value *v, const char *arg)
     } else if (v->kind == KD_V_INT || v->kind == KD_V_FLOAT) {   /* a number: a constant initializer */
         cJSON_AddStringToObject(o, "class_name", "Constant");
         cJSON_AddNumberToObject(cfg, "value", v->kind == KD_V_INT ? (double)v->i : v->f);
+    } else if (v->kind == KD_V_NAME && (!strcmp(v->s, "uniform") || !strcmp(v->s, "normal"))) {
+        /* Keras' string aliases, with their own arguments: RandomUniform(-0.05, 0.05), RandomNormal(0, 0.05) */
+        bool u = !strcmp(v->s, "uniform");
+        cJSON_AddStringToObject(o, "class_name", u ? "RandomUniform" : "RandomNormal");
+        cJSON_AddNumberToObject(cfg, u ? "minval" : "mean", u ? -0.05 : 0);
+        cJSON_AddNumberToObject(cfg, u ? "maxval" : "stddev", 0.05);
+        cJSON_AddNullToObject(cfg, "seed");
     } else {
         const char *cls = v->kind == KD_V_CALL && strchr(v->s, '_') == NULL && isupper((unsigned char)v->s[0]) ? v->s : camel(e, v->s);
         cJSON_AddStringToObject(o, "class_name", cls);
@@ -207,7 +214,7 @@ char *kx_keras_config(kd_arena *a, const kd_model *m, const char *source, kd_dia
         const ir_shape *s = &m->input_shapes[i];
         for (int k = s->batched ? 1 : 0; k < s->rank; k++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)s->dims[k]));
         cJSON_AddItemToObject(c, "batch_input_shape", shape);
-        cJSON_AddStringToObject(c, "dtype", "float32");
+        cJSON_AddStringToObject(c, "dtype", m->input_i32[i] ? "int32" : "float32");
         cJSON_AddBoolToObject(c, "sparse", false);
         cJSON_AddBoolToObject(c, "ragged", false);
         cJSON_AddStringToObject(c, "name", m->input_names[i]);
