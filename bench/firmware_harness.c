@@ -14,12 +14,7 @@
 
 #ifndef NO_MODEL
 #include "model.h"
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#define PREDICT CAT(MODEL, _predict_embedded)
-#define ARENA_SIZE CAT(MODEL_UPPER, _ARENA_SIZE)
-#define IN_SIZE CAT(MODEL_UPPER, _INPUT0_SIZE)
-#define OUT_SIZE CAT(MODEL_UPPER, _OUTPUT0_SIZE)
+#include "model_names.h"   /* samples/firmware */
 static float arena[(ARENA_SIZE + 3) / 4] __attribute__((aligned(16)));
 static float x[IN_SIZE], y[OUT_SIZE];
 #endif

@@ -35,6 +35,20 @@ static void translate(const char *json)
     kd_session_free(&s);
 }
 
+/* What a reader returned (rc): a config and usable weights, or an error and nothing. */
+static void use_file(int rc, kx_keras_file *f, const kdh_error *e)
+{
+    if (rc == 0) {
+        kdfuzz_check(f->config != NULL);
+        for (size_t i = 0; i < f->weights.count; i++) kdfuzz_use_tensor(&f->weights.items[i]);
+        translate(f->config);
+        kx_keras_file_free(f);
+    } else {
+        kdfuzz_check_error(e);
+        kdfuzz_check(f->config == NULL && f->weights.count == 0);
+    }
+}
+
 int kdfuzz_keras(const uint8_t *data, size_t size)
 {
     if (size >= 8 && !memcmp(data, "\x89HDF\r\n\x1a\n", 8)) {
@@ -51,15 +65,7 @@ int kdfuzz_keras(const uint8_t *data, size_t size)
         kdh_error e;
         int rc = kx_read_keras_h5_isolated(path, 5, &f, &e);
         unlink(path);
-        if (rc == 0) {
-            kdfuzz_check(f.config != NULL);
-            for (size_t i = 0; i < f.weights.count; i++) kdfuzz_use_tensor(&f.weights.items[i]);
-            translate(f.config);
-            kx_keras_file_free(&f);
-        } else {
-            kdfuzz_check_error(&e);
-            kdfuzz_check(f.config == NULL && f.weights.count == 0);
-        }
+        use_file(rc, &f, &e);
         return 0;
     }
     /* as model.json, in a directory of its own with one shard */
@@ -81,15 +87,7 @@ int kdfuzz_keras(const uint8_t *data, size_t size)
         if (fclose(m) == 0 && wrote == size) {
             kx_keras_file f;
             kdh_error e;
-            if (kx_read_tfjs(mpath, &f, &e) == 0) {
-                kdfuzz_check(f.config != NULL);
-                for (size_t i = 0; i < f.weights.count; i++) kdfuzz_use_tensor(&f.weights.items[i]);
-                translate(f.config);
-                kx_keras_file_free(&f);
-            } else {
-                kdfuzz_check_error(&e);
-                kdfuzz_check(f.config == NULL && f.weights.count == 0);
-            }
+            use_file(kx_read_tfjs(mpath, &f, &e), &f, &e);
         }
     }
     char *json = malloc(size + 1);

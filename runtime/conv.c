@@ -18,6 +18,11 @@
 #endif
 #endif
 
+#define KDK_TEMPLATE "conv_tmpl.h"
+#ifdef KDK_FAST_HAVE_BASE
+#define KDK_VARIANT_BASE 1
+#endif
+
 #define KI(x) KDK_CAT(KDK_CAT(x, _), KS)
 
 #define KT float
@@ -27,25 +32,7 @@
 #define KEXP expf
 #define KTANH tanhf
 #define KACT kdk_act_fusedf
-#ifdef KDK_FAST_HAVE_BASE
-#define KVB KDK_FAST_BASE_VB
-#define KV(x) KDK_CAT(KI(x), _base)
-#define KTGT
-#include "conv_tmpl.h"
-#endif
-#ifdef KDK_FAST_AVX512
-#define KVB 64
-#define KV(x) KDK_CAT(KI(x), _avx512)
-#define KTGT KDK_TGT_AVX512
-#include "conv_tmpl.h"
-#endif
-#ifdef KDK_FAST_AVX2
-#define KVB 32
-#define KV(x) KDK_CAT(KI(x), _avx2)
-#define KTGT KDK_TGT_AVX2
-#include "conv_tmpl.h"
-#endif
-#include "conv_tmpl.h"
+#include "isa_variants.h"
 #undef KT
 #undef KTI
 #undef KS
@@ -60,6 +47,7 @@
  * twice more would double this file's build time for no user. */
 #undef KDK_FAST_DIRECT
 #undef KDK_FAST_HAVE_BASE
+#undef KDK_VARIANT_BASE
 #undef KDK_FAST_AVX512
 #undef KDK_FAST_AVX2
 #define KT double
@@ -69,25 +57,7 @@
 #define KEXP exp
 #define KTANH tanh
 #define KACT kdk_act_fused
-#ifdef KDK_FAST_HAVE_BASE
-#define KVB KDK_FAST_BASE_VB
-#define KV(x) KDK_CAT(KI(x), _base)
-#define KTGT
-#include "conv_tmpl.h"
-#endif
-#ifdef KDK_FAST_AVX512
-#define KVB 64
-#define KV(x) KDK_CAT(KI(x), _avx512)
-#define KTGT KDK_TGT_AVX512
-#include "conv_tmpl.h"
-#endif
-#ifdef KDK_FAST_AVX2
-#define KVB 32
-#define KV(x) KDK_CAT(KI(x), _avx2)
-#define KTGT KDK_TGT_AVX2
-#include "conv_tmpl.h"
-#endif
-#include "conv_tmpl.h"
+#include "isa_variants.h"
 #undef KT
 #undef KTI
 #undef KS

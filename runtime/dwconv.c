@@ -64,6 +64,11 @@ enum { KDW_COLS = 64 };
 #define KDK_FAST_DIRECT 1
 #endif
 
+#define KDK_TEMPLATE "dwconv_tmpl.h"
+#ifdef KDK_FAST_DIRECT
+#define KDK_VARIANT_BASE 1
+#endif
+
 #define KI(x) KDK_CAT(KDK_CAT(x, _), KS)
 
 #define KT float
@@ -71,25 +76,7 @@ enum { KDW_COLS = 64 };
 #define KS s
 #define KP(x) kdk_s##x
 #define KACT kdk_act_fusedf
-#ifdef KDK_FAST_DIRECT
-#define KVB KDK_FAST_BASE_VB
-#define KV(x) KDK_CAT(KI(x), _base)
-#define KTGT
-#include "dwconv_tmpl.h"
-#endif
-#ifdef KDK_FAST_AVX512
-#define KVB 64
-#define KV(x) KDK_CAT(KI(x), _avx512)
-#define KTGT KDK_TGT_AVX512
-#include "dwconv_tmpl.h"
-#endif
-#ifdef KDK_FAST_AVX2
-#define KVB 32
-#define KV(x) KDK_CAT(KI(x), _avx2)
-#define KTGT KDK_TGT_AVX2
-#include "dwconv_tmpl.h"
-#endif
-#include "dwconv_tmpl.h"
+#include "isa_variants.h"
 #undef KT
 #undef KTI
 #undef KS
@@ -98,6 +85,7 @@ enum { KDW_COLS = 64 };
 
 /* double: the portable loops only (kdsl's precision build, as conv.c) */
 #undef KDK_FAST_DIRECT
+#undef KDK_VARIANT_BASE
 #define KI(x) KDK_CAT(KDK_CAT(x, _), KS)
 #define KT double
 #define KTI int64_t

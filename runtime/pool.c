@@ -10,31 +10,18 @@
 #define KDK_FAST_DIRECT 1
 #endif
 
+#define KDK_TEMPLATE "pool_tmpl.h"
+#ifdef KDK_FAST_DIRECT
+#define KDK_VARIANT_BASE 1
+#endif
+
 #define KI(x) KDK_CAT(KDK_CAT(x, _), KS)
 
 #define KT float
 #define KTI int32_t
 #define KS s
 #define KP(x) kdk_s##x
-#ifdef KDK_FAST_DIRECT
-#define KVB KDK_FAST_BASE_VB
-#define KV(x) KDK_CAT(KI(x), _base)
-#define KTGT
-#include "pool_tmpl.h"
-#endif
-#ifdef KDK_FAST_AVX512
-#define KVB 64
-#define KV(x) KDK_CAT(KI(x), _avx512)
-#define KTGT KDK_TGT_AVX512
-#include "pool_tmpl.h"
-#endif
-#ifdef KDK_FAST_AVX2
-#define KVB 32
-#define KV(x) KDK_CAT(KI(x), _avx2)
-#define KTGT KDK_TGT_AVX2
-#include "pool_tmpl.h"
-#endif
-#include "pool_tmpl.h"
+#include "isa_variants.h"
 #undef KT
 #undef KTI
 #undef KS
@@ -45,25 +32,7 @@
 #define KTI int64_t
 #define KS d
 #define KP(x) kdk_d##x
-#ifdef KDK_FAST_DIRECT
-#define KVB KDK_FAST_BASE_VB
-#define KV(x) KDK_CAT(KI(x), _base)
-#define KTGT
-#include "pool_tmpl.h"
-#endif
-#ifdef KDK_FAST_AVX512
-#define KVB 64
-#define KV(x) KDK_CAT(KI(x), _avx512)
-#define KTGT KDK_TGT_AVX512
-#include "pool_tmpl.h"
-#endif
-#ifdef KDK_FAST_AVX2
-#define KVB 32
-#define KV(x) KDK_CAT(KI(x), _avx2)
-#define KTGT KDK_TGT_AVX2
-#include "pool_tmpl.h"
-#endif
-#include "pool_tmpl.h"
+#include "isa_variants.h"
 #undef KT
 #undef KTI
 #undef KS

@@ -5,16 +5,10 @@
  * to the outputs' scale. The arena and everything else is static: no heap. */
 #include "io.h"
 #include "model.h"
+#include "model_names.h"
 
 #include <math.h>
 #include <stdio.h>
-
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#define PREDICT CAT(MODEL, _predict_embedded)
-#define ARENA_SIZE CAT(MODEL_UPPER, _ARENA_SIZE)
-#define IN_SIZE CAT(MODEL_UPPER, _INPUT0_SIZE)
-#define OUT_SIZE CAT(MODEL_UPPER, _OUTPUT0_SIZE)
 
 static float arena[(ARENA_SIZE + 3) / 4] __attribute__((aligned(16)));
 static float y[OUT_SIZE];
