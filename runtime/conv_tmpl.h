@@ -18,30 +18,13 @@
  * pixel of an image.  The operands are read in place: no im2col panel is
  * packed. */
 
-#define VL ((int)(KVB / sizeof(KT)))
-typedef KT KV(vec) __attribute__((vector_size(KVB)));
-typedef KTI KV(ivec) __attribute__((vector_size(KVB)));
-#define V KV(vec)
-#define VI KV(ivec)
-#define KINL KTGT static inline __attribute__((always_inline))
+#include "isa_vectors.h"
 /* Accumulator registers a tile may use (32 vector registers with AVX-512). */
 #if KVB == 64
 #define KACC 24
 #else
 #define KACC 12
 #endif
-
-KINL V KV(ld)(const KT *p)
-{
-    V x;
-    memcpy(&x, p, sizeof x);
-    return x;
-}
-
-KINL void KV(st)(KT *p, V x)
-{
-    memcpy(p, &x, sizeof x);
-}
 
 /* max(x, 0) keeping NaN */
 KINL V KV(relu)(V x)

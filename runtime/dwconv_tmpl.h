@@ -18,24 +18,7 @@
  * order) and added to the element. */
 #ifdef KVB
 
-#define VL ((int)(KVB / sizeof(KT)))
-typedef KT KV(vec) __attribute__((vector_size(KVB)));
-typedef KTI KV(ivec) __attribute__((vector_size(KVB)));
-#define V KV(vec)
-#define VI KV(ivec)
-#define KINL KTGT static inline __attribute__((always_inline))
-
-KINL V KV(ld)(const KT *p)
-{
-    V x;
-    memcpy(&x, p, sizeof x);
-    return x;
-}
-
-KINL void KV(st)(KT *p, V x)
-{
-    memcpy(p, &x, sizeof x);
-}
+#include "isa_vectors.h"
 
 /* bias, then the activation (ReLU in the vector; the others lane by lane) */
 KINL void KV(out)(KT *y, V acc, const KT *bias, int act)

@@ -8,25 +8,8 @@
  * Channels are innermost, so every loop runs along c a vector at a time. */
 #ifdef KVB
 
-#define VL ((int)(KVB / sizeof(KT)))
-typedef KT KV(vec) __attribute__((vector_size(KVB)));
-typedef KTI KV(ivec) __attribute__((vector_size(KVB)));
+#include "isa_vectors.h"
 typedef int32_t KV(i32vec) __attribute__((vector_size(KVB / sizeof(KT) * 4)));
-#define V KV(vec)
-#define VI KV(ivec)
-#define KINL KTGT static inline __attribute__((always_inline))
-
-KINL V KV(ld)(const KT *p)
-{
-    V x;
-    memcpy(&x, p, sizeof x);
-    return x;
-}
-
-KINL void KV(st)(KT *p, V x)
-{
-    memcpy(p, &x, sizeof x);
-}
 
 KINL VI KV(lanes)(void)
 {
