@@ -40,6 +40,10 @@ typedef struct kd_layer {
     kd_value **args;
     bool builtin, trainable;
     int ncalls;            /* >1: a shared layer */
+    /* The block calls it was made in, outermost first, '/'-separated: each
+     * call's name ("separable_3/conv_bn_5", or the call's name: argument)
+     * and the blocks' names ("separable/conv_bn"); NULL outside blocks */
+    const char *block_calls, *block_names;
 } kd_layer;
 
 /* The losses: runtime/host/losses.h's rows (the host computes them for

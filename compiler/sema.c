@@ -673,6 +673,19 @@ static sv *default_value(sema *S, kd_instance *inst, const char *def, kd_loc loc
     return v;
 }
 
+/* The block calls in force, outermost first ("separable_3/conv_bn_5") and
+ * the blocks called ("separable/conv_bn"), up to the layer or model being
+ * elaborated; NULL, NULL outside blocks. */
+static void block_calls(sema *S, const char **calls, const char **names)
+{
+    *calls = *names = NULL;
+    for (sema_frame *f = S->frame; f && !f->inst; f = f->up) {
+        if (!f->block_call) continue;
+        *calls = *calls ? kd_format(S->a, "%s/%s", f->block_call, *calls) : f->block_call;
+        *names = *names ? kd_format(S->a, "%s/%s", f->item->name, *names) : f->item->name;
+    }
+}
+
 static kd_layer *new_row(sema *S, const char *name, const char *type, kd_loc loc)
 {
     kd_strset_add(S->a, S->layer_names, name);
@@ -681,6 +694,7 @@ static kd_layer *new_row(sema *S, const char *name, const char *type, kd_loc loc
     row->name = name;
     row->type = type;
     row->loc = loc;
+    block_calls(S, &row->block_calls, &row->block_names);
     kd_vec_push(S->a, S->layers, row);
     return row;
 }
@@ -1053,6 +1067,8 @@ static sv *call_block(sema *S, const ast_item *item, const ast_expr *call)
     sema_scope scope = {0};
     sema_frame frame = {.item = item, .up = S->frame};
     if (ca.name) frame.block_prefix = kd_format(S->a, "%s%s_", block_prefix(S), ca.name);
+    /* numbered apart from the layers' names ("\001" cannot start one) */
+    frame.block_call = ca.name ? ca.name : sema_instance_name(S, kd_format(S->a, "\001%s", item->name)) + 1;
     sema_scope *saved_scope = S->scope;
     sema_frame *saved_frame = S->frame;
     sv *saved_prev = S->prev;

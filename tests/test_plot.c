@@ -166,6 +166,88 @@ START_TEST(shared_and_nested)
 END_TEST
 
 /* Each box's output shape is the summary's Output Shape of its row. */
+static const char blocks[] = "block conv_bn(x, filters) {\n"
+                             "    Conv2D(x, filters, 3, padding: same)\n"
+                             "    BatchNormalization()\n"
+                             "    ReLU()\n"
+                             "}\n"
+                             "block residual(x) {\n"
+                             "    h = conv_bn(x, 4)\n"
+                             "    Add([x, h])\n"
+                             "}\n"
+                             "model m {\n"
+                             "    input x: [8, 8, 4]\n"
+                             "    conv_bn(4)\n"
+                             "    repeat 2 { residual() }\n"
+                             "    residual(name: last)\n"
+                             "    Flatten()\n"
+                             "    output y = Dense(2)\n"
+                             "}\n";
+
+/* Each node's clusters, outermost first ("residual: residual/conv_bn_1: conv_bn"), from the DOT's nesting. */
+static void node_clusters(const char *text, const char *node, char *out, size_t n)
+{
+    char stack[8][96];
+    int depth = 0;
+    out[0] = 0;
+    for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        while (*line == ' ') line++;
+        char label[96], id[64];
+        if (!strncmp(line, "subgraph ", 9)) {
+            ck_assert_int_lt(depth, 8);
+            stack[depth++][0] = 0;
+        } else if (sscanf(line, "style=dashed; label=\"%95[^\"]\"", label) == 1 && depth > 0) {
+            snprintf(stack[depth - 1], sizeof stack[0], "%s", label);
+        } else if (line[0] == '}' && depth > 0) {
+            depth--;
+        } else if (sscanf(line, "\"%63[^\"]\" [label=", id) == 1 && !strcmp(id, node)) {
+            for (int i = 0; i < depth; i++)
+                snprintf(out + strlen(out), n - strlen(out), "%s%s", i ? "/" : "", stack[i]);
+            return;
+        }
+    }
+    ck_abort_msg("no node %s", node);
+}
+
+/* A block call is a dashed cluster of the boxes its layers made, labelled
+ * with the call's name (the block's, numbered per model, or its name:
+ * argument) and the block's; a block called in a block is a cluster inside
+ * its caller's. The edges stay the layer table's. */
+START_TEST(blocks_are_clusters)
+{
+    const char *dir = tu_tmpdir("plot_blocks");
+    const char *src = tu_path(dir, "blocks.kdsl");
+    ck_assert_int_eq(tu_write(src, blocks, strlen(blocks)), 0);
+    dot_graph g;
+    char *text = plot_dot(dir, src, "", &g);
+    ck_assert_int_eq(g.nclusters, 7);   /* conv_bn; residual, residual_1, last, each with its conv_bn */
+    char where[1024];
+    struct { const char *node, *clusters; } want[] = {
+        {"x", ""},
+        {"conv2d", "conv_bn: conv_bn"},
+        {"re_lu", "conv_bn: conv_bn"},
+        {"conv2d_1", "residual: residual/conv_bn_1: conv_bn"},
+        {"add", "residual: residual"},
+        {"batch_normalization_2", "residual_1: residual/conv_bn_2: conv_bn"},
+        {"add_1", "residual_1: residual"},
+        {"last_conv2d", "last: residual/conv_bn_3: conv_bn"},
+        {"last_add", "last: residual"},
+        {"flatten", ""},
+        {"dense", ""},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        node_clusters(text, want[i].node, where, sizeof where);
+        ck_assert_msg(!strcmp(where, want[i].clusters), "%s is in \"%.200s\", not \"%s\"", want[i].node, where,
+                      want[i].clusters);
+    }
+    int k = -1;
+    for (int e = 0; e < g.nedges && k < 0; e++)
+        if (!strcmp(g.edges[e], "re_lu -> add")) k = e;
+    ck_assert_msg(k >= 0, "the residual edge into the first block's Add is missing");
+    free(text);
+}
+END_TEST
+
 START_TEST(show_shapes_are_the_summarys)
 {
     const char *dir = tu_tmpdir("plot_shapes");
@@ -529,6 +611,7 @@ static Suite *plot_suite(void)
     tcase_add_test(tc, cnn_boxes_and_edges);
     tcase_add_test(tc, residual_add_is_an_edge);
     tcase_add_test(tc, shared_and_nested);
+    tcase_add_test(tc, blocks_are_clusters);
     tcase_add_test(tc, show_shapes_are_the_summarys);
     tcase_add_test(tc, svg_and_png_are_valid);
     tcase_add_test(tc, history_csv_and_json);
