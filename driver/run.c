@@ -10,6 +10,7 @@
 #include "host/dist.h"
 #include "host/paths.h"
 #include "host/train.h"
+#include "host/train_dist.h"
 
 #include <errno.h>
 #include <math.h>
@@ -506,6 +507,12 @@ static int run_train(const kd_run_options *o)
     kd_train_config *c = &km->config;
     if (o->shards > 0 && !o->deterministic) {
         fail("%s", "--shards K cuts the batches of --deterministic: give --deterministic too");
+        rc = 2;
+        goto done;
+    }
+    kdh_error derr;   /* before any work: every rank says so */
+    if (kdh_dp_check(o->deterministic ? (o->shards > 0 ? o->shards : 8) : 0, kdh_dist_size(), &derr) != 0) {
+        rc = fail_err(&derr);
         rc = 2;
         goto done;
     }

@@ -7,9 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char where_now[160] = "training";
-
-void kdh_dist_set_where(const char *where) { snprintf(where_now, sizeof where_now, "%s", where); }
 
 static int env_int(const char *name, int fallback)
 {
@@ -29,6 +26,7 @@ int kdh_dist_local_size(void)
 
 #ifndef KDSL_MPI
 
+void kdh_dist_set_where(const char *where) { (void)where; }
 bool kdh_dist_launched(void) { return false; }
 int kdh_dist_init(const volatile sig_atomic_t *stop, kdh_error *err)
 {
@@ -76,19 +74,36 @@ int kdh_dist_allgatherv_floats(const float *mine, const int64_t *counts, float *
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
+
+static char where_now[160] = "training";
 
 /* The job as this rank sees it. */
 static struct {
     bool on;                           /* MPI_Init_thread done */
     int rank, size;
     const volatile sig_atomic_t *stop;
-    /* Every rank's PID and node, for the wait loop's check of the ranks on this node. */
+    /* Every rank's PID and node, for the watchdog's check of the ranks on this node. */
     long *pids;
     char (*nodes)[MPI_MAX_PROCESSOR_NAME];
-    int dead;                          /* the rank found ended, or -1 */
-} job = {.size = 1, .dead = -1};
+    pthread_t watchdog;
+    bool watching;
+} job = {.size = 1};
+
+/* A collective under way (its sequence number, 0: none): what the watchdog watches. */
+static atomic_ulong in_call;
+static unsigned long calls;
+static pthread_mutex_t where_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void kdh_dist_set_where(const char *where)
+{
+    pthread_mutex_lock(&where_lock);
+    snprintf(where_now, sizeof where_now, "%s", where);
+    pthread_mutex_unlock(&where_lock);
+}
 
 bool kdh_dist_launched(void)
 {
@@ -113,7 +128,10 @@ static int mpi_err(kdh_error *err, const char *what, int code)
     char text[MPI_MAX_ERROR_STRING];
     int len = 0;
     MPI_Error_string(code, text, &len);
-    return kdh__err(err, "rank %d: %s failed during %s: %s", job.rank, what, where_now, text);
+    pthread_mutex_lock(&where_lock);
+    kdh__err(err, "rank %d: %s failed during %s: %s", job.rank, what, where_now, text);
+    pthread_mutex_unlock(&where_lock);
+    return -1;
 }
 
 /* A rank of this node whose process is gone, or -1. */
@@ -126,32 +144,50 @@ static int dead_local_rank(void)
     return -1;
 }
 
-/* Waits for req by polling (see dist.h): 0, or -1 with err naming the rank
- * that ended. A failed rank leaves MPI unusable: every later collective
- * fails at once with the same message. */
-static int wait_for(MPI_Request *req, const char *what, kdh_error *err)
+/* The watchdog (dist.h): a blocking collective cannot be left, so this
+ * thread, which never calls MPI, ends the process with the message. The
+ * collectives are blocking ones because Open MPI 4.1's non-blocking ones
+ * polled with MPI_Test took up to 9 times as long here (docs/distributed.md). */
+static void *watch(void *unused)
 {
-    double next_check = now() + 0.05, stop_seen = 0;
-    for (long spins = 0;; spins++) {
-        int done = 0, rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
-        if (rc != MPI_SUCCESS) return mpi_err(err, what, rc);
-        if (done) return 0;
-        if (spins % 64) continue;
-        double t = now();
-        if (t < next_check) continue;
-        next_check = t + 0.05;
-        if (job.dead < 0) job.dead = dead_local_rank();
-        if (job.dead >= 0)
-            return kdh__err(err, "rank %d (pid %ld on %s) ended during %s; rank %d stops (the job cannot go on "
-                                 "without it; --resume from the last checkpoint continues on any number of ranks)",
-                            job.dead, job.pids[job.dead], job.nodes[job.dead], where_now, job.rank);
-        if (job.stop && *job.stop && !stop_seen) stop_seen = t;
-        if (stop_seen && t - stop_seen > 2.0)
-            return kdh__err(err, "rank %d: stopped by %s during %s while waiting for the other ranks: a rank "
-                                 "on another node ended, or the job was interrupted (mpirun names the rank)",
-                            job.rank, *job.stop == SIGINT ? "SIGINT" : "SIGTERM", where_now);
+    (void)unused;
+    unsigned long stop_call = 0;
+    double stop_seen = 0;
+    for (;;) {
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+        unsigned long call = atomic_load(&in_call);
+        if (!call) continue;
+        int dead = dead_local_rank();
+        char msg[512];
+        pthread_mutex_lock(&where_lock);
+        if (dead >= 0)
+            snprintf(msg, sizeof msg, "kdslc: error: rank %d (pid %ld on %s) ended during %s; rank %d stops (the job "
+                                      "cannot go on without it; --resume from the last checkpoint continues on any "
+                                      "number of ranks)\n",
+                     dead, job.pids[dead], job.nodes[dead], where_now, job.rank);
+        else if (job.stop && *job.stop && call == stop_call && now() - stop_seen > 2.0)
+            snprintf(msg, sizeof msg, "kdslc: error: rank %d: stopped by %s during %s while waiting for the other "
+                                      "ranks: a rank on another node ended, or the job was interrupted (mpirun names "
+                                      "the rank)\n",
+                     job.rank, *job.stop == SIGINT ? "SIGINT" : "SIGTERM", where_now);
+        else msg[0] = 0;
+        pthread_mutex_unlock(&where_lock);
+        if (msg[0]) {
+            fflush(stdout);
+            if (write(STDERR_FILENO, msg, strlen(msg)) < 0) msg[0] = 0;
+            _exit(1);
+        }
+        if (job.stop && *job.stop && call != stop_call) {
+            stop_call = call;
+            stop_seen = now();
+        }
     }
+    return NULL;
 }
+
+static void call_begin(void) { atomic_store(&in_call, ++calls); }
+static void call_end(void) { atomic_store(&in_call, 0); }
 
 int kdh_dist_init(const volatile sig_atomic_t *stop, kdh_error *err)
 {
@@ -161,7 +197,7 @@ int kdh_dist_init(const volatile sig_atomic_t *stop, kdh_error *err)
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
         return kdh__err(err, "MPI_Init_thread failed");
     job.on = true;
-    /* errors come back as codes: the wait loop reports them with the rank */
+    /* errors come back as codes, reported with the rank */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &job.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &job.size);
@@ -177,6 +213,10 @@ int kdh_dist_init(const volatile sig_atomic_t *stop, kdh_error *err)
         rc = MPI_Allgather(node, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, job.nodes, MPI_MAX_PROCESSOR_NAME, MPI_CHAR,
                            MPI_COMM_WORLD);
     if (rc != MPI_SUCCESS) return mpi_err(err, "MPI_Allgather", rc);
+    if (job.size > 1) {
+        if (pthread_create(&job.watchdog, NULL, watch, NULL) != 0) return kdh__err(err, "cannot start the watchdog");
+        job.watching = true;
+    }
     return 0;
 }
 
@@ -187,6 +227,10 @@ void kdh_dist_finish(int exit_code)
     fflush(stdout);
     fflush(stderr);
     if (exit_code != 0) MPI_Abort(MPI_COMM_WORLD, exit_code);
+    if (job.watching) {
+        pthread_cancel(job.watchdog);   /* it sleeps in nanosleep, a cancellation point */
+        pthread_join(job.watchdog, NULL);
+    }
     MPI_Finalize();
     free(job.pids);
     free(job.nodes);
@@ -199,16 +243,13 @@ int kdh_dist_bcast(void *buf, size_t bytes, kdh_error *err)
 {
     for (size_t at = 0; job.size > 1 && at < bytes; at += PIECE) {
         int n = (int)(bytes - at < PIECE ? bytes - at : PIECE);
-        MPI_Request req;
-        int rc = MPI_Ibcast((char *)buf + at, n, MPI_BYTE, 0, MPI_COMM_WORLD, &req);
-        if (rc != MPI_SUCCESS) return mpi_err(err, "MPI_Ibcast", rc);
-        if (wait_for(&req, "MPI_Ibcast", err) != 0) return -1;
+        call_begin();
+        int rc = MPI_Bcast((char *)buf + at, n, MPI_BYTE, 0, MPI_COMM_WORLD);
+        call_end();
+        if (rc != MPI_SUCCESS) return mpi_err(err, "MPI_Bcast", rc);
     }
     return 0;
 }
-
-/* At most this many buckets in flight at once. */
-#define MAX_BUCKETS 64
 
 int kdh_dist_allreduce_floats(float *buf, int64_t n, size_t bucket_bytes, kdh_error *err)
 {
@@ -216,17 +257,12 @@ int kdh_dist_allreduce_floats(float *buf, int64_t n, size_t bucket_bytes, kdh_er
     int64_t per = (int64_t)(bucket_bytes / sizeof(float));
     if (per < 1024) per = 1024;
     if (per > PIECE) per = PIECE;
-    for (int64_t at = 0; at < n;) {
-        MPI_Request req[MAX_BUCKETS];
-        int nreq = 0;
-        for (; at < n && nreq < MAX_BUCKETS; at += per) {
-            int k = (int)(n - at < per ? n - at : per);
-            int rc = MPI_Iallreduce(MPI_IN_PLACE, buf + at, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req[nreq]);
-            if (rc != MPI_SUCCESS) return mpi_err(err, "MPI_Iallreduce", rc);
-            nreq++;
-        }
-        for (int i = 0; i < nreq; i++)
-            if (wait_for(&req[i], "MPI_Iallreduce", err) != 0) return -1;
+    for (int64_t at = 0; at < n; at += per) {
+        int k = (int)(n - at < per ? n - at : per);
+        call_begin();
+        int rc = MPI_Allreduce(MPI_IN_PLACE, buf + at, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        call_end();
+        if (rc != MPI_SUCCESS) return mpi_err(err, "MPI_Allreduce", rc);
     }
     return 0;
 }
@@ -234,14 +270,18 @@ int kdh_dist_allreduce_floats(float *buf, int64_t n, size_t bucket_bytes, kdh_er
 int kdh_dist_allreduce_doubles(double *buf, int n, kdh_error *err)
 {
     if (job.size == 1) return 0;
-    MPI_Request req;
-    int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &req);
-    if (rc != MPI_SUCCESS) return mpi_err(err, "MPI_Iallreduce", rc);
-    return wait_for(&req, "MPI_Iallreduce", err);
+    call_begin();
+    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    call_end();
+    return rc == MPI_SUCCESS ? 0 : mpi_err(err, "MPI_Allreduce", rc);
 }
 
 int kdh_dist_allgatherv_floats(const float *mine, const int64_t *counts, float *all, kdh_error *err)
 {
+    if (job.size == 1) {
+        memmove(all, mine, (size_t)counts[0] * sizeof *all);
+        return 0;
+    }
     int *cnt = calloc((size_t)job.size * 2, sizeof *cnt), rc = -1;
     if (!cnt) return kdh__err(err, "out of memory for %d ranks", job.size);
     int *disp = cnt + job.size;
@@ -255,15 +295,10 @@ int kdh_dist_allgatherv_floats(const float *mine, const int64_t *counts, float *
         disp[r] = (int)at;
         at += counts[r];
     }
-    if (job.size == 1) {
-        memmove(all, mine, (size_t)counts[0] * sizeof *all);
-        rc = 0;
-        goto out;
-    }
-    MPI_Request req;
-    int mrc = MPI_Iallgatherv(mine, cnt[job.rank], MPI_FLOAT, all, cnt, disp, MPI_FLOAT, MPI_COMM_WORLD, &req);
-    if (mrc != MPI_SUCCESS) mpi_err(err, "MPI_Iallgatherv", mrc);
-    else rc = wait_for(&req, "MPI_Iallgatherv", err);
+    call_begin();
+    int mrc = MPI_Allgatherv(mine, cnt[job.rank], MPI_FLOAT, all, cnt, disp, MPI_FLOAT, MPI_COMM_WORLD);
+    call_end();
+    rc = mrc == MPI_SUCCESS ? 0 : mpi_err(err, "MPI_Allgatherv", mrc);
 out:
     free(cnt);
     return rc;

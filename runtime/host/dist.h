@@ -7,13 +7,15 @@
  * MPI_COMM_WORLD in kdh_dist_init; any other process, and every process of
  * a build without MPI, is rank 0 of 1 and every collective is a copy.
  *
- * Every collective is non-blocking underneath and waited for by polling, so
- * that a rank that dies does not leave the others hanging: while a
- * collective waits, the PIDs of the ranks on this node are checked every
- * 50 ms, and a stop request (mpirun's SIGTERM when a rank of another node
- * ended) that the collective does not answer within 2 s ends the wait. The
- * collective then fails with a message naming the rank that ended (or
- * saying that the job is being torn down), and the caller stops with it. */
+ * A rank that dies must not leave the others hanging in a collective, and
+ * the collectives are blocking ones (faster than Open MPI's non-blocking
+ * ones here, docs/distributed.md), so a watchdog thread, which never calls
+ * MPI, watches each collective under way: every 50 ms it checks the PIDs of
+ * the ranks on this node, and a stop request (mpirun's SIGTERM when a rank
+ * of another node ended) that the collective does not answer within 2 s
+ * ends the wait too. Either way it prints a message naming the rank that
+ * ended (or saying that the job is being torn down) and ends the process
+ * with status 1. */
 #ifndef KDSL_DIST_H
 #define KDSL_DIST_H
 
@@ -53,8 +55,7 @@ void kdh_dist_set_where(const char *where);
 int kdh_dist_bcast(void *buf, size_t bytes, kdh_error *err);
 
 /* buf[0..n) summed over the ranks, in place, in buckets of at most
- * bucket_bytes each started as one MPI_Iallreduce before the first is
- * waited for. The order of the sum is MPI's. */
+ * bucket_bytes, one MPI_Allreduce each. The order of the sum is MPI's. */
 int kdh_dist_allreduce_floats(float *buf, int64_t n, size_t bucket_bytes, kdh_error *err);
 
 /* buf[0..n) summed over the ranks, in place (a few values: losses, counts). */

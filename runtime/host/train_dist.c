@@ -49,6 +49,15 @@ void kdh_dp_free(kdh_dp *dp)
 
 static bool power_of_two(int n) { return n > 0 && (n & (n - 1)) == 0; }
 
+int kdh_dp_check(int shards, int ranks, kdh_error *err)
+{
+    if (shards <= 0 || (power_of_two(ranks) && shards % ranks == 0)) return 0;
+    return kdh__err(err,
+                    "--deterministic cuts each batch into %d shards, which %d ranks cannot share as whole subtrees of "
+                    "the summation tree: run a power of two of ranks that divides %d, or give --shards",
+                    shards, ranks, shards);
+}
+
 kdh_dp *kdh_dp_new(const kdh_model *m, const kdh_fit_opts *o, kdh_error *err)
 {
     kdh_dp *dp = calloc(1, sizeof *dp);
@@ -64,13 +73,7 @@ kdh_dp *kdh_dp_new(const kdh_model *m, const kdh_fit_opts *o, kdh_error *err)
         kdh__err(err, "model '%s' has no grad and apply_gradients to train data-parallel", m->name);
         goto fail;
     }
-    if (dp->shards && (!power_of_two(dp->size) || dp->shards % dp->size)) {
-        kdh__err(err,
-                 "--deterministic cuts each batch into %d shards, which %d ranks cannot share as whole halves of "
-                 "the summation tree: run a power of two of ranks that divides %d, or give --shards",
-                 dp->shards, dp->size, dp->shards);
-        goto fail;
-    }
+    if (kdh_dp_check(dp->shards, dp->size, err) != 0) goto fail;
     dp->ngrad = m->grads_size;
     dp->state_vars = calloc((size_t)m->nparams + 1, sizeof *dp->state_vars);
     if (!dp->state_vars) goto oom;

@@ -31,6 +31,10 @@ typedef struct kdh_dp kdh_dp;
  * deterministic mode (o->shards > 0). */
 bool kdh_dp_wanted(const kdh_fit_opts *o);
 
+/* 0 when `ranks` can share `shards` (deterministic mode, shards > 0): a
+ * power of two of ranks that divides them; else -1 with err. */
+int kdh_dp_check(int shards, int ranks, kdh_error *err);
+
 /* The step's buffers; NULL with err (a number of ranks that does not
  * divide the shards, memory). */
 kdh_dp *kdh_dp_new(const kdh_model *m, const kdh_fit_opts *o, kdh_error *err);
