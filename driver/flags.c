@@ -176,7 +176,7 @@ const kd_flag kd_flags[] = {
     INT("--shards", KD_CMD_TRAIN, "K", 1, 4096, run.shards,
         "--deterministic: the parts each batch is cut into (default 8); the ranks must be a power of two dividing K"),
     INT("--bucket-kb", KD_CMD_TRAIN, "N", 1, 1 << 20, run.bucket_kb,
-        "under mpirun: gradients summed in buckets of N KiB, each its own MPI_Iallreduce (default 4096)"),
+        "under mpirun: gradients summed in buckets of N KiB, each its own MPI_Allreduce (default 4096)"),
     PATH("--input", KD_CMD_PREDICT, "X.npy[,...]", run.input, "the inputs, one file per input"),
 
     SWITCH("--help", KD_CMD_ALL, help, "this text"),

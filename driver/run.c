@@ -629,6 +629,14 @@ static int run_train(const kd_run_options *o)
         rc = fail_err(&err);
         goto done;
     }
+    if (kdh_dist_size() > 1) {   /* where a data-parallel run's time went (docs/distributed.md) */
+        unsigned long calls;
+        double secs, train_secs = 0;
+        kdh_dist_stats(&calls, &secs);
+        for (int i = 0; i < h.count; i++) train_secs += h.rows[i].seconds;
+        printf("MPI: %d ranks; rank 0 spent %.2f s of %.2f s in %lu collectives (%.3f ms each)\n", kdh_dist_size(),
+               secs, train_secs, calls, calls ? secs * 1e3 / (double)calls : 0.0);
+    }
     if (o->save) printf("Saved weights to %s\n", o->save);
     kdh_history_free(&h);
     rc = 0;

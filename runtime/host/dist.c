@@ -27,11 +27,19 @@ int kdh_dist_local_size(void)
 #ifndef KDSL_MPI
 
 void kdh_dist_set_where(const char *where) { (void)where; }
+void kdh_dist_stats(unsigned long *ncalls, double *seconds)
+{
+    *ncalls = 0;
+    *seconds = 0;
+}
 bool kdh_dist_launched(void) { return false; }
 int kdh_dist_init(const volatile sig_atomic_t *stop, kdh_error *err)
 {
     (void)stop;
     (void)err;
+    if (env_int("OMPI_COMM_WORLD_SIZE", 1) > 1 || env_int("PMI_SIZE", 1) > 1)
+        fprintf(stderr, "kdslc: warning: started by mpirun, but this kdslc was built without MPI: every rank "
+                        "trains alone (meson setup -Dmpi=enabled, with libopenmpi-dev)\n");
     return 0;
 }
 void kdh_dist_finish(int exit_code) { (void)exit_code; }
@@ -186,8 +194,25 @@ static void *watch(void *unused)
     return NULL;
 }
 
-static void call_begin(void) { atomic_store(&in_call, ++calls); }
-static void call_end(void) { atomic_store(&in_call, 0); }
+static double call_started, call_seconds;
+
+static void call_begin(void)
+{
+    atomic_store(&in_call, ++calls);
+    call_started = now();
+}
+
+static void call_end(void)
+{
+    atomic_store(&in_call, 0);
+    call_seconds += now() - call_started;
+}
+
+void kdh_dist_stats(unsigned long *ncalls, double *seconds)
+{
+    *ncalls = calls;
+    *seconds = call_seconds;
+}
 
 int kdh_dist_init(const volatile sig_atomic_t *stop, kdh_error *err)
 {

@@ -51,6 +51,10 @@ int kdh_dist_local_size(void);
  * "epoch 2, step 17/235". */
 void kdh_dist_set_where(const char *where);
 
+/* The collectives this rank made so far and the seconds it spent in them
+ * (the transfer, and the wait for ranks that arrive later). */
+void kdh_dist_stats(unsigned long *ncalls, double *seconds);
+
 /* bytes of buf from rank 0 to every rank. */
 int kdh_dist_bcast(void *buf, size_t bytes, kdh_error *err);
 

@@ -16,18 +16,29 @@
  * the MLP's gradient is 0.9 MB). */
 #define DEFAULT_BUCKET_BYTES (4u << 20)
 
+/* What each step sends, one message (one MPI_Allreduce, or one
+ * MPI_Allgather in deterministic mode) of comm floats:
+ *   [grad]   the weighted gradients (grads_size)
+ *   [state]  the states after each part's step (summed, then divided by the parts with samples)
+ *   [loss]   each part's mean loss, at its index
+ *   [stop]   1 where a rank asks to stop
+ *   [out]    output 0 of each sample of the batch, at its place (when the metrics want it)
+ * A part writes its own loss and outputs and leaves zeros in the others'
+ * places, so summing them over the parts adds zeros to one value: exact, in
+ * any order. The message is as long as the gradients plus a few KB, and the
+ * step waits for one collective instead of four (each a point where a rank
+ * that the OS did not schedule holds up the others). */
 struct kdh_dp {
     int rank, size, shards;            /* shards: 0 in the default mode */
-    int64_t ngrad, nstate, comm;       /* floats: gradients, states, both (one message) */
+    int nparts;                        /* the batch's parts: shards, or the ranks */
+    int64_t ngrad, nstate;             /* floats of the first two sections */
+    int64_t at_loss, at_stop, at_out, comm;   /* where the others start; comm: the whole message */
     int nstate_vars;
     const kdh_var **state_vars;        /* the params that are states, by offset */
     int depth;                         /* deterministic: levels of the shard tree */
     float *slab;                       /* (depth + 1) * comm floats; the default mode uses the first */
     float *gathered;                   /* deterministic, several ranks: size * comm */
     float *saved_states;               /* the states before the step */
-    float *outs;                       /* this rank's outputs (max_batch * output_elems) */
-    float *shard_loss, *all_loss;      /* deterministic: the shards' mean losses */
-    int64_t *counts;                   /* per rank, for the gathers */
     size_t bucket_bytes;
 };
 
@@ -40,10 +51,6 @@ void kdh_dp_free(kdh_dp *dp)
     free(dp->slab);
     free(dp->gathered);
     free(dp->saved_states);
-    free(dp->outs);
-    free(dp->shard_loss);
-    free(dp->all_loss);
-    free(dp->counts);
     free(dp);
 }
 
@@ -82,18 +89,17 @@ kdh_dp *kdh_dp_new(const kdh_model *m, const kdh_fit_opts *o, kdh_error *err)
             dp->state_vars[dp->nstate_vars++] = &m->params[i];
             dp->nstate += m->params[i].elems;
         }
-    dp->comm = dp->ngrad + dp->nstate;
-    for (int k = dp->shards / dp->size; k > 1; k = (k + 1) / 2) dp->depth++;
+    dp->nparts = dp->shards ? dp->shards : dp->size;
+    dp->at_loss = dp->ngrad + dp->nstate;
+    dp->at_stop = dp->at_loss + dp->nparts;
+    dp->at_out = dp->at_stop + 1;
+    dp->comm = dp->at_out + (int64_t)m->max_batch * m->output_elems;
+    for (int k = dp->nparts / dp->size; k > 1; k = (k + 1) / 2) dp->depth++;
     if (!(dp->slab = kdh_floats((int64_t)(dp->depth + 1) * dp->comm, "gradient sums", err))) goto fail;
     if (dp->shards && dp->size > 1 &&
         !(dp->gathered = kdh_floats((int64_t)dp->size * dp->comm, "the ranks' gradients", err)))
         goto fail;
     if (!(dp->saved_states = kdh_floats(dp->nstate, "states", err))) goto fail;
-    if (!(dp->outs = kdh_floats((int64_t)m->max_batch * m->output_elems, "shard outputs", err))) goto fail;
-    int nshards = dp->shards ? dp->shards : dp->size;
-    if (!(dp->shard_loss = kdh_floats(nshards, "shard losses", err))) goto fail;
-    if (!(dp->all_loss = kdh_floats(nshards, "shard losses", err))) goto fail;
-    if (!(dp->counts = calloc((size_t)dp->size, sizeof *dp->counts))) goto oom;
     return dp;
 oom:
     kdh__err(err, "out of memory for data-parallel training");
@@ -154,41 +160,37 @@ typedef struct step_ctx {
     float *params;
     const float *x, *y;
     int nb;
-    int nshards;                       /* the batch's parts */
     uint64_t step;
     void *arena;
     bool outputs;                      /* predict each part for the metrics */
 } step_ctx;
 
-/* Part i of the batch: its gradient weighted by its share of the batch,
- * then its states (after its step), into dst (comm floats); its mean loss
- * into shard_loss[i]. The states start from saved_states. Dropout draws
- * its masks from the stream step * parts + i, one per part: parts at the
- * same place in the batch would otherwise drop the same units. */
-static void shard_gradient(step_ctx *c, int i, float *dst)
+/* Part i of the batch as a message (see struct kdh_dp) in dst: its
+ * gradient weighted by its share of the batch, its states after its step
+ * (from saved_states), its loss and its outputs (predict, before the step).
+ * Dropout draws its masks from the stream step * parts + i, one per part:
+ * parts at the same place in the batch would otherwise drop the same units. */
+static void shard_message(step_ctx *c, int i, float *dst)
 {
     kdh_dp *dp = c->dp;
     const kdh_model *m = c->m;
     int lo, hi;
-    part_of(c->nb, c->nshards, i, &lo, &hi);
+    part_of(c->nb, dp->nparts, i, &lo, &hi);
     int n = hi - lo;
-    if (n == 0) {   /* a part of a small last batch with no sample: adds nothing */
-        memset(dst, 0, (size_t)dp->comm * sizeof *dst);
-        dp->shard_loss[i] = 0;
-        return;
-    }
+    memset(dst, 0, (size_t)dp->comm * sizeof *dst);
+    if (n == 0) return;   /* a part of a small last batch with no sample: adds nothing */
     states_put(dp, dp->saved_states, c->params);
     const float *in = c->x + (int64_t)lo * m->input_elems;
     if (c->outputs) {
-        float *out = dp->outs + (int64_t)lo * m->output_elems;
+        float *out = dst + dp->at_out + (int64_t)lo * m->output_elems;
         m->fns.predict(c->params, &in, &out, n, c->arena);
     }
     float l = m->fns.grad(c->params, &in, c->y + (int64_t)lo * m->label_elems, dst, n,
-                          c->step * (uint64_t)c->nshards + (uint64_t)i, c->arena);
+                          c->step * (uint64_t)dp->nparts + (uint64_t)i, c->arena);
     float w = (float)n / (float)c->nb;
     for (int64_t j = 0; j < dp->ngrad; j++) dst[j] *= w;
     states_get(dp, c->params, dst + dp->ngrad);
-    dp->shard_loss[i] = l;
+    dst[dp->at_loss + i] = l;
 }
 
 static void add_into(float *a, const float *b, int64_t n)
@@ -203,7 +205,7 @@ static void shard_tree(step_ctx *c, int lo, int hi, int d)
     kdh_dp *dp = c->dp;
     float *dst = dp->slab + (int64_t)d * dp->comm;
     if (hi - lo == 1) {
-        shard_gradient(c, lo, dst);
+        shard_message(c, lo, dst);
         return;
     }
     int mid = lo + (hi - lo) / 2;
@@ -229,30 +231,26 @@ static float *rank_tree(kdh_dp *dp, int lo, int hi)
 int kdh_dp_step(kdh_dp *dp, const kdh_model *m, float *params, float *opt, const float *x, const float *y, int nb,
                 uint64_t step, float lr, void *arena, float *out0, float *loss, bool *stop, kdh_error *err)
 {
-    bool det = dp->shards > 0;
-    int nparts = det ? dp->shards : dp->size, per = nparts / dp->size, first = dp->rank * per;
-    step_ctx c = {dp, m, params, x, y, nb, nparts, step, arena, out0 != NULL};
+    int per = dp->nparts / dp->size, first = dp->rank * per;
+    step_ctx c = {dp, m, params, x, y, nb, step, arena, out0 != NULL};
     states_get(dp, params, dp->saved_states);
-    if (per == 1) shard_gradient(&c, first, dp->slab);
-    else shard_tree(&c, first, first + per, 0);
-    double want_stop = *stop ? 1 : 0;
+    shard_tree(&c, first, first + per, 0);
+    dp->slab[dp->at_stop] = *stop ? 1 : 0;
     float *sum = dp->slab;
-    if (det && dp->size > 1) {
+    if (dp->shards && dp->size > 1) {
         if (kdh_dist_allgather_floats(dp->slab, dp->comm, dp->gathered, err) != 0) return -1;
         sum = rank_tree(dp, 0, dp->size);
     } else if (kdh_dist_allreduce_floats(dp->slab, dp->comm, dp->bucket_bytes, err) != 0) {
         return -1;
     }
-    /* every part's mean loss, summed in part order on every rank */
-    if (kdh_dist_allgather_floats(dp->shard_loss + first, per, dp->all_loss, err) != 0) return -1;
-    if (kdh_dist_allreduce_doubles(&want_stop, 1, err) != 0) return -1;
-    *stop = want_stop > 0;
+    *stop = sum[dp->at_stop] > 0;
+    /* the parts' losses weighted by their samples, in part order on every rank */
     double total = 0;
     int used = 0;
-    for (int i = 0; i < nparts; i++) {
+    for (int i = 0; i < dp->nparts; i++) {
         int lo, hi;
-        part_of(nb, nparts, i, &lo, &hi);
-        total += (double)dp->all_loss[i] * (hi - lo);
+        part_of(nb, dp->nparts, i, &lo, &hi);
+        total += (double)sum[dp->at_loss + i] * (hi - lo);
         used += hi > lo;
     }
     *loss = (float)(total / nb);
@@ -261,16 +259,6 @@ int kdh_dp_step(kdh_dp *dp, const kdh_model *m, float *params, float *opt, const
     for (int64_t j = 0; j < dp->nstate; j++) st[j] /= (float)used;
     states_put(dp, st, params);
     m->fns.apply_gradients(params, sum, opt, step, lr);
-    if (out0) {
-        int lo, hi, lo_end, hi_end;
-        for (int r = 0; r < dp->size; r++) {
-            part_of(nb, nparts, r * per, &lo, &hi);
-            part_of(nb, nparts, r * per + per - 1, &lo_end, &hi_end);
-            dp->counts[r] = (int64_t)(hi_end - lo) * m->output_elems;
-        }
-        part_of(nb, nparts, first, &lo, &hi);
-        if (kdh_dist_allgatherv_floats(dp->outs + (int64_t)lo * m->output_elems, dp->counts, out0, err) != 0)
-            return -1;
-    }
+    if (out0) memcpy(out0, sum + dp->at_out, (size_t)nb * (size_t)m->output_elems * sizeof *out0);
     return 0;
 }
