@@ -10,11 +10,11 @@
  *   - a rank killed mid-epoch: the run ends within 30 s, non-zero, naming
  *     the rank; --resume from its checkpoint on 2 ranks and on 1 ends where
  *     an uninterrupted run ends, bit for bit.
- * Skipped without MPI (a build without it, or no mpirun), and in tests/run's
- * sanitizer pass: Open MPI's own allocations fail LeakSanitizer in every
- * rank, and what the sanitizers would see of kdsl here (the shard tree,
- * the step) runs in one process too, in the deterministic runs of the same
- * tests without mpirun. */
+ * The runs under mpirun are skipped without MPI (a build without it, or no
+ * mpirun), and in tests/run's sanitizer pass: Open MPI's own allocations
+ * fail LeakSanitizer in every rank, and what the sanitizers would see of
+ * kdsl there (the shard tree, the step) runs in one process too, in
+ * one_shard_is_train_step and the 1-process runs, which every build runs. */
 #include "testutil.h"
 #include "host/tensor_file.h"
 
@@ -368,6 +368,31 @@ START_TEST(killed_rank_stops_the_run_and_resume_continues)
 }
 END_TEST
 
+/* Without mpirun, in every build and in the sanitizer pass: the
+ * data-parallel step on one process with one shard (grad on the whole
+ * batch, weight 1, the states put back, apply_gradients) gives train_step's
+ * bytes, for the MLP with BatchNormalization and Dropout over 2 epochs
+ * (300 samples: a partial last batch); 8 shards (the tree, the states'
+ * mean over shards) do not. */
+START_TEST(one_shard_is_train_step)
+{
+    const char *dir = tu_tmpdir("mpi_one_shard");
+    char data[8192];
+    mlp_data(dir, data, sizeof data);
+    const char *m = tu_src("tests/fixtures/dp_mlp.kdsl");
+    const char *plain = tu_path(dir, "plain.safetensors"), *one = tu_path(dir, "one.safetensors");
+    const char *eight = tu_path(dir, "eight.safetensors");
+    free(run_ok("%s train %s --model dp_mlp --data %s --threads 1 --save %s 2>&1", tu_kdslc(), m, data, plain));
+    free(run_ok("%s train %s --model dp_mlp --data %s --threads 1 --deterministic --shards 1 --save %s 2>&1", tu_kdslc(),
+                m, data, one));
+    free(run_ok("%s train %s --model dp_mlp --data %s --threads 1 --deterministic --save %s 2>&1", tu_kdslc(), m, data,
+                eight));
+    ck_assert_msg(same_file(plain, one), "one shard is not train_step");
+    ck_assert_msg(!same_file(plain, eight), "8 shards gave train_step's bytes");
+    ck_assert_double_lt(weights_rel_diff(eight, plain), 0.5);   /* the same training, other batch statistics */
+}
+END_TEST
+
 /* ---- usage ------------------------------------------------------------------------------------------ */
 
 START_TEST(deterministic_needs_ranks_that_share_the_shards)
@@ -404,6 +429,7 @@ int main(void)
     tcase_add_test(tc, killed_rank_stops_the_run_and_resume_continues);
     tcase_add_test(tc, deterministic_needs_ranks_that_share_the_shards);
     tcase_add_test(tc, shards_go_with_deterministic);
+    tcase_add_test(tc, one_shard_is_train_step);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }
