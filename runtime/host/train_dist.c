@@ -4,16 +4,14 @@
 #include "dist.h"
 #include "host_internal.h"
 
-#include <inttypes.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Gradients go to MPI_Iallreduce in buckets of this many bytes unless the
- * run says otherwise (kdh_fit_opts.bucket_bytes): big enough that the
- * per-message latency is small against the bytes, small enough that
- * several are in flight at once (PyTorch's DDP takes 25 MB, Horovod 64 MB;
- * the MLP's gradient is 0.9 MB). */
+/* The step's message is summed in buckets of this many bytes, one
+ * MPI_Allreduce each, unless the run says otherwise (kdh_fit_opts.
+ * bucket_bytes): big enough that the per-call latency is small against the
+ * bytes (PyTorch's DDP takes 25 MB, Horovod 64 MB; the MLP's gradient is
+ * 0.9 MB), small enough that no call sends a whole large model at once. */
 #define DEFAULT_BUCKET_BYTES (4u << 20)
 
 /* What each step sends, one message (one MPI_Allreduce, or one
