@@ -163,9 +163,21 @@ void KP(gemm_kblock)(int blk, int M, int N, int K, const KT *A, int lda, int tra
     int kb = kdk_gemm_kblocks(K);
     if (blk < 0 || blk >= kb) return;
     int kcb = (K + kb - 1) / kb, pc = blk * kcb, kc = KDK_MIN(kcb, K - pc);
-    KP(gemm)(M, N, kc, transA ? A + (size_t)pc * lda : A + pc, lda, transA,
-             transB ? B + pc : B + (size_t)pc * ldb, ldb, transB, beta, C, ldc, NULL, KDK_ACT_NONE,
-             work);
+    if (M <= 0 || N <= 0 || kc <= 0) return;
+    if (!work) {
+        KI(gemm_simple)(M, N, kc, transA ? A + (size_t)pc * lda : A + pc, lda, transA,
+                        transB ? B + pc : B + (size_t)pc * ldb, ldb, transB, beta, C, ldc, NULL, KDK_ACT_NONE);
+        return;
+    }
+    /* One block, summed as the whole call sums it: a block of KDK_KC would
+     * otherwise split in two (kdk_kblocks_of) and group its terms apart. */
+    struct kdk_gemm_task t = {
+        .m = M, .n = N, .k = kc,
+        .akind = KDK_A_MAT, .a = transA ? A + (size_t)pc * lda : A + pc, .lda = lda, .transa = transA,
+        .b = transB ? B + pc : B + (size_t)pc * ldb, .ldb = ldb, .transb = transB,
+        .beta = beta, .c = C, .ldc = ldc, .bias = NULL, .act = KDK_ACT_NONE, .one_kblock = 1,
+    };
+    KP(gemm_task)(&t, work);
 }
 
 /* Rows [i0, i1) of C = act(T[nt-1] + (... + (T[0] + C)) + bias), T[t] at

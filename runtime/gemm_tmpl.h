@@ -869,7 +869,7 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
         return;
     }
     int M = t->m, N = t->n, K = t->k;
-    int kb = kdk_kblocks_of(K), nb = (N + KDK_NC - 1) / KDK_NC, mb = (M + KDK_MC - 1) / KDK_MC;
+    int kb = t->one_kblock ? 1 : kdk_kblocks_of(K), nb = (N + KDK_NC - 1) / KDK_NC, mb = (M + KDK_MC - 1) / KDK_MC;
     int kcb = (K + kb - 1) / kb;
     int ncb = KV(round_up)((N + nb - 1) / nb, NR);
     int mcb = KV(round_up)((M + mb - 1) / mb, KMR);

@@ -118,6 +118,9 @@ struct kdk_gemm_task {
                    added into the image c of geometry g (the conv data gradient) */
     const void *bias;
     int act;
+    int one_kblock; /* sum k in one block: the task is one block of a K the
+                       caller split (kdk_?gemm_kblock), which must not be
+                       split again (kdk_kblocks_of(KDK_KC) is 2) */
 };
 
 /* Packed drivers (gemm.c); work holds kdk_?gemm_work_size(m, n, k) elements.

@@ -1273,6 +1273,10 @@ START_TEST(test_threads_gemm_ksplit)
         {16, 100, 784, 1, 0, KDK_ACT_SIGMOID, 1}, {40, 33, 800, 0, 1, KDK_ACT_TANH, 0},
         {5, 64, 1000, 1, 1, KDK_ACT_RELU, 2},
         {64, 128, 256, 0, 0, KDK_ACT_RELU, 0}, /* the MLP's second layer: 2 blocks of 128, K split at 2 threads only */
+        /* blocks of exactly KDK_KC = 256, which a call of K = 256 would split in two: a 1x1 convolution's
+         * filter gradient (32 channels, 64 images of 6x6) and a dense layer's forward over 4608 features */
+        {64, 128, 1024, 0, 0, KDK_ACT_NONE, 0},   {32, 128, 2304, 1, 0, KDK_ACT_NONE, 2},
+        {64, 10, 4608, 0, 0, KDK_ACT_RELU, 0},
     };
     /* the blocks of k: ceil(K / 256), at least 2 from K = 256 on */
     ck_assert_int_eq(kdk_gemm_kblocks(255), 1);

@@ -273,6 +273,7 @@ typedef struct cmp {
     dt_verdict *v;
     const char *variant;
     double tol, worst;
+    uint64_t *bits;   /* when set: an FNV-1a hash of every value compared, in order */
 } cmp;
 
 /* got[0..n) against want[0..n): each within tol of |want| plus a share of the
@@ -281,6 +282,11 @@ static bool compare(cmp *c, const char *what, const void *got, bool f64, const d
 {
     double scale = 0;
     for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
+    if (c->bits) {
+        const unsigned char *b = got;
+        for (size_t i = 0; i < (size_t)n * (f64 ? sizeof(double) : sizeof(float)); i++)
+            *c->bits = (*c->bits ^ b[i]) * 1099511628211u;
+    }
     for (int64_t i = 0; i < n; i++) {
         double a = f64 ? ((const double *)got)[i] : ((const float *)got)[i];
         double err = fabs(a - want[i]), allowed = c->tol * (fabs(want[i]) + 0.05 * scale + 1e-3);
@@ -498,7 +504,12 @@ static void seen_free(seen_set *s)
     for (int i = 0; i < s->n; i++) free(s->text[i]);
 }
 
-static void run_jit(reference *r, const variant *va, const dt_options *o, dt_verdict *v, seen_set *seen)
+/* one_thread_bits: the plain JIT's hash of every value it computed, which
+ * the JIT at two threads must give again: kdslc train promises the same
+ * bits at any thread count (docs/training.md), so a split that groups a sum
+ * differently is a failure even within float tolerance. */
+static void run_jit(reference *r, const variant *va, const dt_options *o, dt_verdict *v, seen_set *seen,
+                    uint64_t *one_thread_bits)
 {
     lp_program *p = build(r, va->co, v, va->name);
     if (!p) return;
@@ -522,9 +533,15 @@ static void run_jit(reference *r, const variant *va, const dt_options *o, dt_ver
     memcpy(&e.grad_f32, &fns.grad, sizeof e.grad_f32);
     memcpy(&e.step_f32, &fns.train_step, sizeof e.step_f32);
     if (va->threads) kdh_pool_set_threads(2), kdh_pool_split_everything(true);
-    cmp c = {v, va->name, TOL_F32, 0};
+    uint64_t bits = 14695981039346656037u;
+    bool plain = !strcmp(va->name, "jit");   /* every optimisation, one thread */
+    cmp c = {v, va->name, TOL_F32, 0, plain || va->threads ? &bits : NULL};
     run_program(r, p, &e, false, &c);
     if (va->threads) kdh_pool_set_threads(1), kdh_pool_split_everything(false);
+    if (plain) *one_thread_bits = bits;
+    else if (va->threads && *one_thread_bits && bits != *one_thread_bits && v->status != DT_FAIL)
+        verdict(v, DT_FAIL, "jit 2 threads: bits", "the JIT at two threads computed values whose bits differ from one "
+                "thread's (all within float tolerance of the reference)");
     if (o->verbose)
         fprintf(stderr, "  %-24s worst error %.3g of %.3g allowed, jit %.3f s\n", va->name, c.worst, c.tol,
                 kd_jit_compile_seconds(j));
@@ -544,7 +561,7 @@ static void run_exec(reference *r, const variant *va, const dt_options *o, dt_ve
     if (!p) return;
     if (!first_time(seen, p)) return;
     entry_points e = {.exec = p};
-    cmp c = {v, name, TOL_F64, 0};
+    cmp c = {v, name, TOL_F64, 0, NULL};
     run_program(r, p, &e, true, &c);
     if (v->status == DT_FAIL && !strcmp(v->check, "executor")) snprintf(v->check, sizeof v->check, "%s: executor", name);
     if (o->verbose) fprintf(stderr, "  %-24s worst error %.3g of %.3g allowed\n", name, c.worst, c.tol);
@@ -606,7 +623,7 @@ static void run_c(reference *r, bool f64, const dt_options *o, dt_verdict *v)
     if (!e.predict) {
         verdict(v, DT_FAIL, name, "m_predict is missing from model.c");
     } else {
-        cmp c = {v, name, f64 ? TOL_F64 : TOL_F32, 0};
+        cmp c = {v, name, f64 ? TOL_F64 : TOL_F32, 0, NULL};
         run_program(r, p, &e, f64, &c);
         if (o->verbose) fprintf(stderr, "  %-24s worst error %.3g of %.3g allowed\n", name, c.worst, c.tol);
         v->variants++;
@@ -640,10 +657,11 @@ dt_status dt_run(const char *text, int batch, int max_batch, uint64_t data_seed,
         {"jit in parts", {0}, false, true},
     };
     seen_set seen = {0}, seen64 = {0};
+    uint64_t one_thread_bits = 0;
     for (size_t i = 0; i < sizeof variants / sizeof variants[0] && v->status != DT_FAIL && !o->no_exec; i++)
         if (!variants[i].threads && !variants[i].parts) run_exec(r, &variants[i], o, v, &seen64);
     for (size_t i = 0; i < sizeof variants / sizeof variants[0] && v->status != DT_FAIL && !o->no_jit; i++)
-        if (!variants[i].threads || o->threads) run_jit(r, &variants[i], o, v, &seen);
+        if (!variants[i].threads || o->threads) run_jit(r, &variants[i], o, v, &seen, &one_thread_bits);
     seen_free(&seen);
     seen_free(&seen64);
     if (o->c_backend && v->status != DT_FAIL) run_c(r, false, o, v);
