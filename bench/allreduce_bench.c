@@ -2,14 +2,17 @@
  * data-parallel step of kdslc train spends on its gradients (bench/mpi fits
  * the ring model's latency and bandwidth to it; docs/distributed.md).
  *
- *   mpirun -np 2 build/bench/allreduce_bench [REPS]
+ *   mpirun -np 2 allreduce_bench [REPS [nonblocking]]
  *
  * Prints one line per size: bytes, the median microseconds of REPS calls
- * (default 200, after 20 unmeasured), on rank 0. bench/mpi builds it with
- * mpicc. */
+ * (default 200, after 20 unmeasured), on rank 0. With `nonblocking`, each
+ * call is MPI_Iallreduce polled with MPI_Test until done: what overlapping
+ * it with computation would start from (docs/distributed.md compares the
+ * two). bench/mpi builds it with mpicc. */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int by_double(const void *a, const void *b)
 {
@@ -21,12 +24,13 @@ int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
     int rank, size, reps = argc > 1 ? atoi(argv[1]) : 200;
+    int nonblocking = argc > 2 && !strcmp(argv[2], "nonblocking");
     if (reps < 1) reps = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     static const long bytes[] = {64, 1 << 10, 16 << 10, 128 << 10, 512 << 10, 1 << 20, 4 << 20, 16 << 20};
     double *t = malloc((size_t)reps * sizeof *t);
-    if (rank == 0) printf("# %d ranks: bytes median_us\n", size);
+    if (rank == 0) printf("# %d ranks, %s: bytes median_us\n", size, nonblocking ? "MPI_Iallreduce + MPI_Test" : "MPI_Allreduce");
     for (size_t i = 0; i < sizeof bytes / sizeof bytes[0]; i++) {
         int n = (int)(bytes[i] / 4);
         float *x = calloc((size_t)n, sizeof *x);
@@ -35,7 +39,14 @@ int main(int argc, char **argv)
         for (int k = 0; k < r; k++) {
             MPI_Barrier(MPI_COMM_WORLD);
             double t0 = MPI_Wtime();
-            MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+            if (nonblocking) {
+                MPI_Request req;
+                int done = 0;
+                MPI_Iallreduce(MPI_IN_PLACE, x, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req);
+                while (!done) MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+            } else {
+                MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+            }
             t[k] = MPI_Wtime() - t0;
         }
         qsort(t, (size_t)r, sizeof *t, by_double);

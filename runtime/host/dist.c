@@ -155,7 +155,7 @@ static int dead_local_rank(void)
 /* The watchdog (dist.h): a blocking collective cannot be left, so this
  * thread, which never calls MPI, ends the process with the message. The
  * collectives are blocking ones because Open MPI 4.1's non-blocking ones
- * polled with MPI_Test took up to 9 times as long here (docs/distributed.md). */
+ * polled with MPI_Test were 1.05 to 9 times as slow here (docs/distributed.md). */
 static void *watch(void *unused)
 {
     (void)unused;
