@@ -170,6 +170,13 @@ const kd_flag kd_flags[] = {
         "divide the learning rate by 10 after N epochs without a better val_loss: ReduceLROnPlateau(patience: N)"),
     PATH("--save-best", KD_CMD_TRAIN, "W", run.save_best,
          "write the weights of every epoch with a better val_loss: ModelCheckpoint(W, save_best_only: true)"),
+    SWITCH("--deterministic", KD_CMD_TRAIN, run.deterministic,
+           "data-parallel steps in a fixed summation order: weights bit-identical on any number of MPI ranks, one "
+           "included (docs/distributed.md)"),
+    INT("--shards", KD_CMD_TRAIN, "K", 1, 4096, run.shards,
+        "--deterministic: the parts each batch is cut into (default 8); the ranks must be a power of two dividing K"),
+    INT("--bucket-kb", KD_CMD_TRAIN, "N", 1, 1 << 20, run.bucket_kb,
+        "under mpirun: gradients summed in buckets of N KiB, each its own MPI_Allreduce (default 4096)"),
     PATH("--input", KD_CMD_PREDICT, "X.npy[,...]", run.input, "the inputs, one file per input"),
 
     SWITCH("--help", KD_CMD_ALL, help, "this text"),

@@ -7,8 +7,10 @@
 #include "driver.h"
 #include "jit.h"
 #include "host/checkpoint.h"
+#include "host/dist.h"
 #include "host/paths.h"
 #include "host/train.h"
+#include "host/train_dist.h"
 
 #include <errno.h>
 #include <math.h>
@@ -249,6 +251,7 @@ static kdh_var *vars_of(kd_arena *a, const kd_vec *table)
         v[i].offset = t->offset;
         v[i].elems = t->elems;
         v[i].rank = t->rank;
+        v[i].state = t->kind == 1;
         for (int k = 0; k < t->rank && k < KDH_MAX_RANK; k++) v[i].shape[k] = t->shape[k];
     }
     return v;
@@ -380,10 +383,11 @@ static int check_io(const kd_model *m, const char *cmd)
     return 0;
 }
 
+/* Every core, shared between the MPI ranks of this node. */
 static int default_threads(int t)
 {
     if (t > 0) return t;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    long n = sysconf(_SC_NPROCESSORS_ONLN) / kdh_dist_local_size();
     return n > 0 ? (int)n : 1;
 }
 
@@ -459,16 +463,36 @@ static void catch_stop_signals(bool on)
  * process the signal killed: 128 + its number (130, 143). */
 static int stopped_by_signal(int sig, const char *what)
 {
+    if (!sig) sig = SIGTERM;   /* an MPI rank stopped because another one was asked to */
     fflush(stdout);
     fprintf(stderr, "kdslc: error: %s\n", what);
     return 128 + sig;
 }
 
+static int run_train(const kd_run_options *o);
+
+/* Under mpirun, every rank runs the whole command (docs/distributed.md):
+ * each compiles the model and reads the data; rank 0 alone prints the
+ * progress and writes files. */
 int kd_run_train(const kd_run_options *o)
+{
+    stop_signal = 0;
+    kdh_error err;
+    if (kdh_dist_init(&stop_signal, &err) != 0) return fail_err(&err);
+    /* the other ranks' progress would repeat rank 0's; their errors stay on stderr */
+    if (kdh_dist_rank() > 0 && !freopen("/dev/null", "w", stdout)) {
+        kdh_dist_finish(1);
+        return fail("%s", "cannot send a rank's progress to /dev/null");
+    }
+    int rc = run_train(o);
+    kdh_dist_finish(rc);
+    return rc;
+}
+
+static int run_train(const kd_run_options *o)
 {
     int rc = check_paths(o);
     if (rc) return rc;
-    stop_signal = 0;
     catch_stop_signals(true);
     kd_session s = {0};
     rc = kd_front_end(&s, o->file, o->model);
@@ -481,6 +505,17 @@ int kd_run_train(const kd_run_options *o)
     if ((rc = check_io(km, "train")) != 0) goto done;
     if ((rc = apply_compile_flags(km, o, true)) != 0) goto done;
     kd_train_config *c = &km->config;
+    if (o->shards > 0 && !o->deterministic) {
+        fail("%s", "--shards K cuts the batches of --deterministic: give --deterministic too");
+        rc = 2;
+        goto done;
+    }
+    kdh_error derr;   /* before any work: every rank says so */
+    if (kdh_dp_check(o->deterministic ? (o->shards > 0 ? o->shards : 8) : 0, kdh_dist_size(), &derr) != 0) {
+        rc = fail_err(&derr);
+        rc = 2;
+        goto done;
+    }
     if (o->resume && o->weights) {
         rc = fail("%s", "--resume continues a checkpoint and --weights starts from a weights file: give one of them");
         rc = 2;
@@ -569,6 +604,8 @@ int kd_run_train(const kd_run_options *o)
                      .power = c->schedule.power,
                      .staircase = c->schedule.staircase},
         .threads = default_threads(o->threads),
+        .shards = o->deterministic ? (o->shards > 0 ? o->shards : 8) : 0,
+        .bucket_bytes = o->bucket_kb > 0 ? (size_t)o->bucket_kb << 10 : 0,
         .weights = o->weights,
         .resume = o->resume,
         .save = o->save,
@@ -591,6 +628,14 @@ int kd_run_train(const kd_run_options *o)
         fflush(stdout);
         rc = fail_err(&err);
         goto done;
+    }
+    if (kdh_dist_size() > 1) {   /* where a data-parallel run's time went (docs/distributed.md) */
+        unsigned long calls;
+        double secs, train_secs = 0;
+        kdh_dist_stats(&calls, &secs);
+        for (int i = 0; i < h.count; i++) train_secs += h.rows[i].seconds;
+        printf("MPI: %d ranks; rank 0 spent %.2f s of %.2f s in %lu collectives (%.3f ms each)\n", kdh_dist_size(),
+               secs, train_secs, calls, calls ? secs * 1e3 / (double)calls : 0.0);
     }
     if (o->save) printf("Saved weights to %s\n", o->save);
     kdh_history_free(&h);

@@ -39,6 +39,10 @@ typedef struct kd_run_options {
     int64_t seed;
     kdh_normalize normalize;
     int tty;                           /* -1: ask isatty */
+    /* Data parallelism (docs/distributed.md): --deterministic (with --shards,
+     * default 8) and --bucket-kb; 0 when not given. */
+    bool deterministic;
+    int shards, bucket_kb;
 } kd_run_options;
 
 /* A backend in the JIT's place: compile builds p's entry points into fns

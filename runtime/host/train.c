@@ -10,11 +10,13 @@
 
 #include "checkpoint.h"
 #include "dataset.h"
+#include "dist.h"
 #include "fpmode.h"
 #include "host_internal.h"
 #include "thread_pool.h"
 #include "progress.h"
 #include "random.h"
+#include "train_dist.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -412,6 +414,9 @@ typedef struct fit_state {
     int64_t *order;
     kdh_ckpt_state ck;     /* epoch, step, seed, shuffle stream, history */
     int first_epoch;       /* epochs done when this run started */
+    kdh_dp *dp;            /* the data-parallel step (train_dist.h), or NULL: train_step */
+    bool dp_stop;          /* a rank asked to stop during the last step: all stop before the next */
+    bool writer;           /* rank 0: the one that prints and writes files */
 } fit_state;
 
 static void fit_free(fit_state *s)
@@ -424,6 +429,7 @@ static void fit_free(fit_state *s)
     free(s->out0);
     free(s->arena);
     free(s->order);
+    kdh_dp_free(s->dp);
 }
 
 static void sleep_ms(unsigned ms)
@@ -587,7 +593,7 @@ static int fit_epoch(const kdh_model *m, const kdh_dataset *d, const kdh_fit_opt
     double sl = 0, sc = 0;
     int64_t seen = 0;
     for (int64_t b = 0; b < steps; b++) {
-        if (o->stop && *o->stop) {
+        if (s->dp ? s->dp_stop : o->stop && *o->stop) {
             kdh_progress_break(pg);
             stopped(o, s, e, b, steps, err);
             rc = KDH_FIT_STOPPED;
@@ -597,8 +603,20 @@ static int fit_epoch(const kdh_model *m, const kdh_dataset *d, const kdh_fit_opt
         gather_batch(d, s->order + b * bs, nb, s->xb, s->yb);
         const float *ins[1] = {s->xb};
         float lr = (float)kdh_learning_rate(&o->schedule, s->lr, s->ck.step, (uint64_t)(o->epochs * steps));
-        float l = m->fns.train_step(s->params, s->opt, ins, s->yb, nb, s->ck.step, lr, s->arena,
-                                    m->accuracy || nm ? s->out0 : NULL);
+        float *out0 = m->accuracy || nm ? s->out0 : NULL, l;
+        if (s->dp) {
+            char where[96];
+            snprintf(where, sizeof where, "epoch %d, step %" PRId64 "/%" PRId64, e + 1, b + 1, steps);
+            kdh_dist_set_where(where);
+            s->dp_stop = o->stop && *o->stop;
+            if (kdh_dp_step(s->dp, m, s->params, s->opt, s->xb, s->yb, nb, s->ck.step, lr, s->arena, out0, &l,
+                            &s->dp_stop, err) != 0) {
+                kdh_progress_break(pg);
+                goto out;
+            }
+        } else {
+            l = m->fns.train_step(s->params, s->opt, ins, s->yb, nb, s->ck.step, lr, s->arena, out0);
+        }
         if (!isfinite(l)) {
             kdh_progress_break(pg);
             kdh__err(err,
@@ -682,7 +700,7 @@ static int run_callbacks(const kdh_model *m, kdh_callbacks *cb, fit_state *s, in
         if (kdh_model_checkpoint_epoch_end(mc, v)) {
             char path[4096];
             kdh_model_checkpoint_path(mc, e, path, sizeof path);
-            if (kdh_weights_save(path, m, s->params, err) != 0) return -1;
+            if (s->writer && kdh_weights_save(path, m, s->params, err) != 0) return -1;
             if (mc->verbose > 0) fprintf(out, "Epoch %d: saving model to %s\n", e + 1, path);
         }
     }
@@ -738,6 +756,12 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
     unsigned long fpmode = kdh_fpmode_flush_subnormals(); /* as TensorFlow trains (fpmode.h) */
     if (fit_alloc(m, train, &s, err) != 0) goto done;
     if (fit_start(m, o, &s, err) != 0) goto done;
+    s.writer = kdh_dist_rank() == 0;
+    if (kdh_dp_wanted(o)) {
+        if (!(s.dp = kdh_dp_new(m, o, err))) goto done;
+        if (kdh_dp_share_start(m, s.params, s.opt, &s.ck.epoch, &s.ck.step, &s.ck.seed, &s.ck.shuffle_rng, err) != 0)
+            goto done;
+    }
     s.first_epoch = s.ck.epoch;
     s.lr = o->learning_rate;
     kdh_callbacks cb = o->callbacks ? *o->callbacks : (kdh_callbacks){0};
@@ -789,8 +813,9 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
         if (cb.early_stopping.on || cb.reduce_lr.on || cb.checkpoint.on)
             kdh_callbacks_state_format(&cb, s.lr, s.ck.callbacks, sizeof s.ck.callbacks);
         s.ck.best = s.best;
-        if (o->checkpoint && kdh_checkpoint_save(o->checkpoint, m, s.params, s.opt, &s.ck, err) != 0) goto done;
-        if (o->history && kdh_history_write(o->history, &s.ck.history, err) != 0) goto done;
+        if (s.writer && o->checkpoint && kdh_checkpoint_save(o->checkpoint, m, s.params, s.opt, &s.ck, err) != 0)
+            goto done;
+        if (s.writer && o->history && kdh_history_write(o->history, &s.ck.history, err) != 0) goto done;
         if (stop) break;
     }
     /* EarlyStopping(restore_best_weights): the best epoch's weights, as Keras' on_train_end */
@@ -800,8 +825,8 @@ int kdh_fit(const kdh_model *m, const kdh_dataset *train, const kdh_dataset *val
             fprintf(pg.out, "Restoring model weights from the end of the best epoch: %d.\n",
                     cb.early_stopping.best_epoch + 1);
     }
-    if (o->history && kdh_history_write(o->history, &s.ck.history, err) != 0) goto done;
-    if (o->save && kdh_weights_save(o->save, m, s.params, err) != 0) goto done;
+    if (s.writer && o->history && kdh_history_write(o->history, &s.ck.history, err) != 0) goto done;
+    if (s.writer && o->save && kdh_weights_save(o->save, m, s.params, err) != 0) goto done;
     *hist = s.ck.history;
     s.ck.history = (kdh_history){0};
     rc = 0;

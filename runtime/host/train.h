@@ -32,6 +32,7 @@ typedef struct kdh_var {
     int64_t elems;
     int rank;
     int64_t shape[KDH_MAX_RANK];
+    bool state;            /* a state the step updates (moving statistics), not a weight */
 } kdh_var;
 
 /* The loss as the host computes it for evaluate (the generated train step
@@ -111,6 +112,12 @@ typedef struct kdh_fit_opts {
     float learning_rate;               /* the schedule's initial rate */
     kdh_lr_schedule schedule;
     int threads;                       /* stored for the kernels' thread split; 0: all cores */
+    /* Data parallelism (train_dist.h, over the MPI ranks of dist.h):
+     * deterministic mode's shards of each batch (0: the default mode), and
+     * the bytes of a bucket of gradients summed at once (0: 4 MiB). With one
+     * rank and no shards, fit runs train_step as it always has. */
+    int shards;
+    size_t bucket_bytes;
     const char *weights;               /* start from these weights (safetensors) */
     const char *resume;                /* continue from this checkpoint */
     const char *save;                  /* final weights */
