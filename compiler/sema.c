@@ -872,6 +872,11 @@ static sv *apply_instance(sema *S, kd_instance *inst, sv **inputs, int ninputs, 
     if (row) {
         ir_shape shape = out->kind == SV_TENSOR ? out->t->shape : (out->n ? out->items[0]->t->shape : (ir_shape){0});
         if (inst->ncalls == 0) row->out_shape = shape;
+        if (inst->ncalls == 0 && out->kind == SV_LIST && out->n > 1) {
+            row->nout_list = out->n;
+            row->out_list = kd_alloc_array(S->a, (size_t)out->n, sizeof *row->out_list);
+            for (int i = 0; i < out->n; i++) row->out_list[i] = out->items[i]->t->shape;
+        }
         else if (!ir_shape_equal(&row->out_shape, &shape)) row->multiple_shapes = true;
         for (int i = 0; i < ninputs; i++)
             if (inputs[i]->producer) kd_vec_push(S->a, &row->inbound, (void *)inputs[i]->producer);
@@ -880,6 +885,12 @@ static sv *apply_instance(sema *S, kd_instance *inst, sv **inputs, int ninputs, 
     if (out->kind == SV_TENSOR) {
         sv *r = sv_tensor(S, out->t, producer, loc);
         return r;
+    }
+    if (out->kind == SV_LIST && inst->builtin) {   /* several outputs (return_state): tensor i is name[call][i] */
+        for (int i = 0; i < out->n; i++)
+            if (out->items[i]->kind == SV_TENSOR)
+                out->items[i] = sv_tensor(S, out->items[i]->t, kd_format(S->a, "%s[%d][%d]", inst->name,
+                                                                          inst->ncalls - 1, i), loc);
     }
     return out;
 }
@@ -1487,10 +1498,25 @@ static void exec_stmt(sema *S, const ast_stmt *st, body_ctx *ctx)
             as_tensor(S, v, st->expr);
             v = NULL;
         }
+        if (v && st->nnames > 1 && (v->kind != SV_LIST || v->n != st->nnames)) {
+            /* `y, h = LSTM(x, 8, return_state: true)`: one name per value */
+            if (v->kind == SV_LIST)
+                sema_error(S, st->loc, "%d names for %d values: the right side gives %d", st->nnames, v->n, v->n);
+            else
+                sema_error(S, st->loc, "%d names for one value: only a layer with several outputs (such as an "
+                                       "LSTM with return_state: true) gives several", st->nnames);
+            v = NULL;
+        }
         if (!v) {
-            scope_bind(S, S->scope, st->name, poison(S, st->loc));
+            for (int i = 0; i < (st->nnames > 1 ? st->nnames : 1); i++)
+                scope_bind(S, S->scope, st->nnames > 1 ? st->names[i] : st->name, poison(S, st->loc));
             S->prev = poison(S, st->loc);
             return;
+        }
+        if (st->nnames > 1) {
+            for (int i = 0; i < st->nnames; i++) scope_bind(S, S->scope, st->names[i], v->items[i]);
+            S->prev = v->items[0];
+            break;
         }
         scope_bind(S, S->scope, st->name, v);
         S->prev = v;
