@@ -166,9 +166,18 @@ typedef struct rnn_out {
  * state itself). Masks come from runtime/random.h as Dropout's do; in
  * inference both are the identity. Arguments are read from `args` (the
  * layer itself, or the layer a Bidirectional wraps). */
-static bool recurrent(sema *S, kd_instance *inst, const kd_instance *args, const char *prefix, ir_node *x,
-                      ir_node *mask, cell_kind kind, bool zero_masked, rnn_out *out, kd_loc loc)
+typedef struct rnn_how {
+    const char *prefix;    /* of the weights' names: "" or Bidirectional's "forward_lstm/" */
+    bool zero_masked;      /* a masked step outputs 0 (else the state it keeps) */
+    int backwards;         /* -1: as go_backwards says; else over time this way */
+    int reverse_y;         /* -1: every step's output in Keras' order (reversed when backwards); else whether to */
+} rnn_how;
+
+static bool recurrent(sema *S, kd_instance *inst, const kd_instance *args, const rnn_how *how, ir_node *x,
+                      ir_node *mask, cell_kind kind, rnn_out *out, kd_loc loc)
 {
+    const char *prefix = how->prefix;
+    bool zero_masked = how->zero_masked;
     const char *w = args->type;
     const char *cell = kind == CELL_LSTM ? "lstm_cell" : kind == CELL_GRU ? "gru_cell" : "simple_rnn_cell";
     int gates = kind == CELL_LSTM ? 4 : kind == CELL_GRU ? 3 : 1, K = kind == CELL_LSTM ? 2 : 1;
@@ -198,6 +207,8 @@ static bool recurrent(sema *S, kd_instance *inst, const kd_instance *args, const
                    ir_shape_sample(&x->shape, buf, sizeof buf));
         return false;
     }
+    bool reverse_y = how->reverse_y >= 0 ? how->reverse_y : backwards;
+    if (how->backwards >= 0) backwards = how->backwards;
     for (int i = 0; i < 2; i++) {
         double rate = i ? rdrop : drop;
         if (!(rate >= 0 && rate < 1)) {
@@ -349,7 +360,7 @@ static bool recurrent(sema *S, kd_instance *inst, const kd_instance *args, const
     if (brec) ops[nops++] = brec;
     if (rmask) ops[nops++] = rmask;
     ir_node *y = NODE(ir_scan_apply(b, scan, ops, seqs ? K : 0), w);
-    if (y && seqs && backwards) {   /* Keras' order: the output of the first step taken (the last input) first */
+    if (y && seqs && reverse_y) {   /* Keras' order: the output of the first step taken (the last input) first */
         ir_attrs a = {.axis = 1};
         y = NODE(ir_make(b, IR_REVERSE, 1, &y, &a), w);
     }
@@ -395,7 +406,8 @@ static sv *recurrent_apply(sema *S, kd_instance *inst, sv **in, cell_kind kind, 
     ir_node *saved = S->mask_reader;
     S->mask_reader = mask ? x : saved;
     rnn_out o;
-    bool ok = recurrent(S, inst, inst, "", x, mask, kind, false, &o, loc);
+    rnn_how how = {.prefix = "", .backwards = -1, .reverse_y = -1};
+    bool ok = recurrent(S, inst, inst, &how, x, mask, kind, &o, loc);
     S->mask_reader = saved;
     if (!ok) return NULL;
     keep_mask(S, o.y, mask, o.y->shape.rank == 3);
@@ -418,4 +430,144 @@ sv *gru_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 {
     (void)n;
     return recurrent_apply(S, inst, in, CELL_GRU, loc);
+}
+
+/* ---- the wrappers: Bidirectional, TimeDistributed ------------------------------------- */
+
+const layer_param bidirectional_params[] = {{"layer", NULL}, {"merge_mode", "concat"}, {NULL, NULL}};
+const layer_param time_distributed_params[] = {{"layer", NULL}, {NULL, NULL}};
+
+static bool cell_of(const char *type, cell_kind *kind)
+{
+    if (!strcmp(type, "SimpleRNN")) *kind = CELL_SIMPLE;
+    else if (!strcmp(type, "LSTM")) *kind = CELL_LSTM;
+    else if (!strcmp(type, "GRU")) *kind = CELL_GRU;
+    else return false;
+    return true;
+}
+
+/* Bidirectional(layer, merge_mode), as Keras 3 builds it: a copy of the layer
+ * named forward_<its name> and one named backward_<its name> that goes
+ * backwards (weights bidirectional/forward_lstm/lstm_cell/kernel ..., the
+ * forward layer's first); with return_sequences the backward outputs are
+ * put back in time order (Keras flips them; here its loop writes step t's
+ * output at t, so no flip is needed). merge_mode concat (the last axis),
+ * sum, ave, mul, or none: the two as separate values. return_state adds
+ * the forward layer's final states, then the backward one's. A masked
+ * input: as Keras forces zero_output_for_mask on both when they return
+ * sequences, a masked step outputs zeros; the mask goes on with the
+ * sequence. The wrapped layer may not go backwards itself (Keras' check:
+ * the two would then go the same way). */
+sv *bidirectional_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    kd_instance *inner = sema_wrapped_instance(S, layer_arg(inst, "layer"), "Bidirectional", loc);
+    if (!inner) return NULL;
+    cell_kind kind;
+    if (!cell_of(inner->type, &kind)) {
+        sema_error(S, layer_arg(inst, "layer")->loc, "Bidirectional wraps a SimpleRNN, LSTM or GRU, not %s", inner->type);
+        return NULL;
+    }
+    const sv *mm = layer_arg(inst, "merge_mode");
+    const char *merge = mm && (mm->kind == SV_STRING || mm->kind == SV_IDENT) ? mm->s : NULL;
+    static const char *const modes[] = {"concat", "sum", "ave", "mul", "none"};
+    int mode = -1;
+    for (int i = 0; merge && i < 5; i++)
+        if (!strcmp(merge, modes[i])) mode = i;
+    if (mode < 0) {
+        sema_error(S, mm ? mm->loc : loc, "Bidirectional merge_mode must be concat, sum, ave, mul or none, got %s",
+                   merge ? merge : mm ? sv_describe(mm) : "nothing");
+        return NULL;
+    }
+    bool seqs = false, backwards = false;
+    if (!sv_as_bool(S, layer_arg(inner, "return_sequences"), &seqs,
+                    kd_format(S->a, "%s argument 'return_sequences'", inner->type)) ||
+        !sv_as_bool(S, layer_arg(inner, "go_backwards"), &backwards,
+                    kd_format(S->a, "%s argument 'go_backwards'", inner->type)))
+        return NULL;
+    if (backwards) {
+        sema_error(S, layer_arg(inner, "go_backwards")->loc, "Bidirectional's layer goes forwards (its backward copy "
+                   "goes backwards; Keras rejects a layer whose two copies go the same way)");
+        return NULL;
+    }
+    ir_node *x = in[0]->t, *mask = sema_mask_of(S, x);
+    ir_node *saved = S->mask_reader;
+    S->mask_reader = mask ? x : saved;
+    rnn_out o[2];
+    rnn_how fwd = {.prefix = kd_format(S->a, "forward_%s/", inner->name), .zero_masked = seqs, .backwards = 0,
+                   .reverse_y = 0};
+    rnn_how bwd = {.prefix = kd_format(S->a, "backward_%s/", inner->name), .zero_masked = seqs, .backwards = 1,
+                   .reverse_y = 0};
+    bool ok = recurrent(S, inst, inner, &fwd, x, mask, kind, &o[0], loc) &&
+              recurrent(S, inst, inner, &bwd, x, mask, kind, &o[1], loc);
+    S->mask_reader = saved;
+    if (!ok) return NULL;
+    ir_builder *b = &S->b;
+    ir_node *y = NULL;
+    switch (mode) {
+    case 0: {
+        ir_attrs a = {.axis = o[0].y->shape.rank - 1};
+        ir_node *two[2] = {o[0].y, o[1].y};
+        y = NODE(ir_make(b, IR_CONCAT, 2, two, &a), "Bidirectional");
+        break;
+    }
+    case 1: y = bin(S, IR_ADD, o[0].y, o[1].y, loc); break;
+    case 2: y = bin(S, IR_MUL, bin(S, IR_ADD, o[0].y, o[1].y, loc), ir_const(b, 0.5, (ir_shape){0}), loc); break;
+    case 3: y = bin(S, IR_MUL, o[0].y, o[1].y, loc); break;
+    default: break;
+    }
+    if (mode < 4 && !y) return NULL;
+    bool state = false;
+    if (!sv_as_bool(S, layer_arg(inner, "return_state"), &state,
+                    kd_format(S->a, "%s argument 'return_state'", inner->type)))
+        return NULL;
+    int ny = mode == 4 ? 2 : 1, nout = ny + (state ? o[0].nstate + o[1].nstate : 0);
+    ir_node *outs[6];
+    if (mode == 4) outs[0] = o[0].y, outs[1] = o[1].y;
+    else outs[0] = y;
+    for (int d = 0, at = ny; state && d < 2; d++)
+        for (int k = 0; k < o[d].nstate; k++) outs[at++] = o[d].state[k];
+    for (int i = 0; i < ny; i++) keep_mask(S, outs[i], mask, seqs);
+    if (nout == 1) return sv_tensor(S, outs[0], NULL, loc);
+    sv *list = sv_new(S, SV_LIST, loc);
+    list->n = nout;
+    list->items = kd_alloc_array(S->a, (size_t)nout, sizeof *list->items);
+    for (int i = 0; i < nout; i++) list->items[i] = sv_tensor(S, outs[i], NULL, loc);
+    return list;
+}
+
+/* TimeDistributed(Dense(...)): the Dense applied to every step, which is
+ * what Dense does to the last axis of [steps, features] already; its
+ * weights are the wrapper's, as Keras 2 and TensorFlow.js name them
+ * (time_distributed/kernel, time_distributed/bias); a masked sequence's
+ * mask goes on with the output, as Keras passes it. Only Dense: a layer
+ * that needs the steps folded into the batch (Conv2D) is not supported. */
+sv *time_distributed_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    kd_instance *inner = sema_wrapped_instance(S, layer_arg(inst, "layer"), "TimeDistributed", loc);
+    if (!inner) return NULL;
+    if (strcmp(inner->type, "Dense") != 0) {
+        sema_error(S, layer_arg(inst, "layer")->loc, "TimeDistributed wraps a Dense layer here, not %s", inner->type);
+        return NULL;
+    }
+    ir_node *x = in[0]->t;
+    if (!x->shape.batched || x->shape.rank < 3) {
+        char buf[128];
+        sema_error(S, loc, "TimeDistributed expects [steps, ...] per sample, got %s",
+                   ir_shape_sample(&x->shape, buf, sizeof buf));
+        return NULL;
+    }
+    /* the Dense under the wrapper's name, so its variables are the wrapper's */
+    kd_instance view = *inner;
+    view.name = inst->name;
+    view.vars = inst->vars;
+    view.ncalls = inst->ncalls;
+    view.trainable = inst->trainable && inner->trainable;
+    ir_node *mask = sema_mask_of(S, x), *saved = S->mask_reader;
+    S->mask_reader = mask ? x : saved;   /* Keras: the mask goes through every step to the output */
+    sv *y = inner->builtin->apply(S, &view, in, n, loc);
+    S->mask_reader = saved;
+    inst->vars = view.vars;
+    if (y && y->kind == SV_TENSOR) keep_mask(S, y->t, mask, true);
+    return y;
 }

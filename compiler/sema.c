@@ -565,6 +565,26 @@ typedef struct call_args {
 
 /* Evaluates a call's arguments and splits off its input tensors: a leading
  * tensor, or a leading list of tensors; otherwise the previous value. */
+/* Argument i of `call`. Bidirectional(x, LSTM(8)): a wrapper's layer, given
+ * as `layer:` or as its last positional argument (the inputs come before
+ * it), stays a call, its arguments read when the wrapper is applied. */
+static sv *eval_arg(sema *S, const ast_expr *call, int i)
+{
+    const ast_arg *arg = &call->args[i];
+    const layer_def *callee = layer_find(call->name);
+    int last = -1;
+    for (int k = 0; k < call->nargs; k++)
+        if (!call->args[k].key) last = k;
+    bool wrapped = callee && callee->params[0].name && !strcmp(callee->params[0].name, "layer") &&
+                   arg->value->kind == EXPR_CALL && layer_find(arg->value->name) &&
+                   (arg->key ? !strcmp(arg->key, "layer") : i == last);
+    if (!wrapped) return sema_eval(S, arg->value);
+    sv *v = sv_new(S, SV_CALL, arg->value->loc);
+    v->s = arg->value->name;
+    v->call = arg->value;
+    return v;
+}
+
 static bool eval_call_args(sema *S, const ast_expr *call, call_args *ca, bool want_inputs, bool use_prev)
 {
     memset(ca, 0, sizeof *ca);
@@ -577,7 +597,7 @@ static bool eval_call_args(sema *S, const ast_expr *call, call_args *ca, bool wa
     int first_pos = 1;
     for (int i = 0; i < call->nargs; i++) {
         const ast_arg *arg = &call->args[i];
-        sv *v = sema_eval(S, arg->value);
+        sv *v = eval_arg(S, call, i);
         if (!v) { ok = false; continue; }
         if (arg->key) {
             for (int k = 0; k < ca->nkw; k++)
@@ -609,7 +629,7 @@ static bool eval_call_args(sema *S, const ast_expr *call, call_args *ca, bool wa
                 ca->inputs = kd_alloc_array(S->a, (size_t)call->nargs, sizeof *ca->inputs);
                 int k = i;
                 for (; k < call->nargs && !call->args[k].key; k++) {
-                    sv *t = k == i ? v : sema_eval(S, call->args[k].value);
+                    sv *t = k == i ? v : eval_arg(S, call, k);
                     if (!t) { ok = false; break; }
                     if (t->kind != SV_TENSOR) break;
                     ca->inputs[ca->ninputs++] = t;
@@ -755,6 +775,18 @@ static kd_instance *make_instance(sema *S, const char *callee, const layer_def *
 }
 
 static sv *apply_user(sema *S, kd_instance *inst, sv **inputs, int ninputs, kd_loc loc);
+
+kd_instance *sema_wrapped_instance(sema *S, const sv *call, const char *wrapper, kd_loc loc)
+{
+    if (!call || call->kind != SV_CALL || !layer_find(call->s)) {
+        sema_error(S, call ? call->loc : loc, "%s takes a layer, such as %s(LSTM(8)), not %s", wrapper, wrapper,
+                   call ? sv_describe(call) : "nothing");
+        return NULL;
+    }
+    call_args ca;
+    if (!eval_call_args(S, call->call, &ca, false, false)) return NULL;
+    return make_instance(S, call->s, layer_find(call->s), NULL, &ca);
+}
 
 /* ---- arguments as values, for the model's layer rows -------------------- */
 

@@ -1248,6 +1248,22 @@ START_TEST(source_rnn_options)
                        "    loss: CategoricalCrossentropy()\n"
                        "    optimizer: SGD(learning_rate: 0.1)\n"
                        "}\n", 3);
+    /* Bidirectional in every merge mode, with states and masks (a masked step
+     * outputs zeros there), and TimeDistributed(Dense) */
+    check_source_grads("model bidi {\n"
+                       "    input t: i32[4]\n"
+                       "    e = Embedding(5, 2, mask_zero: true)\n"
+                       "    q = Bidirectional(LSTM(2, return_sequences: true))\n"
+                       "    s, hf, hb = Bidirectional(e, GRU(2, return_state: true, reset_after: false), merge_mode: sum)\n"
+                       "    f, r = Bidirectional(q, SimpleRNN(2, return_sequences: true), merge_mode: none)\n"
+                       "    a = Bidirectional(TimeDistributed(f, Dense(3, activation: tanh)), GRU(2), merge_mode: ave)\n"
+                       "    m = Bidirectional(r, SimpleRNN(2, dropout: 0.3, recurrent_dropout: 0.3), merge_mode: mul)\n"
+                       "    output y = Dense(Concatenate([s, hf, hb, a, m]), 2, activation: softmax)\n"
+                       "}\n"
+                       "train bidi {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 2);
     /* masks with the options: a masked step keeps the states, backwards and stacked */
     check_source_grads("model maskopt {\n"
                        "    input t: i32[6]\n"
