@@ -1533,7 +1533,8 @@ static void exec_stmt(sema *S, const ast_stmt *st, body_ctx *ctx)
         if (v && st->nnames > 1 && (v->kind != SV_LIST || v->n != st->nnames)) {
             /* `y, h = LSTM(x, 8, return_state: true)`: one name per value */
             if (v->kind == SV_LIST)
-                sema_error(S, st->loc, "%d names for %d values: the right side gives %d", st->nnames, v->n, v->n);
+                sema_error(S, st->loc, "%d names for the %d values %s gives", st->nnames, v->n,
+                           st->expr->kind == EXPR_CALL ? st->expr->name : "the right side");
             else
                 sema_error(S, st->loc, "%d names for one value: only a layer with several outputs (such as an "
                                        "LSTM with return_state: true) gives several", st->nnames);
