@@ -609,7 +609,8 @@ static void embed_tokens(gen *g, uint64_t seed)
 /* A loop over time: in about one program in five (another stream of its
  * own), the first statement runs a SimpleRNN, LSTM or GRU over a sequence ([T, F]: input
  * 0, made one, or token embeddings), with or without every step's state,
- * one way or the other over time. */
+ * one way or the other over time (backwards with every step: the outputs
+ * reversed into Keras' order). */
 static void recurrent(gen *g, uint64_t seed)
 {
     uint64_t h = kdk_mix64(seed ^ 0x726e6e73ULL);
@@ -622,7 +623,7 @@ static void recurrent(gen *g, uint64_t seed)
     }
     if (p->val[x].rank != 2) return;
     int units = 1 + (int)((h >> 8) % 5);
-    bool seqs = (h >> 16) & 1, back = !seqs && ((h >> 17) & 1);
+    bool seqs = (h >> 16) & 1, back = (h >> 17) & 1;
     dt_shape s = seqs ? (dt_shape){2, {p->val[x].d[0], units}} : shape1(units);
     static const char *const acts[] = {"", ", activation: relu", ", activation: sigmoid", ", use_bias: false"};
     static const char *const cells[] = {"SimpleRNN", "LSTM", "GRU", "GRU"};
