@@ -131,7 +131,11 @@ static const char *number(kx *k, double v)
 
 static const char *value(kx *k, const cJSON *v, const char *what);
 
-/* An initializer or regularizer object: {"class_name": C, "config": {...}}. */
+static const char *arguments(kx *k, const char *cls, const cJSON *cfg, const char *first, const char *name,
+                             bool trainable, int rank);
+
+/* An initializer or regularizer object: {"class_name": C, "config": {...}};
+ * a wrapper's `layer` (Bidirectional's LSTM) as the call of that layer. */
 static const char *setting(kx *k, const cJSON *v, const char *what)
 {
     const cJSON *cls = cJSON_GetObjectItemCaseSensitive(v, "class_name");
@@ -141,6 +145,8 @@ static const char *setting(kx *k, const cJSON *v, const char *what)
         return NULL;
     }
     const char *c = cls->valuestring;
+    if (!strcmp(what, "layer") && kd_builtin_layer(c, NULL))
+        return kd_format(k->a, "%s(%s)", c, arguments(k, c, cfg, NULL, NULL, true, 0));
     if (!strcmp(c, "L1") || !strcmp(c, "L2") || !strcmp(c, "L1L2")) {
         const cJSON *l1 = cJSON_GetObjectItemCaseSensitive(cfg, "l1"), *l2 = cJSON_GetObjectItemCaseSensitive(cfg, "l2");
         if ((l1 && !cJSON_IsNumber(l1)) || (l2 && !cJSON_IsNumber(l2))) {
@@ -265,6 +271,8 @@ static bool inert(kx *k, const char *key, const cJSON *v)
         return true;
     if ((!strcmp(key, "dropout") || !strcmp(key, "recurrent_dropout")) && cJSON_IsNumber(v) && v->valuedouble == 0) return true;
     if (!strcmp(key, "lora_rank") && cJSON_IsNull(v)) return true;
+    /* Bidirectional's backward copy of its layer, which kdsl makes itself (going backwards) */
+    if (!strcmp(key, "backward_layer") && (cJSON_IsObject(v) || cJSON_IsNull(v))) return true;
     if (!strcmp(key, "groups") && cJSON_IsNumber(v) && v->valuedouble == 1) return true;
     /* BatchNormalization's initializers at Keras' defaults */
     static const struct { const char *key, *cls; } inits[] = {
