@@ -437,6 +437,21 @@ sv *gru_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 const layer_param bidirectional_params[] = {{"layer", NULL}, {"merge_mode", "concat"}, {NULL, NULL}};
 const layer_param time_distributed_params[] = {{"layer", NULL}, {NULL, NULL}};
 
+/* The wrapped layer's instance: made on the first call, kept in place of the
+ * call for the next ones (a shared wrapper: the same weights each call). */
+static kd_instance *wrapped(sema *S, kd_instance *inst, const char *wrapper, kd_loc loc)
+{
+    sv *a = inst->args[0];   /* `layer`, the wrappers' first parameter */
+    if (a && a->kind == SV_INSTANCE) return a->inst;
+    kd_instance *inner = sema_wrapped_instance(S, a, wrapper, loc);
+    if (inner) {
+        sv *kept = sv_new(S, SV_INSTANCE, a->loc);
+        kept->inst = inner;
+        inst->args[0] = kept;
+    }
+    return inner;
+}
+
 static bool cell_of(const char *type, cell_kind *kind)
 {
     if (!strcmp(type, "SimpleRNN")) *kind = CELL_SIMPLE;
@@ -461,7 +476,7 @@ static bool cell_of(const char *type, cell_kind *kind)
 sv *bidirectional_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 {
     (void)n;
-    kd_instance *inner = sema_wrapped_instance(S, layer_arg(inst, "layer"), "Bidirectional", loc);
+    kd_instance *inner = wrapped(S, inst, "Bidirectional", loc);
     if (!inner) return NULL;
     cell_kind kind;
     if (!cell_of(inner->type, &kind)) {
@@ -544,7 +559,7 @@ sv *bidirectional_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
  * that needs the steps folded into the batch (Conv2D) is not supported. */
 sv *time_distributed_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 {
-    kd_instance *inner = sema_wrapped_instance(S, layer_arg(inst, "layer"), "TimeDistributed", loc);
+    kd_instance *inner = wrapped(S, inst, "TimeDistributed", loc);
     if (!inner) return NULL;
     if (strcmp(inner->type, "Dense") != 0) {
         sema_error(S, layer_arg(inst, "layer")->loc, "TimeDistributed wraps a Dense layer here, not %s", inner->type);

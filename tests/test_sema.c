@@ -150,6 +150,16 @@ START_TEST(recurrent_outputs_and_wrappers)
     ck_assert_str_eq(((kd_var *)m->vars.items[6])->name, "bidirectional/backward_lstm_1/lstm_cell/kernel");
     ck_assert_str_eq(((kd_var *)m->vars.items[9])->name, "time_distributed/kernel");
     done(&c);
+    /* shared wrappers: one set of weights for both calls (Keras 3: 12 and 2 x 42) */
+    check_text(&c,
+               "model s {\n    input a: [5, 3]\n    input b: [5, 3]\n"
+               "    shared bi = Bidirectional(GRU(2))\n    shared td = TimeDistributed(Dense(3))\n"
+               "    output y = Concatenate([bi(td(a)), bi(td(b))])\n}\n", NULL);
+    ASSERT_OK(&c);
+    assert_params(c.s.model, 96, 96, 0);
+    ck_assert_int_eq(c.s.model->vars.len, 8);
+    ck_assert_int_eq(row(c.s.model, "bidirectional")->inbound.len, 2);
+    done(&c);
 }
 END_TEST
 
