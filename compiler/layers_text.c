@@ -1,9 +1,10 @@
 /* layers_text.c — layers over sequences: Embedding, a gather of rows of its
  * `embeddings` table by integer token ids (the vjp of the gather is a
- * scatter-add into the table's gradient, compiler/ops/gather.c), and the
+ * scatter-add into the table's gradient, compiler/ops/gather.c), the
  * recurrent layers SimpleRNN, LSTM and GRU, each a loop over time (a scan,
- * compiler/ops/scan.c) whose body is its cell. Each layer is one row of
- * layers.c's table. */
+ * compiler/ops/scan.c) whose body is its cell, and the wrappers
+ * Bidirectional (the recurrent function run both ways) and
+ * TimeDistributed(Dense). Each layer is one row of layers.c's table. */
 #include "sema_internal.h"
 
 #include <string.h>
