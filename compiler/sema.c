@@ -653,6 +653,11 @@ static bool eval_call_args(sema *S, const ast_expr *call, call_args *ca, bool wa
     }
     if (want_inputs && ca->ninputs == 0 && use_prev) {
         if (S->prev && S->prev->poisoned) return false;
+        if (S->prev && S->prev->kind == SV_LIST && S->prev->n > 0 && S->prev->items[0]->kind == SV_TENSOR) {
+            sema_error(S, call->loc, "%s() has no input: the statement before gives %d values; name "
+                       "them, `y, h = ...`, and pass one", call->name, S->prev->n);
+            return false;
+        }
         if (!S->prev || S->prev->kind != SV_TENSOR) {
             sema_error(S, call->loc, "%s() has no input: give a tensor as its first argument, or call it after a statement whose value is a tensor",
                        call->name);
@@ -1216,7 +1221,10 @@ static ir_node *as_tensor(sema *S, sv *v, const ast_expr *e)
         const char *near = scope_nearest(S, v->s);
         if (near) sema_error(S, e->loc, "'%s' is not defined; did you mean '%s'?", v->s, near);
         else sema_error(S, e->loc, "'%s' is not defined", v->s);
-    } else
+    } else if (v->kind == SV_LIST && v->n > 0 && v->items[0]->kind == SV_TENSOR && e->kind == EXPR_CALL)
+        sema_error(S, e->loc, "expected a tensor, got the %d values %s gives: name them, as in `y, h = ...`",
+                   v->n, e->name);
+    else
         sema_error(S, e->loc, "expected a tensor, got %s", sv_describe(v));
     return NULL;
 }
