@@ -7,6 +7,8 @@ in PyTorch's native layouts (NCHW, NCL). Usage:
     KIND conv1d: L CIN COUT K           'same' padding, stride 1
     KIND convt: H W CIN COUT K STRIDE   transposed, 'same' (output H*STRIDE)
     KIND dil:   H W CIN COUT K DIL      dilated, 'same'
+    KIND lstm:  T F UNITS               nn.LSTM, every step's output, batch first
+    KIND gru:   T F UNITS               nn.GRU (Keras' reset_after=True cell)
 
 Prints "layer_us mode=M batch=B median=U min=V" as bench/layer_time.c does,
 in µs of the process's CPU time.
@@ -35,13 +37,29 @@ def build(kind, a):
     if kind == "dil":
         h, w, ci, co, k, d = a
         return torch.nn.Conv2d(ci, co, k, padding=d * (k // 2), dilation=d, bias=False), (h, w, ci), (ci, 1, 1)
+    if kind in ("lstm", "gru"):
+        t, f, u = a
+        return Seq((torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(f, u, batch_first=True)), ("seq", t, f), (f,)
     raise SystemExit("unknown kind " + kind)
+
+
+class Seq(torch.nn.Module):
+    """A recurrent layer's every-step output, as kdsl's return_sequences: true."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x):
+        return self.rnn(x)[0]
 
 
 def main():
     mode, kind, batch, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     m, shape, sshape = build(kind, [int(v) for v in sys.argv[5:]])
-    if len(shape) == 3:   # NHWC in kdsl; NCHW here
+    if shape[0] == "seq":   # [T, F] in kdsl and here (batch first)
+        x = torch.rand(batch, shape[1], shape[2]) - 0.5
+    elif len(shape) == 3:   # NHWC in kdsl; NCHW here
         x = torch.rand(batch, shape[2], shape[0], shape[1]) - 0.5
     else:                 # [L, C] in kdsl; NCL here
         x = torch.rand(batch, shape[1], shape[0]) - 0.5

@@ -26,7 +26,7 @@ bool lw_is_loop_op(const ir_node *n)
 {
     switch (n->op) {
     case IR_SUM: case IR_MEAN: case IR_MAX: case IR_MAX_GRAD:
-    case IR_TRANSPOSE: case IR_CONCAT: case IR_SLICE: case IR_PAD:
+    case IR_TRANSPOSE: case IR_CONCAT: case IR_SLICE: case IR_PAD: case IR_REVERSE:
         return true;
     case IR_SOFTMAX:
     case IR_LOG_SOFTMAX: return n->attr.axis != n->shape.rank - 1;
@@ -173,6 +173,23 @@ static lp_expr *hyper_expr(lower *L, int which)
     }
 }
 
+/* A load of node n's buffer at access ac. */
+static lp_expr *load_at(space *sp, ir_node *n, access ac)
+{
+    lower *L = sp->L;
+    lw_node *w = &L->n[n->id];
+    if (!w->buf) {
+        lw_fail(L, "%%%d %s: read before it is computed", n->id, ir_ops[n->op]->name);
+        return lp_real(L->a, 0);
+    }
+    note(sp, &ac);
+    if (!sp->collect && sp->nloads < MAX_ACCESSES) {
+        sp->loads[sp->nloads].buf = w->buf;
+        sp->loads[sp->nloads++].ac = ac;
+    }
+    return lp_load(L->a, w->buf, offset(sp, &ac));
+}
+
 /* Node n's value at the position rmap describes; base: a static element offset
  * into its buffer (slices). */
 static lp_expr *value_expr(space *sp, ir_node *n, const int *rmap, int64_t base)
@@ -185,19 +202,7 @@ static lp_expr *value_expr(space *sp, ir_node *n, const int *rmap, int64_t base)
     case LW_LEAF_BUF:
     case LW_ALIAS:
     case LW_PARTNER:
-    case LW_KERNEL: {
-        if (!w->buf) {
-            lw_fail(L, "%%%d %s: read before it is computed", n->id, ir_ops[n->op]->name);
-            return lp_real(L->a, 0);
-        }
-        access ac = access_of(&n->shape, rmap, base);
-        note(sp, &ac);
-        if (!sp->collect && sp->nloads < MAX_ACCESSES) {
-            sp->loads[sp->nloads].buf = w->buf;
-            sp->loads[sp->nloads++].ac = ac;
-        }
-        return lp_load(L->a, w->buf, offset(sp, &ac));
-    }
+    case LW_KERNEL: return load_at(sp, n, access_of(&n->shape, rmap, base));
     case LW_DEAD: break;
     }
     lw_fail(L, "%%%d %s: needed but not computed", n->id, ir_ops[n->op]->name);
@@ -528,6 +533,35 @@ static bool move(lower *L, const ir_shape *root, ir_node *in, const int *imap, i
     return !L->failed;
 }
 
+/* out[.., i, ..] = in[.., T - 1 - i, ..]: the input's access runs backwards
+ * along the axis (a negative stride); a position-free leaf is its value. */
+static bool reverse(lower *L, ir_node *n, lp_buf *dst)
+{
+    const ir_shape *ys = &n->shape;
+    ir_node *x = n->in[0];
+    int id[IR_MAX_RANK], axis = n->attr.axis;
+    int64_t st[IR_MAX_RANK];
+    identity_map(ys->rank, id);
+    lw_strides(ys, st);
+    space sp;
+    space_init(&sp, L, ys, NULL, NULL);
+    access out = access_of(ys, id, 0), in = out;
+    in.base = (ys->dims[axis] - 1) * st[axis];
+    in.st[axis] = -st[axis];
+    bool leaf = L->n[x->id].cls == LW_LEAF_EXPR;
+    for (int pass = 0; pass < 2; pass++) {
+        note(&sp, &out);
+        lp_expr *v = leaf ? value_expr(&sp, x, id, 0) : load_at(&sp, x, in);
+        if (pass == 0) {
+            space_finish(&sp);
+            continue;
+        }
+        kd_vec *body = nest(&sp, 0, sp.ngroups, &L->k->body, true);
+        kd_vec_push(L->a, body, lp_store(L->a, dst, offset(&sp, &out), v, LP_ASSIGN));
+    }
+    return !L->failed;
+}
+
 static bool layout(lower *L, ir_node *n, lp_buf *dst)
 {
     const ir_shape *ys = &n->shape;
@@ -549,6 +583,8 @@ static bool layout(lower *L, ir_node *n, lp_buf *dst)
             if (ys->dims[d] != IR_BATCH) base += n->attr.pad_lo[d] * st[d];
         fill(L, dst, lw_count(L, ys), lp_real(L->a, 0));
         return move(L, &n->in[0]->shape, n->in[0], id, 0, dst, ys, id, base);
+    case IR_REVERSE:
+        return reverse(L, n, dst);
     case IR_CONCAT:
         lw_strides(ys, st);
         for (int k = 0; k < n->nin; k++) {
@@ -609,6 +645,7 @@ bool lw_loop_kernel(lower *L, ir_node *n, lp_buf *dst)
     case IR_TRANSPOSE:
     case IR_SLICE:
     case IR_PAD:
+    case IR_REVERSE:
     case IR_CONCAT: return layout(L, n, dst);
     case IR_SOFTMAX:
     case IR_LOG_SOFTMAX: return softmax_loops(L, n, dst);

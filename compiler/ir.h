@@ -58,6 +58,8 @@ typedef enum ir_op {
     IR_CONCAT,       /* variadic, along `axis` (not the batch); other dims equal */
     IR_SLICE,        /* out = in[begin[d] : begin[d] + size[d]]; batch: begin 0, size IR_BATCH */
     IR_PAD,          /* pad_lo[d], pad_hi[d] zeros around each dim (0 on the batch) */
+    IR_REVERSE,      /* out[.., i, ..] = in[.., dims[axis] - 1 - i, ..] along `axis` (not the batch):
+                      * go_backwards' outputs in Keras' order */
     /* neural-network ops */
     IR_SOFTMAX, IR_LOG_SOFTMAX,             /* over `axis` */
     IR_DROPOUT_MASK, /* leaf: 0 or 1/(1-rate) per element of `shape`; rate = scalar, salt = index;

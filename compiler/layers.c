@@ -1508,6 +1508,8 @@ static const layer_def layer_table[] = {
     {"SimpleRNN", 1, simple_rnn_params, simple_rnn_apply},
     {"LSTM", 1, lstm_params, lstm_apply},
     {"GRU", 1, gru_params, gru_apply},
+    {"Bidirectional", 1, bidirectional_params, bidirectional_apply},
+    {"TimeDistributed", 1, time_distributed_params, time_distributed_apply},
 };
 
 const layer_def *layer_find(const char *name)

@@ -1,9 +1,10 @@
 /* layers_text.c — layers over sequences: Embedding, a gather of rows of its
  * `embeddings` table by integer token ids (the vjp of the gather is a
- * scatter-add into the table's gradient, compiler/ops/gather.c), and the
+ * scatter-add into the table's gradient, compiler/ops/gather.c), the
  * recurrent layers SimpleRNN, LSTM and GRU, each a loop over time (a scan,
- * compiler/ops/scan.c) whose body is its cell. Each layer is one row of
- * layers.c's table. */
+ * compiler/ops/scan.c) whose body is its cell, and the wrappers
+ * Bidirectional (the recurrent function run both ways) and
+ * TimeDistributed(Dense). Each layer is one row of layers.c's table. */
 #include "sema_internal.h"
 
 #include <string.h>
@@ -94,17 +95,20 @@ sv *embedding_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 const layer_param simple_rnn_params[] = {
     {"units", NULL}, {"activation", "tanh"}, {"use_bias", "true"}, {"kernel_initializer", "glorot_uniform"},
     {"recurrent_initializer", "orthogonal"}, {"bias_initializer", "zeros"}, {"return_sequences", "false"},
-    {"go_backwards", "false"}, {NULL, NULL}};
+    {"go_backwards", "false"}, {"return_state", "false"}, {"dropout", "0"}, {"recurrent_dropout", "0"},
+    {NULL, NULL}};
 
 const layer_param lstm_params[] = {
     {"units", NULL}, {"activation", "tanh"}, {"recurrent_activation", "sigmoid"}, {"use_bias", "true"},
     {"kernel_initializer", "glorot_uniform"}, {"recurrent_initializer", "orthogonal"}, {"bias_initializer", "zeros"},
-    {"unit_forget_bias", "true"}, {"return_sequences", "false"}, {"go_backwards", "false"}, {NULL, NULL}};
+    {"unit_forget_bias", "true"}, {"return_sequences", "false"}, {"go_backwards", "false"}, {"return_state", "false"},
+    {"dropout", "0"}, {"recurrent_dropout", "0"}, {NULL, NULL}};
 
 const layer_param gru_params[] = {
     {"units", NULL}, {"activation", "tanh"}, {"recurrent_activation", "sigmoid"}, {"use_bias", "true"},
     {"kernel_initializer", "glorot_uniform"}, {"recurrent_initializer", "orthogonal"}, {"bias_initializer", "zeros"},
-    {"return_sequences", "false"}, {"go_backwards", "false"}, {"reset_after", "true"}, {NULL, NULL}};
+    {"return_sequences", "false"}, {"go_backwards", "false"}, {"reset_after", "true"}, {"return_state", "false"},
+    {"dropout", "0"}, {"recurrent_dropout", "0"}, {NULL, NULL}};
 
 typedef enum cell_kind { CELL_SIMPLE, CELL_LSTM, CELL_GRU } cell_kind;
 
@@ -124,6 +128,13 @@ static ir_node *bin(sema *S, ir_op op, ir_node *x, ir_node *y, kd_loc loc)
     return x && y ? NODE(ir_binary(&S->b, op, x, y), "recurrent cell") : NULL;
 }
 
+/* The outputs of one recurrent layer: y (the last h, or every h), and its
+ * final states h (and c), as Keras' return_state lists them. */
+typedef struct rnn_out {
+    ir_node *y, *state[2];
+    int nstate;
+} rnn_out;
+
 /* One recurrent layer over x [N, T, F]: the input projection of every step
  * at once, x kernel + bias [N, T, gates * units] (one matrix product), then
  * a scan (compiler/ops/scan.c) whose body is the cell, carrying its state
@@ -139,45 +150,77 @@ static ir_node *bin(sema *S, ir_op op, ir_node *x, ir_node *y, kd_loc loc)
  *              h~ = activation(x_h + (r h) R_h);   h = z h + (1 - z) h~
  *
  * from zero states; the result is the last h, or every h with
- * return_sequences. Weights <cell>/kernel, recurrent_kernel, bias as Keras
- * names them (lstm/lstm_cell/kernel). With a mask (Embedding's mask_zero,
- * [N, T, 1]) a masked step keeps every state: s + m (s' - s). go_backwards
- * reads the steps last to first (with return_sequences the outputs would
- * come in that order too, which kdsl cannot yet turn around: an error). */
-static sv *recurrent(sema *S, kd_instance *inst, ir_node *x, ir_node *mask, cell_kind kind, kd_loc loc)
+ * return_sequences. Weights <prefix><cell>/kernel, recurrent_kernel, bias
+ * as Keras names them (lstm/lstm_cell/kernel; Bidirectional's prefix is
+ * forward_lstm/). With a mask (Embedding's mask_zero, [N, T, 1]) a masked
+ * step keeps every state: s + m (s' - s); `zero_masked` makes a masked
+ * step's output 0 instead (Keras' Bidirectional asks its layers for that).
+ * go_backwards reads the steps last to first, and its sequence of outputs
+ * comes in that order too (a reverse of the scan's, which writes step t's
+ * output at t).
+ *
+ * Dropout in training, as Keras 3's cells: `dropout` multiplies x by one
+ * mask per sample [N, 1, F], the same at every step and for every gate (so
+ * the input projection stays one product); `recurrent_dropout` multiplies
+ * h_{t-1} where it enters the recurrent product by one mask per sample
+ * [N, units], a constant of the scan (GRU's h = z h + (1 - z) h~ mixes the
+ * state itself). Masks come from runtime/random.h as Dropout's do; in
+ * inference both are the identity. Arguments are read from `args` (the
+ * layer itself, or the layer a Bidirectional wraps). */
+typedef struct rnn_how {
+    const char *prefix;    /* of the weights' names: "" or Bidirectional's "forward_lstm/" */
+    bool zero_masked;      /* a masked step outputs 0 (else the state it keeps) */
+    int backwards;         /* -1: as go_backwards says; else over time this way */
+    int reverse_y;         /* -1: every step's output in Keras' order (reversed when backwards); else whether to */
+} rnn_how;
+
+static bool recurrent(sema *S, kd_instance *inst, const kd_instance *args, const rnn_how *how, ir_node *x,
+                      ir_node *mask, cell_kind kind, rnn_out *out, kd_loc loc)
 {
-    const char *w = inst->type;
+    const char *prefix = how->prefix;
+    bool zero_masked = how->zero_masked;
+    const char *w = args->type;
     const char *cell = kind == CELL_LSTM ? "lstm_cell" : kind == CELL_GRU ? "gru_cell" : "simple_rnn_cell";
     int gates = kind == CELL_LSTM ? 4 : kind == CELL_GRU ? 3 : 1, K = kind == CELL_LSTM ? 2 : 1;
     int64_t units;
+    double drop = 0, rdrop = 0;
     bool use_bias = false, seqs = false, backwards = false, forget = false, reset_after = false;
     kd_init kinit = {0}, rinit = {0}, binit = {0};
-    if (!count_arg(S, inst, "units", 1, &units) ||
-        !sv_as_bool(S, layer_arg(inst, "use_bias"), &use_bias, kd_format(S->a, "%s argument 'use_bias'", w)) ||
-        !sv_as_bool(S, layer_arg(inst, "return_sequences"), &seqs, kd_format(S->a, "%s argument 'return_sequences'", w)) ||
-        !sv_as_bool(S, layer_arg(inst, "go_backwards"), &backwards, kd_format(S->a, "%s argument 'go_backwards'", w)) ||
+    memset(out, 0, sizeof *out);
+    if (!count_arg(S, args, "units", 1, &units) ||
+        !sv_as_bool(S, layer_arg(args, "use_bias"), &use_bias, kd_format(S->a, "%s argument 'use_bias'", w)) ||
+        !sv_as_bool(S, layer_arg(args, "return_sequences"), &seqs, kd_format(S->a, "%s argument 'return_sequences'", w)) ||
+        !sv_as_bool(S, layer_arg(args, "go_backwards"), &backwards, kd_format(S->a, "%s argument 'go_backwards'", w)) ||
+        !sv_as_number(S, layer_arg(args, "dropout"), &drop, kd_format(S->a, "%s argument 'dropout'", w)) ||
+        !sv_as_number(S, layer_arg(args, "recurrent_dropout"), &rdrop,
+                      kd_format(S->a, "%s argument 'recurrent_dropout'", w)) ||
         (kind == CELL_LSTM &&
-         !sv_as_bool(S, layer_arg(inst, "unit_forget_bias"), &forget, "LSTM argument 'unit_forget_bias'")) ||
+         !sv_as_bool(S, layer_arg(args, "unit_forget_bias"), &forget, "LSTM argument 'unit_forget_bias'")) ||
         (kind == CELL_GRU &&
-         !sv_as_bool(S, layer_arg(inst, "reset_after"), &reset_after, "GRU argument 'reset_after'")) ||
-        !sema_init_from(S, layer_arg(inst, "kernel_initializer"), &kinit) ||
-        !sema_init_from(S, layer_arg(inst, "recurrent_initializer"), &rinit) ||
-        !sema_init_from(S, layer_arg(inst, "bias_initializer"), &binit))
-        return NULL;
+         !sv_as_bool(S, layer_arg(args, "reset_after"), &reset_after, "GRU argument 'reset_after'")) ||
+        !sema_init_from(S, layer_arg(args, "kernel_initializer"), &kinit) ||
+        !sema_init_from(S, layer_arg(args, "recurrent_initializer"), &rinit) ||
+        !sema_init_from(S, layer_arg(args, "bias_initializer"), &binit))
+        return false;
     if (!x->shape.batched || x->shape.rank != 3) {
         char buf[128];
         sema_error(S, loc, "%s expects a sequence [steps, features] per sample, got %s", w,
                    ir_shape_sample(&x->shape, buf, sizeof buf));
-        return NULL;
+        return false;
     }
-    if (backwards && seqs) {
-        sema_error(S, loc, "%s with go_backwards and return_sequences is not supported yet (its outputs would "
-                           "come last step first)", w);
-        return NULL;
+    bool reverse_y = how->reverse_y >= 0 ? how->reverse_y : backwards;
+    if (how->backwards >= 0) backwards = how->backwards;
+    for (int i = 0; i < 2; i++) {
+        double rate = i ? rdrop : drop;
+        if (!(rate >= 0 && rate < 1)) {
+            sema_error(S, layer_arg(args, i ? "recurrent_dropout" : "dropout")->loc,
+                       "%s argument '%s' must be in [0, 1), got %g", w, i ? "recurrent_dropout" : "dropout", rate);
+            return false;
+        }
     }
     if (units * gates > ((int64_t)1 << 31)) {
         sema_error(S, loc, "%s has too many units", w);
-        return NULL;
+        return false;
     }
     if (forget) {   /* Keras: the forget gate's quarter of the bias starts at one */
         binit.ones_at = units;
@@ -185,17 +228,30 @@ static sv *recurrent(sema *S, kd_instance *inst, ir_node *x, ir_node *mask, cell
     }
     int64_t gu = gates * units, F = x->shape.dims[2], kd[2] = {F, gu}, rd[2] = {units, gu}, bd[2] = {2, gu};
     bool two_biases = kind == CELL_GRU && reset_after;   /* Keras' GRU bias [2, 3 units]: input, recurrent */
-    kd_var *kernel = sema_new_var(S, inst, kd_format(S->a, "%s/kernel", cell), VAR_WEIGHT, ir_shape_of(2, kd, false),
-                                  kinit, true, loc);
-    kd_var *rec = sema_new_var(S, inst, kd_format(S->a, "%s/recurrent_kernel", cell), VAR_WEIGHT,
+    kd_var *kernel = sema_new_var(S, inst, kd_format(S->a, "%s%s/kernel", prefix, cell), VAR_WEIGHT,
+                                  ir_shape_of(2, kd, false), kinit, true, loc);
+    kd_var *rec = sema_new_var(S, inst, kd_format(S->a, "%s%s/recurrent_kernel", prefix, cell), VAR_WEIGHT,
                                ir_shape_of(2, rd, false), rinit, true, loc);
-    kd_var *bias = use_bias ? sema_new_var(S, inst, kd_format(S->a, "%s/bias", cell), VAR_WEIGHT,
+    kd_var *bias = use_bias ? sema_new_var(S, inst, kd_format(S->a, "%s%s/bias", prefix, cell), VAR_WEIGHT,
                                            two_biases ? ir_shape_of(2, bd, false) : ir_shape_of(1, &gu, false), binit,
                                            true, loc)
                             : NULL;
-    if (!kernel || !rec || (use_bias && !bias)) return NULL;
+    if (!kernel || !rec || (use_bias && !bias)) return false;
     ir_builder *b = &S->b;
-    ir_node *xw = NODE(ir_matmul(b, x, NODE(ir_var_read(b, kernel), w), false, false), w);
+    bool dropping = S->training && drop > 0, rdropping = S->training && rdrop > 0;
+    ir_node *xin = x, *rmask = NULL;
+    if (dropping) {   /* one mask per sample and feature, the same at every step */
+        int64_t md[2] = {1, F};
+        ir_attrs a = {.scalar = drop, .index = b->g->nodes.len};
+        xin = bin(S, IR_MUL, x, NODE(ir_leaf(b, IR_DROPOUT_MASK, ir_shape_of(2, md, true), &a, -1), w), loc);
+        if (!xin) return false;
+    }
+    if (rdropping) {
+        ir_attrs a = {.scalar = rdrop, .index = b->g->nodes.len};
+        rmask = NODE(ir_leaf(b, IR_DROPOUT_MASK, ir_shape_of(1, &units, true), &a, -1), w);
+        if (!rmask) return false;
+    }
+    ir_node *xw = NODE(ir_matmul(b, xin, NODE(ir_var_read(b, kernel), w), false, false), w);
     ir_node *bv = bias ? NODE(ir_var_read(b, bias), w) : NULL, *brec = NULL;
     if (bv && two_biases) {   /* row 0 joins the input projection, row 1 the recurrent product */
         ir_node *rows[2];
@@ -209,14 +265,15 @@ static sv *recurrent(sema *S, kd_instance *inst, ir_node *x, ir_node *mask, cell
         }
         bv = rows[0];
         brec = rows[1];
-        if (!bv || !brec) return NULL;
+        if (!bv || !brec) return false;
     }
     if (xw && bv) xw = NODE(ir_binary(b, IR_ADD, xw, bv), w);
     ir_node *R = NODE(ir_var_read(b, rec), w);
-    if (!xw || !R) return NULL;
-    /* the cell, a scan body: carries (h[, c]), sequences xw[, mask], constant R */
-    int nseq = mask ? 2 : 1;
-    ir_scan *scan = ir_scan_new(S->a, b->g->vars, K, nseq, brec ? 2 : 1, backwards);
+    if (!xw || !R) return false;
+    /* the cell, a scan body: carries (h[, c]), sequences xw[, mask], constants R[, brec][, rmask] */
+    int nseq = mask ? 2 : 1, nconst = 1 + (brec ? 1 : 0) + (rmask ? 1 : 0);
+    int brec_arg = K + nseq + 1, rmask_arg = K + nseq + nconst - 1;
+    ir_scan *scan = ir_scan_new(S->a, b->g->vars, K, nseq, nconst, backwards);
     ir_builder saved = *b;
     b->g = scan->body;
     int64_t ud[1] = {units}, gd[1] = {gu}, one[1] = {1};
@@ -225,29 +282,31 @@ static sv *recurrent(sema *S, kd_instance *inst, ir_node *x, ir_node *mask, cell
     for (int k = 0; k < K; k++) st[k] = NODE(ir_scan_arg(b, scan, k, us), w);
     ir_node *xt = NODE(ir_scan_arg(b, scan, K, ir_shape_of(1, gd, true)), w);
     ir_node *r = NODE(ir_scan_arg(b, scan, K + nseq, R->shape), w);
-    const sv *act = layer_arg(inst, "activation"), *ract = layer_arg(inst, "recurrent_activation");
+    /* h_{t-1} as the recurrent product reads it (recurrent_dropout's mask applied) */
+    ir_node *hr = rmask ? bin(S, IR_MUL, st[0], NODE(ir_scan_arg(b, scan, rmask_arg, us), w), loc) : st[0];
+    const sv *act = layer_arg(args, "activation"), *ract = layer_arg(args, "recurrent_activation");
     ir_node *z = NULL;
     if (kind != CELL_GRU)
-        z = st[0] && xt && r ? NODE(ir_binary(b, IR_ADD, xt, NODE(ir_matmul(b, st[0], r, false, false), w)), w) : NULL;
-    if (kind == CELL_GRU && st[0] && xt && r) {
+        z = hr && xt && r ? NODE(ir_binary(b, IR_ADD, xt, NODE(ir_matmul(b, hr, r, false, false), w)), w) : NULL;
+    if (kind == CELL_GRU && st[0] && hr && xt && r) {
         ir_node *h = st[0], *u = NULL, *uz, *ur, *uh = NULL;
         ir_node *xz = columns(S, xt, 0, units, loc), *xr = columns(S, xt, units, units, loc);
         ir_node *xh = columns(S, xt, 2 * units, units, loc);
         if (reset_after) {
-            u = NODE(ir_matmul(b, h, r, false, false), w);
-            if (brec) u = bin(S, IR_ADD, u, NODE(ir_scan_arg(b, scan, K + nseq + 1, brec->shape), w), loc);
+            u = NODE(ir_matmul(b, hr, r, false, false), w);
+            if (brec) u = bin(S, IR_ADD, u, NODE(ir_scan_arg(b, scan, brec_arg, brec->shape), w), loc);
             uz = columns(S, u, 0, units, loc);
             ur = columns(S, u, units, units, loc);
             uh = columns(S, u, 2 * units, units, loc);
         } else {
-            uz = NODE(ir_matmul(b, h, columns(S, r, 0, units, loc), false, false), w);
-            ur = NODE(ir_matmul(b, h, columns(S, r, units, units, loc), false, false), w);
+            uz = NODE(ir_matmul(b, hr, columns(S, r, 0, units, loc), false, false), w);
+            ur = NODE(ir_matmul(b, hr, columns(S, r, units, units, loc), false, false), w);
         }
         ir_node *zg = bin(S, IR_ADD, xz, uz, loc), *rg = bin(S, IR_ADD, xr, ur, loc);
         zg = zg ? apply_activation(S, zg, ract, loc) : NULL;
         rg = rg ? apply_activation(S, rg, ract, loc) : NULL;
         ir_node *hh = reset_after ? bin(S, IR_ADD, xh, bin(S, IR_MUL, rg, uh, loc), loc)
-                                  : bin(S, IR_ADD, xh, rg ? NODE(ir_matmul(b, bin(S, IR_MUL, rg, h, loc),
+                                  : bin(S, IR_ADD, xh, rg ? NODE(ir_matmul(b, bin(S, IR_MUL, rg, hr, loc),
                                                                           columns(S, r, 2 * units, units, loc),
                                                                           false, false), w) : NULL, loc);
         hh = hh ? apply_activation(S, hh, act, loc) : NULL;
@@ -263,7 +322,7 @@ static sv *recurrent(sema *S, kd_instance *inst, ir_node *x, ir_node *mask, cell
             a.size[0] = IR_BATCH;
             a.size[1] = units;
             q[j] = NODE(ir_make(b, IR_SLICE, 1, &z, &a), w);
-            if (q[j] && j != 2) q[j] = apply_activation(S, q[j], layer_arg(inst, "recurrent_activation"), loc);
+            if (q[j] && j != 2) q[j] = apply_activation(S, q[j], ract, loc);
         }
         ir_node *g = q[2] ? apply_activation(S, q[2], act, loc) : NULL;
         ir_node *c = q[0] && q[1] && g && st[1]
@@ -274,35 +333,71 @@ static sv *recurrent(sema *S, kd_instance *inst, ir_node *x, ir_node *mask, cell
         next[0] = tc && q[3] ? NODE(ir_binary(b, IR_MUL, q[3], tc), w) : NULL;
         next[1] = c;
     }
+    ir_node *step_out = next[0];
     if (mask) {
         ir_node *mt = NODE(ir_scan_arg(b, scan, K + 1, ir_shape_of(1, one, true)), w);
+        if (zero_masked) step_out = bin(S, IR_MUL, mt, next[0], loc);
         for (int k = 0; k < K; k++)
             next[k] = mt && next[k] ? NODE(ir_binary(b, IR_ADD, st[k], NODE(ir_binary(b, IR_MUL, mt,
                                            NODE(ir_binary(b, IR_SUB, next[k], st[k]), w)), w)), w)
                                     : NULL;
+        if (!zero_masked) step_out = next[0];
     }
     char why[256] = "";
-    ir_node *outs[3] = {next[0], next[1], next[0]};
-    if (K == 1) outs[1] = next[0];
-    bool ok = next[0] && (K == 1 || next[1]) && ir_scan_finish(scan, K + 1, outs, why, sizeof why);
+    ir_node *outs[3] = {next[0], next[1], step_out};
+    if (K == 1) outs[1] = step_out;
+    bool ok = next[0] && step_out && (K == 1 || next[1]) && ir_scan_finish(scan, K + 1, outs, why, sizeof why);
     *b = saved;
     if (!ok) {
         if (*why) sema_error(S, loc, "%s: %s", w, why);
-        return NULL;
+        return false;
     }
-    ir_node *ops[6];
+    ir_node *ops[7];
     int nops = 0;
     for (int k = 0; k < K; k++) ops[nops++] = ir_const(b, 0, us);
     ops[nops++] = xw;
     if (mask) ops[nops++] = mask;
     ops[nops++] = R;
     if (brec) ops[nops++] = brec;
+    if (rmask) ops[nops++] = rmask;
     ir_node *y = NODE(ir_scan_apply(b, scan, ops, seqs ? K : 0), w);
-    if (y && mask && seqs) {   /* the mask goes on with every step's output */
+    if (y && seqs && reverse_y) {   /* Keras' order: the output of the first step taken (the last input) first */
+        ir_attrs a = {.axis = 1};
+        y = NODE(ir_make(b, IR_REVERSE, 1, &y, &a), w);
+    }
+    if (!y) return false;
+    out->y = y;
+    out->nstate = K;
+    for (int k = 0; k < K; k++) {
+        out->state[k] = k == 0 && !seqs ? y : NODE(ir_scan_apply(b, scan, ops, k), w);
+        if (!out->state[k]) return false;
+    }
+    return true;
+}
+
+/* y, or with return_state the list [y, h] ([y, h, c] for an LSTM), as Keras returns them. */
+static sv *rnn_result(sema *S, const kd_instance *args, const rnn_out *o, kd_loc loc)
+{
+    bool state = false;
+    if (!sv_as_bool(S, layer_arg(args, "return_state"), &state,
+                    kd_format(S->a, "%s argument 'return_state'", args->type)))
+        return NULL;
+    if (!state) return sv_tensor(S, o->y, NULL, loc);
+    sv *list = sv_new(S, SV_LIST, loc);
+    list->n = 1 + o->nstate;
+    list->items = kd_alloc_array(S->a, (size_t)list->n, sizeof *list->items);
+    list->items[0] = sv_tensor(S, o->y, NULL, loc);
+    for (int k = 0; k < o->nstate; k++) list->items[1 + k] = sv_tensor(S, o->state[k], NULL, loc);
+    return list;
+}
+
+/* The mask of x goes on with a sequence y made from it (Keras passes it on unchanged). */
+static void keep_mask(sema *S, ir_node *y, ir_node *mask, bool seqs)
+{
+    if (y && mask && seqs) {
         kd_vec_push(S->a, &S->masked, y);
         kd_vec_push(S->a, &S->masks, mask);
     }
-    return y ? sv_tensor(S, y, NULL, loc) : NULL;
 }
 
 /* A masked input (Embedding's mask_zero) is read here, not rejected. */
@@ -311,9 +406,13 @@ static sv *recurrent_apply(sema *S, kd_instance *inst, sv **in, cell_kind kind, 
     ir_node *x = in[0]->t, *mask = sema_mask_of(S, x);
     ir_node *saved = S->mask_reader;
     S->mask_reader = mask ? x : saved;
-    sv *y = recurrent(S, inst, x, mask, kind, loc);
+    rnn_out o;
+    rnn_how how = {.prefix = "", .backwards = -1, .reverse_y = -1};
+    bool ok = recurrent(S, inst, inst, &how, x, mask, kind, &o, loc);
     S->mask_reader = saved;
-    return y;
+    if (!ok) return NULL;
+    keep_mask(S, o.y, mask, o.y->shape.rank == 3);
+    return rnn_result(S, inst, &o, loc);
 }
 
 sv *simple_rnn_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
@@ -332,4 +431,159 @@ sv *gru_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 {
     (void)n;
     return recurrent_apply(S, inst, in, CELL_GRU, loc);
+}
+
+/* ---- the wrappers: Bidirectional, TimeDistributed ------------------------------------- */
+
+const layer_param bidirectional_params[] = {{"layer", NULL}, {"merge_mode", "concat"}, {NULL, NULL}};
+const layer_param time_distributed_params[] = {{"layer", NULL}, {NULL, NULL}};
+
+/* The wrapped layer's instance: made on the first call, kept in place of the
+ * call for the next ones (a shared wrapper: the same weights each call). */
+static kd_instance *wrapped(sema *S, kd_instance *inst, const char *wrapper, kd_loc loc)
+{
+    sv *a = inst->args[0];   /* `layer`, the wrappers' first parameter */
+    if (a && a->kind == SV_INSTANCE) return a->inst;
+    kd_instance *inner = sema_wrapped_instance(S, a, wrapper, loc);
+    if (inner) {
+        sv *kept = sv_new(S, SV_INSTANCE, a->loc);
+        kept->inst = inner;
+        inst->args[0] = kept;
+    }
+    return inner;
+}
+
+static bool cell_of(const char *type, cell_kind *kind)
+{
+    if (!strcmp(type, "SimpleRNN")) *kind = CELL_SIMPLE;
+    else if (!strcmp(type, "LSTM")) *kind = CELL_LSTM;
+    else if (!strcmp(type, "GRU")) *kind = CELL_GRU;
+    else return false;
+    return true;
+}
+
+/* Bidirectional(layer, merge_mode), as Keras 3 builds it: a copy of the layer
+ * named forward_<its name> and one named backward_<its name> that goes
+ * backwards (weights bidirectional/forward_lstm/lstm_cell/kernel ..., the
+ * forward layer's first); with return_sequences the backward outputs are
+ * put back in time order (Keras flips them; here its loop writes step t's
+ * output at t, so no flip is needed). merge_mode concat (the last axis),
+ * sum, ave, mul, or none: the two as separate values. return_state adds
+ * the forward layer's final states, then the backward one's. A masked
+ * input: as Keras forces zero_output_for_mask on both when they return
+ * sequences, a masked step outputs zeros; the mask goes on with the
+ * sequence. The wrapped layer may not go backwards itself (Keras' check:
+ * the two would then go the same way). */
+sv *bidirectional_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    (void)n;
+    kd_instance *inner = wrapped(S, inst, "Bidirectional", loc);
+    if (!inner) return NULL;
+    cell_kind kind;
+    if (!cell_of(inner->type, &kind)) {
+        sema_error(S, layer_arg(inst, "layer")->loc, "Bidirectional wraps a SimpleRNN, LSTM or GRU, not %s", inner->type);
+        return NULL;
+    }
+    const sv *mm = layer_arg(inst, "merge_mode");
+    const char *merge = mm && (mm->kind == SV_STRING || mm->kind == SV_IDENT) ? mm->s : NULL;
+    static const char *const modes[] = {"concat", "sum", "ave", "mul", "none"};
+    int mode = -1;
+    for (int i = 0; merge && i < 5; i++)
+        if (!strcmp(merge, modes[i])) mode = i;
+    if (mode < 0) {
+        sema_error(S, mm ? mm->loc : loc, "Bidirectional merge_mode must be concat, sum, ave, mul or none, got %s",
+                   merge ? merge : mm ? sv_describe(mm) : "nothing");
+        return NULL;
+    }
+    bool seqs = false, backwards = false;
+    if (!sv_as_bool(S, layer_arg(inner, "return_sequences"), &seqs,
+                    kd_format(S->a, "%s argument 'return_sequences'", inner->type)) ||
+        !sv_as_bool(S, layer_arg(inner, "go_backwards"), &backwards,
+                    kd_format(S->a, "%s argument 'go_backwards'", inner->type)))
+        return NULL;
+    if (backwards) {
+        sema_error(S, layer_arg(inner, "go_backwards")->loc, "Bidirectional's layer goes forwards (its backward copy "
+                   "goes backwards; Keras rejects a layer whose two copies go the same way)");
+        return NULL;
+    }
+    ir_node *x = in[0]->t, *mask = sema_mask_of(S, x);
+    ir_node *saved = S->mask_reader;
+    S->mask_reader = mask ? x : saved;
+    rnn_out o[2];
+    rnn_how fwd = {.prefix = kd_format(S->a, "forward_%s/", inner->name), .zero_masked = seqs, .backwards = 0,
+                   .reverse_y = 0};
+    rnn_how bwd = {.prefix = kd_format(S->a, "backward_%s/", inner->name), .zero_masked = seqs, .backwards = 1,
+                   .reverse_y = 0};
+    bool ok = recurrent(S, inst, inner, &fwd, x, mask, kind, &o[0], loc) &&
+              recurrent(S, inst, inner, &bwd, x, mask, kind, &o[1], loc);
+    S->mask_reader = saved;
+    if (!ok) return NULL;
+    ir_builder *b = &S->b;
+    ir_node *y = NULL;
+    switch (mode) {
+    case 0: {
+        ir_attrs a = {.axis = o[0].y->shape.rank - 1};
+        ir_node *two[2] = {o[0].y, o[1].y};
+        y = NODE(ir_make(b, IR_CONCAT, 2, two, &a), "Bidirectional");
+        break;
+    }
+    case 1: y = bin(S, IR_ADD, o[0].y, o[1].y, loc); break;
+    case 2: y = bin(S, IR_MUL, bin(S, IR_ADD, o[0].y, o[1].y, loc), ir_const(b, 0.5, (ir_shape){0}), loc); break;
+    case 3: y = bin(S, IR_MUL, o[0].y, o[1].y, loc); break;
+    default: break;
+    }
+    if (mode < 4 && !y) return NULL;
+    bool state = false;
+    if (!sv_as_bool(S, layer_arg(inner, "return_state"), &state,
+                    kd_format(S->a, "%s argument 'return_state'", inner->type)))
+        return NULL;
+    int ny = mode == 4 ? 2 : 1, nout = ny + (state ? o[0].nstate + o[1].nstate : 0);
+    ir_node *outs[6];
+    if (mode == 4) outs[0] = o[0].y, outs[1] = o[1].y;
+    else outs[0] = y;
+    for (int d = 0, at = ny; state && d < 2; d++)
+        for (int k = 0; k < o[d].nstate; k++) outs[at++] = o[d].state[k];
+    for (int i = 0; i < ny; i++) keep_mask(S, outs[i], mask, seqs);
+    if (nout == 1) return sv_tensor(S, outs[0], NULL, loc);
+    sv *list = sv_new(S, SV_LIST, loc);
+    list->n = nout;
+    list->items = kd_alloc_array(S->a, (size_t)nout, sizeof *list->items);
+    for (int i = 0; i < nout; i++) list->items[i] = sv_tensor(S, outs[i], NULL, loc);
+    return list;
+}
+
+/* TimeDistributed(Dense(...)): the Dense applied to every step, which is
+ * what Dense does to the last axis of [steps, features] already; its
+ * weights are the wrapper's, as Keras 2 and TensorFlow.js name them
+ * (time_distributed/kernel, time_distributed/bias); a masked sequence's
+ * mask goes on with the output, as Keras passes it. Only Dense: a layer
+ * that needs the steps folded into the batch (Conv2D) is not supported. */
+sv *time_distributed_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
+{
+    kd_instance *inner = wrapped(S, inst, "TimeDistributed", loc);
+    if (!inner) return NULL;
+    if (strcmp(inner->type, "Dense") != 0) {
+        sema_error(S, layer_arg(inst, "layer")->loc, "TimeDistributed wraps a Dense layer here, not %s", inner->type);
+        return NULL;
+    }
+    ir_node *x = in[0]->t;
+    if (!x->shape.batched || x->shape.rank < 3) {
+        char buf[128];
+        sema_error(S, loc, "TimeDistributed expects [steps, ...] per sample, got %s",
+                   ir_shape_sample(&x->shape, buf, sizeof buf));
+        return NULL;
+    }
+    /* the Dense under the wrapper's name, so its variables are the wrapper's */
+    kd_instance view = *inner;
+    view.name = inst->name;
+    view.vars = inst->vars;
+    view.ncalls = inst->ncalls;
+    view.trainable = inst->trainable && inner->trainable;
+    ir_node *mask = sema_mask_of(S, x), *saved = S->mask_reader;
+    S->mask_reader = mask ? x : saved;   /* Keras: the mask goes through every step to the output */
+    sv *y = inner->builtin->apply(S, &view, in, n, loc);
+    S->mask_reader = saved;
+    inst->vars = view.vars;
+    if (y && y->kind == SV_TENSOR) keep_mask(S, y->t, mask, true);
+    return y;
 }

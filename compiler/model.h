@@ -31,6 +31,8 @@ typedef struct kd_layer {
     const char *type;      /* Dense, Conv2D, MyDense, Functional, InputLayer */
     ir_shape out_shape;
     bool multiple_shapes;  /* a shared layer applied to differently shaped inputs */
+    ir_shape *out_list;    /* a layer with several outputs (return_state): each one's shape */
+    int nout_list;         /* (out_shape is the first); 0 for one output */
     int64_t trainable_params, nontrainable_params;
     kd_vec inbound;        /* const char*: names of the layers it reads (functional summary) */
     kd_loc loc;

@@ -565,6 +565,26 @@ typedef struct call_args {
 
 /* Evaluates a call's arguments and splits off its input tensors: a leading
  * tensor, or a leading list of tensors; otherwise the previous value. */
+/* Argument i of `call`. Bidirectional(x, LSTM(8)): a wrapper's layer, given
+ * as `layer:` or as its last positional argument (the inputs come before
+ * it), stays a call, its arguments read when the wrapper is applied. */
+static sv *eval_arg(sema *S, const ast_expr *call, int i)
+{
+    const ast_arg *arg = &call->args[i];
+    const layer_def *callee = layer_find(call->name);
+    int last = -1;
+    for (int k = 0; k < call->nargs; k++)
+        if (!call->args[k].key) last = k;
+    bool wrapped = callee && callee->params[0].name && !strcmp(callee->params[0].name, "layer") &&
+                   arg->value->kind == EXPR_CALL && layer_find(arg->value->name) &&
+                   (arg->key ? !strcmp(arg->key, "layer") : i == last);
+    if (!wrapped) return sema_eval(S, arg->value);
+    sv *v = sv_new(S, SV_CALL, arg->value->loc);
+    v->s = arg->value->name;
+    v->call = arg->value;
+    return v;
+}
+
 static bool eval_call_args(sema *S, const ast_expr *call, call_args *ca, bool want_inputs, bool use_prev)
 {
     memset(ca, 0, sizeof *ca);
@@ -577,7 +597,7 @@ static bool eval_call_args(sema *S, const ast_expr *call, call_args *ca, bool wa
     int first_pos = 1;
     for (int i = 0; i < call->nargs; i++) {
         const ast_arg *arg = &call->args[i];
-        sv *v = sema_eval(S, arg->value);
+        sv *v = eval_arg(S, call, i);
         if (!v) { ok = false; continue; }
         if (arg->key) {
             for (int k = 0; k < ca->nkw; k++)
@@ -609,7 +629,7 @@ static bool eval_call_args(sema *S, const ast_expr *call, call_args *ca, bool wa
                 ca->inputs = kd_alloc_array(S->a, (size_t)call->nargs, sizeof *ca->inputs);
                 int k = i;
                 for (; k < call->nargs && !call->args[k].key; k++) {
-                    sv *t = k == i ? v : sema_eval(S, call->args[k].value);
+                    sv *t = k == i ? v : eval_arg(S, call, k);
                     if (!t) { ok = false; break; }
                     if (t->kind != SV_TENSOR) break;
                     ca->inputs[ca->ninputs++] = t;
@@ -633,6 +653,11 @@ static bool eval_call_args(sema *S, const ast_expr *call, call_args *ca, bool wa
     }
     if (want_inputs && ca->ninputs == 0 && use_prev) {
         if (S->prev && S->prev->poisoned) return false;
+        if (S->prev && S->prev->kind == SV_LIST && S->prev->n > 0 && S->prev->items[0]->kind == SV_TENSOR) {
+            sema_error(S, call->loc, "%s() has no input: the statement before gives %d values; name "
+                       "them, `y, h = ...`, and pass one", call->name, S->prev->n);
+            return false;
+        }
         if (!S->prev || S->prev->kind != SV_TENSOR) {
             sema_error(S, call->loc, "%s() has no input: give a tensor as its first argument, or call it after a statement whose value is a tensor",
                        call->name);
@@ -770,6 +795,18 @@ static kd_instance *make_instance(sema *S, const char *callee, const layer_def *
 
 static sv *apply_user(sema *S, kd_instance *inst, sv **inputs, int ninputs, kd_loc loc);
 
+kd_instance *sema_wrapped_instance(sema *S, const sv *call, const char *wrapper, kd_loc loc)
+{
+    if (!call || call->kind != SV_CALL || !layer_find(call->s)) {
+        sema_error(S, call ? call->loc : loc, "%s takes a layer, such as %s(LSTM(8)), not %s", wrapper, wrapper,
+                   call ? sv_describe(call) : "nothing");
+        return NULL;
+    }
+    call_args ca;
+    if (!eval_call_args(S, call->call, &ca, false, false)) return NULL;
+    return make_instance(S, call->s, layer_find(call->s), NULL, &ca);
+}
+
 /* ---- arguments as values, for the model's layer rows -------------------- */
 
 static kd_value *value_of_expr(sema *S, const ast_expr *e)
@@ -886,6 +923,11 @@ static sv *apply_instance(sema *S, kd_instance *inst, sv **inputs, int ninputs, 
     if (row) {
         ir_shape shape = out->kind == SV_TENSOR ? out->t->shape : (out->n ? out->items[0]->t->shape : (ir_shape){0});
         if (inst->ncalls == 0) row->out_shape = shape;
+        if (inst->ncalls == 0 && out->kind == SV_LIST && out->n > 1) {
+            row->nout_list = out->n;
+            row->out_list = kd_alloc_array(S->a, (size_t)out->n, sizeof *row->out_list);
+            for (int i = 0; i < out->n; i++) row->out_list[i] = out->items[i]->t->shape;
+        }
         else if (!ir_shape_equal(&row->out_shape, &shape)) row->multiple_shapes = true;
         for (int i = 0; i < ninputs; i++)
             if (inputs[i]->producer) kd_vec_push(S->a, &row->inbound, (void *)inputs[i]->producer);
@@ -894,6 +936,12 @@ static sv *apply_instance(sema *S, kd_instance *inst, sv **inputs, int ninputs, 
     if (out->kind == SV_TENSOR) {
         sv *r = sv_tensor(S, out->t, producer, loc);
         return r;
+    }
+    if (out->kind == SV_LIST && inst->builtin) {   /* several outputs (return_state): tensor i is name[call][i] */
+        for (int i = 0; i < out->n; i++)
+            if (out->items[i]->kind == SV_TENSOR)
+                out->items[i] = sv_tensor(S, out->items[i]->t, kd_format(S->a, "%s[%d][%d]", inst->name,
+                                                                          inst->ncalls - 1, i), loc);
     }
     return out;
 }
@@ -1189,7 +1237,10 @@ static ir_node *as_tensor(sema *S, sv *v, const ast_expr *e)
         const char *near = scope_nearest(S, v->s);
         if (near) sema_error(S, e->loc, "'%s' is not defined; did you mean '%s'?", v->s, near);
         else sema_error(S, e->loc, "'%s' is not defined", v->s);
-    } else
+    } else if (v->kind == SV_LIST && v->n > 0 && v->items[0]->kind == SV_TENSOR && e->kind == EXPR_CALL)
+        sema_error(S, e->loc, "expected a tensor, got the %d values %s gives: name them, as in `y, h = ...`",
+                   v->n, e->name);
+    else
         sema_error(S, e->loc, "expected a tensor, got %s", sv_describe(v));
     return NULL;
 }
@@ -1503,10 +1554,26 @@ static void exec_stmt(sema *S, const ast_stmt *st, body_ctx *ctx)
             as_tensor(S, v, st->expr);
             v = NULL;
         }
+        if (v && st->nnames > 1 && (v->kind != SV_LIST || v->n != st->nnames)) {
+            /* `y, h = LSTM(x, 8, return_state: true)`: one name per value */
+            if (v->kind == SV_LIST)
+                sema_error(S, st->loc, "%d names for the %d values %s gives", st->nnames, v->n,
+                           st->expr->kind == EXPR_CALL ? st->expr->name : "the right side");
+            else
+                sema_error(S, st->loc, "%d names for one value: only a layer with several outputs (such as an "
+                                       "LSTM with return_state: true) gives several", st->nnames);
+            v = NULL;
+        }
         if (!v) {
-            scope_bind(S, S->scope, st->name, poison(S, st->loc));
+            for (int i = 0; i < (st->nnames > 1 ? st->nnames : 1); i++)
+                scope_bind(S, S->scope, st->nnames > 1 ? st->names[i] : st->name, poison(S, st->loc));
             S->prev = poison(S, st->loc);
             return;
+        }
+        if (st->nnames > 1) {
+            for (int i = 0; i < st->nnames; i++) scope_bind(S, S->scope, st->names[i], v->items[i]);
+            S->prev = v->items[0];
+            break;
         }
         scope_bind(S, S->scope, st->name, v);
         S->prev = v;

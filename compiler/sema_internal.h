@@ -163,6 +163,13 @@ sv *embedding_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc);
 sv *simple_rnn_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc);
 sv *lstm_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc);
 sv *gru_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc);
+extern const layer_param bidirectional_params[], time_distributed_params[];
+sv *bidirectional_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc);
+sv *time_distributed_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc);
+/* A wrapper (Bidirectional, TimeDistributed) is a built-in whose first
+ * parameter is `layer`: a layer call given unapplied, such as LSTM(8).
+ * sema.c: that call as an instance of its own, named as Keras names it. */
+kd_instance *sema_wrapped_instance(sema *S, const sv *call, const char *wrapper, kd_loc loc);
 
 /* functions.c: the tensor functions (lowercase), no weights, no summary rows. */
 typedef struct function_def function_def;

@@ -73,7 +73,14 @@ void kd_print_summary(FILE *out, const kd_model *m)
         const kd_layer *l = m->layers.items[i];
         snprintf(name, sizeof name, "%s (%s)", l->name, l->type);
         if (l->multiple_shapes) snprintf(shape, sizeof shape, "multiple");
-        else ir_shape_keras(&l->out_shape, shape, sizeof shape);
+        else if (l->nout_list > 0) {   /* Keras: [(None, 8), (None, 8)] */
+            size_t at = 0;
+            for (int k = 0; k < l->nout_list && at < sizeof shape; k++) {
+                char one[128];
+                at += (size_t)snprintf(shape + at, sizeof shape - at, "%s%s%s", k ? ", " : "[",
+                                       ir_shape_keras(&l->out_list[k], one, sizeof one), k + 1 < l->nout_list ? "" : "]");
+            }
+        } else ir_shape_keras(&l->out_shape, shape, sizeof shape);
         snprintf(params, sizeof params, "%lld", (long long)(l->trainable_params + l->nontrainable_params));
         const char *first = l->inbound.len ? l->inbound.items[0] : "";
         char conn[300];

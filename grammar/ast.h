@@ -49,7 +49,8 @@ struct ast_expr {
 
 typedef enum ast_stmt_kind {
     STMT_INPUT,    /* input NAME: [dtype] [SHAPE]       name, dtype, shape */
-    STMT_ASSIGN,   /* NAME = EXPR                        name, expr */
+    STMT_ASSIGN,   /* NAME = EXPR                        name, expr;
+                    * NAME, NAME... = EXPR (a layer's several outputs)  names, nnames >= 2 */
     STMT_EXPR,     /* EXPR                               expr */
     STMT_OUTPUT,   /* output [NAME =] EXPR               name (may be NULL), expr */
     STMT_REPEAT,   /* repeat EXPR { BODY }               expr (count), body */
@@ -70,6 +71,8 @@ struct ast_stmt {
     kd_loc loc;
     const char *name;
     kd_loc name_loc;
+    const char **names;    /* STMT_ASSIGN of several names: all of them (names[0] == name) */
+    int nnames;
     const char *dtype;     /* STMT_INPUT: "f32" unless given; NULL if not given */
     ast_expr *shape;       /* EXPR_LIST of integer expressions */
     ast_expr *expr;

@@ -108,7 +108,9 @@ static void dump_stmt(FILE *out, const ast_stmt *s, int level, int depth)
         dump_expr(out, s->shape, 0);
         break;
     case STMT_ASSIGN:
-        fprintf(out, "assign %s = ", s->name);
+        fprintf(out, "assign %s", s->name);
+        for (int i = 1; i < s->nnames; i++) fprintf(out, ", %s", s->names[i]);
+        fputs(" = ", out);
         dump_expr(out, s->expr, 0);
         break;
     case STMT_EXPR:

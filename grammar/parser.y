@@ -85,6 +85,7 @@ static ast_stmt *new_stmt(kd_parse_ctx *pc, ast_stmt_kind kind, kd_loc loc, cons
                           ast_expr *expr);
 static ast_stmt *new_var(kd_parse_ctx *pc, ast_stmt_kind kind, kd_loc loc, const char *name, kd_loc name_loc,
                          ast_expr *shape, ast_expr *init, kd_vec *opts);
+static ast_stmt *new_unpack(kd_parse_ctx *pc, kd_loc loc, const char *first, kd_vec *rest, ast_expr *expr);
 static ast_stmt *new_repeat(kd_parse_ctx *pc, kd_loc loc, ast_expr *count, ast_body body);
 static ast_stmt *new_if(kd_parse_ctx *pc, kd_loc loc, ast_expr *cond, ast_body then, ast_body *otherwise);
 static ast_expr *new_leaf(kd_parse_ctx *pc, ast_expr_kind kind, kd_loc loc);
@@ -125,7 +126,7 @@ static ast_arg *new_arg(kd_parse_ctx *pc, kd_loc loc, const char *key, ast_expr 
 
 %type <item> item layer_head block_head model_head train_head
 %type <body> item_body block_body
-%type <vec> stmts params param_list train_body settings args arg_list elems elem_list var_opts
+%type <vec> name_list stmts params param_list train_body settings args arg_list elems elem_list var_opts
 %type <stmt> stmt if_stmt
 %type <param> param
 %type <arg> arg setting
@@ -234,6 +235,7 @@ stmt
     : INPUT IDENT ':' shape             { $$ = new_var(pc, STMT_INPUT, @1, $2, @2, $4, NULL, NULL); }
     | INPUT IDENT ':' IDENT shape       { $$ = new_var(pc, STMT_INPUT, @1, $2, @2, $5, NULL, NULL); $$->dtype = $4; }
     | IDENT '=' expr                    { $$ = new_stmt(pc, STMT_ASSIGN, @1, $1, @1, $3); }
+    | IDENT ',' name_list '=' expr      { $$ = new_unpack(pc, @1, $1, $3, $5); }
     | expr                              { $$ = new_stmt(pc, STMT_EXPR, @1, NULL, @1, $1); }
     | OUTPUT expr                       { $$ = new_stmt(pc, STMT_OUTPUT, @1, NULL, @1, $2); }
     | OUTPUT IDENT '=' expr             { $$ = new_stmt(pc, STMT_OUTPUT, @1, $2, @2, $4); }
@@ -243,6 +245,12 @@ stmt
     | STATE IDENT ':' shape var_init var_opts  { $$ = new_var(pc, STMT_STATE, @1, $2, @2, $4, $5, $6); }
     | UPDATE IDENT '=' expr             { $$ = new_stmt(pc, STMT_UPDATE, @1, $2, @2, $4); }
     | if_stmt
+    ;
+
+/* the names after the first of `y, h, c = LSTM(...)` */
+name_list
+    : IDENT                             { $$ = push(pc, new_vec(pc), (void *)$1); }
+    | name_list ',' IDENT               { $$ = push(pc, $1, (void *)$3); }
     ;
 
 shape
@@ -553,6 +561,17 @@ static ast_stmt *new_stmt(kd_parse_ctx *pc, ast_stmt_kind kind, kd_loc loc, cons
     s->name_loc = name_loc;
     s->expr = expr;
     b->height = 1;
+    return s;
+}
+
+/* `a, b, c = EXPR`: one assignment binding each name to one of EXPR's values. */
+static ast_stmt *new_unpack(kd_parse_ctx *pc, kd_loc loc, const char *first, kd_vec *rest, ast_expr *expr)
+{
+    ast_stmt *s = new_stmt(pc, STMT_ASSIGN, loc, first, loc, expr);
+    s->nnames = 1 + rest->len;
+    s->names = kd_alloc_array(pc->a, (size_t)s->nnames, sizeof *s->names);
+    s->names[0] = first;
+    for (int i = 0; i < rest->len; i++) s->names[1 + i] = rest->items[i];
     return s;
 }
 

@@ -131,7 +131,11 @@ static const char *number(kx *k, double v)
 
 static const char *value(kx *k, const cJSON *v, const char *what);
 
-/* An initializer or regularizer object: {"class_name": C, "config": {...}}. */
+static const char *arguments(kx *k, const char *cls, const cJSON *cfg, const char *first, const char *name,
+                             bool trainable, int rank);
+
+/* An initializer or regularizer object: {"class_name": C, "config": {...}};
+ * a wrapper's `layer` (Bidirectional's LSTM) as the call of that layer. */
 static const char *setting(kx *k, const cJSON *v, const char *what)
 {
     const cJSON *cls = cJSON_GetObjectItemCaseSensitive(v, "class_name");
@@ -141,6 +145,8 @@ static const char *setting(kx *k, const cJSON *v, const char *what)
         return NULL;
     }
     const char *c = cls->valuestring;
+    if (!strcmp(what, "layer") && kd_builtin_layer(c, NULL))
+        return kd_format(k->a, "%s(%s)", c, arguments(k, c, cfg, NULL, NULL, true, 0));
     if (!strcmp(c, "L1") || !strcmp(c, "L2") || !strcmp(c, "L1L2")) {
         const cJSON *l1 = cJSON_GetObjectItemCaseSensitive(cfg, "l1"), *l2 = cJSON_GetObjectItemCaseSensitive(cfg, "l2");
         if ((l1 && !cJSON_IsNumber(l1)) || (l2 && !cJSON_IsNumber(l2))) {
@@ -265,6 +271,8 @@ static bool inert(kx *k, const char *key, const cJSON *v)
         return true;
     if ((!strcmp(key, "dropout") || !strcmp(key, "recurrent_dropout")) && cJSON_IsNumber(v) && v->valuedouble == 0) return true;
     if (!strcmp(key, "lora_rank") && cJSON_IsNull(v)) return true;
+    /* Bidirectional's backward copy of its layer, which kdsl makes itself (going backwards) */
+    if (!strcmp(key, "backward_layer") && (cJSON_IsObject(v) || cJSON_IsNull(v))) return true;
     if (!strcmp(key, "groups") && cJSON_IsNumber(v) && v->valuedouble == 1) return true;
     /* BatchNormalization's initializers at Keras' defaults */
     static const struct { const char *key, *cls; } inits[] = {
@@ -535,9 +543,8 @@ static const char *inbound_tensor(kx *k, const cJSON *x, int *rank, bool *pendin
         problem(k, "an inbound tensor KDSL cannot read");
         return NULL;
     }
-    if (tensor->valuedouble != 0) {
-        problem(k, "reads output %.0f of layer '%s': layers with several outputs are not imported yet",
-                tensor->valuedouble, name->valuestring);
+    if (tensor->valuedouble < 0 || tensor->valuedouble > 8) {
+        problem(k, "reads output %.0f of layer '%s', which it does not have", tensor->valuedouble, name->valuestring);
         return NULL;
     }
     /* A layer called once: whatever its node index says. A model used as a layer
@@ -546,6 +553,7 @@ static const char *inbound_tensor(kx *k, const cJSON *x, int *rank, bool *pendin
      * shared layers. */
     const int *calls = kd_strmap_get(&k->calls, name->valuestring);
     const char *key = call_key(k, name->valuestring, calls && *calls == 1 ? 0 : (int)node->valuedouble);
+    if (tensor->valuedouble != 0) key = kd_format(k->a, "%s#%.0f", key, tensor->valuedouble);   /* several outputs */
     const char *v = kd_strmap_get(&k->values, key);
     const int *r = kd_strmap_get(&k->ranks, key);
     if (!v) *pending = true;
@@ -620,6 +628,21 @@ typedef struct fn_layer {
     bool named;                  /* needs name: */
     bool bad;
 } fn_layer;
+
+/* The tensors a call of a built-in layer gives: a recurrent layer's output
+ * and, with return_state, its states (h, and c for an LSTM); Bidirectional's
+ * merged output, or both with merge_mode None, then both copies' states. */
+static int layer_outputs(const char *cls, const cJSON *cfg)
+{
+    const cJSON *inner = get(get(cfg, "layer"), "config");
+    const char *icls = str(get(cfg, "layer"), "class_name");
+    bool bidi = !strcmp(cls, "Bidirectional") && icls && inner;
+    const char *rnn = bidi ? icls : cls;
+    int states = !strcmp(rnn, "LSTM") ? 2 : !strcmp(rnn, "GRU") || !strcmp(rnn, "SimpleRNN") ? 1 : 0;
+    bool rs = cJSON_IsTrue(get(bidi ? inner : cfg, "return_state"));
+    int outs = bidi && cJSON_IsNull(get(cfg, "merge_mode")) ? 2 : 1;
+    return outs + (rs ? states * (bidi ? 2 : 1) : 0);
+}
 
 static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
 {
@@ -732,11 +755,27 @@ static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
             }
             const char *v = value_name(k, shared ? kd_format(k->a, "%s_call%d", l->name, l->written) : l->name);
             bool output = listed(outs, l->name, l->ncalls == 1 ? -1 : l->written);
+            int nout = layer_outputs(l->cls, l->cfg);
+            if (nout > 1 && (shared || output)) {
+                problem(k, "a layer of %d outputs %s is not imported yet", nout, shared ? "called more than once" : "as a model output");
+                l->bad = true;
+                continue;
+            }
+            const char *key = call_key(k, l->name, l->written);
+            const char *more = "";   /* `y, y_1, y_2 = LSTM(...)`: each output a name, as return_state gives them */
+            for (int o = 1; o < nout; o++) {
+                const char *vo = value_name(k, kd_format(k->a, "%s_%d", l->name, o));
+                more = kd_format(k->a, "%s, %s", more, vo);
+                int *ro = kd_alloc(k->a, sizeof *ro);   /* a state [N, units], or Bidirectional's second output */
+                *ro = o == 1 && !strcmp(l->cls, "Bidirectional") && cJSON_IsNull(get(l->cfg, "merge_mode"))
+                          ? out_rank(l->cls, l->cfg, in_rank) : 2;
+                kd_strmap_put(k->a, &k->ranks, kd_format(k->a, "%s#%d", key, o), ro);
+                kd_strmap_put(k->a, &k->values, kd_format(k->a, "%s#%d", key, o), (void *)vo);
+            }
             if (shared) put(t, "    %s%s = %s(%s)\n", output ? "output " : "", v, l->value, in);
             else
-                put(t, "    %s%s = %s(%s)\n", output ? "output " : "", v, l->cls,
+                put(t, "    %s%s%s = %s(%s)\n", output ? "output " : "", v, more, l->cls,
                     arguments(k, l->cls, l->cfg, in, l->named ? l->name : NULL, is_trainable(l->cfg), in_rank));
-            const char *key = call_key(k, l->name, l->written);
             int *r = kd_alloc(k->a, sizeof *r);
             *r = out_rank(l->cls, l->cfg, in_rank);
             kd_strmap_put(k->a, &k->ranks, key, r);

@@ -143,6 +143,54 @@ static int tuple_size(const char *type, const char *arg)
     return n > 2 && !strcmp(type + n - 2, "1D") ? 1 : 2;
 }
 
+static cJSON *layer_config(ex *e, const kd_layer *l);
+
+/* A default as the layer table writes it ("true", "0", "tanh", "none"), as a value. */
+static kd_value *default_value(ex *e, const char *text)
+{
+    kd_value *v = kd_alloc(e->a, sizeof *v);
+    char *end;
+    double d = strtod(text, &end);
+    if (!strcmp(text, "true") || !strcmp(text, "false")) v->kind = KD_V_BOOL, v->i = !strcmp(text, "true");
+    else if (!strcmp(text, "none")) v->kind = KD_V_NONE;
+    else if (*text && !*end) v->kind = strpbrk(text, ".e") ? KD_V_FLOAT : KD_V_INT, v->f = d, v->i = (int64_t)d;
+    else v->kind = KD_V_NAME, v->s = text;
+    return v;
+}
+
+/* A wrapper's layer, Bidirectional(LSTM(8)): its call as Keras' nested
+ * {"class_name": "LSTM", "config": {...}}, every argument by name, the
+ * defaults filled in from the layer table. */
+static cJSON *wrapped_layer(ex *e, const kd_value *call)
+{
+    const kd_layer_param *params = call->kind == KD_V_CALL ? kd_builtin_layer(call->s, NULL) : NULL;
+    if (!params) {
+        problem(e, "argument 'layer' is not a built-in layer");
+        return NULL;
+    }
+    int n = 0;
+    while (params[n].name) n++;
+    const char **names = kd_alloc_array(e->a, (size_t)n + 1, sizeof *names);
+    for (int i = 0; i < n; i++) names[i] = params[i].name;
+    kd_layer inner = {.name = kd_snake_case(e->a, call->s), .type = call->s, .builtin = true, .trainable = true,
+                      .nargs = n, .arg_names = names, .args = kd_alloc_array(e->a, (size_t)n + 1, sizeof(kd_value *))};
+    for (int a = 0, pos = 0; a < call->n; a++) {
+        int at = -1;
+        if (!call->keys[a]) at = pos++;
+        for (int i = 0; call->keys[a] && i < n; i++)
+            if (!strcmp(params[i].name, call->keys[a])) at = i;
+        if (at >= 0 && at < n) inner.args[at] = call->items[a];
+        else if (!call->keys[a] || (strcmp(call->keys[a], "name") && strcmp(call->keys[a], "trainable")))
+            problem(e, "argument 'layer': %s has no argument %s", call->s, call->keys[a] ? call->keys[a] : "there");
+    }
+    for (int i = 0; i < n; i++)
+        if (!inner.args[i]) inner.args[i] = default_value(e, params[i].def ? params[i].def : "none");
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "class_name", call->s);
+    cJSON_AddItemToObject(o, "config", layer_config(e, &inner));
+    return o;
+}
+
 static cJSON *layer_config(ex *e, const kd_layer *l)
 {
     cJSON *cfg = cJSON_CreateObject();
@@ -157,7 +205,9 @@ static cJSON *layer_config(ex *e, const kd_layer *l)
         if (tuple && v->kind == KD_V_INT) {
             x = cJSON_CreateArray();
             for (int k = 0; k < tuple; k++) cJSON_AddItemToArray(x, cJSON_CreateNumber((double)v->i));
-        } else
+        } else if (!strcmp(arg, "layer") && i == 0)
+            x = wrapped_layer(e, v);
+        else
             x = json_value(e, v, arg);
         if (x) cJSON_AddItemToObject(cfg, arg, x);
     }

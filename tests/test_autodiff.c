@@ -1208,6 +1208,77 @@ START_TEST(source_simple_rnn)
 }
 END_TEST
 
+/* go_backwards with every step's output (reversed into Keras' order),
+ * return_state's final states as more outputs, dropout and
+ * recurrent_dropout (the train graph draws their masks, seed 3, step 5):
+ * gradients against finite differences of the same graph. */
+START_TEST(source_rnn_options)
+{
+    check_source_grads("model back {\n"
+                       "    input x: [4, 2]\n"
+                       "    s = SimpleRNN(3, return_sequences: true, go_backwards: true)\n"
+                       "    l = LSTM(x, 2, return_sequences: true, go_backwards: true)\n"
+                       "    g = GRU(Concatenate([s, l]), 2, return_sequences: true, go_backwards: true, reset_after: false)\n"
+                       "    output y = Dense(Flatten(g), 3, activation: softmax)\n"
+                       "}\n"
+                       "train back {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 3);
+    check_source_grads("model states {\n"
+                       "    input x: [3, 2]\n"
+                       "    s, h, c = LSTM(3, return_sequences: true, return_state: true)\n"
+                       "    o, g = GRU(s, 2, return_state: true, go_backwards: true)\n"
+                       "    r, q = SimpleRNN(x, 2, return_state: true)\n"
+                       "    output y = Dense(Concatenate([h, c, g, o, q]), 3, activation: softmax)\n"
+                       "}\n"
+                       "train states {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 2);
+    check_source_grads("model drop {\n"
+                       "    input x: [4, 3]\n"
+                       "    s = LSTM(4, return_sequences: true, dropout: 0.3, recurrent_dropout: 0.4)\n"
+                       "    a = GRU(s, 3, dropout: 0.2, recurrent_dropout: 0.5, go_backwards: true)\n"
+                       "    b = GRU(x, 2, recurrent_dropout: 0.5, reset_after: false)\n"
+                       "    c = SimpleRNN(x, 2, dropout: 0.5, recurrent_dropout: 0.5)\n"
+                       "    output y = Dense(Concatenate([a, b, c]), 3, activation: softmax)\n"
+                       "}\n"
+                       "train drop {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 3);
+    /* Bidirectional in every merge mode, with states and masks (a masked step
+     * outputs zeros there), and TimeDistributed(Dense) */
+    check_source_grads("model bidi {\n"
+                       "    input t: i32[4]\n"
+                       "    e = Embedding(5, 2, mask_zero: true)\n"
+                       "    q = Bidirectional(LSTM(2, return_sequences: true))\n"
+                       "    s, hf, hb = Bidirectional(e, GRU(2, return_state: true, reset_after: false), merge_mode: sum)\n"
+                       "    f, r = Bidirectional(q, SimpleRNN(2, return_sequences: true), merge_mode: none)\n"
+                       "    a = Bidirectional(TimeDistributed(f, Dense(3, activation: tanh)), GRU(2), merge_mode: ave)\n"
+                       "    m = Bidirectional(r, SimpleRNN(2, dropout: 0.3, recurrent_dropout: 0.3), merge_mode: mul)\n"
+                       "    output y = Dense(Concatenate([s, hf, hb, a, m]), 2, activation: softmax)\n"
+                       "}\n"
+                       "train bidi {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 2);
+    /* masks with the options: a masked step keeps the states, backwards and stacked */
+    check_source_grads("model maskopt {\n"
+                       "    input t: i32[6]\n"
+                       "    Embedding(4, 3, mask_zero: true)\n"
+                       "    s, h = GRU(3, return_sequences: true, go_backwards: true, return_state: true, dropout: 0.2)\n"
+                       "    l = LSTM(s, 2)\n"
+                       "    output y = Dense(Concatenate([l, h]), 2, activation: softmax)\n"
+                       "}\n"
+                       "train maskopt {\n"
+                       "    loss: CategoricalCrossentropy()\n"
+                       "    optimizer: SGD(learning_rate: 0.1)\n"
+                       "}\n", 2);
+}
+END_TEST
+
 /* Keras' regularizers add their penalties to the training loss: with the
  * same weights and data, the loss with them minus the loss without is
  * 0.01 sum(k^2) + 0.02 sum(|b|) + 0.001 sum(|y|) + 0.003 sum(y^2), y the
@@ -1371,6 +1442,7 @@ static Suite *autodiff_suite(void)
     tcase_add_test(t, source_keras_layers);
     tcase_add_test(t, source_embedding);
     tcase_add_test(t, source_simple_rnn);
+    tcase_add_test(t, source_rnn_options);
     tcase_add_test(t, source_linear_regression);
     suite_add_tcase(s, t);
     return s;

@@ -371,6 +371,23 @@ static const char acts_text[] =
 
 /* DepthwiseConv2D (strided 'same' with a depth multiplier; dilated), SeparableConv2D,
  * a dilated non-square Conv2D: the depthwise loop nests and the dilated kernels. */
+/* The recurrent layers' options: go_backwards with every step (a reverse
+ * after the loop), return_state, dropout masks inside and outside the loop. */
+static const char rnn_text[] =
+    "model rnn {\n"
+    "    input x: [5, 3]\n"
+    "    s, h, c = LSTM(4, return_sequences: true, go_backwards: true, return_state: true, dropout: 0.25,\n"
+    "                   recurrent_dropout: 0.4)\n"
+    "    g = GRU(s, 3, return_sequences: true, go_backwards: true, recurrent_dropout: 0.3)\n"
+    "    r = SimpleRNN(x, 2, go_backwards: true, dropout: 0.5)\n"
+    "    output y = Dense(Concatenate([h, c, r, Flatten(g)]), 3)\n"
+    "}\n"
+    "train rnn {\n"
+    "    loss: CategoricalCrossentropy(from_logits: true)\n"
+    "    optimizer: Adam(learning_rate: 0.01)\n"
+    "    batch_size: 4\n"
+    "}\n";
+
 static const char dw_text[] =
     "model dw {\n"
     "    input x: [9, 8, 3]\n"
@@ -741,12 +758,12 @@ START_TEST(mlp_target)
 }
 END_TEST
 
-/* predict of the CNN, the op mix and the depthwise model against the interpreter, f32, both compilers. */
+/* predict of the CNN, the op mix, the depthwise and the recurrent model against the interpreter, f32, both compilers. */
 START_TEST(cnn_ops_predict)
 {
     if (skip_compiler(compilers[_i % 2])) return;
     gen g;
-    gen_build(&g, "cg-cnn", _i < 2 ? cnn_text : _i < 4 ? ops_text : dw_text, NULL, compilers[_i % 2]);
+    gen_build(&g, "cg-cnn", _i < 2 ? cnn_text : _i < 4 ? ops_text : _i < 6 ? dw_text : rnn_text, NULL, compilers[_i % 2]);
     check_predict(&g, 3, 0.3, 1e-5);
     gen_free(&g);
 }
@@ -765,10 +782,11 @@ START_TEST(acts_predict)
 END_TEST
 
 /* f64 gradients: a small model with batch norm and dropout, the MLP, the CNN, the op mix,
- * the other losses, every activation (their act_grad ops, against central differences). */
+ * the other losses, every activation (their act_grad ops, against central differences),
+ * the recurrent layers' options (dropout inside the loop over time). */
 START_TEST(grad_f64)
 {
-    const char *texts[] = {small_text, mlp_text, cnn_text, ops_text, probs_text, bce_text, acts_text, dw_text};
+    const char *texts[] = {small_text, mlp_text, cnn_text, ops_text, probs_text, bce_text, acts_text, dw_text, rnn_text};
     gen g;
     kd_codegen_options o = {.f64 = true};
     gen_build(&g, "cg-grad", texts[_i], &o, "gcc");
@@ -1655,9 +1673,9 @@ static Suite *codegen_suite(void)
     tcase_add_test(t, large_arena_online);
     tcase_add_test(t, loops_structure);
     tcase_add_loop_test(t, no_passes, 0, 2);
-    tcase_add_loop_test(t, cnn_ops_predict, 0, 6);
+    tcase_add_loop_test(t, cnn_ops_predict, 0, 8);
     tcase_add_loop_test(t, acts_predict, 0, 2);
-    tcase_add_loop_test(t, grad_f64, 0, 8);
+    tcase_add_loop_test(t, grad_f64, 0, 9);
     tcase_add_loop_test(t, train_step_f64, 0, 5);
     tcase_add_loop_test(t, torch_models_match, 0, 4);
     tcase_add_test(t, init_values);

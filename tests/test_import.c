@@ -642,6 +642,83 @@ START_TEST(export_recurrent)
 }
 END_TEST
 
+/* Bidirectional and TimeDistributed: the wrapped layer as Keras' nested
+ * config (every argument, dropout and return_sequences included; the
+ * backward copy is made again on import), out and back, the same program,
+ * weights (bidirectional/forward_lstm/lstm_cell/kernel ...) and predictions. */
+START_TEST(export_wrappers)
+{
+    static const char text[] = "model w {\n    input t: i32[6]\n    Embedding(8, 3, mask_zero: true)\n"
+                               "    Bidirectional(LSTM(3, return_sequences: true, recurrent_dropout: 0.25), merge_mode: sum)\n"
+                               "    TimeDistributed(Dense(2, activation: tanh))\n"
+                               "    Bidirectional(GRU(2, reset_after: false))\n"
+                               "    output y = Dense(2)\n}\n";
+    const char *dir = tu_tmpdir("export-wrappers");
+    program_and_weights(dir, "w", text);
+    kdh_error err;
+    char *out;
+    ck_assert_int_eq(tu_kdslc_run(&out, "export %s/w.kdsl --weights %s/w.safetensors -o %s/w.h5", dir, dir, dir), 0);
+    free(out);
+    int rc = tu_kdslc_run(&out, "import %s/w.h5 -o %s/back.kdsl", dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    char *back = text_of(tu_path(dir, "back.kdsl"));
+    ck_assert_has(back, "    bidirectional = Bidirectional(embedding, LSTM(3, return_sequences: true, recurrent_dropout: 0.25), "
+                        "merge_mode: sum)\n    time_distributed = TimeDistributed(bidirectional, Dense(2, activation: tanh))\n"
+                        "    bidirectional_1 = Bidirectional(time_distributed, GRU(2, reset_after: false))\n");
+    free(back);
+    same_weights(tu_path(dir, "w.safetensors"), tu_path(dir, "back.safetensors"));
+    if (sanitizer_pass()) return;
+    kdh_tensor ids = {0};
+    ck_assert_int_eq(kdh_tensor_alloc(&ids, NULL, KDH_I32, 2, (const int64_t[]){3, 6}, &err), 0);
+    for (int i = 0; i < 18; i++) ((int32_t *)ids.data)[i] = (i * 7) % 13 == 0 ? 0 : (i * 17) % 8;
+    ck_assert_int_eq(kdh_npy_write(tu_path(dir, "ids.npy"), &ids, &err), 0);
+    kdh_tensor_free(&ids);
+    ck_assert_int_eq(tu_run(fmt("cd %s && %s predict w.kdsl --weights w.safetensors --input ids.npy > p1 && "
+                                "%s predict back.kdsl --weights back.safetensors --input ids.npy > p2 && cmp p1 p2",
+                                dir, tu_kdslc(), tu_kdslc()), &out), 0);
+    free(out);
+}
+END_TEST
+
+/* Layers of several outputs in a functional config: return_state's states
+ * and Bidirectional's merge_mode None read by tensor index ("lstm", 0, 1),
+ * imported as `lstm, lstm_1, lstm_2 = LSTM(...)`; the same predictions. */
+START_TEST(export_several_outputs)
+{
+    static const char text[] = "model st {\n    input x: [5, 3]\n"
+                               "    y, h, c = LSTM(4, return_sequences: true, return_state: true)\n"
+                               "    f, b, fh, bh = Bidirectional(y, GRU(2, return_sequences: true, return_state: true, "
+                               "reset_after: false), merge_mode: none)\n"
+                               "    s = SimpleRNN(Concatenate([f, b]), 3)\n"
+                               "    output o = Dense(Concatenate([h, c, fh, bh, s]), 2)\n}\n";
+    const char *dir = tu_tmpdir("export-outputs");
+    program_and_weights(dir, "st", text);
+    char *out;
+    ck_assert_int_eq(tu_kdslc_run(&out, "export %s/st.kdsl --weights %s/st.safetensors -o %s/st.h5", dir, dir, dir), 0);
+    free(out);
+    int rc = tu_kdslc_run(&out, "import %s/st.h5 -o %s/back.kdsl", dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    char *back = text_of(tu_path(dir, "back.kdsl"));
+    ck_assert_has(back, "    lstm, lstm_1, lstm_2 = LSTM(x, 4, return_sequences: true, return_state: true)\n");
+    ck_assert_has(back, "    concatenate_1 = Concatenate([lstm_1, lstm_2, bidirectional_2, bidirectional_3, simple_rnn])\n");
+    free(back);
+    same_weights(tu_path(dir, "st.safetensors"), tu_path(dir, "back.safetensors"));
+    if (sanitizer_pass()) return;
+    kdh_error err;
+    kdh_tensor x = {0};
+    ck_assert_int_eq(kdh_tensor_alloc(&x, NULL, KDH_F32, 3, (const int64_t[]){2, 5, 3}, &err), 0);
+    for (int i = 0; i < 30; i++) ((float *)x.data)[i] = (float)cos(0.37 * i);
+    ck_assert_int_eq(kdh_npy_write(tu_path(dir, "x.npy"), &x, &err), 0);
+    kdh_tensor_free(&x);
+    ck_assert_int_eq(tu_run(fmt("cd %s && %s predict st.kdsl --weights st.safetensors --input x.npy > p1 && "
+                                "%s predict back.kdsl --weights back.safetensors --input x.npy > p2 && cmp p1 p2",
+                                dir, tu_kdslc(), tu_kdslc()), &out), 0);
+    free(out);
+}
+END_TEST
+
 /* What has no Keras config is an error at its line; nothing is written. */
 START_TEST(export_refuses)
 {
@@ -690,6 +767,8 @@ int main(void)
     tcase_add_test(t, export_round_trip);
     tcase_add_test(t, export_layer_kinds);
     tcase_add_test(t, export_recurrent);
+    tcase_add_test(t, export_wrappers);
+    tcase_add_test(t, export_several_outputs);
     tcase_add_test(t, export_refuses);
     suite_add_tcase(s, t);
     return tu_run_suite(s);

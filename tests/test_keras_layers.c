@@ -14,7 +14,8 @@
 static const char *const cases[] = {"conv1d", "conv1d_padding", "image_axes", "merges", "batchnorm_axis", "dot_vectors",
                                     "dot_sequences", "activation_layers", "depthwise", "separable", "conv_dilation",
                                     "upsampling_bilinear", "conv_transpose", "embedding", "embedding_grid",
-                                    "simple_rnn", "simple_rnn_tokens", "simple_rnn_masked", "lstm", "lstm_masked", "gru"};
+                                    "simple_rnn", "simple_rnn_tokens", "simple_rnn_masked", "lstm", "lstm_masked", "gru",
+                                    "rnn_backwards", "rnn_states", "bidirectional", "bidirectional_masked"};
 #define NCASES ((int)(sizeof cases / sizeof *cases))
 
 static const char *fixture(const char *name, const char *suffix)

@@ -264,6 +264,30 @@ START_TEST(test_assign_expr_output)
 }
 END_TEST
 
+/* `y, h, c = LSTM(...)`: one assignment of several names; a plain one has none. */
+START_TEST(test_assign_several_names)
+{
+    parsed *P = parse_ok("model m {\n"
+                         "  y, h, c = LSTM(x, 4, return_state: true)\n"
+                         "  a,b = f\n"
+                         "  z = y\n"
+                         "}");
+    const ast_body *b = &item(P, 0)->body;
+    ck_assert_int_eq(b->nstmts, 3);
+    ck_assert_int_eq(stmt(b, 0)->kind, STMT_ASSIGN);
+    ck_assert_int_eq(stmt(b, 0)->nnames, 3);
+    ck_assert_str_eq(stmt(b, 0)->name, "y");
+    ck_assert_str_eq(stmt(b, 0)->names[1], "h");
+    ck_assert_str_eq(stmt(b, 0)->names[2], "c");
+    ck_assert_str_eq(stmt(b, 0)->expr->name, "LSTM");
+    ck_assert_int_eq(stmt(b, 1)->nnames, 2);
+    ck_assert_str_eq(stmt(b, 1)->names[1], "b");
+    expect_name(stmt(b, 1)->expr, "f");
+    ck_assert_int_eq(stmt(b, 2)->nnames, 0);
+    done(P);
+}
+END_TEST
+
 START_TEST(test_repeat_and_shared)
 {
     parsed *P = parse_ok("model m {\n"
@@ -933,6 +957,7 @@ static Suite *parser_suite(void)
     tcase_add_test(forms, test_train_settings);
     tcase_add_test(forms, test_input);
     tcase_add_test(forms, test_assign_expr_output);
+    tcase_add_test(forms, test_assign_several_names);
     tcase_add_test(forms, test_repeat_and_shared);
     tcase_add_test(forms, test_weight_and_state);
     tcase_add_test(forms, test_if_training);

@@ -110,6 +110,59 @@ START_TEST(shared_layer_two_inputs_two_outputs)
 }
 END_TEST
 
+/* The recurrent layers' several outputs and wrappers, as Keras counts and
+ * names them: return_state's [output, h, c] (the summary prints every
+ * shape, Keras' "[(None, 5, 4), (None, 4), (None, 4)]"), tensors named
+ * lstm[0][1] in "Connected to", Bidirectional's forward_ and backward_
+ * copies (the wrapped layer takes a name of its own: the next LSTM is
+ * lstm_2), TimeDistributed's weights under its own name. Parameter counts
+ * from Keras 3: Bidirectional(LSTM(4)) over 3 features 2 x 4 (4 (3 + 4 + 1))
+ * = 256, TimeDistributed(Dense(2)) over 8 features 18. */
+START_TEST(recurrent_outputs_and_wrappers)
+{
+    checked c;
+    check_text(&c,
+               "model r {\n"
+               "    input x: [5, 3]\n"
+               "    y, h, c = LSTM(4, return_sequences: true, return_state: true)\n"
+               "    b = Bidirectional(x, LSTM(4, return_sequences: true))\n"
+               "    t = TimeDistributed(b, Dense(2))\n"
+               "    l = LSTM(t, 3)\n"
+               "    output Concatenate([h, c, l])\n"
+               "}\n", NULL);
+    ASSERT_OK(&c);
+    const kd_model *m = c.s.model;
+    const kd_layer *lstm = row(m, "lstm");
+    char buf[64];
+    ck_assert_int_eq(lstm->nout_list, 3);
+    ck_assert_str_eq(ir_shape_keras(&lstm->out_list[0], buf, sizeof buf), "(None, 5, 4)");
+    ck_assert_str_eq(ir_shape_keras(&lstm->out_list[2], buf, sizeof buf), "(None, 4)");
+    assert_shape(row(m, "bidirectional"), "(None, 5, 8)");
+    ck_assert_int_eq(row(m, "bidirectional")->trainable_params, 256);
+    assert_shape(row(m, "time_distributed"), "(None, 5, 2)");
+    ck_assert_int_eq(row(m, "time_distributed")->trainable_params, 18);
+    ck_assert_int_eq(row(m, "lstm_2")->trainable_params, 4 * 3 * (2 + 3 + 1));
+    const kd_layer *cat = row(m, "concatenate");
+    ck_assert_int_eq(cat->inbound.len, 3);
+    ck_assert_str_eq(cat->inbound.items[0], "lstm[0][1]");
+    ck_assert_str_eq(cat->inbound.items[1], "lstm[0][2]");
+    ck_assert_str_eq(((kd_var *)m->vars.items[3])->name, "bidirectional/forward_lstm_1/lstm_cell/kernel");
+    ck_assert_str_eq(((kd_var *)m->vars.items[6])->name, "bidirectional/backward_lstm_1/lstm_cell/kernel");
+    ck_assert_str_eq(((kd_var *)m->vars.items[9])->name, "time_distributed/kernel");
+    done(&c);
+    /* shared wrappers: one set of weights for both calls (Keras 3: 12 and 2 x 42) */
+    check_text(&c,
+               "model s {\n    input a: [5, 3]\n    input b: [5, 3]\n"
+               "    shared bi = Bidirectional(GRU(2))\n    shared td = TimeDistributed(Dense(3))\n"
+               "    output y = Concatenate([bi(td(a)), bi(td(b))])\n}\n", NULL);
+    ASSERT_OK(&c);
+    assert_params(c.s.model, 96, 96, 0);
+    ck_assert_int_eq(c.s.model->vars.len, 8);
+    ck_assert_int_eq(row(c.s.model, "bidirectional")->inbound.len, 2);
+    done(&c);
+}
+END_TEST
+
 static const char *custom_norm =
     "layer Norm(momentum: 0.9) {\n"
     "    input x: [n]\n"
@@ -567,6 +620,7 @@ int main(void)
     TCase *t = tcase_create("programs");
     tcase_add_test(t, residual_merge);
     tcase_add_test(t, shared_layer_two_inputs_two_outputs);
+    tcase_add_test(t, recurrent_outputs_and_wrappers);
     tcase_add_test(t, custom_layer_with_state_and_if_training);
     tcase_add_test(t, blocks_inside_repeat);
     tcase_add_test(t, batchnorm_strides_same_padding);

@@ -153,6 +153,12 @@ END_TEST
 START_TEST(sgd_step_cnn) { steps_match_torch("sgd_cnn", "--learning-rate 1 --epochs 1", "step"); }
 END_TEST
 
+/* Token ids through an Embedding, an LSTM and a GRU (PyTorch's gate orders
+ * mapped to Keras'), one SGD step: the scatter-add, both loops over time
+ * backwards (BPTT) and the summed recurrent gradients against PyTorch. */
+START_TEST(sgd_step_lstm) { steps_match_torch("sgd_lstm", "--learning-rate 1 --epochs 1", "step"); }
+END_TEST
+
 /* Three Adam steps (the optimizer given on the command line overrides the
  * train block's SGD), against Keras' update rule computed with PyTorch. */
 START_TEST(adam_steps_mlp) { steps_match_torch("sgd_mlp", "--optimizer adam --learning-rate 0.01 --epochs 3", "adam3"); }
@@ -1535,6 +1541,7 @@ int main(void)
     tcase_set_timeout(run, 600);
     tcase_add_test(run, sgd_step_mlp);
     tcase_add_test(run, sgd_step_cnn);
+    tcase_add_test(run, sgd_step_lstm);
     tcase_add_test(run, adam_steps_mlp);
     tcase_add_test(run, cosine_schedule_steps_mlp);
     tcase_add_test(run, evaluate_and_predict);

@@ -400,6 +400,30 @@ START_TEST(pad)
 }
 END_TEST
 
+/* reverse along a sample axis (go_backwards' outputs in Keras' order):
+ * y[b, t, j] = x[b, T - 1 - t, j] exactly, and its vjp is itself. */
+START_TEST(reverse)
+{
+    gc_ctx c;
+    gc_init(&c, 2);
+    ir_node *x = gc_input(&c, 2, D(4, 3), GC_UNIFORM, -1, 1);
+    ir_attrs a = {0};
+    a.axis = 1;
+    ir_node *y = ir_make(&c.b, IR_REVERSE, 1, &x, &a);
+    ir_values *v = gc_run(&c);
+    const double *xv = gc_data(&c, x), *yv = ir_value(v, y);
+    for (int b = 0; b < 2; b++)
+        for (int t = 0; t < 4; t++)
+            for (int j = 0; j < 3; j++) ck_assert(yv[(b * 4 + t) * 3 + j] == xv[(b * 4 + 3 - t) * 3 + j]);
+    ir_values_free(v);
+    expect_grads(&c, y, 1, &x);
+    ck_assert_int_eq(gc_count_op(c.g, IR_REVERSE), 2);
+    a.axis = 0;   /* not the batch */
+    ck_assert_ptr_null(ir_make(&c.b, IR_REVERSE, 1, &x, &a));
+    gc_free(&c);
+}
+END_TEST
+
 /* ---- nn ------------------------------------------------------------------ */
 
 START_TEST(softmax)
@@ -816,6 +840,7 @@ static Suite *vjp_suite(void)
     tcase_add_test(t, concat);
     tcase_add_test(t, slice);
     tcase_add_test(t, pad);
+    tcase_add_test(t, reverse);
     suite_add_tcase(s, t);
     t = tcase_create("nn");
     tcase_add_loop_test(t, softmax, 0, 4);

@@ -1,5 +1,6 @@
 /* layout.c — ops that move elements without computing: reshape, transpose,
- * concat, slice, pad. Each one's vjp is another's inverse. */
+ * concat, slice, pad, reverse. Each one's vjp is another's inverse (a
+ * reverse's is itself). */
 #include "ops.h"
 #include "../interp.h"
 
@@ -102,6 +103,16 @@ static bool shape_pad(ir_builder *b, ir_node *n)
     return true;
 }
 
+static bool shape_reverse(ir_builder *b, ir_node *n)
+{
+    const ir_shape *x = &n->in[0]->shape;
+    char s1[96];
+    if (n->attr.axis < 0 || n->attr.axis >= x->rank || (x->batched && n->attr.axis == 0))
+        return ops_fail(b, n, "axis %d is not a sample axis of %s", n->attr.axis, ops_sh(x, s1));
+    n->shape = *x;
+    return true;
+}
+
 /* Row-major strides of concrete dims. */
 static void strides_of(int rank, const int64_t *dims, int64_t *st)
 {
@@ -174,6 +185,20 @@ static void eval_pad(const ir_eval_ctx *c, const ir_node *n)
     for (int64_t i = 0, e = ir_eval_count(c, &n->in[0]->shape); i < e; i++) y[base + ir_eval_offset(rank, xd, st, i)] = x[i];
 }
 
+static void eval_reverse(const ir_eval_ctx *c, const ir_node *n)
+{
+    int64_t xd[IR_MAX_RANK];
+    int rank = ir_eval_dims(c, &n->shape, xd), axis = n->attr.axis;
+    int64_t outer = 1, inner = 1, len = xd[axis];
+    for (int i = 0; i < axis; i++) outer *= xd[i];
+    for (int i = axis + 1; i < rank; i++) inner *= xd[i];
+    const double *x = ir_eval_in(c, n, 0);
+    double *y = ir_eval_out(c, n);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < len; i++)
+            memcpy(y + (o * len + i) * inner, x + (o * len + len - 1 - i) * inner, (size_t)inner * sizeof(double));
+}
+
 static void vjp_reshape(ir_builder *b, ir_node *n, ir_node *dy, const bool *want, ir_node **g)
 {
     (void)want;
@@ -225,6 +250,12 @@ static void vjp_pad(ir_builder *b, ir_node *n, ir_node *dy, const bool *want, ir
     g[0] = slice(b, dy, n->attr.pad_lo, &n->in[0]->shape);
 }
 
+static void vjp_reverse(ir_builder *b, ir_node *n, ir_node *dy, const bool *want, ir_node **g)
+{
+    (void)want;
+    g[0] = ir_make(b, IR_REVERSE, 1, &dy, &n->attr);
+}
+
 const ir_op_info ir_op_reshape = {.name = "reshape", .arity = 1, .attrs = IR_ATTR_SHAPE,
                                   .shape = shape_reshape, .vjp = vjp_reshape, .eval = eval_reshape};
 const ir_op_info ir_op_transpose = {.name = "transpose", .arity = 1, .attrs = IR_ATTR_PERM,
@@ -235,3 +266,5 @@ const ir_op_info ir_op_slice = {.name = "slice", .arity = 1, .attrs = IR_ATTR_SL
                                 .shape = shape_slice, .vjp = vjp_slice, .eval = eval_slice};
 const ir_op_info ir_op_pad = {.name = "pad", .arity = 1, .attrs = IR_ATTR_PAD,
                               .shape = shape_pad, .vjp = vjp_pad, .eval = eval_pad};
+const ir_op_info ir_op_reverse = {.name = "reverse", .arity = 1, .attrs = IR_ATTR_AXIS,
+                                  .shape = shape_reverse, .vjp = vjp_reverse, .eval = eval_reverse};

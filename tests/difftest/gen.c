@@ -609,7 +609,9 @@ static void embed_tokens(gen *g, uint64_t seed)
 /* A loop over time: in about one program in five (another stream of its
  * own), the first statement runs a SimpleRNN, LSTM or GRU over a sequence ([T, F]: input
  * 0, made one, or token embeddings), with or without every step's state,
- * one way or the other over time. */
+ * one way or the other over time (backwards with every step: the outputs
+ * reversed into Keras' order), with or without dropout, or both ways in a
+ * Bidirectional. */
 static void recurrent(gen *g, uint64_t seed)
 {
     uint64_t h = kdk_mix64(seed ^ 0x726e6e73ULL);
@@ -622,13 +624,20 @@ static void recurrent(gen *g, uint64_t seed)
     }
     if (p->val[x].rank != 2) return;
     int units = 1 + (int)((h >> 8) % 5);
-    bool seqs = (h >> 16) & 1, back = !seqs && ((h >> 17) & 1);
-    dt_shape s = seqs ? (dt_shape){2, {p->val[x].d[0], units}} : shape1(units);
+    bool seqs = (h >> 16) & 1, back = (h >> 17) & 1, bidi = ((h >> 44) & 3) == 0, concat = (h >> 46) & 1;
+    static const char *const drops[] = {"", "", ", dropout: 0.25", ", recurrent_dropout: 0.3"};
+    const char *drop = drops[(h >> 48) % 4];
     static const char *const acts[] = {"", ", activation: relu", ", activation: sigmoid", ", use_bias: false"};
     static const char *const cells[] = {"SimpleRNN", "LSTM", "GRU", "GRU"};
-    int cell = (int)((h >> 40) % 4);
-    define(g, s, 1, -1, -1, 1, &x, "%s($0, %d%s%s%s%s)", cells[cell], units, seqs ? ", return_sequences: true" : "",
-           back ? ", go_backwards: true" : "", acts[(h >> 20) % 4], cell == 3 ? ", reset_after: false" : "");
+    int cell = (int)((h >> 40) % 4), width = bidi && concat ? 2 * units : units;
+    dt_shape s = seqs ? (dt_shape){2, {p->val[x].d[0], width}} : shape1(width);
+    if (bidi)   /* both ways over time, merged (Bidirectional's layer goes forwards) */
+        define(g, s, 1, -1, -1, 1, &x, "Bidirectional($0, %s(%d%s%s%s%s), merge_mode: %s)", cells[cell], units,
+               seqs ? ", return_sequences: true" : "", acts[(h >> 20) % 4], cell == 3 ? ", reset_after: false" : "",
+               drop, concat ? "concat" : "sum");
+    else
+        define(g, s, 1, -1, -1, 1, &x, "%s($0, %d%s%s%s%s%s)", cells[cell], units, seqs ? ", return_sequences: true" : "",
+               back ? ", go_backwards: true" : "", acts[(h >> 20) % 4], cell == 3 ? ", reset_after: false" : "", drop);
 }
 
 void dt_generate(dt_program *p, uint64_t seed, int size)
