@@ -2,7 +2,8 @@
 #include "gradcheck.h"
 #include "autodiff.h"
 
-#include <check.h>
+#include "testutil.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -7,6 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Check's ck_assert_msg (which every ck_assert_* expands to) marks each
+ * passing assertion with a write to the parent process (_mark_point), so a
+ * test asserting every element of a tensor made a million system calls.
+ * Here a passing assertion marks nothing: a crash is reported at the test's
+ * last mark_point() (the sanitizers print its stack), a failure as before. */
+#undef ck_assert_msg
+#define ck_assert_msg(expr, ...) \
+    ((expr) ? (void)0 : _ck_assert_failed(__FILE__, __LINE__, "Assertion '" #expr "' failed", ##__VA_ARGS__))
+
 /* Paths from the environment meson sets (KDSL_SOURCE_ROOT, KDSL_BUILD_ROOT, KDSLC). */
 const char *tu_source_root(void);
 const char *tu_build_root(void);
