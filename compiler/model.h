@@ -42,11 +42,15 @@ typedef struct kd_layer {
     kd_value **args;
     bool builtin, trainable;
     int ncalls;            /* >1: a shared layer */
-    /* The block calls it was made in, outermost first, '/'-separated: each
-     * call's name ("separable_3/conv_bn_5", or the call's name: argument)
-     * and the blocks' names ("separable/conv_bn"); NULL outside blocks */
-    const char *block_calls, *block_names;
+    const struct kd_block_call *block_call;   /* the block call it was made in; NULL outside blocks */
 } kd_layer;
+
+/* A call of a block (kdslc plot draws each as a cluster of its layers). */
+typedef struct kd_block_call {
+    const char *name;                 /* its name: argument, else the block's numbered per model (conv_bn_5) */
+    const char *block;                /* the block called (conv_bn) */
+    const struct kd_block_call *up;   /* the block call it was made in; NULL at the model's own level */
+} kd_block_call;
 
 /* The losses: runtime/host/losses.h's rows (the host computes them for
  * evaluate), numbered from 1 here: LOSS_X is KDH_LOSS_X + 1. */

@@ -698,17 +698,13 @@ static sv *default_value(sema *S, kd_instance *inst, const char *def, kd_loc loc
     return v;
 }
 
-/* The block calls in force, outermost first ("separable_3/conv_bn_5") and
- * the blocks called ("separable/conv_bn"), up to the layer or model being
- * elaborated; NULL, NULL outside blocks. */
-static void block_calls(sema *S, const char **calls, const char **names)
+/* The innermost block call in force, up to the layer or model being
+ * elaborated; NULL outside blocks. */
+static kd_block_call *current_block_call(sema *S)
 {
-    *calls = *names = NULL;
-    for (sema_frame *f = S->frame; f && !f->inst; f = f->up) {
-        if (!f->block_call) continue;
-        *calls = *calls ? kd_format(S->a, "%s/%s", f->block_call, *calls) : f->block_call;
-        *names = *names ? kd_format(S->a, "%s/%s", f->item->name, *names) : f->item->name;
-    }
+    for (sema_frame *f = S->frame; f && !f->inst; f = f->up)
+        if (f->block_call) return f->block_call;
+    return NULL;
 }
 
 static kd_layer *new_row(sema *S, const char *name, const char *type, kd_loc loc)
@@ -719,7 +715,7 @@ static kd_layer *new_row(sema *S, const char *name, const char *type, kd_loc loc
     row->name = name;
     row->type = type;
     row->loc = loc;
-    block_calls(S, &row->block_calls, &row->block_names);
+    row->block_call = current_block_call(S);
     kd_vec_push(S->a, S->layers, row);
     return row;
 }
@@ -1115,8 +1111,11 @@ static sv *call_block(sema *S, const ast_item *item, const ast_expr *call)
     sema_scope scope = {0};
     sema_frame frame = {.item = item, .up = S->frame};
     if (ca.name) frame.block_prefix = kd_format(S->a, "%s%s_", block_prefix(S), ca.name);
+    frame.block_call = kd_alloc(S->a, sizeof *frame.block_call);
+    frame.block_call->block = item->name;
+    frame.block_call->up = current_block_call(S);
     /* numbered apart from the layers' names ("\001" cannot start one) */
-    frame.block_call = ca.name ? ca.name : sema_instance_name(S, kd_format(S->a, "\001%s", item->name)) + 1;
+    frame.block_call->name = ca.name ? ca.name : sema_instance_name(S, kd_format(S->a, "\001%s", item->name)) + 1;
     sema_scope *saved_scope = S->scope;
     sema_frame *saved_frame = S->frame;
     sv *saved_prev = S->prev;

@@ -64,8 +64,7 @@ typedef struct sema_frame {       /* the user layer, block or model being elabor
     const ast_item *item;
     kd_instance *inst;            /* user layer / nested model instance, or NULL for blocks */
     const char *block_prefix;     /* name prefix for layers made inside a named block call */
-    const char *block_call;       /* a block call's name: its name: argument, else the block's
-                                   * name numbered per model (conv_bn, conv_bn_1 ...) */
+    kd_block_call *block_call;    /* a block call: its name and the call it was made in */
     struct sema_frame *up;
 } sema_frame;
 

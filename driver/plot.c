@@ -172,42 +172,39 @@ static void targets(const dot_ctx *c, const kd_model *m, const char *prefix, con
             kd_vec_push(c->a, ids, kd_format(c->a, "%s%s", p, inner->input_names[i]));
 }
 
-/* The block-call clusters open while m's boxes are written: `open` of the
- * layer's block calls ("separable_3/conv_bn_5") are open, as subgraphs. */
+/* The block-call clusters open while m's boxes are written, outermost
+ * first. */
 typedef struct block_clusters {
-    const char *calls[MAX_NESTING * 4];
-    int open;
+    const kd_block_call *open[MAX_NESTING * 4];
+    int nopen;
 } block_clusters;
 
-/* The n-th '/'-separated part of path. */
-static const char *path_part(kd_arena *a, const char *path, int n)
-{
-    for (; n > 0 && path; n--) path = strchr(path, '/') ? strchr(path, '/') + 1 : NULL;
-    return path ? kd_format(a, "%.*s", (int)strcspn(path, "/"), path) : NULL;
-}
-
-/* Closes and opens clusters so that exactly l's block calls are open: a
- * block call is a cluster labelled `conv_bn_5 (conv_bn)`, as Keras draws a
- * nested model, holding the boxes its layers made. */
+/* Closes and opens clusters so that exactly l's block calls are open (the
+ * outermost MAX_NESTING * 4 of them): a block call is a dashed cluster
+ * labelled `conv_bn_5: conv_bn`, as Keras labels a nested model, holding
+ * the boxes its layers made. */
 static void enter_blocks(const dot_ctx *c, block_clusters *b, const kd_layer *l, const char *prefix, int depth)
 {
-    int want = 0;
-    const char *calls[MAX_NESTING * 4] = {0};
-    for (const char *part; want < MAX_NESTING * 4 && (part = path_part(c->a, l ? l->block_calls : NULL, want));)
-        calls[want++] = part;
+    enum { MAX_OPEN = MAX_NESTING * 4 };
+    const kd_block_call *chain[MAX_OPEN];
+    int want = 0, all = 0;
+    for (const kd_block_call *k = l ? l->block_call : NULL; k; k = k->up) all++;
+    for (const kd_block_call *k = l ? l->block_call : NULL; k; k = k->up, all--)
+        if (all <= MAX_OPEN) chain[all - 1] = k, want = want > all ? want : all;
     int keep = 0;
-    while (keep < b->open && keep < want && !strcmp(b->calls[keep], calls[keep])) keep++;
-    for (; b->open > keep; b->open--) fprintf(c->out, "%*s}\n", 2 * (depth + b->open), "");
-    for (; b->open < want; b->open++) {
-        const char *indent = kd_format(c->a, "%*s", 2 * (depth + b->open + 1), ""), *id = "";
-        for (int i = 0; i <= b->open; i++) id = kd_format(c->a, "%s/%s", id, calls[i] ? calls[i] : "");
+    while (keep < b->nopen && keep < want && b->open[keep] == chain[keep]) keep++;
+    for (; b->nopen > keep; b->nopen--) fprintf(c->out, "%*s}\n", 2 * (depth + b->nopen), "");
+    for (; b->nopen < want; b->nopen++) {
+        const kd_block_call *k = chain[b->nopen];
+        const char *indent = kd_format(c->a, "%*s", 2 * (depth + b->nopen + 1), "");
         fprintf(c->out, "%ssubgraph ", indent);
+        const char *id = "";
+        for (int i = 0; i <= b->nopen; i++) id = kd_format(c->a, "%s/%s", id, chain[i]->name);
         put_quoted(c->out, kd_format(c->a, "cluster_%sblock%s", prefix, id));
         fprintf(c->out, " {\n%s  style=dashed; label=", indent);
-        const char *block = path_part(c->a, l->block_names, b->open);
-        put_quoted(c->out, kd_format(c->a, "%s: %s", calls[b->open] ? calls[b->open] : "", block ? block : ""));
+        put_quoted(c->out, kd_format(c->a, "%s: %s", k->name, k->block));
         fputs(";\n", c->out);
-        b->calls[b->open] = calls[b->open];
+        b->open[b->nopen] = k;
     }
 }
 
@@ -215,7 +212,7 @@ static void enter_blocks(const dot_ctx *c, block_clusters *b, const kd_layer *l,
 static void put_model(const dot_ctx *c, const kd_model *m, const char *prefix, int depth)
 {
     const char *indent = kd_format(c->a, "%*s", 2 * (depth + 1), "");
-    block_clusters blocks = {0};
+    block_clusters blocks = {{0}, 0};
     for (int i = 0; i < m->ninputs; i++) {
         char s[128];
         const char *shape = kd_format(c->a, "[%s]", ir_shape_keras(&m->input_shapes[i], s, sizeof s));
@@ -226,7 +223,7 @@ static void put_model(const dot_ctx *c, const kd_model *m, const char *prefix, i
         const kd_layer *l = m->layers.items[i];
         const kd_model *inner = nested(c, m, l, depth);
         enter_blocks(c, &blocks, l, prefix, depth);
-        indent = kd_format(c->a, "%*s", 2 * (depth + blocks.open + 1), "");
+        indent = kd_format(c->a, "%*s", 2 * (depth + blocks.nopen + 1), "");
         if (inner) {
             const char *p = kd_format(c->a, "%s%s/", prefix, l->name);
             fprintf(c->out, "%ssubgraph ", indent);
