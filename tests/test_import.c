@@ -607,6 +607,38 @@ START_TEST(export_layer_kinds)
 }
 END_TEST
 
+
+/* DIR/NAME.kdsl with NAME.safetensors exported as NAME.h5 and imported
+ * back as back.kdsl and back.safetensors; the text of back.kdsl. */
+static char *exported_and_back(const char *dir, const char *name)
+{
+    char *out;
+    ck_assert_int_eq(tu_kdslc_run(&out, "export %s/%s.kdsl --weights %s/%s.safetensors -o %s/%s.h5", dir, name, dir,
+                                  name, dir, name), 0);
+    free(out);
+    int rc = tu_kdslc_run(&out, "import %s/%s.h5 -o %s/back.kdsl", dir, name, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    return text_of(tu_path(dir, "back.kdsl"));
+}
+
+/* DIR/NAME.kdsl with NAME.safetensors and DIR/back.kdsl with
+ * back.safetensors predict the same bytes on three rows of `steps` token
+ * ids below `vocab`, some of them 0 (padding for mask_zero). */
+static void same_token_predictions(const char *dir, const char *name, int steps, int vocab)
+{
+    kdh_error err;
+    kdh_tensor ids = {0};
+    ck_assert_int_eq(kdh_tensor_alloc(&ids, NULL, KDH_I32, 2, (const int64_t[]){3, steps}, &err), 0);
+    for (int i = 0; i < 3 * steps; i++) ((int32_t *)ids.data)[i] = (i * 7) % 13 == 0 ? 0 : (i * 17) % vocab;
+    ck_assert_int_eq(kdh_npy_write(tu_path(dir, "ids.npy"), &ids, &err), 0);
+    kdh_tensor_free(&ids);
+    char *out;
+    ck_assert_int_eq(tu_run(fmt("cd %s && %s predict %s.kdsl --weights %s.safetensors --input ids.npy > p1 && "
+                                "%s predict back.kdsl --weights back.safetensors --input ids.npy > p2 && cmp p1 p2",
+                                dir, tu_kdslc(), name, name, tu_kdslc()), &out), 0);
+    free(out);
+}
 /* Token ids, an Embedding with its mask, LSTM and GRU: out to Keras' layout
  * and back, the same program, weights and predictions. */
 START_TEST(export_recurrent)
@@ -617,28 +649,13 @@ START_TEST(export_recurrent)
                                "    output y = Dense(3, activation: softmax)\n}\n";
     const char *dir = tu_tmpdir("export-rnn");
     program_and_weights(dir, "r", text);
-    kdh_error err;
-    char *out;
-    ck_assert_int_eq(tu_kdslc_run(&out, "export %s/r.kdsl --weights %s/r.safetensors -o %s/r.h5", dir, dir, dir), 0);
-    free(out);
-    int rc = tu_kdslc_run(&out, "import %s/r.h5 -o %s/back.kdsl", dir, dir);
-    ck_assert_msg(rc == 0, "%s", out);
-    free(out);
-    char *back = text_of(tu_path(dir, "back.kdsl"));
+    char *back = exported_and_back(dir, "r");
     ck_assert_has(back, "    input tokens: i32[12]\n");
     ck_assert_has(back, "    lstm = LSTM(embedding, 6, return_sequences: true)\n    gru = GRU(lstm, 5, reset_after: false)\n");
     free(back);
     same_weights(tu_path(dir, "r.safetensors"), tu_path(dir, "back.safetensors"));
     if (sanitizer_pass()) return;
-    kdh_tensor ids = {0};
-    ck_assert_int_eq(kdh_tensor_alloc(&ids, NULL, KDH_I32, 2, (const int64_t[]){3, 12}, &err), 0);
-    for (int i = 0; i < 36; i++) ((int32_t *)ids.data)[i] = (i * 7) % 13 == 0 ? 0 : (i * 17) % 50;
-    ck_assert_int_eq(kdh_npy_write(tu_path(dir, "ids.npy"), &ids, &err), 0);
-    kdh_tensor_free(&ids);
-    ck_assert_int_eq(tu_run(fmt("cd %s && %s predict r.kdsl --weights r.safetensors --input ids.npy > p1 && "
-                                "%s predict back.kdsl --weights back.safetensors --input ids.npy > p2 && cmp p1 p2",
-                                dir, tu_kdslc(), tu_kdslc()), &out), 0);
-    free(out);
+    same_token_predictions(dir, "r", 12, 50);
 }
 END_TEST
 
@@ -655,29 +672,14 @@ START_TEST(export_wrappers)
                                "    output y = Dense(2)\n}\n";
     const char *dir = tu_tmpdir("export-wrappers");
     program_and_weights(dir, "w", text);
-    kdh_error err;
-    char *out;
-    ck_assert_int_eq(tu_kdslc_run(&out, "export %s/w.kdsl --weights %s/w.safetensors -o %s/w.h5", dir, dir, dir), 0);
-    free(out);
-    int rc = tu_kdslc_run(&out, "import %s/w.h5 -o %s/back.kdsl", dir, dir);
-    ck_assert_msg(rc == 0, "%s", out);
-    free(out);
-    char *back = text_of(tu_path(dir, "back.kdsl"));
+    char *back = exported_and_back(dir, "w");
     ck_assert_has(back, "    bidirectional = Bidirectional(embedding, LSTM(3, return_sequences: true, recurrent_dropout: 0.25), "
                         "merge_mode: sum)\n    time_distributed = TimeDistributed(bidirectional, Dense(2, activation: tanh))\n"
                         "    bidirectional_1 = Bidirectional(time_distributed, GRU(2, reset_after: false))\n");
     free(back);
     same_weights(tu_path(dir, "w.safetensors"), tu_path(dir, "back.safetensors"));
     if (sanitizer_pass()) return;
-    kdh_tensor ids = {0};
-    ck_assert_int_eq(kdh_tensor_alloc(&ids, NULL, KDH_I32, 2, (const int64_t[]){3, 6}, &err), 0);
-    for (int i = 0; i < 18; i++) ((int32_t *)ids.data)[i] = (i * 7) % 13 == 0 ? 0 : (i * 17) % 8;
-    ck_assert_int_eq(kdh_npy_write(tu_path(dir, "ids.npy"), &ids, &err), 0);
-    kdh_tensor_free(&ids);
-    ck_assert_int_eq(tu_run(fmt("cd %s && %s predict w.kdsl --weights w.safetensors --input ids.npy > p1 && "
-                                "%s predict back.kdsl --weights back.safetensors --input ids.npy > p2 && cmp p1 p2",
-                                dir, tu_kdslc(), tu_kdslc()), &out), 0);
-    free(out);
+    same_token_predictions(dir, "w", 6, 8);
 }
 END_TEST
 
