@@ -109,6 +109,10 @@ lp_func *kd_lower_graph(lp_program *p, lp_func_kind kind, const ir_graph *g, con
 void kd_arena_plan(const lp_program *p, lp_func *f);
 
 #define KD_ARENA_ALIGN 64   /* bytes: every arena buffer starts on a cache line */
+/* bytes: what model.h asks of the caller's arena (<M>_ARENA_ALIGN), as it
+ * always has: what malloc gives; the code reads the arena with unaligned
+ * vector loads (runtime/isa_vectors.h), so alignment is for speed only */
+#define KD_ARENA_CALLER_ALIGN 16
 
 /* ---- thread planning (thread_plan.c) ------------------------------------------------ */
 
