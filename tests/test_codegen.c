@@ -572,8 +572,16 @@ START_TEST(mlp_arena)
     char hpath[4300];
     snprintf(hpath, sizeof hpath, "%s/mlp.h", g.dir);
     char *h = read_text(hpath);
-    ck_assert_ptr_nonnull(strstr(h, "#define MLP_ARENA_SIZE 409664\n"));
-    ck_assert_ptr_nonnull(strstr(h, "#define MLP_PARAMS_SIZE 244522\n"));
+    ck_assert_ptr_nonnull(strstr(h, "#define MLP_ARENA_BYTES 409664\n"));
+    ck_assert_ptr_nonnull(strstr(h, "#define MLP_ARENA_SIZE MLP_ARENA_BYTES "));
+    ck_assert_ptr_nonnull(strstr(h, "#define MLP_ARENA_ALIGN 16 "));
+    ck_assert_ptr_nonnull(strstr(h, "#define MLP_PARAMS_SIZE 244522 "));
+    ck_assert_ptr_nonnull(strstr(h, "#define MLP_PARAMS_BYTES 978088\n"));
+    /* inference only: init's opt_state size (0), none of training's */
+    ck_assert_ptr_nonnull(strstr(h, "#define MLP_OPT_STATE_SIZE 0 "));
+    ck_assert_ptr_null(strstr(h, "GRADS_SIZE"));
+    ck_assert_ptr_null(strstr(h, "TRAIN_ARENA"));
+    ck_assert_ptr_null(strstr(h, "LABEL_SIZE"));
     ck_assert_ptr_nonnull(strstr(h, "#define MLP_MAX_BATCH 32\n"));
     free(h);
     /* Without workspaces only the two largest activations of a layer remain. */
@@ -1096,7 +1104,9 @@ static const char emb_main[] =
     "    for (int i = 0; i < EMB_PARAMS_SIZE; i++) params[i] = (float)(i + 1);\n"
     "    static const int32_t ids[8] = {0, 4, 2, 2, -1, 5, INT32_MAX, 3};\n"
     "    const void *in[1] = {ids};\n    float *out[1] = {y};\n"
-    "    emb_predict(params, in, out, 2, arena);\n"
+    "    if (emb_predict(params, in, out, 0, arena) != -1 || emb_predict(params, in, out, 3, arena) != -1) {\n"
+    "        puts(\"a batch outside [1, 2] accepted\");\n        return 1;\n    }\n"
+    "    if (emb_predict(params, in, out, 2, arena) != 0) { puts(\"predict failed\"); return 1; }\n"
     "    for (int t = 0; t < 8; t++)\n"
     "        for (int d = 0; d < 3; d++) {\n"
     "            float want = ids[t] >= 0 && ids[t] < 5 ? params[ids[t] * 3 + d] : 0.0f;\n"
@@ -1119,7 +1129,7 @@ START_TEST(embedding_c)
        dir, tu_kdslc(), extra, tu_src("runtime"), runtime_lib("gcc"));
     snprintf(path, sizeof path, "%s/emb.h", dir);
     char *h = read_text(path);
-    ck_assert_msg(strstr(h, "void emb_predict(const float *params, const void *const *inputs, float *const *outputs"), "%s", h);
+    ck_assert_msg(strstr(h, "int emb_predict(const float *params, const void *const *inputs, float *const *outputs"), "%s", h);
     free(h);
     SH("cd %s && %s compile emb.kdsl -o m4.c --inference-only --batch 1 --no-workspace && "
        "arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -ffreestanding "
