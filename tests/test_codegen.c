@@ -761,6 +761,46 @@ START_TEST(acts_predict)
 }
 END_TEST
 
+/* --no-workspace: the products, convolutions and unpadded pooling as loop
+ * nests in model.c (codegen/lower_direct.c), no runtime call: a strided
+ * convolution with a rectangular kernel, overlapping max pooling windows, a
+ * padded convolution without bias, Dense on a sequence ([batch, 3, 5] rows)
+ * and with one output, outputs in blocks of four and the rest, fused
+ * activations; then the CNN, the op mix (a padded average pooling stays a
+ * runtime call) and every activation. Against the interpreter at batch 1 and 3. */
+static const char direct_text[] =
+    "model direct {\n"
+    "    input x: [9, 8, 3]\n"
+    "    input s: [3, 5]\n"
+    "    a = Conv2D(x, 6, [3, 2], strides: [2, 1], activation: elu)\n"
+    "    b = MaxPooling2D(a, 3, strides: 1)\n"
+    "    c = AveragePooling2D(Conv2D(b, 5, 3, padding: same, use_bias: false), 2)\n"
+    "    d = Dense(s, 7, activation: gelu)\n"
+    "    e = Dense(d, 1, use_bias: false)\n"
+    "    output y = Dense(concat([Flatten(c), Flatten(e)], axis: -1), 6, activation: tanh)\n"
+    "}\n";
+
+START_TEST(direct_predict)
+{
+    const char *texts[] = {direct_text, cnn_text, ops_text, acts_text};
+    kd_codegen_options o = {.no_workspace = true, .inference_only = true, .batch = 3};
+    gen g;
+    gen_build(&g, "cg-direct", texts[_i], &o, "gcc");
+    check_predict(&g, 1, 0.5, 3e-5);   /* float sums: 1e-7 off a value of 0.01 */
+    check_predict(&g, 3, 0.5, 3e-5);
+    if (_i == 0) {
+        char path[4300];
+        snprintf(path, sizeof path, "%s/%s.c", g.dir, g.name);
+        char *c = read_text(path);
+        const char *predict = strstr(c, "int direct_predict(");
+        ck_assert_ptr_nonnull(predict);
+        ck_assert_msg(!strstr(predict, "kdk_s"), "predict calls the runtime:\n%s", predict);
+        free(c);
+    }
+    gen_free(&g);
+}
+END_TEST
+
 /* f64 gradients: a small model with batch norm and dropout, the MLP, the CNN, the op mix,
  * the other losses, every activation (their act_grad ops, against central differences). */
 START_TEST(grad_f64)
@@ -1667,6 +1707,10 @@ static Suite *codegen_suite(void)
     tcase_add_test(t, embed_folds_batchnorm);
     tcase_add_test(t, random_from_runtime);
     tcase_add_test(t, cli_errors);
+    suite_add_tcase(s, t);
+    t = tcase_create("direct");   /* --no-workspace's loop nests */
+    tcase_set_timeout(t, 600);
+    tcase_add_loop_test(t, direct_predict, 0, 4);
     suite_add_tcase(s, t);
     return s;
 }
