@@ -15,7 +15,7 @@
 #ifndef NO_MODEL
 #include "model.h"
 #include "model_names.h"   /* samples/firmware */
-static float arena[(ARENA_SIZE + 3) / 4] __attribute__((aligned(16)));
+static float arena[(ARENA_BYTES + 3) / 4] __attribute__((aligned(ARENA_ALIGN)));
 static float x[IN_SIZE], y[OUT_SIZE];
 #endif
 
