@@ -767,7 +767,8 @@ END_TEST
  * padded convolution without bias, Dense on a sequence ([batch, 3, 5] rows)
  * and with one output, outputs in blocks of four and the rest, fused
  * activations; then the CNN, the op mix (a padded average pooling stays a
- * runtime call) and every activation. Against the interpreter at batch 1 and 3. */
+ * runtime call) and every activation. Against the interpreter at batch 1 and 3;
+ * the CNN's gradient (f64) against the interpreter and finite differences. */
 static const char direct_text[] =
     "model direct {\n"
     "    input x: [9, 8, 3]\n"
@@ -798,6 +799,12 @@ START_TEST(direct_predict)
         free(c);
     }
     gen_free(&g);
+    if (_i == 1) {   /* the training functions' forward products and convolutions too (f64) */
+        kd_codegen_options t = {.no_workspace = true, .f64 = true};
+        gen_build(&g, "cg-direct-grad", cnn_text, &t, "gcc");
+        check_grad(&g, 3, 3);
+        gen_free(&g);
+    }
 }
 END_TEST
 
