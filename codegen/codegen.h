@@ -25,7 +25,7 @@ typedef struct kd_codegen_options {
     bool f64;                   /* every real is a double (kdk_d* kernels): gradient checks */
     const char *embed_weights;  /* safetensors file whose weights become static const data */
     const char *header_name;    /* what model.c #includes; NULL: "<model>.h" */
-    bool no_workspace;          /* pass NULL work to GEMM / conv: smaller arena, slower kernels */
+    bool no_workspace;          /* firmware: no GEMM / conv workspace; Dense, Conv2D, pooling as loop nests (lower_direct.c) */
     /* Every arena buffer gets bytes of its own (a buffer updated in place
      * aside): a larger arena, for the host's runs on several threads. When
      * buffers share bytes, a cache line that one core wrote for one buffer
@@ -109,6 +109,10 @@ lp_func *kd_lower_graph(lp_program *p, lp_func_kind kind, const ir_graph *g, con
 void kd_arena_plan(const lp_program *p, lp_func *f);
 
 #define KD_ARENA_ALIGN 64   /* bytes: every arena buffer starts on a cache line */
+/* bytes: what model.h asks of the caller's arena (<M>_ARENA_ALIGN), as it
+ * always has: what malloc gives; the code reads the arena with unaligned
+ * vector loads (runtime/isa_vectors.h), so alignment is for speed only */
+#define KD_ARENA_CALLER_ALIGN 16
 
 /* ---- thread planning (thread_plan.c) ------------------------------------------------ */
 

@@ -26,6 +26,7 @@ typedef struct emitter {
     /* What the program uses, so only those helpers are written. */
     bool used_op[LP_OP_COUNT];
     bool used_max_acc;
+    bool used_mac;
     bool long_batch;       /* printing a loop extent */
     /* f32: the locals of the function being written that are doubles (the
      * results of kernel calls, `const double xent0`). Where one meets a float
@@ -56,6 +57,8 @@ static void scan_stmts(emitter *E, const kd_vec *body)
         scan_expr(E, s->value);
         scan_expr(E, s->cond);
         if ((s->kind == LP_S_STORE || s->kind == LP_S_SET) && s->acc == LP_ACC_MAX) E->used_max_acc = true;
+        if (s->kind == LP_S_SET && s->acc == LP_ACC_ADD && s->value->kind == LP_E_OP && s->value->op == LP_MUL)
+            E->used_mac = true;
         if (s->kind == LP_S_CALL) {
             for (int j = 0; j < lp_kernels[s->call->k].nargs; j++) {
                 scan_expr(E, s->call->args[j].e);
@@ -409,6 +412,14 @@ static void call(emitter *E, const lp_call *c)
     fputs(");\n", E->out);
 }
 
+/* A float sum's `acc += a * b` (the direct kernels' multiply-adds): kd_mac. */
+static bool is_mac(const emitter *E, const lp_stmt *s)
+{
+    return E->f32 && s->kind == LP_S_SET && s->acc == LP_ACC_ADD && s->value->kind == LP_E_OP &&
+           s->value->op == LP_MUL && s->value->type == LP_REAL && !is_double(E, s->value->a) &&
+           !is_double(E, s->value->b);
+}
+
 static void stmts(emitter *E, const kd_vec *body, int depth)
 {
     static const char *const acc_op[] = {" = ", " += ", ""};
@@ -451,6 +462,12 @@ static void stmts(emitter *E, const kd_vec *body, int depth)
             if (s->acc == LP_ACC_MAX) {
                 fprintf(E->out, "%s = kd_max_acc(%s, ", s->var->name, s->var->name);
                 expr_as(E, s->value, 0, false);
+                fputs(");\n", E->out);
+            } else if (is_mac(E, s)) {
+                fprintf(E->out, "kd_mac(%s, ", s->var->name);
+                expr_as(E, s->value->a, 0, false);
+                fputs(", ", E->out);
+                expr_as(E, s->value->b, 0, false);
                 fputs(");\n", E->out);
             } else {
                 fprintf(E->out, "%s%s", s->var->name, acc_op[s->acc]);
@@ -500,7 +517,7 @@ static const char *sig_params(const emitter *E, lp_func_kind k)
 
 static const char *func_return(const emitter *E, lp_func_kind k)
 {
-    return k == LP_F_GRAD || k == LP_F_TRAIN_STEP ? E->real : "void";
+    return k == LP_F_GRAD || k == LP_F_TRAIN_STEP ? E->real : lp_func_predicts(k) ? "int" : "void";
 }
 
 static void prototype(emitter *E, FILE *out, lp_func_kind k)
@@ -565,7 +582,11 @@ static void mark_doubles(emitter *E, const kd_vec *body)
     }
 }
 
-static void function(emitter *E, const lp_func *f)
+/* embedded: f (predict or its folded twin) as <model>_predict_embedded, its
+ * params the static weights: with the weights at an address the linker
+ * knows, and no call in between, a firmware that uses only this function
+ * links no copy of the other (and no wrapper that moves a fifth argument). */
+static void function_as(emitter *E, const lp_func *f, bool embedded)
 {
     FILE *out = E->out;
     E->f = f;
@@ -578,8 +599,13 @@ static void function(emitter *E, const lp_func *f)
     bool has_batch = lp_func_predicts(f->kind) || f->kind == LP_F_GRAD || f->kind == LP_F_TRAIN_STEP;
 
     fputc('\n', out);
-    prototype(E, out, f->kind);
-    fputs("\n{\n", out);
+    if (embedded)
+        fprintf(out, "int %s_predict_embedded(const %s *const *inputs, %s *const *outputs, int batch, void *arena)\n"
+                     "{\n    const %s *params = %s_weights;\n", E->p->name, E->in_t, E->real, E->real, E->p->name);
+    else {
+        prototype(E, out, f->kind);
+        fputs("\n{\n", out);
+    }
     /* Parameters a function of this kind has but does not use. */
     static const char *const names[LP_F_COUNT][10] = {
         [LP_F_INIT] = {"params", "opt_state", "seed"},
@@ -597,11 +623,11 @@ static void function(emitter *E, const lp_func *f)
                     : !strcmp(nm, "outputs") || !strcmp(nm, "outputs0") ? u.space[LP_OUTPUT]
                     : !strcmp(nm, "arena") ? u.arena_bytes : !strcmp(nm, "step") ? u.param[LP_P_STEP]
                     : !strcmp(nm, "learning_rate") ? u.param[LP_P_LR] : u.param[LP_P_SEED];
-        if (!used) fprintf(out, "    (void)%s;\n", nm);
+        if (!used && !(embedded && !strcmp(nm, "params"))) fprintf(out, "    (void)%s;\n", nm);
     }
     if (has_batch) {
         fprintf(out, "    if (batch < 1 || batch > %s_MAX_BATCH) return%s;\n", E->p->upper,
-                lp_func_predicts(f->kind) ? "" : E->f32 ? " NAN" : " (double)NAN");   /* NAN is a float */
+                lp_func_predicts(f->kind) ? " -1" : E->f32 ? " NAN" : " (double)NAN");   /* NAN is a float */
     }
     if (u.arena_bytes) fputs("    char *A = (char *)arena;\n", out);
     for (int i = 0; i < f->bufs.len && f->kind != LP_F_INIT; i++) {
@@ -617,8 +643,11 @@ static void function(emitter *E, const lp_func *f)
         stmts(E, &kn->body, 1);
     }
     if (f->ret) fprintf(out, "    return %s[0];\n", f->ret->name);
+    if (lp_func_predicts(f->kind)) fputs("    return 0;\n", out);
     fputs("}\n", out);
 }
+
+static void function(emitter *E, const lp_func *f) { function_as(E, f, false); }
 
 /* ---- helpers written into model.c ----------------------------------------------------------------- */
 
@@ -626,13 +655,36 @@ static void helpers(emitter *E)
 {
     FILE *out = E->out;
     const char *r = E->real;
-    if (E->used_op[LP_RELU]) fprintf(out, "\nstatic %s kd_relu(%s x) { return x > 0 ? x : 0; }\n", r, r);
+    if (E->used_op[LP_RELU] && E->f32)
+        /* An M-profile FPU (FPv4, FPv5) has no maximum instruction: a compare, a flags
+         * transfer and a conditional move. The sign bit clears a float in one integer
+         * instruction (bic with an arithmetic shift); the same values but for a NaN
+         * with its sign clear, which this keeps (as the runtime's kernels do). */
+        fputs("\n#if defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M'\n"
+              "static float kd_relu(float x)\n{\n"
+              "    union { float f; int32_t i; } u;\n"
+              "    u.f = x;\n"
+              "    u.i &= ~(u.i >> 31);\n"
+              "    return u.f;\n"
+              "}\n#else\n"
+              "static float kd_relu(float x) { return x > 0 ? x : 0; }\n"
+              "#endif\n", out);
+    else if (E->used_op[LP_RELU]) fprintf(out, "\nstatic %s kd_relu(%s x) { return x > 0 ? x : 0; }\n", r, r);
     if (E->used_op[LP_SIGMOID])
         fprintf(out, "\nstatic %s kd_sigmoid(%s x) { return 1 / (1 + %s(-x)); }\n", r, r, mathfn(E, "exp"));
     if (E->used_op[LP_SQUARE]) fprintf(out, "\nstatic %s kd_square(%s x) { return x * x; }\n", r, r);
     if (E->used_op[LP_SIGN]) fprintf(out, "\nstatic %s kd_sign(%s x) { return (%s)((x > 0) - (x < 0)); }\n", r, r, r);
     if (E->used_op[LP_MAX]) fprintf(out, "\n/* maximum(a, b): a on ties, as the graph IR says */\nstatic %s kd_max(%s a, %s b) { return a >= b ? a : b; }\n", r, r, r);
     if (E->used_op[LP_MIN]) fprintf(out, "\nstatic %s kd_min(%s a, %s b) { return a <= b ? a : b; }\n", r, r, r);
+    if (E->used_mac && E->f32)
+        fputs("\n/* acc += a * b. Cortex-M4F and M7 have a fused multiply-add instruction that GCC\n"
+              " * uses at -O3 only when asked (C99 does not contract a * b + c); elsewhere the\n"
+              " * plain sum, so that hosts need no fma. */\n"
+              "#if defined(__ARM_FEATURE_FMA) && defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M'\n"
+              "#define kd_mac(acc, a, b) ((acc) = __builtin_fmaf((a), (b), (acc)))\n"
+              "#else\n"
+              "#define kd_mac(acc, a, b) ((acc) += (a) * (b))\n"
+              "#endif\n", out);
     if (E->used_max_acc)
         fprintf(out, "\n/* A running maximum; NaN never wins. */\nstatic %s kd_max_acc(%s acc, %s v) { return v > acc ? v : acc; }\n", r, r, r);
 }
@@ -661,14 +713,25 @@ static void header(emitter *E, FILE *out)
     const char *U = p->upper, *n = p->name, *r = E->real;
     bool train = p->funcs[LP_F_TRAIN_STEP] != NULL;
     fprintf(out, "/* %s.h — generated by kdslc from %s (model %s). Do not edit.\n", n, p->source ? p->source : "?", n);
-    fprintf(out, " *\n * All memory is the caller's: params (%s_PARAMS_SIZE %ss: weights, then states such\n"
-                 " * as BatchNormalization's moving statistics), opt_state (%s_OPT_STATE_SIZE: optimizer\n"
-                 " * slots), grads (%s_GRADS_SIZE), and an arena of %s_ARENA_SIZE bytes for predict\n"
-                 " * (%s_TRAIN_ARENA_SIZE for grad and train_step), aligned to at least 16 bytes.\n"
-                 " * Inputs and outputs are row-major [batch, ...]; 1 <= batch <= %s_MAX_BATCH (other\n"
-                 " * batches do nothing; grad and train_step return NaN). Two threads may run the\n"
-                 " * functions at once on separate buffers: nothing here is global and mutable. */\n",
-            U, r, U, U, U, U, U);
+    if (train)
+        fprintf(out, " *\n * All memory is the caller's: params (%s_PARAMS_SIZE %ss: weights, then states such\n"
+                     " * as BatchNormalization's moving statistics), opt_state (%s_OPT_STATE_SIZE %ss: optimizer\n"
+                     " * slots), grads (%s_GRADS_SIZE %ss), and an arena of %s_ARENA_BYTES bytes for predict\n"
+                     " * (%s_TRAIN_ARENA_BYTES for grad and train_step), aligned to %s_ARENA_ALIGN bytes.\n"
+                     " * Inputs and outputs are row-major [batch, ...]; 1 <= batch <= %s_MAX_BATCH (predict\n"
+                     " * returns -1 and does nothing on another batch, else 0; grad and train_step return NaN).\n"
+                     " * Two threads may run the functions at once on separate buffers: nothing here is\n"
+                     " * global and mutable. */\n",
+                U, r, U, r, U, r, U, U, U, U);
+    else
+        fprintf(out, " *\n * Inference only. All memory is the caller's: params (%s_PARAMS_SIZE %ss, or\n"
+                     " * %s_PARAMS_BYTES bytes: weights, then states such as BatchNormalization's moving\n"
+                     " * statistics) and an arena of %s_ARENA_BYTES bytes aligned to %s_ARENA_ALIGN bytes\n"
+                     " * (init's opt_state may be NULL: %s_OPT_STATE_SIZE is 0).\n"
+                     " * Inputs and outputs are row-major [batch, ...]; 1 <= batch <= %s_MAX_BATCH (predict\n"
+                     " * returns -1 and does nothing on another batch, else 0). Two threads may run predict\n"
+                     " * at once on separate buffers: nothing here is global and mutable. */\n",
+                U, r, U, U, U, U, U);
     fprintf(out, "#ifndef %s_MODEL_H\n#define %s_MODEL_H\n\n", U, U);
     fputs("#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n", out);
     fprintf(out, "#define %s_MAX_BATCH %d\n", U, p->max_batch);
@@ -696,11 +759,20 @@ static void header(emitter *E, FILE *out)
         fputc('\n', out);
     }
     if (train) fprintf(out, "#define %s_LABEL_SIZE %" PRId64 "  /* reals per sample of labels */\n", U, p->labels[0].elems);
-    fprintf(out, "#define %s_PARAMS_SIZE %" PRId64 "\n", U, p->params_size);
-    fprintf(out, "#define %s_OPT_STATE_SIZE %" PRId64 "\n", U, p->opt_size);
-    fprintf(out, "#define %s_GRADS_SIZE %" PRId64 "\n", U, p->grads_size);
-    fprintf(out, "#define %s_ARENA_SIZE %" PRId64 "\n", U, max_arena(p, LP_F_PREDICT, LP_F_PREDICT_FOLDED));
-    fprintf(out, "#define %s_TRAIN_ARENA_SIZE %" PRId64 "\n", U, train ? max_arena(p, LP_F_GRAD, LP_F_TRAIN_STEP) : 1);
+    /* Sizes: _SIZE counts reals (the program's float or double), _BYTES bytes;
+     * ARENA_SIZE is bytes too, under its first name. */
+    fprintf(out, "#define %s_PARAMS_SIZE %" PRId64 "  /* %ss */\n", U, p->params_size, r);
+    fprintf(out, "#define %s_PARAMS_BYTES %" PRId64 "\n", U, p->params_size * (E->f32 ? 4 : 8));
+    /* init's opt_state: 0 reals without a train block */
+    fprintf(out, "#define %s_OPT_STATE_SIZE %" PRId64 "  /* %ss */\n", U, p->opt_size, r);
+    if (train) fprintf(out, "#define %s_GRADS_SIZE %" PRId64 "  /* %ss */\n", U, p->grads_size, r);
+    fprintf(out, "#define %s_ARENA_BYTES %" PRId64 "\n", U, max_arena(p, LP_F_PREDICT, LP_F_PREDICT_FOLDED));
+    fprintf(out, "#define %s_ARENA_SIZE %s_ARENA_BYTES  /* bytes, not %ss */\n", U, U, r);
+    if (train) {
+        fprintf(out, "#define %s_TRAIN_ARENA_BYTES %" PRId64 "\n", U, max_arena(p, LP_F_GRAD, LP_F_TRAIN_STEP));
+        fprintf(out, "#define %s_TRAIN_ARENA_SIZE %s_TRAIN_ARENA_BYTES  /* bytes */\n", U, U);
+    }
+    fprintf(out, "#define %s_ARENA_ALIGN %d  /* the arena's start, in bytes */\n", U, KD_ARENA_CALLER_ALIGN);
     fprintf(out, "#define %s_HAS_TRAINING %d\n\n", U, train);
     fprintf(out, "/* A variable: `offset` %ss into params (weights, states) or opt_state (slots). */\n"
                  "typedef struct %s_tensor_info {\n"
@@ -712,12 +784,12 @@ static void header(emitter *E, FILE *out)
     fprintf(out, "extern const %s_tensor_info %s_opt_slots[];\nextern const int %s_num_opt_slots;\n\n", n, n, n);
     fprintf(out, "/* Keras' initializers, deterministic in seed; opt_state (zeroed) may be NULL. */\n");
     prototype(E, out, LP_F_INIT);
-    fputs(";\n/* Inference: inputs[i] and outputs[i] hold batch samples each. */\n", out);
+    fputs(";\n/* Inference: inputs[i] and outputs[i] hold batch samples each; returns 0, or -1 (and\n * does nothing) when batch is not in [1, MAX_BATCH]. */\n", out);
     prototype(E, out, LP_F_PREDICT);
     fputs(";\n", out);
     if (p->embedded)
         fprintf(out, "/* predict with the weights compiled in. */\n"
-                     "void %s_predict_embedded(const %s *const *inputs, %s *const *outputs, int batch, void *arena);\n",
+                     "int %s_predict_embedded(const %s *const *inputs, %s *const *outputs, int batch, void *arena);\n",
                 n, E->in_t, r);
     if (train) {
         fputs("/* Forward in training mode (dropout, batch statistics; state updates go into params)\n"
@@ -763,10 +835,7 @@ static void embedded(emitter *E)
     }
     if (p->params_size == 0) fputs("    0\n", out);
     fputs("};\n", out);
-    fprintf(out, "\nvoid %s_predict_embedded(const %s *const *inputs, %s *const *outputs, int batch, void *arena)\n{\n"
-                 "    %s_%s(%s_weights, inputs, outputs, batch, arena);\n}\n",
-            p->name, E->in_t, E->real, p->name, lp_func_names[p->funcs[LP_F_PREDICT_FOLDED] ? LP_F_PREDICT_FOLDED : LP_F_PREDICT],
-            p->name);
+    function_as(E, p->funcs[LP_F_PREDICT_FOLDED] ? p->funcs[LP_F_PREDICT_FOLDED] : p->funcs[LP_F_PREDICT], true);
 }
 
 static void source(emitter *E, const char *header_name)
@@ -794,7 +863,7 @@ static void source(emitter *E, const char *header_name)
     table(E, "params", &p->params);
     table(E, "opt_slots", &p->slots);
     for (int f = 0; f < LP_F_COUNT; f++) {
-        if (!p->funcs[f]) continue;
+        if (!p->funcs[f] || f == LP_F_PREDICT_FOLDED) continue;   /* that one only as predict_embedded */
         function(E, p->funcs[f]);
     }
     if (p->embedded) embedded(E);

@@ -396,6 +396,7 @@ static bool gaussian_noise(lower *L, ir_node *n, lp_buf *dst)
 
 bool lw_call_kernel(lower *L, ir_node *n, lp_buf *dst)
 {
+    if (lw_is_direct_op(L, n)) return lw_direct_kernel(L, n, dst);
     switch (n->op) {
     case IR_MATMUL:
     case IR_FUSED_MATMUL: return matmul(L, n, dst);

@@ -71,6 +71,8 @@ bool lw_loop_kernel(lower *L, ir_node *n, lp_buf *dst);
 bool lw_copy_kernel(lower *L, ir_node *n, lp_buf *dst);
 /* The value of a node of rank 0 (a scalar) as an expression. */
 lp_expr *lw_scalar(lower *L, ir_node *n);
+/* Activation `act` (IR_ACT_*, runtime/activations.h's rows) of x, its argument p. */
+lp_expr *lw_act_expr(kd_arena *a, int act, lp_expr *x, lp_expr *p);
 
 /* ---- lower_fuse.c --------------------------------------------------------------- */
 /* Merges neighbouring elementwise loop nests of one shape (multi-output fusion). */
@@ -95,6 +97,12 @@ bool lw_scan_kernel(lower *L, ir_node *n, lp_buf *dst);
  * live in the current kernel. Returns the body's lowering (its nodes'
  * buffers), or NULL after lw_fail. */
 lower *lw_lower_body(lower *L, const ir_graph *body, lp_buf *const *args, const char *prefix, kd_vec *into);
+
+/* ---- lower_direct.c ------------------------------------------------------------- */
+/* --no-workspace: forward products, convolutions and unpadded pooling as loop
+ * nests with constant shapes (a call op whose kernel is loops). */
+bool lw_is_direct_op(const lower *L, const ir_node *n);
+bool lw_direct_kernel(lower *L, ir_node *n, lp_buf *dst);
 
 /* ---- lower_calls.c -------------------------------------------------------------- */
 bool lw_is_call_op(const ir_node *n);

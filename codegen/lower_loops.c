@@ -244,7 +244,7 @@ static lp_expr *operand(space *sp, ir_node *n, int i, const int *rmap)
 #define ACT_F(NAME, op, name, alias, kind, arg, def, from, f, df) case IR_ACT_##NAME: return f;
 #define ACT_DF(NAME, op, name, alias, kind, arg, def, from, f, df) case IR_ACT_##NAME: return df;
 
-static lp_expr *act_expr(kd_arena *a, int act, lp_expr *x, lp_expr *p)
+lp_expr *lw_act_expr(kd_arena *a, int act, lp_expr *x, lp_expr *p)
 {
     (void)p;
     switch (act) {
@@ -291,7 +291,7 @@ static lp_expr *op_expr(space *sp, ir_node *n, const int *rmap)
     default: break;
     }
     int act = ir_act_of(n->op);
-    if (act != IR_ACT_NONE) return act_expr(a, act, operand(sp, n, 0, rmap), lp_real(a, n->attr.scalar));
+    if (act != IR_ACT_NONE) return lw_act_expr(a, act, operand(sp, n, 0, rmap), lp_real(a, n->attr.scalar));
     static const lp_op unary[IR_OP_COUNT] = {
         [IR_NEG] = LP_NEG, [IR_EXP] = LP_EXP, [IR_LOG] = LP_LOG, [IR_SQRT] = LP_SQRT, [IR_RSQRT] = LP_RSQRT,
         [IR_SQUARE] = LP_SQUARE, [IR_ABS] = LP_ABS, [IR_SIGN] = LP_SIGN,

@@ -124,7 +124,7 @@ const kd_flag kd_flags[] = {
      .codegen = true, .help = "bake the weights in as static const data"},
     {"--dtype", CODEGEN, KD_FLAG_STRING, "f32|f64", 0, 0, false, NULL, 0, .set = set_dtype, .codegen = true,
      .help = "the real type (f64: gradient checks)"},
-    CG_SWITCH("--no-workspace", no_workspace, "a smaller arena, slower GEMM and convolutions"),
+    CG_SWITCH("--no-workspace", no_workspace, "firmware: a smaller arena, layers as loops in model.c"),
     {"--target", CODEGEN, KD_FLAG_STRING, "portable|native|x86-64-vN", 0, 0, false, NULL, 0, .set = set_target,
      .codegen = true, .help = "the x86-64 level of model.c's own loops (default portable)"},
     CG_SWITCH("--no-passes", no_passes, "lower the graphs as built: no graph pass (debugging)"),

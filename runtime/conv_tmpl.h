@@ -512,7 +512,7 @@ void KP(conv2d_fwd_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, const KT *x
         .m = hi - lo, .n = f, .k = kh * kw * c,
         .akind = KDK_A_IM2COL, .a = x, .g = &g, .a_i0 = lo,
         .b = wt, .ldb = f, .transb = 0,
-        .beta = 0, .c = y + (size_t)lo * f, .ldc = f, .bias = bias, .act = act,
+        .beta.KS = 0, .c = y + (size_t)lo * f, .ldc = f, .bias = bias, .act = act,
     };
     if (kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && oh == h && ow == w) {
         /* a 1×1 convolution is a plain GEMM on the pixels */
@@ -612,7 +612,7 @@ static void KI(conv_bwd_data)(KDK_CONV_GEOM_PARAMS, const KT *dy, const KT *wt, 
         .m = n * oh * ow, .n = kh * kw * c, .k = f,
         .akind = KDK_A_MAT, .a = dy, .lda = f, .transa = 0,
         .b = wt, .ldb = f, .transb = 1,
-        .beta = 1, .c = dx, .col2im = 1, .g = &g, .bias = NULL, .act = KDK_ACT_NONE,
+        .beta.KS = 1, .c = dx, .col2im = 1, .g = &g, .bias = NULL, .act = KDK_ACT_NONE,
     };
     KP(gemm_task)(&t, work);
 }
@@ -707,7 +707,7 @@ void KP(conv2d_bwd_filter_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, cons
         .m = r1 - r0, .n = f1 - f0, .k = n * oh * ow,
         .akind = KDK_A_IM2COL_T, .a = x, .g = &g, .a_i0 = r0,
         .b = dy + f0, .ldb = f, .transb = 0,
-        .beta = accumulate ? 1 : 0, .c = dwt + (size_t)r0 * f + f0, .ldc = f,
+        .beta.KS = accumulate ? 1 : 0, .c = dwt + (size_t)r0 * f + f0, .ldc = f,
         .bias = NULL, .act = KDK_ACT_NONE,
     };
     KP(gemm_task)(&t, work);

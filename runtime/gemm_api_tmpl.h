@@ -78,7 +78,7 @@ void KP(gemm_task_isa)(const struct kdk_gemm_task *t, KT *work, int isa)
 {
     if (t->m <= 0 || t->n <= 0) return;
     if (t->k <= 0) {
-        KI(gemm_simple)(t->m, t->n, 0, NULL, 0, 0, NULL, 0, 0, (KT)t->beta, (KT *)t->c, t->ldc,
+        KI(gemm_simple)(t->m, t->n, 0, NULL, 0, 0, NULL, 0, 0, t->beta.KS, (KT *)t->c, t->ldc,
                         (const KT *)t->bias, t->act);
         return;
     }
@@ -115,7 +115,7 @@ void KP(gemm)(int M, int N, int K, const KT *A, int lda, int transA, const KT *B
         .m = M, .n = N, .k = K,
         .akind = KDK_A_MAT, .a = A, .lda = lda, .transa = transA,
         .b = B, .ldb = ldb, .transb = transB,
-        .beta = beta, .c = C, .ldc = ldc, .bias = bias, .act = act,
+        .beta.KS = beta, .c = C, .ldc = ldc, .bias = bias, .act = act,
     };
     KP(gemm_task)(&t, work);
 }

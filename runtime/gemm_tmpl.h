@@ -817,7 +817,7 @@ KTGT KDK_CONTRACT static void KV(gemv)(const struct kdk_gemm_task *t)
 {
     int M = t->m, N = t->n, K = t->k;
     const KT *a = (const KT *)t->a, *b = (const KT *)t->b, *bias = (const KT *)t->bias;
-    KT *c = (KT *)t->c, beta = (KT)t->beta;
+    KT *c = (KT *)t->c, beta = t->beta.KS;
     ptrdiff_t rsa = t->transa ? 1 : t->lda, csa = t->transa ? t->lda : 1, ldb = t->ldb, ldc = t->ldc;
     int act = t->act;
     if (t->transb) {
@@ -914,7 +914,7 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
         for (int pc = 0; pc < K; pc += kcb) {
             int kc = KDK_MIN(kcb, K - pc);
             int last = pc + kc == K;
-            KT beta = pc ? 1 : (KT)t->beta;
+            KT beta = pc ? 1 : t->beta.KS;
             KV(pack_b)(t, pc, kc, jc, nc, inplace_b, bp);
             if (conv && direct) {
                 nseg = KV(conv_segments)(t, pc, kc, seglen, segoff);

@@ -111,7 +111,7 @@ struct kdk_gemm_task {
     int a_i0;                       /* first row of op(A) for im2col sources */
     const void *b;
     int ldb, transb;
-    double beta;
+    union { float s; double d; } beta;   /* .KS: a float kernel does no double arithmetic */
     void *c;
     int ldc;
     int col2im; /* C is not stored: row i (output pixel), column (kh,kw,ch) is

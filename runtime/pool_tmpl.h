@@ -397,7 +397,7 @@ void KP(avgpool2d_fwd)(KDK_POOL_GEOM_PARAMS, int count_pad, const KT *x, KT *y)
                 if (y0 >= y1 || x0 >= x1) continue;
                 for (int iy = y0; iy < y1; iy++)
                     for (int ix = x0; ix < x1; ix++) KI(row_add)(yp, img + ((size_t)iy * w + ix) * c, c);
-                KI(row_scale)(yp, (KT)1 / KI(pool_count)(count_pad, kh, kw, y0, y1, x0, x1), c);
+                KI(row_scale)(yp, (KT)1 / (KT)KI(pool_count)(count_pad, kh, kw, y0, y1, x0, x1), c);
             }
     }
 }
@@ -414,7 +414,7 @@ void KP(avgpool2d_bwd)(KDK_POOL_GEOM_PARAMS, int count_pad, const KT *dy, KT *dx
                 int y0, y1, x0, x1;
                 KI(window)(KGEOM, oy, ox, &y0, &y1, &x0, &x1);
                 if (y0 >= y1 || x0 >= x1) continue;
-                KT inv = (KT)1 / KI(pool_count)(count_pad, kh, kw, y0, y1, x0, x1);
+                KT inv = (KT)1 / (KT)KI(pool_count)(count_pad, kh, kw, y0, y1, x0, x1);
                 for (int iy = y0; iy < y1; iy++)
                     for (int ix = x0; ix < x1; ix++)
                         KI(row_axpy)(dimg + ((size_t)iy * w + ix) * c, inv, g, c);
@@ -431,13 +431,13 @@ void KP(global_avgpool_fwd)(int n, int hw, int c, const KT *x, KT *y)
         const KT *img = x + (size_t)b * hw * c;
         memset(yp, 0, sizeof(KT) * c);
         for (int p = 0; p < hw; p++) KI(row_add)(yp, img + (size_t)p * c, c);
-        KI(row_scale)(yp, hw > 0 ? (KT)1 / hw : 0, c);
+        KI(row_scale)(yp, hw > 0 ? (KT)1 / (KT)hw : 0, c);
     }
 }
 
 void KP(global_avgpool_bwd)(int n, int hw, int c, const KT *dy, KT *dx, int accumulate)
 {
-    KT inv = hw > 0 ? (KT)1 / hw : 0;
+    KT inv = hw > 0 ? (KT)1 / (KT)hw : 0;
     for (int b = 0; b < n; b++) {
         const KT *g = dy + (size_t)b * c;
         for (int p = 0; p < hw; p++) {

@@ -76,7 +76,7 @@ double KP(softmax_xent)(int rows, int n, const KT *logits, const KT *target, KT 
             tsum += t[j];
         }
         if (loss) loss[r] = l;
-        total += l;
+        total += (double)l;   /* the batch's sum in double, on purpose: a training loss */
         if (dlogits) {
             KT *d = dlogits + (size_t)r * n, k = tsum / s;
             for (int j = 0; j < n; j++) d[j] = (KEXP(z[j] - m) * k - t[j]) * scale;
@@ -102,7 +102,7 @@ double KP(softmax_xent_idx)(int rows, int n, const KT *logits, const int32_t *la
         KT m = KI(row_max)(n, z), s = KI(row_sumexp)(n, z, m);
         KT l = KLOG(s) - (z[lab] - m);
         if (loss) loss[r] = l;
-        total += l;
+        total += (double)l;   /* the batch's sum in double, on purpose: a training loss */
         if (d) {
             KT k = scale / s;
             for (int j = 0; j < n; j++) d[j] = KEXP(z[j] - m) * k;

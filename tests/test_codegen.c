@@ -596,8 +596,16 @@ START_TEST(mlp_arena)
     char hpath[4300];
     snprintf(hpath, sizeof hpath, "%s/mlp.h", g.dir);
     char *h = read_text(hpath);
-    ck_assert_ptr_nonnull(strstr(h, "#define MLP_ARENA_SIZE 409664\n"));
-    ck_assert_ptr_nonnull(strstr(h, "#define MLP_PARAMS_SIZE 244522\n"));
+    ck_assert_ptr_nonnull(strstr(h, "#define MLP_ARENA_BYTES 409664\n"));
+    ck_assert_ptr_nonnull(strstr(h, "#define MLP_ARENA_SIZE MLP_ARENA_BYTES "));
+    ck_assert_ptr_nonnull(strstr(h, "#define MLP_ARENA_ALIGN 16 "));
+    ck_assert_ptr_nonnull(strstr(h, "#define MLP_PARAMS_SIZE 244522 "));
+    ck_assert_ptr_nonnull(strstr(h, "#define MLP_PARAMS_BYTES 978088\n"));
+    /* inference only: init's opt_state size (0), none of training's */
+    ck_assert_ptr_nonnull(strstr(h, "#define MLP_OPT_STATE_SIZE 0 "));
+    ck_assert_ptr_null(strstr(h, "GRADS_SIZE"));
+    ck_assert_ptr_null(strstr(h, "TRAIN_ARENA"));
+    ck_assert_ptr_null(strstr(h, "LABEL_SIZE"));
     ck_assert_ptr_nonnull(strstr(h, "#define MLP_MAX_BATCH 32\n"));
     free(h);
     /* Without workspaces only the two largest activations of a layer remain. */
@@ -778,6 +786,53 @@ START_TEST(acts_predict)
     check_predict(&g, 1, 0.7, 1e-5);
     check_predict(&g, 4, 0.7, 1e-5);
     gen_free(&g);
+}
+END_TEST
+
+/* --no-workspace: the products, convolutions and unpadded pooling as loop
+ * nests in model.c (codegen/lower_direct.c), no runtime call: a strided
+ * convolution with a rectangular kernel, overlapping max pooling windows, a
+ * padded convolution without bias, Dense on a sequence ([batch, 3, 5] rows)
+ * and with one output, outputs in blocks of four and the rest, fused
+ * activations; then the CNN, the op mix (a padded average pooling stays a
+ * runtime call) and every activation. Against the interpreter at batch 1 and 3;
+ * the CNN's gradient (f64) against the interpreter and finite differences. */
+static const char direct_text[] =
+    "model direct {\n"
+    "    input x: [9, 8, 3]\n"
+    "    input s: [3, 5]\n"
+    "    a = Conv2D(x, 6, [3, 2], strides: [2, 1], activation: elu)\n"
+    "    b = MaxPooling2D(a, 3, strides: 1)\n"
+    "    c = AveragePooling2D(Conv2D(b, 5, 3, padding: same, use_bias: false), 2)\n"
+    "    d = Dense(s, 7, activation: gelu)\n"
+    "    e = Dense(d, 1, use_bias: false)\n"
+    "    output y = Dense(concat([Flatten(c), Flatten(e)], axis: -1), 6, activation: tanh)\n"
+    "}\n";
+
+START_TEST(direct_predict)
+{
+    const char *texts[] = {direct_text, cnn_text, ops_text, acts_text};
+    kd_codegen_options o = {.no_workspace = true, .inference_only = true, .batch = 3};
+    gen g;
+    gen_build(&g, "cg-direct", texts[_i], &o, "gcc");
+    check_predict(&g, 1, 0.5, 3e-5);   /* float sums: 1e-7 off a value of 0.01 */
+    check_predict(&g, 3, 0.5, 3e-5);
+    if (_i == 0) {
+        char path[4300];
+        snprintf(path, sizeof path, "%s/%s.c", g.dir, g.name);
+        char *c = read_text(path);
+        const char *predict = strstr(c, "int direct_predict(");
+        ck_assert_ptr_nonnull(predict);
+        ck_assert_msg(!strstr(predict, "kdk_s"), "predict calls the runtime:\n%s", predict);
+        free(c);
+    }
+    gen_free(&g);
+    if (_i == 1) {   /* the training functions' forward products and convolutions too (f64) */
+        kd_codegen_options t = {.no_workspace = true, .f64 = true};
+        gen_build(&g, "cg-direct-grad", cnn_text, &t, "gcc");
+        check_grad(&g, 3, 3);
+        gen_free(&g);
+    }
 }
 END_TEST
 
@@ -1125,7 +1180,9 @@ static const char emb_main[] =
     "    for (int i = 0; i < EMB_PARAMS_SIZE; i++) params[i] = (float)(i + 1);\n"
     "    static const int32_t ids[8] = {0, 4, 2, 2, -1, 5, INT32_MAX, 3};\n"
     "    const void *in[1] = {ids};\n    float *out[1] = {y};\n"
-    "    emb_predict(params, in, out, 2, arena);\n"
+    "    if (emb_predict(params, in, out, 0, arena) != -1 || emb_predict(params, in, out, 3, arena) != -1) {\n"
+    "        puts(\"a batch outside [1, 2] accepted\");\n        return 1;\n    }\n"
+    "    if (emb_predict(params, in, out, 2, arena) != 0) { puts(\"predict failed\"); return 1; }\n"
     "    for (int t = 0; t < 8; t++)\n"
     "        for (int d = 0; d < 3; d++) {\n"
     "            float want = ids[t] >= 0 && ids[t] < 5 ? params[ids[t] * 3 + d] : 0.0f;\n"
@@ -1148,7 +1205,7 @@ START_TEST(embedding_c)
        dir, tu_kdslc(), extra, tu_src("runtime"), runtime_lib("gcc"));
     snprintf(path, sizeof path, "%s/emb.h", dir);
     char *h = read_text(path);
-    ck_assert_msg(strstr(h, "void emb_predict(const float *params, const void *const *inputs, float *const *outputs"), "%s", h);
+    ck_assert_msg(strstr(h, "int emb_predict(const float *params, const void *const *inputs, float *const *outputs"), "%s", h);
     free(h);
     SH("cd %s && %s compile emb.kdsl -o m4.c --inference-only --batch 1 --no-workspace && "
        "arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -ffreestanding "
@@ -1688,6 +1745,10 @@ static Suite *codegen_suite(void)
     tcase_add_test(t, embed_folds_batchnorm);
     tcase_add_test(t, random_from_runtime);
     tcase_add_test(t, cli_errors);
+    suite_add_tcase(s, t);
+    t = tcase_create("direct");   /* --no-workspace's loop nests */
+    tcase_set_timeout(t, 600);
+    tcase_add_loop_test(t, direct_predict, 0, 4);
     suite_add_tcase(s, t);
     return s;
 }

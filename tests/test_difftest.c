@@ -105,12 +105,12 @@ static void check_backends(const char *tag, const char *text, const float *want)
     snprintf(path, sizeof path, "%s/m.so", dir);
     void *so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     ck_assert_msg(so != NULL, "%s", dlerror());
-    void (*predict)(const float *, const float *const *, float *const *, int, void *);
+    int (*predict)(const float *, const float *const *, float *const *, int, void *);
     void *sym = dlsym(so, "m_predict");
     ck_assert_ptr_nonnull(sym);
     memcpy(&predict, &sym, sizeof sym);
     memset(out, 0, sizeof out);
-    predict(params, ins, outs, 1, arena);
+    ck_assert_int_eq(predict(params, ins, outs, 1, arena), 0);
     expect8("model.c", out, want);
     dlclose(so);
     free(arena);

@@ -153,9 +153,11 @@ static void run_gemm(int dbl, const struct gemm_case *g, int via, const void *A,
     if (via >= VIA_ISA0) {
         struct kdk_gemm_task t = {
             .m = M, .n = N, .k = K, .akind = KDK_A_MAT, .a = A, .lda = lda, .transa = g->ta,
-            .b = B, .ldb = ldb, .transb = g->tb, .beta = g->beta, .c = C, .ldc = ldc,
+            .b = B, .ldb = ldb, .transb = g->tb, .c = C, .ldc = ldc,
             .bias = bias, .act = g->act,
         };
+        if (dbl) t.beta.d = g->beta;
+        else t.beta.s = (float)g->beta;
         if (dbl)
             kdk_dgemm_task_isa(&t, w.p, via - VIA_ISA0);
         else
@@ -673,14 +675,14 @@ START_TEST(test_conv_isa_variants)
             struct work w = work_new(0, kdk_sgemm_work_size(pix, g->f, kk));
             struct kdk_gemm_task t = {
                 .m = pix, .n = g->f, .k = kk, .akind = KDK_A_IM2COL, .a = x, .g = &geom,
-                .b = wt, .ldb = g->f, .beta = 0, .c = y, .ldc = g->f, .act = KDK_ACT_NONE,
+                .b = wt, .ldb = g->f, .beta.s = 0, .c = y, .ldc = g->f, .act = KDK_ACT_NONE,
             };
             kdk_sgemm_task_isa(&t, w.p, isa);
             work_free(&w);
             w = work_new(0, kdk_sgemm_work_size(kk, g->f, pix));
             struct kdk_gemm_task tf = {
                 .m = kk, .n = g->f, .k = pix, .akind = KDK_A_IM2COL_T, .a = x, .g = &geom,
-                .b = dy, .ldb = g->f, .beta = 0, .c = dw, .ldc = g->f, .act = KDK_ACT_NONE,
+                .b = dy, .ldb = g->f, .beta.s = 0, .c = dw, .ldc = g->f, .act = KDK_ACT_NONE,
             };
             kdk_sgemm_task_isa(&tf, w.p, isa);
             work_free(&w);

@@ -10,7 +10,7 @@
 #include <math.h>
 #include <stdio.h>
 
-static float arena[(ARENA_SIZE + 3) / 4] __attribute__((aligned(16)));
+static float arena[(ARENA_BYTES + 3) / 4] __attribute__((aligned(ARENA_ALIGN)));
 static float y[OUT_SIZE];
 
 int main(void)

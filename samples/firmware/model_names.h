@@ -8,7 +8,8 @@
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 #define PREDICT CAT(MODEL, _predict_embedded)
-#define ARENA_SIZE CAT(MODEL_UPPER, _ARENA_SIZE)
+#define ARENA_BYTES CAT(MODEL_UPPER, _ARENA_BYTES)
+#define ARENA_ALIGN CAT(MODEL_UPPER, _ARENA_ALIGN)
 #define IN_SIZE CAT(MODEL_UPPER, _INPUT0_SIZE)
 #define OUT_SIZE CAT(MODEL_UPPER, _OUTPUT0_SIZE)
 
