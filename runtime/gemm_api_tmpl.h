@@ -175,7 +175,7 @@ void KP(gemm_kblock)(int blk, int M, int N, int K, const KT *A, int lda, int tra
         .m = M, .n = N, .k = kc,
         .akind = KDK_A_MAT, .a = transA ? A + (size_t)pc * lda : A + pc, .lda = lda, .transa = transA,
         .b = transB ? B + pc : B + (size_t)pc * ldb, .ldb = ldb, .transb = transB,
-        .beta = beta, .c = C, .ldc = ldc, .bias = NULL, .act = KDK_ACT_NONE, .one_kblock = 1,
+        .beta.KS = beta, .c = C, .ldc = ldc, .bias = NULL, .act = KDK_ACT_NONE, .one_kblock = 1,
     };
     KP(gemm_task)(&t, work);
 }
