@@ -629,10 +629,6 @@ static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
         problem(k, "a Functional model without layers or output_layers");
         return;
     }
-    if (outs->child && cJSON_IsString(outs->child)) {   /* one output as [name, 0, 0] */
-        problem(k, "a single output_layers entry in Keras 3's flat form is not imported yet");
-        return;
-    }
     put(t, "model %s {\n", model_name);
     int n = cJSON_GetArraySize(layers);
     fn_layer *ls = kd_alloc_array(k->a, (size_t)n + 1, sizeof *ls);
@@ -805,6 +801,30 @@ static const char *nested_model(kx *k, const cJSON *layer)
     return name;
 }
 
+/* Keras 3 writes a model's one input or output flat, [name, 0, 0], where
+ * Keras 2 writes a list of them: every model's endpoints become lists. */
+static void endpoint_lists(cJSON *j)
+{
+    for (cJSON *e = j ? j->child : NULL; e; e = e->next) {
+        if (cJSON_IsObject(j) && (!strcmp(e->string, "input_layers") || !strcmp(e->string, "output_layers")) &&
+            cJSON_IsArray(e) && cJSON_IsString(e->child)) {
+            cJSON *list = cJSON_CreateArray(), *one = cJSON_Duplicate(e, true);
+            if (!list || !one || !cJSON_AddItemToArray(list, one)) {
+                cJSON_Delete(list);
+                cJSON_Delete(one);
+                continue;
+            }
+            if (!cJSON_ReplaceItemInObjectCaseSensitive(j, e->string, list)) {
+                cJSON_Delete(list);
+                continue;
+            }
+            e = list;
+            continue;
+        }
+        if (cJSON_IsObject(e) || cJSON_IsArray(e)) endpoint_lists(e);
+    }
+}
+
 char *kx_config_to_kdsl(kd_arena *a, const char *json, const char *source, const char *keras_version, kd_diags *d)
 {
     text models = {.a = a};
@@ -815,6 +835,7 @@ char *kx_config_to_kdsl(kd_arena *a, const char *json, const char *source, const
         problem(&k, "the model config is not JSON");
         return NULL;
     }
+    endpoint_lists(root);
     const char *cls = str(root, "class_name");
     const cJSON *cfg = get(root, "config");
     text t = {.a = a};
