@@ -158,7 +158,8 @@ static int read_archive(zip_source_t *src, const char *name, uint64_t max_bytes,
     zip_error_init(&ze);
     zip_t *za = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &ze);
     if (!za) {
-        int rc = fail(err, name, "not a zip archive, or a damaged one (%s)", zip_error_strerror(&ze));
+        int rc = zip_error_code_zip(&ze) == ZIP_ER_EXISTS ? fail(err, name, "two members of the archive have the same name")
+                                                          : fail(err, name, "not a zip archive, or a damaged one (%s)", zip_error_strerror(&ze));
         zip_error_fini(&ze);
         zip_source_free(src);
         return rc;
