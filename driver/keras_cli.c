@@ -207,12 +207,40 @@ int kd_run_import(const char *file, const char *kdsl_path, const char *weights_p
     return rc;
 }
 
+/* Whether path names a .keras file. */
+static bool keras3_path(const char *path)
+{
+    size_t n = strlen(path);
+    return n > 6 && !strcmp(path + n - 6, ".keras");
+}
+
+/* A .keras file of the model: its config in Keras 3's dialect, and the
+ * variables (from `list`) at their places in Keras 3's layout. */
+static int write_keras3(kd_session *s, const char *config, const kdh_tensor_list *list, const char *path, kdh_error *err)
+{
+    kx_keras3_layout lay;
+    if (kx_keras3_layout_of(&s->arena, config, s->model, path, &lay, &s->diags) != 0) return 1;
+    int n = s->model->vars.len;
+    kdh_tensor *ts = calloc((size_t)n + 1, sizeof *ts);
+    for (int i = 0; ts && i < n; i++) ts[i] = *kdh_list_find(list, ((const kd_var *)s->model->vars.items[i])->name);
+    void *image = NULL;
+    size_t len = 0;
+    int rc = !ts ? kx_fail(err, path, "out of memory")
+                 : kx_keras3_weights_build(lay.groups, lay.ngroups, ts, lay.var_paths, n, &image, &len, path, err);
+    if (rc == 0) rc = kx_write_keras_zip(path, config, image, len, err);
+    if (rc != 0) fprintf(stderr, "kdslc: error: %s\n", err->msg);
+    free(image);
+    free(ts);
+    return rc != 0;
+}
+
 /* export: the model's Keras config (interop/keras_export.c) and the weights
- * (every variable of the model, by name and shape) as a legacy Keras .h5. */
+ * (every variable of the model, by name and shape) as a legacy Keras .h5,
+ * or a Keras 3 .keras file when the output's name ends so. */
 int kd_run_export(const char *file, const char *model, const char *weights, const char *h5_path)
 {
     if (!weights || !h5_path) {
-        fprintf(stderr, "kdslc: error: export needs --weights W.safetensors and -o model.h5\n"
+        fprintf(stderr, "kdslc: error: export needs --weights W.safetensors and -o model.h5 (or model.keras)\n"
                         "(run 'kdslc --help' for usage)\n");
         return 2;
     }
@@ -244,9 +272,11 @@ int kd_run_export(const char *file, const char *model, const char *weights, cons
             rc = 1;
         }
     }
-    const char *config = rc == 0 ? kx_keras_config(&s.arena, s.model, file, &s.diags) : NULL;
+    bool keras3 = keras3_path(h5_path);
+    const char *config = rc == 0 ? kx_keras_config(&s.arena, s.model, file, keras3, &s.diags) : NULL;
     if (rc == 0 && !config) rc = 1;
-    if (rc == 0 && kx_write_keras_h5(h5_path, config, s.model, &list, &err) != 0) {
+    if (rc == 0 && keras3) rc = write_keras3(&s, config, &list, h5_path, &err);
+    else if (rc == 0 && kx_write_keras_h5(h5_path, config, s.model, &list, &err) != 0) {
         fprintf(stderr, "kdslc: error: %s\n", err.msg);
         rc = 1;
     }

@@ -744,6 +744,17 @@ START_TEST(export_round_trip)
     ck_assert_int_eq(tu_run(fmt("cd %s && tail -n +2 r.kdsl > a && tail -n +2 again.kdsl > b && diff a b", dir), &out), 0);
     free(out);
     same_weights(tu_path(dir, "r.safetensors"), tu_path(dir, "again.safetensors"));
+    /* the same through a Keras 3 .keras file */
+    rc = tu_kdslc_run(&out, "export %s/r.kdsl --weights %s/r.safetensors -o %s/r.keras", dir, dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "r.keras: model pretrainedResnet, 29 layers, 48 tensors");
+    free(out);
+    rc = tu_kdslc_run(&out, "import %s/r.keras -o %s/k3.kdsl", dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    ck_assert_int_eq(tu_run(fmt("cd %s && tail -n +2 k3.kdsl > c && diff a c", dir), &out), 0);
+    free(out);
+    same_weights(tu_path(dir, "r.safetensors"), tu_path(dir, "k3.safetensors"));
 
     if (sanitizer_pass()) return;
     /* the autoencoder, one epoch of Adam on random data, then out and back in */
@@ -763,6 +774,10 @@ START_TEST(export_round_trip)
     free(out);
     ck_assert_int_eq(tu_kdslc_run(NULL, "import %s/ad.h5 -o %s/ad2.kdsl", dir, dir), 0);
     same_weights(tu_path(dir, "trained.safetensors"), tu_path(dir, "ad2.safetensors"));
+    ck_assert_int_eq(tu_kdslc_run(&out, "export %s/ad.kdsl --weights %s/trained.safetensors -o %s/ad.keras", dir, dir, dir), 0);
+    free(out);
+    ck_assert_int_eq(tu_kdslc_run(NULL, "import %s/ad.keras -o %s/ad3.kdsl", dir, dir), 0);
+    same_weights(tu_path(dir, "trained.safetensors"), tu_path(dir, "ad3.safetensors"));
     /* and the training moved them: the trip did not just copy the file it started from */
     ck_assert_int_ne(tu_run(fmt("cmp -s %s/ad.safetensors %s/ad2.safetensors", dir, dir), NULL), 0);
 }
@@ -833,6 +848,16 @@ START_TEST(export_layer_kinds)
                                 tu_kdslc(), tu_kdslc()), &out), 0);
     free(out);
     same_weights(tu_path(dir, "k.safetensors"), tu_path(dir, "back.safetensors"));
+    /* and through a .keras file: every layer kind's variables at their places in Keras 3's layout */
+    rc = tu_kdslc_run(&out, "export %s/k.kdsl --weights %s/k.safetensors -o %s/k.keras", dir, dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    rc = tu_kdslc_run(&out, "import %s/k.keras -o %s/back3.kdsl", dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    ck_assert_int_eq(tu_run(fmt("cd %s && %s summary back3.kdsl > c.txt && diff a.txt c.txt", dir, tu_kdslc()), &out), 0);
+    free(out);
+    same_weights(tu_path(dir, "k.safetensors"), tu_path(dir, "back3.safetensors"));
     /* the same predictions */
     if (sanitizer_pass()) return;
     kdh_tensor x = {0};
@@ -869,6 +894,13 @@ START_TEST(export_recurrent)
     ck_assert_has(back, "    lstm = LSTM(embedding, 6, return_sequences: true)\n    gru = GRU(lstm, 5, reset_after: false)\n");
     free(back);
     same_weights(tu_path(dir, "r.safetensors"), tu_path(dir, "back.safetensors"));
+    /* a recurrent layer's weights are its cell's in Keras 3 (layers/lstm/cell/vars/0..2) */
+    ck_assert_int_eq(tu_kdslc_run(&out, "export %s/r.kdsl --weights %s/r.safetensors -o %s/r.keras", dir, dir, dir), 0);
+    free(out);
+    rc = tu_kdslc_run(&out, "import %s/r.keras -o %s/back3.kdsl", dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    same_weights(tu_path(dir, "r.safetensors"), tu_path(dir, "back3.safetensors"));
     if (sanitizer_pass()) return;
     kdh_tensor ids = {0};
     ck_assert_int_eq(kdh_tensor_alloc(&ids, NULL, KDH_I32, 2, (const int64_t[]){3, 12}, &err), 0);
