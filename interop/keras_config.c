@@ -707,12 +707,7 @@ static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
                 continue;
             }
             bool shared = l->ncalls > 1;
-            if (l->model && shared) {
-                problem(k, "a nested model called %d times is not imported yet", l->ncalls);
-                l->bad = true;
-                continue;
-            }
-            if (l->model) {
+            if (l->model && !shared) {
                 const char *v = value_name(k, l->name);
                 put(t, "    %s%s = %s(%s%s)\n", listed(outs, l->name, -1) ? "output " : "", v, l->model, in,
                     is_trainable(l->cfg) ? "" : ", trainable: false");
@@ -723,8 +718,11 @@ static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
             }
             if (shared && l->written == 0) {   /* the instance, then each call of it */
                 l->value = value_name(k, l->name);
-                put(t, "    shared %s = %s(%s)\n", l->value, l->cls,
-                    arguments(k, l->cls, l->cfg, NULL, l->named ? l->name : NULL, is_trainable(l->cfg), in_rank));
+                if (l->model)   /* a nested model called twice: one model, its weights shared as Keras shares them */
+                    put(t, "    shared %s = %s(%s)\n", l->value, l->model, is_trainable(l->cfg) ? "" : "trainable: false");
+                else
+                    put(t, "    shared %s = %s(%s)\n", l->value, l->cls,
+                        arguments(k, l->cls, l->cfg, NULL, l->named ? l->name : NULL, is_trainable(l->cfg), in_rank));
             }
             const char *v = value_name(k, shared ? kd_format(k->a, "%s_call%d", l->name, l->written) : l->name);
             bool output = listed(outs, l->name, l->ncalls == 1 ? -1 : l->written);
@@ -734,7 +732,7 @@ static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
                     arguments(k, l->cls, l->cfg, in, l->named ? l->name : NULL, is_trainable(l->cfg), in_rank));
             const char *key = call_key(k, l->name, l->written);
             int *r = kd_alloc(k->a, sizeof *r);
-            *r = out_rank(l->cls, l->cfg, in_rank);
+            *r = l->model ? 0 : out_rank(l->cls, l->cfg, in_rank);
             kd_strmap_put(k->a, &k->ranks, key, r);
             kd_strmap_put(k->a, &k->values, key, (void *)v);
             l->written++;

@@ -369,6 +369,65 @@ START_TEST(keras3_config)
 }
 END_TEST
 
+/* A nested model called twice is one model whose weights both calls share,
+ * as in Keras: `shared encoder = encoder()`, its parameters counted once,
+ * and its predictions (a + b) K + 2 c. */
+START_TEST(nested_model_twice)
+{
+    static const char cfg[] =
+        "{\"class_name\": \"Functional\", \"config\": {\"name\": \"twice\", \"layers\": ["
+        "{\"class_name\": \"InputLayer\", \"name\": \"a\", \"config\": {\"batch_input_shape\": [null, 4], \"name\": \"a\"},"
+        " \"inbound_nodes\": []},"
+        "{\"class_name\": \"InputLayer\", \"name\": \"b\", \"config\": {\"batch_input_shape\": [null, 4], \"name\": \"b\"},"
+        " \"inbound_nodes\": []},"
+        "{\"class_name\": \"Sequential\", \"name\": \"encoder\", \"config\": {\"name\": \"encoder\", \"layers\": ["
+        "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, 4], \"name\": \"x\"}},"
+        "{\"class_name\": \"Dense\", \"config\": {\"name\": \"dense\", \"units\": 3}}]},"
+        " \"inbound_nodes\": [[[\"a\", 0, 0, {}]], [[\"b\", 0, 0, {}]]]},"
+        "{\"class_name\": \"Add\", \"name\": \"add\", \"config\": {\"name\": \"add\"},"
+        " \"inbound_nodes\": [[[\"encoder\", 0, 0, {}], [\"encoder\", 1, 0, {}]]]}],"
+        " \"input_layers\": [[\"a\", 0, 0], [\"b\", 0, 0]], \"output_layers\": [[\"add\", 0, 0]]}}";
+    static const weight w[] = {{"encoder", "dense/kernel", 2, {4, 3}, 0}, {"encoder", "dense/bias", 1, {3}, 0}};
+    const char *dir = tu_tmpdir("import-twice");
+    make_h5(tu_path(dir, "t.h5"), cfg, w, 2);
+    char *out;
+    int rc = tu_kdslc_run(&out, "import %s/t.h5 -o %s/t.kdsl", dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "15 parameters (0 non-trainable)");
+    free(out);
+    char *text = text_of(tu_path(dir, "t.kdsl"));
+    ck_assert_has(text, "    shared encoder = encoder()\n    encoder_call0 = encoder(a)\n    encoder_call1 = encoder(b)\n"
+                        "    output add = Add([encoder_call0, encoder_call1])\n");
+    free(text);
+    rc = tu_kdslc_run(&out, "summary %s/t.kdsl", dir);
+    ck_assert_has(out, "Total params: 15\n");
+    free(out);
+    if (sanitizer_pass()) return;
+    kdh_tensor a = {0}, b = {0}, y = {0};
+    kdh_error err;
+    ck_assert_int_eq(kdh_tensor_alloc(&a, NULL, KDH_F32, 2, (const int64_t[]){2, 4}, &err), 0);
+    ck_assert_int_eq(kdh_tensor_alloc(&b, NULL, KDH_F32, 2, (const int64_t[]){2, 4}, &err), 0);
+    ck_assert_int_eq(kdh_tensor_alloc(&y, NULL, KDH_F32, 2, (const int64_t[]){2, 3}, &err), 0);
+    float *av = a.data, *bv = b.data, *yv = y.data;
+    for (int i = 0; i < 8; i++) av[i] = 0.5f * (float)i - 1, bv[i] = (float)((i * 5) % 7) - 3;
+    for (int n = 0; n < 2; n++)   /* make_h5's values: 0.01 (k mod 17) for element k */
+        for (int j = 0; j < 3; j++) {
+            double sum = 2 * 0.01 * j;
+            for (int i = 0; i < 4; i++) sum += (av[4 * n + i] + bv[4 * n + i]) * 0.01 * ((3 * i + j) % 17);
+            yv[3 * n + j] = (float)sum;
+        }
+    ck_assert_int_eq(kdh_npy_write(tu_path(dir, "a.npy"), &a, &err), 0);
+    ck_assert_int_eq(kdh_npy_write(tu_path(dir, "b.npy"), &b, &err), 0);
+    ck_assert_int_eq(kdh_npy_write(tu_path(dir, "y.npy"), &y, &err), 0);
+    kdh_tensor_free(&a), kdh_tensor_free(&b), kdh_tensor_free(&y);
+    rc = tu_kdslc_run(&out, "predict %s/t.kdsl --weights %s/t.safetensors --input %s/a.npy,%s/b.npy --normalize none -o %s/got.npy",
+                      dir, dir, dir, dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    close_to(tu_path(dir, "y.npy"), tu_path(dir, "got.npy"), "shared encoder");
+}
+END_TEST
+
 /* What kdsl cannot express: each thing listed with its layer, nothing written, a file there kept. */
 START_TEST(unsupported_listed)
 {
@@ -956,6 +1015,7 @@ int main(void)
     tcase_add_test(t, sequential_config);
     tcase_add_test(t, keras3_config);
     tcase_add_test(t, unsupported_listed);
+    tcase_add_test(t, nested_model_twice);
     tcase_add_test(t, bad_files);
     tcase_add_test(t, tfjs_models);
     tcase_add_test(t, tfjs_hostile);
