@@ -47,10 +47,9 @@ static void string(gen *g, char *buf, size_t cap)
         return;
     }
     if (kind == 2) {   /* a config: small JSON the config reader gets through */
-        static const char *const configs[] = {
-            "{\"class_name\": \"Sequential\", \"config\": {\"name\": \"s\", \"layers\": [{\"class_name\": \"Dense\", "
-            "\"config\": {\"name\": \"dense\", \"units\": 2, \"batch_input_shape\": [null, 3]}}]}}",
-            "", "{", "not json", "{\"class_name\": \"Functional\"}"};
+        static const char seq[] = "{\"class_name\": \"Sequential\", \"config\": {\"name\": \"s\", \"layers\": [{\"class_name\": "
+                                  "\"Dense\", \"config\": {\"name\": \"dense\", \"units\": 2, \"batch_input_shape\": [null, 3]}}]}}";
+        static const char *const configs[] = {seq, "", "{", "not json", "{\"class_name\": \"Functional\"}"};
         const char *c = configs[take(g, 5)];
         size_t n = strlen(c) < cap ? strlen(c) : cap - 1;
         memcpy(buf, c, n);
