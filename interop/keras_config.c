@@ -799,6 +799,19 @@ static const char *nested_model(kx *k, const cJSON *layer)
     return name;
 }
 
+/* A string from the file (or its name) for the program's first line, a
+ * comment: a line break in it would end the comment and let the file write
+ * code into the program. Control characters become '?', and it is cut at
+ * 200 bytes. */
+static const char *one_line(kx *k, const char *s)
+{
+    if (!s) return "?";
+    char *out = kd_format(k->a, "%.200s", s);
+    for (char *p = out; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+    return out;
+}
+
 /* Keras 3 writes a model's one input or output flat, [name, 0, 0], where
  * Keras 2 writes a list of them: every model's endpoints become lists. */
 static void endpoint_lists(cJSON *j)
@@ -848,9 +861,9 @@ char *kx_config_to_kdsl(kd_arena *a, const char *json, const char *source, const
     kd_strset_add(a, &k.used, model_name);
     kd_strset_add(a, &k.model_names, model_name);
     text main = {.a = a};
-    put(&t, "# Imported by kdslc from %s (Keras class %s, name \"%s\"%s%s).\n", source, cls ? cls : "?", kname ? kname : "?",
-        !keras_version ? "" : isdigit((unsigned char)keras_version[0]) ? ", saved by Keras " : ", saved by ",
-        keras_version ? keras_version : "");
+    put(&t, "# Imported by kdslc from %s (Keras class %s, name \"%s\"%s%s).\n", one_line(&k, source), one_line(&k, cls),
+        one_line(&k, kname), !keras_version ? "" : isdigit((unsigned char)keras_version[0]) ? ", saved by Keras " : ", saved by ",
+        keras_version ? one_line(&k, keras_version) : "");
     if (cls && !strcmp(cls, "Sequential")) sequential(&k, &main, cfg, model_name);
     else if (is_model_class(cls)) functional(&k, &main, cfg, model_name);
     else problem(&k, "a model of class %s: kdsl imports Sequential and Functional models", cls ? cls : "?");

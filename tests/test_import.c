@@ -692,6 +692,15 @@ START_TEST(keras3_hostile)
     char *text = text_of(tu_path(dir, "good.kdsl"));
     ck_assert_has(text, "    output add = Add([in, dense])\n");
     free(text);
+    /* text from the file goes into the program's first line, a comment, on one line */
+    static const char inject[] = "{\"keras_version\": \"3\\nmodel x {\\n    input q: [1]\\n}\\n#\"}";
+    member injected[] = {{"metadata.json", inject, strlen(inject), false}, {"config.json", keras3_cfg, strlen(keras3_cfg), false},
+                         {"model.weights.h5", w, wlen, false}};
+    make_zip(tu_path(dir, "inject.keras"), injected, 3);
+    ck_assert_int_eq(tu_kdslc_run(NULL, "import %s/inject.keras -o %s/inject.kdsl", dir, dir), 0);
+    text = text_of(tu_path(dir, "inject.kdsl"));
+    ck_assert_has(text, "saved by Keras 3?model x {?    input q: [1]?}?#).\nmodel functional {\n");
+    free(text);
     tu_write(tu_path(dir, "m.kdsl"), "keep\n", 5);
     /* deflated members read as well (Keras stores them; zip tools may not) */
     member deflated[] = {{"config.json", keras3_cfg, strlen(keras3_cfg), true}, {"model.weights.h5", w, wlen, true}};
