@@ -5,7 +5,8 @@
  * own variables, datasets "0", "1", ... in the order the layer created
  * them (Layer.save_own_variables: trainable ones first, as created, then
  * the others — BatchNormalization's gamma, beta, moving_mean,
- * moving_variance). A model's layers are the container `layers`, each
+ * moving_variance; a layer made with trainable=False keeps that order, its
+ * variables are tracked as made and frozen after). A model's layers are the container `layers`, each
  * member named by its class in snake case with a counter per container —
  * layers/dense, layers/dense_1, layers/conv2d — not by the layer's name;
  * Sequential leaves its InputLayer out of model.layers, Functional keeps
