@@ -309,8 +309,6 @@ int kx_read_keras_h5_image(const void *data, size_t len, const char *name, uint6
     return read_file(file, name, max_or_default(max_bytes), out, err);
 }
 
-
-
 /* ---- Keras 3's model.weights.h5 -------------------------------------------
  * saving_lib's H5IOStore: a group per saveable object, each with a `vars`
  * group of datasets "0", "1", ... (layers/dense/vars/0). The tree is walked
