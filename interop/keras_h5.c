@@ -313,8 +313,9 @@ int kx_read_keras_h5_image(const void *data, size_t len, const char *name, uint6
  * saving_lib's H5IOStore: a group per saveable object, each with a `vars`
  * group of datasets "0", "1", ... (layers/dense/vars/0). The tree is walked
  * by hard links only (a soft or external link could point anywhere, even
- * at another file), at most 32 deep and 100,000 links in all (a group may
- * link to itself: the count bounds the walk). Datasets under layers/ are
+ * at another file), each object named by one link only (a group linked
+ * twice could hold itself), at most 32 deep and 100,000 links in all.
+ * Datasets under layers/ are
  * the layers' variables and must be `.../vars/<i>`; the rest (optimizer/,
  * metrics) is not the model's and is skipped. */
 
@@ -360,6 +361,18 @@ static herr_t collect_link(hid_t g, const char *name, const H5L_info_t *info, vo
     return 0;
 }
 
+/* How many hard links name object o (0 if libhdf5 cannot tell). */
+static unsigned hard_links(hid_t o)
+{
+#if H5_VERSION_GE(1, 12, 0)
+    H5O_info2_t info;
+    return H5Oget_info3(o, &info, H5O_INFO_BASIC) >= 0 ? info.rc : 0;
+#else
+    H5O_info_t info;
+    return H5Oget_info2(o, &info, H5O_INFO_BASIC) >= 0 ? info.rc : 0;
+#endif
+}
+
 static bool all_digits(const char *s)
 {
     size_t n = strlen(s);
@@ -388,7 +401,10 @@ static int walk_group(k3_walk *w, hid_t g, const char *gpath, int depth)
         snprintf(child, len, "%s%s%s", gpath, gpath[0] ? "/" : "", name);
         hid_t o = H5Oopen(g, name, H5P_DEFAULT);
         H5I_type_t type = o >= 0 ? H5Iget_type(o) : H5I_BADID;
+        unsigned links = o >= 0 ? hard_links(o) : 0;
         if (o < 0) rc = fail(w->err, w->path, "%s: cannot open it (a damaged file?)", child);
+        else if (links != 1)   /* a group linked twice could hold itself: the walk would go round */
+            rc = fail(w->err, w->path, "%s: an object with %u names (Keras links each once)", child, links);
         else if (type == H5I_GROUP) rc = walk_group(w, o, child, depth + 1);
         else if (type == H5I_DATASET && !strncmp(child, "layers/", 7)) {
             const char *slash = strrchr(gpath, '/');

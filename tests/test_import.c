@@ -633,8 +633,9 @@ static void lie_about_size(const char *path, const char *name, uint32_t size)
 }
 
 /* A Keras 3 weights file: layers/input_layer, layers/dense (a [4, 4] kernel and a [4] bias) and layers/add,
- * as saving_lib lays them out; `extra` a dataset more (NULL: none), `soft` a soft link more. */
-static char *weights_h5(const char *dir, const char *extra, bool soft, bool no_bias, size_t *len)
+ * as saving_lib lays them out; `extra` a dataset more (NULL: none), `link` a soft link more (1) or a
+ * hard link from layers/add/vars back to layers (2). */
+static char *weights_h5(const char *dir, const char *extra, int link, bool no_bias, size_t *len)
 {
     const char *path = tu_path(dir, "w.weights.h5");
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
@@ -654,7 +655,8 @@ static char *weights_h5(const char *dir, const char *extra, bool soft, bool no_b
         H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
         H5Dclose(d), H5Sclose(s);
     }
-    if (soft) H5Lcreate_soft("/layers/dense/vars/0", f, "layers/add/vars/0", H5P_DEFAULT, H5P_DEFAULT);
+    if (link == 1) H5Lcreate_soft("/layers/dense/vars/0", f, "layers/add/vars/0", H5P_DEFAULT, H5P_DEFAULT);
+    if (link == 2) H5Lcreate_hard(f, "layers", f, "layers/add/vars/up", H5P_DEFAULT, H5P_DEFAULT);
     H5Pclose(lcpl);
     H5Fclose(f);
     return tu_read(path, len);
@@ -679,7 +681,7 @@ START_TEST(keras3_hostile)
     const char *dir = tu_tmpdir("import-keras3-bad");
     static const char meta[] = "{\"keras_version\": \"3.6.0\", \"date_saved\": \"2026-12-06@12:00:00\"}";
     size_t wlen;
-    char *w = weights_h5(dir, NULL, false, false, &wlen);
+    char *w = weights_h5(dir, NULL, 0, false, &wlen);
     const char *k = tu_path(dir, "m.keras");
     /* the good archive, and what it reads as */
     member good[] = {{"metadata.json", meta, strlen(meta), false}, {"config.json", keras3_cfg, strlen(keras3_cfg), false},
@@ -776,17 +778,19 @@ START_TEST(keras3_hostile)
     /* weights files that do not fit the config or Keras 3's layout */
     struct {
         const char *extra;
-        bool soft, no_bias;
+        int link;
+        bool no_bias;
         const char *says;
     } wcases[] = {
-        {"layers/dense/vars/2", false, false, "weight \"layers/dense/vars/2\" belongs to no variable"},
-        {"layers/dense/kernel", false, false, "dataset layers/dense/kernel: a layer's variables are datasets vars/0, vars/1"},
-        {NULL, true, false, "layers/add/vars holds a soft or external link (Keras writes none)"},
-        {NULL, false, true, "no dataset layers/dense/vars/1 in model.weights.h5, where Keras 3 keeps dense/bias"},
+        {"layers/dense/vars/2", 0, false, "weight \"layers/dense/vars/2\" belongs to no variable"},
+        {"layers/dense/kernel", 0, false, "dataset layers/dense/kernel: a layer's variables are datasets vars/0, vars/1"},
+        {NULL, 1, false, "layers/add/vars holds a soft or external link (Keras writes none)"},
+        {NULL, 2, false, ": an object with 2 names (Keras links each once)"},
+        {NULL, 0, true, "no dataset layers/dense/vars/1 in model.weights.h5, where Keras 3 keeps dense/bias"},
     };
     for (size_t i = 0; i < sizeof wcases / sizeof *wcases; i++) {
         size_t blen;
-        char *bad = weights_h5(dir, wcases[i].extra, wcases[i].soft, wcases[i].no_bias, &blen);
+        char *bad = weights_h5(dir, wcases[i].extra, wcases[i].link, wcases[i].no_bias, &blen);
         member m[] = {{"config.json", keras3_cfg, strlen(keras3_cfg), false}, {"model.weights.h5", bad, blen, false}};
         make_zip(tu_path(dir, "w.keras"), m, 2);
         ck_assert_fails(1, wcases[i].says, "import %s/w.keras -o %s/m.kdsl", dir, dir);
