@@ -738,6 +738,15 @@ START_TEST(keras3_hostile)
         make_zip(tu_path(dir, cases[i].file), cases[i].m, cases[i].n);
         ck_assert_fails(1, cases[i].says, "import %s/%s -o %s/m.kdsl", dir, cases[i].file, dir);
     }
+    /* an encrypted member */
+    const char *enc = tu_path(dir, "encrypted.keras");
+    make_zip(enc, good, 3);
+    int zerr = 0;
+    zip_t *za = zip_open(enc, 0, &zerr);
+    ck_assert_ptr_nonnull(za);
+    ck_assert_int_eq(zip_file_set_encryption(za, (zip_uint64_t)zip_name_locate(za, "config.json", 0), ZIP_EM_AES_256, "secret"), 0);
+    ck_assert_int_eq(zip_close(za), 0);
+    ck_assert_fails(1, "encrypted.keras: config.json is encrypted", "import %s -o %s/m.kdsl", enc, dir);
     /* a member named twice (libzip will not write one: the second name patched) */
     member twice[] = {{"config.json", keras3_cfg, strlen(keras3_cfg), false}, {"config.jsoo", "{}", 2, false},
                       {"model.weights.h5", w, wlen, false}};
