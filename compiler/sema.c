@@ -304,6 +304,24 @@ kd_var *sema_new_var(sema *S, kd_instance *inst, const char *local, kd_var_kind 
             return v;
         }
     }
+    /* A shared model's later call makes its layers again; their variables are its first call's. */
+    if (S->shared_model_calls > 0) {
+        const char *want = inst ? kd_format(S->a, "%s%s/%s", S->var_prefix, inst->name, local)
+                                : kd_format(S->a, "%s%s", S->var_prefix, local);
+        for (int i = 0; i < S->m->vars.len; i++) {
+            kd_var *v = S->m->vars.items[i];
+            if (strcmp(v->name, want) != 0) continue;
+            if (!ir_shape_equal(&v->shape, &shape)) {
+                char a[128], b[128];
+                sema_error(S, loc, "this model is shared, but this call needs %s of shape %s where its first call made %s",
+                           want, ir_shape_sample(&shape, a, sizeof a), ir_shape_sample(&v->shape, b, sizeof b));
+                return NULL;
+            }
+            return v;
+        }
+        sema_error(S, loc, "this model is shared, but this call makes variable '%s', which its first call did not", want);
+        return NULL;
+    }
     int64_t elems = ir_shape_elems(&shape);
     if (elems < 0 || elems > ((int64_t)1 << 31)) {
         char buf[128];
@@ -1017,11 +1035,13 @@ static sv *apply_user(sema *S, kd_instance *inst, sv **inputs, int ninputs, kd_l
     kd_vec *saved_layers = S->layers;
     kd_strset *saved_names = S->layer_names;
     kd_strset nested_names = {0};
+    bool again = item->kind == ITEM_MODEL && inst->ncalls > 0;   /* a shared model called again */
     if (item->kind == ITEM_MODEL) {
         memset(&S->counters, 0, sizeof S->counters);
         S->var_prefix = kd_format(S->a, "%s%s/", S->var_prefix, inst->name);
         S->layers = NULL;
         S->layer_names = &nested_names;   /* its layers' names are its own */
+        S->shared_model_calls += again;
     }
     S->scope = &scope;
     S->frame = &frame;
@@ -1039,6 +1059,7 @@ static sv *apply_user(sema *S, kd_instance *inst, sv **inputs, int ninputs, kd_l
         }
     }
     if (item->kind == ITEM_MODEL) {
+        S->shared_model_calls -= again;
         S->counters = saved_counters;
         S->var_prefix = saved_prefix;
         S->layers = saved_layers;

@@ -88,6 +88,7 @@ typedef struct sema {
     bool training;
     kd_strmap counters;           /* base name -> name_counter*: Keras' per-model instance names */
     const char *var_prefix;       /* "resnet50/" inside a nested model */
+    int shared_model_calls;       /* >0 inside a shared model's second or later call */
     kd_vec *layers;               /* where new summary rows go (NULL inside nested models) */
     kd_strset *layer_names;       /* the names of those rows and of the model's inputs */
     kd_strset var_names;          /* every variable name of the model */

@@ -18,10 +18,11 @@ const kd_command kd_commands[KD_NCOMMANDS] = {
     {"evaluate", KD_CMD_EVALUATE, "FILE --weights W [--data ...]", "loss and accuracy on the data (test split)"},
     {"predict", KD_CMD_PREDICT, "FILE --weights W --input X.npy[,X2.npy...] [-o Y.npy|Y.csv[,...]]",
      "every output (CSV on stdout without -o)"},
-    {"export", KD_CMD_EXPORT, "FILE --weights W.safetensors -o model.h5", "the model and its weights as a Keras .h5 file"},
+    {"export", KD_CMD_EXPORT, "FILE --weights W.safetensors -o model.h5|model.keras",
+     "the model and its weights as a Keras .h5 or Keras 3 .keras file"},
     {"plot", KD_CMD_PLOT, "FILE [-o model.svg|model.png|model.dot] [--show-shapes] | --history H.csv|H.json [-o curves.svg]",
      "draw the model as keras.utils.plot_model does, or a training history's curves"},
-    {"import", KD_CMD_IMPORT, "MODEL.h5|model.json [-o model.kdsl] [--weights-out W.safetensors]",
+    {"import", KD_CMD_IMPORT, "MODEL.h5|MODEL.keras|model.json [-o model.kdsl] [--weights-out W.safetensors]",
      "a trained Keras model as a KDSL program and its weights"},
 };
 
@@ -108,7 +109,7 @@ const kd_flag kd_flags[] = {
     STR("--stage", KD_CMD_IR, "STAGE", stage, "ast, graph, infer, grad, layout, opt or loops (default graph)"),
     PATH("-o", KD_CMD_COMPILE | KD_CMD_PREDICT | KD_CMD_IMPORT | KD_CMD_EXPORT | KD_CMD_PLOT, "FILE", run.output,
          "compile: model.c, model.h beside it (default MODEL.c); predict: the predictions, one file per output; "
-         "import: the program (default MODEL.kdsl); export: the .h5 file; plot: the picture, .svg, .png or .dot "
+         "import: the program (default MODEL.kdsl); export: the .h5 or .keras file; plot: the picture, .svg, .png or .dot "
          "(default MODEL.svg; curves.svg with --history)"),
     PATH("--output", KD_CMD_COMPILE | KD_CMD_PREDICT | KD_CMD_IMPORT | KD_CMD_EXPORT | KD_CMD_PLOT, "FILE", run.output,
          "the same as -o"),

@@ -1,21 +1,25 @@
 /* keras_cli.c — Keras' files in and out:
  *   kdslc import MODEL [-o model.kdsl] [--weights-out W.safetensors]
- *   kdslc export model.kdsl --weights W.safetensors -o model.h5
+ *   kdslc export model.kdsl --weights W.safetensors -o model.h5|model.keras
  *
  * import: a trained Keras model file as a KDSL program and its weights.
  *
- * The steps: read the file (interop/keras_h5.c), write the program
- * (interop/keras_config.c), check it with the front end as any program is
- * checked, then take each of its weights and states from the file by name
- * and shape; every weight of the file must find its variable. Only when
- * all of that holds are the two files written, together (both or neither). */
+ * The steps: read the file (interop/keras_h5.c, keras_zip.c, tfjs_model.c),
+ * write the program (interop/keras_config.c), check it with the front end
+ * as any program is checked, then take each of its weights and states from
+ * the file by name and shape (a .keras file's by their places in Keras 3's
+ * layout, interop/keras3_layout.c); every weight of the file must find its
+ * variable. Only when all of that holds are the two files written,
+ * together (both or neither). */
 #include "keras_cli.h"
 
 #include "driver.h"
 #include "host/paths.h"
 #include "keras_config.h"
 #include "keras_export.h"
+#include "keras3_layout.h"
 #include "keras_h5.h"
+#include "keras_zip.h"
 #include "tfjs_model.h"
 
 #include <errno.h>
@@ -100,6 +104,31 @@ static int take_weights(kd_arena *a, const kd_model *m, const kx_keras_file *kf,
     return d->errors > errors ? 1 : 0;
 }
 
+/* A .keras file's weights, named by their places in Keras 3's layout
+ * ("layers/dense/vars/0"), renamed as the program's variables they are;
+ * those that are no variable's place keep their names (take_weights then
+ * lists them), and a variable without its place is an error. */
+static int keras3_names(kd_arena *a, const char *config, const kd_model *m, kx_keras_file *kf, const char *path,
+                        kd_diags *d)
+{
+    kx_keras3_layout lay;
+    if (kx_keras3_layout_of(a, config, m, path, &lay, d) != 0) return 1;
+    int errors = d->errors;
+    for (int i = 0; i < m->vars.len; i++) {
+        const kd_var *v = m->vars.items[i];
+        kdh_tensor *t = kdh_list_find(&kf->weights, lay.var_paths[i]);
+        char *name = t ? strdup(v->name) : NULL;
+        if (!name) {
+            kd_error(d, (kd_loc){0}, "%s: no dataset %s in model.weights.h5, where Keras 3 keeps %s", path, lay.var_paths[i],
+                     v->name);
+            continue;
+        }
+        free(t->name);
+        t->name = name;
+    }
+    return d->errors > errors ? 1 : 0;
+}
+
 int kd_run_import(const char *file, const char *kdsl_path, const char *weights_path)
 {
     kd_session s = {0};
@@ -111,14 +140,14 @@ int kd_run_import(const char *file, const char *kdsl_path, const char *weights_p
         fprintf(stderr, "kdslc: error: import reads a file, not standard input\n");
         return 2;
     }
-    bool h5 = kx_is_hdf5(file), tfjs = !h5 && kx_is_tfjs_json(file);
-    if (!h5 && !tfjs) {
+    bool h5 = kx_is_hdf5(file), zip = !h5 && kx_is_zip(file), tfjs = !h5 && !zip && kx_is_tfjs_json(file);
+    if (!h5 && !zip && !tfjs) {
         FILE *f = fopen(file, "rb");
         if (!f) fprintf(stderr, "kdslc: error: cannot read %s: %s\n", file, strerror(errno));
         else {
             fclose(f);
-            fprintf(stderr, "kdslc: error: %s: neither a Keras HDF5 file (.h5) nor a TensorFlow.js model.json; "
-                            ".keras files are not imported yet\n", file);
+            fprintf(stderr, "kdslc: error: %s: not a Keras file: neither HDF5 (.h5), a zip (.keras) nor a "
+                            "TensorFlow.js model.json\n", file);
         }
         return 1;
     }
@@ -145,7 +174,9 @@ int kd_run_import(const char *file, const char *kdsl_path, const char *weights_p
         kd_session_free(&s);
         return rc;
     }
-    if ((h5 ? kx_read_keras_h5_isolated(file, reader_seconds(file), &kf, &err) : kx_read_tfjs(file, &kf, &err)) != 0) {
+    if ((h5    ? kx_read_keras_h5_isolated(file, reader_seconds(file), &kf, &err)
+         : zip ? kx_read_keras_zip(file, reader_seconds(file), &kf, &err)
+               : kx_read_tfjs(file, &kf, &err)) != 0) {
         fprintf(stderr, "kdslc: error: %s\n", err.msg);
         kd_session_free(&s);
         return 1;
@@ -154,7 +185,7 @@ int kd_run_import(const char *file, const char *kdsl_path, const char *weights_p
     char *text = kx_config_to_kdsl(&s.arena, kf.config, name, kf.keras_version, d);
     if (text && kd_front_end_text(&s, kdsl_path, text, strlen(text), NULL) != 0)
         kd_note(d, (kd_loc){0}, "the program written for %s does not compile (above): a bug of kdslc import", file);
-    else if (text) {
+    else if (text && (!zip || keras3_names(&s.arena, kf.config, s.model, &kf, file, d) == 0)) {
         kdh_tensor *ts = calloc((size_t)s.model->vars.len + 1, sizeof *ts);
         if (take_weights(&s.arena, s.model, &kf, file, ts, d) == 0) {
             text_out t = {kdsl_path, text};
@@ -176,12 +207,40 @@ int kd_run_import(const char *file, const char *kdsl_path, const char *weights_p
     return rc;
 }
 
+/* Whether path names a .keras file. */
+static bool keras3_path(const char *path)
+{
+    size_t n = strlen(path);
+    return n > 6 && !strcmp(path + n - 6, ".keras");
+}
+
+/* A .keras file of the model: its config in Keras 3's dialect, and the
+ * variables (from `list`) at their places in Keras 3's layout. */
+static int write_keras3(kd_session *s, const char *config, const kdh_tensor_list *list, const char *path, kdh_error *err)
+{
+    kx_keras3_layout lay;
+    if (kx_keras3_layout_of(&s->arena, config, s->model, path, &lay, &s->diags) != 0) return 1;
+    int n = s->model->vars.len;
+    kdh_tensor *ts = calloc((size_t)n + 1, sizeof *ts);
+    for (int i = 0; ts && i < n; i++) ts[i] = *kdh_list_find(list, ((const kd_var *)s->model->vars.items[i])->name);
+    void *image = NULL;
+    size_t len = 0;
+    int rc = !ts ? kx_fail(err, path, "out of memory")
+                 : kx_keras3_weights_build(lay.groups, lay.ngroups, ts, lay.var_paths, n, &image, &len, path, err);
+    if (rc == 0) rc = kx_write_keras_zip(path, config, image, len, err);
+    if (rc != 0) fprintf(stderr, "kdslc: error: %s\n", err->msg);
+    free(image);
+    free(ts);
+    return rc != 0;
+}
+
 /* export: the model's Keras config (interop/keras_export.c) and the weights
- * (every variable of the model, by name and shape) as a legacy Keras .h5. */
+ * (every variable of the model, by name and shape) as a legacy Keras .h5,
+ * or a Keras 3 .keras file when the output's name ends so. */
 int kd_run_export(const char *file, const char *model, const char *weights, const char *h5_path)
 {
     if (!weights || !h5_path) {
-        fprintf(stderr, "kdslc: error: export needs --weights W.safetensors and -o model.h5\n"
+        fprintf(stderr, "kdslc: error: export needs --weights W.safetensors and -o model.h5 (or model.keras)\n"
                         "(run 'kdslc --help' for usage)\n");
         return 2;
     }
@@ -213,9 +272,11 @@ int kd_run_export(const char *file, const char *model, const char *weights, cons
             rc = 1;
         }
     }
-    const char *config = rc == 0 ? kx_keras_config(&s.arena, s.model, file, &s.diags) : NULL;
+    bool keras3 = keras3_path(h5_path);
+    const char *config = rc == 0 ? kx_keras_config(&s.arena, s.model, file, keras3, &s.diags) : NULL;
     if (rc == 0 && !config) rc = 1;
-    if (rc == 0 && kx_write_keras_h5(h5_path, config, s.model, &list, &err) != 0) {
+    if (rc == 0 && keras3) rc = write_keras3(&s, config, &list, h5_path, &err);
+    else if (rc == 0 && kx_write_keras_h5(h5_path, config, s.model, &list, &err) != 0) {
         fprintf(stderr, "kdslc: error: %s\n", err.msg);
         rc = 1;
     }

@@ -3,7 +3,7 @@
  *   - with clang -fsanitize=fuzzer (meson -Dfuzz=true): each file also
  *     defines LLVMFuzzerTestOneInput, and fuzz/run drives it;
  *   - with KDFUZZ_REPLAY defined (tests/test_fuzz_replay.c, every build):
- *     all five link into one Check suite that replays the seeds and every
+ *     all of them link into one Check suite that replays the seeds and every
  *     input in fuzz/regressions/TARGET/, so a fixed crash stays fixed under
  *     gcc and under the sanitizers.
  * A target returns 0 and never crashes, hangs, leaks or exits; a broken
@@ -24,6 +24,8 @@ int kdfuzz_idx(const uint8_t *data, size_t size);
 int kdfuzz_csv(const uint8_t *data, size_t size);
 int kdfuzz_keras(const uint8_t *data, size_t size);
 int kdfuzz_history(const uint8_t *data, size_t size);
+int kdfuzz_h5(const uint8_t *data, size_t size);
+int kdfuzz_keras3(const uint8_t *data, size_t size);
 
 #ifdef KDFUZZ_REPLAY
 #define KDFUZZ_ENTRY(fn)

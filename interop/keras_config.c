@@ -652,10 +652,6 @@ static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
         problem(k, "a Functional model without layers or output_layers");
         return;
     }
-    if (outs->child && cJSON_IsString(outs->child)) {   /* one output as [name, 0, 0] */
-        problem(k, "a single output_layers entry in Keras 3's flat form is not imported yet");
-        return;
-    }
     put(t, "model %s {\n", model_name);
     int n = cJSON_GetArraySize(layers);
     fn_layer *ls = kd_alloc_array(k->a, (size_t)n + 1, sizeof *ls);
@@ -734,12 +730,7 @@ static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
                 continue;
             }
             bool shared = l->ncalls > 1;
-            if (l->model && shared) {
-                problem(k, "a nested model called %d times is not imported yet", l->ncalls);
-                l->bad = true;
-                continue;
-            }
-            if (l->model) {
+            if (l->model && !shared) {
                 const char *v = value_name(k, l->name);
                 put(t, "    %s%s = %s(%s%s)\n", listed(outs, l->name, -1) ? "output " : "", v, l->model, in,
                     is_trainable(l->cfg) ? "" : ", trainable: false");
@@ -750,8 +741,11 @@ static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
             }
             if (shared && l->written == 0) {   /* the instance, then each call of it */
                 l->value = value_name(k, l->name);
-                put(t, "    shared %s = %s(%s)\n", l->value, l->cls,
-                    arguments(k, l->cls, l->cfg, NULL, l->named ? l->name : NULL, is_trainable(l->cfg), in_rank));
+                if (l->model)   /* a nested model called twice: one model, its weights shared as Keras shares them */
+                    put(t, "    shared %s = %s(%s)\n", l->value, l->model, is_trainable(l->cfg) ? "" : "trainable: false");
+                else
+                    put(t, "    shared %s = %s(%s)\n", l->value, l->cls,
+                        arguments(k, l->cls, l->cfg, NULL, l->named ? l->name : NULL, is_trainable(l->cfg), in_rank));
             }
             const char *v = value_name(k, shared ? kd_format(k->a, "%s_call%d", l->name, l->written) : l->name);
             bool output = listed(outs, l->name, l->ncalls == 1 ? -1 : l->written);
@@ -777,7 +771,7 @@ static void functional(kx *k, text *t, const cJSON *cfg, const char *model_name)
                 put(t, "    %s%s%s = %s(%s)\n", output ? "output " : "", v, more, l->cls,
                     arguments(k, l->cls, l->cfg, in, l->named ? l->name : NULL, is_trainable(l->cfg), in_rank));
             int *r = kd_alloc(k->a, sizeof *r);
-            *r = out_rank(l->cls, l->cfg, in_rank);
+            *r = l->model ? 0 : out_rank(l->cls, l->cfg, in_rank);
             kd_strmap_put(k->a, &k->ranks, key, r);
             kd_strmap_put(k->a, &k->values, key, (void *)v);
             l->written++;
@@ -844,6 +838,43 @@ static const char *nested_model(kx *k, const cJSON *layer)
     return name;
 }
 
+/* A string from the file (or its name) for the program's first line, a
+ * comment: a line break in it would end the comment and let the file write
+ * code into the program. Control characters become '?', and it is cut at
+ * 200 bytes. */
+static const char *one_line(kx *k, const char *s)
+{
+    if (!s) return "?";
+    char *out = kd_format(k->a, "%.200s", s);
+    for (char *p = out; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+    return out;
+}
+
+/* Keras 3 writes a model's one input or output flat, [name, 0, 0], where
+ * Keras 2 writes a list of them: every model's endpoints become lists. */
+static void endpoint_lists(cJSON *j)
+{
+    for (cJSON *e = j ? j->child : NULL; e; e = e->next) {
+        if (cJSON_IsObject(j) && (!strcmp(e->string, "input_layers") || !strcmp(e->string, "output_layers")) &&
+            cJSON_IsArray(e) && cJSON_IsString(e->child)) {
+            cJSON *list = cJSON_CreateArray(), *one = cJSON_Duplicate(e, true);
+            if (!list || !one || !cJSON_AddItemToArray(list, one)) {
+                cJSON_Delete(list);
+                cJSON_Delete(one);
+                continue;
+            }
+            if (!cJSON_ReplaceItemInObjectCaseSensitive(j, e->string, list)) {
+                cJSON_Delete(list);
+                continue;
+            }
+            e = list;
+            continue;
+        }
+        if (cJSON_IsObject(e) || cJSON_IsArray(e)) endpoint_lists(e);
+    }
+}
+
 char *kx_config_to_kdsl(kd_arena *a, const char *json, const char *source, const char *keras_version, kd_diags *d)
 {
     text models = {.a = a};
@@ -854,6 +885,7 @@ char *kx_config_to_kdsl(kd_arena *a, const char *json, const char *source, const
         problem(&k, "the model config is not JSON");
         return NULL;
     }
+    endpoint_lists(root);
     const char *cls = str(root, "class_name");
     const cJSON *cfg = get(root, "config");
     text t = {.a = a};
@@ -868,9 +900,9 @@ char *kx_config_to_kdsl(kd_arena *a, const char *json, const char *source, const
     kd_strset_add(a, &k.used, model_name);
     kd_strset_add(a, &k.model_names, model_name);
     text main = {.a = a};
-    put(&t, "# Imported by kdslc from %s (Keras class %s, name \"%s\"%s%s).\n", source, cls ? cls : "?", kname ? kname : "?",
-        !keras_version ? "" : isdigit((unsigned char)keras_version[0]) ? ", saved by Keras " : ", saved by ",
-        keras_version ? keras_version : "");
+    put(&t, "# Imported by kdslc from %s (Keras class %s, name \"%s\"%s%s).\n", one_line(&k, source), one_line(&k, cls),
+        one_line(&k, kname), !keras_version ? "" : isdigit((unsigned char)keras_version[0]) ? ", saved by Keras " : ", saved by ",
+        keras_version ? one_line(&k, keras_version) : "");
     if (cls && !strcmp(cls, "Sequential")) sequential(&k, &main, cfg, model_name);
     else if (is_model_class(cls)) functional(&k, &main, cfg, model_name);
     else problem(&k, "a model of class %s: kdsl imports Sequential and Functional models", cls ? cls : "?");

@@ -25,8 +25,19 @@ typedef struct ex {
     kd_diags *d;
     const char *source;
     const kd_layer *layer;
+    const kd_model *m;
+    bool keras3;   /* Keras 3's dialect (config.json of a .keras file) */
     bool failed;
 } ex;
+
+/* Keras 3's serialize_keras_object adds where a class comes from. */
+static void keras3_origin(ex *e, cJSON *o, const char *module, const char *registered)
+{
+    if (!e->keras3) return;
+    cJSON_AddStringToObject(o, "module", module);
+    if (registered) cJSON_AddStringToObject(o, "registered_name", registered);
+    else cJSON_AddNullToObject(o, "registered_name");
+}
 
 static void problem(ex *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void problem(ex *e, const char *fmt, ...)
@@ -105,6 +116,7 @@ static cJSON *setting(ex *e, const kd_value *v, const char *arg)
         if (strcmp(cls, "Zeros") && strcmp(cls, "Ones") && strcmp(cls, "Constant")) cJSON_AddNullToObject(cfg, "seed");
     }
     cJSON_AddItemToObject(o, "config", cfg);
+    keras3_origin(e, o, is_regularizer(arg) ? "keras.regularizers" : "keras.initializers", NULL);
     return o;
 }
 
@@ -214,7 +226,31 @@ static cJSON *layer_config(ex *e, const kd_layer *l)
     return cfg;
 }
 
-/* "conv2d[0][0]" -> ["conv2d", 0, 0, {}] */
+/* A batch shape [null, ...] as JSON. */
+static cJSON *batch_shape(const ir_shape *s)
+{
+    cJSON *shape = cJSON_CreateArray();
+    cJSON_AddItemToArray(shape, cJSON_CreateNull());
+    for (int k = s->batched ? 1 : 0; k < s->rank; k++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)s->dims[k]));
+    return shape;
+}
+
+/* The output shape and dtype of the input or layer called `name`. */
+static const ir_shape *shape_of(const kd_model *m, const char *name, bool *i32)
+{
+    *i32 = false;
+    for (int i = 0; i < m->ninputs; i++)
+        if (!strcmp(m->input_names[i], name)) {
+            *i32 = m->input_i32[i];
+            return &m->input_shapes[i];
+        }
+    for (int i = 0; i < m->layers.len; i++)
+        if (!strcmp(((const kd_layer *)m->layers.items[i])->name, name)) return &((const kd_layer *)m->layers.items[i])->out_shape;
+    return NULL;
+}
+
+/* "conv2d[0][0]" -> ["conv2d", 0, 0, {}], or in Keras 3's dialect
+ * {"class_name": "__keras_tensor__", "config": {"shape", "dtype", "keras_history": ["conv2d", 0, 0]}} */
 static cJSON *inbound_tensor(ex *e, const char *tag)
 {
     const char *b = strchr(tag, '[');
@@ -223,12 +259,24 @@ static cJSON *inbound_tensor(ex *e, const char *tag)
         problem(e, "an input Keras cannot name (%s)", tag);
         return NULL;
     }
+    const char *name = kd_format(e->a, "%.*s", (int)(b - tag), tag);
     cJSON *t = cJSON_CreateArray();
-    cJSON_AddItemToArray(t, cJSON_CreateString(kd_format(e->a, "%.*s", (int)(b - tag), tag)));
+    cJSON_AddItemToArray(t, cJSON_CreateString(name));
     cJSON_AddItemToArray(t, cJSON_CreateNumber((double)node));
     cJSON_AddItemToArray(t, cJSON_CreateNumber((double)tensor));
-    cJSON_AddItemToArray(t, cJSON_CreateObject());
-    return t;
+    if (!e->keras3) {
+        cJSON_AddItemToArray(t, cJSON_CreateObject());
+        return t;
+    }
+    bool i32;
+    const ir_shape *s = shape_of(e->m, name, &i32);
+    cJSON *kt = cJSON_CreateObject(), *cfg = cJSON_CreateObject();
+    cJSON_AddStringToObject(kt, "class_name", "__keras_tensor__");
+    if (s) cJSON_AddItemToObject(cfg, "shape", batch_shape(s));
+    cJSON_AddStringToObject(cfg, "dtype", i32 ? "int32" : "float32");
+    cJSON_AddItemToObject(cfg, "keras_history", t);
+    cJSON_AddItemToObject(kt, "config", cfg);
+    return kt;
 }
 
 static cJSON *endpoint(const char *name)
@@ -240,9 +288,20 @@ static cJSON *endpoint(const char *name)
     return t;
 }
 
-char *kx_keras_config(kd_arena *a, const kd_model *m, const char *source, kd_diags *d)
+/* input_layers / output_layers: Keras 3 writes a model's one endpoint flat. */
+static void add_endpoints(ex *e, cJSON *cfg, const char *key, cJSON *list)
 {
-    ex e = {.a = a, .d = d, .source = source};
+    if (e->keras3 && cJSON_GetArraySize(list) == 1) {
+        cJSON *one = cJSON_DetachItemFromArray(list, 0);
+        cJSON_Delete(list);
+        list = one;
+    }
+    cJSON_AddItemToObject(cfg, key, list);
+}
+
+char *kx_keras_config(kd_arena *a, const kd_model *m, const char *source, bool keras3, kd_diags *d)
+{
+    ex e = {.a = a, .d = d, .source = source, .m = m, .keras3 = keras3};
     /* only layers: every computing node of the inference graph belongs to one */
     for (int i = 0; i < m->infer->nodes.len; i++) {
         const ir_node *n = m->infer->nodes.items[i];
@@ -252,23 +311,25 @@ char *kx_keras_config(kd_arena *a, const kd_model *m, const char *source, kd_dia
         }
     }
     cJSON *root = cJSON_CreateObject(), *cfg = cJSON_CreateObject(), *layers = cJSON_CreateArray();
+    if (keras3) cJSON_AddStringToObject(root, "module", "keras");
     cJSON_AddStringToObject(root, "class_name", "Functional");
     cJSON_AddItemToObject(root, "config", cfg);
+    if (keras3) cJSON_AddStringToObject(root, "registered_name", "Functional");
     cJSON_AddStringToObject(cfg, "name", m->name);
+    if (keras3) cJSON_AddBoolToObject(cfg, "trainable", true);
     cJSON_AddItemToObject(cfg, "layers", layers);
     cJSON *ins = cJSON_CreateArray(), *outs = cJSON_CreateArray();
     for (int i = 0; i < m->ninputs; i++) {
-        cJSON *l = cJSON_CreateObject(), *c = cJSON_CreateObject(), *shape = cJSON_CreateArray();
+        cJSON *l = cJSON_CreateObject(), *c = cJSON_CreateObject();
+        if (keras3) cJSON_AddStringToObject(l, "module", "keras.layers");
         cJSON_AddStringToObject(l, "class_name", "InputLayer");
-        cJSON_AddItemToArray(shape, cJSON_CreateNull());
-        const ir_shape *s = &m->input_shapes[i];
-        for (int k = s->batched ? 1 : 0; k < s->rank; k++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)s->dims[k]));
-        cJSON_AddItemToObject(c, "batch_input_shape", shape);
+        cJSON_AddItemToObject(c, keras3 ? "batch_shape" : "batch_input_shape", batch_shape(&m->input_shapes[i]));
         cJSON_AddStringToObject(c, "dtype", m->input_i32[i] ? "int32" : "float32");
         cJSON_AddBoolToObject(c, "sparse", false);
-        cJSON_AddBoolToObject(c, "ragged", false);
+        if (!keras3) cJSON_AddBoolToObject(c, "ragged", false);
         cJSON_AddStringToObject(c, "name", m->input_names[i]);
         cJSON_AddItemToObject(l, "config", c);
+        if (keras3) cJSON_AddNullToObject(l, "registered_name");
         cJSON_AddStringToObject(l, "name", m->input_names[i]);
         cJSON_AddItemToObject(l, "inbound_nodes", cJSON_CreateArray());
         cJSON_AddItemToArray(layers, l);
@@ -286,12 +347,27 @@ char *kx_keras_config(kd_arena *a, const kd_model *m, const char *source, kd_dia
             continue;
         }
         cJSON *l = cJSON_CreateObject(), *node = cJSON_CreateArray(), *nodes = cJSON_CreateArray();
+        if (keras3) cJSON_AddStringToObject(l, "module", "keras.layers");
         cJSON_AddStringToObject(l, "class_name", row->type);
         cJSON_AddItemToObject(l, "config", layer_config(&e, row));
+        if (keras3) cJSON_AddNullToObject(l, "registered_name");
         cJSON_AddStringToObject(l, "name", row->name);
         for (int k = 0; k < row->inbound.len; k++) {
             cJSON *t = inbound_tensor(&e, row->inbound.items[k]);
             if (t) cJSON_AddItemToArray(node, t);
+        }
+        if (keras3) {   /* {"args": [x]} or, for a layer of a list of inputs, {"args": [[a, b]]} */
+            int inputs = 1;
+            kd_builtin_layer(row->type, &inputs);
+            cJSON *call = cJSON_CreateObject(), *args = cJSON_CreateArray();
+            if (inputs == 1 && cJSON_GetArraySize(node) == 1) {
+                cJSON_AddItemToArray(args, cJSON_DetachItemFromArray(node, 0));
+                cJSON_Delete(node);
+            } else
+                cJSON_AddItemToArray(args, node);
+            cJSON_AddItemToObject(call, "args", args);
+            cJSON_AddItemToObject(call, "kwargs", cJSON_CreateObject());
+            node = call;
         }
         cJSON_AddItemToArray(nodes, node);
         cJSON_AddItemToObject(l, "inbound_nodes", nodes);
@@ -303,8 +379,8 @@ char *kx_keras_config(kd_arena *a, const kd_model *m, const char *source, kd_dia
         if (!o->layer) problem(&e, "output %s is not a layer's output", m->output_names[i]);
         else cJSON_AddItemToArray(outs, endpoint(o->layer));
     }
-    cJSON_AddItemToObject(cfg, "input_layers", ins);
-    cJSON_AddItemToObject(cfg, "output_layers", outs);
+    add_endpoints(&e, cfg, "input_layers", ins);
+    add_endpoints(&e, cfg, "output_layers", outs);
     char *json = NULL;
     if (!e.failed) {
         char *s = cJSON_PrintUnformatted(root);

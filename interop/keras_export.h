@@ -7,9 +7,11 @@
 #include "host/tensor_file.h"
 #include "model.h"
 
-/* The model's config as JSON (Keras 2's Functional dialect), or NULL after
- * reporting to d each part that has no Keras equivalent. */
-char *kx_keras_config(kd_arena *a, const kd_model *m, const char *source, kd_diags *d);
+/* The model's config as JSON, a Functional model in Keras 2's dialect (a
+ * legacy .h5 file's) or Keras 3's (a .keras file's config.json: modules,
+ * batch_shape, inbound nodes as keras tensors, one endpoint flat), or NULL
+ * after reporting to d each part that has no Keras equivalent. */
+char *kx_keras_config(kd_arena *a, const kd_model *m, const char *source, bool keras3, kd_diags *d);
 
 /* Writes `path` atomically: the config as the root's model_config, and
  * under /model_weights each layer's variables (m's, named LAYER/VAR, taken

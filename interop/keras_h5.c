@@ -167,7 +167,7 @@ static char *read_string(hid_t obj, const char *name, const char *path, const ch
 
 /* Dataset `dpath` as an F32 tensor named `name` appended to the list. */
 static int read_weight(hid_t file, const char *dpath, const char *name, const char *path, uint64_t *total,
-                       kdh_tensor_list *list, kdh_error *err)
+                       uint64_t max_total, kdh_tensor_list *list, kdh_error *err)
 {
     hid_t ds = H5Dopen2(file, dpath, H5P_DEFAULT);
     if (ds < 0) return fail(err, path, "no dataset %s", dpath);
@@ -186,7 +186,7 @@ static int read_weight(hid_t file, const char *dpath, const char *name, const ch
     }
     uint64_t elems = 1;
     for (int i = 0; i < rank; i++) {
-        if (dims[i] == 0 || dims[i] > MAX_WEIGHT_BYTES / 4 || elems > MAX_WEIGHT_BYTES / 4 / dims[i]) {
+        if (dims[i] == 0 || dims[i] > max_total / 4 || elems > max_total / 4 / dims[i] || elems * dims[i] > MAX_WEIGHT_BYTES / 4) {
             fail(err, path, "%s: a shape too large or empty", dpath);
             goto done;
         }
@@ -194,8 +194,8 @@ static int read_weight(hid_t file, const char *dpath, const char *name, const ch
         shape[i] = (int64_t)dims[i];
     }
     /* a compressed dataset can expand without bound: the total is capped whatever the storage */
-    if ((*total += elems * 4) > MAX_TOTAL_BYTES) {
-        fail(err, path, "the weights add up to more than %llu GiB", (unsigned long long)(MAX_TOTAL_BYTES >> 30));
+    if ((*total += elems * 4) > max_total) {
+        fail(err, path, "the weights add up to more than %llu MiB", (unsigned long long)(max_total >> 20));
         goto done;
     }
     kdh_tensor *t = kdh_list_add(list, name, KDH_F32, rank, shape, err);
@@ -213,7 +213,8 @@ done:
 }
 
 /* Every weight under `root` ("/model_weights" or "/"), by layer_names and weight_names. */
-static int read_weights(hid_t file, const char *root, const char *path, kdh_tensor_list *list, kdh_error *err)
+static int read_weights(hid_t file, const char *root, const char *path, uint64_t max_total, kdh_tensor_list *list,
+                        kdh_error *err)
 {
     hid_t g = H5Gopen2(file, root, H5P_DEFAULT);
     if (g < 0) return fail(err, path, "no group %s", root);
@@ -243,7 +244,7 @@ static int read_weights(hid_t file, const char *root, const char *path, kdh_tens
             size_t len = strlen(name);
             if (len > 2 && !strcmp(name + len - 2, ":0")) name[len - 2] = 0;
             if (kdh_list_find(list, name)) rc = fail(err, path, "%s: weight %s appears twice", where, name);
-            else rc = read_weight(file, dpath, name, path, &total, list, err);
+            else rc = read_weight(file, dpath, name, path, &total, max_total, list, err);
         }
         free_strings(names, nnames);
         H5Gclose(lg);
@@ -254,7 +255,7 @@ static int read_weights(hid_t file, const char *root, const char *path, kdh_tens
 }
 
 /* The file's config and weights, from an open file. */
-static int read_file(hid_t file, const char *path, kx_keras_file *out, kdh_error *err)
+static int read_file(hid_t file, const char *path, uint64_t max_total, kx_keras_file *out, kdh_error *err)
 {
     int rc = 0;
     if (H5Aexists(file, "model_config") <= 0)
@@ -264,7 +265,7 @@ static int read_file(hid_t file, const char *path, kx_keras_file *out, kdh_error
     if (rc == 0 && H5Aexists(file, "keras_version") > 0) out->keras_version = read_string(file, "keras_version", path, "/", err);
     if (rc == 0) {
         bool nested = H5Lexists(file, "/model_weights", H5P_DEFAULT) > 0;
-        rc = read_weights(file, nested ? "/model_weights" : "/", path, &out->weights, err);
+        rc = read_weights(file, nested ? "/model_weights" : "/", path, max_total, &out->weights, err);
     }
     H5Fclose(file);
     if (rc != 0) kx_keras_file_free(out);
@@ -279,10 +280,173 @@ int kx_read_keras_h5(const char *path, kx_keras_file *out, kdh_error *err)
     if (!kx_is_hdf5(path)) return fail(err, path, "not an HDF5 file");
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0) return fail(err, path, "libhdf5 cannot open it (a damaged or truncated file?)");
-    return read_file(file, path, out, err);
+    return read_file(file, path, MAX_TOTAL_BYTES, out, err);
 }
 
+/* An HDF5 file image in memory, opened read-only (libhdf5's core driver
+ * reads a copy of it); -1 if libhdf5 refuses it. */
+static hid_t open_image(const void *data, size_t len)
+{
+    if (len < 8 || memcmp(data, "\x89HDF\r\n\x1a\n", 8) != 0) return -1;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), file = -1;
+    if (fapl < 0) return -1;
+    if (H5Pset_fapl_core(fapl, 1 << 20, 0) >= 0 && H5Pset_file_image(fapl, (void *)data, len) >= 0)
+        file = H5Fopen("kdsl-image.h5", H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    return file;
+}
 
+static uint64_t max_or_default(uint64_t max_bytes) { return max_bytes && max_bytes < MAX_TOTAL_BYTES ? max_bytes : MAX_TOTAL_BYTES; }
+
+int kx_read_keras_h5_image(const void *data, size_t len, const char *name, uint64_t max_bytes, kx_keras_file *out,
+                           kdh_error *err)
+{
+    memset(out, 0, sizeof *out);
+    kdh_list_init(&out->weights);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t file = open_image(data, len);
+    if (file < 0) return fail(err, name, "libhdf5 cannot open it (not HDF5, or a damaged or truncated file?)");
+    return read_file(file, name, max_or_default(max_bytes), out, err);
+}
+
+/* ---- Keras 3's model.weights.h5 -------------------------------------------
+ * saving_lib's H5IOStore: a group per saveable object, each with a `vars`
+ * group of datasets "0", "1", ... (layers/dense/vars/0). The tree is walked
+ * by hard links only (a soft or external link could point anywhere, even
+ * at another file), each object named by one link only (a group linked
+ * twice could hold itself), at most 32 deep and 100,000 links in all.
+ * Datasets under layers/ are
+ * the layers' variables and must be `.../vars/<i>`; the rest (optimizer/,
+ * metrics) is not the model's and is skipped. */
+
+#define MAX_DEPTH 32
+
+typedef struct k3_walk {
+    hid_t file;
+    const char *path;
+    uint64_t total, max_total;
+    long links;
+    kdh_tensor_list *list;
+    kdh_error *err;
+} k3_walk;
+
+typedef struct k3_names {
+    char **names;
+    size_t n, cap;
+    bool soft;          /* a link that is not a hard one */
+    bool too_many;
+} k3_names;
+
+static herr_t collect_link(hid_t g, const char *name, const H5L_info_t *info, void *data)
+{
+    (void)g;
+    k3_names *c = data;
+    if (info->type != H5L_TYPE_HARD) {
+        c->soft = true;
+        return 1;   /* stop */
+    }
+    if (c->n >= MAX_NAMES) {
+        c->too_many = true;
+        return 1;
+    }
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 16;
+        char **names = realloc(c->names, cap * sizeof *names);
+        if (!names) return -1;
+        c->names = names;
+        c->cap = cap;
+    }
+    if (!(c->names[c->n] = strdup(name))) return -1;
+    c->n++;
+    return 0;
+}
+
+/* How many hard links name object o (0 if libhdf5 cannot tell). */
+static unsigned hard_links(hid_t o)
+{
+#if H5_VERSION_GE(1, 12, 0)
+    H5O_info2_t info;
+    return H5Oget_info3(o, &info, H5O_INFO_BASIC) >= 0 ? info.rc : 0;
+#else
+    H5O_info_t info;
+    return H5Oget_info2(o, &info, H5O_INFO_BASIC) >= 0 ? info.rc : 0;
+#endif
+}
+
+static bool all_digits(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 0 && n <= 6 && strspn(s, "0123456789") == n && (n == 1 || s[0] != '0');
+}
+
+static int walk_group(k3_walk *w, hid_t g, const char *gpath, int depth)
+{
+    if (depth > MAX_DEPTH) return fail(w->err, w->path, "%s: groups nested more than %d deep", gpath, MAX_DEPTH);
+    k3_names c = {0};
+    hsize_t at = 0;
+    herr_t it = H5Literate(g, H5_INDEX_NAME, H5_ITER_NATIVE, &at, collect_link, &c);
+    int rc = 0;
+    if (c.soft) rc = fail(w->err, w->path, "%s holds a soft or external link (Keras writes none)", gpath[0] ? gpath : "/");
+    else if (c.too_many || (w->links += (long)c.n) > MAX_NAMES)
+        rc = fail(w->err, w->path, "more than %d objects", MAX_NAMES);
+    else if (it < 0) rc = fail(w->err, w->path, "%s: cannot list it (a damaged file?)", gpath[0] ? gpath : "/");
+    for (size_t i = 0; i < c.n && rc == 0; i++) {
+        const char *name = c.names[i];
+        size_t len = strlen(gpath) + strlen(name) + 2;
+        char *child = malloc(len);
+        if (!child) {
+            rc = fail(w->err, w->path, "out of memory");
+            break;
+        }
+        snprintf(child, len, "%s%s%s", gpath, gpath[0] ? "/" : "", name);
+        hid_t o = H5Oopen(g, name, H5P_DEFAULT);
+        H5I_type_t type = o >= 0 ? H5Iget_type(o) : H5I_BADID;
+        unsigned links = o >= 0 ? hard_links(o) : 0;
+        if (o < 0) rc = fail(w->err, w->path, "%s: cannot open it (a damaged file?)", child);
+        else if (links != 1)   /* a group linked twice could hold itself: the walk would go round */
+            rc = fail(w->err, w->path, "%s: an object with %u names (Keras links each once)", child, links);
+        else if (type == H5I_GROUP) rc = walk_group(w, o, child, depth + 1);
+        else if (type == H5I_DATASET && !strncmp(child, "layers/", 7)) {
+            const char *slash = strrchr(gpath, '/');
+            const char *parent = slash ? slash + 1 : gpath;
+            if (strcmp(parent, "vars") || !all_digits(name))
+                rc = fail(w->err, w->path, "dataset %s: a layer's variables are datasets vars/0, vars/1, ...", child);
+            else if (kdh_list_find(w->list, child))
+                rc = fail(w->err, w->path, "dataset %s appears twice", child);
+            else
+                rc = read_weight(w->file, child, child, w->path, &w->total, w->max_total, w->list, w->err);
+        }
+        if (o >= 0) H5Oclose(o);
+        free(child);
+    }
+    for (size_t i = 0; i < c.n; i++) free(c.names[i]);
+    free(c.names);
+    return rc;
+}
+
+static int read_keras3_weights(hid_t file, const char *path, uint64_t max_total, kdh_tensor_list *out, kdh_error *err)
+{
+    k3_walk w = {.file = file, .path = path, .max_total = max_total, .list = out, .err = err};
+    int rc = walk_group(&w, file, "", 0);
+    if (rc == 0 && H5Lexists(file, "layers", H5P_DEFAULT) <= 0)
+        rc = fail(err, path, "no group layers: not the weights of a Keras 3 model");
+    H5Fclose(file);
+    if (rc != 0) {
+        kdh_list_free(out);
+        kdh_list_init(out);
+    }
+    return rc;
+}
+
+int kx_read_keras3_weights_image(const void *data, size_t len, const char *name, uint64_t max_bytes,
+                                 kdh_tensor_list *out, kdh_error *err)
+{
+    kdh_list_init(out);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t file = open_image(data, len);
+    if (file < 0) return fail(err, name, "libhdf5 cannot open it (not HDF5, or a damaged or truncated file?)");
+    return read_keras3_weights(file, name, max_or_default(max_bytes), out, err);
+}
 
 /* ---- in a child process ---------------------------------------------------
  * libhdf5 is not safe against damaged files: fuzzing it finds inputs on
@@ -302,21 +466,33 @@ int kx_read_keras_h5(const char *path, kx_keras_file *out, kdh_error *err)
 #endif
 #endif
 
-static int child_read(const char *path, const char *dir, int msg_fd)
+/* What the child reads: a legacy .h5 file at `h5_path`, or (h5_path NULL) a
+ * Keras 3 weights file image in memory (inherited from the parent). */
+typedef struct job {
+    const char *name;   /* for messages */
+    const char *h5_path;
+    const void *image;
+    size_t len;
+} job;
+
+static int child_read(const job *j, const char *dir, int msg_fd)
 {
-    kx_keras_file f;
+    kx_keras_file f = {0};
     kdh_error err = {{0}};
-    int rc = kx_read_keras_h5(path, &f, &err);
+    kdh_list_init(&f.weights);
+    int rc = j->h5_path ? kx_read_keras_h5(j->h5_path, &f, &err)
+                        : kx_read_keras3_weights_image(j->image, j->len, j->name, 0, &f.weights, &err);
     if (rc == 0) {
         char cpath[4200], wpath[4200];
         snprintf(cpath, sizeof cpath, "%s/config.json", dir);
         snprintf(wpath, sizeof wpath, "%s/weights.safetensors", dir);
         if (f.keras_version) kdh_list_set_meta(&f.weights, "keras_version", f.keras_version, &err);
-        FILE *c = fopen(cpath, "wb");
-        if (!c || fputs(f.config, c) < 0 || fclose(c) != 0) rc = fail(&err, cpath, "cannot write it: %s", strerror(errno));
+        FILE *c = f.config ? fopen(cpath, "wb") : NULL;
+        if (f.config && (!c || fputs(f.config, c) < 0 || fclose(c) != 0))
+            rc = fail(&err, cpath, "cannot write it: %s", strerror(errno));
         else if (kdh_safetensors_write_list(wpath, &f.weights, &err) != 0) rc = -1;
-        kx_keras_file_free(&f);
     }
+    kx_keras_file_free(&f);
     if (rc != 0) {
         size_t n = strlen(err.msg);
         if (write(msg_fd, err.msg, n) != (ssize_t)n) return 1;
@@ -339,11 +515,11 @@ static void remove_dir(const char *dir)
     rmdir(dir);
 }
 
-int kx_read_keras_h5_isolated(const char *path, double seconds, kx_keras_file *out, kdh_error *err)
+static int isolated(const job *j, double seconds, kx_keras_file *out, kdh_error *err)
 {
+    const char *path = j->name;
     memset(out, 0, sizeof *out);
     kdh_list_init(&out->weights);
-    if (!kx_is_hdf5(path)) return fail(err, path, "not an HDF5 file");
     const char *tmp = getenv("TMPDIR") && getenv("TMPDIR")[0] ? getenv("TMPDIR") : "/tmp";
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/kdslc-import-XXXXXX", tmp);
@@ -367,7 +543,7 @@ int kx_read_keras_h5_isolated(const char *path, double seconds, kx_keras_file *o
 #endif
         struct rlimit core = {0, 0};
         setrlimit(RLIMIT_CORE, &core);
-        _exit(child_read(path, dir, fds[1]));
+        _exit(child_read(j, dir, fds[1]));
     }
     close(fds[1]);
     fcntl(fds[0], F_SETFL, O_NONBLOCK);
@@ -407,13 +583,14 @@ int kx_read_keras_h5_isolated(const char *path, double seconds, kx_keras_file *o
         char cpath[4200], wpath[4200];
         snprintf(cpath, sizeof cpath, "%s/config.json", dir);
         snprintf(wpath, sizeof wpath, "%s/weights.safetensors", dir);
-        FILE *c = fopen(cpath, "rb");
-        struct stat st;
-        if (!c || fstat(fileno(c), &st) != 0 || (uint64_t)st.st_size > MAX_STRING || !(out->config = malloc((size_t)st.st_size + 1)) ||
-            fread(out->config, 1, (size_t)st.st_size, c) != (size_t)st.st_size)
+        FILE *c = j->h5_path ? fopen(cpath, "rb") : NULL;
+        struct stat st = {0};
+        if (j->h5_path &&
+            (!c || fstat(fileno(c), &st) != 0 || (uint64_t)st.st_size > MAX_STRING || !(out->config = malloc((size_t)st.st_size + 1)) ||
+             fread(out->config, 1, (size_t)st.st_size, c) != (size_t)st.st_size))
             fail(err, path, "cannot read the reader process's config");
         else {
-            out->config[st.st_size] = 0;
+            if (out->config) out->config[st.st_size] = 0;
             rc = kdh_safetensors_read(wpath, NULL, &out->weights, err);
             const char *v = rc == 0 ? kdh_list_get_meta(&out->weights, "keras_version") : NULL;
             if (v) out->keras_version = strdup(v);
@@ -422,6 +599,29 @@ int kx_read_keras_h5_isolated(const char *path, double seconds, kx_keras_file *o
     }
     remove_dir(dir);
     if (rc != 0) kx_keras_file_free(out);
+    return rc;
+}
+
+int kx_read_keras_h5_isolated(const char *path, double seconds, kx_keras_file *out, kdh_error *err)
+{
+    if (!kx_is_hdf5(path)) {
+        memset(out, 0, sizeof *out);
+        kdh_list_init(&out->weights);
+        return fail(err, path, "not an HDF5 file");
+    }
+    job j = {.name = path, .h5_path = path};
+    return isolated(&j, seconds, out, err);
+}
+
+int kx_read_keras3_weights_isolated(const void *data, size_t len, const char *name, double seconds,
+                                    kdh_tensor_list *out, kdh_error *err)
+{
+    job j = {.name = name, .image = data, .len = len};
+    kx_keras_file f;
+    int rc = isolated(&j, seconds, &f, err);
+    *out = f.weights;   /* moved: f holds nothing else */
+    kdh_list_init(&f.weights);
+    kx_keras_file_free(&f);
     return rc;
 }
 
@@ -551,4 +751,60 @@ int kx_write_keras_h5(const char *path, const char *config, const kd_model *m, c
     else rc = kdh_atomic_write(path, write_image, &im, err);
     free(im.data);
     return rc;
+}
+
+int kx_keras3_weights_build(const char *const *groups, int ngroups, const kdh_tensor *weights,
+                            const char *const *paths, int n, void **data, size_t *len, const char *name, kdh_error *err)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    *data = NULL;
+    *len = 0;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 20, 0) < 0) {
+        if (fapl >= 0) H5Pclose(fapl);
+        return fail(err, name, "libhdf5 cannot make a file in memory");
+    }
+    hid_t file = H5Fcreate("kdslc-export.weights.h5", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (file < 0) return fail(err, name, "libhdf5 cannot make a file in memory");
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    bool ok = lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0;
+    /* the model's own (empty) vars, then every saveable's, as saving_lib visits them */
+    for (int i = -1; ok && i < ngroups; i++) {
+        char *g = malloc((i < 0 ? 0 : strlen(groups[i])) + 6);
+        if (!g) {
+            ok = false;
+            break;
+        }
+        sprintf(g, "%s%svars", i < 0 ? "" : groups[i], i < 0 ? "" : "/");
+        hid_t id = H5Gcreate2(file, g, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+        ok = id >= 0;
+        if (id >= 0) H5Gclose(id);
+        free(g);
+    }
+    for (int i = 0; ok && i < n; i++) {
+        const kdh_tensor *t = &weights[i];
+        hsize_t dims[KDH_MAX_RANK];
+        for (int k = 0; k < t->rank; k++) dims[k] = (hsize_t)t->shape[k];
+        hid_t s = H5Screate_simple(t->rank, dims, NULL);
+        hid_t ds = s >= 0 ? H5Dcreate2(file, paths[i], H5T_IEEE_F32LE, s, lcpl, H5P_DEFAULT, H5P_DEFAULT) : -1;
+        ok = t->dtype == KDH_F32 && ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) >= 0;
+        if (ds >= 0) H5Dclose(ds);
+        if (s >= 0) H5Sclose(s);
+    }
+    if (lcpl >= 0) H5Pclose(lcpl);
+    if (ok && H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0) {
+        ssize_t size = H5Fget_file_image(file, NULL, 0);
+        *data = size > 0 ? malloc((size_t)size) : NULL;
+        ok = *data && H5Fget_file_image(file, *data, (size_t)size) == size;
+        *len = ok ? (size_t)size : 0;
+    } else
+        ok = false;
+    H5Fclose(file);
+    if (!ok) {
+        free(*data);
+        *data = NULL;
+        return fail(err, name, "libhdf5 failed building model.weights.h5");
+    }
+    return 0;
 }

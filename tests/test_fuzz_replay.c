@@ -13,6 +13,8 @@
 #include "../fuzz/fuzz_csv.c"
 #include "../fuzz/fuzz_keras.c"
 #include "../fuzz/fuzz_history.c"
+#include "../fuzz/fuzz_h5.c"
+#include "../fuzz/fuzz_keras3.c"
 
 #include "testutil.h"
 
@@ -33,6 +35,8 @@ static const target targets[] = {
     {"csv", kdfuzz_csv, {"fuzz/regressions/csv"}},
     {"keras", kdfuzz_keras, {"fuzz/regressions/keras", "tests/fixtures/mlperf_tiny"}},
     {"history", kdfuzz_history, {"fuzz/regressions/history"}},
+    {"h5", kdfuzz_h5, {"fuzz/regressions/h5"}},
+    {"keras3", kdfuzz_keras3, {"fuzz/regressions/keras3", "tests/fixtures/keras3"}},
 };
 
 /* Replays every regular file of dir (only *.kdsl outside fuzz/); returns how many. */
@@ -48,7 +52,8 @@ static int replay_dir(const target *t, const char *rel)
         if (e->d_name[0] == '.') continue;
         size_t l = strlen(e->d_name);
         /* outside fuzz/, the inputs among other files: programs, Keras files */
-        if (only_kdsl && (l < 5 || strcmp(e->d_name + l - 5, ".kdsl") != 0) && (l < 3 || strcmp(e->d_name + l - 3, ".h5") != 0))
+        if (only_kdsl && (l < 5 || strcmp(e->d_name + l - 5, ".kdsl") != 0) && (l < 3 || strcmp(e->d_name + l - 3, ".h5") != 0) &&
+            (l < 6 || strcmp(e->d_name + l - 6, ".keras") != 0))
             continue;
         if (!strcmp(e->d_name, "README") || !strcmp(e->d_name, "README.md")) continue;
         char path[8192];

@@ -1,10 +1,11 @@
 /* test_import.c — `kdslc import`: the two MLPerf Tiny Keras files
  * (tests/fixtures/mlperf_tiny) import with Keras' parameter counts and
  * predict what TensorFlow.js predicts from the same files (make.js there);
- * TensorFlow.js's own saved models (tests/fixtures/tfjs_model); configs of
- * both Keras dialects; and every kind of bad file gets a clear
- * error, exit 1, and no file written or damaged. The bad files are made
- * here with libhdf5. */
+ * TensorFlow.js's own saved models (tests/fixtures/tfjs_model) and the same
+ * models as Keras 3 .keras files (tests/fixtures/keras3, laid out by a
+ * script as Keras 3's saving_lib does); configs of both Keras dialects;
+ * and every kind of bad file gets a clear error, exit 1, and no file
+ * written or damaged. The bad files are made here with libhdf5 and libzip. */
 #include "testutil.h"
 
 #include "driver.h"
@@ -12,6 +13,7 @@
 
 #include <hdf5.h>
 #include <math.h>
+#include <zip.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -367,6 +369,65 @@ START_TEST(keras3_config)
 }
 END_TEST
 
+/* A nested model called twice is one model whose weights both calls share,
+ * as in Keras: `shared encoder = encoder()`, its parameters counted once,
+ * and its predictions (a + b) K + 2 c. */
+START_TEST(nested_model_twice)
+{
+    static const char cfg[] =
+        "{\"class_name\": \"Functional\", \"config\": {\"name\": \"twice\", \"layers\": ["
+        "{\"class_name\": \"InputLayer\", \"name\": \"a\", \"config\": {\"batch_input_shape\": [null, 4], \"name\": \"a\"},"
+        " \"inbound_nodes\": []},"
+        "{\"class_name\": \"InputLayer\", \"name\": \"b\", \"config\": {\"batch_input_shape\": [null, 4], \"name\": \"b\"},"
+        " \"inbound_nodes\": []},"
+        "{\"class_name\": \"Sequential\", \"name\": \"encoder\", \"config\": {\"name\": \"encoder\", \"layers\": ["
+        "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, 4], \"name\": \"x\"}},"
+        "{\"class_name\": \"Dense\", \"config\": {\"name\": \"dense\", \"units\": 3}}]},"
+        " \"inbound_nodes\": [[[\"a\", 0, 0, {}]], [[\"b\", 0, 0, {}]]]},"
+        "{\"class_name\": \"Add\", \"name\": \"add\", \"config\": {\"name\": \"add\"},"
+        " \"inbound_nodes\": [[[\"encoder\", 0, 0, {}], [\"encoder\", 1, 0, {}]]]}],"
+        " \"input_layers\": [[\"a\", 0, 0], [\"b\", 0, 0]], \"output_layers\": [[\"add\", 0, 0]]}}";
+    static const weight w[] = {{"encoder", "dense/kernel", 2, {4, 3}, 0}, {"encoder", "dense/bias", 1, {3}, 0}};
+    const char *dir = tu_tmpdir("import-twice");
+    make_h5(tu_path(dir, "t.h5"), cfg, w, 2);
+    char *out;
+    int rc = tu_kdslc_run(&out, "import %s/t.h5 -o %s/t.kdsl", dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "15 parameters (0 non-trainable)");
+    free(out);
+    char *text = text_of(tu_path(dir, "t.kdsl"));
+    ck_assert_has(text, "    shared encoder = encoder()\n    encoder_call0 = encoder(a)\n    encoder_call1 = encoder(b)\n"
+                        "    output add = Add([encoder_call0, encoder_call1])\n");
+    free(text);
+    rc = tu_kdslc_run(&out, "summary %s/t.kdsl", dir);
+    ck_assert_has(out, "Total params: 15\n");
+    free(out);
+    if (sanitizer_pass()) return;
+    kdh_tensor a = {0}, b = {0}, y = {0};
+    kdh_error err;
+    ck_assert_int_eq(kdh_tensor_alloc(&a, NULL, KDH_F32, 2, (const int64_t[]){2, 4}, &err), 0);
+    ck_assert_int_eq(kdh_tensor_alloc(&b, NULL, KDH_F32, 2, (const int64_t[]){2, 4}, &err), 0);
+    ck_assert_int_eq(kdh_tensor_alloc(&y, NULL, KDH_F32, 2, (const int64_t[]){2, 3}, &err), 0);
+    float *av = a.data, *bv = b.data, *yv = y.data;
+    for (int i = 0; i < 8; i++) av[i] = 0.5f * (float)i - 1, bv[i] = (float)((i * 5) % 7) - 3;
+    for (int n = 0; n < 2; n++)   /* make_h5's values: 0.01 (k mod 17) for element k */
+        for (int j = 0; j < 3; j++) {
+            double sum = 2 * 0.01 * j;
+            for (int i = 0; i < 4; i++) sum += (av[4 * n + i] + bv[4 * n + i]) * 0.01 * ((3 * i + j) % 17);
+            yv[3 * n + j] = (float)sum;
+        }
+    ck_assert_int_eq(kdh_npy_write(tu_path(dir, "a.npy"), &a, &err), 0);
+    ck_assert_int_eq(kdh_npy_write(tu_path(dir, "b.npy"), &b, &err), 0);
+    ck_assert_int_eq(kdh_npy_write(tu_path(dir, "y.npy"), &y, &err), 0);
+    kdh_tensor_free(&a), kdh_tensor_free(&b), kdh_tensor_free(&y);
+    rc = tu_kdslc_run(&out, "predict %s/t.kdsl --weights %s/t.safetensors --input %s/a.npy,%s/b.npy --normalize none -o %s/got.npy",
+                      dir, dir, dir, dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    close_to(tu_path(dir, "y.npy"), tu_path(dir, "got.npy"), "shared encoder");
+}
+END_TEST
+
 /* What kdsl cannot express: each thing listed with its layer, nothing written, a file there kept. */
 START_TEST(unsupported_listed)
 {
@@ -402,7 +463,7 @@ START_TEST(bad_files)
 {
     const char *dir = tu_tmpdir("import-hostile");
     tu_write(tu_path(dir, "text.h5"), "not hdf5\n", 9);
-    ck_assert_fails(1, "text.h5: neither a Keras HDF5 file (.h5) nor a TensorFlow.js model.json", "import %s/text.h5 -o %s/a.kdsl",
+    ck_assert_fails(1, "text.h5: not a Keras file: neither HDF5 (.h5), a zip (.keras) nor a TensorFlow.js model.json", "import %s/text.h5 -o %s/a.kdsl",
                     dir, dir);
     ck_assert_fails(1, "cannot read", "import %s/missing.h5 -o %s/a.kdsl", dir, dir);
     /* a truncated file */
@@ -488,6 +549,270 @@ static void same_weights(const char *a, const char *b)
     kdh_list_free(&y);
 }
 
+/* ---- Keras 3 .keras files ---------------------------------------------------- */
+
+/* The TensorFlow.js fixtures as Keras 3 saves them (tests/fixtures/keras3/make_keras3.py):
+ * the same programs, the same weights, TensorFlow.js' predictions. */
+START_TEST(keras3_files)
+{
+    const char *dir = tu_tmpdir("import-keras3");
+    static const char *const names[] = {"cnn", "res", "nested", "siamese"};
+    static const char *const counts[] = {"731 parameters (16 non-trainable)", "372 parameters (0 non-trainable)",
+                                         "99 parameters (12 non-trainable)", "46 parameters (0 non-trainable)"};
+    for (int i = 0; i < 4; i++) {
+        char *out;
+        int rc = tu_kdslc_run(&out, "import %s -o %s/%s.kdsl", fixture(fmt("tests/fixtures/keras3/%s.keras", names[i])), dir,
+                              names[i]);
+        ck_assert_msg(rc == 0, "%s", out);
+        ck_assert_has(out, counts[i]);
+        free(out);
+        /* the weights the TensorFlow.js file holds, by the same names */
+        ck_assert_int_eq(tu_kdslc_run(NULL, "import %s -o %s/%s_tfjs.kdsl", fixture(fmt("tests/fixtures/tfjs_model/%s/model.json", names[i])),
+                                      dir, names[i]), 0);
+        same_weights(tu_path(dir, fmt("%s_tfjs.safetensors", names[i])), tu_path(dir, fmt("%s.safetensors", names[i])));
+        /* and the same model (the layers, shapes, parameters and connections of Keras' summary) */
+        ck_assert_int_eq(tu_run(fmt("cd %s && %s summary %s.kdsl | tail -n +2 > a.txt && %s summary %s_tfjs.kdsl | tail -n +2 > b.txt "
+                                    "&& diff a.txt b.txt", dir, tu_kdslc(), names[i], tu_kdslc(), names[i]), &out), 0);
+        free(out);
+    }
+    /* so they predict what TensorFlow.js predicts (the tfjs_models test runs each; one here, the nested model) */
+    char x[4096], y[4096];
+    snprintf(x, sizeof x, "%s", fixture("tests/fixtures/tfjs_model/nested/x.npy"));
+    snprintf(y, sizeof y, "%s", fixture("tests/fixtures/tfjs_model/nested/y.npy"));
+    predicts_like(dir, "nested", x, y);
+    /* Keras 3's dialect read: the version from metadata.json, a single output written flat */
+    char *text = text_of(tu_path(dir, "nested.kdsl"));
+    ck_assert_has(text, "(Keras class Functional, name \"model3\", saved by Keras 3.6.0)");
+    ck_assert_has(text, "\nmodel model3 {\n    input input2: [8]\n    encoder = encoder(input2)\n"
+                        "    output dense_Dense3 = Dense(encoder, 3, activation: softmax");
+    free(text);
+}
+END_TEST
+
+/* A zip archive at `path` of the given members, each stored or deflated. */
+typedef struct member {
+    const char *name;
+    const void *data;
+    size_t len;
+    bool deflate;
+} member;
+
+static void make_zip(const char *path, const member *m, int n)
+{
+    int zerr = 0;
+    zip_t *za = zip_open(path, ZIP_CREATE | ZIP_TRUNCATE, &zerr);
+    ck_assert_ptr_nonnull(za);
+    for (int i = 0; i < n; i++) {
+        zip_source_t *s = zip_source_buffer(za, m[i].data, m[i].len, 0);
+        zip_int64_t idx = zip_file_add(za, m[i].name, s, ZIP_FL_ENC_UTF_8);
+        ck_assert_msg(idx >= 0, "%s: %s", m[i].name, zip_strerror(za));
+        zip_set_file_compression(za, (zip_uint64_t)idx, m[i].deflate ? ZIP_CM_DEFLATE : ZIP_CM_STORE, 0);
+    }
+    ck_assert_msg(zip_close(za) == 0, "%s", zip_strerror(za));
+}
+
+/* In the zip file at path, member `name`'s declared uncompressed size set to
+ * `size`, in its local header and in the central directory alike. */
+static void lie_about_size(const char *path, const char *name, uint32_t size)
+{
+    size_t len;
+    unsigned char *z = (unsigned char *)tu_read(path, &len);
+    size_t nlen = strlen(name);
+    int patched = 0;
+    for (size_t i = 0; i + 46 + nlen <= len; i++) {
+        bool local = !memcmp(z + i, "PK\3\4", 4) && i + 30 + nlen <= len && !memcmp(z + i + 30, name, nlen);
+        bool central = !memcmp(z + i, "PK\1\2", 4) && !memcmp(z + i + 46, name, nlen);
+        if (!local && !central) continue;
+        unsigned char *at = z + i + (local ? 22 : 24);
+        for (int k = 0; k < 4; k++) at[k] = (unsigned char)(size >> (8 * k));
+        patched++;
+    }
+    ck_assert_int_eq(patched, 2);
+    tu_write(path, z, len);
+    free(z);
+}
+
+/* A Keras 3 weights file: layers/input_layer, layers/dense (a [4, 4] kernel and a [4] bias) and layers/add,
+ * as saving_lib lays them out; `extra` a dataset more (NULL: none), `link` a soft link more (1) or a
+ * hard link from layers/add/vars back to layers (2). */
+static char *weights_h5(const char *dir, const char *extra, int link, bool no_bias, size_t *len)
+{
+    const char *path = tu_path(dir, "w.weights.h5");
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    static const char *const groups[] = {"vars", "layers/input_layer/vars", "layers/dense/vars", "layers/add/vars"};
+    for (int i = 0; i < 4; i++) H5Gclose(H5Gcreate2(f, groups[i], lcpl, H5P_DEFAULT, H5P_DEFAULT));
+    const char *sets[3] = {"layers/dense/vars/0", no_bias ? NULL : "layers/dense/vars/1", extra};
+    float v[16];
+    for (int i = 0; i < 16; i++) v[i] = 0.125f * (float)i;
+    for (int i = 0; i < 3; i++) {
+        if (!sets[i]) continue;
+        hsize_t dims[2] = {4, 4};
+        hid_t s = H5Screate_simple(i == 0 ? 2 : 1, dims, NULL);
+        hid_t d = H5Dcreate2(f, sets[i], H5T_IEEE_F32LE, s, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+        ck_assert(d >= 0);
+        H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+        H5Dclose(d), H5Sclose(s);
+    }
+    if (link == 1) H5Lcreate_soft("/layers/dense/vars/0", f, "layers/add/vars/0", H5P_DEFAULT, H5P_DEFAULT);
+    if (link == 2) H5Lcreate_hard(f, "layers", f, "layers/add/vars/up", H5P_DEFAULT, H5P_DEFAULT);
+    H5Pclose(lcpl);
+    H5Fclose(f);
+    return tu_read(path, len);
+}
+
+static const char keras3_cfg[] =
+    "{\"module\": \"keras\", \"class_name\": \"Functional\", \"config\": {\"name\": \"functional\", \"layers\": ["
+    "{\"class_name\": \"InputLayer\", \"name\": \"in\", \"config\": {\"batch_shape\": [null, 4], \"name\": \"in\"},"
+    " \"inbound_nodes\": []},"
+    "{\"class_name\": \"Dense\", \"name\": \"dense\", \"config\": {\"name\": \"dense\", \"units\": 4},"
+    " \"inbound_nodes\": [{\"args\": [{\"class_name\": \"__keras_tensor__\", \"config\": {\"keras_history\": [\"in\", 0, 0]}}],"
+    " \"kwargs\": {}}]},"
+    "{\"class_name\": \"Add\", \"name\": \"add\", \"config\": {\"name\": \"add\"}, \"inbound_nodes\": [{\"args\": [["
+    "{\"class_name\": \"__keras_tensor__\", \"config\": {\"keras_history\": [\"in\", 0, 0]}},"
+    "{\"class_name\": \"__keras_tensor__\", \"config\": {\"keras_history\": [\"dense\", 0, 0]}}]], \"kwargs\": {}}]}],"
+    " \"input_layers\": [\"in\", 0, 0], \"output_layers\": [\"add\", 0, 0]}}";
+
+/* Archives that lie, leave the archive, miss members or were cut short:
+ * a clear error naming the file and the member, exit 1, nothing written. */
+START_TEST(keras3_hostile)
+{
+    const char *dir = tu_tmpdir("import-keras3-bad");
+    static const char meta[] = "{\"keras_version\": \"3.6.0\", \"date_saved\": \"2026-12-06@12:00:00\"}";
+    size_t wlen;
+    char *w = weights_h5(dir, NULL, 0, false, &wlen);
+    const char *k = tu_path(dir, "m.keras");
+    /* the good archive, and what it reads as */
+    member good[] = {{"metadata.json", meta, strlen(meta), false}, {"config.json", keras3_cfg, strlen(keras3_cfg), false},
+                     {"model.weights.h5", w, wlen, false}};
+    make_zip(k, good, 3);
+    char *out;
+    int rc = tu_kdslc_run(&out, "import %s -o %s/good.kdsl", k, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    char *text = text_of(tu_path(dir, "good.kdsl"));
+    ck_assert_has(text, "    output add = Add([in, dense])\n");
+    free(text);
+    /* text from the file goes into the program's first line, a comment, on one line */
+    static const char inject[] = "{\"keras_version\": \"3\\nmodel x {\\n    input q: [1]\\n}\\n#\"}";
+    member injected[] = {{"metadata.json", inject, strlen(inject), false}, {"config.json", keras3_cfg, strlen(keras3_cfg), false},
+                         {"model.weights.h5", w, wlen, false}};
+    make_zip(tu_path(dir, "inject.keras"), injected, 3);
+    ck_assert_int_eq(tu_kdslc_run(NULL, "import %s/inject.keras -o %s/inject.kdsl", dir, dir), 0);
+    text = text_of(tu_path(dir, "inject.kdsl"));
+    ck_assert_has(text, "saved by Keras 3?model x {?    input q: [1]?}?#).\nmodel functional {\n");
+    free(text);
+    tu_write(tu_path(dir, "m.kdsl"), "keep\n", 5);
+    /* deflated members read as well (Keras stores them; zip tools may not) */
+    member deflated[] = {{"config.json", keras3_cfg, strlen(keras3_cfg), true}, {"model.weights.h5", w, wlen, true}};
+    make_zip(tu_path(dir, "deflated.keras"), deflated, 2);
+    ck_assert_int_eq(tu_kdslc_run(NULL, "import %s/deflated.keras -o %s/d.kdsl", dir, dir), 0);
+
+    struct {
+        const char *file;
+        member m[4];
+        int n;
+        const char *says;
+    } cases[] = {
+        {"noconfig.keras", {{"metadata.json", meta, strlen(meta), false}, {"model.weights.h5", w, wlen, false}}, 2,
+         "no config.json in the archive: not a Keras 3 .keras file"},
+        {"noweights.keras", {{"config.json", keras3_cfg, strlen(keras3_cfg), false}}, 1, "no model.weights.h5 in the archive"},
+        {"npz.keras", {{"config.json", keras3_cfg, strlen(keras3_cfg), false}, {"model.weights.npz", "PK", 2, false}}, 2,
+         "the weights are model.weights.npz; kdsl reads model.weights.h5"},
+        {"dotdot.keras", {{"config.json", keras3_cfg, strlen(keras3_cfg), false}, {"model.weights.h5", w, wlen, false},
+                          {"assets/../../evil.sh", "x", 1, false}}, 3,
+         "member \"assets/../../evil.sh\": a name outside the archive"},
+        {"absolute.keras", {{"/etc/evil", "x", 1, false}, {"config.json", keras3_cfg, strlen(keras3_cfg), false}}, 2,
+         "member \"/etc/evil\": a name outside the archive"},
+        {"backslash.keras", {{"..\\evil", "x", 1, false}, {"config.json", keras3_cfg, strlen(keras3_cfg), false}}, 2,
+         "a name outside the archive"},
+        {"meta.keras", {{"metadata.json", "[1", 2, false}, {"config.json", keras3_cfg, strlen(keras3_cfg), false},
+                        {"model.weights.h5", w, wlen, false}}, 3, "metadata.json is not a JSON object"},
+        {"nothdf5.keras", {{"config.json", keras3_cfg, strlen(keras3_cfg), false}, {"model.weights.h5", "weights", 7, false}}, 2,
+         "model.weights.h5 is not an HDF5 file"},
+        {"notjson.keras", {{"config.json", "{\"class", 7, false}, {"model.weights.h5", w, wlen, false}}, 2,
+         "the model config is not JSON"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        make_zip(tu_path(dir, cases[i].file), cases[i].m, cases[i].n);
+        ck_assert_fails(1, cases[i].says, "import %s/%s -o %s/m.kdsl", dir, cases[i].file, dir);
+    }
+    /* an encrypted member */
+    const char *enc = tu_path(dir, "encrypted.keras");
+    make_zip(enc, good, 3);
+    int zerr = 0;
+    zip_t *za = zip_open(enc, 0, &zerr);
+    ck_assert_ptr_nonnull(za);
+    ck_assert_int_eq(zip_file_set_encryption(za, (zip_uint64_t)zip_name_locate(za, "config.json", 0), ZIP_EM_AES_256, "secret"), 0);
+    ck_assert_int_eq(zip_close(za), 0);
+    ck_assert_fails(1, "encrypted.keras: config.json is encrypted", "import %s -o %s/m.kdsl", enc, dir);
+    /* a member named twice (libzip will not write one: the second name patched) */
+    member twice[] = {{"config.json", keras3_cfg, strlen(keras3_cfg), false}, {"config.jsoo", "{}", 2, false},
+                      {"model.weights.h5", w, wlen, false}};
+    const char *tw = tu_path(dir, "twice.keras");
+    make_zip(tw, twice, 3);
+    size_t zlen;
+    char *z = tu_read(tw, &zlen);
+    for (size_t i = 0; i + 11 <= zlen; i++)
+        if (!memcmp(z + i, "config.jsoo", 11)) z[i + 10] = 'n';
+    tu_write(tw, z, zlen);
+    free(z);
+    ck_assert_fails(1, "twice.keras: two members of the archive have the same name", "import %s -o %s/m.kdsl", tw, dir);
+    /* sizes that lie: above the limit, more than deflate can expand, less than the data */
+    const char *big = tu_path(dir, "big.keras");
+    make_zip(big, good, 3);
+    lie_about_size(big, "config.json", 0xfffffff0u);
+    ck_assert_fails(1, "config.json: 4294967280 bytes uncompressed, more than the limit of 64 MiB", "import %s -o %s/m.kdsl", big, dir);
+    char *zeros = calloc(1, 1 << 20);
+    member bomb[] = {{"config.json", keras3_cfg, strlen(keras3_cfg), false}, {"model.weights.h5", zeros, 1 << 20, true}};
+    const char *bk = tu_path(dir, "bomb.keras");
+    make_zip(bk, bomb, 2);
+    lie_about_size(bk, "model.weights.h5", 60u << 20);
+    ck_assert_fails(1, "model.weights.h5: 62914560 bytes from", "import %s -o %s/m.kdsl", bk, dir);
+    ck_assert_fails(1, "more than deflate can expand (a compression bomb)", "import %s -o %s/m.kdsl", bk, dir);
+    free(zeros);
+    const char *small = tu_path(dir, "small.keras");
+    member deflated3[] = {{"config.json", keras3_cfg, strlen(keras3_cfg), true}, {"model.weights.h5", w, wlen, false}};
+    make_zip(small, deflated3, 2);
+    lie_about_size(small, "config.json", 100);
+    ck_assert_fails(1, "config.json", "import %s -o %s/m.kdsl", small, dir);
+    /* truncated archives, and bytes that only start like one */
+    z = tu_read(k, &zlen);
+    for (size_t cut = 4; cut < zlen; cut = cut * 3 + 7) {
+        tu_write(tu_path(dir, "cut.keras"), z, cut);
+        ck_assert_fails(1, "cut.keras: ", "import %s/cut.keras -o %s/m.kdsl", dir, dir);
+    }
+    free(z);
+    /* weights files that do not fit the config or Keras 3's layout */
+    struct {
+        const char *extra;
+        int link;
+        bool no_bias;
+        const char *says;
+    } wcases[] = {
+        {"layers/dense/vars/2", 0, false, "weight \"layers/dense/vars/2\" belongs to no variable"},
+        {"layers/dense/kernel", 0, false, "dataset layers/dense/kernel: a layer's variables are datasets vars/0, vars/1"},
+        {NULL, 1, false, "layers/add/vars holds a soft or external link (Keras writes none)"},
+        {NULL, 2, false, ": an object with 2 names (Keras links each once)"},
+        {NULL, 0, true, "no dataset layers/dense/vars/1 in model.weights.h5, where Keras 3 keeps dense/bias"},
+    };
+    for (size_t i = 0; i < sizeof wcases / sizeof *wcases; i++) {
+        size_t blen;
+        char *bad = weights_h5(dir, wcases[i].extra, wcases[i].link, wcases[i].no_bias, &blen);
+        member m[] = {{"config.json", keras3_cfg, strlen(keras3_cfg), false}, {"model.weights.h5", bad, blen, false}};
+        make_zip(tu_path(dir, "w.keras"), m, 2);
+        ck_assert_fails(1, wcases[i].says, "import %s/w.keras -o %s/m.kdsl", dir, dir);
+        free(bad);
+    }
+    free(w);
+    text = text_of(tu_path(dir, "m.kdsl"));
+    ck_assert_str_eq(text, "keep\n");
+    free(text);
+    ck_assert_int_eq(tu_run(fmt("test -e %s/m.safetensors", dir), NULL), 1);
+}
+END_TEST
+
 /* import -> export -> import gives the same program and the same weights, and
  * a training step in between survives the trip: what Keras reads back is
  * what kdsl trained. */
@@ -504,6 +829,17 @@ START_TEST(export_round_trip)
     ck_assert_int_eq(tu_run(fmt("cd %s && tail -n +2 r.kdsl > a && tail -n +2 again.kdsl > b && diff a b", dir), &out), 0);
     free(out);
     same_weights(tu_path(dir, "r.safetensors"), tu_path(dir, "again.safetensors"));
+    /* the same through a Keras 3 .keras file */
+    rc = tu_kdslc_run(&out, "export %s/r.kdsl --weights %s/r.safetensors -o %s/r.keras", dir, dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, "r.keras: model pretrainedResnet, 29 layers, 48 tensors");
+    free(out);
+    rc = tu_kdslc_run(&out, "import %s/r.keras -o %s/k3.kdsl", dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    ck_assert_int_eq(tu_run(fmt("cd %s && tail -n +2 k3.kdsl > c && diff a c", dir), &out), 0);
+    free(out);
+    same_weights(tu_path(dir, "r.safetensors"), tu_path(dir, "k3.safetensors"));
 
     if (sanitizer_pass()) return;
     /* the autoencoder, one epoch of Adam on random data, then out and back in */
@@ -523,6 +859,10 @@ START_TEST(export_round_trip)
     free(out);
     ck_assert_int_eq(tu_kdslc_run(NULL, "import %s/ad.h5 -o %s/ad2.kdsl", dir, dir), 0);
     same_weights(tu_path(dir, "trained.safetensors"), tu_path(dir, "ad2.safetensors"));
+    ck_assert_int_eq(tu_kdslc_run(&out, "export %s/ad.kdsl --weights %s/trained.safetensors -o %s/ad.keras", dir, dir, dir), 0);
+    free(out);
+    ck_assert_int_eq(tu_kdslc_run(NULL, "import %s/ad.keras -o %s/ad3.kdsl", dir, dir), 0);
+    same_weights(tu_path(dir, "trained.safetensors"), tu_path(dir, "ad3.safetensors"));
     /* and the training moved them: the trip did not just copy the file it started from */
     ck_assert_int_ne(tu_run(fmt("cmp -s %s/ad.safetensors %s/ad2.safetensors", dir, dir), NULL), 0);
 }
@@ -593,6 +933,16 @@ START_TEST(export_layer_kinds)
                                 tu_kdslc(), tu_kdslc()), &out), 0);
     free(out);
     same_weights(tu_path(dir, "k.safetensors"), tu_path(dir, "back.safetensors"));
+    /* and through a .keras file: every layer kind's variables at their places in Keras 3's layout */
+    rc = tu_kdslc_run(&out, "export %s/k.kdsl --weights %s/k.safetensors -o %s/k.keras", dir, dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    rc = tu_kdslc_run(&out, "import %s/k.keras -o %s/back3.kdsl", dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    ck_assert_int_eq(tu_run(fmt("cd %s && %s summary back3.kdsl > c.txt && diff a.txt c.txt", dir, tu_kdslc()), &out), 0);
+    free(out);
+    same_weights(tu_path(dir, "k.safetensors"), tu_path(dir, "back3.safetensors"));
     /* the same predictions */
     if (sanitizer_pass()) return;
     kdh_tensor x = {0};
@@ -654,6 +1004,13 @@ START_TEST(export_recurrent)
     ck_assert_has(back, "    lstm = LSTM(embedding, 6, return_sequences: true)\n    gru = GRU(lstm, 5, reset_after: false)\n");
     free(back);
     same_weights(tu_path(dir, "r.safetensors"), tu_path(dir, "back.safetensors"));
+    /* a recurrent layer's weights are its cell's in Keras 3 (layers/lstm/cell/vars/0..2) */
+    ck_assert_int_eq(tu_kdslc_run(&out, "export %s/r.kdsl --weights %s/r.safetensors -o %s/r.keras", dir, dir, dir), 0);
+    free(out);
+    rc = tu_kdslc_run(&out, "import %s/r.keras -o %s/back3.kdsl", dir, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    same_weights(tu_path(dir, "r.safetensors"), tu_path(dir, "back3.safetensors"));
     if (sanitizer_pass()) return;
     same_token_predictions(dir, "r", 12, 50);
 }
@@ -763,9 +1120,12 @@ int main(void)
     tcase_add_test(t, sequential_config);
     tcase_add_test(t, keras3_config);
     tcase_add_test(t, unsupported_listed);
+    tcase_add_test(t, nested_model_twice);
     tcase_add_test(t, bad_files);
     tcase_add_test(t, tfjs_models);
     tcase_add_test(t, tfjs_hostile);
+    tcase_add_test(t, keras3_files);
+    tcase_add_test(t, keras3_hostile);
     tcase_add_test(t, export_round_trip);
     tcase_add_test(t, export_layer_kinds);
     tcase_add_test(t, export_recurrent);

@@ -163,6 +163,35 @@ START_TEST(recurrent_outputs_and_wrappers)
 }
 END_TEST
 
+/* A model used as a layer: `shared e = encoder()` is one instance whose calls
+ * share its weights (Keras' nested model called twice); two plain calls are
+ * two instances, each with weights of its own. */
+START_TEST(shared_nested_model)
+{
+    static const char enc[] = "model encoder {\n    input x: [8]\n    Dense(4)\n    output BatchNormalization()\n}\n";
+    char text[1024];
+    snprintf(text, sizeof text, "%smodel m {\n    input a: [8]\n    input b: [8]\n    shared e = encoder()\n"
+                                "    output y = Add([e(a), e(b)])\n}\n", enc);
+    checked c;
+    check_text(&c, text, NULL);
+    ASSERT_OK(&c);
+    const kd_model *m = c.s.model;
+    assert_params(m, 52, 44, 8);               /* Dense 8x4+4, BatchNormalization 4 x 4: once */
+    ck_assert_int_eq(m->vars.len, 6);
+    ck_assert_str_eq(((kd_var *)m->vars.items[0])->name, "encoder/dense/kernel");
+    ck_assert_int_eq(row(m, "encoder")->ncalls, 2);
+    ck_assert_int_eq(row(m, "encoder")->inbound.len, 2);
+    done(&c);
+    snprintf(text, sizeof text, "%smodel m {\n    input a: [8]\n    input b: [8]\n"
+                                "    output y = Add([encoder(a), encoder(b)])\n}\n", enc);
+    check_text(&c, text, NULL);
+    ASSERT_OK(&c);
+    assert_params(c.s.model, 104, 88, 16);
+    ck_assert_str_eq(((kd_var *)c.s.model->vars.items[6])->name, "encoder_1/dense/kernel");
+    done(&c);
+}
+END_TEST
+
 static const char *custom_norm =
     "layer Norm(momentum: 0.9) {\n"
     "    input x: [n]\n"
@@ -621,6 +650,7 @@ int main(void)
     tcase_add_test(t, residual_merge);
     tcase_add_test(t, shared_layer_two_inputs_two_outputs);
     tcase_add_test(t, recurrent_outputs_and_wrappers);
+    tcase_add_test(t, shared_nested_model);
     tcase_add_test(t, custom_layer_with_state_and_if_training);
     tcase_add_test(t, blocks_inside_repeat);
     tcase_add_test(t, batchnorm_strides_same_padding);
