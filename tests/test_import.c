@@ -989,6 +989,7 @@ static void same_token_predictions(const char *dir, const char *name, int steps,
                                 dir, tu_kdslc(), name, name, tu_kdslc()), &out), 0);
     free(out);
 }
+
 /* Token ids, an Embedding with its mask, LSTM and GRU: out to Keras' layout
  * and back, the same program, weights and predictions. */
 START_TEST(export_recurrent)
@@ -1005,9 +1006,10 @@ START_TEST(export_recurrent)
     free(back);
     same_weights(tu_path(dir, "r.safetensors"), tu_path(dir, "back.safetensors"));
     /* a recurrent layer's weights are its cell's in Keras 3 (layers/lstm/cell/vars/0..2) */
+    char *out;
     ck_assert_int_eq(tu_kdslc_run(&out, "export %s/r.kdsl --weights %s/r.safetensors -o %s/r.keras", dir, dir, dir), 0);
     free(out);
-    rc = tu_kdslc_run(&out, "import %s/r.keras -o %s/back3.kdsl", dir, dir);
+    int rc = tu_kdslc_run(&out, "import %s/r.keras -o %s/back3.kdsl", dir, dir);
     ck_assert_msg(rc == 0, "%s", out);
     free(out);
     same_weights(tu_path(dir, "r.safetensors"), tu_path(dir, "back3.safetensors"));
