@@ -38,20 +38,6 @@ static lp_expr *in_range(dwg *g, lp_expr *e, int64_t hi)
 
 static lp_var *int_var(dwg *g, const char *name) { return lp_new_var(g->a, g->L->f, LP_INT, name); }
 
-static kd_vec *push_for(dwg *g, kd_vec *into, lp_var *v, lp_expr *extent, bool parallel)
-{
-    lp_stmt *f = lp_for(g->a, v, extent, parallel);
-    kd_vec_push(g->a, into, f);
-    return &f->body;
-}
-
-static kd_vec *push_if(dwg *g, kd_vec *into, lp_expr *cond)
-{
-    lp_stmt *s = lp_if(g->a, cond, NULL);
-    kd_vec_push(g->a, into, s);
-    return &s->body;
-}
-
 static lp_var *push_let(dwg *g, kd_vec *into, const char *name, lp_expr *value)
 {
     lp_var *v = int_var(g, name);
@@ -74,13 +60,13 @@ static lp_expr *load(dwg *g, ir_node *x, lp_expr *index)
 static kd_vec *channel_loops(dwg *g, kd_vec *into, lp_expr **k, lp_expr **c)
 {
     lp_var *cv = int_var(g, "c");
-    into = push_for(g, into, cv, I(g, g->C), false);
+    into = lw_push_for(g->a, into, cv, I(g, g->C), false);
     if (g->M == 1) {
         *k = *c = V(g, cv);
         return into;
     }
     lp_var *mv = int_var(g, "m");
-    into = push_for(g, into, mv, I(g, g->M), false);
+    into = lw_push_for(g->a, into, mv, I(g, g->M), false);
     *c = V(g, cv);
     *k = mad(g, V(g, cv), g->M, V(g, mv));
     return into;
@@ -90,7 +76,7 @@ static kd_vec *channel_loops(dwg *g, kd_vec *into, lp_expr **k, lp_expr **c)
 static void zero(dwg *g, kd_vec *into, lp_buf *dst, lp_expr *base, int64_t len)
 {
     lp_var *k = int_var(g, "k");
-    kd_vec *body = push_for(g, into, k, I(g, len), false);
+    kd_vec *body = lw_push_for(g->a, into, k, I(g, len), false);
     kd_vec_push(g->a, body, lp_store(g->a, dst, add(g, base, V(g, k)), lp_real(g->a, 0), LP_ASSIGN));
 }
 
@@ -98,22 +84,22 @@ static void forward(dwg *g, ir_node *n, lp_buf *dst)
 {
     ir_node *x = n->in[0], *w = n->in[1];
     lp_var *t = int_var(g, "bo");   /* b * Ho + oh (not "t": arena buffers are t<id>) */
-    kd_vec *body = push_for(g, &g->L->k->body, t, mul(g, lw_dim(g->L, g->ys, 0), I(g, g->Ho)), true);
+    kd_vec *body = lw_push_for(g->a, &g->L->k->body, t, mul(g, lw_dim(g->L, g->ys, 0), I(g, g->Ho)), true);
     lp_var *b = push_let(g, body, "b", lp_bin(g->a, LP_DIV, V(g, t), I(g, g->Ho)));
     lp_var *oh = push_let(g, body, "oh", sub(g, V(g, t), mul(g, V(g, b), I(g, g->Ho))));
     lp_var *ow = int_var(g, "ow");
-    body = push_for(g, body, ow, I(g, g->Wo), false);
+    body = lw_push_for(g->a, body, ow, I(g, g->Wo), false);
     lp_expr *ybase = mul(g, mad(g, V(g, t), g->Wo, V(g, ow)), I(g, g->CM));
     zero(g, body, dst, ybase, g->CM);
     lp_var *i = int_var(g, "i"), *j = int_var(g, "j");
-    kd_vec *bi = push_for(g, body, i, I(g, g->KH), false);
+    kd_vec *bi = lw_push_for(g->a, body, i, I(g, g->KH), false);
     lp_var *h = push_let(g, bi, "h", add(g, mul(g, V(g, oh), I(g, g->sh)),
                                           sub(g, mul(g, V(g, i), I(g, g->dh)), I(g, g->pt))));
-    bi = push_if(g, bi, in_range(g, V(g, h), g->H));
-    kd_vec *bj = push_for(g, bi, j, I(g, g->KW), false);
+    bi = lw_push_if(g->a, bi, in_range(g, V(g, h), g->H));
+    kd_vec *bj = lw_push_for(g->a, bi, j, I(g, g->KW), false);
     lp_var *v = push_let(g, bj, "v", add(g, mul(g, V(g, ow), I(g, g->sw)),
                                           sub(g, mul(g, V(g, j), I(g, g->dw)), I(g, g->pl))));
-    bj = push_if(g, bj, in_range(g, V(g, v), g->W));
+    bj = lw_push_if(g->a, bj, in_range(g, V(g, v), g->W));
     lp_var *xb = push_let(g, bj, "xb", mul(g, mad(g, mad(g, V(g, b), g->H, V(g, h)), g->W, V(g, v)), I(g, g->C)));
     lp_var *wb = push_let(g, bj, "wb", mul(g, mad(g, V(g, i), g->KW, V(g, j)), I(g, g->CM)));
     lp_expr *k, *c;
@@ -127,15 +113,15 @@ static void data(dwg *g, ir_node *n, lp_buf *dst)
 {
     ir_node *dy = n->in[0], *w = n->in[1];
     lp_var *t = int_var(g, "bh");   /* b * H + h */
-    kd_vec *body = push_for(g, &g->L->k->body, t, mul(g, lw_dim(g->L, g->xs, 0), I(g, g->H)), true);
+    kd_vec *body = lw_push_for(g->a, &g->L->k->body, t, mul(g, lw_dim(g->L, g->xs, 0), I(g, g->H)), true);
     lp_var *b = push_let(g, body, "b", lp_bin(g->a, LP_DIV, V(g, t), I(g, g->H)));
     lp_var *h = push_let(g, body, "h", sub(g, V(g, t), mul(g, V(g, b), I(g, g->H))));
     lp_var *v = int_var(g, "iw");
-    body = push_for(g, body, v, I(g, g->W), false);
+    body = lw_push_for(g->a, body, v, I(g, g->W), false);
     lp_expr *xbase = mul(g, mad(g, V(g, t), g->W, V(g, v)), I(g, g->C));
     zero(g, body, dst, xbase, g->C);
     lp_var *i = int_var(g, "i"), *j = int_var(g, "j");
-    kd_vec *bi = push_for(g, body, i, I(g, g->KH), false);
+    kd_vec *bi = lw_push_for(g->a, body, i, I(g, g->KH), false);
     /* the output row oh with oh * sh - pt + i * dh = h, if there is one */
     lp_var *ohs = push_let(g, bi, "ohs", sub(g, add(g, V(g, h), I(g, g->pt)), mul(g, V(g, i), I(g, g->dh))));
     lp_var *oh = push_let(g, bi, "oh", lp_bin(g->a, LP_DIV, V(g, ohs), I(g, g->sh)));
@@ -143,15 +129,15 @@ static void data(dwg *g, ir_node *n, lp_buf *dst)
                        land(g, lp_bin(g->a, LP_EQ, mul(g, V(g, oh), I(g, g->sh)), V(g, ohs)),
                            lp_bin(g->a, LP_LT, V(g, oh), I(g, g->Ho))));
     if (g->sh == 1) hit = in_range(g, V(g, oh), g->Ho);
-    bi = push_if(g, bi, hit);
-    kd_vec *bj = push_for(g, bi, j, I(g, g->KW), false);
+    bi = lw_push_if(g->a, bi, hit);
+    kd_vec *bj = lw_push_for(g->a, bi, j, I(g, g->KW), false);
     lp_var *ows = push_let(g, bj, "ows", sub(g, add(g, V(g, v), I(g, g->pl)), mul(g, V(g, j), I(g, g->dw))));
     lp_var *ow = push_let(g, bj, "ow", lp_bin(g->a, LP_DIV, V(g, ows), I(g, g->sw)));
     hit = land(g, lp_bin(g->a, LP_GE, V(g, ows), I(g, 0)),
               land(g, lp_bin(g->a, LP_EQ, mul(g, V(g, ow), I(g, g->sw)), V(g, ows)),
                   lp_bin(g->a, LP_LT, V(g, ow), I(g, g->Wo))));
     if (g->sw == 1) hit = in_range(g, V(g, ow), g->Wo);
-    bj = push_if(g, bj, hit);
+    bj = lw_push_if(g->a, bj, hit);
     lp_var *yb = push_let(g, bj, "yb", mul(g, mad(g, mad(g, V(g, b), g->Ho, V(g, oh)), g->Wo, V(g, ow)), I(g, g->CM)));
     lp_var *wb = push_let(g, bj, "wb", mul(g, mad(g, V(g, i), g->KW, V(g, j)), I(g, g->CM)));
     lp_expr *k, *c;
@@ -165,21 +151,21 @@ static void filter(dwg *g, ir_node *n, lp_buf *dst)
 {
     ir_node *x = n->in[0], *dy = n->in[1];
     lp_var *t = int_var(g, "ij");   /* i * KW + j */
-    kd_vec *body = push_for(g, &g->L->k->body, t, I(g, g->KH * g->KW), true);
+    kd_vec *body = lw_push_for(g->a, &g->L->k->body, t, I(g, g->KH * g->KW), true);
     lp_var *i = push_let(g, body, "i", lp_bin(g->a, LP_DIV, V(g, t), I(g, g->KW)));
     lp_var *j = push_let(g, body, "j", sub(g, V(g, t), mul(g, V(g, i), I(g, g->KW))));
     lp_expr *wbase = mul(g, V(g, t), I(g, g->CM));
     zero(g, body, dst, wbase, g->CM);
     lp_var *b = int_var(g, "b"), *oh = int_var(g, "oh"), *ow = int_var(g, "ow");
-    body = push_for(g, body, b, lw_dim(g->L, g->xs, 0), false);
-    body = push_for(g, body, oh, I(g, g->Ho), false);
+    body = lw_push_for(g->a, body, b, lw_dim(g->L, g->xs, 0), false);
+    body = lw_push_for(g->a, body, oh, I(g, g->Ho), false);
     lp_var *h = push_let(g, body, "h", add(g, mul(g, V(g, oh), I(g, g->sh)),
                                             sub(g, mul(g, V(g, i), I(g, g->dh)), I(g, g->pt))));
-    body = push_if(g, body, in_range(g, V(g, h), g->H));
-    body = push_for(g, body, ow, I(g, g->Wo), false);
+    body = lw_push_if(g->a, body, in_range(g, V(g, h), g->H));
+    body = lw_push_for(g->a, body, ow, I(g, g->Wo), false);
     lp_var *v = push_let(g, body, "v", add(g, mul(g, V(g, ow), I(g, g->sw)),
                                             sub(g, mul(g, V(g, j), I(g, g->dw)), I(g, g->pl))));
-    body = push_if(g, body, in_range(g, V(g, v), g->W));
+    body = lw_push_if(g->a, body, in_range(g, V(g, v), g->W));
     lp_var *xb = push_let(g, body, "xb", mul(g, mad(g, mad(g, V(g, b), g->H, V(g, h)), g->W, V(g, v)), I(g, g->C)));
     lp_var *yb = push_let(g, body, "yb", mul(g, mad(g, mad(g, V(g, b), g->Ho, V(g, oh)), g->Wo, V(g, ow)), I(g, g->CM)));
     lp_expr *k, *c;

@@ -37,20 +37,6 @@ static lp_expr *mad(direct *g, lp_expr *x, int64_t k, lp_expr *y) { return add(g
 
 static lp_var *int_var(direct *g, const char *name) { return lp_new_var(g->a, g->L->f, LP_INT, name); }
 
-static kd_vec *push_for(direct *g, kd_vec *into, lp_var *v, lp_expr *extent, bool parallel)
-{
-    lp_stmt *f = lp_for(g->a, v, extent, parallel);
-    kd_vec_push(g->a, into, f);
-    return &f->body;
-}
-
-static kd_vec *push_if(direct *g, kd_vec *into, lp_expr *cond)
-{
-    lp_stmt *s = lp_if(g->a, cond, NULL);
-    kd_vec_push(g->a, into, s);
-    return &s->body;
-}
-
 static lp_var *push_let(direct *g, kd_vec *into, lp_type type, const char *name, lp_expr *value)
 {
     lp_var *v = lp_new_var(g->a, g->L->f, type, name);
@@ -107,7 +93,7 @@ static void dot(direct *g, kd_vec *into, lp_var **acc, int nb, int64_t n, const 
         kd_vec *body = into;
         if (t > 0 && n > DOT_FULL) {   /* terms 1 .. n-1 as a loop */
             k = int_var(g, "k");
-            body = push_for(g, into, k, I(g, n - 1), false);
+            body = lw_push_for(g->a, into, k, I(g, n - 1), false);
             kt = add(g, V(g, k), I(g, 1));
         }
         lp_var *xk = push_let(g, body, LP_REAL, "xk", at(g, x, kt, 0));
@@ -153,7 +139,7 @@ static void output_blocks(direct *g, kd_vec *into, int64_t N, int64_t terms, con
     int64_t block = terms >= OUT_BLOCK ? OUT_BLOCK : 1;
     if (N >= block) {
         lp_var *o = int_var(g, name);
-        kd_vec *body = push_for(g, into, o, I(g, N / block), false);
+        kd_vec *body = lw_push_for(g->a, into, o, I(g, N / block), false);
         emit(g, body, ctx, muli(g, V(g, o), block), (int)block);
     }
     if (N % block) emit(g, into, ctx, I(g, N / block * block), (int)(N % block));
@@ -186,7 +172,7 @@ static void dense(direct *g, ir_node *n, lp_buf *dst)
     lp_expr *rows = I(g, 1);
     for (int d = 0; d < xs->rank - 1; d++) rows = mul(g, rows, lw_dim(L, xs, d));
     c.r = int_var(g, "r");
-    kd_vec *body = push_for(g, &L->k->body, c.r, rows, true);
+    kd_vec *body = lw_push_for(g->a, &L->k->body, c.r, rows, true);
     output_blocks(g, body, c.N, c.K, "n", dense_block, &c);
 }
 
@@ -212,11 +198,11 @@ static kd_vec *output_pixels(direct *g, const ir_shape *ys, const window *w, lp_
                              lp_var **ow)
 {
     *bo = int_var(g, "bo");   /* b * Ho + oh (not "t": arena buffers are t<id>) */
-    kd_vec *body = push_for(g, &g->L->k->body, *bo, mul(g, lw_dim(g->L, ys, 0), I(g, w->Ho)), true);
+    kd_vec *body = lw_push_for(g->a, &g->L->k->body, *bo, mul(g, lw_dim(g->L, ys, 0), I(g, w->Ho)), true);
     *b = push_let(g, body, LP_INT, "b", lp_bin(g->a, LP_DIV, V(g, *bo), I(g, w->Ho)));
     *oh = push_let(g, body, LP_INT, "oh", sub(g, V(g, *bo), muli(g, V(g, *b), w->Ho)));
     *ow = int_var(g, "ow");
-    return push_for(g, body, *ow, I(g, w->Wo), false);
+    return lw_push_for(g->a, body, *ow, I(g, w->Wo), false);
 }
 
 typedef struct conv_ctx {
@@ -243,7 +229,7 @@ static void conv_block(direct *g, kd_vec *into, void *ctx, lp_expr *f, int nb)
     } else if (unpadded(w)) {
         zero_sums(g, into, acc, nb);
         lp_var *i = int_var(g, "i");
-        kd_vec *bi = push_for(g, into, i, I(g, w->KH), false);
+        kd_vec *bi = lw_push_for(g->a, into, i, I(g, w->KH), false);
         strided xr = {c->x, add(g, V(g, c->x0), muli(g, V(g, i), w->W * w->C)), 1};
         strided wr = {c->w, add(g, f, muli(g, V(g, i), run * F)), F};
         dot(g, bi, acc, nb, run, &xr, &wr, false);
@@ -251,10 +237,10 @@ static void conv_block(direct *g, kd_vec *into, void *ctx, lp_expr *f, int nb)
         zero_sums(g, into, acc, nb);
         /* taps outside the input read zeros: test the row and the column */
         lp_var *i = int_var(g, "i"), *j = int_var(g, "j");
-        kd_vec *bi = push_for(g, into, i, I(g, w->KH), false);
-        bi = push_if(g, bi, in_range(g, add(g, sub(g, muli(g, V(g, c->oh), w->sh), I(g, w->pt)), V(g, i)), w->H));
-        kd_vec *bj = push_for(g, bi, j, I(g, w->KW), false);
-        bj = push_if(g, bj, in_range(g, add(g, sub(g, muli(g, V(g, c->ow), w->sw), I(g, w->pl)), V(g, j)), w->W));
+        kd_vec *bi = lw_push_for(g->a, into, i, I(g, w->KH), false);
+        bi = lw_push_if(g->a, bi, in_range(g, add(g, sub(g, muli(g, V(g, c->oh), w->sh), I(g, w->pt)), V(g, i)), w->H));
+        kd_vec *bj = lw_push_for(g->a, bi, j, I(g, w->KW), false);
+        bj = lw_push_if(g->a, bj, in_range(g, add(g, sub(g, muli(g, V(g, c->ow), w->sw), I(g, w->pl)), V(g, j)), w->W));
         strided xr = {c->x, add(g, V(g, c->x0), muli(g, mad(g, V(g, i), w->W, V(g, j)), w->C)), 1};
         strided wr = {c->w, add(g, f, muli(g, mad(g, V(g, i), w->KW, V(g, j)), w->C * F)), F};
         dot(g, bj, acc, nb, w->C, &xr, &wr, false);
@@ -291,7 +277,7 @@ static void pool(direct *g, ir_node *n, lp_buf *dst)
                           muli(g, add(g, muli(g, add(g, muli(g, b, w.H), muli(g, V(g, oh), w.sh)), w.W),
                                       muli(g, V(g, ow), w.sw)), w.C));
     lp_var *c = int_var(g, "c");
-    body = push_for(g, body, c, I(g, w.C), false);
+    body = lw_push_for(g->a, body, c, I(g, w.C), false);
     lp_buf *xb = buf_of(g, n->in[0]);
     lp_expr *first = lp_load(g->a, xb, add(g, V(g, x0), V(g, c)));
     lp_var *acc = push_let(g, body, LP_REAL, "acc", first);

@@ -22,13 +22,6 @@ static lp_expr *I(gg *g, int64_t v) { return lp_int(g->a, v); }
 static lp_expr *V(gg *g, lp_var *v) { return lp_var_ref(g->a, v); }
 static lp_expr *bin(gg *g, lp_op op, lp_expr *x, lp_expr *y) { return lp_bin(g->a, op, x, y); }
 
-static kd_vec *push_for(gg *g, kd_vec *into, lp_var *v, lp_expr *extent, bool parallel)
-{
-    lp_stmt *f = lp_for(g->a, v, extent, parallel);
-    kd_vec_push(g->a, into, f);
-    return &f->body;
-}
-
 static lp_var *push_let(gg *g, kd_vec *into, const char *name, lp_expr *value)
 {
     lp_var *v = lp_new_var(g->a, g->L->f, LP_INT, name);
@@ -67,12 +60,12 @@ static void forward(gg *g, ir_node *n, lp_buf *dst)
     lp_buf *ib = index_buf(g, idx);
     if (!ib) return;
     lp_var *i = lp_new_var(g->a, g->L->f, LP_INT, "i");
-    kd_vec *body = push_for(g, &g->L->k->body, i, lw_count(g->L, &idx->shape), true);
+    kd_vec *body = lw_push_for(g->a, &g->L->k->body, i, lw_count(g->L, &idx->shape), true);
     lp_var *tok = push_let(g, body, "tok", lp_load(g->a, ib, V(g, i)));
     lp_var *ok = push_let(g, body, "ok", in_table(g, V(g, tok)));
     lp_var *r = push_let(g, body, "r", lp_select(g->a, V(g, ok), V(g, tok), I(g, 0)));
     lp_var *d = lp_new_var(g->a, g->L->f, LP_INT, "d");
-    kd_vec *inner = push_for(g, body, d, I(g, g->D), false);
+    kd_vec *inner = lw_push_for(g->a, body, d, I(g, g->D), false);
     lp_expr *v = load(g, table, bin(g, LP_ADD, bin(g, LP_MUL, V(g, r), I(g, g->D)), V(g, d)));
     lp_expr *y = lp_select(g->a, V(g, ok), v, lp_real(g->a, 0));
     kd_vec_push(g->a, inner, lp_store(g->a, dst, bin(g, LP_ADD, bin(g, LP_MUL, V(g, i), I(g, g->D)), V(g, d)), y,
@@ -85,15 +78,15 @@ static void scatter(gg *g, ir_node *n, lp_buf *dst)
     lp_buf *ib = index_buf(g, idx);
     if (!ib) return;
     lp_var *k = lp_new_var(g->a, g->L->f, LP_INT, "k");
-    kd_vec *zero = push_for(g, &g->L->k->body, k, I(g, g->V * g->D), true);
+    kd_vec *zero = lw_push_for(g->a, &g->L->k->body, k, I(g, g->V * g->D), true);
     kd_vec_push(g->a, zero, lp_store(g->a, dst, V(g, k), lp_real(g->a, 0), LP_ASSIGN));
     lp_var *i = lp_new_var(g->a, g->L->f, LP_INT, "i");
-    kd_vec *body = push_for(g, &g->L->k->body, i, lw_count(g->L, &idx->shape), false);
+    kd_vec *body = lw_push_for(g->a, &g->L->k->body, i, lw_count(g->L, &idx->shape), false);
     lp_var *tok = push_let(g, body, "tok", lp_load(g->a, ib, V(g, i)));
     lp_stmt *in = lp_if(g->a, in_table(g, V(g, tok)), NULL);
     kd_vec_push(g->a, body, in);
     lp_var *d = lp_new_var(g->a, g->L->f, LP_INT, "d");
-    kd_vec *inner = push_for(g, &in->body, d, I(g, g->D), false);
+    kd_vec *inner = lw_push_for(g->a, &in->body, d, I(g, g->D), false);
     lp_expr *v = load(g, dy, bin(g, LP_ADD, bin(g, LP_MUL, V(g, i), I(g, g->D)), V(g, d)));
     kd_vec_push(g->a, inner, lp_store(g->a, dst, bin(g, LP_ADD, bin(g, LP_MUL, V(g, tok), I(g, g->D)), V(g, d)), v,
                                       LP_ACC_ADD));

@@ -104,6 +104,23 @@ lower *lw_lower_body(lower *L, const ir_graph *body, lp_buf *const *args, const 
 bool lw_is_direct_op(const lower *L, const ir_node *n);
 bool lw_direct_kernel(lower *L, ir_node *n, lp_buf *dst);
 
+/* ---- building loop nests (the hand-built kernels: depthwise, direct, gather, scan) */
+/* Appends `for (v < extent)` to into; the loop's body. */
+static inline kd_vec *lw_push_for(kd_arena *a, kd_vec *into, lp_var *v, lp_expr *extent, bool parallel)
+{
+    lp_stmt *f = lp_for(a, v, extent, parallel);
+    kd_vec_push(a, into, f);
+    return &f->body;
+}
+
+/* Appends `if (cond)` to into; its body. */
+static inline kd_vec *lw_push_if(kd_arena *a, kd_vec *into, lp_expr *cond)
+{
+    lp_stmt *s = lp_if(a, cond, NULL);
+    kd_vec_push(a, into, s);
+    return &s->body;
+}
+
 /* ---- lower_calls.c -------------------------------------------------------------- */
 bool lw_is_call_op(const ir_node *n);
 bool lw_call_kernel(lower *L, ir_node *n, lp_buf *dst);

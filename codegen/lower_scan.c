@@ -39,11 +39,10 @@ static lp_expr *value(lower *L, ir_node *x, lp_expr *index)
     return lp_real(L->a, 0);
 }
 
+/* A serial loop: a step needs the one before. */
 static kd_vec *push_for(sg *g, kd_vec *into, lp_var *v, lp_expr *extent)
 {
-    lp_stmt *f = lp_for(g->a, v, extent, false);
-    kd_vec_push(g->a, into, f);
-    return &f->body;
+    return lw_push_for(g->a, into, v, extent, false);
 }
 
 /* dst[i] = x[i] (x a node of lowering from) over x's elements. */
