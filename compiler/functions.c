@@ -114,6 +114,11 @@ sv *function_call(sema *S, const function_def *f, const ast_expr *call)
             x = v;
             continue;
         }
+        if (i == 0 && v->kind == SV_IDENT && !S->prev) {
+            /* no previous value to take: a name meant as the input */
+            sema_error(S, arg->loc, "%s(): '%s' is not defined", f->name, v->s);
+            return NULL;
+        }
         if (next >= 3 || !f->params[next]) {
             sema_error(S, arg->loc, "too many arguments to %s()", f->name);
             return NULL;

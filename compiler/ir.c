@@ -333,6 +333,29 @@ ir_node *ir_leaf(ir_builder *b, ir_op op, ir_shape shape, const ir_attrs *attr, 
     return make(b, op, 0, NULL, &a, var);
 }
 
+ir_node *ir_inline(ir_builder *b, const ir_graph *from, ir_node *(*leaf)(void *ctx, const ir_node *n), void *ctx)
+{
+    if (from->outputs.len == 0) {
+        snprintf(b->why, sizeof b->why, "inlining a graph without an output");
+        return NULL;
+    }
+    ir_node **map = kd_alloc_array(b->g->arena, (size_t)from->nodes.len + 1, sizeof *map);
+    for (int i = 0; i < from->nodes.len; i++) {
+        const ir_node *n = from->nodes.items[i];
+        ir_node *to = n->nin == 0 && leaf ? leaf(ctx, n) : NULL;
+        if (!to && n->nin == 0) {
+            to = ir_leaf(b, n->op, n->shape, &n->attr, n->var);
+        } else if (!to) {
+            ir_node *in[n->nin];
+            for (int k = 0; k < n->nin; k++) in[k] = map[n->in[k]->id];
+            to = ir_make(b, n->op, n->nin, in, &n->attr);
+        }
+        if (!to) return NULL;
+        map[n->id] = to;
+    }
+    return map[((const ir_node *)from->outputs.items[0])->id];
+}
+
 ir_node *ir_unary(ir_builder *b, ir_op op, ir_node *x)
 {
     return make(b, op, 1, &x, NULL, -1);

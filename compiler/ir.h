@@ -252,6 +252,12 @@ ir_node *ir_make(ir_builder *b, ir_op op, int nin, ir_node **in, const ir_attrs 
 /* INPUT, LABEL (attr->index), VAR (var), CONST (attr->scalar), HYPER (attr->index),
  * DROPOUT_MASK (attr->scalar = rate, attr->index = salt). */
 ir_node *ir_leaf(ir_builder *b, ir_op op, ir_shape shape, const ir_attrs *attr, int var);
+/* Copies every node of `from` (a graph over the same variables) into b->g, in
+ * order; a leaf becomes leaf(ctx, n) when that is not NULL (a placeholder
+ * bound to a node of b->g), else a copy. Returns the copy of from's first
+ * output (NULL with b->why set on error). A custom loss's graph enters the
+ * training graph this way (train_graph.c). */
+ir_node *ir_inline(ir_builder *b, const ir_graph *from, ir_node *(*leaf)(void *ctx, const ir_node *n), void *ctx);
 ir_node *ir_unary(ir_builder *b, ir_op op, ir_node *x);
 ir_node *ir_binary(ir_builder *b, ir_op op, ir_node *x, ir_node *y);
 /* Activation IR_ACT_* of x with its argument (ignored by rows without one). ir_unary

@@ -55,7 +55,10 @@ typedef struct kd_block_call {
 /* The losses: runtime/host/losses.h's rows (the host computes them for
  * evaluate), numbered from 1 here: LOSS_X is KDH_LOSS_X + 1. */
 #define KD_LOSS_ENUM(K, ...) LOSS_##K,
-typedef enum kd_loss_kind { LOSS_NONE, KDH_LOSS_LIST(KD_LOSS_ENUM) LOSS_COUNT } kd_loss_kind;
+typedef enum kd_loss_kind {
+    LOSS_NONE, KDH_LOSS_LIST(KD_LOSS_ENUM) LOSS_COUNT,
+    LOSS_CUSTOM,           /* a tensor expression: kd_train_config.loss_graph (no row, no host formula) */
+} kd_loss_kind;
 #undef KD_LOSS_ENUM
 
 /* The optimizers, one row each: kind, Keras' class name, its string
@@ -135,6 +138,11 @@ typedef struct kd_lr_schedule {
 typedef struct kd_train_config {
     bool present;          /* a `train` block exists for the model */
     kd_loss_kind loss;
+    /* LOSS_CUSTOM: the train block's loss expression (docs/language.md, "Custom
+     * losses") as a graph over the model's variables whose leaves IR_INPUT #j
+     * and IR_LABEL #j stand for output j and its label; outputs[0] is the
+     * scalar loss of a batch. Built in inference mode (sema_loss_graph). */
+    ir_graph *loss_graph;
     bool from_logits;
     kd_optimizer_kind optimizer;
     double learning_rate;  /* Keras' defaults: SGD 0.01, Adam 0.001, RMSprop 0.001; a schedule's initial rate */

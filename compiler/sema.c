@@ -1245,6 +1245,18 @@ static sv *make_shared(sema *S, const ast_expr *call)
 
 /* ---- expressions ------------------------------------------------------- */
 
+/* In a loss expression, a variable whose name has `part` as its layer or
+ * its own name ("dense" or "kernel" of "dense/kernel"), or NULL. */
+static const char *loss_var_part(sema *S, const char *part)
+{
+    size_t n = strlen(part);
+    for (int i = 0; S->loss_vars && i < S->m->vars.len; i++) {
+        const char *name = ((const kd_var *)S->m->vars.items[i])->name, *slash = strrchr(name, '/');
+        if ((!strncmp(name, part, n) && name[n] == '/') || (slash && !strcmp(slash + 1, part))) return name;
+    }
+    return NULL;
+}
+
 static ir_node *as_tensor(sema *S, sv *v, const ast_expr *e)
 {
     if (!v || v->poisoned) return NULL;
@@ -1255,7 +1267,16 @@ static ir_node *as_tensor(sema *S, sv *v, const ast_expr *e)
     }
     if (v->kind == SV_IDENT) {
         const char *near = scope_nearest(S, v->s);
-        if (near) sema_error(S, e->loc, "'%s' is not defined; did you mean '%s'?", v->s, near);
+        const char *var = loss_var_part(S, v->s);
+        bool one_output = !strcmp(v->s, "y_pred") || !strcmp(v->s, "y_true") || !strcmp(v->s, "target");
+        if (var)
+            sema_error(S, e->loc, "'%s' is not defined; a variable is read by its name, as `%s`, in parentheses "
+                       "inside a product or a matrix product (`2 * (%s)`): `/` binds as a division does", v->s, var, var);
+        else if (S->loss_vars && one_output)
+            sema_error(S, e->loc, "'%s' is not defined: model '%s' has %d outputs; the loss reads each by its name "
+                       "and its label as NAME_true (%s, %s_true ...)", v->s, S->m->name, S->m->noutputs,
+                       S->m->output_names[0], S->m->output_names[0]);
+        else if (near) sema_error(S, e->loc, "'%s' is not defined; did you mean '%s'?", v->s, near);
         else sema_error(S, e->loc, "'%s' is not defined", v->s);
     } else if (v->kind == SV_LIST && v->n > 0 && v->items[0]->kind == SV_TENSOR && e->kind == EXPR_CALL)
         sema_error(S, e->loc, "expected a tensor, got the %d values %s gives: name them, as in `y, h = ...`",
@@ -1320,6 +1341,51 @@ static sv *eval_binary(sema *S, const ast_expr *e)
     return sv_tensor(S, n, l->kind == SV_TENSOR ? l->producer : r->producer, e->loc);
 }
 
+/* `a/b/c` written with names only: "a/b/c" into buf; false for anything else. */
+static bool name_path(const ast_expr *e, char *buf, size_t size, size_t *len)
+{
+    if (e->kind == EXPR_NAME) {
+        size_t n = strlen(e->name);
+        if (*len + n + 1 > size) return false;
+        memcpy(buf + *len, e->name, n + 1);
+        *len += n;
+        return true;
+    }
+    if (e->kind != EXPR_BINARY || e->op != '/' || e->rhs->kind != EXPR_NAME) return false;
+    if (!name_path(e->lhs, buf, size, len) || *len + 2 > size) return false;
+    buf[(*len)++] = '/';
+    buf[*len] = 0;
+    return name_path(e->rhs, buf, size, len);
+}
+
+/* In a loss expression, a variable read by its name: `dense/kernel` (a
+ * division of names whose first is not bound), or a model's own weight `w`.
+ * True when e is one (*out the read, or NULL after an error). */
+static bool variable_path(sema *S, const ast_expr *e, sv **out)
+{
+    char path[1024];
+    size_t len = 0;
+    if (!S->loss_vars || !name_path(e, path, sizeof path, &len)) return false;
+    const ast_expr *first = e;
+    while (first->kind == EXPR_BINARY) first = first->lhs;
+    if (scope_lookup(S->scope, first->name)) return false;
+    const kd_var *var = kd_strmap_get(S->loss_vars, path);
+    if (!var && e->kind == EXPR_NAME) return false;   /* a name: "not defined" as usual */
+    *out = NULL;
+    if (!var) {
+        const char *known[1024];
+        int n = 0;
+        for (int i = 0; i < S->m->vars.len && n < 1024; i++) known[n++] = ((kd_var *)S->m->vars.items[i])->name;
+        const char *near = kd_nearest(path, known, n);
+        if (near) sema_error(S, e->loc, "model '%s' has no variable '%s'; did you mean '%s'?", S->m->name, path, near);
+        else sema_error(S, e->loc, "model '%s' has no variable '%s'", S->m->name, path);
+        return true;
+    }
+    S->b.loc = e->loc;
+    *out = sv_tensor(S, sema_check_node(S, ir_var_read(&S->b, var), e->loc, "variable"), var->name, e->loc);
+    return true;
+}
+
 sv *sema_eval(sema *S, const ast_expr *e)
 {
     if (!e) return NULL;
@@ -1338,6 +1404,7 @@ sv *sema_eval(sema *S, const ast_expr *e)
     case EXPR_NAME:
         v = scope_lookup(S->scope, e->name);
         if (v && v->poisoned) v = NULL;
+        else if (!v && variable_path(S, e, &v)) break;
         else if (!v) {
             v = sv_new(S, SV_IDENT, e->loc);
             v->s = e->name;
@@ -1368,11 +1435,62 @@ sv *sema_eval(sema *S, const ast_expr *e)
         }
         break;
     }
-    case EXPR_BINARY: v = eval_binary(S, e); break;
+    case EXPR_BINARY:
+        if (!variable_path(S, e, &v)) v = eval_binary(S, e);
+        break;
     case EXPR_CALL: v = eval_call(S, e); break;
     }
     S->depth--;
     return v;
+}
+
+/* ---- loss expressions (train blocks) -------------------------------------- */
+
+ir_graph *sema_loss_graph(sema *S, kd_model *m, const ast_expr *e)
+{
+    ir_builder saved_b = S->b;
+    sema_scope *saved_scope = S->scope;
+    bool saved_training = S->training;
+    sv *saved_prev = S->prev;
+    S->prev = NULL;           /* no previous value: a function is given its tensor */
+    ir_graph *g = ir_graph_new(S->a, &m->vars);
+    S->b = (ir_builder){.g = g, .loc = e->loc};
+    S->training = false;      /* evaluate and validation run it; dropout() is the identity */
+    sema_scope scope = {0};
+    S->scope = &scope;
+    for (int j = 0; j < m->noutputs; j++) {
+        ir_attrs at = {0};
+        at.index = j;
+        ir_node *y = ir_leaf(&S->b, IR_INPUT, m->output_shapes[j], &at, -1);
+        ir_node *t = ir_leaf(&S->b, IR_LABEL, m->output_shapes[j], &at, -1);
+        scope_bind(S, &scope, m->output_names[j], sv_tensor(S, y, m->output_names[j], e->loc));
+        const char *label = kd_format(S->a, "%s_true", m->output_names[j]);
+        scope_bind(S, &scope, label, sv_tensor(S, t, label, e->loc));
+        if (m->noutputs > 1) continue;
+        scope_bind(S, &scope, "y_pred", sv_tensor(S, y, m->output_names[j], e->loc));
+        scope_bind(S, &scope, "y_true", sv_tensor(S, t, "y_true", e->loc));
+        scope_bind(S, &scope, "target", sv_tensor(S, t, "target", e->loc));
+    }
+    kd_strmap vars = {0};
+    for (int i = 0; i < m->vars.len; i++) {
+        kd_var *v = m->vars.items[i];
+        kd_strmap_put(S->a, &vars, v->name, v);
+    }
+    S->loss_vars = &vars;
+    int errors = S->errors;
+    sv *v = sema_eval(S, e);
+    ir_node *loss = v ? as_tensor(S, v, e) : NULL;
+    if (loss && (loss->shape.rank > 0 || loss->shape.batched)) {
+        int64_t all = ((int64_t)1 << loss->shape.rank) - 1;
+        loss = sema_check_node(S, ir_reduce(&S->b, IR_MEAN, loss, all, false), e->loc, "the loss' mean");
+    }
+    if (loss) kd_vec_push(S->a, &g->outputs, loss);
+    S->loss_vars = NULL;
+    S->prev = saved_prev;
+    S->scope = saved_scope;
+    S->training = saved_training;
+    S->b = saved_b;
+    return loss && S->errors == errors ? g : NULL;
 }
 
 /* ---- statements -------------------------------------------------------- */

@@ -107,6 +107,8 @@ typedef struct sema {
                                    * only the recurrent layers read masks, so sema_check_node
                                    * rejects any other user of a masked value */
     ir_node *mask_reader;         /* the masked value a recurrent layer is reading (allowed) */
+    kd_strmap *loss_vars;         /* in a loss expression: variable name -> kd_var*, read as
+                                   * `dense/kernel` (sema_loss_graph); NULL elsewhere */
 } sema;
 
 /* sema.c */
@@ -179,6 +181,15 @@ sv *function_call(sema *S, const function_def *f, const ast_expr *call);
 
 /* sema.c: evaluates an expression (NULL after an error already reported). */
 sv *sema_eval(sema *S, const ast_expr *e);
+
+/* sema.c: a train block's loss written as an expression, as a graph of the
+ * model's variables and placeholders (kd_train_config.loss_graph): IR_INPUT
+ * #j for output j, named by its output name, and IR_LABEL #j for its label.
+ * With one output, `y_pred` is it and `y_true` (or `target`) its label; the
+ * model's variables are read by name (`dense/kernel`). A result that is not
+ * a scalar is averaged over all its elements, as Keras reduces a loss
+ * function's per-sample values. NULL after reporting an error. */
+ir_graph *sema_loss_graph(sema *S, kd_model *m, const ast_expr *e);
 
 /* train_config.c */
 void sema_train_config(sema *S, kd_model *m, const ast_item *train);

@@ -153,11 +153,33 @@ static const char *string_of(const ast_expr *e)
     return e->kind == EXPR_STRING ? e->str : e->kind == EXPR_NAME ? e->name : NULL;
 }
 
-/* loss: a row of KDH_LOSS_LIST, as a call with its arguments, a bare name or a string. */
+/* Whether a loss is written as an expression (a custom loss) rather than a
+ * row's name: an operator, a tensor function's call, or a name the loss
+ * expression binds (an output's name, y_pred, y_true, target). */
+static bool is_loss_expression(const kd_model *m, const ast_expr *e)
+{
+    if (e->kind == EXPR_BINARY || e->kind == EXPR_NEG) return true;
+    if (e->kind == EXPR_CALL) return function_find(e->name) != NULL;
+    if (e->kind != EXPR_NAME) return false;
+    static const char *const bound[] = {"y_pred", "y_true", "target"};
+    for (int i = 0; i < (int)COUNT(bound); i++)
+        if (!strcmp(e->name, bound[i])) return true;
+    for (int j = 0; j < m->noutputs; j++)
+        if (!strcmp(e->name, m->output_names[j])) return true;
+    return false;
+}
+
+/* loss: a row of KDH_LOSS_LIST, as a call with its arguments, a bare name or
+ * a string; or an expression of the outputs, the labels and the variables. */
 static void parse_loss(sema *S, kd_train_config *c, const ast_expr *e)
 {
     const char *name = callee_of(e);
     const kd_loss_name *l = kd_find_loss(name);
+    if (!l && is_loss_expression(S->m, e)) {
+        c->loss_graph = sema_loss_graph(S, S->m, e);
+        c->loss = LOSS_CUSTOM;
+        return;
+    }
     if (!l) {
         const char *known[3 * KD_NLOSSES];
         int nknown = kd_loss_spellings(known, true);

@@ -129,9 +129,24 @@ ir_node *kd_loss(ir_builder *b, const kd_train_config *c, ir_node *y, ir_node *t
         /* -sum(normalize(t) normalize(y)) over the last axis */
         return mean_all(b, ir_unary(b, IR_NEG, sum_last(b, MUL(l2_normalize(b, t), l2_normalize(b, y)), false)));
     case LOSS_NONE:
-    case LOSS_COUNT: break;
+    case LOSS_COUNT:
+    case LOSS_CUSTOM: break;   /* not a row: build_loss_and_grads inlines its graph */
     }
     snprintf(b->why, sizeof b->why, "no loss to train with");
+    return NULL;
+}
+
+/* A custom loss's placeholders, bound to the training graph's outputs and labels. */
+typedef struct loss_binding {
+    ir_node *const *outputs;
+    ir_node *const *labels;
+} loss_binding;
+
+static ir_node *bind_placeholder(void *ctx, const ir_node *n)
+{
+    const loss_binding *lb = ctx;
+    if (n->op == IR_INPUT) return lb->outputs[n->attr.index];
+    if (n->op == IR_LABEL) return lb->labels[n->attr.index];
     return NULL;
 }
 
@@ -164,10 +179,15 @@ static bool build_loss_and_grads(kd_arena *a, kd_model *m, kd_train_graph *out, 
         la.index = i;
         ir_node *t = ir_leaf(b, IR_LABEL, y->shape, &la, -1);
         out->labels[out->nlabels++] = t;
+        if (m->config.loss == LOSS_CUSTOM) continue;
         ir_node *li = kd_loss(b, &m->config, y, t);
         if (!li) return false;
         loss = loss ? ADD(loss, li) : li;        /* Keras sums the losses of several outputs */
         if (!loss) return false;
+    }
+    if (m->config.loss == LOSS_CUSTOM) {
+        loss_binding lb = {(ir_node *const *)g->outputs.items, out->labels};
+        if (!m->config.loss_graph || !(loss = ir_inline(b, m->config.loss_graph, bind_placeholder, &lb))) return false;
     }
     /* the layers' regularization penalties: Keras adds them to the loss it trains on */
     for (int i = 0; i < g->losses.len && loss; i++) loss = ADD(loss, (ir_node *)g->losses.items[i]);

@@ -5,6 +5,7 @@
 
 #include "codegen.h"
 #include "driver.h"
+#include "interp.h"
 #include "jit.h"
 #include "host/checkpoint.h"
 #include "host/dist.h"
@@ -265,6 +266,44 @@ static const char *optimizer_name(kd_optimizer_kind k)
     return "";
 }
 
+/* kdh_model.batch_loss for a custom loss: its graph (kd_train_config.loss_graph)
+ * run by the reference interpreter, in double as the host's other losses. */
+static double custom_batch_loss(void *ctx, const float *params, const float *const *y, const float *const *t, int nb)
+{
+    const kd_model *km = ctx;
+    const ir_graph *g = km->config.loss_graph;
+    int nvars = km->vars.len, nout = km->noutputs;
+    double *in[KDH_MAX_IO] = {0}, *lab[KDH_MAX_IO] = {0};
+    double **vars = calloc((size_t)nvars + 1, sizeof *vars);
+    double loss = NAN;
+    bool ok = vars != NULL;
+    for (int j = 0; ok && j < nout; j++) {
+        int64_t k = ir_shape_elems(&km->output_shapes[j]) * nb;
+        ok = (in[j] = malloc((size_t)k * sizeof(double))) && (lab[j] = malloc((size_t)k * sizeof(double)));
+        for (int64_t i = 0; ok && i < k; i++) in[j][i] = y[j][i], lab[j][i] = t[j][i];
+    }
+    for (int i = 0; ok && i < g->nodes.len; i++) {
+        const ir_node *n = g->nodes.items[i];
+        if (n->op != IR_VAR || vars[n->var]) continue;
+        const kd_var *v = km->vars.items[n->var];
+        int64_t k = ir_shape_elems(&v->shape);
+        ok = (vars[n->var] = malloc((size_t)k * sizeof(double))) != NULL;
+        for (int64_t e = 0; ok && e < k; e++) vars[n->var][e] = params[v->offset + e];
+    }
+    if (ok) {
+        ir_feed feed = {.batch = nb, .inputs = (const double *const *)in, .labels = (const double *const *)lab,
+                        .vars = (const double *const *)vars};
+        char why[256];
+        ir_values *vals = ir_interp_run(g, &feed, why, sizeof why);
+        if (vals) loss = ir_value(vals, g->outputs.items[0])[0];
+        ir_values_free(vals);
+    }
+    for (int j = 0; j < nout; j++) free(in[j]), free(lab[j]);
+    for (int i = 0; vars && i < nvars; i++) free(vars[i]);
+    free(vars);
+    return loss;
+}
+
 static void host_model(kd_arena *a, const kd_model *km, const lp_program *p, const kdh_model_fns *fns, kdh_model *m)
 {
     memset(m, 0, sizeof *m);
@@ -305,7 +344,11 @@ static void host_model(kd_arena *a, const kd_model *km, const lp_program *p, con
     m->fns = *fns;
     const kd_train_config *c = &km->config;
     _Static_assert((int)LOSS_COSINE_SIMILARITY == (int)KDH_LOSS_COSINE_SIMILARITY + 1, "LOSS_X is KDH_LOSS_X + 1");
-    m->loss = c->loss > LOSS_NONE ? (kdh_loss_kind)(c->loss - 1) : KDH_LOSS_CATEGORICAL_XENT;
+    m->loss = c->loss > LOSS_NONE && c->loss < LOSS_COUNT ? (kdh_loss_kind)(c->loss - 1) : KDH_LOSS_CATEGORICAL_XENT;
+    if (c->loss == LOSS_CUSTOM) {
+        m->batch_loss = custom_batch_loss;
+        m->batch_loss_ctx = (void *)km;
+    }
     m->from_logits = c->from_logits;
     m->label_smoothing = c->label_smoothing;
     m->delta = c->delta;
@@ -343,7 +386,8 @@ static void data_want_of(const kd_model *km, const kd_run_options *o, int in, in
         int oskip = os->batched ? 1 : 0;
         int64_t oe = 1;
         for (int i = oskip; i < os->rank; i++) oe *= os->dims[i];
-        const kd_loss_name *l = km->config.loss > LOSS_NONE ? &kd_loss_names[km->config.loss - 1] : NULL;
+        const kd_loss_name *l = km->config.loss > LOSS_NONE && km->config.loss < LOSS_COUNT
+                                    ? &kd_loss_names[km->config.loss - 1] : NULL;
         w->labels = l && (l->takes & KDH_LOSS_ONEHOT) ? KDH_LABELS_ONEHOT : KDH_LABELS_TARGETS;
         w->label_elems = oe;
     }
@@ -752,7 +796,8 @@ int kd_run_evaluate(const kd_run_options *o)
         for (int i = 0; i < nm; i++) printf(" - %s: %.4f", in.m.metrics[i].name, metric[i]);
     } else {
         /* Keras' names for a model of several outputs: NAME_loss, NAME_accuracy, NAME_METRIC */
-        for (int j = 0; j < km->noutputs; j++) printf(" - %s_loss: %.4f", km->output_names[j], out_loss[j]);
+        for (int j = 0; j < km->noutputs && !in.m.batch_loss; j++)   /* a custom loss is one whole */
+            printf(" - %s_loss: %.4f", km->output_names[j], out_loss[j]);
         for (int j = 0; j < km->noutputs; j++) {
             if (!isnan(out_acc[j])) printf(" - %s_accuracy: %.4f", km->output_names[j], out_acc[j]);
             for (int i = 0; i < nm; i++) printf(" - %s_%s: %.4f", km->output_names[j], in.m.metrics[i].name, metric[j * nm + i]);

@@ -1575,7 +1575,7 @@ END_TEST
  * in training mode (batch statistics for batch normalization), and predict
  * the output too for the models without batch normalization.
  * The rule, per tensor: max_i |a_i - b_i| / max(max_i |b_i|, 1e-6) < 1e-5. */
-static const char *const torch_models[] = {"torch_mlp", "torch_cnn", "torch_res", "torch_custom"};
+static const char *const torch_models[] = {"torch_mlp", "torch_cnn", "torch_res", "torch_custom", "torch_closs"};
 
 /* A float tensor's elements as doubles (malloc'd). */
 static double *tensor_f64(const kdh_tensor *t)
@@ -1734,7 +1734,7 @@ static Suite *codegen_suite(void)
     tcase_add_loop_test(t, acts_predict, 0, 2);
     tcase_add_loop_test(t, grad_f64, 0, 9);
     tcase_add_loop_test(t, train_step_f64, 0, 5);
-    tcase_add_loop_test(t, torch_models_match, 0, 4);
+    tcase_add_loop_test(t, torch_models_match, 0, (int)(sizeof torch_models / sizeof *torch_models));
     tcase_add_test(t, init_values);
     tcase_add_test(t, cortex_m4);
     tcase_add_test(t, embedding_c);

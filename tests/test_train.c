@@ -210,6 +210,102 @@ START_TEST(evaluate_and_predict)
 }
 END_TEST
 
+/* A loss written as an expression (docs/language.md, "Custom losses"). */
+static const char custom_loss_model[] =
+    "model reg {\n"
+    "    input x: [4]\n"
+    "    Dense(8, activation: tanh)\n"
+    "    output y = Dense(2)\n"
+    "}\n"
+    "train reg {\n"
+    "    loss: %s\n"
+    "    optimizer: Adam(0.01)\n"
+    "    batch_size: 16\n"
+    "    epochs: 3\n"
+    "    seed: 7\n"
+    "}\n";
+
+static const char *write_custom_loss_model(const char *dir, const char *file, const char *loss)
+{
+    char src[1024];
+    snprintf(src, sizeof src, custom_loss_model, loss);
+    const char *path = tu_path(dir, file);
+    ck_assert_int_eq(tu_write(path, src, strlen(src)), 0);
+    return path;
+}
+
+/* The "loss: X" figure kdslc evaluate prints. */
+static double evaluated_loss(const char *model, const char *weights, const char *data)
+{
+    char *out;
+    int rc = tu_kdslc_run(&out, "evaluate %s --weights %s --data %s", model, weights, data);
+    ck_assert_msg(rc == 0, "%s", out);
+    const char *at = strstr(out, "loss: ");
+    ck_assert_msg(at != NULL, "%s", out);
+    double v = strtod(at + 6, NULL);
+    free(out);
+    return v;
+}
+
+/* The custom loss trains as the built-in one it equals, bit for bit, and the
+ * host's evaluate (the loss graph run by the interpreter) gives the built-in
+ * figure; a weight penalty in the expression shows in evaluate exactly. */
+START_TEST(custom_loss_end_to_end)
+{
+    const char *dir = tu_tmpdir("custom_loss");
+    enum { N = 100 };
+    float x[N * 4], y[N * 2];
+    rng_state = 5;
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < 4; j++) x[i * 4 + j] = (float)(uniform() * 2 - 1);
+        y[i * 2] = x[i * 4] * x[i * 4 + 1];
+        y[i * 2 + 1] = (float)sin(x[i * 4 + 2]);
+    }
+    write_npy_f32(tu_path(dir, "x.npy"), 2, (int64_t[]){N, 4}, x);
+    write_npy_f32(tu_path(dir, "y.npy"), 2, (int64_t[]){N, 2}, y);
+    char data[2048];
+    snprintf(data, sizeof data, "%s,%s", tu_path(dir, "x.npy"), tu_path(dir, "y.npy"));
+
+    struct { const char *builtin, *custom; } same[] = {
+        {"mse", "mean(square(y_pred - y_true))"},
+        {"MeanAbsoluteError()", "mean(abs(y - y_true))"},
+    };
+    for (size_t c = 0; c < sizeof same / sizeof same[0]; c++) {
+        char builtin_w[1024], custom_w[1024], *out;
+        const char *builtin = write_custom_loss_model(dir, "builtin.kdsl", same[c].builtin);
+        snprintf(builtin_w, sizeof builtin_w, "%s", tu_path(dir, "builtin.safetensors"));
+        int rc = tu_kdslc_run(&out, "train %s --data %s --save %s --validation-split 0.2", builtin, data, builtin_w);
+        ck_assert_msg(rc == 0, "%s", out);
+        free(out);
+        const char *custom = write_custom_loss_model(dir, "custom.kdsl", same[c].custom);
+        snprintf(custom_w, sizeof custom_w, "%s", tu_path(dir, "custom.safetensors"));
+        rc = tu_kdslc_run(&out, "train %s --data %s --save %s --validation-split 0.2", custom, data, custom_w);
+        ck_assert_msg(rc == 0, "%s", out);
+        ck_assert_has(out, "val_loss: ");
+        free(out);
+        ck_assert_msg(same_file(builtin_w, custom_w), "%s as `%s` trained to other weights", same[c].builtin,
+                      same[c].custom);
+        double lb = evaluated_loss(tu_path(dir, "builtin.kdsl"), builtin_w, data);
+        double lc = evaluated_loss(tu_path(dir, "custom.kdsl"), custom_w, data);
+        ck_assert_msg(lb > 0.001 && lb == lc, "%s: evaluate %.4f, as an expression %.4f", same[c].builtin, lb, lc);
+    }
+
+    /* mse + 0.5 sum(dense/kernel^2): evaluate adds the penalty of the weights evaluated */
+    const char *l2 = write_custom_loss_model(dir, "l2.kdsl", "mean(square(y_pred - y_true)) + 0.5 * sum(square(dense/kernel))");
+    const char *w = tu_path(dir, "builtin.safetensors");
+    double with = evaluated_loss(l2, w, data);
+    double without = evaluated_loss(write_custom_loss_model(dir, "mse.kdsl", "mse"), w, data);
+    kdh_tensor_list l = read_st(w);
+    const kdh_tensor *k = kdh_list_find(&l, "dense/kernel");
+    ck_assert_ptr_nonnull(k);
+    double penalty = 0;
+    for (int64_t i = 0; i < kdh_tensor_count(k); i++) penalty += 0.5 * ((const float *)k->data)[i] * ((const float *)k->data)[i];
+    kdh_list_free(&l);
+    ck_assert_msg(penalty > 0.1 && fabs(with - (without + penalty)) < 2e-4, "evaluate %.4f, want %.4f + %.4f", with,
+                  without, penalty);
+}
+END_TEST
+
 /* ---- (2) killed with SIGKILL mid-epoch, resumed: the same weights, bit for bit ------------- */
 
 static pid_t spawn_slow_train(const char *model, const char *data, const char *ckpt, const char *save)
@@ -1545,6 +1641,7 @@ int main(void)
     tcase_add_test(run, adam_steps_mlp);
     tcase_add_test(run, cosine_schedule_steps_mlp);
     tcase_add_test(run, evaluate_and_predict);
+    tcase_add_test(run, custom_loss_end_to_end);
     tcase_add_test(run, metrics_end_to_end);
     tcase_add_test(run, callbacks_end_to_end);
     tcase_add_test(run, callbacks_resume_is_bit_identical);

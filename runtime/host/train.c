@@ -330,12 +330,19 @@ int kdh_evaluate_metrics(const kdh_model *m, const float *params, const kdh_data
         m->fns.predict(params, ins, out, nb, arena);
         bool hinge01[KDH_MAX_IO];
         for (int j = 0; j < nout; j++) hinge01[j] = labels_01(d[j].y + at * d[j].y_elems, (int64_t)nb * d[j].y_elems);
+        double batch = NAN;
+        if (m->batch_loss) {
+            const float *ts[KDH_MAX_IO];
+            for (int j = 0; j < nout; j++) ts[j] = d[j].y + at * d[j].y_elems;
+            batch = m->batch_loss(m->batch_loss_ctx, params, (const float *const *)out, ts, nb);
+            sl[0] += batch * nb;      /* the whole loss, output 0's column */
+        }
         for (int r = 0; r < nb; r++) {
-            bool ok = true;
+            bool ok = !m->batch_loss || isfinite(batch);
             for (int j = 0; j < nout; j++) {
                 int64_t k = output_elems(m, j), last = output_last(m, j);
                 const float *y = out[j] + (int64_t)r * k, *t = d[j].y + (at + r) * d[j].y_elems;
-                double l = sample_loss(m, k, last, y, t, hinge01[j]);
+                double l = m->batch_loss ? 0 : sample_loss(m, k, last, y, t, hinge01[j]);
                 /* a clipped loss can stay finite over an infinite output */
                 if (!isfinite(l) || !all_finite(y, k)) ok = false;
                 sl[j] += l;
@@ -349,8 +356,8 @@ int kdh_evaluate_metrics(const kdh_model *m, const float *params, const kdh_data
     if (bad_report(&bad, n, d[0].name, "the loss or the model's output is", err) != 0) goto done;
     *loss = 0;
     for (int j = 0; j < nout; j++) {
-        double lj = n ? sl[j] / (double)n : NAN;
-        *loss += lj;
+        double lj = n && (j == 0 || !m->batch_loss) ? sl[j] / (double)n : NAN;
+        if (j == 0 || !m->batch_loss) *loss += lj;
         if (output_loss) output_loss[j] = lj;
         if (output_accuracy) output_accuracy[j] = m->accuracy && n ? sc[j] / (double)n : NAN;
         for (int i = 0; metric_values && i < nm; i++)

@@ -74,6 +74,13 @@ typedef struct kdh_model {
     kdh_loss_kind loss;
     bool from_logits;
     double label_smoothing, delta;     /* the cross-entropies' (0), Huber's (1) */
+    /* A loss that is no row of losses.h (a train block's loss expression):
+     * the loss of a batch of nb samples from the outputs y[j] and the labels
+     * t[j] (nb rows each) and the weights in params, NaN when it cannot be
+     * computed. evaluate and validation then average it over the batches,
+     * each weighted by its rows. NULL: `loss`'s row, per sample. */
+    double (*batch_loss)(void *ctx, const float *params, const float *const *y, const float *const *t, int nb);
+    void *batch_loss_ctx;
     bool accuracy;                     /* metrics: [accuracy] */
     int nmetrics;                      /* the other metrics (metrics.h), in the logs' order */
     const kdh_metric_spec *metrics;
