@@ -271,7 +271,7 @@ bool kd_codegen_differentiate(lp_program *p, kd_model *m, const kd_codegen_optio
             G->dests[LP_F_PREDICT_FOLDED] = G->dests[LP_F_PREDICT];
         }
     }
-    bool train = !o->inference_only && m->config.present && m->config.loss != LOSS_NONE &&
+    bool train = !o->inference_only && m->config.present && m->config.loss.kind != LOSS_NONE &&
                  m->config.optimizer != OPT_NONE;
     if (!train) return true;
 

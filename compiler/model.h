@@ -57,7 +57,7 @@ typedef struct kd_block_call {
 #define KD_LOSS_ENUM(K, ...) LOSS_##K,
 typedef enum kd_loss_kind {
     LOSS_NONE, KDH_LOSS_LIST(KD_LOSS_ENUM) LOSS_COUNT,
-    LOSS_CUSTOM,           /* a tensor expression: kd_train_config.loss_graph (no row, no host formula) */
+    LOSS_CUSTOM,           /* a tensor expression: kd_loss_spec.graph (no row, no host formula) */
 } kd_loss_kind;
 #undef KD_LOSS_ENUM
 
@@ -135,15 +135,27 @@ typedef struct kd_lr_schedule {
     bool staircase;
 } kd_lr_schedule;
 
+/* One loss: a row of losses.h with its arguments, or an expression. */
+typedef struct kd_loss_spec {
+    kd_loss_kind kind;
+    bool from_logits;
+    double label_smoothing;   /* categorical and binary cross-entropy (0) */
+    double delta;          /* Huber (1.0) */
+    /* LOSS_CUSTOM: the expression (docs/language.md, "Custom losses") as a
+     * graph over the model's variables whose leaves IR_INPUT #j and
+     * IR_LABEL #j stand for output j and its label; outputs[0] is the scalar
+     * loss of a batch. Built in inference mode (sema_loss_graph). */
+    ir_graph *graph;
+} kd_loss_spec;
+
 typedef struct kd_train_config {
     bool present;          /* a `train` block exists for the model */
-    kd_loss_kind loss;
-    /* LOSS_CUSTOM: the train block's loss expression (docs/language.md, "Custom
-     * losses") as a graph over the model's variables whose leaves IR_INPUT #j
-     * and IR_LABEL #j stand for output j and its label; outputs[0] is the
-     * scalar loss of a batch. Built in inference mode (sema_loss_graph). */
-    ir_graph *loss_graph;
-    bool from_logits;
+    /* loss: a row applies to every output (Keras sums them); an expression
+     * is the model's whole loss. A list (`loss: [a, b]`) gives each output
+     * its own, in output_losses, and `loss` is then output 0's. */
+    kd_loss_spec loss;
+    kd_loss_spec *output_losses;   /* one per output, or NULL */
+    double *loss_weights;  /* loss_weights: one per output (Keras' compile), or NULL: all 1 */
     kd_optimizer_kind optimizer;
     double learning_rate;  /* Keras' defaults: SGD 0.01, Adam 0.001, RMSprop 0.001; a schedule's initial rate */
     kd_lr_schedule schedule;
@@ -156,8 +168,6 @@ typedef struct kd_train_config {
     double initial_accumulator_value;  /* Adagrad (0.1) */
     double weight_decay;   /* decoupled, every optimizer: w -= w * weight_decay * lr before the update (0: none) */
     double clipnorm, clipvalue, global_clipnorm;   /* 0: none; at most one is set (Keras' rule) */
-    double label_smoothing;   /* categorical and binary cross-entropy (0) */
-    double delta;          /* Huber (1.0) */
     kdh_metric_spec *metrics;   /* the metrics besides accuracy, in the order given */
     int nmetrics;
     bool metric_accuracy;

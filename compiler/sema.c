@@ -1446,7 +1446,7 @@ sv *sema_eval(sema *S, const ast_expr *e)
 
 /* ---- loss expressions (train blocks) -------------------------------------- */
 
-ir_graph *sema_loss_graph(sema *S, kd_model *m, const ast_expr *e)
+ir_graph *sema_loss_graph(sema *S, kd_model *m, const ast_expr *e, int output)
 {
     ir_builder saved_b = S->b;
     sema_scope *saved_scope = S->scope;
@@ -1459,6 +1459,7 @@ ir_graph *sema_loss_graph(sema *S, kd_model *m, const ast_expr *e)
     sema_scope scope = {0};
     S->scope = &scope;
     for (int j = 0; j < m->noutputs; j++) {
+        if (output >= 0 && j != output) continue;
         ir_attrs at = {0};
         at.index = j;
         ir_node *y = ir_leaf(&S->b, IR_INPUT, m->output_shapes[j], &at, -1);
@@ -1466,7 +1467,7 @@ ir_graph *sema_loss_graph(sema *S, kd_model *m, const ast_expr *e)
         scope_bind(S, &scope, m->output_names[j], sv_tensor(S, y, m->output_names[j], e->loc));
         const char *label = kd_format(S->a, "%s_true", m->output_names[j]);
         scope_bind(S, &scope, label, sv_tensor(S, t, label, e->loc));
-        if (m->noutputs > 1) continue;
+        if (m->noutputs > 1 && output < 0) continue;
         scope_bind(S, &scope, "y_pred", sv_tensor(S, y, m->output_names[j], e->loc));
         scope_bind(S, &scope, "y_true", sv_tensor(S, t, "y_true", e->loc));
         scope_bind(S, &scope, "target", sv_tensor(S, t, "target", e->loc));

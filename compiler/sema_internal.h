@@ -185,11 +185,13 @@ sv *sema_eval(sema *S, const ast_expr *e);
 /* sema.c: a train block's loss written as an expression, as a graph of the
  * model's variables and placeholders (kd_train_config.loss_graph): IR_INPUT
  * #j for output j, named by its output name, and IR_LABEL #j for its label.
- * With one output, `y_pred` is it and `y_true` (or `target`) its label; the
+ * and its label as NAME_true. With one output, or for output `output`'s own
+ * loss (output -1: the model's whole loss), `y_pred` is that output and
+ * `y_true` (or `target`) its label, and no other output is in scope; the
  * model's variables are read by name (`dense/kernel`). A result that is not
  * a scalar is averaged over all its elements, as Keras reduces a loss
  * function's per-sample values. NULL after reporting an error. */
-ir_graph *sema_loss_graph(sema *S, kd_model *m, const ast_expr *e);
+ir_graph *sema_loss_graph(sema *S, kd_model *m, const ast_expr *e, int output);
 
 /* train_config.c */
 void sema_train_config(sema *S, kd_model *m, const ast_item *train);

@@ -169,15 +169,17 @@ static bool is_loss_expression(const kd_model *m, const ast_expr *e)
     return false;
 }
 
-/* loss: a row of KDH_LOSS_LIST, as a call with its arguments, a bare name or
- * a string; or an expression of the outputs, the labels and the variables. */
-static void parse_loss(sema *S, kd_train_config *c, const ast_expr *e)
+/* One loss: a row of KDH_LOSS_LIST, as a call with its arguments, a bare
+ * name or a string; or an expression of the outputs, the labels and the
+ * variables: the model's whole loss (output -1) or output `output`'s. */
+static void parse_one_loss(sema *S, kd_loss_spec *c, const ast_expr *e, int output)
 {
     const char *name = callee_of(e);
     const kd_loss_name *l = kd_find_loss(name);
+    *c = (kd_loss_spec){.delta = 1.0};
     if (!l && is_loss_expression(S->m, e)) {
-        c->loss_graph = sema_loss_graph(S, S->m, e);
-        c->loss = LOSS_CUSTOM;
+        c->graph = sema_loss_graph(S, S->m, e, output);
+        c->kind = LOSS_CUSTOM;
         return;
     }
     if (!l) {
@@ -188,8 +190,7 @@ static void parse_loss(sema *S, kd_train_config *c, const ast_expr *e)
         else sema_error(S, e->loc, "unknown loss; see docs/language.md's train block for the losses");
         return;
     }
-    c->loss = l->kind;
-    c->delta = 1.0;
+    c->kind = l->kind;
     /* Keras' positional order: from_logits, label_smoothing (cross-entropies), delta (Huber), axis (cosine). */
     const char *keys[4];
     int nkeys = 0;
@@ -222,6 +223,42 @@ static void parse_loss(sema *S, kd_train_config *c, const ast_expr *e)
                 sema_error(S, v->loc, "%s: kdsl takes axis -1 only (the last axis), got %g", name, axis);
         }
     }
+}
+
+/* loss: one loss (a row every output takes, or an expression: the whole
+ * loss), or a list of one per output, in the outputs' order (Keras'
+ * compile(loss=[...])). */
+static void parse_loss(sema *S, kd_train_config *c, const ast_expr *e)
+{
+    const kd_model *m = S->m;
+    if (e->kind != EXPR_LIST) {
+        parse_one_loss(S, &c->loss, e, -1);
+        return;
+    }
+    if (e->nitems != m->noutputs) {
+        sema_error(S, e->loc, "loss: a list needs one loss per output: model '%s' has %d, the list %d", m->name,
+                   m->noutputs, e->nitems);
+        return;
+    }
+    c->output_losses = kd_alloc_array(S->a, (size_t)e->nitems, sizeof *c->output_losses);
+    for (int j = 0; j < e->nitems; j++) parse_one_loss(S, &c->output_losses[j], e->items[j], j);
+    c->loss = c->output_losses[0];
+}
+
+/* loss_weights: a number per output (a list, or one number for one output). */
+static void parse_loss_weights(sema *S, kd_train_config *c, const ast_expr *e)
+{
+    const kd_model *m = S->m;
+    int n = e->kind == EXPR_LIST ? e->nitems : 1;
+    if (n != m->noutputs) {
+        sema_error(S, e->loc, "loss_weights: one weight per output: model '%s' has %d, given %d", m->name,
+                   m->noutputs, n);
+        return;
+    }
+    c->loss_weights = kd_alloc_array(S->a, (size_t)n, sizeof *c->loss_weights);
+    for (int j = 0; j < n; j++)
+        number_in(S, e->kind == EXPR_LIST ? e->items[j] : e, &c->loss_weights[j], "loss_weights", 0, false,
+                  HUGE_VAL, false);
 }
 
 static bool is_schedule(const ast_expr *e);
@@ -633,11 +670,13 @@ void sema_train_config(sema *S, kd_model *m, const ast_item *train)
 {
     kd_train_config *c = &m->config;
     *c = (kd_train_config){.present = true, .batch_size = 32, .epochs = 1, .validation_freq = 1, .shuffle = true,
-                           .delta = 1.0, .loc = train->loc};
+                           .loss = {.delta = 1.0}, .loc = train->loc};
     kd_optimizer_defaults(c, &kd_optimizer_names[OPT_ADAM - 1]);
     c->optimizer = OPT_NONE;
-    static const char *keys[] = {"loss", "optimizer", "metrics", "batch_size", "epochs", "validation_freq",
-                                 "validation_split", "shuffle", "seed", "callbacks"};
+    static const char *keys[] = {"loss", "loss_weights", "optimizer", "metrics", "batch_size", "epochs",
+                                 "validation_freq", "validation_split", "shuffle", "seed", "callbacks"};
+    const ast_expr *loss_weights = NULL;
+    bool loss_given = false;   /* a wrong loss has its own error */
     const ast_expr *callbacks = NULL;
     for (int i = 0; i < train->nsettings; i++) {
         const ast_arg *s = &train->settings[i];
@@ -645,7 +684,8 @@ void sema_train_config(sema *S, kd_model *m, const ast_item *train)
         for (int j = 0; j < i; j++)
             if (train->settings[j].key && !strcmp(train->settings[j].key, key))
                 sema_error(S, s->loc, "'%s' is set twice", key);
-        if (!strcmp(key, "loss")) parse_loss(S, c, s->value);
+        if (!strcmp(key, "loss")) parse_loss(S, c, s->value), loss_given = true;
+        else if (!strcmp(key, "loss_weights")) loss_weights = s->value;
         else if (!strcmp(key, "optimizer")) parse_optimizer(S, c, s->value);
         else if (!strcmp(key, "metrics")) {
             const ast_expr *e = s->value;
@@ -670,7 +710,13 @@ void sema_train_config(sema *S, kd_model *m, const ast_item *train)
     /* after the metrics and the optimizer, whatever the order of the settings: they name what a callback watches */
     for (int k = 0; callbacks && k < (callbacks->kind == EXPR_LIST ? callbacks->nitems : 1); k++)
         parse_callback(S, c, callbacks->kind == EXPR_LIST ? callbacks->items[k] : callbacks);
-    if (c->loss == LOSS_NONE) sema_error(S, train->name_loc, "train block for '%s' sets no loss", m->name);
+    if (loss_weights) {   /* after the loss, whatever the order */
+        parse_loss_weights(S, c, loss_weights);
+        if (c->loss.kind == LOSS_CUSTOM && !c->output_losses)
+            sema_error(S, loss_weights->loc, "loss_weights weigh the losses of several outputs; an expression is "
+                       "the whole loss: weigh its terms in it");
+    }
+    if (!loss_given) sema_error(S, train->name_loc, "train block for '%s' sets no loss", m->name);
     if (c->optimizer == OPT_NONE) {
         c->optimizer = OPT_ADAM;   /* Keras' compile() default is rmsprop; kdsl asks for one explicitly */
         sema_error(S, train->name_loc, "train block for '%s' sets no optimizer", m->name);

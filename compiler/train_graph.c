@@ -53,11 +53,11 @@ static ir_node *l2_normalize(ir_builder *b, ir_node *x)
     return DIV(x, ir_unary(b, IR_SQRT, ir_binary(b, IR_MAXIMUM, ss, K(KD_LOSS_EPSILON * KD_LOSS_EPSILON))));
 }
 
-ir_node *kd_loss(ir_builder *b, const kd_train_config *c, ir_node *y, ir_node *t)
+ir_node *kd_loss(ir_builder *b, const kd_loss_spec *c, ir_node *y, ir_node *t)
 {
     if (!y || !t) return NULL;
     const double eps = KD_LOSS_EPSILON, ls = c->label_smoothing;
-    switch (c->loss) {
+    switch (c->kind) {
     case LOSS_CATEGORICAL_XENT:
     case LOSS_SPARSE_CATEGORICAL_XENT:
         /* label_smoothing: t (1 - ls) + ls / classes */
@@ -150,11 +150,29 @@ static ir_node *bind_placeholder(void *ctx, const ir_node *n)
     return NULL;
 }
 
+/* Output j's loss (the one of several in a list, or the loss every output
+ * shares), times its loss weight. */
+static ir_node *output_loss(ir_builder *b, const kd_train_config *c, int j, ir_node *const *outputs,
+                            ir_node *const *labels)
+{
+    const kd_loss_spec *spec = c->output_losses ? &c->output_losses[j] : &c->loss;
+    ir_node *l;
+    if (spec->kind == LOSS_CUSTOM) {
+        loss_binding lb = {outputs, labels};
+        l = spec->graph ? ir_inline(b, spec->graph, bind_placeholder, &lb) : NULL;
+    } else {
+        l = kd_loss(b, spec, outputs[j], labels[j]);
+    }
+    if (l && c->loss_weights && c->loss_weights[j] != 1) l = MUL(l, K(c->loss_weights[j]));
+    return l;
+}
+
 /* The clone of m->train with labels and the loss; out->grads computed. */
 static bool build_loss_and_grads(kd_arena *a, kd_model *m, kd_train_graph *out, ir_builder *b)
 {
     memset(out, 0, sizeof *out);
-    if (!m->config.present || m->config.loss == LOSS_NONE) {
+    const kd_train_config *c = &m->config;
+    if (!c->present || (c->loss.kind == LOSS_NONE && !c->output_losses)) {
         snprintf(b->why, sizeof b->why, "model '%s' has no train block with a loss", m->name);
         return false;
     }
@@ -165,29 +183,28 @@ static bool build_loss_and_grads(kd_arena *a, kd_model *m, kd_train_graph *out, 
     ir_graph *g = ir_graph_clone(a, m->train);
     b->g = g;
     b->layer = NULL;
-    b->loc = m->config.loc;
+    b->loc = c->loc;
     out->g = g;
     int nout = g->outputs.len < 16 ? g->outputs.len : 16;
-    ir_node *loss = NULL;
+    ir_node *const *ys = (ir_node *const *)g->outputs.items;
     for (int i = 0; i < nout; i++) {
-        ir_node *y = g->outputs.items[i];
+        ir_node *y = ys[i];
         if (!y->shape.batched) {
             snprintf(b->why, sizeof b->why, "output %d of '%s' has no batch dimension to train on", i, m->name);
             return false;
         }
         ir_attrs la = {0};
         la.index = i;
-        ir_node *t = ir_leaf(b, IR_LABEL, y->shape, &la, -1);
-        out->labels[out->nlabels++] = t;
-        if (m->config.loss == LOSS_CUSTOM) continue;
-        ir_node *li = kd_loss(b, &m->config, y, t);
-        if (!li) return false;
-        loss = loss ? ADD(loss, li) : li;        /* Keras sums the losses of several outputs */
-        if (!loss) return false;
+        out->labels[out->nlabels++] = ir_leaf(b, IR_LABEL, y->shape, &la, -1);
     }
-    if (m->config.loss == LOSS_CUSTOM) {
-        loss_binding lb = {(ir_node *const *)g->outputs.items, out->labels};
-        if (!m->config.loss_graph || !(loss = ir_inline(b, m->config.loss_graph, bind_placeholder, &lb))) return false;
+    /* An expression is the whole loss; else Keras sums the losses of the outputs. */
+    bool whole = c->loss.kind == LOSS_CUSTOM && !c->output_losses;
+    ir_node *loss = NULL;
+    for (int i = 0; i < (whole ? 1 : nout); i++) {
+        ir_node *li = output_loss(b, c, i, ys, out->labels);
+        if (!li) return false;
+        loss = loss ? ADD(loss, li) : li;
+        if (!loss) return false;
     }
     /* the layers' regularization penalties: Keras adds them to the loss it trains on */
     for (int i = 0; i < g->losses.len && loss; i++) loss = ADD(loss, (ir_node *)g->losses.items[i]);

@@ -45,7 +45,7 @@ bool kd_build_grad_graph(kd_arena *a, kd_model *m, kd_train_graph *out, char *wh
 /* The loss of one output as Keras computes it, averaged over the batch (and
  * any other non-class axes): y the model output, t the label of y's shape
  * (one-hot for the categorical losses, sparse ones included). */
-ir_node *kd_loss(ir_builder *b, const kd_train_config *c, ir_node *y, ir_node *t);
+ir_node *kd_loss(ir_builder *b, const kd_loss_spec *c, ir_node *y, ir_node *t);
 
 /* Keras' backend.epsilon(), the clip of probabilities in the cross-entropies. */
 #define KD_LOSS_EPSILON 1e-7

@@ -149,7 +149,7 @@ static int apply_compile_flags(kd_model *m, const kd_run_options *o, bool need_o
             return 2;
         }
         *c = (kd_train_config){.present = true, .batch_size = 32, .epochs = 1, .validation_freq = 1, .shuffle = true,
-                               .delta = 1.0};
+                               .loss = {.delta = 1.0}};
         kd_optimizer_defaults(c, &kd_optimizer_names[OPT_ADAM - 1]);
         c->optimizer = OPT_NONE;
     }
@@ -161,12 +161,11 @@ static int apply_compile_flags(kd_model *m, const kd_run_options *o, bool need_o
             char list[1024];
             return unknown_name("loss", o->loss, known, n, loss_list(list, sizeof list));
         }
-        if (c->loss != l->kind) {
-            c->label_smoothing = 0;
-            c->delta = 1.0;
-        }
-        c->loss = l->kind;
-        c->from_logits = o->from_logits && (l->takes & KDH_LOSS_TAKES_LOGITS);
+        /* --loss replaces the train block's loss(es): one row for every output */
+        if (c->loss.kind != l->kind) c->loss = (kd_loss_spec){.delta = 1.0};
+        c->output_losses = NULL;
+        c->loss.kind = l->kind;
+        c->loss.from_logits = o->from_logits && (l->takes & KDH_LOSS_TAKES_LOGITS);
         if (!c->metric_accuracy) c->metric_accuracy = l->takes & (KDH_LOSS_ONEHOT | KDH_LOSS_TAKES_LOGITS);
     }
     if (o->optimizer) {
@@ -268,10 +267,13 @@ static const char *optimizer_name(kd_optimizer_kind k)
 
 /* kdh_model.batch_loss for a custom loss: its graph (kd_train_config.loss_graph)
  * run by the reference interpreter, in double as the host's other losses. */
-static double custom_batch_loss(void *ctx, const float *params, const float *const *y, const float *const *t, int nb)
+static double custom_batch_loss(void *ctx, int output, const float *params, const float *const *y,
+                                const float *const *t, int nb)
 {
     const kd_model *km = ctx;
-    const ir_graph *g = km->config.loss_graph;
+    const kd_train_config *c = &km->config;
+    const ir_graph *g = output < 0 || !c->output_losses ? c->loss.graph : c->output_losses[output].graph;
+    if (!g) return NAN;
     int nvars = km->vars.len, nout = km->noutputs;
     double *in[KDH_MAX_IO] = {0}, *lab[KDH_MAX_IO] = {0};
     double **vars = calloc((size_t)nvars + 1, sizeof *vars);
@@ -302,6 +304,16 @@ static double custom_batch_loss(void *ctx, const float *params, const float *con
     for (int i = 0; vars && i < nvars; i++) free(vars[i]);
     free(vars);
     return loss;
+}
+
+/* A loss as the host computes it (a row, or custom: custom_batch_loss). */
+static kdh_loss_spec host_loss(const kd_loss_spec *l, double weight)
+{
+    _Static_assert((int)LOSS_COSINE_SIMILARITY == (int)KDH_LOSS_COSINE_SIMILARITY + 1, "LOSS_X is KDH_LOSS_X + 1");
+    bool row = l->kind > LOSS_NONE && l->kind < LOSS_COUNT;
+    return (kdh_loss_spec){.loss = row ? (kdh_loss_kind)(l->kind - 1) : KDH_LOSS_CATEGORICAL_XENT,
+                           .from_logits = l->from_logits, .label_smoothing = l->label_smoothing, .delta = l->delta,
+                           .custom = l->kind == LOSS_CUSTOM, .weight = weight};
 }
 
 static void host_model(kd_arena *a, const kd_model *km, const lp_program *p, const kdh_model_fns *fns, kdh_model *m)
@@ -343,15 +355,26 @@ static void host_model(kd_arena *a, const kd_model *km, const lp_program *p, con
     m->train_arena_bytes = (size_t)tb;
     m->fns = *fns;
     const kd_train_config *c = &km->config;
-    _Static_assert((int)LOSS_COSINE_SIMILARITY == (int)KDH_LOSS_COSINE_SIMILARITY + 1, "LOSS_X is KDH_LOSS_X + 1");
-    m->loss = c->loss > LOSS_NONE && c->loss < LOSS_COUNT ? (kdh_loss_kind)(c->loss - 1) : KDH_LOSS_CATEGORICAL_XENT;
-    if (c->loss == LOSS_CUSTOM) {
+    kdh_loss_spec one = host_loss(&c->loss, 1);
+    m->loss = one.loss;
+    m->from_logits = one.from_logits;
+    m->label_smoothing = one.label_smoothing;
+    m->delta = one.delta;
+    m->whole_loss = c->loss.kind == LOSS_CUSTOM && !c->output_losses;
+    bool custom = c->loss.kind == LOSS_CUSTOM;
+    if (c->output_losses || c->loss_weights) {
+        kdh_loss_spec *each = kd_alloc_array(a, (size_t)km->noutputs, sizeof *each);
+        for (int j = 0; j < km->noutputs; j++) {
+            const kd_loss_spec *l = c->output_losses ? &c->output_losses[j] : &c->loss;
+            each[j] = host_loss(l, c->loss_weights ? c->loss_weights[j] : 1);
+            custom |= l->kind == LOSS_CUSTOM;
+        }
+        m->output_losses = each;
+    }
+    if (custom) {
         m->batch_loss = custom_batch_loss;
         m->batch_loss_ctx = (void *)km;
     }
-    m->from_logits = c->from_logits;
-    m->label_smoothing = c->label_smoothing;
-    m->delta = c->delta;
     m->accuracy = c->metric_accuracy;
     m->nmetrics = c->nmetrics;
     m->metrics = c->metrics;
@@ -386,8 +409,9 @@ static void data_want_of(const kd_model *km, const kd_run_options *o, int in, in
         int oskip = os->batched ? 1 : 0;
         int64_t oe = 1;
         for (int i = oskip; i < os->rank; i++) oe *= os->dims[i];
-        const kd_loss_name *l = km->config.loss > LOSS_NONE && km->config.loss < LOSS_COUNT
-                                    ? &kd_loss_names[km->config.loss - 1] : NULL;
+        const kd_train_config *c = &km->config;
+        kd_loss_kind kind = c->output_losses ? c->output_losses[out].kind : c->loss.kind;
+        const kd_loss_name *l = kind > LOSS_NONE && kind < LOSS_COUNT ? &kd_loss_names[kind - 1] : NULL;
         w->labels = l && (l->takes & KDH_LOSS_ONEHOT) ? KDH_LABELS_ONEHOT : KDH_LABELS_TARGETS;
         w->label_elems = oe;
     }
@@ -796,7 +820,7 @@ int kd_run_evaluate(const kd_run_options *o)
         for (int i = 0; i < nm; i++) printf(" - %s: %.4f", in.m.metrics[i].name, metric[i]);
     } else {
         /* Keras' names for a model of several outputs: NAME_loss, NAME_accuracy, NAME_METRIC */
-        for (int j = 0; j < km->noutputs && !in.m.batch_loss; j++)   /* a custom loss is one whole */
+        for (int j = 0; j < km->noutputs && !in.m.whole_loss; j++)   /* an expression is one whole */
             printf(" - %s_loss: %.4f", km->output_names[j], out_loss[j]);
         for (int j = 0; j < km->noutputs; j++) {
             if (!isnan(out_acc[j])) printf(" - %s_accuracy: %.4f", km->output_names[j], out_acc[j]);

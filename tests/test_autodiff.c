@@ -112,7 +112,7 @@ START_TEST(mlp_losses)
     a.axis = 1;
     if (cases[_i].softmax) y = ir_make(&c.b, IR_SOFTMAX, 1, &y, &a);
     if (cases[_i].sigmoid) y = ir_unary(&c.b, IR_SIGMOID, y);
-    kd_train_config cfg = {.loss = cases[_i].loss, .from_logits = cases[_i].from_logits,
+    kd_loss_spec cfg = {.kind = cases[_i].loss, .from_logits = cases[_i].from_logits,
                            .label_smoothing = cases[_i].label_smoothing, .delta = cases[_i].delta};
     ir_node *t = gc_label(&c, 1, D(3), cases[_i].labels, 0, 1);
     check_var_grads(&c, kd_loss(&c.b, &cfg, y, t));
@@ -294,7 +294,7 @@ static void lin_init(lin *l, kd_optimizer_kind opt, kd_loss_kind loss)
     ir_node *y = ir_binary(&b, IR_ADD, ir_matmul(&b, l->x, ir_var_read(&b, w), false, false), ir_var_read(&b, bias));
     ck_assert_ptr_nonnull(y);
     kd_vec_push(&l->a, &l->m.train->outputs, y);
-    l->m.config = (kd_train_config){.present = true, .loss = loss, .optimizer = opt, .learning_rate = 0.1,
+    l->m.config = (kd_train_config){.present = true, .loss = {.kind = loss}, .optimizer = opt, .learning_rate = 0.1,
                                     .beta_1 = 0.9, .beta_2 = 0.999, .epsilon = 1e-7, .rho = 0.9};
     double xs[6] = {1, 2, -1, 0.5, 0.3, -2}, ts[6] = {1, 0, 0, 1, 2, -1};
     memcpy(l->xdata, xs, sizeof xs);
@@ -763,15 +763,15 @@ START_TEST(no_train_block)
 END_TEST
 
 /* Loss values as Keras computes them, by hand on fixed numbers. */
-static double loss_value_cfg(const kd_train_config *cfg, const double *y, const double *t, int rows, int cols);
+static double loss_value_cfg(const kd_loss_spec *cfg, const double *y, const double *t, int rows, int cols);
 
 static double loss_value(kd_loss_kind kind, bool logits, const double *y, const double *t, int rows, int cols)
 {
-    kd_train_config cfg = {.loss = kind, .from_logits = logits, .delta = 1.0};
+    kd_loss_spec cfg = {.kind = kind, .from_logits = logits, .delta = 1.0};
     return loss_value_cfg(&cfg, y, t, rows, cols);
 }
 
-static double loss_value_cfg(const kd_train_config *cfg, const double *y, const double *t, int rows, int cols)
+static double loss_value_cfg(const kd_loss_spec *cfg, const double *y, const double *t, int rows, int cols)
 {
     gc_ctx c;
     gc_init(&c, rows);
@@ -833,7 +833,7 @@ START_TEST(toolbox_loss_values)
                             -0.5, 1e-12);
     /* by hand: Huber beyond delta, log cosh, KLD's clip, MSLE of a negative prediction, hinge of -1/1 labels */
     const double y[4] = {2.5, -0.3, 0.7, 0.05}, t[4] = {0.5, 0.2, 0.1, 0.9};
-    kd_train_config cfg = {.loss = LOSS_HUBER, .delta = 0.8};
+    kd_loss_spec cfg = {.kind = LOSS_HUBER, .delta = 0.8};
     double want = (0.8 * 2 - 0.32 + 0.5 * 0.25 + 0.5 * 0.36 + (0.8 * 0.85 - 0.32)) / 4;
     ck_assert_double_eq_tol(loss_value_cfg(&cfg, y, t, 2, 2), want, 1e-12);
     want = 0;
@@ -859,7 +859,7 @@ START_TEST(toolbox_loss_values)
     ck_assert_double_eq_tol(loss_value(LOSS_POISSON, false, yp, t, 2, 2), want, 1e-12);
     /* label smoothing: categorical t (1 - ls) + ls / classes, binary t (1 - ls) + ls / 2 */
     const double z[3] = {2, 1, 0.1}, tc[3] = {1, 0, 0};
-    cfg = (kd_train_config){.loss = LOSS_CATEGORICAL_XENT, .from_logits = true, .label_smoothing = 0.3};
+    cfg = (kd_loss_spec){.kind = LOSS_CATEGORICAL_XENT, .from_logits = true, .label_smoothing = 0.3};
     double lse = log(exp(2) + exp(1) + exp(0.1));
     want = -((0.7 + 0.1) * (2 - lse) + 0.1 * (1 - lse) + 0.1 * (0.1 - lse));
     ck_assert_double_eq_tol(loss_value_cfg(&cfg, z, tc, 1, 3), want, 1e-12);
@@ -867,7 +867,7 @@ START_TEST(toolbox_loss_values)
     const double pc[3] = {0.7, 0.2, 0.1};
     want = -(0.8 * log(0.7) + 0.1 * log(0.2) + 0.1 * log(0.1));
     ck_assert_double_eq_tol(loss_value_cfg(&cfg, pc, tc, 1, 3), want, 1e-12);
-    cfg = (kd_train_config){.loss = LOSS_BINARY_XENT, .label_smoothing = 0.2};
+    cfg = (kd_loss_spec){.kind = LOSS_BINARY_XENT, .label_smoothing = 0.2};
     const double pb[2] = {0.9, 0.3}, tb[2] = {1, 0};
     want = -((0.9 * log(0.9) + 0.1 * log(0.1)) + (0.1 * log(0.3) + 0.9 * log(0.7))) / 2;
     ck_assert_double_eq_tol(loss_value_cfg(&cfg, pb, tb, 1, 2), want, 1e-12);
@@ -918,7 +918,7 @@ START_TEST(losses_match_tfjs)
     char *text = tu_read(tu_src("tests/fixtures/tfjs_losses.txt"), NULL);
     ck_assert_ptr_nonnull(text);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        kd_train_config cfg = {.loss = cases[i].loss, .from_logits = cases[i].logits,
+        kd_loss_spec cfg = {.kind = cases[i].loss, .from_logits = cases[i].logits,
                                .label_smoothing = cases[i].smoothing, .delta = cases[i].delta};
         double got = loss_value_cfg(&cfg, cases[i].y, cases[i].t, 4, 3), want = fixture_value(text, cases[i].name);
         ck_assert_msg(fabs(got - want) <= 2e-6 * fmax(1, fabs(want)), "%s: %.9g, TensorFlow.js %.9g", cases[i].name, got,
@@ -997,6 +997,80 @@ static void src_close(src_model *sm)
     free(sm->t);
     kd_session_free(&sm->s);
 }
+
+/* A model of two outputs trained on a loss per output with loss_weights
+ * builds the graph of the same sum written as one expression: the same loss
+ * and gradients, and the loss is the weighted sum of Keras' two losses. */
+START_TEST(per_output_losses_graph)
+{
+    static const char model[] = "model two {\n"
+                                "    input x: [3]\n"
+                                "    h = Dense(5, activation: tanh)\n"
+                                "    output a = Dense(h, 4)\n"
+                                "    output b = Dense(h, 2)\n"
+                                "}\n"
+                                "train two {\n"
+                                "    loss: %s\n"
+                                "    optimizer: SGD()\n"
+                                "}\n";
+    /* Huber beyond every error here is e^2 / 2, as the expression writes it */
+    const char *forms[2] = {
+        "[CategoricalCrossentropy(from_logits: true), Huber(delta: 100)]\n    loss_weights: [0.3, 2]",
+        "0.3 * -mean(sum(a_true * log_softmax(a), axis: -1)) + 2 * mean(0.5 * square(b - b_true))",
+    };
+    double loss[2], *grads[2] = {0};
+    int64_t ngrads = 0;
+    enum { B = 3 };
+    double x[B * 3], ta[B * 4] = {0}, tb[B * 2];
+    for (int i = 0; i < B * 3; i++) x[i] = sin(1.3 * i + 0.2);
+    for (int r = 0; r < B; r++) ta[r * 4 + (r * 3 + 1) % 4] = 1;
+    for (int i = 0; i < B * 2; i++) tb[i] = 0.4 * i - 1;
+    for (int f = 0; f < 2; f++) {
+        char text[1024];
+        snprintf(text, sizeof text, model, forms[f]);
+        kd_session s = {0};
+        s.diags.out = stderr;
+        ck_assert_int_eq(kd_front_end_text(&s, "two.kdsl", text, strlen(text), NULL), 0);
+        kd_train_graph tg;
+        char why[256];
+        ck_assert_msg(kd_build_grad_graph(&s.arena, s.model, &tg, why, sizeof why), "%s", why);
+        ck_assert_int_eq(tg.nlabels, 2);
+        double *vals[16] = {0};
+        ck_assert_int_le(s.model->vars.len, 16);
+        for (int v = 0; v < s.model->vars.len; v++) {
+            const kd_var *var = s.model->vars.items[v];
+            int64_t n = ir_shape_elems(&var->shape);
+            vals[v] = malloc((size_t)n * sizeof(double));
+            for (int64_t k = 0; k < n; k++) vals[v][k] = 0.3 * cos(0.7 * k + v);
+        }
+        const double *in[1] = {x}, *lb[2] = {ta, tb};
+        ir_feed feed = {.batch = B, .inputs = in, .labels = lb, .vars = (const double *const *)vals};
+        ir_values *r = ir_interp_run(tg.g, &feed, why, sizeof why);
+        ck_assert_msg(r != NULL, "%s", why);
+        loss[f] = ir_value(r, tg.loss)[0];
+        ngrads = 0;
+        for (int v = 0; v < s.model->vars.len; v++) ngrads += tg.grads[v] ? ir_shape_elems(&tg.grads[v]->shape) : 0;
+        grads[f] = malloc((size_t)ngrads * sizeof(double));
+        int64_t at = 0;
+        for (int v = 0; v < s.model->vars.len; v++) {
+            if (!tg.grads[v]) continue;
+            int64_t n = ir_shape_elems(&tg.grads[v]->shape);
+            memcpy(grads[f] + at, ir_value(r, tg.grads[v]), (size_t)n * sizeof(double));
+            at += n;
+        }
+        ir_values_free(r);
+        for (int v = 0; v < s.model->vars.len; v++) free(vals[v]);
+        kd_session_free(&s);
+    }
+    ck_assert_msg(loss[0] > 0.1 && fabs(loss[0] - loss[1]) < 1e-12, "list %.15g, expression %.15g", loss[0], loss[1]);
+    ck_assert_int_gt(ngrads, 40);
+    for (int64_t k = 0; k < ngrads; k++)
+        ck_assert_msg(fabs(grads[0][k] - grads[1][k]) < 1e-12, "gradient %lld: %.15g and %.15g", (long long)k,
+                      grads[0][k], grads[1][k]);
+    free(grads[0]);
+    free(grads[1]);
+}
+END_TEST
 
 /* The grad graph of a model from source against finite differences of its loss,
  * for every element of every trainable weight. */
@@ -1444,6 +1518,7 @@ static Suite *autodiff_suite(void)
     tcase_add_test(t, source_simple_rnn);
     tcase_add_test(t, source_rnn_options);
     tcase_add_test(t, source_linear_regression);
+    tcase_add_test(t, per_output_losses_graph);
     suite_add_tcase(s, t);
     return s;
 }

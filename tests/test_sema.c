@@ -458,8 +458,8 @@ START_TEST(train_block_settings)
     ASSERT_OK(&c);
     const kd_train_config *t = &c.s.model->config;
     ck_assert(t->present);
-    ck_assert_int_eq(t->loss, LOSS_SPARSE_CATEGORICAL_XENT);
-    ck_assert(t->from_logits);
+    ck_assert_int_eq(t->loss.kind, LOSS_SPARSE_CATEGORICAL_XENT);
+    ck_assert(t->loss.from_logits);
     ck_assert_int_eq(t->optimizer, OPT_SGD);
     ck_assert_double_eq_tol(t->learning_rate, 0.05, 1e-12);
     ck_assert_double_eq_tol(t->momentum, 0.9, 1e-12);
@@ -485,8 +485,8 @@ START_TEST(train_block_toolbox)
     check_text(&c, src, NULL);
     ASSERT_OK(&c);
     const kd_train_config *t = &c.s.model->config;
-    ck_assert_int_eq(t->loss, LOSS_HUBER);
-    ck_assert_double_eq(t->delta, 0.25);
+    ck_assert_int_eq(t->loss.kind, LOSS_HUBER);
+    ck_assert_double_eq(t->loss.delta, 0.25);
     ck_assert_int_eq(t->optimizer, OPT_ADAMW);
     ck_assert_double_eq(t->learning_rate, 0.001);
     ck_assert_double_eq(t->weight_decay, 0.004);
@@ -513,7 +513,7 @@ START_TEST(train_block_toolbox)
     check_text(&c, src, NULL);
     ASSERT_OK(&c);
     t = &c.s.model->config;
-    ck_assert_int_eq(t->loss, LOSS_BINARY_XENT);
+    ck_assert_int_eq(t->loss.kind, LOSS_BINARY_XENT);
     ck_assert(!t->metric_accuracy && t->nmetrics == 0);
     ck_assert_double_eq(t->learning_rate, 0.01);
     ck_assert_double_eq(t->weight_decay, 0.1);
@@ -526,7 +526,7 @@ START_TEST(train_block_toolbox)
     snprintf(src, sizeof src, "%s    loss: kld\n    optimizer: Adadelta(global_clipnorm: 3)\n}\n", head);
     check_text(&c, src, NULL);
     ASSERT_OK(&c);
-    ck_assert_int_eq(c.s.model->config.loss, LOSS_KLD);
+    ck_assert_int_eq(c.s.model->config.loss.kind, LOSS_KLD);
     ck_assert_double_eq(c.s.model->config.rho, 0.95);
     ck_assert_double_eq(c.s.model->config.learning_rate, 0.001);
     ck_assert_double_eq(c.s.model->config.global_clipnorm, 3);
@@ -536,8 +536,8 @@ START_TEST(train_block_toolbox)
     check_text(&c, src, NULL);
     ASSERT_OK(&c);
     t = &c.s.model->config;
-    ck_assert(t->from_logits);
-    ck_assert_double_eq(t->label_smoothing, 0.2);
+    ck_assert(t->loss.from_logits);
+    ck_assert_double_eq(t->loss.label_smoothing, 0.2);
     ck_assert_double_eq(t->rho, 0.8);
     ck_assert_double_eq(t->momentum, 0.5);
     ck_assert_double_eq(t->epsilon, 1e-6);

@@ -306,6 +306,90 @@ START_TEST(custom_loss_end_to_end)
 }
 END_TEST
 
+/* A model of two outputs, a loss per output and loss_weights (Keras'
+ * compile(loss=[...], loss_weights=[...])). */
+static const char two_losses_model[] =
+    "model two {\n"
+    "    input x: [4]\n"
+    "    h = Dense(8, activation: tanh)\n"
+    "    output a = Dense(h, 2)\n"
+    "    output b = Dense(h, 1)\n"
+    "}\n"
+    "train two {\n"
+    "    loss: %s\n"
+    "    %s\n"
+    "    optimizer: Adam(0.01)\n"
+    "    batch_size: 16\n"
+    "    epochs: 2\n"
+    "}\n";
+
+/* The per-output losses weigh into evaluate as the same sum written as one
+ * expression does, and evaluate prints each output's own loss. (kdslc train
+ * takes models of one output: the step's graph is checked in test_autodiff.) */
+START_TEST(per_output_losses_and_weights)
+{
+    const char *dir = tu_tmpdir("two_losses");
+    enum { N = 64 };
+    float x[N * 4], ya[N * 2], yb[N];
+    rng_state = 11;
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < 4; j++) x[i * 4 + j] = (float)(uniform() * 2 - 1);
+        ya[i * 2] = x[i * 4] - x[i * 4 + 1];
+        ya[i * 2 + 1] = x[i * 4 + 2] * x[i * 4 + 3];
+        yb[i] = (float)cos(x[i * 4]);
+    }
+    write_npy_f32(tu_path(dir, "x.npy"), 2, (int64_t[]){N, 4}, x);
+    write_npy_f32(tu_path(dir, "ya.npy"), 2, (int64_t[]){N, 2}, ya);
+    write_npy_f32(tu_path(dir, "yb.npy"), 2, (int64_t[]){N, 1}, yb);
+    char data[4096];
+    snprintf(data, sizeof data, "%s,%s,%s", tu_path(dir, "x.npy"), tu_path(dir, "ya.npy"), tu_path(dir, "yb.npy"));
+    /* weights: dense [4, 8], dense_1 [8, 2] (a), dense_2 [8, 1] (b) */
+    kdh_tensor_list w;
+    kdh_list_init(&w);
+    kdh_error err;
+    const struct { const char *name; int rank; int64_t shape[2]; } vars[] = {
+        {"dense/kernel", 2, {4, 8}}, {"dense/bias", 1, {8}}, {"dense_1/kernel", 2, {8, 2}},
+        {"dense_1/bias", 1, {2}}, {"dense_2/kernel", 2, {8, 1}}, {"dense_2/bias", 1, {1}},
+    };
+    for (size_t v = 0; v < sizeof vars / sizeof vars[0]; v++) {
+        kdh_tensor *t = kdh_list_add(&w, vars[v].name, KDH_F32, vars[v].rank, vars[v].shape, &err);
+        ck_assert_msg(t != NULL, "%s", err.msg);
+        for (int64_t k = 0; k < kdh_tensor_count(t); k++) ((float *)t->data)[k] = (float)(uniform() - 0.5);
+    }
+    const char *weights = tu_path(dir, "w.safetensors");
+    ck_assert_msg(kdh_safetensors_write_list(weights, &w, &err) == 0, "%s", err.msg);
+    kdh_list_free(&w);
+
+    const char *forms[2][2] = {
+        {"[mse, MeanAbsoluteError()]", "loss_weights: [1, 0.5]"},
+        {"mean(square(a - a_true)) + mean(abs(b - b_true)) * 0.5", ""},
+    };
+    double total[2];
+    for (int f = 0; f < 2; f++) {
+        char src[2048], *out;
+        snprintf(src, sizeof src, two_losses_model, forms[f][0], forms[f][1]);
+        const char *model = tu_path(dir, f ? "expr.kdsl" : "list.kdsl");
+        ck_assert_int_eq(tu_write(model, src, strlen(src)), 0);
+        int rc = tu_kdslc_run(&out, "evaluate %s --weights %s --data %s", model, weights, data);
+        ck_assert_msg(rc == 0, "%s", out);
+        const char *at = strstr(out, "loss: ");
+        ck_assert_ptr_nonnull(at);
+        total[f] = strtod(at + 6, NULL);
+        if (f == 0) {   /* loss = a_loss + 0.5 b_loss, each output's own loss unweighted */
+            const char *la = strstr(out, "a_loss: "), *lb = strstr(out, "b_loss: ");
+            ck_assert_msg(la && lb, "%s", out);
+            double a = strtod(la + 8, NULL), b = strtod(lb + 8, NULL);
+            ck_assert_msg(a > 0.01 && b > 0.01 && fabs(total[0] - (a + 0.5 * b)) < 2e-4, "%s", out);
+        } else {
+            ck_assert_msg(!strstr(out, "a_loss"), "an expression is one loss:\n%s", out);
+        }
+        free(out);
+    }
+    ck_assert_msg(total[0] > 0.01 && fabs(total[0] - total[1]) < 2e-4, "evaluate: list %.4f, expression %.4f",
+                  total[0], total[1]);
+}
+END_TEST
+
 /* ---- (2) killed with SIGKILL mid-epoch, resumed: the same weights, bit for bit ------------- */
 
 static pid_t spawn_slow_train(const char *model, const char *data, const char *ckpt, const char *save)
@@ -1642,6 +1726,7 @@ int main(void)
     tcase_add_test(run, cosine_schedule_steps_mlp);
     tcase_add_test(run, evaluate_and_predict);
     tcase_add_test(run, custom_loss_end_to_end);
+    tcase_add_test(run, per_output_losses_and_weights);
     tcase_add_test(run, metrics_end_to_end);
     tcase_add_test(run, callbacks_end_to_end);
     tcase_add_test(run, callbacks_resume_is_bit_identical);

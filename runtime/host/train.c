@@ -116,7 +116,7 @@ static double row_norm(const float *x, int64_t n)
  * `last`: each row's loss (Keras' reduction over axis -1), then their mean.
  * hinge01: Hinge's labels are all 0 or 1 in this batch (Keras makes them -1
  * or 1). The formulas are kd_loss's (compiler/train_graph.c) in double. */
-static double sample_loss(const kdh_model *m, int64_t k, int64_t last, const float *y, const float *t, bool hinge01)
+static double sample_loss(const kdh_loss_spec *m, int64_t k, int64_t last, const float *y, const float *t, bool hinge01)
 {
     if (last < 1 || k % last) last = k;
     int64_t rows = k / last;
@@ -216,13 +216,22 @@ static int64_t argmax(const float *v, int64_t k)
 
 static int64_t last_dim(int rank, const int64_t *shape, int64_t elems) { return rank > 0 ? shape[rank - 1] : elems; }
 
+/* Output j's loss: its own, or the model's fields. */
+static kdh_loss_spec loss_of(const kdh_model *m, int j)
+{
+    if (m->output_losses) return m->output_losses[j];
+    return (kdh_loss_spec){.loss = m->loss, .from_logits = m->from_logits, .label_smoothing = m->label_smoothing,
+                           .delta = m->delta, .custom = m->batch_loss != NULL, .weight = 1};
+}
+
 double kdh_sample_loss(const kdh_model *m, const float *y, const float *t)
 {
     int64_t k = m->output_elems;
-    return sample_loss(m, k, last_dim(m->output_rank, m->output_shape, k), y, t, labels_01(t, k));
+    kdh_loss_spec spec = loss_of(m, 0);
+    return sample_loss(&spec, k, last_dim(m->output_rank, m->output_shape, k), y, t, labels_01(t, k));
 }
 
-static double sample_correct(const kdh_model *m, int64_t k, const float *y, const float *t)
+static double sample_correct(const kdh_loss_spec *m, int64_t k, const float *y, const float *t)
 {
     /* Keras' "accuracy": binary for binary cross-entropy or a single output value, else categorical */
     bool binary = m->loss == KDH_LOSS_BINARY_XENT || k == 1;
@@ -235,7 +244,8 @@ static double sample_correct(const kdh_model *m, int64_t k, const float *y, cons
 
 double kdh_sample_correct(const kdh_model *m, const float *y, const float *t)
 {
-    return sample_correct(m, m->output_elems, y, t);
+    kdh_loss_spec spec = loss_of(m, 0);
+    return sample_correct(&spec, m->output_elems, y, t);
 }
 
 /* The model's inputs and outputs: its table, or one of each. */
@@ -320,6 +330,8 @@ int kdh_evaluate_metrics(const kdh_model *m, const float *params, const kdh_data
     if (metrics_reset(m, ms, nout * nm, err) != 0) goto done;
     for (int j = 0; j < nout; j++)
         if (!(out[j] = kdh_floats((int64_t)m->max_batch * output_elems(m, j), "evaluate", err))) goto done;
+    kdh_loss_spec spec[KDH_MAX_IO];
+    for (int j = 0; j < nout; j++) spec[j] = loss_of(m, j);
     unsigned long fpmode = kdh_fpmode_flush_subnormals();
     int64_t n = d[0].n;
     bad_range bad = {0};
@@ -330,23 +342,26 @@ int kdh_evaluate_metrics(const kdh_model *m, const float *params, const kdh_data
         m->fns.predict(params, ins, out, nb, arena);
         bool hinge01[KDH_MAX_IO];
         for (int j = 0; j < nout; j++) hinge01[j] = labels_01(d[j].y + at * d[j].y_elems, (int64_t)nb * d[j].y_elems);
-        double batch = NAN;
-        if (m->batch_loss) {
-            const float *ts[KDH_MAX_IO];
-            for (int j = 0; j < nout; j++) ts[j] = d[j].y + at * d[j].y_elems;
-            batch = m->batch_loss(m->batch_loss_ctx, params, (const float *const *)out, ts, nb);
-            sl[0] += batch * nb;      /* the whole loss, output 0's column */
+        /* custom losses: one figure per batch (the whole loss in output 0's column) */
+        bool batch_ok = true;
+        const float *ts[KDH_MAX_IO];
+        for (int j = 0; j < nout; j++) ts[j] = d[j].y + at * d[j].y_elems;
+        for (int j = 0; j < nout && m->batch_loss; j++) {
+            if (m->whole_loss ? j > 0 : !spec[j].custom) continue;
+            double l = m->batch_loss(m->batch_loss_ctx, m->whole_loss ? -1 : j, params, (const float *const *)out, ts, nb);
+            batch_ok &= isfinite(l);
+            sl[j] += l * nb;
         }
         for (int r = 0; r < nb; r++) {
-            bool ok = !m->batch_loss || isfinite(batch);
+            bool ok = batch_ok;
             for (int j = 0; j < nout; j++) {
                 int64_t k = output_elems(m, j), last = output_last(m, j);
                 const float *y = out[j] + (int64_t)r * k, *t = d[j].y + (at + r) * d[j].y_elems;
-                double l = m->batch_loss ? 0 : sample_loss(m, k, last, y, t, hinge01[j]);
+                double l = spec[j].custom ? 0 : sample_loss(&spec[j], k, last, y, t, hinge01[j]);
                 /* a clipped loss can stay finite over an infinite output */
                 if (!isfinite(l) || !all_finite(y, k)) ok = false;
                 sl[j] += l;
-                if (m->accuracy) sc[j] += sample_correct(m, k, y, t);
+                if (m->accuracy) sc[j] += sample_correct(&spec[j], k, y, t);
                 for (int i = 0; i < nm; i++) kdh_metric_update(&m->metrics[i], &ms[j * nm + i], y, t, k, last);
             }
             if (!ok) bad_add(&bad, at + r);
@@ -356,8 +371,9 @@ int kdh_evaluate_metrics(const kdh_model *m, const float *params, const kdh_data
     if (bad_report(&bad, n, d[0].name, "the loss or the model's output is", err) != 0) goto done;
     *loss = 0;
     for (int j = 0; j < nout; j++) {
-        double lj = n && (j == 0 || !m->batch_loss) ? sl[j] / (double)n : NAN;
-        if (j == 0 || !m->batch_loss) *loss += lj;
+        bool counts = j == 0 || !m->whole_loss;
+        double lj = n && counts ? sl[j] / (double)n : NAN;
+        if (counts) *loss += spec[j].weight * lj;
         if (output_loss) output_loss[j] = lj;
         if (output_accuracy) output_accuracy[j] = m->accuracy && n ? sc[j] / (double)n : NAN;
         for (int i = 0; metric_values && i < nm; i++)

@@ -49,6 +49,16 @@ typedef struct kdh_io {
     int64_t elems;
 } kdh_io;
 
+/* One output's loss as the host computes it: a row with its arguments, or
+ * custom (kdh_model.batch_loss), and its weight in the model's loss. */
+typedef struct kdh_loss_spec {
+    kdh_loss_kind loss;
+    bool from_logits;
+    double label_smoothing, delta;
+    bool custom;
+    double weight;
+} kdh_loss_spec;
+
 typedef struct kdh_model {
     const char *name;
     int max_batch;
@@ -74,13 +84,20 @@ typedef struct kdh_model {
     kdh_loss_kind loss;
     bool from_logits;
     double label_smoothing, delta;     /* the cross-entropies' (0), Huber's (1) */
-    /* A loss that is no row of losses.h (a train block's loss expression):
+    /* Losses of their own per output (`loss: [a, b]`, loss_weights), or
+     * NULL: the fields above for every output, each weighing 1. */
+    const kdh_loss_spec *output_losses;
+    /* A loss that is no row of losses.h (an expression in the train block):
      * the loss of a batch of nb samples from the outputs y[j] and the labels
      * t[j] (nb rows each) and the weights in params, NaN when it cannot be
-     * computed. evaluate and validation then average it over the batches,
-     * each weighted by its rows. NULL: `loss`'s row, per sample. */
-    double (*batch_loss)(void *ctx, const float *params, const float *const *y, const float *const *t, int nb);
+     * computed; `output` is the output whose loss it is (its spec says
+     * `custom`), or -1 for an expression that is the model's whole loss
+     * (whole_loss). evaluate and validation average it over the batches,
+     * each weighted by its rows. */
+    double (*batch_loss)(void *ctx, int output, const float *params, const float *const *y, const float *const *t,
+                         int nb);
     void *batch_loss_ctx;
+    bool whole_loss;                   /* batch_loss(-1) is the loss; no loss per output */
     bool accuracy;                     /* metrics: [accuracy] */
     int nmetrics;                      /* the other metrics (metrics.h), in the logs' order */
     const kdh_metric_spec *metrics;

@@ -223,14 +223,14 @@ static dt_status reference_build(reference *r, const char *text, const dt_option
     const ir_node *y0 = m->infer->outputs.items[0];
     int64_t classes = y0->shape.rank > 1 ? y0->shape.dims[y0->shape.rank - 1] : 1;
     for (int64_t k = 0; k < r->out_elems[0] * r->batch; k++) {
-        switch (m->config.loss) {
+        switch (m->config.loss.kind) {
         case LOSS_CATEGORICAL_XENT:
         case LOSS_SPARSE_CATEGORICAL_XENT: r->label[k] = 0; break;
         case LOSS_BINARY_XENT: r->label[k] = uniform(r, 0.05, 0.95); break;
         default: r->label[k] = uniform(r, -1, 1); break;
         }
     }
-    if (m->config.loss == LOSS_CATEGORICAL_XENT || m->config.loss == LOSS_SPARSE_CATEGORICAL_XENT)
+    if (m->config.loss.kind == LOSS_CATEGORICAL_XENT || m->config.loss.kind == LOSS_SPARSE_CATEGORICAL_XENT)
         for (int64_t row = 0; row < r->out_elems[0] * r->batch / classes; row++)
             r->label[row * classes + (int64_t)(kdk_mix64(r->rng++) % (uint64_t)classes)] = 1;
     if (!kd_build_grad_graph(&r->s.arena, m, &r->tg, why, sizeof why))
