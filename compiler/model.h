@@ -156,6 +156,8 @@ typedef struct kd_train_config {
     kd_loss_spec loss;
     kd_loss_spec *output_losses;   /* one per output, or NULL */
     double *loss_weights;  /* loss_weights: one per output (Keras' compile), or NULL: all 1 */
+    double *class_weight;  /* class_weight: a weight per class of the one output (Keras' fit), or NULL */
+    int nclass_weight;
     kd_optimizer_kind optimizer;
     double learning_rate;  /* Keras' defaults: SGD 0.01, Adam 0.001, RMSprop 0.001; a schedule's initial rate */
     kd_lr_schedule schedule;

@@ -245,6 +245,31 @@ static void parse_loss(sema *S, kd_train_config *c, const ast_expr *e)
     c->loss = c->output_losses[0];
 }
 
+/* class_weight: a weight per class (Keras' fit(class_weight={0: 1, 1: 5})
+ * as a list indexed by class), for a model of one output: one per value of
+ * its last axis, or two (classes 0 and 1) for one value per sample. */
+static void parse_class_weight(sema *S, kd_train_config *c, const ast_expr *e)
+{
+    const kd_model *m = S->m;
+    if (m->noutputs != 1) {
+        sema_error(S, e->loc, "class_weight weighs the classes of a model of one output; model '%s' has %d",
+                   m->name, m->noutputs);
+        return;
+    }
+    const ir_shape *y = &m->output_shapes[0];
+    int64_t k = y->dims[y->rank - 1], want = k == 1 ? 2 : k;
+    int n = e->kind == EXPR_LIST ? e->nitems : 0;
+    if (n != want) {
+        sema_error(S, e->loc, "class_weight: a list of %lld weights, one per class of output '%s'%s", (long long)want,
+                   m->output_names[0], k == 1 ? " (classes 0 and 1)" : "");
+        return;
+    }
+    c->class_weight = kd_alloc_array(S->a, (size_t)n, sizeof *c->class_weight);
+    c->nclass_weight = n;
+    for (int j = 0; j < n; j++)
+        number_in(S, e->items[j], &c->class_weight[j], "class_weight", 0, false, HUGE_VAL, false);
+}
+
 /* loss_weights: a number per output (a list, or one number for one output). */
 static void parse_loss_weights(sema *S, kd_train_config *c, const ast_expr *e)
 {
@@ -673,8 +698,8 @@ void sema_train_config(sema *S, kd_model *m, const ast_item *train)
                            .loss = {.delta = 1.0}, .loc = train->loc};
     kd_optimizer_defaults(c, &kd_optimizer_names[OPT_ADAM - 1]);
     c->optimizer = OPT_NONE;
-    static const char *keys[] = {"loss", "loss_weights", "optimizer", "metrics", "batch_size", "epochs",
-                                 "validation_freq", "validation_split", "shuffle", "seed", "callbacks"};
+    static const char *keys[] = {"loss", "loss_weights", "class_weight", "optimizer", "metrics", "batch_size",
+                                 "epochs", "validation_freq", "validation_split", "shuffle", "seed", "callbacks"};
     const ast_expr *loss_weights = NULL;
     bool loss_given = false;   /* a wrong loss has its own error */
     const ast_expr *callbacks = NULL;
@@ -686,6 +711,7 @@ void sema_train_config(sema *S, kd_model *m, const ast_item *train)
                 sema_error(S, s->loc, "'%s' is set twice", key);
         if (!strcmp(key, "loss")) parse_loss(S, c, s->value), loss_given = true;
         else if (!strcmp(key, "loss_weights")) loss_weights = s->value;
+        else if (!strcmp(key, "class_weight")) parse_class_weight(S, c, s->value);
         else if (!strcmp(key, "optimizer")) parse_optimizer(S, c, s->value);
         else if (!strcmp(key, "metrics")) {
             const ast_expr *e = s->value;
@@ -716,6 +742,11 @@ void sema_train_config(sema *S, kd_model *m, const ast_item *train)
             sema_error(S, loss_weights->loc, "loss_weights weigh the losses of several outputs; an expression is "
                        "the whole loss: weigh its terms in it");
     }
+    bool custom = c->loss.kind == LOSS_CUSTOM;
+    for (int j = 0; c->output_losses && j < m->noutputs; j++) custom |= c->output_losses[j].kind == LOSS_CUSTOM;
+    if (c->class_weight && custom)
+        sema_error(S, train->name_loc, "class_weight weighs a loss of the table; a loss written as an expression "
+                   "weighs its samples itself");
     if (!loss_given) sema_error(S, train->name_loc, "train block for '%s' sets no loss", m->name);
     if (c->optimizer == OPT_NONE) {
         c->optimizer = OPT_ADAM;   /* Keras' compile() default is rmsprop; kdsl asks for one explicitly */

@@ -31,6 +31,16 @@ static ir_node *minimum(ir_builder *b, ir_node *x, ir_node *y)
 /* Keras' reductions: a loss of each row (the last axis), then the mean over
  * the rows of every sample and the batch ("sum_over_batch_size"). */
 static ir_node *mean_all(ir_builder *b, ir_node *x) { return x ? ir_reduce(b, IR_MEAN, x, all_axes(x), false) : NULL; }
+
+/* The mean of a loss's values x [N, ...]; with per-sample weights sw [N]
+ * (class_weight), Keras 3's weighted "sum_over_batch_size": each sample's
+ * mean times its weight, summed, over the batch size. */
+static ir_node *weighted_mean(ir_builder *b, ir_node *x, ir_node *sw)
+{
+    if (!x || !sw) return mean_all(b, x);
+    if (x->shape.rank > 1) x = ir_reduce(b, IR_MEAN, x, all_axes(x) & ~(int64_t)1, false);
+    return mean_all(b, MUL(x, sw));
+}
 static ir_node *sum_last(ir_builder *b, ir_node *x, bool keep)
 {
     return x ? ir_reduce(b, IR_SUM, x, last_axis(x), keep) : NULL;
@@ -53,7 +63,7 @@ static ir_node *l2_normalize(ir_builder *b, ir_node *x)
     return DIV(x, ir_unary(b, IR_SQRT, ir_binary(b, IR_MAXIMUM, ss, K(KD_LOSS_EPSILON * KD_LOSS_EPSILON))));
 }
 
-ir_node *kd_loss(ir_builder *b, const kd_loss_spec *c, ir_node *y, ir_node *t)
+ir_node *kd_loss(ir_builder *b, const kd_loss_spec *c, ir_node *y, ir_node *t, ir_node *sw)
 {
     if (!y || !t) return NULL;
     const double eps = KD_LOSS_EPSILON, ls = c->label_smoothing;
@@ -62,16 +72,21 @@ ir_node *kd_loss(ir_builder *b, const kd_loss_spec *c, ir_node *y, ir_node *t)
     case LOSS_SPARSE_CATEGORICAL_XENT:
         /* label_smoothing: t (1 - ls) + ls / classes */
         if (ls > 0) t = ADD(MUL(t, K(1 - ls)), K(ls / (double)y->shape.dims[y->shape.rank - 1]));
-        if (c->from_logits) {
+        if (c->from_logits && !sw) {
             /* -sum(t log_softmax(z)) averaged over rows: the fused op, whose
              * gradient is one kernel (softmax sum(t) - t) / rows. */
             ir_node *in[2] = {y, t};
             return ir_make(b, IR_SOFTMAX_XENT, 2, in, NULL);
+        } else if (c->from_logits) {
+            ir_attrs at = {0};
+            at.axis = y->shape.rank - 1;
+            ir_node *ls = ir_make(b, IR_LOG_SOFTMAX, 1, &y, &at);
+            return ir_unary(b, IR_NEG, weighted_mean(b, sum_last(b, MUL(t, ls), false), sw));
         } else {
             /* Keras: p / sum(p), clipped to [eps, 1 - eps], then -sum(t log p). */
             ir_node *p = DIV(y, ir_reduce(b, IR_SUM, y, last_axis(y), true));
             ir_node *ce = ir_reduce(b, IR_SUM, MUL(t, ir_unary(b, IR_LOG, clip(b, p, eps, 1 - eps))), last_axis(y), false);
-            return ir_unary(b, IR_NEG, ir_reduce(b, IR_MEAN, ce, all_axes(ce), false));
+            return ir_unary(b, IR_NEG, weighted_mean(b, ce, sw));
         }
     case LOSS_BINARY_XENT:
         /* label_smoothing: t (1 - ls) + ls / 2 */
@@ -80,54 +95,54 @@ ir_node *kd_loss(ir_builder *b, const kd_loss_spec *c, ir_node *y, ir_node *t)
             /* sigmoid cross-entropy, the stable form: max(z, 0) - z t + log(1 + exp(-|z|)) */
             ir_node *soft = ir_unary(b, IR_LOG, ADD(K(1), ir_unary(b, IR_EXP, ir_unary(b, IR_NEG, ir_unary(b, IR_ABS, y)))));
             ir_node *per = ADD(SUB(ir_unary(b, IR_RELU, y), MUL(y, t)), soft);
-            return ir_reduce(b, IR_MEAN, per, all_axes(per), false);
+            return weighted_mean(b, per, sw);
         } else {
             ir_node *p = clip(b, y, eps, 1 - eps);
             ir_node *ll = ADD(MUL(t, ir_unary(b, IR_LOG, p)), MUL(SUB(K(1), t), ir_unary(b, IR_LOG, SUB(K(1), p))));
-            return ir_unary(b, IR_NEG, ir_reduce(b, IR_MEAN, ll, all_axes(ll), false));
+            return ir_unary(b, IR_NEG, weighted_mean(b, ll, sw));
         }
     case LOSS_MSE:
-        return mean_all(b, ir_unary(b, IR_SQUARE, SUB(y, t)));
+        return weighted_mean(b, ir_unary(b, IR_SQUARE, SUB(y, t)), sw);
     case LOSS_MAE:
-        return mean_all(b, ir_unary(b, IR_ABS, SUB(y, t)));
+        return weighted_mean(b, ir_unary(b, IR_ABS, SUB(y, t)), sw);
     case LOSS_HUBER: {
         /* |e| <= delta ? e^2 / 2 : delta |e| - delta^2 / 2, as q^2 / 2 + delta (|e| - q), q = min(|e|, delta) */
         ir_node *a = ir_unary(b, IR_ABS, SUB(y, t));
         ir_node *q = minimum(b, a, K(c->delta));
-        return mean_all(b, ADD(MUL(K(0.5), ir_unary(b, IR_SQUARE, q)), MUL(K(c->delta), SUB(a, q))));
+        return weighted_mean(b, ADD(MUL(K(0.5), ir_unary(b, IR_SQUARE, q)), MUL(K(c->delta), SUB(a, q))), sw);
     }
     case LOSS_LOG_COSH: {
         /* x + softplus(-2x) - log 2, x = y - t */
         ir_node *x = SUB(y, t);
         ir_node *sp = ir_unary(b, IR_SOFTPLUS, MUL(x, K(-2)));
-        return mean_all(b, SUB(ADD(x, sp), K(log(2.0))));
+        return weighted_mean(b, SUB(ADD(x, sp), K(log(2.0))), sw);
     }
     case LOSS_KLD: {
         /* sum t log(t / y) over the last axis, both clipped to [eps, 1] */
         ir_node *tc = clip(b, t, eps, 1), *yc = clip(b, y, eps, 1);
-        return mean_all(b, sum_last(b, MUL(tc, ir_unary(b, IR_LOG, DIV(tc, yc))), false));
+        return weighted_mean(b, sum_last(b, MUL(tc, ir_unary(b, IR_LOG, DIV(tc, yc))), false), sw);
     }
     case LOSS_MSLE: {
         /* (log(max(y, eps) + 1) - log(max(t, eps) + 1))^2 */
         ir_node *ly = ir_unary(b, IR_LOG, ADD(ir_binary(b, IR_MAXIMUM, y, K(eps)), K(1)));
         ir_node *lt = ir_unary(b, IR_LOG, ADD(ir_binary(b, IR_MAXIMUM, t, K(eps)), K(1)));
-        return mean_all(b, ir_unary(b, IR_SQUARE, SUB(ly, lt)));
+        return weighted_mean(b, ir_unary(b, IR_SQUARE, SUB(ly, lt)), sw);
     }
     case LOSS_HINGE:
         /* max(1 - t y, 0), labels 0/1 made -1/1 */
-        return mean_all(b, ir_unary(b, IR_RELU, SUB(K(1), MUL(hinge_labels(b, t), y))));
+        return weighted_mean(b, ir_unary(b, IR_RELU, SUB(K(1), MUL(hinge_labels(b, t), y))), sw);
     case LOSS_CATEGORICAL_HINGE: {
         /* max(max((1 - t) y) - sum(t y) + 1, 0) over the last axis */
         ir_node *pos = sum_last(b, MUL(t, y), false);
         ir_node *neg = ir_reduce(b, IR_MAX, MUL(SUB(K(1), t), y), last_axis(y), false);
-        return mean_all(b, ir_unary(b, IR_RELU, ADD(SUB(neg, pos), K(1))));
+        return weighted_mean(b, ir_unary(b, IR_RELU, ADD(SUB(neg, pos), K(1))), sw);
     }
     case LOSS_POISSON:
         /* y - t log(y + eps) */
-        return mean_all(b, SUB(y, MUL(t, ir_unary(b, IR_LOG, ADD(y, K(eps))))));
+        return weighted_mean(b, SUB(y, MUL(t, ir_unary(b, IR_LOG, ADD(y, K(eps))))), sw);
     case LOSS_COSINE_SIMILARITY:
         /* -sum(normalize(t) normalize(y)) over the last axis */
-        return mean_all(b, ir_unary(b, IR_NEG, sum_last(b, MUL(l2_normalize(b, t), l2_normalize(b, y)), false)));
+        return weighted_mean(b, ir_unary(b, IR_NEG, sum_last(b, MUL(l2_normalize(b, t), l2_normalize(b, y)), false)), sw);
     case LOSS_NONE:
     case LOSS_COUNT:
     case LOSS_CUSTOM: break;   /* not a row: build_loss_and_grads inlines its graph */
@@ -150,6 +165,21 @@ static ir_node *bind_placeholder(void *ctx, const ir_node *n)
     return NULL;
 }
 
+/* Each sample's weight from its label t [N, k] and class_weight (Keras'
+ * fit(class_weight=...)): the weight of its class, sum(t cw) for one-hot
+ * rows; for one value per sample (binary), the class is t > 0.5. */
+static ir_node *class_weights(ir_builder *b, const kd_train_config *c, ir_node *t)
+{
+    int64_t k = t->shape.dims[t->shape.rank - 1], one = 1;
+    if (k == 1)
+        return ADD(K(c->class_weight[0]), MUL(K(c->class_weight[1] - c->class_weight[0]), ir_binary(b, IR_GT, t, K(0.5))));
+    ir_node **cw = kd_alloc_array(b->g->arena, (size_t)k, sizeof *cw);
+    for (int64_t i = 0; i < k; i++) cw[i] = ir_const(b, c->class_weight[i], ir_shape_of(1, &one, false));
+    ir_attrs at = {0};
+    ir_node *row = ir_make(b, IR_CONCAT, (int)k, cw, &at);
+    return sum_last(b, MUL(t, row), false);
+}
+
 /* Output j's loss (the one of several in a list, or the loss every output
  * shares), times its loss weight. */
 static ir_node *output_loss(ir_builder *b, const kd_train_config *c, int j, ir_node *const *outputs,
@@ -161,7 +191,7 @@ static ir_node *output_loss(ir_builder *b, const kd_train_config *c, int j, ir_n
         loss_binding lb = {outputs, labels};
         l = spec->graph ? ir_inline(b, spec->graph, bind_placeholder, &lb) : NULL;
     } else {
-        l = kd_loss(b, spec, outputs[j], labels[j]);
+        l = kd_loss(b, spec, outputs[j], labels[j], c->class_weight ? class_weights(b, c, labels[j]) : NULL);
     }
     if (l && c->loss_weights && c->loss_weights[j] != 1) l = MUL(l, K(c->loss_weights[j]));
     return l;

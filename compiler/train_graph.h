@@ -44,8 +44,10 @@ bool kd_build_grad_graph(kd_arena *a, kd_model *m, kd_train_graph *out, char *wh
 
 /* The loss of one output as Keras computes it, averaged over the batch (and
  * any other non-class axes): y the model output, t the label of y's shape
- * (one-hot for the categorical losses, sparse ones included). */
-ir_node *kd_loss(ir_builder *b, const kd_loss_spec *c, ir_node *y, ir_node *t);
+ * (one-hot for the categorical losses, sparse ones included); sw, when not
+ * NULL, each sample's weight [N] (class_weight): the samples' losses times
+ * their weights, summed, over the batch size. */
+ir_node *kd_loss(ir_builder *b, const kd_loss_spec *c, ir_node *y, ir_node *t, ir_node *sw);
 
 /* Keras' backend.epsilon(), the clip of probabilities in the cross-entropies. */
 #define KD_LOSS_EPSILON 1e-7

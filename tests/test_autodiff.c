@@ -115,7 +115,7 @@ START_TEST(mlp_losses)
     kd_loss_spec cfg = {.kind = cases[_i].loss, .from_logits = cases[_i].from_logits,
                            .label_smoothing = cases[_i].label_smoothing, .delta = cases[_i].delta};
     ir_node *t = gc_label(&c, 1, D(3), cases[_i].labels, 0, 1);
-    check_var_grads(&c, kd_loss(&c.b, &cfg, y, t));
+    check_var_grads(&c, kd_loss(&c.b, &cfg, y, t, NULL));
     gc_free(&c);
 }
 END_TEST
@@ -779,7 +779,7 @@ static double loss_value_cfg(const kd_loss_spec *cfg, const double *y, const dou
     ir_node *tn = gc_label(&c, 1, (int64_t[]){cols}, GC_UNIFORM, 0, 1);
     memcpy(gc_data(&c, yn), y, (size_t)(rows * cols) * sizeof *y);
     memcpy(gc_data(&c, tn), t, (size_t)(rows * cols) * sizeof *t);
-    ir_node *loss = kd_loss(&c.b, cfg, yn, tn);
+    ir_node *loss = kd_loss(&c.b, cfg, yn, tn, NULL);
     ck_assert_msg(loss != NULL, "%s", c.b.why);
     ck_assert_int_eq(loss->shape.rank, 0);
     double v = gc_scalar(&c, loss);

@@ -1575,7 +1575,8 @@ END_TEST
  * in training mode (batch statistics for batch normalization), and predict
  * the output too for the models without batch normalization.
  * The rule, per tensor: max_i |a_i - b_i| / max(max_i |b_i|, 1e-6) < 1e-5. */
-static const char *const torch_models[] = {"torch_mlp", "torch_cnn", "torch_res", "torch_custom", "torch_closs"};
+static const char *const torch_models[] = {"torch_mlp", "torch_cnn", "torch_res", "torch_custom", "torch_closs",
+                                           "torch_cweight"};
 
 /* A float tensor's elements as doubles (malloc'd). */
 static double *tensor_f64(const kdh_tensor *t)

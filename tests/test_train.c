@@ -147,6 +147,46 @@ static void steps_match_torch(const char *name, const char *flags, const char *s
     steps_match_torch_with(name, name, flags, suffix);
 }
 
+/* class_weight through kdslc train (the JIT): one SGD step at learning rate 1
+ * from tests/fixtures/torch_cweight's weights is those weights minus
+ * PyTorch's gradient of Keras' class-weighted loss (make_fixtures.py). */
+START_TEST(class_weight_step_matches_torch)
+{
+    const char *dir = tu_tmpdir("cweight");
+    char fx[1024];
+    snprintf(fx, sizeof fx, "%s", tu_src("tests/fixtures/torch_cweight"));
+    const char *out = tu_path(dir, "after.safetensors");
+    char *log;
+    int rc = tu_kdslc_run(&log, "train %s.kdsl --data %s_x.npy,%s_y.npy --weights %s_init.safetensors --save %s "
+                          "--learning-rate 1 --epochs 1", fx, fx, fx, fx, out);
+    ck_assert_msg(rc == 0, "kdslc failed:\n%s", log);
+    free(log);
+    char path[1100];
+    snprintf(path, sizeof path, "%s_init.safetensors", fx);
+    kdh_tensor_list got = read_st(out), init = read_st(path);
+    snprintf(path, sizeof path, "%s_ref.safetensors", fx);
+    kdh_tensor_list ref = read_st(path);
+    for (size_t i = 0; i < init.count; i++) {
+        const kdh_tensor *w0 = &init.items[i], *w1 = kdh_list_find(&got, w0->name);
+        char gname[300];
+        snprintf(gname, sizeof gname, "grad/%s", w0->name);
+        const kdh_tensor *g = kdh_list_find(&ref, gname);
+        ck_assert_msg(w1 && g && g->dtype == KDH_F64, "%s: missing", w0->name);
+        double scale = 1e-6;
+        for (int64_t k = 0; k < kdh_tensor_count(g); k++) scale = fmax(scale, fabs(((const double *)g->data)[k]));
+        for (int64_t k = 0; k < kdh_tensor_count(g); k++) {
+            double step = (double)((const float *)w0->data)[k] - ((const float *)w1->data)[k];
+            double want = ((const double *)g->data)[k];
+            ck_assert_msg(fabs(step - want) <= 2e-6 * scale + 1e-7, "%s[%lld]: kdsl's step %.9g, PyTorch's gradient %.9g",
+                          w0->name, (long long)k, step, want);
+        }
+    }
+    kdh_list_free(&got);
+    kdh_list_free(&init);
+    kdh_list_free(&ref);
+}
+END_TEST
+
 START_TEST(sgd_step_mlp) { steps_match_torch("sgd_mlp", "--learning-rate 1 --epochs 1", "step"); }
 END_TEST
 
@@ -1720,6 +1760,7 @@ int main(void)
     TCase *run = tcase_create("kdslc");
     tcase_set_timeout(run, 600);
     tcase_add_test(run, sgd_step_mlp);
+    tcase_add_test(run, class_weight_step_matches_torch);
     tcase_add_test(run, sgd_step_cnn);
     tcase_add_test(run, sgd_step_lstm);
     tcase_add_test(run, adam_steps_mlp);
