@@ -1381,6 +1381,11 @@ static bool variable_path(sema *S, const ast_expr *e, sv **out)
         else sema_error(S, e->loc, "model '%s' has no variable '%s'", S->m->name, path);
         return true;
     }
+    if (S->no_var_reads) {
+        sema_error(S, e->loc, "a metric is computed from the predictions and the labels; it cannot read the "
+                   "variable '%s'", var->name);
+        return true;
+    }
     S->b.loc = e->loc;
     *out = sv_tensor(S, sema_check_node(S, ir_var_read(&S->b, var), e->loc, "variable"), var->name, e->loc);
     return true;
@@ -1446,7 +1451,7 @@ sv *sema_eval(sema *S, const ast_expr *e)
 
 /* ---- loss expressions (train blocks) -------------------------------------- */
 
-ir_graph *sema_loss_graph(sema *S, kd_model *m, const ast_expr *e, int output)
+ir_graph *sema_loss_graph(sema *S, kd_model *m, const ast_expr *e, int output, bool read_vars)
 {
     ir_builder saved_b = S->b;
     sema_scope *saved_scope = S->scope;
@@ -1478,6 +1483,7 @@ ir_graph *sema_loss_graph(sema *S, kd_model *m, const ast_expr *e, int output)
         kd_strmap_put(S->a, &vars, v->name, v);
     }
     S->loss_vars = &vars;
+    S->no_var_reads = !read_vars;
     int errors = S->errors;
     sv *v = sema_eval(S, e);
     ir_node *loss = v ? as_tensor(S, v, e) : NULL;
@@ -1487,6 +1493,7 @@ ir_graph *sema_loss_graph(sema *S, kd_model *m, const ast_expr *e, int output)
     }
     if (loss) kd_vec_push(S->a, &g->outputs, loss);
     S->loss_vars = NULL;
+    S->no_var_reads = false;
     S->prev = saved_prev;
     S->scope = saved_scope;
     S->training = saved_training;

@@ -109,6 +109,7 @@ typedef struct sema {
     ir_node *mask_reader;         /* the masked value a recurrent layer is reading (allowed) */
     kd_strmap *loss_vars;         /* in a loss expression: variable name -> kd_var*, read as
                                    * `dense/kernel` (sema_loss_graph); NULL elsewhere */
+    bool no_var_reads;            /* ... but a metric's: naming one is an error */
 } sema;
 
 /* sema.c */
@@ -188,10 +189,11 @@ sv *sema_eval(sema *S, const ast_expr *e);
  * and its label as NAME_true. With one output, or for output `output`'s own
  * loss (output -1: the model's whole loss), `y_pred` is that output and
  * `y_true` (or `target`) its label, and no other output is in scope; the
- * model's variables are read by name (`dense/kernel`). A result that is not
+ * model's variables are read by name (`dense/kernel`) when read_vars (a
+ * loss; not a metric). A result that is not
  * a scalar is averaged over all its elements, as Keras reduces a loss
  * function's per-sample values. NULL after reporting an error. */
-ir_graph *sema_loss_graph(sema *S, kd_model *m, const ast_expr *e, int output);
+ir_graph *sema_loss_graph(sema *S, kd_model *m, const ast_expr *e, int output, bool read_vars);
 
 /* train_config.c */
 void sema_train_config(sema *S, kd_model *m, const ast_item *train);

@@ -178,7 +178,7 @@ static void parse_one_loss(sema *S, kd_loss_spec *c, const ast_expr *e, int outp
     const kd_loss_name *l = kd_find_loss(name);
     *c = (kd_loss_spec){.delta = 1.0};
     if (!l && is_loss_expression(S->m, e)) {
-        c->graph = sema_loss_graph(S, S->m, e, output);
+        c->graph = sema_loss_graph(S, S->m, e, output, true);
         c->kind = LOSS_CUSTOM;
         return;
     }
@@ -369,9 +369,59 @@ static void parse_optimizer(sema *S, kd_train_config *c, const ast_expr *e)
 }
 
 /* metrics: accuracy, or a row of KDH_METRIC_LIST with its arguments. */
+/* A metric written as an expression, bare or wrapped as Keras wraps a metric
+ * function: MeanMetricWrapper(EXPR, name: "..."). */
+static void parse_expression_metric(sema *S, kd_train_config *c, const ast_expr *it)
+{
+    const ast_expr *e = it;
+    const char *name = "mean_metric_wrapper";   /* Keras' name of an unnamed MeanMetricWrapper */
+    if (it->kind == EXPR_CALL && !strcmp(it->name, "MeanMetricWrapper")) {
+        e = NULL;
+        for (int k = 0; k < it->nargs; k++) {
+            const ast_arg *a = &it->args[k];
+            const char *s = a->key && !strcmp(a->key, "name") ? string_of(a->value) : NULL;
+            if (!a->key && !e) e = a->value;
+            else if (s && *s && strlen(s) < KDH_METRIC_NAME_MAX && !strpbrk(s, ",\"\n")) name = s;
+            else {
+                sema_error(S, a->loc, "MeanMetricWrapper takes an expression and name: \"...\" (1 to %d characters, "
+                           "without commas or quotes)", KDH_METRIC_NAME_MAX - 1);
+                return;
+            }
+        }
+        if (!e) {
+            sema_error(S, it->loc, "MeanMetricWrapper needs the metric's expression, as MeanMetricWrapper(mean(abs(y_pred "
+                       "- y_true)), name: \"abs_error\")");
+            return;
+        }
+    }
+    if (S->m->noutputs != 1) {
+        sema_error(S, it->loc, "a metric written as an expression needs a model of one output; model '%s' has %d",
+                   S->m->name, S->m->noutputs);
+        return;
+    }
+    if (!strcmp(name, "loss") || !strcmp(name, "accuracy") || !strncmp(name, "val_", 4)) {
+        sema_error(S, it->loc, "the name '%s' is taken: the logs have loss, accuracy and val_ of every metric", name);
+        return;
+    }
+    if (c->nmetrics == KDH_MAX_METRICS) {
+        sema_error(S, it->loc, "at most %d metrics besides accuracy", KDH_MAX_METRICS);
+        return;
+    }
+    ir_graph *g = sema_loss_graph(S, S->m, e, -1, false);
+    if (!g) return;
+    if (!c->metrics) c->metrics = kd_alloc_array(S->a, KDH_MAX_METRICS, sizeof *c->metrics);
+    kdh_metric_spec *m = &c->metrics[c->nmetrics++];
+    kdh_metric_spec_init(m, KDH_METRIC_EXPRESSION, name);
+    m->expr = g;
+}
+
 static void parse_metric(sema *S, kd_train_config *c, const ast_expr *it)
 {
     const char *name = callee_of(it);
+    if ((name && !strcmp(name, "MeanMetricWrapper")) || is_loss_expression(S->m, it)) {
+        parse_expression_metric(S, c, it);
+        return;
+    }
     if (name && (!strcmp(name, "accuracy") || !strcmp(name, "acc") || !strcmp(name, "categorical_accuracy") ||
                  !strcmp(name, "sparse_categorical_accuracy"))) {
         c->metric_accuracy = true;

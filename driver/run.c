@@ -265,21 +265,20 @@ static const char *optimizer_name(kd_optimizer_kind k)
     return "";
 }
 
-/* kdh_model.batch_loss for a custom loss: its graph (kd_train_config.loss_graph)
- * run by the reference interpreter, in double as the host's other losses. */
-static double custom_batch_loss(void *ctx, int output, const float *params, const float *const *y,
-                                const float *const *t, int nb)
+/* A loss or metric written as an expression (its graph, sema_loss_graph's)
+ * on a batch of nb samples: outputs y[j], labels t[j], the variables it
+ * reads from params; run by the reference interpreter, in double as the
+ * host's other losses. NaN when it cannot be computed. */
+static double expression_value(const kd_model *km, const ir_graph *g, const float *params, const float *const *y,
+                               const float *const *t, int nb)
 {
-    const kd_model *km = ctx;
-    const kd_train_config *c = &km->config;
-    const ir_graph *g = output < 0 || !c->output_losses ? c->loss.graph : c->output_losses[output].graph;
-    if (!g) return NAN;
     int nvars = km->vars.len, nout = km->noutputs;
     double *in[KDH_MAX_IO] = {0}, *lab[KDH_MAX_IO] = {0};
     double **vars = calloc((size_t)nvars + 1, sizeof *vars);
-    double loss = NAN;
+    double value = NAN;
     bool ok = vars != NULL;
     for (int j = 0; ok && j < nout; j++) {
+        if (!y[j] || !t[j]) continue;   /* an output the expression does not read */
         int64_t k = ir_shape_elems(&km->output_shapes[j]) * nb;
         ok = (in[j] = malloc((size_t)k * sizeof(double))) && (lab[j] = malloc((size_t)k * sizeof(double)));
         for (int64_t i = 0; ok && i < k; i++) in[j][i] = y[j][i], lab[j][i] = t[j][i];
@@ -289,7 +288,7 @@ static double custom_batch_loss(void *ctx, int output, const float *params, cons
         if (n->op != IR_VAR || vars[n->var]) continue;
         const kd_var *v = km->vars.items[n->var];
         int64_t k = ir_shape_elems(&v->shape);
-        ok = (vars[n->var] = malloc((size_t)k * sizeof(double))) != NULL;
+        ok = params && (vars[n->var] = malloc((size_t)k * sizeof(double))) != NULL;
         for (int64_t e = 0; ok && e < k; e++) vars[n->var][e] = params[v->offset + e];
     }
     if (ok) {
@@ -297,13 +296,30 @@ static double custom_batch_loss(void *ctx, int output, const float *params, cons
                         .vars = (const double *const *)vars};
         char why[256];
         ir_values *vals = ir_interp_run(g, &feed, why, sizeof why);
-        if (vals) loss = ir_value(vals, g->outputs.items[0])[0];
+        if (vals) value = ir_value(vals, g->outputs.items[0])[0];
         ir_values_free(vals);
     }
     for (int j = 0; j < nout; j++) free(in[j]), free(lab[j]);
     for (int i = 0; vars && i < nvars; i++) free(vars[i]);
     free(vars);
-    return loss;
+    return value;
+}
+
+/* kdh_model.batch_loss: the whole loss (output -1) or output j's, written as an expression. */
+static double custom_batch_loss(void *ctx, int output, const float *params, const float *const *y,
+                                const float *const *t, int nb)
+{
+    const kd_model *km = ctx;
+    const kd_train_config *c = &km->config;
+    const ir_graph *g = output < 0 || !c->output_losses ? c->loss.graph : c->output_losses[output].graph;
+    return g ? expression_value(km, g, params, y, t, nb) : NAN;
+}
+
+/* kdh_model.batch_metric: a metric written as an expression, of output 0 (no variables). */
+static double custom_batch_metric(void *ctx, const void *expr, const float *y, const float *t, int nb)
+{
+    const float *ys[KDH_MAX_IO] = {y}, *ts[KDH_MAX_IO] = {t};
+    return expression_value(ctx, expr, NULL, ys, ts, nb);
 }
 
 /* A loss as the host computes it (a row, or custom: custom_batch_loss). */
@@ -371,10 +387,9 @@ static void host_model(kd_arena *a, const kd_model *km, const lp_program *p, con
         }
         m->output_losses = each;
     }
-    if (custom) {
-        m->batch_loss = custom_batch_loss;
-        m->batch_loss_ctx = (void *)km;
-    }
+    if (custom) m->batch_loss = custom_batch_loss;
+    m->batch_metric = custom_batch_metric;
+    m->batch_loss_ctx = (void *)km;
     m->accuracy = c->metric_accuracy;
     m->nmetrics = c->nmetrics;
     m->metrics = c->metrics;

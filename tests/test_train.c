@@ -260,6 +260,7 @@ static const char custom_loss_model[] =
     "train reg {\n"
     "    loss: %s\n"
     "    optimizer: Adam(0.01)\n"
+    "    metrics: [mae, MeanMetricWrapper(mean(abs(y_pred - y_true)), name: \"abs_err\")]\n"
     "    batch_size: 16\n"
     "    epochs: 3\n"
     "    seed: 7\n"
@@ -274,15 +275,17 @@ static const char *write_custom_loss_model(const char *dir, const char *file, co
     return path;
 }
 
-/* The "loss: X" figure kdslc evaluate prints. */
+/* The "loss: X" figure kdslc evaluate prints; the metric written as an
+ * expression (abs_err) prints what the built-in mae does. */
 static double evaluated_loss(const char *model, const char *weights, const char *data)
 {
     char *out;
     int rc = tu_kdslc_run(&out, "evaluate %s --weights %s --data %s", model, weights, data);
     ck_assert_msg(rc == 0, "%s", out);
-    const char *at = strstr(out, "loss: ");
-    ck_assert_msg(at != NULL, "%s", out);
-    double v = strtod(at + 6, NULL);
+    const char *at = strstr(out, "loss: "), *mae = strstr(out, " - mae: "), *expr = strstr(out, " - abs_err: ");
+    ck_assert_msg(at && mae && expr, "%s", out);
+    double v = strtod(at + 6, NULL), a = strtod(mae + 8, NULL), b = strtod(expr + 12, NULL);
+    ck_assert_msg(a > 0.01 && a == b, "mae %.4f, abs_err %.4f:\n%s", a, b, out);
     free(out);
     return v;
 }
@@ -322,6 +325,12 @@ START_TEST(custom_loss_end_to_end)
         rc = tu_kdslc_run(&out, "train %s --data %s --save %s --validation-split 0.2", custom, data, custom_w);
         ck_assert_msg(rc == 0, "%s", out);
         ck_assert_has(out, "val_loss: ");
+        ck_assert_has(out, " - val_abs_err: ");
+        /* the progress line: the metric as an expression runs as mae does, in training and validation */
+        const char *mae = strstr(out, " - mae: "), *expr = strstr(out, " - abs_err: ");
+        const char *vmae = strstr(out, " - val_mae: "), *vexpr = strstr(out, " - val_abs_err: ");
+        ck_assert_msg(mae && expr && vmae && vexpr && !strncmp(mae + 8, expr + 12, 6) && !strncmp(vmae + 12, vexpr + 16, 6),
+                      "%s", out);
         free(out);
         ck_assert_msg(same_file(builtin_w, custom_w), "%s as `%s` trained to other weights", same[c].builtin,
                       same[c].custom);

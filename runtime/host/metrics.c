@@ -137,7 +137,8 @@ void kdh_metric_update(const kdh_metric_spec *s, kdh_metric_state *st, const flo
         st->count += 1;
         return;
     }
-    case KDH_METRIC_COUNT: break;
+    case KDH_METRIC_COUNT:
+    case KDH_METRIC_EXPRESSION: break;   /* kdh_metric_update_batch */
     }
 }
 
@@ -210,6 +211,13 @@ static double auc_result(const kdh_metric_spec *s, const kdh_metric_state *st)
     }
     free(tp);
     return r;
+}
+
+void kdh_metric_update_batch(const kdh_metric_spec *s, kdh_metric_state *st, double value, int nb)
+{
+    if (s->kind != KDH_METRIC_EXPRESSION) return;
+    st->total += value * nb;
+    st->count += nb;
 }
 
 double kdh_metric_result(const kdh_metric_spec *s, const kdh_metric_state *st)

@@ -26,7 +26,13 @@
     X(RMSE, "RootMeanSquaredError", "root_mean_squared_error", NULL, "")
 
 #define KDH_METRIC_ENUM(K, ...) KDH_METRIC_##K,
-typedef enum kdh_metric_kind { KDH_METRIC_LIST(KDH_METRIC_ENUM) KDH_METRIC_COUNT } kdh_metric_kind;
+typedef enum kdh_metric_kind {
+    KDH_METRIC_LIST(KDH_METRIC_ENUM) KDH_METRIC_COUNT,
+    /* no row: a metric written as an expression (Keras' MeanMetricWrapper of
+     * a function), the mean over samples of its value on each batch, which
+     * the model computes (kdh_model.batch_metric on kdh_metric_spec.expr) */
+    KDH_METRIC_EXPRESSION,
+} kdh_metric_kind;
 #undef KDH_METRIC_ENUM
 
 typedef struct kdh_metric_row {
@@ -52,6 +58,7 @@ typedef struct kdh_metric_spec {
     bool pr;               /* AUC: curve "PR" (else "ROC") */
     int summation;         /* AUC: KDH_AUC_* */
     bool from_logits;      /* AUC: sigmoid first */
+    const void *expr;      /* KDH_METRIC_EXPRESSION: the compiler's graph of it, opaque here */
 } kdh_metric_spec;
 
 /* Keras' defaults for a metric of this kind, named `name`. */
@@ -71,6 +78,10 @@ void kdh_metric_free(kdh_metric_state *st);
  * of `last` values (the class axis of the categorical metrics). */
 void kdh_metric_update(const kdh_metric_spec *s, kdh_metric_state *st, const float *y, const float *t, int64_t elems,
                        int64_t last);
+/* A batch of nb samples for a KDH_METRIC_EXPRESSION (whose per-sample
+ * updates do nothing): `value`, the expression's value on the batch, counts
+ * once per sample. */
+void kdh_metric_update_batch(const kdh_metric_spec *s, kdh_metric_state *st, double value, int nb);
 /* Keras' result(): the metric over every sample since the reset. */
 double kdh_metric_result(const kdh_metric_spec *s, const kdh_metric_state *st);
 

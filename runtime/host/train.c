@@ -262,6 +262,16 @@ static int64_t output_last(const kdh_model *m, int j)
     return last_dim(m->output_rank, m->output_shape, m->output_elems);
 }
 
+/* Metric i on a batch of nb samples of output 0 (y) and labels (t) when it
+ * is written as an expression; its per-sample updates do nothing. */
+static void update_expression_metric(const kdh_model *m, int i, kdh_metric_state *st, const float *y, const float *t,
+                                     int nb)
+{
+    const kdh_metric_spec *s = &m->metrics[i];
+    if (s->kind == KDH_METRIC_EXPRESSION && m->batch_metric)
+        kdh_metric_update_batch(s, st, m->batch_metric(m->batch_loss_ctx, s->expr, y, t, nb), nb);
+}
+
 /* The running states of n metrics (metrics.h); -1 when memory runs out. */
 static int metrics_reset(const kdh_model *m, kdh_metric_state *st, int n, kdh_error *err)
 {
@@ -352,6 +362,7 @@ int kdh_evaluate_metrics(const kdh_model *m, const float *params, const kdh_data
             batch_ok &= isfinite(l);
             sl[j] += l * nb;
         }
+        for (int i = 0; i < nm; i++) update_expression_metric(m, i, &ms[i], out[0], ts[0], nb);   /* output 0's */
         for (int r = 0; r < nb; r++) {
             bool ok = batch_ok;
             for (int j = 0; j < nout; j++) {
@@ -657,6 +668,7 @@ static int fit_epoch(const kdh_model *m, const kdh_dataset *d, const kdh_fit_opt
             sc += kdh_sample_correct(m, s->out0 + r * m->output_elems, s->yb + r * ye);
         double running[KDH_MAX_METRICS];
         for (int i = 0; i < nm; i++) {
+            update_expression_metric(m, i, &ms[i], s->out0, s->yb, nb);
             for (int r = 0; r < nb; r++)
                 kdh_metric_update(&m->metrics[i], &ms[i], s->out0 + r * m->output_elems, s->yb + r * ye,
                                   m->output_elems, last);

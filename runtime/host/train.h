@@ -97,6 +97,10 @@ typedef struct kdh_model {
     double (*batch_loss)(void *ctx, int output, const float *params, const float *const *y, const float *const *t,
                          int nb);
     void *batch_loss_ctx;
+    /* A metric written as an expression (KDH_METRIC_EXPRESSION, spec->expr):
+     * its value on a batch of nb samples of output 0 (y) and its labels (t);
+     * its ctx is batch_loss_ctx. */
+    double (*batch_metric)(void *ctx, const void *expr, const float *y, const float *t, int nb);
     bool whole_loss;                   /* batch_loss(-1) is the loss; no loss per output */
     bool accuracy;                     /* metrics: [accuracy] */
     int nmetrics;                      /* the other metrics (metrics.h), in the logs' order */
