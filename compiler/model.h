@@ -42,10 +42,12 @@ typedef struct kd_layer {
     kd_value **args;
     bool builtin, trainable;
     int ncalls;            /* >1: a shared layer */
-    const struct kd_block_call *block_call;   /* the block call it was made in; NULL outside blocks */
+    const struct kd_block_call *block_call;   /* the block call or user layer it was made in (a user
+                                               * layer's own row: its own); NULL outside both */
 } kd_layer;
 
-/* A call of a block (kdslc plot draws each as a cluster of its layers). */
+/* A call of a block, or of a user layer (kdslc plot draws each as a cluster
+ * of its layers; a user layer's cluster holds its own box too). */
 typedef struct kd_block_call {
     const char *name;                 /* its name: argument, else the block's numbered per model (conv_bn_5) */
     const char *block;                /* the block called (conv_bn) */

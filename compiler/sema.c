@@ -720,8 +720,10 @@ static sv *default_value(sema *S, kd_instance *inst, const char *def, kd_loc loc
  * elaborated; NULL outside blocks. */
 static kd_block_call *current_block_call(sema *S)
 {
-    for (sema_frame *f = S->frame; f && !f->inst; f = f->up)
-        if (f->block_call) return f->block_call;
+    for (sema_frame *f = S->frame; f; f = f->up) {
+        if (f->block_call) return f->block_call;   /* a block's, or a user layer's own */
+        if (f->inst) break;
+    }
     return NULL;
 }
 
@@ -1042,6 +1044,14 @@ static sv *apply_user(sema *S, kd_instance *inst, sv **inputs, int ninputs, kd_l
         S->layers = NULL;
         S->layer_names = &nested_names;   /* its layers' names are its own */
         S->shared_model_calls += again;
+    }
+    if (item->kind == ITEM_LAYER) {
+        /* kdslc plot draws a user layer as a cluster of its box and the layers made inside it */
+        frame.block_call = kd_alloc(S->a, sizeof *frame.block_call);
+        frame.block_call->name = inst->name;
+        frame.block_call->block = inst->type;
+        frame.block_call->up = current_block_call(S);
+        if (inst->row) inst->row->block_call = frame.block_call;
     }
     S->scope = &scope;
     S->frame = &frame;

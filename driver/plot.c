@@ -208,6 +208,20 @@ static void enter_blocks(const dot_ctx *c, block_clusters *b, const kd_layer *l,
     }
 }
 
+/* Whether some layer of m reads layer `name`'s output ("name[0][0]"). */
+static bool read_by_any(const kd_model *m, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < m->layers.len; i++) {
+        const kd_layer *l = m->layers.items[i];
+        for (int k = 0; k < l->inbound.len; k++) {
+            const char *in = l->inbound.items[k];
+            if (!strncmp(in, name, n) && in[n] == '[') return true;
+        }
+    }
+    return false;
+}
+
 /* The boxes of m (a nested model inside a cluster), then its edges. */
 static void put_model(const dot_ctx *c, const kd_model *m, const char *prefix, int depth)
 {
@@ -263,6 +277,21 @@ static void put_model(const dot_ctx *c, const kd_model *m, const char *prefix, i
                     fputs(";\n", c->out);
                 }
         }
+    }
+    /* Inside a user layer's cluster, a layer whose output nothing else reads
+     * feeds the layer's own output: an edge to its box. */
+    for (int i = 0; i < m->layers.len; i++) {
+        const kd_layer *l = m->layers.items[i], *owner = NULL;
+        for (int j = 0; l->block_call && j < m->layers.len && !owner; j++) {
+            const kd_layer *o = m->layers.items[j];
+            if (o != l && o->block_call == l->block_call && !strcmp(o->name, l->block_call->name)) owner = o;
+        }
+        if (!owner || read_by_any(m, l->name)) continue;
+        fputs(indent, c->out);
+        put_quoted(c->out, kd_format(c->a, "%s%s", prefix, l->name));
+        fputs(" -> ", c->out);
+        put_quoted(c->out, kd_format(c->a, "%s%s", prefix, owner->name));
+        fputs(";\n", c->out);
     }
 }
 

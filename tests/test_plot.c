@@ -248,6 +248,48 @@ START_TEST(blocks_are_clusters)
 }
 END_TEST
 
+/* A user layer is a cluster of its own box and the layers made inside it,
+ * the last of which feeds the box (its output). */
+START_TEST(custom_layers_are_clusters)
+{
+    static const char src_text[] = "layer Residual(units) {\n"
+                                   "    input x: [n]\n"
+                                   "    h = Dense(x, units, activation: relu)\n"
+                                   "    weight scale: [n] = ones\n"
+                                   "    output x + Dense(h, n) * scale\n"
+                                   "}\n"
+                                   "model r {\n"
+                                   "    input x: [8]\n"
+                                   "    h = Residual(x, 16)\n"
+                                   "    output y = Dense(h, 2)\n"
+                                   "}\n";
+    const char *dir = tu_tmpdir("plot_layers");
+    const char *src = tu_path(dir, "layers.kdsl");
+    ck_assert_int_eq(tu_write(src, src_text, strlen(src_text)), 0);
+    dot_graph g;
+    char *text = plot_dot(dir, src, "", &g);
+    ck_assert_int_eq(g.nclusters, 1);
+    char where[1024];
+    struct { const char *node, *clusters; } want[] = {
+        {"x", ""}, {"residual", "residual: Residual"}, {"dense", "residual: Residual"},
+        {"dense_1", "residual: Residual"}, {"dense_2", ""},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        node_clusters(text, want[i].node, where, sizeof where);
+        ck_assert_msg(!strcmp(where, want[i].clusters), "%s is in \"%.200s\", not \"%s\"", want[i].node, where,
+                      want[i].clusters);
+    }
+    const char *edges[] = {"x -> residual", "x -> dense", "dense -> dense_1", "dense_1 -> residual", "residual -> dense_2"};
+    ck_assert_int_eq(g.nedges, 5);
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        bool found = false;
+        for (int e = 0; e < g.nedges; e++) found |= !strcmp(g.edges[e], edges[i]);
+        ck_assert_msg(found, "no edge %s", edges[i]);
+    }
+    free(text);
+}
+END_TEST
+
 START_TEST(show_shapes_are_the_summarys)
 {
     const char *dir = tu_tmpdir("plot_shapes");
@@ -612,6 +654,7 @@ static Suite *plot_suite(void)
     tcase_add_test(tc, residual_add_is_an_edge);
     tcase_add_test(tc, shared_and_nested);
     tcase_add_test(tc, blocks_are_clusters);
+    tcase_add_test(tc, custom_layers_are_clusters);
     tcase_add_test(tc, show_shapes_are_the_summarys);
     tcase_add_test(tc, svg_and_png_are_valid);
     tcase_add_test(tc, history_csv_and_json);

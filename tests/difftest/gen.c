@@ -843,7 +843,7 @@ char *dt_print(const dt_program *p)
             "MeanSquaredError()", "CategoricalCrossentropy(from_logits: true)", "CategoricalCrossentropy()",
             "SparseCategoricalCrossentropy(from_logits: true)", "BinaryCrossentropy(from_logits: true)",
             "BinaryCrossentropy()", "MeanAbsoluteError()", "Huber(delta: 0.5)", "LogCosh()", "Hinge()",
-            "CosineSimilarity()"};
+            "CosineSimilarity()", "mean(abs(y0 - y0_true)) + 0.1 * mean(square(y_pred))"};
         put(&b, "train m {\n    loss: %s\n    optimizer: %s\n    batch_size: %d\n    seed: %d\n}\n", loss[p->loss],
             opt[p->optimizer], p->max_batch, (int)(p->data_seed % 1000));
     }

@@ -44,7 +44,7 @@ typedef enum dt_optimizer {
  * softmax or sigmoid head statement for the ones on probabilities. */
 typedef enum dt_loss {
     DT_MSE, DT_CCE_LOGITS, DT_CCE, DT_SPARSE_CCE_LOGITS, DT_BCE_LOGITS, DT_BCE, DT_MAE, DT_HUBER, DT_LOG_COSH, DT_HINGE,
-    DT_COSINE, DT_LOSS_COUNT
+    DT_COSINE, DT_CUSTOM, DT_LOSS_COUNT
 } dt_loss;
 
 typedef struct dt_program {
