@@ -9,6 +9,9 @@ in PyTorch's native layouts (NCHW, NCL). Usage:
     KIND dil:   H W CIN COUT K DIL      dilated, 'same'
     KIND lstm:  T F UNITS               nn.LSTM, every step's output, batch first
     KIND gru:   T F UNITS               nn.GRU (Keras' reset_after=True cell)
+    KIND lstm_clf, gru_clf: T F UNITS   samples/fmnist_lstm.kdsl's classifier: the layer's
+                                        last output, Linear(UNITS, 10); its training step
+                                        is cross-entropy from the logits and Adam (1e-3)
 
 Prints "layer_us mode=M batch=B median=U min=V" as bench/layer_time.c does,
 in µs of the process's CPU time.
@@ -37,9 +40,11 @@ def build(kind, a):
     if kind == "dil":
         h, w, ci, co, k, d = a
         return torch.nn.Conv2d(ci, co, k, padding=d * (k // 2), dilation=d, bias=False), (h, w, ci), (ci, 1, 1)
-    if kind in ("lstm", "gru"):
+    if kind in ("lstm", "gru", "lstm_clf", "gru_clf"):
         t, f, u = a
-        return Seq((torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(f, u, batch_first=True)), ("seq", t, f), (f,)
+        rnn = (torch.nn.LSTM if kind.startswith("lstm") else torch.nn.GRU)(f, u, batch_first=True)
+        m = Last(rnn, torch.nn.Linear(u, 10)) if kind.endswith("_clf") else Seq(rnn)
+        return m, ("seq", t, f), (f,)
     raise SystemExit("unknown kind " + kind)
 
 
@@ -54,6 +59,17 @@ class Seq(torch.nn.Module):
         return self.rnn(x)[0]
 
 
+class Last(torch.nn.Module):
+    """A recurrent layer's last output into a Dense layer, as kdsl's LSTM(128) then Dense(10)."""
+
+    def __init__(self, rnn, dense):
+        super().__init__()
+        self.rnn, self.dense = rnn, dense
+
+    def forward(self, x):
+        return self.dense(self.rnn(x)[0][:, -1])
+
+
 def main():
     mode, kind, batch, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     m, shape, sshape = build(kind, [int(v) for v in sys.argv[5:]])
@@ -66,7 +82,12 @@ def main():
     s = torch.nn.Parameter(torch.ones(sshape))
     with torch.no_grad():
         t = torch.rand_like(m(x))
-    opt = torch.optim.SGD(list(m.parameters()) + [s], lr=1e-6)
+    clf = kind.endswith("_clf")
+    if clf:   # soft labels, as bench/layer_time.c's random ones
+        t = torch.softmax(torch.rand(batch, 10), 1)
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    else:
+        opt = torch.optim.SGD(list(m.parameters()) + [s], lr=1e-6)
 
     def step():
         if mode == "predict":
@@ -74,7 +95,10 @@ def main():
                 m(x)
             return
         opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.mse_loss(m(x * s), t)
+        if clf:
+            loss = torch.nn.functional.cross_entropy(m(x), t)
+        else:
+            loss = torch.nn.functional.mse_loss(m(x * s), t)
         loss.backward()
         opt.step()
 

@@ -286,7 +286,7 @@ static void expr(emitter *E, const lp_expr *e, int min_prec)
         case LP_EXP: call1(E, mathfn(E, "exp"), e->a); break;
         case LP_LOG: call1(E, mathfn(E, "log"), e->a); break;
         case LP_SQRT: call1(E, mathfn(E, "sqrt"), e->a); break;
-        case LP_TANH: call1(E, mathfn(E, "tanh"), e->a); break;
+        case LP_TANH: call1(E, E->f32 ? "kdk_tanhf" : "tanh", e->a); break;   /* runtime/fastmath.h */
         case LP_LOG1P: call1(E, mathfn(E, "log1p"), e->a); break;
         case LP_EXPM1: call1(E, mathfn(E, "expm1"), e->a); break;
         case LP_ERF: call1(E, mathfn(E, "erf"), e->a); break;
@@ -670,8 +670,8 @@ static void helpers(emitter *E)
               "static float kd_relu(float x) { return x > 0 ? x : 0; }\n"
               "#endif\n", out);
     else if (E->used_op[LP_RELU]) fprintf(out, "\nstatic %s kd_relu(%s x) { return x > 0 ? x : 0; }\n", r, r);
-    if (E->used_op[LP_SIGMOID])
-        fprintf(out, "\nstatic %s kd_sigmoid(%s x) { return 1 / (1 + %s(-x)); }\n", r, r, mathfn(E, "exp"));
+    if (E->used_op[LP_SIGMOID] && E->f32) fputs("\nstatic float kd_sigmoid(float x) { return kdk_sigmoidf(x); }   /* runtime/fastmath.h */\n", out);
+    else if (E->used_op[LP_SIGMOID]) fputs("\nstatic double kd_sigmoid(double x) { return 1 / (1 + exp(-x)); }\n", out);
     if (E->used_op[LP_SQUARE]) fprintf(out, "\nstatic %s kd_square(%s x) { return x * x; }\n", r, r);
     if (E->used_op[LP_SIGN]) fprintf(out, "\nstatic %s kd_sign(%s x) { return (%s)((x > 0) - (x < 0)); }\n", r, r, r);
     if (E->used_op[LP_MAX]) fprintf(out, "\n/* maximum(a, b): a on ties, as the graph IR says */\nstatic %s kd_max(%s a, %s b) { return a >= b ? a : b; }\n", r, r, r);

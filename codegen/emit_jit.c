@@ -9,7 +9,8 @@
  *     (softmax_xent's sum), which promotes what it meets as C does;
  *   - the helpers model.c defines (kd_relu, kd_max, kd_max_acc, ...) are
  *     always-inline JIT functions with the same bodies; libm through GCC's
- *     builtins (__builtin_expf ...), as the C compiler treats expf;
+ *     builtins (__builtin_expf ...), as the C compiler treats expf; sigmoid
+ *     and tanh are runtime/fastmath.h's, built by jit_fastmath.c;
  *   - `a ? b : c`, `&&` and `||` evaluate only the operand C would (blocks);
  *   - -ffp-contract=off: libgccjit's default is GCC's "fast" (fused
  *     multiply-add wherever -march allows), which the C backend compiled as
@@ -23,6 +24,7 @@
 
 #include "codegen.h"
 #include "jit.h"
+#include "jit_fastmath.h"
 
 #include <libgccjit.h>
 
@@ -88,9 +90,10 @@ typedef struct jb {
     gcc_jit_type *t_void, *t_int, *t_long, *t_uint, *t_ull, *t_bool, *t_float, *t_double, *t_char;
     gcc_jit_type *t_voidp, *t_charp, *t_floatp, *t_floatpp, *t_intp;
     /* helpers, made on first use */
-    gcc_jit_function *h_relu, *h_sigmoid, *h_square, *h_sign, *h_max, *h_min, *h_max_acc, *h_imax, *h_imin;
+    gcc_jit_function *h_relu, *h_square, *h_sign, *h_max, *h_min, *h_max_acc, *h_imax, *h_imin;
     gcc_jit_function *h_mix64, *h_dropout_bits;
-    gcc_jit_function *b_expf, *b_logf, *b_sqrtf, *b_tanhf, *b_fabsf, *b_log1pf, *b_expm1f, *b_erff;
+    kd_jit_fastmath fastmath;   /* kd_sigmoid, kd_tanh */
+    gcc_jit_function *b_expf, *b_logf, *b_sqrtf, *b_fabsf, *b_log1pf, *b_expm1f, *b_erff;
     /* the function being built */
     const lp_func *f;
     gcc_jit_function *fn;
@@ -232,18 +235,8 @@ static gcc_jit_function *helper(jb *J, lp_op op)
                                  x, gcc_jit_context_zero(c, F));
         }
         return J->h_relu;
-    case LP_SIGMOID:
-        if (!J->h_sigmoid) {
-            J->h_sigmoid = helper_begin(J, "kd_sigmoid", F, 1, &F, x_name, px);
-            gcc_jit_rvalue *x = gcc_jit_param_as_rvalue(px[0]);
-            gcc_jit_rvalue *nx = gcc_jit_context_new_unary_op(c, NULL, GCC_JIT_UNARY_OP_MINUS, F, x);
-            gcc_jit_rvalue *e = gcc_jit_context_new_call(c, NULL, builtin(J, &J->b_expf, "__builtin_expf"), 1, &nx);
-            gcc_jit_rvalue *den = gcc_jit_context_new_binary_op(c, NULL, GCC_JIT_BINARY_OP_PLUS, F, gcc_jit_context_one(c, F), e);
-            gcc_jit_block *b = gcc_jit_function_new_block(J->h_sigmoid, "entry");
-            gcc_jit_block_end_with_return(
-                b, NULL, gcc_jit_context_new_binary_op(c, NULL, GCC_JIT_BINARY_OP_DIVIDE, F, gcc_jit_context_one(c, F), den));
-        }
-        return J->h_sigmoid;
+    case LP_SIGMOID: return kd_jit_fastmath_fn(c, F, &J->fastmath, false);   /* runtime/fastmath.h */
+    case LP_TANH: return kd_jit_fastmath_fn(c, F, &J->fastmath, true);
     case LP_SQUARE:
         if (!J->h_square) {
             J->h_square = helper_begin(J, "kd_square", F, 1, &F, x_name, px);
@@ -470,7 +463,6 @@ static val gen_op(jb *J, const lp_expr *e)
     case LP_EXP: return call_float_fn(J, builtin(J, &J->b_expf, "__builtin_expf"), gen(J, e->a));
     case LP_LOG: return call_float_fn(J, builtin(J, &J->b_logf, "__builtin_logf"), gen(J, e->a));
     case LP_SQRT: return call_float_fn(J, builtin(J, &J->b_sqrtf, "__builtin_sqrtf"), gen(J, e->a));
-    case LP_TANH: return call_float_fn(J, builtin(J, &J->b_tanhf, "__builtin_tanhf"), gen(J, e->a));
     case LP_LOG1P: return call_float_fn(J, builtin(J, &J->b_log1pf, "__builtin_log1pf"), gen(J, e->a));
     case LP_EXPM1: return call_float_fn(J, builtin(J, &J->b_expm1f, "__builtin_expm1f"), gen(J, e->a));
     case LP_ERF: return call_float_fn(J, builtin(J, &J->b_erff, "__builtin_erff"), gen(J, e->a));
@@ -481,6 +473,7 @@ static val gen_op(jb *J, const lp_expr *e)
         return mk(gcc_jit_context_new_binary_op(c, NULL, GCC_JIT_BINARY_OP_DIVIDE, J->t_float, c_float(J, 1), s.rv), CT_FLOAT);
     }
     case LP_SIGMOID:
+    case LP_TANH:
     case LP_RELU:
     case LP_SQUARE:
     case LP_SIGN: return call_float_fn(J, helper(J, e->op), gen(J, e->a));

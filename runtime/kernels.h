@@ -40,6 +40,7 @@
 #include <stdint.h>
 
 #include "activations.h"
+#include "fastmath.h"
 #include "kernel_list.h"
 #include "random.h"
 

@@ -1020,6 +1020,43 @@ START_TEST(dropout_bits_inline)
 }
 END_TEST
 
+/* sigmoid and tanh in the JIT's (vectorised) element-wise loops are
+ * runtime/fastmath.h's functions, bit for bit (jit_fastmath.c builds them
+ * operation by operation), over 2^20 inputs: every float exponent from
+ * tiny to overflow, both signs, the polynomial/exponential boundary of
+ * tanh, and NaN and the infinities. */
+START_TEST(fastmath_inline)
+{
+    enum { W = 1024, N = W * W };
+    built b;
+    build_text(&b, "fastmath", "fastmath.kdsl",
+               "model fm {\n    input x: [1024]\n    output s = sigmoid(x)\n    output t = tanh(x)\n}\n", W, false);
+    float *x = malloc(N * sizeof *x), *sy = malloc(N * sizeof *sy), *ty = malloc(N * sizeof *ty);
+    void *arena = malloc((size_t)arena_bytes(b.p) + 64);
+    ck_assert(x && sy && ty && arena);
+    uint64_t r = 7;
+    for (long i = 0; i < N; i++) {
+        uint32_t bits = (uint32_t)kdk_mix64(r++);
+        memcpy(&x[i], &bits, sizeof bits);
+        if (i % 4 == 1) x[i] = (float)((double)bits / 4294967296.0 * 240 - 120);    /* [-120, 120] */
+        if (i % 4 == 2) x[i] = (float)((double)bits / 4294967296.0 * 2.5 - 1.25);   /* around 0.625 */
+    }
+    x[0] = NAN, x[1] = INFINITY, x[2] = -INFINITY, x[3] = 0.625f, x[4] = -0.625f, x[5] = 88.0f, x[6] = -87.33654f;
+    const float *in[1] = {x};
+    float *out[2] = {sy, ty};
+    b.J.predict(NULL, in, out, W, arena);
+    for (long i = 0; i < N; i++) {
+        float s = kdk_sigmoidf(x[i]), t = kdk_tanhf(x[i]);
+        ck_assert_msg(!memcmp(&sy[i], &s, sizeof s) || (isnan(s) && isnan(sy[i])), "sigmoid(%a): jit %a, runtime %a", x[i], sy[i], s);
+        ck_assert_msg(!memcmp(&ty[i], &t, sizeof t) || (isnan(t) && isnan(ty[i])), "tanh(%a): jit %a, runtime %a", x[i], ty[i], t);
+    }
+    ck_assert(isnan(sy[0]) && isnan(ty[0]));
+    ck_assert(sy[1] == 1 && ty[1] == 1 && ty[2] == -1 && sy[2] >= 0 && sy[2] < 1e-38f);
+    free(x), free(sy), free(ty), free(arena);
+    built_free(&b);
+}
+END_TEST
+
 START_TEST(softmax_sample)
 {
     built b;
@@ -1196,6 +1233,7 @@ static Suite *jit_suite(void)
     tcase_set_timeout(te, 600);
     tcase_add_test(te, softmax_sample);
     tcase_add_test(te, dropout_bits_inline);
+    tcase_add_test(te, fastmath_inline);
     tcase_add_test(te, f64_rejected);
     tcase_add_test(te, bad_march_is_an_error);
     tcase_add_test(te, libgccjit_error_returns_null);

@@ -9,12 +9,15 @@
  * Its vjp (backpropagation through time) is another scan, the other way over
  * time, whose body is f's vjp. f's inputs at step t are the carries coming
  * in, so a second forward scan (`trace`: f with those carries as more
- * per-step values) lays them out as sequences [N, T, ...] for it:
+ * per-step values) lays them out as sequences [N, T, ...] for it, and with
+ * them the step's products of two arguments (z = h W, saved_products), so
+ * that the backward step does not multiply again:
  *
- *   back(carries (dc, dw), sequences (x, c_in, dy), constants w):
- *     (c_out, y) = f(c_in, x_t, w)               (f's nodes, copied)
+ *   back(carries (dc, dw), sequences (x, c_in, dy, z), constants w):
+ *     (c_out, y) = f(c_in, x_t, w)               (f's nodes, copied; z read, not made)
  *     L = sum(c_out * dc) + sum(y * dy)          (a scalar whose gradient is the vjp)
  *     dc <- dL/dc_in, dw <- dw + dL/dw; per step: dL/dx_t
+ *     (z's gradient reaches h and W through the product's own vjp)
  *
  * The final dc is the gradient of the initial carries, the final dw that of
  * the constants (the weights: summed over time), the stacked dL/dx_t that of
@@ -236,8 +239,9 @@ static void eval_scan(const ir_eval_ctx *c, const ir_node *n)
 
 /* ---- the vjp ---------------------------------------------------------------------------- */
 
-/* Copies s's body nodes into b's graph, argument i of s read as args[i]; returns the map. */
-static ir_node **copy_body(ir_builder *b, const ir_scan *s, ir_node *const *args)
+/* Copies s's body nodes into b's graph, argument i of s read as args[i] and
+ * node id as have[id] where that is not NULL (have may be NULL); returns the map. */
+static ir_node **copy_body(ir_builder *b, const ir_scan *s, ir_node *const *args, ir_node *const *have)
 {
     const ir_graph *g = s->body;
     ir_node **map = kd_alloc_array(b->g->arena, (size_t)(g->nodes.len ? g->nodes.len : 1), sizeof *map);
@@ -248,7 +252,8 @@ static ir_node **copy_body(ir_builder *b, const ir_scan *s, ir_node *const *args
         for (int i = 0; i < x->nin; i++) in[i] = map[x->in[i]->id];
         b->loc = x->loc;
         b->layer = x->layer;
-        map[id] = x->op == IR_SCAN_ARG ? args[x->attr.index]
+        map[id] = have && have[id]    ? have[id]
+                  : x->op == IR_SCAN_ARG ? args[x->attr.index]
                   : x->nin == 0       ? ir_leaf(b, x->op, x->shape, &x->attr, x->var)
                                       : ir_make(b, x->op, x->nin, in, &x->attr);
         if (!map[id]) return NULL;
@@ -256,7 +261,26 @@ static ir_node **copy_body(ir_builder *b, const ir_scan *s, ir_node *const *args
     return map;
 }
 
-/* s with the carries coming into each step as more per-step values (after s's own). */
+/* The step's products that the backward step reads from the trace instead
+ * of computing them again: each batched matmul of two of the step's
+ * arguments (the recurrent kernel times h). Their vjp needs only the
+ * arguments, so the backward step keeps none of the product's own work.
+ * Returns their count; saved[i] the nodes (NULL: only count). */
+static int saved_products(const ir_scan *s, const ir_node **saved)
+{
+    int m = 0;
+    for (int id = 0; id < s->body->nodes.len; id++) {
+        const ir_node *x = s->body->nodes.items[id];
+        if (x->op != IR_MATMUL || !x->shape.batched || x->in[0]->op != IR_SCAN_ARG || x->in[1]->op != IR_SCAN_ARG)
+            continue;
+        if (saved) saved[m] = x;
+        m++;
+    }
+    return m;
+}
+
+/* s with the carries coming into each step, then its saved products
+ * (saved_products), as more per-step values (after s's own). */
 static ir_scan *trace_of(ir_builder *outer, ir_scan *s)
 {
     if (s->trace) return s->trace;
@@ -265,28 +289,31 @@ static ir_scan *trace_of(ir_builder *outer, ir_scan *s)
     ir_builder b = {.g = t->body};
     ir_node **args = kd_alloc_array(t->body->arena, (size_t)(K + S + C), sizeof *args);
     for (int i = 0; i < K + S + C; i++) args[i] = ir_scan_arg(&b, t, i, s->arg[i]);   /* all known once applied */
-    ir_node **map = copy_body(&b, s, args);
-    int nout = K + s->nstep + K;
+    ir_node **map = copy_body(&b, s, args, NULL);
+    int M = saved_products(s, NULL), nout = K + s->nstep + K + M;
+    const ir_node **saved = kd_alloc_array(t->body->arena, (size_t)(M ? M : 1), sizeof *saved);
+    saved_products(s, saved);
     ir_node **outs = kd_alloc_array(t->body->arena, (size_t)nout, sizeof *outs);
     for (int i = 0; map && i < K + s->nstep; i++) outs[i] = map[((ir_node *)s->body->outputs.items[i])->id];
     for (int k = 0; k < K; k++) outs[K + s->nstep + k] = args[k];
+    for (int m = 0; map && m < M; m++) outs[K + s->nstep + K + m] = map[saved[m]->id];
     if (!map || !ir_scan_finish(t, nout, outs, outer->why, sizeof outer->why)) return NULL;
     return s->trace = t;
 }
 
 /* The loop of the step's vjp (see the top of the file). Its arguments:
  *   carries   0..K-1 dc, K..K+C-1 dw
- *   sequences K+C..: S x, then K c_in, then P dy
+ *   sequences K+C..: S x, then K c_in, then P dy, then M saved products
  *   constants then: C w
  * results: k < K the final dc_k, K + c the final dw_c, K + C + s the stacked dx_s. */
 static ir_scan *back_of(ir_builder *outer, ir_scan *s)
 {
     if (s->back) return s->back;
-    int K = s->ncarry, S = s->nseq, C = s->nconst, P = s->nstep;
-    ir_scan *bk = ir_scan_new(s->body->arena, s->body->vars, K + C, S + K + P, C, !s->reverse);
+    int K = s->ncarry, S = s->nseq, C = s->nconst, P = s->nstep, M = saved_products(s, NULL);
+    ir_scan *bk = ir_scan_new(s->body->arena, s->body->vars, K + C, S + K + P + M, C, !s->reverse);
     ir_builder b = {.g = bk->body};
     const ir_node *const *fout = (const ir_node *const *)s->body->outputs.items;
-    int seq0 = K + C, const0 = K + C + S + K + P;
+    int seq0 = K + C, const0 = K + C + S + K + P + M;
     /* the forward step's arguments, as arguments of the backward step */
     ir_node **fargs = kd_alloc_array(bk->body->arena, (size_t)(K + S + C), sizeof *fargs);
     for (int k = 0; k < K; k++) fargs[k] = ir_scan_arg(&b, bk, seq0 + S + k, s->arg[k]);
@@ -296,7 +323,14 @@ static ir_scan *back_of(ir_builder *outer, ir_scan *s)
     for (int k = 0; k < K; k++) dc[k] = ir_scan_arg(&b, bk, k, s->arg[k]);
     for (int i = 0; i < C; i++) dc[K + i] = ir_scan_arg(&b, bk, K + i, s->arg[K + S + i]);
     for (int p = 0; p < P; p++) dc[K + C + p] = ir_scan_arg(&b, bk, seq0 + S + K + p, fout[K + p]->shape);
-    ir_node **map = copy_body(&b, s, fargs);
+    /* the saved products read from the trace, in place of the step's own */
+    const ir_node **saved = kd_alloc_array(bk->body->arena, (size_t)(M ? M : 1), sizeof *saved);
+    saved_products(s, saved);
+    ir_node **have = kd_alloc_array(bk->body->arena, (size_t)(s->body->nodes.len ? s->body->nodes.len : 1), sizeof *have);
+    ir_node **wrt = kd_alloc_array(bk->body->arena, (size_t)(K + S + C + M), sizeof *wrt);
+    for (int m = 0; m < M; m++)
+        have[saved[m]->id] = wrt[K + S + C + m] = ir_scan_arg(&b, bk, seq0 + S + K + P + m, saved[m]->shape);
+    ir_node **map = copy_body(&b, s, fargs, have);
     if (!map) return NULL;
     /* L = sum(c_out * dc) + sum(y * dy): its gradient is the step's vjp */
     ir_node *loss = NULL;
@@ -306,10 +340,25 @@ static ir_scan *back_of(ir_builder *outer, ir_scan *s)
         loss = loss ? ir_binary(&b, IR_ADD, loss, term) : term;
         if (!loss) return NULL;
     }
-    ir_node **wrt = kd_alloc_array(bk->body->arena, (size_t)(K + S + C), sizeof *wrt);
     for (int i = 0; i < K + S + C; i++) wrt[i] = fargs[i];
-    ir_node **g = loss ? ir_gradients(&b, loss, K + S + C, wrt) : kd_alloc_array(bk->body->arena, (size_t)(K + S + C), sizeof *g);
+    ir_node **g = loss ? ir_gradients(&b, loss, K + S + C + M, wrt)
+                       : kd_alloc_array(bk->body->arena, (size_t)(K + S + C + M), sizeof *g);
     if (!g) return NULL;
+    /* a saved product's gradient on to the two arguments it multiplies (its vjp
+     * reads only its operands, here the backward step's own) */
+    for (int m = 0; m < M; m++) {
+        if (!g[K + S + C + m]) continue;
+        ir_node *ops[2] = {fargs[saved[m]->in[0]->attr.index], fargs[saved[m]->in[1]->attr.index]}, *gz[2] = {0};
+        ir_node z = *saved[m];
+        z.in = ops;
+        const bool want[2] = {true, true};
+        ir_ops[IR_MATMUL]->vjp(&b, &z, g[K + S + C + m], want, gz);
+        for (int i = 0; i < 2; i++) {
+            int a = saved[m]->in[i]->attr.index;
+            if (!gz[i]) return NULL;
+            g[a] = g[a] ? ir_binary(&b, IR_ADD, g[a], gz[i]) : gz[i];
+        }
+    }
     int nout = K + C + S;
     ir_node **outs = kd_alloc_array(bk->body->arena, (size_t)nout, sizeof *outs);
     for (int k = 0; k < K; k++) outs[k] = g[k] ? g[k] : ir_const(&b, 0, fout[k]->shape);
@@ -322,7 +371,7 @@ static ir_scan *back_of(ir_builder *outer, ir_scan *s)
 static void vjp_scan(ir_builder *b, ir_node *n, ir_node *dy, const bool *want, ir_node **grads)
 {
     ir_scan *s = n->attr.scan;
-    int K = s->ncarry, S = s->nseq, C = s->nconst, P = s->nstep, which = n->attr.index;
+    int K = s->ncarry, S = s->nseq, C = s->nconst, P = s->nstep, M = saved_products(s, NULL), which = n->attr.index;
     kd_loc loc = b->loc;
     const char *layer = b->layer;
     ir_scan *tr = trace_of(b, s), *bk = tr ? back_of(b, s) : NULL;
@@ -330,7 +379,7 @@ static void vjp_scan(ir_builder *b, ir_node *n, ir_node *dy, const bool *want, i
     b->layer = layer;
     if (!bk) return;
     int64_t T = n->in[K]->shape.dims[1];
-    ir_node **ops = kd_alloc_array(b->g->arena, (size_t)(K + C + S + K + P + C), sizeof *ops);
+    ir_node **ops = kd_alloc_array(b->g->arena, (size_t)(K + C + S + K + P + M + C), sizeof *ops);
     const ir_node *const *fout = (const ir_node *const *)s->body->outputs.items;
     for (int k = 0; k < K; k++) ops[k] = which == k ? dy : ir_const(b, 0, n->in[k]->shape);
     for (int i = 0; i < C; i++) ops[K + i] = ir_const(b, 0, n->in[K + S + i]->shape);
@@ -338,7 +387,8 @@ static void vjp_scan(ir_builder *b, ir_node *n, ir_node *dy, const bool *want, i
     for (int k = 0; k < K; k++) ops[K + C + S + k] = ir_scan_apply(b, tr, n->in, K + P + k);
     for (int p = 0; p < P; p++)
         ops[K + C + S + K + p] = which == K + p ? dy : ir_const(b, 0, stacked(&fout[K + p]->shape, T));
-    for (int i = 0; i < C; i++) ops[K + C + S + K + P + i] = n->in[K + S + i];
+    for (int m = 0; m < M; m++) ops[K + C + S + K + P + m] = ir_scan_apply(b, tr, n->in, K + P + K + m);
+    for (int i = 0; i < C; i++) ops[K + C + S + K + P + M + i] = n->in[K + S + i];
     for (int i = 0; i < K + S + C; i++) {
         if (!want[i]) continue;
         int result = i < K ? i : i < K + S ? K + C + (i - K) : K + (i - K - S);
