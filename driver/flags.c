@@ -178,6 +178,12 @@ const kd_flag kd_flags[] = {
         "--deterministic: the parts each batch is cut into (default 8); the ranks must be a power of two dividing K"),
     INT("--bucket-kb", KD_CMD_TRAIN, "N", 1, 1 << 20, run.bucket_kb,
         "under mpirun: gradients summed in buckets of N KiB, each its own MPI_Allreduce (default 4096)"),
+    STR("--quantize", KD_CMD_COMPILE | KD_CMD_EVALUATE | KD_CMD_PREDICT, "int8", run.quantize,
+        "int8 post-training quantization (TFLite's scheme; compile: with --embed-weights; docs/c-api.md#int8)"),
+    STR("--calibration", KD_CMD_COMPILE | KD_CMD_EVALUATE | KD_CMD_PREDICT, "SPEC", run.calibration,
+        "--quantize: representative inputs whose ranges set the scales (fashion-mnist, an IDX directory, X.npy, FILE.csv)"),
+    INT("--calibration-samples", KD_CMD_COMPILE | KD_CMD_EVALUATE | KD_CMD_PREDICT, "N", 1, 1 << 24,
+        run.calibration_samples, "--quantize: calibrate on the first N samples (default 256)"),
     PATH("--input", KD_CMD_PREDICT, "X.npy[,...]", run.input, "the inputs, one file per input"),
 
     SWITCH("--help", KD_CMD_ALL, help, "this text"),
