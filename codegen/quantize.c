@@ -146,6 +146,23 @@ static bool relu(builder *b, const ir_node *n)
     return true;
 }
 
+/* layer + bias, where the passes left the bias apart (a depthwise
+ * convolution): the bias of the layer, when nothing else reads its result. */
+static bool bias_add(builder *b, const ir_node *n)
+{
+    const ir_node *x = n->in[0], *v = n->in[1];
+    if (v->op != IR_VAR || b->tensor_of[x->id] < 0 || b->uses[x->id] != 1) return false;
+    int at = b->producer[b->tensor_of[x->id]];
+    kq_layer *l = at >= 0 ? b->m->layers.items[at] : NULL;
+    if (!l || l->bias || l->act != IR_ACT_NONE || (l->kind != KQ_CONV && l->kind != KQ_DEPTHWISE && l->kind != KQ_DENSE) ||
+        v->shape.rank != 1 || v->shape.dims[0] != l->conv.f)
+        return false;
+    l->bias = v;
+    ((kq_tensor *)b->m->tensors.items[l->out])->node = n;
+    b->tensor_of[n->id] = l->out;
+    return true;
+}
+
 static bool node(builder *b, const ir_node *n, bool is_output)
 {
     switch (n->op) {
@@ -171,6 +188,7 @@ static bool node(builder *b, const ir_node *n, bool is_output)
     case IR_MAXPOOL2D: return pool_layer(b, n, KQ_MAXPOOL);
     case IR_AVGPOOL2D: return pool_layer(b, n, KQ_AVGPOOL);
     case IR_ADD: {
+        if (bias_add(b, n)) return true;
         int x = operand(b, n, 0), y = x >= 0 ? operand(b, n, 1) : -1;
         if (y < 0) return false;
         if (!ir_shape_equal(&n->in[0]->shape, &n->in[1]->shape))

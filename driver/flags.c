@@ -144,7 +144,7 @@ const kd_flag kd_flags[] = {
     INT("--batch-size", RUN, "N", 1, KDH_MAX_BATCH_SIZE, run.batch_size,
         "the batch (train: the train block's; evaluate, predict: 128)"),
     INT("--threads", RUN, "N", 1, 4096, run.threads, "threads of the kernels and loops (default: every core)"),
-    {"--normalize", RUN, KD_FLAG_STRING, "auto|none|255", 0, 0, false, NULL, 0, .set = set_normalize,
+    {"--normalize", RUN | KD_CMD_COMPILE, KD_FLAG_STRING, "auto|none|255", 0, 0, false, NULL, 0, .set = set_normalize,
      .help = "scale the inputs: by 255 when they are bytes (auto, default), never, or always"},
     STR("--loss", KD_CMD_TRAIN | KD_CMD_EVALUATE, "NAME", run.loss, "the loss, for a model without a train block"),
     SWITCH("--from-logits", KD_CMD_TRAIN | KD_CMD_EVALUATE, run.from_logits, "the loss takes logits"),
