@@ -125,6 +125,26 @@ static bool pool_layer(builder *b, const ir_node *n, kq_kind kind)
     return true;
 }
 
+/* A 2x2 max pooling of stride 2 after a convolution whose result nothing
+ * else reads: part of the convolution (quant.h's pool), one requantization
+ * per pooled output. Its tensor is the pooling's, calibrated on it. */
+static bool fuse_pool(builder *b, const ir_node *n)
+{
+    const ir_node *x = n->in[0];
+    int t = b->tensor_of[x->id];
+    if (t < 0 || b->uses[x->id] != 1 || b->producer[t] < 0) return false;
+    kq_layer *l = b->m->layers.items[b->producer[t]];
+    if (l->kind != KQ_CONV || l->conv.pool || n->attr.window[0] != 2 || n->attr.window[1] != 2 || n->attr.stride[0] != 2 ||
+        n->attr.stride[1] != 2 || n->attr.pad_lo[0] || n->attr.pad_lo[1] || n->attr.pad_hi[0] || n->attr.pad_hi[1] ||
+        n->shape.dims[1] != l->conv.ho / 2 || n->shape.dims[2] != l->conv.wo / 2)
+        return false;
+    l->conv.pool = 2;
+    kq_tensor *q = b->m->tensors.items[t];
+    q->node = n, q->elems = ir_shape_elems(&n->shape), q->h = (int)n->shape.dims[1], q->w = (int)n->shape.dims[2];
+    b->tensor_of[n->id] = t;
+    return true;
+}
+
 /* A ReLU after a layer that has a clamp and nothing else reading its result
  * becomes that clamp (the tensor then calibrated on the ReLU's output, so
  * all 256 levels cover [0, max]); else a layer of its own. */
@@ -185,7 +205,7 @@ static bool node(builder *b, const ir_node *n, bool is_output)
     case IR_DEPTHWISE_CONV2D: return conv_layer(b, n, KQ_DEPTHWISE);
     case IR_MATMUL:
     case IR_FUSED_MATMUL: return conv_layer(b, n, KQ_DENSE);
-    case IR_MAXPOOL2D: return pool_layer(b, n, KQ_MAXPOOL);
+    case IR_MAXPOOL2D: return fuse_pool(b, n) || pool_layer(b, n, KQ_MAXPOOL);
     case IR_AVGPOOL2D: return pool_layer(b, n, KQ_AVGPOOL);
     case IR_ADD: {
         if (bias_add(b, n)) return true;

@@ -20,7 +20,7 @@ static const char *flt(char *buf, double v)
 
 static void ints(FILE *c, const char *type, const char *name, const void *v, int64_t n, int bytes)
 {
-    fprintf(c, "static const %s %s[%" PRId64 "] = {", type, name, n);
+    fprintf(c, "static const %s %s[%" PRId64 "]%s = {", type, name, n, bytes == 1 ? " KDK_Q8_ALIGNED" : "");
     for (int64_t i = 0; i < n; i++) {
         long long x = bytes == 1 ? ((const int8_t *)v)[i] : ((const int32_t *)v)[i];
         fprintf(c, "%s%lld", !i ? "\n    " : i % 24 ? ", " : ",\n    ", x);
@@ -42,9 +42,9 @@ static void conv_data(FILE *c, int i, const kq_layer *l)
     }
     fprintf(c,
             "static const kdk_q8_conv_params L%d = {%d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %" PRId32
-            ", %" PRId32 ", %" PRId32 ", %" PRId32 ", L%d_weights, L%d_bias, L%d_mult, L%d_shift};\n",
+            ", %" PRId32 ", %" PRId32 ", %" PRId32 ", L%d_weights, L%d_bias, L%d_mult, L%d_shift, %d};\n",
             i, p->h, p->w, p->c, p->kh, p->kw, p->stride_h, p->stride_w, p->pad_top, p->pad_left, p->ho, p->wo, p->f,
-            p->kp, p->in_zp, p->out_zp, p->act_min, p->act_max, i, i, i, i);
+            p->kp, p->in_zp, p->out_zp, p->act_min, p->act_max, i, i, i, i, p->pool);
 }
 
 static void layer_data(FILE *c, int i, const kq_layer *l)
@@ -79,8 +79,8 @@ static const char *kind_names[] = {"conv2d", "depthwise_conv2d", "dense", "maxpo
 static void layer_call(FILE *c, const kq_model *m, int i, const kq_layer *l)
 {
     const kq_tensor *in = m->tensors.items[l->in], *out = m->tensors.items[l->out];
-    fprintf(c, "    /* %s: %s -> %" PRId64 " (scale %.9g, zero point %" PRId32 ") */\n", l->name, kind_names[l->kind],
-            out->elems, out->scale, out->zp);
+    fprintf(c, "    /* %s: %s%s -> %" PRId64 " (scale %.9g, zero point %" PRId32 ") */\n", l->name, kind_names[l->kind],
+            l->conv.pool ? " + 2x2 max pooling" : "", out->elems, out->scale, out->zp);
     switch (l->kind) {
     case KQ_CONV:
     case KQ_DENSE:

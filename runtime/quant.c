@@ -2,6 +2,7 @@
  * the Cortex-M4's SIMD multiply-adds where the compiler targets them. */
 #include "quant.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
@@ -20,8 +21,10 @@ static inline int16x2_t sxtb16_ror8(uint32_t a)
  * sums share the registers with the caller's loop and spill. */
 #if defined(__GNUC__)
 #define NOINLINE __attribute__((noinline))
+#define ALWAYS_INLINE __attribute__((always_inline))
 #else
 #define NOINLINE
+#define ALWAYS_INLINE
 #endif
 
 static inline int8_t clamp8(int32_t v, int32_t lo, int32_t hi)
@@ -32,28 +35,58 @@ static inline int8_t clamp8(int32_t v, int32_t lo, int32_t hi)
 /* ---- convolution and Dense ------------------------------------------------------------------- */
 
 /* The two patches of a pixel pair share one buffer, interleaved by groups of
- * four elements: group g holds pixel 0's four, then pixel 1's, each group as
- * x0 x2 x1 x3 — the order SXTB16 takes four int8 weights apart in (w0 w2,
- * then w1 w3). Element k of pixel j is at SLOT(k, j). */
-#define SLOT(k, j) (((k) >> 2) * 8 + (j) * 4 + ((((k) & 1) << 1) | (((k) & 2) >> 1)))
+ * four elements: group g holds pixel 0's elements 4g..4g+3, then pixel 1's,
+ * each four as x0 x2 x1 x3 — the order SXTB16 takes four int8 apart in
+ * ((x0, x2), then (x1, x3)), for the weights as for the input. */
+
+/* Writes patch elements one by one: `at` the group's first slot for this
+ * pixel, q the element's place in its four. */
+typedef struct writer {
+    int16_t *at;
+    int q;
+} writer;
+
+static inline ALWAYS_INLINE void put(writer *w, int v)
+{
+    static const unsigned char slot[4] = {0, 2, 1, 3};
+    w->at[slot[w->q]] = (int16_t)v;
+    if (++w->q == 4) w->q = 0, w->at += 8;
+}
 
 /* Output pixel i's patch as pixel j of the pair, x - in_zp (padding: 0, the real zero), int16. */
 static void patch(const kdk_q8_conv_params *p, const int8_t *x, int i, int j, int16_t *col)
 {
-    int oy = i / p->wo, ox = i % p->wo, k = 0;
-    for (int ky = 0; ky < p->kh; ky++) {
-        int iy = oy * p->stride_h - p->pad_top + ky;
-        for (int kx = 0; kx < p->kw; kx++) {
-            int ix = ox * p->stride_w - p->pad_left + kx;
-            if (iy < 0 || iy >= p->h || ix < 0 || ix >= p->w) {
-                for (int ci = 0; ci < p->c; ci++, k++) col[SLOT(k, j)] = 0;
-                continue;
+    int oy = i / p->wo, ox = i % p->wo, row = p->kw * p->c, zp = p->in_zp, k = 0;
+    int ix0 = ox * p->stride_w - p->pad_left;
+    writer w = {col + j * 4, 0};
+    for (int ky = 0; ky < p->kh; ky++, k += row) {
+        int iy = oy * p->stride_h - p->pad_top + ky, e = 0;
+        const int8_t *src = x + ((long)iy * p->w + ix0) * p->c;   /* the row's kw * c elements, contiguous */
+        bool row_in = iy >= 0 && iy < p->h;
+        if (row_in && ix0 >= 0 && ix0 + p->kw <= p->w) {
+#ifdef KDK_Q8_DSP
+            if (w.q == 0) {   /* four at a time: one load, two SXTB16, two SSUB16 */
+                uint32_t zp2 = ((uint32_t)zp & 0xFFFFu) | ((uint32_t)zp << 16);
+                for (; e + 4 <= row; e += 4, w.at += 8) {
+                    uint32_t v, lo, hi;
+                    memcpy(&v, src + e, 4);
+                    __asm__("sxtb16 %0, %2\n\tsxtb16 %1, %2, ror #8\n\tssub16 %0, %0, %3\n\tssub16 %1, %1, %3"
+                            : "=&r"(lo), "=&r"(hi)
+                            : "r"(v), "r"(zp2));
+                    memcpy(w.at, &lo, 4);
+                    memcpy(w.at + 2, &hi, 4);
+                }
             }
-            const int8_t *src = x + ((long)iy * p->w + ix) * p->c;
-            for (int ci = 0; ci < p->c; ci++, k++) col[SLOT(k, j)] = (int16_t)(src[ci] - p->in_zp);
+#endif
+            for (; e < row; e++) put(&w, src[e] - zp);
+        } else {
+            for (int kx = 0; kx < p->kw; kx++) {
+                bool in = row_in && ix0 + kx >= 0 && ix0 + kx < p->w;
+                for (int ci = 0; ci < p->c; ci++, e++) put(&w, in ? src[e] - zp : 0);
+            }
         }
     }
-    for (; k < p->kp; k++) col[SLOT(k, j)] = 0;
+    for (; k < p->kp; k++) put(&w, 0);
 }
 
 static inline uint32_t load32(const void *p)
@@ -63,78 +96,119 @@ static inline uint32_t load32(const void *p)
     return v;
 }
 
-/* s[2 * j + b] += patch j . filter b of the pair, for both patches of col
- * (pixels = 2) or the first (pixels = 1), over `groups` groups of four;
- * w: the pair's weights, four of filter 0 then four of filter 1 per group. */
-NOINLINE static void dot(const int16_t *col, const int8_t *w, int groups, int pixels, int32_t *s)
+/* acc[j * fe + o] = bias[o] + patch j . filter o for every filter o < fe (f
+ * rounded up to even; the pad filter's sums are not used), for both patches
+ * of col (pixels = 2) or the first. A pair's weights per group of four: four
+ * of filter o, then four of filter o + 1, so that SXTB16 gives (w0, w2) and
+ * SXTB16 of the word rotated by 8 (w1, w3), the order of the patch's int16 pairs. */
+NOINLINE static void products(const kdk_q8_conv_params *p, const int16_t *col, int pixels, int32_t *acc)
 {
-    int32_t s00 = s[0], s01 = s[1], s10 = s[2], s11 = s[3];
+    int f = p->f, fe = (f + 1) & ~1, groups = p->kp / 4;
+    const int8_t *w = p->weights;
+    for (int o = 0; o < fe; o += 2) {
+        int32_t s00 = p->bias[o], s01 = o + 1 < f ? p->bias[o + 1] : 0, s10 = s00, s11 = s01;
+        const int16_t *c = col;
 #ifdef KDK_Q8_DSP
-    if (pixels == 2)
-        do {
-            int16x2_t x02 = (int16x2_t)load32(col), x13 = (int16x2_t)load32(col + 2);
-            int16x2_t y02 = (int16x2_t)load32(col + 4), y13 = (int16x2_t)load32(col + 6);
-            uint32_t a = load32(w);
-            int16x2_t a02 = __sxtb16((int8x4_t)a), a13 = sxtb16_ror8(a);
-            s00 = __smlad(a13, x13, __smlad(a02, x02, s00));
-            s10 = __smlad(a13, y13, __smlad(a02, y02, s10));
-            a = load32(w + 4);
-            a02 = __sxtb16((int8x4_t)a), a13 = sxtb16_ror8(a);
-            s01 = __smlad(a13, x13, __smlad(a02, x02, s01));
-            s11 = __smlad(a13, y13, __smlad(a02, y02, s11));
-            col += 8, w += 8;
-        } while (--groups);
-    else
-        do {
-            int16x2_t x02 = (int16x2_t)load32(col), x13 = (int16x2_t)load32(col + 2);
-            uint32_t a = load32(w), b = load32(w + 4);
-            s00 = __smlad(sxtb16_ror8(a), x13, __smlad(__sxtb16((int8x4_t)a), x02, s00));
-            s01 = __smlad(sxtb16_ror8(b), x13, __smlad(__sxtb16((int8x4_t)b), x02, s01));
-            col += 8, w += 8;
-        } while (--groups);
+        /* in assembly: GCC's register allocation spills the sums at -Os; here
+         * each group is 17 instructions for 16 multiply-adds (8 of them SMLAD) */
+        const int8_t *wp = w;
+        int g = groups;
+        uint32_t x01, x23, y01, y23, a, b, t;
+        if (pixels == 2)
+            __asm__ volatile("1:\n\t"
+                             "ldrd %[x01], %[x23], [%[c]], #8\n\t"
+                             "ldrd %[y01], %[y23], [%[c]], #8\n\t"
+                             "ldrd %[a], %[b], [%[w]], #8\n\t"
+                             "sxtb16 %[t], %[a]\n\t"
+                             "smlad %[s00], %[t], %[x01], %[s00]\n\t"
+                             "smlad %[s10], %[t], %[y01], %[s10]\n\t"
+                             "sxtb16 %[a], %[a], ror #8\n\t"
+                             "smlad %[s00], %[a], %[x23], %[s00]\n\t"
+                             "smlad %[s10], %[a], %[y23], %[s10]\n\t"
+                             "sxtb16 %[t], %[b]\n\t"
+                             "smlad %[s01], %[t], %[x01], %[s01]\n\t"
+                             "smlad %[s11], %[t], %[y01], %[s11]\n\t"
+                             "sxtb16 %[b], %[b], ror #8\n\t"
+                             "smlad %[s01], %[b], %[x23], %[s01]\n\t"
+                             "smlad %[s11], %[b], %[y23], %[s11]\n\t"
+                             "subs %[g], %[g], #1\n\t"
+                             "bne 1b"
+                             : [s00] "+r"(s00), [s01] "+r"(s01), [s10] "+r"(s10), [s11] "+r"(s11), [c] "+r"(c),
+                               [w] "+r"(wp), [g] "+r"(g), [x01] "=&r"(x01), [x23] "=&r"(x23), [y01] "=&r"(y01),
+                               [y23] "=&r"(y23), [a] "=&r"(a), [b] "=&r"(b), [t] "=&r"(t)
+                             :
+                             : "cc", "memory");
+        else
+            __asm__ volatile("1:\n\t"
+                             "ldrd %[x01], %[x23], [%[c]], #16\n\t"
+                             "ldrd %[a], %[b], [%[w]], #8\n\t"
+                             "sxtb16 %[t], %[a]\n\t"
+                             "smlad %[s00], %[t], %[x01], %[s00]\n\t"
+                             "sxtb16 %[a], %[a], ror #8\n\t"
+                             "smlad %[s00], %[a], %[x23], %[s00]\n\t"
+                             "sxtb16 %[t], %[b]\n\t"
+                             "smlad %[s01], %[t], %[x01], %[s01]\n\t"
+                             "sxtb16 %[b], %[b], ror #8\n\t"
+                             "smlad %[s01], %[b], %[x23], %[s01]\n\t"
+                             "subs %[g], %[g], #1\n\t"
+                             "bne 1b"
+                             : [s00] "+r"(s00), [s01] "+r"(s01), [c] "+r"(c), [w] "+r"(wp), [g] "+r"(g),
+                               [x01] "=&r"(x01), [x23] "=&r"(x23), [a] "=&r"(a), [b] "=&r"(b), [t] "=&r"(t)
+                             :
+                             : "cc", "memory");
+        w += groups * 8;
 #else
-    for (; groups > 0; groups--, col += 8, w += 8)
-        for (int k = 0; k < 4; k++) {
-            int32_t x = col[SLOT(k, 0)], y = col[SLOT(k, 1)];
-            s00 += w[k] * x;
-            s01 += w[4 + k] * x;
-            if (pixels == 2) {
-                s10 += w[k] * y;
-                s11 += w[4 + k] * y;
+        static const int order[4] = {0, 2, 1, 3};   /* where element k & 3 sits in the patch's four */
+        for (int g = groups; g > 0; g--, c += 8, w += 8)
+            for (int k = 0; k < 4; k++) {
+                int32_t x = c[order[k]], y = c[4 + order[k]], a = w[k], b = w[4 + k];
+                s00 += a * x, s01 += b * x;
+                if (pixels == 2) s10 += a * y, s11 += b * y;
             }
-        }
 #endif
-    s[0] = s00, s[1] = s01, s[2] = s10, s[3] = s11;
+        acc[o] = s00, acc[o + 1] = s01, acc[fe + o] = s10, acc[fe + o + 1] = s11;
+    }
 }
 
-static inline int8_t conv_out(const kdk_q8_conv_params *p, int o, int32_t acc)
+static inline ALWAYS_INLINE int8_t conv_out(const kdk_q8_conv_params *p, int o, int32_t acc)
 {
     return clamp8(kdk_q8_requantize(acc, p->mult[o], p->shift[o]) + p->out_zp, p->act_min, p->act_max);
 }
 
-/* The two output channels of pair o/2 (the second one o's again when f is odd). */
-static void pair_out(const kdk_q8_conv_params *p, int o, const int32_t *s, int8_t *y)
-{
-    y[o] = conv_out(p, o, s[0]);
-    if (o + 1 < p->f) y[o + 1] = conv_out(p, o + 1, s[1]);
-}
-
 void kdk_q8_conv2d(const kdk_q8_conv_params *p, const int8_t *x, int8_t *y, int16_t *scratch)
 {
-    int n = p->ho * p->wo, f = p->f, groups = p->kp / 4;
-    for (int i = 0; i < n; i += 2) {   /* two pixels at a time; an odd count's last alone (Dense's one) */
-        int pixels = i + 1 < n ? 2 : 1;
-        patch(p, x, i, 0, scratch);
-        if (pixels == 2) patch(p, x, i + 1, 1, scratch);
-        int8_t *y0 = y + (long)i * f;
-        for (int o = 0; o < f; o += 2) {
-            int o1 = o + 1 < f ? o + 1 : o;
-            int32_t s[4] = {p->bias[o], p->bias[o1], p->bias[o], p->bias[o1]};
-            dot(scratch, p->weights + (long)o * p->kp, groups, pixels, s);
-            pair_out(p, o, s, y0);
-            if (pixels == 2) pair_out(p, o, s + 2, y0 + f);
+    int n = p->ho * p->wo, f = p->f, fe = (f + 1) & ~1;
+    int32_t *acc = (int32_t *)(void *)(scratch + 2 * p->kp), *mx = acc + 2 * fe;
+    if (!p->pool) {
+        for (int i = 0; i < n; i += 2) {   /* two pixels at a time; an odd count's last alone (Dense's one) */
+            int pixels = i + 1 < n ? 2 : 1;
+            patch(p, x, i, 0, scratch);
+            if (pixels == 2) patch(p, x, i + 1, 1, scratch);
+            products(p, scratch, pixels, acc);
+            for (int j = 0; j < pixels; j++)
+                for (int o = 0; o < f; o++) y[(long)(i + j) * f + o] = conv_out(p, o, acc[j * fe + o]);
         }
+        return;
     }
+    /* 2x2 max pooling: the max of the four sums, then one requantization
+     * (requantization and clamp never decrease, so this is the max of the
+     * four requantized outputs) */
+    int ph = p->ho / 2, pw = p->wo / 2;
+    for (int py = 0; py < ph; py++)
+        for (int px = 0; px < pw; px++) {
+            for (int r = 0; r < 2; r++) {
+                int i = (2 * py + r) * p->wo + 2 * px;
+                patch(p, x, i, 0, scratch);
+                patch(p, x, i + 1, 1, scratch);
+                products(p, scratch, 2, acc);
+                for (int o = 0; o < f; o++) {
+                    int32_t m = acc[o] > acc[fe + o] ? acc[o] : acc[fe + o];
+                    mx[o] = r == 0 || m > mx[o] ? m : mx[o];
+                }
+            }
+            int8_t *out = y + ((long)py * pw + px) * f;
+            for (int o = 0; o < f; o++) out[o] = conv_out(p, o, mx[o]);
+        }
 }
 
 void kdk_q8_depthwise_conv2d(const kdk_q8_conv_params *p, const int8_t *x, int8_t *y)

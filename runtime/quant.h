@@ -33,12 +33,24 @@
 extern "C" {
 #endif
 
+/* A convolution's weights start on a 4-byte boundary (the Cortex-M4 path
+ * loads them 8 bytes at a time with LDRD, which faults when unaligned):
+ * model.c declares its weight arrays with this. */
+#if defined(__GNUC__)
+#define KDK_Q8_ALIGNED __attribute__((aligned(4)))
+#else
+#define KDK_Q8_ALIGNED
+#endif
+
 /* A convolution, NHWC input [h, w, c] to [ho, wo, f]; Dense is h = w = kh = kw = 1.
  * A filter is kp weights: (ky, kx, ci) order, then zeros up to kp = kh * kw * c
  * rounded up to a multiple of 4. The filters go in pairs (o, o + 1), a pair's
  * 2 kp weights in groups of four: four of filter o, then four of filter o + 1
- * (pair o / 2 at weights + o * kp); an odd f's last filter is paired with
- * zeros. So f rounded up to even times kp weights in all. */
+ * (pair o / 2 at weights + o * kp); an odd
+ * f's last filter is paired with zeros. So f rounded up to even times kp
+ * weights in all. pool = 2: a 2x2 max pooling of stride 2 follows (its output,
+ * [ho / 2, wo / 2, f], is y), which must share the convolution's scale and
+ * zero point (TFLite's rule for pooling). */
 typedef struct kdk_q8_conv_params {
     int h, w, c;
     int kh, kw, stride_h, stride_w, pad_top, pad_left;
@@ -47,10 +59,15 @@ typedef struct kdk_q8_conv_params {
     int32_t in_zp, out_zp, act_min, act_max;
     const int8_t *weights;
     const int32_t *bias, *mult, *shift;   /* per output channel */
+    int pool;
 } kdk_q8_conv_params;
 
-/* int16 elements of scratch the convolution needs: 2 * kp (two pixels' patches). */
-static inline size_t kdk_q8_conv_scratch(const kdk_q8_conv_params *p) { return 2 * (size_t)p->kp; }
+/* int16 elements of scratch the convolution needs: two pixels' patches (2 kp)
+ * and three rows of int32 sums (f rounded up to even each); 4-byte aligned. */
+static inline size_t kdk_q8_conv_scratch(const kdk_q8_conv_params *p)
+{
+    return 2 * (size_t)p->kp + 6 * (size_t)((p->f + 1) & ~1);
+}
 void kdk_q8_conv2d(const kdk_q8_conv_params *p, const int8_t *x, int8_t *y, int16_t *scratch);
 
 /* A depthwise convolution with depth multiplier 1: weights[(ky * kw + kx) * c + ch]
@@ -91,7 +108,13 @@ void kdk_q8_quantize(const float *x, int8_t *q, int32_t n, float inv_scale, int3
 void kdk_q8_dequantize(const int8_t *q, float *x, int32_t n, float scale, int32_t zp);
 
 /* gemmlowp's fixed-point steps, as TFLite's reference kernels use them. */
-static inline int32_t kdk_q8_srdhm(int32_t a, int32_t b)   /* SaturatingRoundingDoublingHighMul */
+#if defined(__GNUC__)
+#define KDK_Q8_INLINE static inline __attribute__((always_inline))
+#else
+#define KDK_Q8_INLINE static inline
+#endif
+
+KDK_Q8_INLINE int32_t kdk_q8_srdhm(int32_t a, int32_t b)   /* SaturatingRoundingDoublingHighMul */
 {
     if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
     int64_t ab = (int64_t)a * b;
@@ -99,7 +122,7 @@ static inline int32_t kdk_q8_srdhm(int32_t a, int32_t b)   /* SaturatingRounding
     return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
 }
 
-static inline int32_t kdk_q8_rdbpot(int32_t x, int e)     /* RoundingDivideByPOT, 0 <= e <= 31 */
+KDK_Q8_INLINE int32_t kdk_q8_rdbpot(int32_t x, int e)     /* RoundingDivideByPOT, 0 <= e <= 31 */
 {
     int32_t mask = (int32_t)(((int64_t)1 << e) - 1), rem = x & mask;
     int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
@@ -107,7 +130,7 @@ static inline int32_t kdk_q8_rdbpot(int32_t x, int e)     /* RoundingDivideByPOT
 }
 
 /* TFLite's MultiplyByQuantizedMultiplier: acc * mult * 2^(shift - 31), rounded. */
-static inline int32_t kdk_q8_requantize(int32_t acc, int32_t mult, int32_t shift)
+KDK_Q8_INLINE int32_t kdk_q8_requantize(int32_t acc, int32_t mult, int32_t shift)
 {
     int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
     return kdk_q8_rdbpot(kdk_q8_srdhm((int32_t)((uint32_t)acc << left), mult), right);

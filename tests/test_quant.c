@@ -94,6 +94,7 @@ static void random_conv(kdk_q8_conv_params *p, bool depthwise, int8_t **nat, int
         shift[o] = rand_in(-10, -5);
     }
     p->weights = *packed, p->bias = bias, p->mult = mult, p->shift = shift;
+    p->pool = !depthwise && p->ho >= 2 && p->wo >= 2 && next() % 2 ? 2 : 0;
 }
 
 static void free_conv(kdk_q8_conv_params *p, int8_t *nat, int8_t *packed)
@@ -129,16 +130,29 @@ static void conv_case(bool depthwise)
         kdk_q8_conv_params p;
         int8_t *nat, *packed;
         random_conv(&p, depthwise, &nat, &packed);
-        int n_in = p.h * p.w * p.c, n_out = p.ho * p.wo * p.f;
-        int8_t *x = malloc((size_t)n_in), *y = malloc((size_t)n_out), *r = malloc((size_t)n_out);
+        int n_in = p.h * p.w * p.c, n_full = p.ho * p.wo * p.f;
+        int n_out = p.pool ? (p.ho / 2) * (p.wo / 2) * p.f : n_full;
+        int8_t *x = malloc((size_t)n_in), *y = malloc((size_t)n_out), *r = malloc((size_t)n_full);
         int16_t *scratch = malloc(2 * kdk_q8_conv_scratch(&p));
         for (int i = 0; i < n_in; i++) x[i] = (int8_t)rand_in(-128, 127);
         if (depthwise) kdk_q8_depthwise_conv2d(&p, x, y);
         else kdk_q8_conv2d(&p, x, y, scratch);
         ref_conv(&p, depthwise, nat, x, r);
+        if (p.pool)   /* the fused 2x2 max pooling, over the requantized outputs */
+            for (int py = 0; py < p.ho / 2; py++)
+                for (int px = 0; px < p.wo / 2; px++)
+                    for (int o = 0; o < p.f; o++) {
+                        int8_t m = -128;
+                        for (int dy = 0; dy < 2; dy++)
+                            for (int dx = 0; dx < 2; dx++) {
+                                int8_t v = r[((2 * py + dy) * p.wo + 2 * px + dx) * p.f + o];
+                                m = v > m ? v : m;
+                            }
+                        r[(py * (p.wo / 2) + px) * p.f + o] = m;   /* in place: never ahead of what it reads */
+                    }
         for (int i = 0; i < n_out; i++)
-            ck_assert_msg(y[i] == r[i], "case %d: output %d is %d, reference %d (h %d w %d c %d k %dx%d f %d)", t, i, y[i],
-                          r[i], p.h, p.w, p.c, p.kh, p.kw, p.f);
+            ck_assert_msg(y[i] == r[i], "case %d: output %d is %d, reference %d (h %d w %d c %d k %dx%d f %d pool %d)", t, i,
+                          y[i], r[i], p.h, p.w, p.c, p.kh, p.kw, p.f, p.pool);
         free(x), free(y), free(r), free(scratch);
         free_conv(&p, nat, packed);
     }
