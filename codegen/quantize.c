@@ -355,8 +355,8 @@ static void quantize_weights(kq_model *m, kq_layer *l, const kq_tensor *in, cons
 {
     kdk_q8_conv_params *c = &l->conv;
     bool dw = l->kind == KQ_DEPTHWISE;
-    int f = c->f, K = dw ? c->kh * c->kw : c->kh * c->kw * c->c;
-    c->kp = dw ? K : (K + 3) / 4 * 4;
+    int f = c->f, K = dw ? c->kh * c->kw : c->kh * c->kw * c->c, row = c->kw * c->c, rowp = (row + 3) / 4 * 4;
+    c->kp = dw ? K : c->kh * rowp;
     l->nweights = dw ? (int64_t)K * f : (int64_t)(f + 1) / 2 * 2 * c->kp;
     int8_t *w = kd_alloc_array(m->arena, (size_t)l->nweights, 1);
     int32_t *bias = kd_alloc_array(m->arena, (size_t)f, 4), *mult = kd_alloc_array(m->arena, (size_t)f, 4),
@@ -368,7 +368,8 @@ static void quantize_weights(kq_model *m, kq_layer *l, const kq_tensor *in, cons
         double ws = maxabs > 0 ? maxabs / 127.0 : 1.0;
         for (int k = 0; k < K; k++) {
             long q = lround(W[(int64_t)k * f + o] / ws);
-            int64_t at = dw ? (int64_t)k * f + o : (int64_t)(o / 2) * 2 * c->kp + (k / 4) * 8 + (o & 1) * 4 + (k & 3);
+            int kr = k / row * rowp + k % row;   /* its place in the filter, rows padded to rowp */
+            int64_t at = dw ? (int64_t)k * f + o : (int64_t)(o / 2) * 2 * c->kp + (kr / 4) * 8 + (o & 1) * 4 + (kr & 3);
             w[at] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
         }
         bias[o] = B ? clamp32(B[o] / (in->scale * ws)) : 0;

@@ -53,29 +53,33 @@ static inline ALWAYS_INLINE void put(writer *w, int v)
     if (++w->q == 4) w->q = 0, w->at += 8;
 }
 
-/* Output pixel i's patch as pixel j of the pair, x - in_zp (padding: 0, the real zero), int16. */
+/* Output pixel i's patch as pixel j of the pair, x - in_zp (padding: 0, the
+ * real zero), int16: each kernel row's kw * c elements, then zeros up to
+ * rowp (quant.h). */
 static void patch(const kdk_q8_conv_params *p, const int8_t *x, int i, int j, int16_t *col)
 {
-    int oy = i / p->wo, ox = i % p->wo, row = p->kw * p->c, zp = p->in_zp, k = 0;
+    int oy = i / p->wo, ox = i % p->wo, row = p->kw * p->c, rowp = (row + 3) & ~3, zp = p->in_zp;
     int ix0 = ox * p->stride_w - p->pad_left;
     writer w = {col + j * 4, 0};
-    for (int ky = 0; ky < p->kh; ky++, k += row) {
+    for (int ky = 0; ky < p->kh; ky++) {
         int iy = oy * p->stride_h - p->pad_top + ky, e = 0;
-        const int8_t *src = x + ((long)iy * p->w + ix0) * p->c;   /* the row's kw * c elements, contiguous */
+        const int8_t *src = x + ((long)iy * p->w + ix0) * p->c;   /* the row's elements, contiguous */
         bool row_in = iy >= 0 && iy < p->h;
         if (row_in && ix0 >= 0 && ix0 + p->kw <= p->w) {
 #ifdef KDK_Q8_DSP
-            if (w.q == 0) {   /* four at a time: one load, two SXTB16, two SSUB16 */
-                uint32_t zp2 = ((uint32_t)zp & 0xFFFFu) | ((uint32_t)zp << 16);
-                for (; e + 4 <= row; e += 4, w.at += 8) {
-                    uint32_t v, lo, hi;
-                    memcpy(&v, src + e, 4);
-                    __asm__("sxtb16 %0, %2\n\tsxtb16 %1, %2, ror #8\n\tssub16 %0, %0, %3\n\tssub16 %1, %1, %3"
-                            : "=&r"(lo), "=&r"(hi)
-                            : "r"(v), "r"(zp2));
-                    memcpy(w.at, &lo, 4);
-                    memcpy(w.at + 2, &hi, 4);
-                }
+            /* four at a time: one load, two SXTB16, two SSUB16; past the row's
+             * end (to rowp) the elements meet zero weights, but are read only
+             * inside the input */
+            int n4 = src + rowp <= x + (long)p->h * p->w * p->c ? rowp : row & ~3;
+            uint32_t zp2 = ((uint32_t)zp & 0xFFFFu) | ((uint32_t)zp << 16);
+            for (; e < n4; e += 4, w.at += 8) {
+                uint32_t v, lo, hi;
+                memcpy(&v, src + e, 4);
+                __asm__("sxtb16 %0, %2\n\tsxtb16 %1, %2, ror #8\n\tssub16 %0, %0, %3\n\tssub16 %1, %1, %3"
+                        : "=&r"(lo), "=&r"(hi)
+                        : "r"(v), "r"(zp2));
+                memcpy(w.at, &lo, 4);
+                memcpy(w.at + 2, &hi, 4);
             }
 #endif
             for (; e < row; e++) put(&w, src[e] - zp);
@@ -85,8 +89,53 @@ static void patch(const kdk_q8_conv_params *p, const int8_t *x, int i, int j, in
                 for (int ci = 0; ci < p->c; ci++, e++) put(&w, in ? src[e] - zp : 0);
             }
         }
+        for (; e < rowp; e++) put(&w, 0);
     }
-    for (; k < p->kp; k++) put(&w, 0);
+}
+
+#ifdef KDK_Q8_DSP
+/* Both patches of pixels i and i + 1 when they sit side by side with every
+ * tap inside the input (the common case): row by row, four elements of each
+ * pixel a step (SXTB16, SSUB16), no bounds per element. false (nothing
+ * written) otherwise. Past a row's end (to rowp) the elements meet zero
+ * weights, but are read only inside the input. */
+static bool patch2_inside(const kdk_q8_conv_params *p, const int8_t *x, int i, int16_t *col)
+{
+    int oy = i / p->wo, ox = i % p->wo, c = p->c, rowp = (p->kw * c + 3) & ~3;
+    int iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+    if (ox + 1 >= p->wo || iy0 < 0 || iy0 + p->kh > p->h || ix0 < 0 || ix0 + p->stride_w + p->kw > p->w) return false;
+    long rs = (long)p->w * c;
+    const int8_t *s0 = x + iy0 * rs + (long)ix0 * c, *s1 = s0 + (long)p->stride_w * c;
+    if (s1 + (p->kh - 1) * rs + rowp > x + (long)p->h * rs) return false;
+    uint32_t zp2 = ((uint32_t)p->in_zp & 0xFFFFu) | ((uint32_t)p->in_zp << 16);
+    uint32_t *d = (uint32_t *)(void *)col;
+    for (int ky = 0; ky < p->kh; ky++, s0 += rs, s1 += rs)
+        for (int e = 0; e < rowp; e += 4, d += 4) {
+            uint32_t a, b, a02, a13, b02, b13;
+            memcpy(&a, s0 + e, 4);
+            memcpy(&b, s1 + e, 4);
+            __asm__("sxtb16 %0, %4\n\tsxtb16 %1, %4, ror #8\n\tsxtb16 %2, %5\n\tsxtb16 %3, %5, ror #8\n\t"
+                    "ssub16 %0, %0, %6\n\tssub16 %1, %1, %6\n\tssub16 %2, %2, %6\n\tssub16 %3, %3, %6"
+                    : "=&r"(a02), "=&r"(a13), "=&r"(b02), "=&r"(b13)
+                    : "r"(a), "r"(b), "r"(zp2));
+            d[0] = a02, d[1] = a13, d[2] = b02, d[3] = b13;
+        }
+    return true;
+}
+#else
+static bool patch2_inside(const kdk_q8_conv_params *p, const int8_t *x, int i, int16_t *col)
+{
+    (void)p, (void)x, (void)i, (void)col;
+    return false;
+}
+#endif
+
+/* The patches of pixels i and i + 1 (pixels = 2) or of i alone. */
+static void patches(const kdk_q8_conv_params *p, const int8_t *x, int i, int pixels, int16_t *col)
+{
+    if (pixels == 2 && patch2_inside(p, x, i, col)) return;
+    patch(p, x, i, 0, col);
+    if (pixels == 2) patch(p, x, i + 1, 1, col);
 }
 
 static inline uint32_t load32(const void *p)
@@ -96,12 +145,16 @@ static inline uint32_t load32(const void *p)
     return v;
 }
 
-/* acc[j * fe + o] = bias[o] + patch j . filter o for every filter o < fe (f
+enum { KEEP, MAX_FIRST, MAX_MORE };
+
+/* KEEP: acc[j * fe + o] = bias[o] + patch j . filter o for every filter o < fe (f
  * rounded up to even; the pad filter's sums are not used), for both patches
  * of col (pixels = 2) or the first. A pair's weights per group of four: four
  * of filter o, then four of filter o + 1, so that SXTB16 gives (w0, w2) and
- * SXTB16 of the word rotated by 8 (w1, w3), the order of the patch's int16 pairs. */
-NOINLINE static void products(const kdk_q8_conv_params *p, const int16_t *col, int pixels, int32_t *acc)
+ * SXTB16 of the word rotated by 8 (w1, w3), the order of the patch's int16
+ * pairs. MAX_FIRST: acc[o] = the larger of the two pixels' sums (pixels = 2);
+ * MAX_MORE: the largest of those and acc[o]. */
+NOINLINE static void products(const kdk_q8_conv_params *p, const int16_t *col, int pixels, int32_t *acc, int mode)
 {
     int f = p->f, fe = (f + 1) & ~1, groups = p->kp / 4;
     const int8_t *w = p->weights;
@@ -166,7 +219,16 @@ NOINLINE static void products(const kdk_q8_conv_params *p, const int16_t *col, i
                 if (pixels == 2) s10 += a * y, s11 += b * y;
             }
 #endif
-        acc[o] = s00, acc[o + 1] = s01, acc[fe + o] = s10, acc[fe + o + 1] = s11;
+        if (mode == KEEP) {
+            acc[o] = s00, acc[o + 1] = s01, acc[fe + o] = s10, acc[fe + o + 1] = s11;
+            continue;
+        }
+        int32_t m0 = s00 > s10 ? s00 : s10, m1 = s01 > s11 ? s01 : s11;   /* the pooling's max */
+        if (mode == MAX_MORE) {
+            m0 = m0 > acc[o] ? m0 : acc[o];
+            m1 = m1 > acc[o + 1] ? m1 : acc[o + 1];
+        }
+        acc[o] = m0, acc[o + 1] = m1;
     }
 }
 
@@ -178,13 +240,12 @@ static inline ALWAYS_INLINE int8_t conv_out(const kdk_q8_conv_params *p, int o, 
 void kdk_q8_conv2d(const kdk_q8_conv_params *p, const int8_t *x, int8_t *y, int16_t *scratch)
 {
     int n = p->ho * p->wo, f = p->f, fe = (f + 1) & ~1;
-    int32_t *acc = (int32_t *)(void *)(scratch + 2 * p->kp), *mx = acc + 2 * fe;
+    int32_t *acc = (int32_t *)(void *)(scratch + 2 * p->kp);
     if (!p->pool) {
         for (int i = 0; i < n; i += 2) {   /* two pixels at a time; an odd count's last alone (Dense's one) */
             int pixels = i + 1 < n ? 2 : 1;
-            patch(p, x, i, 0, scratch);
-            if (pixels == 2) patch(p, x, i + 1, 1, scratch);
-            products(p, scratch, pixels, acc);
+            patches(p, x, i, pixels, scratch);
+            products(p, scratch, pixels, acc, KEEP);
             for (int j = 0; j < pixels; j++)
                 for (int o = 0; o < f; o++) y[(long)(i + j) * f + o] = conv_out(p, o, acc[j * fe + o]);
         }
@@ -198,16 +259,11 @@ void kdk_q8_conv2d(const kdk_q8_conv_params *p, const int8_t *x, int8_t *y, int1
         for (int px = 0; px < pw; px++) {
             for (int r = 0; r < 2; r++) {
                 int i = (2 * py + r) * p->wo + 2 * px;
-                patch(p, x, i, 0, scratch);
-                patch(p, x, i + 1, 1, scratch);
-                products(p, scratch, 2, acc);
-                for (int o = 0; o < f; o++) {
-                    int32_t m = acc[o] > acc[fe + o] ? acc[o] : acc[fe + o];
-                    mx[o] = r == 0 || m > mx[o] ? m : mx[o];
-                }
+                patches(p, x, i, 2, scratch);
+                products(p, scratch, 2, acc, r ? MAX_MORE : MAX_FIRST);
             }
             int8_t *out = y + ((long)py * pw + px) * f;
-            for (int o = 0; o < f; o++) out[o] = conv_out(p, o, mx[o]);
+            for (int o = 0; o < f; o++) out[o] = conv_out(p, o, acc[o]);
         }
 }
 

@@ -43,8 +43,9 @@ extern "C" {
 #endif
 
 /* A convolution, NHWC input [h, w, c] to [ho, wo, f]; Dense is h = w = kh = kw = 1.
- * A filter is kp weights: (ky, kx, ci) order, then zeros up to kp = kh * kw * c
- * rounded up to a multiple of 4. The filters go in pairs (o, o + 1), a pair's
+ * A filter is kp = kh * rowp weights: for each kernel row ky its kw * c weights
+ * in (kx, ci) order, then zeros up to rowp = kw * c rounded up to a multiple
+ * of 4 (so each row starts a group of four). The filters go in pairs (o, o + 1), a pair's
  * 2 kp weights in groups of four: four of filter o, then four of filter o + 1
  * (pair o / 2 at weights + o * kp); an odd
  * f's last filter is paired with zeros. So f rounded up to even times kp
@@ -63,10 +64,10 @@ typedef struct kdk_q8_conv_params {
 } kdk_q8_conv_params;
 
 /* int16 elements of scratch the convolution needs: two pixels' patches (2 kp)
- * and three rows of int32 sums (f rounded up to even each); 4-byte aligned. */
+ * and two rows of int32 sums (f rounded up to even each); 4-byte aligned. */
 static inline size_t kdk_q8_conv_scratch(const kdk_q8_conv_params *p)
 {
-    return 2 * (size_t)p->kp + 6 * (size_t)((p->f + 1) & ~1);
+    return 2 * (size_t)p->kp + 4 * (size_t)((p->f + 1) & ~1);
 }
 void kdk_q8_conv2d(const kdk_q8_conv_params *p, const int8_t *x, int8_t *y, int16_t *scratch);
 

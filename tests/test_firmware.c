@@ -22,23 +22,32 @@ static char *firmware_with(const char *dir, const char *vars, const char *target
 
 static char *firmware(const char *dir, const char *target, int *rc) { return firmware_with(dir, "", target, rc); }
 
+/* `make run` into dir must pass, saying `says`; the image's symbols (arm-none-eabi-nm, malloc'd). */
+static char *run_passes(const char *dir, const char *vars, const char *says)
+{
+    int rc;
+    char *out = firmware_with(dir, vars, "run", &rc);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, says);
+    ck_assert_has(out, "all outputs match");
+    free(out);
+    char cmd[8192], *syms;
+    snprintf(cmd, sizeof cmd, "arm-none-eabi-nm %s/firmware.elf", dir);
+    ck_assert_int_eq(tu_run(cmd, &syms), 0);
+    return syms;
+}
+
 START_TEST(autoencoder_on_cortex_m4)
 {
     if (getenv("KDSL_SANITIZE_CFLAGS")) return;   /* the sanitizer pass checks the kdslc steps in their own suites */
     const char *dir = tu_tmpdir("firmware");
     int rc;
-    char *out = firmware(dir, "run", &rc);
-    ck_assert_msg(rc == 0, "%s", out);
-    ck_assert_has(out, "sample 0: 640 outputs");
-    ck_assert_has(out, "all outputs match");
-    free(out);
+    char *out;
     /* What the model costs in code (issue 25): its Dense layers are loops in
      * model.c, so the image holds no runtime kernel; and with ReLU only, the
      * model's code calls no libm and converts no float to double (a soft-float
      * call on a single-precision FPU). The firmware's own main does both. */
-    char cmd[8192], *syms;
-    snprintf(cmd, sizeof cmd, "arm-none-eabi-nm %s/firmware.elf", dir);
-    ck_assert_int_eq(tu_run(cmd, &syms), 0);
+    char cmd[8192], *syms = run_passes(dir, "", "sample 0: 640 outputs");
     ck_assert_has(syms, " T functional_1_predict_embedded\n");
     ck_assert_msg(!strstr(syms, " kdk_"), "the firmware links a runtime kernel:\n%s", syms);
     ck_assert_msg(!strstr(syms, " expf\n") && !strstr(syms, " tanhf\n"), "the firmware links expf or tanhf");
@@ -80,15 +89,7 @@ START_TEST(resnet8_int8_on_cortex_m4)
     char vars[4096];
     snprintf(vars, sizeof vars, "H5=%s INPUTS=%s SAMPLES=3 QUANTIZE=int8", tu_src("tests/fixtures/mlperf_tiny/pretrainedResnet.h5"),
              tu_src("tests/fixtures/mlperf_tiny/pretrainedResnet_x.npy"));
-    int rc;
-    char *out = firmware_with(dir, vars, "run", &rc);
-    ck_assert_msg(rc == 0, "%s", out);
-    ck_assert_has(out, "sample 2: 10 outputs");
-    ck_assert_has(out, "all outputs match");
-    free(out);
-    char cmd[8192], *syms;
-    snprintf(cmd, sizeof cmd, "arm-none-eabi-nm %s/firmware.elf", dir);
-    ck_assert_int_eq(tu_run(cmd, &syms), 0);
+    char *syms = run_passes(dir, vars, "sample 2: 10 outputs");
     const char *used[] = {" T kdk_q8_conv2d\n", " T kdk_q8_add\n", " T kdk_q8_avgpool2d\n", " T kdk_q8_quantize\n"};
     for (size_t i = 0; i < sizeof used / sizeof used[0]; i++) ck_assert_has(syms, used[i]);
     const char *unused[] = {" T kdk_q8_maxpool2d\n", " T kdk_q8_depthwise_conv2d\n", " kdk_sgemm", " kdk_sconv2d_fwd"};

@@ -72,8 +72,8 @@ static void random_conv(kdk_q8_conv_params *p, bool depthwise, int8_t **nat, int
     p->ho = (p->h + 2 * p->pad_top - p->kh) / p->stride_h + 1;
     p->wo = (p->w + 2 * p->pad_left - p->kw) / p->stride_w + 1;
     p->f = depthwise ? p->c : rand_in(1, 9);
-    int K = depthwise ? p->kh * p->kw : p->kh * p->kw * p->c;
-    p->kp = depthwise ? K : (K + 3) / 4 * 4;
+    int K = depthwise ? p->kh * p->kw : p->kh * p->kw * p->c, row = p->kw * p->c, rowp = (row + 3) / 4 * 4;
+    p->kp = depthwise ? K : p->kh * rowp;
     p->in_zp = rand_in(-128, 127), p->out_zp = rand_in(-128, 127);
     p->act_min = rand_in(-128, 0), p->act_max = rand_in(1, 127);
     *nat = malloc((size_t)(K * p->f));
@@ -85,7 +85,8 @@ static void random_conv(kdk_q8_conv_params *p, bool depthwise, int8_t **nat, int
         for (int o = 0; o < p->f; o++) {
             int8_t v = (int8_t)rand_in(-127, 127);
             (*nat)[k * p->f + o] = v;
-            size_t at = depthwise ? (size_t)(k * p->f + o) : (size_t)((o / 2) * 2 * p->kp + (k / 4) * 8 + (o & 1) * 4 + (k & 3));
+            int kr = k / row * rowp + k % row;   /* quant.h: each kernel row padded to rowp */
+            size_t at = depthwise ? (size_t)(k * p->f + o) : (size_t)((o / 2) * 2 * p->kp + (kr / 4) * 8 + (o & 1) * 4 + (kr & 3));
             (*packed)[at] = v;
         }
     for (int o = 0; o < p->f; o++) {
