@@ -299,27 +299,8 @@ static void window(const kdk_q8_pool_params *p, int oy, int ox, int *y0, int *y1
     *x1 = ix + p->kw > p->w ? p->w : ix + p->kw;
 }
 
-void kdk_q8_maxpool2d(const kdk_q8_pool_params *p, const int8_t *x, int8_t *y)
-{
-    int c = p->c;
-    for (int oy = 0; oy < p->ho; oy++)
-        for (int ox = 0; ox < p->wo; ox++) {
-            int y0, y1, x0, x1;
-            window(p, oy, ox, &y0, &y1, &x0, &x1);
-            int8_t *out = y + ((long)oy * p->wo + ox) * c;
-            for (int ch = 0; ch < c; ch++) {
-                int32_t m = -128;
-                for (int iy = y0; iy < y1; iy++)
-                    for (int ix = x0; ix < x1; ix++) {
-                        int32_t v = x[((long)iy * p->w + ix) * c + ch];
-                        if (v > m) m = v;
-                    }
-                out[ch] = clamp8(m, p->act_min, p->act_max);
-            }
-        }
-}
-
-void kdk_q8_avgpool2d(const kdk_q8_pool_params *p, const int8_t *x, int8_t *y)
+/* Max (max = true) or average over each window, clipped to the input. */
+static void pool(const kdk_q8_pool_params *p, const int8_t *x, int8_t *y, bool max)
 {
     int c = p->c;
     for (int oy = 0; oy < p->ho; oy++)
@@ -329,14 +310,22 @@ void kdk_q8_avgpool2d(const kdk_q8_pool_params *p, const int8_t *x, int8_t *y)
             int32_t count = (y1 - y0) * (x1 - x0);
             int8_t *out = y + ((long)oy * p->wo + ox) * c;
             for (int ch = 0; ch < c; ch++) {
-                int32_t sum = 0;
+                int32_t m = -128, sum = 0;
                 for (int iy = y0; iy < y1; iy++)
-                    for (int ix = x0; ix < x1; ix++) sum += x[((long)iy * p->w + ix) * c + ch];
-                int32_t avg = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
-                out[ch] = clamp8(avg, p->act_min, p->act_max);
+                    for (int ix = x0; ix < x1; ix++) {
+                        int32_t v = x[((long)iy * p->w + ix) * c + ch];
+                        m = v > m ? v : m;
+                        sum += v;
+                    }
+                int32_t avg = count == 0 ? 0 : sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
+                out[ch] = clamp8(max ? m : avg, p->act_min, p->act_max);
             }
         }
 }
+
+void kdk_q8_maxpool2d(const kdk_q8_pool_params *p, const int8_t *x, int8_t *y) { pool(p, x, y, true); }
+
+void kdk_q8_avgpool2d(const kdk_q8_pool_params *p, const int8_t *x, int8_t *y) { pool(p, x, y, false); }
 
 /* ---- element-wise ------------------------------------------------------------------------------ */
 
