@@ -138,13 +138,6 @@ static void patches(const kdk_q8_conv_params *p, const int8_t *x, int i, int pix
     if (pixels == 2) patch(p, x, i + 1, 1, col);
 }
 
-static inline uint32_t load32(const void *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 enum { KEEP, MAX_FIRST, MAX_MORE };
 
 /* KEEP: acc[j * fe + o] = bias[o] + patch j . filter o for every filter o < fe (f
