@@ -130,11 +130,17 @@ KDK_Q8_INLINE int32_t kdk_q8_rdbpot(int32_t x, int e)     /* RoundingDivideByPOT
     return (x >> e) + (rem > threshold ? 1 : 0);
 }
 
-/* TFLite's MultiplyByQuantizedMultiplier: acc * mult * 2^(shift - 31), rounded. */
+/* TFLite's MultiplyByQuantizedMultiplier: acc * mult * 2^(shift - 31), rounded
+ * as the two functions above round, for mult in [2^30, 2^31) (what
+ * QuantizeMultiplier makes) and shift <= 30. Written for few instructions:
+ * SaturatingRoundingDoublingHighMul's nudge then truncation toward zero is
+ * floor((ab + 2^30) / 2^31) for every ab (and never saturates, mult being
+ * positive). tests/test_quant.c checks it against exact arithmetic. */
 KDK_Q8_INLINE int32_t kdk_q8_requantize(int32_t acc, int32_t mult, int32_t shift)
 {
     int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
-    return kdk_q8_rdbpot(kdk_q8_srdhm((int32_t)((uint32_t)acc << left), mult), right);
+    int64_t ab = (int64_t)(int32_t)((uint32_t)acc << left) * mult;
+    return kdk_q8_rdbpot((int32_t)((ab + (1 << 30)) >> 31), right);
 }
 
 #ifdef __cplusplus
