@@ -8,6 +8,7 @@
 #include "driver.h"
 #include "flags.h"
 #include "plot.h"
+#include "quant_cli.h"
 #include "run.h"
 #include "host/paths.h"
 
@@ -88,9 +89,32 @@ static int check_compile_paths(const char *file, const char *weights, const char
     return rc;
 }
 
+/* kdslc compile FILE --quantize int8 --embed-weights W --calibration SPEC [-o model.c] */
+static int compile_int8(kd_cli_options *o)
+{
+    int rc = kd_quantize_flags(&o->run);
+    if (rc) return rc;
+    if (!o->codegen.embed_weights) {
+        fprintf(stderr, "kdslc: error: --quantize int8 needs --embed-weights W.safetensors: an int8 model's weights "
+                        "are part of model.c\n(run 'kdslc --help' for usage)\n");
+        return 2;
+    }
+    kd_session s = {0};
+    if ((rc = kd_front_end(&s, o->file, o->run.model)) == 0) {
+        const char *path = o->run.output ? o->run.output : kd_format(&s.arena, "%s.c", s.model->name);
+        if ((rc = check_compile_paths(o->file, o->codegen.embed_weights, path)) == 0) {
+            kq_model *m = kd_quantize_model(&s, &o->run, o->codegen.embed_weights);
+            rc = m ? kd_codegen_write_int8(m, path, &s.diags) : 1;
+        }
+    }
+    kd_session_free(&s);
+    return rc;
+}
+
 /* kdslc compile FILE [-o model.c] [--model NAME] [the code generator's flags] */
 static int cmd_compile(kd_cli_options *o)
 {
+    if (o->run.quantize || o->run.calibration || o->run.calibration_samples) return compile_int8(o);
     kd_session s = {0};
     int rc = kd_front_end(&s, o->file, o->run.model);
     if (rc == 0) {

@@ -2,6 +2,8 @@
  * (its flags are in flags.c's table). */
 #include "codegen_cli.h"
 
+#include "quantize.h"
+
 #include "host/tensor_file.h"
 
 #include <stdlib.h>
@@ -38,16 +40,16 @@ char *kd_codegen_header_path(const char *c_path)
     return h_path;
 }
 
-int kd_codegen_write(const lp_program *p, const kd_codegen_options *o, const char *c_path, kd_diags *d)
+/* Writes what emit(ctx, header name, c, h) prints to c_path and its header, both or neither. */
+static int write_pair(int (*emit)(const void *ctx, const char *header_name, FILE *c, FILE *h, kd_diags *d),
+                      const void *ctx, const char *c_path, kd_diags *d)
 {
     char *h_path = kd_codegen_header_path(c_path);
     if (!h_path) return 1;
     text c = {.path = c_path}, h = {.path = h_path};
     FILE *cf = open_memstream(&c.data, &c.len), *hf = open_memstream(&h.data, &h.len);
-    kd_codegen_options opt = o ? *o : (kd_codegen_options){0};
-    opt.header_name = base_name(h_path);
     int rc = 1;
-    if (cf && hf) rc = kd_emit_c(p, &opt, cf, hf, d);
+    if (cf && hf) rc = emit(ctx, base_name(h_path), cf, hf, d);
     if (cf) fclose(cf);
     if (hf) fclose(hf);
     if (rc == 0) {
@@ -63,4 +65,33 @@ int kd_codegen_write(const lp_program *p, const kd_codegen_options *o, const cha
     free(h.data);
     free(h_path);
     return rc;
+}
+
+typedef struct fp_program {
+    const lp_program *p;
+    const kd_codegen_options *o;
+} fp_program;
+
+static int emit_fp(const void *ctx, const char *header_name, FILE *c, FILE *h, kd_diags *d)
+{
+    const fp_program *f = ctx;
+    kd_codegen_options opt = f->o ? *f->o : (kd_codegen_options){0};
+    opt.header_name = header_name;
+    return kd_emit_c(f->p, &opt, c, h, d);
+}
+
+int kd_codegen_write(const lp_program *p, const kd_codegen_options *o, const char *c_path, kd_diags *d)
+{
+    fp_program f = {p, o};
+    return write_pair(emit_fp, &f, c_path, d);
+}
+
+static int emit_int8(const void *ctx, const char *header_name, FILE *c, FILE *h, kd_diags *d)
+{
+    return kq_emit_c(ctx, header_name, c, h, d);
+}
+
+int kd_codegen_write_int8(const kq_model *m, const char *c_path, kd_diags *d)
+{
+    return write_pair(emit_int8, m, c_path, d);
 }

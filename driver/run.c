@@ -2,6 +2,7 @@
  * pipeline and the JIT, the data through runtime/host/dataset.h, then the
  * host driver. Everything here is glue; the loop is in runtime/host/train.c. */
 #include "run.h"
+#include "quant_cli.h"
 
 #include "codegen.h"
 #include "driver.h"
@@ -758,11 +759,18 @@ static int inference_start(kd_session *s, const kd_run_options *o, int64_t n, in
     int batch = o->batch_size > 0 ? o->batch_size : 128;
     if (n > 0 && n < batch) batch = (int)n;
     kd_codegen_options co = {.batch = batch, .inference_only = true};
+    kq_model *q = NULL;   /* --quantize int8: its plan, before the fp32 program that gives the I/O layout */
+    if (o->quantize && !(q = kd_quantize_model(s, o, o->weights))) return 1;
     lp_program *p = kd_back_end(s, &co);
     if (!p) return 1;
     kdh_model_fns fns;
-    int rc = compile_fns(p, &co, &fns, &in->be, info);
+    int rc = q ? 0 : compile_fns(p, &co, &fns, &in->be, info);
     if (rc != 0) return rc;
+    if (q) {
+        kd_quantize_fns(q, &fns);
+        fprintf(info, "int8: %s quantized, %d layers, calibrated on %d samples of %s\n", p->name, q->layers.len,
+                q->samples, o->calibration);
+    }
     host_model(&s->arena, km, p, &fns, &in->m);
     kdh_error err;
     if (!(in->params = kdh_floats(in->m.params_size, "params", &err)) ||
@@ -791,6 +799,7 @@ static int need_weights(const kd_run_options *o, const char *cmd)
 int kd_run_evaluate(const kd_run_options *o)
 {
     int rc = need_weights(o, "evaluate");
+    if (!rc) rc = kd_quantize_flags(o);
     if (rc) return rc;
     kd_session s = {0};
     inference in = {0};
@@ -915,6 +924,7 @@ static int write_npy(const char *path, const kdh_io *out, const float *y, int64_
 int kd_run_predict(const kd_run_options *o)
 {
     int rc = need_weights(o, "predict");
+    if (!rc) rc = kd_quantize_flags(o);
     if (rc) return rc;
     if (!o->input) {
         fprintf(stderr, "kdslc: error: `kdslc predict` needs --input X.npy (one file per input: --input a.npy,b.npy)\n"

@@ -43,6 +43,10 @@ typedef struct kd_run_options {
      * default 8) and --bucket-kb; 0 when not given. */
     bool deterministic;
     int shards, bucket_kb;
+    /* --quantize int8 (compile, evaluate, predict): the int8 model calibrated
+     * on --calibration's first --calibration-samples inputs (0: 256) */
+    const char *quantize, *calibration;
+    int calibration_samples;
 } kd_run_options;
 
 /* A backend in the JIT's place: compile builds p's entry points into fns

@@ -8,15 +8,33 @@
 
 #include <stdio.h>
 
-/* make -C samples/firmware with this build's kdslc, into dir; the output, exit status in *rc. */
-static char *firmware(const char *dir, const char *target, int *rc)
+/* make -C samples/firmware with this build's kdslc, into dir (and `vars`,
+ * make's variables); the output, exit status in *rc. */
+static char *firmware_with(const char *dir, const char *vars, const char *target, int *rc)
 {
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "timeout 300 make -s -C %s OUT=%s KDSL=%s KDSLC=%s SAMPLES=1 %s", tu_src("samples/firmware"), dir,
-             tu_source_root(), tu_kdslc(), target);
+    snprintf(cmd, sizeof cmd, "timeout 300 make -s -C %s OUT=%s KDSL=%s KDSLC=%s SAMPLES=1 %s %s", tu_src("samples/firmware"),
+             dir, tu_source_root(), tu_kdslc(), vars, target);
     char *out;
     *rc = tu_run(cmd, &out);
     return out;
+}
+
+static char *firmware(const char *dir, const char *target, int *rc) { return firmware_with(dir, "", target, rc); }
+
+/* `make run` into dir must pass, saying `says`; the image's symbols (arm-none-eabi-nm, malloc'd). */
+static char *run_passes(const char *dir, const char *vars, const char *says)
+{
+    int rc;
+    char *out = firmware_with(dir, vars, "run", &rc);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_has(out, says);
+    ck_assert_has(out, "all outputs match");
+    free(out);
+    char cmd[8192], *syms;
+    snprintf(cmd, sizeof cmd, "arm-none-eabi-nm %s/firmware.elf", dir);
+    ck_assert_int_eq(tu_run(cmd, &syms), 0);
+    return syms;
 }
 
 START_TEST(autoencoder_on_cortex_m4)
@@ -24,18 +42,12 @@ START_TEST(autoencoder_on_cortex_m4)
     if (getenv("KDSL_SANITIZE_CFLAGS")) return;   /* the sanitizer pass checks the kdslc steps in their own suites */
     const char *dir = tu_tmpdir("firmware");
     int rc;
-    char *out = firmware(dir, "run", &rc);
-    ck_assert_msg(rc == 0, "%s", out);
-    ck_assert_has(out, "sample 0: 640 outputs");
-    ck_assert_has(out, "all outputs match");
-    free(out);
+    char *out;
     /* What the model costs in code (issue 25): its Dense layers are loops in
      * model.c, so the image holds no runtime kernel; and with ReLU only, the
      * model's code calls no libm and converts no float to double (a soft-float
      * call on a single-precision FPU). The firmware's own main does both. */
-    char cmd[8192], *syms;
-    snprintf(cmd, sizeof cmd, "arm-none-eabi-nm %s/firmware.elf", dir);
-    ck_assert_int_eq(tu_run(cmd, &syms), 0);
+    char cmd[8192], *syms = run_passes(dir, "", "sample 0: 640 outputs");
     ck_assert_has(syms, " T functional_1_predict_embedded\n");
     ck_assert_msg(!strstr(syms, " kdk_"), "the firmware links a runtime kernel:\n%s", syms);
     ck_assert_msg(!strstr(syms, " expf\n") && !strstr(syms, " tanhf\n"), "the firmware links expf or tanhf");
@@ -66,12 +78,34 @@ START_TEST(autoencoder_on_cortex_m4)
 }
 END_TEST
 
+/* The MLPerf Tiny ResNet-8 quantized (--quantize int8, calibrated on its
+ * three fixture images): the Cortex-M4's int8 kernels (SMLAD) must give the
+ * host's int8 outputs (the portable C of the same kernels), and the image
+ * links only the kernels the model calls. */
+START_TEST(resnet8_int8_on_cortex_m4)
+{
+    if (getenv("KDSL_SANITIZE_CFLAGS")) return;
+    const char *dir = tu_tmpdir("firmware_int8");
+    char vars[4096];
+    snprintf(vars, sizeof vars, "H5=%s INPUTS=%s SAMPLES=3 QUANTIZE=int8", tu_src("tests/fixtures/mlperf_tiny/pretrainedResnet.h5"),
+             tu_src("tests/fixtures/mlperf_tiny/pretrainedResnet_x.npy"));
+    char *syms = run_passes(dir, vars, "sample 2: 10 outputs");
+    const char *used[] = {" T kdk_q8_conv2d\n", " T kdk_q8_add\n", " T kdk_q8_avgpool2d\n", " T kdk_q8_quantize\n"};
+    for (size_t i = 0; i < sizeof used / sizeof used[0]; i++) ck_assert_has(syms, used[i]);
+    const char *unused[] = {" T kdk_q8_maxpool2d\n", " T kdk_q8_depthwise_conv2d\n", " kdk_sgemm", " kdk_sconv2d_fwd"};
+    for (size_t i = 0; i < sizeof unused / sizeof unused[0]; i++)
+        ck_assert_msg(!strstr(syms, unused[i]), "the firmware links %s", unused[i]);
+    free(syms);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("firmware");
     TCase *t = tcase_create("qemu");
     tcase_set_timeout(t, 600);
     tcase_add_test(t, autoencoder_on_cortex_m4);
+    tcase_add_test(t, resnet8_int8_on_cortex_m4);
     suite_add_tcase(s, t);
     return tu_run_suite(s);
 }

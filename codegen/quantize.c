@@ -1,0 +1,516 @@
+/* quantize.c — int8 post-training quantization (quantize.h): the graph as
+ * int8 layers, calibration by the interpreter, TFLite's parameters, and
+ * the host's run of the int8 kernels. */
+#include "quantize.h"
+
+#include "interp.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the plan: the graph as int8 layers ------------------------------------------------- */
+
+typedef struct builder {
+    kq_model *m;
+    kd_diags *d;
+    int *tensor_of;         /* node id -> tensor, -1 */
+    int *uses;              /* node id -> operand uses + outputs */
+    int *producer;          /* tensor -> the layer writing it, -1 */
+} builder;
+
+static int new_tensor(builder *b, const ir_node *n)
+{
+    kq_tensor *t = kd_alloc(b->m->arena, sizeof *t);
+    t->node = n;
+    t->elems = ir_shape_elems(&n->shape);
+    bool image = n->shape.batched && n->shape.rank == 4;
+    t->h = image ? (int)n->shape.dims[1] : 1;
+    t->w = image ? (int)n->shape.dims[2] : 1;
+    t->c = image ? (int)n->shape.dims[3] : (int)t->elems;
+    t->lo = INFINITY, t->hi = -INFINITY;
+    t->first = t->last = -1;
+    kd_vec_push(b->m->arena, &b->m->tensors, t);
+    b->tensor_of[n->id] = b->m->tensors.len - 1;
+    return b->m->tensors.len - 1;
+}
+
+static const char *layer_name(const ir_node *n) { return n->layer ? n->layer : "?"; }
+
+static bool unsupported(builder *b, const ir_node *n, const char *what)
+{
+    kd_error(b->d, n->loc, "--quantize int8: layer '%s': %s", layer_name(n), what);
+    return false;
+}
+
+/* Operand i of n as a tensor (an activation the plan computes), else -1 after reporting. */
+static int operand(builder *b, const ir_node *n, int i)
+{
+    int t = b->tensor_of[n->in[i]->id];
+    if (t < 0) unsupported(b, n, kd_format(b->m->arena, "%s of a weight or constant has no int8 form",
+                                           ir_ops[n->op]->name));
+    return t;
+}
+
+static kq_layer *new_layer(builder *b, kq_kind kind, const ir_node *n, int in)
+{
+    kq_layer *l = kd_alloc(b->m->arena, sizeof *l);
+    l->kind = kind, l->node = n, l->name = layer_name(n), l->in = in, l->in2 = -1;
+    kd_vec_push(b->m->arena, &b->m->layers, l);
+    l->out = new_tensor(b, n);
+    b->producer[l->out] = b->m->layers.len - 1;
+    return l;
+}
+
+/* A convolution's or Dense's weights: operand 1 the kernel, operand 2 (if any) the bias, both variables. */
+static bool weights(builder *b, const ir_node *n, kq_layer *l)
+{
+    l->kernel = n->in[1];
+    l->bias = n->nin > 2 ? n->in[2] : NULL;
+    if (l->kernel->op != IR_VAR || (l->bias && l->bias->op != IR_VAR))
+        return unsupported(b, n, "its weights are computed, not variables");
+    l->act = n->op == IR_FUSED_CONV2D || n->op == IR_FUSED_MATMUL || n->op == IR_FUSED_DEPTHWISE_CONV2D
+                 ? n->attr.act
+                 : IR_ACT_NONE;
+    if (l->act != IR_ACT_NONE && l->act != IR_ACT_RELU && l->act != IR_ACT_RELU6)
+        return unsupported(b, n, kd_format(b->m->arena, "activation %s has no int8 form (relu and relu6 do)",
+                                           ir_acts[l->act].name));
+    return true;
+}
+
+static void window_of(const ir_node *n, int kh, int kw, int *p)
+{
+    /* h, w, c, kh, kw, stride_h, stride_w, pad_top, pad_left, ho, wo */
+    const ir_shape *x = &n->in[0]->shape;
+    int v[11] = {(int)x->dims[1], (int)x->dims[2], (int)x->dims[3], kh, kw, n->attr.stride[0], n->attr.stride[1],
+                 (int)n->attr.pad_lo[0], (int)n->attr.pad_lo[1], (int)n->shape.dims[1], (int)n->shape.dims[2]};
+    memcpy(p, v, sizeof v);
+}
+
+static bool conv_layer(builder *b, const ir_node *n, kq_kind kind)
+{
+    int in = operand(b, n, 0);
+    if (in < 0) return false;
+    kq_layer *l = new_layer(b, kind, n, in);
+    if (!weights(b, n, l)) return false;
+    kdk_q8_conv_params *c = &l->conv;
+    const int64_t *k = l->kernel->shape.dims;
+    if (kind == KQ_DENSE) {
+        if (n->attr.trans_a || n->attr.trans_b || n->in[0]->shape.rank != 2)
+            return unsupported(b, n, "a matrix product other than Dense's [batch, in] x [in, out]");
+        c->h = c->w = c->kh = c->kw = c->stride_h = c->stride_w = c->ho = c->wo = 1;
+        c->c = (int)k[0], c->f = (int)k[1];
+    } else {
+        int v[11];
+        window_of(n, (int)k[0], (int)k[1], v);
+        c->h = v[0], c->w = v[1], c->c = v[2], c->kh = v[3], c->kw = v[4], c->stride_h = v[5], c->stride_w = v[6];
+        c->pad_top = v[7], c->pad_left = v[8], c->ho = v[9], c->wo = v[10];
+        c->f = (int)n->shape.dims[3];
+        if (kind == KQ_DEPTHWISE && (k[3] != 1 || n->attr.dilation[0] > 1 || n->attr.dilation[1] > 1))
+            return unsupported(b, n, "a depthwise convolution with a depth multiplier or a dilation");
+    }
+    return true;
+}
+
+static bool pool_layer(builder *b, const ir_node *n, kq_kind kind)
+{
+    int in = operand(b, n, 0);
+    if (in < 0) return false;
+    kq_layer *l = new_layer(b, kind, n, in);
+    int v[11];
+    window_of(n, n->attr.window[0], n->attr.window[1], v);
+    kdk_q8_pool_params *p = &l->pool;
+    p->h = v[0], p->w = v[1], p->c = v[2], p->kh = v[3], p->kw = v[4], p->stride_h = v[5], p->stride_w = v[6];
+    p->pad_top = v[7], p->pad_left = v[8], p->ho = v[9], p->wo = v[10];
+    return true;
+}
+
+/* A 2x2 max pooling of stride 2 after a convolution whose result nothing
+ * else reads: part of the convolution (quant.h's pool), one requantization
+ * per pooled output. Its tensor is the pooling's, calibrated on it. */
+static bool fuse_pool(builder *b, const ir_node *n)
+{
+    const ir_node *x = n->in[0];
+    int t = b->tensor_of[x->id];
+    if (t < 0 || b->uses[x->id] != 1 || b->producer[t] < 0) return false;
+    kq_layer *l = b->m->layers.items[b->producer[t]];
+    if (l->kind != KQ_CONV || l->conv.pool || n->attr.window[0] != 2 || n->attr.window[1] != 2 || n->attr.stride[0] != 2 ||
+        n->attr.stride[1] != 2 || n->attr.pad_lo[0] || n->attr.pad_lo[1] || n->attr.pad_hi[0] || n->attr.pad_hi[1] ||
+        n->shape.dims[1] != l->conv.ho / 2 || n->shape.dims[2] != l->conv.wo / 2)
+        return false;
+    l->conv.pool = 2;
+    kq_tensor *q = b->m->tensors.items[t];
+    q->node = n, q->elems = ir_shape_elems(&n->shape), q->h = (int)n->shape.dims[1], q->w = (int)n->shape.dims[2];
+    b->tensor_of[n->id] = t;
+    return true;
+}
+
+/* A ReLU after a layer that has a clamp and nothing else reading its result
+ * becomes that clamp (the tensor then calibrated on the ReLU's output, so
+ * all 256 levels cover [0, max]); else a layer of its own. */
+static bool relu(builder *b, const ir_node *n)
+{
+    int in = operand(b, n, 0);
+    if (in < 0) return false;
+    int at = b->producer[in];
+    kq_layer *l = at >= 0 ? b->m->layers.items[at] : NULL;
+    if (l && b->uses[n->in[0]->id] == 1 && l->act == IR_ACT_NONE && l->kind != KQ_MAXPOOL && l->kind != KQ_AVGPOOL &&
+        l->kind != KQ_RELU) {
+        l->act = n->op == IR_RELU ? IR_ACT_RELU : IR_ACT_RELU6;
+        ((kq_tensor *)b->m->tensors.items[in])->node = n;
+        b->tensor_of[n->id] = in;
+        return true;
+    }
+    if (n->op == IR_RELU6) return unsupported(b, n, "a relu6 that follows no convolution, Dense or Add");
+    new_layer(b, KQ_RELU, n, in);
+    return true;
+}
+
+/* layer + bias, where the passes left the bias apart (a depthwise
+ * convolution): the bias of the layer, when nothing else reads its result. */
+static bool bias_add(builder *b, const ir_node *n)
+{
+    const ir_node *x = n->in[0], *v = n->in[1];
+    if (v->op != IR_VAR || b->tensor_of[x->id] < 0 || b->uses[x->id] != 1) return false;
+    int at = b->producer[b->tensor_of[x->id]];
+    kq_layer *l = at >= 0 ? b->m->layers.items[at] : NULL;
+    if (!l || l->bias || l->act != IR_ACT_NONE || (l->kind != KQ_CONV && l->kind != KQ_DEPTHWISE && l->kind != KQ_DENSE) ||
+        v->shape.rank != 1 || v->shape.dims[0] != l->conv.f)
+        return false;
+    l->bias = v;
+    ((kq_tensor *)b->m->tensors.items[l->out])->node = n;
+    b->tensor_of[n->id] = l->out;
+    return true;
+}
+
+static bool node(builder *b, const ir_node *n, bool is_output)
+{
+    switch (n->op) {
+    case IR_INPUT:
+        if (n->attr.i32) return unsupported(b, n, "an integer input");
+        b->m->input = new_tensor(b, n);
+        return true;
+    case IR_VAR:
+    case IR_CONST: return true;   /* read by the layers that take them */
+    case IR_RESHAPE: {
+        int in = operand(b, n, 0);
+        if (in < 0) return false;
+        if (n->shape.rank != 2) return unsupported(b, n, "a reshape into anything but a vector (Flatten)");
+        b->tensor_of[n->id] = in;   /* the same bytes: NHWC flattened is the vector */
+        return true;
+    }
+    case IR_CONV2D:
+    case IR_FUSED_CONV2D: return conv_layer(b, n, KQ_CONV);
+    case IR_FUSED_DEPTHWISE_CONV2D:
+    case IR_DEPTHWISE_CONV2D: return conv_layer(b, n, KQ_DEPTHWISE);
+    case IR_MATMUL:
+    case IR_FUSED_MATMUL: return conv_layer(b, n, KQ_DENSE);
+    case IR_MAXPOOL2D: return fuse_pool(b, n) || pool_layer(b, n, KQ_MAXPOOL);
+    case IR_AVGPOOL2D: return pool_layer(b, n, KQ_AVGPOOL);
+    case IR_ADD: {
+        if (bias_add(b, n)) return true;
+        int x = operand(b, n, 0), y = x >= 0 ? operand(b, n, 1) : -1;
+        if (y < 0) return false;
+        if (!ir_shape_equal(&n->in[0]->shape, &n->in[1]->shape))
+            return unsupported(b, n, "an add of two shapes (broadcasting) has no int8 form here");
+        new_layer(b, KQ_ADD, n, x)->in2 = y;
+        return true;
+    }
+    case IR_RELU:
+    case IR_RELU6: return relu(b, n);
+    case IR_SOFTMAX: {
+        int in = operand(b, n, 0);
+        if (in < 0) return false;
+        if (!is_output || n->attr.axis != n->shape.rank - 1)
+            return unsupported(b, n, "a softmax anywhere but over the last axis of the output");
+        b->m->softmax = true;
+        b->tensor_of[n->id] = in;
+        return true;
+    }
+    default:
+        return unsupported(b, n, kd_format(b->m->arena, "%s has no int8 form (Conv2D, DepthwiseConv2D, Dense, "
+                                           "pooling, Flatten, Add, ReLU and a final softmax do)",
+                                           ir_ops[n->op]->name));
+    }
+}
+
+kq_model *kq_build(const lp_program *p, const kd_graphs *G, kd_diags *d)
+{
+    if (!p->embedded) {
+        kd_error(d, (kd_loc){0}, "--quantize int8 needs the weights: --embed-weights W.safetensors");
+        return NULL;
+    }
+    if (p->ninputs != 1 || p->noutputs != 1) {
+        kd_error(d, (kd_loc){0}, "--quantize int8: model '%s' has %d inputs and %d outputs; one of each is supported",
+                 p->name, p->ninputs, p->noutputs);
+        return NULL;
+    }
+    const ir_graph *g = G->g[LP_F_PREDICT_FOLDED] ? G->g[LP_F_PREDICT_FOLDED] : G->g[LP_F_PREDICT];
+    kq_model *m = kd_alloc(p->arena, sizeof *m);
+    m->arena = p->arena, m->p = p, m->g = g, m->input = -1;
+    int n = g->nodes.len;
+    builder b = {m, d, kd_alloc_array(m->arena, (size_t)n, sizeof(int)), kd_alloc_array(m->arena, (size_t)n, sizeof(int)),
+                 kd_alloc_array(m->arena, (size_t)n + 1, sizeof(int))};
+    for (int i = 0; i < n; i++) {
+        const ir_node *x = g->nodes.items[i];
+        b.tensor_of[i] = b.producer[i] = -1;
+        for (int j = 0; j < x->nin; j++) b.uses[x->in[j]->id]++;
+    }
+    const ir_node *out = g->outputs.items[0];
+    b.uses[out->id]++;
+    for (int i = 0; i < n; i++)
+        if (!node(&b, g->nodes.items[i], g->nodes.items[i] == out)) return NULL;
+    m->output = b.tensor_of[out->id];
+    if (m->output < 0 || m->input < 0 || m->layers.len == 0) {
+        kd_error(d, out->loc, "--quantize int8: the output of model '%s' is not computed by any int8 layer", p->name);
+        return NULL;
+    }
+    return m;
+}
+
+/* ---- calibration --------------------------------------------------------------------------- */
+
+#define KQ_CALIBRATION_BATCH 8   /* the interpreter keeps every node's value: a few samples a run */
+
+bool kq_calibrate(kq_model *m, const float *x, int64_t n, kd_diags *d)
+{
+    const lp_program *p = m->p;
+    int nvars = m->g->vars->len;
+    const double **vars = kd_alloc_array(m->arena, (size_t)nvars + 1, sizeof *vars);
+    for (int v = 0; v < nvars && v < p->nvars; v++)
+        if (p->vars[v]->kind != VAR_SLOT) vars[v] = p->embedded + p->vars[v]->offset;
+    const kq_tensor *in = m->tensors.items[m->input];
+    double *xd = malloc(sizeof(double) * (size_t)(KQ_CALIBRATION_BATCH * in->elems));
+    if (!xd) {
+        kd_error(d, (kd_loc){0}, "--quantize int8: out of memory for calibration");
+        return false;
+    }
+    bool ok = true;
+    for (int64_t at = 0; at < n && ok; at += KQ_CALIBRATION_BATCH) {
+        int batch = (int)(n - at < KQ_CALIBRATION_BATCH ? n - at : KQ_CALIBRATION_BATCH);
+        for (int64_t i = 0; i < batch * in->elems; i++) xd[i] = x[at * in->elems + i];
+        const double *inputs[1] = {xd};
+        ir_feed feed = {.batch = batch, .inputs = inputs, .vars = vars};
+        char why[512];
+        ir_values *vals = ir_interp_run(m->g, &feed, why, sizeof why);
+        if (!vals) {
+            kd_error(d, (kd_loc){0}, "--quantize int8: calibration: %s", why);
+            ok = false;
+            break;
+        }
+        for (int t = 0; t < m->tensors.len; t++) {
+            kq_tensor *q = m->tensors.items[t];
+            const double *v = ir_value(vals, q->node);
+            for (int64_t i = 0; i < batch * q->elems; i++) {
+                if (v[i] < q->lo) q->lo = v[i];
+                if (v[i] > q->hi) q->hi = v[i];
+            }
+        }
+        ir_values_free(vals);
+        m->samples += batch;
+    }
+    free(xd);
+    return ok;
+}
+
+/* ---- TFLite's parameters ---------------------------------------------------------------------- */
+
+void kq_quantize_multiplier(double real, int32_t *mult, int32_t *shift)
+{
+    if (real == 0) {
+        *mult = *shift = 0;
+        return;
+    }
+    int e;
+    double q = frexp(real, &e);
+    int64_t f = (int64_t)llround(q * (double)(1ll << 31));
+    if (f == (1ll << 31)) f /= 2, e++;
+    if (e < -31) f = 0, e = 0;
+    *mult = (int32_t)f, *shift = e;
+}
+
+/* TFLite's ChooseQuantizationParams: [lo, hi] widened to hold 0, 256 levels,
+ * the zero point the nearest integer to where 0 falls. */
+static void choose_params(kq_tensor *t)
+{
+    double lo = t->lo < 0 ? t->lo : 0, hi = t->hi > 0 ? t->hi : 0;
+    if (!(hi > lo)) hi = lo + 1.0;   /* a constant tensor (all 0): any scale */
+    t->scale = (hi - lo) / 255.0;
+    double zp = -128.0 - lo / t->scale;
+    t->zp = (int32_t)(zp < -128 ? -128 : zp > 127 ? 127 : lround(zp));
+}
+
+static const double *value_of(const kq_model *m, const ir_node *var)
+{
+    return m->p->embedded + m->p->vars[var->var]->offset;
+}
+
+static int32_t clamp32(double v) { return v >= 2147483647.0 ? INT32_MAX : v <= -2147483648.0 ? INT32_MIN : (int32_t)lround(v); }
+
+/* Per output channel: int8 weights (symmetric, zero point 0), int32 bias at
+ * s_in * s_w, the multiplier s_in * s_w / s_out. Conv and Dense kernels are
+ * [k, f] row-major (k = (ky, kx, ci)), depthwise ones [k, c]; packed as
+ * quant.h says. */
+static void quantize_weights(kq_model *m, kq_layer *l, const kq_tensor *in, const kq_tensor *out)
+{
+    kdk_q8_conv_params *c = &l->conv;
+    bool dw = l->kind == KQ_DEPTHWISE;
+    int f = c->f, K = dw ? c->kh * c->kw : c->kh * c->kw * c->c, row = c->kw * c->c, rowp = (row + 3) / 4 * 4;
+    c->kp = dw ? K : c->kh * rowp;
+    l->nweights = dw ? (int64_t)K * f : (int64_t)(f + 1) / 2 * 2 * c->kp;
+    int8_t *w = kd_alloc_array(m->arena, (size_t)l->nweights, 1);
+    int32_t *bias = kd_alloc_array(m->arena, (size_t)f, 4), *mult = kd_alloc_array(m->arena, (size_t)f, 4),
+            *shift = kd_alloc_array(m->arena, (size_t)f, 4);
+    const double *W = value_of(m, l->kernel), *B = l->bias ? value_of(m, l->bias) : NULL;
+    for (int o = 0; o < f; o++) {
+        double maxabs = 0;
+        for (int k = 0; k < K; k++) maxabs = fmax(maxabs, fabs(W[(int64_t)k * f + o]));
+        double ws = maxabs > 0 ? maxabs / 127.0 : 1.0;
+        for (int k = 0; k < K; k++) {
+            long q = lround(W[(int64_t)k * f + o] / ws);
+            int kr = k / row * rowp + k % row;   /* its place in the filter, rows padded to rowp */
+            int64_t at = dw ? (int64_t)k * f + o : (int64_t)(o / 2) * 2 * c->kp + (kr / 4) * 8 + (o & 1) * 4 + (kr & 3);
+            w[at] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+        }
+        bias[o] = B ? clamp32(B[o] / (in->scale * ws)) : 0;
+        kq_quantize_multiplier(in->scale * ws / out->scale, &mult[o], &shift[o]);
+    }
+    c->in_zp = in->zp, c->out_zp = out->zp;
+    c->weights = w, c->bias = bias, c->mult = mult, c->shift = shift;
+}
+
+static void clamp_of(int act, const kq_tensor *t, int32_t *lo, int32_t *hi)
+{
+    *lo = act == IR_ACT_NONE ? -128 : t->zp > -128 ? t->zp : -128;
+    double six = t->zp + round(6.0 / t->scale);
+    *hi = act == IR_ACT_RELU6 && six < 127 ? (int32_t)six : 127;
+}
+
+/* TFLite's int8 Add (PrepareGeneralSubOp / the reference kernel's parameters). */
+static void add_params(kq_layer *l, const kq_tensor *a, const kq_tensor *b, const kq_tensor *out)
+{
+    kdk_q8_add_params *p = &l->add;
+    p->n = (int32_t)out->elems;
+    p->a_zp = a->zp, p->b_zp = b->zp, p->out_zp = out->zp, p->left_shift = 20;
+    double twice = 2 * fmax(a->scale, b->scale);
+    kq_quantize_multiplier(a->scale / twice, &p->a_mult, &p->a_shift);
+    kq_quantize_multiplier(b->scale / twice, &p->b_mult, &p->b_shift);
+    kq_quantize_multiplier(twice / ((double)(1 << 20) * out->scale), &p->out_mult, &p->out_shift);
+    clamp_of(l->act, out, &p->act_min, &p->act_max);
+}
+
+/* Greedy by size: each tensor at the lowest 4-aligned offset where it
+ * overlaps no tensor live at the same time (lifetimes in layers). */
+static void plan_arena(kq_model *m)
+{
+    int nt = m->tensors.len, nl = m->layers.len;
+    kq_tensor **t = (kq_tensor **)m->tensors.items;
+    t[m->input]->first = -1;
+    for (int i = 0; i < nl; i++) {
+        const kq_layer *l = m->layers.items[i];
+        t[l->out]->first = i;
+        t[l->in]->last = i;
+        if (l->in2 >= 0) t[l->in2]->last = i;
+    }
+    t[m->output]->last = nl;
+    int *order = kd_alloc_array(m->arena, (size_t)nt, sizeof(int));
+    bool *placed = kd_alloc_array(m->arena, (size_t)nt, sizeof(bool));
+    for (int i = 0; i < nt; i++) order[i] = i;
+    for (int i = 1; i < nt; i++)   /* by size, largest first */
+        for (int j = i; j > 0 && t[order[j]]->elems > t[order[j - 1]]->elems; j--) {
+            int s = order[j];
+            order[j] = order[j - 1], order[j - 1] = s;
+        }
+    int64_t top = 0;
+    for (int i = 0; i < nt; i++) {
+        kq_tensor *x = t[order[i]];
+        int64_t at = 0;
+        for (bool moved = true; moved;) {
+            moved = false;
+            for (int j = 0; j < nt; j++) {
+                const kq_tensor *y = t[j];
+                if (!placed[j] || y->last < x->first || x->last < y->first) continue;
+                if (at < y->offset + y->elems && y->offset < at + x->elems) {
+                    at = (y->offset + y->elems + 3) / 4 * 4;
+                    moved = true;
+                }
+            }
+        }
+        x->offset = at;
+        placed[order[i]] = true;
+        if (at + x->elems > top) top = at + x->elems;
+    }
+    m->arena_bytes = m->scratch_bytes + (top + 3) / 4 * 4;
+    if (m->arena_bytes == 0) m->arena_bytes = 4;
+}
+
+bool kq_quantize(kq_model *m, kd_diags *d)
+{
+    if (m->samples == 0) {
+        kd_error(d, (kd_loc){0}, "--quantize int8: no calibration samples");
+        return false;
+    }
+    for (int i = 0; i < m->tensors.len; i++) choose_params(m->tensors.items[i]);
+    for (int i = 0; i < m->layers.len; i++) {
+        kq_layer *l = m->layers.items[i];
+        kq_tensor *in = m->tensors.items[l->in], *out = m->tensors.items[l->out];
+        switch (l->kind) {
+        case KQ_CONV:
+        case KQ_DEPTHWISE:
+        case KQ_DENSE: {
+            quantize_weights(m, l, in, out);
+            clamp_of(l->act, out, &l->conv.act_min, &l->conv.act_max);
+            int64_t scratch = l->kind == KQ_DEPTHWISE ? 0 : (int64_t)kdk_q8_conv_scratch(&l->conv) * 2;
+            if (scratch > m->scratch_bytes) m->scratch_bytes = scratch;
+            break;
+        }
+        case KQ_MAXPOOL:
+        case KQ_AVGPOOL:
+        case KQ_RELU:   /* TFLite's rule: the input's scale and zero point */
+            out->scale = in->scale, out->zp = in->zp;
+            l->pool.act_min = -128, l->pool.act_max = 127;
+            l->relu_lo = in->zp;
+            break;
+        case KQ_ADD: add_params(l, in, m->tensors.items[l->in2], out); break;
+        }
+    }
+    plan_arena(m);
+    return true;
+}
+
+/* ---- the host's run ------------------------------------------------------------------------------ */
+
+static void softmax(float *y, int64_t n)
+{
+    float mx = y[0], sum = 0;
+    for (int64_t i = 1; i < n; i++) mx = y[i] > mx ? y[i] : mx;
+    for (int64_t i = 0; i < n; i++) sum += y[i] = expf(y[i] - mx);
+    for (int64_t i = 0; i < n; i++) y[i] /= sum;
+}
+
+void kq_run(const kq_model *m, const float *x, float *y, void *arena)
+{
+    int8_t *base = (int8_t *)arena + m->scratch_bytes;
+    int16_t *scratch = arena;
+#define AT(t) (base + ((const kq_tensor *)m->tensors.items[t])->offset)
+    const kq_tensor *in = m->tensors.items[m->input], *out = m->tensors.items[m->output];
+    kdk_q8_quantize(x, AT(m->input), (int32_t)in->elems, (float)(1.0 / in->scale), in->zp);
+    for (int i = 0; i < m->layers.len; i++) {
+        const kq_layer *l = m->layers.items[i];
+        switch (l->kind) {
+        case KQ_CONV:
+        case KQ_DENSE: kdk_q8_conv2d(&l->conv, AT(l->in), AT(l->out), scratch); break;
+        case KQ_DEPTHWISE: kdk_q8_depthwise_conv2d(&l->conv, AT(l->in), AT(l->out)); break;
+        case KQ_MAXPOOL: kdk_q8_maxpool2d(&l->pool, AT(l->in), AT(l->out)); break;
+        case KQ_AVGPOOL: kdk_q8_avgpool2d(&l->pool, AT(l->in), AT(l->out)); break;
+        case KQ_ADD: kdk_q8_add(&l->add, AT(l->in), AT(l->in2), AT(l->out)); break;
+        case KQ_RELU:
+            kdk_q8_clamp_min(AT(l->in), AT(l->out), (int32_t)((const kq_tensor *)m->tensors.items[l->out])->elems,
+                             l->relu_lo);
+            break;
+        }
+    }
+    kdk_q8_dequantize(AT(m->output), y, (int32_t)out->elems, (float)out->scale, out->zp);
+#undef AT
+    if (m->softmax) softmax(y, out->elems);
+}

@@ -1,0 +1,342 @@
+/* test_quant.c — int8 quantization (runtime/quant.c, codegen/quantize.c,
+ * --quantize int8): the fixed-point requantization against exact integer
+ * arithmetic, each kernel against a direct loop nest over the unpacked
+ * weights, a quantized model against its fp32 self, model.c against the
+ * host's run of the same plan, and the command line's errors. */
+#include "testutil.h"
+
+#include "host/tensor_file.h"
+#include "quant.h"
+#include "quantize.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static uint64_t rng = 88172645463325252ull;
+static uint32_t next(void)
+{
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+static int rand_in(int lo, int hi) { return lo + (int)(next() % (uint32_t)(hi - lo + 1)); }
+
+/* acc * mult * 2^(shift - 31) as TFLite rounds it, in 128-bit arithmetic:
+ * first to 2^-31 units half up (SaturatingRoundingDoublingHighMul), then the
+ * right shift half away from zero (RoundingDivideByPOT). */
+static int32_t ref_requantize(int32_t acc, int32_t mult, int32_t shift)
+{
+    int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+    __int128 p = (__int128)acc * ((int64_t)1 << left) * mult;
+    __int128 num = 2 * p + ((__int128)1 << 31), den = (__int128)1 << 32;
+    __int128 r1 = num >= 0 ? num / den : -((-num + den - 1) / den);   /* floor */
+    if (right == 0) return (int32_t)r1;
+    __int128 mag = r1 < 0 ? -r1 : r1;
+    mag = (mag + ((__int128)1 << (right - 1))) >> right;
+    return (int32_t)(r1 < 0 ? -mag : mag);
+}
+
+START_TEST(requantize_is_tflite_rounding)
+{
+    for (int i = 0; i < 200000; i++) {
+        int32_t mult = (int32_t)((1u << 30) + (next() % (1u << 30)));
+        int32_t shift = rand_in(-12, 3);
+        int32_t acc = (int32_t)(next() % (1u << 24)) - (1 << 23);
+        if (i % 4 == 0) acc = rand_in(-40, 40) * (1 << rand_in(0, 6));   /* ties: small values and powers of two */
+        ck_assert_int_eq(kdk_q8_requantize(acc, mult, shift), ref_requantize(acc, mult, shift));
+    }
+    /* TFLite's QuantizeMultiplier: 0.5 is 2^30 at shift 0, 1.0 is 2^30 at shift 1, 0.75 is 3 * 2^29 */
+    int32_t m, s;
+    kq_quantize_multiplier(0.5, &m, &s);
+    ck_assert(m == 1 << 30 && s == 0);
+    kq_quantize_multiplier(1.0, &m, &s);
+    ck_assert(m == 1 << 30 && s == 1);
+    kq_quantize_multiplier(0.75, &m, &s);
+    ck_assert(m == 3 << 29 && s == 0);
+    kq_quantize_multiplier(0.001, &m, &s);
+    ck_assert_int_eq(s, -9);
+    ck_assert(fabs(m * ldexp(1, s - 31) - 0.001) < 1e-12);
+}
+END_TEST
+
+static int8_t clamp8(int32_t v, int32_t lo, int32_t hi) { return (int8_t)(v < lo ? lo : v > hi ? hi : v); }
+
+/* A random convolution (depthwise: f = c) with weights in the natural [k][f] order; packs them as quant.h says. */
+static void random_conv(kdk_q8_conv_params *p, bool depthwise, int8_t **nat, int8_t **packed)
+{
+    p->h = rand_in(1, 9), p->w = rand_in(1, 9), p->c = rand_in(1, 7);
+    p->kh = rand_in(1, p->h < 3 ? p->h : 3), p->kw = rand_in(1, p->w < 3 ? p->w : 3);
+    p->stride_h = rand_in(1, 2), p->stride_w = rand_in(1, 2);
+    p->pad_top = rand_in(0, p->kh - 1), p->pad_left = rand_in(0, p->kw - 1);
+    p->ho = (p->h + 2 * p->pad_top - p->kh) / p->stride_h + 1;
+    p->wo = (p->w + 2 * p->pad_left - p->kw) / p->stride_w + 1;
+    p->f = depthwise ? p->c : rand_in(1, 9);
+    int K = depthwise ? p->kh * p->kw : p->kh * p->kw * p->c, row = p->kw * p->c, rowp = (row + 3) / 4 * 4;
+    p->kp = depthwise ? K : p->kh * rowp;
+    p->in_zp = rand_in(-128, 127), p->out_zp = rand_in(-128, 127);
+    p->act_min = rand_in(-128, 0), p->act_max = rand_in(1, 127);
+    *nat = malloc((size_t)(K * p->f));
+    size_t np = depthwise ? (size_t)(K * p->f) : (size_t)((p->f + 1) / 2 * 2 * p->kp);
+    *packed = calloc(np, 1);
+    int32_t *bias = malloc(sizeof(int32_t) * (size_t)p->f), *mult = malloc(sizeof(int32_t) * (size_t)p->f),
+            *shift = malloc(sizeof(int32_t) * (size_t)p->f);
+    for (int k = 0; k < K; k++)
+        for (int o = 0; o < p->f; o++) {
+            int8_t v = (int8_t)rand_in(-127, 127);
+            (*nat)[k * p->f + o] = v;
+            int kr = k / row * rowp + k % row;   /* quant.h: each kernel row padded to rowp */
+            size_t at = depthwise ? (size_t)(k * p->f + o) : (size_t)((o / 2) * 2 * p->kp + (kr / 4) * 8 + (o & 1) * 4 + (kr & 3));
+            (*packed)[at] = v;
+        }
+    for (int o = 0; o < p->f; o++) {
+        bias[o] = rand_in(-5000, 5000);
+        mult[o] = (int32_t)((1u << 30) + (next() % (1u << 30)));
+        shift[o] = rand_in(-10, -5);
+    }
+    p->weights = *packed, p->bias = bias, p->mult = mult, p->shift = shift;
+    p->pool = !depthwise && p->ho >= 2 && p->wo >= 2 && next() % 2 ? 2 : 0;
+}
+
+static void free_conv(kdk_q8_conv_params *p, int8_t *nat, int8_t *packed)
+{
+    free(nat), free(packed);
+    free((void *)p->bias), free((void *)p->mult), free((void *)p->shift);
+}
+
+/* The convolution as TFLite's reference kernel writes it: a loop nest over the natural weights. */
+static void ref_conv(const kdk_q8_conv_params *p, bool depthwise, const int8_t *nat, const int8_t *x, int8_t *y)
+{
+    for (int oy = 0; oy < p->ho; oy++)
+        for (int ox = 0; ox < p->wo; ox++)
+            for (int o = 0; o < p->f; o++) {
+                int32_t acc = p->bias[o];
+                for (int ky = 0; ky < p->kh; ky++)
+                    for (int kx = 0; kx < p->kw; kx++) {
+                        int iy = oy * p->stride_h - p->pad_top + ky, ix = ox * p->stride_w - p->pad_left + kx;
+                        if (iy < 0 || iy >= p->h || ix < 0 || ix >= p->w) continue;
+                        for (int ci = depthwise ? o : 0; ci < (depthwise ? o + 1 : p->c); ci++) {
+                            int k = depthwise ? ky * p->kw + kx : (ky * p->kw + kx) * p->c + ci;
+                            acc += (x[(iy * p->w + ix) * p->c + ci] - p->in_zp) * nat[k * p->f + o];
+                        }
+                    }
+                int32_t v = ref_requantize(acc, p->mult[o], p->shift[o]) + p->out_zp;
+                y[(oy * p->wo + ox) * p->f + o] = clamp8(v, p->act_min, p->act_max);
+            }
+}
+
+static void conv_case(bool depthwise)
+{
+    for (int t = 0; t < 300; t++) {
+        kdk_q8_conv_params p;
+        int8_t *nat, *packed;
+        random_conv(&p, depthwise, &nat, &packed);
+        int n_in = p.h * p.w * p.c, n_full = p.ho * p.wo * p.f;
+        int n_out = p.pool ? (p.ho / 2) * (p.wo / 2) * p.f : n_full;
+        int8_t *x = malloc((size_t)n_in), *y = malloc((size_t)n_out), *r = malloc((size_t)n_full);
+        int16_t *scratch = malloc(2 * kdk_q8_conv_scratch(&p));
+        for (int i = 0; i < n_in; i++) x[i] = (int8_t)rand_in(-128, 127);
+        if (depthwise) kdk_q8_depthwise_conv2d(&p, x, y);
+        else kdk_q8_conv2d(&p, x, y, scratch);
+        ref_conv(&p, depthwise, nat, x, r);
+        if (p.pool)   /* the fused 2x2 max pooling, over the requantized outputs */
+            for (int py = 0; py < p.ho / 2; py++)
+                for (int px = 0; px < p.wo / 2; px++)
+                    for (int o = 0; o < p.f; o++) {
+                        int8_t m = -128;
+                        for (int dy = 0; dy < 2; dy++)
+                            for (int dx = 0; dx < 2; dx++) {
+                                int8_t v = r[((2 * py + dy) * p.wo + 2 * px + dx) * p.f + o];
+                                m = v > m ? v : m;
+                            }
+                        r[(py * (p.wo / 2) + px) * p.f + o] = m;   /* in place: never ahead of what it reads */
+                    }
+        for (int i = 0; i < n_out; i++)
+            ck_assert_msg(y[i] == r[i], "case %d: output %d is %d, reference %d (h %d w %d c %d k %dx%d f %d pool %d)", t, i,
+                          y[i], r[i], p.h, p.w, p.c, p.kh, p.kw, p.f, p.pool);
+        free(x), free(y), free(r), free(scratch);
+        free_conv(&p, nat, packed);
+    }
+}
+
+START_TEST(conv2d_matches_loop_nest) { conv_case(false); }
+END_TEST
+
+START_TEST(depthwise_matches_loop_nest) { conv_case(true); }
+END_TEST
+
+START_TEST(pooling_and_add)
+{
+    /* 3x3 input, one channel; 2x2 windows, stride 1 */
+    const int8_t x[9] = {-128, 5, 7, 100, -3, 2, 1, 1, 4};
+    kdk_q8_pool_params p = {3, 3, 1, 2, 2, 1, 1, 0, 0, 2, 2, -128, 127};
+    int8_t y[4];
+    kdk_q8_maxpool2d(&p, x, y);
+    ck_assert(y[0] == 100 && y[1] == 7 && y[2] == 100 && y[3] == 4);
+    kdk_q8_avgpool2d(&p, x, y);
+    /* (-128+5+100-3)/4 = -6.5 -> -7 (half away from zero); (5+7-3+2)/4 = 2.75 -> 3; (100-3+1+1)/4 = 24.75 -> 25;
+     * (-3+2+1+4)/4 = 1 */
+    ck_assert_int_eq(y[0], -7);
+    ck_assert_int_eq(y[1], 3);
+    ck_assert_int_eq(y[2], 25);
+    ck_assert_int_eq(y[3], 1);
+    /* 'same' padding: a corner window holds one position, the average divides by 1 */
+    kdk_q8_pool_params q = {3, 3, 1, 2, 2, 2, 2, 1, 1, 2, 2, -128, 127};
+    kdk_q8_avgpool2d(&q, x, y);
+    ck_assert_int_eq(y[0], -128);
+    /* Add: a at scale 0.5 zp 0, b at scale 0.25 zp 10, out at scale 1 zp -5: 0.5 * 20 + 0.25 * (30 - 10) = 15 -> 10 */
+    kdk_q8_add_params a = {.n = 1, .a_zp = 0, .b_zp = 10, .out_zp = -5, .left_shift = 20, .act_min = -128, .act_max = 127};
+    kq_quantize_multiplier(0.5 / 1.0, &a.a_mult, &a.a_shift);
+    kq_quantize_multiplier(0.25 / 1.0, &a.b_mult, &a.b_shift);
+    kq_quantize_multiplier(1.0 / ((double)(1 << 20) * 1.0), &a.out_mult, &a.out_shift);
+    const int8_t av = 20, bv = 30;
+    int8_t out;
+    kdk_q8_add(&a, &av, &bv, &out);
+    ck_assert_int_eq(out, 10);
+    /* quantize rounds half away from zero and saturates */
+    const float f[4] = {0.25f, -0.25f, 100.f, -100.f};
+    int8_t q4[4];
+    kdk_q8_quantize(f, q4, 4, 2.0f, 3);
+    ck_assert(q4[0] == 4 && q4[1] == 2 && q4[2] == 127 && q4[3] == -128);
+}
+END_TEST
+
+/* ---- a model, end to end ----------------------------------------------------------------------- */
+
+/* printf into a static buffer (one command at a time) */
+static const char *kd_format_static(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *kd_format_static(const char *fmt, ...)
+{
+    static char buf[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return buf;
+}
+
+static const char *small_cnn =
+    "model qcnn {\n"
+    "    input x: [8, 8, 2]\n"
+    "    Conv2D(6, 3, padding: \"same\", activation: relu)\n"
+    "    MaxPooling2D(2)\n"
+    "    DepthwiseConv2D(3, activation: relu)\n"
+    "    Flatten()\n"
+    "    Dense(12, activation: relu)\n"
+    "    output y = Dense(5)\n"
+    "}\n"
+    "train qcnn {\n    loss: MeanSquaredError()\n    optimizer: SGD()\n}\n";
+
+/* n samples of `elems` values in [0, 1) as a float32 .npy [n, dims...]; the values in *v (malloc'd) */
+static void random_npy(const char *path, int n, int rank, const int64_t *dims, float **v)
+{
+    kdh_tensor t = {0};
+    t.dtype = KDH_F32, t.rank = rank + 1, t.shape[0] = n;
+    int64_t elems = 1;
+    for (int i = 0; i < rank; i++) t.shape[1 + i] = dims[i], elems *= dims[i];
+    *v = malloc(sizeof(float) * (size_t)(n * elems));
+    for (int64_t i = 0; i < n * elems; i++) (*v)[i] = (float)(next() % 1000) / 1000.f;
+    t.data = *v, t.nbytes = sizeof(float) * (size_t)(n * elems);
+    kdh_error err;
+    ck_assert_msg(kdh_npy_write(path, &t, &err) == 0, "%s", err.msg);
+}
+
+/* A small CNN of every int8 layer kind but Add (initial weights, 64 random
+ * inputs): the int8 outputs within a few output steps of fp32's, and
+ * model.c (built by the host's cc against runtime/quant.c) equal to the
+ * host's run bit for bit. */
+START_TEST(model_int8_against_fp32_and_model_c)
+{
+    const char *dir = tu_tmpdir("quant");
+    const char *kdsl = tu_path(dir, "qcnn.kdsl"), *w = tu_path(dir, "w.safetensors"), *x = tu_path(dir, "x.npy"),
+               *y = tu_path(dir, "y.npy");
+    ck_assert_int_eq(tu_write(kdsl, small_cnn, strlen(small_cnn)), 0);
+    float *xv, *yv;
+    random_npy(x, 64, 3, (const int64_t[]){8, 8, 2}, &xv);
+    random_npy(y, 64, 1, (const int64_t[]){5}, &yv);
+    char *out;
+    int rc = tu_kdslc_run(&out, "train %s --epochs 0 --save %s --data %s,%s --seed 3", kdsl, w, x, y);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    tu_sh(kd_format_static("%s predict %s --weights %s --input %s -o %s/f.npy --normalize none", tu_kdslc(), kdsl, w, x, dir));
+    tu_sh(kd_format_static("%s predict %s --weights %s --input %s -o %s/q.npy --normalize none --quantize int8 "
+                           "--calibration %s --calibration-samples 32", tu_kdslc(), kdsl, w, x, dir, x));
+    tu_sh(kd_format_static("%s compile %s -o %s/qcnn.c --quantize int8 --embed-weights %s --calibration %s "
+                           "--calibration-samples 32 --normalize none", tu_kdslc(), kdsl, dir, w, x));
+    kdh_tensor f = tu_read_npy_f32(tu_path(dir, "f.npy")), q = tu_read_npy_f32(tu_path(dir, "q.npy"));
+    char *h = tu_read(tu_path(dir, "qcnn.h"), NULL);
+    const char *at = strstr(h, "QCNN_OUTPUT_SCALE ");
+    ck_assert_ptr_nonnull(at);
+    double scale = strtod(at + strlen("QCNN_OUTPUT_SCALE "), NULL), worst = 0, range = 0;
+    const float *fv = f.data, *qv = q.data;
+    for (int i = 0; i < 64 * 5; i++) {
+        worst = fmax(worst, fabs(fv[i] - qv[i]));
+        range = fmax(range, fabs(fv[i]));
+    }
+    ck_assert_msg(scale > 0 && scale < range, "output scale %g, outputs up to %g", scale, range);
+    ck_assert_msg(worst <= 4 * scale, "int8 differs from fp32 by %g, %.1f output steps", worst, worst / scale);
+    ck_assert_msg(worst > 0, "int8 outputs equal to fp32's: the int8 path did not run");
+    /* model.c on the host: the first 4 samples through qcnn_predict_embedded, printed exactly */
+    FILE *m = fopen(tu_path(dir, "main.c"), "w");
+    fprintf(m, "#include <stdio.h>\n#include \"qcnn.h\"\nstatic const float x[4 * 128] = {");
+    for (int i = 0; i < 4 * 128; i++) fprintf(m, "%s%.9g", i ? ", " : "", (double)xv[i]);
+    fprintf(m, "};\nstatic int8_t arena[QCNN_ARENA_BYTES];\nint main(void)\n{\n    float y[4 * 5];\n"
+               "    const float *in[1] = {x};\n    float *out[1] = {y};\n"
+               "    if (qcnn_predict_embedded(in, out, 4, arena) != 0) return 1;\n"
+               "    for (int i = 0; i < 20; i++) printf(\"%%a\\n\", (double)y[i]);\n    return 0;\n}\n");
+    fclose(m);
+    const char *extra = getenv("KDSL_CODEGEN_CFLAGS");   /* the sanitizer pass's flags */
+    tu_sh(kd_format_static("cd %s && cc -std=c99 -Wall -Wextra -Wpedantic -Werror %s -I%s qcnn.c main.c %s -o qcnn -lm",
+                           dir, extra ? extra : "", tu_src("runtime"), tu_src("runtime/quant.c")));
+    tu_run(kd_format_static("%s/qcnn", dir), &out);
+    char *line = out;
+    for (int i = 0; i < 20; i++) {
+        double v = strtod(line, &line);
+        ck_assert_msg(v == qv[i], "model.c's output %d is %a, the host's %a", i, v, (double)qv[i]);
+    }
+    free(out), free(h), free(xv), free(yv);
+    kdh_tensor_free(&f), kdh_tensor_free(&q);
+}
+END_TEST
+
+START_TEST(cli_errors)
+{
+    const char *dir = tu_tmpdir("quant_cli");
+    const char *kdsl = tu_path(dir, "m.kdsl");
+    const char *src = "model m {\n    input x: [4]\n    output y = Dense(3, activation: sigmoid)\n}\n";
+    ck_assert_int_eq(tu_write(kdsl, src, strlen(src)), 0);
+    ck_assert_fails(2, "--quantize takes int8", "compile %s --quantize int4 --calibration x.npy --embed-weights w", kdsl);
+    ck_assert_fails(2, "go with --quantize int8", "compile %s --calibration x.npy", kdsl);
+    ck_assert_fails(2, "needs --calibration", "compile %s --quantize int8 --embed-weights w", kdsl);
+    ck_assert_fails(2, "needs --embed-weights", "compile %s --quantize int8 --calibration x.npy", kdsl);
+    ck_assert_fails(2, "needs --calibration", "evaluate %s --weights w --quantize int8", kdsl);
+    /* a layer without an int8 form: its name and line */
+    const char *w = tu_path(dir, "w.safetensors"), *x = tu_path(dir, "x.npy"), *y = tu_path(dir, "y.npy");
+    float *xv, *yv;
+    random_npy(x, 4, 1, (const int64_t[]){4}, &xv);
+    random_npy(y, 4, 1, (const int64_t[]){3}, &yv);
+    char *out;
+    int rc = tu_kdslc_run(&out, "train %s --epochs 0 --save %s --data %s,%s --loss mse --optimizer sgd", kdsl, w, x, y);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out), free(xv), free(yv);
+    ck_assert_fails(1, "m.kdsl:3:", "compile %s --quantize int8 --embed-weights %s --calibration %s -o %s", kdsl, w, x,
+                    tu_path(dir, "m.c"));
+    ck_assert_fails(1, "layer 'dense': activation sigmoid has no int8 form", "compile %s --quantize int8 --embed-weights %s "
+                    "--calibration %s -o %s", kdsl, w, x, tu_path(dir, "m.c"));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("quant");
+    TCase *t = tcase_create("int8");
+    tcase_set_timeout(t, 300);
+    tcase_add_test(t, requantize_is_tflite_rounding);
+    tcase_add_test(t, conv2d_matches_loop_nest);
+    tcase_add_test(t, depthwise_matches_loop_nest);
+    tcase_add_test(t, pooling_and_add);
+    tcase_add_test(t, model_int8_against_fp32_and_model_c);
+    tcase_add_test(t, cli_errors);
+    suite_add_tcase(s, t);
+    return tu_run_suite(s);
+}
