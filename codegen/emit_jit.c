@@ -14,9 +14,13 @@
  *   - -ffp-contract=off: libgccjit's default is GCC's "fast" (fused
  *     multiply-add wherever -march allows), which the C backend compiled as
  *     ISO C does not do.
- * Runtime kernels (kdk_s*, the initialisers among them) are called through
- * function pointer constants: their addresses in this process, so nothing
- * depends on the executable's dynamic symbol table. */
+ * Runtime kernels (kdk_s*, the initialisers among them) and the thread
+ * pool are called through a table of pointers internal to the code
+ * (kdsl_jit_imports, IMPORTS entries), filled when the code is loaded: the
+ * code depends neither on the executable's dynamic symbol table nor on
+ * this process's addresses, so that it can be kept between runs
+ * (jit_cache.c: with kd_jit_options.cache_dir, the library libgccjit wrote
+ * to the cache is loaded in place of an in-memory result). */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -26,6 +30,7 @@
 
 #include <libgccjit.h>
 
+#include <dlfcn.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,14 +38,23 @@
 #include <string.h>
 #include <time.h>
 
+#include "jit_cache.h"
 #include "kernels.h"
 #include "host/parallel_kernels.h"
 
 struct kd_jit {
-    gcc_jit_result *result;
+    gcc_jit_result *result;   /* compiled in memory, or */
+    void *lib;                /* the cache's library (dlopen) */
+    kd_jit_cache_use cache;
+    char cache_warning[512];
     double seconds;
     char march[64];
 };
+
+/* The code's table of the host's functions: the kernels by lp_kernel_id,
+ * then the thread pool's kdh_parallel_range. */
+enum { IMPORT_PARALLEL_RANGE = LP_K_COUNT, IMPORTS };
+#define IMPORTS_FN "kdsl_jit_imports"   /* void **kdsl_jit_imports(void): the table */
 
 /* The address of every kernel a call may name (f32), from runtime/kernel_list.h:
  * kdk_s<name>, or for the rows marked MT the host pool's thread-split wrapper
@@ -90,6 +104,7 @@ typedef struct jb {
     /* helpers, made on first use */
     gcc_jit_function *h_relu, *h_sigmoid, *h_square, *h_sign, *h_max, *h_min, *h_max_acc, *h_imax, *h_imin;
     gcc_jit_function *h_mix64, *h_dropout_bits;
+    gcc_jit_lvalue *imports;      /* the table of host functions (IMPORTS_FN) */
     gcc_jit_function *b_expf, *b_logf, *b_sqrtf, *b_tanhf, *b_fabsf, *b_log1pf, *b_expm1f, *b_erff;
     /* the function being built */
     const lp_func *f;
@@ -679,6 +694,13 @@ static gcc_jit_rvalue *ptr_arg(jb *J, const lp_arg *a, bool i32)
     return gcc_jit_lvalue_get_address(gcc_jit_context_new_array_access(J->ctx, NULL, p, off), NULL);
 }
 
+/* Entry i of the table of host functions, as a pointer of type fpt. */
+static gcc_jit_rvalue *imported(jb *J, int i, gcc_jit_type *fpt)
+{
+    gcc_jit_rvalue *slot = rv_of(gcc_jit_context_new_array_access(J->ctx, NULL, rv_of(J->imports), c_long(J, i)));
+    return gcc_jit_context_new_cast(J->ctx, NULL, slot, fpt);
+}
+
 static void call_stmt(jb *J, const lp_call *cl)
 {
     gcc_jit_context *c = J->ctx;
@@ -741,10 +763,7 @@ static void call_stmt(jb *J, const lp_call *cl)
     }
     gcc_jit_type *ret = ki->returns_double ? J->t_double : J->t_void;
     gcc_jit_type *fpt = gcc_jit_context_new_function_ptr_type(c, NULL, ret, ki->nargs, types, 0);
-    void *vp;
-    memcpy(&vp, &addr, sizeof vp);
-    gcc_jit_rvalue *fp = gcc_jit_context_new_rvalue_from_ptr(c, fpt, vp);
-    gcc_jit_rvalue *call = gcc_jit_context_new_call_through_ptr(c, NULL, fp, ki->nargs, args);
+    gcc_jit_rvalue *call = gcc_jit_context_new_call_through_ptr(c, NULL, imported(J, cl->k, fpt), ki->nargs, args);
     if (cl->result) {
         gcc_jit_lvalue *r = var_lv(J, cl->result);
         if (!r) return;
@@ -951,9 +970,6 @@ static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const kd_
     if (!n) return;
     gcc_jit_type *rt[5] = {J->t_voidp, J->t_voidp, J->t_long, J->t_long, J->t_long};
     gcc_jit_type *fpt = gcc_jit_context_new_function_ptr_type(c, NULL, J->t_void, 5, rt, 0);
-    void (*range)(kdh_range_fn, void *, long, long, long) = kdh_parallel_range;
-    void *vp;
-    memcpy(&vp, &range, sizeof vp);
     gcc_jit_rvalue *args[5] = {
         gcc_jit_context_new_cast(c, NULL, gcc_jit_function_get_address(fn, NULL), J->t_voidp),
         gcc_jit_context_new_cast(c, NULL, gcc_jit_lvalue_get_address(cx, NULL), J->t_voidp),
@@ -961,8 +977,7 @@ static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const kd_
         c_long(J, pi->grain),
         c_long(J, min_n),
     };
-    gcc_jit_block_add_eval(J->blk, NULL,
-                           gcc_jit_context_new_call_through_ptr(c, NULL, gcc_jit_context_new_rvalue_from_ptr(c, fpt, vp), 5, args));
+    gcc_jit_block_add_eval(J->blk, NULL, gcc_jit_context_new_call_through_ptr(c, NULL, imported(J, IMPORT_PARALLEL_RANGE, fpt), 5, args));
 }
 
 /* A FOR statement as a parallel range, if the thread plan splits it. */
@@ -1567,35 +1582,30 @@ int kd_jit_dropout_bits(long n, const uint64_t *seed, const uint64_t *step, cons
     return f ? 0 : -1;
 }
 
-kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kdh_model_fns *fns, char *why, size_t why_len)
+/* Whether o asks for function f of p (kd_jit_options.functions). */
+static bool wanted(const lp_program *p, const kd_jit_options *o, int f)
 {
-    char dummy[8];
-    if (!why || why_len == 0) {
-        why = dummy;
-        why_len = sizeof dummy;
-    }
-    why[0] = 0;
-    if (fns) memset(fns, 0, sizeof *fns);
-    if (!p || !fns) {
-        snprintf(why, why_len, "no program");
-        return NULL;
-    }
-    if (p->real != LP_F32) {
-        snprintf(why, why_len,
-                 "the JIT compiles f32 programs only (its entry points have float signatures); "
-                 "compile f64 programs with the C backend (kdslc compile --dtype f64)");
-        return NULL;
-    }
-    if (!p->name || !*p->name) {
-        snprintf(why, why_len, "the program has no name");
-        return NULL;
-    }
-    double t0 = now_seconds();
-    kd_jit_options none = {0};
-    if (!o) o = &none;
-    int level = o->opt_level <= 0 || o->opt_level > 3 ? 3 : o->opt_level;
-    const char *march = o->march ? o->march : kd_host_march();
+    /* predict_folded: only predict_embedded calls it, in the C text */
+    return p->funcs[f] && f != LP_F_PREDICT_FOLDED && (!o->functions || (o->functions & (1u << f)));
+}
 
+/* The table of host functions (IMPORTS_FN), and the function returning it. */
+static void new_imports(jb *J)
+{
+    gcc_jit_context *c = J->ctx;
+    gcc_jit_type *tab = gcc_jit_context_new_array_type(c, NULL, J->t_voidp, IMPORTS);
+    J->imports = gcc_jit_context_new_global(c, NULL, GCC_JIT_GLOBAL_INTERNAL, tab, "kdj_imports");
+    gcc_jit_function *fn =
+        gcc_jit_context_new_function(c, NULL, GCC_JIT_FUNCTION_EXPORTED, gcc_jit_type_get_pointer(J->t_voidp), IMPORTS_FN, 0, NULL, 0);
+    gcc_jit_block_end_with_return(
+        gcc_jit_function_new_block(fn, "entry"), NULL,
+        gcc_jit_lvalue_get_address(gcc_jit_context_new_array_access(c, NULL, rv_of(J->imports), c_long(J, 0)), NULL));
+}
+
+/* A context with p's functions built, or NULL with why set. */
+static gcc_jit_context *build_context(const lp_program *p, const kd_jit_options *o, int level, const char *march, char *why,
+                                      size_t why_len)
+{
     gcc_jit_context *ctx = gcc_jit_context_acquire();
     if (!ctx) {
         snprintf(why, why_len, "libgccjit: cannot create a context");
@@ -1628,8 +1638,9 @@ kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kdh_model_f
     jb J = {.ctx = ctx, .p = p, .why = why, .why_len = why_len, .serial = o->serial_loops, .split_small = o->split_small_loops,
            .part_kernels = o->part_kernels > 0 ? o->part_kernels : PART_KERNELS};
     set_types(&J);
+    new_imports(&J);
     for (int f = 0; f < LP_F_COUNT && !J.failed; f++) {
-        if (!p->funcs[f] || f == LP_F_PREDICT_FOLDED) continue;   /* only predict_embedded calls it: C text only */
+        if (!wanted(p, o, f)) continue;
         if (p->funcs[f]->kind != (lp_func_kind)f) {
             fail(&J, "function %d has kind %d", f, (int)p->funcs[f]->kind);
             break;
@@ -1642,7 +1653,160 @@ kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kdh_model_f
         return NULL;
     }
     if (o->dump_c_like) gcc_jit_context_dump_to_file(ctx, "/dev/stderr", 0);
+    return ctx;
+}
 
+static void *code_of(const kd_jit *j, const char *name)
+{
+    return j->result ? gcc_jit_result_get_code(j->result, name) : dlsym(j->lib, name);
+}
+
+/* The entry points into fns and the host's functions into the code's
+ * table; false with why set when the code lacks one of them. */
+static bool bind(kd_jit *j, const lp_program *p, const kd_jit_options *o, kdh_model_fns *fns, char *why, size_t why_len)
+{
+    void *code[LP_F_COUNT] = {0};
+    for (int f = 0; f < LP_F_COUNT; f++) {
+        if (!wanted(p, o, f)) continue;
+        char name[256];
+        snprintf(name, sizeof name, "%s_%s", p->name, lp_func_names[f]);
+        if (!(code[f] = code_of(j, name))) {
+            snprintf(why, why_len, "libgccjit: no code for %s", name);
+            return false;
+        }
+    }
+    void *table_fn = code_of(j, IMPORTS_FN);
+    if (!table_fn) {
+        snprintf(why, why_len, "libgccjit: no code for %s", IMPORTS_FN);
+        return false;
+    }
+    void **(*table_of)(void);
+    memcpy(&table_of, &table_fn, sizeof table_fn);
+    void **table = table_of();
+    for (int k = 0; k < LP_K_COUNT; k++) {
+        kdj_fn fn = kernel_address((lp_kernel_id)k);
+        memcpy(&table[k], &fn, sizeof fn);
+    }
+    void (*range)(kdh_range_fn, void *, long, long, long) = kdh_parallel_range;
+    memcpy(&table[IMPORT_PARALLEL_RANGE], &range, sizeof range);
+    memset(fns, 0, sizeof *fns);
+    memcpy(&fns->init, &code[LP_F_INIT], sizeof fns->init);
+    memcpy(&fns->predict, &code[LP_F_PREDICT], sizeof fns->predict);
+    memcpy(&fns->grad, &code[LP_F_GRAD], sizeof fns->grad);
+    memcpy(&fns->apply_gradients, &code[LP_F_APPLY], sizeof fns->apply_gradients);
+    memcpy(&fns->train_step, &code[LP_F_TRAIN_STEP], sizeof fns->train_step);
+    return true;
+}
+
+/* What, besides the program, the code depends on: the key's options text. */
+static void options_text(char *buf, size_t n, const lp_program *p, const kd_jit_options *o, int level, const char *march)
+{
+    unsigned funcs = 0;
+    for (int f = 0; f < LP_F_COUNT; f++)
+        if (wanted(p, o, f)) funcs |= 1u << f;
+    snprintf(buf, n, "O%d march=%s fp_contract=%d serial=%d part_kernels=%d split_small=%d functions=%x imports=%d", level,
+             march ? march : "", o->fp_contract, o->serial_loops, o->part_kernels > 0 ? o->part_kernels : PART_KERNELS,
+             o->split_small_loops, funcs, (int)IMPORTS);
+}
+
+/* p's code from the cache, or compiled into it: true with the cache's
+ * library loaded into j (j->lib); false with why set when p cannot be
+ * built; else false with j->cache_warning saying why the cache was of no
+ * use, for the caller to compile in memory (with *ctx when it is built). */
+static bool through_cache(kd_jit *j, const lp_program *p, const kd_jit_options *o, int level, const char *march,
+                          gcc_jit_context **ctx, kdh_model_fns *fns, char *why, size_t why_len)
+{
+    char opts[512], w[400] = "";
+    options_text(opts, sizeof opts, p, o, level, march);
+    kd_jit_key key;
+    j->cache = KD_JIT_CACHE_FAILED;
+    if (!kd_jit_cache_key(p, opts, &key, w, sizeof w)) goto fallback;
+    if ((j->lib = kd_jit_cache_open(o->cache_dir, &key))) {
+        if (bind(j, p, o, fns, w, sizeof w)) {
+            j->cache = KD_JIT_CACHE_HIT;
+            return true;
+        }
+        dlclose(j->lib);   /* a library without our symbols: compiled again */
+        j->lib = NULL;
+        kd_jit_cache_remove(o->cache_dir, &key);
+        w[0] = 0;
+    }
+    if (!(*ctx = build_context(p, o, level, march, why, why_len))) return false;
+    kd_jit_cache_entry e;
+    if (!kd_jit_cache_begin(o->cache_dir, &key, &e, w, sizeof w)) goto fallback;
+    gcc_jit_context_compile_to_file(*ctx, GCC_JIT_OUTPUT_KIND_DYNAMIC_LIBRARY, e.tmp);
+    if (gcc_jit_context_get_first_error(*ctx)) {
+        snprintf(w, sizeof w, "compiling into %s failed: %s", e.tmp, gcc_jit_context_get_first_error(*ctx));
+        kd_jit_cache_abort(&e);
+        gcc_jit_context_release(*ctx);   /* in memory from a fresh context */
+        *ctx = NULL;
+        goto fallback;
+    }
+    if (!(j->lib = kd_jit_cache_commit(&e, &key, w, sizeof w))) goto fallback;
+    if (!bind(j, p, o, fns, w, sizeof w)) {
+        dlclose(j->lib);
+        j->lib = NULL;
+        kd_jit_cache_remove(o->cache_dir, &key);
+        goto fallback;
+    }
+    j->cache = w[0] ? KD_JIT_CACHE_FAILED : KD_JIT_CACHE_STORED;   /* w: loaded, but the entry not kept */
+    snprintf(j->cache_warning, sizeof j->cache_warning, "%s", w);
+    return true;
+fallback:
+    snprintf(j->cache_warning, sizeof j->cache_warning, "%s", w);
+    return false;
+}
+
+kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kdh_model_fns *fns, char *why, size_t why_len)
+{
+    char dummy[8];
+    if (!why || why_len == 0) {
+        why = dummy;
+        why_len = sizeof dummy;
+    }
+    why[0] = 0;
+    if (fns) memset(fns, 0, sizeof *fns);
+    if (!p || !fns) {
+        snprintf(why, why_len, "no program");
+        return NULL;
+    }
+    if (p->real != LP_F32) {
+        snprintf(why, why_len,
+                 "the JIT compiles f32 programs only (its entry points have float signatures); "
+                 "compile f64 programs with the C backend (kdslc compile --dtype f64)");
+        return NULL;
+    }
+    if (!p->name || !*p->name) {
+        snprintf(why, why_len, "the program has no name");
+        return NULL;
+    }
+    double t0 = now_seconds();
+    kd_jit_options none = {0};
+    if (!o) o = &none;
+    int level = o->opt_level <= 0 || o->opt_level > 3 ? 3 : o->opt_level;
+    const char *march = o->march ? o->march : kd_host_march();
+    kd_jit *j = calloc(1, sizeof *j);
+    if (!j) {
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    if (march) snprintf(j->march, sizeof j->march, "%s", march);
+
+    /* the cache, unless the compiler's own dumps are asked for */
+    gcc_jit_context *ctx = NULL;
+    if (o->cache_dir && *o->cache_dir && !o->dump_c_like && !getenv("KDSL_JIT_DUMP_ASM")) {
+        bool done = through_cache(j, p, o, level, march, &ctx, fns, why, why_len);
+        if (done || why[0]) {
+            if (ctx) gcc_jit_context_release(ctx);
+            if (!done) kd_jit_free(j);
+            if (done) j->seconds = now_seconds() - t0;
+            return done ? j : NULL;
+        }
+    }
+    if (!ctx && !(ctx = build_context(p, o, level, march, why, why_len))) {
+        kd_jit_free(j);
+        return NULL;
+    }
     gcc_jit_result *res = gcc_jit_context_compile(ctx);
     if (!res) {
         /* The compiler's own diagnostic (e.g. a bad -march) went to stderr; the
@@ -1652,44 +1816,32 @@ kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kdh_model_f
                  march && *march ? march : "", o->fp_contract ? "" : " -ffp-contract=off");
         if (!jit_error(ctx, why, why_len, what)) snprintf(why, why_len, "libgccjit: %s failed", what);
         gcc_jit_context_release(ctx);
+        kd_jit_free(j);
         return NULL;
     }
     gcc_jit_context_release(ctx);
-
-    kd_jit *j = calloc(1, sizeof *j);
-    if (!j) {
-        gcc_jit_result_release(res);
-        snprintf(why, why_len, "out of memory");
+    j->result = res;
+    if (!bind(j, p, o, fns, why, why_len)) {
+        memset(fns, 0, sizeof *fns);
+        kd_jit_free(j);
         return NULL;
     }
-    j->result = res;
-    if (march) snprintf(j->march, sizeof j->march, "%s", march);
-    void *code[LP_F_COUNT] = {0};
-    for (int f = 0; f < LP_F_COUNT; f++) {
-        if (!p->funcs[f] || f == LP_F_PREDICT_FOLDED) continue;
-        char name[256];
-        snprintf(name, sizeof name, "%s_%s", p->name, lp_func_names[f]);
-        code[f] = gcc_jit_result_get_code(res, name);
-        if (!code[f]) {
-            snprintf(why, why_len, "libgccjit: no code for %s", name);
-            kd_jit_free(j);
-            return NULL;
-        }
-    }
-    memcpy(&fns->init, &code[LP_F_INIT], sizeof fns->init);
-    memcpy(&fns->predict, &code[LP_F_PREDICT], sizeof fns->predict);
-    memcpy(&fns->grad, &code[LP_F_GRAD], sizeof fns->grad);
-    memcpy(&fns->apply_gradients, &code[LP_F_APPLY], sizeof fns->apply_gradients);
-    memcpy(&fns->train_step, &code[LP_F_TRAIN_STEP], sizeof fns->train_step);
     j->seconds = now_seconds() - t0;
     return j;
 }
 
 double kd_jit_compile_seconds(const kd_jit *j) { return j ? j->seconds : 0; }
 
+kd_jit_cache_use kd_jit_cache_result(const kd_jit *j, const char **warning)
+{
+    if (warning) *warning = j && j->cache_warning[0] ? j->cache_warning : NULL;
+    return j ? j->cache : KD_JIT_CACHE_OFF;
+}
+
 void kd_jit_free(kd_jit *j)
 {
     if (!j) return;
     if (j->result) gcc_jit_result_release(j->result);
+    if (j->lib) dlclose(j->lib);
     free(j);
 }
