@@ -295,11 +295,14 @@ void kd_jit_cache_abort(kd_jit_cache_entry *e)
 
 uint64_t kd_jit_cache_max_bytes(void)
 {
-    const char *s = getenv("KDSL_CACHE_MAX_MB");
-    char *end;
-    unsigned long long mb = s && *s ? strtoull(s, &end, 10) : 0;
-    if (!s || !*s || *end || mb == 0) mb = 1024;
-    return (uint64_t)mb << 20;
+    /* as ccache's max_size: a number of bytes, or of K, M or G (1024s) */
+    const char *s = getenv("KDSL_CACHE_MAX_SIZE");
+    char *end = NULL;
+    errno = 0;
+    unsigned long long n = s && *s ? strtoull(s, &end, 10) : 0;
+    int shift = !end ? -1 : !*end ? 0 : !strcmp(end, "K") ? 10 : !strcmp(end, "M") ? 20 : !strcmp(end, "G") ? 30 : -1;
+    if (shift < 0 || n == 0 || errno || n > (UINT64_MAX >> shift)) return (uint64_t)1 << 30;
+    return (uint64_t)n << shift;
 }
 
 typedef struct cached_file {

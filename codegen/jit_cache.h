@@ -48,7 +48,8 @@ void kd_jit_cache_abort(kd_jit_cache_entry *e);
 /* A corrupt entry found after loading (a symbol missing): removed. */
 void kd_jit_cache_remove(const char *dir, const kd_jit_key *key);
 
-/* $KDSL_CACHE_MAX_MB megabytes, else 1 GiB. */
+/* $KDSL_CACHE_MAX_SIZE: bytes, or K, M, G after the number (as ccache's
+ * max_size); else (unset or malformed) 1G. */
 uint64_t kd_jit_cache_max_bytes(void);
 
 #endif
