@@ -43,6 +43,7 @@ typedef struct kd_run_options {
      * default 8) and --bucket-kb; 0 when not given. */
     bool deterministic;
     int shards, bucket_kb;
+    bool no_cache;                     /* --no-cache: compile again, keep nothing (the JIT cache) */
 } kd_run_options;
 
 /* A backend in the JIT's place: compile builds p's entry points into fns
