@@ -1,9 +1,11 @@
 /* jit_time.c — the JIT's compile time of a model (bench/run): front end,
  * kd_back_end (all functions the train block asks for) and
- * kd_jit_compile, each timed. Usage: jit_time FILE.kdsl [BATCH [CACHE_DIR [FUNCS]]]
- * With CACHE_DIR, the code is kept there (kd_jit_options.cache_dir): a
- * first run is cold (cache=stored), the next warm (cache=hit). FUNCS
- * "train": only what `kdslc train` compiles (init, predict, train_step).
+ * kd_jit_compile, each timed. Usage: jit_time FILE.kdsl [BATCH [CACHE_DIR [FUNCS [JOBS]]]]
+ * With CACHE_DIR (not "-"), the code is kept there (kd_jit_options.cache_dir):
+ * a first run is cold (cache=stored), the next warm (cache=hit). FUNCS
+ * "train": only what `kdslc train` compiles (init, predict, train_step);
+ * "all" (default): every function. JOBS: kd_jit_options.jobs (0: one
+ * process per CPU).
  * Prints "jit_seconds total=T front=F build=B jit=J cache=C". */
 #include "codegen.h"
 #include "driver.h"
@@ -24,7 +26,7 @@ static double now(void)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: jit_time FILE.kdsl [BATCH [CACHE_DIR [FUNCS]]]\n");
+        fprintf(stderr, "usage: jit_time FILE.kdsl [BATCH [CACHE_DIR [FUNCS [JOBS]]]]\n");
         return 2;
     }
     double t0 = now();
@@ -35,7 +37,7 @@ int main(int argc, char **argv)
     lp_program *p = kd_back_end(&s, &co);
     if (!p) return 1;
     double t2 = now();
-    kd_jit_options jo = {.cache_dir = argc > 3 ? argv[3] : NULL};
+    kd_jit_options jo = {.cache_dir = argc > 3 && strcmp(argv[3], "-") ? argv[3] : NULL, .jobs = argc > 5 ? atoi(argv[5]) : 0};
     if (argc > 4 && !strcmp(argv[4], "train")) jo.functions = 1u << LP_F_INIT | 1u << LP_F_PREDICT | 1u << LP_F_TRAIN_STEP;
     kdh_model_fns fns;
     char why[1024] = "";

@@ -29,6 +29,10 @@ typedef struct kd_jit_options {
     unsigned functions;    /* the functions compiled, bits 1u << lp_func_kind; 0: every one
                             * the program has (kdslc train needs no grad and apply_gradients
                             * unless it trains data-parallel) */
+    int jobs;              /* processes compiling at once, each a share of the functions and
+                            * their parts (GCC compiles one context at a time in a process);
+                            * 0: up to one per online CPU (at most 8) as the program's size
+                            * makes it worth it (emit_jit.c plan_work); 1: this process alone */
     const char *cache_dir; /* keep the compiled code in this directory and take it from there
                             * when the same program is compiled again with the same options,
                             * kdsl and libgccjit on the same CPU (jit_cache.c); NULL or "":

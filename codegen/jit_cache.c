@@ -11,8 +11,7 @@
  * same directory (.tmp-PID-N-KEY.so), appends the trailer, fsyncs, and
  * renames it over the entry's name, so a reader sees no entry or a whole
  * one; two writers of one key write the same code, and the last rename
- * wins. A reader checks and loads the one open file (dlopen of
- * /proc/self/fd/N), never a name that may have changed in between.
+ * wins.
  *
  * The code holds no address of this process: emit_jit.c calls the runtime
  * through a table it fills after loading. */
@@ -212,13 +211,6 @@ static bool entry_ok(int fd, const kd_jit_key *key)
     return ok;
 }
 
-static void *dlopen_fd(int fd)
-{
-    char name[64];
-    snprintf(name, sizeof name, "/proc/self/fd/%d", fd);
-    return dlopen(name, RTLD_NOW | RTLD_LOCAL);
-}
-
 void *kd_jit_cache_open(const char *dir, const kd_jit_key *key)
 {
     char *path = key_path(dir, key);
@@ -226,7 +218,10 @@ void *kd_jit_cache_open(const char *dir, const kd_jit_key *key)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     void *h = NULL;
     if (fd >= 0) {
-        if (entry_ok(fd, key)) h = dlopen_fd(fd);
+        /* by its name: glibc takes a loaded object of the same name for the
+         * one asked for, so /proc/self/fd/N would find another entry's; this
+         * name is only ever renamed over by a whole entry of the same key */
+        if (entry_ok(fd, key)) h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
         if (!h) unlink(path);   /* corrupt: compiled again, by whoever comes first */
         else utimensat(AT_FDCWD, path, NULL, 0);   /* recently used: evicted last */
         close(fd);
@@ -395,7 +390,7 @@ void *kd_jit_cache_commit(kd_jit_cache_entry *e, const kd_jit_key *key, char *wh
         snprintf(why, why_len, "cannot write %s: %s", e->tmp, strerror(errno));
         goto done;
     }
-    if (!(h = dlopen_fd(fd))) {
+    if (!(h = dlopen(e->tmp, RTLD_NOW | RTLD_LOCAL))) {   /* a name never loaded before */
         snprintf(why, why_len, "cannot load %s: %s", e->tmp, dlerror());
         goto done;
     }
