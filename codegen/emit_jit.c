@@ -1424,17 +1424,23 @@ static bool mine(const jb *J, int f, int p)
     return pl->worker[f][p] == J->worker;
 }
 
+/* GCC's work on statements, roughly: a loop (which it unrolls, vectorises,
+ * versions) as much as 16 other statements (ResNet50's init, 480 calls
+ * and ifs, compiles in about the time of a part of its predict, 30 loops). */
 static int64_t stmt_weight(const kd_vec *body)
 {
     int64_t n = 0;
-    for (int i = 0; i < body->len; i++) n += 1 + stmt_weight(&((const lp_stmt *)body->items[i])->body);
+    for (int i = 0; i < body->len; i++) {
+        const lp_stmt *s = body->items[i];
+        n += (s->kind == LP_S_FOR ? 16 : 1) + stmt_weight(&s->body);
+    }
     return n;
 }
 
 static int64_t kernels_weight(const lp_func *f, int k0, int k1)
 {
     int64_t n = 0;
-    for (int k = k0; k < k1; k++) n += 1 + stmt_weight(&((const lp_kernel *)f->kernels.items[k])->body);
+    for (int k = k0; k < k1; k++) n += stmt_weight(&((const lp_kernel *)f->kernels.items[k])->body);
     return n;
 }
 
@@ -1449,12 +1455,12 @@ static int by_weight(const void *a, const void *b)
     return (x->weight < y->weight) - (x->weight > y->weight);
 }
 
-/* The least work (statements, kernels_weight) for which kd_jit_options.jobs
- * 0 starts one more process: a process costs GCC's start, the assembler
- * and the linker once more (~0.1 s), which a small program does not win
- * back (the Fashion-MNIST MLP's train step weighs 134, ResNet50's
- * inference 1117). */
-enum { WEIGHT_PER_WORKER = 400 };
+/* The least work (kernels_weight) for which kd_jit_options.jobs 0 starts
+ * one more process: a process costs GCC's start, the assembler and the
+ * linker once more (~0.1 s), which a small program does not win back
+ * (kdslc train of the Fashion-MNIST MLP weighs 361, of its CNN 486;
+ * ResNet50's inference 3009, in units of at most 320). */
+enum { WEIGHT_PER_WORKER = 1000 };
 
 /* Each unit to the worker with the least work so far, the largest first;
  * workers < 0: as many as the CPUs (-workers) and the work make worth it. */
@@ -1478,13 +1484,13 @@ static void plan_work(jb *J, const lp_program *p, const kd_jit_options *o, int w
     for (int f = 0; f < LP_F_COUNT; f++)
         for (int q = 0; q < pl->nparts[f]; q++)
             u[n++] = (unit){f, q, kernels_weight(p->funcs[f], pl->cuts[f][q], pl->cuts[f][q + 1])};
-    if (workers < 0) {
-        int64_t total = 0;
+    qsort(u, (size_t)n, sizeof *u, by_weight);
+    if (workers < 0) {   /* no more than the largest unit, or WEIGHT_PER_WORKER, each */
+        int64_t total = 0, least = n > 0 && u[0].weight > WEIGHT_PER_WORKER ? u[0].weight : WEIGHT_PER_WORKER;
         for (int i = 0; i < n; i++) total += u[i].weight;
-        workers = (int)(total / WEIGHT_PER_WORKER) < -workers ? (int)(total / WEIGHT_PER_WORKER) : -workers;
+        workers = total / least < -workers ? (int)(total / least) : -workers;
     }
     pl->workers = workers < 1 ? 1 : workers > MAX_WORKERS ? MAX_WORKERS : workers > n ? (n > 0 ? n : 1) : workers;
-    qsort(u, (size_t)n, sizeof *u, by_weight);
     int64_t load[MAX_WORKERS] = {0};
     for (int i = 0; i < n; i++) {
         int w = 0;
