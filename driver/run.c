@@ -235,7 +235,9 @@ static int compile_fns(const lp_program *p, const kd_codegen_options *co, const 
         return other_backend->compile(p, co, fns, &b->handle, info);
     }
     char dir[4096];
+    /* under mpirun every rank compiles at once already: one process each */
     kd_jit_options jo = {.functions = functions,
+                         .jobs = kdh_dist_size() > 1 ? 1 : 0,
                          .cache_dir = !o->no_cache && kd_jit_default_cache_dir(dir, sizeof dir) ? dir : NULL};
     char why[1024] = "";
     b->jit = kd_jit_compile(p, &jo, fns, why, sizeof why);
