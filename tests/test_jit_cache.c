@@ -447,11 +447,41 @@ START_TEST(kdslc_train_uses_the_cache)
 }
 END_TEST
 
+/* The key's hash is SHA-256 itself (FIPS 180-4's examples, and a message
+ * fed in uneven pieces across the 64-byte blocks). */
+START_TEST(sha256_known_answers)
+{
+    static const struct {
+        const char *msg;
+        int repeat;
+        const char *hex;
+    } cases[] = {
+        {"", 1, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        {"abc", 1, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 1,
+         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+        {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 10000,
+         "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"},   /* a million a's, in 100s */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        kd_sha256 h;
+        kd_sha256_init(&h);
+        for (int r = 0; r < cases[c].repeat; r++) kd_sha256_update(&h, cases[c].msg, strlen(cases[c].msg));
+        uint8_t out[32];
+        kd_sha256_final(&h, out);
+        char hex[65];
+        for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", out[i]);
+        ck_assert_str_eq(hex, cases[c].hex);
+    }
+}
+END_TEST
+
 static Suite *jit_cache_suite(void)
 {
     Suite *s = suite_create("jitcache");
     TCase *tc = tcase_create("cache");
     tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, sha256_known_answers);
     tcase_add_test(tc, hit_computes_what_a_miss_computes);
     tcase_add_test(tc, changed_program_or_flag_never_reuses_an_entry);
     tcase_add_test(tc, corrupt_entry_is_compiled_again);
