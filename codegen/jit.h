@@ -32,7 +32,9 @@ typedef struct kd_jit_options {
     int jobs;              /* processes compiling at once, each a share of the functions and
                             * their parts (GCC compiles one context at a time in a process);
                             * 0: up to one per online CPU (at most 8) as the program's size
-                            * makes it worth it (emit_jit.c plan_work); 1: this process alone */
+                            * makes it worth it (emit_jit.c plan_work); 1: this process alone.
+                            * The others are forked: no other thread of the caller may be
+                            * inside libgccjit meanwhile */
     const char *cache_dir; /* keep the compiled code in this directory and take it from there
                             * when the same program is compiled again with the same options,
                             * kdsl and libgccjit on the same CPU (jit_cache.c); NULL or "":
