@@ -10,6 +10,17 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* ---- sha256.c --------------------------------------------------------- */
+typedef struct kd_sha256 {
+    uint32_t h[8];
+    uint64_t len;          /* bytes hashed so far */
+    uint8_t buf[64];
+} kd_sha256;
+
+void kd_sha256_init(kd_sha256 *s);
+void kd_sha256_update(kd_sha256 *s, const void *data, size_t n);
+void kd_sha256_final(kd_sha256 *s, uint8_t out[32]);
+
 /* ---- arena.c ---------------------------------------------------------- */
 typedef struct kd_arena_block kd_arena_block;
 typedef struct kd_arena {

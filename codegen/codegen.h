@@ -72,6 +72,10 @@ bool kd_codegen_lower(lp_program *p, const kd_graphs *G, const kd_codegen_option
 /* The host's x86-64 level for -march ("x86-64-v3"), from the CPU's and the
  * OS's support; NULL off x86-64 (target.c). */
 const char *kd_host_march(void);
+/* The host CPU's identity as text: on x86-64 the vendor, the feature bits
+ * of CPUID leaves 1 and 7 and the register state the OS saves, so that
+ * code compiled for one CPU is never taken for another's (jit_cache.c). */
+void kd_host_cpu_features(char *buf, size_t n);
 /* `--target NAME`: "portable" -> "", "native" -> kd_host_march(), an x86-64
  * level -> itself; NULL for anything else (or native off x86-64). */
 const char *kd_resolve_target(const char *name);

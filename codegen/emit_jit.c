@@ -15,9 +15,13 @@
  *   - -ffp-contract=off: libgccjit's default is GCC's "fast" (fused
  *     multiply-add wherever -march allows), which the C backend compiled as
  *     ISO C does not do.
- * Runtime kernels (kdk_s*, the initialisers among them) are called through
- * function pointer constants: their addresses in this process, so nothing
- * depends on the executable's dynamic symbol table. */
+ * Runtime kernels (kdk_s*, the initialisers among them) and the thread
+ * pool are called through a table of pointers internal to the code
+ * (kdsl_jit_imports, IMPORTS entries), filled when the code is loaded: the
+ * code depends neither on the executable's dynamic symbol table nor on
+ * this process's addresses, so that it can be kept between runs
+ * (jit_cache.c: with kd_jit_options.cache_dir, the library libgccjit wrote
+ * to the cache is loaded in place of an in-memory result). */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -28,21 +32,37 @@
 
 #include <libgccjit.h>
 
+#include <dlfcn.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "jit_cache.h"
 #include "kernels.h"
 #include "host/parallel_kernels.h"
 
+enum { MAX_WORKERS = 8 };   /* processes compiling one program at once (jit_plan) */
+
 struct kd_jit {
-    gcc_jit_result *result;
+    gcc_jit_result *result;   /* worker 0's code compiled in memory, or NULL */
+    void *lib[MAX_WORKERS];   /* the libraries of the others, or all of them from the cache (dlopen) */
+    int nlib;
+    kd_jit_cache_use cache;
+    char cache_warning[512];
     double seconds;
     char march[64];
 };
+
+/* The code's table of the host's functions: the kernels by lp_kernel_id,
+ * then the thread pool's kdh_parallel_range. */
+enum { IMPORT_PARALLEL_RANGE = LP_K_COUNT, IMPORTS };
+#define IMPORTS_FN "kdsl_jit_imports"   /* void **kdsl_jit_imports(void): the table */
 
 /* The address of every kernel a call may name (f32), from runtime/kernel_list.h:
  * kdk_s<name>, or for the rows marked MT the host pool's thread-split wrapper
@@ -93,6 +113,11 @@ typedef struct jb {
     gcc_jit_function *h_relu, *h_square, *h_sign, *h_max, *h_min, *h_max_acc, *h_imax, *h_imin;
     gcc_jit_function *h_mix64, *h_dropout_bits;
     kd_jit_fastmath fastmath;   /* kd_sigmoid, kd_tanh */
+    gcc_jit_lvalue *imports;      /* the table of host functions (IMPORTS_FN) */
+    const struct jit_plan *plan;  /* which worker builds what (plan_work) */
+    int worker;                   /* the one building this context */
+    gcc_jit_type *sig_type[11];   /* the parameters' types of the last new_function */
+    int nsig;
     gcc_jit_function *b_expf, *b_logf, *b_sqrtf, *b_fabsf, *b_log1pf, *b_expm1f, *b_erff;
     /* the function being built */
     const lp_func *f;
@@ -672,6 +697,13 @@ static gcc_jit_rvalue *ptr_arg(jb *J, const lp_arg *a, bool i32)
     return gcc_jit_lvalue_get_address(gcc_jit_context_new_array_access(J->ctx, NULL, p, off), NULL);
 }
 
+/* Entry i of the table of host functions, as a pointer of type fpt. */
+static gcc_jit_rvalue *imported(jb *J, int i, gcc_jit_type *fpt)
+{
+    gcc_jit_rvalue *slot = rv_of(gcc_jit_context_new_array_access(J->ctx, NULL, rv_of(J->imports), c_long(J, i)));
+    return gcc_jit_context_new_cast(J->ctx, NULL, slot, fpt);
+}
+
 static void call_stmt(jb *J, const lp_call *cl)
 {
     gcc_jit_context *c = J->ctx;
@@ -734,10 +766,7 @@ static void call_stmt(jb *J, const lp_call *cl)
     }
     gcc_jit_type *ret = ki->returns_double ? J->t_double : J->t_void;
     gcc_jit_type *fpt = gcc_jit_context_new_function_ptr_type(c, NULL, ret, ki->nargs, types, 0);
-    void *vp;
-    memcpy(&vp, &addr, sizeof vp);
-    gcc_jit_rvalue *fp = gcc_jit_context_new_rvalue_from_ptr(c, fpt, vp);
-    gcc_jit_rvalue *call = gcc_jit_context_new_call_through_ptr(c, NULL, fp, ki->nargs, args);
+    gcc_jit_rvalue *call = gcc_jit_context_new_call_through_ptr(c, NULL, imported(J, cl->k, fpt), ki->nargs, args);
     if (cl->result) {
         gcc_jit_lvalue *r = var_lv(J, cl->result);
         if (!r) return;
@@ -944,9 +973,6 @@ static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const kd_
     if (!n) return;
     gcc_jit_type *rt[5] = {J->t_voidp, J->t_voidp, J->t_long, J->t_long, J->t_long};
     gcc_jit_type *fpt = gcc_jit_context_new_function_ptr_type(c, NULL, J->t_void, 5, rt, 0);
-    void (*range)(kdh_range_fn, void *, long, long, long) = kdh_parallel_range;
-    void *vp;
-    memcpy(&vp, &range, sizeof vp);
     gcc_jit_rvalue *args[5] = {
         gcc_jit_context_new_cast(c, NULL, gcc_jit_function_get_address(fn, NULL), J->t_voidp),
         gcc_jit_context_new_cast(c, NULL, gcc_jit_lvalue_get_address(cx, NULL), J->t_voidp),
@@ -954,8 +980,7 @@ static void emit_par(jb *J, const lp_stmt *outer, const lp_stmt *loop, const kd_
         c_long(J, pi->grain),
         c_long(J, min_n),
     };
-    gcc_jit_block_add_eval(J->blk, NULL,
-                           gcc_jit_context_new_call_through_ptr(c, NULL, gcc_jit_context_new_rvalue_from_ptr(c, fpt, vp), 5, args));
+    gcc_jit_block_add_eval(J->blk, NULL, gcc_jit_context_new_call_through_ptr(c, NULL, imported(J, IMPORT_PARALLEL_RANGE, fpt), 5, args));
 }
 
 /* A FOR statement as a parallel range, if the thread plan splits it. */
@@ -1185,12 +1210,15 @@ static gcc_jit_function *new_function(jb *J, const lp_func *f, const char *name,
         int w = sig[f->kind][np];
         params[np] = gcc_jit_context_new_param(c, NULL, ptype[w], pname[w]);
         J->param[w] = gcc_jit_param_as_rvalue(params[np]);
+        J->sig_type[np] = ptype[w];
     }
     J->locals_param = NULL;
     if (part) {
         params[np] = gcc_jit_context_new_param(c, NULL, J->t_floatp, "locals");
-        J->locals_param = gcc_jit_param_as_rvalue(params[np++]);
+        J->locals_param = gcc_jit_param_as_rvalue(params[np]);
+        J->sig_type[np++] = J->t_floatp;
     }
+    J->nsig = np;
     for (int w = 0; w < P_COUNT; w++) J->ptype[w] = J->param[w] ? ptype[w] : NULL;
     bool returns = !part && (f->kind == LP_F_GRAD || f->kind == LP_F_TRAIN_STEP);
     /* Parts are exported: GCC inlines a static function called once back into
@@ -1354,6 +1382,127 @@ static int plan_parts(jb *J, const lp_func *f, int *cuts)
     return n;
 }
 
+/* ---- the work of several processes ---------------------------------------------------------------
+ * GCC compiles one context at a time in a process (libgccjit holds a lock),
+ * so a program is compiled by several processes at once (kd_jit_options.jobs):
+ * each builds and compiles a share of the units (a function built whole, or
+ * one part of a function built in parts) into a library of its own, and
+ * this process loads them all. Worker 0 (this process) also builds every
+ * function that calls parts, and calls the parts another worker built
+ * through its table of host functions, whose entries from IMPORTS on are
+ * the parts' addresses (bind). */
+typedef struct jit_plan {
+    int workers;
+    int nparts[LP_F_COUNT];     /* 0: f not compiled */
+    int *cuts[LP_F_COUNT];      /* plan_parts' */
+    int *worker[LP_F_COUNT];    /* of each part, or [0] of a function built whole */
+    int slot0[LP_F_COUNT];      /* the table entry of f's part 0 */
+    int slots;                  /* the table's entries */
+} jit_plan;
+
+/* Whether o asks for function f of p (kd_jit_options.functions). */
+static bool wanted(const lp_program *p, const kd_jit_options *o, int f)
+{
+    /* predict_folded: only predict_embedded calls it, in the C text */
+    return p->funcs[f] && f != LP_F_PREDICT_FOLDED && (!o->functions || (o->functions & (1u << f)));
+}
+
+/* Whether J's worker builds part p of f (p < 0: the function itself: the
+ * whole function, or the one calling the parts). */
+static bool mine(const jb *J, int f, int p)
+{
+    const jit_plan *pl = J->plan;
+    if (pl->nparts[f] == 0) return false;
+    if (p < 0) return pl->nparts[f] > 1 ? J->worker == 0 : pl->worker[f][0] == J->worker;
+    return pl->worker[f][p] == J->worker;
+}
+
+/* GCC's work on statements, roughly: a loop (which it unrolls, vectorises,
+ * versions) as much as 16 other statements (ResNet50's init, 480 calls
+ * and ifs, compiles in about the time of a part of its predict, 30 loops). */
+static int64_t stmt_weight(const kd_vec *body)
+{
+    int64_t n = 0;
+    for (int i = 0; i < body->len; i++) {
+        const lp_stmt *s = body->items[i];
+        n += (s->kind == LP_S_FOR ? 16 : 1) + stmt_weight(&s->body);
+    }
+    return n;
+}
+
+static int64_t kernels_weight(const lp_func *f, int k0, int k1)
+{
+    int64_t n = 0;
+    for (int k = k0; k < k1; k++) n += stmt_weight(&((const lp_kernel *)f->kernels.items[k])->body);
+    return n;
+}
+
+typedef struct unit {
+    int f, p;
+    int64_t weight;
+} unit;
+
+static int by_weight(const void *a, const void *b)
+{
+    const unit *x = a, *y = b;
+    return (x->weight < y->weight) - (x->weight > y->weight);
+}
+
+/* The least work (kernels_weight) for which kd_jit_options.jobs 0 starts
+ * one more process: a process costs GCC's start, the assembler and the
+ * linker once more (~0.1 s), which a small program does not win back
+ * (kdslc train of the Fashion-MNIST MLP weighs 361, of its CNN 486;
+ * ResNet50's inference 3009, in units of at most 320). */
+enum { WEIGHT_PER_WORKER = 1000 };
+
+/* Each unit to the worker with the least work so far, the largest first;
+ * workers < 0: as many as the CPUs (-workers) and the work make worth it. */
+static void plan_work(jb *J, const lp_program *p, const kd_jit_options *o, int workers, jit_plan *pl)
+{
+    memset(pl, 0, sizeof *pl);
+    pl->slots = IMPORTS;
+    int nunits = 0;
+    for (int f = 0; f < LP_F_COUNT; f++) {
+        if (!wanted(p, o, f)) continue;
+        const lp_func *fn = p->funcs[f];
+        pl->cuts[f] = kd_alloc_array(J->scratch, (size_t)fn->kernels.len + 2, sizeof(int));
+        pl->nparts[f] = plan_parts(J, fn, pl->cuts[f]);
+        pl->worker[f] = kd_alloc_array(J->scratch, (size_t)pl->nparts[f], sizeof(int));
+        pl->slot0[f] = pl->slots;
+        if (pl->nparts[f] > 1) pl->slots += pl->nparts[f];
+        nunits += pl->nparts[f];
+    }
+    unit *u = kd_alloc_array(J->scratch, (size_t)nunits + 1, sizeof *u);
+    int n = 0;
+    for (int f = 0; f < LP_F_COUNT; f++)
+        for (int q = 0; q < pl->nparts[f]; q++)
+            u[n++] = (unit){f, q, kernels_weight(p->funcs[f], pl->cuts[f][q], pl->cuts[f][q + 1])};
+    qsort(u, (size_t)n, sizeof *u, by_weight);
+    if (workers < 0) {   /* no more than the largest unit, or WEIGHT_PER_WORKER, each */
+        int64_t total = 0, least = n > 0 && u[0].weight > WEIGHT_PER_WORKER ? u[0].weight : WEIGHT_PER_WORKER;
+        for (int i = 0; i < n; i++) total += u[i].weight;
+        workers = total / least < -workers ? (int)(total / least) : -workers;
+    }
+    pl->workers = workers < 1 ? 1 : workers > MAX_WORKERS ? MAX_WORKERS : workers > n ? (n > 0 ? n : 1) : workers;
+    int64_t load[MAX_WORKERS] = {0};
+    for (int i = 0; i < n; i++) {
+        int w = 0;
+        for (int k = 1; k < pl->workers; k++)
+            if (load[k] < load[w]) w = k;
+        pl->worker[u[i].f][u[i].p] = w;
+        load[w] += u[i].weight;
+    }
+}
+
+/* The call of part q of f from the function calling the parts: direct when
+ * this worker built it, else through the table. */
+static gcc_jit_rvalue *call_part(jb *J, int f, int q, gcc_jit_function *local, int na, gcc_jit_rvalue **args)
+{
+    if (local) return gcc_jit_context_new_call(J->ctx, NULL, local, na, args);
+    gcc_jit_type *fpt = gcc_jit_context_new_function_ptr_type(J->ctx, NULL, J->t_void, na, J->sig_type, 0);
+    return gcc_jit_context_new_call_through_ptr(J->ctx, NULL, imported(J, J->plan->slot0[f] + q, fpt), na, args);
+}
+
 static bool build_function(jb *J, const lp_func *f, kd_arena *scratch)
 {
     gcc_jit_context *c = J->ctx;
@@ -1389,8 +1538,7 @@ static bool build_function(jb *J, const lp_func *f, kd_arena *scratch)
     J->nvar_set = J->nbufp_set = 0;
     kd_thread_planner_init(&J->tplan, J->p, f, J->scratch, J->split_small);
 
-    int *cuts = kd_alloc_array(scratch, (size_t)f->kernels.len + 2, sizeof *cuts);
-    int nparts = plan_parts(J, f, cuts);
+    int *cuts = J->plan->cuts[f->kind], nparts = J->plan->nparts[f->kind];
     char *name = kd_format(scratch, "%s_%s", J->p->name, lp_func_names[f->kind]);
     bool returns = f->kind == LP_F_GRAD || f->kind == LP_F_TRAIN_STEP;
 
@@ -1402,6 +1550,7 @@ static bool build_function(jb *J, const lp_func *f, kd_arena *scratch)
         if (b->space == LP_ARENA && b->local) local_at[i] = nlocal, nlocal += b->elems;
     }
     for (int p = 0; nparts > 1 && p < nparts && !J->failed; p++) {
+        if (!mine(J, f->kind, p)) continue;
         char *pname = kd_format(scratch, "%s_part%d", name, p);
         part[p] = new_function(J, f, pname, true);
         if (!part[p]) return false;
@@ -1410,7 +1559,7 @@ static bool build_function(jb *J, const lp_func *f, kd_arena *scratch)
         emit_kernels(J, cuts[p], cuts[p + 1]);
         if (!J->failed) gcc_jit_block_end_with_void_return(J->blk, NULL);
     }
-    if (J->failed) return false;
+    if (J->failed || !mine(J, f->kind, -1)) return !J->failed;
 
     gcc_jit_function *fn = new_function(J, f, name, false);
     if (!fn) return false;   /* a libgccjit error, reported by the caller */
@@ -1454,8 +1603,8 @@ static bool build_function(jb *J, const lp_func *f, kd_arena *scratch)
         for (int i = 0; i < gcc_jit_function_get_param_count(fn); i++)
             args[na++] = gcc_jit_param_as_rvalue(gcc_jit_function_get_param(fn, i));
         args[na++] = block;
-        for (int p = 0; p < nparts; p++)
-            gcc_jit_block_add_eval(J->blk, NULL, gcc_jit_context_new_call(c, NULL, part[p], na, args));
+        J->sig_type[J->nsig] = J->t_floatp;   /* a part's type: the function's parameters, then the locals block */
+        for (int p = 0; p < nparts; p++) gcc_jit_block_add_eval(J->blk, NULL, call_part(J, f->kind, p, part[p], na, args));
         J->locals_param = block;
         if (f->ret && !declare_buffers(J, 0, 0, f->ret, block, local_at)) return false;
     }
@@ -1560,35 +1709,24 @@ int kd_jit_dropout_bits(long n, const uint64_t *seed, const uint64_t *step, cons
     return f ? 0 : -1;
 }
 
-kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kdh_model_fns *fns, char *why, size_t why_len)
+/* The table of host functions (IMPORTS_FN), of `slots` entries, and the
+ * function returning it. */
+static void new_imports(jb *J, int slots)
 {
-    char dummy[8];
-    if (!why || why_len == 0) {
-        why = dummy;
-        why_len = sizeof dummy;
-    }
-    why[0] = 0;
-    if (fns) memset(fns, 0, sizeof *fns);
-    if (!p || !fns) {
-        snprintf(why, why_len, "no program");
-        return NULL;
-    }
-    if (p->real != LP_F32) {
-        snprintf(why, why_len,
-                 "the JIT compiles f32 programs only (its entry points have float signatures); "
-                 "compile f64 programs with the C backend (kdslc compile --dtype f64)");
-        return NULL;
-    }
-    if (!p->name || !*p->name) {
-        snprintf(why, why_len, "the program has no name");
-        return NULL;
-    }
-    double t0 = now_seconds();
-    kd_jit_options none = {0};
-    if (!o) o = &none;
-    int level = o->opt_level <= 0 || o->opt_level > 3 ? 3 : o->opt_level;
-    const char *march = o->march ? o->march : kd_host_march();
+    gcc_jit_context *c = J->ctx;
+    gcc_jit_type *tab = gcc_jit_context_new_array_type(c, NULL, J->t_voidp, slots);
+    J->imports = gcc_jit_context_new_global(c, NULL, GCC_JIT_GLOBAL_INTERNAL, tab, "kdj_imports");
+    gcc_jit_function *fn =
+        gcc_jit_context_new_function(c, NULL, GCC_JIT_FUNCTION_EXPORTED, gcc_jit_type_get_pointer(J->t_voidp), IMPORTS_FN, 0, NULL, 0);
+    gcc_jit_block_end_with_return(
+        gcc_jit_function_new_block(fn, "entry"), NULL,
+        gcc_jit_lvalue_get_address(gcc_jit_context_new_array_access(c, NULL, rv_of(J->imports), c_long(J, 0)), NULL));
+}
 
+/* A context with worker w's share of p built, or NULL with why set. */
+static gcc_jit_context *build_context(const lp_program *p, const kd_jit_options *o, int level, const char *march,
+                                      const jit_plan *plan, int w, char *why, size_t why_len)
+{
     gcc_jit_context *ctx = gcc_jit_context_acquire();
     if (!ctx) {
         snprintf(why, why_len, "libgccjit: cannot create a context");
@@ -1619,10 +1757,11 @@ kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kdh_model_f
 
     kd_arena scratch = {0};
     jb J = {.ctx = ctx, .p = p, .why = why, .why_len = why_len, .serial = o->serial_loops, .split_small = o->split_small_loops,
-           .part_kernels = o->part_kernels > 0 ? o->part_kernels : PART_KERNELS};
+           .part_kernels = o->part_kernels > 0 ? o->part_kernels : PART_KERNELS, .plan = plan, .worker = w};
     set_types(&J);
+    new_imports(&J, plan->slots);
     for (int f = 0; f < LP_F_COUNT && !J.failed; f++) {
-        if (!p->funcs[f] || f == LP_F_PREDICT_FOLDED) continue;   /* only predict_embedded calls it: C text only */
+        if (!plan->nparts[f]) continue;
         if (p->funcs[f]->kind != (lp_func_kind)f) {
             fail(&J, "function %d has kind %d", f, (int)p->funcs[f]->kind);
             break;
@@ -1635,54 +1774,355 @@ kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kdh_model_f
         return NULL;
     }
     if (o->dump_c_like) gcc_jit_context_dump_to_file(ctx, "/dev/stderr", 0);
+    return ctx;
+}
 
-    gcc_jit_result *res = gcc_jit_context_compile(ctx);
-    if (!res) {
-        /* The compiler's own diagnostic (e.g. a bad -march) went to stderr; the
-         * context keeps only the driver's failure, so say what was asked. */
-        char what[160];
-        snprintf(what, sizeof what, "compiling with -O%d%s%s%s", level, march && *march ? " -march=" : "",
-                 march && *march ? march : "", o->fp_contract ? "" : " -ffp-contract=off");
-        if (!jit_error(ctx, why, why_len, what)) snprintf(why, why_len, "libgccjit: %s failed", what);
-        gcc_jit_context_release(ctx);
-        return NULL;
-    }
-    gcc_jit_context_release(ctx);
+/* name in worker w's code: the in-memory result (worker 0 without the
+ * cache) or its library. */
+static void *code_of(const kd_jit *j, int w, const char *name)
+{
+    if (w == 0 && j->result) return gcc_jit_result_get_code(j->result, name);
+    return w < j->nlib && j->lib[w] ? dlsym(j->lib[w], name) : NULL;
+}
 
-    kd_jit *j = calloc(1, sizeof *j);
-    if (!j) {
-        gcc_jit_result_release(res);
+/* The table of host functions of one piece of code. */
+static void fill_table(void *table_fn, void *const *slots, int n)
+{
+    void **(*table_of)(void);
+    memcpy(&table_of, &table_fn, sizeof table_fn);
+    memcpy(table_of(), slots, (size_t)n * sizeof *slots);
+}
+
+/* The entry points into fns, and the host's functions and the parts into
+ * every piece's table; false with why set when the code lacks one of them. */
+static bool bind(kd_jit *j, const lp_program *p, const jit_plan *plan, kdh_model_fns *fns, char *why, size_t why_len)
+{
+    void **slots = calloc((size_t)plan->slots, sizeof *slots);
+    if (!slots) {
         snprintf(why, why_len, "out of memory");
-        return NULL;
+        return false;
     }
-    j->result = res;
-    if (march) snprintf(j->march, sizeof j->march, "%s", march);
+    for (int k = 0; k < LP_K_COUNT; k++) {
+        kdj_fn fn = kernel_address((lp_kernel_id)k);
+        memcpy(&slots[k], &fn, sizeof fn);
+    }
+    void (*range)(kdh_range_fn, void *, long, long, long) = kdh_parallel_range;
+    memcpy(&slots[IMPORT_PARALLEL_RANGE], &range, sizeof range);
     void *code[LP_F_COUNT] = {0};
-    for (int f = 0; f < LP_F_COUNT; f++) {
-        if (!p->funcs[f] || f == LP_F_PREDICT_FOLDED) continue;
-        char name[256];
+    char name[300];
+    bool ok = true;
+    for (int f = 0; f < LP_F_COUNT && ok; f++) {
+        if (!plan->nparts[f]) continue;
         snprintf(name, sizeof name, "%s_%s", p->name, lp_func_names[f]);
-        code[f] = gcc_jit_result_get_code(res, name);
-        if (!code[f]) {
-            snprintf(why, why_len, "libgccjit: no code for %s", name);
-            kd_jit_free(j);
-            return NULL;
+        ok = (code[f] = code_of(j, plan->nparts[f] > 1 ? 0 : plan->worker[f][0], name)) != NULL;
+        for (int q = 0; ok && plan->nparts[f] > 1 && q < plan->nparts[f]; q++) {
+            snprintf(name, sizeof name, "%s_%s_part%d", p->name, lp_func_names[f], q);
+            ok = (slots[plan->slot0[f] + q] = code_of(j, plan->worker[f][q], name)) != NULL;
         }
     }
+    /* every worker's own table */
+    for (int w = 0; ok && w < plan->workers; w++) {
+        void *t = code_of(j, w, IMPORTS_FN);
+        if (!(ok = t != NULL)) snprintf(name, sizeof name, "%s", IMPORTS_FN);
+        else fill_table(t, slots, plan->slots);
+    }
+    free(slots);
+    if (!ok) {
+        snprintf(why, why_len, "libgccjit: no code for %s", name);
+        return false;
+    }
+    memset(fns, 0, sizeof *fns);
     memcpy(&fns->init, &code[LP_F_INIT], sizeof fns->init);
     memcpy(&fns->predict, &code[LP_F_PREDICT], sizeof fns->predict);
     memcpy(&fns->grad, &code[LP_F_GRAD], sizeof fns->grad);
     memcpy(&fns->apply_gradients, &code[LP_F_APPLY], sizeof fns->apply_gradients);
     memcpy(&fns->train_step, &code[LP_F_TRAIN_STEP], sizeof fns->train_step);
+    return true;
+}
+
+static void unload(kd_jit *j)
+{
+    if (j->result) gcc_jit_result_release(j->result);
+    j->result = NULL;
+    for (int i = 0; i < j->nlib; i++)
+        if (j->lib[i]) dlclose(j->lib[i]);
+    j->nlib = 0;
+}
+
+/* What, besides the program, the code depends on: the key's options text. */
+static void options_text(char *buf, size_t n, const jit_plan *plan, const kd_jit_options *o, int level, const char *march)
+{
+    unsigned funcs = 0;
+    for (int f = 0; f < LP_F_COUNT; f++)
+        if (plan->nparts[f]) funcs |= 1u << f;
+    snprintf(buf, n, "O%d march=%s fp_contract=%d serial=%d part_kernels=%d split_small=%d functions=%x workers=%d slots=%d",
+             level, march ? march : "", o->fp_contract, o->serial_loops, o->part_kernels > 0 ? o->part_kernels : PART_KERNELS,
+             o->split_small_loops, funcs, plan->workers, plan->slots);
+}
+
+/* ---- compiling: the workers, the cache ---------------------------------------------------------------- */
+
+typedef struct compile_job {
+    const lp_program *p;
+    const kd_jit_options *o;
+    int level;
+    const char *march;
+    const jit_plan *plan;
+    pid_t pid[MAX_WORKERS];
+} compile_job;
+
+/* Workers 1.. in processes of their own, each compiling its share into
+ * path[w]; false when a fork failed (those started are waited for). */
+static bool start_workers(compile_job *cj, char *const *path)
+{
+    fflush(NULL);   /* nothing buffered twice */
+    for (int w = 1; w < cj->plan->workers; w++) {
+        cj->pid[w] = fork();
+        if (cj->pid[w] == 0) {
+            char why[256];
+            gcc_jit_context *c = build_context(cj->p, cj->o, cj->level, cj->march, cj->plan, w, why, sizeof why);
+            if (c) gcc_jit_context_compile_to_file(c, GCC_JIT_OUTPUT_KIND_DYNAMIC_LIBRARY, path[w]);
+            _exit(c && !gcc_jit_context_get_first_error(c) ? 0 : 1);
+        }
+        if (cj->pid[w] < 0) {
+            for (int k = 1; k < w; k++) waitpid(cj->pid[k], NULL, 0);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool wait_workers(const compile_job *cj)
+{
+    bool ok = true;
+    for (int w = 1; w < cj->plan->workers; w++) {
+        int st;
+        while (waitpid(cj->pid[w], &st, 0) < 0)
+            if (errno != EINTR) {
+                st = -1;
+                break;
+            }
+        ok = ok && st == 0;
+    }
+    return ok;
+}
+
+/* Worker 0's share built (*ctx) and, when the others compile into files,
+ * the workers started and waited for; false (why set: a program that
+ * cannot be built) or workers_ok false (a worker failed). */
+static bool run_workers(compile_job *cj, char *const *path, gcc_jit_context **ctx, bool *workers_ok, char *why, size_t why_len)
+{
+    *workers_ok = cj->plan->workers == 1 || start_workers(cj, path);
+    *ctx = build_context(cj->p, cj->o, cj->level, cj->march, cj->plan, 0, why, why_len);
+    if (*ctx && path[0]) gcc_jit_context_compile_to_file(*ctx, GCC_JIT_OUTPUT_KIND_DYNAMIC_LIBRARY, path[0]);
+    if (cj->plan->workers > 1 && *workers_ok) *workers_ok = wait_workers(cj);
+    if (*ctx && path[0] && gcc_jit_context_get_first_error(*ctx)) *workers_ok = false;
+    return *ctx != NULL;
+}
+
+/* Piece w's key: SHA-256 of the program's key and w. */
+static void piece_key(const kd_jit_key *key, int w, kd_jit_key *out)
+{
+    kd_sha256 h;
+    kd_sha256_init(&h);
+    kd_sha256_update(&h, key->sha, sizeof key->sha);
+    kd_sha256_update(&h, &w, sizeof w);
+    kd_sha256_final(&h, out->sha);
+    for (int i = 0; i < 32; i++) snprintf(out->hex + 2 * i, 3, "%02x", out->sha[i]);
+}
+
+/* p's code from the cache (every piece), or compiled into it: true with the
+ * libraries loaded into j; false with why set when p cannot be built; else
+ * false with j->cache_warning saying why the cache was of no use, for the
+ * caller to compile without it. */
+static bool through_cache(kd_jit *j, compile_job *cj, kdh_model_fns *fns, char *why, size_t why_len)
+{
+    const kd_jit_options *o = cj->o;
+    const jit_plan *plan = cj->plan;
+    int n = plan->workers;
+    char opts[512], w[400] = "";
+    options_text(opts, sizeof opts, plan, o, cj->level, cj->march);
+    kd_jit_key key, piece[MAX_WORKERS];
+    j->cache = KD_JIT_CACHE_FAILED;
+    if (!kd_jit_cache_key(cj->p, opts, &key, w, sizeof w)) goto fallback;
+    for (int i = 0; i < n; i++) piece_key(&key, i, &piece[i]);
+    bool found = true;
+    for (j->nlib = 0; j->nlib < n; j->nlib++) found = (j->lib[j->nlib] = kd_jit_cache_open(o->cache_dir, &piece[j->nlib])) && found;
+    if (found && bind(j, cj->p, plan, fns, w, sizeof w)) {
+        j->cache = KD_JIT_CACHE_HIT;
+        return true;
+    }
+    unload(j);   /* a piece missing, or without our symbols: compiled again */
+    w[0] = 0;
+
+    kd_jit_cache_entry e[MAX_WORKERS] = {{0}};
+    char *path[MAX_WORKERS] = {0};
+    bool begun = true;
+    for (int i = 0; i < n && begun; i++) begun = kd_jit_cache_begin(o->cache_dir, &piece[i], &e[i], w, sizeof w), path[i] = e[i].tmp;
+    if (!begun) {
+        for (int i = 0; i < n; i++) kd_jit_cache_abort(&e[i]);
+        goto fallback;
+    }
+    gcc_jit_context *ctx;
+    bool workers_ok;
+    bool built = run_workers(cj, path, &ctx, &workers_ok, why, why_len);
+    if (ctx) gcc_jit_context_release(ctx);
+    if (!built || !workers_ok) {
+        for (int i = 0; i < n; i++) kd_jit_cache_abort(&e[i]);
+        if (!built) return false;
+        snprintf(w, sizeof w, "compiling into the cache failed");   /* compiled again without it, for the error */
+        goto fallback;
+    }
+    bool loaded = true;
+    for (j->nlib = 0; j->nlib < n; j->nlib++) {
+        char wi[400] = "";
+        loaded = (j->lib[j->nlib] = kd_jit_cache_commit(&e[j->nlib], &piece[j->nlib], wi, sizeof wi)) && loaded;
+        if (wi[0] && !w[0]) snprintf(w, sizeof w, "%s", wi);
+    }
+    if (!loaded || !bind(j, cj->p, plan, fns, why, why_len)) {
+        unload(j);
+        for (int i = 0; i < n; i++) kd_jit_cache_remove(o->cache_dir, &piece[i]);
+        why[0] = 0;
+        goto fallback;
+    }
+    j->cache = w[0] ? KD_JIT_CACHE_FAILED : KD_JIT_CACHE_STORED;   /* w: loaded, but an entry not kept */
+    snprintf(j->cache_warning, sizeof j->cache_warning, "%s", w);
+    return true;
+fallback:
+    snprintf(j->cache_warning, sizeof j->cache_warning, "%s", w);
+    return false;
+}
+
+/* Without the cache: worker 0 in memory, the others into files of a
+ * temporary directory, loaded and removed. False with why set, or with
+ * *retry when a worker failed (compiled again by this process alone). */
+static bool compile_uncached(kd_jit *j, compile_job *cj, kdh_model_fns *fns, bool *retry, char *why, size_t why_len)
+{
+    int n = cj->plan->workers;
+    char dir[64] = "", *path[MAX_WORKERS] = {0}, names[MAX_WORKERS][96];
+    *retry = false;
+    if (n > 1) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/kdsl-jit-XXXXXX", tmp && *tmp && strlen(tmp) < 40 ? tmp : "/tmp");
+        if (!mkdtemp(dir)) {
+            *retry = true;
+            return false;
+        }
+        for (int w = 1; w < n; w++) snprintf(names[w], sizeof names[w], "%s/w%d.so", dir, w), path[w] = names[w];
+    }
+    gcc_jit_context *ctx;
+    bool workers_ok;
+    bool built = run_workers(cj, path, &ctx, &workers_ok, why, why_len);
+    bool ok = built && workers_ok;
+    if (ok) {
+        j->result = gcc_jit_context_compile(ctx);
+        if (!j->result) {
+            /* The compiler's own diagnostic (e.g. a bad -march) went to stderr; the
+             * context keeps only the driver's failure, so say what was asked. */
+            char what[160];
+            snprintf(what, sizeof what, "compiling with -O%d%s%s%s", cj->level, cj->march && *cj->march ? " -march=" : "",
+                     cj->march && *cj->march ? cj->march : "", cj->o->fp_contract ? "" : " -ffp-contract=off");
+            if (!jit_error(ctx, why, why_len, what)) snprintf(why, why_len, "libgccjit: %s failed", what);
+            ok = false;
+        }
+    }
+    if (ctx) gcc_jit_context_release(ctx);
+    j->nlib = n;   /* lib[0] unused: worker 0's code is j->result */
+    for (int w = 1; w < n; w++) {
+        if (ok && !(j->lib[w] = dlopen(path[w], RTLD_NOW | RTLD_LOCAL))) ok = false, *retry = true;
+        unlink(path[w]);
+    }
+    if (dir[0]) rmdir(dir);
+    if (ok && !bind(j, cj->p, cj->plan, fns, why, why_len)) ok = false;
+    if (!ok) unload(j);
+    if (built && !workers_ok) *retry = true;
+    if (*retry) why[0] = 0;
+    return ok;
+}
+
+/* Processes compiling at once: kd_jit_options.jobs, else (negative, for
+ * plan_work) up to one per CPU. */
+static int default_jobs(const kd_jit_options *o)
+{
+    if (o->jobs > 0) return o->jobs;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n <= 1 ? 1 : n > MAX_WORKERS ? -MAX_WORKERS : -(int)n;
+}
+
+kd_jit *kd_jit_compile(const lp_program *p, const kd_jit_options *o, kdh_model_fns *fns, char *why, size_t why_len)
+{
+    char dummy[8];
+    if (!why || why_len == 0) {
+        why = dummy;
+        why_len = sizeof dummy;
+    }
+    why[0] = 0;
+    if (fns) memset(fns, 0, sizeof *fns);
+    if (!p || !fns) {
+        snprintf(why, why_len, "no program");
+        return NULL;
+    }
+    if (p->real != LP_F32) {
+        snprintf(why, why_len,
+                 "the JIT compiles f32 programs only (its entry points have float signatures); "
+                 "compile f64 programs with the C backend (kdslc compile --dtype f64)");
+        return NULL;
+    }
+    if (!p->name || !*p->name) {
+        snprintf(why, why_len, "the program has no name");
+        return NULL;
+    }
+    double t0 = now_seconds();
+    kd_jit_options none = {0};
+    if (!o) o = &none;
+    kd_jit *j = calloc(1, sizeof *j);
+    if (!j) {
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    compile_job cj = {.p = p, .o = o, .level = o->opt_level <= 0 || o->opt_level > 3 ? 3 : o->opt_level,
+                      .march = o->march ? o->march : kd_host_march()};
+    if (cj.march) snprintf(j->march, sizeof j->march, "%s", cj.march);
+    bool dumps = o->dump_c_like || getenv("KDSL_JIT_DUMP_ASM");   /* one process: one dump */
+    kd_arena scratch = {0};
+    jb PJ = {.p = p, .scratch = &scratch, .part_kernels = o->part_kernels > 0 ? o->part_kernels : PART_KERNELS};
+    jit_plan plan;
+    plan_work(&PJ, p, o, dumps ? 1 : default_jobs(o), &plan);
+    cj.plan = &plan;
+
+    /* the cache; else (or when it is of no use) compiled in memory; a failed
+     * worker (or fork): compiled again by this process alone */
+    bool use_cache = o->cache_dir && *o->cache_dir && !dumps, retry = false;
+    bool done = use_cache && through_cache(j, &cj, fns, why, why_len);
+    if (!done && !why[0]) {
+        done = compile_uncached(j, &cj, fns, &retry, why, why_len);
+        if (!done && retry && plan.workers > 1) {
+            plan_work(&PJ, p, o, 1, &plan);
+            done = compile_uncached(j, &cj, fns, &retry, why, why_len);
+        }
+    }
+    kd_arena_free(&scratch);
+    if (!done) {
+        if (!why[0]) snprintf(why, why_len, "libgccjit: compilation failed");
+        kd_jit_free(j);
+        return NULL;
+    }
+    if (use_cache && j->cache == KD_JIT_CACHE_OFF) j->cache = KD_JIT_CACHE_FAILED;
     j->seconds = now_seconds() - t0;
     return j;
 }
 
 double kd_jit_compile_seconds(const kd_jit *j) { return j ? j->seconds : 0; }
 
+kd_jit_cache_use kd_jit_cache_result(const kd_jit *j, const char **warning)
+{
+    if (warning) *warning = j && j->cache_warning[0] ? j->cache_warning : NULL;
+    return j ? j->cache : KD_JIT_CACHE_OFF;
+}
+
 void kd_jit_free(kd_jit *j)
 {
     if (!j) return;
-    if (j->result) gcc_jit_result_release(j->result);
+    unload(j);
     free(j);
 }

@@ -5,10 +5,15 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include <stdio.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
+
 #if defined(__x86_64__) && defined(__GNUC__) && (defined(__clang__) || __GNUC__ < 12)
 /* For kd_host_march's second branch: clang 14's __builtin_cpu_supports knows
  * neither "f16c" nor "movbe", so ask CPUID leaf 1 for those two. */
-#include <cpuid.h>
 static bool cpuid1_ecx(unsigned bit)
 {
     unsigned a, b, c, d;
@@ -41,6 +46,35 @@ const char *kd_host_march(void)
     return v4 ? "x86-64-v4" : v3 ? "x86-64-v3" : v2 ? "x86-64-v2" : "x86-64";
 #else
     return NULL;
+#endif
+}
+
+void kd_host_cpu_features(char *buf, size_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    unsigned a = 0, b = 0, c = 0, d = 0, max = __get_cpuid_max(0, NULL);
+    char vendor[13] = "";
+    if (__get_cpuid(0, &a, &b, &c, &d)) {
+        memcpy(vendor, &b, 4), memcpy(vendor + 4, &d, 4), memcpy(vendor + 8, &c, 4);
+        vendor[12] = 0;
+    }
+    unsigned l1[2] = {0}, l7[3] = {0};
+    if (__get_cpuid(1, &a, &b, &c, &d)) l1[0] = c, l1[1] = d;
+    if (max >= 7) {
+        __cpuid_count(7, 0, a, b, c, d);
+        l7[0] = b, l7[1] = c, l7[2] = d;
+    }
+    /* the OS's saved register state (XCR0): AVX and AVX-512 need it as well as the CPU */
+    unsigned xcr0 = 0;
+    if (l1[0] & bit_OSXSAVE) {
+        unsigned hi;
+        __asm__ volatile("xgetbv" : "=a"(xcr0), "=d"(hi) : "c"(0));
+    }
+    snprintf(buf, n, "x86-64 %s 1:%08x:%08x 7:%08x:%08x:%08x xcr0:%08x", vendor, l1[0], l1[1], l7[0], l7[1], l7[2], xcr0);
+#elif defined(__aarch64__)
+    snprintf(buf, n, "aarch64");
+#else
+    snprintf(buf, n, "unknown");
 #endif
 }
 

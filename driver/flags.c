@@ -144,6 +144,9 @@ const kd_flag kd_flags[] = {
     INT("--batch-size", RUN, "N", 1, KDH_MAX_BATCH_SIZE, run.batch_size,
         "the batch (train: the train block's; evaluate, predict: 128)"),
     INT("--threads", RUN, "N", 1, 4096, run.threads, "threads of the kernels and loops (default: every core)"),
+    SWITCH("--no-cache", RUN, run.no_cache,
+           "compile the model's code again, neither taken from nor kept in the JIT cache ($KDSL_CACHE_DIR, else "
+           "~/.cache/kdsl)"),
     {"--normalize", RUN | KD_CMD_COMPILE, KD_FLAG_STRING, "auto|none|255", 0, 0, false, NULL, 0, .set = set_normalize,
      .help = "scale the inputs: by 255 when they are bytes (auto, default), never, or always"},
     STR("--loss", KD_CMD_TRAIN | KD_CMD_EVALUATE, "NAME", run.loss, "the loss, for a model without a train block"),

@@ -224,19 +224,30 @@ static void backend_free(backend *b)
     memset(b, 0, sizeof *b);
 }
 
-/* Prints the compile time to info. */
-static int compile_fns(const lp_program *p, const kd_codegen_options *co, kdh_model_fns *fns, backend *b, FILE *info)
+/* Prints the compile time to info. functions: the JIT's
+ * kd_jit_options.functions; the code is kept in the JIT cache unless
+ * --no-cache or KDSL_CACHE_DIR= (empty). */
+static int compile_fns(const lp_program *p, const kd_codegen_options *co, const kd_run_options *o, unsigned functions,
+                       kdh_model_fns *fns, backend *b, FILE *info)
 {
     memset(fns, 0, sizeof *fns);
     if (other_backend) {
         b->other = other_backend;
         return other_backend->compile(p, co, fns, &b->handle, info);
     }
-    kd_jit_options jo = {0};
+    char dir[4096];
+    /* under mpirun every rank compiles at once already: one process each */
+    kd_jit_options jo = {.functions = functions,
+                         .jobs = kdh_dist_size() > 1 ? 1 : 0,
+                         .cache_dir = !o->no_cache && kd_jit_default_cache_dir(dir, sizeof dir) ? dir : NULL};
     char why[1024] = "";
     b->jit = kd_jit_compile(p, &jo, fns, why, sizeof why);
     if (!b->jit) return fail("JIT: %s", why[0] ? why : "compilation failed");
-    fprintf(info, "JIT: compiled %s in %.2f s\n", p->name, kd_jit_compile_seconds(b->jit));
+    const char *warning;
+    bool hit = kd_jit_cache_result(b->jit, &warning) == KD_JIT_CACHE_HIT;
+    if (warning) fprintf(stderr, "kdslc: warning: JIT cache: %s\n", warning);
+    fprintf(info, "JIT: %s %s in %.2f s\n", hit ? "loaded the cached code of" : "compiled", p->name,
+            kd_jit_compile_seconds(b->jit));
     fflush(info);
     return 0;
 }
@@ -656,7 +667,11 @@ static int run_train(const kd_run_options *o)
         goto done;
     }
     kdh_model_fns fns;
-    if ((rc = compile_fns(p, &co, &fns, &be, stdout)) != 0) goto done;
+    /* grad and apply_gradients only for the data-parallel step (train_dist.h) */
+    unsigned functions = kdh_dp_wanted(&(kdh_fit_opts){.shards = o->deterministic})
+                             ? 0
+                             : 1u << LP_F_INIT | 1u << LP_F_PREDICT | 1u << LP_F_TRAIN_STEP;
+    if ((rc = compile_fns(p, &co, o, functions, &fns, &be, stdout)) != 0) goto done;
     catch_stop_signals(true);
     if (stop_signal) {
         rc = stopped_by_signal(stop_signal, stop_signal == SIGINT ? "interrupted (SIGINT) before training started; nothing was written"
@@ -764,7 +779,7 @@ static int inference_start(kd_session *s, const kd_run_options *o, int64_t n, in
     lp_program *p = kd_back_end(s, &co);
     if (!p) return 1;
     kdh_model_fns fns;
-    int rc = q ? 0 : compile_fns(p, &co, &fns, &in->be, info);
+    int rc = q ? 0 : compile_fns(p, &co, o, 1u << LP_F_PREDICT, &fns, &in->be, info);
     if (rc != 0) return rc;
     if (q) {
         kd_quantize_fns(q, &fns);

@@ -47,6 +47,7 @@ typedef struct kd_run_options {
      * on --calibration's first --calibration-samples inputs (0: 256) */
     const char *quantize, *calibration;
     int calibration_samples;
+    bool no_cache;                     /* --no-cache: compile again, keep nothing (the JIT cache) */
 } kd_run_options;
 
 /* A backend in the JIT's place: compile builds p's entry points into fns

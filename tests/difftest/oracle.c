@@ -517,8 +517,10 @@ static void run_jit(reference *r, const variant *va, const dt_options *o, dt_ver
     if (!first_time(seen, p) && !va->threads && !va->parts) return;
     /* -O1: the tester checks kdsl's transformations, not GCC's, and -O1
      * compiles in about half the time of the -O3 that `kdslc train` uses */
+    /* parts: compiled by two processes, so that parts call each other
+     * across their libraries (emit_jit.c's workers) */
     kd_jit_options jo = {.split_small_loops = va->threads, .opt_level = o->jit_opt_level,
-                         .part_kernels = va->parts ? 1 : 0};
+                         .part_kernels = va->parts ? 1 : 0, .jobs = va->parts ? 2 : 1};
     kdh_model_fns fns;
     char why[1024];
     kd_jit *j = kd_jit_compile(p, &jo, &fns, why, sizeof why);
