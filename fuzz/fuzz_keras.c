@@ -2,12 +2,13 @@
  * file (when the bytes start with HDF5's signature) read as kdslc import
  * reads one, by kx_read_keras_h5_isolated in a child process (libhdf5
  * itself loops or crashes on some damaged files: the child may, kdslc may
- * not), else the bytes both as a TensorFlow.js model.json (kx_read_tfjs,
- * beside a 256-byte weights.bin shard) and as a model config (JSON); the
- * config then goes through kx_config_to_kdsl, and the program it writes
- * through the whole front end. The program must parse: what the importer
- * writes is KDSL, whatever the config (its checks may still fail, as for
- * a config whose shapes do not fit). Diagnostics go to /dev/null. */
+ * not), else the bytes both as a TensorFlow.js model.json read from
+ * memory (kx_read_tfjs_text, beside a 256-byte weights.bin shard on disk)
+ * and as a model config (JSON); the config then goes through
+ * kx_config_to_kdsl, and the program it writes through the whole front
+ * end. The program must parse: what the importer writes is KDSL, whatever
+ * the config (its checks may still fail, as for a config whose shapes do
+ * not fit). Diagnostics go to /dev/null. */
 #include "fuzz_reader.h"
 
 #include "driver.h"
@@ -68,7 +69,7 @@ int kdfuzz_keras(const uint8_t *data, size_t size)
         use_file(rc, &f, &e);
         return 0;
     }
-    /* as model.json, in a directory of its own with one shard */
+    /* as model.json, named as if in a directory of its own with one shard */
     static char dir[64];
     if (!dir[0]) {
         snprintf(dir, sizeof dir, "/tmp/kdsl-fuzz-tfjs-%d", (int)getpid());
@@ -79,17 +80,11 @@ int kdfuzz_keras(const uint8_t *data, size_t size)
         static const float ones[64] = {1, 2, 3, 4};
         if (w) fwrite(ones, sizeof ones, 1, w), fclose(w);
     }
-    char mpath[96];
+    char mpath[96];   /* model.json's text is the bytes, in memory: no file written per input */
     snprintf(mpath, sizeof mpath, "%s/model.json", dir);
-    FILE *m = fopen(mpath, "wb");
-    if (m) {
-        size_t wrote = fwrite(data, 1, size, m);
-        if (fclose(m) == 0 && wrote == size) {
-            kx_keras_file f;
-            kdh_error e;
-            use_file(kx_read_tfjs(mpath, &f, &e), &f, &e);
-        }
-    }
+    kx_keras_file f;
+    kdh_error e;
+    use_file(kx_read_tfjs_text((const char *)data, size, mpath, &f, &e), &f, &e);
     char *json = malloc(size + 1);
     if (!json) return 0;
     if (size) memcpy(json, data, size);

@@ -160,8 +160,17 @@ int kx_read_tfjs(const char *path, kx_keras_file *out, kdh_error *err)
     size_t len;
     char *text = slurp(path, MAX_JSON, &len, err);
     if (!text) return -1;
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    int rc = kx_read_tfjs_text(text, len, path, out, err);
     free(text);
+    return rc;
+}
+
+int kx_read_tfjs_text(const char *text, size_t len, const char *path, kx_keras_file *out, kdh_error *err)
+{
+    memset(out, 0, sizeof *out);
+    kdh_list_init(&out->weights);
+    if (len > MAX_JSON) return fail(err, path, "larger than %zu MiB", MAX_JSON >> 20);
+    cJSON *root = cJSON_ParseWithLength(text, len);
     if (!root) return fail(err, path, "not JSON");
     int rc = 0;
     const cJSON *topo = cJSON_GetObjectItemCaseSensitive(root, "modelTopology");

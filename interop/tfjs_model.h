@@ -11,5 +11,8 @@
 bool kx_is_tfjs_json(const char *path);
 /* 0, or -1 with err set (and *out empty). */
 int kx_read_tfjs(const char *path, kx_keras_file *out, kdh_error *err);
+/* The same from model.json's text in memory (len bytes, no NUL needed);
+ * `path` names it in messages and places its shards (beside it). */
+int kx_read_tfjs_text(const char *text, size_t len, const char *path, kx_keras_file *out, kdh_error *err);
 
 #endif

@@ -204,6 +204,25 @@ START_TEST(summary_flops)
     ck_assert_int_eq(tu_kdslc_run(&out, "summary %s/dw.kdsl --flops", dir), 0);
     ck_assert_msg(strstr(out, "predict") && strstr(out, " 2,592\n"), "%s", out);   /* 2 * 6*6*4 * 3*3 */
     free(out);
+    /* Every FLOP of a small model at batch 4, by hand (element-wise ops and
+     * reductions 1 per element, reshapes 0). predict: 2·4·3·2 + 8 + 8 (the
+     * first product, bias, relu) + 2·4·2·1 + 4 = 84, of which products 64.
+     * grad: predict's 84; the loss sub, square, mean 4 each, 1/batch 1; its
+     * gradient's two muls 4 each, the second bias's sum 4, its products back
+     * 2·4·1·2 and 2·2·4·1, relu_grad 8, the first bias's sum 8, the first
+     * kernel's 2·3·4·2: 205, products 64 + 80. apply_gradients (SGD, not per
+     * sample): a mul and a sub per parameter, 2·11. train_step: 205 + 22. */
+    static const char t[] = "model t {\n    input x: [3]\n    Dense(2, activation: relu)\n    output y = Dense(1)\n}\n"
+                            "train t {\n    loss: MeanSquaredError()\n    optimizer: SGD(learning_rate: 0.1)\n"
+                            "    batch_size: 4\n    epochs: 1\n}\n";
+    tu_write(tu_path(dir, "t.kdsl"), t, strlen(t));
+    ck_assert_int_eq(tu_kdslc_run(&out, "summary %s/t.kdsl --flops", dir), 0);
+    ck_assert_has(out, "FLOPs (a multiply-add counts 2) at batch 4:");
+    ck_assert_has(out, "\npredict                          84               21                           16\n");
+    ck_assert_has(out, "\ngrad                            205               51                           36\n");
+    ck_assert_has(out, "\napply_gradients                  22                5                            0\n");
+    ck_assert_has(out, "\ntrain_step                      227               56                           36\n");
+    free(out);
 }
 END_TEST
 
