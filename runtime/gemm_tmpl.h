@@ -107,7 +107,9 @@ KINL KT KV(epi1)(KT x, KT *cp, KT beta, const KT *bias, int j, int act)
  * the convolution is read straight from the image.  B holds NR columns, rows
  * bs apart: a packed panel (bs = NR) or the matrix itself.  Only the first nv
  * (a constant after inlining) of the KNV vectors per row are computed: the
- * narrow form serves matrices at most one vector wide. */
+ * narrow form serves matrices at most one vector wide.  With bcopy, each row
+ * of B read is also stored there, NR apart: the first tile of a panel packs
+ * it for the others while it computes (the same products in the same order). */
 KTGT static void KV(col2im_add)(const struct kdk_gemm_task *t, int i0, int mr, int j0, int nr,
                                 const KT *tile);
 KTGT static int KV(col2im_rows)(const struct kdk_gemm_task *t, int i0, int mr, int j0, int nr,
@@ -117,7 +119,8 @@ KINL KDK_CONTRACT void KV(tile)(int nseg, const int *seglen, const ptrdiff_t *se
                                 const KT *restrict a, const ptrdiff_t *aoff, ptrdiff_t cs,
                                 const KT *restrict b, ptrdiff_t bs, KT *restrict c, int ldc,
                                 int mr, int nr, KT beta, const KT *restrict bias, int act,
-                                const struct kdk_gemm_task *scatter, int si0, int sj0, int nv)
+                                const struct kdk_gemm_task *scatter, int si0, int sj0, int nv,
+                                KT *restrict bcopy)
 {
     V acc[KMR][KNV];
     ptrdiff_t off[KMR];
@@ -136,6 +139,11 @@ KINL KDK_CONTRACT void KV(tile)(int nseg, const int *seglen, const ptrdiff_t *se
             V bv[KNV];
 #pragma GCC unroll 4
             for (int v = 0; v < nv; v++) bv[v] = KV(loadu)(b + v * VL);
+            if (bcopy) {
+#pragma GCC unroll 4
+                for (int v = 0; v < nv; v++) KV(storeu)(bcopy + v * VL, bv[v]);
+                bcopy += NR;
+            }
 #pragma GCC unroll 16
             for (int i = 0; i < KMR; i++) {
                 V ai = as[off[i]] - (V){0}; /* broadcast; x - 0 folds, 0 + x does not */
@@ -202,7 +210,7 @@ KTGT KDK_CONTRACT static void KV(kernel_packed)(int kc, const KT *restrict a, co
     ptrdiff_t aoff[KMR];
 #pragma GCC unroll 16
     for (int i = 0; i < KMR; i++) aoff[i] = i;
-    KV(tile)(1, &kc, &zero, a, aoff, KMR, b, bs, c, ldc, mr, nr, beta, bias, act, NULL, 0, 0, KNV);
+    KV(tile)(1, &kc, &zero, a, aoff, KMR, b, bs, c, ldc, mr, nr, beta, bias, act, NULL, 0, 0, KNV, NULL);
 }
 
 /* The same for a panel of B at most one vector wide. */
@@ -215,7 +223,7 @@ KTGT KDK_CONTRACT static void KV(kernel_packed_narrow)(int kc, const KT *restric
     ptrdiff_t aoff[KMR];
 #pragma GCC unroll 16
     for (int i = 0; i < KMR; i++) aoff[i] = i;
-    KV(tile)(1, &kc, &zero, a, aoff, KMR, b, bs, c, ldc, mr, nr, beta, bias, act, NULL, 0, 0, 1);
+    KV(tile)(1, &kc, &zero, a, aoff, KMR, b, bs, c, ldc, mr, nr, beta, bias, act, NULL, 0, 0, 1, NULL);
 }
 
 /* A read in place: a matrix (row offsets i*lda, or i if transposed) or an
@@ -231,7 +239,21 @@ KTGT KDK_CONTRACT static void KV(kernel_strided)(int nseg, const int *seglen,
                                                  int sj0)
 {
     KV(tile)(nseg, seglen, segoff, a, aoff, cs, b, bs, c, ldc, mr, nr, beta, bias, act, scatter,
-             si0, sj0, KNV);
+             si0, sj0, KNV, NULL);
+}
+
+/* kernel_strided reading a full panel of a row-major B in place and packing
+ * it into bcopy for the panel's other tiles. */
+KTGT KDK_CONTRACT static void KV(kernel_strided_pack)(int nseg, const int *seglen,
+                                                      const ptrdiff_t *segoff, const KT *restrict a,
+                                                      const ptrdiff_t *aoff, ptrdiff_t cs,
+                                                      const KT *restrict b, ptrdiff_t bs,
+                                                      KT *restrict c, int ldc, int mr, int nr,
+                                                      KT beta, const KT *restrict bias, int act,
+                                                      KT *restrict bcopy)
+{
+    KV(tile)(nseg, seglen, segoff, a, aoff, cs, b, bs, c, ldc, mr, nr, beta, bias, act, NULL, 0, 0,
+             KNV, bcopy);
 }
 
 /* The same for a panel at most one vector wide (e.g. the 10 classes of a
@@ -246,7 +268,7 @@ KTGT KDK_CONTRACT static void KV(kernel_narrow)(int nseg, const int *seglen,
                                                 int sj0)
 {
     KV(tile)(nseg, seglen, segoff, a, aoff, cs, b, bs, c, ldc, mr, nr, beta, bias, act, scatter,
-             si0, sj0, 1);
+             si0, sj0, 1, NULL);
 }
 
 /* If columns j0..j0+nr lie in one kernel tap, the dx address of each row's
@@ -903,8 +925,11 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
     int seglen[KDK_KC], nseg = 1;
     ptrdiff_t segoff[KDK_KC];
     /* Packing B pays off when each panel serves many row tiles; with one or
-     * two, full panels of a row-major B are read in place. */
+     * two, full panels of a row-major B are read in place.  Otherwise a full
+     * panel of a row-major B is packed by the first tile that uses it, which
+     * reads B in place (kernel_strided_pack): B crosses the memory once. */
     int inplace_b = !t->transb && M <= 2 * KMR;
+    int pack_in_tile = !t->transb && !inplace_b && !t->col2im;
     const KT *b = (const KT *)t->b;
     ptrdiff_t ldb = t->ldb;
     const struct kdk_gemm_task *scatter = t->col2im ? t : NULL;
@@ -915,7 +940,7 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
             int kc = KDK_MIN(kcb, K - pc);
             int last = pc + kc == K;
             KT beta = pc ? 1 : t->beta.KS;
-            KV(pack_b)(t, pc, kc, jc, nc, inplace_b, bp);
+            KV(pack_b)(t, pc, kc, jc, nc, inplace_b || pack_in_tile, bp);
             if (conv && direct) {
                 nseg = KV(conv_segments)(t, pc, kc, seglen, segoff);
             } else {
@@ -936,10 +961,29 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
                     }
                     const KT *bb = last && bias ? bias + jc + jr : NULL;
                     KT *cc = c + jc + jr;
+                    int unpacked = pack_in_tile && nr == NR && ic == 0;
                     for (int ir = 0; ir < mc; ir += KMR) {
                         int mr = KDK_MIN(KMR, mc - ir);
                         KT *ct = cc + (ic + ir) * ldc;
                         ptrdiff_t aoff[KMR];
+                        if (unpacked) {
+                            unpacked = 0;
+                            const KT *bsrc = b + pc * ldb + jc + jr;
+                            KT *bdst = bp + (size_t)jr * kc;
+                            if (!conv && !pack_at) {
+                                for (int i = 0; i < KMR; i++) aoff[i] = KDK_MIN(i, mr - 1) * rsa;
+                                KV(kernel_strided_pack)(1, seglen, segoff, a + (ic + ir) * rsa + pc * csa,
+                                                        aoff, csa, bsrc, ldb, ct, (int)ldc, mr, nr, beta,
+                                                        bb, act, bdst);
+                                continue;
+                            }
+                            if (conv && direct && KV(conv_rows)(t, t->a_i0 + ic + ir, mr, aoff)) {
+                                KV(kernel_strided_pack)(nseg, seglen, segoff, a, aoff, conv_cs, bsrc,
+                                                        ldb, ct, (int)ldc, mr, nr, beta, bb, act, bdst);
+                                continue;
+                            }
+                            KV(pack_b)(t, pc, kc, jc + jr, NR, 0, bdst);
+                        }
                         if (pack_at) {
                             (nr <= VL ? KV(kernel_packed_narrow) : KV(kernel_packed))(
                                 kc, ap + (size_t)ir * kc, bpan, bs, ct, (int)ldc, mr, nr, beta, bb,
