@@ -177,7 +177,7 @@ static inline bool lp_arg_is_ptr(lp_arg_kind k)
     return k == LP_A_IN || k == LP_A_OUT || k == LP_A_IN_I32 || k == LP_A_OUT_I32;
 }
 
-#define LP_MAX_ARGS 20
+#define LP_MAX_ARGS 24
 
 typedef struct lp_kernel_info {
     const char *name;      /* "gemm": kdk_sgemm / kdk_dgemm */

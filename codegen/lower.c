@@ -231,6 +231,28 @@ static void classify(lower *L)
             kd_vec_push(L->a, &L->n[id].results, y);
         }
     }
+    /* A convolution read only by a max pooling without padding (inference:
+     * training also reads it for the gradients): one call that pools each
+     * image's output while it is in the cache (kdk_sconv2d_pool_fwd); the
+     * convolution's output gets no buffer. It needs a workspace. */
+    for (int id = 0; id < g->nodes.len && !(L->o && L->o->no_workspace); id++) {
+        ir_node *x = g->nodes.items[id];
+        lw_node *w = &L->n[id];
+        if ((x->op != IR_CONV2D && x->op != IR_FUSED_CONV2D) || w->cls != LW_KERNEL || w->roots || w->partner)
+            continue;
+        ir_node *d = NULL;
+        int live = 0;
+        for (int u = 0; u < w->nusers; u++)
+            if (L->n[w->users[u]->id].cls != LW_DEAD) d = w->users[u], live++;
+        if (live != 1 || d->op != IR_MAXPOOL2D || L->n[d->id].cls != LW_KERNEL || d->in[0] != x) continue;
+        if (d->attr.pad_lo[0] || d->attr.pad_lo[1] ||
+            d->shape.dims[1] != (x->shape.dims[1] - d->attr.window[0]) / d->attr.stride[0] + 1 ||
+            d->shape.dims[2] != (x->shape.dims[2] - d->attr.window[1]) / d->attr.stride[1] + 1)
+            continue;
+        L->n[d->id].cls = LW_PARTNER;
+        L->n[d->id].root = x;
+        w->partner = d;
+    }
     /* The loss and its gradient from the same logits: one softmax pass. */
     for (int id = 0; id < g->nodes.len; id++) {
         ir_node *x = g->nodes.items[id];
@@ -437,7 +459,7 @@ static bool generate(lower *L)
         }
         case LW_PARTNER: break;
         case LW_KERNEL:
-            if (!w->buf) w->buf = node_buf(L, n);
+            if (!w->buf && !(w->partner && w->partner->op == IR_MAXPOOL2D)) w->buf = node_buf(L, n);
             if (w->partner && !L->n[w->partner->id].buf) L->n[w->partner->id].buf = node_buf(L, w->partner);
             for (int r = 0; r < w->results.len; r++) {
                 lw_node *pw = &L->n[((ir_node *)w->results.items[r])->id];

@@ -206,16 +206,30 @@ static bool conv(lower *L, ir_node *n, lp_buf *dst)
     case IR_CONV2D:
     case IR_FUSED_CONV2D: {
         const ir_shape *ws = &n->in[1]->shape;
+        /* lower.c: a max pooling that is the only reader is computed by this call */
+        const ir_node *pool = L->n[n->id].partner;
         g = conv_geom(n, &n->in[0]->shape, &n->shape, ws->dims[0], ws->dims[1]);
-        work = f64(L) ? kdk_dconv2d_fwd_work_size(GEOM_MAX(L, g)) : kdk_sconv2d_fwd_work_size(GEOM_MAX(L, g));
-        cb = call_begin(L, LP_K_CONV2D_FWD);
+        if (pool) {
+            work = f64(L) ? kdk_dconv2d_pool_fwd_work_size(GEOM_MAX(L, g))
+                          : kdk_sconv2d_pool_fwd_work_size(GEOM_MAX(L, g));
+            cb = call_begin(L, LP_K_CONV2D_POOL_FWD);
+        } else {
+            work = f64(L) ? kdk_dconv2d_fwd_work_size(GEOM_MAX(L, g)) : kdk_sconv2d_fwd_work_size(GEOM_MAX(L, g));
+            cb = call_begin(L, LP_K_CONV2D_FWD);
+        }
         arg_geom(&cb, &g, true);
+        if (pool) {
+            arg_const(&cb, pool->attr.window[0]);
+            arg_const(&cb, pool->attr.window[1]);
+            arg_const(&cb, pool->attr.stride[0]);
+            arg_const(&cb, pool->attr.stride[1]);
+        }
         arg_buf(&cb, operand_buf(L, n->in[0]));
         arg_buf(&cb, operand_buf(L, n->in[1]));
         if (n->nin == 3) arg_buf(&cb, operand_buf(L, n->in[2]));
         else arg_null(&cb);
         arg_const(&cb, n->op == IR_FUSED_CONV2D ? n->attr.act : 0);
-        arg_buf(&cb, dst);
+        arg_buf(&cb, pool ? L->n[pool->id].buf : dst);
         break;
     }
     case IR_CONV2D_BWD_DATA: {      /* (dy, w) -> dx */

@@ -529,6 +529,44 @@ void KP(conv2d_fwd)(KDK_CONV_GEOM_PARAMS, const KT *x, const KT *wt, const KT *b
     KP(conv2d_fwd_part)(0, 1, KGEOM, x, wt, bias, act, y, work);
 }
 
+/* ---- forward, then max pooling ---- */
+
+/* One image's convolution work, rounded up to a cache line, then its output. */
+static size_t KI(pool_conv_work)(KDK_CONV_GEOM_PARAMS)
+{
+    (void)n;
+    size_t line = KDK_ALIGN / sizeof(KT);
+    return (KP(conv2d_fwd_work_size)(1, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pl) + line - 1) / line * line;
+}
+
+size_t KP(conv2d_pool_fwd_work_size)(KDK_CONV_GEOM_PARAMS)
+{
+    return KI(pool_conv_work)(KGEOM) + (size_t)oh * ow * f + KDK_ALIGN / sizeof(KT);
+}
+
+void KP(conv2d_pool_fwd_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, int pkh, int pkw, int psh,
+                              int psw, const KT *x, const KT *wt, const KT *bias, int act, KT *y,
+                              KT *work)
+{
+    int b0, b1;
+    kdk_split(n, 1, part, nparts, &b0, &b1);
+    int poh = (oh - pkh) / psh + 1, pow_ = (ow - pkw) / psw + 1;
+    KT *cw = (KT *)(((uintptr_t)work + KDK_ALIGN - 1) & ~(uintptr_t)(KDK_ALIGN - 1));
+    KT *img = cw + KI(pool_conv_work)(KGEOM);
+    for (int b = b0; b < b1; b++) {
+        KP(conv2d_fwd)(1, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pl, x + (size_t)b * h * w * c, wt, bias,
+                       act, img, cw);
+        KP(maxpool2d_fwd)(1, oh, ow, f, poh, pow_, pkh, pkw, psh, psw, 0, 0, img,
+                          y + (size_t)b * poh * pow_ * f, NULL);
+    }
+}
+
+void KP(conv2d_pool_fwd)(KDK_CONV_GEOM_PARAMS, int pkh, int pkw, int psh, int psw, const KT *x,
+                         const KT *wt, const KT *bias, int act, KT *y, KT *work)
+{
+    KP(conv2d_pool_fwd_part)(0, 1, KGEOM, pkh, pkw, psh, psw, x, wt, bias, act, y, work);
+}
+
 /* ---- data gradient ---- */
 
 /* The GEMM's packing space, or the flipped filters of the direct path. */

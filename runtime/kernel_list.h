@@ -33,6 +33,9 @@
                           (INT, accumulate))
 #define KDK_K_CONV2D_FWD(XK) XK(CONV2D_FWD, conv2d_fwd, VOID, MT, KDK_CONV_GEOM_ARGS, (IN, x), (IN, wt), (IN, bias), \
                               (INT, act), (OUT, y), (OUT, work))
+#define KDK_K_CONV2D_POOL_FWD(XK) XK(CONV2D_POOL_FWD, conv2d_pool_fwd, VOID, MT, KDK_CONV_GEOM_ARGS, (INT, pkh), \
+                                   (INT, pkw), (INT, psh), (INT, psw), (IN, x), (IN, wt), (IN, bias), (INT, act), \
+                                   (OUT, y), (OUT, work))
 #define KDK_K_CONV2D_BWD_DATA(XK) XK(CONV2D_BWD_DATA, conv2d_bwd_data, VOID, MT, KDK_CONV_GEOM_ARGS, (IN, dy), \
                                    (IN, wt), (OUT, dx), (INT, accumulate), (OUT, work))
 #define KDK_K_CONV2D_BWD_FILTER(XK) XK(CONV2D_BWD_FILTER, conv2d_bwd_filter, VOID, MT, KDK_CONV_GEOM_ARGS, (IN, x), \
@@ -66,7 +69,7 @@
 /* Every row, in the order of the compiler's lp_kernel_id. */
 #define KDK_KERNEL_LIST(XK) \
     KDK_K_GEMM(XK) KDK_K_COLSUM(XK) \
-    KDK_K_CONV2D_FWD(XK) KDK_K_CONV2D_BWD_DATA(XK) KDK_K_CONV2D_BWD_FILTER(XK) \
+    KDK_K_CONV2D_FWD(XK) KDK_K_CONV2D_POOL_FWD(XK) KDK_K_CONV2D_BWD_DATA(XK) KDK_K_CONV2D_BWD_FILTER(XK) \
     KDK_K_DWCONV2D_FWD(XK) KDK_K_DWCONV2D_BWD_DATA(XK) KDK_K_DWCONV2D_BWD_FILTER(XK) \
     KDK_K_MAXPOOL2D_FWD(XK) KDK_K_MAXPOOL2D_BWD(XK) KDK_K_AVGPOOL2D_FWD(XK) KDK_K_AVGPOOL2D_BWD(XK) \
     KDK_K_SOFTMAX(XK) KDK_K_LOGSOFTMAX(XK) KDK_K_SOFTMAX_XENT(XK) \

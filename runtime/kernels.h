@@ -141,6 +141,18 @@ size_t kdk_sconv2d_fwd_work_size(KDK_CONV_GEOM_PARAMS);
 void kdk_sconv2d_fwd_part(int part, int nparts, KDK_CONV_GEOM_PARAMS,
                           const float *x, const float *wt, const float *bias,
                           int act, float *y, float *work);
+/* The convolution, then a max pooling of its output with pkh×pkw windows
+ * and strides psh, psw inside the image (no padding): y is the pooled
+ * [n][(oh-pkh)/psh+1][(ow-pkw)/psw+1][f].  One image at a time, so the
+ * convolution's output stays in the cache and is never stored whole; the
+ * same bits as conv2d_fwd then maxpool2d_fwd.  work (not NULL): the
+ * matching conv2d_pool_fwd_work_size elements.  Thread split: images. */
+KDK_K_CONV2D_POOL_FWD(KDK_DECLARE)
+size_t kdk_sconv2d_pool_fwd_work_size(KDK_CONV_GEOM_PARAMS);
+size_t kdk_dconv2d_pool_fwd_work_size(KDK_CONV_GEOM_PARAMS);
+void kdk_sconv2d_pool_fwd_part(int part, int nparts, KDK_CONV_GEOM_PARAMS, int pkh, int pkw, int psh, int psw,
+                               const float *x, const float *wt, const float *bias, int act, float *y,
+                               float *work);
 /* dx (+)= conv2d input gradient; accumulate 0 overwrites dx. */
 size_t kdk_sconv2d_bwd_data_work_size(KDK_CONV_GEOM_PARAMS);
 void kdk_sconv2d_bwd_data_part(int part, int nparts, KDK_CONV_GEOM_PARAMS,

@@ -51,6 +51,20 @@ KINL void KV(win_max)(const KT *p, int e0, int kh, int kw, ptrdiff_t rs, int c, 
     *at = a;
 }
 
+/* The winner's value alone: win_max without the indices (inference, where
+ * nobody reads argmax), the same choice and so the same bits. */
+KINL V KV(win_max_value)(const KT *p, int kh, int kw, ptrdiff_t rs, int c)
+{
+    V b = KV(ld)(p);
+    for (int ky = 0; ky < kh; ky++)
+        for (int kx = ky ? 0 : 1; kx < kw; kx++) {
+            V v = KV(ld)(p + (int)(ky * rs) + kx * c);
+            VI win = (v > b) | ((v != v) & (b == b));
+            b = (V)(((VI)v & win) | ((VI)b & ~win));
+        }
+    return b;
+}
+
 /* Forward: y and, if argmax, the winners.  Only for whole vectors of
  * channels: returns 0 (and does nothing) otherwise. */
 KTGT static int KV(maxpool_fwd)(KDK_POOL_GEOM_PARAMS, const KT *x, KT *y, int32_t *argmax)
@@ -66,12 +80,16 @@ KTGT static int KV(maxpool_fwd)(KDK_POOL_GEOM_PARAMS, const KT *x, KT *y, int32_
             for (int ox = 0; ox < ow; ox++) {
                 int e0 = (oy * kh * w + ox * kw) * c;
                 size_t o = (((size_t)b * oh + oy) * ow + ox) * c;
+                if (!argmax) {
+                    for (int j = 0; j < cv; j += VL) KV(st)(y + o + j, KV(win_max_value)(img + e0 + j, kh, kw, rs, c));
+                    continue;
+                }
                 for (int j = 0; j < cv; j += VL) {
                     V best;
                     VI at;
                     KV(win_max)(img + e0 + j, e0 + j, kh, kw, rs, c, lane, &best, &at);
                     KV(st)(y + o + j, best);
-                    if (argmax) KV(st_idx)(argmax + o + j, at);
+                    KV(st_idx)(argmax + o + j, at);
                 }
             }
     }

@@ -772,6 +772,19 @@ START_TEST(cnn_ops_predict)
     if (skip_compiler(compilers[_i % 2])) return;
     gen g;
     gen_build(&g, "cg-cnn", _i < 2 ? cnn_text : _i < 4 ? ops_text : _i < 6 ? dw_text : rnn_text, NULL, compilers[_i % 2]);
+    if (_i < 2) {
+        /* predict pools the first convolution's output as it computes it; the
+         * training step keeps it whole (the gradients read it) */
+        char cpath[4300];
+        snprintf(cpath, sizeof cpath, "%s/cnn.c", g.dir);
+        char *c = read_text(cpath), *step = strstr(c, "float cnn_grad(");
+        ck_assert_msg(step, "no grad in cnn.c");
+        char *fused = strstr(c, "kdk_sconv2d_pool_fwd(batch, 10, 10, 2, 8, 8, 4, 3, 3, 1, 1, 0, 0, 2, 2, 2, 2,");
+        ck_assert_msg(fused && fused < step, "predict does not call kdk_sconv2d_pool_fwd:\n%s", c);
+        ck_assert_msg(!strstr(step, "conv2d_pool_fwd") && strstr(step, "kdk_sconv2d_fwd("),
+                      "grad and the training step pool inside the convolution");
+        free(c);
+    }
     check_predict(&g, 3, 0.3, 1e-5);
     gen_free(&g);
 }

@@ -1157,6 +1157,15 @@ START_TEST(test_pool_tiled_nan)
                 kdk_dmaxpool2d_fwd(PGEOM(g), x, y, am);
             else
                 kdk_smaxpool2d_fwd(PGEOM(g), x, y, am);
+            /* without argmax (inference), the same values, NaN payloads and all */
+            void *yv = talloc(dbl, ny);
+            if (dbl)
+                kdk_dmaxpool2d_fwd(PGEOM(g), x, yv, NULL);
+            else
+                kdk_smaxpool2d_fwd(PGEOM(g), x, yv, NULL);
+            EXPECT(memcmp(yv, y, ny * (dbl ? sizeof(double) : sizeof(float))) == 0,
+                   "tiled pool NaN: y without argmax differs from y with it (case %zu)", i);
+            free(yv);
             for (int b = 0; b < g->n; b++)
                 for (int oy = 0; oy < g->oh; oy++)
                     for (int ox = 0; ox < g->ow; ox++)
@@ -1565,6 +1574,65 @@ START_TEST(test_dwconv_parts_bit_identical)
 END_TEST
 
 /* The depthwise wrappers split (a MobileNet layer at batch 8) and keep the bits. */
+/* conv2d_pool_fwd: the convolution, then max pooling without padding, one
+ * image at a time in the workspace: the same bits as conv2d_fwd followed by
+ * maxpool2d_fwd, in float and double, on the direct kernels (whole vectors
+ * of filters), the GEMM driver (12 filters), a 1x1 convolution (a plain
+ * GEMM), overlapping 3x3/2 windows that drop the last row and column, and
+ * split over images at 1 to 3 threads. */
+START_TEST(test_conv_pool_fused)
+{
+    /* n, h, w, c, f, k, pad, stride, pool window (rows, columns), pool stride (rows, columns) */
+    static const int geo[][12] = {{3, 28, 28, 1, 32, 3, 0, 1, 2, 2, 2, 2}, {2, 13, 13, 32, 64, 3, 1, 1, 3, 3, 2, 2},
+                                  {2, 9, 11, 5, 12, 3, 0, 2, 2, 2, 2, 2},  {4, 8, 8, 3, 16, 1, 0, 1, 2, 2, 2, 2},
+                                  {5, 12, 10, 4, 48, 3, 1, 2, 2, 3, 1, 2}};
+    for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
+        int n = geo[g][0], h = geo[g][1], w = geo[g][2], c = geo[g][3], f = geo[g][4], k = geo[g][5], pad = geo[g][6],
+            st = geo[g][7], pkh = geo[g][8], pkw = geo[g][9], psh = geo[g][10], psw = geo[g][11];
+        int oh = (h + 2 * pad - k) / st + 1, ow = (w + 2 * pad - k) / st + 1;
+        int ph = (oh - pkh) / psh + 1, pw = (ow - pkw) / psw + 1;
+#define GEO n, h, w, c, oh, ow, f, k, k, st, st, pad, pad
+#define PGEO n, oh, ow, f, ph, pw, pkh, pkw, psh, psw, 0, 0
+        size_t nx = (size_t)n * h * w * c, ny = (size_t)n * oh * ow * f, nw = (size_t)k * k * c * f;
+        size_t np = (size_t)n * ph * pw * f;
+        ck_assert_uint_ge(kdk_sconv2d_pool_fwd_work_size(GEO), (size_t)oh * ow * f);
+        for (int dbl = 0; dbl < 2; dbl++) {
+            size_t es = dbl ? sizeof(double) : sizeof(float);
+            size_t ws = dbl ? kdk_dconv2d_fwd_work_size(GEO) : kdk_sconv2d_fwd_work_size(GEO);
+            size_t pws = dbl ? kdk_dconv2d_pool_fwd_work_size(GEO) : kdk_sconv2d_pool_fwd_work_size(GEO);
+            void *x = malloc(nx * es), *wt = malloc(nw * es), *bias = malloc((size_t)f * es), *y = malloc(ny * es);
+            void *work = malloc(ws * es), *pwork = malloc(pws * es), *want = malloc(np * es), *got = malloc(np * es);
+            ck_assert(x && wt && bias && y && work && pwork && want && got);
+            for (size_t i = 0; i < nx; i++) tset(dbl, x, i, urand());
+            for (size_t i = 0; i < nw; i++) tset(dbl, wt, i, urand());
+            for (int i = 0; i < f; i++) tset(dbl, bias, (size_t)i, urand());
+            memset(got, 0xff, np * es);
+            if (dbl) {
+                kdk_dconv2d_fwd(GEO, x, wt, bias, KDK_ACT_RELU, y, work);
+                kdk_dmaxpool2d_fwd(PGEO, y, want, NULL);
+                kdk_dconv2d_pool_fwd(GEO, pkh, pkw, psh, psw, x, wt, bias, KDK_ACT_RELU, got, pwork);
+            } else {
+                kdk_sconv2d_fwd(GEO, x, wt, bias, KDK_ACT_RELU, y, work);
+                kdk_smaxpool2d_fwd(PGEO, y, want, NULL);
+                kdk_sconv2d_pool_fwd(GEO, pkh, pkw, psh, psw, x, wt, bias, KDK_ACT_RELU, got, pwork);
+            }
+            ck_assert_msg(memcmp(got, want, np * es) == 0, "conv2d_pool_fwd geometry %zu (%s): not conv2d_fwd then "
+                          "maxpool2d_fwd", g, dbl ? "double" : "float");
+            for (int t = 2; t <= 3 && !dbl; t++) {
+                memset(got, 0xff, np * es);
+                ck_assert_int_eq(kdh_pool_set_threads(t), t);
+                kdh_sconv2d_pool_fwd_mt(GEO, pkh, pkw, psh, psw, x, wt, bias, KDK_ACT_RELU, got, pwork);
+                same_bits(got, want, np, "conv2d_pool_fwd", t);
+                kdh_pool_set_threads(1);
+            }
+            free(x), free(wt), free(bias), free(y), free(work), free(pwork), free(want), free(got);
+        }
+#undef GEO
+#undef PGEO
+    }
+}
+END_TEST
+
 START_TEST(test_threads_dwconv)
 {
     struct dw_case c0 = {8, 24, 24, 32, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0}, g = dw_make(&c0);
@@ -2020,6 +2088,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, test_threads_gemm);
     tcase_add_test(tc, test_threads_gemm_ksplit);
     tcase_add_test(tc, test_threads_conv_pool);
+    tcase_add_test(tc, test_conv_pool_fused);
     tcase_add_test(tc, test_threads_dwconv);
     tcase_add_test(tc, test_threads_range);
     tcase_add_test(tc, test_pool_owner_first);

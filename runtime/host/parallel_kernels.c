@@ -161,6 +161,7 @@ typedef struct conv_job {
     const float *x, *wt, *bias, *dy;
     float *y, *dx, *dwt;
     int act, accumulate;
+    int pkh, pkw, psh, psw;   /* the max pooling after conv2d_pool_fwd */
     float *work[KDH_MAX_THREADS];
 } conv_job;
 
@@ -171,6 +172,13 @@ static void conv_fwd_part(void *ctx, int part, int nparts, int thread)
 {
     conv_job *j = ctx;
     kdk_sconv2d_fwd_part(part, nparts, CONV_GEOM(j), j->x, j->wt, j->bias, j->act, j->y, j->work[thread]);
+}
+
+static void conv_pool_fwd_part(void *ctx, int part, int nparts, int thread)
+{
+    conv_job *j = ctx;
+    kdk_sconv2d_pool_fwd_part(part, nparts, CONV_GEOM(j), j->pkh, j->pkw, j->psh, j->psw, j->x, j->wt, j->bias,
+                              j->act, j->y, j->work[thread]);
 }
 
 static void conv_bwd_data_part(void *ctx, int part, int nparts, int thread)
@@ -226,6 +234,21 @@ void kdh_sconv2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int f, int k
     conv_job j = {GEOM_ARGS, .x = x, .wt = wt, .bias = bias, .y = y, .act = act};
     conv_work(&j, work, work ? kdk_sconv2d_fwd_work_size(GEOM_ARGS) : 0);
     kdh_parallel_chunks(conv_fwd_part, &j, conv_chunks(conv_macs(GEOM_MACS)));
+}
+
+void kdh_sconv2d_pool_fwd_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw,
+                             int pt, int pl, int pkh, int pkw, int psh, int psw, const float *x, const float *wt,
+                             const float *bias, int act, float *y, float *work)
+{
+    PROFILE("conv_pool", n, c, f);
+    if (kdh_pool_threads() <= 1 || n < 2 || conv_macs(n, oh, ow, f, kh, kw, c) < CONV_SPLIT_MIN) {
+        kdk_sconv2d_pool_fwd(GEOM_ARGS, pkh, pkw, psh, psw, x, wt, bias, act, y, work);
+        return;
+    }
+    conv_job j = {GEOM_ARGS, .x = x, .wt = wt, .bias = bias, .y = y, .act = act,
+                  .pkh = pkh, .pkw = pkw, .psh = psh, .psw = psw};
+    conv_work(&j, work, kdk_sconv2d_pool_fwd_work_size(GEOM_ARGS));
+    kdh_parallel_chunks(conv_pool_fwd_part, &j, conv_chunks_n(n, conv_macs(GEOM_MACS)));
 }
 
 void kdh_sconv2d_bwd_data_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw,

@@ -17,6 +17,9 @@ void kdh_sgemm_mt(int M, int N, int K, const float *A, int lda, int transA, cons
  * and pooling split over the batch (same signatures). */
 void kdh_sconv2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw, int pt,
                         int pl, const float *x, const float *wt, const float *bias, int act, float *y, float *work);
+void kdh_sconv2d_pool_fwd_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw,
+                             int pt, int pl, int pkh, int pkw, int psh, int psw, const float *x, const float *wt,
+                             const float *bias, int act, float *y, float *work);
 void kdh_sconv2d_bwd_data_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw,
                              int pt, int pl, const float *dy, const float *wt, float *dx, int accumulate, float *work);
 void kdh_sconv2d_bwd_filter_mt(int n, int h, int w, int c, int oh, int ow, int f, int kh, int kw, int sh, int sw,
