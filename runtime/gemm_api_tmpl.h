@@ -48,25 +48,25 @@ KDK_CONTRACT static void KI(gemm_simple)(int M, int N, int K, const KT *A, int l
                                          int ldc, const KT *bias, int act)
 {
     for (int i = 0; i < M; i++) {
-        KT *restrict crow = C + (size_t)i * ldc;
+        KT *restrict crow = C + (ptrdiff_t)i * ldc;
         if (!transB) {
             if (beta == 0)
                 for (int j = 0; j < N; j++) crow[j] = 0;
             else if (beta != 1)
                 for (int j = 0; j < N; j++) crow[j] *= beta;
             for (int k = 0; k < K; k++) {
-                KT aik = transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
-                const KT *restrict brow = B + (size_t)k * ldb;
+                KT aik = transA ? A[(ptrdiff_t)k * lda + i] : A[(ptrdiff_t)i * lda + k];
+                const KT *restrict brow = B + (ptrdiff_t)k * ldb;
                 for (int j = 0; j < N; j++) crow[j] += aik * brow[j];
             }
         } else {
             for (int j = 0; j < N; j++) {
-                const KT *brow = B + (size_t)j * ldb;
+                const KT *brow = B + (ptrdiff_t)j * ldb;
                 KT s = 0;
                 if (transA)
-                    for (int k = 0; k < K; k++) s += A[(size_t)k * lda + i] * brow[k];
+                    for (int k = 0; k < K; k++) s += A[(ptrdiff_t)k * lda + i] * brow[k];
                 else
-                    for (int k = 0; k < K; k++) s += A[(size_t)i * lda + k] * brow[k];
+                    for (int k = 0; k < K; k++) s += A[(ptrdiff_t)i * lda + k] * brow[k];
                 crow[j] = beta == 0 ? s : s + beta * crow[j];
             }
         }
@@ -145,13 +145,13 @@ void KP(gemm_part)(int part, int nparts, int M, int N, int K, const KT *A, int l
     if (N >= M) {
         KI(gemm_split)(N, kdk_gemm_split_cols(), 16, part, nparts, &lo, &hi);
         if (lo >= hi) return;
-        KP(gemm)(M, hi - lo, K, A, lda, transA, transB ? B + (size_t)lo * ldb : B + lo, ldb,
+        KP(gemm)(M, hi - lo, K, A, lda, transA, transB ? B + (ptrdiff_t)lo * ldb : B + lo, ldb,
                  transB, beta, C + lo, ldc, bias ? bias + lo : NULL, act, work);
     } else {
         KI(gemm_split)(M, KDK_MR_MAX, 5, part, nparts, &lo, &hi);
         if (lo >= hi) return;
-        KP(gemm)(hi - lo, N, K, transA ? A + lo : A + (size_t)lo * lda, lda, transA, B, ldb,
-                 transB, beta, C + (size_t)lo * ldc, ldc, bias, act, work);
+        KP(gemm)(hi - lo, N, K, transA ? A + lo : A + (ptrdiff_t)lo * lda, lda, transA, B, ldb,
+                 transB, beta, C + (ptrdiff_t)lo * ldc, ldc, bias, act, work);
     }
 }
 
@@ -165,16 +165,16 @@ void KP(gemm_kblock)(int blk, int M, int N, int K, const KT *A, int lda, int tra
     int kcb = (K + kb - 1) / kb, pc = blk * kcb, kc = KDK_MIN(kcb, K - pc);
     if (M <= 0 || N <= 0 || kc <= 0) return;
     if (!work) {
-        KI(gemm_simple)(M, N, kc, transA ? A + (size_t)pc * lda : A + pc, lda, transA,
-                        transB ? B + pc : B + (size_t)pc * ldb, ldb, transB, beta, C, ldc, NULL, KDK_ACT_NONE);
+        KI(gemm_simple)(M, N, kc, transA ? A + (ptrdiff_t)pc * lda : A + pc, lda, transA,
+                        transB ? B + pc : B + (ptrdiff_t)pc * ldb, ldb, transB, beta, C, ldc, NULL, KDK_ACT_NONE);
         return;
     }
     /* One block, summed as the whole call sums it: a block of KDK_KC would
      * otherwise split in two (kdk_kblocks_of) and group its terms apart. */
     struct kdk_gemm_task t = {
         .m = M, .n = N, .k = kc,
-        .akind = KDK_A_MAT, .a = transA ? A + (size_t)pc * lda : A + pc, .lda = lda, .transa = transA,
-        .b = transB ? B + pc : B + (size_t)pc * ldb, .ldb = ldb, .transb = transB,
+        .akind = KDK_A_MAT, .a = transA ? A + (ptrdiff_t)pc * lda : A + pc, .lda = lda, .transa = transA,
+        .b = transB ? B + pc : B + (ptrdiff_t)pc * ldb, .ldb = ldb, .transb = transB,
         .beta.KS = beta, .c = C, .ldc = ldc, .bias = NULL, .act = KDK_ACT_NONE, .one_kblock = 1,
     };
     KP(gemm_task)(&t, work);
@@ -187,9 +187,9 @@ void KP(gemm_ksum)(int i0, int i1, int N, const KT *T, size_t tstride, int nt, K
                    const KT *bias, int act)
 {
     for (int i = i0; i < i1; i++) {
-        KT *restrict c = C + (size_t)i * ldc;
+        KT *restrict c = C + (ptrdiff_t)i * ldc;
         for (int t = 0; t < nt; t++) {
-            const KT *restrict r = T + t * tstride + (size_t)i * N;
+            const KT *restrict r = T + (size_t)t * tstride + (size_t)i * (size_t)N;
             for (int j = 0; j < N; j++) c[j] = r[j] + c[j];
         }
         KI(row_epilogue)(c, N, bias, act);
@@ -199,7 +199,7 @@ void KP(gemm_ksum)(int i0, int i1, int N, const KT *T, size_t tstride, int nt, K
 void KP(colsum)(int M, int N, const KT *X, int ldx, KT *out, int accumulate)
 {
     if (!accumulate) memset(out, 0, sizeof(KT) * (size_t)KDK_MAX(N, 0));
-    for (int i = 0; i < M; i++) KI(row_add)(out, X + (size_t)i * ldx, N);
+    for (int i = 0; i < M; i++) KI(row_add)(out, X + (ptrdiff_t)i * ldx, N);
 }
 
 #undef KI

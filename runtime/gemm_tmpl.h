@@ -173,7 +173,7 @@ KINL KDK_CONTRACT void KV(tile)(int nseg, const int *seglen, const ptrdiff_t *se
         for (int i = 0; i < KMR; i++)
 #pragma GCC unroll 4
             for (int v = 0; v < nv; v++) {
-                KT *cp = c + (size_t)i * ldc + v * VL;
+                KT *cp = c + (ptrdiff_t)i * ldc + v * VL;
                 V x = acc[i][v];
                 if (beta != 0) x += beta * KV(loadu)(cp);
                 if (bias) x += KV(loadu)(bias + v * VL);
@@ -194,7 +194,7 @@ KINL KDK_CONTRACT void KV(tile)(int nseg, const int *seglen, const ptrdiff_t *se
             return;
         }
         for (int i = 0; i < mr; i++) {
-            KT *crow = c + (size_t)i * ldc;
+            KT *crow = c + (ptrdiff_t)i * ldc;
             for (int j = 0; j < nr; j++)
                 crow[j] = KV(epi1)(tile[i * NR + j], crow + j, beta, bias, j, act);
         }
@@ -281,11 +281,11 @@ KTGT static int KV(col2im_rows)(const struct kdk_gemm_task *t, int i0, int mr, i
     int kh = j0 / kwc, kw = j0 % kwc / C, c0 = j0 % C;
     if (c0 + nr > C) return 0;
     int n = i0 / ohw, oy = i0 % ohw / g->ow, ox = i0 % g->ow;
-    size_t hwc = (size_t)g->h * g->w * C;
+    ptrdiff_t hwc = (ptrdiff_t)g->h * g->w * C;
     for (int i = 0; i < mr; i++) {
         int iy = oy * g->sh - g->pt + kh, ix = ox * g->sw - g->pl + kw;
         dst[i] = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w
-                     ? (KT *)t->c + n * hwc + ((size_t)iy * g->w + ix) * C + c0
+                     ? (KT *)t->c + n * hwc + ((ptrdiff_t)iy * g->w + ix) * C + c0
                      : NULL;
         if (++ox == g->ow) {
             ox = 0;
@@ -309,15 +309,15 @@ KTGT static void KV(col2im_add)(const struct kdk_gemm_task *t, int i0, int mr, i
     int C = g->c, kwc = g->kw * C, ohw = g->oh * g->ow;
     int n = i0 / ohw, oy = i0 % ohw / g->ow, ox = i0 % g->ow;
     int kh0 = j0 / kwc, kw0 = j0 % kwc / C, c0 = j0 % C;
-    size_t hwc = (size_t)g->h * g->w * C;
+    ptrdiff_t hwc = (ptrdiff_t)g->h * g->w * C;
     for (int i = 0; i < mr; i++) {
         int y0 = oy * g->sh - g->pt, x0 = ox * g->sw - g->pl;
         KT *img = dx + n * hwc;
-        const KT *src = tile + (size_t)i * NR;
+        const KT *src = tile + (ptrdiff_t)i * NR;
         for (int q = 0, kh = kh0, kw = kw0, ch = c0; q < nr;) {
             int run = KDK_MIN(C - ch, nr - q), iy = y0 + kh, ix = x0 + kw;
             if (iy >= 0 && iy < g->h && ix >= 0 && ix < g->w) {
-                KT *d = img + ((size_t)iy * g->w + ix) * C + ch;
+                KT *d = img + ((ptrdiff_t)iy * g->w + ix) * C + ch;
                 int u = 0;
                 for (; u + VL <= run; u += VL)
                     KV(storeu)(d + u, KV(loadu)(d + u) + KV(loadu)(src + q + u));
@@ -346,8 +346,8 @@ KTGT static void KV(pack_b)(const struct kdk_gemm_task *t, int k0, int kc, int j
                             int only_edge, KT *restrict bp)
 {
     const KT *b = (const KT *)t->b;
-    size_t ldb = (size_t)t->ldb;
-    for (int jr = 0; jr < nc; jr += NR, bp += (size_t)kc * NR) {
+    ptrdiff_t ldb = (ptrdiff_t)t->ldb;
+    for (int jr = 0; jr < nc; jr += NR, bp += (ptrdiff_t)kc * NR) {
         int nr = KDK_MIN(NR, nc - jr);
         if (only_edge && nr == NR) continue;
         if (!t->transb) {
@@ -355,14 +355,14 @@ KTGT static void KV(pack_b)(const struct kdk_gemm_task *t, int k0, int kc, int j
             if (nr == NR) {
                 for (int p = 0; p < kc; p++, src += ldb) memcpy(bp + (size_t)p * NR, src, sizeof(KT) * NR);
             } else {
-                memset(bp, 0, sizeof(KT) * kc * NR);
+                memset(bp, 0, sizeof(KT) * (size_t)(kc * NR));
                 for (int p = 0; p < kc; p++, src += ldb)
-                    for (int j = 0; j < nr; j++) bp[(size_t)p * NR + j] = src[j];
+                    for (int j = 0; j < nr; j++) bp[(ptrdiff_t)p * NR + j] = src[j];
             }
         } else {
             /* B stored N×K: VL×VL blocks transposed in registers, then the
              * rest in short runs along k. */
-            const KT *src = b + (size_t)(j0 + jr) * ldb + k0;
+            const KT *src = b + (ptrdiff_t)(j0 + jr) * ldb + k0;
             int p = 0;
             if (nr == NR) {
                 for (; p + VL <= kc; p += VL) {
@@ -370,15 +370,15 @@ KTGT static void KV(pack_b)(const struct kdk_gemm_task *t, int k0, int kc, int j
                     for (int jb = 0; jb < KNV; jb++) {
                         V r[VL];
 #pragma GCC unroll 16
-                        for (int j = 0; j < VL; j++) r[j] = KV(loadu)(src + (size_t)(jb * VL + j) * ldb + p);
+                        for (int j = 0; j < VL; j++) r[j] = KV(loadu)(src + (ptrdiff_t)(jb * VL + j) * ldb + p);
                         KV(transpose)(r);
 #pragma GCC unroll 16
-                        for (int q = 0; q < VL; q++) KV(storeu)(bp + (size_t)(p + q) * NR + jb * VL, r[q]);
+                        for (int q = 0; q < VL; q++) KV(storeu)(bp + (ptrdiff_t)(p + q) * NR + jb * VL, r[q]);
                     }
                 }
             }
             for (; p + 8 <= kc; p += 8) {
-                KT *d = bp + (size_t)p * NR;
+                KT *d = bp + (ptrdiff_t)p * NR;
                 for (int j = 0; j < nr; j++) {
                     const KT *s = src + j * ldb + p;
 #pragma GCC unroll 8
@@ -389,7 +389,7 @@ KTGT static void KV(pack_b)(const struct kdk_gemm_task *t, int k0, int kc, int j
                     for (int q = 0; q < 8; q++) d[q * NR + j] = 0;
             }
             for (; p < kc; p++) {
-                KT *d = bp + (size_t)p * NR;
+                KT *d = bp + (ptrdiff_t)p * NR;
                 for (int j = 0; j < nr; j++) d[j] = src[j * ldb + p];
                 for (int j = nr; j < NR; j++) d[j] = 0;
             }
@@ -425,9 +425,9 @@ KTGT static void KV(pack_a_im2col)(const struct kdk_gemm_task *t, int i0, int mc
         }
     }
     int n = i0 / ohw, oy = i0 % ohw / g->ow, ox = i0 % g->ow;
-    size_t hwc = (size_t)H * W * C;
+    ptrdiff_t hwc = (ptrdiff_t)H * W * C;
     ptrdiff_t stride = (ptrdiff_t)g->sw * C;
-    for (int ir = 0; ir < mc; ir += KMR, ap += (size_t)kc * KMR) {
+    for (int ir = 0; ir < mc; ir += KMR, ap += (ptrdiff_t)kc * KMR) {
         int mr = KDK_MIN(KMR, mc - ir);
         /* segments of the panel's pixels that share an output row */
         for (int ii = 0; ii < mr;) {
@@ -436,14 +436,14 @@ KTGT static void KV(pack_a_im2col)(const struct kdk_gemm_task *t, int i0, int mc
             const KT *img = x + n * hwc;
             KT *d = ap + ii;
             if (y0 >= 0 && y0 + g->kh <= H && x0 >= 0 && x0 + (len - 1) * g->sw + g->kw <= W) {
-                const KT *win = img + ((size_t)y0 * W + x0) * C;
+                const KT *win = img + ((ptrdiff_t)y0 * W + x0) * C;
                 if (stride == 1 && len == KMR) {
                     for (int p = 0; p < kc; p++)
                         memcpy(d + (size_t)p * KMR, win + off[p], sizeof(KT) * KMR);
                 } else {
                     for (int p = 0; p < kc; p++) {
                         const KT *src = win + off[p];
-                        for (int q = 0; q < len; q++) d[(size_t)p * KMR + q] = src[q * stride];
+                        for (int q = 0; q < len; q++) d[(ptrdiff_t)p * KMR + q] = src[q * stride];
                     }
                 }
             } else {
@@ -451,7 +451,7 @@ KTGT static void KV(pack_a_im2col)(const struct kdk_gemm_task *t, int i0, int mc
                     ptrdiff_t org = ((ptrdiff_t)y0 * W + x0) * C; /* may be negative; org + off is not */
                     for (int p = 0; p < kc; p++) {
                         int iy = y0 + ky[p], ix = x0 + kx[p];
-                        d[(size_t)p * KMR + q] =
+                        d[(ptrdiff_t)p * KMR + q] =
                             iy >= 0 && iy < H && ix >= 0 && ix < W ? img[org + off[p]] : 0;
                     }
                 }
@@ -467,7 +467,7 @@ KTGT static void KV(pack_a_im2col)(const struct kdk_gemm_task *t, int i0, int mc
             }
         }
         for (int ii = mr; ii < KMR; ii++)
-            for (int p = 0; p < kc; p++) ap[(size_t)p * KMR + ii] = 0;
+            for (int p = 0; p < kc; p++) ap[(ptrdiff_t)p * KMR + ii] = 0;
     }
 }
 
@@ -498,14 +498,14 @@ KTGT static void KV(pack_a_im2col_t)(const struct kdk_gemm_task *t, int i0, int 
     /* rows within one tap read a contiguous channel run */
     int contig = ch[0] + mr - 1 == ch[mr - 1];
     int n = k0 / ohw, oy = k0 % ohw / g->ow, ox = k0 % g->ow;
-    size_t hwc = (size_t)H * W * C;
+    ptrdiff_t hwc = (ptrdiff_t)H * W * C;
     for (int p = 0; p < kc; p++, ap += KMR) {
         const KT *img = x + n * hwc;
         int y0 = oy * g->sh - g->pt, x0 = ox * g->sw - g->pl;
         if (y0 + ylo >= 0 && y0 + yhi < H && x0 + xlo >= 0 && x0 + xhi < W) {
             ptrdiff_t win = ((ptrdiff_t)y0 * W + x0) * C; /* may be negative; win + off is not */
             if (contig) {
-                memcpy(ap, img + win + off[0], sizeof(KT) * mr);
+                memcpy(ap, img + win + off[0], sizeof(KT) * (size_t)mr);
             } else {
                 for (int ii = 0; ii < mr; ii++) ap[ii] = img[win + off[ii]];
             }
@@ -513,7 +513,7 @@ KTGT static void KV(pack_a_im2col_t)(const struct kdk_gemm_task *t, int i0, int 
             for (int ii = 0; ii < mr; ii++) {
                 int iy = y0 + ty[ii], ix = x0 + tx[ii];
                 ap[ii] = (iy >= 0 && iy < H && ix >= 0 && ix < W)
-                             ? img[((size_t)iy * W + ix) * C + ch[ii]]
+                             ? img[((ptrdiff_t)iy * W + ix) * C + ch[ii]]
                              : 0;
             }
         }
@@ -537,7 +537,7 @@ KTGT static void KV(pack_a)(const struct kdk_gemm_task *t, int i0, int mc, int k
         KV(pack_a_im2col)(t, t->a_i0 + i0, mc, k0, kc, ap);
         return;
     }
-    for (int ir = 0; ir < mc; ir += KMR, ap += (size_t)kc * KMR)
+    for (int ir = 0; ir < mc; ir += KMR, ap += (ptrdiff_t)kc * KMR)
         KV(pack_a_im2col_t)(t, t->a_i0 + i0 + ir, KDK_MIN(KMR, mc - ir), k0, kc, ap);
 }
 
@@ -645,7 +645,7 @@ KINL KDK_CONTRACT void KV(gemv_acc)(int m, int w, int K, const KT *restrict a, p
 #pragma GCC unroll 16
         for (int v = 0; v < w; v++) acc[i][v] = (V){0};
     for (int k = 0; k < K; k++) {
-        const KT *bk = b + (size_t)k * ldb;
+        const KT *bk = b + (ptrdiff_t)k * ldb;
 #pragma GCC unroll 4
         for (int i = 0; i < m; i++) {
             V ai = a[i * rsa + k * csa] - (V){0};
@@ -656,7 +656,7 @@ KINL KDK_CONTRACT void KV(gemv_acc)(int m, int w, int K, const KT *restrict a, p
 #pragma GCC unroll 4
     for (int i = 0; i < m; i++)
 #pragma GCC unroll 16
-        for (int v = 0; v < w; v++) KV(storeu)(out + (size_t)(i * w + v) * VL, acc[i][v]);
+        for (int v = 0; v < w; v++) KV(storeu)(out + (ptrdiff_t)(i * w + v) * VL, acc[i][v]);
 }
 
 #define KGEMV_ACC(M_, W_)                                                                          \
@@ -715,8 +715,8 @@ KINL KDK_CONTRACT void KV(gemv_chunk)(int m, int w, int K, const KT *restrict a,
 #undef KGEMV_CASE
     for (int i = 0; i < m; i++)
         for (int v = 0; v < w; v++) {
-            KT *cp = c + (size_t)i * ldc + v * VL;
-            const KT *sp = sums + (size_t)(i * w + v) * VL;
+            KT *cp = c + (ptrdiff_t)i * ldc + v * VL;
+            const KT *sp = sums + (ptrdiff_t)(i * w + v) * VL;
             const KT *bb = bias ? bias + v * VL : NULL;
             if (lo == 0 && (act == KDK_ACT_NONE || act == KDK_ACT_RELU)) {
                 V x = KV(loadu)(sp);
@@ -751,18 +751,18 @@ KINL KDK_CONTRACT void KV(gemv_rows)(int m, int w, int N, int K, const KT *restr
             for (; k + 4 <= kvec; k += 4)
 #pragma GCC unroll 4
                 for (int u = 0; u < 4; u++)
-                    part[u] += (a[i * rsa + (k + u) * csa] - (V){0}) * KV(loadu)(b + (size_t)(k + u) * ldb);
+                    part[u] += (a[i * rsa + (k + u) * csa] - (V){0}) * KV(loadu)(b + (ptrdiff_t)(k + u) * ldb);
             V accv = (part[0] + part[1]) + (part[2] + part[3]);
             for (; k < kvec; k++)
-                accv += (a[i * rsa + k * csa] - (V){0}) * KV(loadu)(b + (size_t)k * ldb);
+                accv += (a[i * rsa + k * csa] - (V){0}) * KV(loadu)(b + (ptrdiff_t)k * ldb);
             KT acc[VL] __attribute__((aligned(KVB)));
             KV(storeu)(acc, accv);
             for (; k < K; k++) {
                 KT aik = a[i * rsa + k * csa];
-                const KT *bk = b + (size_t)k * ldb;
+                const KT *bk = b + (ptrdiff_t)k * ldb;
                 for (int j = 0; j < N; j++) acc[j] += aik * bk[j];
             }
-            KT *crow = c + (size_t)i * ldc;
+            KT *crow = c + (ptrdiff_t)i * ldc;
             for (int j = 0; j < N; j++) crow[j] = KV(epi1)(acc[j], crow + j, beta, bias, j, act);
         }
         return;
@@ -797,7 +797,7 @@ KINL KDK_CONTRACT void KV(gemv_t_rows)(int m, int N, int K, const KT *restrict a
     for (int j0 = 0; j0 < N; j0 += 4) {
         int nj = KDK_MIN(4, N - j0);
         const KT *br[4];
-        for (int jj = 0; jj < 4; jj++) br[jj] = b + (size_t)(j0 + KDK_MIN(jj, nj - 1)) * ldb;
+        for (int jj = 0; jj < 4; jj++) br[jj] = b + (ptrdiff_t)(j0 + KDK_MIN(jj, nj - 1)) * ldb;
         V acc[4][4];
 #pragma GCC unroll 4
         for (int i = 0; i < m; i++)
@@ -815,7 +815,7 @@ KINL KDK_CONTRACT void KV(gemv_t_rows)(int m, int N, int K, const KT *restrict a
             }
         }
         for (int i = 0; i < m; i++) {
-            KT *crow = c + (size_t)i * ldc;
+            KT *crow = c + (ptrdiff_t)i * ldc;
             for (int jj = 0; jj < nj; jj++) {
                 KT lanes[VL] __attribute__((aligned(KVB)));
                 KV(storeu)(lanes, acc[i][jj]);
@@ -864,17 +864,17 @@ KTGT KDK_CONTRACT static void KV(gemv)(const struct kdk_gemm_task *t)
 KTGT static void KV(pack_a_t)(const KT *restrict a, ptrdiff_t lda, int i0, int mc, int k0, int kc,
                               KT *restrict ap)
 {
-    for (int ir = 0; ir < mc; ir += KMR, ap += (size_t)kc * KMR) {
+    for (int ir = 0; ir < mc; ir += KMR, ap += (ptrdiff_t)kc * KMR) {
         int mr = KDK_MIN(KMR, mc - ir);
-        const KT *src = a + (size_t)k0 * lda + i0 + ir;
+        const KT *src = a + (ptrdiff_t)k0 * lda + i0 + ir;
         if (mr == KMR) {
             for (int p = 0; p < kc; p++)
 #pragma GCC unroll 16
-                for (int ii = 0; ii < KMR; ii++) ap[(size_t)p * KMR + ii] = src[(size_t)p * lda + ii];
+                for (int ii = 0; ii < KMR; ii++) ap[(ptrdiff_t)p * KMR + ii] = src[(ptrdiff_t)p * lda + ii];
         } else {
             for (int p = 0; p < kc; p++) {
-                for (int ii = 0; ii < mr; ii++) ap[(size_t)p * KMR + ii] = src[(size_t)p * lda + ii];
-                for (int ii = mr; ii < KMR; ii++) ap[(size_t)p * KMR + ii] = 0;
+                for (int ii = 0; ii < mr; ii++) ap[(ptrdiff_t)p * KMR + ii] = src[(ptrdiff_t)p * lda + ii];
+                for (int ii = mr; ii < KMR; ii++) ap[(ptrdiff_t)p * KMR + ii] = 0;
             }
         }
     }
@@ -906,7 +906,7 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
         mcb = KV(round_up)((ohw + mbi - 1) / mbi, KMR);
     }
     KT *bp = (KT *)(((uintptr_t)work + KDK_ALIGN - 1) & ~(uintptr_t)(KDK_ALIGN - 1));
-    KT *ap = bp + (size_t)kcb * ncb;
+    KT *ap = bp + (ptrdiff_t)kcb * ncb;
     KT *c = (KT *)t->c;
     const KT *bias = (const KT *)t->bias;
     ptrdiff_t ldc = t->ldc;
@@ -953,7 +953,7 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
                 if (pack_at) KV(pack_a_t)(a, t->lda, ic, mc, pc, kc, ap);
                 for (int jr = 0; jr < nc; jr += NR) {
                     int nr = KDK_MIN(NR, nc - jr), act = last ? t->act : KDK_ACT_NONE;
-                    const KT *bpan = bp + (size_t)jr * kc;
+                    const KT *bpan = bp + (ptrdiff_t)jr * kc;
                     ptrdiff_t bs = NR;
                     if (inplace_b && nr == NR) {
                         bpan = b + pc * ldb + jc + jr;
@@ -969,7 +969,7 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
                         if (unpacked) {
                             unpacked = 0;
                             const KT *bsrc = b + pc * ldb + jc + jr;
-                            KT *bdst = bp + (size_t)jr * kc;
+                            KT *bdst = bp + (ptrdiff_t)jr * kc;
                             if (!conv && !pack_at) {
                                 for (int i = 0; i < KMR; i++) aoff[i] = KDK_MIN(i, mr - 1) * rsa;
                                 KV(kernel_strided_pack)(1, seglen, segoff, a + (ic + ir) * rsa + pc * csa,
@@ -986,7 +986,7 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
                         }
                         if (pack_at) {
                             (nr <= VL ? KV(kernel_packed_narrow) : KV(kernel_packed))(
-                                kc, ap + (size_t)ir * kc, bpan, bs, ct, (int)ldc, mr, nr, beta, bb,
+                                kc, ap + (ptrdiff_t)ir * kc, bpan, bs, ct, (int)ldc, mr, nr, beta, bb,
                                 act);
                         } else if (!conv) {
                             for (int i = 0; i < KMR; i++) aoff[i] = KDK_MIN(i, mr - 1) * rsa;
@@ -997,7 +997,7 @@ KTGT static void KV(gemm)(const struct kdk_gemm_task *t, KT *work)
                             KV(kernel_strided)(nseg, seglen, segoff, a, aoff, conv_cs, bpan, bs, ct,
                                                (int)ldc, mr, nr, beta, bb, act, NULL, 0, 0);
                         } else {
-                            const KT *apan = ap + (size_t)ir * kc;
+                            const KT *apan = ap + (ptrdiff_t)ir * kc;
                             if (direct) { /* a forward tile touching the padding */
                                 apan = ap;
                                 KV(pack_a_im2col)(t, t->a_i0 + ic + ir, mr, pc, kc, ap);

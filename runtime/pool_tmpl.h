@@ -75,11 +75,11 @@ KTGT static int KV(maxpool_fwd)(KDK_POOL_GEOM_PARAMS, const KT *x, KT *y, int32_
     VI lane = KV(lanes)();
     if (cv != c) return 0;
     for (int b = 0; b < n; b++) {
-        const KT *img = x + (size_t)b * h * w * c;
+        const KT *img = x + (ptrdiff_t)b * h * w * c;
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
                 int e0 = (oy * kh * w + ox * kw) * c;
-                size_t o = (((size_t)b * oh + oy) * ow + ox) * c;
+                ptrdiff_t o = (((ptrdiff_t)b * oh + oy) * ow + ox) * c;
                 if (!argmax) {
                     for (int j = 0; j < cv; j += VL) KV(st)(y + o + j, KV(win_max_value)(img + e0 + j, kh, kw, rs, c));
                     continue;
@@ -110,12 +110,12 @@ KTGT static int KV(maxpool_bwd)(KDK_POOL_GEOM_PARAMS, const KT *x, const int32_t
     V zero = {0};
     if (cv != c) return 0;
     for (int b = 0; b < n; b++) {
-        const KT *img = x ? x + (size_t)b * h * w * c : NULL;
-        KT *dimg = dx + (size_t)b * h * w * c;
+        const KT *img = x ? x + (ptrdiff_t)b * h * w * c : NULL;
+        KT *dimg = dx + (ptrdiff_t)b * h * w * c;
         for (int oy = 0; oy < oh; oy++) {
             for (int ox = 0; ox < ow; ox++) {
                 int e0 = (oy * kh * w + ox * kw) * c;
-                size_t o = (((size_t)b * oh + oy) * ow + ox) * c;
+                ptrdiff_t o = (((ptrdiff_t)b * oh + oy) * ow + ox) * c;
                 for (int j = 0; j < cv; j += VL) {
                     VI at;
                     if (argmax) {
@@ -303,12 +303,12 @@ void KP(maxpool2d_fwd)(KDK_POOL_GEOM_PARAMS, const KT *x, KT *y, int32_t *argmax
     if (KI(pool_tiled)(KGEOM) && KI(fast_maxpool_fwd)(KGEOM, x, y, argmax)) return;
 #endif
     for (int b = 0; b < n; b++) {
-        const KT *img = x + (size_t)b * h * w * c;
+        const KT *img = x + (ptrdiff_t)b * h * w * c;
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
-                size_t o = (((size_t)b * oh + oy) * ow + ox) * c;
+                ptrdiff_t o = (((ptrdiff_t)b * oh + oy) * ow + ox) * c;
                 if (!KI(window_max)(KGEOM, img, oy, ox, 0, c, y + o, argmax ? argmax + o : NULL)) {
-                    memset(y + o, 0, sizeof(KT) * c);
+                    memset(y + o, 0, sizeof(KT) * (size_t)(c));
                     if (argmax)
                         for (int j = 0; j < c; j++) argmax[o + j] = -1;
                 }
@@ -326,25 +326,25 @@ static void KI(maxpool_bwd_tiled)(KDK_POOL_GEOM_PARAMS, const int32_t *argmax, c
     VI lane = KI(lanes)();
     (void)sh, (void)sw, (void)pt, (void)pl;
     for (int b = 0; b < n; b++) {
-        KT *dimg = dx + (size_t)b * h * w * c;
-        const KT *g = dy + (size_t)b * oh * ow * c;
-        const int32_t *am = argmax + (size_t)b * oh * ow * c;
+        KT *dimg = dx + (ptrdiff_t)b * h * w * c;
+        const KT *g = dy + (ptrdiff_t)b * oh * ow * c;
+        const int32_t *am = argmax + (ptrdiff_t)b * oh * ow * c;
         for (int iy = 0; iy < h; iy++) {
             int oy = iy / kh;
-            KT *drow = dimg + (size_t)iy * w * c;
+            KT *drow = dimg + (ptrdiff_t)iy * w * c;
             if (oy >= oh) {
-                memset(drow, 0, sizeof(KT) * w * c);
+                memset(drow, 0, sizeof(KT) * (size_t)(w * c));
                 continue;
             }
             for (int ix = 0; ix < w; ix++) {
                 int ox = ix / kw, base = (iy * w + ix) * c, j = 0;
-                KT *d = drow + (size_t)ix * c;
+                KT *d = drow + (ptrdiff_t)ix * c;
                 if (ox >= ow) {
-                    memset(d, 0, sizeof(KT) * c);
+                    memset(d, 0, sizeof(KT) * (size_t)(c));
                     continue;
                 }
-                const KT *gp = g + ((size_t)oy * ow + ox) * c;
-                const int32_t *ap = am + ((size_t)oy * ow + ox) * c;
+                const KT *gp = g + ((ptrdiff_t)oy * ow + ox) * c;
+                const int32_t *ap = am + ((ptrdiff_t)oy * ow + ox) * c;
                 for (; j + KVL <= c; j += KVL) {
                     VI a = {0};
                     if (sizeof(KTI) == sizeof(int32_t))
@@ -366,7 +366,7 @@ void KP(maxpool2d_bwd)(KDK_POOL_GEOM_PARAMS, const KT *x, const int32_t *argmax,
     enum { CH = 64 };
     KT best[CH];
     int32_t idx[CH];
-    size_t hwc = (size_t)h * w * c;
+    ptrdiff_t hwc = (ptrdiff_t)h * w * c;
 #ifdef KDK_FAST_DIRECT
     if (KI(pool_tiled)(KGEOM) && (argmax || x) &&
         KI(fast_maxpool_bwd)(KGEOM, x, argmax, dy, dx, accumulate))
@@ -376,12 +376,12 @@ void KP(maxpool2d_bwd)(KDK_POOL_GEOM_PARAMS, const KT *x, const int32_t *argmax,
         KI(maxpool_bwd_tiled)(KGEOM, argmax, dy, dx);
         return;
     }
-    if (!accumulate) memset(dx, 0, sizeof(KT) * n * hwc);
+    if (!accumulate) memset(dx, 0, sizeof(KT) * (size_t)n * (size_t)hwc);
     for (int b = 0; b < n; b++) {
         KT *dimg = dx + b * hwc;
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
-                size_t o = (((size_t)b * oh + oy) * ow + ox) * c;
+                ptrdiff_t o = (((ptrdiff_t)b * oh + oy) * ow + ox) * c;
                 if (argmax) {
                     for (int j = 0; j < c; j++)
                         if (argmax[o + j] >= 0) dimg[argmax[o + j]] += dy[o + j];
@@ -405,16 +405,16 @@ static int KI(pool_count)(int count_pad, int kh, int kw, int y0, int y1, int x0,
 void KP(avgpool2d_fwd)(KDK_POOL_GEOM_PARAMS, int count_pad, const KT *x, KT *y)
 {
     for (int b = 0; b < n; b++) {
-        const KT *img = x + (size_t)b * h * w * c;
+        const KT *img = x + (ptrdiff_t)b * h * w * c;
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
-                KT *yp = y + (((size_t)b * oh + oy) * ow + ox) * c;
+                KT *yp = y + (((ptrdiff_t)b * oh + oy) * ow + ox) * c;
                 int y0, y1, x0, x1;
                 KI(window)(KGEOM, oy, ox, &y0, &y1, &x0, &x1);
-                memset(yp, 0, sizeof(KT) * c);
+                memset(yp, 0, sizeof(KT) * (size_t)(c));
                 if (y0 >= y1 || x0 >= x1) continue;
                 for (int iy = y0; iy < y1; iy++)
-                    for (int ix = x0; ix < x1; ix++) KI(row_add)(yp, img + ((size_t)iy * w + ix) * c, c);
+                    for (int ix = x0; ix < x1; ix++) KI(row_add)(yp, img + ((ptrdiff_t)iy * w + ix) * c, c);
                 KI(row_scale)(yp, (KT)1 / (KT)KI(pool_count)(count_pad, kh, kw, y0, y1, x0, x1), c);
             }
     }
@@ -422,20 +422,20 @@ void KP(avgpool2d_fwd)(KDK_POOL_GEOM_PARAMS, int count_pad, const KT *x, KT *y)
 
 void KP(avgpool2d_bwd)(KDK_POOL_GEOM_PARAMS, int count_pad, const KT *dy, KT *dx, int accumulate)
 {
-    size_t hwc = (size_t)h * w * c;
-    if (!accumulate) memset(dx, 0, sizeof(KT) * n * hwc);
+    ptrdiff_t hwc = (ptrdiff_t)h * w * c;
+    if (!accumulate) memset(dx, 0, sizeof(KT) * (size_t)n * (size_t)hwc);
     for (int b = 0; b < n; b++) {
         KT *dimg = dx + b * hwc;
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
-                const KT *g = dy + (((size_t)b * oh + oy) * ow + ox) * c;
+                const KT *g = dy + (((ptrdiff_t)b * oh + oy) * ow + ox) * c;
                 int y0, y1, x0, x1;
                 KI(window)(KGEOM, oy, ox, &y0, &y1, &x0, &x1);
                 if (y0 >= y1 || x0 >= x1) continue;
                 KT inv = (KT)1 / (KT)KI(pool_count)(count_pad, kh, kw, y0, y1, x0, x1);
                 for (int iy = y0; iy < y1; iy++)
                     for (int ix = x0; ix < x1; ix++)
-                        KI(row_axpy)(dimg + ((size_t)iy * w + ix) * c, inv, g, c);
+                        KI(row_axpy)(dimg + ((ptrdiff_t)iy * w + ix) * c, inv, g, c);
             }
     }
 }
@@ -445,10 +445,10 @@ void KP(avgpool2d_bwd)(KDK_POOL_GEOM_PARAMS, int count_pad, const KT *dy, KT *dx
 void KP(global_avgpool_fwd)(int n, int hw, int c, const KT *x, KT *y)
 {
     for (int b = 0; b < n; b++) {
-        KT *yp = y + (size_t)b * c;
-        const KT *img = x + (size_t)b * hw * c;
-        memset(yp, 0, sizeof(KT) * c);
-        for (int p = 0; p < hw; p++) KI(row_add)(yp, img + (size_t)p * c, c);
+        KT *yp = y + (ptrdiff_t)b * c;
+        const KT *img = x + (ptrdiff_t)b * hw * c;
+        memset(yp, 0, sizeof(KT) * (size_t)(c));
+        for (int p = 0; p < hw; p++) KI(row_add)(yp, img + (ptrdiff_t)p * c, c);
         KI(row_scale)(yp, hw > 0 ? (KT)1 / (KT)hw : 0, c);
     }
 }
@@ -457,9 +457,9 @@ void KP(global_avgpool_bwd)(int n, int hw, int c, const KT *dy, KT *dx, int accu
 {
     KT inv = hw > 0 ? (KT)1 / (KT)hw : 0;
     for (int b = 0; b < n; b++) {
-        const KT *g = dy + (size_t)b * c;
+        const KT *g = dy + (ptrdiff_t)b * c;
         for (int p = 0; p < hw; p++) {
-            KT *d = dx + ((size_t)b * hw + p) * c;
+            KT *d = dx + ((ptrdiff_t)b * hw + p) * c;
             if (accumulate)
                 KI(row_axpy)(d, inv, g, c);
             else
@@ -472,10 +472,10 @@ void KP(global_avgpool_bwd)(int n, int hw, int c, const KT *dy, KT *dx, int accu
 void KP(global_maxpool_fwd)(int n, int hw, int c, const KT *x, KT *y, int32_t *argmax)
 {
     for (int b = 0; b < n; b++) {
-        size_t o = (size_t)b * c;
-        if (!KI(window_max)(1, 1, hw, c, 1, 1, 1, hw, 1, hw, 0, 0, x + (size_t)b * hw * c, 0, 0, 0,
+        ptrdiff_t o = (ptrdiff_t)b * c;
+        if (!KI(window_max)(1, 1, hw, c, 1, 1, 1, hw, 1, hw, 0, 0, x + (ptrdiff_t)b * hw * c, 0, 0, 0,
                             c, y + o, argmax ? argmax + o : NULL)) {
-            memset(y + o, 0, sizeof(KT) * c);
+            memset(y + o, 0, sizeof(KT) * (size_t)(c));
             if (argmax)
                 for (int j = 0; j < c; j++) argmax[o + j] = -1;
         } else if (argmax) {
@@ -490,18 +490,18 @@ void KP(global_maxpool_bwd)(int n, int hw, int c, const KT *x, const int32_t *ar
     enum { CH = 64 };
     KT best[CH];
     int32_t at[CH];
-    if (!accumulate) memset(dx, 0, sizeof(KT) * n * hw * c);
+    if (!accumulate) memset(dx, 0, sizeof(KT) * (size_t)n * (size_t)hw * (size_t)c);
     for (int b = 0; b < n; b++) {
-        KT *dimg = dx + (size_t)b * hw * c;
-        const KT *g = dy + (size_t)b * c;
+        KT *dimg = dx + (ptrdiff_t)b * hw * c;
+        const KT *g = dy + (ptrdiff_t)b * c;
         if (argmax) {
             for (int j = 0; j < c; j++)
-                if (argmax[(size_t)b * c + j] >= 0) dimg[(size_t)argmax[(size_t)b * c + j] * c + j] += g[j];
+                if (argmax[(ptrdiff_t)b * c + j] >= 0) dimg[(ptrdiff_t)argmax[(ptrdiff_t)b * c + j] * c + j] += g[j];
             continue;
         }
         for (int c0 = 0; c0 < c; c0 += CH) {
             int nc = KDK_MIN(CH, c - c0);
-            if (!KI(window_max)(1, 1, hw, c, 1, 1, 1, hw, 1, hw, 0, 0, x + (size_t)b * hw * c, 0, 0,
+            if (!KI(window_max)(1, 1, hw, c, 1, 1, 1, hw, 1, hw, 0, 0, x + (ptrdiff_t)b * hw * c, 0, 0,
                                 c0, nc, best, at))
                 break;
             for (int j = 0; j < nc; j++) dimg[at[j]] += g[c0 + j];
