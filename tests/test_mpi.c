@@ -6,7 +6,10 @@
  * mpirun's start):
  *   - deterministic mode: 2 ranks and 1 process give the same bytes;
  *   - the default mode: 2 ranks agree with the one-process train_step within
- *     1e-5 of each tensor's largest weight;
+ *     1e-5 of each tensor's largest weight, with the sums overlapping the
+ *     backward pass and without (the same bytes on 2 ranks);
+ *   - synchronised BatchNormalization: 2 ranks agree with one process, where
+ *     per-rank statistics do not; alone it is plain BatchNormalization;
  *   - a rank killed mid-epoch: the run ends within 30 s, non-zero, naming
  *     the rank; --resume from its checkpoint on 2 ranks and on 1 ends where
  *     an uninterrupted run ends, bit for bit.
@@ -242,6 +245,78 @@ START_TEST(default_mode_matches_one_process)
 }
 END_TEST
 
+/* "k of n gradient buckets started inside grad" in out: k and n. */
+static void buckets_of(const char *out, unsigned long *inside, unsigned long *all)
+{
+    const char *at = strstr(out, "gradient buckets started inside grad");
+    ck_assert_msg(at != NULL, "no bucket count in:\n%s", out);
+    while (at > out && at[-1] != ';') at--;
+    ck_assert_int_eq(sscanf(at, " %lu of %lu", inside, all), 2);
+}
+
+/* Overlap: dp_wide's 18,947 gradients in buckets of 16 KiB (5 a step, 10
+ * steps) each summed as soon as grad has finished it, against --no-overlap
+ * (one MPI_Allreduce per bucket after grad): every bucket started inside
+ * grad, then none; on 2 ranks each element is the same sum of the same two
+ * floats, so the same bytes; and both within 1e-5 of one process. */
+START_TEST(overlap_starts_buckets_inside_grad)
+{
+    SKIP_UNLESS_MPI();
+    const char *dir = tu_tmpdir("mpi_overlap");
+    char data[8192];
+    mlp_data(dir, data, sizeof data);
+    const char *model = tu_src("tests/fixtures/dp_mlp.kdsl");
+    const char *one = tu_path(dir, "one.safetensors"), *over = tu_path(dir, "over.safetensors");
+    const char *flat = tu_path(dir, "flat.safetensors");
+    free(run_ok("%s train %s --model dp_wide --data %s --threads 1 --save %s 2>&1", tu_kdslc(), model, data, one));
+    char *o = run_ok("%s train %s --model dp_wide --data %s --threads 1 --bucket-kb 16 --save %s 2>&1", mpirun(2),
+                     model, data, over);
+    char *f = run_ok("%s train %s --model dp_wide --data %s --threads 1 --bucket-kb 16 --no-overlap --save %s 2>&1",
+                     mpirun(2), model, data, flat);
+    unsigned long inside, all;
+    buckets_of(o, &inside, &all);
+    ck_assert_uint_eq(all, 50);
+    ck_assert_uint_eq(inside, 50);
+    buckets_of(f, &inside, &all);
+    ck_assert_uint_eq(all, 50);
+    ck_assert_uint_eq(inside, 0);
+    free(o);
+    free(f);
+    ck_assert_msg(same_file(over, flat), "overlap changed the weights of 2 ranks");
+    double d = weights_rel_diff(over, one);
+    ck_assert_msg(d <= 1e-5, "2 ranks with overlap differ from 1 process by %g of a tensor's largest weight", d);
+}
+END_TEST
+
+/* Synchronised BatchNormalization (dp_syncbn): on 2 ranks its statistics are
+ * the global batch's, forward and backward, so 2 ranks end within 1e-5 of
+ * one process; the same model with per-rank statistics (dp_bn) ends far
+ * from it, so the comparison can fail. */
+START_TEST(synchronized_bn_matches_one_process)
+{
+    SKIP_UNLESS_MPI();
+    const char *dir = tu_tmpdir("mpi_syncbn");
+    char data[8192];
+    mlp_data(dir, data, sizeof data);
+    const char *model = tu_src("tests/fixtures/dp_mlp.kdsl");
+    static const char *const names[2] = {"dp_syncbn", "dp_bn"};
+    double d[2];
+    for (int i = 0; i < 2; i++) {
+        char f1[64], f2[64];
+        snprintf(f1, sizeof f1, "%s_one.safetensors", names[i]);
+        snprintf(f2, sizeof f2, "%s_two.safetensors", names[i]);
+        const char *one = tu_path(dir, f1), *two = tu_path(dir, f2);
+        free(run_ok("%s train %s --model %s --data %s --threads 1 --save %s 2>&1", tu_kdslc(), model, names[i], data,
+                    one));
+        free(run_ok("%s train %s --model %s --data %s --threads 1 --save %s 2>&1", mpirun(2), model, names[i], data,
+                    two));
+        d[i] = weights_rel_diff(two, one);
+    }
+    ck_assert_msg(d[0] <= 1e-5, "synchronised: 2 ranks differ from 1 process by %g", d[0]);
+    ck_assert_msg(d[1] > 1e-2, "per-rank statistics: 2 ranks within %g of 1 process: the test cannot fail", d[1]);
+}
+END_TEST
+
 /* ---- a rank killed, the run resumed ---------------------------------------------------------------- */
 
 static void sleep_s(double s)
@@ -393,6 +468,22 @@ START_TEST(one_shard_is_train_step)
 }
 END_TEST
 
+/* Without mpirun, in every build: synchronised BatchNormalization in one
+ * process is plain BatchNormalization, to the bit (the mean over one rank is
+ * a copy). */
+START_TEST(synchronized_bn_alone_is_plain_bn)
+{
+    const char *dir = tu_tmpdir("syncbn_alone");
+    char data[8192];
+    mlp_data(dir, data, sizeof data);
+    const char *m = tu_src("tests/fixtures/dp_mlp.kdsl");
+    const char *sync = tu_path(dir, "sync.safetensors"), *plain = tu_path(dir, "plain.safetensors");
+    free(run_ok("%s train %s --model dp_syncbn --data %s --threads 1 --save %s 2>&1", tu_kdslc(), m, data, sync));
+    free(run_ok("%s train %s --model dp_bn --data %s --threads 1 --save %s 2>&1", tu_kdslc(), m, data, plain));
+    ck_assert(weights_rel_diff(sync, plain) == 0);
+}
+END_TEST
+
 /* ---- usage ------------------------------------------------------------------------------------------ */
 
 START_TEST(deterministic_needs_ranks_that_share_the_shards)
@@ -426,6 +517,9 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, deterministic_cnn_is_bit_identical);
     tcase_add_test(tc, default_mode_matches_one_process);
+    tcase_add_test(tc, overlap_starts_buckets_inside_grad);
+    tcase_add_test(tc, synchronized_bn_matches_one_process);
+    tcase_add_test(tc, synchronized_bn_alone_is_plain_bn);
     tcase_add_test(tc, killed_rank_stops_the_run_and_resume_continues);
     tcase_add_test(tc, deterministic_needs_ranks_that_share_the_shards);
     tcase_add_test(tc, shards_go_with_deterministic);
