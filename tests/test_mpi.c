@@ -245,6 +245,17 @@ START_TEST(default_mode_matches_one_process)
 }
 END_TEST
 
+/* `LAUNCHER train` of model `name` in tests/fixtures/dp_mlp.kdsl on the
+ * synthetic MLP data of `dir`, one thread a rank, saving `save` in dir; its
+ * output (malloc'd). */
+static char *train_mlp(const char *launcher, const char *dir, const char *name, const char *extra, const char *save)
+{
+    char data[8192];
+    mlp_data(dir, data, sizeof data);
+    return run_ok("%s train %s --model %s --data %s --threads 1 %s --save %s 2>&1", launcher,
+                  tu_src("tests/fixtures/dp_mlp.kdsl"), name, data, extra, tu_path(dir, save));
+}
+
 /* "k of n gradient buckets started inside grad" in out: k and n. */
 static void buckets_of(const char *out, unsigned long *inside, unsigned long *all)
 {
@@ -263,16 +274,9 @@ START_TEST(overlap_starts_buckets_inside_grad)
 {
     SKIP_UNLESS_MPI();
     const char *dir = tu_tmpdir("mpi_overlap");
-    char data[8192];
-    mlp_data(dir, data, sizeof data);
-    const char *model = tu_src("tests/fixtures/dp_mlp.kdsl");
-    const char *one = tu_path(dir, "one.safetensors"), *over = tu_path(dir, "over.safetensors");
-    const char *flat = tu_path(dir, "flat.safetensors");
-    free(run_ok("%s train %s --model dp_wide --data %s --threads 1 --save %s 2>&1", tu_kdslc(), model, data, one));
-    char *o = run_ok("%s train %s --model dp_wide --data %s --threads 1 --bucket-kb 16 --save %s 2>&1", mpirun(2),
-                     model, data, over);
-    char *f = run_ok("%s train %s --model dp_wide --data %s --threads 1 --bucket-kb 16 --no-overlap --save %s 2>&1",
-                     mpirun(2), model, data, flat);
+    free(train_mlp(tu_kdslc(), dir, "dp_wide", "", "one.st"));
+    char *o = train_mlp(mpirun(2), dir, "dp_wide", "--bucket-kb 16", "over.st");
+    char *f = train_mlp(mpirun(2), dir, "dp_wide", "--bucket-kb 16 --no-overlap", "flat.st");
     unsigned long inside, all;
     buckets_of(o, &inside, &all);
     ck_assert_uint_eq(all, 50);
@@ -282,8 +286,9 @@ START_TEST(overlap_starts_buckets_inside_grad)
     ck_assert_uint_eq(inside, 0);
     free(o);
     free(f);
-    ck_assert_msg(same_file(over, flat), "overlap changed the weights of 2 ranks");
-    double d = weights_rel_diff(over, one);
+    const char *over = tu_path(dir, "over.st");
+    ck_assert_msg(same_file(over, tu_path(dir, "flat.st")), "overlap changed the weights of 2 ranks");
+    double d = weights_rel_diff(over, tu_path(dir, "one.st"));
     ck_assert_msg(d <= 1e-5, "2 ranks with overlap differ from 1 process by %g of a tensor's largest weight", d);
 }
 END_TEST
@@ -296,21 +301,12 @@ START_TEST(synchronized_bn_matches_one_process)
 {
     SKIP_UNLESS_MPI();
     const char *dir = tu_tmpdir("mpi_syncbn");
-    char data[8192];
-    mlp_data(dir, data, sizeof data);
-    const char *model = tu_src("tests/fixtures/dp_mlp.kdsl");
     static const char *const names[2] = {"dp_syncbn", "dp_bn"};
     double d[2];
     for (int i = 0; i < 2; i++) {
-        char f1[64], f2[64];
-        snprintf(f1, sizeof f1, "%s_one.safetensors", names[i]);
-        snprintf(f2, sizeof f2, "%s_two.safetensors", names[i]);
-        const char *one = tu_path(dir, f1), *two = tu_path(dir, f2);
-        free(run_ok("%s train %s --model %s --data %s --threads 1 --save %s 2>&1", tu_kdslc(), model, names[i], data,
-                    one));
-        free(run_ok("%s train %s --model %s --data %s --threads 1 --save %s 2>&1", mpirun(2), model, names[i], data,
-                    two));
-        d[i] = weights_rel_diff(two, one);
+        free(train_mlp(tu_kdslc(), dir, names[i], "", "one.st"));
+        free(train_mlp(mpirun(2), dir, names[i], "", "two.st"));
+        d[i] = weights_rel_diff(tu_path(dir, "two.st"), tu_path(dir, "one.st"));
     }
     ck_assert_msg(d[0] <= 1e-5, "synchronised: 2 ranks differ from 1 process by %g", d[0]);
     ck_assert_msg(d[1] > 1e-2, "per-rank statistics: 2 ranks within %g of 1 process: the test cannot fail", d[1]);
@@ -474,13 +470,9 @@ END_TEST
 START_TEST(synchronized_bn_alone_is_plain_bn)
 {
     const char *dir = tu_tmpdir("syncbn_alone");
-    char data[8192];
-    mlp_data(dir, data, sizeof data);
-    const char *m = tu_src("tests/fixtures/dp_mlp.kdsl");
-    const char *sync = tu_path(dir, "sync.safetensors"), *plain = tu_path(dir, "plain.safetensors");
-    free(run_ok("%s train %s --model dp_syncbn --data %s --threads 1 --save %s 2>&1", tu_kdslc(), m, data, sync));
-    free(run_ok("%s train %s --model dp_bn --data %s --threads 1 --save %s 2>&1", tu_kdslc(), m, data, plain));
-    ck_assert(weights_rel_diff(sync, plain) == 0);
+    free(train_mlp(tu_kdslc(), dir, "dp_syncbn", "", "sync.st"));
+    free(train_mlp(tu_kdslc(), dir, "dp_bn", "", "plain.st"));
+    ck_assert(weights_rel_diff(tu_path(dir, "sync.st"), tu_path(dir, "plain.st")) == 0);
 }
 END_TEST
 

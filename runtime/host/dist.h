@@ -52,7 +52,9 @@ int kdh_dist_local_size(void);
 void kdh_dist_set_where(const char *where);
 
 /* The collectives this rank made so far and the seconds it spent in them
- * (the transfer, and the wait for ranks that arrive later). */
+ * (the transfer, and the wait for ranks that arrive later); a sum started
+ * by kdh_dist_start_sum counts as one, and its seconds are those of
+ * kdh_dist_wait's wait. */
 void kdh_dist_stats(unsigned long *ncalls, double *seconds);
 
 /* bytes of buf from rank 0 to every rank. */
