@@ -60,8 +60,9 @@ struct kd_jit {
 };
 
 /* The code's table of the host's functions: the kernels by lp_kernel_id,
- * then the thread pool's kdh_parallel_range. */
-enum { IMPORT_PARALLEL_RANGE = LP_K_COUNT, IMPORTS };
+ * then the thread pool's kdh_parallel_range and grad's call-out
+ * kdh_grads_ready (model_fns.h). */
+enum { IMPORT_PARALLEL_RANGE = LP_K_COUNT, IMPORT_GRADS_READY, IMPORTS };
 #define IMPORTS_FN "kdsl_jit_imports"   /* void **kdsl_jit_imports(void): the table */
 
 /* The address of every kernel a call may name (f32), from runtime/kernel_list.h:
@@ -148,6 +149,7 @@ typedef struct jb {
     int *var_set, nvar_set, *bufp_set, nbufp_set, *used_ids;
     bool *used_all;
     gcc_jit_lvalue *ctx_local;
+    int *grads_done;              /* grad: by variable, the last kernel touching its gradient, or -1 */
 } jb;
 
 static void fail(jb *J, const char *fmt, ...)
@@ -1298,6 +1300,52 @@ static bool declare_buffers(jb *J, int k0, int k1, const lp_buf *also, gcc_jit_r
     return true;
 }
 
+/* ---- grad's call-out ---------------------------------------------------------------------------
+ * Data-parallel training (runtime/host/train_dist.c) starts summing a
+ * bucket of gradients over the ranks as soon as the backward pass has
+ * finished them, while it goes on with the layers below. So grad calls
+ * kdh_grads_ready(offset, count) after the last kernel that touches each
+ * weight's gradient (its range of grads): no later kernel reads or writes
+ * those bytes. Only the JIT's grad does (the host never runs the C text's
+ * grad data-parallel); train_step, which one process runs, has none. */
+
+typedef struct grads_touch {
+    const lp_program *p;
+    int *done, k;
+} grads_touch;
+
+static void touch_grads(void *ctx, lp_buf *b, bool write)
+{
+    (void)write;
+    grads_touch *t = ctx;
+    if (b->space == LP_GRADS && b->var >= 0 && b->var < t->p->nvars) t->done[b->var] = t->k;
+}
+
+static void plan_grads_ready(jb *J, const lp_func *f)
+{
+    J->grads_done = NULL;
+    if (f->kind != LP_F_GRAD) return;
+    grads_touch t = {J->p, kd_alloc_array(J->scratch, (size_t)J->p->nvars + 1, sizeof *t.done), 0};
+    for (int v = 0; v < J->p->nvars; v++) t.done[v] = -1;
+    for (t.k = 0; t.k < f->kernels.len; t.k++) lp_kernel_visit_bufs(f->kernels.items[t.k], touch_grads, &t);
+    J->grads_done = t.done;
+}
+
+/* kdh_grads_ready(offset, count) for the gradients kernel k finished. */
+static void emit_grads_ready(jb *J, int k)
+{
+    gcc_jit_context *c = J->ctx;
+    for (int v = 0; J->grads_done && v < J->p->nvars; v++) {
+        if (J->grads_done[v] != k || J->p->grad_offset[v] < 0) continue;
+        gcc_jit_type *pt[2] = {J->t_long, J->t_long};
+        gcc_jit_type *fpt = gcc_jit_context_new_function_ptr_type(c, NULL, J->t_void, 2, pt, 0);
+        gcc_jit_rvalue *args[2] = {c_long(J, (long)J->p->grad_offset[v]),
+                                   c_long(J, (long)ir_shape_elems(&J->p->vars[v]->shape))};
+        gcc_jit_block_add_eval(J->blk, NULL,
+                               gcc_jit_context_new_call_through_ptr(c, NULL, imported(J, IMPORT_GRADS_READY, fpt), 2, args));
+    }
+}
+
 static void emit_kernels(jb *J, int k0, int k1)
 {
     const lp_func *f = J->f;
@@ -1307,6 +1355,7 @@ static void emit_kernels(jb *J, int k0, int k1)
         snprintf(note, sizeof note, "%s:%d %s", J->p->source ? J->p->source : "?", kn->loc.line, kn->what ? kn->what : "");
         gcc_jit_block_add_comment(J->blk, NULL, note);
         stmts(J, &kn->body);
+        emit_grads_ready(J, k);
     }
 }
 
@@ -1537,6 +1586,7 @@ static bool build_function(jb *J, const lp_func *f, kd_arena *scratch)
     J->used_ids = kd_alloc_array(scratch, nb, sizeof *J->used_ids);
     J->nvar_set = J->nbufp_set = 0;
     kd_thread_planner_init(&J->tplan, J->p, f, J->scratch, J->split_small);
+    plan_grads_ready(J, f);
 
     int *cuts = J->plan->cuts[f->kind], nparts = J->plan->nparts[f->kind];
     char *name = kd_format(scratch, "%s_%s", J->p->name, lp_func_names[f->kind]);
@@ -1808,6 +1858,8 @@ static bool bind(kd_jit *j, const lp_program *p, const jit_plan *plan, kdh_model
     }
     void (*range)(kdh_range_fn, void *, long, long, long) = kdh_parallel_range;
     memcpy(&slots[IMPORT_PARALLEL_RANGE], &range, sizeof range);
+    void (*ready)(long, long) = kdh_grads_ready;
+    memcpy(&slots[IMPORT_GRADS_READY], &ready, sizeof ready);
     void *code[LP_F_COUNT] = {0};
     char name[300];
     bool ok = true;

@@ -1,7 +1,8 @@
 /* lower_calls.c — nodes that become calls into the runtime kernels
  * (runtime/kernels.h): matrix products with their fused bias and activation,
  * convolutions (depthwise too) and their gradients, pooling, softmax over
- * the last axis and the fused softmax cross-entropy. Operands are whole buffers; workspaces are
+ * the last axis, the fused softmax cross-entropy and the mean over the MPI
+ * ranks. Operands are whole buffers; workspaces are
  * scratch buffers in the arena that live for the one call, sized on the host
  * with the kernels' own *_work_size functions at the maximum batch (work sizes
  * do not depend on the target, runtime/kernels.h promises). */
@@ -18,6 +19,7 @@ bool lw_is_call_op(const ir_node *n)
     case IR_MAXPOOL2D: case IR_MAXPOOL2D_GRAD: case IR_AVGPOOL2D: case IR_AVGPOOL2D_GRAD:
     case IR_SOFTMAX_XENT: case IR_SOFTMAX_XENT_GRAD:
     case IR_GAUSSIAN_NOISE:
+    case IR_RANK_MEAN:
         return true;
     case IR_SOFTMAX:
     case IR_LOG_SOFTMAX: return n->attr.axis == n->shape.rank - 1;
@@ -408,6 +410,19 @@ static bool gaussian_noise(lower *L, ir_node *n, lp_buf *dst)
     return !L->failed;
 }
 
+/* The mean over the ranks: a copy in one process, the host's collective
+ * under mpirun (kernels.h); the batch weights this rank's value. */
+static bool rank_mean(lower *L, ir_node *n, lp_buf *dst)
+{
+    call_builder cb = call_begin(L, LP_K_RANK_MEAN);
+    arg_dim(&cb, fixed(ir_shape_elems(&n->shape)));
+    arg_int(&cb, lp_param_ref(L->a, LP_P_BATCH));
+    arg_buf(&cb, operand_buf(L, n->in[0]));
+    arg_buf(&cb, dst);
+    call_end(&cb);
+    return !L->failed;
+}
+
 bool lw_call_kernel(lower *L, ir_node *n, lp_buf *dst)
 {
     if (lw_is_direct_op(L, n)) return lw_direct_kernel(L, n, dst);
@@ -431,6 +446,7 @@ bool lw_call_kernel(lower *L, ir_node *n, lp_buf *dst)
     case IR_SOFTMAX_XENT:
     case IR_SOFTMAX_XENT_GRAD: return softmax_xent(L, n, dst);
     case IR_GAUSSIAN_NOISE: return gaussian_noise(L, n, dst);
+    case IR_RANK_MEAN: return rank_mean(L, n, dst);
     default: return lw_fail(L, "%s: not a kernel call", ir_ops[n->op]->name);
     }
 }

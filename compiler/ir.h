@@ -66,6 +66,11 @@ typedef enum ir_op {
                       * from (HYPER_SEED, HYPER_STEP) through runtime/random.h */
     IR_GAUSSIAN_NOISE, /* leaf: normal noise of stddev `scalar` per element of `shape`; salt = index;
                         * init_normal from (kdk_noise_seed(HYPER_SEED, salt), HYPER_STEP), random.h */
+    IR_RANK_MEAN,    /* (m unbatched) -> the mean of m over the ranks of data-parallel training,
+                      * weighted by each rank's batch: sum_r batch_r m_r / sum_r batch_r (synchronised
+                      * BatchNormalization's statistics); m itself in one process. Its vjp is the same
+                      * op on dy, given that each rank's gradient is weighted by its share of the
+                      * global batch (docs/distributed.md) */
     /* 2-D convolution and pooling over NHWC; pad_lo[0..1] = top, left and
      * pad_hi[0..1] = bottom, right (zeros); out H = (H + top + bottom - kh) / stride + 1 */
     IR_CONV2D,       /* (x [N,H,W,C], w [kh,kw,C,F]) -> [N,Ho,Wo,F]; stride[2] */

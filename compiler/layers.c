@@ -642,7 +642,8 @@ static sv *dropout_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 }
 
 static const layer_param batchnorm_params[] = {
-    {"axis", "-1"}, {"momentum", "0.99"}, {"epsilon", "0.001"}, {"center", "true"}, {"scale", "true"}, {NULL, NULL}};
+    {"axis", "-1"}, {"momentum", "0.99"}, {"epsilon", "0.001"}, {"center", "true"}, {"scale", "true"},
+    {"synchronized", "false"}, {NULL, NULL}};
 
 static sv *batchnorm_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc loc)
 {
@@ -653,6 +654,7 @@ static sv *batchnorm_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc lo
     if (!sv_as_int(S, layer_arg(inst, "axis"), &axis_arg, "BatchNormalization axis")) return NULL;
     double momentum = num_arg(S, inst, "momentum", &ok), eps = num_arg(S, inst, "epsilon", &ok);
     bool center = bool_arg(S, inst, "center", &ok), scale = bool_arg(S, inst, "scale", &ok);
+    bool sync = bool_arg(S, inst, "synchronized", &ok);
     if (!ok) return NULL;
     int rank = x->shape.rank;
     int axis = sema_axis(S, axis_arg, rank, loc);
@@ -686,9 +688,13 @@ static sv *batchnorm_apply(sema *S, kd_instance *inst, sv **in, int n, kd_loc lo
     if (S->training) {
         int64_t axes = (((int64_t)1 << rank) - 1) & ~((int64_t)1 << axis);   /* every axis but the channels, batch included */
         mean = BN(ir_reduce(b, IR_MEAN, x, axes, true));
+        /* synchronized: the statistics of the global batch of data-parallel training, the
+         * ranks' means weighted by their samples (the same in one process) */
+        if (sync && mean) mean = BN(ir_make(b, IR_RANK_MEAN, 1, &mean, NULL));
         ir_node *xc = mean ? BN(ir_binary(b, IR_SUB, x, mean)) : NULL;
         ir_node *sq = xc ? BN(ir_unary(b, IR_SQUARE, xc)) : NULL;
         var = sq ? BN(ir_reduce(b, IR_MEAN, sq, axes, true)) : NULL;
+        if (sync && var) var = BN(ir_make(b, IR_RANK_MEAN, 1, &var, NULL));
         if (!var) return NULL;
         /* moving = moving * momentum + batch * (1 - momentum) */
         ir_node *stats[2] = {mean, var};

@@ -180,7 +180,10 @@ const kd_flag kd_flags[] = {
     INT("--shards", KD_CMD_TRAIN, "K", 1, 4096, run.shards,
         "--deterministic: the parts each batch is cut into (default 8); the ranks must be a power of two dividing K"),
     INT("--bucket-kb", KD_CMD_TRAIN, "N", 1, 1 << 20, run.bucket_kb,
-        "under mpirun: gradients summed in buckets of N KiB, each its own MPI_Allreduce (default 4096)"),
+        "under mpirun: gradients summed in buckets of N KiB, each its own MPI_Iallreduce (default 4096)"),
+    SWITCH("--no-overlap", KD_CMD_TRAIN, run.no_overlap,
+           "under mpirun: sum the gradients after the backward pass instead of starting each bucket's sum as soon as "
+           "the backward pass has finished it"),
     STR("--quantize", KD_CMD_COMPILE | KD_CMD_EVALUATE | KD_CMD_PREDICT, "int8", run.quantize,
         "int8 post-training quantization (TFLite's scheme; compile: with --embed-weights; docs/c-api.md#int8)"),
     STR("--calibration", KD_CMD_COMPILE | KD_CMD_EVALUATE | KD_CMD_PREDICT, "SPEC", run.calibration,

@@ -705,6 +705,7 @@ static int run_train(const kd_run_options *o)
         .threads = default_threads(o->threads),
         .shards = o->deterministic ? (o->shards > 0 ? o->shards : 8) : 0,
         .bucket_bytes = o->bucket_kb > 0 ? (size_t)o->bucket_kb << 10 : 0,
+        .no_overlap = o->no_overlap,
         .weights = o->weights,
         .resume = o->resume,
         .save = o->save,
@@ -733,8 +734,12 @@ static int run_train(const kd_run_options *o)
         double secs, train_secs = 0;
         kdh_dist_stats(&calls, &secs);
         for (int i = 0; i < h.count; i++) train_secs += h.rows[i].seconds;
-        printf("MPI: %d ranks; rank 0 spent %.2f s of %.2f s in %lu collectives (%.3f ms each)\n", kdh_dist_size(),
-               secs, train_secs, calls, calls ? secs * 1e3 / (double)calls : 0.0);
+        unsigned long inside, after;
+        kdh_dp_bucket_stats(&inside, &after);
+        printf("MPI: %d ranks; rank 0 spent %.2f s of %.2f s in %lu collectives (%.3f ms each); %lu of %lu gradient "
+               "buckets started inside grad\n",
+               kdh_dist_size(), secs, train_secs, calls, calls ? secs * 1e3 / (double)calls : 0.0, inside,
+               inside + after);
     }
     if (o->save) printf("Saved weights to %s\n", o->save);
     kdh_history_free(&h);

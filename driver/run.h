@@ -40,9 +40,10 @@ typedef struct kd_run_options {
     kdh_normalize normalize;
     int tty;                           /* -1: ask isatty */
     /* Data parallelism (docs/distributed.md): --deterministic (with --shards,
-     * default 8) and --bucket-kb; 0 when not given. */
+     * default 8), --bucket-kb and --no-overlap; 0 when not given. */
     bool deterministic;
     int shards, bucket_kb;
+    bool no_overlap;
     /* --quantize int8 (compile, evaluate, predict): the int8 model calibrated
      * on --calibration's first --calibration-samples inputs (0: 256) */
     const char *quantize, *calibration;

@@ -9,7 +9,8 @@
  *
  *   ret    VOID, or F64: returns a double
  *   host   MT: the host runtime has a thread-split kdh_s<name>_mt with the same
- *          signature (runtime/host/parallel.h), which the JIT calls; ST: none
+ *          signature (runtime/host/parallel.h), which the JIT calls (rank_mean's
+ *          is the host's mean over the MPI ranks); ST: none
  *   kind   INT int          LONG long          U64 unsigned long long
  *          REAL the element type (float for kdk_s, double for kdk_d)
  *          F64 double (whatever the element type)
@@ -58,6 +59,7 @@
 #define KDK_K_LOGSOFTMAX(XK) XK(LOGSOFTMAX, logsoftmax, VOID, ST, (INT, rows), (INT, n), (IN, x), (OUT, y))
 #define KDK_K_SOFTMAX_XENT(XK) XK(SOFTMAX_XENT, softmax_xent, F64, ST, (INT, rows), (INT, n), (IN, logits), \
                                 (IN, target), (OUT, loss), (OUT, dlogits), (REAL, scale))
+#define KDK_K_RANK_MEAN(XK) XK(RANK_MEAN, rank_mean, VOID, MT, (INT, n), (INT, batch), (IN, x), (OUT, y))
 #define KDK_K_INIT_FILL(XK) XK(INIT_FILL, init_fill, VOID, ST, (OUT, p), (LONG, n), (F64, value))
 #define KDK_K_INIT_UNIFORM(XK) XK(INIT_UNIFORM, init_uniform, VOID, ST, (OUT, p), (LONG, n), (U64, seed), \
                                 (LONG, stream), (F64, lo), (F64, hi))
@@ -72,7 +74,7 @@
     KDK_K_CONV2D_FWD(XK) KDK_K_CONV2D_POOL_FWD(XK) KDK_K_CONV2D_BWD_DATA(XK) KDK_K_CONV2D_BWD_FILTER(XK) \
     KDK_K_DWCONV2D_FWD(XK) KDK_K_DWCONV2D_BWD_DATA(XK) KDK_K_DWCONV2D_BWD_FILTER(XK) \
     KDK_K_MAXPOOL2D_FWD(XK) KDK_K_MAXPOOL2D_BWD(XK) KDK_K_AVGPOOL2D_FWD(XK) KDK_K_AVGPOOL2D_BWD(XK) \
-    KDK_K_SOFTMAX(XK) KDK_K_LOGSOFTMAX(XK) KDK_K_SOFTMAX_XENT(XK) \
+    KDK_K_SOFTMAX(XK) KDK_K_LOGSOFTMAX(XK) KDK_K_SOFTMAX_XENT(XK) KDK_K_RANK_MEAN(XK) \
     KDK_K_INIT_FILL(XK) KDK_K_INIT_UNIFORM(XK) KDK_K_INIT_NORMAL(XK) KDK_K_INIT_ORTHOGONAL(XK)
 
 /* ---- expanding a row ---------------------------------------------------------

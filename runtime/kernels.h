@@ -272,6 +272,12 @@ KDK_K_SOFTMAX_XENT(KDK_DECLARE)   /* double kdk_[sd]softmax_xent(rows, n, logits
 double kdk_ssoftmax_xent_idx(int rows, int n, const float *logits, const int32_t *labels,
                              float *loss, float *dlogits, float scale);
 
+/* ---- The mean over the ranks (synchronised BatchNormalization) ---------------
+ * y = x (n values; batch: this process's samples). One process is the whole
+ * job here; the host's kdh_srank_mean_mt, which the JIT calls, averages x over
+ * the MPI ranks weighted by their batches (compiler/ir.h's IR_RANK_MEAN). */
+KDK_K_RANK_MEAN(KDK_DECLARE)   /* kdk_[sd]rank_mean(n, batch, x, y) */
+
 void kdk_dsoftmax_bwd(int rows, int n, const double *y, const double *dy, double *dx);
 void kdk_dlogsoftmax_bwd(int rows, int n, const double *y, const double *dy, double *dx);
 double kdk_dsoftmax_xent_idx(int rows, int n, const double *logits, const int32_t *labels,

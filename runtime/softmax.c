@@ -1,5 +1,6 @@
 /* softmax.c — row softmax / log-softmax and fused softmax cross-entropy,
- * forward and backward (float and double).  The kernels live in softmax_tmpl.h. */
+ * forward and backward (float and double), and one process's mean over the
+ * ranks (a copy).  The kernels live in softmax_tmpl.h. */
 #include <math.h>
 #include <string.h>
 

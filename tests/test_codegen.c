@@ -404,7 +404,9 @@ static const char dw_text[] =
     "}\n";
 
 /* The other losses and optimizers: categorical cross-entropy on probabilities
- * (Keras' clip), binary cross-entropy from logits, SGD with Nesterov momentum. */
+ * (Keras' clip), binary cross-entropy from logits, SGD with Nesterov momentum;
+ * and a synchronised BatchNormalization (its rank_mean a copy in one process,
+ * forward and backward). */
 static const char probs_text[] =
     "model probs {\n"
     "    input x: [5]\n"
@@ -421,6 +423,7 @@ static const char bce_text[] =
     "model bce {\n"
     "    input x: [3]\n"
     "    Dense(4, activation: relu)\n"
+    "    BatchNormalization(synchronized: true)\n"
     "    output z = Dense(2)\n"
     "}\n"
     "train bce {\n"

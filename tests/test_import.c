@@ -900,7 +900,7 @@ START_TEST(export_layer_kinds)
         "    input x: [12, 10, 3]\n"
         "    c = Conv2D(x, 8, [3, 2], strides: [1, 2], padding: same, use_bias: false, kernel_regularizer: l2(1e-4),\n"
         "               kernel_initializer: RandomNormal(stddev: 0.1))\n"
-        "    b = BatchNormalization(c, momentum: 0.9)\n"
+        "    b = BatchNormalization(c, momentum: 0.9, synchronized: true)\n"
         "    r = ReLU(b, max_value: 6)\n"
         "    d = DepthwiseConv2D(r, 3, padding: same, depth_multiplier: 2, activation: relu6)\n"
         "    s = SeparableConv2D(d, 6, 3, dilation_rate: 2, padding: same)\n"
@@ -943,6 +943,13 @@ START_TEST(export_layer_kinds)
     ck_assert_int_eq(tu_run(fmt("cd %s && %s summary back3.kdsl > c.txt && diff a.txt c.txt", dir, tu_kdslc()), &out), 0);
     free(out);
     same_weights(tu_path(dir, "k.safetensors"), tu_path(dir, "back3.safetensors"));
+    /* arguments the summary does not show, through both files (Keras 3's synchronized) */
+    for (int i = 0; i < 2; i++) {
+        char *back = tu_read(tu_path(dir, i ? "back3.kdsl" : "back.kdsl"), NULL);
+        ck_assert_ptr_nonnull(back);
+        ck_assert_has(back, "synchronized: true");
+        free(back);
+    }
     /* the same predictions */
     if (sanitizer_pass()) return;
     kdh_tensor x = {0};

@@ -1073,6 +1073,22 @@ START_TEST(test_softmax_large)
 }
 END_TEST
 
+/* The mean over the ranks in one process (kernels.h): the operand, to the
+ * bit, whatever the batch; and the host's version outside a data-parallel
+ * step (tests/test_mpi.c runs it on 2 ranks). */
+START_TEST(test_rank_mean_alone)
+{
+    float xs[5] = {1.5f, -0.0f, 3e-38f, 7.25f, -2.0f}, ys[5], ym[5];
+    double xd[5] = {1.5, -0.0, 3e-300, 7.25, -2.0}, yd[5];
+    kdk_srank_mean(5, 7, xs, ys);
+    kdk_drank_mean(5, 1, xd, yd);
+    kdh_srank_mean_mt(5, 3, xs, ym);
+    ck_assert_int_eq(memcmp(xs, ys, sizeof xs), 0);
+    ck_assert_int_eq(memcmp(xd, yd, sizeof xd), 0);
+    ck_assert_int_eq(memcmp(xs, ym, sizeof xs), 0);
+}
+END_TEST
+
 /* Soft labels, ignored labels, and the gradient against central differences. */
 START_TEST(test_xent_soft_and_fd)
 {
@@ -2099,6 +2115,7 @@ static Suite *kernels_suite(void)
     tc = tcase_create("softmax");
     tcase_add_test(tc, test_softmax);
     tcase_add_test(tc, test_softmax_large);
+    tcase_add_test(tc, test_rank_mean_alone);
     tcase_add_test(tc, test_xent_soft_and_fd);
     suite_add_tcase(s, tc);
     tc = tcase_create("random");

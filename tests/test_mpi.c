@@ -6,7 +6,10 @@
  * mpirun's start):
  *   - deterministic mode: 2 ranks and 1 process give the same bytes;
  *   - the default mode: 2 ranks agree with the one-process train_step within
- *     1e-5 of each tensor's largest weight;
+ *     1e-5 of each tensor's largest weight, with the sums overlapping the
+ *     backward pass and without (the same bytes on 2 ranks);
+ *   - synchronised BatchNormalization: 2 ranks agree with one process, where
+ *     per-rank statistics do not; alone it is plain BatchNormalization;
  *   - a rank killed mid-epoch: the run ends within 30 s, non-zero, naming
  *     the rank; --resume from its checkpoint on 2 ranks and on 1 ends where
  *     an uninterrupted run ends, bit for bit.
@@ -242,6 +245,74 @@ START_TEST(default_mode_matches_one_process)
 }
 END_TEST
 
+/* `LAUNCHER train` of model `name` in tests/fixtures/dp_mlp.kdsl on the
+ * synthetic MLP data of `dir`, one thread a rank, saving `save` in dir; its
+ * output (malloc'd). */
+static char *train_mlp(const char *launcher, const char *dir, const char *name, const char *extra, const char *save)
+{
+    char data[8192];
+    mlp_data(dir, data, sizeof data);
+    return run_ok("%s train %s --model %s --data %s --threads 1 %s --save %s 2>&1", launcher,
+                  tu_src("tests/fixtures/dp_mlp.kdsl"), name, data, extra, tu_path(dir, save));
+}
+
+/* "k of n gradient buckets started inside grad" in out: k and n. */
+static void buckets_of(const char *out, unsigned long *inside, unsigned long *all)
+{
+    const char *at = strstr(out, "gradient buckets started inside grad");
+    ck_assert_msg(at != NULL, "no bucket count in:\n%s", out);
+    while (at > out && at[-1] != ';') at--;
+    ck_assert_int_eq(sscanf(at, " %lu of %lu", inside, all), 2);
+}
+
+/* Overlap: dp_wide's 18,947 gradients in buckets of 16 KiB (5 a step, 10
+ * steps) each summed as soon as grad has finished it, against --no-overlap
+ * (one MPI_Allreduce per bucket after grad): every bucket started inside
+ * grad, then none; on 2 ranks each element is the same sum of the same two
+ * floats, so the same bytes; and both within 1e-5 of one process. */
+START_TEST(overlap_starts_buckets_inside_grad)
+{
+    SKIP_UNLESS_MPI();
+    const char *dir = tu_tmpdir("mpi_overlap");
+    free(train_mlp(tu_kdslc(), dir, "dp_wide", "", "one.st"));
+    char *o = train_mlp(mpirun(2), dir, "dp_wide", "--bucket-kb 16", "over.st");
+    char *f = train_mlp(mpirun(2), dir, "dp_wide", "--bucket-kb 16 --no-overlap", "flat.st");
+    unsigned long inside, all;
+    buckets_of(o, &inside, &all);
+    ck_assert_uint_eq(all, 50);
+    ck_assert_uint_eq(inside, 50);
+    buckets_of(f, &inside, &all);
+    ck_assert_uint_eq(all, 50);
+    ck_assert_uint_eq(inside, 0);
+    free(o);
+    free(f);
+    const char *over = tu_path(dir, "over.st");
+    ck_assert_msg(same_file(over, tu_path(dir, "flat.st")), "overlap changed the weights of 2 ranks");
+    double d = weights_rel_diff(over, tu_path(dir, "one.st"));
+    ck_assert_msg(d <= 1e-5, "2 ranks with overlap differ from 1 process by %g of a tensor's largest weight", d);
+}
+END_TEST
+
+/* Synchronised BatchNormalization (dp_syncbn): on 2 ranks its statistics are
+ * the global batch's, forward and backward, so 2 ranks end within 1e-5 of
+ * one process; the same model with per-rank statistics (dp_bn) ends far
+ * from it, so the comparison can fail. */
+START_TEST(synchronized_bn_matches_one_process)
+{
+    SKIP_UNLESS_MPI();
+    const char *dir = tu_tmpdir("mpi_syncbn");
+    static const char *const names[2] = {"dp_syncbn", "dp_bn"};
+    double d[2];
+    for (int i = 0; i < 2; i++) {
+        free(train_mlp(tu_kdslc(), dir, names[i], "", "one.st"));
+        free(train_mlp(mpirun(2), dir, names[i], "", "two.st"));
+        d[i] = weights_rel_diff(tu_path(dir, "two.st"), tu_path(dir, "one.st"));
+    }
+    ck_assert_msg(d[0] <= 1e-5, "synchronised: 2 ranks differ from 1 process by %g", d[0]);
+    ck_assert_msg(d[1] > 1e-2, "per-rank statistics: 2 ranks within %g of 1 process: the test cannot fail", d[1]);
+}
+END_TEST
+
 /* ---- a rank killed, the run resumed ---------------------------------------------------------------- */
 
 static void sleep_s(double s)
@@ -393,6 +464,18 @@ START_TEST(one_shard_is_train_step)
 }
 END_TEST
 
+/* Without mpirun, in every build: synchronised BatchNormalization in one
+ * process is plain BatchNormalization, to the bit (the mean over one rank is
+ * a copy). */
+START_TEST(synchronized_bn_alone_is_plain_bn)
+{
+    const char *dir = tu_tmpdir("syncbn_alone");
+    free(train_mlp(tu_kdslc(), dir, "dp_syncbn", "", "sync.st"));
+    free(train_mlp(tu_kdslc(), dir, "dp_bn", "", "plain.st"));
+    ck_assert(weights_rel_diff(tu_path(dir, "sync.st"), tu_path(dir, "plain.st")) == 0);
+}
+END_TEST
+
 /* ---- usage ------------------------------------------------------------------------------------------ */
 
 START_TEST(deterministic_needs_ranks_that_share_the_shards)
@@ -426,6 +509,9 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, deterministic_cnn_is_bit_identical);
     tcase_add_test(tc, default_mode_matches_one_process);
+    tcase_add_test(tc, overlap_starts_buckets_inside_grad);
+    tcase_add_test(tc, synchronized_bn_matches_one_process);
+    tcase_add_test(tc, synchronized_bn_alone_is_plain_bn);
     tcase_add_test(tc, killed_rank_stops_the_run_and_resume_continues);
     tcase_add_test(tc, deterministic_needs_ranks_that_share_the_shards);
     tcase_add_test(tc, shards_go_with_deterministic);

@@ -426,6 +426,30 @@ END_TEST
 
 /* ---- nn ------------------------------------------------------------------ */
 
+/* The mean over the ranks (synchronised BatchNormalization's statistics): in
+ * one process its operand, and its vjp the same op on dy (the two ranks'
+ * side is tests/test_mpi.c's); a batched operand is refused. */
+START_TEST(rank_mean)
+{
+    gc_ctx c;
+    gc_init(&c, 3);
+    ir_node *x = gc_input(&c, 2, D(4, 2), GC_UNIFORM, -1, 1);
+    ir_node *m = ir_reduce(&c.b, IR_MEAN, x, 1 | 2, true);
+    ir_node *y = ir_make(&c.b, IR_RANK_MEAN, 1, &m, NULL);
+    ck_assert_ptr_nonnull(y);
+    ck_assert(!y->shape.batched);
+    ir_values *v = gc_run(&c);
+    for (int64_t i = 0; i < 2; i++) ck_assert(ir_value(v, y)[i] == ir_value(v, m)[i]);
+    ir_values_free(v);
+    ir_node *sq = ir_unary(&c.b, IR_SQUARE, ir_binary(&c.b, IR_SUB, x, y));   /* x - mean: y feeds a batched value */
+    expect_grads(&c, sq, 1, &x);
+    ck_assert_int_eq(gc_count_op(c.g, IR_RANK_MEAN), 2);
+    ck_assert_ptr_null(ir_make(&c.b, IR_RANK_MEAN, 1, &x, NULL));
+    ck_assert_has(c.b.why, "has a batch");
+    gc_free(&c);
+}
+END_TEST
+
 START_TEST(softmax)
 {
     ir_op op = _i < 2 ? IR_SOFTMAX : IR_LOG_SOFTMAX;
@@ -845,6 +869,7 @@ static Suite *vjp_suite(void)
     t = tcase_create("nn");
     tcase_add_loop_test(t, softmax, 0, 4);
     tcase_add_test(t, dropout);
+    tcase_add_test(t, rank_mean);
     tcase_add_loop_test(t, conv2d, 0, sizeof conv_cases / sizeof conv_cases[0]);
     tcase_add_loop_test(t, conv2d_transpose, 0, sizeof conv_cases / sizeof conv_cases[0]);
     tcase_add_loop_test(t, depthwise_conv2d, 0, sizeof dw_cases / sizeof dw_cases[0]);

@@ -1,10 +1,11 @@
-/* nn.c — softmax, log-softmax and the dropout mask. */
+/* nn.c — softmax, log-softmax, the dropout mask and the mean over the ranks. */
 #include "ops.h"
 #include "kernels.h"
 #include "random.h"
 #include "../interp.h"
 
 #include <math.h>
+#include <string.h>
 
 static bool shape_softmax(ir_builder *b, ir_node *n)
 {
@@ -109,3 +110,38 @@ const ir_op_info ir_op_dropout_mask = {.name = "dropout_mask", .arity = 0,
 const ir_op_info ir_op_gaussian_noise = {.name = "gaussian_noise", .arity = 0,
                                          .attrs = IR_ATTR_SCALAR | IR_ATTR_INDEX | IR_ATTR_SHAPE,
                                          .shape = shape_gaussian_noise, .eval = eval_gaussian_noise};
+
+/* ---- the mean over the ranks -------------------------------------------------------------------
+ * What one process computes is the operand itself: the interpreter, the C
+ * backend (kdk_srank_mean copies) and a JIT run on one rank. Under mpirun
+ * the host's kdh_srank_mean_mt takes the ranks' mean (train_dist.c).
+ *
+ * The vjp: with L = sum_r w_r L_r, w_r = n_r / n the rank's share of the
+ * global batch (the weight the host gives each rank's gradient), and
+ * y = sum_r w_r m_r on every rank, dL/dm_r = w_r sum_r' w_r' dy_r'. Rank r's
+ * gradient is weighted by w_r afterwards, so its backward pass must carry
+ * sum_r' w_r' dy_r' = rank_mean(dy): the same op. */
+static bool shape_rank_mean(ir_builder *b, ir_node *n)
+{
+    char s1[96];
+    if (n->in[0]->shape.batched)
+        return ops_fail(b, n, "operand %s has a batch: only statistics over it are averaged over the ranks",
+                        ops_sh(&n->in[0]->shape, s1));
+    n->shape = n->in[0]->shape;
+    return true;
+}
+
+static void eval_rank_mean(const ir_eval_ctx *c, const ir_node *n)
+{
+    memcpy(ir_eval_out(c, n), ir_eval_in(c, n, 0), (size_t)ir_eval_count(c, &n->shape) * sizeof(double));
+}
+
+static void vjp_rank_mean(ir_builder *b, ir_node *n, ir_node *dy, const bool *want, ir_node **g)
+{
+    (void)n;
+    (void)want;
+    g[0] = ir_make(b, IR_RANK_MEAN, 1, &dy, NULL);
+}
+
+const ir_op_info ir_op_rank_mean = {.name = "rank_mean", .arity = 1, .shape = shape_rank_mean, .vjp = vjp_rank_mean,
+                                    .eval = eval_rank_mean};

@@ -44,6 +44,7 @@ int64_t ops_window_out(int64_t in, int64_t k, int stride, int64_t lo, int64_t hi
     X(SUM, sum) X(MEAN, mean) X(MAX, max) X(MAX_GRAD, max_grad) X(BROADCAST, broadcast) \
     X(RESHAPE, reshape) X(TRANSPOSE, transpose) X(CONCAT, concat) X(SLICE, slice) X(PAD, pad) X(REVERSE, reverse) \
     X(SOFTMAX, softmax) X(LOG_SOFTMAX, log_softmax) X(DROPOUT_MASK, dropout_mask) X(GAUSSIAN_NOISE, gaussian_noise) \
+    X(RANK_MEAN, rank_mean) \
     X(CONV2D, conv2d) X(CONV2D_BWD_DATA, conv2d_bwd_data) X(CONV2D_BWD_FILTER, conv2d_bwd_filter) \
     X(MAXPOOL2D, maxpool2d) X(MAXPOOL2D_GRAD, maxpool2d_grad) \
     X(AVGPOOL2D, avgpool2d) X(AVGPOOL2D_GRAD, avgpool2d_grad) \

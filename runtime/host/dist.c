@@ -64,6 +64,14 @@ int kdh_dist_allreduce_doubles(double *buf, int n, kdh_error *err)
     return 0;
 }
 
+void kdh_dist_start_sum(float *buf, int64_t n) { (void)buf, (void)n; }
+void kdh_dist_progress(void) {}
+int kdh_dist_wait(kdh_error *err)
+{
+    (void)err;
+    return 0;
+}
+
 int kdh_dist_allgather_floats(const float *mine, int64_t n, float *all, kdh_error *err)
 {
     (void)err;
@@ -100,6 +108,13 @@ static struct {
     pthread_t watchdog;
     bool watching;
 } job = {.size = 1};
+
+/* The sums kdh_dist_start_sum started, and the first error starting one. */
+static struct {
+    MPI_Request *req;
+    int n, cap;
+    int rc;
+} started;
 
 /* A collective under way (its sequence number, 0: none): what the watchdog watches. */
 static atomic_ulong in_call;
@@ -152,10 +167,9 @@ static int dead_local_rank(void)
     return -1;
 }
 
-/* The watchdog (dist.h): a blocking collective cannot be left, so this
- * thread, which never calls MPI, ends the process with the message. The
- * collectives are blocking ones because Open MPI 4.1's non-blocking ones
- * polled with MPI_Test were 1.05 to 9 times as slow here (docs/distributed.md). */
+/* The watchdog (dist.h): a blocking collective (or MPI_Waitall) cannot be
+ * left, so this thread, which never calls MPI, ends the process with the
+ * message. */
 static void *watch(void *unused)
 {
     (void)unused;
@@ -195,11 +209,18 @@ static void *watch(void *unused)
 }
 
 static double call_started, call_seconds;
+static unsigned long waits;   /* the watchdog's sequence: collectives and waits */
+
+static void wait_begin(void)
+{
+    atomic_store(&in_call, ++waits);
+    call_started = now();
+}
 
 static void call_begin(void)
 {
-    atomic_store(&in_call, ++calls);
-    call_started = now();
+    calls++;
+    wait_begin();
 }
 
 static void call_end(void)
@@ -257,6 +278,7 @@ void kdh_dist_finish(int exit_code)
         pthread_join(job.watchdog, NULL);
     }
     MPI_Finalize();
+    free(started.req);
     free(job.pids);
     free(job.nodes);
 }
@@ -290,6 +312,46 @@ int kdh_dist_allreduce_floats(float *buf, int64_t n, size_t bucket_bytes, kdh_er
         if (rc != MPI_SUCCESS) return mpi_err(err, "MPI_Allreduce", rc);
     }
     return 0;
+}
+
+void kdh_dist_start_sum(float *buf, int64_t n)
+{
+    if (job.size == 1 || n <= 0 || started.rc != MPI_SUCCESS) return;
+    if (started.n == started.cap) {
+        int cap = started.cap ? 2 * started.cap : 64;
+        MPI_Request *r = realloc(started.req, (size_t)cap * sizeof *r);
+        if (!r) {
+            started.rc = MPI_ERR_NO_MEM;
+            return;
+        }
+        started.req = r;
+        started.cap = cap;
+    }
+    calls++;
+    started.rc = n > INT_MAX ? MPI_ERR_COUNT
+                             : MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                                              &started.req[started.n]);
+    if (started.rc == MPI_SUCCESS) started.n++;
+}
+
+void kdh_dist_progress(void)
+{
+    int done = 0;
+    if (started.n > 0) MPI_Testall(started.n, started.req, &done, MPI_STATUSES_IGNORE);
+}
+
+int kdh_dist_wait(kdh_error *err)
+{
+    int rc = started.rc;
+    if (started.n > 0) {
+        wait_begin();
+        int wrc = MPI_Waitall(started.n, started.req, MPI_STATUSES_IGNORE);
+        call_end();
+        if (rc == MPI_SUCCESS) rc = wrc;
+    }
+    started.n = 0;
+    started.rc = MPI_SUCCESS;
+    return rc == MPI_SUCCESS ? 0 : mpi_err(err, "MPI_Iallreduce", rc);
 }
 
 int kdh_dist_allreduce_doubles(double *buf, int n, kdh_error *err)

@@ -7,9 +7,9 @@
  * MPI_COMM_WORLD in kdh_dist_init; any other process, and every process of
  * a build without MPI, is rank 0 of 1 and every collective is a copy.
  *
- * A rank that dies must not leave the others hanging in a collective, and
- * the collectives are blocking ones (faster than Open MPI's non-blocking
- * ones here, docs/distributed.md), so a watchdog thread, which never calls
+ * A rank that dies must not leave the others hanging in a collective (a
+ * blocking one, or the wait for the non-blocking sums of the overlapped
+ * step), so a watchdog thread, which never calls
  * MPI, watches each collective under way: every 50 ms it checks the PIDs of
  * the ranks on this node, and a stop request (mpirun's SIGTERM when a rank
  * of another node ended) that the collective does not answer within 2 s
@@ -52,7 +52,9 @@ int kdh_dist_local_size(void);
 void kdh_dist_set_where(const char *where);
 
 /* The collectives this rank made so far and the seconds it spent in them
- * (the transfer, and the wait for ranks that arrive later). */
+ * (the transfer, and the wait for ranks that arrive later); a sum started
+ * by kdh_dist_start_sum counts as one, and its seconds are those of
+ * kdh_dist_wait's wait. */
 void kdh_dist_stats(unsigned long *ncalls, double *seconds);
 
 /* bytes of buf from rank 0 to every rank. */
@@ -61,6 +63,19 @@ int kdh_dist_bcast(void *buf, size_t bytes, kdh_error *err);
 /* buf[0..n) summed over the ranks, in place, in buckets of at most
  * bucket_bytes, one MPI_Allreduce each. The order of the sum is MPI's. */
 int kdh_dist_allreduce_floats(float *buf, int64_t n, size_t bucket_bytes, kdh_error *err);
+
+/* Overlap (docs/distributed.md): buf[0..n) summed over the ranks, in place,
+ * started as one MPI_Iallreduce (n fits an int); buf must be left alone
+ * until kdh_dist_wait. Every rank starts the same sums in the same order.
+ * An error is kept for kdh_dist_wait. */
+void kdh_dist_start_sum(float *buf, int64_t n);
+
+/* Lets the started sums advance (MPI_Testall): Open MPI moves a
+ * non-blocking collective on only inside MPI calls. */
+void kdh_dist_progress(void);
+
+/* Waits for every started sum (watched as a collective is). 0, or -1 with err. */
+int kdh_dist_wait(kdh_error *err);
 
 /* buf[0..n) summed over the ranks, in place (a few values: losses, counts). */
 int kdh_dist_allreduce_doubles(double *buf, int n, kdh_error *err);

@@ -17,4 +17,12 @@ typedef struct kdh_model_fns {
                         unsigned long long step, float learning_rate, void *arena, float *outputs0);
 } kdh_model_fns;
 
+/* The JIT's grad calls this after the last kernel that touches each
+ * trainable weight's gradient, grads[offset, offset + count), from the
+ * thread that called grad; no later kernel of the call reads or writes
+ * those floats. Data-parallel training (train_dist.c) starts their sum over
+ * the ranks there, overlapping the rest of the backward pass; otherwise it
+ * returns at once. The C backend's grad does not call it. */
+void kdh_grads_ready(long offset, long count);
+
 #endif

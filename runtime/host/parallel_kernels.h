@@ -45,4 +45,10 @@ void kdh_savgpool2d_fwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, i
 void kdh_savgpool2d_bwd_mt(int n, int h, int w, int c, int oh, int ow, int kh, int kw, int sh, int sw, int pt, int pl,
                            int count_pad, const float *dy, float *dx, int accumulate);
 
+/* Not a split kernel but the host's version of the row rank_mean, which the
+ * JIT calls the same way: x averaged over the MPI ranks, weighted by each
+ * rank's batch, while a data-parallel step has all ranks in grad
+ * (train_dist.c); else a copy, as kdk_srank_mean. */
+void kdh_srank_mean_mt(int n, int batch, const float *x, float *y);
+
 #endif

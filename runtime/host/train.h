@@ -142,10 +142,14 @@ typedef struct kdh_fit_opts {
     int threads;                       /* stored for the kernels' thread split; 0: all cores */
     /* Data parallelism (train_dist.h, over the MPI ranks of dist.h):
      * deterministic mode's shards of each batch (0: the default mode), and
-     * the bytes of a bucket of gradients summed at once (0: 4 MiB). With one
-     * rank and no shards, fit runs train_step as it always has. */
+     * the bytes of a bucket of gradients summed at once (0: 4 MiB), and
+     * whether the default mode on several ranks starts each bucket's sum
+     * inside grad, as soon as its gradients are done (overlap; else one
+     * sum after grad). With one rank and no shards, fit runs train_step as
+     * it always has. */
     int shards;
     size_t bucket_bytes;
+    bool no_overlap;
     const char *weights;               /* start from these weights (safetensors) */
     const char *resume;                /* continue from this checkpoint */
     const char *save;                  /* final weights */

@@ -3,6 +3,8 @@
 
 #include "dist.h"
 #include "host_internal.h"
+#include "kernels.h"
+#include "parallel_kernels.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,16 @@ struct kdh_dp {
     float *gathered;                   /* deterministic, several ranks: size * comm */
     float *saved_states;               /* the states before the step */
     size_t bucket_bytes;
+    /* Overlap (the default mode on several ranks): the gradient section cut
+     * into nbuckets of per floats; a bucket's sum starts (kdh_grads_ready)
+     * once grad has announced all its floats. */
+    bool overlap;
+    int64_t per;
+    int nbuckets;
+    int64_t *unready;                  /* by bucket: floats not announced yet; -1 once started */
+    int64_t (*announced)[2];           /* this grad call's ranges: offset, count */
+    int nannounced, max_announced;
+    float weight;                      /* this part's share of the batch */
 };
 
 bool kdh_dp_wanted(const kdh_fit_opts *o) { return o->shards > 0 || kdh_dist_size() > 1; }
@@ -49,6 +61,8 @@ void kdh_dp_free(kdh_dp *dp)
     free(dp->slab);
     free(dp->gathered);
     free(dp->saved_states);
+    free(dp->unready);
+    free(dp->announced);
     free(dp);
 }
 
@@ -98,6 +112,17 @@ kdh_dp *kdh_dp_new(const kdh_model *m, const kdh_fit_opts *o, kdh_error *err)
         !(dp->gathered = kdh_floats((int64_t)dp->size * dp->comm, "the ranks' gradients", err)))
         goto fail;
     if (!(dp->saved_states = kdh_floats(dp->nstate, "states", err))) goto fail;
+    dp->per = (int64_t)(dp->bucket_bytes / sizeof(float));   /* as kdh_dist_allreduce_floats cuts */
+    if (dp->per < 1024) dp->per = 1024;
+    if (dp->per > 1 << 30) dp->per = 1 << 30;
+    dp->overlap = !o->no_overlap && !dp->shards && dp->size > 1;
+    if (dp->overlap) {
+        dp->nbuckets = (int)((dp->ngrad + dp->per - 1) / dp->per);
+        dp->max_announced = m->nparams;
+        dp->unready = calloc((size_t)dp->nbuckets + 1, sizeof *dp->unready);
+        dp->announced = calloc((size_t)dp->max_announced + 1, sizeof *dp->announced);
+        if (!dp->unready || !dp->announced) goto oom;
+    }
     return dp;
 oom:
     kdh__err(err, "out of memory for data-parallel training");
@@ -143,6 +168,106 @@ static void states_put(const kdh_dp *dp, const float *src, float *params)
     }
 }
 
+/* ---- overlap: the sums started inside grad ----------------------------------------------------- */
+
+/* The step whose grad is running with overlap, or NULL: kdh_grads_ready's. */
+static kdh_dp *overlapping;
+static unsigned long buckets_inside, buckets_after;
+
+void kdh_dp_bucket_stats(unsigned long *inside, unsigned long *after)
+{
+    *inside = buckets_inside;
+    *after = buckets_after;
+}
+
+static int64_t bucket_end(const kdh_dp *dp, int b)
+{
+    int64_t end = (int64_t)(b + 1) * dp->per;
+    return end < dp->ngrad ? end : dp->ngrad;
+}
+
+static void start_bucket(kdh_dp *dp, int b)
+{
+    dp->unready[b] = -1;
+    if (overlapping) buckets_inside++;
+    else buckets_after++;
+    kdh_dist_start_sum(dp->slab + (int64_t)b * dp->per, bucket_end(dp, b) - (int64_t)b * dp->per);
+}
+
+/* model_fns.h. The gradient is the part's mean one: weighted by its share
+ * here, as shard_message does after grad without overlap (the same product,
+ * so the same floats). Every rank runs the same code, so all announce the
+ * same ranges in the same order and start the same buckets in the same
+ * order, as MPI requires of collectives. */
+void kdh_grads_ready(long offset, long count)
+{
+    kdh_dp *dp = overlapping;
+    if (!dp) return;
+    /* emit_jit.c announces each trainable weight's range once */
+    if (offset < 0 || count <= 0 || offset + count > dp->ngrad || dp->nannounced == dp->max_announced) return;
+    dp->announced[dp->nannounced][0] = offset;
+    dp->announced[dp->nannounced][1] = count;
+    dp->nannounced++;
+    float *g = dp->slab + offset;
+    for (long j = 0; j < count; j++) g[j] *= dp->weight;
+    for (int b = (int)(offset / dp->per); b < dp->nbuckets && (int64_t)b * dp->per < offset + count; b++) {
+        int64_t lo = offset > (int64_t)b * dp->per ? offset : (int64_t)b * dp->per;
+        int64_t hi = offset + count < bucket_end(dp, b) ? offset + count : bucket_end(dp, b);
+        if ((dp->unready[b] -= hi - lo) == 0) start_bucket(dp, b);
+    }
+    kdh_dist_progress();
+}
+
+static int by_offset(const void *x, const void *y)
+{
+    const int64_t *a = x, *b = y;
+    return a[0] < b[0] ? -1 : a[0] > b[0];
+}
+
+/* After grad: the floats no call announced weighted too (a gradient no
+ * kernel touched), and the buckets not started yet started in order. */
+static void overlap_finish(kdh_dp *dp, float *dst)
+{
+    overlapping = NULL;
+    qsort(dp->announced, (size_t)dp->nannounced, sizeof *dp->announced, by_offset);
+    int64_t at = 0;
+    for (int i = 0; i <= dp->nannounced; i++) {
+        int64_t end = i < dp->nannounced ? dp->announced[i][0] : dp->ngrad;
+        for (int64_t j = at; j < end; j++) dst[j] *= dp->weight;
+        if (i < dp->nannounced) at = dp->announced[i][0] + dp->announced[i][1];
+    }
+    for (int b = 0; b < dp->nbuckets; b++)
+        if (dp->unready[b] != -1) start_bucket(dp, b);
+}
+
+/* ---- synchronised statistics -------------------------------------------------------------------- */
+
+/* Whether every rank is in grad now, each on its non-empty part of the batch. */
+static bool ranks_in_grad;
+static bool rank_mean_failed;
+static kdh_error rank_mean_err;
+
+void kdh_srank_mean_mt(int n, int batch, const float *x, float *y)
+{
+    if (!ranks_in_grad) {
+        kdk_srank_mean(n, batch, x, y);
+        return;
+    }
+    /* sum_r batch_r x_r and sum_r batch_r, in double: the mean of a global
+     * batch of up to 2^53 samples without a rounding of the weights */
+    double *sum = malloc(((size_t)n + 1) * sizeof *sum);
+    if (!sum) {   /* this rank stops the job (MPI_Abort) and says why */
+        rank_mean_failed = kdh__err(&rank_mean_err, "out of memory for synchronised BatchNormalization") != 0;
+        kdk_srank_mean(n, batch, x, y);
+        return;
+    }
+    for (int i = 0; i < n; i++) sum[i] = (double)x[i] * batch;
+    sum[n] = batch;
+    if (kdh_dist_allreduce_doubles(sum, n + 1, &rank_mean_err) != 0) rank_mean_failed = true;
+    for (int i = 0; i < n; i++) y[i] = (float)(sum[i] / sum[n]);
+    free(sum);
+}
+
 /* ---- one shard ------------------------------------------------------------------------------ */
 
 /* Samples [lo, hi) of a batch of nb cut in k parts: part i. */
@@ -161,6 +286,7 @@ typedef struct step_ctx {
     uint64_t step;
     void *arena;
     bool outputs;                      /* predict each part for the metrics */
+    bool overlap;                      /* sum the gradients' buckets as grad finishes them */
 } step_ctx;
 
 /* Part i of the batch as a message (see struct kdh_dp) in dst: its
@@ -183,10 +309,18 @@ static void shard_message(step_ctx *c, int i, float *dst)
         float *out = dst + dp->at_out + (int64_t)lo * m->output_elems;
         m->fns.predict(c->params, &in, &out, n, c->arena);
     }
+    float w = (float)n / (float)c->nb;
+    if (c->overlap) {
+        dp->weight = w;
+        dp->nannounced = 0;
+        for (int b = 0; b < dp->nbuckets; b++) dp->unready[b] = bucket_end(dp, b) - (int64_t)b * dp->per;
+        overlapping = dp;
+    }
     float l = m->fns.grad(c->params, &in, c->y + (int64_t)lo * m->label_elems, dst, n,
                           c->step * (uint64_t)dp->nparts + (uint64_t)i, c->arena);
-    float w = (float)n / (float)c->nb;
-    for (int64_t j = 0; j < dp->ngrad; j++) dst[j] *= w;
+    if (c->overlap) overlap_finish(dp, dst);
+    else
+        for (int64_t j = 0; j < dp->ngrad; j++) dst[j] *= w;
     states_get(dp, c->params, dst + dp->ngrad);
     dst[dp->at_loss + i] = l;
 }
@@ -230,16 +364,31 @@ int kdh_dp_step(kdh_dp *dp, const kdh_model *m, float *params, float *opt, const
                 uint64_t step, float lr, void *arena, float *out0, float *loss, bool *stop, kdh_error *err)
 {
     int per = dp->nparts / dp->size, first = dp->rank * per;
-    step_ctx c = {dp, m, params, x, y, nb, step, arena, out0 != NULL};
+    /* Overlap and synchronised statistics need every rank in grad, making the
+     * same calls, each on a part with samples: not in a last batch smaller
+     * than the ranks, where some part is empty (docs/distributed.md). */
+    bool all_in = !dp->shards && dp->size > 1 && nb >= dp->size;
+    step_ctx c = {dp, m, params, x, y, nb, step, arena, out0 != NULL, dp->overlap && all_in};
     states_get(dp, params, dp->saved_states);
+    ranks_in_grad = all_in;
     shard_tree(&c, first, first + per, 0);
+    ranks_in_grad = false;
+    if (rank_mean_failed) {
+        *err = rank_mean_err;
+        return -1;
+    }
     dp->slab[dp->at_stop] = *stop ? 1 : 0;
     float *sum = dp->slab;
-    if (dp->shards && dp->size > 1) {
+    if (c.overlap) {
+        /* the gradients' buckets are under way; the rest of the message follows */
+        kdh_dist_start_sum(dp->slab + dp->ngrad, dp->comm - dp->ngrad);
+        if (kdh_dist_wait(err) != 0) return -1;
+    } else if (dp->shards && dp->size > 1) {
         if (kdh_dist_allgather_floats(dp->slab, dp->comm, dp->gathered, err) != 0) return -1;
         sum = rank_tree(dp, 0, dp->size);
-    } else if (kdh_dist_allreduce_floats(dp->slab, dp->comm, dp->bucket_bytes, err) != 0) {
-        return -1;
+    } else {
+        if (kdh_dist_allreduce_floats(dp->slab, dp->comm, dp->bucket_bytes, err) != 0) return -1;
+        if (dp->size > 1) buckets_after += (unsigned long)((dp->ngrad + dp->per - 1) / dp->per);
     }
     *stop = sum[dp->at_stop] > 0;
     /* the parts' losses weighted by their samples, in part order on every rank */

@@ -6,8 +6,11 @@
  *
  * Default mode (shards 0): rank r of N takes samples [r nb/N, (r+1) nb/N)
  * of a batch of nb, its mean gradient weighted by its share of the batch;
- * the weighted gradients are summed by MPI_Iallreduce in buckets, so the
- * step is the one-process step up to float rounding.
+ * the weighted gradients are summed in buckets, so the step is the
+ * one-process step up to float rounding. With overlap (unless no_overlap)
+ * each bucket's MPI_Iallreduce starts inside grad, from its call-out
+ * kdh_grads_ready (model_fns.h), as soon as the backward pass has finished
+ * the bucket's gradients; without, one MPI_Allreduce per bucket after grad.
  *
  * Deterministic mode (shards K): the batch is cut into K shards whatever the
  * number of ranks (a power of two dividing K); each shard's weighted
@@ -44,6 +47,10 @@ void kdh_dp_free(kdh_dp *dp);
  * and the run's counters (epoch, optimizer step, seed, shuffle stream). */
 int kdh_dp_share_start(const kdh_model *m, float *params, float *opt, int *epoch, uint64_t *step, uint64_t *seed,
                        uint64_t *shuffle_rng, kdh_error *err);
+
+/* The gradient buckets this process summed so far: how many started
+ * inside grad (overlapping the backward pass), and how many after it. */
+void kdh_dp_bucket_stats(unsigned long *inside, unsigned long *after);
 
 /* One step on the global batch x, y of nb samples: grads, the sum over the
  * shards, apply_gradients(step, lr). *loss: the batch's mean loss; out0

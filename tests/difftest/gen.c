@@ -137,7 +137,8 @@ static int unary(gen *g)
         {"exp(tanh($0))", 3}, {"log(square($0) + 0.5)", 3}, {"sqrt(square($0) + 0.25)", 0}, {"$0 * 0.5 + 0.25", 0},
         {"2 - $0", 0}, {"ReLU($0)", 0}, {"Activation($0, swish)", 0}, {"Activation($0, sigmoid)", 1},
         {"Softmax($0)", 1}, {"log_softmax($0)", 3}, {"Dropout($0, 0.3)", 0}, {"dropout($0, 0.5)", 0},
-        {"BatchNormalization($0)", 3}, {"$0 - mean($0, axis: -1, keepdims: true)", 0},
+        {"BatchNormalization($0)", 3}, {"BatchNormalization($0, synchronized: true)", 3},
+        {"$0 - mean($0, axis: -1, keepdims: true)", 0},
         {"$0 / sqrt(mean(square($0), axis: -1, keepdims: true) + 1)", 0}, {"$0 - max($0, axis: -1, keepdims: true)", 0},
         {"$0 * sum($0, axis: -1, keepdims: true)", 2}, {"$0 * 3", 0}, {"$0 / 2 + $0", 0},
         /* the activation table's rows, with and without their arguments */
