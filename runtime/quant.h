@@ -61,6 +61,10 @@ typedef struct kdk_q8_conv_params {
     const int8_t *weights;
     const int32_t *bias, *mult, *shift;   /* per output channel */
     int pool;
+    /* 1: every shift[o] is shift[0], so that a model.c's constant-shape code
+     * (quant_kernels.h) folds the shift into its requantization; 0 (the
+     * host's run) reads shift[o] */
+    int same_shift;
 } kdk_q8_conv_params;
 
 /* int16 elements of scratch the convolution needs: two pixels' patches (2 kp)

@@ -89,10 +89,11 @@ static void random_conv(kdk_q8_conv_params *p, bool depthwise, int8_t **nat, int
             size_t at = depthwise ? (size_t)(k * p->f + o) : (size_t)((o / 2) * 2 * p->kp + (kr / 4) * 8 + (o & 1) * 4 + (kr & 3));
             (*packed)[at] = v;
         }
+    p->same_shift = (int)(next() % 2);   /* one shift for all channels (model.c's folded form) or one each */
     for (int o = 0; o < p->f; o++) {
         bias[o] = rand_in(-5000, 5000);
         mult[o] = (int32_t)((1u << 30) + (next() % (1u << 30)));
-        shift[o] = rand_in(-10, -5);
+        shift[o] = p->same_shift && o ? shift[0] : rand_in(-10, -5);
     }
     p->weights = *packed, p->bias = bias, p->mult = mult, p->shift = shift;
     p->pool = !depthwise && p->ho >= 2 && p->wo >= 2 && next() % 2 ? 2 : 0;

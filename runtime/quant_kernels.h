@@ -1,0 +1,284 @@
+/* quant_kernels.h — the bodies of runtime/quant.h's convolutions, as
+ * always-inline functions. runtime/quant.c wraps them as kdk_q8_conv2d and
+ * kdk_q8_depthwise_conv2d (the host's run, parameters read at run time);
+ * a model.c of `kdslc compile --quantize int8` calls them once per layer
+ * with the layer's `static const` parameters, so the compiler folds the
+ * shapes, the loop bounds, the pixel and pooling cases and the bounds
+ * checks into constant-shape code for each layer (what codegen/lower_direct.c
+ * writes out for fp32). One source for both: the firmware computes what the
+ * host computes, bit for bit (tests/test_quant.c checks model.c against
+ * the host; tests/test_firmware.c the Cortex-M4's against the host's). */
+#ifndef KDSL_QUANT_KERNELS_H
+#define KDSL_QUANT_KERNELS_H
+
+#include "quant.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+#define KDK_Q8_DSP 1
+#endif
+
+static inline int8_t kdk_q8k_clamp8(int32_t v, int32_t lo, int32_t hi)
+{
+    return (int8_t)(v < lo ? lo : v > hi ? hi : v);
+}
+
+/* ---- convolution and Dense ------------------------------------------------------------------- */
+
+/* The two patches of a pixel pair share one buffer, interleaved by groups of
+ * four elements: group g holds pixel 0's elements 4g..4g+3, then pixel 1's,
+ * each four as x0 x2 x1 x3 — the order SXTB16 takes four int8 apart in
+ * ((x0, x2), then (x1, x3)), for the weights as for the input. */
+
+/* Writes patch elements one by one: `at` the group's first slot for this
+ * pixel, q the element's place in its four. */
+typedef struct kdk_q8k_writer {
+    int16_t *at;
+    int q;
+} kdk_q8k_writer;
+
+KDK_Q8_INLINE void kdk_q8k_put(kdk_q8k_writer *w, int v)
+{
+    static const unsigned char slot[4] = {0, 2, 1, 3};
+    w->at[slot[w->q]] = (int16_t)v;
+    if (++w->q == 4) w->q = 0, w->at += 8;
+}
+
+#ifdef KDK_Q8_DSP
+/* Four int8 at s (any alignment) as (x0 - zp, x2 - zp) and (x1 - zp, x3 - zp): SXTB16, SSUB16. */
+KDK_Q8_INLINE void kdk_q8k_widen4(const int8_t *s, uint32_t zp2, uint32_t *lo, uint32_t *hi)
+{
+    uint32_t v;
+    memcpy(&v, s, 4);
+    __asm__("sxtb16 %0, %2\n\tsxtb16 %1, %2, ror #8\n\tssub16 %0, %0, %3\n\tssub16 %1, %1, %3"
+            : "=&r"(*lo), "=&r"(*hi)
+            : "r"(v), "r"(zp2));
+}
+#endif
+
+/* Output pixel (oy, ox)'s patch as pixel j of the pair, x - in_zp (padding: 0,
+ * the real zero), int16: each kernel row's kw * c elements, then zeros up to
+ * rowp (quant.h). */
+KDK_Q8_INLINE void kdk_q8k_patch(const kdk_q8_conv_params *p, const int8_t *x, int oy, int ox, int j, int16_t *col)
+{
+    int row = p->kw * p->c, rowp = (row + 3) & ~3, zp = p->in_zp;
+    int ix0 = ox * p->stride_w - p->pad_left;
+    kdk_q8k_writer w = {col + j * 4, 0};
+    for (int ky = 0; ky < p->kh; ky++) {
+        int iy = oy * p->stride_h - p->pad_top + ky, e = 0;
+        const int8_t *src = x + ((long)iy * p->w + ix0) * p->c;   /* the row's elements, contiguous */
+        bool row_in = iy >= 0 && iy < p->h;
+        if (row_in && ix0 >= 0 && ix0 + p->kw <= p->w) {
+#ifdef KDK_Q8_DSP
+            /* four at a time; past the row's end (to rowp) the elements meet
+             * zero weights, but are read only inside the input */
+            int n4 = src + rowp <= x + (long)p->h * p->w * p->c ? rowp : row & ~3;
+            uint32_t zp2 = ((uint32_t)zp & 0xFFFFu) | ((uint32_t)zp << 16);
+            for (; e < n4; e += 4, w.at += 8) kdk_q8k_widen4(src + e, zp2, (uint32_t *)(void *)w.at, (uint32_t *)(void *)(w.at + 2));
+#endif
+            for (; e < row; e++) kdk_q8k_put(&w, src[e] - zp);
+        } else {
+            for (int kx = 0; kx < p->kw; kx++) {
+                bool in = row_in && ix0 + kx >= 0 && ix0 + kx < p->w;
+                for (int ci = 0; ci < p->c; ci++, e++) kdk_q8k_put(&w, in ? src[e] - zp : 0);
+            }
+        }
+        for (; e < rowp; e++) kdk_q8k_put(&w, 0);
+    }
+}
+
+#ifdef KDK_Q8_DSP
+/* Both patches of pixels (oy, ox) and (oy, ox + 1) when every tap of both
+ * is inside the input (the common case): row by row, four elements of each
+ * pixel a step, no bounds per element. false (nothing written) otherwise.
+ * Past a row's end (to rowp) the elements meet zero weights, but are read
+ * only inside the input. */
+KDK_Q8_INLINE bool kdk_q8k_patch2_inside(const kdk_q8_conv_params *p, const int8_t *x, int oy, int ox, int16_t *col)
+{
+    int c = p->c, rowp = (p->kw * c + 3) & ~3;
+    int iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+    if (ox + 1 >= p->wo || iy0 < 0 || iy0 + p->kh > p->h || ix0 < 0 || ix0 + p->stride_w + p->kw > p->w) return false;
+    long rs = (long)p->w * c;
+    const int8_t *s0 = x + iy0 * rs + (long)ix0 * c, *s1 = s0 + (long)p->stride_w * c;
+    /* the last row's reads past its end (to rowp) stay inside the input: true
+     * but for the bottom-right corner, which the general patch then takes */
+    if ((long)(iy0 + p->kh - 1) * rs + (long)(ix0 + p->stride_w) * c + rowp > (long)p->h * rs) return false;
+    uint32_t zp2 = ((uint32_t)p->in_zp & 0xFFFFu) | ((uint32_t)p->in_zp << 16);
+    uint32_t *d = (uint32_t *)(void *)col;
+    for (int ky = 0; ky < p->kh; ky++, s0 += rs, s1 += rs)
+        for (int e = 0; e < rowp; e += 4, d += 4) {
+            kdk_q8k_widen4(s0 + e, zp2, &d[0], &d[1]);
+            kdk_q8k_widen4(s1 + e, zp2, &d[2], &d[3]);
+        }
+    return true;
+}
+#else
+KDK_Q8_INLINE bool kdk_q8k_patch2_inside(const kdk_q8_conv_params *p, const int8_t *x, int oy, int ox, int16_t *col)
+{
+    (void)p, (void)x, (void)oy, (void)ox, (void)col;
+    return false;
+}
+#endif
+
+/* The patches of pixels (oy, ox) and (oy1, ox1) (pixels = 2) or of the first alone. */
+KDK_Q8_INLINE void kdk_q8k_patches(const kdk_q8_conv_params *p, const int8_t *x, int oy, int ox, int oy1, int ox1,
+                                   int pixels, int16_t *col)
+{
+    if (pixels == 2 && oy1 == oy && kdk_q8k_patch2_inside(p, x, oy, ox, col)) return;
+    kdk_q8k_patch(p, x, oy, ox, 0, col);
+    if (pixels == 2) kdk_q8k_patch(p, x, oy1, ox1, 1, col);
+}
+
+enum { KDK_Q8K_KEEP, KDK_Q8K_MAX_FIRST, KDK_Q8K_MAX_MORE };
+
+/* KEEP: acc[j * fe + o] = bias[o] + patch j . filter o for every filter o < fe (f
+ * rounded up to even; the pad filter's sums are not used), for both patches
+ * of col (pixels = 2) or the first. A pair's weights per group of four: four
+ * of filter o, then four of filter o + 1, so that SXTB16 gives (w0, w2) and
+ * SXTB16 of the word rotated by 8 (w1, w3), the order of the patch's int16
+ * pairs. MAX_FIRST: acc[o] = the larger of the two pixels' sums (pixels = 2);
+ * MAX_MORE: the largest of those and acc[o]. */
+KDK_Q8_INLINE void kdk_q8k_products(const kdk_q8_conv_params *p, const int16_t *col, int pixels, int32_t *acc, int mode)
+{
+    int f = p->f, fe = (f + 1) & ~1, groups = p->kp / 4;
+    const int8_t *w = p->weights;
+    /* a layer of few filters (the first, on the image) has them written out:
+     * their biases and sums at constant places */
+#pragma GCC unroll 4
+    for (int o = 0; o < fe; o += 2) {
+        int32_t s00 = p->bias[o], s01 = o + 1 < f ? p->bias[o + 1] : 0, s10 = s00, s11 = s01;
+        const int16_t *c = col;
+#ifdef KDK_Q8_DSP
+        /* a group (four elements of each patch, of each filter) in assembly:
+         * GCC's register allocation spills the sums at -Os; 15 instructions
+         * for 16 multiply-adds (8 SMLAD), and the groups of a constant-shape
+         * layer's filter written out one after the other up to 32 */
+        const int8_t *wp = w;
+        uint32_t x01, x23, y01, y23, a, b, t;
+        if (pixels == 2) {
+#pragma GCC unroll 32
+            for (int g = 0; g < groups; g++)
+                __asm__("ldrd %[x01], %[x23], [%[c]], #8\n\t"
+                        "ldrd %[y01], %[y23], [%[c]], #8\n\t"
+                        "ldrd %[a], %[b], [%[w]], #8\n\t"
+                        "sxtb16 %[t], %[a]\n\t"
+                        "smlad %[s00], %[t], %[x01], %[s00]\n\t"
+                        "smlad %[s10], %[t], %[y01], %[s10]\n\t"
+                        "sxtb16 %[a], %[a], ror #8\n\t"
+                        "smlad %[s00], %[a], %[x23], %[s00]\n\t"
+                        "smlad %[s10], %[a], %[y23], %[s10]\n\t"
+                        "sxtb16 %[t], %[b]\n\t"
+                        "smlad %[s01], %[t], %[x01], %[s01]\n\t"
+                        "smlad %[s11], %[t], %[y01], %[s11]\n\t"
+                        "sxtb16 %[b], %[b], ror #8\n\t"
+                        "smlad %[s01], %[b], %[x23], %[s01]\n\t"
+                        "smlad %[s11], %[b], %[y23], %[s11]"
+                        : [s00] "+r"(s00), [s01] "+r"(s01), [s10] "+r"(s10), [s11] "+r"(s11), [c] "+r"(c),
+                          [w] "+r"(wp), [x01] "=&r"(x01), [x23] "=&r"(x23), [y01] "=&r"(y01), [y23] "=&r"(y23),
+                          [a] "=&r"(a), [b] "=&r"(b), [t] "=&r"(t)
+                        :
+                        : "memory");
+        } else {
+#pragma GCC unroll 32
+            for (int g = 0; g < groups; g++)
+                __asm__("ldrd %[x01], %[x23], [%[c]], #16\n\t"
+                        "ldrd %[a], %[b], [%[w]], #8\n\t"
+                        "sxtb16 %[t], %[a]\n\t"
+                        "smlad %[s00], %[t], %[x01], %[s00]\n\t"
+                        "sxtb16 %[a], %[a], ror #8\n\t"
+                        "smlad %[s00], %[a], %[x23], %[s00]\n\t"
+                        "sxtb16 %[t], %[b]\n\t"
+                        "smlad %[s01], %[t], %[x01], %[s01]\n\t"
+                        "sxtb16 %[b], %[b], ror #8\n\t"
+                        "smlad %[s01], %[b], %[x23], %[s01]"
+                        : [s00] "+r"(s00), [s01] "+r"(s01), [c] "+r"(c), [w] "+r"(wp), [x01] "=&r"(x01),
+                          [x23] "=&r"(x23), [a] "=&r"(a), [b] "=&r"(b), [t] "=&r"(t)
+                        :
+                        : "memory");
+        }
+        w += groups * 8;
+#else
+        static const int order[4] = {0, 2, 1, 3};   /* where element k & 3 sits in the patch's four */
+        for (int g = groups; g > 0; g--, c += 8, w += 8)
+            for (int k = 0; k < 4; k++) {
+                int32_t x = c[order[k]], y = c[4 + order[k]], a = w[k], b = w[4 + k];
+                s00 += a * x, s01 += b * x;
+                if (pixels == 2) s10 += a * y, s11 += b * y;
+            }
+#endif
+        if (mode == KDK_Q8K_KEEP) {
+            acc[o] = s00, acc[o + 1] = s01, acc[fe + o] = s10, acc[fe + o + 1] = s11;
+            continue;
+        }
+        int32_t m0 = s00 > s10 ? s00 : s10, m1 = s01 > s11 ? s01 : s11;   /* the pooling's max */
+        if (mode == KDK_Q8K_MAX_MORE) {
+            m0 = m0 > acc[o] ? m0 : acc[o];
+            m1 = m1 > acc[o + 1] ? m1 : acc[o + 1];
+        }
+        acc[o] = m0, acc[o + 1] = m1;
+    }
+}
+
+KDK_Q8_INLINE int8_t kdk_q8k_out(const kdk_q8_conv_params *p, int o, int32_t acc)
+{
+    int32_t shift = p->same_shift ? p->shift[0] : p->shift[o];
+    return kdk_q8k_clamp8(kdk_q8_requantize(acc, p->mult[o], shift) + p->out_zp, p->act_min, p->act_max);
+}
+
+/* kdk_q8_conv2d (quant.h). */
+KDK_Q8_INLINE void kdk_q8_conv2d_body(const kdk_q8_conv_params *p, const int8_t *x, int8_t *y, int16_t *scratch)
+{
+    int n = p->ho * p->wo, f = p->f, fe = (f + 1) & ~1;
+    int32_t *acc = (int32_t *)(void *)(scratch + 2 * p->kp);
+    if (!p->pool) {
+        /* two pixels at a time, (oy, ox) and (oy1, ox1); an odd count's last alone (Dense's one) */
+        for (int i = 0, oy = 0, ox = 0; i < n; i += 2) {
+            int pixels = i + 1 < n ? 2 : 1, oy1 = ox + 1 < p->wo ? oy : oy + 1, ox1 = ox + 1 < p->wo ? ox + 1 : 0;
+            kdk_q8k_patches(p, x, oy, ox, oy1, ox1, pixels, scratch);
+            if (pixels == 2) kdk_q8k_products(p, scratch, 2, acc, KDK_Q8K_KEEP);
+            else kdk_q8k_products(p, scratch, 1, acc, KDK_Q8K_KEEP);
+            for (int j = 0; j < pixels; j++)
+                for (int o = 0; o < f; o++) y[(long)(i + j) * f + o] = kdk_q8k_out(p, o, acc[j * fe + o]);
+            oy = ox1 + 1 < p->wo ? oy1 : oy1 + 1, ox = ox1 + 1 < p->wo ? ox1 + 1 : 0;
+        }
+        return;
+    }
+    /* 2x2 max pooling: the max of the four sums, then one requantization
+     * (requantization and clamp never decrease, so this is the max of the
+     * four requantized outputs) */
+    int ph = p->ho / 2, pw = p->wo / 2;
+    int8_t *out = y;
+    for (int py = 0; py < ph; py++)
+        for (int px = 0; px < pw; px++, out += f) {
+            kdk_q8k_patches(p, x, 2 * py, 2 * px, 2 * py, 2 * px + 1, 2, scratch);
+            kdk_q8k_products(p, scratch, 2, acc, KDK_Q8K_MAX_FIRST);
+            kdk_q8k_patches(p, x, 2 * py + 1, 2 * px, 2 * py + 1, 2 * px + 1, 2, scratch);
+            kdk_q8k_products(p, scratch, 2, acc, KDK_Q8K_MAX_MORE);
+            for (int o = 0; o < f; o++) out[o] = kdk_q8k_out(p, o, acc[o]);
+        }
+}
+
+/* kdk_q8_depthwise_conv2d (quant.h). */
+KDK_Q8_INLINE void kdk_q8_depthwise_conv2d_body(const kdk_q8_conv_params *p, const int8_t *x, int8_t *y)
+{
+    int c = p->c;
+    for (int oy = 0; oy < p->ho; oy++)
+        for (int ox = 0; ox < p->wo; ox++)
+            for (int ch = 0; ch < c; ch++) {
+                int32_t acc = p->bias[ch];
+                for (int ky = 0; ky < p->kh; ky++) {
+                    int iy = oy * p->stride_h - p->pad_top + ky;
+                    if (iy < 0 || iy >= p->h) continue;
+                    for (int kx = 0; kx < p->kw; kx++) {
+                        int ix = ox * p->stride_w - p->pad_left + kx;
+                        if (ix < 0 || ix >= p->w) continue;
+                        acc += (x[((long)iy * p->w + ix) * c + ch] - p->in_zp) * p->weights[(ky * p->kw + kx) * c + ch];
+                    }
+                }
+                y[((long)oy * p->wo + ox) * c + ch] = kdk_q8k_out(p, ch, acc);
+            }
+}
+
+#endif
