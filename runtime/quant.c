@@ -2,10 +2,6 @@
  * the Cortex-M4's SIMD multiply-adds where the compiler targets them. */
 #include "quant_kernels.h"
 
-#if defined(__ARM_FEATURE_DSP)
-#include <arm_acle.h>
-#endif
-
 /* ---- convolution and Dense: quant_kernels.h's bodies, parameters read at run time ---------------- */
 
 void kdk_q8_conv2d(const kdk_q8_conv_params *p, const int8_t *x, int8_t *y, int16_t *scratch)
