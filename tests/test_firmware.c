@@ -6,6 +6,8 @@
  * makes the run report WRONG and exit non-zero. */
 #include "testutil.h"
 
+#include "quant_ref.h"
+
 #include <stdio.h>
 
 /* make -C samples/firmware with this build's kdslc, into dir (and `vars`,
@@ -102,6 +104,40 @@ START_TEST(resnet8_int8_on_cortex_m4)
 }
 END_TEST
 
+/* tests/test_quant.c's program of constant-shape int8 layers (one input
+ * channel and many, odd channel and filter counts, stride 2, padding 'same'
+ * and 'valid', the fused pooling, depthwise; tests/quant_ref.h) built for
+ * the Cortex-M4 and run on QEMU: the DSP code (SMLAD, SMLABB/SMLATT, SXTB16)
+ * of each shape against the reference loop nest. */
+START_TEST(constant_shape_int8_on_cortex_m4)
+{
+    if (getenv("KDSL_SANITIZE_CFLAGS")) return;
+    const char *dir = tu_tmpdir("firmware_shapes");
+    int n;
+    ref_conv_layer *l = conv_program_layers(&n);
+    FILE *c = fopen(tu_path(dir, "shapes.c"), "w");
+    ck_assert_ptr_nonnull(c);
+    write_conv_program(c, l, n);
+    fclose(c);
+    for (int i = 0; i < n; i++) free_conv(&l[i]);
+    free(l);
+    const char *fw = tu_src("samples/firmware");
+    char cmd[8192], *out;
+    snprintf(cmd, sizeof cmd,
+             "cd %s && arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os -ffunction-sections "
+             "-fdata-sections -std=c99 -Wall -Wextra -Werror -I%s %s/startup.c shapes.c -T %s/mps2_an386.ld -nostartfiles "
+             "--specs=nano.specs --specs=rdimon.specs -Wl,--gc-sections -o shapes.elf && timeout 300 qemu-system-arm -machine "
+             "mps2-an386 -nographic -monitor none -serial none -semihosting-config enable=on,target=native -kernel shapes.elf",
+             dir, tu_src("runtime"), fw, fw);
+    int rc = tu_run(cmd, &out);
+    ck_assert_msg(rc == 0, "%s", out);
+    char want[64];
+    snprintf(want, sizeof want, "%d cases, 0 wrong\n", n);
+    ck_assert_str_eq(out, want);
+    free(out);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("firmware");
@@ -109,6 +145,7 @@ int main(void)
     tcase_set_timeout(t, 600);
     tcase_add_test(t, autoencoder_on_cortex_m4);
     tcase_add_test(t, resnet8_int8_on_cortex_m4);
+    tcase_add_test(t, constant_shape_int8_on_cortex_m4);
     suite_add_tcase(s, t);
     return tu_run_suite(s);
 }
