@@ -136,15 +136,29 @@ KDK_Q8_INLINE int32_t kdk_q8_rdbpot(int32_t x, int e)     /* RoundingDivideByPOT
 
 /* TFLite's MultiplyByQuantizedMultiplier: acc * mult * 2^(shift - 31), rounded
  * as the two functions above round, for mult in [2^30, 2^31) (what
- * QuantizeMultiplier makes) and shift <= 30. Written for few instructions:
- * SaturatingRoundingDoublingHighMul's nudge then truncation toward zero is
- * floor((ab + 2^30) / 2^31) for every ab (and never saturates, mult being
- * positive). tests/test_quant.c checks it against exact arithmetic. */
+ * QuantizeMultiplier makes; or mult = shift = 0) and -31 <= shift <= 30.
+ * Written for few instructions, exactly (tests/test_quant.c checks it
+ * against 128-bit arithmetic):
+ *   - SaturatingRoundingDoublingHighMul's nudge then truncation toward zero
+ *     is r1 = floor((ab + 2^30) / 2^31) for every ab = acc * mult (and never
+ *     saturates, mult being positive);
+ *   - RoundingDivideByPOT by e = -shift >= 1 is floor((r1 + 2^(e-1) - [r1 < 0]) / 2^e),
+ *     and [r1 < 0] may be [acc < 0] (they differ only when r1 = 0, where
+ *     both give 0); the two floors are one, floor(T / 2^(31 + e)) with
+ *     T = ab + (acc < 0 ? -2^30 : 2^30) + 2^(30 + e): the high word of the
+ *     product (plus the nudge) shifted, and nothing overflows. */
 KDK_Q8_INLINE int32_t kdk_q8_requantize(int32_t acc, int32_t mult, int32_t shift)
 {
-    int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
-    int64_t ab = (int64_t)(int32_t)((uint32_t)acc << left) * mult;
-    return kdk_q8_rdbpot((int32_t)((ab + (1 << 30)) >> 31), right);
+    if (shift >= 0) {
+        int64_t ab = (int64_t)(int32_t)((uint32_t)acc << shift) * mult;
+        return (int32_t)((ab + (1 << 30)) >> 31);
+    }
+    int e = -shift;
+    uint32_t s = (uint32_t)(acc >> 31);   /* the nudge +-2^30 as a 64-bit start for SMLAL: (s << 32) | (s << 31 ^ 2^30) */
+    int64_t t0 = (int64_t)(((uint64_t)s << 32) | ((s << 31) ^ 0x40000000u)) + (int64_t)acc * mult;
+    int32_t hi = (int32_t)(t0 >> 32);
+    if (e == 1) return hi + (int32_t)((uint32_t)t0 >> 31);   /* floor((t0 + 2^31) / 2^32) */
+    return (hi + (1 << (e - 2))) >> (e - 1);                  /* 2^(30 + e) is 2^(e - 2) in the high word */
 }
 
 #ifdef __cplusplus

@@ -23,6 +23,22 @@ START_TEST(requantize_is_tflite_rounding)
         if (i % 4 == 0) acc = rand_in(-40, 40) * (1 << rand_in(0, 6));   /* ties: small values and powers of two */
         ck_assert_int_eq(kdk_q8_requantize(acc, mult, shift), ref_requantize(acc, mult, shift));
     }
+    /* the ends: every shift a multiplier can have, sums up to int32's limits,
+     * the smallest and largest multipliers */
+    const int32_t accs[] = {INT32_MIN, INT32_MIN + 1, -(1 << 30), -65537, -3, -2, -1, 0, 1, 2, 3, 65537, 1 << 30, INT32_MAX - 1,
+                            INT32_MAX};
+    const int32_t mults[] = {1 << 30, (1 << 30) + 1, 1518500250, INT32_MAX - 1, INT32_MAX};
+    for (int32_t shift = -31; shift <= 0; shift++)
+        for (size_t a = 0; a < sizeof accs / sizeof accs[0]; a++)
+            for (size_t m = 0; m < sizeof mults / sizeof mults[0]; m++)
+                ck_assert_msg(kdk_q8_requantize(accs[a], mults[m], shift) == ref_requantize(accs[a], mults[m], shift),
+                              "acc %d mult %d shift %d: %d, TFLite %d", accs[a], mults[m], shift,
+                              kdk_q8_requantize(accs[a], mults[m], shift), ref_requantize(accs[a], mults[m], shift));
+    for (int i = 0; i < 200000; i++) {   /* all of int32 */
+        int32_t mult = (int32_t)((1u << 30) + (next() % (1u << 30))), shift = rand_in(-31, 0);
+        int32_t acc = (int32_t)(((uint32_t)next() << 16) ^ next());
+        ck_assert_int_eq(kdk_q8_requantize(acc, mult, shift), ref_requantize(acc, mult, shift));
+    }
     /* TFLite's QuantizeMultiplier: 0.5 is 2^30 at shift 0, 1.0 is 2^30 at shift 1, 0.75 is 3 * 2^29 */
     int32_t m, s;
     kq_quantize_multiplier(0.5, &m, &s);
