@@ -1,8 +1,12 @@
 /* quantize_emit.c — an int8 model (quantize.h) as model.c + model.h: each
  * layer's constants (int8 weights, int32 biases, multipliers and shifts, the
- * kernel's parameters) as static const data, and predict as one call of a
- * runtime/quant.h kernel per layer on fixed arena offsets. Only the kernels
- * the model calls are linked (with -ffunction-sections --gc-sections). */
+ * kernel's parameters) as static const data, and predict as one call per
+ * layer on fixed arena offsets: of the layer's own function for a
+ * convolution, Dense or depthwise convolution (runtime/quant_kernels.h's
+ * body on its static const parameters, which the compiler folds into
+ * constant-shape code, as lower_direct.c writes fp32's), of a runtime/quant.h
+ * kernel for the rest. Only the kernels the model calls are linked (with
+ * -ffunction-sections --gc-sections). */
 #include "quantize.h"
 
 #include <inttypes.h>

@@ -2,9 +2,10 @@
  * TFLite's integer arithmetic for int8 (its quantization spec, as TFLM and
  * CMSIS-NN compute it), freestanding like the rest of runtime/ (no heap, no
  * stdio, no libm, no mutable globals). `kdslc compile --quantize int8` writes
- * a model.c that calls these with constant arguments; `kdslc evaluate /
- * predict --quantize int8` run the same kernels on the host, so the host's
- * accuracy is the firmware's.
+ * a model.c that calls these with constant arguments, and has each
+ * convolution's body (quant_kernels.h) compiled into it with its layer's
+ * constant parameters; `kdslc evaluate / predict --quantize int8` run the
+ * same kernels on the host, so the host's accuracy is the firmware's.
  *
  * Numbers (TFLite's spec):
  *   - an activation is int8 q with a scale s and zero point z: real = s (q - z);
@@ -22,7 +23,11 @@
  * two pixels at a time, and runs 2 pixels x 2 output channels per pass, four
  * weights a load: on a Cortex-M4 (__ARM_FEATURE_DSP) each pair of
  * multiply-adds is one SMLAD, the weights sign-extended by SXTB16 (CMSIS-NN's
- * arm_nn_mat_mult_kernel_s8_s16 scheme); elsewhere the same loop in C. */
+ * arm_nn_mat_mult_kernel_s8_s16 scheme); elsewhere the same loop in C. The
+ * depthwise convolution runs four channels a tap on the M4 (SMLABB, SMLATT).
+ * In a model.c the shapes are constants: the groups of four of a filter (up
+ * to 32) and the filter pairs of a layer of up to 8 filters are written out,
+ * and a shift common to a layer's channels is folded. */
 #ifndef KDSL_QUANT_H
 #define KDSL_QUANT_H
 
