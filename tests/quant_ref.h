@@ -10,6 +10,7 @@
 #define KDSL_QUANT_REF_H
 
 #include "quant.h"
+#include "testutil.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -245,6 +246,28 @@ static ref_conv_layer *conv_program_layers(int *n)
                     shapes[i].same, shapes[i].f, shapes[i].pool);
     for (int i = nshapes; i < *n; i++) random_conv(&l[i], i % 3 == 0);
     return l;
+}
+
+/* Builds and runs the program of conv_program_layers in dir: cmd, a shell
+ * command with one %s for dir, compiles dir/shapes.c and runs it. Fails the
+ * test unless every case passes. */
+static void run_conv_program(const char *dir, const char *cmd_fmt)
+{
+    int n;
+    ref_conv_layer *l = conv_program_layers(&n);
+    FILE *c = fopen(tu_path(dir, "shapes.c"), "w");
+    ck_assert_ptr_nonnull(c);
+    write_conv_program(c, l, n);
+    fclose(c);
+    for (int i = 0; i < n; i++) free_conv(&l[i]);
+    free(l);
+    char cmd[8192], want[64], *out;
+    snprintf(cmd, sizeof cmd, cmd_fmt, dir);
+    int rc = tu_run(cmd, &out);
+    ck_assert_msg(rc == 0, "%s", out);
+    snprintf(want, sizeof want, "%d cases, 0 wrong\n", n);
+    ck_assert_str_eq(out, want);
+    free(out);
 }
 
 #endif
