@@ -69,9 +69,10 @@ KDK_Q8_INLINE void kdk_q8k_patch(const kdk_q8_conv_params *p, const int8_t *x, i
     kdk_q8k_writer w = {col + j * 4, 0};
     for (int ky = 0; ky < p->kh; ky++) {
         int iy = oy * p->stride_h - p->pad_top + ky, e = 0;
-        const int8_t *src = x + ((long)iy * p->w + ix0) * p->c;   /* the row's elements, contiguous */
+        long at = ((long)iy * p->w + ix0) * p->c;   /* the row's elements, contiguous, from x[at] */
         bool row_in = iy >= 0 && iy < p->h;
         if (row_in && ix0 >= 0 && ix0 + p->kw <= p->w) {
+            const int8_t *src = x + at;
 #ifdef KDK_Q8_DSP
             /* four at a time; past the row's end (to rowp) the elements meet
              * zero weights, but are read only inside the input */
@@ -83,7 +84,7 @@ KDK_Q8_INLINE void kdk_q8k_patch(const kdk_q8_conv_params *p, const int8_t *x, i
         } else {
             for (int kx = 0; kx < p->kw; kx++) {
                 bool in = row_in && ix0 + kx >= 0 && ix0 + kx < p->w;
-                for (int ci = 0; ci < p->c; ci++, e++) kdk_q8k_put(&w, in ? src[e] - zp : 0);
+                for (int ci = 0; ci < p->c; ci++, e++) kdk_q8k_put(&w, in ? x[at + e] - zp : 0);
             }
         }
         for (; e < rowp; e++) kdk_q8k_put(&w, 0);
@@ -132,6 +133,69 @@ KDK_Q8_INLINE void kdk_q8k_patches(const kdk_q8_conv_params *p, const int8_t *x,
     if (pixels == 2) kdk_q8k_patch(p, x, oy1, ox1, 1, col);
 }
 
+#ifdef KDK_Q8_DSP
+/* A group (four elements of each patch, of each of two filters) in
+ * assembly, for both pixels of the pair or the first: GCC's register
+ * allocation spills the sums at -Os; 15 instructions for 16 multiply-adds
+ * (8 SMLAD), or 10 for 8. In products' scope: the sums s00, s01 (pixel 0,
+ * filters o and o + 1), s10, s11 (pixel 1), the patch c and the weights wp
+ * (both advanced), and the temporaries. */
+#define KDK_Q8K_GROUP2 \
+    __asm__("ldrd %[x01], %[x23], [%[c]], #8\n\t" \
+    "ldrd %[y01], %[y23], [%[c]], #8\n\t" \
+    "ldrd %[a], %[b], [%[w]], #8\n\t" \
+    "sxtb16 %[t], %[a]\n\t" \
+    "smlad %[s00], %[t], %[x01], %[s00]\n\t" \
+    "smlad %[s10], %[t], %[y01], %[s10]\n\t" \
+    "sxtb16 %[a], %[a], ror #8\n\t" \
+    "smlad %[s00], %[a], %[x23], %[s00]\n\t" \
+    "smlad %[s10], %[a], %[y23], %[s10]\n\t" \
+    "sxtb16 %[t], %[b]\n\t" \
+    "smlad %[s01], %[t], %[x01], %[s01]\n\t" \
+    "smlad %[s11], %[t], %[y01], %[s11]\n\t" \
+    "sxtb16 %[b], %[b], ror #8\n\t" \
+    "smlad %[s01], %[b], %[x23], %[s01]\n\t" \
+    "smlad %[s11], %[b], %[y23], %[s11]" \
+    : [s00] "+r"(s00), [s01] "+r"(s01), [s10] "+r"(s10), [s11] "+r"(s11), [c] "+r"(c), \
+    [w] "+r"(wp), [x01] "=&r"(x01), [x23] "=&r"(x23), [y01] "=&r"(y01), [y23] "=&r"(y23), \
+    [a] "=&r"(a), [b] "=&r"(b), [t] "=&r"(t) \
+    : \
+    : "memory")
+
+#define KDK_Q8K_GROUP1 \
+    __asm__("ldrd %[x01], %[x23], [%[c]], #16\n\t" \
+    "ldrd %[a], %[b], [%[w]], #8\n\t" \
+    "sxtb16 %[t], %[a]\n\t" \
+    "smlad %[s00], %[t], %[x01], %[s00]\n\t" \
+    "sxtb16 %[a], %[a], ror #8\n\t" \
+    "smlad %[s00], %[a], %[x23], %[s00]\n\t" \
+    "sxtb16 %[t], %[b]\n\t" \
+    "smlad %[s01], %[t], %[x01], %[s01]\n\t" \
+    "sxtb16 %[b], %[b], ror #8\n\t" \
+    "smlad %[s01], %[b], %[x23], %[s01]" \
+    : [s00] "+r"(s00), [s01] "+r"(s01), [c] "+r"(c), [w] "+r"(wp), [x01] "=&r"(x01), \
+    [x23] "=&r"(x23), [a] "=&r"(a), [b] "=&r"(b), [t] "=&r"(t) \
+    : \
+    : "memory")
+
+/* The groups of a filter pair: a constant count of up to 32 (a
+ * constant-shape layer's) written out one after the other, more four a
+ * loop step (the loop's increment, compare and branch paid once for 60
+ * instructions), then the rest. */
+#define KDK_Q8K_GROUPS(GROUP) \
+    do { \
+        if (groups <= 32) { \
+            _Pragma("GCC unroll 32") for (int g = 0; g < groups; g++) GROUP; \
+        } else { \
+            int g = 0; \
+            for (; g + 4 <= groups; g += 4) { \
+                _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) GROUP; \
+            } \
+            for (; g < groups; g++) GROUP; \
+        } \
+    } while (0)
+#endif
+
 enum { KDK_Q8K_KEEP, KDK_Q8K_MAX_FIRST, KDK_Q8K_MAX_MORE };
 
 /* KEEP: acc[j * fe + o] = bias[o] + patch j . filter o for every filter o < fe (f
@@ -152,53 +216,10 @@ KDK_Q8_INLINE void kdk_q8k_products(const kdk_q8_conv_params *p, const int16_t *
         int32_t s00 = p->bias[o], s01 = o + 1 < f ? p->bias[o + 1] : 0, s10 = s00, s11 = s01;
         const int16_t *c = col;
 #ifdef KDK_Q8_DSP
-        /* a group (four elements of each patch, of each filter) in assembly:
-         * GCC's register allocation spills the sums at -Os; 15 instructions
-         * for 16 multiply-adds (8 SMLAD), and the groups of a constant-shape
-         * layer's filter written out one after the other up to 32 */
         const int8_t *wp = w;
         uint32_t x01, x23, y01, y23, a, b, t;
-        if (pixels == 2) {
-#pragma GCC unroll 32
-            for (int g = 0; g < groups; g++)
-                __asm__("ldrd %[x01], %[x23], [%[c]], #8\n\t"
-                        "ldrd %[y01], %[y23], [%[c]], #8\n\t"
-                        "ldrd %[a], %[b], [%[w]], #8\n\t"
-                        "sxtb16 %[t], %[a]\n\t"
-                        "smlad %[s00], %[t], %[x01], %[s00]\n\t"
-                        "smlad %[s10], %[t], %[y01], %[s10]\n\t"
-                        "sxtb16 %[a], %[a], ror #8\n\t"
-                        "smlad %[s00], %[a], %[x23], %[s00]\n\t"
-                        "smlad %[s10], %[a], %[y23], %[s10]\n\t"
-                        "sxtb16 %[t], %[b]\n\t"
-                        "smlad %[s01], %[t], %[x01], %[s01]\n\t"
-                        "smlad %[s11], %[t], %[y01], %[s11]\n\t"
-                        "sxtb16 %[b], %[b], ror #8\n\t"
-                        "smlad %[s01], %[b], %[x23], %[s01]\n\t"
-                        "smlad %[s11], %[b], %[y23], %[s11]"
-                        : [s00] "+r"(s00), [s01] "+r"(s01), [s10] "+r"(s10), [s11] "+r"(s11), [c] "+r"(c),
-                          [w] "+r"(wp), [x01] "=&r"(x01), [x23] "=&r"(x23), [y01] "=&r"(y01), [y23] "=&r"(y23),
-                          [a] "=&r"(a), [b] "=&r"(b), [t] "=&r"(t)
-                        :
-                        : "memory");
-        } else {
-#pragma GCC unroll 32
-            for (int g = 0; g < groups; g++)
-                __asm__("ldrd %[x01], %[x23], [%[c]], #16\n\t"
-                        "ldrd %[a], %[b], [%[w]], #8\n\t"
-                        "sxtb16 %[t], %[a]\n\t"
-                        "smlad %[s00], %[t], %[x01], %[s00]\n\t"
-                        "sxtb16 %[a], %[a], ror #8\n\t"
-                        "smlad %[s00], %[a], %[x23], %[s00]\n\t"
-                        "sxtb16 %[t], %[b]\n\t"
-                        "smlad %[s01], %[t], %[x01], %[s01]\n\t"
-                        "sxtb16 %[b], %[b], ror #8\n\t"
-                        "smlad %[s01], %[b], %[x23], %[s01]"
-                        : [s00] "+r"(s00), [s01] "+r"(s01), [c] "+r"(c), [w] "+r"(wp), [x01] "=&r"(x01),
-                          [x23] "=&r"(x23), [a] "=&r"(a), [b] "=&r"(b), [t] "=&r"(t)
-                        :
-                        : "memory");
-        }
+        if (pixels == 2) KDK_Q8K_GROUPS(KDK_Q8K_GROUP2);
+        else KDK_Q8K_GROUPS(KDK_Q8K_GROUP1);
         w += groups * 8;
 #else
         static const int order[4] = {0, 2, 1, 3};   /* where element k & 3 sits in the patch's four */

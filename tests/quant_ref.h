@@ -232,6 +232,8 @@ static ref_conv_layer *conv_program_layers(int *n)
         {false, 1, 1, 37, 1, 1, 1, false, 10, 0},    /* Dense, odd c */
         {false, 1, 1, 150, 1, 1, 1, false, 4, 0},    /* Dense of more groups than are written out */
         {false, 8, 8, 2, 3, 3, 2, false, 9, 0},      /* stride 2, 'valid' */
+        {false, 6, 6, 16, 3, 3, 1, true, 6, 0},      /* ResNet-8's: 36 groups, four a loop step */
+        {false, 6, 5, 19, 3, 3, 1, true, 5, 2},      /* 45 groups: four a step and one more; odd c and f, pooled */
         {true, 7, 6, 8, 3, 3, 1, true, 0, 0},        /* depthwise, channels in fours */
         {true, 9, 8, 5, 3, 3, 2, true, 0, 0},        /* depthwise, stride 2, a channel past the fours */
         {true, 6, 6, 7, 3, 3, 1, false, 0, 0},       /* depthwise 'valid', three past the fours */
