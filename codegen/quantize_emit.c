@@ -2,7 +2,7 @@
  * layer's constants (int8 weights, int32 biases, multipliers and shifts, the
  * kernel's parameters) as static const data, and predict as one call per
  * layer on fixed arena offsets: of the layer's own function for a
- * convolution, Dense or depthwise convolution (runtime/quant_kernels.h's
+ * convolution, Dense, depthwise convolution or Add (runtime/quant_kernels.h's
  * body on its static const parameters, which the compiler folds into
  * constant-shape code, as lower_direct.c writes fp32's), of a runtime/quant.h
  * kernel for the rest. Only the kernels the model calls are linked (with
@@ -81,6 +81,8 @@ static void layer_data(FILE *c, int i, const kq_layer *l)
         fprintf(c, "static const kdk_q8_add_params L%d = {", i);
         for (int k = 0; k < 13; k++) fprintf(c, "%s%" PRId32, k ? ", " : "", v[k]);
         fprintf(c, "};\n");
+        fprintf(c, "static void L%d_run(const int8_t *a, const int8_t *b, int8_t *y)\n{\n"
+                   "    kdk_q8_add_body(&L%d, a, b, y);\n}\n", i, i);
         break;
     }
     case KQ_RELU: break;
@@ -106,7 +108,7 @@ static void layer_call(FILE *c, const kq_model *m, int i, const kq_layer *l)
                 out->offset);
         break;
     case KQ_ADD:
-        fprintf(c, "    kdk_q8_add(&L%d, a + %" PRId64 ", a + %" PRId64 ", a + %" PRId64 ");\n", i, in->offset,
+        fprintf(c, "    L%d_run(a + %" PRId64 ", a + %" PRId64 ", a + %" PRId64 ");\n", i, in->offset,
                 ((const kq_tensor *)m->tensors.items[l->in2])->offset, out->offset);
         break;
     case KQ_RELU:

@@ -56,15 +56,7 @@ void kdk_q8_avgpool2d(const kdk_q8_pool_params *p, const int8_t *x, int8_t *y) {
 
 /* ---- element-wise ------------------------------------------------------------------------------ */
 
-void kdk_q8_add(const kdk_q8_add_params *p, const int8_t *a, const int8_t *b, int8_t *y)
-{
-    for (int32_t i = 0; i < p->n; i++) {
-        int32_t sa = (int32_t)((uint32_t)(a[i] - p->a_zp) << p->left_shift);
-        int32_t sb = (int32_t)((uint32_t)(b[i] - p->b_zp) << p->left_shift);
-        int32_t sum = kdk_q8_requantize(sa, p->a_mult, p->a_shift) + kdk_q8_requantize(sb, p->b_mult, p->b_shift);
-        y[i] = kdk_q8k_clamp8(kdk_q8_requantize(sum, p->out_mult, p->out_shift) + p->out_zp, p->act_min, p->act_max);
-    }
-}
+void kdk_q8_add(const kdk_q8_add_params *p, const int8_t *a, const int8_t *b, int8_t *y) { kdk_q8_add_body(p, a, b, y); }
 
 void kdk_q8_clamp_min(const int8_t *x, int8_t *y, int32_t n, int32_t lo)
 {
