@@ -2,9 +2,10 @@
  * TFLite's integer arithmetic for int8 (its quantization spec, as TFLM and
  * CMSIS-NN compute it), freestanding like the rest of runtime/ (no heap, no
  * stdio, no libm, no mutable globals). `kdslc compile --quantize int8` writes
- * a model.c that calls these with constant arguments; `kdslc evaluate /
- * predict --quantize int8` run the same kernels on the host, so the host's
- * accuracy is the firmware's.
+ * a model.c that calls these with constant arguments, and has each
+ * convolution's body (quant_kernels.h) compiled into it with its layer's
+ * constant parameters; `kdslc evaluate / predict --quantize int8` run the
+ * same kernels on the host, so the host's accuracy is the firmware's.
  *
  * Numbers (TFLite's spec):
  *   - an activation is int8 q with a scale s and zero point z: real = s (q - z);
@@ -22,7 +23,11 @@
  * two pixels at a time, and runs 2 pixels x 2 output channels per pass, four
  * weights a load: on a Cortex-M4 (__ARM_FEATURE_DSP) each pair of
  * multiply-adds is one SMLAD, the weights sign-extended by SXTB16 (CMSIS-NN's
- * arm_nn_mat_mult_kernel_s8_s16 scheme); elsewhere the same loop in C. */
+ * arm_nn_mat_mult_kernel_s8_s16 scheme); elsewhere the same loop in C. The
+ * depthwise convolution runs four channels a tap on the M4 (SMLABB, SMLATT).
+ * In a model.c the shapes are constants: the groups of four of a filter (up
+ * to 32) and the filter pairs of a layer of up to 8 filters are written out,
+ * and a shift common to a layer's channels is folded. */
 #ifndef KDSL_QUANT_H
 #define KDSL_QUANT_H
 
@@ -61,6 +66,10 @@ typedef struct kdk_q8_conv_params {
     const int8_t *weights;
     const int32_t *bias, *mult, *shift;   /* per output channel */
     int pool;
+    /* 1: every shift[o] is shift[0], so that a model.c's constant-shape code
+     * (quant_kernels.h) folds the shift into its requantization; 0 (the
+     * host's run) reads shift[o] */
+    int same_shift;
 } kdk_q8_conv_params;
 
 /* int16 elements of scratch the convolution needs: two pixels' patches (2 kp)
@@ -132,15 +141,29 @@ KDK_Q8_INLINE int32_t kdk_q8_rdbpot(int32_t x, int e)     /* RoundingDivideByPOT
 
 /* TFLite's MultiplyByQuantizedMultiplier: acc * mult * 2^(shift - 31), rounded
  * as the two functions above round, for mult in [2^30, 2^31) (what
- * QuantizeMultiplier makes) and shift <= 30. Written for few instructions:
- * SaturatingRoundingDoublingHighMul's nudge then truncation toward zero is
- * floor((ab + 2^30) / 2^31) for every ab (and never saturates, mult being
- * positive). tests/test_quant.c checks it against exact arithmetic. */
+ * QuantizeMultiplier makes; or mult = shift = 0) and -31 <= shift <= 30.
+ * Written for few instructions, exactly (tests/test_quant.c checks it
+ * against 128-bit arithmetic):
+ *   - SaturatingRoundingDoublingHighMul's nudge then truncation toward zero
+ *     is r1 = floor((ab + 2^30) / 2^31) for every ab = acc * mult (and never
+ *     saturates, mult being positive);
+ *   - RoundingDivideByPOT by e = -shift >= 1 is floor((r1 + 2^(e-1) - [r1 < 0]) / 2^e),
+ *     and [r1 < 0] may be [acc < 0] (they differ only when r1 = 0, where
+ *     both give 0); the two floors are one, floor(T / 2^(31 + e)) with
+ *     T = ab + (acc < 0 ? -2^30 : 2^30) + 2^(30 + e): the high word of the
+ *     product (plus the nudge) shifted, and nothing overflows. */
 KDK_Q8_INLINE int32_t kdk_q8_requantize(int32_t acc, int32_t mult, int32_t shift)
 {
-    int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
-    int64_t ab = (int64_t)(int32_t)((uint32_t)acc << left) * mult;
-    return kdk_q8_rdbpot((int32_t)((ab + (1 << 30)) >> 31), right);
+    if (shift >= 0) {
+        int64_t ab = (int64_t)(int32_t)((uint32_t)acc << shift) * mult;
+        return (int32_t)((ab + (1 << 30)) >> 31);
+    }
+    int e = -shift;
+    uint32_t s = (uint32_t)(acc >> 31);   /* the nudge +-2^30 as a 64-bit start for SMLAL: (s << 32) | (s << 31 ^ 2^30) */
+    int64_t t0 = (int64_t)(((uint64_t)s << 32) | ((s << 31) ^ 0x40000000u)) + (int64_t)acc * mult;
+    int32_t hi = (int32_t)(t0 >> 32);
+    if (e == 1) return hi + (int32_t)((uint32_t)t0 >> 31);   /* floor((t0 + 2^31) / 2^32) */
+    return (hi + (1 << (e - 2))) >> (e - 1);                  /* 2^(30 + e) is 2^(e - 2) in the high word */
 }
 
 #ifdef __cplusplus

@@ -6,6 +6,8 @@
  * makes the run report WRONG and exit non-zero. */
 #include "testutil.h"
 
+#include "quant_ref.h"
+
 #include <stdio.h>
 
 /* make -C samples/firmware with this build's kdslc, into dir (and `vars`,
@@ -79,9 +81,10 @@ START_TEST(autoencoder_on_cortex_m4)
 END_TEST
 
 /* The MLPerf Tiny ResNet-8 quantized (--quantize int8, calibrated on its
- * three fixture images): the Cortex-M4's int8 kernels (SMLAD) must give the
- * host's int8 outputs (the portable C of the same kernels), and the image
- * links only the kernels the model calls. */
+ * three fixture images): the Cortex-M4's int8 code (SMLAD; each convolution
+ * and Add model.c's own, quant_kernels.h with the layer's constant shapes) must give
+ * the host's int8 outputs (the portable C of the same kernels), and the
+ * image links only the kernels the model calls. */
 START_TEST(resnet8_int8_on_cortex_m4)
 {
     if (getenv("KDSL_SANITIZE_CFLAGS")) return;
@@ -90,12 +93,34 @@ START_TEST(resnet8_int8_on_cortex_m4)
     snprintf(vars, sizeof vars, "H5=%s INPUTS=%s SAMPLES=3 QUANTIZE=int8", tu_src("tests/fixtures/mlperf_tiny/pretrainedResnet.h5"),
              tu_src("tests/fixtures/mlperf_tiny/pretrainedResnet_x.npy"));
     char *syms = run_passes(dir, vars, "sample 2: 10 outputs");
-    const char *used[] = {" T kdk_q8_conv2d\n", " T kdk_q8_add\n", " T kdk_q8_avgpool2d\n", " T kdk_q8_quantize\n"};
-    for (size_t i = 0; i < sizeof used / sizeof used[0]; i++) ck_assert_has(syms, used[i]);
-    const char *unused[] = {" T kdk_q8_maxpool2d\n", " T kdk_q8_depthwise_conv2d\n", " kdk_sgemm", " kdk_sconv2d_fwd"};
+    const char *used[] = {" T kdk_q8_avgpool2d\n", " T kdk_q8_quantize\n"};
+    for (size_t i = 0; i < sizeof used / sizeof used[0]; i++)
+        ck_assert_msg(strstr(syms, used[i]), "the firmware does not link %s", used[i]);
+    const char *unused[] = {" T kdk_q8_conv2d\n", " T kdk_q8_add\n", " T kdk_q8_maxpool2d\n", " T kdk_q8_depthwise_conv2d\n", " kdk_sgemm",
+                            " kdk_sconv2d_fwd"};
     for (size_t i = 0; i < sizeof unused / sizeof unused[0]; i++)
         ck_assert_msg(!strstr(syms, unused[i]), "the firmware links %s", unused[i]);
     free(syms);
+}
+END_TEST
+
+/* tests/test_quant.c's program of constant-shape int8 layers (one input
+ * channel and many, odd channel and filter counts, stride 2, padding 'same'
+ * and 'valid', the fused pooling, depthwise; tests/quant_ref.h) built for
+ * the Cortex-M4 and run on QEMU: the DSP code (SMLAD, SMLABB/SMLATT, SXTB16)
+ * of each shape against the reference loop nest. */
+START_TEST(constant_shape_int8_on_cortex_m4)
+{
+    if (getenv("KDSL_SANITIZE_CFLAGS")) return;
+    const char *fw = tu_src("samples/firmware");
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "cd %%s && arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os -ffunction-sections "
+             "-fdata-sections -std=c99 -Wall -Wextra -Werror -I%s %s/startup.c shapes.c -T %s/mps2_an386.ld -nostartfiles "
+             "--specs=nano.specs --specs=rdimon.specs -Wl,--gc-sections -o shapes.elf && timeout 300 qemu-system-arm -machine "
+             "mps2-an386 -nographic -monitor none -serial none -semihosting-config enable=on,target=native -kernel shapes.elf",
+             tu_src("runtime"), fw, fw);
+    run_conv_program(tu_tmpdir("firmware_shapes"), cmd);
 }
 END_TEST
 
@@ -106,6 +131,7 @@ int main(void)
     tcase_set_timeout(t, 600);
     tcase_add_test(t, autoencoder_on_cortex_m4);
     tcase_add_test(t, resnet8_int8_on_cortex_m4);
+    tcase_add_test(t, constant_shape_int8_on_cortex_m4);
     suite_add_tcase(s, t);
     return tu_run_suite(s);
 }

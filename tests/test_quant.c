@@ -6,36 +6,13 @@
 #include "testutil.h"
 
 #include "host/tensor_file.h"
-#include "quant.h"
+#include "quant_ref.h"
 #include "quantize.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-static uint64_t rng = 88172645463325252ull;
-static uint32_t next(void)
-{
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-static int rand_in(int lo, int hi) { return lo + (int)(next() % (uint32_t)(hi - lo + 1)); }
-
-/* acc * mult * 2^(shift - 31) as TFLite rounds it, in 128-bit arithmetic:
- * first to 2^-31 units half up (SaturatingRoundingDoublingHighMul), then the
- * right shift half away from zero (RoundingDivideByPOT). */
-static int32_t ref_requantize(int32_t acc, int32_t mult, int32_t shift)
-{
-    int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
-    __int128 p = (__int128)acc * ((int64_t)1 << left) * mult;
-    __int128 num = 2 * p + ((__int128)1 << 31), den = (__int128)1 << 32;
-    __int128 r1 = num >= 0 ? num / den : -((-num + den - 1) / den);   /* floor */
-    if (right == 0) return (int32_t)r1;
-    __int128 mag = r1 < 0 ? -r1 : r1;
-    mag = (mag + ((__int128)1 << (right - 1))) >> right;
-    return (int32_t)(r1 < 0 ? -mag : mag);
-}
 
 START_TEST(requantize_is_tflite_rounding)
 {
@@ -44,6 +21,22 @@ START_TEST(requantize_is_tflite_rounding)
         int32_t shift = rand_in(-12, 3);
         int32_t acc = (int32_t)(next() % (1u << 24)) - (1 << 23);
         if (i % 4 == 0) acc = rand_in(-40, 40) * (1 << rand_in(0, 6));   /* ties: small values and powers of two */
+        ck_assert_int_eq(kdk_q8_requantize(acc, mult, shift), ref_requantize(acc, mult, shift));
+    }
+    /* the ends: every shift a multiplier can have, sums up to int32's limits,
+     * the smallest and largest multipliers */
+    const int32_t accs[] = {INT32_MIN, INT32_MIN + 1, -(1 << 30), -65537, -3, -2, -1, 0, 1, 2, 3, 65537, 1 << 30, INT32_MAX - 1,
+                            INT32_MAX};
+    const int32_t mults[] = {1 << 30, (1 << 30) + 1, 1518500250, INT32_MAX - 1, INT32_MAX};
+    for (int32_t shift = -31; shift <= 0; shift++)
+        for (size_t a = 0; a < sizeof accs / sizeof accs[0]; a++)
+            for (size_t m = 0; m < sizeof mults / sizeof mults[0]; m++)
+                ck_assert_msg(kdk_q8_requantize(accs[a], mults[m], shift) == ref_requantize(accs[a], mults[m], shift),
+                              "acc %d mult %d shift %d: %d, TFLite %d", accs[a], mults[m], shift,
+                              kdk_q8_requantize(accs[a], mults[m], shift), ref_requantize(accs[a], mults[m], shift));
+    for (int i = 0; i < 200000; i++) {   /* all of int32 */
+        int32_t mult = (int32_t)((1u << 30) + (next() % (1u << 30))), shift = rand_in(-31, 0);
+        int32_t acc = (int32_t)(((uint32_t)next() << 16) ^ next());
         ck_assert_int_eq(kdk_q8_requantize(acc, mult, shift), ref_requantize(acc, mult, shift));
     }
     /* TFLite's QuantizeMultiplier: 0.5 is 2^30 at shift 0, 1.0 is 2^30 at shift 1, 0.75 is 3 * 2^29 */
@@ -60,102 +53,24 @@ START_TEST(requantize_is_tflite_rounding)
 }
 END_TEST
 
-static int8_t clamp8(int32_t v, int32_t lo, int32_t hi) { return (int8_t)(v < lo ? lo : v > hi ? hi : v); }
-
-/* A random convolution (depthwise: f = c) with weights in the natural [k][f] order; packs them as quant.h says. */
-static void random_conv(kdk_q8_conv_params *p, bool depthwise, int8_t **nat, int8_t **packed)
-{
-    p->h = rand_in(1, 9), p->w = rand_in(1, 9), p->c = rand_in(1, 7);
-    p->kh = rand_in(1, p->h < 3 ? p->h : 3), p->kw = rand_in(1, p->w < 3 ? p->w : 3);
-    p->stride_h = rand_in(1, 2), p->stride_w = rand_in(1, 2);
-    p->pad_top = rand_in(0, p->kh - 1), p->pad_left = rand_in(0, p->kw - 1);
-    p->ho = (p->h + 2 * p->pad_top - p->kh) / p->stride_h + 1;
-    p->wo = (p->w + 2 * p->pad_left - p->kw) / p->stride_w + 1;
-    p->f = depthwise ? p->c : rand_in(1, 9);
-    int K = depthwise ? p->kh * p->kw : p->kh * p->kw * p->c, row = p->kw * p->c, rowp = (row + 3) / 4 * 4;
-    p->kp = depthwise ? K : p->kh * rowp;
-    p->in_zp = rand_in(-128, 127), p->out_zp = rand_in(-128, 127);
-    p->act_min = rand_in(-128, 0), p->act_max = rand_in(1, 127);
-    *nat = malloc((size_t)(K * p->f));
-    size_t np = depthwise ? (size_t)(K * p->f) : (size_t)((p->f + 1) / 2 * 2 * p->kp);
-    *packed = calloc(np, 1);
-    int32_t *bias = malloc(sizeof(int32_t) * (size_t)p->f), *mult = malloc(sizeof(int32_t) * (size_t)p->f),
-            *shift = malloc(sizeof(int32_t) * (size_t)p->f);
-    for (int k = 0; k < K; k++)
-        for (int o = 0; o < p->f; o++) {
-            int8_t v = (int8_t)rand_in(-127, 127);
-            (*nat)[k * p->f + o] = v;
-            int kr = k / row * rowp + k % row;   /* quant.h: each kernel row padded to rowp */
-            size_t at = depthwise ? (size_t)(k * p->f + o) : (size_t)((o / 2) * 2 * p->kp + (kr / 4) * 8 + (o & 1) * 4 + (kr & 3));
-            (*packed)[at] = v;
-        }
-    for (int o = 0; o < p->f; o++) {
-        bias[o] = rand_in(-5000, 5000);
-        mult[o] = (int32_t)((1u << 30) + (next() % (1u << 30)));
-        shift[o] = rand_in(-10, -5);
-    }
-    p->weights = *packed, p->bias = bias, p->mult = mult, p->shift = shift;
-    p->pool = !depthwise && p->ho >= 2 && p->wo >= 2 && next() % 2 ? 2 : 0;
-}
-
-static void free_conv(kdk_q8_conv_params *p, int8_t *nat, int8_t *packed)
-{
-    free(nat), free(packed);
-    free((void *)p->bias), free((void *)p->mult), free((void *)p->shift);
-}
-
-/* The convolution as TFLite's reference kernel writes it: a loop nest over the natural weights. */
-static void ref_conv(const kdk_q8_conv_params *p, bool depthwise, const int8_t *nat, const int8_t *x, int8_t *y)
-{
-    for (int oy = 0; oy < p->ho; oy++)
-        for (int ox = 0; ox < p->wo; ox++)
-            for (int o = 0; o < p->f; o++) {
-                int32_t acc = p->bias[o];
-                for (int ky = 0; ky < p->kh; ky++)
-                    for (int kx = 0; kx < p->kw; kx++) {
-                        int iy = oy * p->stride_h - p->pad_top + ky, ix = ox * p->stride_w - p->pad_left + kx;
-                        if (iy < 0 || iy >= p->h || ix < 0 || ix >= p->w) continue;
-                        for (int ci = depthwise ? o : 0; ci < (depthwise ? o + 1 : p->c); ci++) {
-                            int k = depthwise ? ky * p->kw + kx : (ky * p->kw + kx) * p->c + ci;
-                            acc += (x[(iy * p->w + ix) * p->c + ci] - p->in_zp) * nat[k * p->f + o];
-                        }
-                    }
-                int32_t v = ref_requantize(acc, p->mult[o], p->shift[o]) + p->out_zp;
-                y[(oy * p->wo + ox) * p->f + o] = clamp8(v, p->act_min, p->act_max);
-            }
-}
-
 static void conv_case(bool depthwise)
 {
     for (int t = 0; t < 300; t++) {
-        kdk_q8_conv_params p;
-        int8_t *nat, *packed;
-        random_conv(&p, depthwise, &nat, &packed);
-        int n_in = p.h * p.w * p.c, n_full = p.ho * p.wo * p.f;
-        int n_out = p.pool ? (p.ho / 2) * (p.wo / 2) * p.f : n_full;
-        int8_t *x = malloc((size_t)n_in), *y = malloc((size_t)n_out), *r = malloc((size_t)n_full);
-        int16_t *scratch = malloc(2 * kdk_q8_conv_scratch(&p));
+        ref_conv_layer l;
+        random_conv(&l, depthwise);
+        const kdk_q8_conv_params *p = &l.p;
+        int n_in = p->h * p->w * p->c, n_out = conv_outputs(p);
+        int8_t *x = malloc((size_t)n_in), *y = malloc((size_t)n_out), *r = malloc((size_t)(p->ho * p->wo * p->f));
+        int16_t *scratch = malloc(2 * kdk_q8_conv_scratch(p));
         for (int i = 0; i < n_in; i++) x[i] = (int8_t)rand_in(-128, 127);
-        if (depthwise) kdk_q8_depthwise_conv2d(&p, x, y);
-        else kdk_q8_conv2d(&p, x, y, scratch);
-        ref_conv(&p, depthwise, nat, x, r);
-        if (p.pool)   /* the fused 2x2 max pooling, over the requantized outputs */
-            for (int py = 0; py < p.ho / 2; py++)
-                for (int px = 0; px < p.wo / 2; px++)
-                    for (int o = 0; o < p.f; o++) {
-                        int8_t m = -128;
-                        for (int dy = 0; dy < 2; dy++)
-                            for (int dx = 0; dx < 2; dx++) {
-                                int8_t v = r[((2 * py + dy) * p.wo + 2 * px + dx) * p.f + o];
-                                m = v > m ? v : m;
-                            }
-                        r[(py * (p.wo / 2) + px) * p.f + o] = m;   /* in place: never ahead of what it reads */
-                    }
+        if (depthwise) kdk_q8_depthwise_conv2d(p, x, y);
+        else kdk_q8_conv2d(p, x, y, scratch);
+        ref_conv(&l, x, r);
         for (int i = 0; i < n_out; i++)
             ck_assert_msg(y[i] == r[i], "case %d: output %d is %d, reference %d (h %d w %d c %d k %dx%d f %d pool %d)", t, i,
-                          y[i], r[i], p.h, p.w, p.c, p.kh, p.kw, p.f, p.pool);
+                          y[i], r[i], p->h, p->w, p->c, p->kh, p->kw, p->f, p->pool);
         free(x), free(y), free(r), free(scratch);
-        free_conv(&p, nat, packed);
+        free_conv(&l);
     }
 }
 
@@ -163,6 +78,20 @@ START_TEST(conv2d_matches_loop_nest) { conv_case(false); }
 END_TEST
 
 START_TEST(depthwise_matches_loop_nest) { conv_case(true); }
+END_TEST
+
+/* Each layer as model.c runs it (quant_kernels.h's bodies on constant
+ * parameters, which the compiler folds), built by the host's cc: the
+ * portable C of every constant-shape case against the loop nest.
+ * tests/test_firmware.c runs the same program on the Cortex-M4. */
+START_TEST(constant_shape_code_matches_loop_nest)
+{
+    const char *extra = getenv("KDSL_CODEGEN_CFLAGS");   /* the sanitizer pass's flags */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cd %%s && cc -std=c99 -O2 -Wall -Wextra -Wpedantic -Werror %s -I%s shapes.c -o shapes && ./shapes",
+             extra ? extra : "", tu_src("runtime"));
+    run_conv_program(tu_tmpdir("quant_shapes"), cmd);
+}
 END_TEST
 
 START_TEST(pooling_and_add)
@@ -334,6 +263,7 @@ int main(void)
     tcase_add_test(t, requantize_is_tflite_rounding);
     tcase_add_test(t, conv2d_matches_loop_nest);
     tcase_add_test(t, depthwise_matches_loop_nest);
+    tcase_add_test(t, constant_shape_code_matches_loop_nest);
     tcase_add_test(t, pooling_and_add);
     tcase_add_test(t, model_int8_against_fp32_and_model_c);
     tcase_add_test(t, cli_errors);
