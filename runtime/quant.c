@@ -74,7 +74,10 @@ void kdk_q8_quantize(const float *x, int8_t *q, int32_t n, float inv_scale, int3
         int32_t r;
         __asm__("vcvt.s32.f32 %0, %0" : "+t"(v));
         memcpy(&r, &v, 4);
-        q[i] = (int8_t)__ssat(__qadd(r, zp), 8);
+        /* SSAT by hand: GCC 12's arm_acle.h __ssat macro trips -Wsign-conversion */
+        int32_t sum = __qadd(r, zp), sat;
+        __asm__("ssat %0, #8, %1" : "=r"(sat) : "r"(sum));
+        q[i] = (int8_t)sat;
 #else
         int32_t r = v != v ? 0 : v >= 2147483520.0f ? INT32_MAX : v <= -2147483520.0f ? INT32_MIN : (int32_t)v;
         int64_t z = (int64_t)r + zp;

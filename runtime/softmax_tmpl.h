@@ -68,7 +68,7 @@ double KP(softmax_xent)(int rows, int n, const KT *logits, const KT *target, KT 
 {
     double total = 0;
     for (int r = 0; r < rows && n > 0; r++) {
-        const KT *z = logits + (size_t)r * n, *t = target + (size_t)r * n;
+        const KT *z = logits + (ptrdiff_t)r * n, *t = target + (ptrdiff_t)r * n;
         KT m = KI(row_max)(n, z), s = KI(row_sumexp)(n, z, m);
         KT ls = KLOG(s), l = 0, tsum = 0;
         for (int j = 0; j < n; j++) {
@@ -78,7 +78,7 @@ double KP(softmax_xent)(int rows, int n, const KT *logits, const KT *target, KT 
         if (loss) loss[r] = l;
         total += (double)l;   /* the batch's sum in double, on purpose: a training loss */
         if (dlogits) {
-            KT *d = dlogits + (size_t)r * n, k = tsum / s;
+            KT *d = dlogits + (ptrdiff_t)r * n, k = tsum / s;
             for (int j = 0; j < n; j++) d[j] = (KEXP(z[j] - m) * k - t[j]) * scale;
         }
     }
@@ -91,12 +91,12 @@ double KP(softmax_xent_idx)(int rows, int n, const KT *logits, const int32_t *la
 {
     double total = 0;
     for (int r = 0; r < rows && n > 0; r++) {
-        const KT *z = logits + (size_t)r * n;
-        KT *d = dlogits ? dlogits + (size_t)r * n : NULL;
+        const KT *z = logits + (ptrdiff_t)r * n;
+        KT *d = dlogits ? dlogits + (ptrdiff_t)r * n : NULL;
         int32_t lab = labels[r];
         if (lab < 0 || lab >= n) {
             if (loss) loss[r] = 0;
-            if (d) memset(d, 0, sizeof(KT) * n);
+            if (d) memset(d, 0, sizeof(KT) * (size_t)n);
             continue;
         }
         KT m = KI(row_max)(n, z), s = KI(row_sumexp)(n, z, m);
