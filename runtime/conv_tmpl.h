@@ -15,8 +15,8 @@
  * channel), filter gradient).  Each tile keeps its accumulators in vector
  * registers for the whole reduction: the forward and data-gradient tiles
  * over every tap and channel, the filter-gradient tile over every output
- * pixel of an image whose window lies in it.  The operands are read in place: no im2col panel is
- * packed. */
+ * pixel of an image whose window lies in it.  The operands are read in
+ * place: no im2col panel is packed. */
 
 #include "isa_vectors.h"
 /* Accumulator registers a tile may use (32 vector registers with AVX-512). */
