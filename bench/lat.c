@@ -1,24 +1,35 @@
-/* lat.c — batch-1 inference latency of the generated C of the Fashion-MNIST MLP
- * (bench/run: kdslc compile samples/fmnist_mlp.kdsl --inference-only --batch 1
- * -o fmnist_mlp.c; that and this file built with cc -O3 -march=native -std=c11,
- * as a user would; linked with build-bench's libkdslrt.a, which meson builds
- * for baseline x86-64 (-O3, no -march): its GEMM picks the AVX-512 variant at
- * run time, and at batch 1 each dense layer takes the GEMV path of
- * runtime/gemm_tmpl.h — W streamed once, the outputs in registers, bias and
- * ReLU fused, no packing and no workspace).
- * Same protocol as bench/torch_fmnist.py: 100 warm-up calls, then the
- * median, p10 and p90 of 1000 timed calls, each on a different input. */
-#include "fmnist_mlp.h"
+/* lat.c — the inference time of one model's generated C at its compiled
+ * batch, kdsl's side of bench/run's inference cases (issue 28). bench/run
+ * runs kdslc compile samples/M.kdsl --inference-only --batch B -o NET.c and
+ * builds that and this file with cc -O3 -march=native -std=c11, as a user
+ * would, with -DNET=NET -DNET_UP=the header's macro prefix, linked with
+ * build-bench's libkdslrt.a (built for baseline x86-64: its GEMM and
+ * convolution pick their AVX-512 variants at run time).
+ *
+ * One protocol for every case and for the other frameworks
+ * (bench/ort_time.js, bench/torch_nets.py): predict on the whole batch for
+ * 0.2 s (at least 2 calls) to warm up, then calls for about 1 s (at least
+ * 11, at most 1000), each timed alone, each on the next of up to 16
+ * different input batches (fewer where a batch is large: 16 MB in all);
+ * prints "RESULT kdsl median=Uus min=Vus n=N". */
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define STR_(a) #a
+#define STR(a) STR_(a)
+#include STR(NET.h)
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-static double now_ns(void)
+#define FN(name) CAT(NET, name)
+#define M(name) CAT(NET_UP, name)
+
+static double now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
+    return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
 }
 
 static int cmp(const void *a, const void *b)
@@ -29,28 +40,40 @@ static int cmp(const void *a, const void *b)
 
 int main(void)
 {
-    enum { N = 1000, IN = FMNIST_MLP_INPUT0_SIZE };
-    static float params[FMNIST_MLP_PARAMS_SIZE], x[N][IN], y[FMNIST_MLP_OUTPUT0_SIZE];
-    static _Alignas(64) unsigned char arena[FMNIST_MLP_ARENA_SIZE];
-    fmnist_mlp_init(params, NULL, 1);
-    unsigned s = 12345;
-    for (int i = 0; i < N; i++)
-        for (int j = 0; j < IN; j++) x[i][j] = (float)((s = s * 1103515245u + 12345u) >> 8 & 255) / 255.0f;
-    float *outs[1] = {y};
-    double t[N], sink = 0;
-    for (int i = 0; i < 100; i++) {
-        const float *ins[1] = {x[i]};
-        fmnist_mlp_predict(params, ins, outs, 1, arena);
+    enum { MAX_CALLS = 1000, MIN_CALLS = 11 };
+    const int batch = M(_MAX_BATCH);
+    const size_t in = (size_t)batch * M(_INPUT0_SIZE);
+    int pool = (int)(((size_t)16 << 20) / (in * sizeof(float)));
+    pool = pool < 1 ? 1 : pool > 16 ? 16 : pool;
+    float *params = malloc(M(_PARAMS_SIZE) * sizeof(float));
+    float *x = malloc(pool * in * sizeof(float));
+    float *y = malloc((size_t)batch * M(_OUTPUT0_SIZE) * sizeof(float));
+    void *arena = aligned_alloc(64, (M(_ARENA_SIZE) + 63) / 64 * 64 + 64);
+    static double t[MAX_CALLS];
+    if (!params || !x || !y || !arena) {
+        fprintf(stderr, "lat: out of memory\n");
+        return 1;
     }
-    for (int i = 0; i < N; i++) {
-        const float *ins[1] = {x[i]};
-        double t0 = now_ns();
-        fmnist_mlp_predict(params, ins, outs, 1, arena);
-        t[i] = now_ns() - t0;
+    FN(_init)(params, NULL, 1);
+    unsigned s = 12345;
+    for (size_t i = 0; i < pool * in; i++) x[i] = (float)((s = s * 1103515245u + 12345u) >> 8 & 255) / 255.0f;
+    float *outs[1] = {y};
+    double sink = 0, t0 = now_us();
+    int calls = 0, n = 0;
+    for (; calls < 2 || now_us() - t0 < 0.2e6; calls++) {
+        const float *ins[1] = {x + calls % pool * in};
+        if (FN(_predict)(params, ins, outs, batch, arena)) return 1;
+    }
+    for (t0 = now_us(); n < MAX_CALLS && (n < MIN_CALLS || now_us() - t0 < 1e6); n++, calls++) {
+        const float *ins[1] = {x + calls % pool * in};
+        double s0 = now_us();
+        FN(_predict)(params, ins, outs, batch, arena);
+        t[n] = now_us() - s0;
         sink += y[0];
     }
-    qsort(t, N, sizeof t[0], cmp);
-    printf("RESULT lat median=%.2fus p10=%.2fus p90=%.2fus\n", t[N / 2] / 1e3, t[N / 10] / 1e3, t[N * 9 / 10] / 1e3);
+    qsort(t, n, sizeof t[0], cmp);
+    printf("RESULT kdsl median=%.2fus min=%.2fus n=%d\n", t[n / 2], t[0], n);
     fprintf(stderr, "(checksum %g)\n", sink);
+    free(params), free(x), free(y), free(arena);
     return 0;
 }

@@ -15,8 +15,8 @@
  * channel), filter gradient).  Each tile keeps its accumulators in vector
  * registers for the whole reduction: the forward and data-gradient tiles
  * over every tap and channel, the filter-gradient tile over every output
- * pixel of an image.  The operands are read in place: no im2col panel is
- * packed. */
+ * pixel of an image whose window lies in it.  The operands are read in
+ * place: no im2col panel is packed. */
 
 #include "isa_vectors.h"
 /* Accumulator registers a tile may use (32 vector registers with AVX-512). */
@@ -227,13 +227,16 @@ KTGT static void KV(fwd)(const struct kdk_conv_geom *g, int b0, int b1, int oy0,
 }
 
 /* One filter-gradient tile: R rows of dW (row i reads x at window offset
- * aoff[i]) × NB filter vectors, summed over output rows [oy0, oy1) of one
- * image (every window inside it).  load: add to dw's contents. */
+ * aoff[i]) × NB filter vectors, summed over output rows [oy0, oy1) and
+ * columns [ox0, ox1) of one image (windows inside it, for every row).
+ * load: add to dw's contents. The offsets are summed as integers, the
+ * address formed only for an element read: with padding, aoff[i] is
+ * negative for the taps above or left of the window's centre. */
 #define KDK_DW_TILE(NB) \
 KINL KDK_CONTRACT void KV(dw_tile_##NB)(const int R, const KT *restrict x,                           \
                                    const ptrdiff_t *aoff, const KT *restrict dy, int f, int oy0,     \
-                                   int oy1, int ow, ptrdiff_t rs, ptrdiff_t ps, int load,            \
-                                   KT *restrict dw)                                                  \
+                                   int oy1, int ox0, int ox1, int ow, ptrdiff_t rs, ptrdiff_t ps,    \
+                                   int load, KT *restrict dw)                                        \
 {                                                                                                    \
     V acc[KACC / NB][NB];                                                                            \
     ptrdiff_t off[KACC / NB];                                                                        \
@@ -245,19 +248,19 @@ _Pragma("GCC unroll 4")                                                         
             acc[i][v] = load ? KV(ld)(dw + (ptrdiff_t)i * f + v * VL) : (V){0};                      \
     }                                                                                                \
     for (int oy = oy0; oy < oy1; oy++) {                                                             \
-        const KT *xr = x + oy * rs;                                                                  \
-        const KT *d = dy + (ptrdiff_t)oy * ow * f;                                                   \
-        for (int ox = 0; ox < ow; ox++) {                                                            \
+        ptrdiff_t xo = oy * rs + ox0 * ps;                                                           \
+        const KT *d = dy + ((ptrdiff_t)oy * ow + ox0) * f;                                           \
+        for (int ox = ox0; ox < ox1; ox++) {                                                         \
             V dv[NB];                                                                                \
 _Pragma("GCC unroll 4")                                                                       \
             for (int v = 0; v < NB; v++) dv[v] = KV(ld)(d + v * VL);                                 \
 _Pragma("GCC unroll 24")                                                                      \
             for (int i = 0; i < R; i++) {                                                            \
-                V a = xr[off[i]] - (V){0};                                                           \
+                V a = x[xo + off[i]] - (V){0};                                                       \
 _Pragma("GCC unroll 4")                                                                       \
                 for (int v = 0; v < NB; v++) acc[i][v] += a * dv[v];                                 \
             }                                                                                        \
-            xr += ps;                                                                                \
+            xo += ps;                                                                                \
             d += f;                                                                                  \
         }                                                                                            \
     }                                                                                                \
@@ -268,25 +271,40 @@ _Pragma("GCC unroll 4")                                                         
 }                                                                                                    \
 /* end KDK_DW_TILE */
 
-/* dW rows [q0, q1) of kk = kh·kw·c, all filters, over every image; the
- * geometry must have no padding in any window (fast path's condition). */
+/* dW rows [q0, q1) of kk = kh·kw·c, all filters, over every image. Without
+ * padding in any window a tile's rows may span taps and it sums over every
+ * output pixel; with padding a tile's rows share one tap (ky, kx), so that
+ * one rectangle of output pixels, those whose window at that tap lies in
+ * the image, serves them all (the rest read zeros: they add nothing). */
 #define KDK_DW_ROWS(NB)                                                                         \
-    KTGT KDK_CONTRACT static void KV(dw_rows_##NB)(const struct kdk_conv_geom *g, int q0, int q1,           \
-                                      const KT *x, const KT *dy, int accumulate, KT *dw)        \
+    KTGT KDK_CONTRACT static void KV(dw_rows_##NB)(const struct kdk_conv_geom *g, int padded,    \
+                                      int q0, int q1, const KT *x, const KT *dy,                \
+                                      int accumulate, KT *dw)                                   \
     {                                                                                           \
         enum { RMAX = KACC / NB };                                                              \
         int h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow, f = g->f, kw = g->kw;         \
         ptrdiff_t rs = (ptrdiff_t)g->sh * w * c, ps = (ptrdiff_t)g->sw * c;                     \
-        int nt = (q1 - q0 + RMAX - 1) / RMAX, rt = nt ? (q1 - q0 + nt - 1) / nt : 0;             \
         for (int b = 0; b < g->n; b++) {                                                        \
             const KT *xi = x + (ptrdiff_t)b * h * w * c;                                        \
             const KT *di = dy + (ptrdiff_t)b * oh * ow * f;                                     \
-            for (int q = q0; q < q1; q += rt) {                                                 \
-                int R = KDK_MIN(rt, q1 - q);                                                    \
+            for (int q = q0, R; q < q1; q += R) {                                               \
+                int tap = q / c, ky = tap / kw, kx = tap % kw;                                  \
+                int left = (padded ? KDK_MIN(q1, (tap + 1) * c) : q1) - q;                      \
+                int nt = (left + RMAX - 1) / RMAX;                                              \
+                R = (left + nt - 1) / nt;                                                       \
+                int oy0 = 0, oy1 = oh, ox0 = 0, ox1 = ow;                                       \
                 ptrdiff_t aoff[RMAX];                                                           \
-                for (int i = 0; i < R; i++) {                                                   \
-                    int tap = (q + i) / c, ci = (q + i) % c;                                    \
-                    aoff[i] = ((ptrdiff_t)(tap / kw) * w + tap % kw) * c + ci;                  \
+                if (padded) {                                                                   \
+                    oy0 = KDK_DW_FIRST(ky, g->pt, g->sh), ox0 = KDK_DW_FIRST(kx, g->pl, g->sw);   \
+                    oy1 = KDK_DW_END(ky, g->pt, g->sh, h, oh), ox1 = KDK_DW_END(kx, g->pl, g->sw, w, ow); \
+                    oy1 = KDK_MAX(oy0, oy1), ox1 = KDK_MAX(ox0, ox1);                           \
+                    for (int i = 0; i < R; i++)                                                 \
+                        aoff[i] = ((ptrdiff_t)(ky - g->pt) * w + kx - g->pl) * c + (q + i) % c; \
+                } else {                                                                        \
+                    for (int i = 0; i < R; i++) {                                               \
+                        int t = (q + i) / c, ci = (q + i) % c;                                  \
+                        aoff[i] = ((ptrdiff_t)(t / kw) * w + t % kw) * c + ci;                  \
+                    }                                                                           \
                 }                                                                               \
                 for (int f0 = 0; f0 < f; f0 += NB * VL) {                                       \
                     KT *dwt = dw + (ptrdiff_t)q * f + f0;                                       \
@@ -298,11 +316,16 @@ _Pragma("GCC unroll 4")                                                         
             }                                                                                   \
         }                                                                                       \
     }
+/* The first output row (column) whose window at kernel row ky lies in the
+ * image, and the end of them: oy·s + ky - pad in [0, h). */
+#define KDK_DW_FIRST(k, pad, s) ((k) >= (pad) ? 0 : ((pad) - (k) + (s) - 1) / (s))
+#define KDK_DW_END(k, pad, s, h, oh) \
+    ((h) - 1 + (pad) - (k) < 0 ? 0 : KDK_MIN((oh), ((h) - 1 + (pad) - (k)) / (s) + 1))
 #define KDK_DW_CASE(NB, R)                                                                     \
     case R:                                                                                    \
         if (R <= KACC / NB)                                                                    \
-            KV(dw_tile_##NB)(R <= KACC / NB ? R : 1, xi, aoff, di + f0, f, 0, oh, ow, rs, ps,   \
-                        ld, dwt);                                                              \
+            KV(dw_tile_##NB)(R <= KACC / NB ? R : 1, xi, aoff, di + f0, f, oy0, oy1, ox0, ox1, \
+                        ow, rs, ps, ld, dwt);                                                  \
         break;
 #define KDK_DW_CASES(NB) \
     KDK_DW_CASE(NB, 1) KDK_DW_CASE(NB, 2) KDK_DW_CASE(NB, 3) KDK_DW_CASE(NB, 4)                 \
@@ -319,13 +342,13 @@ KDK_DW_ROWS(1)
 KDK_DW_ROWS(2)
 KDK_DW_ROWS(4)
 
-KTGT static void KV(dw)(const struct kdk_conv_geom *g, int q0, int q1, const KT *x, const KT *dy,
-                        int accumulate, KT *dw)
+KTGT static void KV(dw)(const struct kdk_conv_geom *g, int padded, int q0, int q1, const KT *x,
+                        const KT *dy, int accumulate, KT *dw)
 {
     switch (KV(fwd_nb)(g->f)) {
-    case 4: KV(dw_rows_4)(g, q0, q1, x, dy, accumulate, dw); break;
-    case 2: KV(dw_rows_2)(g, q0, q1, x, dy, accumulate, dw); break;
-    default: KV(dw_rows_1)(g, q0, q1, x, dy, accumulate, dw); break;
+    case 4: KV(dw_rows_4)(g, padded, q0, q1, x, dy, accumulate, dw); break;
+    case 2: KV(dw_rows_2)(g, padded, q0, q1, x, dy, accumulate, dw); break;
+    default: KV(dw_rows_1)(g, padded, q0, q1, x, dy, accumulate, dw); break;
     }
 }
 
@@ -342,6 +365,8 @@ KTGT static void KV(dw)(const struct kdk_conv_geom *g, int q0, int q1, const KT 
 #undef KDK_DW_ROWS
 #undef KDK_DW_CASE
 #undef KDK_DW_CASES
+#undef KDK_DW_FIRST
+#undef KDK_DW_END
 /* consume the per-variant parameters */
 #undef KVB
 #undef KV
@@ -352,8 +377,8 @@ KTGT static void KV(dw)(const struct kdk_conv_geom *g, int q0, int q1, const KT 
 /* ---- entry points ----
  * With a workspace, the direct kernels above serve the shapes they suit
  * (whole vectors of output channels; the data gradient at stride 1, as the
- * forward of dY with flipped, transposed filters; the filter gradient when no
- * window reaches into the padding); everything else, and every shape on
+ * forward of dY with flipped, transposed filters; the filter gradient, with
+ * or without padding); everything else, and every shape on
  * targets without the direct kernels, runs on the packed GEMM driver:
  *   forward      Y[pix][f]  = im2col(X)[pix][kk] · W[kk][f]        (+bias, act)
  *   filter grad  dW[kk][f]  = im2col(X)ᵀ[kk][pix] · dY[pix][f]
@@ -424,10 +449,10 @@ static void KI(fast_fwd)(int part, int nparts, const struct kdk_conv_geom *g, co
     KDK_DISPATCH(fwd, (g, b0, b1, oy0, oy1, x, wt, bias, act, accum, y))
 }
 
-static void KI(fast_dw)(const struct kdk_conv_geom *g, int q0, int q1, const KT *x, const KT *dy,
-                        int accumulate, KT *dw)
+static void KI(fast_dw)(const struct kdk_conv_geom *g, int padded, int q0, int q1, const KT *x,
+                        const KT *dy, int accumulate, KT *dw)
 {
-    KDK_DISPATCH(dw, (g, q0, q1, x, dy, accumulate, dw))
+    KDK_DISPATCH(dw, (g, padded, q0, q1, x, dy, accumulate, dw))
 }
 #undef KDK_ON512
 #undef KDK_ON2
@@ -441,10 +466,10 @@ static void KI(fast_fwd)(int part, int nparts, const struct kdk_conv_geom *g, co
 {
     (void)part, (void)nparts, (void)g, (void)x, (void)wt, (void)bias, (void)act, (void)accum, (void)y;
 }
-static void KI(fast_dw)(const struct kdk_conv_geom *g, int q0, int q1, const KT *x, const KT *dy,
-                        int accumulate, KT *dw)
+static void KI(fast_dw)(const struct kdk_conv_geom *g, int padded, int q0, int q1, const KT *x,
+                        const KT *dy, int accumulate, KT *dw)
 {
-    (void)g, (void)q0, (void)q1, (void)x, (void)dy, (void)accumulate, (void)dw;
+    (void)g, (void)padded, (void)q0, (void)q1, (void)x, (void)dy, (void)accumulate, (void)dw;
 }
 #endif
 
@@ -726,15 +751,13 @@ void KP(conv2d_bwd_filter_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, cons
     if (r0 >= r1 || f0 >= f1) return;
     if (work && KI(fast_ok)(f)) {
         struct kdk_conv_geom g = KI(geom)(KGEOM);
-        if (KI(unpadded)(&g)) {
-            if (n > 0 && oh > 0 && ow > 0) {
-                KI(fast_dw)(&g, r0, r1, x, dy, accumulate, dwt);
-            } else if (!accumulate) {
-                for (int r = r0; r < r1; r++)
-                    for (int o = 0; o < f; o++) dwt[(size_t)r * f + o] = 0;
-            }
-            return;
+        if (n > 0 && oh > 0 && ow > 0) {
+            KI(fast_dw)(&g, !KI(unpadded)(&g), r0, r1, x, dy, accumulate, dwt);
+        } else if (!accumulate) {
+            for (int r = r0; r < r1; r++)
+                for (int o = 0; o < f; o++) dwt[(size_t)r * f + o] = 0;
         }
+        return;
     }
     if (!work) {
         KI(conv_bwd_filter_direct)(KGEOM, r0, r1, f0, f1, x, dy, dwt, accumulate);

@@ -125,6 +125,16 @@ START_TEST(mlperf_resnet8)
     ck_assert_has(text, "    output dense = Dense(flatten, 10, activation: softmax, kernel_initializer: he_normal)\n");
     ck_assert_lacks(text, "name:");
     free(text);
+    /* samples/resnet8.kdsl, bench/run's ResNet-8, is this model layer for
+     * layer: the imported weights load into it and it predicts as Keras does */
+    if (sanitizer_pass()) return;
+    char *out, *got = tu_path(dir, "sample_got.npy");
+    int rc = tu_kdslc_run(&out, "predict %s --weights %s/pretrainedResnet.safetensors --input %s --normalize none -o %s",
+                          fixture("samples/resnet8.kdsl"), dir, fixture("tests/fixtures/mlperf_tiny/pretrainedResnet_x.npy"),
+                          got);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    close_to(fixture("tests/fixtures/mlperf_tiny/pretrainedResnet_y.npy"), got, "samples/resnet8.kdsl");
 }
 END_TEST
 

@@ -1142,6 +1142,11 @@ START_TEST(test_conv_direct)
         conv_make(2, 13, 13, 32, 64, 3, 3, 1, 1, 1),  /* the CNN's second layer, 'same' */
         conv_make(1, 1, 1, 7, 16, 3, 3, 1, 1, 1),     /* one pixel, all taps but one padded */
         {1, 4, 4, 2, 16, 8, 8, 3, 3, 1, 1, 3, 3},     /* windows wholly in the padding */
+        /* the filter gradient with padding: tiles of one tap each, over 1, 2, 4 vectors */
+        conv_make(2, 10, 9, 16, 16, 3, 3, 1, 1, 1),   /* ResNet-8's first stack */
+        conv_make(2, 9, 8, 16, 32, 3, 3, 2, 2, 1),    /* stride 2: padded after only */
+        conv_make(1, 6, 7, 3, 64, 5, 5, 2, 1, 1),     /* c = 3, pad 2 before */
+        {1, 4, 4, 5, 8, 8, 32, 3, 3, 1, 1, 3, 3},     /* taps wholly in the padding, 2 vectors */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         for (int dbl = 0; dbl < 2; dbl++) {
