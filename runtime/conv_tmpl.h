@@ -496,7 +496,7 @@ KDK_CONTRACT static void KI(conv_fwd_direct)(KDK_CONV_GEOM_PARAMS, int lo, int h
     (void)n;
     for (int r = lo; r < hi; r++) {
         int b = r / ohw, oy = r % ohw / ow, ox = r % ow;
-        KT *restrict yr = y + (size_t)r * f;
+        KT *restrict yr = y + (ptrdiff_t)r * f;
         for (int o = 0; o < f; o++) yr[o] = bias ? bias[o] : 0;
         for (int ky = 0; ky < kh; ky++) {
             int iy = oy * sh + ky - pt;
@@ -504,10 +504,10 @@ KDK_CONTRACT static void KI(conv_fwd_direct)(KDK_CONV_GEOM_PARAMS, int lo, int h
             for (int kx = 0; kx < kw; kx++) {
                 int ix = ox * sw + kx - pl;
                 if (ix < 0 || ix >= w) continue;
-                const KT *xp = x + (((size_t)b * h + iy) * w + ix) * c;
-                const KT *wp = wt + (size_t)(ky * kw + kx) * c * f;
+                const KT *xp = x + (((ptrdiff_t)b * h + iy) * w + ix) * c;
+                const KT *wp = wt + (ptrdiff_t)(ky * kw + kx) * c * f;
                 for (int ci = 0; ci < c; ci++)
-                    for (int o = 0; o < f; o++) yr[o] += xp[ci] * wp[(size_t)ci * f + o];
+                    for (int o = 0; o < f; o++) yr[o] += xp[ci] * wp[(ptrdiff_t)ci * f + o];
             }
         }
         for (int o = 0; o < f; o++) {
@@ -537,12 +537,12 @@ void KP(conv2d_fwd_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, const KT *x
         .m = hi - lo, .n = f, .k = kh * kw * c,
         .akind = KDK_A_IM2COL, .a = x, .g = &g, .a_i0 = lo,
         .b = wt, .ldb = f, .transb = 0,
-        .beta.KS = 0, .c = y + (size_t)lo * f, .ldc = f, .bias = bias, .act = act,
+        .beta.KS = 0, .c = y + (ptrdiff_t)lo * f, .ldc = f, .bias = bias, .act = act,
     };
     if (kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && oh == h && ow == w) {
         /* a 1×1 convolution is a plain GEMM on the pixels */
         t.akind = KDK_A_MAT;
-        t.a = x + (size_t)lo * c;
+        t.a = x + (ptrdiff_t)lo * c;
         t.lda = c;
     }
     KP(gemm_task)(&t, work);
@@ -566,7 +566,7 @@ static size_t KI(pool_conv_work)(KDK_CONV_GEOM_PARAMS)
 
 size_t KP(conv2d_pool_fwd_work_size)(KDK_CONV_GEOM_PARAMS)
 {
-    return KI(pool_conv_work)(KGEOM) + (size_t)oh * ow * f + KDK_ALIGN / sizeof(KT);
+    return KI(pool_conv_work)(KGEOM) + (size_t)oh * (size_t)ow * (size_t)f + KDK_ALIGN / sizeof(KT);
 }
 
 void KP(conv2d_pool_fwd_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, int pkh, int pkw, int psh,
@@ -579,10 +579,10 @@ void KP(conv2d_pool_fwd_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, int pk
     KT *cw = (KT *)(((uintptr_t)work + KDK_ALIGN - 1) & ~(uintptr_t)(KDK_ALIGN - 1));
     KT *img = cw + KI(pool_conv_work)(KGEOM);
     for (int b = b0; b < b1; b++) {
-        KP(conv2d_fwd)(1, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pl, x + (size_t)b * h * w * c, wt, bias,
+        KP(conv2d_fwd)(1, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pl, x + (ptrdiff_t)b * h * w * c, wt, bias,
                        act, img, cw);
         KP(maxpool2d_fwd)(1, oh, ow, f, poh, pow_, pkh, pkw, psh, psw, 0, 0, img,
-                          y + (size_t)b * poh * pow_ * f, NULL);
+                          y + (ptrdiff_t)b * poh * pow_ * f, NULL);
     }
 }
 
@@ -599,7 +599,7 @@ size_t KP(conv2d_bwd_data_work_size)(KDK_CONV_GEOM_PARAMS)
 {
     (void)h, (void)w, (void)sh, (void)sw, (void)pt, (void)pl;
     size_t gw = KP(gemm_work_size)(n * oh * ow, kh * kw * c, f);
-    size_t dw = (size_t)kh * kw * c * f;
+    size_t dw = (size_t)kh * (size_t)kw * (size_t)c * (size_t)f;
     return gw > dw ? gw : dw;
 }
 
@@ -618,10 +618,10 @@ static void KI(flip_filters)(int kh, int kw, int c, int f, const KT *wt, KT *wf)
 {
     for (int ky = 0; ky < kh; ky++)
         for (int kx = 0; kx < kw; kx++) {
-            const KT *src = wt + (size_t)(ky * kw + kx) * c * f;
-            KT *dst = wf + (size_t)((kh - 1 - ky) * kw + (kw - 1 - kx)) * f * c;
+            const KT *src = wt + (ptrdiff_t)(ky * kw + kx) * c * f;
+            KT *dst = wf + (ptrdiff_t)((kh - 1 - ky) * kw + (kw - 1 - kx)) * f * c;
             for (int ci = 0; ci < c; ci++)
-                for (int o = 0; o < f; o++) dst[(size_t)o * c + ci] = src[(size_t)ci * f + o];
+                for (int o = 0; o < f; o++) dst[(ptrdiff_t)o * c + ci] = src[(ptrdiff_t)ci * f + o];
         }
 }
 
@@ -640,18 +640,18 @@ KDK_CONTRACT static void KI(conv_bwd_data_direct)(KDK_CONV_GEOM_PARAMS, const KT
     int ohw = oh * ow;
     for (int p = 0; p < n * ohw; p++) {
         int b = p / ohw, oy = p % ohw / ow, ox = p % ow;
-        const KT *dyr = dy + (size_t)p * f;
+        const KT *dyr = dy + (ptrdiff_t)p * f;
         for (int ky = 0; ky < kh; ky++) {
             int iy = oy * sh + ky - pt;
             if (iy < 0 || iy >= h) continue;
             for (int kx = 0; kx < kw; kx++) {
                 int ix = ox * sw + kx - pl;
                 if (ix < 0 || ix >= w) continue;
-                KT *d = dx + (((size_t)b * h + iy) * w + ix) * c;
-                const KT *wp = wt + (size_t)(ky * kw + kx) * c * f;
+                KT *d = dx + (((ptrdiff_t)b * h + iy) * w + ix) * c;
+                const KT *wp = wt + (ptrdiff_t)(ky * kw + kx) * c * f;
                 for (int ci = 0; ci < c; ci++) {
                     KT s = 0;
-                    for (int o = 0; o < f; o++) s += dyr[o] * wp[(size_t)ci * f + o];
+                    for (int o = 0; o < f; o++) s += dyr[o] * wp[(ptrdiff_t)ci * f + o];
                     d[ci] += s;
                 }
             }
@@ -664,7 +664,7 @@ KDK_CONTRACT static void KI(conv_bwd_data_direct)(KDK_CONV_GEOM_PARAMS, const KT
 static void KI(conv_bwd_data)(KDK_CONV_GEOM_PARAMS, const KT *dy, const KT *wt, KT *dx,
                               int accumulate, KT *work)
 {
-    if (!accumulate) memset(dx, 0, sizeof(KT) * (size_t)n * h * w * c);
+    if (!accumulate) memset(dx, 0, sizeof(KT) * (size_t)n * (size_t)h * (size_t)w * (size_t)c);
     if (n * oh * ow <= 0 || f <= 0) return;
     if (!work) {
         KI(conv_bwd_data_direct)(KGEOM, dy, wt, dx);
@@ -694,7 +694,7 @@ void KP(conv2d_bwd_data_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, const 
     kdk_split(n, 1, part, nparts, &lo, &hi);
     if (lo >= hi) return;
     KI(conv_bwd_data)(hi - lo, h, w, c, oh, ow, f, kh, kw, sh, sw, pt, pl,
-                      dy + (size_t)lo * oh * ow * f, wt, dx + (size_t)lo * h * w * c, accumulate,
+                      dy + (ptrdiff_t)lo * oh * ow * f, wt, dx + (ptrdiff_t)lo * h * w * c, accumulate,
                       work);
 }
 
@@ -720,20 +720,20 @@ KDK_CONTRACT static void KI(conv_bwd_filter_direct)(KDK_CONV_GEOM_PARAMS, int r0
     int ohw = oh * ow;
     if (!accumulate)
         for (int r = r0; r < r1; r++)
-            for (int o = f0; o < f1; o++) dwt[(size_t)r * f + o] = 0;
+            for (int o = f0; o < f1; o++) dwt[(ptrdiff_t)r * f + o] = 0;
     for (int p = 0; p < n * ohw; p++) {
         int b = p / ohw, oy = p % ohw / ow, ox = p % ow;
-        const KT *dyr = dy + (size_t)p * f;
+        const KT *dyr = dy + (ptrdiff_t)p * f;
         for (int ky = 0; ky < kh; ky++) {
             int iy = oy * sh + ky - pt;
             if (iy < 0 || iy >= h) continue;
             for (int kx = 0; kx < kw; kx++) {
                 int ix = ox * sw + kx - pl;
                 if (ix < 0 || ix >= w) continue;
-                const KT *xp = x + (((size_t)b * h + iy) * w + ix) * c;
+                const KT *xp = x + (((ptrdiff_t)b * h + iy) * w + ix) * c;
                 int rbase = (ky * kw + kx) * c;
                 for (int ci = KDK_MAX(0, r0 - rbase); ci < c && rbase + ci < r1; ci++) {
-                    KT *d = dwt + (size_t)(rbase + ci) * f;
+                    KT *d = dwt + (ptrdiff_t)(rbase + ci) * f;
                     for (int o = f0; o < f1; o++) d[o] += xp[ci] * dyr[o];
                 }
             }
@@ -755,7 +755,7 @@ void KP(conv2d_bwd_filter_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, cons
             KI(fast_dw)(&g, !KI(unpadded)(&g), r0, r1, x, dy, accumulate, dwt);
         } else if (!accumulate) {
             for (int r = r0; r < r1; r++)
-                for (int o = 0; o < f; o++) dwt[(size_t)r * f + o] = 0;
+                for (int o = 0; o < f; o++) dwt[(ptrdiff_t)r * f + o] = 0;
         }
         return;
     }
@@ -768,7 +768,7 @@ void KP(conv2d_bwd_filter_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, cons
         .m = r1 - r0, .n = f1 - f0, .k = n * oh * ow,
         .akind = KDK_A_IM2COL_T, .a = x, .g = &g, .a_i0 = r0,
         .b = dy + f0, .ldb = f, .transb = 0,
-        .beta.KS = accumulate ? 1 : 0, .c = dwt + (size_t)r0 * f + f0, .ldc = f,
+        .beta.KS = accumulate ? 1 : 0, .c = dwt + (ptrdiff_t)r0 * f + f0, .ldc = f,
         .bias = NULL, .act = KDK_ACT_NONE,
     };
     KP(gemm_task)(&t, work);

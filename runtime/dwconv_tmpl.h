@@ -162,7 +162,7 @@ KTGT KDK_CONTRACT static int KV(dw_filter)(const struct kdk_dw_geom *g, int c0, 
     int cv = (c1 - c0) / VL * VL;
     if (g->m != 1 || cv == 0) return 0;
     if (!accumulate)
-        for (int t = ia * kw; t < ib * kw; t++) memset(dwt + (ptrdiff_t)t * c + c0, 0, sizeof(KT) * cv);
+        for (int t = ia * kw; t < ib * kw; t++) memset(dwt + (ptrdiff_t)t * c + c0, 0, sizeof(KT) * (size_t)cv);
     ptrdiff_t xs = (ptrdiff_t)sw * c;
     for (int b = 0; b < g->n; b++)
         for (int oy = 0; oy < oh; oy++) {

@@ -124,6 +124,28 @@ START_TEST(constant_shape_int8_on_cortex_m4)
 }
 END_TEST
 
+/* The runtime a firmware links, under issue 25's flags for a Cortex-M4F
+ * (-Wconversion includes -Wsign-conversion in C) and on the host: not one
+ * warning. Each file alone, so the message names it. */
+START_TEST(runtime_is_warning_clean)
+{
+    if (getenv("KDSL_SANITIZE_CFLAGS")) return;
+    static const char *const files[] = {"conv.c", "dwconv.c", "gemm.c", "pool.c", "quant.c", "random.c", "softmax.c"};
+    static const char *const compilers[] = {
+        "arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os", "gcc -O2"};
+    for (size_t c = 0; c < sizeof compilers / sizeof compilers[0]; c++)
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+            char cmd[4300], *out;
+            snprintf(cmd, sizeof cmd,
+                     "%s -std=c11 -Wall -Wextra -Wconversion -Wdouble-promotion -Werror -I%s -c %s/%s -o /dev/null 2>&1",
+                     compilers[c], tu_src("runtime"), tu_src("runtime"), files[i]);
+            int rc = tu_run(cmd, &out);
+            ck_assert_msg(rc == 0, "runtime/%s has warnings under %s:\n%.3000s", files[i], compilers[c], out);
+            free(out);
+        }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("firmware");
@@ -132,6 +154,7 @@ int main(void)
     tcase_add_test(t, autoencoder_on_cortex_m4);
     tcase_add_test(t, resnet8_int8_on_cortex_m4);
     tcase_add_test(t, constant_shape_int8_on_cortex_m4);
+    tcase_add_test(t, runtime_is_warning_clean);
     suite_add_tcase(s, t);
     return tu_run_suite(s);
 }
