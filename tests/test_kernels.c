@@ -1147,6 +1147,9 @@ START_TEST(test_conv_direct)
         conv_make(2, 9, 8, 16, 32, 3, 3, 2, 2, 1),    /* stride 2: padded after only */
         conv_make(1, 6, 7, 3, 64, 5, 5, 2, 1, 1),     /* c = 3, pad 2 before */
         {1, 4, 4, 5, 8, 8, 32, 3, 3, 1, 1, 3, 3},     /* taps wholly in the padding, 2 vectors */
+        /* 1×1 over 128 channels and more: the forward takes the GEMM (ResNet50's wide layers) */
+        conv_make(2, 5, 6, 160, 48, 1, 1, 1, 1, 0),
+        conv_make(1, 7, 7, 300, 64, 1, 1, 1, 1, 0),   /* K of two GEMM blocks */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         for (int dbl = 0; dbl < 2; dbl++) {
