@@ -31,6 +31,9 @@ KINL VI KV(ld_idx)(const int32_t *p)
     return __builtin_convertvector(n, VI);
 }
 
+/* The lanes where v beats the best so far b: greater, or NaN over a number. */
+KINL VI KV(wins)(V v, V b) { return (v > b) | ((v != v) & (b == b)); }
+
 /* The winner of one window for VL channels: value and element index
  * (iy*w + ix)*c + ch; greater wins, NaN beats a number, the first in window
  * order wins ties.  p: the window's first element; e0: its index. */
@@ -43,7 +46,7 @@ KINL void KV(win_max)(const KT *p, int e0, int kh, int kw, ptrdiff_t rs, int c, 
         for (int kx = ky ? 0 : 1; kx < kw; kx++) {
             int off = (int)(ky * rs) + kx * c;
             V v = KV(ld)(p + off);
-            VI win = (v > b) | ((v != v) & (b == b));
+            VI win = KV(wins)(v, b);
             b = (V)(((VI)v & win) | ((VI)b & ~win));
             a = ((lane + (e0 + off)) & win) | (a & ~win);
         }
@@ -59,7 +62,7 @@ KINL V KV(win_max_value)(const KT *p, int kh, int kw, ptrdiff_t rs, int c)
     for (int ky = 0; ky < kh; ky++)
         for (int kx = ky ? 0 : 1; kx < kw; kx++) {
             V v = KV(ld)(p + (int)(ky * rs) + kx * c);
-            VI win = (v > b) | ((v != v) & (b == b));
+            VI win = KV(wins)(v, b);
             b = (V)(((VI)v & win) | ((VI)b & ~win));
         }
     return b;
