@@ -37,7 +37,12 @@
  * instead of 12.5 MB, ~1% slower (docs/performance.md). */
 #define DISJOINT_ARENA_MAX (8LL << 20)
 
-static int64_t align_up(int64_t n) { return (n + KD_ARENA_ALIGN - 1) / KD_ARENA_ALIGN * KD_ARENA_ALIGN; }
+int kd_arena_align(const kd_codegen_options *o)
+{
+    return o->no_workspace ? (o->f64 ? 8 : 4) : KD_ARENA_ALIGN;
+}
+
+static int64_t align_up(int64_t n, int align) { return (n + align - 1) / align * align; }
 
 static void touch(void *ctx, lp_buf *b, bool write)
 {
@@ -255,7 +260,7 @@ void kd_arena_plan(const lp_program *p, lp_func *f)
         lp_buf *b = f->bufs.items[i];
         if (b->space != LP_ARENA || b->first < 0 || b->local || b->shares) continue;
         items[n].b = b;
-        items[n].size = align_up(lp_buf_bytes(b, p->max_batch, p->real));
+        items[n].size = align_up(lp_buf_bytes(b, p->max_batch, p->real), p->arena_align);
         items[n].first = b->first;
         items[n].last = b->last;
         item_of[b->id] = n++;

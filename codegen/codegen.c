@@ -402,6 +402,7 @@ lp_program *kd_codegen_program(kd_arena *a, kd_model *m, const kd_codegen_option
     p->real = o->f64 ? LP_F64 : LP_F32;
     p->disjoint_arena = o->disjoint_arena;
     p->no_inplace = o->no_inplace;
+    p->arena_align = kd_arena_align(o);
     p->max_batch = o->batch > 0 ? o->batch : m->config.present && m->config.batch_size > 0 ? m->config.batch_size : 32;
     if (o->batch > 0 && !kd_check_memory(m, p->max_batch, d)) return NULL; /* sema checked the default batch */
     p->dropout_seed = (uint64_t)m->config.seed;

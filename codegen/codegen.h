@@ -117,6 +117,11 @@ void kd_arena_plan(const lp_program *p, lp_func *f);
  * always has: what malloc gives; the code reads the arena with unaligned
  * vector loads (runtime/isa_vectors.h), so alignment is for speed only */
 #define KD_ARENA_CALLER_ALIGN 16
+/* The alignment of the arena's buffers for options o: a cache line, but
+ * with --no-workspace (firmware) only the element's, since a Cortex-M has no
+ * data cache and every byte of padding is RAM. model.h's <M>_ARENA_ALIGN is
+ * the smaller of this and KD_ARENA_CALLER_ALIGN. */
+int kd_arena_align(const kd_codegen_options *o);
 
 /* ---- thread planning (thread_plan.c) ------------------------------------------------ */
 

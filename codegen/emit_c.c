@@ -772,7 +772,8 @@ static void header(emitter *E, FILE *out)
         fprintf(out, "#define %s_TRAIN_ARENA_BYTES %" PRId64 "\n", U, max_arena(p, LP_F_GRAD, LP_F_TRAIN_STEP));
         fprintf(out, "#define %s_TRAIN_ARENA_SIZE %s_TRAIN_ARENA_BYTES  /* bytes */\n", U, U);
     }
-    fprintf(out, "#define %s_ARENA_ALIGN %d  /* the arena's start, in bytes */\n", U, KD_ARENA_CALLER_ALIGN);
+    fprintf(out, "#define %s_ARENA_ALIGN %d  /* the arena's start, in bytes */\n", U,
+            p->arena_align < KD_ARENA_CALLER_ALIGN ? p->arena_align : KD_ARENA_CALLER_ALIGN);
     fprintf(out, "#define %s_HAS_TRAINING %d\n\n", U, train);
     fprintf(out, "/* A variable: `offset` %ss into params (weights, states) or opt_state (slots). */\n"
                  "typedef struct %s_tensor_info {\n"

@@ -303,6 +303,7 @@ typedef struct lp_program {
     int nfolds;
     bool disjoint_arena;          /* kd_codegen_options.disjoint_arena */
     bool no_inplace;              /* kd_codegen_options.no_inplace */
+    int arena_align;              /* bytes: where each arena buffer starts (kd_arena_align) */
 } lp_program;
 
 /* ---- building (loop_ir.c) --------------------------------------------------

@@ -617,6 +617,29 @@ START_TEST(mlp_arena)
     gen_build(&g, "cg-arena-nows", mlp_text, &o, NULL);
     ck_assert_int_eq(g.p->funcs[LP_F_PREDICT]->arena_bytes, 32 * (256 + 128) * 4);
     gen_free(&g);
+    /* ... packed on the element's alignment, not on cache lines (firmware:
+     * padding is RAM): 5 and 3 floats take 32 bytes, not 128; model.h asks 4
+     * of the caller; 8 for doubles (40 + 24 bytes). */
+    static const char odd_text[] = "model odd {\n    input x: [2]\n    Dense(5, activation: relu)\n"
+                                   "    Dense(3, activation: relu)\n    output y = Dense(1)\n}\n";
+    kd_codegen_options fw = {.no_workspace = true, .inference_only = true, .batch = 1};
+    gen_build(&g, "cg-arena-packed", odd_text, &fw, NULL);
+    ck_assert_int_eq(g.p->funcs[LP_F_PREDICT]->arena_bytes, (5 + 3) * 4);
+    snprintf(hpath, sizeof hpath, "%s/odd.h", g.dir);
+    h = read_text(hpath);
+    ck_assert_ptr_nonnull(strstr(h, "#define ODD_ARENA_ALIGN 4 "));
+    free(h);
+    gen_free(&g);
+    fw.f64 = true;
+    gen_build(&g, "cg-arena-packed64", odd_text, &fw, NULL);
+    ck_assert_int_eq(g.p->funcs[LP_F_PREDICT]->arena_bytes, (5 + 3) * 8);
+    gen_free(&g);
+    /* with workspaces each buffer starts on a cache line */
+    fw = (kd_codegen_options){.inference_only = true, .batch = 1};
+    gen_build(&g, "cg-arena-lines", odd_text, &fw, NULL);
+    ck_assert_int_eq(g.p->funcs[LP_F_PREDICT]->arena_bytes % KD_ARENA_ALIGN, 0);
+    ck_assert_int_ge(g.p->funcs[LP_F_PREDICT]->arena_bytes, 2 * KD_ARENA_ALIGN);
+    gen_free(&g);
 }
 END_TEST
 
