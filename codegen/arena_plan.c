@@ -260,7 +260,7 @@ void kd_arena_plan(const lp_program *p, lp_func *f)
         lp_buf *b = f->bufs.items[i];
         if (b->space != LP_ARENA || b->first < 0 || b->local || b->shares) continue;
         items[n].b = b;
-        items[n].size = align_up(lp_buf_bytes(b, p->max_batch, p->real), p->arena_align);
+        items[n].size = align_up(lp_buf_bytes(b, p->max_batch, p->real), p->arena_align > 0 ? p->arena_align : KD_ARENA_ALIGN);
         items[n].first = b->first;
         items[n].last = b->last;
         item_of[b->id] = n++;

@@ -303,7 +303,7 @@ typedef struct lp_program {
     int nfolds;
     bool disjoint_arena;          /* kd_codegen_options.disjoint_arena */
     bool no_inplace;              /* kd_codegen_options.no_inplace */
-    int arena_align;              /* bytes: where each arena buffer starts (kd_arena_align) */
+    int arena_align;              /* bytes: where each arena buffer starts (kd_arena_align; 0: KD_ARENA_ALIGN) */
 } lp_program;
 
 /* ---- building (loop_ir.c) --------------------------------------------------
