@@ -426,10 +426,62 @@ static bool clip_ranges(kq_model *m, const float *x, int64_t n, const kq_calibra
     return ok;
 }
 
+/* gptq: a layer's input patches; at most KQ_HESSIAN_PIXELS output pixels a
+ * sample, spread evenly, each patch in the kernel's (ky, kx, c) order, 0
+ * outside the image */
+#define KQ_HESSIAN_PIXELS 64
+
+static int64_t patch_len(const kq_layer *l) { return (int64_t)l->conv.kh * l->conv.kw * l->conv.c; }
+
+static void add_to_hessians(kq_model *m, int t, const double *v, int64_t count, void *ctx)
+{
+    double *patch = ctx;
+    const kq_tensor *in = m->tensors.items[t];
+    for (int i = 0; i < m->layers.len; i++) {
+        kq_layer *l = m->layers.items[i];
+        if (!l->hessian || l->in != t) continue;
+        const kdk_q8_conv_params *c = &l->conv;
+        int64_t K = patch_len(l), pixels = (int64_t)c->ho * c->wo, step = (pixels + KQ_HESSIAN_PIXELS - 1) / KQ_HESSIAN_PIXELS;
+        for (int64_t b = 0; b < count / in->elems; b++)
+            for (int64_t px = 0; px < pixels; px += step) {
+                int oy = (int)(px / c->wo), ox = (int)(px % c->wo);
+                int64_t k = 0;
+                for (int ky = 0; ky < c->kh; ky++)
+                    for (int kx = 0; kx < c->kw; kx++) {
+                        int iy = oy * c->stride_h - c->pad_top + ky, ix = ox * c->stride_w - c->pad_left + kx;
+                        bool inside = iy >= 0 && iy < c->h && ix >= 0 && ix < c->w;
+                        const double *at = v + b * in->elems + ((int64_t)iy * c->w + ix) * c->c;
+                        for (int ch = 0; ch < c->c; ch++) patch[k++] = inside ? at[ch] : 0;
+                    }
+                for (int64_t r = 0; r < K; r++)
+                    if (patch[r] != 0)
+                        for (int64_t q = r; q < K; q++) l->hessian[r * K + q] += patch[r] * patch[q];
+            }
+    }
+}
+
+static bool collect_hessians(kq_model *m, const float *x, int64_t n, kd_diags *d)
+{
+    int64_t most = 1;
+    for (int i = 0; i < m->layers.len; i++) {
+        kq_layer *l = m->layers.items[i];
+        if (l->kind != KQ_CONV && l->kind != KQ_DENSE) continue;
+        int64_t K = patch_len(l);
+        l->hessian = kd_alloc_array(m->arena, (size_t)(K * K), sizeof(double));
+        if (K > most) most = K;
+    }
+    double *patch = malloc(sizeof(double) * (size_t)most);
+    bool ok = patch && run_samples(m, x, n, add_to_hessians, patch, d);
+    if (!patch) kd_error(d, (kd_loc){0}, "--quantize int8: out of memory for calibration");
+    free(patch);
+    return ok;
+}
+
 bool kq_calibrate(kq_model *m, const float *x, int64_t n, const kq_calibration *how, kd_diags *d)
 {
     if (!run_samples(m, x, n, widen_range, NULL, d)) return false;
     m->samples += (int)n;
+    if (how->gptq && !collect_hessians(m, x, n, d)) return false;
     return how->method == KQ_CALIBRATE_MINMAX || clip_ranges(m, x, n, how, d);
 }
 
@@ -467,6 +519,76 @@ static const double *value_of(const kq_model *m, const ir_node *var)
 
 static int32_t clamp32(double v) { return v >= 2147483647.0 ? INT32_MAX : v <= -2147483648.0 ? INT32_MIN : (int32_t)lround(v); }
 
+/* a (n x n, symmetric positive definite) replaced by its inverse, by
+ * Cholesky: a = L L^T, a^-1 = L^-T L^-1. false if not positive definite. */
+static bool spd_inverse(double *a, int n, double *L)
+{
+    for (int j = 0; j < n; j++) {
+        double s = a[(int64_t)j * n + j];
+        for (int k = 0; k < j; k++) s -= L[(int64_t)j * n + k] * L[(int64_t)j * n + k];
+        if (!(s > 0)) return false;
+        L[(int64_t)j * n + j] = sqrt(s);
+        for (int i = j + 1; i < n; i++) {
+            double t = a[(int64_t)i * n + j];
+            for (int k = 0; k < j; k++) t -= L[(int64_t)i * n + k] * L[(int64_t)j * n + k];
+            L[(int64_t)i * n + j] = t / L[(int64_t)j * n + j];
+        }
+        for (int i = 0; i < j; i++) L[(int64_t)i * n + j] = 0;
+    }
+    for (int j = 0; j < n; j++) {   /* L^-1 in place, lower triangular */
+        L[(int64_t)j * n + j] = 1 / L[(int64_t)j * n + j];
+        for (int i = j + 1; i < n; i++) {
+            double t = 0;
+            for (int k = j; k < i; k++) t -= L[(int64_t)i * n + k] * L[(int64_t)k * n + j];
+            L[(int64_t)i * n + j] = t / L[(int64_t)i * n + i];
+        }
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j <= i; j++) {
+            double t = 0;
+            for (int k = i; k < n; k++) t += L[(int64_t)k * n + i] * L[(int64_t)k * n + j];
+            a[(int64_t)i * n + j] = a[(int64_t)j * n + i] = t;
+        }
+    return true;
+}
+
+/* The int8 weights q[k * f + o] of W ([K, f]) at the channel scales ws:
+ * rounded to nearest, or (gptq, with the layer's patch second moments H)
+ * GPTQ's order: weight k rounded, its error e divided by Hinv[k][k] taken
+ * off the weights k' > k of the channel as e Hinv[k][k'] (the change of
+ * those that best keeps the layer's output on the calibration patches),
+ * then k removed from Hinv. */
+static void round_weights(const double *W, int K, int f, const double *ws, const double *H, int8_t *q)
+{
+    double *w = malloc(sizeof(double) * (size_t)K * (size_t)f), *h = NULL, *tmp = NULL;
+    if (w) memcpy(w, W, sizeof(double) * (size_t)K * (size_t)f);
+    if (w && H) {
+        h = malloc(sizeof(double) * (size_t)K * (size_t)K), tmp = malloc(sizeof(double) * (size_t)K * (size_t)K);
+        double mean = 0;
+        for (int k = 0; k < K; k++) mean += H[(int64_t)k * K + k] / K;
+        if (h && tmp) {
+            for (int r = 0; r < K; r++)   /* the upper triangle mirrored, damped by 1% of the mean diagonal */
+                for (int c = r; c < K; c++)
+                    h[(int64_t)r * K + c] = h[(int64_t)c * K + r] = H[(int64_t)r * K + c] + (r == c ? 0.01 * mean + 1e-12 : 0);
+        }
+        if (!h || !tmp || !(mean > 0) || !spd_inverse(h, K, tmp)) free(h), h = NULL;
+    }
+    for (int k = 0; k < K; k++) {
+        for (int o = 0; o < f; o++) {
+            double v = w ? w[(int64_t)k * f + o] : W[(int64_t)k * f + o], r = fmin(fmax(round(v / ws[o]), -127), 127);
+            q[(int64_t)k * f + o] = (int8_t)r;
+            if (!h) continue;
+            double e = (v - r * ws[o]) / h[(int64_t)k * K + k];
+            for (int j = k + 1; j < K; j++) w[(int64_t)j * f + o] -= e * h[(int64_t)k * K + j];
+        }
+        if (!h) continue;
+        for (int i = k + 1; i < K; i++)   /* Hinv without row and column k */
+            for (int j = k + 1; j < K; j++)
+                h[(int64_t)i * K + j] -= h[(int64_t)i * K + k] * h[(int64_t)k * K + j] / h[(int64_t)k * K + k];
+    }
+    free(w), free(h), free(tmp);
+}
+
 /* Per output channel: int8 weights (symmetric, zero point 0), int32 bias at
  * s_in * s_w, the multiplier s_in * s_w / s_out. Conv and Dense kernels are
  * [k, f] row-major (k = (ky, kx, ci)), depthwise ones [k, c]; packed as
@@ -484,15 +606,20 @@ static void quantize_weights(kq_model *m, kq_layer *l, const kq_tensor *in, cons
     bool float_output = m->float_output && l == m->layers.items[m->layers.len - 1];
     float *dequant = float_output ? kd_alloc_array(m->arena, (size_t)f, sizeof(float)) : NULL;
     const double *W = value_of(m, l->kernel), *B = l->bias ? value_of(m, l->bias) : NULL;
+    double *scales = kd_alloc_array(m->arena, (size_t)f, sizeof(double));
+    int8_t *q = kd_alloc_array(m->arena, (size_t)K * (size_t)f, 1);
     for (int o = 0; o < f; o++) {
         double maxabs = 0;
         for (int k = 0; k < K; k++) maxabs = fmax(maxabs, fabs(W[(int64_t)k * f + o]));
-        double ws = maxabs > 0 ? maxabs / 127.0 : 1.0;
+        scales[o] = maxabs > 0 ? maxabs / 127.0 : 1.0;
+    }
+    round_weights(W, K, f, scales, l->hessian, q);
+    for (int o = 0; o < f; o++) {
+        double ws = scales[o];
         for (int k = 0; k < K; k++) {
-            long q = lround(W[(int64_t)k * f + o] / ws);
             int kr = k / row * rowp + k % row;   /* its place in the filter, rows padded to rowp */
             int64_t at = dw ? (int64_t)k * f + o : (int64_t)(o / 2) * 2 * c->kp + (kr / 4) * 8 + (o & 1) * 4 + (kr & 3);
-            w[at] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+            w[at] = q[(int64_t)k * f + o];
         }
         bias[o] = B ? clamp32(B[o] / (in->scale * ws)) : 0;
         if (dequant) dequant[o] = (float)(in->scale * ws);

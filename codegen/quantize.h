@@ -51,6 +51,7 @@ typedef struct kq_layer {
     kdk_q8_add_params add;
     int32_t relu_lo;            /* RELU: max(x, relu_lo) */
     const float *dequant;       /* the model's float output layer (kq_model.float_output): scale per channel */
+    double *hessian;            /* gptq (CONV, DENSE): sum of patch patch^T over calibration pixels, K x K */
 } kq_layer;
 
 typedef struct kq_model {
@@ -83,6 +84,10 @@ typedef enum kq_calibration_method {
 typedef struct kq_calibration {
     kq_calibration_method method;
     double percentile;        /* percentile: p, in (50, 100) */
+    /* the weights of convolutions and Dense layers rounded by GPTQ (each
+     * weight's rounding error compensated on the weights not yet rounded,
+     * through the calibration inputs' second moments) instead of to nearest */
+    bool gptq;
 } kq_calibration;
 
 /* The ranges over n samples (n x input elements, row-major), by the method

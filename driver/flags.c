@@ -197,6 +197,9 @@ const kd_flag kd_flags[] = {
     {"--calibration-percentile", KD_CMD_COMPILE | KD_CMD_EVALUATE | KD_CMD_PREDICT, KD_FLAG_REAL, "P", 50, 100, false,
      "a percentile above 50 and below 100", AT(run.calibration_percentile),
      .help = "--calibration-method percentile: clip at the (100 - P)th and Pth percentiles (default 99.99)"},
+    STR("--weight-rounding", KD_CMD_COMPILE | KD_CMD_EVALUATE | KD_CMD_PREDICT, "nearest|gptq", run.weight_rounding,
+        "--quantize: round each weight to the nearest int8 (default), or by GPTQ, each rounding error made up by the "
+        "weights not yet rounded through the calibration inputs (docs/c-api.md#int8)"),
     PATH("--input", KD_CMD_PREDICT, "X.npy[,...]", run.input, "the inputs, one file per input"),
 
     SWITCH("--help", KD_CMD_ALL, help, "this text"),

@@ -25,17 +25,21 @@ static int method_of(const char *name)
 int kd_quantize_flags(const kd_run_options *o)
 {
     const char *err = NULL;
-    bool calibration = o->calibration || o->calibration_samples > 0 || o->calibration_method || o->calibration_percentile > 0;
+    bool calibration = o->calibration || o->calibration_samples > 0 || o->calibration_method ||
+                       o->calibration_percentile > 0 || o->weight_rounding;
     if (o->quantize && strcmp(o->quantize, "int8"))
         err = "--quantize takes int8 (the only precision kdsl quantizes to)";
     else if (!o->quantize && calibration)
-        err = "--calibration and the other --calibration-* options go with --quantize int8";
+        err = "--calibration, the other --calibration-* options and --weight-rounding go with --quantize int8";
     else if (o->quantize && !o->calibration)
         err = "--quantize int8 needs --calibration SPEC: representative inputs (fashion-mnist, an IDX directory, "
               "X.npy or a CSV file) whose ranges set the int8 scales";
     else if (method_of(o->calibration_method) < 0)
         return kd_bad_usage("--calibration-method is minmax, percentile or mse, not '%s'", o->calibration_method,
                             method_names, (int)(sizeof method_names / sizeof method_names[0]));
+    else if (o->weight_rounding && strcmp(o->weight_rounding, "nearest") && strcmp(o->weight_rounding, "gptq"))
+        return kd_bad_usage("--weight-rounding is nearest or gptq, not '%s'", o->weight_rounding,
+                            (const char *const[]){"nearest", "gptq"}, 2);
     else if (o->calibration_percentile > 0 && method_of(o->calibration_method) != KQ_CALIBRATE_PERCENTILE)
         err = "--calibration-percentile goes with --calibration-method percentile";
     if (!err) return 0;
@@ -84,7 +88,8 @@ kq_model *kd_quantize_model(kd_session *s, const kd_run_options *o, const char *
     int64_t n = o->calibration_samples > 0 ? o->calibration_samples : KD_CALIBRATION_DEFAULT;
     if (n > d.n) n = d.n;
     kq_calibration how = {(kq_calibration_method)method_of(o->calibration_method),
-                          o->calibration_percentile > 0 ? o->calibration_percentile : KD_PERCENTILE_DEFAULT};
+                          o->calibration_percentile > 0 ? o->calibration_percentile : KD_PERCENTILE_DEFAULT,
+                          o->weight_rounding && !strcmp(o->weight_rounding, "gptq")};
     bool ok = n > 0 && kq_calibrate(m, d.x, n, &how, &s->diags) && kq_quantize(m, &s->diags);
     if (n == 0) fprintf(stderr, "kdslc: error: --calibration %s has no samples\n", o->calibration);
     kdh_dataset_free(&d);

@@ -13,7 +13,8 @@
 /* Checks --quantize and the --calibration* options: 0, or 2 after printing
  * the usage error (a precision other than int8; calibration options without
  * --quantize; --quantize without --calibration; a method other than minmax,
- * percentile or mse; --calibration-percentile without the percentile method). */
+ * percentile or mse; --calibration-percentile without the percentile method;
+ * a --weight-rounding other than nearest or gptq). */
 int kd_quantize_flags(const kd_run_options *o);
 
 /* The int8 plan of s's model with the weights in `weights`, calibrated on
