@@ -165,8 +165,9 @@ static void header(const kq_model *m, FILE *h)
         fprintf(h, "/* int8 in, int8 out (before any softmax), at the scales and zero points above. */\n");
         fprintf(h, "int %s_predict_int8(const int8_t *input, int8_t *output, void *arena);\n", n);
     }
-    fprintf(h, "/* float in, float out: each of `batch` samples quantized, run in int8, dequantized\n"
-               " * (and the softmax applied); 0, or -1 when batch < 1. */\n");
+    fprintf(h, "/* float in, float out: each of `batch` samples quantized, run in int8, %s\n"
+               " * (and the softmax applied); 0, or -1 when batch < 1. */\n",
+            m->float_output ? "its float output taken" : "dequantized");
     fprintf(h, "int %s_predict_embedded(const float *const *inputs, float *const *outputs, int batch, void *arena);\n\n",
             n);
     fprintf(h, "#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
