@@ -430,6 +430,7 @@ static bool clip_ranges(kq_model *m, const float *x, int64_t n, const kq_calibra
  * sample, spread evenly, each patch in the kernel's (ky, kx, c) order, 0
  * outside the image */
 #define KQ_HESSIAN_PIXELS 64
+#define KQ_GPTQ_MAX_PATCH 1152   /* larger patches (K^2 doubles, K^3 steps) keep nearest rounding */
 
 static int64_t patch_len(const kq_layer *l) { return (int64_t)l->conv.kh * l->conv.kw * l->conv.c; }
 
@@ -465,9 +466,12 @@ static bool collect_hessians(kq_model *m, const float *x, int64_t n, kd_diags *d
     int64_t most = 1;
     for (int i = 0; i < m->layers.len; i++) {
         kq_layer *l = m->layers.items[i];
-        if (l->kind != KQ_CONV && l->kind != KQ_DENSE) continue;
         int64_t K = patch_len(l);
-        l->hessian = kd_alloc_array(m->arena, (size_t)(K * K), sizeof(double));
+        if ((l->kind != KQ_CONV && l->kind != KQ_DENSE) || K > KQ_GPTQ_MAX_PATCH) continue;
+        if (!(l->hessian = calloc((size_t)(K * K), sizeof(double)))) {
+            kd_error(d, (kd_loc){0}, "--quantize int8: out of memory for GPTQ");
+            return false;
+        }
         if (K > most) most = K;
     }
     double *patch = malloc(sizeof(double) * (size_t)most);
@@ -477,12 +481,23 @@ static bool collect_hessians(kq_model *m, const float *x, int64_t n, kd_diags *d
     return ok;
 }
 
+static void free_hessians(kq_model *m)
+{
+    for (int i = 0; i < m->layers.len; i++) {
+        kq_layer *l = m->layers.items[i];
+        free(l->hessian);
+        l->hessian = NULL;
+    }
+}
+
 bool kq_calibrate(kq_model *m, const float *x, int64_t n, const kq_calibration *how, kd_diags *d)
 {
     if (!run_samples(m, x, n, widen_range, NULL, d)) return false;
     m->samples += (int)n;
-    if (how->gptq && !collect_hessians(m, x, n, d)) return false;
-    return how->method == KQ_CALIBRATE_MINMAX || clip_ranges(m, x, n, how, d);
+    bool ok = (!how->gptq || collect_hessians(m, x, n, d)) &&
+              (how->method == KQ_CALIBRATE_MINMAX || clip_ranges(m, x, n, how, d));
+    if (!ok) free_hessians(m);
+    return ok;
 }
 
 /* ---- TFLite's parameters ---------------------------------------------------------------------- */
@@ -614,6 +629,8 @@ static void quantize_weights(kq_model *m, kq_layer *l, const kq_tensor *in, cons
         scales[o] = maxabs > 0 ? maxabs / 127.0 : 1.0;
     }
     round_weights(W, K, f, scales, l->hessian, q);
+    free(l->hessian);
+    l->hessian = NULL;
     for (int o = 0; o < f; o++) {
         double ws = scales[o];
         for (int k = 0; k < K; k++) {

@@ -13,7 +13,8 @@
  *                  over the samples, min and max over all of them (TFLite's
  *                  MinMax calibration), or clipped at percentiles or where
  *                  the quantization error is least; widened to hold 0
- *   kq_quantize    scales and zero points, int8 per-channel weights, int32
+ *   kq_quantize    scales and zero points, int8 per-channel weights (rounded
+ *                  to nearest, or by GPTQ), int32
  *                  biases, fixed-point multipliers; arena offsets
  *   kq_run         one sample through the int8 kernels on the host (what
  *                  `evaluate` / `predict --quantize int8` measure)
@@ -51,7 +52,8 @@ typedef struct kq_layer {
     kdk_q8_add_params add;
     int32_t relu_lo;            /* RELU: max(x, relu_lo) */
     const float *dequant;       /* the model's float output layer (kq_model.float_output): scale per channel */
-    double *hessian;            /* gptq (CONV, DENSE): sum of patch patch^T over calibration pixels, K x K */
+    double *hessian;            /* gptq (CONV, DENSE; malloc'd from kq_calibrate to kq_quantize): sum of patch patch^T
+                                 * over calibration pixels, K x K */
 } kq_layer;
 
 typedef struct kq_model {
@@ -92,7 +94,8 @@ typedef struct kq_calibration {
 
 /* The ranges over n samples (n x input elements, row-major), by the method
  * (percentile and mse run the samples twice: min and max, then a histogram
- * over them). Once per model. false after reporting. */
+ * over them; gptq once more, for each layer's input patches). Once per
+ * model, then kq_quantize. false after reporting. */
 bool kq_calibrate(kq_model *m, const float *x, int64_t n, const kq_calibration *how, kd_diags *d);
 /* After calibration. false after reporting (no samples). */
 bool kq_quantize(kq_model *m, kd_diags *d);
