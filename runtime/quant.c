@@ -47,14 +47,14 @@ static void pool(const kdk_q8_pool_params *p, const int8_t *x, int8_t *y, bool m
                     for (int ix = x0; ix < x1; ix++) {
                         int32_t v = x[((long)iy * p->w + ix) * c + ch];
                         m = v > m ? v : m;
-                        sum += v - p->in_zp;
+                        sum += v;
                     }
                 if (max) {
                     out[ch] = kdk_q8k_clamp8(m, p->act_min, p->act_max);
                     continue;
                 }
-                /* TFLite's integer Mean: the sum at the output's scale, then divided by the count */
-                int32_t s = kdk_q8_requantize(sum, p->mult, p->shift);
+                /* TFLite's integer Mean: the sum of (x - in_zp) at the output's scale, then divided by the count */
+                int32_t s = kdk_q8_requantize(sum - count * p->in_zp, p->mult, p->shift);
                 int32_t avg = count == 0 ? 0 : s > 0 ? (s + count / 2) / count : (s - count / 2) / count;
                 out[ch] = kdk_q8k_clamp8(avg + p->out_zp, p->act_min, p->act_max);
             }
