@@ -451,8 +451,8 @@ static void add_to_hessians(kq_model *m, int t, const double *v, int64_t count, 
                     for (int kx = 0; kx < c->kw; kx++) {
                         int iy = oy * c->stride_h - c->pad_top + ky, ix = ox * c->stride_w - c->pad_left + kx;
                         bool inside = iy >= 0 && iy < c->h && ix >= 0 && ix < c->w;
-                        const double *at = v + b * in->elems + ((int64_t)iy * c->w + ix) * c->c;
-                        for (int ch = 0; ch < c->c; ch++) patch[k++] = inside ? at[ch] : 0;
+                        const double *at = inside ? v + b * in->elems + ((int64_t)iy * c->w + ix) * c->c : NULL;
+                        for (int ch = 0; ch < c->c; ch++) patch[k++] = at ? at[ch] : 0;
                     }
                 for (int64_t r = 0; r < K; r++)
                     if (patch[r] != 0)
