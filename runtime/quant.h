@@ -16,7 +16,8 @@
  *     RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc * 2^max(e, 0), M), max(-e, 0)),
  *     i.e. acc * M * 2^(e - 31) rounded (twice, half away from zero);
  *   - a fused ReLU / ReLU6 is the clamp [act_min, act_max] of the output.
- * Batch 1, NHWC, and no float anywhere but kdk_q8_quantize / _dequantize.
+ * Batch 1, NHWC, and no float anywhere but kdk_q8_quantize / _dequantize and
+ * the float logits of kdk_q8_dense_float.
  *
  * Speed: the convolution (Dense is a 1x1 convolution of a 1x1 image) builds
  * each output pixel's patch as int16 (x - z, padding 0) in a scratch buffer,
