@@ -100,8 +100,8 @@ bool kq_calibrate(kq_model *m, const float *x, int64_t n, const kq_calibration *
 /* After calibration. false after reporting (no samples). */
 bool kq_quantize(kq_model *m, kd_diags *d);
 /* One sample: x (float, input elements) to y (float, output elements: the
- * dequantized output, softmax applied if the model ends in one); arena of
- * m->arena_bytes. */
+ * dequantized output or, float_output, the float logits; softmax applied if
+ * the model ends in one); arena of m->arena_bytes. */
 void kq_run(const kq_model *m, const float *x, float *y, void *arena);
 
 /* model.c and model.h text; 0, or 1 after reporting. */
