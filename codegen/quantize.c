@@ -125,6 +125,22 @@ static bool pool_layer(builder *b, const ir_node *n, kq_kind kind)
     return true;
 }
 
+/* GlobalAveragePooling2D (a mean over an image's rows and columns): an
+ * average pooling whose one window is the image. */
+static bool global_average(builder *b, const ir_node *n)
+{
+    const ir_shape *x = &n->in[0]->shape;
+    if (!x->batched || x->rank != 4 || n->attr.axes != ((1 << 1) | (1 << 2)))
+        return unsupported(b, n, "a mean over other axes than an image's rows and columns");
+    int in = operand(b, n, 0);
+    if (in < 0) return false;
+    kq_layer *l = new_layer(b, KQ_AVGPOOL, n, in);
+    kdk_q8_pool_params *p = &l->pool;
+    p->h = p->kh = (int)x->dims[1], p->w = p->kw = (int)x->dims[2], p->c = (int)x->dims[3];
+    p->stride_h = p->stride_w = p->ho = p->wo = 1;
+    return true;
+}
+
 /* A 2x2 max pooling of stride 2 after a convolution whose result nothing
  * else reads: part of the convolution (quant.h's pool), one requantization
  * per pooled output. Its tensor is the pooling's, calibrated on it. */
@@ -207,6 +223,7 @@ static bool node(builder *b, const ir_node *n, bool is_output)
     case IR_FUSED_MATMUL: return conv_layer(b, n, KQ_DENSE);
     case IR_MAXPOOL2D: return fuse_pool(b, n) || pool_layer(b, n, KQ_MAXPOOL);
     case IR_AVGPOOL2D: return pool_layer(b, n, KQ_AVGPOOL);
+    case IR_MEAN: return global_average(b, n);
     case IR_ADD: {
         if (bias_add(b, n)) return true;
         int x = operand(b, n, 0), y = x >= 0 ? operand(b, n, 1) : -1;
@@ -229,7 +246,7 @@ static bool node(builder *b, const ir_node *n, bool is_output)
     }
     default:
         return unsupported(b, n, kd_format(b->m->arena, "%s has no int8 form (Conv2D, DepthwiseConv2D, Dense, "
-                                           "pooling, Flatten, Add, ReLU and a final softmax do)",
+                                           "pooling, global average pooling, Flatten, Add, ReLU and a final softmax do)",
                                            ir_ops[n->op]->name));
     }
 }
@@ -265,14 +282,27 @@ kq_model *kq_build(const lp_program *p, const kd_graphs *G, kd_diags *d)
         kd_error(d, out->loc, "--quantize int8: the output of model '%s' is not computed by any int8 layer", p->name);
         return NULL;
     }
+    const kq_layer *last = m->layers.items[m->layers.len - 1];
+    m->float_output = last->out == m->output && last->kind == KQ_DENSE && last->act == IR_ACT_NONE;
     return m;
 }
 
 /* ---- calibration --------------------------------------------------------------------------- */
 
 #define KQ_CALIBRATION_BATCH 8   /* the interpreter keeps every node's value: a few samples a run */
+#define KQ_BINS 2048             /* a histogram's bins over the tensor's [min, max] */
+#define KQ_MSE_STEPS 64          /* mse: each end of the range tried at 1/64 ... 64/64 of the extreme */
 
-bool kq_calibrate(kq_model *m, const float *x, int64_t n, kd_diags *d)
+typedef struct histogram {
+    double lo, width;
+    double *count;          /* KQ_BINS */
+} histogram;
+
+/* visit(m, tensor, its values over `batch` samples, ctx) for every tensor,
+ * the interpreter run over n samples KQ_CALIBRATION_BATCH at a time. */
+typedef void visit_fn(kq_model *m, int t, const double *v, int64_t count, void *ctx);
+
+static bool run_samples(kq_model *m, const float *x, int64_t n, visit_fn *visit, void *ctx, kd_diags *d)
 {
     const lp_program *p = m->p;
     int nvars = m->g->vars->len;
@@ -299,17 +329,174 @@ bool kq_calibrate(kq_model *m, const float *x, int64_t n, kd_diags *d)
             break;
         }
         for (int t = 0; t < m->tensors.len; t++) {
-            kq_tensor *q = m->tensors.items[t];
-            const double *v = ir_value(vals, q->node);
-            for (int64_t i = 0; i < batch * q->elems; i++) {
-                if (v[i] < q->lo) q->lo = v[i];
-                if (v[i] > q->hi) q->hi = v[i];
-            }
+            const kq_tensor *q = m->tensors.items[t];
+            visit(m, t, ir_value(vals, q->node), batch * q->elems, ctx);
         }
         ir_values_free(vals);
-        m->samples += batch;
     }
     free(xd);
+    return ok;
+}
+
+static void widen_range(kq_model *m, int t, const double *v, int64_t count, void *ctx)
+{
+    (void)ctx;
+    kq_tensor *q = m->tensors.items[t];
+    for (int64_t i = 0; i < count; i++) {
+        if (v[i] < q->lo) q->lo = v[i];
+        if (v[i] > q->hi) q->hi = v[i];
+    }
+}
+
+static void add_to_histogram(kq_model *m, int t, const double *v, int64_t count, void *ctx)
+{
+    (void)m;
+    histogram *h = (histogram *)ctx + t;
+    for (int64_t i = 0; i < count; i++) {
+        double b = h->width > 0 ? (v[i] - h->lo) / h->width : 0;
+        h->count[b < 0 ? 0 : b >= KQ_BINS ? KQ_BINS - 1 : (int)b]++;
+    }
+}
+
+/* percentile: the range from the (100 - p)th to the pth percentile, each
+ * end at the edge of the bin where the count beyond it passes (100 - p)% */
+static void clip_percentile(const histogram *h, double p, double *lo, double *hi)
+{
+    double total = 0, below = 0, above = 0;
+    for (int b = 0; b < KQ_BINS; b++) total += h->count[b];
+    double tail = total * (100 - p) / 100;
+    int b0 = 0, b1 = KQ_BINS - 1;
+    while (b0 < KQ_BINS - 1 && (below += h->count[b0]) <= tail) b0++;
+    while (b1 > 0 && (above += h->count[b1]) <= tail) b1--;
+    if (b0 > 0) *lo = h->lo + b0 * h->width;
+    if (b1 < KQ_BINS - 1) *hi = h->lo + (b1 + 1) * h->width;
+}
+
+/* The quantization error of the histogram's values under [lo, hi] (holding
+ * 0): s^2 / 12 for each value inside (rounding's, spread evenly), the
+ * squared distance to the nearer end for each outside (clipping's). */
+static double quantization_error(const histogram *h, double lo, double hi)
+{
+    double s = (hi - lo) / 255, err = 0;
+    for (int b = 0; b < KQ_BINS; b++) {
+        if (h->count[b] == 0) continue;
+        double v = h->lo + (b + 0.5) * h->width, out = v < lo ? lo - v : v > hi ? v - hi : 0;
+        err += h->count[b] * (out > 0 ? out * out : s * s / 12);
+    }
+    return err;
+}
+
+/* mse: of the ranges [lo * i / N, hi * j / N] (1 <= i, j <= N; lo <= 0 <= hi),
+ * the one of least quantization error */
+static void clip_mse(const histogram *h, double *lo, double *hi)
+{
+    double l0 = *lo < 0 ? *lo : 0, h0 = *hi > 0 ? *hi : 0, best = INFINITY, bl = l0, bh = h0;
+    if (!(h0 > l0)) return;
+    for (int i = l0 < 0 ? 1 : KQ_MSE_STEPS; i <= KQ_MSE_STEPS; i++)
+        for (int j = h0 > 0 ? 1 : KQ_MSE_STEPS; j <= KQ_MSE_STEPS; j++) {
+            double l = l0 * i / KQ_MSE_STEPS, u = h0 * j / KQ_MSE_STEPS, e = quantization_error(h, l, u);
+            if (e < best) best = e, bl = l, bh = u;
+        }
+    *lo = bl, *hi = bh;
+}
+
+/* The ranges clipped by the method: a second run over the samples fills
+ * each tensor's histogram over its [min, max]. */
+static bool clip_ranges(kq_model *m, const float *x, int64_t n, const kq_calibration *how, kd_diags *d)
+{
+    int nt = m->tensors.len;
+    histogram *h = calloc((size_t)nt, sizeof *h);
+    double *counts = calloc((size_t)nt * KQ_BINS, sizeof *counts);
+    if (!h || !counts) {
+        free(h), free(counts);
+        kd_error(d, (kd_loc){0}, "--quantize int8: out of memory for calibration");
+        return false;
+    }
+    for (int t = 0; t < nt; t++) {
+        const kq_tensor *q = m->tensors.items[t];
+        h[t] = (histogram){q->lo, (q->hi - q->lo) / KQ_BINS, counts + (size_t)t * KQ_BINS};
+    }
+    bool ok = run_samples(m, x, n, add_to_histogram, h, d);
+    for (int t = 0; t < nt && ok; t++) {
+        kq_tensor *q = m->tensors.items[t];
+        if (how->method == KQ_CALIBRATE_PERCENTILE) clip_percentile(&h[t], how->percentile, &q->lo, &q->hi);
+        else clip_mse(&h[t], &q->lo, &q->hi);
+    }
+    free(h), free(counts);
+    return ok;
+}
+
+/* gptq: a layer's input patches; at most KQ_HESSIAN_PIXELS output pixels a
+ * sample, spread evenly, each patch in the kernel's (ky, kx, c) order, 0
+ * outside the image */
+#define KQ_HESSIAN_PIXELS 64
+#define KQ_GPTQ_MAX_PATCH 1152   /* larger patches (K^2 doubles, K^3 steps) keep nearest rounding */
+
+static int64_t patch_len(const kq_layer *l) { return (int64_t)l->conv.kh * l->conv.kw * l->conv.c; }
+
+static void add_to_hessians(kq_model *m, int t, const double *v, int64_t count, void *ctx)
+{
+    double *patch = ctx;
+    const kq_tensor *in = m->tensors.items[t];
+    for (int i = 0; i < m->layers.len; i++) {
+        kq_layer *l = m->layers.items[i];
+        if (!l->hessian || l->in != t) continue;
+        const kdk_q8_conv_params *c = &l->conv;
+        int64_t K = patch_len(l), pixels = (int64_t)c->ho * c->wo, step = (pixels + KQ_HESSIAN_PIXELS - 1) / KQ_HESSIAN_PIXELS;
+        for (int64_t b = 0; b < count / in->elems; b++)
+            for (int64_t px = 0; px < pixels; px += step) {
+                int oy = (int)(px / c->wo), ox = (int)(px % c->wo);
+                int64_t k = 0;
+                for (int ky = 0; ky < c->kh; ky++)
+                    for (int kx = 0; kx < c->kw; kx++) {
+                        int iy = oy * c->stride_h - c->pad_top + ky, ix = ox * c->stride_w - c->pad_left + kx;
+                        bool inside = iy >= 0 && iy < c->h && ix >= 0 && ix < c->w;
+                        const double *at = inside ? v + b * in->elems + ((int64_t)iy * c->w + ix) * c->c : NULL;
+                        for (int ch = 0; ch < c->c; ch++) patch[k++] = at ? at[ch] : 0;
+                    }
+                for (int64_t r = 0; r < K; r++)
+                    if (patch[r] != 0)
+                        for (int64_t q = r; q < K; q++) l->hessian[r * K + q] += patch[r] * patch[q];
+            }
+    }
+}
+
+static bool collect_hessians(kq_model *m, const float *x, int64_t n, kd_diags *d)
+{
+    int64_t most = 1;
+    for (int i = 0; i < m->layers.len; i++) {
+        kq_layer *l = m->layers.items[i];
+        int64_t K = patch_len(l);
+        if ((l->kind != KQ_CONV && l->kind != KQ_DENSE) || K > KQ_GPTQ_MAX_PATCH) continue;
+        if (!(l->hessian = calloc((size_t)(K * K), sizeof(double)))) {
+            kd_error(d, (kd_loc){0}, "--quantize int8: out of memory for GPTQ");
+            return false;
+        }
+        if (K > most) most = K;
+    }
+    double *patch = malloc(sizeof(double) * (size_t)most);
+    bool ok = patch && run_samples(m, x, n, add_to_hessians, patch, d);
+    if (!patch) kd_error(d, (kd_loc){0}, "--quantize int8: out of memory for calibration");
+    free(patch);
+    return ok;
+}
+
+static void free_hessians(kq_model *m)
+{
+    for (int i = 0; i < m->layers.len; i++) {
+        kq_layer *l = m->layers.items[i];
+        free(l->hessian);
+        l->hessian = NULL;
+    }
+}
+
+bool kq_calibrate(kq_model *m, const float *x, int64_t n, const kq_calibration *how, kd_diags *d)
+{
+    if (!run_samples(m, x, n, widen_range, NULL, d)) return false;
+    m->samples += (int)n;
+    bool ok = (!how->gptq || collect_hessians(m, x, n, d)) &&
+              (how->method == KQ_CALIBRATE_MINMAX || clip_ranges(m, x, n, how, d));
+    if (!ok) free_hessians(m);
     return ok;
 }
 
@@ -347,6 +534,76 @@ static const double *value_of(const kq_model *m, const ir_node *var)
 
 static int32_t clamp32(double v) { return v >= 2147483647.0 ? INT32_MAX : v <= -2147483648.0 ? INT32_MIN : (int32_t)lround(v); }
 
+/* a (n x n, symmetric positive definite) replaced by its inverse, by
+ * Cholesky: a = L L^T, a^-1 = L^-T L^-1. false if not positive definite. */
+static bool spd_inverse(double *a, int n, double *L)
+{
+    for (int j = 0; j < n; j++) {
+        double s = a[(int64_t)j * n + j];
+        for (int k = 0; k < j; k++) s -= L[(int64_t)j * n + k] * L[(int64_t)j * n + k];
+        if (!(s > 0)) return false;
+        L[(int64_t)j * n + j] = sqrt(s);
+        for (int i = j + 1; i < n; i++) {
+            double t = a[(int64_t)i * n + j];
+            for (int k = 0; k < j; k++) t -= L[(int64_t)i * n + k] * L[(int64_t)j * n + k];
+            L[(int64_t)i * n + j] = t / L[(int64_t)j * n + j];
+        }
+        for (int i = 0; i < j; i++) L[(int64_t)i * n + j] = 0;
+    }
+    for (int j = 0; j < n; j++) {   /* L^-1 in place, lower triangular */
+        L[(int64_t)j * n + j] = 1 / L[(int64_t)j * n + j];
+        for (int i = j + 1; i < n; i++) {
+            double t = 0;
+            for (int k = j; k < i; k++) t -= L[(int64_t)i * n + k] * L[(int64_t)k * n + j];
+            L[(int64_t)i * n + j] = t / L[(int64_t)i * n + i];
+        }
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j <= i; j++) {
+            double t = 0;
+            for (int k = i; k < n; k++) t += L[(int64_t)k * n + i] * L[(int64_t)k * n + j];
+            a[(int64_t)i * n + j] = a[(int64_t)j * n + i] = t;
+        }
+    return true;
+}
+
+/* The int8 weights q[k * f + o] of W ([K, f]) at the channel scales ws:
+ * rounded to nearest, or (gptq, with the layer's patch second moments H)
+ * GPTQ's order: weight k rounded, its error e divided by Hinv[k][k] taken
+ * off the weights k' > k of the channel as e Hinv[k][k'] (the change of
+ * those that best keeps the layer's output on the calibration patches),
+ * then k removed from Hinv. */
+static void round_weights(const double *W, int K, int f, const double *ws, const double *H, int8_t *q)
+{
+    double *w = malloc(sizeof(double) * (size_t)K * (size_t)f), *h = NULL, *tmp = NULL;
+    if (w) memcpy(w, W, sizeof(double) * (size_t)K * (size_t)f);
+    if (w && H) {
+        h = malloc(sizeof(double) * (size_t)K * (size_t)K), tmp = malloc(sizeof(double) * (size_t)K * (size_t)K);
+        double mean = 0;
+        for (int k = 0; k < K; k++) mean += H[(int64_t)k * K + k] / K;
+        if (h && tmp) {
+            for (int r = 0; r < K; r++)   /* the upper triangle mirrored, damped by 1% of the mean diagonal */
+                for (int c = r; c < K; c++)
+                    h[(int64_t)r * K + c] = h[(int64_t)c * K + r] = H[(int64_t)r * K + c] + (r == c ? 0.01 * mean + 1e-12 : 0);
+        }
+        if (!h || !tmp || !(mean > 0) || !spd_inverse(h, K, tmp)) free(h), h = NULL;
+    }
+    for (int k = 0; k < K; k++) {
+        for (int o = 0; o < f; o++) {
+            double v = w ? w[(int64_t)k * f + o] : W[(int64_t)k * f + o], r = fmin(fmax(round(v / ws[o]), -127), 127);
+            q[(int64_t)k * f + o] = (int8_t)r;
+            if (!h) continue;
+            double e = (v - r * ws[o]) / h[(int64_t)k * K + k];
+            for (int j = k + 1; j < K; j++) w[(int64_t)j * f + o] -= e * h[(int64_t)k * K + j];
+        }
+        if (!h) continue;
+        for (int i = k + 1; i < K; i++)   /* Hinv without row and column k */
+            for (int j = k + 1; j < K; j++)
+                h[(int64_t)i * K + j] -= h[(int64_t)i * K + k] * h[(int64_t)k * K + j] / h[(int64_t)k * K + k];
+    }
+    free(w), free(h), free(tmp);
+}
+
 /* Per output channel: int8 weights (symmetric, zero point 0), int32 bias at
  * s_in * s_w, the multiplier s_in * s_w / s_out. Conv and Dense kernels are
  * [k, f] row-major (k = (ky, kx, ci)), depthwise ones [k, c]; packed as
@@ -361,22 +618,33 @@ static void quantize_weights(kq_model *m, kq_layer *l, const kq_tensor *in, cons
     int8_t *w = kd_alloc_array(m->arena, (size_t)l->nweights, 1);
     int32_t *bias = kd_alloc_array(m->arena, (size_t)f, 4), *mult = kd_alloc_array(m->arena, (size_t)f, 4),
             *shift = kd_alloc_array(m->arena, (size_t)f, 4);
+    bool float_output = m->float_output && l == m->layers.items[m->layers.len - 1];
+    float *dequant = float_output ? kd_alloc_array(m->arena, (size_t)f, sizeof(float)) : NULL;
     const double *W = value_of(m, l->kernel), *B = l->bias ? value_of(m, l->bias) : NULL;
+    double *scales = kd_alloc_array(m->arena, (size_t)f, sizeof(double));
+    int8_t *q = kd_alloc_array(m->arena, (size_t)K * (size_t)f, 1);
     for (int o = 0; o < f; o++) {
         double maxabs = 0;
         for (int k = 0; k < K; k++) maxabs = fmax(maxabs, fabs(W[(int64_t)k * f + o]));
-        double ws = maxabs > 0 ? maxabs / 127.0 : 1.0;
+        scales[o] = maxabs > 0 ? maxabs / 127.0 : 1.0;
+    }
+    round_weights(W, K, f, scales, l->hessian, q);
+    free(l->hessian);
+    l->hessian = NULL;
+    for (int o = 0; o < f; o++) {
+        double ws = scales[o];
         for (int k = 0; k < K; k++) {
-            long q = lround(W[(int64_t)k * f + o] / ws);
             int kr = k / row * rowp + k % row;   /* its place in the filter, rows padded to rowp */
             int64_t at = dw ? (int64_t)k * f + o : (int64_t)(o / 2) * 2 * c->kp + (kr / 4) * 8 + (o & 1) * 4 + (kr & 3);
-            w[at] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+            w[at] = q[(int64_t)k * f + o];
         }
         bias[o] = B ? clamp32(B[o] / (in->scale * ws)) : 0;
+        if (dequant) dequant[o] = (float)(in->scale * ws);
         kq_quantize_multiplier(in->scale * ws / out->scale, &mult[o], &shift[o]);
     }
     c->in_zp = in->zp, c->out_zp = out->zp;
     c->weights = w, c->bias = bias, c->mult = mult, c->shift = shift;
+    l->dequant = dequant;
 }
 
 static void clamp_of(int act, const kq_tensor *t, int32_t *lo, int32_t *hi)
@@ -464,8 +732,12 @@ bool kq_quantize(kq_model *m, kd_diags *d)
             if (scratch > m->scratch_bytes) m->scratch_bytes = scratch;
             break;
         }
+        case KQ_AVGPOOL:   /* its own scale and zero point, as TFLite's MEAN (quant.h) */
+            l->pool.act_min = -128, l->pool.act_max = 127;
+            l->pool.in_zp = in->zp, l->pool.out_zp = out->zp;
+            kq_quantize_multiplier(in->scale / out->scale, &l->pool.mult, &l->pool.shift);
+            break;
         case KQ_MAXPOOL:
-        case KQ_AVGPOOL:
         case KQ_RELU:   /* TFLite's rule: the input's scale and zero point */
             out->scale = in->scale, out->zp = in->zp;
             l->pool.act_min = -128, l->pool.act_max = 127;
@@ -495,7 +767,8 @@ void kq_run(const kq_model *m, const float *x, float *y, void *arena)
 #define AT(t) (base + ((const kq_tensor *)m->tensors.items[t])->offset)
     const kq_tensor *in = m->tensors.items[m->input], *out = m->tensors.items[m->output];
     kdk_q8_quantize(x, AT(m->input), (int32_t)in->elems, (float)(1.0 / in->scale), in->zp);
-    for (int i = 0; i < m->layers.len; i++) {
+    int nl = m->layers.len - (m->float_output ? 1 : 0);
+    for (int i = 0; i < nl; i++) {
         const kq_layer *l = m->layers.items[i];
         switch (l->kind) {
         case KQ_CONV:
@@ -510,7 +783,12 @@ void kq_run(const kq_model *m, const float *x, float *y, void *arena)
             break;
         }
     }
-    kdk_q8_dequantize(AT(m->output), y, (int32_t)out->elems, (float)out->scale, out->zp);
+    if (m->float_output) {
+        const kq_layer *l = m->layers.items[nl];
+        kdk_q8_dense_float(&l->conv, AT(l->in), y, l->dequant, scratch);
+    } else {
+        kdk_q8_dequantize(AT(m->output), y, (int32_t)out->elems, (float)out->scale, out->zp);
+    }
 #undef AT
     if (m->softmax) softmax(y, out->elems);
 }

@@ -7,12 +7,14 @@
  *
  *   kq_build       the graph as int8 layers (Conv2D, DepthwiseConv2D with
  *                  depth multiplier 1, Dense, MaxPooling2D, AveragePooling2D,
- *                  Flatten / Reshape, Add; ReLU / ReLU6 into the clamp of the
+ *                  GlobalAveragePooling2D, Flatten / Reshape, Add; ReLU / ReLU6 into the clamp of the
  *                  layer before it; a softmax at the output stays float)
  *   kq_calibrate   every tensor's range: the interpreter (double precision)
  *                  over the samples, min and max over all of them (TFLite's
- *                  MinMax calibration), widened to hold 0
- *   kq_quantize    scales and zero points, int8 per-channel weights, int32
+ *                  MinMax calibration), or clipped at percentiles or where
+ *                  the quantization error is least; widened to hold 0
+ *   kq_quantize    scales and zero points, int8 per-channel weights (rounded
+ *                  to nearest, or by GPTQ), int32
  *                  biases, fixed-point multipliers; arena offsets
  *   kq_run         one sample through the int8 kernels on the host (what
  *                  `evaluate` / `predict --quantize int8` measure)
@@ -49,6 +51,9 @@ typedef struct kq_layer {
     kdk_q8_pool_params pool;
     kdk_q8_add_params add;
     int32_t relu_lo;            /* RELU: max(x, relu_lo) */
+    const float *dequant;       /* the model's float output layer (kq_model.float_output): scale per channel */
+    double *hessian;            /* gptq (CONV, DENSE; malloc'd from kq_calibrate to kq_quantize): sum of patch patch^T
+                                 * over calibration pixels, K x K */
 } kq_layer;
 
 typedef struct kq_model {
@@ -59,6 +64,10 @@ typedef struct kq_model {
     kd_vec layers;          /* kq_layer* */
     int input, output;      /* tensors */
     bool softmax;           /* the model's output is softmax(dequantized output tensor), in float */
+    /* the last layer, a Dense without activation whose result is the output,
+     * gives its int32 sums times their scales as floats (kdk_q8_dense_float):
+     * the logits are not rounded to 256 levels */
+    bool float_output;
     int64_t scratch_bytes;  /* the convolutions' int16 patches, at the arena's start */
     int64_t arena_bytes;
     int samples;            /* calibration samples seen */
@@ -67,13 +76,32 @@ typedef struct kq_model {
 /* The plan of p's predict graph (p with embedded weights); NULL after
  * reporting an op it cannot quantize (its layer and line). */
 kq_model *kq_build(const lp_program *p, const kd_graphs *G, kd_diags *d);
-/* Adds n samples (n x input elements, row-major) to the ranges. false after reporting. */
-bool kq_calibrate(kq_model *m, const float *x, int64_t n, kd_diags *d);
+/* How the calibration samples' values set a tensor's range (before it is
+ * widened to hold 0). */
+typedef enum kq_calibration_method {
+    KQ_CALIBRATE_MINMAX,      /* min and max (TFLite's default) */
+    KQ_CALIBRATE_PERCENTILE,  /* the (100 - p)th and pth percentiles */
+    KQ_CALIBRATE_MSE,         /* the clipping of least quantization error over the values' histogram */
+} kq_calibration_method;
+typedef struct kq_calibration {
+    kq_calibration_method method;
+    double percentile;        /* percentile: p, in (50, 100) */
+    /* the weights of convolutions and Dense layers rounded by GPTQ (each
+     * weight's rounding error compensated on the weights not yet rounded,
+     * through the calibration inputs' second moments) instead of to nearest */
+    bool gptq;
+} kq_calibration;
+
+/* The ranges over n samples (n x input elements, row-major), by the method
+ * (percentile and mse run the samples twice: min and max, then a histogram
+ * over them; gptq once more, for each layer's input patches). Once per
+ * model, then kq_quantize. false after reporting. */
+bool kq_calibrate(kq_model *m, const float *x, int64_t n, const kq_calibration *how, kd_diags *d);
 /* After calibration. false after reporting (no samples). */
 bool kq_quantize(kq_model *m, kd_diags *d);
 /* One sample: x (float, input elements) to y (float, output elements: the
- * dequantized output, softmax applied if the model ends in one); arena of
- * m->arena_bytes. */
+ * dequantized output or, float_output, the float logits; softmax applied if
+ * the model ends in one); arena of m->arena_bytes. */
 void kq_run(const kq_model *m, const float *x, float *y, void *arena);
 
 /* model.c and model.h text; 0, or 1 after reporting. */

@@ -32,6 +32,14 @@ static void ints(FILE *c, const char *type, const char *name, const void *v, int
     fprintf(c, "\n};\n");
 }
 
+static void floats(FILE *c, const char *name, const float *v, int64_t n)
+{
+    char f[48];
+    fprintf(c, "static const float %s[%" PRId64 "] = {", name, n);
+    for (int64_t i = 0; i < n; i++) fprintf(c, "%s%s", !i ? "\n    " : i % 8 ? ", " : ",\n    ", flt(f, v[i]));
+    fprintf(c, "\n};\n");
+}
+
 static void conv_data(FILE *c, int i, const kq_layer *l)
 {
     const kdk_q8_conv_params *p = &l->conv;
@@ -52,7 +60,12 @@ static void conv_data(FILE *c, int i, const kq_layer *l)
             i, p->h, p->w, p->c, p->kh, p->kw, p->stride_h, p->stride_w, p->pad_top, p->pad_left, p->ho, p->wo, p->f,
             p->kp, p->in_zp, p->out_zp, p->act_min, p->act_max, i, i, i, i, p->pool, same_shift);
     /* the layer's own code: quant_kernels.h's body with L<i> folded in */
-    if (l->kind == KQ_DEPTHWISE)
+    if (l->dequant) {
+        snprintf(name, sizeof name, "L%d_scale", i);
+        floats(c, name, l->dequant, p->f);
+        fprintf(c, "static void L%d_run(const int8_t *x, float *y, int16_t *scratch)\n{\n"
+                   "    kdk_q8_dense_float_body(&L%d, x, y, L%d_scale, scratch);\n}\n", i, i, i);
+    } else if (l->kind == KQ_DEPTHWISE)
         fprintf(c, "static void L%d_run(const int8_t *x, int8_t *y)\n{\n    kdk_q8_depthwise_conv2d_body(&L%d, x, y);\n}\n",
                 i, i);
     else
@@ -71,9 +84,9 @@ static void layer_data(FILE *c, int i, const kq_layer *l)
     case KQ_MAXPOOL:
     case KQ_AVGPOOL:
         fprintf(c, "static const kdk_q8_pool_params L%d = {%d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %" PRId32
-                   ", %" PRId32 "};\n",
+                   ", %" PRId32 ", %" PRId32 ", %" PRId32 ", %" PRId32 ", %" PRId32 "};\n",
                 i, p->h, p->w, p->c, p->kh, p->kw, p->stride_h, p->stride_w, p->pad_top, p->pad_left, p->ho, p->wo,
-                p->act_min, p->act_max);
+                p->act_min, p->act_max, p->in_zp, p->out_zp, p->mult, p->shift);
         break;
     case KQ_ADD: {
         const int32_t v[13] = {a->n, a->a_zp, a->b_zp, a->out_zp, a->left_shift, a->a_mult, a->a_shift, a->b_mult,
@@ -94,12 +107,16 @@ static const char *kind_names[] = {"conv2d", "depthwise_conv2d", "dense", "maxpo
 static void layer_call(FILE *c, const kq_model *m, int i, const kq_layer *l)
 {
     const kq_tensor *in = m->tensors.items[l->in], *out = m->tensors.items[l->out];
-    fprintf(c, "    /* %s: %s%s -> %" PRId64 " (scale %.9g, zero point %" PRId32 ") */\n", l->name, kind_names[l->kind],
-            l->conv.pool ? " + 2x2 max pooling" : "", out->elems, out->scale, out->zp);
+    if (l->dequant)
+        fprintf(c, "    /* %s: %s -> %" PRId64 " floats */\n", l->name, kind_names[l->kind], out->elems);
+    else
+        fprintf(c, "    /* %s: %s%s -> %" PRId64 " (scale %.9g, zero point %" PRId32 ") */\n", l->name, kind_names[l->kind],
+                l->conv.pool ? " + 2x2 max pooling" : "", out->elems, out->scale, out->zp);
     switch (l->kind) {
     case KQ_CONV:
     case KQ_DENSE:
-        fprintf(c, "    L%d_run(a + %" PRId64 ", a + %" PRId64 ", scratch);\n", i, in->offset, out->offset);
+        if (l->dequant) fprintf(c, "    L%d_run(a + %" PRId64 ", y, scratch);\n", i, in->offset);
+        else fprintf(c, "    L%d_run(a + %" PRId64 ", a + %" PRId64 ", scratch);\n", i, in->offset, out->offset);
         break;
     case KQ_DEPTHWISE: fprintf(c, "    L%d_run(a + %" PRId64 ", a + %" PRId64 ");\n", i, in->offset, out->offset); break;
     case KQ_MAXPOOL:
@@ -130,15 +147,27 @@ static void header(const kq_model *m, FILE *h)
     fprintf(h, "/* real = scale * (q - zero_point) */\n");
     char f[48];
     fprintf(h, "#define %s_INPUT_SCALE %s\n#define %s_INPUT_ZERO_POINT %" PRId32 "\n", u, flt(f, in->scale), u, in->zp);
-    fprintf(h, "#define %s_OUTPUT_SCALE %s\n#define %s_OUTPUT_ZERO_POINT %" PRId32 "\n", u, flt(f, out->scale), u,
-            out->zp);
-    fprintf(h, "/* 1: the model's output is the softmax of the dequantized int8 output, computed in float */\n");
+    if (m->float_output) {
+        fprintf(h, "/* 1: the output is float, the last Dense layer's int32 sums times their scales (no int8 logits) */\n");
+        fprintf(h, "#define %s_OUTPUT_FLOAT 1\n", u);
+    } else {
+        fprintf(h, "#define %s_OUTPUT_FLOAT 0\n", u);
+        fprintf(h, "#define %s_OUTPUT_SCALE %s\n#define %s_OUTPUT_ZERO_POINT %" PRId32 "\n", u, flt(f, out->scale), u,
+                out->zp);
+    }
+    fprintf(h, "/* 1: the model's output is the softmax of the output above, computed in float */\n");
     fprintf(h, "#define %s_OUTPUT_SOFTMAX %d\n\n", u, m->softmax);
     fprintf(h, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
-    fprintf(h, "/* int8 in, int8 out (before any softmax), at the scales and zero points above. */\n");
-    fprintf(h, "int %s_predict_int8(const int8_t *input, int8_t *output, void *arena);\n", n);
-    fprintf(h, "/* float in, float out: each of `batch` samples quantized, run in int8, dequantized\n"
-               " * (and the softmax applied); 0, or -1 when batch < 1. */\n");
+    if (m->float_output) {
+        fprintf(h, "/* int8 in at the input's scale and zero point, float out (before any softmax). */\n");
+        fprintf(h, "int %s_predict_int8(const int8_t *input, float *output, void *arena);\n", n);
+    } else {
+        fprintf(h, "/* int8 in, int8 out (before any softmax), at the scales and zero points above. */\n");
+        fprintf(h, "int %s_predict_int8(const int8_t *input, int8_t *output, void *arena);\n", n);
+    }
+    fprintf(h, "/* float in, float out: each of `batch` samples quantized, run in int8, %s\n"
+               " * (and the softmax applied); 0, or -1 when batch < 1. */\n",
+            m->float_output ? "its float output taken" : "dequantized");
     fprintf(h, "int %s_predict_embedded(const float *const *inputs, float *const *outputs, int batch, void *arena);\n\n",
             n);
     fprintf(h, "#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
@@ -154,25 +183,34 @@ int kq_emit_c(const kq_model *m, const char *header_name, FILE *c, FILE *h, kd_d
             n, m->p->source ? m->p->source : "?", m->samples);
     fprintf(c, "#include \"%s\"\n#include \"quant_kernels.h\"\n%s\n", header_name, m->softmax ? "\n#include <math.h>" : "");
     for (int i = 0; i < m->layers.len; i++) layer_data(c, i, m->layers.items[i]);
-    fprintf(c, "\nstatic void run(int8_t *a, int16_t *scratch)\n{\n    (void)scratch;\n");
+    /* run: the layers, on the arena a; with a float output, the last one writes y */
+    bool fo = m->float_output;
+    fprintf(c, "\nstatic void run(int8_t *a, int16_t *scratch%s)\n{\n    (void)scratch;\n", fo ? ", float *y" : "");
     for (int i = 0; i < m->layers.len; i++) layer_call(c, m, i, m->layers.items[i]);
     fprintf(c, "}\n\n");
-    fprintf(c, "int %s_predict_int8(const int8_t *input, int8_t *output, void *arena)\n{\n", n);
+    fprintf(c, "int %s_predict_int8(const int8_t *input, %s *output, void *arena)\n{\n", n, fo ? "float" : "int8_t");
     fprintf(c, "    int8_t *a = (int8_t *)arena + %" PRId64 ";\n", m->scratch_bytes);
     fprintf(c, "    for (int i = 0; i < %" PRId64 "; i++) a[%" PRId64 " + i] = input[i];\n", in->elems, in->offset);
-    fprintf(c, "    run(a, (int16_t *)arena);\n");
-    fprintf(c, "    for (int i = 0; i < %" PRId64 "; i++) output[i] = a[%" PRId64 " + i];\n    return 0;\n}\n\n", out->elems,
-            out->offset);
+    if (fo)
+        fprintf(c, "    run(a, (int16_t *)arena, output);\n    return 0;\n}\n\n");
+    else
+        fprintf(c, "    run(a, (int16_t *)arena);\n"
+                   "    for (int i = 0; i < %" PRId64 "; i++) output[i] = a[%" PRId64 " + i];\n    return 0;\n}\n\n",
+                out->elems, out->offset);
     fprintf(c, "int %s_predict_embedded(const float *const *inputs, float *const *outputs, int batch, void *arena)\n{\n", n);
     fprintf(c, "    if (batch < 1) return -1;\n    int8_t *a = (int8_t *)arena + %" PRId64 ";\n", m->scratch_bytes);
     fprintf(c, "    for (int b = 0; b < batch; b++) {\n");
     char f[48];
     fprintf(c, "        kdk_q8_quantize(inputs[0] + (long)b * %" PRId64 ", a + %" PRId64 ", %" PRId64 ", %s, %" PRId32 ");\n",
             in->elems, in->offset, in->elems, flt(f, 1.0 / in->scale), in->zp);
-    fprintf(c, "        run(a, (int16_t *)arena);\n");
     fprintf(c, "        float *y = outputs[0] + (long)b * %" PRId64 ";\n", out->elems);
-    fprintf(c, "        kdk_q8_dequantize(a + %" PRId64 ", y, %" PRId64 ", %s, %" PRId32 ");\n", out->offset, out->elems,
-            flt(f, out->scale), out->zp);
+    if (fo) {
+        fprintf(c, "        run(a, (int16_t *)arena, y);\n");
+    } else {
+        fprintf(c, "        run(a, (int16_t *)arena);\n");
+        fprintf(c, "        kdk_q8_dequantize(a + %" PRId64 ", y, %" PRId64 ", %s, %" PRId32 ");\n", out->offset,
+                out->elems, flt(f, out->scale), out->zp);
+    }
     if (m->softmax)
         fprintf(c, "        float mx = y[0], sum = 0;\n"
                    "        for (int i = 1; i < %" PRId64 "; i++) mx = y[i] > mx ? y[i] : mx;\n"

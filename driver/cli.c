@@ -114,7 +114,9 @@ static int compile_int8(kd_cli_options *o)
 /* kdslc compile FILE [-o model.c] [--model NAME] [the code generator's flags] */
 static int cmd_compile(kd_cli_options *o)
 {
-    if (o->run.quantize || o->run.calibration || o->run.calibration_samples) return compile_int8(o);
+    if (o->run.quantize || o->run.calibration || o->run.calibration_samples || o->run.calibration_method ||
+        o->run.calibration_percentile > 0 || o->run.weight_rounding)
+        return compile_int8(o);
     kd_session s = {0};
     int rc = kd_front_end(&s, o->file, o->run.model);
     if (rc == 0) {

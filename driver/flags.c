@@ -190,6 +190,16 @@ const kd_flag kd_flags[] = {
         "--quantize: representative inputs whose ranges set the scales (fashion-mnist, an IDX directory, X.npy, FILE.csv)"),
     INT("--calibration-samples", KD_CMD_COMPILE | KD_CMD_EVALUATE | KD_CMD_PREDICT, "N", 1, 1 << 24,
         run.calibration_samples, "--quantize: calibrate on the first N samples (default 256)"),
+    STR("--calibration-method", KD_CMD_COMPILE | KD_CMD_EVALUATE | KD_CMD_PREDICT, "minmax|percentile|mse",
+        run.calibration_method,
+        "--quantize: each tensor's range from the samples' min and max (default, TFLite's), clipped at percentiles, or "
+        "clipped where the quantization error is least (docs/c-api.md#int8)"),
+    {"--calibration-percentile", KD_CMD_COMPILE | KD_CMD_EVALUATE | KD_CMD_PREDICT, KD_FLAG_REAL, "P", 50, 100, false,
+     "a percentile above 50 and below 100", AT(run.calibration_percentile),
+     .help = "--calibration-method percentile: clip at the (100 - P)th and Pth percentiles (default 99.99)"},
+    STR("--weight-rounding", KD_CMD_COMPILE | KD_CMD_EVALUATE | KD_CMD_PREDICT, "nearest|gptq", run.weight_rounding,
+        "--quantize: round each weight to the nearest int8 (default), or by GPTQ, each rounding error made up by the "
+        "weights not yet rounded through the calibration inputs (docs/c-api.md#int8)"),
     PATH("--input", KD_CMD_PREDICT, "X.npy[,...]", run.input, "the inputs, one file per input"),
 
     SWITCH("--help", KD_CMD_ALL, help, "this text"),

@@ -1,23 +1,47 @@
 /* quant_cli.c — `--quantize int8` on the command line (quant_cli.h). */
 #include "quant_cli.h"
 
+#include "flags.h"
 #include "host/train.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define KD_CALIBRATION_DEFAULT 256
+#define KD_PERCENTILE_DEFAULT 99.99
+
+static const char *const method_names[] = {[KQ_CALIBRATE_MINMAX] = "minmax", [KQ_CALIBRATE_PERCENTILE] = "percentile",
+                                           [KQ_CALIBRATE_MSE] = "mse"};
+
+/* --calibration-method's name as a method; -1 for an unknown one. */
+static int method_of(const char *name)
+{
+    if (!name) return KQ_CALIBRATE_MINMAX;
+    for (int i = 0; i < (int)(sizeof method_names / sizeof method_names[0]); i++)
+        if (!strcmp(name, method_names[i])) return i;
+    return -1;
+}
 
 int kd_quantize_flags(const kd_run_options *o)
 {
     const char *err = NULL;
+    bool calibration = o->calibration || o->calibration_samples > 0 || o->calibration_method ||
+                       o->calibration_percentile > 0 || o->weight_rounding;
     if (o->quantize && strcmp(o->quantize, "int8"))
         err = "--quantize takes int8 (the only precision kdsl quantizes to)";
-    else if (!o->quantize && (o->calibration || o->calibration_samples > 0))
-        err = "--calibration and --calibration-samples go with --quantize int8";
+    else if (!o->quantize && calibration)
+        err = "--calibration, the other --calibration-* options and --weight-rounding go with --quantize int8";
     else if (o->quantize && !o->calibration)
         err = "--quantize int8 needs --calibration SPEC: representative inputs (fashion-mnist, an IDX directory, "
               "X.npy or a CSV file) whose ranges set the int8 scales";
+    else if (method_of(o->calibration_method) < 0)
+        return kd_bad_usage("--calibration-method is minmax, percentile or mse, not '%s'", o->calibration_method,
+                            method_names, (int)(sizeof method_names / sizeof method_names[0]));
+    else if (o->weight_rounding && strcmp(o->weight_rounding, "nearest") && strcmp(o->weight_rounding, "gptq"))
+        return kd_bad_usage("--weight-rounding is nearest or gptq, not '%s'", o->weight_rounding,
+                            (const char *const[]){"nearest", "gptq"}, 2);
+    else if (o->calibration_percentile > 0 && method_of(o->calibration_method) != KQ_CALIBRATE_PERCENTILE)
+        err = "--calibration-percentile goes with --calibration-method percentile";
     if (!err) return 0;
     fprintf(stderr, "kdslc: error: %s\n(run 'kdslc --help' for usage)\n", err);
     return 2;
@@ -63,7 +87,10 @@ kq_model *kd_quantize_model(kd_session *s, const kd_run_options *o, const char *
     if (load_calibration(s->model, o, &d) != 0) return NULL;
     int64_t n = o->calibration_samples > 0 ? o->calibration_samples : KD_CALIBRATION_DEFAULT;
     if (n > d.n) n = d.n;
-    bool ok = n > 0 && kq_calibrate(m, d.x, n, &s->diags) && kq_quantize(m, &s->diags);
+    kq_calibration how = {(kq_calibration_method)method_of(o->calibration_method),
+                          o->calibration_percentile > 0 ? o->calibration_percentile : KD_PERCENTILE_DEFAULT,
+                          o->weight_rounding && !strcmp(o->weight_rounding, "gptq")};
+    bool ok = n > 0 && kq_calibrate(m, d.x, n, &how, &s->diags) && kq_quantize(m, &s->diags);
     if (n == 0) fprintf(stderr, "kdslc: error: --calibration %s has no samples\n", o->calibration);
     kdh_dataset_free(&d);
     return ok ? m : NULL;

@@ -788,8 +788,8 @@ static int inference_start(kd_session *s, const kd_run_options *o, int64_t n, in
     if (rc != 0) return rc;
     if (q) {
         kd_quantize_fns(q, &fns);
-        fprintf(info, "int8: %s quantized, %d layers, calibrated on %d samples of %s\n", p->name, q->layers.len,
-                q->samples, o->calibration);
+        fprintf(info, "int8: %s quantized, %d layers, calibrated on %d samples of %s (%s)\n", p->name, q->layers.len,
+                q->samples, o->calibration, o->calibration_method ? o->calibration_method : "minmax");
     }
     host_model(&s->arena, km, p, &fns, &in->m);
     kdh_error err;

@@ -45,9 +45,12 @@ typedef struct kd_run_options {
     int shards, bucket_kb;
     bool no_overlap;
     /* --quantize int8 (compile, evaluate, predict): the int8 model calibrated
-     * on --calibration's first --calibration-samples inputs (0: 256) */
-    const char *quantize, *calibration;
+     * on --calibration's first --calibration-samples inputs (0: 256), by
+     * --calibration-method (NULL: minmax) and --calibration-percentile (0: 99.99),
+     * the weights rounded by --weight-rounding (NULL: nearest) */
+    const char *quantize, *calibration, *calibration_method, *weight_rounding;
     int calibration_samples;
+    double calibration_percentile;
     bool no_cache;                     /* --no-cache: compile again, keep nothing (the JIT cache) */
 } kd_run_options;
 

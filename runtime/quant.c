@@ -9,6 +9,11 @@ void kdk_q8_conv2d(const kdk_q8_conv_params *p, const int8_t *x, int8_t *y, int1
     kdk_q8_conv2d_body(p, x, y, scratch);
 }
 
+void kdk_q8_dense_float(const kdk_q8_conv_params *p, const int8_t *x, float *y, const float *scale, int16_t *scratch)
+{
+    kdk_q8_dense_float_body(p, x, y, scale, scratch);
+}
+
 void kdk_q8_depthwise_conv2d(const kdk_q8_conv_params *p, const int8_t *x, int8_t *y)
 {
     kdk_q8_depthwise_conv2d_body(p, x, y);
@@ -44,8 +49,14 @@ static void pool(const kdk_q8_pool_params *p, const int8_t *x, int8_t *y, bool m
                         m = v > m ? v : m;
                         sum += v;
                     }
-                int32_t avg = count == 0 ? 0 : sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
-                out[ch] = kdk_q8k_clamp8(max ? m : avg, p->act_min, p->act_max);
+                if (max) {
+                    out[ch] = kdk_q8k_clamp8(m, p->act_min, p->act_max);
+                    continue;
+                }
+                /* TFLite's integer Mean: the sum of (x - in_zp) at the output's scale, then divided by the count */
+                int32_t s = kdk_q8_requantize(sum - count * p->in_zp, p->mult, p->shift);
+                int32_t avg = count == 0 ? 0 : s > 0 ? (s + count / 2) / count : (s - count / 2) / count;
+                out[ch] = kdk_q8k_clamp8(avg + p->out_zp, p->act_min, p->act_max);
             }
         }
 }

@@ -16,7 +16,8 @@
  *     RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc * 2^max(e, 0), M), max(-e, 0)),
  *     i.e. acc * M * 2^(e - 31) rounded (twice, half away from zero);
  *   - a fused ReLU / ReLU6 is the clamp [act_min, act_max] of the output.
- * Batch 1, NHWC, and no float anywhere but kdk_q8_quantize / _dequantize.
+ * Batch 1, NHWC, and no float anywhere but kdk_q8_quantize / _dequantize and
+ * the float logits of kdk_q8_dense_float.
  *
  * Speed: the convolution (Dense is a 1x1 convolution of a 1x1 image) builds
  * each output pixel's patch as int16 (x - z, padding 0) in a scratch buffer,
@@ -80,19 +81,31 @@ static inline size_t kdk_q8_conv_scratch(const kdk_q8_conv_params *p)
 }
 void kdk_q8_conv2d(const kdk_q8_conv_params *p, const int8_t *x, int8_t *y, int16_t *scratch);
 
+/* A Dense layer (h = w = 1) whose output is the model's, in float: y[o] =
+ * scale[o] * (its int32 sum of channel o), scale[o] = the input's scale
+ * times channel o's weight scale: the logits without an int8 requantization
+ * (which would round them to the output's 256 levels); act_min, act_max,
+ * mult, shift and out_zp unused. Scratch as kdk_q8_conv2d's. */
+void kdk_q8_dense_float(const kdk_q8_conv_params *p, const int8_t *x, float *y, const float *scale, int16_t *scratch);
+
 /* A depthwise convolution with depth multiplier 1: weights[(ky * kw + kx) * c + ch]
  * (Keras' layout), f = c; no scratch. */
 void kdk_q8_depthwise_conv2d(const kdk_q8_conv_params *p, const int8_t *x, int8_t *y);
 
-/* Max and average pooling: input and output share scale and zero point
- * (TFLite's rule), so the max is taken on the int8 values and the average is
- * the sum over the positions inside the input divided by their count,
- * rounded half away from zero; then the clamp. */
+/* Max and average pooling. Max pooling keeps its input's scale and zero
+ * point (TFLite's rule): the max is taken on the int8 values. Average
+ * pooling has its own (a mean is finer than its inputs: at the input's
+ * scale the global average before ResNet-8's Dense loses the digits that
+ * decide the class), as TFLite's MEAN computes it: the int32 sum of
+ * (x - in_zp) over the positions inside the input, times in_scale /
+ * out_scale by the multiplier mult and shift, divided by their count
+ * (rounded half away from zero), plus out_zp. Then the clamp. */
 typedef struct kdk_q8_pool_params {
     int h, w, c;
     int kh, kw, stride_h, stride_w, pad_top, pad_left;
     int ho, wo;
     int32_t act_min, act_max;
+    int32_t in_zp, out_zp, mult, shift;   /* average pooling only */
 } kdk_q8_pool_params;
 void kdk_q8_maxpool2d(const kdk_q8_pool_params *p, const int8_t *x, int8_t *y);
 void kdk_q8_avgpool2d(const kdk_q8_pool_params *p, const int8_t *x, int8_t *y);

@@ -282,6 +282,18 @@ KDK_Q8_INLINE void kdk_q8_conv2d_body(const kdk_q8_conv_params *p, const int8_t 
         }
 }
 
+/* A Dense layer whose int32 sums are the model's output (its logits): each
+ * sum times scale[o] (input scale x channel o's weight scale) as a float,
+ * no int8 in between. */
+KDK_Q8_INLINE void kdk_q8_dense_float_body(const kdk_q8_conv_params *p, const int8_t *x, float *y, const float *scale,
+                                           int16_t *scratch)
+{
+    int32_t *acc = (int32_t *)(void *)(scratch + 2 * p->kp);
+    kdk_q8k_patches(p, x, 0, 0, 0, 0, 1, scratch);
+    kdk_q8k_products(p, scratch, 1, acc, KDK_Q8K_KEEP);
+    for (int o = 0; o < p->f; o++) y[o] = scale[o] * (float)acc[o];
+}
+
 /* One output of a depthwise convolution, channel ch of the pixel whose
  * window starts at input row iy0, column ix0, over the taps [ky0, ky1) x
  * [kx0, kx1) inside the input. */

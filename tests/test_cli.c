@@ -20,6 +20,7 @@ static const char *good_value(const kd_flag *f)
     if (!strcmp(f->name, "--dtype")) return "f64";
     if (!strcmp(f->name, "--target")) return "portable";
     if (!strcmp(f->name, "--stage")) return "loops";
+    if (!strcmp(f->name, "--calibration-percentile")) return "99.9";
     switch (f->kind) {
     case KD_FLAG_INT: snprintf(buf, sizeof buf, "%lld", f->ilo + 1); return buf;
     case KD_FLAG_REAL: return "0.5";
