@@ -1147,9 +1147,21 @@ START_TEST(test_conv_direct)
         conv_make(2, 9, 8, 16, 32, 3, 3, 2, 2, 1),    /* stride 2: padded after only */
         conv_make(1, 6, 7, 3, 64, 5, 5, 2, 1, 1),     /* c = 3, pad 2 before */
         {1, 4, 4, 5, 8, 8, 32, 3, 3, 1, 1, 3, 3},     /* taps wholly in the padding, 2 vectors */
-        /* 1×1 over 128 channels and more: the forward takes the GEMM (ResNet50's wide layers) */
+        /* 1×1 on short rows: the direct kernel over all pixels as one row (pixelwise_fwd),
+         * across the images; strided, on pixels gathered first (ResNet50's projections) */
         conv_make(2, 5, 6, 160, 48, 1, 1, 1, 1, 0),
-        conv_make(1, 7, 7, 300, 64, 1, 1, 1, 1, 0),   /* K of two GEMM blocks */
+        conv_make(1, 7, 7, 300, 64, 1, 1, 1, 1, 0),
+        conv_make(2, 9, 11, 33, 32, 1, 1, 2, 2, 0),   /* stride 2, odd c and h, w */
+        conv_make(2, 7, 10, 17, 16, 1, 1, 2, 3, 1),   /* uneven strides, 'same' (no padding at 1×1) */
+        conv_make(3, 14, 14, 24, 64, 1, 1, 2, 2, 1),  /* ResNet50's stride-2 shape, 3 images */
+        /* 1×1 over 128 channels and more on longer rows: the forward takes the GEMM */
+        conv_make(1, 3, 16, 128, 32, 1, 1, 1, 1, 0),
+        conv_make(1, 4, 20, 130, 16, 1, 1, 2, 2, 0),  /* strided on long rows: the direct kernel */
+        /* filters of one block over more than KDK_CONV_SLAB bytes: slabs of channels,
+         * uneven (131 = 66 + 65 channels at 64 filters), with bias and ReLU only once */
+        conv_make(1, 5, 7, 131, 64, 3, 3, 1, 1, 1),   /* 'same': rows, sides and corners */
+        conv_make(2, 7, 6, 131, 64, 3, 3, 2, 2, 1),   /* stride 2, 2 images */
+        conv_make(1, 5, 6, 64, 131, 3, 3, 1, 1, 1),   /* the data gradient's slabs (c' = f = 131) */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         for (int dbl = 0; dbl < 2; dbl++) {
