@@ -112,15 +112,10 @@ _Pragma("GCC unroll 4")                                                         
         int pw = nblk ? (oxb - oxa + nblk - 1) / nblk : 0;                                     \
         ptrdiff_t xhw = (ptrdiff_t)h * w * c, yhw = (ptrdiff_t)oh * ow * f;                    \
         int cb = KV(fwd_slab)(g, NB);                                                          \
-        for (int f0 = 0; f0 < f; f0 += NB * VL)                                                \
-          for (int c0 = 0; c0 < c; c0 += cb) {                                                 \
-            /* the slab of channels [c0, c0 + cn): the first adds the bias (or y), the  */   \
-            /* later ones add to y, the last applies the activation                     */   \
-            int cn = KDK_MIN(cb, c - c0), saccum = accum || c0 > 0;                            \
-            int sact = c0 + cn == c ? act : KDK_ACT_NONE;                                      \
-            const KT *xs = x + c0, *ws = wt + (ptrdiff_t)c0 * f + f0;                          \
-            const KT *bs = bias && !c0 ? bias + f0 : NULL;                                     \
-            for (int b = b0; b < b1; b++) {                                                    \
+        for (int f0 = 0; f0 < f; f0 += NB * VL) {                                              \
+            for (int b = b0; b < b1; b++)                                                      \
+              for (int c0 = 0; c0 < c; c0 += cb) {                                             \
+                KDK_FWD_SLAB                                                                   \
                 /* along the rows, the columns clear of the side padding */                    \
                 for (int oy = oy0; oy < oy1 && oxa < oxb; oy++) {                              \
                     int iy0 = oy * sh - pt, ky0 = KDK_MAX(0, -iy0), ky1 = KDK_MIN(kh, h - iy0);\
@@ -154,7 +149,9 @@ _Pragma("GCC unroll 4")                                                         
                 }                                                                              \
             }                                                                                  \
             /* the corners, across the images */                                               \
-            for (int oy = oy0; oy < oy1; oy++) {                                               \
+            for (int c0 = 0; c0 < c; c0 += cb) {                                               \
+              KDK_FWD_SLAB                                                                     \
+              for (int oy = oy0; oy < oy1; oy++) {                                             \
                 if (oy >= ra && oy < rb) continue;                                             \
                 int iy0 = oy * sh - pt, ky0 = KDK_MAX(0, -iy0), ky1 = KDK_MIN(kh, h - iy0);    \
                 for (int ox = oxa ? 0 : oxb; ox < ow; ox = ox + 1 == oxa ? oxb : ox + 1) {      \
@@ -171,9 +168,18 @@ _Pragma("GCC unroll 4")                                                         
                         b += P;                                                                \
                     }                                                                          \
                 }                                                                              \
+              }                                                                                \
             }                                                                                  \
         }                                                                                      \
     }
+/* The slab of channels [c0, c0 + cn) of a tile sweep: the first adds the
+ * bias (or starts from y), the later ones add to y, the last applies the
+ * activation. */
+#define KDK_FWD_SLAB                                                                           \
+    int cn = KDK_MIN(cb, c - c0), saccum = accum || c0 > 0;                                    \
+    int sact = c0 + cn == c ? act : KDK_ACT_NONE;                                              \
+    const KT *xs = x + c0, *ws = wt + (ptrdiff_t)c0 * f + f0;                                  \
+    const KT *bs = bias && !c0 ? bias + f0 : NULL;
 /* Each (NB, P) tile is compiled once, out of line, and called from the three
  * places above: inlining it at each would triple the code and the build time. */
 #define KDK_FWD_CASE(NB, P)                                                                    \
@@ -212,12 +218,14 @@ _Pragma("GCC unroll 4")                                                         
  * 512 channels: 1.2 MB per block of 64 filters), where every tile of a
  * 7-pixel row then streamed them from L3.  So the channels are split into
  * equal slabs of at most KDK_CONV_SLAB bytes of filters, each swept over
- * the rows in turn, the later ones adding into y (ResNet50's batch-1
- * inference: ~10% faster with slabs of 128 KB than with none; 64 and
- * 256 KB did no better). */
+ * an image's rows in turn, the later ones adding into y.  That re-reads
+ * the image's NB vectors of y once per slab: only where they are at most
+ * KDK_CONV_SLAB bytes too (ResNet50's 14×14 and 7×7 stages; on the 56×56
+ * and 28×28 ones the slabs measured slower). */
 static int KV(fwd_slab)(const struct kdk_conv_geom *g, int nb)
 {
     long per_channel = (long)g->kh * g->kw * nb * KVB;
+    if ((long)g->oh * g->ow * nb * KVB > KDK_CONV_SLAB) return KDK_MAX(g->c, 1);
     int cbmax = (int)KDK_MAX(1, KDK_CONV_SLAB / per_channel);
     if (cbmax >= g->c) return KDK_MAX(g->c, 1);
     int nslab = (g->c + cbmax - 1) / cbmax;
@@ -384,6 +392,7 @@ KTGT static void KV(dw)(const struct kdk_conv_geom *g, int padded, int q0, int q
 #undef KINL
 #undef KACC
 #undef KDK_FWD_ROWS
+#undef KDK_FWD_SLAB
 #undef KDK_FWD_TILE
 #undef KDK_DW_TILE
 #undef KDK_FWD_CASE
@@ -591,17 +600,18 @@ void KP(conv2d_fwd_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, const KT *x
 {
     int lo, hi;
     /* The kernel per shape (measured on ResNet50's layers, docs/performance.md):
-     *   - a 1×1 convolution on rows shorter than 16 pixels, 1024 pixels in
+     *   - a 1×1 convolution on rows shorter than 16 pixels, 512 pixels in
      *     all at most: the direct kernel over one row of the pixels
      *     (pixelwise_fwd); strided, it gathers them first, which costs more
-     *     than it saves on longer rows;
+     *     than it saves on longer rows.  (At most 512 pixels: any part of
+     *     them has the same slabs, fwd_slab, as the whole, so the same bits);
      *   - a 1×1 convolution at stride 1 over 128 channels or more: the GEMM
      *     below, whose packed panels of filters stay in L1 over its many
      *     row tiles (the direct tile streams all c × NB vectors from L2);
      *   - every other shape with whole vectors of filters: the direct kernel. */
     int fast = work && KI(fast_ok)(f), pixelwise = KI(pixelwise)(KGEOM);
     int matrix = pixelwise && KI(pixelwise_dense)(KGEOM);
-    if (fast && pixelwise && ow < 16 && n * oh * ow <= 1024) {
+    if (fast && pixelwise && ow < 16 && n * oh * ow <= 512) {
         KI(pixelwise_fwd)(part, nparts, KGEOM, x, wt, bias, act, y, work);
         return;
     }
