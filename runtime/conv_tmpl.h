@@ -546,7 +546,9 @@ size_t KP(conv2d_fwd_work_size)(KDK_CONV_GEOM_PARAMS)
 }
 
 /* Part `part` of a pixelwise convolution on the direct kernel: a run of
- * output pixels, gathered into work first when the convolution strides. */
+ * output pixels, gathered into work first when the convolution strides.
+ * (Its slabs, fwd_slab, keep each pixel's channel order at 1×1: the same
+ * bits at any split of the pixels.) */
 static void KI(pixelwise_fwd)(int part, int nparts, KDK_CONV_GEOM_PARAMS, const KT *x, const KT *wt,
                               const KT *bias, int act, KT *y, KT *work)
 {
@@ -600,18 +602,19 @@ void KP(conv2d_fwd_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, const KT *x
 {
     int lo, hi;
     /* The kernel per shape (measured on ResNet50's layers, docs/performance.md):
-     *   - a 1×1 convolution on rows shorter than 16 pixels, 512 pixels in
-     *     all at most: the direct kernel over one row of the pixels
+     *   - a 1×1 convolution on rows shorter than 16 pixels, images of 512
+     *     pixels at most: the direct kernel over all the pixels as one row
      *     (pixelwise_fwd); strided, it gathers them first, which costs more
-     *     than it saves on longer rows.  (At most 512 pixels: any part of
-     *     them has the same slabs, fwd_slab, as the whole, so the same bits);
+     *     than it saves on longer rows.  The choice depends on the image,
+     *     not the batch: conv2d_pool_fwd's image at a time gets the same
+     *     bits as conv2d_fwd on the whole batch;
      *   - a 1×1 convolution at stride 1 over 128 channels or more: the GEMM
      *     below, whose packed panels of filters stay in L1 over its many
      *     row tiles (the direct tile streams all c × NB vectors from L2);
      *   - every other shape with whole vectors of filters: the direct kernel. */
     int fast = work && KI(fast_ok)(f), pixelwise = KI(pixelwise)(KGEOM);
     int matrix = pixelwise && KI(pixelwise_dense)(KGEOM);
-    if (fast && pixelwise && ow < 16 && n * oh * ow <= 512) {
+    if (fast && pixelwise && ow < 16 && oh * ow <= 512) {
         KI(pixelwise_fwd)(part, nparts, KGEOM, x, wt, bias, act, y, work);
         return;
     }

@@ -1154,6 +1154,7 @@ START_TEST(test_conv_direct)
         conv_make(2, 9, 11, 33, 32, 1, 1, 2, 2, 0),   /* stride 2, odd c and h, w */
         conv_make(2, 7, 10, 17, 16, 1, 1, 2, 3, 1),   /* uneven strides, 'same' (no padding at 1×1) */
         conv_make(3, 14, 14, 24, 64, 1, 1, 2, 2, 1),  /* ResNet50's stride-2 shape, 3 images */
+        conv_make(3, 13, 15, 20, 16, 1, 1, 1, 1, 0),  /* 585 pixels in one row */
         /* 1×1 over 128 channels and more on longer rows: the forward takes the GEMM */
         conv_make(1, 3, 16, 128, 32, 1, 1, 1, 1, 0),
         conv_make(1, 4, 20, 130, 16, 1, 1, 2, 2, 0),  /* strided on long rows: the direct kernel */
@@ -1614,14 +1615,18 @@ END_TEST
  * image at a time in the workspace: the same bits as conv2d_fwd followed by
  * maxpool2d_fwd, in float and double, on the direct kernels (whole vectors
  * of filters), the GEMM driver (12 filters), a 1x1 convolution (a plain
- * GEMM), overlapping 3x3/2 windows that drop the last row and column, and
- * split over images at 1 to 3 threads. */
+ * GEMM, or the direct kernel over rows of pixels), slabs of channels,
+ * overlapping 3x3/2 windows that drop the last row and column, and split
+ * over images at 1 to 3 threads. */
 START_TEST(test_conv_pool_fused)
 {
     /* n, h, w, c, f, k, pad, stride, pool window (rows, columns), pool stride (rows, columns) */
     static const int geo[][12] = {{3, 28, 28, 1, 32, 3, 0, 1, 2, 2, 2, 2}, {2, 13, 13, 32, 64, 3, 1, 1, 3, 3, 2, 2},
                                   {2, 9, 11, 5, 12, 3, 0, 2, 2, 2, 2, 2},  {4, 8, 8, 3, 16, 1, 0, 1, 2, 2, 2, 2},
-                                  {5, 12, 10, 4, 48, 3, 1, 2, 2, 3, 1, 2}};
+                                  {5, 12, 10, 4, 48, 3, 1, 2, 2, 3, 1, 2},
+                                  /* 1x1 on short rows, 720 pixels in all: conv2d_fwd over one row of
+                                   * them across the images, as one image at a time; 3x3 in slabs */
+                                  {5, 12, 12, 520, 64, 1, 0, 1, 2, 2, 2, 2}, {2, 7, 7, 131, 64, 3, 1, 1, 2, 2, 2, 2}};
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
         int n = geo[g][0], h = geo[g][1], w = geo[g][2], c = geo[g][3], f = geo[g][4], k = geo[g][5], pad = geo[g][6],
             st = geo[g][7], pkh = geo[g][8], pkw = geo[g][9], psh = geo[g][10], psw = geo[g][11];
