@@ -34,14 +34,15 @@ KINL V KV(relu)(V x)
 }
 
 /* One forward tile: P consecutive output pixels × NB filter vectors.
- *   y[p][o] (+)= bias[o] + sum over taps (ky0..ky1) × (kx0..kx1), channels ci
+ *   y[p][o] (+)= bias[o] + sum over taps (ky0..ky1) × (kx0..kx1), channels ci < cn
  *                 of x[xo + p*ps + (ky*w + kx)*c + ci] · wt[((ky*kw + kx)*c + ci)*f + o]
  * xo is the offset of pixel 0's window origin (maybe outside the image; the
- * tap range keeps every read inside).  accum: start from y (dx += ...). */
+ * tap range keeps every read inside); cn <= c: a slab of the channels.
+ * accum: start from y (dx += ..., or the slabs before). */
 #define KDK_FWD_TILE(NB) \
 KINL KDK_CONTRACT void KV(fwd_tile_##NB)(const int P, const KT *restrict x, ptrdiff_t xo,            \
-                                    ptrdiff_t ps, ptrdiff_t ys, int w, int c, int kw, int ky0, int ky1, int kx0,   \
-                                    int kx1, const KT *restrict wt, int f, const KT *restrict bias,  \
+                                    ptrdiff_t ps, ptrdiff_t ys, int w, int c, int cn, int kw, int ky0, int ky1, \
+                                    int kx0, int kx1, const KT *restrict wt, int f, const KT *restrict bias, \
                                     int act, int accum, KT *restrict y)                              \
 {                                                                                                    \
     V acc[KACC / NB][NB];                                                                            \
@@ -55,7 +56,7 @@ _Pragma("GCC unroll 4")                                                         
         for (int kx = kx0; kx < kx1; kx++) {                                                         \
             const KT *xt = x + xo + ((ptrdiff_t)ky * w + kx) * c;                                    \
             const KT *wp = wt + (ptrdiff_t)(ky * kw + kx) * c * f;                                   \
-            for (int ci = 0; ci < c; ci++) {                                                         \
+            for (int ci = 0; ci < cn; ci++) {                                                        \
                 V wv[NB];                                                                            \
 _Pragma("GCC unroll 4")                                                                       \
                 for (int v = 0; v < NB; v++) wv[v] = KV(ld)(wp + v * VL);                            \
@@ -110,9 +111,11 @@ _Pragma("GCC unroll 4")                                                         
         int nblk = (oxb - oxa + PMAX - 1) / PMAX;                                              \
         int pw = nblk ? (oxb - oxa + nblk - 1) / nblk : 0;                                     \
         ptrdiff_t xhw = (ptrdiff_t)h * w * c, yhw = (ptrdiff_t)oh * ow * f;                    \
+        int cb = KV(fwd_slab)(g, NB);                                                          \
         for (int f0 = 0; f0 < f; f0 += NB * VL) {                                              \
-            const KT *wf = wt + f0, *bf = bias ? bias + f0 : NULL;                             \
-            for (int b = b0; b < b1; b++) {                                                    \
+            for (int b = b0; b < b1; b++)                                                      \
+              for (int c0 = 0; c0 < c; c0 += cb) {                                             \
+                KDK_FWD_SLAB                                                                   \
                 /* along the rows, the columns clear of the side padding */                    \
                 for (int oy = oy0; oy < oy1 && oxa < oxb; oy++) {                              \
                     int iy0 = oy * sh - pt, ky0 = KDK_MAX(0, -iy0), ky1 = KDK_MIN(kh, h - iy0);\
@@ -146,7 +149,9 @@ _Pragma("GCC unroll 4")                                                         
                 }                                                                              \
             }                                                                                  \
             /* the corners, across the images */                                               \
-            for (int oy = oy0; oy < oy1; oy++) {                                               \
+            for (int c0 = 0; c0 < c; c0 += cb) {                                               \
+              KDK_FWD_SLAB                                                                     \
+              for (int oy = oy0; oy < oy1; oy++) {                                             \
                 if (oy >= ra && oy < rb) continue;                                             \
                 int iy0 = oy * sh - pt, ky0 = KDK_MAX(0, -iy0), ky1 = KDK_MIN(kh, h - iy0);    \
                 for (int ox = oxa ? 0 : oxb; ox < ow; ox = ox + 1 == oxa ? oxb : ox + 1) {      \
@@ -163,24 +168,33 @@ _Pragma("GCC unroll 4")                                                         
                         b += P;                                                                \
                     }                                                                          \
                 }                                                                              \
+              }                                                                                \
             }                                                                                  \
         }                                                                                      \
     }
+/* The slab of channels [c0, c0 + cn) of a tile sweep: the first adds the
+ * bias (or starts from y), the later ones add to y, the last applies the
+ * activation. */
+#define KDK_FWD_SLAB                                                                           \
+    int cn = KDK_MIN(cb, c - c0), saccum = accum || c0 > 0;                                    \
+    int sact = c0 + cn == c ? act : KDK_ACT_NONE;                                              \
+    const KT *xs = x + c0, *ws = wt + (ptrdiff_t)c0 * f + f0;                                  \
+    const KT *bs = bias && !c0 ? bias + f0 : NULL;
 /* Each (NB, P) tile is compiled once, out of line, and called from the three
  * places above: inlining it at each would triple the code and the build time. */
 #define KDK_FWD_CASE(NB, P)                                                                    \
     case P:                                                                                    \
-        KV(fwd_tile_##NB##_##P)(x, xo, ps, ys, w, c, kw, ky0, ky1, kx0, kx1, wf, f, bf, act,    \
-                                accum, yp);                                                    \
+        KV(fwd_tile_##NB##_##P)(xs, xo, ps, ys, w, c, cn, kw, ky0, ky1, kx0, kx1, ws, f, bs,    \
+                                sact, saccum, yp);                                             \
         break;
 #define KDK_FWD_TILE_P(NB, P)                                                                  \
     KTGT KDK_CONTRACT static __attribute__((noinline)) void KV(fwd_tile_##NB##_##P)(           \
-        const KT *restrict x, ptrdiff_t xo, ptrdiff_t ps, ptrdiff_t ys, int w, int c, int kw,   \
-        int ky0, int ky1, int kx0, int kx1, const KT *restrict wt, int f,                      \
+        const KT *restrict x, ptrdiff_t xo, ptrdiff_t ps, ptrdiff_t ys, int w, int c, int cn,   \
+        int kw, int ky0, int ky1, int kx0, int kx1, const KT *restrict wt, int f,              \
         const KT *restrict bias, int act, int accum, KT *restrict y)                           \
     {                                                                                          \
         if (P <= KACC / NB)                                                                    \
-            KV(fwd_tile_##NB)(P <= KACC / NB ? P : 1, x, xo, ps, ys, w, c, kw, ky0, ky1, kx0,   \
+            KV(fwd_tile_##NB)(P <= KACC / NB ? P : 1, x, xo, ps, ys, w, c, cn, kw, ky0, ky1, kx0, \
                               kx1, wt, f, bias, act, accum, y);                                \
     }
 #define KDK_FWD_TILES_P(NB)                                                                    \
@@ -197,6 +211,26 @@ _Pragma("GCC unroll 4")                                                         
     KDK_FWD_CASE(NB, 13) KDK_FWD_CASE(NB, 14) KDK_FWD_CASE(NB, 15) KDK_FWD_CASE(NB, 16)        \
     KDK_FWD_CASE(NB, 17) KDK_FWD_CASE(NB, 18) KDK_FWD_CASE(NB, 19) KDK_FWD_CASE(NB, 20)        \
     KDK_FWD_CASE(NB, 21) KDK_FWD_CASE(NB, 22) KDK_FWD_CASE(NB, 23) KDK_FWD_CASE(NB, 24)
+
+/* The channels of one slab of a forward.  A tile reads the filter vectors
+ * of all its taps and channels, kh·kw·c·NB vectors, once per P pixels: far
+ * more than L1 holds, and more than L2 in ResNet50's last stages (3×3 over
+ * 512 channels: 1.2 MB per block of 64 filters), where every tile of a
+ * 7-pixel row then streamed them from L3.  So the channels are split into
+ * equal slabs of at most KDK_CONV_SLAB bytes of filters, each swept over
+ * an image's rows in turn, the later ones adding into y.  That re-reads
+ * the image's NB vectors of y once per slab: only where they are at most
+ * KDK_CONV_SLAB bytes too (ResNet50's 14×14 and 7×7 stages; on the 56×56
+ * and 28×28 ones the slabs measured slower). */
+static int KV(fwd_slab)(const struct kdk_conv_geom *g, int nb)
+{
+    long per_channel = (long)g->kh * g->kw * nb * KVB;
+    if ((long)g->oh * g->ow * nb * KVB > KDK_CONV_SLAB) return KDK_MAX(g->c, 1);
+    int cbmax = (int)KDK_MAX(1, KDK_CONV_SLAB / per_channel);
+    if (cbmax >= g->c) return KDK_MAX(g->c, 1);
+    int nslab = (g->c + cbmax - 1) / cbmax;
+    return (g->c + nslab - 1) / nslab;
+}
 
 KDK_FWD_TILE(1)
 KDK_FWD_TILE(2)
@@ -358,6 +392,7 @@ KTGT static void KV(dw)(const struct kdk_conv_geom *g, int padded, int q0, int q
 #undef KINL
 #undef KACC
 #undef KDK_FWD_ROWS
+#undef KDK_FWD_SLAB
 #undef KDK_FWD_TILE
 #undef KDK_DW_TILE
 #undef KDK_FWD_CASE
@@ -482,10 +517,56 @@ static int KI(unpadded)(const struct kdk_conv_geom *g)
 
 /* ---- forward ---- */
 
+/* A 1×1 convolution without padding reads one input pixel per output
+ * pixel: it is the product of the (n·oh·ow) × c matrix of those pixels with
+ * the c × f filters.  The direct kernel takes that matrix as one image row
+ * of n·oh·ow pixels, so that its tiles are not cut short at the end of each
+ * short row (7 and 14 pixels in ResNet50's last stages: tiles of 3 to 5
+ * pixels, each streaming all c × NB filter vectors from L2). */
+static int KI(pixelwise)(KDK_CONV_GEOM_PARAMS)
+{
+    (void)n, (void)c, (void)f;
+    return kh == 1 && kw == 1 && pt == 0 && pl == 0 && oh > 0 && ow > 0 && (oh - 1) * sh < h &&
+           (ow - 1) * sw < w;
+}
+
+/* Whether those pixels are the input itself (else they are gathered). */
+static int KI(pixelwise_dense)(KDK_CONV_GEOM_PARAMS)
+{
+    (void)n, (void)c, (void)f, (void)kh, (void)kw, (void)pt, (void)pl;
+    return sh == 1 && sw == 1 && oh == h && ow == w;
+}
+
 size_t KP(conv2d_fwd_work_size)(KDK_CONV_GEOM_PARAMS)
 {
-    (void)h, (void)w, (void)sh, (void)sw, (void)pt, (void)pl;
-    return KP(gemm_work_size)(n * oh * ow, f, kh * kw * c);
+    size_t gemm = KP(gemm_work_size)(n * oh * ow, f, kh * kw * c), gather = 0;
+    if (KI(pixelwise)(KGEOM) && !KI(pixelwise_dense)(KGEOM))
+        gather = (size_t)n * (size_t)oh * (size_t)ow * (size_t)c + KDK_ALIGN / sizeof(KT);
+    return gemm > gather ? gemm : gather;
+}
+
+/* Part `part` of a pixelwise convolution on the direct kernel: a run of
+ * output pixels, gathered into work first when the convolution strides.
+ * (Its slabs, fwd_slab, keep each pixel's channel order at 1×1: the same
+ * bits at any split of the pixels.) */
+static void KI(pixelwise_fwd)(int part, int nparts, KDK_CONV_GEOM_PARAMS, const KT *x, const KT *wt,
+                              const KT *bias, int act, KT *y, KT *work)
+{
+    int lo, hi, ohw = oh * ow;
+    kdk_split(n * ohw, KDK_MR_MAX, part, nparts, &lo, &hi);
+    if (lo >= hi) return;
+    const KT *xp = x + (ptrdiff_t)lo * c;
+    if (!KI(pixelwise_dense)(KGEOM)) {
+        KT *xs = (KT *)(((uintptr_t)work + KDK_ALIGN - 1) & ~(uintptr_t)(KDK_ALIGN - 1));
+        for (int p = lo; p < hi; p++) {
+            int b = p / ohw, oy = p % ohw / ow, ox = p % ow;
+            memcpy(xs + (ptrdiff_t)(p - lo) * c, x + (((ptrdiff_t)b * h + oy * sh) * w + ox * sw) * c,
+                   sizeof(KT) * (size_t)c);
+        }
+        xp = xs;
+    }
+    struct kdk_conv_geom g = {1, 1, hi - lo, c, 1, hi - lo, f, 1, 1, 1, 1, 0, 0};
+    KI(fast_fwd)(0, 1, &g, xp, wt, bias, act, 0, y + (ptrdiff_t)lo * f);
 }
 
 /* Output pixels lo..hi without scratch. */
@@ -520,12 +601,24 @@ void KP(conv2d_fwd_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, const KT *x
                          const KT *bias, int act, KT *y, KT *work)
 {
     int lo, hi;
-    /* A 1×1 convolution over many channels goes to the GEMM below: the
-     * direct kernel's tile streams all c × 4 vectors of weights from L2 for
-     * every few pixels, where the GEMM's packed panels stay in L1
-     * (ResNet50's inference at batch 1: 59.3 -> 55.8 ms). */
-    int pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && oh == h && ow == w;
-    if (work && KI(fast_ok)(f) && !(pointwise && c >= 128)) {
+    /* The kernel per shape (measured on ResNet50's layers, docs/performance.md):
+     *   - a 1×1 convolution on rows shorter than 16 pixels, images of 512
+     *     pixels at most: the direct kernel over all the pixels as one row
+     *     (pixelwise_fwd); strided, it gathers them first, which costs more
+     *     than it saves on longer rows.  The choice depends on the image,
+     *     not the batch: conv2d_pool_fwd's image at a time gets the same
+     *     bits as conv2d_fwd on the whole batch;
+     *   - a 1×1 convolution at stride 1 over 128 channels or more: the GEMM
+     *     below, whose packed panels of filters stay in L1 over its many
+     *     row tiles (the direct tile streams all c × NB vectors from L2);
+     *   - every other shape with whole vectors of filters: the direct kernel. */
+    int fast = work && KI(fast_ok)(f), pixelwise = KI(pixelwise)(KGEOM);
+    int matrix = pixelwise && KI(pixelwise_dense)(KGEOM);
+    if (fast && pixelwise && ow < 16 && oh * ow <= 512) {
+        KI(pixelwise_fwd)(part, nparts, KGEOM, x, wt, bias, act, y, work);
+        return;
+    }
+    if (fast && !(matrix && c >= 128)) {
         /* direct kernel: parts take whole output rows */
         struct kdk_conv_geom g = KI(geom)(KGEOM);
         KI(fast_fwd)(part, nparts, &g, x, wt, bias, act, 0, y);
@@ -544,7 +637,7 @@ void KP(conv2d_fwd_part)(int part, int nparts, KDK_CONV_GEOM_PARAMS, const KT *x
         .b = wt, .ldb = f, .transb = 0,
         .beta.KS = 0, .c = y + (ptrdiff_t)lo * f, .ldc = f, .bias = bias, .act = act,
     };
-    if (kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && oh == h && ow == w) {
+    if (matrix) {
         /* a 1×1 convolution is a plain GEMM on the pixels */
         t.akind = KDK_A_MAT;
         t.a = x + (ptrdiff_t)lo * c;

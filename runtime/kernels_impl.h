@@ -72,6 +72,9 @@ enum {
     KDK_ALIGN = 64 /* bytes; packed panels start on a cache line */
 };
 
+/* The direct convolution's slab of filters per tile sweep, bytes (conv_tmpl.h, fwd_slab). */
+enum { KDK_CONV_SLAB = 128 * 1024 };
+
 /* The driver's blocks of k: ceil(K / KC) of equal depth, and at least two
  * from a depth of KC on, so that a dense layer of 256 inputs can split its
  * forward product's K between two threads (kdh_sgemm_mt), each summing the

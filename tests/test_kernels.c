@@ -1147,9 +1147,22 @@ START_TEST(test_conv_direct)
         conv_make(2, 9, 8, 16, 32, 3, 3, 2, 2, 1),    /* stride 2: padded after only */
         conv_make(1, 6, 7, 3, 64, 5, 5, 2, 1, 1),     /* c = 3, pad 2 before */
         {1, 4, 4, 5, 8, 8, 32, 3, 3, 1, 1, 3, 3},     /* taps wholly in the padding, 2 vectors */
-        /* 1×1 over 128 channels and more: the forward takes the GEMM (ResNet50's wide layers) */
+        /* 1×1 on short rows: the direct kernel over all pixels as one row (pixelwise_fwd),
+         * across the images; strided, on pixels gathered first (ResNet50's projections) */
         conv_make(2, 5, 6, 160, 48, 1, 1, 1, 1, 0),
-        conv_make(1, 7, 7, 300, 64, 1, 1, 1, 1, 0),   /* K of two GEMM blocks */
+        conv_make(1, 7, 7, 300, 64, 1, 1, 1, 1, 0),
+        conv_make(2, 9, 11, 33, 32, 1, 1, 2, 2, 0),   /* stride 2, odd c and h, w */
+        conv_make(2, 7, 10, 17, 16, 1, 1, 2, 3, 1),   /* uneven strides, 'same' (no padding at 1×1) */
+        conv_make(3, 14, 14, 24, 64, 1, 1, 2, 2, 1),  /* ResNet50's stride-2 shape, 3 images */
+        conv_make(3, 13, 15, 20, 16, 1, 1, 1, 1, 0),  /* 585 pixels in one row */
+        /* 1×1 over 128 channels and more on longer rows: the forward takes the GEMM */
+        conv_make(1, 3, 16, 128, 32, 1, 1, 1, 1, 0),
+        conv_make(1, 4, 20, 130, 16, 1, 1, 2, 2, 0),  /* strided on long rows: the direct kernel */
+        /* filters of one block over more than KDK_CONV_SLAB bytes: slabs of channels,
+         * uneven (131 = 66 + 65 channels at 64 filters), with bias and ReLU only once */
+        conv_make(1, 5, 7, 131, 64, 3, 3, 1, 1, 1),   /* 'same': rows, sides and corners */
+        conv_make(2, 7, 6, 131, 64, 3, 3, 2, 2, 1),   /* stride 2, 2 images */
+        conv_make(1, 5, 6, 64, 131, 3, 3, 1, 1, 1),   /* the data gradient's slabs (c' = f = 131) */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         for (int dbl = 0; dbl < 2; dbl++) {
@@ -1602,14 +1615,18 @@ END_TEST
  * image at a time in the workspace: the same bits as conv2d_fwd followed by
  * maxpool2d_fwd, in float and double, on the direct kernels (whole vectors
  * of filters), the GEMM driver (12 filters), a 1x1 convolution (a plain
- * GEMM), overlapping 3x3/2 windows that drop the last row and column, and
- * split over images at 1 to 3 threads. */
+ * GEMM, or the direct kernel over rows of pixels), slabs of channels,
+ * overlapping 3x3/2 windows that drop the last row and column, and split
+ * over images at 1 to 3 threads. */
 START_TEST(test_conv_pool_fused)
 {
     /* n, h, w, c, f, k, pad, stride, pool window (rows, columns), pool stride (rows, columns) */
     static const int geo[][12] = {{3, 28, 28, 1, 32, 3, 0, 1, 2, 2, 2, 2}, {2, 13, 13, 32, 64, 3, 1, 1, 3, 3, 2, 2},
                                   {2, 9, 11, 5, 12, 3, 0, 2, 2, 2, 2, 2},  {4, 8, 8, 3, 16, 1, 0, 1, 2, 2, 2, 2},
-                                  {5, 12, 10, 4, 48, 3, 1, 2, 2, 3, 1, 2}};
+                                  {5, 12, 10, 4, 48, 3, 1, 2, 2, 3, 1, 2},
+                                  /* 1x1 on short rows, 720 pixels in all: conv2d_fwd over one row of
+                                   * them across the images, as one image at a time; 3x3 in slabs */
+                                  {5, 12, 12, 520, 64, 1, 0, 1, 2, 2, 2, 2}, {2, 7, 7, 131, 64, 3, 1, 1, 2, 2, 2, 2}};
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
         int n = geo[g][0], h = geo[g][1], w = geo[g][2], c = geo[g][3], f = geo[g][4], k = geo[g][5], pad = geo[g][6],
             st = geo[g][7], pkh = geo[g][8], pkw = geo[g][9], psh = geo[g][10], psw = geo[g][11];
