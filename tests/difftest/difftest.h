@@ -23,6 +23,10 @@ typedef struct dt_options {
     bool fd;               /* finite differences of the reference loss */
     bool threads;          /* the two-thread JIT variant */
     bool no_jit;           /* no JIT variants (the executor's only: fast) */
+    bool jit_no_pass_variants; /* of the JIT's variants only the default, two threads and in parts:
+                                  the pass variants' time is libgccjit's own, which sanitizers
+                                  do not see (tests/run's sanitizer pass), and the executor
+                                  still runs each pass variant */
     bool no_exec;          /* no loop-IR executor variants */
     const char *workdir;   /* where the C backend's files go (c_backend) */
     bool verbose;          /* each variant's largest error to stderr */

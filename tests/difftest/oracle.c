@@ -663,7 +663,9 @@ dt_status dt_run(const char *text, int batch, int max_batch, uint64_t data_seed,
     for (size_t i = 0; i < sizeof variants / sizeof variants[0] && v->status != DT_FAIL && !o->no_exec; i++)
         if (!variants[i].threads && !variants[i].parts) run_exec(r, &variants[i], o, v, &seen64);
     for (size_t i = 0; i < sizeof variants / sizeof variants[0] && v->status != DT_FAIL && !o->no_jit; i++)
-        if (!variants[i].threads || o->threads) run_jit(r, &variants[i], o, v, &seen, &one_thread_bits);
+        if ((!variants[i].threads || o->threads) &&
+            (!o->jit_no_pass_variants || i == 0 || variants[i].threads || variants[i].parts))
+            run_jit(r, &variants[i], o, v, &seen, &one_thread_bits);
     seen_free(&seen);
     seen_free(&seen64);
     if (o->c_backend && v->status != DT_FAIL) run_c(r, false, o, v);
