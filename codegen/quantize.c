@@ -348,10 +348,10 @@ static void widen_range(kq_model *m, int t, const double *v, int64_t count, void
     }
 }
 
-static void add_to_histogram(kq_model *m, int t, const double *v, int64_t count, void *ctx)
+static void add_to_histogram(kq_model *m, int t, const double *v, int64_t count, histogram *all)
 {
     (void)m;
-    histogram *h = (histogram *)ctx + t;
+    histogram *h = all + t;
     for (int64_t i = 0; i < count; i++) {
         double b = h->width > 0 ? (v[i] - h->lo) / h->width : 0;
         h->count[b < 0 ? 0 : b >= KQ_BINS ? KQ_BINS - 1 : (int)b]++;
@@ -400,30 +400,38 @@ static void clip_mse(const histogram *h, double *lo, double *hi)
     *lo = bl, *hi = bh;
 }
 
-/* The ranges clipped by the method: a second run over the samples fills
- * each tensor's histogram over its [min, max]. */
-static bool clip_ranges(kq_model *m, const float *x, int64_t n, const kq_calibration *how, kd_diags *d)
+/* Each tensor's empty histogram over its [min, max] (the first run's), for
+ * the second run to fill; NULL when out of memory. */
+static histogram *new_histograms(const kq_model *m)
 {
     int nt = m->tensors.len;
     histogram *h = calloc((size_t)nt, sizeof *h);
     double *counts = calloc((size_t)nt * KQ_BINS, sizeof *counts);
     if (!h || !counts) {
         free(h), free(counts);
-        kd_error(d, (kd_loc){0}, "--quantize int8: out of memory for calibration");
-        return false;
+        return NULL;
     }
     for (int t = 0; t < nt; t++) {
         const kq_tensor *q = m->tensors.items[t];
         h[t] = (histogram){q->lo, (q->hi - q->lo) / KQ_BINS, counts + (size_t)t * KQ_BINS};
     }
-    bool ok = run_samples(m, x, n, add_to_histogram, h, d);
-    for (int t = 0; t < nt && ok; t++) {
+    return h;
+}
+
+static void free_histograms(histogram *h)
+{
+    if (h) free(h[0].count);
+    free(h);
+}
+
+/* The ranges clipped by the method, from the filled histograms. */
+static void clip_ranges(kq_model *m, const histogram *h, const kq_calibration *how)
+{
+    for (int t = 0; t < m->tensors.len; t++) {
         kq_tensor *q = m->tensors.items[t];
         if (how->method == KQ_CALIBRATE_PERCENTILE) clip_percentile(&h[t], how->percentile, &q->lo, &q->hi);
         else clip_mse(&h[t], &q->lo, &q->hi);
     }
-    free(h), free(counts);
-    return ok;
 }
 
 /* gptq: a layer's input patches; at most KQ_HESSIAN_PIXELS output pixels a
@@ -434,9 +442,8 @@ static bool clip_ranges(kq_model *m, const float *x, int64_t n, const kq_calibra
 
 static int64_t patch_len(const kq_layer *l) { return (int64_t)l->conv.kh * l->conv.kw * l->conv.c; }
 
-static void add_to_hessians(kq_model *m, int t, const double *v, int64_t count, void *ctx)
+static void add_to_hessians(kq_model *m, int t, const double *v, int64_t count, double *patch)
 {
-    double *patch = ctx;
     const kq_tensor *in = m->tensors.items[t];
     for (int i = 0; i < m->layers.len; i++) {
         kq_layer *l = m->layers.items[i];
@@ -461,24 +468,19 @@ static void add_to_hessians(kq_model *m, int t, const double *v, int64_t count, 
     }
 }
 
-static bool collect_hessians(kq_model *m, const float *x, int64_t n, kd_diags *d)
+/* The zeroed sums of the layers GPTQ rounds, and a patch buffer for the
+ * longest of their patches; NULL when out of memory. */
+static double *new_hessians(kq_model *m)
 {
     int64_t most = 1;
     for (int i = 0; i < m->layers.len; i++) {
         kq_layer *l = m->layers.items[i];
         int64_t K = patch_len(l);
         if ((l->kind != KQ_CONV && l->kind != KQ_DENSE) || K > KQ_GPTQ_MAX_PATCH) continue;
-        if (!(l->hessian = calloc((size_t)(K * K), sizeof(double)))) {
-            kd_error(d, (kd_loc){0}, "--quantize int8: out of memory for GPTQ");
-            return false;
-        }
+        if (!(l->hessian = calloc((size_t)(K * K), sizeof(double)))) return NULL;
         if (K > most) most = K;
     }
-    double *patch = malloc(sizeof(double) * (size_t)most);
-    bool ok = patch && run_samples(m, x, n, add_to_hessians, patch, d);
-    if (!patch) kd_error(d, (kd_loc){0}, "--quantize int8: out of memory for calibration");
-    free(patch);
-    return ok;
+    return malloc(sizeof(double) * (size_t)most);
 }
 
 static void free_hessians(kq_model *m)
@@ -490,12 +492,33 @@ static void free_hessians(kq_model *m)
     }
 }
 
+/* The second run over the samples: histograms (NULL: none) and GPTQ's sums
+ * (patch NULL: none) in one pass of the interpreter. */
+typedef struct second_run {
+    histogram *h;
+    double *patch;
+} second_run;
+
+static void second_visit(kq_model *m, int t, const double *v, int64_t count, void *ctx)
+{
+    second_run *r = ctx;
+    if (r->h) add_to_histogram(m, t, v, count, r->h);
+    if (r->patch) add_to_hessians(m, t, v, count, r->patch);
+}
+
 bool kq_calibrate(kq_model *m, const float *x, int64_t n, const kq_calibration *how, kd_diags *d)
 {
     if (!run_samples(m, x, n, widen_range, NULL, d)) return false;
     m->samples += (int)n;
-    bool ok = (!how->gptq || collect_hessians(m, x, n, d)) &&
-              (how->method == KQ_CALIBRATE_MINMAX || clip_ranges(m, x, n, how, d));
+    bool clip = how->method != KQ_CALIBRATE_MINMAX;
+    if (!clip && !how->gptq) return true;
+    second_run r = {clip ? new_histograms(m) : NULL, how->gptq ? new_hessians(m) : NULL};
+    bool ok = (!clip || r.h) && (!how->gptq || r.patch);
+    if (!ok) kd_error(d, (kd_loc){0}, "--quantize int8: out of memory for calibration");
+    ok = ok && run_samples(m, x, n, second_visit, &r, d);
+    if (ok && clip) clip_ranges(m, r.h, how);
+    free_histograms(r.h);
+    free(r.patch);
     if (!ok) free_hessians(m);
     return ok;
 }
