@@ -78,7 +78,7 @@ void kd_codegen_layout(lp_program *p, kd_model *m)
             gat += n;
         }
     }
-    p->params_size = at;
+    p->params_size = p->prepared_size = at;   /* prepare's packed weights come after the params */
     p->grads_size = gat;
     for (int i = 0; i < m->vars.len; i++) {
         const kd_var *v = m->vars.items[i];
@@ -260,17 +260,20 @@ bool kd_codegen_differentiate(lp_program *p, kd_model *m, const kd_codegen_optio
     G->g[LP_F_PREDICT] = m->infer;
     G->dests[LP_F_PREDICT] = dests(a, m->infer->outputs.len);
     for (int i = 0; i < m->infer->outputs.len; i++) G->dests[LP_F_PREDICT][i] = (kd_dest){KD_DEST_OUTPUT, i};
-    if (o->embed_weights && !o->no_passes && !o->passes.no_fold_batchnorm) {
-        ir_graph *folded = kd_pass_fold_batchnorm(m->infer, &p->folds, &p->nfolds, why, sizeof why);
+    /* Predict over weights folded when compiling (embedded) or by prepare at
+     * run time: the same graph, its BatchNormalizations folded into the
+     * layers before them. */
+    ir_graph *folded = m->infer;
+    if ((o->embed_weights || o->prepare) && !o->no_passes && !o->passes.no_fold_batchnorm) {
+        folded = kd_pass_fold_batchnorm(m->infer, &p->folds, &p->nfolds, why, sizeof why);
         if (!folded) {
             kd_error(d, (kd_loc){0}, "folding BatchNormalization: %s", why);
             return false;
         }
-        if (p->nfolds) {
-            G->g[LP_F_PREDICT_FOLDED] = folded;
-            G->dests[LP_F_PREDICT_FOLDED] = G->dests[LP_F_PREDICT];
-        }
     }
+    if (o->embed_weights && p->nfolds) G->g[LP_F_PREDICT_FOLDED] = folded;
+    if (o->prepare) G->g[LP_F_PREDICT_PREPARED] = p->nfolds ? folded : m->infer;
+    G->dests[LP_F_PREDICT_FOLDED] = G->dests[LP_F_PREDICT_PREPARED] = G->dests[LP_F_PREDICT];
     bool train = !o->inference_only && m->config.present && m->config.loss.kind != LOSS_NONE &&
                  m->config.optimizer != OPT_NONE;
     if (!train) return true;

@@ -24,6 +24,7 @@ typedef struct kd_codegen_options {
     bool inference_only;        /* only init and predict */
     bool f64;                   /* every real is a double (kdk_d* kernels): gradient checks */
     const char *embed_weights;  /* safetensors file whose weights become static const data */
+    bool prepare;               /* also <model>_prepare and <model>_predict_prepared (kdslc compile's C text) */
     const char *header_name;    /* what model.c #includes; NULL: "<model>.h" */
     bool no_workspace;          /* firmware: no GEMM / conv workspace; Dense, Conv2D, pooling as loop nests (lower_direct.c) */
     /* Every arena buffer gets bytes of its own (a buffer updated in place

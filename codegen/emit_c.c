@@ -501,6 +501,9 @@ static const char *sig_params(const emitter *E, lp_func_kind k)
     case LP_F_PREDICT_FOLDED:
         return kd_format(p->arena, "const %s *params, const %s *const *inputs, %s *const *outputs, int batch, void *arena",
                          r, E->in_t, r);
+    case LP_F_PREDICT_PREPARED:
+        return kd_format(p->arena, "const %s *prepared, const %s *const *inputs, %s *const *outputs, int batch, void *arena",
+                         r, E->in_t, r);
     case LP_F_GRAD:
         return kd_format(p->arena,
                          "%s *params, const %s *const *inputs, const %s *labels, %s *grads, int batch, "
@@ -611,13 +614,15 @@ static void function_as(emitter *E, const lp_func *f, bool embedded)
         [LP_F_INIT] = {"params", "opt_state", "seed"},
         [LP_F_PREDICT] = {"params", "inputs", "outputs", "arena"},
         [LP_F_PREDICT_FOLDED] = {"params", "inputs", "outputs", "arena"},
+        [LP_F_PREDICT_PREPARED] = {"prepared", "inputs", "outputs", "arena"},
         [LP_F_GRAD] = {"params", "inputs", "labels", "grads", "step", "arena"},
         [LP_F_APPLY] = {"params", "grads", "opt_state", "step", "learning_rate"},
         [LP_F_TRAIN_STEP] = {"params", "opt_state", "inputs", "labels", "step", "learning_rate", "arena", "outputs0"},
     };
     for (int i = 0; i < 10 && names[f->kind][i]; i++) {
         const char *nm = names[f->kind][i];
-        bool used = !strcmp(nm, "params") ? u.space[LP_PARAMS] : !strcmp(nm, "opt_state") ? u.space[LP_OPT]
+        bool used = !strcmp(nm, "params") || !strcmp(nm, "prepared") ? u.space[LP_PARAMS]
+                    : !strcmp(nm, "opt_state") ? u.space[LP_OPT]
                     : !strcmp(nm, "grads") ? u.space[LP_GRADS] : !strcmp(nm, "inputs") ? u.space[LP_INPUT]
                     : !strcmp(nm, "labels") ? u.space[LP_LABEL]
                     : !strcmp(nm, "outputs") || !strcmp(nm, "outputs0") ? u.space[LP_OUTPUT]
@@ -629,6 +634,8 @@ static void function_as(emitter *E, const lp_func *f, bool embedded)
         fprintf(out, "    if (batch < 1 || batch > %s_MAX_BATCH) return%s;\n", E->p->upper,
                 lp_func_predicts(f->kind) ? " -1" : E->f32 ? " NAN" : " (double)NAN");   /* NAN is a float */
     }
+    if (f->kind == LP_F_PREDICT_PREPARED && u.space[LP_PARAMS])
+        fprintf(out, "    const %s *params = prepared;\n", E->real);
     if (u.arena_bytes) fputs("    char *A = (char *)arena;\n", out);
     for (int i = 0; i < f->bufs.len && f->kind != LP_F_INIT; i++) {
         const lp_buf *b = f->bufs.items[i];
@@ -699,11 +706,55 @@ static void shape_list(FILE *out, int rank, const int64_t *shape)
     fputc('}', out);
 }
 
-static int64_t max_arena(const lp_program *p, lp_func_kind a, lp_func_kind b)
+/* ---- prepare ------------------------------------------------------------------------------------------ */
+
+static void prepared_api(emitter *E, FILE *out)
+{
+    const lp_program *p = E->p;
+    const char *r = E->real;
+    fprintf(out, "/* The weights made ready for predict_prepared, once after they are loaded or trained (and\n"
+                 " * again whenever they change): a copy of params in which each BatchNormalization right\n"
+                 " * after a convolution or Dense is folded into that layer. prepared: %s_PREPARED_SIZE\n"
+                 " * %ss, apart from params (which stay as they are). Returns 0, or\n"
+                 " * -1 when a folded value is not finite (a moving variance at or below -epsilon). */\n"
+                 "int %s_prepare(const %s *params, %s *prepared);\n", p->upper, r, p->name, r, r);
+    fputs("/* predict over prepare's result: predict's outputs, to float rounding where it folded. */\n", out);
+    prototype(E, out, LP_F_PREDICT_PREPARED);
+    fputs(";\n", out);
+}
+
+/* <model>_prepare: params copied, then each fold kd_bn_fold_values would
+ * make when compiling made by the runtime's kdk_?bn_fold, to the same bits. */
+static void prepare(emitter *E)
+{
+    const lp_program *p = E->p;
+    FILE *out = E->out;
+    const char *r = E->real;
+    fprintf(out, "\nint %s_prepare(const %s *params, %s *prepared)\n{\n", p->name, r, r);
+    fprintf(out, "    for (long i = 0; i < %s_PARAMS_SIZE; i++) prepared[i] = params[i];\n", p->upper);
+    for (int i = 0; i < p->nfolds; i++) {
+        const kd_bn_fold *f = p->folds[i];
+        const int vars[] = {f->gamma, f->beta, f->bias, f->mean, f->variance};
+        const char *mean = p->vars[f->mean]->name, *slash = strrchr(mean, '/');
+        fprintf(out, "    /* %.*s folded into %s */\n    if (%sbn_fold(prepared + %" PRId64 ", %" PRId64 ", %" PRId64,
+                (int)(slash ? slash - mean : (ptrdiff_t)strlen(mean)), mean, p->vars[f->kernel]->name, E->kp, p->vars[f->kernel]->offset, ir_shape_elems(&p->vars[f->kernel]->shape),
+                f->channels);
+        for (int j = 0; j < 5; j++) {
+            if (vars[j] < 0) fputs(", NULL", out);
+            else fprintf(out, ", prepared + %" PRId64, p->vars[vars[j]]->offset);
+        }
+        fprintf(out, ", %.17g, prepared + %" PRId64 ") != 0)\n        return -1;\n", f->epsilon, p->vars[f->into]->offset);
+    }
+    fputs("    return 0;\n}\n", out);
+}
+
+/* The largest arena of the predict functions (predicting) or of the training ones. */
+static int64_t max_arena(const lp_program *p, bool predicting)
 {
     int64_t n = 0;
-    if (p->funcs[a]) n = p->funcs[a]->arena_bytes;
-    if (p->funcs[b] && p->funcs[b]->arena_bytes > n) n = p->funcs[b]->arena_bytes;
+    for (int f = LP_F_PREDICT; f < LP_F_COUNT; f++)
+        if (p->funcs[f] && lp_func_predicts((lp_func_kind)f) == predicting && p->funcs[f]->arena_bytes > n)
+            n = p->funcs[f]->arena_bytes;
     return n > 0 ? n : 1;
 }
 
@@ -766,10 +817,12 @@ static void header(emitter *E, FILE *out)
     /* init's opt_state: 0 reals without a train block */
     fprintf(out, "#define %s_OPT_STATE_SIZE %" PRId64 "  /* %ss */\n", U, p->opt_size, r);
     if (train) fprintf(out, "#define %s_GRADS_SIZE %" PRId64 "  /* %ss */\n", U, p->grads_size, r);
-    fprintf(out, "#define %s_ARENA_BYTES %" PRId64 "\n", U, max_arena(p, LP_F_PREDICT, LP_F_PREDICT_FOLDED));
+    if (p->funcs[LP_F_PREDICT_PREPARED])
+        fprintf(out, "#define %s_PREPARED_SIZE %" PRId64 "  /* %ss: prepare's result */\n", U, p->prepared_size, r);
+    fprintf(out, "#define %s_ARENA_BYTES %" PRId64 "\n", U, max_arena(p, true));
     fprintf(out, "#define %s_ARENA_SIZE %s_ARENA_BYTES  /* bytes, not %ss */\n", U, U, r);
     if (train) {
-        fprintf(out, "#define %s_TRAIN_ARENA_BYTES %" PRId64 "\n", U, max_arena(p, LP_F_GRAD, LP_F_TRAIN_STEP));
+        fprintf(out, "#define %s_TRAIN_ARENA_BYTES %" PRId64 "\n", U, max_arena(p, false));
         fprintf(out, "#define %s_TRAIN_ARENA_SIZE %s_TRAIN_ARENA_BYTES  /* bytes */\n", U, U);
     }
     fprintf(out, "#define %s_ARENA_ALIGN %d  /* the arena's start, in bytes */\n", U,
@@ -788,6 +841,7 @@ static void header(emitter *E, FILE *out)
     fputs(";\n/* Inference: inputs[i] and outputs[i] hold batch samples each; returns 0, or -1 (and\n * does nothing) when batch is not in [1, MAX_BATCH]. */\n", out);
     prototype(E, out, LP_F_PREDICT);
     fputs(";\n", out);
+    if (p->funcs[LP_F_PREDICT_PREPARED]) prepared_api(E, out);
     if (p->embedded)
         fprintf(out, "/* predict with the weights compiled in. */\n"
                      "int %s_predict_embedded(const %s *const *inputs, %s *const *outputs, int batch, void *arena);\n",
@@ -864,8 +918,12 @@ static void source(emitter *E, const char *header_name)
     table(E, "params", &p->params);
     table(E, "opt_slots", &p->slots);
     for (int f = 0; f < LP_F_COUNT; f++) {
-        if (!p->funcs[f] || f == LP_F_PREDICT_FOLDED) continue;   /* that one only as predict_embedded */
+        if (!p->funcs[f] || lp_func_c_only((lp_func_kind)f)) continue;
         function(E, p->funcs[f]);
+        if (f == LP_F_PREDICT && p->funcs[LP_F_PREDICT_PREPARED]) {   /* predict's twins next to it */
+            prepare(E);
+            function(E, p->funcs[LP_F_PREDICT_PREPARED]);
+        }
     }
     if (p->embedded) embedded(E);
     if (target) fputs("\n#if defined(__x86_64__) && defined(__clang__)\n#pragma clang attribute pop\n#endif\n", out);

@@ -1452,8 +1452,7 @@ typedef struct jit_plan {
 /* Whether o asks for function f of p (kd_jit_options.functions). */
 static bool wanted(const lp_program *p, const kd_jit_options *o, int f)
 {
-    /* predict_folded: only predict_embedded calls it, in the C text */
-    return p->funcs[f] && f != LP_F_PREDICT_FOLDED && (!o->functions || (o->functions & (1u << f)));
+    return p->funcs[f] && !lp_func_c_only((lp_func_kind)f) && (!o->functions || (o->functions & (1u << f)));
 }
 
 /* Whether J's worker builds part p of f (p < 0: the function itself: the

@@ -25,6 +25,7 @@ const char *const lp_param_names[LP_P_COUNT] = {
 const char *const lp_func_names[LP_F_COUNT] = {
     [LP_F_INIT] = "init", [LP_F_PREDICT] = "predict", [LP_F_GRAD] = "grad",
     [LP_F_APPLY] = "apply_gradients", [LP_F_TRAIN_STEP] = "train_step", [LP_F_PREDICT_FOLDED] = "predict_folded",
+    [LP_F_PREDICT_PREPARED] = "predict_prepared",
 };
 
 /* The kernels' signatures, from runtime/kernel_list.h's rows. */

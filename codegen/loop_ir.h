@@ -235,12 +235,22 @@ typedef struct lp_kernel {
 } lp_kernel;
 
 /* PREDICT_FOLDED: predict over the weights kd_bn_fold_values made, only with
- * embedded weights (static in the C text; predict_embedded calls it). */
+ * embedded weights (static in the C text; predict_embedded calls it).
+ * PREDICT_PREPARED: predict over what <model>_prepare makes of the weights
+ * (the same folds, at run time; kd_codegen_options.prepare), in the C text. */
 typedef enum lp_func_kind {
-    LP_F_INIT, LP_F_PREDICT, LP_F_GRAD, LP_F_APPLY, LP_F_TRAIN_STEP, LP_F_PREDICT_FOLDED, LP_F_COUNT
+    LP_F_INIT, LP_F_PREDICT, LP_F_GRAD, LP_F_APPLY, LP_F_TRAIN_STEP, LP_F_PREDICT_FOLDED, LP_F_PREDICT_PREPARED,
+    LP_F_COUNT
 } lp_func_kind;
 
-static inline bool lp_func_predicts(lp_func_kind k) { return k == LP_F_PREDICT || k == LP_F_PREDICT_FOLDED; }
+static inline bool lp_func_predicts(lp_func_kind k)
+{
+    return k == LP_F_PREDICT || k == LP_F_PREDICT_FOLDED || k == LP_F_PREDICT_PREPARED;
+}
+
+/* Only the C text has it (predict_embedded, prepare): the JIT, the FLOP
+ * count and the IR dumps leave it out. */
+static inline bool lp_func_c_only(lp_func_kind k) { return k == LP_F_PREDICT_FOLDED || k == LP_F_PREDICT_PREPARED; }
 
 typedef struct lp_func {
     lp_func_kind kind;
@@ -293,13 +303,14 @@ typedef struct lp_program {
     kd_vec params;         /* lp_tensor_info*: weights and states, by offset */
     kd_vec slots;          /* lp_tensor_info*: optimizer slots, by offset */
     int64_t params_size, opt_size, grads_size;   /* reals */
+    int64_t prepared_size;   /* reals of <model>_prepare's result: the params, then packed weights */
     int nvars;             /* the model's variables (kd_var index < nvars) */
     const kd_var *const *vars;   /* by index */
     int64_t *grad_offset;  /* by variable index: elements into grads, -1 if not trainable */
     uint64_t dropout_seed; /* IR_HYPER_SEED: the train block's seed */
     lp_func *funcs[LP_F_COUNT];   /* NULL when not generated */
     const double *embedded;       /* --embed-weights: params_size values, else NULL */
-    struct kd_bn_fold **folds;    /* PREDICT_FOLDED: what kd_bn_fold_values does to the embedded values */
+    struct kd_bn_fold **folds;    /* PREDICT_FOLDED / _PREPARED: what kd_bn_fold_values and prepare do to the weights */
     int nfolds;
     bool disjoint_arena;          /* kd_codegen_options.disjoint_arena */
     bool no_inplace;              /* kd_codegen_options.no_inplace */

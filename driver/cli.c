@@ -25,7 +25,7 @@ static int print_flops(kd_session *s, const kd_codegen_options *o)
     printf("\nFLOPs (a multiply-add counts 2) at batch %d:\n", batch);
     printf("%-16s %18s %16s %28s\n", "function", "per call", "per sample", "of which products/conv");
     for (int f = LP_F_PREDICT; f < LP_F_COUNT; f++) {
-        if (!s->graphs.g[f] || f == LP_F_PREDICT_FOLDED) continue;
+        if (!s->graphs.g[f] || lp_func_c_only((lp_func_kind)f)) continue;
         int64_t prod, total = ir_graph_flops(s->graphs.g[f], batch, &prod);
         char a[32], b[32], c[32];
         printf("%-16s %18s %16s %28s\n", lp_func_names[f], kd_thousands(total, a), kd_thousands(total / batch, b),
@@ -122,6 +122,7 @@ static int cmd_compile(kd_cli_options *o)
     if (rc == 0) {
         const char *path = o->run.output ? o->run.output : kd_format(&s.arena, "%s.c", s.model->name);
         if ((rc = check_compile_paths(o->file, o->codegen.embed_weights, path)) == 0) {
+            o->codegen.prepare = true;   /* the C text's host API has prepare and predict_prepared */
             lp_program *p = kd_back_end(&s, &o->codegen);
             rc = p ? kd_codegen_write(p, &o->codegen, path, &s.diags) : 1;
         }

@@ -283,6 +283,20 @@ void kdk_dlogsoftmax_bwd(int rows, int n, const double *y, const double *dy, dou
 double kdk_dsoftmax_xent_idx(int rows, int n, const double *logits, const int32_t *labels,
                              double *loss, double *dlogits, double scale);
 
+/* ---- BatchNormalization folded into the layer before it (bn_fold.c) -------
+ * With s[k] = gamma[k] / sqrt(variance[k] + epsilon) (gamma NULL: 1), in
+ * double: kernel[j] *= s[j % channels] for j < kernel_elems (the output
+ * channel is the kernel's last axis, or in*multiplier + m for a depthwise
+ * one), then into[k] = beta[k] + (bias[k] - mean[k]) * s[k] (beta, bias
+ * NULL: 0), each rounded once to the element type. into may be bias or
+ * beta. Returns 0, or -1 when a result is not finite (a variance at or
+ * below -epsilon). kdslc's --embed-weights folds with kdk_dbn_fold; a
+ * model's <model>_prepare with these at run time, to the same bits. */
+int kdk_sbn_fold(float *kernel, long kernel_elems, long channels, const float *gamma, const float *beta,
+                 const float *bias, const float *mean, const float *variance, double epsilon, float *into);
+int kdk_dbn_fold(double *kernel, long kernel_elems, long channels, const double *gamma, const double *beta,
+                 const double *bias, const double *mean, const double *variance, double epsilon, double *into);
+
 /* ---- Initialisers (random.h states them; random.c) --------------------------
  * The initial weights for a seed, the same from generated C, the JIT and on
  * any target; `stream` tells apart the variables of one model. */

@@ -1385,7 +1385,9 @@ static float *weights_file(const gen *g, const double *params, const char *path)
 
 /* --embed-weights: predict_embedded of `text` (model `name`, one input of nx
  * reals and one output of ny per sample, batch 2) with random weights equals
- * predict with them; returns how many BatchNormalizations were folded. */
+ * predict with them, and predict_prepared on what prepare makes of them
+ * equals predict_embedded bit for bit (the same folds, at run time); returns
+ * how many BatchNormalizations were folded. */
 static int embed_check(const char *text, const char *name, int nx, int ny, const kd_codegen_options *opts)
 {
     gen plain;
@@ -1403,17 +1405,26 @@ static int embed_check(const char *text, const char *name, int nx, int ny, const
     gen emb;
     kd_codegen_options o = opts ? *opts : (kd_codegen_options){.inference_only = true};
     o.embed_weights = wpath;
+    o.prepare = true;
     gen_build(&emb, "cg-embed", text, &o, "gcc");
     int folds = emb.p->nfolds;
-    char main_c[2048];
+    char bpath[4300];
+    snprintf(bpath, sizeof bpath, "%s/w.bin", emb.dir);
+    ck_assert_int_eq(tu_write(bpath, f32, (size_t)plain.p->params_size * sizeof(float)), 0);
+    char main_c[4096];
     snprintf(main_c, sizeof main_c,
-             "#include \"%s.h\"\n#include <stdio.h>\n#include <stdlib.h>\n"
-             "int main(void)\n{\n    static float x[%d], y[%d];\n    const float *in[1] = {x};\n    float *out[1] = {y};\n"
-             "    void *a = malloc(%s_ARENA_SIZE);\n    int i;\n"
+             "#include \"%s.h\"\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n"
+             "int main(void)\n{\n    static float x[%d], y[%d], z[%d], w[%s_PARAMS_SIZE + 1], pw[%s_PREPARED_SIZE + 1];\n"
+             "    const float *in[1] = {x};\n    float *out[1] = {y}, *out2[1] = {z};\n"
+             "    void *a = malloc(%s_ARENA_SIZE);\n    int i;\n    FILE *f = fopen(\"w.bin\", \"rb\");\n"
+             "    if (!f || fread(w, sizeof(float), %s_PARAMS_SIZE, f) != %s_PARAMS_SIZE) return 3;\n    fclose(f);\n"
              "    for (i = 0; i < %d; i++) x[i] = (float)(i %% 23) / 7 - 1.3f;\n"
              "    %s_predict_embedded(in, out, 2, a);\n"
+             "    if (%s_prepare(w, pw) != 0 || %s_predict_prepared(pw, in, out2, 2, a) != 0) return 4;\n"
+             "    if (memcmp(y, z, sizeof y)) return 5;\n"
              "    for (i = 0; i < %d; i++) printf(\"%%.9g\\n\", y[i]);\n    free(a);\n    return 0;\n}\n",
-             name, 2 * nx, 2 * ny, emb.upper, 2 * nx, name, 2 * ny);
+             name, 2 * nx, 2 * ny, 2 * ny, emb.upper, emb.upper, emb.upper, emb.upper, emb.upper, 2 * nx, name, name,
+             name, 2 * ny);
     char mpath[4300];
     snprintf(mpath, sizeof mpath, "%s/main.c", emb.dir);
     ck_assert_int_eq(tu_write(mpath, main_c, strlen(main_c)), 0);

@@ -11,7 +11,8 @@
  *
  * The graph becomes conv(in, W) + read(into), where `into` is the variable
  * that will hold b' (beta's, or the layer's own bias when center is off);
- * kd_bn_fold_values then writes W' and b' over W and `into` in the weights.
+ * kd_bn_fold_values then writes W' and b' over W and `into` in the weights
+ * (with the runtime's kdk_dbn_fold, which a model's <model>_prepare runs too).
  * So a fold is only safe when nothing else reads those variables or sees the
  * layer's output: each node from the layer to the normalisation has one use,
  * and the kernel, the bias and `into` are each read once in the graph.
@@ -19,8 +20,8 @@
  * normalisation, a Conv2DTranspose, whose output channels are not its
  * kernel's last axis, grouped convolutions) stays as it was. */
 #include "../passes.h"
+#include "kernels.h"
 
-#include <math.h>
 
 typedef struct fold_ctx {
     kd_arena *a;
@@ -131,26 +132,10 @@ bool kd_bn_fold_values(kd_bn_fold *const *folds, int nfolds, const kd_var *const
 {
     for (int i = 0; i < nfolds; i++) {
         const kd_bn_fold *f = folds[i];
-#define AT(v) (params + vars[(v)]->offset)
-        const kd_var *kernel = vars[f->kernel];
-        double *w = AT(f->kernel), *into = AT(f->into);
-        const double *mean = AT(f->mean), *var = AT(f->variance);
-        const double *gamma = f->gamma >= 0 ? AT(f->gamma) : NULL, *beta = f->beta >= 0 ? AT(f->beta) : NULL;
-        const double *bias = f->bias >= 0 ? AT(f->bias) : NULL;
+#define AT(v) ((v) >= 0 ? params + vars[(v)]->offset : NULL)
+        if (kdk_dbn_fold(AT(f->kernel), (long)ir_shape_elems(&vars[f->kernel]->shape), (long)f->channels, AT(f->gamma),
+                         AT(f->beta), AT(f->bias), AT(f->mean), AT(f->variance), f->epsilon, AT(f->into)) != 0) {
 #undef AT
-        int64_t elems = ir_shape_elems(&kernel->shape);
-        bool finite = true;
-        for (int64_t j = 0; j < elems; j++) {
-            int64_t k = j % f->channels;
-            w[j] *= (gamma ? gamma[k] : 1.0) / sqrt(var[k] + f->epsilon);
-            finite = finite && isfinite(w[j]);
-        }
-        for (int64_t k = 0; k < f->channels; k++) {   /* into may be the bias: read it first */
-            double s = (gamma ? gamma[k] : 1.0) / sqrt(var[k] + f->epsilon);
-            into[k] = (beta ? beta[k] : 0.0) + ((bias ? bias[k] : 0.0) - mean[k]) * s;
-            finite = finite && isfinite(into[k]);
-        }
-        if (!finite) {
             *bad = i;
             return false;
         }

@@ -255,6 +255,9 @@ static int dense(gen *g)
         k = n;
         return define(g, shape1(k), m + g->mag[x], -1, -1, 1, &x, "Add([$0, Dense($0, %d, activation: %s)])", k, a);
     }
+    if (chance(g, 15))   /* what prepare and --embed-weights fold into the Dense */
+        return define(g, shape1(k), g->mag[x] * 0.7 * sqrt((double)n) + 5, -1, -1, 1, &x,
+                      "BatchNormalization(Dense($0, %d%s))", k, chance(g, 30) ? ", use_bias: false" : "");
     return define(g, shape1(k), m, -1, -1, 1, &x, "Dense($0, %d, activation: %s%s%s)", k, a,
                   chance(g, 25) ? ", use_bias: false" : "", chance(g, 10) ? ", trainable: false" : "");
 }
@@ -367,6 +370,10 @@ static int conv(gen *g)
     bool same = chance(g, 50);
     if (!same && (k > h || k > w)) return -1;
     dt_shape t = {3, {same ? (h + st - 1) / st : (h - k) / st + 1, same ? (w + st - 1) / st : (w - k) / st + 1, f}};
+    if (chance(g, 15))   /* what prepare and --embed-weights fold into the convolution */
+        return define(g, t, g->mag[x] * 0.7 * sqrt((double)(k * k * c)) + 5, -1, -1, 1, &x,
+                      "BatchNormalization(Conv2D($0, %d, %d, strides: %d, padding: %s%s))", f, k, st,
+                      same ? "same" : "valid", chance(g, 30) ? ", use_bias: false" : "");
     const char *a = activation(g);
     return define(g, t, act_mag(a, g->mag[x] * 0.7 * sqrt((double)(k * k * c)) + 1), -1, -1, 1, &x,
                   "Conv2D($0, %d, %d, strides: %d, padding: %s, activation: %s%s)", f, k, st, same ? "same" : "valid", a,

@@ -309,6 +309,8 @@ static bool compare(cmp *c, const char *what, const void *got, bool f64, const d
 typedef struct entry_points {
     const lp_program *exec;   /* run through the loop-IR executor (loopexec.h) instead */
     void (*predict)(const void *params, const void *const *inputs, void *const *outputs, int batch, void *arena);
+    /* model.c's prepare: predict then runs on what it makes of the weights (predict_prepared) */
+    int (*prepare)(const void *params, void *prepared);
     double (*grad_f64)(void *params, const void *const *inputs, const void *labels, void *grads, int batch,
                        unsigned long long step, void *arena);
     float (*grad_f32)(void *params, const void *const *inputs, const void *labels, void *grads, int batch,
@@ -397,7 +399,12 @@ static void run_program(const reference *r, const lp_program *p, const entry_poi
                   .learning_rate = LEARNING_RATE};
     if (e->exec && lx_run(e->exec, LP_F_PREDICT, &lx, NULL, why, sizeof why) != 0)
         verdict(c->v, DT_FAIL, "executor", "%s", why);
-    else if (!e->exec) e->predict(params, (const void *const *)in, out, r->batch, arena);
+    else if (!e->exec && e->prepare) {
+        void *prepared = reals(p->prepared_size, f64);
+        if (e->prepare(params, prepared) != 0) verdict(c->v, DT_FAIL, "prepare", "prepare returned nonzero");
+        else e->predict(prepared, (const void *const *)in, out, r->batch, arena);
+        free(prepared);
+    } else if (!e->exec) e->predict(params, (const void *const *)in, out, r->batch, arena);
     for (int i = 0; i < p->noutputs && c->v->status != DT_FAIL; i++) {
         char what[32];
         snprintf(what, sizeof what, "predict y%d", i);
@@ -579,7 +586,7 @@ static const char *env_or(const char *name, const char *fallback)
 static void run_c(reference *r, bool f64, const dt_options *o, dt_verdict *v)
 {
     const char *name = f64 ? "C f64" : "C f32";
-    kd_codegen_options co = {.f64 = f64, .header_name = "m.h"};
+    kd_codegen_options co = {.f64 = f64, .header_name = "m.h", .prepare = true};
     lp_program *p = build(r, co, v, name);
     if (!p) return;
     char path[4096], cmd[8192];
@@ -629,6 +636,23 @@ static void run_c(reference *r, bool f64, const dt_options *o, dt_verdict *v)
         run_program(r, p, &e, f64, &c);
         if (o->verbose) fprintf(stderr, "  %-24s worst error %.3g of %.3g allowed\n", name, c.worst, c.tol);
         v->variants++;
+        /* predict_prepared on prepare's weights (BatchNormalizations folded) */
+        entry_points ep = {0};
+        char pname[32];
+        snprintf(pname, sizeof pname, "%s prepared", name);
+        f = dlsym(so, "m_predict_prepared");
+        memcpy(&ep.predict, &f, sizeof f);
+        f = dlsym(so, "m_prepare");
+        memcpy(&ep.prepare, &f, sizeof f);
+        if (v->status == DT_FAIL) {
+        } else if (!ep.predict || !ep.prepare) {
+            verdict(v, DT_FAIL, pname, "m_prepare or m_predict_prepared is missing from model.c");
+        } else {
+            cmp cp = {v, pname, f64 ? TOL_F64 : TOL_F32, 0, NULL};
+            run_program(r, p, &ep, f64, &cp);
+            if (o->verbose) fprintf(stderr, "  %-24s worst error %.3g of %.3g allowed\n", pname, cp.worst, cp.tol);
+            v->variants++;
+        }
     }
     dlclose(so);
 }
