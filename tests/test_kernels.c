@@ -516,10 +516,10 @@ static void same_c(const struct packed_case *g, int dbl, const void *got, const 
 }
 
 /* For each variant this CPU runs: the driver given op(B) packed once gives
- * the bits of the one that packs it; above two row tiles of the widest
- * tile (M > 16) it reads every panel from the packing (B2 given, B's
- * result); a buffer packed for another variant's NR is ignored (B2's
- * result). Then the public entries against kdk_?gemm, from M 1 on. */
+ * the bits of the one that packs it; past the GEMV path (M > 4) it reads
+ * every panel from the packing (B2 given, B's result); a buffer packed for
+ * another variant's NR is ignored (B2's result). Then the public entries
+ * against kdk_?gemm, from M 1 on. */
 static void check_packed_b(const struct packed_case *g)
 {
     for (int dbl = 0; dbl < 2; dbl++) {
@@ -531,7 +531,7 @@ static void check_packed_b(const struct packed_case *g)
             void *got = packed_run(&o, g, isa, g->N, g->K, o.B, pk.p);
             same_c(g, dbl, got, want, "packed B", isa);
             free(got);
-            if (g->M > 2 * 8) {
+            if (g->M > KDK_GEMV_MAX_M) {
                 got = packed_run(&o, g, isa, g->N, g->K, o.B2, pk.p);
                 same_c(g, dbl, got, want, "panels read from the packing", isa);
                 free(got);
