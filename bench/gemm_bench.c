@@ -3,7 +3,10 @@
  * MLP 784-256-128-10 at batch 64 (forward Y = X·W, backward dW = Xᵀ·dY and
  * dX = dY·Wᵀ), then the small CNN's convolutions, one thread and two
  * (kdk_*_part on two pthreads).  Prints one line per shape and a total for
- * the MLP's GEMMs of one training step.
+ * the MLP's GEMMs of one training step.  Shapes named "... packed B" (with
+ * the filter only, one thread) call kdk_sgemm_packed_b with B packed once
+ * beforehand: `gemm_bench 0.3 "fwd  64x784"` times the MLP's first layer
+ * both ways, one after the other.
  *
  *   gemm_bench [seconds-per-shape [shape-filter]]   (default 0.3 s, all shapes)
  */
@@ -41,13 +44,13 @@ enum op { OP_GEMM, OP_CONV_FWD, OP_CONV_BWD_DATA, OP_CONV_BWD_FILTER, OP_MAXPOOL
 struct shape {
     const char *name;
     enum op op;
-    int M, N, K, ta, tb, act, bias;          /* GEMM */
+    int M, N, K, ta, tb, act, bias, packed;  /* GEMM; packed: B packed once (kdk_sgemm_pack_b) */
     int n, h, w, c, oh, ow, f, kh, kw, s, p; /* conv (square stride s, padding p) */
 };
 
 struct job {
     const struct shape *s;
-    float *a, *b, *c, *bias, *work;
+    float *a, *b, *c, *bias, *work, *packed;
     int part, nparts;
     long reps;
 };
@@ -69,6 +72,11 @@ static void run_once(struct job *j)
     switch (s->op) {
     case OP_GEMM: {
         int lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
+        if (s->packed) {
+            kdk_sgemm_packed_b(s->M, s->N, s->K, j->a, lda, s->ta, j->b, ldb, s->tb, j->packed, 0.0f, j->c,
+                               s->N, s->bias ? j->bias : NULL, s->act, j->work);
+            break;
+        }
         kdk_sgemm_part(j->part, j->nparts, s->M, s->N, s->K, j->a, lda, s->ta, j->b, ldb, s->tb,
                        0.0f, j->c, s->N, s->bias ? j->bias : NULL, s->act, j->work);
         break;
@@ -135,12 +143,18 @@ static double time_shape(const struct shape *s, int nthreads, double budget)
         else { na = x; nb = y; nc = wt; }
     }
     float *a = randbuf(na), *b = randbuf(nb), *c = randbuf(nc), *bias = randbuf(4096);
+    float *packed = NULL;
+    if (s->op == OP_GEMM && s->packed) {
+        size_t np = kdk_sgemm_packed_b_size(s->M, s->N, s->K);
+        packed = np ? aligned_alloc(64, (np * sizeof *packed + 63) / 64 * 64) : NULL;
+        if (packed) kdk_sgemm_pack_b(s->N, s->K, b, s->tb ? s->K : s->N, s->tb, packed);
+    }
     struct job jobs[2];
     pthread_t tid[2];
     float *work[2];
     for (int t = 0; t < nthreads; t++) {
         work[t] = malloc(work_of(s) * sizeof(float) + 64);
-        jobs[t] = (struct job){s, a, b, c, bias, work[t], t, nthreads, 1};
+        jobs[t] = (struct job){s, a, b, c, bias, work[t], packed, t, nthreads, 1};
     }
     timer = nthreads == 1 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC;
     /* calibrate the repetition count on one warm call */
@@ -181,11 +195,13 @@ static double time_shape(const struct shape *s, int nthreads, double budget)
     free(b);
     free(c);
     free(bias);
+    free(packed);
     return best;
 }
 
-#define G(nm, M, N, K, ta, tb, act, bias) {nm, OP_GEMM, M, N, K, ta, tb, act, bias, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-#define C(nm, op, n, h, w, c, oh, ow, f, k, s, p) {nm, op, 0, 0, 0, 0, 0, 0, 0, n, h, w, c, oh, ow, f, k, k, s, p}
+#define G(nm, M, N, K, ta, tb, act, bias) {nm, OP_GEMM, M, N, K, ta, tb, act, bias, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define GP(nm, M, N, K, ta, tb, act, bias) {nm, OP_GEMM, M, N, K, ta, tb, act, bias, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define C(nm, op, n, h, w, c, oh, ow, f, k, s, p) {nm, op, 0, 0, 0, 0, 0, 0, 0, 0, n, h, w, c, oh, ow, f, k, k, s, p}
 
 static const struct shape mlp[] = {
     G("fwd  64x784 . 784x256 +b relu", 64, 256, 784, 0, 0, KDK_ACT_RELU, 1),
@@ -208,6 +224,10 @@ static const struct shape extra[] = {
     G("inf1 1x784 . 784x256 (B^T)", 1, 256, 784, 0, 1, KDK_ACT_NONE, 0),
     G("inf1 1x256 . 256x784 (B^T)", 1, 784, 256, 0, 1, KDK_ACT_NONE, 0),
     G("inf1 (A^T) 784x1 . 784x256", 1, 256, 784, 1, 0, KDK_ACT_NONE, 0),
+    /* the MLP's inference layers with B packed once (filter only) */
+    GP("fwd  64x784 . 784x256 +b relu packed B", 64, 256, 784, 0, 0, KDK_ACT_RELU, 1),
+    GP("fwd  64x256 . 256x128 +b relu packed B", 64, 128, 256, 0, 0, KDK_ACT_RELU, 1),
+    GP("fwd  64x128 . 128x10  +b packed B", 64, 10, 128, 0, 0, KDK_ACT_NONE, 1),
     C("conv1 fwd   28x28x1 -> 26x26x32", OP_CONV_FWD, 64, 28, 28, 1, 26, 26, 32, 3, 1, 0),
     C("conv1 dW", OP_CONV_BWD_FILTER, 64, 28, 28, 1, 26, 26, 32, 3, 1, 0),
     C("conv2 fwd   13x13x32 -> 11x11x64", OP_CONV_FWD, 64, 13, 13, 32, 11, 11, 64, 3, 1, 0),
@@ -245,6 +265,7 @@ int main(int argc, char **argv)
         printf("%-36s %12.2f %9.1f\n", s->name, t1 * 1e6, flops_of(s) / t1 * 1e-9);
     }
     for (size_t i = 0; i < sizeof extra / sizeof extra[0] && !filter; i++) {
+        if (extra[i].packed) continue;
         double t1 = time_shape(&extra[i], 1, budget), t2 = time_shape(&extra[i], 2, budget);
         double f = flops_of(&extra[i]);
         printf("%-36s %12.2f %9.1f %12.2f %9.1f\n", extra[i].name, t1 * 1e6, f / t1 * 1e-9,

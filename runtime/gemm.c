@@ -100,6 +100,50 @@ int kdk_gemm_kblocks(int K)
     return K <= 0 ? 0 : kdk_kblocks_of(K);
 }
 
+/* ---- op(B) packed once (kdk_?gemm_pack_b) ----------------------------------
+ * The buffer: a header of KDK_ALIGN bytes, then for each NC block of columns
+ * and, inside it, each KC block of k (the driver's loop order), the block's
+ * NR-column panels of kc rows, the last zero-padded: what pack_b writes into
+ * work on every call. The blocks depend on N and K only, never on M. The
+ * header says what the panels were packed for; a driver that finds anything
+ * else there (another variant's NR, other dims, other blocking) packs B as
+ * usual. */
+struct kdk_packed_b_header {
+    uint32_t magic, elem_bytes, nr, n, k, transb, kc, nc;
+};
+_Static_assert(sizeof(struct kdk_packed_b_header) <= KDK_ALIGN, "the header fits before the panels");
+enum { KDK_PACKED_B_MAGIC = 0x6b645062 }; /* "kdPb" */
+
+static struct kdk_packed_b_header packed_b_header(size_t es, int nr, int N, int K, int transB)
+{
+    return (struct kdk_packed_b_header){KDK_PACKED_B_MAGIC, (uint32_t)es, (uint32_t)nr, (uint32_t)N,
+                                        (uint32_t)K, transB != 0, KDK_KC, KDK_NC};
+}
+
+static void packed_b_write_header(void *packed, size_t es, int nr, int N, int K, int transB)
+{
+    struct kdk_packed_b_header h = packed_b_header(es, nr, N, K, transB);
+    memset(packed, 0, KDK_ALIGN);
+    memcpy(packed, &h, sizeof h);
+}
+
+static int packed_b_matches(const void *packed, size_t es, int nr, int N, int K, int transB)
+{
+    struct kdk_packed_b_header want = packed_b_header(es, nr, N, K, transB), got;
+    memcpy(&got, packed, sizeof got);
+    return memcmp(&want, &got, sizeof got) == 0;
+}
+
+/* Elements of size es for any variant's layout: the widest NR's padding
+ * covers every narrower one (they divide it). No buffer where every
+ * M <= max_m takes the GEMV path, which reads B in place. */
+static size_t kdk_gemm_packed_b_elems(int max_m, int N, int K, size_t es)
+{
+    if (max_m <= KDK_GEMV_MAX_M || N <= 0 || K <= 0) return 0;
+    size_t nr = KDK_NR_MAX_BYTES / es;
+    return KDK_ALIGN / es + (size_t)K * (((size_t)N + nr - 1) / nr * nr);
+}
+
 #define KT float
 #define KTS 4
 #define KTI int32_t

@@ -103,8 +103,9 @@ size_t KP(gemm_work_size)(int M, int N, int K)
     return kdk_gemm_work_elems(M, N, K, sizeof(KT));
 }
 
-void KP(gemm)(int M, int N, int K, const KT *A, int lda, int transA, const KT *B, int ldb,
-              int transB, KT beta, KT *C, int ldc, const KT *bias, int act, KT *work)
+void KP(gemm_packed_b)(int M, int N, int K, const KT *A, int lda, int transA, const KT *B, int ldb,
+                       int transB, const KT *packed, KT beta, KT *C, int ldc, const KT *bias, int act,
+                       KT *work)
 {
     if (M <= 0 || N <= 0) return;
     if (!work || K <= 0) {
@@ -114,10 +115,40 @@ void KP(gemm)(int M, int N, int K, const KT *A, int lda, int transA, const KT *B
     struct kdk_gemm_task t = {
         .m = M, .n = N, .k = K,
         .akind = KDK_A_MAT, .a = A, .lda = lda, .transa = transA,
-        .b = B, .ldb = ldb, .transb = transB,
+        .b = B, .ldb = ldb, .transb = transB, .bpacked = packed,
         .beta.KS = beta, .c = C, .ldc = ldc, .bias = bias, .act = act,
     };
     KP(gemm_task)(&t, work);
+}
+
+void KP(gemm)(int M, int N, int K, const KT *A, int lda, int transA, const KT *B, int ldb,
+              int transB, KT beta, KT *C, int ldc, const KT *bias, int act, KT *work)
+{
+    KP(gemm_packed_b)(M, N, K, A, lda, transA, B, ldb, transB, NULL, beta, C, ldc, bias, act, work);
+}
+
+size_t KP(gemm_packed_b_size)(int max_m, int N, int K)
+{
+    return kdk_gemm_packed_b_elems(max_m, N, K, sizeof(KT));
+}
+
+void KP(gemm_pack_b_isa)(int N, int K, const KT *B, int ldb, int transB, KT *packed, int isa)
+{
+    if (N <= 0 || K <= 0) return;
+    switch (isa) {
+#ifdef KDK_VARIANT_AVX512
+    case KDK_ISA_AVX512: KDK_CAT(KI(pack_b_once), _avx512)(N, K, B, ldb, transB, packed); return;
+#endif
+#ifdef KDK_VARIANT_AVX2
+    case KDK_ISA_AVX2: KDK_CAT(KI(pack_b_once), _avx2)(N, K, B, ldb, transB, packed); return;
+#endif
+    default: KDK_CAT(KI(pack_b_once), _base)(N, K, B, ldb, transB, packed); return;
+    }
+}
+
+void KP(gemm_pack_b)(int N, int K, const KT *B, int ldb, int transB, KT *packed)
+{
+    KP(gemm_pack_b_isa)(N, K, B, ldb, transB, packed, kdk_isa());
 }
 
 /* Part p's block [lo, hi) of total split in nparts at multiples of unit,

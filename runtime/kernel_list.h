@@ -30,6 +30,9 @@
 #define KDK_K_GEMM(XK) XK(GEMM, gemm, VOID, MT, (INT, M), (INT, N), (INT, K), (IN, A), (INT, lda), (INT, transA), \
                         (IN, B), (INT, ldb), (INT, transB), (REAL, beta), (OUT, C), (INT, ldc), (IN, bias), \
                         (INT, act), (OUT, work))
+#define KDK_K_GEMM_PACKED_B(XK) XK(GEMM_PACKED_B, gemm_packed_b, VOID, ST, (INT, M), (INT, N), (INT, K), (IN, A), \
+                                 (INT, lda), (INT, transA), (IN, B), (INT, ldb), (INT, transB), (IN, packed), \
+                                 (REAL, beta), (OUT, C), (INT, ldc), (IN, bias), (INT, act), (OUT, work))
 #define KDK_K_COLSUM(XK) XK(COLSUM, colsum, VOID, ST, (INT, M), (INT, N), (IN, X), (INT, ldx), (OUT, out), \
                           (INT, accumulate))
 #define KDK_K_CONV2D_FWD(XK) XK(CONV2D_FWD, conv2d_fwd, VOID, MT, KDK_CONV_GEOM_ARGS, (IN, x), (IN, wt), (IN, bias), \
@@ -70,7 +73,7 @@
 
 /* Every row, in the order of the compiler's lp_kernel_id. */
 #define KDK_KERNEL_LIST(XK) \
-    KDK_K_GEMM(XK) KDK_K_COLSUM(XK) \
+    KDK_K_GEMM(XK) KDK_K_GEMM_PACKED_B(XK) KDK_K_COLSUM(XK) \
     KDK_K_CONV2D_FWD(XK) KDK_K_CONV2D_POOL_FWD(XK) KDK_K_CONV2D_BWD_DATA(XK) KDK_K_CONV2D_BWD_FILTER(XK) \
     KDK_K_DWCONV2D_FWD(XK) KDK_K_DWCONV2D_BWD_DATA(XK) KDK_K_DWCONV2D_BWD_FILTER(XK) \
     KDK_K_MAXPOOL2D_FWD(XK) KDK_K_MAXPOOL2D_BWD(XK) KDK_K_AVGPOOL2D_FWD(XK) KDK_K_AVGPOOL2D_BWD(XK) \

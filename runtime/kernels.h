@@ -77,6 +77,31 @@ void kdk_sgemm_part(int part, int nparts, int M, int N, int K,
                     float beta, float *C, int ldc,
                     const float *bias, int act, float *work);
 
+/* op(B) packed once, for a B that is the same on every call (a layer's
+ * weights, packed when the model is prepared): past the GEMV path (M > 4),
+ * where kdk_sgemm packs op(B)'s panels into work on every call or, with one
+ * or two row tiles, reads a row-major B's full panels in place (rows ldb
+ * apart), kdk_sgemm_packed_b reads them all from `packed`.
+ * kdk_sgemm_packed_b_size: reals of `packed` for any M up to max_m, op(B)
+ * K×N; the same on every CPU (the widest variant's layout, AVX-512's), so
+ * the compiler may write it as a constant. 0 when max_m <= 4: those M take
+ * the GEMV path, which reads B in place (but for a transposed op(A) times
+ * a transposed B), and the caller passes NULL.
+ * kdk_sgemm_pack_b: packs op(B) (B stored K×N with ldb, or N×K if transB)
+ * into `packed` for the variant this CPU runs: a 64-byte header, then the
+ * panels as the driver lays them in work (gemm.c). `packed` needs no
+ * alignment; if it is 64-byte aligned, every panel starts on a cache line
+ * where a panel row fills one or more (AVX2, AVX-512), elsewhere on a
+ * panel row (32 bytes with SSE or NEON).
+ * kdk_sgemm_packed_b: kdk_sgemm's arguments with `packed` after transB, and
+ * kdk_sgemm's bits for every M. If `packed` is NULL, or its header names
+ * another variant or other N, K or transB (a buffer packed on another CPU
+ * or for another layer), B is packed as usual. One call computes all of C
+ * (no thread split yet). */
+size_t kdk_sgemm_packed_b_size(int max_m, int N, int K);
+void kdk_sgemm_pack_b(int N, int K, const float *B, int ldb, int transB, float *packed);
+KDK_K_GEMM_PACKED_B(KDK_DECLARE)   /* kdk_[sd]gemm_packed_b: kdk_?gemm's arguments, packed after transB */
+
 /* Split K: the packed driver (work given, M > 4) sums over k in
  * kdk_gemm_kblocks(K) blocks, each summed from zero and added onto C in
  * order, the epilogue after the last. Blocks 0..b-1 into C with
@@ -93,6 +118,8 @@ void kdk_sgemm_ksum(int i0, int i1, int N, const float *T, size_t tstride, int n
                     float *C, int ldc, const float *bias, int act);
 
 size_t kdk_dgemm_work_size(int M, int N, int K);
+size_t kdk_dgemm_packed_b_size(int max_m, int N, int K);
+void kdk_dgemm_pack_b(int N, int K, const double *B, int ldb, int transB, double *packed);
 void kdk_dgemm_part(int part, int nparts, int M, int N, int K,
                     const double *A, int lda, int transA,
                     const double *B, int ldb, int transB,

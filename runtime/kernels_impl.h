@@ -69,7 +69,13 @@ enum {
     KDK_NC = 1024,
     KDK_MR_MAX = 16,
     KDK_NR_MAX = 64,
-    KDK_ALIGN = 64 /* bytes; packed panels start on a cache line */
+    KDK_ALIGN = 64, /* bytes; packed panels start on a cache line */
+    /* The widest row of a micro-tile in any variant (AVX-512: 2 vectors of
+     * 64 bytes); every variant's row width divides it, so a B packed once
+     * is sized for any CPU (kdk_?gemm_packed_b_size). */
+    KDK_NR_MAX_BYTES = 128,
+    /* The most rows of a plain op(A) the GEMV path takes (nothing packed). */
+    KDK_GEMV_MAX_M = 4
 };
 
 /* The direct convolution's slab of filters per tile sweep, bytes (conv_tmpl.h, fwd_slab). */
@@ -124,6 +130,10 @@ struct kdk_gemm_task {
     int one_kblock; /* sum k in one block: the task is one block of a K the
                        caller split (kdk_?gemm_kblock), which must not be
                        split again (kdk_kblocks_of(KDK_KC) is 2) */
+    const void *bpacked; /* op(B) packed once (kdk_?gemm_pack_b), or NULL: the
+                            driver reads its panels there instead of packing
+                            them when the header matches its variant and the
+                            dims (packed_b_header, gemm.c) */
 };
 
 /* Packed drivers (gemm.c); work holds kdk_?gemm_work_size(m, n, k) elements.
@@ -135,6 +145,9 @@ void kdk_sgemm_task(const struct kdk_gemm_task *t, float *work);
 void kdk_dgemm_task(const struct kdk_gemm_task *t, double *work);
 void kdk_sgemm_task_isa(const struct kdk_gemm_task *t, float *work, int isa);
 void kdk_dgemm_task_isa(const struct kdk_gemm_task *t, double *work, int isa);
+/* kdk_?gemm_pack_b for variant isa's layout. */
+void kdk_sgemm_pack_b_isa(int N, int K, const float *B, int ldb, int transB, float *packed, int isa);
+void kdk_dgemm_pack_b_isa(int N, int K, const double *B, int ldb, int transB, double *packed, int isa);
 
 /* Splits [0, total) into nparts blocks whose starts are multiples of unit. */
 static inline void kdk_split(int total, int unit, int part, int nparts, int *lo, int *hi)

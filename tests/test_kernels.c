@@ -438,6 +438,231 @@ START_TEST(test_gemm_work_size)
 }
 END_TEST
 
+/* ---- op(B) packed once (kdk_?gemm_pack_b, kdk_?gemm_packed_b) ---- */
+
+struct packed_case {
+    int M, N, K, tb, bias, act;
+    double beta;
+};
+
+/* The operands of one packed case: B and a second B2 of the same shape
+ * (calls given B2 with B's packing show which one the driver read). */
+struct packed_ops {
+    int dbl, ldb;
+    void *A, *B, *B2, *bias, *C0;
+};
+
+static struct packed_ops packed_ops_new(int dbl, const struct packed_case *g)
+{
+    struct packed_ops o = {dbl, g->tb ? g->K : g->N, NULL, NULL, NULL, NULL, NULL};
+    o.A = trand(dbl, (size_t)g->M * g->K);
+    o.B = trand(dbl, (size_t)g->K * g->N);
+    o.B2 = trand(dbl, (size_t)g->K * g->N);
+    o.bias = g->bias ? trand(dbl, (size_t)g->N) : NULL;
+    o.C0 = trand(dbl, (size_t)g->M * g->N);
+    return o;
+}
+
+static void packed_ops_free(struct packed_ops *o)
+{
+    free(o->A), free(o->B), free(o->B2), free(o->bias), free(o->C0);
+}
+
+/* A buffer of kdk_?gemm_packed_b_size(max_m, N, K) elements (a work
+ * buffer: misaligned, with a canary) holding op(B) packed for variant isa. */
+static struct work packed_new(int dbl, int isa, int max_m, int N, int K, const void *B, int ldb, int tb)
+{
+    size_t n = dbl ? kdk_dgemm_packed_b_size(max_m, N, K) : kdk_sgemm_packed_b_size(max_m, N, K);
+    ck_assert_uint_gt(n, 0);
+    struct work w = work_new(dbl, n);
+    if (dbl)
+        kdk_dgemm_pack_b_isa(N, K, B, ldb, tb, w.p, isa);
+    else
+        kdk_sgemm_pack_b_isa(N, K, B, ldb, tb, w.p, isa);
+    return w;
+}
+
+/* C (a fresh buffer from o->C0) of variant isa's driver for dims M×N×K of
+ * case g, B (ldb o->ldb) and packed (or NULL). */
+static void *packed_run(const struct packed_ops *o, const struct packed_case *g, int isa, int N, int K,
+                        const void *B, const void *packed)
+{
+    int dbl = o->dbl;
+    void *C = talloc(dbl, (size_t)g->M * g->N);
+    memcpy(C, o->C0, (size_t)g->M * g->N * esize(dbl));
+    size_t ws = dbl ? kdk_dgemm_work_size(g->M, N, K) : kdk_sgemm_work_size(g->M, N, K);
+    struct work w = work_new(dbl, ws);
+    struct kdk_gemm_task t = {
+        .m = g->M, .n = N, .k = K, .akind = KDK_A_MAT, .a = o->A, .lda = g->K,
+        .b = B, .ldb = o->ldb, .transb = g->tb, .bpacked = packed,
+        .c = C, .ldc = g->N, .bias = o->bias, .act = g->act,
+    };
+    if (dbl) {
+        t.beta.d = g->beta;
+        kdk_dgemm_task_isa(&t, w.p, isa);
+    } else {
+        t.beta.s = (float)g->beta;
+        kdk_sgemm_task_isa(&t, w.p, isa);
+    }
+    work_free(&w);
+    return C;
+}
+
+static void same_c(const struct packed_case *g, int dbl, const void *got, const void *want, const char *what, int isa)
+{
+    size_t n = (size_t)g->M * g->N;
+    EXPECT(memcmp(got, want, n * esize(dbl)) == 0, "%s %s isa %d: M=%d N=%d K=%d tb=%d bias=%d act=%d beta=%g",
+           what, dbl ? "f64" : "f32", isa, g->M, g->N, g->K, g->tb, g->bias, g->act, g->beta);
+}
+
+/* For each variant this CPU runs: the driver given op(B) packed once gives
+ * the bits of the one that packs it; past the GEMV path (M > 4) it reads
+ * every panel from the packing (B2 given, B's result); a buffer packed for
+ * another variant's NR is ignored (B2's result). Then the public entries
+ * against kdk_?gemm, from M 1 on. */
+static void check_packed_b(const struct packed_case *g)
+{
+    for (int dbl = 0; dbl < 2; dbl++) {
+        struct packed_ops o = packed_ops_new(dbl, g);
+        for (int isa = 0; isa < KDK_ISA_COUNT; isa++) {
+            if (!kdk_gemm_isa_supported(isa)) continue;
+            struct work pk = packed_new(dbl, isa, KDK_MAX(g->M, KDK_GEMV_MAX_M + 1), g->N, g->K, o.B, o.ldb, g->tb);
+            void *want = packed_run(&o, g, isa, g->N, g->K, o.B, NULL);
+            void *got = packed_run(&o, g, isa, g->N, g->K, o.B, pk.p);
+            same_c(g, dbl, got, want, "packed B", isa);
+            free(got);
+            if (g->M > KDK_GEMV_MAX_M) {
+                got = packed_run(&o, g, isa, g->N, g->K, o.B2, pk.p);
+                same_c(g, dbl, got, want, "panels read from the packing", isa);
+                free(got);
+            }
+            free(want);
+            for (int other = 0; other < KDK_ISA_COUNT && !dbl; other++) {
+                if (other == isa || !kdk_gemm_isa_supported(other)) continue;
+                want = packed_run(&o, g, other, g->N, g->K, o.B2, NULL);
+                got = packed_run(&o, g, other, g->N, g->K, o.B2, pk.p);
+                same_c(g, dbl, got, want, "packed for another variant, ignored", other);
+                free(got);
+                free(want);
+            }
+            work_free(&pk);
+        }
+        /* the public entries: this CPU's variant, every path from M 1 on */
+        size_t n = dbl ? kdk_dgemm_packed_b_size(g->M, g->N, g->K) : kdk_sgemm_packed_b_size(g->M, g->N, g->K);
+        struct work pk = work_new(dbl, n);
+        void *want = talloc(dbl, (size_t)g->M * g->N), *got = talloc(dbl, (size_t)g->M * g->N);
+        size_t ws = dbl ? kdk_dgemm_work_size(g->M, g->N, g->K) : kdk_sgemm_work_size(g->M, g->N, g->K);
+        struct work w = work_new(dbl, ws);
+        memcpy(want, o.C0, (size_t)g->M * g->N * esize(dbl));
+        memcpy(got, o.C0, (size_t)g->M * g->N * esize(dbl));
+        const void *packed = n ? pk.p : NULL;
+        if (dbl) {
+            if (n) kdk_dgemm_pack_b(g->N, g->K, o.B, o.ldb, g->tb, pk.p);
+            kdk_dgemm(g->M, g->N, g->K, o.A, g->K, 0, o.B, o.ldb, g->tb, g->beta, want, g->N, o.bias, g->act, w.p);
+            kdk_dgemm_packed_b(g->M, g->N, g->K, o.A, g->K, 0, o.B, o.ldb, g->tb, packed, g->beta, got, g->N,
+                               o.bias, g->act, w.p);
+        } else {
+            if (n) kdk_sgemm_pack_b(g->N, g->K, o.B, o.ldb, g->tb, pk.p);
+            kdk_sgemm(g->M, g->N, g->K, o.A, g->K, 0, o.B, o.ldb, g->tb, (float)g->beta, want, g->N, o.bias,
+                      g->act, w.p);
+            kdk_sgemm_packed_b(g->M, g->N, g->K, o.A, g->K, 0, o.B, o.ldb, g->tb, packed, (float)g->beta, got,
+                               g->N, o.bias, g->act, w.p);
+        }
+        same_c(g, dbl, got, want, "kdk_?gemm_packed_b", -1);
+        work_free(&w);
+        work_free(&pk);
+        free(want);
+        free(got);
+        packed_ops_free(&o);
+    }
+}
+
+/* The MLP 784-256-128-10's layers from batch 1 to 100 (GEMV, B read in
+ * place, packed by the first tile, several row blocks), ragged N, K over
+ * two and three KC blocks, N over NC; B row-major and transposed; with and
+ * without bias, ReLU, beta. */
+START_TEST(test_gemm_packed_b_bits)
+{
+    static const int ms[] = {1, 5, 16, 17, 64, 100};
+    static const int layers[][2] = {{256, 784}, {128, 256}, {10, 128}};
+    int c = 0;
+    for (size_t m = 0; m < sizeof ms / sizeof ms[0]; m++)
+        for (int l = 0; l < 3; l++)
+            for (int tb = 0; tb < 2; tb++, c++) {
+                struct packed_case g = {ms[m], layers[l][0], layers[l][1], tb, c % 2,
+                                        c % 3 ? KDK_ACT_RELU : KDK_ACT_NONE, c % 5 ? 0.0 : 1.0};
+                check_packed_b(&g);
+            }
+    struct packed_case cases[] = {
+        {5, 33, 70, 0, 1, KDK_ACT_RELU, 0.0},  {17, 33, 70, 1, 1, KDK_ACT_NONE, 0.5},
+        {64, 33, 70, 0, 0, KDK_ACT_RELU, 1.0}, {64, 1, 40, 0, 1, KDK_ACT_RELU, 0.0},
+        {64, 1, 40, 1, 1, KDK_ACT_NONE, 0.0},  {7, 1, 40, 0, 0, KDK_ACT_NONE, 0.0},
+        {64, 17, 50, 0, 1, KDK_ACT_RELU, 0.0}, {9, 17, 50, 1, 0, KDK_ACT_RELU, 0.0},
+        {64, 33, 300, 0, 1, KDK_ACT_RELU, 0.0}, {64, 33, 600, 1, 1, KDK_ACT_RELU, 1.0},
+        {100, 40, 600, 0, 0, KDK_ACT_NONE, 0.0}, {12, 40, 300, 0, 1, KDK_ACT_RELU, 0.0},
+        {20, 1030, 300, 0, 1, KDK_ACT_RELU, 0.0}, {20, 1030, 300, 1, 1, KDK_ACT_NONE, 0.0},
+        {150, 1030, 40, 0, 0, KDK_ACT_RELU, 1.0}, {6, 1030, 40, 1, 1, KDK_ACT_RELU, 0.0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_packed_b(&cases[i]);
+}
+END_TEST
+
+/* A buffer packed for other dims or the other transB (or not packed at all)
+ * is ignored: the result is B2's, not the packing's, bit for bit. */
+START_TEST(test_gemm_packed_b_mismatch)
+{
+    struct packed_case g = {64, 64, 100, 0, 1, KDK_ACT_RELU, 0.0};
+    for (int dbl = 0; dbl < 2; dbl++)
+        for (int isa = 0; isa < KDK_ISA_COUNT; isa++) {
+            if (!kdk_gemm_isa_supported(isa)) continue;
+            struct packed_ops o = packed_ops_new(dbl, &g);
+            struct work pk = packed_new(dbl, isa, g.M, g.N, g.K, o.B, o.ldb, 0);
+            struct { int N, K, tb; } calls[] = {{63, 100, 0}, {64, 99, 0}, {64, 100, 1}};
+            for (int c = 0; c < 3; c++) {
+                struct packed_case h = g;
+                h.tb = calls[c].tb;
+                void *want = packed_run(&o, &h, isa, calls[c].N, calls[c].K, o.B2, NULL);
+                void *got = packed_run(&o, &h, isa, calls[c].N, calls[c].K, o.B2, pk.p);
+                same_c(&h, dbl, got, want, "packed for other dims, ignored", isa);
+                free(want);
+                free(got);
+            }
+            /* a damaged header */
+            void *want = packed_run(&o, &g, isa, g.N, g.K, o.B2, NULL);
+            ((unsigned char *)pk.p)[0] ^= 1;
+            void *got = packed_run(&o, &g, isa, g.N, g.K, o.B2, pk.p);
+            same_c(&g, dbl, got, want, "damaged header, ignored", isa);
+            free(got);
+            ((unsigned char *)pk.p)[0] ^= 1;
+            got = packed_run(&o, &g, isa, g.N, g.K, o.B2, pk.p);
+            EXPECT(memcmp(got, want, (size_t)g.M * g.N * esize(dbl)) != 0, "the header restored, the packing is read");
+            free(got);
+            free(want);
+            work_free(&pk);
+            packed_ops_free(&o);
+        }
+}
+END_TEST
+
+/* Sizes: none up to M 4 (the GEMV path reads B in place); above, a 64-byte
+ * header and K rows of N rounded up to AVX-512's 32 floats (16 doubles),
+ * whatever max_m. */
+START_TEST(test_gemm_packed_b_size)
+{
+    for (int m = -1; m <= KDK_GEMV_MAX_M; m++) {
+        ck_assert_uint_eq(kdk_sgemm_packed_b_size(m, 256, 784), 0);
+        ck_assert_uint_eq(kdk_dgemm_packed_b_size(m, 256, 784), 0);
+    }
+    ck_assert_uint_eq(kdk_sgemm_packed_b_size(5, 256, 784), 16 + 784 * 256);
+    ck_assert_uint_eq(kdk_sgemm_packed_b_size(100000, 256, 784), 16 + 784 * 256);
+    ck_assert_uint_eq(kdk_sgemm_packed_b_size(64, 10, 128), 16 + 128 * 32);
+    ck_assert_uint_eq(kdk_dgemm_packed_b_size(64, 10, 128), 8 + 128 * 16);
+    ck_assert_uint_eq(kdk_sgemm_packed_b_size(64, 1030, 300), 16 + 300 * 1056);
+    ck_assert_uint_eq(kdk_sgemm_packed_b_size(64, 0, 300), 0);
+    ck_assert_uint_eq(kdk_sgemm_packed_b_size(64, 10, 0), 0);
+}
+END_TEST
+
 START_TEST(test_colsum)
 {
     for (int dbl = 0; dbl < 2; dbl++) {
@@ -2110,6 +2335,12 @@ static Suite *kernels_suite(void)
     tcase_add_test(tc, test_gemm_degenerate);
     tcase_add_test(tc, test_gemm_work_size);
     tcase_add_test(tc, test_colsum);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("gemm_packed_b");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_gemm_packed_b_bits);
+    tcase_add_test(tc, test_gemm_packed_b_mismatch);
+    tcase_add_test(tc, test_gemm_packed_b_size);
     suite_add_tcase(s, tc);
     tc = tcase_create("conv");
     tcase_set_timeout(tc, 600);
