@@ -714,9 +714,10 @@ static void prepared_api(emitter *E, FILE *out)
     const char *r = E->real;
     fprintf(out, "/* The weights made ready for predict_prepared, once after they are loaded or trained (and\n"
                  " * again whenever they change): a copy of params in which each BatchNormalization right\n"
-                 " * after a convolution or Dense is folded into that layer. prepared: %s_PREPARED_SIZE\n"
-                 " * %ss, apart from params (which stay as they are). Returns 0, or\n"
-                 " * -1 when a folded value is not finite (a moving variance at or below -epsilon). */\n"
+                 " * after a convolution or Dense is folded into that layer, then the Dense kernels packed\n"
+                 " * for this CPU's GEMM. prepared: %s_PREPARED_SIZE %ss (64-byte aligned is best),\n"
+                 " * apart from params (which stay as they are); only for this process's CPU. Returns 0,\n"
+                 " * or -1 when a folded value is not finite (a moving variance at or below -epsilon). */\n"
                  "int %s_prepare(const %s *params, %s *prepared);\n", p->upper, r, p->name, r, r);
     fputs("/* predict over prepare's result: predict's outputs, to float rounding where it folded. */\n", out);
     prototype(E, out, LP_F_PREDICT_PREPARED);
@@ -724,7 +725,8 @@ static void prepared_api(emitter *E, FILE *out)
 }
 
 /* <model>_prepare: params copied, then each fold kd_bn_fold_values would
- * make when compiling made by the runtime's kdk_?bn_fold, to the same bits. */
+ * make when compiling made by the runtime's kdk_?bn_fold, to the same bits,
+ * then the weights predict_prepared's GEMMs read packed (lp_pack). */
 static void prepare(emitter *E)
 {
     const lp_program *p = E->p;
@@ -744,6 +746,11 @@ static void prepare(emitter *E)
             else fprintf(out, ", prepared + %" PRId64, p->vars[vars[j]]->offset);
         }
         fprintf(out, ", %.17g, prepared + %" PRId64 ") != 0)\n        return -1;\n", f->epsilon, p->vars[f->into]->offset);
+    }
+    for (int i = 0; i < p->packs.len; i++) {
+        const lp_pack *k = p->packs.items[i];
+        fprintf(out, "    /* %s packed for this CPU's GEMM */\n    %sgemm_pack_b(%d, %d, prepared + %" PRId64 ", %d, %d, prepared + %" PRId64 ");\n",
+                k->name, E->kp, k->n, k->k, k->from, k->ldb, k->transb, k->to);
     }
     fputs("    return 0;\n}\n", out);
 }

@@ -291,6 +291,15 @@ typedef struct lp_io {
     const char *rows_layer;    /* that Embedding, for messages */
 } lp_io;
 
+/* A weight <model>_prepare packs for the GEMM (kdk_?gemm_pack_b): op(B)
+ * K×N read from params' offset `from` (after the folds), stored at `to`
+ * (size reals) in prepared; predict_prepared's matmul reads it there. */
+typedef struct lp_pack {
+    const char *name;      /* the variable's */
+    int64_t from, to, size;
+    int n, k, ldb, transb;
+} lp_pack;
+
 typedef struct lp_program {
     kd_arena *arena;       /* the compiler's memory for the program */
     const char *name;      /* "mlp": C prefix mlp_ */
@@ -304,6 +313,7 @@ typedef struct lp_program {
     kd_vec slots;          /* lp_tensor_info*: optimizer slots, by offset */
     int64_t params_size, opt_size, grads_size;   /* reals */
     int64_t prepared_size;   /* reals of <model>_prepare's result: the params, then packed weights */
+    kd_vec packs;            /* lp_pack*: the weights prepare packs, in order */
     int nvars;             /* the model's variables (kd_var index < nvars) */
     const kd_var *const *vars;   /* by index */
     int64_t *grad_offset;  /* by variable index: elements into grads, -1 if not trainable */

@@ -126,6 +126,43 @@ static bool f64(lower *L) { return L->p->real == LP_F64; }
 
 /* ---- matmul ------------------------------------------------------------------------ */
 
+/* In predict_prepared, B of a matmul that is a whole weight is read as
+ * <model>_prepare packed it for the GEMM, at its own place in prepared after
+ * the params (each weight packed once, however many matmuls read it); NULL:
+ * B is packed per call, as predict does (no workspace, a B that is computed,
+ * or batches too small for the GEMM to pack). */
+static lp_buf *prepacked(lower *L, ir_node *b, bool tb, int64_t ldb, int mM, int mN, int mK, bool has_work)
+{
+    lp_program *p = L->p;
+    if (L->f->kind != LP_F_PREDICT_PREPARED || !has_work || b->op != IR_VAR) return NULL;
+    const lp_buf *w = operand_buf(L, b);
+    if (w->space != LP_PARAMS || w->var < 0) return NULL;
+    int64_t size = (int64_t)(f64(L) ? kdk_dgemm_packed_b_size(mM, mN, mK) : kdk_sgemm_packed_b_size(mM, mN, mK));
+    if (size == 0) return NULL;
+    const lp_pack *pk = NULL;
+    for (int i = 0; i < p->packs.len && !pk; i++) {
+        const lp_pack *q = p->packs.items[i];
+        if (q->from == w->offset && q->transb == tb && q->n == mN && q->k == mK) pk = q;
+    }
+    if (!pk) {
+        lp_pack *q = kd_alloc(L->a, sizeof *q);
+        int64_t line = f64(L) ? 8 : 16;   /* reals per 64-byte line: the panels start on lines */
+        *q = (lp_pack){.name = p->vars[w->var]->name, .from = w->offset, .size = size, .n = mN, .k = mK,
+                       .ldb = (int)ldb, .transb = tb};
+        q->to = (p->prepared_size + line - 1) / line * line;
+        p->prepared_size = q->to + size;
+        kd_vec_push(L->a, &p->packs, q);
+        pk = q;
+    }
+    lp_buf *pb = lp_new_buf(L->a, L->f, LP_PARAMS, kd_format(L->a, "%s_packed", w->name));
+    pb->offset = pk->to;
+    pb->elems = pk->size;
+    pb->is_const = true;
+    pb->var = -1;
+    pb->note = kd_format(L->a, "%s, packed by prepare", pk->name);
+    return pb;
+}
+
 static bool matmul(lower *L, ir_node *n, lp_buf *dst)
 {
     const ir_shape *xs = &n->in[0]->shape, *ys = &n->in[1]->shape;
@@ -136,7 +173,8 @@ static bool matmul(lower *L, ir_node *n, lp_buf *dst)
     if (N.batched) return lw_fail(L, "matmul: the batch cannot be a column");
     int mM = dim_max(L, M), mN = dim_max(L, N), mK = dim_max(L, K);
     size_t work = f64(L) ? kdk_dgemm_work_size(mM, mN, mK) : kdk_sgemm_work_size(mM, mN, mK);
-    call_builder cb = call_begin(L, LP_K_GEMM);
+    lp_buf *wbuf = workspace(L, work), *packed = prepacked(L, n->in[1], tb, yc, mM, mN, mK, wbuf != NULL);
+    call_builder cb = call_begin(L, packed ? LP_K_GEMM_PACKED_B : LP_K_GEMM);
     arg_dim(&cb, M);
     arg_dim(&cb, N);
     arg_dim(&cb, K);
@@ -146,13 +184,14 @@ static bool matmul(lower *L, ir_node *n, lp_buf *dst)
     arg_buf(&cb, operand_buf(L, n->in[1]));
     arg_const(&cb, yc);
     arg_const(&cb, tb);
+    if (packed) arg_buf(&cb, packed);
     arg_real(&cb, lp_real(L->a, 0));
     arg_buf(&cb, dst);
     arg_const(&cb, N.n);
     if (n->nin == 3) arg_buf(&cb, operand_buf(L, n->in[2]));
     else arg_null(&cb);
     arg_const(&cb, n->op == IR_FUSED_MATMUL ? n->attr.act : 0);
-    arg_buf(&cb, workspace(L, work));
+    arg_buf(&cb, wbuf);
     call_end(&cb);
     return !L->failed;
 }

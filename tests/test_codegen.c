@@ -1451,6 +1451,79 @@ static int embed_check(const char *text, const char *name, int nx, int ny, const
     return folds;
 }
 
+/* predict_prepared reads each Dense kernel as prepare packed it for the GEMM
+ * (kdk_sgemm_packed_b): the same bits as predict at every batch — the GEMV
+ * path (3), one and two row tiles (9, 16) and the packed driver (24) — and
+ * prepared holds the packed copies after the params. Compiled for batch 2,
+ * the GEMM never packs: nothing is packed and PREPARED_SIZE is PARAMS_SIZE. */
+static const char prepared_text[] =
+    "model pmlp {\n"
+    "    input x: [30]\n"
+    "    Dense(40, activation: relu)\n"
+    "    Dense(33, activation: tanh, use_bias: false)\n"
+    "    output y = Dense(5)\n"
+    "}\n";
+
+START_TEST(prepared_packs_dense)
+{
+    static const int compile_batch[2] = {24, 2};
+    for (int t = 0; t < 2; t++) {
+        gen g;
+        kd_codegen_options o = {.inference_only = true, .batch = compile_batch[t], .prepare = true};
+        gen_build(&g, "cg-prepared", prepared_text, &o, NULL);
+        char path[4300];
+        snprintf(path, sizeof path, "%s/pmlp.c", g.dir);
+        char *c = read_text(path);
+        int calls = 0;
+        for (const char *at = c; (at = strstr(at, "kdk_sgemm_packed_b(")); at++) calls++;
+        ck_assert_int_eq(calls, t == 0 ? 3 : 0);
+        ck_assert_int_eq(g.p->packs.len, t == 0 ? 3 : 0);
+        /* after the params, each packed kernel on a 64-byte line: 30x40, 40x33, 33x5 */
+        int64_t want = g.p->params_size;
+        if (t == 0) {
+            const int nk[3][2] = {{40, 30}, {33, 40}, {5, 33}};
+            for (int i = 0; i < 3; i++) want = (want + 15) / 16 * 16 + (int64_t)kdk_sgemm_packed_b_size(24, nk[i][0], nk[i][1]);
+        }
+        ck_assert_int_eq(g.p->prepared_size, want);
+        free(c);
+        char main_c[2048];
+        snprintf(main_c, sizeof main_c,
+                 "#include \"pmlp.h\"\n#include <stdlib.h>\n#include <string.h>\n"
+                 "int main(void)\n{\n    static float w[PMLP_PARAMS_SIZE], pw[PMLP_PREPARED_SIZE], x[30 * PMLP_MAX_BATCH],\n"
+                 "        y[5 * PMLP_MAX_BATCH], z[5 * PMLP_MAX_BATCH];\n"
+                 "    static const int batches[] = {3, 9, 16, 24};\n"
+                 "    const float *in[1] = {x};\n    float *out[1] = {y}, *out2[1] = {z};\n"
+                 "    void *a = malloc(PMLP_ARENA_SIZE);\n"
+                 "    pmlp_init(w, NULL, 7);\n"
+                 "    for (int i = 0; i < 30 * PMLP_MAX_BATCH; i++) x[i] = (float)(i %% 29) / 9 - 1.4f;\n"
+                 "    if (pmlp_prepare(w, pw) != 0) return 3;\n"
+                 "    for (int b = 0; b < 4; b++) {\n"
+                 "        if (batches[b] > PMLP_MAX_BATCH) continue;\n"
+                 "        memset(z, 0, sizeof z);\n"
+                 "        if (pmlp_predict(w, in, out, batches[b], a) || pmlp_predict_prepared(pw, in, out2, batches[b], a))\n"
+                 "            return 4;\n"
+                 "        if (memcmp(y, z, sizeof(float) * 5 * batches[b])) return 10 + b;\n"
+                 "    }\n"
+                 "    /* a changed element of the first packed kernel (past its 64-byte header) changes\n"
+                 "     * predict_prepared's outputs at the largest batch: it reads the panels */\n"
+                 "    if (%d) {\n"
+                 "        pw[%lld + 16 + 5] += 1.0f;\n"
+                 "        pmlp_predict_prepared(pw, in, out2, PMLP_MAX_BATCH, a);\n"
+                 "        if (!memcmp(y, z, sizeof(float) * 5 * PMLP_MAX_BATCH)) return 20;\n"
+                 "    }\n"
+                 "    free(a);\n    return 0;\n}\n",
+                 t == 0, t == 0 ? (long long)((const lp_pack *)g.p->packs.items[0])->to : 0LL);
+        char mpath[4300];
+        snprintf(mpath, sizeof mpath, "%s/main.c", g.dir);
+        ck_assert_int_eq(tu_write(mpath, main_c, strlen(main_c)), 0);
+        const char *extra = getenv("KDSL_CODEGEN_CFLAGS") ? getenv("KDSL_CODEGEN_CFLAGS") : "";
+        SH("cd %s && gcc -std=c99 -Wall -Wextra -Werror -O2 %s -I%s main.c pmlp.c %s -lm -o prep && ./prep", g.dir, extra,
+           tu_src("runtime"), runtime_lib("gcc"));
+        gen_free(&g);
+    }
+}
+END_TEST
+
 START_TEST(embed_weights)
 {
     /* small's BatchNormalization follows a ReLU: nothing to fold */
@@ -1793,6 +1866,7 @@ static Suite *codegen_suite(void)
     tcase_add_test(t, deterministic);
     tcase_add_loop_test(t, samples_compile, 0, 2);
     tcase_add_test(t, embed_weights);
+    tcase_add_test(t, prepared_packs_dense);
     tcase_add_test(t, embed_folds_batchnorm);
     tcase_add_test(t, random_from_runtime);
     tcase_add_test(t, cli_errors);
