@@ -16,7 +16,8 @@
  * The weights go through <model>_prepare once, before the clock starts, and
  * the calls are predict_prepared, as a server would run them (ONNX Runtime
  * likewise folds and packs its weights when the session is made); `lat
- * plain` times predict on the weights as Keras orders them instead. */
+ * plain` times predict on the weights as Keras orders them instead. Both
+ * arrays start on 64-byte lines. */
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 #define STR_(a) #a
@@ -52,7 +53,7 @@ int main(int argc, char **argv)
     const size_t in = (size_t)batch * M(_INPUT0_SIZE);
     int pool = (int)(((size_t)16 << 20) / (in * sizeof(float)));
     pool = pool < 1 ? 1 : pool > 16 ? 16 : pool;
-    float *params = malloc(M(_PARAMS_SIZE) * sizeof(float));
+    float *params = aligned_alloc(64, (M(_PARAMS_SIZE) * sizeof(float) + 63) / 64 * 64);
     float *prepared = aligned_alloc(64, (M(_PREPARED_SIZE) * sizeof(float) + 63) / 64 * 64);
     float *x = malloc(pool * in * sizeof(float));
     float *y = malloc((size_t)batch * M(_OUTPUT0_SIZE) * sizeof(float));
