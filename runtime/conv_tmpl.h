@@ -38,12 +38,15 @@ KINL V KV(relu)(V x)
  *                 of x[xo + p*ps + (ky*w + kx)*c + ci] · wt[((ky*kw + kx)*c + ci)*f + o]
  * xo is the offset of pixel 0's window origin (maybe outside the image; the
  * tap range keeps every read inside); cn <= c: a slab of the channels.
- * accum: start from y (dx += ..., or the slabs before). */
+ * accum: start from y (dx += ..., or the slabs before).
+ * pf: filters laid out as wt's, of which the tile prefetches into L2 one
+ * line per tap and channel below pfn (the sweep after this one: see
+ * KDK_FWD_SLAB); NULL: none. */
 #define KDK_FWD_TILE(NB) \
 KINL KDK_CONTRACT void KV(fwd_tile_##NB)(const int P, const KT *restrict x, ptrdiff_t xo,            \
                                     ptrdiff_t ps, ptrdiff_t ys, int w, int c, int cn, int kw, int ky0, int ky1, \
                                     int kx0, int kx1, const KT *restrict wt, int f, const KT *restrict bias, \
-                                    int act, int accum, KT *restrict y)                              \
+                                    int act, int accum, KT *restrict y, const KT *pf, int pfn)       \
 {                                                                                                    \
     V acc[KACC / NB][NB];                                                                            \
 _Pragma("GCC unroll 16")                                                                      \
@@ -56,7 +59,10 @@ _Pragma("GCC unroll 4")                                                         
         for (int kx = kx0; kx < kx1; kx++) {                                                         \
             const KT *xt = x + xo + ((ptrdiff_t)ky * w + kx) * c;                                    \
             const KT *wp = wt + (ptrdiff_t)(ky * kw + kx) * c * f;                                   \
+            const KT *pp = pf ? pf + (ptrdiff_t)(ky * kw + kx) * c * f : wp;                         \
             for (int ci = 0; ci < cn; ci++) {                                                        \
+                if (ci < pfn) __builtin_prefetch(pp, 0, 2);                                          \
+                pp += f;                                                                             \
                 V wv[NB];                                                                            \
 _Pragma("GCC unroll 4")                                                                       \
                 for (int v = 0; v < NB; v++) wv[v] = KV(ld)(wp + v * VL);                            \
@@ -98,7 +104,7 @@ _Pragma("GCC unroll 4")                                                         
                                                     const KT *wt, const KT *bias, int act,     \
                                                     int accum, KT *y)                          \
     {                                                                                          \
-        enum { PMAX = KACC / NB };                                                             \
+        enum { PMAX = KACC / NB, NBLK = NB };                                                 \
         int h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow, f = g->f;                    \
         int kh = g->kh, kw = g->kw, sh = g->sh, sw = g->sw, pt = g->pt, pl = g->pl;            \
         /* output columns [oxa, oxb) and rows [oya, oyb) whose windows avoid the padding */    \
@@ -112,6 +118,7 @@ _Pragma("GCC unroll 4")                                                         
         int pw = nblk ? (oxb - oxa + nblk - 1) / nblk : 0;                                     \
         ptrdiff_t xhw = (ptrdiff_t)h * w * c, yhw = (ptrdiff_t)oh * ow * f;                    \
         int cb = KV(fwd_slab)(g, NB);                                                          \
+        int prefetch = (long)kh * kw * c * f * (long)sizeof(KT) > KDK_CONV_PREFETCH;           \
         for (int f0 = 0; f0 < f; f0 += NB * VL) {                                              \
             for (int b = b0; b < b1; b++)                                                      \
               for (int c0 = 0; c0 < c; c0 += cb) {                                             \
@@ -179,23 +186,30 @@ _Pragma("GCC unroll 4")                                                         
     int cn = KDK_MIN(cb, c - c0), saccum = accum || c0 > 0;                                    \
     int sact = c0 + cn == c ? act : KDK_ACT_NONE;                                              \
     const KT *xs = x + c0, *ws = wt + (ptrdiff_t)c0 * f + f0;                                  \
-    const KT *bs = bias && !c0 ? bias + f0 : NULL;
+    const KT *bs = bias && !c0 ? bias + f0 : NULL;                                             \
+    /* Filters too large for the caches (ResNet50's last two stages) stream from memory, \
+     * and a sweep's first tile would wait on each line: each tile prefetches into L2 one  \
+     * of the NB lines per tap and channel the next sweep reads (the next slab, else the   \
+     * next block's first), so the first NB tiles fetch all of them while they compute. */ \
+    const KT *pfs = !prefetch ? NULL : c0 + cn < c ? ws + (ptrdiff_t)cn * f                   \
+                    : f0 + NBLK * VL < f ? wt + f0 + NBLK * VL : NULL;                         \
+    int pfn = c0 + cn < c ? KDK_MIN(cb, c - c0 - cn) : KDK_MIN(cb, c), tile_no = 0;
 /* Each (NB, P) tile is compiled once, out of line, and called from the three
  * places above: inlining it at each would triple the code and the build time. */
 #define KDK_FWD_CASE(NB, P)                                                                    \
     case P:                                                                                    \
         KV(fwd_tile_##NB##_##P)(xs, xo, ps, ys, w, c, cn, kw, ky0, ky1, kx0, kx1, ws, f, bs,    \
-                                sact, saccum, yp);                                             \
+                                sact, saccum, yp, pfs ? pfs + tile_no++ % NB * VL : NULL, pfn); \
         break;
 #define KDK_FWD_TILE_P(NB, P)                                                                  \
     KTGT KDK_CONTRACT static __attribute__((noinline)) void KV(fwd_tile_##NB##_##P)(           \
         const KT *restrict x, ptrdiff_t xo, ptrdiff_t ps, ptrdiff_t ys, int w, int c, int cn,   \
         int kw, int ky0, int ky1, int kx0, int kx1, const KT *restrict wt, int f,              \
-        const KT *restrict bias, int act, int accum, KT *restrict y)                           \
+        const KT *restrict bias, int act, int accum, KT *restrict y, const KT *pf, int pfn)    \
     {                                                                                          \
         if (P <= KACC / NB)                                                                    \
             KV(fwd_tile_##NB)(P <= KACC / NB ? P : 1, x, xo, ps, ys, w, c, cn, kw, ky0, ky1, kx0, \
-                              kx1, wt, f, bias, act, accum, y);                                \
+                              kx1, wt, f, bias, act, accum, y, pf, pfn);                       \
     }
 #define KDK_FWD_TILES_P(NB)                                                                    \
     KDK_FWD_TILE_P(NB, 1) KDK_FWD_TILE_P(NB, 2) KDK_FWD_TILE_P(NB, 3) KDK_FWD_TILE_P(NB, 4)    \

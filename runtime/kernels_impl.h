@@ -78,8 +78,10 @@ enum {
     KDK_GEMV_MAX_M = 4
 };
 
-/* The direct convolution's slab of filters per tile sweep, bytes (conv_tmpl.h, fwd_slab). */
-enum { KDK_CONV_SLAB = 128 * 1024 };
+/* The direct convolution's slab of filters per tile sweep, bytes (conv_tmpl.h, fwd_slab);
+ * filters of more bytes than KDK_CONV_PREFETCH come from memory, not the caches, and
+ * each sweep prefetches the next one's (KDK_FWD_SLAB). */
+enum { KDK_CONV_SLAB = 128 * 1024, KDK_CONV_PREFETCH = 1024 * 1024 };
 
 /* The driver's blocks of k: ceil(K / KC) of equal depth, and at least two
  * from a depth of KC on, so that a dense layer of 256 inputs can split its
