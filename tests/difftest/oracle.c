@@ -583,6 +583,20 @@ static const char *env_or(const char *name, const char *fallback)
     return s && *s ? s : fallback;
 }
 
+/* One variant: model.c's entry points e (`what` its predict) against the reference. */
+static void run_entry_points(reference *r, const lp_program *p, const entry_points *e, bool f64, const dt_options *o,
+                             dt_verdict *v, const char *name, const char *what)
+{
+    if (!e->predict) {
+        verdict(v, DT_FAIL, name, "%s is missing from model.c", what);
+        return;
+    }
+    cmp c = {v, name, f64 ? TOL_F64 : TOL_F32, 0, NULL};
+    run_program(r, p, e, f64, &c);
+    if (o->verbose) fprintf(stderr, "  %-24s worst error %.3g of %.3g allowed\n", name, c.worst, c.tol);
+    v->variants++;
+}
+
 static void run_c(reference *r, bool f64, const dt_options *o, dt_verdict *v)
 {
     const char *name = f64 ? "C f64" : "C f32";
@@ -629,31 +643,17 @@ static void run_c(reference *r, bool f64, const dt_options *o, dt_verdict *v)
     memcpy(f64 ? (void *)&e.grad_f64 : (void *)&e.grad_f32, &f, sizeof f);
     f = dlsym(so, "m_train_step");
     memcpy(f64 ? (void *)&e.step_f64 : (void *)&e.step_f32, &f, sizeof f);
-    if (!e.predict) {
-        verdict(v, DT_FAIL, name, "m_predict is missing from model.c");
-    } else {
-        cmp c = {v, name, f64 ? TOL_F64 : TOL_F32, 0, NULL};
-        run_program(r, p, &e, f64, &c);
-        if (o->verbose) fprintf(stderr, "  %-24s worst error %.3g of %.3g allowed\n", name, c.worst, c.tol);
-        v->variants++;
-        /* predict_prepared on prepare's weights (BatchNormalizations folded) */
-        entry_points ep = {0};
-        char pname[32];
-        snprintf(pname, sizeof pname, "%s prepared", name);
-        f = dlsym(so, "m_predict_prepared");
-        memcpy(&ep.predict, &f, sizeof f);
-        f = dlsym(so, "m_prepare");
-        memcpy(&ep.prepare, &f, sizeof f);
-        if (v->status == DT_FAIL) {
-        } else if (!ep.predict || !ep.prepare) {
-            verdict(v, DT_FAIL, pname, "m_prepare or m_predict_prepared is missing from model.c");
-        } else {
-            cmp cp = {v, pname, f64 ? TOL_F64 : TOL_F32, 0, NULL};
-            run_program(r, p, &ep, f64, &cp);
-            if (o->verbose) fprintf(stderr, "  %-24s worst error %.3g of %.3g allowed\n", pname, cp.worst, cp.tol);
-            v->variants++;
-        }
-    }
+    run_entry_points(r, p, &e, f64, o, v, name, "m_predict");
+    /* predict_prepared on prepare's weights (BatchNormalizations folded, Dense kernels packed) */
+    entry_points ep = {0};
+    char pname[32];
+    snprintf(pname, sizeof pname, "%s prepared", name);
+    f = dlsym(so, "m_predict_prepared");
+    memcpy(&ep.predict, &f, sizeof f);
+    f = dlsym(so, "m_prepare");
+    memcpy(&ep.prepare, &f, sizeof f);
+    if (v->status != DT_FAIL && !ep.prepare) verdict(v, DT_FAIL, pname, "m_prepare is missing from model.c");
+    if (v->status != DT_FAIL) run_entry_points(r, p, &ep, f64, o, v, pname, "m_predict_prepared");
     dlclose(so);
 }
 
