@@ -1600,6 +1600,31 @@ START_TEST(embed_folds_batchnorm)
     ck_assert_int_eq(RUN(&out, "cd %s && %s compile f.kdsl -o f.c --inference-only --embed-weights bad.safetensors "
                                "--no-fold-batchnorm", plain.dir, tu_kdslc()), 0);
     free(out);
+    /* at run time, prepare says so: -1 with these weights, 0 once the variance is valid */
+    float *f32 = malloc((size_t)plain.p->params_size * sizeof *f32);
+    for (long i = 0; i < plain.p->params_size; i++) f32[i] = (float)params[i];
+    char bpath[4300];
+    snprintf(bpath, sizeof bpath, "%s/bad.bin", plain.dir);
+    ck_assert_int_eq(tu_write(bpath, f32, (size_t)plain.p->params_size * sizeof *f32), 0);
+    free(f32);
+    static const char prep_main[] =
+        "#include \"fold.h\"\n#include <stdio.h>\n"
+        "static float w[FOLD_PARAMS_SIZE], pw[FOLD_PREPARED_SIZE];\n"
+        "int main(void)\n{\n    FILE *f = fopen(\"bad.bin\", \"rb\");\n"
+        "    if (!f || fread(w, sizeof(float), FOLD_PARAMS_SIZE, f) != FOLD_PARAMS_SIZE) return 3;\n    fclose(f);\n"
+        "    int bad = fold_prepare(w, pw);\n"
+        "    for (int i = 0; i < fold_num_params; i++)\n"
+        "        if (fold_params[i].name[0] && !__builtin_strcmp(fold_params[i].name, \"batch_normalization_2/moving_variance\"))\n"
+        "            w[fold_params[i].offset + 1] = 1.0f;\n"
+        "    printf(\"%d %d\\n\", bad, fold_prepare(w, pw));\n    return 0;\n}\n";
+    char mpath[4300];
+    snprintf(mpath, sizeof mpath, "%s/prep.c", plain.dir);
+    ck_assert_int_eq(tu_write(mpath, prep_main, strlen(prep_main)), 0);
+    ck_assert_int_eq(RUN(&out, "cd %s && %s compile f.kdsl -o fold.c --inference-only && "
+                               "gcc -std=c99 -Wall -Werror -I%s prep.c fold.c %s -lm -o prep && ./prep",
+                         plain.dir, tu_kdslc(), tu_src("runtime"), runtime_lib("gcc")), 0);
+    ck_assert_msg(strstr(out, "-1 0"), "prepare with a negative moving variance, then a valid one: %s", out);
+    free(out);
     free(params);
     gen_free(&plain);
 }
