@@ -1620,9 +1620,10 @@ START_TEST(embed_folds_batchnorm)
     char mpath[4300];
     snprintf(mpath, sizeof mpath, "%s/prep.c", plain.dir);
     ck_assert_int_eq(tu_write(mpath, prep_main, strlen(prep_main)), 0);
+    const char *extra = getenv("KDSL_CODEGEN_CFLAGS") ? getenv("KDSL_CODEGEN_CFLAGS") : "";
     ck_assert_int_eq(RUN(&out, "cd %s && %s compile f.kdsl -o fold.c --inference-only && "
-                               "gcc -std=c99 -Wall -Werror -I%s prep.c fold.c %s -lm -o prep && ./prep",
-                         plain.dir, tu_kdslc(), tu_src("runtime"), runtime_lib("gcc")), 0);
+                               "gcc -std=c99 -Wall -Werror %s -I%s prep.c fold.c %s -lm -o prep && ./prep",
+                         plain.dir, tu_kdslc(), extra, tu_src("runtime"), runtime_lib("gcc")), 0);
     ck_assert_msg(strstr(out, "-1 0"), "prepare with a negative moving variance, then a valid one: %s", out);
     free(out);
     free(params);
