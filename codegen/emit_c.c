@@ -738,9 +738,11 @@ static void prepare(emitter *E)
         const kd_bn_fold *f = p->folds[i];
         const int vars[] = {f->gamma, f->beta, f->bias, f->mean, f->variance};
         const char *mean = p->vars[f->mean]->name, *slash = strrchr(mean, '/');
-        fprintf(out, "    /* %.*s folded into %s */\n    if (%sbn_fold(prepared + %" PRId64 ", %" PRId64 ", %" PRId64,
-                (int)(slash ? slash - mean : (ptrdiff_t)strlen(mean)), mean, p->vars[f->kernel]->name, E->kp, p->vars[f->kernel]->offset, ir_shape_elems(&p->vars[f->kernel]->shape),
-                f->channels);
+        const kd_var *kernel = p->vars[f->kernel];
+        fprintf(out, "    /* %.*s folded into %s */\n", (int)(slash ? slash - mean : (ptrdiff_t)strlen(mean)), mean,
+                kernel->name);
+        fprintf(out, "    if (%sbn_fold(prepared + %" PRId64 ", %" PRId64 ", %" PRId64, E->kp, kernel->offset,
+                ir_shape_elems(&kernel->shape), f->channels);
         for (int j = 0; j < 5; j++) {
             if (vars[j] < 0) fputs(", NULL", out);
             else fprintf(out, ", prepared + %" PRId64, p->vars[vars[j]]->offset);
@@ -749,8 +751,9 @@ static void prepare(emitter *E)
     }
     for (int i = 0; i < p->packs.len; i++) {
         const lp_pack *k = p->packs.items[i];
-        fprintf(out, "    /* %s packed for this CPU's GEMM */\n    %sgemm_pack_b(%d, %d, prepared + %" PRId64 ", %d, %d, prepared + %" PRId64 ");\n",
-                k->name, E->kp, k->n, k->k, k->from, k->ldb, k->transb, k->to);
+        fprintf(out, "    /* %s packed for this CPU's GEMM */\n", k->name);
+        fprintf(out, "    %sgemm_pack_b(%d, %d, prepared + %" PRId64 ", %d, %d, prepared + %" PRId64 ");\n", E->kp, k->n,
+                k->k, k->from, k->ldb, k->transb, k->to);
     }
     fputs("    return 0;\n}\n", out);
 }

@@ -22,7 +22,6 @@
 #include "../passes.h"
 #include "kernels.h"
 
-
 typedef struct fold_ctx {
     kd_arena *a;
     const ir_batchnorm **at;   /* src node id -> the BatchNormalization whose result it is */
