@@ -32,6 +32,25 @@
 #include "gemm_tmpl.h"
 #endif
 
+/* fn args in instruction-set variant isa's instantiation (the base one for an
+ * isa not built here). */
+#ifdef KDK_VARIANT_AVX512
+#define KDK_ON_AVX512(fn, args) case KDK_ISA_AVX512: KDK_CAT(KI(fn), _avx512) args; break;
+#else
+#define KDK_ON_AVX512(fn, args)
+#endif
+#ifdef KDK_VARIANT_AVX2
+#define KDK_ON_AVX2(fn, args) case KDK_ISA_AVX2: KDK_CAT(KI(fn), _avx2) args; break;
+#else
+#define KDK_ON_AVX2(fn, args)
+#endif
+#define KDK_ON_VARIANT(isa, fn, args)                                                              \
+    switch (isa) {                                                                                 \
+        KDK_ON_AVX512(fn, args)                                                                    \
+        KDK_ON_AVX2(fn, args)                                                                      \
+    default: KDK_CAT(KI(fn), _base) args; break;                                                   \
+    }
+
 /* A finished row of C: + bias, then the activation (KV(epi1)'s order). */
 static void KI(row_epilogue)(KT *restrict crow, int N, const KT *bias, int act)
 {
@@ -82,15 +101,7 @@ void KP(gemm_task_isa)(const struct kdk_gemm_task *t, KT *work, int isa)
                         (const KT *)t->bias, t->act);
         return;
     }
-    switch (isa) {
-#ifdef KDK_VARIANT_AVX512
-    case KDK_ISA_AVX512: KDK_CAT(KI(gemm), _avx512)(t, work); return;
-#endif
-#ifdef KDK_VARIANT_AVX2
-    case KDK_ISA_AVX2: KDK_CAT(KI(gemm), _avx2)(t, work); return;
-#endif
-    default: KDK_CAT(KI(gemm), _base)(t, work); return;
-    }
+    KDK_ON_VARIANT(isa, gemm, (t, work));
 }
 
 void KP(gemm_task)(const struct kdk_gemm_task *t, KT *work)
@@ -135,15 +146,7 @@ size_t KP(gemm_packed_b_size)(int max_m, int N, int K)
 void KP(gemm_pack_b_isa)(int N, int K, const KT *B, int ldb, int transB, KT *packed, int isa)
 {
     if (N <= 0 || K <= 0) return;
-    switch (isa) {
-#ifdef KDK_VARIANT_AVX512
-    case KDK_ISA_AVX512: KDK_CAT(KI(pack_b_once), _avx512)(N, K, B, ldb, transB, packed); return;
-#endif
-#ifdef KDK_VARIANT_AVX2
-    case KDK_ISA_AVX2: KDK_CAT(KI(pack_b_once), _avx2)(N, K, B, ldb, transB, packed); return;
-#endif
-    default: KDK_CAT(KI(pack_b_once), _base)(N, K, B, ldb, transB, packed); return;
-    }
+    KDK_ON_VARIANT(isa, pack_b_once, (N, K, B, ldb, transB, packed));
 }
 
 void KP(gemm_pack_b)(int N, int K, const KT *B, int ldb, int transB, KT *packed)
@@ -235,3 +238,6 @@ void KP(colsum)(int M, int N, const KT *X, int ldx, KT *out, int accumulate)
 
 #undef KI
 #undef KVL
+#undef KDK_ON_AVX512
+#undef KDK_ON_AVX2
+#undef KDK_ON_VARIANT
